@@ -1,0 +1,80 @@
+"""The `mrvl` command: one entry point whose verbs live in their own modules.
+
+Each verb module exposes `HELP` (one line), `configure(parser)` and `run(args) -> int`.
+A verb whose module is not part of this installation is not offered.  Errors derived from
+`MrvlError` are printed as one line (`mrvl: error: ...`) with exit status 2; a broken pipe
+or Ctrl-C exits quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from mrvl import __version__
+from mrvl.errors import MrvlError
+
+# verb -> module implementing it, in the order `mrvl --help` lists them.
+VERBS: dict[str, str] = {
+    "import": "mrvl.frontend.verb_import",
+    "partition": "mrvl.lowering.verb_partition",
+    "compile": "mrvl.lowering.verb_compile",
+    "sim": "mrvl.sim.verb_sim",
+    "run": "mrvl.sim.verb_run",
+    "report": "mrvl.sim.verb_report",
+    "show": "mrvl.lowering.verb_show",
+    "example": "mrvl.models.verb_example",
+}
+
+
+def _available_verbs() -> dict[str, str]:
+    found = {}
+    for verb, module in VERBS.items():
+        try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            found[verb] = module
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mrvl",
+        description=(
+            "Compile an ONNX model for a Marvell-MLIP-style accelerator, simulate it with "
+            "cycle counts, and run it end to end with the CPU parts on onnxruntime."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"mrvl {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, module_name in _available_verbs().items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
+        module.configure(sub)
+        sub.set_defaults(_verb_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_verb_module", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._verb_module.run(args) or 0)
+    except MrvlError as error:
+        print(f"mrvl {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
