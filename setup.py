@@ -1,3 +1,3 @@
 from setuptools import setup
 
-setup()
+setup(cffi_modules=["sim/build_sim.py:ffibuilder"])

@@ -19,4 +19,5 @@ def get_all_dialects() -> dict[str, Callable[[], Dialect]]:
     """Dialect name -> loader, for mrvl-opt and the Python API."""
     return {
         "graph": _graph,
+        "mrvl": lambda: __import__("mrvl.dialects.mrvl", fromlist=["Mrvl"]).Mrvl,
     }

@@ -12,9 +12,21 @@ from xdsl.utils.target import Target
 
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Pass name (as written in a pipeline) -> loader of its ModulePass class."""
-    return {}
+    return {
+        "graph-remove-identity": lambda: __import__("mrvl.lowering.graph_remove_identity", fromlist=["_"]).GraphRemoveIdentityPass,
+        "graph-fold-batch-norm": lambda: __import__("mrvl.lowering.graph_fold_batch_norm", fromlist=["_"]).GraphFoldBatchNormPass,
+        "graph-fold-constants": lambda: __import__("mrvl.lowering.graph_fold_constants", fromlist=["_"]).GraphFoldConstantsPass,
+        "graph-conv-add-to-bias": lambda: __import__("mrvl.lowering.graph_conv_add_to_bias", fromlist=["_"]).GraphConvAddToBiasPass,
+        "graph-layout-nhwc": lambda: __import__("mrvl.lowering.graph_layout_nhwc", fromlist=["_"]).GraphLayoutNhwcPass,
+        "graph-cancel-transposes": lambda: __import__("mrvl.lowering.graph_cancel_transposes", fromlist=["_"]).GraphCancelTransposesPass,
+        "graph-cleanup": lambda: __import__("mrvl.lowering.graph_pipeline", fromlist=["_"]).GraphCleanupPass,
+        "convert-graph-to-mrvl": lambda: __import__("mrvl.lowering.convert_graph_to_mrvl", fromlist=["_"]).ConvertGraphToMrvlPass,
+        "mrvl-partition": lambda: __import__("mrvl.lowering.mrvl_partition", fromlist=["_"]).MrvlPartitionPass,
+    }
 
 
 def get_all_targets() -> dict[str, Callable[[], type[Target]]]:
     """Target name (as given to `mrvl-opt -t`) -> loader of its Target class."""
-    return {}
+    return {
+        "mrvl-json": lambda: __import__("mrvl.lowering.mrvl_json", fromlist=["_"]).MrvlJsonTarget,
+    }

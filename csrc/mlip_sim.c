@@ -1,0 +1,2232 @@
+/*
+ * mlip_sim.c -- the mlip simulator core: load + validate a model binary, execute its
+ * per-tile instruction streams functionally (bit-exact fp16 / int8 semantics of docs/isa.md),
+ * check the dependency rule with vector clocks and shadow memory, and estimate cycles.
+ *
+ * Invariants:
+ *  - no globals; all state hangs off the mlip_sim handle;
+ *  - mlip_sim_load validates every field and every byte range of every instruction before
+ *    anything runs, so the executors index their buffers without further checks;
+ *  - timing never influences functional results (the scheduler only picks among legal
+ *    interleavings, and the dependency checker rejects programs whose result would depend
+ *    on the interleaving).
+ */
+#include "mlip_sim.h"
+#include "mlip_isa.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_MAX (MLIP_MAX_TILES * MLIP_NUM_QUEUES)
+#define NCH 4 /* token channels per tile */
+
+static const char *const OP_NAMES[MLIP_NUM_OPCODES] = {
+    "NOP", "DMA_LOAD", "DMA_STORE", "CONV", "GEMM", "POOL",
+    "ELTWISE", "ACT", "CONVERT", "COPY", "BARRIER",
+};
+static const char *const Q_NAMES[MLIP_NUM_QUEUES] = {"dma_in", "compute", "dma_out"};
+static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish"};
+static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
+
+/* ---- shadow memory entries ------------------------------------------------------------- */
+typedef struct ocm_shadow {
+    uint32_t w_epoch;
+    uint32_t w_seq;
+    uint32_t r_epoch;
+    uint32_t r_seq[MLIP_NUM_QUEUES];
+    uint8_t w_stream;
+} ocm_shadow;
+
+typedef struct dram_shadow {
+    uint32_t w_epoch;
+    uint32_t w_seq;
+    uint32_t r_epoch;
+    uint32_t r_seq[MLIP_MAX_TILES];
+    uint8_t w_stream;
+} dram_shadow;
+
+typedef struct token {
+    uint64_t time;
+    uint32_t vc[NS_MAX];
+} token;
+
+typedef struct fifo {
+    token *buf;
+    uint32_t cap;
+    uint32_t head;
+    uint32_t count;
+} fifo;
+
+typedef struct stream_state {
+    const mlip_insn *insns;
+    uint32_t first;
+    uint32_t n;
+    uint32_t pc;
+    uint64_t ready;
+    uint32_t vc[NS_MAX];
+} stream_state;
+
+/* Per-section execution context. */
+typedef struct run_ctx {
+    int section;
+    uint32_t ns;
+    stream_state st[NS_MAX];
+    fifo ch[MLIP_MAX_TILES][NCH];
+    uint64_t dram_free;
+    uint64_t end;
+    mlip_stats *stats;
+} run_ctx;
+
+struct mlip_sim {
+    mlip_params p;
+    mlip_header hdr;
+    mlip_model_info info;
+    mlip_io_desc io[2 * MLIP_MAX_IO];
+    mlip_layer_desc *layers;
+    mlip_layer_stats *lstats;
+    uint32_t num_layers;
+    mlip_insn *code;
+    uint32_t num_insns;
+    uint32_t tile0;
+    uint32_t ntiles;
+    uint8_t *dram;
+    uint64_t dram_size;
+    uint8_t *ocm[MLIP_MAX_TILES];
+    ocm_shadow *osh[MLIP_MAX_TILES];
+    uint64_t osh_n;
+    dram_shadow *dsh[2]; /* output region, scratch region */
+    uint64_t dsh_base[2];
+    uint64_t dsh_n[2];
+    uint32_t pushes[MLIP_NUM_SECTIONS][MLIP_MAX_TILES][NCH];
+    uint32_t epoch;
+    uint32_t run_base;
+    float *fbuf;
+    size_t fbuf_cap;
+    float *wbuf;
+    size_t wbuf_cap;
+    int32_t *ibuf;
+    size_t ibuf_cap;
+    int32_t *iwbuf;
+    size_t iwbuf_cap;
+    mlip_stats stats;
+    char *msg;
+    size_t msg_size;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+static int fail(mlip_sim *sim, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(mlip_sim *sim, int code, const char *fmt, ...)
+{
+    if (sim->msg == NULL || sim->msg_size == 0) {
+        return code;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sim->msg, sim->msg_size, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static inline uint64_t umax64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+static inline uint64_t umin64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static inline uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+/* a * b, or UINT64_MAX on overflow */
+static inline uint64_t smul(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) {
+        return UINT64_MAX;
+    }
+    return r;
+}
+
+static inline uint64_t sadd(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    if (__builtin_add_overflow(a, b, &r)) {
+        return UINT64_MAX;
+    }
+    return r;
+}
+
+static inline int dt_is_int(int dt) { return dt >= MLIP_DT_INT8; }
+static inline int dt_is_float(int dt) { return dt == MLIP_DT_FP32 || dt == MLIP_DT_FP16; }
+
+/* ---- CRC32C ------------------------------------------------------------------------------ */
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(const uint8_t *p, size_t n)
+{
+    uint64_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n > 0) {
+        c32 = __builtin_ia32_crc32qi(c32, *p);
+        p++;
+        n--;
+    }
+    return c32 ^ 0xFFFFFFFFu;
+}
+#endif
+
+static uint32_t crc32c_sw(const uint8_t *p, size_t n)
+{
+    uint32_t table[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = (c >> 1) ^ ((c & 1u) ? 0x82F63B78u : 0u);
+        }
+        table[i] = c;
+    }
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+uint32_t mlip_crc32c(const uint8_t *data, size_t size)
+{
+    if (data == NULL) {
+        return 0;
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("sse4.2")) {
+        return crc32c_hw(data, size);
+    }
+#endif
+    return crc32c_sw(data, size);
+}
+
+/* ---- fp16 <-> fp32, bit exact RNE -------------------------------------------------------- */
+static inline float h2f(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t mant = h & 0x3FFu;
+    uint32_t bits;
+    if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | (mant << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        /* subnormal: value = mant * 2^-24, exact in fp32 */
+        float f = (float)mant * 5.9604644775390625e-8f;
+        memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    float out;
+    memcpy(&out, &bits, 4);
+    return out;
+}
+
+static inline uint16_t f2h(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = x & 0x80000000u;
+    x ^= sign;
+    uint32_t o;
+    if (x >= 0x47800000u) { /* >= 65536 or inf / nan */
+        o = (x > 0x7F800000u) ? 0x7E00u : 0x7C00u;
+    } else if (x < 0x38800000u) { /* below the smallest normal half: RNE via fp32 add */
+        const uint32_t magic_u = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+        float fx, magic;
+        memcpy(&fx, &x, 4);
+        memcpy(&magic, &magic_u, 4);
+        fx += magic;
+        uint32_t r;
+        memcpy(&r, &fx, 4);
+        o = r - magic_u;
+    } else {
+        uint32_t mant_odd = (x >> 13) & 1u;
+        x += 0xC8000FFFu; /* ((15 - 127) << 23) + 0xFFF, mod 2^32 */
+        x += mant_odd;
+        o = x >> 13;
+    }
+    return (uint16_t)(o | (sign >> 16));
+}
+
+/* ---- element load / store with the documented conversion --------------------------------- */
+static inline float ld_elem(const uint8_t *p, int dt)
+{
+    switch (dt) {
+    case MLIP_DT_FP32: {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case MLIP_DT_FP16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return h2f(h);
+    }
+    case MLIP_DT_INT8:
+        return (float)(int8_t)p[0];
+    case MLIP_DT_UINT8:
+        return (float)p[0];
+    case MLIP_DT_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return (float)v;
+    }
+    case MLIP_DT_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return (float)v;
+    }
+    case MLIP_DT_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return (float)v;
+    }
+    default: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return (float)v;
+    }
+    }
+}
+
+static inline void st_elem(uint8_t *p, int dt, float v, int zp)
+{
+    if (dt == MLIP_DT_FP32) {
+        memcpy(p, &v, 4);
+        return;
+    }
+    if (dt == MLIP_DT_FP16) {
+        uint16_t h = f2h(v);
+        memcpy(p, &h, 2);
+        return;
+    }
+    double lo, hi;
+    switch (dt) {
+    case MLIP_DT_INT8: lo = -128.0; hi = 127.0; break;
+    case MLIP_DT_UINT8: lo = 0.0; hi = 255.0; break;
+    case MLIP_DT_INT16: lo = -32768.0; hi = 32767.0; break;
+    case MLIP_DT_UINT16: lo = 0.0; hi = 65535.0; break;
+    case MLIP_DT_INT32: lo = -2147483648.0; hi = 2147483647.0; break;
+    default: lo = 0.0; hi = 4294967295.0; break;
+    }
+    double d = isnan(v) ? (double)zp : (double)rintf(v) + (double)zp;
+    if (d < lo) {
+        d = lo;
+    }
+    if (d > hi) {
+        d = hi;
+    }
+    switch (dt) {
+    case MLIP_DT_INT8: { int8_t q = (int8_t)d; memcpy(p, &q, 1); break; }
+    case MLIP_DT_UINT8: { uint8_t q = (uint8_t)d; memcpy(p, &q, 1); break; }
+    case MLIP_DT_INT16: { int16_t q = (int16_t)d; memcpy(p, &q, 2); break; }
+    case MLIP_DT_UINT16: { uint16_t q = (uint16_t)d; memcpy(p, &q, 2); break; }
+    case MLIP_DT_INT32: { int32_t q = (int32_t)d; memcpy(p, &q, 4); break; }
+    default: { uint32_t q = (uint32_t)d; memcpy(p, &q, 4); break; }
+    }
+}
+
+static inline float apply_act(int act, float v, float alpha, float beta)
+{
+    switch (act) {
+    case MLIP_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case MLIP_ACT_RELU6: return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    case MLIP_ACT_CLIP: return v < alpha ? alpha : (v > beta ? beta : v);
+    case MLIP_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case MLIP_ACT_LEAKY_RELU: return v < 0.0f ? alpha * v : v;
+    case MLIP_ACT_TANH: return tanhf(v);
+    default: return v;
+    }
+}
+
+static inline float f32_bits(uint32_t w)
+{
+    float f;
+    memcpy(&f, &w, 4);
+    return f;
+}
+
+/* ---- validation ---------------------------------------------------------------------------- */
+typedef struct insn_where {
+    int sec;
+    uint32_t tile;
+    int q;
+    uint32_t idx;
+} insn_where;
+
+#define WHERE_FMT "%s/tile %u/%s/#%u %s"
+#define WHERE_ARGS(w, op) SEC_NAMES[(w).sec], (w).tile, Q_NAMES[(w).q], (w).idx, (op)
+
+static const char *op_name(unsigned op) { return op < MLIP_NUM_OPCODES ? OP_NAMES[op] : "?"; }
+
+/* OCM operand [addr, addr + extent) must be inside [ocm_start, ocm_end), aligned. */
+static int chk_ocm(mlip_sim *sim, const insn_where *w, const mlip_insn *in, const char *what,
+                   uint64_t addr, uint64_t extent, uint32_t align)
+{
+    uint64_t end = sadd(addr, extent);
+    if (addr < sim->info.ocm_start || end > sim->info.ocm_end || extent == 0 ||
+        extent == UINT64_MAX) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": %s OCM range [0x%llx, 0x%llx) is outside the model's OCM "
+                    "range [0x%x, 0x%x)",
+                    WHERE_ARGS(*w, op_name(in->opcode)), what, (unsigned long long)addr,
+                    (unsigned long long)end, sim->info.ocm_start, sim->info.ocm_end);
+    }
+    if (addr % align != 0) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": %s OCM address 0x%llx not %u-aligned",
+                    WHERE_ARGS(*w, op_name(in->opcode)), what, (unsigned long long)addr,
+                    align);
+    }
+    return MLIP_OK;
+}
+
+/* region index: 0 input, 1 output, 2 weights, 3 scratch; -1 if none */
+static int dram_region(const mlip_sim *sim, uint64_t lo, uint64_t hi)
+{
+    const mlip_model_info *m = &sim->info;
+    uint64_t off[4] = {m->input_offset, m->output_offset, m->weights_offset, m->scratch_offset};
+    uint64_t size[4] = {m->input_size, m->output_size, m->weights_size, m->scratch_size};
+    for (int r = 0; r < 4; r++) {
+        if (lo >= off[r] && hi <= off[r] + size[r] && hi > lo) {
+            return r;
+        }
+    }
+    return -1;
+}
+
+/* extent of a 2-D block of rows x cols elements (row stride in elements) */
+static uint64_t extent2(uint64_t rows, uint64_t cols, uint64_t row_stride, uint64_t es)
+{
+    return smul(sadd(smul(rows - 1, row_stride), cols), es);
+}
+
+static int chk_dims(mlip_sim *sim, const insn_where *w, const mlip_insn *in, const char *names,
+                    const uint32_t *vals, int n, uint32_t lo, uint32_t hi)
+{
+    for (int i = 0; i < n; i++) {
+        if (vals[i] < lo || vals[i] > hi) {
+            return fail(sim, MLIP_ERR_FORMAT,
+                        WHERE_FMT ": field %d of (%s) = %u is not in [%u, %u]",
+                        WHERE_ARGS(*w, op_name(in->opcode)), i, names, vals[i], lo, hi);
+        }
+    }
+    return MLIP_OK;
+}
+
+static int chk_work(mlip_sim *sim, const insn_where *w, const mlip_insn *in, uint64_t work)
+{
+    if (work > sim->p.max_insn_work) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": work %llu exceeds the simulator limit max_insn_work = %llu",
+                    WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)work,
+                    (unsigned long long)sim->p.max_insn_work);
+    }
+    return MLIP_OK;
+}
+
+static int chk_zp(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    if (in->in_zp < -128 || in->in_zp > 255 || in->out_zp < -128 || in->out_zp > 255) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": zero points %d / %d not in [-128, 255]",
+                    WHERE_ARGS(*w, op_name(in->opcode)), in->in_zp, in->out_zp);
+    }
+    return MLIP_OK;
+}
+
+#define TRY(x)                                                                              \
+    do {                                                                                    \
+        int rc_ = (x);                                                                      \
+        if (rc_ != MLIP_OK) {                                                               \
+            return rc_;                                                                     \
+        }                                                                                   \
+    } while (0)
+
+static int validate_dma(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    int load = in->opcode == MLIP_OP_DMA_LOAD;
+    TRY(chk_dims(sim, w, in, "dim0..3", a + MLIP_DMA_DIM0, 4, 1, MLIP_MAX_DIM));
+    TRY(chk_dims(sim, w, in, "src_dim0..3", a + MLIP_DMA_SRC_DIM0, 4, 1, MLIP_MAX_DIM));
+    TRY(chk_dims(sim, w, in, "pad0..3", a + MLIP_DMA_PAD0, 4, 0, MLIP_MAX_PAD));
+    uint32_t ses = DT_SIZE[in->src_dtype], des = DT_SIZE[in->dst_dtype];
+    uint32_t ocm_es = load ? des : ses, dram_es = load ? ses : des;
+    uint64_t count = 1, ocm_ext = 0, dram_ext = 0;
+    for (int d = 0; d < 4; d++) {
+        uint64_t dim = a[MLIP_DMA_DIM0 + d], src = a[MLIP_DMA_SRC_DIM0 + d];
+        uint64_t pad = a[MLIP_DMA_PAD0 + d];
+        if (pad + src > dim) {
+            return fail(sim, MLIP_ERR_FORMAT,
+                        WHERE_FMT ": dimension %d: pad %llu + src_dim %llu > dim %llu",
+                        WHERE_ARGS(*w, op_name(in->opcode)), d, (unsigned long long)pad,
+                        (unsigned long long)src, (unsigned long long)dim);
+        }
+        if (!load && (pad != 0 || src != dim)) {
+            return fail(sim, MLIP_ERR_FORMAT,
+                        WHERE_FMT ": DMA_STORE needs pad = 0 and src_dim = dim (dimension %d)",
+                        WHERE_ARGS(*w, op_name(in->opcode)), d);
+        }
+        count = smul(count, dim);
+        ocm_ext = sadd(ocm_ext, smul(dim - 1, a[MLIP_DMA_OCM_STRIDE0 + d]));
+        dram_ext = sadd(dram_ext, smul(src - 1, a[MLIP_DMA_DRAM_STRIDE0 + d]));
+    }
+    TRY(chk_work(sim, w, in, count));
+    if (count > sim->p.ocm_size) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": %llu elements exceed the OCM size",
+                    WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)count);
+    }
+    TRY(chk_ocm(sim, w, in, "OCM", a[MLIP_DMA_OCM_ADDR], smul(sadd(ocm_ext, 1), ocm_es),
+                ocm_es));
+    uint64_t lo = a[MLIP_DMA_DRAM_ADDR];
+    uint64_t hi = sadd(lo, smul(sadd(dram_ext, 1), dram_es));
+    int region = dram_region(sim, lo, hi);
+    if (region < 0 || hi > sim->dram_size) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": DRAM range [0x%llx, 0x%llx) does not lie inside one DRAM "
+                    "region",
+                    WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)lo,
+                    (unsigned long long)hi);
+    }
+    if (!load && (region == 0 || region == 2)) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": DMA_STORE writes the read-only %s region of DRAM",
+                    WHERE_ARGS(*w, op_name(in->opcode)), region == 0 ? "input" : "weights");
+    }
+    if (lo % dram_es != 0) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": DRAM address 0x%llx not %u-aligned",
+                    WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)lo, dram_es);
+    }
+    return chk_zp(sim, w, in);
+}
+
+static int validate_conv(mlip_sim *sim, const insn_where *w, const mlip_insn *in, int gemm)
+{
+    const uint32_t *a = in->arg;
+    uint32_t ih, iw, ic, ips, oh, ow, oc, ops, kh, kw, sh, sw, dh, dw, groups;
+    uint32_t in_addr, out_addr, w_addr, b_addr, s_addr;
+    int32_t pt = 0, pl = 0;
+    if (gemm) {
+        uint32_t v[3] = {a[MLIP_GEMM_M], a[MLIP_GEMM_K], a[MLIP_GEMM_N]};
+        TRY(chk_dims(sim, w, in, "m, k, n", v, 3, 1, MLIP_MAX_DIM));
+        ih = 1; iw = a[MLIP_GEMM_M]; ic = a[MLIP_GEMM_K]; ips = a[MLIP_GEMM_IN_ROW_STRIDE];
+        oh = 1; ow = a[MLIP_GEMM_M]; oc = a[MLIP_GEMM_N]; ops = a[MLIP_GEMM_OUT_ROW_STRIDE];
+        kh = kw = sh = sw = dh = dw = groups = 1;
+        in_addr = a[MLIP_GEMM_IN_ADDR]; out_addr = a[MLIP_GEMM_OUT_ADDR];
+        w_addr = a[MLIP_GEMM_W_ADDR]; b_addr = a[MLIP_GEMM_BIAS_ADDR];
+        s_addr = a[MLIP_GEMM_SCALE_ADDR];
+    } else {
+        uint32_t v[6] = {a[MLIP_CONV_IH], a[MLIP_CONV_IW], a[MLIP_CONV_IC],
+                         a[MLIP_CONV_OH], a[MLIP_CONV_OW], a[MLIP_CONV_OC]};
+        TRY(chk_dims(sim, w, in, "ih, iw, ic, oh, ow, oc", v, 6, 1, MLIP_MAX_DIM));
+        uint32_t k[6] = {a[MLIP_CONV_KH], a[MLIP_CONV_KW], a[MLIP_CONV_SH],
+                         a[MLIP_CONV_SW], a[MLIP_CONV_DH], a[MLIP_CONV_DW]};
+        TRY(chk_dims(sim, w, in, "kh, kw, sh, sw, dh, dw", k, 6, 1, MLIP_MAX_KERNEL));
+        ih = v[0]; iw = v[1]; ic = v[2]; oh = v[3]; ow = v[4]; oc = v[5];
+        kh = k[0]; kw = k[1]; sh = k[2]; sw = k[3]; dh = k[4]; dw = k[5];
+        ips = a[MLIP_CONV_IN_PIX_STRIDE]; ops = a[MLIP_CONV_OUT_PIX_STRIDE];
+        groups = a[MLIP_CONV_GROUPS];
+        pt = (int32_t)a[MLIP_CONV_PAD_T]; pl = (int32_t)a[MLIP_CONV_PAD_L];
+        in_addr = a[MLIP_CONV_IN_ADDR]; out_addr = a[MLIP_CONV_OUT_ADDR];
+        w_addr = a[MLIP_CONV_W_ADDR]; b_addr = a[MLIP_CONV_BIAS_ADDR];
+        s_addr = a[MLIP_CONV_SCALE_ADDR];
+        if (pt < -MLIP_MAX_PAD || pt > MLIP_MAX_PAD || pl < -MLIP_MAX_PAD || pl > MLIP_MAX_PAD) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": pads %d, %d out of range",
+                        WHERE_ARGS(*w, op_name(in->opcode)), pt, pl);
+        }
+        if (groups == 0 || ic % groups != 0 || oc % groups != 0) {
+            return fail(sim, MLIP_ERR_FORMAT,
+                        WHERE_FMT ": groups %u must divide ic %u and oc %u",
+                        WHERE_ARGS(*w, op_name(in->opcode)), groups, ic, oc);
+        }
+    }
+    if (ips < ic || ops < oc) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": pixel/row strides (%u, %u) smaller than channels (%u, %u)",
+                    WHERE_ARGS(*w, op_name(in->opcode)), ips, ops, ic, oc);
+    }
+    int i8 = in->src_dtype == MLIP_DT_INT8;
+    if (in->src_dtype == MLIP_DT_FP16) {
+        if (in->dst_dtype != MLIP_DT_FP16 && in->dst_dtype != MLIP_DT_FP32) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": fp16 input needs an fp16/fp32 output",
+                        WHERE_ARGS(*w, op_name(in->opcode)));
+        }
+    } else if (i8) {
+        if (in->dst_dtype != MLIP_DT_INT8 && in->dst_dtype != MLIP_DT_FP32) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": int8 input needs an int8/fp32 output",
+                        WHERE_ARGS(*w, op_name(in->opcode)));
+        }
+        if (s_addr == MLIP_ADDR_NONE) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": int8 needs scale_addr",
+                        WHERE_ARGS(*w, op_name(in->opcode)));
+        }
+        if (in->in_zp < -128 || in->in_zp > 127 || in->out_zp < -128 || in->out_zp > 127) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": int8 zero points not in [-128, 127]",
+                        WHERE_ARGS(*w, op_name(in->opcode)));
+        }
+    } else {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": src_dtype %u not FP16 or INT8",
+                    WHERE_ARGS(*w, op_name(in->opcode)), in->src_dtype);
+    }
+    uint64_t icg = ic / groups;
+    uint64_t kk = (uint64_t)kh * kw * icg;
+    if (i8 && kk > MLIP_MAX_INT8_K) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": int8 reduction %llu > %u",
+                    WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)kk,
+                    MLIP_MAX_INT8_K);
+    }
+    uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
+    TRY(chk_work(sim, w, in, smul(smul(smul(oh, ow), oc), kk)));
+    TRY(chk_ocm(sim, w, in, "input", in_addr, extent2((uint64_t)ih * iw, ic, ips, es), es));
+    TRY(chk_ocm(sim, w, in, "output", out_addr, extent2((uint64_t)oh * ow, oc, ops, oes), oes));
+    TRY(chk_ocm(sim, w, in, "weights", w_addr, smul(smul(oc, kk), es), es));
+    if (b_addr != MLIP_ADDR_NONE) {
+        TRY(chk_ocm(sim, w, in, "bias", b_addr, (uint64_t)oc * 4, 4));
+    }
+    if (s_addr != MLIP_ADDR_NONE) {
+        if (!i8) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": scale_addr is for int8 only",
+                        WHERE_ARGS(*w, op_name(in->opcode)));
+        }
+        TRY(chk_ocm(sim, w, in, "scale", s_addr, (uint64_t)oc * 4, 4));
+    }
+    return MLIP_OK;
+}
+
+static int validate_pool(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    uint32_t v[5] = {a[MLIP_POOL_IH], a[MLIP_POOL_IW], a[MLIP_POOL_C], a[MLIP_POOL_OH],
+                     a[MLIP_POOL_OW]};
+    TRY(chk_dims(sim, w, in, "ih, iw, c, oh, ow", v, 5, 1, MLIP_MAX_DIM));
+    uint32_t k[4] = {a[MLIP_POOL_KH], a[MLIP_POOL_KW], a[MLIP_POOL_SH], a[MLIP_POOL_SW]};
+    TRY(chk_dims(sim, w, in, "kh, kw, sh, sw", k, 4, 1, MLIP_MAX_KERNEL));
+    int32_t pt = (int32_t)a[MLIP_POOL_PAD_T], pl = (int32_t)a[MLIP_POOL_PAD_L];
+    if (pt < -MLIP_MAX_PAD || pt > MLIP_MAX_PAD || pl < -MLIP_MAX_PAD || pl > MLIP_MAX_PAD) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": pads %d, %d out of range",
+                    WHERE_ARGS(*w, op_name(in->opcode)), pt, pl);
+    }
+    if (in->func >= MLIP_NUM_POOL_FUNCS) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown pool function %u",
+                    WHERE_ARGS(*w, op_name(in->opcode)), in->func);
+    }
+    if (a[MLIP_POOL_IN_PIX_STRIDE] < v[2] || a[MLIP_POOL_OUT_PIX_STRIDE] < v[2]) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": pixel strides smaller than c",
+                    WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
+    TRY(chk_zp(sim, w, in));
+    TRY(chk_work(sim, w, in, smul(smul(smul(v[3], v[4]), v[2]), (uint64_t)k[0] * k[1])));
+    TRY(chk_ocm(sim, w, in, "input", a[MLIP_POOL_IN_ADDR],
+                extent2((uint64_t)v[0] * v[1], v[2], a[MLIP_POOL_IN_PIX_STRIDE], es), es));
+    TRY(chk_ocm(sim, w, in, "output", a[MLIP_POOL_OUT_ADDR],
+                extent2((uint64_t)v[3] * v[4], v[2], a[MLIP_POOL_OUT_PIX_STRIDE], oes), oes));
+    return MLIP_OK;
+}
+
+static int validate_elt(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    uint32_t v[2] = {a[MLIP_ELT_ROWS], a[MLIP_ELT_COLS]};
+    TRY(chk_dims(sim, w, in, "rows, cols", v, 2, 1, MLIP_MAX_DIM));
+    if (in->func >= MLIP_NUM_ELT_FUNCS) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown eltwise function %u",
+                    WHERE_ARGS(*w, op_name(in->opcode)), in->func);
+    }
+    if (a[MLIP_ELT_B_COL_STRIDE] > 1 || a[MLIP_ELT_A_ROW_STRIDE] < v[1] ||
+        a[MLIP_ELT_OUT_ROW_STRIDE] < v[1]) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": bad strides (b_col_stride must be 0 or "
+                    "1, row strides >= cols)", WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    int32_t bzp = (int32_t)a[MLIP_ELT_B_ZP];
+    if (bzp < -128 || bzp > 255) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": b_zp %d not in [-128, 255]",
+                    WHERE_ARGS(*w, op_name(in->opcode)), bzp);
+    }
+    TRY(chk_zp(sim, w, in));
+    uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
+    TRY(chk_work(sim, w, in, (uint64_t)v[0] * v[1]));
+    TRY(chk_ocm(sim, w, in, "a", a[MLIP_ELT_A_ADDR],
+                extent2(v[0], v[1], a[MLIP_ELT_A_ROW_STRIDE], es), es));
+    uint64_t bext = smul(sadd(sadd(smul(v[0] - 1, a[MLIP_ELT_B_ROW_STRIDE]),
+                                   smul(v[1] - 1, a[MLIP_ELT_B_COL_STRIDE])), 1), es);
+    TRY(chk_ocm(sim, w, in, "b", a[MLIP_ELT_B_ADDR], bext, es));
+    TRY(chk_ocm(sim, w, in, "output", a[MLIP_ELT_OUT_ADDR],
+                extent2(v[0], v[1], a[MLIP_ELT_OUT_ROW_STRIDE], oes), oes));
+    return MLIP_OK;
+}
+
+static int validate_vec(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    uint32_t v[2] = {a[MLIP_VEC_ROWS], a[MLIP_VEC_COLS]};
+    TRY(chk_dims(sim, w, in, "rows, cols", v, 2, 1, MLIP_MAX_DIM));
+    if (a[MLIP_VEC_IN_ROW_STRIDE] < v[1] || a[MLIP_VEC_OUT_ROW_STRIDE] < v[1]) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": row strides smaller than cols",
+                    WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    if (in->opcode == MLIP_OP_COPY &&
+        (in->src_dtype != in->dst_dtype || (in->flags & MLIP_F_SCALE) || in->act != 0)) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": COPY needs src_dtype == dst_dtype, no SCALE, no act",
+                    WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    TRY(chk_zp(sim, w, in));
+    uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
+    TRY(chk_work(sim, w, in, (uint64_t)v[0] * v[1]));
+    TRY(chk_ocm(sim, w, in, "input", a[MLIP_VEC_IN_ADDR],
+                extent2(v[0], v[1], a[MLIP_VEC_IN_ROW_STRIDE], es), es));
+    TRY(chk_ocm(sim, w, in, "output", a[MLIP_VEC_OUT_ADDR],
+                extent2(v[0], v[1], a[MLIP_VEC_OUT_ROW_STRIDE], oes), oes));
+    return MLIP_OK;
+}
+
+static int expected_queue(int op)
+{
+    switch (op) {
+    case MLIP_OP_NOP: return -1;
+    case MLIP_OP_DMA_LOAD: return MLIP_Q_DMA_IN;
+    case MLIP_OP_DMA_STORE: return MLIP_Q_DMA_OUT;
+    default: return MLIP_Q_COMPUTE;
+    }
+}
+
+/* channel index of the token channel from queue `from` to neighbour queue `to` */
+static int channel(int from, int to)
+{
+    if (from == 0 && to == 1) return 0;
+    if (from == 1 && to == 0) return 1;
+    if (from == 1 && to == 2) return 2;
+    return 3; /* 2 -> 1 */
+}
+
+static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    if (in->opcode >= MLIP_NUM_OPCODES) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown opcode %u", WHERE_ARGS(*w, "?"),
+                    in->opcode);
+    }
+    const char *name = OP_NAMES[in->opcode];
+    int eq = expected_queue(in->opcode);
+    if (eq >= 0 && eq != w->q) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": %s belongs in the %s queue",
+                    WHERE_ARGS(*w, name), name, Q_NAMES[eq]);
+    }
+    if (in->flags & ~(unsigned)MLIP_F_ALL) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown flag bits 0x%x",
+                    WHERE_ARGS(*w, name), in->flags);
+    }
+    if (w->q == MLIP_Q_DMA_IN && (in->flags & (MLIP_F_POP_PREV | MLIP_F_PUSH_PREV))) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": the dma_in queue has no prev neighbour",
+                    WHERE_ARGS(*w, name));
+    }
+    if (w->q == MLIP_Q_DMA_OUT && (in->flags & (MLIP_F_POP_NEXT | MLIP_F_PUSH_NEXT))) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": the dma_out queue has no next neighbour",
+                    WHERE_ARGS(*w, name));
+    }
+    if (in->src_dtype >= MLIP_NUM_DTYPES || in->dst_dtype >= MLIP_NUM_DTYPES) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown dtype %u -> %u",
+                    WHERE_ARGS(*w, name), in->src_dtype, in->dst_dtype);
+    }
+    if (in->act >= MLIP_NUM_ACTS) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown activation %u",
+                    WHERE_ARGS(*w, name), in->act);
+    }
+    if (in->layer != MLIP_LAYER_NONE && in->layer >= sim->num_layers) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": layer %u not in the layer table (%u)",
+                    WHERE_ARGS(*w, name), in->layer, sim->num_layers);
+    }
+    if (in->func != 0 && in->opcode != MLIP_OP_POOL && in->opcode != MLIP_OP_ELTWISE) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": func must be 0", WHERE_ARGS(*w, name));
+    }
+    if ((in->flags & MLIP_F_COUNT_PAD) && in->opcode != MLIP_OP_POOL) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": COUNT_PAD is for POOL only",
+                    WHERE_ARGS(*w, name));
+    }
+    switch (in->opcode) {
+    case MLIP_OP_DMA_LOAD:
+    case MLIP_OP_DMA_STORE: return validate_dma(sim, w, in);
+    case MLIP_OP_CONV: return validate_conv(sim, w, in, 0);
+    case MLIP_OP_GEMM: return validate_conv(sim, w, in, 1);
+    case MLIP_OP_POOL: return validate_pool(sim, w, in);
+    case MLIP_OP_ELTWISE: return validate_elt(sim, w, in);
+    case MLIP_OP_ACT:
+    case MLIP_OP_CONVERT:
+    case MLIP_OP_COPY: return validate_vec(sim, w, in);
+    default: return MLIP_OK;
+    }
+}
+
+static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
+{
+    const size_t hsize = sizeof(mlip_header);
+    if (size < hsize) {
+        return fail(sim, MLIP_ERR_FORMAT, "truncated: %zu bytes, a header alone is %zu", size,
+                    hsize);
+    }
+    mlip_header h;
+    memcpy(&h, data, hsize);
+    if (memcmp(h.magic, MLIP_MAGIC, 4) != 0) {
+        return fail(sim, MLIP_ERR_FORMAT, "bad magic: not an mlip model binary");
+    }
+    if (h.version_major != MLIP_VERSION_MAJOR) {
+        return fail(sim, MLIP_ERR_FORMAT, "unsupported version %u.%u (supported: %d.x)",
+                    h.version_major, h.version_minor, MLIP_VERSION_MAJOR);
+    }
+    if (h.header_size != hsize) {
+        return fail(sim, MLIP_ERR_FORMAT, "header_size %u != %zu", h.header_size, hsize);
+    }
+    mlip_header z = h;
+    z.header_crc = 0;
+    if (mlip_crc32c((const uint8_t *)&z, hsize) != h.header_crc) {
+        return fail(sim, MLIP_ERR_FORMAT, "header CRC32C mismatch (corrupt header)");
+    }
+    if (h.total_size != size) {
+        return fail(sim, MLIP_ERR_FORMAT, "size mismatch: header says %llu bytes, got %zu (%s)",
+                    (unsigned long long)h.total_size, size,
+                    size < h.total_size ? "truncated" : "trailing bytes");
+    }
+    if (sadd(sadd(hsize, h.metadata_size), h.payload_size) != h.total_size) {
+        return fail(sim, MLIP_ERR_FORMAT, "header sizes do not add up to total_size");
+    }
+    if (h.arch != MLIP_ARCH_CN10K) {
+        return fail(sim, MLIP_ERR_FORMAT, "unsupported target architecture %u", h.arch);
+    }
+    const uint8_t *meta = data + hsize;
+    const uint8_t *payload = meta + h.metadata_size;
+    if (mlip_crc32c(meta, h.metadata_size) != h.metadata_crc) {
+        return fail(sim, MLIP_ERR_FORMAT, "metadata CRC32C mismatch (corrupt metadata)");
+    }
+    if (mlip_crc32c(payload, h.payload_size) != h.payload_crc) {
+        return fail(sim, MLIP_ERR_FORMAT, "payload CRC32C mismatch (corrupt code or weights)");
+    }
+    if (h.metadata_size < sizeof(mlip_model_info)) {
+        return fail(sim, MLIP_ERR_FORMAT, "metadata smaller than the model info");
+    }
+    sim->hdr = h;
+    mlip_model_info *m = &sim->info;
+    memcpy(m, meta, sizeof(*m));
+    if (m->tile_start > m->tile_end || m->tile_end >= MLIP_MAX_TILES) {
+        return fail(sim, MLIP_ERR_FORMAT, "tiles %u..%u not within 0..%d", m->tile_start,
+                    m->tile_end, MLIP_MAX_TILES - 1);
+    }
+    if (m->num_inputs > MLIP_MAX_IO || m->num_outputs > MLIP_MAX_IO ||
+        m->num_layers >= MLIP_MAX_LAYERS) {
+        return fail(sim, MLIP_ERR_FORMAT, "%u inputs / %u outputs / %u layers exceed the limits",
+                    m->num_inputs, m->num_outputs, m->num_layers);
+    }
+    uint64_t expect = sizeof(mlip_model_info) +
+                      (uint64_t)(m->num_inputs + m->num_outputs) * sizeof(mlip_io_desc) +
+                      (uint64_t)m->num_layers * sizeof(mlip_layer_desc);
+    if (expect != h.metadata_size) {
+        return fail(sim, MLIP_ERR_FORMAT, "metadata_size %u != %llu for the counts it holds",
+                    h.metadata_size, (unsigned long long)expect);
+    }
+    if (m->code_size != (uint64_t)m->num_insns * MLIP_INSN_BYTES ||
+        sadd(m->code_size, m->weights_size) != h.payload_size) {
+        return fail(sim, MLIP_ERR_FORMAT, "code_size / weights_size do not match the payload");
+    }
+    if (m->ocm_start > m->ocm_end || m->ocm_end > sim->p.ocm_size) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    "model OCM range [0x%x, 0x%x) does not fit the simulated OCM of %u bytes",
+                    m->ocm_start, m->ocm_end, sim->p.ocm_size);
+    }
+    if (m->dram_size > MLIP_MAX_DRAM_BYTES || m->dram_size > sim->p.max_dram_bytes) {
+        return fail(sim, MLIP_ERR_FORMAT, "dram_size %llu exceeds the simulator limit %llu",
+                    (unsigned long long)m->dram_size,
+                    (unsigned long long)umin64(MLIP_MAX_DRAM_BYTES, sim->p.max_dram_bytes));
+    }
+    uint64_t off[4] = {m->input_offset, m->output_offset, m->weights_offset, m->scratch_offset};
+    uint64_t sz[4] = {m->input_size, m->output_size, m->weights_size, m->scratch_size};
+    static const char *const rname[4] = {"input", "output", "weights", "scratch"};
+    for (int r = 0; r < 4; r++) {
+        if (sadd(off[r], sz[r]) > m->dram_size) {
+            return fail(sim, MLIP_ERR_FORMAT, "DRAM %s region beyond dram_size", rname[r]);
+        }
+        for (int s = 0; s < r; s++) {
+            if (sz[r] && sz[s] && off[r] < off[s] + sz[s] && off[s] < off[r] + sz[r]) {
+                return fail(sim, MLIP_ERR_FORMAT, "DRAM regions %s and %s overlap", rname[s],
+                            rname[r]);
+            }
+        }
+    }
+    if (m->page_size == 0 || m->page_size > 16384 || (m->page_size & (m->page_size - 1)) ||
+        m->page_size < 1024) {
+        return fail(sim, MLIP_ERR_FORMAT, "page_size %u is not 1, 2, 4, 8 or 16 KiB",
+                    m->page_size);
+    }
+    sim->tile0 = m->tile_start;
+    sim->ntiles = m->tile_end - m->tile_start + 1;
+    sim->num_insns = m->num_insns;
+    sim->num_layers = m->num_layers;
+    sim->dram_size = m->dram_size;
+    /* stream table */
+    uint32_t next = 0;
+    for (int s = 0; s < MLIP_NUM_SECTIONS; s++) {
+        for (uint32_t t = 0; t < MLIP_MAX_TILES; t++) {
+            for (int q = 0; q < MLIP_NUM_QUEUES; q++) {
+                const mlip_stream *st = &m->streams[s][t][q];
+                if (st->first != next || (uint64_t)st->first + st->count > m->num_insns ||
+                    st->count > MLIP_MAX_INSNS_PER_STREAM) {
+                    return fail(sim, MLIP_ERR_FORMAT,
+                                "stream table entry %s/tile %u/%s is out of order or beyond "
+                                "the code", SEC_NAMES[s], t, Q_NAMES[q]);
+                }
+                if (st->count && (t < m->tile_start || t > m->tile_end)) {
+                    return fail(sim, MLIP_ERR_FORMAT,
+                                "stream %s/tile %u/%s has code but the tile is not used",
+                                SEC_NAMES[s], t, Q_NAMES[q]);
+                }
+                next = st->first + st->count;
+            }
+        }
+    }
+    if (next != m->num_insns) {
+        return fail(sim, MLIP_ERR_FORMAT, "stream table covers %u of %u instructions", next,
+                    m->num_insns);
+    }
+    /* descriptors */
+    const uint8_t *p = meta + sizeof(mlip_model_info);
+    uint32_t nio = m->num_inputs + m->num_outputs;
+    for (uint32_t i = 0; i < nio; i++) {
+        mlip_io_desc *d = &sim->io[i];
+        memcpy(d, p + (size_t)i * sizeof(mlip_io_desc), sizeof(*d));
+        int is_in = i < m->num_inputs;
+        if (memchr(d->name, 0, MLIP_NAME_LEN) == NULL || d->dtype >= MLIP_NUM_DTYPES ||
+            d->layout > MLIP_LAYOUT_NHWC || d->quantize > 1 || d->rank < 1 ||
+            d->rank > MLIP_MAX_RANK) {
+            return fail(sim, MLIP_ERR_FORMAT, "%s descriptor %u is malformed",
+                        is_in ? "input" : "output", i);
+        }
+        uint64_t n = DT_SIZE[d->dtype];
+        for (uint32_t k = 0; k < MLIP_MAX_RANK; k++) {
+            if (k < d->rank) {
+                n = smul(n, d->shape[k]);
+                if (d->shape[k] == 0) {
+                    return fail(sim, MLIP_ERR_FORMAT, "tensor '%.63s' has a zero dimension",
+                                d->name);
+                }
+            } else if (d->shape[k] != 0) {
+                return fail(sim, MLIP_ERR_FORMAT, "tensor '%.63s': shape beyond rank not 0",
+                            d->name);
+            }
+        }
+        int r = is_in ? 0 : 1;
+        if (n != d->size_bytes || d->dram_offset < off[r] ||
+            sadd(d->dram_offset, n) > off[r] + sz[r]) {
+            return fail(sim, MLIP_ERR_FORMAT,
+                        "tensor '%.63s': size or DRAM offset outside the %s region", d->name,
+                        rname[r]);
+        }
+    }
+    sim->layers = calloc(m->num_layers ? m->num_layers : 1, sizeof(mlip_layer_desc));
+    sim->lstats = calloc(m->num_layers ? m->num_layers : 1, sizeof(mlip_layer_stats));
+    sim->code = malloc(m->num_insns ? (size_t)m->code_size : sizeof(mlip_insn));
+    if (sim->layers == NULL || sim->lstats == NULL || sim->code == NULL) {
+        return fail(sim, MLIP_ERR_NOMEM, "out of memory loading the model");
+    }
+    memcpy(sim->layers, p + (size_t)nio * sizeof(mlip_io_desc),
+           (size_t)m->num_layers * sizeof(mlip_layer_desc));
+    memcpy(sim->code, payload, (size_t)m->code_size);
+    /* instructions */
+    for (int s = 0; s < MLIP_NUM_SECTIONS; s++) {
+        uint32_t barriers = UINT32_MAX;
+        for (uint32_t t = m->tile_start; t <= m->tile_end; t++) {
+            uint32_t pushes[NCH] = {0}, pops[NCH] = {0}, nbar = 0;
+            for (int q = 0; q < MLIP_NUM_QUEUES; q++) {
+                const mlip_stream *st = &m->streams[s][t][q];
+                for (uint32_t i = 0; i < st->count; i++) {
+                    const mlip_insn *in = &sim->code[st->first + i];
+                    insn_where w = {s, t, q, i};
+                    TRY(validate_insn(sim, &w, in));
+                    if (in->flags & MLIP_F_POP_PREV) pops[channel(q - 1, q)]++;
+                    if (in->flags & MLIP_F_POP_NEXT) pops[channel(q + 1, q)]++;
+                    if (in->flags & MLIP_F_PUSH_PREV) pushes[channel(q, q - 1)]++;
+                    if (in->flags & MLIP_F_PUSH_NEXT) pushes[channel(q, q + 1)]++;
+                    if (in->opcode == MLIP_OP_BARRIER) nbar++;
+                }
+            }
+            static const char *const cname[NCH] = {"dma_in->compute", "compute->dma_in",
+                                                   "compute->dma_out", "dma_out->compute"};
+            for (int c = 0; c < NCH; c++) {
+                if (pushes[c] != pops[c]) {
+                    return fail(sim, MLIP_ERR_FORMAT,
+                                "%s/tile %u: %u tokens pushed but %u popped on channel %s",
+                                SEC_NAMES[s], t, pushes[c], pops[c], cname[c]);
+                }
+                sim->pushes[s][t][c] = pushes[c];
+            }
+            if (barriers != UINT32_MAX && barriers != nbar) {
+                return fail(sim, MLIP_ERR_FORMAT,
+                            "%s: tile %u has %u BARRIERs, other tiles %u", SEC_NAMES[s], t,
+                            nbar, barriers);
+            }
+            barriers = nbar;
+        }
+    }
+    return MLIP_OK;
+}
+
+/* ---- shadow memory: the dependency rule ------------------------------------------------ */
+typedef struct acc_ctx {
+    mlip_sim *sim;
+    run_ctx *rc;
+    uint32_t s;   /* stream doing the access */
+    uint32_t seq; /* its instruction's sequence number (index + 1) */
+    const char *op;
+} acc_ctx;
+
+static void describe(const mlip_sim *sim, const run_ctx *rc, uint32_t stream, uint32_t seq,
+                     char *buf, size_t n)
+{
+    uint32_t lt = stream / 3, q = stream % 3;
+    const stream_state *st = &rc->st[stream];
+    const char *op = "?";
+    if (seq >= 1 && seq <= st->n) {
+        op = op_name(st->insns[seq - 1].opcode);
+    }
+    snprintf(buf, n, "%s/tile %u/%s/#%u %s", SEC_NAMES[rc->section], sim->tile0 + lt,
+             Q_NAMES[q], seq - 1, op);
+}
+
+static int dep_error(const acc_ctx *a, const char *what, const char *mem, uint64_t addr,
+                     uint32_t other_stream, uint32_t other_seq)
+{
+    char me[128], other[128];
+    describe(a->sim, a->rc, a->s, a->seq, me, sizeof me);
+    if (other_seq == 0) {
+        return fail(a->sim, MLIP_ERR_RUN, "dependency error: %s %s %s 0x%llx %s", me, what, mem,
+                    (unsigned long long)addr, "that no instruction has written");
+    }
+    describe(a->sim, a->rc, other_stream, other_seq, other, sizeof other);
+    return fail(a->sim, MLIP_ERR_RUN,
+                "dependency error: %s %s %s 0x%llx, but %s is not ordered before it by "
+                "dependency tokens or barriers", me, what, mem, (unsigned long long)addr, other);
+}
+
+static inline int hb(const acc_ctx *a, uint32_t stream, uint32_t seq)
+{
+    return a->rc->st[a->s].vc[stream] >= seq;
+}
+
+/* check + record an access to OCM granules [g0, g1] of tile lt */
+static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
+{
+    mlip_sim *sim = a->sim;
+    ocm_shadow *sh = sim->osh[lt];
+    uint32_t cur = sim->epoch, q = a->s % 3;
+    char mem[32];
+    for (uint64_t g = lo / MLIP_OCM_GRANULE; g <= (hi - 1) / MLIP_OCM_GRANULE; g++) {
+        ocm_shadow *e = &sh[g];
+        uint64_t addr = g * MLIP_OCM_GRANULE;
+        if (!write) {
+            if (e->w_epoch == 0) {
+                snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                return dep_error(a, "reads", mem, addr, 0, 0);
+            }
+            if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
+                snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                return dep_error(a, "reads", mem, addr, e->w_stream, e->w_seq);
+            }
+            if (e->w_epoch > 2 && e->w_epoch < sim->run_base) {
+                return fail(sim, MLIP_ERR_RUN,
+                            "dependency error: tile %u OCM 0x%llx read in this inference "
+                            "holds stale data written by a previous inference",
+                            sim->tile0 + lt, (unsigned long long)addr);
+            }
+            if (e->r_epoch != cur) {
+                e->r_epoch = cur;
+                memset(e->r_seq, 0, sizeof e->r_seq);
+            }
+            e->r_seq[q] = a->seq;
+            continue;
+        }
+        if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
+            snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+            return dep_error(a, "overwrites", mem, addr, e->w_stream, e->w_seq);
+        }
+        if (e->r_epoch == cur) {
+            for (uint32_t r = 0; r < MLIP_NUM_QUEUES; r++) {
+                uint32_t rs = lt * 3 + r;
+                if (e->r_seq[r] != 0 && rs != a->s && !hb(a, rs, e->r_seq[r])) {
+                    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                    return dep_error(a, "overwrites data still to be read at", mem, addr, rs,
+                                     e->r_seq[r]);
+                }
+            }
+            memset(e->r_seq, 0, sizeof e->r_seq);
+        }
+        e->w_epoch = cur;
+        e->w_seq = a->seq;
+        e->w_stream = (uint8_t)a->s;
+    }
+    return MLIP_OK;
+}
+
+static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
+{
+    mlip_sim *sim = a->sim;
+    int r;
+    if (sim->dsh[0] != NULL && lo >= sim->info.output_offset &&
+        hi <= sim->info.output_offset + sim->info.output_size) {
+        r = 0;
+    } else if (sim->dsh[1] != NULL && lo >= sim->info.scratch_offset &&
+               hi <= sim->info.scratch_offset + sim->info.scratch_size) {
+        r = 1;
+    } else {
+        return MLIP_OK; /* input / weights: read-only, always valid */
+    }
+    dram_shadow *sh = sim->dsh[r];
+    uint64_t base = sim->dsh_base[r];
+    uint32_t cur = sim->epoch, lt = a->s / 3;
+    for (uint64_t g = (lo - base) / MLIP_DRAM_GRANULE; g <= (hi - 1 - base) / MLIP_DRAM_GRANULE;
+         g++) {
+        dram_shadow *e = &sh[g];
+        uint64_t addr = base + g * MLIP_DRAM_GRANULE;
+        if (!write) {
+            if (e->w_epoch == 0) {
+                return dep_error(a, "reads", "DRAM", addr, 0, 0);
+            }
+            if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
+                return dep_error(a, "reads", "DRAM", addr, e->w_stream, e->w_seq);
+            }
+            if (e->w_epoch > 2 && e->w_epoch < sim->run_base) {
+                return fail(sim, MLIP_ERR_RUN,
+                            "dependency error: DRAM 0x%llx read in this inference holds stale "
+                            "data written by a previous inference", (unsigned long long)addr);
+            }
+            if (e->r_epoch != cur) {
+                e->r_epoch = cur;
+                memset(e->r_seq, 0, sizeof e->r_seq);
+            }
+            e->r_seq[lt] = a->seq;
+            continue;
+        }
+        if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
+            return dep_error(a, "overwrites", "DRAM", addr, e->w_stream, e->w_seq);
+        }
+        if (e->r_epoch == cur) {
+            for (uint32_t t = 0; t < sim->ntiles; t++) {
+                uint32_t rs = t * 3 + MLIP_Q_DMA_IN;
+                if (e->r_seq[t] != 0 && !hb(a, rs, e->r_seq[t])) {
+                    return dep_error(a, "overwrites data still to be read at", "DRAM", addr, rs,
+                                     e->r_seq[t]);
+                }
+            }
+            memset(e->r_seq, 0, sizeof e->r_seq);
+        }
+        e->w_epoch = cur;
+        e->w_seq = a->seq;
+        e->w_stream = (uint8_t)a->s;
+    }
+    return MLIP_OK;
+}
+
+/* mark `rows` byte ranges of `len` bytes, `stride` bytes apart, starting at `addr` */
+static int ocm_mark_rows(const acc_ctx *a, uint32_t lt, uint64_t addr, uint64_t rows,
+                         uint64_t len, uint64_t stride, int write)
+{
+    if (!a->sim->p.check_deps) {
+        return MLIP_OK;
+    }
+    if (stride == len) {
+        return ocm_mark(a, lt, addr, addr + rows * len, write);
+    }
+    for (uint64_t r = 0; r < rows; r++) {
+        TRY(ocm_mark(a, lt, addr + r * stride, addr + r * stride + len, write));
+    }
+    return MLIP_OK;
+}
+
+/* ---- executors --------------------------------------------------------------------------- */
+static int ensure(mlip_sim *sim, void **buf, size_t *cap, size_t bytes)
+{
+    if (*cap >= bytes) {
+        return MLIP_OK;
+    }
+    void *p = realloc(*buf, bytes);
+    if (p == NULL) {
+        return fail(sim, MLIP_ERR_NOMEM, "out of memory (%zu bytes of scratch)", bytes);
+    }
+    *buf = p;
+    *cap = bytes;
+    return MLIP_OK;
+}
+
+typedef struct cost {
+    uint64_t cycles;      /* busy cycles of the engine (excluding DMA transfer) */
+    uint64_t dram_bytes;  /* DMA: DRAM-side bytes */
+    uint64_t macs;
+    int engine;           /* 0 none, 1 matrix, 2 vector, 3 dma */
+    int int8;
+} cost;
+
+static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
+{
+    const uint32_t *a = in->arg;
+    int load = in->opcode == MLIP_OP_DMA_LOAD;
+    uint8_t *ocm = sim->ocm[lt];
+    int sdt = in->src_dtype, ddt = in->dst_dtype;
+    uint32_t ses = DT_SIZE[sdt], des = DT_SIZE[ddt];
+    uint64_t dim[4], pad[4], src[4], ds[4], os[4];
+    for (int d = 0; d < 4; d++) {
+        dim[d] = a[MLIP_DMA_DIM0 + d];
+        pad[d] = a[MLIP_DMA_PAD0 + d];
+        src[d] = a[MLIP_DMA_SRC_DIM0 + d];
+        ds[d] = a[MLIP_DMA_DRAM_STRIDE0 + d];
+        os[d] = a[MLIP_DMA_OCM_STRIDE0 + d];
+    }
+    uint64_t dram_addr = a[MLIP_DMA_DRAM_ADDR], ocm_addr = a[MLIP_DMA_OCM_ADDR];
+    uint32_t dram_es = load ? ses : des, ocm_es = load ? des : ses;
+    int scale = (in->flags & MLIP_F_SCALE) != 0;
+    int same = sdt == ddt && !scale;
+    float sc = in->fparam[MLIP_FP_SCALE];
+    float izp = dt_is_int(sdt) ? (float)in->in_zp : 0.0f;
+    /* dependency checks: reads first, then writes */
+    if (sim->p.check_deps) {
+        for (int pass = 0; pass < 2; pass++) {
+            int write = pass == 1;
+            int dram_side = load ? !write : write;
+            uint64_t *ext = dram_side ? src : dim, *st = dram_side ? ds : os;
+            uint64_t base = dram_side ? dram_addr : ocm_addr, es = dram_side ? dram_es : ocm_es;
+            for (uint64_t i0 = 0; i0 < ext[0]; i0++) {
+                for (uint64_t i1 = 0; i1 < ext[1]; i1++) {
+                    for (uint64_t i2 = 0; i2 < ext[2]; i2++) {
+                        uint64_t row = base + (i0 * st[0] + i1 * st[1] + i2 * st[2]) * es;
+                        uint64_t n = ext[3], s3 = st[3] * es;
+                        if (st[3] == 1) {
+                            if (dram_side) {
+                                TRY(dram_mark(ac, row, row + n * es, write));
+                            } else {
+                                TRY(ocm_mark(ac, lt, row, row + n * es, write));
+                            }
+                            continue;
+                        }
+                        for (uint64_t i3 = 0; i3 < n; i3++) {
+                            uint64_t p = row + i3 * s3;
+                            if (dram_side) {
+                                TRY(dram_mark(ac, p, p + es, write));
+                            } else {
+                                TRY(ocm_mark(ac, lt, p, p + es, write));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    uint64_t nsrc = src[0] * src[1] * src[2] * src[3];
+    c->dram_bytes = nsrc * dram_es;
+    c->engine = 3;
+    if (load) {
+        uint8_t zero[4];
+        st_elem(zero, ddt, 0.0f, in->out_zp);
+        for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
+            for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+                for (uint64_t i2 = 0; i2 < dim[2]; i2++) {
+                    uint8_t *orow = ocm + ocm_addr + (i0 * os[0] + i1 * os[1] + i2 * os[2]) * des;
+                    int row_valid = i0 >= pad[0] && i0 - pad[0] < src[0] && i1 >= pad[1] &&
+                                    i1 - pad[1] < src[1] && i2 >= pad[2] && i2 - pad[2] < src[2];
+                    const uint8_t *srow = NULL;
+                    if (row_valid) {
+                        srow = sim->dram + dram_addr +
+                               ((i0 - pad[0]) * ds[0] + (i1 - pad[1]) * ds[1] +
+                                (i2 - pad[2]) * ds[2]) * ses;
+                    }
+                    for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
+                        uint8_t *o = orow + i3 * os[3] * des;
+                        if (!row_valid || i3 < pad[3] || i3 - pad[3] >= src[3]) {
+                            memcpy(o, zero, des);
+                            continue;
+                        }
+                        const uint8_t *sp = srow + (i3 - pad[3]) * ds[3] * ses;
+                        if (same) {
+                            memcpy(o, sp, des);
+                            continue;
+                        }
+                        float v = ld_elem(sp, sdt);
+                        if (scale) {
+                            v = (v - izp) * sc;
+                        }
+                        st_elem(o, ddt, v, in->out_zp);
+                    }
+                }
+            }
+        }
+        return MLIP_OK;
+    }
+    for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
+        for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+            for (uint64_t i2 = 0; i2 < dim[2]; i2++) {
+                const uint8_t *srow = ocm + ocm_addr + (i0 * os[0] + i1 * os[1] + i2 * os[2]) * ses;
+                uint8_t *drow = sim->dram + dram_addr + (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * des;
+                if (same && os[3] == 1 && ds[3] == 1) {
+                    memmove(drow, srow, dim[3] * des);
+                    continue;
+                }
+                for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
+                    const uint8_t *sp = srow + i3 * os[3] * ses;
+                    uint8_t *dp = drow + i3 * ds[3] * des;
+                    if (same) {
+                        memcpy(dp, sp, des);
+                        continue;
+                    }
+                    float v = ld_elem(sp, sdt);
+                    if (scale) {
+                        v = (v - izp) * sc;
+                    }
+                    st_elem(dp, ddt, v, in->out_zp);
+                }
+            }
+        }
+    }
+    return MLIP_OK;
+}
+
+/* conv geometry, shared by CONV and GEMM */
+typedef struct conv_geo {
+    uint64_t in_addr, out_addr, w_addr, b_addr, s_addr;
+    int64_t ih, iw, ic, ips, oh, ow, oc, ops, kh, kw, sh, sw, dh, dw, groups, pt, pl;
+} conv_geo;
+
+static void conv_geometry(const mlip_insn *in, conv_geo *g)
+{
+    const uint32_t *a = in->arg;
+    if (in->opcode == MLIP_OP_GEMM) {
+        g->in_addr = a[MLIP_GEMM_IN_ADDR]; g->out_addr = a[MLIP_GEMM_OUT_ADDR];
+        g->w_addr = a[MLIP_GEMM_W_ADDR]; g->b_addr = a[MLIP_GEMM_BIAS_ADDR];
+        g->s_addr = a[MLIP_GEMM_SCALE_ADDR];
+        g->ih = 1; g->iw = a[MLIP_GEMM_M]; g->ic = a[MLIP_GEMM_K];
+        g->ips = a[MLIP_GEMM_IN_ROW_STRIDE];
+        g->oh = 1; g->ow = a[MLIP_GEMM_M]; g->oc = a[MLIP_GEMM_N];
+        g->ops = a[MLIP_GEMM_OUT_ROW_STRIDE];
+        g->kh = g->kw = g->sh = g->sw = g->dh = g->dw = g->groups = 1;
+        g->pt = g->pl = 0;
+        return;
+    }
+    g->in_addr = a[MLIP_CONV_IN_ADDR]; g->out_addr = a[MLIP_CONV_OUT_ADDR];
+    g->w_addr = a[MLIP_CONV_W_ADDR]; g->b_addr = a[MLIP_CONV_BIAS_ADDR];
+    g->s_addr = a[MLIP_CONV_SCALE_ADDR];
+    g->ih = a[MLIP_CONV_IH]; g->iw = a[MLIP_CONV_IW]; g->ic = a[MLIP_CONV_IC];
+    g->ips = a[MLIP_CONV_IN_PIX_STRIDE];
+    g->oh = a[MLIP_CONV_OH]; g->ow = a[MLIP_CONV_OW]; g->oc = a[MLIP_CONV_OC];
+    g->ops = a[MLIP_CONV_OUT_PIX_STRIDE];
+    g->kh = a[MLIP_CONV_KH]; g->kw = a[MLIP_CONV_KW]; g->sh = a[MLIP_CONV_SH];
+    g->sw = a[MLIP_CONV_SW]; g->dh = a[MLIP_CONV_DH]; g->dw = a[MLIP_CONV_DW];
+    g->groups = a[MLIP_CONV_GROUPS];
+    g->pt = (int32_t)a[MLIP_CONV_PAD_T]; g->pl = (int32_t)a[MLIP_CONV_PAD_L];
+}
+
+#define OB 16 /* output-channel block of the fp32 kernel */
+#define PB 4  /* pixel block of the fp32 kernel */
+
+/* valid kernel index range [lo, hi) for output coordinate r: 0 <= r*s + k*d - p < n */
+static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t n, int64_t k,
+                             int64_t *lo, int64_t *hi)
+{
+    int64_t base = r * s - p;
+    int64_t l = 0, h = k;
+    while (l < k && base + l * d < 0) l++;
+    while (h > l && base + (h - 1) * d >= n) h--;
+    *lo = l;
+    *hi = h;
+}
+
+/* store one finished fp32 accumulator value of the fp16 path */
+static inline void conv_store_f(uint8_t *out, int dt, float acc, const mlip_insn *in)
+{
+    float v = apply_act(in->act, acc, in->fparam[MLIP_FP_ACT_ALPHA], in->fparam[MLIP_FP_ACT_BETA]);
+    st_elem(out, dt, v, 0);
+}
+
+static int exec_conv_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+{
+    int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
+    int64_t ocgp = (ocg + OB - 1) / OB * OB;
+    size_t nin = (size_t)(g->ih * g->iw * g->ic);
+    size_t nw = (size_t)(g->groups * g->kh * g->kw * icg * ocgp);
+    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
+    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap, nw * sizeof(float)));
+    float *X = sim->fbuf, *W = sim->wbuf;
+    for (int64_t p = 0; p < g->ih * g->iw; p++) {
+        const uint8_t *src = ocm + g->in_addr + (uint64_t)p * g->ips * 2;
+        for (int64_t c = 0; c < g->ic; c++) {
+            uint16_t h;
+            memcpy(&h, src + c * 2, 2);
+            X[p * g->ic + c] = h2f(h);
+        }
+    }
+    /* W[g][i][j][c][o] (o padded to ocgp with zeros) from OHWI */
+    int64_t kk = g->kh * g->kw * icg;
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        float *wg = W + gi * kk * ocgp;
+        for (int64_t t = 0; t < kk; t++) {
+            for (int64_t o = ocg; o < ocgp; o++) {
+                wg[t * ocgp + o] = 0.0f;
+            }
+        }
+        for (int64_t o = 0; o < ocg; o++) {
+            const uint8_t *src = ocm + g->w_addr + (uint64_t)((gi * ocg + o) * kk) * 2;
+            for (int64_t t = 0; t < kk; t++) {
+                uint16_t h;
+                memcpy(&h, src + t * 2, 2);
+                wg[t * ocgp + o] = h2f(h);
+            }
+        }
+    }
+    const float *bias = NULL;
+    float *B = NULL;
+    if (g->b_addr != MLIP_ADDR_NONE) {
+        TRY(ensure(sim, (void **)&sim->ibuf, &sim->ibuf_cap, (size_t)g->oc * sizeof(float)));
+        B = (float *)sim->ibuf;
+        memcpy(B, ocm + g->b_addr, (size_t)g->oc * 4);
+        bias = B;
+    }
+    int odt = in->dst_dtype;
+    uint32_t oes = DT_SIZE[odt];
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        const float *wg = W + gi * kk * ocgp;
+        for (int64_t r = 0; r < g->oh; r++) {
+            int64_t i0, i1;
+            tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+            /* interior columns: every kernel column valid */
+            int64_t s_lo = 0, s_hi = g->ow;
+            while (s_lo < g->ow) {
+                int64_t j0, j1;
+                tap_range(s_lo, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+                if (j0 == 0 && j1 == g->kw) break;
+                s_lo++;
+            }
+            while (s_hi > s_lo) {
+                int64_t j0, j1;
+                tap_range(s_hi - 1, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+                if (j0 == 0 && j1 == g->kw) break;
+                s_hi--;
+            }
+            int64_t s = 0;
+            while (s < g->ow) {
+                int64_t np = 1;
+                int fast = s >= s_lo && s + PB <= s_hi;
+                if (fast) np = PB;
+                for (int64_t ob = 0; ob < ocg; ob += OB) {
+                    float acc[PB][OB];
+                    memset(acc, 0, sizeof acc);
+                    if (fast) {
+                        for (int64_t i = i0; i < i1; i++) {
+                            int64_t y = r * g->sh + i * g->dh - g->pt;
+                            for (int64_t j = 0; j < g->kw; j++) {
+                                int64_t x = s * g->sw + j * g->dw - g->pl;
+                                const float *x0 = X + (y * g->iw + x) * g->ic + gi * icg;
+                                const float *x1 = x0 + g->sw * g->ic;
+                                const float *x2 = x1 + g->sw * g->ic;
+                                const float *x3 = x2 + g->sw * g->ic;
+                                const float *wp = wg + ((i * g->kw + j) * icg) * ocgp + ob;
+                                for (int64_t c = 0; c < icg; c++) {
+                                    const float *w = wp + c * ocgp;
+                                    float v0 = x0[c], v1 = x1[c], v2 = x2[c], v3 = x3[c];
+                                    for (int o = 0; o < OB; o++) {
+                                        acc[0][o] += v0 * w[o];
+                                        acc[1][o] += v1 * w[o];
+                                        acc[2][o] += v2 * w[o];
+                                        acc[3][o] += v3 * w[o];
+                                    }
+                                }
+                            }
+                        }
+                    } else {
+                        int64_t j0, j1;
+                        tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+                        for (int64_t i = i0; i < i1; i++) {
+                            int64_t y = r * g->sh + i * g->dh - g->pt;
+                            for (int64_t j = j0; j < j1; j++) {
+                                int64_t x = s * g->sw + j * g->dw - g->pl;
+                                const float *x0 = X + (y * g->iw + x) * g->ic + gi * icg;
+                                const float *wp = wg + ((i * g->kw + j) * icg) * ocgp + ob;
+                                for (int64_t c = 0; c < icg; c++) {
+                                    const float *w = wp + c * ocgp;
+                                    float v0 = x0[c];
+                                    for (int o = 0; o < OB; o++) {
+                                        acc[0][o] += v0 * w[o];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    int64_t on = ocg - ob < OB ? ocg - ob : OB;
+                    for (int64_t k = 0; k < np; k++) {
+                        uint8_t *orow = ocm + g->out_addr +
+                                        (uint64_t)((r * g->ow + s + k) * g->ops) * oes;
+                        for (int64_t o = 0; o < on; o++) {
+                            int64_t oo = gi * ocg + ob + o;
+                            float v = acc[k][o];
+                            if (bias != NULL) v += bias[oo];
+                            conv_store_f(orow + oo * oes, odt, v, in);
+                        }
+                    }
+                }
+                s += np;
+            }
+        }
+    }
+    return MLIP_OK;
+}
+
+/* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
+static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+{
+    int64_t C = g->ic;
+    size_t nin = (size_t)(g->ih * g->iw * C);
+    size_t nw = (size_t)(g->kh * g->kw * C);
+    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
+    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap, (nw + 2 * (size_t)C) * sizeof(float)));
+    float *X = sim->fbuf, *W = sim->wbuf, *acc = sim->wbuf + nw, *bias = acc + C;
+    for (int64_t p = 0; p < g->ih * g->iw; p++) {
+        const uint8_t *src = ocm + g->in_addr + (uint64_t)p * g->ips * 2;
+        for (int64_t c = 0; c < C; c++) {
+            uint16_t h;
+            memcpy(&h, src + c * 2, 2);
+            X[p * C + c] = h2f(h);
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t t = 0; t < g->kh * g->kw; t++) {
+            uint16_t h;
+            memcpy(&h, ocm + g->w_addr + (uint64_t)(c * g->kh * g->kw + t) * 2, 2);
+            W[t * C + c] = h2f(h);
+        }
+    }
+    int has_bias = g->b_addr != MLIP_ADDR_NONE;
+    if (has_bias) {
+        memcpy(bias, ocm + g->b_addr, (size_t)C * 4);
+    }
+    int odt = in->dst_dtype;
+    uint32_t oes = DT_SIZE[odt];
+    for (int64_t r = 0; r < g->oh; r++) {
+        int64_t i0, i1;
+        tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+        for (int64_t s = 0; s < g->ow; s++) {
+            int64_t j0, j1;
+            tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+            for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
+            for (int64_t i = i0; i < i1; i++) {
+                int64_t y = r * g->sh + i * g->dh - g->pt;
+                for (int64_t j = j0; j < j1; j++) {
+                    int64_t x = s * g->sw + j * g->dw - g->pl;
+                    const float *xp = X + (y * g->iw + x) * C;
+                    const float *wp = W + (i * g->kw + j) * C;
+                    for (int64_t c = 0; c < C; c++) acc[c] += xp[c] * wp[c];
+                }
+            }
+            uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
+            for (int64_t c = 0; c < C; c++) {
+                float v = acc[c];
+                if (has_bias) v += bias[c];
+                conv_store_f(orow + c * oes, odt, v, in);
+            }
+        }
+    }
+    return MLIP_OK;
+}
+
+static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+{
+    int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
+    size_t nin = (size_t)(g->ih * g->iw * g->ic);
+    int64_t kk = g->kh * g->kw * icg;
+    size_t nw = (size_t)(g->groups * kk * ocg);
+    TRY(ensure(sim, (void **)&sim->ibuf, &sim->ibuf_cap, (nin + (size_t)ocg) * sizeof(int32_t)));
+    TRY(ensure(sim, (void **)&sim->iwbuf, &sim->iwbuf_cap, nw * sizeof(int32_t)));
+    int32_t *X = sim->ibuf, *acc = sim->ibuf + nin, *W = sim->iwbuf;
+    for (int64_t p = 0; p < g->ih * g->iw; p++) {
+        const int8_t *src = (const int8_t *)(ocm + g->in_addr + (uint64_t)p * g->ips);
+        for (int64_t c = 0; c < g->ic; c++) X[p * g->ic + c] = (int32_t)src[c] - in->in_zp;
+    }
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        for (int64_t o = 0; o < ocg; o++) {
+            const int8_t *src = (const int8_t *)(ocm + g->w_addr + (uint64_t)((gi * ocg + o) * kk));
+            for (int64_t t = 0; t < kk; t++) W[(gi * kk + t) * ocg + o] = src[t];
+        }
+    }
+    int odt = in->dst_dtype;
+    uint32_t oes = DT_SIZE[odt];
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        for (int64_t r = 0; r < g->oh; r++) {
+            int64_t i0, i1;
+            tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+            for (int64_t s = 0; s < g->ow; s++) {
+                int64_t j0, j1;
+                tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+                for (int64_t o = 0; o < ocg; o++) acc[o] = 0;
+                for (int64_t i = i0; i < i1; i++) {
+                    int64_t y = r * g->sh + i * g->dh - g->pt;
+                    for (int64_t j = j0; j < j1; j++) {
+                        int64_t x = s * g->sw + j * g->dw - g->pl;
+                        const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
+                        const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg;
+                        for (int64_t c = 0; c < icg; c++) {
+                            int32_t v = xp[c];
+                            const int32_t *w = wp + c * ocg;
+                            for (int64_t o = 0; o < ocg; o++) acc[o] += v * w[o];
+                        }
+                    }
+                }
+                uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
+                for (int64_t o = 0; o < ocg; o++) {
+                    int64_t oo = gi * ocg + o;
+                    int64_t total = acc[o];
+                    if (g->b_addr != MLIP_ADDR_NONE) {
+                        int32_t b;
+                        memcpy(&b, ocm + g->b_addr + oo * 4, 4);
+                        total += b;
+                    }
+                    float sc;
+                    memcpy(&sc, ocm + g->s_addr + oo * 4, 4);
+                    float v = (float)total * sc;
+                    v = apply_act(in->act, v, in->fparam[MLIP_FP_ACT_ALPHA],
+                                  in->fparam[MLIP_FP_ACT_BETA]);
+                    st_elem(orow + oo * oes, odt, v, in->out_zp);
+                }
+            }
+        }
+    }
+    return MLIP_OK;
+}
+
+static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                     const mlip_params *p, cost *c)
+{
+    conv_geo g;
+    conv_geometry(in, &g);
+    uint8_t *ocm = sim->ocm[lt];
+    int i8 = in->src_dtype == MLIP_DT_INT8;
+    uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
+    int64_t icg = g.ic / g.groups, ocg = g.oc / g.groups;
+    int64_t kk = g.kh * g.kw * icg;
+    TRY(ocm_mark_rows(ac, lt, g.in_addr, (uint64_t)(g.ih * g.iw), (uint64_t)g.ic * es,
+                      (uint64_t)g.ips * es, 0));
+    TRY(ocm_mark_rows(ac, lt, g.w_addr, 1, (uint64_t)(g.oc * kk) * es, 0, 0));
+    if (g.b_addr != MLIP_ADDR_NONE) {
+        TRY(ocm_mark_rows(ac, lt, g.b_addr, 1, (uint64_t)g.oc * 4, 0, 0));
+    }
+    if (g.s_addr != MLIP_ADDR_NONE) {
+        TRY(ocm_mark_rows(ac, lt, g.s_addr, 1, (uint64_t)g.oc * 4, 0, 0));
+    }
+    TRY(ocm_mark_rows(ac, lt, g.out_addr, (uint64_t)(g.oh * g.ow), (uint64_t)g.oc * oes,
+                      (uint64_t)g.ops * oes, 1));
+    int depthwise = icg == 1 && ocg == 1 && g.groups > 1;
+    uint64_t pixels = (uint64_t)(g.oh * g.ow);
+    c->macs = pixels * (uint64_t)g.oc * (uint64_t)kk;
+    c->int8 = i8;
+    uint64_t speed = i8 ? p->int8_speedup : 1;
+    if (depthwise && !i8) {
+        c->engine = 2;
+        uint64_t lanes = umin64(p->vector_lanes, (uint64_t)p->matrix_rows * p->matrix_cols);
+        c->cycles = p->vector_latency + cdiv(c->macs, lanes);
+    } else {
+        c->engine = 1;
+        uint64_t passes = pixels * (uint64_t)(g.kh * g.kw * g.groups) *
+                          cdiv((uint64_t)icg, p->matrix_rows) *
+                          cdiv((uint64_t)ocg, p->matrix_cols);
+        c->cycles = p->matrix_fill + cdiv(passes, speed);
+    }
+    if (i8) {
+        return exec_conv_i8(sim, ocm, in, &g);
+    }
+    if (depthwise) {
+        return exec_dw_f16(sim, ocm, in, &g);
+    }
+    return exec_conv_f16(sim, ocm, in, &g);
+}
+
+static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                     const mlip_params *p, cost *c)
+{
+    const uint32_t *a = in->arg;
+    uint8_t *ocm = sim->ocm[lt];
+    int64_t ih = a[MLIP_POOL_IH], iw = a[MLIP_POOL_IW], C = a[MLIP_POOL_C];
+    int64_t ips = a[MLIP_POOL_IN_PIX_STRIDE], oh = a[MLIP_POOL_OH], ow = a[MLIP_POOL_OW];
+    int64_t ops = a[MLIP_POOL_OUT_PIX_STRIDE], kh = a[MLIP_POOL_KH], kw = a[MLIP_POOL_KW];
+    int64_t sh = a[MLIP_POOL_SH], sw = a[MLIP_POOL_SW];
+    int64_t pt = (int32_t)a[MLIP_POOL_PAD_T], pl = (int32_t)a[MLIP_POOL_PAD_L];
+    uint64_t in_addr = a[MLIP_POOL_IN_ADDR], out_addr = a[MLIP_POOL_OUT_ADDR];
+    int sdt = in->src_dtype, odt = in->dst_dtype;
+    uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
+    TRY(ocm_mark_rows(ac, lt, in_addr, (uint64_t)(ih * iw), (uint64_t)C * es,
+                      (uint64_t)ips * es, 0));
+    TRY(ocm_mark_rows(ac, lt, out_addr, (uint64_t)(oh * ow), (uint64_t)C * oes,
+                      (uint64_t)ops * oes, 1));
+    uint64_t taps = (uint64_t)(oh * ow * C * kh * kw);
+    c->engine = 2;
+    c->cycles = p->vector_latency + cdiv(taps, p->vector_lanes);
+    size_t nin = (size_t)(ih * iw * C);
+    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (nin + 2 * (size_t)C) * sizeof(float)));
+    float *X = sim->fbuf, *acc = sim->fbuf + nin;
+    int is_int = dt_is_int(sdt);
+    float zp = is_int ? (float)in->in_zp : 0.0f;
+    for (int64_t q = 0; q < ih * iw; q++) {
+        const uint8_t *src = ocm + in_addr + (uint64_t)(q * ips) * es;
+        for (int64_t ch = 0; ch < C; ch++) {
+            X[q * C + ch] = ld_elem(src + ch * es, sdt) - zp;
+        }
+    }
+    int is_max = in->func == MLIP_POOL_MAX;
+    int scale = (in->flags & MLIP_F_SCALE) != 0;
+    float sc = in->fparam[MLIP_FP_SCALE];
+    for (int64_t r = 0; r < oh; r++) {
+        int64_t i0, i1;
+        tap_range(r, sh, 1, pt, ih, kh, &i0, &i1);
+        for (int64_t s = 0; s < ow; s++) {
+            int64_t j0, j1;
+            tap_range(s, sw, 1, pl, iw, kw, &j0, &j1);
+            int64_t count = (i1 - i0) * (j1 - j0);
+            for (int64_t ch = 0; ch < C; ch++) acc[ch] = is_max ? -INFINITY : 0.0f;
+            for (int64_t i = i0; i < i1; i++) {
+                for (int64_t j = j0; j < j1; j++) {
+                    const float *xp = X + ((r * sh + i - pt) * iw + (s * sw + j - pl)) * C;
+                    if (is_max) {
+                        for (int64_t ch = 0; ch < C; ch++) acc[ch] = fmaxf(acc[ch], xp[ch]);
+                    } else {
+                        for (int64_t ch = 0; ch < C; ch++) acc[ch] += xp[ch];
+                    }
+                }
+            }
+            int64_t div = (in->flags & MLIP_F_COUNT_PAD) ? kh * kw : count;
+            uint8_t *orow = ocm + out_addr + (uint64_t)((r * ow + s) * ops) * oes;
+            for (int64_t ch = 0; ch < C; ch++) {
+                float v;
+                if (count == 0) {
+                    v = 0.0f;
+                } else if (is_max) {
+                    v = acc[ch];
+                } else {
+                    v = acc[ch] / (float)div;
+                }
+                v = apply_act(in->act, v, in->fparam[MLIP_FP_ACT_ALPHA],
+                              in->fparam[MLIP_FP_ACT_BETA]);
+                if (scale) v *= sc;
+                st_elem(orow + ch * oes, odt, v, in->out_zp);
+            }
+        }
+    }
+    return MLIP_OK;
+}
+
+static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                    const mlip_params *p, cost *c)
+{
+    const uint32_t *a = in->arg;
+    uint8_t *ocm = sim->ocm[lt];
+    uint64_t rows = a[MLIP_ELT_ROWS], cols = a[MLIP_ELT_COLS];
+    uint64_t ars = a[MLIP_ELT_A_ROW_STRIDE], brs = a[MLIP_ELT_B_ROW_STRIDE];
+    uint64_t bcs = a[MLIP_ELT_B_COL_STRIDE], ors = a[MLIP_ELT_OUT_ROW_STRIDE];
+    uint64_t aa = a[MLIP_ELT_A_ADDR], ba = a[MLIP_ELT_B_ADDR], oa = a[MLIP_ELT_OUT_ADDR];
+    int sdt = in->src_dtype, odt = in->dst_dtype;
+    uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
+    TRY(ocm_mark_rows(ac, lt, aa, rows, cols * es, ars * es, 0));
+    if (sim->p.check_deps) {
+        for (uint64_t r = 0; r < rows; r++) {
+            uint64_t lo = ba + r * brs * es;
+            uint64_t hi = lo + ((cols - 1) * bcs + 1) * es;
+            TRY(ocm_mark(ac, lt, lo, hi, 0));
+        }
+    }
+    TRY(ocm_mark_rows(ac, lt, oa, rows, cols * oes, ors * oes, 1));
+    c->engine = 2;
+    c->cycles = p->vector_latency + cdiv(rows * cols, p->vector_lanes);
+    int scale = (in->flags & MLIP_F_SCALE) != 0;
+    float as = f32_bits(a[MLIP_ELT_A_SCALE]), bs = f32_bits(a[MLIP_ELT_B_SCALE]);
+    float os = f32_bits(a[MLIP_ELT_OUT_SCALE]);
+    float azp = dt_is_int(sdt) ? (float)in->in_zp : 0.0f;
+    float bzp = dt_is_int(sdt) ? (float)(int32_t)a[MLIP_ELT_B_ZP] : 0.0f;
+    float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
+    for (uint64_t r = 0; r < rows; r++) {
+        for (uint64_t k = 0; k < cols; k++) {
+            float va = ld_elem(ocm + aa + (r * ars + k) * es, sdt);
+            float vb = ld_elem(ocm + ba + (r * brs + k * bcs) * es, sdt);
+            if (scale) {
+                va = (va - azp) * as;
+                vb = (vb - bzp) * bs;
+            }
+            float v;
+            switch (in->func) {
+            case MLIP_ELT_ADD: v = va + vb; break;
+            case MLIP_ELT_SUB: v = va - vb; break;
+            case MLIP_ELT_MUL: v = va * vb; break;
+            case MLIP_ELT_MAX: v = fmaxf(va, vb); break;
+            default: v = fminf(va, vb); break;
+            }
+            v = apply_act(in->act, v, alpha, beta);
+            if (scale) v *= os;
+            st_elem(ocm + oa + (r * ors + k) * oes, odt, v, in->out_zp);
+        }
+    }
+    return MLIP_OK;
+}
+
+static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                    const mlip_params *p, cost *c)
+{
+    const uint32_t *a = in->arg;
+    uint8_t *ocm = sim->ocm[lt];
+    uint64_t rows = a[MLIP_VEC_ROWS], cols = a[MLIP_VEC_COLS];
+    uint64_t irs = a[MLIP_VEC_IN_ROW_STRIDE], ors = a[MLIP_VEC_OUT_ROW_STRIDE];
+    uint64_t ia = a[MLIP_VEC_IN_ADDR], oa = a[MLIP_VEC_OUT_ADDR];
+    int sdt = in->src_dtype, odt = in->dst_dtype;
+    uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
+    TRY(ocm_mark_rows(ac, lt, ia, rows, cols * es, irs * es, 0));
+    TRY(ocm_mark_rows(ac, lt, oa, rows, cols * oes, ors * oes, 1));
+    c->engine = 2;
+    c->cycles = p->vector_latency + cdiv(rows * cols, p->vector_lanes);
+    int scale = (in->flags & MLIP_F_SCALE) != 0;
+    float sc = in->fparam[MLIP_FP_SCALE], os = f32_bits(a[MLIP_VEC_OUT_SCALE]);
+    float izp = dt_is_int(sdt) ? (float)in->in_zp : 0.0f;
+    float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
+    int same = in->opcode == MLIP_OP_COPY || (sdt == odt && !scale && in->act == 0 &&
+                                              in->opcode == MLIP_OP_CONVERT);
+    for (uint64_t r = 0; r < rows; r++) {
+        const uint8_t *ip = ocm + ia + r * irs * es;
+        uint8_t *op = ocm + oa + r * ors * oes;
+        if (same) {
+            memmove(op, ip, cols * es);
+            continue;
+        }
+        for (uint64_t k = 0; k < cols; k++) {
+            float v = ld_elem(ip + k * es, sdt);
+            if (scale) v = (v - izp) * sc;
+            if (in->opcode == MLIP_OP_ACT) {
+                v = apply_act(in->act, v, alpha, beta);
+                if (scale) v *= os;
+            }
+            st_elem(op + k * oes, odt, v, in->out_zp);
+        }
+    }
+    return MLIP_OK;
+}
+
+/* ---- scheduler ---------------------------------------------------------------------------- */
+static int pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_time)
+{
+    uint32_t lt = s / 3;
+    int q = (int)(s % 3);
+    uint64_t t = 0;
+    if (in->flags & MLIP_F_POP_PREV) {
+        const fifo *f = &rc->ch[lt][channel(q - 1, q)];
+        if (f->count == 0) return 0;
+        t = umax64(t, f->buf[f->head].time);
+    }
+    if (in->flags & MLIP_F_POP_NEXT) {
+        const fifo *f = &rc->ch[lt][channel(q + 1, q)];
+        if (f->count == 0) return 0;
+        t = umax64(t, f->buf[f->head].time);
+    }
+    *tok_time = t;
+    return 1;
+}
+
+static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
+{
+    uint32_t lt = s / 3;
+    int q = (int)(s % 3);
+    for (int k = 0; k < 2; k++) {
+        int flag = k == 0 ? MLIP_F_POP_PREV : MLIP_F_POP_NEXT;
+        if (!(in->flags & flag)) continue;
+        fifo *f = &rc->ch[lt][channel(k == 0 ? q - 1 : q + 1, q)];
+        const token *tk = &f->buf[f->head];
+        for (uint32_t i = 0; i < rc->ns; i++) {
+            if (tk->vc[i] > rc->st[s].vc[i]) rc->st[s].vc[i] = tk->vc[i];
+        }
+        f->head = (f->head + 1) % f->cap;
+        f->count--;
+    }
+}
+
+static void do_pushes(run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t end)
+{
+    uint32_t lt = s / 3;
+    int q = (int)(s % 3);
+    for (int k = 0; k < 2; k++) {
+        int flag = k == 0 ? MLIP_F_PUSH_PREV : MLIP_F_PUSH_NEXT;
+        if (!(in->flags & flag)) continue;
+        fifo *f = &rc->ch[lt][channel(q, k == 0 ? q - 1 : q + 1)];
+        /* the load-time balance check guarantees count < cap here */
+        token *tk = &f->buf[(f->head + f->count) % f->cap];
+        tk->time = end;
+        memcpy(tk->vc, rc->st[s].vc, sizeof tk->vc);
+        f->count++;
+    }
+}
+
+static void account(mlip_sim *sim, run_ctx *rc, const mlip_insn *in, const cost *c,
+                    uint64_t start, uint64_t end, int load)
+{
+    mlip_stats *st = rc->stats;
+    st->instructions++;
+    if (c->engine == 1) st->matrix_busy += c->cycles;
+    if (c->engine == 2) st->vector_busy += c->cycles;
+    if (c->int8) st->macs_int8 += c->macs; else st->macs_fp16 += c->macs;
+    if (c->engine == 3) {
+        if (load) st->dma_in_bytes += c->dram_bytes; else st->dma_out_bytes += c->dram_bytes;
+    }
+    if (in->layer == MLIP_LAYER_NONE || rc->section != MLIP_SEC_MAIN) return;
+    mlip_layer_stats *l = &sim->lstats[in->layer];
+    if (l->instructions == 0 || start < l->start) l->start = start;
+    if (end > l->end) l->end = end;
+    l->instructions++;
+    if (c->int8) l->macs_int8 += c->macs; else l->macs_fp16 += c->macs;
+    if (c->engine == 1) l->matrix_cycles += c->cycles;
+    if (c->engine == 2) l->vector_cycles += c->cycles;
+    if (c->engine == 3) {
+        if (load) l->dma_in_bytes += c->dram_bytes; else l->dma_out_bytes += c->dram_bytes;
+    }
+}
+
+static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
+{
+    stream_state *ss = &rc->st[s];
+    const mlip_insn *in = &ss->insns[ss->pc];
+    const mlip_params *p = &sim->p;
+    uint32_t lt = s / 3;
+    int q = (int)(s % 3);
+    do_pops(rc, s, in);
+    uint32_t seq = ss->pc + 1;
+    ss->vc[s] = seq;
+    acc_ctx ac = {sim, rc, s, seq, op_name(in->opcode)};
+    cost c = {0, 0, 0, 0, 0};
+    int rcode = MLIP_OK;
+    switch (in->opcode) {
+    case MLIP_OP_DMA_LOAD:
+    case MLIP_OP_DMA_STORE: rcode = exec_dma(sim, &ac, lt, in, &c); break;
+    case MLIP_OP_CONV:
+    case MLIP_OP_GEMM: rcode = exec_conv(sim, &ac, lt, in, p, &c); break;
+    case MLIP_OP_POOL: rcode = exec_pool(sim, &ac, lt, in, p, &c); break;
+    case MLIP_OP_ELTWISE: rcode = exec_elt(sim, &ac, lt, in, p, &c); break;
+    case MLIP_OP_ACT:
+    case MLIP_OP_CONVERT:
+    case MLIP_OP_COPY: rcode = exec_vec(sim, &ac, lt, in, p, &c); break;
+    default: break;
+    }
+    if (rcode != MLIP_OK) return rcode;
+    uint64_t end;
+    if (c.engine == 3) {
+        uint64_t t0 = start + p->issue_latency + p->dma_latency;
+        uint64_t xfer = umax64(t0, rc->dram_free);
+        rc->dram_free = xfer + cdiv(c.dram_bytes, p->dram_bytes_per_cycle);
+        rc->stats->dram_busy += cdiv(c.dram_bytes, p->dram_bytes_per_cycle);
+        end = xfer + cdiv(c.dram_bytes, umin64(p->dma_bytes_per_cycle, p->dram_bytes_per_cycle));
+    } else {
+        end = start + p->issue_latency + c.cycles;
+    }
+    rc->stats->stall[q] += start - ss->ready;
+    ss->ready = end;
+    ss->pc++;
+    do_pushes(rc, s, in, end);
+    account(sim, rc, in, &c, start, end, in->opcode == MLIP_OP_DMA_LOAD);
+    if (end > rc->end) rc->end = end;
+    return MLIP_OK;
+}
+
+static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats *stats,
+                       uint64_t *t_end)
+{
+    run_ctx *rc = calloc(1, sizeof(run_ctx));
+    if (rc == NULL) return fail(sim, MLIP_ERR_NOMEM, "out of memory");
+    int status = MLIP_OK;
+    rc->section = section;
+    rc->ns = sim->ntiles * 3;
+    rc->stats = stats;
+    rc->end = t_start;
+    rc->dram_free = t_start;
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+        for (int q = 0; q < 3; q++) {
+            const mlip_stream *ms = &sim->info.streams[section][sim->tile0 + lt][q];
+            stream_state *ss = &rc->st[lt * 3 + q];
+            ss->insns = sim->code + ms->first;
+            ss->first = ms->first;
+            ss->n = ms->count;
+            ss->ready = t_start;
+        }
+        for (int c = 0; c < NCH; c++) {
+            uint32_t cap = sim->pushes[section][sim->tile0 + lt][c];
+            rc->ch[lt][c].cap = cap;
+            if (cap > 0) {
+                rc->ch[lt][c].buf = malloc((size_t)cap * sizeof(token));
+                if (rc->ch[lt][c].buf == NULL) {
+                    status = fail(sim, MLIP_ERR_NOMEM, "out of memory (token queues)");
+                    goto done;
+                }
+            }
+        }
+    }
+    for (;;) {
+        int64_t best = -1;
+        uint64_t best_start = UINT64_MAX;
+        int all_done = 1;
+        for (uint32_t s = 0; s < rc->ns; s++) {
+            stream_state *ss = &rc->st[s];
+            if (ss->pc >= ss->n) continue;
+            all_done = 0;
+            const mlip_insn *in = &ss->insns[ss->pc];
+            if (in->opcode == MLIP_OP_BARRIER) continue;
+            uint64_t tt;
+            if (!pops_ready(rc, s, in, &tt)) continue;
+            uint64_t start = umax64(ss->ready, tt);
+            if (start < best_start) {
+                best_start = start;
+                best = s;
+            }
+        }
+        if (all_done) break;
+        /* barrier: every tile's compute queue at a BARRIER with its tokens available */
+        int bar_ready = 1;
+        uint64_t bar_start = 0;
+        for (uint32_t lt = 0; lt < sim->ntiles && bar_ready; lt++) {
+            stream_state *ss = &rc->st[lt * 3 + 1];
+            uint64_t tt;
+            if (ss->pc >= ss->n || ss->insns[ss->pc].opcode != MLIP_OP_BARRIER ||
+                !pops_ready(rc, lt * 3 + 1, &ss->insns[ss->pc], &tt)) {
+                bar_ready = 0;
+                break;
+            }
+            bar_start = umax64(bar_start, umax64(ss->ready, tt));
+        }
+        if (best >= 0 && (!bar_ready || best_start <= bar_start)) {
+            status = exec_one(sim, rc, (uint32_t)best, best_start);
+            if (status != MLIP_OK) goto done;
+            continue;
+        }
+        if (bar_ready) {
+            uint32_t merged[NS_MAX] = {0};
+            for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+                uint32_t s = lt * 3 + 1;
+                do_pops(rc, s, &rc->st[s].insns[rc->st[s].pc]);
+                for (uint32_t i = 0; i < rc->ns; i++) {
+                    if (rc->st[s].vc[i] > merged[i]) merged[i] = rc->st[s].vc[i];
+                }
+            }
+            uint64_t end = bar_start + sim->p.issue_latency + sim->p.barrier_latency;
+            for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+                uint32_t s = lt * 3 + 1;
+                stream_state *ss = &rc->st[s];
+                const mlip_insn *in = &ss->insns[ss->pc];
+                memcpy(ss->vc, merged, sizeof merged);
+                ss->vc[s] = ss->pc + 1;
+                stats->stall[1] += bar_start - ss->ready;
+                ss->ready = end;
+                ss->pc++;
+                do_pushes(rc, s, in, end);
+                cost c = {0, 0, 0, 0, 0};
+                account(sim, rc, in, &c, bar_start, end, 0);
+            }
+            if (end > rc->end) rc->end = end;
+            continue;
+        }
+        /* deadlock */
+        char buf[512];
+        size_t used = 0;
+        buf[0] = 0;
+        for (uint32_t s = 0; s < rc->ns && used + 80 < sizeof buf; s++) {
+            stream_state *ss = &rc->st[s];
+            if (ss->pc >= ss->n) continue;
+            char d[128];
+            describe(sim, rc, s, ss->pc + 1, d, sizeof d);
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", used ? "; " : "", d);
+        }
+        status = fail(sim, MLIP_ERR_RUN,
+                      "deadlock: no queue can proceed; waiting for tokens or a barrier: %s", buf);
+        goto done;
+    }
+    *t_end = rc->end;
+done:
+    for (uint32_t lt = 0; lt < MLIP_MAX_TILES; lt++) {
+        for (int c = 0; c < NCH; c++) free(rc->ch[lt][c].buf);
+    }
+    free(rc);
+    return status;
+}
+
+/* ---- API ------------------------------------------------------------------------------------ */
+void mlip_default_params(mlip_params *p)
+{
+    if (p == NULL) return;
+    p->clock_mhz = MLIP_DEFAULT_CLOCK_MHZ;
+    p->matrix_rows = MLIP_DEFAULT_MATRIX_ROWS;
+    p->matrix_cols = MLIP_DEFAULT_MATRIX_COLS;
+    p->int8_speedup = MLIP_DEFAULT_INT8_SPEEDUP;
+    p->vector_lanes = MLIP_DEFAULT_VECTOR_LANES;
+    p->dram_bytes_per_cycle = MLIP_DEFAULT_DRAM_BYTES_PER_CYCLE;
+    p->dma_bytes_per_cycle = MLIP_DEFAULT_DMA_BYTES_PER_CYCLE;
+    p->dma_latency = MLIP_DEFAULT_DMA_LATENCY;
+    p->matrix_fill = MLIP_DEFAULT_MATRIX_FILL;
+    p->vector_latency = MLIP_DEFAULT_VECTOR_LATENCY;
+    p->issue_latency = MLIP_DEFAULT_ISSUE_LATENCY;
+    p->barrier_latency = MLIP_DEFAULT_BARRIER_LATENCY;
+    p->ocm_size = MLIP_DEFAULT_OCM_SIZE;
+    p->check_deps = 1;
+    p->max_insn_work = (uint64_t)1 << 34;
+    p->max_dram_bytes = (uint64_t)1 << 31;
+}
+
+static int check_params(mlip_sim *sim, const mlip_params *p)
+{
+    if (p->clock_mhz == 0 || p->matrix_rows == 0 || p->matrix_cols == 0 ||
+        p->int8_speedup == 0 || p->vector_lanes == 0 || p->dram_bytes_per_cycle == 0 ||
+        p->dma_bytes_per_cycle == 0) {
+        return fail(sim, MLIP_ERR_ARG, "timing parameters: rates and sizes must be >= 1");
+    }
+    if (p->ocm_size == 0 || p->ocm_size > (1u << 30) || p->ocm_size % MLIP_OCM_GRANULE) {
+        return fail(sim, MLIP_ERR_ARG, "ocm_size %u must be a multiple of %d up to 1 GiB",
+                    p->ocm_size, MLIP_OCM_GRANULE);
+    }
+    return MLIP_OK;
+}
+
+void mlip_sim_free(mlip_sim *sim)
+{
+    if (sim == NULL) return;
+    for (int t = 0; t < MLIP_MAX_TILES; t++) {
+        free(sim->ocm[t]);
+        free(sim->osh[t]);
+    }
+    free(sim->dsh[0]);
+    free(sim->dsh[1]);
+    free(sim->dram);
+    free(sim->code);
+    free(sim->layers);
+    free(sim->lstats);
+    free(sim->fbuf);
+    free(sim->wbuf);
+    free(sim->ibuf);
+    free(sim->iwbuf);
+    free(sim);
+}
+
+static void set_msg(mlip_sim *sim, char *msg, size_t msg_size)
+{
+    sim->msg = msg;
+    sim->msg_size = msg_size;
+    if (msg != NULL && msg_size > 0) msg[0] = 0;
+}
+
+int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_params *params,
+                  char *msg, size_t msg_size)
+{
+    if (msg != NULL && msg_size > 0) msg[0] = 0;
+    if (out == NULL || (data == NULL && size > 0)) {
+        if (msg != NULL && msg_size > 0) snprintf(msg, msg_size, "null argument");
+        return MLIP_ERR_ARG;
+    }
+    *out = NULL;
+    mlip_sim *sim = calloc(1, sizeof(mlip_sim));
+    if (sim == NULL) {
+        if (msg != NULL && msg_size > 0) snprintf(msg, msg_size, "out of memory");
+        return MLIP_ERR_NOMEM;
+    }
+    set_msg(sim, msg, msg_size);
+    if (params != NULL) {
+        sim->p = *params;
+    } else {
+        mlip_default_params(&sim->p);
+    }
+    int rc = check_params(sim, &sim->p);
+    if (rc == MLIP_OK) rc = validate_model(sim, data ? data : (const uint8_t *)"", size);
+    if (rc != MLIP_OK) {
+        mlip_sim_free(sim);
+        return rc;
+    }
+    const mlip_model_info *m = &sim->info;
+    sim->dram = calloc(sim->dram_size ? (size_t)sim->dram_size : 1, 1);
+    sim->osh_n = sim->p.ocm_size / MLIP_OCM_GRANULE;
+    int ok = sim->dram != NULL;
+    for (uint32_t t = 0; t < sim->ntiles && ok; t++) {
+        sim->ocm[t] = calloc(sim->p.ocm_size, 1);
+        sim->osh[t] = calloc((size_t)sim->osh_n, sizeof(ocm_shadow));
+        ok = sim->ocm[t] != NULL && sim->osh[t] != NULL;
+    }
+    uint64_t base[2] = {m->output_offset, m->scratch_offset};
+    uint64_t sz[2] = {m->output_size, m->scratch_size};
+    for (int r = 0; r < 2 && ok; r++) {
+        sim->dsh_base[r] = base[r] / MLIP_DRAM_GRANULE * MLIP_DRAM_GRANULE;
+        sim->dsh_n[r] = sz[r] ? cdiv(base[r] + sz[r] - sim->dsh_base[r], MLIP_DRAM_GRANULE) : 0;
+        if (sim->dsh_n[r]) {
+            sim->dsh[r] = calloc((size_t)sim->dsh_n[r], sizeof(dram_shadow));
+            ok = sim->dsh[r] != NULL;
+        }
+    }
+    if (!ok) {
+        rc = fail(sim, MLIP_ERR_NOMEM, "out of memory allocating DRAM (%llu bytes) and OCM",
+                  (unsigned long long)sim->dram_size);
+        mlip_sim_free(sim);
+        return rc;
+    }
+    memcpy(sim->dram + m->weights_offset, data + sizeof(mlip_header) + sim->hdr.metadata_size +
+                                              m->code_size, (size_t)m->weights_size);
+    /* init section */
+    sim->epoch = 2;
+    sim->run_base = 2;
+    mlip_stats st;
+    memset(&st, 0, sizeof st);
+    uint64_t end = 0;
+    rc = run_section(sim, MLIP_SEC_INIT, 0, &st, &end);
+    if (rc != MLIP_OK) {
+        mlip_sim_free(sim);
+        return rc;
+    }
+    sim->stats.init_cycles = end;
+    sim->msg = NULL;
+    sim->msg_size = 0;
+    *out = sim;
+    return MLIP_OK;
+}
+
+uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)
+{
+    if (sim == NULL) return NULL;
+    if (size != NULL) *size = sim->dram_size;
+    return sim->dram;
+}
+
+uint32_t mlip_sim_num_layers(const mlip_sim *sim) { return sim == NULL ? 0 : sim->num_layers; }
+
+int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                 uint32_t num_layers, char *msg, size_t msg_size)
+{
+    if (sim == NULL) return MLIP_ERR_ARG;
+    set_msg(sim, msg, msg_size);
+    if (num_layers != 0 && num_layers != sim->num_layers) {
+        return fail(sim, MLIP_ERR_ARG, "layer stats buffer holds %u entries, model has %u",
+                    num_layers, sim->num_layers);
+    }
+    mlip_stats st;
+    memset(&st, 0, sizeof st);
+    memset(sim->lstats, 0, (sim->num_layers ? sim->num_layers : 1) * sizeof(mlip_layer_stats));
+    sim->epoch = sim->epoch < 3 ? 3 : sim->epoch + 1;
+    if (sim->epoch > 0xFFFFFFF0u) {
+        return fail(sim, MLIP_ERR_RUN, "too many inferences on one handle");
+    }
+    sim->run_base = sim->epoch;
+    uint64_t end_main = 0, end_fin = 0;
+    int rc = run_section(sim, MLIP_SEC_MAIN, 0, &st, &end_main);
+    if (rc != MLIP_OK) return rc;
+    sim->epoch++;
+    rc = run_section(sim, MLIP_SEC_FINISH, end_main, &st, &end_fin);
+    if (rc != MLIP_OK) return rc;
+    st.cycles = end_fin;
+    st.init_cycles = sim->stats.init_cycles;
+    if (stats != NULL) *stats = st;
+    if (layers != NULL && num_layers != 0) {
+        memcpy(layers, sim->lstats, (size_t)num_layers * sizeof(mlip_layer_stats));
+    }
+    return MLIP_OK;
+}

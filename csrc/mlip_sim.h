@@ -1,0 +1,79 @@
+/*
+ * mlip_sim.h -- public API of the mlip simulator core (C11, no globals).
+ *
+ * One opaque handle per loaded model.  Every function returns MLIP_OK or a negative status
+ * and writes a NUL-terminated message into the caller's buffer.  The core never reads or
+ * writes outside its own buffers whatever the binary says: mlip_sim_load validates the whole
+ * binary before anything runs.  Keep this file free of preprocessor conditionals: cffi's
+ * cdef in sim/build_sim.py repeats the declarations below.
+ */
+#ifndef MLIP_SIM_H
+#define MLIP_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MLIP_OK 0
+#define MLIP_ERR_FORMAT (-1)  /* the binary is malformed (BinaryFormatError) */
+#define MLIP_ERR_RUN (-2)     /* the program misbehaved at run time (SimulationError) */
+#define MLIP_ERR_ARG (-3)     /* bad API argument or parameter */
+#define MLIP_ERR_NOMEM (-4)   /* out of memory */
+
+typedef struct mlip_params {
+    uint32_t clock_mhz;
+    uint32_t matrix_rows;
+    uint32_t matrix_cols;
+    uint32_t int8_speedup;
+    uint32_t vector_lanes;
+    uint32_t dram_bytes_per_cycle;
+    uint32_t dma_bytes_per_cycle;
+    uint32_t dma_latency;
+    uint32_t matrix_fill;
+    uint32_t vector_latency;
+    uint32_t issue_latency;
+    uint32_t barrier_latency;
+    uint32_t ocm_size;
+    uint32_t check_deps;       /* 1: enforce the dependency rule (default) */
+    uint64_t max_insn_work;    /* per-instruction work limit (MACs / taps / elements) */
+    uint64_t max_dram_bytes;   /* largest dram_size the simulator accepts */
+} mlip_params;
+
+typedef struct mlip_stats {
+    uint64_t cycles;           /* main + finish of the last inference */
+    uint64_t init_cycles;
+    uint64_t macs_fp16;
+    uint64_t macs_int8;
+    uint64_t dma_in_bytes;
+    uint64_t dma_out_bytes;
+    uint64_t matrix_busy;      /* summed over tiles */
+    uint64_t vector_busy;
+    uint64_t dram_busy;
+    uint64_t stall[3];         /* per queue kind, summed over tiles */
+    uint64_t instructions;
+} mlip_stats;
+
+typedef struct mlip_layer_stats {
+    uint64_t start;
+    uint64_t end;
+    uint64_t macs_fp16;
+    uint64_t macs_int8;
+    uint64_t dma_in_bytes;
+    uint64_t dma_out_bytes;
+    uint64_t matrix_cycles;
+    uint64_t vector_cycles;
+    uint64_t instructions;
+} mlip_layer_stats;
+
+typedef struct mlip_sim mlip_sim;
+
+void mlip_default_params(mlip_params *params);
+uint32_t mlip_crc32c(const uint8_t *data, size_t size);
+int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_params *params,
+                  char *msg, size_t msg_size);
+void mlip_sim_free(mlip_sim *sim);
+uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
+uint32_t mlip_sim_num_layers(const mlip_sim *sim);
+int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                 uint32_t num_layers, char *msg, size_t msg_size);
+
+#endif /* MLIP_SIM_H */

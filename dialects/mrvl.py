@@ -1,0 +1,854 @@
+"""The `mrvl` dialect: fused accelerator layers (the RFC's "Marvell layers").
+
+Each op is one layer kind of the pattern table in `../shared/docs/mrvl-json.md`. Invariants
+shared by every layer op:
+
+- Data is NHWC (4-D) or NC (2-D), float32; kernels are OHWI, dense weights are [O, K].
+- Weights and biases are operands, produced by `graph.constant` ops (checked by the legality
+  predicates and the JSON writer, not by the verifier, so hand-written IR may pass values).
+- `layer_name` is the layer's node name in the JSON pair, `tvmgen_mrvl_main_<k>`.
+- Conv2D, FC and Sum2D carry a fused activation: `none`, `relu`, `clip` (with `clip_min`,
+  `clip_max`; relu6 is clip 0..6) or `sigmoid`.
+- Pads are 2-D ONNX order: top, left, bottom, right.
+
+Sub-graphs are `func.func`s (see docs/architecture.md): `@tvmgen_mrvl_main_<N>` with
+`mrvl.target = "accelerator"` holds layer ops and `graph.constant`s; `@cpu_main_<N>` with
+`mrvl.target = "cpu"` holds graph ops.
+
+```mlir
+%y = mrvl.conv2d %x, %w, %b {activation = "relu", dilations = array<i64: 1, 1>, groups = 1 : i64,
+       layer_name = "tvmgen_mrvl_main_1", pads = array<i64: 0, 0, 1, 1>,
+       strides = array<i64: 1, 1>} : (tensor<1x28x28x1xf32>, tensor<64x2x2x1xf32>,
+       tensor<64xf32>) -> tensor<1x28x28x64xf32>
+```
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    Float32Type,
+    FloatAttr,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+TARGET_ATTR = "mrvl.target"
+"""Function attribute naming where a sub-graph runs: "accelerator" or "cpu"."""
+
+ACCEL_PREFIX = "tvmgen_mrvl_main_"
+CPU_PREFIX = "cpu_main_"
+ACTIVATIONS = ("none", "relu", "clip", "sigmoid")
+LAYER_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
+
+
+def i64_array(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, [int(v) for v in values])
+
+
+def tensor_shape(value: SSAValue | Attribute) -> tuple[int, ...]:
+    """Static shape of a tensor value or type (VerifyException when not a tensor)."""
+    typ = value.type if isinstance(value, SSAValue) else value
+    if not isinstance(typ, TensorType):
+        raise VerifyException(f"expected a tensor, got {typ}")
+    return tuple(int(d) for d in typ.get_shape())
+
+
+def _expect_rank(what: str, value: SSAValue, rank: int) -> tuple[int, ...]:
+    shape = tensor_shape(value)
+    if len(shape) != rank:
+        raise VerifyException(f"expected {what} of rank {rank}, got shape {list(shape)}")
+    return shape
+
+
+def _expect_shape(what: str, got: Sequence[int], expected: Sequence[int]) -> None:
+    if tuple(got) != tuple(expected):
+        raise VerifyException(f"expected {what} shape {list(expected)}, got {list(got)}")
+
+
+def _expect_len(what: str, attr: DenseArrayBase, n: int) -> tuple[int, ...]:
+    values = tuple(int(v) for v in attr.get_values())
+    if len(values) != n:
+        raise VerifyException(f"expected {n} values in {what}, got {len(values)}")
+    return values
+
+
+def _pool_out(size: int, k: int, s: int, p0: int, p1: int, d: int = 1) -> int:
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+class MrvlLayerOp(IRDLOperation):
+    """Helpers common to all layer ops; subclasses set the class constants."""
+
+    LAYER_NAME: ClassVar[str] = ""
+    """`layer_name` attribute in the Nodes-JSON (Conv2D, FC, Maxpool2D, ...)."""
+    COMPOSITE: ClassVar[str] = ""
+    """`composite_name` in the Nodes-JSON (empty for bare ops)."""
+
+    @property
+    def name_str(self) -> str:
+        return self.properties["layer_name"].data  # type: ignore[union-attr]
+
+    def set_layer_name(self, name: str) -> None:
+        self.properties["layer_name"] = StringAttr(name)
+
+    def activation_str(self) -> str:
+        attr = self.properties.get("activation")
+        return "none" if attr is None else attr.data  # type: ignore[union-attr]
+
+    def data_operands(self) -> list[SSAValue]:
+        """Operands that are layer inputs (not weights)."""
+        return [self.operands[0]]
+
+    def _verify_common(self) -> None:
+        name = self.name_str
+        if not name:
+            raise VerifyException("expected a non-empty layer_name")
+        for value in (*self.operands, *self.results):
+            typ = value.type
+            if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
+                raise VerifyException(f"expected f32 tensors, got {typ}")
+        act = self.properties.get("activation")
+        if act is None:
+            return
+        if act.data not in ACTIVATIONS:  # type: ignore[union-attr]
+            raise VerifyException(
+                f"expected activation in {list(ACTIVATIONS)}, got \"{act.data}\""  # type: ignore[union-attr]
+            )
+        has_clip = (
+            self.properties.get("clip_min") is not None
+            and self.properties.get("clip_max") is not None
+        )
+        if act.data == "clip" and not has_clip:  # type: ignore[union-attr]
+            raise VerifyException("expected clip_min and clip_max with activation \"clip\"")
+
+
+def _activation_props(
+    activation: str, clip: tuple[float, float] | None
+) -> dict[str, Attribute]:
+    props: dict[str, Attribute] = {"activation": StringAttr(activation)}
+    if clip is not None:
+        props["clip_min"] = FloatAttr(float(clip[0]), f32)
+        props["clip_max"] = FloatAttr(float(clip[1]), f32)
+    return props
+
+
+@irdl_op_definition
+class Conv2DOp(MrvlLayerOp):
+    """2-D convolution NHWC x OHWI (grouped and depthwise too), bias, fused activation.
+
+    ```mlir
+    %y = mrvl.conv2d %x, %w, %b {activation = "relu", dilations = array<i64: 1, 1>,
+           groups = 1 : i64, layer_name = "tvmgen_mrvl_main_1", pads = array<i64: 0, 0, 0, 0>,
+           strides = array<i64: 1, 1>} : (tensor<1x4x4x2xf32>, tensor<3x1x1x2xf32>,
+           tensor<3xf32>) -> tensor<1x4x4x3xf32>
+    ```
+    """
+
+    name = "mrvl.conv2d"
+    LAYER_NAME: ClassVar[str] = "Conv2D"
+    COMPOSITE: ClassVar[str] = "mrvl.conv2d_nhwc2nhwc"
+
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        weight: SSAValue | Operation,
+        bias: SSAValue | Operation | None,
+        *,
+        layer_name: str,
+        strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0),
+        dilations: Sequence[int] = (1, 1),
+        groups: int = 1,
+        activation: str = "none",
+        clip: tuple[float, float] | None = None,
+        result_type: Attribute | None = None,
+    ):
+        if result_type is None:
+            n, h, w, _ = tensor_shape(SSAValue.get(input))
+            o, kh, kw, _ = tensor_shape(SSAValue.get(weight))
+            oh = _pool_out(h, kh, strides[0], pads[0], pads[2], dilations[0])
+            ow = _pool_out(w, kw, strides[1], pads[1], pads[3], dilations[1])
+            result_type = TensorType(f32, [n, oh, ow, o])
+        super().__init__(
+            operands=[input, weight, [] if bias is None else [bias]],
+            result_types=[result_type],
+            properties={
+                "layer_name": StringAttr(layer_name),
+                "strides": i64_array(strides),
+                "pads": i64_array(pads),
+                "dilations": i64_array(dilations),
+                "groups": IntegerAttr(groups, i64),
+                **_activation_props(activation, clip),
+            },
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        n, h, w, c = _expect_rank("input", self.input, 4)
+        o, kh, kw, ci = _expect_rank("weight (OHWI)", self.weight, 4)
+        strides = _expect_len("strides", self.strides, 2)
+        pads = _expect_len("pads", self.pads, 4)
+        dil = _expect_len("dilations", self.dilations, 2)
+        groups = self.groups.value.data
+        if groups < 1 or c % groups != 0 or o % groups != 0:
+            raise VerifyException(
+                f"expected groups dividing input channels {c} and output channels {o}, "
+                f"got {groups}"
+            )
+        if ci * groups != c:
+            raise VerifyException(
+                f"expected weight input channels {c // groups} (= {c} / groups {groups}), "
+                f"got {ci}"
+            )
+        if min(strides) < 1 or min(dil) < 1 or min(pads) < 0:
+            raise VerifyException("expected positive strides and dilations, non-negative pads")
+        if self.bias is not None:
+            _expect_shape("bias", tensor_shape(self.bias), (o,))
+        oh = _pool_out(h, kh, strides[0], pads[0], pads[2], dil[0])
+        ow = _pool_out(w, kw, strides[1], pads[1], pads[3], dil[1])
+        _expect_shape("result", tensor_shape(self.output), (n, oh, ow, o))
+
+    @property
+    def is_depthwise(self) -> bool:
+        o = tensor_shape(self.weight)[0]
+        groups = self.groups.value.data
+        return groups > 1 and groups == o
+
+    def macs(self) -> int:
+        n, oh, ow, o = tensor_shape(self.output)
+        _, kh, kw, ci = tensor_shape(self.weight)
+        return n * oh * ow * o * kh * kw * ci
+
+
+@irdl_op_definition
+class FCOp(MrvlLayerOp):
+    """Fully connected layer: y = flatten(x) @ weight^T + bias, fused activation.
+
+    `x` is [N, K] or any [N, ...] flattened row-major. With `weights_need_transform`, `x` is
+    NHWC [N, H, W, C] and the weights were made for the NCHW flatten of x (the layer flattens
+    in NCHW order, as the RFC's `weights_need_transform = yes`).
+    """
+
+    name = "mrvl.fc"
+    LAYER_NAME: ClassVar[str] = "FC"
+    COMPOSITE: ClassVar[str] = "mrvl.fc_ni2no"
+
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    weights_need_transform = opt_prop_def(UnitAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        weight: SSAValue | Operation,
+        bias: SSAValue | Operation | None,
+        *,
+        layer_name: str,
+        activation: str = "none",
+        clip: tuple[float, float] | None = None,
+        weights_need_transform: bool = False,
+        result_type: Attribute | None = None,
+    ):
+        if result_type is None:
+            n = tensor_shape(SSAValue.get(input))[0]
+            o = tensor_shape(SSAValue.get(weight))[0]
+            result_type = TensorType(f32, [n, o])
+        props = {"layer_name": StringAttr(layer_name), **_activation_props(activation, clip)}
+        if weights_need_transform:
+            props["weights_need_transform"] = UnitAttr()
+        super().__init__(
+            operands=[input, weight, [] if bias is None else [bias]],
+            result_types=[result_type],
+            properties=props,
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        xs = tensor_shape(self.input)
+        if len(xs) < 2:
+            raise VerifyException(f"expected input of rank >= 2, got shape {list(xs)}")
+        if self.weights_need_transform is not None and len(xs) != 4:
+            raise VerifyException(
+                f"expected NHWC input of rank 4 with weights_need_transform, got {list(xs)}"
+            )
+        o, k = _expect_rank("weight", self.weight, 2)
+        if math.prod(xs[1:]) != k:
+            raise VerifyException(
+                f"expected input features {k} (weight [O, K]), got {math.prod(xs[1:])}"
+            )
+        if self.bias is not None:
+            _expect_shape("bias", tensor_shape(self.bias), (o,))
+        _expect_shape("result", tensor_shape(self.output), (xs[0], o))
+
+    def macs(self) -> int:
+        n, o = tensor_shape(self.output)
+        return n * o * tensor_shape(self.weight)[1]
+
+
+class _PoolBase(MrvlLayerOp):
+    def _verify_pool(self) -> None:
+        self._verify_common()
+        n, h, w, c = _expect_rank("input", self.operands[0], 4)
+        kernel = _expect_len("kernel_shape", self.properties["kernel_shape"], 2)  # type: ignore[arg-type]
+        strides = _expect_len("strides", self.properties["strides"], 2)  # type: ignore[arg-type]
+        pads = _expect_len("pads", self.properties["pads"], 4)  # type: ignore[arg-type]
+        if min(kernel) < 1 or min(strides) < 1 or min(pads) < 0:
+            raise VerifyException("expected positive kernel_shape and strides, pads >= 0")
+        oh = _pool_out(h, kernel[0], strides[0], pads[0], pads[2])
+        ow = _pool_out(w, kernel[1], strides[1], pads[1], pads[3])
+        _expect_shape("result", tensor_shape(self.results[0]), (n, oh, ow, c))
+
+    def macs(self) -> int:
+        return 0
+
+
+def _pool_init(
+    op: IRDLOperation,
+    input: SSAValue | Operation,
+    layer_name: str,
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    result_type: Attribute | None,
+    extra: dict[str, Attribute],
+) -> None:
+    if result_type is None:
+        n, h, w, c = tensor_shape(SSAValue.get(input))
+        oh = _pool_out(h, kernel_shape[0], strides[0], pads[0], pads[2])
+        ow = _pool_out(w, kernel_shape[1], strides[1], pads[1], pads[3])
+        result_type = TensorType(f32, [n, oh, ow, c])
+    IRDLOperation.__init__(
+        op,
+        operands=[input],
+        result_types=[result_type],
+        properties={
+            "layer_name": StringAttr(layer_name),
+            "kernel_shape": i64_array(kernel_shape),
+            "strides": i64_array(strides),
+            "pads": i64_array(pads),
+            **extra,
+        },
+    )
+
+
+@irdl_op_definition
+class Maxpool2DOp(_PoolBase):
+    """2-D max pooling on NHWC (a fused zero-free pad is folded into `pads`)."""
+
+    name = "mrvl.maxpool2d"
+    LAYER_NAME: ClassVar[str] = "Maxpool2D"
+    COMPOSITE: ClassVar[str] = "mrvl.maxpool2d_nhwc2nhwc"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    kernel_shape = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        *,
+        layer_name: str,
+        kernel_shape: Sequence[int],
+        strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0),
+        result_type: Attribute | None = None,
+    ):
+        _pool_init(self, input, layer_name, kernel_shape, strides, pads, result_type, {})
+
+    def verify_(self) -> None:
+        self._verify_pool()
+
+
+@irdl_op_definition
+class Avgpool2DOp(_PoolBase):
+    """2-D average pooling on NHWC; `count_include_pad` as in ONNX AveragePool."""
+
+    name = "mrvl.avgpool2d"
+    LAYER_NAME: ClassVar[str] = "Avgpool2D"
+    COMPOSITE: ClassVar[str] = "mrvl.avgpool2d_nhwc2nhwc"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    kernel_shape = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    count_include_pad = prop_def(IntegerAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        *,
+        layer_name: str,
+        kernel_shape: Sequence[int],
+        strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0),
+        count_include_pad: int = 0,
+        result_type: Attribute | None = None,
+    ):
+        extra: dict[str, Attribute] = {"count_include_pad": IntegerAttr(count_include_pad, i64)}
+        _pool_init(self, input, layer_name, kernel_shape, strides, pads, result_type, extra)
+
+    def verify_(self) -> None:
+        self._verify_pool()
+
+
+class _GlobalPoolBase(MrvlLayerOp):
+    def verify_(self) -> None:
+        self._verify_common()
+        n, _, _, c = _expect_rank("input", self.operands[0], 4)
+        _expect_shape("result", tensor_shape(self.results[0]), (n, 1, 1, c))
+
+    def macs(self) -> int:
+        return 0
+
+
+def _global_init(op: IRDLOperation, input: SSAValue | Operation, layer_name: str) -> None:
+    n, _, _, c = tensor_shape(SSAValue.get(input))
+    IRDLOperation.__init__(
+        op,
+        operands=[input],
+        result_types=[TensorType(f32, [n, 1, 1, c])],
+        properties={"layer_name": StringAttr(layer_name)},
+    )
+
+
+@irdl_op_definition
+class GlobalAvgpool2DOp(_GlobalPoolBase):
+    """Mean over H and W of NHWC: [N, H, W, C] -> [N, 1, 1, C]."""
+
+    name = "mrvl.global_avgpool2d"
+    LAYER_NAME: ClassVar[str] = "GlobalAvgpool2D"
+    COMPOSITE: ClassVar[str] = "mrvl.globalavgpool2d_nhwc2nhwc"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, *, layer_name: str):
+        _global_init(self, input, layer_name)
+
+
+@irdl_op_definition
+class GlobalMaxpool2DOp(_GlobalPoolBase):
+    """Max over H and W of NHWC: [N, H, W, C] -> [N, 1, 1, C]."""
+
+    name = "mrvl.global_maxpool2d"
+    LAYER_NAME: ClassVar[str] = "GlobalMaxpool2D"
+    COMPOSITE: ClassVar[str] = "mrvl.globalmaxpool2d_nhwc2nhwc"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, *, layer_name: str):
+        _global_init(self, input, layer_name)
+
+
+def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy broadcast of two shapes, None when they do not broadcast."""
+    out = []
+    for x, y in zip(
+        (1,) * (len(b) - len(a)) + tuple(a), (1,) * (len(a) - len(b)) + tuple(b), strict=True
+    ):
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y))
+    return tuple(out)
+
+
+@irdl_op_definition
+class Sum2DOp(MrvlLayerOp):
+    """Element-wise sum (numpy broadcasting; one side may be a constant), fused activation."""
+
+    name = "mrvl.sum"
+    LAYER_NAME: ClassVar[str] = "Sum2D"
+    COMPOSITE: ClassVar[str] = "mrvl.sum"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        lhs: SSAValue | Operation,
+        rhs: SSAValue | Operation,
+        *,
+        layer_name: str,
+        activation: str = "none",
+        clip: tuple[float, float] | None = None,
+    ):
+        shape = broadcast_shapes(tensor_shape(SSAValue.get(lhs)), tensor_shape(SSAValue.get(rhs)))
+        if shape is None:
+            raise VerifyException("operands of mrvl.sum do not broadcast")
+        super().__init__(
+            operands=[lhs, rhs],
+            result_types=[TensorType(f32, shape)],
+            properties={"layer_name": StringAttr(layer_name), **_activation_props(activation, clip)},
+        )
+
+    def data_operands(self) -> list[SSAValue]:
+        return [self.lhs, self.rhs]
+
+    def verify_(self) -> None:
+        self._verify_common()
+        shape = broadcast_shapes(tensor_shape(self.lhs), tensor_shape(self.rhs))
+        if shape is None:
+            raise VerifyException(
+                f"expected broadcastable operands, got {list(tensor_shape(self.lhs))} and "
+                f"{list(tensor_shape(self.rhs))}"
+            )
+        _expect_shape("result", tensor_shape(self.output), shape)
+
+    def macs(self) -> int:
+        return 0
+
+
+@irdl_op_definition
+class ConcatOp(MrvlLayerOp):
+    """Concatenation along `axis` (the channel axis of NHWC for the accelerator)."""
+
+    name = "mrvl.concat"
+    LAYER_NAME: ClassVar[str] = "Concat"
+    COMPOSITE: ClassVar[str] = "mrvl.concat"
+
+    inputs = var_operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    axis = prop_def(IntegerAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, inputs: Sequence[SSAValue | Operation], *, layer_name: str, axis: int):
+        shapes = [list(tensor_shape(SSAValue.get(v))) for v in inputs]
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[TensorType(f32, out)],
+            properties={"layer_name": StringAttr(layer_name), "axis": IntegerAttr(axis, i64)},
+        )
+
+    def data_operands(self) -> list[SSAValue]:
+        return list(self.inputs)
+
+    def verify_(self) -> None:
+        self._verify_common()
+        if len(self.inputs) < 1:
+            raise VerifyException("expected at least one input")
+        shapes = [tensor_shape(v) for v in self.inputs]
+        rank = len(shapes[0])
+        axis = self.axis.value.data
+        if not 0 <= axis < rank:
+            raise VerifyException(f"expected axis in [0, {rank}), got {axis}")
+        for s in shapes:
+            if len(s) != rank or any(s[i] != shapes[0][i] for i in range(rank) if i != axis):
+                raise VerifyException(
+                    f"expected inputs equal except on axis {axis}, got {[list(x) for x in shapes]}"
+                )
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        _expect_shape("result", tensor_shape(self.output), out)
+
+    def macs(self) -> int:
+        return 0
+
+
+class _ShapeOpBase(MrvlLayerOp):
+    def macs(self) -> int:
+        return 0
+
+
+@irdl_op_definition
+class ReshapeOp(_ShapeOpBase):
+    """Row-major reshape to the static result type."""
+
+    name = "mrvl.reshape"
+    LAYER_NAME: ClassVar[str] = "reshape"
+    COMPOSITE: ClassVar[str] = "mrvl.reshape"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, result_type: Attribute, *, layer_name: str):
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={"layer_name": StringAttr(layer_name)},
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        a, b = tensor_shape(self.input), tensor_shape(self.output)
+        if math.prod(a) != math.prod(b):
+            raise VerifyException(
+                f"expected a result with {math.prod(a)} elements, got {list(b)}"
+            )
+
+
+@irdl_op_definition
+class BatchFlattenOp(_ShapeOpBase):
+    """[N, d1, ...] -> [N, d1 * ...] (row-major)."""
+
+    name = "mrvl.batch_flatten"
+    LAYER_NAME: ClassVar[str] = "nn.batch_flatten"
+    COMPOSITE: ClassVar[str] = "mrvl.batch_flatten"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, *, layer_name: str):
+        shape = tensor_shape(SSAValue.get(input))
+        super().__init__(
+            operands=[input],
+            result_types=[TensorType(f32, [shape[0], math.prod(shape[1:])])],
+            properties={"layer_name": StringAttr(layer_name)},
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        a = tensor_shape(self.input)
+        if len(a) < 1:
+            raise VerifyException("expected an input of rank >= 1")
+        _expect_shape("result", tensor_shape(self.output), (a[0], math.prod(a[1:])))
+
+
+@irdl_op_definition
+class SqueezeOp(_ShapeOpBase):
+    """Removes the size-1 dimensions listed in `axes`."""
+
+    name = "mrvl.squeeze"
+    LAYER_NAME: ClassVar[str] = "squeeze"
+    COMPOSITE: ClassVar[str] = "mrvl.squeeze"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    axes = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, axes: Sequence[int], *, layer_name: str):
+        shape = tensor_shape(SSAValue.get(input))
+        rank = len(shape)
+        norm = {a % rank for a in axes}
+        out = [d for i, d in enumerate(shape) if i not in norm]
+        super().__init__(
+            operands=[input],
+            result_types=[TensorType(f32, out)],
+            properties={"layer_name": StringAttr(layer_name), "axes": i64_array(axes)},
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        shape = tensor_shape(self.input)
+        rank = len(shape)
+        axes = [int(a) for a in self.axes.get_values()]
+        for a in axes:
+            if not -rank <= a < rank or shape[a % rank] != 1:
+                raise VerifyException(
+                    f"expected axes of size-1 dimensions of {list(shape)}, got {axes}"
+                )
+        norm = {a % rank for a in axes}
+        out = [d for i, d in enumerate(shape) if i not in norm]
+        _expect_shape("result", tensor_shape(self.output), out)
+
+
+def layout_permutation(src: str, dst: str) -> tuple[int, ...] | None:
+    """Axis permutation taking `src` layout to `dst` ("NCHW" -> "NHWC" is (0, 2, 3, 1))."""
+    if sorted(src) != sorted(dst) or len(set(src)) != len(src):
+        return None
+    return tuple(src.index(ch) for ch in dst)
+
+
+@irdl_op_definition
+class LayoutTransformOp(_ShapeOpBase):
+    """Data layout change, e.g. NCHW -> NHWC (a transpose named by layouts)."""
+
+    name = "mrvl.layout_transform"
+    LAYER_NAME: ClassVar[str] = "layout_transform"
+    COMPOSITE: ClassVar[str] = ""
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    src_layout = prop_def(StringAttr)
+    dst_layout = prop_def(StringAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self, input: SSAValue | Operation, src_layout: str, dst_layout: str, *, layer_name: str
+    ):
+        perm = layout_permutation(src_layout, dst_layout)
+        if perm is None:
+            raise VerifyException(f"layouts {src_layout} and {dst_layout} do not match")
+        shape = tensor_shape(SSAValue.get(input))
+        super().__init__(
+            operands=[input],
+            result_types=[TensorType(f32, [shape[p] for p in perm])],
+            properties={
+                "layer_name": StringAttr(layer_name),
+                "src_layout": StringAttr(src_layout),
+                "dst_layout": StringAttr(dst_layout),
+            },
+        )
+
+    def permutation(self) -> tuple[int, ...]:
+        perm = layout_permutation(self.src_layout.data, self.dst_layout.data)
+        assert perm is not None
+        return perm
+
+    def verify_(self) -> None:
+        self._verify_common()
+        src, dst = self.src_layout.data, self.dst_layout.data
+        perm = layout_permutation(src, dst)
+        shape = tensor_shape(self.input)
+        if perm is None or len(perm) != len(shape):
+            raise VerifyException(
+                f"expected layouts of rank {len(shape)} with the same axes, got \"{src}\" -> "
+                f"\"{dst}\""
+            )
+        _expect_shape("result", tensor_shape(self.output), [shape[p] for p in perm])
+
+
+@irdl_op_definition
+class TransposeOp(_ShapeOpBase):
+    """Axis permutation (numpy transpose with `perm`)."""
+
+    name = "mrvl.transpose"
+    LAYER_NAME: ClassVar[str] = "transpose"
+    COMPOSITE: ClassVar[str] = ""
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    perm = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, perm: Sequence[int], *, layer_name: str):
+        shape = tensor_shape(SSAValue.get(input))
+        super().__init__(
+            operands=[input],
+            result_types=[TensorType(f32, [shape[p] for p in perm])],
+            properties={"layer_name": StringAttr(layer_name), "perm": i64_array(perm)},
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        shape = tensor_shape(self.input)
+        perm = [int(p) for p in self.perm.get_values()]
+        if sorted(perm) != list(range(len(shape))):
+            raise VerifyException(
+                f"expected a permutation of {len(shape)} axes, got {perm}"
+            )
+        _expect_shape("result", tensor_shape(self.output), [shape[p] for p in perm])
+
+
+LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
+    Conv2DOp,
+    FCOp,
+    Maxpool2DOp,
+    Avgpool2DOp,
+    GlobalAvgpool2DOp,
+    GlobalMaxpool2DOp,
+    Sum2DOp,
+    ConcatOp,
+    ReshapeOp,
+    BatchFlattenOp,
+    SqueezeOp,
+    LayoutTransformOp,
+    TransposeOp,
+)
+
+KNOWN_LAYER_NAMES = frozenset(op.LAYER_NAME for op in LAYER_OPS) | {"input"}
+"""Every `layer_name` a Nodes-JSON may hold."""
+
+COMPUTE_OPS = (Conv2DOp, FCOp)
+"""Layers that make a region compute-intensive (upstream's rule)."""
+
+Mrvl = Dialect("mrvl", list(LAYER_OPS), [])

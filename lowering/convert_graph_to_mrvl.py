@@ -1,0 +1,483 @@
+"""convert-graph-to-mrvl: pattern-table fusion of legal graph ops into mrvl layers.
+
+Input invariant: `@main` holds graph ops with NHWC data and OHWI kernels where the
+accelerator may take them (run graph-layout-nhwc and the cleanup passes first); weights are
+`graph.constant`s.
+
+Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops are legal
+(`mrvl_legality.is_legal`) is one mrvl layer op, in the place of the chain's last op:
+
+- [pad 0] conv2d [bias_add | add const] [batch_norm] [relu | clip | sigmoid] -> mrvl.conv2d
+  (bias and batch-norm folded into new weight and bias constants);
+- [layout_transform NHWC->NCHW + reshape | flatten] dense | gemm | matmul(const)
+  [bias_add | add const] [relu | clip | sigmoid] -> mrvl.fc (`weights_need_transform` when the
+  NHWC->NCHW transform was absorbed; weights become [O, K]);
+- [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
+  reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
+  (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
+
+Layers are named `tvmgen_mrvl_main_<k>` in program order and carry `onnx_nodes` (the ONNX
+nodes fused into them). Every graph op left (constants aside) gets the discardable attribute
+`mrvl.cpu_reason` saying why it stays on the CPU. Values are unchanged (up to float
+reassociation of the folded constants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from mrvl.dialects import graph, mrvl
+from mrvl.lowering.mrvl_legality import is_constant, is_legal
+
+CPU_REASON_ATTR = "mrvl.cpu_reason"
+ONNX_NODES_ATTR = "onnx_nodes"
+UNNAMED = "unnamed"
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def const_array(value: SSAValue) -> np.ndarray:
+    owner = value.owner
+    assert isinstance(owner, graph.ConstantOp)
+    return owner.to_numpy()
+
+
+def sole_user(value: SSAValue) -> Operation | None:
+    """The only operation using `value` once, or None."""
+    uses = list(value.uses)
+    if len(uses) != 1:
+        return None
+    return uses[0].operation
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    return mrvl.tensor_shape(value)
+
+
+@dataclass
+class Fusion:
+    """What a chain of graph ops fuses into: the ops, extra bias, activation."""
+
+    ops: list[Operation] = field(default_factory=list)
+    bias: np.ndarray | None = None
+    bn: tuple[np.ndarray, np.ndarray] | None = None
+    activation: str = "none"
+    clip: tuple[float, float] | None = None
+
+    @property
+    def result(self) -> SSAValue:
+        return self.ops[-1].results[0]
+
+    def onnx_nodes(self) -> ArrayAttr:
+        names = []
+        for op in self.ops:
+            name = op.attributes.get("onnx_node")
+            if isinstance(name, StringAttr) and name.data not in names:
+                names.append(name.data)
+        return ArrayAttr([StringAttr(n) for n in names])
+
+
+def _const_bias(op: Operation, value: SSAValue, channels: int) -> np.ndarray | None:
+    """The per-channel bias that `op` adds to `value`, or None if it is not one."""
+    if isinstance(op, graph.BiasAddOp):
+        rank = len(_shape(value))
+        if op.axis.value.data != rank - 1 or not is_constant(op.bias):
+            return None
+        return const_array(op.bias).astype(np.float64)
+    if not isinstance(op, graph.AddOp):
+        return None
+    other = op.rhs if op.lhs is value else op.lhs
+    if not is_constant(other) or _shape(op.result) != _shape(value):
+        return None
+    shape = _shape(other)
+    if len(shape) > len(_shape(value)) or int(np.prod(shape)) != channels:
+        return None
+    if shape and shape[-1] != channels:
+        return None
+    return const_array(other).astype(np.float64).reshape(channels)
+
+
+def _activation(op: Operation) -> tuple[str, tuple[float, float] | None] | None:
+    if isinstance(op, graph.ReluOp):
+        return "relu", None
+    if isinstance(op, graph.SigmoidOp):
+        return "sigmoid", None
+    if isinstance(op, graph.ClipOp):
+        lo = -F32_MAX if op.min is None else op.min.value.data
+        hi = F32_MAX if op.max is None else op.max.value.data
+        if lo == 0.0 and hi == F32_MAX:
+            return "relu", None
+        return "clip", (lo, hi)
+    return None
+
+
+def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool) -> None:
+    """Extend `fusion` with [bias] [batch_norm] [activation] single-use successors."""
+    user = sole_user(fusion.result)
+    if bias and user is not None:
+        extra = _const_bias(user, fusion.result, channels)
+        if extra is not None and is_legal_dtype(user):
+            fusion.bias = extra
+            fusion.ops.append(user)
+            user = sole_user(fusion.result)
+    if bn and isinstance(user, graph.BatchNormOp) and user.layout.data == "NHWC":
+        params = [user.scale, user.bias, user.mean, user.var]
+        if all(is_constant(p) for p in params) and is_legal_dtype(user):
+            s, b, m, v = (const_array(p).astype(np.float64) for p in params)
+            factor = s / np.sqrt(v + user.epsilon.value.data)
+            fusion.bn = (factor, b - m * factor)
+            fusion.ops.append(user)
+            user = sole_user(fusion.result)
+    if user is None:
+        return
+    act = _activation(user)
+    if act is not None and is_legal_dtype(user):
+        fusion.activation, fusion.clip = act
+        fusion.ops.append(user)
+
+
+def is_legal_dtype(op: Operation) -> bool:
+    """The common checks of the legality predicates (f32, batch) for a fused op."""
+    from mrvl.lowering.mrvl_legality import _common
+
+    return _common(op)[0]
+
+
+def _new_const(arr: np.ndarray, ops: list[Operation]) -> SSAValue:
+    const = graph.ConstantOp.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    ops.append(const)
+    return const.results[0]
+
+
+def _finish(rewriter: PatternRewriter, fusion: Fusion, new_ops: list[Operation]) -> None:
+    """Replace the chain's last op by `new_ops` and erase the rest of the chain."""
+    layer = new_ops[-1]
+    names = fusion.onnx_nodes()
+    if names.data:
+        layer.attributes[ONNX_NODES_ATTR] = names
+    rewriter.replace(fusion.ops[-1], new_ops, [layer.results[0]])
+    for op in reversed(fusion.ops[:-1]):
+        rewriter.erase(op)
+
+
+def _zero_hw_pad(op: Operation | None, value: float = 0.0) -> tuple[int, int, int, int] | None:
+    """(top, left, bottom, right) of a single-use constant pad of H and W of NHWC."""
+    if not isinstance(op, graph.PadOp) or sole_user(op.result) is None:
+        return None
+    if op.mode.data != "constant" or op.value.value.data != value or not is_legal_dtype(op):
+        return None
+    p = graph.ints(op.pads)
+    if len(p) != 8 or any(p[i] != 0 for i in (0, 3, 4, 7)) or min(p) < 0:
+        return None
+    return (p[1], p[2], p[5], p[6])
+
+
+class ConvPattern(RewritePattern):
+    """[pad 0] conv2d [bias] [batch_norm] [activation] -> mrvl.conv2d."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.Conv2DOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        x = op.input
+        pads = list(graph.ints(op.pads))
+        extra = _zero_hw_pad(x.owner) if isinstance(x.owner, Operation) else None
+        if extra is not None:
+            pad_op = x.owner
+            assert isinstance(pad_op, graph.PadOp)
+            pads = [a + b for a, b in zip(pads, extra)]
+            fusion.ops.insert(0, pad_op)
+            x = pad_op.input
+        out_channels = _shape(op.weight)[0]
+        _absorb_tail(fusion, out_channels, bias=True, bn=True)
+        new_ops: list[Operation] = []
+        weight, bias = op.weight, op.bias
+        if fusion.bias is not None or fusion.bn is not None:
+            b = np.zeros(out_channels) if bias is None else const_array(bias).astype(np.float64)
+            if fusion.bias is not None:
+                b = b + fusion.bias
+            if fusion.bn is not None:
+                factor, shift = fusion.bn
+                w = const_array(weight).astype(np.float64) * factor[:, None, None, None]
+                weight = _new_const(w, new_ops)
+                b = b * factor + shift
+            bias = _new_const(b, new_ops)
+        layer = mrvl.Conv2DOp(
+            x,
+            weight,
+            bias,
+            layer_name=UNNAMED,
+            strides=graph.ints(op.strides),
+            pads=pads,
+            dilations=graph.ints(op.dilations),
+            groups=op.groups.value.data,
+            activation=fusion.activation,
+            clip=fusion.clip,
+        )
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
+def _fc_weight(op: Operation) -> tuple[np.ndarray, bool, np.ndarray | None]:
+    """([O, K] weight, whether it is a new array, gemm's bias or None) of a dense-like op."""
+    if isinstance(op, graph.DenseOp):
+        return const_array(op.weight), False, None
+    if isinstance(op, graph.MatMulOp):
+        return const_array(op.rhs).T, True, None
+    assert isinstance(op, graph.GemmOp)
+    b = const_array(op.b).astype(np.float64)
+    w = b if op.trans_b.value.data else b.T
+    alpha = op.alpha.value.data
+    n = _shape(op.result)[1]
+    c = None
+    if op.c is not None:
+        c = np.broadcast_to(const_array(op.c).astype(np.float64).reshape(-1), (n,))
+        c = c * op.beta.value.data
+    return w * alpha, True, c
+
+
+class FCPattern(RewritePattern):
+    """[layout_transform NHWC->NCHW + flatten] dense-like [bias] [activation] -> mrvl.fc."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, graph.DenseOp | graph.GemmOp | graph.MatMulOp):
+            return
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        x = op.operands[0]
+        need_transform = False
+        flat = x.owner
+        if isinstance(flat, graph.ReshapeOp | graph.FlattenOp) and sole_user(x) is op:
+            lt = flat.input.owner
+            if (
+                isinstance(lt, graph.LayoutTransformOp)
+                and (lt.src_layout.data, lt.dst_layout.data) == ("NHWC", "NCHW")
+                and sole_user(flat.input) is flat
+                and is_legal_dtype(lt)
+                and _shape(x)[0] == _shape(lt.input)[0]
+            ):
+                fusion.ops[:0] = [lt, flat]
+                x = lt.input
+                need_transform = True
+        w, new_w, gemm_bias = _fc_weight(op)
+        out = w.shape[0]
+        _absorb_tail(fusion, out, bias=True, bn=False)
+        new_ops: list[Operation] = []
+        weight = _new_const(w, new_ops) if new_w else op.operands[1]
+        bias_arr = gemm_bias
+        if fusion.bias is not None:
+            bias_arr = fusion.bias if bias_arr is None else bias_arr + fusion.bias
+        bias = None if bias_arr is None else _new_const(bias_arr, new_ops)
+        layer = mrvl.FCOp(
+            x,
+            weight,
+            bias,
+            layer_name=UNNAMED,
+            activation=fusion.activation,
+            clip=fusion.clip,
+            weights_need_transform=need_transform,
+        )
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
+class PoolPattern(RewritePattern):
+    """[pad] max_pool2d / avg_pool2d and global pools -> the mrvl pool layers."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if isinstance(op, graph.GlobalAvgPool2DOp | graph.GlobalMaxPool2DOp):
+            if not is_legal(op)[0]:
+                return
+            cls = (
+                mrvl.GlobalAvgpool2DOp
+                if isinstance(op, graph.GlobalAvgPool2DOp)
+                else mrvl.GlobalMaxpool2DOp
+            )
+            _finish(rewriter, Fusion(ops=[op]), [cls(op.input, layer_name=UNNAMED)])
+            return
+        if not isinstance(op, graph.MaxPool2DOp | graph.AvgPool2DOp) or not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        x = op.input
+        pads = list(graph.ints(op.pads))
+        count_include_pad = 0
+        extra = None
+        if isinstance(op, graph.AvgPool2DOp):
+            count_include_pad = op.count_include_pad.value.data
+            if count_include_pad or not any(pads):
+                extra = _zero_hw_pad(x.owner) if isinstance(x.owner, Operation) else None
+                if extra is not None:
+                    count_include_pad = 1
+        else:
+            extra = _zero_hw_pad(x.owner, float("-inf")) if isinstance(x.owner, Operation) else None
+        if extra is not None:
+            pad_op = x.owner
+            assert isinstance(pad_op, graph.PadOp)
+            pads = [a + b for a, b in zip(pads, extra)]
+            fusion.ops.insert(0, pad_op)
+            x = pad_op.input
+        common = dict(
+            layer_name=UNNAMED,
+            kernel_shape=graph.ints(op.kernel_shape),
+            strides=graph.ints(op.strides),
+            pads=pads,
+            result_type=op.results[0].type,
+        )
+        if isinstance(op, graph.MaxPool2DOp):
+            layer: mrvl.MrvlLayerOp = mrvl.Maxpool2DOp(x, **common)  # type: ignore[arg-type]
+        else:
+            layer = mrvl.Avgpool2DOp(x, count_include_pad=count_include_pad, **common)  # type: ignore[arg-type]
+        _finish(rewriter, fusion, [layer])
+
+
+class SumPattern(RewritePattern):
+    """add(x, y) [activation] -> mrvl.sum."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.AddOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        _absorb_tail(fusion, 0, bias=False, bn=False)
+        layer = mrvl.Sum2DOp(
+            op.lhs, op.rhs, layer_name=UNNAMED, activation=fusion.activation, clip=fusion.clip
+        )
+        _finish(rewriter, fusion, [layer])
+
+
+class ConcatPattern(RewritePattern):
+    """concat on the channel axis -> mrvl.concat."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ConcatOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        layer = mrvl.ConcatOp(list(op.inputs), layer_name=UNNAMED, axis=op.axis.value.data)
+        _finish(rewriter, Fusion(ops=[op]), [layer])
+
+
+def _feeds_fc_flatten(op: graph.ReshapeOp | graph.FlattenOp) -> bool:
+    """A flatten of an NHWC->NCHW transform into a dense-like op: FCPattern takes it."""
+    lt = op.input.owner
+    if not isinstance(lt, graph.LayoutTransformOp) or lt.src_layout.data != "NHWC":
+        return False
+    user = sole_user(op.result)
+    return isinstance(user, graph.DenseOp | graph.GemmOp | graph.MatMulOp)
+
+
+class ShapePattern(RewritePattern):
+    """reshape / flatten / squeeze / transpose / 4-D layout_transform -> mrvl ops."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(
+            op,
+            graph.ReshapeOp
+            | graph.FlattenOp
+            | graph.SqueezeOp
+            | graph.TransposeOp
+            | graph.LayoutTransformOp,
+        ):
+            return
+        if not is_legal(op)[0]:
+            return
+        x = op.operands[0]
+        if isinstance(op, graph.LayoutTransformOp):
+            flat = sole_user(op.result)
+            if isinstance(flat, graph.ReshapeOp | graph.FlattenOp) and _feeds_fc_flatten(flat):
+                return
+        if isinstance(op, graph.ReshapeOp | graph.FlattenOp):
+            if _feeds_fc_flatten(op):
+                return
+            ins, outs = _shape(x), _shape(op.results[0])
+            if len(outs) == 2 and outs[0] == ins[0]:
+                layer: mrvl.MrvlLayerOp = mrvl.BatchFlattenOp(x, layer_name=UNNAMED)
+            else:
+                layer = mrvl.ReshapeOp(x, op.results[0].type, layer_name=UNNAMED)
+        elif isinstance(op, graph.SqueezeOp):
+            layer = mrvl.SqueezeOp(x, graph.ints(op.axes), layer_name=UNNAMED)
+        elif isinstance(op, graph.TransposeOp):
+            layer = mrvl.TransposeOp(x, graph.ints(op.perm), layer_name=UNNAMED)
+        else:
+            layer = mrvl.LayoutTransformOp(
+                x, op.src_layout.data, op.dst_layout.data, layer_name=UNNAMED
+            )
+        _finish(rewriter, Fusion(ops=[op]), [layer])
+
+
+def cpu_reason(op: Operation) -> str:
+    """Why a graph op left after conversion stays on the CPU."""
+    ok, reason = is_legal(op)
+    if not ok:
+        return reason
+    if isinstance(op, graph.PadOp):
+        return "pad not followed by a conv2d or pool that takes it"
+    return f"{op.name}: no accelerator pattern matched"
+
+
+def name_layers(fn: func.FuncOp, start: int = 0) -> int:
+    """Name the unnamed layers of `fn` `tvmgen_mrvl_main_<k>` in order; return the next k."""
+    k = start
+    for op in fn.body.walk():
+        if isinstance(op, mrvl.MrvlLayerOp) and op.name_str == UNNAMED:
+            op.set_layer_name(f"{mrvl.ACCEL_PREFIX}{k}")
+            k += 1
+    return k
+
+
+def mark_cpu_reasons(fn: func.FuncOp) -> None:
+    for op in fn.body.walk():
+        if op.dialect_name() != "graph" or isinstance(op, graph.ConstantOp):
+            continue
+        if CPU_REASON_ATTR not in op.attributes:
+            op.attributes[CPU_REASON_ATTR] = StringAttr(cpu_reason(op))
+
+
+def _existing_layer_count(module: ModuleOp) -> int:
+    count = 0
+    for op in module.walk():
+        if isinstance(op, mrvl.MrvlLayerOp) and op.name_str.startswith(mrvl.ACCEL_PREFIX):
+            count = max(count, int(op.name_str.rsplit("_", 1)[1]) + 1)
+    return count
+
+
+@dataclass(frozen=True)
+class ConvertGraphToMrvlPass(ModulePass):
+    """Fuse legal graph op chains into mrvl layers (see the module docstring)."""
+
+    name = "convert-graph-to-mrvl"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [ConvPattern(), FCPattern(), PoolPattern(), SumPattern(), ConcatPattern(),
+                 ShapePattern()]
+            ),
+            apply_recursively=False,
+        ).rewrite_module(op)
+        k = _existing_layer_count(op)
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp):
+                k = name_layers(fn, k)
+                mark_cpu_reasons(fn)
+
+
+def convert_graph_to_mrvl(module: ModuleOp) -> ModuleOp:
+    """Apply the pass in place and return the module (Python API)."""
+    ConvertGraphToMrvlPass().apply(Context(), module)
+    return module

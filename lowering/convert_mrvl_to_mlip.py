@@ -1,0 +1,967 @@
+"""`convert-mrvl-to-mlip`: lower an accelerator sub-graph's mrvl layers to mlip blocks.
+
+Input: an accelerator `func.func` (mrvl layers + `graph.constant` weights), annotated by
+`mlip-quantize` and `mlip-tile-split` (defaults: fp16, 1 tile, when the annotations are
+missing). Output: a `Program` (lowering/mlip_plan.py; printed as an `mlip.model` op by the
+pass) whose layers hold per-tile `Block`s of mlip instructions with symbolic OCM buffers.
+
+Table-driven: `LOWERINGS` maps each mrvl layer class to one small function. Every layer reads
+its inputs from DRAM and writes its output to DRAM (activations live in the DRAM scratch
+region between layers); inside a layer each tile streams its share through OCM in blocks
+sized so that the layer's buffers (weights once when they fit, else per output-channel
+chunk, and two slots of every streamed buffer for double buffering) fit the OCM: a valid
+layer never fails for lack of OCM (the only limit: one output channel's weights, or one
+pixel row of one channel, must fit in a quarter of the OCM).
+
+Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
+weight steps, int32 bias, per-tensor activation steps from mlip-quantize).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+
+from mrvl.dialects import mrvl
+from mrvl.errors import CompileError
+from mrvl.lowering.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
+from mrvl.lowering.mlip_quantize import (
+    INPUT_SCALES_ATTR,
+    IO_ATTR,
+    MODE_ATTR,
+    SCALE_ATTR,
+    accelerator_functions,
+    constant_value,
+    weight_scales,
+)
+from mrvl.lowering.mlip_tile_split import (
+    balanced_ranges,
+    channel_unit,
+    choose_split,
+    generic_split,
+    read_split,
+    row_unit,
+)
+from mrvl.sim import mlip_isa as isa
+from mrvl.sim.mlip_isa import Act, DType, EltFunc, Flag, Layout, Opcode, PoolFunc
+
+IO_DTYPES = {"f16": DType.FP16, "f32": DType.FP32, "i8": DType.INT8}
+
+
+def _ints(attr) -> tuple[int, ...]:
+    return tuple(int(v) for v in attr.get_values())
+
+
+def _shape4(shape) -> tuple[int, int, int, int]:
+    shape = tuple(int(d) for d in shape)
+    if len(shape) > 4:
+        raise CompileError(f"tensors of rank {len(shape)} > 4 are not supported")
+    return (1,) * (4 - len(shape)) + shape  # type: ignore[return-value]
+
+
+def _strides(shape4) -> tuple[int, int, int, int]:
+    d0, d1, d2, d3 = shape4
+    return (d1 * d2 * d3, d2 * d3, d3, 1)
+
+
+def act_fields(op: mrvl.MrvlLayerOp, unit: float | None = None) -> dict:
+    """Header fields (act, alpha, beta) of a layer's fused activation.
+
+    `unit`: for int8 CONV / GEMM the activation sees values in output steps, so clip bounds
+    are divided by the output step (relu6 becomes a clip at 6 / step)."""
+    name = op.activation_str()
+    if name == "relu":
+        return {"act": Act.RELU}
+    if name == "sigmoid":
+        if unit is not None:
+            raise CompileError(
+                f"layer {op.name_str}: a fused sigmoid is not supported in int8; "
+                "compile with --quantize fp16")
+        return {"act": Act.SIGMOID}
+    if name == "clip":
+        lo = op.properties["clip_min"].value.data  # type: ignore[union-attr]
+        hi = op.properties["clip_max"].value.data  # type: ignore[union-attr]
+        if unit is not None:
+            return {"act": Act.CLIP, "alpha": lo / unit, "beta": hi / unit}
+        if lo == 0.0 and hi == 6.0:
+            return {"act": Act.RELU6}
+        return {"act": Act.CLIP, "alpha": lo, "beta": hi}
+    return {"act": Act.NONE}
+
+
+class LayerBuilder:
+    """Helpers shared by the lowerings: DRAM tensors, OCM buffers, DMA instructions."""
+
+    def __init__(self, conv: Converter, layer: LayerPlan, op: mrvl.MrvlLayerOp):
+        self.conv = conv
+        self.prog = conv.prog
+        self.layer = layer
+        self.op = op
+        self.cd = conv.cd
+        self.es = isa.DTYPE_SIZE[conv.cd]
+        self.page = conv.prog.page_size
+        self.budget = conv.prog.ocm_size
+
+    # -- sizes --
+    def pages(self, nbytes: int) -> int:
+        return align(max(nbytes, 1), self.page)
+
+    def fits(self, buffers: list[tuple[int, int]]) -> bool:
+        """Do buffers [(bytes, slots)] fit the OCM?"""
+        return sum(self.pages(size) * slots for size, slots in buffers) <= self.budget
+
+    # -- values --
+    def tensor(self, value: SSAValue) -> DramTensor:
+        return self.prog.tensors[self.conv.tensor_of[value]]
+
+    def scale(self, value: SSAValue) -> float:
+        return self.tensor(value).scale
+
+    def const_tensor(self, arr: np.ndarray, dtype: int, suffix: str) -> DramTensor:
+        name = f"{self.layer.name}_{suffix}"
+        return self.prog.add_tensor(DramTensor(
+            name, tuple(arr.shape), dtype, "weights", data=np.ascontiguousarray(arr).tobytes()
+        ))
+
+    def buffer(self, name: str, size: int, slots: int = 1, kind: str = "scratch") -> OcmBuffer:
+        buf = OcmBuffer(name, size, slots, kind)
+        self.layer.buffers[name] = buf
+        return buf
+
+    def split(self) -> tuple[str, list[tuple[int, int]]]:
+        found = read_split(self.op)
+        if found is not None and len(found[1]) == self.prog.num_tiles:
+            return found
+        out_es = isa.DTYPE_SIZE[DType(self.tensor(self.op.results[0]).dtype)]
+        return choose_split(self.op, self.prog.num_tiles, self.es, out_es)
+
+    # -- instructions --
+    def insn(self, opcode: Opcode, **kw) -> Insn:
+        header = {k: kw.pop(k) for k in ("func", "act", "src_dtype", "dst_dtype", "in_zp",
+                                         "out_zp", "scale", "alpha", "beta", "flags")
+                  if k in kw}
+        header.setdefault("src_dtype", self.cd)
+        header.setdefault("dst_dtype", self.cd)
+        return Insn(Opcode(opcode), kw, layer=self.layer.index, **header)
+
+    def dma(self, opcode: Opcode, tensor: DramTensor, elem: int, dims, dram_strides,
+            ocm: Ref, ocm_strides=None, ocm_dtype: int | None = None) -> Insn:
+        """A DMA between `tensor` (element offset `elem`, strides in its elements) and an
+        OCM ref (dense box unless `ocm_strides`), converting between the tensor's dtype and
+        the compute dtype (with the int8 step where one side is integer and the other not).
+        """
+        root = self.prog.root(tensor.name)
+        dims = tuple(int(d) for d in dims)
+        if ocm_strides is None:
+            ocm_strides = _strides(dims)
+        ocm_dtype = self.cd if ocm_dtype is None else ocm_dtype
+        dram_dtype = DType(root.dtype)
+        load = opcode == Opcode.DMA_LOAD
+        src, dst = (dram_dtype, ocm_dtype) if load else (ocm_dtype, dram_dtype)
+        kw: dict = {"src_dtype": src, "dst_dtype": dst}
+        int_types = (DType.INT8, DType.UINT8, DType.INT16, DType.UINT16, DType.INT32,
+                     DType.UINT32)
+        if (src in int_types) != (dst in int_types):
+            kw["flags"] = int(Flag.SCALE)
+            step = tensor.scale
+            kw["scale"] = step if src in int_types else 1.0 / step
+        fields = {
+            "dram_addr": Ref("dram", root.name, 0, elem * root.esize),
+            "ocm_addr": ocm,
+        }
+        for k in range(4):
+            fields[f"dim{k}"] = dims[k]
+            fields[f"src_dim{k}"] = dims[k]
+            fields[f"dram_stride{k}"] = int(dram_strides[k])
+            fields[f"ocm_stride{k}"] = int(ocm_strides[k])
+        return self.insn(opcode, **fields, **kw)
+
+    def load_const(self, tensor: DramTensor, ref: Ref, start: int, count: int) -> Insn:
+        """1-D load of elements [start, start + count) of a weights tensor (no conversion)."""
+        return self.dma(Opcode.DMA_LOAD, tensor, start, (1, 1, 1, count), (0, 0, 0, 1), ref,
+                        ocm_dtype=tensor.dtype)
+
+
+# ---- block sizing -------------------------------------------------------------------------
+def _fit_rows(b: LayerBuilder, fixed, per_rows: Callable[[int], list[tuple[int, int]]],
+              rows: int) -> int:
+    """Largest row count in [1, rows] whose buffers fit with the `fixed` ones; 0 if none.
+    Keeps at least two blocks per tile when there are two rows, for double buffering."""
+    best = 0
+    lo, hi = 1, rows
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if b.fits(fixed + per_rows(mid)):
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    if best and rows >= 2:
+        best = min(best, -(-rows // 2))
+    return best
+
+
+def _bands(start: int, end: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(end, s + size)) for s in range(start, end, size)]
+
+
+def _chunk_candidates(total: int, unit: int) -> list[int]:
+    """Chunk sizes (multiples of `unit`, decreasing) to try for output channels."""
+    seen = []
+    k = 1
+    while True:
+        size = min(total, align(-(-total // k), unit))
+        if not seen or size < seen[-1]:
+            seen.append(size)
+        if size <= unit:
+            break
+        k *= 2
+    return seen
+
+
+# ---- Conv2D -------------------------------------------------------------------------------
+def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: SSAValue,
+                   y: SSAValue, k: int):
+    """(weights, bias, requant scale) arrays in the compute precision."""
+    o = w.shape[0]
+    if b.cd != DType.INT8:
+        return w.astype("<f2"), (None if bias is None else bias.astype("<f4")), None
+    if k > isa.MAX_INT8_K:
+        raise CompileError(f"layer {b.layer.name}: int8 reduction of {k} > {isa.MAX_INT8_K}")
+    ws = weight_scales(w)
+    shape = (o,) + (1,) * (w.ndim - 1)
+    wq = np.clip(np.rint(w / ws.reshape(shape)), -127, 127).astype(np.int8)
+    s_in, s_out = np.float32(b.scale(x)), np.float32(b.scale(y))
+    acc_step = (s_in * ws).astype(np.float32)
+    bq = None
+    if bias is not None:
+        bq = np.clip(np.rint(bias / acc_step), -(2**31), 2**31 - 1).astype("<i4")
+    rq = (acc_step / s_out).astype("<f4")
+    return wq, bq, rq
+
+
+def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
+    n_, h, w, c = mrvl.tensor_shape(op.input)
+    o, kh, kw, cg = mrvl.tensor_shape(op.weight)
+    _, oh, ow, _ = mrvl.tensor_shape(op.output)
+    groups = op.groups.value.data
+    sh, sw = _ints(op.strides)
+    pt, pl, _, _ = _ints(op.pads)
+    dh, dw = _ints(op.dilations)
+    weights = constant_value(op.weight)
+    bias = constant_value(op.bias) if op.bias is not None else None
+    if weights is None or (op.bias is not None and bias is None):
+        raise CompileError(f"layer {b.layer.name}: weights must be constants")
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg)
+    wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
+    bt = None if bq is None else b.const_tensor(
+        bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
+    st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
+    xt, yt = b.tensor(op.input), b.tensor(op.output)
+    es = b.es
+    kind, ranges = b.split()
+    if kind == "rows":
+        work = [((r0, r1), (0, o)) for r0, r1 in ranges]
+    else:
+        work = [((0, oh), (o0, o1)) for o0, o1 in ranges]
+    max_rows = max(r1 - r0 for (r0, r1), _ in work)
+    max_oc = max(o1 - o0 for _, (o0, o1) in work)
+    if max_rows == 0 or max_oc == 0:
+        return
+    ocg = o // groups
+    wsize = kh * kw * cg * wt.esize
+
+    def in_ch(oc_chunk: int) -> int:
+        return c if groups == 1 else (oc_chunk // ocg) * cg
+
+    def consts(oc_chunk: int, slots: int) -> list[tuple[int, int]]:
+        out = [(oc_chunk * wsize, slots)]
+        if bt is not None:
+            out.append((oc_chunk * 4, slots))
+        if st is not None:
+            out.append((oc_chunk * 4, slots))
+        return out
+
+    def in_rows(rows: int) -> int:
+        return min(h, (rows - 1) * sh + (kh - 1) * dh + 1)
+
+    def in_cols(cols: int) -> int:
+        return min(w, (cols - 1) * sw + (kw - 1) * dw + 1)
+
+    config = None
+    unit = ocg if groups > 1 else min(max_oc, 16)
+    for oc_chunk in _chunk_candidates(max_oc, unit):
+        slots = 1 if oc_chunk >= max_oc else 2
+        fixed = consts(oc_chunk, slots)
+        icc = in_ch(oc_chunk)
+
+        def per_rows(rows, icc=icc, oc_chunk=oc_chunk):
+            return [(in_rows(rows) * w * icc * es, 2), (rows * ow * oc_chunk * es, 2)]
+
+        rows = _fit_rows(b, fixed, per_rows, max_rows)
+        if rows:
+            config = (oc_chunk, rows, ow)
+            break
+
+        def per_cols(cols, icc=icc, oc_chunk=oc_chunk):
+            return [(in_rows(1) * in_cols(cols) * icc * es, 2), (cols * oc_chunk * es, 2)]
+
+        cols = _fit_rows(b, fixed, per_cols, ow)
+        if cols:
+            config = (oc_chunk, 1, cols)
+            break
+    if config is None:
+        raise CompileError(
+            f"layer {b.layer.name}: one output pixel of one channel group does not fit "
+            f"the OCM of {b.budget} bytes"
+        )
+    oc_chunk, rb, cb = config
+    resident = oc_chunk >= max_oc
+    wslots = 1 if resident else 2
+    icc_max = in_ch(oc_chunk)
+    wbuf = b.buffer("w", oc_chunk * wsize, wslots, "weights")
+    bbuf = None if bt is None else b.buffer("bias", oc_chunk * 4, wslots, "weights")
+    sbuf = None if st is None else b.buffer("scale", oc_chunk * 4, wslots, "weights")
+    ibuf = b.buffer("in", in_rows(rb) * in_cols(cb) * icc_max * es, 2)
+    obuf = b.buffer("out", rb * cb * oc_chunk * es, 2)
+    act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+    x_strides = (h * w * c, w * c, c, 1)
+    y_strides = (oh * ow * o, ow * o, o, 1)
+    for tile, ((r_lo, r_hi), (o_lo, o_hi)) in enumerate(work):
+        if r_hi <= r_lo or o_hi <= o_lo:
+            continue
+        index = 0
+        wloads = 0
+        for n in range(n_):
+            for oc0, oc1 in _bands(o_lo, o_hi, oc_chunk):
+                new_chunk = True
+                for r0, r1 in _bands(r_lo, r_hi, rb):
+                    for c0, c1 in _bands(0, ow, cb):
+                        blk = Block(tile)
+                        slot = index % 2
+                        if new_chunk and (not resident or wloads == 0):
+                            wslot = wloads % wslots
+                            count = oc1 - oc0
+                            blk.loads.append(b.load_const(
+                                wt, Ref("ocm", "w", wslot), oc0 * kh * kw * cg,
+                                count * kh * kw * cg))
+                            if bbuf is not None:
+                                blk.loads.append(b.load_const(bt, Ref("ocm", "bias", wslot),
+                                                              oc0, count))
+                            if sbuf is not None:
+                                blk.loads.append(b.load_const(st, Ref("ocm", "scale", wslot),
+                                                              oc0, count))
+                            wloads += 1
+                        new_chunk = False
+                        wslot = (wloads - 1) % wslots
+                        y0 = min(h - 1, max(0, r0 * sh - pt))
+                        y1 = max(y0 + 1, min(h, (r1 - 1) * sh - pt + (kh - 1) * dh + 1))
+                        x0 = min(w - 1, max(0, c0 * sw - pl))
+                        x1 = max(x0 + 1, min(w, (c1 - 1) * sw - pl + (kw - 1) * dw + 1))
+                        ic0 = 0 if groups == 1 else (oc0 // ocg) * cg
+                        icc = c if groups == 1 else ((oc1 - oc0) // ocg) * cg
+                        blk.loads.append(b.dma(
+                            Opcode.DMA_LOAD, xt, ((n * h + y0) * w + x0) * c + ic0,
+                            (1, y1 - y0, x1 - x0, icc), x_strides, Ref("ocm", "in", slot)))
+                        conv = b.insn(
+                            Opcode.CONV, in_addr=Ref("ocm", "in", slot), ih=y1 - y0,
+                            iw=x1 - x0, ic=icc, in_pix_stride=icc,
+                            out_addr=Ref("ocm", "out", slot), oh=r1 - r0, ow=c1 - c0,
+                            oc=oc1 - oc0, out_pix_stride=oc1 - oc0,
+                            w_addr=Ref("ocm", "w", wslot),
+                            bias_addr=(Ref("ocm", "bias", wslot) if bbuf is not None
+                                       else isa.ADDR_NONE),
+                            scale_addr=(Ref("ocm", "scale", wslot) if sbuf is not None
+                                        else isa.ADDR_NONE),
+                            kh=kh, kw=kw, sh=sh, sw=sw, pad_t=pt + y0 - r0 * sh,
+                            pad_l=pl + x0 - c0 * sw, dh=dh, dw=dw,
+                            groups=1 if groups == 1 else (oc1 - oc0) // ocg, **act)
+                        if b.cd == DType.INT8:
+                            conv.dst_dtype = DType.INT8
+                        blk.computes.append(conv)
+                        blk.stores.append(b.dma(
+                            Opcode.DMA_STORE, yt, ((n * oh + r0) * ow + c0) * o + oc0,
+                            (1, r1 - r0, c1 - c0, oc1 - oc0), y_strides,
+                            Ref("ocm", "out", slot)))
+                        b.layer.blocks.append(blk)
+                        index += 1
+    b.layer.split = kind
+
+
+# ---- FC -----------------------------------------------------------------------------------
+def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
+    xs = mrvl.tensor_shape(op.input)
+    n, o = mrvl.tensor_shape(op.output)
+    k = math.prod(xs[1:])
+    weights = constant_value(op.weight)
+    bias = constant_value(op.bias) if op.bias is not None else None
+    if weights is None or (op.bias is not None and bias is None):
+        raise CompileError(f"layer {b.layer.name}: weights must be constants")
+    if op.weights_need_transform is not None:
+        _, hh, ww, cc = xs
+        weights = weights.reshape(o, cc, hh, ww).transpose(0, 2, 3, 1).reshape(o, k)
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k)
+    wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
+    bt = None if bq is None else b.const_tensor(
+        bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
+    st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
+    xt, yt = b.tensor(op.input), b.tensor(op.output)
+    es = b.es
+    kind, ranges = b.split()
+    if kind != "channels":
+        ranges = balanced_ranges(o, b.prog.num_tiles, channel_unit(yt.esize))
+    max_oc = max(e - s for s, e in ranges)
+    if max_oc == 0:
+        return
+    fixed_x = [(n * k * es, 1)]
+    config = None
+    for oc_chunk in _chunk_candidates(max_oc, min(max_oc, 16)):
+        slots = 1 if oc_chunk >= max_oc else 2
+        extra = [(oc_chunk * 4, slots)] * ((bt is not None) + (st is not None))
+        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * es, 2)]
+                  + extra):
+            config = oc_chunk
+            break
+    if config is None:
+        raise CompileError(
+            f"layer {b.layer.name}: the FC input ({n}x{k}) and one output's weights do not "
+            f"fit the OCM of {b.budget} bytes"
+        )
+    oc_chunk = config
+    wslots = 1 if oc_chunk >= max_oc else 2
+    b.buffer("x", n * k * es, 1)
+    b.buffer("w", oc_chunk * k * wt.esize, wslots, "weights")
+    if bt is not None:
+        b.buffer("bias", oc_chunk * 4, wslots, "weights")
+    if st is not None:
+        b.buffer("scale", oc_chunk * 4, wslots, "weights")
+    b.buffer("out", n * oc_chunk * es, 2)
+    act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+    for tile, (o_lo, o_hi) in enumerate(ranges):
+        if o_hi <= o_lo:
+            continue
+        for index, (oc0, oc1) in enumerate(_bands(o_lo, o_hi, oc_chunk)):
+            blk = Block(tile)
+            slot = index % 2
+            wslot = index % wslots
+            count = oc1 - oc0
+            if index == 0:
+                blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, 0, (1, 1, n, k), (0, 0, k, 1),
+                                       Ref("ocm", "x", 0)))
+            if index == 0 or wslots == 2:
+                blk.loads.append(b.load_const(wt, Ref("ocm", "w", wslot), oc0 * k, count * k))
+                if bt is not None:
+                    blk.loads.append(b.load_const(bt, Ref("ocm", "bias", wslot), oc0, count))
+                if st is not None:
+                    blk.loads.append(b.load_const(st, Ref("ocm", "scale", wslot), oc0, count))
+            blk.computes.append(b.insn(
+                Opcode.GEMM, in_addr=Ref("ocm", "x", 0), m=n, k=k, in_row_stride=k,
+                out_addr=Ref("ocm", "out", slot), n=count, out_row_stride=count,
+                w_addr=Ref("ocm", "w", wslot),
+                bias_addr=Ref("ocm", "bias", wslot) if bt is not None else isa.ADDR_NONE,
+                scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
+                **act))
+            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
+                                    (0, 0, o, 1), Ref("ocm", "out", slot)))
+            b.layer.blocks.append(blk)
+    b.layer.split = "channels"
+
+
+# ---- pools --------------------------------------------------------------------------------
+def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad: bool) -> None:
+    n_, h, w, c = mrvl.tensor_shape(op.operands[0])
+    _, oh, ow, _ = mrvl.tensor_shape(op.results[0])
+    kh, kw = kernel
+    sh, sw = strides
+    pt, pl = pads[0], pads[1]
+    xt, yt = b.tensor(op.operands[0]), b.tensor(op.results[0])
+    es = b.es
+    kind, ranges = b.split()
+    if kind == "rows":
+        work = [((r0, r1), (0, c)) for r0, r1 in ranges]
+    else:
+        work = [((0, oh), (c0, c1)) for c0, c1 in ranges]
+    max_rows = max(r1 - r0 for (r0, r1), _ in work)
+    max_c = max(c1 - c0 for _, (c0, c1) in work)
+    if max_rows == 0 or max_c == 0:
+        return
+
+    def in_rows(rows: int) -> int:
+        return min(h, (rows - 1) * sh + kh)
+
+    config = None
+    for cc in _chunk_candidates(max_c, min(max_c, 16)):
+        def per_rows(rows, cc=cc):
+            return [(in_rows(rows) * w * cc * es, 2), (rows * ow * cc * es, 2)]
+
+        rows = _fit_rows(b, [], per_rows, max_rows)
+        if rows:
+            config = (cc, rows)
+            break
+    if config is None:
+        raise CompileError(
+            f"layer {b.layer.name}: one pooling window row does not fit the OCM")
+    cc, rb = config
+    b.buffer("in", in_rows(rb) * w * cc * es, 2)
+    b.buffer("out", rb * ow * cc * es, 2)
+    flags = int(Flag.COUNT_PAD) if count_pad else 0
+    x_strides = (h * w * c, w * c, c, 1)
+    y_strides = (oh * ow * c, ow * c, c, 1)
+    for tile, ((r_lo, r_hi), (c_lo, c_hi)) in enumerate(work):
+        if r_hi <= r_lo or c_hi <= c_lo:
+            continue
+        index = 0
+        for n in range(n_):
+            for ch0, ch1 in _bands(c_lo, c_hi, cc):
+                for r0, r1 in _bands(r_lo, r_hi, rb):
+                    blk = Block(tile)
+                    slot = index % 2
+                    y0 = min(h - 1, max(0, r0 * sh - pt))
+                    y1 = max(y0 + 1, min(h, (r1 - 1) * sh - pt + kh))
+                    count = ch1 - ch0
+                    blk.loads.append(b.dma(
+                        Opcode.DMA_LOAD, xt, ((n * h + y0) * w) * c + ch0,
+                        (1, y1 - y0, w, count), x_strides, Ref("ocm", "in", slot)))
+                    blk.computes.append(b.insn(
+                        Opcode.POOL, func=func, flags=flags, in_addr=Ref("ocm", "in", slot),
+                        ih=y1 - y0, iw=w, c=count, in_pix_stride=count,
+                        out_addr=Ref("ocm", "out", slot), oh=r1 - r0, ow=ow,
+                        out_pix_stride=count, kh=kh, kw=kw, sh=sh, sw=sw,
+                        pad_t=pt + y0 - r0 * sh, pad_l=pl))
+                    blk.stores.append(b.dma(
+                        Opcode.DMA_STORE, yt, ((n * oh + r0) * ow) * c + ch0,
+                        (1, r1 - r0, ow, count), y_strides, Ref("ocm", "out", slot)))
+                    b.layer.blocks.append(blk)
+                    index += 1
+    b.layer.split = kind
+
+
+def lower_maxpool2d(b: LayerBuilder, op: mrvl.Maxpool2DOp) -> None:
+    _lower_pool(b, op, _ints(op.kernel_shape), _ints(op.strides), _ints(op.pads),
+                PoolFunc.MAX, False)
+
+
+def lower_avgpool2d(b: LayerBuilder, op: mrvl.Avgpool2DOp) -> None:
+    _lower_pool(b, op, _ints(op.kernel_shape), _ints(op.strides), _ints(op.pads),
+                PoolFunc.AVG, bool(op.count_include_pad.value.data))
+
+
+def _lower_global_pool(b: LayerBuilder, op, func: int) -> None:
+    _, h, w, _ = mrvl.tensor_shape(op.operands[0])
+    _lower_pool(b, op, (h, w), (1, 1), (0, 0, 0, 0), func, False)
+
+
+def lower_global_avgpool2d(b: LayerBuilder, op: mrvl.GlobalAvgpool2DOp) -> None:
+    _lower_global_pool(b, op, PoolFunc.AVG)
+
+
+def lower_global_maxpool2d(b: LayerBuilder, op: mrvl.GlobalMaxpool2DOp) -> None:
+    _lower_global_pool(b, op, PoolFunc.MAX)
+
+
+# ---- element-wise style layers (4-D boxes) ------------------------------------------------
+def _boxes(b: LayerBuilder, shape4, kind: str, ranges, per_elems) -> list[tuple[int, list]]:
+    """Per tile, the boxes [(i0, (a1, b1), (a2, b2), (a3, b3))] covering its share of a
+    4-D iteration space, each small enough that `per_elems(count)` buffers fit the OCM."""
+    d0, d1, d2, d3 = shape4
+    out = []
+    for tile, (lo, hi) in enumerate(ranges):
+        if hi <= lo:
+            continue
+        r1 = (lo, hi) if kind == "rows" else (0, d1)
+        r3 = (lo, hi) if kind == "channels" else (0, d3)
+        n1, n3 = r1[1] - r1[0], r3[1] - r3[0]
+        boxes = []
+        rows = _fit_rows(b, [], lambda k: per_elems(k * d2 * n3), n1)
+        if rows:
+            for i0 in range(d0):
+                for band in _bands(r1[0], r1[1], rows):
+                    boxes.append((i0, band, (0, d2), r3))
+        else:
+            cols = _fit_rows(b, [], lambda k: per_elems(k * n3), d2)
+            chans = n3 if cols else _fit_rows(b, [], per_elems, n3)
+            if not chans:
+                raise CompileError(f"layer {b.layer.name}: one element does not fit the OCM")
+            cols = max(cols, 1)
+            for i0 in range(d0):
+                for a1 in range(r1[0], r1[1]):
+                    for band2 in _bands(0, d2, cols):
+                        for band3 in _bands(r3[0], r3[1], chans):
+                            boxes.append((i0, (a1, a1 + 1), band2, band3))
+        out.append((tile, boxes))
+    return out
+
+
+def _box_dims(box) -> tuple[int, int, int, int]:
+    _, (a1, b1), (a2, b2), (a3, b3) = box
+    return (1, b1 - a1, b2 - a2, b3 - a3)
+
+
+def _box_offset(box, strides) -> int:
+    i0, (a1, _), (a2, _), (a3, _) = box
+    return i0 * strides[0] + a1 * strides[1] + a2 * strides[2] + a3 * strides[3]
+
+
+def _broadcast_strides(shape, out4) -> tuple[int, int, int, int]:
+    s4 = _shape4(shape)
+    st = _strides(s4)
+    return tuple(0 if s4[k] == 1 and out4[k] != 1 else st[k] for k in range(4))  # type: ignore[return-value]
+
+
+def lower_sum(b: LayerBuilder, op: mrvl.Sum2DOp) -> None:
+    out_shape = mrvl.tensor_shape(op.output)
+    out4 = _shape4(out_shape)
+    es = b.es
+    kind, ranges = b.split()
+    if kind not in ("rows", "channels"):
+        kind, ranges = generic_split(out_shape, b.prog.num_tiles, b.tensor(op.output).esize)
+    operands = []
+    for k, value in enumerate((op.lhs, op.rhs)):
+        if value in b.conv.tensor_of:
+            operands.append(b.tensor(value))
+            continue
+        arr = constant_value(value)
+        if arr is None:
+            raise CompileError(f"layer {b.layer.name}: operand {k} is neither data nor constant")
+        if b.cd == DType.INT8:
+            step = float(np.max(np.abs(arr))) / 127.0 or 1.0
+            t = b.const_tensor(np.clip(np.rint(arr / step), -127, 127).astype(np.int8),
+                               DType.INT8, f"c{k}")
+            t.scale = step
+        else:
+            t = b.const_tensor(arr.astype("<f2"), DType.FP16, f"c{k}")
+        operands.append(t)
+    b.buffer("a", 1, 2)
+    b.buffer("b", 1, 2)
+    b.buffer("out", 1, 2)
+    plans = _boxes(b, out4, kind, ranges, lambda count: [(count * es, 6)])
+    size = max((math.prod(_box_dims(box)) for _, boxes in plans for box in boxes), default=1)
+    for name in ("a", "b", "out"):
+        b.layer.buffers[name].size = size * es
+    act = act_fields(op)
+    yt = b.tensor(op.output)
+    y_strides = _strides(out4)
+    a_strides = _broadcast_strides(operands[0].shape, out4)
+    b_strides = _broadcast_strides(operands[1].shape, out4)
+    extra: dict = {}
+    if b.cd == DType.INT8:
+        extra = {"flags": int(Flag.SCALE), "a_scale": operands[0].scale,
+                 "b_scale": operands[1].scale, "out_scale": 1.0 / yt.scale}
+    for tile, boxes in plans:
+        for index, box in enumerate(boxes):
+            blk = Block(tile)
+            slot = index % 2
+            dims = _box_dims(box)
+            rows, cols = dims[1] * dims[2], dims[3]
+            blk.loads.append(b.dma(Opcode.DMA_LOAD, operands[0], _box_offset(box, a_strides),
+                                   dims, a_strides, Ref("ocm", "a", slot)))
+            blk.loads.append(b.dma(Opcode.DMA_LOAD, operands[1], _box_offset(box, b_strides),
+                                   dims, b_strides, Ref("ocm", "b", slot)))
+            blk.computes.append(b.insn(
+                Opcode.ELTWISE, func=EltFunc.ADD, a_addr=Ref("ocm", "a", slot),
+                b_addr=Ref("ocm", "b", slot), out_addr=Ref("ocm", "out", slot), rows=rows,
+                cols=cols, a_row_stride=cols, b_row_stride=cols, out_row_stride=cols,
+                b_col_stride=1, **act, **extra))
+            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, _box_offset(box, y_strides), dims,
+                                    y_strides, Ref("ocm", "out", slot)))
+            b.layer.blocks.append(blk)
+    b.layer.split = kind
+
+
+def _copy_layer(b: LayerBuilder, src: DramTensor, src_strides, src_base: int, dst: DramTensor,
+                dst_strides, dst_base: int, shape4, kind: str, ranges, first_index: int = 0,
+                rescale: float | None = None) -> int:
+    """Copy a 4-D box space from `src` (element strides) to `dst` through OCM:
+    load -> COPY (CONVERT with a new int8 step) -> store. Returns the blocks emitted."""
+    es = b.es
+    plans = _boxes(b, shape4, kind, ranges, lambda count: [(count * es, 4)])
+    size = max((math.prod(_box_dims(box)) for _, boxes in plans for box in boxes), default=1)
+    for name in ("in", "out"):
+        buf = b.layer.buffers.get(name) or b.buffer(name, 1, 2)
+        buf.size = max(buf.size, size * es)
+    emitted = 0
+    for tile, boxes in plans:
+        index = first_index + sum(1 for blk in b.layer.blocks if blk.tile == tile)
+        for box in boxes:
+            blk = Block(tile)
+            slot = index % 2
+            dims = _box_dims(box)
+            rows, cols = dims[1] * dims[2], dims[3]
+            blk.loads.append(b.dma(Opcode.DMA_LOAD, src, src_base + _box_offset(box, src_strides),
+                                   dims, src_strides, Ref("ocm", "in", slot)))
+            fields = dict(in_addr=Ref("ocm", "in", slot), out_addr=Ref("ocm", "out", slot),
+                          rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols)
+            if rescale is not None and rescale != 1.0:
+                blk.computes.append(b.insn(Opcode.CONVERT, flags=int(Flag.SCALE),
+                                           scale=rescale, **fields))
+            else:
+                blk.computes.append(b.insn(Opcode.COPY, **fields))
+            blk.stores.append(b.dma(Opcode.DMA_STORE, dst, dst_base + _box_offset(box, dst_strides),
+                                    dims, dst_strides, Ref("ocm", "out", slot)))
+            b.layer.blocks.append(blk)
+            index += 1
+            emitted += 1
+    return emitted
+
+
+def lower_concat(b: LayerBuilder, op: mrvl.ConcatOp) -> None:
+    out_shape = mrvl.tensor_shape(op.output)
+    rank = len(out_shape)
+    axis = op.axis.value.data % rank + (4 - rank)
+    out4 = _shape4(out_shape)
+    yt = b.tensor(op.output)
+    y_strides = _strides(out4)
+    offset = 0
+    row_bytes = out4[2] * out4[3] * yt.esize
+    for value in op.inputs:
+        xt = b.tensor(value)
+        in4 = _shape4(mrvl.tensor_shape(value))
+        if in4[1] >= b.prog.num_tiles or in4[0] * in4[2] * in4[3] == 0:
+            kind, ranges = "rows", balanced_ranges(in4[1], b.prog.num_tiles, row_unit(row_bytes))
+        else:
+            kind, ranges = "rows", [(0, in4[1])] + [(in4[1], in4[1])] * (b.prog.num_tiles - 1)
+        rescale = None
+        if b.cd == DType.INT8:
+            rescale = xt.scale / yt.scale
+        _copy_layer(b, xt, _strides(in4), 0, yt, y_strides, offset * y_strides[axis], in4,
+                    kind, ranges, rescale=rescale)
+        offset += in4[axis]
+    b.layer.split = "rows"
+
+
+def _lower_permute(b: LayerBuilder, op, perm) -> None:
+    in_shape = mrvl.tensor_shape(op.operands[0])
+    out_shape = mrvl.tensor_shape(op.results[0])
+    pad = 4 - len(in_shape)
+    perm4 = list(range(pad)) + [p + pad for p in perm]
+    in_strides = _strides(_shape4(in_shape))
+    src_strides = tuple(in_strides[perm4[k]] for k in range(4))
+    out4 = _shape4(out_shape)
+    yt = b.tensor(op.results[0])
+    kind, ranges = b.split()
+    if kind not in ("rows", "channels"):
+        kind, ranges = generic_split(out_shape, b.prog.num_tiles, yt.esize)
+    _copy_layer(b, b.tensor(op.operands[0]), src_strides, 0, yt, _strides(out4), 0, out4,
+                kind, ranges)
+    b.layer.split = kind
+
+
+def lower_layout_transform(b: LayerBuilder, op: mrvl.LayoutTransformOp) -> None:
+    _lower_permute(b, op, op.permutation())
+
+
+def lower_transpose(b: LayerBuilder, op: mrvl.TransposeOp) -> None:
+    _lower_permute(b, op, _ints(op.perm))
+
+
+LOWERINGS: dict[type, Callable] = {
+    mrvl.Conv2DOp: lower_conv2d,
+    mrvl.FCOp: lower_fc,
+    mrvl.Maxpool2DOp: lower_maxpool2d,
+    mrvl.Avgpool2DOp: lower_avgpool2d,
+    mrvl.GlobalAvgpool2DOp: lower_global_avgpool2d,
+    mrvl.GlobalMaxpool2DOp: lower_global_maxpool2d,
+    mrvl.Sum2DOp: lower_sum,
+    mrvl.ConcatOp: lower_concat,
+    mrvl.LayoutTransformOp: lower_layout_transform,
+    mrvl.TransposeOp: lower_transpose,
+}
+"""mrvl layer class -> its lowering (one small function per layer kind)."""
+
+ALIAS_LAYERS = (mrvl.ReshapeOp, mrvl.BatchFlattenOp, mrvl.SqueezeOp)
+"""Layers that only reinterpret the bytes of their input (no instructions)."""
+
+
+# ---- the converter ------------------------------------------------------------------------
+@dataclass
+class Converter:
+    prog: Program
+    cd: int
+    io_dtype: int
+    tensor_of: dict
+
+    @classmethod
+    def create(cls, fn: func.FuncOp, ocm_size: int, page_size: int) -> Converter:
+        mode = fn.attributes.get(MODE_ATTR)
+        mode_s = mode.data if isinstance(mode, StringAttr) else "fp16"
+        io = fn.attributes.get(IO_ATTR)
+        io_s = io.data if isinstance(io, StringAttr) else ("i8" if mode_s == "int8" else "f16")
+        tiles_attr = fn.attributes.get("mlip.num_tiles")
+        num_tiles = tiles_attr.value.data if tiles_attr is not None else 1  # type: ignore[union-attr]
+        prog = Program(fn.sym_name.data, num_tiles=num_tiles, ocm_size=ocm_size,
+                       page_size=page_size, quantize=mode_s)
+        cd = DType.INT8 if mode_s == "int8" else DType.FP16
+        return cls(prog, cd, IO_DTYPES[io_s], {})
+
+
+def _input_layout(arg: SSAValue) -> int:
+    if len(mrvl.tensor_shape(arg)) != 4:
+        return Layout.NONE
+    for use in arg.uses:
+        if isinstance(use.operation, mrvl.LayoutTransformOp):
+            return Layout.NCHW if use.operation.src_layout.data == "NCHW" else Layout.NHWC
+    return Layout.NHWC
+
+
+def _arg_name(fn: func.FuncOp, k: int) -> str:
+    if fn.arg_attrs is not None and k < len(fn.arg_attrs.data):
+        attr = fn.arg_attrs.data[k].data.get("graph.name")
+        if isinstance(attr, StringAttr):
+            return attr.data
+    return f"{fn.sym_name.data}_i{k}"
+
+
+def output_names(fn: func.FuncOp) -> list[str]:
+    attr = fn.attributes.get("graph.output_names")
+    ret = fn.body.block.last_op
+    count = len(ret.operands) if ret is not None else 0
+    if isinstance(attr, ArrayAttr) and len(attr.data) == count:
+        return [a.data for a in attr.data]  # type: ignore[union-attr]
+    return [f"{fn.sym_name.data}_o{k}" for k in range(count)]
+
+
+def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
+                     page_size: int = isa.DEFAULT_PAGE_SIZE) -> Program:
+    """Lower one accelerator sub-graph (module docstring)."""
+    if page_size not in (1024, 2048, 4096, 8192, 16384):
+        raise CompileError(f"--page-size: expected 1, 2, 4, 8 or 16 KiB, got {page_size}")
+    if not 4 * page_size <= ocm_size <= isa.DEFAULT_OCM_SIZE:
+        raise CompileError(
+            f"--ocm-size: expected {4 * page_size} to {isa.DEFAULT_OCM_SIZE} bytes, got {ocm_size}")
+    conv = Converter.create(fn, ocm_size, page_size)
+    prog = conv.prog
+    scales_attr = fn.attributes.get(INPUT_SCALES_ATTR)
+    in_scales = ([a.value.data for a in scales_attr.data]  # type: ignore[union-attr]
+                 if isinstance(scales_attr, ArrayAttr) else None)
+    for k, arg in enumerate(fn.body.block.args):
+        name = _arg_name(fn, k)
+        t = prog.add_tensor(DramTensor(name, mrvl.tensor_shape(arg), conv.io_dtype, "input",
+                                       layout=_input_layout(arg)))
+        if in_scales is not None:
+            t.scale = in_scales[k]
+        conv.tensor_of[arg] = name
+        prog.inputs.append(name)
+    ret = fn.body.block.last_op
+    heads = list(ret.operands) if ret is not None else []
+    names = output_names(fn)
+    head_name: dict[SSAValue, str] = {}
+    for value, name in zip(heads, names, strict=True):
+        head_name.setdefault(value, name)
+    for op in fn.body.block.ops:
+        if not isinstance(op, mrvl.MrvlLayerOp):
+            continue
+        result = op.results[0]
+        shape = mrvl.tensor_shape(result)
+        scale_attr = op.attributes.get(SCALE_ATTR)
+        scale = scale_attr.value.data if isinstance(scale_attr, FloatAttr) else 1.0
+        if isinstance(op, ALIAS_LAYERS) and result not in head_name:
+            src = prog.tensors[conv.tensor_of[op.operands[0]]]
+            t = prog.add_tensor(DramTensor(f"{op.name_str}_y", shape, src.dtype, src.region,
+                                           scale=src.scale, alias_of=src.name))
+            conv.tensor_of[result] = t.name
+            continue
+        if result in head_name:
+            t = DramTensor(head_name[result], shape, conv.io_dtype, "output", scale=scale)
+        else:
+            t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale)
+        if len(shape) == 4:
+            t.layout = Layout.NHWC
+        prog.add_tensor(t)
+        conv.tensor_of[result] = t.name
+        layer = LayerPlan(op.name_str, op.LAYER_NAME, len(prog.layers), macs=op.macs())
+        b = LayerBuilder(conv, layer, op)
+        if isinstance(op, ALIAS_LAYERS):
+            src = b.tensor(op.operands[0])
+            shape4 = _shape4(shape)
+            _copy_layer(b, src, _strides(shape4), 0, t, _strides(shape4), 0, shape4,
+                        *generic_split(shape, prog.num_tiles, t.esize))
+        else:
+            lowering = LOWERINGS.get(type(op))
+            if lowering is None:
+                raise CompileError(f"layer {op.name_str}: no lowering for {op.name}")
+            lowering(b, op)
+        prog.layers.append(layer)
+    for value, name in zip(heads, names, strict=True):
+        if value in conv.tensor_of and conv.tensor_of[value] == name:
+            prog.outputs.append(name)
+            continue
+        _add_copy_out(conv, value, name)
+    _liveness(prog)
+    return prog
+
+
+def _add_copy_out(conv: Converter, value: SSAValue, name: str) -> None:
+    """A model output that is an input, an alias or a repeated head: copy it."""
+    prog = conv.prog
+    src = prog.tensors[conv.tensor_of[value]]
+    shape = mrvl.tensor_shape(value)
+    t = prog.add_tensor(DramTensor(name if name not in prog.tensors else f"{name}_copy",
+                                   shape, conv.io_dtype, "output", scale=src.scale))
+    layer = LayerPlan(f"{t.name}_copy", "copy", len(prog.layers))
+    fake = _FakeOp(value)
+    b = LayerBuilder(conv, layer, fake)  # type: ignore[arg-type]
+    shape4 = _shape4(shape)
+    _copy_layer(b, src, _strides(shape4), 0, t, _strides(shape4), 0, shape4,
+                *generic_split(shape, prog.num_tiles, t.esize))
+    prog.layers.append(layer)
+    prog.outputs.append(t.name)
+
+
+class _FakeOp:
+    """Stands for a layer op where a copy layer has none (only `results` is used)."""
+
+    def __init__(self, value: SSAValue):
+        self.results = [value]
+        self.attributes: dict = {}
+
+
+def _liveness(prog: Program) -> None:
+    """Set `first` / `last` layer indices of every scratch tensor (through aliases)."""
+    for layer in prog.layers:
+        for blk in layer.blocks:
+            for insn in blk.loads:
+                ref = insn.fields["dram_addr"]
+                assert isinstance(ref, Ref)
+                t = prog.tensors[ref.name]
+                t.last = max(t.last, layer.index)
+            for insn in blk.stores:
+                ref = insn.fields["dram_addr"]
+                assert isinstance(ref, Ref)
+                t = prog.tensors[ref.name]
+                if t.first < 0:
+                    t.first = layer.index
+                t.last = max(t.last, layer.index)
+
+
+def convert_module(module: ModuleOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
+                   page_size: int = isa.DEFAULT_PAGE_SIZE) -> list[Program]:
+    return [convert_function(fn, ocm_size, page_size) for fn in accelerator_functions(module)]
+
+
+@dataclass(frozen=True)
+class ConvertMrvlToMlipPass(ModulePass):
+    """Replace every accelerator sub-graph function by its `mlip.model` (module docstring).
+
+    Options: `ocm-size` (bytes per tile, default 1 MiB), `page-size` (default 16 KiB).
+    """
+
+    name = "convert-mrvl-to-mlip"
+
+    ocm_size: int = isa.DEFAULT_OCM_SIZE
+    page_size: int = isa.DEFAULT_PAGE_SIZE
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from mrvl.dialects.mlip import program_to_op
+
+        for fn in accelerator_functions(op):
+            prog = convert_function(fn, self.ocm_size, self.page_size)
+            model = program_to_op(prog)
+            op.body.block.insert_op_before(model, fn)
+            op.body.block.erase_op(fn)

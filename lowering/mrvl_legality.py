@@ -1,0 +1,213 @@
+"""Which graph ops the accelerator takes, and why not: one small predicate per op.
+
+`is_legal(op) -> (bool, reason)`: `reason` is "" when legal, else one short sentence naming
+what the accelerator cannot do ("pad value 0.5 is not zero", "batch 16 exceeds the
+accelerator limit 8", "dtype i64 not supported", "graph.onnx NonMaxSuppression: not an
+accelerator op"). A legal op may still stay on the CPU when no fusion pattern takes it (the
+converter then records its own reason).
+
+Invariants: the predicates only read the IR; data must already be NHWC (run
+graph-layout-nhwc first), float32, batch <= `MAX_BATCH`; weights must be `graph.constant`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.dialects.builtin import Float32Type, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from mrvl.dialects import graph
+
+MAX_BATCH = 8
+"""Largest batch the accelerator takes (upstream's limit)."""
+
+NOT_FUSED = "only fused into a preceding conv2d, dense or add"
+
+Verdict = tuple[bool, str]
+OK: Verdict = (True, "")
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    typ = value.type
+    assert isinstance(typ, TensorType)
+    return tuple(int(d) for d in typ.get_shape())
+
+
+def is_constant(value: SSAValue) -> bool:
+    return isinstance(value.owner, graph.ConstantOp)
+
+
+def _dtype_name(typ: object) -> str:
+    if isinstance(typ, TensorType):
+        return str(typ.element_type)
+    return str(typ)
+
+
+def _common(op: Operation) -> Verdict:
+    """Every tensor f32 and the batch (first dim of the first operand) within the limit."""
+    for value in (*op.operands, *op.results):
+        typ = value.type
+        if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
+            return False, f"dtype {_dtype_name(typ)} not supported"
+    if op.operands:
+        shape = _shape(op.operands[0])
+        if len(shape) >= 2 and shape[0] > MAX_BATCH:
+            return False, f"batch {shape[0]} exceeds the accelerator limit {MAX_BATCH}"
+    return OK
+
+
+def _nhwc(layout: str, what: str) -> Verdict:
+    if layout != "NHWC":
+        return False, f"{what} layout {layout} is not NHWC (run graph-layout-nhwc first)"
+    return OK
+
+
+def _conv2d(op: graph.Conv2DOp) -> Verdict:
+    ok = _nhwc(op.data_layout.data, "data")
+    if not ok[0]:
+        return ok
+    if op.kernel_layout.data != "OHWI":
+        return False, f"kernel layout {op.kernel_layout.data} is not OHWI"
+    if not is_constant(op.weight):
+        return False, "weight is not a constant"
+    if op.bias is not None and not is_constant(op.bias):
+        return False, "bias is not a constant"
+    return OK
+
+
+def _dense(op: graph.DenseOp) -> Verdict:
+    if not is_constant(op.weight):
+        return False, "weight is not a constant"
+    return OK
+
+
+def _gemm(op: graph.GemmOp) -> Verdict:
+    if not is_constant(op.b):
+        return False, "weight B is not a constant"
+    if op.trans_a.value.data != 0:
+        return False, "trans_a = 1 is not supported"
+    if op.c is not None:
+        if not is_constant(op.c):
+            return False, "C is not a constant"
+        n = _shape(op.result)[1]
+        if _shape(op.c) not in ((n,), (1, n), (1,), ()):
+            return False, f"C of shape {list(_shape(op.c))} is not a per-output bias"
+    return OK
+
+
+def _matmul(op: graph.MatMulOp) -> Verdict:
+    if len(_shape(op.lhs)) != 2 or len(_shape(op.rhs)) != 2:
+        return False, "matmul is not 2-D x 2-D"
+    if not is_constant(op.rhs):
+        return False, "right operand is not a constant"
+    return OK
+
+
+def _pad(op: graph.PadOp) -> Verdict:
+    if op.mode.data != "constant":
+        return False, f"pad mode {op.mode.data} is not constant"
+    value = op.value.value.data
+    if value != 0.0:
+        return False, f"pad value {value:g} is not zero"
+    pads = graph.ints(op.pads)
+    if len(pads) != 8 or any(pads[i] != 0 for i in (0, 3, 4, 7)) or min(pads) < 0:
+        return False, f"pads {list(pads)} do not pad only H and W of NHWC"
+    return OK
+
+
+def _max_pool(op: graph.MaxPool2DOp) -> Verdict:
+    ok = _nhwc(op.layout.data, "data")
+    if not ok[0]:
+        return ok
+    if op.ceil_mode.value.data != 0:
+        return False, "ceil_mode = 1 is not supported"
+    if set(graph.ints(op.dilations)) != {1}:
+        return False, "pool dilations are not supported"
+    return OK
+
+
+def _avg_pool(op: graph.AvgPool2DOp) -> Verdict:
+    ok = _nhwc(op.layout.data, "data")
+    if not ok[0]:
+        return ok
+    if op.ceil_mode.value.data != 0:
+        return False, "ceil_mode = 1 is not supported"
+    return OK
+
+
+def _global_pool(op: graph.GlobalAvgPool2DOp | graph.GlobalMaxPool2DOp) -> Verdict:
+    return _nhwc(op.layout.data, "data")
+
+
+def _add(op: graph.AddOp) -> Verdict:
+    ranks = {len(_shape(op.lhs)), len(_shape(op.rhs))}
+    if is_constant(op.lhs) and is_constant(op.rhs):
+        return False, "both operands are constants (fold constants first)"
+    if not ranks <= {1, 2, 4}:
+        return False, f"add of rank {max(ranks)} tensors is not supported"
+    return OK
+
+
+def _concat(op: graph.ConcatOp) -> Verdict:
+    rank = len(_shape(op.result))
+    axis = op.axis.value.data
+    if axis != rank - 1:
+        return False, f"concat axis {axis} is not the NHWC channel axis {rank - 1}"
+    if any(is_constant(v) for v in op.inputs):
+        return False, "concat of a constant is not supported"
+    return OK
+
+
+def _layout_transform(op: graph.LayoutTransformOp) -> Verdict:
+    src, dst = op.src_layout.data, op.dst_layout.data
+    if len(src) != 4:
+        return False, f"layout_transform {src}->{dst} is not 4-D"
+    return OK
+
+
+def _always(op: Operation) -> Verdict:
+    return OK
+
+
+def _fused_only(op: Operation) -> Verdict:
+    return False, f"{op.name}: {NOT_FUSED}"
+
+
+PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
+    graph.Conv2DOp: _conv2d,  # type: ignore[dict-item]
+    graph.DenseOp: _dense,  # type: ignore[dict-item]
+    graph.GemmOp: _gemm,  # type: ignore[dict-item]
+    graph.MatMulOp: _matmul,  # type: ignore[dict-item]
+    graph.PadOp: _pad,  # type: ignore[dict-item]
+    graph.MaxPool2DOp: _max_pool,  # type: ignore[dict-item]
+    graph.AvgPool2DOp: _avg_pool,  # type: ignore[dict-item]
+    graph.GlobalAvgPool2DOp: _global_pool,  # type: ignore[dict-item]
+    graph.GlobalMaxPool2DOp: _global_pool,  # type: ignore[dict-item]
+    graph.AddOp: _add,  # type: ignore[dict-item]
+    graph.ConcatOp: _concat,  # type: ignore[dict-item]
+    graph.ReshapeOp: _always,
+    graph.FlattenOp: _always,
+    graph.SqueezeOp: _always,
+    graph.TransposeOp: _always,
+    graph.LayoutTransformOp: _layout_transform,  # type: ignore[dict-item]
+    graph.BiasAddOp: _fused_only,
+    graph.BatchNormOp: _fused_only,
+    graph.ReluOp: _fused_only,
+    graph.ClipOp: _fused_only,
+    graph.SigmoidOp: _fused_only,
+}
+"""Graph op class -> its predicate (after the common dtype and batch checks)."""
+
+
+def is_legal(op: Operation) -> Verdict:
+    """(True, "") when the accelerator can take `op`, else (False, reason)."""
+    if isinstance(op, graph.OnnxOp):
+        return False, f"graph.onnx {op.op_type.data}: not an accelerator op"
+    predicate = PREDICATES.get(type(op))
+    if predicate is None:
+        return False, f"{op.name}: not an accelerator op"
+    ok = _common(op)
+    if not ok[0]:
+        return ok
+    return predicate(op)

@@ -1,0 +1,141 @@
+"""`mrvl-opt`: xDSL's opt driver with mrvl's dialects, passes, targets and an ONNX frontend.
+
+Everything xDSL's `xdsl-opt` offers stays available (its dialects, passes such as
+`canonicalize` / `cse`, targets such as `mlir`, `--split-input-file`,
+`--verify-diagnostics`); mrvl adds, from the lazy tables:
+
+- dialects from `mrvl.dialects.get_all_dialects()`,
+- passes from `mrvl.lowering.get_all_passes()`,
+- targets from `mrvl.lowering.get_all_targets()`,
+- the `onnx` frontend: `mrvl-opt model.onnx` (or `-f onnx` on stdin; `.onnxtxt` files and
+  `-f onnxtxt` for the ONNX text format) imports the model
+  into the graph dialect (`--batch-size`, `--input-shape name=1,3,224,224` fix symbolic
+  dimensions),
+- `--elide-constants[=N]`: print constants of more than N (default 16) elements as
+  `dense_resource<__elided__>`.
+
+A user error (bad model, bad option) prints one `mrvl-opt: error: ...` line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from mrvl.errors import MrvlError
+
+
+def _parse_input_shape(text: str) -> tuple[str, list[int]]:
+    name, sep, dims = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,..., got '{text}'")
+    try:
+        return name, [int(d) for d in dims.split(",") if d.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected integer dimensions in '{text}'") from error
+
+
+class MrvlOptMain(xDSLOptMain):
+    """xDSLOptMain with mrvl's dialects, passes, targets and the `.onnx` frontend."""
+
+    def __init__(self, args: Sequence[str] | None = None):
+        super().__init__(description="mrvl modular optimizer driver", args=args)
+
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        from mrvl.dialects import get_all_dialects
+
+        for name, factory in get_all_dialects().items():
+            if name in self.ctx.registered_dialect_names:
+                continue
+            self.ctx.register_dialect(name, factory)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        from mrvl.lowering import get_all_passes
+
+        for name, factory in get_all_passes().items():
+            self.register_pass(name, factory)
+
+    def register_all_targets(self) -> None:
+        super().register_all_targets()
+        from mrvl.lowering import get_all_targets
+
+        for name, factory in get_all_targets().items():
+            self.available_targets[name] = factory
+
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+
+        def parse_onnx(stream: IO[bytes]) -> ModuleOp:
+            from mrvl.frontend.onnx_import import import_onnx_bytes
+
+            base_dir = None
+            if self.args.input_file is not None:
+                base_dir = os.path.dirname(os.path.abspath(self.args.input_file))
+            return import_onnx_bytes(
+                stream.read(),
+                name=self.get_input_name(),
+                base_dir=base_dir,
+                input_shapes=dict(self.args.input_shape or []),
+                batch_size=self.args.batch_size,
+            )
+
+        self.available_frontends["onnx"] = parse_onnx
+        self.available_frontends["onnxtxt"] = parse_onnx  # ONNX text format (onnx.parser)
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument(
+            "--elide-constants",
+            nargs="?",
+            type=int,
+            const=16,
+            default=None,
+            metavar="N",
+            help="print constants of more than N elements (default 16) as "
+            "dense_resource<__elided__>",
+        )
+        arg_parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=1,
+            help="ONNX frontend: value for a symbolic first input dimension (default 1)",
+        )
+        arg_parser.add_argument(
+            "--input-shape",
+            action="append",
+            type=_parse_input_shape,
+            metavar="NAME=D0,D1,...",
+            help="ONNX frontend: static shape of an input (repeatable)",
+        )
+
+    def output_resulting_program(self, prog: ModuleOp) -> str:
+        if self.args.elide_constants is None:
+            return super().output_resulting_program(prog)
+        from mrvl.dialects.graph import elided_constants
+
+        with elided_constants(self.args.elide_constants):
+            return super().output_resulting_program(prog)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mrvl-opt` script."""
+    try:
+        MrvlOptMain(args=argv).run()
+    except MrvlError as error:
+        print(f"mrvl-opt: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

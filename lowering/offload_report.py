@@ -1,0 +1,152 @@
+"""The offload report of a partitioned module: what runs where, and why not on the accelerator.
+
+`offload_report(module) -> dict` lists every accelerator sub-graph with its layers, every CPU
+sub-graph, every node left on the CPU with its reason (`mrvl.cpu_reason`, set by
+convert-graph-to-mrvl and mrvl-partition), and the share of the model's multiply-accumulates
+(conv2d, dense, gemm, matmul) that runs on the accelerator. `format_report` renders it as
+text; `write_report(module, path)` writes JSON (path ending in .json) or text.
+
+Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
+`cpu_nodes` exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Operation
+
+from mrvl.dialects import graph, mrvl
+from mrvl.dialects.mrvl import TARGET_ATTR, tensor_shape
+from mrvl.errors import MrvlError
+from mrvl.lowering.convert_graph_to_mrvl import CPU_REASON_ATTR, ONNX_NODES_ATTR
+
+
+def graph_macs(op: Operation) -> int:
+    """Multiply-accumulates of a compute-heavy graph op (0 for the others)."""
+    if isinstance(op, graph.Conv2DOp):
+        out = tensor_shape(op.result)
+        w = tensor_shape(op.weight)
+        kh, kw, ci = (w[2], w[3], w[1]) if op.kernel_layout.data == "OIHW" else w[1:]
+        return math.prod(out) * kh * kw * ci
+    if isinstance(op, graph.DenseOp):
+        return math.prod(tensor_shape(op.result)) * tensor_shape(op.weight)[1]
+    if isinstance(op, graph.GemmOp):
+        a = tensor_shape(op.a)
+        k = a[0] if op.trans_a.value.data else a[1]
+        return math.prod(tensor_shape(op.result)) * k
+    if isinstance(op, graph.MatMulOp):
+        return math.prod(tensor_shape(op.result)) * tensor_shape(op.lhs)[-1]
+    return 0
+
+
+def _target(fn: func.FuncOp) -> str | None:
+    attr = fn.attributes.get(TARGET_ATTR)
+    return attr.data if isinstance(attr, StringAttr) else None
+
+
+def _str_attr(op: Operation, name: str) -> str | None:
+    attr = op.attributes.get(name)
+    return attr.data if isinstance(attr, StringAttr) else None
+
+
+def offload_report(module: ModuleOp) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see the module docstring)."""
+    accel: list[dict[str, Any]] = []
+    cpu: list[dict[str, Any]] = []
+    cpu_nodes: list[dict[str, Any]] = []
+    accel_macs = cpu_macs = 0
+    for fn in module.ops:
+        if not isinstance(fn, func.FuncOp):
+            continue
+        target = _target(fn)
+        if target is None:
+            continue
+        sym = fn.sym_name.data
+        if target == "accelerator":
+            layers = []
+            for op in fn.body.block.ops:
+                if not isinstance(op, mrvl.MrvlLayerOp):
+                    continue
+                macs = op.macs()  # type: ignore[attr-defined]
+                accel_macs += macs
+                nodes = op.attributes.get(ONNX_NODES_ATTR)
+                layers.append(
+                    {
+                        "layer": op.name_str,
+                        "kind": op.LAYER_NAME,
+                        "onnx_nodes": [s.data for s in nodes.data] if nodes else [],  # type: ignore[union-attr]
+                        "macs": macs,
+                    }
+                )
+            accel.append({"name": sym, "layers": layers})
+            continue
+        count = 0
+        for op in fn.body.block.ops:
+            if isinstance(op, graph.ConstantOp | func.ReturnOp):
+                continue
+            count += 1
+            macs = graph_macs(op)
+            cpu_macs += macs
+            cpu_nodes.append(
+                {
+                    "node": _str_attr(op, "onnx_node") or op.name,
+                    "op": op.name,
+                    "subgraph": sym,
+                    "layer": _str_attr(op, "mrvl.layer"),
+                    "reason": _str_attr(op, CPU_REASON_ATTR) or "not converted",
+                    "macs": macs,
+                }
+            )
+        cpu.append({"name": sym, "ops": count})
+    total = accel_macs + cpu_macs
+    return {
+        "accelerator_subgraphs": accel,
+        "cpu_subgraphs": cpu,
+        "cpu_nodes": cpu_nodes,
+        "macs_total": total,
+        "macs_accelerator": accel_macs,
+        "accelerator_mac_share": (accel_macs / total) if total else 0.0,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable text of `offload_report`'s dict."""
+    lines = []
+    share = 100.0 * report["accelerator_mac_share"]
+    lines.append(
+        f"accelerator: {len(report['accelerator_subgraphs'])} sub-graph(s), "
+        f"{sum(len(s['layers']) for s in report['accelerator_subgraphs'])} layer(s), "
+        f"{share:.2f}% of {report['macs_total']} MACs"
+    )
+    for sub in report["accelerator_subgraphs"]:
+        kinds = ", ".join(f"{l['layer']} {l['kind']}" for l in sub["layers"])
+        lines.append(f"  @{sub['name']}: {kinds}")
+    lines.append(
+        f"cpu: {len(report['cpu_subgraphs'])} sub-graph(s), {len(report['cpu_nodes'])} node(s)"
+    )
+    for node in report["cpu_nodes"]:
+        layer = f" [{node['layer']}]" if node["layer"] else ""
+        lines.append(
+            f"  @{node['subgraph']}: {node['node']} ({node['op']}){layer}: {node['reason']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(module: ModuleOp, path: str | Path) -> None:
+    """Write the report as JSON (`.json`) or text."""
+    report = offload_report(module)
+    text = (
+        json.dumps(report, indent=2, sort_keys=True) + "\n"
+        if str(path).endswith(".json")
+        else format_report(report)
+    )
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise MrvlError(f"cannot write the offload report '{path}': {exc}") from exc

@@ -1,0 +1,39 @@
+"""`mrvl show MODEL`: a picture of how a model is partitioned (the RFC's Figures 2 and 3).
+
+Runs the step-1 flow with the same partitioning options as `mrvl partition` and prints the
+Graphviz DOT text, or writes it with `-o FILE.dot` (SVG with `-o FILE.svg` when Graphviz's
+`dot` is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mrvl.errors import MrvlError
+from mrvl.lowering.verb_partition import add_partition_options, partition_options
+
+HELP = "draw the accelerator / CPU partition of an ONNX model (Graphviz DOT or SVG)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX model (.onnx file or ONNX text format)")
+    parser.add_argument("-o", "--output", default=None, help="write to FILE.dot or FILE.svg")
+    add_partition_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrvl.lowering.mrvl_partition import compile_to_partitioned
+    from mrvl.lowering.partition_dot import partition_to_dot, write_picture
+
+    if not Path(args.model).exists():
+        raise MrvlError(f"model file '{args.model}' does not exist")
+    module = compile_to_partitioned(
+        args.model, batch_size=args.batch_size, **partition_options(args)
+    )
+    title = Path(args.model).stem
+    if args.output is None:
+        print(partition_to_dot(module, title), end="")
+        return 0
+    print(write_picture(module, args.output, title))
+    return 0

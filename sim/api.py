@@ -1,0 +1,134 @@
+"""mrvl's Python API for users: the same verbs as the `mrvl` command.
+
+```python
+from mrvl.sim import api
+
+build = api.compile("model.onnx", "build/", num_tiles=8, quantize="fp16")
+result = api.run(build, {"data": x}, check=True)
+result.outputs["prob"], result.total_cycles, result.checks
+print(api.format_report(api.report(build)))
+api.show(build, "partition.svg")
+```
+
+Invariants: each function raises a `MrvlError` subclass for bad input (never a bare
+exception); `run` loads, runs and unloads (use `load` to keep a model loaded across runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mrvl.errors import MrvlError
+from mrvl.sim import acceptance
+from mrvl.sim.device import Device
+from mrvl.sim.runtime import (
+    CompiledModel,
+    RunResult,
+    load_manifest,
+    run_reference,
+    save_run_report,
+)
+
+__all__ = ["compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
+
+
+def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any) -> Path:
+    """Compile an ONNX model (path or ModelProto) into the build directory `out_dir`.
+
+    `options` are the backend's (`num_tiles`, `quantize`, `calibration`, partition options);
+    see `mrvl compile --help`. Returns the build directory.
+    """
+    from mrvl.lowering.backend import compile_model
+
+    out = Path(out_dir)
+    if isinstance(model, onnx.ModelProto):
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "_input_model.onnx"
+        onnx.save(model, path)
+        try:
+            compile_model(path, out, **options)
+        finally:
+            path.unlink(missing_ok=True)
+        return out
+    if not Path(model).is_file():
+        raise MrvlError(f"model file '{model}' does not exist")
+    compile_model(model, out, **options)
+    return out
+
+
+def load(build_dir: str | Path, device: Device | None = None, threads: int = 1) -> CompiledModel:
+    """Load a build directory for repeated runs (`with api.load(b) as m: m.run(feeds)`)."""
+    return CompiledModel.load(build_dir, device=device, threads=threads)
+
+
+@dataclass
+class ApiRunResult:
+    """Outputs by name, the runtime's per-step records, and the acceptance checks (when
+    `check=True`)."""
+
+    outputs: dict[str, np.ndarray]
+    result: RunResult
+    checks: list[acceptance.OutputCheck] = field(default_factory=list)
+
+    @property
+    def total_cycles(self) -> int:
+        return self.result.total_cycles
+
+    @property
+    def passed(self) -> bool:
+        return acceptance.passed(self.checks)
+
+
+def check(build_dir: str | Path, inputs: Mapping[str, np.ndarray],
+          outputs: Mapping[str, np.ndarray]) -> list[acceptance.OutputCheck]:
+    """Marvell's rule for `outputs` against the original model on onnxruntime."""
+    manifest = load_manifest(build_dir)
+    expected = run_reference(manifest, inputs)
+    mode = "int8" if manifest.quantize == "int8" else "fp16"
+    return acceptance.check_outputs(outputs, expected, mode)
+
+
+def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool = False,
+        record: bool = True, device: Device | None = None) -> ApiRunResult:
+    """Run a build directory once; `check=True` also applies the acceptance rule. `record`
+    writes `run_report.json` into the build directory (for `report`)."""
+    with CompiledModel.load(build_dir, device=device) as model:
+        result = model.run(inputs)
+    if record:
+        save_run_report(build_dir, result)
+    checks = globals()["check"](build_dir, inputs, result.outputs) if check else []
+    return ApiRunResult(result.outputs, result, checks)
+
+
+def report(build_dir: str | Path) -> dict[str, Any]:
+    """The build's report (partition, offload share, per-layer cycles, OCM, DMA) as a dict."""
+    from mrvl.sim.verb_report import build_report
+
+    return build_report(build_dir)
+
+
+def format_report(data: dict[str, Any]) -> str:
+    """Text of `report`'s dict (what `mrvl report` prints)."""
+    from mrvl.sim.verb_report import format_build_report
+
+    return format_build_report(data)
+
+
+def show(build_dir: str | Path, out: str | Path) -> Path:
+    """Picture of the build's partition: DOT, or SVG when `out` ends in .svg and Graphviz is
+    installed (else the DOT text is written next to it). Returns the written path."""
+    from mrvl.lowering.mrvl_partition import compile_to_partitioned
+    from mrvl.lowering.partition_dot import write_picture
+
+    manifest = load_manifest(build_dir)
+    if not manifest.model_onnx.is_file():
+        raise MrvlError(f"'{manifest.model_onnx}' is missing: cannot draw the partition")
+    options = manifest.options.get("partition", {})
+    module = compile_to_partitioned(str(manifest.model_onnx), **options)
+    return write_picture(module, out, title=Path(build_dir).name)

@@ -1,0 +1,161 @@
+"""The device seam: what the hybrid runtime needs from an accelerator, and the simulator's
+implementation of it.
+
+A `Device` loads model binaries (docs/isa.md), runs them on host tensors that are already in
+the binary's own I/O format (each input array has exactly the dtype, layout and shape of its
+descriptor; the runtime does every conversion), and unloads them. A hardware backend (the
+RFC's step 3b: a driver for a real MLIP) would implement the same four methods; nothing else in
+mrvl talks to the simulator directly.
+
+    device = SimulatorDevice()
+    handle = device.load(Path("build/tvmgen_mrvl_main_0.bin"))
+    in_descs, out_descs = device.io(handle)
+    outputs, report = device.run(handle, [x_fp16_nhwc])
+    device.unload(handle)
+
+Invariants:
+- `run` never converts: it checks that each input matches its descriptor (dtype, shape) and
+  raises `RuntimeInputError` otherwise; outputs come back in their descriptors' dtype/shape.
+- `report` is a JSON-ready dict; for the simulator it is the C core's performance report
+  (total cycles, per-layer figures); a device without timing may return {}.
+- A handle is valid until `unload`; using it afterwards raises `SimulationError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mrvl.errors import RuntimeInputError, SimulationError
+from mrvl.sim.mlip_binary import IODesc
+from mrvl.sim.mlip_isa import DTYPE_NUMPY, DType, Layout
+
+LAYOUT_NAMES = {int(Layout.NONE): "NONE", int(Layout.NCHW): "NCHW", int(Layout.NHWC): "NHWC"}
+
+
+def desc_numpy_dtype(desc: IODesc) -> np.dtype:
+    """The numpy dtype of a descriptor's host buffer."""
+    return np.dtype(DTYPE_NUMPY[DType(desc.dtype)])
+
+
+def describe(desc: IODesc) -> str:
+    """`name: fp16 NHWC [1, 28, 28, 1]` (for error messages and reports)."""
+    layout = LAYOUT_NAMES.get(int(desc.layout), str(desc.layout))
+    quant = f" quantised scale {desc.scale:g} zp {desc.zero_point}" if desc.quantize else ""
+    return (f"{desc.name}: {DType(desc.dtype).name.lower()} {layout} "
+            f"{list(desc.shape)}{quant}")
+
+
+@runtime_checkable
+class Device(Protocol):
+    """What the runtime needs from an accelerator (simulated or real)."""
+
+    name: str
+
+    def load(self, binary: bytes | Path) -> Any:
+        """Validate and load a model binary; returns an opaque handle."""
+        ...
+
+    def io(self, handle: Any) -> tuple[list[IODesc], list[IODesc]]:
+        """The input and output descriptors of a loaded model, in binary order."""
+        ...
+
+    def run(self, handle: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        """Run once on inputs in descriptor format; returns (outputs, report)."""
+        ...
+
+    def unload(self, handle: Any) -> None:
+        """Release a loaded model."""
+        ...
+
+
+def check_device_inputs(descs: list[IODesc], inputs: list[np.ndarray], where: str) -> None:
+    """Raise `RuntimeInputError` unless every input has its descriptor's dtype and shape."""
+    if len(inputs) != len(descs):
+        raise RuntimeInputError(f"{where}: expected {len(descs)} input(s), got {len(inputs)}")
+    for desc, arr in zip(descs, inputs):
+        dtype = desc_numpy_dtype(desc)
+        if arr.dtype != dtype or tuple(arr.shape) != tuple(desc.shape):
+            raise RuntimeInputError(
+                f"{where}: input '{desc.name}' expected {dtype} {list(desc.shape)}, got "
+                f"{arr.dtype} {list(arr.shape)}"
+            )
+
+
+@dataclass
+class _Loaded:
+    simulator: Any
+    inputs: list[IODesc]
+    outputs: list[IODesc]
+    source: str
+
+
+def _to_host_fp32(arr: np.ndarray, desc: IODesc) -> np.ndarray:
+    """The fp32 array whose host conversion (docs/isa.md) gives exactly `arr` back."""
+    if desc.quantize:
+        scale = np.float32(desc.scale)
+        return ((arr.astype(np.float32) - np.float32(desc.zero_point)) / scale).astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def _from_host_fp32(arr: np.ndarray, desc: IODesc) -> np.ndarray:
+    """Inverse of the output conversion: fp32 back to the descriptor's dtype (exact)."""
+    dtype = desc_numpy_dtype(desc)
+    if desc.quantize:
+        q = np.rint(arr.astype(np.float64) / desc.scale) + desc.zero_point
+        return q.astype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        return np.rint(arr).astype(dtype)
+    return arr.astype(dtype)
+
+
+@dataclass
+class SimulatorDevice:
+    """`Device` on the C simulator core (`mrvl.sim.simulator.Simulator`).
+
+    `timing` (a `TimingParams`, or None for the defaults) goes to `Simulator.load`; the
+    functional results do not depend on it. The simulator's Python face takes and returns fp32
+    host tensors and converts them itself; this device keeps the seam's contract (arrays in the
+    descriptors' dtypes) by handing it the fp32 values whose conversion gives back exactly the
+    device bytes, and casting its outputs back (both exact, see `_to_host_fp32`).
+    """
+
+    timing: Any = None
+    name: str = "mlip-simulator"
+    _handles: dict[int, _Loaded] = field(default_factory=dict, repr=False)
+    _next: int = 0
+
+    def load(self, binary: bytes | Path) -> int:
+        from mrvl.sim.simulator import Simulator
+
+        source = "<bytes>" if isinstance(binary, bytes | bytearray) else str(binary)
+        simulator = Simulator.load(binary, timing=self.timing)
+        self._next += 1
+        self._handles[self._next] = _Loaded(simulator, list(simulator.inputs),
+                                            list(simulator.outputs), source)
+        return self._next
+
+    def _get(self, handle: int) -> _Loaded:
+        loaded = self._handles.get(handle)
+        if loaded is None:
+            raise SimulationError(f"{self.name}: handle {handle!r} is not loaded")
+        return loaded
+
+    def io(self, handle: int) -> tuple[list[IODesc], list[IODesc]]:
+        loaded = self._get(handle)
+        return list(loaded.inputs), list(loaded.outputs)
+
+    def run(self, handle: int, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        loaded = self._get(handle)
+        check_device_inputs(loaded.inputs, inputs, loaded.source)
+        host = [_to_host_fp32(arr, desc) for arr, desc in zip(inputs, loaded.inputs)]
+        outputs, report = loaded.simulator.run(host)
+        return [_from_host_fp32(np.asarray(o), d) for o, d in zip(outputs, loaded.outputs)], report
+
+    def unload(self, handle: int) -> None:
+        loaded = self._handles.pop(handle, None)
+        if loaded is not None:
+            loaded.simulator.close()

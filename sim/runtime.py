@@ -1,0 +1,540 @@
+"""The hybrid runtime: runs a build directory (docs/build-dir.md) end to end.
+
+Accelerator steps run on a `Device` (the simulator by default, `mrvl.sim.device`), CPU steps
+run their exported ONNX model on onnxruntime, in the manifest's order; any number of
+alternating steps, and a step may consume any earlier tensor.
+
+    model = CompiledModel.load("build/")
+    result = model.run({"data": x})          # x: float32, the manifest's input shape
+    result.outputs["prob"], result.total_cycles
+    model.close()
+
+Conversions at every border (host tensors are fp32 unless an ONNX model says otherwise):
+- layout: every value carries a layout tag (NCHW for 4-D model inputs, the descriptor's layout
+  for accelerator outputs, unknown for CPU outputs). A 4-D value is transposed between NCHW
+  and NHWC when the consumer's layout differs from its tag, or when only the transposed shape
+  matches the consumer's shape; 4-D model outputs are returned NCHW. Shapes that differ only
+  in size-1 dimensions are reshaped.
+- dtype (docs/isa.md, I/O descriptors): to the device, fp32 -> fp16 round-to-nearest-even,
+  quantised `q = saturate(rint(x * scale) + zero_point)`, or a plain cast; from the device,
+  quantised `(q - zero_point) * scale`, else an exact widening to fp32. CPU inputs are cast to
+  the element type their ONNX model declares.
+
+Invariants:
+- Input validation happens before any step runs: a missing or unknown input name, a wrong
+  shape or a wrong dtype raises `RuntimeInputError` with a one-line message stating what is
+  expected. A malformed build directory raises `BuildDirError` naming the file.
+- `run` returns exactly the manifest's model outputs, in order, with their declared dtype and
+  shape.
+- The runtime never changes the build directory; `save_run_report` writes
+  `run_report.json` beside the manifest when asked (read by `mrvl report`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrvl.errors import MrvlError, RuntimeInputError, SimulationError
+from mrvl.sim.device import Device, SimulatorDevice, desc_numpy_dtype, describe
+from mrvl.sim.mlip_binary import IODesc
+from mrvl.sim.mlip_isa import DType, Layout
+
+MANIFEST = "manifest.json"
+RUN_REPORT = "run_report.json"
+FORMAT = "mrvl-build"
+VERSION = 1
+
+NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
+_LAYOUT_TAG = {int(Layout.NCHW): "NCHW", int(Layout.NHWC): "NHWC"}
+_ONNX_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_, "tensor(int16)": np.int16,
+}
+
+
+class BuildDirError(MrvlError):
+    """A build directory is missing, incomplete or its manifest is malformed."""
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output as the manifest declares it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def describe(self) -> str:
+        return f"'{self.name}' {self.dtype} {list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One manifest step; `files` maps roles (binary, onnx, nodes, consts) to paths."""
+
+    kind: str
+    symbol: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    files: dict[str, Path]
+    info: dict[str, Any]
+
+
+@dataclass
+class Manifest:
+    """A parsed, checked `manifest.json`."""
+
+    root: Path
+    model_onnx: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    options: dict[str, Any]
+    steps: list[Step]
+    raw: dict[str, Any]
+
+    @property
+    def quantize(self) -> str:
+        return str(self.options.get("quantize", "fp16"))
+
+    @property
+    def accelerator_steps(self) -> list[Step]:
+        return [s for s in self.steps if s.kind == "accelerator"]
+
+
+def _spec(entry: Any, where: str) -> TensorSpec:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise BuildDirError(f"{where}: expected an object with a 'name'")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise BuildDirError(f"{where} '{entry['name']}': shape must be a list of positive ints")
+    return TensorSpec(entry["name"], tuple(shape), str(entry.get("dtype", "float32")))
+
+
+def load_manifest(build_dir: str | Path) -> Manifest:
+    """Read and check `build_dir/manifest.json` (see docs/build-dir.md); raises BuildDirError."""
+    root = Path(build_dir)
+    if not root.is_dir():
+        raise BuildDirError(
+            f"build directory '{root}' does not exist; create it with `mrvl compile model.onnx "
+            f"-o {root}`"
+        )
+    path = root / MANIFEST
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BuildDirError(
+            f"'{root}' has no {MANIFEST}: not a build directory (run `mrvl compile` first)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BuildDirError(f"{path}: cannot read the manifest: {error}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise BuildDirError(f"{path}: not an mrvl build manifest (format != '{FORMAT}')")
+    if raw.get("version") != VERSION:
+        raise BuildDirError(f"{path}: unsupported manifest version {raw.get('version')!r}, "
+                            f"this runtime reads version {VERSION}")
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        raise BuildDirError(f"{path}: missing 'model'")
+    inputs = [_spec(e, f"{path}: model input") for e in model.get("inputs", [])]
+    outputs = [_spec(e, f"{path}: model output") for e in model.get("outputs", [])]
+    if not outputs:
+        raise BuildDirError(f"{path}: the model declares no outputs")
+    known = {s.name for s in inputs}
+    steps = []
+    for i, entry in enumerate(raw.get("steps", [])):
+        where = f"{path}: step {i}"
+        if not isinstance(entry, dict):
+            raise BuildDirError(f"{where}: expected an object")
+        kind = entry.get("kind")
+        if kind not in ("accelerator", "cpu"):
+            raise BuildDirError(f"{where}: kind {kind!r} is not 'accelerator' or 'cpu'")
+        roles = ("binary", "nodes", "consts") if kind == "accelerator" else ("onnx",)
+        files = {}
+        for role in roles:
+            rel = entry.get(role)
+            if not isinstance(rel, str):
+                if role != "binary" and kind == "accelerator":
+                    continue
+                raise BuildDirError(f"{where}: missing '{role}'")
+            files[role] = root / rel
+        needed = files["binary"] if kind == "accelerator" else files["onnx"]
+        if not needed.is_file():
+            raise BuildDirError(f"{where}: file '{needed}' is missing (re-run `mrvl compile`)")
+        step_inputs = tuple(entry.get("inputs", []))
+        missing = [n for n in step_inputs if n not in known]
+        if missing:
+            raise BuildDirError(f"{where} ({entry.get('symbol')}): inputs {missing} are neither "
+                                "model inputs nor outputs of an earlier step")
+        step_outputs = tuple(entry.get("outputs", []))
+        known.update(step_outputs)
+        info = {k: v for k, v in entry.items() if k not in roles}
+        steps.append(Step(kind, str(entry.get("symbol", f"step{i}")), step_inputs,
+                          step_outputs, files, info))
+    unproduced = [s.name for s in outputs if s.name not in known]
+    if unproduced:
+        raise BuildDirError(f"{path}: model outputs {unproduced} are produced by no step")
+    return Manifest(root, root / str(model.get("onnx", "model.onnx")), inputs, outputs,
+                    dict(raw.get("options", {})), steps, raw)
+
+
+# ----------------------------------------------------------------------------- conversions
+
+
+@dataclass
+class Value:
+    """A tensor between steps: its array and layout tag ("NCHW", "NHWC" or None)."""
+
+    array: np.ndarray
+    layout: str | None
+
+
+def _squeezed(shape) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
+def adapt_layout(value: Value, shape, layout: str | None, where: str) -> np.ndarray:
+    """`value`'s array in `shape` (and `layout` when known); raises SimulationError."""
+    arr = value.array
+    shape = tuple(int(d) for d in shape)
+    candidates: list[np.ndarray] = []
+    if arr.ndim == 4:
+        to = None
+        if value.layout == "NCHW":
+            to = NCHW_TO_NHWC
+        elif value.layout == "NHWC":
+            to = NHWC_TO_NCHW
+        transposed = [arr.transpose(to)] if to is not None else [
+            arr.transpose(NCHW_TO_NHWC), arr.transpose(NHWC_TO_NCHW)]
+        if value.layout is not None and layout is not None and value.layout != layout:
+            candidates = transposed + [arr]
+        else:
+            candidates = [arr] + transposed
+    else:
+        candidates = [arr]
+    for cand in candidates:
+        if cand.shape == shape:
+            return np.ascontiguousarray(cand)
+    if arr.size == math.prod(shape) and _squeezed(arr.shape) == _squeezed(shape):
+        return arr.reshape(shape)
+    raise SimulationError(f"{where}: got a tensor of shape {list(arr.shape)}, the consumer "
+                          f"expects {list(shape)}")
+
+
+def to_device(arr: np.ndarray, desc: IODesc) -> np.ndarray:
+    """Host fp32 -> the descriptor's dtype (docs/isa.md host conversion)."""
+    dtype = desc_numpy_dtype(desc)
+    if desc.quantize:
+        info = np.iinfo(dtype)
+        q = np.rint(arr.astype(np.float32) * np.float32(desc.scale)) + desc.zero_point
+        return np.clip(q, info.min, info.max).astype(dtype)
+    if DType(desc.dtype) in (DType.FP16, DType.FP32):
+        with np.errstate(over="ignore"):  # beyond fp16's range gives +-inf, as IEEE RNE does
+            return arr.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(arr), info.min, info.max).astype(dtype)
+
+
+def from_device(arr: np.ndarray, desc: IODesc) -> np.ndarray:
+    """The descriptor's dtype -> host fp32."""
+    if desc.quantize:
+        return ((arr.astype(np.float32) - np.float32(desc.zero_point))
+                * np.float32(desc.scale)).astype(np.float32)
+    return arr.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class StepRecord:
+    """What one step did in one run: wall time and (accelerator) the device report."""
+
+    symbol: str
+    kind: str
+    wall_s: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """Model outputs by name (manifest order) and per-step records."""
+
+    outputs: dict[str, np.ndarray]
+    steps: list[StepRecord]
+
+    @property
+    def total_cycles(self) -> int:
+        """Sum of the accelerator steps' simulated cycles (0 without accelerator steps)."""
+        return sum(int(report_cycles(s.report)) for s in self.steps if s.kind == "accelerator")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total_cycles": self.total_cycles,
+            "steps": [{"symbol": s.symbol, "kind": s.kind, "wall_s": s.wall_s,
+                       "report": s.report} for s in self.steps],
+        }
+
+
+def report_cycles(report: Mapping[str, Any]) -> int:
+    """Total cycles of a device report (0 when it has none)."""
+    for key in ("total_cycles", "cycles"):
+        value = report.get(key)
+        if isinstance(value, int | float):
+            return int(value)
+    total = report.get("total")
+    if isinstance(total, Mapping):
+        return report_cycles(total)
+    return 0
+
+
+class _CpuStep:
+    def __init__(self, step: Step, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        path = step.files["onnx"]
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise BuildDirError(f"{path}: onnxruntime cannot load this CPU sub-graph: "
+                                f"{str(error).splitlines()[0]}") from None
+        self.step = step
+        self.inputs = self.session.get_inputs()
+        names = [i.name for i in self.inputs]
+        if sorted(names) != sorted(step.inputs):
+            raise BuildDirError(f"{path}: inputs {names} differ from the manifest's "
+                                f"{list(step.inputs)}")
+        out_names = [o.name for o in self.session.get_outputs()]
+        if sorted(out_names) != sorted(step.outputs):
+            raise BuildDirError(f"{path}: outputs {out_names} differ from the manifest's "
+                                f"{list(step.outputs)}")
+
+    def run(self, env: dict[str, Value]) -> StepRecord:
+        feeds = {}
+        for spec in self.inputs:
+            where = f"{self.step.symbol} input '{spec.name}'"
+            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
+            value = env[spec.name]
+            if -1 in shape:
+                arr = value.array
+            else:
+                arr = adapt_layout(value, shape, None, where)
+            dtype = _ONNX_DTYPES.get(spec.type)
+            feeds[spec.name] = arr.astype(dtype) if dtype is not None else arr
+        start = time.perf_counter()
+        results = self.session.run(list(self.step.outputs), feeds)
+        wall = time.perf_counter() - start
+        for name, arr in zip(self.step.outputs, results):
+            env[name] = Value(np.asarray(arr), None)
+        return StepRecord(self.step.symbol, "cpu", wall)
+
+
+class _AcceleratorStep:
+    def __init__(self, step: Step, device: Device):
+        self.step = step
+        self.device = device
+        self.handle = device.load(step.files["binary"])
+        self.in_descs, self.out_descs = device.io(self.handle)
+        if len(self.in_descs) != len(step.inputs) or len(self.out_descs) != len(step.outputs):
+            raise BuildDirError(
+                f"{step.files['binary']}: {len(self.in_descs)} input / {len(self.out_descs)} "
+                f"output descriptors, the manifest names {len(step.inputs)} / "
+                f"{len(step.outputs)}"
+            )
+
+    def run(self, env: dict[str, Value]) -> StepRecord:
+        device_inputs = []
+        for name, desc in zip(self.step.inputs, self.in_descs):
+            where = f"{self.step.symbol} input '{name}' ({describe(desc)})"
+            arr = adapt_layout(env[name], desc.shape, _LAYOUT_TAG.get(int(desc.layout)), where)
+            device_inputs.append(to_device(arr, desc))
+        start = time.perf_counter()
+        outputs, report = self.device.run(self.handle, device_inputs)
+        wall = time.perf_counter() - start
+        for name, desc, arr in zip(self.step.outputs, self.out_descs, outputs):
+            env[name] = Value(from_device(np.asarray(arr), desc),
+                              _LAYOUT_TAG.get(int(desc.layout)))
+        return StepRecord(self.step.symbol, "accelerator", wall, report)
+
+    def close(self) -> None:
+        self.device.unload(self.handle)
+
+
+class CompiledModel:
+    """A loaded build directory, ready to run many times. Use as a context manager or call
+    `close()` to unload the accelerator binaries."""
+
+    def __init__(self, manifest: Manifest, device: Device | None = None, threads: int = 1):
+        self.manifest = manifest
+        self.device = device if device is not None else SimulatorDevice()
+        self._steps: list[_CpuStep | _AcceleratorStep] = []
+        try:
+            for step in manifest.steps:
+                if step.kind == "cpu":
+                    self._steps.append(_CpuStep(step, threads))
+                else:
+                    self._steps.append(_AcceleratorStep(step, self.device))
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def load(cls, build_dir: str | Path, device: Device | None = None,
+             threads: int = 1) -> CompiledModel:
+        return cls(load_manifest(build_dir), device, threads)
+
+    def __enter__(self) -> CompiledModel:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for step in self._steps:
+            if isinstance(step, _AcceleratorStep):
+                step.close()
+        self._steps = []
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.manifest.outputs
+
+    def expected_inputs(self) -> str:
+        return ", ".join(s.describe() for s in self.inputs)
+
+    def check_inputs(self, inputs: Mapping[str, Any], batch_multiple: bool = False) -> int:
+        """Raise RuntimeInputError unless `inputs` match the manifest; returns how many
+        compiled batches they hold (1 unless `batch_multiple`)."""
+        expected = self.expected_inputs()
+        names = {s.name for s in self.inputs}
+        unknown = sorted(set(inputs) - names)
+        if unknown:
+            raise RuntimeInputError(f"unknown input name(s) {unknown}; the model expects "
+                                    f"{expected}")
+        missing = [s.name for s in self.inputs if s.name not in inputs]
+        if missing:
+            raise RuntimeInputError(f"missing input(s) {missing}; the model expects {expected}")
+        chunks = set()
+        for spec in self.inputs:
+            arr = inputs[spec.name]
+            if not isinstance(arr, np.ndarray):
+                raise RuntimeInputError(f"input '{spec.name}' must be a numpy array, got "
+                                        f"{type(arr).__name__}; expected {spec.describe()}")
+            if arr.dtype != np.dtype(spec.dtype):
+                raise RuntimeInputError(f"input '{spec.name}' has dtype {arr.dtype}, expected "
+                                        f"{spec.dtype} (shape {list(spec.shape)})")
+            shape = tuple(arr.shape)
+            if shape == spec.shape:
+                chunks.add(1)
+                continue
+            fits = (batch_multiple and len(shape) == len(spec.shape) and len(shape) > 0
+                    and shape[1:] == spec.shape[1:] and shape[0] % spec.shape[0] == 0)
+            if not fits:
+                raise RuntimeInputError(f"input '{spec.name}' has shape {list(shape)}, expected "
+                                        f"{list(spec.shape)} ({spec.dtype})")
+            chunks.add(shape[0] // spec.shape[0])
+        if len(chunks) > 1:
+            raise RuntimeInputError(f"inputs hold different batch counts {sorted(chunks)}; "
+                                    f"the model expects {expected}")
+        return chunks.pop() if chunks else 1
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> RunResult:
+        """Run once on inputs of exactly the manifest's shapes and dtypes."""
+        self.check_inputs(inputs)
+        env: dict[str, Value] = {}
+        for spec in self.inputs:
+            arr = np.asarray(inputs[spec.name])
+            env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
+        records = [step.run(env) for step in self._steps]
+        outputs = {}
+        for spec in self.outputs:
+            value = env[spec.name]
+            arr = adapt_layout(value, spec.shape, "NCHW" if len(spec.shape) == 4 else None,
+                               f"model output '{spec.name}'")
+            outputs[spec.name] = arr.astype(np.dtype(spec.dtype), copy=False)
+        return RunResult(outputs, records)
+
+    def run_batches(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[dict[str, np.ndarray], list[RunResult]]:
+        """Run inputs whose first dimension is a multiple of the compiled batch, one compiled
+        batch at a time; outputs are concatenated along axis 0. Returns (outputs, results)."""
+        count = self.check_inputs(inputs, batch_multiple=True)
+        results = []
+        for k in range(count):
+            chunk = {}
+            for spec in self.inputs:
+                b = spec.shape[0]
+                chunk[spec.name] = np.ascontiguousarray(inputs[spec.name][k * b:(k + 1) * b])
+            results.append(self.run(chunk))
+            if progress is not None:
+                progress(k + 1, count)
+        outputs = {
+            spec.name: np.concatenate([r.outputs[spec.name] for r in results], axis=0)
+            for spec in self.outputs
+        }
+        return outputs, results
+
+
+def save_run_report(build_dir: str | Path, result: RunResult) -> Path:
+    """Write `run_report.json` (the last run's per-step figures) into the build directory."""
+    path = Path(build_dir) / RUN_REPORT
+    try:
+        path.write_text(json.dumps(result.as_dict(), indent=1, sort_keys=True, default=_jsonable)
+                        + "\n")
+    except OSError as error:
+        raise BuildDirError(f"cannot write '{path}': {error}") from None
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def run_reference(manifest: Manifest, inputs: Mapping[str, np.ndarray],
+                  threads: int = 1) -> dict[str, np.ndarray]:
+    """The original model (`model.onnx`) on onnxruntime: the fp32 reference of `--check`."""
+    import onnxruntime as ort
+
+    path = manifest.model_onnx
+    if not path.is_file():
+        raise BuildDirError(f"'{path}' is missing: the build directory has no original model "
+                            "to check against (re-run `mrvl compile`)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise BuildDirError(f"{path}: onnxruntime cannot load it: "
+                            f"{str(error).splitlines()[0]}") from None
+    names = [o.name for o in manifest.outputs]
+    results = session.run(names, {k: np.asarray(v) for k, v in inputs.items()})
+    return dict(zip(names, results))

@@ -1,0 +1,346 @@
+"""Python face of the C simulator core (`mrvl.sim._mlip_sim`, built from csrc/ by cffi).
+
+`Simulator.load(path_or_bytes, timing=TimingParams(...))` validates the whole binary in C
+(raising `BinaryFormatError`) and runs its `init` section; `.run(inputs)` converts the fp32
+inputs to the binary's I/O types (docs/isa.md section 6), runs `main` and `finish`, and returns
+`(outputs, report)`: fp32 numpy arrays in the order of the binary's output descriptors and the
+report dict of docs/isa.md section 5.  A program error at run time (a dependency violation, a
+deadlock) raises `SimulationError` naming the instruction.
+
+Invariant: outputs depend only on the binary and the inputs, never on `TimingParams`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, SimulationError
+from mrvl.sim import mlip_isa as isa
+from mrvl.sim.mlip_binary import IODesc, ModelBinary
+from mrvl.sim.mlip_isa import DType
+
+__all__ = ["TimingParams", "Simulator", "format_report", "BACKEND_ENV"]
+
+# Name of an alternative cffi module to load (the sanitizer build `_mlip_sim_asan`).
+BACKEND_ENV = "MRVL_SIM_BACKEND"
+
+_STATUS_ERRORS = {-1: BinaryFormatError, -2: SimulationError, -3: MrvlError, -4: MrvlError}
+
+
+def _backend():
+    name = os.environ.get(BACKEND_ENV) or "mrvl.sim._mlip_sim"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as error:  # pragma: no cover - the package build provides it
+        raise MrvlError(
+            f"the simulator core '{name}' is not built ({error}); run `pip install -e .`"
+        ) from None
+    return module.ffi, module.lib
+
+
+@dataclass(frozen=True)
+class TimingParams:
+    """Machine and timing parameters (docs/isa.md section 4); defaults from the header."""
+
+    clock_mhz: int = isa.DEFAULT_CLOCK_MHZ
+    matrix_rows: int = isa.DEFAULT_MATRIX_ROWS
+    matrix_cols: int = isa.DEFAULT_MATRIX_COLS
+    int8_speedup: int = isa.DEFAULT_INT8_SPEEDUP
+    vector_lanes: int = isa.DEFAULT_VECTOR_LANES
+    dram_bytes_per_cycle: int = isa.DEFAULT_DRAM_BYTES_PER_CYCLE
+    dma_bytes_per_cycle: int = isa.DEFAULT_DMA_BYTES_PER_CYCLE
+    dma_latency: int = isa.DEFAULT_DMA_LATENCY
+    matrix_fill: int = isa.DEFAULT_MATRIX_FILL
+    vector_latency: int = isa.DEFAULT_VECTOR_LATENCY
+    issue_latency: int = isa.DEFAULT_ISSUE_LATENCY
+    barrier_latency: int = isa.DEFAULT_BARRIER_LATENCY
+    ocm_size: int = isa.DEFAULT_OCM_SIZE
+    check_deps: bool = True
+    max_insn_work: int = 1 << 34
+    max_dram_bytes: int = 1 << 31
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "check_deps":
+                continue
+            if not isinstance(value, int) or value < 0 or value >= 2**64:
+                raise MrvlError(f"timing parameter {f.name} = {value!r} must be an integer >= 0")
+            if f.name.endswith(("_mhz", "_rows", "_cols", "_speedup", "_lanes",
+                                "_per_cycle", "ocm_size")) and value == 0:
+                raise MrvlError(f"timing parameter {f.name} must be >= 1")
+            if f.name not in ("max_insn_work", "max_dram_bytes") and value >= 2**32:
+                raise MrvlError(f"timing parameter {f.name} = {value} does not fit 32 bits")
+
+    def to_c(self, ffi):
+        params = ffi.new("mlip_params *")
+        for key, value in asdict(self).items():
+            setattr(params, key, int(value))
+        return params
+
+
+_INT_RANGES = {
+    DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768, 32767),
+    DType.UINT16: (0, 65535), DType.INT32: (-(2**31), 2**31 - 1), DType.UINT32: (0, 2**32 - 1),
+}
+
+
+def to_device(x: np.ndarray, desc: IODesc) -> np.ndarray:
+    """Host conversion of an fp32 input to the descriptor's dtype (docs/isa.md section 6)."""
+    x = np.asarray(x, dtype=np.float32)
+    dtype = DType(desc.dtype)
+    np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
+    if dtype == DType.FP32:
+        return x.astype(np_type)
+    if dtype == DType.FP16:
+        return x.astype(np_type)
+    v = x * np.float32(desc.scale) if desc.quantize else x
+    lo, hi = _INT_RANGES[dtype]
+    q = np.rint(v).astype(np.float64) + desc.zero_point
+    q = np.where(np.isnan(v), float(desc.zero_point), q)
+    return np.clip(q, lo, hi).astype(np_type)
+
+
+def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
+    """Host conversion of an output in the descriptor's dtype to fp32."""
+    if desc.quantize:
+        return (raw.astype(np.float32) - np.float32(desc.zero_point)) * np.float32(desc.scale)
+    return raw.astype(np.float32)
+
+
+class Simulator:
+    """A loaded model binary on the simulated machine (one C handle)."""
+
+    def __init__(self, handle, ffi, lib, binary: ModelBinary, timing: TimingParams, name: str):
+        self._handle = handle
+        self._ffi = ffi
+        self._lib = lib
+        self.binary = binary
+        self.timing = timing
+        self.name = name
+
+    # -- construction --
+    @classmethod
+    def load(cls, source: str | os.PathLike | bytes | bytearray,
+             timing: TimingParams | None = None) -> Simulator:
+        timing = timing if timing is not None else TimingParams()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data, name = bytes(source), "<bytes>"
+        else:
+            name = str(source)
+            try:
+                data = Path(source).read_bytes()
+            except OSError as error:
+                raise BinaryFormatError(f"cannot read model binary '{name}': {error}") from None
+        ffi, lib = _backend()
+        out = ffi.new("mlip_sim **")
+        msg = ffi.new("char[1024]")
+        status = lib.mlip_sim_load(out, data, len(data), timing.to_c(ffi), msg, 1024)
+        if status != 0:
+            error = _STATUS_ERRORS.get(status, MrvlError)
+            raise error(f"{name}: {ffi.string(msg).decode('utf-8', 'replace')}")
+        handle = ffi.gc(out[0], lib.mlip_sim_free)
+        binary = ModelBinary.from_bytes(data, source=name, decode_code=False)
+        return cls(handle, ffi, lib, binary, timing, name)
+
+    @property
+    def inputs(self) -> list[IODesc]:
+        return self.binary.inputs
+
+    @property
+    def outputs(self) -> list[IODesc]:
+        return self.binary.outputs
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._ffi.release(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- running --
+    def _dram(self) -> memoryview:
+        size = self._ffi.new("uint64_t *")
+        ptr = self._lib.mlip_sim_dram(self._handle, size)
+        return memoryview(self._ffi.buffer(ptr, size[0]))
+
+    def _order_inputs(self, inputs) -> list[np.ndarray]:
+        descs = self.inputs
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - {d.name for d in descs}
+            if unknown:
+                raise RuntimeInputError(
+                    f"{self.name}: unknown input(s) {sorted(unknown)}; the model takes "
+                    f"{[d.name for d in descs]}"
+                )
+            missing = [d.name for d in descs if d.name not in inputs]
+            if missing:
+                raise RuntimeInputError(f"{self.name}: missing input(s) {missing}")
+            return [np.asarray(inputs[d.name]) for d in descs]
+        inputs = list(inputs)
+        if len(inputs) != len(descs):
+            raise RuntimeInputError(
+                f"{self.name}: {len(inputs)} inputs given, the model takes {len(descs)} "
+                f"({[d.name for d in descs]})"
+            )
+        return [np.asarray(x) for x in inputs]
+
+    def run(self, inputs) -> tuple[list[np.ndarray], dict]:
+        """Run one inference.  `inputs`: dict name -> array, list in descriptor order, or
+        one array.  Returns (fp32 outputs in descriptor order, report dict)."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        arrays = self._order_inputs(inputs)
+        dram = self._dram()
+        for x, desc in zip(arrays, self.inputs, strict=True):
+            if tuple(x.shape) != tuple(desc.shape):
+                raise RuntimeInputError(
+                    f"{self.name}: input '{desc.name}' has shape {tuple(x.shape)}, expected "
+                    f"{tuple(desc.shape)}"
+                )
+            if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+                raise RuntimeInputError(f"{self.name}: input '{desc.name}' is not numeric")
+            raw = np.ascontiguousarray(to_device(x, desc)).tobytes()
+            dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
+        ffi, lib = self._ffi, self._lib
+        stats = ffi.new("mlip_stats *")
+        n_layers = len(self.binary.layers)
+        layers = ffi.new("mlip_layer_stats[]", max(n_layers, 1))
+        msg = ffi.new("char[1024]")
+        status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
+        if status != 0:
+            error = _STATUS_ERRORS.get(status, MrvlError)
+            raise error(f"{self.name}: {ffi.string(msg).decode('utf-8', 'replace')}")
+        outputs = []
+        for desc in self.outputs:
+            np_type = np.dtype(isa.DTYPE_NUMPY[DType(desc.dtype)])
+            raw = np.frombuffer(
+                dram[desc.dram_offset:desc.dram_offset + desc.size_bytes], dtype=np_type
+            ).reshape(desc.shape).copy()
+            outputs.append(from_device(raw, desc))
+        return outputs, self._report(stats, layers, n_layers, outputs)
+
+    # -- the report --
+    def _report(self, stats, layers, n_layers: int, outputs) -> dict:
+        t = self.timing
+        b = self.binary
+        tiles = b.tile_end - b.tile_start + 1
+        per_cycle = t.matrix_rows * t.matrix_cols
+        cycles = int(stats.cycles)
+        macs = int(stats.macs_fp16) + int(stats.macs_int8)
+        clock_hz = t.clock_mhz * 1e6
+        seconds = cycles / clock_hz
+        peak = 2.0 * tiles * per_cycle * clock_hz / 1e12
+
+        def roofline(m16: int, m8: int, dram_bytes: int) -> int:
+            compute = (m16 / per_cycle + m8 / (per_cycle * t.int8_speedup)) / tiles
+            return math.ceil(max(compute, dram_bytes / t.dram_bytes_per_cycle))
+
+        def tflops(m: int, cyc: int) -> float:
+            return 2.0 * m / (cyc / clock_hz) / 1e12 if cyc else 0.0
+
+        ocm_bytes = (b.ocm_end - b.ocm_start) * tiles
+        report = {
+            "model": b.name,
+            "tiles": tiles,
+            "cycles": cycles,
+            "init_cycles": int(stats.init_cycles),
+            "clock_mhz": t.clock_mhz,
+            "time_ms": seconds * 1e3,
+            "macs": macs,
+            "macs_fp16": int(stats.macs_fp16),
+            "macs_int8": int(stats.macs_int8),
+            "flops": 2 * macs,
+            "peak_tflops": peak,
+            "achieved_tflops": tflops(macs, cycles),
+            "efficiency": tflops(macs, cycles) / peak if peak else 0.0,
+            "matrix_utilization": int(stats.matrix_busy) / (cycles * tiles) if cycles else 0.0,
+            "vector_utilization": int(stats.vector_busy) / (cycles * tiles) if cycles else 0.0,
+            "dram_utilization": int(stats.dram_busy) / cycles if cycles else 0.0,
+            "dma_in_bytes": int(stats.dma_in_bytes),
+            "dma_out_bytes": int(stats.dma_out_bytes),
+            "ocm_bytes": ocm_bytes,
+            "ocm_percent": 100.0 * ocm_bytes / (t.ocm_size * tiles),
+            "roofline_cycles": roofline(int(stats.macs_fp16), int(stats.macs_int8),
+                                        int(stats.dma_in_bytes) + int(stats.dma_out_bytes)),
+            "stall_cycles": {
+                "dma_in": int(stats.stall[0]),
+                "compute": int(stats.stall[1]),
+                "dma_out": int(stats.stall[2]),
+            },
+            "instructions": int(stats.instructions),
+            "nonfinite_outputs": int(sum(int(np.count_nonzero(~np.isfinite(o)))
+                                         for o in outputs)),
+            "layers": [],
+        }
+        for i in range(n_layers):
+            ls = layers[i]
+            span = int(ls.end) - int(ls.start) if ls.instructions else 0
+            m16, m8 = int(ls.macs_fp16), int(ls.macs_int8)
+            report["layers"].append({
+                "name": b.layers[i].name,
+                "macs": m16 + m8,
+                "compiler_macs": b.layers[i].macs,
+                "start": int(ls.start),
+                "end": int(ls.end),
+                "cycles": span,
+                "instructions": int(ls.instructions),
+                "dma_in_bytes": int(ls.dma_in_bytes),
+                "dma_out_bytes": int(ls.dma_out_bytes),
+                "matrix_cycles": int(ls.matrix_cycles),
+                "vector_cycles": int(ls.vector_cycles),
+                "roofline_cycles": roofline(m16, m8,
+                                            int(ls.dma_in_bytes) + int(ls.dma_out_bytes)),
+                "achieved_tflops": tflops(m16 + m8, span),
+                "matrix_utilization": int(ls.matrix_cycles) / (span * tiles) if span else 0.0,
+            })
+        return report
+
+
+def format_report(report: dict) -> str:
+    """The --perf-debug text: whole-model figures, then one line per layer."""
+    r = report
+    lines = [
+        f"model {r['model']}: {r['tiles']} tile(s) at {r['clock_mhz']} MHz",
+        f"  total cycles        {r['cycles']:>14,}   ({r['time_ms']:.3f} ms)",
+        f"  init cycles         {r['init_cycles']:>14,}",
+        f"  roofline cycles     {r['roofline_cycles']:>14,}",
+        f"  matmul flops        {r['flops']:>14,}",
+        f"  TFLOPS              {r['achieved_tflops']:>14.3f} of {r['peak_tflops']:.2f} "
+        f"({100 * r['efficiency']:.1f} % efficiency)",
+        f"  matrix engine util  {100 * r['matrix_utilization']:>13.1f} %",
+        f"  vector engine util  {100 * r['vector_utilization']:>13.1f} %",
+        f"  DMA DRAM->OCM       {r['dma_in_bytes']:>14,} bytes",
+        f"  DMA OCM->DRAM       {r['dma_out_bytes']:>14,} bytes",
+        f"  OCM used            {r['ocm_bytes']:>14,} bytes ({r['ocm_percent']:.2f} %)",
+        "  stall cycles        dma_in {dma_in:,}  compute {compute:,}  dma_out {dma_out:,}".format(
+            **r["stall_cycles"]),
+        f"  instructions        {r['instructions']:>14,}",
+    ]
+    if r.get("nonfinite_outputs"):
+        lines.append(f"  WARNING: {r['nonfinite_outputs']} output values are inf/nan "
+                     "(beyond the fp16 range?)")
+    if r["layers"]:
+        lines.append("")
+        lines.append(f"  {'layer':<32} {'cycles':>12} {'roofline':>12} {'MACs':>14} "
+                     f"{'TFLOPS':>8} {'mat %':>6} {'DMA in':>12} {'DMA out':>12}")
+        for layer in r["layers"]:
+            lines.append(
+                f"  {layer['name'][:32]:<32} {layer['cycles']:>12,} "
+                f"{layer['roofline_cycles']:>12,} {layer['macs']:>14,} "
+                f"{layer['achieved_tflops']:>8.3f} {100 * layer['matrix_utilization']:>6.1f} "
+                f"{layer['dma_in_bytes']:>12,} {layer['dma_out_bytes']:>12,}"
+            )
+    return "\n".join(lines)

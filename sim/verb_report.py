@@ -1,0 +1,235 @@
+"""`mrvl report build/`: what a build does and how fast.
+
+Reads only the build directory: `manifest.json` (steps), `offload.json` (partition, CPU nodes
+with reasons, MAC share), `static_report.json` (the backend's per-layer OCM, DMA, MACs and
+roofline) and, when `mrvl run` recorded one, `run_report.json` (the simulator's per-layer
+cycles of the last run). Per-layer cycles come from the run when there is one, else from the
+static roofline estimate; the report says which.
+
+`build_report(build_dir) -> dict` gives the figures, `format_build_report(dict) -> str` the
+text; `--json` prints the dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mrvl.errors import MrvlError
+
+HELP = "report a build: partition, offload share, per-layer cycles, OCM and DMA"
+
+OFFLOAD = "offload.json"
+STATIC = "static_report.json"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("build", help="build directory written by `mrvl compile`")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _read_json(path: Path) -> Any | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MrvlError(f"{path}: cannot read it: {error}") from None
+
+
+def _num(entry: Mapping[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        value = entry.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _layers(report: Any) -> list[dict[str, Any]]:
+    """The per-layer rows of a simulator or static report, whatever its nesting."""
+    if not isinstance(report, Mapping):
+        return []
+    rows = report.get("layers")
+    if isinstance(rows, Mapping):
+        rows = [dict(v, name=k) if isinstance(v, Mapping) else {"name": k} for k, v in
+                rows.items()]
+    return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+
+
+def _layer_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    cycles = _num(entry, "cycles", "total_cycles")
+    if cycles is None and _num(entry, "start") is not None and _num(entry, "end") is not None:
+        cycles = entry["end"] - entry["start"]
+    return {
+        "name": str(entry.get("name", entry.get("layer", "?"))),
+        "kind": str(entry.get("kind", entry.get("type", ""))),
+        "cycles": cycles,
+        "roofline_cycles": _num(entry, "roofline_cycles", "roofline", "bound_cycles"),
+        "macs": _num(entry, "macs", "macs_fp16"),
+        "ocm_bytes": _num(entry, "ocm_bytes", "ocm_used", "ocm"),
+        "dma_in_bytes": _num(entry, "dma_in_bytes", "dram_read_bytes", "dma_in"),
+        "dma_out_bytes": _num(entry, "dma_out_bytes", "dram_write_bytes", "dma_out"),
+        "utilisation": _num(entry, "utilisation", "utilization", "matrix_utilisation"),
+    }
+
+
+def _static_for(static: Any, symbol: str) -> Any:
+    if not isinstance(static, Mapping):
+        return None
+    for key in ("subgraphs", "steps", "models"):
+        sub = static.get(key)
+        if isinstance(sub, Mapping) and symbol in sub:
+            return sub[symbol]
+        if isinstance(sub, list):
+            for entry in sub:
+                if isinstance(entry, Mapping) and symbol in (entry.get("symbol"),
+                                                             entry.get("name")):
+                    return entry
+    return static.get(symbol)
+
+
+def build_report(build_dir: str | Path) -> dict[str, Any]:
+    """All the figures of `mrvl report` as a JSON-ready dict."""
+    from mrvl.sim.runtime import RUN_REPORT, load_manifest, report_cycles
+
+    manifest = load_manifest(build_dir)
+    root = manifest.root
+    offload = _read_json(root / OFFLOAD) or {}
+    static = _read_json(root / STATIC)
+    run = _read_json(root / RUN_REPORT)
+    run_steps = {}
+    if isinstance(run, Mapping):
+        run_steps = {s.get("symbol"): s for s in run.get("steps", []) if isinstance(s, Mapping)}
+    steps = []
+    for step in manifest.steps:
+        entry: dict[str, Any] = {"symbol": step.symbol, "kind": step.kind,
+                                 "inputs": list(step.inputs), "outputs": list(step.outputs)}
+        recorded = run_steps.get(step.symbol)
+        if recorded is not None:
+            entry["wall_s"] = recorded.get("wall_s")
+        if step.kind == "accelerator":
+            entry["layers"] = step.info.get("layers")
+            entry["macs"] = step.info.get("macs")
+            sim_report = recorded.get("report") if recorded is not None else None
+            static_sub = _static_for(static, step.symbol)
+            if sim_report:
+                entry["source"] = "simulated run"
+                entry["cycles"] = report_cycles(sim_report)
+                rows = _layers(sim_report)
+            else:
+                entry["source"] = "static estimate"
+                entry["cycles"] = (_num(static_sub, "roofline_cycles", "cycles", "total_cycles")
+                                   if isinstance(static_sub, Mapping) else None)
+                rows = _layers(static_sub)
+            static_rows = {r["name"]: r for r in map(_layer_row, _layers(static_sub))}
+            merged = []
+            for row in map(_layer_row, rows):
+                extra = static_rows.get(row["name"], {})
+                merged.append({k: row[k] if row[k] not in (None, "") else extra.get(k)
+                               for k in row})
+            entry["layer_rows"] = merged
+            if isinstance(static_sub, Mapping):
+                for key in ("ocm_bytes", "ocm_size", "ocm_percent", "dma_in_bytes",
+                            "dma_out_bytes", "roofline_cycles", "num_tiles"):
+                    if key in static_sub:
+                        entry[key] = static_sub[key]
+        steps.append(entry)
+    share = offload.get("accelerator_mac_share")
+    return {
+        "build": str(root),
+        "options": manifest.options,
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+                   for s in manifest.inputs],
+        "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+                    for s in manifest.outputs],
+        "steps": steps,
+        "accelerator_mac_share": share,
+        "macs_total": offload.get("macs_total"),
+        "cpu_nodes": offload.get("cpu_nodes", []),
+        "total_cycles": sum(s.get("cycles") or 0 for s in steps if s["kind"] == "accelerator"),
+        "recorded_run": run is not None,
+    }
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.3g}{unit}"
+    return f"{int(value):,}{unit}"
+
+
+def format_run_layers(report: Mapping[str, Any]) -> str:
+    """A per-layer table of one device report."""
+    rows = [_layer_row(r) for r in _layers(report)]
+    lines = [f"total cycles: {_fmt(_num(report, 'total_cycles', 'cycles'))}"]
+    lines.append(f"{'layer':<28} {'cycles':>12} {'MACs':>14} {'DMA in':>12} {'DMA out':>12}")
+    for row in rows:
+        lines.append(f"{row['name'][:28]:<28} {_fmt(row['cycles']):>12} {_fmt(row['macs']):>14} "
+                     f"{_fmt(row['dma_in_bytes']):>12} {_fmt(row['dma_out_bytes']):>12}")
+    return "\n".join(lines)
+
+
+def format_build_report(data: Mapping[str, Any]) -> str:
+    """The text `mrvl report` prints."""
+    opts = data.get("options", {})
+    lines = [f"build {data['build']}: num_tiles {opts.get('num_tiles', '-')}, "
+             f"quantize {opts.get('quantize', '-')}"]
+    ins = ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in data["inputs"])
+    outs = ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in data["outputs"])
+    lines.append(f"inputs: {ins}; outputs: {outs}")
+    share = data.get("accelerator_mac_share")
+    if share is not None:
+        lines.append(f"offload: {100 * share:.2f}% of {_fmt(data.get('macs_total'))} MACs on "
+                     "the accelerator")
+    lines.append("partition (execution order):")
+    for step in data["steps"]:
+        io = f"({', '.join(step['inputs'])}) -> ({', '.join(step['outputs'])})"
+        if step["kind"] == "accelerator":
+            lines.append(f"  accelerator @{step['symbol']} {io}: {_fmt(step.get('layers'))} "
+                         f"layers, {_fmt(step.get('macs'))} MACs")
+        else:
+            lines.append(f"  cpu         @{step['symbol']} {io}")
+    cpu_nodes = data.get("cpu_nodes") or []
+    if cpu_nodes:
+        lines.append(f"nodes on the CPU ({len(cpu_nodes)}):")
+        for node in cpu_nodes:
+            lines.append(f"  @{node.get('subgraph')}: {node.get('node')} ({node.get('op')}): "
+                         f"{node.get('reason')}")
+    for step in data["steps"]:
+        if step["kind"] != "accelerator":
+            continue
+        lines.append(f"@{step['symbol']}: {_fmt(step.get('cycles'))} cycles "
+                     f"({step.get('source')})")
+        ocm = step.get("ocm_bytes")
+        if ocm is not None:
+            pct = step.get("ocm_percent")
+            lines.append(f"  OCM {_fmt(ocm)} bytes" + (f" ({pct:.1f}%)" if pct is not None
+                                                       else ""))
+        if step.get("dma_in_bytes") is not None:
+            lines.append(f"  DMA in {_fmt(step.get('dma_in_bytes'))} bytes, out "
+                         f"{_fmt(step.get('dma_out_bytes'))} bytes")
+        lines.append(f"  {'layer':<26} {'kind':<16} {'cycles':>11} {'roofline':>11} "
+                     f"{'MACs':>14} {'OCM':>10} {'DMA in':>11} {'DMA out':>11}")
+        for row in step.get("layer_rows", []):
+            lines.append(
+                f"  {row['name'][:26]:<26} {str(row.get('kind') or '')[:16]:<16} "
+                f"{_fmt(row['cycles']):>11} {_fmt(row['roofline_cycles']):>11} "
+                f"{_fmt(row['macs']):>14} {_fmt(row['ocm_bytes']):>10} "
+                f"{_fmt(row['dma_in_bytes']):>11} {_fmt(row['dma_out_bytes']):>11}"
+            )
+    if not data.get("recorded_run"):
+        lines.append("(no recorded run: cycles are static estimates; `mrvl run` records one)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    data = build_report(args.build)
+    if args.json:
+        print(json.dumps(data, indent=1, sort_keys=True, default=str))
+        return 0
+    print(format_build_report(data))
+    return 0

@@ -1,0 +1,118 @@
+"""`mrvl sim`: run a model binary on the simulator (our `mrvl-mlsim`).
+
+    mrvl sim -m model.bin -d input.bin|.npy|.npz -o out [--perf-debug] [--json report.json]
+             [--param dram_bytes_per_cycle=128 ...]
+
+Inputs: `.bin` = every input as raw little-endian fp32, concatenated in the binary's input
+order; `.npy` = one array (or, for several inputs, their concatenation); `.npz` = arrays named
+like the inputs, or `arr_0, arr_1, ...` in input order.  Outputs: `<out>-<i>.bin`, raw fp32,
+one file per output in the binary's order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from mrvl.errors import MrvlError, RuntimeInputError
+from mrvl.sim.simulator import Simulator, TimingParams, format_report
+
+HELP = "simulate a model binary on inputs and report cycles (like mrvl-mlsim)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", required=True, help="model binary (.bin)")
+    parser.add_argument("-d", "--data", required=True,
+                        help="inputs: raw fp32 .bin (concatenated), .npy or .npz")
+    parser.add_argument("-o", "--out", required=True,
+                        help="output prefix: writes <out>-<i>.bin (raw fp32)")
+    parser.add_argument("--perf-debug", "--perf_debug", action="store_true",
+                        help="print the performance report (whole model and per layer)")
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="timing parameter, e.g. dram_bytes_per_cycle=128 (repeatable); "
+                        "names: " + ", ".join(f.name for f in fields(TimingParams)))
+
+
+def _timing(params: list[str]) -> TimingParams:
+    names = {f.name for f in fields(TimingParams)}
+    values = {}
+    for item in params:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in names:
+            raise MrvlError(f"--param '{item}': expected NAME=VALUE with NAME one of "
+                            f"{sorted(names)}")
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise MrvlError(f"--param '{item}': value must be an integer") from None
+        values[name] = bool(value) if name == "check_deps" else value
+    return replace(TimingParams(), **values)
+
+
+def load_inputs(path: str, sim: Simulator) -> list[np.ndarray]:
+    """Read the -d file into one fp32 array per model input (descriptor order and shapes)."""
+    descs = sim.inputs
+    shapes = [tuple(d.shape) for d in descs]
+    sizes = [math.prod(s) for s in shapes]
+    file = Path(path)
+    if not file.is_file():
+        raise RuntimeInputError(f"input file '{path}' does not exist")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(file) as archive:
+                keys = list(archive.keys())
+                if all(d.name in keys for d in descs):
+                    arrays = [archive[d.name] for d in descs]
+                elif len(keys) == len(descs):
+                    arrays = [archive[f"arr_{i}"] if f"arr_{i}" in keys else archive[k]
+                              for i, k in enumerate(keys)]
+                else:
+                    raise RuntimeInputError(
+                        f"'{path}' holds {keys}; the model takes {[d.name for d in descs]}")
+            return [np.asarray(a, dtype=np.float32).reshape(s) if np.size(a) == n else
+                    _bad_size(path, d.name, np.size(a), n)
+                    for a, s, n, d in zip(arrays, shapes, sizes, descs, strict=True)]
+        if suffix == ".npy":
+            flat = np.load(file).astype(np.float32).ravel()
+        else:
+            flat = np.fromfile(file, dtype="<f4")
+    except (OSError, ValueError) as error:
+        raise RuntimeInputError(f"cannot read inputs from '{path}': {error}") from None
+    if flat.size != sum(sizes):
+        raise RuntimeInputError(
+            f"'{path}' holds {flat.size} fp32 values; the model's inputs "
+            f"{[d.name for d in descs]} of shapes {shapes} need {sum(sizes)}")
+    arrays, pos = [], 0
+    for shape, size in zip(shapes, sizes, strict=True):
+        arrays.append(flat[pos:pos + size].reshape(shape))
+        pos += size
+    return arrays
+
+
+def _bad_size(path: str, name: str, got: int, want: int):
+    raise RuntimeInputError(f"'{path}': input '{name}' has {got} values, expected {want}")
+
+
+def run(args: argparse.Namespace) -> int:
+    timing = _timing(args.param)
+    sim = Simulator.load(args.model, timing=timing)
+    inputs = load_inputs(args.data, sim)
+    outputs, report = sim.run(inputs)
+    prefix = Path(args.out)
+    if prefix.parent != Path(""):
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+    for i, out in enumerate(outputs):
+        out.astype("<f4").tofile(f"{prefix}-{i}.bin")
+    if args.perf_debug:
+        print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,233 @@
+"""Model binary: write/read/write identity, rejection of bad binaries with clear messages,
+mutation fuzzing in process (hypothesis) and under the ASan+UBSan build (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mrvl.errors import BinaryFormatError
+from mrvl.sim import mlip_isa as isa
+from mrvl.sim.mlip_binary import (
+    Instruction,
+    LayerDesc,
+    ModelBinary,
+    _crc32c_py,
+    crc32c,
+)
+from mrvl.sim.mlip_isa import DType, Opcode, Queue, Section
+from mrvl.sim.sim_fuzz import FUZZ_TIMING, refresh_crcs, run_case, seed_binaries
+from mrvl.sim.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = seed_binaries()
+
+
+def test_crc32c_known_value_and_backends_agree():
+    assert crc32c(b"123456789") == 0xE3069283 == _crc32c_py(b"123456789")
+    blob = bytes(np.random.default_rng(0).integers(0, 256, 4099, dtype=np.uint8))
+    assert crc32c(blob) == _crc32c_py(blob)
+
+
+@pytest.mark.parametrize("index", range(len(SEEDS)))
+def test_write_read_write_identical(index):
+    data = SEEDS[index]
+    binary = ModelBinary.from_bytes(data)
+    assert binary.to_bytes() == data
+    assert ModelBinary.from_bytes(binary.to_bytes()).to_bytes() == data
+
+
+def test_all_fields_round_trip():
+    binary = ModelBinary.from_bytes(SEEDS[2])
+    binary.model_id = 0x1234_5678_9ABC
+    binary.layers = [LayerDesc("conv_1", macs=123, dram_bytes=456, kind=3),
+                     LayerDesc("fc", macs=7)]
+    binary.inputs[0].quantize = True
+    binary.inputs[0].dtype = DType.INT8
+    binary.inputs[0].scale = 0.25
+    binary.inputs[0].zero_point = -3
+    binary.inputs[0].dram_offset = binary.input_offset
+    binary.inputs[0].layout = isa.Layout.NCHW
+    data = binary.to_bytes()
+    again = ModelBinary.from_bytes(data)
+    assert again.to_bytes() == data
+    assert again.layers == binary.layers and again.inputs == binary.inputs
+    assert again.model_id == binary.model_id
+    insn = again.streams[(Section.MAIN, 0, Queue.DMA_IN)][0]
+    assert insn.field("pad1") == 1 and insn.field("dram_stride1") == 24
+
+
+def _reject(data: bytes, pattern: str, python_too: bool = True):
+    with pytest.raises(BinaryFormatError, match=pattern):
+        Simulator.load(data, timing=FUZZ_TIMING)
+    if python_too:
+        with pytest.raises(BinaryFormatError, match=pattern):
+            ModelBinary.from_bytes(data)
+
+
+@pytest.mark.parametrize("cut", [0, 10, 63, 64, 500, -1])
+def test_truncated_rejected(cut):
+    data = SEEDS[0]
+    _reject(data[:cut] if cut >= 0 else data[:-1], "truncated")
+
+
+def test_corrupt_payload_and_metadata_and_header_rejected():
+    data = bytearray(SEEDS[0])
+    payload = bytearray(data)
+    payload[-3] ^= 0x10
+    _reject(bytes(payload), "payload CRC32C mismatch")
+    meta = bytearray(data)
+    meta[70] ^= 0x01
+    _reject(bytes(meta), "metadata CRC32C mismatch")
+    head = bytearray(data)
+    head[33] ^= 0x01  # model_id
+    _reject(bytes(head), "header CRC32C mismatch")
+    magic = bytearray(data)
+    magic[0:4] = b"MRVX"
+    _reject(bytes(magic), "bad magic")
+
+
+def test_bad_version_rejected():
+    data = bytearray(SEEDS[0])
+    data[4:6] = (2).to_bytes(2, "little")
+    refresh_crcs(data)
+    _reject(bytes(data), r"unsupported version 2\.0")
+
+
+def _rewrite(data: bytes, key, index: int, **changes) -> bytes:
+    binary = ModelBinary.from_bytes(data)
+    insn = binary.streams[key][index]
+    words = list(insn.args)
+    names = isa.OPCODE_FIELDS[Opcode(insn.opcode)]
+    header = {}
+    for name, value in changes.items():
+        if name in names:
+            words[names.index(name)] = value & 0xFFFFFFFF
+        else:
+            header[name] = value
+    binary.streams[key][index] = replace(insn, args=tuple(words), **header)
+    return binary.to_bytes()
+
+
+def test_out_of_bounds_addresses_rejected_naming_the_instruction():
+    main_c = (Section.MAIN, 0, Queue.COMPUTE)
+    bad = _rewrite(SEEDS[0], main_c, 0, in_addr=isa.DEFAULT_OCM_SIZE - 2)
+    _reject(bad, r"main/tile 0/compute/#0 CONV: input OCM range .* outside", python_too=False)
+    bad = _rewrite(SEEDS[0], main_c, 1, out_pix_stride=0xFFFFFFFF)
+    _reject(bad, r"main/tile 0/compute/#1 POOL: output OCM range", python_too=False)
+    main_o = (Section.MAIN, 0, Queue.DMA_OUT)
+    binary = ModelBinary.from_bytes(SEEDS[0])
+    bad = _rewrite(SEEDS[0], main_o, 0, dram_addr=binary.weights_offset)
+    _reject(bad, r"DMA_STORE writes the read-only weights region", python_too=False)
+    bad = _rewrite(SEEDS[0], main_o, 0, dram_addr=0xFFFFFF00)
+    _reject(bad, r"DRAM range .* does not lie inside one DRAM region", python_too=False)
+
+
+def test_invalid_fields_rejected():
+    main_c = (Section.MAIN, 0, Queue.COMPUTE)
+    _reject(_rewrite(SEEDS[0], main_c, 0, opcode=99), "unknown opcode 99", python_too=False)
+    _reject(_rewrite(SEEDS[0], main_c, 0, opcode=Opcode.DMA_LOAD),
+            "DMA_LOAD belongs in the dma_in queue", python_too=False)
+    _reject(_rewrite(SEEDS[0], main_c, 0, groups=3), "groups 3 must divide",
+            python_too=False)
+    _reject(_rewrite(SEEDS[0], main_c, 0, act=42), "unknown activation 42", python_too=False)
+    _reject(_rewrite(SEEDS[0], main_c, 0, layer=7), "layer 7 not in the layer table",
+            python_too=False)
+
+
+def test_model_level_fields_rejected():
+    binary = ModelBinary.from_bytes(SEEDS[0])
+    binary.tile_end = 9
+    with pytest.raises(BinaryFormatError):
+        binary.to_bytes()  # the writer refuses streams for tiles outside the range
+    binary = ModelBinary.from_bytes(SEEDS[0])
+    binary.ocm_end = isa.DEFAULT_OCM_SIZE * 2
+    with pytest.raises(BinaryFormatError, match="does not fit the simulated OCM"):
+        Simulator.load(binary.to_bytes())
+    binary = ModelBinary.from_bytes(SEEDS[0])
+    binary.outputs[0].dram_offset = binary.weights_offset
+    _reject(binary.to_bytes(), "outside the output region")
+
+
+def test_sanity_seeds_run():
+    for data in SEEDS:
+        assert run_case(data) == "ran"
+
+
+INTERESTING = st.sampled_from([0, 1, 2, 15, 16, 255, 256, 65535, 65536, 0x7FFFFFFF,
+                               0x80000000, 0xFFFFFFFF]) | st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(
+    index=st.integers(0, len(SEEDS) - 1),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), INTERESTING), min_size=1,
+                   max_size=4),
+    fix_crc=st.booleans(),
+    cut=st.none() | st.floats(0, 1),
+)
+def test_mutated_binaries_never_crash(index, edits, fix_crc, cut):
+    """Any mutation ends in a clean run or an MrvlError (run_case re-raises anything else)."""
+    data = bytearray(SEEDS[index])
+    for frac, value in edits:
+        pos = int(frac * (len(data) // 4)) * 4
+        data[pos:pos + 4] = value.to_bytes(4, "little")
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    if fix_crc:
+        refresh_crcs(data)
+    assert run_case(bytes(data)) in ("rejected", "sim_error", "input_error", "ran")
+
+
+def _libasan() -> str | None:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        return None
+    path = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
+                          text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def test_mutated_binaries_under_asan_ubsan(tmp_path):
+    """Build the sanitizer variant with the same build script, fuzz 500 cases with it."""
+    libasan = _libasan()
+    assert libasan is not None, "gcc with libasan is required for the sanitizer test"
+    env = dict(os.environ, MRVL_SIM_SANITIZE="1")
+    build = subprocess.run(
+        [sys.executable, "-c",
+         "import runpy, sys; ns = runpy.run_path(sys.argv[1]); "
+         "ns['ffibuilder'].compile(tmpdir=sys.argv[2])",
+         str(ROOT / "sim" / "build_sim.py"), str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    env = dict(os.environ)
+    env.update(
+        LD_PRELOAD=libasan,
+        ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=0",
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+        MRVL_SIM_BACKEND="_mlip_sim_asan",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]),
+    )
+    env.pop("MRVL_SIM_SANITIZE", None)
+    run = subprocess.run([sys.executable, "-m", "mrvl.sim.sim_fuzz", "--cases", "500",
+                          "--seed", "2026"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-6000:]
+    assert "ERROR: AddressSanitizer" not in run.stderr
+    assert "runtime error" not in run.stderr
+    counts = json.loads(run.stdout.strip().splitlines()[-1])
+    assert counts["cases"] == 500
+    assert counts["ran"] + counts["rejected"] + counts["sim_error"] + counts[
+        "input_error"] == 500
+    assert counts["ran"] > 0 and counts["rejected"] > 0
