@@ -80,8 +80,21 @@ typedef struct run_ctx {
     mlip_stats *stats;
 } run_ctx;
 
+#define PREP_KEYS 6
+typedef struct prep_cache {
+    int valid;
+    uint64_t lo;
+    uint64_t hi;
+    uint64_t key[PREP_KEYS];
+    float *buf;
+    size_t cap;
+} prep_cache;
+
 struct mlip_sim {
     mlip_params p;
+    int has_avx2;
+    prep_cache xcache[MLIP_MAX_TILES];
+    prep_cache wcache[MLIP_MAX_TILES];
     mlip_header hdr;
     mlip_model_info info;
     mlip_io_desc io[2 * MLIP_MAX_IO];
@@ -1330,7 +1343,7 @@ static void conv_geometry(const mlip_insn *in, conv_geo *g)
 }
 
 #define OB 16 /* output-channel block of the fp32 kernel */
-#define PB 4  /* pixel block of the fp32 kernel */
+#define PB 6  /* pixel block of the fp32 kernel */
 
 /* valid kernel index range [lo, hi) for output coordinate r: 0 <= r*s + k*d - p < n */
 static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t n, int64_t k,
@@ -1351,132 +1364,263 @@ static inline void conv_store_f(uint8_t *out, int dt, float acc, const mlip_insn
     st_elem(out, dt, v, 0);
 }
 
-static int exec_conv_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+/* ---- prepared (fp32, transposed) operands, cached per tile --------------------------------
+ * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
+ * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
+ * overlaps the source range invalidates the entry (prep_invalidate, called by exec_one). */
+static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_KEYS],
+                          uint64_t lo, uint64_t hi, size_t floats, int *hit)
 {
-    int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
-    int64_t ocgp = (ocg + OB - 1) / OB * OB;
-    size_t nin = (size_t)(g->ih * g->iw * g->ic);
-    size_t nw = (size_t)(g->groups * g->kh * g->kw * icg * ocgp);
-    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
-    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap, nw * sizeof(float)));
-    float *X = sim->fbuf, *W = sim->wbuf;
-    for (int64_t p = 0; p < g->ih * g->iw; p++) {
-        const uint8_t *src = ocm + g->in_addr + (uint64_t)p * g->ips * 2;
-        for (int64_t c = 0; c < g->ic; c++) {
-            uint16_t h;
-            memcpy(&h, src + c * 2, 2);
-            X[p * g->ic + c] = h2f(h);
+    if (c->valid && c->lo == lo && c->hi == hi && memcmp(c->key, key, sizeof c->key) == 0) {
+        *hit = 1;
+        return c->buf;
+    }
+    *hit = 0;
+    c->valid = 0;
+    if (ensure(sim, (void **)&c->buf, &c->cap, floats * sizeof(float) + 64) != MLIP_OK) {
+        return NULL;
+    }
+    memcpy(c->key, key, sizeof c->key);
+    c->lo = lo;
+    c->hi = hi;
+    return c->buf;
+}
+
+static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
+{
+    prep_cache *cs[2] = {&sim->xcache[lt], &sim->wcache[lt]};
+    for (int i = 0; i < 2; i++) {
+        if (cs[i]->valid && lo < cs[i]->hi && cs[i]->lo < hi) {
+            cs[i]->valid = 0;
         }
     }
-    /* W[g][i][j][c][o] (o padded to ocgp with zeros) from OHWI */
-    int64_t kk = g->kh * g->kw * icg;
-    for (int64_t gi = 0; gi < g->groups; gi++) {
-        float *wg = W + gi * kk * ocgp;
-        for (int64_t t = 0; t < kk; t++) {
-            for (int64_t o = ocg; o < ocgp; o++) {
-                wg[t * ocgp + o] = 0.0f;
-            }
-        }
-        for (int64_t o = 0; o < ocg; o++) {
-            const uint8_t *src = ocm + g->w_addr + (uint64_t)((gi * ocg + o) * kk) * 2;
-            for (int64_t t = 0; t < kk; t++) {
-                uint16_t h;
-                memcpy(&h, src + t * 2, 2);
-                wg[t * ocgp + o] = h2f(h);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLIP_HAVE_AVX2_KERNEL 1
+
+/* Up to 6 output pixels (np) x 16 output channels, kernel columns [j0, j1); the weights of
+ * the 16-channel block are contiguous: wblk[((i * kw + j) * icg + c) * OB + o].  Lanes of
+ * pixels >= np repeat pixel np - 1 and are discarded.  Accumulation order per output:
+ * (i, j, c) as documented; fmadd equals mul + add here because the product of two fp16
+ * values is exact in fp32. */
+__attribute__((target("avx2,fma"))) static void
+conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
+                 int64_t j0, int64_t j1, float out[6][OB])
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
+    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
+    __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+    __m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
+    __m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
+    const int64_t pst = g->sw * g->ic;
+    int64_t off[6];
+    for (int k = 0; k < 6; k++) {
+        off[k] = (k < np ? k : np - 1) * pst;
+    }
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t y = r * g->sh + i * g->dh - g->pt;
+        for (int64_t j = j0; j < j1; j++) {
+            int64_t x = s * g->sw + j * g->dw - g->pl;
+            const float *xb = X + (y * g->iw + x) * g->ic + xoff;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
+            const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+                __m256 b = _mm256_broadcast_ss(x0 + c);
+                a00 = _mm256_fmadd_ps(b, w0, a00);
+                a01 = _mm256_fmadd_ps(b, w1, a01);
+                b = _mm256_broadcast_ss(x1 + c);
+                a10 = _mm256_fmadd_ps(b, w0, a10);
+                a11 = _mm256_fmadd_ps(b, w1, a11);
+                b = _mm256_broadcast_ss(x2 + c);
+                a20 = _mm256_fmadd_ps(b, w0, a20);
+                a21 = _mm256_fmadd_ps(b, w1, a21);
+                b = _mm256_broadcast_ss(x3 + c);
+                a30 = _mm256_fmadd_ps(b, w0, a30);
+                a31 = _mm256_fmadd_ps(b, w1, a31);
+                b = _mm256_broadcast_ss(x4 + c);
+                a40 = _mm256_fmadd_ps(b, w0, a40);
+                a41 = _mm256_fmadd_ps(b, w1, a41);
+                b = _mm256_broadcast_ss(x5 + c);
+                a50 = _mm256_fmadd_ps(b, w0, a50);
+                a51 = _mm256_fmadd_ps(b, w1, a51);
             }
         }
     }
-    const float *bias = NULL;
-    float *B = NULL;
-    if (g->b_addr != MLIP_ADDR_NONE) {
-        TRY(ensure(sim, (void **)&sim->ibuf, &sim->ibuf_cap, (size_t)g->oc * sizeof(float)));
-        B = (float *)sim->ibuf;
-        memcpy(B, ocm + g->b_addr, (size_t)g->oc * 4);
-        bias = B;
+    _mm256_storeu_ps(out[0], a00); _mm256_storeu_ps(out[0] + 8, a01);
+    _mm256_storeu_ps(out[1], a10); _mm256_storeu_ps(out[1] + 8, a11);
+    _mm256_storeu_ps(out[2], a20); _mm256_storeu_ps(out[2] + 8, a21);
+    _mm256_storeu_ps(out[3], a30); _mm256_storeu_ps(out[3] + 8, a31);
+    _mm256_storeu_ps(out[4], a40); _mm256_storeu_ps(out[4] + 8, a41);
+    _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
+}
+
+/* fp16 -> fp32 of n contiguous values (F16C; exact) */
+__attribute__((target("avx2,f16c"))) static void h2f_row_f16c(const uint8_t *src, float *dst,
+                                                               int64_t n)
+{
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + k * 2));
+        _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(h));
     }
-    int odt = in->dst_dtype;
-    uint32_t oes = DT_SIZE[odt];
-    for (int64_t gi = 0; gi < g->groups; gi++) {
-        const float *wg = W + gi * kk * ocgp;
-        for (int64_t r = 0; r < g->oh; r++) {
-            int64_t i0, i1;
-            tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
-            /* interior columns: every kernel column valid */
-            int64_t s_lo = 0, s_hi = g->ow;
-            while (s_lo < g->ow) {
-                int64_t j0, j1;
-                tap_range(s_lo, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-                if (j0 == 0 && j1 == g->kw) break;
-                s_lo++;
-            }
-            while (s_hi > s_lo) {
-                int64_t j0, j1;
-                tap_range(s_hi - 1, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-                if (j0 == 0 && j1 == g->kw) break;
-                s_hi--;
-            }
-            int64_t s = 0;
-            while (s < g->ow) {
-                int64_t np = 1;
-                int fast = s >= s_lo && s + PB <= s_hi;
-                if (fast) np = PB;
-                for (int64_t ob = 0; ob < ocg; ob += OB) {
-                    float acc[PB][OB];
-                    memset(acc, 0, sizeof acc);
-                    if (fast) {
-                        for (int64_t i = i0; i < i1; i++) {
-                            int64_t y = r * g->sh + i * g->dh - g->pt;
-                            for (int64_t j = 0; j < g->kw; j++) {
-                                int64_t x = s * g->sw + j * g->dw - g->pl;
-                                const float *x0 = X + (y * g->iw + x) * g->ic + gi * icg;
-                                const float *x1 = x0 + g->sw * g->ic;
-                                const float *x2 = x1 + g->sw * g->ic;
-                                const float *x3 = x2 + g->sw * g->ic;
-                                const float *wp = wg + ((i * g->kw + j) * icg) * ocgp + ob;
-                                for (int64_t c = 0; c < icg; c++) {
-                                    const float *w = wp + c * ocgp;
-                                    float v0 = x0[c], v1 = x1[c], v2 = x2[c], v3 = x3[c];
-                                    for (int o = 0; o < OB; o++) {
-                                        acc[0][o] += v0 * w[o];
-                                        acc[1][o] += v1 * w[o];
-                                        acc[2][o] += v2 * w[o];
-                                        acc[3][o] += v3 * w[o];
-                                    }
-                                }
-                            }
-                        }
-                    } else {
-                        int64_t j0, j1;
-                        tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-                        for (int64_t i = i0; i < i1; i++) {
-                            int64_t y = r * g->sh + i * g->dh - g->pt;
-                            for (int64_t j = j0; j < j1; j++) {
-                                int64_t x = s * g->sw + j * g->dw - g->pl;
-                                const float *x0 = X + (y * g->iw + x) * g->ic + gi * icg;
-                                const float *wp = wg + ((i * g->kw + j) * icg) * ocgp + ob;
-                                for (int64_t c = 0; c < icg; c++) {
-                                    const float *w = wp + c * ocgp;
-                                    float v0 = x0[c];
-                                    for (int o = 0; o < OB; o++) {
-                                        acc[0][o] += v0 * w[o];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    int64_t on = ocg - ob < OB ? ocg - ob : OB;
-                    for (int64_t k = 0; k < np; k++) {
-                        uint8_t *orow = ocm + g->out_addr +
-                                        (uint64_t)((r * g->ow + s + k) * g->ops) * oes;
-                        for (int64_t o = 0; o < on; o++) {
-                            int64_t oo = gi * ocg + ob + o;
-                            float v = acc[k][o];
-                            if (bias != NULL) v += bias[oo];
-                            conv_store_f(orow + oo * oes, odt, v, in);
-                        }
+    for (; k < n; k++) {
+        uint16_t h;
+        memcpy(&h, src + k * 2, 2);
+        dst[k] = h2f(h);
+    }
+}
+#else
+#define MLIP_HAVE_AVX2_KERNEL 0
+#endif
+
+static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t n)
+{
+#if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx2) {
+        h2f_row_f16c(src, dst, n);
+        return;
+    }
+#else
+    (void)sim;
+#endif
+    for (int64_t k = 0; k < n; k++) {
+        uint16_t h;
+        memcpy(&h, src + k * 2, 2);
+        dst[k] = h2f(h);
+    }
+}
+
+/* portable version of the block kernel (same contract as conv_block6_avx2) */
+static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                         int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
+                         int64_t i1, int64_t j0, int64_t j1, float acc[PB][OB])
+{
+    memset(acc, 0, sizeof(float) * PB * OB);
+    const int64_t pst = g->sw * g->ic;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t y = r * g->sh + i * g->dh - g->pt;
+        for (int64_t j = j0; j < j1; j++) {
+            int64_t x = s * g->sw + j * g->dw - g->pl;
+            const float *x0 = X + (y * g->iw + x) * g->ic + xoff;
+            const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
+            for (int64_t c = 0; c < icg; c++) {
+                const float *w = wp + c * OB;
+                for (int64_t k = 0; k < np; k++) {
+                    float v = x0[k * pst + c];
+                    for (int o = 0; o < OB; o++) {
+                        acc[k][o] += v * w[o];
                     }
                 }
-                s += np;
+            }
+        }
+    }
+}
+
+static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn *in,
+                         const conv_geo *g)
+{
+    int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
+    int64_t nob = (ocg + OB - 1) / OB;
+    int64_t kk = g->kh * g->kw * icg;
+    size_t nin = (size_t)(g->ih * g->iw * g->ic);
+    size_t nw = (size_t)(g->groups * nob * kk * OB);
+    int hit;
+    /* input block -> X[pixel][channel] fp32 */
+    uint64_t xlo = g->in_addr;
+    uint64_t xhi = xlo + (uint64_t)((g->ih * g->iw - 1) * g->ips + g->ic) * 2;
+    uint64_t xkey[PREP_KEYS] = {1, (uint64_t)g->ih, (uint64_t)g->iw, (uint64_t)g->ic,
+                                (uint64_t)g->ips, 0};
+    float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nin, &hit);
+    if (X == NULL) return MLIP_ERR_NOMEM;
+    if (!hit) {
+        for (int64_t p = 0; p < g->ih * g->iw; p++) {
+            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * g->ic, g->ic);
+        }
+        sim->xcache[lt].valid = 1;
+    }
+    /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
+    uint64_t wlo = g->w_addr, whi = wlo + (uint64_t)(g->oc * kk) * 2;
+    uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
+    float *W = prep_lookup(sim, &sim->wcache[lt], wkey, wlo, whi, nw, &hit);
+    if (W == NULL) return MLIP_ERR_NOMEM;
+    if (!hit) {
+        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
+        float *rows = sim->fbuf;
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            for (int64_t obi = 0; obi < nob; obi++) {
+                int64_t on = ocg - obi * OB < OB ? ocg - obi * OB : OB;
+                for (int64_t o = 0; o < on; o++) {
+                    const uint8_t *src =
+                        ocm + g->w_addr + (uint64_t)((gi * ocg + obi * OB + o) * kk) * 2;
+                    h2f_row(sim, src, rows + o * kk, kk);
+                }
+                float *blk = W + (gi * nob + obi) * kk * OB;
+                for (int64_t t = 0; t < kk; t++) {
+                    for (int64_t o = 0; o < OB; o++) {
+                        blk[t * OB + o] = o < on ? rows[o * kk + t] : 0.0f;
+                    }
+                }
+            }
+        }
+        sim->wcache[lt].valid = 1;
+    }
+    float bias_buf[OB];
+    int odt = in->dst_dtype;
+    uint32_t oes = DT_SIZE[odt];
+    int has_bias = g->b_addr != MLIP_ADDR_NONE;
+    float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        int64_t xoff = gi * icg;
+        for (int64_t obi = 0; obi < nob; obi++) {
+            const float *wblk = W + (gi * nob + obi) * kk * OB;
+            int64_t ob = obi * OB;
+            int64_t on = ocg - ob < OB ? ocg - ob : OB;
+            for (int64_t o = 0; o < on; o++) bias_buf[o] = 0.0f;
+            if (has_bias) {
+                memcpy(bias_buf, ocm + g->b_addr + (uint64_t)(gi * ocg + ob) * 4, (size_t)on * 4);
+            }
+            for (int64_t r = 0; r < g->oh; r++) {
+                int64_t i0, i1;
+                tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+                int64_t s = 0;
+                while (s < g->ow) {
+                    /* group up to PB pixels that share the same valid kernel columns */
+                    int64_t j0, j1, np = 1;
+                    tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+                    while (np < PB && s + np < g->ow) {
+                        int64_t a0, a1;
+                        tap_range(s + np, g->sw, g->dw, g->pl, g->iw, g->kw, &a0, &a1);
+                        if (a0 != j0 || a1 != j1) break;
+                        np++;
+                    }
+                    float acc[PB][OB];
+#if MLIP_HAVE_AVX2_KERNEL
+                    if (sim->has_avx2) {
+                        conv_block6_avx2(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
+                    } else
+#endif
+                    {
+                        conv_block_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
+                    }
+                    for (int64_t k = 0; k < np; k++) {
+                        uint8_t *orow = ocm + g->out_addr +
+                                        (uint64_t)((r * g->ow + s + k) * g->ops) * oes +
+                                        (uint64_t)(gi * ocg + ob) * oes;
+                        for (int64_t o = 0; o < on; o++) {
+                            float v = acc[k][o];
+                            if (has_bias) v += bias_buf[o];
+                            v = apply_act(in->act, v, alpha, beta);
+                            st_elem(orow + o * oes, odt, v, 0);
+                        }
+                    }
+                    s += np;
+                }
             }
         }
     }
@@ -1647,7 +1791,7 @@ static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     if (depthwise) {
         return exec_dw_f16(sim, ocm, in, &g);
     }
-    return exec_conv_f16(sim, ocm, in, &g);
+    return exec_conv_f16(sim, lt, ocm, in, &g);
 }
 
 static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
@@ -1892,6 +2036,50 @@ static void account(mlip_sim *sim, run_ctx *rc, const mlip_insn *in, const cost 
     }
 }
 
+/* bounding OCM byte range [lo, hi) an instruction writes; 0 if it writes no OCM */
+static int insn_ocm_write(const mlip_insn *in, uint64_t *lo, uint64_t *hi)
+{
+    const uint32_t *a = in->arg;
+    uint64_t oes = DT_SIZE[in->dst_dtype];
+    switch (in->opcode) {
+    case MLIP_OP_DMA_LOAD: {
+        uint64_t ext = 0;
+        for (int d = 0; d < 4; d++) {
+            ext += (uint64_t)(a[MLIP_DMA_DIM0 + d] - 1) * a[MLIP_DMA_OCM_STRIDE0 + d];
+        }
+        *lo = a[MLIP_DMA_OCM_ADDR];
+        *hi = *lo + (ext + 1) * oes;
+        return 1;
+    }
+    case MLIP_OP_CONV:
+        *lo = a[MLIP_CONV_OUT_ADDR];
+        *hi = *lo + extent2((uint64_t)a[MLIP_CONV_OH] * a[MLIP_CONV_OW], a[MLIP_CONV_OC],
+                            a[MLIP_CONV_OUT_PIX_STRIDE], oes);
+        return 1;
+    case MLIP_OP_GEMM:
+        *lo = a[MLIP_GEMM_OUT_ADDR];
+        *hi = *lo + extent2(a[MLIP_GEMM_M], a[MLIP_GEMM_N], a[MLIP_GEMM_OUT_ROW_STRIDE], oes);
+        return 1;
+    case MLIP_OP_POOL:
+        *lo = a[MLIP_POOL_OUT_ADDR];
+        *hi = *lo + extent2((uint64_t)a[MLIP_POOL_OH] * a[MLIP_POOL_OW], a[MLIP_POOL_C],
+                            a[MLIP_POOL_OUT_PIX_STRIDE], oes);
+        return 1;
+    case MLIP_OP_ELTWISE:
+        *lo = a[MLIP_ELT_OUT_ADDR];
+        *hi = *lo + extent2(a[MLIP_ELT_ROWS], a[MLIP_ELT_COLS], a[MLIP_ELT_OUT_ROW_STRIDE], oes);
+        return 1;
+    case MLIP_OP_ACT:
+    case MLIP_OP_CONVERT:
+    case MLIP_OP_COPY:
+        *lo = a[MLIP_VEC_OUT_ADDR];
+        *hi = *lo + extent2(a[MLIP_VEC_ROWS], a[MLIP_VEC_COLS], a[MLIP_VEC_OUT_ROW_STRIDE], oes);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
 {
     stream_state *ss = &rc->st[s];
@@ -1900,6 +2088,10 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
     do_pops(rc, s, in);
+    uint64_t wlo, whi;
+    if (insn_ocm_write(in, &wlo, &whi)) {
+        prep_invalidate(sim, lt, wlo, whi);
+    }
     uint32_t seq = ss->pc + 1;
     ss->vc[s] = seq;
     acc_ctx ac = {sim, rc, s, seq, op_name(in->opcode)};
@@ -2098,6 +2290,8 @@ void mlip_sim_free(mlip_sim *sim)
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
         free(sim->osh[t]);
+        free(sim->xcache[t].buf);
+        free(sim->wcache[t].buf);
     }
     free(sim->dsh[0]);
     free(sim->dsh[1]);
@@ -2134,6 +2328,11 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
         return MLIP_ERR_NOMEM;
     }
     set_msg(sim, msg, msg_size);
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    sim->has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+#endif
     if (params != NULL) {
         sim->p = *params;
     } else {

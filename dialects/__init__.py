@@ -20,4 +20,5 @@ def get_all_dialects() -> dict[str, Callable[[], Dialect]]:
     return {
         "graph": _graph,
         "mrvl": lambda: __import__("mrvl.dialects.mrvl", fromlist=["Mrvl"]).Mrvl,
+        "mlip": lambda: __import__("mrvl.dialects.mlip", fromlist=["Mlip"]).Mlip,
     }

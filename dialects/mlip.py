@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -34,6 +33,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     StringAttr,
+    SymbolNameConstraint,
     f64,
     i64,
 )
@@ -147,15 +147,17 @@ class InstructionOp(IRDLOperation):
     """Base of the instruction ops: the instruction lives in the `insn` property set
     (`fields`, a dictionary); the op prints and parses as one assembly line."""
 
-    OPCODE: ClassVar[Opcode]
-
     insn_fields = prop_def(Attribute, prop_name="fields")
 
     def __init__(self, insn: Insn):
         super().__init__(properties={"fields": _insn_to_attr(insn)})
 
+    @classmethod
+    def opcode(cls) -> Opcode:
+        return OPCODE_OF_OP[cls.name]
+
     def to_insn(self) -> Insn:
-        return _attr_to_insn(self.OPCODE, self.properties["fields"])
+        return _attr_to_insn(self.opcode(), self.properties["fields"])
 
     def print(self, printer: Printer) -> None:
         text = insn_text(self.to_insn(), "")
@@ -163,7 +165,7 @@ class InstructionOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser):
-        opcode = cls.OPCODE
+        opcode = cls.opcode()
         insn = Insn(opcode)
         names = isa.OPCODE_FIELDS[opcode]
         funcs = _func_names(opcode)
@@ -181,11 +183,11 @@ class InstructionOp(IRDLOperation):
 
     def verify_(self) -> None:
         insn = self.to_insn()
-        names = isa.OPCODE_FIELDS[self.OPCODE]
+        names = isa.OPCODE_FIELDS[self.opcode()]
         for key in insn.fields:
             if key not in names:
                 raise VerifyException(f"expected a field of {self.name}, got '{key}'")
-        queue = isa.OPCODE_QUEUE[self.OPCODE]
+        queue = isa.OPCODE_QUEUE[self.opcode()]
         if queue is not None and insn.queue != queue:
             raise VerifyException(f"expected queue {queue.name}, got {Queue(insn.queue).name}")
 
@@ -268,13 +270,16 @@ def _attr_to_insn(opcode: Opcode, attr) -> Insn:
                 beta=fparams[2])
 
 
+OPCODE_OF_OP: dict[str, Opcode] = {}
+
+
 def _insn_op(mnemonic: str, opcode: Opcode, doc: str) -> type[InstructionOp]:
     cls = type(
         f"{mnemonic.title().replace('_', '')}Op",
         (InstructionOp,),
-        {"__doc__": doc, "name": f"mlip.{mnemonic}", "OPCODE": opcode,
-         "__module__": __name__},
+        {"__doc__": doc, "name": f"mlip.{mnemonic}", "__module__": __name__},
     )
+    OPCODE_OF_OP[f"mlip.{mnemonic}"] = opcode
     return irdl_op_definition(cls)
 
 
@@ -316,7 +321,7 @@ class TensorOp(IRDLOperation):
     """
 
     name = "mlip.tensor"
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     region = prop_def(StringAttr)
     shape = prop_def(DenseArrayBase)
     dtype = prop_def(StringAttr)
@@ -336,7 +341,7 @@ class BufferOp(IRDLOperation):
     `addrs` once allocated."""
 
     name = "mlip.buffer"
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     size = prop_def(IntegerAttr)
     slots = prop_def(IntegerAttr)
     kind = prop_def(StringAttr)
@@ -362,7 +367,7 @@ class LayerOp(IRDLOperation):
     """A lowered mrvl layer: its OCM buffers and its blocks."""
 
     name = "mlip.layer"
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     kind = prop_def(StringAttr)
     index = prop_def(IntegerAttr)
     macs = prop_def(IntegerAttr)
@@ -392,7 +397,7 @@ class ModelOp(IRDLOperation):
     """A compiled sub-graph (one model binary)."""
 
     name = "mlip.model"
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     num_tiles = prop_def(IntegerAttr)
     ocm_size = prop_def(IntegerAttr)
     page_size = prop_def(IntegerAttr)

@@ -110,18 +110,24 @@ class MrvlLayerOp(IRDLOperation):
 
     @property
     def name_str(self) -> str:
-        return self.properties["layer_name"].data  # type: ignore[union-attr]
+        attr = self.properties["layer_name"]
+        assert isinstance(attr, StringAttr)
+        return attr.data
 
     def set_layer_name(self, name: str) -> None:
         self.properties["layer_name"] = StringAttr(name)
 
     def activation_str(self) -> str:
         attr = self.properties.get("activation")
-        return "none" if attr is None else attr.data  # type: ignore[union-attr]
+        return attr.data if isinstance(attr, StringAttr) else "none"
 
     def data_operands(self) -> list[SSAValue]:
         """Operands that are layer inputs (not weights)."""
         return [self.operands[0]]
+
+    def macs(self) -> int:
+        """Multiply-accumulates of the layer (conv2d and FC override; 0 for the others)."""
+        return 0
 
     def _verify_common(self) -> None:
         name = self.name_str
@@ -131,18 +137,14 @@ class MrvlLayerOp(IRDLOperation):
             typ = value.type
             if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
                 raise VerifyException(f"expected f32 tensors, got {typ}")
-        act = self.properties.get("activation")
-        if act is None:
-            return
-        if act.data not in ACTIVATIONS:  # type: ignore[union-attr]
-            raise VerifyException(
-                f"expected activation in {list(ACTIVATIONS)}, got \"{act.data}\""  # type: ignore[union-attr]
-            )
+        act = self.activation_str()
+        if act not in ACTIVATIONS:
+            raise VerifyException(f"expected activation in {list(ACTIVATIONS)}, got \"{act}\"")
         has_clip = (
             self.properties.get("clip_min") is not None
             and self.properties.get("clip_max") is not None
         )
-        if act.data == "clip" and not has_clip:  # type: ignore[union-attr]
+        if act == "clip" and not has_clip:
             raise VerifyException("expected clip_min and clip_max with activation \"clip\"")
 
 
@@ -335,20 +337,22 @@ class FCOp(MrvlLayerOp):
 
 
 class _PoolBase(MrvlLayerOp):
+    def _array(self, name: str) -> DenseArrayBase:
+        attr = self.properties[name]
+        assert isinstance(attr, DenseArrayBase)
+        return attr
+
     def _verify_pool(self) -> None:
         self._verify_common()
         n, h, w, c = _expect_rank("input", self.operands[0], 4)
-        kernel = _expect_len("kernel_shape", self.properties["kernel_shape"], 2)  # type: ignore[arg-type]
-        strides = _expect_len("strides", self.properties["strides"], 2)  # type: ignore[arg-type]
-        pads = _expect_len("pads", self.properties["pads"], 4)  # type: ignore[arg-type]
+        kernel = _expect_len("kernel_shape", self._array("kernel_shape"), 2)
+        strides = _expect_len("strides", self._array("strides"), 2)
+        pads = _expect_len("pads", self._array("pads"), 4)
         if min(kernel) < 1 or min(strides) < 1 or min(pads) < 0:
             raise VerifyException("expected positive kernel_shape and strides, pads >= 0")
         oh = _pool_out(h, kernel[0], strides[0], pads[0], pads[2])
         ow = _pool_out(w, kernel[1], strides[1], pads[1], pads[3])
         _expect_shape("result", tensor_shape(self.results[0]), (n, oh, ow, c))
-
-    def macs(self) -> int:
-        return 0
 
 
 def _pool_init(
@@ -457,9 +461,6 @@ class _GlobalPoolBase(MrvlLayerOp):
         n, _, _, c = _expect_rank("input", self.operands[0], 4)
         _expect_shape("result", tensor_shape(self.results[0]), (n, 1, 1, c))
 
-    def macs(self) -> int:
-        return 0
-
 
 def _global_init(op: IRDLOperation, input: SSAValue | Operation, layer_name: str) -> None:
     n, _, _, c = tensor_shape(SSAValue.get(input))
@@ -555,7 +556,10 @@ class Sum2DOp(MrvlLayerOp):
         super().__init__(
             operands=[lhs, rhs],
             result_types=[TensorType(f32, shape)],
-            properties={"layer_name": StringAttr(layer_name), **_activation_props(activation, clip)},
+            properties={
+                "layer_name": StringAttr(layer_name),
+                **_activation_props(activation, clip),
+            },
         )
 
     def data_operands(self) -> list[SSAValue]:
@@ -570,9 +574,6 @@ class Sum2DOp(MrvlLayerOp):
                 f"{list(tensor_shape(self.rhs))}"
             )
         _expect_shape("result", tensor_shape(self.output), shape)
-
-    def macs(self) -> int:
-        return 0
 
 
 @irdl_op_definition
@@ -622,13 +623,9 @@ class ConcatOp(MrvlLayerOp):
         out[axis] = sum(s[axis] for s in shapes)
         _expect_shape("result", tensor_shape(self.output), out)
 
-    def macs(self) -> int:
-        return 0
-
 
 class _ShapeOpBase(MrvlLayerOp):
-    def macs(self) -> int:
-        return 0
+    """Data-movement layers (no arithmetic)."""
 
 
 @irdl_op_definition

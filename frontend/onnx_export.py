@@ -87,9 +87,9 @@ def onnx_elem_type(element_type: Attribute) -> int:
 def _value_info(name: str, ty: Attribute) -> onnx.ValueInfoProto:
     if not isinstance(ty, TensorType):
         raise ExportError(f"value '{name}' has non-tensor type {ty}")
-    return helper.make_tensor_value_info(
-        name, onnx_elem_type(ty.get_element_type()), list(ty.get_shape())
-    )
+    # A dynamic dim (data-dependent outputs of some graph.onnx ops) is left unnamed.
+    shape = [d if d >= 0 else None for d in ty.get_shape()]
+    return helper.make_tensor_value_info(name, onnx_elem_type(ty.get_element_type()), shape)
 
 
 def _tensor_from_dense(
@@ -308,8 +308,9 @@ class _Exporter:
         return names
 
     def emit(self, op: Operation) -> None:
-        method = getattr(self, "emit_" + type(op).__name__, None)
-        if method is None:
+        cls = type(op)
+        method = getattr(self, "emit_" + cls.__name__, None)
+        if method is None or getattr(graph, cls.__name__, None) is not cls:  # graph ops only
             where = f" (ONNX node '{_node_name(op)}')" if _node_name(op) else ""
             raise ExportError(f"{op.name}{where} has no ONNX export")
         method(op)

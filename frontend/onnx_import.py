@@ -49,6 +49,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
     Float16Type,
+    Float32Type,
     Float64Type,
     BytesAttr,
     DenseArrayBase,
@@ -462,9 +463,37 @@ def _infer_shapes(light: onnx.ModelProto) -> tuple[dict[str, TensorType], str | 
     return types, error_message
 
 
+def _probe_feeds(probe: onnx.ModelProto, input_names: set[str], fill: str,
+                 weights: Callable[[str], np.ndarray | None]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for vi in probe.graph.input:
+        if vi.name not in input_names:
+            value = weights(vi.name)
+            if value is not None:
+                feeds[vi.name] = value
+                continue
+        t = _type_from_value_info(vi)
+        if t is None or not is_static(t):
+            continue
+        dtype = graph.numpy_dtype(t.element_type)
+        shape = t.get_shape()
+        if fill == "zeros" or vi.name not in input_names:
+            feeds[vi.name] = np.zeros(shape, dtype)
+        elif np.issubdtype(dtype, np.floating):
+            feeds[vi.name] = (rng.standard_normal(shape) * (1 if fill == "ones" else 3)).astype(dtype)
+        else:
+            feeds[vi.name] = np.full(shape, 1 if fill == "ones" else 2, dtype)
+    return feeds
+
+
 def _ort_types(light: onnx.ModelProto, inputs: list[tuple[str, TensorType]],
-               names: Sequence[str], label: str, weights: dict[str, np.ndarray]) -> dict[str, TensorType]:
-    """Types of `names` from running the model prefix on onnxruntime with zero inputs."""
+               names: Sequence[str], label: str,
+               weights: Callable[[str], np.ndarray | None]) -> dict[str, TensorType]:
+    """Types of `names` from running the model prefix on onnxruntime three times: with
+    zero inputs, then normal floats with integer ones, then wider normal floats with
+    integer twos.  A value whose shape differs between the runs (or that not every run
+    could compute) depends on the input values: all its sizes become dynamic."""
     import onnxruntime
 
     probe = onnx.ModelProto()
@@ -472,33 +501,43 @@ def _ort_types(light: onnx.ModelProto, inputs: list[tuple[str, TensorType]],
     probe.ir_version = min(probe.ir_version, ORT_MAX_IR_VERSION)
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
-    feeds = {}
-    for vi in probe.graph.input:
-        if vi.name in weights:
-            feeds[vi.name] = weights[vi.name]
-            continue
-        t = _type_from_value_info(vi)
-        if t is None or not is_static(t):
-            continue
-        feeds[vi.name] = np.zeros(t.get_shape(), graph.numpy_dtype(t.element_type))
+    input_names = {name for name, _ in inputs}
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4
     try:
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
         session = onnxruntime.InferenceSession(
             probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
-        needed = {i.name for i in session.get_inputs()}
-        results = session.run(list(names), {k: v for k, v in feeds.items() if k in needed})
     except Exception as error:
         raise ModelImportError(
             f"{label}: cannot determine the shapes of {', '.join(names)} "
             f"(ONNX shape inference left them unknown, onnxruntime failed: {str(error).strip()[:300]})"
         ) from None
+    needed = {i.name for i in session.get_inputs()}
+    runs = []
+    errors = []
+    for fill in ("zeros", "ones", "twos"):
+        feeds = _probe_feeds(probe, input_names, fill, weights)
+        try:
+            runs.append(session.run(list(names), {k: v for k, v in feeds.items() if k in needed}))
+        except Exception as error:
+            errors.append(str(error).strip()[:300])
+    if not runs:
+        raise ModelImportError(
+            f"{label}: cannot determine the shapes of {', '.join(names)} "
+            f"(ONNX shape inference left them unknown, onnxruntime failed: {errors[0]})"
+        )
     out = {}
-    for name, arr in zip(names, results):
-        if not isinstance(arr, np.ndarray):
+    for i, name in enumerate(names):
+        arrays = [run[i] for run in runs]
+        if not all(isinstance(a, np.ndarray) for a in arrays):
             raise ModelImportError(f"{label}: value '{name}' is not a tensor")
-        out[name] = TensorType(graph.element_type_from_numpy(arr.dtype), arr.shape)
+        shape = list(arrays[0].shape)
+        if any(a.ndim != len(shape) for a in arrays):
+            raise ModelImportError(f"{label}: the rank of '{name}' depends on the input values")
+        if len(arrays) < 3 or any(list(a.shape) != shape for a in arrays):
+            shape = [DYNAMIC_INDEX] * len(shape)
+        out[name] = TensorType(graph.element_type_from_numpy(arrays[0].dtype), shape)
     return out
 
 
@@ -1004,9 +1043,17 @@ class _Importer:
         self.block = Block(arg_types=[t for _, t in self.inputs])
         self.types: dict[str, TensorType] = {}
         self.shape_error: str | None = None
-        self.weights_for_ort: dict[str, np.ndarray] = {}
+        self.int_input_values: set[str] = set()
+        self.node_reads_int_input = False
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _weight(self, name: str) -> np.ndarray | None:
+        """The value of an initializer (for the onnxruntime shape probe)."""
+        value = self.values.get(name)
+        if value is None or not isinstance(value.owner, graph.ConstantOp):
+            return None
+        return value.owner.to_numpy()
 
     def node_label(self, index: int, node: NodeProto) -> str:
         return node.name or f"{node.op_type}_{index}"
@@ -1029,11 +1076,15 @@ class _Importer:
 
     def run(self) -> ModuleOp:
         g = self.model.graph
-        for (name, _), arg in zip(self.inputs, self.block.args):
+        for (name, t), arg in zip(self.inputs, self.block.args):
             self.values[name] = arg
+            if not isinstance(t.element_type, Float16Type | Float32Type | Float64Type | BFloat16Type):
+                # Integer / bool inputs may carry shapes, axes or indices: a size that ONNX
+                # shape inference cannot give for a value computed from them stays dynamic.
+                self.int_input_values.add(name)
         self._shape_inference()
         self._initializers()
-        for index, node in enumerate(g.node):
+        for index, node in _topological_order(g.node, set(self.values), self.label):
             self._node(index, node)
         return self._finish()
 
@@ -1104,6 +1155,9 @@ class _Importer:
     def _node(self, index: int, node: NodeProto) -> None:
         node_label = self.node_label(index, node)
         inputs = [self.value(name, node_label) for name in node.input]
+        self.node_reads_int_input = any(name in self.int_input_values for name in node.input)
+        if self.node_reads_int_input:
+            self.int_input_values.update(o for o in node.output if o)
         outputs = [o for o in node.output]
         results: Sequence[SSAValue] | None = None
         arrays = self._const_inputs(inputs)
@@ -1152,13 +1206,15 @@ class _Importer:
     def _generic(self, node: NodeProto, node_label: str, inputs: list[SSAValue | None]) -> list[SSAValue]:
         out_names = [o for o in node.output if o]
         dynamic_inputs = any(v is not None and not is_static(v.type) for v in inputs)
-        data_dependent = dynamic_inputs or node.op_type in DATA_DEPENDENT_OPS
+        data_dependent = (
+            dynamic_inputs or node.op_type in DATA_DEPENDENT_OPS or self.node_reads_int_input
+        )
         missing = [
             o for o in out_names
             if o not in self.types or (not is_static(self.types[o]) and not data_dependent)
         ]
         if missing:
-            found = _ort_types(self.light, self.inputs, missing, self.label, self.weights_for_ort)
+            found = _ort_types(self.light, self.inputs, missing, self.label, self._weight)
             for name, t in found.items():
                 if data_dependent:  # rank from onnxruntime, the sizes depend on the data
                     t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
@@ -1201,6 +1257,42 @@ class _Importer:
         except VerifyException as error:
             raise ModelImportError(f"{self.label}: imported IR does not verify: {error}") from None
         return module
+
+
+def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
+                       label: str) -> list[tuple[int, NodeProto]]:
+    """The nodes with their indices, in file order when that is topological (as ONNX
+    requires), else stably sorted so that each node follows its producers (as onnxruntime
+    accepts)."""
+    available = set(defined)
+    in_order = True
+    for node in nodes:
+        if any(name and name not in available for name in node.input):
+            in_order = False
+            break
+        available.update(node.output)
+    if in_order:
+        return list(enumerate(nodes))
+    available = set(defined)
+    pending = list(enumerate(nodes))
+    order: list[tuple[int, NodeProto]] = []
+    while pending:
+        rest = []
+        for index, node in pending:
+            if all(not name or name in available for name in node.input):
+                order.append((index, node))
+                available.update(node.output)
+            else:
+                rest.append((index, node))
+        if len(rest) == len(pending):
+            index, node = rest[0]
+            missing = next(n for n in node.input if n and n not in available)
+            raise ModelImportError(
+                f"{label}: node '{node.name or f'{node.op_type}_{index}'}' uses '{missing}', "
+                f"which no node, input or initializer defines (or the graph has a cycle)"
+            )
+        pending = rest
+    return order
 
 
 def _remove_dead_ops(block: Block) -> None:

@@ -22,6 +22,11 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "graph-cleanup": lambda: __import__("mrvl.lowering.graph_pipeline", fromlist=["_"]).GraphCleanupPass,
         "convert-graph-to-mrvl": lambda: __import__("mrvl.lowering.convert_graph_to_mrvl", fromlist=["_"]).ConvertGraphToMrvlPass,
         "mrvl-partition": lambda: __import__("mrvl.lowering.mrvl_partition", fromlist=["_"]).MrvlPartitionPass,
+        "mlip-quantize": lambda: __import__("mrvl.lowering.mlip_quantize", fromlist=["_"]).MlipQuantizePass,
+        "mlip-tile-split": lambda: __import__("mrvl.lowering.mlip_tile_split", fromlist=["_"]).MlipTileSplitPass,
+        "convert-mrvl-to-mlip": lambda: __import__("mrvl.lowering.convert_mrvl_to_mlip", fromlist=["_"]).ConvertMrvlToMlipPass,
+        "mlip-ocm-alloc": lambda: __import__("mrvl.lowering.mlip_ocm_alloc", fromlist=["_"]).MlipOcmAllocPass,
+        "mlip-dma-schedule": lambda: __import__("mrvl.lowering.mlip_dma_schedule", fromlist=["_"]).MlipDmaSchedulePass,
     }
 
 
@@ -29,4 +34,6 @@ def get_all_targets() -> dict[str, Callable[[], type[Target]]]:
     """Target name (as given to `mrvl-opt -t`) -> loader of its Target class."""
     return {
         "mrvl-json": lambda: __import__("mrvl.lowering.mrvl_json", fromlist=["_"]).MrvlJsonTarget,
+        "mlip-asm": lambda: __import__("mrvl.lowering.mlip_emit", fromlist=["_"]).MlipAsmTarget,
+        "mlip-bin": lambda: __import__("mrvl.lowering.mlip_emit", fromlist=["_"]).MlipBinTarget,
     }

@@ -115,3 +115,264 @@ def compile_json_pair(nodes: Any, consts: Any, **options: Any) -> bytes:
 def compile_module(module: ModuleOp, **options: Any) -> list[CompiledSubgraph]:
     """Compile every accelerator sub-graph of a partitioned module."""
     return [compile_function(fn, **options) for fn in accelerator_functions(module)]
+
+
+# ---- the whole flow: ONNX model -> build directory ----------------------------------------
+def _dtype_name(typ) -> str:
+    from xdsl.dialects.builtin import Float16Type, Float32Type, Float64Type, IntegerType
+
+    elem = typ.element_type
+    if isinstance(elem, Float32Type):
+        return "float32"
+    if isinstance(elem, Float16Type):
+        return "float16"
+    if isinstance(elem, Float64Type):
+        return "float64"
+    if isinstance(elem, IntegerType):
+        width = elem.width.data
+        return "bool" if width == 1 else f"int{width}"
+    return str(elem)
+
+
+def _spec(name: str, typ) -> dict[str, Any]:
+    """A manifest tensor entry; a dynamic dimension (e.g. after NMS) is written as -1."""
+    shape = [int(d) if int(d) >= 0 else -1 for d in typ.get_shape()]
+    return {"name": name, "shape": shape, "dtype": _dtype_name(typ)}
+
+
+def _main(module: ModuleOp) -> func.FuncOp:
+    for op in module.ops:
+        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
+            return op
+    raise CompileError("the partitioned module has no @main")
+
+
+def plan_steps(module: ModuleOp) -> tuple[list[dict], list[dict], list[dict]]:
+    """(model inputs, model outputs, steps) of a partitioned module, in execution order,
+    with the tensor names of docs/build-dir.md (model names at the borders, t<k> inside)."""
+    from mrvl.sim.reference import input_names, output_names
+
+    main = _main(module)
+    args = list(main.body.block.args)
+    name_of: dict = dict(zip(args, input_names(module), strict=True))
+    ret = main.body.block.last_op
+    assert ret is not None
+    out_names = output_names(module)
+    for value, name in zip(ret.operands, out_names, strict=True):
+        if value not in name_of:
+            name_of[value] = name
+    inputs = [_spec(name_of[a], a.type) for a in args]
+    outputs = [_spec(n, v.type) for v, n in zip(ret.operands, out_names, strict=True)]
+    steps = []
+    counter = 0
+    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+    for op in main.body.block.ops:
+        if not isinstance(op, func.CallOp):
+            continue
+        for value in op.results:
+            if value not in name_of:
+                name_of[value] = f"t{counter}"
+                counter += 1
+        symbol = op.callee.root_reference.data
+        callee = funcs.get(symbol)
+        target = callee.attributes.get("mrvl.target") if callee is not None else None
+        kind = getattr(target, "data", "cpu")
+        steps.append({"kind": kind, "symbol": symbol,
+                      "inputs": [name_of[v] for v in op.arguments],
+                      "outputs": [name_of[v] for v in op.results]})
+    return inputs, outputs, steps
+
+
+def subgraph_inputs(module: ModuleOp, feeds: Sequence[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """The input arrays of every sub-graph call when @main runs on `feeds` (reference)."""
+    from mrvl.sim.reference import run_function
+
+    main = _main(module)
+    values: dict = dict(zip(main.body.block.args, feeds, strict=True))
+    found: dict[str, list[np.ndarray]] = {}
+    for op in main.body.block.ops:
+        if not isinstance(op, func.CallOp):
+            continue
+        args = [values[v] for v in op.arguments]
+        symbol = op.callee.root_reference.data
+        found[symbol] = args
+        for value, arr in zip(op.results, run_function(module, args, func_name=symbol),
+                              strict=True):
+            values[value] = arr
+    return found
+
+
+def _rename_onnx_io(model, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Rename the graph inputs / outputs of an exported CPU model to the manifest names."""
+    graph = model.graph
+    mapping = {}
+    for vi, name in zip(graph.input, inputs, strict=True):
+        mapping[vi.name] = name
+    for vi, name in zip(graph.output, outputs, strict=True):
+        mapping[vi.name] = name
+    if all(k == v for k, v in mapping.items()):
+        return
+    for vi in (*graph.input, *graph.output):
+        vi.name = mapping.get(vi.name, vi.name)
+    for node in graph.node:
+        for i, n in enumerate(node.input):
+            node.input[i] = mapping.get(n, n)
+        for i, n in enumerate(node.output):
+            node.output[i] = mapping.get(n, n)
+
+
+@dataclass
+class CompileResult:
+    """What `compile_model` produced (besides the files)."""
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    subgraphs: list[CompiledSubgraph] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+
+PARTITION_KEYS = ("mode", "cpu_layers", "max_layers", "require_compute", "batch_size")
+
+
+def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: Any
+                         ) -> CompileResult:
+    """`compile_model`, returning the in-memory results too."""
+    import json
+    import shutil
+
+    import onnx
+
+    from mrvl.frontend.onnx_export import export_function
+    from mrvl.lowering.backend_report import program_report, write_reports
+    from mrvl.lowering.mrvl_json import write_json_pair
+    from mrvl.lowering.mrvl_partition import compile_to_partitioned
+    from mrvl.lowering.offload_report import write_report
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise CompileError(f"model file '{onnx_path}' does not exist")
+    num_tiles = int(options.pop("num_tiles", 1))
+    quantize = str(options.pop("quantize", "fp16"))
+    io_dtype = options.pop("io_dtype", None)
+    ocm_size = int(options.pop("ocm_size", isa.DEFAULT_OCM_SIZE))
+    page_size = int(options.pop("page_size", isa.DEFAULT_PAGE_SIZE))
+    calibration = options.pop("calibration", None)
+    partition = {k: options.pop(k) for k in PARTITION_KEYS if k in options}
+    if options:
+        raise CompileError(f"unknown compile option(s): {sorted(options)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module = compile_to_partitioned(str(onnx_path), **partition)
+    model_inputs, model_outputs, steps = plan_steps(module)
+    if quantize == "int8":
+        feeds = _calibration_feeds(calibration, model_inputs)
+        per_call = [subgraph_inputs(module, batch) for batch in feeds]
+    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+    result = CompileResult(out, {})
+    shutil.copyfile(onnx_path, out / "model.onnx")
+    for model_id, step in enumerate(steps):
+        fn = funcs[step["symbol"]]
+        if step["kind"] == "cpu":
+            model = export_function(module, step["symbol"])
+            _rename_onnx_io(model, step["inputs"], step["outputs"])
+            onnx.save(model, out / f"{step['symbol']}.onnx")
+            step["onnx"] = f"{step['symbol']}.onnx"
+            continue
+        nodes_path, consts_path = write_json_pair(fn, out)
+        cal = None
+        if quantize == "int8":
+            cal = [calls[step["symbol"]] for calls in per_call]
+        quantize_function(fn, quantize, io_dtype, cal)
+        split_function(fn, num_tiles)
+        prog = convert_function(fn, ocm_size, page_size, step["inputs"], step["outputs"])
+        allocate_ocm(prog)
+        schedule(prog)
+        binary = to_model_binary(prog, model_id)
+        data = binary.to_bytes()
+        (out / f"{step['symbol']}.bin").write_bytes(data)
+        sub = CompiledSubgraph(step["symbol"], prog, binary, data)
+        result.subgraphs.append(sub)
+        report = program_report(prog)
+        result.reports.append(report)
+        step.update({
+            "nodes": nodes_path.name, "consts": consts_path.name,
+            "binary": f"{step['symbol']}.bin",
+            "layers": sum(1 for layer in prog.layers if layer.kind != "copy"),
+            "macs": report["macs"],
+        })
+    write_report(module, out / "offload.json")
+    write_reports(result.reports, out / "static_report.json")
+    manifest = {
+        "format": "mrvl-build",
+        "version": 1,
+        "model": {"onnx": "model.onnx", "inputs": model_inputs, "outputs": model_outputs},
+        "options": {"num_tiles": num_tiles, "quantize": quantize, "ocm_size": ocm_size,
+                    "page_size": page_size, "io_dtype": io_dtype or (
+                        "i8" if quantize == "int8" else "f16"),
+                    "partition": {k: (list(v) if isinstance(v, tuple) else v)
+                                  for k, v in partition.items()}},
+        "steps": [_ordered_step(s) for s in steps],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    result.manifest = manifest
+    return result
+
+
+def _ordered_step(step: dict[str, Any]) -> dict[str, Any]:
+    order = ("kind", "symbol", "nodes", "consts", "binary", "onnx", "inputs", "outputs",
+             "layers", "macs")
+    return {k: step[k] for k in order if k in step}
+
+
+def _calibration_feeds(calibration: Any, specs: list[dict]) -> list[list[np.ndarray]]:
+    """Model-input calibration sets: an .npz path, a mapping name -> array (a leading extra
+    dimension holds several samples), a list of such sets, or None (one seeded
+    standard-normal set)."""
+    if calibration is None:
+        rng = np.random.default_rng(0)
+        return [[rng.standard_normal(s["shape"]).astype(np.float32) for s in specs]]
+    if isinstance(calibration, str | Path):
+        try:
+            data = np.load(calibration)
+        except (OSError, ValueError) as error:
+            raise CompileError(f"--calibration: cannot read '{calibration}': {error}") from None
+        calibration = {k: data[k] for k in data.files}
+    if isinstance(calibration, dict):
+        sets = []
+        arrays = []
+        for k, s in enumerate(specs):
+            key = s["name"] if s["name"] in calibration else list(calibration)[k]
+            arrays.append(np.asarray(calibration[key], dtype=np.float32))
+        if all(list(a.shape) == s["shape"] for a, s in zip(arrays, specs, strict=True)):
+            return [arrays]
+        if all(list(a.shape[1:]) == s["shape"] for a, s in zip(arrays, specs, strict=True)):
+            count = min(a.shape[0] for a in arrays)
+            for i in range(count):
+                sets.append([a[i] for a in arrays])
+            return sets
+        raise CompileError(
+            f"calibration arrays {[list(a.shape) for a in arrays]} do not match the model "
+            f"inputs {[s['shape'] for s in specs]}")
+    return [list(batch) for batch in calibration]
+
+
+def compile_model(onnx_path: str | Path, out_dir: str | Path, **options: Any):
+    """ONNX model -> build directory (docs/build-dir.md); returns the runtime's `Manifest`
+    (sim/runtime.py `load_manifest`) of what was written (the manifest as a dict when the
+    runtime's reader does not take it, e.g. dynamic output shapes written as -1).
+
+    Options: num_tiles (1, 2, 4, 8), quantize ("fp16" | "int8"), io_dtype ("f16", "f32",
+    "i8"), ocm_size, page_size, calibration (int8: .npz of model inputs or arrays), and the
+    partition options of `partition_for_mrvl` (mode, cpu_layers, max_layers,
+    require_compute, batch_size).
+    """
+    result = compile_model_result(onnx_path, out_dir, **options)
+    try:
+        from mrvl.sim.runtime import BuildDirError, load_manifest
+    except ImportError:  # pragma: no cover - the runtime is part of the package
+        return result.manifest
+    try:
+        return load_manifest(result.out_dir)
+    except BuildDirError:
+        # the runtime's reader rejects dynamic output shapes (-1); the files are complete
+        return result.manifest

@@ -331,17 +331,18 @@ class PoolPattern(RewritePattern):
             pads = [a + b for a, b in zip(pads, extra)]
             fusion.ops.insert(0, pad_op)
             x = pad_op.input
-        common = dict(
-            layer_name=UNNAMED,
-            kernel_shape=graph.ints(op.kernel_shape),
-            strides=graph.ints(op.strides),
-            pads=pads,
-            result_type=op.results[0].type,
-        )
+        kernel, strides = graph.ints(op.kernel_shape), graph.ints(op.strides)
+        out_type = op.results[0].type
         if isinstance(op, graph.MaxPool2DOp):
-            layer: mrvl.MrvlLayerOp = mrvl.Maxpool2DOp(x, **common)  # type: ignore[arg-type]
+            layer: mrvl.MrvlLayerOp = mrvl.Maxpool2DOp(
+                x, layer_name=UNNAMED, kernel_shape=kernel, strides=strides, pads=pads,
+                result_type=out_type,
+            )
         else:
-            layer = mrvl.Avgpool2DOp(x, count_include_pad=count_include_pad, **common)  # type: ignore[arg-type]
+            layer = mrvl.Avgpool2DOp(
+                x, layer_name=UNNAMED, kernel_shape=kernel, strides=strides, pads=pads,
+                count_include_pad=count_include_pad, result_type=out_type,
+            )
         _finish(rewriter, fusion, [layer])
 
 

@@ -20,7 +20,7 @@ weight steps, int32 bias, per-tensor activation steps from mlip-quantize).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,6 +226,24 @@ def _chunk_candidates(total: int, unit: int) -> list[int]:
     return seen
 
 
+def _segments(kind: str, ranges, batch: int, rows: int, chans: int):
+    """Per tile, its work as (image, row start, row end, channel start, channel end):
+    a "rows" split ranges over the rows of all images (image-major), a "channels" split
+    gives every image's rows."""
+    out = []
+    for lo, hi in ranges:
+        segs = []
+        if kind == "rows":
+            for n in range(batch):
+                r0, r1 = max(lo - n * rows, 0), min(hi - n * rows, rows)
+                if r1 > r0:
+                    segs.append((n, r0, r1, 0, chans))
+        elif hi > lo:
+            segs = [(n, 0, rows, lo, hi) for n in range(batch)]
+        out.append(segs)
+    return out
+
+
 # ---- Conv2D -------------------------------------------------------------------------------
 def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: SSAValue,
                    y: SSAValue, k: int):
@@ -267,12 +285,9 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     es = b.es
     kind, ranges = b.split()
-    if kind == "rows":
-        work = [((r0, r1), (0, o)) for r0, r1 in ranges]
-    else:
-        work = [((0, oh), (o0, o1)) for o0, o1 in ranges]
-    max_rows = max(r1 - r0 for (r0, r1), _ in work)
-    max_oc = max(o1 - o0 for _, (o0, o1) in work)
+    work = _segments(kind, ranges, n_, oh, o)
+    max_rows = max((r1 - r0 for segs in work for _, r0, r1, _, _ in segs), default=0)
+    max_oc = max((o1 - o0 for segs in work for _, _, _, o0, o1 in segs), default=0)
     if max_rows == 0 or max_oc == 0:
         return
     ocg = o // groups
@@ -334,12 +349,10 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
     x_strides = (h * w * c, w * c, c, 1)
     y_strides = (oh * ow * o, ow * o, o, 1)
-    for tile, ((r_lo, r_hi), (o_lo, o_hi)) in enumerate(work):
-        if r_hi <= r_lo or o_hi <= o_lo:
-            continue
+    for tile, segs in enumerate(work):
         index = 0
         wloads = 0
-        for n in range(n_):
+        for n, r_lo, r_hi, o_lo, o_hi in segs:
             for oc0, oc1 in _bands(o_lo, o_hi, oc_chunk):
                 new_chunk = True
                 for r0, r1 in _bands(r_lo, r_hi, rb):
@@ -484,12 +497,9 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
     xt, yt = b.tensor(op.operands[0]), b.tensor(op.results[0])
     es = b.es
     kind, ranges = b.split()
-    if kind == "rows":
-        work = [((r0, r1), (0, c)) for r0, r1 in ranges]
-    else:
-        work = [((0, oh), (c0, c1)) for c0, c1 in ranges]
-    max_rows = max(r1 - r0 for (r0, r1), _ in work)
-    max_c = max(c1 - c0 for _, (c0, c1) in work)
+    work = _segments(kind, ranges, n_, oh, c)
+    max_rows = max((r1 - r0 for segs in work for _, r0, r1, _, _ in segs), default=0)
+    max_c = max((c1 - c0 for segs in work for _, _, _, c0, c1 in segs), default=0)
     if max_rows == 0 or max_c == 0:
         return
 
@@ -514,11 +524,9 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
     flags = int(Flag.COUNT_PAD) if count_pad else 0
     x_strides = (h * w * c, w * c, c, 1)
     y_strides = (oh * ow * c, ow * c, c, 1)
-    for tile, ((r_lo, r_hi), (c_lo, c_hi)) in enumerate(work):
-        if r_hi <= r_lo or c_hi <= c_lo:
-            continue
+    for tile, segs in enumerate(work):
         index = 0
-        for n in range(n_):
+        for n, r_lo, r_hi, c_lo, c_hi in segs:
             for ch0, ch1 in _bands(c_lo, c_hi, cc):
                 for r0, r1 in _bands(r_lo, r_hi, rb):
                     blk = Block(tile)
@@ -828,8 +836,12 @@ def output_names(fn: func.FuncOp) -> list[str]:
 
 
 def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
-                     page_size: int = isa.DEFAULT_PAGE_SIZE) -> Program:
-    """Lower one accelerator sub-graph (module docstring)."""
+                     page_size: int = isa.DEFAULT_PAGE_SIZE,
+                     input_names: Sequence[str] | None = None,
+                     output_names_: Sequence[str] | None = None) -> Program:
+    """Lower one accelerator sub-graph (module docstring). `input_names` / `output_names_`
+    name the I/O tensors (default: the arguments' `graph.name`, the function's
+    `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`)."""
     if page_size not in (1024, 2048, 4096, 8192, 16384):
         raise CompileError(f"--page-size: expected 1, 2, 4, 8 or 16 KiB, got {page_size}")
     if not 4 * page_size <= ocm_size <= isa.DEFAULT_OCM_SIZE:
@@ -841,7 +853,7 @@ def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
     in_scales = ([a.value.data for a in scales_attr.data]  # type: ignore[union-attr]
                  if isinstance(scales_attr, ArrayAttr) else None)
     for k, arg in enumerate(fn.body.block.args):
-        name = _arg_name(fn, k)
+        name = input_names[k] if input_names is not None else _arg_name(fn, k)
         t = prog.add_tensor(DramTensor(name, mrvl.tensor_shape(arg), conv.io_dtype, "input",
                                        layout=_input_layout(arg)))
         if in_scales is not None:
@@ -850,7 +862,7 @@ def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
         prog.inputs.append(name)
     ret = fn.body.block.last_op
     heads = list(ret.operands) if ret is not None else []
-    names = output_names(fn)
+    names = list(output_names_) if output_names_ is not None else output_names(fn)
     head_name: dict[SSAValue, str] = {}
     for value, name in zip(heads, names, strict=True):
         head_name.setdefault(value, name)

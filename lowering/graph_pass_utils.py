@@ -1,8 +1,7 @@
 """Small helpers shared by the graph cleanup and layout passes (`lowering/graph_*.py`).
 
-Invariants: nothing here mutates IR except `insert_constant`, which only inserts a new
-`graph.constant`; arrays returned by `constant_array` are read-only views of the constant's
-raw bytes (never copied).
+Invariants: nothing here mutates IR (`new_constant` builds a detached `graph.constant`); arrays
+returned by `constant_array` are read-only views of the constant's raw bytes (never copied).
 """
 
 from __future__ import annotations
@@ -23,9 +22,6 @@ class GraphPassOptionError(MrvlError):
 
 NCHW_TO_NHWC: tuple[int, ...] = (0, 2, 3, 1)
 """`transpose` permutation turning an NCHW tensor into NHWC (also OIHW -> OHWI)."""
-
-NHWC_TO_NCHW: tuple[int, ...] = (0, 3, 1, 2)
-"""`transpose` permutation turning an NHWC tensor into NCHW (also OHWI -> OIHW)."""
 
 
 def constant_op(value: SSAValue) -> graph.ConstantOp | None:
@@ -51,12 +47,6 @@ def shape_of(value: SSAValue) -> tuple[int, ...]:
     return tuple(ty.get_shape())
 
 
-def defining_op(value: SSAValue) -> Operation | None:
-    """The op defining `value` (None for a block argument)."""
-    owner = value.owner
-    return owner if isinstance(owner, Operation) else None
-
-
 def permutation_of(op: Operation) -> tuple[int, ...] | None:
     """The axis permutation a `graph.transpose` or `graph.layout_transform` applies
     (result.shape[i] = input.shape[perm[i]]), or None for any other op."""
@@ -73,10 +63,12 @@ def compose(inner: Sequence[int], outer: Sequence[int]) -> tuple[int, ...]:
 
 
 def is_identity(perm: Sequence[int]) -> bool:
+    """Whether `perm` leaves every axis in place."""
     return all(i == p for i, p in enumerate(perm))
 
 
 def permute_shape(shape: Sequence[int], perm: Sequence[int]) -> tuple[int, ...]:
+    """`shape` after a transpose by `perm`."""
     return tuple(shape[p] for p in perm)
 
 
@@ -94,9 +86,3 @@ def new_constant(
     op.result.name_hint = name_hint
     return op
 
-
-def tensor_type_like(value: SSAValue, shape: Sequence[int]) -> TensorType:
-    """A tensor type with `value`'s element type and the given shape."""
-    ty = value.type
-    assert isinstance(ty, TensorType)
-    return TensorType(ty.element_type, list(shape))

@@ -12,7 +12,12 @@ one see what the previous ones exposed.
 
 Input: an imported graph-dialect module. Output: the same values (rtol 1e-4 / atol 1e-5 for
 the folded float arithmetic), in NHWC / OHWI for every op the accelerator takes when
-layout = "NHWC", with layout transforms only at the borders of the NHWC regions.
+layout = "NHWC", with layout transforms only at the borders of the NHWC regions. Like every
+xDSL greedy rewrite, each pass also erases `Pure` ops whose results are unused. Running the
+cleanup twice changes nothing the second time.
+
+ResNet-50 (25.6M parameters): about 0.3 s for the whole cleanup
+(`bench/bench_graph_passes.py`).
 """
 
 from __future__ import annotations

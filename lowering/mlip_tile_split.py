@@ -6,7 +6,7 @@ Output: the same, each layer annotated with `mlip.split` ("rows", "channels" or 
 output rows or output channels; an empty range leaves the tile idle for that layer), and the
 function with `mlip.num_tiles`.
 
-- Conv2D: output rows, or output channels (whole groups) when that moves fewer DRAM bytes
+- Conv2D: output rows (of all images: the range is over batch x rows), or output channels (whole groups) when that moves fewer DRAM bytes
   for the same balance (every tile of a row split reads all weights; every tile of a channel
   split reads the whole input).
 - FC, global pools: output channels. Pools: output rows. Sum, Concat, transposes: the
@@ -90,12 +90,13 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, out_es: int):
     n, h, w, c = mrvl.tensor_shape(op.input)
     _, oh, ow, o = mrvl.tensor_shape(op.output)
     groups = op.groups.value.data
-    rows = balanced_ranges(oh, tiles, row_unit(ow * o * out_es))
+    rows = balanced_ranges(n * oh, tiles, row_unit(ow * o * out_es))
     w_bytes = math.prod(mrvl.tensor_shape(op.weight)) * es
     in_bytes = n * h * w * c * es
     macs = op.macs()
     used_rows = sum(1 for s, e in rows if e > s)
-    cost_rows = max(macs * _max_share(rows) / oh / 256, (used_rows * w_bytes + in_bytes) / 64)
+    cost_rows = max(macs * _max_share(rows) / (n * oh) / 256,
+                    (used_rows * w_bytes + in_bytes) / 64)
     best = ("rows", rows, cost_rows)
     ocg = o // groups
     unit = math.lcm(channel_unit(out_es), ocg if groups > 1 else 1)
@@ -147,8 +148,8 @@ def choose_split(
             return "channels", balanced_ranges(c, tiles, channel_unit(out_es))
         return "channels", [(0, c)] + [(c, c)] * (tiles - 1)
     if isinstance(op, mrvl.Maxpool2DOp | mrvl.Avgpool2DOp):
-        _, oh, ow, c = out_shape
-        return "rows", balanced_ranges(oh, tiles, row_unit(ow * c * out_es))
+        n, oh, ow, c = out_shape
+        return "rows", balanced_ranges(n * oh, tiles, row_unit(ow * c * out_es))
     return generic_split(out_shape, tiles, out_es)
 
 

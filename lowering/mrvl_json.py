@@ -4,9 +4,9 @@ Format: `../shared/docs/mrvl-json.md` (upstream TVM's Marvell codegen). One pair
 accelerator sub-graph (`func.func @tvmgen_mrvl_main_<N>` with `mrvl.target = "accelerator"`).
 
 Invariants:
-- Output is deterministic: keys sorted, two-space indent, floats as 17 significant digits,
-  constants as base64 of raw little-endian float32 bytes; the same module gives byte-identical
-  files.
+- Output is deterministic: keys sorted (Nodes-JSON with a two-space indent, Constants-JSON
+  with one constant per line), floats as 17 significant digits, constants as base64 of raw
+  little-endian float32 bytes; the same module gives byte-identical files.
 - `read_json_pair(write_json_pair(f))` rebuilds `f` exactly (same ops, properties, constants in
   the same order), because every property of a layer is in its node attributes. Keys beyond
   upstream's set (`clip_min`, `clip_max`, `count_include_pad`, `axis`, `input_const_idx`,
@@ -24,7 +24,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -119,7 +119,7 @@ def _const_entry(arr: np.ndarray, kind: str, rank: int) -> dict[str, Any]:
         "dtype": "float32",
         "min": fmt17(data.min()) if data.size else "0",
         "max": fmt17(data.max()) if data.size else "0",
-        "data_base64": base64.b64encode(data.tobytes()).decode("ascii"),
+        "data_base64": base64.b64encode(memoryview(data).cast("B")).decode("ascii"),
     }
 
 
@@ -342,6 +342,23 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, sort_keys=True, indent=2) + "\n"
 
 
+def consts_chunks(consts: dict[str, Any]) -> Iterator[str]:
+    """Deterministic Constants-JSON text in pieces: one constant per line, keys sorted.
+
+    Equivalent to `json.dumps(consts, sort_keys=True)` up to whitespace, without copying
+    the (large) base64 strings through the JSON encoder.
+    """
+    yield "{"
+    for i, name in enumerate(sorted(consts)):
+        entry = consts[name]
+        rest = {k: v for k, v in entry.items() if k != "data_base64"}
+        yield ",\n " if i else "\n "
+        yield f'{json.dumps(name)}: {{"data_base64": "'
+        yield entry["data_base64"]
+        yield '", ' + json.dumps(rest, sort_keys=True)[1:]
+    yield "\n}\n"
+
+
 def write_json_pair(fn: func.FuncOp, out_dir: str | Path) -> tuple[Path, Path]:
     """Write `<sym>-nodes.json` and `<sym>-consts.json` of one sub-graph into `out_dir`."""
     nodes, consts = subgraph_to_json(fn)
@@ -351,7 +368,8 @@ def write_json_pair(fn: func.FuncOp, out_dir: str | Path) -> tuple[Path, Path]:
         nodes_path = directory / f"{nodes['symbol']}-nodes.json"
         consts_path = directory / f"{nodes['symbol']}-consts.json"
         nodes_path.write_text(dumps(nodes))
-        consts_path.write_text(dumps(consts))
+        with open(consts_path, "w") as handle:
+            handle.writelines(consts_chunks(consts))
     except OSError as exc:
         raise JsonPairError(f"cannot write the JSON pair into '{directory}': {exc}") from exc
     return nodes_path, consts_path
@@ -380,7 +398,7 @@ class MrvlJsonTarget(Target):
             output.write(f"// ----- {nodes['symbol']}-nodes.json\n")
             output.write(dumps(nodes))
             output.write(f"// ----- {nodes['symbol']}-consts.json\n")
-            output.write(dumps(consts))
+            output.writelines(consts_chunks(consts))
 
 
 # ----------------------------------------------------------------------------- checker

@@ -45,11 +45,14 @@ def _dtype_name(typ: object) -> str:
 
 
 def _common(op: Operation) -> Verdict:
-    """Every tensor f32 and the batch (first dim of the first operand) within the limit."""
+    """Every tensor f32 and non-empty, the batch (first dim of the first operand) within the
+    limit."""
     for value in (*op.operands, *op.results):
         typ = value.type
         if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
             return False, f"dtype {_dtype_name(typ)} not supported"
+        if 0 in _shape(value):
+            return False, f"empty tensor {list(_shape(value))} not supported"
     if op.operands:
         shape = _shape(op.operands[0])
         if len(shape) >= 2 and shape[0] > MAX_BATCH:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation
 
 from mrvl.dialects import graph, mrvl
@@ -73,16 +73,17 @@ def offload_report(module: ModuleOp) -> dict[str, Any]:
             for op in fn.body.block.ops:
                 if not isinstance(op, mrvl.MrvlLayerOp):
                     continue
-                macs = op.macs()  # type: ignore[attr-defined]
+                macs = op.macs()
                 accel_macs += macs
                 nodes = op.attributes.get(ONNX_NODES_ATTR)
+                names = (
+                    [s.data for s in nodes.data if isinstance(s, StringAttr)]
+                    if isinstance(nodes, ArrayAttr)
+                    else []
+                )
                 layers.append(
-                    {
-                        "layer": op.name_str,
-                        "kind": op.LAYER_NAME,
-                        "onnx_nodes": [s.data for s in nodes.data] if nodes else [],  # type: ignore[union-attr]
-                        "macs": macs,
-                    }
+                    {"layer": op.name_str, "kind": op.LAYER_NAME, "onnx_nodes": names,
+                     "macs": macs}
                 )
             accel.append({"name": sym, "layers": layers})
             continue

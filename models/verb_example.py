@@ -1,15 +1,16 @@
 """`mrvl example [mnist|resnet50|ssd]`: compile an in-repo model, run it end to end, report.
 
 - `mnist` (the README's first command): the RFC's MNIST CNN trained on scikit-learn's digits
-  is compiled (fp16, 8 tiles by default) into a build directory; the held-out split (450
-  images) runs through the hybrid runtime (accelerator sub-graphs simulated, CPU parts on
-  onnxruntime), one compiled batch at a time; prints the accuracy of the simulated fp16 model
-  next to onnxruntime's fp32 accuracy, the share of images whose predicted labels agree,
-  how many images pass Marvell's fp16 rule on the logits, and the performance report.
+  is compiled (fp16, 8 tiles, batch 8 by default) into a build directory; the held-out split
+  (450 images) runs through the hybrid runtime (accelerator sub-graphs simulated, CPU parts on
+  onnxruntime), one compiled batch at a time (the last one zero-padded); prints the accuracy
+  of the simulated fp16 model next to onnxruntime's fp32 accuracy, the share of images whose
+  predicted labels agree, how many images pass Marvell's fp16 rule on the logits, and the
+  performance report.
 - `resnet50`, `ssd`: compile the model and run one seeded input with the acceptance check.
 
-`run_example(name, out_dir, ...) -> dict` returns the figures (used by the tests and
-bench/run.py).
+`run_mnist(out_dir, ...)` and `run_single(name, out_dir, ...)` return the figures as a dict
+(used by the tests).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", default=None,
                         help="build directory (default ./mrvl-example-<name>)")
     parser.add_argument("--num-tiles", type=int, default=8, help="accelerator tiles (default 8)")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="batch the model is compiled for (mnist; default 1)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="mnist: batch the model is compiled for (default 8, the most the "
+                        "accelerator takes; the last batch is zero-padded)")
     parser.add_argument("--limit", type=int, default=None,
                         help="mnist: run only the first N held-out images")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
@@ -93,7 +95,7 @@ def _ort_session(model: onnx.ModelProto):
                                 providers=["CPUExecutionProvider"])
 
 
-def run_mnist(out: Path, num_tiles: int = 8, batch: int = 1, limit: int | None = None,
+def run_mnist(out: Path, num_tiles: int = 8, batch: int = 8, limit: int | None = None,
               quiet: bool = True) -> dict[str, Any]:
     """Compile the trained MNIST CNN and evaluate it on the held-out digits."""
     from mrvl.models import load_digits_28, mnist_cnn_trained
@@ -105,10 +107,9 @@ def run_mnist(out: Path, num_tiles: int = 8, batch: int = 1, limit: int | None =
     _, _, x_test, y_test = load_digits_28()
     if limit is not None:
         x_test, y_test = x_test[:limit], y_test[:limit]
-    usable = len(x_test) // batch * batch
-    x_test, y_test = x_test[:usable], y_test[:usable]
+    usable = len(x_test)
     if usable == 0:
-        raise MrvlError(f"mrvl example mnist: fewer images than one batch of {batch}")
+        raise MrvlError("mrvl example mnist: --limit leaves no image to run")
     with CompiledModel.load(out) as compiled:
         input_name = compiled.inputs[0].name
         output_name = compiled.outputs[0].name

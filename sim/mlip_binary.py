@@ -404,6 +404,10 @@ class ModelBinary:
                     )
 
     def to_bytes(self) -> bytes:
+        if not 0 <= self.tile_start <= self.tile_end < isa.MAX_TILES:
+            raise BinaryFormatError(
+                f"tiles {self.tile_start}..{self.tile_end} not within 0..{isa.MAX_TILES - 1}"
+            )
         for key, insns in self.streams.items():
             section, tile, queue = key
             if not (0 <= section < isa.NUM_SECTIONS and 0 <= tile < isa.MAX_TILES

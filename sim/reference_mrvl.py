@@ -198,11 +198,15 @@ class MrvlFunctions(InterpreterFunctions):
         return (run_layer(op, args),)
 
     @impl(mrvl.GlobalAvgpool2DOp)
-    def run_global_avgpool2d(self, interpreter: Interpreter, op: mrvl.GlobalAvgpool2DOp, args: tuple[Any, ...]):
+    def run_global_avgpool2d(
+        self, interpreter: Interpreter, op: mrvl.GlobalAvgpool2DOp, args: tuple[Any, ...]
+    ):
         return (run_layer(op, args),)
 
     @impl(mrvl.GlobalMaxpool2DOp)
-    def run_global_maxpool2d(self, interpreter: Interpreter, op: mrvl.GlobalMaxpool2DOp, args: tuple[Any, ...]):
+    def run_global_maxpool2d(
+        self, interpreter: Interpreter, op: mrvl.GlobalMaxpool2DOp, args: tuple[Any, ...]
+    ):
         return (run_layer(op, args),)
 
     @impl(mrvl.Sum2DOp)
@@ -218,7 +222,9 @@ class MrvlFunctions(InterpreterFunctions):
         return (run_layer(op, args),)
 
     @impl(mrvl.BatchFlattenOp)
-    def run_batch_flatten(self, interpreter: Interpreter, op: mrvl.BatchFlattenOp, args: tuple[Any, ...]):
+    def run_batch_flatten(
+        self, interpreter: Interpreter, op: mrvl.BatchFlattenOp, args: tuple[Any, ...]
+    ):
         return (run_layer(op, args),)
 
     @impl(mrvl.SqueezeOp)
@@ -226,7 +232,9 @@ class MrvlFunctions(InterpreterFunctions):
         return (run_layer(op, args),)
 
     @impl(mrvl.LayoutTransformOp)
-    def run_layout_transform(self, interpreter: Interpreter, op: mrvl.LayoutTransformOp, args: tuple[Any, ...]):
+    def run_layout_transform(
+        self, interpreter: Interpreter, op: mrvl.LayoutTransformOp, args: tuple[Any, ...]
+    ):
         return (run_layer(op, args),)
 
     @impl(mrvl.TransposeOp)

@@ -114,12 +114,16 @@ class Manifest:
         return [s for s in self.steps if s.kind == "accelerator"]
 
 
-def _spec(entry: Any, where: str) -> TensorSpec:
+def _spec(entry: Any, where: str, dynamic: bool = False) -> TensorSpec:
+    """A manifest tensor; -1 marks a data-dependent dimension (outputs only); 0 is an empty
+    dimension (ONNX allows empty tensors)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise BuildDirError(f"{where}: expected an object with a 'name'")
     shape = entry.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise BuildDirError(f"{where} '{entry['name']}': shape must be a list of positive ints")
+    lowest = -1 if dynamic else 0
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= lowest for d in shape):
+        what = "ints >= 0 or -1" if dynamic else "ints >= 0"
+        raise BuildDirError(f"{where} '{entry['name']}': shape must be a list of {what}")
     return TensorSpec(entry["name"], tuple(shape), str(entry.get("dtype", "float32")))
 
 
@@ -149,7 +153,8 @@ def load_manifest(build_dir: str | Path) -> Manifest:
     if not isinstance(model, dict):
         raise BuildDirError(f"{path}: missing 'model'")
     inputs = [_spec(e, f"{path}: model input") for e in model.get("inputs", [])]
-    outputs = [_spec(e, f"{path}: model output") for e in model.get("outputs", [])]
+    outputs = [_spec(e, f"{path}: model output", dynamic=True)
+               for e in model.get("outputs", [])]
     if not outputs:
         raise BuildDirError(f"{path}: the model declares no outputs")
     known = {s.name for s in inputs}
@@ -423,9 +428,10 @@ class CompiledModel:
     def expected_inputs(self) -> str:
         return ", ".join(s.describe() for s in self.inputs)
 
-    def check_inputs(self, inputs: Mapping[str, Any], batch_multiple: bool = False) -> int:
-        """Raise RuntimeInputError unless `inputs` match the manifest; returns how many
-        compiled batches they hold (1 unless `batch_multiple`)."""
+    def check_inputs(self, inputs: Mapping[str, Any], batched: bool = False) -> int:
+        """Raise RuntimeInputError unless `inputs` match the manifest. With `batched`, the
+        first dimension of every input may be any size (the same for all inputs); returns it
+        (the manifest's batch when not `batched`)."""
         expected = self.expected_inputs()
         names = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - names)
@@ -435,7 +441,7 @@ class CompiledModel:
         missing = [s.name for s in self.inputs if s.name not in inputs]
         if missing:
             raise RuntimeInputError(f"missing input(s) {missing}; the model expects {expected}")
-        chunks = set()
+        rows = set()
         for spec in self.inputs:
             arr = inputs[spec.name]
             if not isinstance(arr, np.ndarray):
@@ -445,19 +451,21 @@ class CompiledModel:
                 raise RuntimeInputError(f"input '{spec.name}' has dtype {arr.dtype}, expected "
                                         f"{spec.dtype} (shape {list(spec.shape)})")
             shape = tuple(arr.shape)
-            if shape == spec.shape:
-                chunks.add(1)
-                continue
-            fits = (batch_multiple and len(shape) == len(spec.shape) and len(shape) > 0
-                    and shape[1:] == spec.shape[1:] and shape[0] % spec.shape[0] == 0)
+            fits = shape == spec.shape or (
+                batched and len(shape) == len(spec.shape) and len(shape) > 0
+                and shape[1:] == spec.shape[1:] and shape[0] > 0)
             if not fits:
+                what = f"[N, {', '.join(map(str, spec.shape[1:]))}]" if batched else (
+                    f"{list(spec.shape)}")
                 raise RuntimeInputError(f"input '{spec.name}' has shape {list(shape)}, expected "
-                                        f"{list(spec.shape)} ({spec.dtype})")
-            chunks.add(shape[0] // spec.shape[0])
-        if len(chunks) > 1:
-            raise RuntimeInputError(f"inputs hold different batch counts {sorted(chunks)}; "
-                                    f"the model expects {expected}")
-        return chunks.pop() if chunks else 1
+                                        f"{what} ({spec.dtype})")
+            rows.add(shape[0] if shape else 1)
+        if not batched:
+            return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else 1
+        if len(rows) > 1:
+            raise RuntimeInputError(f"inputs have different batch sizes {sorted(rows)}; the "
+                                    f"model expects {expected}")
+        return rows.pop() if rows else 1
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> RunResult:
         """Run once on inputs of exactly the manifest's shapes and dtypes."""
@@ -470,8 +478,16 @@ class CompiledModel:
         outputs = {}
         for spec in self.outputs:
             value = env[spec.name]
-            arr = adapt_layout(value, spec.shape, "NCHW" if len(spec.shape) == 4 else None,
-                               f"model output '{spec.name}'")
+            where = f"model output '{spec.name}'"
+            if -1 in spec.shape:  # data-dependent (e.g. NMS): only the known dims are checked
+                arr = value.array
+                if arr.ndim != len(spec.shape) or any(
+                        d not in (-1, a) for d, a in zip(spec.shape, arr.shape)):
+                    raise SimulationError(f"{where}: got shape {list(arr.shape)}, the manifest "
+                                          f"declares {list(spec.shape)} (-1: any)")
+            else:
+                arr = adapt_layout(value, spec.shape, "NCHW" if len(spec.shape) == 4 else None,
+                                   where)
             outputs[spec.name] = arr.astype(np.dtype(spec.dtype), copy=False)
         return RunResult(outputs, records)
 
@@ -480,20 +496,33 @@ class CompiledModel:
         inputs: Mapping[str, np.ndarray],
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[dict[str, np.ndarray], list[RunResult]]:
-        """Run inputs whose first dimension is a multiple of the compiled batch, one compiled
-        batch at a time; outputs are concatenated along axis 0. Returns (outputs, results)."""
-        count = self.check_inputs(inputs, batch_multiple=True)
+        """Run inputs holding any number N of samples (first dimension) through the compiled
+        batch B: ceil(N / B) runs, the last one padded with zeros; outputs are concatenated
+        along axis 0 and cut back to N rows. Every input and output must lead with the
+        compiled batch B. Returns (outputs, per-run results)."""
+        total = self.check_inputs(inputs, batched=True)
+        batches = {s.shape[0] for s in self.inputs} | {s.shape[0] for s in self.outputs}
+        if len(batches) != 1:
+            raise RuntimeInputError(
+                "run_batches needs every model input and output to lead with the same batch "
+                f"dimension; the model has {self.expected_inputs()} -> "
+                + ", ".join(s.describe() for s in self.outputs))
+        b = batches.pop()
+        count = -(-total // b)
         results = []
         for k in range(count):
             chunk = {}
             for spec in self.inputs:
-                b = spec.shape[0]
-                chunk[spec.name] = np.ascontiguousarray(inputs[spec.name][k * b:(k + 1) * b])
+                part = inputs[spec.name][k * b:(k + 1) * b]
+                if len(part) < b:
+                    pad = np.zeros((b - len(part), *part.shape[1:]), dtype=part.dtype)
+                    part = np.concatenate([part, pad], axis=0)
+                chunk[spec.name] = np.ascontiguousarray(part)
             results.append(self.run(chunk))
             if progress is not None:
                 progress(k + 1, count)
         outputs = {
-            spec.name: np.concatenate([r.outputs[spec.name] for r in results], axis=0)
+            spec.name: np.concatenate([r.outputs[spec.name] for r in results], axis=0)[:total]
             for spec in self.outputs
         }
         return outputs, results

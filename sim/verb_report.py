@@ -131,11 +131,13 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
                 merged.append({k: row[k] if row[k] not in (None, "") else extra.get(k)
                                for k in row})
             entry["layer_rows"] = merged
-            if isinstance(static_sub, Mapping):
-                for key in ("ocm_bytes", "ocm_size", "ocm_percent", "dma_in_bytes",
-                            "dma_out_bytes", "roofline_cycles", "num_tiles"):
-                    if key in static_sub:
-                        entry[key] = static_sub[key]
+            for source in (sim_report, static_sub):
+                if not isinstance(source, Mapping):
+                    continue
+                for key in ("ocm_bytes", "ocm_percent", "dma_in_bytes", "dma_out_bytes",
+                            "roofline_cycles", "time_ms", "efficiency", "tiles"):
+                    if key in source and key not in entry:
+                        entry[key] = source[key]
         steps.append(entry)
     share = offload.get("accelerator_mac_share")
     return {
@@ -202,7 +204,14 @@ def format_build_report(data: Mapping[str, Any]) -> str:
     for step in data["steps"]:
         if step["kind"] != "accelerator":
             continue
-        lines.append(f"@{step['symbol']}: {_fmt(step.get('cycles'))} cycles "
+        timing = ""
+        if step.get("time_ms") is not None:
+            timing = f", {step['time_ms']:.3f} ms"
+        if step.get("efficiency") is not None:
+            timing += f", {100 * step['efficiency']:.1f}% of peak MAC throughput"
+        if step.get("roofline_cycles"):
+            timing += f", roofline bound {_fmt(step['roofline_cycles'])} cycles"
+        lines.append(f"@{step['symbol']}: {_fmt(step.get('cycles'))} cycles{timing} "
                      f"({step.get('source')})")
         ocm = step.get("ocm_bytes")
         if ocm is not None:

@@ -17,7 +17,7 @@ from mrvl.models.verb_example import run_mnist, run_single
 
 
 def test_mnist_example(tmp_path):
-    r = run_mnist(tmp_path / "mnist", num_tiles=8, batch=1)
+    r = run_mnist(tmp_path / "mnist", num_tiles=8, batch=8)
     assert r["images"] == 450
     assert abs(r["accuracy_sim"] - r["accuracy_ort"]) <= 0.005, r
     assert r["label_agreement"] >= 0.995, r

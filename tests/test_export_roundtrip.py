@@ -14,6 +14,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+from xdsl.dialects import test as xdsl_test
+from xdsl.ir import Block, Region
 
 from mrvl.frontend.onnx_export import ExportError, export_function
 from mrvl.frontend.onnx_import import import_onnx
@@ -159,3 +163,14 @@ def test_resnet50() -> None:
     """The one ResNet-50 test (25M parameters: a few seconds on 2 cores)."""
     model = MODELS["resnet50"]()
     check_round_trip(model, example_inputs(model))
+
+
+def test_export_rejects_ops_of_other_dialects() -> None:
+    """A function holding a non-graph op (here xDSL's test.op) names it in the error."""
+    ty = TensorType(f32, [2])
+    block = Block(arg_types=[ty])
+    op = xdsl_test.TestOp.create(operands=[block.args[0]], result_types=[ty])
+    block.add_ops([op, func.ReturnOp(op.results[0])])
+    module = ModuleOp([func.FuncOp("main", ([ty], [ty]), Region(block))])
+    with pytest.raises(ExportError, match="test.op has no ONNX export"):
+        export_function(module)

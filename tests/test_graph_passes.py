@@ -303,7 +303,7 @@ _UNARY: dict[str, Callable[[SSAValue], Operation]] = {
 _STEPS = [
     "conv", "conv", "bn", "unary", "unary", "add_const", "residual", "concat", "pool",
     "transpose_pair", "pad", "bias_add", "prelu", "split_concat", "softmax", "reshape_pair",
-    "squeeze_excite",
+    "squeeze_excite", "onnx_op",
 ]
 
 
@@ -370,6 +370,8 @@ def cnn_graphs(draw: st.DrawFn) -> ModuleOp:
         elif step == "reshape_pair":
             flat = b.add(graph.ReshapeOp(x, (n, c, h * w)))
             x = b.add(graph.ReshapeOp(b.add(graph.SigmoidOp(flat)), (n, c, h, w)))
+        elif step == "onnx_op":  # a CPU-only op in the middle: a border on each side
+            x = b.add(graph.OnnxOp([x], [x.type], op_type="Neg", opset=17))
         elif step == "squeeze_excite":
             gate = b.add(graph.SigmoidOp(_conv(b, b.add(graph.GlobalAvgPool2DOp(x)), c, 1)))
             x = b.add(graph.MulOp(x, gate))

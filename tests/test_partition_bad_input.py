@@ -91,7 +91,7 @@ def test_nonzero_pad_stays_on_cpu_with_reason():
     w = _weights(4, 2, 3, 3)
     model = _model(
         [
-            helper.make_node("Pad", ["x", "pads", "value"], ["p"], name="pad_half", mode="constant"),
+            helper.make_node("Pad", ["x", "pads", "value"], ["p"], name="pad_half"),
             helper.make_node("Conv", ["p", "w"], ["c"], name="conv"),
             helper.make_node("Relu", ["c"], ["y"], name="relu"),
         ],
@@ -153,7 +153,8 @@ def test_op_the_accelerator_cannot_take_splits_the_model():
     )
     module = compile_to_partitioned(model, verify=True)
     main = next(f for f in module.ops if f.sym_name.data == "main")
-    callees = [op.callee.root_reference.data for op in main.body.block.ops if op.name == "func.call"]
+    calls = [op for op in main.body.block.ops if op.name == "func.call"]
+    callees = [op.callee.root_reference.data for op in calls]
     assert callees == ["tvmgen_mrvl_main_0", "cpu_main_0", "tvmgen_mrvl_main_1"]
     reasons = _reasons(module)
     assert reasons["erf"] == "graph.onnx Erf: not an accelerator op"

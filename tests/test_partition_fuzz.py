@@ -22,7 +22,12 @@ from xdsl.printer import Printer
 from mrvl.frontend.onnx_import import import_onnx
 from mrvl.lowering.convert_graph_to_mrvl import ConvertGraphToMrvlPass
 from mrvl.lowering.graph_pipeline import graph_cleanup_passes
-from mrvl.lowering.mrvl_json import accelerator_functions, check_json_pair, json_to_function, subgraph_to_json
+from mrvl.lowering.mrvl_json import (
+    accelerator_functions,
+    check_json_pair,
+    json_to_function,
+    subgraph_to_json,
+)
 from mrvl.lowering.mrvl_partition import MrvlPartitionPass
 from mrvl.sim.reference import run_function
 
@@ -74,9 +79,8 @@ def cnn_models(draw) -> onnx.ModelProto:
     x = "x"
     acts = st.sampled_from(["none", "relu", "clip", "sigmoid"])
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(
-            st.sampled_from(["conv", "dwconv", "bnconv", "maxpool", "avgpool", "residual", "concat"])
-        )
+        kinds = ["conv", "dwconv", "bnconv", "maxpool", "avgpool", "residual", "concat"]
+        kind = draw(st.sampled_from(kinds))
         if kind in ("conv", "bnconv"):
             o = draw(st.integers(1, 6))
             k = draw(st.integers(1, 3))
@@ -103,7 +107,8 @@ def cnn_models(draw) -> onnx.ModelProto:
             x = _act(b, x, draw(acts))
             c, h, w = o, oh, ow
         elif kind == "dwconv":
-            x = b.node("Conv", [x, b.weight((c, 1, 3, 3)), b.weight((c,))], group=c, pads=[1, 1, 1, 1])
+            inputs = [x, b.weight((c, 1, 3, 3)), b.weight((c,))]
+            x = b.node("Conv", inputs, group=c, pads=[1, 1, 1, 1])
             x = _act(b, x, draw(acts))
         elif kind in ("maxpool", "avgpool"):
             k = draw(st.integers(1, 3))
@@ -179,7 +184,7 @@ def _text(op) -> str:
 
 
 @settings(
-    max_examples=12,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

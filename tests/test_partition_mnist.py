@@ -155,7 +155,8 @@ def test_verbs_partition_and_show(model, tmp_path, capsys):
     path = tmp_path / "mnist.onnx"
     onnx.save(model, str(path))
     out = tmp_path / "out"
-    rc = cli_main(["partition", str(path), "-o", str(out), "--report", "--dot", "--max-layers", "4"])
+    argv = ["partition", str(path), "-o", str(out), "--report", "--dot", "--max-layers", "4"]
+    rc = cli_main(argv)
     assert rc == 0
     printed = capsys.readouterr().out
     nodes_path = out / "tvmgen_mrvl_main_0-nodes.json"

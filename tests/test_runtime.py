@@ -42,8 +42,8 @@ CUTS = [  # (symbol, inputs, outputs): three CPU steps, the middle one ends NHWC
 ]
 
 
-def _cpu_build(tmp: Path, model: onnx.ModelProto) -> Path:
-    build = tmp / "build"
+def _cpu_build(tmp: Path, model: onnx.ModelProto, batch: int = 1) -> Path:
+    build = tmp / f"build{batch}"
     build.mkdir()
     onnx.save(model, build / "model.onnx")
     extractor = Extractor(onnx.shape_inference.infer_shapes(model))
@@ -55,9 +55,9 @@ def _cpu_build(tmp: Path, model: onnx.ModelProto) -> Path:
     manifest = {
         "format": "mrvl-build", "version": 1,
         "model": {"onnx": "model.onnx",
-                  "inputs": [{"name": "permute_input", "shape": [1, 1, 28, 28],
+                  "inputs": [{"name": "permute_input", "shape": [batch, 1, 28, 28],
                               "dtype": "float32"}],
-                  "outputs": [{"name": "dense_1", "shape": [1, 10], "dtype": "float32"}]},
+                  "outputs": [{"name": "dense_1", "shape": [batch, 10], "dtype": "float32"}]},
         "options": {"num_tiles": 8, "quantize": "fp16"},
         "steps": steps,
     }
@@ -95,17 +95,19 @@ def test_cpu_steps_match_onnxruntime(build, model):
     np.testing.assert_array_equal(ref["dense_1"], expected)
 
 
-def test_run_batches_concatenates(build, model):
-    x = _x(3, seed=1)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+def test_run_batches_concatenates_and_pads(tmp_path):
+    x = _x(5, seed=1)
+    session = ort.InferenceSession(mnist_cnn().SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    (expected,) = session.run(None, {"permute_input": x})
+    build2 = _cpu_build(tmp_path, mnist_cnn(batch=2), batch=2)
     seen = []
-    with CompiledModel.load(build) as compiled:
+    with CompiledModel.load(build2) as compiled:
         outputs, results = compiled.run_batches({"permute_input": x},
                                                 progress=lambda k, n: seen.append((k, n)))
     assert seen == [(1, 3), (2, 3), (3, 3)] and len(results) == 3
-    for i in range(3):
-        (expected,) = session.run(None, {"permute_input": x[i:i + 1]})
-        np.testing.assert_allclose(outputs["dense_1"][i:i + 1], expected, rtol=1e-5, atol=1e-6)
+    assert outputs["dense_1"].shape == (5, 10)
+    np.testing.assert_allclose(outputs["dense_1"], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -126,9 +128,10 @@ def test_bad_inputs_one_line(build, feeds, message):
     assert message in text and "\n" not in text
 
 
-def test_batches_must_be_a_multiple(build):
+def test_batches_check_the_other_dimensions(build):
     with CompiledModel.load(build) as compiled:
-        with pytest.raises(RuntimeInputError, match=r"shape \[3, 1, 28, 27\]"):
+        with pytest.raises(RuntimeInputError,
+                           match=r"shape \[3, 1, 28, 27\], expected \[N, 1, 28"):
             compiled.run_batches({"permute_input": np.zeros((3, 1, 28, 27), np.float32)})
 
 

@@ -1,5 +1,8 @@
 // RUN: mrvl-opt %s -p graph-cleanup | filecheck %s
 // RUN: mrvl-opt %s -p "graph-cleanup{layout=NCHW}" | filecheck %s --check-prefix=NCHW
+// RUN: not mrvl-opt %s -p "graph-cleanup{layout=NCWH}" 2>&1 | filecheck %s --check-prefix=BAD
+
+// BAD: mrvl-opt: error: graph-cleanup: expected layout NHWC or NCHW, got 'NCWH'
 
 // An MNIST-like chain: identity, conv + add + batch-norm + relu, dropout, max-pool, flatten,
 // gemm. After the cleanup: one layout_transform in, conv2d (NHWC, OHWI, with the folded

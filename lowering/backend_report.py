@@ -1,0 +1,96 @@
+"""The backend's static report: per sub-graph and per layer, before any simulation.
+
+For every layer: OCM bytes used on all its tiles (page-rounded buffers x tiles) and the
+percentage of the model's OCM (`ocm_size` x tiles), DMA bytes DRAM -> OCM and OCM -> DRAM
+(DRAM side, as the DMA engine moves them), MACs, and the roofline bound in cycles,
+`max(MACs / (tiles x MACs per cycle), DRAM bytes / DRAM bytes per cycle)` with the machine
+defaults of docs/isa.md (256 fp16 or 512 int8 MACs per cycle per tile, 64 DRAM bytes per
+cycle). The sub-graph totals add the layers (layers run one after another, separated by
+barriers, so the sum of the layer bounds is itself a bound).
+
+Invariant: the simulator never reports fewer cycles for a layer or a model than this bound.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mrvl.lowering.mlip_plan import Program
+from mrvl.sim import mlip_isa as isa
+from mrvl.sim.mlip_isa import DType, Opcode
+
+
+def _dma_bytes(insn) -> int:
+    count = 1
+    for k in range(4):
+        count *= int(insn.fields[f"src_dim{k}"])
+    side = insn.src_dtype if insn.opcode == Opcode.DMA_LOAD else insn.dst_dtype
+    return count * isa.DTYPE_SIZE[DType(side)]
+
+
+def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool) -> int:
+    per_cycle = isa.DEFAULT_MATRIX_ROWS * isa.DEFAULT_MATRIX_COLS * (
+        isa.DEFAULT_INT8_SPEEDUP if int8 else 1)
+    compute = -(-macs // (tiles * per_cycle))
+    memory = -(-dram_bytes // isa.DEFAULT_DRAM_BYTES_PER_CYCLE)
+    return max(compute, memory)
+
+
+def program_report(prog: Program) -> dict[str, Any]:
+    """The static report of one compiled (allocated) program."""
+    tiles = prog.num_tiles
+    int8 = prog.quantize == "int8"
+    capacity = prog.ocm_size * tiles
+    layers = []
+    for layer in prog.layers:
+        dma_in = dma_out = 0
+        for blk in layer.blocks:
+            dma_in += sum(_dma_bytes(i) for i in blk.loads)
+            dma_out += sum(_dma_bytes(i) for i in blk.stores)
+        ocm = layer.ocm_bytes(prog.page_size) * tiles
+        layers.append({
+            "name": layer.name, "kind": layer.kind, "split": layer.split,
+            "blocks": len(layer.blocks), "macs": layer.macs,
+            "ocm_bytes": ocm, "ocm_percent": round(100.0 * ocm / capacity, 2),
+            "dma_in_bytes": dma_in, "dma_out_bytes": dma_out,
+            "roofline_cycles": roofline(layer.macs, dma_in + dma_out, tiles, int8),
+        })
+    ocm_used = (prog.ocm_end or 0) * tiles
+    total_in = sum(row["dma_in_bytes"] for row in layers)
+    total_out = sum(row["dma_out_bytes"] for row in layers)
+    macs = sum(row["macs"] for row in layers)
+    weights = sum(t.size_bytes for t in prog.tensors.values() if t.region == "weights")
+    return {
+        "symbol": prog.name, "num_tiles": tiles, "quantize": prog.quantize,
+        "page_size": prog.page_size, "ocm_bytes": ocm_used,
+        "ocm_percent": round(100.0 * ocm_used / capacity, 2),
+        "weights_bytes": weights, "macs": macs,
+        "dma_in_bytes": total_in, "dma_out_bytes": total_out,
+        "roofline_cycles": sum(row["roofline_cycles"] for row in layers),
+        "instructions": sum(len(s) for s in (prog.streams or {}).values()),
+        "layers": layers,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A text table of one sub-graph's report."""
+    lines = [
+        f"{report['symbol']}: {report['num_tiles']} tile(s), {report['quantize']}, "
+        f"{report['macs']:,} MACs, OCM {report['ocm_bytes']:,} B ({report['ocm_percent']}%), "
+        f"DMA in {report['dma_in_bytes']:,} B / out {report['dma_out_bytes']:,} B, "
+        f"roofline {report['roofline_cycles']:,} cycles",
+        f"  {'layer':<24} {'kind':<16} {'MACs':>14} {'OCM B':>10} {'OCM%':>6} "
+        f"{'DMA in':>12} {'DMA out':>12} {'roofline':>10}",
+    ]
+    for row in report["layers"]:
+        lines.append(
+            f"  {row['name'][:24]:<24} {row['kind'][:16]:<16} {row['macs']:>14,} "
+            f"{row['ocm_bytes']:>10,} {row['ocm_percent']:>6} {row['dma_in_bytes']:>12,} "
+            f"{row['dma_out_bytes']:>12,} {row['roofline_cycles']:>10,}")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(reports: list[dict[str, Any]], path: str | Path) -> None:
+    Path(path).write_text(json.dumps({"subgraphs": reports}, indent=1) + "\n")

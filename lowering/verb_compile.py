@@ -1,0 +1,97 @@
+"""`mrvl compile`: the backend compiler's command line (Marvell's `mrvl-tvmircomp`).
+
+Two forms:
+
+- `mrvl compile --nodes <sym>-nodes.json --consts <sym>-consts.json --num-tiles 8
+  --ocm-size 0x100000 --quantize fp16|int8 [--calibration inputs.npz] -o <sym>.bin`
+  compiles one JSON pair to a model binary;
+- `mrvl compile model.onnx -o build/ [--num-tiles N] [--quantize ...] [partition options]`
+  runs step 1 first and writes the build directory of docs/build-dir.md (JSON pairs,
+  binaries, CPU sub-graphs as ONNX, manifest.json, offload.json, static_report.json).
+
+`--report` prints the static report (OCM, DMA, MACs, roofline per layer); `--asm FILE`
+writes the assembly listing (JSON-pair form).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mrvl.errors import CompileError
+from mrvl.sim import mlip_isa as isa
+
+HELP = "compile a JSON pair (or a whole ONNX model) to mlip model binaries"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (e.g. 0x100000), got '{text}'")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from mrvl.lowering.verb_partition import add_partition_options
+
+    parser.add_argument("model", nargs="?", help="ONNX model (builds a whole directory)")
+    parser.add_argument("--nodes", help="Nodes-JSON of one accelerator sub-graph")
+    parser.add_argument("--consts", help="Constants-JSON of the same sub-graph")
+    parser.add_argument("-o", "--output", required=True,
+                        help="the .bin (JSON pair) or the build directory (ONNX model)")
+    parser.add_argument("--num-tiles", type=int, default=1, choices=(1, 2, 4, 8))
+    parser.add_argument("--ocm-size", type=_int, default=isa.DEFAULT_OCM_SIZE,
+                        help="OCM bytes per tile (default 0x100000)")
+    parser.add_argument("--page-size", type=_int, default=isa.DEFAULT_PAGE_SIZE,
+                        help="OCM page size: 1024, 2048, 4096, 8192 or 16384 (default)")
+    parser.add_argument("--quantize", choices=("fp16", "int8"), default="fp16")
+    parser.add_argument("--io-dtype", choices=("f16", "f32", "i8"), default=None,
+                        help="dtype of the binary's inputs/outputs (default: f16, or i8 "
+                             "with --quantize int8)")
+    parser.add_argument("--calibration", help="int8: .npz of calibration inputs")
+    parser.add_argument("--report", action="store_true", help="print the static report")
+    parser.add_argument("--asm", help="write the assembly listing here (JSON-pair form)")
+    add_partition_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrvl.lowering.backend_report import format_report, program_report
+
+    common = dict(num_tiles=args.num_tiles, quantize=args.quantize, io_dtype=args.io_dtype,
+                  ocm_size=args.ocm_size, page_size=args.page_size)
+    if args.model is not None:
+        if args.nodes or args.consts:
+            raise CompileError("give either an ONNX model or --nodes/--consts, not both")
+        from mrvl.lowering.backend import compile_model_result
+        from mrvl.lowering.verb_partition import partition_options
+
+        result = compile_model_result(
+            args.model, args.output, calibration=args.calibration,
+            batch_size=args.batch_size, **partition_options(args), **common)
+        for step in result.manifest["steps"]:
+            print(Path(args.output) / step.get("binary", step.get("onnx", "")))
+        print(Path(args.output) / "manifest.json")
+        if args.report:
+            for report in result.reports:
+                print(format_report(report), end="")
+        return 0
+    if not args.nodes or not args.consts:
+        raise CompileError("mrvl compile needs an ONNX model or both --nodes and --consts")
+    from mrvl.dialects.mlip import program_asm
+    from mrvl.lowering.backend import compile_function, read_pair
+    from mrvl.lowering.mlip_quantize import load_calibration
+
+    fn = read_pair(args.nodes, args.consts)
+    calibration = load_calibration(args.calibration, fn) if args.calibration else None
+    sub = compile_function(fn, calibration=calibration, **common)
+    out = Path(args.output)
+    try:
+        out.write_bytes(sub.data)
+    except OSError as error:
+        raise CompileError(f"cannot write '{out}': {error}") from None
+    print(out)
+    if args.asm:
+        Path(args.asm).write_text(program_asm(sub.program))
+    if args.report:
+        print(format_report(program_report(sub.program)), end="")
+    return 0

@@ -1,0 +1,37 @@
+// RUN: mrvl-opt %s -p 'mlip-tile-split{num_tiles=2}' --split-input-file | filecheck %s
+// RUN: mrvl-opt %s -p 'mlip-tile-split{num_tiles=8}' --split-input-file | filecheck %s --check-prefix=EIGHT
+
+// A conv splits its output rows; a boundary falls on a multiple of 16 bytes of the output
+// (a row of 4 x 3 fp16 is 24 bytes, so rows go in pairs: 2 + 2).  FC splits its output
+// channels; a reshape moves no data.
+
+func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x16xf32> attributes {mrvl.target = "accelerator"} {
+  %w = graph.constant dense<5.000000e-01> : tensor<3x1x1x2xf32>
+  %y = mrvl.conv2d %x, %w {activation = "none", dilations = array<i64: 1, 1>, groups = 1 : i64, layer_name = "tvmgen_mrvl_main_1", pads = array<i64: 0, 0, 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x2xf32>, tensor<3x1x1x2xf32>) -> tensor<1x4x4x3xf32>
+  %f = mrvl.reshape %y {layer_name = "tvmgen_mrvl_main_2"} : (tensor<1x4x4x3xf32>) -> tensor<1x48xf32>
+  %v = graph.constant dense<1.000000e+00> : tensor<16x48xf32>
+  %z = mrvl.fc %f, %v {activation = "none", layer_name = "tvmgen_mrvl_main_3"} : (tensor<1x48xf32>, tensor<16x48xf32>) -> tensor<1x16xf32>
+  func.return %z : tensor<1x16xf32>
+}
+
+// CHECK-LABEL: func.func @tvmgen_mrvl_main_0
+// CHECK-SAME:    mlip.num_tiles = 2 : i64
+// CHECK:         mrvl.conv2d {{.*}}mlip.split = "rows", mlip.tiles = array<i64: 0, 2, 2, 4>
+// CHECK:         mrvl.reshape {{.*}}mlip.split = "none"
+// CHECK:         mrvl.fc {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 8, 8, 16>
+
+// With 8 tiles there is not enough work: the last tiles get empty ranges.
+// EIGHT:         mrvl.conv2d {{.*}}mlip.tiles = array<i64: 0, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4>
+// EIGHT:         mrvl.fc {{.*}}mlip.tiles = array<i64: 0, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16>
+
+// -----
+
+// Not lowered: a CPU sub-graph is left alone.
+
+func.func @cpu_main_0(%x: tensor<1x4xf32>) -> tensor<1x4xf32> attributes {mrvl.target = "cpu"} {
+  %y = graph.relu %x : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  func.return %y : tensor<1x4xf32>
+}
+
+// CHECK-LABEL: func.func @cpu_main_0
+// CHECK-NOT:     mlip.

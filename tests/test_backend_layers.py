@@ -1,0 +1,177 @@
+"""Single mrvl layers compiled by the backend and run on the simulator (dependency checker
+on) against the reference executor: fp16 within Marvell's rule (every element within 100x
+of max |ref| within 3 % relative), int8 within +-3 LSB (LSB = max |out| / 127)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from backend_helpers import add, assert_accepted, compile_and_run, layer_module, rng_inputs
+
+from mrvl.dialects import mrvl
+from mrvl.errors import CompileError
+
+RNG = np.random.default_rng(7)
+
+
+def _w(*shape):
+    return RNG.standard_normal(shape).astype(np.float32) * 0.3
+
+
+def conv_module(shape=(1, 9, 7, 5), o=6, k=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),
+                dil=(1, 1), groups=1, act="relu", clip=None, bias=True):
+    c = shape[3]
+
+    def build(block, args, const):
+        w = const(_w(o, k[0], k[1], c // groups))
+        b = const(_w(o)) if bias else None
+        return add(block, mrvl.Conv2DOp(args[0], w, b, layer_name="tvmgen_mrvl_main_1",
+                                        strides=strides, pads=pads, dilations=dil,
+                                        groups=groups, activation=act, clip=clip))
+
+    return layer_module([shape], build)
+
+
+@pytest.mark.parametrize("tiles", [1, 2, 4, 8])
+def test_conv3x3_relu(tiles):
+    module, fn = conv_module()
+    out, ref, _ = compile_and_run(module, fn, rng_inputs(fn), num_tiles=tiles)
+    assert_accepted(out, ref, "fp16")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(k=(3, 3), strides=(2, 2), pads=(0, 1, 2, 0), dil=(1, 1), bias=False, act="none"),
+        dict(k=(2, 3), strides=(1, 2), pads=(1, 1, 1, 1), dil=(2, 1)),
+        dict(shape=(1, 6, 6, 8), o=8, groups=8, act="clip", clip=(0.0, 6.0)),
+        dict(shape=(1, 5, 6, 4), o=6, groups=2, act="sigmoid"),
+        dict(shape=(2, 5, 5, 3), o=4, k=(1, 1), pads=(0, 0, 0, 0)),
+    ],
+    ids=["strided-asym-pads", "dilated", "depthwise-relu6", "grouped-sigmoid", "batch2-1x1"],
+)
+def test_conv_variants(kw):
+    module, fn = conv_module(**kw)
+    out, ref, _ = compile_and_run(module, fn, rng_inputs(fn), num_tiles=2)
+    assert_accepted(out, ref, "fp16")
+
+
+def test_conv_small_ocm_streams_weight_chunks_and_columns():
+    # 32 KiB of OCM in 1 KiB pages: the weights (64 x 3 x 3 x 32 fp16 = 36 KiB) cannot stay
+    # resident, so output channels go in chunks; rows are split into column bands.
+    module, fn = conv_module(shape=(1, 6, 40, 32), o=64)
+    out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), num_tiles=2,
+                                    ocm_size=32 * 1024, page_size=1024)
+    assert_accepted(out, ref, "fp16")
+    layer = sub.program.layers[0]
+    assert layer.buffers["w"].slots == 2
+    assert sub.program.ocm_end <= 32 * 1024
+
+
+def test_fc_with_nchw_flatten_and_batch():
+    def build(block, args, const):
+        return add(block, mrvl.FCOp(args[0], const(_w(10, 36)), const(_w(10)),
+                                    layer_name="tvmgen_mrvl_main_1", activation="relu",
+                                    weights_need_transform=True))
+
+    module, fn = layer_module([(2, 3, 3, 4)], build)
+    out, ref, _ = compile_and_run(module, fn, rng_inputs(fn), num_tiles=4)
+    assert_accepted(out, ref, "fp16")
+
+
+@pytest.mark.parametrize("kind", ["max", "avg", "avg-count-pad", "global-avg", "global-max"])
+def test_pools(kind):
+    def build(block, args, const):
+        x = args[0]
+        name = "tvmgen_mrvl_main_1"
+        if kind == "max":
+            op = mrvl.Maxpool2DOp(x, layer_name=name, kernel_shape=(3, 3), strides=(2, 2),
+                                  pads=(1, 1, 1, 1))
+        elif kind.startswith("avg"):
+            op = mrvl.Avgpool2DOp(x, layer_name=name, kernel_shape=(3, 2), strides=(1, 2),
+                                  pads=(1, 0, 1, 1),
+                                  count_include_pad=int(kind == "avg-count-pad"))
+        elif kind == "global-avg":
+            op = mrvl.GlobalAvgpool2DOp(x, layer_name=name)
+        else:
+            op = mrvl.GlobalMaxpool2DOp(x, layer_name=name)
+        return add(block, op)
+
+    module, fn = layer_module([(1, 9, 8, 24)], build)
+    out, ref, _ = compile_and_run(module, fn, rng_inputs(fn), num_tiles=2)
+    assert_accepted(out, ref, "fp16")
+
+
+@pytest.mark.parametrize("rhs", ["same", "const-channels", "broadcast-data"])
+def test_sum(rhs):
+    shapes = {"same": [(1, 5, 4, 8), (1, 5, 4, 8)], "const-channels": [(1, 5, 4, 8)],
+              "broadcast-data": [(1, 5, 4, 8), (1, 1, 1, 8)]}[rhs]
+
+    def build(block, args, const):
+        other = const(_w(8)) if rhs == "const-channels" else args[1]
+        return add(block, mrvl.Sum2DOp(args[0], other, layer_name="tvmgen_mrvl_main_1",
+                                       activation="relu"))
+
+    module, fn = layer_module(shapes, build)
+    out, ref, _ = compile_and_run(module, fn, rng_inputs(fn), num_tiles=4)
+    assert_accepted(out, ref, "fp16")
+
+
+def test_concat_layout_transform_transpose_and_reshape_output():
+    def build(block, args, const):
+        nhwc = add(block, mrvl.LayoutTransformOp(args[0], "NCHW", "NHWC",
+                                                 layer_name="tvmgen_mrvl_main_1"))
+        cat = add(block, mrvl.ConcatOp([nhwc, args[1], nhwc], layer_name="tvmgen_mrvl_main_2",
+                                       axis=3))
+        tr = add(block, mrvl.TransposeOp(cat, (0, 2, 1, 3), layer_name="tvmgen_mrvl_main_3"))
+        flat = add(block, mrvl.BatchFlattenOp(tr, layer_name="tvmgen_mrvl_main_4"))
+        return [tr, flat]
+
+    module, fn = layer_module([(1, 3, 5, 6), (1, 5, 6, 2)], build)
+    # data movement only: exact on inputs that are already fp16 values
+    inputs = [x.astype(np.float16).astype(np.float32) for x in rng_inputs(fn)]
+    out, ref, _ = compile_and_run(module, fn, inputs, num_tiles=2)
+    assert_accepted(out, ref, "exact")
+
+
+@pytest.mark.parametrize("tiles", [1, 4])
+def test_int8_network(tiles):
+    def build(block, args, const):
+        c1 = add(block, mrvl.Conv2DOp(args[0], const(_w(8, 3, 3, 4)), const(_w(8)),
+                                      layer_name="tvmgen_mrvl_main_1", pads=(1, 1, 1, 1),
+                                      activation="clip", clip=(0.0, 6.0)))
+        p = add(block, mrvl.Maxpool2DOp(c1, layer_name="tvmgen_mrvl_main_2",
+                                        kernel_shape=(2, 2), strides=(2, 2)))
+        c2 = add(block, mrvl.Conv2DOp(p, const(_w(8, 1, 1, 8)), const(_w(8)),
+                                      layer_name="tvmgen_mrvl_main_3", activation="none"))
+        s = add(block, mrvl.Sum2DOp(p, c2, layer_name="tvmgen_mrvl_main_4",
+                                    activation="relu"))
+        cat = add(block, mrvl.ConcatOp([s, p], layer_name="tvmgen_mrvl_main_5", axis=3))
+        g = add(block, mrvl.GlobalAvgpool2DOp(cat, layer_name="tvmgen_mrvl_main_6"))
+        return add(block, mrvl.FCOp(g, const(_w(5, 16)), const(_w(5)),
+                                    layer_name="tvmgen_mrvl_main_7", activation="none"))
+
+    module, fn = layer_module([(1, 8, 8, 4)], build)
+    out, ref, _ = compile_and_run(module, fn, rng_inputs(fn), mode="int8", num_tiles=tiles)
+    assert_accepted(out, ref, "int8")
+
+
+def test_int8_with_fp32_io():
+    module, fn = conv_module(act="relu")
+    inputs = rng_inputs(fn)
+    out, ref, sub = compile_and_run(module, fn, inputs, mode="int8", io_dtype="f32",
+                                    num_tiles=2)
+    assert_accepted(out, ref, "int8")
+    assert sub.binary.inputs[0].dtype == 0 and sub.binary.outputs[0].dtype == 0
+
+
+def test_bad_options_raise_compile_errors():
+    module, fn = conv_module()
+    from mrvl.lowering.backend import compile_function
+
+    with pytest.raises(CompileError, match="num-tiles"):
+        compile_function(fn, num_tiles=3)
+    with pytest.raises(CompileError, match="quantize"):
+        compile_function(fn, quantize="bf16")
+    with pytest.raises(CompileError, match="page-size"):
+        compile_function(fn, page_size=3000)
