@@ -90,11 +90,25 @@ typedef struct prep_cache {
     size_t cap;
 } prep_cache;
 
+/* fp32 weights shared by all tiles, validated by comparing the raw fp16 bytes */
+#define WCACHE_N 4
+typedef struct wcache_entry {
+    int valid;
+    uint64_t key[PREP_KEYS];
+    uint8_t *raw;
+    size_t raw_cap;
+    size_t raw_len;
+    float *buf;
+    size_t cap;
+    uint64_t stamp;
+} wcache_entry;
+
 struct mlip_sim {
     mlip_params p;
     int has_avx2;
     prep_cache xcache[MLIP_MAX_TILES];
-    prep_cache wcache[MLIP_MAX_TILES];
+    wcache_entry wc[WCACHE_N];
+    uint64_t wc_clock;
     mlip_header hdr;
     mlip_model_info info;
     mlip_io_desc io[2 * MLIP_MAX_IO];
@@ -761,6 +775,13 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": layer %u not in the layer table (%u)",
                     WHERE_ARGS(*w, name), in->layer, sim->num_layers);
     }
+    if (in->act != MLIP_ACT_NONE &&
+        (in->opcode == MLIP_OP_NOP || in->opcode == MLIP_OP_DMA_LOAD ||
+         in->opcode == MLIP_OP_DMA_STORE || in->opcode == MLIP_OP_CONVERT ||
+         in->opcode == MLIP_OP_COPY || in->opcode == MLIP_OP_BARRIER)) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": act must be NONE for %s",
+                    WHERE_ARGS(*w, name), name);
+    }
     if (in->func != 0 && in->opcode != MLIP_OP_POOL && in->opcode != MLIP_OP_ELTWISE) {
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": func must be 0", WHERE_ARGS(*w, name));
     }
@@ -1035,54 +1056,84 @@ static inline int hb(const acc_ctx *a, uint32_t stream, uint32_t seq)
 }
 
 /* check + record an access to OCM granules [g0, g1] of tile lt */
+static int ocm_read_error(const acc_ctx *a, uint32_t lt, const ocm_shadow *e, uint64_t addr)
+{
+    mlip_sim *sim = a->sim;
+    char mem[32];
+    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+    if (e->w_epoch == 0) {
+        return dep_error(a, "reads", mem, addr, 0, 0);
+    }
+    if (e->w_epoch == sim->epoch && !hb(a, e->w_stream, e->w_seq)) {
+        return dep_error(a, "reads", mem, addr, e->w_stream, e->w_seq);
+    }
+    return fail(sim, MLIP_ERR_RUN,
+                "dependency error: tile %u OCM 0x%llx read in this inference holds stale data "
+                "written by a previous inference", sim->tile0 + lt, (unsigned long long)addr);
+}
+
+/* check + record an access to the OCM granules of [lo, hi) of tile lt.  Consecutive
+ * granules mostly share their last writer / readers, so a check passed for one set of
+ * (writer) or (readers) is not repeated for the next granule with the same set. */
 static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
 {
     mlip_sim *sim = a->sim;
     ocm_shadow *sh = sim->osh[lt];
-    uint32_t cur = sim->epoch, q = a->s % 3;
-    char mem[32];
-    for (uint64_t g = lo / MLIP_OCM_GRANULE; g <= (hi - 1) / MLIP_OCM_GRANULE; g++) {
-        ocm_shadow *e = &sh[g];
-        uint64_t addr = g * MLIP_OCM_GRANULE;
-        if (!write) {
-            if (e->w_epoch == 0) {
-                snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                return dep_error(a, "reads", mem, addr, 0, 0);
-            }
-            if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
-                snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                return dep_error(a, "reads", mem, addr, e->w_stream, e->w_seq);
-            }
-            if (e->w_epoch > 2 && e->w_epoch < sim->run_base) {
-                return fail(sim, MLIP_ERR_RUN,
-                            "dependency error: tile %u OCM 0x%llx read in this inference "
-                            "holds stale data written by a previous inference",
-                            sim->tile0 + lt, (unsigned long long)addr);
+    const uint32_t cur = sim->epoch, q = a->s % 3, seq = a->seq;
+    uint64_t g0 = lo / MLIP_OCM_GRANULE, g1 = (hi - 1) / MLIP_OCM_GRANULE;
+    uint32_t ok_epoch = UINT32_MAX, ok_seq = 0, ok_stream = UINT32_MAX;
+    if (!write) {
+        for (uint64_t g = g0; g <= g1; g++) {
+            ocm_shadow *e = &sh[g];
+            if (e->w_epoch != ok_epoch || e->w_seq != ok_seq || e->w_stream != ok_stream) {
+                int bad = e->w_epoch == 0 ||
+                          (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) ||
+                          (e->w_epoch > 2 && e->w_epoch < sim->run_base);
+                if (bad) {
+                    return ocm_read_error(a, lt, e, g * MLIP_OCM_GRANULE);
+                }
+                ok_epoch = e->w_epoch;
+                ok_seq = e->w_seq;
+                ok_stream = e->w_stream;
             }
             if (e->r_epoch != cur) {
                 e->r_epoch = cur;
-                memset(e->r_seq, 0, sizeof e->r_seq);
+                e->r_seq[0] = e->r_seq[1] = e->r_seq[2] = 0;
             }
-            e->r_seq[q] = a->seq;
-            continue;
+            e->r_seq[q] = seq;
         }
-        if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
-            snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-            return dep_error(a, "overwrites", mem, addr, e->w_stream, e->w_seq);
+        return MLIP_OK;
+    }
+    uint32_t ok_r[MLIP_NUM_QUEUES] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};
+    for (uint64_t g = g0; g <= g1; g++) {
+        ocm_shadow *e = &sh[g];
+        if (e->w_epoch == cur && (e->w_seq != ok_seq || e->w_stream != ok_stream)) {
+            if (!hb(a, e->w_stream, e->w_seq)) {
+                char mem[32];
+                snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                return dep_error(a, "overwrites", mem, g * MLIP_OCM_GRANULE, e->w_stream,
+                                 e->w_seq);
+            }
+            ok_seq = e->w_seq;
+            ok_stream = e->w_stream;
         }
         if (e->r_epoch == cur) {
-            for (uint32_t r = 0; r < MLIP_NUM_QUEUES; r++) {
-                uint32_t rs = lt * 3 + r;
-                if (e->r_seq[r] != 0 && rs != a->s && !hb(a, rs, e->r_seq[r])) {
-                    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                    return dep_error(a, "overwrites data still to be read at", mem, addr, rs,
-                                     e->r_seq[r]);
+            if (e->r_seq[0] != ok_r[0] || e->r_seq[1] != ok_r[1] || e->r_seq[2] != ok_r[2]) {
+                for (uint32_t r = 0; r < MLIP_NUM_QUEUES; r++) {
+                    uint32_t rs = lt * 3 + r;
+                    if (e->r_seq[r] != 0 && rs != a->s && !hb(a, rs, e->r_seq[r])) {
+                        char mem[32];
+                        snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                        return dep_error(a, "overwrites data still to be read at", mem,
+                                         g * MLIP_OCM_GRANULE, rs, e->r_seq[r]);
+                    }
                 }
+                memcpy(ok_r, e->r_seq, sizeof ok_r);
             }
-            memset(e->r_seq, 0, sizeof e->r_seq);
+            e->r_seq[0] = e->r_seq[1] = e->r_seq[2] = 0;
         }
         e->w_epoch = cur;
-        e->w_seq = a->seq;
+        e->w_seq = seq;
         e->w_stream = (uint8_t)a->s;
     }
     return MLIP_OK;
@@ -1103,28 +1154,35 @@ static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
     }
     dram_shadow *sh = sim->dsh[r];
     uint64_t base = sim->dsh_base[r];
-    uint32_t cur = sim->epoch, lt = a->s / 3;
-    for (uint64_t g = (lo - base) / MLIP_DRAM_GRANULE; g <= (hi - 1 - base) / MLIP_DRAM_GRANULE;
-         g++) {
+    const uint32_t cur = sim->epoch, lt = a->s / 3, seq = a->seq;
+    uint32_t ok_epoch = UINT32_MAX, ok_seq = 0, ok_stream = UINT32_MAX;
+    uint64_t g0 = (lo - base) / MLIP_DRAM_GRANULE, g1 = (hi - 1 - base) / MLIP_DRAM_GRANULE;
+    for (uint64_t g = g0; g <= g1; g++) {
         dram_shadow *e = &sh[g];
         uint64_t addr = base + g * MLIP_DRAM_GRANULE;
         if (!write) {
-            if (e->w_epoch == 0) {
-                return dep_error(a, "reads", "DRAM", addr, 0, 0);
-            }
-            if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
-                return dep_error(a, "reads", "DRAM", addr, e->w_stream, e->w_seq);
-            }
-            if (e->w_epoch > 2 && e->w_epoch < sim->run_base) {
-                return fail(sim, MLIP_ERR_RUN,
-                            "dependency error: DRAM 0x%llx read in this inference holds stale "
-                            "data written by a previous inference", (unsigned long long)addr);
+            if (e->w_epoch != ok_epoch || e->w_seq != ok_seq || e->w_stream != ok_stream) {
+                if (e->w_epoch == 0) {
+                    return dep_error(a, "reads", "DRAM", addr, 0, 0);
+                }
+                if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
+                    return dep_error(a, "reads", "DRAM", addr, e->w_stream, e->w_seq);
+                }
+                if (e->w_epoch > 2 && e->w_epoch < sim->run_base) {
+                    return fail(sim, MLIP_ERR_RUN,
+                                "dependency error: DRAM 0x%llx read in this inference holds "
+                                "stale data written by a previous inference",
+                                (unsigned long long)addr);
+                }
+                ok_epoch = e->w_epoch;
+                ok_seq = e->w_seq;
+                ok_stream = e->w_stream;
             }
             if (e->r_epoch != cur) {
                 e->r_epoch = cur;
                 memset(e->r_seq, 0, sizeof e->r_seq);
             }
-            e->r_seq[lt] = a->seq;
+            e->r_seq[lt] = seq;
             continue;
         }
         if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
@@ -1141,7 +1199,7 @@ static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
             memset(e->r_seq, 0, sizeof e->r_seq);
         }
         e->w_epoch = cur;
-        e->w_seq = a->seq;
+        e->w_seq = seq;
         e->w_stream = (uint8_t)a->s;
     }
     return MLIP_OK;
@@ -1258,12 +1316,25 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                                ((i0 - pad[0]) * ds[0] + (i1 - pad[1]) * ds[1] +
                                 (i2 - pad[2]) * ds[2]) * ses;
                     }
+                    /* [lo3, hi3): destination columns with a source element */
+                    uint64_t lo3 = row_valid ? pad[3] : dim[3];
+                    uint64_t hi3 = row_valid ? pad[3] + src[3] : dim[3];
                     for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
-                        uint8_t *o = orow + i3 * os[3] * des;
-                        if (!row_valid || i3 < pad[3] || i3 - pad[3] >= src[3]) {
-                            memcpy(o, zero, des);
+                        if (i3 == lo3) {
+                            i3 = hi3 - 1;
                             continue;
                         }
+                        memcpy(orow + i3 * os[3] * des, zero, des);
+                    }
+                    if (lo3 >= hi3) {
+                        continue;
+                    }
+                    if (same && os[3] == 1 && ds[3] == 1) {
+                        memcpy(orow + lo3 * des, srow, (hi3 - lo3) * des);
+                        continue;
+                    }
+                    for (uint64_t i3 = lo3; i3 < hi3; i3++) {
+                        uint8_t *o = orow + i3 * os[3] * des;
                         const uint8_t *sp = srow + (i3 - pad[3]) * ds[3] * ses;
                         if (same) {
                             memcpy(o, sp, des);
@@ -1388,12 +1459,51 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
 {
-    prep_cache *cs[2] = {&sim->xcache[lt], &sim->wcache[lt]};
-    for (int i = 0; i < 2; i++) {
-        if (cs[i]->valid && lo < cs[i]->hi && cs[i]->lo < hi) {
-            cs[i]->valid = 0;
+    prep_cache *c = &sim->xcache[lt];
+    if (c->valid && lo < c->hi && c->lo < hi) {
+        c->valid = 0;
+    }
+}
+
+/* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
+ * of `floats` to fill (the entry becomes valid when wcache_commit is called). */
+static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
+                                   const uint8_t *raw, size_t len, size_t floats, int *hit)
+{
+    sim->wc_clock++;
+    for (int k = 0; k < WCACHE_N; k++) {
+        wcache_entry *e = &sim->wc[k];
+        if (e->valid && e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0 &&
+            memcmp(e->raw, raw, len) == 0) {
+            e->stamp = sim->wc_clock;
+            *hit = 1;
+            return e;
         }
     }
+    /* replace an invalid entry, else the least recently used one */
+    wcache_entry *victim = &sim->wc[0];
+    for (int k = 0; k < WCACHE_N; k++) {
+        wcache_entry *e = &sim->wc[k];
+        if (!e->valid) {
+            victim = e;
+            break;
+        }
+        if (e->stamp < victim->stamp) {
+            victim = e;
+        }
+    }
+    *hit = 0;
+    victim->valid = 0;
+    if (ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) != MLIP_OK ||
+        ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) !=
+            MLIP_OK) {
+        return NULL;
+    }
+    memcpy(victim->raw, raw, len);
+    memcpy(victim->key, key, sizeof victim->key);
+    victim->raw_len = len;
+    victim->stamp = sim->wc_clock;
+    return victim;
 }
 
 #if defined(__x86_64__)
@@ -1475,9 +1585,49 @@ __attribute__((target("avx2,f16c"))) static void h2f_row_f16c(const uint8_t *src
         dst[k] = h2f(h);
     }
 }
+
+/* fp32 -> fp16 RNE of n values (F16C); NaNs are canonicalised like f2h so that both paths
+ * give identical bits */
+__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
+                                                               int64_t n)
+{
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_loadu_ps(src + k);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+            for (int64_t t = k; t < k + 8; t++) {
+                uint16_t h = f2h(src[t]);
+                memcpy(dst + t * 2, &h, 2);
+            }
+            continue;
+        }
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(dst + k * 2), h);
+    }
+    for (; k < n; k++) {
+        uint16_t h = f2h(src[k]);
+        memcpy(dst + k * 2, &h, 2);
+    }
+}
 #else
 #define MLIP_HAVE_AVX2_KERNEL 0
 #endif
+
+static void f2h_row(const mlip_sim *sim, const float *src, uint8_t *dst, int64_t n)
+{
+#if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx2) {
+        f2h_row_f16c(src, dst, n);
+        return;
+    }
+#else
+    (void)sim;
+#endif
+    for (int64_t k = 0; k < n; k++) {
+        uint16_t h = f2h(src[k]);
+        memcpy(dst + k * 2, &h, 2);
+    }
+}
 
 static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t n)
 {
@@ -1545,10 +1695,11 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         sim->xcache[lt].valid = 1;
     }
     /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
-    uint64_t wlo = g->w_addr, whi = wlo + (uint64_t)(g->oc * kk) * 2;
     uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
-    float *W = prep_lookup(sim, &sim->wcache[lt], wkey, wlo, whi, nw, &hit);
-    if (W == NULL) return MLIP_ERR_NOMEM;
+    size_t wlen = (size_t)(g->oc * kk) * 2;
+    wcache_entry *we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw, &hit);
+    if (we == NULL) return MLIP_ERR_NOMEM;
+    float *W = we->buf;
     if (!hit) {
         TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
         float *rows = sim->fbuf;
@@ -1568,7 +1719,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                 }
             }
         }
-        sim->wcache[lt].valid = 1;
+        we->valid = 1;
     }
     float bias_buf[OB];
     int odt = in->dst_dtype;
@@ -1612,11 +1763,19 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                         uint8_t *orow = ocm + g->out_addr +
                                         (uint64_t)((r * g->ow + s + k) * g->ops) * oes +
                                         (uint64_t)(gi * ocg + ob) * oes;
+                        float v[OB];
                         for (int64_t o = 0; o < on; o++) {
-                            float v = acc[k][o];
-                            if (has_bias) v += bias_buf[o];
-                            v = apply_act(in->act, v, alpha, beta);
-                            st_elem(orow + o * oes, odt, v, 0);
+                            v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
+                        }
+                        if (in->act != MLIP_ACT_NONE) {
+                            for (int64_t o = 0; o < on; o++) {
+                                v[o] = apply_act(in->act, v[o], alpha, beta);
+                            }
+                        }
+                        if (odt == MLIP_DT_FP16) {
+                            f2h_row(sim, v, orow, on);
+                        } else {
+                            memcpy(orow, v, (size_t)on * 4);
                         }
                     }
                     s += np;
@@ -1895,6 +2054,43 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     float azp = dt_is_int(sdt) ? (float)in->in_zp : 0.0f;
     float bzp = dt_is_int(sdt) ? (float)(int32_t)a[MLIP_ELT_B_ZP] : 0.0f;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
+    /* fast path: fp16 inputs without scaling, whole rows at a time; only where that cannot
+     * differ from element order (the output aliases A exactly or nothing at all) */
+    uint64_t a_hi = aa + extent2(rows, cols, ars, es);
+    uint64_t b_hi = ba + ((rows - 1) * brs + (cols - 1) * bcs + 1) * es;
+    uint64_t o_hi = oa + extent2(rows, cols, ors, oes);
+    int alias_ok = !(oa < b_hi && ba < o_hi) &&
+                   (!(oa < a_hi && aa < o_hi) || (oa == aa && ors == ars && oes == es));
+    if (!scale && sdt == MLIP_DT_FP16 && (odt == MLIP_DT_FP16 || odt == MLIP_DT_FP32) &&
+        alias_ok) {
+        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)cols * 2 * sizeof(float)));
+        float *va = sim->fbuf, *vb = sim->fbuf + cols;
+        for (uint64_t r = 0; r < rows; r++) {
+            h2f_row(sim, ocm + aa + r * ars * es, va, (int64_t)cols);
+            if (bcs == 1) {
+                h2f_row(sim, ocm + ba + r * brs * es, vb, (int64_t)cols);
+            } else {
+                float b0 = ld_elem(ocm + ba + r * brs * es, sdt);
+                for (uint64_t k = 0; k < cols; k++) vb[k] = b0;
+            }
+            switch (in->func) {
+            case MLIP_ELT_ADD: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] + vb[k]; break;
+            case MLIP_ELT_SUB: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] - vb[k]; break;
+            case MLIP_ELT_MUL: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] * vb[k]; break;
+            case MLIP_ELT_MAX: for (uint64_t k = 0; k < cols; k++) va[k] = fmaxf(va[k], vb[k]); break;
+            default: for (uint64_t k = 0; k < cols; k++) va[k] = fminf(va[k], vb[k]); break;
+            }
+            if (in->act != MLIP_ACT_NONE) {
+                for (uint64_t k = 0; k < cols; k++) va[k] = apply_act(in->act, va[k], alpha, beta);
+            }
+            if (odt == MLIP_DT_FP16) {
+                f2h_row(sim, va, ocm + oa + r * ors * oes, (int64_t)cols);
+            } else {
+                memcpy(ocm + oa + r * ors * oes, va, cols * 4);
+            }
+        }
+        return MLIP_OK;
+    }
     for (uint64_t r = 0; r < rows; r++) {
         for (uint64_t k = 0; k < cols; k++) {
             float va = ld_elem(ocm + aa + (r * ars + k) * es, sdt);
@@ -2266,6 +2462,7 @@ void mlip_default_params(mlip_params *p)
     p->barrier_latency = MLIP_DEFAULT_BARRIER_LATENCY;
     p->ocm_size = MLIP_DEFAULT_OCM_SIZE;
     p->check_deps = 1;
+    p->portable = 0;
     p->max_insn_work = (uint64_t)1 << 34;
     p->max_dram_bytes = (uint64_t)1 << 31;
 }
@@ -2291,7 +2488,10 @@ void mlip_sim_free(mlip_sim *sim)
         free(sim->ocm[t]);
         free(sim->osh[t]);
         free(sim->xcache[t].buf);
-        free(sim->wcache[t].buf);
+    }
+    for (int k = 0; k < WCACHE_N; k++) {
+        free(sim->wc[k].raw);
+        free(sim->wc[k].buf);
     }
     free(sim->dsh[0]);
     free(sim->dsh[1]);
@@ -2337,6 +2537,9 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
         sim->p = *params;
     } else {
         mlip_default_params(&sim->p);
+    }
+    if (sim->p.portable) {
+        sim->has_avx2 = 0;
     }
     int rc = check_params(sim, &sim->p);
     if (rc == MLIP_OK) rc = validate_model(sim, data ? data : (const uint8_t *)"", size);

@@ -34,6 +34,7 @@ typedef struct mlip_params {
     uint32_t barrier_latency;
     uint32_t ocm_size;
     uint32_t check_deps;       /* 1: enforce the dependency rule (default) */
+    uint32_t portable;         /* 1: use the portable C kernels, not the AVX2 ones */
     uint64_t max_insn_work;    /* per-instruction work limit (MACs / taps / elements) */
     uint64_t max_dram_bytes;   /* largest dram_size the simulator accepts */
 } mlip_params;

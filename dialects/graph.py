@@ -30,6 +30,7 @@ checks the stored result types against it ("expected X, got Y").
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -58,6 +59,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
+    VariadicDef,
     irdl_op_definition,
     opt_operand_def,
     opt_prop_def,
@@ -277,11 +279,13 @@ def print_dense(printer: Printer, value: DenseIntOrFPElementsAttr) -> None:
         printer.print_string("dense<> : ")
         printer.print_attribute(ty)
         return
-    if n <= SMALL_CONSTANT and _all_finite(value) and value.get_element_type() != i1:
-        value.print_without_type(printer)
-        printer.print_string(" : ")
-        printer.print_attribute(ty)
-        return
+    if n <= SMALL_CONSTANT and value.get_element_type() != i1:
+        literal = _small_literal(value)
+        if literal is not None:
+            printer.print_string(literal)
+            printer.print_string(" : ")
+            printer.print_attribute(ty)
+            return
     size = len(data) // n
     if n > 1 and data == data[:size] * n:
         data = data[:size]
@@ -289,14 +293,18 @@ def print_dense(printer: Printer, value: DenseIntOrFPElementsAttr) -> None:
     printer.print_attribute(ty)
 
 
-def _all_finite(value: DenseIntOrFPElementsAttr) -> bool:
+def _small_literal(value: DenseIntOrFPElementsAttr) -> str | None:
+    """xDSL's `dense<[...]>` text of a small constant, or None where that would not parse
+    back bit-exactly (xDSL prints NaN, Inf and some floats as hex integer literals)."""
     element = value.get_element_type()
-    if not isinstance(element, Float16Type | Float32Type | Float64Type | BFloat16Type):
-        return True
     if isinstance(element, BFloat16Type):
-        return False
-    arr = np.frombuffer(value.data.data, dtype=numpy_dtype(element))
-    return bool(np.isfinite(arr).all())
+        return None
+    stream = io.StringIO()
+    value.print_without_type(Printer(stream=stream))
+    text = stream.getvalue()
+    if isinstance(element, Float16Type | Float32Type | Float64Type) and "0x" in text:
+        return None
+    return text
 
 
 def parse_dense(parser: Parser) -> DenseIntOrFPElementsAttr:
@@ -434,8 +442,6 @@ class GraphOperation(IRDLOperation):
 
 
 def _is_variadic(result_def: object) -> bool:
-    from xdsl.irdl import VariadicDef
-
     return isinstance(result_def, VariadicDef)
 
 

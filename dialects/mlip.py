@@ -326,6 +326,7 @@ class TensorOp(IRDLOperation):
     shape = prop_def(DenseArrayBase)
     dtype = prop_def(StringAttr)
     scale = opt_prop_def(FloatAttr)
+    zero_point = opt_prop_def(IntegerAttr)
     layout = opt_prop_def(IntegerAttr)
     live = opt_prop_def(DenseArrayBase)
     alias_of = opt_prop_def(StringAttr)
@@ -434,6 +435,8 @@ def program_to_op(prog: Program) -> ModelOp:
         }
         if t.scale != 1.0:
             props["scale"] = FloatAttr(t.scale, f64)
+        if t.zp:
+            props["zero_point"] = _int(t.zp)
         if t.layout:
             props["layout"] = _int(t.layout)
         if t.first >= 0 or t.last >= 0:
@@ -515,6 +518,7 @@ def op_to_program(model: ModelOp) -> Program:
                 offset=None if op.offset is None else op.offset.value.data,
                 layout=0 if op.layout is None else op.layout.value.data,
                 scale=1.0 if op.scale is None else op.scale.value.data,
+                zp=0 if op.zero_point is None else op.zero_point.value.data,
                 first=live[0], last=live[1],
                 alias_of=None if op.alias_of is None else op.alias_of.data))
         elif isinstance(op, LayerOp):

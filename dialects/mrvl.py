@@ -266,6 +266,11 @@ class Conv2DOp(MrvlLayerOp):
 class FCOp(MrvlLayerOp):
     """Fully connected layer: y = flatten(x) @ weight^T + bias, fused activation.
 
+    ```mlir
+    %y = mrvl.fc %x, %w, %b {layer_name = "tvmgen_mrvl_main_6", activation = "relu"}
+           : (tensor<1x1568xf32>, tensor<256x1568xf32>, tensor<256xf32>) -> tensor<1x256xf32>
+    ```
+
     `x` is [N, K] or any [N, ...] flattened row-major. With `weights_need_transform`, `x` is
     NHWC [N, H, W, C] and the weights were made for the NCHW flatten of x (the layer flattens
     in NCHW order, as the RFC's `weights_need_transform = yes`).
@@ -386,7 +391,14 @@ def _pool_init(
 
 @irdl_op_definition
 class Maxpool2DOp(_PoolBase):
-    """2-D max pooling on NHWC (a fused zero-free pad is folded into `pads`)."""
+    """2-D max pooling on NHWC (a fused -inf pad is folded into `pads`).
+
+    ```mlir
+    %y = mrvl.maxpool2d %x {layer_name = "tvmgen_mrvl_main_2", kernel_shape = array<i64: 2, 2>,
+           strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>}
+           : (tensor<1x28x28x64xf32>) -> tensor<1x14x14x64xf32>
+    ```
+    """
 
     name = "mrvl.maxpool2d"
     LAYER_NAME: ClassVar[str] = "Maxpool2D"
@@ -524,7 +536,13 @@ def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | No
 
 @irdl_op_definition
 class Sum2DOp(MrvlLayerOp):
-    """Element-wise sum (numpy broadcasting; one side may be a constant), fused activation."""
+    """Element-wise sum (numpy broadcasting; one side may be a constant), fused activation.
+
+    ```mlir
+    %y = mrvl.sum %a, %b {layer_name = "tvmgen_mrvl_main_7", activation = "relu"}
+           : (tensor<1x56x56x256xf32>, tensor<1x56x56x256xf32>) -> tensor<1x56x56x256xf32>
+    ```
+    """
 
     name = "mrvl.sum"
     LAYER_NAME: ClassVar[str] = "Sum2D"
@@ -578,7 +596,13 @@ class Sum2DOp(MrvlLayerOp):
 
 @irdl_op_definition
 class ConcatOp(MrvlLayerOp):
-    """Concatenation along `axis` (the channel axis of NHWC for the accelerator)."""
+    """Concatenation along `axis` (the channel axis of NHWC for the accelerator).
+
+    ```mlir
+    %y = mrvl.concat %a, %b {layer_name = "tvmgen_mrvl_main_9", axis = 3 : i64}
+           : (tensor<1x4x4x2xf32>, tensor<1x4x4x3xf32>) -> tensor<1x4x4x5xf32>
+    ```
+    """
 
     name = "mrvl.concat"
     LAYER_NAME: ClassVar[str] = "Concat"
@@ -741,7 +765,13 @@ def layout_permutation(src: str, dst: str) -> tuple[int, ...] | None:
 
 @irdl_op_definition
 class LayoutTransformOp(_ShapeOpBase):
-    """Data layout change, e.g. NCHW -> NHWC (a transpose named by layouts)."""
+    """Data layout change, e.g. NCHW -> NHWC (a transpose named by layouts).
+
+    ```mlir
+    %y = mrvl.layout_transform %x {layer_name = "tvmgen_mrvl_main_0", src_layout = "NCHW",
+           dst_layout = "NHWC"} : (tensor<1x1x28x28xf32>) -> tensor<1x28x28x1xf32>
+    ```
+    """
 
     name = "mrvl.layout_transform"
     LAYER_NAME: ClassVar[str] = "layout_transform"

@@ -297,15 +297,13 @@ def _looks_like_text(data: bytes) -> bool:
 def _parse_model_bytes(data: bytes, label: str) -> onnx.ModelProto:
     if not data:
         raise ModelImportError(f"{label}: empty file, not an ONNX model")
+    text_error = None
     if _looks_like_text(data):
         try:
             return onnx.parser.parse_model(data.decode("utf-8"))
         except Exception as error:  # onnx.parser.ParseError and friends
-            text_error = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        else:  # pragma: no cover - unreachable
-            pass
-    else:
-        text_error = None
+            message = str(error).strip()
+            text_error = message.splitlines()[0] if message else type(error).__name__
     try:
         proto = onnx.ModelProto.FromString(data)
     except Exception as error:  # google.protobuf.message.DecodeError
@@ -537,7 +535,13 @@ def _ort_types(light: onnx.ModelProto, inputs: list[tuple[str, TensorType]],
             raise ModelImportError(f"{label}: the rank of '{name}' depends on the input values")
         if len(arrays) < 3 or any(list(a.shape) != shape for a in arrays):
             shape = [DYNAMIC_INDEX] * len(shape)
-        out[name] = TensorType(graph.element_type_from_numpy(arrays[0].dtype), shape)
+        try:
+            element = graph.element_type_from_numpy(arrays[0].dtype)
+        except ValueError:
+            raise ModelImportError(
+                f"{label}: value '{name}' has element type {arrays[0].dtype}, which is not supported"
+            ) from None
+        out[name] = TensorType(element, shape)
     return out
 
 
@@ -859,7 +863,7 @@ def import_reshape(ctx: NodeContext):
         value = ctx.const(1)
         if value is None:
             out = ctx.out_types[0]
-            if out is None:
+            if out is None or not is_static(out):
                 return None
             return _results(ctx.emit(graph.ReshapeOp(ctx.input(0), result_type=out)))
         target = [int(d) for d in value.reshape(-1)]
@@ -999,6 +1003,17 @@ def import_constant(ctx: NodeContext):
             return None
         value = tensor_to_dense(a.t, f"node '{ctx.name}'")
         return _results(ctx.emit(graph.ConstantOp(value)))
+    if a.name == "sparse_value":
+        values = onnx.numpy_helper.to_array(a.sparse_tensor.values)
+        indices = onnx.numpy_helper.to_array(a.sparse_tensor.indices).astype(np.int64)
+        dims = tuple(a.sparse_tensor.dims)
+        if values.dtype not in graph._NUMPY_TO_ELEMENT:
+            return None
+        dense = np.zeros(dims, values.dtype)
+        if indices.ndim == 2:  # [NNZ, rank] coordinates
+            indices = np.ravel_multi_index(tuple(indices.T), dims) if indices.size else indices.reshape(-1)
+        dense.reshape(-1)[indices.reshape(-1)] = values.reshape(-1)
+        return _results(ctx.emit(graph.ConstantOp.from_numpy(dense)))
     arrays = {
         "value_float": lambda: np.array(a.f, np.float32),
         "value_floats": lambda: np.array(list(a.floats), np.float32),

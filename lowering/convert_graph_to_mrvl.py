@@ -41,7 +41,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from mrvl.dialects import graph, mrvl
-from mrvl.lowering.mrvl_legality import is_constant, is_legal
+from mrvl.lowering.mrvl_legality import check_common, is_constant, is_legal
 
 CPU_REASON_ATTR = "mrvl.cpu_reason"
 ONNX_NODES_ATTR = "onnx_nodes"
@@ -151,9 +151,7 @@ def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool) -> None
 
 def is_legal_dtype(op: Operation) -> bool:
     """The common checks of the legality predicates (f32, batch) for a fused op."""
-    from mrvl.lowering.mrvl_legality import _common
-
-    return _common(op)[0]
+    return check_common(op)[0]
 
 
 def _new_const(arr: np.ndarray, ops: list[Operation]) -> SSAValue:

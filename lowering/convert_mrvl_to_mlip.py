@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
@@ -35,9 +35,11 @@ from mrvl.errors import CompileError
 from mrvl.lowering.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
 from mrvl.lowering.mlip_quantize import (
     INPUT_SCALES_ATTR,
+    INPUT_ZPS_ATTR,
     IO_ATTR,
     MODE_ATTR,
     SCALE_ATTR,
+    ZP_ATTR,
     accelerator_functions,
     constant_value,
     weight_scales,
@@ -173,6 +175,7 @@ class LayerBuilder:
             kw["flags"] = int(Flag.SCALE)
             step = tensor.scale
             kw["scale"] = step if src in int_types else 1.0 / step
+            kw["in_zp" if src in int_types else "out_zp"] = tensor.zp
         fields = {
             "dram_addr": Ref("dram", root.name, 0, elem * root.esize),
             "ocm_addr": ocm,
@@ -397,7 +400,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
                             pad_l=pl + x0 - c0 * sw, dh=dh, dw=dw,
                             groups=1 if groups == 1 else (oc1 - oc0) // ocg, **act)
                         if b.cd == DType.INT8:
-                            conv.dst_dtype = DType.INT8
+                            conv.in_zp, conv.out_zp = xt.zp, yt.zp
                         blk.computes.append(conv)
                         blk.stores.append(b.dma(
                             Opcode.DMA_STORE, yt, ((n * oh + r0) * ow + c0) * o + oc0,
@@ -480,7 +483,8 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                 w_addr=Ref("ocm", "w", wslot),
                 bias_addr=Ref("ocm", "bias", wslot) if bt is not None else isa.ADDR_NONE,
                 scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
-                **act))
+                in_zp=xt.zp if b.cd == DType.INT8 else 0,
+                out_zp=yt.zp if b.cd == DType.INT8 else 0, **act))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)
@@ -522,6 +526,7 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
     b.buffer("in", in_rows(rb) * w * cc * es, 2)
     b.buffer("out", rb * ow * cc * es, 2)
     flags = int(Flag.COUNT_PAD) if count_pad else 0
+    zp = xt.zp if b.cd == DType.INT8 else 0
     x_strides = (h * w * c, w * c, c, 1)
     y_strides = (oh * ow * c, ow * c, c, 1)
     for tile, segs in enumerate(work):
@@ -542,7 +547,7 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
                         ih=y1 - y0, iw=w, c=count, in_pix_stride=count,
                         out_addr=Ref("ocm", "out", slot), oh=r1 - r0, ow=ow,
                         out_pix_stride=count, kh=kh, kw=kw, sh=sh, sw=sw,
-                        pad_t=pt + y0 - r0 * sh, pad_l=pl))
+                        pad_t=pt + y0 - r0 * sh, pad_l=pl, in_zp=zp, out_zp=zp))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, ((n * oh + r0) * ow) * c + ch0,
                         (1, r1 - r0, ow, count), y_strides, Ref("ocm", "out", slot)))
@@ -583,13 +588,19 @@ def _boxes(b: LayerBuilder, shape4, kind: str, ranges, per_elems) -> list[tuple[
     for tile, (lo, hi) in enumerate(ranges):
         if hi <= lo:
             continue
-        r1 = (lo, hi) if kind == "rows" else (0, d1)
-        r3 = (lo, hi) if kind == "channels" else (0, d3)
-        n1, n3 = r1[1] - r1[0], r3[1] - r3[0]
+        if kind == "rows":  # rows of all images, image-major
+            segs = [(i0, (max(lo - i0 * d1, 0), min(hi - i0 * d1, d1))) for i0 in range(d0)]
+            segs = [(i0, r1) for i0, r1 in segs if r1[1] > r1[0]]
+            r3 = (0, d3)
+        else:
+            segs = [(i0, (0, d1)) for i0 in range(d0)]
+            r3 = (lo, hi)
+        n3 = r3[1] - r3[0]
+        n1 = max(r1[1] - r1[0] for _, r1 in segs)
         boxes = []
         rows = _fit_rows(b, [], lambda k: per_elems(k * d2 * n3), n1)
         if rows:
-            for i0 in range(d0):
+            for i0, r1 in segs:
                 for band in _bands(r1[0], r1[1], rows):
                     boxes.append((i0, band, (0, d2), r3))
         else:
@@ -598,7 +609,7 @@ def _boxes(b: LayerBuilder, shape4, kind: str, ranges, per_elems) -> list[tuple[
             if not chans:
                 raise CompileError(f"layer {b.layer.name}: one element does not fit the OCM")
             cols = max(cols, 1)
-            for i0 in range(d0):
+            for i0, r1 in segs:
                 for a1 in range(r1[0], r1[1]):
                     for band2 in _bands(0, d2, cols):
                         for band3 in _bands(r3[0], r3[1], chans):
@@ -661,7 +672,8 @@ def lower_sum(b: LayerBuilder, op: mrvl.Sum2DOp) -> None:
     extra: dict = {}
     if b.cd == DType.INT8:
         extra = {"flags": int(Flag.SCALE), "a_scale": operands[0].scale,
-                 "b_scale": operands[1].scale, "out_scale": 1.0 / yt.scale}
+                 "b_scale": operands[1].scale, "out_scale": 1.0 / yt.scale,
+                 "in_zp": operands[0].zp, "b_zp": operands[1].zp, "out_zp": yt.zp}
     for tile, boxes in plans:
         for index, box in enumerate(boxes):
             blk = Block(tile)
@@ -706,9 +718,10 @@ def _copy_layer(b: LayerBuilder, src: DramTensor, src_strides, src_base: int, ds
                                    dims, src_strides, Ref("ocm", "in", slot)))
             fields = dict(in_addr=Ref("ocm", "in", slot), out_addr=Ref("ocm", "out", slot),
                           rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols)
-            if rescale is not None and rescale != 1.0:
+            if rescale is not None and (rescale != 1.0 or src.zp != dst.zp):
                 blk.computes.append(b.insn(Opcode.CONVERT, flags=int(Flag.SCALE),
-                                           scale=rescale, **fields))
+                                           scale=rescale, in_zp=src.zp, out_zp=dst.zp,
+                                           **fields))
             else:
                 blk.computes.append(b.insn(Opcode.COPY, **fields))
             blk.stores.append(b.dma(Opcode.DMA_STORE, dst, dst_base + _box_offset(box, dst_strides),
@@ -731,10 +744,12 @@ def lower_concat(b: LayerBuilder, op: mrvl.ConcatOp) -> None:
     for value in op.inputs:
         xt = b.tensor(value)
         in4 = _shape4(mrvl.tensor_shape(value))
-        if in4[1] >= b.prog.num_tiles or in4[0] * in4[2] * in4[3] == 0:
-            kind, ranges = "rows", balanced_ranges(in4[1], b.prog.num_tiles, row_unit(row_bytes))
-        else:
-            kind, ranges = "rows", [(0, in4[1])] + [(in4[1], in4[1])] * (b.prog.num_tiles - 1)
+        kind, ranges = "rows", balanced_ranges(in4[0] * in4[1], b.prog.num_tiles,
+                                               row_unit(row_bytes))
+        if axis <= 1 and in4[0] * in4[1] > 1:
+            # concatenating images or rows: the output offsets move the granule boundaries
+            rows = in4[0] * in4[1]
+            ranges = [(0, rows)] + [(rows, rows)] * (b.prog.num_tiles - 1)
         rescale = None
         if b.cd == DType.INT8:
             rescale = xt.scale / yt.scale
@@ -852,12 +867,17 @@ def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
     scales_attr = fn.attributes.get(INPUT_SCALES_ATTR)
     in_scales = ([a.value.data for a in scales_attr.data]  # type: ignore[union-attr]
                  if isinstance(scales_attr, ArrayAttr) else None)
+    zps_attr = fn.attributes.get(INPUT_ZPS_ATTR)
+    in_zps = ([a.value.data for a in zps_attr.data]  # type: ignore[union-attr]
+              if isinstance(zps_attr, ArrayAttr) else None)
     for k, arg in enumerate(fn.body.block.args):
         name = input_names[k] if input_names is not None else _arg_name(fn, k)
         t = prog.add_tensor(DramTensor(name, mrvl.tensor_shape(arg), conv.io_dtype, "input",
                                        layout=_input_layout(arg)))
         if in_scales is not None:
             t.scale = in_scales[k]
+        if in_zps is not None:
+            t.zp = in_zps[k]
         conv.tensor_of[arg] = name
         prog.inputs.append(name)
     ret = fn.body.block.last_op
@@ -873,16 +893,19 @@ def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
         shape = mrvl.tensor_shape(result)
         scale_attr = op.attributes.get(SCALE_ATTR)
         scale = scale_attr.value.data if isinstance(scale_attr, FloatAttr) else 1.0
+        zp_attr = op.attributes.get(ZP_ATTR)
+        zp = zp_attr.value.data if isinstance(zp_attr, IntegerAttr) else 0
         if isinstance(op, ALIAS_LAYERS) and result not in head_name:
             src = prog.tensors[conv.tensor_of[op.operands[0]]]
             t = prog.add_tensor(DramTensor(f"{op.name_str}_y", shape, src.dtype, src.region,
-                                           scale=src.scale, alias_of=src.name))
+                                           scale=src.scale, zp=src.zp, alias_of=src.name))
             conv.tensor_of[result] = t.name
             continue
         if result in head_name:
-            t = DramTensor(head_name[result], shape, conv.io_dtype, "output", scale=scale)
+            t = DramTensor(head_name[result], shape, conv.io_dtype, "output", scale=scale,
+                           zp=zp)
         else:
-            t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale)
+            t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale, zp=zp)
         if len(shape) == 4:
             t.layout = Layout.NHWC
         prog.add_tensor(t)
@@ -915,7 +938,7 @@ def _add_copy_out(conv: Converter, value: SSAValue, name: str) -> None:
     src = prog.tensors[conv.tensor_of[value]]
     shape = mrvl.tensor_shape(value)
     t = prog.add_tensor(DramTensor(name if name not in prog.tensors else f"{name}_copy",
-                                   shape, conv.io_dtype, "output", scale=src.scale))
+                                   shape, conv.io_dtype, "output", scale=src.scale, zp=src.zp))
     layer = LayerPlan(f"{t.name}_copy", "copy", len(prog.layers))
     fake = _FakeOp(value)
     b = LayerBuilder(conv, layer, fake)  # type: ignore[arg-type]

@@ -157,7 +157,7 @@ def _io_desc(t: DramTensor, is_input: bool = False) -> IODesc:
     if quantize:
         scale = 1.0 / t.scale if is_input else t.scale
     return IODesc(_short(t.name), tuple(t.shape), dtype=t.dtype, layout=t.layout,
-                  quantize=quantize, scale=scale)
+                  quantize=quantize, scale=scale, zero_point=t.zp if quantize else 0)
 
 
 def write_binary(prog: Program, path: str | Path) -> bytes:

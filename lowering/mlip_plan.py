@@ -100,7 +100,8 @@ class DramTensor:
     offset: int | None = None
     layout: int = isa.Layout.NONE
     scale: float = 1.0
-    """Quantisation step of integer tensors: real value = q * scale."""
+    """Quantisation step of integer tensors: real value = (q - zp) * scale."""
+    zp: int = 0
     first: int = -1
     """Index of the layer that writes it (-1: host written)."""
     last: int = -1

@@ -6,10 +6,12 @@ weights and activations following the annotations):
 
 - function attributes `mlip.quantize` ("fp16" or "int8") and `mlip.io_dtype` ("f16",
   "f32" or "i8": the dtype of the sub-graph's inputs and outputs in DRAM; "I/O as asked");
-- int8 only: `mlip.input_scales` (one f32 per argument) and on every layer `mlip.scale`
-  (f32): the step of its int8 output, `max |x| / 127` over the calibration inputs run through
-  the reference executor (sim/reference_mrvl.py `run_layer`). Layers that cannot rescale
-  (max pools, reshapes, transposes) take their input's scale. Weight scales are per output
+- int8 only: `mlip.input_scales` / `mlip.input_zero_points` (one per argument) and on
+  every layer `mlip.scale` (f32) and `mlip.zero_point` (i64): the asymmetric int8
+  quantisation of its output, real = (q - zero_point) * scale, covering [min, max] of the
+  values seen when the calibration inputs run through the reference executor
+  (sim/reference_mrvl.py `run_layer`). Layers that cannot rescale (pools, reshapes,
+  transposes) take their input's parameters. Weight scales are per output
   channel, computed from the weights by the conversion (`weight_scales`).
 
 fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md).
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr, f32
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f32, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
@@ -33,6 +35,8 @@ from mrvl.errors import CompileError
 QUANTIZE_MODES = ("fp16", "int8")
 IO_DTYPES = ("f16", "f32", "i8")
 SCALE_ATTR = "mlip.scale"
+ZP_ATTR = "mlip.zero_point"
+INPUT_ZPS_ATTR = "mlip.input_zero_points"
 MODE_ATTR = "mlip.quantize"
 IO_ATTR = "mlip.io_dtype"
 INPUT_SCALES_ATTR = "mlip.input_scales"
@@ -62,10 +66,15 @@ def accelerator_functions(module: ModuleOp) -> list[func.FuncOp]:
     return found
 
 
-def _step(max_abs: float) -> float:
-    if not np.isfinite(max_abs) or max_abs <= 0.0:
-        return 1.0 / 127.0
-    return float(np.float32(max_abs / 127.0))
+def qparams(lo: float, hi: float) -> tuple[float, int]:
+    """Asymmetric int8 step and zero point covering [min(lo, 0), max(hi, 0)]: real value
+    = (q - zero_point) * step, q in [-128, 127]."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo <= 0.0:
+        return 1.0 / 127.0, 0
+    step = float(np.float32((hi - lo) / 255.0))
+    zp = int(np.clip(np.rint(-128.0 - lo / step), -128, 127))
+    return step, zp
 
 
 def weight_scales(w: np.ndarray) -> np.ndarray:
@@ -150,25 +159,31 @@ def quantize_function(
     fn.attributes[IO_ATTR] = StringAttr(io_dtype)
     if mode != "int8":
         return
-    peaks: dict[SSAValue, float] = {}
+    ranges: dict[SSAValue, tuple[float, float]] = {}
     for batch in calibration_batches(fn, calibration):
         for value, arr in evaluate_layers(fn, batch).items():
-            peak = float(np.max(np.abs(arr))) if arr.size else 0.0
-            peaks[value] = max(peaks.get(value, 0.0), peak)
-    scales: dict[SSAValue, float] = {}
+            if not arr.size:
+                continue
+            lo, hi = ranges.get(value, (0.0, 0.0))
+            ranges[value] = (min(lo, float(arr.min())), max(hi, float(arr.max())))
+    params: dict[SSAValue, tuple[float, int]] = {}
     for arg in fn.body.block.args:
-        scales[arg] = _step(peaks.get(arg, 0.0))
+        params[arg] = qparams(*ranges.get(arg, (0.0, 0.0)))
     for op in fn.body.block.ops:
         if not isinstance(op, mrvl.MrvlLayerOp):
             continue
         result = op.results[0]
-        if isinstance(op, SCALE_PRESERVING) and op.operands[0] in scales:
-            scales[result] = scales[op.operands[0]]
+        if isinstance(op, SCALE_PRESERVING) and op.operands[0] in params:
+            params[result] = params[op.operands[0]]
         else:
-            scales[result] = _step(peaks.get(result, 0.0))
-        op.attributes[SCALE_ATTR] = FloatAttr(scales[result], f32)
+            params[result] = qparams(*ranges.get(result, (0.0, 0.0)))
+        op.attributes[SCALE_ATTR] = FloatAttr(params[result][0], f32)
+        op.attributes[ZP_ATTR] = IntegerAttr(params[result][1], i64)
     fn.attributes[INPUT_SCALES_ATTR] = ArrayAttr(
-        [FloatAttr(scales[arg], f32) for arg in fn.body.block.args]
+        [FloatAttr(params[arg][0], f32) for arg in fn.body.block.args]
+    )
+    fn.attributes[INPUT_ZPS_ATTR] = ArrayAttr(
+        [IntegerAttr(params[arg][1], i64) for arg in fn.body.block.args]
     )
 
 

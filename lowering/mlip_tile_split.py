@@ -118,14 +118,12 @@ def _shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 
 
 def generic_split(shape: tuple[int, ...], tiles: int, out_es: int):
-    """Split of an element-wise style layer over its 4-D output shape: dim 1 (rows), or
-    dim 3 when everything else is 1."""
+    """Split of an element-wise style layer over its 4-D output shape: the rows (dims 0 and
+    1 together, image-major), or dim 3 when everything else is 1."""
     d0, d1, d2, d3 = _shape4(shape)
-    if d1 >= tiles or d0 * d2 * d3 == 0:
-        return "rows", balanced_ranges(d1, tiles, row_unit(d2 * d3 * out_es))
-    if d0 * d1 * d2 == 1:
+    if d0 * d1 * d2 == 1 and d3 > 1:
         return "channels", balanced_ranges(d3, tiles, channel_unit(out_es))
-    return "rows", balanced_ranges(d1, tiles, row_unit(d2 * d3 * out_es))
+    return "rows", balanced_ranges(d0 * d1, tiles, row_unit(d2 * d3 * out_es))
 
 
 def choose_split(

@@ -44,7 +44,7 @@ def _dtype_name(typ: object) -> str:
     return str(typ)
 
 
-def _common(op: Operation) -> Verdict:
+def check_common(op: Operation) -> Verdict:
     """Every tensor f32 and non-empty, the batch (first dim of the first operand) within the
     limit."""
     for value in (*op.operands, *op.results):
@@ -210,7 +210,7 @@ def is_legal(op: Operation) -> Verdict:
     predicate = PREDICATES.get(type(op))
     if predicate is None:
         return False, f"{op.name}: not an accelerator op"
-    ok = _common(op)
+    ok = check_common(op)
     if not ok[0]:
         return ok
     return predicate(op)

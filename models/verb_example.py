@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", default="mnist", choices=EXAMPLES,
                         help="which example (default mnist)")
     parser.add_argument("-o", "--out", default=None,
-                        help="build directory (default ./mrvl-example-<name>)")
+                        help="build directory (default build/example-<name>)")
     parser.add_argument("--num-tiles", type=int, default=8, help="accelerator tiles (default 8)")
     parser.add_argument("--batch", type=int, default=8,
                         help="mnist: batch the model is compiled for (default 8, the most the "
@@ -47,12 +47,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """A copy of `model` whose symbolic first dimension of every input and output is `batch`."""
+    """A copy of `model` whose symbolic batch dimension is `batch`: the `dim_param` of the
+    first dimension of the inputs, wherever it appears in the inputs and outputs (other
+    symbolic dimensions, such as a detection count, stay symbolic)."""
     fixed = onnx.ModelProto.FromString(model.SerializeToString())
-    for value in list(fixed.graph.input) + list(fixed.graph.output):
+    params = set()
+    for value in fixed.graph.input:
         dims = value.type.tensor_type.shape.dim
-        if len(dims) > 0 and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = batch
+        if len(dims) > 0 and dims[0].HasField("dim_param"):
+            params.add(dims[0].dim_param)
+    for value in list(fixed.graph.input) + list(fixed.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in params:
+                dim.dim_value = batch
     del fixed.graph.value_info[:]
     return fixed
 
@@ -180,7 +187,7 @@ def run_single(name: str, out: Path, num_tiles: int = 8, quiet: bool = True) -> 
 def run(args: argparse.Namespace) -> int:
     from mrvl.sim.verb_report import build_report, format_build_report
 
-    out = Path(args.out if args.out is not None else f"mrvl-example-{args.name}")
+    out = Path(args.out if args.out is not None else f"build/example-{args.name}")
     if args.num_tiles < 1:
         raise MrvlError(f"--num-tiles must be at least 1, got {args.num_tiles}")
     if args.batch < 1:

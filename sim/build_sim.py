@@ -39,6 +39,7 @@ typedef struct mlip_params {
     uint32_t barrier_latency;
     uint32_t ocm_size;
     uint32_t check_deps;
+    uint32_t portable;
     uint64_t max_insn_work;
     uint64_t max_dram_bytes;
 } mlip_params;

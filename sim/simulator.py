@@ -62,13 +62,14 @@ class TimingParams:
     barrier_latency: int = isa.DEFAULT_BARRIER_LATENCY
     ocm_size: int = isa.DEFAULT_OCM_SIZE
     check_deps: bool = True
+    portable: bool = False
     max_insn_work: int = 1 << 34
     max_dram_bytes: int = 1 << 31
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "check_deps":
+            if f.name in ("check_deps", "portable"):
                 continue
             if not isinstance(value, int) or value < 0 or value >= 2**64:
                 raise MrvlError(f"timing parameter {f.name} = {value!r} must be an integer >= 0")

@@ -4,7 +4,8 @@ Reads only the build directory: `manifest.json` (steps), `offload.json` (partiti
 with reasons, MAC share), `static_report.json` (the backend's per-layer OCM, DMA, MACs and
 roofline) and, when `mrvl run` recorded one, `run_report.json` (the simulator's per-layer
 cycles of the last run). Per-layer cycles come from the run when there is one, else from the
-static roofline estimate; the report says which.
+static estimate (the backend's roofline bound per layer); the report says which. OCM figures
+are the allocator's (static report), DMA bytes the run's when recorded.
 
 `build_report(build_dir) -> dict` gives the figures, `format_build_report(dict) -> str` the
 text; `--json` prints the dict.
@@ -128,16 +129,21 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
             merged = []
             for row in map(_layer_row, rows):
                 extra = static_rows.get(row["name"], {})
-                merged.append({k: row[k] if row[k] not in (None, "") else extra.get(k)
-                               for k in row})
+                row = {k: row[k] if row[k] not in (None, "") else extra.get(k) for k in row}
+                if not sim_report and row["cycles"] is None:
+                    row["cycles"] = row["roofline_cycles"]  # the static estimate is the bound
+                merged.append(row)
             entry["layer_rows"] = merged
-            for source in (sim_report, static_sub):
-                if not isinstance(source, Mapping):
-                    continue
-                for key in ("ocm_bytes", "ocm_percent", "dma_in_bytes", "dma_out_bytes",
-                            "roofline_cycles", "time_ms", "efficiency", "tiles"):
-                    if key in source and key not in entry:
-                        entry[key] = source[key]
+            # OCM: the allocator's figure (static) first; the rest: the run's first.
+            for keys, sources in ((("ocm_bytes", "ocm_percent"), (static_sub, sim_report)),
+                                  (("dma_in_bytes", "dma_out_bytes", "roofline_cycles",
+                                    "time_ms", "efficiency"), (sim_report, static_sub))):
+                for source in sources:
+                    if not isinstance(source, Mapping):
+                        continue
+                    for key in keys:
+                        if key in source and key not in entry:
+                            entry[key] = source[key]
         steps.append(entry)
     share = offload.get("accelerator_mac_share")
     return {

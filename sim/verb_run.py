@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from mrvl.sim import acceptance
     from mrvl.sim.runtime import CompiledModel, load_manifest, run_reference, save_run_report
 
+    if args.threads < 1:
+        raise MrvlError(f"--threads must be at least 1, got {args.threads}")
     manifest = load_manifest(args.build)
     inputs = load_inputs(args.inputs, [s.name for s in manifest.inputs])
     with CompiledModel(manifest, threads=args.threads) as model:

@@ -52,7 +52,7 @@ def _timing(params: list[str]) -> TimingParams:
             value = int(text, 0)
         except ValueError:
             raise MrvlError(f"--param '{item}': value must be an integer") from None
-        values[name] = bool(value) if name == "check_deps" else value
+        values[name] = bool(value) if name in ("check_deps", "portable") else value
     return replace(TimingParams(), **values)
 
 

@@ -10,6 +10,7 @@ onnxruntime with Marvell's fp16 rule (sim/acceptance.py).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ import onnxruntime as ort
 import pytest
 
 from mrvl.frontend.cli import main
-from mrvl.models import mnist_cnn_trained
+from mrvl.models import mnist_cnn, mnist_cnn_trained
 from mrvl.models.verb_example import fix_batch
 from mrvl.sim import acceptance
 
@@ -86,6 +87,17 @@ def test_run_check_and_outputs(build, work, x, capsys):
     assert acceptance.check_output(OUTPUT, got, expected, "fp16").passed
     run_report = json.loads((build / "run_report.json").read_text())
     assert run_report["total_cycles"] > 0
+
+
+def test_check_failure_exits_1(build, work, x, capsys):
+    """A build whose reference model differs (untrained weights) fails the check: exit 1."""
+    other = work / "other-build"
+    shutil.copytree(build, other)
+    onnx.save(fix_batch(mnist_cnn(), 1), other / "model.onnx")
+    inputs = _npz(work / "x3.npz", **{INPUT: x})
+    assert main(["run", str(other), "--inputs", str(inputs), "--check"]) == 1
+    captured = capsys.readouterr()
+    assert f"check {OUTPUT}: FAIL (fp16)" in captured.out and "check: FAIL" in captured.err
 
 
 def test_run_single_npy(build, work, x, capsys):

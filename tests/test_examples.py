@@ -41,7 +41,7 @@ def test_ssd_backbone_on_accelerator_nms_on_cpu(tmp_path):
 
 
 def test_example_verb_limit(tmp_path, capsys):
-    assert main(["example", "mnist", "-o", str(tmp_path / "ex"), "--limit", "20", "-q"]) in (0, 1)
+    assert main(["example", "mnist", "-o", str(tmp_path / "ex"), "--limit", "20", "-q"]) == 0
     text = capsys.readouterr().out
     assert "accuracy, simulated fp16 model:" in text and "predicted labels agree:" in text
     assert "offload: 100.00%" in text

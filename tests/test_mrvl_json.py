@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from xdsl.printer import Printer
 
@@ -17,6 +18,7 @@ from mrvl.lowering.mrvl_json import (
     JsonPairError,
     accelerator_functions,
     check_json_pair,
+    json_to_function,
     read_json_pair,
     subgraph_to_json,
     write_module_json,
@@ -209,3 +211,41 @@ def test_mrvl_opt_target_writes_the_same_files(split_module, tmp_path):
     assert "// ----- tvmgen_mrvl_main_1-consts.json\n" in result.stdout
     first = result.stdout.split("// ----- ")[1].split("\n", 1)[1]
     assert first == Path(pairs[0][0]).read_text()
+
+
+def test_fc_after_an_nchw_flatten_needs_weight_transform():
+    """Conv -> Flatten (NCHW order) -> MatMul: the FC takes the NHWC tensor and says
+    weights_need_transform; values and the read-back function are kept."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mrvl.lowering.mrvl_partition import layers_of, subgraph_functions
+    from mrvl.sim.reference import run_function
+
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    k = rng.standard_normal((100, 6)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+            helper.make_node("Flatten", ["c"], ["f"], name="flatten"),
+            helper.make_node("MatMul", ["f", "k"], ["y"], name="dense"),
+        ],
+        "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(k, "k")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    module = compile_to_partitioned(model)
+    fn = subgraph_functions(module, "accelerator")[0]
+    fc = layers_of(fn)[-1]
+    assert fc.LAYER_NAME == "FC" and fc.weights_need_transform is not None
+    nodes, consts = subgraph_to_json(fn)
+    attrs = nodes["nodes"][-1]["attrs"]
+    assert attrs["weights_need_transform"] == ["yes"]
+    assert attrs["data_layout"] == ["NHWC"] and attrs["data_layout_shape"] == ["1", "5", "5", "4"]
+    assert consts[attrs["kernel_const_name"][0]]["shape"] == [6, 100]
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run_function(module, [x])[0], expected, rtol=1e-4, atol=1e-5)
+    assert _text(json_to_function(nodes, consts)) == _text(fn)

@@ -244,9 +244,12 @@ def test_constant_nodes_of_every_form():
         helper.make_node("Constant", [], ["c2"], value_floats=[1.0, 2.0, 3.0]),
         helper.make_node("Constant", [], ["c3"], value_int=3),
         helper.make_node("Constant", [], ["c4"], value_ints=[2, 3]),
+        helper.make_node("Constant", [], ["c5"], sparse_value=helper.make_sparse_tensor(
+            _init("v", np.array([1.0, 2.0], np.float32)), _init("i", np.array([1, 5], np.int64)), [2, 3])),
         helper.make_node("Add", ["x", "c0"], ["a"]),
         helper.make_node("Mul", ["a", "c1"], ["b"]),
-        helper.make_node("Add", ["b", "c2"], ["y"]),
+        helper.make_node("Add", ["b", "c2"], ["y0"]),
+        helper.make_node("Add", ["y0", "c5"], ["y"]),
         helper.make_node("Reshape", ["y", "c4"], ["z"]),
         helper.make_node("Add", ["i", "c3"], ["j"]),
     ]
@@ -424,3 +427,27 @@ def test_mrvl_import_verb_and_mrvl_opt_frontend(tmp_path, capsys):
     assert "graph.gemm" in out and "tensor<3x40xf32>" in out and 'dense<"0x' in out
     assert cli.main(["import", str(tmp_path / "nope.onnx")]) == 2
     assert "cannot read the model file" in capsys.readouterr().err
+
+
+def test_unsorted_graph_is_sorted_and_undefined_values_name_the_node():
+    nodes = [
+        helper.make_node("Sigmoid", ["r"], ["y"], name="second"),
+        helper.make_node("Relu", ["x"], ["r"], name="first"),
+    ]
+    m = _model(nodes, [_vi("x", [2, 3])], [_vi("y", [2, 3])])
+    module = _check(m, {"x": _x(2, 3)})
+    assert [op.name for op in next(iter(module.ops)).body.ops][:2] == ["graph.relu", "graph.sigmoid"]
+    nodes = [helper.make_node("Relu", ["nowhere"], ["y"], name="lost")]
+    m = _model(nodes, [_vi("x", [2, 3])], [_vi("y", [2, 3])])
+    with pytest.raises(ModelImportError, match="node 'lost' uses 'nowhere'"):
+        import_onnx(m)
+
+
+def test_shape_given_by_an_integer_input_stays_dynamic():
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["y"], name="reshape_by_input"),
+             helper.make_node("Relu", ["y"], ["z"])]
+    m = _model(nodes, [_vi("x", [2, 6]), _vi("s", [2], TensorProto.INT64)], [_vi("z", None)])
+    module = import_onnx(m)
+    generic = [op for op in module.walk() if isinstance(op, graph.OnnxOp)]
+    assert [op.op_type.data for op in generic] == ["Reshape", "Relu"]
+    assert all(d == DYNAMIC_INDEX for d in generic[0].results[0].type.get_shape())

@@ -185,3 +185,39 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_partition_error_is_an_mrvl_error():
     assert issubclass(PartitionError, MrvlError)
+
+
+def test_legality_reasons_for_single_ops():
+    from xdsl.dialects.builtin import TensorType, f32, i64
+    from xdsl.ir import Block
+
+    from mrvl.dialects import graph
+    from mrvl.lowering.mrvl_legality import is_legal
+
+    block = Block(
+        arg_types=[
+            TensorType(f32, [0, 4]),
+            TensorType(i64, [1, 4]),
+            TensorType(f32, [1, 3, 4, 4]),
+            TensorType(f32, [9, 4, 4, 3]),
+        ]
+    )
+    empty, ints, nchw, big = block.args
+    assert is_legal(graph.ReshapeOp(empty, [4, 0])) == (False, "empty tensor [0, 4] not supported")
+    assert is_legal(graph.AddOp(ints, ints)) == (False, "dtype i64 not supported")
+    nms = graph.OnnxOp([nchw], [TensorType(i64, [1, 3])], op_type="NonMaxSuppression", opset=17)
+    assert is_legal(nms) == (False, "graph.onnx NonMaxSuppression: not an accelerator op")
+    assert is_legal(graph.GlobalAvgPool2DOp(nchw)) == (
+        False,
+        "data layout NCHW is not NHWC (run graph-layout-nhwc first)",
+    )
+    assert is_legal(graph.GlobalAvgPool2DOp(big, layout="NHWC")) == (
+        False,
+        "batch 9 exceeds the accelerator limit 8",
+    )
+    pad = graph.PadOp(empty, pads=[0, 1, 0, 1], value=0.5)
+    assert is_legal(pad) == (False, "empty tensor [0, 4] not supported")
+    pad = graph.PadOp(nchw, pads=[0, 0, 1, 1, 0, 0, 1, 1], value=0.5)
+    assert is_legal(pad) == (False, "pad value 0.5 is not zero")
+    assert is_legal(graph.SoftmaxOp(nchw)) == (False, "graph.softmax: not an accelerator op")
+    assert is_legal(graph.TransposeOp(nchw, perm=[0, 2, 3, 1])) == (True, "")

@@ -189,3 +189,15 @@ def test_layer_ops_are_mrvl_dialect(model):
     kinds = {type(op) for op in accel.body.block.ops}
     assert mrvl.Conv2DOp in kinds and mrvl.FCOp in kinds
     assert kinds <= set(mrvl.LAYER_OPS) | {graph.ConstantOp, type(accel.body.block.last_op)}
+
+
+def test_report_pass_option_writes_json_and_text(model, tmp_path):
+    json_path, text_path = tmp_path / "report.json", tmp_path / "report.txt"
+    compile_to_partitioned(model, max_layers=4, report=str(json_path))
+    report = json.loads(json_path.read_text())
+    assert report["macs_accelerator"] == CONV_MACS
+    assert [s["name"] for s in report["accelerator_subgraphs"]] == ["tvmgen_mrvl_main_0"]
+    compile_to_partitioned(model, report=str(text_path))
+    assert text_path.read_text().startswith(
+        "accelerator: 1 sub-graph(s), 8 layer(s), 100.00% of 2210304 MACs\n"
+    )

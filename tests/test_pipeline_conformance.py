@@ -58,7 +58,6 @@ _PASS_THROUGH = "compile_model: a model output equal to a model input is produce
 _UNSIGNED = "compile_model: the manifest dtype drops signedness (uint8 -> int8)"
 KNOWN_BACKEND_ISSUES = {
     "test_dropout_default": _PASS_THROUGH,
-    "test_clip_default_inbounds": _PASS_THROUGH,
     "test_clip_default_inbounds_expanded": _PASS_THROUGH,
     "test_transpose_all_permutations_0": _PASS_THROUGH,
     "test_add_uint8": _UNSIGNED,
@@ -66,8 +65,6 @@ KNOWN_BACKEND_ISSUES = {
     "test_add_uint32": _UNSIGNED,
     "test_add_uint64": _UNSIGNED,
     "test_maxpool_2d_uint8": _UNSIGNED,
-    "test_reshape_allowzero_reordered": "partition: an empty (zero-size) tensor is sent to the "
-    "accelerator, whose binary rejects zero dimensions",
 }
 """Cases failing because of a known bug outside the runtime (strict xfail: they must be
 removed from here once fixed)."""
