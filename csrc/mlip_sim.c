@@ -32,19 +32,17 @@ static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish
 static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
+/* Sequence numbers are global per stream (instruction count of the stream over every section
+ * ever executed, + 1), so an access by an earlier section is ordered by construction: at a
+ * section start every stream's vector clock covers all earlier instructions.  0 = none. */
 typedef struct ocm_shadow {
-    uint32_t w_epoch;
-    uint32_t w_seq;
-    uint32_t r_epoch;
-    uint32_t r_seq[MLIP_NUM_QUEUES];
-    uint8_t w_stream;
+    uint32_t w_seq;                   /* last writer (its queue in osh_wq) */
+    uint32_t r_seq[MLIP_NUM_QUEUES];  /* last read per queue of the tile since that write */
 } ocm_shadow;
 
 typedef struct dram_shadow {
-    uint32_t w_epoch;
     uint32_t w_seq;
-    uint32_t r_epoch;
-    uint32_t r_seq[MLIP_MAX_TILES];
+    uint32_t r_seq[MLIP_MAX_TILES];   /* last read by each tile's dma_in queue */
     uint8_t w_stream;
 } dram_shadow;
 
@@ -72,6 +70,7 @@ typedef struct stream_state {
 /* Per-section execution context. */
 typedef struct run_ctx {
     int section;
+    uint32_t base0[NS_MAX];
     uint32_t ns;
     stream_state st[NS_MAX];
     fifo ch[MLIP_MAX_TILES][NCH];
@@ -128,8 +127,10 @@ struct mlip_sim {
     uint64_t dsh_base[2];
     uint64_t dsh_n[2];
     uint32_t pushes[MLIP_NUM_SECTIONS][MLIP_MAX_TILES][NCH];
-    uint32_t epoch;
-    uint32_t run_base;
+    uint8_t *osh_wq[MLIP_MAX_TILES];  /* writer queue of each OCM granule */
+    uint32_t base[NS_MAX];            /* instructions each stream has executed so far */
+    uint32_t init_end[NS_MAX];        /* base after the init section */
+    uint32_t run_start[NS_MAX];       /* base at the start of the current inference */
     float *fbuf;
     size_t fbuf_cap;
     float *wbuf;
@@ -1028,11 +1029,12 @@ static void describe(const mlip_sim *sim, const run_ctx *rc, uint32_t stream, ui
     uint32_t lt = stream / 3, q = stream % 3;
     const stream_state *st = &rc->st[stream];
     const char *op = "?";
-    if (seq >= 1 && seq <= st->n) {
-        op = op_name(st->insns[seq - 1].opcode);
+    uint32_t idx = seq - rc->base0[stream] - 1;
+    if (seq > rc->base0[stream] && idx < st->n) {
+        op = op_name(st->insns[idx].opcode);
     }
     snprintf(buf, n, "%s/tile %u/%s/#%u %s", SEC_NAMES[rc->section], sim->tile0 + lt,
-             Q_NAMES[q], seq - 1, op);
+             Q_NAMES[q], idx, op);
 }
 
 static int dep_error(const acc_ctx *a, const char *what, const char *mem, uint64_t addr,
@@ -1056,49 +1058,56 @@ static inline int hb(const acc_ctx *a, uint32_t stream, uint32_t seq)
 }
 
 /* check + record an access to OCM granules [g0, g1] of tile lt */
-static int ocm_read_error(const acc_ctx *a, uint32_t lt, const ocm_shadow *e, uint64_t addr)
+/* 0: the read of data last written by (stream, seq) is fine; else the kind of error */
+static inline int read_state(const acc_ctx *a, uint32_t stream, uint32_t seq)
 {
-    mlip_sim *sim = a->sim;
-    char mem[32];
-    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-    if (e->w_epoch == 0) {
+    const mlip_sim *sim = a->sim;
+    if (seq == 0) return 1;                               /* never written */
+    if (seq <= sim->init_end[stream]) return 0;           /* init section (resident data) */
+    if (seq <= sim->run_start[stream]) return 2;          /* an earlier inference: stale */
+    return hb(a, stream, seq) ? 0 : 3;                    /* this inference: needs hb */
+}
+
+static int read_error(const acc_ctx *a, int kind, const char *mem, uint64_t addr,
+                      uint32_t stream, uint32_t seq)
+{
+    if (kind == 1) {
         return dep_error(a, "reads", mem, addr, 0, 0);
     }
-    if (e->w_epoch == sim->epoch && !hb(a, e->w_stream, e->w_seq)) {
-        return dep_error(a, "reads", mem, addr, e->w_stream, e->w_seq);
+    if (kind == 2) {
+        char me[128];
+        describe(a->sim, a->rc, a->s, a->seq, me, sizeof me);
+        return fail(a->sim, MLIP_ERR_RUN,
+                    "dependency error: %s reads %s 0x%llx, which holds stale data written by "
+                    "a previous inference", me, mem, (unsigned long long)addr);
     }
-    return fail(sim, MLIP_ERR_RUN,
-                "dependency error: tile %u OCM 0x%llx read in this inference holds stale data "
-                "written by a previous inference", sim->tile0 + lt, (unsigned long long)addr);
+    return dep_error(a, "reads", mem, addr, stream, seq);
 }
 
 /* check + record an access to the OCM granules of [lo, hi) of tile lt.  Consecutive
- * granules mostly share their last writer / readers, so a check passed for one set of
- * (writer) or (readers) is not repeated for the next granule with the same set. */
+ * granules mostly share their last writer / readers, so a check passed for one writer (or
+ * set of readers) is not repeated for the next granule with the same one. */
 static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
 {
     mlip_sim *sim = a->sim;
     ocm_shadow *sh = sim->osh[lt];
-    const uint32_t cur = sim->epoch, q = a->s % 3, seq = a->seq;
+    uint8_t *wq = sim->osh_wq[lt];
+    const uint32_t q = a->s % 3, seq = a->seq, sbase = lt * 3;
     uint64_t g0 = lo / MLIP_OCM_GRANULE, g1 = (hi - 1) / MLIP_OCM_GRANULE;
-    uint32_t ok_epoch = UINT32_MAX, ok_seq = 0, ok_stream = UINT32_MAX;
+    uint32_t ok_seq = UINT32_MAX, ok_q = UINT32_MAX;
+    char mem[32];
     if (!write) {
         for (uint64_t g = g0; g <= g1; g++) {
             ocm_shadow *e = &sh[g];
-            if (e->w_epoch != ok_epoch || e->w_seq != ok_seq || e->w_stream != ok_stream) {
-                int bad = e->w_epoch == 0 ||
-                          (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) ||
-                          (e->w_epoch > 2 && e->w_epoch < sim->run_base);
-                if (bad) {
-                    return ocm_read_error(a, lt, e, g * MLIP_OCM_GRANULE);
+            if (e->w_seq != ok_seq || wq[g] != ok_q) {
+                int kind = read_state(a, sbase + wq[g], e->w_seq);
+                if (kind != 0) {
+                    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                    return read_error(a, kind, mem, g * MLIP_OCM_GRANULE, sbase + wq[g],
+                                      e->w_seq);
                 }
-                ok_epoch = e->w_epoch;
                 ok_seq = e->w_seq;
-                ok_stream = e->w_stream;
-            }
-            if (e->r_epoch != cur) {
-                e->r_epoch = cur;
-                e->r_seq[0] = e->r_seq[1] = e->r_seq[2] = 0;
+                ok_q = wq[g];
             }
             e->r_seq[q] = seq;
         }
@@ -1107,34 +1116,28 @@ static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int
     uint32_t ok_r[MLIP_NUM_QUEUES] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};
     for (uint64_t g = g0; g <= g1; g++) {
         ocm_shadow *e = &sh[g];
-        if (e->w_epoch == cur && (e->w_seq != ok_seq || e->w_stream != ok_stream)) {
-            if (!hb(a, e->w_stream, e->w_seq)) {
-                char mem[32];
+        if (e->w_seq != ok_seq || wq[g] != ok_q) {
+            if (e->w_seq != 0 && !hb(a, sbase + wq[g], e->w_seq)) {
                 snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                return dep_error(a, "overwrites", mem, g * MLIP_OCM_GRANULE, e->w_stream,
+                return dep_error(a, "overwrites", mem, g * MLIP_OCM_GRANULE, sbase + wq[g],
                                  e->w_seq);
             }
             ok_seq = e->w_seq;
-            ok_stream = e->w_stream;
+            ok_q = wq[g];
         }
-        if (e->r_epoch == cur) {
-            if (e->r_seq[0] != ok_r[0] || e->r_seq[1] != ok_r[1] || e->r_seq[2] != ok_r[2]) {
-                for (uint32_t r = 0; r < MLIP_NUM_QUEUES; r++) {
-                    uint32_t rs = lt * 3 + r;
-                    if (e->r_seq[r] != 0 && rs != a->s && !hb(a, rs, e->r_seq[r])) {
-                        char mem[32];
-                        snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                        return dep_error(a, "overwrites data still to be read at", mem,
-                                         g * MLIP_OCM_GRANULE, rs, e->r_seq[r]);
-                    }
+        if (e->r_seq[0] != ok_r[0] || e->r_seq[1] != ok_r[1] || e->r_seq[2] != ok_r[2]) {
+            for (uint32_t r = 0; r < MLIP_NUM_QUEUES; r++) {
+                if (e->r_seq[r] != 0 && r != q && !hb(a, sbase + r, e->r_seq[r])) {
+                    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+                    return dep_error(a, "overwrites data still to be read at", mem,
+                                     g * MLIP_OCM_GRANULE, sbase + r, e->r_seq[r]);
                 }
-                memcpy(ok_r, e->r_seq, sizeof ok_r);
             }
-            e->r_seq[0] = e->r_seq[1] = e->r_seq[2] = 0;
+            memcpy(ok_r, e->r_seq, sizeof ok_r);
         }
-        e->w_epoch = cur;
+        e->r_seq[0] = e->r_seq[1] = e->r_seq[2] = 0;
         e->w_seq = seq;
-        e->w_stream = (uint8_t)a->s;
+        wq[g] = (uint8_t)q;
     }
     return MLIP_OK;
 }
@@ -1154,51 +1157,35 @@ static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
     }
     dram_shadow *sh = sim->dsh[r];
     uint64_t base = sim->dsh_base[r];
-    const uint32_t cur = sim->epoch, lt = a->s / 3, seq = a->seq;
-    uint32_t ok_epoch = UINT32_MAX, ok_seq = 0, ok_stream = UINT32_MAX;
+    const uint32_t lt = a->s / 3, seq = a->seq;
+    uint32_t ok_seq = UINT32_MAX, ok_stream = UINT32_MAX;
     uint64_t g0 = (lo - base) / MLIP_DRAM_GRANULE, g1 = (hi - 1 - base) / MLIP_DRAM_GRANULE;
     for (uint64_t g = g0; g <= g1; g++) {
         dram_shadow *e = &sh[g];
         uint64_t addr = base + g * MLIP_DRAM_GRANULE;
         if (!write) {
-            if (e->w_epoch != ok_epoch || e->w_seq != ok_seq || e->w_stream != ok_stream) {
-                if (e->w_epoch == 0) {
-                    return dep_error(a, "reads", "DRAM", addr, 0, 0);
+            if (e->w_seq != ok_seq || e->w_stream != ok_stream) {
+                int kind = read_state(a, e->w_stream, e->w_seq);
+                if (kind != 0) {
+                    return read_error(a, kind, "DRAM", addr, e->w_stream, e->w_seq);
                 }
-                if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
-                    return dep_error(a, "reads", "DRAM", addr, e->w_stream, e->w_seq);
-                }
-                if (e->w_epoch > 2 && e->w_epoch < sim->run_base) {
-                    return fail(sim, MLIP_ERR_RUN,
-                                "dependency error: DRAM 0x%llx read in this inference holds "
-                                "stale data written by a previous inference",
-                                (unsigned long long)addr);
-                }
-                ok_epoch = e->w_epoch;
                 ok_seq = e->w_seq;
                 ok_stream = e->w_stream;
-            }
-            if (e->r_epoch != cur) {
-                e->r_epoch = cur;
-                memset(e->r_seq, 0, sizeof e->r_seq);
             }
             e->r_seq[lt] = seq;
             continue;
         }
-        if (e->w_epoch == cur && !hb(a, e->w_stream, e->w_seq)) {
+        if (e->w_seq != 0 && !hb(a, e->w_stream, e->w_seq)) {
             return dep_error(a, "overwrites", "DRAM", addr, e->w_stream, e->w_seq);
         }
-        if (e->r_epoch == cur) {
-            for (uint32_t t = 0; t < sim->ntiles; t++) {
-                uint32_t rs = t * 3 + MLIP_Q_DMA_IN;
-                if (e->r_seq[t] != 0 && !hb(a, rs, e->r_seq[t])) {
-                    return dep_error(a, "overwrites data still to be read at", "DRAM", addr, rs,
-                                     e->r_seq[t]);
-                }
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            uint32_t rs = t * 3 + MLIP_Q_DMA_IN;
+            if (e->r_seq[t] != 0 && !hb(a, rs, e->r_seq[t])) {
+                return dep_error(a, "overwrites data still to be read at", "DRAM", addr, rs,
+                                 e->r_seq[t]);
             }
-            memset(e->r_seq, 0, sizeof e->r_seq);
         }
-        e->w_epoch = cur;
+        memset(e->r_seq, 0, sizeof e->r_seq);
         e->w_seq = seq;
         e->w_stream = (uint8_t)a->s;
     }
@@ -2288,7 +2275,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     if (insn_ocm_write(in, &wlo, &whi)) {
         prep_invalidate(sim, lt, wlo, whi);
     }
-    uint32_t seq = ss->pc + 1;
+    uint32_t seq = rc->base0[s] + ss->pc + 1;
     ss->vc[s] = seq;
     acc_ctx ac = {sim, rc, s, seq, op_name(in->opcode)};
     cost c = {0, 0, 0, 0, 0};
@@ -2336,6 +2323,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
     rc->stats = stats;
     rc->end = t_start;
     rc->dram_free = t_start;
+    memcpy(rc->base0, sim->base, sizeof rc->base0);
     for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
         for (int q = 0; q < 3; q++) {
             const mlip_stream *ms = &sim->info.streams[section][sim->tile0 + lt][q];
@@ -2344,6 +2332,8 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             ss->first = ms->first;
             ss->n = ms->count;
             ss->ready = t_start;
+            /* a section starts after everything before it: its clock covers all of it */
+            memcpy(ss->vc, sim->base, sizeof ss->vc);
         }
         for (int c = 0; c < NCH; c++) {
             uint32_t cap = sim->pushes[section][sim->tile0 + lt][c];
@@ -2409,7 +2399,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 stream_state *ss = &rc->st[s];
                 const mlip_insn *in = &ss->insns[ss->pc];
                 memcpy(ss->vc, merged, sizeof merged);
-                ss->vc[s] = ss->pc + 1;
+                ss->vc[s] = rc->base0[s] + ss->pc + 1;
                 stats->stall[1] += bar_start - ss->ready;
                 ss->ready = end;
                 ss->pc++;
@@ -2428,7 +2418,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             stream_state *ss = &rc->st[s];
             if (ss->pc >= ss->n) continue;
             char d[128];
-            describe(sim, rc, s, ss->pc + 1, d, sizeof d);
+            describe(sim, rc, s, rc->base0[s] + ss->pc + 1, d, sizeof d);
             used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", used ? "; " : "", d);
         }
         status = fail(sim, MLIP_ERR_RUN,
@@ -2436,6 +2426,9 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         goto done;
     }
     *t_end = rc->end;
+    for (uint32_t i = 0; i < rc->ns; i++) {
+        sim->base[i] += rc->st[i].n;
+    }
 done:
     for (uint32_t lt = 0; lt < MLIP_MAX_TILES; lt++) {
         for (int c = 0; c < NCH; c++) free(rc->ch[lt][c].buf);

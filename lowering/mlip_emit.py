@@ -13,7 +13,6 @@ Invariant: every DRAM operand lies inside its tensor, which lies inside its regi
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -187,23 +186,27 @@ class MlipAsmTarget(Target):
 
 @dataclass(frozen=True)
 class MlipBinTarget(Target):
-    """Write the model binary of the (single) scheduled `mlip.model` (raw bytes when the
-    output has a binary buffer, e.g. a file or stdout; else hex)."""
+    """The model binary of the (single) scheduled `mlip.model`.
+
+    xDSL's driver hands targets a text stream, so the bytes go to the file named by the
+    `path` option (`-t 'mlip-bin{path="m.bin"}'`, then one summary line is printed); without
+    it the binary is printed as hex (`xxd -r -p` turns it back into bytes).
+    """
 
     name = "mlip-bin"
+
+    path: str = ""
 
     def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
         progs = _programs(module)
         if len(progs) != 1:
             raise CompileError(f"mlip-bin: expected one mlip.model, got {len(progs)}")
         data = to_model_binary(progs[0]).to_bytes()
-        buffer = getattr(output, "buffer", None)
-        if buffer is not None:
-            output.flush()
-            buffer.write(data)
-            buffer.flush()
+        if not self.path:
+            output.write(data.hex() + "\n")
             return
-        if output is sys.stdout:
-            sys.stdout.buffer.write(data)
-            return
-        output.write(data.hex())
+        try:
+            Path(self.path).write_bytes(data)
+        except OSError as error:
+            raise CompileError(f"mlip-bin: cannot write '{self.path}': {error}") from None
+        output.write(f"{self.path}: {len(data)} bytes, model {progs[0].name}\n")

@@ -34,6 +34,7 @@ from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.utils.arg_spec import ArgSpec
 from xdsl.utils.target import Target
 
 from mrvl.dialects import mrvl
@@ -375,8 +376,19 @@ def write_json_pair(fn: func.FuncOp, out_dir: str | Path) -> tuple[Path, Path]:
     return nodes_path, consts_path
 
 
+def _check_partitioned(module: ModuleOp) -> None:
+    for op in module.ops:
+        if isinstance(op, func.FuncOp) and TARGET_ATTR in op.attributes:
+            return
+    raise JsonPairError(
+        "mrvl-json: the module holds no sub-graph function (mrvl.target); run mrvl-partition "
+        "first"
+    )
+
+
 def write_module_json(module: ModuleOp, out_dir: str | Path) -> list[tuple[Path, Path]]:
     """Write the pair of every accelerator sub-graph of a partitioned module."""
+    _check_partitioned(module)
     return [write_json_pair(fn, out_dir) for fn in accelerator_functions(module)]
 
 
@@ -388,11 +400,20 @@ class MrvlJsonTarget(Target):
 
     out_dir: str = ""
 
+    @classmethod
+    def from_spec(cls, spec: ArgSpec) -> MrvlJsonTarget:
+        """Options from `-t` text; a bad option is a JsonPairError, not a traceback."""
+        try:
+            return super().from_spec(spec)
+        except ValueError as exc:
+            raise JsonPairError(f"mrvl-json: invalid option: {exc}") from exc
+
     def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
         if self.out_dir:
             for nodes_path, consts_path in write_module_json(module, self.out_dir):
                 output.write(f"{nodes_path}\n{consts_path}\n")
             return
+        _check_partitioned(module)
         for fn in accelerator_functions(module):
             nodes, consts = subgraph_to_json(fn)
             output.write(f"// ----- {nodes['symbol']}-nodes.json\n")

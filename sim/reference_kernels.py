@@ -198,7 +198,10 @@ def clip(
         y = np.maximum(y, np.asarray(min).astype(x.dtype))
     if max is not None:
         y = np.minimum(y, np.asarray(max).astype(x.dtype))
-    return np.array(y, dtype=x.dtype, copy=y is x)
+    if y is x:
+        return x.copy()
+    # np.maximum of 0-d arrays gives a numpy scalar; asarray makes it an array again.
+    return np.asarray(y, dtype=x.dtype)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

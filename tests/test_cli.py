@@ -100,6 +100,31 @@ def test_check_failure_exits_1(build, work, x, capsys):
     assert f"check {OUTPUT}: FAIL (fp16)" in captured.out and "check: FAIL" in captured.err
 
 
+def test_int8_build_passes_the_int8_rule(work, model_path, capsys):
+    from mrvl.models import load_digits_28
+
+    x_train, _, x_test, _ = load_digits_28()
+    calibration = _npz(work / "cal.npz", **{INPUT: x_train[:16, None]})
+    out = work / "build-int8"
+    assert main(["compile", str(model_path), "-o", str(out), "--num-tiles", "2",
+                 "--quantize", "int8", "--calibration", str(calibration)]) == 0
+    inputs = _npz(work / "digit.npz", **{INPUT: x_test[:1]})
+    capsys.readouterr()
+    assert main(["run", str(out), "--inputs", str(inputs), "--check"]) == 0
+    assert f"check {OUTPUT}: PASS (int8)" in capsys.readouterr().out
+
+
+def test_corrupt_binary_one_line(build, work, x, capsys):
+    broken = work / "broken-build"
+    shutil.copytree(build, broken)
+    binary = broken / "tvmgen_mrvl_main_0.bin"
+    data = bytearray(binary.read_bytes())
+    data[200] ^= 0xFF
+    binary.write_bytes(bytes(data))
+    _one_line_error(capsys, ["run", str(broken), "--inputs",
+                             str(_npz(work / "x4.npz", **{INPUT: x}))], "CRC32C mismatch")
+
+
 def test_run_single_npy(build, work, x, capsys):
     path = work / "x.npy"
     np.save(path, x)

@@ -1,4 +1,4 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc' | mrvl-opt -p mlip-dma-schedule | filecheck %s
+// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc' --split-input-file | mrvl-opt --split-input-file -p mlip-dma-schedule | filecheck %s
 
 // Two layers on two tiles; each tile streams two blocks per layer.  Tokens: load i pushes
 // to compute; compute pops it and pushes to the store; the last store of the first layer
@@ -33,3 +33,16 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> at
 // CHECK-NEXT:  }
 // CHECK:       mlip.stream attributes {section = "main", tile = 1 : i64, queue = "compute"}
 // CHECK:         mlip.barrier id = 0,
+
+// -----
+
+// Not lowered: a CPU sub-graph (no mlip.model) goes through unchanged.
+
+func.func @cpu_main_0(%x: tensor<1x4xf32>) -> tensor<1x4xf32> attributes {mrvl.target = "cpu"} {
+  %y = graph.relu %x : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  func.return %y : tensor<1x4xf32>
+}
+
+// CHECK-LABEL: func.func @cpu_main_0
+// CHECK-NEXT:    graph.relu
+// CHECK-NOT:     mlip.

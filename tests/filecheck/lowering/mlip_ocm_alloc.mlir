@@ -1,5 +1,5 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' | mrvl-opt -p mlip-ocm-alloc | filecheck %s
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' | mrvl-opt -p mlip-ocm-alloc | mrvl-opt -p mlip-ocm-alloc | filecheck %s --check-prefix=AGAIN
+// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | mrvl-opt --split-input-file -p mlip-ocm-alloc | filecheck %s
+// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | mrvl-opt --split-input-file -p mlip-ocm-alloc | mrvl-opt --split-input-file -p mlip-ocm-alloc | filecheck %s --check-prefix=AGAIN
 
 // Pages of 16 KiB: weights and bias from the low pages (0, 16384), the two slots of `in`
 // and `out` from the top of the range the model needs (6 pages = 98304) downwards.
@@ -30,3 +30,16 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> at
 // Allocating again is a no-op (addresses are final).
 // AGAIN:       ocm_end = 98304 : i64
 // AGAIN:         mlip.conv in_addr = 81920, {{.*}}out_addr = 49152,
+
+// -----
+
+// Not lowered: a CPU sub-graph (no mlip.model) goes through unchanged.
+
+func.func @cpu_main_0(%x: tensor<1x4xf32>) -> tensor<1x4xf32> attributes {mrvl.target = "cpu"} {
+  %y = graph.relu %x : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  func.return %y : tensor<1x4xf32>
+}
+
+// CHECK-LABEL: func.func @cpu_main_0
+// CHECK-NEXT:    graph.relu
+// CHECK-NOT:     mlip.
