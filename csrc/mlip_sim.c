@@ -2426,10 +2426,12 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         goto done;
     }
     *t_end = rc->end;
+done:
+    /* advance the sequence bases even after an error: whatever a failed section wrote
+     * then counts as an earlier inference's (stale) data */
     for (uint32_t i = 0; i < rc->ns; i++) {
         sim->base[i] += rc->st[i].n;
     }
-done:
     for (uint32_t lt = 0; lt < MLIP_MAX_TILES; lt++) {
         for (int c = 0; c < NCH; c++) free(rc->ch[lt][c].buf);
     }
@@ -2480,6 +2482,7 @@ void mlip_sim_free(mlip_sim *sim)
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
         free(sim->osh[t]);
+        free(sim->osh_wq[t]);
         free(sim->xcache[t].buf);
     }
     for (int k = 0; k < WCACHE_N; k++) {
@@ -2547,7 +2550,8 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     for (uint32_t t = 0; t < sim->ntiles && ok; t++) {
         sim->ocm[t] = calloc(sim->p.ocm_size, 1);
         sim->osh[t] = calloc((size_t)sim->osh_n, sizeof(ocm_shadow));
-        ok = sim->ocm[t] != NULL && sim->osh[t] != NULL;
+        sim->osh_wq[t] = calloc((size_t)sim->osh_n, 1);
+        ok = sim->ocm[t] != NULL && sim->osh[t] != NULL && sim->osh_wq[t] != NULL;
     }
     uint64_t base[2] = {m->output_offset, m->scratch_offset};
     uint64_t sz[2] = {m->output_size, m->scratch_size};
@@ -2568,8 +2572,6 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     memcpy(sim->dram + m->weights_offset, data + sizeof(mlip_header) + sim->hdr.metadata_size +
                                               m->code_size, (size_t)m->weights_size);
     /* init section */
-    sim->epoch = 2;
-    sim->run_base = 2;
     mlip_stats st;
     memset(&st, 0, sizeof st);
     uint64_t end = 0;
@@ -2579,6 +2581,7 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
         return rc;
     }
     sim->stats.init_cycles = end;
+    memcpy(sim->init_end, sim->base, sizeof sim->init_end);
     sim->msg = NULL;
     sim->msg_size = 0;
     *out = sim;
@@ -2606,15 +2609,15 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
     mlip_stats st;
     memset(&st, 0, sizeof st);
     memset(sim->lstats, 0, (sim->num_layers ? sim->num_layers : 1) * sizeof(mlip_layer_stats));
-    sim->epoch = sim->epoch < 3 ? 3 : sim->epoch + 1;
-    if (sim->epoch > 0xFFFFFFF0u) {
-        return fail(sim, MLIP_ERR_RUN, "too many inferences on one handle");
+    for (uint32_t i = 0; i < NS_MAX; i++) {
+        if (sim->base[i] > UINT32_MAX - 2u * MLIP_MAX_INSNS_PER_STREAM) {
+            return fail(sim, MLIP_ERR_RUN, "too many inferences on one handle; load it again");
+        }
     }
-    sim->run_base = sim->epoch;
+    memcpy(sim->run_start, sim->base, sizeof sim->run_start);
     uint64_t end_main = 0, end_fin = 0;
     int rc = run_section(sim, MLIP_SEC_MAIN, 0, &st, &end_main);
     if (rc != MLIP_OK) return rc;
-    sim->epoch++;
     rc = run_section(sim, MLIP_SEC_FINISH, end_main, &st, &end_fin);
     if (rc != MLIP_OK) return rc;
     st.cycles = end_fin;

@@ -215,8 +215,9 @@ def _bands(start: int, end: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(end, s + size)) for s in range(start, end, size)]
 
 
-def _chunk_candidates(total: int, unit: int) -> list[int]:
-    """Chunk sizes (multiples of `unit`, decreasing) to try for output channels."""
+def _chunk_candidates(total: int, unit: int, least: int = 1) -> list[int]:
+    """Chunk sizes to try for output channels, decreasing: multiples of `unit` (the
+    efficient sizes) down to `unit`, then halving down to `least`, multiples of `least`."""
     seen = []
     k = 1
     while True:
@@ -226,6 +227,13 @@ def _chunk_candidates(total: int, unit: int) -> list[int]:
         if size <= unit:
             break
         k *= 2
+    size = seen[-1]
+    while size > least:
+        size = max(least, align(size // 2, least))
+        if size < seen[-1]:
+            seen.append(size)
+        else:
+            break
     return seen
 
 
@@ -315,7 +323,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
 
     config = None
     unit = ocg if groups > 1 else min(max_oc, 16)
-    for oc_chunk in _chunk_candidates(max_oc, unit):
+    for oc_chunk in _chunk_candidates(max_oc, unit, ocg if groups > 1 else 1):
         slots = 1 if oc_chunk >= max_oc else 2
         fixed = consts(oc_chunk, slots)
         icc = in_ch(oc_chunk)

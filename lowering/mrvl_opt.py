@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.arg_spec import ArgSpecParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from mrvl.errors import MrvlError
@@ -128,7 +129,14 @@ class MrvlOptMain(xDSLOptMain):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mrvl-opt` script."""
     try:
-        MrvlOptMain(args=argv).run()
+        try:
+            opt_main = MrvlOptMain(args=argv)
+        except (ValueError, ArgSpecParseError) as error:
+            # A malformed pass pipeline or pass option: xDSL raises these while setting up the
+            # pipeline (ArgSpecParseError derives from BaseException, not Exception).
+            print(f"mrvl-opt: error: invalid pass pipeline: {error}", file=sys.stderr)
+            return 2
+        opt_main.run()
     except MrvlError as error:
         print(f"mrvl-opt: error: {error}", file=sys.stderr)
         return 2
