@@ -381,6 +381,24 @@ static inline float apply_act(int act, float v, float alpha, float beta)
     }
 }
 
+/* apply_act over a row, with the activation chosen once (same results as apply_act) */
+static void act_row(int act, float *v, int64_t n, float alpha, float beta)
+{
+    switch (act) {
+    case MLIP_ACT_NONE:
+        return;
+    case MLIP_ACT_RELU:
+        for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0f ? v[k] : 0.0f;
+        return;
+    case MLIP_ACT_RELU6:
+        for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0f ? (v[k] < 6.0f ? v[k] : 6.0f) : 0.0f;
+        return;
+    default:
+        for (int64_t k = 0; k < n; k++) v[k] = apply_act(act, v[k], alpha, beta);
+        return;
+    }
+}
+
 static inline float f32_bits(uint32_t w)
 {
     float f;
@@ -1159,6 +1177,8 @@ static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
     uint64_t base = sim->dsh_base[r];
     const uint32_t lt = a->s / 3, seq = a->seq;
     uint32_t ok_seq = UINT32_MAX, ok_stream = UINT32_MAX;
+    uint32_t ok_r[MLIP_MAX_TILES];
+    int have_ok_r = 0;
     uint64_t g0 = (lo - base) / MLIP_DRAM_GRANULE, g1 = (hi - 1 - base) / MLIP_DRAM_GRANULE;
     for (uint64_t g = g0; g <= g1; g++) {
         dram_shadow *e = &sh[g];
@@ -1175,15 +1195,23 @@ static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
             e->r_seq[lt] = seq;
             continue;
         }
-        if (e->w_seq != 0 && !hb(a, e->w_stream, e->w_seq)) {
-            return dep_error(a, "overwrites", "DRAM", addr, e->w_stream, e->w_seq);
-        }
-        for (uint32_t t = 0; t < sim->ntiles; t++) {
-            uint32_t rs = t * 3 + MLIP_Q_DMA_IN;
-            if (e->r_seq[t] != 0 && !hb(a, rs, e->r_seq[t])) {
-                return dep_error(a, "overwrites data still to be read at", "DRAM", addr, rs,
-                                 e->r_seq[t]);
+        if (e->w_seq != ok_seq || e->w_stream != ok_stream) {
+            if (e->w_seq != 0 && !hb(a, e->w_stream, e->w_seq)) {
+                return dep_error(a, "overwrites", "DRAM", addr, e->w_stream, e->w_seq);
             }
+            ok_seq = e->w_seq;
+            ok_stream = e->w_stream;
+        }
+        if (!have_ok_r || memcmp(ok_r, e->r_seq, sizeof ok_r) != 0) {
+            for (uint32_t t = 0; t < sim->ntiles; t++) {
+                uint32_t rs = t * 3 + MLIP_Q_DMA_IN;
+                if (e->r_seq[t] != 0 && !hb(a, rs, e->r_seq[t])) {
+                    return dep_error(a, "overwrites data still to be read at", "DRAM", addr,
+                                     rs, e->r_seq[t]);
+                }
+            }
+            memcpy(ok_r, e->r_seq, sizeof ok_r);
+            have_ok_r = 1;
         }
         memset(e->r_seq, 0, sizeof e->r_seq);
         e->w_seq = seq;
@@ -1698,10 +1726,13 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                         ocm + g->w_addr + (uint64_t)((gi * ocg + obi * OB + o) * kk) * 2;
                     h2f_row(sim, src, rows + o * kk, kk);
                 }
+                for (int64_t o = on; o < OB; o++) {
+                    memset(rows + o * kk, 0, (size_t)kk * sizeof(float));
+                }
                 float *blk = W + (gi * nob + obi) * kk * OB;
                 for (int64_t t = 0; t < kk; t++) {
                     for (int64_t o = 0; o < OB; o++) {
-                        blk[t * OB + o] = o < on ? rows[o * kk + t] : 0.0f;
+                        blk[t * OB + o] = rows[o * kk + t];
                     }
                 }
             }
@@ -1754,11 +1785,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                         for (int64_t o = 0; o < on; o++) {
                             v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
                         }
-                        if (in->act != MLIP_ACT_NONE) {
-                            for (int64_t o = 0; o < on; o++) {
-                                v[o] = apply_act(in->act, v[o], alpha, beta);
-                            }
-                        }
+                        act_row(in->act, v, on, alpha, beta);
                         if (odt == MLIP_DT_FP16) {
                             f2h_row(sim, v, orow, on);
                         } else {
@@ -2067,9 +2094,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             case MLIP_ELT_MAX: for (uint64_t k = 0; k < cols; k++) va[k] = fmaxf(va[k], vb[k]); break;
             default: for (uint64_t k = 0; k < cols; k++) va[k] = fminf(va[k], vb[k]); break;
             }
-            if (in->act != MLIP_ACT_NONE) {
-                for (uint64_t k = 0; k < cols; k++) va[k] = apply_act(in->act, va[k], alpha, beta);
-            }
+            act_row(in->act, va, (int64_t)cols, alpha, beta);
             if (odt == MLIP_DT_FP16) {
                 f2h_row(sim, va, ocm + oa + r * ors * oes, (int64_t)cols);
             } else {

@@ -1,6 +1,7 @@
-"""`mrvl show MODEL`: a picture of how a model is partitioned (the RFC's Figures 2 and 3).
+"""`mrvl show MODEL|BUILD_DIR`: a picture of how a model is partitioned (the RFC's Figures 2, 3).
 
-Runs the step-1 flow with the same partitioning options as `mrvl partition` and prints the
+Given a build directory (from `mrvl compile`), draws the partition that build used. Given an
+ONNX model, runs the step-1 flow with the same partitioning options as `mrvl partition` and prints the
 Graphviz DOT text, or writes it with `-o FILE.dot` (SVG with `-o FILE.svg` when Graphviz's
 `dot` is installed).
 """
@@ -17,7 +18,10 @@ HELP = "draw the accelerator / CPU partition of an ONNX model (Graphviz DOT or S
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="ONNX model (.onnx file or ONNX text format)")
+    parser.add_argument(
+        "model",
+        help="ONNX model (.onnx file or ONNX text format), or a build directory from `mrvl compile`",
+    )
     parser.add_argument("-o", "--output", default=None, help="write to FILE.dot or FILE.svg")
     add_partition_options(parser)
 
@@ -28,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.model).exists():
         raise MrvlError(f"model file '{args.model}' does not exist")
+    if Path(args.model).is_dir():
+        from mrvl.sim.api import show
+
+        output = args.output if args.output is not None else Path(args.model) / "partition.dot"
+        print(show(args.model, output))
+        return 0
     module = compile_to_partitioned(
         args.model, batch_size=args.batch_size, **partition_options(args)
     )

@@ -176,3 +176,21 @@ def test_malformed_model_subprocess(work):
         err = proc.stderr.strip()
         assert "Traceback" not in err and err.startswith("mrvl compile: error:"), err
         assert len(err.splitlines()) == 1, err
+
+
+def test_show_build_dir_draws_both_sides(work, model_path):
+    """`mrvl show BUILD_DIR` draws the partition the build used: with the RFC Figure 2b style
+    cut (4 accelerator layers) the picture holds the accelerator cluster and the CPU cluster."""
+    cut = work / "build-cut"
+    assert main(["compile", str(model_path), "-o", str(cut), "--max-layers", "4"]) == 0
+    dot_path = work / "cut.dot"
+    assert main(["show", str(cut), "-o", str(dot_path)]) == 0
+    dot = dot_path.read_text()
+    assert "@tvmgen_mrvl_main_0 (accelerator)" in dot
+    assert "@cpu_main_0 (cpu)" in dot
+    assert dot.count("Conv2D") == 2 and "graph.dense" in dot
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz `dot` is not installed: SVG output not checked (.ci/run installs it)")
+    svg_path = work / "cut.svg"
+    assert main(["show", str(cut), "-o", str(svg_path)]) == 0
+    assert svg_path.read_text().lstrip().startswith("<?xml")
