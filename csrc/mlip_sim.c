@@ -32,19 +32,21 @@ static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish
 static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
-/* Sequence numbers are global per stream (instruction count of the stream over every section
+/* Shadow memory for the dependency rule, one entry per granule, stored field by field so
+ * the common bulk operations (scan a range for its writers, fill a range with a reader's
+ * sequence number, max-reduce a reader column) are plain vectorisable loops.
+ * Sequence numbers are global per stream (instruction count of the stream over every section
  * ever executed, + 1), so an access by an earlier section is ordered by construction: at a
  * section start every stream's vector clock covers all earlier instructions.  0 = none. */
-typedef struct ocm_shadow {
-    uint32_t w_seq;                   /* last writer (its queue in osh_wq) */
-    uint32_t r_seq[MLIP_NUM_QUEUES];  /* last read per queue of the tile since that write */
-} ocm_shadow;
-
-typedef struct dram_shadow {
-    uint32_t w_seq;
-    uint32_t r_seq[MLIP_MAX_TILES];   /* last read by each tile's dma_in queue */
-    uint8_t w_stream;
-} dram_shadow;
+typedef struct shadow {
+    uint64_t n;                        /* granules */
+    uint64_t base;                     /* byte address of granule 0 (for messages) */
+    uint32_t *w;                       /* last writer's sequence number */
+    uint8_t *ws;                       /* last writer's stream */
+    uint32_t nr;                       /* reader slots */
+    uint32_t rstream[MLIP_MAX_TILES];  /* stream of each reader slot */
+    uint32_t *r[MLIP_MAX_TILES];       /* per slot: its last read since the last write */
+} shadow;
 
 typedef struct token {
     uint64_t time;
@@ -121,13 +123,10 @@ struct mlip_sim {
     uint8_t *dram;
     uint64_t dram_size;
     uint8_t *ocm[MLIP_MAX_TILES];
-    ocm_shadow *osh[MLIP_MAX_TILES];
+    shadow osh[MLIP_MAX_TILES];       /* OCM of each tile; reader slots = its 3 queues */
     uint64_t osh_n;
-    dram_shadow *dsh[2]; /* output region, scratch region */
-    uint64_t dsh_base[2];
-    uint64_t dsh_n[2];
+    shadow dsh[2];                    /* DRAM output, scratch; reader slots = dma_in queues */
     uint32_t pushes[MLIP_NUM_SECTIONS][MLIP_MAX_TILES][NCH];
-    uint8_t *osh_wq[MLIP_MAX_TILES];  /* writer queue of each OCM granule */
     uint32_t base[NS_MAX];            /* instructions each stream has executed so far */
     uint32_t init_end[NS_MAX];        /* base after the init section */
     uint32_t run_start[NS_MAX];       /* base at the start of the current inference */
@@ -1102,122 +1101,79 @@ static int read_error(const acc_ctx *a, int kind, const char *mem, uint64_t addr
     return dep_error(a, "reads", mem, addr, stream, seq);
 }
 
-/* check + record an access to the OCM granules of [lo, hi) of tile lt.  Consecutive
- * granules mostly share their last writer / readers, so a check passed for one writer (or
- * set of readers) is not repeated for the next granule with the same one. */
-static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
+/* check + record an access by instruction `a` to granules [g0, g1] of shadow `sh`; a read
+ * records itself in reader slot `slot` */
+static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, int write,
+                       uint32_t slot, uint64_t granule, const char *mem)
 {
-    mlip_sim *sim = a->sim;
-    ocm_shadow *sh = sim->osh[lt];
-    uint8_t *wq = sim->osh_wq[lt];
-    const uint32_t q = a->s % 3, seq = a->seq, sbase = lt * 3;
-    uint64_t g0 = lo / MLIP_OCM_GRANULE, g1 = (hi - 1) / MLIP_OCM_GRANULE;
-    uint32_t ok_seq = UINT32_MAX, ok_q = UINT32_MAX;
-    char mem[32];
-    if (!write) {
-        for (uint64_t g = g0; g <= g1; g++) {
-            ocm_shadow *e = &sh[g];
-            if (e->w_seq != ok_seq || wq[g] != ok_q) {
-                int kind = read_state(a, sbase + wq[g], e->w_seq);
-                if (kind != 0) {
-                    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                    return read_error(a, kind, mem, g * MLIP_OCM_GRANULE, sbase + wq[g],
-                                      e->w_seq);
-                }
-                ok_seq = e->w_seq;
-                ok_q = wq[g];
+    const uint32_t seq = a->seq;
+    /* the last writer of every run of granules with the same writer */
+    for (uint64_t g = g0; g <= g1;) {
+        uint32_t ws = sh->w[g];
+        uint8_t st = sh->ws[g];
+        if (!write) {
+            int kind = read_state(a, st, ws);
+            if (kind != 0) {
+                return read_error(a, kind, mem, sh->base + g * granule, st, ws);
             }
-            e->r_seq[q] = seq;
+        } else if (ws != 0 && !hb(a, st, ws)) {
+            return dep_error(a, "overwrites", mem, sh->base + g * granule, st, ws);
         }
+        uint64_t h = g + 1;
+        while (h <= g1 && sh->w[h] == ws && sh->ws[h] == st) h++;
+        g = h;
+    }
+    uint64_t n = g1 - g0 + 1;
+    if (!write) {
+        uint32_t *r = sh->r[slot] + g0;
+        for (uint64_t k = 0; k < n; k++) r[k] = seq;
         return MLIP_OK;
     }
-    uint32_t ok_r[MLIP_NUM_QUEUES] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};
-    for (uint64_t g = g0; g <= g1; g++) {
-        ocm_shadow *e = &sh[g];
-        if (e->w_seq != ok_seq || wq[g] != ok_q) {
-            if (e->w_seq != 0 && !hb(a, sbase + wq[g], e->w_seq)) {
-                snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
-                return dep_error(a, "overwrites", mem, g * MLIP_OCM_GRANULE, sbase + wq[g],
-                                 e->w_seq);
-            }
-            ok_seq = e->w_seq;
-            ok_q = wq[g];
-        }
-        if (e->r_seq[0] != ok_r[0] || e->r_seq[1] != ok_r[1] || e->r_seq[2] != ok_r[2]) {
-            for (uint32_t r = 0; r < MLIP_NUM_QUEUES; r++) {
-                if (e->r_seq[r] != 0 && r != q && !hb(a, sbase + r, e->r_seq[r])) {
-                    snprintf(mem, sizeof mem, "tile %u OCM", sim->tile0 + lt);
+    for (uint32_t k = 0; k < sh->nr; k++) {
+        uint32_t *r = sh->r[k] + g0;
+        uint32_t lim = a->rc->st[a->s].vc[sh->rstream[k]], mx = 0;
+        for (uint64_t i = 0; i < n; i++) mx = r[i] > mx ? r[i] : mx;
+        if (mx > lim) {
+            for (uint64_t i = 0; i < n; i++) {
+                if (r[i] > lim) {
                     return dep_error(a, "overwrites data still to be read at", mem,
-                                     g * MLIP_OCM_GRANULE, sbase + r, e->r_seq[r]);
+                                     sh->base + (g0 + i) * granule, sh->rstream[k], r[i]);
                 }
             }
-            memcpy(ok_r, e->r_seq, sizeof ok_r);
         }
-        e->r_seq[0] = e->r_seq[1] = e->r_seq[2] = 0;
-        e->w_seq = seq;
-        wq[g] = (uint8_t)q;
+        memset(r, 0, n * sizeof *r);
     }
+    uint32_t *w = sh->w + g0;
+    for (uint64_t k = 0; k < n; k++) w[k] = seq;
+    memset(sh->ws + g0, (int)a->s, n);
     return MLIP_OK;
+}
+
+static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
+{
+    char mem[32];
+    snprintf(mem, sizeof mem, "tile %u OCM", a->sim->tile0 + lt);
+    return shadow_mark(a, &a->sim->osh[lt], lo / MLIP_OCM_GRANULE, (hi - 1) / MLIP_OCM_GRANULE,
+                       write, a->s % 3, MLIP_OCM_GRANULE, mem);
 }
 
 static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
 {
     mlip_sim *sim = a->sim;
     int r;
-    if (sim->dsh[0] != NULL && lo >= sim->info.output_offset &&
+    if (sim->dsh[0].n != 0 && lo >= sim->info.output_offset &&
         hi <= sim->info.output_offset + sim->info.output_size) {
         r = 0;
-    } else if (sim->dsh[1] != NULL && lo >= sim->info.scratch_offset &&
+    } else if (sim->dsh[1].n != 0 && lo >= sim->info.scratch_offset &&
                hi <= sim->info.scratch_offset + sim->info.scratch_size) {
         r = 1;
     } else {
         return MLIP_OK; /* input / weights: read-only, always valid */
     }
-    dram_shadow *sh = sim->dsh[r];
-    uint64_t base = sim->dsh_base[r];
-    const uint32_t lt = a->s / 3, seq = a->seq;
-    uint32_t ok_seq = UINT32_MAX, ok_stream = UINT32_MAX;
-    uint32_t ok_r[MLIP_MAX_TILES];
-    int have_ok_r = 0;
-    uint64_t g0 = (lo - base) / MLIP_DRAM_GRANULE, g1 = (hi - 1 - base) / MLIP_DRAM_GRANULE;
-    for (uint64_t g = g0; g <= g1; g++) {
-        dram_shadow *e = &sh[g];
-        uint64_t addr = base + g * MLIP_DRAM_GRANULE;
-        if (!write) {
-            if (e->w_seq != ok_seq || e->w_stream != ok_stream) {
-                int kind = read_state(a, e->w_stream, e->w_seq);
-                if (kind != 0) {
-                    return read_error(a, kind, "DRAM", addr, e->w_stream, e->w_seq);
-                }
-                ok_seq = e->w_seq;
-                ok_stream = e->w_stream;
-            }
-            e->r_seq[lt] = seq;
-            continue;
-        }
-        if (e->w_seq != ok_seq || e->w_stream != ok_stream) {
-            if (e->w_seq != 0 && !hb(a, e->w_stream, e->w_seq)) {
-                return dep_error(a, "overwrites", "DRAM", addr, e->w_stream, e->w_seq);
-            }
-            ok_seq = e->w_seq;
-            ok_stream = e->w_stream;
-        }
-        if (!have_ok_r || memcmp(ok_r, e->r_seq, sizeof ok_r) != 0) {
-            for (uint32_t t = 0; t < sim->ntiles; t++) {
-                uint32_t rs = t * 3 + MLIP_Q_DMA_IN;
-                if (e->r_seq[t] != 0 && !hb(a, rs, e->r_seq[t])) {
-                    return dep_error(a, "overwrites data still to be read at", "DRAM", addr,
-                                     rs, e->r_seq[t]);
-                }
-            }
-            memcpy(ok_r, e->r_seq, sizeof ok_r);
-            have_ok_r = 1;
-        }
-        memset(e->r_seq, 0, sizeof e->r_seq);
-        e->w_seq = seq;
-        e->w_stream = (uint8_t)a->s;
-    }
-    return MLIP_OK;
+    shadow *sh = &sim->dsh[r];
+    return shadow_mark(a, sh, (lo - sh->base) / MLIP_DRAM_GRANULE,
+                       (hi - 1 - sh->base) / MLIP_DRAM_GRANULE, write, a->s / 3,
+                       MLIP_DRAM_GRANULE, "DRAM");
 }
 
 /* mark `rows` byte ranges of `len` bytes, `stride` bytes apart, starting at `addr` */
@@ -1871,9 +1827,15 @@ static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const 
         for (int64_t c = 0; c < g->ic; c++) X[p * g->ic + c] = (int32_t)src[c] - in->in_zp;
     }
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        for (int64_t o = 0; o < ocg; o++) {
-            const int8_t *src = (const int8_t *)(ocm + g->w_addr + (uint64_t)((gi * ocg + o) * kk));
-            for (int64_t t = 0; t < kk; t++) W[(gi * kk + t) * ocg + o] = src[t];
+        /* blocks of 16 output channels: 16 sequential reads, contiguous writes */
+        for (int64_t ob = 0; ob < ocg; ob += 16) {
+            int64_t on = ocg - ob < 16 ? ocg - ob : 16;
+            const int8_t *src =
+                (const int8_t *)(ocm + g->w_addr + (uint64_t)((gi * ocg + ob) * kk));
+            for (int64_t t = 0; t < kk; t++) {
+                int32_t *dst = W + (gi * kk + t) * ocg + ob;
+                for (int64_t o = 0; o < on; o++) dst[o] = src[o * kk + t];
+            }
         }
     }
     int odt = in->dst_dtype;
@@ -2501,21 +2463,46 @@ static int check_params(mlip_sim *sim, const mlip_params *p)
     return MLIP_OK;
 }
 
+static void shadow_free(shadow *sh)
+{
+    free(sh->w);
+    free(sh->ws);
+    for (uint32_t k = 0; k < MLIP_MAX_TILES; k++) free(sh->r[k]);
+    memset(sh, 0, sizeof *sh);
+}
+
+/* allocate `n` granules with `nr` reader slots; returns 0 when out of memory */
+static int shadow_alloc(shadow *sh, uint64_t n, uint64_t base, uint32_t nr,
+                        const uint32_t *rstream)
+{
+    sh->n = n;
+    sh->base = base;
+    sh->nr = nr;
+    sh->w = calloc((size_t)n, sizeof(uint32_t));
+    sh->ws = calloc((size_t)n, 1);
+    int ok = sh->w != NULL && sh->ws != NULL;
+    for (uint32_t k = 0; k < nr; k++) {
+        sh->rstream[k] = rstream[k];
+        sh->r[k] = calloc((size_t)n, sizeof(uint32_t));
+        ok = ok && sh->r[k] != NULL;
+    }
+    return ok;
+}
+
 void mlip_sim_free(mlip_sim *sim)
 {
     if (sim == NULL) return;
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
-        free(sim->osh[t]);
-        free(sim->osh_wq[t]);
+        shadow_free(&sim->osh[t]);
         free(sim->xcache[t].buf);
     }
     for (int k = 0; k < WCACHE_N; k++) {
         free(sim->wc[k].raw);
         free(sim->wc[k].buf);
     }
-    free(sim->dsh[0]);
-    free(sim->dsh[1]);
+    shadow_free(&sim->dsh[0]);
+    shadow_free(&sim->dsh[1]);
     free(sim->dram);
     free(sim->code);
     free(sim->layers);
@@ -2574,18 +2561,18 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     int ok = sim->dram != NULL;
     for (uint32_t t = 0; t < sim->ntiles && ok; t++) {
         sim->ocm[t] = calloc(sim->p.ocm_size, 1);
-        sim->osh[t] = calloc((size_t)sim->osh_n, sizeof(ocm_shadow));
-        sim->osh_wq[t] = calloc((size_t)sim->osh_n, 1);
-        ok = sim->ocm[t] != NULL && sim->osh[t] != NULL && sim->osh_wq[t] != NULL;
+        uint32_t queues[3] = {t * 3, t * 3 + 1, t * 3 + 2};
+        ok = sim->ocm[t] != NULL && shadow_alloc(&sim->osh[t], sim->osh_n, 0, 3, queues);
     }
     uint64_t base[2] = {m->output_offset, m->scratch_offset};
     uint64_t sz[2] = {m->output_size, m->scratch_size};
+    uint32_t dma_in[MLIP_MAX_TILES];
+    for (uint32_t t = 0; t < sim->ntiles; t++) dma_in[t] = t * 3 + MLIP_Q_DMA_IN;
     for (int r = 0; r < 2 && ok; r++) {
-        sim->dsh_base[r] = base[r] / MLIP_DRAM_GRANULE * MLIP_DRAM_GRANULE;
-        sim->dsh_n[r] = sz[r] ? cdiv(base[r] + sz[r] - sim->dsh_base[r], MLIP_DRAM_GRANULE) : 0;
-        if (sim->dsh_n[r]) {
-            sim->dsh[r] = calloc((size_t)sim->dsh_n[r], sizeof(dram_shadow));
-            ok = sim->dsh[r] != NULL;
+        uint64_t gbase = base[r] / MLIP_DRAM_GRANULE * MLIP_DRAM_GRANULE;
+        uint64_t n = sz[r] ? cdiv(base[r] + sz[r] - gbase, MLIP_DRAM_GRANULE) : 0;
+        if (n != 0) {
+            ok = shadow_alloc(&sim->dsh[r], n, gbase, sim->ntiles, dma_in);
         }
     }
     if (!ok) {

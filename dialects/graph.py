@@ -302,8 +302,16 @@ def _small_literal(value: DenseIntOrFPElementsAttr) -> str | None:
     stream = io.StringIO()
     value.print_without_type(Printer(stream=stream))
     text = stream.getvalue()
-    if isinstance(element, Float16Type | Float32Type | Float64Type) and "0x" in text:
-        return None
+    if isinstance(element, Float16Type | Float32Type | Float64Type):
+        if "0x" in text:
+            return None
+        # -0.0 parses back as +0.0: keep the sign by printing hex.
+        dtype = {Float16Type: np.float16, Float32Type: np.float32, Float64Type: np.float64}[
+            type(element)
+        ]
+        values = np.frombuffer(value.data.data, dtype)
+        if np.any((values == 0) & np.signbit(values)):
+            return None
     return text
 
 

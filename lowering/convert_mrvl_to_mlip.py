@@ -14,7 +14,8 @@ layer never fails for lack of OCM (the only limit: one output channel's weights,
 pixel row of one channel, must fit in a quarter of the OCM).
 
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
-weight steps, int32 bias, per-tensor activation steps from mlip-quantize).
+weight steps, int32 bias, per-tensor activation steps and zero points from mlip-quantize;
+a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation).
 """
 
 from __future__ import annotations
@@ -257,8 +258,9 @@ def _segments(kind: str, ranges, batch: int, rows: int, chans: int):
 
 # ---- Conv2D -------------------------------------------------------------------------------
 def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: SSAValue,
-                   y: SSAValue, k: int):
-    """(weights, bias, requant scale) arrays in the compute precision."""
+                   y: SSAValue, k: int, real_out: bool = False):
+    """(weights, bias, requant scale) arrays in the compute precision; with `real_out` the
+    int8 scales give real (fp32) outputs instead of output steps."""
     o = w.shape[0]
     if b.cd != DType.INT8:
         return w.astype("<f2"), (None if bias is None else bias.astype("<f4")), None
@@ -272,8 +274,21 @@ def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: S
     bq = None
     if bias is not None:
         bq = np.clip(np.rint(bias / acc_step), -(2**31), 2**31 - 1).astype("<i4")
-    rq = (acc_step / s_out).astype("<f4")
+    rq = (acc_step if real_out else acc_step / s_out).astype("<f4")
     return wq, bq, rq
+
+
+def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
+    """int8 with a fused sigmoid: the matrix engine writes fp32 real values to an `acc`
+    buffer and an ACT instruction applies the sigmoid and quantises (docs/isa.md ACT)."""
+    return b.cd == DType.INT8 and op.activation_str() == "sigmoid"
+
+
+def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int) -> Insn:
+    return b.insn(Opcode.ACT, in_addr=Ref("ocm", "acc", slot), out_addr=Ref("ocm", "out", slot),
+                  rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols,
+                  out_scale=1.0 / yt.scale, act=Act.SIGMOID, flags=int(Flag.SCALE),
+                  src_dtype=DType.FP32, dst_dtype=DType.INT8, out_zp=yt.zp)
 
 
 def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
@@ -288,7 +303,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     bias = constant_value(op.bias) if op.bias is not None else None
     if weights is None or (op.bias is not None and bias is None):
         raise CompileError(f"layer {b.layer.name}: weights must be constants")
-    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg)
+    sig8 = _sigmoid_int8(b, op)
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg, sig8)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
@@ -329,7 +345,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         icc = in_ch(oc_chunk)
 
         def per_rows(rows, icc=icc, oc_chunk=oc_chunk):
-            return [(in_rows(rows) * w * icc * es, 2), (rows * ow * oc_chunk * es, 2)]
+            return [(in_rows(rows) * w * icc * es, 2), (rows * ow * oc_chunk * es, 2),
+                    (rows * ow * oc_chunk * 4 * sig8, 2)]
 
         rows = _fit_rows(b, fixed, per_rows, max_rows)
         if rows:
@@ -337,7 +354,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
             break
 
         def per_cols(cols, icc=icc, oc_chunk=oc_chunk):
-            return [(in_rows(1) * in_cols(cols) * icc * es, 2), (cols * oc_chunk * es, 2)]
+            return [(in_rows(1) * in_cols(cols) * icc * es, 2), (cols * oc_chunk * es, 2),
+                    (cols * oc_chunk * 4 * sig8, 2)]
 
         cols = _fit_rows(b, fixed, per_cols, ow)
         if cols:
@@ -352,12 +370,16 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     resident = oc_chunk >= max_oc
     wslots = 1 if resident else 2
     icc_max = in_ch(oc_chunk)
-    wbuf = b.buffer("w", oc_chunk * wsize, wslots, "weights")
+    b.buffer("w", oc_chunk * wsize, wslots, "weights")
     bbuf = None if bt is None else b.buffer("bias", oc_chunk * 4, wslots, "weights")
     sbuf = None if st is None else b.buffer("scale", oc_chunk * 4, wslots, "weights")
-    ibuf = b.buffer("in", in_rows(rb) * in_cols(cb) * icc_max * es, 2)
-    obuf = b.buffer("out", rb * cb * oc_chunk * es, 2)
-    act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+    b.buffer("in", in_rows(rb) * in_cols(cb) * icc_max * es, 2)
+    b.buffer("out", rb * cb * oc_chunk * es, 2)
+    if sig8:
+        b.buffer("acc", rb * cb * oc_chunk * 4, 2)
+        act = {"act": Act.NONE}
+    else:
+        act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
     x_strides = (h * w * c, w * c, c, 1)
     y_strides = (oh * ow * o, ow * o, o, 1)
     for tile, segs in enumerate(work):
@@ -397,7 +419,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
                         conv = b.insn(
                             Opcode.CONV, in_addr=Ref("ocm", "in", slot), ih=y1 - y0,
                             iw=x1 - x0, ic=icc, in_pix_stride=icc,
-                            out_addr=Ref("ocm", "out", slot), oh=r1 - r0, ow=c1 - c0,
+                            out_addr=Ref("ocm", "acc" if sig8 else "out", slot),
+                            oh=r1 - r0, ow=c1 - c0,
                             oc=oc1 - oc0, out_pix_stride=oc1 - oc0,
                             w_addr=Ref("ocm", "w", wslot),
                             bias_addr=(Ref("ocm", "bias", wslot) if bbuf is not None
@@ -410,6 +433,10 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
                         if b.cd == DType.INT8:
                             conv.in_zp, conv.out_zp = xt.zp, yt.zp
                         blk.computes.append(conv)
+                        if sig8:
+                            conv.dst_dtype, conv.out_zp = DType.FP32, 0
+                            blk.computes.append(_act_sigmoid_int8(
+                                b, yt, slot, (r1 - r0) * (c1 - c0), oc1 - oc0))
                         blk.stores.append(b.dma(
                             Opcode.DMA_STORE, yt, ((n * oh + r0) * ow + c0) * o + oc0,
                             (1, r1 - r0, c1 - c0, oc1 - oc0), y_strides,
@@ -431,7 +458,8 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     if op.weights_need_transform is not None:
         _, hh, ww, cc = xs
         weights = weights.reshape(o, cc, hh, ww).transpose(0, 2, 3, 1).reshape(o, k)
-    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k)
+    sig8 = _sigmoid_int8(b, op)
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k, sig8)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
@@ -449,8 +477,8 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     for oc_chunk in _chunk_candidates(max_oc, min(max_oc, 16)):
         slots = 1 if oc_chunk >= max_oc else 2
         extra = [(oc_chunk * 4, slots)] * ((bt is not None) + (st is not None))
-        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * es, 2)]
-                  + extra):
+        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * es, 2),
+                             (n * oc_chunk * 4 * sig8, 2)] + extra):
             config = oc_chunk
             break
     if config is None:
@@ -467,7 +495,11 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     if st is not None:
         b.buffer("scale", oc_chunk * 4, wslots, "weights")
     b.buffer("out", n * oc_chunk * es, 2)
-    act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+    if sig8:
+        b.buffer("acc", n * oc_chunk * 4, 2)
+        act = {"act": Act.NONE}
+    else:
+        act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
     for tile, (o_lo, o_hi) in enumerate(ranges):
         if o_hi <= o_lo:
             continue
@@ -485,14 +517,19 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                     blk.loads.append(b.load_const(bt, Ref("ocm", "bias", wslot), oc0, count))
                 if st is not None:
                     blk.loads.append(b.load_const(st, Ref("ocm", "scale", wslot), oc0, count))
-            blk.computes.append(b.insn(
+            gemm = b.insn(
                 Opcode.GEMM, in_addr=Ref("ocm", "x", 0), m=n, k=k, in_row_stride=k,
-                out_addr=Ref("ocm", "out", slot), n=count, out_row_stride=count,
+                out_addr=Ref("ocm", "acc" if sig8 else "out", slot), n=count,
+                out_row_stride=count,
                 w_addr=Ref("ocm", "w", wslot),
                 bias_addr=Ref("ocm", "bias", wslot) if bt is not None else isa.ADDR_NONE,
                 scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
                 in_zp=xt.zp if b.cd == DType.INT8 else 0,
-                out_zp=yt.zp if b.cd == DType.INT8 else 0, **act))
+                out_zp=yt.zp if b.cd == DType.INT8 and not sig8 else 0, **act)
+            blk.computes.append(gemm)
+            if sig8:
+                gemm.dst_dtype = DType.FP32
+                blk.computes.append(_act_sigmoid_int8(b, yt, slot, n, count))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)

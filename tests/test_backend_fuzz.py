@@ -4,13 +4,12 @@ For every generated layer: the compiled program never needs more OCM than the ti
 DMA stays inside its OCM buffer slot and its DRAM tensor (checked statically before
 allocation), the binary passes the simulator's load-time validation, every data dependency
 is covered by a token or a barrier (the simulator's dependency checker runs and would raise),
-and the result matches the reference executor under the fp16 rule.
+and the result matches the reference executor under the fp16 rule (or the int8 rule).
 """
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import numpy as np
 from backend_helpers import (
     add,
     assert_accepted,
@@ -19,17 +18,18 @@ from backend_helpers import (
     rng_inputs,
 )
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mrvl.dialects import mrvl
 from mrvl.lowering.convert_mrvl_to_mlip import convert_function
 from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
-from mrvl.lowering.mlip_quantize import quantize_function
+from mrvl.lowering.mlip_quantize import quantize_function, weight_scales
 from mrvl.lowering.mlip_tile_split import split_function
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
-
-import numpy as np
 
 OCM_CHOICES = [(1 << 20, 16384), (64 * 1024, 4096), (16 * 1024, 1024)]
 
@@ -59,10 +59,28 @@ def _fp16(arr):
     return np.asarray(arr, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-def _build(case):
+def _int8_weights(arr):
+    """Weights as the int8 machine sees them (per-output-channel steps)."""
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim != 4:
+        return arr
+    ws = weight_scales(arr).reshape(-1, 1, 1, 1)
+    return (np.clip(np.rint(arr / ws), -127, 127) * ws).astype(np.float32)
+
+
+def _int8_inputs(fn, inputs):
+    """Inputs as the int8 machine sees them (the annotated step and zero point)."""
+    scales = [a.value.data for a in fn.attributes["mlip.input_scales"].data]
+    zps = [a.value.data for a in fn.attributes["mlip.input_zero_points"].data]
+    return [((np.clip(np.rint(x / np.float32(s)) + z, -128, 127) - z) * np.float32(s))
+            .astype(np.float32) for x, s, z in zip(inputs, scales, zps, strict=True)]
+
+
+def _build(case, transform=None):
     def build(block, args, const):
         rng = np.random.default_rng(1)
-        const = (lambda c: lambda arr: c(_fp16(arr)))(const)
+        const = (lambda c: lambda arr: c(_fp16(arr) if transform is None
+                                         else transform(_fp16(arr))))(const)
         n, h, w, c = case["shape"]
         kh, kw = case["k"]
         wt = const(rng.standard_normal((case["o"], kh, kw, c // case["groups"])) * 0.3)
@@ -84,11 +102,12 @@ def _build(case):
 
 @settings(max_examples=25, deadline=None)
 @given(case=conv_case(), tiles=st.sampled_from([1, 2, 4, 8]),
-       ocm=st.sampled_from(OCM_CHOICES))
-def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, ocm):
+       ocm=st.sampled_from(OCM_CHOICES), mode=st.sampled_from(["fp16", "int8"]))
+def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, ocm, mode):
     module, fn = _build(case)
     ocm_size, page = ocm
-    quantize_function(fn, "fp16")
+    inputs = [_fp16(x) for x in rng_inputs(fn)]
+    quantize_function(fn, mode, calibration=[inputs])
     split_function(fn, tiles)
     prog = convert_function(fn, ocm_size, page)
     check_static(prog)
@@ -100,12 +119,19 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
                 assert 0 <= addr and addr + buf.size <= prog.ocm_end
     schedule(prog)
     data = to_model_binary(prog).to_bytes()
-    inputs = [_fp16(x) for x in rng_inputs(fn)]
-    ref = run_function(module, inputs, func_name=fn.sym_name.data)
+    if mode == "int8":
+        # the machine's arithmetic on int8 values: compare with the reference run on the
+        # values it holds (int8 weights and inputs), so the rule checks the accumulation,
+        # requantisation and activations rather than the input quantisation
+        ref_module, ref_fn = _build(case, _int8_weights)
+        ref = run_function(ref_module, _int8_inputs(fn, inputs),
+                           func_name=ref_fn.sym_name.data)
+    else:
+        ref = run_function(module, inputs, func_name=fn.sym_name.data)
     with Simulator.load(data) as sim:
         out, report = sim.run(inputs)
     assert report["cycles"] >= report["roofline_cycles"]
-    assert_accepted(out, ref, "fp16")
+    assert_accepted(out, ref, mode)
 
 
 @st.composite

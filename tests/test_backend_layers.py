@@ -175,3 +175,19 @@ def test_bad_options_raise_compile_errors():
         compile_function(fn, quantize="bf16")
     with pytest.raises(CompileError, match="page-size"):
         compile_function(fn, page_size=3000)
+
+
+@pytest.mark.parametrize("layer", ["conv", "fc"])
+def test_int8_fused_sigmoid(layer):
+    def build(block, args, const):
+        if layer == "conv":
+            return add(block, mrvl.Conv2DOp(args[0], const(_w(6, 3, 3, 4)), const(_w(6)),
+                                            layer_name="tvmgen_mrvl_main_1",
+                                            pads=(1, 1, 1, 1), activation="sigmoid"))
+        return add(block, mrvl.FCOp(args[0], const(_w(12, 64)), const(_w(12)),
+                                    layer_name="tvmgen_mrvl_main_1", activation="sigmoid"))
+
+    module, fn = layer_module([(1, 4, 4, 4)] if layer == "conv" else [(2, 64)], build)
+    out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), mode="int8", num_tiles=2)
+    assert_accepted(out, ref, "int8")
+    assert "acc" in sub.program.layers[0].buffers

@@ -303,6 +303,7 @@ def test_constant_verify_checks_byte_count():
 
 @settings(max_examples=25, deadline=None)
 @example(data=[1000001.0])  # xDSL prints it as a hex integer literal: must not use the list form
+@example(data=[0.0, -0.0])  # a small literal would lose the sign of -0.0
 @given(
     data=st.lists(
         st.floats(width=32, allow_nan=True, allow_infinity=True), min_size=1, max_size=40
