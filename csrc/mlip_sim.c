@@ -1104,9 +1104,12 @@ static int read_error(const acc_ctx *a, int kind, const char *mem, uint64_t addr
 /* check + record an access by instruction `a` to granules [g0, g1] of shadow `sh`; a read
  * records itself in reader slot `slot` */
 static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, int write,
-                       uint32_t slot, uint64_t granule, const char *mem)
+                       uint32_t slot, uint64_t granule, int tile)
 {
     const uint32_t seq = a->seq;
+    char mem[32] = "DRAM"; /* an OCM name is formatted only for an error message */
+#define MEM_NAME()                                                                          \
+    (tile >= 0 ? (snprintf(mem, sizeof mem, "tile %d OCM", tile), mem) : mem)
     /* the last writer of every run of granules with the same writer */
     for (uint64_t g = g0; g <= g1;) {
         uint32_t ws = sh->w[g];
@@ -1114,10 +1117,10 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
         if (!write) {
             int kind = read_state(a, st, ws);
             if (kind != 0) {
-                return read_error(a, kind, mem, sh->base + g * granule, st, ws);
+                return read_error(a, kind, MEM_NAME(), sh->base + g * granule, st, ws);
             }
         } else if (ws != 0 && !hb(a, st, ws)) {
-            return dep_error(a, "overwrites", mem, sh->base + g * granule, st, ws);
+            return dep_error(a, "overwrites", MEM_NAME(), sh->base + g * granule, st, ws);
         }
         uint64_t h = g + 1;
         while (h <= g1 && sh->w[h] == ws && sh->ws[h] == st) h++;
@@ -1136,7 +1139,7 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
         if (mx > lim) {
             for (uint64_t i = 0; i < n; i++) {
                 if (r[i] > lim) {
-                    return dep_error(a, "overwrites data still to be read at", mem,
+                    return dep_error(a, "overwrites data still to be read at", MEM_NAME(),
                                      sh->base + (g0 + i) * granule, sh->rstream[k], r[i]);
                 }
             }
@@ -1147,14 +1150,13 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
     for (uint64_t k = 0; k < n; k++) w[k] = seq;
     memset(sh->ws + g0, (int)a->s, n);
     return MLIP_OK;
+#undef MEM_NAME
 }
 
 static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
 {
-    char mem[32];
-    snprintf(mem, sizeof mem, "tile %u OCM", a->sim->tile0 + lt);
     return shadow_mark(a, &a->sim->osh[lt], lo / MLIP_OCM_GRANULE, (hi - 1) / MLIP_OCM_GRANULE,
-                       write, a->s % 3, MLIP_OCM_GRANULE, mem);
+                       write, a->s % 3, MLIP_OCM_GRANULE, (int)(a->sim->tile0 + lt));
 }
 
 static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
@@ -1173,7 +1175,7 @@ static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
     shadow *sh = &sim->dsh[r];
     return shadow_mark(a, sh, (lo - sh->base) / MLIP_DRAM_GRANULE,
                        (hi - 1 - sh->base) / MLIP_DRAM_GRANULE, write, a->s / 3,
-                       MLIP_DRAM_GRANULE, "DRAM");
+                       MLIP_DRAM_GRANULE, -1);
 }
 
 /* mark `rows` byte ranges of `len` bytes, `stride` bytes apart, starting at `addr` */
