@@ -91,6 +91,18 @@ def test_ssd_detector_convs_on_accelerator_decoding_and_nms_on_cpu():
     expected = ort.InferenceSession(probe.SerializeToString()).run(list(cut.values()), feeds)
     for (index, name), want in zip(cut.items(), expected):
         np.testing.assert_allclose(got[index], want, rtol=1e-4, atol=1e-5, err_msg=name)
+    # And the whole partitioned model (accelerator part, then decoding and NMS on the CPU)
+    # gives the original detections: same boxes and scores, exactly the same selection.
+    whole = run_function(module, feeds)
+    original = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    assert len(whole) == len(original)
+    for out, got_value, want in zip(model.graph.output, whole, original):
+        assert got_value.shape == want.shape, out.name
+        if np.issubdtype(want.dtype, np.integer):
+            np.testing.assert_array_equal(got_value, want, err_msg=out.name)
+        else:
+            np.testing.assert_allclose(got_value, want, rtol=1e-4, atol=1e-5, err_msg=out.name)
+    assert original[0].shape[0] > 0, "the detector should select some boxes on this input"
 
 
 @pytest.mark.parametrize("mode", ["default", "rfc-first-revision"])
