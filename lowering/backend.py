@@ -119,7 +119,16 @@ def compile_module(module: ModuleOp, **options: Any) -> list[CompiledSubgraph]:
 
 # ---- the whole flow: ONNX model -> build directory ----------------------------------------
 def _dtype_name(typ) -> str:
-    from xdsl.dialects.builtin import Float16Type, Float32Type, Float64Type, IntegerType
+    """The exact numpy dtype name of a tensor type's element type (signedness kept:
+    ui8 -> "uint8"); bfloat16, which numpy lacks, is written as "bfloat16"."""
+    from xdsl.dialects.builtin import (
+        BFloat16Type,
+        Float16Type,
+        Float32Type,
+        Float64Type,
+        IntegerType,
+        Signedness,
+    )
 
     elem = typ.element_type
     if isinstance(elem, Float32Type):
@@ -128,10 +137,15 @@ def _dtype_name(typ) -> str:
         return "float16"
     if isinstance(elem, Float64Type):
         return "float64"
+    if isinstance(elem, BFloat16Type):
+        return "bfloat16"
     if isinstance(elem, IntegerType):
         width = elem.width.data
-        return "bool" if width == 1 else f"int{width}"
-    return str(elem)
+        if width == 1:
+            return "bool"
+        unsigned = elem.signedness.data == Signedness.UNSIGNED
+        return f"{'u' if unsigned else ''}int{width}"
+    raise CompileError(f"element type {elem} has no numpy dtype")
 
 
 def _spec(name: str, typ) -> dict[str, Any]:
@@ -149,7 +163,11 @@ def _main(module: ModuleOp) -> func.FuncOp:
 
 def plan_steps(module: ModuleOp) -> tuple[list[dict], list[dict], list[dict]]:
     """(model inputs, model outputs, steps) of a partitioned module, in execution order,
-    with the tensor names of docs/build-dir.md (model names at the borders, t<k> inside)."""
+    with the tensor names of docs/build-dir.md (model names at the borders, t<k> inside).
+
+    A model output that no call produces under its own name (it is a model input, or the
+    same value as an earlier output) gets a pass-through CPU step `cpu_identity_<k>` whose
+    `identity` key holds the value's type (`identity_model` writes its ONNX model)."""
     from mrvl.sim.reference import input_names, output_names
 
     main = _main(module)
@@ -180,7 +198,32 @@ def plan_steps(module: ModuleOp) -> tuple[list[dict], list[dict], list[dict]]:
         steps.append({"kind": kind, "symbol": symbol,
                       "inputs": [name_of[v] for v in op.arguments],
                       "outputs": [name_of[v] for v in op.results]})
+    for value, name in zip(ret.operands, out_names, strict=True):
+        if name_of[value] == name:
+            continue
+        # a model output that is a model input (a folded Dropout / Clip / Transpose) or the
+        # same value as an earlier output: no call produces it, so an Identity CPU step does
+        steps.append({"kind": "cpu", "symbol": f"cpu_identity_{len(steps)}",
+                      "inputs": [name_of[value]], "outputs": [name], "identity": value.type})
     return inputs, outputs, steps
+
+
+def identity_model(step: dict[str, Any]):
+    """The ONNX model of a pass-through step of `plan_steps` (one Identity node, typed as the
+    step's value; a dynamic dimension stays unnamed)."""
+    from onnx import helper
+
+    from mrvl.frontend.onnx_export import onnx_elem_type
+
+    typ = step["identity"]
+    elem = onnx_elem_type(typ.element_type)
+    shape = [int(d) if int(d) >= 0 else None for d in typ.get_shape()]
+    (src,), (dst,) = step["inputs"], step["outputs"]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [src], [dst], name=step["symbol"])], step["symbol"],
+        [helper.make_tensor_value_info(src, elem, shape)],
+        [helper.make_tensor_value_info(dst, elem, shape)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def subgraph_inputs(module: ModuleOp, feeds: Sequence[np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -249,6 +292,8 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
     from mrvl.lowering.offload_report import write_report
 
     onnx_path = Path(onnx_path)
+    if onnx_path.is_dir():
+        raise CompileError(f"model file '{onnx_path}' is a directory, expected an .onnx file")
     if not onnx_path.is_file():
         raise CompileError(f"model file '{onnx_path}' does not exist")
     num_tiles = int(options.pop("num_tiles", 1))
@@ -261,7 +306,10 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
     if options:
         raise CompileError(f"unknown compile option(s): {sorted(options)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CompileError(f"cannot create the build directory '{out}': {error}") from None
     module = compile_to_partitioned(str(onnx_path), **partition)
     model_inputs, model_outputs, steps = plan_steps(module)
     if quantize == "int8":
@@ -271,6 +319,10 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
     result = CompileResult(out, {})
     shutil.copyfile(onnx_path, out / "model.onnx")
     for model_id, step in enumerate(steps):
+        if "identity" in step:
+            onnx.save(identity_model(step), out / f"{step['symbol']}.onnx")
+            step["onnx"] = f"{step['symbol']}.onnx"
+            continue
         fn = funcs[step["symbol"]]
         if step["kind"] == "cpu":
             model = export_function(module, step["symbol"])
@@ -340,6 +392,10 @@ def _calibration_feeds(calibration: Any, specs: list[dict]) -> list[list[np.ndar
     if isinstance(calibration, dict):
         sets = []
         arrays = []
+        if len(calibration) < len(specs) and not all(s["name"] in calibration for s in specs):
+            raise CompileError(
+                f"calibration holds {sorted(calibration)}, the model needs the inputs "
+                f"{[s['name'] for s in specs]}")
         for k, s in enumerate(specs):
             key = s["name"] if s["name"] in calibration else list(calibration)[k]
             arrays.append(np.asarray(calibration[key], dtype=np.float32))

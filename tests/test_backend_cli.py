@@ -109,3 +109,145 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "missing.json" in capsys.readouterr().err
     assert main(["compile", "-o", str(tmp_path / "x.bin")]) == 2
     assert main(["compile", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "b")]) == 2
+
+
+# ---- odd but valid models: each compiles and passes `mrvl run --check` ---------------------
+def _odd_model(kind: str):
+    """(model, inputs, compile flags) of one small odd-but-valid model, built with
+    onnx.helper (3x6x6 images, 3x3 convolutions with seeded random weights)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = []
+
+    def conv(src, dst, name):
+        for suffix, shape in (("_w", [4, 3, 3, 3]), ("_b", [4])):
+            arr = (rng.standard_normal(shape) * 0.3).astype(np.float32)
+            inits.append(numpy_helper.from_array(arr, name + suffix))
+        return helper.make_node("Conv", [src, name + "_w", name + "_b"], [dst], name=name,
+                                pads=[1, 1, 1, 1])
+
+    def info(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    image = [1, 3, 6, 6]
+    feature = [1, 4, 6, 6]
+    flags: list[str] = []
+    if kind == "two_accel_outputs":  # plus a model output that is also consumed inside
+        nodes = [conv("x", "c1", "conv1"), helper.make_node("Relu", ["c1"], ["y1"], name="r"),
+                 conv("x", "c2", "conv2")]
+        ins, outs = [info("x", image)], [info("y1", feature), info("c1", feature),
+                                         info("c2", feature)]
+    elif kind == "two_inputs":
+        nodes = [conv("a", "c1", "conv1"), conv("b", "c2", "conv2"),
+                 helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
+        ins, outs = [info("a", image), info("b", image)], [info("y", feature)]
+    elif kind == "concat_three":
+        nodes = [conv("x", f"c{k}", f"conv{k}") for k in range(3)]
+        nodes.append(helper.make_node("Concat", ["c0", "c1", "c2"], ["y"], name="cat", axis=1))
+        ins, outs = [info("x", image)], [info("y", [1, 12, 6, 6])]
+    elif kind == "symbolic_batch_2":
+        nodes = [conv("x", "c", "conv"), helper.make_node("Relu", ["c"], ["y"], name="r")]
+        ins, outs = [info("x", ["N", 3, 6, 6])], [info("y", ["N", 4, 6, 6])]
+        flags = ["--batch-size", "2"]
+    elif kind == "fixed_batch_2_gemm":
+        inits += [numpy_helper.from_array(rng.standard_normal([5, 108]).astype(np.float32), "w"),
+                  numpy_helper.from_array(rng.standard_normal([5]).astype(np.float32), "b")]
+        nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+                 helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="gemm", transB=1)]
+        ins, outs = [info("x", [2, 3, 6, 6])], [info("y", [2, 5])]
+    elif kind == "pass_through_and_duplicate":  # Dropout folds away; y1, y2 are one value
+        nodes = [conv("x", "c", "conv"), helper.make_node("Dropout", ["x"], ["xo"], name="drop"),
+                 helper.make_node("Identity", ["c"], ["y1"], name="id1"),
+                 helper.make_node("Identity", ["c"], ["y2"], name="id2")]
+        ins, outs = [info("x", image)], [info("xo", image), info("y1", feature),
+                                         info("y2", feature)]
+    else:
+        raise AssertionError(kind)
+    graph = helper.make_graph(nodes, kind, ins, outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    batch = 2 if "batch_2" in kind else 1
+    inputs = {vi.name: rng.standard_normal([batch, 3, 6, 6]).astype(np.float32) for vi in ins}
+    return model, inputs, flags
+
+
+@pytest.mark.parametrize("kind", ["two_accel_outputs", "two_inputs", "concat_three",
+                                  "symbolic_batch_2", "fixed_batch_2_gemm",
+                                  "pass_through_and_duplicate"])
+def test_odd_models_compile_and_pass_check(kind, tmp_path, capsys):
+    model, inputs, flags = _odd_model(kind)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "x.npz", **inputs)
+    build = tmp_path / "build"
+    assert main(["compile", str(tmp_path / "m.onnx"), "-o", str(build), *flags]) == 0
+    assert main(["run", str(build), "--inputs", str(tmp_path / "x.npz"), "--check",
+                 "-o", str(tmp_path / "y.npz")]) == 0
+    assert "check: PASS" in capsys.readouterr().out
+    raw = json.loads((build / "manifest.json").read_text())
+    names = [o.name for o in model.graph.output]
+    assert [o["name"] for o in raw["model"]["outputs"]] == names
+    produced = {i["name"] for i in raw["model"]["inputs"]}
+    for step in raw["steps"]:
+        assert set(step["inputs"]) <= produced
+        produced |= set(step["outputs"])
+    assert set(names) <= produced
+    accel = [s for s in raw["steps"] if s["kind"] == "accelerator"]
+    assert len(accel) == 1
+    got = np.load(tmp_path / "y.npz")
+    if kind == "two_accel_outputs":
+        assert len(accel[0]["outputs"]) >= 2 and {"c1", "c2"} <= set(accel[0]["outputs"])
+    if kind == "two_inputs":
+        assert sorted(accel[0]["inputs"]) == ["a", "b"]
+    if kind == "pass_through_and_duplicate":
+        np.testing.assert_array_equal(got["xo"], inputs["x"])
+        np.testing.assert_array_equal(got["y2"], got["y1"])
+        identity = [s for s in raw["steps"] if s["symbol"].startswith("cpu_identity_")]
+        assert sorted(s["outputs"][0] for s in identity) == ["xo", "y2"]
+
+
+def test_unsigned_dtypes_kept_in_manifest(tmp_path):
+    """uint8 / uint16 inputs are declared as such (not int8 / int16) and accepted."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+         helper.make_node("Cast", ["s"], ["w"], name="cast", to=TensorProto.UINT16)], "u",
+        [helper.make_tensor_value_info(n, TensorProto.UINT8, [2, 3]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("w", TensorProto.UINT16, [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "u.onnx")
+    compile_model(tmp_path / "u.onnx", tmp_path / "b")
+    raw = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert [i["dtype"] for i in raw["model"]["inputs"]] == ["uint8", "uint8"]
+    assert raw["model"]["outputs"][0]["dtype"] == "uint16"
+    from mrvl.sim.runtime import CompiledModel
+
+    a = np.array([[200, 1, 2], [3, 4, 250]], dtype=np.uint8)
+    with CompiledModel.load(tmp_path / "b") as m:
+        got = m.run({"a": a, "b": a}).outputs["w"]
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, (a + a).astype(np.uint16))
+
+
+def test_bad_paths_are_one_line_errors(tmp_path, capsys):
+    """A missing file, a directory, a non-ONNX file, an output path that is a file and
+    calibration data missing an input: exit status 2 and one line naming the culprit."""
+    (tmp_path / "junk.onnx").write_text("not a model\n")
+    model, inputs, _ = _odd_model("two_inputs")
+    onnx.save(model, tmp_path / "two.onnx")
+    np.savez(tmp_path / "cal.npz", a=inputs["a"])
+    cases = [
+        (["compile", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "b")], "nope.onnx"),
+        (["compile", str(tmp_path), "-o", str(tmp_path / "b")], "directory"),
+        (["compile", str(tmp_path / "junk.onnx"), "-o", str(tmp_path / "b")], "junk.onnx"),
+        (["compile", str(tmp_path / "two.onnx"), "-o", str(tmp_path / "junk.onnx")],
+         "junk.onnx"),
+        (["compile", str(tmp_path / "two.onnx"), "-o", str(tmp_path / "b"), "--quantize",
+          "int8", "--calibration", str(tmp_path / "cal.npz")], "'b'"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert needle in err, err

@@ -54,18 +54,7 @@ CPU_SAMPLE = (
 
 WEIGHT_INPUTS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1,)}
 
-_PASS_THROUGH = "compile_model: a model output equal to a model input is produced by no step"
-_UNSIGNED = "compile_model: the manifest dtype drops signedness (uint8 -> int8)"
-KNOWN_BACKEND_ISSUES = {
-    "test_dropout_default": _PASS_THROUGH,
-    "test_clip_default_inbounds_expanded": _PASS_THROUGH,
-    "test_transpose_all_permutations_0": _PASS_THROUGH,
-    "test_add_uint8": _UNSIGNED,
-    "test_add_uint16": _UNSIGNED,
-    "test_add_uint32": _UNSIGNED,
-    "test_add_uint64": _UNSIGNED,
-    "test_maxpool_2d_uint8": _UNSIGNED,
-}
+KNOWN_BACKEND_ISSUES: dict[str, str] = {}
 """Cases failing because of a known bug outside the runtime (strict xfail: they must be
 removed from here once fixed)."""
 
