@@ -14,7 +14,11 @@ Two measurements, side by side, both on this machine:
 
 from __future__ import annotations
 
-import argparse
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads spinning beside us
+
+import argparse  # noqa: E402
 import tempfile
 import time
 from pathlib import Path

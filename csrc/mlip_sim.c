@@ -45,8 +45,25 @@ typedef struct shadow {
     uint8_t *ws;                       /* last writer's stream */
     uint32_t nr;                       /* reader slots */
     uint32_t rstream[MLIP_MAX_TILES];  /* stream of each reader slot */
-    uint32_t *r[MLIP_MAX_TILES];       /* per slot: its last read since the last write */
+    uint32_t *r[MLIP_MAX_TILES];       /* per slot: its last read of the granule */
+    uint32_t *bm[MLIP_MAX_TILES];      /* per slot: max of r[] over blocks of 64 granules */
+    /* per slot, the last range it read, not yet written since: a read of exactly that range
+     * again (e.g. the same weights by the next band of a layer) only updates memo_seq; the
+     * memo is flushed into r[] before any write overlaps it and at every section start */
+    uint64_t memo_g0[MLIP_MAX_TILES];
+    uint64_t memo_g1[MLIP_MAX_TILES];
+    uint32_t memo_seq[MLIP_MAX_TILES];
+    int memo_valid[MLIP_MAX_TILES];
 } shadow;
+
+static void shadow_flush(shadow *sh, uint32_t k)
+{
+    if (!sh->memo_valid[k]) return;
+    uint32_t *r = sh->r[k], *bm = sh->bm[k];
+    for (uint64_t g = sh->memo_g0[k]; g <= sh->memo_g1[k]; g++) r[g] = sh->memo_seq[k];
+    for (uint64_t b = sh->memo_g0[k] >> 6; b <= sh->memo_g1[k] >> 6; b++) bm[b] = sh->memo_seq[k];
+    sh->memo_valid[k] = 0;
+}
 
 typedef struct token {
     uint64_t time;
@@ -102,6 +119,7 @@ typedef struct wcache_entry {
     float *buf;
     size_t cap;
     uint64_t stamp;
+    int finite;   /* every weight is finite (enables the zero-padded fast path) */
 } wcache_entry;
 
 struct mlip_sim {
@@ -1108,6 +1126,21 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
 {
     const uint32_t seq = a->seq;
     char mem[32] = "DRAM"; /* an OCM name is formatted only for an error message */
+    if (!write && sh->memo_valid[slot] && sh->memo_g0[slot] == g0 && sh->memo_g1[slot] == g1) {
+        /* same range as this slot's previous read, no write since: same writers, and this
+         * later instruction of the same stream has a clock >= that read's */
+        sh->memo_seq[slot] = seq;
+        return MLIP_OK;
+    }
+    if (!write) {
+        shadow_flush(sh, slot);
+    } else {
+        for (uint32_t k = 0; k < sh->nr; k++) {
+            if (sh->memo_valid[k] && sh->memo_g0[k] <= g1 && g0 <= sh->memo_g1[k]) {
+                shadow_flush(sh, k);
+            }
+        }
+    }
 #define MEM_NAME()                                                                          \
     (tile >= 0 ? (snprintf(mem, sizeof mem, "tile %d OCM", tile), mem) : mem)
     /* the last writer of every run of granules with the same writer */
@@ -1123,28 +1156,46 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
             return dep_error(a, "overwrites", MEM_NAME(), sh->base + g * granule, st, ws);
         }
         uint64_t h = g + 1;
+        /* skip whole chunks with the same writer (a vectorisable test), then granules */
+        while (h + 16 <= g1 + 1) {
+            uint32_t diff = 0;
+            for (int k = 0; k < 16; k++) {
+                diff |= (sh->w[h + k] ^ ws) | (uint32_t)(sh->ws[h + k] ^ st);
+            }
+            if (diff != 0) break;
+            h += 16;
+        }
         while (h <= g1 && sh->w[h] == ws && sh->ws[h] == st) h++;
         g = h;
     }
     uint64_t n = g1 - g0 + 1;
     if (!write) {
-        uint32_t *r = sh->r[slot] + g0;
+        uint32_t *r = sh->r[slot] + g0, *bm = sh->bm[slot];
         for (uint64_t k = 0; k < n; k++) r[k] = seq;
+        for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) bm[b] = seq; /* seq only grows */
+        sh->memo_g0[slot] = g0;
+        sh->memo_g1[slot] = g1;
+        sh->memo_seq[slot] = seq;
+        sh->memo_valid[slot] = 1;
         return MLIP_OK;
     }
+    /* write-after-read: every recorded read must be in the writer's clock.  Reads are not
+     * cleared by a write: a later write is ordered after this one (write-after-write) and so,
+     * by the transitivity of the clocks, after every read this one was ordered after. */
     for (uint32_t k = 0; k < sh->nr; k++) {
-        uint32_t *r = sh->r[k] + g0;
         uint32_t lim = a->rc->st[a->s].vc[sh->rstream[k]], mx = 0;
-        for (uint64_t i = 0; i < n; i++) mx = r[i] > mx ? r[i] : mx;
-        if (mx > lim) {
-            for (uint64_t i = 0; i < n; i++) {
-                if (r[i] > lim) {
-                    return dep_error(a, "overwrites data still to be read at", MEM_NAME(),
-                                     sh->base + (g0 + i) * granule, sh->rstream[k], r[i]);
-                }
+        const uint32_t *bm = sh->bm[k];
+        for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) mx = bm[b] > mx ? bm[b] : mx;
+        if (mx <= lim) {
+            continue;
+        }
+        const uint32_t *r = sh->r[k] + g0;
+        for (uint64_t i = 0; i < n; i++) {
+            if (r[i] > lim) {
+                return dep_error(a, "overwrites data still to be read at", MEM_NAME(),
+                                 sh->base + (g0 + i) * granule, sh->rstream[k], r[i]);
             }
         }
-        memset(r, 0, n * sizeof *r);
     }
     uint32_t *w = sh->w + g0;
     for (uint64_t k = 0; k < n; k++) w[k] = seq;
@@ -1401,13 +1452,6 @@ static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t
     *hi = h;
 }
 
-/* store one finished fp32 accumulator value of the fp16 path */
-static inline void conv_store_f(uint8_t *out, int dt, float acc, const mlip_insn *in)
-{
-    float v = apply_act(in->act, acc, in->fparam[MLIP_FP_ACT_ALPHA], in->fparam[MLIP_FP_ACT_BETA]);
-    st_elem(out, dt, v, 0);
-}
-
 /* ---- prepared (fp32, transposed) operands, cached per tile --------------------------------
  * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
  * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
@@ -1543,6 +1587,55 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
+/* Same as conv_block6_avx2 on a zero-padded input: pixel k starts at X + off[k] (any 6
+ * pixels, rows may differ) and every kernel tap (i, j) is at + (i*dh*iwp + j*dw) * ic. */
+__attribute__((target("avx2,fma"))) static void
+conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                  int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
+    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
+    __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+    __m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
+    __m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
+    const float *wp = wblk;
+    for (int64_t i = 0; i < g->kh; i++) {
+        for (int64_t j = 0; j < g->kw; j++) {
+            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+                __m256 b = _mm256_broadcast_ss(x0 + c);
+                a00 = _mm256_fmadd_ps(b, w0, a00);
+                a01 = _mm256_fmadd_ps(b, w1, a01);
+                b = _mm256_broadcast_ss(x1 + c);
+                a10 = _mm256_fmadd_ps(b, w0, a10);
+                a11 = _mm256_fmadd_ps(b, w1, a11);
+                b = _mm256_broadcast_ss(x2 + c);
+                a20 = _mm256_fmadd_ps(b, w0, a20);
+                a21 = _mm256_fmadd_ps(b, w1, a21);
+                b = _mm256_broadcast_ss(x3 + c);
+                a30 = _mm256_fmadd_ps(b, w0, a30);
+                a31 = _mm256_fmadd_ps(b, w1, a31);
+                b = _mm256_broadcast_ss(x4 + c);
+                a40 = _mm256_fmadd_ps(b, w0, a40);
+                a41 = _mm256_fmadd_ps(b, w1, a41);
+                b = _mm256_broadcast_ss(x5 + c);
+                a50 = _mm256_fmadd_ps(b, w0, a50);
+                a51 = _mm256_fmadd_ps(b, w1, a51);
+            }
+        }
+    }
+    _mm256_storeu_ps(out[0], a00); _mm256_storeu_ps(out[0] + 8, a01);
+    _mm256_storeu_ps(out[1], a10); _mm256_storeu_ps(out[1] + 8, a11);
+    _mm256_storeu_ps(out[2], a20); _mm256_storeu_ps(out[2] + 8, a21);
+    _mm256_storeu_ps(out[3], a30); _mm256_storeu_ps(out[3] + 8, a31);
+    _mm256_storeu_ps(out[4], a40); _mm256_storeu_ps(out[4] + 8, a41);
+    _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
+}
+
 /* fp16 -> fp32 of n contiguous values (F16C; exact) */
 __attribute__((target("avx2,f16c"))) static void h2f_row_f16c(const uint8_t *src, float *dst,
                                                                int64_t n)
@@ -1619,6 +1712,27 @@ static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t
     }
 }
 
+/* portable version of conv_block6p_avx2 (np pixels) */
+static void conv_block_pc(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                          int64_t iwp, const int64_t off[PB], int64_t np, float acc[PB][OB])
+{
+    memset(acc, 0, sizeof(float) * PB * OB);
+    const float *wp = wblk;
+    for (int64_t i = 0; i < g->kh; i++) {
+        for (int64_t j = 0; j < g->kw; j++) {
+            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                for (int64_t k = 0; k < np; k++) {
+                    float v = xb[off[k] + c];
+                    for (int o = 0; o < OB; o++) {
+                        acc[k][o] += v * wp[o];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* portable version of the block kernel (same contract as conv_block6_avx2) */
 static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
                          int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
@@ -1654,19 +1768,6 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     size_t nin = (size_t)(g->ih * g->iw * g->ic);
     size_t nw = (size_t)(g->groups * nob * kk * OB);
     int hit;
-    /* input block -> X[pixel][channel] fp32 */
-    uint64_t xlo = g->in_addr;
-    uint64_t xhi = xlo + (uint64_t)((g->ih * g->iw - 1) * g->ips + g->ic) * 2;
-    uint64_t xkey[PREP_KEYS] = {1, (uint64_t)g->ih, (uint64_t)g->iw, (uint64_t)g->ic,
-                                (uint64_t)g->ips, 0};
-    float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nin, &hit);
-    if (X == NULL) return MLIP_ERR_NOMEM;
-    if (!hit) {
-        for (int64_t p = 0; p < g->ih * g->iw; p++) {
-            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * g->ic, g->ic);
-        }
-        sim->xcache[lt].valid = 1;
-    }
     /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
     uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
@@ -1676,6 +1777,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     if (!hit) {
         TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
         float *rows = sim->fbuf;
+        int finite = 1;
         for (int64_t gi = 0; gi < g->groups; gi++) {
             for (int64_t obi = 0; obi < nob; obi++) {
                 int64_t on = ocg - obi * OB < OB ? ocg - obi * OB : OB;
@@ -1693,15 +1795,100 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                         blk[t * OB + o] = rows[o * kk + t];
                     }
                 }
+                for (int64_t t = 0; t < kk * OB; t++) {
+                    finite &= isfinite(blk[t]) != 0;
+                }
             }
         }
+        we->finite = finite;
         we->valid = 1;
+    }
+    /* Zero-padded input path: with finite weights a padding tap adds 0*w = +-0 to an
+     * accumulator that can never be -0, i.e. changes nothing, so it equals skipping the tap;
+     * then any 6 output pixels (across rows) share one kernel call. */
+    int64_t ptp = g->pt > 0 ? g->pt : 0, plp = g->pl > 0 ? g->pl : 0;
+    int64_t ymax = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh - g->pt;
+    int64_t xmax = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw - g->pl;
+    int64_t pbp = ymax > g->ih - 1 ? ymax - (g->ih - 1) : 0;
+    int64_t prp = xmax > g->iw - 1 ? xmax - (g->iw - 1) : 0;
+    int64_t ihp = g->ih + ptp + pbp, iwp = g->iw + plp + prp;
+    int padded = we->finite && ptp < 32768 && plp < 32768 && pbp < 32768 && prp < 32768 &&
+                 (uint64_t)(ihp * iwp * g->ic) <= 2 * (uint64_t)nin + 65536;
+    uint64_t xlo = g->in_addr;
+    uint64_t xhi = xlo + (uint64_t)((g->ih * g->iw - 1) * g->ips + g->ic) * 2;
+    uint64_t pads = padded ? ((uint64_t)1 << 63) | (uint64_t)ptp | ((uint64_t)pbp << 15) |
+                             ((uint64_t)plp << 30) | ((uint64_t)prp << 45)
+                           : 0;
+    uint64_t xkey[PREP_KEYS] = {1, (uint64_t)g->ih, (uint64_t)g->iw, (uint64_t)g->ic,
+                                (uint64_t)g->ips, pads};
+    size_t nx = padded ? (size_t)(ihp * iwp * g->ic) : nin;
+    float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
+    if (X == NULL) return MLIP_ERR_NOMEM;
+    if (!hit) {
+        if (padded) {
+            memset(X, 0, nx * sizeof(float));
+        }
+        for (int64_t p = 0; p < g->ih * g->iw; p++) {
+            int64_t dst = padded ? ((p / g->iw + ptp) * iwp + p % g->iw + plp) * g->ic
+                                 : p * g->ic;
+            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, g->ic);
+        }
+        sim->xcache[lt].valid = 1;
     }
     float bias_buf[OB];
     int odt = in->dst_dtype;
     uint32_t oes = DT_SIZE[odt];
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
+    if (padded) {
+        int64_t npix = g->oh * g->ow;
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            for (int64_t obi = 0; obi < nob; obi++) {
+                const float *wblk = W + (gi * nob + obi) * kk * OB;
+                int64_t ob = obi * OB;
+                int64_t on = ocg - ob < OB ? ocg - ob : OB;
+                for (int64_t o = 0; o < on; o++) bias_buf[o] = 0.0f;
+                if (has_bias) {
+                    memcpy(bias_buf, ocm + g->b_addr + (uint64_t)(gi * ocg + ob) * 4,
+                           (size_t)on * 4);
+                }
+                for (int64_t p0 = 0; p0 < npix; p0 += PB) {
+                    int64_t np = npix - p0 < PB ? npix - p0 : PB;
+                    int64_t off[PB];
+                    for (int64_t k = 0; k < PB; k++) {
+                        int64_t p = p0 + (k < np ? k : np - 1);
+                        int64_t r = p / g->ow, sc = p % g->ow;
+                        off[k] = ((r * g->sh - g->pt + ptp) * iwp + sc * g->sw - g->pl + plp) *
+                                     g->ic + gi * icg;
+                    }
+                    float acc[PB][OB];
+#if MLIP_HAVE_AVX2_KERNEL
+                    if (sim->has_avx2) {
+                        conv_block6p_avx2(X, wblk, g, icg, iwp, off, acc);
+                    } else
+#endif
+                    {
+                        conv_block_pc(X, wblk, g, icg, iwp, off, np, acc);
+                    }
+                    for (int64_t k = 0; k < np; k++) {
+                        uint8_t *orow = ocm + g->out_addr +
+                                        (uint64_t)((p0 + k) * g->ops + gi * ocg + ob) * oes;
+                        float v[OB];
+                        for (int64_t o = 0; o < on; o++) {
+                            v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
+                        }
+                        act_row(in->act, v, on, alpha, beta);
+                        if (odt == MLIP_DT_FP16) {
+                            f2h_row(sim, v, orow, on);
+                        } else {
+                            memcpy(orow, v, (size_t)on * 4);
+                        }
+                    }
+                }
+            }
+        }
+        return MLIP_OK;
+    }
     for (int64_t gi = 0; gi < g->groups; gi++) {
         int64_t xoff = gi * icg;
         for (int64_t obi = 0; obi < nob; obi++) {
@@ -1768,12 +1955,7 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap, (nw + 2 * (size_t)C) * sizeof(float)));
     float *X = sim->fbuf, *W = sim->wbuf, *acc = sim->wbuf + nw, *bias = acc + C;
     for (int64_t p = 0; p < g->ih * g->iw; p++) {
-        const uint8_t *src = ocm + g->in_addr + (uint64_t)p * g->ips * 2;
-        for (int64_t c = 0; c < C; c++) {
-            uint16_t h;
-            memcpy(&h, src + c * 2, 2);
-            X[p * C + c] = h2f(h);
-        }
+        h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, C);
     }
     for (int64_t c = 0; c < C; c++) {
         for (int64_t t = 0; t < g->kh * g->kw; t++) {
@@ -1805,10 +1987,14 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
                 }
             }
             uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
-            for (int64_t c = 0; c < C; c++) {
-                float v = acc[c];
-                if (has_bias) v += bias[c];
-                conv_store_f(orow + c * oes, odt, v, in);
+            if (has_bias) {
+                for (int64_t c = 0; c < C; c++) acc[c] += bias[c];
+            }
+            act_row(in->act, acc, C, in->fparam[MLIP_FP_ACT_ALPHA], in->fparam[MLIP_FP_ACT_BETA]);
+            if (odt == MLIP_DT_FP16) {
+                f2h_row(sim, acc, orow, C);
+            } else {
+                memcpy(orow, acc, (size_t)C * 4);
             }
         }
     }
@@ -2313,6 +2499,12 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
     rc->end = t_start;
     rc->dram_free = t_start;
     memcpy(rc->base0, sim->base, sizeof rc->base0);
+    for (uint32_t t = 0; t < sim->ntiles; t++) {
+        for (uint32_t k = 0; k < sim->osh[t].nr; k++) shadow_flush(&sim->osh[t], k);
+    }
+    for (int r = 0; r < 2; r++) {
+        for (uint32_t k = 0; k < sim->dsh[r].nr; k++) shadow_flush(&sim->dsh[r], k);
+    }
     for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
         for (int q = 0; q < 3; q++) {
             const mlip_stream *ms = &sim->info.streams[section][sim->tile0 + lt][q];
@@ -2469,7 +2661,10 @@ static void shadow_free(shadow *sh)
 {
     free(sh->w);
     free(sh->ws);
-    for (uint32_t k = 0; k < MLIP_MAX_TILES; k++) free(sh->r[k]);
+    for (uint32_t k = 0; k < MLIP_MAX_TILES; k++) {
+        free(sh->r[k]);
+        free(sh->bm[k]);
+    }
     memset(sh, 0, sizeof *sh);
 }
 
@@ -2486,7 +2681,8 @@ static int shadow_alloc(shadow *sh, uint64_t n, uint64_t base, uint32_t nr,
     for (uint32_t k = 0; k < nr; k++) {
         sh->rstream[k] = rstream[k];
         sh->r[k] = calloc((size_t)n, sizeof(uint32_t));
-        ok = ok && sh->r[k] != NULL;
+        sh->bm[k] = calloc((size_t)(n >> 6) + 1, sizeof(uint32_t));
+        ok = ok && sh->r[k] != NULL && sh->bm[k] != NULL;
     }
     return ok;
 }

@@ -176,6 +176,23 @@ def test_conv_fp16_bit_exact(case, out_dtype, act):
         assert same(y, ref)
 
 
+def test_conv_fp16_nonfinite_weights_skip_padding_taps():
+    """With an inf / nan weight the simulator may not treat padding as 0 * w (= nan): padding
+    taps are skipped, exactly as documented (the non-padded kernel path)."""
+    x = RNG.standard_normal((6, 7, 4)).astype(F16)
+    w = RNG.standard_normal((16, 3, 3, 4)).astype(F16)
+    w[1, 0, 0, 2] = np.inf
+    w[5, 2, 1, 0] = np.nan
+    geo = dict(stride=(1, 1), pad=(1, 1), dil=(1, 1), groups=1, out_hw=(6, 7))
+    pb, _ = conv_program(x, w, None, geo=geo, out_dtype=DType.FP32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref = conv_ref(x, w, None, out_dtype=DType.FP32, **geo)
+    assert np.isinf(ref).any() and np.isfinite(ref).any()
+    for portable in (False, True):
+        (y,), _ = raw_outputs(pb, 1, timing=TimingParams(portable=portable))
+        assert same(y, ref)
+
+
 def test_conv_int8_bit_exact():
     H, W, C, O, K = 9, 10, 12, 20, 3
     x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)
