@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
             "Compile an ONNX model for a Marvell-MLIP-style accelerator, simulate it with "
             "cycle counts, and run it end to end with the CPU parts on onnxruntime."
         ),
+        epilog=(
+            "typical flow: mrvl compile model.onnx -o build/ && "
+            "mrvl run build/ --inputs x.npz --check && mrvl report build/.  "
+            "`mrvl VERB --help` explains each verb.  Exit status: 0 success, 1 a --check "
+            "failed, 2 bad input or usage (one-line message on stderr)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"mrvl {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")

@@ -14,7 +14,7 @@ from pathlib import Path
 from mrvl.errors import MrvlError
 from mrvl.lowering.verb_partition import add_partition_options, partition_options
 
-HELP = "draw the accelerator / CPU partition of an ONNX model (Graphviz DOT or SVG)"
+HELP = "draw the accelerator / CPU partition of a build directory or ONNX model (DOT or SVG)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
