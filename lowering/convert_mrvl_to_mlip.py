@@ -119,7 +119,7 @@ class LayerBuilder:
 
     def fits(self, buffers: list[tuple[int, int]]) -> bool:
         """Do buffers [(bytes, slots)] fit the OCM?"""
-        return sum(self.pages(size) * slots for size, slots in buffers) <= self.budget
+        return _fits(buffers, self.budget, self.page)
 
     # -- values --
     def tensor(self, value: SSAValue) -> DramTensor:
@@ -144,7 +144,11 @@ class LayerBuilder:
         if found is not None and len(found[1]) == self.prog.num_tiles:
             return found
         out_es = isa.DTYPE_SIZE[DType(self.tensor(self.op.results[0]).dtype)]
-        return choose_split(self.op, self.prog.num_tiles, self.es, out_es)
+        operands = getattr(self.op, "operands", ())
+        in_es = (self.tensor(operands[0]).esize
+                 if operands and operands[0] in self.conv.tensor_of else self.es)
+        return choose_split(self.op, self.prog.num_tiles, self.es, out_es, in_es,
+                            self.prog.ocm_size, self.prog.page_size)
 
     # -- instructions --
     def insn(self, opcode: Opcode, **kw) -> Insn:
@@ -195,15 +199,20 @@ class LayerBuilder:
 
 
 # ---- block sizing -------------------------------------------------------------------------
-def _fit_rows(b: LayerBuilder, fixed, per_rows: Callable[[int], list[tuple[int, int]]],
-              rows: int) -> int:
+def _fits(buffers: list[tuple[int, int]], budget: int, page: int) -> bool:
+    """Do buffers [(bytes, slots)], each slot taking whole pages, fit `budget` bytes?"""
+    return sum(align(max(size, 1), page) * slots for size, slots in buffers) <= budget
+
+
+def _fit_rows(fits: Callable[[list[tuple[int, int]]], bool], fixed,
+              per_rows: Callable[[int], list[tuple[int, int]]], rows: int) -> int:
     """Largest row count in [1, rows] whose buffers fit with the `fixed` ones; 0 if none.
     Keeps at least two blocks per tile when there are two rows, for double buffering."""
     best = 0
     lo, hi = 1, rows
     while lo <= hi:
         mid = (lo + hi) // 2
-        if b.fits(fixed + per_rows(mid)):
+        if fits(fixed + per_rows(mid)):
             best, lo = mid, mid + 1
         else:
             hi = mid - 1
@@ -241,10 +250,20 @@ def _chunk_candidates(total: int, unit: int, least: int = 1) -> list[int]:
 def _segments(kind: str, ranges, batch: int, rows: int, chans: int):
     """Per tile, its work as (image, row start, row end, channel start, channel end):
     a "rows" split ranges over the rows of all images (image-major), a "channels" split
-    gives every image's rows."""
+    gives every image's rows, a "grid" split (row start, row end, channel start, channel
+    end per tile) a band of rows of all images times a range of channels."""
     out = []
-    for lo, hi in ranges:
+    for bounds in ranges:
         segs = []
+        if kind == "grid":
+            lo, hi, c_lo, c_hi = bounds
+            for n in range(batch):
+                r0, r1 = max(lo - n * rows, 0), min(hi - n * rows, rows)
+                if r1 > r0 and c_hi > c_lo:
+                    segs.append((n, r0, r1, c_lo, c_hi))
+            out.append(segs)
+            continue
+        lo, hi = bounds
         if kind == "rows":
             for n in range(batch):
                 r0, r1 = max(lo - n * rows, 0), min(hi - n * rows, rows)
@@ -257,6 +276,241 @@ def _segments(kind: str, ranges, batch: int, rows: int, chans: int):
 
 
 # ---- Conv2D -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvGeom:
+    """Shape and byte sizes of a Conv2D layer, everything its blocking depends on.
+
+    `es`: compute element size (2 fp16, 1 int8); `w_es`: weight element size; `in_es` /
+    `out_es`: element sizes of the input / output tensors in DRAM; `consts`: number of
+    per-output-channel 4-byte arrays next to the weights (bias, requantisation scale);
+    `sig8`: int8 with a fused sigmoid (an extra fp32 accumulator block).
+
+    A 1x1 conv with strides and no padding only reads every `ys`-th row and `xs`-th column
+    of its input (`src_h` x `src_w`): its geometry is that of a stride-1 conv over the
+    subsampled input (`h` x `w` = the output size), which the DMA gathers with DRAM
+    strides. Every output still sums the same products in the same order."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    o: int
+    kh: int
+    kw: int
+    cg: int
+    oh: int
+    ow: int
+    groups: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    dh: int
+    dw: int
+    es: int
+    w_es: int
+    in_es: int
+    out_es: int
+    consts: int
+    sig8: bool
+    src_h: int = 0
+    src_w: int = 0
+    ys: int = 1
+    xs: int = 1
+
+    @classmethod
+    def of(cls, op: mrvl.Conv2DOp, es: int, in_es: int, out_es: int, consts: int,
+           sig8: bool) -> ConvGeom:
+        n, h, w, c = mrvl.tensor_shape(op.input)
+        o, kh, kw, cg = mrvl.tensor_shape(op.weight)
+        _, oh, ow, _ = mrvl.tensor_shape(op.output)
+        sh, sw = _ints(op.strides)
+        pads = _ints(op.pads)
+        dh, dw = _ints(op.dilations)
+        groups = op.groups.value.data
+        if kh == kw == 1 and not any(pads) and (sh, sw) != (1, 1):
+            return cls(n, oh, ow, c, o, 1, 1, cg, oh, ow, groups, 1, 1, 0, 0, 1, 1, es, es,
+                       in_es, out_es, consts, sig8, h, w, sh, sw)
+        return cls(n, h, w, c, o, kh, kw, cg, oh, ow, groups, sh, sw, pads[0], pads[1],
+                   dh, dw, es, es, in_es, out_es, consts, sig8, h, w)
+
+    @property
+    def ocg(self) -> int:
+        return self.o // self.groups
+
+    def in_ch(self, oc_chunk: int) -> int:
+        return self.c if self.groups == 1 else (oc_chunk // self.ocg) * self.cg
+
+    def in_rows(self, rows: int) -> int:
+        return min(self.h, (rows - 1) * self.sh + (self.kh - 1) * self.dh + 1)
+
+    def in_cols(self, cols: int) -> int:
+        return min(self.w, (cols - 1) * self.sw + (self.kw - 1) * self.dw + 1)
+
+
+def _conv_fit(g: ConvGeom, oc_chunk: int, resident: bool,
+              fits: Callable[[list[tuple[int, int]]], bool], max_rows: int
+              ) -> tuple[int, int, int] | None:
+    """(oc_chunk, rows, cols) with the largest band of rows, else of columns, that fits
+    next to the weights of `oc_chunk` channels (one slot if `resident`, else two)."""
+    es, wsize = g.es, g.kh * g.kw * g.cg * g.w_es
+    slots = 1 if resident else 2
+    fixed = [(oc_chunk * wsize, slots)] + [(oc_chunk * 4, slots)] * g.consts
+    icc = g.in_ch(oc_chunk)
+
+    def per_rows(rows):
+        return [(g.in_rows(rows) * g.w * icc * es, 2), (rows * g.ow * oc_chunk * es, 2),
+                (rows * g.ow * oc_chunk * 4 * g.sig8, 2)]
+
+    rows = _fit_rows(fits, fixed, per_rows, max_rows)
+    if rows:
+        return oc_chunk, rows, g.ow
+
+    def per_cols(cols):
+        return [(g.in_rows(1) * g.in_cols(cols) * icc * es, 2),
+                (cols * oc_chunk * es, 2), (cols * oc_chunk * 4 * g.sig8, 2)]
+
+    cols = _fit_rows(fits, fixed, per_cols, g.ow)
+    return (oc_chunk, 1, cols) if cols else None
+
+
+def conv_config(g: ConvGeom, work, fits: Callable[[list[tuple[int, int]]], bool]
+                ) -> tuple[int, int, int] | None:
+    """(output-channel chunk, rows per block, columns per block) of a conv whose per-tile
+    `work` is given by `_segments`: the largest channel chunk (all of a tile's channels =
+    resident weights first) with which a band of rows, else of columns, fits; None when
+    not even one output pixel of one channel group fits. (Smaller chunks would let the
+    next chunk's weights load while one computes, but re-read the input once per chunk:
+    on the in-repo models they cost more DRAM traffic than the cycles they save.)"""
+    max_rows = max((r1 - r0 for segs in work for _, r0, r1, _, _ in segs), default=0)
+    max_oc = max((o1 - o0 for segs in work for _, _, _, o0, o1 in segs), default=0)
+    if max_rows == 0 or max_oc == 0:
+        return None
+    unit = g.ocg if g.groups > 1 else min(max_oc, 16)
+    for oc_chunk in _chunk_candidates(max_oc, unit, g.ocg if g.groups > 1 else 1):
+        config = _conv_fit(g, oc_chunk, oc_chunk >= max_oc, fits, max_rows)
+        if config is not None:
+            return config
+    return None
+
+
+@dataclass(frozen=True)
+class ConvBlock:
+    """One block of a conv: output box (image n, rows [r0, r1), columns [c0, c1), channels
+    [oc0, oc1)), its input box (rows [y0, y1), columns [x0, x1), channels [ic0, ic0 + icc)),
+    and whether it loads a new weight chunk (into weight slot `wslot`)."""
+
+    tile: int
+    n: int
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    oc0: int
+    oc1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    ic0: int
+    icc: int
+    load_w: bool
+    wslot: int
+
+
+def conv_blocks(g: ConvGeom, work, config: tuple[int, int, int]):
+    """The blocks of a conv in per-tile program order (the order `lower_conv2d` emits):
+    per tile, per segment, per channel chunk, per row band, per column band. Resident
+    weights (one chunk holds the tile's channels) are loaded once per tile, else every
+    chunk is loaded before its first block, alternating two weight slots."""
+    oc_chunk, rb, cb = config
+    max_oc = max((o1 - o0 for segs in work for _, _, _, o0, o1 in segs), default=0)
+    resident = oc_chunk >= max_oc
+    wslots = 1 if resident else 2
+    for tile, segs in enumerate(work):
+        wloads = 0
+        for n, r_lo, r_hi, o_lo, o_hi in segs:
+            for oc0, oc1 in _bands(o_lo, o_hi, oc_chunk):
+                new_chunk = True
+                ic0 = 0 if g.groups == 1 else (oc0 // g.ocg) * g.cg
+                icc = g.in_ch(oc1 - oc0)
+                for r0, r1 in _bands(r_lo, r_hi, rb):
+                    y0 = min(g.h - 1, max(0, r0 * g.sh - g.pt))
+                    y1 = max(y0 + 1, min(g.h, (r1 - 1) * g.sh - g.pt + (g.kh - 1) * g.dh + 1))
+                    for c0, c1 in _bands(0, g.ow, cb):
+                        x0 = min(g.w - 1, max(0, c0 * g.sw - g.pl))
+                        x1 = max(x0 + 1,
+                                 min(g.w, (c1 - 1) * g.sw - g.pl + (g.kw - 1) * g.dw + 1))
+                        load_w = new_chunk and (not resident or wloads == 0)
+                        if load_w:
+                            wloads += 1
+                        new_chunk = False
+                        yield ConvBlock(tile, n, r0, r1, c0, c1, oc0, oc1, y0, y1, x0, x1,
+                                        ic0, icc, load_w, (wloads - 1) % wslots)
+
+
+OVERLAP_LOSS = 0.1
+"""Share of the smaller of compute and DRAM time that `conv_estimate` adds to the larger:
+the shared DRAM serves the tiles' transfers one after another, so they do not overlap the
+compute perfectly. Fitted against the simulator on the conv layers of ResNet-50,
+MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
+
+
+def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int]) -> tuple[float, int]:
+    """Estimated (cycles, DRAM bytes read) of a conv's blocks (`conv_blocks`) under the
+    timing model of docs/isa.md section 4 with the default parameters of sim/mlip_isa.py:
+    the largest of, per tile, the compute queue's busy cycles and the DMA queues' busy
+    cycles (issue + latency + bytes / 32 per transfer), and the shared DRAM's (all
+    tiles' bytes / 64); plus `OVERLAP_LOSS` of the smaller of compute and DRAM. A ranking
+    heuristic for the tile split, not a bound."""
+    tiles = len(work)
+    compute = [0.0] * tiles
+    dma_in = [0.0] * tiles
+    dma_out = [0.0] * tiles
+    total = stored = 0
+    issue, latency = isa.DEFAULT_ISSUE_LATENCY, isa.DEFAULT_DMA_LATENCY
+    per_dma = min(isa.DEFAULT_DMA_BYTES_PER_CYCLE, isa.DEFAULT_DRAM_BYTES_PER_CYCLE)
+    wsize = g.kh * g.kw * g.cg * g.w_es + 4 * g.consts
+    speed = 2 if g.es == 1 else 1
+    icg = g.c // g.groups
+    for blk in conv_blocks(g, work, config):
+        t = blk.tile
+        loads = [(blk.oc1 - blk.oc0) * wsize] if blk.load_w else []
+        loads.append((blk.y1 - blk.y0) * (blk.x1 - blk.x0) * blk.icc * g.in_es)
+        store = (blk.r1 - blk.r0) * (blk.c1 - blk.c0) * (blk.oc1 - blk.oc0) * g.out_es
+        dma_in[t] += sum(issue + latency + b / per_dma for b in loads)
+        dma_out[t] += issue + latency + store / per_dma
+        total += sum(loads)
+        stored += store
+        count = blk.oc1 - blk.oc0
+        gch, ocg = (1, count) if g.groups == 1 else (count // g.ocg, g.ocg)
+        pixels = (blk.r1 - blk.r0) * (blk.c1 - blk.c0)
+        if gch > 1 and icg == 1 and ocg == 1 and speed == 1:  # depthwise: vector engine
+            compute[t] += (issue + isa.DEFAULT_VECTOR_LATENCY
+                           + pixels * gch * g.kh * g.kw / isa.DEFAULT_VECTOR_LANES)
+        else:
+            compute[t] += issue + isa.DEFAULT_MATRIX_FILL + math.ceil(
+                pixels * g.kh * g.kw * gch * math.ceil(icg / isa.DEFAULT_MATRIX_ROWS)
+                * math.ceil(ocg / isa.DEFAULT_MATRIX_COLS) / speed)
+    dram = (total + stored) / isa.DEFAULT_DRAM_BYTES_PER_CYCLE
+    busy = max(max(c, i, o) for c, i, o in zip(compute, dma_in, dma_out, strict=True))
+    return max(busy, dram) + OVERLAP_LOSS * min(max(compute), dram), total
+
+
+def conv_cost(g: ConvGeom, kind: str, ranges, ocm_size: int, page_size: int
+              ) -> tuple[float, int] | None:
+    """Estimated (cycles, DRAM bytes read) of a conv under a tile split (`kind`, `ranges`
+    as in mlip-tile-split), with the blocking `lower_conv2d` chooses for an OCM of
+    `ocm_size` bytes in pages of `page_size`; None when its blocks do not fit."""
+    work = _segments(kind, ranges, g.n, g.oh, g.o)
+
+    def fits(buffers):
+        return _fits(buffers, ocm_size, page_size)
+
+    config = conv_config(g, work, fits)
+    return None if config is None else conv_estimate(g, work, config)
+
+
 def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: SSAValue,
                    y: SSAValue, k: int, real_out: bool = False):
     """(weights, bias, requant scale) arrays in the compute precision; with `real_out` the
@@ -292,13 +546,10 @@ def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, col
 
 
 def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
-    n_, h, w, c = mrvl.tensor_shape(op.input)
+    n_, _, _, c = mrvl.tensor_shape(op.input)
     o, kh, kw, cg = mrvl.tensor_shape(op.weight)
     _, oh, ow, _ = mrvl.tensor_shape(op.output)
     groups = op.groups.value.data
-    sh, sw = _ints(op.strides)
-    pt, pl, _, _ = _ints(op.pads)
-    dh, dw = _ints(op.dilations)
     weights = constant_value(op.weight)
     bias = constant_value(op.bias) if op.bias is not None else None
     if weights is None or (op.bias is not None and bias is None):
@@ -310,139 +561,75 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
-    es = b.es
+    g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8)
     kind, ranges = b.split()
     work = _segments(kind, ranges, n_, oh, o)
-    max_rows = max((r1 - r0 for segs in work for _, r0, r1, _, _ in segs), default=0)
-    max_oc = max((o1 - o0 for segs in work for _, _, _, o0, o1 in segs), default=0)
-    if max_rows == 0 or max_oc == 0:
+    if not any(work):
         return
-    ocg = o // groups
-    wsize = kh * kw * cg * wt.esize
-
-    def in_ch(oc_chunk: int) -> int:
-        return c if groups == 1 else (oc_chunk // ocg) * cg
-
-    def consts(oc_chunk: int, slots: int) -> list[tuple[int, int]]:
-        out = [(oc_chunk * wsize, slots)]
-        if bt is not None:
-            out.append((oc_chunk * 4, slots))
-        if st is not None:
-            out.append((oc_chunk * 4, slots))
-        return out
-
-    def in_rows(rows: int) -> int:
-        return min(h, (rows - 1) * sh + (kh - 1) * dh + 1)
-
-    def in_cols(cols: int) -> int:
-        return min(w, (cols - 1) * sw + (kw - 1) * dw + 1)
-
-    config = None
-    unit = ocg if groups > 1 else min(max_oc, 16)
-    for oc_chunk in _chunk_candidates(max_oc, unit, ocg if groups > 1 else 1):
-        slots = 1 if oc_chunk >= max_oc else 2
-        fixed = consts(oc_chunk, slots)
-        icc = in_ch(oc_chunk)
-
-        def per_rows(rows, icc=icc, oc_chunk=oc_chunk):
-            return [(in_rows(rows) * w * icc * es, 2), (rows * ow * oc_chunk * es, 2),
-                    (rows * ow * oc_chunk * 4 * sig8, 2)]
-
-        rows = _fit_rows(b, fixed, per_rows, max_rows)
-        if rows:
-            config = (oc_chunk, rows, ow)
-            break
-
-        def per_cols(cols, icc=icc, oc_chunk=oc_chunk):
-            return [(in_rows(1) * in_cols(cols) * icc * es, 2), (cols * oc_chunk * es, 2),
-                    (cols * oc_chunk * 4 * sig8, 2)]
-
-        cols = _fit_rows(b, fixed, per_cols, ow)
-        if cols:
-            config = (oc_chunk, 1, cols)
-            break
+    config = conv_config(g, work, b.fits)
     if config is None:
         raise CompileError(
             f"layer {b.layer.name}: one output pixel of one channel group does not fit "
             f"the OCM of {b.budget} bytes"
         )
     oc_chunk, rb, cb = config
-    resident = oc_chunk >= max_oc
-    wslots = 1 if resident else 2
-    icc_max = in_ch(oc_chunk)
+    max_oc = max(o1 - o0 for segs in work for _, _, _, o0, o1 in segs)
+    wslots = 1 if oc_chunk >= max_oc else 2
+    wsize = kh * kw * cg * wt.esize
     b.buffer("w", oc_chunk * wsize, wslots, "weights")
     bbuf = None if bt is None else b.buffer("bias", oc_chunk * 4, wslots, "weights")
     sbuf = None if st is None else b.buffer("scale", oc_chunk * 4, wslots, "weights")
-    b.buffer("in", in_rows(rb) * in_cols(cb) * icc_max * es, 2)
-    b.buffer("out", rb * cb * oc_chunk * es, 2)
+    b.buffer("in", g.in_rows(rb) * g.in_cols(cb) * g.in_ch(oc_chunk) * b.es, 2)
+    b.buffer("out", rb * cb * oc_chunk * b.es, 2)
     if sig8:
         b.buffer("acc", rb * cb * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
     else:
         act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
-    x_strides = (h * w * c, w * c, c, 1)
+    x_strides = (g.src_h * g.src_w * c, g.ys * g.src_w * c, g.xs * c, 1)
     y_strides = (oh * ow * o, ow * o, o, 1)
-    for tile, segs in enumerate(work):
-        index = 0
-        wloads = 0
-        for n, r_lo, r_hi, o_lo, o_hi in segs:
-            for oc0, oc1 in _bands(o_lo, o_hi, oc_chunk):
-                new_chunk = True
-                for r0, r1 in _bands(r_lo, r_hi, rb):
-                    for c0, c1 in _bands(0, ow, cb):
-                        blk = Block(tile)
-                        slot = index % 2
-                        if new_chunk and (not resident or wloads == 0):
-                            wslot = wloads % wslots
-                            count = oc1 - oc0
-                            blk.loads.append(b.load_const(
-                                wt, Ref("ocm", "w", wslot), oc0 * kh * kw * cg,
-                                count * kh * kw * cg))
-                            if bbuf is not None:
-                                blk.loads.append(b.load_const(bt, Ref("ocm", "bias", wslot),
-                                                              oc0, count))
-                            if sbuf is not None:
-                                blk.loads.append(b.load_const(st, Ref("ocm", "scale", wslot),
-                                                              oc0, count))
-                            wloads += 1
-                        new_chunk = False
-                        wslot = (wloads - 1) % wslots
-                        y0 = min(h - 1, max(0, r0 * sh - pt))
-                        y1 = max(y0 + 1, min(h, (r1 - 1) * sh - pt + (kh - 1) * dh + 1))
-                        x0 = min(w - 1, max(0, c0 * sw - pl))
-                        x1 = max(x0 + 1, min(w, (c1 - 1) * sw - pl + (kw - 1) * dw + 1))
-                        ic0 = 0 if groups == 1 else (oc0 // ocg) * cg
-                        icc = c if groups == 1 else ((oc1 - oc0) // ocg) * cg
-                        blk.loads.append(b.dma(
-                            Opcode.DMA_LOAD, xt, ((n * h + y0) * w + x0) * c + ic0,
-                            (1, y1 - y0, x1 - x0, icc), x_strides, Ref("ocm", "in", slot)))
-                        conv = b.insn(
-                            Opcode.CONV, in_addr=Ref("ocm", "in", slot), ih=y1 - y0,
-                            iw=x1 - x0, ic=icc, in_pix_stride=icc,
-                            out_addr=Ref("ocm", "acc" if sig8 else "out", slot),
-                            oh=r1 - r0, ow=c1 - c0,
-                            oc=oc1 - oc0, out_pix_stride=oc1 - oc0,
-                            w_addr=Ref("ocm", "w", wslot),
-                            bias_addr=(Ref("ocm", "bias", wslot) if bbuf is not None
-                                       else isa.ADDR_NONE),
-                            scale_addr=(Ref("ocm", "scale", wslot) if sbuf is not None
-                                        else isa.ADDR_NONE),
-                            kh=kh, kw=kw, sh=sh, sw=sw, pad_t=pt + y0 - r0 * sh,
-                            pad_l=pl + x0 - c0 * sw, dh=dh, dw=dw,
-                            groups=1 if groups == 1 else (oc1 - oc0) // ocg, **act)
-                        if b.cd == DType.INT8:
-                            conv.in_zp, conv.out_zp = xt.zp, yt.zp
-                        blk.computes.append(conv)
-                        if sig8:
-                            conv.dst_dtype, conv.out_zp = DType.FP32, 0
-                            blk.computes.append(_act_sigmoid_int8(
-                                b, yt, slot, (r1 - r0) * (c1 - c0), oc1 - oc0))
-                        blk.stores.append(b.dma(
-                            Opcode.DMA_STORE, yt, ((n * oh + r0) * ow + c0) * o + oc0,
-                            (1, r1 - r0, c1 - c0, oc1 - oc0), y_strides,
-                            Ref("ocm", "out", slot)))
-                        b.layer.blocks.append(blk)
-                        index += 1
+    index = {}
+    for cb_ in conv_blocks(g, work, config):
+        blk = Block(cb_.tile)
+        slot = index.get(cb_.tile, 0) % 2
+        index[cb_.tile] = index.get(cb_.tile, 0) + 1
+        wslot = cb_.wslot
+        count = cb_.oc1 - cb_.oc0
+        if cb_.load_w:
+            blk.loads.append(b.load_const(wt, Ref("ocm", "w", wslot), cb_.oc0 * kh * kw * cg,
+                                          count * kh * kw * cg))
+            if bbuf is not None:
+                blk.loads.append(b.load_const(bt, Ref("ocm", "bias", wslot), cb_.oc0, count))
+            if sbuf is not None:
+                blk.loads.append(b.load_const(st, Ref("ocm", "scale", wslot), cb_.oc0, count))
+        y0, y1, x0, x1, icc = cb_.y0, cb_.y1, cb_.x0, cb_.x1, cb_.icc
+        blk.loads.append(b.dma(
+            Opcode.DMA_LOAD, xt, ((cb_.n * g.src_h + y0 * g.ys) * g.src_w + x0 * g.xs) * c
+            + cb_.ic0,
+            (1, y1 - y0, x1 - x0, icc), x_strides, Ref("ocm", "in", slot)))
+        conv = b.insn(
+            Opcode.CONV, in_addr=Ref("ocm", "in", slot), ih=y1 - y0,
+            iw=x1 - x0, ic=icc, in_pix_stride=icc,
+            out_addr=Ref("ocm", "acc" if sig8 else "out", slot),
+            oh=cb_.r1 - cb_.r0, ow=cb_.c1 - cb_.c0,
+            oc=count, out_pix_stride=count,
+            w_addr=Ref("ocm", "w", wslot),
+            bias_addr=(Ref("ocm", "bias", wslot) if bbuf is not None else isa.ADDR_NONE),
+            scale_addr=(Ref("ocm", "scale", wslot) if sbuf is not None else isa.ADDR_NONE),
+            kh=g.kh, kw=g.kw, sh=g.sh, sw=g.sw, pad_t=g.pt + y0 - cb_.r0 * g.sh,
+            pad_l=g.pl + x0 - cb_.c0 * g.sw, dh=g.dh, dw=g.dw,
+            groups=1 if groups == 1 else count // g.ocg, **act)
+        if b.cd == DType.INT8:
+            conv.in_zp, conv.out_zp = xt.zp, yt.zp
+        blk.computes.append(conv)
+        if sig8:
+            conv.dst_dtype, conv.out_zp = DType.FP32, 0
+            blk.computes.append(_act_sigmoid_int8(b, yt, slot, (cb_.r1 - cb_.r0) *
+                                                  (cb_.c1 - cb_.c0), count))
+        blk.stores.append(b.dma(
+            Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
+            (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot)))
+        b.layer.blocks.append(blk)
     b.layer.split = kind
 
 
@@ -560,7 +747,7 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
         def per_rows(rows, cc=cc):
             return [(in_rows(rows) * w * cc * es, 2), (rows * ow * cc * es, 2)]
 
-        rows = _fit_rows(b, [], per_rows, max_rows)
+        rows = _fit_rows(b.fits, [], per_rows, max_rows)
         if rows:
             config = (cc, rows)
             break
@@ -643,14 +830,14 @@ def _boxes(b: LayerBuilder, shape4, kind: str, ranges, per_elems) -> list[tuple[
         n3 = r3[1] - r3[0]
         n1 = max(r1[1] - r1[0] for _, r1 in segs)
         boxes = []
-        rows = _fit_rows(b, [], lambda k: per_elems(k * d2 * n3), n1)
+        rows = _fit_rows(b.fits, [], lambda k: per_elems(k * d2 * n3), n1)
         if rows:
             for i0, r1 in segs:
                 for band in _bands(r1[0], r1[1], rows):
                     boxes.append((i0, band, (0, d2), r3))
         else:
-            cols = _fit_rows(b, [], lambda k: per_elems(k * n3), d2)
-            chans = n3 if cols else _fit_rows(b, [], per_elems, n3)
+            cols = _fit_rows(b.fits, [], lambda k: per_elems(k * n3), d2)
+            chans = n3 if cols else _fit_rows(b.fits, [], per_elems, n3)
             if not chans:
                 raise CompileError(f"layer {b.layer.name}: one element does not fit the OCM")
             cols = max(cols, 1)

@@ -1,14 +1,23 @@
 """`mlip-tile-split`: split every accelerator layer's work across `num_tiles` tiles.
 
 Input: accelerator sub-graph functions (mrvl layers; optionally annotated by mlip-quantize).
-Output: the same, each layer annotated with `mlip.split` ("rows", "channels" or "none") and
-`mlip.tiles` (`array<i64: start0, end0, start1, end1, ...>`, one half-open range per tile of
-output rows or output channels; an empty range leaves the tile idle for that layer), and the
-function with `mlip.num_tiles`.
+Output: the same, each layer annotated with `mlip.split` ("rows", "channels", "grid" or
+"none") and `mlip.tiles` (`array<i64: start0, end0, start1, end1, ...>`, one half-open range
+per tile of output rows or output channels; for "grid", four values per tile: a range of
+output rows, then a range of output channels; an empty range leaves the tile idle for that
+layer), and the function with `mlip.num_tiles`.
 
-- Conv2D: output rows (of all images: the range is over batch x rows), or output channels (whole groups) when that moves fewer DRAM bytes
-  for the same balance (every tile of a row split reads all weights; every tile of a channel
-  split reads the whole input).
+- Conv2D: every legal candidate is costed and the cheapest taken (`_conv_split`):
+  output rows (of all images: the range is over batch x rows; every tile reads all the
+  weights and its band of the input), output channels (whole groups; every tile reads its
+  share of the weights and the whole input), and for 4 or 8 tiles the grids of 2 x T/2
+  and T/2 x 2 tiles (rows x channels: the weights are read by the row groups, the input by
+  the channel groups). The cost is `convert_mrvl_to_mlip.conv_cost`: it runs the same
+  OCM blocking as the lowering (chunks of weights when they do not fit, bands of rows or
+  columns) and estimates cycles from the blocks' DMA bytes and compute under the
+  docs/isa.md timing model (`ocm_size` / `page_size` options: the OCM it sizes for).
+  The split never changes the order of any output's reduction, so results are the same
+  bits whatever it chooses.
 - FC, global pools: output channels. Pools: output rows. Sum, Concat, transposes: the
   second dimension of the output (rows of NHWC), or the channels of a [1, 1, 1, C] tensor.
 - Reshape-like layers: none (they move no data).
@@ -26,6 +35,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, ModuleOp, StringAttr, i64
+from xdsl.ir import BlockArgument, OpResult
 from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
@@ -66,10 +76,6 @@ def channel_unit(esize: int) -> int:
     return GRANULE // math.gcd(GRANULE, esize)
 
 
-def _max_share(ranges: list[tuple[int, int]]) -> int:
-    return max(e - s for s, e in ranges)
-
-
 def dtype_sizes(fn: func.FuncOp) -> tuple[int, int]:
     """(activation element size, I/O element size) from the mlip-quantize annotations."""
     mode = fn.attributes.get(MODE_ATTR)
@@ -86,28 +92,56 @@ def _returned(fn: func.FuncOp) -> set:
     return set(last.operands) if last is not None else set()
 
 
-def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, out_es: int):
-    n, h, w, c = mrvl.tensor_shape(op.input)
+def conv_candidates(op: mrvl.Conv2DOp, tiles: int, out_es: int):
+    """The legal splits of a conv: output rows (of all images), and output channels (whole
+    groups, boundaries on 16-byte granules of every output pixel) when the channels of one
+    pixel fill whole granules (or there is one pixel); with those, when there are several
+    rows and at least 4 tiles, the row x channel grids (any row boundary is then on a
+    granule, since every pixel's channels start on one)."""
+    n, _, _, _ = mrvl.tensor_shape(op.input)
     _, oh, ow, o = mrvl.tensor_shape(op.output)
     groups = op.groups.value.data
-    rows = balanced_ranges(n * oh, tiles, row_unit(ow * o * out_es))
-    w_bytes = math.prod(mrvl.tensor_shape(op.weight)) * es
-    in_bytes = n * h * w * c * es
-    macs = op.macs()
-    used_rows = sum(1 for s, e in rows if e > s)
-    cost_rows = max(macs * _max_share(rows) / (n * oh) / 256,
-                    (used_rows * w_bytes + in_bytes) / 64)
-    best = ("rows", rows, cost_rows)
-    ocg = o // groups
-    unit = math.lcm(channel_unit(out_es), ocg if groups > 1 else 1)
-    if (n * oh * ow == 1 or (o * out_es) % GRANULE == 0) and unit <= o:
-        chans = balanced_ranges(o, tiles, unit)
-        used = sum(1 for s, e in chans if e > s)
-        in_reads = in_bytes * (used if groups == 1 else 1)
-        cost = max(macs * _max_share(chans) / o / 256, (w_bytes + in_reads) / 64)
-        if cost < best[2]:
-            best = ("channels", chans, cost)
-    return best[0], best[1]
+    out: list[tuple[str, list[tuple[int, ...]]]] = [
+        ("rows", balanced_ranges(n * oh, tiles, row_unit(ow * o * out_es)))]
+    unit = math.lcm(channel_unit(out_es), o // groups if groups > 1 else 1)
+    if tiles == 1 or unit > o or not (n * oh * ow == 1 or (o * out_es) % GRANULE == 0):
+        return out
+    out.append(("channels", balanced_ranges(o, tiles, unit)))
+    if n * oh == 1 or (o * out_es) % GRANULE != 0:
+        return out
+    for row_tiles in sorted({2, tiles // 2}):
+        chan_tiles = tiles // row_tiles
+        if row_tiles < 2 or chan_tiles < 2:
+            continue
+        rows = balanced_ranges(n * oh, row_tiles, 1)
+        chans = balanced_ranges(o, chan_tiles, unit)
+        out.append(("grid", [r + ch for r in rows for ch in chans]))
+    return out
+
+
+def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
+                ocm_size: int, page_size: int):
+    """The candidate with the fewest estimated cycles (`conv_cost`: the blocks the lowering
+    would emit under the docs/isa.md timing model), ties to fewer DRAM bytes, then to the
+    earlier candidate (rows)."""
+    # the cost runs the lowering's blocking; that module imports this one
+    from mrvl.lowering.convert_mrvl_to_mlip import ConvGeom, conv_cost
+
+    candidates = conv_candidates(op, tiles, out_es)
+    if len(candidates) == 1:
+        return candidates[0]
+    consts = (op.bias is not None) + (es == 1)
+    sig8 = es == 1 and op.activation_str() == "sigmoid"
+    geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
+    best, best_key = candidates[0], None
+    for kind, ranges in candidates:
+        cost = conv_cost(geom, kind, ranges, ocm_size, page_size)
+        if cost is None:
+            continue
+        key = (round(cost[0]), cost[1])
+        if best_key is None or key < best_key:
+            best, best_key = (kind, ranges), key
+    return best
 
 
 def _shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -127,14 +161,18 @@ def generic_split(shape: tuple[int, ...], tiles: int, out_es: int):
 
 
 def choose_split(
-    op: mrvl.MrvlLayerOp, tiles: int, es: int, out_es: int
+    op: mrvl.MrvlLayerOp, tiles: int, es: int, out_es: int, in_es: int | None = None,
+    ocm_size: int = isa.DEFAULT_OCM_SIZE, page_size: int = isa.DEFAULT_PAGE_SIZE,
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The split of one layer (see the module docstring)."""
+    """The split of one layer (see the module docstring). `in_es`: element size of the
+    first input in DRAM (default `es`); `ocm_size` / `page_size`: the OCM the lowering
+    will size its blocks for."""
     if isinstance(op, ALIAS_OPS):
         return "none", [(0, 0)] * tiles
     out_shape = mrvl.tensor_shape(op.results[0])
     if isinstance(op, mrvl.Conv2DOp):
-        return _conv_split(op, tiles, es, out_es)
+        return _conv_split(op, tiles, es, es if in_es is None else in_es, out_es, ocm_size,
+                           page_size)
     if isinstance(op, mrvl.FCOp):
         n, o = out_shape
         if n == 1 or (o * out_es) % GRANULE == 0:
@@ -151,8 +189,18 @@ def choose_split(
     return generic_split(out_shape, tiles, out_es)
 
 
-def split_function(fn: func.FuncOp, num_tiles: int) -> None:
-    """Annotate every layer of `fn` in place."""
+def _input_es(value, es: int, io_es: int) -> int:
+    """Element size of `value` in DRAM: I/O dtype for a function argument (also through
+    reshape-like layers, which alias it), else the activation dtype."""
+    while isinstance(value, OpResult) and isinstance(value.op, ALIAS_OPS):
+        value = value.op.operands[0]
+    return io_es if isinstance(value, BlockArgument) else es
+
+
+def split_function(fn: func.FuncOp, num_tiles: int, ocm_size: int = isa.DEFAULT_OCM_SIZE,
+                   page_size: int = isa.DEFAULT_PAGE_SIZE) -> None:
+    """Annotate every layer of `fn` in place (for blocks sized to `ocm_size` bytes of OCM
+    in pages of `page_size`)."""
     if num_tiles not in VALID_TILES:
         raise CompileError(f"--num-tiles: expected one of {list(VALID_TILES)}, got {num_tiles}")
     es, io_es = dtype_sizes(fn)
@@ -162,7 +210,8 @@ def split_function(fn: func.FuncOp, num_tiles: int) -> None:
         if not isinstance(op, mrvl.MrvlLayerOp):
             continue
         out_es = io_es if op.results[0] in outputs else es
-        kind, ranges = choose_split(op, num_tiles, es, out_es)
+        in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
+        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, ocm_size, page_size)
         op.attributes[SPLIT_ATTR] = StringAttr(kind)
         op.attributes[TILES_ATTR] = DenseArrayBase.from_list(
             i64, [v for r in ranges for v in r]
@@ -175,20 +224,25 @@ def read_split(op: mrvl.MrvlLayerOp) -> tuple[str, list[tuple[int, int]]] | None
     if not isinstance(kind, StringAttr) or not isinstance(tiles, DenseArrayBase):
         return None
     values = [int(v) for v in tiles.get_values()]
-    return kind.data, [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+    width = 4 if kind.data == "grid" else 2
+    return kind.data, [tuple(values[i:i + width]) for i in range(0, len(values), width)]
 
 
 @dataclass(frozen=True)
 class MlipTileSplitPass(ModulePass):
     """Annotate every accelerator layer with its tile split (module docstring).
 
-    Option `num-tiles`: 1, 2, 4 or 8 (default 1).
+    Options: `num-tiles`: 1, 2, 4 or 8 (default 1); `ocm-size`, `page-size`: the OCM
+    that `convert-mrvl-to-mlip` will be given (defaults 1 MiB, 16 KiB), used to estimate
+    each candidate split's blocks.
     """
 
     name = "mlip-tile-split"
 
     num_tiles: int = 1
+    ocm_size: int = isa.DEFAULT_OCM_SIZE
+    page_size: int = isa.DEFAULT_PAGE_SIZE
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in accelerator_functions(op):
-            split_function(fn, self.num_tiles)
+            split_function(fn, self.num_tiles, self.ocm_size, self.page_size)

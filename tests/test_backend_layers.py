@@ -10,6 +10,15 @@ from backend_helpers import add, assert_accepted, compile_and_run, layer_module,
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
+from mrvl.lowering.backend_report import program_report
+from mrvl.lowering.convert_mrvl_to_mlip import convert_function
+from mrvl.lowering.mlip_dma_schedule import schedule
+from mrvl.lowering.mlip_emit import to_model_binary
+from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
+from mrvl.lowering.mlip_quantize import quantize_function
+from mrvl.lowering.mlip_tile_split import conv_candidates, split_function
+from mrvl.sim.reference import run_function
+from mrvl.sim.simulator import Simulator
 
 def _w(*shape):
     """Seeded weights (the seed depends only on the shape: tests do not depend on order)."""
@@ -57,15 +66,95 @@ def test_conv_variants(kw):
 
 
 def test_conv_small_ocm_streams_weight_chunks_and_columns():
-    # 32 KiB of OCM in 1 KiB pages: the weights (64 x 3 x 3 x 32 fp16 = 36 KiB) cannot stay
+    # 32 KiB of OCM in 1 KiB pages: the weights (128 x 3 x 3 x 32 fp16 = 72 KiB) cannot stay
     # resident, so output channels go in chunks; rows are split into column bands.
-    module, fn = conv_module(shape=(1, 6, 40, 32), o=64)
+    # (128 channels: even the half of a channel split, 36 KiB, does not fit)
+    module, fn = conv_module(shape=(1, 6, 40, 32), o=128)
     out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), num_tiles=2,
                                     ocm_size=32 * 1024, page_size=1024)
     assert_accepted(out, ref, "fp16")
     layer = sub.program.layers[0]
     assert layer.buffers["w"].slots == 2
     assert sub.program.ocm_end <= 32 * 1024
+
+
+def _forced_split(fn, tiles: int, kind: str, ranges):
+    """Compile a one-conv function with the conv's split forced to (kind, ranges)."""
+    from xdsl.dialects.builtin import DenseArrayBase, StringAttr, i64
+
+    quantize_function(fn, "fp16")
+    split_function(fn, tiles)
+    conv = next(op for op in fn.body.block.ops if isinstance(op, mrvl.Conv2DOp))
+    conv.attributes["mlip.split"] = StringAttr(kind)
+    conv.attributes["mlip.tiles"] = DenseArrayBase.from_list(i64, [v for r in ranges
+                                                                   for v in r])
+    prog = convert_function(fn)
+    allocate_ocm(prog)
+    schedule(prog)
+    return prog, to_model_binary(prog).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(shape=(1, 6, 5, 32), o=32),
+        dict(shape=(2, 7, 9, 16), o=32, k=(1, 1), strides=(2, 2), pads=(0, 0, 0, 0)),
+        dict(shape=(1, 6, 6, 16), o=16, groups=16, strides=(2, 1)),
+    ],
+    ids=["3x3", "1x1-stride2-batch2", "depthwise"],
+)
+def test_conv_every_split_gives_the_same_bits(kw):
+    """Rows, channels and both grids at 8 tiles: no split changes the order of any
+    output's reduction, so the outputs are the same bits (and within the fp16 rule)."""
+    module, fn = conv_module(**kw)
+    inputs = rng_inputs(fn)
+    ref = run_function(module, inputs, func_name=fn.sym_name.data)
+    conv = next(op for op in fn.body.block.ops if isinstance(op, mrvl.Conv2DOp))
+    candidates = conv_candidates(conv, 8, 2)
+    assert [k for k, _ in candidates] == ["rows", "channels", "grid", "grid"]
+    outs = []
+    for kind, ranges in candidates:
+        prog, data = _forced_split(fn, 8, kind, ranges)
+        assert prog.layers[0].split == kind
+        with Simulator.load(data) as sim:
+            out, report = sim.run(inputs)
+        assert report["cycles"] >= report["roofline_cycles"]
+        outs.append(out[0])
+    assert_accepted([outs[0]], ref, "fp16")
+    for out in outs[1:]:
+        assert out.tobytes() == outs[0].tobytes()
+
+
+def test_conv_split_choice_follows_the_traffic():
+    """At 8 tiles a weight-heavy conv on a small image splits its output channels (a row
+    split would load all 1.2 MB of weights on every tile), and moves fewer DRAM bytes than
+    a forced row split; an image-heavy 1x1 conv with few weights splits its rows."""
+    module, fn = conv_module(shape=(1, 4, 4, 256), o=256, act="none")
+    chosen = compile_function_report(fn)
+    assert chosen["layers"][0]["split"] in ("channels", "grid")
+    conv = next(op for op in fn.body.block.ops if isinstance(op, mrvl.Conv2DOp))
+    rows = conv_candidates(conv, 8, 2)[0]
+    forced = program_report(_forced_split(fn, 8, *rows)[0])
+    assert chosen["dma_in_bytes"] * 3 < forced["dma_in_bytes"]
+    module, fn = conv_module(shape=(1, 32, 32, 16), o=16, k=(1, 1), pads=(0, 0, 0, 0))
+    assert compile_function_report(fn)["layers"][0]["split"] == "rows"
+
+
+def compile_function_report(fn):
+    from mrvl.lowering.backend import compile_function
+
+    return program_report(compile_function(fn, num_tiles=8).program)
+
+
+def test_strided_1x1_conv_loads_only_the_pixels_it_reads():
+    # stride 2 x 3, no padding: the DMA gathers every second row and third column
+    module, fn = conv_module(shape=(1, 9, 10, 8), o=16, k=(1, 1), strides=(2, 3),
+                             pads=(0, 0, 0, 0))
+    out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), num_tiles=1)
+    assert_accepted(out, ref, "fp16")
+    report = program_report(sub.program)
+    weights = 16 * 8 * 2 + 16 * 4
+    assert report["layers"][0]["dma_in_bytes"] == 5 * 4 * 8 * 2 + weights
 
 
 def test_fc_with_nchw_flatten_and_batch():

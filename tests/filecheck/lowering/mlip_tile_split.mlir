@@ -26,6 +26,29 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x16xf32> attri
 
 // -----
 
+// Weight-heavy convs on small images: a row split would load all the weights on every tile,
+// so the costed choice splits output channels (8 fp16 channels = one 16-byte granule per
+// tile), or, for the second conv at 8 tiles, a grid of 2 row bands x 4 channel ranges
+// (four values per tile: rows, then channels).
+
+func.func @tvmgen_mrvl_main_0(%x: tensor<1x2x2x64xf32>, %x2: tensor<1x4x4x32xf32>) -> (tensor<1x2x2x64xf32>, tensor<1x4x4x32xf32>) attributes {mrvl.target = "accelerator"} {
+  %w = graph.constant dense<5.000000e-01> : tensor<64x3x3x64xf32>
+  %y = mrvl.conv2d %x, %w {activation = "none", dilations = array<i64: 1, 1>, groups = 1 : i64, layer_name = "tvmgen_mrvl_main_1", pads = array<i64: 1, 1, 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x2x2x64xf32>, tensor<64x3x3x64xf32>) -> tensor<1x2x2x64xf32>
+  %w2 = graph.constant dense<5.000000e-01> : tensor<32x3x3x32xf32>
+  %y2 = mrvl.conv2d %x2, %w2 {activation = "none", dilations = array<i64: 1, 1>, groups = 1 : i64, layer_name = "tvmgen_mrvl_main_2", pads = array<i64: 1, 1, 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x4x4x32xf32>, tensor<32x3x3x32xf32>) -> tensor<1x4x4x32xf32>
+  func.return %y, %y2 : tensor<1x2x2x64xf32>, tensor<1x4x4x32xf32>
+}
+
+// CHECK-LABEL: func.func @tvmgen_mrvl_main_0
+// CHECK:         mrvl.conv2d {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 32, 32, 64>
+// CHECK:         mrvl.conv2d {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 16, 16, 32>
+
+// EIGHT:         func.func @tvmgen_mrvl_main_0(%{{.*}}: tensor<1x2x2x64xf32>
+// EIGHT:         mrvl.conv2d {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 8, 8, 16, 16, 24, 24, 32, 32, 40, 40, 48, 48, 56, 56, 64>
+// EIGHT:         mrvl.conv2d {{.*}}mlip.split = "grid", mlip.tiles = array<i64: 0, 2, 0, 8, 0, 2, 8, 16, 0, 2, 16, 24, 0, 2, 24, 32, 2, 4, 0, 8, 2, 4, 8, 16, 2, 4, 16, 24, 2, 4, 24, 32>
+
+// -----
+
 // Not lowered: a CPU sub-graph is left alone.
 
 func.func @cpu_main_0(%x: tensor<1x4xf32>) -> tensor<1x4xf32> attributes {mrvl.target = "cpu"} {
