@@ -471,22 +471,25 @@ class _Exporter:
         layout = op.layout.data
         x = self.nchw_in(self.name_of(op.input), layout, 4, _node_name(op))
         dil = list(graph.ints(op.dilations))
+        pads, ceil_mode = _floor_mode_pads(op, dil, pads_ignored=True)
         self.nchw_out(
             op, "MaxPool", [x], layout,
             kernel_shape=list(graph.ints(op.kernel_shape)), strides=list(graph.ints(op.strides)),
-            pads=list(graph.ints(op.pads)),
+            pads=pads,
             dilations=dil if any(d != 1 for d in dil) else None,
-            ceil_mode=int(op.ceil_mode.value.data) or None,
+            ceil_mode=ceil_mode or None,
         )
 
     def emit_AvgPool2DOp(self, op: graph.AvgPool2DOp) -> None:
         layout = op.layout.data
         x = self.nchw_in(self.name_of(op.input), layout, 4, _node_name(op))
+        count_include_pad = int(op.count_include_pad.value.data)
+        pads, ceil_mode = _floor_mode_pads(op, [1, 1], pads_ignored=not count_include_pad)
         self.nchw_out(
             op, "AveragePool", [x], layout,
             kernel_shape=list(graph.ints(op.kernel_shape)), strides=list(graph.ints(op.strides)),
-            pads=list(graph.ints(op.pads)), ceil_mode=int(op.ceil_mode.value.data) or None,
-            count_include_pad=int(op.count_include_pad.value.data),
+            pads=pads, ceil_mode=ceil_mode or None,
+            count_include_pad=count_include_pad,
         )
 
     def emit_GlobalAvgPool2DOp(self, op: graph.GlobalAvgPool2DOp) -> None:
@@ -613,6 +616,33 @@ class _Exporter:
 
 def _dtype(value: SSAValue) -> np.dtype:
     return graph.numpy_dtype(value.type.get_element_type())
+
+
+def _floor_mode_pads(op: graph.MaxPool2DOp | graph.AvgPool2DOp, dilations: list[int], *,
+                     pads_ignored: bool) -> tuple[list[int], int]:
+    """(pads, ceil_mode) to export a pool with. A ceil_mode=1 pool becomes ceil_mode=0 when
+    floor mode gives the same windows: with its own pads, or with extra end padding where the
+    padding does not enter the result (`pads_ignored`: max pool, average pool without
+    count_include_pad). ONNX shape inference and onnxruntime's kernels disagree on ceil-mode
+    sizes whose last window would start in the end padding; floor mode has no such case."""
+    pads = list(graph.ints(op.pads))
+    ceil_mode = int(op.ceil_mode.value.data)
+    if not ceil_mode:
+        return pads, ceil_mode
+    in_shape = list(op.input.type.get_shape())
+    out_shape = list(op.result.type.get_shape())
+    hw = (1, 2) if op.layout.data == "NHWC" else (2, 3)
+    kernel, strides = list(graph.ints(op.kernel_shape)), list(graph.ints(op.strides))
+    new = list(pads)
+    for i, axis in enumerate(hw):
+        size, out = in_shape[axis], out_shape[axis]
+        eff = dilations[i] * (kernel[i] - 1) + 1
+        new[i + 2] = max(pads[i + 2], (out - 1) * strides[i] + eff - size - pads[i])
+        if (size + pads[i] + new[i + 2] - eff) // strides[i] + 1 != out:
+            return pads, ceil_mode
+    if new != pads and not pads_ignored:
+        return pads, ceil_mode
+    return new, 0
 
 
 def _node_name(op: Operation) -> str:

@@ -755,9 +755,37 @@ def import_max_pool(ctx: NodeContext):
     if common is None or ctx.n_outputs_used() > 1 or ctx.attr("storage_order", 0) != 0:
         return None
     kernel, strides, pads, dilations = common
+    ceil_mode = ctx.attr("ceil_mode", 0)
+    if ceil_mode:
+        floor_pads = _ceil_as_end_pads(ctx, kernel, strides, pads, dilations)
+        if floor_pads is not None:
+            pads, ceil_mode = floor_pads, 0
     op = graph.MaxPool2DOp(ctx.input(0), kernel_shape=kernel, strides=strides, pads=pads,
-                           dilations=dilations, ceil_mode=ctx.attr("ceil_mode", 0))
+                           dilations=dilations, ceil_mode=ceil_mode)
     return _results(ctx.emit(op))
+
+
+def _ceil_as_end_pads(ctx: NodeContext, kernel: list[int], strides: list[int], pads: list[int],
+                      dilations: list[int]) -> list[int] | None:
+    """Pads that give a ceil_mode=1 max pool's output (as ONNX shape inference states it) with
+    ceil_mode=0: extra bottom / right padding (ignored by a max pool, like ceil mode's partial
+    last window), when every window still starts inside the input or its begin padding.
+    None when that does not hold or the output shape is unknown (PyTorch's
+    `MaxPool2d(ceil_mode=True)` in GoogLeNet / SqueezeNet style models)."""
+    out = ctx.out_types[0]
+    if out is None or not is_static(out) or dilations != [1, 1]:
+        return None
+    in_hw, out_hw = ctx.shape(0)[2:], out.get_shape()[2:]
+    new = list(pads)
+    for i in range(2):
+        size, k, s, begin, end = in_hw[i], kernel[i], strides[i], pads[i], pads[i + 2]
+        last = (out_hw[i] - 1) * s  # start of the last window, in padded coordinates
+        if last >= size + begin:
+            return None
+        new[i + 2] = end + max(0, last + k - (size + begin + end))
+        if (size + begin + new[i + 2] - k) // s + 1 != out_hw[i]:
+            return None
+    return new
 
 
 @importer("AveragePool")
@@ -778,6 +806,29 @@ def import_global_pool(ctx: NodeContext):
         return None
     cls = graph.GlobalAvgPool2DOp if ctx.node.op_type == "GlobalAveragePool" else graph.GlobalMaxPool2DOp
     return _results(ctx.emit(cls(ctx.input(0))))
+
+
+@importer("ReduceMean", "ReduceMax")
+def import_spatial_reduce(ctx: NodeContext):
+    """ReduceMean / ReduceMax over exactly the two spatial axes of a rank-4 tensor (what
+    PyTorch exports for `x.mean((2, 3))` / `x.amax((2, 3))`) is a global pool, followed by a
+    reshape to [N, C] when keepdims=0. Every other reduction stays a generic op."""
+    if ctx.rank(0) != 4:
+        return None
+    if ctx.opset < 18:
+        axes = ctx.attr("axes")
+    else:
+        axes = ctx.const(1) if ctx.input(1) is not None else None
+    if axes is None:
+        return None
+    if sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) != [2, 3]:
+        return None
+    cls = graph.GlobalAvgPool2DOp if ctx.node.op_type == "ReduceMean" else graph.GlobalMaxPool2DOp
+    pool = ctx.emit(cls(ctx.input(0)))
+    if ctx.attr("keepdims", 1):
+        return _results(pool)
+    n, c = ctx.shape(0)[:2]
+    return _results(ctx.emit(graph.ReshapeOp(pool.results[0], [n, c])))
 
 
 @importer("BatchNormalization")

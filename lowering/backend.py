@@ -277,6 +277,40 @@ class CompileResult:
 PARTITION_KEYS = ("mode", "cpu_layers", "max_layers", "require_compute", "batch_size")
 
 
+def copy_model(onnx_path: Path, out: Path) -> None:
+    """Copy the model to `out/model.onnx` together with the external data files its
+    initializers name (the PyTorch dynamo exporter writes `<model>.onnx.data` beside the
+    model), at the same relative locations, so onnxruntime can load the copy for `--check`."""
+    import shutil
+
+    import onnx
+
+    shutil.copyfile(onnx_path, out / "model.onnx")
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # the ONNX text format has no external data
+        return
+    locations = {
+        entry.value
+        for tensor in proto.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    for location in sorted(locations):
+        source = onnx_path.parent / location
+        target = out / location
+        if not target.resolve().is_relative_to(out.resolve()):
+            raise CompileError(f"model '{onnx_path}': external data location '{location}' "
+                               f"lies outside the model's directory")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as error:
+            raise CompileError(f"model '{onnx_path}': cannot copy its external data "
+                               f"'{source}': {error.strerror}") from None
+
+
 def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: Any
                          ) -> CompileResult:
     """`compile_model`, returning the in-memory results too."""
@@ -317,7 +351,7 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
         per_call = [subgraph_inputs(module, batch) for batch in feeds]
     funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
     result = CompileResult(out, {})
-    shutil.copyfile(onnx_path, out / "model.onnx")
+    copy_model(onnx_path, out)
     for model_id, step in enumerate(steps):
         if "identity" in step:
             onnx.save(identity_model(step), out / f"{step['symbol']}.onnx")

@@ -7,11 +7,12 @@ accelerator may take them (run graph-layout-nhwc and the cleanup passes first); 
 Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops are legal
 (`mrvl_legality.is_legal`) is one mrvl layer op, in the place of the chain's last op:
 
-- [pad 0] conv2d [bias_add | add const] [batch_norm] [relu | clip | sigmoid] -> mrvl.conv2d
-  (bias and batch-norm folded into new weight and bias constants);
+- [pad 0] conv2d [bias_add | add const] [batch_norm] [relu | clip | sigmoid | hard_sigmoid]
+  -> mrvl.conv2d (bias, batch-norm and hard_sigmoid's alpha / beta folded into new weight and
+  bias constants; hard_sigmoid becomes a clip to [0, 1]);
 - [layout_transform NHWC->NCHW + reshape | flatten] dense | gemm | matmul(const)
-  [bias_add | add const] [relu | clip | sigmoid] -> mrvl.fc (`weights_need_transform` when the
-  NHWC->NCHW transform was absorbed; weights become [O, K]);
+  [bias_add | add const] [relu | clip | sigmoid | hard_sigmoid] -> mrvl.fc
+  (`weights_need_transform` when the NHWC->NCHW transform was absorbed; weights become [O, K]);
 - [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
@@ -76,6 +77,9 @@ class Fusion:
     bn: tuple[np.ndarray, np.ndarray] | None = None
     activation: str = "none"
     clip: tuple[float, float] | None = None
+    affine: tuple[float, float] | None = None
+    """(alpha, beta) of an absorbed hard_sigmoid: the layer computes alpha * y + beta
+    (folded into its weights and bias) before its clip to [0, 1]."""
 
     @property
     def result(self) -> SSAValue:
@@ -124,8 +128,10 @@ def _activation(op: Operation) -> tuple[str, tuple[float, float] | None] | None:
     return None
 
 
-def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool) -> None:
-    """Extend `fusion` with [bias] [batch_norm] [activation] single-use successors."""
+def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool,
+                 affine: bool = False) -> None:
+    """Extend `fusion` with [bias] [batch_norm] [activation] single-use successors
+    (hard_sigmoid only with `affine`: the caller folds `fusion.affine` into its weights)."""
     user = sole_user(fusion.result)
     if bias and user is not None:
         extra = _const_bias(user, fusion.result, channels)
@@ -142,6 +148,12 @@ def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool) -> None
             fusion.ops.append(user)
             user = sole_user(fusion.result)
     if user is None:
+        return
+    if affine and isinstance(user, graph.HardSigmoidOp) and is_legal_dtype(user):
+        # hard_sigmoid(y) = clip(alpha * y + beta, 0, 1): a clip after folding alpha, beta
+        fusion.activation, fusion.clip = "clip", (0.0, 1.0)
+        fusion.affine = (user.alpha.value.data, user.beta.value.data)
+        fusion.ops.append(user)
         return
     act = _activation(user)
     if act is not None and is_legal_dtype(user):
@@ -201,18 +213,24 @@ class ConvPattern(RewritePattern):
             fusion.ops.insert(0, pad_op)
             x = pad_op.input
         out_channels = _shape(op.weight)[0]
-        _absorb_tail(fusion, out_channels, bias=True, bn=True)
+        _absorb_tail(fusion, out_channels, bias=True, bn=True, affine=True)
         new_ops: list[Operation] = []
         weight, bias = op.weight, op.bias
-        if fusion.bias is not None or fusion.bn is not None:
+        if fusion.bias is not None or fusion.bn is not None or fusion.affine is not None:
             b = np.zeros(out_channels) if bias is None else const_array(bias).astype(np.float64)
             if fusion.bias is not None:
                 b = b + fusion.bias
-            if fusion.bn is not None:
-                factor, shift = fusion.bn
-                w = const_array(weight).astype(np.float64) * factor[:, None, None, None]
+            if fusion.bn is not None or fusion.affine is not None:
+                w = const_array(weight).astype(np.float64)
+                if fusion.bn is not None:
+                    factor, shift = fusion.bn
+                    w = w * factor[:, None, None, None]
+                    b = b * factor + shift
+                if fusion.affine is not None:
+                    alpha, beta = fusion.affine
+                    w = w * alpha
+                    b = b * alpha + beta
                 weight = _new_const(w, new_ops)
-                b = b * factor + shift
             bias = _new_const(b, new_ops)
         layer = mrvl.Conv2DOp(
             x,
@@ -274,12 +292,16 @@ class FCPattern(RewritePattern):
                 need_transform = True
         w, new_w, gemm_bias = _fc_weight(op)
         out = w.shape[0]
-        _absorb_tail(fusion, out, bias=True, bn=False)
+        _absorb_tail(fusion, out, bias=True, bn=False, affine=True)
         new_ops: list[Operation] = []
-        weight = _new_const(w, new_ops) if new_w else op.operands[1]
         bias_arr = gemm_bias
         if fusion.bias is not None:
             bias_arr = fusion.bias if bias_arr is None else bias_arr + fusion.bias
+        if fusion.affine is not None:
+            alpha, beta = fusion.affine
+            w, new_w = w.astype(np.float64) * alpha, True
+            bias_arr = (np.zeros(out) if bias_arr is None else bias_arr) * alpha + beta
+        weight = _new_const(w, new_ops) if new_w else op.operands[1]
         bias = None if bias_arr is None else _new_const(bias_arr, new_ops)
         layer = mrvl.FCOp(
             x,

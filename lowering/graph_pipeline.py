@@ -1,6 +1,8 @@
 """`graph-cleanup` and `run_graph_cleanup`: the graph passes in the order that makes each
 one see what the previous ones exposed.
 
+0. `graph-widen-f16` (a half-precision model's f16 tensors are computed as f32, with Cast
+   ops at the borders, so the patterns below and the accelerator see f32 ops);
 1. `graph-remove-identity` (identity / dropout out of the way of every pattern below);
 2. `graph-fold-constants` (shape arithmetic and weight preprocessing become constants);
 3. `graph-cancel-transposes` (no-op and back-to-back transposes);
@@ -35,6 +37,7 @@ from mrvl.lowering.graph_fold_constants import DEFAULT_MAX_ELEMENTS, GraphFoldCo
 from mrvl.lowering.graph_layout_nhwc import GraphLayoutNhwcPass
 from mrvl.lowering.graph_pass_utils import GraphPassOptionError
 from mrvl.lowering.graph_remove_identity import GraphRemoveIdentityPass
+from mrvl.lowering.graph_widen_f16 import GraphWidenF16Pass
 
 LAYOUTS = ("NHWC", "NCHW")
 
@@ -49,6 +52,7 @@ def graph_cleanup_passes(
         )
     fold = GraphFoldConstantsPass(max_elements=max_elements)
     passes: list[ModulePass] = [
+        GraphWidenF16Pass(),
         GraphRemoveIdentityPass(),
         fold,
         GraphCancelTransposesPass(),

@@ -3,8 +3,9 @@
 `offload_report(module) -> dict` lists every accelerator sub-graph with its layers, every CPU
 sub-graph, every node left on the CPU with its reason (`mrvl.cpu_reason`, set by
 convert-graph-to-mrvl and mrvl-partition), and the share of the model's multiply-accumulates
-(conv2d, dense, gemm, matmul) that runs on the accelerator. `format_report` renders it as
-text; `write_report(module, path)` writes JSON (path ending in .json) or text.
+(conv2d, dense, gemm, matmul, and generic Conv / ConvTranspose) that runs on the accelerator.
+`format_report` renders it as text; `write_report(module, path)` writes JSON (path ending in
+.json) or text.
 
 Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
 `cpu_nodes` exactly once.
@@ -42,6 +43,16 @@ def graph_macs(op: Operation) -> int:
         return math.prod(tensor_shape(op.result)) * k
     if isinstance(op, graph.MatMulOp):
         return math.prod(tensor_shape(op.result)) * tensor_shape(op.lhs)[-1]
+    if isinstance(op, graph.OnnxOp) and op.op_type.data in ("ConvTranspose", "Conv"):
+        # generic (CPU) convolutions: weights [Cin, Cout/g, k...] (transposed) scatter every
+        # input element; [Cout, Cin/g, k...] (direct) gather into every output element
+        shapes = [tensor_shape(v) for v in (*op.operands[:2], op.results[0])]
+        if any(d < 0 for shape in shapes for d in shape) or len(shapes[1]) < 3:
+            return 0
+        x, w, y = shapes
+        if op.op_type.data == "ConvTranspose":
+            return math.prod(x) * math.prod(w[1:])
+        return math.prod(y) * math.prod(w[1:])
     return 0
 
 

@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         args.model, batch_size=args.batch_size, **partition_options(args)
     )
     out_dir = Path(args.output)
+    try:  # a model with no accelerator sub-graph writes no JSON pair, but still a report
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MrvlError(f"cannot create the output directory '{out_dir}': {exc}") from exc
     pairs = write_module_json(module, out_dir)
     for nodes_path, consts_path in pairs:
         print(nodes_path)
