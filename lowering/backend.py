@@ -55,7 +55,7 @@ def compile_function(
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function (annotated in place)."""
     quantize_function(fn, quantize, io_dtype, calibration)
-    split_function(fn, num_tiles)
+    split_function(fn, num_tiles, ocm_size, page_size)
     prog = convert_function(fn, ocm_size, page_size)
     allocate_ocm(prog)
     schedule(prog)
@@ -369,7 +369,7 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
         if quantize == "int8":
             cal = [calls[step["symbol"]] for calls in per_call]
         quantize_function(fn, quantize, io_dtype, cal)
-        split_function(fn, num_tiles)
+        split_function(fn, num_tiles, ocm_size, page_size)
         prog = convert_function(fn, ocm_size, page_size, step["inputs"], step["outputs"])
         allocate_ocm(prog)
         schedule(prog)
