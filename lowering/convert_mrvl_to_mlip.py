@@ -200,8 +200,9 @@ class LayerBuilder:
 
 # ---- block sizing -------------------------------------------------------------------------
 def _fits(buffers: list[tuple[int, int]], budget: int, page: int) -> bool:
-    """Do buffers [(bytes, slots)], each slot taking whole pages, fit `budget` bytes?"""
-    return sum(align(max(size, 1), page) * slots for size, slots in buffers) <= budget
+    """Do buffers [(bytes, slots)], each slot taking whole pages, fit `budget` bytes?
+    A buffer of 0 bytes is not allocated and takes no page."""
+    return sum(align(size, page) * slots for size, slots in buffers if size > 0) <= budget
 
 
 def _fit_rows(fits: Callable[[list[tuple[int, int]]], bool], fixed,
@@ -570,7 +571,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     if config is None:
         raise CompileError(
             f"layer {b.layer.name}: one output pixel of one channel group does not fit "
-            f"the OCM of {b.budget} bytes"
+            f"the OCM of {b.budget} bytes in pages of {b.page} bytes (a smaller --page-size "
+            f"or a larger --ocm-size helps)"
         )
     oc_chunk, rb, cb = config
     max_oc = max(o1 - o0 for segs in work for _, _, _, o0, o1 in segs)
@@ -671,7 +673,8 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     if config is None:
         raise CompileError(
             f"layer {b.layer.name}: the FC input ({n}x{k}) and one output's weights do not "
-            f"fit the OCM of {b.budget} bytes"
+            f"fit the OCM of {b.budget} bytes in pages of {b.page} bytes (a smaller "
+            f"--page-size or a larger --ocm-size helps)"
         )
     oc_chunk = config
     wslots = 1 if oc_chunk >= max_oc else 2
