@@ -2301,7 +2301,13 @@ static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
         const uint8_t *ip = ocm + ia + r * irs * es;
         uint8_t *op = ocm + oa + r * ors * oes;
         if (same) {
-            memmove(op, ip, cols * es);
+            if (op <= ip || op >= ip + cols * es) {
+                memmove(op, ip, cols * es); /* equals the element order here */
+            } else {
+                /* output starts inside the row, after its start: element order (row-major,
+                 * as documented) re-reads what this row already wrote */
+                for (uint64_t k = 0; k < cols; k++) memcpy(op + k * es, ip + k * es, es);
+            }
             continue;
         }
         for (uint64_t k = 0; k < cols; k++) {
@@ -2446,8 +2452,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
     do_pops(rc, s, in);
-    uint64_t wlo, whi;
-    if (insn_ocm_write(in, &wlo, &whi)) {
+    uint64_t wlo = 0, whi = 0;
+    int writes_ocm = insn_ocm_write(in, &wlo, &whi);
+    if (writes_ocm) {
         prep_invalidate(sim, lt, wlo, whi);
     }
     uint32_t seq = rc->base0[s] + ss->pc + 1;
@@ -2466,6 +2473,11 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     case MLIP_OP_CONVERT:
     case MLIP_OP_COPY: rcode = exec_vec(sim, &ac, lt, in, p, &c); break;
     default: break;
+    }
+    /* again after the writes: a CONV whose output overlaps its own input block has just
+     * cached the converted input, which its writes made stale */
+    if (writes_ocm) {
+        prep_invalidate(sim, lt, wlo, whi);
     }
     if (rcode != MLIP_OK) return rcode;
     uint64_t end;

@@ -93,8 +93,9 @@ def check_output(name: str, got: np.ndarray, ref: np.ndarray, mode: str = "fp16"
         equal = got == ref if not np.issubdtype(ref.dtype, np.floating) else (
             (got == ref) | (np.isnan(got) & np.isnan(ref)))
         failing = int(np.size(equal) - np.count_nonzero(equal))
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64)) if ref.size else [0.0]
-        max_abs = float(np.nanmax(diff)) if ref.size else 0.0
+        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        compared = diff[~np.isnan(diff)]  # NaN == NaN counts as equal
+        max_abs = float(compared.max()) if compared.size else 0.0
         max_ref = float(np.max(np.abs(ref.astype(np.float64)))) if ref.size else 0.0
         return OutputCheck(name, "exact", ref.shape, int(ref.size), failing, max_abs,
                            0.0, 0.0, max_ref, 0, failing == 0,

@@ -48,9 +48,12 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options:
 
     out = Path(out_dir)
     if isinstance(model, onnx.ModelProto):
-        out.mkdir(parents=True, exist_ok=True)
         path = out / "_input_model.onnx"
-        onnx.save(model, path)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            onnx.save(model, path)
+        except OSError as error:
+            raise MrvlError(f"cannot write the model into '{out}': {error}") from None
         try:
             compile_model(path, out, **options)
         finally:
@@ -94,6 +97,9 @@ def check(build_dir: str | Path, inputs: Mapping[str, np.ndarray],
     return acceptance.check_outputs(outputs, expected, mode)
 
 
+_check = check  # `run` has a parameter named `check`
+
+
 def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool = False,
         record: bool = True, device: Device | None = None) -> ApiRunResult:
     """Run a build directory once; `check=True` also applies the acceptance rule. `record`
@@ -102,7 +108,7 @@ def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool 
         result = model.run(inputs)
     if record:
         save_run_report(build_dir, result)
-    checks = globals()["check"](build_dir, inputs, result.outputs) if check else []
+    checks = _check(build_dir, inputs, result.outputs) if check else []
     return ApiRunResult(result.outputs, result, checks)
 
 

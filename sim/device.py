@@ -93,34 +93,15 @@ class _Loaded:
     source: str
 
 
-def _to_host_fp32(arr: np.ndarray, desc: IODesc) -> np.ndarray:
-    """The fp32 array whose host conversion (docs/isa.md) gives exactly `arr` back."""
-    if desc.quantize:
-        scale = np.float32(desc.scale)
-        return ((arr.astype(np.float32) - np.float32(desc.zero_point)) / scale).astype(np.float32)
-    return arr.astype(np.float32)
-
-
-def _from_host_fp32(arr: np.ndarray, desc: IODesc) -> np.ndarray:
-    """Inverse of the output conversion: fp32 back to the descriptor's dtype (exact)."""
-    dtype = desc_numpy_dtype(desc)
-    if desc.quantize:
-        q = np.rint(arr.astype(np.float64) / desc.scale) + desc.zero_point
-        return q.astype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        return np.rint(arr).astype(dtype)
-    return arr.astype(dtype)
-
-
 @dataclass
 class SimulatorDevice:
     """`Device` on the C simulator core (`mrvl.sim.simulator.Simulator`).
 
     `timing` (a `TimingParams`, or None for the defaults) goes to `Simulator.load`; the
-    functional results do not depend on it. The simulator's Python face takes and returns fp32
-    host tensors and converts them itself; this device keeps the seam's contract (arrays in the
-    descriptors' dtypes) by handing it the fp32 values whose conversion gives back exactly the
-    device bytes, and casting its outputs back (both exact, see `_to_host_fp32`).
+    functional results do not depend on it. `run` hands the arrays to
+    `Simulator.run_device`, which writes them to the simulated DRAM bit for bit and returns
+    the outputs in their descriptors' dtypes (no fp32 round trip, so 32-bit integers beyond
+    2^24 stay exact).
     """
 
     timing: Any = None
@@ -151,9 +132,7 @@ class SimulatorDevice:
     def run(self, handle: int, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
         loaded = self._get(handle)
         check_device_inputs(loaded.inputs, inputs, loaded.source)
-        host = [_to_host_fp32(arr, desc) for arr, desc in zip(inputs, loaded.inputs)]
-        outputs, report = loaded.simulator.run(host)
-        return [_from_host_fp32(np.asarray(o), d) for o, d in zip(outputs, loaded.outputs)], report
+        return loaded.simulator.run_device(list(inputs))
 
     def unload(self, handle: int) -> None:
         loaded = self._handles.pop(handle, None)

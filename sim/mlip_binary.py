@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from mrvl.errors import BinaryFormatError
 from mrvl.sim import mlip_isa as isa
@@ -484,7 +485,7 @@ class ModelBinary:
         that only need the metadata, e.g. the simulator after the C core validated all).
         """
 
-        def fail(message: str):
+        def fail(message: str) -> NoReturn:
             raise BinaryFormatError(f"{source}: {message}")
 
         data = bytes(data)
@@ -525,8 +526,12 @@ class ModelBinary:
         (name, tile_start, tile_end, batch, n_in, n_out, n_layers, ocm_start, ocm_end,
          page_size, num_insns, code_size, weights_size, dram_size, input_offset, input_size,
          output_offset, output_size, weights_offset, scratch_offset, scratch_size) = values[:21]
+        try:
+            model_name = _name_str(name, "model")
+        except BinaryFormatError as error:
+            fail(str(error))
         binary = cls(
-            name=_name_str(name, "model"), model_id=model_id, tile_start=tile_start,
+            name=model_name, model_id=model_id, tile_start=tile_start,
             tile_end=tile_end, batch=batch, ocm_start=ocm_start, ocm_end=ocm_end,
             page_size=page_size, input_offset=input_offset, input_size=input_size,
             output_offset=output_offset, output_size=output_size,
@@ -584,7 +589,10 @@ class ModelBinary:
             ("output", n_out, binary.outputs, regions["output"]),
         ):
             for _ in range(count):
-                desc = IODesc.decode(metadata[pos:pos + size], kind)
+                try:
+                    desc = IODesc.decode(metadata[pos:pos + size], kind)
+                except BinaryFormatError as error:
+                    fail(str(error))
                 pos += size
                 if not r_off <= desc.dram_offset <= desc.dram_offset + desc.size_bytes <= (
                         r_off + r_size):
@@ -592,7 +600,11 @@ class ModelBinary:
                          f"{desc.dram_offset + desc.size_bytes}) is outside the {kind} region")
                 target.append(desc)
         for _ in range(n_layers):
-            binary.layers.append(LayerDesc.decode(metadata[pos:pos + isa.LAYER_DESC_STRUCT.size]))
+            try:
+                binary.layers.append(
+                    LayerDesc.decode(metadata[pos:pos + isa.LAYER_DESC_STRUCT.size]))
+            except BinaryFormatError as error:
+                fail(str(error))
             pos += isa.LAYER_DESC_STRUCT.size
         binary.weights = payload[code_size:]
         return binary

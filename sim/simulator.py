@@ -4,7 +4,8 @@
 (raising `BinaryFormatError`) and runs its `init` section; `.run(inputs)` converts the fp32
 inputs to the binary's I/O types (docs/isa.md section 6), runs `main` and `finish`, and returns
 `(outputs, report)`: fp32 numpy arrays in the order of the binary's output descriptors and the
-report dict of docs/isa.md section 5.  A program error at run time (a dependency violation, a
+report dict of docs/isa.md section 5; `.run_device(arrays)` takes and returns the tensors in
+the descriptors' own dtypes (no conversion; the device seam uses it).  A program error at run time (a dependency violation, a
 deadlock) raises `SimulationError` naming the instruction.
 
 Invariant: outputs depend only on the binary and the inputs, never on `TimingParams`.
@@ -97,15 +98,15 @@ def to_device(x: np.ndarray, desc: IODesc) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     dtype = DType(desc.dtype)
     np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
-    if dtype == DType.FP32:
-        return x.astype(np_type)
-    if dtype == DType.FP16:
-        return x.astype(np_type)
-    v = x * np.float32(desc.scale) if desc.quantize else x
-    lo, hi = _INT_RANGES[dtype]
-    q = np.rint(v).astype(np.float64) + desc.zero_point
-    q = np.where(np.isnan(v), float(desc.zero_point), q)
-    return np.clip(q, lo, hi).astype(np_type)
+    # overflow is defined (fp16: +-inf; integers: saturation), not worth a warning
+    with np.errstate(over="ignore", invalid="ignore"):
+        if dtype in (DType.FP32, DType.FP16):
+            return x.astype(np_type)
+        v = x * np.float32(desc.scale) if desc.quantize else x
+        lo, hi = _INT_RANGES[dtype]
+        q = np.rint(v).astype(np.float64) + desc.zero_point
+        q = np.where(np.isnan(v), float(desc.zero_point), q)
+        return np.clip(q, lo, hi).astype(np_type)
 
 
 def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
@@ -201,10 +202,8 @@ class Simulator:
     def run(self, inputs) -> tuple[list[np.ndarray], dict]:
         """Run one inference.  `inputs`: dict name -> array, list in descriptor order, or
         one array.  Returns (fp32 outputs in descriptor order, report dict)."""
-        if self._handle is None:
-            raise SimulationError(f"{self.name}: the simulator was closed")
         arrays = self._order_inputs(inputs)
-        dram = self._dram()
+        device_inputs = []
         for x, desc in zip(arrays, self.inputs, strict=True):
             if tuple(x.shape) != tuple(desc.shape):
                 raise RuntimeInputError(
@@ -213,7 +212,29 @@ class Simulator:
                 )
             if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
                 raise RuntimeInputError(f"{self.name}: input '{desc.name}' is not numeric")
-            raw = np.ascontiguousarray(to_device(x, desc)).tobytes()
+            device_inputs.append(to_device(x, desc))
+        raw_outputs, report = self.run_device(device_inputs)
+        return [from_device(raw, desc) for raw, desc in zip(raw_outputs, self.outputs,
+                                                            strict=True)], report
+
+    def run_device(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        """Run one inference on inputs already in the descriptors' dtypes and shapes (written
+        to DRAM bit for bit, no conversion; the device seam's contract) and return the
+        outputs likewise, with the report."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        if len(inputs) != len(self.inputs):
+            raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
+                                    f"takes {len(self.inputs)}")
+        dram = self._dram()
+        for x, desc in zip(inputs, self.inputs, strict=True):
+            np_type = np.dtype(isa.DTYPE_NUMPY[DType(desc.dtype)])
+            x = np.asarray(x)
+            if x.dtype != np_type or tuple(x.shape) != tuple(desc.shape):
+                raise RuntimeInputError(
+                    f"{self.name}: input '{desc.name}' must be {np_type} "
+                    f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
+            raw = np.ascontiguousarray(x).tobytes()
             dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
         ffi, lib = self._ffi, self._lib
         stats = ffi.new("mlip_stats *")
@@ -227,10 +248,9 @@ class Simulator:
         outputs = []
         for desc in self.outputs:
             np_type = np.dtype(isa.DTYPE_NUMPY[DType(desc.dtype)])
-            raw = np.frombuffer(
+            outputs.append(np.frombuffer(
                 dram[desc.dram_offset:desc.dram_offset + desc.size_bytes], dtype=np_type
-            ).reshape(desc.shape).copy()
-            outputs.append(from_device(raw, desc))
+            ).reshape(desc.shape).copy())
         return outputs, self._report(stats, layers, n_layers, outputs)
 
     # -- the report --
@@ -283,7 +303,7 @@ class Simulator:
             },
             "instructions": int(stats.instructions),
             "nonfinite_outputs": int(sum(int(np.count_nonzero(~np.isfinite(o)))
-                                         for o in outputs)),
+                                         for o in outputs if o.dtype.kind == "f")),
             "layers": [],
         }
         for i in range(n_layers):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -57,29 +58,29 @@ def load_inputs(path: str | Path, input_names: list[str]) -> dict[str, np.ndarra
                     "an .npz keyed by input name"
                 )
             return {input_names[0]: arr}
-        with np.load(path, allow_pickle=False) as data:
+        # open the file here: numpy leaks its own handle when the archive is corrupt
+        with open(path, "rb") as handle:
+            data = np.load(handle, allow_pickle=False)
             if not hasattr(data, "files"):
                 raise RuntimeInputError(f"'{path}' is not an .npz archive")
-            return {name: data[name] for name in data.files}
+            with data:
+                return {name: data[name] for name in data.files}
     except RuntimeInputError:
         raise
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise RuntimeInputError(f"cannot read inputs from '{path}': {error} (expected an .npz "
                                 "keyed by input name, or an .npy)") from None
 
 
 def format_perf(report: dict, symbol: str) -> str:
     """The text of one accelerator step's device report (the simulator's own when it has one)."""
-    try:
-        from mrvl.sim.simulator import format_report  # type: ignore[attr-defined]
-    except ImportError:
-        format_report = None
-    if format_report is not None:
-        try:
-            return f"== {symbol} ==\n{format_report(report)}"
-        except (KeyError, TypeError, ValueError):
-            pass
+    from mrvl.sim.simulator import format_report
     from mrvl.sim.verb_report import format_run_layers
+
+    try:
+        return f"== {symbol} ==\n{format_report(report)}"
+    except (KeyError, TypeError, ValueError):  # a device report without the simulator's keys
+        pass
 
     return f"== {symbol} ==\n{format_run_layers(report)}"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import zipfile
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -67,16 +68,18 @@ def load_inputs(path: str, sim: Simulator) -> list[np.ndarray]:
     suffix = file.suffix.lower()
     try:
         if suffix == ".npz":
-            with np.load(file) as archive:
+            # open the file here: numpy leaks its own handle when the archive is corrupt
+            with open(file, "rb") as handle, np.load(handle) as archive:
                 keys = list(archive.keys())
                 if all(d.name in keys for d in descs):
                     arrays = [archive[d.name] for d in descs]
-                elif len(keys) == len(descs):
-                    arrays = [archive[f"arr_{i}"] if f"arr_{i}" in keys else archive[k]
-                              for i, k in enumerate(keys)]
+                elif len(keys) == len(descs) and all(f"arr_{i}" in keys
+                                                     for i in range(len(descs))):
+                    arrays = [archive[f"arr_{i}"] for i in range(len(descs))]
                 else:
                     raise RuntimeInputError(
-                        f"'{path}' holds {keys}; the model takes {[d.name for d in descs]}")
+                        f"'{path}' holds {keys}; the model takes {[d.name for d in descs]} "
+                        "(name the arrays like the inputs, or arr_0, arr_1, ... in order)")
             return [np.asarray(a, dtype=np.float32).reshape(s) if np.size(a) == n else
                     _bad_size(path, d.name, np.size(a), n)
                     for a, s, n, d in zip(arrays, shapes, sizes, descs, strict=True)]
@@ -84,7 +87,7 @@ def load_inputs(path: str, sim: Simulator) -> list[np.ndarray]:
             flat = np.load(file).astype(np.float32).ravel()
         else:
             flat = np.fromfile(file, dtype="<f4")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise RuntimeInputError(f"cannot read inputs from '{path}': {error}") from None
     if flat.size != sum(sizes):
         raise RuntimeInputError(
@@ -107,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.data, sim)
     outputs, report = sim.run(inputs)
     prefix = Path(args.out)
-    if prefix.parent != Path(""):
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-    for i, out in enumerate(outputs):
-        out.astype("<f4").tofile(f"{prefix}-{i}.bin")
+    try:
+        if prefix.parent != Path(""):
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+        for i, out in enumerate(outputs):
+            out.astype("<f4").tofile(f"{prefix}-{i}.bin")
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as error:
+        raise MrvlError(f"cannot write the outputs or the report: {error}") from None
     if args.perf_debug:
         print(format_report(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -163,6 +163,10 @@ def test_bad_inputs(build, work, x, capsys):
     garbage = work / "garbage.npz"
     garbage.write_bytes(b"not an npz")
     _one_line_error(capsys, ["run", str(build), "--inputs", str(garbage)], "cannot read inputs")
+    broken_zip = work / "broken.npz"
+    broken_zip.write_bytes(b"PK\x03\x04 a truncated zip archive")
+    _one_line_error(capsys, ["run", str(build), "--inputs", str(broken_zip)],
+                    "cannot read inputs")
 
 
 def test_malformed_model_subprocess(work):

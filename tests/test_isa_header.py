@@ -133,3 +133,24 @@ def test_struct_field_counts_agree():
 def test_opcode_tables_complete():
     assert set(isa.OPCODE_FIELDS) == set(isa.Opcode)
     assert set(isa.OPCODE_QUEUE) == set(isa.Opcode)
+
+
+def _c_tokens(text: str) -> list[str]:
+    """Declarations as tokens: comments, include guards and #includes dropped, `(-1)` -> `-1`."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"^#(ifndef|endif|include).*$", " ", text, flags=re.M)
+    text = re.sub(r"^#define MLIP_SIM_H\s*$", " ", text, flags=re.M)
+    text = re.sub(r"\((-\d+)\)", r"\1", text)
+    return re.findall(r"\w+|[^\s\w]", text)
+
+
+def test_cffi_cdef_repeats_the_c_api_exactly():
+    """sim/build_sim.py's cdef must declare csrc/mlip_sim.h's API field for field (a struct
+    that differs would make cffi read the wrong bytes)."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("_build_sim", HEADER.parent.parent / "sim" / "build_sim.py")
+    build_sim = module_from_spec(spec)
+    spec.loader.exec_module(build_sim)
+    api_header = (HEADER.parent / "mlip_sim.h").read_text()
+    assert _c_tokens(build_sim.CDEF) == _c_tokens(api_header)

@@ -193,6 +193,17 @@ def test_dtype_conversions_follow_the_isa():
     np.testing.assert_array_equal(to_device(x, q8), np.array([4, -22, 127, 33, 3], np.int8))
     half = np.array([0.25, 0.35, -0.25], dtype=np.float32)  # 2.5, 3.5, -2.5: ties to even
     np.testing.assert_array_equal(to_device(half, q8), np.array([5, 7, 1], np.int8))
+    # the simulator's host conversion: overflow is defined (saturation, fp16 inf), NaN gives
+    # the zero point, and neither raises a warning under -W error
+    from mrvl.sim.simulator import to_device as sim_to_device
+
+    huge = np.array([1e38, -1e38, np.nan, 1e6], dtype=np.float32)
+    np.testing.assert_array_equal(sim_to_device(huge, IODesc("x", (4,), dtype=DType.INT8,
+                                                             quantize=True, scale=10.0,
+                                                             zero_point=3)),
+                                  np.array([127, -128, 3, 127], np.int8))
+    np.testing.assert_array_equal(sim_to_device(huge, IODesc("x", (4,), dtype=DType.FP16)),
+                                  np.array([np.inf, -np.inf, np.nan, np.inf], np.float16))
     # quantised output: (q - zp) * scale
     out = IODesc("y", (3,), dtype=DType.INT8, layout=Layout.NONE, quantize=True, scale=0.5,
                  zero_point=-2)
@@ -236,3 +247,8 @@ def test_acceptance_integer_outputs_exact():
     assert not check.passed and check.mode == "exact" and check.failing == 1
     checks = acceptance.check_outputs({"a": ref}, {"a": ref, "b": ref})
     assert not acceptance.passed(checks) and checks[1].message == "output missing"
+    nan = np.array([np.nan, 2.0])
+    exact = acceptance.check_output("f", nan.copy(), nan, "exact")  # NaN == NaN, no warning
+    assert exact.passed and exact.max_abs_err == 0.0
+    exact = acceptance.check_output("f", np.array([np.nan, 2.5]), nan, "exact")
+    assert not exact.passed and exact.failing == 1 and exact.max_abs_err == 0.5

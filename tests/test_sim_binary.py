@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import replace
@@ -231,3 +232,15 @@ def test_mutated_binaries_under_asan_ubsan(tmp_path):
     assert counts["ran"] + counts["rejected"] + counts["sim_error"] + counts[
         "input_error"] == 500
     assert counts["ran"] > 0 and counts["rejected"] > 0
+
+
+def test_bad_descriptor_rejected_naming_the_source():
+    data = bytearray(SEEDS[0])
+    rank_at = isa.HEADER_STRUCT.size + isa.MODEL_INFO_SIZE + 84  # input 0's rank field
+    assert struct.unpack_from("<I", data, rank_at)[0] == 3  # x is (5, 6, 4)
+    struct.pack_into("<I", data, rank_at, 7)
+    refresh_crcs(data)
+    with pytest.raises(BinaryFormatError, match="input descriptor 0 is malformed"):
+        Simulator.load(bytes(data), timing=FUZZ_TIMING)
+    with pytest.raises(BinaryFormatError, match=r"^seed\.bin: input 'x': rank 7 not in 1\.\.6"):
+        ModelBinary.from_bytes(bytes(data), source="seed.bin")

@@ -64,3 +64,25 @@ def test_sim_verb_errors_are_one_line(model, tmp_path, capsys):
     assert main(["sim", "-m", str(model), "-d", str(bad), "-o", str(tmp_path / "o"),
                  "--param", "warp_speed=9"]) == 2
     assert "--param 'warp_speed=9'" in capsys.readouterr().err
+
+
+def test_sim_verb_bad_npz_and_unwritable_output_are_one_line(model, tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip archive")
+    assert main(["sim", "-m", str(model), "-d", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "cannot read inputs" in capsys.readouterr().err
+    misnamed = tmp_path / "misnamed.npz"
+    np.savez(misnamed, image=np.zeros((5, 6, 4), np.float32))
+    assert main(["sim", "-m", str(model), "-d", str(misnamed), "-o", str(tmp_path / "o")]) == 2
+    assert "holds ['image']; the model takes ['x']" in capsys.readouterr().err
+    positional = tmp_path / "positional.npz"
+    np.savez(positional, np.ones((5, 6, 4), np.float32))  # stored as arr_0
+    assert main(["sim", "-m", str(model), "-d", str(positional), "-o",
+                 str(tmp_path / "pos")]) == 0
+    good = tmp_path / "x.npy"
+    np.save(good, np.zeros((5, 6, 4), np.float32))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["sim", "-m", str(model), "-d", str(good), "-o", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the outputs" in err and "Traceback" not in err
