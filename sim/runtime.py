@@ -43,9 +43,10 @@ from typing import Any
 import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError, SimulationError
-from mrvl.sim.device import Device, SimulatorDevice, desc_numpy_dtype, describe
+from mrvl.sim.device import Device, SimulatorDevice, describe
 from mrvl.sim.mlip_binary import IODesc
-from mrvl.sim.mlip_isa import DType, Layout
+from mrvl.sim.mlip_isa import Layout
+from mrvl.sim.simulator import from_device, to_device
 
 MANIFEST = "manifest.json"
 RUN_REPORT = "run_report.json"
@@ -236,28 +237,6 @@ def adapt_layout(value: Value, shape, layout: str | None, where: str) -> np.ndar
         return arr.reshape(shape)
     raise SimulationError(f"{where}: got a tensor of shape {list(arr.shape)}, the consumer "
                           f"expects {list(shape)}")
-
-
-def to_device(arr: np.ndarray, desc: IODesc) -> np.ndarray:
-    """Host fp32 -> the descriptor's dtype (docs/isa.md host conversion)."""
-    dtype = desc_numpy_dtype(desc)
-    if desc.quantize:
-        info = np.iinfo(dtype)
-        q = np.rint(arr.astype(np.float32) * np.float32(desc.scale)) + desc.zero_point
-        return np.clip(q, info.min, info.max).astype(dtype)
-    if DType(desc.dtype) in (DType.FP16, DType.FP32):
-        with np.errstate(over="ignore"):  # beyond fp16's range gives +-inf, as IEEE RNE does
-            return arr.astype(dtype)
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(arr), info.min, info.max).astype(dtype)
-
-
-def from_device(arr: np.ndarray, desc: IODesc) -> np.ndarray:
-    """The descriptor's dtype -> host fp32."""
-    if desc.quantize:
-        return ((arr.astype(np.float32) - np.float32(desc.zero_point))
-                * np.float32(desc.scale)).astype(np.float32)
-    return arr.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- running
