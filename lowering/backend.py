@@ -315,7 +315,6 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
                          ) -> CompileResult:
     """`compile_model`, returning the in-memory results too."""
     import json
-    import shutil
 
     import onnx
 

@@ -44,7 +44,6 @@ import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError, SimulationError
 from mrvl.sim.device import Device, SimulatorDevice, describe
-from mrvl.sim.mlip_binary import IODesc
 from mrvl.sim.mlip_isa import Layout
 from mrvl.sim.simulator import from_device, to_device
 

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from mrvl.errors import BinaryFormatError
 from mrvl.sim import mlip_isa as isa
 from mrvl.sim.mlip_binary import (
-    Instruction,
     LayerDesc,
     ModelBinary,
     _crc32c_py,
