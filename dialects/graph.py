@@ -235,10 +235,6 @@ def _layout_perm(src: str, dst: str) -> tuple[int, ...]:
     return tuple(src.index(c) for c in dst)
 
 
-def _channel_axis(layout: str) -> int:
-    return 1 if layout == "NCHW" else 3
-
-
 # --------------------------------------------------------------------------------------
 # Constant printing options
 # --------------------------------------------------------------------------------------

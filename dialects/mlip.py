@@ -23,7 +23,7 @@ ways; `program_to_op(op_to_program(m))` prints the same as `m`.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Callable
 
 from xdsl.dialects.builtin import (
@@ -160,6 +160,11 @@ class InstructionOp(IRDLOperation):
         return _attr_to_insn(self.opcode(), self.properties["fields"])
 
     def print(self, printer: Printer) -> None:
+        if _fields_problem(self.opcode(), self.properties["fields"]) is not None:
+            # Malformed (generic-form input that failed verification): show it as it is.
+            printer.print_string(" ")
+            printer.print_op_with_default_format(self)
+            return
         text = insn_text(self.to_insn(), "")
         printer.print_string(" " + text.split(" ", 1)[1])
 
@@ -182,6 +187,9 @@ class InstructionOp(IRDLOperation):
         return cls(insn)
 
     def verify_(self) -> None:
+        problem = _fields_problem(self.opcode(), self.properties["fields"])
+        if problem is not None:
+            raise VerifyException(problem)
         insn = self.to_insn()
         names = isa.OPCODE_FIELDS[self.opcode()]
         for key in insn.fields:
@@ -210,8 +218,12 @@ def _set_parsed(parser, insn: Insn, opcode, names, funcs, key: str, value) -> No
             parser.raise_error(f"expected a queue name, got '{value}'")
         insn.queue = QUEUE_NAMES[value]
     elif key in HEADER_INT:
+        if not isinstance(value, int):
+            parser.raise_error(f"expected an integer for '{key}', got '{value}'")
         setattr(insn, key, int(value))
     elif key in HEADER_FLOAT:
+        if not isinstance(value, int | float):
+            parser.raise_error(f"expected a number for '{key}', got '{value}'")
         setattr(insn, key, float(value))
     elif key in names:
         if isinstance(value, str):
@@ -240,6 +252,43 @@ def _insn_to_attr(insn: Insn) -> Attribute:
     data["#fparams"] = ArrayAttr([FloatAttr(float(v), f64)
                                   for v in (insn.scale, insn.alpha, insn.beta)])
     return DictionaryAttr(data)
+
+
+_REF_RE = re.compile(r"^@[^\[\]]+\[-?[0-9]+(, -?[0-9]+)?\]$")
+_HEADER_ENUMS = ((1, "act", Act), (2, "src dtype", isa.DType), (3, "dst dtype", isa.DType),
+                 (8, "queue", Queue))
+"""(index in `#header`, what, enum) of the header entries that must be enum values."""
+
+
+def _fields_problem(opcode: Opcode, attr: Attribute) -> str | None:
+    """Why a `fields` property (from generic-form IR) cannot be an instruction, or None."""
+    from xdsl.dialects.builtin import DictionaryAttr
+
+    if not isinstance(attr, DictionaryAttr):
+        return f"expected a dictionary of instruction fields, got {attr}"
+    data = attr.data
+    header = data.get("#header")
+    if not isinstance(header, DenseArrayBase) or len(header.get_values()) != 9:
+        return "expected '#header' = array<i64: ...> of 9 values"
+    fparams = data.get("#fparams")
+    if not (isinstance(fparams, ArrayAttr) and len(fparams.data) == 3
+            and all(isinstance(a, FloatAttr) for a in fparams.data)):
+        return "expected '#fparams' = [scale, alpha, beta] of 3 floats"
+    values = [int(v) for v in header.get_values()]
+    for index, what, enum in _HEADER_ENUMS:
+        if values[index] not in set(enum):
+            return f"expected a valid {what}, got {values[index]}"
+    funcs = _func_names(opcode)
+    if funcs and values[0] not in funcs.values():
+        return f"expected func in {list(funcs)}, got {values[0]}"
+    for key, value in data.items():
+        if key.startswith("#"):
+            continue
+        if isinstance(value, StringAttr) and _REF_RE.match(value.data) is None:
+            return f"expected field '{key}' to be a number or an @ref, got \"{value.data}\""
+        if not isinstance(value, StringAttr | FloatAttr | IntegerAttr):
+            return f"expected field '{key}' to be a number or an @ref, got {value}"
+    return None
 
 
 def _ref_from_text(text: str) -> Ref:
@@ -305,6 +354,10 @@ INSN_OPS: dict[Opcode, type[InstructionOp]] = {
 
 
 # ---- containers ---------------------------------------------------------------------------
+DRAM_REGIONS = ("input", "output", "weights", "scratch")
+_HEX_RE = re.compile(r"^0x([0-9a-fA-F]{2})*$")
+
+
 def _body() -> Region:
     from xdsl.ir import Block as IRBlock
 
@@ -334,6 +387,20 @@ class TensorOp(IRDLOperation):
     offset = opt_prop_def(IntegerAttr)
     assembly_format = "$sym_name attr-dict"
     irdl_options = (ParsePropInAttrDict(),)
+
+    def verify_(self) -> None:
+        if self.dtype.data not in DTYPE_BY_NAME:
+            raise VerifyException(
+                f"expected dtype in {list(DTYPE_BY_NAME)}, got \"{self.dtype.data}\"")
+        if self.region.data not in DRAM_REGIONS:
+            raise VerifyException(
+                f"expected region in {list(DRAM_REGIONS)}, got \"{self.region.data}\"")
+        if any(d < 1 for d in _vals(self.shape)):
+            raise VerifyException(f"expected positive sizes, got shape {_vals(self.shape)}")
+        if self.live is not None and len(_vals(self.live)) != 2:
+            raise VerifyException(f"expected live = [first, last], got {_vals(self.live)}")
+        if self.data is not None and _HEX_RE.match(self.data.data) is None:
+            raise VerifyException("expected data = \"0x<hex bytes>\"")
 
 
 @irdl_op_definition
@@ -424,6 +491,15 @@ def _vals(attr) -> list[int]:
     return [int(v) for v in attr.get_values()]
 
 
+def _layer_op(layer: LayerPlan, body: Region) -> LayerOp:
+    """The `mlip.layer` record of a layer (its buffers and blocks in `body`)."""
+    return LayerOp.create(
+        properties={"sym_name": StringAttr(layer.name), "kind": StringAttr(layer.kind),
+                    "index": _int(layer.index), "macs": _int(layer.macs),
+                    "split": StringAttr(layer.split)},
+        regions=[body])
+
+
 def program_to_op(prog: Program) -> ModelOp:
     """The `mlip.model` op of a program."""
     body = _body()
@@ -463,18 +539,10 @@ def program_to_op(prog: Program) -> ModelOp:
                     bbody.block.add_op(INSN_OPS[Opcode(insn.opcode)](insn))
                 lbody.block.add_op(BlockOp.create(properties={"tile": _int(blk.tile)},
                                                   regions=[bbody]))
-            block.add_op(LayerOp.create(
-                properties={"sym_name": StringAttr(layer.name), "kind": StringAttr(layer.kind),
-                            "index": _int(layer.index), "macs": _int(layer.macs),
-                            "split": StringAttr(layer.split)},
-                regions=[lbody]))
+            block.add_op(_layer_op(layer, lbody))
     else:
         for layer in prog.layers:
-            block.add_op(LayerOp.create(
-                properties={"sym_name": StringAttr(layer.name), "kind": StringAttr(layer.kind),
-                            "index": _int(layer.index), "macs": _int(layer.macs),
-                            "split": StringAttr(layer.split)},
-                regions=[_body()]))
+            block.add_op(_layer_op(layer, _body()))
         for (section, tile, queue), insns in sorted(prog.streams.items()):
             sbody = _body()
             for insn in insns:
@@ -574,18 +642,6 @@ def program_asm(prog: Program) -> str:
         for insn in insns:
             lines.append("  " + insn_text(insn, ""))
     return "\n".join(lines) + "\n"
-
-
-def macs_of(insn: Insn) -> int:
-    """MACs of a CONV or GEMM instruction (0 for others)."""
-    f = insn.fields
-    if insn.opcode == Opcode.CONV:
-        groups = int(f.get("groups", 1))  # type: ignore[arg-type]
-        return math.prod(int(f[k]) for k in ("oh", "ow", "oc", "kh", "kw")) * (  # type: ignore[arg-type]
-            int(f["ic"]) // groups)  # type: ignore[arg-type]
-    if insn.opcode == Opcode.GEMM:
-        return math.prod(int(f[k]) for k in ("m", "k", "n"))  # type: ignore[arg-type]
-    return 0
 
 
 Mlip = Dialect(

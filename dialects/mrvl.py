@@ -7,8 +7,9 @@ shared by every layer op:
 - Weights and biases are operands, produced by `graph.constant` ops (checked by the legality
   predicates and the JSON writer, not by the verifier, so hand-written IR may pass values).
 - `layer_name` is the layer's node name in the JSON pair, `tvmgen_mrvl_main_<k>`.
-- Conv2D, FC and Sum2D carry a fused activation: `none`, `relu`, `clip` (with `clip_min`,
-  `clip_max`; relu6 is clip 0..6) or `sigmoid`.
+- Conv2D, FC, Sum2D and Mul2D carry a fused activation: `none`, `relu`, `clip` (with
+  `clip_min`, `clip_max`; relu6 is clip 0..6) or `sigmoid`. The standalone `Activation`
+  layer also takes `tanh` and `leaky_relu` (with `alpha`), never `none`.
 - Pads are 2-D ONNX order: top, left, bottom, right.
 
 Sub-graphs are `func.func`s (see docs/architecture.md): `@tvmgen_mrvl_main_<N>` with
@@ -62,6 +63,8 @@ TARGET_ATTR = "mrvl.target"
 ACCEL_PREFIX = "tvmgen_mrvl_main_"
 CPU_PREFIX = "cpu_main_"
 ACTIVATIONS = ("none", "relu", "clip", "sigmoid")
+STANDALONE_ACTIVATIONS = ("relu", "clip", "sigmoid", "tanh", "leaky_relu")
+"""Activations of the standalone `mrvl.activation` layer (the ISA's ACT functions)."""
 LAYER_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
 
 
@@ -105,6 +108,8 @@ class MrvlLayerOp(IRDLOperation):
 
     LAYER_NAME: ClassVar[str] = ""
     """`layer_name` attribute in the Nodes-JSON (Conv2D, FC, Maxpool2D, ...)."""
+    ALLOWED_ACTIVATIONS: ClassVar[tuple[str, ...]] = ACTIVATIONS
+    """Values the `activation` property may take (fused activations by default)."""
     COMPOSITE: ClassVar[str] = ""
     """`composite_name` in the Nodes-JSON (empty for bare ops)."""
 
@@ -138,8 +143,10 @@ class MrvlLayerOp(IRDLOperation):
             if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
                 raise VerifyException(f"expected f32 tensors, got {typ}")
         act = self.activation_str()
-        if act not in ACTIVATIONS:
-            raise VerifyException(f"expected activation in {list(ACTIVATIONS)}, got \"{act}\"")
+        if act not in self.ALLOWED_ACTIVATIONS:
+            raise VerifyException(
+                f"expected activation in {list(self.ALLOWED_ACTIVATIONS)}, got \"{act}\""
+            )
         has_clip = (
             self.properties.get("clip_min") is not None
             and self.properties.get("clip_max") is not None
@@ -595,6 +602,123 @@ class Sum2DOp(MrvlLayerOp):
 
 
 @irdl_op_definition
+class Mul2DOp(MrvlLayerOp):
+    """Element-wise product (numpy broadcasting; one side may be a constant), fused
+    activation: squeeze-excite `x * s` ([N, H, W, C] * [N, 1, 1, C]), SiLU `x * sigmoid(x)`,
+    HardSwish's `x * hard_sigmoid(x)`, a division by a constant (as its reciprocal).
+
+    ```mlir
+    %y = mrvl.mul %a, %b {layer_name = "tvmgen_mrvl_main_8", activation = "none"}
+           : (tensor<1x7x7x16xf32>, tensor<1x1x1x16xf32>) -> tensor<1x7x7x16xf32>
+    ```
+    """
+
+    name = "mrvl.mul"
+    LAYER_NAME: ClassVar[str] = "Mul2D"
+    COMPOSITE: ClassVar[str] = "mrvl.mul"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        lhs: SSAValue | Operation,
+        rhs: SSAValue | Operation,
+        *,
+        layer_name: str,
+        activation: str = "none",
+        clip: tuple[float, float] | None = None,
+    ):
+        shape = broadcast_shapes(tensor_shape(SSAValue.get(lhs)), tensor_shape(SSAValue.get(rhs)))
+        if shape is None:
+            raise VerifyException("operands of mrvl.mul do not broadcast")
+        super().__init__(
+            operands=[lhs, rhs],
+            result_types=[TensorType(f32, shape)],
+            properties={
+                "layer_name": StringAttr(layer_name),
+                **_activation_props(activation, clip),
+            },
+        )
+
+    def data_operands(self) -> list[SSAValue]:
+        return [self.lhs, self.rhs]
+
+    def verify_(self) -> None:
+        self._verify_common()
+        shape = broadcast_shapes(tensor_shape(self.lhs), tensor_shape(self.rhs))
+        if shape is None:
+            raise VerifyException(
+                f"expected broadcastable operands, got {list(tensor_shape(self.lhs))} and "
+                f"{list(tensor_shape(self.rhs))}"
+            )
+        _expect_shape("result", tensor_shape(self.output), shape)
+
+
+@irdl_op_definition
+class ActivationOp(MrvlLayerOp):
+    """A standalone activation (the ISA's ACT): `relu`, `clip` (`clip_min`, `clip_max`;
+    relu6 is clip 0..6), `sigmoid`, `tanh`, `leaky_relu` (slope `alpha` below 0). The
+    result has the input's shape.
+
+    ```mlir
+    %y = mrvl.activation %x {layer_name = "tvmgen_mrvl_main_3", activation = "leaky_relu",
+           alpha = 1.000000e-01 : f32} : (tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
+    ```
+    """
+
+    name = "mrvl.activation"
+    LAYER_NAME: ClassVar[str] = "Activation"
+    COMPOSITE: ClassVar[str] = "mrvl.activation"
+    ALLOWED_ACTIVATIONS: ClassVar[tuple[str, ...]] = STANDALONE_ACTIVATIONS
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    alpha = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        *,
+        layer_name: str,
+        activation: str,
+        clip: tuple[float, float] | None = None,
+        alpha: float | None = None,
+    ):
+        props = {"layer_name": StringAttr(layer_name), **_activation_props(activation, clip)}
+        if alpha is not None:
+            props["alpha"] = FloatAttr(float(alpha), f32)
+        super().__init__(
+            operands=[input], result_types=[SSAValue.get(input).type], properties=props
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        act = self.activation_str()
+        if (act == "leaky_relu") != (self.alpha is not None):
+            raise VerifyException(
+                f"expected alpha exactly with activation \"leaky_relu\", got activation "
+                f"\"{act}\" {'with' if self.alpha is not None else 'without'} alpha"
+            )
+        _expect_shape("result", tensor_shape(self.output), tensor_shape(self.input))
+
+
+@irdl_op_definition
 class ConcatOp(MrvlLayerOp):
     """Concatenation along `axis` (the channel axis of NHWC for the accelerator).
 
@@ -864,6 +988,8 @@ LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     GlobalAvgpool2DOp,
     GlobalMaxpool2DOp,
     Sum2DOp,
+    Mul2DOp,
+    ActivationOp,
     ConcatOp,
     ReshapeOp,
     BatchFlattenOp,

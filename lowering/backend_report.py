@@ -17,17 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mrvl.lowering.mlip_emit import dma_bytes
 from mrvl.lowering.mlip_plan import Program
 from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_isa import DType, Opcode
-
-
-def _dma_bytes(insn) -> int:
-    count = 1
-    for k in range(4):
-        count *= int(insn.fields[f"src_dim{k}"])
-    side = insn.src_dtype if insn.opcode == Opcode.DMA_LOAD else insn.dst_dtype
-    return count * isa.DTYPE_SIZE[DType(side)]
 
 
 def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool) -> int:
@@ -47,8 +39,8 @@ def program_report(prog: Program) -> dict[str, Any]:
     for layer in prog.layers:
         dma_in = dma_out = 0
         for blk in layer.blocks:
-            dma_in += sum(_dma_bytes(i) for i in blk.loads)
-            dma_out += sum(_dma_bytes(i) for i in blk.stores)
+            dma_in += sum(dma_bytes(i) for i in blk.loads)
+            dma_out += sum(dma_bytes(i) for i in blk.stores)
         ocm = layer.ocm_bytes(prog.page_size) * tiles
         layers.append({
             "name": layer.name, "kind": layer.kind, "split": layer.split,

@@ -13,6 +13,10 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
 - [layout_transform NHWC->NCHW + reshape | flatten] dense | gemm | matmul(const)
   [bias_add | add const] [relu | clip | sigmoid | hard_sigmoid] -> mrvl.fc
   (`weights_need_transform` when the NHWC->NCHW transform was absorbed; weights become [O, K]);
+- mul [activation] and div by a constant [activation] -> mrvl.mul (the reciprocal of the
+  divisor as its constant); a standalone relu / clip / sigmoid / tanh / leaky_relu ->
+  mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
+  [0, 1]); hard_swish -> those two + mrvl.mul with its input;
 - [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
@@ -122,6 +126,8 @@ def _activation(op: Operation) -> tuple[str, tuple[float, float] | None] | None:
     if isinstance(op, graph.ClipOp):
         lo = -F32_MAX if op.min is None else op.min.value.data
         hi = F32_MAX if op.max is None else op.max.value.data
+        if lo > hi:  # ONNX gives max everywhere; the ISA's clip would give min
+            return None
         if lo == 0.0 and hi == F32_MAX:
             return "relu", None
         return "clip", (lo, hi)
@@ -381,6 +387,88 @@ class SumPattern(RewritePattern):
         _finish(rewriter, fusion, [layer])
 
 
+class MulPattern(RewritePattern):
+    """mul(x, y) | div(x, const) [activation] -> mrvl.mul (a divisor becomes its
+    reciprocal constant)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, graph.MulOp | graph.DivOp) or not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        _absorb_tail(fusion, 0, bias=False, bn=False)
+        new_ops: list[Operation] = []
+        rhs = op.rhs
+        if isinstance(op, graph.DivOp):
+            divisor = const_array(op.rhs).astype(np.float32)
+            rhs = _new_const(np.float32(1.0) / divisor, new_ops)
+        layer = mrvl.Mul2DOp(
+            op.lhs, rhs, layer_name=UNNAMED, activation=fusion.activation, clip=fusion.clip
+        )
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
+def _scalar(value: float, ops: list[Operation]) -> SSAValue:
+    return _new_const(np.array([value], dtype=np.float32), ops)
+
+
+class ActivationPattern(RewritePattern):
+    """A standalone relu / clip / sigmoid / tanh / leaky_relu -> mrvl.activation (the ACT
+    instruction); hard_sigmoid(x) = clip(alpha * x + beta, 0, 1) -> mrvl.mul by alpha +
+    mrvl.sum of beta with a clip to [0, 1]; hard_swish(x) = x * hard_sigmoid(x) (alpha 1/6,
+    beta 1/2) -> those two layers + mrvl.mul with x. Activations that a conv2d, dense, add
+    or mul can take were fused into it before (the walk visits producers first)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(
+            op,
+            graph.ReluOp
+            | graph.ClipOp
+            | graph.SigmoidOp
+            | graph.TanhOp
+            | graph.LeakyReluOp
+            | graph.HardSigmoidOp
+            | graph.HardSwishOp,
+        ):
+            return
+        if not is_legal(op)[0]:
+            return
+        x = op.operands[0]
+        new_ops: list[Operation] = []
+        if isinstance(op, graph.HardSigmoidOp | graph.HardSwishOp):
+            alpha, beta = 1.0 / 6.0, 0.5
+            if isinstance(op, graph.HardSigmoidOp):
+                alpha, beta = op.alpha.value.data, op.beta.value.data
+            scaled = mrvl.Mul2DOp(x, _scalar(alpha, new_ops), layer_name=UNNAMED)
+            new_ops.append(scaled)
+            hard = mrvl.Sum2DOp(
+                scaled, _scalar(beta, new_ops), layer_name=UNNAMED, activation="clip",
+                clip=(0.0, 1.0),
+            )
+            new_ops.append(hard)
+            if isinstance(op, graph.HardSwishOp):
+                new_ops.append(mrvl.Mul2DOp(x, hard, layer_name=UNNAMED))
+        elif isinstance(op, graph.TanhOp):
+            new_ops.append(mrvl.ActivationOp(x, layer_name=UNNAMED, activation="tanh"))
+        elif isinstance(op, graph.LeakyReluOp):
+            new_ops.append(mrvl.ActivationOp(
+                x, layer_name=UNNAMED, activation="leaky_relu", alpha=op.alpha.value.data
+            ))
+        else:
+            act = _activation(op)
+            assert act is not None
+            new_ops.append(
+                mrvl.ActivationOp(x, layer_name=UNNAMED, activation=act[0], clip=act[1])
+            )
+        fusion = Fusion(ops=[op])
+        names = fusion.onnx_nodes()
+        for layer in new_ops[:-1]:
+            if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
+                layer.attributes[ONNX_NODES_ATTR] = names
+        _finish(rewriter, fusion, new_ops)
+
+
 class ConcatPattern(RewritePattern):
     """concat on the channel axis -> mrvl.concat."""
 
@@ -486,8 +574,8 @@ class ConvertGraphToMrvlPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [ConvPattern(), FCPattern(), PoolPattern(), SumPattern(), ConcatPattern(),
-                 ShapePattern()]
+                [ConvPattern(), FCPattern(), PoolPattern(), SumPattern(), MulPattern(),
+                 ActivationPattern(), ConcatPattern(), ShapePattern()]
             ),
             apply_recursively=False,
         ).rewrite_module(op)

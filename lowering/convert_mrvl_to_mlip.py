@@ -15,7 +15,9 @@ pixel row of one channel, must fit in a quarter of the OCM).
 
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
 weight steps, int32 bias, per-tensor activation steps and zero points from mlip-quantize;
-a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation).
+a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation). Sum2D /
+Mul2D are ELTWISE ADD / MUL and Activation is ACT; in int8 their SCALE fields dequantise the
+inputs, compute on real values and requantise to the output step in one instruction.
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ def act_fields(op: mrvl.MrvlLayerOp, unit: float | None = None) -> dict:
     name = op.activation_str()
     if name == "relu":
         return {"act": Act.RELU}
+    if name == "tanh":
+        return {"act": Act.TANH}
+    if name == "leaky_relu":
+        return {"act": Act.LEAKY_RELU,
+                "alpha": op.properties["alpha"].value.data}  # type: ignore[union-attr]
     if name == "sigmoid":
         if unit is not None:
             raise CompileError(
@@ -92,6 +99,9 @@ def act_fields(op: mrvl.MrvlLayerOp, unit: float | None = None) -> dict:
     if name == "clip":
         lo = op.properties["clip_min"].value.data  # type: ignore[union-attr]
         hi = op.properties["clip_max"].value.data  # type: ignore[union-attr]
+        # ONNX Clip is min(max(x, lo), hi): hi everywhere when lo > hi. The ACT tests the
+        # lower bound first, so give it a lower bound of at most hi.
+        lo = min(lo, hi)
         if unit is not None:
             return {"act": Act.CLIP, "alpha": lo / unit, "beta": hi / unit}
         if lo == 0.0 and hi == 6.0:
@@ -870,6 +880,18 @@ def _broadcast_strides(shape, out4) -> tuple[int, int, int, int]:
 
 
 def lower_sum(b: LayerBuilder, op: mrvl.Sum2DOp) -> None:
+    _lower_eltwise(b, op, EltFunc.ADD)
+
+
+def lower_mul(b: LayerBuilder, op: mrvl.Mul2DOp) -> None:
+    """ELTWISE MUL; in int8 the SCALE fields requantise exactly as docs/isa.md says:
+    `((qa - zp_a) * s_a) * ((qb - zp_b) * s_b) / s_out + zp_out`."""
+    _lower_eltwise(b, op, EltFunc.MUL)
+
+
+def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp, elt_func: int) -> None:
+    """Two operands (data or constant), broadcast by stride-0 DMA loads, one ELTWISE per
+    block of the output's 4-D box space."""
     out_shape = mrvl.tensor_shape(op.output)
     out4 = _shape4(out_shape)
     es = b.es
@@ -920,12 +942,51 @@ def lower_sum(b: LayerBuilder, op: mrvl.Sum2DOp) -> None:
             blk.loads.append(b.dma(Opcode.DMA_LOAD, operands[1], _box_offset(box, b_strides),
                                    dims, b_strides, Ref("ocm", "b", slot)))
             blk.computes.append(b.insn(
-                Opcode.ELTWISE, func=EltFunc.ADD, a_addr=Ref("ocm", "a", slot),
+                Opcode.ELTWISE, func=elt_func, a_addr=Ref("ocm", "a", slot),
                 b_addr=Ref("ocm", "b", slot), out_addr=Ref("ocm", "out", slot), rows=rows,
                 cols=cols, a_row_stride=cols, b_row_stride=cols, out_row_stride=cols,
                 b_col_stride=1, **act, **extra))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, _box_offset(box, y_strides), dims,
                                     y_strides, Ref("ocm", "out", slot)))
+            b.layer.blocks.append(blk)
+    b.layer.split = kind
+
+
+def lower_activation(b: LayerBuilder, op: mrvl.ActivationOp) -> None:
+    """One ACT per block (load -> ACT -> store); int8 dequantises, applies the activation
+    to real values and requantises to the output step in the same instruction."""
+    out_shape = mrvl.tensor_shape(op.output)
+    out4 = _shape4(out_shape)
+    es = b.es
+    kind, ranges = b.split()
+    if kind not in ("rows", "channels"):
+        kind, ranges = generic_split(out_shape, b.prog.num_tiles, b.tensor(op.output).esize)
+    xt, yt = b.tensor(op.input), b.tensor(op.output)
+    b.buffer("in", 1, 2)
+    b.buffer("out", 1, 2)
+    plans = _boxes(b, out4, kind, ranges, lambda count: [(count * es, 4)])
+    size = max((math.prod(_box_dims(box)) for _, boxes in plans for box in boxes), default=1)
+    for name in ("in", "out"):
+        b.layer.buffers[name].size = size * es
+    act = act_fields(op)
+    extra: dict = {}
+    if b.cd == DType.INT8:
+        extra = {"flags": int(Flag.SCALE), "scale": xt.scale, "in_zp": xt.zp,
+                 "out_scale": 1.0 / yt.scale, "out_zp": yt.zp}
+    strides = _strides(out4)
+    for tile, boxes in plans:
+        for index, box in enumerate(boxes):
+            blk = Block(tile)
+            slot = index % 2
+            dims = _box_dims(box)
+            rows, cols = dims[1] * dims[2], dims[3]
+            blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, _box_offset(box, strides), dims,
+                                   strides, Ref("ocm", "in", slot)))
+            blk.computes.append(b.insn(
+                Opcode.ACT, in_addr=Ref("ocm", "in", slot), out_addr=Ref("ocm", "out", slot),
+                rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols, **act, **extra))
+            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, _box_offset(box, strides), dims,
+                                    strides, Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)
     b.layer.split = kind
 
@@ -1027,6 +1088,8 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.GlobalAvgpool2DOp: lower_global_avgpool2d,
     mrvl.GlobalMaxpool2DOp: lower_global_maxpool2d,
     mrvl.Sum2DOp: lower_sum,
+    mrvl.Mul2DOp: lower_mul,
+    mrvl.ActivationOp: lower_activation,
     mrvl.ConcatOp: lower_concat,
     mrvl.LayoutTransformOp: lower_layout_transform,
     mrvl.TransposeOp: lower_transpose,
@@ -1085,6 +1148,19 @@ def output_names(fn: func.FuncOp) -> list[str]:
     return [f"{fn.sym_name.data}_o{k}" for k in range(count)]
 
 
+def _check_body(fn: func.FuncOp) -> None:
+    """Only mrvl layers, `graph.constant` weights and the return (CompileError otherwise)."""
+    from mrvl.dialects.graph import ConstantOp
+
+    for op in fn.body.block.ops:
+        if isinstance(op, mrvl.MrvlLayerOp | ConstantOp | func.ReturnOp):
+            continue
+        raise CompileError(
+            f"@{fn.sym_name.data}: {op.name} cannot be in an accelerator sub-graph (only mrvl "
+            "layers and graph.constant weights; mrvl-partition builds such functions)"
+        )
+
+
 def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
                      page_size: int = isa.DEFAULT_PAGE_SIZE,
                      input_names: Sequence[str] | None = None,
@@ -1097,6 +1173,7 @@ def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
     if not 4 * page_size <= ocm_size <= isa.DEFAULT_OCM_SIZE:
         raise CompileError(
             f"--ocm-size: expected {4 * page_size} to {isa.DEFAULT_OCM_SIZE} bytes, got {ocm_size}")
+    _check_body(fn)
     conv = Converter.create(fn, ocm_size, page_size)
     prog = conv.prog
     scales_attr = fn.attributes.get(INPUT_SCALES_ATTR)
@@ -1208,11 +1285,6 @@ def _liveness(prog: Program) -> None:
                 if t.first < 0:
                     t.first = layer.index
                 t.last = max(t.last, layer.index)
-
-
-def convert_module(module: ModuleOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
-                   page_size: int = isa.DEFAULT_PAGE_SIZE) -> list[Program]:
-    return [convert_function(fn, ocm_size, page_size) for fn in accelerator_functions(module)]
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,15 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from mrvl.errors import CompileError
 from mrvl.lowering.mlip_plan import Insn, Program
 from mrvl.sim.mlip_isa import Flag, Opcode, Queue, Section
 
 
 def schedule(prog: Program) -> None:
     """Build `prog.streams` from the layers' blocks (module docstring)."""
+    if prog.streams is not None:
+        raise CompileError(f"@{prog.name}: mlip-dma-schedule already ran on this model")
     streams: dict = {}
     tiles = range(prog.num_tiles)
     for tile in tiles:

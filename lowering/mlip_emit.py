@@ -19,10 +19,11 @@ from typing import IO
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.arg_spec import ArgSpec
 from xdsl.utils.target import Target
 
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_plan import DramTensor, Program, Ref, align
+from mrvl.lowering.mlip_plan import DramTensor, Insn, Program, Ref, align
 from mrvl.sim import mlip_isa as isa
 from mrvl.sim.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, plan_dram as _plan
 
@@ -90,18 +91,21 @@ def _short(name: str) -> str:
     return raw[: isa.NAME_LEN - 1].decode("utf-8", errors="ignore")
 
 
+def dma_bytes(insn: Insn) -> int:
+    """DRAM bytes one DMA_LOAD / DMA_STORE moves (element count x the DRAM-side dtype)."""
+    count = 1
+    for k in range(4):
+        count *= int(insn.fields[f"src_dim{k}"])  # type: ignore[arg-type]
+    side = insn.src_dtype if insn.opcode == isa.Opcode.DMA_LOAD else insn.dst_dtype
+    return count * isa.DTYPE_SIZE[isa.DType(side)]
+
+
 def layer_dram_bytes(prog: Program) -> list[int]:
     """DRAM bytes each layer moves (both directions, DRAM side)."""
     out = [0] * len(prog.layers)
     for layer in prog.layers:
         for blk in layer.blocks:
-            for insn in (*blk.loads, *blk.stores):
-                f = insn.fields
-                count = 1
-                for k in range(4):
-                    count *= int(f[f"src_dim{k}"])  # type: ignore[arg-type]
-                side = insn.src_dtype if insn.opcode == isa.Opcode.DMA_LOAD else insn.dst_dtype
-                out[layer.index] += count * isa.DTYPE_SIZE[isa.DType(side)]
+            out[layer.index] += sum(dma_bytes(insn) for insn in (*blk.loads, *blk.stores))
     return out
 
 
@@ -172,7 +176,19 @@ def _programs(module: ModuleOp) -> list[Program]:
 
 
 @dataclass(frozen=True)
-class MlipAsmTarget(Target):
+class _MlipTarget(Target):
+    """A target whose bad `-t` options are a one-line CompileError, not a traceback."""
+
+    @classmethod
+    def from_spec(cls, spec: ArgSpec):
+        try:
+            return super().from_spec(spec)
+        except ValueError as exc:
+            raise CompileError(f"{cls.name}: invalid option: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class MlipAsmTarget(_MlipTarget):
     """Print every scheduled `mlip.model` as assembly (one line per instruction)."""
 
     name = "mlip-asm"
@@ -185,7 +201,7 @@ class MlipAsmTarget(Target):
 
 
 @dataclass(frozen=True)
-class MlipBinTarget(Target):
+class MlipBinTarget(_MlipTarget):
     """The model binary of the (single) scheduled `mlip.model`.
 
     xDSL's driver hands targets a text stream, so the bytes go to the file named by the

@@ -1,7 +1,7 @@
 """`mlip-ocm-alloc`: place every layer's OCM buffers, per tile, in pages.
 
 Input: an `mlip.model` whose instructions address OCM buffers symbolically
-(`@<buffer>[<slot>]+<offset>`). Output: the same model with every OCM operand an absolute
+(`@<buffer>[<slot>, <offset>]`). Output: the same model with every OCM operand an absolute
 byte address and the model's OCM range `[0, ocm_end)` set.
 
 Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` bytes
@@ -46,6 +46,11 @@ def layer_pages(prog: Program) -> list[tuple[int, int]]:
 
 def allocate_ocm(prog: Program) -> None:
     """Assign `addrs` to every buffer and resolve OCM refs (module docstring)."""
+    if prog.streams is not None:
+        raise CompileError(
+            f"@{prog.name}: the model is already scheduled; run mlip-ocm-alloc before "
+            "mlip-dma-schedule"
+        )
     needs = layer_pages(prog)
     top = max((low + high for low, high in needs), default=prog.page_size)
     top = max(top, prog.page_size)

@@ -19,6 +19,7 @@ fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md)
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
+from mrvl.lowering.mrvl_json import accelerator_functions  # noqa: F401 (re-exported)
 
 QUANTIZE_MODES = ("fp16", "int8")
 IO_DTYPES = ("f16", "f32", "i8")
@@ -53,17 +55,6 @@ SCALE_PRESERVING = (
     mrvl.TransposeOp,
 )
 """Layers whose int8 output uses the scale of their (first) input."""
-
-
-def accelerator_functions(module: ModuleOp) -> list[func.FuncOp]:
-    found = []
-    for op in module.ops:
-        if not isinstance(op, func.FuncOp):
-            continue
-        attr = op.attributes.get(mrvl.TARGET_ATTR)
-        if isinstance(attr, StringAttr) and attr.data == "accelerator":
-            found.append(op)
-    return found
 
 
 def qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -192,10 +183,17 @@ def load_calibration(path: str, fn: func.FuncOp) -> list[list[np.ndarray]]:
     name, `mrvl_<N>_i<K>`, `arg<K>` or in file order); a leading extra dimension holds
     several calibration samples."""
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as error:
+        with open(path, "rb") as handle:  # closed even when numpy fails on a broken archive
+            data = np.load(handle)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise CompileError(
+                    f"--calibration: '{path}' is not an .npz archive (write it with "
+                    "numpy.savez, one array per input)"
+                )
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise CompileError(f"--calibration: cannot read '{path}': {error}") from None
-    return calibration_from_mapping({k: data[k] for k in data.files}, fn, source=path)
+    return calibration_from_mapping(arrays, fn, source=path)
 
 
 def calibration_from_mapping(
@@ -218,7 +216,10 @@ def calibration_from_mapping(
             key = keys[k]
         if key is None:
             raise CompileError(f"{source}: no array for input {k} of @{fn.sym_name.data}")
-        chosen.append(np.asarray(arrays[key], dtype=np.float32))
+        try:
+            chosen.append(np.asarray(arrays[key], dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise CompileError(f"{source}: array '{key}' is not numeric: {error}") from None
     batches: list[list[np.ndarray]] = []
     shapes = [mrvl.tensor_shape(a) for a in args]
     if all(arr.shape == shape for arr, shape in zip(chosen, shapes, strict=True)):

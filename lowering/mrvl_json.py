@@ -9,8 +9,9 @@ Invariants:
   little-endian float32 bytes; the same module gives byte-identical files.
 - `read_json_pair(write_json_pair(f))` rebuilds `f` exactly (same ops, properties, constants in
   the same order), because every property of a layer is in its node attributes. Keys beyond
-  upstream's set (`clip_min`, `clip_max`, `count_include_pad`, `axis`, `input_const_idx`,
-  `onnx_node_names`) only add information.
+  upstream's set (`clip_min`, `clip_max`, `alpha`, `count_include_pad`, `axis`,
+  `input_const_idx`, `onnx_node_names`) only add information; the `Mul2D` and `Activation`
+  layers are our extensions (docs/mrvl-partition.md).
 
 Target usage: `mrvl-opt in.mlir -t 'mrvl-json{out-dir=DIR}'` writes `DIR/<sym>-nodes.json` and
 `DIR/<sym>-consts.json` for each accelerator sub-graph and prints the written paths, one per
@@ -35,6 +36,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.utils.arg_spec import ArgSpec
+from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.target import Target
 
 from mrvl.dialects import mrvl
@@ -88,7 +90,10 @@ def constant_array(value: SSAValue) -> np.ndarray:
 
     owner = value.owner
     if not isinstance(owner, ConstantOp):
-        raise JsonPairError(f"expected a graph.constant weight, got {owner}")
+        what = owner.name if isinstance(owner, Operation) else "a function argument"
+        raise JsonPairError(
+            f"expected a graph.constant weight, got {what} (weights must be constants)"
+        )
     return np.asarray(owner.to_numpy(), dtype=np.float32)
 
 
@@ -131,7 +136,7 @@ def _layer_consts(op: mrvl.MrvlLayerOp) -> list[tuple[str, int, SSAValue]]:
         if op.bias is not None:
             found.append(("bias", 2, op.bias))
         return found
-    if isinstance(op, mrvl.Sum2DOp):
+    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
         return [("kernel", i, v) for i, v in enumerate(op.operands) if _is_constant(v)][:1]
     return []
 
@@ -178,6 +183,8 @@ def _layer_attrs(op: mrvl.MrvlLayerOp, k: int) -> dict[str, Any]:
     elif isinstance(op, mrvl.GlobalAvgpool2DOp | mrvl.GlobalMaxpool2DOp):
         _, h, w, _ = tensor_shape(op.input)
         attrs.update(kernel_layout=["HW"], kernel_layout_shape=_strs([h, w]))
+    elif isinstance(op, mrvl.ActivationOp) and op.alpha is not None:
+        attrs["alpha"] = [fmt17(op.alpha.value.data)]
     elif isinstance(op, mrvl.ConcatOp):
         attrs["axis"] = [str(op.axis.value.data)]
     elif isinstance(op, mrvl.ReshapeOp):
@@ -306,7 +313,7 @@ def subgraph_to_json(fn: func.FuncOp) -> tuple[dict[str, Any], dict[str, Any]]:
                 "max": entry["max"],
                 "name": const_name,
             }
-            if isinstance(op, mrvl.Sum2DOp):
+            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
                 attrs["input_const_name"] = [const_name]
                 attrs["input_const_shape"] = _strs(arr.shape)
                 attrs["input_const_idx"] = [str(operand_index)]
@@ -425,23 +432,50 @@ class MrvlJsonTarget(Target):
 # ----------------------------------------------------------------------------- checker
 
 
+_MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError)
+"""What indexing a document of the wrong structure raises (a list where a dict belongs, ...)."""
+
+
 def check_json_pair(nodes: dict[str, Any], consts: dict[str, Any]) -> list[str]:
-    """Integrity problems of a pair (empty list = fine); the checks of docs/mrvl-json.md."""
+    """Integrity problems of a pair (empty list = fine); the checks of docs/mrvl-json.md.
+
+    Never raises on a document of the wrong structure: that is reported as a problem.
+    """
+    try:
+        return _check_pair(nodes, consts)
+    except _MALFORMED as exc:
+        return [f"unexpected document structure ({type(exc).__name__}: {exc})"]
+
+
+def _check_pair(nodes: dict[str, Any], consts: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     for key in ("symbol", "nodes", "arg_nodes", "heads", "attrs"):
         if key not in nodes:
             problems.append(f"missing top-level key \"{key}\"")
+    if not isinstance(nodes.get("symbol"), str):
+        problems.append("\"symbol\" is not a string")
     node_list = nodes.get("nodes")
     if not isinstance(node_list, list):
         return problems + ["\"nodes\" is not a list"]
     for i, node in enumerate(node_list):
-        problems.extend(_check_node(i, node, consts))
+        if not isinstance(node, dict) or not isinstance(node.get("attrs", {}), dict):
+            problems.append(f"node {i} is not an object with an \"attrs\" object")
+            continue
+        try:
+            problems.extend(_check_node(i, node, consts))
+        except _MALFORMED as exc:
+            problems.append(f"node {i} ({node.get('name')}): unexpected structure ({exc})")
     for head in nodes.get("heads", []):
-        if not (isinstance(head, list) and head and 0 <= head[0] < len(node_list)):
+        if not _is_ref(head, len(node_list)):
             problems.append(f"head {head} does not point at a node")
     for arg in nodes.get("arg_nodes", []):
-        if not (0 <= arg < len(node_list)) or node_list[arg].get("op") != "input":
+        if not _is_index(arg, len(node_list)) or node_list[arg].get("op") != "input":
             problems.append(f"arg_node {arg} is not an input node")
+    for i, node in enumerate(node_list):
+        if isinstance(node, dict) and node.get("op") == "input" and i not in nodes.get(
+            "arg_nodes", []
+        ):
+            problems.append(f"input node {i} is not listed in arg_nodes")
     shapes = nodes.get("attrs", {}).get("shape", [None, []])
     if len(shapes) != 2 or len(shapes[1]) != len(node_list):
         problems.append("attrs.shape does not list one shape per node")
@@ -452,12 +486,23 @@ def check_json_pair(nodes: dict[str, Any], consts: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _is_index(value: Any, bound: int) -> bool:
+    """`value` is an int (not a bool) in [0, bound)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < bound
+
+
+def _is_ref(ref: Any, bound: int) -> bool:
+    """`ref` is a node reference `[index, ...]` with index in [0, bound)."""
+    return isinstance(ref, list) and len(ref) > 0 and _is_index(ref[0], bound)
+
+
 def _check_node(i: int, node: dict[str, Any], consts: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     attrs = node.get("attrs", {})
     where = f"node {i} ({node.get('name')})"
-    layer_name = attrs.get("layer_name", [None])[0]
-    if layer_name not in mrvl.KNOWN_LAYER_NAMES:
+    layer_names = attrs.get("layer_name")
+    layer_name = layer_names[0] if isinstance(layer_names, list) and layer_names else None
+    if not isinstance(layer_name, str) or layer_name not in mrvl.KNOWN_LAYER_NAMES:
         problems.append(f"{where}: unknown layer_name {layer_name!r}")
     if node.get("op") == "input":
         return problems
@@ -465,12 +510,17 @@ def _check_node(i: int, node: dict[str, Any], consts: dict[str, Any]) -> list[st
         problems.append(f"{where}: unknown op {node.get('op')!r}")
     if LAYER_NAME_RE.match(str(node.get("name"))) is None:
         problems.append(f"{where}: name does not match tvmgen_mrvl_main_[0-9]+")
+    if not isinstance(node.get("inputs"), list):
+        problems.append(f"{where}: \"inputs\" is not a list")
     for ref in node.get("inputs", []):
-        if not (isinstance(ref, list) and ref and 0 <= ref[0] < i):
+        if not _is_ref(ref, i):
             problems.append(f"{where}: input {ref} does not point at an earlier node")
     for kind in CONST_KINDS:
         const = attrs.get(f"{kind}_const", {})
         if not const:
+            continue
+        if not isinstance(const, dict):
+            problems.append(f"{where}: {kind}_const is not an object")
             continue
         problems.extend(_check_const(where, const.get("name"), const.get("shape"), consts))
     for key in ("kernel_const_name", "bias_const_name", "input_const_name"):
@@ -482,14 +532,19 @@ def _check_node(i: int, node: dict[str, Any], consts: dict[str, Any]) -> list[st
 def _check_const(
     where: str, name: Any, shape: Any, consts: dict[str, Any]
 ) -> list[str]:
-    entry = consts.get(name)
+    entry = consts.get(name) if isinstance(name, str) else None
     if entry is None:
         return [f"{where}: constant {name!r} is not in the Constants-JSON"]
+    if not isinstance(entry, dict):
+        return [f"{where}: constant {name!r} is not an object"]
     if shape is not None and entry.get("shape") != shape:
         return [f"{where}: constant {name!r} shape {entry.get('shape')} != {shape}"]
+    const_shape = entry.get("shape")
+    if not (isinstance(const_shape, list) and all(_is_index(d, 2**31) for d in const_shape)):
+        return [f"{where}: constant {name!r} shape {const_shape!r} is not a list of sizes"]
     try:
         raw = base64.b64decode(entry["data_base64"], validate=True)
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return [f"{where}: constant {name!r} has no valid data_base64"]
     if len(raw) != 4 * math.prod(entry["shape"]):
         return [f"{where}: constant {name!r} holds {len(raw)} bytes for shape {entry['shape']}"]
@@ -618,15 +673,21 @@ def _build_layer(
         op = mrvl.GlobalAvgpool2DOp(data[0], layer_name=name)
     elif kind == "GlobalMaxpool2D":
         op = mrvl.GlobalMaxpool2DOp(data[0], layer_name=name)
-    elif kind == "Sum2D":
+    elif kind in ("Sum2D", "Mul2D"):
         operands = list(data)
         if "input_const_name" in attrs:
             c = _const_value(
                 attrs["input_const_name"][0], _i(attrs["input_const_shape"]), consts, ops
             )
             operands.insert(int(attrs.get("input_const_idx", ["1"])[0]), c)
-        op = mrvl.Sum2DOp(
+        eltwise = mrvl.Sum2DOp if kind == "Sum2D" else mrvl.Mul2DOp
+        op = eltwise(
             operands[0], operands[1], layer_name=name, activation=act, clip=_clip_of(attrs)
+        )
+    elif kind == "Activation":
+        alpha = float(attrs["alpha"][0]) if "alpha" in attrs else None
+        op = mrvl.ActivationOp(
+            data[0], layer_name=name, activation=act, clip=_clip_of(attrs), alpha=alpha
         )
     elif kind == "Concat":
         op = mrvl.ConcatOp(data, layer_name=name, axis=int(attrs["axis"][0]))
@@ -651,20 +712,34 @@ def _build_layer(
     return op
 
 
+def _input_type(node: dict[str, Any]) -> TensorType:
+    """The tensor type of an input node (JsonPairError unless its shape is static)."""
+    shapes = node["attrs"].get("shape")
+    shape = shapes[0] if isinstance(shapes, list) and shapes else None
+    if isinstance(shape, list) and all(_is_index(d, 2**31) and d > 0 for d in shape):
+        return TensorType(f32, shape)
+    raise JsonPairError(f"input node {node.get('name')}: shape is not a list of positive sizes")
+
+
 def json_to_function(nodes: dict[str, Any], consts: dict[str, Any]) -> func.FuncOp:
     """Build the accelerator sub-graph function `@<symbol>` of a (checked) pair."""
     node_list = nodes["nodes"]
-    arg_types = [TensorType(f32, node_list[i]["attrs"]["shape"][0]) for i in nodes["arg_nodes"]]
+    arg_types = [_input_type(node_list[i]) for i in nodes["arg_nodes"]]
     block = Block(arg_types=arg_types)
     value_of: dict[int, SSAValue] = {i: block.args[k] for k, i in enumerate(nodes["arg_nodes"])}
     for i, node in enumerate(node_list):
         if node["op"] == "input":
             continue
-        data = [value_of[ref[0]] for ref in node["inputs"]]
         ops: list[Operation] = []
         try:
+            data = [value_of[ref[0]] for ref in node["inputs"]]
             layer = _build_layer(node, data, consts, ops)
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            for op in [*ops, layer]:
+                op.verify()
+        except VerifyException as exc:
+            message = " ".join(str(exc).split())
+            raise JsonPairError(f"node {node.get('name')}: invalid layer: {message}") from exc
+        except _MALFORMED as exc:
             raise JsonPairError(f"node {node.get('name')}: missing or bad attribute {exc}") from exc
         block.add_ops([*ops, layer])
         value_of[i] = layer.results[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from xdsl.dialects.builtin import Float32Type, TensorType
 from xdsl.ir import Operation, SSAValue
 
@@ -45,16 +46,17 @@ def _dtype_name(typ: object) -> str:
 
 
 def check_common(op: Operation) -> Verdict:
-    """Every tensor f32 and non-empty, the batch (first dim of the first operand) within the
-    limit."""
+    """Every tensor f32 and non-empty, the batch (first dim of the first non-constant
+    operand) within the limit."""
     for value in (*op.operands, *op.results):
         typ = value.type
         if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
             return False, f"dtype {_dtype_name(typ)} not supported"
         if 0 in _shape(value):
             return False, f"empty tensor {list(_shape(value))} not supported"
-    if op.operands:
-        shape = _shape(op.operands[0])
+    data = [v for v in op.operands if not is_constant(v)]
+    if data:
+        shape = _shape(data[0])
         if len(shape) >= 2 and shape[0] > MAX_BATCH:
             return False, f"batch {shape[0]} exceeds the accelerator limit {MAX_BATCH}"
     return OK
@@ -152,6 +154,50 @@ def _add(op: graph.AddOp) -> Verdict:
     return OK
 
 
+def _eltwise_ranks(op: graph.MulOp | graph.DivOp, what: str) -> Verdict:
+    """Data operands of rank 1, 2 or 4; a constant operand of any rank up to 4 (a scalar,
+    PyTorch's [C, 1, 1] per-channel factors)."""
+    for value in (op.lhs, op.rhs):
+        rank = len(_shape(value))
+        if rank not in (1, 2, 4) and not (rank <= 4 and is_constant(value)):
+            return False, f"{what} of rank {rank} tensors is not supported"
+    return OK
+
+
+def _mul(op: graph.MulOp) -> Verdict:
+    if is_constant(op.lhs) and is_constant(op.rhs):
+        return False, "both operands are constants (fold constants first)"
+    return _eltwise_ranks(op, "mul")
+
+
+def _div(op: graph.DivOp) -> Verdict:
+    """A division by a constant is a Mul2D by its reciprocal."""
+    if not is_constant(op.rhs):
+        return False, "division by a non-constant is not supported"
+    if is_constant(op.lhs):
+        return False, "both operands are constants (fold constants first)"
+    ok = _eltwise_ranks(op, "div")
+    if not ok[0]:
+        return ok
+    divisor = op.rhs.owner.to_numpy()  # type: ignore[union-attr]
+    with np.errstate(divide="ignore", over="ignore"):
+        if not np.all(np.isfinite(np.float32(1.0) / divisor.astype(np.float32))):
+            return False, "divisor has zeros or values without a finite reciprocal"
+    return OK
+
+
+def _activation(op: Operation) -> Verdict:
+    """A standalone activation (ACT), or hard_sigmoid / hard_swish as Mul2D + Sum2D layers."""
+    rank = len(_shape(op.operands[0]))
+    if not 1 <= rank <= 4:
+        return False, f"{op.name} of a rank {rank} tensor is not supported"
+    if isinstance(op, graph.ClipOp) and op.min is not None and op.max is not None:
+        lo, hi = op.min.value.data, op.max.value.data
+        if lo > hi:
+            return False, f"clip min {lo:g} > max {hi:g} (the ISA clip needs min <= max)"
+    return OK
+
+
 def _concat(op: graph.ConcatOp) -> Verdict:
     rank = len(_shape(op.result))
     axis = op.axis.value.data
@@ -188,6 +234,8 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.GlobalAvgPool2DOp: _global_pool,  # type: ignore[dict-item]
     graph.GlobalMaxPool2DOp: _global_pool,  # type: ignore[dict-item]
     graph.AddOp: _add,  # type: ignore[dict-item]
+    graph.MulOp: _mul,  # type: ignore[dict-item]
+    graph.DivOp: _div,  # type: ignore[dict-item]
     graph.ConcatOp: _concat,  # type: ignore[dict-item]
     graph.ReshapeOp: _always,
     graph.FlattenOp: _always,
@@ -196,9 +244,13 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.LayoutTransformOp: _layout_transform,  # type: ignore[dict-item]
     graph.BiasAddOp: _fused_only,
     graph.BatchNormOp: _fused_only,
-    graph.ReluOp: _fused_only,
-    graph.ClipOp: _fused_only,
-    graph.SigmoidOp: _fused_only,
+    graph.ReluOp: _activation,
+    graph.ClipOp: _activation,
+    graph.SigmoidOp: _activation,
+    graph.TanhOp: _activation,
+    graph.LeakyReluOp: _activation,
+    graph.HardSigmoidOp: _activation,
+    graph.HardSwishOp: _activation,
 }
 """Graph op class -> its predicate (after the common dtype and batch checks)."""
 

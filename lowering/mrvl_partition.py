@@ -129,6 +129,14 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         ops.append(graph.GlobalMaxPool2DOp(x, layout="NHWC"))
     elif isinstance(layer, mrvl.Sum2DOp):
         ops.append(graph.AddOp(layer.lhs, layer.rhs))
+    elif isinstance(layer, mrvl.Mul2DOp):
+        ops.append(graph.MulOp(layer.lhs, layer.rhs))
+    elif isinstance(layer, mrvl.ActivationOp):
+        if layer.activation_str() == "tanh":
+            return [graph.TanhOp(x)]
+        if layer.alpha is not None:
+            return [graph.LeakyReluOp(x, alpha=layer.alpha.value.data)]
+        return _activation_ops(layer, x)
     elif isinstance(layer, mrvl.ConcatOp):
         ops.append(graph.ConcatOp(list(layer.inputs), axis=layer.axis.value.data))
     elif isinstance(layer, mrvl.ReshapeOp | mrvl.BatchFlattenOp | mrvl.SqueezeOp):

@@ -20,8 +20,11 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from mrvl.dialects import mrvl
 
 
-def activate(y: np.ndarray, activation: str, clip: tuple[float, float] | None) -> np.ndarray:
-    """Apply a fused activation ("none", "relu", "clip", "sigmoid")."""
+def activate(
+    y: np.ndarray, activation: str, clip: tuple[float, float] | None, alpha: float | None = None
+) -> np.ndarray:
+    """Apply an activation ("none", "relu", "clip", "sigmoid"; standalone layers also
+    "tanh" and "leaky_relu" with slope `alpha`)."""
     if activation == "relu":
         return np.maximum(y, np.float32(0))
     if activation == "clip":
@@ -29,6 +32,11 @@ def activate(y: np.ndarray, activation: str, clip: tuple[float, float] | None) -
         return np.clip(y, np.float32(clip[0]), np.float32(clip[1]))
     if activation == "sigmoid":
         return (1.0 / (1.0 + np.exp(-y.astype(np.float64)))).astype(np.float32)
+    if activation == "tanh":
+        return np.tanh(y.astype(np.float64)).astype(np.float32)
+    if activation == "leaky_relu":
+        assert alpha is not None
+        return np.where(y < 0, y * np.float32(alpha), y).astype(np.float32)
     return y
 
 
@@ -166,6 +174,11 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
         return _f32(args[0]).max(axis=(1, 2), keepdims=True)
     if isinstance(op, mrvl.Sum2DOp):
         return activate(_f32(args[0]) + _f32(args[1]), op.activation.data, _clip(op))
+    if isinstance(op, mrvl.Mul2DOp):
+        return activate(_f32(args[0]) * _f32(args[1]), op.activation.data, _clip(op))
+    if isinstance(op, mrvl.ActivationOp):
+        alpha = None if op.alpha is None else op.alpha.value.data
+        return activate(_f32(args[0]), op.activation.data, _clip(op), alpha)
     if isinstance(op, mrvl.ConcatOp):
         return np.concatenate([_f32(a) for a in args], axis=op.axis.value.data)
     if isinstance(op, mrvl.LayoutTransformOp):
@@ -211,6 +224,16 @@ class MrvlFunctions(InterpreterFunctions):
 
     @impl(mrvl.Sum2DOp)
     def run_sum2d(self, interpreter: Interpreter, op: mrvl.Sum2DOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.Mul2DOp)
+    def run_mul2d(self, interpreter: Interpreter, op: mrvl.Mul2DOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.ActivationOp)
+    def run_activation(
+        self, interpreter: Interpreter, op: mrvl.ActivationOp, args: tuple[Any, ...]
+    ):
         return (run_layer(op, args),)
 
     @impl(mrvl.ConcatOp)

@@ -62,6 +62,26 @@ def test_int8_json_pair_with_calibration(mnist, tmp_path):
     assert binary.inputs[0].quantize and binary.inputs[0].scale > 0
 
 
+def test_bad_calibration_files_are_one_line_errors(mnist, tmp_path, capsys):
+    """A .npy instead of an .npz, a broken archive and a non-numeric array: exit status 2
+    and one line naming the file, no traceback."""
+    root, path, model = mnist
+    (nodes, consts), = write_module_json(compile_to_partitioned(str(path)), tmp_path)
+    x = next(iter(example_inputs(model).values()))
+    np.save(tmp_path / "cal.npy", x)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not a zip archive")
+    np.savez(tmp_path / "text.npz", x=np.array(["a", "b"]))
+    cases = [("cal.npy", "is not an .npz archive"), ("broken.npz", "cannot read"),
+             ("text.npz", "array 'x' is not numeric")]
+    for name, needle in cases:
+        argv = ["compile", "--nodes", str(nodes), "--consts", str(consts), "--quantize",
+                "int8", "--calibration", str(tmp_path / name), "-o", str(tmp_path / "m.bin")]
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert name in err and needle in err, err
+
+
 def test_whole_model_build_dir_runs(mnist, tmp_path):
     _, path, model = mnist
     manifest = compile_model(path, tmp_path / "build", num_tiles=2)

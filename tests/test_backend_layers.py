@@ -56,8 +56,10 @@ def test_conv3x3_relu(tiles):
         dict(shape=(1, 6, 6, 8), o=8, groups=8, act="clip", clip=(0.0, 6.0)),
         dict(shape=(1, 5, 6, 4), o=6, groups=2, act="sigmoid"),
         dict(shape=(2, 5, 5, 3), o=4, k=(1, 1), pads=(0, 0, 0, 0)),
+        dict(act="clip", clip=(0.5, -0.25)),
     ],
-    ids=["strided-asym-pads", "dilated", "depthwise-relu6", "grouped-sigmoid", "batch2-1x1"],
+    ids=["strided-asym-pads", "dilated", "depthwise-relu6", "grouped-sigmoid", "batch2-1x1",
+         "clip-min-above-max"],
 )
 def test_conv_variants(kw):
     module, fn = conv_module(**kw)

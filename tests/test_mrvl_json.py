@@ -192,6 +192,52 @@ def test_reader_rejects_bad_files(mnist_pair, tmp_path):
         read_json_pair(tmp_path / "missing.json", consts_path)
 
 
+def _set(doc, path, value):
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+@pytest.mark.parametrize(
+    "where, path, value",
+    [
+        ("nodes", ("nodes", 3), None),
+        ("nodes", ("nodes", 3, "attrs"), "x"),
+        ("nodes", ("nodes", 3, "attrs", "layer_name"), 1.5),
+        ("nodes", ("nodes", 3, "attrs", "layer_name", 0), []),
+        ("nodes", ("nodes", 2, "attrs", "kernel_const", "name"), ["1"]),
+        ("nodes", ("nodes", 2, "attrs", "bias_const"), [0, 0, 0]),
+        ("nodes", ("nodes", 2, "attrs", "kernel_const_name"), None),
+        ("nodes", ("nodes", 2, "attrs", "dilation", 1), -1),
+        ("nodes", ("nodes", 2, "attrs", "shape", 0, 3), "1"),
+        ("nodes", ("nodes", 2, "attrs", "activation_type"), [-1]),
+        ("nodes", ("nodes", 2, "attrs", "groups"), [0]),
+        ("nodes", ("nodes", 3, "inputs"), 7),
+        ("nodes", ("nodes", 3, "inputs", 0), ["1"]),
+        ("nodes", ("nodes", 0, "attrs", "shape", 0), 10),
+        ("nodes", ("heads", 0, 0), "x"),
+        ("nodes", ("arg_nodes", 0), [-1]),
+        ("nodes", ("arg_nodes",), []),
+        ("nodes", ("attrs", "shape"), -1),
+        ("nodes", ("symbol",), {"a": 1}),
+        ("consts", ("tvmgen_mrvl_main_1_const_0",), [-1]),
+        ("consts", ("tvmgen_mrvl_main_1_const_1", "shape", 2), None),
+        ("consts", ("tvmgen_mrvl_main_1_const_1", "data_base64"), {"a": 1}),
+    ],
+)
+def test_reader_reports_hostile_structure_in_one_line(mnist_pair, tmp_path, where, path, value):
+    """A document of the wrong structure is a JsonPairError naming the files, never a
+    TypeError/KeyError/VerifyException traceback from deep inside the reader."""
+    nodes, consts = copy.deepcopy(mnist_pair)
+    _set(nodes if where == "nodes" else consts, path, value)
+    nodes_path, consts_path = tmp_path / "n.json", tmp_path / "c.json"
+    nodes_path.write_text(json.dumps(nodes))
+    consts_path.write_text(json.dumps(consts))
+    with pytest.raises(JsonPairError) as info:
+        read_json_pair(nodes_path, consts_path)
+    assert "\n" not in str(info.value).strip()
+
+
 def test_mrvl_opt_target_writes_the_same_files(split_module, tmp_path):
     mlir = tmp_path / "partitioned.mlir"
     mlir.write_text(_text(split_module))

@@ -34,12 +34,12 @@ func.func @conv_not_taken(%x: tensor<16x4x4x2xf32>, %n: tensor<1x2x4x4xf32>, %wv
 
 // -----
 
-// An ONNX op the accelerator cannot take, an i64 tensor, a standalone activation, a concat
+// An ONNX op the accelerator cannot take, an i64 tensor, a softmax, a concat
 // that is not on the channel axis, a pool with ceil_mode.
 func.func @cpu_ops(%x: tensor<1x4xf32>, %s: tensor<1x4xf32>, %i: tensor<1x4xi64>, %h: tensor<1x4x4x2xf32>) -> (tensor<1x4xi64>, tensor<1x4xi64>, tensor<1x4xf32>, tensor<2x4xf32>, tensor<1x2x2x2xf32>) {
   %n = graph.onnx %x, %s {op_type = "TopK", domain = "", opset = 17 : i64, attrs = {}} : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<1x4xi64>
   %a = graph.add %i, %i : (tensor<1x4xi64>, tensor<1x4xi64>) -> tensor<1x4xi64>
-  %t = graph.tanh %x : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  %t = graph.softmax %x {axis = 1 : i64} : (tensor<1x4xf32>) -> tensor<1x4xf32>
   %c = graph.concat %x, %s {axis = 0 : i64} : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<2x4xf32>
   %m = graph.max_pool2d %h {kernel_shape = array<i64: 3, 3>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, ceil_mode = 1 : i64, layout = "NHWC"} : (tensor<1x4x4x2xf32>) -> tensor<1x2x2x2xf32>
   func.return %n, %a, %t, %c, %m : tensor<1x4xi64>, tensor<1x4xi64>, tensor<1x4xf32>, tensor<2x4xf32>, tensor<1x2x2x2xf32>
@@ -48,15 +48,15 @@ func.func @cpu_ops(%x: tensor<1x4xf32>, %s: tensor<1x4xf32>, %i: tensor<1x4xi64>
 // CHECK-LABEL: func.func @cpu_ops
 // CHECK:       graph.onnx {{.*}}mrvl.cpu_reason = "graph.onnx TopK: not an accelerator op"
 // CHECK:       graph.add {{.*}}mrvl.cpu_reason = "dtype i64 not supported"
-// CHECK:       graph.tanh {{.*}}mrvl.cpu_reason = "graph.tanh: not an accelerator op"
+// CHECK:       graph.softmax {{.*}}mrvl.cpu_reason = "graph.softmax: not an accelerator op"
 // CHECK:       graph.concat {{.*}}mrvl.cpu_reason = "concat axis 0 is not the NHWC channel axis 1"
 // CHECK:       graph.max_pool2d {{.*}}mrvl.cpu_reason = "ceil_mode = 1 is not supported"
 // CHECK-NOT:   mrvl.
 
 // -----
 
-// A conv whose result has a second user keeps its relu outside (not fused, but the relu
-// alone is not a layer), and a 5-D layout change stays.
+// A conv whose result has a second user keeps its relu outside (not fused: the relu is a
+// standalone activation layer), and a 5-D layout change stays.
 func.func @not_fused(%x: tensor<1x4x4x2xf32>, %v: tensor<1x2x3x4x5xf32>) -> (tensor<1x4x4x3xf32>, tensor<1x4x4x3xf32>, tensor<1x3x4x5x2xf32>) {
   %w = graph.constant dense<5.000000e-01> : tensor<3x1x1x2xf32>
   %c = graph.conv2d %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64, data_layout = "NHWC", kernel_layout = "OHWI"} : (tensor<1x4x4x2xf32>, tensor<3x1x1x2xf32>) -> tensor<1x4x4x3xf32>
@@ -67,5 +67,5 @@ func.func @not_fused(%x: tensor<1x4x4x2xf32>, %v: tensor<1x2x3x4x5xf32>) -> (ten
 
 // CHECK-LABEL: func.func @not_fused
 // CHECK:       %[[C:.+]] = mrvl.conv2d {{.*}}activation = "none"
-// CHECK-NEXT:  graph.relu %[[C]] {mrvl.cpu_reason = "graph.relu: only fused into a preceding conv2d, dense or add"}
+// CHECK-NEXT:  mrvl.activation %[[C]] {{{.*}}activation = "relu"}
 // CHECK-NEXT:  graph.layout_transform {{.*}}mrvl.cpu_reason = "layout_transform NCDHW->NDHWC is not 4-D"

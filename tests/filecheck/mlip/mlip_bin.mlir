@@ -1,6 +1,9 @@
 // RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t 'mlip-bin{path="%t.bin"}' | filecheck %s
 // RUN: python -c "from mrvl.sim.mlip_binary import ModelBinary as M; b = M.read('%t.bin'); print(b.name, b.tile_end, len(b.layers), b.inputs[0].shape, b.outputs[0].shape)" | filecheck %s --check-prefix=READ
 // RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t mlip-bin | filecheck %s --check-prefix=HEX
+// RUN: not mrvl-opt %s -t 'mlip-bin{bogus=1}' 2>&1 | filecheck %s --check-prefix=OPTION
+// RUN: not mrvl-opt %s -p 'mlip-quantize,convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule,mlip-dma-schedule' 2>&1 | filecheck %s --check-prefix=TWICE
+// RUN: not mrvl-opt %s -p 'mlip-quantize,convert-mrvl-to-mlip,mlip-dma-schedule,mlip-ocm-alloc' 2>&1 | filecheck %s --check-prefix=ORDER
 
 // The whole mlip pipeline from an accelerator function to a model binary (bytes to a file,
 // or hex on stdout).
@@ -14,3 +17,7 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> at
 // CHECK:  .bin: {{[0-9]+}} bytes, model tvmgen_mrvl_main_0
 // READ:   tvmgen_mrvl_main_0 1 1 (1, 4, 4, 2) (1, 4, 4, 3)
 // HEX:    {{^}}4d52564c01000000
+// OPTION: mrvl-opt: error: mlip-bin: invalid option: Provided arguments ["bogus"] not found
+// OPTION-NOT: Traceback
+// TWICE:  mrvl-opt: error: @tvmgen_mrvl_main_0: mlip-dma-schedule already ran on this model
+// ORDER:  mrvl-opt: error: @tvmgen_mrvl_main_0: the model is already scheduled; run mlip-ocm-alloc before mlip-dma-schedule

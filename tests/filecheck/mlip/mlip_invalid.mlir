@@ -24,3 +24,12 @@ mlip.model @m attributes {num_tiles = 1 : i64, ocm_size = 1048576 : i64, page_si
   }
 }
 // CHECK: expected a dtype name, got 'f8'
+
+// -----
+
+mlip.model @m attributes {num_tiles = 1 : i64, ocm_size = 1048576 : i64, page_size = 16384 : i64, quantize = "fp16", inputs = [], outputs = []} {
+  mlip.stream attributes {section = "main", tile = 0 : i64, queue = "compute"} {
+    mlip.act in_addr = 0, act = relu, layer = @x[0], src = f16, dst = f16
+  }
+}
+// CHECK: expected an integer for 'layer', got '@x+0'
