@@ -109,3 +109,13 @@ def test_static_report_adds_up():
     assert 0 < report["ocm_percent"] <= 100
     for row in report["layers"]:
         assert row["roofline_cycles"] >= (row["dma_in_bytes"] + row["dma_out_bytes"]) // 64
+
+
+def test_every_mrvl_layer_kind_has_a_binary_layer_kind():
+    """The binary's layer table names each layer's kind; no mrvl layer falls to 'other' (0)."""
+    from mrvl.dialects.mrvl import LAYER_OPS
+    from mrvl.lowering.mlip_emit import LAYER_KINDS
+
+    missing = sorted(op.LAYER_NAME for op in LAYER_OPS if op.LAYER_NAME not in LAYER_KINDS)
+    assert missing == []
+    assert len(set(LAYER_KINDS.values())) == len(LAYER_KINDS) and 0 not in LAYER_KINDS.values()
