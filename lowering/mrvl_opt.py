@@ -14,7 +14,8 @@ Everything xDSL's `xdsl-opt` offers stays available (its dialects, passes such a
 - `--elide-constants[=N]`: print constants of more than N (default 16) elements as
   `dense_resource<__elided__>`.
 
-A user error (bad model, bad option) prints one `mrvl-opt: error: ...` line, exit status 2.
+A user error (bad model, bad option) prints one `mrvl-opt: error: ...` line, exit status 2;
+invalid IR prints the diagnostic (location and message, no traceback), exit status 1.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.arg_spec import ArgSpecParseError
+from xdsl.utils.exceptions import DiagnosticException, ParseError, PassFailedException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from mrvl.errors import MrvlError
@@ -126,6 +128,25 @@ class MrvlOptMain(xDSLOptMain):
             return super().output_resulting_program(prog)
 
 
+def _excerpt(annotated_ir: str, context: int = 2) -> str:
+    """The lines of xDSL's annotated IR around its `^^^` markers (a whole model with its
+    weights can be megabytes long; the failing op and its neighbours are what matter)."""
+    lines = annotated_ir.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.lstrip().startswith("^^^")]
+    if not marks:
+        return annotated_ir
+    keep: set[int] = set()
+    for i in marks:
+        keep.update(range(max(0, i - 1 - context), min(len(lines), i + 4 + context)))
+    out, last = [], -1
+    for i in sorted(keep):
+        if i != last + 1:
+            out.append("    ...")
+        out.append(lines[i])
+        last = i
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mrvl-opt` script."""
     try:
@@ -137,6 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mrvl-opt: error: invalid pass pipeline: {error}", file=sys.stderr)
             return 2
         opt_main.run()
+    except (ParseError, DiagnosticException, PassFailedException) as error:
+        # Invalid IR or a syntax error: the message already points at the location (file,
+        # line and column, or the failing op in context); a traceback adds nothing.
+        print(f"mrvl-opt: error: {str(error).strip()}", file=sys.stderr)
+        for note in getattr(error, "__notes__", ()):
+            print(_excerpt(note), file=sys.stderr)
+        return 1
     except MrvlError as error:
         print(f"mrvl-opt: error: {error}", file=sys.stderr)
         return 2
