@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h> /* SSE2: part of the x86-64 baseline */
+#endif
 
 #define NS_MAX (MLIP_MAX_TILES * MLIP_NUM_QUEUES)
 #define NCH 4 /* token channels per tile */
@@ -1157,6 +1160,24 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
         }
         uint64_t h = g + 1;
         /* skip whole chunks with the same writer (a vectorisable test), then granules */
+#if defined(__x86_64__)
+        const __m128i vw = _mm_set1_epi32((int)ws), vst = _mm_set1_epi8((char)st);
+        while (h + 16 <= g1 + 1) {
+            const uint32_t *wp = sh->w + h;
+            __m128i e0 = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(const void *)wp), vw);
+            __m128i e1 =
+                _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wp + 4)), vw);
+            __m128i e2 =
+                _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wp + 8)), vw);
+            __m128i e3 =
+                _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wp + 12)), vw);
+            __m128i es = _mm_cmpeq_epi8(
+                _mm_loadu_si128((const __m128i *)(const void *)(sh->ws + h)), vst);
+            __m128i all = _mm_and_si128(_mm_and_si128(e0, e1), _mm_and_si128(e2, e3));
+            if (_mm_movemask_epi8(_mm_and_si128(all, es)) != 0xFFFF) break;
+            h += 16;
+        }
+#else
         while (h + 16 <= g1 + 1) {
             uint32_t diff = 0;
             for (int k = 0; k < 16; k++) {
@@ -1165,14 +1186,14 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
             if (diff != 0) break;
             h += 16;
         }
+#endif
         while (h <= g1 && sh->w[h] == ws && sh->ws[h] == st) h++;
         g = h;
     }
     uint64_t n = g1 - g0 + 1;
     if (!write) {
-        uint32_t *r = sh->r[slot] + g0, *bm = sh->bm[slot];
-        for (uint64_t k = 0; k < n; k++) r[k] = seq;
-        for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) bm[b] = seq; /* seq only grows */
+        /* recorded lazily: r[] and bm[] are only consulted after shadow_flush (an
+         * overlapping write, this slot's next different read, or a section start) */
         sh->memo_g0[slot] = g0;
         sh->memo_g1[slot] = g1;
         sh->memo_seq[slot] = seq;
@@ -1210,17 +1231,35 @@ static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int
                        write, a->s % 3, MLIP_OCM_GRANULE, (int)(a->sim->tile0 + lt));
 }
 
+/* the DRAM shadow holding [lo, hi): 0 output, 1 scratch, -1 none (input / weights) */
+static int dram_shadow_of(const mlip_sim *sim, uint64_t lo, uint64_t hi)
+{
+    if (sim->dsh[0].n != 0 && lo >= sim->info.output_offset &&
+        hi <= sim->info.output_offset + sim->info.output_size) {
+        return 0;
+    }
+    if (sim->dsh[1].n != 0 && lo >= sim->info.scratch_offset &&
+        hi <= sim->info.scratch_offset + sim->info.scratch_size) {
+        return 1;
+    }
+    return -1;
+}
+
+/* whether [lo, hi) overlaps a DRAM shadow (output or scratch) */
+static int dram_touches_shadow(const mlip_sim *sim, uint64_t lo, uint64_t hi)
+{
+    const mlip_model_info *m = &sim->info;
+    return (sim->dsh[0].n != 0 && lo < m->output_offset + m->output_size &&
+            m->output_offset < hi) ||
+           (sim->dsh[1].n != 0 && lo < m->scratch_offset + m->scratch_size &&
+            m->scratch_offset < hi);
+}
+
 static int dram_mark(const acc_ctx *a, uint64_t lo, uint64_t hi, int write)
 {
     mlip_sim *sim = a->sim;
-    int r;
-    if (sim->dsh[0].n != 0 && lo >= sim->info.output_offset &&
-        hi <= sim->info.output_offset + sim->info.output_size) {
-        r = 0;
-    } else if (sim->dsh[1].n != 0 && lo >= sim->info.scratch_offset &&
-               hi <= sim->info.scratch_offset + sim->info.scratch_size) {
-        r = 1;
-    } else {
+    int r = dram_shadow_of(sim, lo, hi);
+    if (r < 0) {
         return MLIP_OK; /* input / weights: read-only, always valid */
     }
     shadow *sh = &sim->dsh[r];
@@ -1296,18 +1335,41 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             int dram_side = load ? !write : write;
             uint64_t *ext = dram_side ? src : dim, *st = dram_side ? ds : os;
             uint64_t base = dram_side ? dram_addr : ocm_addr, es = dram_side ? dram_es : ocm_es;
+            /* contiguous rows are marked as one range [run_lo, run_hi): the same granules
+             * in the same ascending order, without the per-call overhead; a DRAM run never
+             * spans two shadow regions */
+            uint64_t run_lo = 0, run_hi = 0;
+            int run_rgn = -1;
             for (uint64_t i0 = 0; i0 < ext[0]; i0++) {
                 for (uint64_t i1 = 0; i1 < ext[1]; i1++) {
                     for (uint64_t i2 = 0; i2 < ext[2]; i2++) {
                         uint64_t row = base + (i0 * st[0] + i1 * st[1] + i2 * st[2]) * es;
                         uint64_t n = ext[3], s3 = st[3] * es;
                         if (st[3] == 1) {
-                            if (dram_side) {
-                                TRY(dram_mark(ac, row, row + n * es, write));
-                            } else {
-                                TRY(ocm_mark(ac, lt, row, row + n * es, write));
+                            uint64_t hi = row + n * es;
+                            if (n == 0) continue;
+                            int rgn = dram_side ? dram_shadow_of(sim, row, hi) : 0;
+                            if (rgn < 0) continue; /* read-only DRAM: nothing to mark */
+                            if (run_hi > run_lo && rgn == run_rgn && row == run_hi) {
+                                run_hi = hi;
+                                continue;
                             }
+                            if (run_hi > run_lo) {
+                                TRY(dram_side ? dram_mark(ac, run_lo, run_hi, write)
+                                              : ocm_mark(ac, lt, run_lo, run_hi, write));
+                            }
+                            run_lo = row;
+                            run_hi = hi;
+                            run_rgn = rgn;
                             continue;
+                        }
+                        if (run_hi > run_lo) {
+                            TRY(dram_side ? dram_mark(ac, run_lo, run_hi, write)
+                                          : ocm_mark(ac, lt, run_lo, run_hi, write));
+                            run_lo = run_hi = 0;
+                        }
+                        if (dram_side && !dram_touches_shadow(sim, row, row + (n - 1) * s3 + es)) {
+                            continue; /* every element in read-only DRAM: dram_mark is a no-op */
                         }
                         for (uint64_t i3 = 0; i3 < n; i3++) {
                             uint64_t p = row + i3 * s3;
@@ -1319,6 +1381,10 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                         }
                     }
                 }
+            }
+            if (run_hi > run_lo) {
+                TRY(dram_side ? dram_mark(ac, run_lo, run_hi, write)
+                              : ocm_mark(ac, lt, run_lo, run_hi, write));
             }
         }
     }
@@ -1675,6 +1741,91 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
         memcpy(dst + k * 2, &h, 2);
     }
 }
+
+/* blk[t][o] = rows[o][t] for o < 16, t < kk (rows: 16 rows of kk floats); pure data
+ * movement, 8x8 blocks */
+__attribute__((target("avx2"))) static void transpose16_avx2(const float *rows, int64_t kk,
+                                                             float *blk)
+{
+    int64_t t = 0;
+    for (; t + 8 <= kk; t += 8) {
+        for (int64_t h = 0; h < 2; h++) {
+            const float *r = rows + h * 8 * kk + t;
+            __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + kk);
+            __m256 r2 = _mm256_loadu_ps(r + 2 * kk), r3 = _mm256_loadu_ps(r + 3 * kk);
+            __m256 r4 = _mm256_loadu_ps(r + 4 * kk), r5 = _mm256_loadu_ps(r + 5 * kk);
+            __m256 r6 = _mm256_loadu_ps(r + 6 * kk), r7 = _mm256_loadu_ps(r + 7 * kk);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+            __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+            __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+            __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+            float *o = blk + t * OB + h * 8;
+            _mm256_storeu_ps(o + 0 * OB, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_storeu_ps(o + 1 * OB, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_storeu_ps(o + 2 * OB, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_storeu_ps(o + 3 * OB, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_storeu_ps(o + 4 * OB, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_storeu_ps(o + 5 * OB, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_storeu_ps(o + 6 * OB, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_storeu_ps(o + 7 * OB, _mm256_permute2f128_ps(s3, s7, 0x31));
+        }
+    }
+    for (; t < kk; t++) {
+        for (int64_t o = 0; o < OB; o++) {
+            blk[t * OB + o] = rows[o * kk + t];
+        }
+    }
+}
+
+/* one depthwise output pixel: acc[c] = sum over the taps (i, j) in order of x * w (separate
+ * multiply and add, as the scalar loop), then + bias[c] if bias != NULL; channels are
+ * independent, so 8 at a time gives the scalar loop's bits */
+__attribute__((target("avx2"))) static void dw_pixel_avx2(const float *X, const float *W,
+                                                          const conv_geo *g, int64_t r,
+                                                          int64_t s, int64_t i0, int64_t i1,
+                                                          int64_t j0, int64_t j1,
+                                                          const float *bias, float *acc)
+{
+    int64_t C = g->ic, c = 0;
+    for (; c + 8 <= C; c += 8) {
+        __m256 v = _mm256_setzero_ps();
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                __m256 xv = _mm256_loadu_ps(X + (y * g->iw + x) * C + c);
+                __m256 wv = _mm256_loadu_ps(W + (i * g->kw + j) * C + c);
+                v = _mm256_add_ps(v, _mm256_mul_ps(xv, wv));
+            }
+        }
+        if (bias != NULL) {
+            v = _mm256_add_ps(v, _mm256_loadu_ps(bias + c));
+        }
+        _mm256_storeu_ps(acc + c, v);
+    }
+    for (; c < C; c++) {
+        float v = 0.0f;
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                v += X[(y * g->iw + x) * C + c] * W[(i * g->kw + j) * C + c];
+            }
+        }
+        if (bias != NULL) {
+            v += bias[c];
+        }
+        acc[c] = v;
+    }
+}
 #else
 #define MLIP_HAVE_AVX2_KERNEL 0
 #endif
@@ -1790,14 +1941,27 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                     memset(rows + o * kk, 0, (size_t)kk * sizeof(float));
                 }
                 float *blk = W + (gi * nob + obi) * kk * OB;
-                for (int64_t t = 0; t < kk; t++) {
-                    for (int64_t o = 0; o < OB; o++) {
-                        blk[t * OB + o] = rows[o * kk + t];
+#if MLIP_HAVE_AVX2_KERNEL
+                if (sim->has_avx2) {
+                    transpose16_avx2(rows, kk, blk);
+                } else
+#endif
+                {
+                    for (int64_t t = 0; t < kk; t++) {
+                        for (int64_t o = 0; o < OB; o++) {
+                            blk[t * OB + o] = rows[o * kk + t];
+                        }
                     }
                 }
+                /* blk holds the values of rows: all finite iff no exponent is all ones
+                 * (an integer test the compiler vectorises) */
+                uint32_t nonfinite = 0;
                 for (int64_t t = 0; t < kk * OB; t++) {
-                    finite &= isfinite(blk[t]) != 0;
+                    uint32_t bits;
+                    memcpy(&bits, rows + t, 4);
+                    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
                 }
+                finite &= nonfinite == 0;
             }
         }
         we->finite = finite;
@@ -1976,19 +2140,26 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
         for (int64_t s = 0; s < g->ow; s++) {
             int64_t j0, j1;
             tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-            for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
-            for (int64_t i = i0; i < i1; i++) {
-                int64_t y = r * g->sh + i * g->dh - g->pt;
-                for (int64_t j = j0; j < j1; j++) {
-                    int64_t x = s * g->sw + j * g->dw - g->pl;
-                    const float *xp = X + (y * g->iw + x) * C;
-                    const float *wp = W + (i * g->kw + j) * C;
-                    for (int64_t c = 0; c < C; c++) acc[c] += xp[c] * wp[c];
-                }
-            }
             uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
-            if (has_bias) {
-                for (int64_t c = 0; c < C; c++) acc[c] += bias[c];
+#if MLIP_HAVE_AVX2_KERNEL
+            if (sim->has_avx2) {
+                dw_pixel_avx2(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
+            } else
+#endif
+            {
+                for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
+                for (int64_t i = i0; i < i1; i++) {
+                    int64_t y = r * g->sh + i * g->dh - g->pt;
+                    for (int64_t j = j0; j < j1; j++) {
+                        int64_t x = s * g->sw + j * g->dw - g->pl;
+                        const float *xp = X + (y * g->iw + x) * C;
+                        const float *wp = W + (i * g->kw + j) * C;
+                        for (int64_t c = 0; c < C; c++) acc[c] += xp[c] * wp[c];
+                    }
+                }
+                if (has_bias) {
+                    for (int64_t c = 0; c < C; c++) acc[c] += bias[c];
+                }
             }
             act_row(in->act, acc, C, in->fparam[MLIP_FP_ACT_ALPHA], in->fparam[MLIP_FP_ACT_BETA]);
             if (odt == MLIP_DT_FP16) {
