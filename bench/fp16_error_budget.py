@@ -1,0 +1,267 @@
+"""How much of a model's fp16 error is inherent to fp16 storage, and how much the compiler and
+the simulator add on top of it.
+
+    .venv/bin/python bench/fp16_error_budget.py [--models mobilenet_v2,resnet50,ssd_detector]
+                                                [--num-tiles 8] [--seeds 0,1,2]
+
+Per model (random weights, batch 1, seeded standard-normal inputs), each compared with
+onnxruntime fp32 on the original model under Marvell's fp16 rule (sim/acceptance.py:
+|err| <= 3 % |ref| wherever |ref| >= max|ref| / 100; max relative error over the judged
+elements and the failing count):
+- emulated: the partitioned module run by the reference executor with the documented fp16
+  semantics (docs/backend.md "Numerics", docs/isa.md) on every accelerator layer: input
+  rounded to fp16, weights rounded to fp16 after batch-norm folding (as the compiler does),
+  bias fp32, products summed without rounding (float64) or in fp32 (numpy's order: another
+  valid fp32 accumulation), bias and fused activation in fp32, output rounded once to fp16
+  (RNE); pools, adds and standalone activations compute in fp32 and round their output once.
+  CPU sub-graphs run in fp32. This is the error any implementation of the documented
+  semantics has.
+- simulated: `compile_model` + `CompiledModel.run` (the C simulator).
+The last line compares simulated with emulated, next to how much the two emulations (same
+semantics, different fp32 summation order) differ from each other: a deep random network
+amplifies any 1-ulp rounding difference, so two valid implementations end up as far apart
+as each is from fp32. With `--per-layer`, every layer is also checked on its own: layer k
+simulated (max_layers=k) against the emulation of layer k on the simulator's own outputs of
+max_layers=k-1, in fp16 ulps, next to the gap between exact and fp32-order summation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mrvl.dialects import mrvl
+from mrvl.lowering.backend import compile_function, compile_model
+from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.models import MODELS
+from mrvl.sim import reference_mrvl
+from mrvl.sim.acceptance import check_output
+from mrvl.sim.reference import run_function
+from mrvl.sim.runtime import CompiledModel, run_reference
+from mrvl.sim.simulator import Simulator
+
+_F32_RUN_LAYER = reference_mrvl.run_layer
+_ACC = [np.float64]  # the dtype `emulate` sums products in (set per call)
+
+
+def _h(x: np.ndarray) -> np.ndarray:
+    """Round to fp16 (RNE) and back to fp32."""
+    return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def _accumulate(op: mrvl.Conv2DOp | mrvl.FCOp, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Sum of products (no bias, no activation) in the dtype of x and w, as fp32."""
+    if isinstance(op, mrvl.FCOp):
+        if op.weights_need_transform is not None:
+            x = np.transpose(x, (0, 3, 1, 2))
+        return (x.reshape(x.shape[0], -1) @ w.T).astype(np.float32)
+    ints = reference_mrvl._ints
+    o, kh, kw, cg = w.shape
+    win = reference_mrvl._windows(x, (kh, kw), ints(op.strides), ints(op.pads),
+                                  ints(op.dilations), 0.0)
+    groups = op.groups.value.data
+    n, oh, ow = win.shape[:3]
+    if groups == 1:
+        y = np.tensordot(win, w, axes=([3, 4, 5], [3, 1, 2]))
+    else:
+        wg = win.reshape(n, oh, ow, groups, cg, kh, kw)
+        kg = w.reshape(groups, o // groups, kh, kw, cg)
+        y = np.einsum("nhwgcij,goijc->nhwgo", wg, kg, optimize=True).reshape(n, oh, ow, o)
+    return y.astype(np.float32)
+
+
+def fp16_run_layer(op: mrvl.MrvlLayerOp, args: tuple) -> np.ndarray:
+    """One accelerator layer with the documented fp16 semantics."""
+    if isinstance(op, mrvl.Conv2DOp | mrvl.FCOp):
+        acc = _ACC[0]
+        y = _accumulate(op, _h(args[0]).astype(acc), _h(args[1]).astype(acc))
+        if len(args) > 2:
+            y = y + np.asarray(args[2], np.float32)
+        return _h(reference_mrvl.activate(y, op.activation.data, reference_mrvl._clip(op)))
+    return _h(_F32_RUN_LAYER(op, tuple(_h(a) for a in args)))
+
+
+def emulate(module, feeds, acc=np.float64, func_name: str = "main") -> list[np.ndarray]:
+    """`func_name` of a partitioned module with fp16 accelerator layers (CPU parts in fp32)."""
+    _ACC[0] = acc
+    reference_mrvl.run_layer = fp16_run_layer
+    try:
+        return run_function(module, feeds, func_name=func_name)
+    finally:
+        reference_mrvl.run_layer = _F32_RUN_LAYER
+
+
+def _rule(name: str, got, ref) -> str:
+    c = check_output(name, np.asarray(got, np.float32), ref, "fp16")
+    return (f"max rel err {100 * c.max_rel_err:6.3f}% over {c.checked} judged, "
+            f"{c.failing} failing, max abs err {c.max_abs_err / max(c.max_ref, 1e-30):.2e} "
+            "of max|ref|")
+
+
+def _print(name: str, seed: int, ref, sim, emu, emu32) -> None:
+    for out, want in ref.items():
+        if not np.issubdtype(want.dtype, np.floating) or want.shape != np.shape(emu[out]):
+            print(f"{name}/{out}: not a fixed-shape float output, skipped")
+            continue
+        scale = float(np.max(np.abs(want))) or 1.0
+        diff = float(np.max(np.abs(np.asarray(sim[out], np.float64) - emu[out])))
+        diff32 = float(np.max(np.abs(np.asarray(emu32[out], np.float64) - emu[out])))
+        print(f"{name}/{out} {list(want.shape)} seed {seed}")
+        print(f"  emulated (exact sum) vs onnxruntime: {_rule(out, emu[out], want)}")
+        print(f"  emulated (fp32 sum)  vs onnxruntime: {_rule(out, emu32[out], want)}")
+        print(f"  simulated            vs onnxruntime: {_rule(out, sim[out], want)}")
+        print(f"  simulated vs emulated (exact sum): {diff / scale:.2e} of max|ref|; "
+              f"the two emulations differ by {diff32 / scale:.2e}")
+        sys.stdout.flush()
+
+
+def budget(name: str, num_tiles: int, seeds: list[int]) -> None:
+    model = MODELS[name](batch=1)
+    module = compile_to_partitioned(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.onnx"
+        onnx.save(model, path)
+        manifest = compile_model(path, Path(tmp) / "build", num_tiles=num_tiles,
+                                 quantize="fp16")
+        with CompiledModel(manifest) as compiled:
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                feeds = {s.name: rng.standard_normal(s.shape).astype(np.float32)
+                         for s in manifest.inputs}
+                ref = run_reference(manifest, feeds)
+                sim = compiled.run({s.name: feeds[s.name].astype(s.dtype)
+                                    for s in manifest.inputs}).outputs
+                emu = dict(zip(ref, emulate(module, feeds, np.float64), strict=True))
+                emu32 = dict(zip(ref, emulate(module, feeds, np.float32), strict=True))
+                _print(name, seed, ref, sim, emu, emu32)
+    if subgraph_functions(module, "cpu"):
+        _subgraphs(name, module, num_tiles, seeds)
+
+
+def _subgraphs(name: str, module, num_tiles: int, seeds: list[int]) -> None:
+    """Models with CPU parts (e.g. NMS, whose selection flips on near-equal scores): the
+    accelerator sub-graphs' own outputs against the fp32 reference executor (equal to
+    onnxruntime to 1e-4, sim/reference_mrvl.py), summed over the outputs of each sub-graph
+    (worst max rel err, total failing / judged)."""
+    for fn in subgraph_functions(module, "accelerator"):
+        sym = fn.sym_name.data
+        shapes = [mrvl.tensor_shape(a) for a in fn.body.block.args]
+        sub = compile_function(fn, num_tiles=num_tiles, quantize="fp16")
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            inputs = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+            ref = run_function(module, inputs, func_name=sym)
+            with Simulator.load(sub.data) as sim:
+                out, _ = sim.run(inputs)
+            rows = {"emulated (exact sum)": emulate(module, inputs, np.float64, sym),
+                    "emulated (fp32 sum) ": emulate(module, inputs, np.float32, sym),
+                    "simulated           ": out}
+            print(f"{name}/{sym} ({len(ref)} outputs) seed {seed}, vs the fp32 reference")
+            for label, got in rows.items():
+                checks = [check_output(str(i), np.asarray(g, np.float32), r, "fp16")
+                          for i, (g, r) in enumerate(zip(got, ref, strict=True))]
+                print(f"  {label}: max rel err {100 * max(c.max_rel_err for c in checks):6.3f}%"
+                      f", {sum(c.failing for c in checks)} failing of "
+                      f"{sum(c.checked for c in checks)} judged, max abs err "
+                      f"{max(c.max_abs_err / c.max_ref for c in checks):.2e} of max|ref|")
+            sys.stdout.flush()
+
+
+def _simulated_prefix(model, k: int, num_tiles: int):
+    """The first k layers on the accelerator (partition option max_layers), simulated on one
+    seeded input: (module, function, inputs, layers, {layer name: simulated output})."""
+    module = compile_to_partitioned(model, max_layers=k)
+    fns = subgraph_functions(module, "accelerator")
+    if not fns:
+        return None
+    fn = fns[0]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(mrvl.tensor_shape(a)).astype(np.float32)
+              for a in fn.body.block.args]
+    layers = [op for op in fn.walk() if isinstance(op, mrvl.MrvlLayerOp)]
+    names = [v.owner.layer_name.data if isinstance(v.owner, mrvl.MrvlLayerOp) else None
+             for v in fn.body.block.last_op.operands]
+    sub = compile_function(fn, num_tiles=num_tiles, quantize="fp16")
+    with Simulator.load(sub.data) as sim:
+        out, _ = sim.run(inputs)
+    return module, fn, inputs, layers, dict(zip(names, out, strict=True))
+
+
+def per_layer(name: str, num_tiles: int) -> None:
+    """Layer k simulated (after the simulator's own layers 1..k-1) against the documented
+    semantics of layer k applied to the same fp16 inputs (the simulated outputs of
+    max_layers=k-1), next to how far an fp32-order summation is from the exact one."""
+    model = MODELS[name](batch=1)
+    prev = _simulated_prefix(model, 1, num_tiles)
+    worst_ulp, worst_frac, worst_frac32, checked = 0.0, 0.0, 0.0, 0
+    for k in range(2, 10_000):
+        cur = _simulated_prefix(model, k, num_tiles)
+        if cur is not None and prev is not None and len(cur[3]) == len(prev[3]):
+            break  # every layer is on the accelerator already
+        if cur is None or prev is None:
+            prev = cur
+            continue
+        module, fn, inputs, layers, outs = cur
+        last, fed = layers[-1], prev[4]
+        got = {}
+
+        def patched(op, args, last=last, fed=fed, got=got):
+            if op is not last:
+                return fp16_run_layer(op, args)
+            args = tuple(fed.get(a.owner.layer_name.data, x)
+                         if isinstance(a.owner, mrvl.MrvlLayerOp) else x
+                         for a, x in zip(op.operands, args, strict=True))
+            _ACC[0] = np.float32
+            got["fp32 sum"] = fp16_run_layer(op, args)
+            _ACC[0] = np.float64
+            got["exact"] = fp16_run_layer(op, args)
+            return got["exact"]
+
+        _ACC[0] = np.float64
+        reference_mrvl.run_layer = patched
+        try:
+            run_function(module, inputs, func_name=fn.sym_name.data)
+        finally:
+            reference_mrvl.run_layer = _F32_RUN_LAYER
+        want = got["exact"].astype(np.float64)
+        ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64)
+        diff = np.abs(np.asarray(outs[last.layer_name.data], np.float64) - want)
+        diff32 = np.abs(got["fp32 sum"].astype(np.float64) - want)
+        judged = np.abs(want) >= np.abs(want).max() / 100
+        if judged.any():
+            worst_ulp = max(worst_ulp, float((diff / ulp)[judged].max()))
+        worst_frac = max(worst_frac, float(np.mean(diff > 0)))
+        worst_frac32 = max(worst_frac32, float(np.mean(diff32 > 0)))
+        checked += 1
+        prev = cur
+    print(f"{name}: {checked} layers, simulated vs documented fp16 semantics on the same "
+          f"inputs: max {worst_ulp:.0f} fp16 ulp where |value| >= max/100, at most "
+          f"{100 * worst_frac:.2f} % of a layer's elements differ (fp32-order vs exact "
+          f"summation: {100 * worst_frac32:.2f} %)")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mobilenet_v2,resnet50,ssd_detector")
+    parser.add_argument("--num-tiles", type=int, default=8)
+    parser.add_argument("--seeds", default="0,1,2", help="input seeds, comma-separated")
+    parser.add_argument("--per-layer", action="store_true",
+                        help="also check every layer against the emulation on the same inputs "
+                        "(compiles max_layers=1, 2, ...: about a minute per model)")
+    args = parser.parse_args(argv)
+    seeds = [int(v) for v in args.seeds.split(",")]
+    for name in args.models.split(","):
+        budget(name, args.num_tiles, seeds)
+        if args.per_layer:
+            per_layer(name, args.num_tiles)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
