@@ -541,30 +541,10 @@ def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | No
     return tuple(out)
 
 
-@irdl_op_definition
-class Sum2DOp(MrvlLayerOp):
-    """Element-wise sum (numpy broadcasting; one side may be a constant), fused activation.
-
-    ```mlir
-    %y = mrvl.sum %a, %b {layer_name = "tvmgen_mrvl_main_7", activation = "relu"}
-           : (tensor<1x56x56x256xf32>, tensor<1x56x56x256xf32>) -> tensor<1x56x56x256xf32>
-    ```
-    """
-
-    name = "mrvl.sum"
-    LAYER_NAME: ClassVar[str] = "Sum2D"
-    COMPOSITE: ClassVar[str] = "mrvl.sum"
-
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
-    layer_name = prop_def(StringAttr)
-    activation = prop_def(StringAttr)
-    clip_min = opt_prop_def(FloatAttr)
-    clip_max = opt_prop_def(FloatAttr)
-    output = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = LAYER_FORMAT
-    irdl_options = (ParsePropInAttrDict(),)
+class BroadcastEltwiseLayerOp(MrvlLayerOp):
+    """The constructor and verifier shared by the two-input element-wise layers (Sum2D,
+    Mul2D): operands `lhs`, `rhs` broadcast (numpy rules) to the f32 result's shape. The
+    subclasses declare the fields (`lhs`, `rhs`, `output` and the activation properties)."""
 
     def __init__(
         self,
@@ -577,7 +557,7 @@ class Sum2DOp(MrvlLayerOp):
     ):
         shape = broadcast_shapes(tensor_shape(SSAValue.get(lhs)), tensor_shape(SSAValue.get(rhs)))
         if shape is None:
-            raise VerifyException("operands of mrvl.sum do not broadcast")
+            raise VerifyException(f"operands of {self.name} do not broadcast")
         super().__init__(
             operands=[lhs, rhs],
             result_types=[TensorType(f32, shape)],
@@ -602,7 +582,34 @@ class Sum2DOp(MrvlLayerOp):
 
 
 @irdl_op_definition
-class Mul2DOp(MrvlLayerOp):
+class Sum2DOp(BroadcastEltwiseLayerOp):
+    """Element-wise sum (numpy broadcasting; one side may be a constant), fused activation.
+
+    ```mlir
+    %y = mrvl.sum %a, %b {layer_name = "tvmgen_mrvl_main_7", activation = "relu"}
+           : (tensor<1x56x56x256xf32>, tensor<1x56x56x256xf32>) -> tensor<1x56x56x256xf32>
+    ```
+    """
+
+    name = "mrvl.sum"
+    LAYER_NAME: ClassVar[str] = "Sum2D"
+    COMPOSITE: ClassVar[str] = "mrvl.sum"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+
+
+@irdl_op_definition
+class Mul2DOp(BroadcastEltwiseLayerOp):
     """Element-wise product (numpy broadcasting; one side may be a constant), fused
     activation: squeeze-excite `x * s` ([N, H, W, C] * [N, 1, 1, C]), SiLU `x * sigmoid(x)`,
     HardSwish's `x * hard_sigmoid(x)`, a division by a constant (as its reciprocal).
@@ -628,39 +635,6 @@ class Mul2DOp(MrvlLayerOp):
     assembly_format = LAYER_FORMAT
     irdl_options = (ParsePropInAttrDict(),)
 
-    def __init__(
-        self,
-        lhs: SSAValue | Operation,
-        rhs: SSAValue | Operation,
-        *,
-        layer_name: str,
-        activation: str = "none",
-        clip: tuple[float, float] | None = None,
-    ):
-        shape = broadcast_shapes(tensor_shape(SSAValue.get(lhs)), tensor_shape(SSAValue.get(rhs)))
-        if shape is None:
-            raise VerifyException("operands of mrvl.mul do not broadcast")
-        super().__init__(
-            operands=[lhs, rhs],
-            result_types=[TensorType(f32, shape)],
-            properties={
-                "layer_name": StringAttr(layer_name),
-                **_activation_props(activation, clip),
-            },
-        )
-
-    def data_operands(self) -> list[SSAValue]:
-        return [self.lhs, self.rhs]
-
-    def verify_(self) -> None:
-        self._verify_common()
-        shape = broadcast_shapes(tensor_shape(self.lhs), tensor_shape(self.rhs))
-        if shape is None:
-            raise VerifyException(
-                f"expected broadcastable operands, got {list(tensor_shape(self.lhs))} and "
-                f"{list(tensor_shape(self.rhs))}"
-            )
-        _expect_shape("result", tensor_shape(self.output), shape)
 
 
 @irdl_op_definition
