@@ -187,6 +187,8 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
         return np.ascontiguousarray(np.transpose(_f32(args[0]), _ints(op.perm)))
     if isinstance(op, mrvl.ReshapeOp | mrvl.BatchFlattenOp | mrvl.SqueezeOp):
         return _f32(args[0]).reshape(mrvl.tensor_shape(op.results[0]))
+    # Unreachable for the layers of mrvl.LAYER_OPS (tests/test_mrvl_reference.py checks that
+    # each has a branch above); a new layer op must add its semantics here.
     raise NotImplementedError(f"no reference semantics for {op.name}")
 
 
