@@ -29,8 +29,8 @@ import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
 from mrvl.models import build, example_inputs
-from mrvl.sim.mlip_binary import Instruction
-from mrvl.sim.mlip_isa import Act, DType, Opcode
+from mrvl.mlip_binary import Instruction
+from mrvl.mlip_isa import Act, DType, Opcode
 from mrvl.sim.program_builder import ProgramBuilder
 from mrvl.sim.simulator import Simulator, TimingParams
 

@@ -2,7 +2,7 @@
  * mlip_isa.h -- the mlip ISA and model binary contract (see docs/isa.md).
  *
  * This header is the single source of truth for opcodes, instruction field layouts, limits
- * and the binary structs.  sim/mlip_isa.py mirrors it and tests/test_isa_header.py parses this
+ * and the binary structs.  mrvl/mlip_isa.py mirrors it and tests/test_isa_header.py parses this
  * file and checks that the two agree, so keep every constant a plain `#define NAME value` or an
  * enum entry `NAME = value,` on its own line.
  *

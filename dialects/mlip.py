@@ -14,7 +14,7 @@ allocation, a symbolic reference: `@buf[slot, offset]` (a layer's OCM buffer) or
 f32 f16 i8 u8 i16 u16 i32 u32), `in_zp`, `out_zp`, `scale`, `alpha`, `beta`, `layer`; flags:
 `pop_prev pop_next push_prev push_next scale_flag count_pad`.
 
-Containers (the program model of lowering/mlip_plan.py, one op per record):
+Containers (the program model of mrvl/mlip_plan.py, one op per record):
 `mlip.model @sym {...} {...}` holds `mlip.tensor`s, and either `mlip.layer`s (each with
 `mlip.buffer`s and per-tile `mlip.block`s) before `mlip-dma-schedule`, or `mlip.stream`s
 (one per section, tile and queue) after it. `program_to_op` / `op_to_program` convert both
@@ -52,7 +52,7 @@ from xdsl.printer import Printer
 from xdsl.traits import NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from mrvl.lowering.mlip_plan import (
+from mrvl.mlip_plan import (
     DTYPE_BY_NAME,
     DTYPE_NAMES,
     Block,
@@ -63,8 +63,8 @@ from mrvl.lowering.mlip_plan import (
     Program,
     Ref,
 )
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_isa import Act, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
+from mrvl import mlip_isa as isa
+from mrvl.mlip_isa import Act, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
 
 FLAG_NAMES = {
     "pop_prev": Flag.POP_PREV, "pop_next": Flag.POP_NEXT, "push_prev": Flag.PUSH_PREV,

@@ -25,11 +25,11 @@ from mrvl.lowering.convert_mrvl_to_mlip import convert_function
 from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
-from mrvl.lowering.mlip_plan import Program
+from mrvl.mlip_plan import Program
 from mrvl.lowering.mlip_quantize import accelerator_functions, quantize_function
 from mrvl.lowering.mlip_tile_split import split_function
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_binary import ModelBinary
+from mrvl import mlip_isa as isa
+from mrvl.mlip_binary import ModelBinary
 
 
 @dataclass

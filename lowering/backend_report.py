@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mrvl.lowering.mlip_emit import dma_bytes
-from mrvl.lowering.mlip_plan import Program
-from mrvl.sim import mlip_isa as isa
+from mrvl.mlip_plan import Program
+from mrvl import mlip_isa as isa
 
 
 def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool) -> int:

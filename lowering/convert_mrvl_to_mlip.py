@@ -2,7 +2,7 @@
 
 Input: an accelerator `func.func` (mrvl layers + `graph.constant` weights), annotated by
 `mlip-quantize` and `mlip-tile-split` (defaults: fp16, 1 tile, when the annotations are
-missing). Output: a `Program` (lowering/mlip_plan.py; printed as an `mlip.model` op by the
+missing). Output: a `Program` (mrvl/mlip_plan.py; printed as an `mlip.model` op by the
 pass) whose layers hold per-tile `Block`s of mlip instructions with symbolic OCM buffers.
 
 Table-driven: `LOWERINGS` maps each mrvl layer class to one small function. Every layer reads
@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
+from mrvl.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
 from mrvl.lowering.mlip_quantize import (
     INPUT_SCALES_ATTR,
     INPUT_ZPS_ATTR,
@@ -55,8 +55,8 @@ from mrvl.lowering.mlip_tile_split import (
     read_split,
     row_unit,
 )
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_isa import Act, DType, EltFunc, Flag, Layout, Opcode, PoolFunc
+from mrvl import mlip_isa as isa
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Layout, Opcode, PoolFunc
 
 IO_DTYPES = {"f16": DType.FP16, "f32": DType.FP32, "i8": DType.INT8}
 
@@ -469,7 +469,7 @@ MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
 
 def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int]) -> tuple[float, int]:
     """Estimated (cycles, DRAM bytes read) of a conv's blocks (`conv_blocks`) under the
-    timing model of docs/isa.md section 4 with the default parameters of sim/mlip_isa.py:
+    timing model of docs/isa.md section 4 with the default parameters of mrvl/mlip_isa.py:
     the largest of, per tile, the compute queue's busy cycles and the DMA queues' busy
     cycles (issue + latency + bytes / 32 per transfer), and the shared DRAM's (all
     tiles' bytes / 64); plus `OVERLAP_LOSS` of the smaller of compute and DRAM. A ranking

@@ -33,8 +33,8 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_plan import Insn, Program
-from mrvl.sim.mlip_isa import Flag, Opcode, Queue, Section
+from mrvl.mlip_plan import Insn, Program
+from mrvl.mlip_isa import Flag, Opcode, Queue, Section
 
 
 def schedule(prog: Program) -> None:

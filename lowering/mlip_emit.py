@@ -5,7 +5,7 @@ streams of instructions whose OCM operands are absolute and whose DRAM operands 
 tensors. `plan_dram` places the tensors in the four DRAM regions (inputs, outputs, weights
 packed 64-byte aligned; scratch activations reused by liveness: two tensors share bytes only
 when their live layer ranges do not overlap), `to_model_binary` resolves every DRAM operand
-and builds the `ModelBinary` of sim/mlip_binary.py (header, model info, I/O descriptors,
+and builds the `ModelBinary` of mrvl/mlip_binary.py (header, model info, I/O descriptors,
 layer table, code, weights), and `write_binary` writes it.
 
 Invariant: every DRAM operand lies inside its tensor, which lies inside its region.
@@ -23,9 +23,9 @@ from xdsl.utils.arg_spec import ArgSpec
 from xdsl.utils.target import Target
 
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_plan import DramTensor, Insn, Program, Ref, align
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, plan_dram as _plan
+from mrvl.mlip_plan import DramTensor, Insn, Program, Ref, align
+from mrvl import mlip_isa as isa
+from mrvl.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, plan_dram as _plan
 
 LAYER_KINDS = {
     "Conv2D": 1, "FC": 2, "Maxpool2D": 3, "Avgpool2D": 4, "GlobalAvgpool2D": 5,

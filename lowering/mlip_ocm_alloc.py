@@ -26,7 +26,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_plan import Program, Ref, align
+from mrvl.mlip_plan import Program, Ref, align
 
 
 def layer_pages(prog: Program) -> list[tuple[int, int]]:

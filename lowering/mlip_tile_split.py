@@ -41,7 +41,7 @@ from xdsl.passes import ModulePass
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
 from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR, accelerator_functions
-from mrvl.sim import mlip_isa as isa
+from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mlip.split"
 TILES_ATTR = "mlip.tiles"

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from mrvl.errors import CompileError
-from mrvl.sim import mlip_isa as isa
+from mrvl import mlip_isa as isa
 
 HELP = "compile a JSON pair (or a whole ONNX model) to mlip model binaries"
 

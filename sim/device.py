@@ -30,8 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mrvl.errors import RuntimeInputError, SimulationError
-from mrvl.sim.mlip_binary import IODesc
-from mrvl.sim.mlip_isa import DTYPE_NUMPY, DType, Layout
+from mrvl.mlip_binary import IODesc
+from mrvl.mlip_isa import DTYPE_NUMPY, DType, Layout
 
 LAYOUT_NAMES = {int(Layout.NONE): "NONE", int(Layout.NCHW): "NCHW", int(Layout.NHWC): "NHWC"}
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_binary import IODesc, Instruction, LayerDesc, ModelBinary, plan_dram
-from mrvl.sim.mlip_isa import DType, Flag, Opcode, Queue, Section
+from mrvl import mlip_isa as isa
+from mrvl.mlip_binary import IODesc, Instruction, LayerDesc, ModelBinary, plan_dram
+from mrvl.mlip_isa import DType, Flag, Opcode, Queue, Section
 
 NUMPY_DTYPE = {
     np.dtype("float32"): DType.FP32, np.dtype("float16"): DType.FP16,

@@ -44,7 +44,7 @@ import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError, SimulationError
 from mrvl.sim.device import Device, SimulatorDevice, describe
-from mrvl.sim.mlip_isa import Layout
+from mrvl.mlip_isa import Layout
 from mrvl.sim.simulator import from_device, to_device
 
 MANIFEST = "manifest.json"

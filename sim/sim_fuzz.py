@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, SimulationError
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_binary import IODesc, Instruction, crc32c
-from mrvl.sim.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
+from mrvl import mlip_isa as isa
+from mrvl.mlip_binary import IODesc, Instruction, crc32c
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
 from mrvl.sim.program_builder import ProgramBuilder, flat_dma
 from mrvl.sim.simulator import Simulator, TimingParams
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, SimulationError
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_binary import IODesc, ModelBinary
-from mrvl.sim.mlip_isa import DType
+from mrvl import mlip_isa as isa
+from mrvl.mlip_binary import IODesc, ModelBinary
+from mrvl.mlip_isa import DType
 
 __all__ = ["TimingParams", "Simulator", "format_report", "BACKEND_ENV"]
 

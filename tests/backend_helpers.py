@@ -12,10 +12,10 @@ from xdsl.ir import Block, Region
 
 from mrvl.dialects.graph import ConstantOp
 from mrvl.lowering.backend import compile_function
-from mrvl.lowering.mlip_plan import Program, Ref
-from mrvl.sim import mlip_isa as isa
+from mrvl.mlip_plan import Program, Ref
+from mrvl import mlip_isa as isa
 from mrvl.sim.acceptance import check_output
-from mrvl.sim.mlip_isa import DType, Opcode
+from mrvl.mlip_isa import DType, Opcode
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 

@@ -25,7 +25,7 @@ from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
 from mrvl.lowering.mlip_quantize import quantize_function
 from mrvl.lowering.mlip_tile_split import split_function
-from mrvl.sim.mlip_binary import ModelBinary
+from mrvl.mlip_binary import ModelBinary
 
 
 def _module():

@@ -14,7 +14,7 @@ from mrvl.lowering.backend import compile_json_pair, compile_model
 from mrvl.lowering.mrvl_json import write_module_json
 from mrvl.lowering.mrvl_partition import compile_to_partitioned
 from mrvl.models import MODELS, example_inputs
-from mrvl.sim.mlip_binary import ModelBinary
+from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.simulator import Simulator
 
 

@@ -14,7 +14,7 @@ from mrvl.lowering.backend import compile_function
 from mrvl.lowering.backend_report import program_report
 from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
 from mrvl.models import MODELS
-from mrvl.sim.mlip_binary import ModelBinary
+from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 

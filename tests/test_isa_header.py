@@ -1,4 +1,4 @@
-"""csrc/mlip_isa.h and sim/mlip_isa.py must agree: defines, enums, field layouts, sizes."""
+"""csrc/mlip_isa.h and mrvl/mlip_isa.py must agree: defines, enums, field layouts, sizes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mrvl.sim import mlip_isa as isa
+from mrvl import mlip_isa as isa
 
 HEADER = Path(__file__).resolve().parent.parent / "csrc" / "mlip_isa.h"
 TEXT = HEADER.read_text()

@@ -22,8 +22,8 @@ from onnx.utils import Extractor
 from mrvl.errors import RuntimeInputError, SimulationError
 from mrvl.models import mnist_cnn
 from mrvl.sim import acceptance
-from mrvl.sim.mlip_binary import IODesc
-from mrvl.sim.mlip_isa import DType, Layout
+from mrvl.mlip_binary import IODesc
+from mrvl.mlip_isa import DType, Layout
 from mrvl.sim.runtime import (
     BuildDirError,
     CompiledModel,

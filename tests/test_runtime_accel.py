@@ -20,8 +20,8 @@ from onnx import TensorProto, helper
 
 from mrvl.errors import RuntimeInputError, SimulationError
 from mrvl.sim.device import Device, SimulatorDevice
-from mrvl.sim.mlip_binary import IODesc, Instruction, ModelBinary, plan_dram
-from mrvl.sim.mlip_isa import Act, DType, Layout, Opcode, Queue, Section
+from mrvl.mlip_binary import IODesc, Instruction, ModelBinary, plan_dram
+from mrvl.mlip_isa import Act, DType, Layout, Opcode, Queue, Section
 from mrvl.sim.runtime import CompiledModel
 
 SHAPE_NHWC = (1, 2, 3, 4)

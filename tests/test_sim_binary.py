@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mrvl.errors import BinaryFormatError
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_binary import (
+from mrvl import mlip_isa as isa
+from mrvl.mlip_binary import (
     LayerDesc,
     ModelBinary,
     _crc32c_py,
     crc32c,
 )
-from mrvl.sim.mlip_isa import DType, Opcode, Queue, Section
+from mrvl.mlip_isa import DType, Opcode, Queue, Section
 from mrvl.sim.sim_fuzz import FUZZ_TIMING, refresh_crcs, run_case, seed_binaries
 from mrvl.sim.simulator import Simulator
 

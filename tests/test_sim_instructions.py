@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mrvl.errors import BinaryFormatError, SimulationError
-from mrvl.sim.mlip_binary import IODesc, Instruction
-from mrvl.sim.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
+from mrvl.mlip_binary import IODesc, Instruction
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
 from mrvl.sim.program_builder import NUMPY_DTYPE, ProgramBuilder, flat_dma
 from mrvl.sim.simulator import Simulator, TimingParams
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_isa import DType, Opcode, Queue
+from mrvl import mlip_isa as isa
+from mrvl.mlip_isa import DType, Opcode, Queue
 
 DTYPE_NAMES = {
     DType.FP32: "f32", DType.FP16: "f16", DType.INT8: "i8", DType.UINT8: "u8",

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from mrvl.errors import BinaryFormatError
-from mrvl.sim import mlip_isa as isa
-from mrvl.sim.mlip_isa import DType, Flag, Layout, Opcode, Queue, Section
+from mrvl import mlip_isa as isa
+from mrvl.mlip_isa import DType, Flag, Layout, Opcode, Queue, Section
 
 __all__ = [
     "Instruction",
