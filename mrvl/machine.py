@@ -1,0 +1,152 @@
+"""The machine description: one record of every hardware and timing constant.
+
+The compiler's cost model reads it, the backend records it in the model binary's header,
+and the simulator's timing model reads it back from the binary; nothing else holds a
+machine constant. Sources (`docs/isa.md` section 4 gives each with its reason):
+
+- published (Marvell OCTEON 10 / CN10K ML inference processor, ../shared/docs/mlip-hardware.md):
+  8 tiles, 1 MiB OCM per tile in pages of 1 to 16 KiB (default 16 KiB), about 1 GHz, 4 TFLOPS
+  fp16 with 8 tiles (= 256 fp16 MACs per cycle per tile: a 16 x 16 matrix engine);
+- assumed (not published; each default is ours, marked so, and every figure that depends on
+  it is shown across a range): the DRAM bandwidth the ML block can draw, the per-tile DMA rate
+  and latency, the int8 speed-up, the vector lanes, fill/latency/issue/barrier costs.
+
+Invariant: a `Machine` changes cycle counts only, never results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
+
+from mrvl import mlip_isa as isa
+from mrvl.errors import CompileError
+
+VALID_TILES = (1, 2, 4, 8)
+VALID_PAGES = (1024, 2048, 4096, 8192, 16384)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The accelerator a model is compiled for and simulated on (module docstring)."""
+
+    tiles: int = 1
+    """Tiles the model uses (1, 2, 4 or 8 contiguous tiles; the chip has 8). Published."""
+    ocm_bytes: int = isa.DEFAULT_OCM_SIZE
+    """On-chip memory per tile. Published: 1 MiB."""
+    page_bytes: int = isa.DEFAULT_PAGE_SIZE
+    """OCM allocation page. Published: 1, 2, 4, 8 or 16 KiB, default 16 KiB."""
+    clock_mhz: int = isa.DEFAULT_CLOCK_MHZ
+    """Clock. Published: about 1 GHz."""
+    matrix_rows: int = isa.DEFAULT_MATRIX_ROWS
+    """Matrix engine input channels per cycle. Published via 4 TFLOPS fp16 / 8 tiles / 1 GHz."""
+    matrix_cols: int = isa.DEFAULT_MATRIX_COLS
+    """Matrix engine output channels per cycle (rows x cols = 256 fp16 MACs/cycle/tile)."""
+    int8_speedup: int = isa.DEFAULT_INT8_SPEEDUP
+    """int8 MACs per cycle over fp16. Assumption: the usual 2x of int8 over fp16 datapaths."""
+    vector_lanes: int = isa.DEFAULT_VECTOR_LANES
+    """Vector engine elements per cycle. Assumption."""
+    dram_bytes_per_cycle: float = float(isa.DEFAULT_DRAM_BYTES_PER_CYCLE)
+    """DRAM bandwidth shared by all tiles, bytes per cycle. Assumption: not published."""
+    dma_bytes_per_cycle: int = isa.DEFAULT_DMA_BYTES_PER_CYCLE
+    """The most one tile's DMA engine moves per cycle. Assumption."""
+    dma_latency: int = isa.DEFAULT_DMA_LATENCY
+    """Cycles from a DMA's issue to its first byte. Assumption (DRAM access latency)."""
+    matrix_fill: int = isa.DEFAULT_MATRIX_FILL
+    """Fill and drain cycles of each matrix-engine instruction. Assumption."""
+    vector_latency: int = isa.DEFAULT_VECTOR_LATENCY
+    """Pipeline latency of each vector-engine instruction. Assumption."""
+    issue_latency: int = isa.DEFAULT_ISSUE_LATENCY
+    """Cycles to issue any instruction. Assumption."""
+    barrier_latency: int = isa.DEFAULT_BARRIER_LATENCY
+    """Cycles from the last tile arriving at a barrier to its release. Assumption."""
+
+    def __post_init__(self) -> None:
+        if self.tiles not in VALID_TILES:
+            raise CompileError(f"machine: tiles must be one of {list(VALID_TILES)}, "
+                               f"got {self.tiles}")
+        if self.page_bytes not in VALID_PAGES:
+            raise CompileError(f"machine: page_bytes must be one of {list(VALID_PAGES)}, "
+                               f"got {self.page_bytes}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise CompileError(f"machine: {f.name} must be a number >= 0, got {value!r}")
+            if f.name != "dram_bytes_per_cycle" and not isinstance(value, int):
+                raise CompileError(f"machine: {f.name} must be an integer, got {value!r}")
+        for name in ("clock_mhz", "matrix_rows", "matrix_cols", "int8_speedup",
+                     "vector_lanes", "dram_bytes_per_cycle", "dma_bytes_per_cycle"):
+            if getattr(self, name) <= 0:
+                raise CompileError(f"machine: {name} must be > 0, got {getattr(self, name)}")
+
+    # ---- derived figures ------------------------------------------------------------------
+    @property
+    def dram_gbps(self) -> float:
+        """DRAM bandwidth in GB/s (10^9 bytes per second)."""
+        return self.dram_bytes_per_cycle * self.clock_mhz / 1000.0
+
+    def macs_per_cycle(self, int8: bool = False) -> int:
+        """Peak matrix-engine MACs per cycle of one tile."""
+        return self.matrix_rows * self.matrix_cols * (self.int8_speedup if int8 else 1)
+
+    def cycles_to_ms(self, cycles: float) -> float:
+        return cycles / (self.clock_mhz * 1000.0)
+
+    # ---- building one ---------------------------------------------------------------------
+    def with_overrides(self, items: Iterable[str] | dict[str, object]) -> Machine:
+        """A copy with `KEY=VALUE` overrides (`--machine dram_gbps=32`). Keys are the field
+        names, plus `dram_gbps` (sets dram_bytes_per_cycle at this clock)."""
+        pairs = list(items.items()) if isinstance(items, dict) else [
+            _split_item(item) for item in items]
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, object] = {}
+        gbps = None
+        for key, raw in pairs:
+            if key == "dram_gbps":
+                gbps = _number(key, raw)
+                continue
+            if key not in known:
+                raise CompileError(
+                    f"--machine: unknown key '{key}'; expected one of "
+                    f"{sorted([*known, 'dram_gbps'])}")
+            value = _number(key, raw)
+            if key != "dram_bytes_per_cycle":
+                if value != int(value):
+                    raise CompileError(f"--machine: {key} must be an integer, got {raw}")
+                value = int(value)
+            changes[key] = value
+        machine = replace(self, **changes)  # type: ignore[arg-type]
+        if gbps is not None:
+            if gbps <= 0:
+                raise CompileError(f"--machine: dram_gbps must be > 0, got {gbps}")
+            machine = replace(machine, dram_bytes_per_cycle=gbps * 1000.0 / machine.clock_mhz)
+        return machine
+
+    def to_dict(self) -> dict[str, object]:
+        """The description as plain values (with the derived `dram_gbps`), for reports."""
+        return {**asdict(self), "dram_gbps": self.dram_gbps}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Machine:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+
+
+def _split_item(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise CompileError(f"--machine: expected KEY=VALUE, got '{item}'")
+    return key.strip(), value.strip()
+
+
+def _number(key: str, raw: object) -> float:
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CompileError(f"--machine: {key} must be a number, got '{raw}'") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise CompileError(f"--machine: {key} must be finite, got '{raw}'")
+    return value
+
+
+DEFAULT_MACHINE = Machine()
