@@ -97,7 +97,7 @@ def model_table(names, simulate: bool) -> list[dict]:
                                          calibration=[feeds[fn.sym_name.data]])
                         for fn in fns]
                 seconds = time.perf_counter() - start
-                reports = [program_report(s.program) for s in subs]
+                reports = [program_report(s.model) for s in subs]
                 row = {
                     "model": name, "mode": mode, "tiles": tiles, "compile_s": seconds,
                     "roofline_cycles": sum(r["roofline_cycles"] for r in reports),

@@ -1,349 +1,737 @@
 """The `mlip` dialect: the accelerator's ISA (docs/isa.md), one op per instruction.
 
-Like xDSL's riscv dialect, an instruction op prints itself as one assembly line: the
-mnemonic, then `name = value` operands separated by commas, then the set flags:
+Like xDSL's riscv dialect, an instruction op has typed operands and prints itself as one
+assembly line: the mnemonic, then `name = value` operands separated by commas, then the set
+flags. Two SSA types make the data flow visible:
+
+- `!mlip.buffer`, the result of an `mlip.buffer` op (an OCM buffer of a layer: `size`
+  bytes x `slots`, `kind` weights or scratch, `addrs` per slot once `mlip-ocm-alloc` placed
+  it). An instruction's OCM address is a buffer operand plus a slot and a byte offset
+  (properties `<x>_slot`, `<x>_offset`), printed `in_addr = %in[slot, offset]`.
+- `!mlip.token`, a dependency token between two neighbouring queues of one tile (docs/isa.md
+  section 2). After `mlip-dma-schedule` an instruction that pushes a token has a
+  `push_prev` / `push_next` result and the instruction that pops it takes it as its
+  `pop_prev` / `pop_next` operand; emission turns the edges back into the flags.
+
+A DRAM address names an `mlip.tensor` and a byte offset (`dram_addr = @x[64]`, properties
+`dram` and `dram_offset`). The other fields are i64 / f64 properties named as in
+docs/isa.md; a field left out takes the ISA default (0, or what `Instruction.make` sets).
+Header: `func` (pool / eltwise), `act`, `src`, `dst` (dtype names), `in_zp`, `out_zp`,
+`scale`, `alpha`, `beta`, `layer`, `tile`; flags `scale_flag`, `count_pad`.
 
 ```mlir
-mlip.conv in_addr = @in[0, 0], ih = 4, iw = 4, ic = 2, ..., act = relu, layer = 0, pop_prev
-mlip.dma_load dram_addr = @x[0], ocm_addr = 1032192, dim0 = 1, ..., push_next
+%2 = mlip.conv in_addr = %in[0, 0], ih = 4, ..., w_addr = %w[0, 0], ..., act = relu,
+     src = f16, dst = f16, layer = 0, tile = 0, pop_prev = %1, push_next
 ```
 
-An address operand is a number (an absolute OCM or DRAM byte address) or, before
-allocation, a symbolic reference: `@buf[slot, offset]` (a layer's OCM buffer) or
-`@tensor[offset]` (a DRAM tensor). Header fields: `func`, `act`, `src`, `dst` (dtype names
-f32 f16 i8 u8 i16 u16 i32 u32), `in_zp`, `out_zp`, `scale`, `alpha`, `beta`, `layer`; flags:
-`pop_prev pop_next push_prev push_next scale_flag count_pad`.
-
-Containers (the program model of mrvl/mlip_plan.py, one op per record):
-`mlip.model @sym {...} {...}` holds `mlip.tensor`s, and either `mlip.layer`s (each with
-`mlip.buffer`s and per-tile `mlip.block`s) before `mlip-dma-schedule`, or `mlip.stream`s
-(one per section, tile and queue) after it. `program_to_op` / `op_to_program` convert both
-ways; `program_to_op(op_to_program(m))` prints the same as `m`.
+Containers: `mlip.model @sym {...} {...}` holds `mlip.tensor`s, each layer's
+`mlip.buffer`s followed by its `mlip.layer` (layer table entry) and, before scheduling,
+the layer's per-tile `mlip.block`s inside the `mlip.layer`. `mlip-dma-schedule` moves every
+instruction into one `mlip.section` block (the `main` section), ordered topologically:
+layer by layer, tile by tile, block by block, each op carrying its `tile` (its queue is its
+opcode's, or `queue` for `mlip.nop`). One flat block (rather than one region per stream)
+is what lets a token cross streams and layers under SSA dominance: a barrier's token is
+popped by the next layer's first load, another stream. A stream is the section's ops of one
+(tile, queue), in block order; the verifier checks that every channel's tokens are popped in
+the order they are pushed (the hardware queues are FIFOs).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections import deque
+from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
+    Float64Type,
     FloatAttr,
+    FlatSymbolRefAttrConstr,
+    I64,
     IntegerAttr,
-    ModuleOp,
     StringAttr,
     SymbolNameConstraint,
+    SymbolRefAttr,
+    UnitAttr,
     f64,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, Region
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Data,
+    Dialect,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    AttrSizedResultSegments,
     IRDLOperation,
     ParsePropInAttrDict,
+    irdl_attr_definition,
     irdl_op_definition,
+    operand_def,
+    opt_operand_def,
     opt_prop_def,
+    opt_result_def,
     prop_def,
     region_def,
+    result_def,
     traits_def,
 )
-from xdsl.parser import Parser
+from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from mrvl.mlip_plan import (
-    DTYPE_BY_NAME,
-    DTYPE_NAMES,
-    Block,
-    DramTensor,
-    Insn,
-    LayerPlan,
-    OcmBuffer,
-    Program,
-    Ref,
-)
 from mrvl import mlip_isa as isa
-from mrvl.mlip_isa import Act, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
+from mrvl.mlip_isa import Act, EltFunc, Opcode, PoolFunc, Queue, Section
 
-FLAG_NAMES = {
-    "pop_prev": Flag.POP_PREV, "pop_next": Flag.POP_NEXT, "push_prev": Flag.PUSH_PREV,
-    "push_next": Flag.PUSH_NEXT, "scale_flag": Flag.SCALE, "count_pad": Flag.COUNT_PAD,
+DTYPE_NAMES = {
+    isa.DType.FP32: "f32", isa.DType.FP16: "f16", isa.DType.INT8: "i8",
+    isa.DType.UINT8: "u8", isa.DType.INT16: "i16", isa.DType.UINT16: "u16",
+    isa.DType.INT32: "i32", isa.DType.UINT32: "u32",
 }
+DTYPE_BY_NAME = {v: k for k, v in DTYPE_NAMES.items()}
 ACT_NAMES = {a.name.lower(): a for a in Act}
+POOL_FUNCS = {f.name.lower(): f for f in PoolFunc}
+ELT_FUNCS = {f.name.lower(): f for f in EltFunc}
 QUEUE_NAMES = {"dma_in": Queue.DMA_IN, "compute": Queue.COMPUTE, "dma_out": Queue.DMA_OUT}
 SECTION_NAMES = {"init": Section.INIT, "main": Section.MAIN, "finish": Section.FINISH}
-HEADER_INT = ("in_zp", "out_zp", "layer")
+BUFFER_KINDS = ("weights", "scratch")
+DRAM_REGIONS = ("input", "output", "weights", "scratch")
+OCM_ADDRESS_FIELDS = ("ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
+                      "scale_addr", "a_addr", "b_addr")
+"""ISA fields that address OCM: a buffer operand plus `<base>_slot` / `<base>_offset`."""
+TOKEN_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
+UNIT_FLAGS = ("scale_flag", "count_pad")
+HEADER_INT = ("in_zp", "out_zp", "layer", "tile")
 HEADER_FLOAT = ("scale", "alpha", "beta")
+HEADER_DEFAULTS = {"in_zp": 0, "out_zp": 0, "scale": 1.0, "alpha": 0.0, "beta": 0.0}
 
 
-def _func_names(opcode: Opcode) -> dict[str, int]:
-    if opcode == Opcode.POOL:
-        return {f.name.lower(): f for f in PoolFunc}
-    if opcode == Opcode.ELTWISE:
-        return {f.name.lower(): f for f in EltFunc}
-    return {}
+def base_of(field: str) -> str:
+    """`in_addr` -> `in`: the prefix of an OCM address field's slot / offset properties."""
+    return field[: -len("_addr")]
 
 
-def _fmt_value(value) -> str:
-    if isinstance(value, Ref):
-        if value.space == "ocm":
-            return f"@{value.name}[{value.slot}, {value.offset}]"
-        return f"@{value.name}[{value.offset}]"
-    if isinstance(value, float):
-        return repr(float(value))
-    return str(int(value))
+@functools.lru_cache(maxsize=65536)
+def i64_attr(value: int) -> IntegerAttr:
+    """A (cached, immutable) i64 IntegerAttr."""
+    return IntegerAttr(value, i64)
 
 
-def insn_text(insn: Insn, mnemonic_prefix: str = "mlip.") -> str:
-    """One assembly line for an instruction."""
-    parts = []
-    for name in isa.OPCODE_FIELDS[Opcode(insn.opcode)]:
-        if name in insn.fields:
-            parts.append(f"{name} = {_fmt_value(insn.fields[name])}")
-    funcs = _func_names(Opcode(insn.opcode))
-    if funcs:
-        parts.append(f"func = {[k for k, v in funcs.items() if v == insn.func][0]}")
-    if insn.act:
-        parts.append(f"act = {Act(insn.act).name.lower()}")
-    parts.append(f"src = {DTYPE_NAMES[isa.DType(insn.src_dtype)]}")
-    parts.append(f"dst = {DTYPE_NAMES[isa.DType(insn.dst_dtype)]}")
-    for name in ("in_zp", "out_zp"):
-        if getattr(insn, name):
-            parts.append(f"{name} = {getattr(insn, name)}")
-    defaults = {"scale": 1.0, "alpha": 0.0, "beta": 0.0}
-    for name, default in defaults.items():
-        if float(getattr(insn, name)) != default:
-            parts.append(f"{name} = {float(getattr(insn, name))!r}")
-    if insn.layer != isa.LAYER_NONE:
-        parts.append(f"layer = {insn.layer}")
-    if insn.opcode == Opcode.NOP:
-        parts.append(f"queue = {Queue(insn.queue).name.lower()}")
-    for name, bit in FLAG_NAMES.items():
-        if insn.flags & bit:
-            parts.append(name)
-    mnemonic = INSN_OPS[Opcode(insn.opcode)].name.split(".", 1)[1]
-    return f"{mnemonic_prefix}{mnemonic} " + ", ".join(parts)
+@functools.lru_cache(maxsize=4096)
+def f64_attr(value: float) -> FloatAttr:
+    return FloatAttr(value, f64)
 
 
-def _parse_value(parser: Parser):
-    sym = parser.parse_optional_symbol_name()
-    if sym is not None:
-        parser.parse_punctuation("[")
-        first = parser.parse_integer()
-        if parser.parse_optional_punctuation(",") is not None:
-            offset = parser.parse_integer()
-            parser.parse_punctuation("]")
-            return Ref("ocm", sym.data, first, offset)
-        parser.parse_punctuation("]")
-        return Ref("dram", sym.data, 0, first)
-    number = parser.parse_optional_number()
-    if number is not None:
-        return number
-    return parser.parse_identifier(" (an operand value)")
+@functools.lru_cache(maxsize=256)
+def str_attr(value: str) -> StringAttr:
+    return StringAttr(value)
+
+
+@functools.lru_cache(maxsize=64)
+def segments(*sizes: int) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i32_type(), list(sizes))
+
+
+def i32_type():
+    from xdsl.dialects.builtin import i32
+
+    return i32
+
+
+UNIT = UnitAttr()
+
+
+# ---- types and attributes -----------------------------------------------------------------
+@irdl_attr_definition
+class BufferType(ParametrizedAttribute, TypeAttribute):
+    """An OCM buffer (the result of `mlip.buffer`)."""
+
+    name = "mlip.buffer"
+
+
+@irdl_attr_definition
+class TokenType(ParametrizedAttribute, TypeAttribute):
+    """A dependency token pushed by one queue and popped by a neighbouring one."""
+
+    name = "mlip.token"
+
+
+BUFFER = BufferType()
+TOKEN = TokenType()
+
+
+@irdl_attr_definition
+class BytesAttr(Data[bytes]):
+    """Raw bytes (weights), printed as hex: `#mlip.bytes<"0x0102">`."""
+
+    name = "mlip.bytes"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> bytes:
+        with parser.in_angle_brackets():
+            text = parser.parse_str_literal("hex bytes")
+        if not text.startswith("0x"):
+            parser.raise_error(f"expected \"0x<hex bytes>\", got \"{text[:16]}\"")
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            parser.raise_error(f"expected \"0x<hex bytes>\", got \"{text[:16]}\"")
+
+    def print_parameter(self, printer: Printer) -> None:
+        printer.print_string(f'<"0x{self.data.hex()}">')
+
+
+# ---- instructions -------------------------------------------------------------------------
+def _u():
+    """An unsigned / signed integer field (i64 property, optional: absent = ISA default)."""
+    return opt_prop_def(IntegerAttr[I64])
+
+
+def _f():
+    return opt_prop_def(FloatAttr[Float64Type])
+
+
+def _slot(base: str):
+    return opt_prop_def(IntegerAttr[I64], prop_name=f"{base}_slot")
+
+
+def _offset(base: str):
+    return opt_prop_def(IntegerAttr[I64], prop_name=f"{base}_offset")
 
 
 class InstructionOp(IRDLOperation):
-    """Base of the instruction ops: the instruction lives in the `insn` property set
-    (`fields`, a dictionary); the op prints and parses as one assembly line."""
+    """Base of the instruction ops: header properties, token operands and results, and
+    the one-line assembly syntax (module docstring)."""
 
-    insn_fields = prop_def(Attribute, prop_name="fields")
+    OPCODE: ClassVar[Opcode]
 
-    def __init__(self, insn: Insn):
-        super().__init__(properties={"fields": _insn_to_attr(insn)})
+    pop_prev = opt_operand_def(TokenType)
+    pop_next = opt_operand_def(TokenType)
+    push_prev = opt_result_def(TokenType)
+    push_next = opt_result_def(TokenType)
+
+    src = prop_def(StringAttr)
+    dst = prop_def(StringAttr)
+    act = opt_prop_def(StringAttr)
+    in_zp = _u()
+    out_zp = _u()
+    scale = _f()
+    alpha = _f()
+    beta = _f()
+    layer = _u()
+    tile = _u()
+    scale_flag = opt_prop_def(UnitAttr)
+
+    irdl_options = (AttrSizedOperandSegments(as_property=True),
+                    AttrSizedResultSegments(as_property=True))
+
+    # -- layout of the operands (computed once per class) --
+    @classmethod
+    @functools.cache
+    def operand_layout(cls) -> tuple[str, ...]:
+        """Operand names (token operands and OCM address fields) in segment order."""
+        return tuple(name for name, _ in cls.get_irdl_definition().operands)
 
     @classmethod
-    def opcode(cls) -> Opcode:
-        return OPCODE_OF_OP[cls.name]
+    def fields(cls) -> tuple[str, ...]:
+        return isa.OPCODE_FIELDS[cls.OPCODE]
 
-    def to_insn(self) -> Insn:
-        return _attr_to_insn(self.opcode(), self.properties["fields"])
+    @classmethod
+    def build(cls, properties: dict[str, Attribute], ocm: dict[str, SSAValue],
+              pop_prev: SSAValue | None = None, pop_next: SSAValue | None = None,
+              push_prev: bool = False, push_next: bool = False) -> InstructionOp:
+        """The op (fast path, no irdl init): `ocm` maps OCM address fields to buffers."""
+        layout = cls.operand_layout()
+        operands: list[SSAValue] = []
+        sizes = []
+        for name in layout:
+            value = pop_prev if name == "pop_prev" else pop_next if name == "pop_next" \
+                else ocm.get(name)
+            if value is None:
+                sizes.append(0)
+            else:
+                sizes.append(1)
+                operands.append(value)
+        props = dict(properties)
+        props["operandSegmentSizes"] = segments(*sizes)
+        props["resultSegmentSizes"] = segments(int(push_prev), int(push_next))
+        return cls.create(operands=operands, properties=props,
+                          result_types=[TOKEN] * (int(push_prev) + int(push_next)))
 
+    def ocm_operands(self) -> dict[str, SSAValue]:
+        """OCM address field -> buffer operand."""
+        out = {}
+        sizes = self.properties["operandSegmentSizes"].get_values()  # type: ignore[union-attr]
+        index = 0
+        for name, size in zip(self.operand_layout(), sizes, strict=True):
+            if size:
+                if name not in ("pop_prev", "pop_next"):
+                    out[name] = self.operands[index]
+                index += size
+        return out
+
+    def queue(self) -> Queue:
+        queue = isa.OPCODE_QUEUE[self.OPCODE]
+        assert queue is not None
+        return queue
+
+    def with_tokens(self, tile: int, pop_prev: SSAValue | None, pop_next: SSAValue | None,
+                    push_prev: bool, push_next: bool) -> InstructionOp:
+        """A copy of this op on `tile` with the given token operands / results."""
+        props = dict(self.properties)
+        props["tile"] = i64_attr(tile)
+        return self.build(props, self.ocm_operands(), pop_prev, pop_next, push_prev, push_next)
+
+    # -- assembly --
     def print(self, printer: Printer) -> None:
-        if _fields_problem(self.opcode(), self.properties["fields"]) is not None:
-            # Malformed (generic-form input that failed verification): show it as it is.
+        try:
+            parts = self._assembly_parts(printer)
+        except (KeyError, AttributeError, TypeError, ValueError):
             printer.print_string(" ")
             printer.print_op_with_default_format(self)
             return
-        text = insn_text(self.to_insn(), "")
-        printer.print_string(" " + text.split(" ", 1)[1])
+        printer.print_string(" ")
+        for k, part in enumerate(parts):
+            if k:
+                printer.print_string(", ")
+            if callable(part):
+                part()
+            else:
+                printer.print_string(part)
+
+    def _assembly_parts(self, printer: Printer) -> list:
+        props = self.properties
+        parts: list = []
+        ocm = self.ocm_operands()
+        for name in self.fields():
+            if name == "dram_addr":
+                parts.append(f"dram_addr = @{props['dram'].root_reference.data}"  # type: ignore[union-attr]
+                             f"[{_ival(props['dram_offset'])}]")
+            elif name in OCM_ADDRESS_FIELDS:
+                if name in ocm:
+                    base = base_of(name)
+                    slot = _ival(props.get(f"{base}_slot"))
+                    offset = _ival(props.get(f"{base}_offset"))
+                    parts.append(_ocm_printer(printer, name, ocm[name], slot, offset))
+            elif name in props:
+                parts.append(f"{name} = {_fmt(props[name])}")
+        if "func" in props:
+            parts.append(f"func = {props['func'].data}")  # type: ignore[union-attr]
+        for name in ("act", "src", "dst"):
+            if name in props:
+                parts.append(f"{name} = {props[name].data}")  # type: ignore[union-attr]
+        for name in ("in_zp", "out_zp", "scale", "alpha", "beta", "layer", "tile"):
+            if name in props:
+                parts.append(f"{name} = {_fmt(props[name])}")
+        if "queue" in props:
+            parts.append(f"queue = {props['queue'].data}")  # type: ignore[union-attr]
+        for name in ("pop_prev", "pop_next"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(_token_printer(printer, name, value))
+        for name in UNIT_FLAGS:
+            if name in props:
+                parts.append(name)
+        for name in ("push_prev", "push_next"):
+            if getattr(self, name) is not None:
+                parts.append(name)
+        return parts
 
     @classmethod
-    def parse(cls, parser: Parser):
-        opcode = cls.opcode()
-        insn = Insn(opcode)
-        names = isa.OPCODE_FIELDS[opcode]
-        funcs = _func_names(opcode)
+    def parse(cls, parser: Parser) -> InstructionOp:
+        props: dict[str, Attribute] = {}
+        ocm: dict[str, SSAValue] = {}
+        tokens: dict[str, SSAValue] = {}
+        pushes = {"push_prev": False, "push_next": False}
+        fields = set(cls.fields())
+        defs = cls.get_irdl_definition().properties
         while True:
             key = parser.parse_identifier(" (an operand name or flag)")
-            if key in FLAG_NAMES:
-                insn.flags |= int(FLAG_NAMES[key])
+            if key in pushes:
+                pushes[key] = True
+            elif key in UNIT_FLAGS:
+                if key not in defs:
+                    parser.raise_error(f"'{key}' is not a flag of {cls.name}")
+                props[key] = UNIT
             else:
                 parser.parse_punctuation("=")
-                value = _parse_value(parser)
-                _set_parsed(parser, insn, opcode, names, funcs, key, value)
+                _parse_item(parser, cls, key, fields, defs, props, ocm, tokens)
             if parser.parse_optional_punctuation(",") is None:
                 break
-        return cls(insn)
+        return cls.build(props, ocm, tokens.get("pop_prev"), tokens.get("pop_next"),
+                         pushes["push_prev"], pushes["push_next"])
+
+    # -- verification --
+    def verify_(self) -> None:
+        props = self.properties
+        for name in ("src", "dst"):
+            _check_enum(name, props[name], DTYPE_BY_NAME)
+        if "act" in props:
+            _check_enum("act", props["act"], ACT_NAMES)
+        ocm = self.ocm_operands()
+        for name in self.fields():
+            if name == "dram_addr":
+                for key in ("dram", "dram_offset"):
+                    if key not in props:
+                        raise VerifyException(f"expected property '{key}' (dram_addr), got none")
+            elif name in OCM_ADDRESS_FIELDS:
+                base = base_of(name)
+                if name in ocm:
+                    slot = _ival(props.get(f"{base}_slot"))
+                    offset = _ival(props.get(f"{base}_offset"))
+                    if slot < 0 or offset < 0:
+                        raise VerifyException(
+                            f"expected {name} slot and offset >= 0, got [{slot}, {offset}]")
+                elif f"{base}_slot" in props or f"{base}_offset" in props:
+                    raise VerifyException(f"expected a buffer operand for {name}, got none")
+            elif name in props:
+                value = props[name]
+                if isa.field_type(name) == "f":
+                    continue
+                lo, hi = (-(1 << 31), (1 << 31) - 1) if isa.field_type(name) == "i" \
+                    else (0, (1 << 32) - 1)
+                if not lo <= _ival(value) <= hi:
+                    raise VerifyException(f"expected {name} in [{lo}, {hi}], got {_ival(value)}")
+        queue = self.queue()
+        if self.push_prev is not None and queue == Queue.DMA_IN:
+            raise VerifyException("expected no push_prev on the dma_in queue, got one")
+        if self.push_next is not None and queue == Queue.DMA_OUT:
+            raise VerifyException("expected no push_next on the dma_out queue, got one")
+        if self.pop_prev is not None and queue == Queue.DMA_IN:
+            raise VerifyException("expected no pop_prev on the dma_in queue, got one")
+        if self.pop_next is not None and queue == Queue.DMA_OUT:
+            raise VerifyException("expected no pop_next on the dma_out queue, got one")
+
+
+def _ival(attr) -> int:
+    return 0 if attr is None else attr.value.data
+
+
+def _fmt(attr) -> str:
+    if isinstance(attr, FloatAttr):
+        return repr(float(attr.value.data))
+    return str(attr.value.data)
+
+
+def _ocm_printer(printer: Printer, name: str, value: SSAValue, slot: int, offset: int):
+    def show():
+        printer.print_string(f"{name} = ")
+        printer.print_operand(value)
+        printer.print_string(f"[{slot}, {offset}]")
+    return show
+
+
+def _token_printer(printer: Printer, name: str, value: SSAValue):
+    def show():
+        printer.print_string(f"{name} = ")
+        printer.print_operand(value)
+    return show
+
+
+def _check_enum(name: str, attr: Attribute, names) -> None:
+    if not isinstance(attr, StringAttr) or attr.data not in names:
+        shown = attr.data if isinstance(attr, StringAttr) else attr
+        raise VerifyException(f"expected {name} in {list(names)}, got {shown}")
+
+
+def _parse_item(parser: Parser, cls, key: str, fields: set[str], defs, props, ocm,
+                tokens) -> None:
+    """Parse the value of `key = value` into props / ocm / tokens."""
+    if key in ("pop_prev", "pop_next"):
+        tokens[key] = parser.parse_operand(TOKEN)
+    elif key == "dram_addr" and key in fields:
+        sym = parser.parse_optional_symbol_name()
+        if sym is None:
+            parser.raise_error("expected @tensor[offset] for dram_addr")
+        parser.parse_punctuation("[")
+        props["dram_offset"] = i64_attr(parser.parse_integer())
+        parser.parse_punctuation("]")
+        props["dram"] = SymbolRefAttr(sym.data)
+    elif key in OCM_ADDRESS_FIELDS and key in fields:
+        ocm[key] = parser.parse_operand(BUFFER)
+        parser.parse_punctuation("[")
+        slot = parser.parse_integer()
+        parser.parse_punctuation(",")
+        offset = parser.parse_integer()
+        parser.parse_punctuation("]")
+        props[f"{base_of(key)}_slot"] = i64_attr(slot)
+        props[f"{base_of(key)}_offset"] = i64_attr(offset)
+    elif key in ("src", "dst", "act", "func", "queue"):
+        word = parser.parse_identifier(f" (the {key} name)")
+        if key not in defs:
+            parser.raise_error(f"'{key}' is not an operand of {cls.name}")
+        choices = {"src": DTYPE_BY_NAME, "dst": DTYPE_BY_NAME, "act": ACT_NAMES,
+                   "queue": QUEUE_NAMES,
+                   "func": POOL_FUNCS if cls.OPCODE == Opcode.POOL else ELT_FUNCS}[key]
+        if word not in choices:
+            parser.raise_error(f"expected {key} in {list(choices)}, got '{word}'")
+        props[key] = str_attr(word)
+    elif key in fields or key in HEADER_INT or key in HEADER_FLOAT:
+        number = parser.parse_optional_number()
+        if number is None:
+            parser.raise_error(f"expected a number for '{key}'")
+        if key in HEADER_FLOAT or isa.field_type(key) == "f":
+            props[key] = f64_attr(float(number))
+        else:
+            if not isinstance(number, int):
+                parser.raise_error(f"expected an integer for '{key}', got {number}")
+            props[key] = i64_attr(number)
+    else:
+        parser.raise_error(f"'{key}' is not an operand of {cls.name}")
+
+
+@irdl_op_definition
+class NopOp(InstructionOp):
+    """NOP: does nothing but its tokens; `queue` says which queue runs it."""
+
+    name = "mlip.nop"
+    OPCODE: ClassVar[Opcode] = Opcode.NOP
+    queue_name = prop_def(StringAttr, prop_name="queue")
+
+    def queue(self) -> Queue:
+        return QUEUE_NAMES[self.queue_name.data]
 
     def verify_(self) -> None:
-        problem = _fields_problem(self.opcode(), self.properties["fields"])
-        if problem is not None:
-            raise VerifyException(problem)
-        insn = self.to_insn()
-        names = isa.OPCODE_FIELDS[self.opcode()]
-        for key in insn.fields:
-            if key not in names:
-                raise VerifyException(f"expected a field of {self.name}, got '{key}'")
-        queue = isa.OPCODE_QUEUE[self.opcode()]
-        if queue is not None and insn.queue != queue:
-            raise VerifyException(f"expected queue {queue.name}, got {Queue(insn.queue).name}")
+        _check_enum("queue", self.queue_name, QUEUE_NAMES)
+        super().verify_()
 
 
-def _set_parsed(parser, insn: Insn, opcode, names, funcs, key: str, value) -> None:
-    if key in ("src", "dst"):
-        if value not in DTYPE_BY_NAME:
-            parser.raise_error(f"expected a dtype name, got '{value}'")
-        setattr(insn, f"{key}_dtype", DTYPE_BY_NAME[value])
-    elif key == "act":
-        if value not in ACT_NAMES:
-            parser.raise_error(f"expected an activation name, got '{value}'")
-        insn.act = ACT_NAMES[value]
-    elif key == "func":
-        if value not in funcs:
-            parser.raise_error(f"expected one of {list(funcs)}, got '{value}'")
-        insn.func = funcs[value]
-    elif key == "queue":
-        if value not in QUEUE_NAMES:
-            parser.raise_error(f"expected a queue name, got '{value}'")
-        insn.queue = QUEUE_NAMES[value]
-    elif key in HEADER_INT:
-        if not isinstance(value, int):
-            parser.raise_error(f"expected an integer for '{key}', got '{value}'")
-        setattr(insn, key, int(value))
-    elif key in HEADER_FLOAT:
-        if not isinstance(value, int | float):
-            parser.raise_error(f"expected a number for '{key}', got '{value}'")
-        setattr(insn, key, float(value))
-    elif key in names:
-        if isinstance(value, str):
-            parser.raise_error(f"expected a number or @ref for '{key}', got '{value}'")
-        insn.fields[key] = float(value) if isa.field_type(key) == "f" else value
-    else:
-        parser.raise_error(f"'{key}' is not an operand of {opcode.name}")
+class DmaOp(InstructionOp):
+    """Fields shared by DMA_LOAD and DMA_STORE (docs/isa.md)."""
+
+    dram = prop_def(FlatSymbolRefAttrConstr)
+    dram_offset = prop_def(IntegerAttr[I64])
+    ocm_addr = operand_def(BufferType)
+    ocm_slot = _slot("ocm")
+    ocm_offset = _offset("ocm")
+    dim0 = _u()
+    dim1 = _u()
+    dim2 = _u()
+    dim3 = _u()
+    pad0 = _u()
+    pad1 = _u()
+    pad2 = _u()
+    pad3 = _u()
+    src_dim0 = _u()
+    src_dim1 = _u()
+    src_dim2 = _u()
+    src_dim3 = _u()
+    dram_stride0 = _u()
+    dram_stride1 = _u()
+    dram_stride2 = _u()
+    dram_stride3 = _u()
+    ocm_stride0 = _u()
+    ocm_stride1 = _u()
+    ocm_stride2 = _u()
+    ocm_stride3 = _u()
 
 
-def _insn_to_attr(insn: Insn) -> Attribute:
-    """The property holding an instruction: a dictionary attribute (refs as strings)."""
-    from xdsl.dialects.builtin import DictionaryAttr
+@irdl_op_definition
+class DmaLoadOp(DmaOp):
+    """DMA_LOAD: DRAM -> OCM box copy with conversion and zero padding."""
 
-    data: dict[str, Attribute] = {}
-    for key, value in insn.fields.items():
-        if isinstance(value, Ref):
-            data[key] = StringAttr(_fmt_value(value))
-        elif isinstance(value, float):
-            data[key] = FloatAttr(value, f64)
-        else:
-            data[key] = IntegerAttr(int(value), i64)
-    data["#header"] = DenseArrayBase.from_list(i64, [
-        insn.func, insn.act, insn.src_dtype, insn.dst_dtype, insn.in_zp, insn.out_zp,
-        insn.flags, insn.layer, int(insn.queue),  # type: ignore[arg-type]
-    ])
-    data["#fparams"] = ArrayAttr([FloatAttr(float(v), f64)
-                                  for v in (insn.scale, insn.alpha, insn.beta)])
-    return DictionaryAttr(data)
+    name = "mlip.dma_load"
+    OPCODE: ClassVar[Opcode] = Opcode.DMA_LOAD
 
 
-_REF_RE = re.compile(r"^@[^\[\]]+\[-?[0-9]+(, -?[0-9]+)?\]$")
-_HEADER_ENUMS = ((1, "act", Act), (2, "src dtype", isa.DType), (3, "dst dtype", isa.DType),
-                 (8, "queue", Queue))
-"""(index in `#header`, what, enum) of the header entries that must be enum values."""
+@irdl_op_definition
+class DmaStoreOp(DmaOp):
+    """DMA_STORE: OCM -> DRAM box copy with conversion."""
+
+    name = "mlip.dma_store"
+    OPCODE: ClassVar[Opcode] = Opcode.DMA_STORE
 
 
-def _fields_problem(opcode: Opcode, attr: Attribute) -> str | None:
-    """Why a `fields` property (from generic-form IR) cannot be an instruction, or None."""
-    from xdsl.dialects.builtin import DictionaryAttr
+@irdl_op_definition
+class ConvOp(InstructionOp):
+    """CONV: NHWC x OHWI convolution on the matrix engine."""
 
-    if not isinstance(attr, DictionaryAttr):
-        return f"expected a dictionary of instruction fields, got {attr}"
-    data = attr.data
-    header = data.get("#header")
-    if not isinstance(header, DenseArrayBase) or len(header.get_values()) != 9:
-        return "expected '#header' = array<i64: ...> of 9 values"
-    fparams = data.get("#fparams")
-    if not (isinstance(fparams, ArrayAttr) and len(fparams.data) == 3
-            and all(isinstance(a, FloatAttr) for a in fparams.data)):
-        return "expected '#fparams' = [scale, alpha, beta] of 3 floats"
-    values = [int(v) for v in header.get_values()]
-    for index, what, enum in _HEADER_ENUMS:
-        if values[index] not in set(enum):
-            return f"expected a valid {what}, got {values[index]}"
-    funcs = _func_names(opcode)
-    if funcs and values[0] not in funcs.values():
-        return f"expected func in {list(funcs)}, got {values[0]}"
-    for key, value in data.items():
-        if key.startswith("#"):
-            continue
-        if isinstance(value, StringAttr) and _REF_RE.match(value.data) is None:
-            return f"expected field '{key}' to be a number or an @ref, got \"{value.data}\""
-        if not isinstance(value, StringAttr | FloatAttr | IntegerAttr):
-            return f"expected field '{key}' to be a number or an @ref, got {value}"
-    return None
-
-
-def _ref_from_text(text: str) -> Ref:
-    name, rest = text[1:].split("[", 1)
-    parts = [int(p) for p in rest.rstrip("]").split(",")]
-    if len(parts) == 2:
-        return Ref("ocm", name, parts[0], parts[1])
-    return Ref("dram", name, 0, parts[0])
-
-
-def _attr_to_insn(opcode: Opcode, attr) -> Insn:
-    data = attr.data
-    header = [int(v) for v in data["#header"].get_values()]
-    fparams = [a.value.data for a in data["#fparams"].data]
-    fields: dict = {}
-    for key, value in data.items():
-        if key.startswith("#"):
-            continue
-        if isinstance(value, StringAttr):
-            fields[key] = _ref_from_text(value.data)
-        elif isinstance(value, FloatAttr):
-            fields[key] = value.value.data
-        else:
-            fields[key] = value.value.data
-    return Insn(opcode, fields, func=header[0], act=header[1], src_dtype=header[2],
-                dst_dtype=header[3], in_zp=header[4], out_zp=header[5], flags=header[6],
-                layer=header[7], queue=Queue(header[8]), scale=fparams[0], alpha=fparams[1],
-                beta=fparams[2])
+    name = "mlip.conv"
+    OPCODE: ClassVar[Opcode] = Opcode.CONV
+    in_addr = operand_def(BufferType)
+    out_addr = operand_def(BufferType)
+    w_addr = operand_def(BufferType)
+    bias_addr = opt_operand_def(BufferType)
+    scale_addr = opt_operand_def(BufferType)
+    in_slot = _slot("in")
+    in_offset = _offset("in")
+    out_slot = _slot("out")
+    out_offset = _offset("out")
+    w_slot = _slot("w")
+    w_offset = _offset("w")
+    bias_slot = _slot("bias")
+    bias_offset = _offset("bias")
+    scale_slot = _slot("scale")
+    scale_offset = _offset("scale")
+    ih = _u()
+    iw = _u()
+    ic = _u()
+    in_pix_stride = _u()
+    oh = _u()
+    ow = _u()
+    oc = _u()
+    out_pix_stride = _u()
+    kh = _u()
+    kw = _u()
+    sh = _u()
+    sw = _u()
+    pad_t = _u()
+    pad_l = _u()
+    dh = _u()
+    dw = _u()
+    groups = _u()
 
 
-OPCODE_OF_OP: dict[str, Opcode] = {}
+@irdl_op_definition
+class GemmOp(InstructionOp):
+    """GEMM: out = act(in @ W^T + bias)."""
+
+    name = "mlip.gemm"
+    OPCODE: ClassVar[Opcode] = Opcode.GEMM
+    in_addr = operand_def(BufferType)
+    out_addr = operand_def(BufferType)
+    w_addr = operand_def(BufferType)
+    bias_addr = opt_operand_def(BufferType)
+    scale_addr = opt_operand_def(BufferType)
+    in_slot = _slot("in")
+    in_offset = _offset("in")
+    out_slot = _slot("out")
+    out_offset = _offset("out")
+    w_slot = _slot("w")
+    w_offset = _offset("w")
+    bias_slot = _slot("bias")
+    bias_offset = _offset("bias")
+    scale_slot = _slot("scale")
+    scale_offset = _offset("scale")
+    m = _u()
+    k = _u()
+    in_row_stride = _u()
+    n = _u()
+    out_row_stride = _u()
 
 
-def _insn_op(mnemonic: str, opcode: Opcode, doc: str) -> type[InstructionOp]:
-    cls = type(
-        f"{mnemonic.title().replace('_', '')}Op",
-        (InstructionOp,),
-        {"__doc__": doc, "name": f"mlip.{mnemonic}", "__module__": __name__},
-    )
-    OPCODE_OF_OP[f"mlip.{mnemonic}"] = opcode
-    return irdl_op_definition(cls)
+@irdl_op_definition
+class PoolOp(InstructionOp):
+    """POOL: max or average pooling (vector engine)."""
+
+    name = "mlip.pool"
+    OPCODE: ClassVar[Opcode] = Opcode.POOL
+    in_addr = operand_def(BufferType)
+    out_addr = operand_def(BufferType)
+    in_slot = _slot("in")
+    in_offset = _offset("in")
+    out_slot = _slot("out")
+    out_offset = _offset("out")
+    func = prop_def(StringAttr)
+    count_pad = opt_prop_def(UnitAttr)
+    ih = _u()
+    iw = _u()
+    c = _u()
+    in_pix_stride = _u()
+    oh = _u()
+    ow = _u()
+    out_pix_stride = _u()
+    kh = _u()
+    kw = _u()
+    sh = _u()
+    sw = _u()
+    pad_t = _u()
+    pad_l = _u()
+
+    def verify_(self) -> None:
+        _check_enum("func", self.func, POOL_FUNCS)
+        super().verify_()
 
 
-NopOp = _insn_op("nop", Opcode.NOP, "NOP: does nothing but its tokens (any queue).")
-DmaLoadOp = _insn_op("dma_load", Opcode.DMA_LOAD,
-                     "DMA_LOAD: DRAM -> OCM box copy with conversion and zero padding.")
-DmaStoreOp = _insn_op("dma_store", Opcode.DMA_STORE, "DMA_STORE: OCM -> DRAM box copy.")
-ConvOp = _insn_op("conv", Opcode.CONV, "CONV: NHWC x OHWI convolution on the matrix engine.")
-GemmOp = _insn_op("gemm", Opcode.GEMM, "GEMM: out = act(in @ W^T + bias).")
-PoolOp = _insn_op("pool", Opcode.POOL, "POOL: max or average pooling (vector engine).")
-EltwiseOp = _insn_op("eltwise", Opcode.ELTWISE, "ELTWISE: add/sub/mul/max/min of two blocks.")
-ActOp = _insn_op("act", Opcode.ACT, "ACT: activation of a block.")
-ConvertOp = _insn_op("convert", Opcode.CONVERT, "CONVERT: dtype conversion of a block.")
-CopyOp = _insn_op("copy", Opcode.COPY, "COPY: bit copy of a block.")
-BarrierOp = _insn_op("barrier", Opcode.BARRIER, "BARRIER: all tiles meet (compute queue).")
+@irdl_op_definition
+class EltwiseOp(InstructionOp):
+    """ELTWISE: add / sub / mul / max / min of two blocks."""
+
+    name = "mlip.eltwise"
+    OPCODE: ClassVar[Opcode] = Opcode.ELTWISE
+    a_addr = operand_def(BufferType)
+    b_addr = operand_def(BufferType)
+    out_addr = operand_def(BufferType)
+    a_slot = _slot("a")
+    a_offset = _offset("a")
+    b_slot = _slot("b")
+    b_offset = _offset("b")
+    out_slot = _slot("out")
+    out_offset = _offset("out")
+    func = prop_def(StringAttr)
+    rows = _u()
+    cols = _u()
+    a_row_stride = _u()
+    b_row_stride = _u()
+    out_row_stride = _u()
+    b_col_stride = _u()
+    a_scale = _f()
+    b_scale = _f()
+    out_scale = _f()
+    b_zp = _u()
+
+    def verify_(self) -> None:
+        _check_enum("func", self.func, ELT_FUNCS)
+        super().verify_()
+
+
+class VectorOp(InstructionOp):
+    """Fields shared by ACT, CONVERT and COPY (docs/isa.md)."""
+
+    in_addr = operand_def(BufferType)
+    out_addr = operand_def(BufferType)
+    in_slot = _slot("in")
+    in_offset = _offset("in")
+    out_slot = _slot("out")
+    out_offset = _offset("out")
+    rows = _u()
+    cols = _u()
+    in_row_stride = _u()
+    out_row_stride = _u()
+    out_scale = _f()
+
+
+@irdl_op_definition
+class ActOp(VectorOp):
+    """ACT: activation of a block."""
+
+    name = "mlip.act"
+    OPCODE: ClassVar[Opcode] = Opcode.ACT
+
+
+@irdl_op_definition
+class ConvertOp(VectorOp):
+    """CONVERT: dtype conversion of a block."""
+
+    name = "mlip.convert"
+    OPCODE: ClassVar[Opcode] = Opcode.CONVERT
+
+
+@irdl_op_definition
+class CopyOp(VectorOp):
+    """COPY: bit copy of a block."""
+
+    name = "mlip.copy"
+    OPCODE: ClassVar[Opcode] = Opcode.COPY
+
+
+@irdl_op_definition
+class BarrierOp(InstructionOp):
+    """BARRIER: all tiles meet (compute queue)."""
+
+    name = "mlip.barrier"
+    OPCODE: ClassVar[Opcode] = Opcode.BARRIER
+    barrier_id = opt_prop_def(IntegerAttr[I64], prop_name="id")
+
 
 INSN_OPS: dict[Opcode, type[InstructionOp]] = {
     Opcode.NOP: NopOp, Opcode.DMA_LOAD: DmaLoadOp, Opcode.DMA_STORE: DmaStoreOp,
@@ -353,23 +741,23 @@ INSN_OPS: dict[Opcode, type[InstructionOp]] = {
 }
 
 
+def op_queue(op: InstructionOp) -> Queue:
+    return op.queue()
+
+
 # ---- containers ---------------------------------------------------------------------------
-DRAM_REGIONS = ("input", "output", "weights", "scratch")
-_HEX_RE = re.compile(r"^0x([0-9a-fA-F]{2})*$")
-
-
-def _body() -> Region:
-    from xdsl.ir import Block as IRBlock
-
-    return Region(IRBlock())
+def _vals(attr) -> list[int]:
+    return [int(v) for v in attr.get_values()]
 
 
 @irdl_op_definition
 class TensorOp(IRDLOperation):
-    """A DRAM tensor of the model: `region` input / output / weights / scratch.
+    """A DRAM tensor of the model: `region` input / output / weights / scratch; weights
+    carry their bytes in `data`; `live` = [first, last] layer index (scratch reuse);
+    `alias_of` names the tensor whose bytes a reshape-like layer views.
 
     ```mlir
-    mlip.tensor @x {dtype = "f16", region = "input", shape = array<i64: 1, 4, 4, 2>}
+    mlip.tensor @x {region = "input", shape = array<i64: 1, 4, 4, 2>, dtype = "f16"}
     ```
     """
 
@@ -383,8 +771,7 @@ class TensorOp(IRDLOperation):
     layout = opt_prop_def(IntegerAttr)
     live = opt_prop_def(DenseArrayBase)
     alias_of = opt_prop_def(StringAttr)
-    data = opt_prop_def(StringAttr)
-    offset = opt_prop_def(IntegerAttr)
+    data = opt_prop_def(BytesAttr)
     assembly_format = "$sym_name attr-dict"
     irdl_options = (ParsePropInAttrDict(),)
 
@@ -399,65 +786,205 @@ class TensorOp(IRDLOperation):
             raise VerifyException(f"expected positive sizes, got shape {_vals(self.shape)}")
         if self.live is not None and len(_vals(self.live)) != 2:
             raise VerifyException(f"expected live = [first, last], got {_vals(self.live)}")
-        if self.data is not None and _HEX_RE.match(self.data.data) is None:
-            raise VerifyException("expected data = \"0x<hex bytes>\"")
+
+    @property
+    def dtype_code(self) -> int:
+        return int(DTYPE_BY_NAME[self.dtype.data])
+
+    def shape_tuple(self) -> tuple[int, ...]:
+        return tuple(_vals(self.shape))
+
+    @property
+    def size_bytes(self) -> int:
+        count = 1
+        for d in _vals(self.shape):
+            count *= d
+        return count * isa.DTYPE_SIZE[isa.DType(self.dtype_code)]
+
+    def live_range(self) -> tuple[int, int]:
+        if self.live is None:
+            return (-1, -1)
+        first, last = _vals(self.live)
+        return first, last
 
 
 @irdl_op_definition
 class BufferOp(IRDLOperation):
-    """An OCM buffer of a layer: `slots` x `size` bytes, `kind` weights or scratch;
-    `addrs` once allocated."""
+    """An OCM buffer of layer `layer`: `slots` x `size` bytes, `kind` weights or scratch;
+    `addrs` (one per slot) once allocated. One line:
+
+    ```mlir
+    %in = mlip.buffer "in", size = 16, slots = 2, kind = scratch, layer = 0
+    ```
+    """
 
     name = "mlip.buffer"
-    sym_name = prop_def(SymbolNameConstraint())
-    size = prop_def(IntegerAttr)
-    slots = prop_def(IntegerAttr)
+    label = prop_def(StringAttr, prop_name="label")
+    size = prop_def(IntegerAttr[I64])
+    slots = prop_def(IntegerAttr[I64])
     kind = prop_def(StringAttr)
+    layer = prop_def(IntegerAttr[I64])
     addrs = opt_prop_def(DenseArrayBase)
-    assembly_format = "$sym_name attr-dict"
-    irdl_options = (ParsePropInAttrDict(),)
+    result = result_def(BufferType)
+
+    @classmethod
+    def build(cls, label: str, size: int, slots: int, kind: str, layer: int) -> BufferOp:
+        op = cls.create(result_types=[BUFFER], properties={
+            "label": StringAttr(label), "size": i64_attr(size), "slots": i64_attr(slots),
+            "kind": str_attr(kind), "layer": i64_attr(layer)})
+        op.result.name_hint = label if label.isidentifier() else None
+        return op
+
+    def addresses(self) -> list[int]:
+        return [] if self.addrs is None else _vals(self.addrs)
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_string_literal(self.label.data)
+        printer.print_string(f", size = {self.size.value.data}, slots = {self.slots.value.data}"
+                             f", kind = {self.kind.data}, layer = {self.layer.value.data}")
+        if self.addrs is not None:
+            printer.print_string(f", addrs = [{', '.join(map(str, self.addresses()))}]")
+
+    @classmethod
+    def parse(cls, parser: Parser) -> BufferOp:
+        label = parser.parse_str_literal("the buffer's name")
+        values: dict[str, object] = {}
+        while parser.parse_optional_punctuation(",") is not None:
+            key = parser.parse_identifier(" (a buffer property)")
+            parser.parse_punctuation("=")
+            if key == "kind":
+                values[key] = parser.parse_identifier(" (weights or scratch)")
+            elif key == "addrs":
+                values[key] = parser.parse_comma_separated_list(
+                    parser.Delimiter.SQUARE, parser.parse_integer)
+            elif key in ("size", "slots", "layer"):
+                values[key] = parser.parse_integer()
+            else:
+                parser.raise_error(f"'{key}' is not a property of mlip.buffer")
+        for key in ("size", "slots", "kind", "layer"):
+            if key not in values:
+                parser.raise_error(f"expected '{key} = ...' in mlip.buffer")
+        op = cls.build(label, values["size"], values["slots"], values["kind"],  # type: ignore[arg-type]
+                       values["layer"])  # type: ignore[arg-type]
+        if "addrs" in values:
+            op.addrs = DenseArrayBase.from_list(i64, values["addrs"])  # type: ignore[arg-type]
+        return op
+
+    def verify_(self) -> None:
+        if self.kind.data not in BUFFER_KINDS:
+            raise VerifyException(f"expected kind in {list(BUFFER_KINDS)}, got {self.kind.data}")
+        if self.slots.value.data < 1 or self.size.value.data < 0:
+            raise VerifyException(
+                f"expected slots >= 1 and size >= 0, got slots = {self.slots.value.data}, "
+                f"size = {self.size.value.data}")
+        if self.addrs is not None and len(self.addresses()) != self.slots.value.data:
+            raise VerifyException(
+                f"expected {self.slots.value.data} addrs (one per slot), got "
+                f"{len(self.addresses())}")
+        for use in self.result.uses:
+            op = use.operation
+            if isinstance(op, InstructionOp):
+                layer = op.properties.get("layer")
+                if layer is not None and _ival(layer) != self.layer.value.data:
+                    raise VerifyException(
+                        f"expected buffer '{self.label.data}' (layer {self.layer.value.data}) "
+                        f"to be used by layer {self.layer.value.data}, got a use by layer "
+                        f"{_ival(layer)}")
 
 
 @irdl_op_definition
 class BlockOp(IRDLOperation):
-    """One tile's unit of work: loads, computes, stores (in that order inside)."""
+    """One tile's unit of work in a layer: loads, computes, stores (in that order)."""
 
     name = "mlip.block"
-    tile = prop_def(IntegerAttr)
+    tile = prop_def(IntegerAttr[I64])
     body = region_def("single_block")
     traits = traits_def(NoTerminator())
     assembly_format = "attr-dict-with-keyword $body"
     irdl_options = (ParsePropInAttrDict(),)
 
+    def instructions(self) -> list[InstructionOp]:
+        return [op for op in self.body.block.ops if isinstance(op, InstructionOp)]
+
+    def verify_(self) -> None:
+        for op in self.body.block.ops:
+            if not isinstance(op, InstructionOp):
+                raise VerifyException(f"expected instruction ops in mlip.block, got {op.name}")
+            if op.results or op.pop_prev is not None or op.pop_next is not None:
+                raise VerifyException(
+                    f"expected no tokens before mlip-dma-schedule, got some on {op.name}")
+
 
 @irdl_op_definition
 class LayerOp(IRDLOperation):
-    """A lowered mrvl layer: its OCM buffers and its blocks."""
+    """A lowered mrvl layer (an entry of the binary's layer table); its per-tile
+    `mlip.block`s until `mlip-dma-schedule` moves their instructions out."""
 
     name = "mlip.layer"
     sym_name = prop_def(SymbolNameConstraint())
     kind = prop_def(StringAttr)
-    index = prop_def(IntegerAttr)
-    macs = prop_def(IntegerAttr)
+    index = prop_def(IntegerAttr[I64])
+    macs = prop_def(IntegerAttr[I64])
     split = prop_def(StringAttr)
+    blocks = prop_def(IntegerAttr[I64])
     body = region_def("single_block")
     traits = traits_def(NoTerminator())
     assembly_format = "$sym_name attr-dict-with-keyword $body"
     irdl_options = (ParsePropInAttrDict(),)
 
+    def block_ops(self) -> list[BlockOp]:
+        return [op for op in self.body.block.ops if isinstance(op, BlockOp)]
+
+    def verify_(self) -> None:
+        found = self.block_ops()
+        if found and len(found) != self.blocks.value.data:
+            raise VerifyException(
+                f"expected blocks = {len(found)} (the blocks it holds), got "
+                f"{self.blocks.value.data}")
+
 
 @irdl_op_definition
-class StreamOp(IRDLOperation):
-    """The instruction stream of one (section, tile, queue)."""
+class SectionOp(IRDLOperation):
+    """The scheduled instructions of one section (module docstring), in one block."""
 
-    name = "mlip.stream"
+    name = "mlip.section"
     section = prop_def(StringAttr)
-    tile = prop_def(IntegerAttr)
-    queue = prop_def(StringAttr)
     body = region_def("single_block")
     traits = traits_def(NoTerminator())
     assembly_format = "attr-dict-with-keyword $body"
     irdl_options = (ParsePropInAttrDict(),)
+
+    def verify_(self) -> None:
+        _check_enum("section", self.section, SECTION_NAMES)
+        pending: dict[tuple[int, int, int], deque] = {}
+        for op in self.body.block.ops:
+            if isinstance(op, BufferOp):
+                continue
+            if not isinstance(op, InstructionOp):
+                raise VerifyException(f"expected instruction ops in mlip.section, got {op.name}")
+            if "tile" not in op.properties:
+                raise VerifyException(f"expected a tile on {op.name} in mlip.section, got none")
+            tile = _ival(op.properties["tile"])
+            queue = int(op.queue())
+            for name, source in (("pop_prev", queue - 1), ("pop_next", queue + 1)):
+                token = getattr(op, name)
+                if token is None:
+                    continue
+                fifo = pending.get((tile, source, queue))
+                expected = fifo.popleft() if fifo else None
+                if token is not expected:
+                    raise VerifyException(
+                        f"expected {op.name} {name} to take the oldest token queue "
+                        f"{Queue(source).name.lower()} of tile {tile} pushed to it, got "
+                        f"{'another token' if expected is not None else 'none pending'}")
+            for name, target in (("push_prev", queue - 1), ("push_next", queue + 1)):
+                token = getattr(op, name)
+                if token is not None:
+                    pending.setdefault((tile, queue, target), deque()).append(token)
+
+    def instructions(self) -> list[InstructionOp]:
+        return [op for op in self.body.block.ops if isinstance(op, InstructionOp)]
 
 
 @irdl_op_definition
@@ -466,186 +993,103 @@ class ModelOp(IRDLOperation):
 
     name = "mlip.model"
     sym_name = prop_def(SymbolNameConstraint())
-    num_tiles = prop_def(IntegerAttr)
-    ocm_size = prop_def(IntegerAttr)
-    page_size = prop_def(IntegerAttr)
+    num_tiles = prop_def(IntegerAttr[I64])
+    ocm_size = prop_def(IntegerAttr[I64])
+    page_size = prop_def(IntegerAttr[I64])
     quantize = prop_def(StringAttr)
-    inputs = prop_def(ArrayAttr)
-    outputs = prop_def(ArrayAttr)
-    ocm_end = opt_prop_def(IntegerAttr)
+    inputs = prop_def(ArrayAttr[StringAttr])
+    outputs = prop_def(ArrayAttr[StringAttr])
+    ocm_end = opt_prop_def(IntegerAttr[I64])
     body = region_def("single_block")
     traits = traits_def(NoTerminator())
     assembly_format = "$sym_name attr-dict-with-keyword $body"
     irdl_options = (ParsePropInAttrDict(),)
 
+    # -- views used by the passes, emission and the report --
+    def tensors(self) -> dict[str, TensorOp]:
+        return {op.sym_name.data: op for op in self.body.block.ops if isinstance(op, TensorOp)}
 
-def _int(v: int) -> IntegerAttr:
-    return IntegerAttr(int(v), i64)
+    def layers(self) -> list[LayerOp]:
+        return [op for op in self.body.block.ops if isinstance(op, LayerOp)]
 
+    def buffers(self) -> list[BufferOp]:
+        return [op for op in self.body.block.ops if isinstance(op, BufferOp)]
 
-def _ints(values) -> DenseArrayBase:
-    return DenseArrayBase.from_list(i64, [int(v) for v in values])
+    def sections(self) -> list[SectionOp]:
+        return [op for op in self.body.block.ops if isinstance(op, SectionOp)]
 
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.sections())
 
-def _vals(attr) -> list[int]:
-    return [int(v) for v in attr.get_values()]
+    def instructions(self):
+        """Every instruction op, in program order (blocks, or the scheduled sections)."""
+        for op in self.body.block.ops:
+            if isinstance(op, LayerOp):
+                for block in op.block_ops():
+                    yield from block.instructions()
+            elif isinstance(op, SectionOp):
+                yield from op.instructions()
 
-
-def _layer_op(layer: LayerPlan, body: Region) -> LayerOp:
-    """The `mlip.layer` record of a layer (its buffers and blocks in `body`)."""
-    return LayerOp.create(
-        properties={"sym_name": StringAttr(layer.name), "kind": StringAttr(layer.kind),
-                    "index": _int(layer.index), "macs": _int(layer.macs),
-                    "split": StringAttr(layer.split)},
-        regions=[body])
-
-
-def program_to_op(prog: Program) -> ModelOp:
-    """The `mlip.model` op of a program."""
-    body = _body()
-    block = body.block
-    for t in prog.tensors.values():
-        props: dict[str, Attribute] = {
-            "sym_name": StringAttr(t.name), "region": StringAttr(t.region),
-            "shape": _ints(t.shape), "dtype": StringAttr(DTYPE_NAMES[isa.DType(t.dtype)]),
-        }
-        if t.scale != 1.0:
-            props["scale"] = FloatAttr(t.scale, f64)
-        if t.zp:
-            props["zero_point"] = _int(t.zp)
-        if t.layout:
-            props["layout"] = _int(t.layout)
-        if t.first >= 0 or t.last >= 0:
-            props["live"] = _ints([t.first, t.last])
-        if t.alias_of is not None:
-            props["alias_of"] = StringAttr(t.alias_of)
-        if t.data is not None:
-            props["data"] = StringAttr("0x" + t.data.hex())
-        if t.offset is not None:
-            props["offset"] = _int(t.offset)
-        block.add_op(TensorOp.create(properties=props))
-    if prog.streams is None:
-        for layer in prog.layers:
-            lbody = _body()
-            for buf in layer.buffers.values():
-                props = {"sym_name": StringAttr(buf.name), "size": _int(buf.size),
-                         "slots": _int(buf.slots), "kind": StringAttr(buf.kind)}
-                if buf.addrs:
-                    props["addrs"] = _ints(buf.addrs)
-                lbody.block.add_op(BufferOp.create(properties=props))
-            for blk in layer.blocks:
-                bbody = _body()
-                for insn in (*blk.loads, *blk.computes, *blk.stores):
-                    bbody.block.add_op(INSN_OPS[Opcode(insn.opcode)](insn))
-                lbody.block.add_op(BlockOp.create(properties={"tile": _int(blk.tile)},
-                                                  regions=[bbody]))
-            block.add_op(_layer_op(layer, lbody))
-    else:
-        for layer in prog.layers:
-            block.add_op(_layer_op(layer, _body()))
-        for (section, tile, queue), insns in sorted(prog.streams.items()):
-            sbody = _body()
-            for insn in insns:
-                sbody.block.add_op(INSN_OPS[Opcode(insn.opcode)](insn))
-            block.add_op(StreamOp.create(
-                properties={"section": StringAttr(Section(section).name.lower()),
-                            "tile": _int(tile), "queue": StringAttr(Queue(queue).name.lower())},
-                regions=[sbody]))
-    props = {
-        "sym_name": StringAttr(prog.name), "num_tiles": _int(prog.num_tiles),
-        "ocm_size": _int(prog.ocm_size), "page_size": _int(prog.page_size),
-        "quantize": StringAttr(prog.quantize),
-        "inputs": ArrayAttr([StringAttr(n) for n in prog.inputs]),
-        "outputs": ArrayAttr([StringAttr(n) for n in prog.outputs]),
-    }
-    if prog.ocm_end is not None:
-        props["ocm_end"] = _int(prog.ocm_end)
-    return ModelOp.create(properties=props, regions=[body])
+    def verify_(self) -> None:
+        tiles = self.num_tiles.value.data
+        if tiles not in (1, 2, 4, 8):
+            raise VerifyException(f"expected num_tiles in [1, 2, 4, 8], got {tiles}")
+        names = set(self.tensors())
+        for name in (*self.inputs.data, *self.outputs.data):
+            if name.data not in names:
+                raise VerifyException(f"expected an mlip.tensor @{name.data}, got none")
+        for op in self.instructions():
+            dram = op.properties.get("dram")
+            if dram is not None and dram.root_reference.data not in names:  # type: ignore[union-attr]
+                raise VerifyException(
+                    f"expected {op.name} dram_addr to name an mlip.tensor, got "
+                    f"@{dram.root_reference.data}")  # type: ignore[union-attr]
+            tile = op.properties.get("tile")
+            if tile is not None and not 0 <= _ival(tile) < tiles:
+                raise VerifyException(f"expected tile in [0, {tiles}), got {_ival(tile)}")
 
 
-def op_to_program(model: ModelOp) -> Program:
-    """The program an `mlip.model` op describes."""
-    prog = Program(
-        model.sym_name.data, num_tiles=model.num_tiles.value.data,
-        ocm_size=model.ocm_size.value.data, page_size=model.page_size.value.data,
-        quantize=model.quantize.data,
-        inputs=[a.data for a in model.inputs.data],  # type: ignore[union-attr]
-        outputs=[a.data for a in model.outputs.data],  # type: ignore[union-attr]
-        ocm_end=None if model.ocm_end is None else model.ocm_end.value.data,
-    )
-    streams: dict = {}
-    for op in model.body.block.ops:
-        if isinstance(op, TensorOp):
-            live = _vals(op.live) if op.live is not None else [-1, -1]
-            data = None
-            if op.data is not None:
-                data = bytes.fromhex(op.data.data[2:])
-            prog.add_tensor(DramTensor(
-                op.sym_name.data, tuple(_vals(op.shape)), DTYPE_BY_NAME[op.dtype.data],
-                op.region.data, data=data,
-                offset=None if op.offset is None else op.offset.value.data,
-                layout=0 if op.layout is None else op.layout.value.data,
-                scale=1.0 if op.scale is None else op.scale.value.data,
-                zp=0 if op.zero_point is None else op.zero_point.value.data,
-                first=live[0], last=live[1],
-                alias_of=None if op.alias_of is None else op.alias_of.data))
-        elif isinstance(op, LayerOp):
-            layer = LayerPlan(op.sym_name.data, op.kind.data, op.index.value.data,
-                              macs=op.macs.value.data, split=op.split.data)
-            for inner in op.body.block.ops:
-                if isinstance(inner, BufferOp):
-                    layer.buffers[inner.sym_name.data] = OcmBuffer(
-                        inner.sym_name.data, inner.size.value.data, inner.slots.value.data,
-                        inner.kind.data, _vals(inner.addrs) if inner.addrs is not None else [])
-                elif isinstance(inner, BlockOp):
-                    blk = Block(inner.tile.value.data)
-                    for insn_op in inner.body.block.ops:
-                        assert isinstance(insn_op, InstructionOp)
-                        insn = insn_op.to_insn()
-                        target = {Queue.DMA_IN: blk.loads, Queue.COMPUTE: blk.computes,
-                                  Queue.DMA_OUT: blk.stores}[Queue(insn.queue)]
-                        target.append(insn)
-                    layer.blocks.append(blk)
-            prog.layers.append(layer)
-        elif isinstance(op, StreamOp):
-            key = (int(SECTION_NAMES[op.section.data]), op.tile.value.data,
-                   int(QUEUE_NAMES[op.queue.data]))
-            streams[key] = [i.to_insn() for i in op.body.block.ops
-                            if isinstance(i, InstructionOp)]
-    if streams:
-        prog.streams = streams
-    return prog
+def model_asm(model: ModelOp) -> str:
+    """Assembly listing of a scheduled model: one line per instruction, per stream."""
+    from xdsl.printer import Printer as _Printer
+    import io
 
-
-def map_models(module: ModuleOp, transform: Callable[[Program], None]) -> None:
-    """Apply `transform` to the program of every `mlip.model` in `module`, in place."""
-    for op in list(module.ops):
-        if not isinstance(op, ModelOp):
-            continue
-        prog = op_to_program(op)
-        transform(prog)
-        new = program_to_op(prog)
-        module.body.block.insert_op_before(new, op)
-        module.body.block.erase_op(op)
-
-
-def program_asm(prog: Program) -> str:
-    """Assembly listing of a scheduled program: one line per instruction, per stream."""
-    lines = [f"; model {prog.name}: {prog.num_tiles} tile(s), OCM [0, {prog.ocm_end}), "
-             f"{prog.quantize}"]
-    for layer in prog.layers:
-        lines.append(f"; layer {layer.index} {layer.name} {layer.kind} macs={layer.macs}")
-    for (section, tile, queue), insns in sorted((prog.streams or {}).items()):
-        if not insns:
-            continue
-        lines.append(f"{Section(section).name.lower()}.tile{tile}.{Queue(queue).name.lower()}:")
-        for insn in insns:
-            lines.append("  " + insn_text(insn, ""))
+    lines = [f"; model {model.sym_name.data}: {model.num_tiles.value.data} tile(s), OCM [0, "
+             f"{_ival(model.ocm_end) if model.ocm_end is not None else None}), "
+             f"{model.quantize.data}"]
+    for layer in model.layers():
+        lines.append(f"; layer {layer.index.value.data} {layer.sym_name.data} "
+                     f"{layer.kind.data} macs={layer.macs.value.data}")
+    streams: dict[tuple[int, int, int], list[str]] = {}
+    for section in model.sections():
+        sec = int(SECTION_NAMES[section.section.data])
+        text = io.StringIO()
+        printer = _Printer(stream=text)
+        for op in section.body.block.ops:
+            text.seek(0)
+            text.truncate()
+            printer.print_op(op)
+            if not isinstance(op, InstructionOp):
+                continue
+            line = _RESULTS_RE.sub("", text.getvalue().strip())
+            key = (sec, _ival(op.properties["tile"]), int(op.queue()))
+            streams.setdefault(key, []).append(line.removeprefix("mlip."))
+    for (sec, tile, queue), insns in sorted(streams.items()):
+        lines.append(f"{Section(sec).name.lower()}.tile{tile}.{Queue(queue).name.lower()}:")
+        lines.extend("  " + line for line in insns)
     return "\n".join(lines) + "\n"
+
+
+_RESULTS_RE = re.compile(r"^%[\w.$-]+(, %[\w.$-]+)* = ")
+
+
+def new_region() -> Region:
+    return Region(Block())
 
 
 Mlip = Dialect(
     "mlip",
-    [*INSN_OPS.values(), TensorOp, BufferOp, BlockOp, LayerOp, StreamOp, ModelOp],
-    [],
+    [*INSN_OPS.values(), TensorOp, BufferOp, BlockOp, LayerOp, SectionOp, ModelOp],
+    [BufferType, TokenType, BytesAttr],
 )

@@ -1,8 +1,9 @@
 """The backend compiler's Python API (step 2: JSON pair -> model binary; and the whole flow).
 
 - `compile_function(fn, ...) -> CompiledSubgraph`: one accelerator sub-graph function through
-  mlip-quantize, mlip-tile-split, convert-mrvl-to-mlip, mlip-ocm-alloc, mlip-dma-schedule
-  and emission, in one process without printing the IR.
+  the ModulePasses mrvl-quantize, mrvl-tile-split, convert-mrvl-to-mlip, mlip-ocm-alloc,
+  mlip-dma-schedule and then emission (`to_model_binary`), in one process without printing
+  the IR; the result holds the scheduled `mlip.model`.
 - `compile_json_pair(nodes, consts, ...) -> bytes`: the `mrvl-tvmircomp` counterpart (paths or
   already-loaded JSON documents).
 - `compile_model(onnx_path, out_dir, ...) -> Manifest`: step 1 and step 2, writing the build
@@ -18,28 +19,61 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
+from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
 
+from mrvl.dialects.mlip import ModelOp
 from mrvl.errors import CompileError
-from mrvl.lowering.convert_mrvl_to_mlip import convert_function
-from mrvl.lowering.mlip_dma_schedule import schedule
+from mrvl.lowering.convert_mrvl_to_mlip import ConvertMrvlToMlipPass
+from mrvl.lowering.mlip_dma_schedule import MlipDmaSchedulePass
 from mrvl.lowering.mlip_emit import to_model_binary
-from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
-from mrvl.mlip_plan import Program
-from mrvl.lowering.mlip_quantize import accelerator_functions, quantize_function
-from mrvl.lowering.mlip_tile_split import split_function
+from mrvl.lowering.mlip_ocm_alloc import MlipOcmAllocPass
+from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, accelerator_functions
+from mrvl.lowering.mrvl_tile_split import MrvlTileSplitPass
 from mrvl import mlip_isa as isa
 from mrvl.mlip_binary import ModelBinary
 
 
 @dataclass
 class CompiledSubgraph:
-    """One compiled accelerator sub-graph: its program (for reports) and binary."""
+    """One compiled accelerator sub-graph: its scheduled `mlip.model` (for reports and
+    listings) and its binary."""
 
     symbol: str
-    program: Program
+    model: ModelOp
     binary: ModelBinary
     data: bytes
+
+
+def backend_passes(
+    *,
+    num_tiles: int = 1,
+    quantize: str = "fp16",
+    io_dtype: str | None = None,
+    calibration: Sequence[Sequence[np.ndarray]] | None = None,
+    ocm_size: int = isa.DEFAULT_OCM_SIZE,
+    page_size: int = isa.DEFAULT_PAGE_SIZE,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+) -> tuple[list[ModulePass], list[ModulePass]]:
+    """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
+    functions, lowering passes from mrvl to a scheduled `mlip.model`)."""
+    batches = None
+    if calibration is not None:
+        batches = tuple(tuple(batch) for batch in calibration)
+    annotate: list[ModulePass] = [
+        MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", batches=batches),
+        MrvlTileSplitPass(num_tiles=num_tiles, ocm_size=ocm_size, page_size=page_size),
+    ]
+    lower: list[ModulePass] = [
+        ConvertMrvlToMlipPass(ocm_size=ocm_size, page_size=page_size,
+                              input_names=tuple(input_names or ()),
+                              output_names=tuple(output_names or ())),
+        MlipOcmAllocPass(),
+        MlipDmaSchedulePass(),
+    ]
+    return annotate, lower
 
 
 def compile_function(
@@ -52,15 +86,39 @@ def compile_function(
     ocm_size: int = isa.DEFAULT_OCM_SIZE,
     page_size: int = isa.DEFAULT_PAGE_SIZE,
     model_id: int = 0,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
 ) -> CompiledSubgraph:
-    """Compile one accelerator sub-graph function (annotated in place)."""
-    quantize_function(fn, quantize, io_dtype, calibration)
-    split_function(fn, num_tiles, ocm_size, page_size)
-    prog = convert_function(fn, ocm_size, page_size)
-    allocate_ocm(prog)
-    schedule(prog)
-    binary = to_model_binary(prog, model_id)
-    return CompiledSubgraph(fn.sym_name.data, prog, binary, binary.to_bytes())
+    """Compile one accelerator sub-graph function through the backend pipeline
+    (`backend_passes`), in one process without printing: the annotation passes run on `fn`
+    (annotated in place, left where it is), the lowering passes on a copy of it."""
+    annotate, lower = backend_passes(
+        num_tiles=num_tiles, quantize=quantize, io_dtype=io_dtype, calibration=calibration,
+        ocm_size=ocm_size, page_size=page_size, input_names=input_names,
+        output_names=output_names)
+    ctx = Context()
+    parent = fn.parent_block()
+    after = fn.next_op
+    if parent is not None:
+        parent.detach_op(fn)
+    holder = ModuleOp([fn])
+    try:
+        for p in annotate:
+            p.apply(ctx, holder)
+        work = ModuleOp([fn.clone()])
+    finally:
+        holder.body.block.detach_op(fn)
+        if parent is not None:
+            if after is not None:
+                parent.insert_op_before(fn, after)
+            else:
+                parent.add_op(fn)
+    for p in lower:
+        p.apply(ctx, work)
+    model = work.body.block.first_op
+    assert isinstance(model, ModelOp)
+    binary = to_model_binary(model, model_id)
+    return CompiledSubgraph(fn.sym_name.data, model, binary, binary.to_bytes())
 
 
 def _json_doc(value: Any, what: str) -> tuple[Any, str]:
@@ -106,7 +164,7 @@ def compile_json_pair(nodes: Any, consts: Any, **options: Any) -> bytes:
     fn = read_pair(nodes, consts)
     calibration = options.pop("calibration", None)
     if isinstance(calibration, str | Path):
-        from mrvl.lowering.mlip_quantize import load_calibration
+        from mrvl.lowering.mrvl_quantize import load_calibration
 
         calibration = load_calibration(str(calibration), fn)
     return compile_function(fn, calibration=calibration, **options).data
@@ -367,22 +425,18 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
         cal = None
         if quantize == "int8":
             cal = [calls[step["symbol"]] for calls in per_call]
-        quantize_function(fn, quantize, io_dtype, cal)
-        split_function(fn, num_tiles, ocm_size, page_size)
-        prog = convert_function(fn, ocm_size, page_size, step["inputs"], step["outputs"])
-        allocate_ocm(prog)
-        schedule(prog)
-        binary = to_model_binary(prog, model_id)
-        data = binary.to_bytes()
-        (out / f"{step['symbol']}.bin").write_bytes(data)
-        sub = CompiledSubgraph(step["symbol"], prog, binary, data)
+        sub = compile_function(
+            fn, num_tiles=num_tiles, quantize=quantize, io_dtype=io_dtype, calibration=cal,
+            ocm_size=ocm_size, page_size=page_size, model_id=model_id,
+            input_names=step["inputs"], output_names=step["outputs"])
+        (out / f"{step['symbol']}.bin").write_bytes(sub.data)
         result.subgraphs.append(sub)
-        report = program_report(prog)
+        report = program_report(sub.model)
         result.reports.append(report)
         step.update({
             "nodes": nodes_path.name, "consts": consts_path.name,
             "binary": f"{step['symbol']}.bin",
-            "layers": sum(1 for layer in prog.layers if layer.kind != "copy"),
+            "layers": sum(1 for layer in sub.model.layers() if layer.kind.data != "copy"),
             "macs": report["macs"],
         })
     write_report(module, out / "offload.json")

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mrvl.dialects.mlip import DmaOp, ModelOp
 from mrvl.lowering.mlip_emit import dma_bytes
-from mrvl.mlip_plan import Program
 from mrvl import mlip_isa as isa
 
 
@@ -30,38 +30,53 @@ def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool) -> int:
     return max(compute, memory)
 
 
-def program_report(prog: Program) -> dict[str, Any]:
-    """The static report of one compiled (allocated) program."""
-    tiles = prog.num_tiles
-    int8 = prog.quantize == "int8"
-    capacity = prog.ocm_size * tiles
+def program_report(model: ModelOp) -> dict[str, Any]:
+    """The static report of one compiled (allocated and scheduled) `mlip.model`, read from
+    its ops: layers, buffers, DMA instructions and tensors."""
+    tiles = model.num_tiles.value.data
+    int8 = model.quantize.data == "int8"
+    page = model.page_size.value.data
+    capacity = model.ocm_size.value.data * tiles
+    dma_in: dict[int, int] = {}
+    dma_out: dict[int, int] = {}
+    count = 0
+    for op in model.instructions():
+        count += 1
+        if isinstance(op, DmaOp):
+            target = dma_in if op.OPCODE == isa.Opcode.DMA_LOAD else dma_out
+            index = op.properties["layer"].value.data  # type: ignore[union-attr]
+            target[index] = target.get(index, 0) + dma_bytes(op)
+    ocm_of: dict[int, int] = {}
+    for buf in model.buffers():
+        index = buf.layer.value.data
+        size = -(-max(buf.size.value.data, 1) // page) * page * buf.slots.value.data
+        ocm_of[index] = ocm_of.get(index, 0) + size
     layers = []
-    for layer in prog.layers:
-        dma_in = dma_out = 0
-        for blk in layer.blocks:
-            dma_in += sum(dma_bytes(i) for i in blk.loads)
-            dma_out += sum(dma_bytes(i) for i in blk.stores)
-        ocm = layer.ocm_bytes(prog.page_size) * tiles
+    for layer in model.layers():
+        index = layer.index.value.data
+        macs = layer.macs.value.data
+        ocm = ocm_of.get(index, 0) * tiles
+        moved_in, moved_out = dma_in.get(index, 0), dma_out.get(index, 0)
         layers.append({
-            "name": layer.name, "kind": layer.kind, "split": layer.split,
-            "blocks": len(layer.blocks), "macs": layer.macs,
+            "name": layer.sym_name.data, "kind": layer.kind.data, "split": layer.split.data,
+            "blocks": layer.blocks.value.data, "macs": macs,
             "ocm_bytes": ocm, "ocm_percent": round(100.0 * ocm / capacity, 2),
-            "dma_in_bytes": dma_in, "dma_out_bytes": dma_out,
-            "roofline_cycles": roofline(layer.macs, dma_in + dma_out, tiles, int8),
+            "dma_in_bytes": moved_in, "dma_out_bytes": moved_out,
+            "roofline_cycles": roofline(macs, moved_in + moved_out, tiles, int8),
         })
-    ocm_used = (prog.ocm_end or 0) * tiles
+    ocm_used = (0 if model.ocm_end is None else model.ocm_end.value.data) * tiles
     total_in = sum(row["dma_in_bytes"] for row in layers)
     total_out = sum(row["dma_out_bytes"] for row in layers)
     macs = sum(row["macs"] for row in layers)
-    weights = sum(t.size_bytes for t in prog.tensors.values() if t.region == "weights")
+    weights = sum(t.size_bytes for t in model.tensors().values() if t.region.data == "weights")
     return {
-        "symbol": prog.name, "num_tiles": tiles, "quantize": prog.quantize,
-        "page_size": prog.page_size, "ocm_bytes": ocm_used,
+        "symbol": model.sym_name.data, "num_tiles": tiles, "quantize": model.quantize.data,
+        "page_size": page, "ocm_bytes": ocm_used,
         "ocm_percent": round(100.0 * ocm_used / capacity, 2),
         "weights_bytes": weights, "macs": macs,
         "dma_in_bytes": total_in, "dma_out_bytes": total_out,
         "roofline_cycles": sum(row["roofline_cycles"] for row in layers),
-        "instructions": sum(len(s) for s in (prog.streams or {}).values()),
+        "instructions": count if model.scheduled else 0,
         "layers": layers,
     }
 

@@ -1,7 +1,7 @@
 """`convert-mrvl-to-mlip`: lower an accelerator sub-graph's mrvl layers to mlip blocks.
 
 Input: an accelerator `func.func` (mrvl layers + `graph.constant` weights), annotated by
-`mlip-quantize` and `mlip-tile-split` (defaults: fp16, 1 tile, when the annotations are
+`mrvl-quantize` and `mrvl-tile-split` (defaults: fp16, 1 tile, when the annotations are
 missing). Output: a `Program` (mrvl/mlip_plan.py; printed as an `mlip.model` op by the
 pass) whose layers hold per-tile `Block`s of mlip instructions with symbolic OCM buffers.
 
@@ -14,7 +14,7 @@ layer never fails for lack of OCM (the only limit: one output channel's weights,
 pixel row of one channel, must fit in a quarter of the OCM).
 
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
-weight steps, int32 bias, per-tensor activation steps and zero points from mlip-quantize;
+weight steps, int32 bias, per-tensor activation steps and zero points from mrvl-quantize;
 a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation). Sum2D /
 Mul2D are ELTWISE ADD / MUL and Activation is ACT; in int8 their SCALE fields dequantise the
 inputs, compute on real values and requantise to the output step in one instruction.
@@ -29,14 +29,25 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    SymbolRefAttr,
+    f64,
+    i64,
+)
+from xdsl.ir import Attribute, Region, SSAValue
+from xdsl.ir import Block as IRBlock
 from xdsl.passes import ModulePass
 
-from mrvl.dialects import mrvl
+from mrvl.dialects import mlip, mrvl
 from mrvl.errors import CompileError
 from mrvl.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
-from mrvl.lowering.mlip_quantize import (
+from mrvl.lowering.mrvl_quantize import (
     INPUT_SCALES_ATTR,
     INPUT_ZPS_ATTR,
     IO_ATTR,
@@ -47,7 +58,7 @@ from mrvl.lowering.mlip_quantize import (
     constant_value,
     weight_scales,
 )
-from mrvl.lowering.mlip_tile_split import (
+from mrvl.lowering.mrvl_tile_split import (
     balanced_ranges,
     channel_unit,
     choose_split,
@@ -56,7 +67,7 @@ from mrvl.lowering.mlip_tile_split import (
     row_unit,
 )
 from mrvl import mlip_isa as isa
-from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Layout, Opcode, PoolFunc
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Layout, Opcode, PoolFunc, Queue
 
 IO_DTYPES = {"f16": DType.FP16, "f32": DType.FP32, "i8": DType.INT8}
 
@@ -511,7 +522,7 @@ def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int]) -> tuple[floa
 def conv_cost(g: ConvGeom, kind: str, ranges, ocm_size: int, page_size: int
               ) -> tuple[float, int] | None:
     """Estimated (cycles, DRAM bytes read) of a conv under a tile split (`kind`, `ranges`
-    as in mlip-tile-split), with the blocking `lower_conv2d` chooses for an OCM of
+    as in mrvl-tile-split), with the blocking `lower_conv2d` chooses for an OCM of
     `ocm_size` bytes in pages of `page_size`; None when its blocks do not fit."""
     work = _segments(kind, ranges, g.n, g.oh, g.o)
 
@@ -1164,8 +1175,9 @@ def _check_body(fn: func.FuncOp) -> None:
 def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
                      page_size: int = isa.DEFAULT_PAGE_SIZE,
                      input_names: Sequence[str] | None = None,
-                     output_names_: Sequence[str] | None = None) -> Program:
-    """Lower one accelerator sub-graph (module docstring). `input_names` / `output_names_`
+                     output_names_: Sequence[str] | None = None) -> mlip.ModelOp:
+    """Lower one accelerator sub-graph to its `mlip.model` (module docstring), through the
+    internal builder of mrvl/mlip_plan.py. `input_names` / `output_names_`
     name the I/O tensors (default: the arguments' `graph.name`, the function's
     `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`)."""
     if page_size not in (1024, 2048, 4096, 8192, 16384):
@@ -1241,7 +1253,7 @@ def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
             continue
         _add_copy_out(conv, value, name)
     _liveness(prog)
-    return prog
+    return build_model(prog)
 
 
 def _add_copy_out(conv: Converter, value: SSAValue, name: str) -> None:
@@ -1287,23 +1299,141 @@ def _liveness(prog: Program) -> None:
                 t.last = max(t.last, layer.index)
 
 
+def _instruction_op(insn: Insn, buffers: dict[str, SSAValue]) -> mlip.InstructionOp:
+    """The typed mlip op of a builder instruction (OCM refs become buffer operands)."""
+    opcode = Opcode(insn.opcode)
+    cls = mlip.INSN_OPS[opcode]
+    props: dict[str, Attribute] = {}
+    ocm: dict[str, SSAValue] = {}
+    for key, value in insn.fields.items():
+        if isinstance(value, Ref):
+            if value.space == "ocm":
+                base = mlip.base_of(key)
+                ocm[key] = buffers[value.name]
+                props[f"{base}_slot"] = mlip.i64_attr(value.slot)
+                props[f"{base}_offset"] = mlip.i64_attr(value.offset)
+            else:
+                props["dram"] = _symbol(value.name)
+                props["dram_offset"] = mlip.i64_attr(value.offset)
+        elif key in mlip.OCM_ADDRESS_FIELDS:
+            if value != isa.ADDR_NONE:
+                raise AssertionError(f"{opcode.name}: {key} must be a buffer reference")
+        elif isa.field_type(key) == "f":
+            props[key] = mlip.f64_attr(float(value))
+        else:
+            props[key] = mlip.i64_attr(int(value))
+    if opcode == Opcode.POOL:
+        props["func"] = mlip.str_attr(PoolFunc(insn.func).name.lower())
+    elif opcode == Opcode.ELTWISE:
+        props["func"] = mlip.str_attr(EltFunc(insn.func).name.lower())
+    if insn.act:
+        props["act"] = mlip.str_attr(Act(insn.act).name.lower())
+    props["src"] = mlip.str_attr(mlip.DTYPE_NAMES[DType(insn.src_dtype)])
+    props["dst"] = mlip.str_attr(mlip.DTYPE_NAMES[DType(insn.dst_dtype)])
+    for name in ("in_zp", "out_zp"):
+        if getattr(insn, name):
+            props[name] = mlip.i64_attr(int(getattr(insn, name)))
+    for name in ("scale", "alpha", "beta"):
+        if float(getattr(insn, name)) != mlip.HEADER_DEFAULTS[name]:
+            props[name] = mlip.f64_attr(float(getattr(insn, name)))
+    if insn.layer != isa.LAYER_NONE:
+        props["layer"] = mlip.i64_attr(insn.layer)
+    if insn.flags & Flag.SCALE:
+        props["scale_flag"] = mlip.UNIT
+    if insn.flags & Flag.COUNT_PAD:
+        props["count_pad"] = mlip.UNIT
+    if insn.flags & ~int(Flag.SCALE | Flag.COUNT_PAD):
+        raise AssertionError("token flags are set by mlip-dma-schedule, not the builder")
+    if opcode == Opcode.NOP:
+        props["queue"] = mlip.str_attr(Queue(insn.queue).name.lower())
+    return cls.build(props, ocm)
+
+
+_SYMBOLS: dict[str, SymbolRefAttr] = {}
+
+
+def _symbol(name: str) -> SymbolRefAttr:
+    found = _SYMBOLS.get(name)
+    if found is None:
+        found = _SYMBOLS[name] = SymbolRefAttr(name)
+        if len(_SYMBOLS) > 65536:
+            _SYMBOLS.clear()
+    return found
+
+
+def _tensor_op(t: DramTensor) -> mlip.TensorOp:
+    props: dict[str, Attribute] = {
+        "sym_name": StringAttr(t.name), "region": mlip.str_attr(t.region),
+        "shape": DenseArrayBase.from_list(i64, [int(d) for d in t.shape]),
+        "dtype": mlip.str_attr(mlip.DTYPE_NAMES[DType(t.dtype)]),
+    }
+    if t.scale != 1.0:
+        props["scale"] = FloatAttr(float(t.scale), f64)
+    if t.zp:
+        props["zero_point"] = mlip.i64_attr(int(t.zp))
+    if t.layout:
+        props["layout"] = mlip.i64_attr(int(t.layout))
+    if t.first >= 0 or t.last >= 0:
+        props["live"] = DenseArrayBase.from_list(i64, [t.first, t.last])
+    if t.alias_of is not None:
+        props["alias_of"] = StringAttr(t.alias_of)
+    if t.data is not None:
+        props["data"] = mlip.BytesAttr(t.data)
+    return mlip.TensorOp.create(properties=props)
+
+
+def build_model(prog: Program) -> mlip.ModelOp:
+    """The `mlip.model` op of a converted program: its tensors, and per layer its buffers
+    and its `mlip.layer` holding one `mlip.block` per block (module docstring)."""
+    body = IRBlock()
+    for t in prog.tensors.values():
+        body.add_op(_tensor_op(t))
+    for layer in prog.layers:
+        buffers: dict[str, SSAValue] = {}
+        for buf in layer.buffers.values():
+            buf_op = mlip.BufferOp.build(buf.name, buf.size, buf.slots, buf.kind, layer.index)
+            body.add_op(buf_op)
+            buffers[buf.name] = buf_op.result
+        layer_body = IRBlock()
+        for blk in layer.blocks:
+            ops = [_instruction_op(insn, buffers)
+                   for insn in (*blk.loads, *blk.computes, *blk.stores)]
+            layer_body.add_op(mlip.BlockOp.create(
+                properties={"tile": mlip.i64_attr(blk.tile)}, regions=[Region(IRBlock(ops))]))
+        body.add_op(mlip.LayerOp.create(
+            properties={"sym_name": StringAttr(layer.name), "kind": StringAttr(layer.kind),
+                        "index": mlip.i64_attr(layer.index), "macs": mlip.i64_attr(layer.macs),
+                        "split": StringAttr(layer.split),
+                        "blocks": mlip.i64_attr(len(layer.blocks))},
+            regions=[Region(layer_body)]))
+    return mlip.ModelOp.create(properties={
+        "sym_name": StringAttr(prog.name), "num_tiles": mlip.i64_attr(prog.num_tiles),
+        "ocm_size": mlip.i64_attr(prog.ocm_size), "page_size": mlip.i64_attr(prog.page_size),
+        "quantize": StringAttr(prog.quantize),
+        "inputs": ArrayAttr([StringAttr(n) for n in prog.inputs]),
+        "outputs": ArrayAttr([StringAttr(n) for n in prog.outputs]),
+    }, regions=[Region(body)])
+
+
 @dataclass(frozen=True)
 class ConvertMrvlToMlipPass(ModulePass):
     """Replace every accelerator sub-graph function by its `mlip.model` (module docstring).
 
-    Options: `ocm-size` (bytes per tile, default 1 MiB), `page-size` (default 16 KiB).
+    Options: `ocm-size` (bytes per tile, default 1 MiB), `page-size` (default 16 KiB);
+    `input-names` / `output-names` name the I/O tensors (default: the arguments'
+    `graph.name`, the function's `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`).
     """
 
     name = "convert-mrvl-to-mlip"
 
     ocm_size: int = isa.DEFAULT_OCM_SIZE
     page_size: int = isa.DEFAULT_PAGE_SIZE
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from mrvl.dialects.mlip import program_to_op
-
         for fn in accelerator_functions(op):
-            prog = convert_function(fn, self.ocm_size, self.page_size)
-            model = program_to_op(prog)
+            model = convert_function(fn, self.ocm_size, self.page_size,
+                                     self.input_names or None, self.output_names or None)
             op.body.block.insert_op_before(model, fn)
             op.body.block.erase_op(fn)

@@ -1,23 +1,30 @@
 """`mlip-dma-schedule`: per-tile instruction streams with dependency tokens (double buffering).
 
-Input: an `mlip.model` whose layers hold per-tile blocks (loads, computes, stores; slot
-`i % 2` of every streamed buffer for block i). Output: the same model with its layers turned
-into the `main` streams of every (tile, queue), tokens set, and one BARRIER per tile between
-consecutive layers.
+Input: an `mlip.model` whose `mlip.layer`s hold per-tile `mlip.block`s (loads, computes,
+stores; slot `i % 2` of every streamed buffer for block i) and no `mlip.section`. Output:
+the same model with every instruction moved into one `mlip.section "main"` block, in
+topological order (layer by layer, tile by tile, block by block; each op with its `tile`),
+the layers left empty (the layer table), every dependency a `!mlip.token` edge from the op
+that pushes it to the op that pops it, and one `mlip.barrier` per tile between consecutive
+layers. A stream is the section's ops of one (tile, queue).
 
 Protocol per tile and layer, block i of n (VTA-style, docs/isa.md section 2):
 
-- loads of block i: the first pops a token from COMPUTE (`POP_NEXT`) when i >= 2 (block
+- loads of block i: the first pops a token from COMPUTE (`pop_next`) when i >= 2 (block
   i - 2 is done with the slot), or when the tile's previous layer ended with a barrier; the
-  last pushes one to COMPUTE (`PUSH_NEXT`);
-- computes of block i: the first pops the loads' token (`POP_PREV`) and, when i >= 2, the
-  store of block i - 2's token (`POP_NEXT`, the output slot is free); the last pushes to
-  DMA_OUT (`PUSH_NEXT`) and, when i + 2 < n, to DMA_IN (`PUSH_PREV`, the input slot is free);
-- stores of block i: the first pops COMPUTE's token (`POP_PREV`); the last pushes one back
-  (`PUSH_PREV`) when i + 2 < n, or, for the layer's last block, to the barrier;
+  last pushes one to COMPUTE (`push_next`);
+- computes of block i: the first pops the loads' token (`pop_prev`) and, when i >= 2, the
+  store of block i - 2's token (`pop_next`, the output slot is free); the last pushes to
+  DMA_OUT (`push_next`) and, when i + 2 < n, to DMA_IN (`push_prev`, the input slot is free);
+- stores of block i: the first pops COMPUTE's token (`pop_prev`); the last pushes one back
+  (`push_prev`) when i + 2 < n, or, for the layer's last block, to the barrier;
 - between layers every tile runs BARRIER (compute queue) that pops the last store's token and
   pushes one to DMA_IN, so the next layer's first load waits for every tile's stores; a tile
   with no block in a layer relays that token with a NOP.
+
+Each queue-to-queue channel is a FIFO, so a pop takes the oldest token pushed to it: the
+pass pairs them that way, and the section order (each block's loads, computes, stores) puts
+every producer before its consumer.
 
 So the loads of block i + 1 overlap the compute of block i, and the stores of block i
 overlap the compute of block i + 1, and every read-after-write, write-after-read and
@@ -26,74 +33,113 @@ write-after-write on OCM and DRAM is covered by a token or a barrier.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 
+from mrvl.dialects.mlip import (
+    BarrierOp,
+    InstructionOp,
+    ModelOp,
+    NopOp,
+    SectionOp,
+    i64_attr,
+    str_attr,
+)
 from mrvl.errors import CompileError
-from mrvl.mlip_plan import Insn, Program
-from mrvl.mlip_isa import Flag, Opcode, Queue, Section
+from mrvl.mlip_isa import Queue
 
 
-def schedule(prog: Program) -> None:
-    """Build `prog.streams` from the layers' blocks (module docstring)."""
-    if prog.streams is not None:
-        raise CompileError(f"@{prog.name}: mlip-dma-schedule already ran on this model")
-    streams: dict = {}
-    tiles = range(prog.num_tiles)
-    for tile in tiles:
-        for queue in Queue:
-            streams[(int(Section.MAIN), tile, int(queue))] = []
-    active = [layer for layer in prog.layers if layer.blocks]
+class _Streams:
+    """The section block being built and the pending tokens of every channel."""
+
+    def __init__(self) -> None:
+        self.block = Block()
+        self.pending: dict[tuple[int, int, int], deque[SSAValue]] = {}
+
+    def emit(self, op: InstructionOp, tile: int, pop_prev: bool = False,
+             pop_next: bool = False, push_prev: bool = False, push_next: bool = False) -> None:
+        queue = int(op.queue())
+        prev_token = self._pop(tile, queue - 1, queue) if pop_prev else None
+        next_token = self._pop(tile, queue + 1, queue) if pop_next else None
+        new = op.with_tokens(tile, prev_token, next_token, push_prev, push_next)
+        self.block.add_op(new)
+        if new.push_prev is not None:
+            self.pending.setdefault((tile, queue, queue - 1), deque()).append(new.push_prev)
+        if new.push_next is not None:
+            self.pending.setdefault((tile, queue, queue + 1), deque()).append(new.push_next)
+
+    def _pop(self, tile: int, source: int, target: int) -> SSAValue:
+        fifo = self.pending.get((tile, source, target))
+        if not fifo:
+            raise AssertionError(f"tile {tile}: no token from queue {source} to {target}")
+        return fifo.popleft()
+
+
+def _header(layer: int) -> dict:
+    return {"src": str_attr("f16"), "dst": str_attr("f16"), "layer": i64_attr(layer)}
+
+
+def schedule(model: ModelOp) -> None:
+    """Move the blocks' instructions into the `main` section (module docstring)."""
+    if model.scheduled:
+        raise CompileError(f"@{model.sym_name.data}: mlip-dma-schedule already ran on this model")
+    streams = _Streams()
+    tiles = range(model.num_tiles.value.data)
+    active = [layer for layer in model.layers() if layer.block_ops()]
     pending_barrier = {tile: False for tile in tiles}
     for k, layer in enumerate(active):
         last_layer = k == len(active) - 1
+        index = layer.index.value.data
+        blocks = layer.block_ops()
         for tile in tiles:
-            ld = streams[(int(Section.MAIN), tile, int(Queue.DMA_IN))]
-            cp = streams[(int(Section.MAIN), tile, int(Queue.COMPUTE))]
-            st = streams[(int(Section.MAIN), tile, int(Queue.DMA_OUT))]
-            blocks = layer.blocks_of(tile)
-            n = len(blocks)
+            mine = [b for b in blocks if b.tile.value.data == tile]
+            n = len(mine)
             if n == 0 and pending_barrier[tile]:
-                ld.append(Insn(Opcode.NOP, flags=int(Flag.POP_NEXT), queue=Queue.DMA_IN,
-                               layer=layer.index))
-            for i, blk in enumerate(blocks):
-                if not blk.loads or not blk.computes or not blk.stores:
-                    raise AssertionError(f"layer {layer.name}: incomplete block {i}")
-                if i >= 2 or (i == 0 and pending_barrier[tile]):
-                    blk.loads[0].set_flag(Flag.POP_NEXT)
-                blk.loads[-1].set_flag(Flag.PUSH_NEXT)
-                blk.computes[0].set_flag(Flag.POP_PREV)
-                if i >= 2:
-                    blk.computes[0].set_flag(Flag.POP_NEXT)
-                blk.computes[-1].set_flag(Flag.PUSH_NEXT)
-                if i + 2 < n:
-                    blk.computes[-1].set_flag(Flag.PUSH_PREV)
-                blk.stores[0].set_flag(Flag.POP_PREV)
-                if i + 2 < n or (i == n - 1 and not last_layer):
-                    blk.stores[-1].set_flag(Flag.PUSH_PREV)
-                ld.extend(blk.loads)
-                cp.extend(blk.computes)
-                st.extend(blk.stores)
+                nop = NopOp.build({**_header(index), "queue": str_attr("dma_in")}, {})
+                streams.emit(nop, tile, pop_next=True)
+            for i, blk in enumerate(mine):
+                ops = blk.instructions()
+                loads = [op for op in ops if op.queue() == Queue.DMA_IN]
+                computes = [op for op in ops if op.queue() == Queue.COMPUTE]
+                stores = [op for op in ops if op.queue() == Queue.DMA_OUT]
+                if not loads or not computes or not stores:
+                    raise AssertionError(f"layer {layer.sym_name.data}: incomplete block {i}")
+                for j, op in enumerate(loads):
+                    streams.emit(op, tile,
+                                 pop_next=j == 0 and (i >= 2 or (i == 0 and pending_barrier[tile])),
+                                 push_next=j == len(loads) - 1)
+                for j, op in enumerate(computes):
+                    last = j == len(computes) - 1
+                    streams.emit(op, tile, pop_prev=j == 0, pop_next=j == 0 and i >= 2,
+                                 push_next=last, push_prev=last and i + 2 < n)
+                for j, op in enumerate(stores):
+                    streams.emit(op, tile, pop_prev=j == 0,
+                                 push_prev=j == len(stores) - 1 and (
+                                     i + 2 < n or (i == n - 1 and not last_layer)))
             if last_layer:
                 continue
-            flags = int(Flag.PUSH_PREV)
-            if n:
-                flags |= int(Flag.POP_NEXT)
-            cp.append(Insn(Opcode.BARRIER, {"id": k}, flags=flags, layer=layer.index))
+            barrier = BarrierOp.build({**_header(index), "id": i64_attr(k)}, {})
+            streams.emit(barrier, tile, pop_next=n > 0, push_prev=True)
             pending_barrier[tile] = True
-    prog.streams = streams
+    for layer in model.layers():
+        for blk in layer.block_ops():
+            layer.body.block.erase_op(blk)
+    model.body.block.add_op(SectionOp.create(properties={"section": StringAttr("main")},
+                                             regions=[Region(streams.block)]))
 
 
 @dataclass(frozen=True)
 class MlipDmaSchedulePass(ModulePass):
-    """Turn every `mlip.model`'s blocks into token-synchronised streams (module docstring)."""
+    """Schedule every `mlip.model` into token-synchronised streams (module docstring)."""
 
     name = "mlip-dma-schedule"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from mrvl.dialects.mlip import map_models
-
-        map_models(op, schedule)
+        for model in op.ops:
+            if isinstance(model, ModelOp):
+                schedule(model)

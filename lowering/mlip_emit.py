@@ -1,12 +1,15 @@
-"""Emission of scheduled mlip programs: the model binary (`mlip-bin`) and assembly (`mlip-asm`).
+"""Emission of scheduled mlip models: the model binary (`mlip-bin`) and assembly (`mlip-asm`).
 
-Input: a `Program` (or `mlip.model` ops) after `mlip-ocm-alloc` and `mlip-dma-schedule`:
-streams of instructions whose OCM operands are absolute and whose DRAM operands still name
-tensors. `plan_dram` places the tensors in the four DRAM regions (inputs, outputs, weights
-packed 64-byte aligned; scratch activations reused by liveness: two tensors share bytes only
-when their live layer ranges do not overlap), `to_model_binary` resolves every DRAM operand
-and builds the `ModelBinary` of mrvl/mlip_binary.py (header, model info, I/O descriptors,
-layer table, code, weights), and `write_binary` writes it.
+Input: `mlip.model` ops after `mlip-ocm-alloc` and `mlip-dma-schedule`: an `mlip.section`
+of typed instruction ops whose OCM operands are allocated `mlip.buffer`s and whose DRAM
+operands name `mlip.tensor`s. `plan_dram` places the tensors in the four DRAM regions
+(inputs, outputs, weights packed 64-byte aligned; scratch activations reused by liveness:
+two tensors share bytes only when their live layer ranges do not overlap), and
+`to_model_binary` reads the ops: an OCM address is `addrs[slot] + offset` of its buffer, a
+DRAM address the tensor's placement plus the offset, the token operands / results become
+the POP / PUSH flags, and every (tile, queue) stream keeps the section's order. It builds the
+`ModelBinary` of mrvl/mlip_binary.py (header, model info, I/O descriptors, layer table,
+code, weights); `write_binary` writes it.
 
 Invariant: every DRAM operand lies inside its tensor, which lies inside its region.
 """
@@ -22,8 +25,24 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.arg_spec import ArgSpec
 from xdsl.utils.target import Target
 
+from xdsl.ir import SSAValue
+
+from mrvl.dialects.mlip import (
+    ACT_NAMES,
+    DTYPE_BY_NAME,
+    ELT_FUNCS,
+    OCM_ADDRESS_FIELDS,
+    POOL_FUNCS,
+    SECTION_NAMES,
+    DmaOp,
+    InstructionOp,
+    ModelOp,
+    TensorOp,
+    base_of,
+    model_asm,
+)
 from mrvl.errors import CompileError
-from mrvl.mlip_plan import DramTensor, Insn, Program, Ref, align
+from mrvl.mlip_plan import align
 from mrvl import mlip_isa as isa
 from mrvl.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, plan_dram as _plan
 
@@ -36,14 +55,27 @@ LAYER_KINDS = {
 """`kind` of a layer descriptor, by mrvl layer_name (0 for none of these)."""
 
 ALIGN = isa.WEIGHTS_ALIGN
+FLAG_OF = {"pop_prev": isa.Flag.POP_PREV, "pop_next": isa.Flag.POP_NEXT,
+           "push_prev": isa.Flag.PUSH_PREV, "push_next": isa.Flag.PUSH_NEXT}
 
 
-def _place_scratch(tensors: list[DramTensor]) -> int:
+@dataclass
+class _Placed:
+    """A root tensor's DRAM placement (emission's own record)."""
+
+    region: str
+    size: int
+    first: int
+    last: int
+    offset: int = 0
+
+
+def _place_scratch(tensors: list[_Placed]) -> int:
     """First-fit offsets for scratch tensors by liveness; returns the region size."""
     placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
     size = 0
-    for t in sorted(tensors, key=lambda t: (t.first, -t.size_bytes)):
-        need = align(t.size_bytes, ALIGN)
+    for t in sorted(tensors, key=lambda t: (t.first, -t.size)):
+        need = align(t.size, ALIGN)
         busy = sorted((o, e) for o, e, f, last in placed if not (last < t.first or t.last < f))
         offset = 0
         for o, e in busy:
@@ -56,33 +88,41 @@ def _place_scratch(tensors: list[DramTensor]) -> int:
     return size
 
 
-def plan_dram(prog: Program):
-    """Give every root tensor its region-relative offset; returns (plan, weights bytes)."""
+def plan_dram(model: ModelOp):
+    """(plan, weights bytes, absolute DRAM address of every root tensor by name)."""
+    tensors = model.tensors()
     weights = bytearray()
-    for t in prog.tensors.values():
-        if t.region == "weights" and t.alias_of is None:
-            t.offset = len(weights)
-            weights += t.data or b""
+    placed: dict[str, _Placed] = {}
+    for name, t in tensors.items():
+        if t.alias_of is not None:
+            continue
+        first, last = t.live_range()
+        p = placed[name] = _Placed(t.region.data, t.size_bytes, first, last)
+        if p.region == "weights":
+            p.offset = len(weights)
+            weights += t.data.data if t.data is not None else b""
             weights += b"\0" * (align(len(weights), ALIGN) - len(weights))
-    scratch = [t for t in prog.tensors.values() if t.region == "scratch" and t.alias_of is None]
-    for t in scratch:
-        if t.first < 0:
-            t.first = t.last = max(t.last, 0)
+    scratch = [p for p in placed.values() if p.region == "scratch"]
+    for p in scratch:
+        if p.first < 0:
+            p.first = p.last = max(p.last, 0)
     scratch_size = _place_scratch(scratch)
-    ins = [prog.tensors[n] for n in prog.inputs]
-    outs = [prog.tensors[n] for n in prog.outputs]
-    plan = _plan([t.size_bytes for t in ins], [t.size_bytes for t in outs], len(weights),
-                 scratch_size)
-    for t, off in zip(ins, plan.input_offsets, strict=True):
-        t.offset = off - plan.input_offset
-    for t, off in zip(outs, plan.output_offsets, strict=True):
-        t.offset = off - plan.output_offset
-    return plan, bytes(weights)
-
-
-def _region_base(plan, region: str) -> int:
-    return {"input": plan.input_offset, "output": plan.output_offset,
-            "weights": plan.weights_offset, "scratch": plan.scratch_offset}[region]
+    ins = [placed[a.data] for a in model.inputs.data]
+    outs = [placed[a.data] for a in model.outputs.data]
+    plan = _plan([p.size for p in ins], [p.size for p in outs], len(weights), scratch_size)
+    for p, off in zip(ins, plan.input_offsets, strict=True):
+        p.offset = off - plan.input_offset
+    for p, off in zip(outs, plan.output_offsets, strict=True):
+        p.offset = off - plan.output_offset
+    base = {"input": plan.input_offset, "output": plan.output_offset,
+            "weights": plan.weights_offset, "scratch": plan.scratch_offset}
+    address = {}
+    for name, t in tensors.items():
+        root = name
+        while tensors[root].alias_of is not None:
+            root = tensors[root].alias_of.data  # type: ignore[union-attr]
+        address[name] = base[placed[root].region] + placed[root].offset
+    return plan, bytes(weights), address
 
 
 def _short(name: str) -> str:
@@ -92,88 +132,142 @@ def _short(name: str) -> str:
     return raw[: isa.NAME_LEN - 1].decode("utf-8", errors="ignore")
 
 
-def dma_bytes(insn: Insn) -> int:
-    """DRAM bytes one DMA_LOAD / DMA_STORE moves (element count x the DRAM-side dtype)."""
+def dma_bytes(op: InstructionOp) -> int:
+    """DRAM bytes one DMA_LOAD / DMA_STORE op moves (element count x the DRAM-side dtype)."""
+    props = op.properties
     count = 1
     for k in range(4):
-        count *= int(insn.fields[f"src_dim{k}"])  # type: ignore[arg-type]
-    side = insn.src_dtype if insn.opcode == isa.Opcode.DMA_LOAD else insn.dst_dtype
-    return count * isa.DTYPE_SIZE[isa.DType(side)]
+        attr = props.get(f"src_dim{k}")
+        count *= 0 if attr is None else attr.value.data  # type: ignore[union-attr]
+    side = props["src" if op.OPCODE == isa.Opcode.DMA_LOAD else "dst"].data  # type: ignore[union-attr]
+    return count * isa.DTYPE_SIZE[DTYPE_BY_NAME[side]]
 
 
-def layer_dram_bytes(prog: Program) -> list[int]:
-    """DRAM bytes each layer moves (both directions, DRAM side)."""
-    out = [0] * len(prog.layers)
-    for layer in prog.layers:
-        for blk in layer.blocks:
-            out[layer.index] += sum(dma_bytes(insn) for insn in (*blk.loads, *blk.stores))
+def layer_dram_bytes(model: ModelOp) -> dict[int, int]:
+    """DRAM bytes each layer index moves (both directions, DRAM side)."""
+    out = {layer.index.value.data: 0 for layer in model.layers()}
+    for op in model.instructions():
+        if isinstance(op, DmaOp):
+            index = op.properties["layer"].value.data  # type: ignore[union-attr]
+            out[index] = out.get(index, 0) + dma_bytes(op)
     return out
 
 
-def to_model_binary(prog: Program, model_id: int = 0) -> ModelBinary:
-    """The model binary of a scheduled, OCM-allocated program."""
-    if prog.streams is None or prog.ocm_end is None:
-        raise CompileError(f"@{prog.name}: run mlip-ocm-alloc and mlip-dma-schedule first")
-    dram_bytes = layer_dram_bytes(prog)
-    plan, weights = plan_dram(prog)
+def _func_code(op: InstructionOp) -> int:
+    func = op.properties.get("func")
+    if func is None:
+        return 0
+    names = POOL_FUNCS if op.OPCODE == isa.Opcode.POOL else ELT_FUNCS
+    return int(names[func.data])  # type: ignore[union-attr]
+
+
+def _instruction(op: InstructionOp, addrs: dict[SSAValue, list[int]],
+                 dram: dict[str, int], model_name: str) -> Instruction:
+    """The binary instruction of one scheduled op."""
+    props = op.properties
+    fields: dict = {}
+    ocm = op.ocm_operands()
+    for name in op.fields():
+        if name == "dram_addr":
+            tensor = props["dram"].root_reference.data  # type: ignore[union-attr]
+            fields[name] = dram[tensor] + props["dram_offset"].value.data  # type: ignore[union-attr]
+        elif name in OCM_ADDRESS_FIELDS:
+            buf = ocm.get(name)
+            if buf is None:
+                continue
+            slots = addrs.get(buf)
+            if not slots:
+                raise CompileError(f"@{model_name}: unallocated OCM operand of {op.name} "
+                                   "(run mlip-ocm-alloc)")
+            base = base_of(name)
+            slot = props.get(f"{base}_slot")
+            offset = props.get(f"{base}_offset")
+            fields[name] = (slots[0 if slot is None else slot.value.data]  # type: ignore[union-attr]
+                            + (0 if offset is None else offset.value.data))  # type: ignore[union-attr]
+        else:
+            attr = props.get(name)
+            if attr is not None:
+                fields[name] = attr.value.data  # type: ignore[union-attr]
+    flags = 0
+    for name, bit in FLAG_OF.items():
+        if getattr(op, name) is not None:
+            flags |= int(bit)
+    if "scale_flag" in props:
+        flags |= int(isa.Flag.SCALE)
+    if "count_pad" in props:
+        flags |= int(isa.Flag.COUNT_PAD)
+    header: dict = {}
+    for name in ("in_zp", "out_zp", "layer", "scale", "alpha", "beta"):
+        attr = props.get(name)
+        if attr is not None:
+            header[name] = attr.value.data  # type: ignore[union-attr]
+    act = props.get("act")
+    return Instruction.make(
+        op.OPCODE, func=_func_code(op), act=int(ACT_NAMES[act.data]) if act else 0,  # type: ignore[union-attr]
+        src_dtype=DTYPE_BY_NAME[props["src"].data],  # type: ignore[union-attr]
+        dst_dtype=DTYPE_BY_NAME[props["dst"].data],  # type: ignore[union-attr]
+        flags=flags, layer=header.pop("layer", isa.LAYER_NONE), **header, **fields)
+
+
+def to_model_binary(model: ModelOp, model_id: int = 0) -> ModelBinary:
+    """The model binary of a scheduled, OCM-allocated `mlip.model`."""
+    name = model.sym_name.data
+    if not model.scheduled or model.ocm_end is None:
+        raise CompileError(f"@{name}: run mlip-ocm-alloc and mlip-dma-schedule first")
+    dram_bytes = layer_dram_bytes(model)
+    plan, weights, dram = plan_dram(model)
+    tiles = model.num_tiles.value.data
     binary = ModelBinary(
-        name=_short(prog.name), model_id=model_id, tile_start=0,
-        tile_end=prog.num_tiles - 1, ocm_start=0, ocm_end=prog.ocm_end,
-        page_size=prog.page_size,
+        name=_short(name), model_id=model_id, tile_start=0, tile_end=tiles - 1,
+        ocm_start=0, ocm_end=model.ocm_end.value.data, page_size=model.page_size.value.data,
     )
-    for name in prog.inputs:
-        t = prog.tensors[name]
-        binary.inputs.append(_io_desc(t, is_input=True))
-    for name in prog.outputs:
-        t = prog.tensors[name]
-        binary.outputs.append(_io_desc(t))
+    tensors = model.tensors()
+    for attr in model.inputs.data:
+        binary.inputs.append(_io_desc(tensors[attr.data], is_input=True))
+    for attr in model.outputs.data:
+        binary.outputs.append(_io_desc(tensors[attr.data]))
     binary.weights = weights
     binary.apply_plan(plan)
-    for layer in prog.layers:
-        binary.layers.append(LayerDesc(_short(layer.name), macs=layer.macs,
-                                       dram_bytes=dram_bytes[layer.index],
-                                       kind=LAYER_KINDS.get(layer.kind, 0)))
-    for key, insns in prog.streams.items():
-        out = binary.stream(*key)
-        for insn in insns:
-            fields = {}
-            for name, value in insn.fields.items():
-                if isinstance(value, Ref):
-                    if value.space != "dram":
-                        raise CompileError(f"@{prog.name}: unallocated OCM operand {value}")
-                    t = prog.root(value.name)
-                    assert t.offset is not None
-                    value = _region_base(plan, t.region) + t.offset + value.offset
-                fields[name] = value
-            out.append(Instruction.make(
-                insn.opcode, func=insn.func, act=insn.act, src_dtype=insn.src_dtype,
-                dst_dtype=insn.dst_dtype, layer=insn.layer, in_zp=insn.in_zp,
-                out_zp=insn.out_zp, scale=insn.scale, alpha=insn.alpha, beta=insn.beta,
-                flags=insn.flags, **fields))
+    for layer in model.layers():
+        index = layer.index.value.data
+        binary.layers.append(LayerDesc(_short(layer.sym_name.data), macs=layer.macs.value.data,
+                                       dram_bytes=dram_bytes.get(index, 0),
+                                       kind=LAYER_KINDS.get(layer.kind.data, 0)))
+    addrs = {buf.result: buf.addresses() for buf in model.buffers()}
+    for section in model.sections():
+        sec = int(SECTION_NAMES[section.section.data])
+        for tile in range(tiles):
+            for queue in isa.Queue:
+                binary.stream(sec, tile, queue)
+        for op in section.instructions():
+            key = (sec, op.properties["tile"].value.data, int(op.queue()))  # type: ignore[union-attr]
+            binary.stream(*key).append(_instruction(op, addrs, dram, name))
     return binary
 
 
-def _io_desc(t: DramTensor, is_input: bool = False) -> IODesc:
+def _io_desc(t: TensorOp, is_input: bool = False) -> IODesc:
     """Descriptor of an I/O tensor; quantised inputs carry the multiplier q = x * scale,
     quantised outputs the step x = q * scale (docs/isa.md section 6)."""
-    quantize = t.dtype in (isa.DType.INT8, isa.DType.UINT8, isa.DType.INT16, isa.DType.UINT16)
+    dtype = t.dtype_code
+    quantize = dtype in (isa.DType.INT8, isa.DType.UINT8, isa.DType.INT16, isa.DType.UINT16)
+    step = 1.0 if t.scale is None else t.scale.value.data
+    zp = 0 if t.zero_point is None else t.zero_point.value.data
     scale = 1.0
     if quantize:
-        scale = 1.0 / t.scale if is_input else t.scale
-    return IODesc(_short(t.name), tuple(t.shape), dtype=t.dtype, layout=t.layout,
-                  quantize=quantize, scale=scale, zero_point=t.zp if quantize else 0)
+        scale = 1.0 / step if is_input else step
+    layout = 0 if t.layout is None else t.layout.value.data
+    return IODesc(_short(t.sym_name.data), t.shape_tuple(), dtype=dtype, layout=layout,
+                  quantize=quantize, scale=scale, zero_point=zp if quantize else 0)
 
 
-def write_binary(prog: Program, path: str | Path) -> bytes:
-    data = to_model_binary(prog).to_bytes()
+def write_binary(model: ModelOp, path: str | Path) -> bytes:
+    data = to_model_binary(model).to_bytes()
     Path(path).write_bytes(data)
     return data
 
 
-def _programs(module: ModuleOp) -> list[Program]:
-    from mrvl.dialects.mlip import ModelOp, op_to_program
-
-    return [op_to_program(op) for op in module.ops if isinstance(op, ModelOp)]
+def _models(module: ModuleOp) -> list[ModelOp]:
+    return [op for op in module.ops if isinstance(op, ModelOp)]
 
 
 @dataclass(frozen=True)
@@ -195,10 +289,8 @@ class MlipAsmTarget(_MlipTarget):
     name = "mlip-asm"
 
     def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
-        from mrvl.dialects.mlip import program_asm
-
-        for prog in _programs(module):
-            output.write(program_asm(prog))
+        for model in _models(module):
+            output.write(model_asm(model))
 
 
 @dataclass(frozen=True)
@@ -215,10 +307,10 @@ class MlipBinTarget(_MlipTarget):
     path: str = ""
 
     def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
-        progs = _programs(module)
-        if len(progs) != 1:
-            raise CompileError(f"mlip-bin: expected one mlip.model, got {len(progs)}")
-        data = to_model_binary(progs[0]).to_bytes()
+        models = _models(module)
+        if len(models) != 1:
+            raise CompileError(f"mlip-bin: expected one mlip.model, got {len(models)}")
+        data = to_model_binary(models[0]).to_bytes()
         if not self.path:
             output.write(data.hex() + "\n")
             return
@@ -226,4 +318,4 @@ class MlipBinTarget(_MlipTarget):
             Path(self.path).write_bytes(data)
         except OSError as error:
             raise CompileError(f"mlip-bin: cannot write '{self.path}': {error}") from None
-        output.write(f"{self.path}: {len(data)} bytes, model {progs[0].name}\n")
+        output.write(f"{self.path}: {len(data)} bytes, model {models[0].sym_name.data}\n")

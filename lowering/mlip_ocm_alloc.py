@@ -1,8 +1,10 @@
 """`mlip-ocm-alloc`: place every layer's OCM buffers, per tile, in pages.
 
-Input: an `mlip.model` whose instructions address OCM buffers symbolically
-(`@<buffer>[<slot>, <offset>]`). Output: the same model with every OCM operand an absolute
-byte address and the model's OCM range `[0, ocm_end)` set.
+Input: an `mlip.model` whose `mlip.buffer` ops have no `addrs` yet (instructions address
+them as `%buffer[slot, offset]`). Output: the same model with `addrs` (one byte address per
+slot) on every `mlip.buffer` and the model's OCM range `[0, ocm_end)` set; the instructions
+keep their buffer operands, so emission reads an OCM address as
+`addrs[slot] + offset` of the buffer an operand names.
 
 Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` bytes
 (1, 2, 4, 8 or 16 KiB; every buffer slot starts on a page and takes whole pages); weights,
@@ -11,7 +13,8 @@ biases and requantisation scales are allocated from the low pages upwards, scrat
 liveness: a layer's buffers live only while the layer runs (layers are separated by
 barriers), so every layer starts again from an empty OCM; the model's range is the largest
 layer's need. Every tile uses the same placement (a layer's blocks are the same size on every
-tile).
+tile). Allocating again gives the same addresses (the pass is idempotent), before or after
+`mlip-dma-schedule`.
 
 Invariant (checked here, a CompileError otherwise): no layer uses more than `ocm_size` bytes,
 and no two buffer slots of a layer overlap.
@@ -22,65 +25,71 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.passes import ModulePass
 
+from mrvl.dialects.mlip import BufferOp, ModelOp, i64_attr
 from mrvl.errors import CompileError
-from mrvl.mlip_plan import Program, Ref, align
 
 
-def layer_pages(prog: Program) -> list[tuple[int, int]]:
-    """(weights bytes, scratch bytes) of every layer, page-rounded."""
-    out = []
-    for layer in prog.layers:
+def _align(value: int, to: int) -> int:
+    return (value + to - 1) // to * to
+
+
+def _by_layer(model: ModelOp) -> dict[int, list[BufferOp]]:
+    found: dict[int, list[BufferOp]] = {layer.index.value.data: [] for layer in model.layers()}
+    for buf in model.buffers():
+        found.setdefault(buf.layer.value.data, []).append(buf)
+    return found
+
+
+def layer_pages(model: ModelOp) -> dict[int, tuple[int, int]]:
+    """(weights bytes, scratch bytes) of every layer index, page-rounded."""
+    page = model.page_size.value.data
+    out = {}
+    for index, buffers in _by_layer(model).items():
         low = high = 0
-        for buf in layer.buffers.values():
-            size = align(max(buf.size, 1), prog.page_size) * buf.slots
-            if buf.kind == "weights":
+        for buf in buffers:
+            size = _align(max(buf.size.value.data, 1), page) * buf.slots.value.data
+            if buf.kind.data == "weights":
                 low += size
             else:
                 high += size
-        out.append((low, high))
+        out[index] = (low, high)
     return out
 
 
-def allocate_ocm(prog: Program) -> None:
-    """Assign `addrs` to every buffer and resolve OCM refs (module docstring)."""
-    if prog.streams is not None:
+def allocate_ocm(model: ModelOp) -> None:
+    """Set `addrs` on every buffer and `ocm_end` on the model (module docstring)."""
+    page = model.page_size.value.data
+    ocm_size = model.ocm_size.value.data
+    needs = layer_pages(model)
+    top = max((low + high for low, high in needs.values()), default=page)
+    top = max(top, page)
+    if top > ocm_size:
+        worst = max(needs, key=lambda i: sum(needs[i]))
+        names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
         raise CompileError(
-            f"@{prog.name}: the model is already scheduled; run mlip-ocm-alloc before "
-            "mlip-dma-schedule"
+            f"layer {names.get(worst, worst)} needs {sum(needs[worst])} bytes of OCM, more "
+            f"than the {ocm_size} available"
         )
-    needs = layer_pages(prog)
-    top = max((low + high for low, high in needs), default=prog.page_size)
-    top = max(top, prog.page_size)
-    if top > prog.ocm_size:
-        worst = max(range(len(needs)), key=lambda i: sum(needs[i]))
-        raise CompileError(
-            f"layer {prog.layers[worst].name} needs {sum(needs[worst])} bytes of OCM, more "
-            f"than the {prog.ocm_size} available"
-        )
-    for layer in prog.layers:
+    names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
+    for index, buffers in _by_layer(model).items():
         low, high = 0, top
-        for buf in layer.buffers.values():
-            slot_size = align(max(buf.size, 1), prog.page_size)
-            buf.addrs = []
-            for _ in range(buf.slots):
-                if buf.kind == "weights":
-                    buf.addrs.append(low)
+        for buf in buffers:
+            slot_size = _align(max(buf.size.value.data, 1), page)
+            addrs = []
+            for _ in range(buf.slots.value.data):
+                if buf.kind.data == "weights":
+                    addrs.append(low)
                     low += slot_size
                 else:
                     high -= slot_size
-                    buf.addrs.append(high)
+                    addrs.append(high)
+            buf.addrs = DenseArrayBase.from_list(i64, addrs)
         if low > high:
-            raise CompileError(f"layer {layer.name}: OCM buffers overlap ({low} > {high})")
-        for blk in layer.blocks:
-            for insn in (*blk.loads, *blk.computes, *blk.stores):
-                for key, value in insn.fields.items():
-                    if isinstance(value, Ref) and value.space == "ocm":
-                        buf = layer.buffers[value.name]
-                        insn.fields[key] = buf.addrs[value.slot] + value.offset
-    prog.ocm_end = top
+            raise CompileError(f"layer {names.get(index, index)}: OCM buffers overlap ({low} > {high})")
+    model.ocm_end = i64_attr(top)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,6 @@ class MlipOcmAllocPass(ModulePass):
     name = "mlip-ocm-alloc"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from mrvl.dialects.mlip import map_models
-
-        map_models(op, allocate_ocm)
+        for model in op.ops:
+            if isinstance(model, ModelOp):
+                allocate_ocm(model)

@@ -77,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.nodes or not args.consts:
         raise CompileError("mrvl compile needs an ONNX model or both --nodes and --consts")
-    from mrvl.dialects.mlip import program_asm
+    from mrvl.dialects.mlip import model_asm
     from mrvl.lowering.backend import compile_function, read_pair
-    from mrvl.lowering.mlip_quantize import load_calibration
+    from mrvl.lowering.mrvl_quantize import load_calibration
 
     fn = read_pair(args.nodes, args.consts)
     calibration = load_calibration(args.calibration, fn) if args.calibration else None
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise CompileError(f"cannot write '{out}': {error}") from None
     print(out)
     if args.asm:
-        Path(args.asm).write_text(program_asm(sub.program))
+        Path(args.asm).write_text(model_asm(sub.model))
     if args.report:
-        print(format_report(program_report(sub.program)), end="")
+        print(format_report(program_report(sub.model)), end="")
     return 0

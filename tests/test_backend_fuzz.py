@@ -26,8 +26,8 @@ from mrvl.lowering.convert_mrvl_to_mlip import convert_function
 from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
-from mrvl.lowering.mlip_quantize import quantize_function, weight_scales
-from mrvl.lowering.mlip_tile_split import split_function
+from mrvl.lowering.mrvl_quantize import quantize_function, weight_scales
+from mrvl.lowering.mrvl_tile_split import split_function
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 
@@ -82,7 +82,7 @@ def _int8_inputs(fn, inputs):
 def _int8_range(fn, k, ref):
     """`ref` clipped to the range of output `k`'s int8 steps: the calibration sees the
     float model, so the int8 values can exceed its range by an input step's worth, and the
-    machine saturates there (mlip-quantize)."""
+    machine saturates there (mrvl-quantize)."""
     op = fn.body.block.last_op.operands[k].owner
     step = op.attributes["mlip.scale"].value.data
     zp = op.attributes["mlip.zero_point"].value.data

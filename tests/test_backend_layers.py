@@ -15,8 +15,8 @@ from mrvl.lowering.convert_mrvl_to_mlip import convert_function
 from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
-from mrvl.lowering.mlip_quantize import quantize_function
-from mrvl.lowering.mlip_tile_split import conv_candidates, split_function
+from mrvl.lowering.mrvl_quantize import quantize_function
+from mrvl.lowering.mrvl_tile_split import conv_candidates, split_function
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 

@@ -1,4 +1,4 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | filecheck %s
 
 // A 1x1 conv with bias and relu on 2 tiles: weights (fp16) and bias (fp32) become weights
 // tensors; each tile loads them once, then streams two blocks of one output row through

@@ -1,4 +1,4 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=1},convert-mrvl-to-mlip' | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=1},convert-mrvl-to-mlip' | filecheck %s
 
 // Squeeze-excite's broadcast product [1,2,2,8] * [1,1,1,8]: the gate is loaded with DRAM
 // strides 0 over H and W, then one ELTWISE MUL per block; a standalone leaky_relu is one ACT

@@ -1,6 +1,6 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,convert-mrvl-to-mlip' | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,convert-mrvl-to-mlip' | filecheck %s
 
-// A conv split as a grid on 4 tiles (as mlip-tile-split annotates it: per tile a range of
+// A conv split as a grid on 4 tiles (as mrvl-tile-split annotates it: per tile a range of
 // output rows, then a range of output channels): every tile loads the weights of its
 // channels and the input rows of its band, and stores its box of the output.
 // The conv is 1x1 with stride 2 and no padding: the DMA gathers only the pixels it reads

@@ -1,4 +1,4 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc' --split-input-file | mrvl-opt --split-input-file -p mlip-dma-schedule | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc' --split-input-file | mrvl-opt --split-input-file -p mlip-dma-schedule | filecheck %s
 
 // Two layers on two tiles; each tile streams two blocks per layer.  Tokens: load i pushes
 // to compute; compute pops it and pushes to the store; the last store of the first layer

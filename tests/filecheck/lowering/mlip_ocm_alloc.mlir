@@ -1,5 +1,5 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | mrvl-opt --split-input-file -p mlip-ocm-alloc | filecheck %s
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | mrvl-opt --split-input-file -p mlip-ocm-alloc | mrvl-opt --split-input-file -p mlip-ocm-alloc | filecheck %s --check-prefix=AGAIN
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | mrvl-opt --split-input-file -p mlip-ocm-alloc | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip' --split-input-file | mrvl-opt --split-input-file -p mlip-ocm-alloc | mrvl-opt --split-input-file -p mlip-ocm-alloc | filecheck %s --check-prefix=AGAIN
 
 // Pages of 16 KiB: weights and bias from the low pages (0, 16384), the two slots of `in`
 // and `out` from the top of the range the model needs (6 pages = 98304) downwards.

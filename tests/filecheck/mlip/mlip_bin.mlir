@@ -1,9 +1,9 @@
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t 'mlip-bin{path="%t.bin"}' | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t 'mlip-bin{path="%t.bin"}' | filecheck %s
 // RUN: python -c "from mrvl.mlip_binary import ModelBinary as M; b = M.read('%t.bin'); print(b.name, b.tile_end, len(b.layers), b.inputs[0].shape, b.outputs[0].shape)" | filecheck %s --check-prefix=READ
-// RUN: mrvl-opt %s -p 'mlip-quantize,mlip-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t mlip-bin | filecheck %s --check-prefix=HEX
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t mlip-bin | filecheck %s --check-prefix=HEX
 // RUN: not mrvl-opt %s -t 'mlip-bin{bogus=1}' 2>&1 | filecheck %s --check-prefix=OPTION
-// RUN: not mrvl-opt %s -p 'mlip-quantize,convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule,mlip-dma-schedule' 2>&1 | filecheck %s --check-prefix=TWICE
-// RUN: not mrvl-opt %s -p 'mlip-quantize,convert-mrvl-to-mlip,mlip-dma-schedule,mlip-ocm-alloc' 2>&1 | filecheck %s --check-prefix=ORDER
+// RUN: not mrvl-opt %s -p 'mrvl-quantize,convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule,mlip-dma-schedule' 2>&1 | filecheck %s --check-prefix=TWICE
+// RUN: not mrvl-opt %s -p 'mrvl-quantize,convert-mrvl-to-mlip,mlip-dma-schedule,mlip-ocm-alloc' 2>&1 | filecheck %s --check-prefix=ORDER
 
 // The whole mlip pipeline from an accelerator function to a model binary (bytes to a file,
 // or hex on stdout).

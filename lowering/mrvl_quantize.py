@@ -1,4 +1,4 @@
-"""`mlip-quantize`: choose the accelerator precision of an accelerator sub-graph.
+"""`mrvl-quantize`: annotate an accelerator sub-graph's mrvl layers with their precision.
 
 Input: `func.func`s with `mrvl.target = "accelerator"` holding mrvl layers (f32).
 Output: the same functions, annotated (the IR stays f32; `convert-mrvl-to-mlip` converts
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.context import Context
@@ -236,22 +236,25 @@ def calibration_from_mapping(
 
 
 @dataclass(frozen=True)
-class MlipQuantizePass(ModulePass):
+class MrvlQuantizePass(ModulePass):
     """Annotate every accelerator sub-graph with its precision (module docstring).
 
     Options: `mode` fp16 | int8; `io-dtype` f16 | f32 | i8 (default: f16 for fp16, i8 for
     int8); `calibration` an .npz of inputs (int8; without it a seeded random input).
+    In-process callers may give the calibration input sets as arrays in `batches` instead
+    (not a pipeline-text option).
     """
 
-    name = "mlip-quantize"
+    name = "mrvl-quantize"
 
     mode: str = "fp16"
     io_dtype: str = ""
     calibration: str = ""
+    batches: tuple[tuple[np.ndarray, ...], ...] | None = field(default=None, compare=False)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in accelerator_functions(op):
-            batches = None
+            batches = self.batches
             if self.calibration:
                 batches = load_calibration(self.calibration, fn)
             quantize_function(fn, self.mode, self.io_dtype or None, batches)

@@ -1,6 +1,6 @@
-"""`mlip-tile-split`: split every accelerator layer's work across `num_tiles` tiles.
+"""`mrvl-tile-split`: split every accelerator layer's work across `num_tiles` tiles.
 
-Input: accelerator sub-graph functions (mrvl layers; optionally annotated by mlip-quantize).
+Input: accelerator sub-graph functions (mrvl layers; optionally annotated by mrvl-quantize).
 Output: the same, each layer annotated with `mlip.split` ("rows", "channels", "grid" or
 "none") and `mlip.tiles` (`array<i64: start0, end0, start1, end1, ...>`, one half-open range
 per tile of output rows or output channels; for "grid", four values per tile: a range of
@@ -40,7 +40,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR, accelerator_functions
+from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR, accelerator_functions
 from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mlip.split"
@@ -77,7 +77,7 @@ def channel_unit(esize: int) -> int:
 
 
 def dtype_sizes(fn: func.FuncOp) -> tuple[int, int]:
-    """(activation element size, I/O element size) from the mlip-quantize annotations."""
+    """(activation element size, I/O element size) from the mrvl-quantize annotations."""
     mode = fn.attributes.get(MODE_ATTR)
     io = fn.attributes.get(IO_ATTR)
     act = 1 if isinstance(mode, StringAttr) and mode.data == "int8" else 2
@@ -229,7 +229,7 @@ def read_split(op: mrvl.MrvlLayerOp) -> tuple[str, list[tuple[int, int]]] | None
 
 
 @dataclass(frozen=True)
-class MlipTileSplitPass(ModulePass):
+class MrvlTileSplitPass(ModulePass):
     """Annotate every accelerator layer with its tile split (module docstring).
 
     Options: `num-tiles`: 1, 2, 4 or 8 (default 1); `ocm-size`, `page-size`: the OCM
@@ -237,7 +237,7 @@ class MlipTileSplitPass(ModulePass):
     each candidate split's blocks.
     """
 
-    name = "mlip-tile-split"
+    name = "mrvl-tile-split"
 
     num_tiles: int = 1
     ocm_size: int = isa.DEFAULT_OCM_SIZE

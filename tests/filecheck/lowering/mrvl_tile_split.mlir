@@ -1,5 +1,5 @@
-// RUN: mrvl-opt %s -p 'mlip-tile-split{num_tiles=2}' --split-input-file | filecheck %s
-// RUN: mrvl-opt %s -p 'mlip-tile-split{num_tiles=8}' --split-input-file | filecheck %s --check-prefix=EIGHT
+// RUN: mrvl-opt %s -p 'mrvl-tile-split{num_tiles=2}' --split-input-file | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-tile-split{num_tiles=8}' --split-input-file | filecheck %s --check-prefix=EIGHT
 
 // A conv splits its output rows; a boundary falls on a multiple of 16 bytes of the output
 // (a row of 4 x 3 fp16 is 24 bytes, so rows go in pairs: 2 + 2).  FC splits its output

@@ -1,5 +1,5 @@
-// RUN: mrvl-opt %s -p mlip-quantize --split-input-file | filecheck %s
-// RUN: mrvl-opt %s -p 'mlip-quantize{mode=int8 io_dtype=f32}' --split-input-file | filecheck %s --check-prefix=INT8
+// RUN: mrvl-opt %s -p mrvl-quantize --split-input-file | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize{mode=int8 io_dtype=f32}' --split-input-file | filecheck %s --check-prefix=INT8
 
 // fp16: the function is annotated, the layers are not (no scales).
 
