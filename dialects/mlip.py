@@ -60,6 +60,8 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import (
     Attribute,
+    OpResult,
+    SSAValues,
     Block,
     Data,
     Dialect,
@@ -105,8 +107,8 @@ QUEUE_NAMES = {"dma_in": Queue.DMA_IN, "compute": Queue.COMPUTE, "dma_out": Queu
 SECTION_NAMES = {"init": Section.INIT, "main": Section.MAIN, "finish": Section.FINISH}
 BUFFER_KINDS = ("weights", "scratch")
 DRAM_REGIONS = ("input", "output", "weights", "scratch")
-OCM_ADDRESS_FIELDS = ("ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
-                      "scale_addr", "a_addr", "b_addr")
+OCM_ADDRESS_FIELDS = frozenset({"ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
+                                "scale_addr", "a_addr", "b_addr"})
 """ISA fields that address OCM: a buffer operand plus `<base>_slot` / `<base>_offset`."""
 TOKEN_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 UNIT_FLAGS = ("scale_flag", "count_pad")
@@ -136,9 +138,23 @@ def str_attr(value: str) -> StringAttr:
     return StringAttr(value)
 
 
+_SIZES: dict[int, tuple[DenseArrayBase, tuple[int, ...]]] = {}
+
+
 @functools.lru_cache(maxsize=64)
 def segments(*sizes: int) -> DenseArrayBase:
-    return DenseArrayBase.from_list(i32_type(), list(sizes))
+    """The (cached) segment-sizes property of an op with these segment sizes."""
+    attr = DenseArrayBase.from_list(i32_type(), list(sizes))
+    _SIZES[id(attr)] = (attr, tuple(sizes))
+    return attr
+
+
+def segment_sizes(attr: DenseArrayBase) -> tuple[int, ...]:
+    """The values of a segment-sizes property (cached for the ones `segments` made)."""
+    hit = _SIZES.get(id(attr))
+    if hit is not None and hit[0] is attr:
+        return hit[1]
+    return tuple(int(v) for v in attr.get_values())
 
 
 def i32_type():
@@ -246,6 +262,22 @@ class InstructionOp(IRDLOperation):
         return isa.OPCODE_FIELDS[cls.OPCODE]
 
     @classmethod
+    @functools.cache
+    def field_plan(cls) -> tuple[tuple[str, str, str, str], ...]:
+        """(field, kind "dram" / "ocm" / "value", slot property, offset property) per ISA
+        field, in ISA order (for emission)."""
+        plan = []
+        for name in cls.fields():
+            if name == "dram_addr":
+                plan.append((name, "dram", "", ""))
+            elif name in OCM_ADDRESS_FIELDS:
+                base = base_of(name)
+                plan.append((name, "ocm", f"{base}_slot", f"{base}_offset"))
+            else:
+                plan.append((name, "value", "", ""))
+        return tuple(plan)
+
+    @classmethod
     def build(cls, properties: dict[str, Attribute], ocm: dict[str, SSAValue],
               pop_prev: SSAValue | None = None, pop_next: SSAValue | None = None,
               push_prev: bool = False, push_next: bool = False) -> InstructionOp:
@@ -267,29 +299,70 @@ class InstructionOp(IRDLOperation):
         return cls.create(operands=operands, properties=props,
                           result_types=[TOKEN] * (int(push_prev) + int(push_next)))
 
-    def ocm_operands(self) -> dict[str, SSAValue]:
-        """OCM address field -> buffer operand."""
+    def __post_init__(self) -> None:
+        # No property of an instruction op has a default value to fill in, so skip the
+        # generic IRDL step (it walks every property definition of every op created).
+        pass
+
+    def named_operands(self) -> dict[str, SSAValue]:
+        """Operand name (token or OCM address field) -> value, for the present ones."""
+        sizes = segment_sizes(self.properties["operandSegmentSizes"])  # type: ignore[arg-type]
+        operands = self.operands
         out = {}
-        sizes = self.properties["operandSegmentSizes"].get_values()  # type: ignore[union-attr]
         index = 0
         for name, size in zip(self.operand_layout(), sizes, strict=True):
             if size:
-                if name not in ("pop_prev", "pop_next"):
-                    out[name] = self.operands[index]
-                index += size
+                out[name] = operands[index]
+                index += 1
         return out
+
+    def ocm_operands(self) -> dict[str, SSAValue]:
+        """OCM address field -> buffer operand."""
+        found = self.named_operands()
+        found.pop("pop_prev", None)
+        found.pop("pop_next", None)
+        return found
+
+    def tokens(self) -> tuple[SSAValue | None, SSAValue | None, SSAValue | None,
+                              SSAValue | None]:
+        """(pop_prev, pop_next, push_prev, push_next): the token operands and results."""
+        found = self.named_operands()
+        push = segment_sizes(self.properties["resultSegmentSizes"])  # type: ignore[arg-type]
+        results = self.results
+        push_prev = results[0] if push[0] else None
+        push_next = results[push[0]] if push[1] else None
+        return found.get("pop_prev"), found.get("pop_next"), push_prev, push_next
 
     def queue(self) -> Queue:
         queue = isa.OPCODE_QUEUE[self.OPCODE]
         assert queue is not None
         return queue
 
-    def with_tokens(self, tile: int, pop_prev: SSAValue | None, pop_next: SSAValue | None,
-                    push_prev: bool, push_next: bool) -> InstructionOp:
-        """A copy of this op on `tile` with the given token operands / results."""
-        props = dict(self.properties)
+    def set_tokens(self, tile: int, pop_prev: SSAValue | None, pop_next: SSAValue | None,
+                   push_prev: bool, push_next: bool) -> None:
+        """Rewrite this token-less op in place (as a register allocator rewrites its
+        instructions): place it on `tile`, give it the popped tokens as operands and a
+        token result per push."""
+        if self.results:
+            raise AssertionError(f"{self.name} already has token results")
+        props = self.properties
+        if pop_prev is not None or pop_next is not None:
+            named = self.ocm_operands()
+            named["pop_prev"] = pop_prev  # type: ignore[assignment]
+            named["pop_next"] = pop_next  # type: ignore[assignment]
+            operands = []
+            sizes = []
+            for name in self.operand_layout():
+                value = named.get(name)
+                sizes.append(0 if value is None else 1)
+                if value is not None:
+                    operands.append(value)
+            self.operands = operands
+            props["operandSegmentSizes"] = segments(*sizes)
+        props["resultSegmentSizes"] = segments(int(push_prev), int(push_next))
         props["tile"] = i64_attr(tile)
-        return self.build(props, self.ocm_operands(), pop_prev, pop_next, push_prev, push_next)
+        self.results = SSAValues(OpResult(TOKEN, self, index)
+                                 for index in range(int(push_prev) + int(push_next)))
 
     # -- assembly --
     def print(self, printer: Printer) -> None:
@@ -334,15 +407,15 @@ class InstructionOp(IRDLOperation):
                 parts.append(f"{name} = {_fmt(props[name])}")
         if "queue" in props:
             parts.append(f"queue = {props['queue'].data}")  # type: ignore[union-attr]
+        tokens = dict(zip(TOKEN_NAMES, self.tokens(), strict=True))
         for name in ("pop_prev", "pop_next"):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(_token_printer(printer, name, value))
+            if tokens[name] is not None:
+                parts.append(_token_printer(printer, name, tokens[name]))
         for name in UNIT_FLAGS:
             if name in props:
                 parts.append(name)
         for name in ("push_prev", "push_next"):
-            if getattr(self, name) is not None:
+            if tokens[name] is not None:
                 parts.append(name)
         return parts
 
@@ -402,14 +475,15 @@ class InstructionOp(IRDLOperation):
                 if not lo <= _ival(value) <= hi:
                     raise VerifyException(f"expected {name} in [{lo}, {hi}], got {_ival(value)}")
         queue = self.queue()
-        if self.push_prev is not None and queue == Queue.DMA_IN:
-            raise VerifyException("expected no push_prev on the dma_in queue, got one")
-        if self.push_next is not None and queue == Queue.DMA_OUT:
-            raise VerifyException("expected no push_next on the dma_out queue, got one")
-        if self.pop_prev is not None and queue == Queue.DMA_IN:
-            raise VerifyException("expected no pop_prev on the dma_in queue, got one")
-        if self.pop_next is not None and queue == Queue.DMA_OUT:
-            raise VerifyException("expected no pop_next on the dma_out queue, got one")
+        pop_prev, pop_next, push_prev, push_next = self.tokens()
+        if queue == Queue.DMA_IN and (pop_prev is not None or push_prev is not None):
+            raise VerifyException(
+                "expected no pop_prev / push_prev on the dma_in queue (it has no previous "
+                "queue), got one")
+        if queue == Queue.DMA_OUT and (pop_next is not None or push_next is not None):
+            raise VerifyException(
+                "expected no pop_next / push_next on the dma_out queue (it has no next "
+                "queue), got one")
 
 
 def _ival(attr) -> int:
@@ -967,8 +1041,9 @@ class SectionOp(IRDLOperation):
                 raise VerifyException(f"expected a tile on {op.name} in mlip.section, got none")
             tile = _ival(op.properties["tile"])
             queue = int(op.queue())
+            tokens = dict(zip(TOKEN_NAMES, op.tokens(), strict=True))
             for name, source in (("pop_prev", queue - 1), ("pop_next", queue + 1)):
-                token = getattr(op, name)
+                token = tokens[name]
                 if token is None:
                     continue
                 fifo = pending.get((tile, source, queue))
@@ -979,7 +1054,7 @@ class SectionOp(IRDLOperation):
                         f"{Queue(source).name.lower()} of tile {tile} pushed to it, got "
                         f"{'another token' if expected is not None else 'none pending'}")
             for name, target in (("push_prev", queue - 1), ("push_next", queue + 1)):
-                token = getattr(op, name)
+                token = tokens[name]
                 if token is not None:
                     pending.setdefault((tile, queue, target), deque()).append(token)
 

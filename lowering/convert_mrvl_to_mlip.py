@@ -1299,54 +1299,72 @@ def _liveness(prog: Program) -> None:
                 t.last = max(t.last, layer.index)
 
 
+_OPCODE = {int(k): k for k in Opcode}
+_DTYPE_ATTR = {int(k): mlip.str_attr(v) for k, v in mlip.DTYPE_NAMES.items()}
+_ACT_ATTR = {int(a): mlip.str_attr(a.name.lower()) for a in Act}
+_FUNC_ATTR = {
+    Opcode.POOL: {int(f): mlip.str_attr(f.name.lower()) for f in PoolFunc},
+    Opcode.ELTWISE: {int(f): mlip.str_attr(f.name.lower()) for f in EltFunc},
+}
+_QUEUE_ATTR = {int(q): mlip.str_attr(q.name.lower()) for q in Queue}
+_SCALE, _COUNT_PAD = int(Flag.SCALE), int(Flag.COUNT_PAD)
+_TOKEN_FLAGS = int(Flag.POP_PREV | Flag.POP_NEXT | Flag.PUSH_PREV | Flag.PUSH_NEXT)
+_OCM_PROPS = {name: (f"{mlip.base_of(name)}_slot", f"{mlip.base_of(name)}_offset")
+              for name in mlip.OCM_ADDRESS_FIELDS}
+
+
 def _instruction_op(insn: Insn, buffers: dict[str, SSAValue]) -> mlip.InstructionOp:
     """The typed mlip op of a builder instruction (OCM refs become buffer operands)."""
-    opcode = Opcode(insn.opcode)
-    cls = mlip.INSN_OPS[opcode]
+    opcode = _OPCODE[int(insn.opcode)]
     props: dict[str, Attribute] = {}
     ocm: dict[str, SSAValue] = {}
+    i64_attr = mlip.i64_attr
     for key, value in insn.fields.items():
-        if isinstance(value, Ref):
+        if type(value) is Ref:
             if value.space == "ocm":
-                base = mlip.base_of(key)
+                slot_name, offset_name = _OCM_PROPS[key]
                 ocm[key] = buffers[value.name]
-                props[f"{base}_slot"] = mlip.i64_attr(value.slot)
-                props[f"{base}_offset"] = mlip.i64_attr(value.offset)
+                props[slot_name] = i64_attr(value.slot)
+                props[offset_name] = i64_attr(value.offset)
             else:
                 props["dram"] = _symbol(value.name)
-                props["dram_offset"] = mlip.i64_attr(value.offset)
-        elif key in mlip.OCM_ADDRESS_FIELDS:
+                props["dram_offset"] = i64_attr(value.offset)
+        elif key in _OCM_PROPS:
             if value != isa.ADDR_NONE:
                 raise AssertionError(f"{opcode.name}: {key} must be a buffer reference")
-        elif isa.field_type(key) == "f":
+        elif key in isa.FLOAT_FIELDS:
             props[key] = mlip.f64_attr(float(value))
         else:
-            props[key] = mlip.i64_attr(int(value))
-    if opcode == Opcode.POOL:
-        props["func"] = mlip.str_attr(PoolFunc(insn.func).name.lower())
-    elif opcode == Opcode.ELTWISE:
-        props["func"] = mlip.str_attr(EltFunc(insn.func).name.lower())
+            props[key] = i64_attr(int(value))
+    funcs = _FUNC_ATTR.get(opcode)
+    if funcs is not None:
+        props["func"] = funcs[int(insn.func)]
     if insn.act:
-        props["act"] = mlip.str_attr(Act(insn.act).name.lower())
-    props["src"] = mlip.str_attr(mlip.DTYPE_NAMES[DType(insn.src_dtype)])
-    props["dst"] = mlip.str_attr(mlip.DTYPE_NAMES[DType(insn.dst_dtype)])
-    for name in ("in_zp", "out_zp"):
-        if getattr(insn, name):
-            props[name] = mlip.i64_attr(int(getattr(insn, name)))
-    for name in ("scale", "alpha", "beta"):
-        if float(getattr(insn, name)) != mlip.HEADER_DEFAULTS[name]:
-            props[name] = mlip.f64_attr(float(getattr(insn, name)))
+        props["act"] = _ACT_ATTR[int(insn.act)]
+    props["src"] = _DTYPE_ATTR[int(insn.src_dtype)]
+    props["dst"] = _DTYPE_ATTR[int(insn.dst_dtype)]
+    if insn.in_zp:
+        props["in_zp"] = i64_attr(int(insn.in_zp))
+    if insn.out_zp:
+        props["out_zp"] = i64_attr(int(insn.out_zp))
+    if insn.scale != 1.0:
+        props["scale"] = mlip.f64_attr(float(insn.scale))
+    if insn.alpha != 0.0:
+        props["alpha"] = mlip.f64_attr(float(insn.alpha))
+    if insn.beta != 0.0:
+        props["beta"] = mlip.f64_attr(float(insn.beta))
     if insn.layer != isa.LAYER_NONE:
-        props["layer"] = mlip.i64_attr(insn.layer)
-    if insn.flags & Flag.SCALE:
+        props["layer"] = i64_attr(int(insn.layer))
+    flags = int(insn.flags)
+    if flags & _SCALE:
         props["scale_flag"] = mlip.UNIT
-    if insn.flags & Flag.COUNT_PAD:
+    if flags & _COUNT_PAD:
         props["count_pad"] = mlip.UNIT
-    if insn.flags & ~int(Flag.SCALE | Flag.COUNT_PAD):
+    if flags & _TOKEN_FLAGS:
         raise AssertionError("token flags are set by mlip-dma-schedule, not the builder")
     if opcode == Opcode.NOP:
-        props["queue"] = mlip.str_attr(Queue(insn.queue).name.lower())
-    return cls.build(props, ocm)
+        props["queue"] = _QUEUE_ATTR[int(insn.queue)]  # type: ignore[arg-type]
+    return mlip.INSN_OPS[opcode].build(props, ocm)
 
 
 _SYMBOLS: dict[str, SymbolRefAttr] = {}

@@ -66,12 +66,15 @@ class _Streams:
         queue = int(op.queue())
         prev_token = self._pop(tile, queue - 1, queue) if pop_prev else None
         next_token = self._pop(tile, queue + 1, queue) if pop_next else None
-        new = op.with_tokens(tile, prev_token, next_token, push_prev, push_next)
-        self.block.add_op(new)
-        if new.push_prev is not None:
-            self.pending.setdefault((tile, queue, queue - 1), deque()).append(new.push_prev)
-        if new.push_next is not None:
-            self.pending.setdefault((tile, queue, queue + 1), deque()).append(new.push_next)
+        parent = op.parent_block()
+        if parent is not None:
+            parent.detach_op(op)
+        op.set_tokens(tile, prev_token, next_token, push_prev, push_next)
+        self.block.add_op(op)
+        if push_prev:
+            self.pending.setdefault((tile, queue, queue - 1), deque()).append(op.results[0])
+        if push_next:
+            self.pending.setdefault((tile, queue, queue + 1), deque()).append(op.results[-1])
 
     def _pop(self, tile: int, source: int, target: int) -> SSAValue:
         fifo = self.pending.get((tile, source, target))
@@ -85,7 +88,8 @@ def _header(layer: int) -> dict:
 
 
 def schedule(model: ModelOp) -> None:
-    """Move the blocks' instructions into the `main` section (module docstring)."""
+    """Move the blocks' instructions into the `main` section, rewriting each in place with
+    its tile and tokens (module docstring)."""
     if model.scheduled:
         raise CompileError(f"@{model.sym_name.data}: mlip-dma-schedule already ran on this model")
     streams = _Streams()

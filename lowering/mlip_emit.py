@@ -16,6 +16,7 @@ Invariant: every DRAM operand lies inside its tensor, which lies inside its regi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -38,13 +39,14 @@ from mrvl.dialects.mlip import (
     InstructionOp,
     ModelOp,
     TensorOp,
-    base_of,
     model_asm,
+    segment_sizes,
 )
 from mrvl.errors import CompileError
 from mrvl.mlip_plan import align
 from mrvl import mlip_isa as isa
-from mrvl.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, plan_dram as _plan
+from mrvl.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, _u32
+from mrvl.mlip_binary import plan_dram as _plan
 
 LAYER_KINDS = {
     "Conv2D": 1, "FC": 2, "Maxpool2D": 3, "Avgpool2D": 4, "GlobalAvgpool2D": 5,
@@ -55,8 +57,9 @@ LAYER_KINDS = {
 """`kind` of a layer descriptor, by mrvl layer_name (0 for none of these)."""
 
 ALIGN = isa.WEIGHTS_ALIGN
-FLAG_OF = {"pop_prev": isa.Flag.POP_PREV, "pop_next": isa.Flag.POP_NEXT,
-           "push_prev": isa.Flag.PUSH_PREV, "push_next": isa.Flag.PUSH_NEXT}
+FLAG_BITS = (int(isa.Flag.POP_PREV), int(isa.Flag.POP_NEXT), int(isa.Flag.PUSH_PREV),
+             int(isa.Flag.PUSH_NEXT))
+"""The flag of each of `InstructionOp.tokens()` (pop_prev, pop_next, push_prev, push_next)."""
 
 
 @dataclass
@@ -161,52 +164,85 @@ def _func_code(op: InstructionOp) -> int:
     return int(names[func.data])  # type: ignore[union-attr]
 
 
+@functools.cache
+def _word_plan(cls: type[InstructionOp]):
+    """(default arg words, [(field, kind, slot prop, offset prop, word index, type)]) of an
+    op class: `Instruction.make`'s defaults and where each ISA field goes."""
+    names = isa.OPCODE_FIELDS[cls.OPCODE]
+    template = tuple(Instruction.make(cls.OPCODE).args)
+    plan = [(name, kind, slot, offset, names.index(name), isa.field_type(name))
+            for name, kind, slot, offset in cls.field_plan()]
+    return template, plan
+
+
+def _word(name: str, ftype: str, value) -> int:
+    if ftype == "u" and 0 <= value <= 0xFFFFFFFF:
+        return value
+    return _u32(name, value)
+
+
 def _instruction(op: InstructionOp, addrs: dict[SSAValue, list[int]],
                  dram: dict[str, int], model_name: str) -> Instruction:
-    """The binary instruction of one scheduled op."""
+    """The binary instruction of one scheduled op (what `Instruction.make` builds from the
+    same fields, without its per-keyword lookups)."""
     props = op.properties
-    fields: dict = {}
-    ocm = op.ocm_operands()
-    for name in op.fields():
-        if name == "dram_addr":
-            tensor = props["dram"].root_reference.data  # type: ignore[union-attr]
-            fields[name] = dram[tensor] + props["dram_offset"].value.data  # type: ignore[union-attr]
-        elif name in OCM_ADDRESS_FIELDS:
-            buf = ocm.get(name)
+    template, plan = _word_plan(type(op))
+    words = list(template)
+    named = op.named_operands()  # the OCM address fields and the popped tokens
+    for name, kind, slot_name, offset_name, index, ftype in plan:
+        if kind == "value":
+            attr = props.get(name)
+            if attr is not None:
+                words[index] = _word(name, ftype, attr.value.data)  # type: ignore[union-attr]
+        elif kind == "ocm":
+            buf = named.get(name)
             if buf is None:
                 continue
             slots = addrs.get(buf)
             if not slots:
                 raise CompileError(f"@{model_name}: unallocated OCM operand of {op.name} "
                                    "(run mlip-ocm-alloc)")
-            base = base_of(name)
-            slot = props.get(f"{base}_slot")
-            offset = props.get(f"{base}_offset")
-            fields[name] = (slots[0 if slot is None else slot.value.data]  # type: ignore[union-attr]
-                            + (0 if offset is None else offset.value.data))  # type: ignore[union-attr]
+            slot = props.get(slot_name)
+            offset = props.get(offset_name)
+            words[index] = _word(name, ftype, slots[0 if slot is None else slot.value.data]  # type: ignore[union-attr]
+                                 + (0 if offset is None else offset.value.data))  # type: ignore[union-attr]
         else:
-            attr = props.get(name)
-            if attr is not None:
-                fields[name] = attr.value.data  # type: ignore[union-attr]
+            tensor = props["dram"].root_reference.data  # type: ignore[union-attr]
+            words[index] = _word(name, ftype, dram[tensor]
+                                 + props["dram_offset"].value.data)  # type: ignore[union-attr]
     flags = 0
-    for name, bit in FLAG_OF.items():
-        if getattr(op, name) is not None:
-            flags |= int(bit)
+    if "pop_prev" in named:
+        flags |= FLAG_BITS[0]
+    if "pop_next" in named:
+        flags |= FLAG_BITS[1]
+    pushes = segment_sizes(props["resultSegmentSizes"])  # type: ignore[arg-type]
+    if pushes[0]:
+        flags |= FLAG_BITS[2]
+    if pushes[1]:
+        flags |= FLAG_BITS[3]
     if "scale_flag" in props:
         flags |= int(isa.Flag.SCALE)
     if "count_pad" in props:
         flags |= int(isa.Flag.COUNT_PAD)
-    header: dict = {}
-    for name in ("in_zp", "out_zp", "layer", "scale", "alpha", "beta"):
-        attr = props.get(name)
-        if attr is not None:
-            header[name] = attr.value.data  # type: ignore[union-attr]
     act = props.get("act")
-    return Instruction.make(
-        op.OPCODE, func=_func_code(op), act=int(ACT_NAMES[act.data]) if act else 0,  # type: ignore[union-attr]
-        src_dtype=DTYPE_BY_NAME[props["src"].data],  # type: ignore[union-attr]
-        dst_dtype=DTYPE_BY_NAME[props["dst"].data],  # type: ignore[union-attr]
-        flags=flags, layer=header.pop("layer", isa.LAYER_NONE), **header, **fields)
+    layer = props.get("layer")
+    in_zp = props.get("in_zp")
+    out_zp = props.get("out_zp")
+    scale = props.get("scale")
+    alpha = props.get("alpha")
+    beta = props.get("beta")
+    return Instruction(
+        opcode=int(op.OPCODE), flags=flags, func=_func_code(op),
+        act=int(ACT_NAMES[act.data]) if act else 0,  # type: ignore[union-attr]
+        src_dtype=int(DTYPE_BY_NAME[props["src"].data]),  # type: ignore[union-attr]
+        dst_dtype=int(DTYPE_BY_NAME[props["dst"].data]),  # type: ignore[union-attr]
+        layer=isa.LAYER_NONE if layer is None else layer.value.data,  # type: ignore[union-attr]
+        in_zp=0 if in_zp is None else in_zp.value.data,  # type: ignore[union-attr]
+        out_zp=0 if out_zp is None else out_zp.value.data,  # type: ignore[union-attr]
+        fparam=(1.0 if scale is None else float(scale.value.data),  # type: ignore[union-attr]
+                0.0 if alpha is None else float(alpha.value.data),  # type: ignore[union-attr]
+                0.0 if beta is None else float(beta.value.data), 0.0),  # type: ignore[union-attr]
+        args=tuple(words))
 
 
 def to_model_binary(model: ModelOp, model_id: int = 0) -> ModelBinary:
