@@ -1090,6 +1090,10 @@ class ModelOp(IRDLOperation):
     def buffers(self) -> list[BufferOp]:
         return [op for op in self.body.block.ops if isinstance(op, BufferOp)]
 
+    def buffers_of(self, layer: int) -> dict[str, BufferOp]:
+        """The buffers of layer index `layer`, by name."""
+        return {buf.label.data: buf for buf in self.buffers() if buf.layer.value.data == layer}
+
     def sections(self) -> list[SectionOp]:
         return [op for op in self.body.block.ops if isinstance(op, SectionOp)]
 

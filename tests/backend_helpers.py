@@ -1,5 +1,5 @@
 """Helpers for the backend tests: one-layer accelerator functions, compile + simulate, and
-static checks of compiled programs (OCM capacity, DMA footprints)."""
+static checks of converted mlip models (OCM capacity, DMA footprints)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from xdsl.ir import Block, Region
 
 from mrvl.dialects.graph import ConstantOp
 from mrvl.lowering.backend import compile_function
-from mrvl.mlip_plan import Program, Ref
+from mrvl.dialects.mlip import DTYPE_BY_NAME, BufferOp, DmaOp, ModelOp
 from mrvl import mlip_isa as isa
 from mrvl.sim.acceptance import check_output
-from mrvl.mlip_isa import DType, Opcode
+from mrvl.mlip_isa import Opcode
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 
@@ -69,32 +69,45 @@ def _footprint(dims, strides) -> int:
     return sum((int(d) - 1) * int(s) for d, s in zip(dims, strides, strict=True)) + 1
 
 
-def check_static(prog: Program) -> None:
+def check_static(model: ModelOp) -> None:
     """OCM never over capacity and every DMA inside its buffers (OCM slot and DRAM tensor).
 
-    Run on a program converted but not yet allocated (symbolic refs)."""
-    for layer in prog.layers:
-        assert layer.ocm_bytes(prog.page_size) <= prog.ocm_size, layer.name
-        for blk in layer.blocks:
-            for insn in (*blk.loads, *blk.stores):
-                f = insn.fields
-                load = insn.opcode == Opcode.DMA_LOAD
-                dims = [f[f"dim{k}"] for k in range(4)]
-                src = [f[f"src_dim{k}"] for k in range(4)]
-                ocm_dtype, dram_dtype = ((insn.dst_dtype, insn.src_dtype) if load
-                                         else (insn.src_dtype, insn.dst_dtype))
-                ocm_ref, dram_ref = f["ocm_addr"], f["dram_addr"]
-                assert isinstance(ocm_ref, Ref) and isinstance(dram_ref, Ref)
-                ocm_bytes = _footprint(dims, [f[f"ocm_stride{k}"] for k in range(4)]) * \
-                    isa.DTYPE_SIZE[DType(ocm_dtype)]
-                buf = layer.buffers[ocm_ref.name]
-                assert ocm_ref.slot < buf.slots
-                assert ocm_ref.offset + ocm_bytes <= buf.size, (layer.name, ocm_ref)
-                dram_bytes = _footprint(src, [f[f"dram_stride{k}"] for k in range(4)]) * \
-                    isa.DTYPE_SIZE[DType(dram_dtype)]
-                tensor = prog.root(dram_ref.name)
-                assert dram_ref.offset + dram_bytes <= tensor.size_bytes, (layer.name, dram_ref)
-                assert math.prod(src) >= 1
+    Run on a model converted but not yet allocated."""
+    page = model.page_size.value.data
+    used: dict[int, int] = {}
+    for buf in model.buffers():
+        size = -(-max(buf.size.value.data, 1) // page) * page * buf.slots.value.data
+        used[buf.layer.value.data] = used.get(buf.layer.value.data, 0) + size
+    assert all(n <= model.ocm_size.value.data for n in used.values()), used
+    tensors = model.tensors()
+    for op in model.instructions():
+        if not isinstance(op, DmaOp):
+            continue
+        p = op.properties
+
+        def get(name, p=p):
+            attr = p.get(name)
+            return 0 if attr is None else attr.value.data
+
+        load = op.OPCODE == Opcode.DMA_LOAD
+        dims = [get(f"dim{k}") for k in range(4)]
+        src = [get(f"src_dim{k}") for k in range(4)]
+        ocm_dtype, dram_dtype = ((p["dst"].data, p["src"].data) if load
+                                 else (p["src"].data, p["dst"].data))
+        ocm_bytes = _footprint(dims, [get(f"ocm_stride{k}") for k in range(4)]) * \
+            isa.DTYPE_SIZE[DTYPE_BY_NAME[ocm_dtype]]
+        buf = op.ocm_operands()["ocm_addr"].owner
+        assert isinstance(buf, BufferOp)
+        slot, offset = get("ocm_slot"), get("ocm_offset")
+        assert slot < buf.slots.value.data
+        assert offset + ocm_bytes <= buf.size.value.data, (op.name, buf.label.data)
+        dram_bytes = _footprint(src, [get(f"dram_stride{k}") for k in range(4)]) * \
+            isa.DTYPE_SIZE[DTYPE_BY_NAME[dram_dtype]]
+        tensor = tensors[p["dram"].root_reference.data]
+        while tensor.alias_of is not None:
+            tensor = tensors[tensor.alias_of.data]
+        assert get("dram_offset") + dram_bytes <= tensor.size_bytes, tensor.sym_name.data
+        assert math.prod(src) >= 1
 
 
 def rng_inputs(fn, seed=0):

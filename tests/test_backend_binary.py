@@ -1,5 +1,6 @@
 """Model binaries from the backend: write, read, write gives identical bytes; the IR round
-trip (mlip.model printed and parsed) gives the identical binary; corrupt and truncated
+trip (mlip.model printed and parsed at every stage) gives the identical binary; token
+edges become the binary's flags; corrupt and truncated
 binaries are rejected with a clear message; the static report is consistent."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 
 from mrvl.dialects import mrvl
-from mrvl.dialects.mlip import Mlip, op_to_program, program_asm, program_to_op
+from mrvl.dialects.mlip import ConvOp, Mlip, ModelOp, model_asm
 from mrvl.errors import BinaryFormatError
 from mrvl.lowering.backend import compile_function
 from mrvl.lowering.backend_report import program_report
@@ -59,29 +60,63 @@ def test_write_read_write_is_identical(mode):
     assert binary.outputs[0].quantize == (mode == "int8")
 
 
-def test_ir_round_trip_gives_the_same_binary():
-    _, fn = _module()
-    quantize_function(fn, "fp16")
-    split_function(fn, 2)
-    prog = convert_function(fn)
+def _print(op) -> str:
     text = io.StringIO()
-    Printer(stream=text).print_op(ModuleOp([program_to_op(prog)]))
+    Printer(stream=text).print_op(op)
+    return text.getvalue()
+
+
+def _parse(text: str) -> ModelOp:
     ctx = Context()
     ctx.load_dialect(Builtin)
     ctx.load_dialect(Mlip)
-    parsed = Parser(ctx, text.getvalue()).parse_module()
-    again = io.StringIO()
-    Printer(stream=again).print_op(parsed)
-    assert again.getvalue() == text.getvalue()
-    back = op_to_program(parsed.ops.first)  # type: ignore[arg-type]
-    for p in (prog, back):
-        allocate_ocm(p)
-        schedule(p)
-    assert to_model_binary(back).to_bytes() == to_model_binary(prog).to_bytes()
-    listing = program_asm(prog)
-    assert listing.count("\n  conv ") == sum(
-        1 for layer in prog.layers for blk in layer.blocks for i in blk.computes
-        if i.opcode == 3)
+    module = Parser(ctx, text).parse_module()
+    module.verify()
+    model = module.ops.first
+    assert isinstance(model, ModelOp)
+    return model
+
+
+def test_ir_round_trip_gives_the_same_binary():
+    """Every stage prints, parses back to the same text, and the parsed model goes on to
+    the same binary as the one kept in memory."""
+    _, fn = _module()
+    quantize_function(fn, "fp16")
+    split_function(fn, 2)
+    model = convert_function(fn)
+    ModuleOp([model])
+    stages = [lambda m: None, allocate_ocm, schedule]
+    parsed = model
+    for stage in stages:
+        stage(model)
+        if parsed is not model:
+            stage(parsed)
+        text = _print(model)
+        parsed = _parse(text)
+        assert _print(parsed) == text
+    assert to_model_binary(parsed).to_bytes() == to_model_binary(model).to_bytes()
+    listing = model_asm(model)
+    convs = sum(1 for op in model.instructions() if isinstance(op, ConvOp))
+    assert convs > 0 and listing.count("\n  conv ") == convs
+
+
+def test_token_edges_become_the_flags():
+    """After scheduling, each push has one pop, and the binary's flags follow the edges."""
+    _, fn = _module()
+    sub = compile_function(fn, num_tiles=2)
+    binary = sub.binary
+    pushes = pops = 0
+    for op in sub.model.instructions():
+        pop_prev, pop_next, push_prev, push_next = op.tokens()
+        for token in (push_prev, push_next):
+            if token is not None:
+                pushes += 1
+                assert len(list(token.uses)) == 1
+        pops += (pop_prev is not None) + (pop_next is not None)
+    flags = [insn.flags for insns in binary.streams.values() for insn in insns]
+    assert pushes == pops > 0
+    assert pops == sum(bin(f & 3).count("1") for f in flags)
+    assert pushes == sum(bin(f & 12).count("1") for f in flags)
 
 
 def test_corrupt_and_truncated_binaries_are_rejected():
@@ -100,7 +135,7 @@ def test_corrupt_and_truncated_binaries_are_rejected():
 def test_static_report_adds_up():
     _, fn = _module()
     sub = compile_function(fn, num_tiles=2)
-    report = program_report(sub.program)
+    report = program_report(sub.model)
     assert report["macs"] == 8 * 8 * 8 * 9 * 4 + 10 * 128
     assert report["dma_in_bytes"] == sum(r["dma_in_bytes"] for r in report["layers"])
     assert report["dma_out_bytes"] == sum(r["dma_out_bytes"] for r in report["layers"])

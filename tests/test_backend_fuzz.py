@@ -122,16 +122,15 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
     inputs = [_fp16(x) for x in rng_inputs(fn)]
     quantize_function(fn, mode, calibration=[inputs])
     split_function(fn, tiles, ocm_size, page)
-    prog = convert_function(fn, ocm_size, page)
-    check_static(prog)
-    allocate_ocm(prog)
-    assert prog.ocm_end is not None and prog.ocm_end <= ocm_size
-    for layer in prog.layers:
-        for buf in layer.buffers.values():
-            for addr in buf.addrs:
-                assert 0 <= addr and addr + buf.size <= prog.ocm_end
-    schedule(prog)
-    data = to_model_binary(prog).to_bytes()
+    model = convert_function(fn, ocm_size, page)
+    check_static(model)
+    allocate_ocm(model)
+    assert model.ocm_end is not None and model.ocm_end.value.data <= ocm_size
+    for buf in model.buffers():
+        for addr in buf.addresses():
+            assert 0 <= addr and addr + buf.size.value.data <= model.ocm_end.value.data
+    schedule(model)
+    data = to_model_binary(model).to_bytes()
     if mode == "int8":
         # the machine's arithmetic on int8 values: compare with the reference run on the
         # values it holds (int8 weights and inputs), so the rule checks the accumulation,
@@ -189,14 +188,14 @@ def test_random_vector_layers(case, tiles, ocm):
     module, fn = layer_module([case["shape"], b_shape, (n, h, w, case["extra"])], build)
     quantize_function(fn, "fp16")
     split_function(fn, tiles)
-    prog = convert_function(fn, *ocm)
-    check_static(prog)
-    allocate_ocm(prog)
-    assert prog.ocm_end is not None and prog.ocm_end <= ocm[0]
-    schedule(prog)
+    model = convert_function(fn, *ocm)
+    check_static(model)
+    allocate_ocm(model)
+    assert model.ocm_end is not None and model.ocm_end.value.data <= ocm[0]
+    schedule(model)
     inputs = [_fp16(x) for x in rng_inputs(fn)]
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    with Simulator.load(to_model_binary(prog).to_bytes()) as sim:
+    with Simulator.load(to_model_binary(model).to_bytes()) as sim:
         out, _ = sim.run(inputs)
     assert_accepted(out[:1], ref[:1], "fp16")
     pooled = out[0].astype(np.float64).max(axis=(1, 2))

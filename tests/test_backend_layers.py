@@ -75,9 +75,8 @@ def test_conv_small_ocm_streams_weight_chunks_and_columns():
     out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), num_tiles=2,
                                     ocm_size=32 * 1024, page_size=1024)
     assert_accepted(out, ref, "fp16")
-    layer = sub.program.layers[0]
-    assert layer.buffers["w"].slots == 2
-    assert sub.program.ocm_end <= 32 * 1024
+    assert sub.model.buffers_of(0)["w"].slots.value.data == 2
+    assert sub.model.ocm_end is not None and sub.model.ocm_end.value.data <= 32 * 1024
 
 
 def _forced_split(fn, tiles: int, kind: str, ranges):
@@ -90,10 +89,10 @@ def _forced_split(fn, tiles: int, kind: str, ranges):
     conv.attributes["mlip.split"] = StringAttr(kind)
     conv.attributes["mlip.tiles"] = DenseArrayBase.from_list(i64, [v for r in ranges
                                                                    for v in r])
-    prog = convert_function(fn)
-    allocate_ocm(prog)
-    schedule(prog)
-    return prog, to_model_binary(prog).to_bytes()
+    model = convert_function(fn)
+    allocate_ocm(model)
+    schedule(model)
+    return model, to_model_binary(model).to_bytes()
 
 
 @pytest.mark.parametrize(
@@ -116,8 +115,8 @@ def test_conv_every_split_gives_the_same_bits(kw):
     assert [k for k, _ in candidates] == ["rows", "channels", "grid", "grid"]
     outs = []
     for kind, ranges in candidates:
-        prog, data = _forced_split(fn, 8, kind, ranges)
-        assert prog.layers[0].split == kind
+        model, data = _forced_split(fn, 8, kind, ranges)
+        assert model.layers()[0].split.data == kind
         with Simulator.load(data) as sim:
             out, report = sim.run(inputs)
         assert report["cycles"] >= report["roofline_cycles"]
@@ -145,7 +144,7 @@ def test_conv_split_choice_follows_the_traffic():
 def compile_function_report(fn):
     from mrvl.lowering.backend import compile_function
 
-    return program_report(compile_function(fn, num_tiles=8).program)
+    return program_report(compile_function(fn, num_tiles=8).model)
 
 
 def test_strided_1x1_conv_loads_only_the_pixels_it_reads():
@@ -154,7 +153,7 @@ def test_strided_1x1_conv_loads_only_the_pixels_it_reads():
                              pads=(0, 0, 0, 0))
     out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), num_tiles=1)
     assert_accepted(out, ref, "fp16")
-    report = program_report(sub.program)
+    report = program_report(sub.model)
     weights = 16 * 8 * 2 + 16 * 4
     assert report["layers"][0]["dma_in_bytes"] == 5 * 4 * 8 * 2 + weights
 
@@ -281,4 +280,4 @@ def test_int8_fused_sigmoid(layer):
     module, fn = layer_module([(1, 4, 4, 4)] if layer == "conv" else [(2, 64)], build)
     out, ref, sub = compile_and_run(module, fn, rng_inputs(fn), mode="int8", num_tiles=2)
     assert_accepted(out, ref, "int8")
-    assert "acc" in sub.program.layers[0].buffers
+    assert "acc" in sub.model.buffers_of(0)

@@ -52,7 +52,7 @@ def test_mnist_matches_reference(tiles, mode):
         out, report = sim.run(inputs)
     assert_accepted(out, ref, mode)
     assert report["cycles"] >= report["roofline_cycles"]
-    assert report["macs"] == sum(layer.macs for layer in sub.program.layers)
+    assert report["macs"] == sum(layer.macs.value.data for layer in sub.model.layers())
 
 
 @pytest.mark.parametrize("name,tiles,mode", [("mobilenet_v2", 2, "int8"),
@@ -79,7 +79,7 @@ def test_larger_models_simulate(name, tiles, mode):
 def test_resnet50_compiles_once():
     module, fn = _accelerator("resnet50")
     sub = compile_function(fn, num_tiles=8, quantize="fp16")
-    report = program_report(sub.program)
+    report = program_report(sub.model)
     assert report["ocm_bytes"] <= 8 * (1 << 20)
     assert all(row["ocm_bytes"] <= 8 * (1 << 20) for row in report["layers"])
     # ResNet-50 v1.5: about 4.1 G MACs, all on the accelerator
@@ -88,4 +88,4 @@ def test_resnet50_compiles_once():
     # inputs; the costed tile split keeps it under 145 MB (161 MB with rows-first splits)
     assert 51e6 < report["dma_in_bytes"] < 145e6
     assert ModelBinary.from_bytes(sub.data).to_bytes() == sub.data
-    assert len(sub.binary.layers) == len(sub.program.layers)
+    assert len(sub.binary.layers) == len(sub.model.layers())
