@@ -993,7 +993,8 @@ class BlockOp(IRDLOperation):
 @irdl_op_definition
 class LayerOp(IRDLOperation):
     """A lowered mrvl layer (an entry of the binary's layer table); its per-tile
-    `mlip.block`s until `mlip-dma-schedule` moves their instructions out."""
+    `mlip.block`s until `mlip-dma-schedule` moves their instructions out and leaves the
+    region empty."""
 
     name = "mlip.layer"
     sym_name = prop_def(SymbolNameConstraint())
@@ -1002,15 +1003,19 @@ class LayerOp(IRDLOperation):
     macs = prop_def(IntegerAttr[I64])
     split = prop_def(StringAttr)
     blocks = prop_def(IntegerAttr[I64])
-    body = region_def("single_block")
+    body = region_def()
     traits = traits_def(NoTerminator())
     assembly_format = "$sym_name attr-dict-with-keyword $body"
     irdl_options = (ParsePropInAttrDict(),)
 
     def block_ops(self) -> list[BlockOp]:
+        if not self.body.blocks:
+            return []
         return [op for op in self.body.block.ops if isinstance(op, BlockOp)]
 
     def verify_(self) -> None:
+        if len(self.body.blocks) > 1:
+            raise VerifyException(f"expected at most one block, got {len(self.body.blocks)}")
         found = self.block_ops()
         if found and len(found) != self.blocks.value.data:
             raise VerifyException(
@@ -1050,7 +1055,7 @@ class SectionOp(IRDLOperation):
                 expected = fifo.popleft() if fifo else None
                 if token is not expected:
                     raise VerifyException(
-                        f"expected {op.name} {name} to take the oldest token queue "
+                        f"expected {op.name} {name} to take the oldest token that queue "
                         f"{Queue(source).name.lower()} of tile {tile} pushed to it, got "
                         f"{'another token' if expected is not None else 'none pending'}")
             for name, target in (("push_prev", queue - 1), ("push_next", queue + 1)):
@@ -1064,10 +1069,13 @@ class SectionOp(IRDLOperation):
 
 @irdl_op_definition
 class ModelOp(IRDLOperation):
-    """A compiled sub-graph (one model binary)."""
+    """A compiled sub-graph (one model binary). Its name (property `model`, printed
+    `@name`) is the accelerator function's, which `convert-mrvl-to-mlip` keeps as an
+    external declaration so that calls to it still verify; so the model is not itself a
+    symbol of the module."""
 
     name = "mlip.model"
-    sym_name = prop_def(SymbolNameConstraint())
+    sym_name = prop_def(SymbolNameConstraint(), prop_name="model")
     num_tiles = prop_def(IntegerAttr[I64])
     ocm_size = prop_def(IntegerAttr[I64])
     page_size = prop_def(IntegerAttr[I64])
@@ -1077,7 +1085,7 @@ class ModelOp(IRDLOperation):
     ocm_end = opt_prop_def(IntegerAttr[I64])
     body = region_def("single_block")
     traits = traits_def(NoTerminator())
-    assembly_format = "$sym_name attr-dict-with-keyword $body"
+    assembly_format = "$model attr-dict-with-keyword $body"
     irdl_options = (ParsePropInAttrDict(),)
 
     # -- views used by the passes, emission and the report --

@@ -136,8 +136,7 @@ def _compile(fn: func.FuncOp, annotate: list[ModulePass], lower: list[ModulePass
                 parent.add_op(fn)
     for p in lower:
         p.apply(ctx, work)
-    model = work.body.block.first_op
-    assert isinstance(model, ModelOp)
+    model = next(op for op in work.ops if isinstance(op, ModelOp))
     binary = to_model_binary(model, model_id)
     return CompiledSubgraph(fn.sym_name.data, model, binary, binary.to_bytes())
 

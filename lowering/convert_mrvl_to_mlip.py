@@ -1425,7 +1425,7 @@ def build_model(prog: Program) -> mlip.ModelOp:
                         "blocks": mlip.i64_attr(len(layer.blocks))},
             regions=[Region(layer_body)]))
     return mlip.ModelOp.create(properties={
-        "sym_name": StringAttr(prog.name), "num_tiles": mlip.i64_attr(prog.num_tiles),
+        "model": StringAttr(prog.name), "num_tiles": mlip.i64_attr(prog.num_tiles),
         "ocm_size": mlip.i64_attr(prog.ocm_size), "page_size": mlip.i64_attr(prog.page_size),
         "quantize": StringAttr(prog.quantize),
         "inputs": ArrayAttr([StringAttr(n) for n in prog.inputs]),
@@ -1435,7 +1435,8 @@ def build_model(prog: Program) -> mlip.ModelOp:
 
 @dataclass(frozen=True)
 class ConvertMrvlToMlipPass(ModulePass):
-    """Replace every accelerator sub-graph function by its `mlip.model` (module docstring).
+    """Replace every accelerator sub-graph function by its `mlip.model` (module docstring)
+    and an external declaration of the function (so that calls to it still verify).
 
     Options: `ocm-size` (bytes per tile, default 1 MiB), `page-size` (default 16 KiB);
     `input-names` / `output-names` name the I/O tensors (default: the arguments'
@@ -1453,5 +1454,9 @@ class ConvertMrvlToMlipPass(ModulePass):
         for fn in accelerator_functions(op):
             model = convert_function(fn, self.ocm_size, self.page_size,
                                      self.input_names or None, self.output_names or None)
+            declaration = func.FuncOp.external(
+                fn.sym_name.data, list(fn.function_type.inputs.data),
+                list(fn.function_type.outputs.data))
             op.body.block.insert_op_before(model, fn)
+            op.body.block.insert_op_before(declaration, fn)
             op.body.block.erase_op(fn)

@@ -131,8 +131,8 @@ def schedule(model: ModelOp) -> None:
             streams.emit(barrier, tile, pop_next=n > 0, push_prev=True)
             pending_barrier[tile] = True
     for layer in model.layers():
-        for blk in layer.block_ops():
-            layer.body.block.erase_op(blk)
+        if layer.body.blocks:
+            layer.body.detach_block(0).erase()
     model.body.block.add_op(SectionOp.create(properties={"section": StringAttr("main")},
                                              regions=[Region(streams.block)]))
 

@@ -12,25 +12,25 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x16xf32>) -> tensor<1x2x2x16xf32> 
   func.return %y : tensor<1x2x2x16xf32>
 }
 
-// CHECK:       mlip.layer @tvmgen_mrvl_main_1 attributes {kind = "Conv2D", index = 0 : i64, macs = 1024 : i64, split = "grid"}
-// CHECK:         mlip.buffer @in {size = 64 : i64, slots = 2 : i64, kind = "scratch"}
+// CHECK:       %in = mlip.buffer "in", size = 64, slots = 2, kind = scratch, layer = 0
+// CHECK:       mlip.layer @tvmgen_mrvl_main_1 attributes {kind = "Conv2D", index = 0 : i64, macs = 1024 : i64, split = "grid", blocks = 4 : i64}
 // CHECK:         mlip.block attributes {tile = 0 : i64}
-// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[0], ocm_addr = @w[0, 0], {{.*}}dim3 = 128,
-// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN:.+]][0], ocm_addr = @in[0, 0], dim0 = 1, dim1 = 1, dim2 = 2, dim3 = 16, {{.*}}dram_stride1 = 128, dram_stride2 = 32, dram_stride3 = 1,
-// CHECK-NEXT:      mlip.conv in_addr = @in[0, 0], ih = 1, iw = 2, ic = 16, {{.*}}oh = 1, ow = 2, oc = 8, {{.*}}kh = 1, kw = 1, sh = 1, sw = 1, pad_t = 0, pad_l = 0,
-// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT:.+]][0], ocm_addr = @out[0, 0], dim0 = 1, dim1 = 1, dim2 = 2, dim3 = 8, {{.*}}dram_stride1 = 32, dram_stride2 = 16,
+// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[0], ocm_addr = %w[0, 0], {{.*}}dim3 = 128,
+// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN:.+]][0], ocm_addr = %in[0, 0], dim0 = 1, dim1 = 1, dim2 = 2, dim3 = 16, {{.*}}dram_stride1 = 128, dram_stride2 = 32, dram_stride3 = 1,
+// CHECK-NEXT:      mlip.conv in_addr = %in[0, 0], ih = 1, iw = 2, ic = 16, {{.*}}oh = 1, ow = 2, oc = 8, {{.*}}kh = 1, kw = 1, sh = 1, sw = 1, pad_t = 0, pad_l = 0,
+// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT:.+]][0], ocm_addr = %out[0, 0], dim0 = 1, dim1 = 1, dim2 = 2, dim3 = 8, {{.*}}dram_stride1 = 32, dram_stride2 = 16,
 // CHECK:         mlip.block attributes {tile = 1 : i64}
-// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[256], ocm_addr = @w[0, 0],
-// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN]][0], ocm_addr = @in[0, 0],
+// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[256], ocm_addr = %w[0, 0],
+// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN]][0], ocm_addr = %in[0, 0],
 // CHECK-NEXT:      mlip.conv
-// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT]][16], ocm_addr = @out[0, 0],
+// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT]][16], ocm_addr = %out[0, 0],
 // CHECK:         mlip.block attributes {tile = 2 : i64}
-// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[0], ocm_addr = @w[0, 0],
-// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN]][256], ocm_addr = @in[0, 0],
+// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[0], ocm_addr = %w[0, 0],
+// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN]][256], ocm_addr = %in[0, 0],
 // CHECK-NEXT:      mlip.conv
-// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT]][64], ocm_addr = @out[0, 0],
+// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT]][64], ocm_addr = %out[0, 0],
 // CHECK:         mlip.block attributes {tile = 3 : i64}
-// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[256], ocm_addr = @w[0, 0],
-// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN]][256], ocm_addr = @in[0, 0],
+// CHECK-NEXT:      mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_w[256], ocm_addr = %w[0, 0],
+// CHECK-NEXT:      mlip.dma_load dram_addr = @[[IN]][256], ocm_addr = %in[0, 0],
 // CHECK-NEXT:      mlip.conv
-// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT]][80], ocm_addr = @out[0, 0],
+// CHECK-NEXT:      mlip.dma_store dram_addr = @[[OUT]][80], ocm_addr = %out[0, 0],

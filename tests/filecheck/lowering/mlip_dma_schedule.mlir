@@ -1,8 +1,11 @@
 // RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc' --split-input-file | mrvl-opt --split-input-file -p mlip-dma-schedule | filecheck %s
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' --split-input-file | mrvl-opt --split-input-file -t mlip-asm | filecheck %s --check-prefix=ASM
 
-// Two layers on two tiles; each tile streams two blocks per layer.  Tokens: load i pushes
-// to compute; compute pops it and pushes to the store; the last store of the first layer
-// pushes to the BARRIER, which releases the next layer's first load.
+// Two layers on two tiles; each tile streams two blocks per layer. The instructions move
+// into one `mlip.section` block (layer by layer, tile by tile, block by block) and every
+// dependency becomes a `!mlip.token` value: load i pushes one to compute (its result),
+// compute pops it (`pop_prev = %token`) and pushes one to the store; the last store of the
+// first layer pushes to the BARRIER, whose token releases the next layer's first load.
 
 func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> attributes {mrvl.target = "accelerator"} {
   %w = graph.constant dense<5.000000e-01> : tensor<3x1x1x2xf32>
@@ -11,28 +14,42 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> at
   func.return %z : tensor<1x4x4x3xf32>
 }
 
-// CHECK:       mlip.stream attributes {section = "main", tile = 0 : i64, queue = "dma_in"}
-// CHECK-NEXT:    mlip.dma_load {{.*}}layer = 0{{$}}
-// CHECK-NEXT:    mlip.dma_load {{.*}}layer = 0, push_next{{$}}
-// CHECK-NEXT:    mlip.dma_load {{.*}}layer = 0, push_next{{$}}
-// CHECK-NEXT:    mlip.dma_load {{.*}}layer = 1, pop_next, push_next{{$}}
-// CHECK-NEXT:    mlip.dma_load {{.*}}layer = 1, push_next{{$}}
-// CHECK-NEXT:  }
-// CHECK-NEXT:  mlip.stream attributes {section = "main", tile = 0 : i64, queue = "compute"}
-// CHECK-NEXT:    mlip.conv {{.*}}layer = 0, pop_prev, push_next{{$}}
-// CHECK-NEXT:    mlip.conv {{.*}}layer = 0, pop_prev, push_next{{$}}
-// CHECK-NEXT:    mlip.barrier id = 0, {{.*}}layer = 0, pop_next, push_prev{{$}}
-// CHECK-NEXT:    mlip.pool {{.*}}layer = 1, pop_prev, push_next{{$}}
-// CHECK-NEXT:    mlip.pool {{.*}}layer = 1, pop_prev, push_next{{$}}
-// CHECK-NEXT:  }
-// CHECK-NEXT:  mlip.stream attributes {section = "main", tile = 0 : i64, queue = "dma_out"}
-// CHECK-NEXT:    mlip.dma_store {{.*}}layer = 0, pop_prev{{$}}
-// CHECK-NEXT:    mlip.dma_store {{.*}}layer = 0, pop_prev, push_prev{{$}}
-// CHECK-NEXT:    mlip.dma_store {{.*}}layer = 1, pop_prev{{$}}
-// CHECK-NEXT:    mlip.dma_store {{.*}}layer = 1, pop_prev{{$}}
-// CHECK-NEXT:  }
-// CHECK:       mlip.stream attributes {section = "main", tile = 1 : i64, queue = "compute"}
-// CHECK:         mlip.barrier id = 0,
+// CHECK:       mlip.layer @tvmgen_mrvl_main_1 attributes {{{.*}}blocks = 4 : i64} {
+// CHECK-NEXT:    }
+// CHECK:         mlip.section attributes {section = "main"} {
+// CHECK-NEXT:      mlip.dma_load {{.*}}layer = 0, tile = 0{{$}}
+// CHECK-NEXT:      %[[L0:[0-9]+]] = mlip.dma_load {{.*}}layer = 0, tile = 0, push_next{{$}}
+// CHECK-NEXT:      %[[C0:[0-9]+]] = mlip.conv {{.*}}layer = 0, tile = 0, pop_prev = %[[L0]], push_next{{$}}
+// CHECK-NEXT:      mlip.dma_store {{.*}}layer = 0, tile = 0, pop_prev = %[[C0]]{{$}}
+// CHECK-NEXT:      %[[L1:[0-9]+]] = mlip.dma_load {{.*}}layer = 0, tile = 0, push_next{{$}}
+// CHECK-NEXT:      %[[C1:[0-9]+]] = mlip.conv {{.*}}layer = 0, tile = 0, pop_prev = %[[L1]], push_next{{$}}
+// CHECK-NEXT:      %[[S1:[0-9]+]] = mlip.dma_store {{.*}}layer = 0, tile = 0, pop_prev = %[[C1]], push_prev{{$}}
+// CHECK-NEXT:      %[[B0:[0-9]+]] = mlip.barrier id = 0, src = f16, dst = f16, layer = 0, tile = 0, pop_next = %[[S1]], push_prev{{$}}
+// CHECK-NEXT:      mlip.dma_load {{.*}}layer = 0, tile = 1{{$}}
+// CHECK:           %[[B1:[0-9]+]] = mlip.barrier id = 0, {{.*}}tile = 1, pop_next = %{{[0-9]+}}, push_prev{{$}}
+// CHECK-NEXT:      %[[L2:[0-9]+]] = mlip.dma_load {{.*}}layer = 1, tile = 0, pop_next = %[[B0]], push_next{{$}}
+// CHECK-NEXT:      %{{[0-9]+}} = mlip.pool {{.*}}layer = 1, tile = 0, pop_prev = %[[L2]], push_next{{$}}
+// CHECK:           mlip.dma_load {{.*}}layer = 1, tile = 1, pop_next = %[[B1]], push_next{{$}}
+
+// The streams of the binary: each (tile, queue)'s ops in section order.
+// ASM:       main.tile0.dma_in:
+// ASM-NEXT:    dma_load {{.*}}layer = 0, tile = 0{{$}}
+// ASM-NEXT:    dma_load {{.*}}layer = 0, tile = 0, push_next{{$}}
+// ASM-NEXT:    dma_load {{.*}}layer = 0, tile = 0, push_next{{$}}
+// ASM-NEXT:    dma_load {{.*}}layer = 1, tile = 0, pop_next = %{{[0-9]+}}, push_next{{$}}
+// ASM-NEXT:    dma_load {{.*}}layer = 1, tile = 0, push_next{{$}}
+// ASM-NEXT:  main.tile0.compute:
+// ASM-NEXT:    conv {{.*}}pop_prev = %{{[0-9]+}}, push_next{{$}}
+// ASM-NEXT:    conv {{.*}}pop_prev = %{{[0-9]+}}, push_next{{$}}
+// ASM-NEXT:    barrier id = 0, {{.*}}pop_next = %{{[0-9]+}}, push_prev{{$}}
+// ASM-NEXT:    pool {{.*}}pop_prev = %{{[0-9]+}}, push_next{{$}}
+// ASM-NEXT:    pool {{.*}}pop_prev = %{{[0-9]+}}, push_next{{$}}
+// ASM-NEXT:  main.tile0.dma_out:
+// ASM-NEXT:    dma_store {{.*}}layer = 0, tile = 0, pop_prev = %{{[0-9]+}}{{$}}
+// ASM-NEXT:    dma_store {{.*}}layer = 0, tile = 0, pop_prev = %{{[0-9]+}}, push_prev{{$}}
+// ASM-NEXT:    dma_store {{.*}}layer = 1, tile = 0, pop_prev = %{{[0-9]+}}{{$}}
+// ASM-NEXT:    dma_store {{.*}}layer = 1, tile = 0, pop_prev = %{{[0-9]+}}{{$}}
+// ASM-NEXT:  main.tile1.dma_in:
 
 // -----
 

@@ -3,10 +3,12 @@
 // RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t mlip-bin | filecheck %s --check-prefix=HEX
 // RUN: not mrvl-opt %s -t 'mlip-bin{bogus=1}' 2>&1 | filecheck %s --check-prefix=OPTION
 // RUN: not mrvl-opt %s -p 'mrvl-quantize,convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule,mlip-dma-schedule' 2>&1 | filecheck %s --check-prefix=TWICE
-// RUN: not mrvl-opt %s -p 'mrvl-quantize,convert-mrvl-to-mlip,mlip-dma-schedule,mlip-ocm-alloc' 2>&1 | filecheck %s --check-prefix=ORDER
+// RUN: not mrvl-opt %s -p 'mrvl-quantize,convert-mrvl-to-mlip,mlip-dma-schedule' -t mlip-bin 2>&1 | filecheck %s --check-prefix=UNALLOCATED
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' -t mlip-bin > %t.hex
+// RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-ocm-alloc,mlip-dma-schedule' | mrvl-opt -t mlip-bin | diff %t.hex -
 
 // The whole mlip pipeline from an accelerator function to a model binary (bytes to a file,
-// or hex on stdout).
+// or hex on stdout); the printed scheduled IR, parsed back, gives the same binary.
 
 func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> attributes {mrvl.target = "accelerator"} {
   %w = graph.constant dense<5.000000e-01> : tensor<3x1x1x2xf32>
@@ -20,4 +22,4 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> at
 // OPTION: mrvl-opt: error: mlip-bin: invalid option: Provided arguments ["bogus"] not found
 // OPTION-NOT: Traceback
 // TWICE:  mrvl-opt: error: @tvmgen_mrvl_main_0: mlip-dma-schedule already ran on this model
-// ORDER:  mrvl-opt: error: @tvmgen_mrvl_main_0: the model is already scheduled; run mlip-ocm-alloc before mlip-dma-schedule
+// UNALLOCATED: mrvl-opt: error: @tvmgen_mrvl_main_0: run mlip-ocm-alloc and mlip-dma-schedule first
