@@ -2,8 +2,11 @@
 
 Input: an accelerator `func.func` (mrvl layers + `graph.constant` weights), annotated by
 `mrvl-quantize` and `mrvl-tile-split` (defaults: fp16, 1 tile, when the annotations are
-missing). Output: a `Program` (mrvl/mlip_plan.py; printed as an `mlip.model` op by the
-pass) whose layers hold per-tile `Block`s of mlip instructions with symbolic OCM buffers.
+missing). Output: an `mlip.model` op (dialects/mlip.py) holding the DRAM tensors, every
+layer's `mlip.buffer`s (unallocated) and its `mlip.layer` with one `mlip.block` of typed
+instruction ops per block of work; the function becomes an external declaration. The
+lowerings fill the internal builder of mrvl/mlip_plan.py (`Insn`s with symbolic `Ref`s),
+which `build_model` turns into ops.
 
 Table-driven: `LOWERINGS` maps each mrvl layer class to one small function. Every layer reads
 its inputs from DRAM and writes its output to DRAM (activations live in the DRAM scratch

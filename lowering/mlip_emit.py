@@ -43,7 +43,6 @@ from mrvl.dialects.mlip import (
     segment_sizes,
 )
 from mrvl.errors import CompileError
-from mrvl.mlip_plan import align
 from mrvl import mlip_isa as isa
 from mrvl.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, _u32
 from mrvl.mlip_binary import plan_dram as _plan
@@ -57,6 +56,11 @@ LAYER_KINDS = {
 """`kind` of a layer descriptor, by mrvl layer_name (0 for none of these)."""
 
 ALIGN = isa.WEIGHTS_ALIGN
+
+
+def align(value: int, to: int) -> int:
+    return (value + to - 1) // to * to
+
 FLAG_BITS = (int(isa.Flag.POP_PREV), int(isa.Flag.POP_NEXT), int(isa.Flag.PUSH_PREV),
              int(isa.Flag.PUSH_NEXT))
 """The flag of each of `InstructionOp.tokens()` (pop_prev, pop_next, push_prev, push_next)."""

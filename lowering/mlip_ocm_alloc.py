@@ -27,6 +27,11 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 
 from mrvl.dialects.mlip import BufferOp, ModelOp, i64_attr
 from mrvl.errors import CompileError
@@ -59,26 +64,26 @@ def layer_pages(model: ModelOp) -> dict[int, tuple[int, int]]:
     return out
 
 
-def allocate_ocm(model: ModelOp) -> None:
-    """Set `addrs` on every buffer and `ocm_end` on the model (module docstring)."""
+def plan_ocm(model: ModelOp) -> tuple[dict[BufferOp, list[int]], int]:
+    """(byte address of every slot of every buffer, ocm_end) of a model (module docstring)."""
     page = model.page_size.value.data
     ocm_size = model.ocm_size.value.data
     needs = layer_pages(model)
     top = max((low + high for low, high in needs.values()), default=page)
     top = max(top, page)
+    names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
     if top > ocm_size:
         worst = max(needs, key=lambda i: sum(needs[i]))
-        names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
         raise CompileError(
             f"layer {names.get(worst, worst)} needs {sum(needs[worst])} bytes of OCM, more "
             f"than the {ocm_size} available"
         )
-    names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
+    placed: dict[BufferOp, list[int]] = {}
     for index, buffers in _by_layer(model).items():
         low, high = 0, top
         for buf in buffers:
             slot_size = _align(max(buf.size.value.data, 1), page)
-            addrs = []
+            addrs = placed[buf] = []
             for _ in range(buf.slots.value.data):
                 if buf.kind.data == "weights":
                     addrs.append(low)
@@ -86,9 +91,35 @@ def allocate_ocm(model: ModelOp) -> None:
                 else:
                     high -= slot_size
                     addrs.append(high)
-            buf.addrs = DenseArrayBase.from_list(i64, addrs)
         if low > high:
-            raise CompileError(f"layer {names.get(index, index)}: OCM buffers overlap ({low} > {high})")
+            raise CompileError(f"layer {names.get(index, index)}: OCM buffers overlap "
+                               f"({low} > {high})")
+    return placed, top
+
+
+@dataclass
+class PlaceBuffer(RewritePattern):
+    """Give an `mlip.buffer` its planned slot addresses (in place)."""
+
+    placed: dict[BufferOp, list[int]]
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: BufferOp, rewriter: PatternRewriter) -> None:
+        addrs = self.placed.get(op)
+        if addrs is None or op.addresses() == addrs:
+            return
+        op.addrs = DenseArrayBase.from_list(i64, addrs)
+        rewriter.notify_op_modified(op)
+
+
+def allocate_ocm(model: ModelOp) -> None:
+    """Set `addrs` on every buffer and `ocm_end` on the model (module docstring)."""
+    placed, top = plan_ocm(model)
+    pattern = PlaceBuffer(placed)
+    # the buffers are top-level ops of the model: apply the pattern to them directly rather
+    # than walking the thousands of instruction ops nested in the layers
+    for buf in placed:
+        pattern.match_and_rewrite(buf, PatternRewriter(buf))
     model.ocm_end = i64_attr(top)
 
 

@@ -1,12 +1,12 @@
-"""The backend's program model: what the mlip passes hand to each other.
+"""The conversion's internal builder: what the per-layer lowerings of
+`convert-mrvl-to-mlip` (lowering/convert_mrvl_to_mlip.py) fill in before `build_model` turns
+it into an `mlip.model` op.
 
-`convert-mrvl-to-mlip` turns a sub-graph into a `Program`: DRAM tensors (inputs, outputs,
-weights, scratch activations), and per layer a list of `Block`s, each one tile's unit of
-double-buffered work (its DMA loads, its compute instructions, its DMA stores). Instruction
-operands that are buffers are symbolic `Ref`s until `mlip-ocm-alloc` (OCM) and `mlip-emit`
-(DRAM) place them; `mlip-dma-schedule` turns the blocks into the per-(tile, queue) streams
-with their dependency tokens and barriers. The `mlip` dialect (dialects/mlip.py) prints and
-parses exactly this model, so every stage can be shown as IR.
+A `Program` holds DRAM tensors (inputs, outputs, weights, scratch activations) and per layer
+a list of `Block`s, each one tile's unit of double-buffered work (its DMA loads, its compute
+instructions, its DMA stores) whose operands name buffers and tensors symbolically (`Ref`).
+The passes do not see these records: they work on the `mlip` dialect ops (dialects/mlip.py),
+where a buffer is an `!mlip.buffer` value and a dependency an `!mlip.token` value.
 
 Invariants:
 
@@ -26,18 +26,6 @@ from dataclasses import dataclass, field
 
 from mrvl import mlip_isa as isa
 from mrvl.mlip_isa import DType, Opcode, Queue
-
-DTYPE_NAMES = {
-    DType.FP32: "f32", DType.FP16: "f16", DType.INT8: "i8", DType.UINT8: "u8",
-    DType.INT16: "i16", DType.UINT16: "u16", DType.INT32: "i32", DType.UINT32: "u32",
-}
-DTYPE_BY_NAME = {v: k for k, v in DTYPE_NAMES.items()}
-
-ADDRESS_FIELDS = frozenset(
-    {"dram_addr", "ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr", "scale_addr",
-     "a_addr", "b_addr"}
-)
-"""Instruction fields that hold an address (possibly a symbolic `Ref`)."""
 
 
 @dataclass(frozen=True)
@@ -159,12 +147,10 @@ class LayerPlan:
         return sum(align(b.size, page_size) * b.slots for b in self.buffers.values())
 
 
-StreamKey = tuple[int, int, int]
-
 
 @dataclass
 class Program:
-    """A compiled sub-graph, from conversion to emission."""
+    """A sub-graph being converted (turned into an `mlip.model` by `build_model`)."""
 
     name: str
     num_tiles: int = 1
@@ -175,9 +161,6 @@ class Program:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     layers: list[LayerPlan] = field(default_factory=list)
-    streams: dict[StreamKey, list[Insn]] | None = None
-    ocm_end: int | None = None
-    """Highest OCM byte used on any tile, page aligned (set by mlip-ocm-alloc)."""
 
     def add_tensor(self, tensor: DramTensor) -> DramTensor:
         self.tensors[tensor.name] = tensor
@@ -189,14 +172,3 @@ class Program:
         while tensor.alias_of is not None:
             tensor = self.tensors[tensor.alias_of]
         return tensor
-
-    def all_insns(self):
-        if self.streams is not None:
-            for insns in self.streams.values():
-                yield from insns
-            return
-        for layer in self.layers:
-            for block in layer.blocks:
-                yield from block.loads
-                yield from block.computes
-                yield from block.stores
