@@ -33,7 +33,9 @@ opcode's, or `queue` for `mlip.nop`). One flat block (rather than one region per
 is what lets a token cross streams and layers under SSA dominance: a barrier's token is
 popped by the next layer's first load, another stream. A stream is the section's ops of one
 (tile, queue), in block order; the verifier checks that every channel's tokens are popped in
-the order they are pushed (the hardware queues are FIFOs).
+the order they are pushed (the hardware queues are FIFOs). The buffers sit in the model's
+block (tagged with their `layer`) rather than inside their layer, so they dominate both the
+blocks and the section: scheduling never moves them, and allocation works before or after it.
 """
 
 from __future__ import annotations
@@ -60,14 +62,12 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import (
     Attribute,
-    OpResult,
-    SSAValues,
-    Block,
     Data,
     Dialect,
+    OpResult,
     ParametrizedAttribute,
-    Region,
     SSAValue,
+    SSAValues,
     TypeAttribute,
 )
 from xdsl.irdl import (
@@ -815,10 +815,6 @@ INSN_OPS: dict[Opcode, type[InstructionOp]] = {
 }
 
 
-def op_queue(op: InstructionOp) -> Queue:
-    return op.queue()
-
-
 # ---- containers ---------------------------------------------------------------------------
 def _vals(attr) -> list[int]:
     return [int(v) for v in attr.get_values()]
@@ -1139,7 +1135,6 @@ class ModelOp(IRDLOperation):
 
 def model_asm(model: ModelOp) -> str:
     """Assembly listing of a scheduled model: one line per instruction, per stream."""
-    from xdsl.printer import Printer as _Printer
     import io
 
     lines = [f"; model {model.sym_name.data}: {model.num_tiles.value.data} tile(s), OCM [0, "
@@ -1152,7 +1147,7 @@ def model_asm(model: ModelOp) -> str:
     for section in model.sections():
         sec = int(SECTION_NAMES[section.section.data])
         text = io.StringIO()
-        printer = _Printer(stream=text)
+        printer = Printer(stream=text)
         for op in section.body.block.ops:
             text.seek(0)
             text.truncate()
@@ -1169,10 +1164,6 @@ def model_asm(model: ModelOp) -> str:
 
 
 _RESULTS_RE = re.compile(r"^%[\w.$-]+(, %[\w.$-]+)* = ")
-
-
-def new_region() -> Region:
-    return Region(Block())
 
 
 Mlip = Dialect(

@@ -32,7 +32,6 @@ from mrvl.dialects.mlip import (
     ACT_NAMES,
     DTYPE_BY_NAME,
     ELT_FUNCS,
-    OCM_ADDRESS_FIELDS,
     POOL_FUNCS,
     SECTION_NAMES,
     DmaOp,
