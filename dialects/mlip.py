@@ -281,7 +281,8 @@ class InstructionOp(IRDLOperation):
     def build(cls, properties: dict[str, Attribute], ocm: dict[str, SSAValue],
               pop_prev: SSAValue | None = None, pop_next: SSAValue | None = None,
               push_prev: bool = False, push_next: bool = False) -> InstructionOp:
-        """The op (fast path, no irdl init): `ocm` maps OCM address fields to buffers."""
+        """The op (fast path, no irdl init): `ocm` maps OCM address fields to buffers;
+        `properties` is taken over (the caller passes a fresh dictionary)."""
         layout = cls.operand_layout()
         operands: list[SSAValue] = []
         sizes = []
@@ -293,7 +294,7 @@ class InstructionOp(IRDLOperation):
             else:
                 sizes.append(1)
                 operands.append(value)
-        props = dict(properties)
+        props = properties
         props["operandSegmentSizes"] = segments(*sizes)
         props["resultSegmentSizes"] = segments(int(push_prev), int(push_next))
         return cls.create(operands=operands, properties=props,
