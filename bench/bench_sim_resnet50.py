@@ -151,7 +151,7 @@ def bench_full(model, feeds, repeat: int, t_ort: float, tiles: int = 8) -> None:
           f"= {best / t_ort:.2f}x onnxruntime (target <= 3x); compile {compile_s:.2f} s")
     print(f"  fp16 acceptance vs onnxruntime: {check}")
     print(f"  simulated latency {report['time_ms']:.3f} ms ({report['cycles']:,} cycles), "
-          f"efficiency {100 * report['efficiency']:.1f} %  "
+          f"MAC efficiency {100 * report['peak_mac_fraction']:.1f} %  "
           f"(Marvell: 5.674 ms, 33.2 %)")
     print("\n".join("  " + line for line in format_report(report).split("\n\n")[0]
                     .splitlines()))

@@ -162,6 +162,11 @@ struct mlip_sim {
     mlip_stats stats;
     char *msg;
     size_t msg_size;
+    /* tracing (mlip_sim_run_traced only; tracing == 0 otherwise: no record is made) */
+    int tracing;
+    mlip_trace_record *trace;
+    uint64_t trace_cap;
+    uint64_t trace_n;       /* records produced, written or not */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -2571,6 +2576,30 @@ static void account(mlip_sim *sim, run_ctx *rc, const mlip_insn *in, const cost 
     }
 }
 
+/* one record of a traced run; records beyond the caller's capacity are only counted */
+static void trace_add(mlip_sim *sim, const run_ctx *rc, uint32_t s, uint32_t index,
+                      const mlip_insn *in, const cost *c, uint64_t ready, uint64_t start,
+                      uint64_t end)
+{
+    uint64_t k = sim->trace_n++;
+    if (k >= sim->trace_cap) return;
+    mlip_trace_record *r = &sim->trace[k];
+    r->ready = ready;
+    r->start = start;
+    r->end = end;
+    r->busy = c->cycles;
+    r->macs = c->macs;
+    r->dram_bytes = c->dram_bytes;
+    r->index = index;
+    r->layer = in->layer;
+    r->tile = (uint8_t)(sim->tile0 + s / 3);
+    r->queue = (uint8_t)(s % 3);
+    r->opcode = in->opcode;
+    r->section = (uint8_t)rc->section;
+    r->int8 = (uint8_t)(c->int8 != 0);
+    r->reserved = 0;
+}
+
 /* bounding OCM byte range [lo, hi) an instruction writes; 0 if it writes no OCM */
 static int insn_ocm_write(const mlip_insn *in, uint64_t *lo, uint64_t *hi)
 {
@@ -2662,6 +2691,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
         end = start + p->issue_latency + c.cycles;
     }
     rc->stats->stall[q] += start - ss->ready;
+    if (sim->tracing) trace_add(sim, rc, s, ss->pc, in, &c, ss->ready, start, end);
     ss->ready = end;
     ss->pc++;
     do_pushes(rc, s, in, end);
@@ -2765,10 +2795,13 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 memcpy(ss->vc, merged, sizeof merged);
                 ss->vc[s] = rc->base0[s] + ss->pc + 1;
                 stats->stall[1] += bar_start - ss->ready;
+                cost c = {0, 0, 0, 0, 0};
+                if (sim->tracing) {
+                    trace_add(sim, rc, s, ss->pc, in, &c, ss->ready, bar_start, end);
+                }
                 ss->ready = end;
                 ss->pc++;
                 do_pushes(rc, s, in, end);
-                cost c = {0, 0, 0, 0, 0};
                 account(sim, rc, in, &c, bar_start, end, 0);
             }
             if (end > rc->end) rc->end = end;
@@ -3020,4 +3053,42 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
         memcpy(layers, sim->lstats, (size_t)num_layers * sizeof(mlip_layer_stats));
     }
     return MLIP_OK;
+}
+
+uint64_t mlip_sim_trace_size(const mlip_sim *sim)
+{
+    if (sim == NULL) return 0;
+    uint64_t n = 0;
+    for (uint32_t t = sim->tile0; t < sim->tile0 + sim->ntiles; t++) {
+        for (int q = 0; q < 3; q++) {
+            n += sim->info.streams[MLIP_SEC_MAIN][t][q].count;
+            n += sim->info.streams[MLIP_SEC_FINISH][t][q].count;
+        }
+    }
+    return n;
+}
+
+int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                        uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
+                        uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size)
+{
+    if (sim == NULL) return MLIP_ERR_ARG;
+    if (trace == NULL && capacity != 0) {
+        set_msg(sim, msg, msg_size);
+        return fail(sim, MLIP_ERR_ARG, "trace buffer is NULL but its capacity is %llu",
+                    (unsigned long long)capacity);
+    }
+    sim->tracing = 1;
+    sim->trace = trace;
+    sim->trace_cap = capacity;
+    sim->trace_n = 0;
+    int rc = mlip_sim_run(sim, stats, layers, num_layers, msg, msg_size);
+    uint64_t n = sim->trace_n;
+    sim->tracing = 0;
+    sim->trace = NULL;
+    sim->trace_cap = 0;
+    sim->trace_n = 0;
+    if (recorded != NULL) *recorded = n < capacity ? n : capacity;
+    if (dropped != NULL) *dropped = n > capacity ? n - capacity : 0;
+    return rc;
 }

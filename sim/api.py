@@ -101,11 +101,14 @@ _check = check  # `run` has a parameter named `check`
 
 
 def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool = False,
-        record: bool = True, device: Device | None = None) -> ApiRunResult:
+        record: bool = True, device: Device | None = None,
+        trace: bool | str | Path | None = None) -> ApiRunResult:
     """Run a build directory once; `check=True` also applies the acceptance rule. `record`
-    writes `run_report.json` into the build directory (for `report`)."""
+    writes `run_report.json` into the build directory (for `report`). `trace`: True keeps
+    the simulated timeline (`.result.trace_events()`), a path also writes it as Chrome
+    trace-event JSON."""
     with CompiledModel.load(build_dir, device=device) as model:
-        result = model.run(inputs)
+        result = model.run(inputs, trace=trace)
     if record:
         save_run_report(build_dir, result)
     checks = _check(build_dir, inputs, result.outputs) if check else []

@@ -70,6 +70,23 @@ typedef struct mlip_layer_stats {
     uint64_t instructions;
 } mlip_layer_stats;
 
+typedef struct mlip_trace_record {
+    uint64_t ready;
+    uint64_t start;
+    uint64_t end;
+    uint64_t busy;
+    uint64_t macs;
+    uint64_t dram_bytes;
+    uint32_t index;
+    uint16_t layer;
+    uint8_t tile;
+    uint8_t queue;
+    uint8_t opcode;
+    uint8_t section;
+    uint8_t int8;
+    uint8_t reserved;
+} mlip_trace_record;
+
 typedef struct mlip_sim mlip_sim;
 
 void mlip_default_params(mlip_params *params);
@@ -81,6 +98,10 @@ uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size);
+uint64_t mlip_sim_trace_size(const mlip_sim *sim);
+int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                        uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
+                        uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
 """
 
 SANITIZE = os.environ.get("MRVL_SIM_SANITIZE", "") not in ("", "0")

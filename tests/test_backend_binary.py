@@ -108,7 +108,7 @@ def test_static_report_adds_up():
     assert report["layers"][-1]["dma_out_bytes"] == 20
     assert 0 < report["ocm_percent"] <= 100
     for row in report["layers"]:
-        assert row["roofline_cycles"] >= (row["dma_in_bytes"] + row["dma_out_bytes"]) // 64
+        assert row["traffic_roofline_cycles"] >= (row["dma_in_bytes"] + row["dma_out_bytes"]) // 64
 
 
 def test_every_mrvl_layer_kind_has_a_binary_layer_kind():

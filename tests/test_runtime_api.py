@@ -31,7 +31,7 @@ def test_static_report_before_any_run(build):
     accel = [s for s in data["steps"] if s["kind"] == "accelerator"]
     assert accel and accel[0]["source"] == "static estimate"
     rows = accel[0]["layer_rows"]
-    assert rows and all(r["cycles"] == r["roofline_cycles"] for r in rows)
+    assert rows and all(r["cycles"] == r["traffic_roofline_cycles"] for r in rows)
     assert data["accelerator_mac_share"] == 1.0  # a max-pool has no MACs
     assert [s["kind"] for s in data["steps"]] == ["accelerator", "cpu", "accelerator"]
     assert any("forced to the CPU" in n["reason"] for n in data["cpu_nodes"])

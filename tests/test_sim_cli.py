@@ -47,7 +47,7 @@ def test_sim_verb_writes_outputs(model, tmp_path, kind, capsys):
     text = capsys.readouterr().out
     assert "total cycles" in text and "matrix engine util" in text and "layer0" in text
     report = json.loads(report_path.read_text())
-    assert report["cycles"] >= report["roofline_cycles"] > 0
+    assert report["cycles"] >= report["traffic_roofline_cycles"] > 0
     assert report["layers"][0]["name"] == "layer0"
 
 
