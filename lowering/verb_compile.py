@@ -9,8 +9,8 @@ Two forms:
   runs step 1 first and writes the build directory of docs/build-dir.md (JSON pairs,
   binaries, CPU sub-graphs as ONNX, manifest.json, offload.json, static_report.json).
 
-`--report` prints the static report (OCM, DMA, MACs, roofline per layer); `--asm FILE`
-writes the assembly listing (JSON-pair form).
+`--report` prints the static report (OCM, DMA, MACs, own-traffic roofline per layer);
+`--asm FILE` writes the assembly listing (JSON-pair form).
 """
 
 from __future__ import annotations
