@@ -208,7 +208,7 @@ def run_case(data: bytes, timing: TimingParams = FUZZ_TIMING) -> str:
     try:
         inputs = [np.ones(d.shape, np.float32) for d in sim.inputs]
         sim.run(inputs)
-        sim.run(inputs)
+        sim.run(inputs, trace=True)  # the traced path too (its buffer is sized exactly)
     except SimulationError:
         return "sim_error"
     except (RuntimeInputError, MrvlError):
