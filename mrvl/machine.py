@@ -17,13 +17,29 @@ Invariant: a `Machine` changes cycle counts only, never results.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from mrvl import mlip_isa as isa
 from mrvl.errors import CompileError
 
 VALID_TILES = (1, 2, 4, 8)
+PUBLISHED_FIELDS = ("tiles", "ocm_bytes", "page_bytes", "clock_mhz", "matrix_rows",
+                    "matrix_cols")
+"""Fields whose defaults are published figures (docs/isa.md section 4 gives each source)."""
+ASSUMED_FIELDS = ("dram_bytes_per_cycle", "dma_bytes_per_cycle", "dma_latency", "int8_speedup",
+                  "vector_lanes", "matrix_fill", "vector_latency", "issue_latency",
+                  "barrier_latency")
+"""Fields whose defaults are our assumptions (not published; docs/isa.md gives the reason)."""
+
+
+def overrides_help() -> str:
+    """The --machine help text: the keys, which defaults are published and which assumed."""
+    return ("machine description override KEY=VALUE (repeatable), e.g. dram_gbps=32; "
+            "published defaults: " + ", ".join(PUBLISHED_FIELDS) + "; assumptions (not "
+            "published, docs/isa.md section 4): dram_gbps (= dram_bytes_per_cycle x clock; "
+            "default 64 GB/s), " + ", ".join(ASSUMED_FIELDS[1:]))
 VALID_PAGES = (1024, 2048, 4096, 8192, 16384)
 
 
@@ -165,6 +181,22 @@ def machine_problem(values: dict[str, object]) -> str | None:
         if not low <= value <= high:
             return f"{name} must be from {low} to {high}, got {value}"
     return None
+
+
+def format_machine(machine: Machine | Mapping[str, object]) -> str:
+    """One line naming the machine (a `Machine` or its `to_dict()`), for reports:
+    "machine: 8 tile(s), 1000 MHz, DRAM 64 GB/s (64 B/cycle), ..."."""
+    m: dict[str, Any] = dict(machine.to_dict() if isinstance(machine, Machine) else machine)
+    return (f"machine: {m['tiles']} tile(s), {m['clock_mhz']} MHz, "
+            f"DRAM {float(m['dram_gbps']):g} GB/s "
+            f"({float(m['dram_bytes_per_cycle']):g} B/cycle), "
+            f"DMA {m['dma_bytes_per_cycle']} B/cycle/tile + {m['dma_latency']} cycles, "
+            f"OCM {int(m['ocm_bytes']) / 1024:g} KiB/tile in "
+            f"{int(m['page_bytes']) // 1024} KiB pages, "
+            f"matrix {m['matrix_rows']}x{m['matrix_cols']} (int8 x{m['int8_speedup']}, "
+            f"fill {m['matrix_fill']}), vector {m['vector_lanes']} lanes "
+            f"(latency {m['vector_latency']}), issue {m['issue_latency']}, "
+            f"barrier {m['barrier_latency']}")
 
 
 def _split_item(item: str) -> tuple[str, str]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, SimulationError
 from mrvl import mlip_isa as isa
-from mrvl.machine import Machine
+from mrvl.machine import Machine, format_machine
 from mrvl.mlip_binary import IODesc, ModelBinary, replace_machine
 from mrvl.mlip_isa import DType
 
@@ -331,19 +331,6 @@ def _with_machine(data: bytes, machine, name: str) -> bytes:
         assert recorded is not None
         machine = recorded.with_overrides(machine)
     return replace_machine(data, machine, source=name)
-
-
-def format_machine(machine: dict | Machine) -> str:
-    """One line naming the machine: "machine: 8 tiles, 1000 MHz, DRAM 64 GB/s, ..."."""
-    m = machine.to_dict() if isinstance(machine, Machine) else dict(machine)
-    return (f"machine: {m['tiles']} tile(s), {m['clock_mhz']} MHz, "
-            f"DRAM {float(m['dram_gbps']):g} GB/s ({float(m['dram_bytes_per_cycle']):g} B/cycle), "
-            f"DMA {m['dma_bytes_per_cycle']} B/cycle/tile + {m['dma_latency']} cycles, "
-            f"OCM {int(m['ocm_bytes']) // 1024} KiB/tile in {int(m['page_bytes']) // 1024} KiB "
-            f"pages, matrix {m['matrix_rows']}x{m['matrix_cols']} (int8 x{m['int8_speedup']}, "
-            f"fill {m['matrix_fill']}), vector {m['vector_lanes']} lanes "
-            f"(latency {m['vector_latency']}), issue {m['issue_latency']}, "
-            f"barrier {m['barrier_latency']}")
 
 
 def format_report(report: dict) -> str:
