@@ -21,6 +21,7 @@ from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 from mrvl.machine import DEFAULT_MACHINE, Machine
 
+
 def _w(*shape):
     """Seeded weights (the seed depends only on the shape: tests do not depend on order)."""
     rng = np.random.default_rng([7, *shape])
