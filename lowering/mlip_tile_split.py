@@ -203,7 +203,8 @@ def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE) -> None:
     blocks sized to its OCM, candidates ranked by its timing)."""
     num_tiles = machine.tiles
     if num_tiles not in VALID_TILES:
-        raise CompileError(f"--num-tiles: expected one of {list(VALID_TILES)}, got {num_tiles}")
+        raise CompileError(f"--num-tiles (or --machine tiles=): expected one of "
+                           f"{list(VALID_TILES)}, got {num_tiles}")
     es, io_es = dtype_sizes(fn)
     outputs = _returned(fn)
     fn.attributes[NUM_TILES_ATTR] = IntegerAttr(num_tiles, i64)
