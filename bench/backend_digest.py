@@ -44,6 +44,7 @@ def _inputs(fn, seed: int) -> list[np.ndarray]:
 def digest_entries(models=MODEL_NAMES, tiles=TILES, modes=MODES, progress=None) -> dict:
     """{"<model>/<tiles>/<mode>": {"outputs": sha256 hex, "cycles": int}}."""
     from mrvl.lowering.backend import compile_function
+    from mrvl.machine import Machine
     from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
     from mrvl.models import MODELS
     from mrvl.sim.simulator import Simulator
@@ -58,7 +59,7 @@ def digest_entries(models=MODEL_NAMES, tiles=TILES, modes=MODES, progress=None) 
                 feeds = _inputs(fn, 0)
                 calibration = [_inputs(fn, 1)] if mode == "int8" else None
                 start = time.perf_counter()
-                sub = compile_function(fn, num_tiles=tile_count, quantize=mode,
+                sub = compile_function(fn, machine=Machine(tiles=tile_count), quantize=mode,
                                        calibration=calibration)
                 with Simulator.load(sub.data) as sim:
                     outputs, report = sim.run(feeds)

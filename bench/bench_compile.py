@@ -39,10 +39,11 @@ CHILD = textwrap.dedent(
     t0 = time.perf_counter()
     from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
     from mrvl.lowering.backend import compile_function
+    from mrvl.machine import Machine
     t1 = time.perf_counter()
     module = compile_to_partitioned(path)
     t2 = time.perf_counter()
-    subs = [compile_function(fn, num_tiles=8, quantize="fp16")
+    subs = [compile_function(fn, machine=Machine(tiles=8), quantize="fp16")
             for fn in subgraph_functions(module, "accelerator")]
     t3 = time.perf_counter()
     for k, sub in enumerate(subs):
@@ -79,6 +80,7 @@ def model_table(names, simulate: bool) -> list[dict]:
 
     from mrvl.dialects import mrvl
     from mrvl.lowering.backend import compile_function
+    from mrvl.machine import Machine
     from mrvl.lowering.backend_report import program_report
     from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
     from mrvl.models import MODELS
@@ -93,7 +95,7 @@ def model_table(names, simulate: bool) -> list[dict]:
         for mode in ("fp16", "int8"):
             for tiles in (1, 2, 4, 8):
                 start = time.perf_counter()
-                subs = [compile_function(fn, num_tiles=tiles, quantize=mode,
+                subs = [compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
                                          calibration=[feeds[fn.sym_name.data]])
                         for fn in fns]
                 seconds = time.perf_counter() - start

@@ -84,7 +84,7 @@ def layer_program(layer, rng) -> bytes:
 
 def bench_layers(model, repeat: int) -> tuple[float, int, int]:
     rng = np.random.default_rng(0)
-    timing = TimingParams(ocm_size=BIG_OCM)
+    timing = TimingParams()  # the OCM size is the binary's machine record (BIG_OCM)
     sims = [Simulator.load(layer_program(layer, rng), timing=timing)
             for layer in conv_layers(model)]
     best = float("inf")

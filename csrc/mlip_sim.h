@@ -20,19 +20,6 @@
 #define MLIP_ERR_NOMEM (-4)   /* out of memory */
 
 typedef struct mlip_params {
-    uint32_t clock_mhz;
-    uint32_t matrix_rows;
-    uint32_t matrix_cols;
-    uint32_t int8_speedup;
-    uint32_t vector_lanes;
-    uint32_t dram_bytes_per_cycle;
-    uint32_t dma_bytes_per_cycle;
-    uint32_t dma_latency;
-    uint32_t matrix_fill;
-    uint32_t vector_latency;
-    uint32_t issue_latency;
-    uint32_t barrier_latency;
-    uint32_t ocm_size;
     uint32_t check_deps;       /* 1: enforce the dependency rule (default) */
     uint32_t portable;         /* 1: use the portable C kernels, not the AVX2 ones */
     uint64_t max_insn_work;    /* per-instruction work limit (MACs / taps / elements) */

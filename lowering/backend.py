@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
 from mrvl.errors import CompileError
+from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.lowering.convert_mrvl_to_mlip import convert_function
 from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
@@ -45,18 +46,20 @@ class CompiledSubgraph:
 def compile_function(
     fn: func.FuncOp,
     *,
-    num_tiles: int = 1,
+    machine: Machine = DEFAULT_MACHINE,
     quantize: str = "fp16",
     io_dtype: str | None = None,
     calibration: Sequence[Sequence[np.ndarray]] | None = None,
-    ocm_size: int = isa.DEFAULT_OCM_SIZE,
-    page_size: int = isa.DEFAULT_PAGE_SIZE,
     model_id: int = 0,
 ) -> CompiledSubgraph:
-    """Compile one accelerator sub-graph function (annotated in place)."""
+    """Compile one accelerator sub-graph function (annotated in place) for `machine`:
+    `machine.tiles` tiles, blocks sized to `machine.ocm_bytes` in pages of
+    `machine.page_bytes`, tile splits ranked by its timing; the binary records it."""
+    if not isinstance(machine, Machine):
+        raise CompileError(f"machine: expected a Machine, got {type(machine).__name__}")
     quantize_function(fn, quantize, io_dtype, calibration)
-    split_function(fn, num_tiles, ocm_size, page_size)
-    prog = convert_function(fn, ocm_size, page_size)
+    split_function(fn, machine)
+    prog = convert_function(fn, machine)
     allocate_ocm(prog)
     schedule(prog)
     binary = to_model_binary(prog, model_id)
@@ -100,10 +103,16 @@ def read_pair(nodes: Any, consts: Any) -> func.FuncOp:
 def compile_json_pair(nodes: Any, consts: Any, **options: Any) -> bytes:
     """Nodes-JSON + Constants-JSON (paths or dicts) -> model binary bytes.
 
-    Options as `compile_function` (num_tiles, quantize, io_dtype, calibration, ocm_size,
-    page_size); `calibration` may also be an .npz path.
+    Options as `compile_function` (machine, quantize, io_dtype, calibration, model_id), or
+    num_tiles / ocm_size / page_size / machine overrides as `compile_model` (`machine_of`);
+    `calibration` may also be an .npz path.
     """
     fn = read_pair(nodes, consts)
+    if "machine" not in options or not isinstance(options["machine"], Machine):
+        options["machine"] = machine_of(
+            options.pop("machine", None), int(options.pop("num_tiles", 1)),
+            int(options.pop("ocm_size", isa.DEFAULT_OCM_SIZE)),
+            int(options.pop("page_size", isa.DEFAULT_PAGE_SIZE)))
     calibration = options.pop("calibration", None)
     if isinstance(calibration, str | Path):
         from mrvl.lowering.mlip_quantize import load_calibration
@@ -334,6 +343,8 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
     io_dtype = options.pop("io_dtype", None)
     ocm_size = int(options.pop("ocm_size", isa.DEFAULT_OCM_SIZE))
     page_size = int(options.pop("page_size", isa.DEFAULT_PAGE_SIZE))
+    machine = machine_of(options.pop("machine", None), num_tiles, ocm_size, page_size)
+    num_tiles, ocm_size, page_size = machine.tiles, machine.ocm_bytes, machine.page_bytes
     calibration = options.pop("calibration", None)
     partition = {k: options.pop(k) for k in PARTITION_KEYS if k in options}
     if options:
@@ -368,8 +379,8 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
         if quantize == "int8":
             cal = [calls[step["symbol"]] for calls in per_call]
         quantize_function(fn, quantize, io_dtype, cal)
-        split_function(fn, num_tiles, ocm_size, page_size)
-        prog = convert_function(fn, ocm_size, page_size, step["inputs"], step["outputs"])
+        split_function(fn, machine)
+        prog = convert_function(fn, machine, step["inputs"], step["outputs"])
         allocate_ocm(prog)
         schedule(prog)
         binary = to_model_binary(prog, model_id)
@@ -395,12 +406,31 @@ def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: 
                     "page_size": page_size, "io_dtype": io_dtype or (
                         "i8" if quantize == "int8" else "f16"),
                     "partition": {k: (list(v) if isinstance(v, tuple) else v)
-                                  for k, v in partition.items()}},
+                                  for k, v in partition.items()},
+                    "machine": machine.to_dict()},
         "steps": [_ordered_step(s) for s in steps],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     result.manifest = manifest
     return result
+
+
+def machine_of(spec: Any, num_tiles: int = 1, ocm_size: int = isa.DEFAULT_OCM_SIZE,
+               page_size: int = isa.DEFAULT_PAGE_SIZE) -> Machine:
+    """The machine of `compile_model`'s options: a `Machine` as it is, else the default
+    machine with `num_tiles`, `ocm_size`, `page_size` and the `machine` overrides (a list of
+    "KEY=VALUE" strings or a dict, `Machine.with_overrides`; they win over the three)."""
+    if isinstance(spec, Machine):
+        return spec
+    base = replace(DEFAULT_MACHINE, tiles=num_tiles, ocm_bytes=ocm_size, page_bytes=page_size)
+    if spec is None:
+        return base
+    if isinstance(spec, str):
+        spec = [spec]
+    if not isinstance(spec, dict | list | tuple):
+        raise CompileError(f"machine: expected KEY=VALUE strings, a dict or a Machine, got "
+                           f"{type(spec).__name__}")
+    return base.with_overrides(spec)
 
 
 def _ordered_step(step: dict[str, Any]) -> dict[str, Any]:
@@ -451,7 +481,8 @@ def compile_model(onnx_path: str | Path, out_dir: str | Path, **options: Any):
     runtime's reader does not take it, e.g. dynamic output shapes written as -1).
 
     Options: num_tiles (1, 2, 4, 8), quantize ("fp16" | "int8"), io_dtype ("f16", "f32",
-    "i8"), ocm_size, page_size, calibration (int8: .npz of model inputs or arrays), and the
+    "i8"), ocm_size, page_size, machine ("KEY=VALUE" overrides or a `Machine`, see
+    `machine_of`), calibration (int8: .npz of model inputs or arrays), and the
     partition options of `partition_for_mrvl` (mode, cpu_layers, max_layers,
     require_compute, batch_size).
     """

@@ -5,9 +5,9 @@ percentage of the model's OCM (`ocm_size` x tiles), DMA bytes DRAM -> OCM and OC
 (DRAM side, as the DMA engine moves them), MACs, and the roofline of the program's own
 traffic in cycles (`traffic_roofline_cycles`; the program-independent bound is
 `mrvl.sim.bound`'s),
-`max(MACs / (tiles x MACs per cycle), DRAM bytes / DRAM bytes per cycle)` with the machine
-defaults of docs/isa.md (256 fp16 or 512 int8 MACs per cycle per tile, 64 DRAM bytes per
-cycle). The sub-graph totals add the layers (layers run one after another, separated by
+`max(MACs / (tiles x MACs per cycle), DRAM bytes / DRAM bytes per cycle)` on the machine
+the program was compiled for (`mlip_cost.roofline`; by default 256 fp16 or 512 int8 MACs
+per cycle per tile, 64 DRAM bytes per cycle, docs/isa.md section 4). The sub-graph totals add the layers (layers run one after another, separated by
 barriers, so the sum of the layer bounds is itself a bound).
 
 Invariant: the simulator never reports fewer cycles for a layer or a model than this bound.
@@ -19,17 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mrvl.lowering.mlip_cost import roofline
 from mrvl.lowering.mlip_emit import dma_bytes
 from mrvl.mlip_plan import Program
-from mrvl import mlip_isa as isa
-
-
-def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool) -> int:
-    per_cycle = isa.DEFAULT_MATRIX_ROWS * isa.DEFAULT_MATRIX_COLS * (
-        isa.DEFAULT_INT8_SPEEDUP if int8 else 1)
-    compute = -(-macs // (tiles * per_cycle))
-    memory = -(-dram_bytes // isa.DEFAULT_DRAM_BYTES_PER_CYCLE)
-    return max(compute, memory)
 
 
 def program_report(prog: Program) -> dict[str, Any]:
@@ -49,7 +41,8 @@ def program_report(prog: Program) -> dict[str, Any]:
             "blocks": len(layer.blocks), "macs": layer.macs,
             "ocm_bytes": ocm, "ocm_percent": round(100.0 * ocm / capacity, 2),
             "dma_in_bytes": dma_in, "dma_out_bytes": dma_out,
-            "traffic_roofline_cycles": roofline(layer.macs, dma_in + dma_out, tiles, int8),
+            "traffic_roofline_cycles": roofline(layer.macs, dma_in + dma_out, tiles, int8,
+                                                prog.machine),
         })
     ocm_used = (prog.ocm_end or 0) * tiles
     total_in = sum(row["dma_in_bytes"] for row in layers)

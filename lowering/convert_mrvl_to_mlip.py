@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from xdsl.context import Context
@@ -35,6 +35,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
+from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
 from mrvl.lowering.mlip_quantize import (
     INPUT_SCALES_ATTR,
@@ -158,7 +159,7 @@ class LayerBuilder:
         in_es = (self.tensor(operands[0]).esize
                  if operands and operands[0] in self.conv.tensor_of else self.es)
         return choose_split(self.op, self.prog.num_tiles, self.es, out_es, in_es,
-                            self.prog.ocm_size, self.prog.page_size)
+                            self.prog.machine)
 
     # -- instructions --
     def insn(self, opcode: Opcode, **kw) -> Insn:
@@ -458,68 +459,6 @@ def conv_blocks(g: ConvGeom, work, config: tuple[int, int, int]):
                         new_chunk = False
                         yield ConvBlock(tile, n, r0, r1, c0, c1, oc0, oc1, y0, y1, x0, x1,
                                         ic0, icc, load_w, (wloads - 1) % wslots)
-
-
-OVERLAP_LOSS = 0.1
-"""Share of the smaller of compute and DRAM time that `conv_estimate` adds to the larger:
-the shared DRAM serves the tiles' transfers one after another, so they do not overlap the
-compute perfectly. Fitted against the simulator on the conv layers of ResNet-50,
-MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
-
-
-def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int]) -> tuple[float, int]:
-    """Estimated (cycles, DRAM bytes read) of a conv's blocks (`conv_blocks`) under the
-    timing model of docs/isa.md section 4 with the default parameters of mrvl/mlip_isa.py:
-    the largest of, per tile, the compute queue's busy cycles and the DMA queues' busy
-    cycles (issue + latency + bytes / 32 per transfer), and the shared DRAM's (all
-    tiles' bytes / 64); plus `OVERLAP_LOSS` of the smaller of compute and DRAM. A ranking
-    heuristic for the tile split, not a bound."""
-    tiles = len(work)
-    compute = [0.0] * tiles
-    dma_in = [0.0] * tiles
-    dma_out = [0.0] * tiles
-    total = stored = 0
-    issue, latency = isa.DEFAULT_ISSUE_LATENCY, isa.DEFAULT_DMA_LATENCY
-    per_dma = min(isa.DEFAULT_DMA_BYTES_PER_CYCLE, isa.DEFAULT_DRAM_BYTES_PER_CYCLE)
-    wsize = g.kh * g.kw * g.cg * g.w_es + 4 * g.consts
-    speed = 2 if g.es == 1 else 1
-    icg = g.c // g.groups
-    for blk in conv_blocks(g, work, config):
-        t = blk.tile
-        loads = [(blk.oc1 - blk.oc0) * wsize] if blk.load_w else []
-        loads.append((blk.y1 - blk.y0) * (blk.x1 - blk.x0) * blk.icc * g.in_es)
-        store = (blk.r1 - blk.r0) * (blk.c1 - blk.c0) * (blk.oc1 - blk.oc0) * g.out_es
-        dma_in[t] += sum(issue + latency + b / per_dma for b in loads)
-        dma_out[t] += issue + latency + store / per_dma
-        total += sum(loads)
-        stored += store
-        count = blk.oc1 - blk.oc0
-        gch, ocg = (1, count) if g.groups == 1 else (count // g.ocg, g.ocg)
-        pixels = (blk.r1 - blk.r0) * (blk.c1 - blk.c0)
-        if gch > 1 and icg == 1 and ocg == 1 and speed == 1:  # depthwise: vector engine
-            compute[t] += (issue + isa.DEFAULT_VECTOR_LATENCY
-                           + pixels * gch * g.kh * g.kw / isa.DEFAULT_VECTOR_LANES)
-        else:
-            compute[t] += issue + isa.DEFAULT_MATRIX_FILL + math.ceil(
-                pixels * g.kh * g.kw * gch * math.ceil(icg / isa.DEFAULT_MATRIX_ROWS)
-                * math.ceil(ocg / isa.DEFAULT_MATRIX_COLS) / speed)
-    dram = (total + stored) / isa.DEFAULT_DRAM_BYTES_PER_CYCLE
-    busy = max(max(c, i, o) for c, i, o in zip(compute, dma_in, dma_out, strict=True))
-    return max(busy, dram) + OVERLAP_LOSS * min(max(compute), dram), total
-
-
-def conv_cost(g: ConvGeom, kind: str, ranges, ocm_size: int, page_size: int
-              ) -> tuple[float, int] | None:
-    """Estimated (cycles, DRAM bytes read) of a conv under a tile split (`kind`, `ranges`
-    as in mlip-tile-split), with the blocking `lower_conv2d` chooses for an OCM of
-    `ocm_size` bytes in pages of `page_size`; None when its blocks do not fit."""
-    work = _segments(kind, ranges, g.n, g.oh, g.o)
-
-    def fits(buffers):
-        return _fits(buffers, ocm_size, page_size)
-
-    config = conv_config(g, work, fits)
-    return None if config is None else conv_estimate(g, work, config)
 
 
 def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: SSAValue,
@@ -1109,15 +1048,16 @@ class Converter:
     tensor_of: dict
 
     @classmethod
-    def create(cls, fn: func.FuncOp, ocm_size: int, page_size: int) -> Converter:
+    def create(cls, fn: func.FuncOp, machine: Machine) -> Converter:
         mode = fn.attributes.get(MODE_ATTR)
         mode_s = mode.data if isinstance(mode, StringAttr) else "fp16"
         io = fn.attributes.get(IO_ATTR)
         io_s = io.data if isinstance(io, StringAttr) else ("i8" if mode_s == "int8" else "f16")
         tiles_attr = fn.attributes.get("mlip.num_tiles")
         num_tiles = tiles_attr.value.data if tiles_attr is not None else 1  # type: ignore[union-attr]
-        prog = Program(fn.sym_name.data, num_tiles=num_tiles, ocm_size=ocm_size,
-                       page_size=page_size, quantize=mode_s)
+        prog = Program(fn.sym_name.data, num_tiles=num_tiles, ocm_size=machine.ocm_bytes,
+                       page_size=machine.page_bytes, quantize=mode_s,
+                       machine=replace(machine, tiles=num_tiles))
         cd = DType.INT8 if mode_s == "int8" else DType.FP16
         return cls(prog, cd, IO_DTYPES[io_s], {})
 
@@ -1161,20 +1101,21 @@ def _check_body(fn: func.FuncOp) -> None:
         )
 
 
-def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
-                     page_size: int = isa.DEFAULT_PAGE_SIZE,
+def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
                      input_names: Sequence[str] | None = None,
                      output_names_: Sequence[str] | None = None) -> Program:
-    """Lower one accelerator sub-graph (module docstring). `input_names` / `output_names_`
-    name the I/O tensors (default: the arguments' `graph.name`, the function's
-    `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`)."""
+    """Lower one accelerator sub-graph (module docstring) for `machine` (its OCM and page
+    size size the blocks; the tiles come from mlip-tile-split's annotation). `input_names` /
+    `output_names_` name the I/O tensors (default: the arguments' `graph.name`, the
+    function's `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`)."""
+    ocm_size, page_size = machine.ocm_bytes, machine.page_bytes
     if page_size not in (1024, 2048, 4096, 8192, 16384):
         raise CompileError(f"--page-size: expected 1, 2, 4, 8 or 16 KiB, got {page_size}")
     if not 4 * page_size <= ocm_size <= isa.DEFAULT_OCM_SIZE:
         raise CompileError(
             f"--ocm-size: expected {4 * page_size} to {isa.DEFAULT_OCM_SIZE} bytes, got {ocm_size}")
     _check_body(fn)
-    conv = Converter.create(fn, ocm_size, page_size)
+    conv = Converter.create(fn, machine)
     prog = conv.prog
     scales_attr = fn.attributes.get(INPUT_SCALES_ATTR)
     in_scales = ([a.value.data for a in scales_attr.data]  # type: ignore[union-attr]
@@ -1303,7 +1244,9 @@ class ConvertMrvlToMlipPass(ModulePass):
         from mrvl.dialects.mlip import program_to_op
 
         for fn in accelerator_functions(op):
-            prog = convert_function(fn, self.ocm_size, self.page_size)
+            machine = replace(DEFAULT_MACHINE, ocm_bytes=self.ocm_size,
+                              page_bytes=self.page_size)
+            prog = convert_function(fn, machine)
             model = program_to_op(prog)
             op.body.block.insert_op_before(model, fn)
             op.body.block.erase_op(fn)

@@ -13,7 +13,7 @@ Invariant: every DRAM operand lies inside its tensor, which lies inside its regi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +23,7 @@ from xdsl.utils.arg_spec import ArgSpec
 from xdsl.utils.target import Target
 
 from mrvl.errors import CompileError
+from mrvl.machine import Machine
 from mrvl.mlip_plan import DramTensor, Insn, Program, Ref, align
 from mrvl import mlip_isa as isa
 from mrvl.mlip_binary import Instruction, IODesc, LayerDesc, ModelBinary, plan_dram as _plan
@@ -110,6 +111,13 @@ def layer_dram_bytes(prog: Program) -> list[int]:
     return out
 
 
+def _machine(prog: Program) -> Machine:
+    """The machine record of a program: its machine, with the tiles, OCM and page size the
+    program was built for."""
+    return replace(prog.machine, tiles=prog.num_tiles, ocm_bytes=prog.ocm_size,
+                   page_bytes=prog.page_size)
+
+
 def to_model_binary(prog: Program, model_id: int = 0) -> ModelBinary:
     """The model binary of a scheduled, OCM-allocated program."""
     if prog.streams is None or prog.ocm_end is None:
@@ -120,6 +128,7 @@ def to_model_binary(prog: Program, model_id: int = 0) -> ModelBinary:
         name=_short(prog.name), model_id=model_id, tile_start=0,
         tile_end=prog.num_tiles - 1, ocm_start=0, ocm_end=prog.ocm_end,
         page_size=prog.page_size,
+        machine=_machine(prog),
     )
     for name in prog.inputs:
         t = prog.tensors[name]

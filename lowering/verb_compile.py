@@ -9,8 +9,12 @@ Two forms:
   runs step 1 first and writes the build directory of docs/build-dir.md (JSON pairs,
   binaries, CPU sub-graphs as ONNX, manifest.json, offload.json, static_report.json).
 
+`--machine KEY=VALUE` (repeatable) describes the machine compiled for (docs/isa.md section
+4); the binary records it and the simulator times with it; results never depend on it.
+
 `--report` prints the static report (OCM, DMA, MACs, own-traffic roofline per layer);
-`--asm FILE` writes the assembly listing (JSON-pair form).
+`--asm FILE` writes
+the assembly listing (JSON-pair form).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from mrvl.errors import CompileError
 from mrvl import mlip_isa as isa
+from mrvl.machine import overrides_help
 
 HELP = "compile a JSON pair (or a whole ONNX model) to mlip model binaries"
 
@@ -44,6 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="OCM bytes per tile (default 0x100000)")
     parser.add_argument("--page-size", type=_int, default=isa.DEFAULT_PAGE_SIZE,
                         help="OCM page size: 1024, 2048, 4096, 8192 or 16384 (default)")
+    parser.add_argument("--machine", action="append", default=[], metavar="KEY=VALUE",
+                        help=overrides_help())
     parser.add_argument("--quantize", choices=("fp16", "int8"), default="fp16")
     parser.add_argument("--io-dtype", choices=("f16", "f32", "i8"), default=None,
                         help="dtype of the binary's inputs/outputs (default: f16, or i8 "
@@ -57,8 +64,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mrvl.lowering.backend_report import format_report, program_report
 
-    common = dict(num_tiles=args.num_tiles, quantize=args.quantize, io_dtype=args.io_dtype,
-                  ocm_size=args.ocm_size, page_size=args.page_size)
+    from mrvl.lowering.backend import machine_of
+
+    machine = machine_of(args.machine, args.num_tiles, args.ocm_size, args.page_size)
+    common = dict(machine=machine, quantize=args.quantize, io_dtype=args.io_dtype)
     if args.model is not None:
         if args.nodes or args.consts:
             raise CompileError("give either an ONNX model or --nodes/--consts, not both")

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 from mrvl import mlip_isa as isa
+from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_isa import DType, Opcode, Queue
 
 DTYPE_NAMES = {
@@ -178,6 +179,9 @@ class Program:
     streams: dict[StreamKey, list[Insn]] | None = None
     ocm_end: int | None = None
     """Highest OCM byte used on any tile, page aligned (set by mlip-ocm-alloc)."""
+    machine: Machine = DEFAULT_MACHINE
+    """The machine compiled for (its tiles, OCM and page size are the fields above); the
+    emitter records it in the binary."""
 
     def add_tensor(self, tensor: DramTensor) -> DramTensor:
         self.tensors[tensor.name] = tensor

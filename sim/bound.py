@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mrvl import mlip_isa as isa
-from mrvl.machine import VALID_TILES, Machine
+from mrvl.machine import Machine
 from mrvl.mlip_binary import ModelBinary
 
 __all__ = ["Bound", "independent_bound", "int8_layers", "machine_for"]
@@ -56,22 +56,10 @@ class Bound:
         return asdict(self)
 
 
-def machine_for(binary: ModelBinary, timing=None) -> Machine:
-    """The machine a binary runs on: the default `Machine` with the binary's tile count and,
-    when given, the simulator's `TimingParams` values of the fields they share.
-
-    The one place that decides it: once the binary's header records its machine, read it
-    from there."""
-    tiles = binary.tile_end - binary.tile_start + 1
-    values: dict[str, object] = {"tiles": tiles if tiles in VALID_TILES else 1}
-    if timing is not None:
-        for key in ("clock_mhz", "matrix_rows", "matrix_cols", "int8_speedup",
-                    "vector_lanes", "dma_bytes_per_cycle", "dma_latency", "matrix_fill",
-                    "vector_latency", "issue_latency", "barrier_latency"):
-            values[key] = int(getattr(timing, key))
-        values["dram_bytes_per_cycle"] = float(timing.dram_bytes_per_cycle)
-        values["ocm_bytes"] = int(timing.ocm_size)
-    return Machine(**values)  # type: ignore[arg-type]
+def machine_for(binary: ModelBinary) -> Machine:
+    """The machine a binary runs on: the record in its header (or the override the simulator
+    loaded it with)."""
+    return binary.effective_machine
 
 
 def int8_layers(data: bytes | bytearray | memoryview) -> set[int]:

@@ -1,14 +1,17 @@
 """Python face of the C simulator core (`mrvl.sim._mlip_sim`, built from csrc/ by cffi).
 
-`Simulator.load(path_or_bytes, timing=TimingParams(...))` validates the whole binary in C
-(raising `BinaryFormatError`) and runs its `init` section; `.run(inputs)` converts the fp32
+`Simulator.load(path_or_bytes, timing=TimingParams(...), machine=None)` validates the whole
+binary in C (raising `BinaryFormatError`) and runs its `init` section; the timing model reads
+every constant from the binary's machine record (docs/isa.md section 4), which `machine` (a
+`Machine`, or `KEY=VALUE` overrides of the recorded one) replaces for what-if timing; `.run(inputs)` converts the fp32
 inputs to the binary's I/O types (docs/isa.md section 6), runs `main` and `finish`, and returns
 `(outputs, report)`: fp32 numpy arrays in the order of the binary's output descriptors and the
 report dict of docs/isa.md section 5; `.run_device(arrays)` takes and returns the tensors in
 the descriptors' own dtypes (no conversion; the device seam uses it).  A program error at run time (a dependency violation, a
 deadlock) raises `SimulationError` naming the instruction.
 
-Invariant: outputs depend only on the binary and the inputs, never on `TimingParams`.
+Invariant: outputs depend only on the binary's program and the inputs, never on the machine
+record or on `TimingParams`.
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, SimulationError
 from mrvl import mlip_isa as isa
+from mrvl.machine import Machine, format_machine
+from mrvl.mlip_binary import IODesc, ModelBinary, replace_machine
 from mrvl.sim import bound
 from mrvl.sim import trace as trace_module
-from mrvl.mlip_binary import IODesc, ModelBinary
 from mrvl.mlip_isa import DType
 
-__all__ = ["TimingParams", "Simulator", "format_report", "BACKEND_ENV"]
+__all__ = ["TimingParams", "Simulator", "format_report", "format_machine", "BACKEND_ENV"]
 
 # Name of an alternative cffi module to load (the sanitizer build `_mlip_sim_asan`).
 BACKEND_ENV = "MRVL_SIM_BACKEND"
@@ -49,38 +54,18 @@ def _backend():
 
 @dataclass(frozen=True)
 class TimingParams:
-    """Machine and timing parameters (docs/isa.md section 4); defaults from the header."""
+    """Simulator options (the machine's constants come from the binary's machine record)."""
 
-    clock_mhz: int = isa.DEFAULT_CLOCK_MHZ
-    matrix_rows: int = isa.DEFAULT_MATRIX_ROWS
-    matrix_cols: int = isa.DEFAULT_MATRIX_COLS
-    int8_speedup: int = isa.DEFAULT_INT8_SPEEDUP
-    vector_lanes: int = isa.DEFAULT_VECTOR_LANES
-    dram_bytes_per_cycle: int = isa.DEFAULT_DRAM_BYTES_PER_CYCLE
-    dma_bytes_per_cycle: int = isa.DEFAULT_DMA_BYTES_PER_CYCLE
-    dma_latency: int = isa.DEFAULT_DMA_LATENCY
-    matrix_fill: int = isa.DEFAULT_MATRIX_FILL
-    vector_latency: int = isa.DEFAULT_VECTOR_LATENCY
-    issue_latency: int = isa.DEFAULT_ISSUE_LATENCY
-    barrier_latency: int = isa.DEFAULT_BARRIER_LATENCY
-    ocm_size: int = isa.DEFAULT_OCM_SIZE
     check_deps: bool = True
     portable: bool = False
     max_insn_work: int = 1 << 34
     max_dram_bytes: int = 1 << 31
 
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("check_deps", "portable"):
-                continue
-            if not isinstance(value, int) or value < 0 or value >= 2**64:
-                raise MrvlError(f"timing parameter {f.name} = {value!r} must be an integer >= 0")
-            if f.name.endswith(("_mhz", "_rows", "_cols", "_speedup", "_lanes",
-                                "_per_cycle", "ocm_size")) and value == 0:
-                raise MrvlError(f"timing parameter {f.name} must be >= 1")
-            if f.name not in ("max_insn_work", "max_dram_bytes") and value >= 2**32:
-                raise MrvlError(f"timing parameter {f.name} = {value} does not fit 32 bits")
+        for name in ("max_insn_work", "max_dram_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+                raise MrvlError(f"simulator option {name} = {value!r} must be an integer >= 0")
 
     def to_c(self, ffi):
         params = ffi.new("mlip_params *")
@@ -123,20 +108,25 @@ class Simulator:
 
     def __init__(self, handle, ffi, lib, binary: ModelBinary, timing: TimingParams, name: str,
                  int8_layers: set[int] | None = None):
+        self.machine: Machine = binary.effective_machine
+        """The machine the timing model runs with (the binary's record or the override)."""
         self._handle = handle
         self._ffi = ffi
         self._lib = lib
         self.binary = binary
         self.timing = timing
         self.name = name
-        self.machine = bound.machine_for(binary, timing)
         self.bound = bound.independent_bound(binary, self.machine, int8_layers)
         self.last_trace: trace_module.Timeline | None = None
 
     # -- construction --
     @classmethod
     def load(cls, source: str | os.PathLike | bytes | bytearray,
-             timing: TimingParams | None = None) -> Simulator:
+             timing: TimingParams | None = None,
+             machine: Machine | Iterable[str] | dict[str, object] | None = None) -> Simulator:
+        """Load a binary.  `machine`: a `Machine`, or `KEY=VALUE` overrides (a list of
+        strings or a dict, `Machine.with_overrides`) of the binary's recorded one, to time the
+        same program on another machine; tiles, ocm_bytes and page_bytes are the program's."""
         timing = timing if timing is not None else TimingParams()
         if isinstance(source, (bytes, bytearray, memoryview)):
             data, name = bytes(source), "<bytes>"
@@ -146,6 +136,8 @@ class Simulator:
                 data = Path(source).read_bytes()
             except OSError as error:
                 raise BinaryFormatError(f"cannot read model binary '{name}': {error}") from None
+        if machine is not None:
+            data = _with_machine(data, machine, name)
         ffi, lib = _backend()
         out = ffi.new("mlip_sim **")
         msg = ffi.new("char[1024]")
@@ -262,7 +254,7 @@ class Simulator:
         if trace is not None and trace is not False:
             self.last_trace = trace_module.Timeline(
                 self.binary.name, records, [layer.name for layer in self.binary.layers],
-                self.timing.clock_mhz, int(stats.cycles))
+                self.machine.clock_mhz, int(stats.cycles))
             if trace is not True:
                 trace_module.write_chrome_trace(trace, self.last_trace)
         outputs = []
@@ -291,7 +283,7 @@ class Simulator:
 
     # -- the report --
     def _report(self, stats, layers, n_layers: int, outputs) -> dict:
-        t = self.timing
+        t = self.machine
         b = self.binary
         tiles = b.tile_end - b.tile_start + 1
         per_cycle = t.matrix_rows * t.matrix_cols
@@ -334,7 +326,7 @@ class Simulator:
             "dma_in_bytes": int(stats.dma_in_bytes),
             "dma_out_bytes": int(stats.dma_out_bytes),
             "ocm_bytes": ocm_bytes,
-            "ocm_percent": 100.0 * ocm_bytes / (t.ocm_size * tiles),
+            "ocm_percent": 100.0 * ocm_bytes / (t.ocm_bytes * tiles),
             "traffic_roofline_cycles": roofline(
                 int(stats.macs_fp16), int(stats.macs_int8),
                 int(stats.dma_in_bytes) + int(stats.dma_out_bytes)),
@@ -372,11 +364,21 @@ class Simulator:
         return report
 
 
+def _with_machine(data: bytes, machine, name: str) -> bytes:
+    """`data` with its machine record replaced by `machine` (or the overrides applied)."""
+    if not isinstance(machine, Machine):
+        recorded = ModelBinary.from_bytes(data, source=name, decode_code=False).machine
+        assert recorded is not None
+        machine = recorded.with_overrides(machine)
+    return replace_machine(data, machine, source=name)
+
+
 def format_report(report: dict) -> str:
     """The --perf-debug text: whole-model figures, then one line per layer."""
     r = report
     lines = [
         f"model {r['model']}: {r['tiles']} tile(s) at {r['clock_mhz']} MHz",
+        f"  {format_machine(r['machine'])}",
         f"  total cycles        {r['cycles']:>14,}   ({r['time_ms']:.3f} ms)",
         f"  init cycles         {r['init_cycles']:>14,}",
         f"  bound cycles        {r['bound_cycles']:>14,}   (program-independent: MACs at "

@@ -153,6 +153,7 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
                             entry[key] = source[key]
         steps.append(entry)
     share = offload.get("accelerator_mac_share")
+    machine, machine_source = _machine(run_steps, manifest.options)
     return {
         **_totals(steps, run is not None, share),
         "build": str(root),
@@ -166,6 +167,8 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
         "macs_total": offload.get("macs_total"),
         "cpu_nodes": offload.get("cpu_nodes", []),
         "recorded_run": run is not None,
+        "machine": machine,
+        "machine_source": machine_source,
     }
 
 
@@ -218,6 +221,26 @@ def _totals(steps: list[dict[str, Any]], recorded: bool, share: Any) -> dict[str
         "offload_mac_share": share,
         "machine": machine,
     }
+def _machine(run_steps: Mapping[str, Any], options: Mapping[str, Any]
+             ) -> tuple[dict[str, Any] | None, str | None]:
+    """The machine the figures are for: the recorded run's (what the simulator timed
+    with), else the manifest's (what the build was compiled for), else None."""
+    for recorded in run_steps.values():
+        report = recorded.get("report")
+        if isinstance(report, Mapping) and isinstance(report.get("machine"), Mapping):
+            return dict(report["machine"]), "recorded run"
+    if isinstance(options.get("machine"), Mapping):
+        return dict(options["machine"]), "manifest"
+    return None, None
+
+
+def _machine_line(machine: Mapping[str, Any]) -> str:
+    from mrvl.machine import Machine, format_machine
+
+    try:
+        return format_machine(Machine.from_dict(dict(machine)))
+    except (MrvlError, TypeError):
+        return f"machine: {dict(machine)}"
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -247,6 +270,8 @@ def format_build_report(data: Mapping[str, Any]) -> str:
     ins = ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in data["inputs"])
     outs = ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in data["outputs"])
     lines.append(f"inputs: {ins}; outputs: {outs}")
+    if data.get("machine"):
+        lines.append(f"{_machine_line(data['machine'])} (from the {data['machine_source']})")
     share = data.get("accelerator_mac_share")
     if share is not None:
         lines.append(f"offload: {100 * share:.2f}% of {_fmt(data.get('macs_total'))} MACs on "

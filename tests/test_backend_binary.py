@@ -26,6 +26,7 @@ from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
 from mrvl.lowering.mlip_quantize import quantize_function
 from mrvl.lowering.mlip_tile_split import split_function
 from mrvl.mlip_binary import ModelBinary
+from mrvl.machine import Machine
 
 
 def _module():
@@ -48,7 +49,7 @@ def _module():
 @pytest.mark.parametrize("mode", ["fp16", "int8"])
 def test_write_read_write_is_identical(mode):
     _, fn = _module()
-    sub = compile_function(fn, num_tiles=4, quantize=mode)
+    sub = compile_function(fn, machine=Machine(tiles=4), quantize=mode)
     again = ModelBinary.from_bytes(sub.data).to_bytes()
     assert again == sub.data
     binary = ModelBinary.from_bytes(sub.data)
@@ -62,7 +63,7 @@ def test_write_read_write_is_identical(mode):
 def test_ir_round_trip_gives_the_same_binary():
     _, fn = _module()
     quantize_function(fn, "fp16")
-    split_function(fn, 2)
+    split_function(fn, Machine(tiles=2))
     prog = convert_function(fn)
     text = io.StringIO()
     Printer(stream=text).print_op(ModuleOp([program_to_op(prog)]))
@@ -99,7 +100,7 @@ def test_corrupt_and_truncated_binaries_are_rejected():
 
 def test_static_report_adds_up():
     _, fn = _module()
-    sub = compile_function(fn, num_tiles=2)
+    sub = compile_function(fn, machine=Machine(tiles=2))
     report = program_report(sub.program)
     assert report["macs"] == 8 * 8 * 8 * 9 * 4 + 10 * 128
     assert report["dma_in_bytes"] == sum(r["dma_in_bytes"] for r in report["layers"])

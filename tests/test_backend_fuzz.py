@@ -28,6 +28,7 @@ from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
 from mrvl.lowering.mlip_quantize import quantize_function, weight_scales
 from mrvl.lowering.mlip_tile_split import split_function
+from mrvl.machine import Machine
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 
@@ -121,8 +122,9 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
     ocm_size, page = ocm
     inputs = [_fp16(x) for x in rng_inputs(fn)]
     quantize_function(fn, mode, calibration=[inputs])
-    split_function(fn, tiles, ocm_size, page)
-    prog = convert_function(fn, ocm_size, page)
+    machine = Machine(tiles=tiles, ocm_bytes=ocm_size, page_bytes=page)
+    split_function(fn, machine)
+    prog = convert_function(fn, machine)
     check_static(prog)
     allocate_ocm(prog)
     assert prog.ocm_end is not None and prog.ocm_end <= ocm_size
@@ -188,8 +190,8 @@ def test_random_vector_layers(case, tiles, ocm):
 
     module, fn = layer_module([case["shape"], b_shape, (n, h, w, case["extra"])], build)
     quantize_function(fn, "fp16")
-    split_function(fn, tiles)
-    prog = convert_function(fn, *ocm)
+    split_function(fn, Machine(tiles=tiles))
+    prog = convert_function(fn, Machine(ocm_bytes=ocm[0], page_bytes=ocm[1]))
     check_static(prog)
     allocate_ocm(prog)
     assert prog.ocm_end is not None and prog.ocm_end <= ocm[0]

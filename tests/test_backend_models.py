@@ -17,6 +17,7 @@ from mrvl.models import MODELS
 from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
+from mrvl.machine import Machine
 
 _CACHE: dict[str, object] = {}
 
@@ -46,7 +47,7 @@ def test_mnist_matches_reference(tiles, mode):
     module, fn = _accelerator("mnist_cnn")
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    sub = compile_function(fn, num_tiles=tiles, quantize=mode,
+    sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
                            calibration=[_inputs(fn, 1), inputs] if mode == "int8" else None)
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
@@ -64,7 +65,7 @@ def test_larger_models_simulate(name, tiles, mode):
     module, fn = _accelerator(name)
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    sub = compile_function(fn, num_tiles=tiles, quantize=mode,
+    sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
                            calibration=[inputs] if mode == "int8" else None)
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
@@ -78,7 +79,7 @@ def test_larger_models_simulate(name, tiles, mode):
 
 def test_resnet50_compiles_once():
     module, fn = _accelerator("resnet50")
-    sub = compile_function(fn, num_tiles=8, quantize="fp16")
+    sub = compile_function(fn, machine=Machine(tiles=8), quantize="fp16")
     report = program_report(sub.program)
     assert report["ocm_bytes"] <= 8 * (1 << 20)
     assert all(row["ocm_bytes"] <= 8 * (1 << 20) for row in report["layers"])

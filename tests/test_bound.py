@@ -20,7 +20,7 @@ from mrvl.mlip_binary import ModelBinary
 from mrvl.models import MODELS, mnist_cnn_trained
 from mrvl.models.verb_example import fix_batch
 from mrvl.sim import api, bound
-from mrvl.sim.simulator import Simulator, TimingParams
+from mrvl.sim.simulator import Simulator
 
 MODEL_NAMES = sorted(MODELS)
 
@@ -44,7 +44,7 @@ def _binaries(module, tiles: int, mode: str, ocm_size: int = isa.DEFAULT_OCM_SIZ
         rng = np.random.default_rng(0)
         feeds = [rng.standard_normal(mrvl.tensor_shape(a)).astype(np.float32)
                  for a in fn.body.block.args]
-        sub = compile_function(fn, num_tiles=tiles, quantize=mode, ocm_size=ocm_size,
+        sub = compile_function(fn, machine=Machine(tiles=tiles, ocm_bytes=ocm_size), quantize=mode,
                                calibration=[feeds] if mode == "int8" else None)
         out.append((sub.data, feeds))
     return out
@@ -93,10 +93,10 @@ def test_bound_formula_on_the_mnist_cnn(partitioned):
     expected = math.ceil(max(macs / (2 * 256), minimal / 64))
     b = bound.independent_bound(binary, Machine(tiles=2), bound.int8_layers(data))
     assert b.cycles == expected and b.macs_int8 == 0
-    faster = bound.independent_bound(binary, Machine(tiles=2, dram_bytes_per_cycle=1e9))
+    faster = bound.independent_bound(binary, Machine(tiles=2, dram_bytes_per_cycle=65536.0))
     assert faster.cycles == math.ceil(macs / (2 * 256))
     # the simulator's timing is the machine of its report
-    with Simulator.load(data, timing=TimingParams(dram_bytes_per_cycle=8)) as sim:
+    with Simulator.load(data, machine=["dram_bytes_per_cycle=8"]) as sim:
         assert sim.machine.dram_bytes_per_cycle == 8
         assert sim.bound.cycles == math.ceil(max(macs / (2 * 256), minimal / 8))
 

@@ -563,13 +563,15 @@ def _assemble(outs, rows, shape):
 def test_timing_changes_cycles_not_outputs_and_respects_roofline():
     pb, rows, ref = _big_conv(2)
     data = pb.build().to_bytes()
-    slow = TimingParams(dram_bytes_per_cycle=4, dma_bytes_per_cycle=4, matrix_fill=500,
-                        vector_lanes=4, dma_latency=1000)
-    fast = TimingParams(dram_bytes_per_cycle=512, dma_bytes_per_cycle=512,
-                        matrix_rows=32, matrix_cols=32)
+    slow = dict(dram_bytes_per_cycle=4, dma_bytes_per_cycle=4, matrix_fill=500,
+                vector_lanes=4, dma_latency=1000)
+    fast = ["dram_bytes_per_cycle=512", "dma_bytes_per_cycle=512", "matrix_rows=32",
+            "matrix_cols=32"]
     results = {}
-    for name, timing in (("default", TimingParams()), ("slow", slow), ("fast", fast)):
-        outs, rep = Simulator.load(data, timing=timing).run([])
+    for name, machine in (("default", None), ("slow", slow), ("fast", fast)):
+        sim = Simulator.load(data, machine=machine)
+        outs, rep = sim.run([])
+        assert rep["machine"] == sim.machine.to_dict()
         results[name] = (outs, rep)
         assert same(_assemble(outs, rows, ref.shape), ref)
         assert rep["cycles"] >= rep["traffic_roofline_cycles"] > 0
@@ -584,6 +586,8 @@ def test_timing_changes_cycles_not_outputs_and_respects_roofline():
             assert same(a, b)
     cycles = {k: v[1]["cycles"] for k, v in results.items()}
     assert cycles["slow"] > cycles["default"] > cycles["fast"]
+    assert results["slow"][1]["machine"]["dram_bytes_per_cycle"] == 4.0
+    assert results["fast"][1]["machine"]["matrix_rows"] == 32
 
 
 def test_more_tiles_same_outputs_fewer_cycles():

@@ -15,6 +15,7 @@ from mrvl.dialects import mrvl
 from mrvl.frontend.cli import main
 from mrvl.lowering.backend import compile_function
 from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.machine import Machine
 from mrvl.mlip_binary import ModelBinary
 from mrvl.models import MODELS, mnist_cnn_trained
 from mrvl.models.verb_example import fix_batch
@@ -29,7 +30,7 @@ def _compiled(name: str, tiles: int, mode: str):
     rng = np.random.default_rng(0)
     feeds = [rng.standard_normal(mrvl.tensor_shape(a)).astype(np.float32)
              for a in fn.body.block.args]
-    sub = compile_function(fn, num_tiles=tiles, quantize=mode,
+    sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
                            calibration=[feeds] if mode == "int8" else None)
     return sub.data, feeds
 
