@@ -243,7 +243,7 @@ def test_mrvl_opt_target_writes_the_same_files(split_module, tmp_path):
     mlir.write_text(_text(split_module))
     api_dir, tool_dir = tmp_path / "api", tmp_path / "tool"
     pairs = write_module_json(split_module, api_dir)
-    opt = [sys.executable, "-m", "mrvl.lowering.mrvl_opt", str(mlir)]
+    opt = [sys.executable, "-m", "mrvl.driver.opt", str(mlir)]
     result = subprocess.run(
         [*opt, "-t", f"mrvl-json{{out-dir=\"{tool_dir}\"}}"], capture_output=True, text=True
     )

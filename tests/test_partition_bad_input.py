@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from xdsl.utils.arg_spec import parse_spec
 
 from mrvl.errors import MrvlError, PartitionError
-from mrvl.frontend.cli import main as cli_main
+from mrvl.driver.cli import main as cli_main
 from mrvl.lowering.mrvl_partition import (
     MrvlPartitionPass,
     compile_to_partitioned,

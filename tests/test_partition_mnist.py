@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from mrvl.dialects import graph, mrvl
-from mrvl.frontend.cli import main as cli_main
+from mrvl.driver.cli import main as cli_main
 from mrvl.frontend.onnx_import import import_onnx
 from mrvl.lowering.mrvl_json import check_json_pair
 from mrvl.lowering.mrvl_partition import (

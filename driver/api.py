@@ -1,7 +1,10 @@
 """mrvl's Python API for users: the same verbs as the `mrvl` command.
 
 ```python
-from mrvl.sim import api
+from mrvl.driver import api
+
+module = api.import_onnx("model.onnx", input_shapes={"x": [1, 3, 224, 224]})
+api.partition_for_mrvl(module)                  # the BYOC-style step 1 on a module
 
 build = api.compile("model.onnx", "build/", num_tiles=8, quantize="fp16")
 result = api.run(build, {"data": x}, check=True)
@@ -25,6 +28,8 @@ import numpy as np
 import onnx
 
 from mrvl.errors import MrvlError
+from mrvl.frontend.onnx_import import import_onnx
+from mrvl.lowering.mrvl_partition import partition_for_mrvl
 from mrvl.sim import acceptance
 from mrvl.sim.device import Device
 from mrvl.sim.runtime import (
@@ -35,7 +40,7 @@ from mrvl.sim.runtime import (
     save_run_report,
 )
 
-__all__ = ["compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
+__all__ = ["import_onnx", "partition_for_mrvl", "compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any) -> Path:
@@ -114,14 +119,14 @@ def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool 
 
 def report(build_dir: str | Path) -> dict[str, Any]:
     """The build's report (partition, offload share, per-layer cycles, OCM, DMA) as a dict."""
-    from mrvl.sim.verb_report import build_report
+    from mrvl.driver.verb_report import build_report
 
     return build_report(build_dir)
 
 
 def format_report(data: dict[str, Any]) -> str:
     """Text of `report`'s dict (what `mrvl report` prints)."""
-    from mrvl.sim.verb_report import format_build_report
+    from mrvl.driver.verb_report import format_build_report
 
     return format_build_report(data)
 

@@ -32,7 +32,7 @@ def _int(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from mrvl.lowering.verb_partition import add_partition_options
+    from mrvl.driver.verb_partition import add_partition_options
 
     parser.add_argument("model", nargs="?", help="ONNX model (builds a whole directory)")
     parser.add_argument("--nodes", help="Nodes-JSON of one accelerator sub-graph")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if args.nodes or args.consts:
             raise CompileError("give either an ONNX model or --nodes/--consts, not both")
         from mrvl.lowering.backend import compile_model_result
-        from mrvl.lowering.verb_partition import partition_options
+        from mrvl.driver.verb_partition import partition_options
 
         result = compile_model_result(
             args.model, args.output, calibration=args.calibration,
