@@ -14,7 +14,8 @@ import pytest
 from mrvl.errors import MrvlError, RuntimeInputError
 from mrvl.models import mnist_cnn_trained
 from mrvl.driver.verb_example import fix_batch
-from mrvl.sim import acceptance, api
+from mrvl.driver import api
+from mrvl.sim import acceptance
 
 
 @pytest.fixture(scope="module")
