@@ -409,7 +409,7 @@ def test_inconsistent_shapes_name_the_node():
 
 
 def test_mrvl_import_verb_and_mrvl_opt_frontend(tmp_path, capsys):
-    from mrvl.frontend import cli
+    from mrvl.driver import cli
     from mrvl.driver.opt import main as opt_main
 
     nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)]
