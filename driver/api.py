@@ -27,6 +27,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mrvl.driver.compiler import (
+    compile_json_pair,
+    compile_model,
+    compile_to_partitioned,
+    write_json_pairs,
+)
 from mrvl.errors import MrvlError
 from mrvl.frontend.onnx_import import import_onnx
 from mrvl.lowering.mrvl_partition import partition_for_mrvl
@@ -40,16 +46,17 @@ from mrvl.sim.runtime import (
     save_run_report,
 )
 
-__all__ = ["import_onnx", "partition_for_mrvl", "compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
+__all__ = ["import_onnx", "partition_for_mrvl", "compile_to_partitioned", "write_json_pairs",
+           "compile_model", "compile_json_pair", "compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any) -> Path:
     """Compile an ONNX model (path or ModelProto) into the build directory `out_dir`.
 
-    `options` are the backend's (`num_tiles`, `quantize`, `calibration`, partition options);
-    see `mrvl compile --help`. Returns the build directory.
+    `options` are `CompileOptions.from_keywords`'s (`num_tiles`, `quantize`, `calibration`,
+    `machine`, partition options; driver/compiler.py); see `mrvl compile --help`. Returns
+    the build directory.
     """
-    from mrvl.lowering.backend import compile_model
 
     out = Path(out_dir)
     if isinstance(model, onnx.ModelProto):
@@ -134,7 +141,6 @@ def format_report(data: dict[str, Any]) -> str:
 def show(build_dir: str | Path, out: str | Path) -> Path:
     """Picture of the build's partition: DOT, or SVG when `out` ends in .svg and Graphviz is
     installed (else the DOT text is written next to it). Returns the written path."""
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned
     from mrvl.lowering.partition_dot import write_picture
 
     manifest = load_manifest(build_dir)

@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned
+    from mrvl.driver.compiler import compile_to_partitioned
     from mrvl.lowering.partition_dot import partition_to_dot, write_picture
 
     if not Path(args.model).exists():

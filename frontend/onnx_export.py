@@ -561,7 +561,7 @@ class _Exporter:
         self.simple(op, "Transpose", perm=perm or None)
 
     def emit_LayoutTransformOp(self, op: graph.LayoutTransformOp) -> None:
-        from mrvl.sim.reference_kernels import layout_perm
+        from mrvl.reference_kernels import layout_perm
 
         perm = layout_perm(op.src_layout.data, op.dst_layout.data)
         self.simple(op, "Transpose", perm=list(perm))
@@ -658,12 +658,7 @@ def export_function(
 
     Raises `ExportError` naming the op when something has no ONNX equivalent.
     """
-    from mrvl.sim.reference import input_names, output_names
-
-    fn = next(
-        (op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == func_name),
-        None,
-    )
+    fn = graph.find_function(module, func_name)
     if fn is None:
         raise ExportError(f"the module has no function named '{func_name}'")
     if opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():
@@ -673,7 +668,7 @@ def export_function(
         )
     chosen = choose_opset(fn, opset)
     exporter = _Exporter(fn, chosen)
-    model = exporter.run(input_names(module, func_name), output_names(module, func_name))
+    model = exporter.run(graph.input_names(fn), graph.output_names(fn))
     imports = {"": chosen}
     for op in fn.walk():
         if isinstance(op, graph.OnnxOp) and op.domain.data not in ("", "ai.onnx"):

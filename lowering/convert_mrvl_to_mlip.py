@@ -43,7 +43,6 @@ from mrvl.lowering.mlip_quantize import (
     MODE_ATTR,
     SCALE_ATTR,
     ZP_ATTR,
-    accelerator_functions,
     constant_value,
     weight_scales,
 )
@@ -1302,7 +1301,7 @@ class ConvertMrvlToMlipPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from mrvl.dialects.mlip import program_to_op
 
-        for fn in accelerator_functions(op):
+        for fn in mrvl.subgraph_functions(op):
             prog = convert_function(fn, self.ocm_size, self.page_size)
             model = program_to_op(prog)
             op.body.block.insert_op_before(model, fn)

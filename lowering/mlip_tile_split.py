@@ -40,7 +40,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR, accelerator_functions
+from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR
 from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mlip.split"
@@ -244,5 +244,5 @@ class MlipTileSplitPass(ModulePass):
     page_size: int = isa.DEFAULT_PAGE_SIZE
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in accelerator_functions(op):
+        for fn in mrvl.subgraph_functions(op):
             split_function(fn, self.num_tiles, self.ocm_size, self.page_size)

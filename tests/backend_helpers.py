@@ -12,6 +12,7 @@ from xdsl.ir import Block, Region
 
 from mrvl.dialects.graph import ConstantOp
 from mrvl.lowering.backend import compile_function
+from mrvl.driver.calibration import activation_ranges
 from mrvl.mlip_plan import Program, Ref
 from mrvl import mlip_isa as isa
 from mrvl.sim.acceptance import check_output
@@ -50,8 +51,8 @@ def add(block, op):
 def compile_and_run(module, fn, inputs, *, mode="fp16", **options):
     """Compile `fn`, simulate it (dependency checker on); (outputs, reference, compiled)."""
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    calibration = [inputs] if mode == "int8" else None
-    sub = compile_function(fn, quantize=mode, calibration=calibration, **options)
+    ranges = activation_ranges(fn, [inputs]) if mode == "int8" else None
+    sub = compile_function(fn, quantize=mode, ranges=ranges, **options)
     with Simulator.load(sub.data) as sim:
         outputs, report = sim.run(list(inputs))
     assert report["cycles"] >= report["roofline_cycles"]

@@ -10,9 +10,9 @@ import onnx
 import pytest
 
 from mrvl.driver.cli import main
-from mrvl.lowering.backend import compile_json_pair, compile_model
+from mrvl.driver.compiler import compile_json_pair, compile_model
 from mrvl.lowering.mrvl_json import write_module_json
-from mrvl.lowering.mrvl_partition import compile_to_partitioned
+from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.models import MODELS, example_inputs
 from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.simulator import Simulator

@@ -18,7 +18,7 @@ from mrvl.dialects import graph, mrvl
 from mrvl.driver.cli import main
 from mrvl.frontend.onnx_export import export_function
 from mrvl.frontend.onnx_import import import_onnx
-from mrvl.lowering.mrvl_partition import compile_to_partitioned
+from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.lowering.offload_report import offload_report
 from mrvl.driver import api
 from mrvl.sim.reference import run_function

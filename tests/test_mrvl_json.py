@@ -14,16 +14,9 @@ import onnxruntime as ort
 import pytest
 from xdsl.printer import Printer
 
-from mrvl.lowering.mrvl_json import (
-    JsonPairError,
-    accelerator_functions,
-    check_json_pair,
-    json_to_function,
-    read_json_pair,
-    subgraph_to_json,
-    write_module_json,
-)
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, write_json_pairs
+from mrvl.lowering.mrvl_json import JsonPairError, check_json_pair, json_to_function, read_json_pair, subgraph_to_json, write_module_json
+from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.driver.compiler import compile_to_partitioned, write_json_pairs
 from mrvl.models.mnist_cnn import init_weights, mnist_cnn
 
 
@@ -50,7 +43,8 @@ def split_module():
 
 @pytest.fixture(scope="module")
 def mnist_pair():
-    return subgraph_to_json(accelerator_functions(compile_to_partitioned(mnist_cnn(batch=1)))[0])
+    module = compile_to_partitioned(mnist_cnn(batch=1))
+    return subgraph_to_json(subgraph_functions(module, "accelerator")[0])
 
 
 def test_pairs_pass_the_checker_and_read_back_to_the_same_function(split_module, tmp_path):
@@ -59,7 +53,7 @@ def test_pairs_pass_the_checker_and_read_back_to_the_same_function(split_module,
         "tvmgen_mrvl_main_0-nodes.json",
         "tvmgen_mrvl_main_1-nodes.json",
     ]
-    for fn, (nodes_path, consts_path) in zip(accelerator_functions(split_module), pairs):
+    for fn, (nodes_path, consts_path) in zip(subgraph_functions(split_module, "accelerator"), pairs):
         nodes = json.loads(nodes_path.read_text())
         consts = json.loads(consts_path.read_text())
         assert check_json_pair(nodes, consts) == []
@@ -264,7 +258,8 @@ def test_fc_after_an_nchw_flatten_needs_weight_transform():
     weights_need_transform; values and the read-back function are kept."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from mrvl.lowering.mrvl_partition import layers_of, subgraph_functions
+    from mrvl.lowering.mrvl_partition import layers_of
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.sim.reference import run_function
 
     rng = np.random.default_rng(4)
