@@ -12,7 +12,7 @@ layer), and the function with `mlip.num_tiles`.
   weights and its band of the input), output channels (whole groups; every tile reads its
   share of the weights and the whole input), and for 4 or 8 tiles the grids of 2 x T/2
   and T/2 x 2 tiles (rows x channels: the weights are read by the row groups, the input by
-  the channel groups). The cost is `convert_mrvl_to_mlip.conv_cost`: it runs the same
+  the channel groups). The cost is `mlip_cost.conv_cost`: it runs the same
   OCM blocking as the lowering (chunks of weights when they do not fit, bands of rows or
   columns) and estimates cycles from the blocks' DMA bytes and compute under the
   docs/isa.md timing model (`ocm_size` / `page_size` options: the OCM it sizes for).
@@ -40,6 +40,8 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
+from mrvl.lowering.mlip_conv_blocking import ConvGeom
+from mrvl.lowering.mlip_cost import conv_cost
 from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR
 from mrvl import mlip_isa as isa
 
@@ -124,9 +126,6 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
     """The candidate with the fewest estimated cycles (`conv_cost`: the blocks the lowering
     would emit under the docs/isa.md timing model), ties to fewer DRAM bytes, then to the
     earlier candidate (rows)."""
-    # the cost runs the lowering's blocking; that module imports this one
-    from mrvl.lowering.convert_mrvl_to_mlip import ConvGeom, conv_cost
-
     candidates = conv_candidates(op, tiles, out_es)
     if len(candidates) == 1:
         return candidates[0]
