@@ -8,7 +8,6 @@ and the conversion do not import each other.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
