@@ -46,8 +46,11 @@ from mrvl.sim.runtime import (
     save_run_report,
 )
 
-__all__ = ["import_onnx", "partition_for_mrvl", "compile_to_partitioned", "write_json_pairs",
-           "compile_model", "compile_json_pair", "compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
+__all__ = [
+    "import_onnx", "partition_for_mrvl", "compile_to_partitioned", "write_json_pairs",
+    "compile_model", "compile_json_pair", "compile", "load", "run", "check", "report",
+    "format_report", "show", "ApiRunResult",
+]
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any) -> Path:

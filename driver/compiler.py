@@ -342,12 +342,12 @@ def compile_to_partitioned(model: str | Path | onnx.ModelProto, *, batch_size: i
     fix symbolic input dimensions (see `import_onnx`); `options` are `partition_for_mrvl`'s;
     `verify=True` verifies the IR after every step."""
     from mrvl.errors import PartitionError
-    from mrvl.lowering.mrvl_partition import _OPTION_NAMES
+    from mrvl.lowering.mrvl_partition import OPTION_NAMES
 
-    unknown = sorted(set(options) - _OPTION_NAMES)
+    unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
         raise PartitionError(f"partition_for_mrvl: unknown option(s) {unknown}; expected "
-                             f"{sorted(_OPTION_NAMES)}")
+                             f"{sorted(OPTION_NAMES)}")
     report = options.pop("report", None)
     partition = PartitionOptions.from_dict({**options, "batch_size": batch_size})
     module = compile(model, CompileOptions(partition=partition, verify=verify),

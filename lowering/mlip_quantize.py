@@ -11,9 +11,9 @@ weights and activations following the annotations):
   quantisation of its output, real = (q - zero_point) * scale, covering [min, max] of the
   values seen when the calibration inputs run through the reference executor. This pass
   does not run it: the ranges are handed in as data (`Ranges`), gathered by the driver
-  (driver/calibration.py, which mrvl-opt's `mlip-quantize` uses). Layers that cannot rescale (pools, reshapes,
-  transposes) take their input's parameters. Weight scales are per output
-  channel, computed from the weights by the conversion (`weight_scales`).
+  (driver/calibration.py, which mrvl-opt's `mlip-quantize` uses). Layers that cannot
+  rescale (pools, reshapes, transposes) take their input's parameters. Weight scales are
+  per output channel, computed from the weights by the conversion (`weight_scales`).
 
 fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md).
 """

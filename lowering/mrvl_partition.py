@@ -433,14 +433,15 @@ def _main(module: ModuleOp) -> func.FuncOp:
     raise PartitionError("mrvl-partition: the module has no func.func @main")
 
 
-_OPTION_NAMES = {"mode", "cpu_layers", "max_layers", "require_compute", "report"}
+OPTION_NAMES = {"mode", "cpu_layers", "max_layers", "require_compute", "report"}
+"""The options of `partition_for_mrvl` (the fields of `MrvlPartitionPass`)."""
 
 
 def _make_pass(options: dict[str, Any]) -> MrvlPartitionPass:
-    unknown = sorted(set(options) - _OPTION_NAMES)
+    unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
         raise PartitionError(
-            f"partition_for_mrvl: unknown option(s) {unknown}; expected {sorted(_OPTION_NAMES)}"
+            f"partition_for_mrvl: unknown option(s) {unknown}; expected {sorted(OPTION_NAMES)}"
         )
     if "cpu_layers" in options:
         value = options["cpu_layers"]

@@ -131,7 +131,8 @@ def test_lazy_imports_count(tmp_path):
 
 
 @pytest.mark.parametrize("edge,expected", [
-    (("mrvl.lowering.backend", "mrvl.sim.runtime"), ["mrvl.lowering.backend imports mrvl.sim.runtime"]),
+    (("mrvl.lowering.backend", "mrvl.sim.runtime"),
+     ["mrvl.lowering.backend imports mrvl.sim.runtime"]),
     (("mrvl.mlip_binary", "mrvl.dialects.mlip"), ["mrvl.mlip_binary imports mrvl.dialects.mlip"]),
     (("mrvl.models.resnet50", "mrvl.frontend.onnx_import"),
      ["mrvl.models.resnet50 imports mrvl.frontend.onnx_import"]),

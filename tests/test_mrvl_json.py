@@ -14,7 +14,14 @@ import onnxruntime as ort
 import pytest
 from xdsl.printer import Printer
 
-from mrvl.lowering.mrvl_json import JsonPairError, check_json_pair, json_to_function, read_json_pair, subgraph_to_json, write_module_json
+from mrvl.lowering.mrvl_json import (
+    JsonPairError,
+    check_json_pair,
+    json_to_function,
+    read_json_pair,
+    subgraph_to_json,
+    write_module_json,
+)
 from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.driver.compiler import compile_to_partitioned, write_json_pairs
 from mrvl.models.mnist_cnn import init_weights, mnist_cnn
@@ -53,7 +60,8 @@ def test_pairs_pass_the_checker_and_read_back_to_the_same_function(split_module,
         "tvmgen_mrvl_main_0-nodes.json",
         "tvmgen_mrvl_main_1-nodes.json",
     ]
-    for fn, (nodes_path, consts_path) in zip(subgraph_functions(split_module, "accelerator"), pairs):
+    accelerator = subgraph_functions(split_module, "accelerator")
+    for fn, (nodes_path, consts_path) in zip(accelerator, pairs):
         nodes = json.loads(nodes_path.read_text())
         consts = json.loads(consts_path.read_text())
         assert check_json_pair(nodes, consts) == []
