@@ -37,7 +37,8 @@ CHILD = textwrap.dedent(
 
     path, out = sys.argv[1], sys.argv[2]
     t0 = time.perf_counter()
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+    from mrvl.driver.compiler import compile_to_partitioned
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.lowering.backend import compile_function
     from mrvl.machine import Machine
     t1 = time.perf_counter()
@@ -81,8 +82,10 @@ def model_table(names, simulate: bool) -> list[dict]:
     from mrvl.dialects import mrvl
     from mrvl.lowering.backend import compile_function
     from mrvl.machine import Machine
+    from mrvl.driver.calibration import activation_ranges
+    from mrvl.driver.compiler import compile_to_partitioned
     from mrvl.lowering.backend_report import program_report
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.models import MODELS
 
     rows = []
@@ -95,8 +98,10 @@ def model_table(names, simulate: bool) -> list[dict]:
         for mode in ("fp16", "int8"):
             for tiles in (1, 2, 4, 8):
                 start = time.perf_counter()
-                subs = [compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
-                                         calibration=[feeds[fn.sym_name.data]])
+                subs = [compile_function(
+                            fn, machine=Machine(tiles=tiles), quantize=mode,
+                            ranges=activation_ranges(fn, [feeds[fn.sym_name.data]])
+                            if mode == "int8" else None)
                         for fn in fns]
                 seconds = time.perf_counter() - start
                 reports = [program_report(s.program) for s in subs]

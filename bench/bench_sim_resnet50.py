@@ -2,7 +2,7 @@
 
 Two measurements, side by side, both on this machine:
 - onnxruntime (1 intra-op thread) running the in-repo ResNet-50 (batch 1), best of N;
-- the whole model compiled by the backend (`mrvl.sim.api.compile`, 8 tiles, fp16) and its
+- the whole model compiled by the backend (`mrvl.driver.api.compile`, 8 tiles, fp16) and its
   accelerator binary simulated (functional + timing + dependency checking), best of N, with
   the fp16 acceptance check against onnxruntime and the simulated latency / efficiency next
   to Marvell's published 5.674 ms and 33.2 %;
@@ -117,7 +117,7 @@ def bench_ort(model, feeds, repeat: int) -> float:
 
 def bench_full(model, feeds, repeat: int, t_ort: float, tiles: int = 8) -> None:
     """Compile the whole model (backend) and simulate its accelerator binary directly."""
-    from mrvl.sim import api
+    from mrvl.driver import api
     from mrvl.sim.acceptance import check_output
     from mrvl.sim.simulator import format_report
 

@@ -36,9 +36,10 @@ import numpy as np
 import onnx
 
 from mrvl.dialects import mrvl
-from mrvl.lowering.backend import compile_function, compile_model
+from mrvl.lowering.backend import compile_function
+from mrvl.driver.compiler import compile_model, compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.machine import Machine
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
 from mrvl.models import MODELS
 from mrvl.sim import reference_mrvl
 from mrvl.sim.acceptance import check_output

@@ -58,8 +58,9 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
     from mrvl.models import build, example_inputs, load_digits_28, mnist_cnn_trained
-    from mrvl.models.verb_example import fix_batch
-    from mrvl.sim import acceptance, api
+    from mrvl.driver.verb_example import fix_batch
+    from mrvl.driver import api
+    from mrvl.sim import acceptance
     from mrvl.sim.runtime import CompiledModel, load_manifest
 
     model = mnist_cnn_trained() if name == "mnist_cnn" else build(name)

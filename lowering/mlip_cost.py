@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from mrvl.lowering.convert_mrvl_to_mlip import ConvGeom, _fits, _segments, conv_blocks, conv_config
+from mrvl.lowering.mlip_conv_blocking import ConvGeom, _fits, _segments, conv_blocks, conv_config
 from mrvl.machine import DEFAULT_MACHINE, Machine
 
 OVERLAP_LOSS = 0.1

@@ -41,7 +41,9 @@ from xdsl.passes import ModulePass
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, Machine
-from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR, accelerator_functions
+from mrvl.lowering.mlip_conv_blocking import ConvGeom
+from mrvl.lowering.mlip_cost import conv_cost
+from mrvl.lowering.mlip_quantize import IO_ATTR, MODE_ATTR
 from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mlip.split"
@@ -125,10 +127,6 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
     """The candidate with the fewest estimated cycles (`conv_cost`: the blocks the lowering
     would emit under the docs/isa.md timing model), ties to fewer DRAM bytes, then to the
     earlier candidate (rows)."""
-    # the cost runs the lowering's blocking; that module imports this one
-    from mrvl.lowering.convert_mrvl_to_mlip import ConvGeom
-    from mrvl.lowering.mlip_cost import conv_cost
-
     candidates = conv_candidates(op, tiles, out_es)
     if len(candidates) == 1:
         return candidates[0]
@@ -246,7 +244,7 @@ class MlipTileSplitPass(ModulePass):
     page_size: int = isa.DEFAULT_PAGE_SIZE
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in accelerator_functions(op):
+        for fn in mrvl.subgraph_functions(op):
             split_function(fn, self._machine())
 
     def _machine(self) -> Machine:

@@ -217,3 +217,21 @@ def _number(key: str, raw: object) -> float:
 
 
 DEFAULT_MACHINE = Machine()
+
+
+def machine_of(spec: object = None, num_tiles: int = 1, ocm_size: int = isa.DEFAULT_OCM_SIZE,
+               page_size: int = isa.DEFAULT_PAGE_SIZE) -> Machine:
+    """The machine of compile options: a `Machine` as it is, else the default machine with
+    `num_tiles`, `ocm_size`, `page_size` and the `spec` overrides (a list of "KEY=VALUE"
+    strings, one such string, or a dict; `Machine.with_overrides`; they win over the three)."""
+    if isinstance(spec, Machine):
+        return spec
+    base = replace(DEFAULT_MACHINE, tiles=num_tiles, ocm_bytes=ocm_size, page_bytes=page_size)
+    if spec is None:
+        return base
+    if isinstance(spec, str):
+        spec = [spec]
+    if not isinstance(spec, dict | list | tuple):
+        raise CompileError(f"machine: expected KEY=VALUE strings, a dict or a Machine, got "
+                           f"{type(spec).__name__}")
+    return base.with_overrides(spec)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
+import crc32c as _crc32c
+
 from mrvl.errors import BinaryFormatError, CompileError
 from mrvl import mlip_isa as isa
 from mrvl.machine import DEFAULT_MACHINE, Machine, machine_problem
@@ -37,38 +39,10 @@ __all__ = [
 
 
 # ---- CRC32C (Castagnoli) -----------------------------------------------------------------
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def _crc32c_py(data: bytes, crc: int = 0) -> int:
-    crc ^= 0xFFFFFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
 def crc32c(data: bytes | bytearray | memoryview) -> int:
-    """CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of `data`.
-
-    Uses the C core when it is built (fast), the pure-Python table otherwise.
-    """
-    try:
-        from mrvl.sim._mlip_sim import ffi, lib
-    except ImportError:  # pragma: no cover - the package build always provides it
-        return _crc32c_py(bytes(data))
-    buf = ffi.from_buffer(data)
-    return int(lib.mlip_crc32c(buf, len(data)))
+    """CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of `data` (the `crc32c`
+    package; the C core keeps its own to validate binaries)."""
+    return _crc32c.crc32c(data)
 
 
 # ---- instructions -------------------------------------------------------------------------

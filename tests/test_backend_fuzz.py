@@ -27,6 +27,7 @@ from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
 from mrvl.lowering.mlip_quantize import quantize_function, weight_scales
+from mrvl.driver.calibration import activation_ranges
 from mrvl.lowering.mlip_tile_split import split_function
 from mrvl.machine import Machine
 from mrvl.sim.reference import run_function
@@ -121,7 +122,8 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
     module, fn = _build(case)
     ocm_size, page = ocm
     inputs = [_fp16(x) for x in rng_inputs(fn)]
-    quantize_function(fn, mode, calibration=[inputs])
+    ranges = activation_ranges(fn, [inputs]) if mode == "int8" else None
+    quantize_function(fn, mode, ranges=ranges)
     machine = Machine(tiles=tiles, ocm_bytes=ocm_size, page_bytes=page)
     split_function(fn, machine)
     prog = convert_function(fn, machine)

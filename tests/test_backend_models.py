@@ -11,8 +11,10 @@ from backend_helpers import assert_accepted
 
 from mrvl.dialects import mrvl
 from mrvl.lowering.backend import compile_function
+from mrvl.driver.calibration import activation_ranges
 from mrvl.lowering.backend_report import program_report
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.driver.compiler import compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.models import MODELS
 from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.reference import run_function
@@ -48,7 +50,8 @@ def test_mnist_matches_reference(tiles, mode):
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
     sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
-                           calibration=[_inputs(fn, 1), inputs] if mode == "int8" else None)
+                           ranges=activation_ranges(fn, [_inputs(fn, 1), inputs])
+                           if mode == "int8" else None)
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
     assert_accepted(out, ref, mode)
@@ -66,7 +69,7 @@ def test_larger_models_simulate(name, tiles, mode):
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
     sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
-                           calibration=[inputs] if mode == "int8" else None)
+                           ranges=activation_ranges(fn, [inputs]) if mode == "int8" else None)
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
     if mode == "int8":

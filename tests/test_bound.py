@@ -12,14 +12,17 @@ import pytest
 
 from mrvl import mlip_isa as isa
 from mrvl.dialects import mrvl
-from mrvl.frontend.cli import main
+from mrvl.driver.cli import main
 from mrvl.lowering.backend import compile_function
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.driver.calibration import activation_ranges
+from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.machine import Machine
 from mrvl.mlip_binary import ModelBinary
 from mrvl.models import MODELS, mnist_cnn_trained
-from mrvl.models.verb_example import fix_batch
-from mrvl.sim import api, bound
+from mrvl.driver.verb_example import fix_batch
+from mrvl.driver import api
+from mrvl.sim import bound
 from mrvl.sim.simulator import Simulator
 
 MODEL_NAMES = sorted(MODELS)
@@ -44,8 +47,9 @@ def _binaries(module, tiles: int, mode: str, ocm_size: int = isa.DEFAULT_OCM_SIZ
         rng = np.random.default_rng(0)
         feeds = [rng.standard_normal(mrvl.tensor_shape(a)).astype(np.float32)
                  for a in fn.body.block.args]
-        sub = compile_function(fn, machine=Machine(tiles=tiles, ocm_bytes=ocm_size), quantize=mode,
-                               calibration=[feeds] if mode == "int8" else None)
+        ranges = activation_ranges(fn, [feeds]) if mode == "int8" else None
+        sub = compile_function(fn, machine=Machine(tiles=tiles, ocm_bytes=ocm_size),
+                               quantize=mode, ranges=ranges)
         out.append((sub.data, feeds))
     return out
 

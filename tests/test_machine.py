@@ -12,8 +12,10 @@ import pytest
 
 from mrvl.errors import CompileError
 from mrvl import mlip_isa as isa
-from mrvl.frontend.cli import main
-from mrvl.lowering.backend import compile_function, compile_model_result, machine_of
+from mrvl.driver.cli import main
+from mrvl.driver.compiler import compile_model_result
+from mrvl.lowering.backend import compile_function
+from mrvl.machine import machine_of
 from mrvl.machine import (
     ASSUMED_FIELDS,
     DEFAULT_MACHINE,

@@ -1,4 +1,4 @@
-"""The Python API (`mrvl.sim.api`): compile, run (with the acceptance check), report, show, on
+"""The Python API (`mrvl.driver.api`): compile, run (with the acceptance check), report, show, on
 the MNIST CNN at batch 2 with the second max-pool forced to the CPU, so the build alternates
 accelerator -> CPU -> accelerator steps. Outputs are checked against onnxruntime with
 Marvell's fp16 rule."""
@@ -13,8 +13,9 @@ import pytest
 
 from mrvl.errors import MrvlError, RuntimeInputError
 from mrvl.models import mnist_cnn_trained
-from mrvl.models.verb_example import fix_batch
-from mrvl.sim import acceptance, api
+from mrvl.driver.verb_example import fix_batch
+from mrvl.driver import api
+from mrvl.sim import acceptance
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mrvl.frontend.cli import main
+from mrvl.driver.cli import main
 from mrvl.sim.simulator import Simulator
 from mrvl.sim.sim_fuzz import seed_binaries
 

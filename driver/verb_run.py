@@ -80,7 +80,7 @@ def load_inputs(path: str | Path, input_names: list[str]) -> dict[str, np.ndarra
 def format_perf(report: dict, symbol: str) -> str:
     """The text of one accelerator step's device report (the simulator's own when it has one)."""
     from mrvl.sim.simulator import format_report
-    from mrvl.sim.verb_report import format_run_layers
+    from mrvl.driver.verb_report import format_run_layers
 
     try:
         return f"== {symbol} ==\n{format_report(report)}"
