@@ -36,7 +36,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from mrvl.dialects import graph
 from mrvl.errors import CompileError
-from mrvl.machine import DEFAULT_MACHINE, Machine
+from mrvl.machine import DEFAULT_MACHINE, VALID_TILES, Machine
 from mrvl.lowering.backend import CompiledSubgraph, compile_function, read_pair
 
 
@@ -103,6 +103,13 @@ class CompileOptions:
     partition: PartitionOptions = field(default_factory=PartitionOptions)
     verify: bool = False
     """Verify the IR after every step-1 pass."""
+
+    def __post_init__(self) -> None:
+        """Options are checked before anything is read or written."""
+        if self.machine.tiles not in VALID_TILES:
+            raise CompileError(f"--num-tiles (or --machine tiles=): the compiler splits work "
+                               f"across one of {list(VALID_TILES)} tiles, got "
+                               f"{self.machine.tiles}")
 
     @classmethod
     def from_keywords(cls, **options: Any) -> CompileOptions:
