@@ -44,7 +44,10 @@ def _inputs(fn, seed: int) -> list[np.ndarray]:
 def digest_entries(models=MODEL_NAMES, tiles=TILES, modes=MODES, progress=None) -> dict:
     """{"<model>/<tiles>/<mode>": {"outputs": sha256 hex, "cycles": int}}."""
     from mrvl.lowering.backend import compile_function
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+    from mrvl.machine import Machine
+    from mrvl.driver.calibration import activation_ranges
+    from mrvl.driver.compiler import compile_to_partitioned
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.models import MODELS
     from mrvl.sim.simulator import Simulator
 
@@ -56,10 +59,10 @@ def digest_entries(models=MODEL_NAMES, tiles=TILES, modes=MODES, progress=None) 
                 # a fresh function per compile: the backend annotates it in place
                 fn = subgraph_functions(module.clone(), "accelerator")[0]
                 feeds = _inputs(fn, 0)
-                calibration = [_inputs(fn, 1)] if mode == "int8" else None
+                ranges = activation_ranges(fn, [_inputs(fn, 1)]) if mode == "int8" else None
                 start = time.perf_counter()
-                sub = compile_function(fn, num_tiles=tile_count, quantize=mode,
-                                       calibration=calibration)
+                sub = compile_function(fn, machine=Machine(tiles=tile_count), quantize=mode,
+                                       ranges=ranges)
                 with Simulator.load(sub.data) as sim:
                     outputs, report = sim.run(feeds)
                 sha = hashlib.sha256()

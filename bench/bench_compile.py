@@ -6,7 +6,7 @@
    mrvl-tvmircomp takes 4.8 s for the same model).
 2. Every in-repo model at 1, 2, 4 and 8 tiles, fp16 and int8: backend compile time (JSON-pair
    level: quantize / tile split / convert / OCM alloc / DMA schedule / emit; int8 includes the
-   calibration run of the reference executor on one input), static roofline cycles, OCM used,
+   calibration run of the reference executor on one input), the static roofline of the program's own traffic, OCM used,
    DMA MB from DRAM per inference; with `--simulate`, also the simulated cycles (fp16).
 
 Run: .venv/bin/python bench/bench_compile.py [--repeat N] [--models a,b] [--simulate]
@@ -37,12 +37,14 @@ CHILD = textwrap.dedent(
 
     path, out = sys.argv[1], sys.argv[2]
     t0 = time.perf_counter()
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+    from mrvl.driver.compiler import compile_to_partitioned
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.lowering.backend import compile_function
+    from mrvl.machine import Machine
     t1 = time.perf_counter()
     module = compile_to_partitioned(path)
     t2 = time.perf_counter()
-    subs = [compile_function(fn, num_tiles=8, quantize="fp16")
+    subs = [compile_function(fn, machine=Machine(tiles=8), quantize="fp16")
             for fn in subgraph_functions(module, "accelerator")]
     t3 = time.perf_counter()
     for k, sub in enumerate(subs):
@@ -79,8 +81,11 @@ def model_table(names, simulate: bool) -> list[dict]:
 
     from mrvl.dialects import mrvl
     from mrvl.lowering.backend import compile_function
+    from mrvl.machine import Machine
+    from mrvl.driver.calibration import activation_ranges
+    from mrvl.driver.compiler import compile_to_partitioned
     from mrvl.lowering.backend_report import program_report
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.models import MODELS
 
     rows = []
@@ -93,14 +98,16 @@ def model_table(names, simulate: bool) -> list[dict]:
         for mode in ("fp16", "int8"):
             for tiles in (1, 2, 4, 8):
                 start = time.perf_counter()
-                subs = [compile_function(fn, num_tiles=tiles, quantize=mode,
-                                         calibration=[feeds[fn.sym_name.data]])
+                subs = [compile_function(
+                            fn, machine=Machine(tiles=tiles), quantize=mode,
+                            ranges=activation_ranges(fn, [feeds[fn.sym_name.data]])
+                            if mode == "int8" else None)
                         for fn in fns]
                 seconds = time.perf_counter() - start
                 reports = [program_report(s.model) for s in subs]
                 row = {
                     "model": name, "mode": mode, "tiles": tiles, "compile_s": seconds,
-                    "roofline_cycles": sum(r["roofline_cycles"] for r in reports),
+                    "traffic_roofline_cycles": sum(r["traffic_roofline_cycles"] for r in reports),
                     "ocm_percent": max(r["ocm_percent"] for r in reports),
                     "dma_in_mb": sum(r["dma_in_bytes"] for r in reports) / 1e6,
                     "macs": sum(r["macs"] for r in reports),
@@ -137,12 +144,12 @@ def main() -> int:
           f"4.8 s); peak RSS {flow['peak_mb']:.0f} MB; binary {flow['bytes'] / 1e6:.1f} MB")
     rows = model_table([n for n in args.models.split(",") if n], args.simulate)
     print()
-    print("| model | mode | tiles | backend s | MACs | roofline cycles | sim cycles | "
+    print("| model | mode | tiles | backend s | MACs | own-traffic roofline | sim cycles | "
           "OCM % | DMA in MB | instructions |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['mode']} | {r['tiles']} | {r['compile_s']:.2f} | "
-              f"{r['macs'] / 1e6:.1f} M | {r['roofline_cycles']:,} | "
+              f"{r['macs'] / 1e6:.1f} M | {r['traffic_roofline_cycles']:,} | "
               f"{_fmt(r.get('sim_cycles'))} | "
               f"{r['ocm_percent']} | {r['dma_in_mb']:.2f} | {r['instructions']:,} |")
     if args.json:

@@ -2,7 +2,7 @@
 
 Two measurements, side by side, both on this machine:
 - onnxruntime (1 intra-op thread) running the in-repo ResNet-50 (batch 1), best of N;
-- the whole model compiled by the backend (`mrvl.sim.api.compile`, 8 tiles, fp16) and its
+- the whole model compiled by the backend (`mrvl.driver.api.compile`, 8 tiles, fp16) and its
   accelerator binary simulated (functional + timing + dependency checking), best of N, with
   the fp16 acceptance check against onnxruntime and the simulated latency / efficiency next
   to Marvell's published 5.674 ms and 33.2 %;
@@ -84,7 +84,7 @@ def layer_program(layer, rng) -> bytes:
 
 def bench_layers(model, repeat: int) -> tuple[float, int, int]:
     rng = np.random.default_rng(0)
-    timing = TimingParams(ocm_size=BIG_OCM)
+    timing = TimingParams()  # the OCM size is the binary's machine record (BIG_OCM)
     sims = [Simulator.load(layer_program(layer, rng), timing=timing)
             for layer in conv_layers(model)]
     best = float("inf")
@@ -117,7 +117,7 @@ def bench_ort(model, feeds, repeat: int) -> float:
 
 def bench_full(model, feeds, repeat: int, t_ort: float, tiles: int = 8) -> None:
     """Compile the whole model (backend) and simulate its accelerator binary directly."""
-    from mrvl.sim import api
+    from mrvl.driver import api
     from mrvl.sim.acceptance import check_output
     from mrvl.sim.simulator import format_report
 
@@ -151,7 +151,7 @@ def bench_full(model, feeds, repeat: int, t_ort: float, tiles: int = 8) -> None:
           f"= {best / t_ort:.2f}x onnxruntime (target <= 3x); compile {compile_s:.2f} s")
     print(f"  fp16 acceptance vs onnxruntime: {check}")
     print(f"  simulated latency {report['time_ms']:.3f} ms ({report['cycles']:,} cycles), "
-          f"efficiency {100 * report['efficiency']:.1f} %  "
+          f"MAC efficiency {100 * report['peak_mac_fraction']:.1f} %  "
           f"(Marvell: 5.674 ms, 33.2 %)")
     print("\n".join("  " + line for line in format_report(report).split("\n\n")[0]
                     .splitlines()))

@@ -36,8 +36,10 @@ import numpy as np
 import onnx
 
 from mrvl.dialects import mrvl
-from mrvl.lowering.backend import compile_function, compile_model
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.lowering.backend import compile_function
+from mrvl.driver.compiler import compile_model, compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.machine import Machine
 from mrvl.models import MODELS
 from mrvl.sim import reference_mrvl
 from mrvl.sim.acceptance import check_output
@@ -151,7 +153,7 @@ def _subgraphs(name: str, module, num_tiles: int, seeds: list[int]) -> None:
     for fn in subgraph_functions(module, "accelerator"):
         sym = fn.sym_name.data
         shapes = [mrvl.tensor_shape(a) for a in fn.body.block.args]
-        sub = compile_function(fn, num_tiles=num_tiles, quantize="fp16")
+        sub = compile_function(fn, machine=Machine(tiles=num_tiles), quantize="fp16")
         for seed in seeds:
             rng = np.random.default_rng(seed)
             inputs = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
@@ -186,7 +188,7 @@ def _simulated_prefix(model, k: int, num_tiles: int):
     layers = [op for op in fn.walk() if isinstance(op, mrvl.MrvlLayerOp)]
     names = [v.owner.layer_name.data if isinstance(v.owner, mrvl.MrvlLayerOp) else None
              for v in fn.body.block.last_op.operands]
-    sub = compile_function(fn, num_tiles=num_tiles, quantize="fp16")
+    sub = compile_function(fn, machine=Machine(tiles=num_tiles), quantize="fp16")
     with Simulator.load(sub.data) as sim:
         out, _ = sim.run(inputs)
     return module, fn, inputs, layers, dict(zip(names, out, strict=True))

@@ -7,8 +7,10 @@ Per model (fp16, batch 1, `--num-tiles` tiles, default 8):
 - cycles / latency: simulated cycles of all accelerator steps of one inference, and the
   latency at the simulator's clock (`time_ms` of its report);
 - efficiency: achieved / peak matrix throughput over the accelerator steps
-  (MACs / (cycles * tiles * 256)), and the roofline bound / simulated cycles (1.0 would mean
-  the schedule reaches the bound; it can never exceed 1);
+  (MACs / (cycles * tiles * 256)); bound/cycles: the program-independent bound
+  (`mrvl.sim.bound`: MACs at peak, weights + I/O once over DRAM) / simulated cycles (1.0
+  would mean no schedule could do better; it never exceeds 1); own-traffic roofline/cycles:
+  the same max over the program's own DMA bytes, which excess traffic raises with it;
 - offload: share of the model's MACs on the accelerator (offload.json);
 - sim wall / ort wall: wall seconds of one hybrid run (simulated accelerator + CPU parts on
   onnxruntime) next to onnxruntime running the whole original model on 1 thread, measured
@@ -56,8 +58,9 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
     from mrvl.models import build, example_inputs, load_digits_28, mnist_cnn_trained
-    from mrvl.models.verb_example import fix_batch
-    from mrvl.sim import acceptance, api
+    from mrvl.driver.verb_example import fix_batch
+    from mrvl.driver import api
+    from mrvl.sim import acceptance
     from mrvl.sim.runtime import CompiledModel, load_manifest
 
     model = mnist_cnn_trained() if name == "mnist_cnn" else build(name)
@@ -77,12 +80,14 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
         reports = [s.report for s in result.steps if s.kind == "accelerator"]
         cycles = sum(int(r.get("cycles", 0)) for r in reports)
         macs = sum(int(r.get("macs", 0)) for r in reports)
-        roofline = sum(int(r.get("roofline_cycles", 0)) for r in reports)
+        roofline = sum(int(r.get("traffic_roofline_cycles", 0)) for r in reports)
+        bound = sum(int(r.get("bound_cycles", 0)) for r in reports)
         row.update(
             cycles=cycles,
             latency_ms=sum(float(r.get("time_ms", 0.0)) for r in reports),
             efficiency=macs / (cycles * num_tiles * 256) if cycles else 0.0,
             roofline_ratio=roofline / cycles if cycles else 0.0,
+            bound_ratio=bound / cycles if cycles else 0.0,
             sim_wall_s=sim_s,
             ort_wall_s=ort_s,
             accel_steps=len(reports),
@@ -110,19 +115,20 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | compile (s) | cycles | latency (ms) | efficiency | roofline/cycles | "
-            "offload (MACs) | sim wall (s) | ort wall 1 thr (s) | sim/ort | accuracy |")
-    lines = [head, "|" + "---|" * 11]
+    head = ("| model | compile (s) | cycles | latency (ms) | efficiency | bound/cycles | "
+            "own-traffic roofline/cycles | offload (MACs) | sim wall (s) | ort wall 1 thr (s) "
+            "| sim/ort | accuracy |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | error: {r['error']} |" + " |" * 9)
+            lines.append(f"| {r['model']} | error: {r['error']} |" + " |" * 10)
             continue
         offload = "-" if r["offload"] is None else f"{100 * r['offload']:.1f}%"
         ratio = r["sim_wall_s"] / r["ort_wall_s"] if r["ort_wall_s"] else float("inf")
         lines.append(
             f"| {r['model']} | {r['compile_s']:.2f} | {r['cycles']:,} | {r['latency_ms']:.3f} | "
-            f"{100 * r['efficiency']:.1f}% | {r['roofline_ratio']:.2f} | {offload} | "
-            f"{r['sim_wall_s']:.3f} | {r['ort_wall_s']:.4f} | {ratio:.1f}x | {r['accuracy']} |"
+            f"{100 * r['efficiency']:.1f}% | {r['bound_ratio']:.2f} | {r['roofline_ratio']:.2f} "
+            f"| {offload} | {r['sim_wall_s']:.3f} | {r['ort_wall_s']:.4f} | {ratio:.1f}x | {r['accuracy']} |"
         )
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@
 /* ---- versions and identification ---------------------------------------------------- */
 #define MLIP_MAGIC "MRVL"
 #define MLIP_VERSION_MAJOR 1
-#define MLIP_VERSION_MINOR 0
+#define MLIP_VERSION_MINOR 1
 #define MLIP_ARCH_CN10K 16
 
 /* ---- limits --------------------------------------------------------------------------- */
@@ -43,7 +43,7 @@
 #define MLIP_WEIGHTS_ALIGN 64
 #define MLIP_MAX_INT8_K 65536
 
-/* ---- machine parameters: defaults (all overridable at run time) ------------------------ */
+/* ---- machine description: defaults of the mlip_machine record (docs/isa.md section 4) --- */
 #define MLIP_DEFAULT_OCM_SIZE 1048576
 #define MLIP_DEFAULT_PAGE_SIZE 16384
 #define MLIP_OCM_GRANULE 16
@@ -60,6 +60,13 @@
 #define MLIP_DEFAULT_VECTOR_LATENCY 8
 #define MLIP_DEFAULT_ISSUE_LATENCY 1
 #define MLIP_DEFAULT_BARRIER_LATENCY 50
+
+/* ---- machine description: the ranges a binary's mlip_machine record must be in ---------- */
+#define MLIP_MAX_OCM_BYTES 1073741824
+#define MLIP_MAX_CLOCK_MHZ 100000
+#define MLIP_MAX_MACHINE_WIDTH 65536
+#define MLIP_MAX_MACHINE_LATENCY 1000000
+#define MLIP_MIN_DRAM_MILLIBYTES_PER_CYCLE 1
 
 /* ---- enums ---------------------------------------------------------------------------- */
 enum mlip_opcode {
@@ -345,6 +352,29 @@ typedef struct mlip_model_info {
     mlip_stream streams[MLIP_NUM_SECTIONS][MLIP_MAX_TILES][MLIP_NUM_QUEUES];
 } mlip_model_info;
 
+/* Machine description: right after the model info in the metadata (format 1.1 on).  The
+ * simulator's timing model reads every constant from here; it changes cycle counts only.
+ * dram_bytes_per_cycle is an IEEE-754 double so that fractional bandwidths (41.6 GB/s) are
+ * exact; integral values give the same cycle counts as integer arithmetic. */
+typedef struct mlip_machine {
+    uint32_t tiles;            /* tile_end - tile_start + 1 */
+    uint32_t ocm_bytes;        /* OCM per tile; ocm_end <= ocm_bytes */
+    uint32_t page_bytes;       /* == mlip_model_info.page_size */
+    uint32_t clock_mhz;
+    uint32_t matrix_rows;      /* matrix engine input channels per cycle */
+    uint32_t matrix_cols;      /* matrix engine output channels per cycle */
+    uint32_t int8_speedup;     /* int8 MACs per cycle over fp16 */
+    uint32_t vector_lanes;     /* vector engine elements per cycle */
+    double dram_bytes_per_cycle;  /* shared by all tiles; finite, > 0 */
+    uint32_t dma_bytes_per_cycle; /* one tile's DMA engine */
+    uint32_t dma_latency;      /* cycles from issue to the first byte */
+    uint32_t matrix_fill;      /* fill/drain cycles of each matrix instruction */
+    uint32_t vector_latency;   /* pipeline latency of each vector instruction */
+    uint32_t issue_latency;    /* cycles to issue any instruction */
+    uint32_t barrier_latency;  /* cycles from the last arrival to the release */
+    uint64_t reserved[2];
+} mlip_machine;
+
 /* Input / output descriptor. */
 typedef struct mlip_io_desc {
     char name[MLIP_NAME_LEN];
@@ -374,6 +404,7 @@ _Static_assert(sizeof(mlip_insn) == MLIP_INSN_BYTES, "mlip_insn size");
 _Static_assert(sizeof(mlip_header) == 64, "mlip_header size");
 _Static_assert(sizeof(mlip_stream) == 8, "mlip_stream size");
 _Static_assert(sizeof(mlip_model_info) == 792, "mlip_model_info size");
+_Static_assert(sizeof(mlip_machine) == 80, "mlip_machine size");
 _Static_assert(sizeof(mlip_io_desc) == 136, "mlip_io_desc size");
 _Static_assert(sizeof(mlip_layer_desc) == 96, "mlip_layer_desc size");
 

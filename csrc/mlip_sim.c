@@ -127,6 +127,7 @@ typedef struct wcache_entry {
 
 struct mlip_sim {
     mlip_params p;
+    mlip_machine m;                   /* the binary's machine record: every timing constant */
     int has_avx2;
     prep_cache xcache[MLIP_MAX_TILES];
     wcache_entry wc[WCACHE_N];
@@ -162,6 +163,11 @@ struct mlip_sim {
     mlip_stats stats;
     char *msg;
     size_t msg_size;
+    /* tracing (mlip_sim_run_traced only; tracing == 0 otherwise: no record is made) */
+    int tracing;
+    mlip_trace_record *trace;
+    uint64_t trace_cap;
+    uint64_t trace_n;       /* records produced, written or not */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -183,6 +189,14 @@ static int fail(mlip_sim *sim, int code, const char *fmt, ...)
 static inline uint64_t umax64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 static inline uint64_t umin64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 static inline uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+/* ceil(bytes / rate) for a validated rate (>= 0.001, finite) and bytes < 2^53: exact for
+ * integral rates (IEEE division is correctly rounded), so 64.0 gives cdiv(bytes, 64) */
+static inline uint64_t rate_cdiv(uint64_t bytes, double rate)
+{
+    double q = (double)bytes / rate;
+    uint64_t n = (uint64_t)q;
+    return (double)n < q ? n + 1 : n;
+}
 
 /* a * b, or UINT64_MAX on overflow */
 static inline uint64_t smul(uint64_t a, uint64_t b)
@@ -550,7 +564,7 @@ static int validate_dma(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
         dram_ext = sadd(dram_ext, smul(src - 1, a[MLIP_DMA_DRAM_STRIDE0 + d]));
     }
     TRY(chk_work(sim, w, in, count));
-    if (count > sim->p.ocm_size) {
+    if (count > sim->m.ocm_bytes) {
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": %llu elements exceed the OCM size",
                     WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)count);
     }
@@ -842,6 +856,53 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
     }
 }
 
+/* the machine record (csrc/mlip_isa.h ranges; mirrored by mrvl/machine.py machine_problem) */
+static int validate_machine(mlip_sim *sim, const mlip_machine *k, const mlip_model_info *m)
+{
+    const uint32_t widths[5] = {k->matrix_rows, k->matrix_cols, k->int8_speedup,
+                                k->vector_lanes, k->dma_bytes_per_cycle};
+    static const char *const wname[5] = {"matrix_rows", "matrix_cols", "int8_speedup",
+                                         "vector_lanes", "dma_bytes_per_cycle"};
+    const uint32_t lats[5] = {k->dma_latency, k->matrix_fill, k->vector_latency,
+                              k->issue_latency, k->barrier_latency};
+    static const char *const lname[5] = {"dma_latency", "matrix_fill", "vector_latency",
+                                         "issue_latency", "barrier_latency"};
+    if (k->tiles != m->tile_end - m->tile_start + 1) {
+        return fail(sim, MLIP_ERR_FORMAT, "machine record: tiles %u != the %u tile(s) the "
+                    "model uses", k->tiles, m->tile_end - m->tile_start + 1);
+    }
+    if (k->ocm_bytes < MLIP_OCM_GRANULE || k->ocm_bytes > MLIP_MAX_OCM_BYTES ||
+        k->ocm_bytes % MLIP_OCM_GRANULE) {
+        return fail(sim, MLIP_ERR_FORMAT, "machine record: ocm_bytes %u is not a multiple of "
+                    "%d up to %d", k->ocm_bytes, MLIP_OCM_GRANULE, MLIP_MAX_OCM_BYTES);
+    }
+    if (k->page_bytes != m->page_size) {
+        return fail(sim, MLIP_ERR_FORMAT, "machine record: page_bytes %u != page_size %u",
+                    k->page_bytes, m->page_size);
+    }
+    if (k->clock_mhz < 1 || k->clock_mhz > MLIP_MAX_CLOCK_MHZ) {
+        return fail(sim, MLIP_ERR_FORMAT, "machine record: clock_mhz %u not within 1..%d",
+                    k->clock_mhz, MLIP_MAX_CLOCK_MHZ);
+    }
+    for (int i = 0; i < 5; i++) {
+        if (widths[i] < 1 || widths[i] > MLIP_MAX_MACHINE_WIDTH) {
+            return fail(sim, MLIP_ERR_FORMAT, "machine record: %s %u not within 1..%d",
+                        wname[i], widths[i], MLIP_MAX_MACHINE_WIDTH);
+        }
+        if (lats[i] > MLIP_MAX_MACHINE_LATENCY) {
+            return fail(sim, MLIP_ERR_FORMAT, "machine record: %s %u exceeds %d", lname[i],
+                        lats[i], MLIP_MAX_MACHINE_LATENCY);
+        }
+    }
+    /* written so that NaN fails too */
+    if (!(k->dram_bytes_per_cycle >= MLIP_MIN_DRAM_MILLIBYTES_PER_CYCLE / 1000.0 &&
+          k->dram_bytes_per_cycle <= MLIP_MAX_MACHINE_WIDTH)) {
+        return fail(sim, MLIP_ERR_FORMAT, "machine record: dram_bytes_per_cycle %g not "
+                    "within 0.001..%d", k->dram_bytes_per_cycle, MLIP_MAX_MACHINE_WIDTH);
+    }
+    return MLIP_OK;
+}
+
 static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
 {
     const size_t hsize = sizeof(mlip_header);
@@ -857,6 +918,11 @@ static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
     if (h.version_major != MLIP_VERSION_MAJOR) {
         return fail(sim, MLIP_ERR_FORMAT, "unsupported version %u.%u (supported: %d.x)",
                     h.version_major, h.version_minor, MLIP_VERSION_MAJOR);
+    }
+    if (h.version_minor < MLIP_VERSION_MINOR) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    "version %u.%u predates the machine record of %d.%d; recompile the model",
+                    h.version_major, h.version_minor, MLIP_VERSION_MAJOR, MLIP_VERSION_MINOR);
     }
     if (h.header_size != hsize) {
         return fail(sim, MLIP_ERR_FORMAT, "header_size %u != %zu", h.header_size, hsize);
@@ -885,7 +951,7 @@ static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
     if (mlip_crc32c(payload, h.payload_size) != h.payload_crc) {
         return fail(sim, MLIP_ERR_FORMAT, "payload CRC32C mismatch (corrupt code or weights)");
     }
-    if (h.metadata_size < sizeof(mlip_model_info)) {
+    if (h.metadata_size < sizeof(mlip_model_info) + sizeof(mlip_machine)) {
         return fail(sim, MLIP_ERR_FORMAT, "metadata smaller than the model info");
     }
     sim->hdr = h;
@@ -900,7 +966,7 @@ static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
         return fail(sim, MLIP_ERR_FORMAT, "%u inputs / %u outputs / %u layers exceed the limits",
                     m->num_inputs, m->num_outputs, m->num_layers);
     }
-    uint64_t expect = sizeof(mlip_model_info) +
+    uint64_t expect = sizeof(mlip_model_info) + sizeof(mlip_machine) +
                       (uint64_t)(m->num_inputs + m->num_outputs) * sizeof(mlip_io_desc) +
                       (uint64_t)m->num_layers * sizeof(mlip_layer_desc);
     if (expect != h.metadata_size) {
@@ -911,10 +977,12 @@ static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
         sadd(m->code_size, m->weights_size) != h.payload_size) {
         return fail(sim, MLIP_ERR_FORMAT, "code_size / weights_size do not match the payload");
     }
-    if (m->ocm_start > m->ocm_end || m->ocm_end > sim->p.ocm_size) {
+    memcpy(&sim->m, meta + sizeof(mlip_model_info), sizeof(mlip_machine));
+    TRY(validate_machine(sim, &sim->m, m));
+    if (m->ocm_start > m->ocm_end || m->ocm_end > sim->m.ocm_bytes) {
         return fail(sim, MLIP_ERR_FORMAT,
-                    "model OCM range [0x%x, 0x%x) does not fit the simulated OCM of %u bytes",
-                    m->ocm_start, m->ocm_end, sim->p.ocm_size);
+                    "model OCM range [0x%x, 0x%x) does not fit the machine's OCM of %u bytes",
+                    m->ocm_start, m->ocm_end, sim->m.ocm_bytes);
     }
     if (m->dram_size > MLIP_MAX_DRAM_BYTES || m->dram_size > sim->p.max_dram_bytes) {
         return fail(sim, MLIP_ERR_FORMAT, "dram_size %llu exceeds the simulator limit %llu",
@@ -971,7 +1039,7 @@ static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
                     m->num_insns);
     }
     /* descriptors */
-    const uint8_t *p = meta + sizeof(mlip_model_info);
+    const uint8_t *p = meta + sizeof(mlip_model_info) + sizeof(mlip_machine);
     uint32_t nio = m->num_inputs + m->num_outputs;
     for (uint32_t i = 0; i < nio; i++) {
         mlip_io_desc *d = &sim->io[i];
@@ -2243,7 +2311,7 @@ static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const 
 }
 
 static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
-                     const mlip_params *p, cost *c)
+                     const mlip_machine *p, cost *c)
 {
     conv_geo g;
     conv_geometry(in, &g);
@@ -2289,7 +2357,7 @@ static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
 }
 
 static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
-                     const mlip_params *p, cost *c)
+                     const mlip_machine *p, cost *c)
 {
     const uint32_t *a = in->arg;
     uint8_t *ocm = sim->ocm[lt];
@@ -2362,7 +2430,7 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
 }
 
 static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
-                    const mlip_params *p, cost *c)
+                    const mlip_machine *p, cost *c)
 {
     const uint32_t *a = in->arg;
     uint8_t *ocm = sim->ocm[lt];
@@ -2449,7 +2517,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
 }
 
 static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
-                    const mlip_params *p, cost *c)
+                    const mlip_machine *p, cost *c)
 {
     const uint32_t *a = in->arg;
     uint8_t *ocm = sim->ocm[lt];
@@ -2571,6 +2639,30 @@ static void account(mlip_sim *sim, run_ctx *rc, const mlip_insn *in, const cost 
     }
 }
 
+/* one record of a traced run; records beyond the caller's capacity are only counted */
+static void trace_add(mlip_sim *sim, const run_ctx *rc, uint32_t s, uint32_t index,
+                      const mlip_insn *in, const cost *c, uint64_t ready, uint64_t start,
+                      uint64_t end)
+{
+    uint64_t k = sim->trace_n++;
+    if (k >= sim->trace_cap) return;
+    mlip_trace_record *r = &sim->trace[k];
+    r->ready = ready;
+    r->start = start;
+    r->end = end;
+    r->busy = c->cycles;
+    r->macs = c->macs;
+    r->dram_bytes = c->dram_bytes;
+    r->index = index;
+    r->layer = in->layer;
+    r->tile = (uint8_t)(sim->tile0 + s / 3);
+    r->queue = (uint8_t)(s % 3);
+    r->opcode = in->opcode;
+    r->section = (uint8_t)rc->section;
+    r->int8 = (uint8_t)(c->int8 != 0);
+    r->reserved = 0;
+}
+
 /* bounding OCM byte range [lo, hi) an instruction writes; 0 if it writes no OCM */
 static int insn_ocm_write(const mlip_insn *in, uint64_t *lo, uint64_t *hi)
 {
@@ -2619,7 +2711,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
 {
     stream_state *ss = &rc->st[s];
     const mlip_insn *in = &ss->insns[ss->pc];
-    const mlip_params *p = &sim->p;
+    const mlip_machine *p = &sim->m;
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
     do_pops(rc, s, in);
@@ -2655,13 +2747,17 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     if (c.engine == 3) {
         uint64_t t0 = start + p->issue_latency + p->dma_latency;
         uint64_t xfer = umax64(t0, rc->dram_free);
-        rc->dram_free = xfer + cdiv(c.dram_bytes, p->dram_bytes_per_cycle);
-        rc->stats->dram_busy += cdiv(c.dram_bytes, p->dram_bytes_per_cycle);
-        end = xfer + cdiv(c.dram_bytes, umin64(p->dma_bytes_per_cycle, p->dram_bytes_per_cycle));
+        uint64_t dram_cycles = rate_cdiv(c.dram_bytes, p->dram_bytes_per_cycle);
+        double dma_rate = (double)p->dma_bytes_per_cycle < p->dram_bytes_per_cycle
+                              ? (double)p->dma_bytes_per_cycle : p->dram_bytes_per_cycle;
+        rc->dram_free = xfer + dram_cycles;
+        rc->stats->dram_busy += dram_cycles;
+        end = xfer + rate_cdiv(c.dram_bytes, dma_rate);
     } else {
         end = start + p->issue_latency + c.cycles;
     }
     rc->stats->stall[q] += start - ss->ready;
+    if (sim->tracing) trace_add(sim, rc, s, ss->pc, in, &c, ss->ready, start, end);
     ss->ready = end;
     ss->pc++;
     do_pushes(rc, s, in, end);
@@ -2757,7 +2853,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                     if (rc->st[s].vc[i] > merged[i]) merged[i] = rc->st[s].vc[i];
                 }
             }
-            uint64_t end = bar_start + sim->p.issue_latency + sim->p.barrier_latency;
+            uint64_t end = bar_start + sim->m.issue_latency + sim->m.barrier_latency;
             for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
                 uint32_t s = lt * 3 + 1;
                 stream_state *ss = &rc->st[s];
@@ -2765,10 +2861,13 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 memcpy(ss->vc, merged, sizeof merged);
                 ss->vc[s] = rc->base0[s] + ss->pc + 1;
                 stats->stall[1] += bar_start - ss->ready;
+                cost c = {0, 0, 0, 0, 0};
+                if (sim->tracing) {
+                    trace_add(sim, rc, s, ss->pc, in, &c, ss->ready, bar_start, end);
+                }
                 ss->ready = end;
                 ss->pc++;
                 do_pushes(rc, s, in, end);
-                cost c = {0, 0, 0, 0, 0};
                 account(sim, rc, in, &c, bar_start, end, 0);
             }
             if (end > rc->end) rc->end = end;
@@ -2807,37 +2906,10 @@ done:
 void mlip_default_params(mlip_params *p)
 {
     if (p == NULL) return;
-    p->clock_mhz = MLIP_DEFAULT_CLOCK_MHZ;
-    p->matrix_rows = MLIP_DEFAULT_MATRIX_ROWS;
-    p->matrix_cols = MLIP_DEFAULT_MATRIX_COLS;
-    p->int8_speedup = MLIP_DEFAULT_INT8_SPEEDUP;
-    p->vector_lanes = MLIP_DEFAULT_VECTOR_LANES;
-    p->dram_bytes_per_cycle = MLIP_DEFAULT_DRAM_BYTES_PER_CYCLE;
-    p->dma_bytes_per_cycle = MLIP_DEFAULT_DMA_BYTES_PER_CYCLE;
-    p->dma_latency = MLIP_DEFAULT_DMA_LATENCY;
-    p->matrix_fill = MLIP_DEFAULT_MATRIX_FILL;
-    p->vector_latency = MLIP_DEFAULT_VECTOR_LATENCY;
-    p->issue_latency = MLIP_DEFAULT_ISSUE_LATENCY;
-    p->barrier_latency = MLIP_DEFAULT_BARRIER_LATENCY;
-    p->ocm_size = MLIP_DEFAULT_OCM_SIZE;
     p->check_deps = 1;
     p->portable = 0;
     p->max_insn_work = (uint64_t)1 << 34;
     p->max_dram_bytes = (uint64_t)1 << 31;
-}
-
-static int check_params(mlip_sim *sim, const mlip_params *p)
-{
-    if (p->clock_mhz == 0 || p->matrix_rows == 0 || p->matrix_cols == 0 ||
-        p->int8_speedup == 0 || p->vector_lanes == 0 || p->dram_bytes_per_cycle == 0 ||
-        p->dma_bytes_per_cycle == 0) {
-        return fail(sim, MLIP_ERR_ARG, "timing parameters: rates and sizes must be >= 1");
-    }
-    if (p->ocm_size == 0 || p->ocm_size > (1u << 30) || p->ocm_size % MLIP_OCM_GRANULE) {
-        return fail(sim, MLIP_ERR_ARG, "ocm_size %u must be a multiple of %d up to 1 GiB",
-                    p->ocm_size, MLIP_OCM_GRANULE);
-    }
-    return MLIP_OK;
 }
 
 static void shadow_free(shadow *sh)
@@ -2930,18 +3002,17 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     if (sim->p.portable) {
         sim->has_avx2 = 0;
     }
-    int rc = check_params(sim, &sim->p);
-    if (rc == MLIP_OK) rc = validate_model(sim, data ? data : (const uint8_t *)"", size);
+    int rc = validate_model(sim, data ? data : (const uint8_t *)"", size);
     if (rc != MLIP_OK) {
         mlip_sim_free(sim);
         return rc;
     }
     const mlip_model_info *m = &sim->info;
     sim->dram = calloc(sim->dram_size ? (size_t)sim->dram_size : 1, 1);
-    sim->osh_n = sim->p.ocm_size / MLIP_OCM_GRANULE;
+    sim->osh_n = sim->m.ocm_bytes / MLIP_OCM_GRANULE;
     int ok = sim->dram != NULL;
     for (uint32_t t = 0; t < sim->ntiles && ok; t++) {
-        sim->ocm[t] = calloc(sim->p.ocm_size, 1);
+        sim->ocm[t] = calloc(sim->m.ocm_bytes, 1);
         uint32_t queues[3] = {t * 3, t * 3 + 1, t * 3 + 2};
         ok = sim->ocm[t] != NULL && shadow_alloc(&sim->osh[t], sim->osh_n, 0, 3, queues);
     }
@@ -3020,4 +3091,42 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
         memcpy(layers, sim->lstats, (size_t)num_layers * sizeof(mlip_layer_stats));
     }
     return MLIP_OK;
+}
+
+uint64_t mlip_sim_trace_size(const mlip_sim *sim)
+{
+    if (sim == NULL) return 0;
+    uint64_t n = 0;
+    for (uint32_t t = sim->tile0; t < sim->tile0 + sim->ntiles; t++) {
+        for (int q = 0; q < 3; q++) {
+            n += sim->info.streams[MLIP_SEC_MAIN][t][q].count;
+            n += sim->info.streams[MLIP_SEC_FINISH][t][q].count;
+        }
+    }
+    return n;
+}
+
+int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                        uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
+                        uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size)
+{
+    if (sim == NULL) return MLIP_ERR_ARG;
+    if (trace == NULL && capacity != 0) {
+        set_msg(sim, msg, msg_size);
+        return fail(sim, MLIP_ERR_ARG, "trace buffer is NULL but its capacity is %llu",
+                    (unsigned long long)capacity);
+    }
+    sim->tracing = 1;
+    sim->trace = trace;
+    sim->trace_cap = capacity;
+    sim->trace_n = 0;
+    int rc = mlip_sim_run(sim, stats, layers, num_layers, msg, msg_size);
+    uint64_t n = sim->trace_n;
+    sim->tracing = 0;
+    sim->trace = NULL;
+    sim->trace_cap = 0;
+    sim->trace_n = 0;
+    if (recorded != NULL) *recorded = n < capacity ? n : capacity;
+    if (dropped != NULL) *dropped = n > capacity ? n - capacity : 0;
+    return rc;
 }

@@ -20,19 +20,6 @@
 #define MLIP_ERR_NOMEM (-4)   /* out of memory */
 
 typedef struct mlip_params {
-    uint32_t clock_mhz;
-    uint32_t matrix_rows;
-    uint32_t matrix_cols;
-    uint32_t int8_speedup;
-    uint32_t vector_lanes;
-    uint32_t dram_bytes_per_cycle;
-    uint32_t dma_bytes_per_cycle;
-    uint32_t dma_latency;
-    uint32_t matrix_fill;
-    uint32_t vector_latency;
-    uint32_t issue_latency;
-    uint32_t barrier_latency;
-    uint32_t ocm_size;
     uint32_t check_deps;       /* 1: enforce the dependency rule (default) */
     uint32_t portable;         /* 1: use the portable C kernels, not the AVX2 ones */
     uint64_t max_insn_work;    /* per-instruction work limit (MACs / taps / elements) */
@@ -65,6 +52,26 @@ typedef struct mlip_layer_stats {
     uint64_t instructions;
 } mlip_layer_stats;
 
+/* One executed instruction of a traced run (mlip_sim_run_traced): where and when it ran.
+ * ready <= start <= end; start - ready is the cycles its queue waited (tokens, DRAM or a
+ * barrier). */
+typedef struct mlip_trace_record {
+    uint64_t ready;            /* cycle its queue became free (the previous one's end) */
+    uint64_t start;            /* cycle it started */
+    uint64_t end;              /* cycle it finished */
+    uint64_t busy;             /* engine cycles of its cost (matrix / vector work) */
+    uint64_t macs;
+    uint64_t dram_bytes;       /* DMA: DRAM-side bytes */
+    uint32_t index;            /* position in its stream (section, tile, queue) */
+    uint16_t layer;            /* MLIP_LAYER_NONE if none */
+    uint8_t tile;              /* absolute tile number */
+    uint8_t queue;             /* 0 dma_in, 1 compute, 2 dma_out */
+    uint8_t opcode;
+    uint8_t section;           /* 1 main, 2 finish */
+    uint8_t int8;              /* 1: its MACs are int8 */
+    uint8_t reserved;
+} mlip_trace_record;
+
 typedef struct mlip_sim mlip_sim;
 
 void mlip_default_params(mlip_params *params);
@@ -76,5 +83,13 @@ uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size);
+/* Records a run of mlip_sim_run writes: the instructions of main and finish. */
+uint64_t mlip_sim_trace_size(const mlip_sim *sim);
+/* mlip_sim_run that also writes one record per executed instruction into trace[0..capacity)
+ * in execution order; *recorded = records written, *dropped = records that did not fit
+ * (never written). Outputs and cycles are those of mlip_sim_run. */
+int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                        uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
+                        uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
 
 #endif /* MLIP_SIM_H */

@@ -37,6 +37,7 @@ from contextvars import ContextVar
 from typing import ClassVar
 
 import numpy as np
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
@@ -50,6 +51,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IntegerAttr,
     IntegerType,
+    ModuleOp,
     Signedness,
     StringAttr,
     TensorType,
@@ -74,6 +76,8 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.traits import ConstantLike, Pure
 from xdsl.utils.exceptions import VerifyException
+
+from mrvl.reference_kernels import layout_perm
 
 # --------------------------------------------------------------------------------------
 # Element types <-> numpy dtypes
@@ -211,28 +215,54 @@ def _check_axis(axis: int, rank: int, name: str = "axis") -> None:
         raise VerifyException(f"expected {name} in [0, {rank}), got {axis}")
 
 
+_DYNAMIC_STAND_IN = 1 << 62
+"""A dynamic size (`?`, -1) as numpy sees it: it broadcasts only with 1 and itself."""
+
+
 def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
-    """Numpy (multidirectional) broadcast of static shapes; VerifyException if impossible."""
-    rank = max(len(s) for s in shapes)
-    result: list[int] = []
-    for i in range(rank):
-        dim = 1
-        for s in shapes:
-            d = s[i - rank + len(s)] if i - rank + len(s) >= 0 else 1
-            if d == 1:
-                continue
-            if dim not in (1, d):
-                raise VerifyException(
-                    "expected broadcastable shapes, got "
-                    + " and ".join(str(list(s)) for s in shapes)
-                )
-            dim = d
-        result.append(dim)
-    return tuple(result)
+    """Numpy (multidirectional) broadcast of static shapes (`numpy.broadcast_shapes`; a
+    dynamic size matches only 1 and itself); VerifyException if impossible."""
+    try:
+        result = np.broadcast_shapes(
+            *(tuple(_DYNAMIC_STAND_IN if d < 0 else d for d in s) for s in shapes))
+    except ValueError:
+        raise VerifyException(
+            "expected broadcastable shapes, got " + " and ".join(str(list(s)) for s in shapes)
+        ) from None
+    return tuple(-1 if d == _DYNAMIC_STAND_IN else int(d) for d in result)
 
 
-def _layout_perm(src: str, dst: str) -> tuple[int, ...]:
-    return tuple(src.index(c) for c in dst)
+def find_function(module: ModuleOp, name: str = "main") -> func.FuncOp | None:
+    """The `func.func @<name>` of `module` (the model is `@main`), or None."""
+    for op in module.ops:
+        if isinstance(op, func.FuncOp) and op.sym_name.data == name:
+            return op
+    return None
+
+
+def input_names(fn: func.FuncOp) -> list[str]:
+    """The `graph.name` of each argument of `fn` (arg0, arg1, ... when absent)."""
+    names = []
+    arg_attrs = fn.arg_attrs.data if fn.arg_attrs is not None else ()
+    for i in range(len(fn.args)):
+        name = f"arg{i}"
+        if i < len(arg_attrs) and isinstance(arg_attrs[i], DictionaryAttr):
+            attr = arg_attrs[i].data.get("graph.name")
+            if isinstance(attr, StringAttr):
+                name = attr.data
+        names.append(name)
+    return names
+
+
+def output_names(fn: func.FuncOp) -> list[str]:
+    """The `graph.output_names` of `fn` (or out0, out1, ... when absent)."""
+    attr = fn.attributes.get("graph.output_names")
+    n = len(fn.function_type.outputs.data)
+    if isinstance(attr, ArrayAttr) and len(attr.data) == n:
+        return [a.data if isinstance(a, StringAttr) else f"out{i}" for i, a in enumerate(attr.data)]
+    return [f"out{i}" for i in range(n)]
+
+
 
 
 # --------------------------------------------------------------------------------------
@@ -1585,7 +1615,7 @@ class LayoutTransformOp(GraphOperation):
 
     @property
     def permutation(self) -> tuple[int, ...]:
-        return _layout_perm(self.src_layout.data, self.dst_layout.data)
+        return layout_perm(self.src_layout.data, self.dst_layout.data)
 
     @classmethod
     def infer_types(cls, operand_types, props):
@@ -1596,7 +1626,7 @@ class LayoutTransformOp(GraphOperation):
             raise VerifyException(
                 f"expected src and dst layouts permuting the {len(xs)} axes, got {src} and {dst}"
             )
-        return [TensorType(x.element_type, [xs[p] for p in _layout_perm(src, dst)])]
+        return [TensorType(x.element_type, [xs[p] for p in layout_perm(src, dst)])]
 
 
 @irdl_op_definition

@@ -43,11 +43,13 @@ from __future__ import annotations
 import functools
 import re
 from collections import deque
+from dataclasses import asdict, replace
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
+    DictionaryAttr,
     Float64Type,
     FloatAttr,
     FlatSymbolRefAttrConstr,
@@ -92,6 +94,7 @@ from xdsl.traits import NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from mrvl import mlip_isa as isa
+from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_isa import Act, EltFunc, Opcode, PoolFunc, Queue, Section
 
 DTYPE_NAMES = {
@@ -1080,9 +1083,23 @@ class ModelOp(IRDLOperation):
     inputs = prop_def(ArrayAttr[StringAttr])
     outputs = prop_def(ArrayAttr[StringAttr])
     ocm_end = opt_prop_def(IntegerAttr[I64])
+    machine = opt_prop_def(DictionaryAttr)
+    """The machine compiled for (mrvl/machine.py fields), when it is not the default one;
+    the binary records it (with the model's tiles, OCM and page size)."""
     body = region_def("single_block")
     traits = traits_def(NoTerminator())
     assembly_format = "$model attr-dict-with-keyword $body"
+
+    def machine_record(self) -> Machine:
+        """The machine of the model: `machine` (or the default) with its tiles, OCM and
+        page size."""
+        base = DEFAULT_MACHINE
+        if self.machine is not None:
+            base = Machine.from_dict({k: v.value.data  # type: ignore[union-attr]
+                                      for k, v in self.machine.data.items()})
+        return replace(base, tiles=self.num_tiles.value.data,
+                       ocm_bytes=self.ocm_size.value.data,
+                       page_bytes=self.page_size.value.data)
     irdl_options = (ParsePropInAttrDict(),)
 
     # -- views used by the passes, emission and the report --
@@ -1132,6 +1149,14 @@ class ModelOp(IRDLOperation):
             tile = op.properties.get("tile")
             if tile is not None and not 0 <= _ival(tile) < tiles:
                 raise VerifyException(f"expected tile in [0, {tiles}), got {_ival(tile)}")
+
+
+def machine_attr(machine: Machine) -> DictionaryAttr:
+    """The `machine` property of a model: every field typed (i64 or f64)."""
+    data: dict[str, Attribute] = {}
+    for key, value in asdict(machine).items():
+        data[key] = f64_attr(float(value)) if isinstance(value, float) else i64_attr(int(value))
+    return DictionaryAttr(data)
 
 
 def model_asm(model: ModelOp) -> str:

@@ -30,11 +30,13 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     Float32Type,
     FloatAttr,
     IntegerAttr,
+    ModuleOp,
     StringAttr,
     TensorType,
     UnitAttr,
@@ -57,8 +59,20 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
+from mrvl.dialects.graph import broadcast_shapes
+
 TARGET_ATTR = "mrvl.target"
 """Function attribute naming where a sub-graph runs: "accelerator" or "cpu"."""
+
+
+def subgraph_functions(module: ModuleOp, target: str = "accelerator") -> list[func.FuncOp]:
+    """The sub-graph functions of `target` ("accelerator" or "cpu"), in module order."""
+    found = []
+    for op in module.ops:
+        attr = op.attributes.get(TARGET_ATTR) if isinstance(op, func.FuncOp) else None
+        if isinstance(attr, StringAttr) and attr.data == target:
+            found.append(op)
+    return found
 
 ACCEL_PREFIX = "tvmgen_mrvl_main_"
 CPU_PREFIX = "cpu_main_"
@@ -529,18 +543,6 @@ class GlobalMaxpool2DOp(_GlobalPoolBase):
         _global_init(self, input, layer_name)
 
 
-def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
-    """numpy broadcast of two shapes, None when they do not broadcast."""
-    out = []
-    for x, y in zip(
-        (1,) * (len(b) - len(a)) + tuple(a), (1,) * (len(a) - len(b)) + tuple(b), strict=True
-    ):
-        if x != y and 1 not in (x, y):
-            return None
-        out.append(max(x, y))
-    return tuple(out)
-
-
 class BroadcastEltwiseLayerOp(MrvlLayerOp):
     """The constructor and verifier shared by the two-input element-wise layers (Sum2D,
     Mul2D): operands `lhs`, `rhs` broadcast (numpy rules) to the f32 result's shape. The
@@ -555,9 +557,11 @@ class BroadcastEltwiseLayerOp(MrvlLayerOp):
         activation: str = "none",
         clip: tuple[float, float] | None = None,
     ):
-        shape = broadcast_shapes(tensor_shape(SSAValue.get(lhs)), tensor_shape(SSAValue.get(rhs)))
-        if shape is None:
-            raise VerifyException(f"operands of {self.name} do not broadcast")
+        try:
+            shape = broadcast_shapes(tensor_shape(SSAValue.get(lhs)),
+                                     tensor_shape(SSAValue.get(rhs)))
+        except VerifyException:
+            raise VerifyException(f"operands of {self.name} do not broadcast") from None
         super().__init__(
             operands=[lhs, rhs],
             result_types=[TensorType(f32, shape)],
@@ -572,12 +576,13 @@ class BroadcastEltwiseLayerOp(MrvlLayerOp):
 
     def verify_(self) -> None:
         self._verify_common()
-        shape = broadcast_shapes(tensor_shape(self.lhs), tensor_shape(self.rhs))
-        if shape is None:
+        try:
+            shape = broadcast_shapes(tensor_shape(self.lhs), tensor_shape(self.rhs))
+        except VerifyException:
             raise VerifyException(
                 f"expected broadcastable operands, got {list(tensor_shape(self.lhs))} and "
                 f"{list(tensor_shape(self.rhs))}"
-            )
+            ) from None
         _expect_shape("result", tensor_shape(self.output), shape)
 
 

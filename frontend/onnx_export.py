@@ -26,14 +26,8 @@ import onnx
 from onnx import TensorProto, helper
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
-    BFloat16Type,
     DenseIntOrFPElementsAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    IntegerType,
     ModuleOp,
-    Signedness,
     StringAttr,
     TensorType,
 )
@@ -41,6 +35,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from mrvl.dialects import graph
 from mrvl.errors import MrvlError
+from mrvl.reference_kernels import layout_perm
 
 
 class ExportError(MrvlError):
@@ -55,33 +50,14 @@ MIN_OPSET = 7
 
 
 def onnx_elem_type(element_type: Attribute) -> int:
-    """The ONNX TensorProto data type of a builtin element type."""
-    if isinstance(element_type, Float32Type):
-        return TensorProto.FLOAT
-    if isinstance(element_type, Float16Type):
-        return TensorProto.FLOAT16
-    if isinstance(element_type, Float64Type):
-        return TensorProto.DOUBLE
-    if isinstance(element_type, BFloat16Type):
-        return TensorProto.BFLOAT16
-    if isinstance(element_type, IntegerType):
-        width = element_type.width.data
-        unsigned = element_type.signedness.data == Signedness.UNSIGNED
-        table = {
-            (1, False): TensorProto.BOOL,
-            (1, True): TensorProto.BOOL,
-            (8, False): TensorProto.INT8,
-            (16, False): TensorProto.INT16,
-            (32, False): TensorProto.INT32,
-            (64, False): TensorProto.INT64,
-            (8, True): TensorProto.UINT8,
-            (16, True): TensorProto.UINT16,
-            (32, True): TensorProto.UINT32,
-            (64, True): TensorProto.UINT64,
-        }
-        if (width, unsigned) in table:
-            return table[(width, unsigned)]
-    raise ExportError(f"element type {element_type} has no ONNX equivalent")
+    """The ONNX TensorProto data type of a builtin element type (frontend/onnx_import.py's
+    mapping); ExportError when it has none."""
+    from mrvl.frontend.onnx_import import onnx_elem_type as to_onnx
+
+    try:
+        return to_onnx(element_type)
+    except ValueError:
+        raise ExportError(f"element type {element_type} has no ONNX equivalent") from None
 
 
 def _value_info(name: str, ty: Attribute) -> onnx.ValueInfoProto:
@@ -561,8 +537,6 @@ class _Exporter:
         self.simple(op, "Transpose", perm=perm or None)
 
     def emit_LayoutTransformOp(self, op: graph.LayoutTransformOp) -> None:
-        from mrvl.sim.reference_kernels import layout_perm
-
         perm = layout_perm(op.src_layout.data, op.dst_layout.data)
         self.simple(op, "Transpose", perm=list(perm))
 
@@ -658,12 +632,7 @@ def export_function(
 
     Raises `ExportError` naming the op when something has no ONNX equivalent.
     """
-    from mrvl.sim.reference import input_names, output_names
-
-    fn = next(
-        (op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == func_name),
-        None,
-    )
+    fn = graph.find_function(module, func_name)
     if fn is None:
         raise ExportError(f"the module has no function named '{func_name}'")
     if opset < MIN_OPSET or opset > onnx.defs.onnx_opset_version():
@@ -673,7 +642,7 @@ def export_function(
         )
     chosen = choose_opset(fn, opset)
     exporter = _Exporter(fn, chosen)
-    model = exporter.run(input_names(module, func_name), output_names(module, func_name))
+    model = exporter.run(graph.input_names(fn), graph.output_names(fn))
     imports = {"": chosen}
     for op in fn.walk():
         if isinstance(op, graph.OnnxOp) and op.domain.data not in ("", "ai.onnx"):

@@ -30,6 +30,9 @@ naming the file, the node or the value.
 
 from __future__ import annotations
 
+import heapq
+from graphlib import CycleError, TopologicalSorter
+
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,22 +83,6 @@ versions the pinned onnxruntime refuses, for models that need nothing newer)."""
 FOLD_LIMIT = 4096
 """Nodes whose constant inputs hold at most this many elements in all are folded."""
 
-_ONNX_TO_ELEMENT: dict[int, Attribute] = {
-    TensorProto.FLOAT: f32,
-    TensorProto.FLOAT16: Float16Type(),
-    TensorProto.DOUBLE: Float64Type(),
-    TensorProto.BFLOAT16: BFloat16Type(),
-    TensorProto.INT8: graph.i8,
-    TensorProto.INT16: graph.i16,
-    TensorProto.INT32: graph.i32,
-    TensorProto.INT64: i64,
-    TensorProto.UINT8: graph.ui8,
-    TensorProto.UINT16: graph.ui16,
-    TensorProto.UINT32: graph.ui32,
-    TensorProto.UINT64: graph.ui64,
-    TensorProto.BOOL: graph.i1,
-}
-_ELEMENT_TO_ONNX = {v: k for k, v in _ONNX_TO_ELEMENT.items()}
 
 DATA_DEPENDENT_OPS = {"NonMaxSuppression", "NonZero", "Unique", "Compress"}
 """Ops whose output sizes may depend on input values: unknown dims stay dynamic (`?`)."""
@@ -104,9 +91,20 @@ _RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
                "Multinomial", "Bernoulli"}
 
 
+def onnx_element(elem_type: int) -> Attribute | None:
+    """The builtin element type of an ONNX TensorProto data type (through its numpy dtype,
+    `onnx.helper.tensor_dtype_to_np_dtype`), None when mrvl has none."""
+    if elem_type == TensorProto.BFLOAT16:
+        return BFloat16Type()  # numpy has no bfloat16 (the graph dialect keeps its bits)
+    try:
+        return graph.element_type_from_numpy(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def element_type_of_onnx(elem_type: int, what: str) -> Attribute:
     """The builtin element type of an ONNX TensorProto data type."""
-    element = _ONNX_TO_ELEMENT.get(elem_type)
+    element = onnx_element(elem_type)
     if element is None:
         name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else elem_type
         raise ModelImportError(f"{what}: element type {name} is not supported")
@@ -114,8 +112,11 @@ def element_type_of_onnx(elem_type: int, what: str) -> Attribute:
 
 
 def onnx_elem_type(element: Attribute) -> int:
-    """The ONNX TensorProto data type of a builtin element type."""
-    return _ELEMENT_TO_ONNX[element]
+    """The ONNX TensorProto data type of a builtin element type (`onnx.helper.
+    np_dtype_to_tensor_dtype` of its numpy dtype); ValueError when it has none."""
+    if isinstance(element, BFloat16Type):
+        return TensorProto.BFLOAT16
+    return onnx.helper.np_dtype_to_tensor_dtype(graph.numpy_dtype(element))
 
 
 # --------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _hex_proto(kind: str, proto: Any) -> DictionaryAttr:
 
 
 def _tensor_attr(t: TensorProto, what: str) -> Attribute:
-    if t.data_type in _ONNX_TO_ELEMENT:
+    if onnx_element(t.data_type) is not None:
         return tensor_to_dense(t, what)
     return _hex_proto("TensorProto", t)
 
@@ -404,12 +405,13 @@ def _type_from_value_info(vi: onnx.ValueInfoProto) -> TensorType | None:
     if not vi.type.HasField("tensor_type"):
         return None
     tt = vi.type.tensor_type
-    if tt.elem_type not in _ONNX_TO_ELEMENT or not tt.HasField("shape"):
+    element = onnx_element(tt.elem_type)
+    if element is None or not tt.HasField("shape"):
         return None
     dims = []
     for d in tt.shape.dim:
         dims.append(int(d.dim_value) if d.HasField("dim_value") and d.dim_value >= 0 else DYNAMIC_INDEX)
-    return TensorType(_ONNX_TO_ELEMENT[tt.elem_type], dims)
+    return TensorType(element, dims)
 
 
 def is_static(t: Attribute) -> bool:
@@ -1050,7 +1052,7 @@ def import_constant(ctx: NodeContext):
         return None
     a = attrs[0]
     if a.name == "value":
-        if a.t.data_type not in _ONNX_TO_ELEMENT:
+        if onnx_element(a.t.data_type) is None:
             return None
         value = tensor_to_dense(a.t, f"node '{ctx.name}'")
         return _results(ctx.emit(graph.ConstantOp(value)))
@@ -1339,25 +1341,34 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
         available.update(node.output)
     if in_order:
         return list(enumerate(nodes))
-    available = set(defined)
-    pending = list(enumerate(nodes))
+    producer = {name: index for index, node in enumerate(nodes) for name in node.output}
+    sorter: TopologicalSorter[int] = TopologicalSorter()
+    for index, node in enumerate(nodes):
+        sorter.add(index)
+        for name in node.input:
+            if not name or name in defined:
+                continue
+            if name not in producer:
+                raise ModelImportError(
+                    f"{label}: node '{node.name or f'{node.op_type}_{index}'}' uses '{name}', "
+                    f"which no node, input or initializer defines")
+            sorter.add(index, producer[name])
+    try:
+        sorter.prepare()
+    except CycleError as error:
+        index = min(error.args[1])
+        node = nodes[index]
+        raise ModelImportError(
+            f"{label}: node '{node.name or f'{node.op_type}_{index}'}' is on a cycle of the "
+            f"graph") from None
     order: list[tuple[int, NodeProto]] = []
-    while pending:
-        rest = []
-        for index, node in pending:
-            if all(not name or name in available for name in node.input):
-                order.append((index, node))
-                available.update(node.output)
-            else:
-                rest.append((index, node))
-        if len(rest) == len(pending):
-            index, node = rest[0]
-            missing = next(n for n in node.input if n and n not in available)
-            raise ModelImportError(
-                f"{label}: node '{node.name or f'{node.op_type}_{index}'}' uses '{missing}', "
-                f"which no node, input or initializer defines (or the graph has a cycle)"
-            )
-        pending = rest
+    ready: list[int] = []
+    while sorter.is_active():  # the earliest ready node first: file order where possible
+        for index in sorter.get_ready():
+            heapq.heappush(ready, index)
+        index = heapq.heappop(ready)
+        order.append((index, nodes[index]))
+        sorter.done(index)
     return order
 
 

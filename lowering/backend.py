@@ -1,4 +1,4 @@
-"""The backend compiler's Python API (step 2: JSON pair -> model binary; and the whole flow).
+"""The backend compiler (step 2: accelerator sub-graph -> model binary).
 
 - `compile_function(fn, ...) -> CompiledSubgraph`: one accelerator sub-graph function through
   the ModulePasses mrvl-quantize, mrvl-tile-split, convert-mrvl-to-mlip, mlip-ocm-alloc,
@@ -6,8 +6,10 @@
   the IR; the result holds the scheduled `mlip.model`.
 - `compile_json_pair(nodes, consts, ...) -> bytes`: the `mrvl-tvmircomp` counterpart (paths or
   already-loaded JSON documents).
-- `compile_model(onnx_path, out_dir, ...) -> Manifest`: step 1 and step 2, writing the build
-  directory of docs/build-dir.md.
+- `read_pair(nodes, consts) -> func.FuncOp`: the accelerator function of a JSON pair.
+
+The whole flow (ONNX model -> build directory, int8 calibration) is the driver's
+(driver/compiler.py); int8 activation ranges come in as data.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from xdsl.dialects import func
 from xdsl.context import Context
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
@@ -31,9 +32,10 @@ from mrvl.lowering.convert_mrvl_to_mlip import ConvertMrvlToMlipPass
 from mrvl.lowering.mlip_dma_schedule import MlipDmaSchedulePass
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import MlipOcmAllocPass
-from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, accelerator_functions
+from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges
 from mrvl.lowering.mrvl_tile_split import MrvlTileSplitPass
 from mrvl import mlip_isa as isa
+from mrvl.machine import DEFAULT_MACHINE, Machine, machine_of
 from mrvl.mlip_binary import ModelBinary
 
 
@@ -50,28 +52,24 @@ class CompiledSubgraph:
 
 def backend_passes(
     *,
-    num_tiles: int = 1,
+    machine: Machine = DEFAULT_MACHINE,
     quantize: str = "fp16",
     io_dtype: str | None = None,
-    calibration: Sequence[Sequence[np.ndarray]] | None = None,
-    ocm_size: int = isa.DEFAULT_OCM_SIZE,
-    page_size: int = isa.DEFAULT_PAGE_SIZE,
+    ranges: Ranges | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
     functions, lowering passes from mrvl to a scheduled `mlip.model`)."""
-    batches = None
-    if calibration is not None:
-        batches = tuple(tuple(batch) for batch in calibration)
     annotate: list[ModulePass] = [
-        MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", batches=batches),
-        MrvlTileSplitPass(num_tiles=num_tiles, ocm_size=ocm_size, page_size=page_size),
+        MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
+        MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
+                          page_size=machine.page_bytes, machine=machine),
     ]
     lower: list[ModulePass] = [
-        ConvertMrvlToMlipPass(ocm_size=ocm_size, page_size=page_size,
+        ConvertMrvlToMlipPass(ocm_size=machine.ocm_bytes, page_size=machine.page_bytes,
                               input_names=tuple(input_names or ()),
-                              output_names=tuple(output_names or ())),
+                              output_names=tuple(output_names or ()), machine=machine),
         MlipOcmAllocPass(),
         MlipDmaSchedulePass(),
     ]
@@ -81,23 +79,26 @@ def backend_passes(
 def compile_function(
     fn: func.FuncOp,
     *,
-    num_tiles: int = 1,
+    machine: Machine = DEFAULT_MACHINE,
     quantize: str = "fp16",
     io_dtype: str | None = None,
-    calibration: Sequence[Sequence[np.ndarray]] | None = None,
-    ocm_size: int = isa.DEFAULT_OCM_SIZE,
-    page_size: int = isa.DEFAULT_PAGE_SIZE,
+    ranges: Ranges | None = None,
     model_id: int = 0,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
 ) -> CompiledSubgraph:
-    """Compile one accelerator sub-graph function through the backend pipeline
-    (`backend_passes`), in one process without printing: the annotation passes run on `fn`
-    (annotated in place, left where it is), the lowering passes on a copy of it."""
+    """Compile one accelerator sub-graph function for `machine` through the backend pipeline
+    (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks
+    sized to `machine.ocm_bytes` in pages of `machine.page_bytes`, tile splits ranked by its
+    timing; the binary records it. int8 needs the activation `ranges`
+    (driver/calibration.py); `input_names` / `output_names` name the binary's I/O tensors
+    (default: the function's). The annotation passes run on `fn` (annotated in place, left
+    where it is), the lowering passes on a copy of it."""
+    if not isinstance(machine, Machine):
+        raise CompileError(f"machine: expected a Machine, got {type(machine).__name__}")
     annotate, lower = backend_passes(
-        num_tiles=num_tiles, quantize=quantize, io_dtype=io_dtype, calibration=calibration,
-        ocm_size=ocm_size, page_size=page_size, input_names=input_names,
-        output_names=output_names)
+        machine=machine, quantize=quantize, io_dtype=io_dtype, ranges=ranges,
+        input_names=input_names, output_names=output_names)
     with _collector_paused():
         return _compile(fn, annotate, lower, model_id)
 
@@ -178,364 +179,13 @@ def read_pair(nodes: Any, consts: Any) -> func.FuncOp:
 def compile_json_pair(nodes: Any, consts: Any, **options: Any) -> bytes:
     """Nodes-JSON + Constants-JSON (paths or dicts) -> model binary bytes.
 
-    Options as `compile_function` (num_tiles, quantize, io_dtype, calibration, ocm_size,
-    page_size); `calibration` may also be an .npz path.
+    Options as `compile_function` (machine, quantize, io_dtype, ranges, model_id), or
+    num_tiles / ocm_size / page_size / machine overrides (`mrvl.machine.machine_of`); the
+    driver's `compile_json_pair` takes calibration inputs instead.
     """
     fn = read_pair(nodes, consts)
-    calibration = options.pop("calibration", None)
-    if isinstance(calibration, str | Path):
-        from mrvl.lowering.mrvl_quantize import load_calibration
-
-        calibration = load_calibration(str(calibration), fn)
-    return compile_function(fn, calibration=calibration, **options).data
-
-
-def compile_module(module: ModuleOp, **options: Any) -> list[CompiledSubgraph]:
-    """Compile every accelerator sub-graph of a partitioned module."""
-    return [compile_function(fn, **options) for fn in accelerator_functions(module)]
-
-
-# ---- the whole flow: ONNX model -> build directory ----------------------------------------
-def _dtype_name(typ) -> str:
-    """The exact numpy dtype name of a tensor type's element type (signedness kept:
-    ui8 -> "uint8"); bfloat16, which numpy lacks, is written as "bfloat16"."""
-    from xdsl.dialects.builtin import (
-        BFloat16Type,
-        Float16Type,
-        Float32Type,
-        Float64Type,
-        IntegerType,
-        Signedness,
-    )
-
-    elem = typ.element_type
-    if isinstance(elem, Float32Type):
-        return "float32"
-    if isinstance(elem, Float16Type):
-        return "float16"
-    if isinstance(elem, Float64Type):
-        return "float64"
-    if isinstance(elem, BFloat16Type):
-        return "bfloat16"
-    if isinstance(elem, IntegerType):
-        width = elem.width.data
-        if width == 1:
-            return "bool"
-        unsigned = elem.signedness.data == Signedness.UNSIGNED
-        return f"{'u' if unsigned else ''}int{width}"
-    raise CompileError(f"element type {elem} has no numpy dtype")
-
-
-def _spec(name: str, typ) -> dict[str, Any]:
-    """A manifest tensor entry; a dynamic dimension (e.g. after NMS) is written as -1."""
-    shape = [int(d) if int(d) >= 0 else -1 for d in typ.get_shape()]
-    return {"name": name, "shape": shape, "dtype": _dtype_name(typ)}
-
-
-def _main(module: ModuleOp) -> func.FuncOp:
-    for op in module.ops:
-        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
-            return op
-    raise CompileError("the partitioned module has no @main")
-
-
-def plan_steps(module: ModuleOp) -> tuple[list[dict], list[dict], list[dict]]:
-    """(model inputs, model outputs, steps) of a partitioned module, in execution order,
-    with the tensor names of docs/build-dir.md (model names at the borders, t<k> inside).
-
-    A model output that no call produces under its own name (it is a model input, or the
-    same value as an earlier output) gets a pass-through CPU step `cpu_identity_<k>` whose
-    `identity` key holds the value's type (`identity_model` writes its ONNX model)."""
-    from mrvl.sim.reference import input_names, output_names
-
-    main = _main(module)
-    args = list(main.body.block.args)
-    name_of: dict = dict(zip(args, input_names(module), strict=True))
-    ret = main.body.block.last_op
-    assert ret is not None
-    out_names = output_names(module)
-    for value, name in zip(ret.operands, out_names, strict=True):
-        if value not in name_of:
-            name_of[value] = name
-    inputs = [_spec(name_of[a], a.type) for a in args]
-    outputs = [_spec(n, v.type) for v, n in zip(ret.operands, out_names, strict=True)]
-    steps = []
-    counter = 0
-    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
-    for op in main.body.block.ops:
-        if not isinstance(op, func.CallOp):
-            continue
-        for value in op.results:
-            if value not in name_of:
-                name_of[value] = f"t{counter}"
-                counter += 1
-        symbol = op.callee.root_reference.data
-        callee = funcs.get(symbol)
-        target = callee.attributes.get("mrvl.target") if callee is not None else None
-        kind = getattr(target, "data", "cpu")
-        steps.append({"kind": kind, "symbol": symbol,
-                      "inputs": [name_of[v] for v in op.arguments],
-                      "outputs": [name_of[v] for v in op.results]})
-    for value, name in zip(ret.operands, out_names, strict=True):
-        if name_of[value] == name:
-            continue
-        # a model output that is a model input (a folded Dropout / Clip / Transpose) or the
-        # same value as an earlier output: no call produces it, so an Identity CPU step does
-        steps.append({"kind": "cpu", "symbol": f"cpu_identity_{len(steps)}",
-                      "inputs": [name_of[value]], "outputs": [name], "identity": value.type})
-    return inputs, outputs, steps
-
-
-def identity_model(step: dict[str, Any]):
-    """The ONNX model of a pass-through step of `plan_steps` (one Identity node, typed as the
-    step's value; a dynamic dimension stays unnamed)."""
-    from onnx import helper
-
-    from mrvl.frontend.onnx_export import onnx_elem_type
-
-    typ = step["identity"]
-    elem = onnx_elem_type(typ.element_type)
-    shape = [int(d) if int(d) >= 0 else None for d in typ.get_shape()]
-    (src,), (dst,) = step["inputs"], step["outputs"]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", [src], [dst], name=step["symbol"])], step["symbol"],
-        [helper.make_tensor_value_info(src, elem, shape)],
-        [helper.make_tensor_value_info(dst, elem, shape)])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
-def subgraph_inputs(module: ModuleOp, feeds: Sequence[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """The input arrays of every sub-graph call when @main runs on `feeds` (reference)."""
-    from mrvl.sim.reference import run_function
-
-    main = _main(module)
-    values: dict = dict(zip(main.body.block.args, feeds, strict=True))
-    found: dict[str, list[np.ndarray]] = {}
-    for op in main.body.block.ops:
-        if not isinstance(op, func.CallOp):
-            continue
-        args = [values[v] for v in op.arguments]
-        symbol = op.callee.root_reference.data
-        found[symbol] = args
-        for value, arr in zip(op.results, run_function(module, args, func_name=symbol),
-                              strict=True):
-            values[value] = arr
-    return found
-
-
-def _rename_onnx_io(model, inputs: Sequence[str], outputs: Sequence[str]) -> None:
-    """Rename the graph inputs / outputs of an exported CPU model to the manifest names."""
-    graph = model.graph
-    mapping = {}
-    for vi, name in zip(graph.input, inputs, strict=True):
-        mapping[vi.name] = name
-    for vi, name in zip(graph.output, outputs, strict=True):
-        mapping[vi.name] = name
-    if all(k == v for k, v in mapping.items()):
-        return
-    for vi in (*graph.input, *graph.output):
-        vi.name = mapping.get(vi.name, vi.name)
-    for node in graph.node:
-        for i, n in enumerate(node.input):
-            node.input[i] = mapping.get(n, n)
-        for i, n in enumerate(node.output):
-            node.output[i] = mapping.get(n, n)
-
-
-@dataclass
-class CompileResult:
-    """What `compile_model` produced (besides the files)."""
-
-    out_dir: Path
-    manifest: dict[str, Any]
-    subgraphs: list[CompiledSubgraph] = field(default_factory=list)
-    reports: list[dict[str, Any]] = field(default_factory=list)
-
-
-PARTITION_KEYS = ("mode", "cpu_layers", "max_layers", "require_compute", "batch_size")
-
-
-def copy_model(onnx_path: Path, out: Path) -> None:
-    """Copy the model to `out/model.onnx` together with the external data files its
-    initializers name (the PyTorch dynamo exporter writes `<model>.onnx.data` beside the
-    model), at the same relative locations, so onnxruntime can load the copy for `--check`."""
-    import shutil
-
-    import onnx
-
-    shutil.copyfile(onnx_path, out / "model.onnx")
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception:  # the ONNX text format has no external data
-        return
-    locations = {
-        entry.value
-        for tensor in proto.graph.initializer
-        if tensor.data_location == onnx.TensorProto.EXTERNAL
-        for entry in tensor.external_data
-        if entry.key == "location"
-    }
-    for location in sorted(locations):
-        source = onnx_path.parent / location
-        target = out / location
-        if not target.resolve().is_relative_to(out.resolve()):
-            raise CompileError(f"model '{onnx_path}': external data location '{location}' "
-                               f"lies outside the model's directory")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-        except OSError as error:
-            raise CompileError(f"model '{onnx_path}': cannot copy its external data "
-                               f"'{source}': {error.strerror}") from None
-
-
-def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: Any
-                         ) -> CompileResult:
-    """`compile_model`, returning the in-memory results too."""
-    import json
-
-    import onnx
-
-    from mrvl.frontend.onnx_export import export_function
-    from mrvl.lowering.backend_report import program_report, write_reports
-    from mrvl.lowering.mrvl_json import write_json_pair
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned
-    from mrvl.lowering.offload_report import write_report
-
-    onnx_path = Path(onnx_path)
-    if onnx_path.is_dir():
-        raise CompileError(f"model file '{onnx_path}' is a directory, expected an .onnx file")
-    if not onnx_path.is_file():
-        raise CompileError(f"model file '{onnx_path}' does not exist")
-    num_tiles = int(options.pop("num_tiles", 1))
-    quantize = str(options.pop("quantize", "fp16"))
-    io_dtype = options.pop("io_dtype", None)
-    ocm_size = int(options.pop("ocm_size", isa.DEFAULT_OCM_SIZE))
-    page_size = int(options.pop("page_size", isa.DEFAULT_PAGE_SIZE))
-    calibration = options.pop("calibration", None)
-    partition = {k: options.pop(k) for k in PARTITION_KEYS if k in options}
-    if options:
-        raise CompileError(f"unknown compile option(s): {sorted(options)}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CompileError(f"cannot create the build directory '{out}': {error}") from None
-    module = compile_to_partitioned(str(onnx_path), **partition)
-    model_inputs, model_outputs, steps = plan_steps(module)
-    if quantize == "int8":
-        feeds = _calibration_feeds(calibration, model_inputs)
-        per_call = [subgraph_inputs(module, batch) for batch in feeds]
-    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
-    result = CompileResult(out, {})
-    copy_model(onnx_path, out)
-    for model_id, step in enumerate(steps):
-        if "identity" in step:
-            onnx.save(identity_model(step), out / f"{step['symbol']}.onnx")
-            step["onnx"] = f"{step['symbol']}.onnx"
-            continue
-        fn = funcs[step["symbol"]]
-        if step["kind"] == "cpu":
-            model = export_function(module, step["symbol"])
-            _rename_onnx_io(model, step["inputs"], step["outputs"])
-            onnx.save(model, out / f"{step['symbol']}.onnx")
-            step["onnx"] = f"{step['symbol']}.onnx"
-            continue
-        nodes_path, consts_path = write_json_pair(fn, out)
-        cal = None
-        if quantize == "int8":
-            cal = [calls[step["symbol"]] for calls in per_call]
-        sub = compile_function(
-            fn, num_tiles=num_tiles, quantize=quantize, io_dtype=io_dtype, calibration=cal,
-            ocm_size=ocm_size, page_size=page_size, model_id=model_id,
-            input_names=step["inputs"], output_names=step["outputs"])
-        (out / f"{step['symbol']}.bin").write_bytes(sub.data)
-        result.subgraphs.append(sub)
-        report = program_report(sub.model)
-        result.reports.append(report)
-        step.update({
-            "nodes": nodes_path.name, "consts": consts_path.name,
-            "binary": f"{step['symbol']}.bin",
-            "layers": sum(1 for layer in sub.model.layers() if layer.kind.data != "copy"),
-            "macs": report["macs"],
-        })
-    write_report(module, out / "offload.json")
-    write_reports(result.reports, out / "static_report.json")
-    manifest = {
-        "format": "mrvl-build",
-        "version": 1,
-        "model": {"onnx": "model.onnx", "inputs": model_inputs, "outputs": model_outputs},
-        "options": {"num_tiles": num_tiles, "quantize": quantize, "ocm_size": ocm_size,
-                    "page_size": page_size, "io_dtype": io_dtype or (
-                        "i8" if quantize == "int8" else "f16"),
-                    "partition": {k: (list(v) if isinstance(v, tuple) else v)
-                                  for k, v in partition.items()}},
-        "steps": [_ordered_step(s) for s in steps],
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    result.manifest = manifest
-    return result
-
-
-def _ordered_step(step: dict[str, Any]) -> dict[str, Any]:
-    order = ("kind", "symbol", "nodes", "consts", "binary", "onnx", "inputs", "outputs",
-             "layers", "macs")
-    return {k: step[k] for k in order if k in step}
-
-
-def _calibration_feeds(calibration: Any, specs: list[dict]) -> list[list[np.ndarray]]:
-    """Model-input calibration sets: an .npz path, a mapping name -> array (a leading extra
-    dimension holds several samples), a list of such sets, or None (one seeded
-    standard-normal set)."""
-    if calibration is None:
-        rng = np.random.default_rng(0)
-        return [[rng.standard_normal(s["shape"]).astype(np.float32) for s in specs]]
-    if isinstance(calibration, str | Path):
-        try:
-            data = np.load(calibration)
-        except (OSError, ValueError) as error:
-            raise CompileError(f"--calibration: cannot read '{calibration}': {error}") from None
-        calibration = {k: data[k] for k in data.files}
-    if isinstance(calibration, dict):
-        sets = []
-        arrays = []
-        if len(calibration) < len(specs) and not all(s["name"] in calibration for s in specs):
-            raise CompileError(
-                f"calibration holds {sorted(calibration)}, the model needs the inputs "
-                f"{[s['name'] for s in specs]}")
-        for k, s in enumerate(specs):
-            key = s["name"] if s["name"] in calibration else list(calibration)[k]
-            arrays.append(np.asarray(calibration[key], dtype=np.float32))
-        if all(list(a.shape) == s["shape"] for a, s in zip(arrays, specs, strict=True)):
-            return [arrays]
-        if all(list(a.shape[1:]) == s["shape"] for a, s in zip(arrays, specs, strict=True)):
-            count = min(a.shape[0] for a in arrays)
-            for i in range(count):
-                sets.append([a[i] for a in arrays])
-            return sets
-        raise CompileError(
-            f"calibration arrays {[list(a.shape) for a in arrays]} do not match the model "
-            f"inputs {[s['shape'] for s in specs]}")
-    return [list(batch) for batch in calibration]
-
-
-def compile_model(onnx_path: str | Path, out_dir: str | Path, **options: Any):
-    """ONNX model -> build directory (docs/build-dir.md); returns the runtime's `Manifest`
-    (sim/runtime.py `load_manifest`) of what was written (the manifest as a dict when the
-    runtime's reader does not take it, e.g. dynamic output shapes written as -1).
-
-    Options: num_tiles (1, 2, 4, 8), quantize ("fp16" | "int8"), io_dtype ("f16", "f32",
-    "i8"), ocm_size, page_size, calibration (int8: .npz of model inputs or arrays), and the
-    partition options of `partition_for_mrvl` (mode, cpu_layers, max_layers,
-    require_compute, batch_size).
-    """
-    result = compile_model_result(onnx_path, out_dir, **options)
-    try:
-        from mrvl.sim.runtime import BuildDirError, load_manifest
-    except ImportError:  # pragma: no cover - the runtime is part of the package
-        return result.manifest
-    try:
-        return load_manifest(result.out_dir)
-    except BuildDirError:
-        # the runtime's reader rejects dynamic output shapes (-1); the files are complete
-        return result.manifest
+    options["machine"] = machine_of(
+        options.pop("machine", None), int(options.pop("num_tiles", 1)),
+        int(options.pop("ocm_size", isa.DEFAULT_OCM_SIZE)),
+        int(options.pop("page_size", isa.DEFAULT_PAGE_SIZE)))
+    return compile_function(fn, **options).data

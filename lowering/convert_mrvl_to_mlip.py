@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from xdsl.context import Context
@@ -49,6 +49,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mlip, mrvl
 from mrvl.errors import CompileError
+from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
 from mrvl.lowering.mrvl_quantize import (
     INPUT_SCALES_ATTR,
@@ -57,9 +58,19 @@ from mrvl.lowering.mrvl_quantize import (
     MODE_ATTR,
     SCALE_ATTR,
     ZP_ATTR,
-    accelerator_functions,
     constant_value,
     weight_scales,
+)
+from mrvl.lowering.mlip_conv_blocking import (
+    ConvGeom,
+    _bands,
+    _chunk_candidates,
+    _fit_rows,
+    _fits,
+    _ints,
+    _segments,
+    conv_blocks,
+    conv_config,
 )
 from mrvl.lowering.mrvl_tile_split import (
     balanced_ranges,
@@ -73,10 +84,6 @@ from mrvl import mlip_isa as isa
 from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Layout, Opcode, PoolFunc, Queue
 
 IO_DTYPES = {"f16": DType.FP16, "f32": DType.FP32, "i8": DType.INT8}
-
-
-def _ints(attr) -> tuple[int, ...]:
-    return tuple(int(v) for v in attr.get_values())
 
 
 def _shape4(shape) -> tuple[int, int, int, int]:
@@ -172,7 +179,7 @@ class LayerBuilder:
         in_es = (self.tensor(operands[0]).esize
                  if operands and operands[0] in self.conv.tensor_of else self.es)
         return choose_split(self.op, self.prog.num_tiles, self.es, out_es, in_es,
-                            self.prog.ocm_size, self.prog.page_size)
+                            self.prog.machine)
 
     # -- instructions --
     def insn(self, opcode: Opcode, **kw) -> Insn:
@@ -220,320 +227,6 @@ class LayerBuilder:
         """1-D load of elements [start, start + count) of a weights tensor (no conversion)."""
         return self.dma(Opcode.DMA_LOAD, tensor, start, (1, 1, 1, count), (0, 0, 0, 1), ref,
                         ocm_dtype=tensor.dtype)
-
-
-# ---- block sizing -------------------------------------------------------------------------
-def _fits(buffers: list[tuple[int, int]], budget: int, page: int) -> bool:
-    """Do buffers [(bytes, slots)], each slot taking whole pages, fit `budget` bytes?
-    A buffer of 0 bytes is not allocated and takes no page."""
-    return sum(align(size, page) * slots for size, slots in buffers if size > 0) <= budget
-
-
-def _fit_rows(fits: Callable[[list[tuple[int, int]]], bool], fixed,
-              per_rows: Callable[[int], list[tuple[int, int]]], rows: int) -> int:
-    """Largest row count in [1, rows] whose buffers fit with the `fixed` ones; 0 if none.
-    Keeps at least two blocks per tile when there are two rows, for double buffering."""
-    best = 0
-    lo, hi = 1, rows
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if fits(fixed + per_rows(mid)):
-            best, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    if best and rows >= 2:
-        best = min(best, -(-rows // 2))
-    return best
-
-
-def _bands(start: int, end: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(end, s + size)) for s in range(start, end, size)]
-
-
-def _chunk_candidates(total: int, unit: int, least: int = 1) -> list[int]:
-    """Chunk sizes to try for output channels, decreasing: multiples of `unit` (the
-    efficient sizes) down to `unit`, then halving down to `least`, multiples of `least`."""
-    seen = []
-    k = 1
-    while True:
-        size = min(total, align(-(-total // k), unit))
-        if not seen or size < seen[-1]:
-            seen.append(size)
-        if size <= unit:
-            break
-        k *= 2
-    size = seen[-1]
-    while size > least:
-        size = max(least, align(size // 2, least))
-        if size < seen[-1]:
-            seen.append(size)
-        else:
-            break
-    return seen
-
-
-def _segments(kind: str, ranges, batch: int, rows: int, chans: int):
-    """Per tile, its work as (image, row start, row end, channel start, channel end):
-    a "rows" split ranges over the rows of all images (image-major), a "channels" split
-    gives every image's rows, a "grid" split (row start, row end, channel start, channel
-    end per tile) a band of rows of all images times a range of channels."""
-    out = []
-    for bounds in ranges:
-        segs = []
-        if kind == "grid":
-            lo, hi, c_lo, c_hi = bounds
-            for n in range(batch):
-                r0, r1 = max(lo - n * rows, 0), min(hi - n * rows, rows)
-                if r1 > r0 and c_hi > c_lo:
-                    segs.append((n, r0, r1, c_lo, c_hi))
-            out.append(segs)
-            continue
-        lo, hi = bounds
-        if kind == "rows":
-            for n in range(batch):
-                r0, r1 = max(lo - n * rows, 0), min(hi - n * rows, rows)
-                if r1 > r0:
-                    segs.append((n, r0, r1, 0, chans))
-        elif hi > lo:
-            segs = [(n, 0, rows, lo, hi) for n in range(batch)]
-        out.append(segs)
-    return out
-
-
-# ---- Conv2D -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ConvGeom:
-    """Shape and byte sizes of a Conv2D layer, everything its blocking depends on.
-
-    `es`: compute element size (2 fp16, 1 int8); `w_es`: weight element size; `in_es` /
-    `out_es`: element sizes of the input / output tensors in DRAM; `consts`: number of
-    per-output-channel 4-byte arrays next to the weights (bias, requantisation scale);
-    `sig8`: int8 with a fused sigmoid (an extra fp32 accumulator block).
-
-    A 1x1 conv with strides and no padding only reads every `ys`-th row and `xs`-th column
-    of its input (`src_h` x `src_w`): its geometry is that of a stride-1 conv over the
-    subsampled input (`h` x `w` = the output size), which the DMA gathers with DRAM
-    strides. Every output still sums the same products in the same order."""
-
-    n: int
-    h: int
-    w: int
-    c: int
-    o: int
-    kh: int
-    kw: int
-    cg: int
-    oh: int
-    ow: int
-    groups: int
-    sh: int
-    sw: int
-    pt: int
-    pl: int
-    dh: int
-    dw: int
-    es: int
-    w_es: int
-    in_es: int
-    out_es: int
-    consts: int
-    sig8: bool
-    src_h: int = 0
-    src_w: int = 0
-    ys: int = 1
-    xs: int = 1
-
-    @classmethod
-    def of(cls, op: mrvl.Conv2DOp, es: int, in_es: int, out_es: int, consts: int,
-           sig8: bool) -> ConvGeom:
-        n, h, w, c = mrvl.tensor_shape(op.input)
-        o, kh, kw, cg = mrvl.tensor_shape(op.weight)
-        _, oh, ow, _ = mrvl.tensor_shape(op.output)
-        sh, sw = _ints(op.strides)
-        pads = _ints(op.pads)
-        dh, dw = _ints(op.dilations)
-        groups = op.groups.value.data
-        if kh == kw == 1 and not any(pads) and (sh, sw) != (1, 1):
-            return cls(n, oh, ow, c, o, 1, 1, cg, oh, ow, groups, 1, 1, 0, 0, 1, 1, es, es,
-                       in_es, out_es, consts, sig8, h, w, sh, sw)
-        return cls(n, h, w, c, o, kh, kw, cg, oh, ow, groups, sh, sw, pads[0], pads[1],
-                   dh, dw, es, es, in_es, out_es, consts, sig8, h, w)
-
-    @property
-    def ocg(self) -> int:
-        return self.o // self.groups
-
-    def in_ch(self, oc_chunk: int) -> int:
-        return self.c if self.groups == 1 else (oc_chunk // self.ocg) * self.cg
-
-    def in_rows(self, rows: int) -> int:
-        return min(self.h, (rows - 1) * self.sh + (self.kh - 1) * self.dh + 1)
-
-    def in_cols(self, cols: int) -> int:
-        return min(self.w, (cols - 1) * self.sw + (self.kw - 1) * self.dw + 1)
-
-
-def _conv_fit(g: ConvGeom, oc_chunk: int, resident: bool,
-              fits: Callable[[list[tuple[int, int]]], bool], max_rows: int
-              ) -> tuple[int, int, int] | None:
-    """(oc_chunk, rows, cols) with the largest band of rows, else of columns, that fits
-    next to the weights of `oc_chunk` channels (one slot if `resident`, else two)."""
-    es, wsize = g.es, g.kh * g.kw * g.cg * g.w_es
-    slots = 1 if resident else 2
-    fixed = [(oc_chunk * wsize, slots)] + [(oc_chunk * 4, slots)] * g.consts
-    icc = g.in_ch(oc_chunk)
-
-    def per_rows(rows):
-        return [(g.in_rows(rows) * g.w * icc * es, 2), (rows * g.ow * oc_chunk * es, 2),
-                (rows * g.ow * oc_chunk * 4 * g.sig8, 2)]
-
-    rows = _fit_rows(fits, fixed, per_rows, max_rows)
-    if rows:
-        return oc_chunk, rows, g.ow
-
-    def per_cols(cols):
-        return [(g.in_rows(1) * g.in_cols(cols) * icc * es, 2),
-                (cols * oc_chunk * es, 2), (cols * oc_chunk * 4 * g.sig8, 2)]
-
-    cols = _fit_rows(fits, fixed, per_cols, g.ow)
-    return (oc_chunk, 1, cols) if cols else None
-
-
-def conv_config(g: ConvGeom, work, fits: Callable[[list[tuple[int, int]]], bool]
-                ) -> tuple[int, int, int] | None:
-    """(output-channel chunk, rows per block, columns per block) of a conv whose per-tile
-    `work` is given by `_segments`: the largest channel chunk (all of a tile's channels =
-    resident weights first) with which a band of rows, else of columns, fits; None when
-    not even one output pixel of one channel group fits. (Smaller chunks would let the
-    next chunk's weights load while one computes, but re-read the input once per chunk:
-    on the in-repo models they cost more DRAM traffic than the cycles they save.)"""
-    max_rows = max((r1 - r0 for segs in work for _, r0, r1, _, _ in segs), default=0)
-    max_oc = max((o1 - o0 for segs in work for _, _, _, o0, o1 in segs), default=0)
-    if max_rows == 0 or max_oc == 0:
-        return None
-    unit = g.ocg if g.groups > 1 else min(max_oc, 16)
-    for oc_chunk in _chunk_candidates(max_oc, unit, g.ocg if g.groups > 1 else 1):
-        config = _conv_fit(g, oc_chunk, oc_chunk >= max_oc, fits, max_rows)
-        if config is not None:
-            return config
-    return None
-
-
-@dataclass(frozen=True)
-class ConvBlock:
-    """One block of a conv: output box (image n, rows [r0, r1), columns [c0, c1), channels
-    [oc0, oc1)), its input box (rows [y0, y1), columns [x0, x1), channels [ic0, ic0 + icc)),
-    and whether it loads a new weight chunk (into weight slot `wslot`)."""
-
-    tile: int
-    n: int
-    r0: int
-    r1: int
-    c0: int
-    c1: int
-    oc0: int
-    oc1: int
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-    ic0: int
-    icc: int
-    load_w: bool
-    wslot: int
-
-
-def conv_blocks(g: ConvGeom, work, config: tuple[int, int, int]):
-    """The blocks of a conv in per-tile program order (the order `lower_conv2d` emits):
-    per tile, per segment, per channel chunk, per row band, per column band. Resident
-    weights (one chunk holds the tile's channels) are loaded once per tile, else every
-    chunk is loaded before its first block, alternating two weight slots."""
-    oc_chunk, rb, cb = config
-    max_oc = max((o1 - o0 for segs in work for _, _, _, o0, o1 in segs), default=0)
-    resident = oc_chunk >= max_oc
-    wslots = 1 if resident else 2
-    for tile, segs in enumerate(work):
-        wloads = 0
-        for n, r_lo, r_hi, o_lo, o_hi in segs:
-            for oc0, oc1 in _bands(o_lo, o_hi, oc_chunk):
-                new_chunk = True
-                ic0 = 0 if g.groups == 1 else (oc0 // g.ocg) * g.cg
-                icc = g.in_ch(oc1 - oc0)
-                for r0, r1 in _bands(r_lo, r_hi, rb):
-                    y0 = min(g.h - 1, max(0, r0 * g.sh - g.pt))
-                    y1 = max(y0 + 1, min(g.h, (r1 - 1) * g.sh - g.pt + (g.kh - 1) * g.dh + 1))
-                    for c0, c1 in _bands(0, g.ow, cb):
-                        x0 = min(g.w - 1, max(0, c0 * g.sw - g.pl))
-                        x1 = max(x0 + 1,
-                                 min(g.w, (c1 - 1) * g.sw - g.pl + (g.kw - 1) * g.dw + 1))
-                        load_w = new_chunk and (not resident or wloads == 0)
-                        if load_w:
-                            wloads += 1
-                        new_chunk = False
-                        yield ConvBlock(tile, n, r0, r1, c0, c1, oc0, oc1, y0, y1, x0, x1,
-                                        ic0, icc, load_w, (wloads - 1) % wslots)
-
-
-OVERLAP_LOSS = 0.1
-"""Share of the smaller of compute and DRAM time that `conv_estimate` adds to the larger:
-the shared DRAM serves the tiles' transfers one after another, so they do not overlap the
-compute perfectly. Fitted against the simulator on the conv layers of ResNet-50,
-MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
-
-
-def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int]) -> tuple[float, int]:
-    """Estimated (cycles, DRAM bytes read) of a conv's blocks (`conv_blocks`) under the
-    timing model of docs/isa.md section 4 with the default parameters of mrvl/mlip_isa.py:
-    the largest of, per tile, the compute queue's busy cycles and the DMA queues' busy
-    cycles (issue + latency + bytes / 32 per transfer), and the shared DRAM's (all
-    tiles' bytes / 64); plus `OVERLAP_LOSS` of the smaller of compute and DRAM. A ranking
-    heuristic for the tile split, not a bound."""
-    tiles = len(work)
-    compute = [0.0] * tiles
-    dma_in = [0.0] * tiles
-    dma_out = [0.0] * tiles
-    total = stored = 0
-    issue, latency = isa.DEFAULT_ISSUE_LATENCY, isa.DEFAULT_DMA_LATENCY
-    per_dma = min(isa.DEFAULT_DMA_BYTES_PER_CYCLE, isa.DEFAULT_DRAM_BYTES_PER_CYCLE)
-    wsize = g.kh * g.kw * g.cg * g.w_es + 4 * g.consts
-    speed = 2 if g.es == 1 else 1
-    icg = g.c // g.groups
-    for blk in conv_blocks(g, work, config):
-        t = blk.tile
-        loads = [(blk.oc1 - blk.oc0) * wsize] if blk.load_w else []
-        loads.append((blk.y1 - blk.y0) * (blk.x1 - blk.x0) * blk.icc * g.in_es)
-        store = (blk.r1 - blk.r0) * (blk.c1 - blk.c0) * (blk.oc1 - blk.oc0) * g.out_es
-        dma_in[t] += sum(issue + latency + b / per_dma for b in loads)
-        dma_out[t] += issue + latency + store / per_dma
-        total += sum(loads)
-        stored += store
-        count = blk.oc1 - blk.oc0
-        gch, ocg = (1, count) if g.groups == 1 else (count // g.ocg, g.ocg)
-        pixels = (blk.r1 - blk.r0) * (blk.c1 - blk.c0)
-        if gch > 1 and icg == 1 and ocg == 1 and speed == 1:  # depthwise: vector engine
-            compute[t] += (issue + isa.DEFAULT_VECTOR_LATENCY
-                           + pixels * gch * g.kh * g.kw / isa.DEFAULT_VECTOR_LANES)
-        else:
-            compute[t] += issue + isa.DEFAULT_MATRIX_FILL + math.ceil(
-                pixels * g.kh * g.kw * gch * math.ceil(icg / isa.DEFAULT_MATRIX_ROWS)
-                * math.ceil(ocg / isa.DEFAULT_MATRIX_COLS) / speed)
-    dram = (total + stored) / isa.DEFAULT_DRAM_BYTES_PER_CYCLE
-    busy = max(max(c, i, o) for c, i, o in zip(compute, dma_in, dma_out, strict=True))
-    return max(busy, dram) + OVERLAP_LOSS * min(max(compute), dram), total
-
-
-def conv_cost(g: ConvGeom, kind: str, ranges, ocm_size: int, page_size: int
-              ) -> tuple[float, int] | None:
-    """Estimated (cycles, DRAM bytes read) of a conv under a tile split (`kind`, `ranges`
-    as in mrvl-tile-split), with the blocking `lower_conv2d` chooses for an OCM of
-    `ocm_size` bytes in pages of `page_size`; None when its blocks do not fit."""
-    work = _segments(kind, ranges, g.n, g.oh, g.o)
-
-    def fits(buffers):
-        return _fits(buffers, ocm_size, page_size)
-
-    config = conv_config(g, work, fits)
-    return None if config is None else conv_estimate(g, work, config)
 
 
 def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: SSAValue,
@@ -1123,15 +816,16 @@ class Converter:
     tensor_of: dict
 
     @classmethod
-    def create(cls, fn: func.FuncOp, ocm_size: int, page_size: int) -> Converter:
+    def create(cls, fn: func.FuncOp, machine: Machine) -> Converter:
         mode = fn.attributes.get(MODE_ATTR)
         mode_s = mode.data if isinstance(mode, StringAttr) else "fp16"
         io = fn.attributes.get(IO_ATTR)
         io_s = io.data if isinstance(io, StringAttr) else ("i8" if mode_s == "int8" else "f16")
         tiles_attr = fn.attributes.get("mlip.num_tiles")
         num_tiles = tiles_attr.value.data if tiles_attr is not None else 1  # type: ignore[union-attr]
-        prog = Program(fn.sym_name.data, num_tiles=num_tiles, ocm_size=ocm_size,
-                       page_size=page_size, quantize=mode_s)
+        prog = Program(fn.sym_name.data, num_tiles=num_tiles, ocm_size=machine.ocm_bytes,
+                       page_size=machine.page_bytes, quantize=mode_s,
+                       machine=replace(machine, tiles=num_tiles))
         cd = DType.INT8 if mode_s == "int8" else DType.FP16
         return cls(prog, cd, IO_DTYPES[io_s], {})
 
@@ -1175,21 +869,22 @@ def _check_body(fn: func.FuncOp) -> None:
         )
 
 
-def convert_function(fn: func.FuncOp, ocm_size: int = isa.DEFAULT_OCM_SIZE,
-                     page_size: int = isa.DEFAULT_PAGE_SIZE,
+def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
                      input_names: Sequence[str] | None = None,
                      output_names_: Sequence[str] | None = None) -> mlip.ModelOp:
     """Lower one accelerator sub-graph to its `mlip.model` (module docstring), through the
-    internal builder of mrvl/mlip_plan.py. `input_names` / `output_names_`
-    name the I/O tensors (default: the arguments' `graph.name`, the function's
-    `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`)."""
+    internal builder of mrvl/mlip_plan.py, for `machine` (its OCM and page
+    size size the blocks; the tiles come from mrvl-tile-split's annotation). `input_names` /
+    `output_names_` name the I/O tensors (default: the arguments' `graph.name`, the
+    function's `graph.output_names`, else `<sym>_i<k>` / `<sym>_o<k>`)."""
+    ocm_size, page_size = machine.ocm_bytes, machine.page_bytes
     if page_size not in (1024, 2048, 4096, 8192, 16384):
         raise CompileError(f"--page-size: expected 1, 2, 4, 8 or 16 KiB, got {page_size}")
     if not 4 * page_size <= ocm_size <= isa.DEFAULT_OCM_SIZE:
         raise CompileError(
             f"--ocm-size: expected {4 * page_size} to {isa.DEFAULT_OCM_SIZE} bytes, got {ocm_size}")
     _check_body(fn)
-    conv = Converter.create(fn, ocm_size, page_size)
+    conv = Converter.create(fn, machine)
     prog = conv.prog
     scales_attr = fn.attributes.get(INPUT_SCALES_ATTR)
     in_scales = ([a.value.data for a in scales_attr.data]  # type: ignore[union-attr]
@@ -1427,13 +1122,18 @@ def build_model(prog: Program) -> mlip.ModelOp:
                         "split": StringAttr(layer.split),
                         "blocks": mlip.i64_attr(len(layer.blocks))},
             regions=[Region(layer_body)]))
-    return mlip.ModelOp.create(properties={
+    props: dict[str, Attribute] = {
         "model": StringAttr(prog.name), "num_tiles": mlip.i64_attr(prog.num_tiles),
         "ocm_size": mlip.i64_attr(prog.ocm_size), "page_size": mlip.i64_attr(prog.page_size),
         "quantize": StringAttr(prog.quantize),
         "inputs": ArrayAttr([StringAttr(n) for n in prog.inputs]),
         "outputs": ArrayAttr([StringAttr(n) for n in prog.outputs]),
-    }, regions=[Region(body)])
+    }
+    default = replace(DEFAULT_MACHINE, tiles=prog.num_tiles, ocm_bytes=prog.ocm_size,
+                      page_bytes=prog.page_size)
+    if prog.machine != default:
+        props["machine"] = mlip.machine_attr(prog.machine)
+    return mlip.ModelOp.create(properties=props, regions=[Region(body)])
 
 
 @dataclass(frozen=True)
@@ -1452,11 +1152,16 @@ class ConvertMrvlToMlipPass(ModulePass):
     page_size: int = isa.DEFAULT_PAGE_SIZE
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
+    machine: Machine | None = field(default=None, compare=False)
+    """In-process callers: the whole machine (recorded in the model for the binary); the
+    OCM and page size then come from it (not a pipeline-text option)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in accelerator_functions(op):
-            model = convert_function(fn, self.ocm_size, self.page_size,
-                                     self.input_names or None, self.output_names or None)
+        for fn in mrvl.subgraph_functions(op):
+            machine = self.machine or replace(DEFAULT_MACHINE, ocm_bytes=self.ocm_size,
+                                              page_bytes=self.page_size)
+            model = convert_function(fn, machine, self.input_names or None,
+                                     self.output_names or None)
             declaration = func.FuncOp.external(
                 fn.sym_name.data, list(fn.function_type.inputs.data),
                 list(fn.function_type.outputs.data))

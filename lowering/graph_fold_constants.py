@@ -2,7 +2,7 @@
 
 Input: graph-dialect functions.
 Output: every graph op (not `graph.constant`, not `graph.onnx`) whose operands are all
-`graph.constant` results and which the numpy kernels of `mrvl.sim.reference_kernels` can
+`graph.constant` results and which the numpy kernels of `mrvl.reference_kernels` can
 evaluate is replaced by one `graph.constant` per result (carrying the op's `onnx_node` name),
 provided its results hold at most `max-elements` elements in total or no more elements than
 its operands (data movement, such as a transpose of a big weight, never grows memory). The
@@ -75,7 +75,7 @@ _EXTRA_KWARGS: dict[type[Operation], Callable[[Operation], dict[str, Any]]] = {
 
 
 def _kernel(op: Operation) -> Callable[..., Any] | None:
-    from mrvl.sim import reference_kernels
+    from mrvl import reference_kernels
 
     _, _, short = op.name.partition(".")
     fn = getattr(reference_kernels, short, None)

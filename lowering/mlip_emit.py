@@ -259,6 +259,7 @@ def to_model_binary(model: ModelOp, model_id: int = 0) -> ModelBinary:
     binary = ModelBinary(
         name=_short(name), model_id=model_id, tile_start=0, tile_end=tiles - 1,
         ocm_start=0, ocm_end=model.ocm_end.value.data, page_size=model.page_size.value.data,
+        machine=model.machine_record(),
     )
     tensors = model.tensors()
     for attr in model.inputs.data:

@@ -103,18 +103,6 @@ def _is_constant(value: SSAValue) -> bool:
     return isinstance(value.owner, ConstantOp)
 
 
-def accelerator_functions(module: ModuleOp) -> list[func.FuncOp]:
-    """Every accelerator sub-graph function of a partitioned module, in module order."""
-    found = []
-    for op in module.ops:
-        if not isinstance(op, func.FuncOp):
-            continue
-        target = op.attributes.get(TARGET_ATTR)
-        if isinstance(target, StringAttr) and target.data == "accelerator":
-            found.append(op)
-    return found
-
-
 # ----------------------------------------------------------------------------- writer
 
 
@@ -396,7 +384,7 @@ def _check_partitioned(module: ModuleOp) -> None:
 def write_module_json(module: ModuleOp, out_dir: str | Path) -> list[tuple[Path, Path]]:
     """Write the pair of every accelerator sub-graph of a partitioned module."""
     _check_partitioned(module)
-    return [write_json_pair(fn, out_dir) for fn in accelerator_functions(module)]
+    return [write_json_pair(fn, out_dir) for fn in mrvl.subgraph_functions(module)]
 
 
 @dataclass(frozen=True)
@@ -421,7 +409,7 @@ class MrvlJsonTarget(Target):
                 output.write(f"{nodes_path}\n{consts_path}\n")
             return
         _check_partitioned(module)
-        for fn in accelerator_functions(module):
+        for fn in mrvl.subgraph_functions(module):
             nodes, consts = subgraph_to_json(fn)
             output.write(f"// ----- {nodes['symbol']}-nodes.json\n")
             output.write(dumps(nodes))

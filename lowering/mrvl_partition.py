@@ -29,10 +29,8 @@ Options (pass options, frozen dataclass fields):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import onnx
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
@@ -429,20 +427,21 @@ class MrvlPartitionPass(ModulePass):
 
 
 def _main(module: ModuleOp) -> func.FuncOp:
-    for op in module.ops:
-        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
-            return op
+    fn = graph.find_function(module)
+    if fn is not None:
+        return fn
     raise PartitionError("mrvl-partition: the module has no func.func @main")
 
 
-_OPTION_NAMES = {"mode", "cpu_layers", "max_layers", "require_compute", "report"}
+OPTION_NAMES = {"mode", "cpu_layers", "max_layers", "require_compute", "report"}
+"""The options of `partition_for_mrvl` (the fields of `MrvlPartitionPass`)."""
 
 
 def _make_pass(options: dict[str, Any]) -> MrvlPartitionPass:
-    unknown = sorted(set(options) - _OPTION_NAMES)
+    unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
         raise PartitionError(
-            f"partition_for_mrvl: unknown option(s) {unknown}; expected {sorted(_OPTION_NAMES)}"
+            f"partition_for_mrvl: unknown option(s) {unknown}; expected {sorted(OPTION_NAMES)}"
         )
     if "cpu_layers" in options:
         value = options["cpu_layers"]
@@ -472,23 +471,13 @@ def run_graph_passes(module: ModuleOp) -> ModuleOp:
     return run_graph_cleanup(module, "NHWC")
 
 
-def compile_to_partitioned(
-    model: str | Path | onnx.ModelProto,
-    *,
-    batch_size: int = 1,
-    input_shapes: dict[str, list[int]] | None = None,
-    verify: bool = False,
-    **options: Any,
-) -> ModuleOp:
-    """ONNX model -> partitioned module: import, graph passes, convert, partition.
+def partition_module(module: ModuleOp, *, verify: bool = False, **options: Any) -> ModuleOp:
+    """Step 1 on an imported module, in place: graph passes, convert, partition.
 
-    `batch_size` and `input_shapes` fix symbolic input dimensions (see `import_onnx`);
     `options` are `partition_for_mrvl`'s; `verify=True` verifies the IR after every step.
+    (The driver, driver/compiler.py, imports the model first.)
     """
-    from mrvl.frontend.onnx_import import import_onnx
-
     partition = _make_pass(options)
-    module = import_onnx(model, input_shapes=input_shapes, batch_size=batch_size)
     steps = (run_graph_passes, lambda m: ConvertGraphToMrvlPass().apply(Context(), m))
     for step in steps:
         step(module)
@@ -498,28 +487,6 @@ def compile_to_partitioned(
     if verify:
         module.verify()
     return module
-
-
-def write_json_pairs(
-    onnx_path: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any
-) -> list[tuple[Path, Path]]:
-    """ONNX model -> `<sym>-nodes.json` / `<sym>-consts.json` files in `out_dir`."""
-    from mrvl.lowering.mrvl_json import write_module_json
-
-    module = compile_to_partitioned(onnx_path, **options)
-    return write_module_json(module, out_dir)
-
-
-def subgraph_functions(module: ModuleOp, target: str) -> list[func.FuncOp]:
-    """The sub-graph functions of `target` ("accelerator" or "cpu"), in module order."""
-    found = []
-    for op in module.ops:
-        if not isinstance(op, func.FuncOp):
-            continue
-        attr = op.attributes.get(TARGET_ATTR)
-        if isinstance(attr, StringAttr) and attr.data == target:
-            found.append(op)
-    return found
 
 
 def layers_of(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:

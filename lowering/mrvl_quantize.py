@@ -9,18 +9,17 @@ weights and activations following the annotations):
 - int8 only: `mlip.input_scales` / `mlip.input_zero_points` (one per argument) and on
   every layer `mlip.scale` (f32) and `mlip.zero_point` (i64): the asymmetric int8
   quantisation of its output, real = (q - zero_point) * scale, covering [min, max] of the
-  values seen when the calibration inputs run through the reference executor
-  (sim/reference_mrvl.py `run_layer`). Layers that cannot rescale (pools, reshapes,
-  transposes) take their input's parameters. Weight scales are per output
-  channel, computed from the weights by the conversion (`weight_scales`).
+  values seen when the calibration inputs run through the reference executor. This pass
+  does not run it: the ranges are handed in as data (`Ranges`), gathered by the driver
+  (driver/calibration.py, which mrvl-opt's `mrvl-quantize` uses). Layers that cannot
+  rescale (pools, reshapes, transposes) take their input's parameters. Weight scales are
+  per output channel, computed from the weights by the conversion (`weight_scales`).
 
 fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md).
 """
 
 from __future__ import annotations
 
-import zipfile
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +31,6 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
-from mrvl.lowering.mrvl_json import accelerator_functions  # noqa: F401 (re-exported)
 
 QUANTIZE_MODES = ("fp16", "int8")
 IO_DTYPES = ("f16", "f32", "i8")
@@ -55,6 +53,10 @@ SCALE_PRESERVING = (
     mrvl.TransposeOp,
 )
 """Layers whose int8 output uses the scale of their (first) input."""
+
+
+Ranges = dict[SSAValue, tuple[float, float]]
+"""[min, max] of each value of a sub-graph over the calibration inputs."""
 
 
 def qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -85,59 +87,14 @@ def constant_value(value: SSAValue) -> np.ndarray | None:
     return np.asarray(to_numpy(), dtype=np.float32)
 
 
-def evaluate_layers(
-    fn: func.FuncOp, inputs: Sequence[np.ndarray]
-) -> dict[SSAValue, np.ndarray]:
-    """Run `fn` layer by layer with the reference semantics; every value's array."""
-    from mrvl.sim.reference_mrvl import run_layer
-
-    args = list(fn.body.block.args)
-    if len(inputs) != len(args):
-        raise CompileError(
-            f"calibration for @{fn.sym_name.data}: expected {len(args)} inputs, "
-            f"got {len(inputs)}"
-        )
-    values: dict[SSAValue, np.ndarray] = {}
-    for arg, arr in zip(args, inputs, strict=True):
-        arr = np.asarray(arr, dtype=np.float32)
-        expected = mrvl.tensor_shape(arg)
-        if tuple(arr.shape) != expected:
-            raise CompileError(
-                f"calibration input for @{fn.sym_name.data} argument {arg.index}: expected "
-                f"shape {list(expected)}, got {list(arr.shape)}"
-            )
-        values[arg] = arr
-    for op in fn.body.block.ops:
-        if isinstance(op, mrvl.MrvlLayerOp):
-            result = run_layer(op, tuple(values[v] for v in op.operands))
-            values[op.results[0]] = np.asarray(result, dtype=np.float32)
-            continue
-        const = constant_value(op.results[0]) if op.results else None
-        if const is not None:
-            values[op.results[0]] = const
-    return values
-
-
-def calibration_batches(
-    fn: func.FuncOp, calibration: Sequence[Sequence[np.ndarray]] | None, seed: int = 0
-) -> list[list[np.ndarray]]:
-    """The calibration input sets; without any, one seeded standard-normal set."""
-    if calibration:
-        return [list(batch) for batch in calibration]
-    rng = np.random.default_rng(seed)
-    return [[
-        rng.standard_normal(mrvl.tensor_shape(arg)).astype(np.float32)
-        for arg in fn.body.block.args
-    ]]
-
-
 def quantize_function(
     fn: func.FuncOp,
     mode: str,
     io_dtype: str | None = None,
-    calibration: Sequence[Sequence[np.ndarray]] | None = None,
+    ranges: Ranges | None = None,
 ) -> None:
-    """Annotate `fn` in place (see the module docstring)."""
+    """Annotate `fn` in place (see the module docstring); int8 needs the activation
+    `ranges` of `fn` (driver/calibration.py `activation_ranges`)."""
     if mode not in QUANTIZE_MODES:
         raise CompileError(f"--quantize: expected one of {list(QUANTIZE_MODES)}, got '{mode}'")
     if io_dtype is None:
@@ -150,13 +107,9 @@ def quantize_function(
     fn.attributes[IO_ATTR] = StringAttr(io_dtype)
     if mode != "int8":
         return
-    ranges: dict[SSAValue, tuple[float, float]] = {}
-    for batch in calibration_batches(fn, calibration):
-        for value, arr in evaluate_layers(fn, batch).items():
-            if not arr.size:
-                continue
-            lo, hi = ranges.get(value, (0.0, 0.0))
-            ranges[value] = (min(lo, float(arr.min())), max(hi, float(arr.max())))
+    if ranges is None:
+        raise CompileError(f"int8 quantisation of @{fn.sym_name.data} needs its activation "
+                           "ranges from a calibration run (the mrvl driver gathers them)")
     params: dict[SSAValue, tuple[float, int]] = {}
     for arg in fn.body.block.args:
         params[arg] = qparams(*ranges.get(arg, (0.0, 0.0)))
@@ -178,71 +131,14 @@ def quantize_function(
     )
 
 
-def load_calibration(path: str, fn: func.FuncOp) -> list[list[np.ndarray]]:
-    """Calibration inputs from an .npz: one array per argument (keyed by the argument's
-    name, `mrvl_<N>_i<K>`, `arg<K>` or in file order); a leading extra dimension holds
-    several calibration samples."""
-    try:
-        with open(path, "rb") as handle:  # closed even when numpy fails on a broken archive
-            data = np.load(handle)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise CompileError(
-                    f"--calibration: '{path}' is not an .npz archive (write it with "
-                    "numpy.savez, one array per input)"
-                )
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise CompileError(f"--calibration: cannot read '{path}': {error}") from None
-    return calibration_from_mapping(arrays, fn, source=path)
-
-
-def calibration_from_mapping(
-    arrays: Mapping[str, np.ndarray], fn: func.FuncOp, source: str = "calibration"
-) -> list[list[np.ndarray]]:
-    args = list(fn.body.block.args)
-    keys = list(arrays)
-    chosen = []
-    for k, arg in enumerate(args):
-        name_attr = None
-        if fn.arg_attrs is not None and k < len(fn.arg_attrs.data):
-            name_attr = fn.arg_attrs.data[k].data.get("graph.name")
-        candidates = [f"arg{k}", f"i{k}"]
-        if isinstance(name_attr, StringAttr):
-            candidates.insert(0, name_attr.data)
-        key = next((c for c in candidates if c in arrays), None)
-        if key is None:
-            key = next((c for c in keys if c.endswith(f"_i{k}")), None)
-        if key is None and k < len(keys):
-            key = keys[k]
-        if key is None:
-            raise CompileError(f"{source}: no array for input {k} of @{fn.sym_name.data}")
-        try:
-            chosen.append(np.asarray(arrays[key], dtype=np.float32))
-        except (TypeError, ValueError) as error:
-            raise CompileError(f"{source}: array '{key}' is not numeric: {error}") from None
-    batches: list[list[np.ndarray]] = []
-    shapes = [mrvl.tensor_shape(a) for a in args]
-    if all(arr.shape == shape for arr, shape in zip(chosen, shapes, strict=True)):
-        return [chosen]
-    if all(arr.shape[1:] == shape for arr, shape in zip(chosen, shapes, strict=True)):
-        count = min(arr.shape[0] for arr in chosen)
-        for i in range(count):
-            batches.append([arr[i] for arr in chosen])
-        return batches
-    raise CompileError(
-        f"{source}: calibration arrays of shapes {[list(a.shape) for a in chosen]} do not "
-        f"match the inputs {[list(s) for s in shapes]} of @{fn.sym_name.data}"
-    )
-
-
 @dataclass(frozen=True)
 class MrvlQuantizePass(ModulePass):
     """Annotate every accelerator sub-graph with its precision (module docstring).
 
     Options: `mode` fp16 | int8; `io-dtype` f16 | f32 | i8 (default: f16 for fp16, i8 for
     int8); `calibration` an .npz of inputs (int8; without it a seeded random input).
-    In-process callers may give the calibration input sets as arrays in `batches` instead
-    (not a pipeline-text option).
+    In-process callers (lowering/backend.py) may give the int8 activation ranges of the
+    function in `ranges` instead (not a pipeline-text option).
     """
 
     name = "mrvl-quantize"
@@ -250,11 +146,17 @@ class MrvlQuantizePass(ModulePass):
     mode: str = "fp16"
     io_dtype: str = ""
     calibration: str = ""
-    batches: tuple[tuple[np.ndarray, ...], ...] | None = field(default=None, compare=False)
+    ranges: Ranges | None = field(default=None, compare=False)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in accelerator_functions(op):
-            batches = self.batches
-            if self.calibration:
-                batches = load_calibration(self.calibration, fn)
-            quantize_function(fn, self.mode, self.io_dtype or None, batches)
+        for fn in mrvl.subgraph_functions(op):
+            ranges = self.activation_ranges(fn) if self.mode == "int8" else None
+            quantize_function(fn, self.mode, self.io_dtype or None, ranges)
+
+    def activation_ranges(self, fn: func.FuncOp) -> Ranges:
+        """The int8 ranges of `fn`: `ranges` when an in-process caller gave them, else the
+        driver's subclass runs the reference executor."""
+        if self.ranges is not None:
+            return self.ranges
+        raise CompileError(f"mrvl-quantize{{mode=int8}} on @{fn.sym_name.data} needs a "
+                           "calibration run; use mrvl-opt or the mrvl driver")

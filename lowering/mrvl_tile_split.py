@@ -12,10 +12,10 @@ layer), and the function with `mlip.num_tiles`.
   weights and its band of the input), output channels (whole groups; every tile reads its
   share of the weights and the whole input), and for 4 or 8 tiles the grids of 2 x T/2
   and T/2 x 2 tiles (rows x channels: the weights are read by the row groups, the input by
-  the channel groups). The cost is `convert_mrvl_to_mlip.conv_cost`: it runs the same
-  OCM blocking as the lowering (chunks of weights when they do not fit, bands of rows or
-  columns) and estimates cycles from the blocks' DMA bytes and compute under the
-  docs/isa.md timing model (`ocm_size` / `page_size` options: the OCM it sizes for).
+  the channel groups). The cost is `mlip_cost.conv_cost`: it runs the same OCM blocking
+  as the lowering (chunks of weights when they do not fit, bands of rows or columns) and
+  estimates cycles from the blocks' DMA bytes and compute under the docs/isa.md timing
+  model, on the `Machine` compiled for (its OCM, page size and timing constants).
   The split never changes the order of any output's reduction, so results are the same
   bits whatever it chooses.
 - FC, global pools: output channels. Pools: output rows. Sum, Concat, transposes: the
@@ -30,7 +30,7 @@ synchronisation inside a layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -40,7 +40,10 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
-from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR, accelerator_functions
+from mrvl.machine import DEFAULT_MACHINE, Machine
+from mrvl.lowering.mlip_conv_blocking import ConvGeom
+from mrvl.lowering.mlip_cost import conv_cost
+from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR
 from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mlip.split"
@@ -120,13 +123,10 @@ def conv_candidates(op: mrvl.Conv2DOp, tiles: int, out_es: int):
 
 
 def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
-                ocm_size: int, page_size: int):
+                machine: Machine):
     """The candidate with the fewest estimated cycles (`conv_cost`: the blocks the lowering
     would emit under the docs/isa.md timing model), ties to fewer DRAM bytes, then to the
     earlier candidate (rows)."""
-    # the cost runs the lowering's blocking; that module imports this one
-    from mrvl.lowering.convert_mrvl_to_mlip import ConvGeom, conv_cost
-
     candidates = conv_candidates(op, tiles, out_es)
     if len(candidates) == 1:
         return candidates[0]
@@ -135,7 +135,7 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
     geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
     best, best_key = candidates[0], None
     for kind, ranges in candidates:
-        cost = conv_cost(geom, kind, ranges, ocm_size, page_size)
+        cost = conv_cost(geom, kind, ranges, machine)
         if cost is None:
             continue
         key = (round(cost[0]), cost[1])
@@ -162,17 +162,16 @@ def generic_split(shape: tuple[int, ...], tiles: int, out_es: int):
 
 def choose_split(
     op: mrvl.MrvlLayerOp, tiles: int, es: int, out_es: int, in_es: int | None = None,
-    ocm_size: int = isa.DEFAULT_OCM_SIZE, page_size: int = isa.DEFAULT_PAGE_SIZE,
+    machine: Machine = DEFAULT_MACHINE,
 ) -> tuple[str, list[tuple[int, int]]]:
     """The split of one layer (see the module docstring). `in_es`: element size of the
-    first input in DRAM (default `es`); `ocm_size` / `page_size`: the OCM the lowering
-    will size its blocks for."""
+    first input in DRAM (default `es`); `machine`: the machine compiled for (its OCM sizes
+    the lowering's blocks, its timing ranks the candidates)."""
     if isinstance(op, ALIAS_OPS):
         return "none", [(0, 0)] * tiles
     out_shape = mrvl.tensor_shape(op.results[0])
     if isinstance(op, mrvl.Conv2DOp):
-        return _conv_split(op, tiles, es, es if in_es is None else in_es, out_es, ocm_size,
-                           page_size)
+        return _conv_split(op, tiles, es, es if in_es is None else in_es, out_es, machine)
     if isinstance(op, mrvl.FCOp):
         n, o = out_shape
         if n == 1 or (o * out_es) % GRANULE == 0:
@@ -197,12 +196,13 @@ def _input_es(value, es: int, io_es: int) -> int:
     return io_es if isinstance(value, BlockArgument) else es
 
 
-def split_function(fn: func.FuncOp, num_tiles: int, ocm_size: int = isa.DEFAULT_OCM_SIZE,
-                   page_size: int = isa.DEFAULT_PAGE_SIZE) -> None:
-    """Annotate every layer of `fn` in place (for blocks sized to `ocm_size` bytes of OCM
-    in pages of `page_size`)."""
+def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE) -> None:
+    """Annotate every layer of `fn` in place, split across `machine.tiles` tiles (for
+    blocks sized to its OCM, candidates ranked by its timing)."""
+    num_tiles = machine.tiles
     if num_tiles not in VALID_TILES:
-        raise CompileError(f"--num-tiles: expected one of {list(VALID_TILES)}, got {num_tiles}")
+        raise CompileError(f"--num-tiles (or --machine tiles=): expected one of "
+                           f"{list(VALID_TILES)}, got {num_tiles}")
     es, io_es = dtype_sizes(fn)
     outputs = _returned(fn)
     fn.attributes[NUM_TILES_ATTR] = IntegerAttr(num_tiles, i64)
@@ -211,7 +211,7 @@ def split_function(fn: func.FuncOp, num_tiles: int, ocm_size: int = isa.DEFAULT_
             continue
         out_es = io_es if op.results[0] in outputs else es
         in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
-        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, ocm_size, page_size)
+        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine)
         op.attributes[SPLIT_ATTR] = StringAttr(kind)
         op.attributes[TILES_ATTR] = DenseArrayBase.from_list(
             i64, [v for r in ranges for v in r]
@@ -242,7 +242,16 @@ class MrvlTileSplitPass(ModulePass):
     num_tiles: int = 1
     ocm_size: int = isa.DEFAULT_OCM_SIZE
     page_size: int = isa.DEFAULT_PAGE_SIZE
+    machine: Machine | None = field(default=None, compare=False)
+    """In-process callers: the whole machine (its timing ranks the splits); the three
+    options above then come from it (not a pipeline-text option)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in accelerator_functions(op):
-            split_function(fn, self.num_tiles, self.ocm_size, self.page_size)
+        for fn in mrvl.subgraph_functions(op):
+            split_function(fn, self._machine())
+
+    def _machine(self) -> Machine:
+        if self.machine is not None:
+            return self.machine
+        return replace(DEFAULT_MACHINE, tiles=self.num_tiles, ocm_bytes=self.ocm_size,
+                       page_bytes=self.page_size)

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 
 from mrvl.dialects import graph, mrvl
@@ -42,32 +42,19 @@ def _label(op: Operation) -> str:
     return f"{name}\n{op.name}" if name else op.name
 
 
-def _input_names(fn: func.FuncOp) -> list[str]:
-    names = []
-    attrs = fn.arg_attrs.data if fn.arg_attrs is not None else ()
-    for i in range(len(fn.args)):
-        name = f"input{i}"
-        if i < len(attrs) and isinstance(attrs[i], DictionaryAttr):
-            attr = attrs[i].data.get("graph.name")
-            if isinstance(attr, StringAttr):
-                name = attr.data
-        names.append(name)
-    return names
-
-
 def partition_to_dot(module: ModuleOp, title: str = "partition") -> str:
     """DOT text of a partitioned module (see the module docstring)."""
     functions = {
         op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)
     }
-    main = functions.get("main")
+    main = graph.find_function(module)
     if main is None:
         raise MrvlError("partition picture: the module has no func.func @main")
     ids: dict[Operation, str] = {}
     lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;", '  node [fontsize=10];']
     # Model inputs.
     source: dict[SSAValue, str] = {}
-    for arg, name in zip(main.args, _input_names(main)):
+    for arg, name in zip(main.args, graph.input_names(main)):
         node_id = f"in_{len(source)}"
         source[arg] = node_id
         lines.append(f"  {node_id} [label={_quote(name)}, shape=plain];")

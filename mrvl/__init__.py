@@ -2,7 +2,7 @@
 
 The sub-packages live in the repository's top-level folders:
 ``mrvl.dialects`` (dialects/), ``mrvl.frontend`` (frontend/), ``mrvl.lowering`` (lowering/),
-``mrvl.sim`` (sim/) and ``mrvl.models`` (models/).
+``mrvl.sim`` (sim/), ``mrvl.driver`` (driver/) and ``mrvl.models`` (models/).
 """
 
 __version__ = "0.1.0"

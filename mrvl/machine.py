@@ -16,13 +16,30 @@ Invariant: a `Machine` changes cycle counts only, never results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from mrvl import mlip_isa as isa
 from mrvl.errors import CompileError
 
 VALID_TILES = (1, 2, 4, 8)
+PUBLISHED_FIELDS = ("tiles", "ocm_bytes", "page_bytes", "clock_mhz", "matrix_rows",
+                    "matrix_cols")
+"""Fields whose defaults are published figures (docs/isa.md section 4 gives each source)."""
+ASSUMED_FIELDS = ("dram_bytes_per_cycle", "dma_bytes_per_cycle", "dma_latency", "int8_speedup",
+                  "vector_lanes", "matrix_fill", "vector_latency", "issue_latency",
+                  "barrier_latency")
+"""Fields whose defaults are our assumptions (not published; docs/isa.md gives the reason)."""
+
+
+def overrides_help() -> str:
+    """The --machine help text: the keys, which defaults are published and which assumed."""
+    return ("machine description override KEY=VALUE (repeatable), e.g. dram_gbps=32; "
+            "published defaults: " + ", ".join(PUBLISHED_FIELDS) + "; assumptions (not "
+            "published, docs/isa.md section 4): dram_gbps (= dram_bytes_per_cycle x clock; "
+            "default 64 GB/s), " + ", ".join(ASSUMED_FIELDS[1:]))
 VALID_PAGES = (1024, 2048, 4096, 8192, 16384)
 
 
@@ -31,7 +48,8 @@ class Machine:
     """The accelerator a model is compiled for and simulated on (module docstring)."""
 
     tiles: int = 1
-    """Tiles the model uses (1, 2, 4 or 8 contiguous tiles; the chip has 8). Published."""
+    """Tiles the model uses (contiguous; the chip has 8, published; the compiler splits
+    across 1, 2, 4 or 8, `VALID_TILES`)."""
     ocm_bytes: int = isa.DEFAULT_OCM_SIZE
     """On-chip memory per tile. Published: 1 MiB."""
     page_bytes: int = isa.DEFAULT_PAGE_SIZE
@@ -62,28 +80,18 @@ class Machine:
     """Cycles from the last tile arriving at a barrier to its release. Assumption."""
 
     def __post_init__(self) -> None:
-        if self.tiles not in VALID_TILES:
-            raise CompileError(f"machine: tiles must be one of {list(VALID_TILES)}, "
-                               f"got {self.tiles}")
-        if self.page_bytes not in VALID_PAGES:
-            raise CompileError(f"machine: page_bytes must be one of {list(VALID_PAGES)}, "
-                               f"got {self.page_bytes}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise CompileError(f"machine: {f.name} must be a number >= 0, got {value!r}")
-            if f.name != "dram_bytes_per_cycle" and not isinstance(value, int):
-                raise CompileError(f"machine: {f.name} must be an integer, got {value!r}")
-        for name in ("clock_mhz", "matrix_rows", "matrix_cols", "int8_speedup",
-                     "vector_lanes", "dram_bytes_per_cycle", "dma_bytes_per_cycle"):
-            if getattr(self, name) <= 0:
-                raise CompileError(f"machine: {name} must be > 0, got {getattr(self, name)}")
+        if isinstance(self.dram_bytes_per_cycle, int) and not isinstance(
+                self.dram_bytes_per_cycle, bool):
+            object.__setattr__(self, "dram_bytes_per_cycle", float(self.dram_bytes_per_cycle))
+        problem = machine_problem({f.name: getattr(self, f.name) for f in fields(self)})
+        if problem is not None:
+            raise CompileError(f"machine: {problem}")
 
     # ---- derived figures ------------------------------------------------------------------
     @property
     def dram_gbps(self) -> float:
         """DRAM bandwidth in GB/s (10^9 bytes per second)."""
-        return self.dram_bytes_per_cycle * self.clock_mhz / 1000.0
+        return self.dram_bytes_per_cycle * (self.clock_mhz / 1000.0)
 
     def macs_per_cycle(self, int8: bool = False) -> int:
         """Peak matrix-engine MACs per cycle of one tile."""
@@ -119,7 +127,7 @@ class Machine:
         if gbps is not None:
             if gbps <= 0:
                 raise CompileError(f"--machine: dram_gbps must be > 0, got {gbps}")
-            machine = replace(machine, dram_bytes_per_cycle=gbps * 1000.0 / machine.clock_mhz)
+            machine = replace(machine, dram_bytes_per_cycle=gbps / (machine.clock_mhz / 1000.0))
         return machine
 
     def to_dict(self) -> dict[str, object]:
@@ -130,6 +138,65 @@ class Machine:
     def from_dict(cls, data: dict[str, object]) -> Machine:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+
+
+_WIDTHS = ("matrix_rows", "matrix_cols", "int8_speedup", "vector_lanes",
+           "dma_bytes_per_cycle")
+
+
+def machine_problem(values: dict[str, object]) -> str | None:
+    """The first field of a machine description outside its range (one line), or None.
+
+    The same ranges as the C core's check of a binary's machine record (csrc/mlip_isa.h):
+    the compiler refuses what the simulator would refuse.
+    """
+    for name in (f.name for f in fields(Machine)):
+        value = values.get(name)
+        if name == "dram_bytes_per_cycle":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                    value) or not (isa.MIN_DRAM_MILLIBYTES_PER_CYCLE / 1000.0 <= value
+                                   <= isa.MAX_MACHINE_WIDTH):
+                return (f"dram_bytes_per_cycle must be a finite number from "
+                        f"{isa.MIN_DRAM_MILLIBYTES_PER_CYCLE / 1000.0} to "
+                        f"{isa.MAX_MACHINE_WIDTH}, got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name} must be an integer, got {value!r}"
+        if name == "tiles":
+            low, high = 1, isa.MAX_TILES
+        elif name == "ocm_bytes":
+            if value % isa.OCM_GRANULE:
+                return f"ocm_bytes must be a multiple of {isa.OCM_GRANULE}, got {value}"
+            low, high = isa.OCM_GRANULE, isa.MAX_OCM_BYTES
+        elif name == "page_bytes":
+            if value not in VALID_PAGES:
+                return f"page_bytes must be one of {list(VALID_PAGES)}, got {value}"
+            continue
+        elif name == "clock_mhz":
+            low, high = 1, isa.MAX_CLOCK_MHZ
+        elif name in _WIDTHS:
+            low, high = 1, isa.MAX_MACHINE_WIDTH
+        else:
+            low, high = 0, isa.MAX_MACHINE_LATENCY
+        if not low <= value <= high:
+            return f"{name} must be from {low} to {high}, got {value}"
+    return None
+
+
+def format_machine(machine: Machine | Mapping[str, object]) -> str:
+    """One line naming the machine (a `Machine` or its `to_dict()`), for reports:
+    "machine: 8 tile(s), 1000 MHz, DRAM 64 GB/s (64 B/cycle), ..."."""
+    m: dict[str, Any] = dict(machine.to_dict() if isinstance(machine, Machine) else machine)
+    return (f"machine: {m['tiles']} tile(s), {m['clock_mhz']} MHz, "
+            f"DRAM {float(m['dram_gbps']):g} GB/s "
+            f"({float(m['dram_bytes_per_cycle']):g} B/cycle), "
+            f"DMA {m['dma_bytes_per_cycle']} B/cycle/tile + {m['dma_latency']} cycles, "
+            f"OCM {int(m['ocm_bytes']) / 1024:g} KiB/tile in "
+            f"{int(m['page_bytes']) // 1024} KiB pages, "
+            f"matrix {m['matrix_rows']}x{m['matrix_cols']} (int8 x{m['int8_speedup']}, "
+            f"fill {m['matrix_fill']}), vector {m['vector_lanes']} lanes "
+            f"(latency {m['vector_latency']}), issue {m['issue_latency']}, "
+            f"barrier {m['barrier_latency']}")
 
 
 def _split_item(item: str) -> tuple[str, str]:
@@ -150,3 +217,21 @@ def _number(key: str, raw: object) -> float:
 
 
 DEFAULT_MACHINE = Machine()
+
+
+def machine_of(spec: object = None, num_tiles: int = 1, ocm_size: int = isa.DEFAULT_OCM_SIZE,
+               page_size: int = isa.DEFAULT_PAGE_SIZE) -> Machine:
+    """The machine of compile options: a `Machine` as it is, else the default machine with
+    `num_tiles`, `ocm_size`, `page_size` and the `spec` overrides (a list of "KEY=VALUE"
+    strings, one such string, or a dict; `Machine.with_overrides`; they win over the three)."""
+    if isinstance(spec, Machine):
+        return spec
+    base = replace(DEFAULT_MACHINE, tiles=num_tiles, ocm_bytes=ocm_size, page_bytes=page_size)
+    if spec is None:
+        return base
+    if isinstance(spec, str):
+        spec = [spec]
+    if not isinstance(spec, dict | list | tuple):
+        raise CompileError(f"machine: expected KEY=VALUE strings, a dict or a Machine, got "
+                           f"{type(spec).__name__}")
+    return base.with_overrides(spec)  # type: ignore[arg-type]

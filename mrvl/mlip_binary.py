@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
-from mrvl.errors import BinaryFormatError
+import crc32c as _crc32c
+
+from mrvl.errors import BinaryFormatError, CompileError
 from mrvl import mlip_isa as isa
+from mrvl.machine import DEFAULT_MACHINE, Machine, machine_problem
 from mrvl.mlip_isa import DType, Flag, Layout, Opcode, Queue, Section
 
 __all__ = [
@@ -29,42 +32,17 @@ __all__ = [
     "DramPlan",
     "plan_dram",
     "crc32c",
+    "encode_machine",
+    "decode_machine",
+    "replace_machine",
 ]
 
 
 # ---- CRC32C (Castagnoli) -----------------------------------------------------------------
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def _crc32c_py(data: bytes, crc: int = 0) -> int:
-    crc ^= 0xFFFFFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
 def crc32c(data: bytes | bytearray | memoryview) -> int:
-    """CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of `data`.
-
-    Uses the C core when it is built (fast), the pure-Python table otherwise.
-    """
-    try:
-        from mrvl.sim._mlip_sim import ffi, lib
-    except ImportError:  # pragma: no cover - the package build always provides it
-        return _crc32c_py(bytes(data))
-    buf = ffi.from_buffer(data)
-    return int(lib.mlip_crc32c(buf, len(data)))
+    """CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of `data` (the `crc32c`
+    package; the C core keeps its own to validate binaries)."""
+    return _crc32c.crc32c(data)
 
 
 # ---- instructions -------------------------------------------------------------------------
@@ -292,6 +270,56 @@ class LayerDesc:
         return cls(name=_name_str(name, "layer"), macs=macs, dram_bytes=dram_bytes, kind=kind)
 
 
+# ---- the machine record -------------------------------------------------------------------
+MACHINE_OFFSET = isa.HEADER_STRUCT.size + isa.MODEL_INFO_SIZE
+"""Byte offset of the mlip_machine record in a binary (right after the model info)."""
+
+
+def encode_machine(machine: Machine) -> bytes:
+    """The 80-byte mlip_machine record of `machine`."""
+    values = [getattr(machine, name) for name in isa.MACHINE_FIELDS]
+    values[isa.MACHINE_FIELDS.index("dram_bytes_per_cycle")] = float(
+        machine.dram_bytes_per_cycle)
+    return isa.MACHINE_STRUCT.pack(*values, 0, 0)
+
+
+def decode_machine(raw: bytes) -> Machine:
+    """The `Machine` of an mlip_machine record; BinaryFormatError (one line) when a field is
+    outside its range (csrc/mlip_isa.h, `machine_problem`)."""
+    values = dict(zip(isa.MACHINE_FIELDS, isa.MACHINE_STRUCT.unpack(raw)[:-2], strict=True))
+    problem = machine_problem(values)
+    if problem is not None:
+        raise BinaryFormatError(f"machine record: {problem}")
+    try:
+        return Machine(**values)  # type: ignore[arg-type]
+    except CompileError as error:  # pragma: no cover - machine_problem checks the same
+        raise BinaryFormatError(f"machine record: {error}") from None
+
+
+def replace_machine(data: bytes, machine: Machine, source: str = "<bytes>") -> bytes:
+    """`data` (a model binary) with its machine record replaced and the metadata and header
+    CRCs recomputed: the same program and results, timed on another machine.  The tiles,
+    OCM size and page size are the program's and must stay (BinaryFormatError otherwise)."""
+    current = ModelBinary.from_bytes(data, source=source, decode_code=False).machine
+    assert current is not None
+    for name in ("tiles", "ocm_bytes", "page_bytes"):
+        if getattr(machine, name) != getattr(current, name):
+            raise BinaryFormatError(
+                f"{source}: the program was compiled for {name}={getattr(current, name)}; "
+                f"a timing override cannot change it to {getattr(machine, name)} (recompile)")
+    out = bytearray(data)
+    out[MACHINE_OFFSET:MACHINE_OFFSET + isa.MACHINE_STRUCT.size] = encode_machine(machine)
+    hsize = isa.HEADER_STRUCT.size
+    metadata_size = isa.HEADER_STRUCT.unpack(bytes(out[:hsize]))[4]
+    fields = list(isa.HEADER_STRUCT.unpack(bytes(out[:hsize])))
+    fields[10] = crc32c(bytes(out[hsize:hsize + metadata_size]))
+    fields[12] = 0
+    header = isa.HEADER_STRUCT.pack(*fields)
+    fields[12] = crc32c(header)
+    out[:hsize] = isa.HEADER_STRUCT.pack(*fields)
+    return bytes(out)
+
+
 # ---- DRAM plan ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DramPlan:
@@ -377,6 +405,21 @@ class ModelBinary:
     weights: bytes = b""
     arch: int = isa.ARCH_CN10K
     flags: int = 0
+    machine: Machine | None = None
+    """The machine the program is compiled for (recorded in the binary); None: the default
+    machine with this binary's tiles, page size and OCM (`effective_machine`)."""
+
+    @property
+    def effective_machine(self) -> Machine:
+        """The machine record `to_bytes` writes."""
+        if self.machine is not None:
+            return self.machine
+        ocm = max(isa.DEFAULT_OCM_SIZE, -(-self.ocm_end // isa.OCM_GRANULE) * isa.OCM_GRANULE)
+        try:
+            return replace(DEFAULT_MACHINE, tiles=self.tile_end - self.tile_start + 1,
+                           page_bytes=self.page_size, ocm_bytes=ocm)
+        except CompileError as error:
+            raise BinaryFormatError(str(error)) from None
 
     # -- building --
     def apply_plan(self, plan: DramPlan) -> None:
@@ -443,8 +486,14 @@ class ModelBinary:
             self.weights_offset, self.scratch_offset, self.scratch_size, 0, 0, 0, 0,
         )
         info += b"".join(isa.STREAM_STRUCT.pack(first, count) for first, count in table)
+        machine = self.effective_machine
+        problem = _machine_mismatch(machine, self.tile_end - self.tile_start + 1,
+                                    self.page_size, self.ocm_end)
+        if problem is not None:
+            raise BinaryFormatError(problem)
         metadata = (
             info
+            + encode_machine(machine)
             + b"".join(d.encode() for d in self.inputs)
             + b"".join(d.encode() for d in self.outputs)
             + b"".join(layer.encode() for layer in self.layers)
@@ -500,6 +549,9 @@ class ModelBinary:
         if vmaj != isa.VERSION_MAJOR:
             fail(f"unsupported version {vmaj}.{vmin}, this reader supports "
                  f"{isa.VERSION_MAJOR}.x")
+        if vmin < isa.VERSION_MINOR:
+            fail(f"version {vmaj}.{vmin} predates the machine record of "
+                 f"{isa.VERSION_MAJOR}.{isa.VERSION_MINOR}; recompile the model")
         if header_size != hsize:
             fail(f"header_size {header_size} != {hsize}")
         zeroed = bytearray(data[:hsize])
@@ -544,7 +596,8 @@ class ModelBinary:
             fail(f"{n_in} inputs / {n_out} outputs; at most {isa.MAX_IO} each")
         if n_layers >= isa.MAX_LAYERS:
             fail(f"{n_layers} layers; at most {isa.MAX_LAYERS - 1}")
-        expected = (isa.MODEL_INFO_SIZE + (n_in + n_out) * isa.IO_DESC_STRUCT.size
+        expected = (isa.MODEL_INFO_SIZE + isa.MACHINE_STRUCT.size
+                    + (n_in + n_out) * isa.IO_DESC_STRUCT.size
                     + n_layers * isa.LAYER_DESC_STRUCT.size)
         if metadata_size != expected:
             fail(f"metadata_size {metadata_size} != {expected} for {n_in} inputs, "
@@ -583,6 +636,15 @@ class ModelBinary:
                 ]
         if next_first != num_insns:
             fail(f"stream table covers {next_first} of {num_insns} instructions")
+        try:
+            binary.machine = decode_machine(metadata[pos:pos + isa.MACHINE_STRUCT.size])
+        except BinaryFormatError as error:
+            fail(str(error))
+        problem = _machine_mismatch(binary.machine, tile_end - tile_start + 1, page_size,
+                                    ocm_end)
+        if problem is not None:
+            fail(problem)
+        pos += isa.MACHINE_STRUCT.size
         size = isa.IO_DESC_STRUCT.size
         for kind, count, target, (r_off, r_size) in (
             ("input", n_in, binary.inputs, regions["input"]),
@@ -608,3 +670,15 @@ class ModelBinary:
             pos += isa.LAYER_DESC_STRUCT.size
         binary.weights = payload[code_size:]
         return binary
+
+
+def _machine_mismatch(machine: Machine, tiles: int, page_size: int, ocm_end: int) -> str | None:
+    """How the machine record disagrees with the model info (one line), or None."""
+    if machine.tiles != tiles:
+        return f"machine record: tiles {machine.tiles} != the {tiles} tile(s) the model uses"
+    if machine.page_bytes != page_size:
+        return f"machine record: page_bytes {machine.page_bytes} != page_size {page_size}"
+    if ocm_end > machine.ocm_bytes:
+        return (f"machine record: the model's OCM range ends at {ocm_end}, beyond the "
+                f"machine's {machine.ocm_bytes} bytes of OCM")
+    return None

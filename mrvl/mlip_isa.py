@@ -13,7 +13,7 @@ from enum import IntEnum, IntFlag
 # ---- versions and identification ---------------------------------------------------------
 MAGIC = b"MRVL"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 ARCH_CN10K = 16
 
 # ---- limits ------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ INSN_FPARAMS = 4
 WEIGHTS_ALIGN = 64
 MAX_INT8_K = 65536
 
-# ---- machine parameter defaults -----------------------------------------------------------
+# ---- machine description: defaults of the mlip_machine record -----------------------------
 DEFAULT_OCM_SIZE = 1048576
 DEFAULT_PAGE_SIZE = 16384
 OCM_GRANULE = 16
@@ -56,6 +56,13 @@ DEFAULT_MATRIX_FILL = 32
 DEFAULT_VECTOR_LATENCY = 8
 DEFAULT_ISSUE_LATENCY = 1
 DEFAULT_BARRIER_LATENCY = 50
+
+# ---- machine description: the ranges a binary's mlip_machine record must be in ------------
+MAX_OCM_BYTES = 1073741824
+MAX_CLOCK_MHZ = 100000
+MAX_MACHINE_WIDTH = 65536
+MAX_MACHINE_LATENCY = 1000000
+MIN_DRAM_MILLIBYTES_PER_CYCLE = 1
 
 
 class Opcode(IntEnum):
@@ -258,6 +265,15 @@ STREAM_STRUCT = struct.Struct("<II")
 # mlip_model_info without its stream table
 MODEL_INFO_HEAD_STRUCT = struct.Struct("<64s10I10Q4Q")
 MODEL_INFO_SIZE = MODEL_INFO_HEAD_STRUCT.size + NUM_SECTIONS * MAX_TILES * NUM_QUEUES * 8
+# mlip_machine: tiles ocm_bytes page_bytes clock_mhz matrix_rows matrix_cols int8_speedup
+# vector_lanes dram_bytes_per_cycle(double) dma_bytes_per_cycle dma_latency matrix_fill
+# vector_latency issue_latency barrier_latency reserved[2]
+MACHINE_STRUCT = struct.Struct("<8Id6I2Q")
+MACHINE_FIELDS = (
+    "tiles", "ocm_bytes", "page_bytes", "clock_mhz", "matrix_rows", "matrix_cols",
+    "int8_speedup", "vector_lanes", "dram_bytes_per_cycle", "dma_bytes_per_cycle",
+    "dma_latency", "matrix_fill", "vector_latency", "issue_latency", "barrier_latency",
+)
 # mlip_io_desc
 IO_DESC_STRUCT = struct.Struct("<64sIIIfiI6IQQQ")
 # mlip_layer_desc
@@ -268,6 +284,7 @@ STRUCT_SIZES = {
     "mlip_header": HEADER_STRUCT.size,
     "mlip_stream": STREAM_STRUCT.size,
     "mlip_model_info": MODEL_INFO_SIZE,
+    "mlip_machine": MACHINE_STRUCT.size,
     "mlip_io_desc": IO_DESC_STRUCT.size,
     "mlip_layer_desc": LAYER_DESC_STRUCT.size,
 }

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 from mrvl import mlip_isa as isa
+from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_isa import DType, Opcode, Queue
 
 
@@ -161,6 +162,9 @@ class Program:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     layers: list[LayerPlan] = field(default_factory=list)
+    machine: Machine = DEFAULT_MACHINE
+    """The machine compiled for (its tiles, OCM and page size are the fields above);
+    `build_model` records it in the model for the binary."""
 
     def add_tensor(self, tensor: DramTensor) -> DramTensor:
         self.tensors[tensor.name] = tensor

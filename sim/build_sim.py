@@ -25,19 +25,6 @@ CDEF = """
 #define MLIP_ERR_NOMEM -4
 
 typedef struct mlip_params {
-    uint32_t clock_mhz;
-    uint32_t matrix_rows;
-    uint32_t matrix_cols;
-    uint32_t int8_speedup;
-    uint32_t vector_lanes;
-    uint32_t dram_bytes_per_cycle;
-    uint32_t dma_bytes_per_cycle;
-    uint32_t dma_latency;
-    uint32_t matrix_fill;
-    uint32_t vector_latency;
-    uint32_t issue_latency;
-    uint32_t barrier_latency;
-    uint32_t ocm_size;
     uint32_t check_deps;
     uint32_t portable;
     uint64_t max_insn_work;
@@ -70,6 +57,23 @@ typedef struct mlip_layer_stats {
     uint64_t instructions;
 } mlip_layer_stats;
 
+typedef struct mlip_trace_record {
+    uint64_t ready;
+    uint64_t start;
+    uint64_t end;
+    uint64_t busy;
+    uint64_t macs;
+    uint64_t dram_bytes;
+    uint32_t index;
+    uint16_t layer;
+    uint8_t tile;
+    uint8_t queue;
+    uint8_t opcode;
+    uint8_t section;
+    uint8_t int8;
+    uint8_t reserved;
+} mlip_trace_record;
+
 typedef struct mlip_sim mlip_sim;
 
 void mlip_default_params(mlip_params *params);
@@ -81,6 +85,10 @@ uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size);
+uint64_t mlip_sim_trace_size(const mlip_sim *sim);
+int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
+                        uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
+                        uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
 """
 
 SANITIZE = os.environ.get("MRVL_SIM_SANITIZE", "") not in ("", "0")

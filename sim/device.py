@@ -129,10 +129,17 @@ class SimulatorDevice:
         loaded = self._get(handle)
         return list(loaded.inputs), list(loaded.outputs)
 
-    def run(self, handle: int, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    def run(self, handle: int, inputs: list[np.ndarray],
+            trace: bool = False) -> tuple[list[np.ndarray], dict]:
+        """As `Device.run`; with `trace` the run's timeline is kept for `timeline`."""
         loaded = self._get(handle)
         check_device_inputs(loaded.inputs, inputs, loaded.source)
-        return loaded.simulator.run_device(list(inputs))
+        return loaded.simulator.run_device(list(inputs), trace=True if trace else None)
+
+    def timeline(self, handle: int):
+        """The `mrvl.sim.trace.Timeline` of the handle's last traced run (None if none).
+        Optional for a `Device`: the runtime traces only devices that have it."""
+        return self._get(handle).simulator.last_trace
 
     def unload(self, handle: int) -> None:
         loaded = self._handles.pop(handle, None)

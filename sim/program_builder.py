@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mrvl import mlip_isa as isa
+from mrvl.machine import DEFAULT_MACHINE
 from mrvl.mlip_binary import IODesc, Instruction, LayerDesc, ModelBinary, plan_dram
 from mrvl.mlip_isa import DType, Flag, Opcode, Queue, Section
 
@@ -108,7 +109,9 @@ class ProgramBuilder:
 
     def build(self) -> ModelBinary:
         b = ModelBinary(name=self.name, tile_start=0, tile_end=self.tiles - 1, ocm_start=0,
-                        ocm_end=self.ocm_size)
+                        ocm_end=self.ocm_size,
+                        machine=replace(DEFAULT_MACHINE, tiles=self.tiles,
+                                        ocm_bytes=self.ocm_size))
         b.inputs = list(self.inputs)
         b.outputs = list(self.outputs)
         b.weights = bytes(self._weights)

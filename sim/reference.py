@@ -2,7 +2,7 @@
 
 `run_function(module, inputs, func_name="main")` interprets `func_name` with xDSL's interpreter
 (`func.call` / `func.return` included, so a partitioned `@main` calling sub-graph functions
-runs too). Each graph op runs its numpy kernel from `mrvl.sim.reference_kernels` with exact ONNX
+runs too). Each graph op runs its numpy kernel from `mrvl.reference_kernels` with exact ONNX
 semantics; `graph.onnx` runs as a one-node ONNX model on onnxruntime (one cached session per
 distinct node). Other dialects plug their `InterpreterFunctions` in with
 `register_reference_impls(cls)` (the mrvl layer ops do, from `mrvl.sim.reference_mrvl`).
@@ -26,8 +26,6 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
-    ArrayAttr,
-    DictionaryAttr,
     FloatAttr,
     IntegerAttr,
     ModuleOp,
@@ -40,7 +38,7 @@ from xdsl.utils.exceptions import InterpretationError
 
 from mrvl.dialects import graph
 from mrvl.errors import RuntimeInputError
-from mrvl.sim import reference_kernels as K
+from mrvl import reference_kernels as K
 
 # Modules that register reference semantics of other dialects when imported; loaded lazily
 # by `run_function` so that `import mrvl.sim.reference` stays cheap and acyclic.
@@ -315,30 +313,17 @@ def run_onnx_op(op: graph.OnnxOp, args: Sequence[np.ndarray]) -> list[np.ndarray
 # ---------------------------------------------------------------------------------------------
 
 
-def _arg_names(fn: func.FuncOp) -> list[str]:
-    names = []
-    arg_attrs = fn.arg_attrs.data if fn.arg_attrs is not None else ()
-    for i in range(len(fn.args)):
-        name = f"arg{i}"
-        if i < len(arg_attrs) and isinstance(arg_attrs[i], DictionaryAttr):
-            attr = arg_attrs[i].data.get("graph.name")
-            if isinstance(attr, StringAttr):
-                name = attr.data
-        names.append(name)
-    return names
-
-
 def _find_function(module: ModuleOp, func_name: str) -> func.FuncOp:
-    for op in module.ops:
-        if isinstance(op, func.FuncOp) and op.sym_name.data == func_name:
-            return op
-    raise RuntimeInputError(f"the module has no function named '{func_name}'")
+    fn = graph.find_function(module, func_name)
+    if fn is None:
+        raise RuntimeInputError(f"the module has no function named '{func_name}'")
+    return fn
 
 
 def _validate_inputs(
     fn: func.FuncOp, inputs: Sequence[Any] | Mapping[str, Any]
 ) -> list[np.ndarray]:
-    names = _arg_names(fn)
+    names = graph.input_names(fn)
     fname = fn.sym_name.data
     if isinstance(inputs, Mapping):
         unknown = sorted(set(inputs) - set(names))
@@ -448,18 +433,3 @@ def run_function(
     interpreter = make_interpreter(module)
     results = interpreter.call_op(fn, tuple(arrays))
     return [np.asarray(r) for r in results]
-
-
-def output_names(module: ModuleOp, func_name: str = "main") -> list[str]:
-    """The `graph.output_names` of `func_name` (or out0, out1, ... when absent)."""
-    fn = _find_function(module, func_name)
-    attr = fn.attributes.get("graph.output_names")
-    n = len(fn.function_type.outputs.data)
-    if isinstance(attr, ArrayAttr) and len(attr.data) == n:
-        return [a.data if isinstance(a, StringAttr) else f"out{i}" for i, a in enumerate(attr.data)]
-    return [f"out{i}" for i in range(n)]
-
-
-def input_names(module: ModuleOp, func_name: str = "main") -> list[str]:
-    """The `graph.name` of each argument of `func_name` (arg0, arg1, ... when absent)."""
-    return _arg_names(_find_function(module, func_name))

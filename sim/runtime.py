@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError, SimulationError
+from mrvl.sim import trace
 from mrvl.sim.device import Device, SimulatorDevice, describe
 from mrvl.mlip_isa import Layout
 from mrvl.sim.simulator import from_device, to_device
@@ -249,6 +250,8 @@ class StepRecord:
     kind: str
     wall_s: float
     report: dict[str, Any] = field(default_factory=dict)
+    timeline: Any = None
+    """accelerator steps of a traced run: the `mrvl.sim.trace.Timeline`"""
 
 
 @dataclass
@@ -257,6 +260,26 @@ class RunResult:
 
     outputs: dict[str, np.ndarray]
     steps: list[StepRecord]
+
+    def trace_events(self) -> list[dict[str, Any]]:
+        """The Chrome trace events of a traced run (`run(inputs, trace=True)`): every
+        accelerator step's timeline one after another, CPU steps as instant events."""
+        return trace.chrome_events(self._trace_parts())
+
+    def write_trace(self, path: str | Path) -> Path:
+        """Write the run's timeline as Chrome trace-event JSON (Perfetto opens it)."""
+        return trace.write_chrome_trace(path, self._trace_parts())
+
+    def _trace_parts(self) -> list[Any]:
+        parts: list[Any] = []
+        for s in self.steps:
+            if s.kind == "cpu":
+                parts.append(trace.CpuMark(s.symbol, s.wall_s))
+            elif s.timeline is None:
+                raise MrvlError(f"step @{s.symbol} has no timeline: run with trace=True")
+            else:
+                parts.append(s.timeline)
+        return parts
 
     @property
     def total_cycles(self) -> int:
@@ -342,19 +365,32 @@ class _AcceleratorStep:
                 f"{len(step.outputs)}"
             )
 
-    def run(self, env: dict[str, Value]) -> StepRecord:
+    def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
         device_inputs = []
         for name, desc in zip(self.step.inputs, self.in_descs):
             where = f"{self.step.symbol} input '{name}' ({describe(desc)})"
             arr = adapt_layout(env[name], desc.shape, _LAYOUT_TAG.get(int(desc.layout)), where)
             device_inputs.append(to_device(arr, desc))
         start = time.perf_counter()
-        outputs, report = self.device.run(self.handle, device_inputs)
+        if traced:
+            timeline_of = getattr(self.device, "timeline", None)
+            if timeline_of is None:
+                raise MrvlError(f"device {self.device.name} cannot record a trace")
+            outputs, report = self.device.run(self.handle, device_inputs,  # type: ignore
+                                              trace=True)
+        else:
+            outputs, report = self.device.run(self.handle, device_inputs)
         wall = time.perf_counter() - start
         for name, desc, arr in zip(self.step.outputs, self.out_descs, outputs):
             env[name] = Value(from_device(np.asarray(arr), desc),
                               _LAYOUT_TAG.get(int(desc.layout)))
-        return StepRecord(self.step.symbol, "accelerator", wall, report)
+        record = StepRecord(self.step.symbol, "accelerator", wall, report)
+        if traced:
+            timeline = timeline_of(self.handle)
+            if timeline is not None:
+                timeline.name = self.step.symbol
+            record.timeline = timeline
+        return record
 
     def close(self) -> None:
         self.device.unload(self.handle)
@@ -445,14 +481,19 @@ class CompiledModel:
                                     f"model expects {expected}")
         return rows.pop() if rows else 1
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> RunResult:
-        """Run once on inputs of exactly the manifest's shapes and dtypes."""
+    def run(self, inputs: Mapping[str, np.ndarray],
+            trace: bool | str | Path | None = None) -> RunResult:
+        """Run once on inputs of exactly the manifest's shapes and dtypes. `trace`: True
+        records the simulated timeline (`result.trace_events()`, `result.write_trace(path)`);
+        a path also writes it there as Chrome trace-event JSON."""
         self.check_inputs(inputs)
         env: dict[str, Value] = {}
         for spec in self.inputs:
             arr = np.asarray(inputs[spec.name])
             env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
-        records = [step.run(env) for step in self._steps]
+        traced = trace is not None and trace is not False
+        records = [step.run(env, traced) if isinstance(step, _AcceleratorStep) else step.run(env)
+                   for step in self._steps]
         outputs = {}
         for spec in self.outputs:
             value = env[spec.name]
@@ -467,7 +508,10 @@ class CompiledModel:
                 arr = adapt_layout(value, spec.shape, "NCHW" if len(spec.shape) == 4 else None,
                                    where)
             outputs[spec.name] = arr.astype(np.dtype(spec.dtype), copy=False)
-        return RunResult(outputs, records)
+        result = RunResult(outputs, records)
+        if traced and trace is not True:
+            result.write_trace(trace)  # type: ignore[arg-type]
+        return result
 
     def run_batches(
         self,

@@ -27,7 +27,7 @@ from mrvl.sim.program_builder import ProgramBuilder, flat_dma
 from mrvl.sim.simulator import Simulator, TimingParams
 
 FUZZ_OCM = 1 << 18
-FUZZ_TIMING = TimingParams(ocm_size=FUZZ_OCM, max_insn_work=1 << 22, max_dram_bytes=1 << 24)
+FUZZ_TIMING = TimingParams(max_insn_work=1 << 22, max_dram_bytes=1 << 24)
 INTERESTING = (0, 1, 2, 3, 7, 15, 16, 17, 255, 256, 4095, 4096, 65535, 65536, 0x7FFF,
                0x8000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF, FUZZ_OCM - 2,
                FUZZ_OCM, 1 << 24)
@@ -208,7 +208,7 @@ def run_case(data: bytes, timing: TimingParams = FUZZ_TIMING) -> str:
     try:
         inputs = [np.ones(d.shape, np.float32) for d in sim.inputs]
         sim.run(inputs)
-        sim.run(inputs)
+        sim.run(inputs, trace=True)  # the traced path too (its buffer is sized exactly)
     except SimulationError:
         return "sim_error"
     except (RuntimeInputError, MrvlError):

@@ -1,14 +1,17 @@
 """Python face of the C simulator core (`mrvl.sim._mlip_sim`, built from csrc/ by cffi).
 
-`Simulator.load(path_or_bytes, timing=TimingParams(...))` validates the whole binary in C
-(raising `BinaryFormatError`) and runs its `init` section; `.run(inputs)` converts the fp32
+`Simulator.load(path_or_bytes, timing=TimingParams(...), machine=None)` validates the whole
+binary in C (raising `BinaryFormatError`) and runs its `init` section; the timing model reads
+every constant from the binary's machine record (docs/isa.md section 4), which `machine` (a
+`Machine`, or `KEY=VALUE` overrides of the recorded one) replaces for what-if timing; `.run(inputs)` converts the fp32
 inputs to the binary's I/O types (docs/isa.md section 6), runs `main` and `finish`, and returns
 `(outputs, report)`: fp32 numpy arrays in the order of the binary's output descriptors and the
 report dict of docs/isa.md section 5; `.run_device(arrays)` takes and returns the tensors in
 the descriptors' own dtypes (no conversion; the device seam uses it).  A program error at run time (a dependency violation, a
 deadlock) raises `SimulationError` naming the instruction.
 
-Invariant: outputs depend only on the binary and the inputs, never on `TimingParams`.
+Invariant: outputs depend only on the binary's program and the inputs, never on the machine
+record or on `TimingParams`.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, SimulationError
 from mrvl import mlip_isa as isa
-from mrvl.mlip_binary import IODesc, ModelBinary
+from mrvl.machine import Machine, format_machine
+from mrvl.mlip_binary import IODesc, ModelBinary, replace_machine
+from mrvl.sim import bound
+from mrvl.sim import trace as trace_module
 from mrvl.mlip_isa import DType
 
-__all__ = ["TimingParams", "Simulator", "format_report", "BACKEND_ENV"]
+__all__ = ["TimingParams", "Simulator", "format_report", "format_machine", "BACKEND_ENV"]
 
 # Name of an alternative cffi module to load (the sanitizer build `_mlip_sim_asan`).
 BACKEND_ENV = "MRVL_SIM_BACKEND"
@@ -47,38 +54,18 @@ def _backend():
 
 @dataclass(frozen=True)
 class TimingParams:
-    """Machine and timing parameters (docs/isa.md section 4); defaults from the header."""
+    """Simulator options (the machine's constants come from the binary's machine record)."""
 
-    clock_mhz: int = isa.DEFAULT_CLOCK_MHZ
-    matrix_rows: int = isa.DEFAULT_MATRIX_ROWS
-    matrix_cols: int = isa.DEFAULT_MATRIX_COLS
-    int8_speedup: int = isa.DEFAULT_INT8_SPEEDUP
-    vector_lanes: int = isa.DEFAULT_VECTOR_LANES
-    dram_bytes_per_cycle: int = isa.DEFAULT_DRAM_BYTES_PER_CYCLE
-    dma_bytes_per_cycle: int = isa.DEFAULT_DMA_BYTES_PER_CYCLE
-    dma_latency: int = isa.DEFAULT_DMA_LATENCY
-    matrix_fill: int = isa.DEFAULT_MATRIX_FILL
-    vector_latency: int = isa.DEFAULT_VECTOR_LATENCY
-    issue_latency: int = isa.DEFAULT_ISSUE_LATENCY
-    barrier_latency: int = isa.DEFAULT_BARRIER_LATENCY
-    ocm_size: int = isa.DEFAULT_OCM_SIZE
     check_deps: bool = True
     portable: bool = False
     max_insn_work: int = 1 << 34
     max_dram_bytes: int = 1 << 31
 
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("check_deps", "portable"):
-                continue
-            if not isinstance(value, int) or value < 0 or value >= 2**64:
-                raise MrvlError(f"timing parameter {f.name} = {value!r} must be an integer >= 0")
-            if f.name.endswith(("_mhz", "_rows", "_cols", "_speedup", "_lanes",
-                                "_per_cycle", "ocm_size")) and value == 0:
-                raise MrvlError(f"timing parameter {f.name} must be >= 1")
-            if f.name not in ("max_insn_work", "max_dram_bytes") and value >= 2**32:
-                raise MrvlError(f"timing parameter {f.name} = {value} does not fit 32 bits")
+        for name in ("max_insn_work", "max_dram_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+                raise MrvlError(f"simulator option {name} = {value!r} must be an integer >= 0")
 
     def to_c(self, ffi):
         params = ffi.new("mlip_params *")
@@ -119,18 +106,27 @@ def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
 class Simulator:
     """A loaded model binary on the simulated machine (one C handle)."""
 
-    def __init__(self, handle, ffi, lib, binary: ModelBinary, timing: TimingParams, name: str):
+    def __init__(self, handle, ffi, lib, binary: ModelBinary, timing: TimingParams, name: str,
+                 int8_layers: set[int] | None = None):
+        self.machine: Machine = binary.effective_machine
+        """The machine the timing model runs with (the binary's record or the override)."""
         self._handle = handle
         self._ffi = ffi
         self._lib = lib
         self.binary = binary
         self.timing = timing
         self.name = name
+        self.bound = bound.independent_bound(binary, self.machine, int8_layers)
+        self.last_trace: trace_module.Timeline | None = None
 
     # -- construction --
     @classmethod
     def load(cls, source: str | os.PathLike | bytes | bytearray,
-             timing: TimingParams | None = None) -> Simulator:
+             timing: TimingParams | None = None,
+             machine: Machine | Iterable[str] | dict[str, object] | None = None) -> Simulator:
+        """Load a binary.  `machine`: a `Machine`, or `KEY=VALUE` overrides (a list of
+        strings or a dict, `Machine.with_overrides`) of the binary's recorded one, to time the
+        same program on another machine; tiles, ocm_bytes and page_bytes are the program's."""
         timing = timing if timing is not None else TimingParams()
         if isinstance(source, (bytes, bytearray, memoryview)):
             data, name = bytes(source), "<bytes>"
@@ -140,6 +136,8 @@ class Simulator:
                 data = Path(source).read_bytes()
             except OSError as error:
                 raise BinaryFormatError(f"cannot read model binary '{name}': {error}") from None
+        if machine is not None:
+            data = _with_machine(data, machine, name)
         ffi, lib = _backend()
         out = ffi.new("mlip_sim **")
         msg = ffi.new("char[1024]")
@@ -149,7 +147,7 @@ class Simulator:
             raise error(f"{name}: {ffi.string(msg).decode('utf-8', 'replace')}")
         handle = ffi.gc(out[0], lib.mlip_sim_free)
         binary = ModelBinary.from_bytes(data, source=name, decode_code=False)
-        return cls(handle, ffi, lib, binary, timing, name)
+        return cls(handle, ffi, lib, binary, timing, name, bound.int8_layers(data))
 
     @property
     def inputs(self) -> list[IODesc]:
@@ -199,9 +197,12 @@ class Simulator:
             )
         return [np.asarray(x) for x in inputs]
 
-    def run(self, inputs) -> tuple[list[np.ndarray], dict]:
+    def run(self, inputs, trace: bool | str | os.PathLike | None = None
+            ) -> tuple[list[np.ndarray], dict]:
         """Run one inference.  `inputs`: dict name -> array, list in descriptor order, or
-        one array.  Returns (fp32 outputs in descriptor order, report dict)."""
+        one array.  Returns (fp32 outputs in descriptor order, report dict).  `trace`: True
+        records the timeline in `last_trace` (a `mrvl.sim.trace.Timeline`); a path also
+        writes it there as Chrome trace-event JSON."""
         arrays = self._order_inputs(inputs)
         device_inputs = []
         for x, desc in zip(arrays, self.inputs, strict=True):
@@ -213,14 +214,16 @@ class Simulator:
             if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
                 raise RuntimeInputError(f"{self.name}: input '{desc.name}' is not numeric")
             device_inputs.append(to_device(x, desc))
-        raw_outputs, report = self.run_device(device_inputs)
+        raw_outputs, report = self.run_device(device_inputs, trace=trace)
         return [from_device(raw, desc) for raw, desc in zip(raw_outputs, self.outputs,
                                                             strict=True)], report
 
-    def run_device(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    def run_device(self, inputs: list[np.ndarray],
+                   trace: bool | str | os.PathLike | None = None
+                   ) -> tuple[list[np.ndarray], dict]:
         """Run one inference on inputs already in the descriptors' dtypes and shapes (written
         to DRAM bit for bit, no conversion; the device seam's contract) and return the
-        outputs likewise, with the report."""
+        outputs likewise, with the report.  `trace` as in `run`."""
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         if len(inputs) != len(self.inputs):
@@ -241,10 +244,19 @@ class Simulator:
         n_layers = len(self.binary.layers)
         layers = ffi.new("mlip_layer_stats[]", max(n_layers, 1))
         msg = ffi.new("char[1024]")
-        status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
+        if trace is None or trace is False:
+            status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
+        else:
+            status, records = self._run_traced(stats, layers, n_layers, msg)
         if status != 0:
             error = _STATUS_ERRORS.get(status, MrvlError)
             raise error(f"{self.name}: {ffi.string(msg).decode('utf-8', 'replace')}")
+        if trace is not None and trace is not False:
+            self.last_trace = trace_module.Timeline(
+                self.binary.name, records, [layer.name for layer in self.binary.layers],
+                self.machine.clock_mhz, int(stats.cycles))
+            if trace is not True:
+                trace_module.write_chrome_trace(trace, self.last_trace)
         outputs = []
         for desc in self.outputs:
             np_type = np.dtype(isa.DTYPE_NUMPY[DType(desc.dtype)])
@@ -253,9 +265,25 @@ class Simulator:
             ).reshape(desc.shape).copy())
         return outputs, self._report(stats, layers, n_layers, outputs)
 
+    def _run_traced(self, stats, layers, n_layers: int, msg) -> tuple[int, np.ndarray]:
+        """`mlip_sim_run_traced` into a buffer sized exactly from the instruction count."""
+        ffi, lib = self._ffi, self._lib
+        if ffi.sizeof("mlip_trace_record") != trace_module.RECORD_DTYPE.itemsize:
+            raise MrvlError("mlip_trace_record and trace.RECORD_DTYPE disagree; rebuild")
+        capacity = int(lib.mlip_sim_trace_size(self._handle))
+        records = np.zeros(max(capacity, 1), dtype=trace_module.RECORD_DTYPE)
+        buffer = ffi.cast("mlip_trace_record *", ffi.from_buffer(records))
+        recorded = ffi.new("uint64_t *")
+        dropped = ffi.new("uint64_t *")
+        status = lib.mlip_sim_run_traced(self._handle, stats, layers, n_layers, buffer,
+                                         capacity, recorded, dropped, msg, 1024)
+        if status == 0 and dropped[0]:  # the size is exact: a dropped record is a core bug
+            raise SimulationError(f"{self.name}: the trace dropped {dropped[0]} records")
+        return status, records[:recorded[0]]
+
     # -- the report --
     def _report(self, stats, layers, n_layers: int, outputs) -> dict:
-        t = self.timing
+        t = self.machine
         b = self.binary
         tiles = b.tile_end - b.tile_start + 1
         per_cycle = t.matrix_rows * t.matrix_cols
@@ -266,6 +294,7 @@ class Simulator:
         peak = 2.0 * tiles * per_cycle * clock_hz / 1e12
 
         def roofline(m16: int, m8: int, dram_bytes: int) -> int:
+            """The roofline of this program's own traffic (its DMA bytes, not the minimum)."""
             compute = (m16 / per_cycle + m8 / (per_cycle * t.int8_speedup)) / tiles
             return math.ceil(max(compute, dram_bytes / t.dram_bytes_per_cycle))
 
@@ -286,16 +315,21 @@ class Simulator:
             "flops": 2 * macs,
             "peak_tflops": peak,
             "achieved_tflops": tflops(macs, cycles),
-            "efficiency": tflops(macs, cycles) / peak if peak else 0.0,
+            "peak_mac_fraction": tflops(macs, cycles) / peak if peak else 0.0,
+            "bound_cycles": self.bound.cycles,
+            "efficiency": self.bound.cycles / cycles if cycles else 0.0,
+            "bound": self.bound.to_dict(),
+            "machine": self.machine.to_dict(),
             "matrix_utilization": int(stats.matrix_busy) / (cycles * tiles) if cycles else 0.0,
             "vector_utilization": int(stats.vector_busy) / (cycles * tiles) if cycles else 0.0,
             "dram_utilization": int(stats.dram_busy) / cycles if cycles else 0.0,
             "dma_in_bytes": int(stats.dma_in_bytes),
             "dma_out_bytes": int(stats.dma_out_bytes),
             "ocm_bytes": ocm_bytes,
-            "ocm_percent": 100.0 * ocm_bytes / (t.ocm_size * tiles),
-            "roofline_cycles": roofline(int(stats.macs_fp16), int(stats.macs_int8),
-                                        int(stats.dma_in_bytes) + int(stats.dma_out_bytes)),
+            "ocm_percent": 100.0 * ocm_bytes / (t.ocm_bytes * tiles),
+            "traffic_roofline_cycles": roofline(
+                int(stats.macs_fp16), int(stats.macs_int8),
+                int(stats.dma_in_bytes) + int(stats.dma_out_bytes)),
             "stall_cycles": {
                 "dma_in": int(stats.stall[0]),
                 "compute": int(stats.stall[1]),
@@ -322,12 +356,21 @@ class Simulator:
                 "dma_out_bytes": int(ls.dma_out_bytes),
                 "matrix_cycles": int(ls.matrix_cycles),
                 "vector_cycles": int(ls.vector_cycles),
-                "roofline_cycles": roofline(m16, m8,
-                                            int(ls.dma_in_bytes) + int(ls.dma_out_bytes)),
+                "traffic_roofline_cycles": roofline(
+                    m16, m8, int(ls.dma_in_bytes) + int(ls.dma_out_bytes)),
                 "achieved_tflops": tflops(m16 + m8, span),
                 "matrix_utilization": int(ls.matrix_cycles) / (span * tiles) if span else 0.0,
             })
         return report
+
+
+def _with_machine(data: bytes, machine, name: str) -> bytes:
+    """`data` with its machine record replaced by `machine` (or the overrides applied)."""
+    if not isinstance(machine, Machine):
+        recorded = ModelBinary.from_bytes(data, source=name, decode_code=False).machine
+        assert recorded is not None
+        machine = recorded.with_overrides(machine)
+    return replace_machine(data, machine, source=name)
 
 
 def format_report(report: dict) -> str:
@@ -335,12 +378,17 @@ def format_report(report: dict) -> str:
     r = report
     lines = [
         f"model {r['model']}: {r['tiles']} tile(s) at {r['clock_mhz']} MHz",
+        f"  {format_machine(r['machine'])}",
         f"  total cycles        {r['cycles']:>14,}   ({r['time_ms']:.3f} ms)",
         f"  init cycles         {r['init_cycles']:>14,}",
-        f"  roofline cycles     {r['roofline_cycles']:>14,}",
+        f"  bound cycles        {r['bound_cycles']:>14,}   (program-independent: MACs at "
+        "peak, weights + I/O once over DRAM)",
+        f"  efficiency          {100 * r['efficiency']:>13.1f} %   (bound / total cycles)",
+        f"  own-traffic roofline{r['traffic_roofline_cycles']:>14,}   (this program's DMA "
+        "bytes)",
         f"  matmul flops        {r['flops']:>14,}",
         f"  TFLOPS              {r['achieved_tflops']:>14.3f} of {r['peak_tflops']:.2f} "
-        f"({100 * r['efficiency']:.1f} % efficiency)",
+        f"({100 * r['peak_mac_fraction']:.1f} % of peak)",
         f"  matrix engine util  {100 * r['matrix_utilization']:>13.1f} %",
         f"  vector engine util  {100 * r['vector_utilization']:>13.1f} %",
         f"  DMA DRAM->OCM       {r['dma_in_bytes']:>14,} bytes",
@@ -355,12 +403,12 @@ def format_report(report: dict) -> str:
                      "(beyond the fp16 range?)")
     if r["layers"]:
         lines.append("")
-        lines.append(f"  {'layer':<32} {'cycles':>12} {'roofline':>12} {'MACs':>14} "
+        lines.append(f"  {'layer':<32} {'cycles':>12} {'own roof':>12} {'MACs':>14} "
                      f"{'TFLOPS':>8} {'mat %':>6} {'DMA in':>12} {'DMA out':>12}")
         for layer in r["layers"]:
             lines.append(
                 f"  {layer['name'][:32]:<32} {layer['cycles']:>12,} "
-                f"{layer['roofline_cycles']:>12,} {layer['macs']:>14,} "
+                f"{layer['traffic_roofline_cycles']:>12,} {layer['macs']:>14,} "
                 f"{layer['achieved_tflops']:>8.3f} {100 * layer['matrix_utilization']:>6.1f} "
                 f"{layer['dma_in_bytes']:>12,} {layer['dma_out_bytes']:>12,}"
             )

@@ -13,6 +13,8 @@ from xdsl.ir import Block, Region
 from mrvl.dialects.graph import ConstantOp
 from mrvl.lowering.backend import compile_function
 from mrvl.dialects.mlip import DTYPE_BY_NAME, BufferOp, DmaOp, ModelOp
+from mrvl.driver.calibration import activation_ranges
+from mrvl.machine import machine_of
 from mrvl import mlip_isa as isa
 from mrvl.sim.acceptance import check_output
 from mrvl.mlip_isa import Opcode
@@ -50,11 +52,14 @@ def add(block, op):
 def compile_and_run(module, fn, inputs, *, mode="fp16", **options):
     """Compile `fn`, simulate it (dependency checker on); (outputs, reference, compiled)."""
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    calibration = [inputs] if mode == "int8" else None
-    sub = compile_function(fn, quantize=mode, calibration=calibration, **options)
+    ranges = activation_ranges(fn, [inputs]) if mode == "int8" else None
+    machine = machine_of(options.pop("machine", None), options.pop("num_tiles", 1),
+                         options.pop("ocm_size", isa.DEFAULT_OCM_SIZE),
+                         options.pop("page_size", isa.DEFAULT_PAGE_SIZE))
+    sub = compile_function(fn, machine=machine, quantize=mode, ranges=ranges, **options)
     with Simulator.load(sub.data) as sim:
         outputs, report = sim.run(list(inputs))
-    assert report["cycles"] >= report["roofline_cycles"]
+    assert report["cycles"] >= report["traffic_roofline_cycles"]
     return outputs, ref, sub
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
-from mrvl.frontend.cli import main
-from mrvl.lowering.backend import compile_json_pair, compile_model
+from mrvl.driver.cli import main
+from mrvl.driver.compiler import compile_json_pair, compile_model
 from mrvl.lowering.mrvl_json import write_module_json
-from mrvl.lowering.mrvl_partition import compile_to_partitioned
+from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.models import MODELS, example_inputs
 from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.simulator import Simulator
@@ -99,7 +99,7 @@ def test_whole_model_build_dir_runs(mnist, tmp_path):
     binary = ModelBinary.read(tmp_path / "build" / step["binary"])
     assert [d.name for d in binary.inputs] == step["inputs"]
     assert [d.name for d in binary.outputs] == step["outputs"]
-    from mrvl.sim import api
+    from mrvl.driver import api
 
     result = api.run(tmp_path / "build", example_inputs(model), check=True, record=False)
     assert result.checks and all(c.passed for c in result.checks)

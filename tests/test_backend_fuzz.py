@@ -27,7 +27,9 @@ from mrvl.lowering.mlip_dma_schedule import schedule
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
 from mrvl.lowering.mrvl_quantize import quantize_function, weight_scales
+from mrvl.driver.calibration import activation_ranges
 from mrvl.lowering.mrvl_tile_split import split_function
+from mrvl.machine import Machine
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 
@@ -120,9 +122,11 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
     module, fn = _build(case)
     ocm_size, page = ocm
     inputs = [_fp16(x) for x in rng_inputs(fn)]
-    quantize_function(fn, mode, calibration=[inputs])
-    split_function(fn, tiles, ocm_size, page)
-    model = convert_function(fn, ocm_size, page)
+    ranges = activation_ranges(fn, [inputs]) if mode == "int8" else None
+    quantize_function(fn, mode, ranges=ranges)
+    machine = Machine(tiles=tiles, ocm_bytes=ocm_size, page_bytes=page)
+    split_function(fn, machine)
+    model = convert_function(fn, machine)
     check_static(model)
     allocate_ocm(model)
     assert model.ocm_end is not None and model.ocm_end.value.data <= ocm_size
@@ -143,7 +147,7 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
         ref = run_function(module, inputs, func_name=fn.sym_name.data)
     with Simulator.load(data) as sim:
         out, report = sim.run(inputs)
-    assert report["cycles"] >= report["roofline_cycles"]
+    assert report["cycles"] >= report["traffic_roofline_cycles"]
     assert_accepted(out, ref, mode)
 
 
@@ -187,8 +191,8 @@ def test_random_vector_layers(case, tiles, ocm):
 
     module, fn = layer_module([case["shape"], b_shape, (n, h, w, case["extra"])], build)
     quantize_function(fn, "fp16")
-    split_function(fn, tiles)
-    model = convert_function(fn, *ocm)
+    split_function(fn, Machine(tiles=tiles))
+    model = convert_function(fn, Machine(ocm_bytes=ocm[0], page_bytes=ocm[1]))
     check_static(model)
     allocate_ocm(model)
     assert model.ocm_end is not None and model.ocm_end.value.data <= ocm[0]

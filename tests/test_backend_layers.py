@@ -19,6 +19,8 @@ from mrvl.lowering.mrvl_quantize import quantize_function
 from mrvl.lowering.mrvl_tile_split import conv_candidates, split_function
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
+from mrvl.machine import DEFAULT_MACHINE, Machine
+
 
 def _w(*shape):
     """Seeded weights (the seed depends only on the shape: tests do not depend on order)."""
@@ -84,7 +86,7 @@ def _forced_split(fn, tiles: int, kind: str, ranges):
     from xdsl.dialects.builtin import DenseArrayBase, StringAttr, i64
 
     quantize_function(fn, "fp16")
-    split_function(fn, tiles)
+    split_function(fn, Machine(tiles=tiles))
     conv = next(op for op in fn.body.block.ops if isinstance(op, mrvl.Conv2DOp))
     conv.attributes["mlip.split"] = StringAttr(kind)
     conv.attributes["mlip.tiles"] = DenseArrayBase.from_list(i64, [v for r in ranges
@@ -119,7 +121,7 @@ def test_conv_every_split_gives_the_same_bits(kw):
         assert model.layers()[0].split.data == kind
         with Simulator.load(data) as sim:
             out, report = sim.run(inputs)
-        assert report["cycles"] >= report["roofline_cycles"]
+        assert report["cycles"] >= report["traffic_roofline_cycles"]
         outs.append(out[0])
     assert_accepted([outs[0]], ref, "fp16")
     for out in outs[1:]:
@@ -144,7 +146,7 @@ def test_conv_split_choice_follows_the_traffic():
 def compile_function_report(fn):
     from mrvl.lowering.backend import compile_function
 
-    return program_report(compile_function(fn, num_tiles=8).model)
+    return program_report(compile_function(fn, machine=Machine(tiles=8)).model)
 
 
 def test_strided_1x1_conv_loads_only_the_pixels_it_reads():
@@ -260,11 +262,13 @@ def test_bad_options_raise_compile_errors():
     from mrvl.lowering.backend import compile_function
 
     with pytest.raises(CompileError, match="num-tiles"):
-        compile_function(fn, num_tiles=3)
+        compile_function(fn, machine=Machine(tiles=3))
     with pytest.raises(CompileError, match="quantize"):
         compile_function(fn, quantize="bf16")
-    with pytest.raises(CompileError, match="page-size"):
-        compile_function(fn, page_size=3000)
+    with pytest.raises(CompileError, match="page_bytes must be one of"):
+        compile_function(fn, machine=DEFAULT_MACHINE.with_overrides(["page_bytes=3000"]))
+    with pytest.raises(CompileError, match="--ocm-size"):
+        compile_function(fn, machine=Machine(ocm_bytes=2 << 20))
 
 
 @pytest.mark.parametrize("layer", ["conv", "fc"])

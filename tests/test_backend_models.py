@@ -11,12 +11,15 @@ from backend_helpers import assert_accepted
 
 from mrvl.dialects import mrvl
 from mrvl.lowering.backend import compile_function
+from mrvl.driver.calibration import activation_ranges
 from mrvl.lowering.backend_report import program_report
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.driver.compiler import compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.models import MODELS
 from mrvl.mlip_binary import ModelBinary
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
+from mrvl.machine import Machine
 
 _CACHE: dict[str, object] = {}
 
@@ -46,12 +49,13 @@ def test_mnist_matches_reference(tiles, mode):
     module, fn = _accelerator("mnist_cnn")
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    sub = compile_function(fn, num_tiles=tiles, quantize=mode,
-                           calibration=[_inputs(fn, 1), inputs] if mode == "int8" else None)
+    sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
+                           ranges=activation_ranges(fn, [_inputs(fn, 1), inputs])
+                           if mode == "int8" else None)
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
     assert_accepted(out, ref, mode)
-    assert report["cycles"] >= report["roofline_cycles"]
+    assert report["cycles"] >= report["traffic_roofline_cycles"]
     assert report["macs"] == sum(layer.macs.value.data for layer in sub.model.layers())
 
 
@@ -64,8 +68,8 @@ def test_larger_models_simulate(name, tiles, mode):
     module, fn = _accelerator(name)
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    sub = compile_function(fn, num_tiles=tiles, quantize=mode,
-                           calibration=[inputs] if mode == "int8" else None)
+    sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode,
+                           ranges=activation_ranges(fn, [inputs]) if mode == "int8" else None)
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
     if mode == "int8":
@@ -73,12 +77,12 @@ def test_larger_models_simulate(name, tiles, mode):
     else:
         for got, want in zip(out, ref, strict=True):
             assert np.max(np.abs(got - want)) <= 0.01 * np.max(np.abs(want))
-    assert report["cycles"] >= report["roofline_cycles"]
+    assert report["cycles"] >= report["traffic_roofline_cycles"]
 
 
 def test_resnet50_compiles_once():
     module, fn = _accelerator("resnet50")
-    sub = compile_function(fn, num_tiles=8, quantize="fp16")
+    sub = compile_function(fn, machine=Machine(tiles=8), quantize="fp16")
     report = program_report(sub.model)
     assert report["ocm_bytes"] <= 8 * (1 << 20)
     assert all(row["ocm_bytes"] <= 8 * (1 << 20) for row in report["layers"])

@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mrvl.frontend.cli import main
+from mrvl.driver.cli import main
 from mrvl.models import mnist_cnn_trained
-from mrvl.models.verb_example import fix_batch
+from mrvl.driver.verb_example import fix_batch
 from mrvl.sim import acceptance
 from mrvl.sim.runtime import CompiledModel
 

@@ -2,7 +2,7 @@
 report, show; and bad input (malformed model, wrong input name or shape, missing file, not a
 build directory) giving a one-line error and a non-zero exit, never a traceback.
 
-The verbs run in-process through `mrvl.frontend.cli.main` (fast); one case runs the installed
+The verbs run in-process through `mrvl.driver.cli.main` (fast); one case runs the installed
 `mrvl` script in a subprocess to check what a user sees. Outputs are checked against
 onnxruntime with Marvell's fp16 rule (sim/acceptance.py).
 """
@@ -20,9 +20,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from mrvl.frontend.cli import main
+from mrvl.driver.cli import main
 from mrvl.models import mnist_cnn, mnist_cnn_trained
-from mrvl.models.verb_example import fix_batch
+from mrvl.driver.verb_example import fix_batch
 from mrvl.sim import acceptance
 
 INPUT, OUTPUT = "permute_input", "dense_1"

@@ -19,14 +19,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mrvl.dialects import mrvl
-from mrvl.lowering.backend import compile_model
-from mrvl.lowering.mrvl_json import (
-    accelerator_functions,
-    check_json_pair,
-    json_to_function,
-    subgraph_to_json,
-)
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, layers_of
+from mrvl.driver.compiler import compile_model
+from mrvl.lowering.mrvl_json import check_json_pair, json_to_function, subgraph_to_json
+from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.lowering.mrvl_partition import layers_of
+from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.sim.acceptance import check_output
 from mrvl.sim.reference import run_function
 from mrvl.sim.runtime import CompiledModel
@@ -242,7 +239,7 @@ def test_se_chain_layers_reference_and_json_roundtrip(tmp_path):
     onnxruntime; each JSON pair passes the checker and reads back op for op."""
     model = mobilenet_v3_block(blocks=3)
     module = _partitioned(model, tmp_path)
-    fns = accelerator_functions(module)
+    fns = subgraph_functions(module, "accelerator")
     assert len(fns) == 1
     kinds = [op.LAYER_NAME for op in layers_of(fns[0])]
     # stem + 3 blocks: 4 HardSwish (3 layers each) and 3 SE muls
@@ -263,7 +260,7 @@ def test_activation_json_roundtrip(tmp_path):
     """Activation layers (leaky_relu's alpha, tanh) and Mul2D with a scalar constant
     (Div by 6) keep every property through the JSON pair."""
     module = _partitioned(hardswish_legacy_block(), tmp_path)
-    (fn,) = accelerator_functions(module)
+    (fn,) = subgraph_functions(module, "accelerator")
     acts = [op for op in layers_of(fn) if isinstance(op, mrvl.ActivationOp)]
     assert [op.activation_str() for op in acts] == ["leaky_relu", "tanh"]
     nodes, consts = subgraph_to_json(fn)
@@ -282,7 +279,7 @@ def test_forced_to_cpu_expands_back(tmp_path):
     same values."""
     model = efficientnet_block()
     module = _partitioned(model, tmp_path, cpu_layers=["/se/Mul", "/dw.silu/Sigmoid"])
-    fns = accelerator_functions(module)
+    fns = subgraph_functions(module, "accelerator")
     assert len(fns) > 1
     x = RNG.standard_normal((1, 3, HW, HW)).astype(np.float32)
     got = run_function(module, [x])[0]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from mrvl.frontend.cli import main
-from mrvl.models.verb_example import run_mnist, run_single
+from mrvl.driver.cli import main
+from mrvl.driver.verb_example import run_mnist, run_single
 
 
 def test_mnist_example(tmp_path):

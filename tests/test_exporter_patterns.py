@@ -15,12 +15,12 @@ from xdsl.dialects import builtin, func
 from xdsl.parser import Parser
 
 from mrvl.dialects import graph, mrvl
-from mrvl.frontend.cli import main
+from mrvl.driver.cli import main
 from mrvl.frontend.onnx_export import export_function
 from mrvl.frontend.onnx_import import import_onnx
-from mrvl.lowering.mrvl_partition import compile_to_partitioned
+from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.lowering.offload_report import offload_report
-from mrvl.sim import api
+from mrvl.driver import api
 from mrvl.sim.reference import run_function
 
 RNG = np.random.default_rng(7)

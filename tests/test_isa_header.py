@@ -154,3 +154,22 @@ def test_cffi_cdef_repeats_the_c_api_exactly():
     spec.loader.exec_module(build_sim)
     api_header = (HEADER.parent / "mlip_sim.h").read_text()
     assert _c_tokens(build_sim.CDEF) == _c_tokens(api_header)
+
+
+def test_machine_record_fields_agree():
+    """mlip_machine's fields, in order, are `MACHINE_FIELDS` plus reserved[2]; each is a
+    field of `Machine` (mrvl/machine.py), and the double is where the struct format says."""
+    from dataclasses import fields
+
+    from mrvl.machine import Machine
+
+    body = re.search(r"typedef struct mlip_machine \{(.*?)\} mlip_machine;", TEXT, re.S).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    decls = [line.split() for line in body.split(";") if line.strip()]
+    names = [decl[-1] for decl in decls]
+    assert names == [*isa.MACHINE_FIELDS, "reserved[2]"]
+    assert [decl[0] for decl in decls if decl[-1] == "dram_bytes_per_cycle"] == ["double"]
+    assert {decl[0] for decl in decls if decl[-1] in isa.MACHINE_FIELDS} == {"uint32_t", "double"}
+    assert set(isa.MACHINE_FIELDS) == {f.name for f in fields(Machine)}
+    assert isa.MACHINE_STRUCT.format == "<8Id6I2Q"
+    assert isa.MACHINE_FIELDS.index("dram_bytes_per_cycle") == 8

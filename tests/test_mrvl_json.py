@@ -16,14 +16,14 @@ from xdsl.printer import Printer
 
 from mrvl.lowering.mrvl_json import (
     JsonPairError,
-    accelerator_functions,
     check_json_pair,
     json_to_function,
     read_json_pair,
     subgraph_to_json,
     write_module_json,
 )
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, write_json_pairs
+from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.driver.compiler import compile_to_partitioned, write_json_pairs
 from mrvl.models.mnist_cnn import init_weights, mnist_cnn
 
 
@@ -50,7 +50,8 @@ def split_module():
 
 @pytest.fixture(scope="module")
 def mnist_pair():
-    return subgraph_to_json(accelerator_functions(compile_to_partitioned(mnist_cnn(batch=1)))[0])
+    module = compile_to_partitioned(mnist_cnn(batch=1))
+    return subgraph_to_json(subgraph_functions(module, "accelerator")[0])
 
 
 def test_pairs_pass_the_checker_and_read_back_to_the_same_function(split_module, tmp_path):
@@ -59,7 +60,8 @@ def test_pairs_pass_the_checker_and_read_back_to_the_same_function(split_module,
         "tvmgen_mrvl_main_0-nodes.json",
         "tvmgen_mrvl_main_1-nodes.json",
     ]
-    for fn, (nodes_path, consts_path) in zip(accelerator_functions(split_module), pairs):
+    accelerator = subgraph_functions(split_module, "accelerator")
+    for fn, (nodes_path, consts_path) in zip(accelerator, pairs):
         nodes = json.loads(nodes_path.read_text())
         consts = json.loads(consts_path.read_text())
         assert check_json_pair(nodes, consts) == []
@@ -243,7 +245,7 @@ def test_mrvl_opt_target_writes_the_same_files(split_module, tmp_path):
     mlir.write_text(_text(split_module))
     api_dir, tool_dir = tmp_path / "api", tmp_path / "tool"
     pairs = write_module_json(split_module, api_dir)
-    opt = [sys.executable, "-m", "mrvl.lowering.mrvl_opt", str(mlir)]
+    opt = [sys.executable, "-m", "mrvl.driver.opt", str(mlir)]
     result = subprocess.run(
         [*opt, "-t", f"mrvl-json{{out-dir=\"{tool_dir}\"}}"], capture_output=True, text=True
     )
@@ -264,7 +266,8 @@ def test_fc_after_an_nchw_flatten_needs_weight_transform():
     weights_need_transform; values and the read-back function are kept."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from mrvl.lowering.mrvl_partition import layers_of, subgraph_functions
+    from mrvl.lowering.mrvl_partition import layers_of
+    from mrvl.dialects.mrvl import subgraph_functions
     from mrvl.sim.reference import run_function
 
     rng = np.random.default_rng(4)

@@ -18,7 +18,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, TensorType, f32
 
 from mrvl.dialects import graph
 from mrvl.errors import ModelImportError
-from mrvl.frontend.api import import_onnx
+from mrvl.driver.api import import_onnx
 from mrvl.frontend.onnx_import import (
     import_onnx_bytes,
     ir_to_onnx_attribute,
@@ -409,8 +409,8 @@ def test_inconsistent_shapes_name_the_node():
 
 
 def test_mrvl_import_verb_and_mrvl_opt_frontend(tmp_path, capsys):
-    from mrvl.frontend import cli
-    from mrvl.lowering.mrvl_opt import main as opt_main
+    from mrvl.driver import cli
+    from mrvl.driver.opt import main as opt_main
 
     nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)]
     m = _model(nodes, [_vi("x", ["N", 40])], [_vi("y", None)], [_init("w", _x(10, 40))])

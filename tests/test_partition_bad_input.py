@@ -10,13 +10,10 @@ from onnx import TensorProto, helper, numpy_helper
 from xdsl.utils.arg_spec import parse_spec
 
 from mrvl.errors import MrvlError, PartitionError
-from mrvl.frontend.cli import main as cli_main
-from mrvl.lowering.mrvl_partition import (
-    MrvlPartitionPass,
-    compile_to_partitioned,
-    layers_of,
-    subgraph_functions,
-)
+from mrvl.driver.cli import main as cli_main
+from mrvl.lowering.mrvl_partition import MrvlPartitionPass, layers_of
+from mrvl.driver.compiler import compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.lowering.offload_report import offload_report
 from mrvl.models.mnist_cnn import mnist_cnn
 from mrvl.sim.reference import run_function

@@ -22,12 +22,8 @@ from xdsl.printer import Printer
 from mrvl.frontend.onnx_import import import_onnx
 from mrvl.lowering.convert_graph_to_mrvl import ConvertGraphToMrvlPass
 from mrvl.lowering.graph_pipeline import graph_cleanup_passes
-from mrvl.lowering.mrvl_json import (
-    accelerator_functions,
-    check_json_pair,
-    json_to_function,
-    subgraph_to_json,
-)
+from mrvl.lowering.mrvl_json import check_json_pair, json_to_function, subgraph_to_json
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.lowering.mrvl_partition import MrvlPartitionPass
 from mrvl.sim.reference import run_function
 
@@ -214,7 +210,7 @@ def test_random_cnns_keep_their_values_through_every_pass(data):
     )
     options.apply(ctx, module)
     check(module, "mrvl-partition")
-    for fn in accelerator_functions(module):
+    for fn in subgraph_functions(module, "accelerator"):
         nodes, consts = subgraph_to_json(fn)
         assert check_json_pair(nodes, consts) == []
         assert _text(json_to_function(nodes, consts)) == _text(fn)

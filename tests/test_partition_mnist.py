@@ -11,16 +11,12 @@ import onnxruntime as ort
 import pytest
 
 from mrvl.dialects import graph, mrvl
-from mrvl.frontend.cli import main as cli_main
+from mrvl.driver.cli import main as cli_main
 from mrvl.frontend.onnx_import import import_onnx
 from mrvl.lowering.mrvl_json import check_json_pair
-from mrvl.lowering.mrvl_partition import (
-    compile_to_partitioned,
-    layers_of,
-    partition_for_mrvl,
-    run_graph_passes,
-    subgraph_functions,
-)
+from mrvl.lowering.mrvl_partition import layers_of, partition_for_mrvl, run_graph_passes
+from mrvl.driver.compiler import compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.lowering.offload_report import format_report, offload_report
 from mrvl.models.mnist_cnn import mnist_cnn
 from mrvl.sim.reference import run_function

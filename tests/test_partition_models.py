@@ -12,7 +12,8 @@ from xdsl.dialects import func
 from mrvl.dialects import graph, mrvl
 from mrvl.frontend.onnx_import import import_onnx
 from mrvl.lowering.mrvl_json import check_json_pair, subgraph_to_json
-from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+from mrvl.driver.compiler import compile_to_partitioned
+from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.lowering.offload_report import offload_report
 from mrvl.models import example_inputs
 from mrvl.models.resnet50 import resnet50

@@ -125,7 +125,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _compile(model: onnx.ModelProto, out: Path) -> dict:
-    from mrvl.lowering.backend import compile_model
+    from mrvl.driver.compiler import compile_model
 
     path = out.parent / f"{out.name}.onnx"
     onnx.save(model, path)
@@ -162,7 +162,8 @@ def test_every_accelerator_op_reached_the_accelerator(request):
     """At least one case of every ACCEL_OPS type is offloaded: partitioned (as `_compile`
     does, without the backend) into an accelerator sub-graph. Self-contained: it does not
     depend on which test_pipeline_case runs were selected."""
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
+    from mrvl.driver.compiler import compile_to_partitioned
+    from mrvl.dialects.mrvl import subgraph_functions
 
     reached: dict[str, str] = {}
     for case in [*_cases(request.config), _add_4d_case()]:

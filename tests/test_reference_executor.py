@@ -23,7 +23,7 @@ from xdsl.irdl import IRDLOperation, irdl_op_definition, operand_def, result_def
 from mrvl.dialects import graph as G
 from mrvl.errors import RuntimeInputError
 from mrvl.frontend.onnx_import import import_onnx
-from mrvl.sim import reference_kernels as K
+from mrvl import reference_kernels as K
 from mrvl.sim.reference import register_reference_impls, run_function
 
 RNG = np.random.default_rng(0)

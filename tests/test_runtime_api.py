@@ -1,4 +1,4 @@
-"""The Python API (`mrvl.sim.api`): compile, run (with the acceptance check), report, show, on
+"""The Python API (`mrvl.driver.api`): compile, run (with the acceptance check), report, show, on
 the MNIST CNN at batch 2 with the second max-pool forced to the CPU, so the build alternates
 accelerator -> CPU -> accelerator steps. Outputs are checked against onnxruntime with
 Marvell's fp16 rule."""
@@ -13,8 +13,9 @@ import pytest
 
 from mrvl.errors import MrvlError, RuntimeInputError
 from mrvl.models import mnist_cnn_trained
-from mrvl.models.verb_example import fix_batch
-from mrvl.sim import acceptance, api
+from mrvl.driver.verb_example import fix_batch
+from mrvl.driver import api
+from mrvl.sim import acceptance
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_static_report_before_any_run(build):
     accel = [s for s in data["steps"] if s["kind"] == "accelerator"]
     assert accel and accel[0]["source"] == "static estimate"
     rows = accel[0]["layer_rows"]
-    assert rows and all(r["cycles"] == r["roofline_cycles"] for r in rows)
+    assert rows and all(r["cycles"] == r["traffic_roofline_cycles"] for r in rows)
     assert data["accelerator_mac_share"] == 1.0  # a max-pool has no MACs
     assert [s["kind"] for s in data["steps"]] == ["accelerator", "cpu", "accelerator"]
     assert any("forced to the CPU" in n["reason"] for n in data["cpu_nodes"])

@@ -17,26 +17,34 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mrvl.errors import BinaryFormatError
+from mrvl.errors import BinaryFormatError, MrvlError
 from mrvl import mlip_isa as isa
 from mrvl.mlip_binary import (
     LayerDesc,
     ModelBinary,
-    _crc32c_py,
     crc32c,
+    decode_machine,
+    encode_machine,
+    replace_machine,
 )
 from mrvl.mlip_isa import DType, Opcode, Queue, Section
-from mrvl.sim.sim_fuzz import FUZZ_TIMING, refresh_crcs, run_case, seed_binaries
+from mrvl.sim.sim_fuzz import FUZZ_OCM, FUZZ_TIMING, refresh_crcs, run_case, seed_binaries
 from mrvl.sim.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = seed_binaries()
 
 
-def test_crc32c_known_value_and_backends_agree():
-    assert crc32c(b"123456789") == 0xE3069283 == _crc32c_py(b"123456789")
+def test_crc32c_known_value_and_the_c_core_agrees():
+    from mrvl.sim._mlip_sim import ffi, lib
+
+    def core(data: bytes) -> int:
+        return int(lib.mlip_crc32c(ffi.from_buffer(data), len(data)))
+
+    assert crc32c(b"123456789") == 0xE3069283 == core(b"123456789")
     blob = bytes(np.random.default_rng(0).integers(0, 256, 4099, dtype=np.uint8))
-    assert crc32c(blob) == _crc32c_py(blob)
+    assert crc32c(blob) == core(blob)
+    assert crc32c(b"") == 0 == core(b"")
 
 
 @pytest.mark.parametrize("index", range(len(SEEDS)))
@@ -101,7 +109,10 @@ def test_bad_version_rejected():
     data = bytearray(SEEDS[0])
     data[4:6] = (2).to_bytes(2, "little")
     refresh_crcs(data)
-    _reject(bytes(data), r"unsupported version 2\.0")
+    _reject(bytes(data), r"unsupported version 2\.1")
+    data[4:8] = (1).to_bytes(2, "little") + (0).to_bytes(2, "little")
+    refresh_crcs(data)
+    _reject(bytes(data), r"version 1\.0 predates the machine record of 1\.1; recompile")
 
 
 def _rewrite(data: bytes, key, index: int, **changes) -> bytes:
@@ -152,8 +163,15 @@ def test_model_level_fields_rejected():
         binary.to_bytes()  # the writer refuses streams for tiles outside the range
     binary = ModelBinary.from_bytes(SEEDS[0])
     binary.ocm_end = isa.DEFAULT_OCM_SIZE * 2
-    with pytest.raises(BinaryFormatError, match="does not fit the simulated OCM"):
-        Simulator.load(binary.to_bytes())
+    with pytest.raises(BinaryFormatError, match="beyond the machine's 262144 bytes of OCM"):
+        binary.to_bytes()
+    data = bytearray(SEEDS[0])
+    ocm_end_at = isa.HEADER_STRUCT.size + isa.NAME_LEN + 7 * 4
+    assert struct.unpack_from("<I", data, ocm_end_at)[0] == binary.machine.ocm_bytes
+    struct.pack_into("<I", data, ocm_end_at, isa.DEFAULT_OCM_SIZE * 2)
+    refresh_crcs(data)
+    with pytest.raises(BinaryFormatError, match="does not fit the machine's OCM of 262144"):
+        Simulator.load(bytes(data))
     binary = ModelBinary.from_bytes(SEEDS[0])
     binary.outputs[0].dram_offset = binary.weights_offset
     _reject(binary.to_bytes(), "outside the output region")
@@ -235,7 +253,7 @@ def test_mutated_binaries_under_asan_ubsan(tmp_path):
 
 def test_bad_descriptor_rejected_naming_the_source():
     data = bytearray(SEEDS[0])
-    rank_at = isa.HEADER_STRUCT.size + isa.MODEL_INFO_SIZE + 84  # input 0's rank field
+    rank_at = isa.HEADER_STRUCT.size + isa.MODEL_INFO_SIZE + isa.MACHINE_STRUCT.size + 84  # input 0's rank field
     assert struct.unpack_from("<I", data, rank_at)[0] == 3  # x is (5, 6, 4)
     struct.pack_into("<I", data, rank_at, 7)
     refresh_crcs(data)
@@ -243,3 +261,74 @@ def test_bad_descriptor_rejected_naming_the_source():
         Simulator.load(bytes(data), timing=FUZZ_TIMING)
     with pytest.raises(BinaryFormatError, match=r"^seed\.bin: input 'x': rank 7 not in 1\.\.6"):
         ModelBinary.from_bytes(bytes(data), source="seed.bin")
+
+
+# ---- the machine record ------------------------------------------------------------------
+MACHINE_AT = isa.HEADER_STRUCT.size + isa.MODEL_INFO_SIZE
+
+
+def _machine_field(data: bytearray, name: str, value) -> bytes:
+    """`data` with one field of its machine record overwritten (CRCs refreshed)."""
+    values = list(isa.MACHINE_STRUCT.unpack_from(data, MACHINE_AT))
+    values[isa.MACHINE_FIELDS.index(name)] = value
+    isa.MACHINE_STRUCT.pack_into(data, MACHINE_AT, *values)
+    refresh_crcs(data)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name, value, pattern", [
+    ("dram_bytes_per_cycle", 0.0, "dram_bytes_per_cycle"),
+    ("dram_bytes_per_cycle", float("nan"), "dram_bytes_per_cycle"),
+    ("dram_bytes_per_cycle", float("inf"), "dram_bytes_per_cycle"),
+    ("dram_bytes_per_cycle", -64.0, "dram_bytes_per_cycle"),
+    ("dma_bytes_per_cycle", 0, "dma_bytes_per_cycle"),
+    ("matrix_rows", 0, "matrix_rows"),
+    ("vector_lanes", 1 << 20, "vector_lanes"),
+    ("int8_speedup", 0, "int8_speedup"),
+    ("clock_mhz", 0, "clock_mhz"),
+    ("barrier_latency", 0xFFFFFFFF, "barrier_latency"),
+    ("tiles", 2, "tiles"),
+    ("page_bytes", 4096, "page_bytes"),
+    ("ocm_bytes", 1000, "ocm_bytes"),
+    ("ocm_bytes", 0, "ocm_bytes"),
+])
+def test_corrupt_machine_record_rejected_in_one_line(name, value, pattern):
+    """A machine record field out of range (with valid CRCs) is a one-line BinaryFormatError
+    from both the C core and the Python reader, never a crash or a division by zero."""
+    data = _machine_field(bytearray(SEEDS[0]), name, value)
+    for load in (lambda: Simulator.load(data, timing=FUZZ_TIMING),
+                 lambda: ModelBinary.from_bytes(data)):
+        with pytest.raises(BinaryFormatError, match=f"machine record: {pattern}") as error:
+            load()
+        assert "\n" not in str(error.value)
+
+
+def test_machine_record_round_trips_and_the_ocm_end_must_fit():
+    binary = ModelBinary.from_bytes(SEEDS[0])
+    assert binary.machine is not None and binary.machine.ocm_bytes == FUZZ_OCM
+    assert decode_machine(encode_machine(binary.machine)) == binary.machine
+    fractional = replace(binary.machine, dram_bytes_per_cycle=41.6)
+    data = replace_machine(SEEDS[0], fractional)
+    assert ModelBinary.from_bytes(data).machine.dram_bytes_per_cycle == 41.6
+    assert Simulator.load(data, timing=FUZZ_TIMING).machine == fractional
+    small = _machine_field(bytearray(SEEDS[0]), "ocm_bytes", 1024)
+    with pytest.raises(BinaryFormatError, match="OCM"):
+        Simulator.load(small, timing=FUZZ_TIMING)
+    with pytest.raises(BinaryFormatError, match="OCM"):
+        ModelBinary.from_bytes(small)
+
+
+def test_machine_override_changes_cycles_never_outputs():
+    x = np.random.default_rng(0).standard_normal((5, 6, 4)).astype(np.float32)
+    base = Simulator.load(SEEDS[0], timing=FUZZ_TIMING)
+    outs, report = base.run([x])
+    slow_outs, slow = Simulator.load(SEEDS[0], timing=FUZZ_TIMING,
+                                     machine=["dram_gbps=0.5", "dma_latency=5000"]).run([x])
+    assert all(np.array_equal(a, b) for a, b in zip(outs, slow_outs, strict=True))
+    assert slow["cycles"] > report["cycles"]
+    assert slow["machine"]["dram_gbps"] == 0.5 and report["machine"]["dram_gbps"] == 64.0
+    with pytest.raises(BinaryFormatError, match="compiled for tiles=1"):
+        Simulator.load(SEEDS[0], machine=replace(base.machine, tiles=2))
+    with pytest.raises(MrvlError, match="unknown key 'warp'") as error:
+        Simulator.load(SEEDS[0], machine={"warp": 9})
+    assert "\n" not in str(error.value)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mrvl.frontend.cli import main
+from mrvl.driver.cli import main
 from mrvl.sim.simulator import Simulator
 from mrvl.sim.sim_fuzz import seed_binaries
 
@@ -38,7 +38,7 @@ def test_sim_verb_writes_outputs(model, tmp_path, kind, capsys):
     out = tmp_path / "res" / "out"
     report_path = tmp_path / "report.json"
     status = main(["sim", "-m", str(model), "-d", str(data), "-o", str(out), "--perf-debug",
-                   "--json", str(report_path), "--param", "dram_bytes_per_cycle=32"])
+                   "--json", str(report_path), "--machine", "dram_gbps=32"])
     assert status == 0
     expected, _ = _expected(model, x)
     for i, ref in enumerate(expected):
@@ -47,8 +47,10 @@ def test_sim_verb_writes_outputs(model, tmp_path, kind, capsys):
     text = capsys.readouterr().out
     assert "total cycles" in text and "matrix engine util" in text and "layer0" in text
     report = json.loads(report_path.read_text())
-    assert report["cycles"] >= report["roofline_cycles"] > 0
+    assert report["cycles"] >= report["traffic_roofline_cycles"] > 0
     assert report["layers"][0]["name"] == "layer0"
+    assert report["machine"]["dram_gbps"] == 32.0 and report["machine"]["dram_bytes_per_cycle"] == 32
+    assert "machine: 1 tile(s), 1000 MHz, DRAM 32 GB/s" in text
 
 
 def test_sim_verb_errors_are_one_line(model, tmp_path, capsys):

@@ -563,27 +563,31 @@ def _assemble(outs, rows, shape):
 def test_timing_changes_cycles_not_outputs_and_respects_roofline():
     pb, rows, ref = _big_conv(2)
     data = pb.build().to_bytes()
-    slow = TimingParams(dram_bytes_per_cycle=4, dma_bytes_per_cycle=4, matrix_fill=500,
-                        vector_lanes=4, dma_latency=1000)
-    fast = TimingParams(dram_bytes_per_cycle=512, dma_bytes_per_cycle=512,
-                        matrix_rows=32, matrix_cols=32)
+    slow = dict(dram_bytes_per_cycle=4, dma_bytes_per_cycle=4, matrix_fill=500,
+                vector_lanes=4, dma_latency=1000)
+    fast = ["dram_bytes_per_cycle=512", "dma_bytes_per_cycle=512", "matrix_rows=32",
+            "matrix_cols=32"]
     results = {}
-    for name, timing in (("default", TimingParams()), ("slow", slow), ("fast", fast)):
-        outs, rep = Simulator.load(data, timing=timing).run([])
+    for name, machine in (("default", None), ("slow", slow), ("fast", fast)):
+        sim = Simulator.load(data, machine=machine)
+        outs, rep = sim.run([])
+        assert rep["machine"] == sim.machine.to_dict()
         results[name] = (outs, rep)
         assert same(_assemble(outs, rows, ref.shape), ref)
-        assert rep["cycles"] >= rep["roofline_cycles"] > 0
+        assert rep["cycles"] >= rep["traffic_roofline_cycles"] > 0
         assert 0 < rep["matrix_utilization"] <= 1.0
         assert 0 <= rep["vector_utilization"] <= 1.0
         assert rep["efficiency"] <= 1.0
         for layer in rep["layers"]:
-            assert layer["cycles"] >= layer["roofline_cycles"]
+            assert layer["cycles"] >= layer["traffic_roofline_cycles"]
             assert layer["matrix_utilization"] <= 1.0
     for name in ("slow", "fast"):
         for a, b in zip(results["default"][0], results[name][0], strict=True):
             assert same(a, b)
     cycles = {k: v[1]["cycles"] for k, v in results.items()}
     assert cycles["slow"] > cycles["default"] > cycles["fast"]
+    assert results["slow"][1]["machine"]["dram_bytes_per_cycle"] == 4.0
+    assert results["fast"][1]["machine"]["matrix_rows"] == 32
 
 
 def test_more_tiles_same_outputs_fewer_cycles():
@@ -634,7 +638,7 @@ def test_barrier_orders_dram_traffic_between_tiles():
     b, x = build(True)
     (y,), rep = Simulator.load(b.to_bytes()).run([])
     assert same(y.astype(F16), store_ref(act_ref(x.astype(F32), Act.RELU), DType.FP16))
-    assert rep["cycles"] >= rep["roofline_cycles"]
+    assert rep["cycles"] >= rep["traffic_roofline_cycles"]
     b, _ = build(False)
     # tile 1 may run before or after tile 0's store: either way it is reported
     with pytest.raises(SimulationError, match=r"tile 1/dma_in/#0 DMA_LOAD reads DRAM"):

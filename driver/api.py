@@ -1,7 +1,10 @@
 """mrvl's Python API for users: the same verbs as the `mrvl` command.
 
 ```python
-from mrvl.sim import api
+from mrvl.driver import api
+
+module = api.import_onnx("model.onnx", input_shapes={"x": [1, 3, 224, 224]})
+api.partition_for_mrvl(module)                  # the BYOC-style step 1 on a module
 
 build = api.compile("model.onnx", "build/", num_tiles=8, quantize="fp16")
 result = api.run(build, {"data": x}, check=True)
@@ -24,7 +27,15 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mrvl.driver.compiler import (
+    compile_json_pair,
+    compile_model,
+    compile_to_partitioned,
+    write_json_pairs,
+)
 from mrvl.errors import MrvlError
+from mrvl.frontend.onnx_import import import_onnx
+from mrvl.lowering.mrvl_partition import partition_for_mrvl
 from mrvl.sim import acceptance
 from mrvl.sim.device import Device
 from mrvl.sim.runtime import (
@@ -35,16 +46,20 @@ from mrvl.sim.runtime import (
     save_run_report,
 )
 
-__all__ = ["compile", "load", "run", "check", "report", "format_report", "show", "ApiRunResult"]
+__all__ = [
+    "import_onnx", "partition_for_mrvl", "compile_to_partitioned", "write_json_pairs",
+    "compile_model", "compile_json_pair", "compile", "load", "run", "check", "report",
+    "format_report", "show", "ApiRunResult",
+]
 
 
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any) -> Path:
     """Compile an ONNX model (path or ModelProto) into the build directory `out_dir`.
 
-    `options` are the backend's (`num_tiles`, `quantize`, `calibration`, partition options);
-    see `mrvl compile --help`. Returns the build directory.
+    `options` are `CompileOptions.from_keywords`'s (`num_tiles`, `quantize`, `calibration`,
+    `machine`, partition options; driver/compiler.py); see `mrvl compile --help`. Returns
+    the build directory.
     """
-    from mrvl.lowering.backend import compile_model
 
     out = Path(out_dir)
     if isinstance(model, onnx.ModelProto):
@@ -101,11 +116,14 @@ _check = check  # `run` has a parameter named `check`
 
 
 def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool = False,
-        record: bool = True, device: Device | None = None) -> ApiRunResult:
+        record: bool = True, device: Device | None = None,
+        trace: bool | str | Path | None = None) -> ApiRunResult:
     """Run a build directory once; `check=True` also applies the acceptance rule. `record`
-    writes `run_report.json` into the build directory (for `report`)."""
+    writes `run_report.json` into the build directory (for `report`). `trace`: True keeps
+    the simulated timeline (`.result.trace_events()`), a path also writes it as Chrome
+    trace-event JSON."""
     with CompiledModel.load(build_dir, device=device) as model:
-        result = model.run(inputs)
+        result = model.run(inputs, trace=trace)
     if record:
         save_run_report(build_dir, result)
     checks = _check(build_dir, inputs, result.outputs) if check else []
@@ -114,14 +132,14 @@ def run(build_dir: str | Path, inputs: Mapping[str, np.ndarray], *, check: bool 
 
 def report(build_dir: str | Path) -> dict[str, Any]:
     """The build's report (partition, offload share, per-layer cycles, OCM, DMA) as a dict."""
-    from mrvl.sim.verb_report import build_report
+    from mrvl.driver.verb_report import build_report
 
     return build_report(build_dir)
 
 
 def format_report(data: dict[str, Any]) -> str:
     """Text of `report`'s dict (what `mrvl report` prints)."""
-    from mrvl.sim.verb_report import format_build_report
+    from mrvl.driver.verb_report import format_build_report
 
     return format_build_report(data)
 
@@ -129,7 +147,6 @@ def format_report(data: dict[str, Any]) -> str:
 def show(build_dir: str | Path, out: str | Path) -> Path:
     """Picture of the build's partition: DOT, or SVG when `out` ends in .svg and Graphviz is
     installed (else the DOT text is written next to it). Returns the written path."""
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned
     from mrvl.lowering.partition_dot import write_picture
 
     manifest = load_manifest(build_dir)

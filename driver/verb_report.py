@@ -4,8 +4,10 @@ Reads only the build directory: `manifest.json` (steps), `offload.json` (partiti
 with reasons, MAC share), `static_report.json` (the backend's per-layer OCM, DMA, MACs and
 roofline) and, when `mrvl run` recorded one, `run_report.json` (the simulator's per-layer
 cycles of the last run). Per-layer cycles come from the run when there is one, else from the
-static estimate (the backend's roofline bound per layer); the report says which. OCM figures
-are the allocator's (static report), DMA bytes the run's when recorded.
+static estimate (the roofline of each layer's own DMA traffic); the report says which. OCM
+figures are the allocator's (static report), DMA bytes the run's when recorded. Every
+accelerator step also gets the program-independent bound (`mrvl.sim.bound`) and, with a
+recorded run, its efficiency (bound / cycles); the totals sum them over the steps.
 
 `build_report(build_dir) -> dict` gives the figures, `format_build_report(dict) -> str` the
 text; `--json` prints the dict.
@@ -68,7 +70,7 @@ def _layer_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "name": str(entry.get("name", entry.get("layer", "?"))),
         "kind": str(entry.get("kind", entry.get("type", ""))),
         "cycles": cycles,
-        "roofline_cycles": _num(entry, "roofline_cycles", "roofline", "bound_cycles"),
+        "traffic_roofline_cycles": _num(entry, "traffic_roofline_cycles", "roofline_cycles"),
         "macs": _num(entry, "macs", "macs_fp16"),
         "ocm_bytes": _num(entry, "ocm_bytes", "ocm_used", "ocm"),
         "dma_in_bytes": _num(entry, "dma_in_bytes", "dram_read_bytes", "dma_in"),
@@ -119,10 +121,12 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
             if sim_report:
                 entry["source"] = "simulated run"
                 entry["cycles"] = report_cycles(sim_report)
+                entry["macs"] = sim_report.get("macs", entry["macs"])
                 rows = _layers(sim_report)
             else:
                 entry["source"] = "static estimate"
-                entry["cycles"] = (_num(static_sub, "roofline_cycles", "cycles", "total_cycles")
+                entry["cycles"] = (_num(static_sub, "traffic_roofline_cycles", "roofline_cycles",
+                                        "cycles", "total_cycles")
                                    if isinstance(static_sub, Mapping) else None)
                 rows = _layers(static_sub)
             static_rows = {r["name"]: r for r in map(_layer_row, _layers(static_sub))}
@@ -131,13 +135,16 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
                 extra = static_rows.get(row["name"], {})
                 row = {k: row[k] if row[k] not in (None, "") else extra.get(k) for k in row}
                 if not sim_report and row["cycles"] is None:
-                    row["cycles"] = row["roofline_cycles"]  # the static estimate is the bound
+                    # the static estimate: the roofline of the program's own traffic
+                    row["cycles"] = row["traffic_roofline_cycles"]
                 merged.append(row)
             entry["layer_rows"] = merged
             # OCM: the allocator's figure (static) first; the rest: the run's first.
+            _add_bound(entry, step, sim_report)
             for keys, sources in ((("ocm_bytes", "ocm_percent"), (static_sub, sim_report)),
-                                  (("dma_in_bytes", "dma_out_bytes", "roofline_cycles",
-                                    "time_ms", "efficiency"), (sim_report, static_sub))):
+                                  (("dma_in_bytes", "dma_out_bytes", "traffic_roofline_cycles",
+                                    "time_ms", "peak_mac_fraction", "bound_cycles",
+                                    "efficiency", "machine"), (sim_report, static_sub))):
                 for source in sources:
                     if not isinstance(source, Mapping):
                         continue
@@ -146,7 +153,9 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
                             entry[key] = source[key]
         steps.append(entry)
     share = offload.get("accelerator_mac_share")
+    machine, machine_source = _machine(run_steps, manifest.options)
     return {
+        **_totals(steps, run is not None, share),
         "build": str(root),
         "options": manifest.options,
         "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
@@ -157,9 +166,81 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
         "accelerator_mac_share": share,
         "macs_total": offload.get("macs_total"),
         "cpu_nodes": offload.get("cpu_nodes", []),
-        "total_cycles": sum(s.get("cycles") or 0 for s in steps if s["kind"] == "accelerator"),
         "recorded_run": run is not None,
+        "machine": machine,
+        "machine_source": machine_source,
     }
+
+
+def _add_bound(entry: dict[str, Any], step: Any, sim_report: Any) -> None:
+    """The step's program-independent bound (`mrvl.sim.bound`): the recorded run's when there
+    is one (it used the run's machine), else computed from the binary on its machine."""
+    if isinstance(sim_report, Mapping) and "bound_cycles" in sim_report:
+        return  # copied from the run with the other figures
+    from mrvl.mlip_binary import ModelBinary
+    from mrvl.sim import bound
+
+    path = step.files["binary"]
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise MrvlError(f"{path}: cannot read it: {error}") from None
+    binary = ModelBinary.from_bytes(data, source=str(path), decode_code=False)
+    machine = bound.machine_for(binary)
+    entry["bound_cycles"] = bound.independent_bound(binary, machine,
+                                                    bound.int8_layers(data)).cycles
+    entry["machine"] = machine.to_dict()
+
+
+def _totals(steps: list[dict[str, Any]], recorded: bool, share: Any) -> dict[str, Any]:
+    """Whole-build figures summed over the accelerator steps (the recorded run's when there
+    is one): cycles, latency, DMA bytes, MACs, the bound and its efficiency, the offload
+    share and the machine description used."""
+    accel = [s for s in steps if s["kind"] == "accelerator"]
+    cycles = sum(s.get("cycles") or 0 for s in accel)
+    bound_cycles = sum(s.get("bound_cycles") or 0 for s in accel)
+    machine = next((s["machine"] for s in accel if s.get("machine")), None)
+    latency = None
+    if recorded and all(s.get("time_ms") is not None for s in accel):
+        latency = sum(s["time_ms"] for s in accel)
+    elif machine is not None:
+        latency = cycles / (float(machine["clock_mhz"]) * 1000.0)
+
+    def total(key: str) -> int | None:
+        values = [s.get(key) for s in accel]
+        return None if any(v is None for v in values) else sum(values)
+
+    return {
+        "total_cycles": cycles,
+        "latency_ms": latency,
+        "dma_in_bytes": total("dma_in_bytes"),
+        "dma_out_bytes": total("dma_out_bytes"),
+        "macs": total("macs"),
+        "bound_cycles": bound_cycles,
+        "efficiency": bound_cycles / cycles if recorded and cycles else None,
+        "offload_mac_share": share,
+        "machine": machine,
+    }
+def _machine(run_steps: Mapping[str, Any], options: Mapping[str, Any]
+             ) -> tuple[dict[str, Any] | None, str | None]:
+    """The machine the figures are for: the recorded run's (what the simulator timed
+    with), else the manifest's (what the build was compiled for), else None."""
+    for recorded in run_steps.values():
+        report = recorded.get("report")
+        if isinstance(report, Mapping) and isinstance(report.get("machine"), Mapping):
+            return dict(report["machine"]), "recorded run"
+    if isinstance(options.get("machine"), Mapping):
+        return dict(options["machine"]), "manifest"
+    return None, None
+
+
+def _machine_line(machine: Mapping[str, Any]) -> str:
+    from mrvl.machine import Machine, format_machine
+
+    try:
+        return format_machine(Machine.from_dict(dict(machine)))
+    except (MrvlError, TypeError):
+        return f"machine: {dict(machine)}"
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -189,6 +270,8 @@ def format_build_report(data: Mapping[str, Any]) -> str:
     ins = ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in data["inputs"])
     outs = ", ".join(f"{t['name']} {t['dtype']} {t['shape']}" for t in data["outputs"])
     lines.append(f"inputs: {ins}; outputs: {outs}")
+    if data.get("machine"):
+        lines.append(f"{_machine_line(data['machine'])} (from the {data['machine_source']})")
     share = data.get("accelerator_mac_share")
     if share is not None:
         lines.append(f"offload: {100 * share:.2f}% of {_fmt(data.get('macs_total'))} MACs on "
@@ -213,12 +296,18 @@ def format_build_report(data: Mapping[str, Any]) -> str:
         timing = ""
         if step.get("time_ms") is not None:
             timing = f", {step['time_ms']:.3f} ms"
-        if step.get("efficiency") is not None:
-            timing += f", {100 * step['efficiency']:.1f}% of peak MAC throughput"
-        if step.get("roofline_cycles"):
-            timing += f", roofline bound {_fmt(step['roofline_cycles'])} cycles"
+        if step.get("peak_mac_fraction") is not None:
+            timing += f", {100 * step['peak_mac_fraction']:.1f}% of peak MAC throughput"
         lines.append(f"@{step['symbol']}: {_fmt(step.get('cycles'))} cycles{timing} "
                      f"({step.get('source')})")
+        if step.get("bound_cycles") is not None:
+            line = f"  bound {_fmt(step['bound_cycles'])} cycles (program-independent)"
+            if step.get("efficiency") is not None:
+                line += f", efficiency {100 * step['efficiency']:.1f}% (bound / cycles)"
+            if step.get("traffic_roofline_cycles"):
+                line += (f"; roofline of its own traffic "
+                         f"{_fmt(step['traffic_roofline_cycles'])} cycles")
+            lines.append(line)
         ocm = step.get("ocm_bytes")
         if ocm is not None:
             pct = step.get("ocm_percent")
@@ -227,18 +316,34 @@ def format_build_report(data: Mapping[str, Any]) -> str:
         if step.get("dma_in_bytes") is not None:
             lines.append(f"  DMA in {_fmt(step.get('dma_in_bytes'))} bytes, out "
                          f"{_fmt(step.get('dma_out_bytes'))} bytes")
-        lines.append(f"  {'layer':<26} {'kind':<16} {'cycles':>11} {'roofline':>11} "
+        lines.append(f"  {'layer':<26} {'kind':<16} {'cycles':>11} {'own roof':>11} "
                      f"{'MACs':>14} {'OCM':>10} {'DMA in':>11} {'DMA out':>11}")
         for row in step.get("layer_rows", []):
             lines.append(
                 f"  {row['name'][:26]:<26} {str(row.get('kind') or '')[:16]:<16} "
-                f"{_fmt(row['cycles']):>11} {_fmt(row['roofline_cycles']):>11} "
+                f"{_fmt(row['cycles']):>11} {_fmt(row['traffic_roofline_cycles']):>11} "
                 f"{_fmt(row['macs']):>14} {_fmt(row['ocm_bytes']):>10} "
                 f"{_fmt(row['dma_in_bytes']):>11} {_fmt(row['dma_out_bytes']):>11}"
             )
+    lines.append(_format_totals(data))
     if not data.get("recorded_run"):
         lines.append("(no recorded run: cycles are static estimates; `mrvl run` records one)")
     return "\n".join(lines)
+
+
+def _format_totals(data: Mapping[str, Any]) -> str:
+    """The whole-build line: cycles, latency, bound and efficiency."""
+    text = f"total: {_fmt(data.get('total_cycles'))} cycles"
+    if data.get("latency_ms") is not None:
+        text += f" ({data['latency_ms']:.3f} ms)"
+    text += f", bound {_fmt(data.get('bound_cycles'))} cycles"
+    if data.get("efficiency") is not None:
+        text += f", efficiency {100 * data['efficiency']:.1f}%"
+    machine = data.get("machine")
+    if isinstance(machine, Mapping):
+        text += (f" on {machine.get('tiles')} tile(s) at {machine.get('clock_mhz')} MHz, "
+                 f"{machine.get('dram_gbps'):g} GB/s DRAM")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
 from xdsl.utils.arg_spec import ArgSpecParseError
 from xdsl.utils.exceptions import DiagnosticException, ParseError, PassFailedException
 from xdsl.xdsl_opt_main import xDSLOptMain
@@ -42,6 +43,12 @@ def _parse_input_shape(text: str) -> tuple[str, list[int]]:
         return name, [int(d) for d in dims.split(",") if d.strip()]
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected integer dimensions in '{text}'") from error
+
+
+def _calibrating_quantize_pass() -> type[ModulePass]:
+    from mrvl.driver.calibration import CalibratingQuantizePass
+
+    return CalibratingQuantizePass
 
 
 class MrvlOptMain(xDSLOptMain):
@@ -65,6 +72,9 @@ class MrvlOptMain(xDSLOptMain):
 
         for name, factory in get_all_passes().items():
             self.register_pass(name, factory)
+        # int8 `mrvl-quantize` takes its ranges from a calibration run of the reference
+        # executor, which the driver provides (driver/calibration.py)
+        self.register_pass("mrvl-quantize", _calibrating_quantize_pass)
 
     def register_all_targets(self) -> None:
         super().register_all_targets()
@@ -77,12 +87,12 @@ class MrvlOptMain(xDSLOptMain):
         super().register_all_frontends()
 
         def parse_onnx(stream: IO[bytes]) -> ModuleOp:
-            from mrvl.frontend.onnx_import import import_onnx_bytes
+            from mrvl.driver.compiler import import_model
 
             base_dir = None
             if self.args.input_file is not None:
                 base_dir = os.path.dirname(os.path.abspath(self.args.input_file))
-            return import_onnx_bytes(
+            return import_model(
                 stream.read(),
                 name=self.get_input_name(),
                 base_dir=base_dir,

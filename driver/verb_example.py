@@ -84,7 +84,7 @@ def _say(text: str, quiet: bool) -> None:
 
 
 def _compile(model: onnx.ModelProto, out: Path, num_tiles: int, quiet: bool) -> float:
-    from mrvl.sim import api
+    from mrvl.driver import api
 
     _say(f"compiling into {out}/ (fp16, {num_tiles} tiles) ...", quiet)
     start = time.perf_counter()
@@ -185,7 +185,7 @@ def run_single(name: str, out: Path, num_tiles: int = 8, quiet: bool = True) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrvl.sim.verb_report import build_report, format_build_report
+    from mrvl.driver.verb_report import build_report, format_build_report
 
     out = Path(args.out if args.out is not None else f"build/example-{args.name}")
     if args.num_tiles < 1:

@@ -1,8 +1,10 @@
-"""`mrvl run build/ --inputs x.npz [-o outputs.npz] [--check] [--perf-debug]`.
+"""`mrvl run build/ --inputs x.npz [-o outputs.npz] [--check] [--perf-debug]
+[--trace run.json]`.
 
 Runs a build directory end to end with the hybrid runtime (accelerator sub-graphs on the
 simulator, CPU sub-graphs on onnxruntime) and records the run's per-step report in
-`build/run_report.json` (read by `mrvl report`).
+`build/run_report.json` (read by `mrvl report`). `--trace` writes the simulated timeline as
+Chrome trace-event JSON (`mrvl.sim.trace`).
 
 Exit codes: 0 success (and, with `--check`, every output passes Marvell's rule); 1 the check
 failed; 2 bad input (missing file, wrong input name / shape / dtype, malformed build dir).
@@ -40,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="compare with onnxruntime on the original model (acceptance rule)")
     parser.add_argument("--perf-debug", action="store_true",
                         help="print the per-layer performance report of each accelerator step")
+    parser.add_argument("--trace", metavar="RUN.json", default=None,
+                        help="write the simulated timeline as Chrome trace-event JSON "
+                             "(open it in Perfetto or chrome://tracing)")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime threads for the CPU steps (default 1)")
 
@@ -75,7 +80,7 @@ def load_inputs(path: str | Path, input_names: list[str]) -> dict[str, np.ndarra
 def format_perf(report: dict, symbol: str) -> str:
     """The text of one accelerator step's device report (the simulator's own when it has one)."""
     from mrvl.sim.simulator import format_report
-    from mrvl.sim.verb_report import format_run_layers
+    from mrvl.driver.verb_report import format_run_layers
 
     try:
         return f"== {symbol} ==\n{format_report(report)}"
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.build)
     inputs = load_inputs(args.inputs, [s.name for s in manifest.inputs])
     with CompiledModel(manifest, threads=args.threads) as model:
-        result = model.run(inputs)
+        result = model.run(inputs, trace=args.trace)
     save_run_report(args.build, result)
     for name, arr in result.outputs.items():
         print(f"output {name}: {arr.dtype} {list(arr.shape)}")
@@ -102,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     cpu = [s for s in result.steps if s.kind == "cpu"]
     print(f"steps: {len(accel)} accelerator, {len(cpu)} cpu; simulated cycles "
           f"{result.total_cycles}; wall {sum(s.wall_s for s in result.steps):.3f} s")
+    if args.trace is not None:
+        print(f"wrote the timeline to {args.trace} (open it in Perfetto or chrome://tracing)")
     if args.perf_debug:
         for step in accel:
             print(format_perf(step.report, step.symbol))

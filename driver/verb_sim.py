@@ -1,7 +1,10 @@
 """`mrvl sim`: run a model binary on the simulator (our `mrvl-mlsim`).
 
     mrvl sim -m model.bin -d input.bin|.npy|.npz -o out [--perf-debug] [--json report.json]
-             [--param dram_bytes_per_cycle=128 ...]
+             [--machine dram_gbps=32 ...] [--param check_deps=0 ...]
+
+The timing model reads the machine recorded in the binary (docs/isa.md section 4);
+`--machine KEY=VALUE` times the same program on another machine (outputs never change).
 
 Inputs: `.bin` = every input as raw little-endian fp32, concatenated in the binary's input
 order; `.npy` = one array (or, for several inputs, their concatenation); `.npz` = arrays named
@@ -23,6 +26,11 @@ import numpy as np
 from mrvl.errors import MrvlError, RuntimeInputError
 from mrvl.sim.simulator import Simulator, TimingParams, format_report
 
+TIMING_KEYS = ("dram_gbps", "dram_bytes_per_cycle", "dma_bytes_per_cycle", "dma_latency",
+               "clock_mhz", "matrix_rows", "matrix_cols", "int8_speedup", "vector_lanes",
+               "matrix_fill", "vector_latency", "issue_latency", "barrier_latency")
+"""The machine keys `--machine` may change (tiles, ocm_bytes, page_bytes are the program's)."""
+
 HELP = "simulate a model binary on inputs and report cycles (like mrvl-mlsim)"
 
 
@@ -35,9 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-debug", "--perf_debug", action="store_true",
                         help="print the performance report (whole model and per layer)")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    parser.add_argument("--machine", action="append", default=[], metavar="KEY=VALUE",
+                        help="time on another machine than the binary records, e.g. "
+                        "dram_gbps=32 (repeatable; outputs never change); keys: "
+                        + ", ".join(TIMING_KEYS))
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="timing parameter, e.g. dram_bytes_per_cycle=128 (repeatable); "
-                        "names: " + ", ".join(f.name for f in fields(TimingParams)))
+                        help="simulator option (repeatable); names: "
+                        + ", ".join(f.name for f in fields(TimingParams)))
 
 
 def _timing(params: list[str]) -> TimingParams:
@@ -106,7 +118,7 @@ def _bad_size(path: str, name: str, got: int, want: int):
 
 def run(args: argparse.Namespace) -> int:
     timing = _timing(args.param)
-    sim = Simulator.load(args.model, timing=timing)
+    sim = Simulator.load(args.model, timing=timing, machine=args.machine or None)
     inputs = load_inputs(args.data, sim)
     outputs, report = sim.run(inputs)
     prefix = Path(args.out)

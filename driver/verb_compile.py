@@ -9,6 +9,11 @@ Two forms:
   runs step 1 first and writes the build directory of docs/build-dir.md (JSON pairs,
   binaries, CPU sub-graphs as ONNX, manifest.json, offload.json, static_report.json).
 
+`--machine KEY=VALUE` (repeatable) overrides a field of the machine description
+(mrvl/machine.py, docs/isa.md section 4; the manifest and the binary record it,
+the simulator times with it, results never depend on it); `--emit STAGE` stops the ONNX form after a
+stage of the driver (driver/compiler.py): `import` and `partition` print the IR, `json`
+writes the JSON pairs and CPU models, `mlip` prints the assembly of every sub-graph.
 `--report` prints the static report (OCM, DMA, MACs, roofline per layer); `--asm FILE`
 writes the assembly listing (JSON-pair form).
 """
@@ -18,8 +23,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrvl.errors import CompileError
 from mrvl import mlip_isa as isa
+from mrvl.driver.compiler import CompileOptions, PartitionOptions, Stage, compile, compile_pair
+from mrvl.errors import CompileError
+from mrvl.machine import Machine, overrides_help
 
 HELP = "compile a JSON pair (or a whole ONNX model) to mlip model binaries"
 
@@ -32,7 +39,7 @@ def _int(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from mrvl.lowering.verb_partition import add_partition_options
+    from mrvl.driver.verb_partition import add_partition_options
 
     parser.add_argument("model", nargs="?", help="ONNX model (builds a whole directory)")
     parser.add_argument("--nodes", help="Nodes-JSON of one accelerator sub-graph")
@@ -44,32 +51,56 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="OCM bytes per tile (default 0x100000)")
     parser.add_argument("--page-size", type=_int, default=isa.DEFAULT_PAGE_SIZE,
                         help="OCM page size: 1024, 2048, 4096, 8192 or 16384 (default)")
+    parser.add_argument("--machine", action="append", default=[], metavar="KEY=VALUE",
+                        help=overrides_help())
     parser.add_argument("--quantize", choices=("fp16", "int8"), default="fp16")
     parser.add_argument("--io-dtype", choices=("f16", "f32", "i8"), default=None,
                         help="dtype of the binary's inputs/outputs (default: f16, or i8 "
                              "with --quantize int8)")
     parser.add_argument("--calibration", help="int8: .npz of calibration inputs")
+    parser.add_argument("--emit", choices=[s.value for s in Stage], default="binary",
+                        help="ONNX form: stop after this stage (default binary)")
     parser.add_argument("--report", action="store_true", help="print the static report")
     parser.add_argument("--asm", help="write the assembly listing here (JSON-pair form)")
     add_partition_options(parser)
 
 
+def compile_options(args: argparse.Namespace) -> CompileOptions:
+    """The typed options of the command line."""
+    from mrvl.driver.verb_partition import partition_options
+
+    machine = Machine().with_overrides({"tiles": args.num_tiles, "ocm_bytes": args.ocm_size,
+                                        "page_bytes": args.page_size})
+    return CompileOptions(
+        quantize=args.quantize, io_dtype=args.io_dtype, calibration=args.calibration,
+        machine=machine.with_overrides(args.machine),
+        partition=PartitionOptions(batch_size=args.batch_size, **partition_options(args)))
+
+
 def run(args: argparse.Namespace) -> int:
     from mrvl.lowering.backend_report import format_report, program_report
 
-    common = dict(num_tiles=args.num_tiles, quantize=args.quantize, io_dtype=args.io_dtype,
-                  ocm_size=args.ocm_size, page_size=args.page_size)
+    options = compile_options(args)
     if args.model is not None:
         if args.nodes or args.consts:
             raise CompileError("give either an ONNX model or --nodes/--consts, not both")
-        from mrvl.lowering.backend import compile_model_result
-        from mrvl.lowering.verb_partition import partition_options
+        stage = Stage(args.emit)
+        result = compile(args.model, options, stop_after=stage, out_dir=args.output)
+        if stage in (Stage.IMPORT, Stage.PARTITION):
+            print(_ir_text(result.module))
+            return 0
+        if stage is Stage.MLIP:
+            from mrvl.dialects.mlip import model_asm
 
-        result = compile_model_result(
-            args.model, args.output, calibration=args.calibration,
-            batch_size=args.batch_size, **partition_options(args), **common)
-        for step in result.manifest["steps"]:
+            for sub in result.subgraphs:
+                print(model_asm(sub.model), end="")
+            return 0
+        for step in result.manifest.get("steps", []):
             print(Path(args.output) / step.get("binary", step.get("onnx", "")))
+        if stage is Stage.JSON:
+            for pair in result.pairs:
+                print(*pair, sep="\n")
+            return 0
         print(Path(args.output) / "manifest.json")
         if args.report:
             for report in result.reports:
@@ -78,12 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.nodes or not args.consts:
         raise CompileError("mrvl compile needs an ONNX model or both --nodes and --consts")
     from mrvl.dialects.mlip import model_asm
-    from mrvl.lowering.backend import compile_function, read_pair
-    from mrvl.lowering.mrvl_quantize import load_calibration
 
-    fn = read_pair(args.nodes, args.consts)
-    calibration = load_calibration(args.calibration, fn) if args.calibration else None
-    sub = compile_function(fn, calibration=calibration, **common)
+    sub = compile_pair(args.nodes, args.consts, options)
     out = Path(args.output)
     try:
         out.write_bytes(sub.data)
@@ -95,3 +122,13 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         print(format_report(program_report(sub.model)), end="")
     return 0
+
+
+def _ir_text(module) -> str:
+    import io
+
+    from xdsl.printer import Printer
+
+    stream = io.StringIO()
+    Printer(stream=stream).print_op(module)
+    return stream.getvalue()

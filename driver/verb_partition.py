@@ -69,8 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mrvl.driver.compiler import compile_to_partitioned
     from mrvl.lowering.mrvl_json import write_module_json
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned
     from mrvl.lowering.offload_report import format_report, offload_report, write_report
     from mrvl.lowering.partition_dot import write_picture
 

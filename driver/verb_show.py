@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from mrvl.errors import MrvlError
-from mrvl.lowering.verb_partition import add_partition_options, partition_options
+from mrvl.driver.verb_partition import add_partition_options, partition_options
 
 HELP = "draw the accelerator / CPU partition of a build directory or ONNX model (DOT or SVG)"
 
@@ -27,13 +27,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrvl.lowering.mrvl_partition import compile_to_partitioned
+    from mrvl.driver.compiler import compile_to_partitioned
     from mrvl.lowering.partition_dot import partition_to_dot, write_picture
 
     if not Path(args.model).exists():
         raise MrvlError(f"model file '{args.model}' does not exist")
     if Path(args.model).is_dir():
-        from mrvl.sim.api import show
+        from mrvl.driver.api import show
 
         output = args.output if args.output is not None else Path(args.model) / "partition.dot"
         print(show(args.model, output))

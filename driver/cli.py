@@ -18,14 +18,14 @@ from mrvl.errors import MrvlError
 
 # verb -> module implementing it, in the order `mrvl --help` lists them.
 VERBS: dict[str, str] = {
-    "import": "mrvl.frontend.verb_import",
-    "partition": "mrvl.lowering.verb_partition",
-    "compile": "mrvl.lowering.verb_compile",
-    "sim": "mrvl.sim.verb_sim",
-    "run": "mrvl.sim.verb_run",
-    "report": "mrvl.sim.verb_report",
-    "show": "mrvl.lowering.verb_show",
-    "example": "mrvl.models.verb_example",
+    "import": "mrvl.driver.verb_import",
+    "partition": "mrvl.driver.verb_partition",
+    "compile": "mrvl.driver.verb_compile",
+    "sim": "mrvl.driver.verb_sim",
+    "run": "mrvl.driver.verb_run",
+    "report": "mrvl.driver.verb_report",
+    "show": "mrvl.driver.verb_show",
+    "example": "mrvl.driver.verb_example",
 }
 
 

@@ -1,0 +1,528 @@
+"""The staged compiler driver: ONNX model -> graph IR -> partitioned IR -> JSON pairs ->
+mlip programs -> model binaries and the build directory (docs/build-dir.md).
+
+`compile(model, options, stop_after=Stage.X, out_dir=...)` is the one pipeline (like xDSL's
+Toy `compiler.py --emit=<stage>`); the `mrvl` verbs, the Python API (driver/api.py) and
+mrvl-opt's ONNX frontend all go through it. Options are typed (`CompileOptions`, with the
+accelerator as a `mrvl.machine.Machine`); int8 calibration ranges are gathered here
+(driver/calibration.py) and handed to the backend as data.
+
+Stages and what each leaves behind (every stage includes the ones before it):
+
+- `IMPORT`: `result.module` is the graph-dialect module of the model;
+- `PARTITION`: graph passes, convert-graph-to-mrvl and mrvl-partition ran on it;
+- `JSON`: the build directory holds the model copy, a JSON pair per accelerator sub-graph
+  and an ONNX model per CPU sub-graph (`result.pairs`);
+- `MLIP`: every accelerator sub-graph went through the backend (`result.subgraphs`: mlip
+  programs and binaries in memory, `result.reports`);
+- `BINARY`: the binaries, offload.json, static_report.json and manifest.json are written.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+
+from mrvl.dialects import graph
+from mrvl.errors import CompileError
+from mrvl.machine import DEFAULT_MACHINE, VALID_TILES, Machine
+from mrvl.lowering.backend import CompiledSubgraph, compile_function, read_pair
+
+
+class Stage(enum.Enum):
+    """The compiler's stages, in order (module docstring)."""
+
+    IMPORT = "import"
+    PARTITION = "partition"
+    JSON = "json"
+    MLIP = "mlip"
+    BINARY = "binary"
+
+    @property
+    def index(self) -> int:
+        return list(Stage).index(self)
+
+
+@dataclass(frozen=True)
+class PartitionOptions:
+    """Step-1 options: `mrvl-partition`'s (mode, cpu_layers, max_layers, require_compute)
+    and the import's (batch_size: the value of a symbolic first input dimension)."""
+
+    mode: str = "default"
+    cpu_layers: tuple[str, ...] = ()
+    max_layers: int = -1
+    require_compute: bool = True
+    batch_size: int = 1
+
+    def pass_options(self) -> dict[str, Any]:
+        return {"mode": self.mode, "cpu_layers": self.cpu_layers,
+                "max_layers": self.max_layers, "require_compute": self.require_compute}
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in the manifest (and read back by `from_dict`)."""
+        return {**self.pass_options(), "cpu_layers": list(self.cpu_layers),
+                "batch_size": self.batch_size}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartitionOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CompileError(f"unknown partition option(s) {unknown}; expected {sorted(known)}")
+        values = dict(data)
+        if "cpu_layers" in values:
+            layers = values["cpu_layers"]
+            values["cpu_layers"] = (layers,) if isinstance(layers, str) else tuple(layers)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything a compilation depends on besides the model."""
+
+    quantize: str = "fp16"
+    """Accelerator precision: "fp16" or "int8"."""
+    io_dtype: str | None = None
+    """dtype of each binary's inputs/outputs: "f16", "f32", "i8" (default f16, i8 for int8)."""
+    calibration: Any = None
+    """int8: an .npz path of model inputs, a mapping name -> array(s), a list of input sets,
+    or None (one seeded standard-normal set); see driver/calibration.py."""
+    machine: Machine = DEFAULT_MACHINE
+    """The accelerator (tiles, OCM and page size, timing constants)."""
+    partition: PartitionOptions = field(default_factory=PartitionOptions)
+    verify: bool = False
+    """Verify the IR after every step-1 pass."""
+
+    def __post_init__(self) -> None:
+        """Options are checked before anything is read or written."""
+        if self.machine.tiles not in VALID_TILES:
+            raise CompileError(f"--num-tiles (or --machine tiles=): the compiler splits work "
+                               f"across one of {list(VALID_TILES)} tiles, got "
+                               f"{self.machine.tiles}")
+
+    @classmethod
+    def from_keywords(cls, **options: Any) -> CompileOptions:
+        """Options from the keyword form of the Python API: quantize, io_dtype, calibration,
+        num_tiles, ocm_size, page_size, machine (a Machine, or KEY=VALUE items / a dict of
+        overrides), verify, and the `PartitionOptions` fields."""
+        base = options.pop("machine", None)
+        machine = base if isinstance(base, Machine) else DEFAULT_MACHINE
+        sizes = {"tiles": options.pop("num_tiles", None),
+                 "ocm_bytes": options.pop("ocm_size", None),
+                 "page_bytes": options.pop("page_size", None)}
+        sizes = {k: int(v) for k, v in sizes.items() if v is not None}
+        if sizes:
+            machine = machine.with_overrides(sizes)
+        if base is not None and not isinstance(base, Machine):
+            machine = machine.with_overrides(base)
+        partition = {f.name: options.pop(f.name) for f in fields(PartitionOptions)
+                     if f.name in options}
+        known = {"quantize", "io_dtype", "calibration", "verify"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise CompileError(f"unknown compile option(s): {unknown}")
+        return cls(machine=machine, partition=PartitionOptions.from_dict(partition), **options)
+
+    def manifest_options(self) -> dict[str, Any]:
+        """The `options` of the build manifest."""
+        return {"num_tiles": self.machine.tiles, "quantize": self.quantize,
+                "ocm_size": self.machine.ocm_bytes, "page_size": self.machine.page_bytes,
+                "io_dtype": self.io_dtype or ("i8" if self.quantize == "int8" else "f16"),
+                "machine": self.machine.to_dict(),
+                "partition": self.partition.to_dict()}
+
+
+@dataclass
+class CompileResult:
+    """What `compile` produced (besides the files), up to `stage`."""
+
+    stage: Stage
+    module: ModuleOp
+    out_dir: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    subgraphs: list[CompiledSubgraph] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---- the backend adapter: the one call into lowering/backend.py ---------------------------
+def _compile_subgraph(fn: func.FuncOp, options: CompileOptions, ranges: Any = None,
+                      model_id: int = 0, input_names: Sequence[str] | None = None,
+                      output_names: Sequence[str] | None = None) -> CompiledSubgraph:
+    """One accelerator sub-graph through the backend (quantize, split, mlip, OCM, DMA, emit)."""
+    return compile_function(
+        fn, machine=options.machine, quantize=options.quantize, io_dtype=options.io_dtype, ranges=ranges,
+        model_id=model_id, input_names=input_names, output_names=output_names)
+
+
+def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
+    """The int8 activation ranges of `fn` over its calibration input sets (None for fp16)."""
+    if options.quantize != "int8":
+        return None
+    from mrvl.driver.calibration import activation_ranges
+
+    return activation_ranges(fn, sets)
+
+
+# ---- stages --------------------------------------------------------------------------------
+def import_model(model: str | Path | bytes | onnx.ModelProto, *,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None, batch_size: int = 1,
+                 name: str = "<bytes>", base_dir: str | None = None) -> ModuleOp:
+    """Stage IMPORT: the graph-dialect module of a model (path, ModelProto or file bytes)."""
+    from mrvl.frontend.onnx_import import import_onnx, import_onnx_bytes
+
+    shapes = {k: list(v) for k, v in (input_shapes or {}).items()}
+    if isinstance(model, bytes):
+        return import_onnx_bytes(model, name=name, base_dir=base_dir, input_shapes=shapes,
+                                 batch_size=batch_size)
+    return import_onnx(model, input_shapes=shapes, batch_size=batch_size)
+
+
+def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None = None, *,
+            stop_after: Stage = Stage.BINARY, out_dir: str | Path | None = None,
+            input_shapes: Mapping[str, Sequence[int]] | None = None) -> CompileResult:
+    """Run the stages up to and including `stop_after` (module docstring). Stages from JSON
+    on write into `out_dir` and need the model as a file (it is copied into the build)."""
+    options = options or CompileOptions()
+    if stop_after.index >= Stage.JSON.index:
+        if out_dir is None:
+            raise CompileError(f"stage '{stop_after.value}' writes files: give a build directory")
+        if not isinstance(model, str | Path):
+            raise CompileError(f"stage '{stop_after.value}' needs the model as a file")
+        model = Path(model)
+        if model.is_dir():
+            raise CompileError(f"model file '{model}' is a directory, expected an .onnx file")
+        if not model.is_file():
+            raise CompileError(f"model file '{model}' does not exist")
+    module = import_model(model, input_shapes=input_shapes,
+                          batch_size=options.partition.batch_size)
+    result = CompileResult(Stage.IMPORT, module)
+    if stop_after is Stage.IMPORT:
+        return result
+    from mrvl.lowering.mrvl_partition import partition_module
+
+    partition_module(module, verify=options.verify, **options.partition.pass_options())
+    result.stage = Stage.PARTITION
+    if stop_after is Stage.PARTITION:
+        return result
+    assert out_dir is not None and isinstance(model, Path)
+    _build(model, Path(out_dir), options, stop_after, result)
+    return result
+
+
+def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stage,
+           result: CompileResult) -> None:
+    """Stages JSON, MLIP and BINARY of `compile` on the partitioned `result.module`."""
+    from mrvl.frontend.onnx_export import export_function
+    from mrvl.lowering.backend_report import program_report, write_reports
+    from mrvl.lowering.mrvl_json import write_json_pair
+    from mrvl.lowering.offload_report import write_report
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CompileError(f"cannot create the build directory '{out}': {error}") from None
+    module = result.module
+    result.out_dir = out
+    model_inputs, model_outputs, steps = plan_steps(module)
+    per_call: list[dict[str, list[np.ndarray]]] = []
+    if options.quantize == "int8" and stop_after.index >= Stage.MLIP.index:
+        from mrvl.driver.calibration import InputSpec, calibration_sets
+
+        specs = [InputSpec((s["name"],), tuple(s["shape"])) for s in model_inputs]
+        sets = calibration_sets(options.calibration, specs, "the model")
+        per_call = [subgraph_inputs(module, batch) for batch in sets]
+    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+    copy_model(onnx_path, out)
+    accelerator_steps = []
+    for step in steps:
+        if "identity" in step:
+            onnx.save(identity_model(step), out / f"{step['symbol']}.onnx")
+            step["onnx"] = f"{step['symbol']}.onnx"
+        elif step["kind"] == "cpu":
+            cpu_model = export_function(module, step["symbol"])
+            _rename_onnx_io(cpu_model, step["inputs"], step["outputs"])
+            onnx.save(cpu_model, out / f"{step['symbol']}.onnx")
+            step["onnx"] = f"{step['symbol']}.onnx"
+        else:
+            nodes_path, consts_path = write_json_pair(funcs[step["symbol"]], out)
+            result.pairs.append((nodes_path, consts_path))
+            step.update({"nodes": nodes_path.name, "consts": consts_path.name})
+            accelerator_steps.append(step)
+    result.stage = Stage.JSON
+    if stop_after is Stage.JSON:
+        return
+    for step in accelerator_steps:
+        fn = funcs[step["symbol"]]
+        sets = [calls[step["symbol"]] for calls in per_call]
+        sub = _compile_subgraph(fn, options, _ranges(fn, options, sets), steps.index(step),
+                                step["inputs"], step["outputs"])
+        result.subgraphs.append(sub)
+        report = program_report(sub.model)
+        result.reports.append(report)
+        step.update({"binary": f"{step['symbol']}.bin",
+                     "layers": sum(1 for layer in sub.model.layers()
+                                   if layer.kind.data != "copy"),
+                     "macs": report["macs"]})
+    result.stage = Stage.MLIP
+    if stop_after is Stage.MLIP:
+        return
+    for sub in result.subgraphs:
+        (out / f"{sub.symbol}.bin").write_bytes(sub.data)
+    write_report(module, out / "offload.json")
+    write_reports(result.reports, out / "static_report.json")
+    result.manifest = {
+        "format": "mrvl-build",
+        "version": 1,
+        "model": {"onnx": "model.onnx", "inputs": model_inputs, "outputs": model_outputs},
+        "options": options.manifest_options(),
+        "steps": [_ordered_step(s) for s in steps],
+    }
+    (out / "manifest.json").write_text(json.dumps(result.manifest, indent=1) + "\n")
+    result.stage = Stage.BINARY
+
+
+def compile_pair(nodes: Any, consts: Any, options: CompileOptions | None = None
+                 ) -> CompiledSubgraph:
+    """Backend only: a JSON pair (paths or loaded documents) -> compiled sub-graph; int8
+    calibration inputs are the sub-graph's (keyed by argument name, `arg<K>`, or in order)."""
+    options = options or CompileOptions()
+    fn = read_pair(nodes, consts)
+    ranges = None
+    if options.quantize == "int8":
+        from mrvl.driver.calibration import calibration_sets, function_inputs
+
+        sets = calibration_sets(options.calibration, function_inputs(fn),
+                                f"@{fn.sym_name.data}")
+        ranges = _ranges(fn, options, sets)
+    return _compile_subgraph(fn, options, ranges)
+
+
+# ---- the keyword-style Python API -------------------------------------------------------
+def compile_json_pair(nodes: Any, consts: Any, **options: Any) -> bytes:
+    """Nodes-JSON + Constants-JSON (paths or dicts) -> model binary bytes; options as
+    `CompileOptions.from_keywords` (calibration may be an .npz path)."""
+    return compile_pair(nodes, consts, CompileOptions.from_keywords(**options)).data
+
+
+def compile_model_result(onnx_path: str | Path, out_dir: str | Path, **options: Any
+                         ) -> CompileResult:
+    """`compile_model`, returning the in-memory results too."""
+    return compile(onnx_path, CompileOptions.from_keywords(**options), out_dir=out_dir)
+
+
+def compile_model(onnx_path: str | Path, out_dir: str | Path, **options: Any):
+    """ONNX model -> build directory (docs/build-dir.md); returns the runtime's `Manifest`
+    (sim/runtime.py `load_manifest`) of what was written (the manifest as a dict when the
+    runtime's reader does not take it, e.g. dynamic output shapes written as -1).
+
+    Options: see `CompileOptions.from_keywords` (num_tiles, quantize, io_dtype, ocm_size,
+    page_size, machine, calibration, mode, cpu_layers, max_layers, require_compute,
+    batch_size).
+    """
+    from mrvl.sim.runtime import BuildDirError, load_manifest
+
+    result = compile_model_result(onnx_path, out_dir, **options)
+    try:
+        return load_manifest(result.out_dir)
+    except BuildDirError:
+        # the runtime's reader rejects dynamic output shapes (-1); the files are complete
+        return result.manifest
+
+
+def compile_to_partitioned(model: str | Path | onnx.ModelProto, *, batch_size: int = 1,
+                           input_shapes: dict[str, list[int]] | None = None,
+                           verify: bool = False, **options: Any) -> ModuleOp:
+    """ONNX model -> partitioned module (stage PARTITION). `batch_size` and `input_shapes`
+    fix symbolic input dimensions (see `import_onnx`); `options` are `partition_for_mrvl`'s;
+    `verify=True` verifies the IR after every step."""
+    from mrvl.errors import PartitionError
+    from mrvl.lowering.mrvl_partition import OPTION_NAMES
+
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise PartitionError(f"partition_for_mrvl: unknown option(s) {unknown}; expected "
+                             f"{sorted(OPTION_NAMES)}")
+    report = options.pop("report", None)
+    partition = PartitionOptions.from_dict({**options, "batch_size": batch_size})
+    module = compile(model, CompileOptions(partition=partition, verify=verify),
+                     stop_after=Stage.PARTITION, input_shapes=input_shapes).module
+    if report:
+        from mrvl.lowering.offload_report import write_report
+
+        write_report(module, report)
+    return module
+
+
+def write_json_pairs(onnx_path: str | Path | onnx.ModelProto, out_dir: str | Path,
+                     **options: Any) -> list[tuple[Path, Path]]:
+    """ONNX model -> `<sym>-nodes.json` / `<sym>-consts.json` files in `out_dir`."""
+    from mrvl.lowering.mrvl_json import write_module_json
+
+    return write_module_json(compile_to_partitioned(onnx_path, **options), out_dir)
+
+
+# ---- the build directory's pieces ----------------------------------------------------------
+def _spec(name: str, typ) -> dict[str, Any]:
+    """A manifest tensor entry: the exact numpy dtype name (signedness kept; bfloat16 as
+    "bfloat16"); a dynamic dimension (e.g. after NMS) is written as -1."""
+    from mrvl.frontend.onnx_export import onnx_elem_type
+
+    shape = [int(d) if int(d) >= 0 else -1 for d in typ.get_shape()]
+    dtype = helper.tensor_dtype_to_np_dtype(onnx_elem_type(typ.element_type))
+    return {"name": name, "shape": shape, "dtype": dtype.name}
+
+
+def _main(module: ModuleOp) -> func.FuncOp:
+    fn = graph.find_function(module)
+    if fn is None:
+        raise CompileError("the partitioned module has no @main")
+    return fn
+
+
+def plan_steps(module: ModuleOp) -> tuple[list[dict], list[dict], list[dict]]:
+    """(model inputs, model outputs, steps) of a partitioned module, in execution order,
+    with the tensor names of docs/build-dir.md (model names at the borders, t<k> inside).
+
+    A model output that no call produces under its own name (it is a model input, or the
+    same value as an earlier output) gets a pass-through CPU step `cpu_identity_<k>` whose
+    `identity` key holds the value's type (`identity_model` writes its ONNX model)."""
+    main = _main(module)
+    args = list(main.body.block.args)
+    name_of: dict = dict(zip(args, graph.input_names(main), strict=True))
+    ret = main.body.block.last_op
+    assert ret is not None
+    out_names = graph.output_names(main)
+    for value, name in zip(ret.operands, out_names, strict=True):
+        if value not in name_of:
+            name_of[value] = name
+    inputs = [_spec(name_of[a], a.type) for a in args]
+    outputs = [_spec(n, v.type) for v, n in zip(ret.operands, out_names, strict=True)]
+    steps = []
+    counter = 0
+    funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+    for op in main.body.block.ops:
+        if not isinstance(op, func.CallOp):
+            continue
+        for value in op.results:
+            if value not in name_of:
+                name_of[value] = f"t{counter}"
+                counter += 1
+        symbol = op.callee.root_reference.data
+        callee = funcs.get(symbol)
+        target = callee.attributes.get("mrvl.target") if callee is not None else None
+        kind = getattr(target, "data", "cpu")
+        steps.append({"kind": kind, "symbol": symbol,
+                      "inputs": [name_of[v] for v in op.arguments],
+                      "outputs": [name_of[v] for v in op.results]})
+    for value, name in zip(ret.operands, out_names, strict=True):
+        if name_of[value] == name:
+            continue
+        # a model output that is a model input (a folded Dropout / Clip / Transpose) or the
+        # same value as an earlier output: no call produces it, so an Identity CPU step does
+        steps.append({"kind": "cpu", "symbol": f"cpu_identity_{len(steps)}",
+                      "inputs": [name_of[value]], "outputs": [name], "identity": value.type})
+    return inputs, outputs, steps
+
+
+def identity_model(step: dict[str, Any]) -> onnx.ModelProto:
+    """The ONNX model of a pass-through step of `plan_steps` (one Identity node, typed as the
+    step's value; a dynamic dimension stays unnamed)."""
+    from mrvl.frontend.onnx_export import onnx_elem_type
+
+    typ = step["identity"]
+    elem = onnx_elem_type(typ.element_type)
+    shape = [int(d) if int(d) >= 0 else None for d in typ.get_shape()]
+    (src,), (dst,) = step["inputs"], step["outputs"]
+    graph_proto = helper.make_graph(
+        [helper.make_node("Identity", [src], [dst], name=step["symbol"])], step["symbol"],
+        [helper.make_tensor_value_info(src, elem, shape)],
+        [helper.make_tensor_value_info(dst, elem, shape)])
+    return helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)],
+                             ir_version=8)
+
+
+def subgraph_inputs(module: ModuleOp, feeds: Sequence[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """The input arrays of every sub-graph call when @main runs on `feeds` (reference)."""
+    from mrvl.sim.reference import run_function
+
+    main = _main(module)
+    values: dict = dict(zip(main.body.block.args, feeds, strict=True))
+    found: dict[str, list[np.ndarray]] = {}
+    for op in main.body.block.ops:
+        if not isinstance(op, func.CallOp):
+            continue
+        args = [values[v] for v in op.arguments]
+        symbol = op.callee.root_reference.data
+        found[symbol] = args
+        for value, arr in zip(op.results, run_function(module, args, func_name=symbol),
+                              strict=True):
+            values[value] = arr
+    return found
+
+
+def _rename_onnx_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequence[str]
+                    ) -> None:
+    """Rename the graph inputs / outputs of an exported CPU model to the manifest names."""
+    graph_proto = model.graph
+    mapping = {}
+    for vi, name in zip(graph_proto.input, inputs, strict=True):
+        mapping[vi.name] = name
+    for vi, name in zip(graph_proto.output, outputs, strict=True):
+        mapping[vi.name] = name
+    if all(k == v for k, v in mapping.items()):
+        return
+    for vi in (*graph_proto.input, *graph_proto.output):
+        vi.name = mapping.get(vi.name, vi.name)
+    for node in graph_proto.node:
+        for i, n in enumerate(node.input):
+            node.input[i] = mapping.get(n, n)
+        for i, n in enumerate(node.output):
+            node.output[i] = mapping.get(n, n)
+
+
+def copy_model(onnx_path: Path, out: Path) -> None:
+    """Copy the model to `out/model.onnx` together with the external data files its
+    initializers name (the PyTorch dynamo exporter writes `<model>.onnx.data` beside the
+    model), at the same relative locations, so onnxruntime can load the copy for `--check`."""
+    shutil.copyfile(onnx_path, out / "model.onnx")
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # the ONNX text format has no external data
+        return
+    locations = {
+        entry.value
+        for tensor in proto.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    for location in sorted(locations):
+        source = onnx_path.parent / location
+        target = out / location
+        if not target.resolve().is_relative_to(out.resolve()):
+            raise CompileError(f"model '{onnx_path}': external data location '{location}' "
+                               f"lies outside the model's directory")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as error:
+            raise CompileError(f"model '{onnx_path}': cannot copy its external data "
+                               f"'{source}': {error.strerror}") from None
+
+
+def _ordered_step(step: dict[str, Any]) -> dict[str, Any]:
+    order = ("kind", "symbol", "nodes", "consts", "binary", "onnx", "inputs", "outputs",
+             "layers", "macs")
+    return {k: step[k] for k in order if k in step}
