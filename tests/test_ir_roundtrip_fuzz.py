@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xdsl.context import Context
@@ -24,6 +25,7 @@ from xdsl.dialects import builtin, func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.parser import Parser
+from xdsl.utils.exceptions import VerifyException
 
 from mrvl.dialects import graph as G
 from mrvl.frontend.onnx_export import export_function
@@ -52,6 +54,7 @@ class Chain:
     def set(self, op: Operation) -> None:
         self.add(op)
         self.cur = op.results[0]
+        assert 0 not in self.shape, f"step made an empty tensor: {op.name} -> {self.shape}"
 
     def const(self, shape, low: float = -1.0, high: float = 1.0) -> SSAValue:
         arr = self.rng.uniform(low, high, size=shape).astype(np.float32)
@@ -218,7 +221,11 @@ def step_resize(c: Chain) -> None:
     mode = c.draw(st.sampled_from(["nearest", "linear"]))
     ctm = c.draw(st.sampled_from(["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]))
     nm = c.draw(st.sampled_from(["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]))
-    sh, sw = c.draw(st.sampled_from([(2.0, 2.0), (1.0, 2.0), (0.5, 0.5), (1.5, 1.0)]))
+    n, ch, h, w = c.shape
+    # steps map non-empty rank-4 tensors to non-empty ones: no scale that floors a side to 0
+    scales = [(sh, sw) for sh, sw in [(2.0, 2.0), (1.0, 2.0), (0.5, 0.5), (1.5, 1.0)]
+              if int(h * sh) >= 1 and int(w * sw) >= 1]
+    sh, sw = c.draw(st.sampled_from(scales))
     c.set(G.ResizeOp(c.cur, scales=[1.0, 1.0, sh, sw], mode=mode,
                      coordinate_transformation_mode=ctm, nearest_mode=nm))
 
@@ -290,6 +297,21 @@ def _parse(text: str) -> ModuleOp:
     module = Parser(ctx, text).parse_module()
     module.verify()
     return module
+
+
+def test_global_pool_of_an_empty_input_does_not_verify() -> None:
+    """Found by the fuzzer: a resize may floor a side to 0 (valid ONNX, onnxruntime gives a
+    1x1x0x0 tensor), but a global pool of it is not (onnxruntime: "Only N can be zero"), so
+    the graph dialect rejects it instead of the reference executor failing on it."""
+    block = Block(arg_types=[TensorType(f32, (1, 1, 1, 1))])
+    resize = G.ResizeOp(block.args[0], scales=[1.0, 1.0, 0.5, 0.5], mode="nearest")
+    assert resize.result.type.get_shape() == (1, 1, 0, 0)
+    resize.verify()
+    for cls in (G.GlobalAvgPool2DOp, G.GlobalMaxPool2DOp):
+        with pytest.raises(VerifyException, match="non-empty input"):
+            cls(resize.result)
+    empty_batch = Block(arg_types=[TensorType(f32, (0, 2, 3, 3))])
+    assert G.GlobalMaxPool2DOp(empty_batch.args[0]).result.type.get_shape() == (0, 2, 1, 1)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
