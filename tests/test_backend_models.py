@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from backend_helpers import assert_accepted
+from backend_helpers import assert_accepted, assert_int8_emulated
 
 from mrvl.dialects import mrvl
 from mrvl.lowering.backend import compile_function
@@ -15,6 +15,7 @@ from mrvl.lowering.backend_report import program_report
 from mrvl.lowering.mrvl_partition import compile_to_partitioned, subgraph_functions
 from mrvl.models import MODELS
 from mrvl.mlip_binary import ModelBinary
+from mrvl.sim.acceptance import check_output
 from mrvl.sim.reference import run_function
 from mrvl.sim.simulator import Simulator
 
@@ -55,25 +56,64 @@ def test_mnist_matches_reference(tiles, mode):
     assert report["macs"] == sum(layer.macs for layer in sub.program.layers)
 
 
-@pytest.mark.parametrize("name,tiles,mode", [("mobilenet_v2", 2, "int8"),
-                                             ("ssd_detector", 8, "fp16")])
-def test_larger_models_simulate(name, tiles, mode):
-    """Deep random-weight networks: int8 must meet the +-3 LSB rule; fp16 accumulates a
-    rounding per layer (50 layers), so the whole-model check is every element within 1 % of
-    max |ref| (single layers meet Marvell's 3 % rule, tests/test_backend_layers.py)."""
+@pytest.mark.parametrize("name,tiles", [("ssd_detector", 8)])
+def test_larger_models_simulate_fp16(name, tiles):
+    """Deep random-weight networks in fp16 accumulate a rounding per layer (50 layers), so
+    the whole-model check is every element within 1 % of max |ref| (single layers meet
+    Marvell's 3 % rule, tests/test_backend_layers.py; bench/fp16_error_budget.py)."""
     module, fn = _accelerator(name)
     inputs = _inputs(fn)
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
-    sub = compile_function(fn, num_tiles=tiles, quantize=mode,
-                           calibration=[inputs] if mode == "int8" else None)
+    sub = compile_function(fn, num_tiles=tiles, quantize="fp16")
     with Simulator.load(sub.data) as sim:
         out, report = sim.run(inputs)
-    if mode == "int8":
-        assert_accepted(out, ref, mode)
-    else:
-        for got, want in zip(out, ref, strict=True):
-            assert np.max(np.abs(got - want)) <= 0.01 * np.max(np.abs(want))
+    for got, want in zip(out, ref, strict=True):
+        assert np.max(np.abs(got - want)) <= 0.01 * np.max(np.abs(want))
     assert report["cycles"] >= report["roofline_cycles"]
+
+
+MOBILENET_INT8_LSB = 6.0
+"""Whole-model bound of random-weight MobileNet v2 in int8 against fp32, in Marvell's LSB
+(max |ref| / 127); see test_larger_models_int8."""
+
+
+@pytest.mark.parametrize("name,tiles", [("mobilenet_v2", 2), ("ssd_detector", 4)])
+def test_larger_models_int8(name, tiles):
+    """Deep random-weight networks in int8, calibrated on three inputs and run on a fourth.
+
+    1. The simulator's int8 outputs equal, bit for bit, `sim/reference_int8.py`: a numpy
+       emulation of the documented int8 semantics (docs/backend.md "Numerics", docs/isa.md)
+       that re-derives weights, biases and requantisation scales from the documented rules
+       and uses the compiler's calibrated activation parameters only. Every step is integer
+       or one IEEE fp32 operation, so this holds on any machine, and any change to the
+       compiler's or the simulator's int8 arithmetic fails it (the whole model: 52 layers).
+    2. Against the fp32 reference (MobileNet only), the error is what int8 quantisation of
+       this network costs, not a tolerance on the implementation (1. is exact). Marvell's
+       +-3 LSB whole-model rule does not hold for it: measured with
+       bench/int8_error_budget.py (2 tiles, seeds 0-49, AVX-512 machine), calibrated on the
+       checked input itself 3.49 LSB median, 3.96 worst, 39 of 50 seeds over 3 LSB;
+       calibrated on three other inputs (out-of-sample, as here) 3.53 median, 4.14 worst.
+       Widening every calibration range by one fp32 ulp (the size of the difference
+       between BLAS kernels, e.g. AVX2 and AVX-512, in the reference executor that computes
+       the ranges) moves a seed's error by up to 0.9 LSB: that is why the old in-sample
+       check (seed 0: 3.53 LSB here) passed narrowly on AVX2 machines and fails on AVX-512.
+       The bound of MOBILENET_INT8_LSB = 6 is 1.5x the worst out-of-sample figure; a broken
+       calibration or requantisation (a wrong scale, a saturating layer) costs tens of LSB.
+    """
+    module, fn = _accelerator(name)
+    fn = fn.clone()  # the backend annotates it in place
+    inputs = _inputs(fn)
+    sub = compile_function(fn, num_tiles=tiles, quantize="int8",
+                           calibration=[_inputs(fn, seed) for seed in (1, 2, 3)])
+    with Simulator.load(sub.data) as sim:
+        out, report = sim.run(inputs)
+    assert report["cycles"] >= report["roofline_cycles"]
+    assert_int8_emulated(fn, sub.data, inputs)
+    if name == "mobilenet_v2":
+        ref = run_function(module, inputs, func_name=fn.sym_name.data)
+        for k, (got, want) in enumerate(zip(out, ref, strict=True)):
+            check = check_output(f"out{k}", got, want, "int8")
+            assert check.max_err_lsb <= MOBILENET_INT8_LSB, check.summary()
 
 
 def test_resnet50_compiles_once():
