@@ -15,6 +15,8 @@ inputs), compiled in int8:
   out-of-sample: calibrated on the `--calibration` inputs, checked on each seed; both as
   Marvell's int8 rule against the fp32 reference executor (max error in LSB = max|ref| /
   127 over all outputs), with the worst, the median and the 90th percentile over the seeds;
+- out-of-sample RMS: the root mean square error over all output elements, in LSB (a
+  steadier figure than the maximum over 1000 logits);
 - ulp sensitivity: in-sample again with every calibration range widened by one fp32 ulp
   (the size of the difference between BLAS kernels, e.g. AVX2 and AVX-512, in the
   reference executor that computes the ranges): how far the error moves for a change of
@@ -67,6 +69,13 @@ def max_lsb(out, ref) -> float:
                for k, (g, r) in enumerate(zip(out, ref, strict=True)))
 
 
+def rms_lsb(out, ref) -> float:
+    """Root mean square error over all output elements, in LSB (max|ref| / 127 each)."""
+    errors = [(np.asarray(g, np.float64) - r) / (np.max(np.abs(r)) / 127.0)
+              for g, r in zip(out, ref, strict=True)]
+    return float(np.sqrt(np.mean(np.concatenate([e.ravel() for e in errors]) ** 2)))
+
+
 def _widened(original):
     """`quantize_function` with every calibration range widened by one fp32 ulp."""
     def qparams(lo, hi):
@@ -86,7 +95,7 @@ def budget(name: str, num_tiles: int, seeds: list[int], calibration: list[int]) 
     sub_out = compile_function(fn_out, num_tiles=num_tiles, quantize="int8",
                                calibration=[seeded_inputs(fn_out, s) for s in calibration])
     rows: dict[str, list[float]] = {"in-sample": [], "in-sample, ranges +1 ulp": [],
-                                    "out-of-sample": []}
+                                    "out-of-sample": [], "out-of-sample, RMS": []}
     differing = 0
     for seed in seeds:
         fn = fresh()
@@ -106,6 +115,7 @@ def budget(name: str, num_tiles: int, seeds: list[int], calibration: list[int]) 
         out_o, differ = simulate_and_emulate(fn_out, sub_out, inputs)
         differing += differ
         rows["out-of-sample"].append(max_lsb(out_o, ref))
+        rows["out-of-sample, RMS"].append(rms_lsb(out_o, ref))
     print(f"{name} ({num_tiles} tiles, seeds {seeds[0]}..{seeds[-1]}, out-of-sample "
           f"calibration on seeds {calibration})")
     print(f"  simulated vs emulated: {differing} int8 codes differ over {3 * len(seeds)} runs")
@@ -114,6 +124,8 @@ def budget(name: str, num_tiles: int, seeds: list[int], calibration: list[int]) 
         print(f"  {label:25s} vs fp32: max {arr.max():.2f} LSB, median "
               f"{np.median(arr):.2f}, 90th pct {np.percentile(arr, 90):.2f}, "
               f"runs over 3 LSB: {int(np.sum(arr > 3.0))} of {arr.size}")
+    print(f"  (max / median / 90th pct over the seeds of each run's max error; the RMS row of "
+          "each run's root mean square error)")
     if "--per-seed" in sys.argv:
         for label, values in rows.items():
             print(f"  {label}: " + " ".join(f"{v:.2f}" for v in values))

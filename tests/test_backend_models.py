@@ -72,9 +72,11 @@ def test_larger_models_simulate_fp16(name, tiles):
     assert report["cycles"] >= report["roofline_cycles"]
 
 
-MOBILENET_INT8_LSB = 6.0
-"""Whole-model bound of random-weight MobileNet v2 in int8 against fp32, in Marvell's LSB
-(max |ref| / 127); see test_larger_models_int8."""
+MOBILENET_INT8_MAX_LSB = 6.0
+MOBILENET_INT8_RMS_LSB = 1.3
+"""Whole-model bounds of random-weight MobileNet v2 in int8 against fp32, in Marvell's LSB
+(max |ref| / 127): the largest error and the root mean square error over the 1000 logits
+(test_larger_models_int8 says why they hold)."""
 
 
 @pytest.mark.parametrize("name,tiles", [("mobilenet_v2", 2), ("ssd_detector", 4)])
@@ -84,21 +86,24 @@ def test_larger_models_int8(name, tiles):
     1. The simulator's int8 outputs equal, bit for bit, `sim/reference_int8.py`: a numpy
        emulation of the documented int8 semantics (docs/backend.md "Numerics", docs/isa.md)
        that re-derives weights, biases and requantisation scales from the documented rules
-       and uses the compiler's calibrated activation parameters only. Every step is integer
-       or one IEEE fp32 operation, so this holds on any machine, and any change to the
-       compiler's or the simulator's int8 arithmetic fails it (the whole model: 52 layers).
-    2. Against the fp32 reference (MobileNet only), the error is what int8 quantisation of
-       this network costs, not a tolerance on the implementation (1. is exact). Marvell's
-       +-3 LSB whole-model rule does not hold for it: measured with
-       bench/int8_error_budget.py (2 tiles, seeds 0-49, AVX-512 machine), calibrated on the
-       checked input itself 3.49 LSB median, 3.96 worst, 39 of 50 seeds over 3 LSB;
-       calibrated on three other inputs (out-of-sample, as here) 3.53 median, 4.14 worst.
-       Widening every calibration range by one fp32 ulp (the size of the difference
-       between BLAS kernels, e.g. AVX2 and AVX-512, in the reference executor that computes
-       the ranges) moves a seed's error by up to 0.9 LSB: that is why the old in-sample
-       check (seed 0: 3.53 LSB here) passed narrowly on AVX2 machines and fails on AVX-512.
-       The bound of MOBILENET_INT8_LSB = 6 is 1.5x the worst out-of-sample figure; a broken
-       calibration or requantisation (a wrong scale, a saturating layer) costs tens of LSB.
+       and takes only the calibrated activation parameters from the compiler. Every step is
+       integer or one IEEE fp32 operation, so this holds on any machine, and any change to
+       the compiler's or the simulator's int8 arithmetic fails it (tests/test_int8_semantics.py
+       shows it catching weight steps 1/1000 off).
+    2. Against the fp32 reference (MobileNet), what is left is int8 quantisation of this
+       network, and Marvell's +-3 LSB whole-model rule does not hold for it. Measured with
+       bench/int8_error_budget.py (AVX-512 machine, 2 tiles; the simulator equals the
+       emulation in every run): calibrated on the checked input itself (the old test)
+       seeds 0-49 give 2.66-4.39 LSB, 42 of 50 over 3; calibrated on three other inputs
+       (out of sample, as here) 2.52-4.35, median 3.37, 42 of 50 over 3. Widening every
+       calibration range by one fp32 ulp, the size of the last-bit difference between BLAS
+       kernels (AVX2 vs AVX-512) in the reference executor that computes the ranges, moves
+       a seed's maximum by up to 0.97 LSB (median 0.13): the old check (seed 0, 3.53 LSB
+       here) passed on AVX2 machines by that luck. This instance: 2.79 LSB, RMS 0.93.
+       The bounds: the maximum within 6 LSB (worst seen 4.35, plus the 0.97 a machine can
+       move it: 5.3); a calibration that saturates (ranges x0.7) gives 38 LSB. The RMS over
+       the logits is steadier (out of sample, seeds 0-29: 0.87-1.10, median 0.98) and
+       within 1.3 LSB; activation steps twice as coarse as calibrated give 1.44-1.55.
     """
     module, fn = _accelerator(name)
     fn = fn.clone()  # the backend annotates it in place
@@ -111,9 +116,12 @@ def test_larger_models_int8(name, tiles):
     assert_int8_emulated(fn, sub.data, inputs)
     if name == "mobilenet_v2":
         ref = run_function(module, inputs, func_name=fn.sym_name.data)
-        for k, (got, want) in enumerate(zip(out, ref, strict=True)):
-            check = check_output(f"out{k}", got, want, "int8")
-            assert check.max_err_lsb <= MOBILENET_INT8_LSB, check.summary()
+        (got,), (want,) = out, ref
+        check = check_output("out0", got, want, "int8")
+        assert check.max_err_lsb <= MOBILENET_INT8_MAX_LSB, check.summary()
+        lsb = np.max(np.abs(want)) / 127.0
+        rms = float(np.sqrt(np.mean(((got.astype(np.float64) - want) / lsb) ** 2)))
+        assert rms <= MOBILENET_INT8_RMS_LSB, f"RMS error {rms:.3f} LSB; {check.summary()}"
 
 
 def test_resnet50_compiles_once():
