@@ -384,3 +384,34 @@ def test_copies_into_one_tile_share_its_ingress_port_and_a_broadcast_is_one_tran
     for out in outs:
         np.testing.assert_array_equal(out, xs[1])
     assert report["tile_copy_bytes"] == 3 * n * 4 + tiles * n * 4
+
+
+def test_copies_appear_in_the_timeline_on_the_dma_out_thread():
+    from mrvl.sim.trace import chrome_events
+
+    sim = Simulator.load(halo_program(2, 3, 8))
+    sim.run([np.ones((3, 8), np.float32)] * 2, trace=True)
+    slices = [e for e in chrome_events([sim.last_trace])
+              if e.get("ph") == "X" and e["args"]["opcode"] == "TILE_COPY"]
+    assert len(slices) == 2 and all(e["name"] == "layer0 TILE_COPY" for e in slices)
+    assert {e["tid"] for e in slices} == {Queue.DMA_OUT}
+    assert {e["cat"] for e in slices} == {"dma_out"}
+    assert all(e["args"].get("dram_bytes", 0) == 0 for e in slices)  # not DRAM traffic
+
+
+def test_link_fields_of_the_machine_description():
+    from mrvl.errors import CompileError
+    from mrvl.machine import ASSUMED_FIELDS, format_machine, overrides_help
+
+    m = DEFAULT_MACHINE
+    assert (m.link_bytes_per_cycle, m.link_latency) == (
+        isa.DEFAULT_LINK_BYTES_PER_CYCLE, isa.DEFAULT_LINK_LATENCY) == (64, 20)
+    assert {"link_bytes_per_cycle", "link_latency"} <= set(ASSUMED_FIELDS)
+    assert "link_bytes_per_cycle" in overrides_help()
+    assert format_machine(m).endswith("tile link 64 B/cycle + 20 cycles")
+    assert m.with_overrides(["link_latency=0"]).link_latency == 0  # latency may be 0 ...
+    for bad, pattern in ((["link_bytes_per_cycle=0"], "link_bytes_per_cycle must be from 1"),
+                         (["link_latency=2000000"], "link_latency must be from 0 to 1000000"),
+                         (["link_bytes_per_cycle=1.5"], "must be an integer")):
+        with pytest.raises(CompileError, match=pattern):  # ... the rate may not
+            m.with_overrides(bad)
