@@ -1,0 +1,232 @@
+"""An SSD-style detector with an exporter-style decoding tail over 12096 anchors.
+
+Made to look like what MXNet / GluonCV and other exporters write for SSD (their post-processing
+is hundreds of small ops, most of them left to the CPU as `graph.onnx`): a small conv backbone,
+then shape arithmetic and generic ops only. Input "image" [N,3,128,128], 6 classes (class 0 =
+background).
+
+- backbone: conv 3x3/2 + BN + ReLU stages giving 32x32x32, 16x16x64 and 8x8x64 feature maps;
+- heads: per scale a 3x3 class conv (9*6 channels) and box conv (9*4), each followed by
+  Transpose(0,2,3,1) and a Reshape whose target shape is computed from the feature map's
+  Shape (Shape -> Gather -> Unsqueeze -> Concat), then Concat over the scales
+  (9 * (32*32 + 16*16 + 8*8) = 12096 anchors);
+- box decoding against constant anchors [1,A,4] expanded to the batch (Expand of a computed
+  shape): Slice, Mul, Add, Exp, Sub, Concat, and clipping to [0, 1] with Less/Greater + Where;
+- scores: Softmax, Slice of the foreground classes, ReduceMax over them; TopK of the best
+  `PRE_NMS_TOP_K` anchors with k = Min(number of anchors, PRE_NMS_TOP_K) computed from Shape;
+  GatherElements of the top boxes and scores (indices Unsqueeze + Expand);
+- NonMaxSuppression per class over the top anchors, GatherND / Gather of the selected boxes,
+  scores and labels (Cast to float), each row (x1, y1, x2, y2, score, label, batch) written by
+  ScatterND at rows Range(0, K) of a [N*MAX_DETECTIONS, 7] buffer of -1 (ConstantOfShape of a
+  computed shape).
+
+Outputs: "detections" [N*MAX_DETECTIONS, 7] float32 (rows past "num_detections" are -1) and
+"num_detections" [1] int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from mrvl.models._graph_builder import GraphBuilder, batch_dim, check_opset, tensor_info
+
+INPUT_NAME = "image"
+INPUT_SIZE = 128
+NUM_CLASSES = 6
+ANCHORS_PER_CELL = 9
+STAGES = ((3, 16), (16, 32), (32, 64), (64, 64))
+"""(in channels, out channels) of the stride-2 conv stages (64, 32, 16, 8 pixels wide)."""
+FEATURE_STAGES = (1, 2, 3)
+"""Stages whose outputs feed a head (32x32, 16x16, 8x8)."""
+FEATURE_SIZES = (32, 16, 8)
+ANCHOR_SCALES = (0.1, 0.3, 0.6)
+ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+ANCHOR_SIZE_STEPS = (1.0, 1.26, 1.59)
+VARIANCES = (0.1, 0.2)
+PRE_NMS_TOP_K = 400
+MAX_PER_CLASS = 10
+MAX_DETECTIONS = (NUM_CLASSES - 1) * MAX_PER_CLASS
+SCORE_THRESHOLD = 0.25
+IOU_THRESHOLD = 0.45
+NUM_ANCHORS = ANCHORS_PER_CELL * sum(s * s for s in FEATURE_SIZES)
+
+
+def anchor_boxes() -> np.ndarray:
+    """Anchors [A,4] as (cx, cy, w, h): per cell (row-major) 3 sizes x 3 aspect ratios."""
+    boxes = []
+    for size, scale in zip(FEATURE_SIZES, ANCHOR_SCALES):
+        shapes = [(scale * step * np.sqrt(r), scale * step / np.sqrt(r))
+                  for step in ANCHOR_SIZE_STEPS for r in ANCHOR_RATIOS]
+        for i in range(size):
+            for j in range(size):
+                boxes += [((j + 0.5) / size, (i + 0.5) / size, w, h) for w, h in shapes]
+    return np.asarray(boxes, dtype=np.float32)
+
+
+class _Builder(GraphBuilder):
+    """GraphBuilder with the exporter-style shape arithmetic helpers."""
+
+    def __init__(self, seed: int, opset: int):
+        super().__init__(seed, opset)
+        self.count = 0
+
+    def fresh(self, stem: str) -> str:
+        self.count += 1
+        return f"{stem}.{self.count}"
+
+    def unsqueeze(self, x: str, axes: list[int], name: str) -> str:
+        if self.opset >= 13:
+            return self.node("Unsqueeze", [x, self.int64s(f"{name}.axes", axes)], name)
+        return self.node("Unsqueeze", [x], name, axes=axes)
+
+    def squeeze(self, x: str, axes: list[int], name: str) -> str:
+        if self.opset >= 13:
+            return self.node("Squeeze", [x, self.int64s(f"{name}.axes", axes)], name)
+        return self.node("Squeeze", [x], name, axes=axes)
+
+    def dim(self, x: str, axis: int, name: str) -> str:
+        """Dimension `axis` of x as a 1-element int64 tensor (Shape -> Gather -> Unsqueeze)."""
+        shape = self.node("Shape", [x], f"{name}.shape")
+        scalar = self.node("Gather", [shape, self.initializer(f"{name}.index", np.asarray(axis, np.int64))],
+                           f"{name}.gather", axis=0)
+        return self.unsqueeze(scalar, [0], f"{name}.unsqueeze")
+
+    def slice(self, x: str, starts: list[int], ends: list[int], axes: list[int], name: str) -> str:
+        return self.node("Slice", [x, self.int64s(f"{name}.starts", starts), self.int64s(f"{name}.ends", ends),
+                                   self.int64s(f"{name}.axes", axes)], name)
+
+    def reduce_max(self, x: str, axes: list[int], name: str) -> str:
+        if self.opset >= 18:
+            return self.node("ReduceMax", [x, self.int64s(f"{name}.axes", axes)], name, keepdims=0)
+        return self.node("ReduceMax", [x], name, axes=axes, keepdims=0)
+
+
+def _head(g: _Builder, name: str, x: str, cin: int, width: int) -> str:
+    """3x3 conv predicting `width` values per anchor, reshaped to [N, H*W*anchors, width]
+    with the target shape computed from the input's Shape."""
+    y = g.conv(name, x, cin, ANCHORS_PER_CELL * width, 3, bias=True, gain=1.0)
+    y = g.node("Transpose", [y], f"{name}.permute", perm=[0, 2, 3, 1])
+    n = g.dim(y, 0, f"{name}.batch")
+    shape = g.node("Concat", [n, g.int64s(f"{name}.rest", [-1, width])], f"{name}.target", axis=0)
+    return g.node("Reshape", [y, shape], f"{name}.reshape")
+
+
+def _clip01(g: _Builder, x: str, name: str) -> str:
+    """Clip to [0, 1] the way exporters without Clip do: Less/Greater + Where."""
+    zero, one = g.scalar(f"{name}.zero", 0.0), g.scalar(f"{name}.one", 1.0)
+    low = g.node("Less", [x, zero], f"{name}.below")
+    x = g.node("Where", [low, zero, x], f"{name}.floor")
+    high = g.node("Greater", [x, one], f"{name}.above")
+    return g.node("Where", [high, one, x], f"{name}.ceil")
+
+
+def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0) -> onnx.ModelProto:
+    """The detector with seeded weights; input "image" [N,3,128,128]."""
+    check_opset("ssd_export_detector", opset)
+    n = batch_dim("ssd_export_detector", batch)
+    g = _Builder(seed, opset)
+
+    # Backbone.
+    x, features = INPUT_NAME, []
+    for i, (cin, cout) in enumerate(STAGES):
+        x = g.conv(f"backbone.{i}.conv", x, cin, cout, 3, stride=2)
+        x = g.batch_norm(f"backbone.{i}.bn", x, cout)
+        x = g.node("Relu", [x], f"backbone.{i}.relu")
+        if i in FEATURE_STAGES:
+            features.append((x, cout))
+
+    # Heads.
+    cls_heads = [_head(g, f"head.cls.{i}", f, c, NUM_CLASSES) for i, (f, c) in enumerate(features)]
+    box_heads = [_head(g, f"head.box.{i}", f, c, 4) for i, (f, c) in enumerate(features)]
+    logits = g.node("Concat", cls_heads, "head.cls.concat", axis=1)
+    deltas = g.node("Concat", box_heads, "head.box.concat", axis=1)
+
+    # Box decoding: anchors expanded to [N, A, 4] by a computed shape.
+    anchors = g.initializer("anchors", anchor_boxes()[None])
+    batch_n = g.dim(deltas, 0, "decode.batch")
+    anchor_shape = g.node("Concat", [batch_n, g.int64s("decode.anchor_rest", [NUM_ANCHORS, 4])],
+                          "decode.anchor_shape", axis=0)
+    anchors = g.node("Expand", [anchors, anchor_shape], "decode.anchors")
+    a_xy = g.slice(anchors, [0], [2], [2], "decode.anchor_xy")
+    a_wh = g.slice(anchors, [2], [4], [2], "decode.anchor_wh")
+    d_xy = g.slice(deltas, [0], [2], [2], "decode.delta_xy")
+    d_wh = g.slice(deltas, [2], [4], [2], "decode.delta_wh")
+    c = g.node("Mul", [d_xy, g.scalar("decode.var_center", VARIANCES[0])], "decode.scale_center")
+    c = g.node("Add", [g.node("Mul", [c, a_wh], "decode.center_mul"), a_xy], "decode.center")
+    s = g.node("Mul", [d_wh, g.scalar("decode.var_size", VARIANCES[1])], "decode.scale_size")
+    s = g.node("Mul", [g.node("Exp", [s], "decode.exp"), a_wh], "decode.size")
+    half = g.node("Mul", [s, g.scalar("decode.half", 0.5)], "decode.half_size")
+    lo = g.node("Sub", [c, half], "decode.min")
+    hi = g.node("Add", [c, half], "decode.max")
+    boxes = _clip01(g, g.node("Concat", [lo, hi], "decode.corners", axis=2), "decode.clip")
+
+    # Scores and the pre-NMS top k, with k computed from the number of anchors.
+    probs = g.node("Softmax", [logits], "score.softmax", axis=-1)
+    num_classes = g.dim(probs, 2, "score.classes")
+    fg = g.node("Slice", [probs, g.int64s("score.fg_start", [1]), num_classes,
+                          g.int64s("score.fg_axis", [2])], "score.foreground")
+    best = g.reduce_max(fg, [2], "score.best")
+    count = g.dim(best, 1, "score.count")
+    k = g.node("Min", [count, g.int64s("score.top_k_limit", [PRE_NMS_TOP_K])], "score.k")
+    top_index = "score.top_index"
+    g.node("TopK", [best, k], "score.top_k", outputs=["score.top_values", top_index],
+           axis=1, largest=1, sorted=1)
+    index3 = g.unsqueeze(top_index, [2], "score.top_index3")
+    index_shape = g.node("Shape", [index3], "score.index_shape")
+    index_n_k = g.slice(index_shape, [0], [2], [0], "score.index_n_k")
+    box_index_shape = g.node("Concat", [index_n_k, g.int64s("score.box_width", [4])],
+                             "score.box_index_shape", axis=0)
+    box_index = g.node("Expand", [index3, box_index_shape], "score.box_index")
+    top_boxes = g.node("GatherElements", [boxes, box_index], "score.top_boxes", axis=1)
+    fg_classes = g.node("Sub", [num_classes, g.int64s("score.one", [1])], "score.fg_classes")
+    fg_index_shape = g.node("Concat", [index_n_k, fg_classes], "score.fg_index_shape", axis=0)
+    fg_index = g.node("Expand", [index3, fg_index_shape], "score.fg_index")
+    top_fg = g.node("GatherElements", [fg, fg_index], "score.top_fg", axis=1)
+    class_scores = g.node("Transpose", [top_fg], "score.per_class", perm=[0, 2, 1])
+
+    # NMS per class, then the selected rows scattered into a fixed-size buffer.
+    selected = g.node(
+        "NonMaxSuppression",
+        [top_boxes, class_scores, g.int64s("nms.max_per_class", [MAX_PER_CLASS]),
+         g.initializer("nms.iou", np.asarray([IOU_THRESHOLD], np.float32)),
+         g.initializer("nms.score", np.asarray([SCORE_THRESHOLD], np.float32))],
+        "nms", center_point_box=0,
+    )
+    batch_col = g.slice(selected, [0], [1], [1], "select.batch")
+    anchor_col = g.slice(selected, [2], [3], [1], "select.anchor")
+    box_at = g.node("Concat", [batch_col, anchor_col], "select.box_at", axis=1)
+    det_boxes = g.node("GatherND", [top_boxes, box_at], "select.boxes")
+    det_scores = g.node("GatherND", [class_scores, selected], "select.scores")
+    label = g.node("Gather", [selected, g.initializer("select.class_col", np.asarray(1, np.int64))],
+                   "select.class", axis=1)
+    label = g.node("Add", [label, g.initializer("select.background", np.asarray(1, np.int64))],
+                   "select.label")
+    label = g.node("Cast", [label], "select.label_float", to=TensorProto.FLOAT)
+    image = g.node("Cast", [g.squeeze(batch_col, [1], "select.batch_flat")], "select.batch_float",
+                   to=TensorProto.FLOAT)
+    rows = g.node("Concat", [det_boxes, g.unsqueeze(det_scores, [1], "select.score_col"),
+                             g.unsqueeze(label, [1], "select.label_col"),
+                             g.unsqueeze(image, [1], "select.batch_col")], "select.rows", axis=1)
+    found = g.node("Shape", [selected], "select.found_shape")
+    found = g.node("Gather", [found, g.initializer("select.found_index", np.asarray(0, np.int64))],
+                   "select.found", axis=0)
+    row_index = g.node("Range", [g.initializer("select.zero", np.asarray(0, np.int64)), found,
+                                 g.initializer("select.step", np.asarray(1, np.int64))], "select.range")
+    row_index = g.unsqueeze(row_index, [1], "select.row_index")
+    slots = g.node("Mul", [g.dim(top_boxes, 0, "output.batch"),
+                           g.int64s("output.per_image", [MAX_DETECTIONS])], "output.slots")
+    buffer_shape = g.node("Concat", [slots, g.int64s("output.width", [7])], "output.shape", axis=0)
+    empty = g.node("ConstantOfShape", [buffer_shape], "output.empty",
+                   value=helper.make_tensor("value", TensorProto.FLOAT, [1], [-1.0]))
+    g.node("ScatterND", [empty, row_index, rows], "output.scatter", outputs=["detections"])
+    g.unsqueeze(found, [0], "output.count_vector")
+    g.node("Identity", ["output.count_vector"], "output.count", outputs=["num_detections"])
+
+    return g.make_model(
+        "ssd_export_detector",
+        [tensor_info(INPUT_NAME, [n, 3, INPUT_SIZE, INPUT_SIZE])],
+        [tensor_info("detections", [n * MAX_DETECTIONS if isinstance(n, int) else "D", 7]),
+         tensor_info("num_detections", [1], TensorProto.INT64)],
+    )
