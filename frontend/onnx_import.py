@@ -1430,13 +1430,13 @@ class _Importer:
             # Last resort: onnxruntime on the model prefix, once per node signature.
             found = self.probe_cache.get(key)
             if found is None or any(
-                    node.output.index(o) not in found for o in missing):
+                    list(node.output).index(o) not in found for o in missing):
                 by_name = _ort_types(self.light, self.inputs, missing, self.label, self._weight)
                 found = dict(found or {})
-                found.update({node.output.index(o): t for o, t in by_name.items()})
+                found.update({list(node.output).index(o): t for o, t in by_name.items()})
                 self.probe_cache[key] = found
             for name in missing:
-                t = found[node.output.index(name)]
+                t = found[list(node.output).index(name)]
                 if data_dependent:  # rank from onnxruntime, the sizes depend on the data
                     t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
                 self.types[name] = t

@@ -10,8 +10,9 @@ background).
   Transpose(0,2,3,1) and a Reshape whose target shape is computed from the feature map's
   Shape (Shape -> Gather -> Unsqueeze -> Concat), then Concat over the scales
   (9 * (32*32 + 16*16 + 8*8) = 12096 anchors);
-- box decoding against constant anchors [1,A,4] expanded to the batch (Expand of a computed
-  shape): Slice, Mul, Add, Exp, Sub, Concat, and clipping to [0, 1] with Less/Greater + Where;
+- box decoding per scale against constant anchors [1,A_i,4] expanded to the batch (Expand of a
+  computed shape): Slice, Mul, Add, Exp, Sub, Concat, and clipping to [0, 1] with
+  Less/Greater + Where, then Concat over the scales;
 - scores: Softmax, Slice of the foreground classes, ReduceMax over them; TopK of the best
   `PRE_NMS_TOP_K` anchors with k = Min(number of anchors, PRE_NMS_TOP_K) computed from Shape;
   GatherElements of the top boxes and scores (indices Unsqueeze + Expand);
@@ -48,7 +49,7 @@ VARIANCES = (0.1, 0.2)
 PRE_NMS_TOP_K = 400
 MAX_PER_CLASS = 10
 MAX_DETECTIONS = (NUM_CLASSES - 1) * MAX_PER_CLASS
-SCORE_THRESHOLD = 0.25
+SCORE_THRESHOLD = 0.7
 IOU_THRESHOLD = 0.45
 NUM_ANCHORS = ANCHORS_PER_CELL * sum(s * s for s in FEATURE_SIZES)
 
@@ -67,14 +68,6 @@ def anchor_boxes() -> np.ndarray:
 
 class _Builder(GraphBuilder):
     """GraphBuilder with the exporter-style shape arithmetic helpers."""
-
-    def __init__(self, seed: int, opset: int):
-        super().__init__(seed, opset)
-        self.count = 0
-
-    def fresh(self, stem: str) -> str:
-        self.count += 1
-        return f"{stem}.{self.count}"
 
     def unsqueeze(self, x: str, axes: list[int], name: str) -> str:
         if self.opset >= 13:
@@ -122,6 +115,37 @@ def _clip01(g: _Builder, x: str, name: str) -> str:
     return g.node("Where", [high, one, x], f"{name}.ceil")
 
 
+def _decode(g: _Builder, name: str, deltas: str, anchor_array: np.ndarray) -> str:
+    """Corner boxes [N, A, 4] from deltas [N, A, 4] and anchors (cx, cy, w, h) [A, 4]:
+    center = d_xy * v0 * a_wh + a_xy, size = exp(d_wh * v1) * a_wh, corners = center -/+ size/2,
+    clipped to [0, 1]."""
+    anchors = g.initializer(f"{name}.anchors", anchor_array[None])
+    batch_n = g.dim(deltas, 0, f"{name}.batch")
+    # The anchor count as exporters compute it: in float, from the element count.
+    elements = g.node("Cast", [g.node("Size", [deltas], f"{name}.size_all")], f"{name}.size_float",
+                      to=TensorProto.FLOAT)
+    per_image = g.node("Div", [elements, g.node("Cast", [batch_n], f"{name}.batch_float",
+                                                to=TensorProto.FLOAT)], f"{name}.per_image")
+    count = g.node("Div", [per_image, g.scalar(f"{name}.box_width", 4.0)], f"{name}.count_float")
+    count = g.node("Cast", [g.node("Floor", [count], f"{name}.count_floor")], f"{name}.count",
+                   to=TensorProto.INT64)
+    shape = g.node("Concat", [batch_n, count, g.int64s(f"{name}.width", [4])], f"{name}.anchor_shape",
+                   axis=0)
+    anchors = g.node("Expand", [anchors, shape], f"{name}.anchors_n")
+    a_xy = g.slice(anchors, [0], [2], [2], f"{name}.anchor_xy")
+    a_wh = g.slice(anchors, [2], [4], [2], f"{name}.anchor_wh")
+    d_xy = g.slice(deltas, [0], [2], [2], f"{name}.delta_xy")
+    d_wh = g.slice(deltas, [2], [4], [2], f"{name}.delta_wh")
+    c = g.node("Mul", [d_xy, g.scalar(f"{name}.var_center", VARIANCES[0])], f"{name}.scale_center")
+    c = g.node("Add", [g.node("Mul", [c, a_wh], f"{name}.center_mul"), a_xy], f"{name}.center")
+    s = g.node("Mul", [d_wh, g.scalar(f"{name}.var_size", VARIANCES[1])], f"{name}.scale_size")
+    s = g.node("Mul", [g.node("Exp", [s], f"{name}.exp"), a_wh], f"{name}.size")
+    half = g.node("Mul", [s, g.scalar(f"{name}.half", 0.5)], f"{name}.half_size")
+    lo = g.node("Sub", [c, half], f"{name}.min")
+    hi = g.node("Add", [c, half], f"{name}.max")
+    return _clip01(g, g.node("Concat", [lo, hi], f"{name}.corners", axis=2), f"{name}.clip")
+
+
 def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0) -> onnx.ModelProto:
     """The detector with seeded weights; input "image" [N,3,128,128]."""
     check_opset("ssd_export_detector", opset)
@@ -141,26 +165,16 @@ def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0
     cls_heads = [_head(g, f"head.cls.{i}", f, c, NUM_CLASSES) for i, (f, c) in enumerate(features)]
     box_heads = [_head(g, f"head.box.{i}", f, c, 4) for i, (f, c) in enumerate(features)]
     logits = g.node("Concat", cls_heads, "head.cls.concat", axis=1)
-    deltas = g.node("Concat", box_heads, "head.box.concat", axis=1)
 
-    # Box decoding: anchors expanded to [N, A, 4] by a computed shape.
-    anchors = g.initializer("anchors", anchor_boxes()[None])
-    batch_n = g.dim(deltas, 0, "decode.batch")
-    anchor_shape = g.node("Concat", [batch_n, g.int64s("decode.anchor_rest", [NUM_ANCHORS, 4])],
-                          "decode.anchor_shape", axis=0)
-    anchors = g.node("Expand", [anchors, anchor_shape], "decode.anchors")
-    a_xy = g.slice(anchors, [0], [2], [2], "decode.anchor_xy")
-    a_wh = g.slice(anchors, [2], [4], [2], "decode.anchor_wh")
-    d_xy = g.slice(deltas, [0], [2], [2], "decode.delta_xy")
-    d_wh = g.slice(deltas, [2], [4], [2], "decode.delta_wh")
-    c = g.node("Mul", [d_xy, g.scalar("decode.var_center", VARIANCES[0])], "decode.scale_center")
-    c = g.node("Add", [g.node("Mul", [c, a_wh], "decode.center_mul"), a_xy], "decode.center")
-    s = g.node("Mul", [d_wh, g.scalar("decode.var_size", VARIANCES[1])], "decode.scale_size")
-    s = g.node("Mul", [g.node("Exp", [s], "decode.exp"), a_wh], "decode.size")
-    half = g.node("Mul", [s, g.scalar("decode.half", 0.5)], "decode.half_size")
-    lo = g.node("Sub", [c, half], "decode.min")
-    hi = g.node("Add", [c, half], "decode.max")
-    boxes = _clip01(g, g.node("Concat", [lo, hi], "decode.corners", axis=2), "decode.clip")
+    # Box decoding per scale (as exporters unroll it), against constant anchors expanded to
+    # [N, A_i, 4] by a computed shape; the decoded scales are concatenated.
+    all_anchors = anchor_boxes()
+    decoded, first = [], 0
+    for i, (deltas, size) in enumerate(zip(box_heads, FEATURE_SIZES)):
+        count = ANCHORS_PER_CELL * size * size
+        decoded.append(_decode(g, f"decode.{i}", deltas, all_anchors[first:first + count]))
+        first += count
+    boxes = g.node("Concat", decoded, "decode.concat", axis=1)
 
     # Scores and the pre-NMS top k, with k computed from the number of anchors.
     probs = g.node("Softmax", [logits], "score.softmax", axis=-1)
