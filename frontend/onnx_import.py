@@ -7,11 +7,16 @@ an ONNX text-format file (`onnx.parser`), raw bytes or an `onnx.ModelProto` and 
 Invariants of the result:
 
 - every value has a static `TensorType` (except outputs of data-dependent generic ops such
-  as NonMaxSuppression and what is computed from them, whose unknown sizes stay dynamic
+  as NonMaxSuppression, of ops whose shape-setting inputs (`SHAPE_INPUTS`) are not
+  import-time constants, and what is computed from them, whose unknown sizes stay dynamic
   `?`; they are all `graph.onnx`): symbolic / unknown input dimensions are fixed
   (`input_shapes[name]` first, else `batch_size` for the first dimension), result types come
-  from the graph ops' own inference, ONNX shape inference (`data_prop=True`) for generic
-  ops, and, when that still leaves a shape unknown, onnxruntime run on zero inputs;
+  from the graph ops' own inference; for generic ops from ONNX shape inference
+  (`data_prop=True`) on the whole model, then on the node alone (with the imported input
+  types and the constants folded so far, which whole-model inference cannot see), and only
+  when a rank or a size that does not depend on data is still unknown (custom domains, ...)
+  from onnxruntime run on the model prefix, once per node signature (op, attributes, input
+  types, small constant input values; `ort_probe_count()` counts these probes);
 - initializers (also those listed among the graph inputs) become `graph.constant`s holding
   the tensors' raw bytes (no per-element Python work); `Constant` nodes too;
 - each ONNX op type has one importer function in `IMPORTERS`; a function returns None when

@@ -3,7 +3,7 @@
 Made to look like what MXNet / GluonCV and other exporters write for SSD (their post-processing
 is hundreds of small ops, most of them left to the CPU as `graph.onnx`): a small conv backbone,
 then shape arithmetic and generic ops only. Input "image" [N,3,128,128], 6 classes (class 0 =
-background).
+background); opset 12 to 21.
 
 - backbone: conv 3x3/2 + BN + ReLU stages giving 32x32x32, 16x16x64 and 8x8x64 feature maps;
 - heads: per scale a 3x3 class conv (9*6 channels) and box conv (9*4), each followed by
@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from mrvl.errors import MrvlError
 from mrvl.models._graph_builder import GraphBuilder, batch_dim, check_opset, tensor_info
 
 INPUT_NAME = "image"
@@ -149,6 +150,9 @@ def _decode(g: _Builder, name: str, deltas: str, anchor_array: np.ndarray) -> st
 def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0) -> onnx.ModelProto:
     """The detector with seeded weights; input "image" [N,3,128,128]."""
     check_opset("ssd_export_detector", opset)
+    if opset < 12:
+        raise MrvlError(f"model 'ssd_export_detector': opset {opset} is too old (Min on int64 "
+                        f"needs opset 12 or newer)")
     n = batch_dim("ssd_export_detector", batch)
     g = _Builder(seed, opset)
 
