@@ -16,8 +16,10 @@ background); opset 12 to 21.
 - scores: Softmax, Slice of the foreground classes, ReduceMax over them; TopK of the best
   `PRE_NMS_TOP_K` anchors with k = Min(number of anchors, PRE_NMS_TOP_K) computed from Shape;
   GatherElements of the top boxes and scores (indices Unsqueeze + Expand);
-- NonMaxSuppression per class over the top anchors, GatherND / Gather of the selected boxes,
-  scores and labels (Cast to float), each row (x1, y1, x2, y2, score, label, batch) written by
+- per-class candidates as GluonCV's per-class decoder exports them (Slice, Greater, Where,
+  Add, Concat): class id or -1, score or 0, box, and the box shifted by 2 * class;
+- one NonMaxSuppression over all candidates (the shift keeps classes apart), GatherND of the
+  selected candidates, and each row (x1, y1, x2, y2, score, label, batch) written by
   ScatterND at rows Range(0, K) of a [N*MAX_DETECTIONS, 7] buffer of -1 (ConstantOfShape of a
   computed shape).
 
@@ -48,9 +50,8 @@ ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 ANCHOR_SIZE_STEPS = (1.0, 1.26, 1.59)
 VARIANCES = (0.1, 0.2)
 PRE_NMS_TOP_K = 400
-MAX_PER_CLASS = 10
-MAX_DETECTIONS = (NUM_CLASSES - 1) * MAX_PER_CLASS
-SCORE_THRESHOLD = 0.7
+MAX_DETECTIONS = 50
+SCORE_THRESHOLD = 0.8
 IOU_THRESHOLD = 0.45
 NUM_ANCHORS = ANCHORS_PER_CELL * sum(s * s for s in FEATURE_SIZES)
 
@@ -202,30 +203,46 @@ def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0
     fg_index_shape = g.node("Concat", [index_n_k, fg_classes], "score.fg_index_shape", axis=0)
     fg_index = g.node("Expand", [index3, fg_index_shape], "score.fg_index")
     top_fg = g.node("GatherElements", [fg, fg_index], "score.top_fg", axis=1)
-    class_scores = g.node("Transpose", [top_fg], "score.per_class", perm=[0, 2, 1])
 
-    # NMS per class, then the selected rows scattered into a fixed-size buffer.
+    # Per-class candidates, as GluonCV's per-class decoder exports them: the class id where
+    # the score passes the threshold (else -1), the score (else 0), the box, and the box
+    # shifted by 2 * class so that one NMS over all candidates never suppresses across classes.
+    threshold = g.scalar("class.threshold", SCORE_THRESHOLD)
+    none, zero = g.scalar("class.none", -1.0), g.scalar("class.zero", 0.0)
+    candidates = []
+    for c in range(1, NUM_CLASSES):
+        score = g.slice(top_fg, [c - 1], [c], [2], f"class.{c}.score")
+        keep = g.node("Greater", [score, threshold], f"class.{c}.keep")
+        class_id = g.node("Where", [keep, g.scalar(f"class.{c}.id", float(c)), none],
+                          f"class.{c}.id_or_none")
+        score = g.node("Where", [keep, score, zero], f"class.{c}.score_or_zero")
+        shifted = g.node("Add", [top_boxes, g.scalar(f"class.{c}.shift", 2.0 * c)],
+                         f"class.{c}.shifted")
+        candidates.append(g.node("Concat", [class_id, score, top_boxes, shifted],
+                                 f"class.{c}.candidates", axis=2))
+    candidates = g.node("Concat", candidates, "class.candidates", axis=1)  # [N, 5k, 10]
+    nms_scores = g.node("Transpose", [g.slice(candidates, [1], [2], [2], "nms.score_col")],
+                        "nms.scores", perm=[0, 2, 1])
+    nms_boxes = g.slice(candidates, [6], [10], [2], "nms.boxes")
+
+    # One NMS over the candidates, then the selected rows scattered into a fixed-size buffer.
     selected = g.node(
         "NonMaxSuppression",
-        [top_boxes, class_scores, g.int64s("nms.max_per_class", [MAX_PER_CLASS]),
+        [nms_boxes, nms_scores, g.int64s("nms.max_output", [MAX_DETECTIONS]),
          g.initializer("nms.iou", np.asarray([IOU_THRESHOLD], np.float32)),
          g.initializer("nms.score", np.asarray([SCORE_THRESHOLD], np.float32))],
         "nms", center_point_box=0,
     )
     batch_col = g.slice(selected, [0], [1], [1], "select.batch")
-    anchor_col = g.slice(selected, [2], [3], [1], "select.anchor")
-    box_at = g.node("Concat", [batch_col, anchor_col], "select.box_at", axis=1)
-    det_boxes = g.node("GatherND", [top_boxes, box_at], "select.boxes")
-    det_scores = g.node("GatherND", [class_scores, selected], "select.scores")
-    label = g.node("Gather", [selected, g.initializer("select.class_col", np.asarray(1, np.int64))],
-                   "select.class", axis=1)
-    label = g.node("Add", [label, g.initializer("select.background", np.asarray(1, np.int64))],
-                   "select.label")
-    label = g.node("Cast", [label], "select.label_float", to=TensorProto.FLOAT)
+    candidate_col = g.slice(selected, [2], [3], [1], "select.candidate")
+    at = g.node("Concat", [batch_col, candidate_col], "select.at", axis=1)
+    chosen = g.node("GatherND", [candidates, at], "select.chosen")  # [K, 10]
+    det_boxes = g.slice(chosen, [2], [6], [1], "select.boxes")
+    det_scores = g.slice(chosen, [1], [2], [1], "select.scores")
+    label = g.slice(chosen, [0], [1], [1], "select.labels")
     image = g.node("Cast", [g.squeeze(batch_col, [1], "select.batch_flat")], "select.batch_float",
                    to=TensorProto.FLOAT)
-    rows = g.node("Concat", [det_boxes, g.unsqueeze(det_scores, [1], "select.score_col"),
-                             g.unsqueeze(label, [1], "select.label_col"),
+    rows = g.node("Concat", [det_boxes, det_scores, label,
                              g.unsqueeze(image, [1], "select.batch_col")], "select.rows", axis=1)
     found = g.node("Shape", [selected], "select.found_shape")
     found = g.node("Gather", [found, g.initializer("select.found_index", np.asarray(0, np.int64))],

@@ -71,22 +71,31 @@ def test_detector_imports_without_probes(detector):
     assert [list(t.get_shape()) for t in func.function_type.outputs] == [[MAX_DETECTIONS, 7], [1]]
 
 
+def _canonical_rows(detections: np.ndarray) -> np.ndarray:
+    """Rows sorted by (batch, label, x1, y1): NMS orders detections by score, and two scores
+    within fp16 error of each other (0.81412 and 0.81406 here) may come out swapped."""
+    order = np.lexsort((detections[:, 1], detections[:, 0], detections[:, 5], detections[:, 6]))
+    return detections[order]
+
+
 def test_detector_compiles_and_matches_onnxruntime(detector, tmp_path):
     build = api.compile(detector, tmp_path / "build", num_tiles=4, quantize="fp16")
     feeds = example_inputs(detector)
-    result = api.run(build, feeds, check=True)
+    result = api.run(build, feeds)
     kinds = [step.kind for step in result.result.steps]
     assert kinds[0] == "accelerator" and kinds[-1] == "cpu", kinds
     session = ort.InferenceSession(detector.SerializeToString(), providers=["CPUExecutionProvider"])
-    expected = dict(zip(["detections", "num_detections"], session.run(None, feeds)))
-    count = int(expected["num_detections"][0])
-    assert 0 < count < MAX_DETECTIONS  # both written rows and -1 padding are compared
-    assert np.all(expected["detections"][count:] == -1)
-    np.testing.assert_array_equal(result.outputs["num_detections"], expected["num_detections"])
-    for name, reference in expected.items():
-        check = acceptance.check_output(name, result.outputs[name], reference)
-        assert check.passed, check.summary()
-    assert result.passed
+    expected, count = session.run(None, feeds)
+    found = int(count[0])
+    assert 0 < found < MAX_DETECTIONS  # both written rows and -1 padding are compared
+    assert np.all(expected[found:] == -1)
+    np.testing.assert_array_equal(result.outputs["num_detections"], count)
+    got = result.outputs["detections"]
+    assert got.shape == expected.shape == (MAX_DETECTIONS, 7)
+    np.testing.assert_array_equal(got[found:], expected[found:])
+    check = acceptance.check_output("detections", _canonical_rows(got[:found]),
+                                    _canonical_rows(expected[:found]))
+    assert check.passed, check.summary()
 
 
 def _model(nodes, inputs, outputs, initializers=(), opsets=(("", 17),)) -> onnx.ModelProto:
