@@ -112,6 +112,8 @@ SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
     "MaxUnpool": (2,), "Col2Im": (1, 2), "ReduceMax": (1,), "ReduceMin": (1,),
     "ReduceMean": (1,), "ReduceSum": (1,), "ReduceProd": (1,), "ReduceL1": (1,),
     "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+    "DFT": (1, 2), "STFT": (1, 3), "HannWindow": (0,), "HammingWindow": (0,),
+    "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1),
 }
 """Default-domain ops -> the inputs whose values (not only shapes) set the output shape.  When
 such an input is not an import-time constant, the sizes ONNX shape inference leaves unknown
@@ -1332,7 +1334,7 @@ class _Importer:
 
     def _signature(self, node: NodeProto, inputs: list[SSAValue | None]) -> tuple:
         """What fixes a node's output types: op, opset, attributes, input types and the values
-        of small constant inputs (the cache key of local inference and of probes)."""
+        of constant inputs (the cache key of local inference and of probes)."""
         parts: list[Any] = [
             node.domain, node.op_type, self._node_opset(node),
             tuple(a.SerializeToString() for a in sorted(node.attribute, key=lambda a: a.name)),
@@ -1342,8 +1344,9 @@ class _Importer:
             if v is None:
                 parts.append(None)
                 continue
-            arr = self._small_const(v)
-            parts.append((str(v.type), None if arr is None else arr.tobytes()))
+            owner = v.owner
+            data = owner.value.data.data if isinstance(owner, graph.ConstantOp) else None
+            parts.append((str(v.type), data))
         return tuple(parts)
 
     def _node_opset(self, node: NodeProto) -> int:
