@@ -1423,31 +1423,28 @@ class _Importer:
             t = self.types.get(name)
             return t is None or (not is_static(t) and not data_dependent)
 
-        missing = [o for o in out_names if unresolved(o)]
-        key = self._signature(node, inputs)
+        position = {name: index for index, name in enumerate(node.output) if name}
         if any(o not in self.types or not is_static(self.types[o]) for o in out_names):
             # ONNX shape inference on the node alone, with the constants folded so far and
             # the input types as imported (it may know sizes the whole-model pass did not).
+            key = self._signature(node, inputs)
             local = self._local_types(node, inputs, key)
-            for index, name in enumerate(node.output):
-                t = local.get(index)
-                if name and t is not None and _better_type(t, self.types.get(name), data_dependent):
+            for name in out_names:
+                t = local.get(position[name])
+                if t is not None and _better_type(t, self.types.get(name), data_dependent):
                     self.types[name] = t
             missing = [o for o in out_names if unresolved(o)]
-        if missing:
-            # Last resort: onnxruntime on the model prefix, once per node signature.
-            found = self.probe_cache.get(key)
-            if found is None or any(
-                    list(node.output).index(o) not in found for o in missing):
-                by_name = _ort_types(self.light, self.inputs, missing, self.label, self._weight)
-                found = dict(found or {})
-                found.update({list(node.output).index(o): t for o, t in by_name.items()})
-                self.probe_cache[key] = found
-            for name in missing:
-                t = found[list(node.output).index(name)]
-                if data_dependent:  # rank from onnxruntime, the sizes depend on the data
-                    t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
-                self.types[name] = t
+            if missing:
+                # Last resort: onnxruntime on the model prefix, once per node signature.
+                found = self.probe_cache.setdefault(key, {})
+                if any(position[o] not in found for o in missing):
+                    by_name = _ort_types(self.light, self.inputs, missing, self.label, self._weight)
+                    found.update({position[o]: t for o, t in by_name.items()})
+                for name in missing:
+                    t = found[position[name]]
+                    if data_dependent:  # rank from onnxruntime, the sizes depend on the data
+                        t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
+                    self.types[name] = t
         result_types = [self.types[o] for o in out_names]
         operands = [v for v in inputs if v is not None]
         input_indices = [i for i, v in enumerate(inputs) if v is not None]
