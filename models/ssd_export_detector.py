@@ -84,13 +84,14 @@ class _Builder(GraphBuilder):
     def dim(self, x: str, axis: int, name: str) -> str:
         """Dimension `axis` of x as a 1-element int64 tensor (Shape -> Gather -> Unsqueeze)."""
         shape = self.node("Shape", [x], f"{name}.shape")
-        scalar = self.node("Gather", [shape, self.initializer(f"{name}.index", np.asarray(axis, np.int64))],
-                           f"{name}.gather", axis=0)
+        index = self.initializer(f"{name}.index", np.asarray(axis, np.int64))
+        scalar = self.node("Gather", [shape, index], f"{name}.gather", axis=0)
         return self.unsqueeze(scalar, [0], f"{name}.unsqueeze")
 
     def slice(self, x: str, starts: list[int], ends: list[int], axes: list[int], name: str) -> str:
-        return self.node("Slice", [x, self.int64s(f"{name}.starts", starts), self.int64s(f"{name}.ends", ends),
-                                   self.int64s(f"{name}.axes", axes)], name)
+        bounds = [self.int64s(f"{name}.{what}", values)
+                  for what, values in (("starts", starts), ("ends", ends), ("axes", axes))]
+        return self.node("Slice", [x, *bounds], name)
 
     def reduce_max(self, x: str, axes: list[int], name: str) -> str:
         if self.opset >= 18:
@@ -131,8 +132,8 @@ def _decode(g: _Builder, name: str, deltas: str, anchor_array: np.ndarray) -> st
     count = g.node("Div", [per_image, g.scalar(f"{name}.box_width", 4.0)], f"{name}.count_float")
     count = g.node("Cast", [g.node("Floor", [count], f"{name}.count_floor")], f"{name}.count",
                    to=TensorProto.INT64)
-    shape = g.node("Concat", [batch_n, count, g.int64s(f"{name}.width", [4])], f"{name}.anchor_shape",
-                   axis=0)
+    shape = g.node("Concat", [batch_n, count, g.int64s(f"{name}.width", [4])],
+                   f"{name}.anchor_shape", axis=0)
     anchors = g.node("Expand", [anchors, shape], f"{name}.anchors_n")
     a_xy = g.slice(anchors, [0], [2], [2], f"{name}.anchor_xy")
     a_wh = g.slice(anchors, [2], [4], [2], f"{name}.anchor_wh")
@@ -148,7 +149,8 @@ def _decode(g: _Builder, name: str, deltas: str, anchor_array: np.ndarray) -> st
     return _clip01(g, g.node("Concat", [lo, hi], f"{name}.corners", axis=2), f"{name}.clip")
 
 
-def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0) -> onnx.ModelProto:
+def ssd_export_detector(opset: int = 17, batch: int | None = None,
+                        seed: int = 0) -> onnx.ModelProto:
     """The detector with seeded weights; input "image" [N,3,128,128]."""
     check_opset("ssd_export_detector", opset)
     if opset < 12:
@@ -247,8 +249,9 @@ def ssd_export_detector(opset: int = 17, batch: int | None = None, seed: int = 0
     found = g.node("Shape", [selected], "select.found_shape")
     found = g.node("Gather", [found, g.initializer("select.found_index", np.asarray(0, np.int64))],
                    "select.found", axis=0)
-    row_index = g.node("Range", [g.initializer("select.zero", np.asarray(0, np.int64)), found,
-                                 g.initializer("select.step", np.asarray(1, np.int64))], "select.range")
+    start = g.initializer("select.zero", np.asarray(0, np.int64))
+    step = g.initializer("select.step", np.asarray(1, np.int64))
+    row_index = g.node("Range", [start, found, step], "select.range")
     row_index = g.unsqueeze(row_index, [1], "select.row_index")
     slots = g.node("Mul", [g.dim(top_boxes, 0, "output.batch"),
                            g.int64s("output.per_image", [MAX_DETECTIONS])], "output.slots")

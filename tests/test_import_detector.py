@@ -10,9 +10,15 @@
   runtime value gets a dynamic size without a probe.
 - Ops ONNX shape inference does not know (a custom domain) still fall back to an onnxruntime
   probe, once per signature.
+- On some of onnx's node test cases (expanded functions that read integer inputs and compute
+  shapes, NonZero, TopK, Expand, ScatterND), every size the importer fixes for a generic op is
+  the size onnxruntime computes for that value.
 """
 
 from __future__ import annotations
+
+import importlib
+import warnings
 
 import numpy as np
 import onnx
@@ -163,3 +169,55 @@ def test_custom_domain_op_is_probed_once_per_signature():
     assert probes == 2  # g0 (g1 and g2 have its signature), then g3 on [3, 2]
     ops = _generic_ops(module)
     assert [_shapes(ops[n]) for n in ("g0", "g1", "g2", "g3")] == [[[2, 3]]] * 3 + [[[3, 2]]]
+
+
+CASES = ["test_rotary_embedding_expanded",
+         "test_rotary_embedding_with_interleaved_rotary_dim_expanded",
+         "test_attention_4d_diff_heads_mask4d_padded_kv_expanded",
+         "test_nonzero_example", "test_top_k",
+         "test_expand_dim_changed", "test_scatternd"]
+"""onnx node test cases whose generic ops (expanded functions reading integer inputs, shape
+computations, data-dependent sizes) the importer types by shape inference alone."""
+
+
+@pytest.fixture(scope="module")
+def backend_cases():
+    import onnx.backend.test.case.node as node_cases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module in ("rotaryembedding", "attention", "nonzero", "topk", "expand",
+                       "scatternd"):
+            importlib.import_module(f"onnx.backend.test.case.node.{module}")
+    return {case.name: case for case in node_cases._NodeTestCases  # noqa: SLF001
+            if case.name in CASES}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_generic_types_match_onnxruntime_intermediates(backend_cases, name):
+    # No probe, and every size the importer fixes is the size onnxruntime computes.
+    case = backend_cases[name]
+    model = case.model
+    module, probes = _import_counting(model)
+    assert probes == 0
+    produced = [o for n in model.graph.node for o in n.output if o]
+    everything = onnx.ModelProto()
+    everything.CopyFrom(model)
+    everything.ir_version = min(everything.ir_version, onnx_import.ORT_MAX_IR_VERSION)
+    del everything.graph.output[:]
+    everything.graph.output.extend(onnx.ValueInfoProto(name=o) for o in produced)
+    session = ort.InferenceSession(everything.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    inputs = dict(zip([i.name for i in session.get_inputs()], case.data_sets[0][0]))
+    actual = dict(zip(produced, session.run(produced, inputs)))
+    labels = {n.name or f"{n.op_type}_{i}": n for i, n in enumerate(model.graph.node)}
+    compared = 0
+    for label, op in _generic_ops(module).items():
+        outputs = [o for o in labels[label].output if o]
+        for output, shape in zip(outputs, _shapes(op)):
+            expected = actual[output].shape
+            assert len(shape) == len(expected), (label, output, shape, expected)
+            assert all(d in (DYNAMIC_INDEX, e) for d, e in zip(shape, expected)), (
+                label, output, shape, expected)
+            compared += 1
+    assert compared > 0
