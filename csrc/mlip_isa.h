@@ -17,7 +17,7 @@
 /* ---- versions and identification ---------------------------------------------------- */
 #define MLIP_MAGIC "MRVL"
 #define MLIP_VERSION_MAJOR 1
-#define MLIP_VERSION_MINOR 1
+#define MLIP_VERSION_MINOR 2
 #define MLIP_ARCH_CN10K 16
 
 /* ---- limits --------------------------------------------------------------------------- */
@@ -60,6 +60,8 @@
 #define MLIP_DEFAULT_VECTOR_LATENCY 8
 #define MLIP_DEFAULT_ISSUE_LATENCY 1
 #define MLIP_DEFAULT_BARRIER_LATENCY 50
+#define MLIP_DEFAULT_LINK_BYTES_PER_CYCLE 64
+#define MLIP_DEFAULT_LINK_LATENCY 20
 
 /* ---- machine description: the ranges a binary's mlip_machine record must be in ---------- */
 #define MLIP_MAX_OCM_BYTES 1073741824
@@ -81,7 +83,8 @@ enum mlip_opcode {
     MLIP_OP_CONVERT = 8,
     MLIP_OP_COPY = 9,
     MLIP_OP_BARRIER = 10,
-    MLIP_NUM_OPCODES = 11,
+    MLIP_OP_TILE_COPY = 11,
+    MLIP_NUM_OPCODES = 12,
 };
 
 enum mlip_queue {
@@ -277,6 +280,28 @@ enum mlip_barrier_arg {
     MLIP_BARRIER_NUM_ARGS = 1,
 };
 
+/* TILE_COPY (DMA_OUT queue): a 4-D box bit copy from the issuing tile's OCM to the OCM of
+ * every tile in dst_tile_mask (bit i = tile tile_start + i; several bits = broadcast; the
+ * issuing tile's own bit = a local copy); strides in elements of src_dtype (== dst_dtype) */
+enum mlip_tile_copy_arg {
+    MLIP_TCOPY_SRC_ADDR = 0,
+    MLIP_TCOPY_DST_ADDR = 1,
+    MLIP_TCOPY_DST_TILE_MASK = 2,
+    MLIP_TCOPY_DIM0 = 3,
+    MLIP_TCOPY_DIM1 = 4,
+    MLIP_TCOPY_DIM2 = 5,
+    MLIP_TCOPY_DIM3 = 6,
+    MLIP_TCOPY_SRC_STRIDE0 = 7,
+    MLIP_TCOPY_SRC_STRIDE1 = 8,
+    MLIP_TCOPY_SRC_STRIDE2 = 9,
+    MLIP_TCOPY_SRC_STRIDE3 = 10,
+    MLIP_TCOPY_DST_STRIDE0 = 11,
+    MLIP_TCOPY_DST_STRIDE1 = 12,
+    MLIP_TCOPY_DST_STRIDE2 = 13,
+    MLIP_TCOPY_DST_STRIDE3 = 14,
+    MLIP_TCOPY_NUM_ARGS = 15,
+};
+
 /* fparam[] meaning (all opcodes) */
 enum mlip_fparam {
     MLIP_FP_SCALE = 0,
@@ -352,8 +377,9 @@ typedef struct mlip_model_info {
     mlip_stream streams[MLIP_NUM_SECTIONS][MLIP_MAX_TILES][MLIP_NUM_QUEUES];
 } mlip_model_info;
 
-/* Machine description: right after the model info in the metadata (format 1.1 on).  The
- * simulator's timing model reads every constant from here; it changes cycle counts only.
+/* Machine description: right after the model info in the metadata (format 1.1 on; the two
+ * link fields took reserved[0] in 1.2).  The simulator's timing model reads every constant
+ * from here; it changes cycle counts only.
  * dram_bytes_per_cycle is an IEEE-754 double so that fractional bandwidths (41.6 GB/s) are
  * exact; integral values give the same cycle counts as integer arithmetic. */
 typedef struct mlip_machine {
@@ -372,7 +398,9 @@ typedef struct mlip_machine {
     uint32_t vector_latency;   /* pipeline latency of each vector instruction */
     uint32_t issue_latency;    /* cycles to issue any instruction */
     uint32_t barrier_latency;  /* cycles from the last arrival to the release */
-    uint64_t reserved[2];
+    uint32_t link_bytes_per_cycle; /* tile-to-tile link: one tile's ingress port (format 1.2) */
+    uint32_t link_latency;     /* TILE_COPY cycles from issue to the first byte (format 1.2) */
+    uint64_t reserved[1];
 } mlip_machine;
 
 /* Input / output descriptor. */

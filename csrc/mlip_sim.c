@@ -28,7 +28,7 @@
 
 static const char *const OP_NAMES[MLIP_NUM_OPCODES] = {
     "NOP", "DMA_LOAD", "DMA_STORE", "CONV", "GEMM", "POOL",
-    "ELTWISE", "ACT", "CONVERT", "COPY", "BARRIER",
+    "ELTWISE", "ACT", "CONVERT", "COPY", "BARRIER", "TILE_COPY",
 };
 static const char *const Q_NAMES[MLIP_NUM_QUEUES] = {"dma_in", "compute", "dma_out"};
 static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish"};
@@ -97,6 +97,7 @@ typedef struct run_ctx {
     stream_state st[NS_MAX];
     fifo ch[MLIP_MAX_TILES][NCH];
     uint64_t dram_free;
+    uint64_t link_free[MLIP_MAX_TILES]; /* when each tile's link ingress port is free */
     uint64_t end;
     mlip_stats *stats;
 } run_ctx;
@@ -160,6 +161,8 @@ struct mlip_sim {
     size_t ibuf_cap;
     int32_t *iwbuf;
     size_t iwbuf_cap;
+    uint8_t *tbuf;                    /* TILE_COPY staging: the source box, gathered */
+    size_t tbuf_cap;
     mlip_stats stats;
     char *msg;
     size_t msg_size;
@@ -773,12 +776,54 @@ static int validate_vec(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
     return MLIP_OK;
 }
 
+/* byte extent of a 4-D box of dims[] elements of es bytes, strides[] in elements */
+static uint64_t box_extent(const uint32_t *dims, const uint32_t *strides, uint64_t es)
+{
+    uint64_t ext = 0;
+    for (int d = 0; d < 4; d++) ext = sadd(ext, smul((uint64_t)dims[d] - 1, strides[d]));
+    return smul(sadd(ext, 1), es);
+}
+
+static int validate_tcopy(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    TRY(chk_dims(sim, w, in, "dim0..3", a + MLIP_TCOPY_DIM0, 4, 1, MLIP_MAX_DIM));
+    if (in->src_dtype != in->dst_dtype || (in->flags & MLIP_F_SCALE) || in->in_zp != 0 ||
+        in->out_zp != 0) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": TILE_COPY is a bit copy: src_dtype == dst_dtype, no SCALE, "
+                    "zero points 0", WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    uint32_t mask = a[MLIP_TCOPY_DST_TILE_MASK];
+    if (mask == 0 || (mask >> sim->ntiles) != 0) {
+        return fail(sim, MLIP_ERR_FORMAT,
+                    WHERE_FMT ": dst_tile_mask 0x%x names no tile or a tile outside the "
+                    "model's %u tile(s)", WHERE_ARGS(*w, op_name(in->opcode)), mask,
+                    sim->ntiles);
+    }
+    uint64_t count = 1;
+    for (int d = 0; d < 4; d++) count = smul(count, a[MLIP_TCOPY_DIM0 + d]);
+    TRY(chk_work(sim, w, in, count));
+    if (count > sim->m.ocm_bytes) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": %llu elements exceed the OCM size",
+                    WHERE_ARGS(*w, op_name(in->opcode)), (unsigned long long)count);
+    }
+    uint32_t es = DT_SIZE[in->src_dtype];
+    TRY(chk_ocm(sim, w, in, "source", a[MLIP_TCOPY_SRC_ADDR],
+                box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_SRC_STRIDE0, es), es));
+    /* every tile has the same OCM range: one check covers every destination tile */
+    TRY(chk_ocm(sim, w, in, "destination", a[MLIP_TCOPY_DST_ADDR],
+                box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es), es));
+    return MLIP_OK;
+}
+
 static int expected_queue(int op)
 {
     switch (op) {
     case MLIP_OP_NOP: return -1;
     case MLIP_OP_DMA_LOAD: return MLIP_Q_DMA_IN;
-    case MLIP_OP_DMA_STORE: return MLIP_Q_DMA_OUT;
+    case MLIP_OP_DMA_STORE:
+    case MLIP_OP_TILE_COPY: return MLIP_Q_DMA_OUT;
     default: return MLIP_Q_COMPUTE;
     }
 }
@@ -831,7 +876,8 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
     if (in->act != MLIP_ACT_NONE &&
         (in->opcode == MLIP_OP_NOP || in->opcode == MLIP_OP_DMA_LOAD ||
          in->opcode == MLIP_OP_DMA_STORE || in->opcode == MLIP_OP_CONVERT ||
-         in->opcode == MLIP_OP_COPY || in->opcode == MLIP_OP_BARRIER)) {
+         in->opcode == MLIP_OP_COPY || in->opcode == MLIP_OP_BARRIER ||
+         in->opcode == MLIP_OP_TILE_COPY)) {
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": act must be NONE for %s",
                     WHERE_ARGS(*w, name), name);
     }
@@ -852,6 +898,7 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
     case MLIP_OP_ACT:
     case MLIP_OP_CONVERT:
     case MLIP_OP_COPY: return validate_vec(sim, w, in);
+    case MLIP_OP_TILE_COPY: return validate_tcopy(sim, w, in);
     default: return MLIP_OK;
     }
 }
@@ -859,14 +906,16 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
 /* the machine record (csrc/mlip_isa.h ranges; mirrored by mrvl/machine.py machine_problem) */
 static int validate_machine(mlip_sim *sim, const mlip_machine *k, const mlip_model_info *m)
 {
-    const uint32_t widths[5] = {k->matrix_rows, k->matrix_cols, k->int8_speedup,
-                                k->vector_lanes, k->dma_bytes_per_cycle};
-    static const char *const wname[5] = {"matrix_rows", "matrix_cols", "int8_speedup",
-                                         "vector_lanes", "dma_bytes_per_cycle"};
-    const uint32_t lats[5] = {k->dma_latency, k->matrix_fill, k->vector_latency,
-                              k->issue_latency, k->barrier_latency};
-    static const char *const lname[5] = {"dma_latency", "matrix_fill", "vector_latency",
-                                         "issue_latency", "barrier_latency"};
+    const uint32_t widths[6] = {k->matrix_rows, k->matrix_cols, k->int8_speedup,
+                                k->vector_lanes, k->dma_bytes_per_cycle,
+                                k->link_bytes_per_cycle};
+    static const char *const wname[6] = {"matrix_rows", "matrix_cols", "int8_speedup",
+                                         "vector_lanes", "dma_bytes_per_cycle",
+                                         "link_bytes_per_cycle"};
+    const uint32_t lats[6] = {k->dma_latency, k->matrix_fill, k->vector_latency,
+                              k->issue_latency, k->barrier_latency, k->link_latency};
+    static const char *const lname[6] = {"dma_latency", "matrix_fill", "vector_latency",
+                                         "issue_latency", "barrier_latency", "link_latency"};
     if (k->tiles != m->tile_end - m->tile_start + 1) {
         return fail(sim, MLIP_ERR_FORMAT, "machine record: tiles %u != the %u tile(s) the "
                     "model uses", k->tiles, m->tile_end - m->tile_start + 1);
@@ -884,7 +933,7 @@ static int validate_machine(mlip_sim *sim, const mlip_machine *k, const mlip_mod
         return fail(sim, MLIP_ERR_FORMAT, "machine record: clock_mhz %u not within 1..%d",
                     k->clock_mhz, MLIP_MAX_CLOCK_MHZ);
     }
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         if (widths[i] < 1 || widths[i] > MLIP_MAX_MACHINE_WIDTH) {
             return fail(sim, MLIP_ERR_FORMAT, "machine record: %s %u not within 1..%d",
                         wname[i], widths[i], MLIP_MAX_MACHINE_WIDTH);
@@ -921,7 +970,8 @@ static int validate_model(mlip_sim *sim, const uint8_t *data, size_t size)
     }
     if (h.version_minor < MLIP_VERSION_MINOR) {
         return fail(sim, MLIP_ERR_FORMAT,
-                    "version %u.%u predates the machine record of %d.%d; recompile the model",
+                    "version %u.%u predates the machine record of format %d.%d; recompile the "
+                    "model",
                     h.version_major, h.version_minor, MLIP_VERSION_MAJOR, MLIP_VERSION_MINOR);
     }
     if (h.header_size != hsize) {
@@ -1371,8 +1421,10 @@ typedef struct cost {
     uint64_t cycles;      /* busy cycles of the engine (excluding DMA transfer) */
     uint64_t dram_bytes;  /* DMA: DRAM-side bytes */
     uint64_t macs;
-    int engine;           /* 0 none, 1 matrix, 2 vector, 3 dma */
+    int engine;           /* 0 none, 1 matrix, 2 vector, 3 dma, 4 tile link */
     int int8;
+    uint64_t link_bytes;  /* TILE_COPY: bytes of the box (sent once, to every tile of mask) */
+    uint32_t link_mask;   /* TILE_COPY: destination tiles, bit i = local tile i */
 } cost;
 
 static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
@@ -2562,6 +2614,108 @@ static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     return MLIP_OK;
 }
 
+/* check + record the accesses to a 4-D box of tile lt's OCM (dims and strides in elements of
+ * es bytes); rows that follow each other in memory are marked as one range */
+static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uint64_t *dim,
+                        const uint64_t *st, uint64_t es, int write)
+{
+    uint64_t run_lo = 0, run_hi = 0;
+    for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
+        for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+            for (uint64_t i2 = 0; i2 < dim[2]; i2++) {
+                uint64_t row = base + (i0 * st[0] + i1 * st[1] + i2 * st[2]) * es;
+                if (st[3] == 1) {
+                    uint64_t hi = row + dim[3] * es;
+                    if (run_hi > run_lo && row == run_hi) {
+                        run_hi = hi;
+                        continue;
+                    }
+                    if (run_hi > run_lo) TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+                    run_lo = row;
+                    run_hi = hi;
+                    continue;
+                }
+                if (run_hi > run_lo) {
+                    TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+                    run_lo = run_hi = 0;
+                }
+                for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
+                    uint64_t p = row + i3 * st[3] * es;
+                    TRY(ocm_mark(ac, lt, p, p + es, write));
+                }
+            }
+        }
+    }
+    if (run_hi > run_lo) TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+    return MLIP_OK;
+}
+
+/* TILE_COPY: gather the source box of tile lt, then write it into the destination box of every
+ * tile of the mask (so a local copy whose boxes overlap reads the old bytes only) */
+static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                      cost *c)
+{
+    const uint32_t *a = in->arg;
+    uint64_t es = DT_SIZE[in->src_dtype];
+    uint64_t dim[4], ss[4], ds[4];
+    for (int d = 0; d < 4; d++) {
+        dim[d] = a[MLIP_TCOPY_DIM0 + d];
+        ss[d] = a[MLIP_TCOPY_SRC_STRIDE0 + d];
+        ds[d] = a[MLIP_TCOPY_DST_STRIDE0 + d];
+    }
+    uint64_t src = a[MLIP_TCOPY_SRC_ADDR], dst = a[MLIP_TCOPY_DST_ADDR];
+    uint32_t mask = a[MLIP_TCOPY_DST_TILE_MASK];
+    if (sim->p.check_deps) {
+        TRY(ocm_mark_box(ac, lt, src, dim, ss, es, 0));
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (mask >> t & 1) TRY(ocm_mark_box(ac, t, dst, dim, ds, es, 1));
+        }
+    }
+    uint64_t bytes = dim[0] * dim[1] * dim[2] * dim[3] * es;
+    TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
+    uint64_t row_bytes = dim[3] * es, k = 0;
+    for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
+        for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+            for (uint64_t i2 = 0; i2 < dim[2]; i2++, k += row_bytes) {
+                const uint8_t *srow =
+                    sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
+                if (ss[3] == 1) {
+                    memcpy(sim->tbuf + k, srow, row_bytes);
+                    continue;
+                }
+                for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
+                    memcpy(sim->tbuf + k + i3 * es, srow + i3 * ss[3] * es, es);
+                }
+            }
+        }
+    }
+    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
+    for (uint32_t t = 0; t < sim->ntiles; t++) {
+        if (!(mask >> t & 1)) continue;
+        k = 0;
+        for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
+            for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+                for (uint64_t i2 = 0; i2 < dim[2]; i2++, k += row_bytes) {
+                    uint8_t *drow =
+                        sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
+                    if (ds[3] == 1) {
+                        memcpy(drow, sim->tbuf + k, row_bytes);
+                        continue;
+                    }
+                    for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
+                        memcpy(drow + i3 * ds[3] * es, sim->tbuf + k + i3 * es, es);
+                    }
+                }
+            }
+        }
+        prep_invalidate(sim, t, dst, dst_end);
+    }
+    c->engine = 4;
+    c->link_bytes = bytes;
+    c->link_mask = mask;
+    return MLIP_OK;
+}
+
 /* ---- scheduler ---------------------------------------------------------------------------- */
 static int pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_time)
 {
@@ -2626,6 +2780,8 @@ static void account(mlip_sim *sim, run_ctx *rc, const mlip_insn *in, const cost 
     if (c->engine == 3) {
         if (load) st->dma_in_bytes += c->dram_bytes; else st->dma_out_bytes += c->dram_bytes;
     }
+    uint64_t delivered = c->link_bytes * (uint64_t)__builtin_popcount(c->link_mask);
+    st->tile_copy_bytes += delivered;
     if (in->layer == MLIP_LAYER_NONE || rc->section != MLIP_SEC_MAIN) return;
     mlip_layer_stats *l = &sim->lstats[in->layer];
     if (l->instructions == 0 || start < l->start) l->start = start;
@@ -2637,6 +2793,7 @@ static void account(mlip_sim *sim, run_ctx *rc, const mlip_insn *in, const cost 
     if (c->engine == 3) {
         if (load) l->dma_in_bytes += c->dram_bytes; else l->dma_out_bytes += c->dram_bytes;
     }
+    l->tile_copy_bytes += delivered;
 }
 
 /* one record of a traced run; records beyond the caller's capacity are only counted */
@@ -2723,7 +2880,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     uint32_t seq = rc->base0[s] + ss->pc + 1;
     ss->vc[s] = seq;
     acc_ctx ac = {sim, rc, s, seq, op_name(in->opcode)};
-    cost c = {0, 0, 0, 0, 0};
+    cost c = {0, 0, 0, 0, 0, 0, 0};
     int rcode = MLIP_OK;
     switch (in->opcode) {
     case MLIP_OP_DMA_LOAD:
@@ -2735,6 +2892,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     case MLIP_OP_ACT:
     case MLIP_OP_CONVERT:
     case MLIP_OP_COPY: rcode = exec_vec(sim, &ac, lt, in, p, &c); break;
+    case MLIP_OP_TILE_COPY: rcode = exec_tcopy(sim, &ac, lt, in, &c); break;
     default: break;
     }
     /* again after the writes: a CONV whose output overlaps its own input block has just
@@ -2753,6 +2911,18 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
         rc->dram_free = xfer + dram_cycles;
         rc->stats->dram_busy += dram_cycles;
         end = xfer + rate_cdiv(c.dram_bytes, dma_rate);
+    } else if (c.engine == 4) {
+        /* the box crosses the tile link once (multicast); it waits until the ingress port of
+         * every destination tile is free and holds each for bytes / link rate cycles */
+        uint64_t xfer = start + p->issue_latency + p->link_latency;
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (c.link_mask >> t & 1) xfer = umax64(xfer, rc->link_free[t]);
+        }
+        uint64_t link_cycles = cdiv(c.link_bytes, p->link_bytes_per_cycle);
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (c.link_mask >> t & 1) rc->link_free[t] = xfer + link_cycles;
+        }
+        end = xfer + link_cycles;
     } else {
         end = start + p->issue_latency + c.cycles;
     }
@@ -2777,6 +2947,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
     rc->stats = stats;
     rc->end = t_start;
     rc->dram_free = t_start;
+    for (uint32_t t = 0; t < MLIP_MAX_TILES; t++) rc->link_free[t] = t_start;
     memcpy(rc->base0, sim->base, sizeof rc->base0);
     for (uint32_t t = 0; t < sim->ntiles; t++) {
         for (uint32_t k = 0; k < sim->osh[t].nr; k++) shadow_flush(&sim->osh[t], k);
@@ -2861,7 +3032,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 memcpy(ss->vc, merged, sizeof merged);
                 ss->vc[s] = rc->base0[s] + ss->pc + 1;
                 stats->stall[1] += bar_start - ss->ready;
-                cost c = {0, 0, 0, 0, 0};
+                cost c = {0, 0, 0, 0, 0, 0, 0};
                 if (sim->tracing) {
                     trace_add(sim, rc, s, ss->pc, in, &c, ss->ready, bar_start, end);
                 }
@@ -2964,6 +3135,7 @@ void mlip_sim_free(mlip_sim *sim)
     free(sim->wbuf);
     free(sim->ibuf);
     free(sim->iwbuf);
+    free(sim->tbuf);
     free(sim);
 }
 

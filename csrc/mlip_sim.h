@@ -38,6 +38,7 @@ typedef struct mlip_stats {
     uint64_t dram_busy;
     uint64_t stall[3];         /* per queue kind, summed over tiles */
     uint64_t instructions;
+    uint64_t tile_copy_bytes;  /* TILE_COPY bytes written into destination OCMs */
 } mlip_stats;
 
 typedef struct mlip_layer_stats {
@@ -50,6 +51,7 @@ typedef struct mlip_layer_stats {
     uint64_t matrix_cycles;
     uint64_t vector_cycles;
     uint64_t instructions;
+    uint64_t tile_copy_bytes;
 } mlip_layer_stats;
 
 /* One executed instruction of a traced run (mlip_sim_run_traced): where and when it ran.

@@ -1212,6 +1212,8 @@ class _GlobalPoolOp(GraphOperation):
         if len(xs) != 4:
             raise VerifyException(f"expected a 4-D input, got {list(xs)}")
         layout = _check_layout(props)
+        if xs[0] and not math.prod(xs):  # onnxruntime: "Only N can be zero"
+            raise VerifyException(f"expected a non-empty input (only N may be 0), got {list(xs)}")
         shape = (xs[0], xs[1], 1, 1) if layout == "NCHW" else (xs[0], 1, 1, xs[3])
         return [TensorType(x.element_type, shape)]
 

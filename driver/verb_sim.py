@@ -28,7 +28,8 @@ from mrvl.sim.simulator import Simulator, TimingParams, format_report
 
 TIMING_KEYS = ("dram_gbps", "dram_bytes_per_cycle", "dma_bytes_per_cycle", "dma_latency",
                "clock_mhz", "matrix_rows", "matrix_cols", "int8_speedup", "vector_lanes",
-               "matrix_fill", "vector_latency", "issue_latency", "barrier_latency")
+               "matrix_fill", "vector_latency", "issue_latency", "barrier_latency",
+               "link_bytes_per_cycle", "link_latency")
 """The machine keys `--machine` may change (tiles, ocm_bytes, page_bytes are the program's)."""
 
 HELP = "simulate a model binary on inputs and report cycles (like mrvl-mlsim)"

@@ -7,11 +7,16 @@ an ONNX text-format file (`onnx.parser`), raw bytes or an `onnx.ModelProto` and 
 Invariants of the result:
 
 - every value has a static `TensorType` (except outputs of data-dependent generic ops such
-  as NonMaxSuppression and what is computed from them, whose unknown sizes stay dynamic
+  as NonMaxSuppression, of ops whose shape-setting inputs (`SHAPE_INPUTS`) are not
+  import-time constants, and what is computed from them, whose unknown sizes stay dynamic
   `?`; they are all `graph.onnx`): symbolic / unknown input dimensions are fixed
   (`input_shapes[name]` first, else `batch_size` for the first dimension), result types come
-  from the graph ops' own inference, ONNX shape inference (`data_prop=True`) for generic
-  ops, and, when that still leaves a shape unknown, onnxruntime run on zero inputs;
+  from the graph ops' own inference; for generic ops from ONNX shape inference
+  (`data_prop=True`) on the whole model, then on the node alone (with the imported input
+  types and the constants folded so far, which whole-model inference cannot see), and only
+  when a rank or a size that does not depend on data is still unknown (custom domains, ...)
+  from onnxruntime run on the model prefix, once per node signature (op, attributes, input
+  types, small constant input values; `ort_probe_count()` counts these probes);
 - initializers (also those listed among the graph inputs) become `graph.constant`s holding
   the tensors' raw bytes (no per-element Python work); `Constant` nodes too;
 - each ONNX op type has one importer function in `IMPORTERS`; a function returns None when
@@ -86,6 +91,20 @@ FOLD_LIMIT = 4096
 
 DATA_DEPENDENT_OPS = {"NonMaxSuppression", "NonZero", "Unique", "Compress"}
 """Ops whose output sizes may depend on input values: unknown dims stay dynamic (`?`)."""
+
+SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,),
+    "TopK": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 3), "Resize": (2, 3), "Upsample": (1,),
+    "OneHot": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "CenterCropPad": (1,),
+    "MaxUnpool": (2,), "Col2Im": (1, 2), "ReduceMax": (1,), "ReduceMin": (1,),
+    "ReduceMean": (1,), "ReduceSum": (1,), "ReduceProd": (1,), "ReduceL1": (1,),
+    "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+    "DFT": (1, 2), "STFT": (1, 3), "HannWindow": (0,), "HammingWindow": (0,),
+    "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1),
+}
+"""Default-domain ops -> the inputs whose values (not only shapes) set the output shape.  When
+such an input is not an import-time constant, the sizes ONNX shape inference leaves unknown
+depend on the data and stay dynamic (`?`)."""
 
 _RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                "Multinomial", "Bernoulli"}
@@ -463,6 +482,32 @@ def _infer_shapes(light: onnx.ModelProto) -> tuple[dict[str, TensorType], str | 
     return types, error_message
 
 
+_ort_probes = 0
+
+
+def ort_probe_count() -> int:
+    """Number of onnxruntime shape probes (sessions) the importer ran in this process: the
+    last resort when ONNX shape inference cannot type a generic op."""
+    return _ort_probes
+
+
+def _known_dims(t: TensorType) -> int:
+    return sum(1 for d in t.get_shape() if d >= 0)
+
+
+def _better_type(new: TensorType, old: TensorType | None, data_dependent: bool) -> bool:
+    """Whether `new` (local inference) should replace `old`: it is static, or (for a value
+    whose sizes may depend on data) it knows the rank and more sizes than `old`."""
+    if old is not None:
+        if old.element_type != new.element_type or len(old.get_shape()) != len(new.get_shape()):
+            return False  # disagreement: keep the whole-model answer, probe if still unknown
+        if any(a >= 0 and b >= 0 and a != b for a, b in zip(old.get_shape(), new.get_shape())):
+            return False
+        if _known_dims(new) <= _known_dims(old):
+            return False
+    return is_static(new) or data_dependent
+
+
 def _probe_feeds(probe: onnx.ModelProto, input_names: set[str], fill: str,
                  weights: Callable[[str], np.ndarray | None]) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
@@ -496,6 +541,8 @@ def _ort_types(light: onnx.ModelProto, inputs: list[tuple[str, TensorType]],
     could compute) depends on the input values: all its sizes become dynamic."""
     import onnxruntime
 
+    global _ort_probes
+    _ort_probes += 1
     probe = onnx.ModelProto()
     probe.CopyFrom(light)
     probe.ir_version = min(probe.ir_version, ORT_MAX_IR_VERSION)
@@ -1113,6 +1160,8 @@ class _Importer:
         self.shape_error: str | None = None
         self.int_input_values: set[str] = set()
         self.node_reads_int_input = False
+        self.local_cache: dict[tuple, dict[int, TensorType]] = {}
+        self.probe_cache: dict[tuple, dict[int, TensorType]] = {}
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -1271,28 +1320,139 @@ class _Importer:
             self.add(op)
         return results
 
+    def _value_dependent(self, node: NodeProto, inputs: list[SSAValue | None]) -> bool:
+        """Whether an input whose values set the output shape (SHAPE_INPUTS) is not an
+        import-time constant."""
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        shape_inputs = SHAPE_INPUTS.get(node.op_type, ())
+        if node.op_type == "Resize" and self.opset < 11:
+            shape_inputs = (1,)  # Resize-10: (X, scales)
+        return any(
+            i < len(inputs) and inputs[i] is not None
+            and not isinstance(inputs[i].owner, graph.ConstantOp)
+            for i in shape_inputs
+        )
+
+    def _signature(self, node: NodeProto, inputs: list[SSAValue | None]) -> tuple:
+        """What fixes a node's output types: op, opset, attributes, input types and the values
+        of constant inputs (the cache key of local inference and of probes)."""
+        parts: list[Any] = [
+            node.domain, node.op_type, self._node_opset(node),
+            tuple(a.SerializeToString() for a in sorted(node.attribute, key=lambda a: a.name)),
+            tuple(bool(o) for o in node.output),
+        ]
+        for v in inputs:
+            if v is None:
+                parts.append(None)
+                continue
+            owner = v.owner
+            data = owner.value.data.data if isinstance(owner, graph.ConstantOp) else None
+            parts.append((str(v.type), data))
+        return tuple(parts)
+
+    def _node_opset(self, node: NodeProto) -> int:
+        domain = node.domain if node.domain != "ai.onnx" else ""
+        return self.domain_opsets.get(node.domain, self.domain_opsets.get(domain, self.opset))
+
+    @staticmethod
+    def _small_const(v: SSAValue) -> np.ndarray | None:
+        if not isinstance(v.owner, graph.ConstantOp) or not isinstance(v.type, TensorType):
+            return None
+        if math.prod(v.type.get_shape()) > FOLD_LIMIT:
+            return None
+        return v.owner.to_numpy()
+
+    def _local_types(self, node: NodeProto, inputs: list[SSAValue | None],
+                     key: tuple) -> dict[int, TensorType]:
+        """Output types (by output index) from ONNX shape inference on the node alone, with
+        the input types the importer knows and its small constant inputs as initializers
+        (constants folded at import time, which whole-model inference cannot see)."""
+        cached = self.local_cache.get(key)
+        if cached is not None:
+            return cached
+        names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
+        out_names = [f"out{i}" if o else "" for i, o in enumerate(node.output)]
+        one = onnx.helper.make_node(node.op_type, names, out_names, domain=node.domain)
+        one.attribute.extend(node.attribute)
+        graph_inputs, initializers = [], []
+        for name, v in zip(names, inputs):
+            if v is None:
+                continue
+            if not isinstance(v.type, TensorType) or v.type.element_type not in _ELEMENT_TO_ONNX:
+                self.local_cache[key] = {}
+                return {}
+            arr = self._small_const(v)
+            if arr is not None:
+                initializers.append(onnx.numpy_helper.from_array(arr, name))
+                if self.model.ir_version >= 4:  # older IR versions list initializers as inputs
+                    continue
+            dims = [d if d >= 0 else None for d in v.type.get_shape()]
+            graph_inputs.append(onnx.helper.make_tensor_value_info(
+                name, onnx_elem_type(v.type.element_type), dims))
+        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in out_names if o]
+        model = onnx.helper.make_model(
+            onnx.helper.make_graph([one], "node", graph_inputs, outputs, initializer=initializers),
+            opset_imports=list(self.model.opset_import))
+        model.ir_version = self.model.ir_version
+        model.functions.extend(self.model.functions)
+        found: dict[int, TensorType] = {}
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        except Exception:
+            inferred = None
+        if inferred is not None:
+            by_name = {}
+            for vi in list(inferred.graph.output) + list(inferred.graph.value_info):
+                t = _type_from_value_info(vi)
+                if t is not None:
+                    by_name[vi.name] = t
+            for i, o in enumerate(out_names):
+                if o in by_name:
+                    found[i] = by_name[o]
+        self.local_cache[key] = found
+        return found
+
     def _generic(self, node: NodeProto, node_label: str, inputs: list[SSAValue | None]) -> list[SSAValue]:
         out_names = [o for o in node.output if o]
         dynamic_inputs = any(v is not None and not is_static(v.type) for v in inputs)
         data_dependent = (
             dynamic_inputs or node.op_type in DATA_DEPENDENT_OPS or self.node_reads_int_input
+            or self._value_dependent(node, inputs)
         )
-        missing = [
-            o for o in out_names
-            if o not in self.types or (not is_static(self.types[o]) and not data_dependent)
-        ]
-        if missing:
-            found = _ort_types(self.light, self.inputs, missing, self.label, self._weight)
-            for name, t in found.items():
-                if data_dependent:  # rank from onnxruntime, the sizes depend on the data
-                    t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
-                self.types[name] = t
+
+        def unresolved(name: str) -> bool:
+            t = self.types.get(name)
+            return t is None or (not is_static(t) and not data_dependent)
+
+        position = {name: index for index, name in enumerate(node.output) if name}
+        if any(o not in self.types or not is_static(self.types[o]) for o in out_names):
+            # ONNX shape inference on the node alone, with the constants folded so far and
+            # the input types as imported (it may know sizes the whole-model pass did not).
+            key = self._signature(node, inputs)
+            local = self._local_types(node, inputs, key)
+            for name in out_names:
+                t = local.get(position[name])
+                if t is not None and _better_type(t, self.types.get(name), data_dependent):
+                    self.types[name] = t
+            missing = [o for o in out_names if unresolved(o)]
+            if missing:
+                # Last resort: onnxruntime on the model prefix, once per node signature.
+                found = self.probe_cache.setdefault(key, {})
+                if any(position[o] not in found for o in missing):
+                    by_name = _ort_types(self.light, self.inputs, missing, self.label, self._weight)
+                    found.update({position[o]: t for o, t in by_name.items()})
+                for name in missing:
+                    t = found[position[name]]
+                    if data_dependent:  # rank from onnxruntime, the sizes depend on the data
+                        t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
+                    self.types[name] = t
         result_types = [self.types[o] for o in out_names]
         operands = [v for v in inputs if v is not None]
         input_indices = [i for i, v in enumerate(inputs) if v is not None]
         output_indices = [i for i, o in enumerate(node.output) if o]
         domain = node.domain if node.domain != "ai.onnx" else ""
-        opset = self.domain_opsets.get(node.domain, self.domain_opsets.get(domain, self.opset))
+        opset = self._node_opset(node)
         attrs = {
             a.name: onnx_attribute_to_ir(a, f"node '{node_label}' attribute '{a.name}'")
             for a in node.attribute

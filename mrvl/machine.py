@@ -9,7 +9,8 @@ machine constant. Sources (`docs/isa.md` section 4 gives each with its reason):
   fp16 with 8 tiles (= 256 fp16 MACs per cycle per tile: a 16 x 16 matrix engine);
 - assumed (not published; each default is ours, marked so, and every figure that depends on
   it is shown across a range): the DRAM bandwidth the ML block can draw, the per-tile DMA rate
-  and latency, the int8 speed-up, the vector lanes, fill/latency/issue/barrier costs.
+  and latency, the int8 speed-up, the vector lanes, fill/latency/issue/barrier costs, and the
+  tile-to-tile link (TILE_COPY) rate and latency.
 
 Invariant: a `Machine` changes cycle counts only, never results.
 """
@@ -30,7 +31,7 @@ PUBLISHED_FIELDS = ("tiles", "ocm_bytes", "page_bytes", "clock_mhz", "matrix_row
 """Fields whose defaults are published figures (docs/isa.md section 4 gives each source)."""
 ASSUMED_FIELDS = ("dram_bytes_per_cycle", "dma_bytes_per_cycle", "dma_latency", "int8_speedup",
                   "vector_lanes", "matrix_fill", "vector_latency", "issue_latency",
-                  "barrier_latency")
+                  "barrier_latency", "link_bytes_per_cycle", "link_latency")
 """Fields whose defaults are our assumptions (not published; docs/isa.md gives the reason)."""
 
 
@@ -78,6 +79,13 @@ class Machine:
     """Cycles to issue any instruction. Assumption."""
     barrier_latency: int = isa.DEFAULT_BARRIER_LATENCY
     """Cycles from the last tile arriving at a barrier to its release. Assumption."""
+    link_bytes_per_cycle: int = isa.DEFAULT_LINK_BYTES_PER_CYCLE
+    """Tile-to-tile link (TILE_COPY): bytes per cycle one tile's OCM ingress port accepts.
+    Assumption: the on-chip interconnect is not published; 64 B/cycle is one 512-bit on-chip
+    network path per tile, twice the per-tile DMA rate (no DRAM behind it)."""
+    link_latency: int = isa.DEFAULT_LINK_LATENCY
+    """Cycles from a TILE_COPY's issue to its first byte. Assumption: a few network hops at a
+    few cycles each, a tenth of the DRAM latency."""
 
     def __post_init__(self) -> None:
         if isinstance(self.dram_bytes_per_cycle, int) and not isinstance(
@@ -141,7 +149,7 @@ class Machine:
 
 
 _WIDTHS = ("matrix_rows", "matrix_cols", "int8_speedup", "vector_lanes",
-           "dma_bytes_per_cycle")
+           "dma_bytes_per_cycle", "link_bytes_per_cycle")
 
 
 def machine_problem(values: dict[str, object]) -> str | None:
@@ -196,7 +204,8 @@ def format_machine(machine: Machine | Mapping[str, object]) -> str:
             f"matrix {m['matrix_rows']}x{m['matrix_cols']} (int8 x{m['int8_speedup']}, "
             f"fill {m['matrix_fill']}), vector {m['vector_lanes']} lanes "
             f"(latency {m['vector_latency']}), issue {m['issue_latency']}, "
-            f"barrier {m['barrier_latency']}")
+            f"barrier {m['barrier_latency']}, "
+            f"tile link {m['link_bytes_per_cycle']} B/cycle + {m['link_latency']} cycles")
 
 
 def _split_item(item: str) -> tuple[str, str]:

@@ -276,17 +276,18 @@ MACHINE_OFFSET = isa.HEADER_STRUCT.size + isa.MODEL_INFO_SIZE
 
 
 def encode_machine(machine: Machine) -> bytes:
-    """The 80-byte mlip_machine record of `machine`."""
+    """The 80-byte mlip_machine record of `machine` (its reserved words 0)."""
     values = [getattr(machine, name) for name in isa.MACHINE_FIELDS]
     values[isa.MACHINE_FIELDS.index("dram_bytes_per_cycle")] = float(
         machine.dram_bytes_per_cycle)
-    return isa.MACHINE_STRUCT.pack(*values, 0, 0)
+    return isa.MACHINE_STRUCT.pack(*values, *([0] * isa.MACHINE_RESERVED))
 
 
 def decode_machine(raw: bytes) -> Machine:
     """The `Machine` of an mlip_machine record; BinaryFormatError (one line) when a field is
     outside its range (csrc/mlip_isa.h, `machine_problem`)."""
-    values = dict(zip(isa.MACHINE_FIELDS, isa.MACHINE_STRUCT.unpack(raw)[:-2], strict=True))
+    words = isa.MACHINE_STRUCT.unpack(raw)[:-isa.MACHINE_RESERVED]
+    values = dict(zip(isa.MACHINE_FIELDS, words, strict=True))
     problem = machine_problem(values)
     if problem is not None:
         raise BinaryFormatError(f"machine record: {problem}")
@@ -550,7 +551,7 @@ class ModelBinary:
             fail(f"unsupported version {vmaj}.{vmin}, this reader supports "
                  f"{isa.VERSION_MAJOR}.x")
         if vmin < isa.VERSION_MINOR:
-            fail(f"version {vmaj}.{vmin} predates the machine record of "
+            fail(f"version {vmaj}.{vmin} predates the machine record of format "
                  f"{isa.VERSION_MAJOR}.{isa.VERSION_MINOR}; recompile the model")
         if header_size != hsize:
             fail(f"header_size {header_size} != {hsize}")

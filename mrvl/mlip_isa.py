@@ -13,7 +13,7 @@ from enum import IntEnum, IntFlag
 # ---- versions and identification ---------------------------------------------------------
 MAGIC = b"MRVL"
 VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 ARCH_CN10K = 16
 
 # ---- limits ------------------------------------------------------------------------------
@@ -56,6 +56,8 @@ DEFAULT_MATRIX_FILL = 32
 DEFAULT_VECTOR_LATENCY = 8
 DEFAULT_ISSUE_LATENCY = 1
 DEFAULT_BARRIER_LATENCY = 50
+DEFAULT_LINK_BYTES_PER_CYCLE = 64
+DEFAULT_LINK_LATENCY = 20
 
 # ---- machine description: the ranges a binary's mlip_machine record must be in ------------
 MAX_OCM_BYTES = 1073741824
@@ -77,9 +79,10 @@ class Opcode(IntEnum):
     CONVERT = 8
     COPY = 9
     BARRIER = 10
+    TILE_COPY = 11
 
 
-NUM_OPCODES = 11
+NUM_OPCODES = 12
 
 
 class Queue(IntEnum):
@@ -196,6 +199,11 @@ VEC_FIELDS = (
     "in_addr", "out_addr", "rows", "cols", "in_row_stride", "out_row_stride", "out_scale",
 )
 BARRIER_FIELDS = ("id",)
+TCOPY_FIELDS = (
+    "src_addr", "dst_addr", "dst_tile_mask", "dim0", "dim1", "dim2", "dim3",
+    "src_stride0", "src_stride1", "src_stride2", "src_stride3",
+    "dst_stride0", "dst_stride1", "dst_stride2", "dst_stride3",
+)
 
 # header enum prefix of each family (MLIP_<prefix>_<FIELD>) -> field names
 FIELD_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -206,6 +214,7 @@ FIELD_FAMILIES: dict[str, tuple[str, ...]] = {
     "ELT": ELT_FIELDS,
     "VEC": VEC_FIELDS,
     "BARRIER": BARRIER_FIELDS,
+    "TCOPY": TCOPY_FIELDS,
 }
 
 OPCODE_FIELDS: dict[Opcode, tuple[str, ...]] = {
@@ -220,6 +229,7 @@ OPCODE_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.CONVERT: VEC_FIELDS,
     Opcode.COPY: VEC_FIELDS,
     Opcode.BARRIER: BARRIER_FIELDS,
+    Opcode.TILE_COPY: TCOPY_FIELDS,
 }
 
 SIGNED_FIELDS = frozenset({"pad_t", "pad_l", "b_zp"})
@@ -247,6 +257,7 @@ OPCODE_QUEUE: dict[Opcode, Queue | None] = {
     Opcode.CONVERT: Queue.COMPUTE,
     Opcode.COPY: Queue.COMPUTE,
     Opcode.BARRIER: Queue.COMPUTE,
+    Opcode.TILE_COPY: Queue.DMA_OUT,
 }
 
 # fparam[] indices
@@ -267,13 +278,16 @@ MODEL_INFO_HEAD_STRUCT = struct.Struct("<64s10I10Q4Q")
 MODEL_INFO_SIZE = MODEL_INFO_HEAD_STRUCT.size + NUM_SECTIONS * MAX_TILES * NUM_QUEUES * 8
 # mlip_machine: tiles ocm_bytes page_bytes clock_mhz matrix_rows matrix_cols int8_speedup
 # vector_lanes dram_bytes_per_cycle(double) dma_bytes_per_cycle dma_latency matrix_fill
-# vector_latency issue_latency barrier_latency reserved[2]
-MACHINE_STRUCT = struct.Struct("<8Id6I2Q")
+# vector_latency issue_latency barrier_latency link_bytes_per_cycle link_latency reserved[1]
+MACHINE_STRUCT = struct.Struct("<8Id8IQ")
 MACHINE_FIELDS = (
     "tiles", "ocm_bytes", "page_bytes", "clock_mhz", "matrix_rows", "matrix_cols",
     "int8_speedup", "vector_lanes", "dram_bytes_per_cycle", "dma_bytes_per_cycle",
     "dma_latency", "matrix_fill", "vector_latency", "issue_latency", "barrier_latency",
+    "link_bytes_per_cycle", "link_latency",
 )
+MACHINE_RESERVED = 1
+"""u64 reserved words at the end of mlip_machine (0 when written)."""
 # mlip_io_desc
 IO_DESC_STRUCT = struct.Struct("<64sIIIfiI6IQQQ")
 # mlip_layer_desc

@@ -43,6 +43,7 @@ typedef struct mlip_stats {
     uint64_t dram_busy;
     uint64_t stall[3];
     uint64_t instructions;
+    uint64_t tile_copy_bytes;
 } mlip_stats;
 
 typedef struct mlip_layer_stats {
@@ -55,6 +56,7 @@ typedef struct mlip_layer_stats {
     uint64_t matrix_cycles;
     uint64_t vector_cycles;
     uint64_t instructions;
+    uint64_t tile_copy_bytes;
 } mlip_layer_stats;
 
 typedef struct mlip_trace_record {

@@ -6,10 +6,16 @@
 - `input(tile, name, array_shape, dtype)` declares a model input and loads it likewise;
 - `alloc(tile, nbytes)` reserves OCM;
 - `compute(tile, insn)` appends a compute instruction;
-- `store(tile, ocm_addr, name, shape, dtype)` declares an output and emits a DMA_STORE.
+- `store(tile, ocm_addr, name, shape, dtype)` declares an output and emits a DMA_STORE;
+- `tile_copy(tile, insn)` issues a TILE_COPY (`tile_copy_2d` makes one) at this point of the
+  tile's compute program, and `barrier()` appends a BARRIER to every tile's.
 Synchronisation is added by `build()`: per tile, the last DMA_LOAD pushes a token to compute,
 the first compute instruction pops it, the last compute instruction pushes one to DMA_OUT and
-the first DMA_STORE pops it.  Compute instructions run in program order.
+the first DMA_STORE pops it.  Compute instructions run in program order.  Each run of
+consecutive TILE_COPYs goes to the DMA_OUT queue (before the stores) between two compute NOPs:
+the first pushes a token to DMA_OUT (the copies read what the compute program wrote before),
+the first copy pops it, the last copy pushes one back and the second NOP pops it (so the
+compute program, and through a later barrier every tile, is ordered after the copies).
 """
 
 from __future__ import annotations
@@ -37,6 +43,20 @@ def flat_dma(opcode: Opcode, dram_addr: int, ocm_addr: int, count: int, dtype: i
     return Instruction.make(
         opcode, dram_addr=dram_addr, ocm_addr=ocm_addr, dim0=1, dim1=1, dim2=1, dim3=count,
         src_dim0=1, src_dim1=1, src_dim2=1, src_dim3=count, dram_stride3=1, ocm_stride3=1,
+        src_dtype=dtype, dst_dtype=dtype, **kw,
+    )
+
+
+def tile_copy_2d(src_addr: int, dst_addr: int, dst_tile_mask: int, rows: int, cols: int,
+                 dtype: int, src_row_stride: int | None = None,
+                 dst_row_stride: int | None = None, **kw) -> Instruction:
+    """A TILE_COPY of `rows` x `cols` elements of `dtype` (row strides in elements, default
+    `cols`) to the tiles of `dst_tile_mask` (bit i = tile i)."""
+    return Instruction.make(
+        Opcode.TILE_COPY, src_addr=src_addr, dst_addr=dst_addr, dst_tile_mask=dst_tile_mask,
+        dim0=1, dim1=1, dim2=rows, dim3=cols,
+        src_stride2=cols if src_row_stride is None else src_row_stride, src_stride3=1,
+        dst_stride2=cols if dst_row_stride is None else dst_row_stride, dst_stride3=1,
         src_dtype=dtype, dst_dtype=dtype, **kw,
     )
 
@@ -103,6 +123,40 @@ class ProgramBuilder:
             insn = replace(insn, layer=self.layer)
         self._compute.setdefault(tile, []).append(insn)
 
+    def tile_copy(self, tile: int, insn: Instruction) -> None:
+        """A TILE_COPY issued by `tile` after its compute instructions so far."""
+        if insn.opcode != Opcode.TILE_COPY:
+            raise ValueError(f"tile_copy takes a TILE_COPY, got {Opcode(insn.opcode).name}")
+        self.compute(tile, insn)
+
+    def barrier(self) -> None:
+        """A BARRIER at this point of every tile's compute program."""
+        for tile in range(self.tiles):
+            self.compute(tile, Instruction.make(Opcode.BARRIER))
+
+    def _split_copies(self, program: list[Instruction]) -> tuple[list[Instruction],
+                                                                  list[Instruction]]:
+        """(compute stream, DMA_OUT copies) of a compute program with TILE_COPYs in it."""
+        comp: list[Instruction] = []
+        copies: list[Instruction] = []
+        i = 0
+        while i < len(program):
+            if program[i].opcode != Opcode.TILE_COPY:
+                comp.append(program[i])
+                i += 1
+                continue
+            group = []
+            while i < len(program) and program[i].opcode == Opcode.TILE_COPY:
+                group.append(program[i])
+                i += 1
+            group[0] = replace(group[0], flags=group[0].flags | Flag.POP_PREV)
+            group[-1] = replace(group[-1], flags=group[-1].flags | Flag.PUSH_PREV)
+            layer = group[0].layer
+            comp.append(Instruction.make(Opcode.NOP, push_next=True, layer=layer))
+            comp.append(Instruction.make(Opcode.NOP, pop_next=True, layer=layer))
+            copies.extend(group)
+        return comp, copies
+
     def store(self, tile: int, ocm_addr: int, name: str, shape, dtype: int) -> None:
         self.outputs.append(IODesc(name, tuple(shape), dtype=dtype))
         self._stores.append((tile, ocm_addr, len(self.outputs) - 1, dtype))
@@ -121,7 +175,7 @@ class ProgramBuilder:
                                self.scratch_size))
         for tile in range(self.tiles):
             loads = [p for p in self._loads if p.tile == tile]
-            comp = list(self._compute.get(tile, []))
+            comp, copies = self._split_copies(list(self._compute.get(tile, [])))
             stores = [s for s in self._stores if s[0] == tile]
             dma_in = b.stream(Section.MAIN, tile, Queue.DMA_IN)
             for p in loads:
@@ -132,15 +186,17 @@ class ProgramBuilder:
             if comp and dma_in:
                 dma_in[-1] = replace(dma_in[-1], flags=dma_in[-1].flags | Flag.PUSH_NEXT)
                 comp[0] = replace(comp[0], flags=comp[0].flags | Flag.POP_PREV)
-            dma_out = b.stream(Section.MAIN, tile, Queue.DMA_OUT)
+            store_insns = []
             for t, addr, index, dtype in stores:
                 desc = b.outputs[index]
                 count = int(np.prod(desc.shape))
-                dma_out.append(flat_dma(Opcode.DMA_STORE, desc.dram_offset, addr, count,
-                                        dtype, layer=0))
-            if comp and dma_out:
+                store_insns.append(flat_dma(Opcode.DMA_STORE, desc.dram_offset, addr, count,
+                                            dtype, layer=0))
+            if comp and store_insns:
                 comp[-1] = replace(comp[-1], flags=comp[-1].flags | Flag.PUSH_NEXT)
-                dma_out[0] = replace(dma_out[0], flags=dma_out[0].flags | Flag.POP_PREV)
+                store_insns[0] = replace(store_insns[0],
+                                         flags=store_insns[0].flags | Flag.POP_PREV)
+            b.stream(Section.MAIN, tile, Queue.DMA_OUT).extend(copies + store_insns)
             b.stream(Section.MAIN, tile, Queue.COMPUTE).extend(comp)
         for key, insns in self.extra.items():
             b.stream(*key).extend(insns)

@@ -1,6 +1,6 @@
 """Mutation fuzzing of the simulator's binary loader and executor.
 
-`seed_binaries()` builds small valid binaries covering every opcode; `mutate()` corrupts one
+`seed_binaries()` builds small valid binaries covering every opcode (TILE_COPY included); `mutate()` corrupts one
 (instruction and metadata words set to boundary values, byte flips, truncation, appended
 bytes), usually re-computing the CRCs so the mutation reaches the deep validation;
 `run_case()` loads and runs it and says how it ended.  The only acceptable ends are a
@@ -23,7 +23,7 @@ from mrvl.errors import BinaryFormatError, MrvlError, RuntimeInputError, Simulat
 from mrvl import mlip_isa as isa
 from mrvl.mlip_binary import IODesc, Instruction, crc32c
 from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
-from mrvl.sim.program_builder import ProgramBuilder, flat_dma
+from mrvl.sim.program_builder import ProgramBuilder, flat_dma, tile_copy_2d
 from mrvl.sim.simulator import Simulator, TimingParams
 
 FUZZ_OCM = 1 << 18
@@ -129,6 +129,34 @@ def _two_tile_seed(rng) -> bytes:
     return b.to_bytes()
 
 
+def _tile_copy_seed(rng) -> bytes:
+    """Two tiles swap a row (TILE_COPY each way), tile 0 broadcasts a strided box to both
+    (its own bit: a local copy), then a barrier and compute on what arrived."""
+    del rng  # the inputs carry the data
+    fp16 = DType.FP16
+    pb = ProgramBuilder(tiles=2, ocm_size=FUZZ_OCM, name="fuzz_link")
+    xs, halos, boxes, outs = [], [], [], []
+    for t in range(2):  # the same allocations on both tiles: the same addresses
+        xs.append(pb.input(t, f"x{t}", (4, 8), fp16))
+        halos.append(pb.alloc(t, 8 * 2))
+        boxes.append(pb.alloc(t, 16 * 2))
+        outs.append(pb.alloc(t, 4 * 8 * 2))
+    pb.tile_copy(0, tile_copy_2d(xs[0] + 3 * 8 * 2, halos[1], 0b10, 1, 8, fp16))
+    pb.tile_copy(0, Instruction.make(
+        Opcode.TILE_COPY, src_addr=xs[0], dst_addr=boxes[0], dst_tile_mask=0b11, dim0=1,
+        dim1=2, dim2=2, dim3=4, src_stride1=16, src_stride2=8, src_stride3=2, dst_stride1=8,
+        dst_stride2=4, dst_stride3=1, src_dtype=fp16, dst_dtype=fp16))
+    pb.tile_copy(1, tile_copy_2d(xs[1], halos[0], 0b01, 1, 8, fp16))
+    pb.barrier()
+    for t in range(2):
+        pb.compute(t, Instruction.make(
+            Opcode.ELTWISE, func=EltFunc.ADD, a_addr=xs[t], b_addr=halos[t], out_addr=outs[t],
+            rows=4, cols=8, a_row_stride=8, b_row_stride=0, out_row_stride=8))
+        pb.store(t, outs[t], f"y{t}", (4, 8), fp16)
+        pb.store(t, boxes[t], f"box{t}", (16,), fp16)
+    return pb.build().to_bytes()
+
+
 def _fields(insn: Instruction) -> dict:
     """Keyword arguments that rebuild `insn` with Instruction.make."""
     kw = dict(insn.fields())
@@ -141,7 +169,7 @@ def _fields(insn: Instruction) -> dict:
 
 def seed_binaries() -> list[bytes]:
     rng = np.random.default_rng(0)
-    return [_conv_seed(rng), _int8_seed(rng), _two_tile_seed(rng)]
+    return [_conv_seed(rng), _int8_seed(rng), _two_tile_seed(rng), _tile_copy_seed(rng)]
 
 
 def refresh_crcs(data: bytearray) -> None:
@@ -205,6 +233,8 @@ def run_case(data: bytes, timing: TimingParams = FUZZ_TIMING) -> str:
         sim = Simulator.load(data, timing=timing)
     except BinaryFormatError:
         return "rejected"
+    except SimulationError:  # the init section runs at load
+        return "sim_error"
     try:
         inputs = [np.ones(d.shape, np.float32) for d in sim.inputs]
         sim.run(inputs)

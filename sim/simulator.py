@@ -325,6 +325,7 @@ class Simulator:
             "dram_utilization": int(stats.dram_busy) / cycles if cycles else 0.0,
             "dma_in_bytes": int(stats.dma_in_bytes),
             "dma_out_bytes": int(stats.dma_out_bytes),
+            "tile_copy_bytes": int(stats.tile_copy_bytes),
             "ocm_bytes": ocm_bytes,
             "ocm_percent": 100.0 * ocm_bytes / (t.ocm_bytes * tiles),
             "traffic_roofline_cycles": roofline(
@@ -354,6 +355,7 @@ class Simulator:
                 "instructions": int(ls.instructions),
                 "dma_in_bytes": int(ls.dma_in_bytes),
                 "dma_out_bytes": int(ls.dma_out_bytes),
+                "tile_copy_bytes": int(ls.tile_copy_bytes),
                 "matrix_cycles": int(ls.matrix_cycles),
                 "vector_cycles": int(ls.vector_cycles),
                 "traffic_roofline_cycles": roofline(
@@ -393,6 +395,8 @@ def format_report(report: dict) -> str:
         f"  vector engine util  {100 * r['vector_utilization']:>13.1f} %",
         f"  DMA DRAM->OCM       {r['dma_in_bytes']:>14,} bytes",
         f"  DMA OCM->DRAM       {r['dma_out_bytes']:>14,} bytes",
+        *([f"  TILE_COPY OCM->OCM  {r['tile_copy_bytes']:>14,} bytes (delivered)"]
+          if r.get("tile_copy_bytes") else []),
         f"  OCM used            {r['ocm_bytes']:>14,} bytes ({r['ocm_percent']:.2f} %)",
         "  stall cycles        dma_in {dma_in:,}  compute {compute:,}  dma_out {dma_out:,}".format(
             **r["stall_cycles"]),

@@ -19,7 +19,8 @@ from mrvl import mlip_isa as isa
 from mrvl.sim.acceptance import check_output
 from mrvl.mlip_isa import Opcode
 from mrvl.sim.reference import run_function
-from mrvl.sim.simulator import Simulator
+from mrvl.sim import reference_int8
+from mrvl.sim.simulator import Simulator, to_device
 
 
 def layer_module(arg_shapes, build) -> tuple[ModuleOp, func.FuncOp]:
@@ -67,6 +68,23 @@ def assert_accepted(outputs, ref, mode):
     for k, (got, want) in enumerate(zip(outputs, ref, strict=True)):
         check = check_output(f"out{k}", got, want, mode)
         assert check.passed, check.summary()
+
+
+def assert_int8_emulated(fn, data: bytes, inputs) -> None:
+    """The simulated int8 outputs of the binary `data` (compiled from `fn`, int8 I/O)
+    equal, bit for bit, the documented int8 semantics (sim/reference_int8.py) on the same
+    quantised inputs."""
+    with Simulator.load(data) as sim:
+        device = [to_device(x, desc) for x, desc in zip(inputs, sim.inputs, strict=True)]
+        raw, _ = sim.run_device(device)
+    values = reference_int8.emulate(fn, device)
+    for k, (value, got) in enumerate(zip(fn.body.block.last_op.operands, raw, strict=True)):
+        want = values[value][0].reshape(got.shape)
+        differ = np.flatnonzero(want != got)
+        assert differ.size == 0, (
+            f"output {k}: {differ.size} of {got.size} int8 codes differ from the documented "
+            f"semantics, first at flat index {differ[0]}: simulated {got.flat[differ[0]]}, "
+            f"emulated {want.flat[differ[0]]}")
 
 
 def _footprint(dims, strides) -> int:

@@ -4,7 +4,8 @@ For every generated layer: the compiled program never needs more OCM than the ti
 DMA stays inside its OCM buffer slot and its DRAM tensor (checked statically before
 allocation), the binary passes the simulator's load-time validation, every data dependency
 is covered by a token or a barrier (the simulator's dependency checker runs and would raise),
-and the result matches the reference executor under the fp16 rule (or the int8 rule).
+and the result matches the reference executor under the fp16 rule (or the int8 rule); int8
+outputs also equal the documented int8 semantics bit for bit (sim/reference_int8.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from backend_helpers import (
     add,
     assert_accepted,
+    assert_int8_emulated,
     check_static,
     layer_module,
     rng_inputs,
@@ -149,6 +151,8 @@ def test_random_layers_compile_within_ocm_and_run_without_hazards(case, tiles, o
         out, report = sim.run(inputs)
     assert report["cycles"] >= report["traffic_roofline_cycles"]
     assert_accepted(out, ref, mode)
+    if mode == "int8":
+        assert_int8_emulated(fn, data, inputs)
 
 
 @st.composite
@@ -162,15 +166,16 @@ def vector_case(draw):
 
 @settings(max_examples=20, deadline=None)
 @given(case=vector_case(), tiles=st.sampled_from([1, 2, 4, 8]),
-       ocm=st.sampled_from(OCM_CHOICES))
+       ocm=st.sampled_from(OCM_CHOICES), mode=st.sampled_from(["fp16", "int8"]))
 @example(case={"shape": (2, 3, 2, 4), "broadcast": "c", "extra": 1, "fc_out": 2,
-               "perm": [2, 3, 1]}, tiles=1, ocm=OCM_CHOICES[0])  # FC output cancels
-def test_random_vector_layers(case, tiles, ocm):
+               "perm": [2, 3, 1]}, tiles=1, ocm=OCM_CHOICES[0], mode="fp16")  # FC cancels
+def test_random_vector_layers(case, tiles, ocm, mode):
     """Sum (with broadcasting), concat, transpose, global pool and FC on random shapes.
 
-    The transpose output is judged against the reference executor; the FC output against
-    the FC of the simulator's own (fp16) transpose output, because its reduction may cancel
-    and amplify the fp16 rounding of the layers before it beyond any relative rule."""
+    fp16: the transpose output is judged against the reference executor; the FC output
+    against the FC of the simulator's own (fp16) transpose output, because its reduction
+    may cancel and amplify the fp16 rounding of the layers before it beyond any relative
+    rule. int8: both outputs equal the documented int8 semantics bit for bit."""
     n, h, w, c = case["shape"]
     fc_weights = []
     b_shape = {"none": (n, h, w, c), "c": (1, 1, 1, c), "hw1": (n, h, w, 1)}[case["broadcast"]]
@@ -190,14 +195,18 @@ def test_random_vector_layers(case, tiles, ocm):
         return [tr, fc]
 
     module, fn = layer_module([case["shape"], b_shape, (n, h, w, case["extra"])], build)
-    quantize_function(fn, "fp16")
+    inputs = [_fp16(x) for x in rng_inputs(fn)]
+    ranges = activation_ranges(fn, [inputs]) if mode == "int8" else None
+    quantize_function(fn, mode, ranges=ranges)
     split_function(fn, Machine(tiles=tiles))
     model = convert_function(fn, Machine(ocm_bytes=ocm[0], page_bytes=ocm[1]))
     check_static(model)
     allocate_ocm(model)
     assert model.ocm_end is not None and model.ocm_end.value.data <= ocm[0]
     schedule(model)
-    inputs = [_fp16(x) for x in rng_inputs(fn)]
+    if mode == "int8":
+        assert_int8_emulated(fn, to_model_binary(model).to_bytes(), inputs)
+        return
     ref = run_function(module, inputs, func_name=fn.sym_name.data)
     with Simulator.load(to_model_binary(model).to_bytes()) as sim:
         out, _ = sim.run(inputs)

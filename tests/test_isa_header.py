@@ -81,7 +81,7 @@ def test_enums_agree(enum_name):
 FAMILY_ENUMS = {
     "DMA": "mlip_dma_arg", "CONV": "mlip_conv_arg", "GEMM": "mlip_gemm_arg",
     "POOL": "mlip_pool_arg", "ELT": "mlip_elt_arg", "VEC": "mlip_vec_arg",
-    "BARRIER": "mlip_barrier_arg",
+    "BARRIER": "mlip_barrier_arg", "TCOPY": "mlip_tile_copy_arg",
 }
 
 
@@ -157,7 +157,7 @@ def test_cffi_cdef_repeats_the_c_api_exactly():
 
 
 def test_machine_record_fields_agree():
-    """mlip_machine's fields, in order, are `MACHINE_FIELDS` plus reserved[2]; each is a
+    """mlip_machine's fields, in order, are `MACHINE_FIELDS` plus reserved[1]; each is a
     field of `Machine` (mrvl/machine.py), and the double is where the struct format says."""
     from dataclasses import fields
 
@@ -167,9 +167,9 @@ def test_machine_record_fields_agree():
     body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
     decls = [line.split() for line in body.split(";") if line.strip()]
     names = [decl[-1] for decl in decls]
-    assert names == [*isa.MACHINE_FIELDS, "reserved[2]"]
+    assert names == [*isa.MACHINE_FIELDS, f"reserved[{isa.MACHINE_RESERVED}]"]
     assert [decl[0] for decl in decls if decl[-1] == "dram_bytes_per_cycle"] == ["double"]
     assert {decl[0] for decl in decls if decl[-1] in isa.MACHINE_FIELDS} == {"uint32_t", "double"}
     assert set(isa.MACHINE_FIELDS) == {f.name for f in fields(Machine)}
-    assert isa.MACHINE_STRUCT.format == "<8Id6I2Q"
+    assert isa.MACHINE_STRUCT.format == "<8Id8IQ"
     assert isa.MACHINE_FIELDS.index("dram_bytes_per_cycle") == 8

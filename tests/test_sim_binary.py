@@ -109,10 +109,12 @@ def test_bad_version_rejected():
     data = bytearray(SEEDS[0])
     data[4:6] = (2).to_bytes(2, "little")
     refresh_crcs(data)
-    _reject(bytes(data), r"unsupported version 2\.1")
-    data[4:8] = (1).to_bytes(2, "little") + (0).to_bytes(2, "little")
-    refresh_crcs(data)
-    _reject(bytes(data), r"version 1\.0 predates the machine record of 1\.1; recompile")
+    _reject(bytes(data), r"unsupported version 2\.2")
+    for minor in (0, 1):  # 1.0: no machine record; 1.1: no tile-link fields in it
+        data[4:8] = (1).to_bytes(2, "little") + minor.to_bytes(2, "little")
+        refresh_crcs(data)
+        _reject(bytes(data),
+                rf"version 1\.{minor} predates the machine record of format 1\.2; recompile")
 
 
 def _rewrite(data: bytes, key, index: int, **changes) -> bytes:
@@ -287,6 +289,9 @@ def _machine_field(data: bytearray, name: str, value) -> bytes:
     ("int8_speedup", 0, "int8_speedup"),
     ("clock_mhz", 0, "clock_mhz"),
     ("barrier_latency", 0xFFFFFFFF, "barrier_latency"),
+    ("link_bytes_per_cycle", 0, "link_bytes_per_cycle"),
+    ("link_bytes_per_cycle", 1 << 17, "link_bytes_per_cycle"),
+    ("link_latency", 1_000_001, "link_latency"),
     ("tiles", 2, "tiles"),
     ("page_bytes", 4096, "page_bytes"),
     ("ocm_bytes", 1000, "ocm_bytes"),
