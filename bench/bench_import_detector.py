@@ -36,7 +36,7 @@ def main() -> None:
     from mrvl.dialects import graph
     from mrvl.frontend import onnx_import
     from mrvl.models.ssd_export_detector import NUM_ANCHORS, ssd_export_detector
-    from mrvl.sim import api
+    from mrvl.driver import api
 
     model = ssd_export_detector(batch=1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -138,6 +138,14 @@ def onnx_elem_type(element: Attribute) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(graph.numpy_dtype(element))
 
 
+def _has_onnx_type(element: Attribute) -> bool:
+    try:
+        onnx_elem_type(element)
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------------------
 # Tensors and attributes
 # --------------------------------------------------------------------------------------
@@ -1379,7 +1387,7 @@ class _Importer:
         for name, v in zip(names, inputs):
             if v is None:
                 continue
-            if not isinstance(v.type, TensorType) or v.type.element_type not in _ELEMENT_TO_ONNX:
+            if not isinstance(v.type, TensorType) or not _has_onnx_type(v.type.element_type):
                 self.local_cache[key] = {}
                 return {}
             arr = self._small_const(v)

@@ -37,7 +37,8 @@ from mrvl.models.ssd_export_detector import (
     PRE_NMS_TOP_K,
     ssd_export_detector,
 )
-from mrvl.sim import acceptance, api
+from mrvl.driver import api
+from mrvl.sim import acceptance
 
 
 def _import_counting(model: onnx.ModelProto):
