@@ -16,9 +16,10 @@ by barriers), so every layer starts again from an empty OCM.
 Weight prefetch (`prefetch=True`, the default; `weight_bases`): the weights of layer L+1
 are placed disjoint from every buffer of the layer L before it (the previous layer that has
 buffers), so that `mlip-dma-schedule` may load them while L computes. The weights base of
-L+1 is the first of: page 0, just above L's weights, just below the scratch of L and L+1,
-whose range is disjoint from L's weights and ends below both layers' scratch; when none is,
-the base is 0 (that boundary is not prefetched). The model's range (`ocm_end`) is the
+L+1 is the first of page 0 (below L's weights) and the page just above L's weights whose
+range is disjoint from L's weights and ends below both layers' scratch; when neither is, the
+base is 0 (that boundary is not prefetched). So the weights of consecutive layers alternate
+between page 0 and a region stacked above the previous layer's weights. The model's range (`ocm_end`) is the
 largest of each layer's need and of each boundary's need `weights(L) + weights(L+1) +
 max(scratch(L), scratch(L+1))` that fits `ocm_size`. With `prefetch=False` every base is 0
 and the range is the largest layer's need. Every tile uses the same placement (a layer's blocks are the same size on every
@@ -86,10 +87,10 @@ def weight_bases(needs: dict[int, tuple[int, int]], top: int) -> dict[int, int]:
         if prev is not None and weights > 0:
             prev_base, prev_weights, prev_scratch = prev
             limit = top - max(prev_scratch, scratch)
-            for candidate in (0, prev_base + prev_weights, limit - weights):
+            for candidate in (0, prev_base + prev_weights):
                 disjoint = (candidate + weights <= prev_base
                             or candidate >= prev_base + prev_weights)
-                if candidate >= 0 and candidate + weights <= limit and disjoint:
+                if candidate + weights <= limit and disjoint:
                     base = candidate
                     break
         bases[index] = base
