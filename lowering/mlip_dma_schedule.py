@@ -47,8 +47,9 @@ the barrier and pushes to compute). Why every hazard stays covered (docs/isa.md 
   earlier layers; they happen-before the barrier that ends the layer before the current
   one, whose token the tile's first DMA_IN op of the current layer pops (its first load, or
   the relaying NOP of a tile without blocks), and that op precedes the hoisted loads in DMA_IN
-  program order (before the first barrier nothing has touched the OCM). The next layer's
-  own accesses to its weights are ordered after the loads as above.
+  program order (before the first barrier only earlier sections and inferences touched the
+  OCM, and they happen-before). The next layer's own accesses to its weights are ordered
+  after the loads as above.
 
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input

@@ -13,17 +13,19 @@ scratch (activation blocks) from the top of the model's OCM range downwards. Buf
 reused by liveness: a layer's buffers live only while the layer runs (layers are separated
 by barriers), so every layer starts again from an empty OCM.
 
-Weight prefetch (`prefetch=True`, the default; `weight_bases`): the weights of layer L+1
-are placed disjoint from every buffer of the layer L before it (the previous layer that has
-buffers), so that `mlip-dma-schedule` may load them while L computes. The weights base of
-L+1 is the first of page 0 (below L's weights) and the page just above L's weights whose
-range is disjoint from L's weights and ends below both layers' scratch; when neither is, the
-base is 0 (that boundary is not prefetched). So the weights of consecutive layers alternate
-between page 0 and a region stacked above the previous layer's weights. The model's range (`ocm_end`) is the
-largest of each layer's need and of each boundary's need `weights(L) + weights(L+1) +
-max(scratch(L), scratch(L+1))` that fits `ocm_size`. With `prefetch=False` every base is 0
-and the range is the largest layer's need. Every tile uses the same placement (a layer's blocks are the same size on every
-tile). Allocating again gives the same addresses (the pass is idempotent), before or after
+Weight prefetch (`prefetch=True`, the default; `weight_bases`, `prefetch_top`): the
+weights of layer L+1 are placed disjoint from every buffer of the layer L before it (the
+previous layer that has buffers), so that `mlip-dma-schedule` may load them while L
+computes. The weights base of L+1 is the first of page 0 (below L's weights) and the page
+just above L's weights whose range is disjoint from L's weights and ends below both layers'
+scratch; when neither is, the base is 0 (that boundary is not prefetched). So the weights of
+consecutive layers alternate between page 0 and a region stacked above the previous layer's
+weights. The model's range (`ocm_end`) is the largest of each layer's need and of each
+boundary's need `weights(L) + weights(L+1) + max(scratch(L), scratch(L+1))` that fits
+`ocm_size`. With `prefetch=False` every base is 0 and the range is the largest layer's need.
+
+Every tile uses the same placement (a layer's blocks are the same size on every tile).
+Allocating again gives the same addresses (the pass is idempotent), before or after
 `mlip-dma-schedule`.
 
 Invariant (checked here, a CompileError otherwise): no layer uses more than `ocm_size` bytes,
