@@ -58,9 +58,11 @@ def backend_passes(
     ranges: Ranges | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    prefetch: bool = True,
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
-    functions, lowering passes from mrvl to a scheduled `mlip.model`)."""
+    functions, lowering passes from mrvl to a scheduled `mlip.model`); `prefetch=False`
+    keeps every layer's weight loads behind the barrier before it."""
     annotate: list[ModulePass] = [
         MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
         MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
@@ -70,8 +72,8 @@ def backend_passes(
         ConvertMrvlToMlipPass(ocm_size=machine.ocm_bytes, page_size=machine.page_bytes,
                               input_names=tuple(input_names or ()),
                               output_names=tuple(output_names or ()), machine=machine),
-        MlipOcmAllocPass(),
-        MlipDmaSchedulePass(),
+        MlipOcmAllocPass(prefetch=prefetch),
+        MlipDmaSchedulePass(prefetch=prefetch),
     ]
     return annotate, lower
 
@@ -86,19 +88,21 @@ def compile_function(
     model_id: int = 0,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    prefetch: bool = True,
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function for `machine` through the backend pipeline
     (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks
     sized to `machine.ocm_bytes` in pages of `machine.page_bytes`, tile splits ranked by its
     timing; the binary records it. int8 needs the activation `ranges`
     (driver/calibration.py); `input_names` / `output_names` name the binary's I/O tensors
-    (default: the function's). The annotation passes run on `fn` (annotated in place, left
+    (default: the function's); `prefetch=False` turns off the weight prefetch across layer
+    boundaries (mlip-dma-schedule). The annotation passes run on `fn` (annotated in place, left
     where it is), the lowering passes on a copy of it."""
     if not isinstance(machine, Machine):
         raise CompileError(f"machine: expected a Machine, got {type(machine).__name__}")
     annotate, lower = backend_passes(
         machine=machine, quantize=quantize, io_dtype=io_dtype, ranges=ranges,
-        input_names=input_names, output_names=output_names)
+        input_names=input_names, output_names=output_names, prefetch=prefetch)
     with _collector_paused():
         return _compile(fn, annotate, lower, model_id)
 

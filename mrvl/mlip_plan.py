@@ -110,7 +110,8 @@ class DramTensor:
 @dataclass
 class OcmBuffer:
     """A layer's OCM buffer: `slots` copies of `size` bytes. `kind` "weights" (allocated
-    from the low pages) or "scratch" (from the top). `addrs[slot]` once allocated."""
+    upwards from the layer's weights base, page 0 without weight prefetch) or "scratch"
+    (from the top). `addrs[slot]` once allocated."""
 
     name: str
     size: int
