@@ -205,6 +205,9 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
             raise CompileError(f"model file '{model}' is a directory, expected an .onnx file")
         if not model.is_file():
             raise CompileError(f"model file '{model}' does not exist")
+        from mrvl.driver.build_dir import check_output_dir
+
+        out_dir = check_output_dir(out_dir)
     module = import_model(model, input_shapes=input_shapes,
                           batch_size=options.partition.batch_size)
     result = CompileResult(Stage.IMPORT, module)
@@ -217,7 +220,13 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
     if stop_after is Stage.PARTITION:
         return result
     assert out_dir is not None and isinstance(model, Path)
-    _build(model, Path(out_dir), options, stop_after, result)
+    from mrvl.driver.build_dir import staged_build_dir
+
+    out = Path(out_dir)
+    with staged_build_dir(out) as staging:
+        _build(model, staging, options, stop_after, result)
+    result.out_dir = out
+    result.pairs = [(out / nodes.name, out / consts.name) for nodes, consts in result.pairs]
     return result
 
 
@@ -229,12 +238,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
     from mrvl.lowering.mrvl_json import write_json_pair
     from mrvl.lowering.offload_report import write_report
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CompileError(f"cannot create the build directory '{out}': {error}") from None
     module = result.module
-    result.out_dir = out
     model_inputs, model_outputs, steps = plan_steps(module)
     per_call: list[dict[str, list[np.ndarray]]] = []
     if options.quantize == "int8" and stop_after.index >= Stage.MLIP.index:
@@ -287,6 +291,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
         "model": {"onnx": "model.onnx", "inputs": model_inputs, "outputs": model_outputs},
         "options": options.manifest_options(),
         "steps": [_ordered_step(s) for s in steps],
+        "artifacts": artifact_digests(out),
     }
     (out / "manifest.json").write_text(json.dumps(result.manifest, indent=1) + "\n")
     result.stage = Stage.BINARY
@@ -519,6 +524,19 @@ def copy_model(onnx_path: Path, out: Path) -> None:
         except OSError as error:
             raise CompileError(f"model '{onnx_path}': cannot copy its external data "
                                f"'{source}': {error.strerror}") from None
+
+
+def artifact_digests(out: Path) -> dict[str, dict[str, int]]:
+    """Size and CRC32C of every file under `out` (the manifest's `artifacts`; the runtime
+    refuses a build whose files do not match them)."""
+    from mrvl.files import file_digest
+
+    digests = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            size, crc = file_digest(path)
+            digests[path.relative_to(out).as_posix()] = {"size": size, "crc32c": crc}
+    return digests
 
 
 def _ordered_step(step: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError
+from mrvl.files import OutputFileError, atomic_output, check_output_path
 
 HELP = "run a compiled build directory end to end (accelerator simulated, CPU on onnxruntime)"
 
@@ -96,11 +97,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise MrvlError(f"--threads must be at least 1, got {args.threads}")
+    for path, what in ((args.output, "outputs"), (args.trace, "trace")):
+        if path is not None:
+            check_output_path(path, what)
     manifest = load_manifest(args.build)
     inputs = load_inputs(args.inputs, [s.name for s in manifest.inputs])
     with CompiledModel(manifest, threads=args.threads) as model:
         result = model.run(inputs, trace=args.trace)
-    save_run_report(args.build, result)
+    try:
+        save_run_report(args.build, result)
+    except OutputFileError as error:  # a read-only build still runs
+        print(f"mrvl run: warning: {error}; `mrvl report` will not show this run",
+              file=sys.stderr)
     for name, arr in result.outputs.items():
         print(f"output {name}: {arr.dtype} {list(arr.shape)}")
     accel = [s for s in result.steps if s.kind == "accelerator"]
@@ -113,10 +121,9 @@ def run(args: argparse.Namespace) -> int:
         for step in accel:
             print(format_perf(step.report, step.symbol))
     if args.output is not None:
-        try:
-            np.savez(args.output, **result.outputs)
-        except OSError as error:
-            raise MrvlError(f"cannot write outputs to '{args.output}': {error}") from None
+        with atomic_output(args.output, "outputs") as temporary:
+            with open(temporary, "wb") as handle:  # a file object: numpy adds no suffix
+                np.savez(handle, **result.outputs)
         print(f"wrote {args.output}")
     if not args.check:
         return 0
