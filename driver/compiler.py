@@ -479,6 +479,8 @@ def subgraph_inputs(module: ModuleOp, feeds: Sequence[np.ndarray]) -> dict[str, 
 def _rename_onnx_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequence[str]
                     ) -> None:
     """Rename the graph inputs / outputs of an exported CPU model to the manifest names."""
+    from mrvl.frontend.onnx_export import rename_references
+
     graph_proto = model.graph
     mapping = {}
     for vi, name in zip(graph_proto.input, inputs, strict=True):
@@ -494,6 +496,9 @@ def _rename_onnx_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequ
             node.input[i] = mapping.get(n, n)
         for i, n in enumerate(node.output):
             node.output[i] = mapping.get(n, n)
+        for attr in node.attribute:  # If / Loop / Scan bodies read outer names too
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
+                rename_references(sub, mapping)
 
 
 def copy_model(onnx_path: Path, out: Path) -> None:

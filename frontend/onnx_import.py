@@ -1253,6 +1253,8 @@ class _Importer:
             return None
         if node.op_type in ("Constant", "Identity") and len(node.input) == 0:
             return None
+        if outer_scope_names(node):  # its subgraphs read values the fold would not give
+            return None
         from onnx.reference import ReferenceEvaluator
 
         names = [f"in{i}" if a is not None else "" for i, a in enumerate(arrays)]
@@ -1456,6 +1458,8 @@ class _Importer:
                         t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
                     self.types[name] = t
         result_types = [self.types[o] for o in out_names]
+        outer_names = outer_scope_names(node)
+        outer_values = [self.value(name, node_label) for name in outer_names]
         operands = [v for v in inputs if v is not None]
         input_indices = [i for i, v in enumerate(inputs) if v is not None]
         output_indices = [i for i, o in enumerate(node.output) if o]
@@ -1465,9 +1469,9 @@ class _Importer:
             a.name: onnx_attribute_to_ir(a, f"node '{node_label}' attribute '{a.name}'")
             for a in node.attribute
         }
-        op = graph.OnnxOp(operands, result_types, op_type=node.op_type, domain=domain,
-                          opset=opset, attrs=attrs, input_indices=input_indices,
-                          output_indices=output_indices)
+        op = graph.OnnxOp([*operands, *outer_values], result_types, op_type=node.op_type,
+                          domain=domain, opset=opset, attrs=attrs, input_indices=input_indices,
+                          output_indices=output_indices, outer_names=outer_names)
         op.attributes["onnx_node"] = StringAttr(node_label)
         self.add(op)
         return list(op.results)
@@ -1503,7 +1507,8 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
     available = set(defined)
     in_order = True
     for node in nodes:
-        if any(name and name not in available for name in node.input):
+        if any(name and name not in available
+               for name in (*node.input, *outer_scope_names(node))):
             in_order = False
             break
         available.update(node.output)
@@ -1513,7 +1518,7 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
     sorter: TopologicalSorter[int] = TopologicalSorter()
     for index, node in enumerate(nodes):
         sorter.add(index)
-        for name in node.input:
+        for name in (*node.input, *outer_scope_names(node)):
             if not name or name in defined:
                 continue
             if name not in producer:
@@ -1538,6 +1543,35 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
         order.append((index, nodes[index]))
         sorter.done(index)
     return order
+
+
+def _subgraphs(node: NodeProto) -> list[onnx.GraphProto]:
+    return [g for a in node.attribute
+            for g in ([a.g] if a.type == AttributeProto.GRAPH else list(a.graphs))]
+
+
+def outer_scope_names(node: NodeProto) -> list[str]:
+    """The names the subgraphs of `node` (If, Loop, Scan; at any depth) read from the graph
+    around the node, in first-use order."""
+    found: list[str] = []
+
+    def visit(g: onnx.GraphProto, defined: set[str]) -> None:
+        local = set(defined) | {i.name for i in g.input} | {t.name for t in g.initializer}
+        local |= {t.values.name for t in g.sparse_initializer}
+        for n in g.node:
+            for name in n.input:
+                if name and name not in local and name not in found:
+                    found.append(name)
+            for sub in _subgraphs(n):
+                visit(sub, local)
+            local.update(n.output)
+        for output in g.output:
+            if output.name not in local and output.name not in found:
+                found.append(output.name)
+
+    for sub in _subgraphs(node):
+        visit(sub, set())
+    return found
 
 
 def _remove_dead_ops(block: Block) -> None:
