@@ -106,6 +106,17 @@ class CompileOptions:
 
     def __post_init__(self) -> None:
         """Options are checked before anything is read or written."""
+        if self.quantize not in ("fp16", "int8"):
+            raise CompileError(f"quantize must be 'fp16' or 'int8', got {self.quantize!r}")
+        if self.calibration is not None and self.quantize != "int8":
+            raise CompileError("--calibration applies to --quantize int8 only (fp16 needs no "
+                               "calibration); drop it or add --quantize int8")
+        if isinstance(self.calibration, str | Path):
+            path = Path(self.calibration)
+            if path.is_dir():
+                raise CompileError(f"--calibration: '{path}' is a directory, expected an .npz")
+            if not path.is_file():
+                raise CompileError(f"--calibration: file '{path}' does not exist")
         if self.machine.tiles not in VALID_TILES:
             raise CompileError(f"--num-tiles (or --machine tiles=): the compiler splits work "
                                f"across one of {list(VALID_TILES)} tiles, got "

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError
-from mrvl.files import OutputFileError, atomic_output, check_output_path
+from mrvl.files import OutputFileError, atomic_output, check_output_path, read_arrays
 
 HELP = "run a compiled build directory end to end (accelerator simulated, CPU on onnxruntime)"
 
@@ -52,30 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def load_inputs(path: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:
     """Read .npz (keys = input names) or .npy (single-input models); raises RuntimeInputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise RuntimeInputError(f"input file '{path}' does not exist")
-    try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if len(input_names) != 1:
-                raise RuntimeInputError(
-                    f"'{path}' holds one array but the model has inputs {input_names}; give "
-                    "an .npz keyed by input name"
-                )
-            return {input_names[0]: arr}
-        # open the file here: numpy leaks its own handle when the archive is corrupt
-        with open(path, "rb") as handle:
-            data = np.load(handle, allow_pickle=False)
-            if not hasattr(data, "files"):
-                raise RuntimeInputError(f"'{path}' is not an .npz archive")
-            with data:
-                return {name: data[name] for name in data.files}
-    except RuntimeInputError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise RuntimeInputError(f"cannot read inputs from '{path}': {error} (expected an .npz "
-                                "keyed by input name, or an .npy)") from None
+    arrays = read_arrays(path, "--inputs", RuntimeInputError, allow_npy=True)
+    if isinstance(arrays, dict):
+        return arrays
+    if len(input_names) != 1:
+        raise RuntimeInputError(f"'{path}' holds one array but the model has inputs "
+                                f"{input_names}; give an .npz keyed by input name")
+    return {input_names[0]: arrays}
 
 
 def format_perf(report: dict, symbol: str) -> str:

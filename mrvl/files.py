@@ -7,6 +7,7 @@ failure one `MrvlError` line.
 - `write_bytes(path, data)` / `write_text(path, text)`: the same for data in memory.
 - `file_digest(path)`: (size, CRC32C) of a file, read in chunks (the manifest records them).
 - `os_error_text(error)`: the short reason of an `OSError` ("No space left on device").
+- `read_arrays(path, what)`: the numeric arrays of an .npz (or .npy), every fault one line.
 
 Invariant: `path` itself is only ever renamed onto, never opened for writing, so a symlink at
 `path` is replaced, not written through; a directory at `path` is refused.
@@ -17,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import crc32c as _crc32c
 
@@ -101,5 +104,55 @@ def file_digest(path: str | Path) -> tuple[int, int]:
     return size, crc
 
 
-__all__ = ["OutputFileError", "atomic_output", "check_output_path", "file_digest", "os_error_text",
-           "write_bytes", "write_text"]
+__all__ = ["OutputFileError", "atomic_output", "check_output_path", "file_digest",
+           "os_error_text", "read_arrays", "write_bytes", "write_text"]
+
+
+_NPZ_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_arrays(path: str | Path, what: str, error: type[MrvlError] = MrvlError,
+                allow_npy: bool = False) -> dict[str, Any] | Any:
+    """The arrays of an .npz (name -> array), or with `allow_npy` the array of an .npy;
+    every way the file can be wrong is one `error` line naming `what` (e.g. "--inputs").
+    Arrays must be numeric (bool, integer or floating)."""
+    import numpy as np
+
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{what}: '{path}' is a directory, expected an .npz file")
+    if not path.is_file():
+        raise error(f"{what}: input file '{path}' does not exist")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_NPY_MAGIC))
+            handle.seek(0)
+            if head.startswith(_NPY_MAGIC) and allow_npy:
+                return _numeric(np.load(handle, allow_pickle=False), f"{what}: '{path}'", error)
+            if head.startswith(_NPY_MAGIC):
+                raise error(f"{what}: '{path}' is not an .npz archive but an .npy file (one "
+                            "array); give an .npz keyed by input name (numpy.savez)")
+            if not head.startswith(_NPZ_MAGIC):
+                raise error(f"{what}: '{path}' is not an .npz archive (write it with "
+                            "numpy.savez, one array per input)")
+            with np.load(handle, allow_pickle=False) as data:
+                return {name: _numeric(data[name], f"{what}: '{path}': array '{name}'", error)
+                        for name in data.files}
+    except MrvlError:
+        raise
+    except ValueError as failure:
+        if "pickle" in str(failure):
+            raise error(f"{what}: '{path}' holds object (pickled) arrays, which mrvl does not "
+                        "load; save numeric arrays") from None
+        raise error(f"{what}: cannot read '{path}': {failure}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as failure:
+        reason = failure.strerror if isinstance(failure, OSError) and failure.strerror else (
+            failure)
+        raise error(f"{what}: cannot read '{path}': {reason} (a damaged .npz)") from None
+
+
+def _numeric(array: Any, where: str, error: type[MrvlError]) -> Any:
+    if array.dtype.kind not in "biuf":
+        raise error(f"{where} is not numeric (dtype {array.dtype})")
+    return array

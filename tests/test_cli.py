@@ -166,11 +166,12 @@ def test_bad_inputs(build, work, x, capsys):
     _one_line_error(capsys, ["report", str(work)], "not a build directory")
     garbage = work / "garbage.npz"
     garbage.write_bytes(b"not an npz")
-    _one_line_error(capsys, ["run", str(build), "--inputs", str(garbage)], "cannot read inputs")
+    _one_line_error(capsys, ["run", str(build), "--inputs", str(garbage)],
+                    "is not an .npz archive")
     broken_zip = work / "broken.npz"
     broken_zip.write_bytes(b"PK\x03\x04 a truncated zip archive")
     _one_line_error(capsys, ["run", str(build), "--inputs", str(broken_zip)],
-                    "cannot read inputs")
+                    "cannot read")
 
 
 def test_malformed_model_subprocess(work):
