@@ -148,8 +148,9 @@ def format_report(data: dict[str, Any]) -> str:
 def show(build_dir: str | Path, out: str | Path) -> Path:
     """Picture of the build's partition: DOT, or SVG when `out` ends in .svg and Graphviz is
     installed (else the DOT text is written next to it). Returns the written path."""
-    from mrvl.lowering.partition_dot import write_picture
+    from mrvl.lowering.partition_dot import check_picture_path, write_picture
 
+    check_picture_path(out)
     manifest = load_manifest(build_dir)
     if not manifest.model_onnx.is_file():
         raise MrvlError(f"'{manifest.model_onnx}' is missing: cannot draw the partition")

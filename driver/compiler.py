@@ -251,6 +251,11 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
 
     module = result.module
     model_inputs, model_outputs, steps = plan_steps(module)
+    for spec in (*model_inputs, *model_outputs):
+        if spec["dtype"] == "bfloat16":
+            raise CompileError(f"model input/output '{spec['name']}' is bfloat16, which numpy "
+                               "(and so an .npz of inputs or outputs) cannot hold; give the "
+                               "model float32 or float16 inputs and outputs")
     per_call: list[dict[str, list[np.ndarray]]] = []
     if options.quantize == "int8" and stop_after.index >= Stage.MLIP.index:
         from mrvl.driver.calibration import InputSpec, calibration_sets
