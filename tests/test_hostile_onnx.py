@@ -156,3 +156,67 @@ def test_outer_scope_operands_in_the_ir(make):
     (expected,) = session.run(None, {"x": x})
     (got,) = run_function(parsed, [x])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def _plain(nodes, inits=(), x_shape=(1, 3, 8, 8), ir_version=8) -> onnx.ModelProto:
+    """A model as a careless exporter might write it (not checked here)."""
+    return helper.make_model(
+        helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, list(x_shape))],
+                          [helper.make_tensor_value_info("y", F, None)],
+                          initializer=list(inits)),
+        opset_imports=[helper.make_opsetid("", 17)], ir_version=ir_version)
+
+
+def _weight(dtype=np.float32):
+    return onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), dtype), "w")
+
+
+INVALID = {
+    "relu-two-inputs": (_plain([helper.make_node("Relu", ["x", "x"], ["y"])]),
+                        "input size 2 not in range"),
+    "duplicate-outputs": (_plain([helper.make_node("Relu", ["x"], ["y"]),
+                                  helper.make_node("Sigmoid", ["x"], ["y"])]),
+                          "single static assignment"),
+    "negative-pads": (_plain([helper.make_node("Conv", ["x", "w"], ["y"], pads=[-1] * 4)],
+                             [_weight()]), "pads must be >= 0"),
+    "zero-stride": (_plain([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2],
+                                             strides=[0, 1])]), "strides must be >= 1"),
+    "fp64-weight": (_plain([helper.make_node("Conv", ["x", "w"], ["y"])],
+                           [_weight(np.float64)]), "must have one type"),
+    "ir-version-99": (_plain([helper.make_node("Relu", ["x"], ["y"])], ir_version=99),
+                      "ir_version 99"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_onnx_is_refused_before_writing(name, tmp_path, capsys):
+    model, needle = INVALID[name]
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, path)
+    out = tmp_path / "build"
+    one_line_error(capsys, ["compile", str(path), "-o", str(out)], needle)
+    assert not out.exists()
+
+
+def test_size_limit_is_refused_at_once(tmp_path, capsys):
+    import time
+
+    model = _plain([helper.make_node("Conv", ["x", "w"], ["y"])], [_weight()],
+                   x_shape=(1, 3, 100000, 100000))
+    path = tmp_path / "huge.onnx"
+    onnx.save(model, path)
+    start = time.perf_counter()
+    one_line_error(capsys, ["compile", str(path), "-o", str(tmp_path / "b")],
+                   "beyond the limit of 4 GiB per tensor")
+    assert time.perf_counter() - start < 10  # was ~100 s and 7 GB before failing
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff" * 50, b"hello world\n",
+                                     b"<ir_version: 8>\nbroken graph {"],
+                         ids=["empty", "binary", "text", "onnx-text-typo"])
+def test_garbage_files(content, tmp_path, capsys):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(content)
+    one_line_error(capsys, ["compile", str(path), "-o", str(tmp_path / "b")], "model.onnx")
+    one_line_error(capsys, ["show", str(path)], "model.onnx")
+    assert not (tmp_path / "b").exists()
