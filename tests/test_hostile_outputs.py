@@ -159,3 +159,13 @@ def test_bfloat16_model_inputs_are_refused(work, capsys):
                                 ir_version=8), path)
     one_line_error(capsys, ["compile", str(path), "-o", str(work / "bf16-build")], "bfloat16")
     assert not (work / "bf16-build").exists()
+
+
+@pytest.mark.parametrize("argv", [["compile", "m.onnx", "-o", "b", "--num-tiles", "3"],
+                                  ["run"], ["bogus-verb"], ["show", "--no-such-option", "m"]])
+def test_usage_errors_are_two_lines(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("usage: mrvl") and "error:" in lines[1]
