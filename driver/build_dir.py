@@ -51,25 +51,21 @@ def _marker_files(out: Path) -> set[str] | None:
 
 
 def _foreign_entries(out: Path, ours: set[str]) -> list[str]:
-    """Entries of `out` (recursively) that a compile did not write."""
+    """Entries of `out` (recursively, symlinks not followed) that a compile did not write."""
     foreign = []
-    allowed_dirs = {str(Path(f).parent) for f in ours}
     for dirpath, dirnames, filenames in os.walk(out):
         here = Path(dirpath)
-        for name in sorted(dirnames):
-            relative = str((here / name).relative_to(out))
-            if (here / name).is_symlink() or not any(
-                    d == relative or d.startswith(relative + os.sep) for d in allowed_dirs):
-                foreign.append(relative + "/")
-        dirnames[:] = [d for d in dirnames if (str((here / d).relative_to(out)) + "/")
-                       not in foreign]
-        for name in sorted(filenames):
+        for name in sorted(dirnames + filenames):
             path = here / name
-            relative = str(path.relative_to(out))
-            later = here == out and name in LATER_FILES
+            relative = path.relative_to(out).as_posix()
             if relative == MARKER:
                 continue
-            if path.is_symlink() or not path.is_file() or not (relative in ours or later):
+            if path.is_symlink():
+                foreign.append(relative)
+            elif path.is_dir():
+                if not any(f.startswith(relative + "/") for f in ours):
+                    foreign.append(relative + "/")
+            elif not (relative in ours or (here == out and name in LATER_FILES)):
                 foreign.append(relative)
     return foreign
 
@@ -142,7 +138,8 @@ def staged_build_dir(out: str | Path) -> Iterator[Path]:
                            f"{os_error_text(error)}") from None
     try:
         yield staging
-        files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")
+                       if p.is_file())
         (staging / MARKER).write_text(json.dumps({"files": files}, indent=1) + "\n")
         os.chmod(staging, 0o777 & ~_umask())
         _swap_in(staging, out)

@@ -161,3 +161,34 @@ def test_paths_that_are_directories(build, tmp_path, capsys):
     (build / "manifest.json").unlink()
     (build / "manifest.json").mkdir()
     one_line_error(capsys, ["run", str(build), "--inputs", x], "manifest")
+
+
+def test_external_data_in_a_subdirectory_rebuilds(tmp_path, capsys):
+    """External data files (here in a subdirectory) are ours: listed in the marker and in the
+    artifacts, so a rebuild may replace them, and a swapped data file is refused."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight]),
+        opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    src = tmp_path / "src"
+    (src / "weights").mkdir(parents=True)
+    onnx.save(model, src / "m.onnx", save_as_external_data=True, location="weights/w.data",
+              size_threshold=0)
+    build = tmp_path / "build"
+    for _ in range(2):
+        assert main(["compile", str(src / "m.onnx"), "-o", str(build)]) == 0
+    assert (build / "weights" / "w.data").is_file()
+    x = npz(tmp_path / "x.npz", x=np.ones((1, 3, 8, 8), np.float32))
+    assert main(["run", str(build), "--inputs", str(x), "--check"]) == 0
+    (build / "weights" / "w.data").write_bytes(b"\0" * 432)
+    one_line_error(capsys, ["run", str(build), "--inputs", str(x)], "w.data")
+    (build / "weights" / "notes.txt").write_text("mine")
+    one_line_error(capsys, ["compile", str(src / "m.onnx"), "-o", str(build)],
+                   "weights/notes.txt")
