@@ -192,3 +192,11 @@ def test_external_data_in_a_subdirectory_rebuilds(tmp_path, capsys):
     (build / "weights" / "notes.txt").write_text("mine")
     one_line_error(capsys, ["compile", str(src / "m.onnx"), "-o", str(build)],
                    "weights/notes.txt")
+
+
+def test_unreadable_output_directory(build, model, capsys, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", denied)
+    one_line_error(capsys, ["compile", str(model), "-o", str(build)], "Permission denied")

@@ -220,3 +220,41 @@ def test_garbage_files(content, tmp_path, capsys):
     one_line_error(capsys, ["compile", str(path), "-o", str(tmp_path / "b")], "model.onnx")
     one_line_error(capsys, ["show", str(path)], "model.onnx")
     assert not (tmp_path / "b").exists()
+
+
+def test_nested_subgraph_reads_the_main_graph(tmp_path):
+    """An If inside a Loop body reads `feat` of the main graph two scopes up."""
+    prefix, inits = _conv_prefix()
+    inner_then = helper.make_graph([helper.make_node("Add", ["acc_in", "feat"], ["t"])], "t",
+                                   [], [helper.make_tensor_value_info("t", F, [1, 4, 8, 8])])
+    inner_else = helper.make_graph([helper.make_node("Sub", ["acc_in", "feat"], ["e"])], "e",
+                                   [], [helper.make_tensor_value_info("e", F, [1, 4, 8, 8])])
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("If", ["flag"], ["acc_out"], then_branch=inner_then,
+                          else_branch=inner_else)], "body",
+        [helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", F, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", F, [1, 4, 8, 8])])
+    nodes = prefix + [
+        helper.make_node("ReduceMax", ["x"], ["peak"], keepdims=0),
+        helper.make_node("Greater", ["peak", "half"], ["flag"]),
+        helper.make_node("Loop", ["trips", "", "zeros"], ["y"], body=body)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, [1, 3, 8, 8])],
+                   [helper.make_tensor_value_info("y", F, [1, 4, 8, 8])], inits + [
+                       helper.make_tensor("trips", TensorProto.INT64, [], [2]),
+                       helper.make_tensor("half", F, [], [0.5]),
+                       onnx.numpy_helper.from_array(np.zeros((1, 4, 8, 8), np.float32),
+                                                    "zeros")])
+    path = tmp_path / "nested.onnx"
+    onnx.save(model, path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "b")]) == 0
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for scale in (1.0, 0.1):
+        x = (scale * np.random.default_rng(3).random((1, 3, 8, 8))).astype(np.float32)
+        (expected,) = session.run(None, {"x": x})
+        with CompiledModel.load(tmp_path / "b") as compiled:
+            got = compiled.run({"x": x}).outputs["y"]
+        assert acceptance.check_output("y", got, expected, "fp16").passed
