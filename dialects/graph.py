@@ -1738,6 +1738,9 @@ class OnnxOp(GraphOperation):
     proto>"} (see `mrvl.frontend.onnx_import.onnx_attribute_to_ir` and its inverse).
     `input_indices[i]` is the ONNX input position of operand i (absent optional inputs are
     skipped); `output_indices` likewise for results (absent when they are 0..n-1).
+    `outer_names` (If / Loop / Scan): the names the node's subgraphs read from the enclosing
+    graph; the last len(outer_names) operands are those values, in that order (they are not
+    ONNX inputs of the node; the exporter renames the subgraphs' references to them).
     """
 
     name = "graph.onnx"
@@ -1749,6 +1752,7 @@ class OnnxOp(GraphOperation):
     attrs = prop_def(DictionaryAttr)
     input_indices = opt_prop_def(DenseArrayBase)
     output_indices = opt_prop_def(DenseArrayBase)
+    outer_names = opt_prop_def(ArrayAttr)
     outputs = var_result_def(TensorType)
 
     def __init__(
@@ -1762,10 +1766,12 @@ class OnnxOp(GraphOperation):
         attrs: Mapping[str, Attribute] | DictionaryAttr | None = None,
         input_indices: Sequence[int] | None = None,
         output_indices: Sequence[int] | None = None,
+        outer_names: Sequence[str] = (),
     ):
         if not isinstance(attrs, DictionaryAttr):
             attrs = DictionaryAttr(dict(attrs or {}))
-        if input_indices is not None and list(input_indices) == list(range(len(inputs))):
+        node_inputs = len(inputs) - len(outer_names)
+        if input_indices is not None and list(input_indices) == list(range(node_inputs)):
             input_indices = None
         if output_indices is not None and list(output_indices) == list(range(len(result_types))):
             output_indices = None
@@ -1776,13 +1782,26 @@ class OnnxOp(GraphOperation):
             "attrs": attrs,
             "input_indices": None if input_indices is None else i64_array(input_indices),
             "output_indices": None if output_indices is None else i64_array(output_indices),
+            "outer_names": ArrayAttr([StringAttr(n) for n in outer_names]) if outer_names
+            else None,
         }
         self._build([list(inputs)], props, list(result_types))
 
+    def outer_values(self) -> list[tuple[str, SSAValue]]:
+        """(name in the subgraphs, value) of every outer-scope operand."""
+        if self.outer_names is None:
+            return []
+        names = [n.data for n in self.outer_names.data]  # type: ignore[attr-defined]
+        return list(zip(names, self.inputs[len(self.inputs) - len(names):], strict=True))
+
+    def node_inputs(self) -> Sequence[SSAValue]:
+        """The operands that are ONNX inputs of the node (without the outer-scope values)."""
+        return self.inputs[:len(self.inputs) - len(self.outer_values())]
+
     def onnx_input_positions(self) -> tuple[int, ...]:
-        """ONNX input position of each operand."""
+        """ONNX input position of each operand of `node_inputs()`."""
         if self.input_indices is None:
-            return tuple(range(len(self.inputs)))
+            return tuple(range(len(self.node_inputs())))
         return ints(self.input_indices)
 
     def onnx_output_positions(self) -> tuple[int, ...]:
@@ -1793,7 +1812,13 @@ class OnnxOp(GraphOperation):
 
     def verify_(self) -> None:
         super().verify_()
-        for name, n in (("input_indices", len(self.inputs)), ("output_indices", len(self.outputs))):
+        outer = self.outer_names
+        if outer is not None and (len(outer.data) > len(self.inputs) or not all(
+                isinstance(n, StringAttr) for n in outer.data)):
+            raise VerifyException(f"expected at most {len(self.inputs)} outer_names strings, "
+                                  f"got {outer}")
+        node_inputs = len(self.inputs) - (len(outer.data) if outer is not None else 0)
+        for name, n in (("input_indices", node_inputs), ("output_indices", len(self.outputs))):
             attr = self.properties.get(name)
             if attr is None:
                 continue

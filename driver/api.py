@@ -63,16 +63,17 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options:
 
     out = Path(out_dir)
     if isinstance(model, onnx.ModelProto):
-        path = out / "_input_model.onnx"
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            onnx.save(model, path)
-        except OSError as error:
-            raise MrvlError(f"cannot write the model into '{out}': {error}") from None
-        try:
+        import tempfile
+
+        # the model goes to a scratch directory, never into the build directory
+        with tempfile.TemporaryDirectory(prefix="mrvl-model-") as scratch:
+            path = Path(scratch) / "model.onnx"
+            try:
+                onnx.save(model, path)
+            except OSError as error:
+                raise MrvlError(f"cannot write the model to a temporary file: "
+                                f"{error.strerror}") from None
             compile_model(path, out, **options)
-        finally:
-            path.unlink(missing_ok=True)
         return out
     if not Path(model).is_file():
         raise MrvlError(f"model file '{model}' does not exist")
@@ -147,8 +148,9 @@ def format_report(data: dict[str, Any]) -> str:
 def show(build_dir: str | Path, out: str | Path) -> Path:
     """Picture of the build's partition: DOT, or SVG when `out` ends in .svg and Graphviz is
     installed (else the DOT text is written next to it). Returns the written path."""
-    from mrvl.lowering.partition_dot import write_picture
+    from mrvl.lowering.partition_dot import check_picture_path, write_picture
 
+    check_picture_path(out)
     manifest = load_manifest(build_dir)
     if not manifest.model_onnx.is_file():
         raise MrvlError(f"'{manifest.model_onnx}' is missing: cannot draw the partition")

@@ -12,7 +12,6 @@ driver gathers with the reference executor and hands to `mrvl-quantize` as data.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +50,9 @@ def function_inputs(fn: func.FuncOp) -> list[InputSpec]:
 
 
 def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        with open(path, "rb") as handle:  # closed even when numpy fails on a broken archive
-            data = np.load(handle)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise CompileError(
-                    f"--calibration: '{path}' is not an .npz archive (write it with "
-                    "numpy.savez, one array per input)")
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise CompileError(f"--calibration: cannot read '{path}': {error}") from None
+    from mrvl.files import read_arrays
+
+    return read_arrays(path, "--calibration", CompileError)
 
 
 def calibration_sets(source: Any, inputs: Sequence[InputSpec], what: str
@@ -91,6 +83,8 @@ def calibration_sets(source: Any, inputs: Sequence[InputSpec], what: str
             chosen.append(np.asarray(source[key], dtype=np.float32))
         except (TypeError, ValueError) as error:
             raise CompileError(f"{label}: array '{key}' is not numeric: {error}") from None
+    for spec, array in zip(inputs, chosen, strict=True):
+        _check_values(array, f"{label}: the calibration data of input '{spec.names[0]}'")
     shapes = [s.shape for s in inputs]
     if all(a.shape == s for a, s in zip(chosen, shapes, strict=True)):
         return [chosen]
@@ -100,6 +94,20 @@ def calibration_sets(source: Any, inputs: Sequence[InputSpec], what: str
     raise CompileError(
         f"{label}: calibration arrays of shapes {[list(a.shape) for a in chosen]} do not "
         f"match the inputs {[list(s) for s in shapes]} of {what}")
+
+
+def _check_values(array: np.ndarray, where: str) -> None:
+    """Calibration data that cannot give ranges are refused: NaN / Inf values, or only
+    zeros (every scale would be degenerate)."""
+    if array.size == 0:
+        raise CompileError(f"{where} is empty")
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise CompileError(f"{where} holds {bad} NaN or Inf value(s) of {array.size}; "
+                           "calibrate with finite samples")
+    if not np.any(array):
+        raise CompileError(f"{where} is all zeros: it gives no activation ranges; calibrate "
+                           "with representative samples")
 
 
 def evaluate_layers(fn: func.FuncOp, inputs: Sequence[np.ndarray]

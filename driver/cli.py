@@ -12,6 +12,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from typing import NoReturn
 
 from mrvl import __version__
 from mrvl.errors import MrvlError
@@ -41,8 +42,17 @@ def _available_verbs() -> dict[str, str]:
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with two-line usage errors: a short usage line and the error (the full usage
+    of a verb with many options ran to 11 lines)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"usage: {self.prog} ... (see `{self.prog} --help`)\n"
+                     f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mrvl",
         description=(
             "Compile an ONNX model for a Marvell-MLIP-style accelerator, simulate it with "

@@ -106,6 +106,17 @@ class CompileOptions:
 
     def __post_init__(self) -> None:
         """Options are checked before anything is read or written."""
+        if self.quantize not in ("fp16", "int8"):
+            raise CompileError(f"quantize must be 'fp16' or 'int8', got {self.quantize!r}")
+        if self.calibration is not None and self.quantize != "int8":
+            raise CompileError("--calibration applies to --quantize int8 only (fp16 needs no "
+                               "calibration); drop it or add --quantize int8")
+        if isinstance(self.calibration, str | Path):
+            path = Path(self.calibration)
+            if path.is_dir():
+                raise CompileError(f"--calibration: '{path}' is a directory, expected an .npz")
+            if not path.is_file():
+                raise CompileError(f"--calibration: file '{path}' does not exist")
         if self.machine.tiles not in VALID_TILES:
             raise CompileError(f"--num-tiles (or --machine tiles=): the compiler splits work "
                                f"across one of {list(VALID_TILES)} tiles, got "
@@ -205,6 +216,9 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
             raise CompileError(f"model file '{model}' is a directory, expected an .onnx file")
         if not model.is_file():
             raise CompileError(f"model file '{model}' does not exist")
+        from mrvl.driver.build_dir import check_output_dir
+
+        out_dir = check_output_dir(out_dir)
     module = import_model(model, input_shapes=input_shapes,
                           batch_size=options.partition.batch_size)
     result = CompileResult(Stage.IMPORT, module)
@@ -217,7 +231,13 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
     if stop_after is Stage.PARTITION:
         return result
     assert out_dir is not None and isinstance(model, Path)
-    _build(model, Path(out_dir), options, stop_after, result)
+    from mrvl.driver.build_dir import staged_build_dir
+
+    out = Path(out_dir)
+    with staged_build_dir(out) as staging:
+        _build(model, staging, options, stop_after, result)
+    result.out_dir = out
+    result.pairs = [(out / nodes.name, out / consts.name) for nodes, consts in result.pairs]
     return result
 
 
@@ -229,13 +249,13 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
     from mrvl.lowering.mrvl_json import write_json_pair
     from mrvl.lowering.offload_report import write_report
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CompileError(f"cannot create the build directory '{out}': {error}") from None
     module = result.module
-    result.out_dir = out
     model_inputs, model_outputs, steps = plan_steps(module)
+    for spec in (*model_inputs, *model_outputs):
+        if spec["dtype"] == "bfloat16":
+            raise CompileError(f"model input/output '{spec['name']}' is bfloat16, which numpy "
+                               "(and so an .npz of inputs or outputs) cannot hold; give the "
+                               "model float32 or float16 inputs and outputs")
     per_call: list[dict[str, list[np.ndarray]]] = []
     if options.quantize == "int8" and stop_after.index >= Stage.MLIP.index:
         from mrvl.driver.calibration import InputSpec, calibration_sets
@@ -288,6 +308,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
         "model": {"onnx": "model.onnx", "inputs": model_inputs, "outputs": model_outputs},
         "options": options.manifest_options(),
         "steps": [_ordered_step(s) for s in steps],
+        "artifacts": artifact_digests(out),
     }
     (out / "manifest.json").write_text(json.dumps(result.manifest, indent=1) + "\n")
     result.stage = Stage.BINARY
@@ -475,6 +496,8 @@ def subgraph_inputs(module: ModuleOp, feeds: Sequence[np.ndarray]) -> dict[str, 
 def _rename_onnx_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequence[str]
                     ) -> None:
     """Rename the graph inputs / outputs of an exported CPU model to the manifest names."""
+    from mrvl.frontend.onnx_export import rename_references
+
     graph_proto = model.graph
     mapping = {}
     for vi, name in zip(graph_proto.input, inputs, strict=True):
@@ -490,6 +513,9 @@ def _rename_onnx_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequ
             node.input[i] = mapping.get(n, n)
         for i, n in enumerate(node.output):
             node.output[i] = mapping.get(n, n)
+        for attr in node.attribute:  # If / Loop / Scan bodies read outer names too
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
+                rename_references(sub, mapping)
 
 
 def copy_model(onnx_path: Path, out: Path) -> None:
@@ -520,6 +546,19 @@ def copy_model(onnx_path: Path, out: Path) -> None:
         except OSError as error:
             raise CompileError(f"model '{onnx_path}': cannot copy its external data "
                                f"'{source}': {error.strerror}") from None
+
+
+def artifact_digests(out: Path) -> dict[str, dict[str, int]]:
+    """Size and CRC32C of every file under `out` (the manifest's `artifacts`; the runtime
+    refuses a build whose files do not match them)."""
+    from mrvl.files import file_digest
+
+    digests = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            size, crc = file_digest(path)
+            digests[path.relative_to(out).as_posix()] = {"size": size, "crc32c": crc}
+    return digests
 
 
 def _ordered_step(step: dict[str, Any]) -> dict[str, Any]:

@@ -14,13 +14,23 @@ Everything xDSL's `xdsl-opt` offers stays available (its dialects, passes such a
 - `--elide-constants[=N]`: print constants of more than N (default 16) elements as
   `dense_resource<__elided__>`.
 
-A user error (bad model, bad option) prints one `mrvl-opt: error: ...` line, exit status 2;
-invalid IR prints the diagnostic (location and message, no traceback), exit status 1.
+A user error (bad model, bad option, a missing or unreadable input file, an output path in
+a missing directory, bytes that are not text) prints one `mrvl-opt: error: ...` line, exit
+status 2; invalid IR prints the diagnostic (location and message, no traceback), exit status
+1. `-o FILE` is written atomically, only when everything succeeded.
+
+xDSL 0.74's lexer matches a string literal with `"(?:[^"\\...]+|\\...)*"`, a nested
+quantifier that backtracks exponentially when the closing quote is missing (a file cut off
+inside a string or a hex constant took minutes; xDSL 0.75.0, the newest release, has the
+same regex).
+`_linear_string_literals` swaps in the same language with possessive quantifiers, which
+fails in linear time.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -33,6 +43,31 @@ from xdsl.utils.exceptions import DiagnosticException, ParseError, PassFailedExc
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from mrvl.errors import MrvlError
+from mrvl.files import check_output_path, os_error_text, write_text
+
+
+def _linear_string_literals() -> None:
+    """Make xDSL's string-literal regex fail in linear time (module docstring)."""
+    import re
+
+    from xdsl.utils.mlir_lexer import MLIRLexer
+
+    MLIRLexer._unescaped_characters_regex = re.compile(  # pyright: ignore[reportPrivateUsage]
+        r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
+
+
+_linear_string_literals()
+
+
+class _CollectedOutput(io.StringIO):
+    """The output of a run, kept when xDSL closes the stream (written atomically after)."""
+
+    text = ""
+
+    def close(self) -> None:
+        if not self.closed:
+            self.text = self.getvalue()
+        super().close()
 
 
 def _parse_input_shape(text: str) -> tuple[str, list[int]]:
@@ -56,6 +91,32 @@ class MrvlOptMain(xDSLOptMain):
 
     def __init__(self, args: Sequence[str] | None = None):
         super().__init__(description="mrvl modular optimizer driver", args=args)
+
+    def get_input_stream(self) -> tuple[IO[bytes], str]:
+        path = self.args.input_file
+        if path is not None:
+            if os.path.isdir(path):
+                raise MrvlError(f"input '{path}' is a directory, expected a .mlir or .onnx file")
+            if not os.path.isfile(path):
+                raise MrvlError(f"input file '{path}' does not exist")
+        try:
+            return super().get_input_stream()
+        except OSError as error:
+            raise MrvlError(f"cannot read '{path}': {os_error_text(error)}") from None
+
+    def prepare_output(self) -> IO[str]:
+        if self.args.output_file is None:
+            return super().prepare_output()
+        self.collected = _CollectedOutput()
+        return self.collected
+
+    def run(self) -> None:
+        self.collected: _CollectedOutput | None = None
+        if self.args.output_file is not None:  # before the input is opened
+            check_output_path(self.args.output_file)
+        super().run()
+        if self.collected is not None:
+            write_text(self.args.output_file, self.collected.text)
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
@@ -177,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except MrvlError as error:
         print(f"mrvl-opt: error: {error}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as error:
+        print(f"mrvl-opt: error: the input is not UTF-8 text (byte {error.object[error.start]:#04x} "
+              f"at offset {error.start}): not an MLIR file", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 from mrvl import mlip_isa as isa
 from mrvl.driver.compiler import CompileOptions, PartitionOptions, Stage, compile, compile_pair
 from mrvl.errors import CompileError
+from mrvl.files import check_output_path, write_bytes, write_text
 from mrvl.machine import Machine, overrides_help
 
 HELP = "compile a JSON pair (or a whole ONNX model) to mlip model binaries"
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         if args.nodes or args.consts:
             raise CompileError("give either an ONNX model or --nodes/--consts, not both")
+        if args.asm:
+            raise CompileError("--asm writes the listing of a JSON pair; for an ONNX model "
+                               "use --emit mlip")
         stage = Stage(args.emit)
         result = compile(args.model, options, stop_after=stage, out_dir=args.output)
         if stage in (Stage.IMPORT, Stage.PARTITION):
@@ -110,15 +114,14 @@ def run(args: argparse.Namespace) -> int:
         raise CompileError("mrvl compile needs an ONNX model or both --nodes and --consts")
     from mrvl.dialects.mlip import model_asm
 
+    out = check_output_path(args.output, "model binary")  # before any work
+    if args.asm:
+        check_output_path(args.asm, "assembly listing")
     sub = compile_pair(args.nodes, args.consts, options)
-    out = Path(args.output)
-    try:
-        out.write_bytes(sub.data)
-    except OSError as error:
-        raise CompileError(f"cannot write '{out}': {error}") from None
+    write_bytes(out, sub.data, "model binary")
     print(out)
     if args.asm:
-        Path(args.asm).write_text(model_asm(sub.model))
+        write_text(args.asm, model_asm(sub.model), "assembly listing")
     if args.report:
         print(format_report(program_report(sub.model)), end="")
     return 0

@@ -192,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         raise MrvlError(f"--num-tiles must be at least 1, got {args.num_tiles}")
     if args.batch < 1:
         raise MrvlError(f"--batch must be at least 1, got {args.batch}")
+    if args.limit is not None and args.limit < 1:
+        raise MrvlError(f"--limit must be at least 1 (images to run), got {args.limit}")
     if args.name == "mnist":
         r = run_mnist(out, args.num_tiles, args.batch, args.limit, args.quiet)
         print(f"MNIST CNN (trained on scikit-learn digits), {r['images']} held-out images, "

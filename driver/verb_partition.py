@@ -99,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
         stream = io.StringIO()
         Printer(stream=stream).print_op(module)
         path = out_dir / "partitioned.mlir"
-        try:
-            path.write_text(stream.getvalue() + "\n")
-        except OSError as exc:
-            raise MrvlError(f"cannot write '{path}': {exc}") from exc
+        from mrvl.files import write_text
+
+        write_text(path, stream.getvalue() + "\n", "partitioned IR")
         print(path)
     return 0

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError
+from mrvl.files import OutputFileError, atomic_output, check_output_path, read_arrays
 
 HELP = "run a compiled build directory end to end (accelerator simulated, CPU on onnxruntime)"
 
@@ -51,30 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def load_inputs(path: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:
     """Read .npz (keys = input names) or .npy (single-input models); raises RuntimeInputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise RuntimeInputError(f"input file '{path}' does not exist")
-    try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if len(input_names) != 1:
-                raise RuntimeInputError(
-                    f"'{path}' holds one array but the model has inputs {input_names}; give "
-                    "an .npz keyed by input name"
-                )
-            return {input_names[0]: arr}
-        # open the file here: numpy leaks its own handle when the archive is corrupt
-        with open(path, "rb") as handle:
-            data = np.load(handle, allow_pickle=False)
-            if not hasattr(data, "files"):
-                raise RuntimeInputError(f"'{path}' is not an .npz archive")
-            with data:
-                return {name: data[name] for name in data.files}
-    except RuntimeInputError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise RuntimeInputError(f"cannot read inputs from '{path}': {error} (expected an .npz "
-                                "keyed by input name, or an .npy)") from None
+    arrays = read_arrays(path, "--inputs", RuntimeInputError, allow_npy=True)
+    if isinstance(arrays, dict):
+        return arrays
+    if len(input_names) != 1:
+        raise RuntimeInputError(f"'{path}' holds one array but the model has inputs "
+                                f"{input_names}; give an .npz keyed by input name")
+    return {input_names[0]: arrays}
 
 
 def format_perf(report: dict, symbol: str) -> str:
@@ -96,11 +79,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise MrvlError(f"--threads must be at least 1, got {args.threads}")
+    for path, what in ((args.output, "outputs"), (args.trace, "trace")):
+        if path is not None:
+            check_output_path(path, what)
     manifest = load_manifest(args.build)
     inputs = load_inputs(args.inputs, [s.name for s in manifest.inputs])
     with CompiledModel(manifest, threads=args.threads) as model:
         result = model.run(inputs, trace=args.trace)
-    save_run_report(args.build, result)
+    try:
+        save_run_report(args.build, result)
+    except OutputFileError as error:  # a read-only build still runs
+        print(f"mrvl run: warning: {error}; `mrvl report` will not show this run",
+              file=sys.stderr)
     for name, arr in result.outputs.items():
         print(f"output {name}: {arr.dtype} {list(arr.shape)}")
     accel = [s for s in result.steps if s.kind == "accelerator"]
@@ -113,10 +103,9 @@ def run(args: argparse.Namespace) -> int:
         for step in accel:
             print(format_perf(step.report, step.symbol))
     if args.output is not None:
-        try:
-            np.savez(args.output, **result.outputs)
-        except OSError as error:
-            raise MrvlError(f"cannot write outputs to '{args.output}': {error}") from None
+        with atomic_output(args.output, "outputs") as temporary:
+            with open(temporary, "wb") as handle:  # a file object: numpy adds no suffix
+                np.savez(handle, **result.outputs)
         print(f"wrote {args.output}")
     if not args.check:
         return 0

@@ -28,10 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mrvl.driver.compiler import compile_to_partitioned
-    from mrvl.lowering.partition_dot import partition_to_dot, write_picture
+    from mrvl.lowering.partition_dot import check_picture_path, partition_to_dot, write_picture
 
     if not Path(args.model).exists():
         raise MrvlError(f"model file '{args.model}' does not exist")
+    if args.output is not None:
+        check_picture_path(args.output)  # before any work
     if Path(args.model).is_dir():
         from mrvl.driver.api import show
 

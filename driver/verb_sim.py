@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mrvl.errors import MrvlError, RuntimeInputError
+from mrvl.files import write_bytes, write_text
 from mrvl.sim.simulator import Simulator, TimingParams, format_report
 
 TIMING_KEYS = ("dram_gbps", "dram_bytes_per_cycle", "dma_bytes_per_cycle", "dma_latency",
@@ -127,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
         if prefix.parent != Path(""):
             prefix.parent.mkdir(parents=True, exist_ok=True)
         for i, out in enumerate(outputs):
-            out.astype("<f4").tofile(f"{prefix}-{i}.bin")
+            write_bytes(f"{prefix}-{i}.bin", out.astype("<f4").tobytes(), "simulator output")
         if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            write_text(args.json, json.dumps(report, indent=2) + "\n", "simulator report")
     except OSError as error:
         raise MrvlError(f"cannot write the outputs or the report: {error}") from None
     if args.perf_debug:

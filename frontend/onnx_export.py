@@ -19,7 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -107,14 +107,42 @@ def ir_attribute_to_onnx(name: str, attr: Attribute) -> onnx.AttributeProto:
         raise ExportError(f"attribute '{name}' = {attr} has no ONNX encoding") from e
 
 
+def rename_references(graph_proto: onnx.GraphProto, mapping: Mapping[str, str]) -> None:
+    """Rename the outer-scope names `mapping` reads in a subgraph (at any depth)."""
+    for node in graph_proto.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = mapping.get(name, name)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
+                rename_references(sub, mapping)
+    for output in graph_proto.output:  # a branch may return an outer value as it is
+        output.name = mapping.get(output.name, output.name)
+
+
+def onnx_node_attributes(op: graph.OnnxOp, outer: Mapping[str, str]) -> list[onnx.AttributeProto]:
+    """The node's attributes; the subgraphs' outer-scope references renamed by `outer`
+    (name in the subgraphs -> name of the value where the node is emitted)."""
+    protos = [ir_attribute_to_onnx(k, v) for k, v in op.attrs.data.items()]
+    renames = {k: v for k, v in outer.items() if k != v}
+    if renames:
+        for attr in protos:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
+                rename_references(sub, renames)
+    return protos
+
+
 def onnx_op_model(op: graph.OnnxOp) -> onnx.ModelProto:
     """A one-node model running `op` (inputs in0.., outputs out0.., types from the IR)."""
     positions = op.onnx_input_positions()
     node_inputs = [""] * (max(positions) + 1 if positions else 0)
     inputs = []
-    for i, (pos, value) in enumerate(zip(positions, op.inputs)):
+    for i, (pos, value) in enumerate(zip(positions, op.node_inputs())):
         node_inputs[pos] = f"in{i}"
         inputs.append(_value_info(f"in{i}", value.type))
+    outer = {}
+    for k, (name, value) in enumerate(op.outer_values()):
+        outer[name] = f"outer{k}"
+        inputs.append(_value_info(f"outer{k}", value.type))
     out_positions = op.onnx_output_positions()
     node_outputs = [""] * (max(out_positions) + 1 if out_positions else 0)
     outputs = []
@@ -129,7 +157,7 @@ def onnx_op_model(op: graph.OnnxOp) -> onnx.ModelProto:
         name="node",
         **{},
     )
-    node.attribute.extend(ir_attribute_to_onnx(k, v) for k, v in op.attrs.data.items())
+    node.attribute.extend(onnx_node_attributes(op, outer))
     opset = int(op.opset.value.data)
     imports = [helper.make_opsetid(op.domain.data, opset)]
     if op.domain.data not in ("", "ai.onnx"):
@@ -573,8 +601,9 @@ class _Exporter:
     def emit_OnnxOp(self, op: graph.OnnxOp) -> None:
         positions = op.onnx_input_positions()
         ins = [""] * (max(positions) + 1 if positions else 0)
-        for pos, value in zip(positions, op.inputs):
+        for pos, value in zip(positions, op.node_inputs()):
             ins[pos] = self.name_of(value)
+        outer = {name: self.name_of(value) for name, value in op.outer_values()}
         names = self.result_names(op)
         out_positions = op.onnx_output_positions()
         outs = [""] * (max(out_positions) + 1 if out_positions else 0)
@@ -584,7 +613,7 @@ class _Exporter:
             op.op_type.data, ins, outs, name=self.fresh(_node_name(op) or op.op_type.data),
             domain=op.domain.data,
         )
-        node.attribute.extend(ir_attribute_to_onnx(k, v) for k, v in op.attrs.data.items())
+        node.attribute.extend(onnx_node_attributes(op, outer))
         self.graph.node.append(node)
 
 

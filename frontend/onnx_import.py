@@ -75,6 +75,7 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from mrvl import mlip_isa
 from mrvl.dialects import graph
 from mrvl.errors import ModelImportError
 
@@ -85,6 +86,8 @@ ORT_MAX_IR_VERSION = 10
 """The shape probe on onnxruntime declares at most this IR version (newer onnx writes IR
 versions the pinned onnxruntime refuses, for models that need nothing newer)."""
 
+MAX_TENSOR_BYTES = mlip_isa.MAX_DRAM_BYTES + 1
+"""The largest tensor a model may hold: the accelerator's DRAM address space (4 GiB)."""
 FOLD_LIMIT = 4096
 """Nodes whose constant inputs hold at most this many elements in all are folded."""
 
@@ -304,6 +307,8 @@ def load_model(model: str | Path | bytes | onnx.ModelProto, *, name: str | None 
             raise ModelImportError(f"{label}: cannot load external data: {error}") from None
     elif _has_external_data(proto):
         raise ModelImportError(f"{label}: the model has external data but no directory to load it from")
+    _onnx_checker(proto, label)
+    _check_window_attributes(proto.graph, label)
     return proto, label
 
 
@@ -362,6 +367,66 @@ def _check_model(model: onnx.ModelProto, label: str) -> None:
             f"{label}: unsupported opset {opset} of the default ONNX domain "
             f"(supported: {MIN_OPSET} to {newest})"
         )
+
+
+def _onnx_checker(model: onnx.ModelProto, label: str) -> None:
+    """ONNX's own checker (node arities, attributes, SSA form, IR version), without its
+    shape inference, on the model with its external data loaded; a model beyond protobuf's
+    2 GB is left to the import's own checks. Nodes out of order are accepted (as by
+    onnxruntime): the checker sees them sorted, and a value no node defines is named by
+    the sort."""
+    if model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF:
+        return
+    g = model.graph
+    defined = {v.name for v in g.input} | {t.name for t in g.initializer}
+    defined |= {t.values.name for t in g.sparse_initializer}
+    order = _topological_order(g.node, defined, label)
+    if [index for index, _ in order] != list(range(len(g.node))):
+        sorted_model = onnx.ModelProto()
+        sorted_model.CopyFrom(model)
+        del sorted_model.graph.node[:]
+        sorted_model.graph.node.extend(node for _, node in order)
+        model = sorted_model
+    # graph inputs / outputs of unknown rank are common and handled by the import (the
+    # checker wants a shape): give them an empty one while the checker runs
+    shapeless = [v.type.tensor_type for v in (*model.graph.input, *model.graph.output)
+                 if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+    for tensor_type in shapeless:
+        tensor_type.shape.SetInParent()
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as error:
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        reason = lines[0] if lines else type(error).__name__
+        if len(lines) > 1 and lines[0].startswith("Field") is False and "==>" in lines[-1]:
+            reason = f"{reason} ({lines[-1]})"
+        raise ModelImportError(f"{label}: invalid ONNX model: {reason}") from None
+    finally:
+        for tensor_type in shapeless:
+            tensor_type.ClearField("shape")
+
+
+_WINDOW_OPS = ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool",
+               "LpPool", "MaxUnpool")
+
+
+def _check_window_attributes(g: onnx.GraphProto, label: str) -> None:
+    """Window ops need pads >= 0 and kernel_shape, strides, dilations >= 1 (the ONNX spec;
+    onnxruntime accepts some negative pads, the accelerator must not)."""
+    for index, node in enumerate(g.node):
+        if node.op_type not in _WINDOW_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        for attr in node.attribute:
+            lowest = 0 if attr.name in ("pads", "output_padding") else 1
+            if attr.name not in ("pads", "output_padding", "kernel_shape", "strides",
+                                 "dilations"):
+                continue
+            bad = [v for v in attr.ints if v < lowest]
+            if bad:
+                name = node.name or f"{node.op_type}_{index}"
+                raise ModelImportError(
+                    f"{label}: node '{name}' ({node.op_type}): {attr.name} must be >= "
+                    f"{lowest}, got {list(attr.ints)}")
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -1208,10 +1273,31 @@ class _Importer:
                 # shape inference cannot give for a value computed from them stays dynamic.
                 self.int_input_values.add(name)
         self._shape_inference()
+        self._check_sizes()
         self._initializers()
         for index, node in _topological_order(g.node, set(self.values), self.label):
             self._node(index, node)
         return self._finish()
+
+    def _check_sizes(self) -> None:
+        """Refuse at once a model with a tensor beyond MAX_TENSOR_BYTES (inputs, and every
+        value ONNX shape inference sizes): no such tensor fits the accelerator's DRAM."""
+        sized = [(name, t) for name, t in self.inputs]
+        sized += [(name, t) for name, t in self.types.items() if is_static(t)]
+        for name, t in sized:
+            shape = t.get_shape()
+            if any(d < 0 for d in shape):
+                continue
+            try:
+                width = graph.numpy_dtype(t.element_type).itemsize
+            except Exception:  # an element type without a numpy form: count 1 byte
+                width = 1
+            size = math.prod(shape) * width
+            if size > MAX_TENSOR_BYTES:
+                raise ModelImportError(
+                    f"{self.label}: tensor '{name}' {list(shape)} is {size / 2**30:.3g} GiB, "
+                    f"beyond the limit of {MAX_TENSOR_BYTES / 2**30:.0f} GiB per tensor (the "
+                    f"accelerator's DRAM address space); use a smaller input size")
 
     def _shape_inference(self) -> None:
         light = _light_model(self.model, self.inputs)
@@ -1253,6 +1339,8 @@ class _Importer:
             return None
         if node.op_type in ("Constant", "Identity") and len(node.input) == 0:
             return None
+        if outer_scope_names(node):  # its subgraphs read values the fold would not give
+            return None
         from onnx.reference import ReferenceEvaluator
 
         names = [f"in{i}" if a is not None else "" for i, a in enumerate(arrays)]
@@ -1277,9 +1365,41 @@ class _Importer:
             values.append(op.result)
         return values
 
+    def _check_type_binding(self, node: NodeProto, node_label: str,
+                            inputs: list[SSAValue | None]) -> None:
+        """Inputs that the node's schema binds to one type parameter have one element type
+        (an fp64 weight on an fp32 Conv is refused here, as onnxruntime refuses it)."""
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self._node_opset(node), node.domain)
+        except onnx.defs.SchemaError:
+            return
+        params = {c.type_param_str for c in schema.type_constraints}
+        formal = list(schema.inputs)
+        bound: dict[str, tuple[str, Attribute]] = {}
+        for i, (name, value) in enumerate(zip(node.input, inputs)):
+            if value is None or not formal or not isinstance(value.type, TensorType):
+                continue
+            if i >= len(formal):
+                last = formal[-1]
+                if last.option != onnx.defs.OpSchema.FormalParameterOption.Variadic:
+                    continue
+                param = last
+            else:
+                param = formal[i]
+            if param.type_str not in params or not param.is_homogeneous:
+                continue
+            element = value.type.element_type
+            first = bound.setdefault(param.type_str, (name, element))
+            if first[1] != element:
+                raise ModelImportError(
+                    f"{self.label}: node '{node_label}' ({node.op_type}): inputs '{first[0]}' "
+                    f"and '{name}' must have one type ({param.type_str}), got {first[1]} and "
+                    f"{element}")
+
     def _node(self, index: int, node: NodeProto) -> None:
         node_label = self.node_label(index, node)
         inputs = [self.value(name, node_label) for name in node.input]
+        self._check_type_binding(node, node_label, inputs)
         self.node_reads_int_input = any(name in self.int_input_values for name in node.input)
         if self.node_reads_int_input:
             self.int_input_values.update(o for o in node.output if o)
@@ -1456,6 +1576,8 @@ class _Importer:
                         t = TensorType(t.element_type, [DYNAMIC_INDEX] * len(t.get_shape()))
                     self.types[name] = t
         result_types = [self.types[o] for o in out_names]
+        outer_names = outer_scope_names(node)
+        outer_values = [self.value(name, node_label) for name in outer_names]
         operands = [v for v in inputs if v is not None]
         input_indices = [i for i, v in enumerate(inputs) if v is not None]
         output_indices = [i for i, o in enumerate(node.output) if o]
@@ -1465,9 +1587,9 @@ class _Importer:
             a.name: onnx_attribute_to_ir(a, f"node '{node_label}' attribute '{a.name}'")
             for a in node.attribute
         }
-        op = graph.OnnxOp(operands, result_types, op_type=node.op_type, domain=domain,
-                          opset=opset, attrs=attrs, input_indices=input_indices,
-                          output_indices=output_indices)
+        op = graph.OnnxOp([*operands, *outer_values], result_types, op_type=node.op_type,
+                          domain=domain, opset=opset, attrs=attrs, input_indices=input_indices,
+                          output_indices=output_indices, outer_names=outer_names)
         op.attributes["onnx_node"] = StringAttr(node_label)
         self.add(op)
         return list(op.results)
@@ -1503,7 +1625,8 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
     available = set(defined)
     in_order = True
     for node in nodes:
-        if any(name and name not in available for name in node.input):
+        if any(name and name not in available
+               for name in (*node.input, *outer_scope_names(node))):
             in_order = False
             break
         available.update(node.output)
@@ -1513,7 +1636,7 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
     sorter: TopologicalSorter[int] = TopologicalSorter()
     for index, node in enumerate(nodes):
         sorter.add(index)
-        for name in node.input:
+        for name in (*node.input, *outer_scope_names(node)):
             if not name or name in defined:
                 continue
             if name not in producer:
@@ -1538,6 +1661,35 @@ def _topological_order(nodes: Sequence[NodeProto], defined: set[str],
         order.append((index, nodes[index]))
         sorter.done(index)
     return order
+
+
+def _subgraphs(node: NodeProto) -> list[onnx.GraphProto]:
+    return [g for a in node.attribute
+            for g in ([a.g] if a.type == AttributeProto.GRAPH else list(a.graphs))]
+
+
+def outer_scope_names(node: NodeProto) -> list[str]:
+    """The names the subgraphs of `node` (If, Loop, Scan; at any depth) read from the graph
+    around the node, in first-use order."""
+    found: list[str] = []
+
+    def visit(g: onnx.GraphProto, defined: set[str]) -> None:
+        local = set(defined) | {i.name for i in g.input} | {t.name for t in g.initializer}
+        local |= {t.values.name for t in g.sparse_initializer}
+        for n in g.node:
+            for name in n.input:
+                if name and name not in local and name not in found:
+                    found.append(name)
+            for sub in _subgraphs(n):
+                visit(sub, local)
+            local.update(n.output)
+        for output in g.output:
+            if output.name not in local and output.name not in found:
+                found.append(output.name)
+
+    for sub in _subgraphs(node):
+        visit(sub, set())
+    return found
 
 
 def _remove_dead_ops(block: Block) -> None:

@@ -97,4 +97,6 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def write_reports(reports: list[dict[str, Any]], path: str | Path) -> None:
-    Path(path).write_text(json.dumps({"subgraphs": reports}, indent=1) + "\n")
+    from mrvl.files import write_text
+
+    write_text(path, json.dumps({"subgraphs": reports}, indent=1) + "\n", "static report")

@@ -42,6 +42,7 @@ from xdsl.utils.target import Target
 from mrvl.dialects import mrvl
 from mrvl.dialects.mrvl import TARGET_ATTR, tensor_shape
 from mrvl.errors import MrvlError
+from mrvl.files import atomic_output, write_text
 
 CONST_KINDS = ("kernel", "bias", "gamma", "beta", "mean", "var")
 LAYER_NAME_RE = re.compile(r"^tvmgen_mrvl_main_[0-9]+$")
@@ -363,9 +364,10 @@ def write_json_pair(fn: func.FuncOp, out_dir: str | Path) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
         nodes_path = directory / f"{nodes['symbol']}-nodes.json"
         consts_path = directory / f"{nodes['symbol']}-consts.json"
-        nodes_path.write_text(dumps(nodes))
-        with open(consts_path, "w") as handle:
-            handle.writelines(consts_chunks(consts))
+        write_text(nodes_path, dumps(nodes), "Nodes-JSON")
+        with atomic_output(consts_path, "Constants-JSON") as temporary:
+            with open(temporary, "w") as handle:
+                handle.writelines(consts_chunks(consts))
     except OSError as exc:
         raise JsonPairError(f"cannot write the JSON pair into '{directory}': {exc}") from exc
     return nodes_path, consts_path

@@ -24,7 +24,6 @@ from xdsl.ir import Operation
 
 from mrvl.dialects import graph, mrvl
 from mrvl.dialects.mrvl import TARGET_ATTR, tensor_shape
-from mrvl.errors import MrvlError
 from mrvl.lowering.convert_graph_to_mrvl import CPU_REASON_ATTR, ONNX_NODES_ATTR
 
 
@@ -158,7 +157,6 @@ def write_report(module: ModuleOp, path: str | Path) -> None:
         if str(path).endswith(".json")
         else format_report(report)
     )
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise MrvlError(f"cannot write the offload report '{path}': {exc}") from exc
+    from mrvl.files import write_text
+
+    write_text(path, text, "offload report")

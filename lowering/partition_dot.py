@@ -22,6 +22,7 @@ from xdsl.ir import Operation, SSAValue
 from mrvl.dialects import graph, mrvl
 from mrvl.dialects.mrvl import TARGET_ATTR
 from mrvl.errors import MrvlError
+from mrvl.files import check_output_path, write_bytes, write_text
 
 ACCEL_COLOURS = ("#9ecae1", "#a1d99b", "#fdd0a2", "#dadaeb", "#c7e9c0", "#fcbba1")
 CPU_COLOURS = ("#d9d9d9", "#bdbdbd", "#f0f0f0")
@@ -119,24 +120,36 @@ def partition_to_dot(module: ModuleOp, title: str = "partition") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_picture(module: ModuleOp, path: str | Path, title: str = "partition") -> Path:
-    """Write DOT (or SVG for a .svg path, with Graphviz's `dot`); return the written path."""
-    out = Path(path)
-    text = partition_to_dot(module, title)
-    try:
-        if out.suffix != ".svg":
-            out.write_text(text)
-            return out
-        dot = shutil.which("dot")
-        if dot is None:
-            raise MrvlError(
-                f"cannot write '{out}': Graphviz `dot` is not installed (write a .dot file)"
-            )
-        result = subprocess.run(
-            [dot, "-Tsvg", "-o", str(out)], input=text, text=True, capture_output=True
-        )
-        if result.returncode != 0:
-            raise MrvlError(f"Graphviz dot failed for '{out}': {result.stderr.strip()}")
-    except OSError as exc:
-        raise MrvlError(f"cannot write the partition picture '{out}': {exc}") from exc
+PICTURE_SUFFIXES = (".dot", ".gv", ".svg")
+
+
+def check_picture_path(path: str | Path) -> Path:
+    """`path` if a picture can be written there: a .dot / .gv (DOT text) or .svg file in an
+    existing directory; raises MrvlError (callers check before any work)."""
+    out = check_output_path(path, "partition picture")
+    if out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise MrvlError(f"cannot write '{out}': the picture is DOT text (.dot, .gv) or SVG "
+                        f"(.svg), not '{out.suffix or 'no suffix'}'")
     return out
+
+
+def write_picture(module: ModuleOp, path: str | Path, title: str = "partition") -> Path:
+    """Write DOT (or SVG for a .svg path, with Graphviz's `dot`) atomically; return the
+    written path."""
+    out = check_picture_path(path)
+    text = partition_to_dot(module, title)
+    if out.suffix.lower() != ".svg":
+        return write_text(out, text, "partition picture")
+    dot = shutil.which("dot")
+    if dot is None:
+        raise MrvlError(
+            f"cannot write '{out}': Graphviz `dot` is not installed (write a .dot file)"
+        )
+    try:
+        result = subprocess.run([dot, "-Tsvg"], input=text.encode(), capture_output=True)
+    except OSError as exc:
+        raise MrvlError(f"cannot run Graphviz dot for '{out}': {exc.strerror}") from None
+    if result.returncode != 0:
+        raise MrvlError(f"Graphviz dot failed for '{out}': "
+                        f"{result.stderr.decode(errors='replace').strip()}")
+    return write_bytes(out, result.stdout, "partition picture")

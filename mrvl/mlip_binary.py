@@ -513,8 +513,9 @@ class ModelBinary:
         return header + metadata + payload
 
     def write(self, path) -> None:
-        with open(path, "wb") as file:
-            file.write(self.to_bytes())
+        from mrvl.files import write_bytes
+
+        write_bytes(path, self.to_bytes(), "model binary")
 
     # -- reading --
     @classmethod

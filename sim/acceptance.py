@@ -12,6 +12,11 @@
 CLI prints); `passed(checks)` is the overall verdict. A shape mismatch, a NaN where the
 reference is finite, or a missing output fails the check (it is never an exception).
 
+No check passes vacuously: where the reference is NaN or +-Inf the result must be NaN or
+the same infinity (else those elements fail), and a non-empty output of which the rule
+judges no element fails ("nothing judged"). A reference of only zeros is judged exactly
+(every result element must be 0).
+
 Integer and boolean outputs (labels, indices, counts) are compared exactly whatever the mode.
 """
 
@@ -108,28 +113,44 @@ def check_output(name: str, got: np.ndarray, ref: np.ndarray, mode: str = "fp16"
         return OutputCheck(name, mode, ref.shape, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, True)
     max_ref = float(np.max(np.abs(r[finite]))) if finite.any() else 0.0
     bad_nan = int(np.count_nonzero(~np.isfinite(g) & finite))
-    err = np.where(finite, np.abs(g - r), 0.0)
+    # where the reference is NaN / +-Inf, the result must be NaN / the same infinity
+    nonfinite_match = (np.isnan(r) & np.isnan(g)) | (np.isinf(r) & (g == r))
+    bad_nonfinite = int(np.count_nonzero(~finite & ~nonfinite_match))
+    matched_nonfinite = int(np.count_nonzero(~finite & nonfinite_match))
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(finite, np.abs(g - r), 0.0)
     err = np.where(np.isfinite(err), err, np.inf)
     max_abs = float(err.max())
     if mode == "fp16":
-        judged = finite & (np.abs(r) >= max_ref / FP16_RANGE) & (np.abs(r) > 0)
+        if max_ref > 0:
+            judged = finite & (np.abs(r) >= max_ref / FP16_RANGE) & (np.abs(r) > 0)
+        else:  # a reference of zeros: judged exactly
+            judged = finite
         rel = np.zeros_like(r)
-        np.divide(err, np.abs(r), out=rel, where=judged)
+        np.divide(err, np.abs(r), out=rel, where=judged & (r != 0))
+        rel = np.where(judged & (r == 0) & (err > 0), np.inf, rel)
         failing = int(np.count_nonzero(judged & (rel > FP16_RELATIVE)))
-        failing += int(np.count_nonzero(~judged & ~np.isfinite(err)))
+        failing += int(np.count_nonzero(~judged & finite & ~np.isfinite(err)))
+        failing += bad_nonfinite
         max_rel = float(rel[judged].max()) if judged.any() else 0.0
         lsb = max_ref / INT8_LEVELS if max_ref > 0 else 1.0
-        passed = failing == 0 and bad_nan == 0 and beyond == 0
+        checked = int(np.count_nonzero(judged)) + matched_nonfinite
+        passed = failing == 0 and bad_nan == 0 and beyond == 0 and checked > 0
         message = ""
-        if bad_nan:
+        if bad_nonfinite:
+            message = (f"{bad_nonfinite} element(s) where the reference is NaN or Inf and the "
+                       "result is not")
+        elif bad_nan:
             message = f"{bad_nan} non-finite value(s) where the reference is finite"
         elif beyond:
             message = "the reference exceeds fp16's range"
-        return OutputCheck(name, mode, ref.shape, int(np.count_nonzero(judged)), failing,
+        elif checked == 0:
+            message = "nothing judged: the rule judges no element of this output"
+        return OutputCheck(name, mode, ref.shape, checked, failing,
                            max_abs, max_rel, max_abs / lsb, max_ref, beyond, passed, message)
     lsb = max_ref / INT8_LEVELS if max_ref > 0 else np.finfo(np.float32).tiny
     in_lsb = err / lsb
-    failing = int(np.count_nonzero(in_lsb > INT8_LSB_TOLERANCE))
+    failing = int(np.count_nonzero(in_lsb > INT8_LSB_TOLERANCE)) + bad_nonfinite
     max_lsb = float(in_lsb.max())
     nonzero = finite & (np.abs(r) > 0)
     rel = np.zeros_like(r)
@@ -137,6 +158,9 @@ def check_output(name: str, got: np.ndarray, ref: np.ndarray, mode: str = "fp16"
     max_rel = float(rel[nonzero].max()) if nonzero.any() else 0.0
     passed = failing == 0 and bad_nan == 0
     message = f"{bad_nan} non-finite value(s) where the reference is finite" if bad_nan else ""
+    if bad_nonfinite:
+        message = (f"{bad_nonfinite} element(s) where the reference is NaN or Inf and the "
+                   "result is not")
     return OutputCheck(name, mode, ref.shape, int(r.size), failing, max_abs, max_rel, max_lsb,
                        max_ref, beyond, passed, message)
 

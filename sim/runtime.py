@@ -125,7 +125,32 @@ def _spec(entry: Any, where: str, dynamic: bool = False) -> TensorSpec:
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= lowest for d in shape):
         what = "ints >= 0 or -1" if dynamic else "ints >= 0"
         raise BuildDirError(f"{where} '{entry['name']}': shape must be a list of {what}")
-    return TensorSpec(entry["name"], tuple(shape), str(entry.get("dtype", "float32")))
+    dtype = entry.get("dtype", "float32")
+    try:
+        known = isinstance(dtype, str) and np.dtype(dtype).kind in "biuf"
+    except TypeError:
+        known = False
+    if not known:
+        raise BuildDirError(f"{where} '{entry['name']}': unknown dtype {dtype!r} (expected a "
+                            "numpy name such as 'float32')")
+    return TensorSpec(entry["name"], tuple(shape), dtype)
+
+
+def _list(value: Any, where: str, default: Any = ()) -> list:
+    """`value` as a list (missing: `default`); raises BuildDirError for anything else."""
+    if value is None and default is None:
+        raise BuildDirError(f"{where}: missing")
+    value = list(default) if value is None else value
+    if not isinstance(value, list):
+        raise BuildDirError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    names = _list(value, where)
+    if not all(isinstance(n, str) for n in names):
+        raise BuildDirError(f"{where}: expected a list of tensor names")
+    return tuple(names)
 
 
 def load_manifest(build_dir: str | Path) -> Manifest:
@@ -143,8 +168,12 @@ def load_manifest(build_dir: str | Path) -> Manifest:
         raise BuildDirError(
             f"'{root}' has no {MANIFEST}: not a build directory (run `mrvl compile` first)"
         ) from None
+    except IsADirectoryError:
+        raise BuildDirError(f"'{path}' is a directory, expected the build manifest (re-run "
+                            "`mrvl compile`)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BuildDirError(f"{path}: cannot read the manifest: {error}") from None
+        reason = error.strerror if isinstance(error, OSError) else error
+        raise BuildDirError(f"{path}: cannot read the manifest: {reason}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise BuildDirError(f"{path}: not an mrvl build manifest (format != '{FORMAT}')")
     if raw.get("version") != VERSION:
@@ -153,14 +182,17 @@ def load_manifest(build_dir: str | Path) -> Manifest:
     model = raw.get("model")
     if not isinstance(model, dict):
         raise BuildDirError(f"{path}: missing 'model'")
-    inputs = [_spec(e, f"{path}: model input") for e in model.get("inputs", [])]
+    if "inputs" in model and model["inputs"] is None:
+        raise BuildDirError(f"{path}: model 'inputs' must be a list, got null")
+    inputs = [_spec(e, f"{path}: model input")
+              for e in _list(model.get("inputs"), f"{path}: model 'inputs'")]
     outputs = [_spec(e, f"{path}: model output", dynamic=True)
-               for e in model.get("outputs", [])]
+               for e in _list(model.get("outputs"), f"{path}: model 'outputs'")]
     if not outputs:
         raise BuildDirError(f"{path}: the model declares no outputs")
     known = {s.name for s in inputs}
     steps = []
-    for i, entry in enumerate(raw.get("steps", [])):
+    for i, entry in enumerate(_list(raw.get("steps"), f"{path}: 'steps'", default=None)):
         where = f"{path}: step {i}"
         if not isinstance(entry, dict):
             raise BuildDirError(f"{where}: expected an object")
@@ -177,14 +209,17 @@ def load_manifest(build_dir: str | Path) -> Manifest:
                 raise BuildDirError(f"{where}: missing '{role}'")
             files[role] = root / rel
         needed = files["binary"] if kind == "accelerator" else files["onnx"]
+        if needed.is_dir():
+            raise BuildDirError(f"{where}: '{needed}' is a directory, expected a file "
+                                "(re-run `mrvl compile`)")
         if not needed.is_file():
             raise BuildDirError(f"{where}: file '{needed}' is missing (re-run `mrvl compile`)")
-        step_inputs = tuple(entry.get("inputs", []))
+        step_inputs = _names(entry.get("inputs"), f"{where}: 'inputs'")
         missing = [n for n in step_inputs if n not in known]
         if missing:
             raise BuildDirError(f"{where} ({entry.get('symbol')}): inputs {missing} are neither "
                                 "model inputs nor outputs of an earlier step")
-        step_outputs = tuple(entry.get("outputs", []))
+        step_outputs = _names(entry.get("outputs"), f"{where}: 'outputs'")
         known.update(step_outputs)
         info = {k: v for k, v in entry.items() if k not in roles}
         steps.append(Step(kind, str(entry.get("symbol", f"step{i}")), step_inputs,
@@ -192,8 +227,42 @@ def load_manifest(build_dir: str | Path) -> Manifest:
     unproduced = [s.name for s in outputs if s.name not in known]
     if unproduced:
         raise BuildDirError(f"{path}: model outputs {unproduced} are produced by no step")
+    check_artifacts(root, raw.get("artifacts"), path)
     return Manifest(root, root / str(model.get("onnx", "model.onnx")), inputs, outputs,
                     dict(raw.get("options", {})), steps, raw)
+
+
+def check_artifacts(root: Path, artifacts: Any, path: Path) -> None:
+    """Every file the manifest's `artifacts` lists has its recorded size and CRC32C (a file
+    from another build, truncated or edited, is refused); manifests written before the
+    record existed carry no `artifacts` and are read as they are."""
+    if artifacts is None:
+        return
+    if not isinstance(artifacts, dict):
+        raise BuildDirError(f"{path}: 'artifacts' must map file names to their size and crc32c")
+    from mrvl.files import file_digest
+
+    for name, record in artifacts.items():
+        if not isinstance(record, dict) or not isinstance(record.get("size"), int) \
+                or not isinstance(record.get("crc32c"), int):
+            raise BuildDirError(f"{path}: artifact '{name}' needs an integer size and crc32c")
+        file = root / name
+        if not file.resolve().is_relative_to(root.resolve()):
+            raise BuildDirError(f"{path}: artifact '{name}' lies outside the build directory")
+        try:
+            size, crc = file_digest(file)
+        except IsADirectoryError:
+            raise BuildDirError(f"'{file}' is a directory, the manifest records a file "
+                                "(re-run `mrvl compile`)") from None
+        except FileNotFoundError:
+            raise BuildDirError(f"'{file}' is missing (re-run `mrvl compile`)") from None
+        except OSError as error:
+            raise BuildDirError(f"cannot read '{file}': {error.strerror}") from None
+        if (size, crc) != (record["size"], record["crc32c"]):
+            raise BuildDirError(
+                f"'{file}' is not the file this build wrote (size {size}, CRC32C {crc:#010x}; "
+                f"the manifest records {record['size']}, {record['crc32c']:#010x}): re-run "
+                "`mrvl compile`")
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -552,12 +621,11 @@ class CompiledModel:
 
 def save_run_report(build_dir: str | Path, result: RunResult) -> Path:
     """Write `run_report.json` (the last run's per-step figures) into the build directory."""
+    from mrvl.files import write_text
+
     path = Path(build_dir) / RUN_REPORT
-    try:
-        path.write_text(json.dumps(result.as_dict(), indent=1, sort_keys=True, default=_jsonable)
-                        + "\n")
-    except OSError as error:
-        raise BuildDirError(f"cannot write '{path}': {error}") from None
+    write_text(path, json.dumps(result.as_dict(), indent=1, sort_keys=True, default=_jsonable)
+               + "\n", "run report")
     return path
 
 

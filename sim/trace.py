@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from mrvl import mlip_isa as isa
-from mrvl.errors import MrvlError
 
 __all__ = ["RECORD_DTYPE", "Timeline", "CpuMark", "chrome_events", "write_chrome_trace"]
 
@@ -161,10 +160,6 @@ def chrome_document(parts: Sequence[Timeline | CpuMark]) -> dict[str, Any]:
 def write_chrome_trace(path: str | Path, parts: Timeline | Iterable[Timeline | CpuMark]) -> Path:
     """Write the Chrome trace-event JSON of `parts` to `path`; raises MrvlError on I/O."""
     parts = [parts] if isinstance(parts, Timeline) else list(parts)
-    path = Path(path)
-    try:
-        with open(path, "w") as handle:
-            json.dump(chrome_document(parts), handle, separators=(",", ":"))
-    except OSError as error:
-        raise MrvlError(f"cannot write the trace '{path}': {error}") from None
-    return path
+    from mrvl.files import write_text
+
+    return write_text(path, json.dumps(chrome_document(parts), separators=(",", ":")), "trace")

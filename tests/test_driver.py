@@ -46,7 +46,8 @@ def test_file_stages_write_what_they_say(model_path, tmp_path):
     result = compile(model_path, stop_after=Stage.JSON, out_dir=json_dir)
     assert result.stage is Stage.JSON and not result.subgraphs
     assert {p.name for p in json_dir.iterdir()} == {
-        "model.onnx", "tvmgen_mrvl_main_0-nodes.json", "tvmgen_mrvl_main_0-consts.json"}
+        ".mrvl-build", "model.onnx", "tvmgen_mrvl_main_0-nodes.json",
+        "tvmgen_mrvl_main_0-consts.json"}
     result = compile(model_path, stop_after=Stage.MLIP, out_dir=mlip_dir)
     assert result.stage is Stage.MLIP and len(result.subgraphs) == 1
     assert result.subgraphs[0].model.layers() and not list(mlip_dir.glob("*.bin"))
