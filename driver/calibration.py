@@ -59,7 +59,7 @@ def calibration_sets(source: Any, inputs: Sequence[InputSpec], what: str
                      ) -> list[list[np.ndarray]]:
     """Calibration input sets for `inputs` (module docstring); `what` names the consumer in
     error messages (e.g. the model or `@tvmgen_mrvl_main_0`)."""
-    if source is None:
+    if source is None or (isinstance(source, str) and source == "random"):
         rng = np.random.default_rng(0)
         return [[rng.standard_normal(s.shape).astype(np.float32) for s in inputs]]
     label = "calibration"
@@ -91,9 +91,29 @@ def calibration_sets(source: Any, inputs: Sequence[InputSpec], what: str
     if all(a.shape[1:] == s for a, s in zip(chosen, shapes, strict=True)):
         count = min(a.shape[0] for a in chosen)
         return [[a[i] for a in chosen] for i in range(count)]
+    if all(s and a.ndim == len(s) and a.shape[1:] == s[1:] and a.shape[0] > 0
+           for a, s in zip(chosen, shapes, strict=True)):
+        return _batch_sets(chosen, [s[0] for s in shapes])
     raise CompileError(
         f"{label}: calibration arrays of shapes {[list(a.shape) for a in chosen]} do not "
         f"match the inputs {[list(s) for s in shapes]} of {what}")
+
+
+def _batch_sets(arrays: Sequence[np.ndarray], batches: Sequence[int]
+                ) -> list[list[np.ndarray]]:
+    """Samples stacked along the batch axis, regrouped into sets of the compiled batch: the
+    last set (or a single one, when there are fewer samples than the batch) is filled up by
+    repeating samples from the start, which leaves the activation ranges unchanged."""
+    count = min(len(a) for a in arrays)
+    sets_count = max(-(-count // b) for b in batches)
+    sets = []
+    for k in range(sets_count):
+        batch = []
+        for array, b in zip(arrays, batches, strict=True):
+            rows = [(k * b + i) % count for i in range(b)]
+            batch.append(array[rows])
+        sets.append(batch)
+    return sets
 
 
 def _check_values(array: np.ndarray, where: str) -> None:

@@ -24,7 +24,7 @@ import enum
 import json
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,23 @@ from mrvl.dialects import graph
 from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, VALID_TILES, Machine
 from mrvl.lowering.backend import CompiledSubgraph, compile_function, read_pair
+
+RANDOM = "random"
+"""The `calibration` value that opts in to calibrating int8 on seeded standard-normal data."""
+
+
+def warn(message: str) -> None:
+    """A one-line warning of the compiler on stderr (the CLI and the Python API alike)."""
+    import sys
+
+    print(f"mrvl: warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    """A one-line note of the compiler on stderr (e.g. where a shape came from)."""
+    import sys
+
+    print(f"mrvl: {message}", file=sys.stderr)
 
 
 class Stage(enum.Enum):
@@ -57,13 +74,26 @@ class Stage(enum.Enum):
 @dataclass(frozen=True)
 class PartitionOptions:
     """Step-1 options: `mrvl-partition`'s (mode, cpu_layers, max_layers, require_compute)
-    and the import's (batch_size: the value of a symbolic first input dimension)."""
+    and the import's (batch_size: the value of a symbolic first input dimension;
+    input_shapes: (name, dims) pairs fixing the whole shape of named inputs)."""
 
     mode: str = "default"
     cpu_layers: tuple[str, ...] = ()
     max_layers: int = -1
     require_compute: bool = True
     batch_size: int = 1
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.input_shapes, Mapping):  # the keyword / manifest form
+            object.__setattr__(self, "input_shapes", tuple(
+                (str(k), tuple(int(d) for d in v)) for k, v in self.input_shapes.items()))
+        if self.batch_size < 1:
+            raise CompileError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for name, dims in self.input_shapes:
+            if any(d < 1 for d in dims):
+                raise CompileError(f"--input-shape {name}={','.join(map(str, dims))}: "
+                                   "dimensions must be at least 1")
 
     def pass_options(self) -> dict[str, Any]:
         return {"mode": self.mode, "cpu_layers": self.cpu_layers,
@@ -72,7 +102,8 @@ class PartitionOptions:
     def to_dict(self) -> dict[str, Any]:
         """As recorded in the manifest (and read back by `from_dict`)."""
         return {**self.pass_options(), "cpu_layers": list(self.cpu_layers),
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size,
+                "input_shapes": {k: list(v) for k, v in self.input_shapes}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PartitionOptions:
@@ -96,8 +127,9 @@ class CompileOptions:
     io_dtype: str | None = None
     """dtype of each binary's inputs/outputs: "f16", "f32", "i8" (default f16, i8 for int8)."""
     calibration: Any = None
-    """int8: an .npz path of model inputs, a mapping name -> array(s), a list of input sets,
-    or None (one seeded standard-normal set); see driver/calibration.py."""
+    """int8 (required): an .npz path of model inputs (samples stacked along the batch axis),
+    a mapping name -> array(s), a list of input sets, or "random" (one seeded
+    standard-normal set, with a warning); see driver/calibration.py."""
     machine: Machine = DEFAULT_MACHINE
     """The accelerator (tiles, OCM and page size, timing constants)."""
     partition: PartitionOptions = field(default_factory=PartitionOptions)
@@ -111,7 +143,13 @@ class CompileOptions:
         if self.calibration is not None and self.quantize != "int8":
             raise CompileError("--calibration applies to --quantize int8 only (fp16 needs no "
                                "calibration); drop it or add --quantize int8")
-        if isinstance(self.calibration, str | Path):
+        if self.quantize == "int8" and self.calibration is None:
+            raise CompileError(
+                "--quantize int8 needs calibration data: give --calibration inputs.npz "
+                "(representative inputs, samples stacked along the batch axis), or "
+                "--calibration random to calibrate on standard-normal noise (inaccurate for "
+                "e.g. 0-255 pixel inputs)")
+        if isinstance(self.calibration, str | Path) and str(self.calibration) != RANDOM:
             path = Path(self.calibration)
             if path.is_dir():
                 raise CompileError(f"--calibration: '{path}' is a directory, expected an .npz")
@@ -186,6 +224,13 @@ def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
     return activation_ranges(fn, sets)
 
 
+def _warn_random(options: CompileOptions) -> None:
+    if str(options.calibration) == RANDOM:
+        warn("int8 calibrated on standard-normal noise (--calibration random): accuracy "
+             "suffers when the real inputs differ (e.g. 0-255 pixels); give representative "
+             "inputs as an .npz")
+
+
 # ---- stages --------------------------------------------------------------------------------
 def import_model(model: str | Path | bytes | onnx.ModelProto, *,
                  input_shapes: Mapping[str, Sequence[int]] | None = None, batch_size: int = 1,
@@ -200,11 +245,60 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, *,
     return import_onnx(model, input_shapes=shapes, batch_size=batch_size)
 
 
+def sample_shapes(model: str | Path, samples: Any, shapes: Mapping[str, Sequence[int]],
+                  batch_size: int, what: str) -> dict[str, list[int]]:
+    """`shapes` completed from sample arrays (an .npz path or a mapping name -> array): an
+    input with a symbolic dimension past the first that `shapes` does not fix takes the
+    sample's dimensions when that is unambiguous (the array named like the input, or the
+    only array of a one-input model, of the input's rank and agreeing with its fixed
+    dimensions); a symbolic first dimension stays `batch_size` (samples are stacked along
+    it). Notes each shape it took on stderr."""
+    from mrvl.frontend.onnx_import import load_model
+
+    result = {k: list(v) for k, v in shapes.items()}
+    proto, _ = load_model(model)
+    init_names = {t.name for t in proto.graph.initializer}
+    declared = []
+    for value in proto.graph.input:
+        if value.name in init_names or not value.type.HasField("tensor_type") \
+                or not value.type.tensor_type.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in value.type.tensor_type.shape.dim]
+        declared.append((value.name, dims))
+    needing = [(n, d) for n, d in declared if n not in result and None in d[1:]]
+    if not needing:
+        return result
+    label = str(samples) if isinstance(samples, str | Path) else what
+    if isinstance(samples, str | Path):
+        from mrvl.files import read_arrays
+
+        samples = read_arrays(samples, f"--{what}", CompileError)
+    if not isinstance(samples, Mapping):
+        return result
+    for name, dims in needing:
+        array = samples.get(name)
+        if array is None and len(samples) == 1 and len(declared) == 1:
+            array = next(iter(samples.values()))
+        shape = getattr(array, "shape", None)
+        if shape is None or len(shape) != len(dims) or any(
+                d is not None and d != a for d, a in zip(dims[1:], shape[1:])):
+            continue
+        first = dims[0] if dims[0] is not None else batch_size
+        result[name] = [first, *(int(a) for a in shape[1:])]
+        note(f"input '{name}' shape {result[name]} taken from {label}")
+    return result
+
+
 def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None = None, *,
             stop_after: Stage = Stage.BINARY, out_dir: str | Path | None = None,
-            input_shapes: Mapping[str, Sequence[int]] | None = None) -> CompileResult:
+            input_shapes: Mapping[str, Sequence[int]] | None = None,
+            samples: Any = None) -> CompileResult:
     """Run the stages up to and including `stop_after` (module docstring). Stages from JSON
-    on write into `out_dir` and need the model as a file (it is copied into the build)."""
+    on write into `out_dir` and need the model as a file (it is copied into the build).
+    `input_shapes` adds to `options.partition.input_shapes`; symbolic dimensions still open
+    are taken from `samples` (an .npz path or mapping of model inputs), else from the int8
+    calibration data, when unambiguous (`sample_shapes`)."""
     options = options or CompileOptions()
     if stop_after.index >= Stage.JSON.index:
         if out_dir is None:
@@ -219,7 +313,15 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
         from mrvl.driver.build_dir import check_output_dir
 
         out_dir = check_output_dir(out_dir)
-    module = import_model(model, input_shapes=input_shapes,
+    shapes = {**dict(options.partition.input_shapes), **(input_shapes or {})}
+    what = "inputs"
+    if samples is None and options.quantize == "int8" and str(options.calibration) != RANDOM:
+        samples, what = options.calibration, "calibration"
+    if samples is not None and isinstance(model, str | Path):
+        shapes = sample_shapes(model, samples, shapes, options.partition.batch_size, what)
+    if shapes != {k: list(v) for k, v in options.partition.input_shapes}:
+        options = replace(options, partition=replace(options.partition, input_shapes=shapes))
+    module = import_model(model, input_shapes=shapes,
                           batch_size=options.partition.batch_size)
     result = CompileResult(Stage.IMPORT, module)
     if stop_after is Stage.IMPORT:
@@ -261,6 +363,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
         from mrvl.driver.calibration import InputSpec, calibration_sets
 
         specs = [InputSpec((s["name"],), tuple(s["shape"])) for s in model_inputs]
+        _warn_random(options)
         sets = calibration_sets(options.calibration, specs, "the model")
         per_call = [subgraph_inputs(module, batch) for batch in sets]
     funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
@@ -324,6 +427,7 @@ def compile_pair(nodes: Any, consts: Any, options: CompileOptions | None = None
     if options.quantize == "int8":
         from mrvl.driver.calibration import calibration_sets, function_inputs
 
+        _warn_random(options)
         sets = calibration_sets(options.calibration, function_inputs(fn),
                                 f"@{fn.sym_name.data}")
         ranges = _ranges(fn, options, sets)
@@ -364,7 +468,8 @@ def compile_model(onnx_path: str | Path, out_dir: str | Path, **options: Any):
 
 def compile_to_partitioned(model: str | Path | onnx.ModelProto, *, batch_size: int = 1,
                            input_shapes: dict[str, list[int]] | None = None,
-                           verify: bool = False, **options: Any) -> ModuleOp:
+                           verify: bool = False, samples: Any = None,
+                           **options: Any) -> ModuleOp:
     """ONNX model -> partitioned module (stage PARTITION). `batch_size` and `input_shapes`
     fix symbolic input dimensions (see `import_onnx`); `options` are `partition_for_mrvl`'s;
     `verify=True` verifies the IR after every step."""
@@ -378,7 +483,8 @@ def compile_to_partitioned(model: str | Path | onnx.ModelProto, *, batch_size: i
     report = options.pop("report", None)
     partition = PartitionOptions.from_dict({**options, "batch_size": batch_size})
     module = compile(model, CompileOptions(partition=partition, verify=verify),
-                     stop_after=Stage.PARTITION, input_shapes=input_shapes).module
+                     stop_after=Stage.PARTITION, input_shapes=input_shapes,
+                     samples=samples).module
     if report:
         from mrvl.lowering.offload_report import write_report
 

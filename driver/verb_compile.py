@@ -58,7 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--io-dtype", choices=("f16", "f32", "i8"), default=None,
                         help="dtype of the binary's inputs/outputs (default: f16, or i8 "
                              "with --quantize int8)")
-    parser.add_argument("--calibration", help="int8: .npz of calibration inputs")
+    parser.add_argument("--calibration", metavar="X.npz|random",
+                        help="int8 (required): .npz of calibration inputs (samples stacked "
+                             "along the batch axis), or 'random' for standard-normal noise")
     parser.add_argument("--emit", choices=[s.value for s in Stage], default="binary",
                         help="ONNX form: stop after this stage (default binary)")
     parser.add_argument("--report", action="store_true", help="print the static report")
@@ -75,7 +77,7 @@ def compile_options(args: argparse.Namespace) -> CompileOptions:
     return CompileOptions(
         quantize=args.quantize, io_dtype=args.io_dtype, calibration=args.calibration,
         machine=machine.with_overrides(args.machine),
-        partition=PartitionOptions(batch_size=args.batch_size, **partition_options(args)))
+        partition=PartitionOptions(**partition_options(args)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             raise CompileError("--asm writes the listing of a JSON pair; for an ONNX model "
                                "use --emit mlip")
         stage = Stage(args.emit)
-        result = compile(args.model, options, stop_after=stage, out_dir=args.output)
+        result = compile(args.model, options, stop_after=stage, out_dir=args.output,
+                         samples=args.sample_inputs)
         if stage in (Stage.IMPORT, Stage.PARTITION):
             print(_ir_text(result.module))
             return 0

@@ -19,19 +19,10 @@ from xdsl.ir import Attribute
 from xdsl.printer import Printer
 
 from mrvl.dialects import graph
+from mrvl.driver.verb_partition import input_shape
 from mrvl.errors import ModelImportError
 
 HELP = "import an ONNX model into the graph dialect and print a summary (or the IR)"
-
-
-def _input_shape(text: str) -> tuple[str, list[int]]:
-    name, sep, dims = text.rpartition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,..., got '{text}'")
-    try:
-        return name, [int(d) for d in dims.split(",") if d.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integer dimensions in '{text}'") from None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input-shape",
         action="append",
-        type=_input_shape,
+        type=input_shape,
         metavar="NAME=D0,D1,...",
         help="static shape of a model input (repeatable)",
     )

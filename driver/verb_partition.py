@@ -46,6 +46,25 @@ def add_partition_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=1, help="value of a symbolic first input dimension"
     )
+    parser.add_argument(
+        "--input-shape", action="append", type=input_shape, default=[],
+        metavar="NAME=D0,D1,...", help="static shape of a model input with symbolic "
+        "dimensions (repeatable)")
+    parser.add_argument(
+        "--inputs", metavar="X.npz", default=None, dest="sample_inputs",
+        help="sample inputs: symbolic dimensions not given by --input-shape are taken from "
+             "their shapes")
+
+
+def input_shape(text: str) -> tuple[str, list[int]]:
+    """`NAME=D0,D1,...` of `--input-shape`."""
+    name, sep, dims = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,..., got '{text}'")
+    try:
+        return name, [int(d) for d in dims.split(",") if d.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integer dimensions in '{text}'") from None
 
 
 def partition_options(args: argparse.Namespace) -> dict[str, object]:
@@ -54,6 +73,8 @@ def partition_options(args: argparse.Namespace) -> dict[str, object]:
         "cpu_layers": tuple(n.strip() for n in args.cpu_layers.split(",") if n.strip()),
         "max_layers": args.max_layers,
         "require_compute": not args.no_require_compute,
+        "batch_size": args.batch_size,
+        "input_shapes": dict(args.input_shape),
     }
 
 
@@ -76,9 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.model).exists():
         raise MrvlError(f"model file '{args.model}' does not exist")
-    module = compile_to_partitioned(
-        args.model, batch_size=args.batch_size, **partition_options(args)
-    )
+    module = compile_to_partitioned(args.model, samples=args.sample_inputs,
+                                    **partition_options(args))
     out_dir = Path(args.output)
     try:  # a model with no accelerator sub-graph writes no JSON pair, but still a report
         out_dir.mkdir(parents=True, exist_ok=True)

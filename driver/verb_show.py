@@ -40,9 +40,8 @@ def run(args: argparse.Namespace) -> int:
         output = args.output if args.output is not None else Path(args.model) / "partition.dot"
         print(show(args.model, output))
         return 0
-    module = compile_to_partitioned(
-        args.model, batch_size=args.batch_size, **partition_options(args)
-    )
+    module = compile_to_partitioned(args.model, samples=args.sample_inputs,
+                                    **partition_options(args))
     title = Path(args.model).stem
     if args.output is None:
         print(partition_to_dot(module, title), end="")

@@ -441,6 +441,10 @@ def default_opset(model: onnx.ModelProto) -> int:
 # --------------------------------------------------------------------------------------
 
 
+_GIVE_SHAPE = ("give its shape with --input-shape {0}=D0,D1,... (input_shapes={{'{0}': [...]}} "
+               "in the Python API), or a sample with --inputs / --calibration")
+
+
 def _fixed_inputs(model: onnx.ModelProto, label: str, input_shapes: dict[str, list[int]],
                   batch_size: int) -> list[tuple[str, TensorType]]:
     init_names = {t.name for t in model.graph.initializer}
@@ -474,7 +478,7 @@ def _fixed_inputs(model: onnx.ModelProto, label: str, input_shapes: dict[str, li
                     )
         else:
             if not tt.HasField("shape"):
-                raise ModelImportError(f"{what}: unknown rank; give its shape in input_shapes")
+                raise ModelImportError(f"{what}: unknown rank; {_GIVE_SHAPE.format(value.name)}")
             dims = []
             for i, d in enumerate(tt.shape.dim):
                 if d.HasField("dim_value") and d.dim_value >= 0:
@@ -484,8 +488,8 @@ def _fixed_inputs(model: onnx.ModelProto, label: str, input_shapes: dict[str, li
                 else:
                     sym = d.dim_param or "?"
                     raise ModelImportError(
-                        f"{what}: dimension {i} is symbolic ('{sym}'); give its shape in "
-                        f"input_shapes"
+                        f"{what}: dimension {i} is symbolic ('{sym}'); "
+                        f"{_GIVE_SHAPE.format(value.name)}"
                     )
         if any(d < 0 for d in dims):
             raise ModelImportError(f"{what}: expected non-negative dimensions, got {dims}")

@@ -70,6 +70,7 @@ def test_file_stages_need_a_directory_and_a_file(model_path):
 
 def test_keyword_options_are_typed():
     options = CompileOptions.from_keywords(num_tiles=4, page_size=4096, quantize="int8",
+                                           calibration="random",
                                            machine=["dram_gbps=32"], cpu_layers="fc",
                                            batch_size=2)
     assert options.machine.tiles == 4 and options.machine.page_bytes == 4096
@@ -115,4 +116,4 @@ def test_calibration_sets_by_name_order_and_samples(tmp_path):
     with pytest.raises(CompileError, match="no array for input 'y'"):
         calibration_sets({"x": x}, specs, "m")
     with pytest.raises(CompileError, match="do not match"):
-        calibration_sets({"x": x, "y": np.ones(5)}, specs, "m")
+        calibration_sets({"x": x, "y": np.ones((5, 3))}, specs, "m")

@@ -1,0 +1,137 @@
+"""Real models through the front door (issue 12): symbolic input shapes on every verb,
+int8 calibration that is never silent, batches above the accelerator limit, lazy start-up,
+progress on a terminal only."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from mrvl.driver import api
+from mrvl.driver.cli import main
+from mrvl.driver.compiler import CompileOptions, PartitionOptions
+from mrvl.errors import CompileError
+from mrvl.sim.runtime import CompiledModel, load_manifest
+
+
+def symbolic_hw_model() -> onnx.ModelProto:
+    """x [1, 3, H, W] -> Conv 3x3 -> Relu: an OCR-detector-like input with symbolic H, W."""
+    rng = np.random.default_rng(0)
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3],
+                                rng.standard_normal(108).astype(np.float32).tolist())
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "ocr_like",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                       [1, 3, "p2o.DynamicDimension.1", "p2o.DynamicDimension.2"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, None, None])],
+        [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.fixture
+def ocr_model(tmp_path):
+    path = tmp_path / "ocr.onnx"
+    onnx.save(symbolic_hw_model(), path)
+    return path
+
+
+def test_symbolic_shape_error_names_the_flag(ocr_model, tmp_path, capsys):
+    assert main(["compile", str(ocr_model), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--input-shape x=D0,D1,..." in err, err
+
+
+@pytest.mark.parametrize("verb", ["compile", "partition", "show"])
+def test_input_shape_on_every_verb(ocr_model, tmp_path, capsys, verb):
+    out = tmp_path / "out"
+    argv = [verb, str(ocr_model), "--input-shape", "x=1,3,16,24"]
+    argv += ["-o", str(out if verb != "show" else tmp_path / "p.dot")]
+    assert main(argv) == 0, capsys.readouterr().err
+    if verb == "compile":
+        manifest = load_manifest(out)
+        assert manifest.inputs[0].shape == (1, 3, 16, 24)
+        assert manifest.outputs[0].shape == (1, 4, 16, 24)
+        assert [s.kind for s in manifest.steps] == ["accelerator"]
+        assert manifest.options["partition"]["input_shapes"] == {"x": [1, 3, 16, 24]}
+        x = np.random.default_rng(1).standard_normal((1, 3, 16, 24)).astype(np.float32)
+        assert api.run(out, {"x": x}, check=True).passed
+        # the build's own picture re-partitions with the recorded shape
+        assert main(["show", str(out), "-o", str(tmp_path / "b.dot")]) == 0
+    elif verb == "partition":
+        assert (out / "tvmgen_mrvl_main_0-nodes.json").is_file()
+    else:
+        assert "accelerator" in (tmp_path / "p.dot").read_text().lower()
+
+
+def test_shape_taken_from_inputs_npz(ocr_model, tmp_path, capsys):
+    sample = tmp_path / "x.npz"
+    np.savez(sample, x=np.ones((1, 3, 8, 12), np.float32))
+    out = tmp_path / "b"
+    assert main(["compile", str(ocr_model), "-o", str(out), "--inputs", str(sample)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input 'x' shape [1, 3, 8, 12] taken from" in err, err
+    assert load_manifest(out).inputs[0].shape == (1, 3, 8, 12)
+
+
+def test_shape_taken_from_calibration_stacked_along_batch(ocr_model, tmp_path, capsys):
+    """Ten samples stacked along the batch axis calibrate a batch-1 build (and give H, W)."""
+    cal = tmp_path / "cal.npz"
+    data = np.random.default_rng(2).uniform(0, 255, (10, 3, 8, 12)).astype(np.float32)
+    np.savez(cal, x=data)
+    out = tmp_path / "b"
+    assert main(["compile", str(ocr_model), "-o", str(out), "--quantize", "int8",
+                 "--calibration", str(cal)]) == 0
+    assert "taken from" in capsys.readouterr().err
+    x = data[3:4]
+    assert api.run(out, {"x": x}, check=True).passed
+
+
+def test_ambiguous_sample_is_not_used(ocr_model, tmp_path, capsys):
+    sample = tmp_path / "x.npz"
+    np.savez(sample, x=np.ones((3, 8, 12), np.float32))  # wrong rank: not taken
+    assert main(["partition", str(ocr_model), "-o", str(tmp_path / "p"), "--inputs",
+                 str(sample)]) == 2
+    assert "is symbolic" in capsys.readouterr().err
+
+
+def test_partition_options_carry_input_shapes():
+    options = CompileOptions.from_keywords(input_shapes={"x": [1, 3, 8, 8]})
+    assert options.partition.input_shapes == (("x", (1, 3, 8, 8)),)
+    assert PartitionOptions.from_dict(options.partition.to_dict()) == options.partition
+    with pytest.raises(CompileError, match="at least 1"):
+        PartitionOptions(input_shapes={"x": [1, 0]})
+
+
+def test_api_compile_takes_input_shapes(tmp_path):
+    build = api.compile(symbolic_hw_model(), tmp_path / "b", input_shapes={"x": [1, 3, 4, 4]})
+    assert load_manifest(build).inputs[0].shape == (1, 3, 4, 4)
+
+
+# ---- int8 calibration is never silent ------------------------------------------------------
+def test_int8_without_calibration_is_refused(ocr_model, tmp_path, capsys):
+    argv = ["compile", str(ocr_model), "--input-shape", "x=1,3,8,8", "--quantize", "int8"]
+    assert main([*argv, "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--calibration random" in err, err
+    assert not (tmp_path / "b").exists()
+    assert main([*argv, "-o", str(tmp_path / "r"), "--calibration", "random"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning" in err and "standard-normal" in err, err
+    assert load_manifest(tmp_path / "r").quantize == "int8"
+
+
+def test_calibration_sets_regroup_stacked_samples():
+    from mrvl.driver.calibration import InputSpec, calibration_sets
+
+    data = np.arange(1, 11, dtype=np.float32)[:, None] * np.ones((10, 3), np.float32)
+    sets = calibration_sets({"x": data}, [InputSpec(("x",), (4, 3))], "m")
+    assert len(sets) == 3 and all(s[0].shape == (4, 3) for s in sets)
+    # the last set is filled up from the start: every sample is seen, no other value appears
+    seen = np.concatenate([s[0][:, 0] for s in sets])
+    assert set(seen) == set(range(1, 11))
+    sets = calibration_sets({"x": data[:2]}, [InputSpec(("x",), (8, 3))], "m")
+    assert len(sets) == 1 and sets[0][0].shape == (8, 3)
