@@ -203,6 +203,9 @@ class CompileResult:
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     subgraphs: list[CompiledSubgraph] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
+    batch_chunk: int | None = None
+    """Set when the batch exceeds the accelerator's limit: the module is compiled for this
+    many rows and the runtime runs the model's batch in chunks of it (`_batch_chunk`)."""
 
 
 # ---- the backend adapter: the one call into lowering/backend.py ---------------------------
@@ -222,6 +225,68 @@ def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
     from mrvl.driver.calibration import activation_ranges
 
     return activation_ranges(fn, sets)
+
+
+def _batch_chunk(model: Any, shapes: Mapping[str, Sequence[int]], batch: int) -> int | None:
+    """The chunk a batch above the accelerator's limit runs in, or None.
+
+    A batch of B > MAX_BATCH rows is compiled for MAX_BATCH rows and run in ceil(B / 8)
+    chunks, the last one padded with zero rows (sim/runtime.py); this needs every model input
+    and output to lead with a symbolic batch dimension that --input-shape does not fix (rows
+    then do not interact); otherwise the model is compiled for B rows and stays on the CPU."""
+    from mrvl.lowering.mrvl_legality import MAX_BATCH
+
+    if batch <= MAX_BATCH or isinstance(model, bytes):
+        return None
+    from mrvl.frontend.onnx_import import load_model
+
+    proto, _ = load_model(model)
+    init_names = {t.name for t in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in init_names]
+
+    def symbolic_first(value: onnx.ValueInfoProto, output: bool = False) -> bool:
+        if not value.type.HasField("tensor_type"):
+            return False
+        tensor = value.type.tensor_type
+        if not tensor.HasField("shape"):
+            return output  # an output without a declared shape: the import's shape decides
+        dims = tensor.shape.dim
+        return bool(dims) and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0)
+
+    if not inputs or any(v.name in shapes or not symbolic_first(v) for v in inputs):
+        return None
+    if not all(symbolic_first(v, output=True) for v in proto.graph.output):
+        return None
+    return MAX_BATCH
+
+
+def _leads_with_batch(module: ModuleOp, rows: int) -> bool:
+    """Every input and output of @main has `rows` as its (static) first dimension."""
+    main = _main(module)
+    types = [*main.function_type.inputs.data, *main.function_type.outputs.data]
+    for typ in types:
+        shape = list(typ.get_shape()) if hasattr(typ, "get_shape") else []
+        if not shape or shape[0] != rows or any(d < 0 for d in shape):
+            return False
+    return True
+
+
+def _warn_low_offload(module: ModuleOp) -> None:
+    """A one-line warning when less than half the MACs run on the accelerator, naming the
+    reason that keeps the most MACs on the CPU."""
+    from collections import Counter
+
+    from mrvl.lowering.offload_report import offload_report
+
+    report = offload_report(module)
+    if not report["macs_total"] or report["accelerator_mac_share"] >= 0.5:
+        return
+    reasons: Counter[str] = Counter()
+    for node in report["cpu_nodes"]:
+        reasons[node["reason"]] += node["macs"]
+    reason = reasons.most_common(1)[0][0] if reasons else "no accelerator sub-graph"
+    warn(f"only {100 * report['accelerator_mac_share']:.0f}% of the MACs run on the "
+         f"accelerator; main reason: {reason} (see `mrvl report`)")
 
 
 def _warn_random(options: CompileOptions) -> None:
@@ -321,9 +386,13 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
         shapes = sample_shapes(model, samples, shapes, options.partition.batch_size, what)
     if shapes != {k: list(v) for k, v in options.partition.input_shapes}:
         options = replace(options, partition=replace(options.partition, input_shapes=shapes))
-    module = import_model(model, input_shapes=shapes,
-                          batch_size=options.partition.batch_size)
-    result = CompileResult(Stage.IMPORT, module)
+    batch = options.partition.batch_size
+    chunk = _batch_chunk(model, shapes, batch)
+    module = import_model(model, input_shapes=shapes, batch_size=chunk or batch)
+    if chunk and not _leads_with_batch(module, chunk):
+        chunk = None
+        module = import_model(model, input_shapes=shapes, batch_size=batch)
+    result = CompileResult(Stage.IMPORT, module, batch_chunk=chunk)
     if stop_after is Stage.IMPORT:
         return result
     from mrvl.lowering.mrvl_partition import partition_module
@@ -332,6 +401,12 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
     result.stage = Stage.PARTITION
     if stop_after is Stage.PARTITION:
         return result
+    if chunk:
+        runs = -(-batch // chunk)
+        note(f"batch {batch} runs as {runs} chunks of {chunk} (the accelerator's limit"
+             + (f"; the last one padded with {runs * chunk - batch} zero rows)"
+                if batch % chunk else ")"))
+    _warn_low_offload(module)
     assert out_dir is not None and isinstance(model, Path)
     from mrvl.driver.build_dir import staged_build_dir
 
@@ -405,10 +480,16 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
         (out / f"{sub.symbol}.bin").write_bytes(sub.data)
     write_report(module, out / "offload.json")
     write_reports(result.reports, out / "static_report.json")
+    model_entry: dict[str, Any] = {"onnx": "model.onnx", "inputs": model_inputs,
+                                   "outputs": model_outputs}
+    if result.batch_chunk:
+        for spec in (*model_inputs, *model_outputs):
+            spec["shape"][0] = options.partition.batch_size
+        model_entry["batch_chunk"] = result.batch_chunk
     result.manifest = {
         "format": "mrvl-build",
         "version": 1,
-        "model": {"onnx": "model.onnx", "inputs": model_inputs, "outputs": model_outputs},
+        "model": model_entry,
         "options": options.manifest_options(),
         "steps": [_ordered_step(s) for s in steps],
         "artifacts": artifact_digests(out),

@@ -114,6 +114,13 @@ class Manifest:
     def accelerator_steps(self) -> list[Step]:
         return [s for s in self.steps if s.kind == "accelerator"]
 
+    @property
+    def batch_chunk(self) -> int | None:
+        """Rows per run of the steps when the model's batch exceeds the accelerator's limit
+        (the model's inputs and outputs lead with the whole batch; docs/build-dir.md)."""
+        chunk = self.raw["model"].get("batch_chunk")
+        return int(chunk) if chunk else None
+
 
 def _spec(entry: Any, where: str, dynamic: bool = False) -> TensorSpec:
     """A manifest tensor; -1 marks a data-dependent dimension (outputs only); 0 is an empty
@@ -224,6 +231,12 @@ def load_manifest(build_dir: str | Path) -> Manifest:
         info = {k: v for k, v in entry.items() if k not in roles}
         steps.append(Step(kind, str(entry.get("symbol", f"step{i}")), step_inputs,
                           step_outputs, files, info))
+    chunk = model.get("batch_chunk")
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1
+                              or not all(s.shape and s.shape[0] >= 1
+                                         for s in (*inputs, *outputs))):
+        raise BuildDirError(f"{path}: 'batch_chunk' must be a positive int and every model "
+                            "input and output must lead with the batch")
     unproduced = [s.name for s in outputs if s.name not in known]
     if unproduced:
         raise BuildDirError(f"{path}: model outputs {unproduced} are produced by no step")
@@ -556,31 +569,59 @@ class CompiledModel:
         records the simulated timeline (`result.trace_events()`, `result.write_trace(path)`);
         a path also writes it there as Chrome trace-event JSON."""
         self.check_inputs(inputs)
+        traced = trace is not None and trace is not False
+        chunk = self.manifest.batch_chunk
+        if chunk is None:
+            outputs, records = self._run_steps(inputs, traced, None)
+        else:
+            # the steps were compiled for `chunk` rows: run the batch chunk by chunk, the
+            # last chunk padded with zero rows, and cut the outputs back to the batch
+            rows = self.inputs[0].shape[0]
+            parts = []
+            records = []
+            for start in range(0, rows, chunk):
+                feeds = {}
+                for spec in self.inputs:
+                    part = np.asarray(inputs[spec.name])[start:start + chunk]
+                    if len(part) < chunk:
+                        pad = np.zeros((chunk - len(part), *part.shape[1:]), part.dtype)
+                        part = np.concatenate([part, pad])
+                    feeds[spec.name] = np.ascontiguousarray(part)
+                part_outputs, part_records = self._run_steps(feeds, traced, chunk)
+                parts.append(part_outputs)
+                records += part_records
+            outputs = {spec.name: np.concatenate([p[spec.name] for p in parts])[:rows]
+                       for spec in self.outputs}
+        result = RunResult(outputs, records)
+        if traced and trace is not True:
+            result.write_trace(trace)  # type: ignore[arg-type]
+        return result
+
+    def _run_steps(self, inputs: Mapping[str, np.ndarray], traced: bool, rows: int | None
+                   ) -> tuple[dict[str, np.ndarray], list[StepRecord]]:
+        """Every step once on checked inputs; the outputs as the manifest declares them (with
+        `rows` in place of the batch when the steps run a chunk)."""
         env: dict[str, Value] = {}
         for spec in self.inputs:
             arr = np.asarray(inputs[spec.name])
             env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
-        traced = trace is not None and trace is not False
         records = [step.run(env, traced) if isinstance(step, _AcceleratorStep) else step.run(env)
                    for step in self._steps]
         outputs = {}
         for spec in self.outputs:
             value = env[spec.name]
             where = f"model output '{spec.name}'"
-            if -1 in spec.shape:  # data-dependent (e.g. NMS): only the known dims are checked
+            shape = spec.shape if rows is None else (rows, *spec.shape[1:])
+            if -1 in shape:  # data-dependent (e.g. NMS): only the known dims are checked
                 arr = value.array
-                if arr.ndim != len(spec.shape) or any(
-                        d not in (-1, a) for d, a in zip(spec.shape, arr.shape)):
+                if arr.ndim != len(shape) or any(
+                        d not in (-1, a) for d, a in zip(shape, arr.shape)):
                     raise SimulationError(f"{where}: got shape {list(arr.shape)}, the manifest "
-                                          f"declares {list(spec.shape)} (-1: any)")
+                                          f"declares {list(shape)} (-1: any)")
             else:
-                arr = adapt_layout(value, spec.shape, "NCHW" if len(spec.shape) == 4 else None,
-                                   where)
+                arr = adapt_layout(value, shape, "NCHW" if len(shape) == 4 else None, where)
             outputs[spec.name] = arr.astype(np.dtype(spec.dtype), copy=False)
-        result = RunResult(outputs, records)
-        if traced and trace is not True:
-            result.write_trace(trace)  # type: ignore[arg-type]
-        return result
+        return outputs, records
 
     def run_batches(
         self,

@@ -135,3 +135,47 @@ def test_calibration_sets_regroup_stacked_samples():
     assert set(seen) == set(range(1, 11))
     sets = calibration_sets({"x": data[:2]}, [InputSpec(("x",), (8, 3))], "m")
     assert len(sets) == 1 and sets[0][0].shape == (8, 3)
+
+
+# ---- batches above the accelerator's limit ------------------------------------------------
+def test_batch_100_mnist_offloads_in_chunks(tmp_path, capsys):
+    """Batch 100 runs as 13 chunks of 8 (the last padded): ~100 % of MACs offloaded and the
+    outputs pass Marvell's fp16 rule against onnxruntime."""
+    from models.mnist_cnn import mnist_cnn_trained
+
+    model = mnist_cnn_trained()
+    path = tmp_path / "mnist.onnx"
+    onnx.save(model, path)
+    out = tmp_path / "b100"
+    assert main(["compile", str(path), "-o", str(out), "--batch-size", "100",
+                 "--num-tiles", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "13 chunks of 8" in err and "warning" not in err, err
+    report = api.report(out)
+    assert report["accelerator_mac_share"] > 0.99
+    manifest = load_manifest(out)
+    assert manifest.batch_chunk == 8 and manifest.inputs[0].shape == (100, 1, 28, 28)
+    x = np.random.default_rng(0).uniform(0, 1, (100, 1, 28, 28)).astype(np.float32)
+    result = api.run(out, {manifest.inputs[0].name: x}, check=True)
+    assert result.passed, [c.summary() for c in result.checks]
+    assert result.outputs[manifest.outputs[0].name].shape == (100, 10)
+    assert sum(s.kind == "accelerator" for s in result.result.steps) == 13
+    # rows do not leak across chunks: row 97 alone gives the same answer
+    with CompiledModel.load(out) as compiled:
+        alone = compiled.run({manifest.inputs[0].name: np.repeat(x[97:98], 100, 0)})
+    np.testing.assert_allclose(alone.outputs[manifest.outputs[0].name][0],
+                               result.outputs[manifest.outputs[0].name][97], rtol=1e-3,
+                               atol=1e-3)
+
+
+def test_fixed_batch_above_limit_warns_about_low_offload(tmp_path, capsys):
+    from models.mnist_cnn import mnist_cnn
+    from mrvl.driver.verb_example import fix_batch
+
+    path = tmp_path / "fixed.onnx"
+    onnx.save(fix_batch(mnist_cnn(), 16), path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "warning: only 0% of the MACs" in err and "batch 16 exceeds" in err, err
+    assert load_manifest(tmp_path / "b").batch_chunk is None
