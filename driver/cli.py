@@ -1,6 +1,7 @@
 """The `mrvl` command: one entry point whose verbs live in their own modules.
 
-Each verb module exposes `HELP` (one line), `configure(parser)` and `run(args) -> int`.
+Each verb module exposes `HELP` (one line, repeated in `VERBS`), `configure(parser)` and
+`run(args) -> int`; only the invoked verb's module is imported (`mrvl --help` imports none).
 A verb whose module is not part of this installation is not offered.  Errors derived from
 `MrvlError` are printed as one line (`mrvl: error: ...`) with exit status 2; a broken pipe
 or Ctrl-C exits quietly.
@@ -17,28 +18,41 @@ from typing import NoReturn
 from mrvl import __version__
 from mrvl.errors import MrvlError
 
-# verb -> module implementing it, in the order `mrvl --help` lists them.
-VERBS: dict[str, str] = {
-    "import": "mrvl.driver.verb_import",
-    "partition": "mrvl.driver.verb_partition",
-    "compile": "mrvl.driver.verb_compile",
-    "sim": "mrvl.driver.verb_sim",
-    "run": "mrvl.driver.verb_run",
-    "report": "mrvl.driver.verb_report",
-    "show": "mrvl.driver.verb_show",
-    "example": "mrvl.driver.verb_example",
+# verb -> (module implementing it, its one-line help), in the order `mrvl --help` lists
+# them. The help is kept here so that `mrvl --help` imports no verb module (and so neither
+# onnx nor xDSL); `tests/test_front_door.py` checks it matches each module's `HELP`.
+VERBS: dict[str, tuple[str, str]] = {
+    "import": ("mrvl.driver.verb_import",
+               "import an ONNX model into the graph dialect and print a summary (or the IR)"),
+    "partition": ("mrvl.driver.verb_partition",
+                  "partition an ONNX model for the accelerator and write the Nodes/Constants "
+                  "JSON pairs"),
+    "compile": ("mrvl.driver.verb_compile",
+                "compile a JSON pair (or a whole ONNX model) to mlip model binaries"),
+    "sim": ("mrvl.driver.verb_sim",
+            "simulate a model binary on inputs and report cycles (like mrvl-mlsim)"),
+    "run": ("mrvl.driver.verb_run",
+            "run a compiled build directory end to end (accelerator simulated, CPU on "
+            "onnxruntime)"),
+    "report": ("mrvl.driver.verb_report",
+               "report a build: partition, offload share, per-layer cycles, OCM and DMA"),
+    "show": ("mrvl.driver.verb_show",
+             "draw the accelerator / CPU partition of a build directory or ONNX model (DOT or "
+             "SVG)"),
+    "example": ("mrvl.driver.verb_example",
+                "compile and run an in-repo example model end to end (mnist, resnet50, ssd)"),
 }
 
 
-def _available_verbs() -> dict[str, str]:
+def _available_verbs() -> dict[str, tuple[str, str]]:
     found = {}
-    for verb, module in VERBS.items():
+    for verb, entry in VERBS.items():
         try:
-            spec = importlib.util.find_spec(module)
+            spec = importlib.util.find_spec(entry[0])
         except ModuleNotFoundError:
             spec = None
         if spec is not None:
-            found[verb] = module
+            found[verb] = entry
     return found
 
 
@@ -51,7 +65,9 @@ class _Parser(argparse.ArgumentParser):
                      f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `verb`'s module is imported and configures its sub-parser (every
+    verb when `verb` is None), so `mrvl --help` and `mrvl VERB` stay quick to start."""
     parser = _Parser(
         prog="mrvl",
         description=(
@@ -67,16 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mrvl {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, module_name in _available_verbs().items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
-        module.configure(sub)
-        sub.set_defaults(_verb_module=module)
+    for name, (module_name, help_text) in _available_verbs().items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if verb is None or name == verb:
+            module = importlib.import_module(module_name)
+            module.configure(sub)
+            sub.set_defaults(_verb_module=module)
     return parser
 
 
+def _verb_of(argv: list[str]) -> str | None:
+    """The verb `argv` names (its first word that is not an option), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in VERBS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_verb_of(argv) or "")
     args = parser.parse_args(argv)
     if getattr(args, "_verb_module", None) is None:
         parser.print_help()

@@ -179,3 +179,43 @@ def test_fixed_batch_above_limit_warns_about_low_offload(tmp_path, capsys):
     assert err.count("\n") == 1, err
     assert "warning: only 0% of the MACs" in err and "batch 16 exceeds" in err, err
     assert load_manifest(tmp_path / "b").batch_chunk is None
+
+
+# ---- start-up ------------------------------------------------------------------------------
+HEAVY = ("onnx", "onnxruntime", "xdsl", "ml_dtypes")
+
+
+def _modules_after(argv: list[str]) -> set[str]:
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom mrvl.driver import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+              "except SystemExit:\n    pass\nprint('MODULES:' + ','.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True,
+                         text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("MODULES:"))
+    return set(line.removeprefix("MODULES:").split(","))
+
+
+def test_help_imports_no_heavy_module():
+    modules = _modules_after(["--help"])
+    assert "mrvl.driver.cli" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert not heavy, heavy
+    assert not any(m.startswith("mrvl.driver.verb_") for m in modules)
+
+
+def test_run_help_imports_no_compiler():
+    modules = _modules_after(["run", "--help"])
+    assert "mrvl.driver.verb_run" in modules
+    assert not [m for m in modules if m.split(".")[0] in ("onnx", "xdsl", "ml_dtypes")]
+
+
+def test_verb_table_matches_the_modules():
+    import importlib
+
+    from mrvl.driver.cli import VERBS, build_parser
+
+    for verb, (module_name, help_text) in VERBS.items():
+        assert importlib.import_module(module_name).HELP == help_text, verb
+    build_parser()  # every verb configures without clashing
