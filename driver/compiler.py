@@ -47,6 +47,9 @@ def warn(message: str) -> None:
     """A one-line warning of the compiler on stderr (the CLI and the Python API alike)."""
     import sys
 
+    from mrvl.progress import clear_line
+
+    clear_line()
     print(f"mrvl: warning: {message}", file=sys.stderr)
 
 
@@ -54,6 +57,9 @@ def note(message: str) -> None:
     """A one-line note of the compiler on stderr (e.g. where a shape came from)."""
     import sys
 
+    from mrvl.progress import clear_line
+
+    clear_line()
     print(f"mrvl: {message}", file=sys.stderr)
 
 
@@ -358,13 +364,24 @@ def sample_shapes(model: str | Path, samples: Any, shapes: Mapping[str, Sequence
 def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None = None, *,
             stop_after: Stage = Stage.BINARY, out_dir: str | Path | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None,
-            samples: Any = None) -> CompileResult:
+            samples: Any = None, progress: bool = False) -> CompileResult:
     """Run the stages up to and including `stop_after` (module docstring). Stages from JSON
     on write into `out_dir` and need the model as a file (it is copied into the build).
     `input_shapes` adds to `options.partition.input_shapes`; symbolic dimensions still open
     are taken from `samples` (an .npz path or mapping of model inputs), else from the int8
-    calibration data, when unambiguous (`sample_shapes`)."""
-    options = options or CompileOptions()
+    calibration data, when unambiguous (`sample_shapes`). `progress` shows the current step
+    on stderr when it is a terminal (mrvl/progress.py)."""
+    from mrvl.progress import Progress
+
+    with Progress("mrvl compile", enabled=progress) as bar:
+        return _compile(model, options or CompileOptions(), stop_after, out_dir,
+                        input_shapes, samples, bar)
+
+
+def _compile(model: str | Path | onnx.ModelProto, options: CompileOptions, stop_after: Stage,
+             out_dir: str | Path | None, input_shapes: Mapping[str, Sequence[int]] | None,
+             samples: Any, bar: Any) -> CompileResult:
+    """`compile`'s stages, reporting each to the progress line `bar`."""
     if stop_after.index >= Stage.JSON.index:
         if out_dir is None:
             raise CompileError(f"stage '{stop_after.value}' writes files: give a build directory")
@@ -387,6 +404,7 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
     if shapes != {k: list(v) for k, v in options.partition.input_shapes}:
         options = replace(options, partition=replace(options.partition, input_shapes=shapes))
     batch = options.partition.batch_size
+    bar.update("import", force=True)
     chunk = _batch_chunk(model, shapes, batch)
     module = import_model(model, input_shapes=shapes, batch_size=chunk or batch)
     if chunk and not _leads_with_batch(module, chunk):
@@ -397,6 +415,7 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
         return result
     from mrvl.lowering.mrvl_partition import partition_module
 
+    bar.update("graph passes and partition", force=True)
     partition_module(module, verify=options.verify, **options.partition.pass_options())
     result.stage = Stage.PARTITION
     if stop_after is Stage.PARTITION:
@@ -412,14 +431,14 @@ def compile(model: str | Path | onnx.ModelProto, options: CompileOptions | None 
 
     out = Path(out_dir)
     with staged_build_dir(out) as staging:
-        _build(model, staging, options, stop_after, result)
+        _build(model, staging, options, stop_after, result, bar)
     result.out_dir = out
     result.pairs = [(out / nodes.name, out / consts.name) for nodes, consts in result.pairs]
     return result
 
 
 def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stage,
-           result: CompileResult) -> None:
+           result: CompileResult, bar: Any) -> None:
     """Stages JSON, MLIP and BINARY of `compile` on the partitioned `result.module`."""
     from mrvl.frontend.onnx_export import export_function
     from mrvl.lowering.backend_report import program_report, write_reports
@@ -440,8 +459,12 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
         specs = [InputSpec((s["name"],), tuple(s["shape"])) for s in model_inputs]
         _warn_random(options)
         sets = calibration_sets(options.calibration, specs, "the model")
-        per_call = [subgraph_inputs(module, batch) for batch in sets]
+        per_call = []
+        for k, batch in enumerate(sets):
+            bar.update("calibrate", k, len(sets))
+            per_call.append(subgraph_inputs(module, batch))
     funcs = {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
+    bar.update("write the JSON pairs and CPU models", force=True)
     copy_model(onnx_path, out)
     accelerator_steps = []
     for step in steps:
@@ -461,7 +484,8 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
     result.stage = Stage.JSON
     if stop_after is Stage.JSON:
         return
-    for step in accelerator_steps:
+    for k, step in enumerate(accelerator_steps):
+        bar.update(f"backend @{step['symbol']}", k, len(accelerator_steps), force=True)
         fn = funcs[step["symbol"]]
         sets = [calls[step["symbol"]] for calls in per_call]
         sub = _compile_subgraph(fn, options, _ranges(fn, options, sets), steps.index(step),
@@ -476,6 +500,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
     result.stage = Stage.MLIP
     if stop_after is Stage.MLIP:
         return
+    bar.update("write the binaries", force=True)
     for sub in result.subgraphs:
         (out / f"{sub.symbol}.bin").write_bytes(sub.data)
     write_report(module, out / "offload.json")

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                                "use --emit mlip")
         stage = Stage(args.emit)
         result = compile(args.model, options, stop_after=stage, out_dir=args.output,
-                         samples=args.sample_inputs)
+                         samples=args.sample_inputs, progress=True)
         if stage in (Stage.IMPORT, Stage.PARTITION):
             print(_ir_text(result.module))
             return 0

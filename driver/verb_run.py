@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.build)
     inputs = load_inputs(args.inputs, [s.name for s in manifest.inputs])
     with CompiledModel(manifest, threads=args.threads) as model:
-        result = model.run(inputs, trace=args.trace)
+        result = model.run(inputs, trace=args.trace, progress=True)
     try:
         save_run_report(args.build, result)
     except OutputFileError as error:  # a read-only build still runs
@@ -109,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     if not args.check:
         return 0
-    expected = run_reference(manifest, inputs, threads=args.threads)
+    from mrvl.progress import Progress
+
+    with Progress("mrvl run", enabled=True) as bar:
+        bar.update("the reference on onnxruntime (--check)", force=True)
+        expected = run_reference(manifest, inputs, threads=args.threads)
     mode = "int8" if manifest.quantize == "int8" else "fp16"
     checks = acceptance.check_outputs(result.outputs, expected, mode)
     for check in checks:

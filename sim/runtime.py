@@ -564,15 +564,23 @@ class CompiledModel:
         return rows.pop() if rows else 1
 
     def run(self, inputs: Mapping[str, np.ndarray],
-            trace: bool | str | Path | None = None) -> RunResult:
+            trace: bool | str | Path | None = None, progress: bool = False) -> RunResult:
         """Run once on inputs of exactly the manifest's shapes and dtypes. `trace`: True
         records the simulated timeline (`result.trace_events()`, `result.write_trace(path)`);
-        a path also writes it there as Chrome trace-event JSON."""
+        a path also writes it there as Chrome trace-event JSON. `progress` shows the step
+        being run on stderr when it is a terminal (mrvl/progress.py)."""
+        from mrvl.progress import Progress
+
+        with Progress("mrvl run", enabled=progress) as bar:
+            return self._run(inputs, trace, bar)
+
+    def _run(self, inputs: Mapping[str, np.ndarray], trace: bool | str | Path | None,
+             bar: Any) -> RunResult:
         self.check_inputs(inputs)
         traced = trace is not None and trace is not False
         chunk = self.manifest.batch_chunk
         if chunk is None:
-            outputs, records = self._run_steps(inputs, traced, None)
+            outputs, records = self._run_steps(inputs, traced, None, bar, "")
         else:
             # the steps were compiled for `chunk` rows: run the batch chunk by chunk, the
             # last chunk padded with zero rows, and cut the outputs back to the batch
@@ -587,7 +595,9 @@ class CompiledModel:
                         pad = np.zeros((chunk - len(part), *part.shape[1:]), part.dtype)
                         part = np.concatenate([part, pad])
                     feeds[spec.name] = np.ascontiguousarray(part)
-                part_outputs, part_records = self._run_steps(feeds, traced, chunk)
+                part_outputs, part_records = self._run_steps(
+                    feeds, traced, chunk, bar,
+                    f"rows {start}-{min(start + chunk, rows) - 1} of {rows}, ")
                 parts.append(part_outputs)
                 records += part_records
             outputs = {spec.name: np.concatenate([p[spec.name] for p in parts])[:rows]
@@ -597,16 +607,19 @@ class CompiledModel:
             result.write_trace(trace)  # type: ignore[arg-type]
         return result
 
-    def _run_steps(self, inputs: Mapping[str, np.ndarray], traced: bool, rows: int | None
-                   ) -> tuple[dict[str, np.ndarray], list[StepRecord]]:
+    def _run_steps(self, inputs: Mapping[str, np.ndarray], traced: bool, rows: int | None,
+                   bar: Any, where: str) -> tuple[dict[str, np.ndarray], list[StepRecord]]:
         """Every step once on checked inputs; the outputs as the manifest declares them (with
         `rows` in place of the batch when the steps run a chunk)."""
         env: dict[str, Value] = {}
         for spec in self.inputs:
             arr = np.asarray(inputs[spec.name])
             env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
-        records = [step.run(env, traced) if isinstance(step, _AcceleratorStep) else step.run(env)
-                   for step in self._steps]
+        records = []
+        for k, step in enumerate(self._steps):
+            bar.update(f"{where}{step.step.kind} step @{step.step.symbol}", k, len(self._steps))
+            records.append(step.run(env, traced) if isinstance(step, _AcceleratorStep)
+                           else step.run(env))
         outputs = {}
         for spec in self.outputs:
             value = env[spec.name]

@@ -219,3 +219,68 @@ def test_verb_table_matches_the_modules():
     for verb, (module_name, help_text) in VERBS.items():
         assert importlib.import_module(module_name).HELP == help_text, verb
     build_parser()  # every verb configures without clashing
+
+
+# ---- progress on a terminal only -----------------------------------------------------------
+class FakeTerminal:
+    """A stderr stand-in that says it is a terminal and keeps what was written."""
+
+    def __init__(self, tty: bool = True):
+        self.tty = tty
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_draws_on_a_terminal_and_clears():
+    from mrvl.progress import Progress, clear_line
+
+    stream = FakeTerminal()
+    with Progress("mrvl run", stream=stream, interval=0) as bar:
+        bar.update("step @a", 0, 2)
+        bar.update("step @b", 1, 2)
+        clear_line()
+        assert stream.text.endswith("\r\033[K")
+        bar.update("step @c", 1, 2)
+    assert "mrvl run: step @a [0/2]" in stream.text and "step @b [1/2]" in stream.text
+    assert stream.text.endswith("\r\033[K")  # the line is gone when the step is done
+    quiet = FakeTerminal(tty=False)
+    with Progress("mrvl run", stream=quiet, interval=0) as bar:
+        bar.update("step @a", 0, 2)
+    assert quiet.text == ""
+
+
+def test_compile_and_run_show_progress_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    """With stderr a terminal, compile and a chunked run draw their steps; piped (pytest's
+    capture is not a terminal) they print nothing but their own lines."""
+    import sys
+
+    from models.mnist_cnn import mnist_cnn
+
+    path = tmp_path / "mnist.onnx"
+    onnx.save(mnist_cnn(), path)
+    x = np.random.default_rng(0).uniform(0, 1, (20, 1, 28, 28)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", permute_input=x)
+    assert main(["compile", str(path), "-o", str(tmp_path / "quiet"), "--batch-size", "20"]) == 0
+    assert main(["run", str(tmp_path / "quiet"), "-i", str(tmp_path / "x.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 1, err  # only the chunk note
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["compile", str(path), "-o", str(tmp_path / "tty"), "--batch-size", "20"]) == 0
+    assert "mrvl compile: import" in terminal.text
+    assert "mrvl compile: backend @tvmgen_mrvl_main_0 [0/1]" in terminal.text
+    assert "\r\033[Kmrvl: batch 20 runs as 3 chunks of 8" in terminal.text
+    terminal.text = ""
+    assert main(["run", str(tmp_path / "tty"), "-i", str(tmp_path / "x.npz"), "--check"]) == 0
+    assert "mrvl run: rows 0-7 of 20, accelerator step @tvmgen_mrvl_main_0" in terminal.text
+    assert "the reference on onnxruntime" in terminal.text
+    assert terminal.text.endswith("\r\033[K")
