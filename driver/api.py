@@ -7,6 +7,9 @@ module = api.import_onnx("model.onnx", input_shapes={"x": [1, 3, 224, 224]})
 api.partition_for_mrvl(module)                  # the BYOC-style step 1 on a module
 
 build = api.compile("model.onnx", "build/", num_tiles=8, quantize="fp16")
+api.compile("det.onnx", "det/", input_shapes={"x": [1, 3, 640, 640]})  # symbolic H, W
+api.compile("model.onnx", "b8/", quantize="int8", calibration="samples.npz")  # N stacked
+api.compile("mnist.onnx", "b100/", batch_size=100)  # runs in chunks of 8 rows
 result = api.run(build, {"data": x}, check=True)
 result.outputs["prob"], result.total_cycles, result.checks
 print(api.format_report(api.report(build)))
@@ -56,9 +59,10 @@ __all__ = [
 def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options: Any) -> Path:
     """Compile an ONNX model (path or ModelProto) into the build directory `out_dir`.
 
-    `options` are `CompileOptions.from_keywords`'s (`num_tiles`, `quantize`, `calibration`,
-    `machine`, partition options; driver/compiler.py); see `mrvl compile --help`. Returns
-    the build directory.
+    `options` are `CompileOptions.from_keywords`'s (`num_tiles`, `quantize`, `calibration`
+    (required for int8: an .npz / mapping of samples, or "random"), `machine`, partition
+    options such as `batch_size` and `input_shapes`; driver/compiler.py); see
+    `mrvl compile --help`. Notes and warnings go to stderr. Returns the build directory.
     """
 
     out = Path(out_dir)

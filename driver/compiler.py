@@ -212,6 +212,8 @@ class CompileResult:
     batch_chunk: int | None = None
     """Set when the batch exceeds the accelerator's limit: the module is compiled for this
     many rows and the runtime runs the model's batch in chunks of it (`_batch_chunk`)."""
+    batch_rows: int | None = None
+    """The model's batch when `batch_chunk` is set."""
 
 
 # ---- the backend adapter: the one call into lowering/backend.py ---------------------------
@@ -233,16 +235,21 @@ def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
     return activation_ranges(fn, sets)
 
 
-def _batch_chunk(model: Any, shapes: Mapping[str, Sequence[int]], batch: int) -> int | None:
-    """The chunk a batch above the accelerator's limit runs in, or None.
+def _batch_chunk(model: Any, shapes: Mapping[str, Sequence[int]], batch: int
+                 ) -> tuple[int, int] | None:
+    """(rows, chunk) when a batch above the accelerator's limit runs in chunks, else None.
 
-    A batch of B > MAX_BATCH rows is compiled for MAX_BATCH rows and run in ceil(B / 8)
-    chunks, the last one padded with zero rows (sim/runtime.py); this needs every model input
-    and output to lead with a symbolic batch dimension that --input-shape does not fix (rows
-    then do not interact); otherwise the model is compiled for B rows and stays on the CPU."""
+    A batch of B > MAX_BATCH rows (`--batch-size`, or the first dimension `--input-shape`
+    gives every input) is compiled for MAX_BATCH rows and run in ceil(B / 8) chunks, the
+    last one padded with zero rows (sim/runtime.py); this needs every model input and
+    output to lead with a symbolic batch dimension (rows then do not interact); otherwise
+    the model is compiled for B rows and stays on the CPU."""
     from mrvl.lowering.mrvl_legality import MAX_BATCH
 
-    if batch <= MAX_BATCH or isinstance(model, bytes):
+    if isinstance(model, bytes):
+        return None
+    rows = {int(shapes[name][0]) for name in shapes if len(shapes[name])}
+    if max(rows | {batch}) <= MAX_BATCH:
         return None
     from mrvl.frontend.onnx_import import load_model
 
@@ -259,11 +266,14 @@ def _batch_chunk(model: Any, shapes: Mapping[str, Sequence[int]], batch: int) ->
         dims = tensor.shape.dim
         return bool(dims) and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0)
 
-    if not inputs or any(v.name in shapes or not symbolic_first(v) for v in inputs):
+    if not inputs or not all(symbolic_first(v) for v in inputs):
         return None
     if not all(symbolic_first(v, output=True) for v in proto.graph.output):
         return None
-    return MAX_BATCH
+    rows = {int(shapes[v.name][0]) if v.name in shapes else batch for v in inputs}
+    if len(rows) != 1 or min(rows) <= MAX_BATCH:
+        return None
+    return rows.pop(), MAX_BATCH
 
 
 def _leads_with_batch(module: ModuleOp, rows: int) -> bool:
@@ -405,12 +415,18 @@ def _compile(model: str | Path | onnx.ModelProto, options: CompileOptions, stop_
         options = replace(options, partition=replace(options.partition, input_shapes=shapes))
     batch = options.partition.batch_size
     bar.update("import", force=True)
-    chunk = _batch_chunk(model, shapes, batch)
-    module = import_model(model, input_shapes=shapes, batch_size=chunk or batch)
-    if chunk and not _leads_with_batch(module, chunk):
-        chunk = None
-        module = import_model(model, input_shapes=shapes, batch_size=batch)
-    result = CompileResult(Stage.IMPORT, module, batch_chunk=chunk)
+    chunked = _batch_chunk(model, shapes, batch)
+    chunk = None
+    if chunked:
+        batch, chunk = chunked
+        module = import_model(model, batch_size=chunk, input_shapes={
+            name: [chunk, *dims[1:]] for name, dims in shapes.items()})
+        if not _leads_with_batch(module, chunk):
+            chunk = None
+    if not chunk:
+        module = import_model(model, input_shapes=shapes, batch_size=options.partition.batch_size)
+    result = CompileResult(Stage.IMPORT, module, batch_chunk=chunk,
+                           batch_rows=batch if chunk else None)
     if stop_after is Stage.IMPORT:
         return result
     from mrvl.lowering.mrvl_partition import partition_module
@@ -509,7 +525,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
                                    "outputs": model_outputs}
     if result.batch_chunk:
         for spec in (*model_inputs, *model_outputs):
-            spec["shape"][0] = options.partition.batch_size
+            spec["shape"][0] = result.batch_rows
         model_entry["batch_chunk"] = result.batch_chunk
     result.manifest = {
         "format": "mrvl-build",

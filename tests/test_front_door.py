@@ -284,3 +284,23 @@ def test_compile_and_run_show_progress_only_on_a_terminal(tmp_path, monkeypatch,
     assert "mrvl run: rows 0-7 of 20, accelerator step @tvmgen_mrvl_main_0" in terminal.text
     assert "the reference on onnxruntime" in terminal.text
     assert terminal.text.endswith("\r\033[K")
+
+
+def test_batch_from_input_shape_is_chunked_too(ocr_model, tmp_path, capsys):
+    """`--input-shape x=20,3,8,8` on a symbolic-batch input chunks like --batch-size 20."""
+    ocr = symbolic_hw_model()
+    ocr.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    ocr.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    path = tmp_path / "n.onnx"
+    onnx.save(ocr, path)
+    out = tmp_path / "b"
+    assert main(["compile", str(path), "-o", str(out), "--input-shape", "x=20,3,8,8"]) == 0
+    assert "3 chunks of 8" in capsys.readouterr().err
+    manifest = load_manifest(out)
+    assert manifest.batch_chunk == 8 and manifest.inputs[0].shape == (20, 3, 8, 8)
+    x = np.random.default_rng(3).standard_normal((20, 3, 8, 8)).astype(np.float32)
+    assert api.run(out, {"x": x}, check=True).passed
+    # the fixed batch 1 of the OCR model is never chunked
+    assert main(["compile", str(ocr_model), "-o", str(tmp_path / "one"), "--input-shape",
+                 "x=1,3,8,8", "--batch-size", "20"]) == 0
+    assert load_manifest(tmp_path / "one").batch_chunk is None
