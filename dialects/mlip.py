@@ -111,7 +111,7 @@ SECTION_NAMES = {"init": Section.INIT, "main": Section.MAIN, "finish": Section.F
 BUFFER_KINDS = ("weights", "scratch")
 DRAM_REGIONS = ("input", "output", "weights", "scratch")
 OCM_ADDRESS_FIELDS = frozenset({"ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
-                                "scale_addr", "a_addr", "b_addr"})
+                                "scale_addr", "a_addr", "b_addr", "src_addr", "dst_addr"})
 """ISA fields that address OCM: a buffer operand plus `<base>_slot` / `<base>_offset`."""
 TOKEN_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 UNIT_FLAGS = ("scale_flag", "count_pad")
@@ -811,11 +811,59 @@ class BarrierOp(InstructionOp):
     barrier_id = opt_prop_def(IntegerAttr[I64], prop_name="id")
 
 
+@irdl_op_definition
+class TileCopyOp(InstructionOp):
+    """TILE_COPY: 4-D box bit copy from the issuing tile's OCM to the OCM of every tile in
+    `dst_tile_mask`, at the same `dst_addr` on each (DMA_OUT queue, docs/isa.md section 3).
+    The destination buffer operand names the receiving tiles' buffer (every tile places its
+    buffers at the same addresses)."""
+
+    name = "mlip.tile_copy"
+    OPCODE: ClassVar[Opcode] = Opcode.TILE_COPY
+    src_addr = operand_def(BufferType)
+    dst_addr = operand_def(BufferType)
+    src_slot = _slot("src")
+    src_offset = _offset("src")
+    dst_slot = _slot("dst")
+    dst_offset = _offset("dst")
+    dst_tile_mask = _u()
+    dim0 = _u()
+    dim1 = _u()
+    dim2 = _u()
+    dim3 = _u()
+    src_stride0 = _u()
+    src_stride1 = _u()
+    src_stride2 = _u()
+    src_stride3 = _u()
+    dst_stride0 = _u()
+    dst_stride1 = _u()
+    dst_stride2 = _u()
+    dst_stride3 = _u()
+
+    def verify_(self) -> None:
+        props = self.properties
+        if props["src"] != props["dst"]:
+            raise VerifyException(
+                f"expected src = dst (a bit copy), got {props['src'].data} and "  # type: ignore[union-attr]
+                f"{props['dst'].data}")  # type: ignore[union-attr]
+        for name in ("act", "scale_flag", "in_zp", "out_zp", "scale"):
+            if name in props and not (name == "act" and props[name].data == "none"):  # type: ignore[union-attr]
+                raise VerifyException(f"expected no {name} on a tile copy, got one")
+        mask = _ival(props.get("dst_tile_mask"))
+        if not 0 < mask < 1 << isa.MAX_TILES:
+            raise VerifyException(
+                f"expected dst_tile_mask in [1, {(1 << isa.MAX_TILES) - 1}], got {mask}")
+        for k in range(4):
+            if _ival(props.get(f"dim{k}")) < 1:
+                raise VerifyException(f"expected dim{k} >= 1, got {_ival(props.get(f'dim{k}'))}")
+        super().verify_()
+
+
 INSN_OPS: dict[Opcode, type[InstructionOp]] = {
     Opcode.NOP: NopOp, Opcode.DMA_LOAD: DmaLoadOp, Opcode.DMA_STORE: DmaStoreOp,
     Opcode.CONV: ConvOp, Opcode.GEMM: GemmOp, Opcode.POOL: PoolOp, Opcode.ELTWISE: EltwiseOp,
     Opcode.ACT: ActOp, Opcode.CONVERT: ConvertOp, Opcode.COPY: CopyOp,
-    Opcode.BARRIER: BarrierOp,
+    Opcode.BARRIER: BarrierOp, Opcode.TILE_COPY: TileCopyOp,
 }
 
 
@@ -1146,6 +1194,10 @@ class ModelOp(IRDLOperation):
                 raise VerifyException(
                     f"expected {op.name} dram_addr to name an mlip.tensor, got "
                     f"@{dram.root_reference.data}")  # type: ignore[union-attr]
+            if isinstance(op, TileCopyOp) and _ival(op.dst_tile_mask) >> tiles:
+                raise VerifyException(
+                    f"expected dst_tile_mask below {1 << tiles} ({tiles} tiles), got "
+                    f"{_ival(op.dst_tile_mask)}")
             tile = op.properties.get("tile")
             if tile is not None and not 0 <= _ival(tile) < tiles:
                 raise VerifyException(f"expected tile in [0, {tiles}), got {_ival(tile)}")
