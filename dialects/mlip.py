@@ -108,7 +108,7 @@ POOL_FUNCS = {f.name.lower(): f for f in PoolFunc}
 ELT_FUNCS = {f.name.lower(): f for f in EltFunc}
 QUEUE_NAMES = {"dma_in": Queue.DMA_IN, "compute": Queue.COMPUTE, "dma_out": Queue.DMA_OUT}
 SECTION_NAMES = {"init": Section.INIT, "main": Section.MAIN, "finish": Section.FINISH}
-BUFFER_KINDS = ("weights", "scratch")
+BUFFER_KINDS = ("weights", "scratch", "resident")
 DRAM_REGIONS = ("input", "output", "weights", "scratch")
 OCM_ADDRESS_FIELDS = frozenset({"ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
                                 "scale_addr", "a_addr", "b_addr", "src_addr", "dst_addr"})
@@ -946,6 +946,7 @@ class BufferOp(IRDLOperation):
     slots = prop_def(IntegerAttr[I64])
     kind = prop_def(StringAttr)
     layer = prop_def(IntegerAttr[I64])
+    last = opt_prop_def(IntegerAttr[I64])
     addrs = opt_prop_def(DenseArrayBase)
     result = result_def(BufferType)
 
@@ -960,11 +961,19 @@ class BufferOp(IRDLOperation):
     def addresses(self) -> list[int]:
         return [] if self.addrs is None else _vals(self.addrs)
 
+    def live_layers(self) -> tuple[int, int]:
+        """[first, last] layer index the buffer lives for: its `layer`, through `last` for
+        a resident (cross-layer) buffer."""
+        first = self.layer.value.data
+        return first, first if self.last is None else self.last.value.data
+
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
         printer.print_string_literal(self.label.data)
         printer.print_string(f", size = {self.size.value.data}, slots = {self.slots.value.data}"
                              f", kind = {self.kind.data}, layer = {self.layer.value.data}")
+        if self.last is not None:
+            printer.print_string(f", last = {self.last.value.data}")
         if self.addrs is not None:
             printer.print_string(f", addrs = [{', '.join(map(str, self.addresses()))}]")
 
@@ -980,7 +989,7 @@ class BufferOp(IRDLOperation):
             elif key == "addrs":
                 values[key] = parser.parse_comma_separated_list(
                     parser.Delimiter.SQUARE, parser.parse_integer)
-            elif key in ("size", "slots", "layer"):
+            elif key in ("size", "slots", "layer", "last"):
                 values[key] = parser.parse_integer()
             else:
                 parser.raise_error(f"'{key}' is not a property of mlip.buffer")
@@ -989,6 +998,8 @@ class BufferOp(IRDLOperation):
                 parser.raise_error(f"expected '{key} = ...' in mlip.buffer")
         op = cls.build(label, values["size"], values["slots"], values["kind"],  # type: ignore[arg-type]
                        values["layer"])  # type: ignore[arg-type]
+        if "last" in values:
+            op.last = i64_attr(values["last"])  # type: ignore[arg-type]
         if "addrs" in values:
             op.addrs = DenseArrayBase.from_list(i64, values["addrs"])  # type: ignore[arg-type]
         return op
@@ -1004,15 +1015,21 @@ class BufferOp(IRDLOperation):
             raise VerifyException(
                 f"expected {self.slots.value.data} addrs (one per slot), got "
                 f"{len(self.addresses())}")
+        first, last = self.live_layers()
+        if last < first:
+            raise VerifyException(f"expected last >= layer, got last = {last} < {first}")
+        if self.last is not None and self.kind.data != "resident":
+            raise VerifyException(
+                f"expected 'last' only on a resident buffer, got one on {self.kind.data}")
         for use in self.result.uses:
             op = use.operation
             if isinstance(op, InstructionOp):
                 layer = op.properties.get("layer")
-                if layer is not None and _ival(layer) != self.layer.value.data:
+                if layer is not None and not first <= _ival(layer) <= last:
+                    span = f"layer {first}" if first == last else f"layers {first}..{last}"
                     raise VerifyException(
-                        f"expected buffer '{self.label.data}' (layer {self.layer.value.data}) "
-                        f"to be used by layer {self.layer.value.data}, got a use by layer "
-                        f"{_ival(layer)}")
+                        f"expected buffer '{self.label.data}' ({span}) to be used by {span}, "
+                        f"got a use by layer {_ival(layer)}")
 
 
 @irdl_op_definition

@@ -32,6 +32,7 @@ from mrvl.lowering.convert_mrvl_to_mlip import ConvertMrvlToMlipPass
 from mrvl.lowering.mlip_dma_schedule import MlipDmaSchedulePass
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import MlipOcmAllocPass
+from mrvl.lowering.mlip_residency import MlipResidencyPass
 from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges
 from mrvl.lowering.mrvl_tile_split import MrvlTileSplitPass
 from mrvl import mlip_isa as isa
@@ -58,6 +59,7 @@ def backend_passes(
     ranges: Ranges | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    resident: bool = True,
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
     functions, lowering passes from mrvl to a scheduled `mlip.model`)."""
@@ -70,6 +72,7 @@ def backend_passes(
         ConvertMrvlToMlipPass(ocm_size=machine.ocm_bytes, page_size=machine.page_bytes,
                               input_names=tuple(input_names or ()),
                               output_names=tuple(output_names or ()), machine=machine),
+        MlipResidencyPass(enabled=resident),
         MlipOcmAllocPass(),
         MlipDmaSchedulePass(),
     ]
@@ -86,6 +89,7 @@ def compile_function(
     model_id: int = 0,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    resident: bool = True,
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function for `machine` through the backend pipeline
     (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks
@@ -98,7 +102,7 @@ def compile_function(
         raise CompileError(f"machine: expected a Machine, got {type(machine).__name__}")
     annotate, lower = backend_passes(
         machine=machine, quantize=quantize, io_dtype=io_dtype, ranges=ranges,
-        input_names=input_names, output_names=output_names)
+        input_names=input_names, output_names=output_names, resident=resident)
     with _collector_paused():
         return _compile(fn, annotate, lower, model_id)
 

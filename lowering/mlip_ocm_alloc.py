@@ -42,10 +42,62 @@ def _align(value: int, to: int) -> int:
 
 
 def _by_layer(model: ModelOp) -> dict[int, list[BufferOp]]:
+    """The per-layer (weights and scratch) buffers of every layer index."""
     found: dict[int, list[BufferOp]] = {layer.index.value.data: [] for layer in model.layers()}
     for buf in model.buffers():
-        found.setdefault(buf.layer.value.data, []).append(buf)
+        if buf.kind.data != "resident":
+            found.setdefault(buf.layer.value.data, []).append(buf)
     return found
+
+
+# ---- cross-layer (resident) buffers: placed first, by liveness, from the top of the OCM ----
+@dataclass(frozen=True)
+class Resident:
+    """A resident buffer's request: bytes (one slot) and live layers [first, last]."""
+
+    size: int
+    first: int
+    last: int
+
+
+def place_residents(requests: list[Resident], ocm_size: int, page: int) -> list[int] | None:
+    """Interval first-fit of resident buffers, from the top of the OCM downwards: each takes
+    the highest page-aligned range free of every earlier request whose live layers overlap
+    its own (requests are placed in the given order). The start address of each, or None
+    when one does not fit above address 0."""
+    placed: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
+    out = []
+    for req in requests:
+        need = _align(max(req.size, 1), page)
+        busy = sorted(((a, e) for a, e, f, last in placed
+                       if not (last < req.first or req.last < f)), reverse=True)
+        end = ocm_size
+        for a, e in busy:
+            if e <= end - need:
+                break
+            end = min(end, a)
+        if end - need < 0:
+            return None
+        out.append(end - need)
+        placed.append((end - need, end, req.first, req.last))
+    return out
+
+
+def resident_floors(requests: list[Resident], addrs: list[int], ocm_size: int
+                    ) -> dict[int, int]:
+    """Lowest resident address live at each layer index that has a resident buffer (the
+    per-layer buffers of that layer must stay below it)."""
+    floors: dict[int, int] = {}
+    for req, addr in zip(requests, addrs, strict=True):
+        for layer in range(req.first, req.last + 1):
+            floors[layer] = min(floors.get(layer, ocm_size), addr)
+    return floors
+
+
+def resident_requests(model: ModelOp) -> tuple[list[BufferOp], list[Resident]]:
+    """The model's resident buffers, in placement order, and their requests."""
+    bufs = [buf for buf in model.buffers() if buf.kind.data == "resident"]
+    return bufs, [Resident(buf.size.value.data, *buf.live_layers()) for buf in bufs]
 
 
 def layer_pages(model: ModelOp) -> dict[int, tuple[int, int]]:
@@ -79,8 +131,20 @@ def plan_ocm(model: ModelOp) -> tuple[dict[BufferOp, list[int]], int]:
             f"than the {ocm_size} available"
         )
     placed: dict[BufferOp, list[int]] = {}
+    floors: dict[int, int] = {}
+    res_bufs, requests = resident_requests(model)
+    if res_bufs:
+        addrs = place_residents(requests, ocm_size, page)
+        if addrs is None:
+            raise CompileError(f"@{model.sym_name.data}: resident buffers do not fit the OCM")
+        floors = resident_floors(requests, addrs, ocm_size)
+        for buf, addr in zip(res_bufs, addrs, strict=True):
+            placed[buf] = [addr]
+        top = ocm_size
     for index, buffers in _by_layer(model).items():
-        low, high = 0, top
+        low, high = 0, min(top, floors.get(index, top))
+        if res_bufs and high == top:
+            high = max(sum(needs[index]), page)
         for buf in buffers:
             slot_size = _align(max(buf.size.value.data, 1), page)
             addrs = placed[buf] = []
