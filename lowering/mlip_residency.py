@@ -168,6 +168,33 @@ def _readers(block_ops: list[InstructionOp], load: DmaLoadOp) -> list[tuple[Inst
     return readers
 
 
+def _shared_slot_tensors(blocks) -> set[str]:
+    """Tensors loaded into a slot that a block without its own load of that slot reads
+    (e.g. an FC input loaded once for all channel chunks): those loads stay."""
+    loaded: dict[tuple[SSAValue, int], set[str]] = {}
+    by_block = []
+    for blk in blocks:
+        keys = set()
+        for op in blk.instructions():
+            if isinstance(op, DmaLoadOp):
+                key = _slot_key(op, "ocm_addr")
+                assert key is not None
+                keys.add(key)
+                loaded.setdefault(key, set()).add(
+                    op.properties["dram"].root_reference.data)  # type: ignore[union-attr]
+        by_block.append((blk, keys))
+    bad: set[str] = set()
+    for blk, keys in by_block:
+        for op in blk.instructions():
+            if op.queue() != isa.Queue.COMPUTE:
+                continue
+            for name in op.ocm_operands():
+                key = _slot_key(op, name)
+                if key in loaded and key not in keys:
+                    bad |= loaded[key]
+    return bad
+
+
 def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
     """Every scratch tensor that can stay in OCM (module docstring), with its bands."""
     tensors = model.tensors()
@@ -177,6 +204,7 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
     bad: set[str] = set(aliased)
     for layer in model.layers():
         index = layer.index.value.data
+        bad.update(_shared_slot_tensors(layer.block_ops()))
         for blk in layer.block_ops():
             tile = blk.tile.value.data
             ops = blk.instructions()
