@@ -59,6 +59,7 @@ from mrvl.lowering.mlip_ocm_alloc import (
     layer_pages,
     place_residents,
     resident_floors,
+    resident_requests,
 )
 
 GRANULE = 16
@@ -271,10 +272,10 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
     ocm_size = model.ocm_size.value.data
     page = model.page_size.value.data
     needs = {index: low + high for index, (low, high) in layer_pages(model).items()}
+    placed = resident_requests(model)[1]  # residents of an earlier round stay first
     chosen: list[TensorPlan] = []
     for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
-        trial = chosen + [plan]
-        requests = [p.request() for p in trial]
+        requests = placed + [p.request() for p in chosen + [plan]]
         addrs = place_residents(requests, ocm_size, page)
         if addrs is None:
             continue
@@ -371,6 +372,26 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
         for box in plan.stores:
             _rewrite_store(plan, box, buf.result)
         model.body.block.erase_op(model.tensors()[plan.name])  # no DMA names it any more
+    for buf in model.buffers():
+        if buf.kind.data == "scratch" and not buf.result.uses:
+            model.body.block.erase_op(buf)  # a slot only the deleted loads filled
+
+
+MAX_ROUNDS = 4
+"""Planning rounds: a round's rewrite frees the consumers' input slots, so a later round
+may fit tensors an earlier one spilled."""
+
+
+def keep_resident(model: ModelOp) -> int:
+    """Plan and apply residency in rounds until nothing more fits; the tensors kept."""
+    kept = 0
+    for _ in range(MAX_ROUNDS):
+        plans = plan_residency(model)
+        if not plans:
+            break
+        apply_residency(model, plans)
+        kept += len(plans)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -387,4 +408,4 @@ class MlipResidencyPass(ModulePass):
             return
         for model in op.ops:
             if isinstance(model, ModelOp):
-                apply_residency(model, plan_residency(model))
+                keep_resident(model)
