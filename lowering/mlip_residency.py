@@ -48,6 +48,7 @@ from mrvl.dialects.mlip import (
     DmaLoadOp,
     DmaStoreOp,
     InstructionOp,
+    LayerOp,
     ModelOp,
     NopOp,
     TileCopyOp,
@@ -357,15 +358,19 @@ def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
 
 def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
     """Rewrite the model for the chosen tensors (module docstring)."""
-    buffers = model.buffers()
-    anchor = buffers[-1] if buffers else None
+    # resident buffers go before every layer (they are used by several), after those of
+    # earlier rounds (the allocator places them in this order)
+    body = model.body.block
+    residents = [b for b in model.buffers() if b.kind.data == "resident"]
+    anchor = residents[-1] if residents else None
+    first = next(op for op in body.ops if isinstance(op, (BufferOp, LayerOp)))
     for plan in plans:
         buf = BufferOp.build(f"res_{plan.name}", plan.size, 1, "resident", plan.producer)
         buf.last = i64_attr(plan.last)
         if anchor is None:
-            model.body.block.insert_op_before(buf, model.body.block.first_op)  # type: ignore[arg-type]
+            body.insert_op_before(buf, first)
         else:
-            model.body.block.insert_op_after(buf, anchor)
+            body.insert_op_after(buf, anchor)
         anchor = buf
         for box in plan.loads:
             _rewrite_load(plan, box, buf.result)
