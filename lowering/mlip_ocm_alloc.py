@@ -7,17 +7,28 @@ keep their buffer operands, so emission reads an OCM address as
 `addrs[slot] + offset` of the buffer an operand names.
 
 Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` bytes
-(1, 2, 4, 8 or 16 KiB; every buffer slot starts on a page and takes whole pages); weights,
-biases and requantisation scales are allocated from the low pages upwards, scratch
-(activation blocks) from the top of the model's OCM range downwards. Buffers are reused by
-liveness: a layer's buffers live only while the layer runs (layers are separated by
-barriers), so every layer starts again from an empty OCM; the model's range is the largest
-layer's need. Every tile uses the same placement (a layer's blocks are the same size on every
-tile). Allocating again gives the same addresses (the pass is idempotent), before or after
-`mlip-dma-schedule`.
+(1, 2, 4, 8 or 16 KiB; every buffer slot starts on a page and takes whole pages).
 
-Invariant (checked here, a CompileError otherwise): no layer uses more than `ocm_size` bytes,
-and no two buffer slots of a layer overlap.
+1. Cross-layer (resident) buffers first (`place_residents`, from mlip-residency: `kind =
+   resident`, live for layers [`layer`, `last`]): interval first-fit by live layers from
+   the top of the OCM downwards, in IR order; two residents share bytes only when their
+   live layers do not overlap. They form a band at the top of the OCM whose lower edge
+   (`resident_floors`) varies per layer.
+2. Per-layer buffers: weights, biases and requantisation scales from the low pages
+   upwards, scratch (activation blocks) from the top of the model's OCM range downwards or,
+   at a layer with resident buffers live, from the lowest of them downwards. They live only
+   while the layer runs (layers are separated by barriers), so every layer starts again
+   from an OCM empty below its residents. Without residents the model's range is the
+   largest layer's need; with them it is the whole OCM.
+
+Every tile uses the same placement (a layer's blocks are the same size on every tile; a
+resident buffer is sized for the largest band of any tile). Allocating again gives the same
+addresses (the pass is idempotent), before or after `mlip-dma-schedule`.
+
+Invariants (checked here, a CompileError otherwise): no layer uses more than `ocm_size`
+bytes; no two buffer slots of a layer overlap; no per-layer slot overlaps a resident buffer
+live at its layer (it stays below the layer's resident floor); resident buffers with
+overlapping live layers do not overlap.
 """
 
 from __future__ import annotations
