@@ -82,6 +82,20 @@ class Box:
     r0: int
     rows: int
     col: int
+    view: View | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """How a CONV / POOL reads a load's box in place when the box's OCM layout is not the
+    band's: pixel stride `channels` (the tensor's), every `sh`-th row and `sw`-th column of
+    the `width`-pixel rows (a strided 1x1 conv's gather), `ih` rows of the band."""
+
+    channels: int
+    width: int
+    sh: int
+    sw: int
+    ih: int
 
 
 @dataclass
@@ -142,6 +156,45 @@ def _same_layout(op: DmaLoadOp) -> bool:
     """Does the load's OCM box have its DRAM box's layout (every dimension of size > 1)?"""
     return all(_ival(op, f"dim{k}", 1) == 1 or
                _ival(op, f"ocm_stride{k}") == _ival(op, f"dram_stride{k}") for k in range(1, 4))
+
+
+def _view(load: DmaLoadOp, readers, width: int, channels: int, row_elems: int,
+          esize: int) -> View | None:
+    """The in-place view of a load whose box is a channel range of whole-width rows, or a
+    strided gather of them read only by 1x1 stride-1 unpadded convs; None otherwise."""
+    dims = [_ival(load, f"dim{k}", 1) for k in range(4)]
+    strides = [_ival(load, f"dram_stride{k}") for k in range(4)]
+    ocm = [_ival(load, f"ocm_stride{k}") for k in range(4)]
+    if dims[0] != 1 or strides[3] != 1 or (dims[2] > 1 and strides[2] % channels):
+        return None
+    if (dims[1] > 1 and ocm[1] != dims[2] * dims[3]) or (dims[2] > 1 and ocm[2] != dims[3]) \
+            or (dims[3] > 1 and ocm[3] != 1):
+        return None
+    if dims[2] > 1 and strides[1] != 0 and dims[1] > 1 and strides[1] % row_elems:
+        return None
+    sw = strides[2] // channels if dims[2] > 1 else 1
+    sh = strides[1] // row_elems if dims[1] > 1 else 1
+    col = _ival(load, "dram_offset") // esize % row_elems
+    if sw < 1 or sh < 1 or col + dims[3] > channels or (dims[2] - 1) * sw >= width:
+        return None
+    gather = (sh, sw) != (1, 1)
+    if not gather and dims[2] != width:
+        return None
+    if not readers:
+        return None
+    for op, name in readers:
+        if name != "in_addr" or op.name not in ("mlip.conv", "mlip.pool"):
+            return None
+        if _ival(op, "in_offset") != _ival(load, "ocm_offset"):
+            return None
+        if (_ival(op, "ih"), _ival(op, "iw"), _ival(op, "in_pix_stride")) != \
+                (dims[1], dims[2], dims[3]):
+            return None
+        if gather and (op.name != "mlip.conv" or
+                       any(_ival(op, k) != 1 for k in ("kh", "kw", "sh", "sw")) or
+                       _ival(op, "pad_t") or _ival(op, "pad_l")):
+            return None
+    return View(channels, width, sh, sw, (dims[1] - 1) * sh + 1)
 
 
 def _slot_key(op: InstructionOp, name: str) -> tuple[SSAValue, int] | None:
@@ -217,7 +270,7 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
                 if isinstance(op, DmaStoreOp):
                     stores.setdefault(name, []).append((op, index, tile))
                     continue
-                readers = _readers(ops, op) if _same_layout(op) else None
+                readers = _readers(ops, op)
                 if readers is None:
                     bad.add(name)
                 else:
@@ -244,8 +297,14 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
                 ok = False
                 break
             plan.stores.append(box)
-        for op, index, tile, _ in loads[name]:
-            box = _box(op, index, tile, row_elems, esize)
+        for op, index, tile, readers in loads[name]:
+            box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
+            if box is None and index > p:
+                view = _view(op, readers, shape[2], shape[3], row_elems, esize)
+                if view is not None:
+                    elem = _ival(op, "dram_offset") // esize
+                    box = Box(op, index, tile, elem // row_elems, view.ih, elem % row_elems,
+                              view)
             if box is None or index <= p:
                 ok = False
                 break
@@ -348,6 +407,15 @@ def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     for reader, name in readers:
         base = name[:-len("_addr")]
         _set_operand(reader, name, resident, 0, _ival(reader, f"{base}_offset") + shift)
+        view = box.view
+        if view is not None:  # same taps in the same order, read from the band's layout
+            props = reader.properties
+            props["in_pix_stride"] = i64_attr(view.channels)
+            if (view.sh, view.sw) != (1, 1):
+                props["ih"] = i64_attr(view.ih)
+                props["iw"] = i64_attr(view.width)
+                props["sh"] = i64_attr(view.sh)
+                props["sw"] = i64_attr(view.sw)
     others = [o for o in ops if o is not op and o.queue() == isa.Queue.DMA_IN]
     if not others:
         block.insert_op_before(NopOp.build({**_header(op), "queue": str_attr("dma_in")}, {}),
