@@ -66,7 +66,7 @@ def backend_passes(
     annotate: list[ModulePass] = [
         MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
         MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
-                          page_size=machine.page_bytes, machine=machine),
+                          page_size=machine.page_bytes, resident=resident, machine=machine),
     ]
     lower: list[ModulePass] = [
         ConvertMrvlToMlipPass(ocm_size=machine.ocm_bytes, page_size=machine.page_bytes,
