@@ -22,9 +22,13 @@ the buffer is the largest band on any tile, at the same address on every tile.
 
 Which tensors (`plan_residency`): a scratch tensor qualifies when one layer stores it and
 only later layers load it, no DMA converts it, every box is a band of whole-row boxes
-(`dim0 = 1`), its rows are whole 16-byte granules, and every load's OCM box has the DRAM
-box's layout (so the compute can read it in place; a column band, a strided gather or a
-broadcast keeps the tensor in DRAM). Qualifying tensors are taken greedily by **DRAM bytes
+(`dim0 = 1`), its rows are whole 16-byte granules, and every load can be read in place:
+its OCM box has the DRAM box's layout (any reader), or it is a channel range of
+whole-width rows read by CONV / POOL (`in_pix_stride` becomes the tensor's channels), or
+a strided gather read by 1x1 stride-1 unpadded convs (which then take the gather's
+strides as `sh` / `sw` over the band's rows: the same products in the same order). A
+column band, a broadcast or an input loaded once for several blocks keeps the tensor in
+DRAM. Qualifying tensors are taken greedily by **DRAM bytes
 saved per OCM byte-layer** (store plus load bytes over buffer bytes x live layers), each
 kept only if the resident buffers still fit beside every layer's own buffers
 (`mlip_ocm_alloc.place_residents`: interval first-fit from the top of the OCM; a layer's

@@ -1,6 +1,7 @@
 // RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency,mlip-ocm-alloc' | filecheck %s
 // RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency,mlip-ocm-alloc,mlip-dma-schedule' | mrvl-opt -t mlip-asm | filecheck %s --check-prefix=ASM
 // RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency{enabled=false},mlip-ocm-alloc' | filecheck %s --check-prefix=OFF
+// RUN: mrvl-opt %S/Inputs/residency_strided.mlir -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency,mlip-ocm-alloc' | filecheck %s --check-prefix=STRIDED
 // RUN: mrvl-opt %S/Inputs/residency_spill.mlir -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2 ocm_size=65536 page_size=4096},convert-mrvl-to-mlip{ocm_size=65536 page_size=4096},mlip-residency,mlip-ocm-alloc' | filecheck %s --check-prefix=SPILL
 
 // Two convs and a residual add on two tiles (row split). Both conv outputs stay in OCM:
@@ -55,3 +56,11 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x8x4x8xf32>) -> tensor<1x8x4x8xf32> at
 // SPILL:     mlip.dma_store dram_addr = @tvmgen_mrvl_main_1_y[0]
 // SPILL-NOT: tile_copy
 // SPILL:     mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_y[0]
+
+// A strided 1x1 conv reads its input in place: instead of the DMA's gather of every second
+// column, the conv reads the full-width rows of the band (iw = 8, pixel stride 8) with
+// sw = 2; its second block starts at input row 2 (2 x 64 elements x 2 bytes = 256).
+// STRIDED:     mlip.layer @tvmgen_mrvl_main_2
+// STRIDED-NOT: mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_y
+// STRIDED:     mlip.conv in_addr = %res_tvmgen_mrvl_main_1_y[0, 0], ih = 1, iw = 8, ic = 8, in_pix_stride = 8, {{.*}}ow = 4, {{.*}}kh = 1, kw = 1, sh = 1, sw = 2, pad_t = 0, pad_l = 0,
+// STRIDED:     mlip.conv in_addr = %res_tvmgen_mrvl_main_1_y[0, 256], ih = 1, iw = 8,
