@@ -80,15 +80,15 @@ def place_residents(requests: list[Resident], ocm_size: int, page: int) -> list[
     out = []
     for req in requests:
         need = _align(max(req.size, 1), page)
-        busy = sorted(((a, e) for a, e, f, last in placed
-                       if not (last < req.first or req.last < f)), reverse=True)
-        end = ocm_size
-        for a, e in busy:
-            if e <= end - need:
+        busy = [(a, e) for a, e, f, last in placed if not (last < req.first or req.last < f)]
+        end = ocm_size  # busy ranges may overlap each other (they need not share a layer)
+        while True:
+            if end - need < 0:
+                return None
+            clash = [a for a, e in busy if a < end and e > end - need]
+            if not clash:
                 break
-            end = min(end, a)
-        if end - need < 0:
-            return None
+            end = min(clash)
         out.append(end - need)
         placed.append((end - need, end, req.first, req.last))
     return out

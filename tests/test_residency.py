@@ -34,6 +34,15 @@ def test_residents_first_fit_from_the_top_by_liveness():
                       5: 7 * PAGE, 6: 7 * PAGE}
 
 
+def test_residents_avoid_every_busy_range_of_their_layers():
+    # the last request lives with 0 (layer 1) and 2 (layer 2), which never live together
+    # and overlap in address: the top page is free of 2 but not of 0, so it goes below 0
+    requests = [Resident(4 * PAGE, 0, 1), Resident(2 * PAGE, 3, 3), Resident(PAGE, 2, 3),
+                Resident(PAGE, 1, 2)]
+    assert place_residents(requests, 8 * PAGE, PAGE) == [4 * PAGE, 6 * PAGE, 5 * PAGE,
+                                                         3 * PAGE]
+
+
 def test_residents_that_do_not_fit_are_refused():
     assert place_residents([Resident(3 * PAGE, 0, 1), Resident(2 * PAGE, 1, 2)],
                            4 * PAGE, PAGE) is None
