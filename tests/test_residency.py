@@ -75,12 +75,15 @@ def _run(name: str, tiles: int, mode: str, resident: bool, gbps: float | None = 
     return sub, outputs, report
 
 
-@pytest.mark.parametrize("mode", ["fp16", "int8"])
-@pytest.mark.parametrize("tiles", [1, 2, 8])
-@pytest.mark.parametrize("name", ["mnist_cnn", "mobilenet_v2", "ssd_detector", "resnet50"])
+IDENTITY_CASES = [(name, tiles, mode) for name in ("mnist_cnn", "mobilenet_v2", "ssd_detector")
+                  for tiles in (1, 2, 8) for mode in ("fp16", "int8")]
+IDENTITY_CASES += [("resnet50", 8, "fp16"), ("resnet50", 8, "int8")]
+"""ResNet-50 at 8 tiles only here (time); every model at 1/2/4/8 tiles in both modes is
+compared by bench/backend_digest.py against the digest recorded from the DRAM schedule."""
+
+
+@pytest.mark.parametrize(("name", "tiles", "mode"), IDENTITY_CASES)
 def test_resident_outputs_are_bit_identical(name, tiles, mode):
-    if name == "resnet50" and tiles != 8:
-        pytest.skip("ResNet-50 at 8 tiles only (time); 1 and 2 tiles: bench/bench_schedule.py")
     _, off, off_report = _run(name, tiles, mode, resident=False)
     sub, on, on_report = _run(name, tiles, mode, resident=True)
     assert len(on) == len(off)
