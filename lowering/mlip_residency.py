@@ -116,6 +116,8 @@ class TensorPlan:
     saved_bytes: int
     stores: list[Box] = field(default_factory=list)
     loads: list[Box] = field(default_factory=list)
+    freed: dict[int, int] = field(default_factory=dict)
+    """OCM bytes of the consumer layers' input slots the rewrite frees (by layer)."""
 
     @property
     def size(self) -> int:
@@ -319,8 +321,31 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
         if not ok:
             continue
         plan.saved_bytes = sum(_dram_bytes(b.op) for b in plan.stores + plan.loads)
+        plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
         plans.append(plan)
     return plans
+
+
+def _freed_bytes(model: ModelOp, loads) -> dict[int, int]:
+    """Per layer, the page-rounded bytes of the scratch buffers that only these loads and
+    their readers use (the rewrite leaves them unused; `apply_residency` erases them)."""
+    page = model.page_size.value.data
+    removed: set[tuple[InstructionOp, str]] = set()  # operands the rewrite drops
+    buffers: set[BufferOp] = set()
+    for load, readers in loads:
+        for op, name in ((load, "ocm_addr"), *readers):
+            removed.add((op, name))
+            buffers.add(op.ocm_operands()[name].owner)  # type: ignore[arg-type]
+    freed: dict[int, int] = {}
+    for buf in buffers:
+        if buf.kind.data != "scratch":
+            continue
+        if all((use.operation, list(use.operation.named_operands())[use.index]) in removed
+               for use in buf.result.uses if isinstance(use.operation, InstructionOp)):
+            layer = buf.layer.value.data
+            size = -(-max(buf.size.value.data, 1) // page) * page * buf.slots.value.data
+            freed[layer] = freed.get(layer, 0) + size
+    return freed
 
 
 def _dram_bytes(op: InstructionOp) -> int:
@@ -344,7 +369,12 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
         if addrs is None:
             continue
         floors = resident_floors(requests, addrs, ocm_size)
-        if all(needs.get(layer, 0) <= floor for layer, floor in floors.items()):
+        freed: dict[int, int] = {}
+        for p in chosen + [plan]:
+            for layer, size in p.freed.items():
+                freed[layer] = freed.get(layer, 0) + size
+        if all(needs.get(layer, 0) - freed.get(layer, 0) <= floor
+               for layer, floor in floors.items()):
             chosen.append(plan)
     return chosen
 
