@@ -32,7 +32,8 @@ DRAM. Qualifying tensors are taken greedily by **DRAM bytes
 saved per OCM byte-layer** (store plus load bytes over buffer bytes x live layers), each
 kept only if the resident buffers still fit beside every layer's own buffers
 (`mlip_ocm_alloc.place_residents`: interval first-fit from the top of the OCM; a layer's
-weights and scratch must stay below the lowest resident live at it). The rest spill: they
+weights and scratch must stay below the lowest resident live at it), counting as free the
+consumers' input slots that the chosen tensors' rewrite leaves unused. The rest spill: they
 keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit copy).
 """
 
