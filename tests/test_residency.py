@@ -101,8 +101,8 @@ def test_resnet50_dram_traffic_at_8_tiles():
     """Resident activations cut ResNet-50's DRAM traffic (fp16, 8 tiles): 142.4 MB in and
     34.0 MB out through DRAM before; bounds on what the resident schedule reaches."""
     sub, _, report = _run("resnet50", 8, "fp16", resident=True)
-    assert report["dma_in_bytes"] <= 90e6
-    assert report["dma_out_bytes"] <= 7e6
+    assert report["dma_in_bytes"] <= 85e6  # 80.1 MB when recorded
+    assert report["dma_out_bytes"] <= 4e6  # 3.0 MB
     assert report["tile_copy_bytes"] > 30e6
     loads = sum(isinstance(op, DmaLoadOp) for op in sub.model.instructions())
     assert loads > 0
