@@ -108,10 +108,10 @@ POOL_FUNCS = {f.name.lower(): f for f in PoolFunc}
 ELT_FUNCS = {f.name.lower(): f for f in EltFunc}
 QUEUE_NAMES = {"dma_in": Queue.DMA_IN, "compute": Queue.COMPUTE, "dma_out": Queue.DMA_OUT}
 SECTION_NAMES = {"init": Section.INIT, "main": Section.MAIN, "finish": Section.FINISH}
-BUFFER_KINDS = ("weights", "scratch")
+BUFFER_KINDS = ("weights", "scratch", "resident")
 DRAM_REGIONS = ("input", "output", "weights", "scratch")
 OCM_ADDRESS_FIELDS = frozenset({"ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
-                                "scale_addr", "a_addr", "b_addr"})
+                                "scale_addr", "a_addr", "b_addr", "src_addr", "dst_addr"})
 """ISA fields that address OCM: a buffer operand plus `<base>_slot` / `<base>_offset`."""
 TOKEN_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 UNIT_FLAGS = ("scale_flag", "count_pad")
@@ -811,11 +811,59 @@ class BarrierOp(InstructionOp):
     barrier_id = opt_prop_def(IntegerAttr[I64], prop_name="id")
 
 
+@irdl_op_definition
+class TileCopyOp(InstructionOp):
+    """TILE_COPY: 4-D box bit copy from the issuing tile's OCM to the OCM of every tile in
+    `dst_tile_mask`, at the same `dst_addr` on each (DMA_OUT queue, docs/isa.md section 3).
+    The destination buffer operand names the receiving tiles' buffer (every tile places its
+    buffers at the same addresses)."""
+
+    name = "mlip.tile_copy"
+    OPCODE: ClassVar[Opcode] = Opcode.TILE_COPY
+    src_addr = operand_def(BufferType)
+    dst_addr = operand_def(BufferType)
+    src_slot = _slot("src")
+    src_offset = _offset("src")
+    dst_slot = _slot("dst")
+    dst_offset = _offset("dst")
+    dst_tile_mask = _u()
+    dim0 = _u()
+    dim1 = _u()
+    dim2 = _u()
+    dim3 = _u()
+    src_stride0 = _u()
+    src_stride1 = _u()
+    src_stride2 = _u()
+    src_stride3 = _u()
+    dst_stride0 = _u()
+    dst_stride1 = _u()
+    dst_stride2 = _u()
+    dst_stride3 = _u()
+
+    def verify_(self) -> None:
+        props = self.properties
+        if props["src"] != props["dst"]:
+            raise VerifyException(
+                f"expected src = dst (a bit copy), got {props['src'].data} and "  # type: ignore[union-attr]
+                f"{props['dst'].data}")  # type: ignore[union-attr]
+        for name in ("act", "scale_flag", "in_zp", "out_zp", "scale"):
+            if name in props and not (name == "act" and props[name].data == "none"):  # type: ignore[union-attr]
+                raise VerifyException(f"expected no {name} on a tile copy, got one")
+        mask = _ival(props.get("dst_tile_mask"))
+        if not 0 < mask < 1 << isa.MAX_TILES:
+            raise VerifyException(
+                f"expected dst_tile_mask in [1, {(1 << isa.MAX_TILES) - 1}], got {mask}")
+        for k in range(4):
+            if _ival(props.get(f"dim{k}")) < 1:
+                raise VerifyException(f"expected dim{k} >= 1, got {_ival(props.get(f'dim{k}'))}")
+        super().verify_()
+
+
 INSN_OPS: dict[Opcode, type[InstructionOp]] = {
     Opcode.NOP: NopOp, Opcode.DMA_LOAD: DmaLoadOp, Opcode.DMA_STORE: DmaStoreOp,
     Opcode.CONV: ConvOp, Opcode.GEMM: GemmOp, Opcode.POOL: PoolOp, Opcode.ELTWISE: EltwiseOp,
     Opcode.ACT: ActOp, Opcode.CONVERT: ConvertOp, Opcode.COPY: CopyOp,
-    Opcode.BARRIER: BarrierOp,
+    Opcode.BARRIER: BarrierOp, Opcode.TILE_COPY: TileCopyOp,
 }
 
 
@@ -898,6 +946,7 @@ class BufferOp(IRDLOperation):
     slots = prop_def(IntegerAttr[I64])
     kind = prop_def(StringAttr)
     layer = prop_def(IntegerAttr[I64])
+    last = opt_prop_def(IntegerAttr[I64])
     addrs = opt_prop_def(DenseArrayBase)
     result = result_def(BufferType)
 
@@ -912,11 +961,19 @@ class BufferOp(IRDLOperation):
     def addresses(self) -> list[int]:
         return [] if self.addrs is None else _vals(self.addrs)
 
+    def live_layers(self) -> tuple[int, int]:
+        """[first, last] layer index the buffer lives for: its `layer`, through `last` for
+        a resident (cross-layer) buffer."""
+        first = self.layer.value.data
+        return first, first if self.last is None else self.last.value.data
+
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
         printer.print_string_literal(self.label.data)
         printer.print_string(f", size = {self.size.value.data}, slots = {self.slots.value.data}"
                              f", kind = {self.kind.data}, layer = {self.layer.value.data}")
+        if self.last is not None:
+            printer.print_string(f", last = {self.last.value.data}")
         if self.addrs is not None:
             printer.print_string(f", addrs = [{', '.join(map(str, self.addresses()))}]")
 
@@ -932,7 +989,7 @@ class BufferOp(IRDLOperation):
             elif key == "addrs":
                 values[key] = parser.parse_comma_separated_list(
                     parser.Delimiter.SQUARE, parser.parse_integer)
-            elif key in ("size", "slots", "layer"):
+            elif key in ("size", "slots", "layer", "last"):
                 values[key] = parser.parse_integer()
             else:
                 parser.raise_error(f"'{key}' is not a property of mlip.buffer")
@@ -941,6 +998,8 @@ class BufferOp(IRDLOperation):
                 parser.raise_error(f"expected '{key} = ...' in mlip.buffer")
         op = cls.build(label, values["size"], values["slots"], values["kind"],  # type: ignore[arg-type]
                        values["layer"])  # type: ignore[arg-type]
+        if "last" in values:
+            op.last = i64_attr(values["last"])  # type: ignore[arg-type]
         if "addrs" in values:
             op.addrs = DenseArrayBase.from_list(i64, values["addrs"])  # type: ignore[arg-type]
         return op
@@ -956,15 +1015,21 @@ class BufferOp(IRDLOperation):
             raise VerifyException(
                 f"expected {self.slots.value.data} addrs (one per slot), got "
                 f"{len(self.addresses())}")
+        first, last = self.live_layers()
+        if last < first:
+            raise VerifyException(f"expected last >= layer, got last = {last} < {first}")
+        if self.last is not None and self.kind.data != "resident":
+            raise VerifyException(
+                f"expected 'last' only on a resident buffer, got one on {self.kind.data}")
         for use in self.result.uses:
             op = use.operation
             if isinstance(op, InstructionOp):
                 layer = op.properties.get("layer")
-                if layer is not None and _ival(layer) != self.layer.value.data:
+                if layer is not None and not first <= _ival(layer) <= last:
+                    span = f"layer {first}" if first == last else f"layers {first}..{last}"
                     raise VerifyException(
-                        f"expected buffer '{self.label.data}' (layer {self.layer.value.data}) "
-                        f"to be used by layer {self.layer.value.data}, got a use by layer "
-                        f"{_ival(layer)}")
+                        f"expected buffer '{self.label.data}' ({span}) to be used by {span}, "
+                        f"got a use by layer {_ival(layer)}")
 
 
 @irdl_op_definition
@@ -1146,6 +1211,10 @@ class ModelOp(IRDLOperation):
                 raise VerifyException(
                     f"expected {op.name} dram_addr to name an mlip.tensor, got "
                     f"@{dram.root_reference.data}")  # type: ignore[union-attr]
+            if isinstance(op, TileCopyOp) and _ival(op.dst_tile_mask) >> tiles:
+                raise VerifyException(
+                    f"expected dst_tile_mask below {1 << tiles} ({tiles} tiles), got "
+                    f"{_ival(op.dst_tile_mask)}")
             tile = op.properties.get("tile")
             if tile is not None and not 0 <= _ival(tile) < tiles:
                 raise VerifyException(f"expected tile in [0, {tiles}), got {_ival(tile)}")

@@ -26,6 +26,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "mrvl-quantize": lambda: __import__("mrvl.lowering.mrvl_quantize", fromlist=["_"]).MrvlQuantizePass,
         "mrvl-tile-split": lambda: __import__("mrvl.lowering.mrvl_tile_split", fromlist=["_"]).MrvlTileSplitPass,
         "convert-mrvl-to-mlip": lambda: __import__("mrvl.lowering.convert_mrvl_to_mlip", fromlist=["_"]).ConvertMrvlToMlipPass,
+        "mlip-residency": lambda: __import__("mrvl.lowering.mlip_residency", fromlist=["_"]).MlipResidencyPass,
         "mlip-ocm-alloc": lambda: __import__("mrvl.lowering.mlip_ocm_alloc", fromlist=["_"]).MlipOcmAllocPass,
         "mlip-dma-schedule": lambda: __import__("mrvl.lowering.mlip_dma_schedule", fromlist=["_"]).MlipDmaSchedulePass,
     }

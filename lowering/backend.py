@@ -32,6 +32,7 @@ from mrvl.lowering.convert_mrvl_to_mlip import ConvertMrvlToMlipPass
 from mrvl.lowering.mlip_dma_schedule import MlipDmaSchedulePass
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import MlipOcmAllocPass
+from mrvl.lowering.mlip_residency import MlipResidencyPass
 from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges
 from mrvl.lowering.mrvl_tile_split import MrvlTileSplitPass
 from mrvl import mlip_isa as isa
@@ -59,19 +60,22 @@ def backend_passes(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     prefetch: bool = True,
+    resident: bool = True,
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
     functions, lowering passes from mrvl to a scheduled `mlip.model`); `prefetch=False`
-    keeps every layer's weight loads behind the barrier before it."""
+    keeps every layer's weight loads behind the barrier before it, `resident=False` every
+    activation in DRAM between layers (the schedule before the OCM-resident one)."""
     annotate: list[ModulePass] = [
         MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
         MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
-                          page_size=machine.page_bytes, machine=machine),
+                          page_size=machine.page_bytes, resident=resident, machine=machine),
     ]
     lower: list[ModulePass] = [
         ConvertMrvlToMlipPass(ocm_size=machine.ocm_bytes, page_size=machine.page_bytes,
                               input_names=tuple(input_names or ()),
                               output_names=tuple(output_names or ()), machine=machine),
+        MlipResidencyPass(enabled=resident),
         MlipOcmAllocPass(prefetch=prefetch),
         MlipDmaSchedulePass(prefetch=prefetch),
     ]
@@ -89,6 +93,7 @@ def compile_function(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     prefetch: bool = True,
+    resident: bool = True,
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function for `machine` through the backend pipeline
     (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks
@@ -102,7 +107,8 @@ def compile_function(
         raise CompileError(f"machine: expected a Machine, got {type(machine).__name__}")
     annotate, lower = backend_passes(
         machine=machine, quantize=quantize, io_dtype=io_dtype, ranges=ranges,
-        input_names=input_names, output_names=output_names, prefetch=prefetch)
+        input_names=input_names, output_names=output_names, prefetch=prefetch,
+        resident=resident)
     with _collector_paused():
         return _compile(fn, annotate, lower, model_id)
 

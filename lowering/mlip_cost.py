@@ -30,18 +30,22 @@ MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
 
 
 def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int],
-                  machine: Machine = DEFAULT_MACHINE) -> tuple[float, int]:
+                  machine: Machine = DEFAULT_MACHINE, input_on_chip: bool = False
+                  ) -> tuple[float, int]:
     """Estimated (cycles, DRAM bytes read) of a conv's blocks (`conv_blocks`) under the
     timing model of docs/isa.md section 4 on `machine`: the largest of, per tile, the
     compute queue's busy cycles and the DMA queues' busy cycles (issue + latency + bytes /
     min(DMA, DRAM rate) per transfer), and the shared DRAM's (all tiles' bytes / DRAM
     rate); plus `OVERLAP_LOSS` of the smaller of compute and DRAM. A ranking heuristic for
-    the tile split, not a bound."""
+    the tile split, not a bound. `input_on_chip`: the input stays in OCM (mlip-residency)
+    and is read in place: no DMA, no DRAM bytes for it; each tile's band arrives over its
+    link port instead (its bytes / `link_bytes_per_cycle`, overlapping the compute)."""
     m = machine
     tiles = len(work)
     compute = [0.0] * tiles
     dma_in = [0.0] * tiles
     dma_out = [0.0] * tiles
+    link = [0.0] * tiles
     total = stored = 0
     issue, latency = m.issue_latency, m.dma_latency
     per_dma = min(m.dma_bytes_per_cycle, m.dram_bytes_per_cycle)
@@ -51,7 +55,11 @@ def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int],
     for blk in conv_blocks(g, work, config):
         t = blk.tile
         loads = [(blk.oc1 - blk.oc0) * wsize] if blk.load_w else []
-        loads.append((blk.y1 - blk.y0) * (blk.x1 - blk.x0) * blk.icc * g.in_es)
+        box = (blk.y1 - blk.y0) * (blk.x1 - blk.x0) * blk.icc * g.in_es
+        if input_on_chip:
+            link[t] += box / m.link_bytes_per_cycle
+        else:
+            loads.append(box)
         store = (blk.r1 - blk.r0) * (blk.c1 - blk.c0) * (blk.oc1 - blk.oc0) * g.out_es
         dma_in[t] += sum(issue + latency + b / per_dma for b in loads)
         dma_out[t] += issue + latency + store / per_dma
@@ -68,12 +76,13 @@ def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int],
                 pixels * g.kh * g.kw * gch * math.ceil(icg / m.matrix_rows)
                 * math.ceil(ocg / m.matrix_cols) / speed)
     dram = (total + stored) / m.dram_bytes_per_cycle
-    busy = max(max(c, i, o) for c, i, o in zip(compute, dma_in, dma_out, strict=True))
+    busy = max(max(c, i, o, k) for c, i, o, k in zip(compute, dma_in, dma_out, link,
+                                                       strict=True))
     return max(busy, dram) + OVERLAP_LOSS * min(max(compute), dram), total
 
 
-def conv_cost(g: ConvGeom, kind: str, ranges, machine: Machine = DEFAULT_MACHINE
-              ) -> tuple[float, int] | None:
+def conv_cost(g: ConvGeom, kind: str, ranges, machine: Machine = DEFAULT_MACHINE,
+              input_on_chip: bool = False) -> tuple[float, int] | None:
     """Estimated (cycles, DRAM bytes read) of a conv under a tile split (`kind`, `ranges`
     as in mrvl-tile-split), with the blocking `lower_conv2d` chooses for the machine's OCM
     (`ocm_bytes` in pages of `page_bytes`); None when its blocks do not fit."""
@@ -83,7 +92,8 @@ def conv_cost(g: ConvGeom, kind: str, ranges, machine: Machine = DEFAULT_MACHINE
         return _fits(buffers, machine.ocm_bytes, machine.page_bytes)
 
     config = conv_config(g, work, fits)
-    return None if config is None else conv_estimate(g, work, config, machine)
+    return None if config is None else conv_estimate(g, work, config, machine,
+                                                     input_on_chip)
 
 
 def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool,

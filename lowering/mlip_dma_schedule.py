@@ -128,15 +128,18 @@ def _weights_buffer(op: DmaLoadOp) -> BufferOp | None:
 def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> list[DmaLoadOp]:
     """The loads of a tile's first block of a layer that may run during the layer before
     (`previous`): loads of weights-kind buffers that no later block of the tile loads
-    again, whose slots are disjoint from every buffer of `previous` (module docstring).
+    again, whose slots are disjoint from every buffer live at `previous` (its own and the
+    resident buffers of mlip-residency whose live layers include it; module docstring).
     Empty when that would leave the first block without a load of its own."""
     if not mine:
         return []
     page = model.page_size.value.data
     reloaded = {_weights_buffer(op) for blk in mine[1:] for op in blk.instructions()
                 if isinstance(op, DmaLoadOp)}
-    busy = [r for buf in model.buffers_of(previous.index.value.data).values()
-            for r in _slot_ranges(buf, page)]
+    index = previous.index.value.data
+    live = [buf for buf in model.buffers()
+            if buf.live_layers()[0] <= index <= buf.live_layers()[1]]
+    busy = [r for buf in live for r in _slot_ranges(buf, page)]
     first = [op for op in mine[0].instructions() if op.queue() == Queue.DMA_IN]
     hoisted = []
     for op in first:

@@ -7,29 +7,34 @@ keep their buffer operands, so emission reads an OCM address as
 `addrs[slot] + offset` of the buffer an operand names.
 
 Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` bytes
-(1, 2, 4, 8 or 16 KiB; every buffer slot starts on a page and takes whole pages); weights,
-biases and requantisation scales are allocated upwards from the layer's weights base,
-scratch (activation blocks) from the top of the model's OCM range downwards. Buffers are
-reused by liveness: a layer's buffers live only while the layer runs (layers are separated
-by barriers), so every layer starts again from an empty OCM.
+        base = bases.get(index, 0)
+        high = min(top, floors.get(index, top))
+        if res_bufs and high == top:  # no resident live here: the layer's buffers sit low
+            high = max(base + sum(needs[index]), page)
+        if base + sum(needs[index]) > high:  # the prefetch base does not fit under the
+            base = 0  # residents: this boundary is not prefetched (mlip-dma-schedule sees it)
+        low = base
 
-Weight prefetch (`prefetch=True`, the default; `weight_bases`, `prefetch_top`): the
-weights of layer L+1 are placed disjoint from every buffer of the layer L before it (the
-previous layer that has buffers), so that `mlip-dma-schedule` may load them while L
-computes. The weights base of L+1 is the first of page 0 (below L's weights) and the page
-just above L's weights whose range is disjoint from L's weights and ends below both layers'
-scratch; when neither is, the base is 0 (that boundary is not prefetched). So the weights of
-consecutive layers alternate between page 0 and a region stacked above the previous layer's
-weights. The model's range (`ocm_end`) is the largest of each layer's need and of each
-boundary's need `weights(L) + weights(L+1) + max(scratch(L), scratch(L+1))` that fits
-`ocm_size`. With `prefetch=False` every base is 0 and the range is the largest layer's need.
+1. Cross-layer (resident) buffers first (`place_residents`, from mlip-residency: `kind =
+   resident`, live for layers [`layer`, `last`]): interval first-fit by live layers from
+   the top of the OCM downwards, in IR order; two residents share bytes only when their
+   live layers do not overlap. They form a band at the top of the OCM whose lower edge
+   (`resident_floors`) varies per layer.
+2. Per-layer buffers: weights, biases and requantisation scales from the low pages
+   upwards, scratch (activation blocks) from the top of the model's OCM range downwards or,
+   at a layer with resident buffers live, from the lowest of them downwards. They live only
+   while the layer runs (layers are separated by barriers), so every layer starts again
+   from an OCM empty below its residents. Without residents the model's range is the
+   largest layer's need; with them it is the whole OCM.
 
-Every tile uses the same placement (a layer's blocks are the same size on every tile).
-Allocating again gives the same addresses (the pass is idempotent), before or after
-`mlip-dma-schedule`.
+Every tile uses the same placement (a layer's blocks are the same size on every tile; a
+resident buffer is sized for the largest band of any tile). Allocating again gives the same
+addresses (the pass is idempotent), before or after `mlip-dma-schedule`.
 
-Invariant (checked here, a CompileError otherwise): no layer uses more than `ocm_size` bytes,
-and no two buffer slots of a layer overlap.
+Invariants (checked here, a CompileError otherwise): no layer uses more than `ocm_size`
+bytes; no two buffer slots of a layer overlap; no per-layer slot overlaps a resident buffer
+live at its layer (it stays below the layer's resident floor); resident buffers with
+overlapping live layers do not overlap.
 """
 
 from __future__ import annotations
@@ -54,10 +59,62 @@ def _align(value: int, to: int) -> int:
 
 
 def _by_layer(model: ModelOp) -> dict[int, list[BufferOp]]:
+    """The per-layer (weights and scratch) buffers of every layer index."""
     found: dict[int, list[BufferOp]] = {layer.index.value.data: [] for layer in model.layers()}
     for buf in model.buffers():
-        found.setdefault(buf.layer.value.data, []).append(buf)
+        if buf.kind.data != "resident":
+            found.setdefault(buf.layer.value.data, []).append(buf)
     return found
+
+
+# ---- cross-layer (resident) buffers: placed first, by liveness, from the top of the OCM ----
+@dataclass(frozen=True)
+class Resident:
+    """A resident buffer's request: bytes (one slot) and live layers [first, last]."""
+
+    size: int
+    first: int
+    last: int
+
+
+def place_residents(requests: list[Resident], ocm_size: int, page: int) -> list[int] | None:
+    """Interval first-fit of resident buffers, from the top of the OCM downwards: each takes
+    the highest page-aligned range free of every earlier request whose live layers overlap
+    its own (requests are placed in the given order). The start address of each, or None
+    when one does not fit above address 0."""
+    placed: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
+    out = []
+    for req in requests:
+        need = _align(max(req.size, 1), page)
+        busy = [(a, e) for a, e, f, last in placed if not (last < req.first or req.last < f)]
+        end = ocm_size  # busy ranges may overlap each other (they need not share a layer)
+        while True:
+            if end - need < 0:
+                return None
+            clash = [a for a, e in busy if a < end and e > end - need]
+            if not clash:
+                break
+            end = min(clash)
+        out.append(end - need)
+        placed.append((end - need, end, req.first, req.last))
+    return out
+
+
+def resident_floors(requests: list[Resident], addrs: list[int], ocm_size: int
+                    ) -> dict[int, int]:
+    """Lowest resident address live at each layer index that has a resident buffer (the
+    per-layer buffers of that layer must stay below it)."""
+    floors: dict[int, int] = {}
+    for req, addr in zip(requests, addrs, strict=True):
+        for layer in range(req.first, req.last + 1):
+            floors[layer] = min(floors.get(layer, ocm_size), addr)
+    return floors
+
+
+def resident_requests(model: ModelOp) -> tuple[list[BufferOp], list[Resident]]:
+    """The model's resident buffers, in placement order, and their requests."""
+    bufs = [buf for buf in model.buffers() if buf.kind.data == "resident"]
+    return bufs, [Resident(buf.size.value.data, *buf.live_layers()) for buf in bufs]
 
 
 def layer_pages(model: ModelOp) -> dict[int, tuple[int, int]]:
@@ -130,8 +187,24 @@ def plan_ocm(model: ModelOp, prefetch: bool = True) -> tuple[dict[BufferOp, list
             f"than the {ocm_size} available"
         )
     placed: dict[BufferOp, list[int]] = {}
+    floors: dict[int, int] = {}
+    res_bufs, requests = resident_requests(model)
+    if res_bufs:
+        addrs = place_residents(requests, ocm_size, page)
+        if addrs is None:
+            raise CompileError(f"@{model.sym_name.data}: resident buffers do not fit the OCM")
+        floors = resident_floors(requests, addrs, ocm_size)
+        for buf, addr in zip(res_bufs, addrs, strict=True):
+            placed[buf] = [addr]
+        top = ocm_size
     for index, buffers in _by_layer(model).items():
-        low, high = bases.get(index, 0), top
+        base = bases.get(index, 0)
+        high = min(top, floors.get(index, top))
+        if res_bufs and high == top:  # no resident live here: the layer's buffers sit low
+            high = max(base + sum(needs[index]), page)
+        if base + sum(needs[index]) > high:  # the prefetch base does not fit under the
+            base = 0  # residents: this boundary is not prefetched (mlip-dma-schedule sees it)
+        low = base
         for buf in buffers:
             slot_size = _align(max(buf.size.value.data, 1), page)
             addrs = placed[buf] = []

@@ -122,8 +122,13 @@ def conv_candidates(op: mrvl.Conv2DOp, tiles: int, out_es: int):
     return out
 
 
+RESIDENT_SHARE = 8
+"""`resident` splits: a conv's input counts as kept in OCM when the band a tile reads is at
+most 1 / RESIDENT_SHARE of the OCM (larger bands usually spill, mlip-residency)."""
+
+
 def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
-                machine: Machine):
+                machine: Machine, resident_input: bool = False):
     """The candidate with the fewest estimated cycles (`conv_cost`: the blocks the lowering
     would emit under the docs/isa.md timing model), ties to fewer DRAM bytes, then to the
     earlier candidate (rows)."""
@@ -134,8 +139,12 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
     sig8 = es == 1 and op.activation_str() == "sigmoid"
     geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
     best, best_key = candidates[0], None
+    n, h, w, c = mrvl.tensor_shape(op.input)
     for kind, ranges in candidates:
-        cost = conv_cost(geom, kind, ranges, machine)
+        row_tiles = {"rows": tiles, "channels": 1}.get(kind, len({r[:2] for r in ranges}))
+        band = n * h * w * c * in_es // row_tiles
+        on_chip = resident_input and band * RESIDENT_SHARE <= machine.ocm_bytes
+        cost = conv_cost(geom, kind, ranges, machine, on_chip)
         if cost is None:
             continue
         key = (round(cost[0]), cost[1])
@@ -162,7 +171,7 @@ def generic_split(shape: tuple[int, ...], tiles: int, out_es: int):
 
 def choose_split(
     op: mrvl.MrvlLayerOp, tiles: int, es: int, out_es: int, in_es: int | None = None,
-    machine: Machine = DEFAULT_MACHINE,
+    machine: Machine = DEFAULT_MACHINE, resident_input: bool = False,
 ) -> tuple[str, list[tuple[int, int]]]:
     """The split of one layer (see the module docstring). `in_es`: element size of the
     first input in DRAM (default `es`); `machine`: the machine compiled for (its OCM sizes
@@ -171,7 +180,8 @@ def choose_split(
         return "none", [(0, 0)] * tiles
     out_shape = mrvl.tensor_shape(op.results[0])
     if isinstance(op, mrvl.Conv2DOp):
-        return _conv_split(op, tiles, es, es if in_es is None else in_es, out_es, machine)
+        return _conv_split(op, tiles, es, es if in_es is None else in_es, out_es, machine,
+                           resident_input)
     if isinstance(op, mrvl.FCOp):
         n, o = out_shape
         if n == 1 or (o * out_es) % GRANULE == 0:
@@ -196,9 +206,18 @@ def _input_es(value, es: int, io_es: int) -> int:
     return io_es if isinstance(value, BlockArgument) else es
 
 
-def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE) -> None:
+def _is_input(value) -> bool:
+    while isinstance(value, OpResult) and isinstance(value.op, ALIAS_OPS):
+        value = value.op.operands[0]
+    return isinstance(value, BlockArgument)
+
+
+def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
+                   resident: bool = False) -> None:
     """Annotate every layer of `fn` in place, split across `machine.tiles` tiles (for
-    blocks sized to its OCM, candidates ranked by its timing)."""
+    blocks sized to its OCM, candidates ranked by its timing). `resident`: rank conv splits
+    for the OCM-resident schedule (an activation input whose band fits is read in place,
+    `_conv_split`), so splits that read the weights once can win."""
     num_tiles = machine.tiles
     if num_tiles not in VALID_TILES:
         raise CompileError(f"--num-tiles (or --machine tiles=): expected one of "
@@ -211,7 +230,8 @@ def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE) -> None:
             continue
         out_es = io_es if op.results[0] in outputs else es
         in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
-        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine)
+        resident_input = resident and bool(op.operands) and not _is_input(op.operands[0])
+        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine, resident_input)
         op.attributes[SPLIT_ATTR] = StringAttr(kind)
         op.attributes[TILES_ATTR] = DenseArrayBase.from_list(
             i64, [v for r in ranges for v in r]
@@ -242,13 +262,15 @@ class MrvlTileSplitPass(ModulePass):
     num_tiles: int = 1
     ocm_size: int = isa.DEFAULT_OCM_SIZE
     page_size: int = isa.DEFAULT_PAGE_SIZE
+    resident: bool = False
+    """Rank conv splits for the OCM-resident schedule (`split_function`)."""
     machine: Machine | None = field(default=None, compare=False)
     """In-process callers: the whole machine (its timing ranks the splits); the three
     options above then come from it (not a pipeline-text option)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in mrvl.subgraph_functions(op):
-            split_function(fn, self._machine())
+            split_function(fn, self._machine(), self.resident)
 
     def _machine(self) -> Machine:
         if self.machine is not None:

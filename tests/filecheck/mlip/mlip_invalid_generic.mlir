@@ -77,3 +77,21 @@ mlip.model @m attributes {num_tiles = 1 : i64, ocm_size = 1048576 : i64, page_si
 %in = "mlip.buffer"() <{label = "in", size = 64 : i64, slots = 1 : i64, kind = "scratch", layer = 0 : i64}> : () -> !mlip.buffer
 "mlip.act"(%in, %in) <{in_slot = 0 : i64, in_offset = 8 : i64, out_slot = 0 : i64, out_offset = 0 : i64, act = "relu", src = "f16", dst = "f16", layer = 0 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, resultSegmentSizes = array<i32: 0, 0>}> : (!mlip.buffer, !mlip.buffer) -> ()
 // CHECK: mlip.act in_addr = %in[0, 8], out_addr = %in[0, 0], act = relu, src = f16, dst = f16, layer = 0
+
+// -----
+
+mlip.model @m attributes {num_tiles = 2 : i64, ocm_size = 1048576 : i64, page_size = 16384 : i64, quantize = "fp16", inputs = [], outputs = []} {
+  %in = mlip.buffer "in", size = 64, slots = 1, kind = scratch, layer = 0
+  mlip.tile_copy src_addr = %in[0, 0], dst_addr = %in[0, 0], dst_tile_mask = 1, dim0 = 1, dim1 = 1, dim2 = 1, dim3 = 32, src = f16, dst = f32
+}
+// CHECK: expected src = dst (a bit copy), got f16 and f32
+
+// -----
+
+mlip.model @m attributes {num_tiles = 2 : i64, ocm_size = 1048576 : i64, page_size = 16384 : i64, quantize = "fp16", inputs = [], outputs = []} {
+  %in = mlip.buffer "in", size = 64, slots = 1, kind = scratch, layer = 0
+  mlip.section attributes {section = "main"} {
+    mlip.tile_copy src_addr = %in[0, 0], dst_addr = %in[0, 0], dst_tile_mask = 4, dim0 = 1, dim1 = 1, dim2 = 1, dim3 = 32, src = f16, dst = f16, tile = 0
+  }
+}
+// CHECK: expected dst_tile_mask below 4 (2 tiles), got 4

@@ -1,0 +1,519 @@
+"""`mlip-residency`: keep activations in OCM between layers (TILE_COPY instead of DRAM).
+
+Input: an `mlip.model` straight from convert-mrvl-to-mlip (per-tile `mlip.block`s, buffers
+unallocated, no section). Output: the same model where every activation tensor chosen by the
+plan below lives in a per-tile **resident buffer** (`mlip.buffer kind = resident, layer = P,
+last = L`: P the producing layer, L the last consuming layer) instead of the DRAM scratch
+region:
+
+- the producer's `dma_store`s of the tensor become `mlip.tile_copy`s from the same output
+  slot into the resident buffer of every tile that reads those rows (one copy per group of
+  destination tiles with the same band offset; the own tile's bit is a local copy; a store
+  whose rows nobody reads becomes a DMA_OUT `nop`); they run on DMA_OUT with the store's
+  tokens, and the barrier after layer P orders them before every consumer's reads;
+- the consumers' `dma_load`s of the tensor are deleted (a DMA_IN `nop` keeps the block's
+  token protocol when it was the block's only load) and the compute operands that read the
+  loaded slot point straight into the resident buffer (same layout, shifted offset).
+
+Resident layout: per consuming tile t a band of the tensor's flat rows `[lo_t, hi_t)` (rows
+of the (N*H) dimension, all columns and channels, the tensor's dense DRAM layout), the
+union of the rows t's loads read (its row band plus halos; all rows for a channel split);
+the buffer is the largest band on any tile, at the same address on every tile.
+
+Which tensors (`plan_residency`): a scratch tensor qualifies when one layer stores it and
+only later layers load it, no DMA converts it, every box is a band of whole-row boxes
+(`dim0 = 1`), its rows are whole 16-byte granules, and every load can be read in place:
+its OCM box has the DRAM box's layout (any reader), or it is a channel range of
+whole-width rows read by CONV / POOL (`in_pix_stride` becomes the tensor's channels), or
+a strided gather read by 1x1 stride-1 unpadded convs (which then take the gather's
+strides as `sh` / `sw` over the band's rows: the same products in the same order). A
+column band, a broadcast or an input loaded once for several blocks keeps the tensor in
+DRAM. Qualifying tensors are taken greedily by **DRAM bytes
+saved per OCM byte-layer** (store plus load bytes over buffer bytes x live layers), each
+kept only if the resident buffers still fit beside every layer's own buffers
+(`mlip_ocm_alloc.place_residents`: interval first-fit from the top of the OCM; a layer's
+weights and scratch must stay below the lowest resident live at it), counting as free the
+consumers' input slots that the chosen tensors' rewrite leaves unused. The rest spill: they
+keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+
+from mrvl import mlip_isa as isa
+from mrvl.dialects.mlip import (
+    DTYPE_BY_NAME,
+    BufferOp,
+    DmaLoadOp,
+    DmaStoreOp,
+    InstructionOp,
+    LayerOp,
+    ModelOp,
+    NopOp,
+    TileCopyOp,
+    i64_attr,
+    str_attr,
+)
+from mrvl.lowering.mlip_ocm_alloc import (
+    Resident,
+    layer_pages,
+    place_residents,
+    resident_floors,
+    resident_requests,
+)
+
+GRANULE = 16
+
+
+def _ival(op: InstructionOp, name: str, default: int = 0) -> int:
+    attr = op.properties.get(name)
+    return default if attr is None else attr.value.data  # type: ignore[union-attr]
+
+
+@dataclass
+class Box:
+    """A DMA's DRAM box as flat rows [r0, r0 + rows) of its tensor, the element column
+    `col` inside the row, and the op (with its layer and tile)."""
+
+    op: DmaLoadOp | DmaStoreOp
+    layer: int
+    tile: int
+    r0: int
+    rows: int
+    col: int
+    view: View | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """How a CONV / POOL reads a load's box in place when the box's OCM layout is not the
+    band's: pixel stride `channels` (the tensor's), every `sh`-th row and `sw`-th column of
+    the `width`-pixel rows (a strided 1x1 conv's gather), `ih` rows of the band."""
+
+    channels: int
+    width: int
+    sh: int
+    sw: int
+    ih: int
+
+
+@dataclass
+class TensorPlan:
+    """One tensor's residency: rows of `row_elems` elements of `esize` bytes, the
+    producer layer, the last consumer layer and each consuming tile's band of rows."""
+
+    name: str
+    row_elems: int
+    esize: int
+    producer: int
+    last: int
+    bands: dict[int, tuple[int, int]]
+    saved_bytes: int
+    stores: list[Box] = field(default_factory=list)
+    loads: list[Box] = field(default_factory=list)
+    freed: dict[int, int] = field(default_factory=dict)
+    """OCM bytes of the consumer layers' input slots the rewrite frees (by layer)."""
+
+    @property
+    def size(self) -> int:
+        rows = max((hi - lo for lo, hi in self.bands.values()), default=1)
+        return rows * self.row_elems * self.esize
+
+    @property
+    def score(self) -> float:
+        """DRAM bytes saved per OCM byte-layer."""
+        return self.saved_bytes / (max(self.size, 1) * (self.last - self.producer + 1))
+
+    def request(self) -> Resident:
+        return Resident(self.size, self.producer, self.last)
+
+
+def _box(op: DmaLoadOp | DmaStoreOp, layer: int, tile: int, row_elems: int,
+         esize: int) -> Box | None:
+    """The op's DRAM box as whole-row boxes, or None (not a plain box of this tensor)."""
+    props = op.properties
+    if props["src"] != props["dst"] or "scale_flag" in props:
+        return None
+    dims = [_ival(op, f"dim{k}", 1) for k in range(4)]
+    strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
+    if any(_ival(op, f"pad{k}") for k in range(4)):
+        return None
+    if any(_ival(op, f"src_dim{k}", dims[k]) != dims[k] for k in range(4)):
+        return None
+    offset = _ival(op, "dram_offset")
+    if offset % esize or dims[0] != 1:
+        return None
+    elem = offset // esize
+    if dims[1] > 1 and strides[1] != row_elems:
+        return None
+    col = elem % row_elems
+    extent = col + (dims[2] - 1) * strides[2] + (dims[3] - 1) * strides[3] + 1
+    if min(strides[2:]) < 0 or extent > row_elems:
+        return None
+    return Box(op, layer, tile, elem // row_elems, dims[1], col)
+
+
+def _same_layout(op: DmaLoadOp) -> bool:
+    """Does the load's OCM box have its DRAM box's layout (every dimension of size > 1)?"""
+    return all(_ival(op, f"dim{k}", 1) == 1 or
+               _ival(op, f"ocm_stride{k}") == _ival(op, f"dram_stride{k}") for k in range(1, 4))
+
+
+def _view(load: DmaLoadOp, readers, width: int, channels: int, row_elems: int,
+          esize: int) -> View | None:
+    """The in-place view of a load whose box is a channel range of whole-width rows, or a
+    strided gather of them read only by 1x1 stride-1 unpadded convs; None otherwise."""
+    dims = [_ival(load, f"dim{k}", 1) for k in range(4)]
+    strides = [_ival(load, f"dram_stride{k}") for k in range(4)]
+    ocm = [_ival(load, f"ocm_stride{k}") for k in range(4)]
+    if dims[0] != 1 or strides[3] != 1 or (dims[2] > 1 and strides[2] % channels):
+        return None
+    if (dims[1] > 1 and ocm[1] != dims[2] * dims[3]) or (dims[2] > 1 and ocm[2] != dims[3]) \
+            or (dims[3] > 1 and ocm[3] != 1):
+        return None
+    if dims[2] > 1 and strides[1] != 0 and dims[1] > 1 and strides[1] % row_elems:
+        return None
+    sw = strides[2] // channels if dims[2] > 1 else 1
+    sh = strides[1] // row_elems if dims[1] > 1 else 1
+    col = _ival(load, "dram_offset") // esize % row_elems
+    if sw < 1 or sh < 1 or col + dims[3] > channels or (dims[2] - 1) * sw >= width:
+        return None
+    gather = (sh, sw) != (1, 1)
+    if not gather and dims[2] != width:
+        return None
+    if not readers:
+        return None
+    for op, name in readers:
+        if name != "in_addr" or op.name not in ("mlip.conv", "mlip.pool"):
+            return None
+        if _ival(op, "in_offset") != _ival(load, "ocm_offset"):
+            return None
+        if (_ival(op, "ih"), _ival(op, "iw"), _ival(op, "in_pix_stride")) != \
+                (dims[1], dims[2], dims[3]):
+            return None
+        if gather and (op.name != "mlip.conv" or
+                       any(_ival(op, k) != 1 for k in ("kh", "kw", "sh", "sw")) or
+                       _ival(op, "pad_t") or _ival(op, "pad_l")):
+            return None
+    return View(channels, width, sh, sw, (dims[1] - 1) * sh + 1)
+
+
+def _slot_key(op: InstructionOp, name: str) -> tuple[SSAValue, int] | None:
+    value = op.ocm_operands().get(name)
+    if value is None:
+        return None
+    return value, _ival(op, f"{name[:-len('_addr')]}_slot")
+
+
+def _readers(block_ops: list[InstructionOp], load: DmaLoadOp) -> list[tuple[InstructionOp, str]] | None:
+    """The (compute op, operand) pairs that read the load's slot, or None when the slot is
+    also written by another op of the block (it cannot be replaced by a pointer)."""
+    key = _slot_key(load, "ocm_addr")
+    readers = []
+    for op in block_ops:
+        if op is load:
+            continue
+        for name in op.ocm_operands():
+            if _slot_key(op, name) != key:
+                continue
+            if op.queue() != isa.Queue.COMPUTE or name == "out_addr":
+                return None
+            if _ival(op, f"{name[:-len('_addr')]}_offset") < _ival(load, "ocm_offset"):
+                return None
+            readers.append((op, name))
+    return readers
+
+
+def _shared_slot_tensors(blocks) -> set[str]:
+    """Tensors loaded into a slot that a block without its own load of that slot reads
+    (e.g. an FC input loaded once for all channel chunks): those loads stay."""
+    loaded: dict[tuple[SSAValue, int], set[str]] = {}
+    by_block = []
+    for blk in blocks:
+        keys = set()
+        for op in blk.instructions():
+            if isinstance(op, DmaLoadOp):
+                key = _slot_key(op, "ocm_addr")
+                assert key is not None
+                keys.add(key)
+                loaded.setdefault(key, set()).add(
+                    op.properties["dram"].root_reference.data)  # type: ignore[union-attr]
+        by_block.append((blk, keys))
+    bad: set[str] = set()
+    for blk, keys in by_block:
+        for op in blk.instructions():
+            if op.queue() != isa.Queue.COMPUTE:
+                continue
+            for name in op.ocm_operands():
+                key = _slot_key(op, name)
+                if key in loaded and key not in keys:
+                    bad |= loaded[key]
+    return bad
+
+
+def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
+    """Every scratch tensor that can stay in OCM (module docstring), with its bands."""
+    tensors = model.tensors()
+    aliased = {t.alias_of.data for t in tensors.values() if t.alias_of is not None}
+    stores: dict[str, list[tuple[DmaStoreOp, int, int]]] = {}
+    loads: dict[str, list[tuple[DmaLoadOp, int, int, list]]] = {}
+    bad: set[str] = set(aliased)
+    for layer in model.layers():
+        index = layer.index.value.data
+        bad.update(_shared_slot_tensors(layer.block_ops()))
+        for blk in layer.block_ops():
+            tile = blk.tile.value.data
+            ops = blk.instructions()
+            for op in ops:
+                if not isinstance(op, (DmaLoadOp, DmaStoreOp)):
+                    continue
+                name = op.properties["dram"].root_reference.data  # type: ignore[union-attr]
+                if isinstance(op, DmaStoreOp):
+                    stores.setdefault(name, []).append((op, index, tile))
+                    continue
+                readers = _readers(ops, op)
+                if readers is None:
+                    bad.add(name)
+                else:
+                    loads.setdefault(name, []).append((op, index, tile, readers))
+    plans = []
+    for name, writes in stores.items():
+        t = tensors.get(name)
+        if t is None or name in bad or name not in loads or t.region.data != "scratch":
+            continue
+        shape = (1, 1, 1, 1, *t.shape_tuple())[-4:]
+        row_elems = shape[2] * shape[3]
+        esize = isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[t.dtype.data])]
+        if row_elems * esize % GRANULE:
+            continue
+        producer = {index for _, index, _ in writes}
+        if len(producer) != 1:
+            continue
+        p = producer.pop()
+        plan = TensorPlan(name, row_elems, esize, p, p, {}, 0)
+        ok = True
+        for op, index, tile in writes:
+            box = _box(op, index, tile, row_elems, esize)
+            if box is None:
+                ok = False
+                break
+            plan.stores.append(box)
+        for op, index, tile, readers in loads[name]:
+            box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
+            if box is None and index > p:
+                view = _view(op, readers, shape[2], shape[3], row_elems, esize)
+                if view is not None:
+                    elem = _ival(op, "dram_offset") // esize
+                    box = Box(op, index, tile, elem // row_elems, view.ih, elem % row_elems,
+                              view)
+            if box is None or index <= p:
+                ok = False
+                break
+            plan.loads.append(box)
+            lo, hi = plan.bands.get(tile, (box.r0, box.r0 + box.rows))
+            plan.bands[tile] = (min(lo, box.r0), max(hi, box.r0 + box.rows))
+            plan.last = max(plan.last, index)
+        if not ok:
+            continue
+        plan.saved_bytes = sum(_dram_bytes(b.op) for b in plan.stores + plan.loads)
+        plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
+        plans.append(plan)
+    return plans
+
+
+def _freed_bytes(model: ModelOp, loads) -> dict[int, int]:
+    """Per layer, the page-rounded bytes of the scratch buffers that only these loads and
+    their readers use (the rewrite leaves them unused; `apply_residency` erases them)."""
+    page = model.page_size.value.data
+    removed: set[tuple[InstructionOp, str]] = set()  # operands the rewrite drops
+    buffers: set[BufferOp] = set()
+    for load, readers in loads:
+        for op, name in ((load, "ocm_addr"), *readers):
+            removed.add((op, name))
+            buffers.add(op.ocm_operands()[name].owner)  # type: ignore[arg-type]
+    freed: dict[int, int] = {}
+    for buf in buffers:
+        if buf.kind.data != "scratch":
+            continue
+        if all((use.operation, list(use.operation.named_operands())[use.index]) in removed
+               for use in buf.result.uses if isinstance(use.operation, InstructionOp)):
+            layer = buf.layer.value.data
+            size = -(-max(buf.size.value.data, 1) // page) * page * buf.slots.value.data
+            freed[layer] = freed.get(layer, 0) + size
+    return freed
+
+
+def _dram_bytes(op: InstructionOp) -> int:
+    count = 1
+    for k in range(4):
+        count *= _ival(op, f"dim{k}", 1)
+    return count * isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[op.properties["src"].data])]  # type: ignore[union-attr]
+
+
+def plan_residency(model: ModelOp) -> list[TensorPlan]:
+    """The tensors to keep in OCM, in placement order (module docstring: greedy by DRAM
+    bytes saved per OCM byte-layer, each kept only if everything still fits)."""
+    ocm_size = model.ocm_size.value.data
+    page = model.page_size.value.data
+    needs = {index: low + high for index, (low, high) in layer_pages(model).items()}
+    placed = resident_requests(model)[1]  # residents of an earlier round stay first
+    chosen: list[TensorPlan] = []
+    for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
+        requests = placed + [p.request() for p in chosen + [plan]]
+        addrs = place_residents(requests, ocm_size, page)
+        if addrs is None:
+            continue
+        floors = resident_floors(requests, addrs, ocm_size)
+        freed: dict[int, int] = {}
+        for p in chosen + [plan]:
+            for layer, size in p.freed.items():
+                freed[layer] = freed.get(layer, 0) + size
+        if all(needs.get(layer, 0) - freed.get(layer, 0) <= floor
+               for layer, floor in floors.items()):
+            chosen.append(plan)
+    return chosen
+
+
+def _header(op: InstructionOp) -> dict:
+    return {"src": op.properties["src"], "dst": op.properties["dst"],
+            "layer": op.properties["layer"]}
+
+
+def _set_operand(op: InstructionOp, name: str, value: SSAValue, slot: int, offset: int) -> None:
+    named = list(op.named_operands())
+    operands = list(op.operands)
+    operands[named.index(name)] = value
+    op.operands = operands
+    base = name[:-len("_addr")]
+    op.properties[f"{base}_slot"] = i64_attr(slot)
+    op.properties[f"{base}_offset"] = i64_attr(offset)
+
+
+def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
+    """Replace one store by TILE_COPYs into the bands that need its rows."""
+    op = box.op
+    groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
+    for tile, (lo, hi) in sorted(plan.bands.items()):
+        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
+        if a < b:
+            key = (a, b - a, a - lo)
+            groups[key] = groups.get(key, 0) | (1 << tile)
+    block = op.parent_block()
+    assert block is not None
+    es = plan.esize
+    new_ops: list[InstructionOp] = []
+    for (a, rows, band_row), mask in groups.items():
+        props = {**_header(op), "dst_tile_mask": i64_attr(mask),
+                 "src_slot": op.properties["ocm_slot"],
+                 "src_offset": i64_attr(_ival(op, "ocm_offset")
+                                        + (a - box.r0) * _ival(op, "ocm_stride1") * es),
+                 "dst_slot": i64_attr(0),
+                 "dst_offset": i64_attr((band_row * plan.row_elems + box.col) * es)}
+        dims = (1, rows, _ival(op, "dim2", 1), _ival(op, "dim3", 1))
+        for k in range(4):
+            props[f"dim{k}"] = i64_attr(dims[k])
+            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
+            props[f"dst_stride{k}"] = i64_attr(_ival(op, f"dram_stride{k}"))
+        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
+                                                "dst_addr": resident}))
+    if not new_ops:
+        new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
+    block.insert_ops_before(new_ops, op)
+    op.detach()
+    op.erase()
+
+
+def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
+    """Delete one load; its readers read the resident band in place."""
+    op = box.op
+    block = op.parent_block()
+    assert block is not None
+    ops = [o for o in block.ops if isinstance(o, InstructionOp)]
+    readers = _readers(ops, op)
+    assert readers is not None
+    lo = plan.bands[box.tile][0]
+    shift = ((box.r0 - lo) * plan.row_elems + box.col) * plan.esize - _ival(op, "ocm_offset")
+    for reader, name in readers:
+        base = name[:-len("_addr")]
+        _set_operand(reader, name, resident, 0, _ival(reader, f"{base}_offset") + shift)
+        view = box.view
+        if view is not None:  # same taps in the same order, read from the band's layout
+            props = reader.properties
+            props["in_pix_stride"] = i64_attr(view.channels)
+            if (view.sh, view.sw) != (1, 1):
+                props["ih"] = i64_attr(view.ih)
+                props["iw"] = i64_attr(view.width)
+                props["sh"] = i64_attr(view.sh)
+                props["sw"] = i64_attr(view.sw)
+    others = [o for o in ops if o is not op and o.queue() == isa.Queue.DMA_IN]
+    if not others:
+        block.insert_op_before(NopOp.build({**_header(op), "queue": str_attr("dma_in")}, {}),
+                               op)
+    op.detach()
+    op.erase()
+
+
+def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
+    """Rewrite the model for the chosen tensors (module docstring)."""
+    # resident buffers go before every layer (they are used by several), after those of
+    # earlier rounds (the allocator places them in this order)
+    body = model.body.block
+    residents = [b for b in model.buffers() if b.kind.data == "resident"]
+    anchor = residents[-1] if residents else None
+    first = next(op for op in body.ops if isinstance(op, (BufferOp, LayerOp)))
+    for plan in plans:
+        buf = BufferOp.build(f"res_{plan.name}", plan.size, 1, "resident", plan.producer)
+        buf.last = i64_attr(plan.last)
+        if anchor is None:
+            body.insert_op_before(buf, first)
+        else:
+            body.insert_op_after(buf, anchor)
+        anchor = buf
+        for box in plan.loads:
+            _rewrite_load(plan, box, buf.result)
+        for box in plan.stores:
+            _rewrite_store(plan, box, buf.result)
+        model.body.block.erase_op(model.tensors()[plan.name])  # no DMA names it any more
+    for buf in model.buffers():
+        if buf.kind.data == "scratch" and not buf.result.uses:
+            model.body.block.erase_op(buf)  # a slot only the deleted loads filled
+
+
+MAX_ROUNDS = 4
+"""Planning rounds: a round's rewrite frees the consumers' input slots, so a later round
+may fit tensors an earlier one spilled."""
+
+
+def keep_resident(model: ModelOp) -> int:
+    """Plan and apply residency in rounds until nothing more fits; the tensors kept."""
+    kept = 0
+    for _ in range(MAX_ROUNDS):
+        plans = plan_residency(model)
+        if not plans:
+            break
+        apply_residency(model, plans)
+        kept += len(plans)
+    return kept
+
+
+@dataclass(frozen=True)
+class MlipResidencyPass(ModulePass):
+    """Keep the activations that fit in OCM between layers (module docstring);
+    `enabled = false` leaves the model unchanged (every activation through DRAM)."""
+
+    name = "mlip-residency"
+
+    enabled: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if not self.enabled:
+            return
+        for model in op.ops:
+            if isinstance(model, ModelOp):
+                keep_resident(model)
