@@ -6,9 +6,10 @@ ResNet-50 figures.
     .venv/bin/python bench/bench_schedule.py --models resnet50 --gbps 32 --tiles 8
 
 Both schedules are compiled in the same process from the same partitioned model:
-`compile_function(..., resident=False)` is today's DRAM path (every activation stored to and
-loaded from DRAM), `resident=True` the default (mlip-residency). Outputs are compared bit
-for bit (a mismatch is an error).
+`compile_function(..., resident=False, prefetch=False)` is the schedule before issue 10
+(every activation stored to and loaded from DRAM, every weight load behind its layer's
+barrier), the default `resident=True, prefetch=True` the OCM-resident schedule with weight
+prefetch. Outputs are compared bit for bit (a mismatch is an error).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def measure(name: str, tiles: int, gbps: float, resident: bool, module=None):
     feeds = [rng.standard_normal(tensor_shape(a)).astype(np.float32)
              for a in fn.body.block.args]
     machine = Machine(tiles=tiles).with_overrides({"dram_gbps": gbps})
-    sub = compile_function(fn, machine=machine, resident=resident)
+    sub = compile_function(fn, machine=machine, resident=resident, prefetch=resident)
     with Simulator.load(sub.data) as sim:
         return sim.run(feeds)
 

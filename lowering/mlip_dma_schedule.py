@@ -33,17 +33,18 @@ write-after-write on OCM and DRAM is covered by a token or a barrier.
 Weight prefetch (`prefetch=True`, the default; `prefetch_loads`): on every tile, the loads of
 the next layer's first block that fill a weights-kind buffer (weights, bias, requantisation
 scales) which no later block of the tile loads again (resident weights; chunked weights
-stream as before), and whose slots `mlip-ocm-alloc` placed apart from every buffer of the
-current layer, move to the tile's DMA_IN stream right after the current layer's own loads,
+stream as before), and whose slots `mlip-ocm-alloc` placed apart from every buffer live at
+the current layer (its own and the resident buffers of mlip-residency that span it), move to the tile's DMA_IN stream right after the current layer's own loads,
 before the load that pops the barrier's token. They pop and push no token. Each buffer is
 decided on its own; a first block is never left without a load of its own (that load pops
-the barrier and pushes to compute). Why every hazard stays covered (docs/isa.md section 2):
+the barrier and pushes to compute): when every load of the block moves (the resident
+schedule removed its activation load), a DMA_IN NOP stays in their place. Why every hazard stays covered (docs/isa.md section 2):
 
 - read-after-write: the next layer reads the weights only in its computes; the first of them
   pops the token pushed by the last remaining load of its first block, which follows the
   hoisted loads in DMA_IN program order; the DRAM side reads the read-only weights region;
 - write-after-read and write-after-write: the hoisted loads write OCM disjoint from every
-  buffer of the current layer, so the last reads and writes of those granules belong to
+  buffer live at the current layer (resident buffers included), so the last reads and writes of those granules belong to
   earlier layers; they happen-before the barrier that ends the layer before the current
   one, whose token the tile's first DMA_IN op of the current layer pops (its first load, or
   the relaying NOP of a tile without blocks), and that op precedes the hoisted loads in DMA_IN
@@ -130,7 +131,8 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> li
     (`previous`): loads of weights-kind buffers that no later block of the tile loads
     again, whose slots are disjoint from every buffer live at `previous` (its own and the
     resident buffers of mlip-residency whose live layers include it; module docstring).
-    Empty when that would leave the first block without a load of its own."""
+    When they are all of the first block's loads, a DMA_IN NOP is added to the block so it
+    keeps a load of its own that pops the barrier's token."""
     if not mine:
         return []
     page = model.page_size.value.data
@@ -149,7 +151,14 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> li
         if all(end <= lo or start >= hi for start, end in _slot_ranges(buf, page)
                for lo, hi in busy):
             hoisted.append(op)
-    return hoisted if len(hoisted) < len(first) else []
+    if hoisted and len(hoisted) == len(first):
+        # every load of the block is hoisted (the resident schedule removed its activation
+        # load): a DMA_IN NOP stays behind to pop the barrier's token for the block
+        layer = mine[0].instructions()[0].layer.value.data
+        nop = NopOp.build({**_header(layer), "queue": str_attr("dma_in")}, {})
+        block = mine[0].body.block
+        block.insert_op_before(nop, block.first_op)
+    return hoisted
 
 
 def _header(layer: int) -> dict:
