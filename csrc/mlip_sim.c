@@ -62,9 +62,12 @@ typedef struct shadow {
 static void shadow_flush(shadow *sh, uint32_t k)
 {
     if (!sh->memo_valid[k]) return;
+    /* locals: under -fno-strict-aliasing a store to r[] could alias the memo fields */
     uint32_t *r = sh->r[k], *bm = sh->bm[k];
-    for (uint64_t g = sh->memo_g0[k]; g <= sh->memo_g1[k]; g++) r[g] = sh->memo_seq[k];
-    for (uint64_t b = sh->memo_g0[k] >> 6; b <= sh->memo_g1[k] >> 6; b++) bm[b] = sh->memo_seq[k];
+    const uint64_t g0 = sh->memo_g0[k], g1 = sh->memo_g1[k];
+    const uint32_t seq = sh->memo_seq[k];
+    for (uint64_t g = g0; g <= g1; g++) r[g] = seq;
+    for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) bm[b] = seq;
     sh->memo_valid[k] = 0;
 }
 
@@ -1427,6 +1430,27 @@ typedef struct cost {
     uint32_t link_mask;   /* TILE_COPY: destination tiles, bit i = local tile i */
 } cost;
 
+/* copy `n` elements of `es` bytes (1, 2 or 4), `ds` / `ss` bytes apart: a fixed-size memcpy
+ * per element compiles to one load and one store (no library call per element) */
+static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t ss, uint64_t n,
+                         uint32_t es)
+{
+    switch (es) {
+    case 1:
+        for (uint64_t i = 0; i < n; i++) dst[i * ds] = src[i * ss];
+        return;
+    case 2:
+        for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 2);
+        return;
+    case 4:
+        for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 4);
+        return;
+    default:
+        for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, es);
+        return;
+    }
+}
+
 static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
 {
     const uint32_t *a = in->arg;
@@ -1453,8 +1477,36 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
         for (int pass = 0; pass < 2; pass++) {
             int write = pass == 1;
             int dram_side = load ? !write : write;
-            uint64_t *ext = dram_side ? src : dim, *st = dram_side ? ds : os;
+            uint64_t ext[4], st[4];
+            memcpy(ext, dram_side ? src : dim, sizeof ext);
+            memcpy(st, dram_side ? ds : os, sizeof st);
             uint64_t base = dram_side ? dram_addr : ocm_addr, es = dram_side ? dram_es : ocm_es;
+            if (ext[0] == 0 || ext[1] == 0 || ext[2] == 0 || ext[3] == 0) {
+                continue; /* an empty box marks nothing */
+            }
+            /* the box's bounding byte range: when it lies in one DRAM region (or none), every
+             * row does, so the region is looked up once */
+            uint64_t box_hi = base + ((ext[0] - 1) * st[0] + (ext[1] - 1) * st[1] +
+                                      (ext[2] - 1) * st[2] + (ext[3] - 1) * st[3] + 1) * es;
+            int box_rgn = 0; /* OCM: one region */
+            if (dram_side) {
+                if (!dram_touches_shadow(sim, base, box_hi)) {
+                    continue; /* all in read-only DRAM: dram_mark is a no-op for every row */
+                }
+                box_rgn = dram_shadow_of(sim, base, box_hi);
+            }
+            /* with one region, rows that continue each other (row stride = row length) are
+             * merged into longer rows: the same runs as the merging below, in fewer steps */
+            if (box_rgn >= 0 && st[3] == 1) {
+                for (int d = 2; d >= 0; d--) {
+                    int inner_units = 1;
+                    for (int e = d + 1; e < 3; e++) inner_units &= ext[e] == 1;
+                    if (inner_units && st[d] == ext[3]) {
+                        ext[3] *= ext[d];
+                        ext[d] = 1;
+                    }
+                }
+            }
             /* contiguous rows are marked as one range [run_lo, run_hi): the same granules
              * in the same ascending order, without the per-call overhead; a DRAM run never
              * spans two shadow regions */
@@ -1468,7 +1520,7 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                         if (st[3] == 1) {
                             uint64_t hi = row + n * es;
                             if (n == 0) continue;
-                            int rgn = dram_side ? dram_shadow_of(sim, row, hi) : 0;
+                            int rgn = box_rgn >= 0 ? box_rgn : dram_shadow_of(sim, row, hi);
                             if (rgn < 0) continue; /* read-only DRAM: nothing to mark */
                             if (run_hi > run_lo && rgn == run_rgn && row == run_hi) {
                                 run_hi = hi;
@@ -1543,13 +1595,14 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                         memcpy(orow + lo3 * des, srow, (hi3 - lo3) * des);
                         continue;
                     }
+                    if (same) {
+                        copy_strided(orow + lo3 * os[3] * des, os[3] * des, srow, ds[3] * ses,
+                                     hi3 - lo3, des);
+                        continue;
+                    }
                     for (uint64_t i3 = lo3; i3 < hi3; i3++) {
                         uint8_t *o = orow + i3 * os[3] * des;
                         const uint8_t *sp = srow + (i3 - pad[3]) * ds[3] * ses;
-                        if (same) {
-                            memcpy(o, sp, des);
-                            continue;
-                        }
                         float v = ld_elem(sp, sdt);
                         if (scale) {
                             v = (v - izp) * sc;
@@ -1570,13 +1623,13 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                     memmove(drow, srow, dim[3] * des);
                     continue;
                 }
+                if (same) {
+                    copy_strided(drow, ds[3] * des, srow, os[3] * ses, dim[3], des);
+                    continue;
+                }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
                     const uint8_t *sp = srow + i3 * os[3] * ses;
                     uint8_t *dp = drow + i3 * ds[3] * des;
-                    if (same) {
-                        memcpy(dp, sp, des);
-                        continue;
-                    }
                     float v = ld_elem(sp, sdt);
                     if (scale) {
                         v = (v - izp) * sc;
