@@ -1346,6 +1346,83 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
 #undef MEM_NAME
 }
 
+/* `rows` accesses of `len` bytes at byte offsets off + i * stride (i ascending) of shadow
+ * `sh`, with exactly the effect of one shadow_mark per row in that order (the same checks in
+ * the same order, the same recorded state; an error is reported by shadow_mark itself, so its
+ * message is the same), without the per-call overhead: channel-sliced rows are a granule or
+ * two each.  Reads record rows straight into r[] (the last one stays the slot's memo), writes
+ * flush the memos that overlap the rows' span once. */
+static int shadow_mark_rows(const acc_ctx *a, shadow *sh, uint64_t off, uint64_t rows,
+                            uint64_t len, uint64_t stride, int write, uint32_t slot,
+                            uint64_t granule, int tile)
+{
+    if (rows < 2 || len == 0) {
+        for (uint64_t i = 0; i < rows; i++) {
+            uint64_t lo = off + i * stride;
+            TRY(shadow_mark(a, sh, lo / granule, (lo + len - 1) / granule, write, slot,
+                            granule, tile));
+        }
+        return MLIP_OK;
+    }
+    const uint32_t seq = a->seq;
+    const uint32_t *w = sh->w;
+    const uint8_t *ws = sh->ws;
+    if (!write) {
+        shadow_flush(sh, slot);
+        uint32_t *r = sh->r[slot], *bm = sh->bm[slot];
+        for (uint64_t i = 0; i < rows; i++) {
+            const uint64_t g0 = (off + i * stride) / granule;
+            const uint64_t g1 = (off + i * stride + len - 1) / granule;
+            for (uint64_t g = g0; g <= g1; g++) {
+                if (g > g0 && w[g] == w[g - 1] && ws[g] == ws[g - 1]) continue;
+                if (read_state(a, ws[g], w[g]) != 0) {
+                    return shadow_mark(a, sh, g0, g1, 0, slot, granule, tile);
+                }
+            }
+            if (i + 1 < rows) {
+                for (uint64_t g = g0; g <= g1; g++) r[g] = seq;
+                for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) bm[b] = seq;
+            } else {
+                sh->memo_g0[slot] = g0;
+                sh->memo_g1[slot] = g1;
+                sh->memo_seq[slot] = seq;
+                sh->memo_valid[slot] = 1;
+            }
+        }
+        return MLIP_OK;
+    }
+    const uint64_t first = off / granule;
+    const uint64_t last = (off + (rows - 1) * stride + len - 1) / granule;
+    for (uint32_t k = 0; k < sh->nr; k++) {
+        if (sh->memo_valid[k] && sh->memo_g0[k] <= last && first <= sh->memo_g1[k]) {
+            shadow_flush(sh, k);
+        }
+    }
+    const uint32_t *vc = a->rc->st[a->s].vc;
+    for (uint64_t i = 0; i < rows; i++) {
+        const uint64_t g0 = (off + i * stride) / granule;
+        const uint64_t g1 = (off + i * stride + len - 1) / granule;
+        int bad = 0;
+        for (uint64_t g = g0; g <= g1 && !bad; g++) {
+            bad = w[g] != 0 && vc[ws[g]] < w[g];
+        }
+        for (uint32_t k = 0; k < sh->nr && !bad; k++) {
+            const uint32_t lim = vc[sh->rstream[k]];
+            const uint32_t *bm = sh->bm[k], *r = sh->r[k];
+            uint32_t mx = 0;
+            for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) mx = bm[b] > mx ? bm[b] : mx;
+            if (mx <= lim) continue;
+            for (uint64_t g = g0; g <= g1 && !bad; g++) bad = r[g] > lim;
+        }
+        if (bad) {
+            return shadow_mark(a, sh, g0, g1, 1, slot, granule, tile);
+        }
+        for (uint64_t g = g0; g <= g1; g++) sh->w[g] = seq;
+        memset(sh->ws + g0, (int)a->s, g1 - g0 + 1);
+    }
+    return MLIP_OK;
+}
+
 static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
 {
     return shadow_mark(a, &a->sim->osh[lt], lo / MLIP_OCM_GRANULE, (hi - 1) / MLIP_OCM_GRANULE,
@@ -1399,10 +1476,8 @@ static int ocm_mark_rows(const acc_ctx *a, uint32_t lt, uint64_t addr, uint64_t 
     if (stride == len) {
         return ocm_mark(a, lt, addr, addr + rows * len, write);
     }
-    for (uint64_t r = 0; r < rows; r++) {
-        TRY(ocm_mark(a, lt, addr + r * stride, addr + r * stride + len, write));
-    }
-    return MLIP_OK;
+    return shadow_mark_rows(a, &a->sim->osh[lt], addr, rows, len, stride, write, a->s % 3,
+                            MLIP_OCM_GRANULE, (int)(a->sim->tile0 + lt));
 }
 
 /* ---- executors --------------------------------------------------------------------------- */
@@ -1505,6 +1580,39 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                         ext[3] *= ext[d];
                         ext[d] = 1;
                     }
+                }
+            }
+            /* rows that no merging joins (channel slices: a row stride longer than the row)
+             * go to shadow_mark_rows, block by block: the same marks as below */
+            if (box_rgn >= 0 && st[3] == 1) {
+                uint64_t oe[3] = {1, 1, 1}, ost[3] = {0, 0, 0};
+                for (int d = 2, o = 2; d >= 0; d--) { /* the non-unit outer dims, in order */
+                    if (ext[d] != 1) {
+                        oe[o] = ext[d];
+                        ost[o] = st[d];
+                        o--;
+                    }
+                }
+                uint64_t span = (oe[2] - 1) * ost[2] + ext[3]; /* a block, in elements */
+                int joins = (oe[2] > 1 && ost[2] == ext[3]) || (oe[1] > 1 && ost[1] == span) ||
+                            (oe[0] > 1 && ost[0] == (oe[1] - 1) * ost[1] + span);
+                if (oe[2] > 1 && !joins) {
+                    shadow *sh = dram_side ? &sim->dsh[box_rgn] : &sim->osh[lt];
+                    uint64_t sbase = dram_side ? sh->base : 0;
+                    for (uint64_t j0 = 0; j0 < oe[0]; j0++) {
+                        for (uint64_t j1 = 0; j1 < oe[1]; j1++) {
+                            uint64_t row = base + (j0 * ost[0] + j1 * ost[1]) * es;
+                            TRY(dram_side
+                                    ? shadow_mark_rows(ac, sh, row - sbase, oe[2], ext[3] * es,
+                                                       ost[2] * es, write, ac->s / 3,
+                                                       MLIP_DRAM_GRANULE, -1)
+                                    : shadow_mark_rows(ac, sh, row, oe[2], ext[3] * es,
+                                                       ost[2] * es, write, ac->s % 3,
+                                                       MLIP_OCM_GRANULE,
+                                                       (int)(sim->tile0 + lt)));
+                        }
+                    }
+                    continue;
                 }
             }
             /* contiguous rows are marked as one range [run_lo, run_hi): the same granules
@@ -2546,12 +2654,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     int sdt = in->src_dtype, odt = in->dst_dtype;
     uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
     TRY(ocm_mark_rows(ac, lt, aa, rows, cols * es, ars * es, 0));
-    if (sim->p.check_deps) {
-        for (uint64_t r = 0; r < rows; r++) {
-            uint64_t lo = ba + r * brs * es;
-            uint64_t hi = lo + ((cols - 1) * bcs + 1) * es;
-            TRY(ocm_mark(ac, lt, lo, hi, 0));
-        }
+    if (sim->p.check_deps) { /* one mark per row, contiguous or not */
+        TRY(shadow_mark_rows(ac, &sim->osh[lt], ba, rows, ((cols - 1) * bcs + 1) * es,
+                             brs * es, 0, ac->s % 3, MLIP_OCM_GRANULE, (int)(sim->tile0 + lt)));
     }
     TRY(ocm_mark_rows(ac, lt, oa, rows, cols * oes, ors * oes, 1));
     c->engine = 2;
