@@ -1515,6 +1515,12 @@ static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t
         for (uint64_t i = 0; i < n; i++) dst[i * ds] = src[i * ss];
         return;
     case 2:
+        if (ss == 0 && ds == 2) { /* a broadcast into a contiguous row: a vectorisable fill */
+            uint16_t v;
+            memcpy(&v, src, 2);
+            for (uint64_t i = 0; i < n; i++) memcpy(dst + 2 * i, &v, 2);
+            return;
+        }
         for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 2);
         return;
     case 4:
