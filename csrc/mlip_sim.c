@@ -428,11 +428,29 @@ static void act_row(int act, float *v, int64_t n, float alpha, float beta)
     case MLIP_ACT_NONE:
         return;
     case MLIP_ACT_RELU:
-        for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0f ? v[k] : 0.0f;
+    case MLIP_ACT_RELU6: {
+        /* x > 0 ? min-ish(x, 6) : +0 with ordered compares and bit masks, four lanes at a time
+         * (SSE2 is the x86-64 baseline): NaN and -0 give +0, exactly the scalar tail's values */
+        int64_t k = 0;
+        const int six = act == MLIP_ACT_RELU6;
+#if defined(__x86_64__)
+        const __m128 zero = _mm_setzero_ps(), cap = _mm_set1_ps(6.0f);
+        for (; k + 4 <= n; k += 4) {
+            __m128 x = _mm_loadu_ps(v + k);
+            __m128 y = x;
+            if (six) {
+                __m128 lt = _mm_cmplt_ps(x, cap);
+                y = _mm_or_ps(_mm_and_ps(lt, x), _mm_andnot_ps(lt, cap));
+            }
+            _mm_storeu_ps(v + k, _mm_and_ps(_mm_cmpgt_ps(x, zero), y));
+        }
+#endif
+        for (; k < n; k++) {
+            float y = six ? (v[k] < 6.0f ? v[k] : 6.0f) : v[k];
+            v[k] = v[k] > 0.0f ? y : 0.0f;
+        }
         return;
-    case MLIP_ACT_RELU6:
-        for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0f ? (v[k] < 6.0f ? v[k] : 6.0f) : 0.0f;
-        return;
+    }
     default:
         for (int64_t k = 0; k < n; k++) v[k] = apply_act(act, v[k], alpha, beta);
         return;
@@ -1399,6 +1417,15 @@ static int shadow_mark_rows(const acc_ctx *a, shadow *sh, uint64_t off, uint64_t
         }
     }
     const uint32_t *vc = a->rc->st[a->s].vc;
+    /* reader slots whose every recorded read over the rows' whole span is in the writer's
+     * clock need no per-row look (writes change neither r[] nor bm[]) */
+    uint32_t check[MLIP_MAX_TILES], nc = 0;
+    for (uint32_t k = 0; k < sh->nr; k++) {
+        const uint32_t lim = vc[sh->rstream[k]], *bm = sh->bm[k];
+        uint32_t mx = 0;
+        for (uint64_t b = first >> 6; b <= last >> 6; b++) mx = bm[b] > mx ? bm[b] : mx;
+        if (mx > lim) check[nc++] = k;
+    }
     for (uint64_t i = 0; i < rows; i++) {
         const uint64_t g0 = (off + i * stride) / granule;
         const uint64_t g1 = (off + i * stride + len - 1) / granule;
@@ -1406,7 +1433,8 @@ static int shadow_mark_rows(const acc_ctx *a, shadow *sh, uint64_t off, uint64_t
         for (uint64_t g = g0; g <= g1 && !bad; g++) {
             bad = w[g] != 0 && vc[ws[g]] < w[g];
         }
-        for (uint32_t k = 0; k < sh->nr && !bad; k++) {
+        for (uint32_t c = 0; c < nc && !bad; c++) {
+            const uint32_t k = check[c];
             const uint32_t lim = vc[sh->rstream[k]];
             const uint32_t *bm = sh->bm[k], *r = sh->r[k];
             uint32_t mx = 0;
@@ -3386,6 +3414,31 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     sim->msg_size = 0;
     *out = sim;
     return MLIP_OK;
+}
+
+int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
+{
+    if (src == NULL || dst == NULL) {
+        return n == 0 ? 0 : 1;
+    }
+    uint32_t nan = 0; /* NaN payloads are the caller's (numpy keeps them) */
+    for (size_t k = 0; k < n; k++) {
+        uint32_t bits;
+        memcpy(&bits, src + k, 4);
+        nan |= (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    }
+    if (nan) {
+        return 1;
+    }
+#if MLIP_HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        f2h_row_f16c(src, (uint8_t *)dst, (int64_t)n);
+        return 0;
+    }
+#endif
+    for (size_t k = 0; k < n; k++) dst[k] = f2h(src[k]);
+    return 0;
 }
 
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)

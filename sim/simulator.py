@@ -86,6 +86,15 @@ def to_device(x: np.ndarray, desc: IODesc) -> np.ndarray:
     dtype = DType(desc.dtype)
     np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
     # overflow is defined (fp16: +-inf; integers: saturation), not worth a warning
+    if dtype == DType.FP16 and x.size:
+        # the C core's vectorised round-to-nearest-even; numpy's own conversion keeps NaN
+        # payloads, so it converts any input holding a NaN
+        src = np.ascontiguousarray(x)
+        out = np.empty(x.shape, dtype=np.float16)
+        ffi, lib = _backend()
+        if lib.mlip_f32_to_f16(ffi.cast("float *", ffi.from_buffer(src)),
+                               ffi.cast("uint16_t *", ffi.from_buffer(out)), src.size) == 0:
+            return out
     with np.errstate(over="ignore", invalid="ignore"):
         if dtype in (DType.FP32, DType.FP16):
             return x.astype(np_type)
