@@ -1705,6 +1705,21 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     uint64_t nsrc = src[0] * src[1] * src[2] * src[3];
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
+    /* without padding or conversion, rows that continue each other on both sides (row stride
+     * = row length in OCM and in DRAM) are copied as one longer row: the same bytes */
+    int unpadded = same && os[3] == 1 && ds[3] == 1;
+    for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
+    if (unpadded) {
+        for (int d = 2; d >= 0; d--) {
+            int inner_units = 1;
+            for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
+            if (inner_units && os[d] == dim[3] && ds[d] == dim[3]) {
+                dim[3] *= dim[d];
+                src[3] = dim[3];
+                dim[d] = src[d] = 1;
+            }
+        }
+    }
     if (load) {
         uint8_t zero[4];
         st_elem(zero, ddt, 0.0f, in->out_zp);
