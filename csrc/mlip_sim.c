@@ -62,9 +62,12 @@ typedef struct shadow {
 static void shadow_flush(shadow *sh, uint32_t k)
 {
     if (!sh->memo_valid[k]) return;
+    /* locals: under -fno-strict-aliasing a store to r[] could alias the memo fields */
     uint32_t *r = sh->r[k], *bm = sh->bm[k];
-    for (uint64_t g = sh->memo_g0[k]; g <= sh->memo_g1[k]; g++) r[g] = sh->memo_seq[k];
-    for (uint64_t b = sh->memo_g0[k] >> 6; b <= sh->memo_g1[k] >> 6; b++) bm[b] = sh->memo_seq[k];
+    const uint64_t g0 = sh->memo_g0[k], g1 = sh->memo_g1[k];
+    const uint32_t seq = sh->memo_seq[k];
+    for (uint64_t g = g0; g <= g1; g++) r[g] = seq;
+    for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) bm[b] = seq;
     sh->memo_valid[k] = 0;
 }
 
@@ -425,11 +428,29 @@ static void act_row(int act, float *v, int64_t n, float alpha, float beta)
     case MLIP_ACT_NONE:
         return;
     case MLIP_ACT_RELU:
-        for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0f ? v[k] : 0.0f;
+    case MLIP_ACT_RELU6: {
+        /* x > 0 ? min-ish(x, 6) : +0 with ordered compares and bit masks, four lanes at a time
+         * (SSE2 is the x86-64 baseline): NaN and -0 give +0, exactly the scalar tail's values */
+        int64_t k = 0;
+        const int six = act == MLIP_ACT_RELU6;
+#if defined(__x86_64__)
+        const __m128 zero = _mm_setzero_ps(), cap = _mm_set1_ps(6.0f);
+        for (; k + 4 <= n; k += 4) {
+            __m128 x = _mm_loadu_ps(v + k);
+            __m128 y = x;
+            if (six) {
+                __m128 lt = _mm_cmplt_ps(x, cap);
+                y = _mm_or_ps(_mm_and_ps(lt, x), _mm_andnot_ps(lt, cap));
+            }
+            _mm_storeu_ps(v + k, _mm_and_ps(_mm_cmpgt_ps(x, zero), y));
+        }
+#endif
+        for (; k < n; k++) {
+            float y = six ? (v[k] < 6.0f ? v[k] : 6.0f) : v[k];
+            v[k] = v[k] > 0.0f ? y : 0.0f;
+        }
         return;
-    case MLIP_ACT_RELU6:
-        for (int64_t k = 0; k < n; k++) v[k] = v[k] > 0.0f ? (v[k] < 6.0f ? v[k] : 6.0f) : 0.0f;
-        return;
+    }
     default:
         for (int64_t k = 0; k < n; k++) v[k] = apply_act(act, v[k], alpha, beta);
         return;
@@ -1343,6 +1364,93 @@ static int shadow_mark(const acc_ctx *a, shadow *sh, uint64_t g0, uint64_t g1, i
 #undef MEM_NAME
 }
 
+/* `rows` accesses of `len` bytes at byte offsets off + i * stride (i ascending) of shadow
+ * `sh`, with exactly the effect of one shadow_mark per row in that order (the same checks in
+ * the same order, the same recorded state; an error is reported by shadow_mark itself, so its
+ * message is the same), without the per-call overhead: channel-sliced rows are a granule or
+ * two each.  Reads record rows straight into r[] (the last one stays the slot's memo), writes
+ * flush the memos that overlap the rows' span once. */
+static int shadow_mark_rows(const acc_ctx *a, shadow *sh, uint64_t off, uint64_t rows,
+                            uint64_t len, uint64_t stride, int write, uint32_t slot,
+                            uint64_t granule, int tile)
+{
+    if (rows < 2 || len == 0) {
+        for (uint64_t i = 0; i < rows; i++) {
+            uint64_t lo = off + i * stride;
+            TRY(shadow_mark(a, sh, lo / granule, (lo + len - 1) / granule, write, slot,
+                            granule, tile));
+        }
+        return MLIP_OK;
+    }
+    const uint32_t seq = a->seq;
+    const uint32_t *w = sh->w;
+    const uint8_t *ws = sh->ws;
+    if (!write) {
+        shadow_flush(sh, slot);
+        uint32_t *r = sh->r[slot], *bm = sh->bm[slot];
+        for (uint64_t i = 0; i < rows; i++) {
+            const uint64_t g0 = (off + i * stride) / granule;
+            const uint64_t g1 = (off + i * stride + len - 1) / granule;
+            for (uint64_t g = g0; g <= g1; g++) {
+                if (g > g0 && w[g] == w[g - 1] && ws[g] == ws[g - 1]) continue;
+                if (read_state(a, ws[g], w[g]) != 0) {
+                    return shadow_mark(a, sh, g0, g1, 0, slot, granule, tile);
+                }
+            }
+            if (i + 1 < rows) {
+                for (uint64_t g = g0; g <= g1; g++) r[g] = seq;
+                for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) bm[b] = seq;
+            } else {
+                sh->memo_g0[slot] = g0;
+                sh->memo_g1[slot] = g1;
+                sh->memo_seq[slot] = seq;
+                sh->memo_valid[slot] = 1;
+            }
+        }
+        return MLIP_OK;
+    }
+    const uint64_t first = off / granule;
+    const uint64_t last = (off + (rows - 1) * stride + len - 1) / granule;
+    for (uint32_t k = 0; k < sh->nr; k++) {
+        if (sh->memo_valid[k] && sh->memo_g0[k] <= last && first <= sh->memo_g1[k]) {
+            shadow_flush(sh, k);
+        }
+    }
+    const uint32_t *vc = a->rc->st[a->s].vc;
+    /* reader slots whose every recorded read over the rows' whole span is in the writer's
+     * clock need no per-row look (writes change neither r[] nor bm[]) */
+    uint32_t check[MLIP_MAX_TILES], nc = 0;
+    for (uint32_t k = 0; k < sh->nr; k++) {
+        const uint32_t lim = vc[sh->rstream[k]], *bm = sh->bm[k];
+        uint32_t mx = 0;
+        for (uint64_t b = first >> 6; b <= last >> 6; b++) mx = bm[b] > mx ? bm[b] : mx;
+        if (mx > lim) check[nc++] = k;
+    }
+    for (uint64_t i = 0; i < rows; i++) {
+        const uint64_t g0 = (off + i * stride) / granule;
+        const uint64_t g1 = (off + i * stride + len - 1) / granule;
+        int bad = 0;
+        for (uint64_t g = g0; g <= g1 && !bad; g++) {
+            bad = w[g] != 0 && vc[ws[g]] < w[g];
+        }
+        for (uint32_t c = 0; c < nc && !bad; c++) {
+            const uint32_t k = check[c];
+            const uint32_t lim = vc[sh->rstream[k]];
+            const uint32_t *bm = sh->bm[k], *r = sh->r[k];
+            uint32_t mx = 0;
+            for (uint64_t b = g0 >> 6; b <= g1 >> 6; b++) mx = bm[b] > mx ? bm[b] : mx;
+            if (mx <= lim) continue;
+            for (uint64_t g = g0; g <= g1 && !bad; g++) bad = r[g] > lim;
+        }
+        if (bad) {
+            return shadow_mark(a, sh, g0, g1, 1, slot, granule, tile);
+        }
+        for (uint64_t g = g0; g <= g1; g++) sh->w[g] = seq;
+        memset(sh->ws + g0, (int)a->s, g1 - g0 + 1);
+    }
+    return MLIP_OK;
+}
+
 static int ocm_mark(const acc_ctx *a, uint32_t lt, uint64_t lo, uint64_t hi, int write)
 {
     return shadow_mark(a, &a->sim->osh[lt], lo / MLIP_OCM_GRANULE, (hi - 1) / MLIP_OCM_GRANULE,
@@ -1396,10 +1504,8 @@ static int ocm_mark_rows(const acc_ctx *a, uint32_t lt, uint64_t addr, uint64_t 
     if (stride == len) {
         return ocm_mark(a, lt, addr, addr + rows * len, write);
     }
-    for (uint64_t r = 0; r < rows; r++) {
-        TRY(ocm_mark(a, lt, addr + r * stride, addr + r * stride + len, write));
-    }
-    return MLIP_OK;
+    return shadow_mark_rows(a, &a->sim->osh[lt], addr, rows, len, stride, write, a->s % 3,
+                            MLIP_OCM_GRANULE, (int)(a->sim->tile0 + lt));
 }
 
 /* ---- executors --------------------------------------------------------------------------- */
@@ -1427,6 +1533,33 @@ typedef struct cost {
     uint32_t link_mask;   /* TILE_COPY: destination tiles, bit i = local tile i */
 } cost;
 
+/* copy `n` elements of `es` bytes (1, 2 or 4), `ds` / `ss` bytes apart: a fixed-size memcpy
+ * per element compiles to one load and one store (no library call per element) */
+static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t ss, uint64_t n,
+                         uint32_t es)
+{
+    switch (es) {
+    case 1:
+        for (uint64_t i = 0; i < n; i++) dst[i * ds] = src[i * ss];
+        return;
+    case 2:
+        if (ss == 0 && ds == 2) { /* a broadcast into a contiguous row: a vectorisable fill */
+            uint16_t v;
+            memcpy(&v, src, 2);
+            for (uint64_t i = 0; i < n; i++) memcpy(dst + 2 * i, &v, 2);
+            return;
+        }
+        for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 2);
+        return;
+    case 4:
+        for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 4);
+        return;
+    default:
+        for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, es);
+        return;
+    }
+}
+
 static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
 {
     const uint32_t *a = in->arg;
@@ -1453,8 +1586,69 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
         for (int pass = 0; pass < 2; pass++) {
             int write = pass == 1;
             int dram_side = load ? !write : write;
-            uint64_t *ext = dram_side ? src : dim, *st = dram_side ? ds : os;
+            uint64_t ext[4], st[4];
+            memcpy(ext, dram_side ? src : dim, sizeof ext);
+            memcpy(st, dram_side ? ds : os, sizeof st);
             uint64_t base = dram_side ? dram_addr : ocm_addr, es = dram_side ? dram_es : ocm_es;
+            if (ext[0] == 0 || ext[1] == 0 || ext[2] == 0 || ext[3] == 0) {
+                continue; /* an empty box marks nothing */
+            }
+            /* the box's bounding byte range: when it lies in one DRAM region (or none), every
+             * row does, so the region is looked up once */
+            uint64_t box_hi = base + ((ext[0] - 1) * st[0] + (ext[1] - 1) * st[1] +
+                                      (ext[2] - 1) * st[2] + (ext[3] - 1) * st[3] + 1) * es;
+            int box_rgn = 0; /* OCM: one region */
+            if (dram_side) {
+                if (!dram_touches_shadow(sim, base, box_hi)) {
+                    continue; /* all in read-only DRAM: dram_mark is a no-op for every row */
+                }
+                box_rgn = dram_shadow_of(sim, base, box_hi);
+            }
+            /* with one region, rows that continue each other (row stride = row length) are
+             * merged into longer rows: the same runs as the merging below, in fewer steps */
+            if (box_rgn >= 0 && st[3] == 1) {
+                for (int d = 2; d >= 0; d--) {
+                    int inner_units = 1;
+                    for (int e = d + 1; e < 3; e++) inner_units &= ext[e] == 1;
+                    if (inner_units && st[d] == ext[3]) {
+                        ext[3] *= ext[d];
+                        ext[d] = 1;
+                    }
+                }
+            }
+            /* rows that no merging joins (channel slices: a row stride longer than the row)
+             * go to shadow_mark_rows, block by block: the same marks as below */
+            if (box_rgn >= 0 && st[3] == 1) {
+                uint64_t oe[3] = {1, 1, 1}, ost[3] = {0, 0, 0};
+                for (int d = 2, o = 2; d >= 0; d--) { /* the non-unit outer dims, in order */
+                    if (ext[d] != 1) {
+                        oe[o] = ext[d];
+                        ost[o] = st[d];
+                        o--;
+                    }
+                }
+                uint64_t span = (oe[2] - 1) * ost[2] + ext[3]; /* a block, in elements */
+                int joins = (oe[2] > 1 && ost[2] == ext[3]) || (oe[1] > 1 && ost[1] == span) ||
+                            (oe[0] > 1 && ost[0] == (oe[1] - 1) * ost[1] + span);
+                if (oe[2] > 1 && !joins) {
+                    shadow *sh = dram_side ? &sim->dsh[box_rgn] : &sim->osh[lt];
+                    uint64_t sbase = dram_side ? sh->base : 0;
+                    for (uint64_t j0 = 0; j0 < oe[0]; j0++) {
+                        for (uint64_t j1 = 0; j1 < oe[1]; j1++) {
+                            uint64_t row = base + (j0 * ost[0] + j1 * ost[1]) * es;
+                            TRY(dram_side
+                                    ? shadow_mark_rows(ac, sh, row - sbase, oe[2], ext[3] * es,
+                                                       ost[2] * es, write, ac->s / 3,
+                                                       MLIP_DRAM_GRANULE, -1)
+                                    : shadow_mark_rows(ac, sh, row, oe[2], ext[3] * es,
+                                                       ost[2] * es, write, ac->s % 3,
+                                                       MLIP_OCM_GRANULE,
+                                                       (int)(sim->tile0 + lt)));
+                        }
+                    }
+                    continue;
+                }
+            }
             /* contiguous rows are marked as one range [run_lo, run_hi): the same granules
              * in the same ascending order, without the per-call overhead; a DRAM run never
              * spans two shadow regions */
@@ -1468,7 +1662,7 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                         if (st[3] == 1) {
                             uint64_t hi = row + n * es;
                             if (n == 0) continue;
-                            int rgn = dram_side ? dram_shadow_of(sim, row, hi) : 0;
+                            int rgn = box_rgn >= 0 ? box_rgn : dram_shadow_of(sim, row, hi);
                             if (rgn < 0) continue; /* read-only DRAM: nothing to mark */
                             if (run_hi > run_lo && rgn == run_rgn && row == run_hi) {
                                 run_hi = hi;
@@ -1511,6 +1705,21 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     uint64_t nsrc = src[0] * src[1] * src[2] * src[3];
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
+    /* without padding or conversion, rows that continue each other on both sides (row stride
+     * = row length in OCM and in DRAM) are copied as one longer row: the same bytes */
+    int unpadded = same && os[3] == 1 && ds[3] == 1;
+    for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
+    if (unpadded) {
+        for (int d = 2; d >= 0; d--) {
+            int inner_units = 1;
+            for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
+            if (inner_units && os[d] == dim[3] && ds[d] == dim[3]) {
+                dim[3] *= dim[d];
+                src[3] = dim[3];
+                dim[d] = src[d] = 1;
+            }
+        }
+    }
     if (load) {
         uint8_t zero[4];
         st_elem(zero, ddt, 0.0f, in->out_zp);
@@ -1543,13 +1752,14 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                         memcpy(orow + lo3 * des, srow, (hi3 - lo3) * des);
                         continue;
                     }
+                    if (same) {
+                        copy_strided(orow + lo3 * os[3] * des, os[3] * des, srow, ds[3] * ses,
+                                     hi3 - lo3, des);
+                        continue;
+                    }
                     for (uint64_t i3 = lo3; i3 < hi3; i3++) {
                         uint8_t *o = orow + i3 * os[3] * des;
                         const uint8_t *sp = srow + (i3 - pad[3]) * ds[3] * ses;
-                        if (same) {
-                            memcpy(o, sp, des);
-                            continue;
-                        }
                         float v = ld_elem(sp, sdt);
                         if (scale) {
                             v = (v - izp) * sc;
@@ -1570,13 +1780,13 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                     memmove(drow, srow, dim[3] * des);
                     continue;
                 }
+                if (same) {
+                    copy_strided(drow, ds[3] * des, srow, os[3] * ses, dim[3], des);
+                    continue;
+                }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
                     const uint8_t *sp = srow + i3 * os[3] * ses;
                     uint8_t *dp = drow + i3 * ds[3] * des;
-                    if (same) {
-                        memcpy(dp, sp, des);
-                        continue;
-                    }
                     float v = ld_elem(sp, sdt);
                     if (scale) {
                         v = (v - izp) * sc;
@@ -2493,12 +2703,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     int sdt = in->src_dtype, odt = in->dst_dtype;
     uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
     TRY(ocm_mark_rows(ac, lt, aa, rows, cols * es, ars * es, 0));
-    if (sim->p.check_deps) {
-        for (uint64_t r = 0; r < rows; r++) {
-            uint64_t lo = ba + r * brs * es;
-            uint64_t hi = lo + ((cols - 1) * bcs + 1) * es;
-            TRY(ocm_mark(ac, lt, lo, hi, 0));
-        }
+    if (sim->p.check_deps) { /* one mark per row, contiguous or not */
+        TRY(shadow_mark_rows(ac, &sim->osh[lt], ba, rows, ((cols - 1) * bcs + 1) * es,
+                             brs * es, 0, ac->s % 3, MLIP_OCM_GRANULE, (int)(sim->tile0 + lt)));
     }
     TRY(ocm_mark_rows(ac, lt, oa, rows, cols * oes, ors * oes, 1));
     c->engine = 2;
@@ -3222,6 +3429,31 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     sim->msg_size = 0;
     *out = sim;
     return MLIP_OK;
+}
+
+int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
+{
+    if (src == NULL || dst == NULL) {
+        return n == 0 ? 0 : 1;
+    }
+    uint32_t nan = 0; /* NaN payloads are the caller's (numpy keeps them) */
+    for (size_t k = 0; k < n; k++) {
+        uint32_t bits;
+        memcpy(&bits, src + k, 4);
+        nan |= (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    }
+    if (nan) {
+        return 1;
+    }
+#if MLIP_HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        f2h_row_f16c(src, (uint8_t *)dst, (int64_t)n);
+        return 0;
+    }
+#endif
+    for (size_t k = 0; k < n; k++) dst[k] = f2h(src[k]);
+    return 0;
 }
 
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)

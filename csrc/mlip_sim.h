@@ -94,4 +94,8 @@ int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *laye
                         uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
                         uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
 
+/* Host conversion fp32 -> fp16 (round to nearest even) of src[0..n) into dst: returns 0, or
+ * 1 when an input is NaN (dst is then incomplete: the caller converts NaN payloads itself). */
+int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+
 #endif /* MLIP_SIM_H */

@@ -91,6 +91,7 @@ uint64_t mlip_sim_trace_size(const mlip_sim *sim);
 int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                         uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
                         uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
+int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 """
 
 SANITIZE = os.environ.get("MRVL_SIM_SANITIZE", "") not in ("", "0")

@@ -86,6 +86,15 @@ def to_device(x: np.ndarray, desc: IODesc) -> np.ndarray:
     dtype = DType(desc.dtype)
     np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
     # overflow is defined (fp16: +-inf; integers: saturation), not worth a warning
+    if dtype == DType.FP16 and x.size:
+        # the C core's vectorised round-to-nearest-even; numpy's own conversion keeps NaN
+        # payloads, so it converts any input holding a NaN
+        src = np.ascontiguousarray(x)
+        out = np.empty(x.shape, dtype=np.float16)
+        ffi, lib = _backend()
+        if lib.mlip_f32_to_f16(ffi.cast("float *", ffi.from_buffer(src)),
+                               ffi.cast("uint16_t *", ffi.from_buffer(out)), src.size) == 0:
+            return out
     with np.errstate(over="ignore", invalid="ignore"):
         if dtype in (DType.FP32, DType.FP16):
             return x.astype(np_type)
@@ -118,6 +127,14 @@ class Simulator:
         self.name = name
         self.bound = bound.independent_bound(binary, self.machine, int8_layers)
         self.last_trace: trace_module.Timeline | None = None
+        # per-run constants of the report, computed once (flat dicts: a shallow copy per run)
+        self._machine_dict = self.machine.to_dict()
+        self._bound_dict = self.bound.to_dict()
+        self._output_bytes = [d.size_bytes for d in binary.outputs]
+        self._layer_names = [layer.name for layer in binary.layers]
+        self._compiler_macs = [layer.macs for layer in binary.layers]
+        self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
+                          [np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.outputs])
 
     # -- construction --
     @classmethod
@@ -230,14 +247,13 @@ class Simulator:
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
         dram = self._dram()
-        for x, desc in zip(inputs, self.inputs, strict=True):
-            np_type = np.dtype(isa.DTYPE_NUMPY[DType(desc.dtype)])
+        for x, desc, np_type in zip(inputs, self.inputs, self._io_types[0], strict=True):
             x = np.asarray(x)
             if x.dtype != np_type or tuple(x.shape) != tuple(desc.shape):
                 raise RuntimeInputError(
                     f"{self.name}: input '{desc.name}' must be {np_type} "
                     f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
-            raw = np.ascontiguousarray(x).tobytes()
+            raw = memoryview(np.ascontiguousarray(x)).cast("B")
             dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
         ffi, lib = self._ffi, self._lib
         stats = ffi.new("mlip_stats *")
@@ -258,10 +274,10 @@ class Simulator:
             if trace is not True:
                 trace_module.write_chrome_trace(trace, self.last_trace)
         outputs = []
-        for desc in self.outputs:
-            np_type = np.dtype(isa.DTYPE_NUMPY[DType(desc.dtype)])
+        for desc, np_type, size in zip(self.outputs, self._io_types[1], self._output_bytes,
+                                       strict=True):
             outputs.append(np.frombuffer(
-                dram[desc.dram_offset:desc.dram_offset + desc.size_bytes], dtype=np_type
+                dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
             ).reshape(desc.shape).copy())
         return outputs, self._report(stats, layers, n_layers, outputs)
 
@@ -282,6 +298,43 @@ class Simulator:
         return status, records[:recorded[0]]
 
     # -- the report --
+    def _layer_reports(self, layers, n_layers: int, tiles: int, per_cycle: int,
+                       clock_hz: float) -> list[dict]:
+        """One dict per layer, from the C core's `mlip_layer_stats` array (read as one numpy
+        array: the figures are the per-layer loop's, element for element)."""
+        t = self.machine
+        raw = np.frombuffer(self._ffi.buffer(layers, n_layers * self._ffi.sizeof(
+            "mlip_layer_stats")), dtype=np.uint64).reshape(n_layers, -1)
+        if raw.shape[1] != 10:
+            raise MrvlError("mlip_layer_stats has changed; update Simulator._layer_reports")
+        (start, end, m16, m8, dma_in, dma_out, matrix, vector, insns,
+         tile_copy) = (raw[:, k].tolist() for k in range(10))
+        rows = []
+        for i in range(n_layers):
+            span = end[i] - start[i] if insns[i] else 0
+            macs = m16[i] + m8[i]
+            dram_bytes = dma_in[i] + dma_out[i]
+            compute = (m16[i] / per_cycle + m8[i] / (per_cycle * t.int8_speedup)) / tiles
+            rows.append({
+                "name": self._layer_names[i],
+                "macs": macs,
+                "compiler_macs": self._compiler_macs[i],
+                "start": start[i],
+                "end": end[i],
+                "cycles": span,
+                "instructions": insns[i],
+                "dma_in_bytes": dma_in[i],
+                "dma_out_bytes": dma_out[i],
+                "tile_copy_bytes": tile_copy[i],
+                "matrix_cycles": matrix[i],
+                "vector_cycles": vector[i],
+                "traffic_roofline_cycles": math.ceil(max(compute,
+                                                         dram_bytes / t.dram_bytes_per_cycle)),
+                "achieved_tflops": 2.0 * macs / (span / clock_hz) / 1e12 if span else 0.0,
+                "matrix_utilization": matrix[i] / (span * tiles) if span else 0.0,
+            })
+        return rows
+
     def _report(self, stats, layers, n_layers: int, outputs) -> dict:
         t = self.machine
         b = self.binary
@@ -318,8 +371,8 @@ class Simulator:
             "peak_mac_fraction": tflops(macs, cycles) / peak if peak else 0.0,
             "bound_cycles": self.bound.cycles,
             "efficiency": self.bound.cycles / cycles if cycles else 0.0,
-            "bound": self.bound.to_dict(),
-            "machine": self.machine.to_dict(),
+            "bound": dict(self._bound_dict),
+            "machine": dict(self._machine_dict),
             "matrix_utilization": int(stats.matrix_busy) / (cycles * tiles) if cycles else 0.0,
             "vector_utilization": int(stats.vector_busy) / (cycles * tiles) if cycles else 0.0,
             "dram_utilization": int(stats.dram_busy) / cycles if cycles else 0.0,
@@ -341,28 +394,9 @@ class Simulator:
                                          for o in outputs if o.dtype.kind == "f")),
             "layers": [],
         }
-        for i in range(n_layers):
-            ls = layers[i]
-            span = int(ls.end) - int(ls.start) if ls.instructions else 0
-            m16, m8 = int(ls.macs_fp16), int(ls.macs_int8)
-            report["layers"].append({
-                "name": b.layers[i].name,
-                "macs": m16 + m8,
-                "compiler_macs": b.layers[i].macs,
-                "start": int(ls.start),
-                "end": int(ls.end),
-                "cycles": span,
-                "instructions": int(ls.instructions),
-                "dma_in_bytes": int(ls.dma_in_bytes),
-                "dma_out_bytes": int(ls.dma_out_bytes),
-                "tile_copy_bytes": int(ls.tile_copy_bytes),
-                "matrix_cycles": int(ls.matrix_cycles),
-                "vector_cycles": int(ls.vector_cycles),
-                "traffic_roofline_cycles": roofline(
-                    m16, m8, int(ls.dma_in_bytes) + int(ls.dma_out_bytes)),
-                "achieved_tflops": tflops(m16 + m8, span),
-                "matrix_utilization": int(ls.matrix_cycles) / (span * tiles) if span else 0.0,
-            })
+        if n_layers:
+            report["layers"] = self._layer_reports(layers, n_layers, tiles, per_cycle,
+                                                   clock_hz)
         return report
 
 

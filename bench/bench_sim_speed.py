@@ -1,0 +1,121 @@
+"""Simulator speed against onnxruntime, in the same process (issue 14).
+
+For every in-repo model (`mrvl.models.MODELS`) and the PP-LCNet-0.25-style classifier
+(`mrvl.models.pp_lcnet`): compile (fp16, 8 tiles by default), load with `api.load`, and time
+`model.run(feeds)` against an onnxruntime `session.run` of the original model with the same
+number of intra-op threads, median of N each (interleaved, so machine load hits both alike).
+Prints the ratio sim / onnxruntime and the per-run fixed cost: the median wall time of a run
+minus the time the C core spends in `mlip_sim_run` and the CPU steps spend in onnxruntime
+(Python-side conversions, report building, step borders).
+
+    .venv/bin/python bench/bench_sim_speed.py [--repeat 5] [--tiles 8] [--threads 1]
+                                              [--models mnist_cnn,pp_lcnet] [--build-root DIR]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads spinning beside us
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import onnxruntime as ort  # noqa: E402
+
+from mrvl.driver import api  # noqa: E402
+from mrvl.models import MODELS, example_inputs, pp_lcnet  # noqa: E402
+
+BUILDERS = {**{name: (lambda b=builder: b(batch=1)) for name, builder in MODELS.items()},
+            "pp_lcnet": lambda: pp_lcnet(batch=1)}
+
+
+class CoreTimer:
+    """Sums the wall time of the C core's `mlip_sim_run` calls (wraps `Simulator.run_device`'s
+    library handle)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def wrap(self, model) -> None:
+        for step in model._steps:
+            device = getattr(step, "device", None)
+            if device is None:
+                continue
+            sim = device._get(step.handle).simulator
+            sim._lib = _TimedLib(sim._lib, self)
+
+
+class _TimedLib:
+    def __init__(self, lib, timer: CoreTimer):
+        self._lib = lib
+        self._timer = timer
+
+    def mlip_sim_run(self, *args):
+        start = time.perf_counter()
+        status = self._lib.mlip_sim_run(*args)
+        self._timer.seconds += time.perf_counter() - start
+        return status
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+
+def bench_model(name: str, root: Path, tiles: int, threads: int, repeat: int) -> dict:
+    onnx_model = BUILDERS[name]()
+    feeds = example_inputs(onnx_model)
+    build = root / name
+    if not (build / "manifest.json").is_file():
+        api.compile(onnx_model, build, num_tiles=tiles, quantize="fp16")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    sim_times, ort_times, fixed = [], [], []
+    with api.load(build, threads=threads) as model:
+        timer = CoreTimer()
+        timer.wrap(model)
+        model.run(feeds)  # warm-up: caches, prepared weights
+        session.run(None, feeds)
+        for _ in range(repeat):
+            timer.seconds = 0.0
+            start = time.perf_counter()
+            result = model.run(feeds)
+            wall = time.perf_counter() - start
+            sim_times.append(wall)
+            cpu = sum(s.wall_s for s in result.steps if s.kind == "cpu")
+            fixed.append(wall - timer.seconds - cpu)
+            start = time.perf_counter()
+            session.run(None, feeds)
+            ort_times.append(time.perf_counter() - start)
+    sim_s, ort_s = statistics.median(sim_times), statistics.median(ort_times)
+    return {"model": name, "sim_ms": sim_s * 1e3, "ort_ms": ort_s * 1e3,
+            "ratio": sim_s / ort_s, "fixed_ms": statistics.median(fixed) * 1e3}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--tiles", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default=",".join(BUILDERS))
+    parser.add_argument("--build-root", type=Path, default=None,
+                        help="keep (and reuse) the build directories here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mrvl-simspeed-") as scratch:
+        root = args.build_root if args.build_root is not None else Path(scratch)
+        print(f"fp16, {args.tiles} tiles, {args.threads} thread(s), median of {args.repeat}")
+        print(f"{'model':<14} {'sim ms':>9} {'ort ms':>9} {'sim/ort':>8} {'fixed ms':>9}")
+        for name in args.models.split(","):
+            r = bench_model(name, root, args.tiles, args.threads, args.repeat)
+            print(f"{r['model']:<14} {r['sim_ms']:>9.2f} {r['ort_ms']:>9.2f} "
+                  f"{r['ratio']:>7.2f}x {r['fixed_ms']:>9.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

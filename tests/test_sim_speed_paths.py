@@ -1,0 +1,102 @@
+"""The simulator's fast paths (issue 14) give exactly the results of the plain ones: host
+fp32 -> fp16 conversion, channel-sliced DMA rows (values and dependency errors), ReLU6 on
+special values; and the PP-LCNet-style benchmark model is a valid, runnable model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from mrvl.errors import SimulationError
+from mrvl.mlip_binary import IODesc, Instruction
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, Queue, Section
+from mrvl.models import example_inputs, pp_lcnet
+from mrvl.sim.program_builder import ProgramBuilder
+from mrvl.sim.simulator import Simulator, to_device
+
+F16 = np.float16
+RNG = np.random.default_rng(14)
+SPECIAL = np.array([0.0, -0.0, 1.0, -2.5, 65504.0, 65519.0, 65520.0, 1e6, -1e6, np.inf,
+                    -np.inf, 5.96e-8, 2.98e-8, 8.94e-8, -6.1e-5, 6.1035e-5, 3.0517578e-5,
+                    1.00048828125, 1.0009765625, 1.00146484375], dtype=np.float32)
+
+
+def _f32(bits: list[int]) -> np.ndarray:
+    return np.array(bits, dtype=np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_host_fp16_conversion_is_numpys_bit_for_bit(with_nan):
+    x = np.concatenate([SPECIAL, RNG.standard_normal(1000).astype(np.float32) * 1e3,
+                        _f32(list(range(0x33000000, 0x33000000 + 4096, 7)))])
+    if with_nan:  # a quiet NaN, a signalling one, a negative one with a payload
+        x = np.concatenate([x, _f32([0x7FC00000, 0x7F800001, 0xFFC01234])])
+    desc = IODesc("x", x.shape, dtype=DType.FP16)
+    got = to_device(x, desc)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = x.astype(F16)
+    assert got.dtype == F16 and got.shape == x.shape
+    assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+
+
+def _sliced_store_binary(channels: int, token: bool):
+    """Compute writes [6, 6, 8] fp16 with ReLU6 (an ELTWISE ADD of x and y); DMA_OUT stores
+    channels [0, channels) of every pixel into a [6, 6, channels] output: rows of
+    `channels` elements, 8 elements apart in OCM (channel-sliced)."""
+    x = (RNG.standard_normal((6, 6, 8)) * 4).astype(F16)
+    x[0, 0, :4] = [np.nan, -0.0, np.inf, -np.inf]
+    y = (RNG.standard_normal((6, 6, 8)) * 4).astype(F16)
+    pb = ProgramBuilder()
+    xa, ya = pb.const(0, x), pb.const(0, y)
+    oa = pb.alloc(0, x.nbytes)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, a_addr=xa, b_addr=ya, out_addr=oa, rows=36, cols=8, a_row_stride=8,
+        b_row_stride=8, b_col_stride=1, out_row_stride=8, func=EltFunc.ADD, act=Act.RELU6,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (6, 6, channels), DType.FP16)  # the flat store is replaced below
+    binary = pb.build()
+    binary.streams[(Section.MAIN, 0, Queue.DMA_OUT)] = [Instruction.make(
+        Opcode.DMA_STORE, dram_addr=binary.outputs[0].dram_offset, ocm_addr=oa, dim0=1,
+        dim1=6, dim2=6, dim3=channels, src_dim0=1, src_dim1=6, src_dim2=6, src_dim3=channels,
+        dram_stride1=6 * channels, dram_stride2=channels, dram_stride3=1, ocm_stride1=48,
+        ocm_stride2=8, ocm_stride3=1, src_dtype=DType.FP16, dst_dtype=DType.FP16,
+        pop_prev=token)]
+    comp = binary.streams[(Section.MAIN, 0, Queue.COMPUTE)]
+    flags = comp[-1].flags | Flag.PUSH_NEXT if token else comp[-1].flags & ~Flag.PUSH_NEXT
+    comp[-1] = replace(comp[-1], flags=flags)
+    return binary, x, y
+
+
+@pytest.mark.parametrize("channels", [4, 1, 3])
+def test_channel_sliced_store_values(channels):
+    binary, x, y = _sliced_store_binary(channels, token=True)
+    (out,), _ = Simulator.load(binary.to_bytes()).run([])
+    s = x.astype(np.float32) + y.astype(np.float32)
+    want = np.where(s > 0, np.minimum(s, 6.0), 0.0).astype(F16)[:, :, :channels]
+    assert out.astype(F16).view(np.uint16).tolist() == want.view(np.uint16).tolist()
+
+
+@pytest.mark.parametrize("channels", [4, 3])
+def test_channel_sliced_store_without_token_is_a_dependency_error(channels):
+    binary, _, _ = _sliced_store_binary(channels, token=False)
+    with pytest.raises(SimulationError, match=r"main/tile 0/dma_out/#0 DMA_STORE reads tile 0 "
+                                              r"OCM 0x[0-9a-f]+"):
+        Simulator.load(binary.to_bytes()).run([])
+
+
+def test_pp_lcnet_is_valid_and_runs():
+    model = pp_lcnet(batch=1)
+    onnx.checker.check_model(model, full_check=True)
+    assert pp_lcnet(batch=1).SerializeToString() == model.SerializeToString()
+    ops = {n.op_type for n in model.graph.node}
+    assert {"HardSwish", "HardSigmoid", "GlobalAveragePool", "Mul", "Gemm"} <= ops
+    depthwise = [n for n in model.graph.node if n.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert len(depthwise) == 13
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, example_inputs(model))
+    assert logits.shape == (1, 1000) and np.isfinite(logits).all()
