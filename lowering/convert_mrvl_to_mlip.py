@@ -821,7 +821,7 @@ class Converter:
         mode_s = mode.data if isinstance(mode, StringAttr) else "fp16"
         io = fn.attributes.get(IO_ATTR)
         io_s = io.data if isinstance(io, StringAttr) else ("i8" if mode_s == "int8" else "f16")
-        tiles_attr = fn.attributes.get("mlip.num_tiles")
+        tiles_attr = fn.attributes.get("mrvl.num_tiles")
         num_tiles = tiles_attr.value.data if tiles_attr is not None else 1  # type: ignore[union-attr]
         prog = Program(fn.sym_name.data, num_tiles=num_tiles, ocm_size=machine.ocm_bytes,
                        page_size=machine.page_bytes, quantize=mode_s,

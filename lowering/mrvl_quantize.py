@@ -4,7 +4,7 @@ Input: `func.func`s with `mrvl.target = "accelerator"` holding mrvl layers (f32)
 Output: the same functions, annotated (the IR stays f32; `convert-mrvl-to-mlip` converts
 weights and activations following the annotations):
 
-- function attributes `mlip.quantize` ("fp16" or "int8") and `mlip.io_dtype` ("f16",
+- function attributes `mrvl.quantize` ("fp16" or "int8") and `mrvl.io_dtype` ("f16",
   "f32" or "i8": the dtype of the sub-graph's inputs and outputs in DRAM; "I/O as asked");
 - int8 only: `mlip.input_scales` / `mlip.input_zero_points` (one per argument) and on
   every layer `mlip.scale` (f32) and `mlip.zero_point` (i64): the asymmetric int8
@@ -37,8 +37,8 @@ IO_DTYPES = ("f16", "f32", "i8")
 SCALE_ATTR = "mlip.scale"
 ZP_ATTR = "mlip.zero_point"
 INPUT_ZPS_ATTR = "mlip.input_zero_points"
-MODE_ATTR = "mlip.quantize"
-IO_ATTR = "mlip.io_dtype"
+MODE_ATTR = "mrvl.quantize"
+IO_ATTR = "mrvl.io_dtype"
 INPUT_SCALES_ATTR = "mlip.input_scales"
 
 SCALE_PRESERVING = (

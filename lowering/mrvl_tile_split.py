@@ -1,11 +1,11 @@
 """`mrvl-tile-split`: split every accelerator layer's work across `num_tiles` tiles.
 
 Input: accelerator sub-graph functions (mrvl layers; optionally annotated by mrvl-quantize).
-Output: the same, each layer annotated with `mlip.split` ("rows", "channels", "grid" or
-"none") and `mlip.tiles` (`array<i64: start0, end0, start1, end1, ...>`, one half-open range
+Output: the same, each layer annotated with `mrvl.split` ("rows", "channels", "grid" or
+"none") and `mrvl.tiles` (`array<i64: start0, end0, start1, end1, ...>`, one half-open range
 per tile of output rows or output channels; for "grid", four values per tile: a range of
 output rows, then a range of output channels; an empty range leaves the tile idle for that
-layer), and the function with `mlip.num_tiles`.
+layer), and the function with `mrvl.num_tiles`.
 
 - Conv2D: every legal candidate is costed and the cheapest taken (`_conv_split`):
   output rows (of all images: the range is over batch x rows; every tile reads all the
@@ -46,9 +46,9 @@ from mrvl.lowering.mlip_cost import conv_cost
 from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR
 from mrvl import mlip_isa as isa
 
-SPLIT_ATTR = "mlip.split"
-TILES_ATTR = "mlip.tiles"
-NUM_TILES_ATTR = "mlip.num_tiles"
+SPLIT_ATTR = "mrvl.split"
+TILES_ATTR = "mrvl.tiles"
+NUM_TILES_ATTR = "mrvl.num_tiles"
 VALID_TILES = (1, 2, 4, 8)
 GRANULE = isa.DRAM_GRANULE
 

@@ -88,8 +88,8 @@ def _forced_split(fn, tiles: int, kind: str, ranges):
     quantize_function(fn, "fp16")
     split_function(fn, Machine(tiles=tiles))
     conv = next(op for op in fn.body.block.ops if isinstance(op, mrvl.Conv2DOp))
-    conv.attributes["mlip.split"] = StringAttr(kind)
-    conv.attributes["mlip.tiles"] = DenseArrayBase.from_list(i64, [v for r in ranges
+    conv.attributes["mrvl.split"] = StringAttr(kind)
+    conv.attributes["mrvl.tiles"] = DenseArrayBase.from_list(i64, [v for r in ranges
                                                                    for v in r])
     model = convert_function(fn)
     allocate_ocm(model)

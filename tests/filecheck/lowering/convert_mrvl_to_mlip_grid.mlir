@@ -6,9 +6,9 @@
 // The conv is 1x1 with stride 2 and no padding: the DMA gathers only the pixels it reads
 // (DRAM strides of 2 rows and 2 pixels) and the CONV runs with stride 1 on them.
 
-func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x16xf32>) -> tensor<1x2x2x16xf32> attributes {mrvl.target = "accelerator", mlip.num_tiles = 4 : i64} {
+func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x16xf32>) -> tensor<1x2x2x16xf32> attributes {mrvl.target = "accelerator", mrvl.num_tiles = 4 : i64} {
   %w = graph.constant dense<5.000000e-01> : tensor<16x1x1x16xf32>
-  %y = mrvl.conv2d %x, %w {activation = "none", dilations = array<i64: 1, 1>, groups = 1 : i64, layer_name = "tvmgen_mrvl_main_1", pads = array<i64: 0, 0, 0, 0>, strides = array<i64: 2, 2>, mlip.split = "grid", mlip.tiles = array<i64: 0, 1, 0, 8, 0, 1, 8, 16, 1, 2, 0, 8, 1, 2, 8, 16>} : (tensor<1x4x4x16xf32>, tensor<16x1x1x16xf32>) -> tensor<1x2x2x16xf32>
+  %y = mrvl.conv2d %x, %w {activation = "none", dilations = array<i64: 1, 1>, groups = 1 : i64, layer_name = "tvmgen_mrvl_main_1", pads = array<i64: 0, 0, 0, 0>, strides = array<i64: 2, 2>, mrvl.split = "grid", mrvl.tiles = array<i64: 0, 1, 0, 8, 0, 1, 8, 16, 1, 2, 0, 8, 1, 2, 8, 16>} : (tensor<1x4x4x16xf32>, tensor<16x1x1x16xf32>) -> tensor<1x2x2x16xf32>
   func.return %y : tensor<1x2x2x16xf32>
 }
 

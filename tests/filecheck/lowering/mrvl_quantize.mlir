@@ -12,15 +12,15 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x2x2x3xf32> at
 }
 
 // CHECK-LABEL: func.func @tvmgen_mrvl_main_0
-// CHECK-SAME:    mlip.quantize = "fp16"
-// CHECK-SAME:    mlip.io_dtype = "f16"
+// CHECK-SAME:    mrvl.quantize = "fp16"
+// CHECK-SAME:    mrvl.io_dtype = "f16"
 // CHECK-NOT:     mlip.scale
 
 // The int8 step of every output is max |x| / 127 over the (seeded) calibration input; the
 // max pool keeps its input's step.
 // INT8-LABEL: func.func @tvmgen_mrvl_main_0
-// INT8-SAME:    mlip.quantize = "int8"
-// INT8-SAME:    mlip.io_dtype = "f32"
+// INT8-SAME:    mrvl.quantize = "int8"
+// INT8-SAME:    mrvl.io_dtype = "f32"
 // INT8-SAME:    mlip.input_scales = [[[IN:.+]] : f32]
 // INT8:         mrvl.conv2d {{.*}}mlip.scale = [[S:[0-9.e+-]+]] : f32
 // INT8:         mrvl.maxpool2d {{.*}}mlip.scale = [[S]] : f32
@@ -35,6 +35,6 @@ func.func @cpu_main_0(%x: tensor<1x4xf32>) -> tensor<1x4xf32> attributes {mrvl.t
 }
 
 // CHECK-LABEL: func.func @cpu_main_0
-// CHECK-NOT:     mlip.quantize
+// CHECK-NOT:     mrvl.quantize
 // INT8-LABEL:  func.func @cpu_main_0
-// INT8-NOT:      mlip.quantize
+// INT8-NOT:      mrvl.quantize

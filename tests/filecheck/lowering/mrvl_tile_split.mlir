@@ -15,14 +15,14 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x16xf32> attri
 }
 
 // CHECK-LABEL: func.func @tvmgen_mrvl_main_0
-// CHECK-SAME:    mlip.num_tiles = 2 : i64
-// CHECK:         mrvl.conv2d {{.*}}mlip.split = "rows", mlip.tiles = array<i64: 0, 2, 2, 4>
-// CHECK:         mrvl.reshape {{.*}}mlip.split = "none"
-// CHECK:         mrvl.fc {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 8, 8, 16>
+// CHECK-SAME:    mrvl.num_tiles = 2 : i64
+// CHECK:         mrvl.conv2d {{.*}}mrvl.split = "rows", mrvl.tiles = array<i64: 0, 2, 2, 4>
+// CHECK:         mrvl.reshape {{.*}}mrvl.split = "none"
+// CHECK:         mrvl.fc {{.*}}mrvl.split = "channels", mrvl.tiles = array<i64: 0, 8, 8, 16>
 
 // With 8 tiles there is not enough work: the last tiles get empty ranges.
-// EIGHT:         mrvl.conv2d {{.*}}mlip.tiles = array<i64: 0, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4>
-// EIGHT:         mrvl.fc {{.*}}mlip.tiles = array<i64: 0, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16>
+// EIGHT:         mrvl.conv2d {{.*}}mrvl.tiles = array<i64: 0, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4>
+// EIGHT:         mrvl.fc {{.*}}mrvl.tiles = array<i64: 0, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16>
 
 // -----
 
@@ -40,12 +40,12 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x2x2x64xf32>, %x2: tensor<1x4x4x32xf32
 }
 
 // CHECK-LABEL: func.func @tvmgen_mrvl_main_0
-// CHECK:         mrvl.conv2d {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 32, 32, 64>
-// CHECK:         mrvl.conv2d {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 16, 16, 32>
+// CHECK:         mrvl.conv2d {{.*}}mrvl.split = "channels", mrvl.tiles = array<i64: 0, 32, 32, 64>
+// CHECK:         mrvl.conv2d {{.*}}mrvl.split = "channels", mrvl.tiles = array<i64: 0, 16, 16, 32>
 
 // EIGHT:         func.func @tvmgen_mrvl_main_0(%{{.*}}: tensor<1x2x2x64xf32>
-// EIGHT:         mrvl.conv2d {{.*}}mlip.split = "channels", mlip.tiles = array<i64: 0, 8, 8, 16, 16, 24, 24, 32, 32, 40, 40, 48, 48, 56, 56, 64>
-// EIGHT:         mrvl.conv2d {{.*}}mlip.split = "grid", mlip.tiles = array<i64: 0, 2, 0, 8, 0, 2, 8, 16, 0, 2, 16, 24, 0, 2, 24, 32, 2, 4, 0, 8, 2, 4, 8, 16, 2, 4, 16, 24, 2, 4, 24, 32>
+// EIGHT:         mrvl.conv2d {{.*}}mrvl.split = "channels", mrvl.tiles = array<i64: 0, 8, 8, 16, 16, 24, 24, 32, 32, 40, 40, 48, 48, 56, 56, 64>
+// EIGHT:         mrvl.conv2d {{.*}}mrvl.split = "grid", mrvl.tiles = array<i64: 0, 2, 0, 8, 0, 2, 8, 16, 0, 2, 16, 24, 0, 2, 24, 32, 2, 4, 0, 8, 2, 4, 8, 16, 2, 4, 16, 24, 2, 4, 24, 32>
 
 // -----
 
