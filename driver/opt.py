@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import IO
@@ -218,6 +219,16 @@ def _excerpt(annotated_ir: str, context: int = 2) -> str:
     return "\n".join(out)
 
 
+def _headline(message: str) -> str:
+    """A parse error `file:line:col` / source line / caret / message as one line
+    `file:line:col: message` followed by the source excerpt; other messages unchanged."""
+    lines = message.strip().splitlines()
+    if len(lines) >= 3 and re.fullmatch(r".+:\d+:\d+", lines[0].strip()):
+        excerpt = "\n".join(lines[1:-1])
+        return f"{lines[0].strip()}: {lines[-1].strip()}\n{excerpt}"
+    return message.strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mrvl-opt` script."""
     try:
@@ -230,12 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         opt_main.run()
     except (ParseError, DiagnosticException, PassFailedException) as error:
-        # Invalid IR or a syntax error: the message already points at the location (file,
-        # line and column, or the failing op in context); a traceback adds nothing.
-        print(f"mrvl-opt: error: {str(error).strip()}", file=sys.stderr)
+        # Invalid IR or a syntax error, caused by the input: exit 2 like every input error.
+        # The first line is whole (location: message); the source excerpt or the failing op
+        # in context follows; a traceback adds nothing.
+        print(f"mrvl-opt: error: {_headline(str(error))}", file=sys.stderr)
         for note in getattr(error, "__notes__", ()):
             print(_excerpt(note), file=sys.stderr)
-        return 1
+        return 2
     except MrvlError as error:
         print(f"mrvl-opt: error: {error}", file=sys.stderr)
         return 2
