@@ -4,10 +4,21 @@ driver gathers with the reference executor and hands to `mrvl-quantize` as data.
 - `calibration_sets(source, inputs, what)`: calibration input sets from an .npz path, a
   mapping name -> array (a leading extra dimension holds several samples), a list of sets,
   or None (one seeded standard-normal set);
-- `activation_ranges(fn, sets)`: [min, max] of every value of an accelerator sub-graph when
-  the sets run through it layer by layer (sim/reference_mrvl.py `run_layer`);
+- `activation_ranges(fn, sets, method)`: the int8 range of every value of an accelerator
+  sub-graph when the sets run through it layer by layer (sim/reference_mrvl.py `run_layer`),
+  chosen by a calibration method (`CALIBRATION_METHODS`):
+  - `minmax`: [min, max] over every sample (one pass);
+  - `percentile`: the 0.01st and 99.99th percentiles of each activation, each side clipped
+    on its own (the range stays asymmetric, as `qparams` makes it);
+  - `mse`: [lo, hi] clipped to [-t, t], t = max(|lo|, |hi|) times the factor of a geometric
+    grid whose int8 quantisation (`qparams`, round, clip, dequantise) has the least mean
+    squared error;
+  percentile and mse stream over the samples twice, keeping per tensor only running
+  [min, max] (pass 1) and a fixed-range histogram of `HISTOGRAM_BINS` bins (pass 2), never
+  the activations of every sample; graph constants keep their [min, max];
 - `CalibratingQuantizePass`: `mrvl-quantize` as mrvl-opt registers it (gathers the ranges
-  of each sub-graph from its `calibration` option, or a seeded random input).
+  of each sub-graph from its `calibration` option, or a seeded random input, by its
+  `calibration_method`).
 """
 
 from __future__ import annotations
@@ -24,7 +35,16 @@ from xdsl.ir import SSAValue
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
-from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges, constant_value
+from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges, constant_value, qparams
+
+CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+"""How the int8 range of an activation is chosen from its calibration values."""
+PERCENTILE = 99.99
+"""`percentile`: the share (in %) of each activation's values kept inside its range."""
+HISTOGRAM_BINS = 1 << 16
+"""Bins of the per-tensor histogram percentile and mse read."""
+MSE_SCALES = tuple(2.0 ** (-k / 8) for k in range(65))
+"""`mse`: the clipping factors tried (1 down to 1/256, 8 per octave)."""
 
 
 @dataclass(frozen=True)
@@ -159,19 +179,97 @@ def evaluate_layers(fn: func.FuncOp, inputs: Sequence[np.ndarray]
     return values
 
 
-def activation_ranges(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]] | None) -> Ranges:
-    """[min, max] of every value of `fn` over the calibration sets (None: one seeded
-    standard-normal set)."""
+def check_method(method: str) -> str:
+    """`method` when it is a known calibration method, else a one-line CompileError."""
+    if method not in CALIBRATION_METHODS:
+        raise CompileError(f"--calibration-method: expected one of "
+                           f"{list(CALIBRATION_METHODS)}, got '{method}'")
+    return method
+
+
+@dataclass
+class TensorStatistics:
+    """Running statistics of one tensor over streamed samples: [min, max] (pass 1), then a
+    histogram of `HISTOGRAM_BINS` bins over that fixed [min, max] (pass 2)."""
+
+    lo: float = 0.0
+    hi: float = 0.0
+    counts: np.ndarray | None = None
+
+    def observe_range(self, arr: np.ndarray) -> None:
+        self.lo = min(self.lo, float(arr.min()))
+        self.hi = max(self.hi, float(arr.max()))
+
+    def observe_histogram(self, arr: np.ndarray) -> None:
+        if self.hi <= self.lo:
+            return
+        counts, _ = np.histogram(arr, bins=HISTOGRAM_BINS, range=(self.lo, self.hi))
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.lo, self.hi, HISTOGRAM_BINS + 1)
+
+    def range(self, method: str) -> tuple[float, float]:
+        """The int8 range `method` chooses, within [lo, hi]."""
+        if method == "minmax" or self.counts is None:
+            return self.lo, self.hi
+        if method == "percentile":
+            return self.percentile_range(PERCENTILE)
+        return self.mse_range()
+
+    def percentile_range(self, percent: float) -> tuple[float, float]:
+        """[left edge of the bin holding the (100 - percent)th percentile, right edge of the
+        bin holding the percent-th], clipped to [lo, hi]."""
+        assert self.counts is not None
+        cumulative = np.cumsum(self.counts)
+        total = float(cumulative[-1])
+        tail = total * (100.0 - percent) / 100.0
+        edges = self.edges()
+        low_bin = int(np.searchsorted(cumulative, tail, side="right"))
+        high_bin = int(np.searchsorted(cumulative, total - tail, side="left"))
+        lo = max(self.lo, float(edges[min(low_bin, HISTOGRAM_BINS - 1)]))
+        hi = min(self.hi, float(edges[min(high_bin, HISTOGRAM_BINS - 1) + 1]))
+        return lo, hi
+
+    def mse_range(self) -> tuple[float, float]:
+        """[lo, hi] clipped to [-t, t], t = max(|lo|, |hi|) * s for the s of `MSE_SCALES`
+        whose quantisation of the bin centres (weighted by their counts) has the least
+        squared error (ties: the widest)."""
+        assert self.counts is not None
+        edges = self.edges()
+        centres = ((edges[:-1] + edges[1:]) * 0.5)[self.counts > 0]
+        weights = self.counts[self.counts > 0].astype(np.float64)
+        best, best_error = (self.lo, self.hi), np.inf
+        peak = max(-self.lo, self.hi)
+        for scale in MSE_SCALES:
+            lo, hi = max(self.lo, -peak * scale), min(self.hi, peak * scale)
+            step, zero = qparams(lo, hi)
+            codes = np.clip(np.rint(centres / step) + zero, -128, 127)
+            error = float(np.dot(weights, (centres - (codes - zero) * step) ** 2))
+            if error < best_error:
+                best, best_error = (lo, hi), error
+        return best
+
+
+def activation_ranges(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]] | None,
+                      method: str = "minmax") -> Ranges:
+    """The int8 range of every value of `fn` over the calibration sets (None: one seeded
+    standard-normal set) chosen by `method` (module docstring)."""
+    check_method(method)
     if not sets:
         sets = calibration_sets(None, function_inputs(fn), f"@{fn.sym_name.data}")
-    ranges: Ranges = {}
+    statistics: dict[SSAValue, TensorStatistics] = {}
     for batch in sets:
         for value, arr in evaluate_layers(fn, batch).items():
-            if not arr.size:
-                continue
-            lo, hi = ranges.get(value, (0.0, 0.0))
-            ranges[value] = (min(lo, float(arr.min())), max(hi, float(arr.max())))
-    return ranges
+            if arr.size:
+                statistics.setdefault(value, TensorStatistics()).observe_range(arr)
+    if method != "minmax":
+        activations = {v for v, _ in statistics.items() if constant_value(v) is None}
+        for batch in sets:
+            for value, arr in evaluate_layers(fn, batch).items():
+                if value in activations and arr.size:
+                    statistics[value].observe_histogram(arr)
+    return {value: stats.range(method) for value, stats in statistics.items()}
 
 
 @dataclass(frozen=True)
@@ -179,9 +277,11 @@ class CalibratingQuantizePass(MrvlQuantizePass):
     """`mrvl-quantize` with int8 ranges from a calibration run of the reference executor
     (mrvl-opt registers this one; options as `MrvlQuantizePass`)."""
 
+    calibration_method: str = "minmax"
+
     def activation_ranges(self, fn: func.FuncOp) -> Ranges:
         sets = None
         if self.calibration:
             sets = calibration_sets(self.calibration, function_inputs(fn),
                                     f"@{fn.sym_name.data}")
-        return activation_ranges(fn, sets)
+        return activation_ranges(fn, sets, self.calibration_method)

@@ -136,6 +136,9 @@ class CompileOptions:
     """int8 (required): an .npz path of model inputs (samples stacked along the batch axis),
     a mapping name -> array(s), a list of input sets, or "random" (one seeded
     standard-normal set, with a warning); see driver/calibration.py."""
+    calibration_method: str = "minmax"
+    """int8: how each activation's range is chosen from the calibration values: "minmax",
+    "percentile" or "mse" (driver/calibration.py `CALIBRATION_METHODS`)."""
     machine: Machine = DEFAULT_MACHINE
     """The accelerator (tiles, OCM and page size, timing constants)."""
     partition: PartitionOptions = field(default_factory=PartitionOptions)
@@ -149,6 +152,12 @@ class CompileOptions:
         if self.calibration is not None and self.quantize != "int8":
             raise CompileError("--calibration applies to --quantize int8 only (fp16 needs no "
                                "calibration); drop it or add --quantize int8")
+        from mrvl.driver.calibration import check_method
+
+        check_method(self.calibration_method)
+        if self.calibration_method != "minmax" and self.quantize != "int8":
+            raise CompileError("--calibration-method applies to --quantize int8 only; drop it "
+                               "or add --quantize int8")
         if self.quantize == "int8" and self.calibration is None:
             raise CompileError(
                 "--quantize int8 needs calibration data: give --calibration inputs.npz "
@@ -169,8 +178,8 @@ class CompileOptions:
     @classmethod
     def from_keywords(cls, **options: Any) -> CompileOptions:
         """Options from the keyword form of the Python API: quantize, io_dtype, calibration,
-        num_tiles, ocm_size, page_size, machine (a Machine, or KEY=VALUE items / a dict of
-        overrides), verify, and the `PartitionOptions` fields."""
+        calibration_method, num_tiles, ocm_size, page_size, machine (a Machine, or KEY=VALUE
+        items / a dict of overrides), verify, and the `PartitionOptions` fields."""
         base = options.pop("machine", None)
         machine = base if isinstance(base, Machine) else DEFAULT_MACHINE
         sizes = {"tiles": options.pop("num_tiles", None),
@@ -183,7 +192,7 @@ class CompileOptions:
             machine = machine.with_overrides(base)
         partition = {f.name: options.pop(f.name) for f in fields(PartitionOptions)
                      if f.name in options}
-        known = {"quantize", "io_dtype", "calibration", "verify"}
+        known = {"quantize", "io_dtype", "calibration", "calibration_method", "verify"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise CompileError(f"unknown compile option(s): {unknown}")
@@ -232,7 +241,7 @@ def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
         return None
     from mrvl.driver.calibration import activation_ranges
 
-    return activation_ranges(fn, sets)
+    return activation_ranges(fn, sets, options.calibration_method)
 
 
 def _batch_chunk(model: Any, shapes: Mapping[str, Sequence[int]], batch: int

@@ -61,6 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="X.npz|random",
                         help="int8 (required): .npz of calibration inputs (samples stacked "
                              "along the batch axis), or 'random' for standard-normal noise")
+    parser.add_argument("--calibration-method", default="minmax",
+                        metavar="minmax|percentile|mse",
+                        help="int8: how each activation range is chosen from the calibration "
+                             "values: min/max (default), the 0.01-99.99th percentiles, or "
+                             "the clipping with the least quantisation MSE")
     parser.add_argument("--emit", choices=[s.value for s in Stage], default="binary",
                         help="ONNX form: stop after this stage (default binary)")
     parser.add_argument("--report", action="store_true", help="print the static report")
@@ -76,7 +81,7 @@ def compile_options(args: argparse.Namespace) -> CompileOptions:
                                         "page_bytes": args.page_size})
     return CompileOptions(
         quantize=args.quantize, io_dtype=args.io_dtype, calibration=args.calibration,
-        machine=machine.with_overrides(args.machine),
+        calibration_method=args.calibration_method, machine=machine.with_overrides(args.machine),
         partition=PartitionOptions(**partition_options(args)))
 
 
