@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2]
         [--methods minmax,percentile,mse] [--num-tiles 2] [--mnist-calibration 64]
-        [--mnist-limit 450] [--mobilenet-count 16]
+        [--mnist-limit 450] [--mobilenet-count 16] [--ort]
 
 For each calibration method (driver/calibration.py `CALIBRATION_METHODS`), the accelerator
 sub-graph is compiled in int8 with ranges from the calibration set only, then simulated on
@@ -13,7 +13,10 @@ the judging set:
   images whose logits are within +-3 LSB (Marvell's int8 rule, max|ref| / 127);
 - `mobilenet_v2`: seeded weights, calibrated on seeded standard-normal inputs 100..100+K-1,
   judged on seeds 0..K-1: the worst and median max error in LSB and the RMS error in LSB.
-Every run also checks the simulated int8 codes against `sim/reference_int8.py` (the
+With `--ort`, onnxruntime's own static quantization of the same ONNX model
+(`quantize_static`, QDQ, per-channel, MinMax and Percentile) on the same calibration set is
+judged on the same inputs against onnxruntime fp32, side by side (rows `ort-*`).
+Every mrvl run also checks the simulated int8 codes against `sim/reference_int8.py` (the
 documented int8 semantics; "codes differ" must be 0: only the ranges change).
 """
 
@@ -80,8 +83,56 @@ def _compiled(module, sym, sets, method, tiles):
                                 ranges=ranges), seconds
 
 
-def bench_mnist(methods, tiles, calibration_count, limit) -> None:
-    module, sym = _setup(mnist_cnn_trained())
+ORT_METHODS = ("MinMax", "Percentile")
+
+
+def ort_sessions(model, samples: list[np.ndarray]) -> dict[str, object]:
+    """{"ort-fp32": session, "ort-<method>": int8 session} for `model` (one input) calibrated
+    on `samples` by onnxruntime's quantize_static (QDQ, per-channel, int8)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                          QuantFormat, QuantType, quantize_static)
+
+    name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(samples)
+
+        def get_next(self):
+            item = next(self.items, None)
+            return None if item is None else {name: item}
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sessions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "fp32.onnx"
+        onnx.save(model, source)
+        sessions["ort-fp32"] = ort.InferenceSession(str(source), options,
+                                                    providers=["CPUExecutionProvider"])
+        for method in ORT_METHODS:
+            target = Path(tmp) / f"{method}.onnx"
+            quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, method))
+            sessions[f"ort-{method.lower()}"] = ort.InferenceSession(
+                str(target), options, providers=["CPUExecutionProvider"])
+    return sessions
+
+
+def _ort_run(session, x: np.ndarray) -> list[np.ndarray]:
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> None:
+    model = mnist_cnn_trained()
+    module, sym = _setup(model)
     x_train, _, x_test, y_test = load_digits_28()
     x_test, y_test = x_test[:limit], y_test[:limit]
     shape = mrvl.tensor_shape(subgraph_functions(module, "accelerator")[0].body.block.args[0])
@@ -90,7 +141,7 @@ def bench_mnist(methods, tiles, calibration_count, limit) -> None:
     ref_labels = np.array([int(np.argmax(r[0])) for r in refs])
     print(f"mnist_cnn_trained: calibrated on {calibration_count} training digits, judged on "
           f"{len(x_test)} held-out digits; fp32 top-1 {100 * np.mean(ref_labels == y_test):.2f}%")
-    print(f"  {'method':11s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
+    print(f"  {'method':14s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
           f"{'worst LSB':>9s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
         fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
@@ -104,9 +155,24 @@ def bench_mnist(methods, tiles, calibration_count, limit) -> None:
                 worst = max(worst, err)
                 within += err <= 3.0
         labels = np.array(labels)
-        print(f"  {method:11s} {100 * np.mean(labels == y_test):6.2f}% "
+        print(f"  {method:14s} {100 * np.mean(labels == y_test):6.2f}% "
               f"{100 * np.mean(labels == ref_labels):9.2f}% {within:4d}/{len(x_test):<4d} "
               f"{worst:9.2f} {differ:12d} {seconds:7.1f}")
+        sys.stdout.flush()
+    if not with_ort:
+        return
+    sessions = ort_sessions(model, [x[None] for x in x_train[:calibration_count]])
+    reference = sessions.pop("ort-fp32")
+    fp32 = [_ort_run(reference, x[None]) for x in x_test]
+    fp32_labels = np.array([int(np.argmax(r[0])) for r in fp32])
+    for label, session in sessions.items():
+        outs = [_ort_run(session, x[None]) for x in x_test]
+        labels = np.array([int(np.argmax(o[0])) for o in outs])
+        errors = np.array([_max_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
+        print(f"  {label:14s} {100 * np.mean(labels == y_test):6.2f}% "
+              f"{100 * np.mean(labels == fp32_labels):9.2f}% "
+              f"{int(np.sum(errors <= 3.0)):4d}/{len(x_test):<4d} {errors.max():9.2f} "
+              f"{'(vs ort fp32)':>12s}")
         sys.stdout.flush()
 
 
@@ -116,15 +182,16 @@ def _seeded(fn, seed):
             for a in fn.body.block.args]
 
 
-def bench_mobilenet(methods, tiles, count) -> None:
-    module, sym = _setup(MODELS["mobilenet_v2"](batch=1))
+def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
+    model = MODELS["mobilenet_v2"](batch=1)
+    module, sym = _setup(model)
     fn0 = subgraph_functions(module, "accelerator")[0]
     sets = [_seeded(fn0, 100 + k) for k in range(count)]
     judges = [_seeded(fn0, k) for k in range(count)]
     refs = [run_function(module, x, func_name=sym) for x in judges]
     print(f"mobilenet_v2 (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
           f"seeds 0..{count - 1}")
-    print(f"  {'method':11s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
+    print(f"  {'method':14s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
           f"{'> 3 LSB':>8s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
         fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
@@ -136,8 +203,20 @@ def bench_mobilenet(methods, tiles, count) -> None:
                 errors.append(_max_lsb(out, ref))
                 rms.append(_rms_lsb(out, ref))
         arr = np.asarray(errors)
-        print(f"  {method:11s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
+        print(f"  {method:14s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
               f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {differ:12d} {seconds:7.1f}")
+        sys.stdout.flush()
+    if not with_ort:
+        return
+    sessions = ort_sessions(model, [s[0] for s in sets])
+    reference = sessions.pop("ort-fp32")
+    fp32 = [_ort_run(reference, x[0]) for x in judges]
+    for label, session in sessions.items():
+        outs = [_ort_run(session, x[0]) for x in judges]
+        arr = np.array([_max_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
+        rms = np.mean([_rms_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
+        print(f"  {label:14s} {arr.max():9.2f} {np.median(arr):7.2f} {rms:8.3f} "
+              f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {'(vs ort fp32)':>12s}")
         sys.stdout.flush()
 
 
@@ -149,13 +228,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mnist-calibration", type=int, default=64)
     parser.add_argument("--mnist-limit", type=int, default=450)
     parser.add_argument("--mobilenet-count", type=int, default=16)
+    parser.add_argument("--ort", action="store_true",
+                        help="add onnxruntime's quantize_static (MinMax, Percentile) rows")
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     for name in args.models.split(","):
         if name == "mnist":
-            bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit)
+            bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit,
+                        args.ort)
         elif name == "mobilenet_v2":
-            bench_mobilenet(methods, args.num_tiles, args.mobilenet_count)
+            bench_mobilenet(methods, args.num_tiles, args.mobilenet_count, args.ort)
         else:
             parser.error(f"unknown model '{name}' (mnist, mobilenet_v2)")
 
