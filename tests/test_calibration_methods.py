@@ -17,6 +17,7 @@ from mrvl.driver.cli import main
 from mrvl.driver.compiler import CompileOptions
 from mrvl.errors import CompileError
 from mrvl.lowering.backend import compile_function
+from mrvl.lowering.mrvl_quantize import SCALE_ATTR
 from mrvl.machine import Machine
 from mrvl.models.mnist_cnn import mnist_cnn
 
@@ -120,3 +121,21 @@ def test_cli_compiles_with_a_method(tmp_path):
                      "--calibration", str(calibration), "--calibration-method", method]) == 0
         sizes[method] = sorted(p.read_bytes() for p in out.glob("*.bin"))
     assert sizes["minmax"] and sizes["minmax"] != sizes["percentile"]
+
+
+def test_mrvl_opt_pass_takes_the_method():
+    from xdsl.context import Context
+    from xdsl.utils.arg_spec import parse_pipeline
+
+    from mrvl.driver.calibration import CalibratingQuantizePass
+
+    (spec,) = parse_pipeline("mrvl-quantize{mode=int8 calibration_method=percentile}")
+    quantize = CalibratingQuantizePass.from_pass_spec(spec)
+    assert quantize.calibration_method == "percentile"
+    module, fn = layer_module([(1, 6, 6, 4)], _conv)
+    quantize.apply(Context(), module)
+    assert all(SCALE_ATTR in op.attributes for op in fn.body.block.ops
+               if isinstance(op, mrvl.MrvlLayerOp))
+    with pytest.raises(CompileError, match="got 'kl'"):
+        CalibratingQuantizePass(mode="int8", calibration_method="kl").apply(
+            Context(), layer_module([(1, 6, 6, 4)], _conv)[0])
