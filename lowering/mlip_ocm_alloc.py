@@ -7,25 +7,30 @@ keep their buffer operands, so emission reads an OCM address as
 `addrs[slot] + offset` of the buffer an operand names.
 
 Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` bytes
-        base = bases.get(index, 0)
-        high = min(top, floors.get(index, top))
-        if res_bufs and high == top:  # no resident live here: the layer's buffers sit low
-            high = max(base + sum(needs[index]), page)
-        if base + sum(needs[index]) > high:  # the prefetch base does not fit under the
-            base = 0  # residents: this boundary is not prefetched (mlip-dma-schedule sees it)
-        low = base
+(1, 2, 4, 8 or 16 KiB; every buffer slot starts on a page and takes whole pages).
 
 1. Cross-layer (resident) buffers first (`place_residents`, from mlip-residency: `kind =
    resident`, live for layers [`layer`, `last`]): interval first-fit by live layers from
    the top of the OCM downwards, in IR order; two residents share bytes only when their
    live layers do not overlap. They form a band at the top of the OCM whose lower edge
    (`resident_floors`) varies per layer.
-2. Per-layer buffers: weights, biases and requantisation scales from the low pages
-   upwards, scratch (activation blocks) from the top of the model's OCM range downwards or,
-   at a layer with resident buffers live, from the lowest of them downwards. They live only
-   while the layer runs (layers are separated by barriers), so every layer starts again
-   from an OCM empty below its residents. Without residents the model's range is the
-   largest layer's need; with them it is the whole OCM.
+2. Per-layer buffers: weights, biases and requantisation scales upwards from the layer's
+   weights base, scratch (activation blocks) from the top of the model's OCM range
+   downwards or, at a layer with resident buffers live, from the lowest of them downwards.
+   They live only while the layer runs (layers are separated by barriers), so every layer
+   starts again from an OCM empty below its residents. Without residents the model's range
+   is the largest layer's need; with them it is the whole OCM.
+3. Weight prefetch (`prefetch=True`, the default; `weight_bases`, `prefetch_top`): the
+   weights of layer L+1 are placed disjoint from every buffer of the layer L before it, so
+   that `mlip-dma-schedule` may load them while L computes. The weights base of L+1 is page
+   0 (below L's weights) or the page just above L's weights, whichever is disjoint from L's
+   weights and ends below both layers' scratch; when neither is, the base is 0 (that
+   boundary is not prefetched). Without residents the range `ocm_end` is the largest of
+   each layer's need and of each boundary's need `weights(L) + weights(L+1) +
+   max(scratch(L), scratch(L+1))` that fits `ocm_size`. A base that does not fit under a
+   layer's residents falls back to 0; `mlip-dma-schedule` hoists a load only when its slots
+   are disjoint from every buffer live at the layer before, so a fallback costs the overlap,
+   never correctness. With `prefetch=False` every base is 0.
 
 Every tile uses the same placement (a layer's blocks are the same size on every tile; a
 resident buffer is sized for the largest band of any tile). Allocating again gives the same

@@ -6,8 +6,8 @@ weights and activations following the annotations):
 
 - function attributes `mrvl.quantize` ("fp16" or "int8") and `mrvl.io_dtype` ("f16",
   "f32" or "i8": the dtype of the sub-graph's inputs and outputs in DRAM; "I/O as asked");
-- int8 only: `mlip.input_scales` / `mlip.input_zero_points` (one per argument) and on
-  every layer `mlip.scale` (f32) and `mlip.zero_point` (i64): the asymmetric int8
+- int8 only: `mrvl.input_scales` / `mrvl.input_zero_points` (one per argument) and on
+  every layer `mrvl.scale` (f32) and `mrvl.zero_point` (i64): the asymmetric int8
   quantisation of its output, real = (q - zero_point) * scale, covering [min, max] of the
   values seen when the calibration inputs run through the reference executor. This pass
   does not run it: the ranges are handed in as data (`Ranges`), gathered by the driver
@@ -34,12 +34,12 @@ from mrvl.errors import CompileError
 
 QUANTIZE_MODES = ("fp16", "int8")
 IO_DTYPES = ("f16", "f32", "i8")
-SCALE_ATTR = "mlip.scale"
-ZP_ATTR = "mlip.zero_point"
-INPUT_ZPS_ATTR = "mlip.input_zero_points"
+SCALE_ATTR = "mrvl.scale"
+ZP_ATTR = "mrvl.zero_point"
+INPUT_ZPS_ATTR = "mrvl.input_zero_points"
 MODE_ATTR = "mrvl.quantize"
 IO_ATTR = "mrvl.io_dtype"
-INPUT_SCALES_ATTR = "mlip.input_scales"
+INPUT_SCALES_ATTR = "mrvl.input_scales"
 
 SCALE_PRESERVING = (
     mrvl.Maxpool2DOp,

@@ -2,7 +2,7 @@
 CONV / GEMM / POOL / ELTWISE / ACT / CONVERT), in numpy, as an oracle for the simulator.
 
 Input: an accelerator function annotated by `mrvl-quantize` in int8 mode (every layer's
-`mlip.scale` / `mlip.zero_point`, the function's input parameters) and its inputs already
+`mrvl.scale` / `mrvl.zero_point`, the function's input parameters) and its inputs already
 quantised (the int8 arrays the device receives). Output: every layer's int8 output, computed
 from the documented rules alone, not from the compiler's arrays:
 
@@ -21,6 +21,12 @@ from the documented rules alone, not from the compiler's arrays:
 
 Every operation above is one IEEE fp32 or exact integer step, so an implementation of the
 documented semantics (the C simulator) must agree bit for bit.
+
+Scope: the activations none, relu, clip (fused or standalone) and leaky_relu. int8 sigmoid
+and tanh go through the ACT unit's transcendental, whose rounding this oracle does not
+model: a model using them is refused with NotImplementedError (the tests that use this
+oracle build models without them; the simulator's ACT is checked in
+tests/test_eltwise_act_layers.py against the reference executor by Marvell's rule).
 """
 
 from __future__ import annotations
@@ -195,13 +201,13 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
 
 def input_params(fn: func.FuncOp) -> list[tuple[float, int]]:
     """(step, zero point) of each argument of an int8-annotated function."""
-    scales, zps = fn.attributes["mlip.input_scales"], fn.attributes["mlip.input_zero_points"]
+    scales, zps = fn.attributes["mrvl.input_scales"], fn.attributes["mrvl.input_zero_points"]
     assert isinstance(scales, ArrayAttr) and isinstance(zps, ArrayAttr)
     return [(float(_param(s)), int(_param(z))) for s, z in zip(scales, zps, strict=True)]
 
 
 def layer_params(op: mrvl.MrvlLayerOp) -> tuple[float, int]:
-    return float(_param(op.attributes["mlip.scale"])), int(_param(op.attributes["mlip.zero_point"]))
+    return float(_param(op.attributes["mrvl.scale"])), int(_param(op.attributes["mrvl.zero_point"]))
 
 
 def emulate(fn: func.FuncOp, quantized_inputs: Sequence[np.ndarray]

@@ -76,8 +76,8 @@ def _int8_inputs(fn, inputs):
     """Inputs as the int8 machine sees them (the annotated step and zero point), quantised
     as the input DMA does it: an fp32 multiply by the fp32 reciprocal of the step
     (docs/isa.md, conversion), which can round differently from `x / step` at a tie."""
-    scales = [a.value.data for a in fn.attributes["mlip.input_scales"].data]
-    zps = [a.value.data for a in fn.attributes["mlip.input_zero_points"].data]
+    scales = [a.value.data for a in fn.attributes["mrvl.input_scales"].data]
+    zps = [a.value.data for a in fn.attributes["mrvl.input_zero_points"].data]
     return [((np.clip(np.rint(x.astype(np.float32) * np.float32(1.0 / s)) + z, -128, 127)
               - z) * np.float32(s)).astype(np.float32)
             for x, s, z in zip(inputs, scales, zps, strict=True)]
@@ -88,8 +88,8 @@ def _int8_range(fn, k, ref):
     float model, so the int8 values can exceed its range by an input step's worth, and the
     machine saturates there (mrvl-quantize)."""
     op = fn.body.block.last_op.operands[k].owner
-    step = op.attributes["mlip.scale"].value.data
-    zp = op.attributes["mlip.zero_point"].value.data
+    step = op.attributes["mrvl.scale"].value.data
+    zp = op.attributes["mrvl.zero_point"].value.data
     return np.clip(ref, (-128 - zp) * step, (127 - zp) * step).astype(np.float32)
 
 

@@ -14,16 +14,16 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x2x2x3xf32> at
 // CHECK-LABEL: func.func @tvmgen_mrvl_main_0
 // CHECK-SAME:    mrvl.quantize = "fp16"
 // CHECK-SAME:    mrvl.io_dtype = "f16"
-// CHECK-NOT:     mlip.scale
+// CHECK-NOT:     mrvl.scale
 
 // The int8 step of every output is max |x| / 127 over the (seeded) calibration input; the
 // max pool keeps its input's step.
 // INT8-LABEL: func.func @tvmgen_mrvl_main_0
 // INT8-SAME:    mrvl.quantize = "int8"
 // INT8-SAME:    mrvl.io_dtype = "f32"
-// INT8-SAME:    mlip.input_scales = [[[IN:.+]] : f32]
-// INT8:         mrvl.conv2d {{.*}}mlip.scale = [[S:[0-9.e+-]+]] : f32
-// INT8:         mrvl.maxpool2d {{.*}}mlip.scale = [[S]] : f32
+// INT8-SAME:    mrvl.input_scales = [[[IN:.+]] : f32]
+// INT8:         mrvl.conv2d {{.*}}mrvl.scale = [[S:[0-9.e+-]+]] : f32
+// INT8:         mrvl.maxpool2d {{.*}}mrvl.scale = [[S]] : f32
 
 // -----
 
