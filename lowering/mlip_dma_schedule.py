@@ -52,6 +52,23 @@ schedule removed its activation load), a DMA_IN NOP stays in their place. Why ev
   OCM, and they happen-before). The next layer's own accesses to its weights are ordered
   after the loads as above.
 
+Weight broadcast (`broadcast`, with prefetch; "auto" by default, "all", "none"): hoisted
+loads that several tiles make alike (the same DRAM bytes into the same buffer range; a row
+split or a grid's row bands) are loaded once (`shared_groups`, `broadcast_loads`): cut
+into pieces on 16-byte granules, each piece loaded by one of the tiles and sent with one
+TILE_COPY to the others. Per tile with pieces: the piece loads follow the tile's other
+hoisted loads on DMA_IN, the last pushes to a compute NOP after the layer's last compute
+(the NOP also pops the layer's last store's token), the NOP pushes to the tile's copies on
+DMA_OUT (after its stores), the last copy pushes to the BARRIER. Hazards: a copy reads
+the piece its own tile loaded (ordered by the load -> NOP -> copy tokens) and writes the
+same slots on other tiles, which the placement keeps apart from every buffer live at the
+current layer, so their last accesses happened before the barrier that ended the layer
+before (the copy follows that barrier on its tile: DMA_IN pop -> piece load -> NOP ->
+copy); the next layer's reads of them follow the barrier that the copies precede. "auto"
+shares only where that saves cycles (`sharing_pays`, `least_saved`): the copies and
+their latencies come before the barrier, while unshared prefetch loads delay nothing but
+the next layer's first compute.
+
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input
 loads there; they can take the shared DRAM ahead of the current layer's stores and of other
