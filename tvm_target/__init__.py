@@ -1,0 +1,47 @@
+"""mrvl as a TVM Relax BYOC target (the optional extra `mrvl[tvm]`; docs/tvm.md).
+
+- `partition_for_mrvl(mod, **options) -> IRModule`: offload mrvl's layers (partition.py);
+- `build(mod, target="llvm", **options)`: RunCodegen (`relax.ext.mrvl`, codegen.py) and
+  `tvm.compile`; the result runs in `tvm.relax.VirtualMachine`, the mrvl regions on the
+  simulator through the C++ runtime module of mrvl_runtime.cc;
+- importing this package builds (once, cached) and loads that runtime library and registers
+  the codegen: import it before `tvm.runtime.load_module` of an exported library.
+
+Only this package imports tvm: `import mrvl` and the `mrvl` command never do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tvm
+from tvm import relax
+
+from mrvl.tvm import codegen, runtime_library
+from mrvl.tvm.partition import offloaded_layers, partition_for_mrvl
+
+runtime_library.load()
+codegen.register()
+
+CODEGEN_OPTIONS = ("num_tiles", "ocm_size", "page_size", "machine", "quantize", "calibration",
+                   "calibration_method")
+"""The options `build` hands to the codegen (the rest go to tvm.compile)."""
+
+
+def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", **options: Any
+          ) -> Any:
+    """RunCodegen on a partitioned module (the mrvl regions become runtime modules, compiled
+    with `options`: num_tiles, ocm_size, page_size, machine, quantize, calibration,
+    calibration_method), then `tvm.compile` of the rest for `target`; returns the
+    executable (run it with `relax.VirtualMachine(exe, tvm.cpu())`)."""
+    unknown = sorted(set(options) - set(CODEGEN_OPTIONS))
+    if unknown:
+        from mrvl.errors import CompileError
+
+        raise CompileError(f"mrvl.tvm.build: unknown option(s) {unknown}; expected "
+                           f"{list(CODEGEN_OPTIONS)}")
+    mod = relax.transform.RunCodegen({"mrvl": options})(mod)
+    return tvm.compile(mod, target=target)
+
+
+__all__ = ["build", "offloaded_layers", "partition_for_mrvl"]

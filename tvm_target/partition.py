@@ -1,0 +1,181 @@
+"""`partition_for_mrvl(mod, **options) -> IRModule`: offload mrvl's layers of a Relax module.
+
+Input: an IRModule from `tvm.relax.frontend.onnx.from_onnx` (static shapes, weights bound as
+constants: `keep_params_in_input=False`). Output: the same module where every run of
+offloaded layers is one function with the attributes `Codegen = "mrvl"` and
+`global_symbol`, called from `main`; everything else is left to TVM's CPU path.
+
+Pipeline: FoldConstant (the ONNX importer leaves conv biases as reshapes), dropout(x)[0] -> x
+(inference), FuseOpsByPattern(patterns.PATTERNS, bind_constants=True, annotate_codegen=False)
+with `patterns.layers_of_match` as the check, MergeCompositeFunctions. The cut options are
+mrvl-partition's (lowering/mrvl_partition.py), applied to the matched layers in binding order
+and repeated until nothing changes:
+
+- `cpu_layers`: names of layers forced to the CPU: the Relax variable a layer's result is
+  bound to (as `mod.show()` prints it, e.g. "lv3"); an unknown name is an error;
+- `max_layers`: keep at most this many accelerator layers, the first ones (-1: no limit;
+  layout transforms, which mrvl compile counts as layers, are not layers here: they are
+  part of each region's binary);
+- `require_compute`: send regions without a conv2d or dense layer back to the CPU (default
+  true, as mrvl's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_op, is_tuple_get_item, rewrite_call, wildcard
+
+from mrvl.errors import PartitionError
+from mrvl.tvm.patterns import PATTERN_TABLE, fusion_patterns, layers_of_match
+
+COMPUTE_COMPOSITES = ("mrvl.conv2d", "mrvl.dense")
+COMPOSITE_NAMES = tuple(PATTERN_TABLE)
+
+
+def _drop_dropout(mod: tvm.IRModule) -> tvm.IRModule:
+    """dropout(x)[0] -> x in every Relax function (dropout is the identity at inference)."""
+    data = wildcard()
+    pattern = is_tuple_get_item(is_op("relax.nn.dropout")(data), 0)
+    updates = {}
+    for gv, fn in mod.functions.items():
+        if isinstance(fn, relax.Function):
+            updates[gv] = rewrite_call(pattern, lambda _expr, matches: matches[data], fn)
+    for gv, fn in updates.items():
+        mod[gv] = fn
+    return relax.transform.DeadCodeElimination()(mod)
+
+
+def _composite_calls(mod: tvm.IRModule) -> list[tuple[str, str]]:
+    """(layer name, composite name) of every composite call in `main`, in binding order."""
+    calls = []
+    for binding in _bindings(mod["main"]):
+        value = binding.value
+        if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
+            callee = mod[value.op]
+            composite = _composite(callee)
+            if composite is not None:
+                calls.append((_layer_name(callee, binding.var), composite))
+    return calls
+
+
+def _regions(mod: tvm.IRModule) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(region symbol, [(result variable name, composite name)]) of every merged region."""
+    regions = []
+    for gv, fn in mod.functions.items():
+        if not isinstance(fn, relax.Function) or fn.attrs is None or \
+                "Codegen" not in fn.attrs:
+            continue
+        layers = []
+        for block in fn.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if isinstance(value, relax.Call) and isinstance(value.op, relax.Var):
+                    callee = _bound_function(fn, value.op)
+                    if callee is not None and _composite(callee) is not None:
+                        layers.append((_layer_name(callee, binding.var), _composite(callee)))
+        regions.append((str(fn.attrs["global_symbol"]), layers))
+    return regions
+
+
+def _bound_function(fn: relax.Function, var: relax.Var) -> relax.Function | None:
+    for block in fn.body.blocks:
+        for binding in block.bindings:
+            if binding.var.same_as(var) and isinstance(binding.value, relax.Function):
+                return binding.value
+    return None
+
+
+def _layer_name(composite: relax.Function, outer: relax.Var) -> str:
+    """A composite's layer name: the variable its result was bound to in `main`."""
+    name = composite.attrs.get("mrvl.layer") if composite.attrs is not None else None
+    return str(name) if name is not None else outer.name
+
+
+def _fuse(mod: tvm.IRModule, rejected: set[str]) -> tvm.IRModule:
+    """FuseOpsByPattern with the mrvl check; records on each composite function its layer
+    name (the variable the original `main` bound the match's result to)."""
+    order = {binding.var.name: k for k, binding in enumerate(_bindings(mod["main"]))}
+    accepted: list[str] = []
+
+    def check(context: relax.transform.PatternCheckContext) -> bool:
+        bound = context.value_to_bound_var.get(context.matched_expr)
+        name = bound.name if bound is not None else ""
+        if name in rejected:
+            return False
+        if layers_of_match(context.matched_expr, context.matched_bindings) is None:
+            return False
+        accepted.append(name)
+        return True
+
+    fused = relax.transform.FuseOpsByPattern(
+        fusion_patterns(check), bind_constants=True, annotate_codegen=False)(mod)
+    names = sorted(set(accepted), key=lambda n: order.get(n, len(order)))
+    calls = [(binding, fused[binding.value.op]) for binding in _bindings(fused["main"])
+             if isinstance(binding.value, relax.Call)
+             and isinstance(binding.value.op, relax.GlobalVar)
+             and _composite(fused[binding.value.op]) is not None]
+    if len(calls) != len(names):  # unexpected: fall back to the fused module's names
+        names = [binding.var.name for binding, _ in calls]
+    for (binding, callee), name in zip(calls, names, strict=True):
+        fused[binding.value.op] = callee.with_attr("mrvl.layer", name)
+    return fused
+
+
+def _bindings(fn: relax.Function) -> list[relax.Binding]:
+    return [binding for block in fn.body.blocks for binding in block.bindings]
+
+
+def _composite(fn: relax.Function) -> str | None:
+    if fn.attrs is None or "Composite" not in fn.attrs:
+        return None
+    return str(fn.attrs["Composite"])
+
+
+def partition_for_mrvl(mod: tvm.IRModule, *, cpu_layers: Sequence[str] | str = (),
+                       max_layers: int = -1, require_compute: bool = True,
+                       **unknown: Any) -> tvm.IRModule:
+    """Offload mrvl's layers of `mod` (module docstring); returns a new IRModule."""
+    if unknown:
+        raise PartitionError(f"partition_for_mrvl: unknown option(s) {sorted(unknown)}; "
+                             "expected cpu_layers, max_layers, require_compute")
+    if not isinstance(max_layers, int) or max_layers < -1:
+        raise PartitionError(f"partition_for_mrvl: invalid max_layers {max_layers!r}, expected "
+                             "an integer >= 0 (or -1 for no limit)")
+    forced = {cpu_layers} if isinstance(cpu_layers, str) else set(cpu_layers)
+    mod = relax.transform.FoldConstant()(mod)
+    mod = _drop_dropout(mod)
+    rejected: set[str] = set()
+    checked_names = False
+    while True:
+        fused = _fuse(mod, rejected)
+        calls = _composite_calls(fused)
+        if not checked_names:
+            known = {name for name, _ in calls}
+            unknown_names = sorted(forced - known)
+            if unknown_names:
+                raise PartitionError(
+                    f"partition_for_mrvl: unknown layer name(s) {unknown_names} in cpu_layers; "
+                    f"layers are {sorted(known)[:12]}{' ...' if len(known) > 12 else ''}")
+            checked_names = True
+        more = {name for name, _ in calls if name in forced}
+        kept = [name for name, _ in calls if name not in forced]
+        if max_layers >= 0:
+            more |= set(kept[max_layers:])
+        merged = relax.transform.MergeCompositeFunctions()(fused)
+        if require_compute:
+            for _, layers in _regions(merged):
+                if not any(kind in COMPUTE_COMPOSITES for _, kind in layers):
+                    more |= {name for name, _ in layers}
+        more -= rejected
+        if not more:
+            return merged
+        rejected |= more
+
+
+def offloaded_layers(mod: tvm.IRModule) -> dict[str, list[tuple[str, str]]]:
+    """Region symbol -> [(layer name, composite name)] of a partitioned module."""
+    return dict(_regions(mod))
