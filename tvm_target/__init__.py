@@ -44,4 +44,19 @@ def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", **options
     return tvm.compile(mod, target=target)
 
 
-__all__ = ["build", "offloaded_layers", "partition_for_mrvl"]
+def mrvl_modules(lib: Any) -> dict[str, bytes]:
+    """Region symbol -> model binary of every mrvl runtime module imported by `lib` (an
+    executable's `.mod` or a loaded library), e.g. to inspect with `mrvl sim` or
+    `mrvl.mlip_binary.ModelBinary.from_bytes`."""
+    found: dict[str, bytes] = {}
+    pending = [lib]
+    while pending:
+        module = pending.pop()
+        if module.kind == "mrvl":
+            found[str(module.get_function("get_symbol")())] = bytes(
+                module.get_function("get_binary")())
+        pending.extend(module.imports)
+    return found
+
+
+__all__ = ["build", "mrvl_modules", "offloaded_layers", "partition_for_mrvl"]

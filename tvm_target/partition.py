@@ -95,25 +95,28 @@ def _layer_name(composite: relax.Function, outer: relax.Var) -> str:
     return str(name) if name is not None else outer.name
 
 
-def _fuse(mod: tvm.IRModule, rejected: set[str]) -> tvm.IRModule:
-    """FuseOpsByPattern with the mrvl check; records on each composite function its layer
-    name (the variable the original `main` bound the match's result to)."""
+def _fuse(mod: tvm.IRModule, rejected: set[str]) -> tuple[tvm.IRModule, dict[str, set[str]]]:
+    """FuseOpsByPattern with the mrvl check; a match that covers a binding of `rejected`
+    is refused (a layer sent to the CPU goes there whole, as mrvl-partition unfuses it).
+    Records on each composite function its layer name (the variable the original `main`
+    bound the match's result to); returns the module and layer name -> covered bindings."""
     order = {binding.var.name: k for k, binding in enumerate(_bindings(mod["main"]))}
-    accepted: list[str] = []
+    accepted: dict[str, set[str]] = {}
 
     def check(context: relax.transform.PatternCheckContext) -> bool:
         bound = context.value_to_bound_var.get(context.matched_expr)
         name = bound.name if bound is not None else ""
-        if name in rejected:
+        covered = {var.name for var in context.matched_bindings.keys()} | {name}
+        if covered & rejected:
             return False
         if layers_of_match(context.matched_expr, context.matched_bindings) is None:
             return False
-        accepted.append(name)
+        accepted[name] = covered
         return True
 
     fused = relax.transform.FuseOpsByPattern(
         fusion_patterns(check), bind_constants=True, annotate_codegen=False)(mod)
-    names = sorted(set(accepted), key=lambda n: order.get(n, len(order)))
+    names = sorted(accepted, key=lambda n: order.get(n, len(order)))
     calls = [(binding, fused[binding.value.op]) for binding in _bindings(fused["main"])
              if isinstance(binding.value, relax.Call)
              and isinstance(binding.value.op, relax.GlobalVar)
@@ -122,7 +125,7 @@ def _fuse(mod: tvm.IRModule, rejected: set[str]) -> tvm.IRModule:
         names = [binding.var.name for binding, _ in calls]
     for (binding, callee), name in zip(calls, names, strict=True):
         fused[binding.value.op] = callee.with_attr("mrvl.layer", name)
-    return fused
+    return fused, {name: accepted.get(name, {name}) for name in names}
 
 
 def _bindings(fn: relax.Function) -> list[relax.Binding]:
@@ -146,12 +149,13 @@ def partition_for_mrvl(mod: tvm.IRModule, *, cpu_layers: Sequence[str] | str = (
         raise PartitionError(f"partition_for_mrvl: invalid max_layers {max_layers!r}, expected "
                              "an integer >= 0 (or -1 for no limit)")
     forced = {cpu_layers} if isinstance(cpu_layers, str) else set(cpu_layers)
+    _check_static(mod)
     mod = relax.transform.FoldConstant()(mod)
     mod = _drop_dropout(mod)
     rejected: set[str] = set()
     checked_names = False
     while True:
-        fused = _fuse(mod, rejected)
+        fused, covers = _fuse(mod, rejected)
         calls = _composite_calls(fused)
         if not checked_names:
             known = {name for name, _ in calls}
@@ -161,19 +165,35 @@ def partition_for_mrvl(mod: tvm.IRModule, *, cpu_layers: Sequence[str] | str = (
                     f"partition_for_mrvl: unknown layer name(s) {unknown_names} in cpu_layers; "
                     f"layers are {sorted(known)[:12]}{' ...' if len(known) > 12 else ''}")
             checked_names = True
-        more = {name for name, _ in calls if name in forced}
+        to_cpu = {name for name, _ in calls if name in forced}
         kept = [name for name, _ in calls if name not in forced]
         if max_layers >= 0:
-            more |= set(kept[max_layers:])
+            to_cpu |= set(kept[max_layers:])
         merged = relax.transform.MergeCompositeFunctions()(fused)
         if require_compute:
             for _, layers in _regions(merged):
                 if not any(kind in COMPUTE_COMPOSITES for _, kind in layers):
-                    more |= {name for name, _ in layers}
-        more -= rejected
+                    to_cpu |= {name for name, _ in layers}
+        more = set().union(*(covers.get(name, {name}) for name in to_cpu)) - rejected
         if not more:
             return merged
         rejected |= more
+
+
+def _check_static(mod: tvm.IRModule) -> None:
+    """mrvl compiles static shapes: every parameter of `main` must have one."""
+    from mrvl.tvm.relax_to_onnx import UnsupportedRelaxOp, shape_of
+
+    if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+        raise PartitionError("partition_for_mrvl: the module has no function main")
+    for param in mod["main"].params:
+        try:
+            shape_of(param)
+        except UnsupportedRelaxOp:
+            raise PartitionError(
+                f"partition_for_mrvl: input {param.name} has no static shape ({param.ty}); "
+                "fix it when importing, e.g. from_onnx(model, shape_dict={name: [1, ...]})"
+            ) from None
 
 
 def offloaded_layers(mod: tvm.IRModule) -> dict[str, list[tuple[str, str]]]:
