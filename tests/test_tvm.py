@@ -272,3 +272,71 @@ def test_the_readme_example_runs(mt, tmp_path):
     assert (tmp_path / "mnist_mrvl.so").is_file()
     printed = re.findall(r"\[\[(.*?)\]\]", result.stdout, re.S)
     assert len(printed) == 2 and printed[0] == printed[1]  # reloaded == built
+
+
+def _tiny_mobilenet_block() -> onnx.ModelProto:
+    """conv 3x3/2 + BN + ReLU6, depthwise 3x3 + BN + ReLU6, 1x1 projection + BN, residual
+    Add, GlobalAveragePool, Flatten, Gemm: MobileNet v2's layer kinds on 16x16 inputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def const(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(array.astype(np.float32), name))
+        return name
+
+    def conv_bn(prefix: str, x: str, cin: int, cout: int, kernel: int, stride: int,
+                group: int, relu6: bool) -> str:
+        weight = rng.standard_normal((cout, cin // group, kernel, kernel)) / np.sqrt(
+            cin // group * kernel * kernel)
+        nodes.append(helper.make_node(
+            "Conv", [x, const(f"{prefix}.w", weight)], [f"{prefix}.conv"], name=f"{prefix}.0",
+            kernel_shape=[kernel, kernel], strides=[stride, stride], group=group,
+            pads=[kernel // 2] * 4))
+        bn = [const(f"{prefix}.{k}", v) for k, v in (
+            ("gamma", rng.uniform(0.5, 1.5, cout)), ("beta", rng.normal(0, 0.1, cout)),
+            ("mean", rng.normal(0, 0.1, cout)), ("var", rng.uniform(0.5, 1.5, cout)))]
+        nodes.append(helper.make_node("BatchNormalization", [f"{prefix}.conv", *bn],
+                                      [f"{prefix}.bn"], name=f"{prefix}.1", epsilon=1e-5))
+        if not relu6:
+            return f"{prefix}.bn"
+        nodes.append(helper.make_node(
+            "Clip", [f"{prefix}.bn", const(f"{prefix}.min", np.array(0.0)),
+                     const(f"{prefix}.max", np.array(6.0))], [f"{prefix}.act"], name=f"{prefix}.2"))
+        return f"{prefix}.act"
+
+    x = conv_bn("stem", "input", 3, 8, 3, 2, 1, True)
+    y = conv_bn("dw", x, 8, 8, 3, 1, 8, True)
+    y = conv_bn("project", y, 8, 8, 1, 1, 1, False)
+    nodes.append(helper.make_node("Add", [x, y], ["residual"], name="add"))
+    nodes.append(helper.make_node("GlobalAveragePool", ["residual"], ["pool"], name="pool"))
+    nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"))
+    nodes.append(helper.make_node(
+        "Gemm", ["flat", const("fc.w", rng.standard_normal((10, 8)) / 3),
+                 const("fc.b", rng.normal(0, 0.1, 10))], ["logits"], name="fc", transB=1))
+    graph = helper.make_graph(
+        nodes, "tiny_mobilenet_block",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_mobilenet_layer_kinds_relu6_residual_pool_gemm(mt, tmp_path):
+    model = _tiny_mobilenet_block()
+    path = tmp_path / "tiny.onnx"
+    onnx.save(model, path)
+    mod, shapes = _relax(model)
+    partitioned = mt.partition_for_mrvl(mod)
+    kinds = [kind for layers in mt.offloaded_layers(partitioned).values() for _, kind in layers]
+    # ReLU6 (TVM imports ONNX Clip as TIR maximum/minimum) fuses into its conv like in mrvl
+    assert sorted(kinds) == sorted(["mrvl.conv2d"] * 3 + [
+        "mrvl.add", "mrvl.global_avgpool2d", "mrvl.flatten", "mrvl.dense"])
+    exe = mt.build(partitioned)
+    assert sorted(_tvm_layers(mt, exe)) == sorted(_mrvl_compile_layers(path, tmp_path))
+    feeds = _feeds(shapes, seed=4)
+    checks = check_outputs({"y": _run_vm(exe, feeds)[0]}, {"y": _onnxruntime(model, feeds)[0]})
+    assert passed(checks), checks

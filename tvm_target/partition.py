@@ -6,7 +6,7 @@ offloaded layers is one function with the attributes `Codegen = "mrvl"` and
 `global_symbol`, called from `main`; everything else is left to TVM's CPU path.
 
 Pipeline: FoldConstant (the ONNX importer leaves conv biases as reshapes), dropout(x)[0] -> x
-(inference), FuseOpsByPattern(patterns.PATTERNS, bind_constants=True, annotate_codegen=False)
+(inference), minimum(maximum(x, lo), hi) in TIR -> R.clip (TVM's ONNX Clip), FuseOpsByPattern(patterns.PATTERNS, bind_constants=True, annotate_codegen=False)
 with `patterns.layers_of_match` as the check, MergeCompositeFunctions. The cut options are
 mrvl-partition's (lowering/mrvl_partition.py), applied to the matched layers in binding order
 and repeated until nothing changes:
@@ -27,7 +27,7 @@ from typing import Any
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, is_tuple_get_item, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, is_tuple, is_tuple_get_item, rewrite_call, wildcard
 
 from mrvl.errors import PartitionError
 from mrvl.tvm.patterns import PATTERN_TABLE, fusion_patterns, layers_of_match
@@ -44,6 +44,46 @@ def _drop_dropout(mod: tvm.IRModule) -> tvm.IRModule:
     for gv, fn in mod.functions.items():
         if isinstance(fn, relax.Function):
             updates[gv] = rewrite_call(pattern, lambda _expr, matches: matches[data], fn)
+    for gv, fn in updates.items():
+        mod[gv] = fn
+    return relax.transform.DeadCodeElimination()(mod)
+
+
+def _topi_elementwise(mod: tvm.IRModule, callee: relax.Expr, name: str) -> bool:
+    """Whether `callee` is the TIR function TVM's ONNX importer emits for topi.`name`
+    (`bb.emit_te(topi.maximum, x, bound)`: a function named `<name>...` whose one block is
+    `T_<name>`)."""
+    if not isinstance(callee, relax.GlobalVar) or not callee.name_hint.startswith(name):
+        return False
+    return f'"T_{name}"' in mod[callee].script()
+
+
+def _scalar(expr: relax.Expr) -> float | None:
+    if not isinstance(expr, tvm.ir.GenericConst):
+        return None
+    value = expr.value.numpy()
+    return float(value) if value.shape == () and value.dtype == "float32" else None
+
+
+def _clips_from_call_tir(mod: tvm.IRModule) -> tvm.IRModule:
+    """minimum(maximum(x, low), high) as TVM's ONNX importer writes an ONNX Clip (call_tir of
+    TOPI functions, after FoldConstant) -> R.clip(x, low, high), which the patterns match."""
+    data, low, high = wildcard(), is_const(), is_const()
+    max_fn, min_fn = wildcard(), wildcard()
+    inner = is_op("relax.call_tir")(max_fn, is_tuple([data, low]))
+    pattern = is_op("relax.call_tir")(min_fn, is_tuple([inner, high]))
+
+    def rewrite(expr: relax.Expr, matches: Any) -> relax.Expr:
+        if not (_topi_elementwise(mod, matches[max_fn], "maximum")
+                and _topi_elementwise(mod, matches[min_fn], "minimum")):
+            return expr
+        bounds = _scalar(matches[low]), _scalar(matches[high])
+        if bounds[0] is None or bounds[1] is None or bounds[0] > bounds[1]:
+            return expr
+        return relax.op.clip(matches[data], bounds[0], bounds[1])
+
+    updates = {gv: rewrite_call(pattern, rewrite, fn) for gv, fn in mod.functions.items()
+               if isinstance(fn, relax.Function)}
     for gv, fn in updates.items():
         mod[gv] = fn
     return relax.transform.DeadCodeElimination()(mod)
@@ -151,7 +191,7 @@ def partition_for_mrvl(mod: tvm.IRModule, *, cpu_layers: Sequence[str] | str = (
     forced = {cpu_layers} if isinstance(cpu_layers, str) else set(cpu_layers)
     _check_static(mod)
     mod = relax.transform.FoldConstant()(mod)
-    mod = _drop_dropout(mod)
+    mod = _clips_from_call_tir(_drop_dropout(mod))
     rejected: set[str] = set()
     checked_names = False
     while True:
