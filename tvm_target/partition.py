@@ -6,7 +6,8 @@ offloaded layers is one function with the attributes `Codegen = "mrvl"` and
 `global_symbol`, called from `main`; everything else is left to TVM's CPU path.
 
 Pipeline: FoldConstant (the ONNX importer leaves conv biases as reshapes), dropout(x)[0] -> x
-(inference), minimum(maximum(x, lo), hi) in TIR -> R.clip (TVM's ONNX Clip), FuseOpsByPattern(patterns.PATTERNS, bind_constants=True, annotate_codegen=False)
+(inference), minimum(maximum(x, lo), hi) in TIR -> R.clip (TVM's ONNX Clip), batch norms
+folded into the conv2d before them (as mrvl's graph passes fold them), FuseOpsByPattern(patterns.PATTERNS, bind_constants=True, annotate_codegen=False)
 with `patterns.layers_of_match` as the check, MergeCompositeFunctions. The cut options are
 mrvl-partition's (lowering/mrvl_partition.py), applied to the matched layers in binding order
 and repeated until nothing changes:
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 import tvm
 from tvm import relax
@@ -86,6 +89,90 @@ def _clips_from_call_tir(mod: tvm.IRModule) -> tvm.IRModule:
                if isinstance(fn, relax.Function)}
     for gv, fn in updates.items():
         mod[gv] = fn
+    return relax.transform.DeadCodeElimination()(mod)
+
+
+def _use_counts(fn: relax.Function) -> dict[relax.Expr, int]:
+    """How often each variable is read in `fn` (bindings and result)."""
+    counts: dict[relax.Expr, int] = {}
+
+    def visit(expr: relax.Expr) -> None:
+        if isinstance(expr, relax.Var):
+            counts[expr] = counts.get(expr, 0) + 1
+        elif isinstance(expr, relax.Call):
+            for arg in expr.args:
+                visit(arg)
+        elif isinstance(expr, relax.Tuple):
+            for item in expr.fields:
+                visit(item)
+        elif isinstance(expr, relax.TupleGetItem):
+            visit(expr.tuple_value)
+
+    for binding in _bindings(fn):
+        visit(binding.value)
+    visit(fn.body.body)
+    return counts
+
+
+def _folded_conv_constants(weight: np.ndarray, bias: np.ndarray | None,
+                           params: list[np.ndarray], epsilon: float
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of conv2d(x, W, b) followed by batch_norm, computed as
+    graph-fold-batch-norm (lowering/graph_fold_batch_norm.py) computes them."""
+    scale, beta, mean, var = (p.astype(np.float64) for p in params)
+    factor = scale / np.sqrt(var + epsilon)
+    new_weight = weight * factor.astype(weight.dtype).reshape(-1, 1, 1, 1)
+    b = np.zeros_like(mean) if bias is None else bias.astype(np.float64)
+    return new_weight, ((b - mean) * factor + beta).astype(weight.dtype)
+
+
+def _fold_batch_norms(mod: tvm.IRModule) -> tvm.IRModule:
+    """batch_norm(conv2d(x, W)[+ b])[0] -> conv2d(x, W') + b' where the conv's result has no
+    other use: the fold mrvl's graph passes make, done first so that a conv with its batch
+    norm and no activation matches as one layer (FuseOpsByPattern roots are calls, never the
+    TupleGetItem that reads a batch norm's result)."""
+    data, weight, bias = wildcard(), is_const(), is_const()
+    params = [is_const() for _ in range(4)]
+    conv = is_op("relax.nn.conv2d")(data, weight)
+    with_bias = is_op("relax.add")(conv, bias)
+    batch_norm = is_op("relax.nn.batch_norm")(conv | with_bias, *params)
+    pattern = is_tuple_get_item(batch_norm, 0)
+    fn = mod["main"]
+    uses = _use_counts(fn)
+    bound = {binding.value: binding.var for binding in _bindings(fn)}
+
+    def single_use(expr: relax.Expr) -> bool:
+        var = bound.get(expr)
+        return var is not None and uses.get(var, 0) == 1
+
+    def rewrite(expr: relax.Expr, matches: Any) -> relax.Expr:
+        conv_call = matches[conv]
+        attrs = conv_call.attrs
+        if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or \
+                attrs.out_dtype not in ("", "float32", None) or not single_use(conv_call):
+            return expr
+        bias_value = None
+        if bias in matches:
+            if not single_use(matches[with_bias]):
+                return expr
+            bias_value = matches[bias].value.numpy().reshape(-1)
+        weight_value = matches[weight].value.numpy()
+        if weight_value.dtype != np.float32 or \
+                (bias_value is not None and bias_value.size != weight_value.shape[0]):
+            return expr
+        norm_attrs = matches[batch_norm].attrs
+        if int(norm_attrs.axis) != 1 or norm_attrs.training:
+            return expr
+        new_weight, new_bias = _folded_conv_constants(
+            weight_value, bias_value, [matches[p].value.numpy() for p in params],
+            float(np.float32(norm_attrs.epsilon)))
+        folded = relax.op.nn.conv2d(
+            matches[data], relax.const(new_weight), strides=attrs.strides,
+            padding=attrs.padding, dilation=attrs.dilation, groups=attrs.groups,
+            data_layout="NCHW", kernel_layout="OIHW")
+        return relax.op.add(folded, relax.const(new_bias.reshape(1, -1, 1, 1)))
+
+    mod["main"] = rewrite_call(pattern, rewrite, fn)
     return relax.transform.DeadCodeElimination()(mod)
 
 
@@ -191,7 +278,7 @@ def partition_for_mrvl(mod: tvm.IRModule, *, cpu_layers: Sequence[str] | str = (
     forced = {cpu_layers} if isinstance(cpu_layers, str) else set(cpu_layers)
     _check_static(mod)
     mod = relax.transform.FoldConstant()(mod)
-    mod = _clips_from_call_tir(_drop_dropout(mod))
+    mod = _fold_batch_norms(_clips_from_call_tir(_drop_dropout(mod)))
     rejected: set[str] = set()
     checked_names = False
     while True:
