@@ -128,10 +128,17 @@ def test_mnist_runs_on_mrvl_and_matches_onnxruntime(mt, mnist):
 
 
 def test_mnist_offloads_the_same_layers_as_mrvl_compile(mt, mnist, tmp_path):
-    _, _, _, exe = mnist
+    from mrvl.driver import api
+
+    model, shapes, _, exe = mnist
     ours = _mrvl_compile_layers(MNIST, tmp_path)
     assert len(ours) == 6  # 7 layers, the flatten has no instructions
     assert _tvm_layers(mt, exe) == ours
+    # one region = the whole model: the same program, so the same outputs bit for bit
+    feeds = _feeds(shapes, seed=5)
+    build = api.compile(MNIST, tmp_path / "api", num_tiles=8)
+    (expected,) = api.run(build, feeds, record=False).outputs.values()
+    np.testing.assert_array_equal(_run_vm(exe, feeds)[0], expected)
 
 
 def test_cpu_layers_and_max_layers_cut_like_mrvl_compile(mt, tmp_path):
