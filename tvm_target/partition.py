@@ -7,8 +7,9 @@ offloaded layers is one function with the attributes `Codegen = "mrvl"` and
 
 Pipeline: FoldConstant (the ONNX importer leaves conv biases as reshapes), dropout(x)[0] -> x
 (inference), minimum(maximum(x, lo), hi) in TIR -> R.clip (TVM's ONNX Clip), batch norms
-folded into the conv2d before them (as mrvl's graph passes fold them), FuseOpsByPattern(patterns.PATTERNS, bind_constants=True, annotate_codegen=False)
-with `patterns.layers_of_match` as the check, MergeCompositeFunctions. The cut options are
+folded into the conv2d before them (as mrvl's graph passes fold them),
+FuseOpsByPattern(patterns.PATTERN_TABLE, bind_constants=True, annotate_codegen=False) with
+`patterns.layers_of_match` as the check, MergeCompositeFunctions. The cut options are
 mrvl-partition's (lowering/mrvl_partition.py), applied to the matched layers in binding order
 and repeated until nothing changes:
 
@@ -33,10 +34,10 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, is_tuple, is_tuple_get_item, rewrite_call, wildcard
 
 from mrvl.errors import PartitionError
-from mrvl.tvm.patterns import PATTERN_TABLE, fusion_patterns, layers_of_match
+from mrvl.tvm.patterns import fusion_patterns, layers_of_match
 
 COMPUTE_COMPOSITES = ("mrvl.conv2d", "mrvl.dense")
-COMPOSITE_NAMES = tuple(PATTERN_TABLE)
+"""The layers `require_compute` asks a region to hold one of."""
 
 
 def _drop_dropout(mod: tvm.IRModule) -> tvm.IRModule:

@@ -87,9 +87,9 @@ def build(target: Path) -> Path:
         raise RuntimeBuildError(f"cannot run the C++ compiler: {error} (install g++)") from None
     if result.returncode != 0:
         os.unlink(temporary)
+        lines = result.stderr.strip().splitlines()
         raise RuntimeBuildError("g++ failed to build the mrvl TVM runtime: "
-                                + result.stderr.strip().splitlines()[-1:][0]
-                                if result.stderr.strip() else "g++ failed")
+                                + (lines[0] if lines else f"exit status {result.returncode}"))
     os.replace(temporary, target)
     return target
 
