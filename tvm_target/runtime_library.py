@@ -41,8 +41,12 @@ def _simulator_extension() -> Path:
 
 
 def _csrc() -> Path:
+    """The simulator's C sources (the header's declarations are the ABI the library links)."""
     from mrvl.sim import build_sim
 
+    if not (build_sim.CSRC / "mlip_sim.h").is_file():
+        raise RuntimeBuildError(f"csrc/mlip_sim.h not found at {build_sim.CSRC}: the TVM runtime "
+                                "is built from the mrvl source tree (pip install -e .)")
     return build_sim.CSRC
 
 
