@@ -62,7 +62,8 @@ def compile_region(fn: relax.Function, symbol: str, options: dict[str, Any]
     pair_function = read_pair(nodes, consts)
     ranges = None
     if compile_options.quantize == "int8":
-        specs = [InputSpec((spec["name"],), tuple(spec["shape"])) for spec in inputs]
+        shapes = {spec["name"]: tuple(spec["shape"]) for spec in inputs}
+        specs = [InputSpec((name,), shapes[name]) for name in steps[0]["inputs"]]
         sets = calibration_sets(compile_options.calibration, specs, f"region {symbol}")
         ranges = activation_ranges(pair_function, sets, compile_options.calibration_method)
     compiled = compile_function(
@@ -70,17 +71,14 @@ def compile_region(fn: relax.Function, symbol: str, options: dict[str, Any]
         io_dtype=IO_DTYPE, ranges=ranges, input_names=steps[0]["inputs"],
         output_names=steps[0]["outputs"])
     binary = compiled.binary
-    by_name = {desc.name: desc for desc in binary.inputs}
+    by_name = {desc.name: desc for desc in (*binary.inputs, *binary.outputs)}
     slots = []
-    for spec in inputs:
+    for spec in (*inputs, *outputs):
         desc = by_name.get(spec["name"])
         if desc is None:
-            raise CompileError(f"mrvl region {symbol}: input {spec['name']} is not an input "
-                               "of its binary")
+            raise CompileError(f"mrvl region {symbol}: {spec['name']} is not an input or "
+                               "output of its binary")
         slots.append(desc)
-    out_by_name = {desc.name: desc for desc in binary.outputs}
-    for spec in outputs:
-        slots.append(out_by_name[spec["name"]])
     table = f"{len(inputs)} {len(outputs)} " + " ".join(
         f"{desc.dram_offset} {desc.size_bytes}" for desc in slots)
     return compiled.data, table, [layer.name for layer in binary.layers]
