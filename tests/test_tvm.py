@@ -196,8 +196,13 @@ def test_partition_errors_are_one_line_mrvl_errors(mt):
     symbolic = from_onnx(model, keep_params_in_input=False)
     with pytest.raises(MrvlError, match="no static shape"):
         mt.partition_for_mrvl(symbolic)
+    partitioned = mt.partition_for_mrvl(mod)
     with pytest.raises(MrvlError, match="unknown option"):
-        mt.build(mt.partition_for_mrvl(mod), tiles=8)
+        mt.build(partitioned, tiles=8)
+    with pytest.raises(MrvlError, match="quantize must be 'fp16' or 'int8'"):
+        mt.build(partitioned, quantize="int4")
+    with pytest.raises(MrvlError, match="needs calibration data"):
+        mt.build(partitioned, quantize="int8")
 
 
 def test_codegen_options_reach_the_backend(mt, mnist):

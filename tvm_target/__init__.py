@@ -34,12 +34,15 @@ def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", **options
     with `options`: num_tiles, ocm_size, page_size, machine, quantize, calibration,
     calibration_method), then `tvm.compile` of the rest for `target`; returns the
     executable (run it with `relax.VirtualMachine(exe, tvm.cpu())`)."""
+    from mrvl.driver.compiler import CompileOptions
+    from mrvl.errors import CompileError
+
     unknown = sorted(set(options) - set(CODEGEN_OPTIONS))
     if unknown:
-        from mrvl.errors import CompileError
-
         raise CompileError(f"mrvl.tvm.build: unknown option(s) {unknown}; expected "
                            f"{list(CODEGEN_OPTIONS)}")
+    CompileOptions.from_keywords(**options)  # checked here: inside RunCodegen an error
+    # would reach the caller as TVM's RuntimeError
     mod = relax.transform.RunCodegen({"mrvl": options})(mod)
     return tvm.compile(mod, target=target)
 
