@@ -114,6 +114,9 @@ def test_mnist_runs_on_mrvl_and_matches_onnxruntime(mt, mnist):
     model, shapes, partitioned, exe = mnist
     regions = mt.offloaded_layers(partitioned)
     assert len(regions) == 1
+    (symbol,) = regions
+    assert str(partitioned[symbol].attrs["Codegen"]) == "mrvl"
+    assert str(partitioned[symbol].attrs["global_symbol"]) == symbol
     (layers,) = regions.values()
     assert [kind for _, kind in layers] == [
         "mrvl.conv2d", "mrvl.maxpool2d", "mrvl.conv2d", "mrvl.maxpool2d", "mrvl.flatten",

@@ -12,7 +12,7 @@ it on the accelerator (as one layer, or a few that fuse in context). So TVM and
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -100,10 +100,21 @@ PATTERN_TABLE: Mapping[str, Callable[[], list[DFPattern]]] = {
 """Composite name -> its pattern variants, in priority order (the table's order too)."""
 
 
-@functools.lru_cache(maxsize=4096)
+_VERDICTS: dict[bytes, tuple[MatchedLayer, ...] | None] = {}
+"""`_layers_of_model`'s results by the SHA-256 of the fragment (a match is checked again
+each time the cut options send FuseOpsByPattern round)."""
+
+
 def _layers_of_model(model_bytes: bytes) -> tuple[MatchedLayer, ...] | None:
     """The layers mrvl's step 1 makes of an ONNX fragment, or None when any of it stays on
-    the CPU."""
+    the CPU (cached)."""
+    key = hashlib.sha256(model_bytes).digest()
+    if key not in _VERDICTS:
+        _VERDICTS[key] = _step_one_layers(model_bytes)
+    return _VERDICTS[key]
+
+
+def _step_one_layers(model_bytes: bytes) -> tuple[MatchedLayer, ...] | None:
     import onnx
 
     from mrvl.dialects import mrvl as mrvl_dialect
