@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -77,21 +78,21 @@ class MrvlModuleObj : public ffi::ModuleObj {
   ffi::Optional<ffi::Function> GetFunction(const ffi::String& name) final {
     ffi::ObjectPtr<ffi::Object> self = ffi::details::ObjectUnsafe::ObjectPtrFromUnowned<ffi::Object>(this);
     if (name == symbol_) {
-      return ffi::Function::FromPacked([self, this](ffi::PackedArgs args, ffi::Any* rv) {
+      return ffi::Function::FromPacked([self, this](ffi::PackedArgs args, ffi::Any*) {
         Run(args);
       });
     }
     if (name == "get_symbol") {
       return ffi::Function::FromPacked(
-          [self, this](ffi::PackedArgs args, ffi::Any* rv) { *rv = ffi::String(symbol_); });
+          [self, this](ffi::PackedArgs, ffi::Any* rv) { *rv = ffi::String(symbol_); });
     }
     if (name == "get_binary") {
       return ffi::Function::FromPacked(
-          [self, this](ffi::PackedArgs args, ffi::Any* rv) { *rv = ffi::Bytes(binary_); });
+          [self, this](ffi::PackedArgs, ffi::Any* rv) { *rv = ffi::Bytes(binary_); });
     }
     if (name == "get_cycles") {
       return ffi::Function::FromPacked(
-          [self, this](ffi::PackedArgs args, ffi::Any* rv) { *rv = last_cycles_; });
+          [self, this](ffi::PackedArgs, ffi::Any* rv) { *rv = last_cycles_; });
     }
     return std::nullopt;
   }
@@ -138,6 +139,7 @@ class MrvlModuleObj : public ffi::ModuleObj {
   }
 
   void Run(ffi::PackedArgs args) {
+    std::lock_guard<std::mutex> lock(mutex_);  // one simulated machine: one run at a time
     size_t expected = inputs_.size() + outputs_.size();
     if (static_cast<size_t>(args.size()) != expected) {
       TVM_FFI_THROW(TypeError) << "mrvl: " << symbol_ << " takes " << expected
@@ -185,6 +187,7 @@ class MrvlModuleObj : public ffi::ModuleObj {
   std::vector<IOSlot> outputs_;
   mlip_sim* sim_ = nullptr;
   int64_t last_cycles_ = 0;
+  std::mutex mutex_;
 };
 
 TVM_FFI_STATIC_INIT_BLOCK() {
