@@ -1,7 +1,8 @@
 """The package layers import one way, and no two files import each other (docs/architecture.md).
 
 Ranks, lowest first: core `mrvl` < `mrvl.dialects` < `mrvl.frontend` < `mrvl.lowering` <
-`mrvl.sim` < `mrvl.driver`; `mrvl.models` (ONNX test models) may import only core, and only
+`mrvl.sim` < `mrvl.driver` < `mrvl.tvm` (the TVM integration, folder tvm_target/, on top
+with the driver: nothing below imports it); `mrvl.models` (ONNX test models) may import only core, and only
 the driver (`mrvl example`) imports it. A module may import from its own rank or lower.
 Every import counts, also one inside a function.
 """
@@ -24,8 +25,10 @@ FOLDERS = {  # folder -> package (pyproject.toml's package-dir)
     "sim": "mrvl.sim",
     "driver": "mrvl.driver",
     "models": "mrvl.models",
+    "tvm_target": "mrvl.tvm",
 }
-RANKS = ["mrvl", "mrvl.dialects", "mrvl.frontend", "mrvl.lowering", "mrvl.sim", "mrvl.driver"]
+RANKS = ["mrvl", "mrvl.dialects", "mrvl.frontend", "mrvl.lowering", "mrvl.sim", "mrvl.driver",
+         "mrvl.tvm"]
 OUTSIDE = {"mrvl.models": ({"mrvl", "mrvl.models"}, {"mrvl.models", "mrvl.driver"})}
 """Packages outside the ranks: (the packages they may import, the packages importing them)."""
 
@@ -141,6 +144,8 @@ def test_lazy_imports_count(tmp_path):
     (("mrvl.driver.verb_example", "mrvl.models"), []),
     (("mrvl.models.resnet50", "mrvl.errors"), []),
     (("mrvl.dialects", "mrvl.dialects.graph"), []),
+    (("mrvl.driver.cli", "mrvl.tvm.codegen"), ["mrvl.driver.cli imports mrvl.tvm.codegen"]),
+    (("mrvl.tvm.codegen", "mrvl.driver.compiler"), []),
 ])
 def test_rank_check_flags_upward_edges(edge, expected):
     source, target = edge
