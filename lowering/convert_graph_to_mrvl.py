@@ -541,7 +541,11 @@ class SoftmaxPattern(RewritePattern):
 
 
 def _onnx(op: Operation | None, op_type: str) -> bool:
-    return isinstance(op, graph.OnnxOp) and op.op_type.data == op_type and is_legal_dtype(op)
+    """A graph.onnx `op_type` with f32 data (ReduceMean's i64 axes operand aside)."""
+    if not isinstance(op, graph.OnnxOp) or op.op_type.data != op_type:
+        return False
+    values = [*op.results, *(op.operands[:1] if op_type == "ReduceMean" else op.operands)]
+    return all(isinstance(v.type, TensorType) and v.type.element_type == f32 for v in values)
 
 
 def _scalar_const(value: SSAValue) -> float | None:
