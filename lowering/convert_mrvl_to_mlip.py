@@ -258,13 +258,18 @@ def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: S
 def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
     """int8 with a fused sigmoid: the matrix engine writes fp32 real values to an `acc`
     buffer and an ACT instruction applies the sigmoid and quantises (docs/isa.md ACT)."""
-    return b.cd == DType.INT8 and op.activation_str() == "sigmoid"
+    return b.cd == DType.INT8 and op.activation_str() in NONLINEAR_INT8
 
 
-def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int) -> Insn:
+NONLINEAR_INT8 = {"sigmoid": Act.SIGMOID, "gelu": Act.GELU_ERF, "gelu_tanh": Act.GELU_TANH}
+"""Fused activations that int8 CONV / GEMM apply to real values (fp32 acc, then ACT)."""
+
+
+def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int,
+                      act: int = Act.SIGMOID) -> Insn:
     return b.insn(Opcode.ACT, in_addr=Ref("ocm", "acc", slot), out_addr=Ref("ocm", "out", slot),
                   rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols,
-                  out_scale=1.0 / yt.scale, act=Act.SIGMOID, flags=int(Flag.SCALE),
+                  out_scale=1.0 / yt.scale, act=act, flags=int(Flag.SCALE),
                   src_dtype=DType.FP32, dst_dtype=DType.INT8, out_zp=yt.zp)
 
 
@@ -348,8 +353,9 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         blk.computes.append(conv)
         if sig8:
             conv.dst_dtype, conv.out_zp = DType.FP32, 0
-            blk.computes.append(_act_sigmoid_int8(b, yt, slot, (cb_.r1 - cb_.r0) *
-                                                  (cb_.c1 - cb_.c0), count))
+            blk.computes.append(_act_sigmoid_int8(
+                b, yt, slot, (cb_.r1 - cb_.r0) * (cb_.c1 - cb_.c0), count,
+                NONLINEAR_INT8[op.activation_str()]))
         blk.stores.append(b.dma(
             Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
             (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot)))
@@ -441,7 +447,8 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
             blk.computes.append(gemm)
             if sig8:
                 gemm.dst_dtype = DType.FP32
-                blk.computes.append(_act_sigmoid_int8(b, yt, slot, n, count))
+                blk.computes.append(_act_sigmoid_int8(
+                    b, yt, slot, n, count, NONLINEAR_INT8[op.activation_str()]))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)
