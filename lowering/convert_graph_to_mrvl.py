@@ -17,6 +17,12 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   divisor as its constant); a standalone relu / clip / sigmoid / tanh / leaky_relu ->
   mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
   [0, 1]); hard_swish -> those two + mrvl.mul with its input;
+- matmul(x, constant W) on a [..., K] x -> reshape, mrvl.fc over the rows, reshape (the
+  Add bias and a GELU fused into the FC); matmul of two activations -> mrvl.matmul with
+  single-use transposes of its operands folded in (a_perm / b_perm); softmax on the last
+  axis -> mrvl.softmax; ONNX LayerNormalization or the decomposed ReduceMean / Sub / Pow /
+  ReduceMean / Add / Sqrt / Div [/ Mul] [/ Add] chain -> mrvl.layernorm; GELU (erf form
+  and tanh form, by pattern) -> the FC's activation or a standalone mrvl.activation;
 - [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
