@@ -822,9 +822,14 @@ static int validate_rownorm(mlip_sim *sim, const insn_where *w, const mlip_insn 
                     WHERE_ARGS(*w, op_name(in->opcode)));
     }
     if (!dt_is_float(in->src_dtype) || !dt_is_float(in->dst_dtype) ||
-        (in->flags & MLIP_F_SCALE) || in->in_zp != 0 || in->out_zp != 0) {
-        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": needs fp16/fp32 dtypes, no SCALE, "
-                    "zero points 0", WHERE_ARGS(*w, op_name(in->opcode)));
+        ((in->flags & MLIP_F_SCALE) && in->opcode == MLIP_OP_LAYERNORM) ||
+        in->in_zp != 0 || in->out_zp != 0) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": needs fp16/fp32 dtypes, zero points 0 "
+                    "(and no SCALE for LAYERNORM)", WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    if ((in->flags & MLIP_F_SCALE) && !isfinite(in->fparam[MLIP_FP_SCALE])) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": scale must be finite",
+                    WHERE_ARGS(*w, op_name(in->opcode)));
     }
     uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
     TRY(chk_work(sim, w, in, (uint64_t)v[0] * v[1]));
@@ -2900,10 +2905,15 @@ static int exec_rownorm(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mli
         memcpy(beta, ocm + a[MLIP_NORM_BETA_ADDR], cols * 4);
     }
     float eps = in->fparam[MLIP_FP_ACT_ALPHA];
+    int scale = (in->flags & MLIP_F_SCALE) != 0;
+    float sc = in->fparam[MLIP_FP_SCALE];
     for (uint64_t r = 0; r < rows; r++) {
         const uint8_t *ip = ocm + ia + r * irs * es;
         uint8_t *op = ocm + oa + r * ors * oes;
         for (uint64_t k = 0; k < cols; k++) v[k] = ld_elem(ip + k * es, sdt);
+        if (scale) {
+            for (uint64_t k = 0; k < cols; k++) v[k] = v[k] * sc;
+        }
         if (norm) {
             float sum = 0.0f;
             for (uint64_t k = 0; k < cols; k++) sum = sum + v[k];

@@ -980,7 +980,9 @@ class MatMulOp(MrvlLayerOp):
     """Batched matrix product of two activations: `A @ B` with A = transpose(a, a_perm)
     [..., M, K] and B = transpose(b, b_perm) [..., K, N] (numpy matmul; the batch dims are
     equal, no broadcasting; rank 2 to 4). The optional permutations are transposes folded
-    into the operand layout (the backend reads the operands with strides).
+    into the operand layout (the backend reads the operands with strides). With
+    `softmax_scale` the layer is attention's score epilogue too: the result is
+    softmax(softmax_scale * (A @ B)) over the last axis (the scores never leave the OCM).
 
     ```mlir
     %s = mrvl.matmul %q, %k {layer_name = "tvmgen_mrvl_main_4", b_perm = array<i64: 0, 2, 3, 1>}
@@ -997,13 +999,15 @@ class MatMulOp(MrvlLayerOp):
     layer_name = prop_def(StringAttr)
     a_perm = opt_prop_def(DenseArrayBase)
     b_perm = opt_prop_def(DenseArrayBase)
+    softmax_scale = opt_prop_def(FloatAttr)
     output = result_def(TensorType)
     traits = traits_def(Pure())
     assembly_format = LAYER_FORMAT
     irdl_options = (ParsePropInAttrDict(),)
 
     def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation, *, layer_name: str,
-                 a_perm: Sequence[int] | None = None, b_perm: Sequence[int] | None = None):
+                 a_perm: Sequence[int] | None = None, b_perm: Sequence[int] | None = None,
+                 softmax_scale: float | None = None):
         sa = _permuted(tensor_shape(SSAValue.get(a)), _perm_prop(a_perm))
         sb = _permuted(tensor_shape(SSAValue.get(b)), _perm_prop(b_perm))
         props: dict[str, Attribute] = {"layer_name": StringAttr(layer_name)}
@@ -1011,6 +1015,8 @@ class MatMulOp(MrvlLayerOp):
             props["a_perm"] = i64_array(a_perm)
         if b_perm is not None:
             props["b_perm"] = i64_array(b_perm)
+        if softmax_scale is not None:
+            props["softmax_scale"] = FloatAttr(float(softmax_scale), f32)
         super().__init__(operands=[a, b], result_types=[TensorType(f32, [*sa[:-1], sb[-1]])],
                          properties=props)
 

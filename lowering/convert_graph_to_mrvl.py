@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f32
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -536,14 +536,74 @@ class MatMulPattern(RewritePattern):
                 rewriter.erase(t)
 
 
+FUSED_SOFTMAX_BYTES = 256 * 1024
+"""Largest OCM (bytes) the fused score epilogue may need for one batch's B^T and a row of
+A and of the scores, double-buffered: a quarter of the default OCM, so the lowering's
+whole-row blocks fit next to the other buffers."""
+
+
+def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation], float] | None:
+    """(matmul, layers to fold, scale) when the softmax's input is a single-use
+    mrvl.matmul, optionally through a single-use mrvl.mul by a scalar constant."""
+    value = op.input
+    owner = value.owner
+    scale = 1.0
+    folded: list[Operation] = []
+    if isinstance(owner, mrvl.Mul2DOp) and owner.activation_str() == "none":
+        if sole_user(value) is not op:
+            return None
+        for data, other in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
+            factor = _scalar_const(other)
+            if factor is not None and isinstance(data.owner, mrvl.MatMulOp):
+                scale, folded, value, owner = factor, [owner], data, data.owner
+                break
+        else:
+            return None
+    if not isinstance(owner, mrvl.MatMulOp) or owner.softmax_scale is not None:
+        return None
+    if sole_user(value) is not (folded[0] if folded else op):
+        return None
+    sa, sb = owner.logical_shapes()
+    k, n = sa[-1], sb[-1]
+    if 4 * n * (k + 1) + 4 * k > FUSED_SOFTMAX_BYTES:
+        return None
+    return owner, folded, scale
+
+
 class SoftmaxPattern(RewritePattern):
-    """softmax over the last axis -> mrvl.softmax."""
+    """softmax over the last axis -> mrvl.softmax; right after a matmul of activations
+    (attention scores, optionally scaled by a constant) it becomes that matmul's epilogue
+    (`softmax_scale`), so the scores never leave the OCM."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.SoftmaxOp, rewriter: PatternRewriter) -> None:
         if not is_legal(op)[0]:
             return
-        _finish(rewriter, Fusion(ops=[op]), [mrvl.SoftmaxOp(op.input, layer_name=UNNAMED)])
+        found = _score_epilogue(op)
+        if found is None:
+            _finish(rewriter, Fusion(ops=[op]), [mrvl.SoftmaxOp(op.input, layer_name=UNNAMED)])
+            return
+        matmul, folded, scale = found
+        matmul.properties["softmax_scale"] = FloatAttr(float(scale), f32)
+        names = [n.data for n in matmul.attributes.get(ONNX_NODES_ATTR, ArrayAttr([])).data]  # type: ignore[union-attr]
+        for layer in [*folded, op]:
+            extra = layer.attributes.get(ONNX_NODES_ATTR)
+            if isinstance(extra, ArrayAttr):
+                names += [n.data for n in extra.data if n.data not in names]  # type: ignore[union-attr]
+            single = layer.attributes.get("onnx_node")
+            if isinstance(single, StringAttr) and single.data not in names:
+                names.append(single.data)
+        if names:
+            matmul.attributes[ONNX_NODES_ATTR] = ArrayAttr([StringAttr(n) for n in names])
+        rewriter.notify_op_modified(matmul)
+        rewriter.replace_all_uses_with(op.results[0], matmul.output)
+        rewriter.erase(op)
+        for layer in reversed(folded):
+            constants = [v.owner for v in layer.operands if is_constant(v)]
+            rewriter.erase(layer)
+            for const in constants:
+                if isinstance(const, Operation) and not const.results[0].uses:
+                    rewriter.erase(const)
 
 
 def _onnx(op: Operation | None, op_type: str) -> bool:

@@ -884,7 +884,9 @@ def _logical_strides(shape, perm) -> list[int]:
 
 
 def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
-    """A @ B per batch index as GEMMs (fp16 matrix engine): the rows of A stream in bands,
+    """A @ B per batch index as GEMMs (fp16 matrix engine), with the attention epilogue
+    SOFTMAX (SCALE = softmax_scale) on each block of whole score rows in OCM when the layer
+    has one: the rows of A stream in bands,
     B^T (the GEMM's [N][K] weight operand) is gathered from B by a strided DMA once per
     (batch, N chunk); folded transposes are only DMA strides. int8 tensors are dequantised
     by the loads and quantised by the stores (activation x activation products stay fp16)."""
@@ -900,8 +902,11 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     fp = DType.FP16
     es = isa.DTYPE_SIZE[fp]
     ranges = _tile_rows(b, batches * m, n * yt.esize)
+    epilogue = op.softmax_scale is not None
     n_chunk = 0
     for chunk in _chunk_candidates(n, min(n, 16)):
+        if epilogue and chunk < n:
+            break  # the softmax needs whole rows of the scores
         if b.fits([(chunk * k * es, 2), (k * es, 2), (chunk * es, 2)]):
             n_chunk = chunk
             break
@@ -951,6 +956,15 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                         out_row_stride=cols, w_addr=Ref("ocm", "w", wslot),
                         bias_addr=isa.ADDR_NONE, scale_addr=isa.ADDR_NONE,
                         src_dtype=fp, dst_dtype=fp))
+                    if epilogue:
+                        # softmax(scale * scores) in place, before the scores leave the OCM
+                        assert op.softmax_scale is not None
+                        blk.computes.append(b.insn(
+                            Opcode.SOFTMAX, in_addr=Ref("ocm", "out", slot),
+                            out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
+                            in_row_stride=cols, out_row_stride=cols, out_scale=0,
+                            flags=int(Flag.SCALE), scale=op.softmax_scale.value.data,
+                            src_dtype=fp, dst_dtype=fp))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, (bi * m + m0) * n + n0, (1, 1, rows, cols),
                         (0, 0, n, 1), Ref("ocm", "out", slot), ocm_dtype=fp))

@@ -191,6 +191,8 @@ def _layer_attrs(op: mrvl.MrvlLayerOp, k: int) -> dict[str, Any]:
             attrs["a_axes"] = _strs(_ints(op.a_perm))
         if op.b_perm is not None:
             attrs["b_axes"] = _strs(_ints(op.b_perm))
+        if op.softmax_scale is not None:
+            attrs["softmax_scale"] = [fmt17(op.softmax_scale.value.data)]
     elif isinstance(op, mrvl.SoftmaxOp):
         attrs["axis"] = [str(len(tensor_shape(op.input)) - 1)]
     elif isinstance(op, mrvl.LayerNormOp):
@@ -711,6 +713,8 @@ def _build_layer(
             data[0], data[1], layer_name=name,
             a_perm=_i(attrs["a_axes"]) if "a_axes" in attrs else None,
             b_perm=_i(attrs["b_axes"]) if "b_axes" in attrs else None,
+            softmax_scale=(float(attrs["softmax_scale"][0]) if "softmax_scale" in attrs
+                           else None),
         )
     elif kind == "Softmax":
         op = mrvl.SoftmaxOp(data[0], layer_name=name)

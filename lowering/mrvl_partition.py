@@ -188,6 +188,10 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
             ops.append(graph.TransposeOp(b, perm=graph.ints(layer.b_perm)))
             b = ops[-1].results[0]
         ops.append(graph.MatMulOp(a, b))
+        if layer.softmax_scale is not None:
+            ops.append(_scalar_op(layer.softmax_scale.value.data))
+            ops.append(graph.MulOp(ops[-2].results[0], ops[-1].results[0]))
+            ops.append(graph.SoftmaxOp(ops[-1].results[0]))
     elif isinstance(layer, mrvl.SoftmaxOp):
         ops.append(graph.SoftmaxOp(x))
     elif isinstance(layer, mrvl.LayerNormOp):

@@ -201,6 +201,8 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
             else:
                 parts.append(store_int8(dequantize(arg, rescale, z_in), z_out))
         return np.concatenate(parts, axis=op.axis.value.data)
+    if isinstance(op, mrvl.MatMulOp) and op.softmax_scale is not None:
+        raise NotImplementedError("int8 emulation: softmax epilogue (expf)")
     if isinstance(op, mrvl.MatMulOp):
         a, b = (_fp16_load(arg, *param) for arg, param in zip(args, params, strict=True))
         if op.a_perm is not None:

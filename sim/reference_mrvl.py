@@ -226,9 +226,12 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
     if isinstance(op, mrvl.ReshapeOp | mrvl.BatchFlattenOp | mrvl.SqueezeOp):
         return _f32(args[0]).reshape(mrvl.tensor_shape(op.results[0]))
     if isinstance(op, mrvl.MatMulOp):
-        return matmul(_f32(args[0]), _f32(args[1]),
-                      None if op.a_perm is None else _ints(op.a_perm),
-                      None if op.b_perm is None else _ints(op.b_perm))
+        y = matmul(_f32(args[0]), _f32(args[1]),
+                   None if op.a_perm is None else _ints(op.a_perm),
+                   None if op.b_perm is None else _ints(op.b_perm))
+        if op.softmax_scale is None:
+            return y
+        return softmax(y * np.float32(op.softmax_scale.value.data))
     if isinstance(op, mrvl.SoftmaxOp):
         return softmax(_f32(args[0]))
     if isinstance(op, mrvl.LayerNormOp):

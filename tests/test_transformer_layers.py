@@ -149,9 +149,10 @@ def test_encoder_patterns(gelu, decomposed, opset):
     assert report["accelerator_mac_share"] == 1.0
     layers = _layers(module)
     kinds = [op.LAYER_NAME for op in layers]
-    assert kinds.count("LayerNorm") == 3 and kinds.count("Softmax") == 1
+    # the scale and the softmax are the score MatMul's epilogue
+    assert kinds.count("LayerNorm") == 3 and "Softmax" not in kinds and "Mul2D" not in kinds
     assert kinds.count("MatMul") == 2 and kinds.count("FC") == 6
-    assert "Activation" not in kinds and "Mul2D" in kinds  # the 1/sqrt(Dh) scale
+    assert "Activation" not in kinds
     fcs = [op for op in layers if isinstance(op, mrvl.FCOp)]
     want = "gelu" if gelu == "none" else "gelu_tanh"
     assert [op.activation_str() for op in fcs].count(want) == 1
@@ -159,7 +160,9 @@ def test_encoder_patterns(gelu, decomposed, opset):
     # K's Transpose [0, 2, 3, 1] and Q's / V's [0, 2, 1, 3] are read through the operands
     assert list(scores.a_perm.get_values()) == [0, 2, 1, 3]  # type: ignore[union-attr]
     assert list(scores.b_perm.get_values()) == [0, 2, 3, 1]  # type: ignore[union-attr]
-    assert context.a_perm is None
+    assert scores.softmax_scale is not None
+    assert scores.softmax_scale.value.data == pytest.approx(1 / math.sqrt(16))
+    assert context.softmax_scale is None and context.a_perm is None
     assert list(context.b_perm.get_values()) == [0, 2, 1, 3]  # type: ignore[union-attr]
     assert kinds.count("transpose") == 1  # the head merge before the output Linear
 
@@ -192,7 +195,7 @@ def test_json_pair_round_trip():
         again = subgraph_to_json(json_to_function(nodes, consts))
         assert again == (nodes, consts)
         kinds |= {n["attrs"]["layer_name"][0] for n in nodes["nodes"]}
-    assert {"MatMul", "Softmax", "LayerNorm", "FC", "Conv2D"} <= kinds
+    assert {"MatMul", "LayerNorm", "FC", "Conv2D"} <= kinds
 
 
 # ---- end to end ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // RUN: mrvl-opt %s -p convert-graph-to-mrvl --split-input-file | filecheck %s
 
 // Transformer patterns: batched MatMuls of activations read Q / K / V through their head
-// transposes (a_perm / b_perm, no transpose layers); Softmax on the last axis; ONNX
+// transposes (a_perm / b_perm, no transpose layers); the scale and the Softmax of the
+// scores are the score MatMul's epilogue (softmax_scale); ONNX
 // LayerNormalization; a Linear on [B, S, D] (MatMul + Add) is an FC over the rows between
 // two reshapes, with the erf-form GELU fused into it; not lowered: a softmax over another
 // axis, a matmul with different batch dims, a lone Erf.
@@ -11,16 +12,17 @@ func.func @attention(%q: tensor<1x4x2x8xf32>, %k: tensor<1x4x2x8xf32>, %v: tenso
   %kt = graph.transpose %k {perm = array<i64: 0, 2, 3, 1>, onnx_node = "k_t"} : (tensor<1x4x2x8xf32>) -> tensor<1x2x8x4xf32>
   %vt = graph.transpose %v {perm = array<i64: 0, 2, 1, 3>, onnx_node = "v_t"} : (tensor<1x4x2x8xf32>) -> tensor<1x2x4x8xf32>
   %s = graph.matmul %qt, %kt {onnx_node = "scores"} : (tensor<1x2x4x8xf32>, tensor<1x2x8x4xf32>) -> tensor<1x2x4x4xf32>
-  %p = graph.softmax %s {axis = 3 : i64, onnx_node = "softmax"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  %quarter = graph.constant dense<2.500000e-01> : tensor<f32>
+  %m = graph.mul %s, %quarter {onnx_node = "scale"} : (tensor<1x2x4x4xf32>, tensor<f32>) -> tensor<1x2x4x4xf32>
+  %p = graph.softmax %m {axis = 3 : i64, onnx_node = "softmax"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
   %c = graph.matmul %p, %vt {onnx_node = "context"} : (tensor<1x2x4x4xf32>, tensor<1x2x4x8xf32>) -> tensor<1x2x4x8xf32>
   func.return %c : tensor<1x2x4x8xf32>
 }
 
 // CHECK-LABEL: func.func @attention
 // CHECK-SAME:  (%[[Q:.+]]: tensor<1x4x2x8xf32>, %[[K:.+]]: tensor<1x4x2x8xf32>, %[[V:.+]]: tensor<1x4x2x8xf32>)
-// CHECK-NEXT:  %[[S:.+]] = mrvl.matmul %[[Q]], %[[K]] {onnx_nodes = ["scores"], layer_name = "tvmgen_mrvl_main_0", a_perm = array<i64: 0, 2, 1, 3>, b_perm = array<i64: 0, 2, 3, 1>}
-// CHECK-NEXT:  %[[P:.+]] = mrvl.softmax %[[S]] {onnx_nodes = ["softmax"], layer_name = "tvmgen_mrvl_main_1"}
-// CHECK-NEXT:  %[[C:.+]] = mrvl.matmul %[[P]], %[[V]] {onnx_nodes = ["context"], layer_name = "tvmgen_mrvl_main_2", b_perm = array<i64: 0, 2, 1, 3>}
+// CHECK-NEXT:  %[[P:.+]] = mrvl.matmul %[[Q]], %[[K]] {onnx_nodes = ["scores", "scale", "softmax"], layer_name = "tvmgen_mrvl_main_0", a_perm = array<i64: 0, 2, 1, 3>, b_perm = array<i64: 0, 2, 3, 1>, softmax_scale = 2.500000e-01 : f32}
+// CHECK-NEXT:  %[[C:.+]] = mrvl.matmul %[[P]], %[[V]] {onnx_nodes = ["context"], layer_name = "tvmgen_mrvl_main_1", b_perm = array<i64: 0, 2, 1, 3>}
 // CHECK-NEXT:  func.return %[[C]]
 
 // -----
