@@ -386,9 +386,17 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     kind, ranges = b.split()
     if kind != "channels":
         ranges = balanced_ranges(o, b.prog.num_tiles, channel_unit(yt.esize))
+    row_bands = _fc_row_bands(b, n, k, o, xt.esize, wt.esize, yt.esize)
+    if row_bands is not None:
+        groups = b.prog.num_tiles // len(set(row_bands))
+        channels = balanced_ranges(o, groups, channel_unit(yt.esize))
+        ranges = [channels[t % groups] for t in range(b.prog.num_tiles)]
+    else:
+        row_bands = [(0, n)] * len(ranges)
     max_oc = max(e - s for s, e in ranges)
     if max_oc == 0:
         return
+    n = max(r1 - r0 for r0, r1 in row_bands)  # rows of x one tile holds
     fixed_x = [(n * k * es, 1)]
     config = None
     for oc_chunk in _chunk_candidates(max_oc, min(max_oc, 16)):
@@ -419,7 +427,9 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     else:
         act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
     for tile, (o_lo, o_hi) in enumerate(ranges):
-        if o_hi <= o_lo:
+        r0, r1 = row_bands[tile]
+        n = r1 - r0
+        if o_hi <= o_lo or n <= 0:
             continue
         for index, (oc0, oc1) in enumerate(_bands(o_lo, o_hi, oc_chunk)):
             blk = Block(tile)
@@ -427,7 +437,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
             wslot = index % wslots
             count = oc1 - oc0
             if index == 0:
-                blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, 0, (1, 1, n, k), (0, 0, k, 1),
+                blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, r0 * k, (1, 1, n, k), (0, 0, k, 1),
                                        Ref("ocm", "x", 0)))
             if index == 0 or wslots == 2:
                 blk.loads.append(b.load_const(wt, Ref("ocm", "w", wslot), oc0 * k, count * k))
@@ -449,10 +459,38 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                 gemm.dst_dtype = DType.FP32
                 blk.computes.append(_act_sigmoid_int8(
                     b, yt, slot, n, count, NONLINEAR_INT8[op.activation_str()]))
-            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
+            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, r0 * o + oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)
-    b.layer.split = "channels"
+    b.layer.split = "channels" if len(set(row_bands)) == 1 else "grid"
+
+
+FC_GRID_MIN_ROWS = 32
+"""FCs with at least this many input rows (a transformer's Linear over [B*S, D]; never a
+CNN's classifier, whose rows are the batch) may split rows as well as output channels."""
+
+
+def _fc_row_bands(b: LayerBuilder, n: int, k: int, o: int, x_es: int, w_es: int,
+                  y_es: int) -> list[tuple[int, int]] | None:
+    """Per tile, the rows of x it computes, for a grid of R row bands x T/R channel groups
+    (tile t: band t // (T/R)), R chosen to minimise the DRAM bytes read (x once per channel
+    group, the weights once per row band); None for the plain channel split (R = 1).
+    Row boundaries are granule-aligned when a row of y is whole granules."""
+    tiles = b.prog.num_tiles
+    if n < FC_GRID_MIN_ROWS or tiles == 1 or (o * y_es) % 16:
+        return None
+    best_bands, best_bytes = 1, n * k * x_es * tiles + o * k * w_es
+    for bands in range(2, tiles + 1):
+        if tiles % bands or n < 16 * bands:
+            continue
+        traffic = n * k * x_es * (tiles // bands) + o * k * w_es * bands
+        if traffic < best_bytes:
+            best_bands, best_bytes = bands, traffic
+    if best_bands == 1:
+        return None
+    rows = balanced_ranges(n, best_bands, 1)
+    groups = tiles // best_bands
+    return [rows[t // groups] for t in range(tiles)]
 
 
 # ---- pools --------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def _run(model, tmp_path, tiles, quantize="fp16"):
 
 MODELS = {
     "vit": lambda: vit_tiny(image_size=32, depth=1, dim=64, heads=2, mlp=128, classes=100),
-    "bert": lambda: bert_tiny(seq=16, dim=64, heads=2, ffn=128, layers=1, vocab=50),
+    "bert": lambda: bert_tiny(seq=32, dim=64, heads=2, ffn=128, layers=1, vocab=50),
 }
 
 
@@ -238,8 +238,9 @@ def test_end_to_end_fp16(name, tmp_path):
     model = MODELS[name]()
     assert offload_report(compile_to_partitioned(model))["accelerator_mac_share"] >= 0.95
     one, ref = _run(model, tmp_path, 1)
-    two, _ = _run(model, tmp_path, 2)
-    assert np.array_equal(one, two)  # no split changes any reduction order
+    four, _ = _run(model, tmp_path, 4)
+    # no split changes any reduction order (BERT's FCs over 32 rows take a 2 x 2 grid)
+    assert np.array_equal(one, four)
     # fp16 storage of the activations: ~1e-3 of max|ref| (docs/backend.md, transformers);
     # Marvell's 3 % rule then holds on all but a handful of the smallest judged elements
     scale = float(np.abs(ref).max())
