@@ -17,7 +17,7 @@
 /* ---- versions and identification ---------------------------------------------------- */
 #define MLIP_MAGIC "MRVL"
 #define MLIP_VERSION_MAJOR 1
-#define MLIP_VERSION_MINOR 2
+#define MLIP_VERSION_MINOR 3
 #define MLIP_ARCH_CN10K 16
 
 /* ---- limits --------------------------------------------------------------------------- */
@@ -84,7 +84,9 @@ enum mlip_opcode {
     MLIP_OP_COPY = 9,
     MLIP_OP_BARRIER = 10,
     MLIP_OP_TILE_COPY = 11,
-    MLIP_NUM_OPCODES = 12,
+    MLIP_OP_SOFTMAX = 16,
+    MLIP_OP_LAYERNORM = 17,
+    MLIP_NUM_OPCODES = 18,
 };
 
 enum mlip_queue {
@@ -125,7 +127,9 @@ enum mlip_act {
     MLIP_ACT_SIGMOID = 4,
     MLIP_ACT_LEAKY_RELU = 5,
     MLIP_ACT_TANH = 6,
-    MLIP_NUM_ACTS = 7,
+    MLIP_ACT_GELU_ERF = 10,
+    MLIP_ACT_GELU_TANH = 11,
+    MLIP_NUM_ACTS = 12,
 };
 
 enum mlip_pool_func {
@@ -272,6 +276,20 @@ enum mlip_vec_arg {
     MLIP_VEC_OUT_ROW_STRIDE = 5,
     MLIP_VEC_OUT_SCALE = 6,
     MLIP_VEC_NUM_ARGS = 7,
+};
+
+/* LAYERNORM (vector engine; 2-D blocks, each row normalised over its cols; gamma and beta
+ * are fp32 arrays of cols elements; epsilon in fparam[MLIP_FP_ACT_ALPHA]) */
+enum mlip_norm_arg {
+    MLIP_NORM_IN_ADDR = 0,
+    MLIP_NORM_OUT_ADDR = 1,
+    MLIP_NORM_ROWS = 2,
+    MLIP_NORM_COLS = 3,
+    MLIP_NORM_IN_ROW_STRIDE = 4,
+    MLIP_NORM_OUT_ROW_STRIDE = 5,
+    MLIP_NORM_GAMMA_ADDR = 6,
+    MLIP_NORM_BETA_ADDR = 7,
+    MLIP_NORM_NUM_ARGS = 8,
 };
 
 /* BARRIER (compute queue of every tile of the model) */

@@ -29,6 +29,7 @@
 static const char *const OP_NAMES[MLIP_NUM_OPCODES] = {
     "NOP", "DMA_LOAD", "DMA_STORE", "CONV", "GEMM", "POOL",
     "ELTWISE", "ACT", "CONVERT", "COPY", "BARRIER", "TILE_COPY",
+    [MLIP_OP_SOFTMAX] = "SOFTMAX", [MLIP_OP_LAYERNORM] = "LAYERNORM",
 };
 static const char *const Q_NAMES[MLIP_NUM_QUEUES] = {"dma_in", "compute", "dma_out"};
 static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish"};
@@ -417,6 +418,9 @@ static inline float apply_act(int act, float v, float alpha, float beta)
     case MLIP_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
     case MLIP_ACT_LEAKY_RELU: return v < 0.0f ? alpha * v : v;
     case MLIP_ACT_TANH: return tanhf(v);
+    case MLIP_ACT_GELU_ERF: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case MLIP_ACT_GELU_TANH:
+        return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * (v * v * v))));
     default: return v;
     }
 }
@@ -475,7 +479,16 @@ typedef struct insn_where {
 #define WHERE_FMT "%s/tile %u/%s/#%u %s"
 #define WHERE_ARGS(w, op) SEC_NAMES[(w).sec], (w).tile, Q_NAMES[(w).q], (w).idx, (op)
 
-static const char *op_name(unsigned op) { return op < MLIP_NUM_OPCODES ? OP_NAMES[op] : "?"; }
+static const char *op_name(unsigned op)
+{
+    return op < MLIP_NUM_OPCODES && OP_NAMES[op] != NULL ? OP_NAMES[op] : "?";
+}
+
+/* activation values in use (the enum leaves gaps for other branches' values) */
+static int act_known(unsigned act)
+{
+    return act <= MLIP_ACT_TANH || act == MLIP_ACT_GELU_ERF || act == MLIP_ACT_GELU_TANH;
+}
 
 /* OCM operand [addr, addr + extent) must be inside [ocm_start, ocm_end), aligned. */
 static int chk_ocm(mlip_sim *sim, const insn_where *w, const mlip_insn *in, const char *what,
@@ -797,6 +810,44 @@ static int validate_vec(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
     return MLIP_OK;
 }
 
+/* SOFTMAX (vector layout) and LAYERNORM (norm layout): float rows, no SCALE, no zero points */
+static int validate_rownorm(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    /* the first six fields of both layouts are the same (in, out, rows, cols, strides) */
+    uint32_t v[2] = {a[MLIP_VEC_ROWS], a[MLIP_VEC_COLS]};
+    TRY(chk_dims(sim, w, in, "rows, cols", v, 2, 1, MLIP_MAX_DIM));
+    if (a[MLIP_VEC_IN_ROW_STRIDE] < v[1] || a[MLIP_VEC_OUT_ROW_STRIDE] < v[1]) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": row strides smaller than cols",
+                    WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    if (!dt_is_float(in->src_dtype) || !dt_is_float(in->dst_dtype) ||
+        ((in->flags & MLIP_F_SCALE) && in->opcode == MLIP_OP_LAYERNORM) ||
+        in->in_zp != 0 || in->out_zp != 0) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": needs fp16/fp32 dtypes, zero points 0 "
+                    "(and no SCALE for LAYERNORM)", WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    if ((in->flags & MLIP_F_SCALE) && !isfinite(in->fparam[MLIP_FP_SCALE])) {
+        return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": scale must be finite",
+                    WHERE_ARGS(*w, op_name(in->opcode)));
+    }
+    uint32_t es = DT_SIZE[in->src_dtype], oes = DT_SIZE[in->dst_dtype];
+    TRY(chk_work(sim, w, in, (uint64_t)v[0] * v[1]));
+    TRY(chk_ocm(sim, w, in, "input", a[MLIP_VEC_IN_ADDR],
+                extent2(v[0], v[1], a[MLIP_VEC_IN_ROW_STRIDE], es), es));
+    TRY(chk_ocm(sim, w, in, "output", a[MLIP_VEC_OUT_ADDR],
+                extent2(v[0], v[1], a[MLIP_VEC_OUT_ROW_STRIDE], oes), oes));
+    if (in->opcode == MLIP_OP_LAYERNORM) {
+        if (!isfinite(in->fparam[MLIP_FP_ACT_ALPHA]) || in->fparam[MLIP_FP_ACT_ALPHA] < 0.0f) {
+            return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": epsilon must be finite and >= 0",
+                        WHERE_ARGS(*w, op_name(in->opcode)));
+        }
+        TRY(chk_ocm(sim, w, in, "gamma", a[MLIP_NORM_GAMMA_ADDR], (uint64_t)v[1] * 4, 4));
+        TRY(chk_ocm(sim, w, in, "beta", a[MLIP_NORM_BETA_ADDR], (uint64_t)v[1] * 4, 4));
+    }
+    return MLIP_OK;
+}
+
 /* byte extent of a 4-D box of dims[] elements of es bytes, strides[] in elements */
 static uint64_t box_extent(const uint32_t *dims, const uint32_t *strides, uint64_t es)
 {
@@ -860,7 +911,7 @@ static int channel(int from, int to)
 
 static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in)
 {
-    if (in->opcode >= MLIP_NUM_OPCODES) {
+    if (in->opcode >= MLIP_NUM_OPCODES || OP_NAMES[in->opcode] == NULL) {
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown opcode %u", WHERE_ARGS(*w, "?"),
                     in->opcode);
     }
@@ -886,7 +937,7 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown dtype %u -> %u",
                     WHERE_ARGS(*w, name), in->src_dtype, in->dst_dtype);
     }
-    if (in->act >= MLIP_NUM_ACTS) {
+    if (!act_known(in->act)) {
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": unknown activation %u",
                     WHERE_ARGS(*w, name), in->act);
     }
@@ -898,7 +949,8 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
         (in->opcode == MLIP_OP_NOP || in->opcode == MLIP_OP_DMA_LOAD ||
          in->opcode == MLIP_OP_DMA_STORE || in->opcode == MLIP_OP_CONVERT ||
          in->opcode == MLIP_OP_COPY || in->opcode == MLIP_OP_BARRIER ||
-         in->opcode == MLIP_OP_TILE_COPY)) {
+         in->opcode == MLIP_OP_TILE_COPY || in->opcode == MLIP_OP_SOFTMAX ||
+         in->opcode == MLIP_OP_LAYERNORM)) {
         return fail(sim, MLIP_ERR_FORMAT, WHERE_FMT ": act must be NONE for %s",
                     WHERE_ARGS(*w, name), name);
     }
@@ -920,6 +972,8 @@ static int validate_insn(mlip_sim *sim, const insn_where *w, const mlip_insn *in
     case MLIP_OP_CONVERT:
     case MLIP_OP_COPY: return validate_vec(sim, w, in);
     case MLIP_OP_TILE_COPY: return validate_tcopy(sim, w, in);
+    case MLIP_OP_SOFTMAX:
+    case MLIP_OP_LAYERNORM: return validate_rownorm(sim, w, in);
     default: return MLIP_OK;
     }
 }
@@ -2821,6 +2875,71 @@ static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     return MLIP_OK;
 }
 
+/* SOFTMAX and LAYERNORM: one row at a time in fp32 (docs/isa.md); the whole row is read
+ * before any of its outputs is written, so an output that aliases its input row is fine */
+static int exec_rownorm(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                        const mlip_machine *p, cost *c)
+{
+    const uint32_t *a = in->arg;
+    uint8_t *ocm = sim->ocm[lt];
+    uint64_t rows = a[MLIP_VEC_ROWS], cols = a[MLIP_VEC_COLS];
+    uint64_t irs = a[MLIP_VEC_IN_ROW_STRIDE], ors = a[MLIP_VEC_OUT_ROW_STRIDE];
+    uint64_t ia = a[MLIP_VEC_IN_ADDR], oa = a[MLIP_VEC_OUT_ADDR];
+    int sdt = in->src_dtype, odt = in->dst_dtype;
+    uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
+    int norm = in->opcode == MLIP_OP_LAYERNORM;
+    TRY(ocm_mark_rows(ac, lt, ia, rows, cols * es, irs * es, 0));
+    if (norm) {
+        TRY(ocm_mark(ac, lt, a[MLIP_NORM_GAMMA_ADDR], a[MLIP_NORM_GAMMA_ADDR] + cols * 4, 0));
+        TRY(ocm_mark(ac, lt, a[MLIP_NORM_BETA_ADDR], a[MLIP_NORM_BETA_ADDR] + cols * 4, 0));
+    }
+    TRY(ocm_mark_rows(ac, lt, oa, rows, cols * oes, ors * oes, 1));
+    c->engine = 2;
+    /* three passes over every row: softmax max / exp+sum / divide, layernorm mean /
+     * variance / scale+shift */
+    c->cycles = p->vector_latency + 3 * cdiv(rows * cols, p->vector_lanes);
+    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)cols * 3 * sizeof(float)));
+    float *v = sim->fbuf, *gamma = sim->fbuf + cols, *beta = sim->fbuf + 2 * cols;
+    if (norm) {
+        memcpy(gamma, ocm + a[MLIP_NORM_GAMMA_ADDR], cols * 4);
+        memcpy(beta, ocm + a[MLIP_NORM_BETA_ADDR], cols * 4);
+    }
+    float eps = in->fparam[MLIP_FP_ACT_ALPHA];
+    int scale = (in->flags & MLIP_F_SCALE) != 0;
+    float sc = in->fparam[MLIP_FP_SCALE];
+    for (uint64_t r = 0; r < rows; r++) {
+        const uint8_t *ip = ocm + ia + r * irs * es;
+        uint8_t *op = ocm + oa + r * ors * oes;
+        for (uint64_t k = 0; k < cols; k++) v[k] = ld_elem(ip + k * es, sdt);
+        if (scale) {
+            for (uint64_t k = 0; k < cols; k++) v[k] = v[k] * sc;
+        }
+        if (norm) {
+            float sum = 0.0f;
+            for (uint64_t k = 0; k < cols; k++) sum = sum + v[k];
+            float mean = sum / (float)cols;
+            float sq = 0.0f;
+            for (uint64_t k = 0; k < cols; k++) {
+                v[k] = v[k] - mean;
+                sq = sq + v[k] * v[k];
+            }
+            float rstd = 1.0f / sqrtf(sq / (float)cols + eps);
+            for (uint64_t k = 0; k < cols; k++) v[k] = v[k] * rstd * gamma[k] + beta[k];
+        } else {
+            float mx = -INFINITY;
+            for (uint64_t k = 0; k < cols; k++) mx = fmaxf(mx, v[k]);
+            float sum = 0.0f;
+            for (uint64_t k = 0; k < cols; k++) {
+                v[k] = expf(v[k] - mx);
+                sum = sum + v[k];
+            }
+            for (uint64_t k = 0; k < cols; k++) v[k] = v[k] / sum;
+        }
+        for (uint64_t k = 0; k < cols; k++) st_elem(op + k * oes, odt, v[k], 0);
+    }
+    return MLIP_OK;
+}
+
 /* check + record the accesses to a 4-D box of tile lt's OCM (dims and strides in elements of
  * es bytes); rows that follow each other in memory are marked as one range */
 static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uint64_t *dim,
@@ -3063,6 +3182,8 @@ static int insn_ocm_write(const mlip_insn *in, uint64_t *lo, uint64_t *hi)
     case MLIP_OP_ACT:
     case MLIP_OP_CONVERT:
     case MLIP_OP_COPY:
+    case MLIP_OP_SOFTMAX:
+    case MLIP_OP_LAYERNORM:
         *lo = a[MLIP_VEC_OUT_ADDR];
         *hi = *lo + extent2(a[MLIP_VEC_ROWS], a[MLIP_VEC_COLS], a[MLIP_VEC_OUT_ROW_STRIDE], oes);
         return 1;
@@ -3100,6 +3221,8 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     case MLIP_OP_CONVERT:
     case MLIP_OP_COPY: rcode = exec_vec(sim, &ac, lt, in, p, &c); break;
     case MLIP_OP_TILE_COPY: rcode = exec_tcopy(sim, &ac, lt, in, &c); break;
+    case MLIP_OP_SOFTMAX:
+    case MLIP_OP_LAYERNORM: rcode = exec_rownorm(sim, &ac, lt, in, p, &c); break;
     default: break;
     }
     /* again after the writes: a CONV whose output overlaps its own input block has just

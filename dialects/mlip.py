@@ -111,7 +111,8 @@ SECTION_NAMES = {"init": Section.INIT, "main": Section.MAIN, "finish": Section.F
 BUFFER_KINDS = ("weights", "scratch", "resident")
 DRAM_REGIONS = ("input", "output", "weights", "scratch")
 OCM_ADDRESS_FIELDS = frozenset({"ocm_addr", "in_addr", "out_addr", "w_addr", "bias_addr",
-                                "scale_addr", "a_addr", "b_addr", "src_addr", "dst_addr"})
+                                "scale_addr", "a_addr", "b_addr", "src_addr", "dst_addr",
+                                "gamma_addr", "beta_addr"})
 """ISA fields that address OCM: a buffer operand plus `<base>_slot` / `<base>_offset`."""
 TOKEN_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 UNIT_FLAGS = ("scale_flag", "count_pad")
@@ -803,6 +804,39 @@ class CopyOp(VectorOp):
 
 
 @irdl_op_definition
+class SoftmaxOp(VectorOp):
+    """SOFTMAX: each row of a block normalised to exp(x - max) / sum (vector engine)."""
+
+    name = "mlip.softmax"
+    OPCODE: ClassVar[Opcode] = Opcode.SOFTMAX
+
+
+@irdl_op_definition
+class LayerNormOp(InstructionOp):
+    """LAYERNORM: each row of a block normalised to zero mean and unit variance, then
+    scaled by gamma and shifted by beta (fp32 arrays; epsilon in `alpha`)."""
+
+    name = "mlip.layernorm"
+    OPCODE: ClassVar[Opcode] = Opcode.LAYERNORM
+    in_addr = operand_def(BufferType)
+    out_addr = operand_def(BufferType)
+    gamma_addr = operand_def(BufferType)
+    beta_addr = operand_def(BufferType)
+    in_slot = _slot("in")
+    in_offset = _offset("in")
+    out_slot = _slot("out")
+    out_offset = _offset("out")
+    gamma_slot = _slot("gamma")
+    gamma_offset = _offset("gamma")
+    beta_slot = _slot("beta")
+    beta_offset = _offset("beta")
+    rows = _u()
+    cols = _u()
+    in_row_stride = _u()
+    out_row_stride = _u()
+
+
+@irdl_op_definition
 class BarrierOp(InstructionOp):
     """BARRIER: all tiles meet (compute queue)."""
 
@@ -864,6 +898,7 @@ INSN_OPS: dict[Opcode, type[InstructionOp]] = {
     Opcode.CONV: ConvOp, Opcode.GEMM: GemmOp, Opcode.POOL: PoolOp, Opcode.ELTWISE: EltwiseOp,
     Opcode.ACT: ActOp, Opcode.CONVERT: ConvertOp, Opcode.COPY: CopyOp,
     Opcode.BARRIER: BarrierOp, Opcode.TILE_COPY: TileCopyOp,
+    Opcode.SOFTMAX: SoftmaxOp, Opcode.LAYERNORM: LayerNormOp,
 }
 
 

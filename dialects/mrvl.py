@@ -8,8 +8,11 @@ shared by every layer op:
   predicates and the JSON writer, not by the verifier, so hand-written IR may pass values).
 - `layer_name` is the layer's node name in the JSON pair, `tvmgen_mrvl_main_<k>`.
 - Conv2D, FC, Sum2D and Mul2D carry a fused activation: `none`, `relu`, `clip` (with
-  `clip_min`, `clip_max`; relu6 is clip 0..6) or `sigmoid`. The standalone `Activation`
-  layer also takes `tanh` and `leaky_relu` (with `alpha`), never `none`.
+  `clip_min`, `clip_max`; relu6 is clip 0..6), `sigmoid`, `gelu` or `gelu_tanh`. The
+  standalone `Activation` layer also takes `tanh` and `leaky_relu` (with `alpha`), never
+  `none`.
+- Transformer layers: MatMul (two activations, operand permutations folded in), Softmax and
+  LayerNorm (both over the last axis); data of rank 1 to 4.
 - Pads are 2-D ONNX order: top, left, bottom, right.
 
 Sub-graphs are `func.func`s (see docs/architecture.md): `@tvmgen_mrvl_main_<N>` with
@@ -76,8 +79,8 @@ def subgraph_functions(module: ModuleOp, target: str = "accelerator") -> list[fu
 
 ACCEL_PREFIX = "tvmgen_mrvl_main_"
 CPU_PREFIX = "cpu_main_"
-ACTIVATIONS = ("none", "relu", "clip", "sigmoid")
-STANDALONE_ACTIVATIONS = ("relu", "clip", "sigmoid", "tanh", "leaky_relu")
+ACTIVATIONS = ("none", "relu", "clip", "sigmoid", "gelu", "gelu_tanh")
+STANDALONE_ACTIVATIONS = ("relu", "clip", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh")
 """Activations of the standalone `mrvl.activation` layer (the ISA's ACT functions)."""
 LAYER_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
 
@@ -959,6 +962,161 @@ class TransposeOp(_ShapeOpBase):
         _expect_shape("result", tensor_shape(self.output), [shape[p] for p in perm])
 
 
+def _perm_prop(perm: Sequence[int] | None) -> DenseArrayBase | None:
+    return None if perm is None else i64_array(perm)
+
+
+def _permuted(shape: Sequence[int], perm: DenseArrayBase | None) -> list[int]:
+    if perm is None:
+        return list(shape)
+    values = [int(p) for p in perm.get_values()]
+    if sorted(values) != list(range(len(shape))):
+        raise VerifyException(f"expected a permutation of {len(shape)} axes, got {values}")
+    return [shape[p] for p in values]
+
+
+@irdl_op_definition
+class MatMulOp(MrvlLayerOp):
+    """Batched matrix product of two activations: `A @ B` with A = transpose(a, a_perm)
+    [..., M, K] and B = transpose(b, b_perm) [..., K, N] (numpy matmul; the batch dims are
+    equal, no broadcasting; rank 2 to 4). The optional permutations are transposes folded
+    into the operand layout (the backend reads the operands with strides). With
+    `softmax_scale` the layer is attention's score epilogue too: the result is
+    softmax(softmax_scale * (A @ B)) over the last axis (the scores never leave the OCM).
+
+    ```mlir
+    %s = mrvl.matmul %q, %k {layer_name = "tvmgen_mrvl_main_4", b_perm = array<i64: 0, 2, 3, 1>}
+           : (tensor<1x3x8x4xf32>, tensor<1x8x3x4xf32>) -> tensor<1x3x8x8xf32>
+    ```
+    """
+
+    name = "mrvl.matmul"
+    LAYER_NAME: ClassVar[str] = "MatMul"
+    COMPOSITE: ClassVar[str] = "mrvl.matmul"
+
+    a = operand_def(TensorType)
+    b = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    a_perm = opt_prop_def(DenseArrayBase)
+    b_perm = opt_prop_def(DenseArrayBase)
+    softmax_scale = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation, *, layer_name: str,
+                 a_perm: Sequence[int] | None = None, b_perm: Sequence[int] | None = None,
+                 softmax_scale: float | None = None):
+        sa = _permuted(tensor_shape(SSAValue.get(a)), _perm_prop(a_perm))
+        sb = _permuted(tensor_shape(SSAValue.get(b)), _perm_prop(b_perm))
+        props: dict[str, Attribute] = {"layer_name": StringAttr(layer_name)}
+        if a_perm is not None:
+            props["a_perm"] = i64_array(a_perm)
+        if b_perm is not None:
+            props["b_perm"] = i64_array(b_perm)
+        if softmax_scale is not None:
+            props["softmax_scale"] = FloatAttr(float(softmax_scale), f32)
+        super().__init__(operands=[a, b], result_types=[TensorType(f32, [*sa[:-1], sb[-1]])],
+                         properties=props)
+
+    def data_operands(self) -> list[SSAValue]:
+        return [self.a, self.b]
+
+    def logical_shapes(self) -> tuple[list[int], list[int]]:
+        """Shapes of A and B after their permutations."""
+        return (_permuted(tensor_shape(self.a), self.a_perm),
+                _permuted(tensor_shape(self.b), self.b_perm))
+
+    def verify_(self) -> None:
+        self._verify_common()
+        sa, sb = self.logical_shapes()
+        if not 2 <= len(sa) <= 4 or len(sa) != len(sb):
+            raise VerifyException(f"expected operands of equal rank 2 to 4, got {sa} and {sb}")
+        if sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
+            raise VerifyException(f"expected [..., M, K] @ [..., K, N], got {sa} and {sb}")
+        _expect_shape("result", tensor_shape(self.output), [*sa[:-1], sb[-1]])
+
+    def macs(self) -> int:
+        sa, sb = self.logical_shapes()
+        return math.prod(sa) * sb[-1]
+
+
+@irdl_op_definition
+class SoftmaxOp(MrvlLayerOp):
+    """Softmax over the last axis: exp(x - max) / sum(exp(x - max)) per row.
+
+    ```mlir
+    %y = mrvl.softmax %x {layer_name = "tvmgen_mrvl_main_5"}
+           : (tensor<1x3x8x8xf32>) -> tensor<1x3x8x8xf32>
+    ```
+    """
+
+    name = "mrvl.softmax"
+    LAYER_NAME: ClassVar[str] = "Softmax"
+    COMPOSITE: ClassVar[str] = "mrvl.softmax"
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, *, layer_name: str):
+        super().__init__(operands=[input], result_types=[SSAValue.get(input).type],
+                         properties={"layer_name": StringAttr(layer_name)})
+
+    def verify_(self) -> None:
+        self._verify_common()
+        if not 1 <= len(tensor_shape(self.input)) <= 4:
+            raise VerifyException(f"expected rank 1 to 4, got {list(tensor_shape(self.input))}")
+        _expect_shape("result", tensor_shape(self.output), tensor_shape(self.input))
+
+
+@irdl_op_definition
+class LayerNormOp(MrvlLayerOp):
+    """Layer normalisation over the last axis: (x - mean) / sqrt(var + epsilon) * gamma +
+    beta (biased variance; gamma and beta are constants of the last axis' size).
+
+    ```mlir
+    %y = mrvl.layernorm %x, %g, %b {layer_name = "tvmgen_mrvl_main_2", epsilon = 1.0e-05 : f32}
+           : (tensor<1x8x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
+    ```
+    """
+
+    name = "mrvl.layernorm"
+    LAYER_NAME: ClassVar[str] = "LayerNorm"
+    COMPOSITE: ClassVar[str] = "mrvl.layernorm"
+
+    input = operand_def(TensorType)
+    gamma = operand_def(TensorType)
+    beta = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    epsilon = prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, gamma: SSAValue | Operation,
+                 beta: SSAValue | Operation, *, layer_name: str, epsilon: float):
+        super().__init__(operands=[input, gamma, beta], result_types=[SSAValue.get(input).type],
+                         properties={"layer_name": StringAttr(layer_name),
+                                     "epsilon": FloatAttr(float(epsilon), f32)})
+
+    def verify_(self) -> None:
+        self._verify_common()
+        shape = tensor_shape(self.input)
+        if not 1 <= len(shape) <= 4:
+            raise VerifyException(f"expected rank 1 to 4, got {list(shape)}")
+        _expect_shape("gamma", tensor_shape(self.gamma), (shape[-1],))
+        _expect_shape("beta", tensor_shape(self.beta), (shape[-1],))
+        _expect_shape("result", tensor_shape(self.output), shape)
+        if not self.epsilon.value.data >= 0.0:
+            raise VerifyException(f"expected epsilon >= 0, got {self.epsilon.value.data}")
+
+
 LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     Conv2DOp,
     FCOp,
@@ -975,12 +1133,15 @@ LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     SqueezeOp,
     LayoutTransformOp,
     TransposeOp,
+    MatMulOp,
+    SoftmaxOp,
+    LayerNormOp,
 )
 
 KNOWN_LAYER_NAMES = frozenset(op.LAYER_NAME for op in LAYER_OPS) | {"input"}
 """Every `layer_name` a Nodes-JSON may hold."""
 
-COMPUTE_OPS = (Conv2DOp, FCOp)
+COMPUTE_OPS = (Conv2DOp, FCOp, MatMulOp)
 """Layers that make a region compute-intensive (upstream's rule)."""
 
 Mrvl = Dialect("mrvl", list(LAYER_OPS), [])

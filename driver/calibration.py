@@ -100,7 +100,10 @@ def calibration_sets(source: Any, inputs: Sequence[InputSpec], what: str
             raise CompileError(f"{label}: no array for input '{spec.names[0]}' of {what} "
                                f"(it holds {keys})")
         try:
-            chosen.append(np.asarray(source[key], dtype=np.float32))
+            raw = np.asarray(source[key])
+            # integer inputs (token ids) keep their dtype; everything else is float32
+            chosen.append(raw if np.issubdtype(raw.dtype, np.integer)
+                          else np.asarray(raw, dtype=np.float32))
         except (TypeError, ValueError) as error:
             raise CompileError(f"{label}: array '{key}' is not numeric: {error}") from None
     for spec, array in zip(inputs, chosen, strict=True):

@@ -17,6 +17,12 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   divisor as its constant); a standalone relu / clip / sigmoid / tanh / leaky_relu ->
   mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
   [0, 1]); hard_swish -> those two + mrvl.mul with its input;
+- matmul(x, constant W) on a [..., K] x -> reshape, mrvl.fc over the rows, reshape (the
+  Add bias and a GELU fused into the FC); matmul of two activations -> mrvl.matmul with
+  single-use transposes of its operands folded in (a_perm / b_perm); softmax on the last
+  axis -> mrvl.softmax; ONNX LayerNormalization or the decomposed ReduceMean / Sub / Pow /
+  ReduceMean / Add / Sqrt / Div [/ Mul] [/ Add] chain -> mrvl.layernorm; GELU (erf form
+  and tanh form, by pattern) -> the FC's activation or a standalone mrvl.activation;
 - [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
@@ -34,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -278,6 +284,8 @@ class FCPattern(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, graph.DenseOp | graph.GemmOp | graph.MatMulOp):
             return
+        if isinstance(op, graph.MatMulOp) and not is_constant(op.rhs):
+            return  # MatMulPattern
         if not is_legal(op)[0]:
             return
         fusion = Fusion(ops=[op])
@@ -309,6 +317,14 @@ class FCPattern(RewritePattern):
             bias_arr = (np.zeros(out) if bias_arr is None else bias_arr) * alpha + beta
         weight = _new_const(w, new_ops) if new_w else op.operands[1]
         bias = None if bias_arr is None else _new_const(bias_arr, new_ops)
+        rows_shape = _shape(x)
+        if isinstance(op, graph.MatMulOp) and len(rows_shape) > 2:
+            # x @ W on [..., K]: an FC over the rows of x, between two reshapes (aliases)
+            flat = mrvl.ReshapeOp(
+                x, TensorType(f32, [int(np.prod(rows_shape[:-1])), rows_shape[-1]]),
+                layer_name=UNNAMED)
+            new_ops.append(flat)
+            x = flat.results[0]
         layer = mrvl.FCOp(
             x,
             weight,
@@ -318,7 +334,13 @@ class FCPattern(RewritePattern):
             clip=fusion.clip,
             weights_need_transform=need_transform,
         )
-        _finish(rewriter, fusion, [*new_ops, layer])
+        new_ops.append(layer)
+        if isinstance(op, graph.MatMulOp) and len(rows_shape) > 2:
+            names = fusion.onnx_nodes()
+            if names.data:
+                layer.attributes[ONNX_NODES_ATTR] = names
+            new_ops.append(mrvl.ReshapeOp(layer, fusion.result.type, layer_name=UNNAMED))
+        _finish(rewriter, fusion, new_ops)
 
 
 class PoolPattern(RewritePattern):
@@ -480,6 +502,390 @@ class ConcatPattern(RewritePattern):
         _finish(rewriter, Fusion(ops=[op]), [layer])
 
 
+def _unfold_transpose(value: SSAValue) -> tuple[SSAValue, list[int] | None, Operation | None]:
+    """(stored value, permutation, transpose op to erase) of a matmul operand: a transpose
+    (graph or already converted) used only by the matmul is read through its permutation."""
+    owner = value.owner
+    if isinstance(owner, mrvl.TransposeOp | graph.TransposeOp) and sole_user(value) is not None:
+        if isinstance(owner, graph.TransposeOp) and not is_legal_dtype(owner):
+            return value, None, None
+        return owner.operands[0], list(graph.ints(owner.perm)), owner
+    return value, None, None
+
+
+class MatMulPattern(RewritePattern):
+    """matmul of two activations (after FCPattern took x @ constant) -> mrvl.matmul, with a
+    single-use transpose of either operand folded into the operand's layout."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.MatMulOp, rewriter: PatternRewriter) -> None:
+        if is_constant(op.rhs) or not is_legal(op)[0]:
+            return
+        a, a_perm, a_t = _unfold_transpose(op.lhs)
+        b, b_perm, b_t = _unfold_transpose(op.rhs)
+        if a_t is not None and a_t is b_t:
+            a, a_perm, a_t = op.lhs, None, None
+        layer = mrvl.MatMulOp(a, b, layer_name=UNNAMED, a_perm=a_perm, b_perm=b_perm)
+        fusion = Fusion(ops=[op])
+        for t in (a_t, b_t):
+            if t is not None and isinstance(t, graph.TransposeOp):
+                fusion.ops.insert(0, t)
+        _finish(rewriter, fusion, [layer])
+        for t in (a_t, b_t):
+            if t is not None and isinstance(t, mrvl.TransposeOp):
+                rewriter.erase(t)
+
+
+FUSED_SOFTMAX_BYTES = 256 * 1024
+"""Largest OCM (bytes) the fused score epilogue may need for one batch's B^T and a row of
+A and of the scores, double-buffered: a quarter of the default OCM, so the lowering's
+whole-row blocks fit next to the other buffers."""
+
+
+def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation], float] | None:
+    """(matmul, layers to fold, scale) when the softmax's input is a single-use
+    mrvl.matmul, optionally through a single-use mrvl.mul by a scalar constant."""
+    value = op.input
+    owner = value.owner
+    scale = 1.0
+    folded: list[Operation] = []
+    if isinstance(owner, mrvl.Mul2DOp) and owner.activation_str() == "none":
+        if sole_user(value) is not op:
+            return None
+        for data, other in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
+            factor = _scalar_const(other)
+            if factor is not None and isinstance(data.owner, mrvl.MatMulOp):
+                scale, folded, value, owner = factor, [owner], data, data.owner
+                break
+        else:
+            return None
+    if not isinstance(owner, mrvl.MatMulOp) or owner.softmax_scale is not None:
+        return None
+    if sole_user(value) is not (folded[0] if folded else op):
+        return None
+    sa, sb = owner.logical_shapes()
+    k, n = sa[-1], sb[-1]
+    if 4 * n * (k + 1) + 4 * k > FUSED_SOFTMAX_BYTES:
+        return None
+    return owner, folded, scale
+
+
+class SoftmaxPattern(RewritePattern):
+    """softmax over the last axis -> mrvl.softmax; right after a matmul of activations
+    (attention scores, optionally scaled by a constant) it becomes that matmul's epilogue
+    (`softmax_scale`), so the scores never leave the OCM."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.SoftmaxOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        found = _score_epilogue(op)
+        if found is None:
+            _finish(rewriter, Fusion(ops=[op]), [mrvl.SoftmaxOp(op.input, layer_name=UNNAMED)])
+            return
+        matmul, folded, scale = found
+        matmul.properties["softmax_scale"] = FloatAttr(float(scale), f32)
+        names = [n.data for n in matmul.attributes.get(ONNX_NODES_ATTR, ArrayAttr([])).data]  # type: ignore[union-attr]
+        for layer in [*folded, op]:
+            extra = layer.attributes.get(ONNX_NODES_ATTR)
+            if isinstance(extra, ArrayAttr):
+                names += [n.data for n in extra.data if n.data not in names]  # type: ignore[union-attr]
+            single = layer.attributes.get("onnx_node")
+            if isinstance(single, StringAttr) and single.data not in names:
+                names.append(single.data)
+        if names:
+            matmul.attributes[ONNX_NODES_ATTR] = ArrayAttr([StringAttr(n) for n in names])
+        rewriter.notify_op_modified(matmul)
+        rewriter.replace_all_uses_with(op.results[0], matmul.output)
+        rewriter.erase(op)
+        for layer in reversed(folded):
+            constants = [v.owner for v in layer.operands if is_constant(v)]
+            rewriter.erase(layer)
+            for const in constants:
+                if isinstance(const, Operation) and not const.results[0].uses:
+                    rewriter.erase(const)
+
+
+def _onnx(op: Operation | None, op_type: str) -> bool:
+    """A graph.onnx `op_type` with f32 data (ReduceMean's i64 axes operand aside)."""
+    if not isinstance(op, graph.OnnxOp) or op.op_type.data != op_type:
+        return False
+    values = [*op.results, *(op.operands[:1] if op_type == "ReduceMean" else op.operands)]
+    return all(isinstance(v.type, TensorType) and v.type.element_type == f32 for v in values)
+
+
+def _scalar_const(value: SSAValue) -> float | None:
+    """The value of a constant holding one element, else None."""
+    if not is_constant(value):
+        return None
+    arr = const_array(value)
+    return float(arr.reshape(-1)[0]) if arr.size == 1 else None
+
+
+def _other(op: Operation, value: SSAValue) -> SSAValue | None:
+    """The operand of a binary op that is not `value` (None unless exactly one is)."""
+    lhs, rhs = op.operands[0], op.operands[1]
+    if lhs is value and rhs is not value:
+        return rhs
+    if rhs is value and lhs is not value:
+        return lhs
+    return None
+
+
+def _near(got: float | None, want: float, rel: float = 1e-4) -> bool:
+    return got is not None and abs(got - want) <= rel * abs(want)
+
+
+def _binary_user(value: SSAValue, cls: type, const: float | None = None,
+                 partner: SSAValue | None = None) -> Operation | None:
+    """The sole user of `value` if it is a `cls` op whose other operand is the scalar
+    constant `const` (or the value `partner`)."""
+    user = sole_user(value)
+    if not isinstance(user, cls) or not is_legal_dtype(user):
+        return None
+    other = _other(user, value)
+    if other is None:
+        return None
+    if const is not None and not _near(_scalar_const(other), const):
+        return None
+    if partner is not None and other is not partner:
+        return None
+    return user
+
+
+def _fuse_into_fc(act: mrvl.ActivationOp, rewriter: PatternRewriter) -> None:
+    """Fold a standalone activation into the FC (through its row reshape) that produces its
+    only input, when the FC has no activation and no other user."""
+    producer = act.input.owner
+    reshape = None
+    if isinstance(producer, mrvl.ReshapeOp) and sole_user(producer.results[0]) is act:
+        reshape = producer
+        producer = producer.input.owner
+    if not isinstance(producer, mrvl.FCOp) or producer.activation_str() != "none":
+        return
+    if sole_user(producer.output) is not (reshape if reshape is not None else act):
+        return
+    producer.properties["activation"] = StringAttr(act.activation_str())
+    rewriter.notify_op_modified(producer)
+    names = [n.data for n in producer.attributes.get(ONNX_NODES_ATTR, ArrayAttr([])).data]  # type: ignore[union-attr]
+    extra = act.attributes.get(ONNX_NODES_ATTR)
+    if isinstance(extra, ArrayAttr):
+        names += [n.data for n in extra.data if n.data not in names]  # type: ignore[union-attr]
+    if names:
+        producer.attributes[ONNX_NODES_ATTR] = ArrayAttr([StringAttr(n) for n in names])
+    result = (reshape if reshape is not None else producer).results[0]
+    rewriter.replace_all_uses_with(act.output, result)
+    rewriter.erase(act)
+
+
+class GeluPattern(RewritePattern):
+    """GELU as exporters write it, matched at its first op:
+    erf form  x * 0.5 * (1 + erf(x / sqrt 2)): div(x, sqrt2) | mul(x, 1/sqrt2), erf, add 1,
+      mul x, mul 0.5 (or mul(x, 0.5) times the add);
+    tanh form 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))): pow(x, 3), mul 0.044715,
+      add x, mul sqrt(2/pi), tanh, add 1, and mul(mul(x, 0.5), .) (or mul(x, .) then mul 0.5)
+    -> mrvl.activation gelu / gelu_tanh, folded into the FC before it when it can be."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if isinstance(op, graph.DivOp | graph.MulOp):
+            found = self._erf_form(op)
+        elif _onnx(op, "Pow"):
+            found = self._tanh_form(op)
+        else:
+            return
+        if found is None:
+            return
+        x, ops, kind = found
+        fusion = Fusion(ops=ops)
+        act = mrvl.ActivationOp(x, layer_name=UNNAMED, activation=kind)
+        _finish(rewriter, fusion, [act])
+        _fuse_into_fc(act, rewriter)
+
+    @staticmethod
+    def _tail(x: SSAValue, one: Operation) -> list[Operation] | None:
+        """The two muls after `one` = 1 + f(x): x * one * 0.5 in either order."""
+        m = _binary_user(one.results[0], graph.MulOp, partner=x)
+        if m is not None:
+            last = _binary_user(m.results[0], graph.MulOp, const=0.5)
+            return None if last is None else [m, last]
+        m = sole_user(one.results[0])
+        if not isinstance(m, graph.MulOp) or not is_legal_dtype(m):
+            return None
+        half = _other(m, one.results[0])
+        owner = half.owner if half is not None else None
+        if (isinstance(owner, graph.MulOp) and _other(owner, x) is not None
+                and _near(_scalar_const(_other(owner, x)), 0.5)  # type: ignore[arg-type]
+                and sole_user(owner.results[0]) is m):
+            return [owner, m]
+        return None
+
+    def _erf_form(self, op: Operation) -> tuple[SSAValue, list[Operation], str] | None:
+        if not is_legal_dtype(op) or not is_constant(op.operands[1]):
+            return None
+        want = np.sqrt(2.0) if isinstance(op, graph.DivOp) else 1.0 / np.sqrt(2.0)
+        if not _near(_scalar_const(op.operands[1]), float(want)):
+            return None
+        x = op.operands[0]
+        erf = sole_user(op.results[0])
+        if not _onnx(erf, "Erf"):
+            return None
+        assert erf is not None
+        one = _binary_user(erf.results[0], graph.AddOp, const=1.0)
+        if one is None:
+            return None
+        tail = self._tail(x, one)
+        if tail is None:
+            return None
+        return x, [op, erf, one, *tail], "gelu"
+
+    def _tanh_form(self, op: Operation) -> tuple[SSAValue, list[Operation], str] | None:
+        if len(op.operands) != 2 or not _near(_scalar_const(op.operands[1]), 3.0):
+            return None
+        x = op.operands[0]
+        small = _binary_user(op.results[0], graph.MulOp, const=0.044715)
+        if small is None:
+            return None
+        inner = _binary_user(small.results[0], graph.AddOp, partner=x)
+        if inner is None:
+            return None
+        scaled = _binary_user(inner.results[0], graph.MulOp, const=float(np.sqrt(2.0 / np.pi)))
+        if scaled is None:
+            return None
+        tanh = sole_user(scaled.results[0])
+        if not isinstance(tanh, graph.TanhOp) or not is_legal_dtype(tanh):
+            return None
+        one = _binary_user(tanh.results[0], graph.AddOp, const=1.0)
+        if one is None:
+            return None
+        tail = self._tail(x, one)
+        if tail is None:
+            return None
+        ops = [op, small, inner, scaled, tanh, one, *tail]
+        return x, sorted(ops, key=_position), "gelu_tanh"
+
+
+def _position(op: Operation) -> int:
+    block = op.parent_block()
+    assert block is not None
+    return block.get_operation_index(op)
+
+
+def _reduce_mean_last(op: Operation | None) -> bool:
+    """A ReduceMean over the last axis only, keepdims = 1."""
+    if not _onnx(op, "ReduceMean"):
+        return False
+    assert isinstance(op, graph.OnnxOp)
+    attrs = op.attrs.data
+    keep = attrs.get("keepdims")
+    if keep is not None and keep.value.data != 1:  # type: ignore[union-attr]
+        return False
+    axes_attr = attrs.get("axes")
+    if axes_attr is not None:
+        axes = list(graph.ints(axes_attr))  # type: ignore[arg-type]
+    elif len(op.operands) == 2 and is_constant(op.operands[1]):
+        axes = [int(a) for a in const_array(op.operands[1]).reshape(-1)]
+    else:
+        return False
+    rank = len(_shape(op.operands[0]))
+    return [a % rank for a in axes] == [rank - 1]
+
+
+class LayerNormPattern(RewritePattern):
+    """ONNX LayerNormalization over the last axis, and the decomposed form older exporters
+    write (matched at its first ReduceMean): mean = reduce_mean(x); d = x - mean;
+    var = reduce_mean(pow(d, 2)); y = d / sqrt(var + eps) * gamma + beta -> mrvl.layernorm
+    (gamma, beta broadcast to the last axis' size)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if _onnx(op, "LayerNormalization") and is_legal(op)[0]:
+            assert isinstance(op, graph.OnnxOp)
+            x = op.operands[0]
+            width = _shape(x)[-1]
+            eps_attr = op.attrs.data.get("epsilon")
+            eps = 1e-5 if eps_attr is None else eps_attr.value.data  # type: ignore[union-attr]
+            new_ops: list[Operation] = []
+            gamma = _new_const(np.broadcast_to(const_array(op.operands[1]).reshape(-1), (width,)),
+                               new_ops)
+            beta_arr = (const_array(op.operands[2]).reshape(-1) if len(op.operands) > 2
+                        else np.zeros(1, np.float32))
+            beta = _new_const(np.broadcast_to(beta_arr, (width,)), new_ops)
+            layer = mrvl.LayerNormOp(x, gamma, beta, layer_name=UNNAMED, epsilon=eps)
+            _finish(rewriter, Fusion(ops=[op]), [*new_ops, layer])
+            return
+        if not _reduce_mean_last(op):
+            return
+        found = self._decomposed(op)
+        if found is None:
+            return
+        x, ops, eps, gamma_arr, beta_arr = found
+        width = _shape(x)[-1]
+        new_ops = []
+        gamma = _new_const(np.broadcast_to(gamma_arr, (width,)), new_ops)
+        beta = _new_const(np.broadcast_to(beta_arr, (width,)), new_ops)
+        layer = mrvl.LayerNormOp(x, gamma, beta, layer_name=UNNAMED, epsilon=eps)
+        _finish(rewriter, Fusion(ops=ops), [*new_ops, layer])
+
+    @staticmethod
+    def _per_channel(value: SSAValue | None, width: int) -> np.ndarray | None:
+        if value is None or not is_constant(value):
+            return None
+        arr = const_array(value)
+        if arr.size not in (1, width) or (arr.size == width and arr.shape[-1] != width):
+            return None
+        return arr.astype(np.float32).reshape(-1)
+
+    def _decomposed(self, mean: Operation):
+        x = mean.operands[0]
+        width = _shape(x)[-1]
+        sub = sole_user(mean.results[0])
+        if not isinstance(sub, graph.SubOp) or sub.lhs is not x or not is_legal_dtype(sub):
+            return None
+        centred = sub.results[0]
+        users = [u.operation for u in centred.uses]
+        if len(users) != 2:
+            return None
+        pow_op = next((u for u in users if _onnx(u, "Pow")), None)
+        div = next((u for u in users if isinstance(u, graph.DivOp)), None)
+        if pow_op is None or div is None or div.lhs is not centred or not is_legal_dtype(div):
+            return None
+        if pow_op.operands[0] is not centred or not _near(_scalar_const(pow_op.operands[1]), 2.0):
+            return None
+        var = sole_user(pow_op.results[0])
+        if not _reduce_mean_last(var):
+            return None
+        assert var is not None
+        add_eps = sole_user(var.results[0])
+        if not isinstance(add_eps, graph.AddOp) or not is_legal_dtype(add_eps):
+            return None
+        eps = _scalar_const(_other(add_eps, var.results[0]))  # type: ignore[arg-type]
+        if eps is None or eps < 0:
+            return None
+        sqrt = sole_user(add_eps.results[0])
+        if not _onnx(sqrt, "Sqrt") or sole_user(sqrt.results[0]) is not div:  # type: ignore[union-attr]
+            return None
+        if div.rhs is not sqrt.results[0]:  # type: ignore[union-attr]
+            return None
+        ops = [mean, sub, pow_op, var, add_eps, sqrt, div]
+        gamma = np.ones(1, np.float32)
+        beta = np.zeros(1, np.float32)
+        last = div.results[0]
+        mul = _binary_user(last, graph.MulOp)
+        if mul is not None:
+            found = self._per_channel(_other(mul, last), width)
+            if found is not None and _shape(mul.results[0]) == _shape(x):
+                gamma, last = found, mul.results[0]
+                ops.append(mul)
+        add = _binary_user(last, graph.AddOp)
+        if add is not None:
+            found = self._per_channel(_other(add, last), width)
+            if found is not None and _shape(add.results[0]) == _shape(x):
+                beta = found
+                ops.append(add)
+        return x, sorted(ops, key=_position), float(eps), gamma, beta
+
+
 def _feeds_fc_flatten(op: graph.ReshapeOp | graph.FlattenOp) -> bool:
     """A flatten of an NHWC->NCHW transform into a dense-like op: FCPattern takes it."""
     lt = op.input.owner
@@ -574,7 +980,8 @@ class ConvertGraphToMrvlPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [ConvPattern(), FCPattern(), PoolPattern(), SumPattern(), MulPattern(),
+                [ConvPattern(), FCPattern(), GeluPattern(), LayerNormPattern(), MatMulPattern(),
+                 SoftmaxPattern(), PoolPattern(), SumPattern(), MulPattern(),
                  ActivationPattern(), ConcatPattern(), ShapePattern()]
             ),
             apply_recursively=False,

@@ -108,6 +108,11 @@ def act_fields(op: mrvl.MrvlLayerOp, unit: float | None = None) -> dict:
         return {"act": Act.RELU}
     if name == "tanh":
         return {"act": Act.TANH}
+    if name in ("gelu", "gelu_tanh"):
+        if unit is not None:
+            raise CompileError(
+                f"layer {op.name_str}: a fused {name} in int8 needs the fp32 path")
+        return {"act": Act.GELU_ERF if name == "gelu" else Act.GELU_TANH}
     if name == "leaky_relu":
         return {"act": Act.LEAKY_RELU,
                 "alpha": op.properties["alpha"].value.data}  # type: ignore[union-attr]
@@ -253,13 +258,18 @@ def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: S
 def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
     """int8 with a fused sigmoid: the matrix engine writes fp32 real values to an `acc`
     buffer and an ACT instruction applies the sigmoid and quantises (docs/isa.md ACT)."""
-    return b.cd == DType.INT8 and op.activation_str() == "sigmoid"
+    return b.cd == DType.INT8 and op.activation_str() in NONLINEAR_INT8
 
 
-def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int) -> Insn:
+NONLINEAR_INT8 = {"sigmoid": Act.SIGMOID, "gelu": Act.GELU_ERF, "gelu_tanh": Act.GELU_TANH}
+"""Fused activations that int8 CONV / GEMM apply to real values (fp32 acc, then ACT)."""
+
+
+def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int,
+                      act: int = Act.SIGMOID) -> Insn:
     return b.insn(Opcode.ACT, in_addr=Ref("ocm", "acc", slot), out_addr=Ref("ocm", "out", slot),
                   rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols,
-                  out_scale=1.0 / yt.scale, act=Act.SIGMOID, flags=int(Flag.SCALE),
+                  out_scale=1.0 / yt.scale, act=act, flags=int(Flag.SCALE),
                   src_dtype=DType.FP32, dst_dtype=DType.INT8, out_zp=yt.zp)
 
 
@@ -343,8 +353,9 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         blk.computes.append(conv)
         if sig8:
             conv.dst_dtype, conv.out_zp = DType.FP32, 0
-            blk.computes.append(_act_sigmoid_int8(b, yt, slot, (cb_.r1 - cb_.r0) *
-                                                  (cb_.c1 - cb_.c0), count))
+            blk.computes.append(_act_sigmoid_int8(
+                b, yt, slot, (cb_.r1 - cb_.r0) * (cb_.c1 - cb_.c0), count,
+                NONLINEAR_INT8[op.activation_str()]))
         blk.stores.append(b.dma(
             Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
             (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot)))
@@ -375,9 +386,17 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     kind, ranges = b.split()
     if kind != "channels":
         ranges = balanced_ranges(o, b.prog.num_tiles, channel_unit(yt.esize))
+    row_bands = _fc_row_bands(b, n, k, o, xt.esize, wt.esize, yt.esize)
+    if row_bands is not None:
+        groups = b.prog.num_tiles // len(set(row_bands))
+        channels = balanced_ranges(o, groups, channel_unit(yt.esize))
+        ranges = [channels[t % groups] for t in range(b.prog.num_tiles)]
+    else:
+        row_bands = [(0, n)] * len(ranges)
     max_oc = max(e - s for s, e in ranges)
     if max_oc == 0:
         return
+    n = max(r1 - r0 for r0, r1 in row_bands)  # rows of x one tile holds
     fixed_x = [(n * k * es, 1)]
     config = None
     for oc_chunk in _chunk_candidates(max_oc, min(max_oc, 16)):
@@ -408,7 +427,9 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     else:
         act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
     for tile, (o_lo, o_hi) in enumerate(ranges):
-        if o_hi <= o_lo:
+        r0, r1 = row_bands[tile]
+        n = r1 - r0
+        if o_hi <= o_lo or n <= 0:
             continue
         for index, (oc0, oc1) in enumerate(_bands(o_lo, o_hi, oc_chunk)):
             blk = Block(tile)
@@ -416,7 +437,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
             wslot = index % wslots
             count = oc1 - oc0
             if index == 0:
-                blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, 0, (1, 1, n, k), (0, 0, k, 1),
+                blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, r0 * k, (1, 1, n, k), (0, 0, k, 1),
                                        Ref("ocm", "x", 0)))
             if index == 0 or wslots == 2:
                 blk.loads.append(b.load_const(wt, Ref("ocm", "w", wslot), oc0 * k, count * k))
@@ -436,11 +457,40 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
             blk.computes.append(gemm)
             if sig8:
                 gemm.dst_dtype = DType.FP32
-                blk.computes.append(_act_sigmoid_int8(b, yt, slot, n, count))
-            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
+                blk.computes.append(_act_sigmoid_int8(
+                    b, yt, slot, n, count, NONLINEAR_INT8[op.activation_str()]))
+            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, r0 * o + oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)
-    b.layer.split = "channels"
+    b.layer.split = "channels" if len(set(row_bands)) == 1 else "grid"
+
+
+FC_GRID_MIN_ROWS = 32
+"""FCs with at least this many input rows (a transformer's Linear over [B*S, D]; never a
+CNN's classifier, whose rows are the batch) may split rows as well as output channels."""
+
+
+def _fc_row_bands(b: LayerBuilder, n: int, k: int, o: int, x_es: int, w_es: int,
+                  y_es: int) -> list[tuple[int, int]] | None:
+    """Per tile, the rows of x it computes, for a grid of R row bands x T/R channel groups
+    (tile t: band t // (T/R)), R chosen to minimise the DRAM bytes read (x once per channel
+    group, the weights once per row band); None for the plain channel split (R = 1).
+    Row boundaries are granule-aligned when a row of y is whole granules."""
+    tiles = b.prog.num_tiles
+    if n < FC_GRID_MIN_ROWS or tiles == 1 or (o * y_es) % 16:
+        return None
+    best_bands, best_bytes = 1, n * k * x_es * tiles + o * k * w_es
+    for bands in range(2, tiles + 1):
+        if tiles % bands or n < 16 * bands:
+            continue
+        traffic = n * k * x_es * (tiles // bands) + o * k * w_es * bands
+        if traffic < best_bytes:
+            best_bands, best_bytes = bands, traffic
+    if best_bands == 1:
+        return None
+    rows = balanced_ranges(n, best_bands, 1)
+    groups = tiles // best_bands
+    return [rows[t // groups] for t in range(tiles)]
 
 
 # ---- pools --------------------------------------------------------------------------------
@@ -787,6 +837,179 @@ def lower_transpose(b: LayerBuilder, op: mrvl.TransposeOp) -> None:
     _lower_permute(b, op, _ints(op.perm))
 
 
+# ---- transformer layers: row operations and matrix products of activations ---------------
+def _rows_view(shape) -> tuple[int, int]:
+    """(rows, cols) of a tensor seen as 2-D over its last axis."""
+    return math.prod(shape[:-1]), shape[-1]
+
+
+def _tile_rows(b: LayerBuilder, rows: int, row_bytes: int) -> list[tuple[int, int]]:
+    """The layer's rows split (mrvl-tile-split's "rows" annotation over the 2-D view)."""
+    kind, ranges = b.split()
+    if kind != "rows" or not ranges or max(e for _, e in ranges) > rows:
+        ranges = balanced_ranges(rows, b.prog.num_tiles, row_unit(row_bytes))
+    return ranges
+
+
+def _lower_row_op(b: LayerBuilder, op: mrvl.SoftmaxOp | mrvl.LayerNormOp) -> None:
+    """SOFTMAX / LAYERNORM per band of rows of the 2-D view (last axis = one row). The
+    compute is fp16 in both modes: in int8 the loads dequantise and the stores quantise
+    (DMA conversion), since exp / rsqrt of int8 steps are not sound."""
+    rows, cols = _rows_view(mrvl.tensor_shape(op.output))
+    xt, yt = b.tensor(op.input), b.tensor(op.output)
+    fp = DType.FP16
+    es = isa.DTYPE_SIZE[fp]
+    ranges = _tile_rows(b, rows, cols * yt.esize)
+    norm = isinstance(op, mrvl.LayerNormOp)
+    fixed = [(cols * 4, 1), (cols * 4, 1)] if norm else []
+    band = _fit_rows(b.fits, fixed, lambda k: [(k * cols * es, 2), (k * cols * es, 2)],
+                     max(max(e - s for s, e in ranges), 1))
+    if not band:
+        raise CompileError(f"layer {b.layer.name}: one row of {cols} elements does not fit "
+                           f"the OCM of {b.budget} bytes")
+    b.buffer("in", band * cols * es, 2)
+    b.buffer("out", band * cols * es, 2)
+    gt = bt = None
+    if norm:
+        assert isinstance(op, mrvl.LayerNormOp)
+        gamma, beta = constant_value(op.gamma), constant_value(op.beta)
+        if gamma is None or beta is None:
+            raise CompileError(f"layer {b.layer.name}: gamma and beta must be constants")
+        gt = b.const_tensor(gamma.astype("<f4").reshape(cols), DType.FP32, "gamma")
+        bt = b.const_tensor(beta.astype("<f4").reshape(cols), DType.FP32, "beta")
+        b.buffer("gamma", cols * 4, 1, "weights")
+        b.buffer("beta", cols * 4, 1, "weights")
+    for tile, (lo, hi) in enumerate(ranges):
+        for index, (r0, r1) in enumerate(_bands(lo, hi, band)):
+            blk = Block(tile)
+            slot = index % 2
+            count = r1 - r0
+            if index == 0 and gt is not None and bt is not None:
+                blk.loads.append(b.load_const(gt, Ref("ocm", "gamma", 0), 0, cols))
+                blk.loads.append(b.load_const(bt, Ref("ocm", "beta", 0), 0, cols))
+            blk.loads.append(b.dma(Opcode.DMA_LOAD, xt, r0 * cols, (1, 1, count, cols),
+                                   (0, 0, cols, 1), Ref("ocm", "in", slot), ocm_dtype=fp))
+            fields = dict(in_addr=Ref("ocm", "in", slot), out_addr=Ref("ocm", "out", slot),
+                          rows=count, cols=cols, in_row_stride=cols, out_row_stride=cols,
+                          src_dtype=fp, dst_dtype=fp)
+            if norm:
+                assert isinstance(op, mrvl.LayerNormOp)
+                blk.computes.append(b.insn(
+                    Opcode.LAYERNORM, gamma_addr=Ref("ocm", "gamma", 0),
+                    beta_addr=Ref("ocm", "beta", 0), alpha=op.epsilon.value.data, **fields))
+            else:
+                blk.computes.append(b.insn(Opcode.SOFTMAX, out_scale=0, **fields))
+            blk.stores.append(b.dma(Opcode.DMA_STORE, yt, r0 * cols, (1, 1, count, cols),
+                                    (0, 0, cols, 1), Ref("ocm", "out", slot), ocm_dtype=fp))
+            b.layer.blocks.append(blk)
+    b.layer.split = "rows"
+
+
+def lower_softmax(b: LayerBuilder, op: mrvl.SoftmaxOp) -> None:
+    _lower_row_op(b, op)
+
+
+def lower_layernorm(b: LayerBuilder, op: mrvl.LayerNormOp) -> None:
+    _lower_row_op(b, op)
+
+
+def _logical_strides(shape, perm) -> list[int]:
+    """Element strides of the logical (permuted) axes of a dense tensor of `shape`."""
+    dense = [math.prod(shape[k + 1:]) for k in range(len(shape))]
+    if perm is None:
+        return dense
+    return [dense[p] for p in perm]
+
+
+def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
+    """A @ B per batch index as GEMMs (fp16 matrix engine), with the attention epilogue
+    SOFTMAX (SCALE = softmax_scale) on each block of whole score rows in OCM when the layer
+    has one: the rows of A stream in bands,
+    B^T (the GEMM's [N][K] weight operand) is gathered from B by a strided DMA once per
+    (batch, N chunk); folded transposes are only DMA strides. int8 tensors are dequantised
+    by the loads and quantised by the stores (activation x activation products stay fp16)."""
+    sa, sb = op.logical_shapes()
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    batches = math.prod(sa[:-2])
+    a_perm = None if op.a_perm is None else _ints(op.a_perm)
+    b_perm = None if op.b_perm is None else _ints(op.b_perm)
+    a_st = _logical_strides(mrvl.tensor_shape(op.a), a_perm)
+    b_st = _logical_strides(mrvl.tensor_shape(op.b), b_perm)
+    batch_shape = sa[:-2]
+    at, btn, yt = b.tensor(op.a), b.tensor(op.b), b.tensor(op.output)
+    fp = DType.FP16
+    es = isa.DTYPE_SIZE[fp]
+    ranges = _tile_rows(b, batches * m, n * yt.esize)
+    epilogue = op.softmax_scale is not None
+    n_chunk = 0
+    for chunk in _chunk_candidates(n, min(n, 16)):
+        if epilogue and chunk < n:
+            break  # the softmax needs whole rows of the scores
+        if b.fits([(chunk * k * es, 2), (k * es, 2), (chunk * es, 2)]):
+            n_chunk = chunk
+            break
+    if not n_chunk:
+        raise CompileError(f"layer {b.layer.name}: one row of A ({k}) and one column of B do "
+                           f"not fit the OCM of {b.budget} bytes")
+    longest = max(max(e - s for s, e in ranges), 1)
+    band = _fit_rows(b.fits, [(n_chunk * k * es, 2)],
+                     lambda r: [(r * k * es, 2), (r * n_chunk * es, 2)], min(longest, m))
+    b.buffer("x", band * k * es, 2)
+    b.buffer("w", n_chunk * k * es, 2)
+    b.buffer("out", band * n_chunk * es, 2)
+
+    def batch_offset(index: int, strides: list[int]) -> int:
+        offset = 0
+        for axis in range(len(batch_shape) - 1, -1, -1):
+            offset += (index % batch_shape[axis]) * strides[axis]
+            index //= batch_shape[axis]
+        return offset
+
+    for tile, (lo, hi) in enumerate(ranges):
+        index = 0
+        group = 0
+        for bi in range(lo // m, -(-hi // m)):
+            r_lo, r_hi = max(lo, bi * m) - bi * m, min(hi, (bi + 1) * m) - bi * m
+            if r_hi <= r_lo:
+                continue
+            a_base, b_base = batch_offset(bi, a_st), batch_offset(bi, b_st)
+            for n0, n1 in _bands(0, n, n_chunk):
+                wslot = group % 2
+                group += 1
+                for first, (m0, m1) in enumerate(_bands(r_lo, r_hi, band)):
+                    blk = Block(tile)
+                    slot = index % 2
+                    index += 1
+                    rows, cols = m1 - m0, n1 - n0
+                    if first == 0:
+                        blk.loads.append(b.dma(
+                            Opcode.DMA_LOAD, btn, b_base + n0 * b_st[-1], (1, 1, cols, k),
+                            (0, 0, b_st[-1], b_st[-2]), Ref("ocm", "w", wslot), ocm_dtype=fp))
+                    blk.loads.append(b.dma(
+                        Opcode.DMA_LOAD, at, a_base + m0 * a_st[-2], (1, 1, rows, k),
+                        (0, 0, a_st[-2], a_st[-1]), Ref("ocm", "x", slot), ocm_dtype=fp))
+                    blk.computes.append(b.insn(
+                        Opcode.GEMM, in_addr=Ref("ocm", "x", slot), m=rows, k=k,
+                        in_row_stride=k, out_addr=Ref("ocm", "out", slot), n=cols,
+                        out_row_stride=cols, w_addr=Ref("ocm", "w", wslot),
+                        bias_addr=isa.ADDR_NONE, scale_addr=isa.ADDR_NONE,
+                        src_dtype=fp, dst_dtype=fp))
+                    if epilogue:
+                        # softmax(scale * scores) in place, before the scores leave the OCM
+                        assert op.softmax_scale is not None
+                        blk.computes.append(b.insn(
+                            Opcode.SOFTMAX, in_addr=Ref("ocm", "out", slot),
+                            out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
+                            in_row_stride=cols, out_row_stride=cols, out_scale=0,
+                            flags=int(Flag.SCALE), scale=op.softmax_scale.value.data,
+                            src_dtype=fp, dst_dtype=fp))
+                    blk.stores.append(b.dma(
+                        Opcode.DMA_STORE, yt, (bi * m + m0) * n + n0, (1, 1, rows, cols),
+                        (0, 0, n, 1), Ref("ocm", "out", slot), ocm_dtype=fp))
+                    b.layer.blocks.append(blk)
+    b.layer.split = "rows"
+
+
 LOWERINGS: dict[type, Callable] = {
     mrvl.Conv2DOp: lower_conv2d,
     mrvl.FCOp: lower_fc,
@@ -800,6 +1023,9 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.ConcatOp: lower_concat,
     mrvl.LayoutTransformOp: lower_layout_transform,
     mrvl.TransposeOp: lower_transpose,
+    mrvl.MatMulOp: lower_matmul,
+    mrvl.SoftmaxOp: lower_softmax,
+    mrvl.LayerNormOp: lower_layernorm,
 }
 """mrvl layer class -> its lowering (one small function per layer kind)."""
 

@@ -127,6 +127,8 @@ def _layer_consts(op: mrvl.MrvlLayerOp) -> list[tuple[str, int, SSAValue]]:
         return found
     if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
         return [("kernel", i, v) for i, v in enumerate(op.operands) if _is_constant(v)][:1]
+    if isinstance(op, mrvl.LayerNormOp):
+        return [("gamma", 1, op.gamma), ("beta", 2, op.beta)]
     return []
 
 
@@ -184,6 +186,18 @@ def _layer_attrs(op: mrvl.MrvlLayerOp, k: int) -> dict[str, Any]:
         attrs.update(src_layout=[op.src_layout.data], dst_layout=[op.dst_layout.data])
     elif isinstance(op, mrvl.TransposeOp):
         attrs["axes"] = _strs(_ints(op.perm))
+    elif isinstance(op, mrvl.MatMulOp):
+        if op.a_perm is not None:
+            attrs["a_axes"] = _strs(_ints(op.a_perm))
+        if op.b_perm is not None:
+            attrs["b_axes"] = _strs(_ints(op.b_perm))
+        if op.softmax_scale is not None:
+            attrs["softmax_scale"] = [fmt17(op.softmax_scale.value.data)]
+    elif isinstance(op, mrvl.SoftmaxOp):
+        attrs["axis"] = [str(len(tensor_shape(op.input)) - 1)]
+    elif isinstance(op, mrvl.LayerNormOp):
+        attrs["axis"] = [str(len(tensor_shape(op.input)) - 1)]
+        attrs["epsilon"] = [fmt17(op.epsilon.value.data)]
     return attrs
 
 
@@ -513,7 +527,8 @@ def _check_node(i: int, node: dict[str, Any], consts: dict[str, Any]) -> list[st
             problems.append(f"{where}: {kind}_const is not an object")
             continue
         problems.extend(_check_const(where, const.get("name"), const.get("shape"), consts))
-    for key in ("kernel_const_name", "bias_const_name", "input_const_name"):
+    for key in ("kernel_const_name", "bias_const_name", "input_const_name", "gamma_const_name",
+                "beta_const_name"):
         for name in attrs.get(key, []):
             problems.extend(_check_const(where, name, None, consts))
     return problems
@@ -693,6 +708,22 @@ def _build_layer(
         )
     elif kind == "transpose":
         op = mrvl.TransposeOp(data[0], _i(attrs["axes"]), layer_name=name)
+    elif kind == "MatMul":
+        op = mrvl.MatMulOp(
+            data[0], data[1], layer_name=name,
+            a_perm=_i(attrs["a_axes"]) if "a_axes" in attrs else None,
+            b_perm=_i(attrs["b_axes"]) if "b_axes" in attrs else None,
+            softmax_scale=(float(attrs["softmax_scale"][0]) if "softmax_scale" in attrs
+                           else None),
+        )
+    elif kind == "Softmax":
+        op = mrvl.SoftmaxOp(data[0], layer_name=name)
+    elif kind == "LayerNorm":
+        width = [int(attrs["shape"][0][-1])]
+        gamma = _const_value(attrs["gamma_const_name"][0], width, consts, ops)
+        beta = _const_value(attrs["beta_const_name"][0], width, consts, ops)
+        op = mrvl.LayerNormOp(data[0], gamma, beta, layer_name=name,
+                              epsilon=float(attrs["epsilon"][0]))
     else:
         raise JsonPairError(f"node {name}: unknown layer_name {kind!r}")
     if "onnx_node_names" in attrs:

@@ -23,7 +23,7 @@ from mrvl.dialects import graph
 MAX_BATCH = 8
 """Largest batch the accelerator takes (upstream's limit)."""
 
-NOT_FUSED = "only fused into a preceding conv2d, dense or add"
+NOT_FUSED = "only fused into a preceding conv2d, dense or add, or a LayerNorm pattern"
 
 Verdict = tuple[bool, str]
 OK: Verdict = (True, "")
@@ -102,10 +102,19 @@ def _gemm(op: graph.GemmOp) -> Verdict:
 
 
 def _matmul(op: graph.MatMulOp) -> Verdict:
-    if len(_shape(op.lhs)) != 2 or len(_shape(op.rhs)) != 2:
-        return False, "matmul is not 2-D x 2-D"
-    if not is_constant(op.rhs):
-        return False, "right operand is not a constant"
+    """x @ W with a constant 2-D W (an FC per row of x, any rank of x up to 4), or a batched
+    product of two activations of equal rank 2 to 4 and equal batch dimensions."""
+    lhs, rhs = _shape(op.lhs), _shape(op.rhs)
+    if is_constant(op.lhs):
+        return False, "left operand is a constant"
+    if is_constant(op.rhs):
+        if len(rhs) != 2 or not 2 <= len(lhs) <= 4:
+            return False, f"matmul {list(lhs)} x constant {list(rhs)} is not [..., K] x [K, N]"
+        return OK
+    if len(lhs) != len(rhs) or not 2 <= len(lhs) <= 4:
+        return False, f"matmul of ranks {len(lhs)} and {len(rhs)} is not supported"
+    if lhs[:-2] != rhs[:-2]:
+        return False, f"matmul batch dims {list(lhs[:-2])} and {list(rhs[:-2])} differ"
     return OK
 
 
@@ -149,17 +158,17 @@ def _add(op: graph.AddOp) -> Verdict:
     ranks = {len(_shape(op.lhs)), len(_shape(op.rhs))}
     if is_constant(op.lhs) and is_constant(op.rhs):
         return False, "both operands are constants (fold constants first)"
-    if not ranks <= {1, 2, 4}:
+    if not ranks <= {1, 2, 3, 4}:
         return False, f"add of rank {max(ranks)} tensors is not supported"
     return OK
 
 
 def _eltwise_ranks(op: graph.MulOp | graph.DivOp, what: str) -> Verdict:
-    """Data operands of rank 1, 2 or 4; a constant operand of any rank up to 4 (a scalar,
+    """Data operands of rank 1 to 4; a constant operand of any rank up to 4 (a scalar,
     PyTorch's [C, 1, 1] per-channel factors)."""
     for value in (op.lhs, op.rhs):
         rank = len(_shape(value))
-        if rank not in (1, 2, 4) and not (rank <= 4 and is_constant(value)):
+        if rank not in (1, 2, 3, 4) and not (rank <= 4 and is_constant(value)):
             return False, f"{what} of rank {rank} tensors is not supported"
     return OK
 
@@ -215,6 +224,40 @@ def _layout_transform(op: graph.LayoutTransformOp) -> Verdict:
     return OK
 
 
+def _softmax(op: graph.SoftmaxOp) -> Verdict:
+    rank = len(_shape(op.results[0]))
+    axis = op.axis.value.data
+    if not 1 <= rank <= 4:
+        return False, f"softmax of a rank {rank} tensor is not supported"
+    if axis % rank != rank - 1:
+        return False, f"softmax axis {axis} is not the last axis"
+    return OK
+
+
+def _layer_norm(op: graph.OnnxOp) -> Verdict:
+    """ONNX LayerNormalization over the last axis with constant scale and bias, whose
+    mean / inverse-std outputs are unused."""
+    if any(r.uses for r in op.results[1:]):
+        return False, "LayerNormalization mean / inv_std_dev outputs are used"
+    rank = len(_shape(op.operands[0]))
+    axis = op.attrs.data.get("axis")
+    axis_v = -1 if axis is None else axis.value.data  # type: ignore[union-attr]
+    if not 1 <= rank <= 4 or axis_v % rank != rank - 1:
+        return False, f"LayerNormalization over axis {axis_v} of rank {rank} is not the last axis"
+    if not all(is_constant(v) for v in op.operands[1:]):
+        return False, "LayerNormalization scale / bias are not constants"
+    return OK
+
+
+ONNX_PREDICATES: dict[str, Callable[[graph.OnnxOp], Verdict]] = {
+    "LayerNormalization": _layer_norm,
+}
+"""ONNX op types kept as graph.onnx that the accelerator takes (after the common checks).
+Erf, Pow, Sqrt and ReduceMean are taken only inside the GELU and LayerNorm patterns."""
+
+PATTERN_ONLY_ONNX = ("Erf", "Pow", "Sqrt", "ReduceMean")
+
+
 def _always(op: Operation) -> Verdict:
     return OK
 
@@ -251,6 +294,8 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.LeakyReluOp: _activation,
     graph.HardSigmoidOp: _activation,
     graph.HardSwishOp: _activation,
+    graph.SoftmaxOp: _softmax,  # type: ignore[dict-item]
+    graph.SubOp: _fused_only,
 }
 """Graph op class -> its predicate (after the common dtype and batch checks)."""
 
@@ -258,7 +303,16 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
 def is_legal(op: Operation) -> Verdict:
     """(True, "") when the accelerator can take `op`, else (False, reason)."""
     if isinstance(op, graph.OnnxOp):
-        return False, f"graph.onnx {op.op_type.data}: not an accelerator op"
+        onnx_predicate = ONNX_PREDICATES.get(op.op_type.data)
+        if onnx_predicate is None:
+            if op.op_type.data in PATTERN_ONLY_ONNX:
+                return False, (f"graph.onnx {op.op_type.data}: only inside a GELU or "
+                               "LayerNorm pattern")
+            return False, f"graph.onnx {op.op_type.data}: not an accelerator op"
+        ok = check_common(op)
+        if not ok[0]:
+            return ok
+        return onnx_predicate(op)
     predicate = PREDICATES.get(type(op))
     if predicate is None:
         return False, f"{op.name}: not an accelerator op"

@@ -28,12 +28,14 @@ Options (pass options, frozen dataclass fields):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f32, i64
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.arg_spec import ArgSpec
@@ -66,7 +68,37 @@ def _activation_ops(layer: mrvl.MrvlLayerOp, x: SSAValue) -> list[Operation]:
         lo = layer.clip_min.value.data  # type: ignore[attr-defined]
         hi = layer.clip_max.value.data  # type: ignore[attr-defined]
         return [graph.ClipOp(x, min=lo, max=hi)]
+    if act in ("gelu", "gelu_tanh"):
+        return _gelu_ops(x, act)
     return []
+
+
+def _scalar_op(value: float) -> graph.ConstantOp:
+    return graph.ConstantOp.from_numpy(np.array(value, dtype=np.float32))
+
+
+def _gelu_ops(x: SSAValue, act: str) -> list[Operation]:
+    """x * 0.5 * (1 + erf(x / sqrt 2)), or the tanh form, as graph ops."""
+    ops: list[Operation] = []
+
+    def const(value: float) -> SSAValue:
+        ops.append(_scalar_op(value))
+        return ops[-1].results[0]
+
+    if act == "gelu":
+        ops.append(graph.MulOp(x, const(1.0 / math.sqrt(2.0))))
+        ops.append(graph.OnnxOp([ops[-1].results[0]], [x.type], op_type="Erf", opset=17))
+    else:
+        ops.append(graph.MulOp(x, x))
+        ops.append(graph.MulOp(ops[-1].results[0], x))
+        ops.append(graph.MulOp(ops[-1].results[0], const(0.044715)))
+        ops.append(graph.AddOp(x, ops[-1].results[0]))
+        ops.append(graph.MulOp(ops[-1].results[0], const(math.sqrt(2.0 / math.pi))))
+        ops.append(graph.TanhOp(ops[-1].results[0]))
+    ops.append(graph.AddOp(ops[-1].results[0], const(1.0)))
+    ops.append(graph.MulOp(x, ops[-1].results[0]))
+    ops.append(graph.MulOp(ops[-1].results[0], const(0.5)))
+    return ops
 
 
 def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
@@ -147,6 +179,26 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         )
     elif isinstance(layer, mrvl.TransposeOp):
         ops.append(graph.TransposeOp(x, perm=graph.ints(layer.perm)))
+    elif isinstance(layer, mrvl.MatMulOp):
+        a, b = layer.a, layer.b
+        if layer.a_perm is not None:
+            ops.append(graph.TransposeOp(a, perm=graph.ints(layer.a_perm)))
+            a = ops[-1].results[0]
+        if layer.b_perm is not None:
+            ops.append(graph.TransposeOp(b, perm=graph.ints(layer.b_perm)))
+            b = ops[-1].results[0]
+        ops.append(graph.MatMulOp(a, b))
+        if layer.softmax_scale is not None:
+            ops.append(_scalar_op(layer.softmax_scale.value.data))
+            ops.append(graph.MulOp(ops[-2].results[0], ops[-1].results[0]))
+            ops.append(graph.SoftmaxOp(ops[-1].results[0]))
+    elif isinstance(layer, mrvl.SoftmaxOp):
+        ops.append(graph.SoftmaxOp(x))
+    elif isinstance(layer, mrvl.LayerNormOp):
+        ops.append(graph.OnnxOp(
+            [x, layer.gamma, layer.beta], [out_type], op_type="LayerNormalization", opset=17,
+            attrs={"axis": IntegerAttr(-1, i64),
+                   "epsilon": FloatAttr(layer.epsilon.value.data, f32)}))
     else:
         raise AssertionError(f"no graph expansion for {layer.name}")
     ops.extend(_activation_ops(layer, ops[-1].results[0]))

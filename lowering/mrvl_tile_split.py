@@ -195,6 +195,10 @@ def choose_split(
     if isinstance(op, mrvl.Maxpool2DOp | mrvl.Avgpool2DOp):
         n, oh, ow, c = out_shape
         return "rows", balanced_ranges(n * oh, tiles, row_unit(ow * c * out_es))
+    if isinstance(op, mrvl.MatMulOp | mrvl.SoftmaxOp | mrvl.LayerNormOp):
+        # rows of the 2-D view [prod(shape[:-1]), shape[-1]]
+        rows = math.prod(out_shape[:-1])
+        return "rows", balanced_ranges(rows, tiles, row_unit(out_shape[-1] * out_es))
     return generic_split(out_shape, tiles, out_es)
 
 

@@ -123,7 +123,14 @@ def offload_report(module: ModuleOp) -> dict[str, Any]:
         "macs_total": total,
         "macs_accelerator": accel_macs,
         "accelerator_mac_share": (accel_macs / total) if total else 0.0,
+        "fp16_in_int8": [layer["layer"] for sub in accel for layer in sub["layers"]
+                         if layer["kind"] in FP16_IN_INT8],
     }
+
+
+FP16_IN_INT8 = ("MatMul", "Softmax", "LayerNorm")
+"""Layer kinds that compute in fp16 in an int8 build (the DMA dequantises their inputs and
+quantises their outputs): exp, rsqrt and products of two asymmetric int8 activations."""
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -138,6 +145,11 @@ def format_report(report: dict[str, Any]) -> str:
     for sub in report["accelerator_subgraphs"]:
         kinds = ", ".join(f"{l['layer']} {l['kind']}" for l in sub["layers"])
         lines.append(f"  @{sub['name']}: {kinds}")
+    if report.get("fp16_in_int8"):
+        lines.append(
+            f"  fp16 in int8 builds ({', '.join(FP16_IN_INT8)}): "
+            f"{len(report['fp16_in_int8'])} layer(s)"
+        )
     lines.append(
         f"cpu: {len(report['cpu_subgraphs'])} sub-graph(s), {len(report['cpu_nodes'])} node(s)"
     )

@@ -14,7 +14,9 @@ the input (`batch=` fixes it) and opset 17 by default (`opset=`, 11 to 21).
 `load_digits_28()` gives its data. `ssd_export_detector()` (an SSD whose post-processing is
 some 180 exporter-style post-processing ONNX nodes over 12096 anchors; the import benchmark's model) is
 not in `MODELS`, nor is `pp_lcnet()` (a PP-LCNet-0.25-style classifier, the simulator speed
-benchmark's many-small-layers case), so the tests and benchmarks that iterate over `MODELS` stay as they are.
+benchmark's many-small-layers case), nor are `vit_tiny()` and `bert_tiny()` (transformer
+encoders; BERT's input is int64 token ids), so the tests and benchmarks that iterate over
+`MODELS` stay as they are.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from mrvl.models.pp_lcnet import pp_lcnet
 from mrvl.models.resnet50 import resnet50
 from mrvl.models.ssd_detector import ssd_detector
 from mrvl.models.ssd_export_detector import ssd_export_detector
+from mrvl.models.vit_tiny import vit_tiny
+from mrvl.models.bert_tiny import bert_tiny
 
 MODELS: dict[str, Callable[..., onnx.ModelProto]] = {
     "mnist_cnn": mnist_cnn,
@@ -78,4 +82,6 @@ __all__ = [
     "resnet50",
     "ssd_detector",
     "ssd_export_detector",
+    "vit_tiny",
+    "bert_tiny",
 ]

@@ -13,7 +13,7 @@ from enum import IntEnum, IntFlag
 # ---- versions and identification ---------------------------------------------------------
 MAGIC = b"MRVL"
 VERSION_MAJOR = 1
-VERSION_MINOR = 2
+VERSION_MINOR = 3
 ARCH_CN10K = 16
 
 # ---- limits ------------------------------------------------------------------------------
@@ -80,9 +80,11 @@ class Opcode(IntEnum):
     COPY = 9
     BARRIER = 10
     TILE_COPY = 11
+    SOFTMAX = 16
+    LAYERNORM = 17
 
 
-NUM_OPCODES = 12
+NUM_OPCODES = 18
 
 
 class Queue(IntEnum):
@@ -134,9 +136,11 @@ class Act(IntEnum):
     SIGMOID = 4
     LEAKY_RELU = 5
     TANH = 6
+    GELU_ERF = 10
+    GELU_TANH = 11
 
 
-NUM_ACTS = 7
+NUM_ACTS = 12
 
 
 class PoolFunc(IntEnum):
@@ -198,6 +202,10 @@ ELT_FIELDS = (
 VEC_FIELDS = (
     "in_addr", "out_addr", "rows", "cols", "in_row_stride", "out_row_stride", "out_scale",
 )
+NORM_FIELDS = (
+    "in_addr", "out_addr", "rows", "cols", "in_row_stride", "out_row_stride",
+    "gamma_addr", "beta_addr",
+)
 BARRIER_FIELDS = ("id",)
 TCOPY_FIELDS = (
     "src_addr", "dst_addr", "dst_tile_mask", "dim0", "dim1", "dim2", "dim3",
@@ -213,6 +221,7 @@ FIELD_FAMILIES: dict[str, tuple[str, ...]] = {
     "POOL": POOL_FIELDS,
     "ELT": ELT_FIELDS,
     "VEC": VEC_FIELDS,
+    "NORM": NORM_FIELDS,
     "BARRIER": BARRIER_FIELDS,
     "TCOPY": TCOPY_FIELDS,
 }
@@ -230,6 +239,8 @@ OPCODE_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.COPY: VEC_FIELDS,
     Opcode.BARRIER: BARRIER_FIELDS,
     Opcode.TILE_COPY: TCOPY_FIELDS,
+    Opcode.SOFTMAX: VEC_FIELDS,
+    Opcode.LAYERNORM: NORM_FIELDS,
 }
 
 SIGNED_FIELDS = frozenset({"pad_t", "pad_l", "b_zp"})
@@ -258,6 +269,8 @@ OPCODE_QUEUE: dict[Opcode, Queue | None] = {
     Opcode.COPY: Queue.COMPUTE,
     Opcode.BARRIER: Queue.COMPUTE,
     Opcode.TILE_COPY: Queue.DMA_OUT,
+    Opcode.SOFTMAX: Queue.COMPUTE,
+    Opcode.LAYERNORM: Queue.COMPUTE,
 }
 
 # fparam[] indices

@@ -17,14 +17,19 @@ from the documented rules alone, not from the compiler's arrays:
   integers) divided by the tap count in fp32;
 - sum / mul / activation / concat dequantise in fp32 (`(q - zp) * step`), apply the op and
   the activation in fp32, multiply by `fp32(1 / s_out)` and store as above;
-- reshapes, flattens and transposes move the int8 values.
+- reshapes, flattens and transposes move the int8 values;
+- MatMul of two activations and LayerNorm compute in fp16: the load dequantises
+  (`fp16((q - zp) * step)`, fp32 then RNE), GEMM sums the fp32 products in index order and
+  rounds to fp16 / LAYERNORM follows docs/isa.md on the fp16 rows, and the store
+  quantises (`saturate(rint_half_even(v * fp32(1 / s_out)) + zp)`).
 
 Every operation above is one IEEE fp32 or exact integer step, so an implementation of the
 documented semantics (the C simulator) must agree bit for bit.
 
-Scope: the activations none, relu, clip (fused or standalone) and leaky_relu. int8 sigmoid
-and tanh go through the ACT unit's transcendental, whose rounding this oracle does not
-model: a model using them is refused with NotImplementedError (the tests that use this
+Scope: the activations none, relu, clip (fused or standalone) and leaky_relu. int8 sigmoid,
+tanh, gelu and Softmax go through the vector unit's transcendentals (expf, tanhf, erff),
+whose rounding this oracle does not model: a model using them is refused with
+NotImplementedError (the tests that use this
 oracle build models without them; the simulator's ACT is checked in
 tests/test_eltwise_act_layers.py against the reference executor by Marvell's rule).
 """
@@ -196,7 +201,40 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
             else:
                 parts.append(store_int8(dequantize(arg, rescale, z_in), z_out))
         return np.concatenate(parts, axis=op.axis.value.data)
+    if isinstance(op, mrvl.MatMulOp) and op.softmax_scale is not None:
+        raise NotImplementedError("int8 emulation: softmax epilogue (expf)")
+    if isinstance(op, mrvl.MatMulOp):
+        a, b = (_fp16_load(arg, *param) for arg, param in zip(args, params, strict=True))
+        if op.a_perm is not None:
+            a = np.transpose(a, ref._ints(op.a_perm))
+        if op.b_perm is not None:
+            b = np.transpose(b, ref._ints(op.b_perm))
+        products = (a[..., :, None, :] * np.swapaxes(b, -1, -2)[..., None, :, :]).astype(_F32)
+        acc = np.cumsum(products, axis=-1, dtype=_F32)[..., -1]
+        return _fp16_store_int8(acc, s_out, z_out)
+    if isinstance(op, mrvl.LayerNormOp):
+        x = _fp16_load(args[0], *params[0])
+        gamma, beta = np.asarray(args[1], _F32), np.asarray(args[2], _F32)
+        cols = _F32(x.shape[-1])
+        mean = np.cumsum(x, axis=-1, dtype=_F32)[..., -1:] / cols
+        d = (x - mean).astype(_F32)
+        var = np.cumsum((d * d).astype(_F32), axis=-1, dtype=_F32)[..., -1:] / cols
+        eps = _F32(op.epsilon.value.data)
+        rstd = (_F32(1.0) / np.sqrt((var + eps).astype(_F32))).astype(_F32)
+        y = ((d * rstd).astype(_F32) * gamma).astype(_F32) + beta
+        return _fp16_store_int8(y, s_out, z_out)
     raise NotImplementedError(f"int8 emulation: no semantics for {op.name}")
+
+
+def _fp16_load(q: np.ndarray, step: float, zp: int) -> np.ndarray:
+    """A DMA load that dequantises int8 into fp16 OCM, as fp32 values."""
+    return dequantize(q, step, zp).astype(np.float16).astype(_F32)
+
+
+def _fp16_store_int8(v: np.ndarray, s_out: float, z_out: int) -> np.ndarray:
+    """An fp16 result (rounded RNE) stored to int8 by the quantising DMA."""
+    h = np.asarray(v, _F32).astype(np.float16).astype(_F32)
+    return store_int8(h * _F32(1.0 / s_out), z_out)
 
 
 def input_params(fn: func.FuncOp) -> list[tuple[float, int]]:

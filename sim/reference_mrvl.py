@@ -11,6 +11,7 @@ equals the original graph module (rtol 1e-4 / atol 1e-5: only float summation or
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,44 @@ def activate(
     if activation == "leaky_relu":
         assert alpha is not None
         return np.where(y < 0, y * np.float32(alpha), y).astype(np.float32)
+    if activation == "gelu":
+        y64 = y.astype(np.float64)
+        return (0.5 * y64 * (1.0 + _erf(y64 / np.sqrt(2.0)))).astype(np.float32)
+    if activation == "gelu_tanh":
+        y64 = y.astype(np.float64)
+        inner = np.sqrt(2.0 / np.pi) * (y64 + 0.044715 * y64**3)
+        return (0.5 * y64 * (1.0 + np.tanh(inner))).astype(np.float32)
     return y
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf in float64 (math.erf per element; numpy has no erf)."""
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, a_perm, b_perm) -> np.ndarray:
+    """numpy matmul of the operands read through their permutations (float64 sums)."""
+    if a_perm is not None:
+        a = np.transpose(a, a_perm)
+    if b_perm is not None:
+        b = np.transpose(b, b_perm)
+    return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis."""
+    x64 = x.astype(np.float64)
+    e = np.exp(x64 - x64.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over the last axis (biased var)."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=-1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (x64 - mean) / np.sqrt(var + np.float64(np.float32(epsilon)))
+    return (y * gamma.astype(np.float64) + beta.astype(np.float64)).astype(np.float32)
 
 
 def _windows(
@@ -187,6 +225,17 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
         return np.ascontiguousarray(np.transpose(_f32(args[0]), _ints(op.perm)))
     if isinstance(op, mrvl.ReshapeOp | mrvl.BatchFlattenOp | mrvl.SqueezeOp):
         return _f32(args[0]).reshape(mrvl.tensor_shape(op.results[0]))
+    if isinstance(op, mrvl.MatMulOp):
+        y = matmul(_f32(args[0]), _f32(args[1]),
+                   None if op.a_perm is None else _ints(op.a_perm),
+                   None if op.b_perm is None else _ints(op.b_perm))
+        if op.softmax_scale is None:
+            return y
+        return softmax(y * np.float32(op.softmax_scale.value.data))
+    if isinstance(op, mrvl.SoftmaxOp):
+        return softmax(_f32(args[0]))
+    if isinstance(op, mrvl.LayerNormOp):
+        return layer_norm(_f32(args[0]), _f32(args[1]), _f32(args[2]), op.epsilon.value.data)
     # Unreachable for the layers of mrvl.LAYER_OPS (tests/test_mrvl_reference.py checks that
     # each has a branch above); a new layer op must add its semantics here.
     raise NotImplementedError(f"no reference semantics for {op.name}")
@@ -264,6 +313,20 @@ class MrvlFunctions(InterpreterFunctions):
 
     @impl(mrvl.TransposeOp)
     def run_transpose(self, interpreter: Interpreter, op: mrvl.TransposeOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+
+    @impl(mrvl.MatMulOp)
+    def run_matmul(self, interpreter: Interpreter, op: mrvl.MatMulOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.SoftmaxOp)
+    def run_softmax(self, interpreter: Interpreter, op: mrvl.SoftmaxOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.LayerNormOp)
+    def run_layernorm(self, interpreter: Interpreter, op: mrvl.LayerNormOp,
+                      args: tuple[Any, ...]):
         return (run_layer(op, args),)
 
 

@@ -149,7 +149,7 @@ def test_checker_finds_each_kind_of_problem(mnist_pair):
         nodes["nodes"][2]["inputs"] = [[5, 0, 0]]
 
     def bad_kind(nodes, consts):
-        nodes["nodes"][3]["attrs"]["layer_name"] = ["Softmax"]
+        nodes["nodes"][3]["attrs"]["layer_name"] = ["Gelu"]
 
     def bad_name(nodes, consts):
         nodes["nodes"][3]["name"] = "layer3"
@@ -166,7 +166,7 @@ def test_checker_finds_each_kind_of_problem(mnist_pair):
     cases = {
         drop_const: "constant 'tvmgen_mrvl_main_1_const_0' is not in the Constants-JSON",
         forward_input: "input [5, 0, 0] does not point at an earlier node",
-        bad_kind: "unknown layer_name 'Softmax'",
+        bad_kind: "unknown layer_name 'Gelu'",
         bad_name: "name does not match tvmgen_mrvl_main_[0-9]+",
         bad_shape: "shape [64, 2, 2, 1] != [64, 2, 2, 2]",
         bad_min: "min/max do not match its data",

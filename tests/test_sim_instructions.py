@@ -7,6 +7,7 @@ parameters change cycles but never outputs, cycles >= roofline, utilisation <= 1
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -38,6 +39,13 @@ def act_ref(v: np.ndarray, act: int, alpha=0.0, beta=0.0) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-v.astype(np.float64)))).astype(F32)
     if act == Act.TANH:
         return np.tanh(v.astype(np.float64)).astype(F32)
+    if act == Act.GELU_ERF:  # fp32 formula of docs/isa.md, erf rounded to fp32
+        e = np.vectorize(math.erf)((v * F32(0.70710678118654752)).astype(np.float64))
+        return (F32(0.5) * v * (F32(1.0) + e.astype(F32))).astype(F32)
+    if act == Act.GELU_TANH:
+        inner = F32(0.79788456080286536) * (v + F32(0.044715) * (v * v * v))
+        t = np.tanh(inner.astype(np.float64)).astype(F32)
+        return (F32(0.5) * v * (F32(1.0) + t)).astype(F32)
     return v
 
 
@@ -358,7 +366,8 @@ def test_act_fp16(act):
     pb.store(0, oa, "y", x.shape, DType.FP16)
     (y,), _ = raw_outputs(pb, 1)
     ref = store_ref(act_ref(x.astype(F32), act, 0.2, 1.5), DType.FP16)
-    if act in (Act.SIGMOID, Act.TANH):  # C library expf / tanhf: 1 fp16 ulp allowed
+    if act in (Act.SIGMOID, Act.TANH, Act.GELU_ERF, Act.GELU_TANH):
+        # C library expf / tanhf / erff: 1 fp16 ulp allowed
         ulps = np.abs(y.view(np.int16).astype(np.int32) - ref.view(np.int16).astype(np.int32))
         assert ulps.max() <= 1
     else:

@@ -60,12 +60,12 @@ func.func @const_ops(%x: tensor<1x4x4x8xf32>) -> (tensor<1x4x4x8xf32>, tensor<1x
 
 // -----
 
-// Not lowered: a mul of rank-3 tensors, a division by a non-constant or by a constant with a
+// Not lowered: a mul of rank-5 tensors, a division by a non-constant or by a constant with a
 // zero, activations of a rank-5 tensor or of f16 data, a mul of two constants, a clip whose
 // min exceeds its max (ONNX gives max everywhere, the ISA's CLIP would give min).
 
-func.func @not_lowered(%a: tensor<2x3x4xf32>, %b: tensor<1x4x4x8xf32>, %c: tensor<1x4x4x8xf32>, %v: tensor<1x2x2x2x2xf32>, %h: tensor<1x4xf16>) -> (tensor<2x3x4xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>) {
-  %m = graph.mul %a, %a : (tensor<2x3x4xf32>, tensor<2x3x4xf32>) -> tensor<2x3x4xf32>
+func.func @not_lowered(%a: tensor<2x3x4x1x1xf32>, %b: tensor<1x4x4x8xf32>, %c: tensor<1x4x4x8xf32>, %v: tensor<1x2x2x2x2xf32>, %h: tensor<1x4xf16>) -> (tensor<2x3x4x1x1xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>) {
+  %m = graph.mul %a, %a : (tensor<2x3x4x1x1xf32>, tensor<2x3x4x1x1xf32>) -> tensor<2x3x4x1x1xf32>
   %d = graph.div %b, %c : (tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
   %z = graph.constant dense<[0.000000e+00, 1.000000e+00, 2.000000e+00, 3.000000e+00, 4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00]> : tensor<8xf32>
   %dz = graph.div %b, %z : (tensor<1x4x4x8xf32>, tensor<8xf32>) -> tensor<1x4x4x8xf32>
@@ -74,12 +74,12 @@ func.func @not_lowered(%a: tensor<2x3x4xf32>, %b: tensor<1x4x4x8xf32>, %c: tenso
   %k = graph.constant dense<2.000000e+00> : tensor<2xf32>
   %kk = graph.mul %k, %k : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
   %cl = graph.clip %c {min = 1.000000e+00 : f32, max = 0.000000e+00 : f32} : (tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
-  func.return %m, %d, %dz, %t, %s, %kk, %cl : tensor<2x3x4xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>
+  func.return %m, %d, %dz, %t, %s, %kk, %cl : tensor<2x3x4x1x1xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>
 }
 
 // CHECK-LABEL: func.func @not_lowered
 // CHECK-NOT:   = mrvl.
-// CHECK:       graph.mul {{.*}}mrvl.cpu_reason = "mul of rank 3 tensors is not supported"
+// CHECK:       graph.mul {{.*}}mrvl.cpu_reason = "mul of rank 5 tensors is not supported"
 // CHECK:       graph.div {{.*}}mrvl.cpu_reason = "division by a non-constant is not supported"
 // CHECK:       graph.div {{.*}}mrvl.cpu_reason = "divisor has zeros or values without a finite reciprocal"
 // CHECK:       graph.tanh {{.*}}mrvl.cpu_reason = "graph.tanh of a rank 5 tensor is not supported"

@@ -22,7 +22,7 @@ func.func @mul_tanh(%a: tensor<1x4x4x8xf32>, %b: tensor<1x1x1x8xf32>) {
   %0 = mrvl.mul %a, %b {layer_name = "tvmgen_mrvl_main_0", activation = "tanh"} : (tensor<1x4x4x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x4x4x8xf32>
   func.return
 }
-// CHECK: expected activation in ['none', 'relu', 'clip', 'sigmoid'], got "tanh"
+// CHECK: expected activation in ['none', 'relu', 'clip', 'sigmoid', 'gelu', 'gelu_tanh'], got "tanh"
 
 // -----
 
@@ -30,7 +30,7 @@ func.func @activation_none(%x: tensor<1x4x4x8xf32>) {
   %0 = mrvl.activation %x {layer_name = "tvmgen_mrvl_main_0", activation = "none"} : (tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
   func.return
 }
-// CHECK: expected activation in ['relu', 'clip', 'sigmoid', 'tanh', 'leaky_relu'], got "none"
+// CHECK: expected activation in ['relu', 'clip', 'sigmoid', 'tanh', 'leaky_relu', 'gelu', 'gelu_tanh'], got "none"
 
 // -----
 
