@@ -321,6 +321,77 @@ class FCPattern(RewritePattern):
         _finish(rewriter, fusion, [*new_ops, layer])
 
 
+def _per_channel_const(op: Operation, value: SSAValue) -> np.ndarray | None:
+    """The [C] float64 factors of a constant operand of a mul / add `op` of NHWC `value`
+    that broadcasts per channel only (a scalar, [C], [1, 1, 1, C], ...), else None."""
+    if not isinstance(op, graph.MulOp | graph.AddOp) or not is_legal_dtype(op):
+        return None
+    other = op.rhs if op.lhs is value else op.lhs
+    if other is value or not is_constant(other) or _shape(op.result) != _shape(value):
+        return None
+    channels = _shape(value)[-1]
+    shape = _shape(other)
+    if len(shape) > len(_shape(value)) or any(d != 1 for d in shape[:-1]):
+        return None
+    if shape and shape[-1] not in (1, channels):
+        return None
+    arr = const_array(other).astype(np.float64).reshape(-1)
+    return np.broadcast_to(arr, (channels,)).copy()
+
+
+def _affine_chain(op: Operation) -> Fusion | None:
+    """A standalone per-channel affine of 4-D NHWC data: batch_norm, or mul by a per-channel
+    constant followed by add of one (a scale-shift), with (scale, shift) in `fusion.bn`."""
+    if isinstance(op, graph.BatchNormOp):
+        if op.layout.data != "NHWC" or len(_shape(op.input)) != 4 or not is_legal_dtype(op):
+            return None
+        params = [op.scale, op.bias, op.mean, op.var]
+        if not all(is_constant(p) for p in params):
+            return None
+        s, b, m, v = (const_array(p).astype(np.float64) for p in params)
+        factor = s / np.sqrt(v + op.epsilon.value.data)
+        return Fusion(ops=[op], bn=(factor, b - m * factor))
+    if not isinstance(op, graph.MulOp):
+        return None
+    data = op.rhs if is_constant(op.lhs) else op.lhs
+    if is_constant(data) or len(_shape(data)) != 4:
+        return None
+    scale = _per_channel_const(op, data)
+    user = sole_user(op.result)
+    if scale is None or user is None:
+        return None
+    shift = _per_channel_const(user, op.result)
+    if shift is None:
+        return None
+    return Fusion(ops=[op, user], bn=(scale, shift))
+
+
+class AffinePattern(RewritePattern):
+    """A standalone per-channel affine [activation] (batch_norm without a conv before it, or
+    mul + add by per-channel constants) -> mrvl.conv2d, depthwise with a 1x1 kernel: weight
+    [C, 1, 1, 1] = the scale, bias = the shift, the activation fused (ACT-free)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        fusion = _affine_chain(op)
+        if fusion is None or fusion.bn is None:
+            return
+        data = fusion.ops[0].operands[0]
+        if isinstance(op, graph.MulOp) and is_constant(op.lhs):
+            data = op.rhs
+        channels = _shape(data)[-1]
+        _absorb_tail(fusion, channels, bias=False, bn=False)
+        scale, shift = fusion.bn
+        new_ops: list[Operation] = []
+        weight = _new_const(scale.reshape(channels, 1, 1, 1), new_ops)
+        bias = _new_const(shift, new_ops)
+        layer = mrvl.Conv2DOp(
+            data, weight, bias, layer_name=UNNAMED, groups=channels,
+            activation=fusion.activation, clip=fusion.clip,
+        )
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
 class PoolPattern(RewritePattern):
     """[pad] max_pool2d / avg_pool2d and global pools -> the mrvl pool layers."""
 
@@ -574,7 +645,8 @@ class ConvertGraphToMrvlPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [ConvPattern(), FCPattern(), PoolPattern(), SumPattern(), MulPattern(),
+                [ConvPattern(), FCPattern(), AffinePattern(), PoolPattern(), SumPattern(),
+                 MulPattern(),
                  ActivationPattern(), ConcatPattern(), ShapePattern()]
             ),
             apply_recursively=False,

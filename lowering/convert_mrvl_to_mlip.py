@@ -930,6 +930,8 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
             t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale, zp=zp)
         if len(shape) == 4:
             t.layout = Layout.NHWC
+            if isinstance(op, mrvl.LayoutTransformOp) and op.dst_layout.data == "NCHW":
+                t.layout = Layout.NCHW  # else the runtime transposes a C == H == W output
         prog.add_tensor(t)
         conv.tensor_of[result] = t.name
         layer = LayerPlan(op.name_str, op.LAYER_NAME, len(prog.layers), macs=op.macs())

@@ -1,0 +1,190 @@
+"""Standalone per-channel affine layers end to end: a BatchNormalization with no conv before
+it, or a Mul + Add by per-channel constants (a scale-shift), with the activation after it,
+becomes one depthwise 1x1 `mrvl.conv2d` (weight = scale, bias = shift, activation fused), so
+a DenseNet's pre-activation BN-ReLU stays on the accelerator.
+
+Compiled builds run through `CompiledModel` (simulator) and are judged against onnxruntime
+with Marvell's rules (fp16 3 % relative, int8 3 LSB); the partitioned module through the
+reference executor (rtol 1e-4 / atol 1e-5); the JSON pair reads back op for op.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from mrvl.dialects import mrvl
+from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.driver.compiler import compile_model, compile_to_partitioned
+from mrvl.lowering.mrvl_json import check_json_pair, json_to_function, subgraph_to_json
+from mrvl.lowering.mrvl_partition import layers_of
+from mrvl.models._graph_builder import GraphBuilder, tensor_info
+from mrvl.models.densenet import densenet121
+from mrvl.sim.acceptance import check_output
+from mrvl.sim.reference import run_function
+from mrvl.sim.runtime import CompiledModel
+
+HW = 8
+
+
+def dense_block(layers: int = 3, growth: int = 8, stem: int = 16) -> onnx.ModelProto:
+    """A small DenseNet-style net: stem conv-BN-ReLU, `layers` dense layers (BN-ReLU-Conv1x1-
+    BN-ReLU-Conv3x3, concatenated to the input on the channel axis), a transition
+    (BN-ReLU-Conv1x1-AvgPool), final BN-ReLU, GlobalAveragePool, Gemm."""
+    g = GraphBuilder(seed=3, opset=17)
+    x = g.conv("stem", "input", 3, stem, 3)
+    x = g.node("Relu", [g.batch_norm("stem.bn", x, stem)], "stem.relu")
+    channels = stem
+    for i in range(layers):
+        y = g.node("Relu", [g.batch_norm(f"b{i}.norm1", x, channels)], f"b{i}.relu1")
+        y = g.conv(f"b{i}.conv1", y, channels, 4 * growth, 1)
+        y = g.node("Relu", [g.batch_norm(f"b{i}.norm2", y, 4 * growth)], f"b{i}.relu2")
+        y = g.conv(f"b{i}.conv2", y, 4 * growth, growth, 3)
+        x = g.node("Concat", [x, y], f"b{i}.concat", axis=1)
+        channels += growth
+    y = g.node("Relu", [g.batch_norm("trans.norm", x, channels)], "trans.relu")
+    y = g.conv("trans.conv", y, channels, channels // 2, 1)
+    y = g.node("AveragePool", [y], "trans.pool", kernel_shape=[2, 2], strides=[2, 2])
+    channels //= 2
+    y = g.node("Relu", [g.batch_norm("norm5", y, channels)], "relu5")
+    y = g.node("Flatten", [g.node("GlobalAveragePool", [y], "gap")], "flatten")
+    w = g.initializer("fc.weight", g.he_normal((10, channels), channels))
+    b = g.initializer("fc.bias", g.uniform((10,), -0.1, 0.1))
+    y = g.node("Gemm", [y, w, b], "fc", transB=1)
+    return g.make_model("dense_block", [tensor_info("input", [1, 3, HW, HW])],
+                        [tensor_info(y, [1, 10])])
+
+
+def scale_shift(activation: str = "Relu", scalar_shift: bool = False) -> onnx.ModelProto:
+    """conv -> Mul by a [C,1,1] constant -> Add of a [C,1,1] (or scalar) constant ->
+    activation -> conv: the Mul + Add is one affine layer."""
+    g = GraphBuilder(seed=5, opset=17)
+    c = 12
+    x = g.conv("conv0", "input", 3, c, 3, bias=True)
+    x = g.node("Relu", [x], "relu0")
+    scale = g.initializer("scale", g.uniform((c, 1, 1), 0.5, 1.5))
+    shift_shape = () if scalar_shift else (c, 1, 1)
+    shift = g.initializer("shift", g.uniform(shift_shape, -0.5, 0.5))
+    y = g.node("Add", [g.node("Mul", [scale, x], "mul"), shift], "add")
+    if activation == "Clip":
+        y = g.clip("act", y, 0.0, 6.0)
+    elif activation:
+        y = g.node(activation, [y], "act")
+    y = g.conv("conv1", y, c, 8, 3, bias=True)
+    return g.make_model("scale_shift", [tensor_info("input", [1, 3, HW, HW])],
+                        [tensor_info(y, [1, 8, HW, HW])])
+
+
+def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)[0]
+
+
+def _partitioned(model: onnx.ModelProto, tmp_path: Path, **options):
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    return compile_to_partitioned(str(path), **options)
+
+
+def _depthwise_1x1(fn) -> list[mrvl.Conv2DOp]:
+    return [
+        op for op in layers_of(fn)
+        if isinstance(op, mrvl.Conv2DOp)
+        and mrvl.tensor_shape(op.weight)[1:] == (1, 1, 1)
+        and op.groups.value.data == mrvl.tensor_shape(op.weight)[0] > 1
+    ]
+
+
+def test_dense_block_is_one_subgraph_and_matches_reference(tmp_path):
+    model = dense_block()
+    module = _partitioned(model, tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    (fn,) = subgraph_functions(module, "accelerator")
+    affine = _depthwise_1x1(fn)
+    # 3 dense layers' norm1, the transition's norm, norm5 (norm2 folds into conv1)
+    assert len(affine) == 5
+    assert {op.activation_str() for op in affine} == {"relu"}
+    x = np.random.default_rng(1).standard_normal((1, 3, HW, HW)).astype(np.float32)
+    got = run_function(module, [x])[0]
+    np.testing.assert_allclose(got, _ort(model, {"input": x}), rtol=1e-4, atol=1e-5)
+    nodes, consts = subgraph_to_json(fn)
+    assert check_json_pair(nodes, consts) == []
+    for op in fn.walk():  # the JSON pair keeps no SSA name hints
+        for result in op.results:
+            result.name_hint = None
+    assert str(json_to_function(nodes, consts)) == str(fn)
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
+def test_dense_block_end_to_end(quantize, tiles, tmp_path):
+    model = dense_block()
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    x = np.random.default_rng(tiles).standard_normal((1, 3, HW, HW)).astype(np.float32)
+    options = {"calibration": {"input": x}} if quantize == "int8" else {}
+    manifest = compile_model(path, tmp_path / "build", num_tiles=tiles, quantize=quantize,
+                             **options)
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        got = compiled.run({"input": x}).outputs["fc"]
+    check = check_output("fc", got, _ort(model, {"input": x}), quantize)
+    assert check.passed, check.summary()
+
+
+@pytest.mark.parametrize(
+    ("activation", "scalar_shift"), [("Relu", False), ("Clip", True), ("", False)]
+)
+def test_scale_shift_is_one_affine_layer(activation, scalar_shift, tmp_path):
+    model = scale_shift(activation, scalar_shift)
+    module = _partitioned(model, tmp_path)
+    (fn,) = subgraph_functions(module, "accelerator")
+    kinds = [op.LAYER_NAME for op in layers_of(fn)]
+    assert "Mul2D" not in kinds and "Sum2D" not in kinds and "Activation" not in kinds
+    (affine,) = _depthwise_1x1(fn)
+    expected = {"Relu": "relu", "Clip": "clip", "": "none"}[activation]
+    assert affine.activation_str() == expected
+    x = np.random.default_rng(2).standard_normal((1, 3, HW, HW)).astype(np.float32)
+    got = run_function(module, [x])[0]
+    np.testing.assert_allclose(got, _ort(model, {"input": x}), rtol=1e-4, atol=1e-5)
+    path = tmp_path / "m.onnx"
+    manifest = compile_model(path, tmp_path / "build", num_tiles=2, quantize="fp16")
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        out = compiled.run({"input": x}).outputs["conv1"]
+    check = check_output("conv1", out, _ort(model, {"input": x}), "fp16")
+    assert check.passed, check.summary()
+
+
+def test_mul_without_add_stays_mul2d(tmp_path):
+    """Not lowered as an affine: a per-channel Mul with no Add after it stays a Mul2D."""
+    g = GraphBuilder(seed=1, opset=17)
+    x = g.conv("conv0", "input", 3, 4, 3)
+    y = g.node("Mul", [x, g.initializer("k", g.uniform((4, 1, 1), 0.5, 1.5))], "mul")
+    model = g.make_model("m", [tensor_info("input", [1, 3, 4, 4])],
+                         [tensor_info(y, [1, 4, 4, 4])])
+    (fn,) = subgraph_functions(_partitioned(model, tmp_path, require_compute=False),
+                               "accelerator")
+    assert [op.LAYER_NAME for op in layers_of(fn)][1:3] == ["Conv2D", "Mul2D"]
+    assert _depthwise_1x1(fn) == []
+
+
+def test_affine_forced_to_cpu_expands_back(tmp_path):
+    model = dense_block(layers=1)
+    module = _partitioned(model, tmp_path, cpu_layers=["b0.norm1"])
+    assert len(subgraph_functions(module, "cpu")) == 1
+    x = np.random.default_rng(3).standard_normal((1, 3, HW, HW)).astype(np.float32)
+    got = run_function(module, [x])[0]
+    np.testing.assert_allclose(got, _ort(model, {"input": x}), rtol=1e-4, atol=1e-5)
+
+
+def test_densenet121_is_one_accelerator_subgraph(tmp_path):
+    """DenseNet-121 (torchvision's layout): every pre-activation BN-ReLU is an affine layer,
+    so the whole network is one accelerator sub-graph (before: 63 accelerator + 62 CPU)."""
+    module = _partitioned(densenet121(batch=1), tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    (fn,) = subgraph_functions(module, "accelerator")
+    assert len(_depthwise_1x1(fn)) == 58 + 3 + 1  # dense layers' norm1, transitions, norm5
