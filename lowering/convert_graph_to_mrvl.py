@@ -17,7 +17,9 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   divisor as its constant); a standalone relu / clip / sigmoid / tanh / leaky_relu ->
   mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
   [0, 1]); hard_swish -> those two + mrvl.mul with its input;
-- [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
+- a standalone per-channel affine [activation] (batch_norm without a conv before it, or mul +
+  add by per-channel constants) -> mrvl.conv2d, depthwise 1x1 (weight = scale, bias = shift);
+- [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on any axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
 
@@ -541,7 +543,7 @@ class ActivationPattern(RewritePattern):
 
 
 class ConcatPattern(RewritePattern):
-    """concat on the channel axis -> mrvl.concat."""
+    """concat on any axis -> mrvl.concat."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.ConcatOp, rewriter: PatternRewriter) -> None:

@@ -188,3 +188,67 @@ def test_densenet121_is_one_accelerator_subgraph(tmp_path):
     assert subgraph_functions(module, "cpu") == []
     (fn,) = subgraph_functions(module, "accelerator")
     assert len(_depthwise_1x1(fn)) == 58 + 3 + 1  # dense layers' norm1, transitions, norm5
+
+
+def _concat_model(shapes: list[list[int]], axis: int) -> onnx.ModelProto:
+    """conv(x_k) for every input shape, concatenated on the NCHW `axis`."""
+    g = GraphBuilder(seed=7, opset=17)
+    parts, inputs = [], []
+    for k, shape in enumerate(shapes):
+        inputs.append(tensor_info(f"x{k}", shape))
+        name = g.conv(f"conv{k}", f"x{k}", shape[1], shape[1], 3)
+        parts.append(name)
+    out = g.node("Concat", parts, "concat", axis=axis)
+    shape = list(shapes[0])
+    shape[axis] = sum(s[axis] for s in shapes)
+    return g.make_model("concat", inputs, [tensor_info(out, shape)])
+
+
+def _flat_concat_model() -> onnx.ModelProto:
+    """Two convs reshaped to [N, C, H*W] and concatenated on axis 2 (YOLO-style heads)."""
+    g = GraphBuilder(seed=8, opset=17)
+    parts = []
+    for k in range(2):
+        y = g.conv(f"conv{k}", f"x{k}", 4, 6, 1)
+        parts.append(g.node("Reshape", [y, g.int64s(f"shape{k}", [1, 6, -1])], f"flat{k}"))
+    out = g.node("Concat", parts, "concat", axis=2)
+    return g.make_model(
+        "flat_concat", [tensor_info("x0", [1, 4, 8, 8]), tensor_info("x1", [1, 4, 4, 4])],
+        [tensor_info(out, [1, 6, 80])])
+
+
+CONCATS = {
+    "channels": lambda: _concat_model([[1, 4, 6, 6], [1, 8, 6, 6]], 1),
+    "height": lambda: _concat_model([[1, 4, 6, 5], [1, 4, 3, 5]], 2),
+    "width": lambda: _concat_model([[1, 4, 6, 5], [1, 4, 6, 2]], 3),
+    "batch": lambda: _concat_model([[1, 4, 6, 5], [2, 4, 6, 5]], 0),
+    "flattened": _flat_concat_model,
+}
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
+@pytest.mark.parametrize("case", sorted(CONCATS))
+def test_concat_any_axis(case, quantize, tiles, tmp_path):
+    model = CONCATS[case]()
+    module = _partitioned(model, tmp_path)
+    (fn,) = subgraph_functions(module, "accelerator")
+    assert subgraph_functions(module, "cpu") == []
+    assert "Concat" in [op.LAYER_NAME for op in layers_of(fn)]
+    rng = np.random.default_rng(tiles)
+    feeds = {
+        vi.name: rng.standard_normal([d.dim_value for d in vi.type.tensor_type.shape.dim])
+        .astype(np.float32)
+        for vi in model.graph.input
+    }
+    expected = _ort(model, feeds)
+    got = run_function(module, list(feeds.values()))[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    path = tmp_path / "m.onnx"
+    options = {"calibration": feeds} if quantize == "int8" else {}
+    manifest = compile_model(path, tmp_path / "build", num_tiles=tiles, quantize=quantize,
+                             **options)
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        out = compiled.run(feeds).outputs["concat"]
+    check = check_output("concat", out, expected, quantize)
+    assert check.passed, check.summary()
