@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -48,7 +48,12 @@ from xdsl.pattern_rewriter import (
 )
 
 from mrvl.dialects import graph, mrvl
-from mrvl.lowering.mrvl_legality import check_common, is_constant, is_legal
+from mrvl.lowering.mrvl_legality import (
+    check_common,
+    conv_transpose_phases,
+    is_constant,
+    is_legal,
+)
 
 CPU_REASON_ATTR = "mrvl.cpu_reason"
 ONNX_NODES_ATTR = "onnx_nodes"
@@ -394,6 +399,120 @@ class AffinePattern(RewritePattern):
         _finish(rewriter, fusion, [*new_ops, layer])
 
 
+def _nchw_input(op: Operation, fusion: Fusion, new_ops: list[Operation]) -> SSAValue:
+    """`op`'s NCHW data input as NHWC: the input of a single-use NHWC->NCHW transform before
+    it (absorbed into `fusion`), else a new mrvl.layout_transform."""
+    x = op.operands[0]
+    lt = x.owner
+    if (
+        isinstance(lt, graph.LayoutTransformOp)
+        and (lt.src_layout.data, lt.dst_layout.data) == ("NHWC", "NCHW")
+        and sole_user(x) is op
+    ):
+        fusion.ops.insert(0, lt)
+        return lt.input
+    transform = mrvl.LayoutTransformOp(x, "NCHW", "NHWC", layer_name=UNNAMED)
+    new_ops.append(transform)
+    return transform.results[0]
+
+
+def _nhwc_output(op: Operation, fusion: Fusion) -> bool:
+    """Absorb a single-use NCHW->NHWC transform after `op` into `fusion`; False if none."""
+    user = sole_user(op.results[0])
+    if (
+        isinstance(user, graph.LayoutTransformOp)
+        and (user.src_layout.data, user.dst_layout.data) == ("NCHW", "NHWC")
+    ):
+        fusion.ops.append(user)
+        return True
+    return False
+
+
+def _takes_nchw(op: Operation | None) -> bool:
+    """An NCHW op that a pattern below converts with its surrounding layout transforms."""
+    return (
+        isinstance(op, graph.OnnxOp)
+        and op.op_type.data == "ConvTranspose"
+        and is_legal(op)[0]
+    )
+
+
+def _interleave(phases: list[SSAValue], strides: tuple[int, int], out_shape: list[int],
+                new_ops: list[Operation]) -> SSAValue:
+    """Interleave the NHWC phase results P[a][b] ([N, H, W, O] each, a-major) into
+    [N, s_h * H, s_w * W, O]: concat on channels, then [N*H, W, s_h, s_w*O] -> transpose
+    (0, 2, 1, 3) -> reshape (copy layers only)."""
+    n, h, w, o = _shape(phases[0])
+    sh, sw = strides
+    value = phases[0]
+    if len(phases) > 1:
+        concat = mrvl.ConcatOp(phases, layer_name=UNNAMED, axis=3)
+        new_ops.append(concat)
+        value = concat.results[0]
+    if sh > 1:
+        rows = mrvl.ReshapeOp(value, TensorType(f32, [n * h, w, sh, sw * o]), layer_name=UNNAMED)
+        swap = mrvl.TransposeOp(rows, [0, 2, 1, 3], layer_name=UNNAMED)
+        new_ops += [rows, swap]
+        value = swap.results[0]
+    result = mrvl.ReshapeOp(value, TensorType(f32, out_shape), layer_name=UNNAMED)
+    new_ops.append(result)
+    return result.results[0]
+
+
+class ConvTransposePattern(RewritePattern):
+    """[layout_transform NHWC->NCHW] ConvTranspose (graph.onnx, 2-D, groups 1, output =
+    stride x input) [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] ->
+    one mrvl.conv2d per output phase (y = s*i + a, x = s*j + b: a conv of the input with the
+    flipped taps m, m + s, ... of the kernel), interleaved by mrvl.concat + reshape +
+    transpose; the activation, bias and batch-norm go into every phase's conv."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if op.op_type.data != "ConvTranspose" or not is_legal(op)[0]:
+            return
+        phases, _ = conv_transpose_phases(op)
+        fusion = Fusion(ops=[op])
+        new_ops: list[Operation] = []
+        x = _nchw_input(op, fusion, new_ops)
+        weight = const_array(op.inputs[1]).astype(np.float64)  # [C, O, kh, kw]
+        channels_out = weight.shape[1]
+        bias = (np.zeros(channels_out) if len(op.inputs) < 3
+                else const_array(op.inputs[2]).astype(np.float64))
+        nhwc = _nhwc_output(op, fusion)
+        if nhwc:
+            _absorb_tail(fusion, channels_out, bias=True, bn=True)
+        if fusion.bias is not None:
+            bias = bias + fusion.bias
+        if fusion.bn is not None:
+            factor, shift = fusion.bn
+            weight = weight * factor[None, :, None, None]
+            bias = bias * factor + shift
+        strides = (len(phases[0]), len(phases[1]))
+        outputs = []
+        for m_h, taps_h, q_h in phases[0]:
+            for m_w, taps_w, q_w in phases[1]:
+                rows = [m_h + strides[0] * (taps_h - 1 - u) for u in range(taps_h)]
+                cols = [m_w + strides[1] * (taps_w - 1 - v) for v in range(taps_w)]
+                kernel = weight[:, :, rows][:, :, :, cols].transpose(1, 2, 3, 0)  # OHWI
+                conv = mrvl.Conv2DOp(
+                    x, _new_const(kernel, new_ops), _new_const(bias, new_ops),
+                    layer_name=UNNAMED, pads=(taps_h - 1 - q_h, taps_w - 1 - q_w, q_h, q_w),
+                    activation=fusion.activation, clip=fusion.clip,
+                )
+                new_ops.append(conv)
+                outputs.append(conv.results[0])
+        n, _, oh, ow = _shape(op.results[0])
+        result = _interleave(outputs, strides, [n, oh, ow, channels_out], new_ops)
+        if not nhwc:
+            back = mrvl.LayoutTransformOp(result, "NHWC", "NCHW", layer_name=UNNAMED)
+            new_ops.append(back)
+        names = fusion.onnx_nodes()
+        for layer in new_ops[:-1]:
+            if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
+                layer.attributes[ONNX_NODES_ATTR] = names
+        _finish(rewriter, fusion, new_ops)
+
+
 class PoolPattern(RewritePattern):
     """[pad] max_pool2d / avg_pool2d and global pools -> the mrvl pool layers."""
 
@@ -580,6 +699,8 @@ class ShapePattern(RewritePattern):
             return
         x = op.operands[0]
         if isinstance(op, graph.LayoutTransformOp):
+            if _takes_nchw(sole_user(op.result)):
+                return
             flat = sole_user(op.result)
             if isinstance(flat, graph.ReshapeOp | graph.FlattenOp) and _feeds_fc_flatten(flat):
                 return
@@ -647,7 +768,8 @@ class ConvertGraphToMrvlPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [ConvPattern(), FCPattern(), AffinePattern(), PoolPattern(), SumPattern(),
+                [ConvPattern(), FCPattern(), AffinePattern(), ConvTransposePattern(),
+                 PoolPattern(), SumPattern(),
                  MulPattern(),
                  ActivationPattern(), ConcatPattern(), ShapePattern()]
             ),

@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from xdsl.dialects.builtin import Float32Type, TensorType
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    Float32Type,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+)
 from xdsl.ir import Operation, SSAValue
 
 from mrvl.dialects import graph
@@ -208,6 +214,61 @@ def _concat(op: graph.ConcatOp) -> Verdict:
     return OK
 
 
+def onnx_ints(op: graph.OnnxOp, name: str, default: list[int]) -> list[int]:
+    """An INTS / INT attribute of a `graph.onnx` op as a list (`default` when absent)."""
+    attr = op.attrs.data.get(name)
+    if attr is None:
+        return list(default)
+    if isinstance(attr, DenseArrayBase):
+        return [int(v) for v in attr.get_values()]
+    if isinstance(attr, IntegerAttr):
+        return [int(attr.value.data)]
+    return list(default)
+
+
+def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[tuple[int, int, int]]], str]:
+    """The phases of a 2-D ConvTranspose (`y = s * i + a`) as per-axis lists of (first kernel
+    tap m, taps T, input offset q): phase a of an axis is a convolution of the input with the
+    taps `m, m + s, ...` (flipped), pads `T - 1 - q` before and `q` after. ("", phases) when
+    the accelerator can take it, else ([], reason)."""
+    if len(op.inputs) not in (2, 3) or len(op.results) != 1:
+        return [], "ConvTranspose needs X, W and an optional B"
+    x, w = op.inputs[0], op.inputs[1]
+    if len(_shape(x)) != 4 or not all(isinstance(v.type, TensorType) for v in op.inputs):
+        return [], "ConvTranspose is not 2-D"
+    if not is_constant(w) or (len(op.inputs) == 3 and not is_constant(op.inputs[2])):
+        return [], "ConvTranspose weight or bias is not a constant"
+    if onnx_ints(op, "group", [1]) != [1]:
+        return [], "ConvTranspose with groups > 1 is not supported"
+    if set(onnx_ints(op, "dilations", [1, 1])) != {1}:
+        return [], "ConvTranspose dilations are not supported"
+    auto_pad = op.attrs.data.get("auto_pad")
+    if isinstance(auto_pad, StringAttr) and auto_pad.data not in ("NOTSET", ""):
+        return [], f"ConvTranspose auto_pad {auto_pad.data} is not supported"
+    n, _, h, wd = _shape(x)
+    y = _shape(op.results[0])
+    kernel = _shape(w)[2:]
+    strides = onnx_ints(op, "strides", [1, 1])
+    pads = onnx_ints(op, "pads", [0, 0, 0, 0])
+    phases: list[list[tuple[int, int, int]]] = []
+    for axis, size in enumerate((h, wd)):
+        stride, k, begin = strides[axis], kernel[axis], pads[axis]
+        if y[2 + axis] != stride * size:
+            return [], (f"ConvTranspose output size {y[2 + axis]} is not stride {stride} x "
+                        f"input size {size}")
+        axis_phases = []
+        for a in range(stride):
+            m, q = (a + begin) % stride, (a + begin) // stride
+            taps = -(-(k - m) // stride)
+            if taps <= 0 or not 0 <= q <= taps - 1:
+                return [], f"ConvTranspose kernel {k}, stride {stride}, pad {begin} not supported"
+            axis_phases.append((m, taps, q))
+        phases.append(axis_phases)
+    if n > MAX_BATCH:
+        return [], f"batch {n} exceeds the accelerator limit {MAX_BATCH}"
+    return phases, ""
+
+
 def _layout_transform(op: graph.LayoutTransformOp) -> Verdict:
     src, dst = op.src_layout.data, op.dst_layout.data
     if len(src) != 4:
@@ -258,6 +319,12 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
 def is_legal(op: Operation) -> Verdict:
     """(True, "") when the accelerator can take `op`, else (False, reason)."""
     if isinstance(op, graph.OnnxOp):
+        if op.op_type.data == "ConvTranspose":
+            ok = check_common(op)
+            if not ok[0]:
+                return ok
+            reason = conv_transpose_phases(op)[1]
+            return (reason == "", reason)
         return False, f"graph.onnx {op.op_type.data}: not an accelerator op"
     predicate = PREDICATES.get(type(op))
     if predicate is None:
