@@ -53,6 +53,8 @@ from mrvl.lowering.mrvl_legality import (
     conv_transpose_phases,
     is_constant,
     is_legal,
+    resize_matrix,
+    resize_replication,
 )
 
 CPU_REASON_ATTR = "mrvl.cpu_reason"
@@ -430,6 +432,8 @@ def _nhwc_output(op: Operation, fusion: Fusion) -> bool:
 
 def _takes_nchw(op: Operation | None) -> bool:
     """An NCHW op that a pattern below converts with its surrounding layout transforms."""
+    if isinstance(op, graph.ResizeOp):
+        return is_legal(op)[0]
     return (
         isinstance(op, graph.OnnxOp)
         and op.op_type.data == "ConvTranspose"
@@ -508,6 +512,84 @@ class ConvTransposePattern(RewritePattern):
             new_ops.append(back)
         names = fusion.onnx_nodes()
         for layer in new_ops[:-1]:
+            if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
+                layer.attributes[ONNX_NODES_ATTR] = names
+        _finish(rewriter, fusion, new_ops)
+
+
+def _replicate(x: SSAValue, factors: tuple[int, int], new_ops: list[Operation]) -> SSAValue:
+    """Nearest up-sampling of NHWC `x` by integer factors: W by concatenating s_w copies on
+    the channel axis, H by concatenating s_h copies of [N*H, W*s_w*C] rows (copies only)."""
+    n, h, w, c = _shape(x)
+    sh, sw = factors
+    value = x
+    if sw > 1:
+        wide = mrvl.ConcatOp([value] * sw, layer_name=UNNAMED, axis=3)
+        new_ops.append(wide)
+        value = wide.results[0]
+    if sh > 1:
+        rows = mrvl.ReshapeOp(value, TensorType(f32, [n * h, w * sw * c]), layer_name=UNNAMED)
+        tall = mrvl.ConcatOp([rows.results[0]] * sh, layer_name=UNNAMED, axis=1)
+        new_ops += [rows, tall]
+        value = tall.results[0]
+    result = mrvl.ReshapeOp(value, TensorType(f32, [n, sh * h, sw * w, c]), layer_name=UNNAMED)
+    new_ops.append(result)
+    return result.results[0]
+
+
+def _interpolate(x: SSAValue, axis: int, matrix: np.ndarray, new_ops: list[Operation]
+                 ) -> SSAValue:
+    """Resample 4-D `x` along `axis` with the [out, in] `matrix`: transpose `axis` last,
+    flatten to [rows, in], mrvl.fc with weight `matrix`, and back."""
+    shape = list(_shape(x))
+    perm = [d for d in range(4) if d != axis] + [axis]
+    value = x
+    if axis != 3:
+        moved = mrvl.TransposeOp(value, perm, layer_name=UNNAMED)
+        new_ops.append(moved)
+        value = moved.results[0]
+    moved_shape = [shape[p] for p in perm]
+    rows = int(np.prod(moved_shape[:3]))
+    flat = mrvl.ReshapeOp(value, TensorType(f32, [rows, shape[axis]]), layer_name=UNNAMED)
+    fc = mrvl.FCOp(flat, _new_const(matrix, new_ops), None, layer_name=UNNAMED)
+    out_shape = [*moved_shape[:3], matrix.shape[0]]
+    back = mrvl.ReshapeOp(fc, TensorType(f32, out_shape), layer_name=UNNAMED)
+    new_ops += [flat, fc, back]
+    value = back.results[0]
+    if axis != 3:
+        inverse = [perm.index(d) for d in range(4)]
+        restored = mrvl.TransposeOp(value, inverse, layer_name=UNNAMED)
+        new_ops.append(restored)
+        value = restored.results[0]
+    return value
+
+
+class ResizePattern(RewritePattern):
+    """[layout_transform NHWC->NCHW] resize [layout_transform NCHW->NHWC] -> nearest with
+    integer factors: copies (mrvl.concat of repeated inputs + reshape); anything else
+    (linear, fractional nearest): per axis, mrvl.fc with the interpolation matrix over the
+    axis moved last by mrvl.transpose (exact for every coordinate mode the reference takes)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ResizeOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        new_ops: list[Operation] = []
+        x = _nchw_input(op, fusion, new_ops)
+        factors = resize_replication(op)
+        if factors is not None:
+            value = _replicate(x, factors, new_ops)
+        else:
+            value = x
+            for axis, nhwc_axis in ((2, 1), (3, 2)):
+                matrix = resize_matrix(op, axis)
+                if matrix is not None:
+                    value = _interpolate(value, nhwc_axis, matrix, new_ops)
+        if not _nhwc_output(op, fusion):
+            new_ops.append(mrvl.LayoutTransformOp(value, "NHWC", "NCHW", layer_name=UNNAMED))
+        names = fusion.onnx_nodes()
+        for layer in new_ops:
             if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
                 layer.attributes[ONNX_NODES_ATTR] = names
         _finish(rewriter, fusion, new_ops)
@@ -769,7 +851,7 @@ class ConvertGraphToMrvlPass(ModulePass):
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [ConvPattern(), FCPattern(), AffinePattern(), ConvTransposePattern(),
-                 PoolPattern(), SumPattern(),
+                 ResizePattern(), PoolPattern(), SumPattern(),
                  MulPattern(),
                  ActivationPattern(), ConcatPattern(), ShapePattern()]
             ),

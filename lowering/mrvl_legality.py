@@ -24,6 +24,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Operation, SSAValue
 
+from mrvl import reference_kernels
 from mrvl.dialects import graph
 
 MAX_BATCH = 8
@@ -269,6 +270,58 @@ def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[tuple[int, int, i
     return phases, ""
 
 
+def resize_matrix(op: graph.ResizeOp, axis: int) -> np.ndarray | None:
+    """The [out, in] interpolation matrix of `op` along NCHW `axis` (row y holds the weights
+    of the input pixels for output pixel y: one-hot for nearest), None when the axis keeps
+    its size and scale."""
+    in_size, out_size = _shape(op.input)[axis], _shape(op.result)[axis]
+    scale = graph.floats(op.scales)[axis]
+    if in_size == out_size and scale == 1.0:
+        return None
+    return reference_kernels.resize(
+        np.eye(in_size, dtype=np.float64), sizes=[out_size, in_size], scales=[scale, 1.0],
+        mode=op.mode.data,
+        coordinate_transformation_mode=op.coordinate_transformation_mode.data,
+        nearest_mode=op.nearest_mode.data,
+    )
+
+
+def resize_replication(op: graph.ResizeOp) -> tuple[int, int] | None:
+    """(s_h, s_w) when `op` repeats every pixel s_h x s_w times (nearest with integer factors
+    whose index map is y // s), else None."""
+    factors = []
+    for axis in (2, 3):
+        matrix = resize_matrix(op, axis)
+        if matrix is None:
+            factors.append(1)
+            continue
+        in_size, out_size = matrix.shape[1], matrix.shape[0]
+        if out_size % in_size:
+            return None
+        factor = out_size // in_size
+        expected = np.eye(in_size).repeat(factor, axis=0)
+        if not np.array_equal(matrix, expected):
+            return None
+        factors.append(factor)
+    return factors[0], factors[1]
+
+
+def _resize(op: graph.ResizeOp) -> Verdict:
+    """4-D NCHW, N and C kept; nearest or linear in any coordinate mode the reference takes
+    (the lowering uses the interpolation matrices that `resize_matrix` computes)."""
+    shape_in, shape_out = _shape(op.input), _shape(op.result)
+    if len(shape_in) != 4:
+        return False, f"resize of a rank {len(shape_in)} tensor is not supported"
+    if shape_in[:2] != shape_out[:2] or any(s != 1.0 for s in graph.floats(op.scales)[:2]):
+        return False, "resize of the batch or channel axis is not supported"
+    try:
+        for axis in (2, 3):
+            resize_matrix(op, axis)
+    except ValueError as error:
+        return False, f"resize: {error}"
+    return OK
+
+
 def _layout_transform(op: graph.LayoutTransformOp) -> Verdict:
     src, dst = op.src_layout.data, op.dst_layout.data
     if len(src) != 4:
@@ -298,6 +351,7 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.MulOp: _mul,  # type: ignore[dict-item]
     graph.DivOp: _div,  # type: ignore[dict-item]
     graph.ConcatOp: _concat,  # type: ignore[dict-item]
+    graph.ResizeOp: _resize,  # type: ignore[dict-item]
     graph.ReshapeOp: _always,
     graph.FlattenOp: _always,
     graph.SqueezeOp: _always,

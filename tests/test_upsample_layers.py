@@ -150,3 +150,92 @@ def test_conv_transpose_not_lowered_stays_on_cpu(tmp_path):
     feeds = _feeds(model, 2)
     got = run_function(module, [feeds["x"]])[0]
     np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+def resize_model(mode: str, coordinate_mode: str, nearest_mode: str = "round_prefer_floor",
+                 scales: list[float] | None = None, sizes: list[int] | None = None,
+                 h: int = 6, w: int = 5, channels: int = 4) -> onnx.ModelProto:
+    """conv 3x3 -> Resize (scales or sizes input, as torch exports it) -> Relu."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(
+        (rng.standard_normal((channels, 3, 3, 3)) * 0.3).astype(np.float32), "conv.w")]
+    inputs = ["c", ""]
+    if sizes is not None:
+        inits.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+        inputs += ["", "sizes"]
+        out = sizes
+    else:
+        assert scales is not None
+        inits.append(numpy_helper.from_array(np.array(scales, np.float32), "scales"))
+        inputs.append("scales")
+        out = [1, int(channels * scales[1]), int(h * scales[2]), int(w * scales[3])]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.w"], ["c"], name="/conv/Conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Resize", inputs, ["r"], name="/Resize", mode=mode,
+                         coordinate_transformation_mode=coordinate_mode,
+                         nearest_mode=nearest_mode),
+        helper.make_node("Relu", ["r"], ["y"], name="/Relu"),
+    ]
+    graph = helper.make_graph(
+        nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, h, w])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+RESIZE = {
+    # torch's nn.Upsample(scale_factor=2) (nearest): copies only
+    "nearest_x2_asymmetric_floor": (dict(mode="nearest", coordinate_mode="asymmetric",
+                                         nearest_mode="floor", scales=[1, 1, 2, 2]), True),
+    "nearest_x3x2_half_pixel": (dict(mode="nearest", coordinate_mode="half_pixel",
+                                     scales=[1, 1, 3, 2]), True),
+    # asymmetric + round_prefer_floor at x3 is not y // 3 (1/3 -> 0, 2/3 -> 1): the
+    # interpolation-matrix path
+    "nearest_x3_asymmetric_round": (dict(mode="nearest", coordinate_mode="asymmetric",
+                                         scales=[1, 1, 3, 3]), False),
+    "nearest_sizes_fractional": (dict(mode="nearest", coordinate_mode="half_pixel",
+                                      sizes=[1, 4, 9, 7]), False),
+    "bilinear_x2_half_pixel": (dict(mode="linear", coordinate_mode="half_pixel",
+                                    scales=[1, 1, 2, 2]), False),
+    "bilinear_x2_pytorch_half_pixel": (dict(mode="linear", coordinate_mode="pytorch_half_pixel",
+                                            scales=[1, 1, 2, 2]), False),
+    "bilinear_x2_align_corners": (dict(mode="linear", coordinate_mode="align_corners",
+                                       scales=[1, 1, 2, 2]), False),
+    "bilinear_fractional_asymmetric": (dict(mode="linear", coordinate_mode="asymmetric",
+                                            scales=[1, 1, 1.5, 3]), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESIZE))
+def test_resize_matches_reference(case, tmp_path):
+    params, copies_only = RESIZE[case]
+    model = resize_model(**params)
+    module = _partitioned(model, tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    (fn,) = subgraph_functions(module, "accelerator")
+    kinds = [op.LAYER_NAME for op in layers_of(fn)]
+    assert ("FC" not in kinds) == copies_only, kinds
+    feeds = _feeds(model, 4)
+    got = run_function(module, [feeds["x"]])[0]
+    np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+    nodes, consts = subgraph_to_json(fn)
+    assert check_json_pair(nodes, consts) == []
+    assert str(json_to_function(nodes, consts)) == str(fn)
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
+@pytest.mark.parametrize(
+    "case", ["nearest_x2_asymmetric_floor", "bilinear_x2_half_pixel",
+             "bilinear_x2_align_corners", "nearest_sizes_fractional"])
+def test_resize_end_to_end(case, quantize, tiles, tmp_path):
+    _compile_and_check(resize_model(**RESIZE[case][0]), tmp_path, quantize, tiles)
+
+
+def test_resize_of_channels_stays_on_cpu(tmp_path):
+    model = resize_model("nearest", "asymmetric", "floor", scales=[1, 2, 2, 2])
+    report = offload_report(_partitioned(model, tmp_path))
+    (node,) = report["cpu_nodes"]
+    assert node["reason"] == "resize of the batch or channel axis is not supported"
