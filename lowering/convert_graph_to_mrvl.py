@@ -754,6 +754,27 @@ class ConcatPattern(RewritePattern):
         _finish(rewriter, Fusion(ops=[op]), [layer])
 
 
+class SplitPattern(RewritePattern):
+    """split on any axis -> one mrvl.slice (a copy) per output."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.SplitOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        axis = op.axis.value.data
+        names = Fusion(ops=[op]).onnx_nodes()
+        slices = []
+        start = 0
+        for size in graph.ints(op.split):
+            piece = mrvl.SliceOp(op.input, axis=axis, start=start, size=size,
+                                 layer_name=UNNAMED)
+            if names.data:
+                piece.attributes[ONNX_NODES_ATTR] = names
+            slices.append(piece)
+            start += size
+        rewriter.replace(op, slices, [piece.results[0] for piece in slices])
+
+
 def _feeds_fc_flatten(op: graph.ReshapeOp | graph.FlattenOp) -> bool:
     """A flatten of an NHWC->NCHW transform into a dense-like op: FCPattern takes it."""
     lt = op.input.owner
@@ -853,7 +874,7 @@ class ConvertGraphToMrvlPass(ModulePass):
                 [ConvPattern(), FCPattern(), AffinePattern(), ConvTransposePattern(),
                  ResizePattern(), PoolPattern(), SumPattern(),
                  MulPattern(),
-                 ActivationPattern(), ConcatPattern(), ShapePattern()]
+                 ActivationPattern(), ConcatPattern(), SplitPattern(), ShapePattern()]
             ),
             apply_recursively=False,
         ).rewrite_module(op)

@@ -787,6 +787,19 @@ def lower_transpose(b: LayerBuilder, op: mrvl.TransposeOp) -> None:
     _lower_permute(b, op, _ints(op.perm))
 
 
+def lower_slice(b: LayerBuilder, op: mrvl.SliceOp) -> None:
+    """A copy of the output's box from the input at `start` on `axis` (concat's mirror)."""
+    in_shape = mrvl.tensor_shape(op.input)
+    out_shape = mrvl.tensor_shape(op.output)
+    axis = op.axis.value.data % len(in_shape) + (4 - len(in_shape))
+    in_strides = _strides(_shape4(in_shape))
+    out4 = _shape4(out_shape)
+    yt = b.tensor(op.output)
+    kind, ranges = generic_split(out_shape, b.prog.num_tiles, yt.esize)
+    _copy_layer(b, b.tensor(op.input), in_strides, op.start.value.data * in_strides[axis], yt,
+                _strides(out4), 0, out4, kind, ranges)
+
+
 LOWERINGS: dict[type, Callable] = {
     mrvl.Conv2DOp: lower_conv2d,
     mrvl.FCOp: lower_fc,
@@ -798,6 +811,7 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.Mul2DOp: lower_mul,
     mrvl.ActivationOp: lower_activation,
     mrvl.ConcatOp: lower_concat,
+    mrvl.SliceOp: lower_slice,
     mrvl.LayoutTransformOp: lower_layout_transform,
     mrvl.TransposeOp: lower_transpose,
 }

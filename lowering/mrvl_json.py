@@ -184,6 +184,8 @@ def _layer_attrs(op: mrvl.MrvlLayerOp, k: int) -> dict[str, Any]:
         attrs.update(src_layout=[op.src_layout.data], dst_layout=[op.dst_layout.data])
     elif isinstance(op, mrvl.TransposeOp):
         attrs["axes"] = _strs(_ints(op.perm))
+    elif isinstance(op, mrvl.SliceOp):
+        attrs.update(axis=[str(op.axis.value.data)], begin=[str(op.start.value.data)])
     return attrs
 
 
@@ -693,6 +695,10 @@ def _build_layer(
         )
     elif kind == "transpose":
         op = mrvl.TransposeOp(data[0], _i(attrs["axes"]), layer_name=name)
+    elif kind == "slice":
+        axis = int(attrs["axis"][0])
+        op = mrvl.SliceOp(data[0], axis=axis, start=int(attrs["begin"][0]),
+                          size=int(attrs["shape"][0][axis]), layer_name=name)
     else:
         raise JsonPairError(f"node {name}: unknown layer_name {kind!r}")
     if "onnx_node_names" in attrs:

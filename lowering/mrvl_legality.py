@@ -322,6 +322,14 @@ def _resize(op: graph.ResizeOp) -> Verdict:
     return OK
 
 
+def _split(op: graph.SplitOp) -> Verdict:
+    """Any axis of a tensor of rank 1 to 4: one copy (mrvl.slice) per output."""
+    rank = len(_shape(op.input))
+    if not 1 <= rank <= 4:
+        return False, f"split of a rank {rank} tensor is not supported"
+    return OK
+
+
 def _layout_transform(op: graph.LayoutTransformOp) -> Verdict:
     src, dst = op.src_layout.data, op.dst_layout.data
     if len(src) != 4:
@@ -352,6 +360,7 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.DivOp: _div,  # type: ignore[dict-item]
     graph.ConcatOp: _concat,  # type: ignore[dict-item]
     graph.ResizeOp: _resize,  # type: ignore[dict-item]
+    graph.SplitOp: _split,  # type: ignore[dict-item]
     graph.ReshapeOp: _always,
     graph.FlattenOp: _always,
     graph.SqueezeOp: _always,

@@ -147,6 +147,14 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         )
     elif isinstance(layer, mrvl.TransposeOp):
         ops.append(graph.TransposeOp(x, perm=graph.ints(layer.perm)))
+    elif isinstance(layer, mrvl.SliceOp):
+        axis, start = layer.axis.value.data, layer.start.value.data
+        size, total = mrvl.tensor_shape(layer.output)[axis], mrvl.tensor_shape(x)[axis]
+        pieces = [p for p in (start, size, total - start - size) if p > 0]
+        split = graph.SplitOp(x, axis=axis, split=pieces)
+        # the piece at `start`, as the single result of the last op
+        ops += [split, graph.ReshapeOp(split.results[1 if start > 0 else 0],
+                                       result_type=out_type)]
     else:
         raise AssertionError(f"no graph expansion for {layer.name}")
     ops.extend(_activation_ops(layer, ops[-1].results[0]))

@@ -185,6 +185,10 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
         return np.ascontiguousarray(np.transpose(_f32(args[0]), op.permutation()))
     if isinstance(op, mrvl.TransposeOp):
         return np.ascontiguousarray(np.transpose(_f32(args[0]), _ints(op.perm)))
+    if isinstance(op, mrvl.SliceOp):
+        axis, start = op.axis.value.data, op.start.value.data
+        size = mrvl.tensor_shape(op.output)[axis]
+        return np.ascontiguousarray(np.take(_f32(args[0]), range(start, start + size), axis))
     if isinstance(op, mrvl.ReshapeOp | mrvl.BatchFlattenOp | mrvl.SqueezeOp):
         return _f32(args[0]).reshape(mrvl.tensor_shape(op.results[0]))
     # Unreachable for the layers of mrvl.LAYER_OPS (tests/test_mrvl_reference.py checks that
@@ -264,6 +268,10 @@ class MrvlFunctions(InterpreterFunctions):
 
     @impl(mrvl.TransposeOp)
     def run_transpose(self, interpreter: Interpreter, op: mrvl.TransposeOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.SliceOp)
+    def run_slice(self, interpreter: Interpreter, op: mrvl.SliceOp, args: tuple[Any, ...]):
         return (run_layer(op, args),)
 
 

@@ -252,3 +252,68 @@ def test_concat_any_axis(case, quantize, tiles, tmp_path):
         out = compiled.run(feeds).outputs["concat"]
     check = check_output("concat", out, expected, quantize)
     assert check.passed, check.summary()
+
+
+def _split_model(axis: int, sizes: list[int]) -> onnx.ModelProto:
+    """conv -> Split (a C2f block's chunk) -> conv on the last piece -> Concat of every piece
+    and the conv (on the split axis)."""
+    g = GraphBuilder(seed=9, opset=17)
+    x = g.conv("conv0", "input", 3, 8, 3)
+    pieces = g.split("split", x, axis, sizes)
+    shape = [1, 8, 6, 6]
+    last = [1, 8, 6, 6]
+    last[axis] = sizes[-1]
+    y = g.conv("conv1", pieces[-1], last[1], last[1], 3)
+    out = g.node("Concat", [*pieces, y], "concat", axis=axis)
+    shape[axis] = 8 if axis == 1 else 6
+    shape[axis] += last[axis]
+    return g.make_model("split", [tensor_info("input", [1, 3, 6, 6])], [tensor_info(out, shape)])
+
+
+SPLITS = {
+    "channels_halves": (1, [4, 4]),
+    "channels_three": (1, [2, 3, 3]),
+    "height": (2, [2, 4]),
+}
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
+@pytest.mark.parametrize("case", sorted(SPLITS))
+def test_split_is_slice_layers(case, quantize, tiles, tmp_path):
+    axis, sizes = SPLITS[case]
+    model = _split_model(axis, sizes)
+    module = _partitioned(model, tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    (fn,) = subgraph_functions(module, "accelerator")
+    slices = [op for op in layers_of(fn) if isinstance(op, mrvl.SliceOp)]
+    assert [mrvl.tensor_shape(op.output)[op.axis.value.data] for op in slices] == sizes
+    rng = np.random.default_rng(tiles)
+    feeds = {"input": rng.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    expected = _ort(model, feeds)
+    np.testing.assert_allclose(run_function(module, [feeds["input"]])[0], expected,
+                               rtol=1e-4, atol=1e-5)
+    nodes, consts = subgraph_to_json(fn)
+    assert check_json_pair(nodes, consts) == []
+    assert str(json_to_function(nodes, consts)) == str(fn)
+    path = tmp_path / "m.onnx"
+    options = {"calibration": feeds} if quantize == "int8" else {}
+    manifest = compile_model(path, tmp_path / "build", num_tiles=tiles, quantize=quantize,
+                             **options)
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        out = compiled.run(feeds).outputs["concat"]
+    check = check_output("concat", out, expected, quantize)
+    assert check.passed, check.summary()
+
+
+def test_slice_forced_to_cpu_expands_back(tmp_path):
+    """A slice layer forced to the CPU is a graph.split (+ reshape) with the same values."""
+    model = _split_model(1, [2, 3, 3])
+    module = _partitioned(model, tmp_path)
+    (fn,) = subgraph_functions(module, "accelerator")
+    middle = [op for op in layers_of(fn) if isinstance(op, mrvl.SliceOp)][1].name_str
+    module = _partitioned(model, tmp_path, cpu_layers=[middle])
+    assert len(subgraph_functions(module, "cpu")) == 1
+    x = np.random.default_rng(5).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(run_function(module, [x])[0], _ort(model, {"input": x}),
+                               rtol=1e-4, atol=1e-5)
