@@ -33,7 +33,21 @@ from pathlib import Path
 
 import numpy as np
 
-MODEL_NAMES = ("mnist_cnn", "resnet50", "mobilenet_v2", "ssd_detector")
+MODEL_NAMES = ("mnist_cnn", "resnet50", "mobilenet_v2", "ssd_detector", "unet", "yolo")
+"""The default rows; `--models densenet121` adds DenseNet-121 (not in `mrvl.models.MODELS`)."""
+
+
+def _build(name: str):
+    """The model `name`: the MNIST CNN trained, a `MODELS` entry, or one of the CNN models
+    kept out of `MODELS` (unet, yolo, densenet121)."""
+    from mrvl import models
+
+    if name == "mnist_cnn":
+        return models.mnist_cnn_trained()
+    extra = {"unet": models.unet, "yolo": models.yolo, "densenet121": models.densenet121}
+    if name in extra:
+        return extra[name]()
+    return models.build(name)
 
 
 def _ort(model, threads: int = 1):
@@ -57,14 +71,14 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 
 def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
-    from mrvl.models import build, example_inputs, load_digits_28, mnist_cnn_trained
+    from mrvl.models import example_inputs, load_digits_28
     from mrvl.driver.verb_example import fix_batch
     from mrvl.driver import api
     from mrvl.sim import acceptance
     from mrvl.sim.runtime import CompiledModel, load_manifest
 
-    model = mnist_cnn_trained() if name == "mnist_cnn" else build(name)
-    model = fix_batch(model, 1)
+    source = _build(name)
+    model = fix_batch(source, 1)
     out = work / name
     start = time.perf_counter()
     api.compile(model, out, num_tiles=num_tiles, quantize="fp16")
@@ -104,7 +118,7 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
             _, _, x_test, y_test = load_digits_28()
             inp = manifest.inputs[0].name
             outputs, _ = compiled.run_batches({inp: x_test})
-            (ref_all,) = _ort(mnist_cnn_trained()).run([names[0]], {inp: x_test})
+            (ref_all,) = _ort(source).run([names[0]], {inp: x_test})
             sim_labels = outputs[names[0]].argmax(1)
             row["accuracy"] = (f"{100 * np.mean(sim_labels == y_test):.2f}% sim vs "
                                f"{100 * np.mean(ref_all.argmax(1) == y_test):.2f}% ort, "
