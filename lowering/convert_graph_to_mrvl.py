@@ -19,6 +19,13 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   [0, 1]); hard_swish -> those two + mrvl.mul with its input;
 - a standalone per-channel affine [activation] (batch_norm without a conv before it, or mul +
   add by per-channel constants) -> mrvl.conv2d, depthwise 1x1 (weight = scale, bias = shift);
+- sub(x, const) [activation] -> mrvl.sum with -const; sub(a, b) -> mrvl.mul(b, -1) + mrvl.sum;
+- [layout_transform NHWC->NCHW] ConvTranspose (2-D, groups 1, output = stride x input)
+  [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] -> one mrvl.conv2d per
+  output phase + mrvl.concat / reshape / transpose interleaving them;
+- [layout_transform NHWC->NCHW] resize of H, W [layout_transform NCHW->NHWC] -> copies
+  (nearest, integer factors) or per-axis mrvl.fc with the interpolation matrix;
+- split on any axis -> one mrvl.slice per output;
 - [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on any axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
@@ -686,6 +693,31 @@ def _scalar(value: float, ops: list[Operation]) -> SSAValue:
     return _new_const(np.array([value], dtype=np.float32), ops)
 
 
+class SubPattern(RewritePattern):
+    """sub(x, c) [activation] -> mrvl.sum with the constant -c; sub(a, b) [activation] ->
+    mrvl.mul(b, -1) + mrvl.sum(a, -b) (negation is exact, so a + (-b) rounds like a - b)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.SubOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        _absorb_tail(fusion, 0, bias=False, bn=False)
+        new_ops: list[Operation] = []
+        if is_constant(op.rhs):
+            negated = _new_const(-const_array(op.rhs).astype(np.float32), new_ops)
+        else:
+            negate = mrvl.Mul2DOp(op.rhs, _scalar(-1.0, new_ops), layer_name=UNNAMED)
+            names = fusion.onnx_nodes()
+            if names.data:
+                negate.attributes[ONNX_NODES_ATTR] = names
+            new_ops.append(negate)
+            negated = negate.results[0]
+        layer = mrvl.Sum2DOp(op.lhs, negated, layer_name=UNNAMED,
+                             activation=fusion.activation, clip=fusion.clip)
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
 class ActivationPattern(RewritePattern):
     """A standalone relu / clip / sigmoid / tanh / leaky_relu -> mrvl.activation (the ACT
     instruction); hard_sigmoid(x) = clip(alpha * x + beta, 0, 1) -> mrvl.mul by alpha +
@@ -743,23 +775,45 @@ class ActivationPattern(RewritePattern):
         _finish(rewriter, fusion, new_ops)
 
 
+BORDER_COPY = "copy feeding only CPU ops (kept on the CPU)"
+
+
+def feeds_only_cpu(op: Operation) -> bool:
+    """Every result of `op` is used, and only by graph ops the accelerator cannot take (or by
+    concats / splits that themselves feed only such ops): a copy there gains nothing, so a
+    non-channel concat or a split stays on the CPU."""
+    users = [use.operation for result in op.results for use in result.uses]
+    if not users:
+        return False
+    for user in users:
+        if isinstance(user, graph.ConcatOp | graph.SplitOp):
+            if not feeds_only_cpu(user):
+                return False
+        elif user.dialect_name() != "graph" or is_legal(user)[0]:
+            return False
+    return True
+
+
 class ConcatPattern(RewritePattern):
-    """concat on any axis -> mrvl.concat."""
+    """concat on any axis -> mrvl.concat (not a non-channel concat feeding only CPU ops)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.ConcatOp, rewriter: PatternRewriter) -> None:
         if not is_legal(op)[0]:
+            return
+        if op.axis.value.data != len(_shape(op.result)) - 1 and feeds_only_cpu(op):
             return
         layer = mrvl.ConcatOp(list(op.inputs), layer_name=UNNAMED, axis=op.axis.value.data)
         _finish(rewriter, Fusion(ops=[op]), [layer])
 
 
 class SplitPattern(RewritePattern):
-    """split on any axis -> one mrvl.slice (a copy) per output."""
+    """split on any axis -> one mrvl.slice (a copy) per output (not when it feeds only CPU
+    ops)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.SplitOp, rewriter: PatternRewriter) -> None:
-        if not is_legal(op)[0]:
+        if not is_legal(op)[0] or feeds_only_cpu(op):
             return
         axis = op.axis.value.data
         names = Fusion(ops=[op]).onnx_nodes()
@@ -833,6 +887,8 @@ def cpu_reason(op: Operation) -> str:
         return reason
     if isinstance(op, graph.PadOp):
         return "pad not followed by a conv2d or pool that takes it"
+    if isinstance(op, graph.ConcatOp | graph.SplitOp):
+        return BORDER_COPY
     return f"{op.name}: no accelerator pattern matched"
 
 
@@ -873,7 +929,7 @@ class ConvertGraphToMrvlPass(ModulePass):
             GreedyRewritePatternApplier(
                 [ConvPattern(), FCPattern(), AffinePattern(), ConvTransposePattern(),
                  ResizePattern(), PoolPattern(), SumPattern(),
-                 MulPattern(),
+                 MulPattern(), SubPattern(),
                  ActivationPattern(), ConcatPattern(), SplitPattern(), ShapePattern()]
             ),
             apply_recursively=False,

@@ -161,7 +161,7 @@ def _add(op: graph.AddOp) -> Verdict:
     return OK
 
 
-def _eltwise_ranks(op: graph.MulOp | graph.DivOp, what: str) -> Verdict:
+def _eltwise_ranks(op: graph.MulOp | graph.DivOp | graph.SubOp, what: str) -> Verdict:
     """Data operands of rank 1, 2 or 4; a constant operand of any rank up to 4 (a scalar,
     PyTorch's [C, 1, 1] per-channel factors)."""
     for value in (op.lhs, op.rhs):
@@ -175,6 +175,13 @@ def _mul(op: graph.MulOp) -> Verdict:
     if is_constant(op.lhs) and is_constant(op.rhs):
         return False, "both operands are constants (fold constants first)"
     return _eltwise_ranks(op, "mul")
+
+
+def _sub(op: graph.SubOp) -> Verdict:
+    """x - c is a Sum2D with -c; a - b a Mul2D by -1 and a Sum2D (numpy broadcasting)."""
+    if is_constant(op.lhs) and is_constant(op.rhs):
+        return False, "both operands are constants (fold constants first)"
+    return _eltwise_ranks(op, "sub")
 
 
 def _div(op: graph.DivOp) -> Verdict:
@@ -358,6 +365,7 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.AddOp: _add,  # type: ignore[dict-item]
     graph.MulOp: _mul,  # type: ignore[dict-item]
     graph.DivOp: _div,  # type: ignore[dict-item]
+    graph.SubOp: _sub,  # type: ignore[dict-item]
     graph.ConcatOp: _concat,  # type: ignore[dict-item]
     graph.ResizeOp: _resize,  # type: ignore[dict-item]
     graph.SplitOp: _split,  # type: ignore[dict-item]

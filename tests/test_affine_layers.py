@@ -317,3 +317,48 @@ def test_slice_forced_to_cpu_expands_back(tmp_path):
     x = np.random.default_rng(5).standard_normal((1, 3, 6, 6)).astype(np.float32)
     np.testing.assert_allclose(run_function(module, [x])[0], _ort(model, {"input": x}),
                                rtol=1e-4, atol=1e-5)
+
+
+def _sub_model(kind: str) -> onnx.ModelProto:
+    """conv -> Sigmoid -> Sub (two data tensors with broadcasting, minus a constant, or a
+    constant minus the data) -> Relu (the Sigmoid keeps a constant from folding into the
+    conv's bias)."""
+    g = GraphBuilder(seed=11, opset=17)
+    x = g.node("Sigmoid", [g.conv("conv0", "input", 3, 4, 3)], "sigmoid")
+    inputs = [tensor_info("input", [1, 3, 5, 6])]
+    if kind == "data":
+        inputs.append(tensor_info("other", [1, 4, 1, 6]))
+        operands = [x, "other"]
+    elif kind == "minus_const":
+        operands = [x, g.initializer("k", g.uniform((4, 1, 1), -1, 1))]
+    else:
+        operands = [g.initializer("k", g.uniform((1, 1, 6), -1, 1)), x]
+    y = g.node("Relu", [g.node("Sub", operands, "sub")], "relu")
+    return g.make_model("sub", inputs, [tensor_info(y, [1, 4, 5, 6])])
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 2), ("int8", 2)])
+@pytest.mark.parametrize("kind", ["data", "minus_const", "const_minus"])
+def test_sub_is_sum2d(kind, quantize, tiles, tmp_path):
+    model = _sub_model(kind)
+    module = _partitioned(model, tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    (fn,) = subgraph_functions(module, "accelerator")
+    kinds = [op.LAYER_NAME for op in layers_of(fn)]
+    assert kinds.count("Sum2D") == 1
+    assert kinds.count("Mul2D") == (0 if kind == "minus_const" else 1)
+    rng = np.random.default_rng(tiles)
+    feeds = {vi.name: rng.standard_normal([d.dim_value for d in vi.type.tensor_type.shape.dim])
+             .astype(np.float32) for vi in model.graph.input}
+    expected = _ort(model, feeds)
+    np.testing.assert_allclose(run_function(module, list(feeds.values()))[0], expected,
+                               rtol=1e-4, atol=1e-5)
+    path = tmp_path / "m.onnx"
+    options = {"calibration": feeds} if quantize == "int8" else {}
+    manifest = compile_model(path, tmp_path / "build", num_tiles=tiles, quantize=quantize,
+                             **options)
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        out = compiled.run(feeds).outputs["relu"]
+    check = check_output("relu", out, expected, quantize)
+    assert check.passed, check.summary()
