@@ -8,7 +8,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from test_affine_layers import dense_block
+from test_cnn_layers import dense_block
 
 from mrvl.driver.api import compile_to_partitioned
 from mrvl.driver.cli import main

@@ -1,7 +1,8 @@
-"""Standalone per-channel affine layers end to end: a BatchNormalization with no conv before
-it, or a Mul + Add by per-channel constants (a scale-shift), with the activation after it,
-becomes one depthwise 1x1 `mrvl.conv2d` (weight = scale, bias = shift, activation fused), so
-a DenseNet's pre-activation BN-ReLU stays on the accelerator.
+"""CNN-side layers end to end: the standalone per-channel affine (a BatchNormalization with
+no conv before it, or a Mul + Add by per-channel constants, with the activation after it)
+becomes one depthwise 1x1 `mrvl.conv2d` (weight = scale, bias = shift), so a DenseNet's
+pre-activation BN-ReLU stays on the accelerator; Concat on any axis; Split as `mrvl.slice`
+layers; Sub as Sum2D (and Mul2D by -1).
 
 Compiled builds run through `CompiledModel` (simulator) and are judged against onnxruntime
 with Marvell's rules (fp16 3 % relative, int8 3 LSB); the partitioned module through the
