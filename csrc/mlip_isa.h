@@ -17,7 +17,7 @@
 /* ---- versions and identification ---------------------------------------------------- */
 #define MLIP_MAGIC "MRVL"
 #define MLIP_VERSION_MAJOR 1
-#define MLIP_VERSION_MINOR 2
+#define MLIP_VERSION_MINOR 3
 #define MLIP_ARCH_CN10K 16
 
 /* ---- limits --------------------------------------------------------------------------- */
@@ -125,7 +125,8 @@ enum mlip_act {
     MLIP_ACT_SIGMOID = 4,
     MLIP_ACT_LEAKY_RELU = 5,
     MLIP_ACT_TANH = 6,
-    MLIP_NUM_ACTS = 7,
+    MLIP_ACT_SILU = 7,
+    MLIP_NUM_ACTS = 8,
 };
 
 enum mlip_pool_func {

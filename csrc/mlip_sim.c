@@ -417,6 +417,7 @@ static inline float apply_act(int act, float v, float alpha, float beta)
     case MLIP_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
     case MLIP_ACT_LEAKY_RELU: return v < 0.0f ? alpha * v : v;
     case MLIP_ACT_TANH: return tanhf(v);
+    case MLIP_ACT_SILU: return v * (1.0f / (1.0f + expf(-v)));
     default: return v;
     }
 }

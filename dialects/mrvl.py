@@ -76,7 +76,7 @@ def subgraph_functions(module: ModuleOp, target: str = "accelerator") -> list[fu
 
 ACCEL_PREFIX = "tvmgen_mrvl_main_"
 CPU_PREFIX = "cpu_main_"
-ACTIVATIONS = ("none", "relu", "clip", "sigmoid")
+ACTIVATIONS = ("none", "relu", "clip", "sigmoid", "silu")
 STANDALONE_ACTIVATIONS = ("relu", "clip", "sigmoid", "tanh", "leaky_relu")
 """Activations of the standalone `mrvl.activation` layer (the ISA's ACT functions)."""
 LAYER_FORMAT = "operands attr-dict `:` functional-type(operands, results)"

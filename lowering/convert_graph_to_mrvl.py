@@ -150,6 +150,25 @@ def _activation(op: Operation) -> tuple[str, tuple[float, float] | None] | None:
     return None
 
 
+def _silu_tail(value: SSAValue) -> list[Operation] | None:
+    """[sigmoid, mul] when `value`'s only uses are y = sigmoid(value) and mul(value, y) (SiLU
+    as torch exports it), else None."""
+    users = {use.operation for use in value.uses}
+    if len(users) != 2 or len(list(value.uses)) != 2:
+        return None
+    gate = next((u for u in users if isinstance(u, graph.SigmoidOp)), None)
+    if gate is None or sole_user(gate.result) is None:
+        return None
+    mul = sole_user(gate.result)
+    if not isinstance(mul, graph.MulOp) or mul not in users:
+        return None
+    if {mul.lhs, mul.rhs} != {value, gate.result}:
+        return None
+    if not (is_legal_dtype(gate) and is_legal_dtype(mul)):
+        return None
+    return [gate, mul]
+
+
 def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool,
                  affine: bool = False) -> None:
     """Extend `fusion` with [bias] [batch_norm] [activation] single-use successors
@@ -169,6 +188,11 @@ def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool,
             fusion.bn = (factor, b - m * factor)
             fusion.ops.append(user)
             user = sole_user(fusion.result)
+    silu = _silu_tail(fusion.result)
+    if silu is not None:
+        fusion.activation, fusion.clip = "silu", None
+        fusion.ops += silu
+        return
     if user is None:
         return
     if affine and isinstance(user, graph.HardSigmoidOp) and is_legal_dtype(user):

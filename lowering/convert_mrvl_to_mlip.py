@@ -111,6 +111,11 @@ def act_fields(op: mrvl.MrvlLayerOp, unit: float | None = None) -> dict:
     if name == "leaky_relu":
         return {"act": Act.LEAKY_RELU,
                 "alpha": op.properties["alpha"].value.data}  # type: ignore[union-attr]
+    if name == "silu":
+        if unit is not None:
+            raise CompileError(
+                f"layer {op.name_str}: a fused silu is not supported in int8 here")
+        return {"act": Act.SILU}
     if name == "sigmoid":
         if unit is not None:
             raise CompileError(
@@ -253,13 +258,19 @@ def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: S
 def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
     """int8 with a fused sigmoid: the matrix engine writes fp32 real values to an `acc`
     buffer and an ACT instruction applies the sigmoid and quantises (docs/isa.md ACT)."""
-    return b.cd == DType.INT8 and op.activation_str() == "sigmoid"
+    return b.cd == DType.INT8 and op.activation_str() in ("sigmoid", "silu")
 
 
-def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int) -> Insn:
+def _act_of(op: mrvl.MrvlLayerOp) -> int:
+    """The ACT function of an int8 layer's separate activation step (sigmoid or silu)."""
+    return Act.SILU if op.activation_str() == "silu" else Act.SIGMOID
+
+
+def _act_sigmoid_int8(b: LayerBuilder, yt: DramTensor, slot: int, rows: int, cols: int,
+                      act: int = Act.SIGMOID) -> Insn:
     return b.insn(Opcode.ACT, in_addr=Ref("ocm", "acc", slot), out_addr=Ref("ocm", "out", slot),
                   rows=rows, cols=cols, in_row_stride=cols, out_row_stride=cols,
-                  out_scale=1.0 / yt.scale, act=Act.SIGMOID, flags=int(Flag.SCALE),
+                  out_scale=1.0 / yt.scale, act=act, flags=int(Flag.SCALE),
                   src_dtype=DType.FP32, dst_dtype=DType.INT8, out_zp=yt.zp)
 
 
@@ -344,7 +355,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         if sig8:
             conv.dst_dtype, conv.out_zp = DType.FP32, 0
             blk.computes.append(_act_sigmoid_int8(b, yt, slot, (cb_.r1 - cb_.r0) *
-                                                  (cb_.c1 - cb_.c0), count))
+                                                  (cb_.c1 - cb_.c0), count, _act_of(op)))
         blk.stores.append(b.dma(
             Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
             (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot)))
@@ -436,7 +447,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
             blk.computes.append(gemm)
             if sig8:
                 gemm.dst_dtype = DType.FP32
-                blk.computes.append(_act_sigmoid_int8(b, yt, slot, n, count))
+                blk.computes.append(_act_sigmoid_int8(b, yt, slot, n, count, _act_of(op)))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot)))
             b.layer.blocks.append(blk)

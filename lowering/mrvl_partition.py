@@ -62,6 +62,9 @@ def _activation_ops(layer: mrvl.MrvlLayerOp, x: SSAValue) -> list[Operation]:
         return [graph.ReluOp(x)]
     if act == "sigmoid":
         return [graph.SigmoidOp(x)]
+    if act == "silu":
+        gate = graph.SigmoidOp(x)
+        return [gate, graph.MulOp(x, gate.results[0])]
     if act == "clip":
         lo = layer.clip_min.value.data  # type: ignore[attr-defined]
         hi = layer.clip_max.value.data  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from enum import IntEnum, IntFlag
 # ---- versions and identification ---------------------------------------------------------
 MAGIC = b"MRVL"
 VERSION_MAJOR = 1
-VERSION_MINOR = 2
+VERSION_MINOR = 3
 ARCH_CN10K = 16
 
 # ---- limits ------------------------------------------------------------------------------
@@ -134,9 +134,10 @@ class Act(IntEnum):
     SIGMOID = 4
     LEAKY_RELU = 5
     TANH = 6
+    SILU = 7
 
 
-NUM_ACTS = 7
+NUM_ACTS = 8
 
 
 class PoolFunc(IntEnum):

@@ -32,6 +32,9 @@ def activate(
         return np.clip(y, np.float32(clip[0]), np.float32(clip[1]))
     if activation == "sigmoid":
         return (1.0 / (1.0 + np.exp(-y.astype(np.float64)))).astype(np.float32)
+    if activation == "silu":
+        wide = y.astype(np.float64)
+        return (wide / (1.0 + np.exp(-wide))).astype(np.float32)
     if activation == "tanh":
         return np.tanh(y.astype(np.float64)).astype(np.float32)
     if activation == "leaky_relu":

@@ -363,3 +363,60 @@ def test_sub_is_sum2d(kind, quantize, tiles, tmp_path):
         out = compiled.run(feeds).outputs["relu"]
     check = check_output("relu", out, expected, quantize)
     assert check.passed, check.summary()
+
+
+def _silu_model(after: str) -> onnx.ModelProto:
+    """conv (+ BN) or add, then SiLU as torch exports it (Sigmoid + Mul), then a conv."""
+    g = GraphBuilder(seed=13, opset=17)
+    x = g.conv("conv0", "input", 3, 6, 3)
+    if after == "conv_bn":
+        y = g.batch_norm("bn0", x, 6)
+    else:
+        y = g.node("Add", [x, g.conv("conv1", "input", 3, 6, 1)], "add")
+    y = g.node("Mul", [y, g.node("Sigmoid", [y], "act.Sigmoid")], "act.Mul")
+    out = g.conv("conv2", y, 6, 4, 3, bias=True)
+    return g.make_model("silu", [tensor_info("input", [1, 3, 6, 6])],
+                        [tensor_info(out, [1, 4, 6, 6])])
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
+@pytest.mark.parametrize("after", ["conv_bn", "add"])
+def test_silu_is_fused(after, quantize, tiles, tmp_path):
+    """Sigmoid + Mul(x, sigmoid(x)) after a conv or an add is the layer's fused "silu" (ACT
+    function SILU; in int8 the layer writes fp32 and an ACT applies silu and quantises)."""
+    model = _silu_model(after)
+    module = _partitioned(model, tmp_path)
+    (fn,) = subgraph_functions(module, "accelerator")
+    layers = list(layers_of(fn))
+    assert not any(isinstance(op, mrvl.ActivationOp | mrvl.Mul2DOp) for op in layers)
+    assert [op.activation_str() for op in layers if op.activation_str() == "silu"] == ["silu"]
+    rng = np.random.default_rng(tiles)
+    feeds = {"input": rng.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    expected = _ort(model, feeds)
+    np.testing.assert_allclose(run_function(module, [feeds["input"]])[0], expected,
+                               rtol=1e-4, atol=1e-5)
+    nodes, consts = subgraph_to_json(fn)
+    assert check_json_pair(nodes, consts) == []
+    assert any(n["attrs"].get("activation_type") == ["silu"] for n in nodes["nodes"])
+    for op in fn.walk():  # the JSON pair keeps no SSA name hints
+        for result in op.results:
+            result.name_hint = None
+    assert str(json_to_function(nodes, consts)) == str(fn)
+    path = tmp_path / "m.onnx"
+    options = {"calibration": feeds} if quantize == "int8" else {}
+    manifest = compile_model(path, tmp_path / "build", num_tiles=tiles, quantize=quantize,
+                             **options)
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        out = compiled.run(feeds).outputs["conv2"]
+    check = check_output("conv2", out, expected, quantize)
+    assert check.passed, check.summary()
+
+
+def test_silu_forced_to_cpu_expands_back(tmp_path):
+    model = _silu_model("conv_bn")
+    module = _partitioned(model, tmp_path, cpu_layers=["act.Mul"])
+    assert len(subgraph_functions(module, "cpu")) == 1
+    x = np.random.default_rng(6).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(run_function(module, [x])[0], _ort(model, {"input": x}),
+                               rtol=1e-4, atol=1e-5)
