@@ -33,10 +33,24 @@ from pathlib import Path
 
 import numpy as np
 
-MODEL_NAMES = ("mnist_cnn", "resnet50", "mobilenet_v2", "ssd_detector", "vit_tiny",
-               "bert_tiny")
+MODEL_NAMES = ("mnist_cnn", "resnet50", "mobilenet_v2", "ssd_detector", "unet", "yolo",
+               "vit_tiny", "bert_tiny")
+"""The default rows; `--models densenet121` adds DenseNet-121 (not in `mrvl.models.MODELS`)."""
 TRANSFORMERS = ("vit_tiny", "bert_tiny")
 """Built by their own builders (not in `mrvl.models.MODELS`); BERT's token ids are int64."""
+
+
+def _build(name: str):
+    """The model `name`: the MNIST CNN trained, a `MODELS` entry, or one of the CNN models
+    kept out of `MODELS` (unet, yolo, densenet121)."""
+    from mrvl import models
+
+    if name == "mnist_cnn":
+        return models.mnist_cnn_trained()
+    extra = {"unet": models.unet, "yolo": models.yolo, "densenet121": models.densenet121}
+    if name in extra:
+        return extra[name]()
+    return models.build(name)
 
 
 def _ort(model, threads: int = 1):
@@ -60,7 +74,7 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 
 def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
-    from mrvl.models import build, example_inputs, load_digits_28, mnist_cnn_trained
+    from mrvl.models import example_inputs, load_digits_28
     from mrvl.driver.verb_example import fix_batch
     from mrvl.driver import api
     from mrvl.sim import acceptance
@@ -72,8 +86,7 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
 
         model = vit_tiny() if name == "vit_tiny" else bert_tiny()
     else:
-        model = mnist_cnn_trained() if name == "mnist_cnn" else build(name)
-        model = fix_batch(model, 1)
+        model = fix_batch(_build(name), 1)
     out = work / name
     start = time.perf_counter()
     api.compile(model, out, num_tiles=num_tiles, quantize="fp16")
@@ -116,7 +129,7 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
             _, _, x_test, y_test = load_digits_28()
             inp = manifest.inputs[0].name
             outputs, _ = compiled.run_batches({inp: x_test})
-            (ref_all,) = _ort(mnist_cnn_trained()).run([names[0]], {inp: x_test})
+            (ref_all,) = _ort(source).run([names[0]], {inp: x_test})
             sim_labels = outputs[names[0]].argmax(1)
             row["accuracy"] = (f"{100 * np.mean(sim_labels == y_test):.2f}% sim vs "
                                f"{100 * np.mean(ref_all.argmax(1) == y_test):.2f}% ort, "

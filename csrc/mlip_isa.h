@@ -127,6 +127,7 @@ enum mlip_act {
     MLIP_ACT_SIGMOID = 4,
     MLIP_ACT_LEAKY_RELU = 5,
     MLIP_ACT_TANH = 6,
+    MLIP_ACT_SILU = 7,
     MLIP_ACT_GELU_ERF = 10,
     MLIP_ACT_GELU_TANH = 11,
     MLIP_NUM_ACTS = 12,

@@ -421,6 +421,7 @@ static inline float apply_act(int act, float v, float alpha, float beta)
     case MLIP_ACT_GELU_ERF: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     case MLIP_ACT_GELU_TANH:
         return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * (v * v * v))));
+    case MLIP_ACT_SILU: return v * (1.0f / (1.0f + expf(-v)));
     default: return v;
     }
 }

@@ -79,7 +79,7 @@ def subgraph_functions(module: ModuleOp, target: str = "accelerator") -> list[fu
 
 ACCEL_PREFIX = "tvmgen_mrvl_main_"
 CPU_PREFIX = "cpu_main_"
-ACTIVATIONS = ("none", "relu", "clip", "sigmoid", "gelu", "gelu_tanh")
+ACTIVATIONS = ("none", "relu", "clip", "sigmoid", "silu", "gelu", "gelu_tanh")
 STANDALONE_ACTIVATIONS = ("relu", "clip", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh")
 """Activations of the standalone `mrvl.activation` layer (the ISA's ACT functions)."""
 LAYER_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
@@ -1117,6 +1117,56 @@ class LayerNormOp(MrvlLayerOp):
             raise VerifyException(f"expected epsilon >= 0, got {self.epsilon.value.data}")
 
 
+@irdl_op_definition
+class SliceOp(_ShapeOpBase):
+    """The elements `start .. start + size - 1` of `axis` (one output of an ONNX Split; the
+    result type gives `size`).
+
+    ```mlir
+    %y = mrvl.slice %x {layer_name = "tvmgen_mrvl_main_3", axis = 3 : i64, start = 2 : i64}
+           : (tensor<1x4x4x6xf32>) -> tensor<1x4x4x4xf32>
+    ```
+    """
+
+    name = "mrvl.slice"
+    LAYER_NAME: ClassVar[str] = "slice"
+    COMPOSITE: ClassVar[str] = ""
+
+    input = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    axis = prop_def(IntegerAttr)
+    start = prop_def(IntegerAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, input: SSAValue | Operation, *, axis: int, start: int, size: int,
+                 layer_name: str):
+        shape = list(tensor_shape(SSAValue.get(input)))
+        shape[axis] = size
+        super().__init__(
+            operands=[input],
+            result_types=[TensorType(f32, shape)],
+            properties={"layer_name": StringAttr(layer_name), "axis": IntegerAttr(axis, i64),
+                        "start": IntegerAttr(start, i64)},
+        )
+
+    def verify_(self) -> None:
+        self._verify_common()
+        shape = list(tensor_shape(self.input))
+        out = tensor_shape(self.output)
+        axis, start = self.axis.value.data, self.start.value.data
+        if not 0 <= axis < len(shape):
+            raise VerifyException(f"expected axis in [0, {len(shape)}), got {axis}")
+        if len(out) != len(shape) or not 0 <= start or start + out[axis] > shape[axis]:
+            raise VerifyException(
+                f"expected a slice of {list(shape)} on axis {axis} from {start}, got {list(out)}"
+            )
+        shape[axis] = out[axis]
+        _expect_shape("result", out, shape)
+
+
 LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     Conv2DOp,
     FCOp,
@@ -1136,6 +1186,7 @@ LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     MatMulOp,
     SoftmaxOp,
     LayerNormOp,
+    SliceOp,
 )
 
 KNOWN_LAYER_NAMES = frozenset(op.LAYER_NAME for op in LAYER_OPS) | {"input"}

@@ -528,7 +528,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
     bar.update("write the binaries", force=True)
     for sub in result.subgraphs:
         (out / f"{sub.symbol}.bin").write_bytes(sub.data)
-    write_report(module, out / "offload.json")
+    write_report(module, out / "offload.json", options.machine)
     write_reports(result.reports, out / "static_report.json")
     model_entry: dict[str, Any] = {"onnx": "model.onnx", "inputs": model_inputs,
                                    "outputs": model_outputs}

@@ -7,7 +7,11 @@ cycles of the last run). Per-layer cycles come from the run when there is one, e
 static estimate (the roofline of each layer's own DMA traffic); the report says which. OCM
 figures are the allocator's (static report), DMA bytes the run's when recorded. Every
 accelerator step also gets the program-independent bound (`mrvl.sim.bound`) and, with a
-recorded run, its efficiency (bound / cycles); the totals sum them over the steps.
+recorded run, its efficiency (bound / cycles); the totals sum them over the steps. The
+crossings between accelerator and CPU come from `offload.json`; the CPU's share of the run
+time is **measured** with a recorded run (the CPU steps' onnxruntime wall time on this host
+against the accelerator steps' simulated time; the hand-over between steps is not in
+either) and else the offload report's **estimate**; `cpu_time_source` says which.
 
 `build_report(build_dir) -> dict` gives the figures, `format_build_report(dict) -> str` the
 text; `--json` prints the dict.
@@ -167,9 +171,32 @@ def build_report(build_dir: str | Path) -> dict[str, Any]:
         "macs_total": offload.get("macs_total"),
         "cpu_nodes": offload.get("cpu_nodes", []),
         "recorded_run": run is not None,
+        "crossings": offload.get("crossings"),
+        **_cpu_time_share(steps, run is not None, offload),
         "machine": machine,
         "machine_source": machine_source,
     }
+
+
+def _cpu_time_share(steps: list[dict[str, Any]], recorded: bool,
+                    offload: Mapping[str, Any]) -> dict[str, Any]:
+    """`cpu_time_share` (0..1) and `cpu_time_source`: measured from the recorded run when
+    every step has its time, else the offload report's estimate (None without one)."""
+    if recorded:
+        cpu = [s.get("wall_s") for s in steps if s["kind"] != "accelerator"]
+        accel = [s.get("time_ms") for s in steps if s["kind"] == "accelerator"]
+        if all(isinstance(v, int | float) for v in (*cpu, *accel)):
+            cpu_s, accel_s = sum(cpu), sum(accel) / 1000.0  # type: ignore[arg-type]
+            share = cpu_s / (cpu_s + accel_s) if cpu_s + accel_s > 0 else 0.0
+            return {"cpu_time_share": share, "cpu_time_source": "measured",
+                    "cpu_time_s": cpu_s, "accelerator_time_s": accel_s}
+    share = offload.get("cpu_time_share")
+    if not isinstance(share, int | float):
+        return {"cpu_time_share": None, "cpu_time_source": None}
+    estimate = offload.get("time_estimate") or {}
+    return {"cpu_time_share": share, "cpu_time_source": "estimated",
+            "cpu_time_s": estimate.get("cpu_s"),
+            "accelerator_time_s": estimate.get("accelerator_s")}
 
 
 def _add_bound(entry: dict[str, Any], step: Any, sim_report: Any) -> None:
@@ -276,6 +303,18 @@ def format_build_report(data: Mapping[str, Any]) -> str:
     if share is not None:
         lines.append(f"offload: {100 * share:.2f}% of {_fmt(data.get('macs_total'))} MACs on "
                      "the accelerator")
+    crossed = data.get("crossings")
+    if isinstance(crossed, Mapping):
+        lines.append(f"crossings: {crossed.get('count')} tensor(s), "
+                     f"{_fmt(crossed.get('bytes'))} bytes between accelerator and CPU, "
+                     f"{crossed.get('switches')} switch(es)")
+    if data.get("cpu_time_share") is not None:
+        how = ("measured: CPU steps' onnxruntime wall time on this host, accelerator steps' "
+               "simulated time" if data["cpu_time_source"] == "measured" else
+               "estimated from MACs and elements, see offload.json's time_estimate")
+        lines.append(f"CPU share of run time: {100 * data['cpu_time_share']:.2f}% "
+                     f"(CPU {1e3 * (data.get('cpu_time_s') or 0):.3f} ms, accelerator "
+                     f"{1e3 * (data.get('accelerator_time_s') or 0):.3f} ms; {how})")
     lines.append("partition (execution order):")
     for step in data["steps"]:
         io = f"({', '.join(step['inputs'])}) -> ({', '.join(step['outputs'])})"

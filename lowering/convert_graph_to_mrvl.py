@@ -23,7 +23,16 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   axis -> mrvl.softmax; ONNX LayerNormalization or the decomposed ReduceMean / Sub / Pow /
   ReduceMean / Add / Sqrt / Div [/ Mul] [/ Add] chain -> mrvl.layernorm; GELU (erf form
   and tanh form, by pattern) -> the FC's activation or a standalone mrvl.activation;
-- [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on the channel axis,
+- a standalone per-channel affine [activation] (batch_norm without a conv before it, or mul +
+  add by per-channel constants) -> mrvl.conv2d, depthwise 1x1 (weight = scale, bias = shift);
+- sub(x, const) [activation] -> mrvl.sum with -const; sub(a, b) -> mrvl.mul(b, -1) + mrvl.sum;
+- [layout_transform NHWC->NCHW] ConvTranspose (2-D, groups 1, output = stride x input)
+  [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] -> one mrvl.conv2d per
+  output phase + mrvl.concat / reshape / transpose interleaving them;
+- [layout_transform NHWC->NCHW] resize of H, W [layout_transform NCHW->NHWC] -> copies
+  (nearest, integer factors) or per-axis mrvl.fc with the interpolation matrix;
+- split on any axis -> one mrvl.slice per output;
+- [pad] max_pool2d / avg_pool2d, global pools, add [activation], concat on any axis,
   reshape / flatten (-> batch_flatten when it is [N, rest]), squeeze, 4-D layout_transform
   (NCHW->NHWC at the inputs, NHWC->NCHW at the outputs), transpose -> the matching mrvl op.
 
@@ -52,7 +61,14 @@ from xdsl.pattern_rewriter import (
 )
 
 from mrvl.dialects import graph, mrvl
-from mrvl.lowering.mrvl_legality import check_common, is_constant, is_legal
+from mrvl.lowering.mrvl_legality import (
+    check_common,
+    conv_transpose_phases,
+    is_constant,
+    is_legal,
+    resize_matrix,
+    resize_replication,
+)
 
 CPU_REASON_ATTR = "mrvl.cpu_reason"
 ONNX_NODES_ATTR = "onnx_nodes"
@@ -140,6 +156,25 @@ def _activation(op: Operation) -> tuple[str, tuple[float, float] | None] | None:
     return None
 
 
+def _silu_tail(value: SSAValue) -> list[Operation] | None:
+    """[sigmoid, mul] when `value`'s only uses are y = sigmoid(value) and mul(value, y) (SiLU
+    as torch exports it), else None."""
+    users = {use.operation for use in value.uses}
+    if len(users) != 2 or len(list(value.uses)) != 2:
+        return None
+    gate = next((u for u in users if isinstance(u, graph.SigmoidOp)), None)
+    if gate is None or sole_user(gate.result) is None:
+        return None
+    mul = sole_user(gate.result)
+    if not isinstance(mul, graph.MulOp) or mul not in users:
+        return None
+    if {mul.lhs, mul.rhs} != {value, gate.result}:
+        return None
+    if not (is_legal_dtype(gate) and is_legal_dtype(mul)):
+        return None
+    return [gate, mul]
+
+
 def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool,
                  affine: bool = False) -> None:
     """Extend `fusion` with [bias] [batch_norm] [activation] single-use successors
@@ -159,6 +194,11 @@ def _absorb_tail(fusion: Fusion, channels: int, *, bias: bool, bn: bool,
             fusion.bn = (factor, b - m * factor)
             fusion.ops.append(user)
             user = sole_user(fusion.result)
+    silu = _silu_tail(fusion.result)
+    if silu is not None:
+        fusion.activation, fusion.clip = "silu", None
+        fusion.ops += silu
+        return
     if user is None:
         return
     if affine and isinstance(user, graph.HardSigmoidOp) and is_legal_dtype(user):
@@ -343,6 +383,271 @@ class FCPattern(RewritePattern):
         _finish(rewriter, fusion, new_ops)
 
 
+def _per_channel_const(op: Operation, value: SSAValue) -> np.ndarray | None:
+    """The [C] float64 factors of a constant operand of a mul / add `op` of NHWC `value`
+    that broadcasts per channel only (a scalar, [C], [1, 1, 1, C], ...), else None."""
+    if not isinstance(op, graph.MulOp | graph.AddOp) or not is_legal_dtype(op):
+        return None
+    other = op.rhs if op.lhs is value else op.lhs
+    if other is value or not is_constant(other) or _shape(op.result) != _shape(value):
+        return None
+    channels = _shape(value)[-1]
+    shape = _shape(other)
+    if len(shape) > len(_shape(value)) or any(d != 1 for d in shape[:-1]):
+        return None
+    if shape and shape[-1] not in (1, channels):
+        return None
+    arr = const_array(other).astype(np.float64).reshape(-1)
+    return np.broadcast_to(arr, (channels,)).copy()
+
+
+def _affine_chain(op: Operation) -> Fusion | None:
+    """A standalone per-channel affine of 4-D NHWC data: batch_norm, or mul by a per-channel
+    constant followed by add of one (a scale-shift), with (scale, shift) in `fusion.bn`."""
+    if isinstance(op, graph.BatchNormOp):
+        if op.layout.data != "NHWC" or len(_shape(op.input)) != 4 or not is_legal_dtype(op):
+            return None
+        params = [op.scale, op.bias, op.mean, op.var]
+        if not all(is_constant(p) for p in params):
+            return None
+        s, b, m, v = (const_array(p).astype(np.float64) for p in params)
+        factor = s / np.sqrt(v + op.epsilon.value.data)
+        return Fusion(ops=[op], bn=(factor, b - m * factor))
+    if not isinstance(op, graph.MulOp):
+        return None
+    data = op.rhs if is_constant(op.lhs) else op.lhs
+    if is_constant(data) or len(_shape(data)) != 4:
+        return None
+    scale = _per_channel_const(op, data)
+    user = sole_user(op.result)
+    if scale is None or user is None:
+        return None
+    shift = _per_channel_const(user, op.result)
+    if shift is None:
+        return None
+    return Fusion(ops=[op, user], bn=(scale, shift))
+
+
+class AffinePattern(RewritePattern):
+    """A standalone per-channel affine [activation] (batch_norm without a conv before it, or
+    mul + add by per-channel constants) -> mrvl.conv2d, depthwise with a 1x1 kernel: weight
+    [C, 1, 1, 1] = the scale, bias = the shift, the activation fused (ACT-free)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        fusion = _affine_chain(op)
+        if fusion is None or fusion.bn is None:
+            return
+        data = fusion.ops[0].operands[0]
+        if isinstance(op, graph.MulOp) and is_constant(op.lhs):
+            data = op.rhs
+        channels = _shape(data)[-1]
+        _absorb_tail(fusion, channels, bias=False, bn=False)
+        scale, shift = fusion.bn
+        new_ops: list[Operation] = []
+        weight = _new_const(scale.reshape(channels, 1, 1, 1), new_ops)
+        bias = _new_const(shift, new_ops)
+        layer = mrvl.Conv2DOp(
+            data, weight, bias, layer_name=UNNAMED, groups=channels,
+            activation=fusion.activation, clip=fusion.clip,
+        )
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
+def _nchw_input(op: Operation, fusion: Fusion, new_ops: list[Operation]) -> SSAValue:
+    """`op`'s NCHW data input as NHWC: the input of a single-use NHWC->NCHW transform before
+    it (absorbed into `fusion`), else a new mrvl.layout_transform."""
+    x = op.operands[0]
+    lt = x.owner
+    if (
+        isinstance(lt, graph.LayoutTransformOp)
+        and (lt.src_layout.data, lt.dst_layout.data) == ("NHWC", "NCHW")
+        and sole_user(x) is op
+    ):
+        fusion.ops.insert(0, lt)
+        return lt.input
+    transform = mrvl.LayoutTransformOp(x, "NCHW", "NHWC", layer_name=UNNAMED)
+    new_ops.append(transform)
+    return transform.results[0]
+
+
+def _nhwc_output(op: Operation, fusion: Fusion) -> bool:
+    """Absorb a single-use NCHW->NHWC transform after `op` into `fusion`; False if none."""
+    user = sole_user(op.results[0])
+    if (
+        isinstance(user, graph.LayoutTransformOp)
+        and (user.src_layout.data, user.dst_layout.data) == ("NCHW", "NHWC")
+    ):
+        fusion.ops.append(user)
+        return True
+    return False
+
+
+def _takes_nchw(op: Operation | None) -> bool:
+    """An NCHW op that a pattern below converts with its surrounding layout transforms."""
+    if isinstance(op, graph.ResizeOp):
+        return is_legal(op)[0]
+    return (
+        isinstance(op, graph.OnnxOp)
+        and op.op_type.data == "ConvTranspose"
+        and is_legal(op)[0]
+    )
+
+
+def _interleave(phases: list[SSAValue], strides: tuple[int, int], out_shape: list[int],
+                new_ops: list[Operation]) -> SSAValue:
+    """Interleave the NHWC phase results P[a][b] ([N, H, W, O] each, a-major) into
+    [N, s_h * H, s_w * W, O]: concat on channels, then [N*H, W, s_h, s_w*O] -> transpose
+    (0, 2, 1, 3) -> reshape (copy layers only)."""
+    n, h, w, o = _shape(phases[0])
+    sh, sw = strides
+    value = phases[0]
+    if len(phases) > 1:
+        concat = mrvl.ConcatOp(phases, layer_name=UNNAMED, axis=3)
+        new_ops.append(concat)
+        value = concat.results[0]
+    if sh > 1:
+        rows = mrvl.ReshapeOp(value, TensorType(f32, [n * h, w, sh, sw * o]), layer_name=UNNAMED)
+        swap = mrvl.TransposeOp(rows, [0, 2, 1, 3], layer_name=UNNAMED)
+        new_ops += [rows, swap]
+        value = swap.results[0]
+    result = mrvl.ReshapeOp(value, TensorType(f32, out_shape), layer_name=UNNAMED)
+    new_ops.append(result)
+    return result.results[0]
+
+
+class ConvTransposePattern(RewritePattern):
+    """[layout_transform NHWC->NCHW] ConvTranspose (graph.onnx, 2-D, groups 1, output =
+    stride x input) [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] ->
+    one mrvl.conv2d per output phase (y = s*i + a, x = s*j + b: a conv of the input with the
+    flipped taps m, m + s, ... of the kernel), interleaved by mrvl.concat + reshape +
+    transpose; the activation, bias and batch-norm go into every phase's conv."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if op.op_type.data != "ConvTranspose" or not is_legal(op)[0]:
+            return
+        phases, _ = conv_transpose_phases(op)
+        fusion = Fusion(ops=[op])
+        new_ops: list[Operation] = []
+        x = _nchw_input(op, fusion, new_ops)
+        weight = const_array(op.inputs[1]).astype(np.float64)  # [C, O, kh, kw]
+        channels_out = weight.shape[1]
+        bias = (np.zeros(channels_out) if len(op.inputs) < 3
+                else const_array(op.inputs[2]).astype(np.float64))
+        nhwc = _nhwc_output(op, fusion)
+        if nhwc:
+            _absorb_tail(fusion, channels_out, bias=True, bn=True)
+        if fusion.bias is not None:
+            bias = bias + fusion.bias
+        if fusion.bn is not None:
+            factor, shift = fusion.bn
+            weight = weight * factor[None, :, None, None]
+            bias = bias * factor + shift
+        strides = (len(phases[0]), len(phases[1]))
+        outputs = []
+        for m_h, taps_h, q_h in phases[0]:
+            for m_w, taps_w, q_w in phases[1]:
+                rows = [m_h + strides[0] * (taps_h - 1 - u) for u in range(taps_h)]
+                cols = [m_w + strides[1] * (taps_w - 1 - v) for v in range(taps_w)]
+                kernel = weight[:, :, rows][:, :, :, cols].transpose(1, 2, 3, 0)  # OHWI
+                conv = mrvl.Conv2DOp(
+                    x, _new_const(kernel, new_ops), _new_const(bias, new_ops),
+                    layer_name=UNNAMED, pads=(taps_h - 1 - q_h, taps_w - 1 - q_w, q_h, q_w),
+                    activation=fusion.activation, clip=fusion.clip,
+                )
+                new_ops.append(conv)
+                outputs.append(conv.results[0])
+        n, _, oh, ow = _shape(op.results[0])
+        result = _interleave(outputs, strides, [n, oh, ow, channels_out], new_ops)
+        if not nhwc:
+            back = mrvl.LayoutTransformOp(result, "NHWC", "NCHW", layer_name=UNNAMED)
+            new_ops.append(back)
+        names = fusion.onnx_nodes()
+        for layer in new_ops[:-1]:
+            if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
+                layer.attributes[ONNX_NODES_ATTR] = names
+        _finish(rewriter, fusion, new_ops)
+
+
+def _replicate(x: SSAValue, factors: tuple[int, int], new_ops: list[Operation]) -> SSAValue:
+    """Nearest up-sampling of NHWC `x` by integer factors: W by concatenating s_w copies on
+    the channel axis, H by concatenating s_h copies of [N*H, W*s_w*C] rows (copies only)."""
+    n, h, w, c = _shape(x)
+    sh, sw = factors
+    value = x
+    if sw > 1:
+        wide = mrvl.ConcatOp([value] * sw, layer_name=UNNAMED, axis=3)
+        new_ops.append(wide)
+        value = wide.results[0]
+    if sh > 1:
+        rows = mrvl.ReshapeOp(value, TensorType(f32, [n * h, w * sw * c]), layer_name=UNNAMED)
+        tall = mrvl.ConcatOp([rows.results[0]] * sh, layer_name=UNNAMED, axis=1)
+        new_ops += [rows, tall]
+        value = tall.results[0]
+    result = mrvl.ReshapeOp(value, TensorType(f32, [n, sh * h, sw * w, c]), layer_name=UNNAMED)
+    new_ops.append(result)
+    return result.results[0]
+
+
+def _interpolate(x: SSAValue, axis: int, matrix: np.ndarray, new_ops: list[Operation]
+                 ) -> SSAValue:
+    """Resample 4-D `x` along `axis` with the [out, in] `matrix`: transpose `axis` last,
+    flatten to [rows, in], mrvl.fc with weight `matrix`, and back."""
+    shape = list(_shape(x))
+    perm = [d for d in range(4) if d != axis] + [axis]
+    value = x
+    if axis != 3:
+        moved = mrvl.TransposeOp(value, perm, layer_name=UNNAMED)
+        new_ops.append(moved)
+        value = moved.results[0]
+    moved_shape = [shape[p] for p in perm]
+    rows = int(np.prod(moved_shape[:3]))
+    flat = mrvl.ReshapeOp(value, TensorType(f32, [rows, shape[axis]]), layer_name=UNNAMED)
+    fc = mrvl.FCOp(flat, _new_const(matrix, new_ops), None, layer_name=UNNAMED)
+    out_shape = [*moved_shape[:3], matrix.shape[0]]
+    back = mrvl.ReshapeOp(fc, TensorType(f32, out_shape), layer_name=UNNAMED)
+    new_ops += [flat, fc, back]
+    value = back.results[0]
+    if axis != 3:
+        inverse = [perm.index(d) for d in range(4)]
+        restored = mrvl.TransposeOp(value, inverse, layer_name=UNNAMED)
+        new_ops.append(restored)
+        value = restored.results[0]
+    return value
+
+
+class ResizePattern(RewritePattern):
+    """[layout_transform NHWC->NCHW] resize [layout_transform NCHW->NHWC] -> nearest with
+    integer factors: copies (mrvl.concat of repeated inputs + reshape); anything else
+    (linear, fractional nearest): per axis, mrvl.fc with the interpolation matrix over the
+    axis moved last by mrvl.transpose (exact for every coordinate mode the reference takes)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ResizeOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        new_ops: list[Operation] = []
+        x = _nchw_input(op, fusion, new_ops)
+        factors = resize_replication(op)
+        if factors is not None:
+            value = _replicate(x, factors, new_ops)
+        else:
+            value = x
+            for axis, nhwc_axis in ((2, 1), (3, 2)):
+                matrix = resize_matrix(op, axis)
+                if matrix is not None:
+                    value = _interpolate(value, nhwc_axis, matrix, new_ops)
+        if not _nhwc_output(op, fusion):
+            new_ops.append(mrvl.LayoutTransformOp(value, "NHWC", "NCHW", layer_name=UNNAMED))
+        names = fusion.onnx_nodes()
+        for layer in new_ops:
+            if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
+                layer.attributes[ONNX_NODES_ATTR] = names
+        _finish(rewriter, fusion, new_ops)
+
+
 class PoolPattern(RewritePattern):
     """[pad] max_pool2d / avg_pool2d and global pools -> the mrvl pool layers."""
 
@@ -434,6 +739,31 @@ def _scalar(value: float, ops: list[Operation]) -> SSAValue:
     return _new_const(np.array([value], dtype=np.float32), ops)
 
 
+class SubPattern(RewritePattern):
+    """sub(x, c) [activation] -> mrvl.sum with the constant -c; sub(a, b) [activation] ->
+    mrvl.mul(b, -1) + mrvl.sum(a, -b) (negation is exact, so a + (-b) rounds like a - b)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.SubOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0]:
+            return
+        fusion = Fusion(ops=[op])
+        _absorb_tail(fusion, 0, bias=False, bn=False)
+        new_ops: list[Operation] = []
+        if is_constant(op.rhs):
+            negated = _new_const(-const_array(op.rhs).astype(np.float32), new_ops)
+        else:
+            negate = mrvl.Mul2DOp(op.rhs, _scalar(-1.0, new_ops), layer_name=UNNAMED)
+            names = fusion.onnx_nodes()
+            if names.data:
+                negate.attributes[ONNX_NODES_ATTR] = names
+            new_ops.append(negate)
+            negated = negate.results[0]
+        layer = mrvl.Sum2DOp(op.lhs, negated, layer_name=UNNAMED,
+                             activation=fusion.activation, clip=fusion.clip)
+        _finish(rewriter, fusion, [*new_ops, layer])
+
+
 class ActivationPattern(RewritePattern):
     """A standalone relu / clip / sigmoid / tanh / leaky_relu -> mrvl.activation (the ACT
     instruction); hard_sigmoid(x) = clip(alpha * x + beta, 0, 1) -> mrvl.mul by alpha +
@@ -491,12 +821,33 @@ class ActivationPattern(RewritePattern):
         _finish(rewriter, fusion, new_ops)
 
 
+BORDER_COPY = "copy feeding only CPU ops (kept on the CPU)"
+
+
+def feeds_only_cpu(op: Operation) -> bool:
+    """Every result of `op` is used, and only by graph ops the accelerator cannot take (or by
+    concats / splits that themselves feed only such ops): a copy there gains nothing, so a
+    non-channel concat or a split stays on the CPU."""
+    users = [use.operation for result in op.results for use in result.uses]
+    if not users:
+        return False
+    for user in users:
+        if isinstance(user, graph.ConcatOp | graph.SplitOp):
+            if not feeds_only_cpu(user):
+                return False
+        elif user.dialect_name() != "graph" or is_legal(user)[0]:
+            return False
+    return True
+
+
 class ConcatPattern(RewritePattern):
-    """concat on the channel axis -> mrvl.concat."""
+    """concat on any axis -> mrvl.concat (not a non-channel concat feeding only CPU ops)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.ConcatOp, rewriter: PatternRewriter) -> None:
         if not is_legal(op)[0]:
+            return
+        if op.axis.value.data != len(_shape(op.result)) - 1 and feeds_only_cpu(op):
             return
         layer = mrvl.ConcatOp(list(op.inputs), layer_name=UNNAMED, axis=op.axis.value.data)
         _finish(rewriter, Fusion(ops=[op]), [layer])
@@ -886,6 +1237,28 @@ class LayerNormPattern(RewritePattern):
         return x, sorted(ops, key=_position), float(eps), gamma, beta
 
 
+class SplitPattern(RewritePattern):
+    """split on any axis -> one mrvl.slice (a copy) per output (not when it feeds only CPU
+    ops)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.SplitOp, rewriter: PatternRewriter) -> None:
+        if not is_legal(op)[0] or feeds_only_cpu(op):
+            return
+        axis = op.axis.value.data
+        names = Fusion(ops=[op]).onnx_nodes()
+        slices = []
+        start = 0
+        for size in graph.ints(op.split):
+            piece = mrvl.SliceOp(op.input, axis=axis, start=start, size=size,
+                                 layer_name=UNNAMED)
+            if names.data:
+                piece.attributes[ONNX_NODES_ATTR] = names
+            slices.append(piece)
+            start += size
+        rewriter.replace(op, slices, [piece.results[0] for piece in slices])
+
+
 def _feeds_fc_flatten(op: graph.ReshapeOp | graph.FlattenOp) -> bool:
     """A flatten of an NHWC->NCHW transform into a dense-like op: FCPattern takes it."""
     lt = op.input.owner
@@ -913,6 +1286,8 @@ class ShapePattern(RewritePattern):
             return
         x = op.operands[0]
         if isinstance(op, graph.LayoutTransformOp):
+            if _takes_nchw(sole_user(op.result)):
+                return
             flat = sole_user(op.result)
             if isinstance(flat, graph.ReshapeOp | graph.FlattenOp) and _feeds_fc_flatten(flat):
                 return
@@ -942,6 +1317,8 @@ def cpu_reason(op: Operation) -> str:
         return reason
     if isinstance(op, graph.PadOp):
         return "pad not followed by a conv2d or pool that takes it"
+    if isinstance(op, graph.ConcatOp | graph.SplitOp):
+        return BORDER_COPY
     return f"{op.name}: no accelerator pattern matched"
 
 
@@ -981,8 +1358,9 @@ class ConvertGraphToMrvlPass(ModulePass):
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
                 [ConvPattern(), FCPattern(), GeluPattern(), LayerNormPattern(), MatMulPattern(),
-                 SoftmaxPattern(), PoolPattern(), SumPattern(), MulPattern(),
-                 ActivationPattern(), ConcatPattern(), ShapePattern()]
+                 SoftmaxPattern(), AffinePattern(), ConvTransposePattern(), ResizePattern(),
+                 PoolPattern(), SumPattern(), MulPattern(), SubPattern(), ActivationPattern(),
+                 ConcatPattern(), SplitPattern(), ShapePattern()]
             ),
             apply_recursively=False,
         ).rewrite_module(op)

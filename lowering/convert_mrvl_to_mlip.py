@@ -116,6 +116,11 @@ def act_fields(op: mrvl.MrvlLayerOp, unit: float | None = None) -> dict:
     if name == "leaky_relu":
         return {"act": Act.LEAKY_RELU,
                 "alpha": op.properties["alpha"].value.data}  # type: ignore[union-attr]
+    if name == "silu":
+        if unit is not None:
+            raise CompileError(
+                f"layer {op.name_str}: a fused silu is not supported in int8 here")
+        return {"act": Act.SILU}
     if name == "sigmoid":
         if unit is not None:
             raise CompileError(
@@ -261,7 +266,8 @@ def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
     return b.cd == DType.INT8 and op.activation_str() in NONLINEAR_INT8
 
 
-NONLINEAR_INT8 = {"sigmoid": Act.SIGMOID, "gelu": Act.GELU_ERF, "gelu_tanh": Act.GELU_TANH}
+NONLINEAR_INT8 = {"sigmoid": Act.SIGMOID, "silu": Act.SILU, "gelu": Act.GELU_ERF,
+                  "gelu_tanh": Act.GELU_TANH}
 """Fused activations that int8 CONV / GEMM apply to real values (fp32 acc, then ACT)."""
 
 
@@ -1010,6 +1016,19 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     b.layer.split = "rows"
 
 
+def lower_slice(b: LayerBuilder, op: mrvl.SliceOp) -> None:
+    """A copy of the output's box from the input at `start` on `axis` (concat's mirror)."""
+    in_shape = mrvl.tensor_shape(op.input)
+    out_shape = mrvl.tensor_shape(op.output)
+    axis = op.axis.value.data % len(in_shape) + (4 - len(in_shape))
+    in_strides = _strides(_shape4(in_shape))
+    out4 = _shape4(out_shape)
+    yt = b.tensor(op.output)
+    kind, ranges = generic_split(out_shape, b.prog.num_tiles, yt.esize)
+    _copy_layer(b, b.tensor(op.input), in_strides, op.start.value.data * in_strides[axis], yt,
+                _strides(out4), 0, out4, kind, ranges)
+
+
 LOWERINGS: dict[type, Callable] = {
     mrvl.Conv2DOp: lower_conv2d,
     mrvl.FCOp: lower_fc,
@@ -1021,6 +1040,7 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.Mul2DOp: lower_mul,
     mrvl.ActivationOp: lower_activation,
     mrvl.ConcatOp: lower_concat,
+    mrvl.SliceOp: lower_slice,
     mrvl.LayoutTransformOp: lower_layout_transform,
     mrvl.TransposeOp: lower_transpose,
     mrvl.MatMulOp: lower_matmul,
@@ -1156,6 +1176,8 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
             t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale, zp=zp)
         if len(shape) == 4:
             t.layout = Layout.NHWC
+            if isinstance(op, mrvl.LayoutTransformOp) and op.dst_layout.data == "NCHW":
+                t.layout = Layout.NCHW  # else the runtime transposes a C == H == W output
         prog.add_tensor(t)
         conv.tensor_of[result] = t.name
         layer = LayerPlan(op.name_str, op.LAYER_NAME, len(prog.layers), macs=op.macs())

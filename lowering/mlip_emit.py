@@ -50,7 +50,7 @@ LAYER_KINDS = {
     "Conv2D": 1, "FC": 2, "Maxpool2D": 3, "Avgpool2D": 4, "GlobalAvgpool2D": 5,
     "GlobalMaxpool2D": 6, "Sum2D": 7, "Concat": 8, "reshape": 9, "nn.batch_flatten": 10,
     "squeeze": 11, "layout_transform": 12, "transpose": 13, "copy": 14, "Mul2D": 15,
-    "Activation": 16, "MatMul": 17, "Softmax": 18, "LayerNorm": 19,
+    "Activation": 16, "MatMul": 17, "Softmax": 18, "LayerNorm": 19, "slice": 40,
 }
 """`kind` of a layer descriptor, by mrvl layer_name (0 for none of these)."""
 

@@ -198,6 +198,8 @@ def _layer_attrs(op: mrvl.MrvlLayerOp, k: int) -> dict[str, Any]:
     elif isinstance(op, mrvl.LayerNormOp):
         attrs["axis"] = [str(len(tensor_shape(op.input)) - 1)]
         attrs["epsilon"] = [fmt17(op.epsilon.value.data)]
+    elif isinstance(op, mrvl.SliceOp):
+        attrs.update(axis=[str(op.axis.value.data)], begin=[str(op.start.value.data)])
     return attrs
 
 
@@ -724,6 +726,10 @@ def _build_layer(
         beta = _const_value(attrs["beta_const_name"][0], width, consts, ops)
         op = mrvl.LayerNormOp(data[0], gamma, beta, layer_name=name,
                               epsilon=float(attrs["epsilon"][0]))
+    elif kind == "slice":
+        axis = int(attrs["axis"][0])
+        op = mrvl.SliceOp(data[0], axis=axis, start=int(attrs["begin"][0]),
+                          size=int(attrs["shape"][0][axis]), layer_name=name)
     else:
         raise JsonPairError(f"node {name}: unknown layer_name {kind!r}")
     if "onnx_node_names" in attrs:

@@ -15,9 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from xdsl.dialects.builtin import Float32Type, TensorType
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    Float32Type,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+)
 from xdsl.ir import Operation, SSAValue
 
+from mrvl import reference_kernels
 from mrvl.dialects import graph
 
 MAX_BATCH = 8
@@ -163,7 +170,7 @@ def _add(op: graph.AddOp) -> Verdict:
     return OK
 
 
-def _eltwise_ranks(op: graph.MulOp | graph.DivOp, what: str) -> Verdict:
+def _eltwise_ranks(op: graph.MulOp | graph.DivOp | graph.SubOp, what: str) -> Verdict:
     """Data operands of rank 1 to 4; a constant operand of any rank up to 4 (a scalar,
     PyTorch's [C, 1, 1] per-channel factors)."""
     for value in (op.lhs, op.rhs):
@@ -177,6 +184,13 @@ def _mul(op: graph.MulOp) -> Verdict:
     if is_constant(op.lhs) and is_constant(op.rhs):
         return False, "both operands are constants (fold constants first)"
     return _eltwise_ranks(op, "mul")
+
+
+def _sub(op: graph.SubOp) -> Verdict:
+    """x - c is a Sum2D with -c; a - b a Mul2D by -1 and a Sum2D (numpy broadcasting)."""
+    if is_constant(op.lhs) and is_constant(op.rhs):
+        return False, "both operands are constants (fold constants first)"
+    return _eltwise_ranks(op, "sub")
 
 
 def _div(op: graph.DivOp) -> Verdict:
@@ -208,12 +222,127 @@ def _activation(op: Operation) -> Verdict:
 
 
 def _concat(op: graph.ConcatOp) -> Verdict:
+    """Any axis of a tensor of rank 1 to 4 (copies with output strides)."""
     rank = len(_shape(op.result))
-    axis = op.axis.value.data
-    if axis != rank - 1:
-        return False, f"concat axis {axis} is not the NHWC channel axis {rank - 1}"
+    if not 1 <= rank <= 4:
+        return False, f"concat of rank {rank} tensors is not supported"
     if any(is_constant(v) for v in op.inputs):
         return False, "concat of a constant is not supported"
+    return OK
+
+
+def onnx_ints(op: graph.OnnxOp, name: str, default: list[int]) -> list[int]:
+    """An INTS / INT attribute of a `graph.onnx` op as a list (`default` when absent)."""
+    attr = op.attrs.data.get(name)
+    if attr is None:
+        return list(default)
+    if isinstance(attr, DenseArrayBase):
+        return [int(v) for v in attr.get_values()]
+    if isinstance(attr, IntegerAttr):
+        return [int(attr.value.data)]
+    return list(default)
+
+
+def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[tuple[int, int, int]]], str]:
+    """The phases of a 2-D ConvTranspose (`y = s * i + a`) as per-axis lists of (first kernel
+    tap m, taps T, input offset q): phase a of an axis is a convolution of the input with the
+    taps `m, m + s, ...` (flipped), pads `T - 1 - q` before and `q` after. ("", phases) when
+    the accelerator can take it, else ([], reason)."""
+    if len(op.inputs) not in (2, 3) or len(op.results) != 1:
+        return [], "ConvTranspose needs X, W and an optional B"
+    x, w = op.inputs[0], op.inputs[1]
+    if len(_shape(x)) != 4 or not all(isinstance(v.type, TensorType) for v in op.inputs):
+        return [], "ConvTranspose is not 2-D"
+    if not is_constant(w) or (len(op.inputs) == 3 and not is_constant(op.inputs[2])):
+        return [], "ConvTranspose weight or bias is not a constant"
+    if onnx_ints(op, "group", [1]) != [1]:
+        return [], "ConvTranspose with groups > 1 is not supported"
+    if set(onnx_ints(op, "dilations", [1, 1])) != {1}:
+        return [], "ConvTranspose dilations are not supported"
+    auto_pad = op.attrs.data.get("auto_pad")
+    if isinstance(auto_pad, StringAttr) and auto_pad.data not in ("NOTSET", ""):
+        return [], f"ConvTranspose auto_pad {auto_pad.data} is not supported"
+    n, _, h, wd = _shape(x)
+    y = _shape(op.results[0])
+    kernel = _shape(w)[2:]
+    strides = onnx_ints(op, "strides", [1, 1])
+    pads = onnx_ints(op, "pads", [0, 0, 0, 0])
+    phases: list[list[tuple[int, int, int]]] = []
+    for axis, size in enumerate((h, wd)):
+        stride, k, begin = strides[axis], kernel[axis], pads[axis]
+        if y[2 + axis] != stride * size:
+            return [], (f"ConvTranspose output size {y[2 + axis]} is not stride {stride} x "
+                        f"input size {size}")
+        axis_phases = []
+        for a in range(stride):
+            m, q = (a + begin) % stride, (a + begin) // stride
+            taps = -(-(k - m) // stride)
+            if taps <= 0 or not 0 <= q <= taps - 1:
+                return [], f"ConvTranspose kernel {k}, stride {stride}, pad {begin} not supported"
+            axis_phases.append((m, taps, q))
+        phases.append(axis_phases)
+    if n > MAX_BATCH:
+        return [], f"batch {n} exceeds the accelerator limit {MAX_BATCH}"
+    return phases, ""
+
+
+def resize_matrix(op: graph.ResizeOp, axis: int) -> np.ndarray | None:
+    """The [out, in] interpolation matrix of `op` along NCHW `axis` (row y holds the weights
+    of the input pixels for output pixel y: one-hot for nearest), None when the axis keeps
+    its size and scale."""
+    in_size, out_size = _shape(op.input)[axis], _shape(op.result)[axis]
+    scale = graph.floats(op.scales)[axis]
+    if in_size == out_size and scale == 1.0:
+        return None
+    return reference_kernels.resize(
+        np.eye(in_size, dtype=np.float64), sizes=[out_size, in_size], scales=[scale, 1.0],
+        mode=op.mode.data,
+        coordinate_transformation_mode=op.coordinate_transformation_mode.data,
+        nearest_mode=op.nearest_mode.data,
+    )
+
+
+def resize_replication(op: graph.ResizeOp) -> tuple[int, int] | None:
+    """(s_h, s_w) when `op` repeats every pixel s_h x s_w times (nearest with integer factors
+    whose index map is y // s), else None."""
+    factors = []
+    for axis in (2, 3):
+        matrix = resize_matrix(op, axis)
+        if matrix is None:
+            factors.append(1)
+            continue
+        in_size, out_size = matrix.shape[1], matrix.shape[0]
+        if out_size % in_size:
+            return None
+        factor = out_size // in_size
+        expected = np.eye(in_size).repeat(factor, axis=0)
+        if not np.array_equal(matrix, expected):
+            return None
+        factors.append(factor)
+    return factors[0], factors[1]
+
+
+def _resize(op: graph.ResizeOp) -> Verdict:
+    """4-D NCHW, N and C kept; nearest or linear in any coordinate mode the reference takes
+    (the lowering uses the interpolation matrices that `resize_matrix` computes)."""
+    shape_in, shape_out = _shape(op.input), _shape(op.result)
+    if len(shape_in) != 4:
+        return False, f"resize of a rank {len(shape_in)} tensor is not supported"
+    if shape_in[:2] != shape_out[:2] or any(s != 1.0 for s in graph.floats(op.scales)[:2]):
+        return False, "resize of the batch or channel axis is not supported"
+    try:
+        for axis in (2, 3):
+            resize_matrix(op, axis)
+    except ValueError as error:
+        return False, f"resize: {error}"
+    return OK
+
+
+def _split(op: graph.SplitOp) -> Verdict:
+    """Any axis of a tensor of rank 1 to 4: one copy (mrvl.slice) per output."""
+    rank = len(_shape(op.input))
+    if not 1 <= rank <= 4:
+        return False, f"split of a rank {rank} tensor is not supported"
     return OK
 
 
@@ -279,7 +408,10 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.AddOp: _add,  # type: ignore[dict-item]
     graph.MulOp: _mul,  # type: ignore[dict-item]
     graph.DivOp: _div,  # type: ignore[dict-item]
+    graph.SubOp: _sub,  # type: ignore[dict-item]
     graph.ConcatOp: _concat,  # type: ignore[dict-item]
+    graph.ResizeOp: _resize,  # type: ignore[dict-item]
+    graph.SplitOp: _split,  # type: ignore[dict-item]
     graph.ReshapeOp: _always,
     graph.FlattenOp: _always,
     graph.SqueezeOp: _always,
@@ -303,6 +435,12 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
 def is_legal(op: Operation) -> Verdict:
     """(True, "") when the accelerator can take `op`, else (False, reason)."""
     if isinstance(op, graph.OnnxOp):
+        if op.op_type.data == "ConvTranspose":
+            ok = check_common(op)
+            if not ok[0]:
+                return ok
+            reason = conv_transpose_phases(op)[1]
+            return (reason == "", reason)
         onnx_predicate = ONNX_PREDICATES.get(op.op_type.data)
         if onnx_predicate is None:
             if op.op_type.data in PATTERN_ONLY_ONNX:

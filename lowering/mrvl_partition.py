@@ -64,6 +64,9 @@ def _activation_ops(layer: mrvl.MrvlLayerOp, x: SSAValue) -> list[Operation]:
         return [graph.ReluOp(x)]
     if act == "sigmoid":
         return [graph.SigmoidOp(x)]
+    if act == "silu":
+        gate = graph.SigmoidOp(x)
+        return [gate, graph.MulOp(x, gate.results[0])]
     if act == "clip":
         lo = layer.clip_min.value.data  # type: ignore[attr-defined]
         hi = layer.clip_max.value.data  # type: ignore[attr-defined]
@@ -199,6 +202,14 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
             [x, layer.gamma, layer.beta], [out_type], op_type="LayerNormalization", opset=17,
             attrs={"axis": IntegerAttr(-1, i64),
                    "epsilon": FloatAttr(layer.epsilon.value.data, f32)}))
+    elif isinstance(layer, mrvl.SliceOp):
+        axis, start = layer.axis.value.data, layer.start.value.data
+        size, total = mrvl.tensor_shape(layer.output)[axis], mrvl.tensor_shape(x)[axis]
+        pieces = [p for p in (start, size, total - start - size) if p > 0]
+        split = graph.SplitOp(x, axis=axis, split=pieces)
+        # the piece at `start`, as the single result of the last op
+        ops += [split, graph.ReshapeOp(split.results[1 if start > 0 else 0],
+                                       result_type=out_type)]
     else:
         raise AssertionError(f"no graph expansion for {layer.name}")
     ops.extend(_activation_ops(layer, ops[-1].results[0]))

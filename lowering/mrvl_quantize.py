@@ -51,6 +51,7 @@ SCALE_PRESERVING = (
     mrvl.SqueezeOp,
     mrvl.LayoutTransformOp,
     mrvl.TransposeOp,
+    mrvl.SliceOp,
 )
 """Layers whose int8 output uses the scale of their (first) input."""
 

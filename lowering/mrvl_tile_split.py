@@ -136,7 +136,7 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
     if len(candidates) == 1:
         return candidates[0]
     consts = (op.bias is not None) + (es == 1)
-    sig8 = es == 1 and op.activation_str() == "sigmoid"
+    sig8 = es == 1 and op.activation_str() in ("sigmoid", "silu")
     geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
     best, best_key = candidates[0], None
     n, h, w, c = mrvl.tensor_shape(op.input)

@@ -7,6 +7,17 @@ convert-graph-to-mrvl and mrvl-partition), and the share of the model's multiply
 `format_report` renders it as text; `write_report(module, path)` writes JSON (path ending in
 .json) or text.
 
+It also counts the **crossings** between the accelerator and the CPU (`crossings`: every
+tensor that one sub-graph hands to a sub-graph of the other target, with its bytes at 4 bytes
+an element; `switches`: consecutive steps of `@main` on different targets) and **estimates**
+the share of the run time spent on the CPU (`time_estimate`, `cpu_time_share`). The estimate
+is a model, not a measurement (`mrvl report` on a build with a recorded run gives the
+measured share): the accelerator's layers at the roofline of the machine (MACs at
+`matrix_rows x matrix_cols` per cycle and tile, other layers' output elements at
+`vector_lanes` per cycle, at `clock_mhz`); the CPU's ops at `CPU_MACS_PER_SECOND` and
+`CPU_ELEMENTS_PER_SECOND` (assumptions below); every crossing `CROSSING_SECONDS` plus its
+bytes at `CROSSING_BYTES_PER_SECOND`, counted as CPU time (the host does the hand-over).
+
 Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
 `cpu_nodes` exactly once.
 """
@@ -19,12 +30,25 @@ from pathlib import Path
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
+from xdsl.ir import Operation, SSAValue
 
 from mrvl.dialects import graph, mrvl
 from mrvl.dialects.mrvl import TARGET_ATTR, tensor_shape
 from mrvl.lowering.convert_graph_to_mrvl import CPU_REASON_ATTR, ONNX_NODES_ATTR
+from mrvl.machine import Machine
+
+CPU_MACS_PER_SECOND = 20e9
+"""Assumption: one Arm Neoverse-class host core (2 x 128-bit FMA pipes = 8 fp32 MACs a cycle
+at 2.5 GHz = 20 GMAC/s peak; onnxruntime's convolutions reach a good part of that)."""
+CPU_ELEMENTS_PER_SECOND = 1e9
+"""Assumption: element-wise, data-movement and reduction ops write about one output element
+per nanosecond (memory-bound, a few GB/s)."""
+CROSSING_SECONDS = 20e-6
+"""Assumption: the fixed cost of handing one tensor between the host and the accelerator
+(descriptor set-up, synchronisation, cache maintenance): some tens of microseconds."""
+CROSSING_BYTES_PER_SECOND = 10e9
+"""Assumption: a crossing tensor is copied (and converted) at about 10 GB/s."""
 
 
 def graph_macs(op: Operation) -> int:
@@ -55,6 +79,59 @@ def graph_macs(op: Operation) -> int:
     return 0
 
 
+def _elements(op: Operation) -> int:
+    """Output elements of `op` (0 when a size is data-dependent)."""
+    total = 0
+    for result in op.results:
+        if isinstance(result.type, TensorType):
+            shape = tensor_shape(result)
+            if all(d >= 0 for d in shape):
+                total += math.prod(shape)
+    return total
+
+
+def _bytes(value: SSAValue) -> int:
+    if not isinstance(value.type, TensorType):
+        return 0
+    shape = tensor_shape(value)
+    return 4 * math.prod(shape) if all(d >= 0 for d in shape) else 0
+
+
+def crossings(module: ModuleOp) -> dict[str, Any]:
+    """The tensors handed between accelerator and CPU sub-graphs by `@main`'s calls."""
+    targets: dict[str, str] = {}
+    for fn in module.ops:
+        if isinstance(fn, func.FuncOp) and _target(fn) is not None:
+            targets[fn.sym_name.data] = _target(fn)  # type: ignore[assignment]
+    main = next((fn for fn in module.ops
+                 if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main"), None)
+    count = size = switches = 0
+    edges = []
+    previous = None
+    if main is not None:
+        for op in main.body.walk():
+            if not isinstance(op, func.CallOp):
+                continue
+            target = targets.get(op.callee.root_reference.data)
+            if previous is not None and target != previous:
+                switches += 1
+            previous = target
+            seen = set()
+            for value in op.arguments:
+                producer = value.owner
+                if not isinstance(producer, func.CallOp) or value in seen:
+                    continue
+                seen.add(value)
+                source = targets.get(producer.callee.root_reference.data)
+                if source is None or target is None or source == target:
+                    continue
+                count += 1
+                size += _bytes(value)
+                edges.append({"from": producer.callee.root_reference.data,
+                              "to": op.callee.root_reference.data, "bytes": _bytes(value)})
+    return {"count": count, "bytes": size, "switches": switches, "edges": edges}
+
+
 def _target(fn: func.FuncOp) -> str | None:
     attr = fn.attributes.get(TARGET_ATTR)
     return attr.data if isinstance(attr, StringAttr) else None
@@ -65,12 +142,18 @@ def _str_attr(op: Operation, name: str) -> str | None:
     return attr.data if isinstance(attr, StringAttr) else None
 
 
-def offload_report(module: ModuleOp) -> dict[str, Any]:
-    """The report as a JSON-ready dict (see the module docstring)."""
+def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see the module docstring); `machine` (default: the
+    default machine, 1 tile) times the accelerator's share of the estimate."""
+    machine = Machine() if machine is None else machine
+    clock = machine.clock_mhz * 1e6
+    matrix_per_second = machine.tiles * machine.matrix_rows * machine.matrix_cols * clock
+    vector_per_second = machine.tiles * machine.vector_lanes * clock
     accel: list[dict[str, Any]] = []
     cpu: list[dict[str, Any]] = []
     cpu_nodes: list[dict[str, Any]] = []
     accel_macs = cpu_macs = 0
+    accel_seconds = cpu_seconds = 0.0
     for fn in module.ops:
         if not isinstance(fn, func.FuncOp):
             continue
@@ -85,6 +168,8 @@ def offload_report(module: ModuleOp) -> dict[str, Any]:
                     continue
                 macs = op.macs()
                 accel_macs += macs
+                accel_seconds += (macs / matrix_per_second if macs
+                                  else _elements(op) / vector_per_second)
                 nodes = op.attributes.get(ONNX_NODES_ATTR)
                 names = (
                     [s.data for s in nodes.data if isinstance(s, StringAttr)]
@@ -104,6 +189,7 @@ def offload_report(module: ModuleOp) -> dict[str, Any]:
             count += 1
             macs = graph_macs(op)
             cpu_macs += macs
+            cpu_seconds += macs / CPU_MACS_PER_SECOND + _elements(op) / CPU_ELEMENTS_PER_SECOND
             cpu_nodes.append(
                 {
                     "node": _str_attr(op, "onnx_node") or op.name,
@@ -116,6 +202,10 @@ def offload_report(module: ModuleOp) -> dict[str, Any]:
             )
         cpu.append({"name": sym, "ops": count})
     total = accel_macs + cpu_macs
+    crossed = crossings(module)
+    crossing_seconds = (crossed["count"] * CROSSING_SECONDS
+                        + crossed["bytes"] / CROSSING_BYTES_PER_SECOND)
+    run_seconds = accel_seconds + cpu_seconds + crossing_seconds
     return {
         "accelerator_subgraphs": accel,
         "cpu_subgraphs": cpu,
@@ -125,7 +215,30 @@ def offload_report(module: ModuleOp) -> dict[str, Any]:
         "accelerator_mac_share": (accel_macs / total) if total else 0.0,
         "fp16_in_int8": [layer["layer"] for sub in accel for layer in sub["layers"]
                          if layer["kind"] in FP16_IN_INT8],
+        "crossings": crossed,
+        "time_estimate": {
+            "source": "estimated",
+            "accelerator_s": accel_seconds,
+            "cpu_s": cpu_seconds,
+            "crossings_s": crossing_seconds,
+            "tiles": machine.tiles,
+        },
+        "cpu_time_share": ((cpu_seconds + crossing_seconds) / run_seconds
+                           if run_seconds else 0.0),
     }
+
+
+def format_crossings(report: dict[str, Any]) -> str:
+    """One line: the crossings and the CPU's share of the run time (estimated)."""
+    crossed = report["crossings"]
+    estimate = report["time_estimate"]
+    return (
+        f"crossings: {crossed['count']} tensor(s), {crossed['bytes']:,} bytes between "
+        f"accelerator and CPU, {crossed['switches']} switch(es); CPU share of run time "
+        f"{100.0 * report['cpu_time_share']:.2f}% ({estimate['source']}: accelerator "
+        f"{1e3 * estimate['accelerator_s']:.3f} ms on {estimate['tiles']} tile(s), CPU "
+        f"{1e3 * estimate['cpu_s']:.3f} ms, crossings {1e3 * estimate['crossings_s']:.3f} ms)"
+    )
 
 
 FP16_IN_INT8 = ("MatMul", "Softmax", "LayerNorm")
@@ -158,12 +271,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"  @{node['subgraph']}: {node['node']} ({node['op']}){layer}: {node['reason']}"
         )
+    lines.append(format_crossings(report))
     return "\n".join(lines) + "\n"
 
 
-def write_report(module: ModuleOp, path: str | Path) -> None:
+def write_report(module: ModuleOp, path: str | Path, machine: Machine | None = None) -> None:
     """Write the report as JSON (`.json`) or text."""
-    report = offload_report(module)
+    report = offload_report(module, machine)
     text = (
         json.dumps(report, indent=2, sort_keys=True) + "\n"
         if str(path).endswith(".json")

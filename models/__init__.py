@@ -14,9 +14,11 @@ the input (`batch=` fixes it) and opset 17 by default (`opset=`, 11 to 21).
 `load_digits_28()` gives its data. `ssd_export_detector()` (an SSD whose post-processing is
 some 180 exporter-style post-processing ONNX nodes over 12096 anchors; the import benchmark's model) is
 not in `MODELS`, nor is `pp_lcnet()` (a PP-LCNet-0.25-style classifier, the simulator speed
-benchmark's many-small-layers case), nor are `vit_tiny()` and `bert_tiny()` (transformer
-encoders; BERT's input is int64 token ids), so the tests and benchmarks that iterate over
-`MODELS` stay as they are.
+benchmark's many-small-layers case), nor are `densenet121()` (DenseNet-121), `unet()` (a small
+UNet: ConvTranspose and bilinear Resize up-sampling, skip concats), `yolo()` (a small
+YOLOv8-style detector: C2f with Split, SPPF, nearest Resize, a three-level detect head),
+`vit_tiny()` and `bert_tiny()` (transformer encoders; BERT's input is int64 token ids), so the
+tests and benchmarks that iterate over `MODELS` stay as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import onnx
 
 from mrvl.errors import MrvlError
 from mrvl.models._graph_builder import count_parameters
+from mrvl.models.densenet import densenet121
 from mrvl.models.digits import load_digits_28
 from mrvl.models.mnist_cnn import mnist_cnn, mnist_cnn_trained
 from mrvl.models.mobilenet_v2 import mobilenet_v2
@@ -37,6 +40,8 @@ from mrvl.models.ssd_detector import ssd_detector
 from mrvl.models.ssd_export_detector import ssd_export_detector
 from mrvl.models.vit_tiny import vit_tiny
 from mrvl.models.bert_tiny import bert_tiny
+from mrvl.models.unet import unet
+from mrvl.models.yolo import yolo
 
 MODELS: dict[str, Callable[..., onnx.ModelProto]] = {
     "mnist_cnn": mnist_cnn,
@@ -70,6 +75,7 @@ def example_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dic
 
 
 __all__ = [
+    "densenet121",
     "pp_lcnet",
     "MODELS",
     "build",
@@ -84,4 +90,6 @@ __all__ = [
     "ssd_export_detector",
     "vit_tiny",
     "bert_tiny",
+    "unet",
+    "yolo",
 ]

@@ -136,6 +136,7 @@ class Act(IntEnum):
     SIGMOID = 4
     LEAKY_RELU = 5
     TANH = 6
+    SILU = 7
     GELU_ERF = 10
     GELU_TANH = 11
 

@@ -152,7 +152,7 @@ def _pool(op, x: np.ndarray) -> np.ndarray:
 
 
 _MOVES = (mrvl.ReshapeOp, mrvl.BatchFlattenOp, mrvl.SqueezeOp, mrvl.LayoutTransformOp,
-          mrvl.TransposeOp)
+          mrvl.TransposeOp, mrvl.SliceOp)
 _POOLS = (mrvl.Maxpool2DOp, mrvl.Avgpool2DOp, mrvl.GlobalAvgpool2DOp, mrvl.GlobalMaxpool2DOp)
 
 

@@ -33,6 +33,9 @@ def activate(
         return np.clip(y, np.float32(clip[0]), np.float32(clip[1]))
     if activation == "sigmoid":
         return (1.0 / (1.0 + np.exp(-y.astype(np.float64)))).astype(np.float32)
+    if activation == "silu":
+        wide = y.astype(np.float64)
+        return (wide / (1.0 + np.exp(-wide))).astype(np.float32)
     if activation == "tanh":
         return np.tanh(y.astype(np.float64)).astype(np.float32)
     if activation == "leaky_relu":
@@ -223,6 +226,10 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
         return np.ascontiguousarray(np.transpose(_f32(args[0]), op.permutation()))
     if isinstance(op, mrvl.TransposeOp):
         return np.ascontiguousarray(np.transpose(_f32(args[0]), _ints(op.perm)))
+    if isinstance(op, mrvl.SliceOp):
+        axis, start = op.axis.value.data, op.start.value.data
+        size = mrvl.tensor_shape(op.output)[axis]
+        return np.ascontiguousarray(np.take(_f32(args[0]), range(start, start + size), axis))
     if isinstance(op, mrvl.ReshapeOp | mrvl.BatchFlattenOp | mrvl.SqueezeOp):
         return _f32(args[0]).reshape(mrvl.tensor_shape(op.results[0]))
     if isinstance(op, mrvl.MatMulOp):
@@ -313,6 +320,10 @@ class MrvlFunctions(InterpreterFunctions):
 
     @impl(mrvl.TransposeOp)
     def run_transpose(self, interpreter: Interpreter, op: mrvl.TransposeOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.SliceOp)
+    def run_slice(self, interpreter: Interpreter, op: mrvl.SliceOp, args: tuple[Any, ...]):
         return (run_layer(op, args),)
 
 

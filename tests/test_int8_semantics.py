@@ -54,7 +54,8 @@ def _vector_network(block, args, const):
     t = add(block, mrvl.TransposeOp(mx, (0, 3, 1, 2), layer_name=name()))
     r = add(block, mrvl.ReshapeOp(t, TensorType(f32, [2, 24, 6]), layer_name=name()))
     lt = add(block, mrvl.LayoutTransformOp(cat, "NHWC", "NCHW", layer_name=name()))
-    return [sq, flat, r, lt]
+    sl = add(block, mrvl.SliceOp(cat, axis=3, start=5, size=9, layer_name=name()))
+    return [sq, flat, r, lt, sl]
 
 
 def _conv_network(block, args, const):

@@ -1,6 +1,6 @@
 """Single instructions and small hand-built programs vs a numpy model of docs/isa.md.
 
-Bit-exact (np.array_equal, NaN == NaN) for everything except SIGMOID / TANH, which use the C
+Bit-exact (np.array_equal, NaN == NaN) for everything except SIGMOID / TANH / SILU, which use the C
 library and are allowed 1 fp16 ulp.  Also: dependency errors name the instruction, timing
 parameters change cycles but never outputs, cycles >= roofline, utilisation <= 100 %.
 """
@@ -46,6 +46,9 @@ def act_ref(v: np.ndarray, act: int, alpha=0.0, beta=0.0) -> np.ndarray:
         inner = F32(0.79788456080286536) * (v + F32(0.044715) * (v * v * v))
         t = np.tanh(inner.astype(np.float64)).astype(F32)
         return (F32(0.5) * v * (F32(1.0) + t)).astype(F32)
+    if act == Act.SILU:
+        wide = v.astype(np.float64)
+        return (wide / (1.0 + np.exp(-wide))).astype(F32)
     return v
 
 
@@ -366,7 +369,7 @@ def test_act_fp16(act):
     pb.store(0, oa, "y", x.shape, DType.FP16)
     (y,), _ = raw_outputs(pb, 1)
     ref = store_ref(act_ref(x.astype(F32), act, 0.2, 1.5), DType.FP16)
-    if act in (Act.SIGMOID, Act.TANH, Act.GELU_ERF, Act.GELU_TANH):
+    if act in (Act.SIGMOID, Act.TANH, Act.SILU, Act.GELU_ERF, Act.GELU_TANH):
         # C library expf / tanhf / erff: 1 fp16 ulp allowed
         ulps = np.abs(y.view(np.int16).astype(np.int32) - ref.view(np.int16).astype(np.int32))
         assert ulps.max() <= 1

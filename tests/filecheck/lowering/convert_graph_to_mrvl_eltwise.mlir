@@ -1,7 +1,7 @@
 // RUN: mrvl-opt %s -p convert-graph-to-mrvl --split-input-file | filecheck %s
 
 // Squeeze-excite: conv1x1 + sigmoid fuses, the broadcast mul [N,H,W,C] * [N,1,1,C] becomes
-// mrvl.mul; SiLU x * sigmoid(x) with a shared x: a standalone mrvl.activation + mrvl.mul.
+// mrvl.mul; SiLU m * sigmoid(m) of its result is the mul's fused activation "silu".
 
 func.func @se_silu(%x: tensor<1x4x4x8xf32>, %p: tensor<1x1x1x8xf32>) -> tensor<1x4x4x8xf32> {
   %w = graph.constant dense<5.000000e-01> : tensor<8x1x1x8xf32>
@@ -16,9 +16,7 @@ func.func @se_silu(%x: tensor<1x4x4x8xf32>, %p: tensor<1x1x1x8xf32>) -> tensor<1
 // CHECK-LABEL: func.func @se_silu
 // CHECK-SAME:  (%[[X:.+]]: tensor<1x4x4x8xf32>, %[[P:.+]]: tensor<1x1x1x8xf32>)
 // CHECK:       %[[F:.+]] = mrvl.conv2d %[[P]], %{{.+}} {onnx_nodes = ["fc2", "gate"], layer_name = "tvmgen_mrvl_main_0", {{.*}}activation = "sigmoid"}
-// CHECK-NEXT:  %[[M:.+]] = mrvl.mul %[[X]], %[[F]] {onnx_nodes = ["se_mul"], layer_name = "tvmgen_mrvl_main_1", activation = "none"} : (tensor<1x4x4x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x4x4x8xf32>
-// CHECK-NEXT:  %[[G:.+]] = mrvl.activation %[[M]] {onnx_nodes = ["sig"], layer_name = "tvmgen_mrvl_main_2", activation = "sigmoid"}
-// CHECK-NEXT:  %[[Y:.+]] = mrvl.mul %[[M]], %[[G]] {onnx_nodes = ["silu"], layer_name = "tvmgen_mrvl_main_3", activation = "none"}
+// CHECK-NEXT:  %[[Y:.+]] = mrvl.mul %[[X]], %[[F]] {onnx_nodes = ["se_mul", "sig", "silu"], layer_name = "tvmgen_mrvl_main_1", activation = "silu"} : (tensor<1x4x4x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x4x4x8xf32>
 // CHECK-NEXT:  func.return %[[Y]]
 
 // -----

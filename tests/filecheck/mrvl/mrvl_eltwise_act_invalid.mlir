@@ -22,7 +22,7 @@ func.func @mul_tanh(%a: tensor<1x4x4x8xf32>, %b: tensor<1x1x1x8xf32>) {
   %0 = mrvl.mul %a, %b {layer_name = "tvmgen_mrvl_main_0", activation = "tanh"} : (tensor<1x4x4x8xf32>, tensor<1x1x1x8xf32>) -> tensor<1x4x4x8xf32>
   func.return
 }
-// CHECK: expected activation in ['none', 'relu', 'clip', 'sigmoid', 'gelu', 'gelu_tanh'], got "tanh"
+// CHECK: expected activation in ['none', 'relu', 'clip', 'sigmoid', 'silu', 'gelu', 'gelu_tanh'], got "tanh"
 
 // -----
 

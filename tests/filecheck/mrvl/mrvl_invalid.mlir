@@ -28,7 +28,7 @@ func.func @bad_activation(%x: tensor<1x8x8x3xf32>, %w: tensor<4x1x1x3xf32>) {
   %0 = mrvl.conv2d %x, %w {layer_name = "tvmgen_mrvl_main_0", strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64, activation = "tanh"} : (tensor<1x8x8x3xf32>, tensor<4x1x1x3xf32>) -> tensor<1x8x8x4xf32>
   func.return
 }
-// CHECK: expected activation in ['none', 'relu', 'clip', 'sigmoid', 'gelu', 'gelu_tanh'], got "tanh"
+// CHECK: expected activation in ['none', 'relu', 'clip', 'sigmoid', 'silu', 'gelu', 'gelu_tanh'], got "tanh"
 
 // -----
 
