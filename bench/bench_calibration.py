@@ -30,6 +30,7 @@ import numpy as np
 
 from mrvl.dialects import mrvl
 from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.driver.bias_correction import BIAS_ERRORS, correct_biases
 from mrvl.driver.calibration import CALIBRATION_METHODS, activation_ranges
 from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.lowering.backend import compile_function
@@ -73,11 +74,15 @@ def _setup(model):
     return module, fn.sym_name.data
 
 
-def _compiled(module, sym, sets, method, tiles):
+def _compiled(module, sym, sets, variant, tiles):
+    """(annotated fn, compiled sub-graph, calibration seconds) of one `method[+bc-mode]`."""
+    method, _, correction = variant.partition("+bc-")
     fn = next(f for f in subgraph_functions(module.clone(), "accelerator")
               if f.sym_name.data == sym)
     start = time.perf_counter()
     ranges = activation_ranges(fn, sets, method)
+    if correction:
+        correct_biases(fn, sets, ranges, correction)
     seconds = time.perf_counter() - start
     return fn, compile_function(fn, machine=Machine(tiles=tiles), quantize="int8",
                                 ranges=ranges), seconds
@@ -141,7 +146,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
     ref_labels = np.array([int(np.argmax(r[0])) for r in refs])
     print(f"mnist_cnn_trained: calibrated on {calibration_count} training digits, judged on "
           f"{len(x_test)} held-out digits; fp32 top-1 {100 * np.mean(ref_labels == y_test):.2f}%")
-    print(f"  {'method':14s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
+    print(f"  {'method':20s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
           f"{'worst LSB':>9s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
         fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
@@ -155,7 +160,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
                 worst = max(worst, err)
                 within += err <= 3.0
         labels = np.array(labels)
-        print(f"  {method:14s} {100 * np.mean(labels == y_test):6.2f}% "
+        print(f"  {method:20s} {100 * np.mean(labels == y_test):6.2f}% "
               f"{100 * np.mean(labels == ref_labels):9.2f}% {within:4d}/{len(x_test):<4d} "
               f"{worst:9.2f} {differ:12d} {seconds:7.1f}")
         sys.stdout.flush()
@@ -169,7 +174,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
         outs = [_ort_run(session, x[None]) for x in x_test]
         labels = np.array([int(np.argmax(o[0])) for o in outs])
         errors = np.array([_max_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
-        print(f"  {label:14s} {100 * np.mean(labels == y_test):6.2f}% "
+        print(f"  {label:20s} {100 * np.mean(labels == y_test):6.2f}% "
               f"{100 * np.mean(labels == fp32_labels):9.2f}% "
               f"{int(np.sum(errors <= 3.0)):4d}/{len(x_test):<4d} {errors.max():9.2f} "
               f"{'(vs ort fp32)':>12s}")
@@ -191,7 +196,7 @@ def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
     refs = [run_function(module, x, func_name=sym) for x in judges]
     print(f"mobilenet_v2 (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
           f"seeds 0..{count - 1}")
-    print(f"  {'method':14s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
+    print(f"  {'method':20s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
           f"{'> 3 LSB':>8s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
         fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
@@ -203,7 +208,7 @@ def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
                 errors.append(_max_lsb(out, ref))
                 rms.append(_rms_lsb(out, ref))
         arr = np.asarray(errors)
-        print(f"  {method:14s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
+        print(f"  {method:20s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
               f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {differ:12d} {seconds:7.1f}")
         sys.stdout.flush()
     if not with_ort:
@@ -215,7 +220,7 @@ def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
         outs = [_ort_run(session, x[0]) for x in judges]
         arr = np.array([_max_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
         rms = np.mean([_rms_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
-        print(f"  {label:14s} {arr.max():9.2f} {np.median(arr):7.2f} {rms:8.3f} "
+        print(f"  {label:20s} {arr.max():9.2f} {np.median(arr):7.2f} {rms:8.3f} "
               f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {'(vs ort fp32)':>12s}")
         sys.stdout.flush()
 
@@ -228,10 +233,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mnist-calibration", type=int, default=64)
     parser.add_argument("--mnist-limit", type=int, default=450)
     parser.add_argument("--mobilenet-count", type=int, default=16)
+    parser.add_argument("--bias-correction", default="none",
+                        help=f"comma list of none,{','.join(BIAS_ERRORS)}: each method also "
+                             "runs with bias correction measuring that error (driver/"
+                             "bias_correction.py), as rows `method+bc-<mode>`")
     parser.add_argument("--ort", action="store_true",
                         help="add onnxruntime's quantize_static (MinMax, Percentile) rows")
     args = parser.parse_args(argv)
-    methods = args.methods.split(",")
+    methods = [m if mode == "none" else f"{m}+bc-{mode}" for m in args.methods.split(",")
+               for mode in args.bias_correction.split(",")]
     for name in args.models.split(","):
         if name == "mnist":
             bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit,

@@ -138,7 +138,7 @@ class CompileOptions:
     standard-normal set, with a warning); see driver/calibration.py."""
     calibration_method: str = "minmax"
     """int8: how each activation's range is chosen from the calibration values: "minmax",
-    "percentile" or "mse" (driver/calibration.py `CALIBRATION_METHODS`)."""
+    "percentile", "mse" or "entropy" (driver/calibration.py `CALIBRATION_METHODS`)."""
     machine: Machine = DEFAULT_MACHINE
     """The accelerator (tiles, OCM and page size, timing constants)."""
     partition: PartitionOptions = field(default_factory=PartitionOptions)
