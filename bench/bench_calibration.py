@@ -1,8 +1,9 @@
 """int8 calibration methods out of sample: calibrate on one set, judge on another.
 
-    .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2]
-        [--methods minmax,percentile,mse] [--num-tiles 2] [--mnist-calibration 64]
-        [--mnist-limit 450] [--mobilenet-count 16] [--ort]
+    .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2,resnet50]
+        [--methods minmax,percentile,mse,entropy] [--bias-correction none,output,weights]
+        [--num-tiles 2] [--mnist-calibration 64] [--mnist-limit 450] [--seeded-count 16]
+        [--ort]
 
 For each calibration method (driver/calibration.py `CALIBRATION_METHODS`), the accelerator
 sub-graph is compiled in int8 with ranges from the calibration set only, then simulated on
@@ -11,8 +12,12 @@ the judging set:
   digits of `load_digits_28`, judged on the held-out digits: top-1 accuracy (fp32 reference
   executor and simulated int8), agreement of the int8 labels with fp32, and the share of
   images whose logits are within +-3 LSB (Marvell's int8 rule, max|ref| / 127);
-- `mobilenet_v2`: seeded weights, calibrated on seeded standard-normal inputs 100..100+K-1,
-  judged on seeds 0..K-1: the worst and median max error in LSB and the RMS error in LSB.
+- `mobilenet_v2`, `resnet50`: seeded weights, calibrated on seeded standard-normal inputs
+  100..100+K-1, judged on seeds 0..K-1: the worst and median max error in LSB and the RMS
+  error in LSB.
+With `--bias-correction`, each method also runs with its CONV / FC biases corrected on the
+calibration set (driver/bias_correction.py), measuring the whole chain's error (`output`) or
+each layer's own rounding (`weights`).
 With `--ort`, onnxruntime's own static quantization of the same ONNX model
 (`quantize_static`, QDQ, per-channel, MinMax and Percentile) on the same calibration set is
 judged on the same inputs against onnxruntime fp32, side by side (rows `ort-*`).
@@ -187,14 +192,15 @@ def _seeded(fn, seed):
             for a in fn.body.block.args]
 
 
-def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
-    model = MODELS["mobilenet_v2"](batch=1)
+def bench_seeded(name, methods, tiles, count, with_ort=False) -> None:
+    """A seeded-weight zoo model (`mobilenet_v2`, `resnet50`): worst / median / RMS LSB."""
+    model = MODELS[name](batch=1)
     module, sym = _setup(model)
     fn0 = subgraph_functions(module, "accelerator")[0]
     sets = [_seeded(fn0, 100 + k) for k in range(count)]
     judges = [_seeded(fn0, k) for k in range(count)]
     refs = [run_function(module, x, func_name=sym) for x in judges]
-    print(f"mobilenet_v2 (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
+    print(f"{name} (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
           f"seeds 0..{count - 1}")
     print(f"  {'method':20s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
           f"{'> 3 LSB':>8s} {'codes differ':>12s} {'calib s':>7s}")
@@ -232,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-tiles", type=int, default=2)
     parser.add_argument("--mnist-calibration", type=int, default=64)
     parser.add_argument("--mnist-limit", type=int, default=450)
-    parser.add_argument("--mobilenet-count", type=int, default=16)
+    parser.add_argument("--seeded-count", type=int, default=16,
+                        help="mobilenet_v2 / resnet50: calibration and judging inputs each")
     parser.add_argument("--bias-correction", default="none",
                         help=f"comma list of none,{','.join(BIAS_ERRORS)}: each method also "
                              "runs with bias correction measuring that error (driver/"
@@ -246,10 +253,10 @@ def main(argv: list[str] | None = None) -> None:
         if name == "mnist":
             bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit,
                         args.ort)
-        elif name == "mobilenet_v2":
-            bench_mobilenet(methods, args.num_tiles, args.mobilenet_count, args.ort)
+        elif name in ("mobilenet_v2", "resnet50"):
+            bench_seeded(name, methods, args.num_tiles, args.seeded_count, args.ort)
         else:
-            parser.error(f"unknown model '{name}' (mnist, mobilenet_v2)")
+            parser.error(f"unknown model '{name}' (mnist, mobilenet_v2, resnet50)")
 
 
 if __name__ == "__main__":
