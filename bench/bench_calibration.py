@@ -15,9 +15,11 @@ the judging set:
 - `mobilenet_v2`, `resnet50`: seeded weights, calibrated on seeded standard-normal inputs
   100..100+K-1, judged on seeds 0..K-1: the worst and median max error in LSB and the RMS
   error in LSB.
-With `--bias-correction`, each method also runs with its CONV / FC biases corrected on the
-calibration set (driver/bias_correction.py), measuring the whole chain's error (`output`) or
-each layer's own rounding (`weights`).
+With `--channel-scales`, each method also runs with per-channel activation scales on the
+CONV -> CONV edges, folded into the weights (driver/channel_scales.py) at each strength; with
+`--bias-correction`, with its CONV / FC biases corrected on the calibration set
+(driver/bias_correction.py), measuring the whole chain's error (`output`) or each layer's own
+rounding (`weights`).
 With `--ort`, onnxruntime's own static quantization of the same ONNX model
 (`quantize_static`, QDQ, per-channel, MinMax and Percentile) on the same calibration set is
 judged on the same inputs against onnxruntime fp32, side by side (rows `ort-*`).
@@ -37,6 +39,7 @@ from mrvl.dialects import mrvl
 from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.driver.bias_correction import BIAS_ERRORS, correct_biases
 from mrvl.driver.calibration import CALIBRATION_METHODS, activation_ranges
+from mrvl.driver.channel_scales import equalize_channels
 from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.lowering.backend import compile_function
 from mrvl.machine import Machine
@@ -80,14 +83,19 @@ def _setup(model):
 
 
 def _compiled(module, sym, sets, variant, tiles):
-    """(annotated fn, compiled sub-graph, calibration seconds) of one `method[+bc-mode]`."""
-    method, _, correction = variant.partition("+bc-")
+    """(annotated fn, compiled sub-graph, calibration seconds) of one variant
+    `method[+cs<strength>][+bc-<mode>]`."""
+    method, *steps = variant.split("+")
     fn = next(f for f in subgraph_functions(module.clone(), "accelerator")
               if f.sym_name.data == sym)
     start = time.perf_counter()
+    for step in steps:
+        if step.startswith("cs"):
+            equalize_channels(fn, sets, float(step[2:]))
     ranges = activation_ranges(fn, sets, method)
-    if correction:
-        correct_biases(fn, sets, ranges, correction)
+    for step in steps:
+        if step.startswith("bc-"):
+            correct_biases(fn, sets, ranges, step[3:])
     seconds = time.perf_counter() - start
     return fn, compile_function(fn, machine=Machine(tiles=tiles), quantize="int8",
                                 ranges=ranges), seconds
@@ -244,11 +252,16 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma list of none,{','.join(BIAS_ERRORS)}: each method also "
                              "runs with bias correction measuring that error (driver/"
                              "bias_correction.py), as rows `method+bc-<mode>`")
+    parser.add_argument("--channel-scales", default="none",
+                        help="comma list of none or strengths (e.g. 0.5,1): each variant "
+                             "also runs with per-channel activation scales folded into the "
+                             "weights (driver/channel_scales.py), as rows `+cs<strength>`")
     parser.add_argument("--ort", action="store_true",
                         help="add onnxruntime's quantize_static (MinMax, Percentile) rows")
     args = parser.parse_args(argv)
-    methods = [m if mode == "none" else f"{m}+bc-{mode}" for m in args.methods.split(",")
-               for mode in args.bias_correction.split(",")]
+    methods = [m + ("" if cs == "none" else f"+cs{cs}") + ("" if bc == "none" else f"+bc-{bc}")
+               for m in args.methods.split(",") for cs in args.channel_scales.split(",")
+               for bc in args.bias_correction.split(",")]
     for name in args.models.split(","):
         if name == "mnist":
             bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit,
