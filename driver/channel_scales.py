@@ -10,7 +10,8 @@ The hardware allows this only on a CONV -> CONV edge: a CONV's scale is per outp
 take one scale per tensor, so a tensor that feeds any of them (or is a sub-graph output)
 keeps one step. `equalize_channels(fn, sets, strength)` rescales every CONV whose activation
 is none, relu or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups =
-channels (depthwise). Per channel, with r[c] the channel's largest |value| over the
+channels (depthwise), directly or through pools (a pool commutes with a positive
+per-channel scale and keeps its input's step). Per channel, with r[c] the channel's largest |value| over the
 calibration sets and R their maximum: k[c] = (R / r[c]) ** a, capped at `MAX_FACTOR`, with
 a = 1 when every consumer is depthwise (its per-channel weight step absorbs 1 / k[c]
 exactly) and a = `strength` otherwise (a dense consumer's weight step is shared by its input
@@ -55,20 +56,40 @@ def _rescalable(op: mrvl.MrvlLayerOp, outputs: set[SSAValue]) -> list[mrvl.Conv2
     if constant_value(op.operands[1]) is None or constant_value(op.operands[2]) is None:
         return None
     result = op.results[0]
-    if result in outputs or not result.uses:
-        return None
     channels = mrvl.tensor_shape(result)[-1]
-    consumers = []
-    for use in result.uses:
-        user = use.operation
-        if not isinstance(user, mrvl.Conv2DOp) or use.index != 0:
-            return None
+    consumers = _conv_readers(result, outputs)
+    if not consumers:
+        return None
+    for user in consumers:
         if constant_value(user.operands[1]) is None:
             return None
         if user.groups.value.data not in (1, channels):
             return None
-        consumers.append(user)
     return consumers
+
+
+_POOLS = (mrvl.Maxpool2DOp, mrvl.Avgpool2DOp, mrvl.GlobalMaxpool2DOp, mrvl.GlobalAvgpool2DOp)
+"""Pools commute with a positive per-channel scale (and keep their input's int8 step)."""
+
+
+def _conv_readers(value: SSAValue, outputs: set[SSAValue]) -> list[mrvl.Conv2DOp] | None:
+    """The CONVs reading `value` as their input, directly or through pools; None when
+    anything else reads it (or a pool of it), or it is a sub-graph output."""
+    if value in outputs or not value.uses:
+        return None
+    readers = []
+    for use in value.uses:
+        user = use.operation
+        if isinstance(user, _POOLS):
+            through = _conv_readers(user.results[0], outputs)
+            if through is None:
+                return None
+            readers.extend(through)
+        elif isinstance(user, mrvl.Conv2DOp) and use.index == 0:
+            readers.append(user)
+        else:
+            return None
+    return readers
 
 
 def _set_constant(op: mrvl.MrvlLayerOp, index: int, value: np.ndarray) -> None:

@@ -136,3 +136,29 @@ def test_refined_compile_is_the_documented_int8_semantics():
     assert correct_biases(fn, calibration, ranges) == 3
     sub = compile_function(fn, machine=Machine(tiles=2), quantize="int8", ranges=ranges)
     assert_int8_emulated(fn, sub.data, rng_inputs(fn, 30))
+
+
+def test_cli_flags(tmp_path, capsys):
+    import onnx
+
+    from mrvl.driver.cli import main
+    from mrvl.driver.compiler import CompileOptions
+    from mrvl.models.mnist_cnn import mnist_cnn
+
+    model = tmp_path / "m.onnx"
+    onnx.save(mnist_cnn(batch=1), model)
+    calibration = tmp_path / "c.npz"
+    np.savez(calibration, input=np.random.default_rng(0).random((3, 1, 1, 28, 28),
+                                                                 dtype=np.float32))
+    binaries = {}
+    for flags in ([], ["--bias-correction"], ["--channel-scales"]):
+        out = tmp_path / ("plain" if not flags else flags[0][2:])
+        assert main(["compile", str(model), "-o", str(out), "--quantize", "int8",
+                     "--calibration", str(calibration), *flags]) == 0
+        binaries[out.name] = sorted(p.read_bytes() for p in out.glob("*.bin"))
+    assert binaries["plain"] != binaries["bias-correction"]
+    assert binaries["plain"] != binaries["channel-scales"]
+    with pytest.raises(CompileError, match="--bias-correction applies to --quantize int8"):
+        CompileOptions(bias_correction=True)
+    assert main(["compile", str(model), "-o", str(tmp_path / "f"), "--channel-scales"]) == 2
+    assert "--channel-scales applies to --quantize int8 only" in capsys.readouterr().err
