@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2,resnet50]
         [--methods minmax,percentile,mse,entropy] [--bias-correction none,output,weights]
-        [--num-tiles 2] [--mnist-calibration 64] [--mnist-limit 450] [--seeded-count 16]
+        [--num-tiles 2] [--mnist-calibration 0] [--mnist-limit 450] [--seeded-count 16]
         [--ort]
 
 For each calibration method (driver/calibration.py `CALIBRATION_METHODS`), the accelerator
 sub-graph is compiled in int8 with ranges from the calibration set only, then simulated on
 the judging set:
-- `mnist`: the trained MNIST CNN (`mnist_cnn_trained`), calibrated on the first N training
+- `mnist`: the trained MNIST CNN (`mnist_cnn_trained`), calibrated on the first N (default: all 1347) training
   digits of `load_digits_28`, judged on the held-out digits: top-1 accuracy (fp32 reference
   executor and simulated int8), agreement of the int8 labels with fp32, and the share of
   images whose logits are within +-3 LSB (Marvell's int8 rule, max|ref| / 127);
@@ -152,6 +152,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
     model = mnist_cnn_trained()
     module, sym = _setup(model)
     x_train, _, x_test, y_test = load_digits_28()
+    calibration_count = calibration_count or len(x_train)
     x_test, y_test = x_test[:limit], y_test[:limit]
     shape = mrvl.tensor_shape(subgraph_functions(module, "accelerator")[0].body.block.args[0])
     sets = [[x.reshape(shape)] for x in x_train[:calibration_count]]
@@ -241,10 +242,11 @@ def bench_seeded(name, methods, tiles, count, with_ort=False) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mnist,mobilenet_v2")
+    parser.add_argument("--models", default="mnist,mobilenet_v2,resnet50")
     parser.add_argument("--methods", default=",".join(CALIBRATION_METHODS))
     parser.add_argument("--num-tiles", type=int, default=2)
-    parser.add_argument("--mnist-calibration", type=int, default=64)
+    parser.add_argument("--mnist-calibration", type=int, default=0,
+                        help="training digits to calibrate on (default 0: all of them)")
     parser.add_argument("--mnist-limit", type=int, default=450)
     parser.add_argument("--seeded-count", type=int, default=16,
                         help="mobilenet_v2 / resnet50: calibration and judging inputs each")
