@@ -9,9 +9,10 @@ For each calibration method (driver/calibration.py `CALIBRATION_METHODS`), the a
 sub-graph is compiled in int8 with ranges from the calibration set only, then simulated on
 the judging set:
 - `mnist`: the trained MNIST CNN (`mnist_cnn_trained`), calibrated on the first N training
-  digits of `load_digits_28` (default: all 1347), judged on the held-out digits: top-1 accuracy (fp32 reference
-  executor and simulated int8), agreement of the int8 labels with fp32, and the share of
-  images whose logits are within +-3 LSB (Marvell's int8 rule, max|ref| / 127);
+  digits of `load_digits_28` (default: all 1347), judged on the held-out digits: top-1
+  accuracy (fp32 reference executor and simulated int8), agreement of the int8 labels with
+  fp32, and the share of images whose logits are within +-3 LSB (Marvell's int8 rule,
+  max|ref| / 127);
 - `mobilenet_v2`, `resnet50`: seeded weights, calibrated on seeded standard-normal inputs
   100..100+K-1, judged on seeds 0..K-1: the worst and median max error in LSB and the RMS
   error in LSB.
