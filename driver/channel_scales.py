@@ -11,8 +11,8 @@ take one scale per tensor, so a tensor that feeds any of them (or is a sub-graph
 keeps one step. `equalize_channels(fn, sets, strength)` rescales every CONV whose activation
 is none, relu or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups =
 channels (depthwise), directly or through pools (a pool commutes with a positive
-per-channel scale and keeps its input's step). Per channel, with r[c] the channel's largest |value| over the
-calibration sets and R their maximum: k[c] = (R / r[c]) ** a, capped at `MAX_FACTOR`, with
+per-channel scale and keeps its input's step). Per channel, with r[c] the channel's largest
+|value| over the calibration sets and R their maximum: k[c] = (R / r[c]) ** a, capped at `MAX_FACTOR`, with
 a = 1 when every consumer is depthwise (its per-channel weight step absorbs 1 / k[c]
 exactly) and a = `strength` otherwise (a dense consumer's weight step is shared by its input
 channels: dividing a column by k[c] trades activation error for weight error). Since

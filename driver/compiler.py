@@ -189,8 +189,9 @@ class CompileOptions:
     @classmethod
     def from_keywords(cls, **options: Any) -> CompileOptions:
         """Options from the keyword form of the Python API: quantize, io_dtype, calibration,
-        calibration_method, bias_correction, channel_scales, num_tiles, ocm_size, page_size, machine (a Machine, or KEY=VALUE
-        items / a dict of overrides), verify, and the `PartitionOptions` fields."""
+        calibration_method, bias_correction, channel_scales, num_tiles, ocm_size, page_size,
+        machine (a Machine, or KEY=VALUE items / a dict of overrides), verify, and the
+        `PartitionOptions` fields."""
         base = options.pop("machine", None)
         machine = base if isinstance(base, Machine) else DEFAULT_MACHINE
         sizes = {"tiles": options.pop("num_tiles", None),
