@@ -5,19 +5,19 @@ consumer's weights for input channel c by 1 / k[c]. The per-tensor int8 step of 
 tensor then gives channel c an effective step of step / k[c]: small-range channels get finer
 codes (as cross-layer range equalisation, Nagel et al., "Data-Free Quantization", 4.1).
 
-The hardware allows this only on a CONV -> CONV edge: a CONV's scale is per output channel
-(docs/isa.md), but ELTWISE, POOL, CONCAT, ACT and the DMA conversion of a sub-graph output
-take one scale per tensor, so a tensor that feeds any of them (or is a sub-graph output)
-keeps one step. `equalize_channels(fn, sets, strength)` rescales every CONV whose activation
-is none, relu or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups =
-channels (depthwise), directly or through pools (a pool commutes with a positive
-per-channel scale and keeps its input's step). Per channel, with r[c] the channel's largest
-|value| over the calibration sets and R their maximum: k[c] = (R / r[c]) ** a, capped at `MAX_FACTOR`, with
-a = 1 when every consumer is depthwise (its per-channel weight step absorbs 1 / k[c]
-exactly) and a = `strength` otherwise (a dense consumer's weight step is shared by its input
-channels: dividing a column by k[c] trades activation error for weight error). Since
-k[c] >= 1 and r[c] * k[c] <= R, a clip(0, hi) stays clip(0, hi): it binds only beyond the
-calibrated range, where the int8 codes saturate anyway.
+The hardware allows this only on CONV -> CONV edges: a CONV's requantisation scale is per
+output channel (docs/isa.md), and a pool keeps its input's step (it commutes with a positive
+per-channel scale), but ELTWISE, CONCAT, ACT and the DMA conversion of a sub-graph output
+take one scale per tensor, so a tensor that any of them reads (or a sub-graph output) keeps
+one step. `equalize_channels(fn, sets, strength)` rescales every CONV whose activation is
+none, relu or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups =
+channels (depthwise), directly or through pools. Per channel, with r[c] the channel's
+largest |value| over the calibration sets and R their maximum: k[c] = (R / r[c]) ** a,
+capped at `MAX_FACTOR`, with a = 1 when every consumer is depthwise (its per-channel weight
+step absorbs 1 / k[c] exactly) and a = `strength` otherwise (a dense consumer's weight step
+is shared by its input channels: dividing a column by k[c] trades activation error for
+weight error). Since k[c] >= 1 and r[c] * k[c] <= R, a clip(0, hi) stays clip(0, hi): it
+binds only beyond the calibrated range, where the int8 codes saturate anyway.
 
 The IR stays f32 and the int8 semantics do not change: the rescaled weights are ordinary
 weights. Calibrate the ranges on the rescaled `fn` afterwards.
