@@ -1,18 +1,26 @@
 """int8 calibration methods out of sample: calibrate on one set, judge on another.
 
-    .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2]
-        [--methods minmax,percentile,mse] [--num-tiles 2] [--mnist-calibration 64]
-        [--mnist-limit 450] [--mobilenet-count 16] [--ort]
+    .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2,resnet50]
+        [--methods minmax,percentile,mse,entropy] [--bias-correction none,output,weights]
+        [--num-tiles 2] [--mnist-calibration 0] [--mnist-limit 450] [--seeded-count 16]
+        [--ort]
 
 For each calibration method (driver/calibration.py `CALIBRATION_METHODS`), the accelerator
 sub-graph is compiled in int8 with ranges from the calibration set only, then simulated on
 the judging set:
 - `mnist`: the trained MNIST CNN (`mnist_cnn_trained`), calibrated on the first N training
-  digits of `load_digits_28`, judged on the held-out digits: top-1 accuracy (fp32 reference
-  executor and simulated int8), agreement of the int8 labels with fp32, and the share of
-  images whose logits are within +-3 LSB (Marvell's int8 rule, max|ref| / 127);
-- `mobilenet_v2`: seeded weights, calibrated on seeded standard-normal inputs 100..100+K-1,
-  judged on seeds 0..K-1: the worst and median max error in LSB and the RMS error in LSB.
+  digits of `load_digits_28` (default: all 1347), judged on the held-out digits: top-1
+  accuracy (fp32 reference executor and simulated int8), agreement of the int8 labels with
+  fp32, and the share of images whose logits are within +-3 LSB (Marvell's int8 rule,
+  max|ref| / 127);
+- `mobilenet_v2`, `resnet50`: seeded weights, calibrated on seeded standard-normal inputs
+  100..100+K-1, judged on seeds 0..K-1: the worst and median max error in LSB and the RMS
+  error in LSB.
+With `--channel-scales`, each method also runs with per-channel activation scales on the
+CONV -> CONV edges, folded into the weights (driver/channel_scales.py) at each strength; with
+`--bias-correction`, with its CONV / FC biases corrected on the calibration set
+(driver/bias_correction.py), measuring the whole chain's error (`output`) or each layer's own
+rounding (`weights`).
 With `--ort`, onnxruntime's own static quantization of the same ONNX model
 (`quantize_static`, QDQ, per-channel, MinMax and Percentile) on the same calibration set is
 judged on the same inputs against onnxruntime fp32, side by side (rows `ort-*`).
@@ -30,7 +38,9 @@ import numpy as np
 
 from mrvl.dialects import mrvl
 from mrvl.dialects.mrvl import subgraph_functions
+from mrvl.driver.bias_correction import BIAS_ERRORS, correct_biases
 from mrvl.driver.calibration import CALIBRATION_METHODS, activation_ranges
+from mrvl.driver.channel_scales import equalize_channels
 from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.lowering.backend import compile_function
 from mrvl.machine import Machine
@@ -73,11 +83,20 @@ def _setup(model):
     return module, fn.sym_name.data
 
 
-def _compiled(module, sym, sets, method, tiles):
+def _compiled(module, sym, sets, variant, tiles):
+    """(annotated fn, compiled sub-graph, calibration seconds) of one variant
+    `method[+cs<strength>][+bc-<mode>]`."""
+    method, *steps = variant.split("+")
     fn = next(f for f in subgraph_functions(module.clone(), "accelerator")
               if f.sym_name.data == sym)
     start = time.perf_counter()
+    for step in steps:
+        if step.startswith("cs"):
+            equalize_channels(fn, sets, float(step[2:]))
     ranges = activation_ranges(fn, sets, method)
+    for step in steps:
+        if step.startswith("bc-"):
+            correct_biases(fn, sets, ranges, step[3:])
     seconds = time.perf_counter() - start
     return fn, compile_function(fn, machine=Machine(tiles=tiles), quantize="int8",
                                 ranges=ranges), seconds
@@ -134,6 +153,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
     model = mnist_cnn_trained()
     module, sym = _setup(model)
     x_train, _, x_test, y_test = load_digits_28()
+    calibration_count = calibration_count or len(x_train)
     x_test, y_test = x_test[:limit], y_test[:limit]
     shape = mrvl.tensor_shape(subgraph_functions(module, "accelerator")[0].body.block.args[0])
     sets = [[x.reshape(shape)] for x in x_train[:calibration_count]]
@@ -141,7 +161,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
     ref_labels = np.array([int(np.argmax(r[0])) for r in refs])
     print(f"mnist_cnn_trained: calibrated on {calibration_count} training digits, judged on "
           f"{len(x_test)} held-out digits; fp32 top-1 {100 * np.mean(ref_labels == y_test):.2f}%")
-    print(f"  {'method':14s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
+    print(f"  {'method':20s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
           f"{'worst LSB':>9s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
         fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
@@ -155,7 +175,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
                 worst = max(worst, err)
                 within += err <= 3.0
         labels = np.array(labels)
-        print(f"  {method:14s} {100 * np.mean(labels == y_test):6.2f}% "
+        print(f"  {method:20s} {100 * np.mean(labels == y_test):6.2f}% "
               f"{100 * np.mean(labels == ref_labels):9.2f}% {within:4d}/{len(x_test):<4d} "
               f"{worst:9.2f} {differ:12d} {seconds:7.1f}")
         sys.stdout.flush()
@@ -169,7 +189,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
         outs = [_ort_run(session, x[None]) for x in x_test]
         labels = np.array([int(np.argmax(o[0])) for o in outs])
         errors = np.array([_max_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
-        print(f"  {label:14s} {100 * np.mean(labels == y_test):6.2f}% "
+        print(f"  {label:20s} {100 * np.mean(labels == y_test):6.2f}% "
               f"{100 * np.mean(labels == fp32_labels):9.2f}% "
               f"{int(np.sum(errors <= 3.0)):4d}/{len(x_test):<4d} {errors.max():9.2f} "
               f"{'(vs ort fp32)':>12s}")
@@ -182,16 +202,17 @@ def _seeded(fn, seed):
             for a in fn.body.block.args]
 
 
-def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
-    model = MODELS["mobilenet_v2"](batch=1)
+def bench_seeded(name, methods, tiles, count, with_ort=False) -> None:
+    """A seeded-weight zoo model (`mobilenet_v2`, `resnet50`): worst / median / RMS LSB."""
+    model = MODELS[name](batch=1)
     module, sym = _setup(model)
     fn0 = subgraph_functions(module, "accelerator")[0]
     sets = [_seeded(fn0, 100 + k) for k in range(count)]
     judges = [_seeded(fn0, k) for k in range(count)]
     refs = [run_function(module, x, func_name=sym) for x in judges]
-    print(f"mobilenet_v2 (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
+    print(f"{name} (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
           f"seeds 0..{count - 1}")
-    print(f"  {'method':14s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
+    print(f"  {'method':20s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
           f"{'> 3 LSB':>8s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
         fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
@@ -203,7 +224,7 @@ def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
                 errors.append(_max_lsb(out, ref))
                 rms.append(_rms_lsb(out, ref))
         arr = np.asarray(errors)
-        print(f"  {method:14s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
+        print(f"  {method:20s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
               f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {differ:12d} {seconds:7.1f}")
         sys.stdout.flush()
     if not with_ort:
@@ -215,31 +236,43 @@ def bench_mobilenet(methods, tiles, count, with_ort=False) -> None:
         outs = [_ort_run(session, x[0]) for x in judges]
         arr = np.array([_max_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
         rms = np.mean([_rms_lsb(o, r) for o, r in zip(outs, fp32, strict=True)])
-        print(f"  {label:14s} {arr.max():9.2f} {np.median(arr):7.2f} {rms:8.3f} "
+        print(f"  {label:20s} {arr.max():9.2f} {np.median(arr):7.2f} {rms:8.3f} "
               f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {'(vs ort fp32)':>12s}")
         sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mnist,mobilenet_v2")
+    parser.add_argument("--models", default="mnist,mobilenet_v2,resnet50")
     parser.add_argument("--methods", default=",".join(CALIBRATION_METHODS))
     parser.add_argument("--num-tiles", type=int, default=2)
-    parser.add_argument("--mnist-calibration", type=int, default=64)
+    parser.add_argument("--mnist-calibration", type=int, default=0,
+                        help="training digits to calibrate on (default 0: all of them)")
     parser.add_argument("--mnist-limit", type=int, default=450)
-    parser.add_argument("--mobilenet-count", type=int, default=16)
+    parser.add_argument("--seeded-count", type=int, default=16,
+                        help="mobilenet_v2 / resnet50: calibration and judging inputs each")
+    parser.add_argument("--bias-correction", default="none",
+                        help=f"comma list of none,{','.join(BIAS_ERRORS)}: each method also "
+                             "runs with bias correction measuring that error (driver/"
+                             "bias_correction.py), as rows `method+bc-<mode>`")
+    parser.add_argument("--channel-scales", default="none",
+                        help="comma list of none or strengths (e.g. 0.5,1): each variant "
+                             "also runs with per-channel activation scales folded into the "
+                             "weights (driver/channel_scales.py), as rows `+cs<strength>`")
     parser.add_argument("--ort", action="store_true",
                         help="add onnxruntime's quantize_static (MinMax, Percentile) rows")
     args = parser.parse_args(argv)
-    methods = args.methods.split(",")
+    methods = [m + ("" if cs == "none" else f"+cs{cs}") + ("" if bc == "none" else f"+bc-{bc}")
+               for m in args.methods.split(",") for cs in args.channel_scales.split(",")
+               for bc in args.bias_correction.split(",")]
     for name in args.models.split(","):
         if name == "mnist":
             bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit,
                         args.ort)
-        elif name == "mobilenet_v2":
-            bench_mobilenet(methods, args.num_tiles, args.mobilenet_count, args.ort)
+        elif name in ("mobilenet_v2", "resnet50"):
+            bench_seeded(name, methods, args.num_tiles, args.seeded_count, args.ort)
         else:
-            parser.error(f"unknown model '{name}' (mnist, mobilenet_v2)")
+            parser.error(f"unknown model '{name}' (mnist, mobilenet_v2, resnet50)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ elements and the failing count):
   (RNE); pools, adds and standalone activations compute in fp32 and round their output once.
   CPU sub-graphs run in fp32. This is the error any implementation of the documented
   semantics has.
-- simulated: `compile_model` + `CompiledModel.run` (the C simulator).
+- simulated: `compile_model` + `CompiledModel.run` (the C simulator);
+- ort-fp16 (the anchor): onnxruntime running the model converted by onnxconverter-common
+  (`float16.convert_float_to_float16(model, keep_io_types=True)`; the optional `bench`
+  extra), judged by the same rule.
+Each row also gives the RMS error over all elements relative to max|ref|.
 The last line compares simulated with emulated, next to how much the two emulations (same
 semantics, different fp32 summation order) differ from each other: a deep random network
 amplifies any 1-ulp rounding difference, so two valid implementations end up as far apart
@@ -100,12 +104,34 @@ def emulate(module, feeds, acc=np.float64, func_name: str = "main") -> list[np.n
 
 def _rule(name: str, got, ref) -> str:
     c = check_output(name, np.asarray(got, np.float32), ref, "fp16")
+    peak = max(c.max_ref, 1e-30)
+    rms = float(np.sqrt(np.mean((np.asarray(got, np.float64) - ref) ** 2)))
     return (f"max rel err {100 * c.max_rel_err:6.3f}% over {c.checked} judged, "
-            f"{c.failing} failing, max abs err {c.max_abs_err / max(c.max_ref, 1e-30):.2e} "
-            "of max|ref|")
+            f"{c.failing} failing, max abs err {c.max_abs_err / peak:.2e}, RMS "
+            f"{rms / peak:.2e} of max|ref|")
 
 
-def _print(name: str, seed: int, ref, sim, emu, emu32) -> None:
+def ort_fp16_session(model: onnx.ModelProto):
+    """onnxruntime on `model` converted to fp16 with fp32 I/O (onnxconverter-common), or None
+    when onnxconverter-common is not installed (`pip install -e .[bench]`)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        return None
+    import onnxruntime as ort
+
+    import warnings
+
+    with warnings.catch_warnings():  # it warns for every weight below fp16's normal range
+        warnings.simplefilter("ignore", UserWarning)
+        converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(converted.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _print(name: str, seed: int, ref, sim, emu, emu32, anchor) -> None:
     for out, want in ref.items():
         if not np.issubdtype(want.dtype, np.floating) or want.shape != np.shape(emu[out]):
             print(f"{name}/{out}: not a fixed-shape float output, skipped")
@@ -117,6 +143,10 @@ def _print(name: str, seed: int, ref, sim, emu, emu32) -> None:
         print(f"  emulated (exact sum) vs onnxruntime: {_rule(out, emu[out], want)}")
         print(f"  emulated (fp32 sum)  vs onnxruntime: {_rule(out, emu32[out], want)}")
         print(f"  simulated            vs onnxruntime: {_rule(out, sim[out], want)}")
+        if anchor is None:
+            print("  ort-fp16: onnxconverter-common is not installed (pip install -e .[bench])")
+        else:
+            print(f"  ort-fp16             vs onnxruntime: {_rule(out, anchor[out], want)}")
         print(f"  simulated vs emulated (exact sum): {diff / scale:.2e} of max|ref|; "
               f"the two emulations differ by {diff32 / scale:.2e}")
         sys.stdout.flush()
@@ -125,6 +155,7 @@ def _print(name: str, seed: int, ref, sim, emu, emu32) -> None:
 def budget(name: str, num_tiles: int, seeds: list[int]) -> None:
     model = MODELS[name](batch=1)
     module = compile_to_partitioned(model)
+    session = ort_fp16_session(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         onnx.save(model, path)
@@ -140,7 +171,11 @@ def budget(name: str, num_tiles: int, seeds: list[int]) -> None:
                                     for s in manifest.inputs}).outputs
                 emu = dict(zip(ref, emulate(module, feeds, np.float64), strict=True))
                 emu32 = dict(zip(ref, emulate(module, feeds, np.float32), strict=True))
-                _print(name, seed, ref, sim, emu, emu32)
+                anchor = None
+                if session is not None:
+                    names = [o.name for o in session.get_outputs()]
+                    anchor = dict(zip(names, session.run(None, feeds), strict=True))
+                _print(name, seed, ref, sim, emu, emu32, anchor)
     if subgraph_functions(module, "cpu"):
         _subgraphs(name, module, num_tiles, seeds)
 

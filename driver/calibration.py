@@ -13,7 +13,11 @@ driver gathers with the reference executor and hands to `mrvl-quantize` as data.
   - `mse`: [lo, hi] clipped to [-t, t], t = max(|lo|, |hi|) times the factor of a geometric
     grid whose int8 quantisation (`qparams`, round, clip, dequantise) has the least mean
     squared error;
-  percentile and mse stream over the samples twice, keeping per tensor only running
+  - `entropy`: TensorRT's entropy calibration made asymmetric: among the same kind of
+    clipped ranges, the one whose int8 codes lose the least information, the KL divergence
+    of the clipped histogram P (`ENTROPY_BINS` bins, outliers folded into the edge bins)
+    from Q (P's mass per int8 code spread evenly over that code's non-empty bins);
+  percentile, mse and entropy stream over the samples twice, keeping per tensor only running
   [min, max] (pass 1) and a fixed-range histogram of `HISTOGRAM_BINS` bins (pass 2), never
   the activations of every sample; graph constants keep their [min, max];
 - `CalibratingQuantizePass`: `mrvl-quantize` as mrvl-opt registers it (gathers the ranges
@@ -37,7 +41,7 @@ from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
 from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges, constant_value, qparams
 
-CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
 """How the int8 range of an activation is chosen from its calibration values."""
 PERCENTILE = 99.99
 """`percentile`: the share (in %) of each activation's values kept inside its range."""
@@ -45,6 +49,11 @@ HISTOGRAM_BINS = 1 << 16
 """Bins of the per-tensor histogram percentile and mse read."""
 MSE_SCALES = tuple(2.0 ** (-k / 8) for k in range(65))
 """`mse`: the clipping factors tried (1 down to 1/256, 8 per octave)."""
+ENTROPY_BINS = 2048
+"""`entropy`: the histogram is read in this many bins (as TensorRT's entropy calibrator)."""
+ENTROPY_SCALES = tuple(2.0 ** (-k / 16) for k in range(129))
+"""`entropy`: the clipping factors tried (1 down to 1/256, 16 per octave), as long as the
+clipped range keeps at least 256 of the `ENTROPY_BINS` bins (one per int8 code)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,8 @@ class TensorStatistics:
             return self.lo, self.hi
         if method == "percentile":
             return self.percentile_range(PERCENTILE)
+        if method == "entropy":
+            return self.entropy_range()
         return self.mse_range()
 
     def percentile_range(self, percent: float) -> tuple[float, float]:
@@ -252,6 +263,50 @@ class TensorStatistics:
             if error < best_error:
                 best, best_error = (lo, hi), error
         return best
+
+
+    def entropy_range(self) -> tuple[float, float]:
+        """[lo, hi] clipped to [-t, t], t = max(|lo|, |hi|) * s for the s of `ENTROPY_SCALES`
+        (range snapped outwards to `ENTROPY_BINS` bin edges) whose int8 codes give the least
+        KL divergence KL(P || Q) (module docstring; ties: the widest)."""
+        assert self.counts is not None
+        counts = self.counts.reshape(ENTROPY_BINS, -1).sum(axis=1).astype(np.float64)
+        width = (self.hi - self.lo) / ENTROPY_BINS
+        centres = self.lo + (np.arange(ENTROPY_BINS) + 0.5) * width
+        peak = max(-self.lo, self.hi)
+        best, best_divergence = (self.lo, self.hi), np.inf
+        for scale in ENTROPY_SCALES:
+            first = int(np.floor((max(self.lo, -peak * scale) - self.lo) / width))
+            last = int(np.ceil((min(self.hi, peak * scale) - self.lo) / width))
+            first, last = max(first, 0), min(last, ENTROPY_BINS)
+            if last - first < 256:
+                continue
+            lo, hi = self.lo + first * width, self.lo + last * width
+            divergence = _kl_divergence(counts, first, last, centres[first:last], lo, hi)
+            if divergence < best_divergence:
+                best, best_divergence = (max(lo, self.lo), min(hi, self.hi)), divergence
+        return best
+
+
+def _kl_divergence(counts: np.ndarray, first: int, last: int, centres: np.ndarray,
+                   lo: float, hi: float) -> float:
+    """KL(P || Q) as TensorRT's entropy calibrator: P is the histogram clipped to bins
+    [first, last) with the outliers folded into its edge bins; Q is the clipped histogram
+    without the outliers, its mass per int8 code of [lo, hi] spread evenly over that code's
+    non-empty bins; bins where P has mass and Q none get Q = `1e-4` of a count."""
+    inside = counts[first:last]
+    p = inside.copy()
+    p[0] += counts[:first].sum()
+    p[-1] += counts[last:].sum()
+    step, zero = qparams(lo, hi)
+    codes = (np.clip(np.rint(centres / step) + zero, -128, 127) + 128).astype(np.int64)
+    mass = np.bincount(codes, weights=inside, minlength=256)
+    filled = np.bincount(codes, weights=(inside > 0).astype(np.float64), minlength=256)
+    q = np.where(inside > 0, mass[codes] / np.maximum(filled[codes], 1.0), 0.0)
+    nonzero = p > 0
+    q = np.where(nonzero & (q == 0.0), 1e-4, q)
+    p, q = p[nonzero] / p.sum(), q[nonzero] / q[nonzero].sum()
+    return float(np.sum(p * np.log(p / q)))
 
 
 def activation_ranges(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]] | None,

@@ -138,7 +138,13 @@ class CompileOptions:
     standard-normal set, with a warning); see driver/calibration.py."""
     calibration_method: str = "minmax"
     """int8: how each activation's range is chosen from the calibration values: "minmax",
-    "percentile" or "mse" (driver/calibration.py `CALIBRATION_METHODS`)."""
+    "percentile", "mse" or "entropy" (driver/calibration.py `CALIBRATION_METHODS`)."""
+    bias_correction: bool = False
+    """int8: fold each CONV / FC's mean output error on the calibration sets into its bias
+    (driver/bias_correction.py)."""
+    channel_scales: bool = False
+    """int8: per-channel activation scales on CONV -> CONV edges, folded into the weights
+    before calibration (driver/channel_scales.py)."""
     machine: Machine = DEFAULT_MACHINE
     """The accelerator (tiles, OCM and page size, timing constants)."""
     partition: PartitionOptions = field(default_factory=PartitionOptions)
@@ -158,6 +164,11 @@ class CompileOptions:
         if self.calibration_method != "minmax" and self.quantize != "int8":
             raise CompileError("--calibration-method applies to --quantize int8 only; drop it "
                                "or add --quantize int8")
+        for flag, on in (("--bias-correction", self.bias_correction),
+                         ("--channel-scales", self.channel_scales)):
+            if on and self.quantize != "int8":
+                raise CompileError(f"{flag} applies to --quantize int8 only; drop it or add "
+                                   "--quantize int8")
         if self.quantize == "int8" and self.calibration is None:
             raise CompileError(
                 "--quantize int8 needs calibration data: give --calibration inputs.npz "
@@ -178,8 +189,9 @@ class CompileOptions:
     @classmethod
     def from_keywords(cls, **options: Any) -> CompileOptions:
         """Options from the keyword form of the Python API: quantize, io_dtype, calibration,
-        calibration_method, num_tiles, ocm_size, page_size, machine (a Machine, or KEY=VALUE
-        items / a dict of overrides), verify, and the `PartitionOptions` fields."""
+        calibration_method, bias_correction, channel_scales, num_tiles, ocm_size, page_size,
+        machine (a Machine, or KEY=VALUE items / a dict of overrides), verify, and the
+        `PartitionOptions` fields."""
         base = options.pop("machine", None)
         machine = base if isinstance(base, Machine) else DEFAULT_MACHINE
         sizes = {"tiles": options.pop("num_tiles", None),
@@ -192,7 +204,8 @@ class CompileOptions:
             machine = machine.with_overrides(base)
         partition = {f.name: options.pop(f.name) for f in fields(PartitionOptions)
                      if f.name in options}
-        known = {"quantize", "io_dtype", "calibration", "calibration_method", "verify"}
+        known = {"quantize", "io_dtype", "calibration", "calibration_method",
+                 "bias_correction", "channel_scales", "verify"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise CompileError(f"unknown compile option(s): {unknown}")
@@ -236,12 +249,25 @@ def _compile_subgraph(fn: func.FuncOp, options: CompileOptions, ranges: Any = No
 
 
 def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
-    """The int8 activation ranges of `fn` over its calibration input sets (None for fp16)."""
+    """The int8 activation ranges of `fn` over its calibration input sets (None for fp16);
+    with `channel_scales` / `bias_correction`, `fn`'s weights / biases are refined in place
+    first / after."""
     if options.quantize != "int8":
         return None
-    from mrvl.driver.calibration import activation_ranges
+    from mrvl.driver.calibration import activation_ranges, calibration_sets, function_inputs
 
-    return activation_ranges(fn, sets, options.calibration_method)
+    if options.channel_scales or options.bias_correction:
+        sets = sets or calibration_sets(None, function_inputs(fn), f"@{fn.sym_name.data}")
+    if options.channel_scales:
+        from mrvl.driver.channel_scales import equalize_channels
+
+        equalize_channels(fn, sets)
+    ranges = activation_ranges(fn, sets, options.calibration_method)
+    if options.bias_correction:
+        from mrvl.driver.bias_correction import correct_biases
+
+        correct_biases(fn, sets, ranges)
+    return ranges
 
 
 def _batch_chunk(model: Any, shapes: Mapping[str, Sequence[int]], batch: int

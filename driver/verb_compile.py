@@ -62,10 +62,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="int8 (required): .npz of calibration inputs (samples stacked "
                              "along the batch axis), or 'random' for standard-normal noise")
     parser.add_argument("--calibration-method", default="minmax",
-                        metavar="minmax|percentile|mse",
+                        metavar="minmax|percentile|mse|entropy",
                         help="int8: how each activation range is chosen from the calibration "
-                             "values: min/max (default), the 0.01-99.99th percentiles, or "
-                             "the clipping with the least quantisation MSE")
+                             "values: min/max (default), the 0.01-99.99th percentiles, "
+                             "the clipping with the least quantisation MSE, or with the least "
+                             "KL divergence (TensorRT's entropy calibration)")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="int8: fold each conv/gemm's mean output error on the "
+                             "calibration data into its bias")
+    parser.add_argument("--channel-scales", action="store_true",
+                        help="int8: per-channel activation scales on conv->conv edges, "
+                             "folded into the weights")
     parser.add_argument("--emit", choices=[s.value for s in Stage], default="binary",
                         help="ONNX form: stop after this stage (default binary)")
     parser.add_argument("--report", action="store_true", help="print the static report")
@@ -81,7 +88,8 @@ def compile_options(args: argparse.Namespace) -> CompileOptions:
                                         "page_bytes": args.page_size})
     return CompileOptions(
         quantize=args.quantize, io_dtype=args.io_dtype, calibration=args.calibration,
-        calibration_method=args.calibration_method, machine=machine.with_overrides(args.machine),
+        calibration_method=args.calibration_method, bias_correction=args.bias_correction,
+        channel_scales=args.channel_scales, machine=machine.with_overrides(args.machine),
         partition=PartitionOptions(**partition_options(args)))
 
 

@@ -221,6 +221,21 @@ def test_conv_int8_bit_exact():
         assert same(y, ref)
 
 
+def test_conv_int8_requantisation_rounds_half_to_even():
+    """Requantised values exactly halfway between two codes go to the even one (docs/isa.md
+    CONV int8: `saturate(rint_half_even(v) + out_zp)`), not away from zero."""
+    x = np.arange(-7, 8, dtype=np.int8).reshape(1, 15, 1)
+    w = np.ones((1, 1, 1, 1), np.int8)
+    geo = dict(stride=(1, 1), pad=(0, 0), dil=(1, 1), groups=1, out_hw=(1, 15))
+    pb, _ = conv_program(x, w, None, geo=geo, out_dtype=DType.INT8, act=Act.NONE,
+                         scale=np.array([0.5], F32), in_zp=0, out_zp=1)
+    (y,), _ = raw_outputs(pb, 1)
+    halves = [-3.5, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]
+    even = [-4, -3, -2, -2, -2, -1, 0, 0, 0, 1, 2, 2, 2, 3, 4]
+    assert np.asarray(halves).tolist() == (x.ravel() / 2).tolist()
+    assert np.asarray(y).ravel().tolist() == [e + 1 for e in even]
+
+
 @pytest.mark.parametrize("act,alpha,beta", [(Act.RELU6, 0, 0), (Act.CLIP, -0.5, 0.7),
                                              (Act.LEAKY_RELU, 0.1, 0)])
 def test_conv_fused_activations(act, alpha, beta):
