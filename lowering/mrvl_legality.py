@@ -427,7 +427,6 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
     graph.HardSigmoidOp: _activation,
     graph.HardSwishOp: _activation,
     graph.SoftmaxOp: _softmax,  # type: ignore[dict-item]
-    graph.SubOp: _fused_only,
 }
 """Graph op class -> its predicate (after the common dtype and batch checks)."""
 
