@@ -26,8 +26,12 @@ from the documented rules alone, not from the compiler's arrays:
 Every operation above is one IEEE fp32 or exact integer step, so an implementation of the
 documented semantics (the C simulator) must agree bit for bit.
 
+Softmax (standalone, or attention's epilogue on the fp16 scores) runs in fp16 like MatMul:
+SOFTMAX of docs/isa.md on the fp16 rows, with the C library's expf (called through ctypes:
+the function the simulator calls).
+
 Scope: the activations none, relu, clip (fused or standalone) and leaky_relu. int8 sigmoid,
-tanh, gelu and Softmax go through the vector unit's transcendentals (expf, tanhf, erff),
+tanh and gelu go through the vector unit's transcendentals (expf, tanhf, erff) in ACT,
 whose rounding this oracle does not model: a model using them is refused with
 NotImplementedError (the tests that use this
 oracle build models without them; the simulator's ACT is checked in
@@ -36,6 +40,8 @@ tests/test_eltwise_act_layers.py against the reference executor by Marvell's rul
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Sequence
 
 import numpy as np
@@ -201,8 +207,8 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
             else:
                 parts.append(store_int8(dequantize(arg, rescale, z_in), z_out))
         return np.concatenate(parts, axis=op.axis.value.data)
-    if isinstance(op, mrvl.MatMulOp) and op.softmax_scale is not None:
-        raise NotImplementedError("int8 emulation: softmax epilogue (expf)")
+    if isinstance(op, mrvl.SoftmaxOp):
+        return _fp16_store_int8(_softmax_rows(_fp16_load(args[0], *params[0])), s_out, z_out)
     if isinstance(op, mrvl.MatMulOp):
         a, b = (_fp16_load(arg, *param) for arg, param in zip(args, params, strict=True))
         if op.a_perm is not None:
@@ -211,6 +217,10 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
             b = np.transpose(b, ref._ints(op.b_perm))
         products = (a[..., :, None, :] * np.swapaxes(b, -1, -2)[..., None, :, :]).astype(_F32)
         acc = np.cumsum(products, axis=-1, dtype=_F32)[..., -1]
+        if op.softmax_scale is not None:
+            # the GEMM writes fp16 scores, SOFTMAX (SCALE) normalises them in place
+            scores = acc.astype(np.float16).astype(_F32)
+            acc = _softmax_rows(scores, op.softmax_scale.value.data)
         return _fp16_store_int8(acc, s_out, z_out)
     if isinstance(op, mrvl.LayerNormOp):
         x = _fp16_load(args[0], *params[0])
@@ -224,6 +234,31 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         y = ((d * rstd).astype(_F32) * gamma).astype(_F32) + beta
         return _fp16_store_int8(y, s_out, z_out)
     raise NotImplementedError(f"int8 emulation: no semantics for {op.name}")
+
+
+_LIBM_EXPF = None
+
+
+def _expf(x: np.ndarray) -> np.ndarray:
+    """The C library's expf, element by element (the simulator's SOFTMAX calls it; numpy's
+    float32 exp may round differently)."""
+    global _LIBM_EXPF
+    if _LIBM_EXPF is None:
+        libm = ctypes.CDLL(ctypes.util.find_library("m"))
+        libm.expf.restype, libm.expf.argtypes = ctypes.c_float, [ctypes.c_float]
+        _LIBM_EXPF = np.frompyfunc(libm.expf, 1, 1)
+    return np.asarray(_LIBM_EXPF(np.asarray(x, _F32)), _F32)
+
+
+def _softmax_rows(v: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """SOFTMAX of docs/isa.md on fp32 rows (last axis): [v * scale], max, expf(v - max)
+    summed in index order, e / sum."""
+    v = np.asarray(v, _F32)
+    if scale is not None:
+        v = (v * _F32(scale)).astype(_F32)
+    e = _expf((v - v.max(axis=-1, keepdims=True)).astype(_F32))
+    total = np.cumsum(e, axis=-1, dtype=_F32)[..., -1:]
+    return (e / total).astype(_F32)
 
 
 def _fp16_load(q: np.ndarray, step: float, zp: int) -> np.ndarray:
