@@ -133,6 +133,7 @@ struct mlip_sim {
     mlip_params p;
     mlip_machine m;                   /* the binary's machine record: every timing constant */
     int has_avx2;
+    int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
     prep_cache xcache[MLIP_MAX_TILES];
     wcache_entry wc[WCACHE_N];
     uint64_t wc_clock;
@@ -449,6 +450,22 @@ static void act_row(int act, float *v, int64_t n, float alpha, float beta)
             float y = six ? (v[k] < 6.0f ? v[k] : 6.0f) : v[k];
             v[k] = v[k] > 0.0f ? y : 0.0f;
         }
+        return;
+    }
+    case MLIP_ACT_CLIP: {
+        /* v < alpha ? alpha : (v > beta ? beta : v) with ordered compares and bit masks (NaN
+         * fails both and stays v, as in apply_act) */
+        int64_t k = 0;
+#if defined(__x86_64__)
+        const __m128 lo = _mm_set1_ps(alpha), hi = _mm_set1_ps(beta);
+        for (; k + 4 <= n; k += 4) {
+            __m128 x = _mm_loadu_ps(v + k);
+            __m128 below = _mm_cmplt_ps(x, lo), above = _mm_cmpgt_ps(x, hi);
+            __m128 y = _mm_or_ps(_mm_and_ps(above, hi), _mm_andnot_ps(above, x));
+            _mm_storeu_ps(v + k, _mm_or_ps(_mm_and_ps(below, lo), _mm_andnot_ps(below, y)));
+        }
+#endif
+        for (; k < n; k++) v[k] = apply_act(act, v[k], alpha, beta);
         return;
     }
     default:
@@ -2032,6 +2049,58 @@ conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t 
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
+/* conv_block6p_avx2 on two adjacent 16-channel blocks at once (AVX-512F): wblk is the first
+ * block, the second is wblk + kk * OB (kk = kh * kw * icg); out[b][k][o] for block b.  Every
+ * output's accumulation order is the same (i, j, c) sequence as the one-block kernels, so the
+ * results are identical to theirs and to the portable loop. */
+__attribute__((target("avx512f"))) static void
+conv_block6p2_avx512(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                     int64_t iwp, const int64_t off[6], float out[2][6][OB])
+{
+    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
+    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
+    __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps();
+    __m512 a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
+    __m512 a40 = _mm512_setzero_ps(), a41 = _mm512_setzero_ps();
+    __m512 a50 = _mm512_setzero_ps(), a51 = _mm512_setzero_ps();
+    const int64_t second = g->kh * g->kw * icg * OB;
+    const float *wp = wblk;
+    for (int64_t i = 0; i < g->kh; i++) {
+        for (int64_t j = 0; j < g->kw; j++) {
+            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + second);
+                __m512 b = _mm512_set1_ps(x0[c]);
+                a00 = _mm512_fmadd_ps(b, w0, a00);
+                a01 = _mm512_fmadd_ps(b, w1, a01);
+                b = _mm512_set1_ps(x1[c]);
+                a10 = _mm512_fmadd_ps(b, w0, a10);
+                a11 = _mm512_fmadd_ps(b, w1, a11);
+                b = _mm512_set1_ps(x2[c]);
+                a20 = _mm512_fmadd_ps(b, w0, a20);
+                a21 = _mm512_fmadd_ps(b, w1, a21);
+                b = _mm512_set1_ps(x3[c]);
+                a30 = _mm512_fmadd_ps(b, w0, a30);
+                a31 = _mm512_fmadd_ps(b, w1, a31);
+                b = _mm512_set1_ps(x4[c]);
+                a40 = _mm512_fmadd_ps(b, w0, a40);
+                a41 = _mm512_fmadd_ps(b, w1, a41);
+                b = _mm512_set1_ps(x5[c]);
+                a50 = _mm512_fmadd_ps(b, w0, a50);
+                a51 = _mm512_fmadd_ps(b, w1, a51);
+            }
+        }
+    }
+    _mm512_storeu_ps(out[0][0], a00); _mm512_storeu_ps(out[1][0], a01);
+    _mm512_storeu_ps(out[0][1], a10); _mm512_storeu_ps(out[1][1], a11);
+    _mm512_storeu_ps(out[0][2], a20); _mm512_storeu_ps(out[1][2], a21);
+    _mm512_storeu_ps(out[0][3], a30); _mm512_storeu_ps(out[1][3], a31);
+    _mm512_storeu_ps(out[0][4], a40); _mm512_storeu_ps(out[1][4], a41);
+    _mm512_storeu_ps(out[0][5], a50); _mm512_storeu_ps(out[1][5], a51);
+}
+
 /* fp16 -> fp32 of n contiguous values (F16C; exact) */
 __attribute__((target("avx2,f16c"))) static void h2f_row_f16c(const uint8_t *src, float *dst,
                                                                int64_t n)
@@ -2337,13 +2406,16 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     if (padded) {
         int64_t npix = g->oh * g->ow;
         for (int64_t gi = 0; gi < g->groups; gi++) {
-            for (int64_t obi = 0; obi < nob; obi++) {
+            /* nb = 2 adjacent output blocks per kernel call where the AVX-512 kernel runs */
+            for (int64_t obi = 0; obi < nob;) {
                 const float *wblk = W + (gi * nob + obi) * kk * OB;
+                int64_t nb = sim->has_avx512 && obi + 1 < nob ? 2 : 1;
                 int64_t ob = obi * OB;
-                int64_t on = ocg - ob < OB ? ocg - ob : OB;
-                for (int64_t o = 0; o < on; o++) bias_buf[o] = 0.0f;
+                int64_t on = ocg - ob < nb * OB ? ocg - ob : nb * OB;
+                float bias2[2 * OB];
+                for (int64_t o = 0; o < on; o++) bias2[o] = 0.0f;
                 if (has_bias) {
-                    memcpy(bias_buf, ocm + g->b_addr + (uint64_t)(gi * ocg + ob) * 4,
+                    memcpy(bias2, ocm + g->b_addr + (uint64_t)(gi * ocg + ob) * 4,
                            (size_t)on * 4);
                 }
                 for (int64_t p0 = 0; p0 < npix; p0 += PB) {
@@ -2355,21 +2427,24 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                         off[k] = ((r * g->sh - g->pt + ptp) * iwp + sc * g->sw - g->pl + plp) *
                                      g->ic + gi * icg;
                     }
-                    float acc[PB][OB];
+                    float acc[2][PB][OB];
 #if MLIP_HAVE_AVX2_KERNEL
-                    if (sim->has_avx2) {
-                        conv_block6p_avx2(X, wblk, g, icg, iwp, off, acc);
+                    if (nb == 2) {
+                        conv_block6p2_avx512(X, wblk, g, icg, iwp, off, acc);
+                    } else if (sim->has_avx2) {
+                        conv_block6p_avx2(X, wblk, g, icg, iwp, off, acc[0]);
                     } else
 #endif
                     {
-                        conv_block_pc(X, wblk, g, icg, iwp, off, np, acc);
+                        conv_block_pc(X, wblk, g, icg, iwp, off, np, acc[0]);
                     }
                     for (int64_t k = 0; k < np; k++) {
                         uint8_t *orow = ocm + g->out_addr +
                                         (uint64_t)((p0 + k) * g->ops + gi * ocg + ob) * oes;
-                        float v[OB];
+                        float v[2 * OB];
                         for (int64_t o = 0; o < on; o++) {
-                            v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
+                            float a = acc[o / OB][k][o % OB];
+                            v[o] = has_bias ? a + bias2[o] : a;
                         }
                         act_row(in->act, v, on, alpha, beta);
                         if (odt == MLIP_DT_FP16) {
@@ -2379,6 +2454,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                         }
                     }
                 }
+                obi += nb;
             }
         }
         return MLIP_OK;
@@ -2725,8 +2801,37 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                    (!(oa < a_hi && aa < o_hi) || (oa == aa && ors == ars && oes == es));
     if (!scale && sdt == MLIP_DT_FP16 && (odt == MLIP_DT_FP16 || odt == MLIP_DT_FP32) &&
         alias_ok) {
-        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)cols * 2 * sizeof(float)));
-        float *va = sim->fbuf, *vb = sim->fbuf + cols;
+        /* rows that follow each other in A, B and the output: one long row, in chunks
+         * (element-wise, so the same values) */
+        uint64_t rows_all = rows;
+        if (rows > 1 && bcs == 1 && ars == cols && brs == cols && ors == cols) {
+            cols = rows * cols;
+            rows = 1;
+        }
+        uint64_t chunk = cols < 4096 ? cols : 4096;
+        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)chunk * 2 * sizeof(float)));
+        float *va = sim->fbuf, *vb = sim->fbuf + chunk;
+        if (rows != rows_all) {
+            for (uint64_t k0 = 0; k0 < cols; k0 += chunk) {
+                int64_t m = (int64_t)(cols - k0 < chunk ? cols - k0 : chunk);
+                h2f_row(sim, ocm + aa + k0 * es, va, m);
+                h2f_row(sim, ocm + ba + k0 * es, vb, m);
+                switch (in->func) {
+                case MLIP_ELT_ADD: for (int64_t k = 0; k < m; k++) va[k] = va[k] + vb[k]; break;
+                case MLIP_ELT_SUB: for (int64_t k = 0; k < m; k++) va[k] = va[k] - vb[k]; break;
+                case MLIP_ELT_MUL: for (int64_t k = 0; k < m; k++) va[k] = va[k] * vb[k]; break;
+                case MLIP_ELT_MAX: for (int64_t k = 0; k < m; k++) va[k] = fmaxf(va[k], vb[k]); break;
+                default: for (int64_t k = 0; k < m; k++) va[k] = fminf(va[k], vb[k]); break;
+                }
+                act_row(in->act, va, m, alpha, beta);
+                if (odt == MLIP_DT_FP16) {
+                    f2h_row(sim, va, ocm + oa + k0 * oes, m);
+                } else {
+                    memcpy(ocm + oa + k0 * oes, va, (size_t)m * 4);
+                }
+            }
+            return MLIP_OK;
+        }
         for (uint64_t r = 0; r < rows; r++) {
             h2f_row(sim, ocm + aa + r * ars * es, va, (int64_t)cols);
             if (bcs == 1) {
@@ -2821,12 +2926,48 @@ static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     return MLIP_OK;
 }
 
+/* Byte ranges of equal length at a constant stride, collected so that they are marked by one
+ * shadow_mark_rows call (the same effect as one ocm_mark per range, in order). */
+typedef struct mark_batch {
+    uint64_t lo, len, stride, n;
+} mark_batch;
+
+static int batch_flush(const acc_ctx *ac, uint32_t lt, mark_batch *b, int write)
+{
+    uint64_t n = b->n;
+    b->n = 0;
+    if (n == 0) return MLIP_OK;
+    return shadow_mark_rows(ac, &ac->sim->osh[lt], b->lo, n, b->len, n > 1 ? b->stride : 0,
+                            write, ac->s % 3, MLIP_OCM_GRANULE, (int)(ac->sim->tile0 + lt));
+}
+
+static int batch_add(const acc_ctx *ac, uint32_t lt, mark_batch *b, uint64_t lo, uint64_t hi,
+                     int write)
+{
+    uint64_t len = hi - lo;
+    if (b->n == 1 && len == b->len && lo >= b->lo + len) {
+        b->stride = lo - b->lo;
+        b->n = 2;
+        return MLIP_OK;
+    }
+    if (b->n >= 2 && len == b->len && lo == b->lo + b->n * b->stride) {
+        b->n++;
+        return MLIP_OK;
+    }
+    TRY(batch_flush(ac, lt, b, write));
+    b->lo = lo;
+    b->len = len;
+    b->n = 1;
+    return MLIP_OK;
+}
+
 /* check + record the accesses to a 4-D box of tile lt's OCM (dims and strides in elements of
  * es bytes); rows that follow each other in memory are marked as one range */
 static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uint64_t *dim,
                         const uint64_t *st, uint64_t es, int write)
 {
     uint64_t run_lo = 0, run_hi = 0;
+    mark_batch b = {0, 0, 0, 0};
     for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
         for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
             for (uint64_t i2 = 0; i2 < dim[2]; i2++) {
@@ -2837,24 +2978,24 @@ static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uin
                         run_hi = hi;
                         continue;
                     }
-                    if (run_hi > run_lo) TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+                    if (run_hi > run_lo) TRY(batch_add(ac, lt, &b, run_lo, run_hi, write));
                     run_lo = row;
                     run_hi = hi;
                     continue;
                 }
                 if (run_hi > run_lo) {
-                    TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+                    TRY(batch_add(ac, lt, &b, run_lo, run_hi, write));
                     run_lo = run_hi = 0;
                 }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
                     uint64_t p = row + i3 * st[3] * es;
-                    TRY(ocm_mark(ac, lt, p, p + es, write));
+                    TRY(batch_add(ac, lt, &b, p, p + es, write));
                 }
             }
         }
     }
-    if (run_hi > run_lo) TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
-    return MLIP_OK;
+    if (run_hi > run_lo) TRY(batch_add(ac, lt, &b, run_lo, run_hi, write));
+    return batch_flush(ac, lt, &b, write);
 }
 
 /* TILE_COPY: gather the source box of tile lt, then write it into the destination box of every
@@ -3286,6 +3427,7 @@ void mlip_default_params(mlip_params *p)
     if (p == NULL) return;
     p->check_deps = 1;
     p->portable = 0;
+    p->no_avx512 = 0;
     p->max_insn_work = (uint64_t)1 << 34;
     p->max_dram_bytes = (uint64_t)1 << 31;
 }
@@ -3377,6 +3519,12 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
         sim->p = *params;
     } else {
         mlip_default_params(&sim->p);
+    }
+#if defined(__x86_64__)
+    sim->has_avx512 = sim->has_avx2 && __builtin_cpu_supports("avx512f");
+#endif
+    if (sim->p.portable || sim->p.no_avx512) {
+        sim->has_avx512 = 0;
     }
     if (sim->p.portable) {
         sim->has_avx2 = 0;

@@ -27,6 +27,7 @@ CDEF = """
 typedef struct mlip_params {
     uint32_t check_deps;
     uint32_t portable;
+    uint32_t no_avx512;
     uint64_t max_insn_work;
     uint64_t max_dram_bytes;
 } mlip_params;

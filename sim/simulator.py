@@ -58,6 +58,7 @@ class TimingParams:
 
     check_deps: bool = True
     portable: bool = False
+    no_avx512: bool = False
     max_insn_work: int = 1 << 34
     max_dram_bytes: int = 1 << 31
 

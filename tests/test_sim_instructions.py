@@ -19,6 +19,9 @@ from mrvl.sim.program_builder import NUMPY_DTYPE, ProgramBuilder, flat_dma
 from mrvl.sim.simulator import Simulator, TimingParams
 
 RNG = np.random.default_rng(1234)
+# every kernel path of the C core: the widest the CPU has (AVX-512 where present), AVX2 (where
+# present), the portable C loops; all must give the same bits
+KERNEL_PATHS = [TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)]
 F16 = np.float16
 F32 = np.float32
 
@@ -171,8 +174,8 @@ def test_conv_fp16_bit_exact(case, out_dtype, act):
                out_hw=out_hw(H, W, K, stride, pad, dil))
     pb, _ = conv_program(x, w, bias, geo=geo, out_dtype=out_dtype, act=act)
     ref = conv_ref(x, w, bias, out_dtype=out_dtype, act=act, **geo)
-    for portable in (False, True):  # the AVX2 kernel (where the CPU has it) and the C one
-        (y,), _ = raw_outputs(pb, 1, timing=TimingParams(portable=portable))
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
         assert same(y, ref)
 
 
@@ -188,8 +191,8 @@ def test_conv_fp16_nonfinite_weights_skip_padding_taps():
     with np.errstate(invalid="ignore", over="ignore"):
         ref = conv_ref(x, w, None, out_dtype=DType.FP32, **geo)
     assert np.isinf(ref).any() and np.isfinite(ref).any()
-    for portable in (False, True):
-        (y,), _ = raw_outputs(pb, 1, timing=TimingParams(portable=portable))
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
         assert same(y, ref)
 
 
@@ -306,6 +309,33 @@ def test_global_avg_pool_int8_scaled():
     v = pool_ref((x.astype(np.int32) - 2).astype(F32), PoolFunc.AVG, (H, W), (1, 1), (0, 0),
                  (1, 1))
     assert same(y, store_ref(v * F32(0.5), DType.INT8, 1))
+
+
+@pytest.mark.parametrize("func", list(EltFunc))
+def test_eltwise_fp16_contiguous_rows_clip(func):
+    """Rows that follow each other in A, B and the output (run as one long row, in chunks),
+    with a fused CLIP over specials (NaN stays NaN, -0, infinities), on every kernel path."""
+    R, Cn = 70, 64  # more than one 4096-element chunk
+    a = RNG.standard_normal((R, Cn)).astype(F16)
+    b = RNG.standard_normal((R, Cn)).astype(F16)
+    a[0, :6] = [np.nan, -0.0, np.inf, -np.inf, 0.0, 65504]
+    b[1, :3] = [np.nan, np.inf, -0.0]
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, R * Cn * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=func, a_addr=aa, b_addr=ba, out_addr=oa, rows=R, cols=Cn,
+        a_row_stride=Cn, b_row_stride=Cn, out_row_stride=Cn, act=Act.CLIP, alpha=-0.75,
+        beta=1.25, src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (R, Cn), DType.FP16)
+    op = {EltFunc.ADD: np.add, EltFunc.SUB: np.subtract, EltFunc.MUL: np.multiply,
+          EltFunc.MAX: np.fmax, EltFunc.MIN: np.fmin}[func]
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref = store_ref(act_ref(op(a.astype(F32), b.astype(F32)), Act.CLIP, -0.75, 1.25),
+                        DType.FP16)
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
+        assert same(y, ref)
 
 
 @pytest.mark.parametrize("func", list(EltFunc))

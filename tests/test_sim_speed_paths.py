@@ -15,7 +15,7 @@ from mrvl.errors import SimulationError
 from mrvl.mlip_binary import IODesc, Instruction
 from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, Queue, Section
 from mrvl.models import example_inputs, pp_lcnet
-from mrvl.sim.program_builder import ProgramBuilder
+from mrvl.sim.program_builder import ProgramBuilder, tile_copy_2d
 from mrvl.sim.simulator import Simulator, to_device
 
 F16 = np.float16
@@ -100,3 +100,54 @@ def test_pp_lcnet_is_valid_and_runs():
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, example_inputs(model))
     assert logits.shape == (1, 1000) and np.isfinite(logits).all()
+
+
+def _strided_tile_copy_binary(token: bool):
+    """Tile 0 computes x + x into rows of 16 fp16 and copies columns [0, 8) of its 6 rows
+    to tile 1 (rows 24 elements apart there): 6 equal rows at a constant stride on both
+    sides (one batched dependency mark each); a barrier, then tile 1 stores the box."""
+    x = (RNG.standard_normal((6, 16)) * 3).astype(F16)
+    pb = ProgramBuilder(tiles=2)
+    xa = pb.const(0, x)
+    ya = pb.alloc(0, x.nbytes)
+    pb.alloc(1, 64)
+    dst = pb.alloc(1, 6 * 24 * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, a_addr=xa, b_addr=xa, out_addr=ya, rows=6, cols=16, a_row_stride=16,
+        b_row_stride=16, b_col_stride=1, out_row_stride=16, func=EltFunc.ADD,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.tile_copy(0, tile_copy_2d(ya, dst, 0b10, 6, 8, DType.FP16, src_row_stride=16,
+                                 dst_row_stride=24))
+    pb.barrier()
+    pb.store(1, dst, "y", (6, 8), DType.FP16)  # made strided below
+    binary = pb.build()
+    stores = binary.streams[(Section.MAIN, 1, Queue.DMA_OUT)]
+    stores[-1] = Instruction.make(
+        Opcode.DMA_STORE, dram_addr=binary.outputs[0].dram_offset, ocm_addr=dst, dim0=1,
+        dim1=1, dim2=6, dim3=8, src_dim0=1, src_dim1=1, src_dim2=6, src_dim3=8,
+        dram_stride2=8, dram_stride3=1, ocm_stride2=24, ocm_stride3=1, src_dtype=DType.FP16,
+        dst_dtype=DType.FP16, flags=stores[-1].flags, layer=0)
+    if not token:  # the copy no longer waits for the compute that wrote its source
+        out = binary.streams[(Section.MAIN, 0, Queue.DMA_OUT)]
+        out[0] = replace(out[0], flags=out[0].flags & ~Flag.POP_PREV)
+        comp = binary.streams[(Section.MAIN, 0, Queue.COMPUTE)]
+        for k, insn in enumerate(comp):
+            if insn.opcode == Opcode.NOP and insn.flags & Flag.PUSH_NEXT:
+                comp[k] = replace(insn, flags=insn.flags & ~Flag.PUSH_NEXT)
+    return binary, x
+
+
+def test_strided_tile_copy_values():
+    binary, x = _strided_tile_copy_binary(token=True)
+    (out,), report = Simulator.load(binary.to_bytes()).run([])
+    got = out.astype(F16)
+    want = (x.astype(np.float32) * 2).astype(F16)[:, :8]
+    assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    assert report["tile_copy_bytes"] == 6 * 8 * 2
+
+
+def test_strided_tile_copy_without_token_is_a_dependency_error():
+    binary, _ = _strided_tile_copy_binary(token=False)
+    with pytest.raises(SimulationError, match=r"main/tile 0/dma_out/#0 TILE_COPY reads tile 0 "
+                                              r"OCM 0x[0-9a-f]+"):
+        Simulator.load(binary.to_bytes()).run([])
