@@ -115,8 +115,9 @@ typedef struct prep_cache {
     size_t cap;
 } prep_cache;
 
-/* fp32 weights shared by all tiles, validated by comparing the raw fp16 bytes */
-#define WCACHE_N 4
+/* fp32 weights shared by all tiles and kept across inferences, validated by comparing the
+ * raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + converted), least recently used evicted */
+#define WCACHE_BUDGET ((size_t)256 << 20)
 typedef struct wcache_entry {
     int valid;
     uint64_t key[PREP_KEYS];
@@ -135,7 +136,10 @@ struct mlip_sim {
     int has_avx2;
     int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
     prep_cache xcache[MLIP_MAX_TILES];
-    wcache_entry wc[WCACHE_N];
+    wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
+    uint32_t wc_n;
+    uint32_t wc_cap;
+    size_t wc_bytes;                  /* raw_cap + cap of every entry */
     uint64_t wc_clock;
     mlip_header hdr;
     mlip_model_info info;
@@ -1897,11 +1901,19 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
 
 /* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
  * of `floats` to fill (the entry becomes valid when wcache_commit is called). */
+static void wcache_drop(mlip_sim *sim, wcache_entry *e)
+{
+    sim->wc_bytes -= e->raw_cap + e->cap;
+    free(e->raw);
+    free(e->buf);
+    memset(e, 0, sizeof *e);
+}
+
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
                                    const uint8_t *raw, size_t len, size_t floats, int *hit)
 {
     sim->wc_clock++;
-    for (int k = 0; k < WCACHE_N; k++) {
+    for (uint32_t k = 0; k < sim->wc_n; k++) {
         wcache_entry *e = &sim->wc[k];
         if (e->valid && e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0 &&
             memcmp(e->raw, raw, len) == 0) {
@@ -1910,25 +1922,44 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
             return e;
         }
     }
-    /* replace an invalid entry, else the least recently used one */
-    wcache_entry *victim = &sim->wc[0];
-    for (int k = 0; k < WCACHE_N; k++) {
-        wcache_entry *e = &sim->wc[k];
-        if (!e->valid) {
-            victim = e;
-            break;
-        }
-        if (e->stamp < victim->stamp) {
-            victim = e;
-        }
-    }
     *hit = 0;
-    victim->valid = 0;
-    if (ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) != MLIP_OK ||
-        ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) !=
-            MLIP_OK) {
-        return NULL;
+    /* make room: evict least recently used entries while over the budget */
+    size_t need = len + floats * sizeof(float) + 64;
+    while (sim->wc_bytes + need > WCACHE_BUDGET) {
+        wcache_entry *lru = NULL;
+        for (uint32_t k = 0; k < sim->wc_n; k++) {
+            wcache_entry *e = &sim->wc[k];
+            if (e->raw_cap + e->cap != 0 && (lru == NULL || e->stamp < lru->stamp)) lru = e;
+        }
+        if (lru == NULL) break;
+        wcache_drop(sim, lru);
     }
+    /* a free slot, else a new one */
+    wcache_entry *victim = NULL;
+    for (uint32_t k = 0; k < sim->wc_n && victim == NULL; k++) {
+        if (!sim->wc[k].valid) victim = &sim->wc[k];
+    }
+    if (victim == NULL) {
+        if (sim->wc_n == sim->wc_cap) {
+            uint32_t cap = sim->wc_cap ? 2 * sim->wc_cap : 16;
+            wcache_entry *grown = realloc(sim->wc, (size_t)cap * sizeof *grown);
+            if (grown == NULL) {
+                fail(sim, MLIP_ERR_NOMEM, "out of memory (weights cache)");
+                return NULL;
+            }
+            memset(grown + sim->wc_cap, 0, (size_t)(cap - sim->wc_cap) * sizeof *grown);
+            sim->wc = grown;
+            sim->wc_cap = cap;
+        }
+        victim = &sim->wc[sim->wc_n++];
+    }
+    victim->valid = 0;
+    sim->wc_bytes -= victim->raw_cap + victim->cap;
+    int ok = ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) == MLIP_OK &&
+             ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) ==
+                 MLIP_OK;
+    sim->wc_bytes += victim->raw_cap + victim->cap;
+    if (!ok) return NULL;
     memcpy(victim->raw, raw, len);
     memcpy(victim->key, key, sizeof victim->key);
     victim->raw_len = len;
@@ -3470,10 +3501,11 @@ void mlip_sim_free(mlip_sim *sim)
         shadow_free(&sim->osh[t]);
         free(sim->xcache[t].buf);
     }
-    for (int k = 0; k < WCACHE_N; k++) {
+    for (uint32_t k = 0; k < sim->wc_n; k++) {
         free(sim->wc[k].raw);
         free(sim->wc[k].buf);
     }
+    free(sim->wc);
     shadow_free(&sim->dsh[0]);
     shadow_free(&sim->dsh[1]);
     free(sim->dram);
