@@ -15,7 +15,9 @@
 #include "mlip_isa.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,11 +132,34 @@ typedef struct wcache_entry {
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
 } wcache_entry;
 
+/* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
+ * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
+ * write disjoint outputs, so the results do not depend on which thread runs which part. */
+#define MLIP_MAX_THREADS 64
+typedef void (*part_fn)(void *ctx, int64_t part);
+
+typedef struct pool {
+    uint32_t n;                       /* worker threads started */
+    pthread_t th[MLIP_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t go;
+    pthread_cond_t done;
+    uint64_t gen;                     /* job number, bumped by pool_run */
+    int quit;
+    part_fn fn;
+    void *ctx;
+    int64_t parts;
+    atomic_llong next;                /* the next part to take */
+    uint32_t busy;                    /* workers not yet finished with job `gen` */
+} pool;
+
 struct mlip_sim {
     mlip_params p;
     mlip_machine m;                   /* the binary's machine record: every timing constant */
     int has_avx2;
     int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
+    pool pool;
+    int pool_init;                    /* pool.mu / go / done initialised */
     prep_cache xcache[MLIP_MAX_TILES];
     wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
@@ -1869,6 +1894,96 @@ static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t
     *hi = h;
 }
 
+/* ---- worker threads ------------------------------------------------------------------- */
+static void pool_parts(pool *p)
+{
+    for (;;) {
+        long long k = atomic_fetch_add(&p->next, 1);
+        if (k >= p->parts) return;
+        p->fn(p->ctx, (int64_t)k);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    pool *p = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        pool_parts(p);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* fn(ctx, k) for k in [0, parts): on the workers and this thread when there are workers and
+ * `parallel`, else in order on this thread */
+static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel)
+{
+    if (p->n == 0 || parts < 2 || !parallel) {
+        for (int64_t k = 0; k < parts; k++) fn(ctx, k);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->parts = parts;
+    atomic_store(&p->next, 0);
+    p->busy = p->n;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    pool_parts(p);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy != 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* start `threads - 1` workers; 0 if a thread could not be started (those started are kept
+ * and stopped by pool_stop) */
+static int pool_start(mlip_sim *sim, uint32_t threads)
+{
+    pool *p = &sim->pool;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) return 0;
+    if (pthread_cond_init(&p->go, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        return 0;
+    }
+    if (pthread_cond_init(&p->done, NULL) != 0) {
+        pthread_cond_destroy(&p->go);
+        pthread_mutex_destroy(&p->mu);
+        return 0;
+    }
+    sim->pool_init = 1;
+    for (uint32_t k = 0; k + 1 < threads; k++) {
+        if (pthread_create(&p->th[k], NULL, pool_worker, p) != 0) return 0;
+        p->n++;
+    }
+    return 1;
+}
+
+static void pool_stop(mlip_sim *sim)
+{
+    pool *p = &sim->pool;
+    if (!sim->pool_init) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t k = 0; k < p->n; k++) pthread_join(p->th[k], NULL);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->go);
+    pthread_mutex_destroy(&p->mu);
+    sim->pool_init = 0;
+    p->n = 0;
+}
+
 /* ---- prepared (fp32, transposed) operands, cached per tile --------------------------------
  * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
  * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
@@ -2340,6 +2455,81 @@ static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, i
     }
 }
 
+/* One CONV on the zero-padded input, cut into parts: (group, output block group, chunk of
+ * PB * CONV_CHUNK pixels); a block group is 2 adjacent 16-channel blocks where the AVX-512
+ * kernel runs, else 1.  Parts write disjoint outputs and read only X, W and the bias. */
+#define CONV_CHUNK 16
+typedef struct conv_job {
+    const mlip_sim *sim;
+    const conv_geo *g;
+    const float *X;
+    const float *W;
+    uint8_t *ocm;
+    int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
+    int64_t step;                     /* blocks per block group */
+    int64_t nbg;                      /* block groups per group */
+    int64_t nchunk;                   /* pixel chunks */
+    int odt, act, has_bias;
+    uint32_t oes;
+    float alpha, beta;
+} conv_job;
+
+static void conv_padded_part(void *ctx, int64_t part)
+{
+    const conv_job *j = ctx;
+    const conv_geo *g = j->g;
+    const mlip_sim *sim = j->sim;
+    int64_t chunk = part % j->nchunk, rest = part / j->nchunk;
+    int64_t gi = rest / j->nbg, obi = (rest % j->nbg) * j->step;
+    int64_t nb = obi + j->step <= j->nob ? j->step : j->nob - obi;
+    const float *wblk = j->W + (gi * j->nob + obi) * j->kk * OB;
+    int64_t ob = obi * OB;
+    int64_t on = j->ocg - ob < nb * OB ? j->ocg - ob : nb * OB;
+    float bias2[2 * OB];
+    for (int64_t o = 0; o < on; o++) bias2[o] = 0.0f;
+    if (j->has_bias) {
+        memcpy(bias2, j->ocm + g->b_addr + (uint64_t)(gi * j->ocg + ob) * 4, (size_t)on * 4);
+    }
+    int64_t pend = (chunk + 1) * PB * CONV_CHUNK;
+    if (pend > j->npix) pend = j->npix;
+    for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += PB) {
+        int64_t np = pend - p0 < PB ? pend - p0 : PB;
+        int64_t off[PB];
+        for (int64_t k = 0; k < PB; k++) {
+            int64_t p = p0 + (k < np ? k : np - 1);
+            int64_t r = p / g->ow, sc = p % g->ow;
+            off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
+                         g->ic + gi * j->icg;
+        }
+        float acc[2][PB][OB];
+#if MLIP_HAVE_AVX2_KERNEL
+        if (nb == 2) {
+            conv_block6p2_avx512(j->X, wblk, g, j->icg, j->iwp, off, acc);
+        } else if (sim->has_avx2) {
+            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+        } else
+#endif
+        {
+            conv_block_pc(j->X, wblk, g, j->icg, j->iwp, off, np, acc[0]);
+        }
+        for (int64_t k = 0; k < np; k++) {
+            uint8_t *orow = j->ocm + g->out_addr +
+                            (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
+            float v[2 * OB];
+            for (int64_t o = 0; o < on; o++) {
+                float a = acc[o / OB][k][o % OB];
+                v[o] = j->has_bias ? a + bias2[o] : a;
+            }
+            act_row(j->act, v, on, j->alpha, j->beta);
+            if (j->odt == MLIP_DT_FP16) {
+                f2h_row(sim, v, orow, on);
+            } else {
+                memcpy(orow, v, (size_t)on * 4);
+            }
+        }
+    }
+}
+
 static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn *in,
                          const conv_geo *g)
 {
@@ -2435,59 +2625,15 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
-        int64_t npix = g->oh * g->ow;
-        for (int64_t gi = 0; gi < g->groups; gi++) {
-            /* nb = 2 adjacent output blocks per kernel call where the AVX-512 kernel runs */
-            for (int64_t obi = 0; obi < nob;) {
-                const float *wblk = W + (gi * nob + obi) * kk * OB;
-                int64_t nb = sim->has_avx512 && obi + 1 < nob ? 2 : 1;
-                int64_t ob = obi * OB;
-                int64_t on = ocg - ob < nb * OB ? ocg - ob : nb * OB;
-                float bias2[2 * OB];
-                for (int64_t o = 0; o < on; o++) bias2[o] = 0.0f;
-                if (has_bias) {
-                    memcpy(bias2, ocm + g->b_addr + (uint64_t)(gi * ocg + ob) * 4,
-                           (size_t)on * 4);
-                }
-                for (int64_t p0 = 0; p0 < npix; p0 += PB) {
-                    int64_t np = npix - p0 < PB ? npix - p0 : PB;
-                    int64_t off[PB];
-                    for (int64_t k = 0; k < PB; k++) {
-                        int64_t p = p0 + (k < np ? k : np - 1);
-                        int64_t r = p / g->ow, sc = p % g->ow;
-                        off[k] = ((r * g->sh - g->pt + ptp) * iwp + sc * g->sw - g->pl + plp) *
-                                     g->ic + gi * icg;
-                    }
-                    float acc[2][PB][OB];
-#if MLIP_HAVE_AVX2_KERNEL
-                    if (nb == 2) {
-                        conv_block6p2_avx512(X, wblk, g, icg, iwp, off, acc);
-                    } else if (sim->has_avx2) {
-                        conv_block6p_avx2(X, wblk, g, icg, iwp, off, acc[0]);
-                    } else
-#endif
-                    {
-                        conv_block_pc(X, wblk, g, icg, iwp, off, np, acc[0]);
-                    }
-                    for (int64_t k = 0; k < np; k++) {
-                        uint8_t *orow = ocm + g->out_addr +
-                                        (uint64_t)((p0 + k) * g->ops + gi * ocg + ob) * oes;
-                        float v[2 * OB];
-                        for (int64_t o = 0; o < on; o++) {
-                            float a = acc[o / OB][k][o % OB];
-                            v[o] = has_bias ? a + bias2[o] : a;
-                        }
-                        act_row(in->act, v, on, alpha, beta);
-                        if (odt == MLIP_DT_FP16) {
-                            f2h_row(sim, v, orow, on);
-                        } else {
-                            memcpy(orow, v, (size_t)on * 4);
-                        }
-                    }
-                }
-                obi += nb;
-            }
-        }
+        conv_job job = {sim, g, X, W, ocm, icg, ocg, nob, kk, iwp, ptp, plp, g->oh * g->ow,
+                        sim->has_avx512 ? 2 : 1, 0, 0, odt, in->act, has_bias, oes, alpha,
+                        beta};
+        job.nbg = (nob + job.step - 1) / job.step;
+        job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
+        /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
+        uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
+        pool_run(&sim->pool, conv_padded_part, &job, g->groups * job.nbg * job.nchunk,
+                 macs >= ((uint64_t)1 << 21));
         return MLIP_OK;
     }
     for (int64_t gi = 0; gi < g->groups; gi++) {
@@ -3459,6 +3605,7 @@ void mlip_default_params(mlip_params *p)
     p->check_deps = 1;
     p->portable = 0;
     p->no_avx512 = 0;
+    p->threads = 1;
     p->max_insn_work = (uint64_t)1 << 34;
     p->max_dram_bytes = (uint64_t)1 << 31;
 }
@@ -3496,6 +3643,7 @@ static int shadow_alloc(shadow *sh, uint64_t n, uint64_t base, uint32_t nr,
 void mlip_sim_free(mlip_sim *sim)
 {
     if (sim == NULL) return;
+    pool_stop(sim);
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
         shadow_free(&sim->osh[t]);
@@ -3560,6 +3708,18 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     }
     if (sim->p.portable) {
         sim->has_avx2 = 0;
+    }
+    if (sim->p.threads > MLIP_MAX_THREADS) {
+        int code = fail(sim, MLIP_ERR_ARG, "threads = %u, at most %d", sim->p.threads,
+                        MLIP_MAX_THREADS);
+        mlip_sim_free(sim);
+        return code;
+    }
+    if (sim->p.threads > 1 && !pool_start(sim, sim->p.threads)) {
+        int code = fail(sim, MLIP_ERR_NOMEM, "cannot start %u simulator threads",
+                        sim->p.threads);
+        mlip_sim_free(sim);
+        return code;
     }
     int rc = validate_model(sim, data ? data : (const uint8_t *)"", size);
     if (rc != MLIP_OK) {

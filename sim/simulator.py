@@ -61,8 +61,13 @@ class TimingParams:
     no_avx512: bool = False
     max_insn_work: int = 1 << 34
     max_dram_bytes: int = 1 << 31
+    threads: int = 1
 
     def __post_init__(self):
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or \
+                not 1 <= self.threads <= 64:
+            raise MrvlError(f"simulator option threads = {self.threads!r} must be an integer "
+                            f"from 1 to 64")
         for name in ("max_insn_work", "max_dram_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
