@@ -1592,7 +1592,10 @@ static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t
         if (ss == 0 && ds == 2) { /* a broadcast into a contiguous row: a vectorisable fill */
             uint16_t v;
             memcpy(&v, src, 2);
-            for (uint64_t i = 0; i < n; i++) memcpy(dst + 2 * i, &v, 2);
+            const uint64_t four = v * 0x0001000100010001ull;
+            uint64_t i = 0;
+            for (; i + 4 <= n; i += 4) memcpy(dst + 2 * i, &four, 8);
+            for (; i < n; i++) memcpy(dst + 2 * i, &v, 2);
             return;
         }
         for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 2);
@@ -2516,9 +2519,10 @@ static void conv_padded_part(void *ctx, int64_t part)
             uint8_t *orow = j->ocm + g->out_addr +
                             (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
             float v[2 * OB];
-            for (int64_t o = 0; o < on; o++) {
-                float a = acc[o / OB][k][o % OB];
-                v[o] = j->has_bias ? a + bias2[o] : a;
+            memcpy(v, acc[0][k], OB * sizeof(float));
+            if (nb == 2) memcpy(v + OB, acc[1][k], OB * sizeof(float));
+            if (j->has_bias) {
+                for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
             }
             act_row(j->act, v, on, j->alpha, j->beta);
             if (j->odt == MLIP_DT_FP16) {
@@ -2609,8 +2613,16 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
     if (X == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
-        if (padded) {
-            memset(X, 0, nx * sizeof(float));
+        if (padded) { /* zero the border only: the rows above and below, the columns left
+                        * and right of every input row */
+            size_t rowf = (size_t)(iwp * g->ic);
+            memset(X, 0, (size_t)ptp * rowf * sizeof(float));
+            memset(X + (size_t)(ptp + g->ih) * rowf, 0, (size_t)pbp * rowf * sizeof(float));
+            for (int64_t y = ptp; y < ptp + g->ih; y++) {
+                float *xr = X + (size_t)y * rowf;
+                memset(xr, 0, (size_t)(plp * g->ic) * sizeof(float));
+                memset(xr + (plp + g->iw) * g->ic, 0, (size_t)(prp * g->ic) * sizeof(float));
+            }
         }
         for (int64_t p = 0; p < g->ih * g->iw; p++) {
             int64_t dst = padded ? ((p / g->iw + ptp) * iwp + p % g->iw + plp) * g->ic
@@ -2956,7 +2968,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     int sdt = in->src_dtype, odt = in->dst_dtype;
     uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
     TRY(ocm_mark_rows(ac, lt, aa, rows, cols * es, ars * es, 0));
-    if (sim->p.check_deps) { /* one mark per row, contiguous or not */
+    if (bcs == 1) { /* rows that continue each other: one mark */
+        TRY(ocm_mark_rows(ac, lt, ba, rows, cols * es, brs * es, 0));
+    } else if (sim->p.check_deps) { /* one mark per row, contiguous or not */
         TRY(shadow_mark_rows(ac, &sim->osh[lt], ba, rows, ((cols - 1) * bcs + 1) * es,
                              brs * es, 0, ac->s % 3, MLIP_OCM_GRANULE, (int)(sim->tile0 + lt)));
     }
@@ -3145,12 +3159,19 @@ static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uin
 {
     uint64_t run_lo = 0, run_hi = 0;
     mark_batch b = {0, 0, 0, 0};
+    /* rows of the innermost loop that continue each other: one row of dim[2] * dim[3] (the
+     * run below would join them anyway) */
+    uint64_t d2 = dim[2], d3 = dim[3];
+    if (st[3] == 1 && st[2] == dim[3]) {
+        d3 = dim[2] * dim[3];
+        d2 = dim[2] != 0;
+    }
     for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
         for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
-            for (uint64_t i2 = 0; i2 < dim[2]; i2++) {
+            for (uint64_t i2 = 0; i2 < d2; i2++) {
                 uint64_t row = base + (i0 * st[0] + i1 * st[1] + i2 * st[2]) * es;
                 if (st[3] == 1) {
-                    uint64_t hi = row + dim[3] * es;
+                    uint64_t hi = row + d3 * es;
                     if (run_hi > run_lo && row == run_hi) {
                         run_hi = hi;
                         continue;
@@ -3198,9 +3219,18 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
     }
     uint64_t bytes = dim[0] * dim[1] * dim[2] * dim[3] * es;
     TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
+    /* rows of the innermost loop that continue each other (stride = row) as one row */
     uint64_t row_bytes = dim[3] * es, k = 0;
+    int src_joined = ss[3] == 1 && ss[2] == dim[3] && dim[2] != 0;
+    int dst_joined = ds[3] == 1 && ds[2] == dim[3] && dim[2] != 0;
     for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
         for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+            if (src_joined) {
+                memcpy(sim->tbuf + k, sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1]) * es,
+                       dim[2] * row_bytes);
+                k += dim[2] * row_bytes;
+                continue;
+            }
             for (uint64_t i2 = 0; i2 < dim[2]; i2++, k += row_bytes) {
                 const uint8_t *srow =
                     sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
@@ -3220,6 +3250,12 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
         k = 0;
         for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
             for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+                if (dst_joined) {
+                    memcpy(sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1]) * es, sim->tbuf + k,
+                           dim[2] * row_bytes);
+                    k += dim[2] * row_bytes;
+                    continue;
+                }
                 for (uint64_t i2 = 0; i2 < dim[2]; i2++, k += row_bytes) {
                     uint8_t *drow =
                         sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
