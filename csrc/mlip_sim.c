@@ -1755,14 +1755,15 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
     /* without padding or conversion, rows that continue each other on both sides (row stride
-     * = row length in OCM and in DRAM) are copied as one longer row: the same bytes */
-    int unpadded = same && os[3] == 1 && ds[3] == 1;
+     * = row length in OCM and in DRAM, or 0 in DRAM for a broadcast of one element) are
+     * copied as one longer row: the same bytes */
+    int unpadded = same && os[3] == 1 && ds[3] <= 1;
     for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
     if (unpadded) {
         for (int d = 2; d >= 0; d--) {
             int inner_units = 1;
             for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
-            if (inner_units && os[d] == dim[3] && ds[d] == dim[3]) {
+            if (inner_units && os[d] == dim[3] && ds[d] == dim[3] * ds[3]) {
                 dim[3] *= dim[d];
                 src[3] = dim[3];
                 dim[d] = src[d] = 1;
@@ -2333,47 +2334,6 @@ __attribute__((target("avx2"))) static void transpose16_avx2(const float *rows, 
     }
 }
 
-/* one depthwise output pixel: acc[c] = sum over the taps (i, j) in order of x * w (separate
- * multiply and add, as the scalar loop), then + bias[c] if bias != NULL; channels are
- * independent, so 8 at a time gives the scalar loop's bits */
-__attribute__((target("avx2"))) static void dw_pixel_avx2(const float *X, const float *W,
-                                                          const conv_geo *g, int64_t r,
-                                                          int64_t s, int64_t i0, int64_t i1,
-                                                          int64_t j0, int64_t j1,
-                                                          const float *bias, float *acc)
-{
-    int64_t C = g->ic, c = 0;
-    for (; c + 8 <= C; c += 8) {
-        __m256 v = _mm256_setzero_ps();
-        for (int64_t i = i0; i < i1; i++) {
-            int64_t y = r * g->sh + i * g->dh - g->pt;
-            for (int64_t j = j0; j < j1; j++) {
-                int64_t x = s * g->sw + j * g->dw - g->pl;
-                __m256 xv = _mm256_loadu_ps(X + (y * g->iw + x) * C + c);
-                __m256 wv = _mm256_loadu_ps(W + (i * g->kw + j) * C + c);
-                v = _mm256_add_ps(v, _mm256_mul_ps(xv, wv));
-            }
-        }
-        if (bias != NULL) {
-            v = _mm256_add_ps(v, _mm256_loadu_ps(bias + c));
-        }
-        _mm256_storeu_ps(acc + c, v);
-    }
-    for (; c < C; c++) {
-        float v = 0.0f;
-        for (int64_t i = i0; i < i1; i++) {
-            int64_t y = r * g->sh + i * g->dh - g->pt;
-            for (int64_t j = j0; j < j1; j++) {
-                int64_t x = s * g->sw + j * g->dw - g->pl;
-                v += X[(y * g->iw + x) * C + c] * W[(i * g->kw + j) * C + c];
-            }
-        }
-        if (bias != NULL) {
-            v += bias[c];
-        }
-        acc[c] = v;
-    }
-}
 #else
 #define MLIP_HAVE_AVX2_KERNEL 0
 #endif
@@ -2624,10 +2584,13 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                 memset(xr + (plp + g->iw) * g->ic, 0, (size_t)(prp * g->ic) * sizeof(float));
             }
         }
-        for (int64_t p = 0; p < g->ih * g->iw; p++) {
+        /* pixels that follow each other (pixel stride = channels): a whole input row (or
+         * the whole input) per conversion */
+        int64_t run = g->ips != g->ic ? 1 : padded ? g->iw : g->ih * g->iw;
+        for (int64_t p = 0; p < g->ih * g->iw; p += run) {
             int64_t dst = padded ? ((p / g->iw + ptp) * iwp + p % g->iw + plp) * g->ic
                                  : p * g->ic;
-            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, g->ic);
+            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, run * g->ic);
         }
         sim->xcache[lt].valid = 1;
     }
@@ -2704,6 +2667,68 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     return MLIP_OK;
 }
 
+/* One depthwise output pixel: acc[c] = sum over the taps (i, j) in order of x * w (separate
+ * multiply and add), then + bias[c] if bias != NULL.  Channels are independent, so 8 lanes
+ * of a GCC vector give each channel the scalar loop's bits.  One body, compiled twice: for
+ * AVX2 and for the baseline (dw_pixel_avx2 / dw_pixel_c). */
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) void
+dw_pixel_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
+              int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)
+{
+    int64_t C = g->ic, c = 0;
+    for (; c + 8 <= C; c += 8) {
+        v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                v8f xv, wv;
+                memcpy(&xv, X + (y * g->iw + x) * C + c, sizeof xv);
+                memcpy(&wv, W + (i * g->kw + j) * C + c, sizeof wv);
+                v = v + xv * wv;
+            }
+        }
+        if (bias != NULL) {
+            v8f bv;
+            memcpy(&bv, bias + c, sizeof bv);
+            v = v + bv;
+        }
+        memcpy(acc + c, &v, sizeof v);
+    }
+    for (; c < C; c++) {
+        float v = 0.0f;
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                v += X[(y * g->iw + x) * C + c] * W[(i * g->kw + j) * C + c];
+            }
+        }
+        if (bias != NULL) {
+            v += bias[c];
+        }
+        acc[c] = v;
+    }
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2"))) static void
+dw_pixel_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
+              int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)
+{
+    dw_pixel_body(X, W, g, r, s, i0, i1, j0, j1, bias, acc);
+}
+#endif
+
+static void dw_pixel_c(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
+                       int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias,
+                       float *acc)
+{
+    dw_pixel_body(X, W, g, r, s, i0, i1, j0, j1, bias, acc);
+}
+
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
 static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
 {
@@ -2711,10 +2736,16 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     size_t nin = (size_t)(g->ih * g->iw * C);
     size_t nw = (size_t)(g->kh * g->kw * C);
     TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
-    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap, (nw + 2 * (size_t)C) * sizeof(float)));
-    float *X = sim->fbuf, *W = sim->wbuf, *acc = sim->wbuf + nw, *bias = acc + C;
-    for (int64_t p = 0; p < g->ih * g->iw; p++) {
-        h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, C);
+    /* output pixels that follow each other (pixel stride = channels): activation and
+     * conversion once per output row */
+    int64_t rowpix = g->ops == C ? g->ow : 1;
+    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap,
+               (nw + (size_t)((rowpix + 1) * C)) * sizeof(float)));
+    float *W = sim->wbuf, *bias = sim->wbuf + nw, *accrow = bias + C;
+    float *X = sim->fbuf;
+    int64_t run = g->ips == C ? g->ih * g->iw : 1; /* contiguous pixels: one conversion */
+    for (int64_t p = 0; p < g->ih * g->iw; p += run) {
+        h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, run * C);
     }
     for (int64_t c = 0; c < C; c++) {
         for (int64_t t = 0; t < g->kh * g->kw; t++) {
@@ -2729,38 +2760,32 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     }
     int odt = in->dst_dtype;
     uint32_t oes = DT_SIZE[odt];
+    float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     for (int64_t r = 0; r < g->oh; r++) {
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
         for (int64_t s = 0; s < g->ow; s++) {
             int64_t j0, j1;
             tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-            uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
+            float *acc = accrow + (s % rowpix) * C;
 #if MLIP_HAVE_AVX2_KERNEL
             if (sim->has_avx2) {
                 dw_pixel_avx2(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
             } else
 #endif
             {
-                for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
-                for (int64_t i = i0; i < i1; i++) {
-                    int64_t y = r * g->sh + i * g->dh - g->pt;
-                    for (int64_t j = j0; j < j1; j++) {
-                        int64_t x = s * g->sw + j * g->dw - g->pl;
-                        const float *xp = X + (y * g->iw + x) * C;
-                        const float *wp = W + (i * g->kw + j) * C;
-                        for (int64_t c = 0; c < C; c++) acc[c] += xp[c] * wp[c];
-                    }
-                }
-                if (has_bias) {
-                    for (int64_t c = 0; c < C; c++) acc[c] += bias[c];
-                }
+                dw_pixel_c(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
             }
-            act_row(in->act, acc, C, in->fparam[MLIP_FP_ACT_ALPHA], in->fparam[MLIP_FP_ACT_BETA]);
+            if (s % rowpix != rowpix - 1) {
+                continue;
+            }
+            int64_t first = s + 1 - rowpix;
+            uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + first) * g->ops) * oes;
+            act_row(in->act, accrow, rowpix * C, alpha, beta);
             if (odt == MLIP_DT_FP16) {
-                f2h_row(sim, acc, orow, C);
+                f2h_row(sim, accrow, orow, rowpix * C);
             } else {
-                memcpy(orow, acc, (size_t)C * 4);
+                memcpy(orow, accrow, (size_t)(rowpix * C) * 4);
             }
         }
     }
