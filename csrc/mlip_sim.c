@@ -3142,6 +3142,18 @@ static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     return MLIP_OK;
 }
 
+/* memcpy of a short row without a library call for the common sizes (channel slices) */
+static inline void copy_row(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+    if (n > 64) {
+        memcpy(dst, src, n);
+        return;
+    }
+    uint64_t k = 0;
+    for (; k + 16 <= n; k += 16) memcpy(dst + k, src + k, 16);
+    for (; k < n; k++) dst[k] = src[k];
+}
+
 /* Byte ranges of equal length at a constant stride, collected so that they are marked by one
  * shadow_mark_rows call (the same effect as one ocm_mark per range, in order). */
 typedef struct mark_batch {
@@ -3260,7 +3272,7 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
                 const uint8_t *srow =
                     sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
                 if (ss[3] == 1) {
-                    memcpy(sim->tbuf + k, srow, row_bytes);
+                    copy_row(sim->tbuf + k, srow, row_bytes);
                     continue;
                 }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
@@ -3285,7 +3297,7 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
                     uint8_t *drow =
                         sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
                     if (ds[3] == 1) {
-                        memcpy(drow, sim->tbuf + k, row_bytes);
+                        copy_row(drow, sim->tbuf + k, row_bytes);
                         continue;
                     }
                     for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
@@ -3303,7 +3315,8 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
 }
 
 /* ---- scheduler ---------------------------------------------------------------------------- */
-static int pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_time)
+static inline __attribute__((always_inline)) int
+pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_time)
 {
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
