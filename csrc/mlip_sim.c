@@ -36,6 +36,9 @@ static const char *const Q_NAMES[MLIP_NUM_QUEUES] = {"dma_in", "compute", "dma_o
 static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish"};
 static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 
+/* 8 fp32 lanes (GCC vector extension): kernels written once and compiled per target */
+typedef float v8f __attribute__((vector_size(32)));
+
 /* ---- shadow memory entries ------------------------------------------------------------- */
 /* Shadow memory for the dependency rule, one entry per granule, stored field by field so
  * the common bulk operations (scan a range for its writers, fill a range with a reader's
@@ -2150,56 +2153,7 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
-/* Same as conv_block6_avx2 on a zero-padded input: pixel k starts at X + off[k] (any 6
- * pixels, rows may differ) and every kernel tap (i, j) is at + (i*dh*iwp + j*dw) * ic. */
-__attribute__((target("avx2,fma"))) static void
-conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                  int64_t iwp, const int64_t off[6], float out[6][OB])
-{
-    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-    __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-    __m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-    __m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
-    const float *wp = wblk;
-    for (int64_t i = 0; i < g->kh; i++) {
-        for (int64_t j = 0; j < g->kw; j++) {
-            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-                __m256 b = _mm256_broadcast_ss(x0 + c);
-                a00 = _mm256_fmadd_ps(b, w0, a00);
-                a01 = _mm256_fmadd_ps(b, w1, a01);
-                b = _mm256_broadcast_ss(x1 + c);
-                a10 = _mm256_fmadd_ps(b, w0, a10);
-                a11 = _mm256_fmadd_ps(b, w1, a11);
-                b = _mm256_broadcast_ss(x2 + c);
-                a20 = _mm256_fmadd_ps(b, w0, a20);
-                a21 = _mm256_fmadd_ps(b, w1, a21);
-                b = _mm256_broadcast_ss(x3 + c);
-                a30 = _mm256_fmadd_ps(b, w0, a30);
-                a31 = _mm256_fmadd_ps(b, w1, a31);
-                b = _mm256_broadcast_ss(x4 + c);
-                a40 = _mm256_fmadd_ps(b, w0, a40);
-                a41 = _mm256_fmadd_ps(b, w1, a41);
-                b = _mm256_broadcast_ss(x5 + c);
-                a50 = _mm256_fmadd_ps(b, w0, a50);
-                a51 = _mm256_fmadd_ps(b, w1, a51);
-            }
-        }
-    }
-    _mm256_storeu_ps(out[0], a00); _mm256_storeu_ps(out[0] + 8, a01);
-    _mm256_storeu_ps(out[1], a10); _mm256_storeu_ps(out[1] + 8, a11);
-    _mm256_storeu_ps(out[2], a20); _mm256_storeu_ps(out[2] + 8, a21);
-    _mm256_storeu_ps(out[3], a30); _mm256_storeu_ps(out[3] + 8, a31);
-    _mm256_storeu_ps(out[4], a40); _mm256_storeu_ps(out[4] + 8, a41);
-    _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
-}
-
-/* conv_block6p_avx2 on two adjacent 16-channel blocks at once (AVX-512F): wblk is the first
+/* conv_block6p on two adjacent 16-channel blocks at once (AVX-512F): wblk is the first
  * block, the second is wblk + kk * OB (kk = kh * kw * icg); out[b][k][o] for block b.  Every
  * output's accumulation order is the same (i, j, c) sequence as the one-block kernels, so the
  * results are identical to theirs and to the portable loop. */
@@ -2371,27 +2325,6 @@ static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t
     }
 }
 
-/* portable version of conv_block6p_avx2 (np pixels) */
-static void conv_block_pc(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                          int64_t iwp, const int64_t off[PB], int64_t np, float acc[PB][OB])
-{
-    memset(acc, 0, sizeof(float) * PB * OB);
-    const float *wp = wblk;
-    for (int64_t i = 0; i < g->kh; i++) {
-        for (int64_t j = 0; j < g->kw; j++) {
-            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                for (int64_t k = 0; k < np; k++) {
-                    float v = xb[off[k] + c];
-                    for (int o = 0; o < OB; o++) {
-                        acc[k][o] += v * wp[o];
-                    }
-                }
-            }
-        }
-    }
-}
-
 /* portable version of the block kernel (same contract as conv_block6_avx2) */
 static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
                          int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
@@ -2416,6 +2349,67 @@ static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, i
             }
         }
     }
+}
+
+/* 6 output pixels x 16 output channels on a zero-padded input: pixel k starts at X + off[k]
+ * (any 6 pixels, rows may differ; repeat the last one to fill), every kernel tap (i, j) is
+ * at + (i*dh*iwp + j*dw) * ic; the weights of the 16-channel block are contiguous:
+ * wblk[((i * kw + j) * icg + c) * OB + o].  Accumulation order per output: (i, j, c) as
+ * documented.  One body, compiled twice: for AVX2+FMA (conv_block6p_avx2, where a + x * w
+ * may become one fused multiply-add: the product of two fp16 values is exact in fp32, so
+ * that equals multiply then add) and for the baseline (conv_block6p_c). */
+static inline __attribute__((always_inline)) void
+conv_block6p_body(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                  int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    const float *wp = wblk;
+    for (int64_t i = 0; i < g->kh; i++) {
+        for (int64_t j = 0; j < g->kw; j++) {
+            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                v8f w0, w1;
+                memcpy(&w0, wp, sizeof w0);
+                memcpy(&w1, wp + 8, sizeof w1);
+                a00 = a00 + x0[c] * w0;
+                a01 = a01 + x0[c] * w1;
+                a10 = a10 + x1[c] * w0;
+                a11 = a11 + x1[c] * w1;
+                a20 = a20 + x2[c] * w0;
+                a21 = a21 + x2[c] * w1;
+                a30 = a30 + x3[c] * w0;
+                a31 = a31 + x3[c] * w1;
+                a40 = a40 + x4[c] * w0;
+                a41 = a41 + x4[c] * w1;
+                a50 = a50 + x5[c] * w0;
+                a51 = a51 + x5[c] * w1;
+            }
+        }
+    }
+    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
+    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
+    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
+    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
+    memcpy(out[4], &a40, 32); memcpy(out[4] + 8, &a41, 32);
+    memcpy(out[5], &a50, 32); memcpy(out[5] + 8, &a51, 32);
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void
+conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                  int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    conv_block6p_body(X, wblk, g, icg, iwp, off, out);
+}
+#endif
+
+static void conv_block6p_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                           int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    conv_block6p_body(X, wblk, g, icg, iwp, off, out);
 }
 
 /* One CONV on the zero-padded input, cut into parts: (group, output block group, chunk of
@@ -2473,7 +2467,7 @@ static void conv_padded_part(void *ctx, int64_t part)
         } else
 #endif
         {
-            conv_block_pc(j->X, wblk, g, j->icg, j->iwp, off, np, acc[0]);
+            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
         }
         for (int64_t k = 0; k < np; k++) {
             uint8_t *orow = j->ocm + g->out_addr +
@@ -2671,8 +2665,6 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
  * multiply and add), then + bias[c] if bias != NULL.  Channels are independent, so 8 lanes
  * of a GCC vector give each channel the scalar loop's bits.  One body, compiled twice: for
  * AVX2 and for the baseline (dw_pixel_avx2 / dw_pixel_c). */
-typedef float v8f __attribute__((vector_size(32)));
-
 static inline __attribute__((always_inline)) void
 dw_pixel_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
               int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)

@@ -334,8 +334,9 @@ def test_eltwise_fp16_contiguous_rows_clip(func):
         ref = store_ref(act_ref(op(a.astype(F32), b.astype(F32)), Act.CLIP, -0.75, 1.25),
                         DType.FP16)
     for timing in KERNEL_PATHS:
-        (y,), _ = raw_outputs(pb, 1, timing=timing)
+        (y,), report = raw_outputs(pb, 1, timing=timing)
         assert same(y, ref)
+        assert report["nonfinite_outputs"] == np.count_nonzero(~np.isfinite(ref))
 
 
 @pytest.mark.parametrize("func", list(EltFunc))
