@@ -2927,6 +2927,12 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     float zp = is_int ? (float)in->in_zp : 0.0f;
     for (int64_t q = 0; q < ih * iw; q++) {
         const uint8_t *src = ocm + in_addr + (uint64_t)(q * ips) * es;
+        if (sdt == MLIP_DT_FP16) { /* the loop below, converting the row at once */
+            float *xr = X + q * C;
+            h2f_row(sim, src, xr, C);
+            for (int64_t ch = 0; ch < C; ch++) xr[ch] = xr[ch] - zp;
+            continue;
+        }
         for (int64_t ch = 0; ch < C; ch++) {
             X[q * C + ch] = ld_elem(src + ch * es, sdt) - zp;
         }
@@ -2954,6 +2960,18 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
             }
             int64_t div = (in->flags & MLIP_F_COUNT_PAD) ? kh * kw : count;
             uint8_t *orow = ocm + out_addr + (uint64_t)((r * ow + s) * ops) * oes;
+            if (odt == MLIP_DT_FP16 && count != 0) { /* the loop below, a row at a time */
+                if (!is_max) {
+                    for (int64_t ch = 0; ch < C; ch++) acc[ch] = acc[ch] / (float)div;
+                }
+                act_row(in->act, acc, C, in->fparam[MLIP_FP_ACT_ALPHA],
+                        in->fparam[MLIP_FP_ACT_BETA]);
+                if (scale) {
+                    for (int64_t ch = 0; ch < C; ch++) acc[ch] = acc[ch] * sc;
+                }
+                f2h_row(sim, acc, orow, C);
+                continue;
+            }
             for (int64_t ch = 0; ch < C; ch++) {
                 float v;
                 if (count == 0) {

@@ -294,6 +294,32 @@ def test_pool_fp16(func, count_pad):
     assert same(y, store_ref(pool_ref(x, func, k, s, p, (OH, OW), count_pad), DType.FP16))
 
 
+@pytest.mark.parametrize("func", [PoolFunc.MAX, PoolFunc.AVG])
+def test_pool_fp16_specials_activation_scale(func):
+    """fp16 POOL with NaN / infinities / -0 inputs, a fused CLIP and the scale flag, on every
+    kernel path (the fp16 rows are converted and stored a row at a time)."""
+    H, W, C = 6, 7, 19
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    x[0, 0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    x[3, 3, 5] = np.inf
+    OH, OW = (H + 2 - 3) // 2 + 1, (W + 2 - 3) // 2 + 1
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    oa = pb.alloc(0, OH * OW * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.POOL, func=func, in_addr=xa, ih=H, iw=W, c=C, in_pix_stride=C, out_addr=oa,
+        oh=OH, ow=OW, out_pix_stride=C, kh=3, kw=3, sh=2, sw=2, pad_t=1, pad_l=1,
+        act=Act.CLIP, alpha=-0.5, beta=0.75, scale=1.5, scale_flag=True,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (OH, OW, C), DType.FP16)
+    with np.errstate(invalid="ignore"):
+        v = act_ref(pool_ref(x, func, (3, 3), (2, 2), (1, 1), (OH, OW)), Act.CLIP, -0.5, 0.75)
+        ref = store_ref(v * F32(1.5), DType.FP16)
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
+        assert same(y, ref)
+
+
 def test_global_avg_pool_int8_scaled():
     H, W, C = 7, 7, 6
     x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)
