@@ -2416,6 +2416,9 @@ static void conv_block6p_c(const float *X, const float *wblk, const conv_geo *g,
  * PB * CONV_CHUNK pixels); a block group is 2 adjacent 16-channel blocks where the AVX-512
  * kernel runs, else 1.  Parts write disjoint outputs and read only X, W and the bias. */
 #define CONV_CHUNK 16
+#ifndef CONV_THREAD_MACS
+#define CONV_THREAD_MACS ((uint64_t)1 << 23) /* least work handed to the threads */
+#endif
 typedef struct conv_job {
     const mlip_sim *sim;
     const conv_geo *g;
@@ -2602,7 +2605,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
         uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
         pool_run(&sim->pool, conv_padded_part, &job, g->groups * job.nbg * job.nchunk,
-                 macs >= ((uint64_t)1 << 21));
+                 macs >= CONV_THREAD_MACS);
         return MLIP_OK;
     }
     for (int64_t gi = 0; gi < g->groups; gi++) {
