@@ -2,13 +2,16 @@
 
 For every in-repo model (`mrvl.models.MODELS`) and the PP-LCNet-0.25-style classifier
 (`mrvl.models.pp_lcnet`): compile (fp16, 8 tiles by default), load with `api.load`, and time
-`model.run(feeds)` against an onnxruntime `session.run` of the original model with the same
-number of intra-op threads, median of N each (interleaved, so machine load hits both alike).
-Prints the ratio sim / onnxruntime and the per-run fixed cost: the median wall time of a run
-minus the time the C core spends in `mlip_sim_run` and the CPU steps spend in onnxruntime
-(Python-side conversions, report building, step borders).
+`model.run(feeds)` against an onnxruntime `session.run` of the original model, median of N
+each (interleaved, so machine load hits both alike).  Two columns: 1 thread (onnxruntime with
+1 intra-op thread, `api.load(threads=1)`) and 2 threads (onnxruntime with 2, `api.load(
+threads=2)`; `threads` sets the onnxruntime threads of the model's CPU steps, the C core
+simulates the tiles on one thread).  Prints the ratios sim / onnxruntime and the per-run fixed
+cost (1 thread): the median wall time of a run minus the time the C core spends in
+`mlip_sim_run` and the CPU steps spend in onnxruntime (Python-side conversions, report
+building, step borders).
 
-    .venv/bin/python bench/bench_sim_speed.py [--repeat 5] [--tiles 8] [--threads 1]
+    .venv/bin/python bench/bench_sim_speed.py [--repeat 5] [--tiles 8] [--threads 1,2]
                                               [--models mnist_cnn,pp_lcnet] [--build-root DIR]
 """
 
@@ -64,18 +67,22 @@ class _TimedLib:
         return getattr(self._lib, name)
 
 
+def _session(onnx_model, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx_model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
 def bench_model(name: str, root: Path, tiles: int, threads: int, repeat: int) -> dict:
     onnx_model = BUILDERS[name]()
     feeds = example_inputs(onnx_model)
     build = root / name
     if not (build / "manifest.json").is_file():
         api.compile(onnx_model, build, num_tiles=tiles, quantize="fp16")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = _session(onnx_model, threads)
     sim_times, ort_times, fixed = [], [], []
     with api.load(build, threads=threads) as model:
         timer = CoreTimer()
@@ -94,7 +101,7 @@ def bench_model(name: str, root: Path, tiles: int, threads: int, repeat: int) ->
             session.run(None, feeds)
             ort_times.append(time.perf_counter() - start)
     sim_s, ort_s = statistics.median(sim_times), statistics.median(ort_times)
-    return {"model": name, "sim_ms": sim_s * 1e3, "ort_ms": ort_s * 1e3,
+    return {"model": name, "threads": threads, "sim_ms": sim_s * 1e3, "ort_ms": ort_s * 1e3,
             "ratio": sim_s / ort_s, "fixed_ms": statistics.median(fixed) * 1e3}
 
 
@@ -102,19 +109,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tiles", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated thread counts, one column each (default 1,2)")
     parser.add_argument("--models", default=",".join(BUILDERS))
     parser.add_argument("--build-root", type=Path, default=None,
                         help="keep (and reuse) the build directories here")
     args = parser.parse_args(argv)
+    counts = [int(t) for t in args.threads.split(",")]
     with tempfile.TemporaryDirectory(prefix="mrvl-simspeed-") as scratch:
         root = args.build_root if args.build_root is not None else Path(scratch)
-        print(f"fp16, {args.tiles} tiles, {args.threads} thread(s), median of {args.repeat}")
-        print(f"{'model':<14} {'sim ms':>9} {'ort ms':>9} {'sim/ort':>8} {'fixed ms':>9}")
+        print(f"fp16, {args.tiles} tiles, median of {args.repeat}; per thread count: sim ms, "
+              f"onnxruntime ms, sim/ort")
+        head = "".join(f" {f'sim@{t}':>9} {f'ort@{t}':>9} {f'ratio@{t}':>8}" for t in counts)
+        print(f"{'model':<14}{head} {'fixed ms':>9}")
         for name in args.models.split(","):
-            r = bench_model(name, root, args.tiles, args.threads, args.repeat)
-            print(f"{r['model']:<14} {r['sim_ms']:>9.2f} {r['ort_ms']:>9.2f} "
-                  f"{r['ratio']:>7.2f}x {r['fixed_ms']:>9.3f}", flush=True)
+            rows = [bench_model(name, root, args.tiles, t, args.repeat) for t in counts]
+            cells = "".join(f" {r['sim_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x"
+                            for r in rows)
+            print(f"{name:<14}{cells} {rows[0]['fixed_ms']:>9.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@
 #include "mlip_isa.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,9 @@ static const char *const OP_NAMES[MLIP_NUM_OPCODES] = {
 static const char *const Q_NAMES[MLIP_NUM_QUEUES] = {"dma_in", "compute", "dma_out"};
 static const char *const SEC_NAMES[MLIP_NUM_SECTIONS] = {"init", "main", "finish"};
 static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
+
+/* 8 fp32 lanes (GCC vector extension): kernels written once and compiled per target */
+typedef float v8f __attribute__((vector_size(32)));
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
 /* Shadow memory for the dependency rule, one entry per granule, stored field by field so
@@ -116,8 +121,9 @@ typedef struct prep_cache {
     size_t cap;
 } prep_cache;
 
-/* fp32 weights shared by all tiles, validated by comparing the raw fp16 bytes */
-#define WCACHE_N 4
+/* fp32 weights shared by all tiles and kept across inferences, validated by comparing the
+ * raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + converted), least recently used evicted */
+#define WCACHE_BUDGET ((size_t)256 << 20)
 typedef struct wcache_entry {
     int valid;
     uint64_t key[PREP_KEYS];
@@ -130,12 +136,39 @@ typedef struct wcache_entry {
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
 } wcache_entry;
 
+/* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
+ * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
+ * write disjoint outputs, so the results do not depend on which thread runs which part. */
+#define MLIP_MAX_THREADS 64
+typedef void (*part_fn)(void *ctx, int64_t part);
+
+typedef struct pool {
+    uint32_t n;                       /* worker threads started */
+    pthread_t th[MLIP_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t go;
+    pthread_cond_t done;
+    uint64_t gen;                     /* job number, bumped by pool_run */
+    int quit;
+    part_fn fn;
+    void *ctx;
+    int64_t parts;
+    atomic_llong next;                /* the next part to take */
+    uint32_t busy;                    /* workers not yet finished with job `gen` */
+} pool;
+
 struct mlip_sim {
     mlip_params p;
     mlip_machine m;                   /* the binary's machine record: every timing constant */
     int has_avx2;
+    int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
+    pool pool;
+    int pool_init;                    /* pool.mu / go / done initialised */
     prep_cache xcache[MLIP_MAX_TILES];
-    wcache_entry wc[WCACHE_N];
+    wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
+    uint32_t wc_n;
+    uint32_t wc_cap;
+    size_t wc_bytes;                  /* raw_cap + cap of every entry */
     uint64_t wc_clock;
     mlip_header hdr;
     mlip_model_info info;
@@ -454,6 +487,22 @@ static void act_row(int act, float *v, int64_t n, float alpha, float beta)
             float y = six ? (v[k] < 6.0f ? v[k] : 6.0f) : v[k];
             v[k] = v[k] > 0.0f ? y : 0.0f;
         }
+        return;
+    }
+    case MLIP_ACT_CLIP: {
+        /* v < alpha ? alpha : (v > beta ? beta : v) with ordered compares and bit masks (NaN
+         * fails both and stays v, as in apply_act) */
+        int64_t k = 0;
+#if defined(__x86_64__)
+        const __m128 lo = _mm_set1_ps(alpha), hi = _mm_set1_ps(beta);
+        for (; k + 4 <= n; k += 4) {
+            __m128 x = _mm_loadu_ps(v + k);
+            __m128 below = _mm_cmplt_ps(x, lo), above = _mm_cmpgt_ps(x, hi);
+            __m128 y = _mm_or_ps(_mm_and_ps(above, hi), _mm_andnot_ps(above, x));
+            _mm_storeu_ps(v + k, _mm_or_ps(_mm_and_ps(below, lo), _mm_andnot_ps(below, y)));
+        }
+#endif
+        for (; k < n; k++) v[k] = apply_act(act, v[k], alpha, beta);
         return;
     }
     default:
@@ -1601,7 +1650,10 @@ static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t
         if (ss == 0 && ds == 2) { /* a broadcast into a contiguous row: a vectorisable fill */
             uint16_t v;
             memcpy(&v, src, 2);
-            for (uint64_t i = 0; i < n; i++) memcpy(dst + 2 * i, &v, 2);
+            const uint64_t four = v * 0x0001000100010001ull;
+            uint64_t i = 0;
+            for (; i + 4 <= n; i += 4) memcpy(dst + 2 * i, &four, 8);
+            for (; i < n; i++) memcpy(dst + 2 * i, &v, 2);
             return;
         }
         for (uint64_t i = 0; i < n; i++) memcpy(dst + i * ds, src + i * ss, 2);
@@ -1761,14 +1813,15 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
     /* without padding or conversion, rows that continue each other on both sides (row stride
-     * = row length in OCM and in DRAM) are copied as one longer row: the same bytes */
-    int unpadded = same && os[3] == 1 && ds[3] == 1;
+     * = row length in OCM and in DRAM, or 0 in DRAM for a broadcast of one element) are
+     * copied as one longer row: the same bytes */
+    int unpadded = same && os[3] == 1 && ds[3] <= 1;
     for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
     if (unpadded) {
         for (int d = 2; d >= 0; d--) {
             int inner_units = 1;
             for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
-            if (inner_units && os[d] == dim[3] && ds[d] == dim[3]) {
+            if (inner_units && os[d] == dim[3] && ds[d] == dim[3] * ds[3]) {
                 dim[3] *= dim[d];
                 src[3] = dim[3];
                 dim[d] = src[d] = 1;
@@ -1903,6 +1956,96 @@ static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t
     *hi = h;
 }
 
+/* ---- worker threads ------------------------------------------------------------------- */
+static void pool_parts(pool *p)
+{
+    for (;;) {
+        long long k = atomic_fetch_add(&p->next, 1);
+        if (k >= p->parts) return;
+        p->fn(p->ctx, (int64_t)k);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    pool *p = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        pool_parts(p);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* fn(ctx, k) for k in [0, parts): on the workers and this thread when there are workers and
+ * `parallel`, else in order on this thread */
+static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel)
+{
+    if (p->n == 0 || parts < 2 || !parallel) {
+        for (int64_t k = 0; k < parts; k++) fn(ctx, k);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->parts = parts;
+    atomic_store(&p->next, 0);
+    p->busy = p->n;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    pool_parts(p);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy != 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* start `threads - 1` workers; 0 if a thread could not be started (those started are kept
+ * and stopped by pool_stop) */
+static int pool_start(mlip_sim *sim, uint32_t threads)
+{
+    pool *p = &sim->pool;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) return 0;
+    if (pthread_cond_init(&p->go, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        return 0;
+    }
+    if (pthread_cond_init(&p->done, NULL) != 0) {
+        pthread_cond_destroy(&p->go);
+        pthread_mutex_destroy(&p->mu);
+        return 0;
+    }
+    sim->pool_init = 1;
+    for (uint32_t k = 0; k + 1 < threads; k++) {
+        if (pthread_create(&p->th[k], NULL, pool_worker, p) != 0) return 0;
+        p->n++;
+    }
+    return 1;
+}
+
+static void pool_stop(mlip_sim *sim)
+{
+    pool *p = &sim->pool;
+    if (!sim->pool_init) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t k = 0; k < p->n; k++) pthread_join(p->th[k], NULL);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->go);
+    pthread_mutex_destroy(&p->mu);
+    sim->pool_init = 0;
+    p->n = 0;
+}
+
 /* ---- prepared (fp32, transposed) operands, cached per tile --------------------------------
  * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
  * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
@@ -1935,11 +2078,19 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
 
 /* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
  * of `floats` to fill (the entry becomes valid when wcache_commit is called). */
+static void wcache_drop(mlip_sim *sim, wcache_entry *e)
+{
+    sim->wc_bytes -= e->raw_cap + e->cap;
+    free(e->raw);
+    free(e->buf);
+    memset(e, 0, sizeof *e);
+}
+
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
                                    const uint8_t *raw, size_t len, size_t floats, int *hit)
 {
     sim->wc_clock++;
-    for (int k = 0; k < WCACHE_N; k++) {
+    for (uint32_t k = 0; k < sim->wc_n; k++) {
         wcache_entry *e = &sim->wc[k];
         if (e->valid && e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0 &&
             memcmp(e->raw, raw, len) == 0) {
@@ -1948,25 +2099,44 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
             return e;
         }
     }
-    /* replace an invalid entry, else the least recently used one */
-    wcache_entry *victim = &sim->wc[0];
-    for (int k = 0; k < WCACHE_N; k++) {
-        wcache_entry *e = &sim->wc[k];
-        if (!e->valid) {
-            victim = e;
-            break;
-        }
-        if (e->stamp < victim->stamp) {
-            victim = e;
-        }
-    }
     *hit = 0;
-    victim->valid = 0;
-    if (ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) != MLIP_OK ||
-        ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) !=
-            MLIP_OK) {
-        return NULL;
+    /* make room: evict least recently used entries while over the budget */
+    size_t need = len + floats * sizeof(float) + 64;
+    while (sim->wc_bytes + need > WCACHE_BUDGET) {
+        wcache_entry *lru = NULL;
+        for (uint32_t k = 0; k < sim->wc_n; k++) {
+            wcache_entry *e = &sim->wc[k];
+            if (e->raw_cap + e->cap != 0 && (lru == NULL || e->stamp < lru->stamp)) lru = e;
+        }
+        if (lru == NULL) break;
+        wcache_drop(sim, lru);
     }
+    /* a free slot, else a new one */
+    wcache_entry *victim = NULL;
+    for (uint32_t k = 0; k < sim->wc_n && victim == NULL; k++) {
+        if (!sim->wc[k].valid) victim = &sim->wc[k];
+    }
+    if (victim == NULL) {
+        if (sim->wc_n == sim->wc_cap) {
+            uint32_t cap = sim->wc_cap ? 2 * sim->wc_cap : 16;
+            wcache_entry *grown = realloc(sim->wc, (size_t)cap * sizeof *grown);
+            if (grown == NULL) {
+                fail(sim, MLIP_ERR_NOMEM, "out of memory (weights cache)");
+                return NULL;
+            }
+            memset(grown + sim->wc_cap, 0, (size_t)(cap - sim->wc_cap) * sizeof *grown);
+            sim->wc = grown;
+            sim->wc_cap = cap;
+        }
+        victim = &sim->wc[sim->wc_n++];
+    }
+    victim->valid = 0;
+    sim->wc_bytes -= victim->raw_cap + victim->cap;
+    int ok = ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) == MLIP_OK &&
+             ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) ==
+                 MLIP_OK;
+    sim->wc_bytes += victim->raw_cap + victim->cap;
+    if (!ok) return NULL;
     memcpy(victim->raw, raw, len);
     memcpy(victim->key, key, sizeof victim->key);
     victim->raw_len = len;
@@ -2038,18 +2208,21 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
-/* Same as conv_block6_avx2 on a zero-padded input: pixel k starts at X + off[k] (any 6
- * pixels, rows may differ) and every kernel tap (i, j) is at + (i*dh*iwp + j*dw) * ic. */
-__attribute__((target("avx2,fma"))) static void
-conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                  int64_t iwp, const int64_t off[6], float out[6][OB])
+/* conv_block6p on two adjacent 16-channel blocks at once (AVX-512F): wblk is the first
+ * block, the second is wblk + kk * OB (kk = kh * kw * icg); out[b][k][o] for block b.  Every
+ * output's accumulation order is the same (i, j, c) sequence as the one-block kernels, so the
+ * results are identical to theirs and to the portable loop. */
+__attribute__((target("avx512f"))) static void
+conv_block6p2_avx512(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                     int64_t iwp, const int64_t off[6], float out[2][6][OB])
 {
-    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-    __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-    __m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-    __m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
+    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
+    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
+    __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps();
+    __m512 a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
+    __m512 a40 = _mm512_setzero_ps(), a41 = _mm512_setzero_ps();
+    __m512 a50 = _mm512_setzero_ps(), a51 = _mm512_setzero_ps();
+    const int64_t second = g->kh * g->kw * icg * OB;
     const float *wp = wblk;
     for (int64_t i = 0; i < g->kh; i++) {
         for (int64_t j = 0; j < g->kw; j++) {
@@ -2057,34 +2230,34 @@ conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t 
             const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
             const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
             for (int64_t c = 0; c < icg; c++, wp += OB) {
-                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-                __m256 b = _mm256_broadcast_ss(x0 + c);
-                a00 = _mm256_fmadd_ps(b, w0, a00);
-                a01 = _mm256_fmadd_ps(b, w1, a01);
-                b = _mm256_broadcast_ss(x1 + c);
-                a10 = _mm256_fmadd_ps(b, w0, a10);
-                a11 = _mm256_fmadd_ps(b, w1, a11);
-                b = _mm256_broadcast_ss(x2 + c);
-                a20 = _mm256_fmadd_ps(b, w0, a20);
-                a21 = _mm256_fmadd_ps(b, w1, a21);
-                b = _mm256_broadcast_ss(x3 + c);
-                a30 = _mm256_fmadd_ps(b, w0, a30);
-                a31 = _mm256_fmadd_ps(b, w1, a31);
-                b = _mm256_broadcast_ss(x4 + c);
-                a40 = _mm256_fmadd_ps(b, w0, a40);
-                a41 = _mm256_fmadd_ps(b, w1, a41);
-                b = _mm256_broadcast_ss(x5 + c);
-                a50 = _mm256_fmadd_ps(b, w0, a50);
-                a51 = _mm256_fmadd_ps(b, w1, a51);
+                __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + second);
+                __m512 b = _mm512_set1_ps(x0[c]);
+                a00 = _mm512_fmadd_ps(b, w0, a00);
+                a01 = _mm512_fmadd_ps(b, w1, a01);
+                b = _mm512_set1_ps(x1[c]);
+                a10 = _mm512_fmadd_ps(b, w0, a10);
+                a11 = _mm512_fmadd_ps(b, w1, a11);
+                b = _mm512_set1_ps(x2[c]);
+                a20 = _mm512_fmadd_ps(b, w0, a20);
+                a21 = _mm512_fmadd_ps(b, w1, a21);
+                b = _mm512_set1_ps(x3[c]);
+                a30 = _mm512_fmadd_ps(b, w0, a30);
+                a31 = _mm512_fmadd_ps(b, w1, a31);
+                b = _mm512_set1_ps(x4[c]);
+                a40 = _mm512_fmadd_ps(b, w0, a40);
+                a41 = _mm512_fmadd_ps(b, w1, a41);
+                b = _mm512_set1_ps(x5[c]);
+                a50 = _mm512_fmadd_ps(b, w0, a50);
+                a51 = _mm512_fmadd_ps(b, w1, a51);
             }
         }
     }
-    _mm256_storeu_ps(out[0], a00); _mm256_storeu_ps(out[0] + 8, a01);
-    _mm256_storeu_ps(out[1], a10); _mm256_storeu_ps(out[1] + 8, a11);
-    _mm256_storeu_ps(out[2], a20); _mm256_storeu_ps(out[2] + 8, a21);
-    _mm256_storeu_ps(out[3], a30); _mm256_storeu_ps(out[3] + 8, a31);
-    _mm256_storeu_ps(out[4], a40); _mm256_storeu_ps(out[4] + 8, a41);
-    _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
+    _mm512_storeu_ps(out[0][0], a00); _mm512_storeu_ps(out[1][0], a01);
+    _mm512_storeu_ps(out[0][1], a10); _mm512_storeu_ps(out[1][1], a11);
+    _mm512_storeu_ps(out[0][2], a20); _mm512_storeu_ps(out[1][2], a21);
+    _mm512_storeu_ps(out[0][3], a30); _mm512_storeu_ps(out[1][3], a31);
+    _mm512_storeu_ps(out[0][4], a40); _mm512_storeu_ps(out[1][4], a41);
+    _mm512_storeu_ps(out[0][5], a50); _mm512_storeu_ps(out[1][5], a51);
 }
 
 /* fp16 -> fp32 of n contiguous values (F16C; exact) */
@@ -2170,47 +2343,6 @@ __attribute__((target("avx2"))) static void transpose16_avx2(const float *rows, 
     }
 }
 
-/* one depthwise output pixel: acc[c] = sum over the taps (i, j) in order of x * w (separate
- * multiply and add, as the scalar loop), then + bias[c] if bias != NULL; channels are
- * independent, so 8 at a time gives the scalar loop's bits */
-__attribute__((target("avx2"))) static void dw_pixel_avx2(const float *X, const float *W,
-                                                          const conv_geo *g, int64_t r,
-                                                          int64_t s, int64_t i0, int64_t i1,
-                                                          int64_t j0, int64_t j1,
-                                                          const float *bias, float *acc)
-{
-    int64_t C = g->ic, c = 0;
-    for (; c + 8 <= C; c += 8) {
-        __m256 v = _mm256_setzero_ps();
-        for (int64_t i = i0; i < i1; i++) {
-            int64_t y = r * g->sh + i * g->dh - g->pt;
-            for (int64_t j = j0; j < j1; j++) {
-                int64_t x = s * g->sw + j * g->dw - g->pl;
-                __m256 xv = _mm256_loadu_ps(X + (y * g->iw + x) * C + c);
-                __m256 wv = _mm256_loadu_ps(W + (i * g->kw + j) * C + c);
-                v = _mm256_add_ps(v, _mm256_mul_ps(xv, wv));
-            }
-        }
-        if (bias != NULL) {
-            v = _mm256_add_ps(v, _mm256_loadu_ps(bias + c));
-        }
-        _mm256_storeu_ps(acc + c, v);
-    }
-    for (; c < C; c++) {
-        float v = 0.0f;
-        for (int64_t i = i0; i < i1; i++) {
-            int64_t y = r * g->sh + i * g->dh - g->pt;
-            for (int64_t j = j0; j < j1; j++) {
-                int64_t x = s * g->sw + j * g->dw - g->pl;
-                v += X[(y * g->iw + x) * C + c] * W[(i * g->kw + j) * C + c];
-            }
-        }
-        if (bias != NULL) {
-            v += bias[c];
-        }
-        acc[c] = v;
-    }
-}
 #else
 #define MLIP_HAVE_AVX2_KERNEL 0
 #endif
@@ -2248,27 +2380,6 @@ static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t
     }
 }
 
-/* portable version of conv_block6p_avx2 (np pixels) */
-static void conv_block_pc(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                          int64_t iwp, const int64_t off[PB], int64_t np, float acc[PB][OB])
-{
-    memset(acc, 0, sizeof(float) * PB * OB);
-    const float *wp = wblk;
-    for (int64_t i = 0; i < g->kh; i++) {
-        for (int64_t j = 0; j < g->kw; j++) {
-            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                for (int64_t k = 0; k < np; k++) {
-                    float v = xb[off[k] + c];
-                    for (int o = 0; o < OB; o++) {
-                        acc[k][o] += v * wp[o];
-                    }
-                }
-            }
-        }
-    }
-}
-
 /* portable version of the block kernel (same contract as conv_block6_avx2) */
 static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
                          int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
@@ -2290,6 +2401,146 @@ static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, i
                         acc[k][o] += v * w[o];
                     }
                 }
+            }
+        }
+    }
+}
+
+/* 6 output pixels x 16 output channels on a zero-padded input: pixel k starts at X + off[k]
+ * (any 6 pixels, rows may differ; repeat the last one to fill), every kernel tap (i, j) is
+ * at + (i*dh*iwp + j*dw) * ic; the weights of the 16-channel block are contiguous:
+ * wblk[((i * kw + j) * icg + c) * OB + o].  Accumulation order per output: (i, j, c) as
+ * documented.  One body, compiled twice: for AVX2+FMA (conv_block6p_avx2, where a + x * w
+ * may become one fused multiply-add: the product of two fp16 values is exact in fp32, so
+ * that equals multiply then add) and for the baseline (conv_block6p_c). */
+static inline __attribute__((always_inline)) void
+conv_block6p_body(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                  int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    const float *wp = wblk;
+    for (int64_t i = 0; i < g->kh; i++) {
+        for (int64_t j = 0; j < g->kw; j++) {
+            const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                v8f w0, w1;
+                memcpy(&w0, wp, sizeof w0);
+                memcpy(&w1, wp + 8, sizeof w1);
+                a00 = a00 + x0[c] * w0;
+                a01 = a01 + x0[c] * w1;
+                a10 = a10 + x1[c] * w0;
+                a11 = a11 + x1[c] * w1;
+                a20 = a20 + x2[c] * w0;
+                a21 = a21 + x2[c] * w1;
+                a30 = a30 + x3[c] * w0;
+                a31 = a31 + x3[c] * w1;
+                a40 = a40 + x4[c] * w0;
+                a41 = a41 + x4[c] * w1;
+                a50 = a50 + x5[c] * w0;
+                a51 = a51 + x5[c] * w1;
+            }
+        }
+    }
+    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
+    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
+    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
+    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
+    memcpy(out[4], &a40, 32); memcpy(out[4] + 8, &a41, 32);
+    memcpy(out[5], &a50, 32); memcpy(out[5] + 8, &a51, 32);
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void
+conv_block6p_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                  int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    conv_block6p_body(X, wblk, g, icg, iwp, off, out);
+}
+#endif
+
+static void conv_block6p_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                           int64_t iwp, const int64_t off[6], float out[6][OB])
+{
+    conv_block6p_body(X, wblk, g, icg, iwp, off, out);
+}
+
+/* One CONV on the zero-padded input, cut into parts: (group, output block group, chunk of
+ * PB * CONV_CHUNK pixels); a block group is 2 adjacent 16-channel blocks where the AVX-512
+ * kernel runs, else 1.  Parts write disjoint outputs and read only X, W and the bias. */
+#define CONV_CHUNK 16
+#ifndef CONV_THREAD_MACS
+#define CONV_THREAD_MACS ((uint64_t)1 << 23) /* least work handed to the threads */
+#endif
+typedef struct conv_job {
+    const mlip_sim *sim;
+    const conv_geo *g;
+    const float *X;
+    const float *W;
+    uint8_t *ocm;
+    int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
+    int64_t step;                     /* blocks per block group */
+    int64_t nbg;                      /* block groups per group */
+    int64_t nchunk;                   /* pixel chunks */
+    int odt, act, has_bias;
+    uint32_t oes;
+    float alpha, beta;
+} conv_job;
+
+static void conv_padded_part(void *ctx, int64_t part)
+{
+    const conv_job *j = ctx;
+    const conv_geo *g = j->g;
+    const mlip_sim *sim = j->sim;
+    int64_t chunk = part % j->nchunk, rest = part / j->nchunk;
+    int64_t gi = rest / j->nbg, obi = (rest % j->nbg) * j->step;
+    int64_t nb = obi + j->step <= j->nob ? j->step : j->nob - obi;
+    const float *wblk = j->W + (gi * j->nob + obi) * j->kk * OB;
+    int64_t ob = obi * OB;
+    int64_t on = j->ocg - ob < nb * OB ? j->ocg - ob : nb * OB;
+    float bias2[2 * OB];
+    for (int64_t o = 0; o < on; o++) bias2[o] = 0.0f;
+    if (j->has_bias) {
+        memcpy(bias2, j->ocm + g->b_addr + (uint64_t)(gi * j->ocg + ob) * 4, (size_t)on * 4);
+    }
+    int64_t pend = (chunk + 1) * PB * CONV_CHUNK;
+    if (pend > j->npix) pend = j->npix;
+    for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += PB) {
+        int64_t np = pend - p0 < PB ? pend - p0 : PB;
+        int64_t off[PB];
+        for (int64_t k = 0; k < PB; k++) {
+            int64_t p = p0 + (k < np ? k : np - 1);
+            int64_t r = p / g->ow, sc = p % g->ow;
+            off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
+                         g->ic + gi * j->icg;
+        }
+        float acc[2][PB][OB];
+#if MLIP_HAVE_AVX2_KERNEL
+        if (nb == 2) {
+            conv_block6p2_avx512(j->X, wblk, g, j->icg, j->iwp, off, acc);
+        } else if (sim->has_avx2) {
+            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+        } else
+#endif
+        {
+            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+        }
+        for (int64_t k = 0; k < np; k++) {
+            uint8_t *orow = j->ocm + g->out_addr +
+                            (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
+            float v[2 * OB];
+            memcpy(v, acc[0][k], OB * sizeof(float));
+            if (nb == 2) memcpy(v + OB, acc[1][k], OB * sizeof(float));
+            if (j->has_bias) {
+                for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
+            }
+            act_row(j->act, v, on, j->alpha, j->beta);
+            if (j->odt == MLIP_DT_FP16) {
+                f2h_row(sim, v, orow, on);
+            } else {
+                memcpy(orow, v, (size_t)on * 4);
             }
         }
     }
@@ -2374,13 +2625,24 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
     if (X == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
-        if (padded) {
-            memset(X, 0, nx * sizeof(float));
+        if (padded) { /* zero the border only: the rows above and below, the columns left
+                        * and right of every input row */
+            size_t rowf = (size_t)(iwp * g->ic);
+            memset(X, 0, (size_t)ptp * rowf * sizeof(float));
+            memset(X + (size_t)(ptp + g->ih) * rowf, 0, (size_t)pbp * rowf * sizeof(float));
+            for (int64_t y = ptp; y < ptp + g->ih; y++) {
+                float *xr = X + (size_t)y * rowf;
+                memset(xr, 0, (size_t)(plp * g->ic) * sizeof(float));
+                memset(xr + (plp + g->iw) * g->ic, 0, (size_t)(prp * g->ic) * sizeof(float));
+            }
         }
-        for (int64_t p = 0; p < g->ih * g->iw; p++) {
+        /* pixels that follow each other (pixel stride = channels): a whole input row (or
+         * the whole input) per conversion */
+        int64_t run = g->ips != g->ic ? 1 : padded ? g->iw : g->ih * g->iw;
+        for (int64_t p = 0; p < g->ih * g->iw; p += run) {
             int64_t dst = padded ? ((p / g->iw + ptp) * iwp + p % g->iw + plp) * g->ic
                                  : p * g->ic;
-            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, g->ic);
+            h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, run * g->ic);
         }
         sim->xcache[lt].valid = 1;
     }
@@ -2390,52 +2652,15 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
-        int64_t npix = g->oh * g->ow;
-        for (int64_t gi = 0; gi < g->groups; gi++) {
-            for (int64_t obi = 0; obi < nob; obi++) {
-                const float *wblk = W + (gi * nob + obi) * kk * OB;
-                int64_t ob = obi * OB;
-                int64_t on = ocg - ob < OB ? ocg - ob : OB;
-                for (int64_t o = 0; o < on; o++) bias_buf[o] = 0.0f;
-                if (has_bias) {
-                    memcpy(bias_buf, ocm + g->b_addr + (uint64_t)(gi * ocg + ob) * 4,
-                           (size_t)on * 4);
-                }
-                for (int64_t p0 = 0; p0 < npix; p0 += PB) {
-                    int64_t np = npix - p0 < PB ? npix - p0 : PB;
-                    int64_t off[PB];
-                    for (int64_t k = 0; k < PB; k++) {
-                        int64_t p = p0 + (k < np ? k : np - 1);
-                        int64_t r = p / g->ow, sc = p % g->ow;
-                        off[k] = ((r * g->sh - g->pt + ptp) * iwp + sc * g->sw - g->pl + plp) *
-                                     g->ic + gi * icg;
-                    }
-                    float acc[PB][OB];
-#if MLIP_HAVE_AVX2_KERNEL
-                    if (sim->has_avx2) {
-                        conv_block6p_avx2(X, wblk, g, icg, iwp, off, acc);
-                    } else
-#endif
-                    {
-                        conv_block_pc(X, wblk, g, icg, iwp, off, np, acc);
-                    }
-                    for (int64_t k = 0; k < np; k++) {
-                        uint8_t *orow = ocm + g->out_addr +
-                                        (uint64_t)((p0 + k) * g->ops + gi * ocg + ob) * oes;
-                        float v[OB];
-                        for (int64_t o = 0; o < on; o++) {
-                            v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
-                        }
-                        act_row(in->act, v, on, alpha, beta);
-                        if (odt == MLIP_DT_FP16) {
-                            f2h_row(sim, v, orow, on);
-                        } else {
-                            memcpy(orow, v, (size_t)on * 4);
-                        }
-                    }
-                }
-            }
-        }
+        conv_job job = {sim, g, X, W, ocm, icg, ocg, nob, kk, iwp, ptp, plp, g->oh * g->ow,
+                        sim->has_avx512 ? 2 : 1, 0, 0, odt, in->act, has_bias, oes, alpha,
+                        beta};
+        job.nbg = (nob + job.step - 1) / job.step;
+        job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
+        /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
+        uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
+        pool_run(&sim->pool, conv_padded_part, &job, g->groups * job.nbg * job.nchunk,
+                 macs >= CONV_THREAD_MACS);
         return MLIP_OK;
     }
     for (int64_t gi = 0; gi < g->groups; gi++) {
@@ -2494,6 +2719,66 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     return MLIP_OK;
 }
 
+/* One depthwise output pixel: acc[c] = sum over the taps (i, j) in order of x * w (separate
+ * multiply and add), then + bias[c] if bias != NULL.  Channels are independent, so 8 lanes
+ * of a GCC vector give each channel the scalar loop's bits.  One body, compiled twice: for
+ * AVX2 and for the baseline (dw_pixel_avx2 / dw_pixel_c). */
+static inline __attribute__((always_inline)) void
+dw_pixel_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
+              int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)
+{
+    int64_t C = g->ic, c = 0;
+    for (; c + 8 <= C; c += 8) {
+        v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                v8f xv, wv;
+                memcpy(&xv, X + (y * g->iw + x) * C + c, sizeof xv);
+                memcpy(&wv, W + (i * g->kw + j) * C + c, sizeof wv);
+                v = v + xv * wv;
+            }
+        }
+        if (bias != NULL) {
+            v8f bv;
+            memcpy(&bv, bias + c, sizeof bv);
+            v = v + bv;
+        }
+        memcpy(acc + c, &v, sizeof v);
+    }
+    for (; c < C; c++) {
+        float v = 0.0f;
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                v += X[(y * g->iw + x) * C + c] * W[(i * g->kw + j) * C + c];
+            }
+        }
+        if (bias != NULL) {
+            v += bias[c];
+        }
+        acc[c] = v;
+    }
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2"))) static void
+dw_pixel_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
+              int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)
+{
+    dw_pixel_body(X, W, g, r, s, i0, i1, j0, j1, bias, acc);
+}
+#endif
+
+static void dw_pixel_c(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
+                       int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias,
+                       float *acc)
+{
+    dw_pixel_body(X, W, g, r, s, i0, i1, j0, j1, bias, acc);
+}
+
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
 static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
 {
@@ -2501,10 +2786,16 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     size_t nin = (size_t)(g->ih * g->iw * C);
     size_t nw = (size_t)(g->kh * g->kw * C);
     TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
-    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap, (nw + 2 * (size_t)C) * sizeof(float)));
-    float *X = sim->fbuf, *W = sim->wbuf, *acc = sim->wbuf + nw, *bias = acc + C;
-    for (int64_t p = 0; p < g->ih * g->iw; p++) {
-        h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, C);
+    /* output pixels that follow each other (pixel stride = channels): activation and
+     * conversion once per output row */
+    int64_t rowpix = g->ops == C ? g->ow : 1;
+    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap,
+               (nw + (size_t)((rowpix + 1) * C)) * sizeof(float)));
+    float *W = sim->wbuf, *bias = sim->wbuf + nw, *accrow = bias + C;
+    float *X = sim->fbuf;
+    int64_t run = g->ips == C ? g->ih * g->iw : 1; /* contiguous pixels: one conversion */
+    for (int64_t p = 0; p < g->ih * g->iw; p += run) {
+        h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, run * C);
     }
     for (int64_t c = 0; c < C; c++) {
         for (int64_t t = 0; t < g->kh * g->kw; t++) {
@@ -2519,38 +2810,32 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     }
     int odt = in->dst_dtype;
     uint32_t oes = DT_SIZE[odt];
+    float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     for (int64_t r = 0; r < g->oh; r++) {
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
         for (int64_t s = 0; s < g->ow; s++) {
             int64_t j0, j1;
             tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-            uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
+            float *acc = accrow + (s % rowpix) * C;
 #if MLIP_HAVE_AVX2_KERNEL
             if (sim->has_avx2) {
                 dw_pixel_avx2(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
             } else
 #endif
             {
-                for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
-                for (int64_t i = i0; i < i1; i++) {
-                    int64_t y = r * g->sh + i * g->dh - g->pt;
-                    for (int64_t j = j0; j < j1; j++) {
-                        int64_t x = s * g->sw + j * g->dw - g->pl;
-                        const float *xp = X + (y * g->iw + x) * C;
-                        const float *wp = W + (i * g->kw + j) * C;
-                        for (int64_t c = 0; c < C; c++) acc[c] += xp[c] * wp[c];
-                    }
-                }
-                if (has_bias) {
-                    for (int64_t c = 0; c < C; c++) acc[c] += bias[c];
-                }
+                dw_pixel_c(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
             }
-            act_row(in->act, acc, C, in->fparam[MLIP_FP_ACT_ALPHA], in->fparam[MLIP_FP_ACT_BETA]);
+            if (s % rowpix != rowpix - 1) {
+                continue;
+            }
+            int64_t first = s + 1 - rowpix;
+            uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + first) * g->ops) * oes;
+            act_row(in->act, accrow, rowpix * C, alpha, beta);
             if (odt == MLIP_DT_FP16) {
-                f2h_row(sim, acc, orow, C);
+                f2h_row(sim, accrow, orow, rowpix * C);
             } else {
-                memcpy(orow, acc, (size_t)C * 4);
+                memcpy(orow, accrow, (size_t)(rowpix * C) * 4);
             }
         }
     }
@@ -2700,6 +2985,12 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     float zp = is_int ? (float)in->in_zp : 0.0f;
     for (int64_t q = 0; q < ih * iw; q++) {
         const uint8_t *src = ocm + in_addr + (uint64_t)(q * ips) * es;
+        if (sdt == MLIP_DT_FP16) { /* the loop below, converting the row at once */
+            float *xr = X + q * C;
+            h2f_row(sim, src, xr, C);
+            for (int64_t ch = 0; ch < C; ch++) xr[ch] = xr[ch] - zp;
+            continue;
+        }
         for (int64_t ch = 0; ch < C; ch++) {
             X[q * C + ch] = ld_elem(src + ch * es, sdt) - zp;
         }
@@ -2727,6 +3018,18 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
             }
             int64_t div = (in->flags & MLIP_F_COUNT_PAD) ? kh * kw : count;
             uint8_t *orow = ocm + out_addr + (uint64_t)((r * ow + s) * ops) * oes;
+            if (odt == MLIP_DT_FP16 && count != 0) { /* the loop below, a row at a time */
+                if (!is_max) {
+                    for (int64_t ch = 0; ch < C; ch++) acc[ch] = acc[ch] / (float)div;
+                }
+                act_row(in->act, acc, C, in->fparam[MLIP_FP_ACT_ALPHA],
+                        in->fparam[MLIP_FP_ACT_BETA]);
+                if (scale) {
+                    for (int64_t ch = 0; ch < C; ch++) acc[ch] = acc[ch] * sc;
+                }
+                f2h_row(sim, acc, orow, C);
+                continue;
+            }
             for (int64_t ch = 0; ch < C; ch++) {
                 float v;
                 if (count == 0) {
@@ -2758,7 +3061,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     int sdt = in->src_dtype, odt = in->dst_dtype;
     uint32_t es = DT_SIZE[sdt], oes = DT_SIZE[odt];
     TRY(ocm_mark_rows(ac, lt, aa, rows, cols * es, ars * es, 0));
-    if (sim->p.check_deps) { /* one mark per row, contiguous or not */
+    if (bcs == 1) { /* rows that continue each other: one mark */
+        TRY(ocm_mark_rows(ac, lt, ba, rows, cols * es, brs * es, 0));
+    } else if (sim->p.check_deps) { /* one mark per row, contiguous or not */
         TRY(shadow_mark_rows(ac, &sim->osh[lt], ba, rows, ((cols - 1) * bcs + 1) * es,
                              brs * es, 0, ac->s % 3, MLIP_OCM_GRANULE, (int)(sim->tile0 + lt)));
     }
@@ -2780,8 +3085,37 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                    (!(oa < a_hi && aa < o_hi) || (oa == aa && ors == ars && oes == es));
     if (!scale && sdt == MLIP_DT_FP16 && (odt == MLIP_DT_FP16 || odt == MLIP_DT_FP32) &&
         alias_ok) {
-        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)cols * 2 * sizeof(float)));
-        float *va = sim->fbuf, *vb = sim->fbuf + cols;
+        /* rows that follow each other in A, B and the output: one long row, in chunks
+         * (element-wise, so the same values) */
+        uint64_t rows_all = rows;
+        if (rows > 1 && bcs == 1 && ars == cols && brs == cols && ors == cols) {
+            cols = rows * cols;
+            rows = 1;
+        }
+        uint64_t chunk = cols < 4096 ? cols : 4096;
+        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)chunk * 2 * sizeof(float)));
+        float *va = sim->fbuf, *vb = sim->fbuf + chunk;
+        if (rows != rows_all) {
+            for (uint64_t k0 = 0; k0 < cols; k0 += chunk) {
+                int64_t m = (int64_t)(cols - k0 < chunk ? cols - k0 : chunk);
+                h2f_row(sim, ocm + aa + k0 * es, va, m);
+                h2f_row(sim, ocm + ba + k0 * es, vb, m);
+                switch (in->func) {
+                case MLIP_ELT_ADD: for (int64_t k = 0; k < m; k++) va[k] = va[k] + vb[k]; break;
+                case MLIP_ELT_SUB: for (int64_t k = 0; k < m; k++) va[k] = va[k] - vb[k]; break;
+                case MLIP_ELT_MUL: for (int64_t k = 0; k < m; k++) va[k] = va[k] * vb[k]; break;
+                case MLIP_ELT_MAX: for (int64_t k = 0; k < m; k++) va[k] = fmaxf(va[k], vb[k]); break;
+                default: for (int64_t k = 0; k < m; k++) va[k] = fminf(va[k], vb[k]); break;
+                }
+                act_row(in->act, va, m, alpha, beta);
+                if (odt == MLIP_DT_FP16) {
+                    f2h_row(sim, va, ocm + oa + k0 * oes, m);
+                } else {
+                    memcpy(ocm + oa + k0 * oes, va, (size_t)m * 4);
+                }
+            }
+            return MLIP_OK;
+        }
         for (uint64_t r = 0; r < rows; r++) {
             h2f_row(sim, ocm + aa + r * ars * es, va, (int64_t)cols);
             if (bcs == 1) {
@@ -2941,40 +3275,95 @@ static int exec_rownorm(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mli
     return MLIP_OK;
 }
 
+/* memcpy of a short row without a library call for the common sizes (channel slices) */
+static inline void copy_row(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+    if (n > 64) {
+        memcpy(dst, src, n);
+        return;
+    }
+    uint64_t k = 0;
+    for (; k + 16 <= n; k += 16) memcpy(dst + k, src + k, 16);
+    for (; k < n; k++) dst[k] = src[k];
+}
+
+/* Byte ranges of equal length at a constant stride, collected so that they are marked by one
+ * shadow_mark_rows call (the same effect as one ocm_mark per range, in order). */
+typedef struct mark_batch {
+    uint64_t lo, len, stride, n;
+} mark_batch;
+
+static int batch_flush(const acc_ctx *ac, uint32_t lt, mark_batch *b, int write)
+{
+    uint64_t n = b->n;
+    b->n = 0;
+    if (n == 0) return MLIP_OK;
+    return shadow_mark_rows(ac, &ac->sim->osh[lt], b->lo, n, b->len, n > 1 ? b->stride : 0,
+                            write, ac->s % 3, MLIP_OCM_GRANULE, (int)(ac->sim->tile0 + lt));
+}
+
+static int batch_add(const acc_ctx *ac, uint32_t lt, mark_batch *b, uint64_t lo, uint64_t hi,
+                     int write)
+{
+    uint64_t len = hi - lo;
+    if (b->n == 1 && len == b->len && lo >= b->lo + len) {
+        b->stride = lo - b->lo;
+        b->n = 2;
+        return MLIP_OK;
+    }
+    if (b->n >= 2 && len == b->len && lo == b->lo + b->n * b->stride) {
+        b->n++;
+        return MLIP_OK;
+    }
+    TRY(batch_flush(ac, lt, b, write));
+    b->lo = lo;
+    b->len = len;
+    b->n = 1;
+    return MLIP_OK;
+}
+
 /* check + record the accesses to a 4-D box of tile lt's OCM (dims and strides in elements of
  * es bytes); rows that follow each other in memory are marked as one range */
 static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uint64_t *dim,
                         const uint64_t *st, uint64_t es, int write)
 {
     uint64_t run_lo = 0, run_hi = 0;
+    mark_batch b = {0, 0, 0, 0};
+    /* rows of the innermost loop that continue each other: one row of dim[2] * dim[3] (the
+     * run below would join them anyway) */
+    uint64_t d2 = dim[2], d3 = dim[3];
+    if (st[3] == 1 && st[2] == dim[3]) {
+        d3 = dim[2] * dim[3];
+        d2 = dim[2] != 0;
+    }
     for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
         for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
-            for (uint64_t i2 = 0; i2 < dim[2]; i2++) {
+            for (uint64_t i2 = 0; i2 < d2; i2++) {
                 uint64_t row = base + (i0 * st[0] + i1 * st[1] + i2 * st[2]) * es;
                 if (st[3] == 1) {
-                    uint64_t hi = row + dim[3] * es;
+                    uint64_t hi = row + d3 * es;
                     if (run_hi > run_lo && row == run_hi) {
                         run_hi = hi;
                         continue;
                     }
-                    if (run_hi > run_lo) TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+                    if (run_hi > run_lo) TRY(batch_add(ac, lt, &b, run_lo, run_hi, write));
                     run_lo = row;
                     run_hi = hi;
                     continue;
                 }
                 if (run_hi > run_lo) {
-                    TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
+                    TRY(batch_add(ac, lt, &b, run_lo, run_hi, write));
                     run_lo = run_hi = 0;
                 }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
                     uint64_t p = row + i3 * st[3] * es;
-                    TRY(ocm_mark(ac, lt, p, p + es, write));
+                    TRY(batch_add(ac, lt, &b, p, p + es, write));
                 }
             }
         }
     }
-    if (run_hi > run_lo) TRY(ocm_mark(ac, lt, run_lo, run_hi, write));
-    return MLIP_OK;
+    if (run_hi > run_lo) TRY(batch_add(ac, lt, &b, run_lo, run_hi, write));
+    return batch_flush(ac, lt, &b, write);
 }
 
 /* TILE_COPY: gather the source box of tile lt, then write it into the destination box of every
@@ -3000,14 +3389,23 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
     }
     uint64_t bytes = dim[0] * dim[1] * dim[2] * dim[3] * es;
     TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
+    /* rows of the innermost loop that continue each other (stride = row) as one row */
     uint64_t row_bytes = dim[3] * es, k = 0;
+    int src_joined = ss[3] == 1 && ss[2] == dim[3] && dim[2] != 0;
+    int dst_joined = ds[3] == 1 && ds[2] == dim[3] && dim[2] != 0;
     for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
         for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+            if (src_joined) {
+                memcpy(sim->tbuf + k, sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1]) * es,
+                       dim[2] * row_bytes);
+                k += dim[2] * row_bytes;
+                continue;
+            }
             for (uint64_t i2 = 0; i2 < dim[2]; i2++, k += row_bytes) {
                 const uint8_t *srow =
                     sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
                 if (ss[3] == 1) {
-                    memcpy(sim->tbuf + k, srow, row_bytes);
+                    copy_row(sim->tbuf + k, srow, row_bytes);
                     continue;
                 }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
@@ -3022,11 +3420,17 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
         k = 0;
         for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
             for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
+                if (dst_joined) {
+                    memcpy(sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1]) * es, sim->tbuf + k,
+                           dim[2] * row_bytes);
+                    k += dim[2] * row_bytes;
+                    continue;
+                }
                 for (uint64_t i2 = 0; i2 < dim[2]; i2++, k += row_bytes) {
                     uint8_t *drow =
                         sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
                     if (ds[3] == 1) {
-                        memcpy(drow, sim->tbuf + k, row_bytes);
+                        copy_row(drow, sim->tbuf + k, row_bytes);
                         continue;
                     }
                     for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
@@ -3044,7 +3448,8 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
 }
 
 /* ---- scheduler ---------------------------------------------------------------------------- */
-static int pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_time)
+static inline __attribute__((always_inline)) int
+pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_time)
 {
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
@@ -3410,6 +3815,8 @@ void mlip_default_params(mlip_params *p)
     if (p == NULL) return;
     p->check_deps = 1;
     p->portable = 0;
+    p->no_avx512 = 0;
+    p->threads = 1;
     p->max_insn_work = (uint64_t)1 << 34;
     p->max_dram_bytes = (uint64_t)1 << 31;
 }
@@ -3447,15 +3854,17 @@ static int shadow_alloc(shadow *sh, uint64_t n, uint64_t base, uint32_t nr,
 void mlip_sim_free(mlip_sim *sim)
 {
     if (sim == NULL) return;
+    pool_stop(sim);
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
         shadow_free(&sim->osh[t]);
         free(sim->xcache[t].buf);
     }
-    for (int k = 0; k < WCACHE_N; k++) {
+    for (uint32_t k = 0; k < sim->wc_n; k++) {
         free(sim->wc[k].raw);
         free(sim->wc[k].buf);
     }
+    free(sim->wc);
     shadow_free(&sim->dsh[0]);
     shadow_free(&sim->dsh[1]);
     free(sim->dram);
@@ -3502,8 +3911,26 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     } else {
         mlip_default_params(&sim->p);
     }
+#if defined(__x86_64__)
+    sim->has_avx512 = sim->has_avx2 && __builtin_cpu_supports("avx512f");
+#endif
+    if (sim->p.portable || sim->p.no_avx512) {
+        sim->has_avx512 = 0;
+    }
     if (sim->p.portable) {
         sim->has_avx2 = 0;
+    }
+    if (sim->p.threads > MLIP_MAX_THREADS) {
+        int code = fail(sim, MLIP_ERR_ARG, "threads = %u, at most %d", sim->p.threads,
+                        MLIP_MAX_THREADS);
+        mlip_sim_free(sim);
+        return code;
+    }
+    if (sim->p.threads > 1 && !pool_start(sim, sim->p.threads)) {
+        int code = fail(sim, MLIP_ERR_NOMEM, "cannot start %u simulator threads",
+                        sim->p.threads);
+        mlip_sim_free(sim);
+        return code;
     }
     int rc = validate_model(sim, data ? data : (const uint8_t *)"", size);
     if (rc != MLIP_OK) {

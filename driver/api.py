@@ -86,7 +86,9 @@ def compile(model: str | Path | onnx.ModelProto, out_dir: str | Path, **options:
 
 
 def load(build_dir: str | Path, device: Device | None = None, threads: int = 1) -> CompiledModel:
-    """Load a build directory for repeated runs (`with api.load(b) as m: m.run(feeds)`)."""
+    """Load a build directory for repeated runs (`with api.load(b) as m: m.run(feeds)`).
+    `threads`: onnxruntime threads of the CPU steps and, with the default device, simulator
+    threads for large instructions (`TimingParams.threads`; same results)."""
     return CompiledModel.load(build_dir, device=device, threads=threads)
 
 

@@ -27,6 +27,8 @@ CDEF = """
 typedef struct mlip_params {
     uint32_t check_deps;
     uint32_t portable;
+    uint32_t no_avx512;
+    uint32_t threads;
     uint64_t max_insn_work;
     uint64_t max_dram_bytes;
 } mlip_params;
@@ -112,7 +114,7 @@ def make_ffibuilder(sanitize: bool = SANITIZE) -> FFI:
     builder = FFI()
     builder.cdef(CDEF)
     cflags = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",
-              "-fno-strict-aliasing"]
+              "-fno-strict-aliasing", "-pthread"]
     ldflags: list[str] = []
     module = "mrvl.sim._mlip_sim"
     if sanitize:
@@ -130,7 +132,7 @@ def make_ffibuilder(sanitize: bool = SANITIZE) -> FFI:
         depends=[_rel(CSRC / "mlip_sim.h"), _rel(CSRC / "mlip_isa.h")],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
-        libraries=["m"],
+        libraries=["m", "pthread"],
     )
     return builder
 

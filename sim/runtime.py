@@ -484,7 +484,13 @@ class CompiledModel:
 
     def __init__(self, manifest: Manifest, device: Device | None = None, threads: int = 1):
         self.manifest = manifest
-        self.device = device if device is not None else SimulatorDevice()
+        if device is None:
+            device = SimulatorDevice()
+            if threads > 1:  # the simulator's large instructions on as many threads
+                from mrvl.sim.simulator import TimingParams
+
+                device = SimulatorDevice(timing=TimingParams(threads=threads))
+        self.device = device
         self._steps: list[_CpuStep | _AcceleratorStep] = []
         try:
             for step in manifest.steps:

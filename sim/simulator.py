@@ -58,10 +58,16 @@ class TimingParams:
 
     check_deps: bool = True
     portable: bool = False
+    no_avx512: bool = False
     max_insn_work: int = 1 << 34
     max_dram_bytes: int = 1 << 31
+    threads: int = 1
 
     def __post_init__(self):
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or \
+                not 1 <= self.threads <= 64:
+            raise MrvlError(f"simulator option threads = {self.threads!r} must be an integer "
+                            f"from 1 to 64")
         for name in ("max_insn_work", "max_dram_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
@@ -390,14 +396,27 @@ class Simulator:
                 "dma_out": int(stats.stall[2]),
             },
             "instructions": int(stats.instructions),
-            "nonfinite_outputs": int(sum(int(np.count_nonzero(~np.isfinite(o)))
-                                         for o in outputs if o.dtype.kind == "f")),
+            "nonfinite_outputs": sum(_count_nonfinite(o) for o in outputs),
             "layers": [],
         }
         if n_layers:
             report["layers"] = self._layer_reports(layers, n_layers, tiles, per_cycle,
                                                    clock_hz)
         return report
+
+
+_EXPONENT_MASKS = {np.dtype(np.float16): (np.uint16, 0x7C00),
+                   np.dtype(np.float32): (np.uint32, 0x7F800000)}
+
+
+def _count_nonfinite(x: np.ndarray) -> int:
+    """Infinities and NaNs in a float array (all exponent bits set), 0 for other dtypes."""
+    if x.dtype.kind != "f":
+        return 0
+    if x.dtype not in _EXPONENT_MASKS:
+        return int(np.count_nonzero(~np.isfinite(x)))
+    bits, mask = _EXPONENT_MASKS[x.dtype]
+    return int(np.count_nonzero((np.ascontiguousarray(x).view(bits) & mask) == mask))
 
 
 def _with_machine(data: bytes, machine, name: str) -> bytes:

@@ -20,6 +20,9 @@ from mrvl.sim.program_builder import NUMPY_DTYPE, ProgramBuilder, flat_dma
 from mrvl.sim.simulator import Simulator, TimingParams
 
 RNG = np.random.default_rng(1234)
+# every kernel path of the C core: the widest the CPU has (AVX-512 where present), AVX2 (where
+# present), the portable C loops; all must give the same bits
+KERNEL_PATHS = [TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)]
 F16 = np.float16
 F32 = np.float32
 
@@ -182,8 +185,8 @@ def test_conv_fp16_bit_exact(case, out_dtype, act):
                out_hw=out_hw(H, W, K, stride, pad, dil))
     pb, _ = conv_program(x, w, bias, geo=geo, out_dtype=out_dtype, act=act)
     ref = conv_ref(x, w, bias, out_dtype=out_dtype, act=act, **geo)
-    for portable in (False, True):  # the AVX2 kernel (where the CPU has it) and the C one
-        (y,), _ = raw_outputs(pb, 1, timing=TimingParams(portable=portable))
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
         assert same(y, ref)
 
 
@@ -199,8 +202,8 @@ def test_conv_fp16_nonfinite_weights_skip_padding_taps():
     with np.errstate(invalid="ignore", over="ignore"):
         ref = conv_ref(x, w, None, out_dtype=DType.FP32, **geo)
     assert np.isinf(ref).any() and np.isfinite(ref).any()
-    for portable in (False, True):
-        (y,), _ = raw_outputs(pb, 1, timing=TimingParams(portable=portable))
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
         assert same(y, ref)
 
 
@@ -317,6 +320,32 @@ def test_pool_fp16(func, count_pad):
     assert same(y, store_ref(pool_ref(x, func, k, s, p, (OH, OW), count_pad), DType.FP16))
 
 
+@pytest.mark.parametrize("func", [PoolFunc.MAX, PoolFunc.AVG])
+def test_pool_fp16_specials_activation_scale(func):
+    """fp16 POOL with NaN / infinities / -0 inputs, a fused CLIP and the scale flag, on every
+    kernel path (the fp16 rows are converted and stored a row at a time)."""
+    H, W, C = 6, 7, 19
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    x[0, 0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    x[3, 3, 5] = np.inf
+    OH, OW = (H + 2 - 3) // 2 + 1, (W + 2 - 3) // 2 + 1
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    oa = pb.alloc(0, OH * OW * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.POOL, func=func, in_addr=xa, ih=H, iw=W, c=C, in_pix_stride=C, out_addr=oa,
+        oh=OH, ow=OW, out_pix_stride=C, kh=3, kw=3, sh=2, sw=2, pad_t=1, pad_l=1,
+        act=Act.CLIP, alpha=-0.5, beta=0.75, scale=1.5, scale_flag=True,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (OH, OW, C), DType.FP16)
+    with np.errstate(invalid="ignore"):
+        v = act_ref(pool_ref(x, func, (3, 3), (2, 2), (1, 1), (OH, OW)), Act.CLIP, -0.5, 0.75)
+        ref = store_ref(v * F32(1.5), DType.FP16)
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
+        assert same(y, ref)
+
+
 def test_global_avg_pool_int8_scaled():
     H, W, C = 7, 7, 6
     x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)
@@ -332,6 +361,34 @@ def test_global_avg_pool_int8_scaled():
     v = pool_ref((x.astype(np.int32) - 2).astype(F32), PoolFunc.AVG, (H, W), (1, 1), (0, 0),
                  (1, 1))
     assert same(y, store_ref(v * F32(0.5), DType.INT8, 1))
+
+
+@pytest.mark.parametrize("func", list(EltFunc))
+def test_eltwise_fp16_contiguous_rows_clip(func):
+    """Rows that follow each other in A, B and the output (run as one long row, in chunks),
+    with a fused CLIP over specials (NaN stays NaN, -0, infinities), on every kernel path."""
+    R, Cn = 70, 64  # more than one 4096-element chunk
+    a = RNG.standard_normal((R, Cn)).astype(F16)
+    b = RNG.standard_normal((R, Cn)).astype(F16)
+    a[0, :6] = [np.nan, -0.0, np.inf, -np.inf, 0.0, 65504]
+    b[1, :3] = [np.nan, np.inf, -0.0]
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, R * Cn * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=func, a_addr=aa, b_addr=ba, out_addr=oa, rows=R, cols=Cn,
+        a_row_stride=Cn, b_row_stride=Cn, out_row_stride=Cn, act=Act.CLIP, alpha=-0.75,
+        beta=1.25, src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (R, Cn), DType.FP16)
+    op = {EltFunc.ADD: np.add, EltFunc.SUB: np.subtract, EltFunc.MUL: np.multiply,
+          EltFunc.MAX: np.fmax, EltFunc.MIN: np.fmin}[func]
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref = store_ref(act_ref(op(a.astype(F32), b.astype(F32)), Act.CLIP, -0.75, 1.25),
+                        DType.FP16)
+    for timing in KERNEL_PATHS:
+        (y,), report = raw_outputs(pb, 1, timing=timing)
+        assert same(y, ref)
+        assert report["nonfinite_outputs"] == np.count_nonzero(~np.isfinite(ref))
 
 
 @pytest.mark.parametrize("func", list(EltFunc))

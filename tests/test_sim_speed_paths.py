@@ -11,12 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from mrvl.errors import SimulationError
+from mrvl.errors import MrvlError, SimulationError
 from mrvl.mlip_binary import IODesc, Instruction
 from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, Queue, Section
 from mrvl.models import example_inputs, pp_lcnet
-from mrvl.sim.program_builder import ProgramBuilder
-from mrvl.sim.simulator import Simulator, to_device
+from mrvl.sim.program_builder import ProgramBuilder, tile_copy_2d
+from mrvl.sim.simulator import Simulator, TimingParams, to_device
 
 F16 = np.float16
 RNG = np.random.default_rng(14)
@@ -100,3 +100,116 @@ def test_pp_lcnet_is_valid_and_runs():
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, example_inputs(model))
     assert logits.shape == (1, 1000) and np.isfinite(logits).all()
+
+
+def _strided_tile_copy_binary(token: bool):
+    """Tile 0 computes x + x into rows of 16 fp16 and copies columns [0, 8) of its 6 rows
+    to tile 1 (rows 24 elements apart there): 6 equal rows at a constant stride on both
+    sides (one batched dependency mark each); a barrier, then tile 1 stores the box."""
+    x = (RNG.standard_normal((6, 16)) * 3).astype(F16)
+    pb = ProgramBuilder(tiles=2)
+    xa = pb.const(0, x)
+    ya = pb.alloc(0, x.nbytes)
+    pb.alloc(1, 64)
+    dst = pb.alloc(1, 6 * 24 * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, a_addr=xa, b_addr=xa, out_addr=ya, rows=6, cols=16, a_row_stride=16,
+        b_row_stride=16, b_col_stride=1, out_row_stride=16, func=EltFunc.ADD,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.tile_copy(0, tile_copy_2d(ya, dst, 0b10, 6, 8, DType.FP16, src_row_stride=16,
+                                 dst_row_stride=24))
+    pb.barrier()
+    pb.store(1, dst, "y", (6, 8), DType.FP16)  # made strided below
+    binary = pb.build()
+    stores = binary.streams[(Section.MAIN, 1, Queue.DMA_OUT)]
+    stores[-1] = Instruction.make(
+        Opcode.DMA_STORE, dram_addr=binary.outputs[0].dram_offset, ocm_addr=dst, dim0=1,
+        dim1=1, dim2=6, dim3=8, src_dim0=1, src_dim1=1, src_dim2=6, src_dim3=8,
+        dram_stride2=8, dram_stride3=1, ocm_stride2=24, ocm_stride3=1, src_dtype=DType.FP16,
+        dst_dtype=DType.FP16, flags=stores[-1].flags, layer=0)
+    if not token:  # the copy no longer waits for the compute that wrote its source
+        out = binary.streams[(Section.MAIN, 0, Queue.DMA_OUT)]
+        out[0] = replace(out[0], flags=out[0].flags & ~Flag.POP_PREV)
+        comp = binary.streams[(Section.MAIN, 0, Queue.COMPUTE)]
+        for k, insn in enumerate(comp):
+            if insn.opcode == Opcode.NOP and insn.flags & Flag.PUSH_NEXT:
+                comp[k] = replace(insn, flags=insn.flags & ~Flag.PUSH_NEXT)
+    return binary, x
+
+
+def test_strided_tile_copy_values():
+    binary, x = _strided_tile_copy_binary(token=True)
+    (out,), report = Simulator.load(binary.to_bytes()).run([])
+    got = out.astype(F16)
+    want = (x.astype(np.float32) * 2).astype(F16)[:, :8]
+    assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    assert report["tile_copy_bytes"] == 6 * 8 * 2
+
+
+def test_strided_tile_copy_without_token_is_a_dependency_error():
+    binary, _ = _strided_tile_copy_binary(token=False)
+    with pytest.raises(SimulationError, match=r"main/tile 0/dma_out/#0 TILE_COPY reads tile 0 "
+                                              r"OCM 0x[0-9a-f]+"):
+        Simulator.load(binary.to_bytes()).run([])
+
+
+def test_converted_weights_cache_follows_new_weight_bytes():
+    """The fp32 weights converted by one inference are kept for the next; when the weight
+    bytes in OCM differ (here: weights that are a model input), the next inference converts
+    the new ones.  Both CONVs of an inference read the same weights (the second one hits)."""
+    H, W, C, O = 3, 4, 16, 40  # 40 output channels: two 16-channel blocks and a partial one
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    wa = pb.input(0, "w", (O, 1, 1, C), DType.FP16)
+    outs = [pb.alloc(0, H * W * O * 2) for _ in range(2)]
+    for oa in outs:
+        pb.compute(0, Instruction.make(
+            Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H,
+            ow=W, oc=O, out_pix_stride=O, w_addr=wa, kh=1, kw=1, src_dtype=DType.FP16,
+            dst_dtype=DType.FP16))
+    for k, oa in enumerate(outs):
+        pb.store(0, oa, f"y{k}", (H, W, O), DType.FP16)
+    sim = Simulator.load(pb.build().to_bytes())
+    for _ in range(3):
+        w = (RNG.standard_normal((O, 1, 1, C)) * 0.3).astype(F16)
+        outputs, _ = sim.run([w.astype(np.float32)])
+        want = np.zeros((H, W, O), np.float32)
+        for c in range(C):  # the documented order: c ascending, fp32 products and sums
+            want += x[:, :, c:c + 1].astype(np.float32) * w[:, 0, 0, c].astype(np.float32)
+        for y in outputs:
+            assert y.astype(F16).view(np.uint16).tolist() == \
+                want.astype(F16).view(np.uint16).tolist()
+
+
+def test_large_conv_on_threads_gives_the_same_bits():
+    """A CONV large enough to be cut into parts on worker threads (5 output blocks: two
+    AVX-512 pairs and a single one), on 1, 2 and 3 threads and every kernel path."""
+    H, W, C, O = 20, 20, 48, 72
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    w = (RNG.standard_normal((O, 3, 3, C)) * 0.2).astype(F16)
+    bias = RNG.standard_normal(O).astype(np.float32)
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    oa = pb.alloc(0, H * W * O * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=3, kw=3, pad_t=1, pad_l=1,
+        act=Act.RELU, src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (H, W, O), DType.FP16)
+    data = pb.build().to_bytes()
+    runs = []
+    for timing in (TimingParams(), TimingParams(threads=2), TimingParams(threads=3),
+                   TimingParams(threads=2, no_avx512=True), TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        for _ in range(2):
+            (y,), report = sim.run([])
+            runs.append((y.astype(F16).view(np.uint16).tobytes(), report["cycles"]))
+    assert len(set(runs)) == 1
+    assert np.count_nonzero(np.frombuffer(runs[0][0], np.uint16)) > H * W * O // 4
+
+
+@pytest.mark.parametrize("threads", [0, 65, True, 1.5])
+def test_simulator_threads_out_of_range_is_an_error(threads):
+    with pytest.raises(MrvlError, match="threads"):
+        TimingParams(threads=threads)
