@@ -537,7 +537,7 @@ static const char *op_name(unsigned op)
 /* activation values in use (the enum leaves gaps for other branches' values) */
 static int act_known(unsigned act)
 {
-    return act <= MLIP_ACT_TANH || act == MLIP_ACT_GELU_ERF || act == MLIP_ACT_GELU_TANH;
+    return act <= MLIP_ACT_SILU || act == MLIP_ACT_GELU_ERF || act == MLIP_ACT_GELU_TANH;
 }
 
 /* OCM operand [addr, addr + extent) must be inside [ocm_start, ocm_end), aligned. */

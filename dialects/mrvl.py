@@ -8,7 +8,7 @@ shared by every layer op:
   predicates and the JSON writer, not by the verifier, so hand-written IR may pass values).
 - `layer_name` is the layer's node name in the JSON pair, `tvmgen_mrvl_main_<k>`.
 - Conv2D, FC, Sum2D and Mul2D carry a fused activation: `none`, `relu`, `clip` (with
-  `clip_min`, `clip_max`; relu6 is clip 0..6), `sigmoid`, `gelu` or `gelu_tanh`. The
+  `clip_min`, `clip_max`; relu6 is clip 0..6), `sigmoid`, `silu`, `gelu` or `gelu_tanh`. The
   standalone `Activation` layer also takes `tanh` and `leaky_relu` (with `alpha`), never
   `none`.
 - Transformer layers: MatMul (two activations, operand permutations folded in), Softmax and
