@@ -924,7 +924,9 @@ def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation]
 class SoftmaxPattern(RewritePattern):
     """softmax over the last axis -> mrvl.softmax; right after a matmul of activations
     (attention scores, optionally scaled by a constant) it becomes that matmul's epilogue
-    (`softmax_scale`), so the scores never leave the OCM."""
+    (`softmax_scale`), so the scores never leave the OCM. A standalone softmax whose results
+    feed only CPU ops (a detector's class scores going to TopK / NMS) stays on the CPU: at
+    the border it saves no crossing, and fp16 scores would move the CPU's thresholds."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.SoftmaxOp, rewriter: PatternRewriter) -> None:
@@ -932,6 +934,8 @@ class SoftmaxPattern(RewritePattern):
             return
         found = _score_epilogue(op)
         if found is None:
+            if feeds_only_cpu(op):
+                return
             _finish(rewriter, Fusion(ops=[op]), [mrvl.SoftmaxOp(op.input, layer_name=UNNAMED)])
             return
         matmul, folded, scale = found
