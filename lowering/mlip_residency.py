@@ -257,16 +257,29 @@ def _shared_slot_tensors(blocks) -> set[str]:
     return bad
 
 
-def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
-    """Every scratch tensor that can stay in OCM (module docstring), with its bands."""
+def _note(reasons: dict[str, str] | None, name: str, reason: str) -> None:
+    if reasons is not None:
+        reasons.setdefault(name, reason)
+
+
+def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
+                      ) -> list[TensorPlan]:
+    """Every scratch tensor that can stay in OCM (module docstring), with its bands; the
+    first reason each other tensor cannot is recorded in `reasons` when given."""
     tensors = model.tensors()
     aliased = {t.alias_of.data for t in tensors.values() if t.alias_of is not None}
     stores: dict[str, list[tuple[DmaStoreOp, int, int]]] = {}
     loads: dict[str, list[tuple[DmaLoadOp, int, int, list]]] = {}
     bad: set[str] = set(aliased)
+    for name in aliased:
+        _note(reasons, name, "another tensor aliases it")
     for layer in model.layers():
         index = layer.index.value.data
-        bad.update(_shared_slot_tensors(layer.block_ops()))
+        shared = _shared_slot_tensors(layer.block_ops())
+        for name in shared:
+            _note(reasons, name, f"layer {layer.sym_name.data} loads it once for several "
+                                 "blocks")
+        bad.update(shared)
         for blk in layer.block_ops():
             tile = blk.tile.value.data
             ops = blk.instructions()
@@ -279,21 +292,28 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
                     continue
                 readers = _readers(ops, op)
                 if readers is None:
+                    _note(reasons, name, f"layer {layer.sym_name.data} writes or DMAs its "
+                                         "loaded slot")
                     bad.add(name)
                 else:
                     loads.setdefault(name, []).append((op, index, tile, readers))
     plans = []
     for name, writes in stores.items():
         t = tensors.get(name)
-        if t is None or name in bad or name not in loads or t.region.data != "scratch":
+        if t is None or name in bad or t.region.data != "scratch":
+            continue
+        if name not in loads:
+            _note(reasons, name, "no layer of this sub-graph loads it")
             continue
         shape = (1, 1, 1, 1, *t.shape_tuple())[-4:]
         row_elems = shape[2] * shape[3]
         esize = isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[t.dtype.data])]
         if row_elems * esize % GRANULE:
+            _note(reasons, name, "its rows are not whole 16-byte granules")
             continue
         producer = {index for _, index, _ in writes}
         if len(producer) != 1:
+            _note(reasons, name, "several layers store it")
             continue
         p = producer.pop()
         plan = TensorPlan(name, row_elems, esize, p, p, {}, 0)
@@ -301,6 +321,7 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
         for op, index, tile in writes:
             box = _box(op, index, tile, row_elems, esize)
             if box is None:
+                _note(reasons, name, "a store is not a box of whole rows")
                 ok = False
                 break
             plan.stores.append(box)
@@ -313,6 +334,7 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
                     box = Box(op, index, tile, elem // row_elems, view.ih, elem % row_elems,
                               view)
             if box is None or index <= p:
+                _note(reasons, name, _load_reason(model, op, readers, index, p, shape))
                 ok = False
                 break
             plan.loads.append(box)
@@ -325,6 +347,26 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
         plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
         plans.append(plan)
     return plans
+
+
+def _load_reason(model: ModelOp, load: DmaLoadOp, readers, index: int, producer: int,
+                 shape) -> str:
+    """Why one load of a tensor cannot be read in place (for `dram_report`)."""
+    layer = next(lay for lay in model.layers() if lay.index.value.data == index)
+    where = f"layer {layer.sym_name.data}"
+    if index <= producer:
+        return f"{where} loads it before or while it is stored"
+    kinds = sorted({op.name.removeprefix("mlip.") for op, _ in readers}) or ["nothing"]
+    dims = [_ival(load, f"dim{k}", 1) for k in range(4)]
+    if dims[0] != 1:
+        return f"{where} loads several images in one box"
+    if _ival(load, "dram_stride1") == 0 or _ival(load, "dram_stride2") == 0:
+        return f"{where} broadcasts it"
+    if dims[2] != shape[2] and dims[2] > 1:
+        return f"{where} ({'/'.join(kinds)}) reads a column band"
+    if dims[3] != shape[3]:
+        return f"{where} ({'/'.join(kinds)}) reads a channel range"
+    return f"{where} ({'/'.join(kinds)}) reads it in another layout"
 
 
 def _freed_bytes(model: ModelOp, loads) -> dict[int, int]:
@@ -483,6 +525,47 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
     for buf in model.buffers():
         if buf.kind.data == "scratch" and not buf.result.uses:
             model.body.block.erase_op(buf)  # a slot only the deleted loads filled
+
+
+@dataclass(frozen=True)
+class DramTraffic:
+    """One DRAM tensor's DMA bytes in a scheduled model and why it is not resident."""
+
+    name: str
+    region: str
+    in_bytes: int
+    out_bytes: int
+    reason: str
+
+
+def dram_report(model: ModelOp) -> list[DramTraffic]:
+    """Every tensor a DMA of `model` still moves (after `mlip-residency`), largest first,
+    with the reason it stays in DRAM: a model input, output or weight; the first rule of
+    the module docstring it breaks; or "does not fit" (its band, live layers and bytes)."""
+    reasons: dict[str, str] = {}
+    candidates = {plan.name: plan for plan in candidate_tensors(model, reasons)}
+    traffic: dict[str, list[int]] = {}
+    for op in model.instructions():
+        if isinstance(op, (DmaLoadOp, DmaStoreOp)):
+            name = op.properties["dram"].root_reference.data  # type: ignore[union-attr]
+            moved = traffic.setdefault(name, [0, 0])
+            moved[isinstance(op, DmaStoreOp)] += _dram_bytes(op)
+    tensors = model.tensors()
+    names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
+    out = []
+    for name, (in_bytes, out_bytes) in traffic.items():
+        tensor = tensors.get(name)
+        region = tensor.region.data if tensor is not None else "?"
+        if region != "scratch":
+            reason = f"model {region}" if region != "weights" else "weights"
+        elif name in candidates:
+            plan = candidates[name]
+            reason = (f"does not fit: a {plan.size} B band live from {names[plan.producer]} "
+                      f"to {names[plan.last]} ({plan.last - plan.producer + 1} layers)")
+        else:
+            reason = reasons.get(name, "not stored by a layer of this sub-graph")
+        out.append(DramTraffic(name, region, in_bytes, out_bytes, reason))
+    return sorted(out, key=lambda t: (-(t.in_bytes + t.out_bytes), t.name))
 
 
 MAX_ROUNDS = 4
