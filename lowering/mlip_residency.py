@@ -42,13 +42,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, SymbolRefAttr, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
 from mrvl import mlip_isa as isa
 from mrvl.dialects.mlip import (
     DTYPE_BY_NAME,
+    BlockOp,
     BufferOp,
     DmaLoadOp,
     DmaStoreOp,
@@ -88,6 +89,9 @@ class Box:
     rows: int
     col: int
     view: View | None = None
+    writer: InstructionOp | None = None
+    """For a store: the compute op that writes its slot and can write the resident band
+    directly instead (`_direct_writer`); None keeps the slot and a TILE_COPY from it."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class TensorPlan:
     last: int
     bands: dict[int, tuple[int, int]]
     saved_bytes: int
+    channels: int = 1
     stores: list[Box] = field(default_factory=list)
     loads: list[Box] = field(default_factory=list)
     freed: dict[int, int] = field(default_factory=dict)
@@ -257,6 +262,53 @@ def _shared_slot_tensors(blocks) -> set[str]:
     return bad
 
 
+DENSE_OUTPUT = {
+    "mlip.conv": (("oh", "ow"), "oc", "out_pix_stride"),
+    "mlip.pool": (("oh", "ow"), "c", "out_pix_stride"),
+    "mlip.eltwise": (("rows",), "cols", "out_row_stride"),
+    "mlip.act": (("rows",), "cols", "out_row_stride"),
+    "mlip.convert": (("rows",), "cols", "out_row_stride"),
+    "mlip.copy": (("rows",), "cols", "out_row_stride"),
+}
+"""Compute ops whose output is pixels x channels at a pixel stride: (fields whose product
+is the pixel count, channel-count field, pixel-stride field)."""
+
+
+def _direct_writer(block_ops: list[InstructionOp], store: DmaStoreOp, box: Box,
+                   width: int, channels: int) -> InstructionOp | None:
+    """The one compute op that writes exactly the store's box into its slot, densely, when
+    the box is whole-width rows (or part of one row with all channels): it can write the
+    box straight into the band (pixel stride = the tensor's channels). None otherwise."""
+    dims = [_ival(store, f"dim{k}", 1) for k in range(4)]
+    if dims[2] != width and (dims[1] != 1 or dims[3] != channels):
+        return None
+    if (dims[1] > 1 and _ival(store, "ocm_stride1") != dims[2] * dims[3]) or \
+            (dims[2] > 1 and _ival(store, "ocm_stride2") != dims[3]) or \
+            (dims[3] > 1 and _ival(store, "ocm_stride3") != 1):
+        return None
+    key = _slot_key(store, "ocm_addr")
+    writer = None
+    for op in block_ops:
+        if op is store:
+            continue
+        for name in op.ocm_operands():
+            if _slot_key(op, name) != key:
+                continue
+            if name != "out_addr" or writer is not None or op.name not in DENSE_OUTPUT:
+                return None
+            writer = op
+    if writer is None or _ival(writer, "out_offset") != _ival(store, "ocm_offset"):
+        return None
+    pixel_fields, channel_field, stride_field = DENSE_OUTPUT[writer.name]
+    pixels = 1
+    for name in pixel_fields:
+        pixels *= _ival(writer, name, 1)
+    if (pixels, _ival(writer, channel_field), _ival(writer, stride_field)) != \
+            (dims[1] * dims[2], dims[3], dims[3]):
+        return None
+    return writer
+
+
 def _note(reasons: dict[str, str] | None, name: str, reason: str) -> None:
     if reasons is not None:
         reasons.setdefault(name, reason)
@@ -268,7 +320,7 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
     first reason each other tensor cannot is recorded in `reasons` when given."""
     tensors = model.tensors()
     aliased = {t.alias_of.data for t in tensors.values() if t.alias_of is not None}
-    stores: dict[str, list[tuple[DmaStoreOp, int, int]]] = {}
+    stores: dict[str, list[tuple[DmaStoreOp, int, int, list]]] = {}
     loads: dict[str, list[tuple[DmaLoadOp, int, int, list]]] = {}
     bad: set[str] = set(aliased)
     for name in aliased:
@@ -288,7 +340,7 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
                     continue
                 name = op.properties["dram"].root_reference.data  # type: ignore[union-attr]
                 if isinstance(op, DmaStoreOp):
-                    stores.setdefault(name, []).append((op, index, tile))
+                    stores.setdefault(name, []).append((op, index, tile, ops))
                     continue
                 readers = _readers(ops, op)
                 if readers is None:
@@ -311,30 +363,29 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
         if row_elems * esize % GRANULE:
             _note(reasons, name, "its rows are not whole 16-byte granules")
             continue
-        producer = {index for _, index, _ in writes}
-        if len(producer) != 1:
-            _note(reasons, name, "several layers store it")
-            continue
-        p = producer.pop()
-        plan = TensorPlan(name, row_elems, esize, p, p, {}, 0)
+        p = min(index for _, index, _, _ in writes)
+        plan = TensorPlan(name, row_elems, esize, p, p, {}, 0, shape[3])
         ok = True
-        for op, index, tile in writes:
+        for op, index, tile, _ in writes:
             box = _box(op, index, tile, row_elems, esize)
             if box is None:
                 _note(reasons, name, "a store is not a box of whole rows")
                 ok = False
                 break
             plan.stores.append(box)
-        for op, index, tile, readers in loads[name]:
+        for op, index, tile, readers in loads[name] if ok else []:
             box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
-            if box is None and index > p:
+            if box is None:
                 view = _view(op, readers, shape[2], shape[3], row_elems, esize)
                 if view is not None:
                     elem = _ival(op, "dram_offset") // esize
                     box = Box(op, index, tile, elem // row_elems, view.ih, elem % row_elems,
                               view)
-            if box is None or index <= p:
-                _note(reasons, name, _load_reason(model, op, readers, index, p, shape))
+            early = box is not None and index <= p or box is not None and any(
+                store.layer >= index and _overlap(store, box, shape[3])
+                for store in plan.stores)
+            if box is None or early:
+                _note(reasons, name, _load_reason(model, op, readers, index, early, shape))
                 ok = False
                 break
             plan.loads.append(box)
@@ -344,17 +395,46 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
         if not ok:
             continue
         plan.saved_bytes = sum(_dram_bytes(b.op) for b in plan.stores + plan.loads)
-        plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
+        for box, (_, _, _, block_ops) in zip(plan.stores, writes, strict=True):
+            lo, hi = plan.bands.get(box.tile, (0, 0))
+            if lo <= box.r0 and box.r0 + box.rows <= hi:
+                box.writer = _direct_writer(block_ops, box.op, box, shape[2], shape[3])
+        removed = [(op, readers) for op, _, _, readers in loads[name]]
+        removed += [(box.op, [(box.writer, "out_addr")]) for box in plan.stores
+                    if box.writer is not None]
+        plan.freed = _freed_bytes(model, removed)
         plans.append(plan)
     return plans
 
 
-def _load_reason(model: ModelOp, load: DmaLoadOp, readers, index: int, producer: int,
+def _pixels_channels(box: Box, channels: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The pixels [first, end) and channels [first, end) of its rows a box touches
+    (conservatively: every pixel and channel between the first and the last)."""
+    pixel, channel = divmod(box.col, channels)
+    count2, stride2 = _ival(box.op, "dim2", 1), _ival(box.op, "dram_stride2")
+    count3, stride3 = _ival(box.op, "dim3", 1), _ival(box.op, "dram_stride3")
+    channel_end = channel + (count3 - 1) * stride3 + 1
+    if count2 == 1 or stride2 % channels == 0 and channel_end <= channels:
+        pixel_end = pixel + (count2 - 1) * (stride2 // channels) + 1
+        return (pixel, pixel_end), (channel, channel_end)
+    end = box.col + (count2 - 1) * stride2 + (count3 - 1) * stride3 + 1
+    return (pixel, -(-end // channels)), (0, channels)
+
+
+def _overlap(a: Box, b: Box, channels: int) -> bool:
+    """Do two boxes of a tensor share an element (conservatively)?"""
+    if a.r0 >= b.r0 + b.rows or b.r0 >= a.r0 + a.rows:
+        return False
+    (ap, ac), (bp, bc) = _pixels_channels(a, channels), _pixels_channels(b, channels)
+    return ap[0] < bp[1] and bp[0] < ap[1] and ac[0] < bc[1] and bc[0] < ac[1]
+
+
+def _load_reason(model: ModelOp, load: DmaLoadOp, readers, index: int, early: bool,
                  shape) -> str:
     """Why one load of a tensor cannot be read in place (for `dram_report`)."""
     layer = next(lay for lay in model.layers() if lay.index.value.data == index)
     where = f"layer {layer.sym_name.data}"
-    if index <= producer:
+    if early:
         return f"{where} loads it before or while it is stored"
     kinds = sorted({op.name.removeprefix("mlip.") for op, _ in readers}) or ["nothing"]
     dims = [_ival(load, f"dim{k}", 1) for k in range(4)]
@@ -407,7 +487,8 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
     placed = resident_requests(model)[1]  # residents of an earlier round stay first
     chosen: list[TensorPlan] = []
     for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
-        requests = placed + [p.request() for p in chosen + [plan]]
+        trial = sorted(chosen + [plan], key=_packing_order)
+        requests = placed + [p.request() for p in trial]
         addrs = place_residents(requests, ocm_size, page)
         if addrs is None:
             continue
@@ -418,8 +499,14 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
                 freed[layer] = freed.get(layer, 0) + size
         if all(needs.get(layer, 0) - freed.get(layer, 0) <= floor
                for layer, floor in floors.items()):
-            chosen.append(plan)
+            chosen = trial
     return chosen
+
+
+def _packing_order(plan: TensorPlan) -> tuple:
+    """Placement order of the chosen tensors: longest-lived first, then largest (they take
+    the top of the OCM and the short-lived ones pack below them)."""
+    return (-(plan.last - plan.producer), -plan.size, plan.name)
 
 
 def _header(op: InstructionOp) -> dict:
@@ -443,27 +530,37 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
     for tile, (lo, hi) in sorted(plan.bands.items()):
         a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
-        if a < b:
+        if a < b and not (box.writer is not None and tile == box.tile):
             key = (a, b - a, a - lo)
             groups[key] = groups.get(key, 0) | (1 << tile)
     block = op.parent_block()
     assert block is not None
     es = plan.esize
+    source = op.ocm_operands()["ocm_addr"]
+    source_slot = _ival(op, "ocm_slot")
+    source_offset = _ival(op, "ocm_offset")
+    source_strides = [_ival(op, f"ocm_stride{k}") for k in range(4)]
+    if box.writer is not None:  # the compute writes the own band; copies read it there
+        stride_field = DENSE_OUTPUT[box.writer.name][2]
+        own_row = box.r0 - plan.bands[box.tile][0]
+        source, source_slot = resident, 0
+        source_offset = (own_row * plan.row_elems + box.col) * es
+        source_strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
+        _set_operand(box.writer, "out_addr", resident, 0, source_offset)
+        box.writer.properties[stride_field] = i64_attr(plan.channels)
     new_ops: list[InstructionOp] = []
     for (a, rows, band_row), mask in groups.items():
         props = {**_header(op), "dst_tile_mask": i64_attr(mask),
-                 "src_slot": op.properties["ocm_slot"],
-                 "src_offset": i64_attr(_ival(op, "ocm_offset")
-                                        + (a - box.r0) * _ival(op, "ocm_stride1") * es),
+                 "src_slot": i64_attr(source_slot),
+                 "src_offset": i64_attr(source_offset + (a - box.r0) * source_strides[1] * es),
                  "dst_slot": i64_attr(0),
                  "dst_offset": i64_attr((band_row * plan.row_elems + box.col) * es)}
         dims = (1, rows, _ival(op, "dim2", 1), _ival(op, "dim3", 1))
         for k in range(4):
             props[f"dim{k}"] = i64_attr(dims[k])
-            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
+            props[f"src_stride{k}"] = i64_attr(source_strides[k])
             props[f"dst_stride{k}"] = i64_attr(_ival(op, f"dram_stride{k}"))
-        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
-                                                "dst_addr": resident}))
+        new_ops.append(TileCopyOp.build(props, {"src_addr": source, "dst_addr": resident}))
     if not new_ops:
         new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
     block.insert_ops_before(new_ops, op)
@@ -568,6 +665,144 @@ def dram_report(model: ModelOp) -> list[DramTraffic]:
     return sorted(out, key=lambda t: (-(t.in_bytes + t.out_bytes), t.name))
 
 
+# ---- Concat in place: the producers of a Concat's inputs write the output's slices ----
+def _dense_strides(shape4: tuple[int, ...]) -> list[int]:
+    strides = [1, 1, 1, 1]
+    for k in (2, 1, 0):
+        strides[k] = strides[k + 1] * shape4[k + 1]
+    return strides
+
+
+def _split_elem(elem: int, strides: list[int]) -> list[int]:
+    parts = []
+    for stride in strides:
+        parts.append(elem // stride)
+        elem %= stride
+    return parts
+
+
+def _remap_dma(op: DmaLoadOp | DmaStoreOp, x_shape: tuple[int, ...], y_shape: tuple[int, ...],
+               channel_offset: int, esize: int) -> tuple[int, list[int]] | None:
+    """(byte offset, element strides) of the DMA's box of tensor x (4-D `x_shape`) moved to
+    channels [channel_offset, ...) of y (`y_shape`, the same but for the channels), or None
+    when a stride of the box mixes dimensions or the box leaves x."""
+    x_strides, y_strides = _dense_strides(x_shape), _dense_strides(y_shape)
+    offset = _ival(op, "dram_offset")
+    if offset % esize:
+        return None
+    base = _split_elem(offset // esize, x_strides)
+    reach = list(base)
+    strides = []
+    for k in range(4):
+        count, stride = _ival(op, f"dim{k}", 1), _ival(op, f"dram_stride{k}")
+        if stride < 0:
+            return None
+        parts = _split_elem(stride, x_strides)
+        used = [d for d in range(4) if parts[d]]
+        if count > 1 and len(used) > 1:
+            return None
+        if count > 1 and used:
+            reach[used[0]] += (count - 1) * parts[used[0]]
+        strides.append(sum(p * q for p, q in zip(parts, y_strides, strict=True)))
+    if any(r >= size for r, size in zip(reach, x_shape, strict=True)):
+        return None
+    base[3] += channel_offset
+    return sum(p * q for p, q in zip(base, y_strides, strict=True)) * esize, strides
+
+
+def _dram_name(op: InstructionOp) -> str:
+    return op.properties["dram"].root_reference.data  # type: ignore[union-attr]
+
+
+def _shape4(tensor) -> tuple[int, ...]:
+    return (1, 1, 1, 1, *tensor.shape_tuple())[-4:]
+
+
+def _concat_copies(layer: LayerOp) -> dict[str, tuple[str, list[BlockOp]]] | None:
+    """Input tensor -> (output tensor, blocks copying it) of a Concat layer whose blocks are
+    each one load -> COPY -> store of the same dtype; None otherwise."""
+    found: dict[str, tuple[str, list[BlockOp]]] = {}
+    for blk in layer.block_ops():
+        ops = blk.instructions()
+        if len(ops) != 3 or not isinstance(ops[0], DmaLoadOp) or ops[1].name != "mlip.copy" \
+                or not isinstance(ops[2], DmaStoreOp):
+            return None
+        load, store = ops[0], ops[2]
+        if load.properties["src"] != load.properties["dst"] or \
+                store.properties["src"] != store.properties["dst"] or \
+                load.properties["src"] != store.properties["src"]:
+            return None
+        target, blocks = found.setdefault(_dram_name(load), (_dram_name(store), []))
+        if target != _dram_name(store):
+            return None
+        blocks.append(blk)
+    return found
+
+
+def concat_in_place(model: ModelOp) -> int:
+    """Drop the copies of every Concat input that can be written in place: a scratch
+    tensor of the same dtype, copied unchanged (COPY, no requantisation) along the
+    channels, every DMA of which can address the output's slice instead (`_remap_dma`).
+    Its producers then store into (and its other consumers load from) the output's
+    channel slice, and the Concat's blocks for it are erased; with the output resident
+    (`plan_residency`) the producers' copies land in the output's band and the Concat
+    moves no data. Returns the number of inputs made in place."""
+    tensors = model.tensors()
+    aliased = {t.alias_of.data for t in tensors.values() if t.alias_of is not None}
+    dmas: dict[str, list[InstructionOp]] = {}
+    for op in model.instructions():
+        if isinstance(op, (DmaLoadOp, DmaStoreOp)):
+            dmas.setdefault(_dram_name(op), []).append(op)
+    done = 0
+    for layer in model.layers():
+        if layer.kind.data != "Concat":
+            continue
+        copies = _concat_copies(layer)
+        if copies is None:
+            continue
+        for source, (target, blocks) in copies.items():
+            x, y = tensors.get(source), tensors.get(target)
+            if x is None or y is None or x.region.data != "scratch" or source in aliased \
+                    or x.alias_of is not None or x.dtype.data != y.dtype.data:
+                continue
+            x_shape, y_shape = _shape4(x), _shape4(y)
+            if x_shape[:3] != y_shape[:3]:
+                continue
+            esize = isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[x.dtype.data])]
+            offsets = set()
+            for blk in blocks:
+                load, _, store = blk.instructions()
+                a = _split_elem(_ival(load, "dram_offset") // esize, _dense_strides(x_shape))
+                b = _split_elem(_ival(store, "dram_offset") // esize, _dense_strides(y_shape))
+                offsets.add((b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3]))
+            if len(offsets) != 1 or offsets != {(0, 0, 0, next(iter(offsets))[3])}:
+                continue
+            channel_offset = next(iter(offsets))[3]
+            concat_loads = {blk.instructions()[0] for blk in blocks}
+            others = [op for op in dmas.get(source, []) if op not in concat_loads]
+            moved = [_remap_dma(op, x_shape, y_shape, channel_offset, esize) for op in others]
+            if any(m is None for m in moved):
+                continue
+            for op, remapped in zip(others, moved, strict=True):
+                assert remapped is not None
+                offset, strides = remapped
+                op.properties["dram"] = SymbolRefAttr(target)
+                op.properties["dram_offset"] = i64_attr(offset)
+                for k in range(4):
+                    op.properties[f"dram_stride{k}"] = i64_attr(strides[k])
+            for blk in blocks:
+                blk.detach()
+                blk.erase()
+            lives = [t.live_range() for t in (x, y) if t.live is not None]
+            if lives:
+                y.live = DenseArrayBase.from_list(i64, [min(a for a, _ in lives),
+                                                        max(b for _, b in lives)])
+            model.body.block.erase_op(x)
+            done += 1
+        layer.blocks = i64_attr(len(layer.block_ops()))
+    return done
+
+
 MAX_ROUNDS = 4
 """Planning rounds: a round's rewrite frees the consumers' input slots, so a later round
 may fit tensors an earlier one spilled."""
@@ -576,6 +811,7 @@ may fit tensors an earlier one spilled."""
 def keep_resident(model: ModelOp) -> int:
     """Plan and apply residency in rounds until nothing more fits; the tensors kept."""
     kept = 0
+    concat_in_place(model)
     for _ in range(MAX_ROUNDS):
         plans = plan_residency(model)
         if not plans:
