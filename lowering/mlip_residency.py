@@ -11,6 +11,9 @@ region:
   destination tiles with the same band offset; the own tile's bit is a local copy; a store
   whose rows nobody reads becomes a DMA_OUT `nop`); they run on DMA_OUT with the store's
   tokens, and the barrier after layer P orders them before every consumer's reads;
+  **direct write**: when the store's rows lie in the own tile's band and one compute op
+  writes exactly its box densely (`_direct_writer`), that op writes the band itself (pixel
+  or row stride = the tensor's channels) and the copies to the other tiles read the band;
 - the consumers' `dma_load`s of the tensor are deleted (a DMA_IN `nop` keeps the block's
   token protocol when it was the block's only load) and the compute operands that read the
   loaded slot point straight into the resident buffer (same layout, shifted offset).
@@ -20,8 +23,9 @@ of the (N*H) dimension, all columns and channels, the tensor's dense DRAM layout
 union of the rows t's loads read (its row band plus halos; all rows for a channel split);
 the buffer is the largest band on any tile, at the same address on every tile.
 
-Which tensors (`plan_residency`): a scratch tensor qualifies when one layer stores it and
-only later layers load it, no DMA converts it, every box is a band of whole-row boxes
+Which tensors (`plan_residency`): a scratch tensor qualifies when every load comes after
+each store it overlaps (one producer layer, or several: a Concat's output written in
+place), no DMA converts it, every box is a band of whole-row boxes
 (`dim0 = 1`), its rows are whole 16-byte granules, and every load can be read in place:
 its OCM box has the DRAM box's layout (any reader), or it is a channel range of
 whole-width rows read by CONV / POOL (`in_pix_stride` becomes the tensor's channels), or
@@ -35,6 +39,12 @@ kept only if the resident buffers still fit beside every layer's own buffers
 weights and scratch must stay below the lowest resident live at it), counting as free the
 consumers' input slots that the chosen tensors' rewrite leaves unused. The rest spill: they
 keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit copy).
+Chosen tensors are placed longest-lived first (`_packing_order`).
+
+Before planning, `concat_in_place` aliases every Concat input that is copied unchanged
+along the channels to its slice of the output (its producers store there, the Concat's
+copies of it go), so a resident Concat output is filled by its producers' copies and the
+Concat moves no data. `dram_report` says, per tensor still moved by a DMA, why.
 """
 
 from __future__ import annotations
@@ -397,12 +407,15 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
         plan.saved_bytes = sum(_dram_bytes(b.op) for b in plan.stores + plan.loads)
         for box, (_, _, _, block_ops) in zip(plan.stores, writes, strict=True):
             lo, hi = plan.bands.get(box.tile, (0, 0))
-            if lo <= box.r0 and box.r0 + box.rows <= hi:
+            # only rows no other tile reads: with copies to other tiles as well, the copies
+            # wait for the whole box either way and the measured cycles went up
+            others = [tile for tile, (a, b) in plan.bands.items()
+                      if tile != box.tile and a < box.r0 + box.rows and box.r0 < b]
+            if lo <= box.r0 and box.r0 + box.rows <= hi and not others:
                 box.writer = _direct_writer(block_ops, box.op, box, shape[2], shape[3])
-        removed = [(op, readers) for op, _, _, readers in loads[name]]
-        removed += [(box.op, [(box.writer, "out_addr")]) for box in plan.stores
-                    if box.writer is not None]
-        plan.freed = _freed_bytes(model, removed)
+        # a direct write's output slot is not counted as freed: apply_residency keeps it,
+        # so the layer's OCM placement (and its weight prefetch) stays as it was
+        plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
         plans.append(plan)
     return plans
 
@@ -487,7 +500,7 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
     placed = resident_requests(model)[1]  # residents of an earlier round stay first
     chosen: list[TensorPlan] = []
     for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
-        trial = sorted(chosen + [plan], key=_packing_order)
+        trial = chosen + [plan]
         requests = placed + [p.request() for p in trial]
         addrs = place_residents(requests, ocm_size, page)
         if addrs is None:
@@ -525,42 +538,38 @@ def _set_operand(op: InstructionOp, name: str, value: SSAValue, slot: int, offse
 
 
 def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
-    """Replace one store by TILE_COPYs into the bands that need its rows."""
+    """Replace one store by TILE_COPYs into the bands that need its rows, or (a direct
+    write) point its compute at the own band and leave a DMA_OUT `nop`."""
     op = box.op
-    groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
-    for tile, (lo, hi) in sorted(plan.bands.items()):
-        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
-        if a < b and not (box.writer is not None and tile == box.tile):
-            key = (a, b - a, a - lo)
-            groups[key] = groups.get(key, 0) | (1 << tile)
     block = op.parent_block()
     assert block is not None
     es = plan.esize
-    source = op.ocm_operands()["ocm_addr"]
-    source_slot = _ival(op, "ocm_slot")
-    source_offset = _ival(op, "ocm_offset")
-    source_strides = [_ival(op, f"ocm_stride{k}") for k in range(4)]
-    if box.writer is not None:  # the compute writes the own band; copies read it there
-        stride_field = DENSE_OUTPUT[box.writer.name][2]
-        own_row = box.r0 - plan.bands[box.tile][0]
-        source, source_slot = resident, 0
-        source_offset = (own_row * plan.row_elems + box.col) * es
-        source_strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
-        _set_operand(box.writer, "out_addr", resident, 0, source_offset)
-        box.writer.properties[stride_field] = i64_attr(plan.channels)
     new_ops: list[InstructionOp] = []
+    if box.writer is not None:  # only the own tile reads these rows (candidate_tensors)
+        own_row = box.r0 - plan.bands[box.tile][0]
+        _set_operand(box.writer, "out_addr", resident, 0,
+                     (own_row * plan.row_elems + box.col) * es)
+        box.writer.properties[DENSE_OUTPUT[box.writer.name][2]] = i64_attr(plan.channels)
+    groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
+    for tile, (lo, hi) in sorted(plan.bands.items()):
+        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
+        if a < b and box.writer is None:
+            key = (a, b - a, a - lo)
+            groups[key] = groups.get(key, 0) | (1 << tile)
     for (a, rows, band_row), mask in groups.items():
         props = {**_header(op), "dst_tile_mask": i64_attr(mask),
-                 "src_slot": i64_attr(source_slot),
-                 "src_offset": i64_attr(source_offset + (a - box.r0) * source_strides[1] * es),
+                 "src_slot": op.properties["ocm_slot"],
+                 "src_offset": i64_attr(_ival(op, "ocm_offset")
+                                        + (a - box.r0) * _ival(op, "ocm_stride1") * es),
                  "dst_slot": i64_attr(0),
                  "dst_offset": i64_attr((band_row * plan.row_elems + box.col) * es)}
         dims = (1, rows, _ival(op, "dim2", 1), _ival(op, "dim3", 1))
         for k in range(4):
             props[f"dim{k}"] = i64_attr(dims[k])
-            props[f"src_stride{k}"] = i64_attr(source_strides[k])
+            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
             props[f"dst_stride{k}"] = i64_attr(_ival(op, f"dram_stride{k}"))
-        new_ops.append(TileCopyOp.build(props, {"src_addr": source, "dst_addr": resident}))
+        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
+                                                "dst_addr": resident}))
     if not new_ops:
         new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
     block.insert_ops_before(new_ops, op)
@@ -606,6 +615,8 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
     residents = [b for b in model.buffers() if b.kind.data == "resident"]
     anchor = residents[-1] if residents else None
     first = next(op for op in body.ops if isinstance(op, (BufferOp, LayerOp)))
+    kept: set[BufferOp] = set()  # output slots left unused by direct writes: kept so that
+    # the layer's OCM placement (and its weight prefetch) stays as it was
     for plan in plans:
         buf = BufferOp.build(f"res_{plan.name}", plan.size, 1, "resident", plan.producer)
         buf.last = i64_attr(plan.last)
@@ -617,10 +628,12 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
         for box in plan.loads:
             _rewrite_load(plan, box, buf.result)
         for box in plan.stores:
+            if box.writer is not None:
+                kept.add(box.writer.ocm_operands()["out_addr"].owner)
             _rewrite_store(plan, box, buf.result)
         model.body.block.erase_op(model.tensors()[plan.name])  # no DMA names it any more
     for buf in model.buffers():
-        if buf.kind.data == "scratch" and not buf.result.uses:
+        if buf.kind.data == "scratch" and not buf.result.uses and buf not in kept:
             model.body.block.erase_op(buf)  # a slot only the deleted loads filled
 
 
