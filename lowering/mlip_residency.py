@@ -134,11 +134,23 @@ class TensorPlan:
     loads: list[Box] = field(default_factory=list)
     freed: dict[int, int] = field(default_factory=dict)
     """OCM bytes of the consumer layers' input slots the rewrite frees (by layer)."""
+    chans: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Channel bands: per tile the channels [first, end) its band holds (every load of the
+    tile reads exactly those, whole-width rows); empty: every tile holds all channels."""
+
+    def tile_channels(self, tile: int) -> tuple[int, int]:
+        return self.chans.get(tile, (0, self.channels))
+
+    def tile_row_elems(self, tile: int) -> int:
+        """Elements of one row of the tile's band (all pixels, the tile's channels)."""
+        first, end = self.tile_channels(tile)
+        return self.row_elems // self.channels * (end - first)
 
     @property
     def size(self) -> int:
-        rows = max((hi - lo for lo, hi in self.bands.values()), default=1)
-        return rows * self.row_elems * self.esize
+        return max(((hi - lo) * self.tile_row_elems(tile) * self.esize
+                     for tile, (lo, hi) in self.bands.items()),
+                   default=self.row_elems * self.esize)
 
     @property
     def score(self) -> float:
@@ -319,6 +331,44 @@ def _direct_writer(block_ops: list[InstructionOp], store: DmaStoreOp, box: Box,
     return writer
 
 
+def _channel_bands(loads, width: int, channels: int, row_elems: int, esize: int
+                   ) -> dict[int, tuple[int, int]] | None:
+    """Per tile the one channel range every load of the tile reads, when each load is
+    whole-width rows of a channel range in a dense OCM box (the layout of a band holding
+    just those channels) and some tile reads fewer than all channels; None otherwise."""
+    found: dict[int, tuple[int, int]] = {}
+    for op, _, tile, _ in loads:
+        dims = [_ival(op, f"dim{k}", 1) for k in range(4)]
+        strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
+        ocm = [_ival(op, f"ocm_stride{k}") for k in range(4)]
+        offset = _ival(op, "dram_offset")
+        if offset % esize or dims[0] != 1 or dims[2] != width:
+            return None
+        if (dims[1] > 1 and (strides[1] != row_elems or ocm[1] != width * dims[3])) or \
+                (width > 1 and (strides[2] != channels or ocm[2] != dims[3])) or \
+                (dims[3] > 1 and (strides[3] != 1 or ocm[3] != 1)):
+            return None
+        first = offset // esize % row_elems
+        span = (first, first + dims[3])
+        if span[1] > channels or found.setdefault(tile, span) != span:
+            return None
+        if width * dims[3] * esize % GRANULE:
+            return None
+    if all(span == (0, channels) for span in found.values()):
+        return None
+    return found
+
+
+def _channel_store(op: DmaStoreOp, width: int, channels: int) -> bool:
+    """Is a store a box of pixels x a channel range (what a channel-band copy moves)?"""
+    dims = [_ival(op, f"dim{k}", 1) for k in range(4)]
+    strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
+    first = _ival(op, "dram_offset") // max(1, isa.DTYPE_SIZE[isa.DType(
+        DTYPE_BY_NAME[op.properties["src"].data])]) % channels  # type: ignore[union-attr]
+    return (dims[2] == 1 or strides[2] == channels) and (dims[3] == 1 or strides[3] == 1) \
+        and first + dims[3] <= channels and (dims[1] == 1 or dims[2] == width)
+
+
 def _note(reasons: dict[str, str] | None, name: str, reason: str) -> None:
     if reasons is not None:
         reasons.setdefault(name, reason)
@@ -383,8 +433,17 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
                 ok = False
                 break
             plan.stores.append(box)
+        chans = _channel_bands(loads[name], shape[2], shape[3], row_elems, esize)
+        if chans is not None and all(_channel_store(box.op, shape[2], shape[3])
+                                     for box in plan.stores):
+            plan.chans = chans
         for op, index, tile, readers in loads[name] if ok else []:
-            box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
+            if plan.chans:
+                elem = _ival(op, "dram_offset") // esize
+                box = Box(op, index, tile, elem // row_elems, _ival(op, "dim1", 1),
+                          elem % row_elems)
+            else:
+                box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
             if box is None:
                 view = _view(op, readers, shape[2], shape[3], row_elems, esize)
                 if view is not None:
@@ -411,7 +470,7 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
             # wait for the whole box either way and the measured cycles went up
             others = [tile for tile, (a, b) in plan.bands.items()
                       if tile != box.tile and a < box.r0 + box.rows and box.r0 < b]
-            if lo <= box.r0 and box.r0 + box.rows <= hi and not others:
+            if lo <= box.r0 and box.r0 + box.rows <= hi and not others and not plan.chans:
                 box.writer = _direct_writer(block_ops, box.op, box, shape[2], shape[3])
         # a direct write's output slot is not counted as freed: apply_residency keeps it,
         # so the layer's OCM placement (and its weight prefetch) stays as it was
@@ -550,6 +609,9 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
         _set_operand(box.writer, "out_addr", resident, 0,
                      (own_row * plan.row_elems + box.col) * es)
         box.writer.properties[DENSE_OUTPUT[box.writer.name][2]] = i64_attr(plan.channels)
+    if plan.chans:
+        _copy_into_channel_bands(plan, box, resident)
+        return
     groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
     for tile, (lo, hi) in sorted(plan.bands.items()):
         a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
@@ -577,6 +639,48 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     op.erase()
 
 
+def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
+    """Replace one store by TILE_COPYs of its rows x channels into the channel bands of the
+    tiles that hold some of them (tiles with the same band offset and channels share one)."""
+    op = box.op
+    block = op.parent_block()
+    assert block is not None
+    es = plan.esize
+    width = plan.row_elems // plan.channels
+    pixel, channel = divmod(box.col, plan.channels)
+    count2, count3 = _ival(op, "dim2", 1), _ival(op, "dim3", 1)
+    groups: dict[tuple[int, ...], int] = {}
+    for tile, (lo, hi) in sorted(plan.bands.items()):
+        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
+        first, end = plan.tile_channels(tile)
+        c0, c1 = max(channel, first), min(channel + count3, end)
+        if a < b and c0 < c1:
+            key = (a, b - a, a - lo, c0, c1, first, end - first)
+            groups[key] = groups.get(key, 0) | (1 << tile)
+    new_ops: list[InstructionOp] = []
+    for (a, rows, band_row, c0, c1, first, held), mask in groups.items():
+        src_offset = _ival(op, "ocm_offset") + ((a - box.r0) * _ival(op, "ocm_stride1")
+                                                + (c0 - channel) * _ival(op, "ocm_stride3")) * es
+        props = {**_header(op), "dst_tile_mask": i64_attr(mask),
+                 "src_slot": op.properties["ocm_slot"], "src_offset": i64_attr(src_offset),
+                 "dst_slot": i64_attr(0),
+                 "dst_offset": i64_attr((band_row * width * held + pixel * held + c0 - first)
+                                        * es)}
+        dims = (1, rows, count2, c1 - c0)
+        dst_strides = (rows * width * held, width * held, held, 1)
+        for k in range(4):
+            props[f"dim{k}"] = i64_attr(dims[k])
+            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
+            props[f"dst_stride{k}"] = i64_attr(dst_strides[k])
+        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
+                                                "dst_addr": resident}))
+    if not new_ops:
+        new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
+    block.insert_ops_before(new_ops, op)
+    op.detach()
+    op.erase()
+
+
 def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     """Delete one load; its readers read the resident band in place."""
     op = box.op
@@ -586,7 +690,11 @@ def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     readers = _readers(ops, op)
     assert readers is not None
     lo = plan.bands[box.tile][0]
-    shift = ((box.r0 - lo) * plan.row_elems + box.col) * plan.esize - _ival(op, "ocm_offset")
+    pixel, channel = divmod(box.col, plan.channels)
+    first, end = plan.tile_channels(box.tile)
+    position = (box.r0 - lo) * plan.tile_row_elems(box.tile) + pixel * (end - first) \
+        + channel - first
+    shift = position * plan.esize - _ival(op, "ocm_offset")
     for reader, name in readers:
         base = name[:-len("_addr")]
         _set_operand(reader, name, resident, 0, _ival(reader, f"{base}_offset") + shift)
