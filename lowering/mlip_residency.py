@@ -39,7 +39,9 @@ kept only if the resident buffers still fit beside every layer's own buffers
 weights and scratch must stay below the lowest resident live at it), counting as free the
 consumers' input slots that the chosen tensors' rewrite leaves unused. The rest spill: they
 keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit copy).
-Chosen tensors are placed longest-lived first (`_packing_order`).
+**Channel bands**: when every load of a tile reads one channel range of whole-width rows
+into a dense box, the tile's band holds just those channels (`TensorPlan.chans`) and the
+stores become TILE_COPYs of their rows x channel intersection (`_copy_into_channel_bands`).
 
 Before planning, `concat_in_place` aliases every Concat input that is copied unchanged
 along the channels to its slice of the output (its producers store there, the Concat's
@@ -573,12 +575,6 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
                for layer, floor in floors.items()):
             chosen = trial
     return chosen
-
-
-def _packing_order(plan: TensorPlan) -> tuple:
-    """Placement order of the chosen tensors: longest-lived first, then largest (they take
-    the top of the OCM and the short-lived ones pack below them)."""
-    return (-(plan.last - plan.producer), -plan.size, plan.name)
 
 
 def _header(op: InstructionOp) -> dict:
