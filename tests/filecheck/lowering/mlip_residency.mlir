@@ -8,8 +8,9 @@
 // each gets a resident buffer (live from its producer to the add), the producers' stores
 // become tile_copys into the band of every tile that reads those rows (the own tile's bit
 // 1 is a local copy; bit 2 sends the halo row tile 1's 3x3 conv needs), the consumers'
-// loads are gone and their convs / eltwise read the resident bands in place. The model
-// output is still stored to DRAM.
+// loads are gone and their convs / eltwise read the resident bands in place. Rows only
+// the own tile reads are written there by the conv itself (a direct write: its store
+// becomes a DMA_OUT nop). The model output is still stored to DRAM.
 
 func.func @tvmgen_mrvl_main_0(%x: tensor<1x8x4x8xf32>) -> tensor<1x8x4x8xf32> attributes {mrvl.target = "accelerator"} {
   %w = graph.constant dense<2.500000e-01> : tensor<8x1x1x8xf32>
@@ -25,8 +26,8 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x8x4x8xf32>) -> tensor<1x8x4x8xf32> at
 // CHECK:       %res_tvmgen_mrvl_main_1_y = mlip.buffer "res_tvmgen_mrvl_main_1_y", size = 320, slots = 1, kind = resident, layer = 0, last = 2, addrs = [1032192]{{$}}
 // CHECK-NEXT:  %res_tvmgen_mrvl_main_2_y = mlip.buffer "res_tvmgen_mrvl_main_2_y", size = 256, slots = 1, kind = resident, layer = 1, last = 2, addrs = [1015808]{{$}}
 // CHECK:       mlip.layer @tvmgen_mrvl_main_1
-// CHECK:         mlip.conv in_addr = %in[0, 0],
-// CHECK-NEXT:    mlip.tile_copy src_addr = %out[0, 0], dst_addr = %res_tvmgen_mrvl_main_1_y[0, 0], dst_tile_mask = 1, dim0 = 1, dim1 = 2, dim2 = 4, dim3 = 8,
+// CHECK:         mlip.conv in_addr = %in[0, 0], {{.*}}, out_addr = %res_tvmgen_mrvl_main_1_y[0, 0], oh = 2, ow = 4, oc = 8, out_pix_stride = 8,
+// CHECK-NEXT:    mlip.nop src = f16, dst = f16, layer = 0, queue = dma_out
 // CHECK:         mlip.tile_copy src_addr = %out[1, 0], dst_addr = %res_tvmgen_mrvl_main_1_y[0, 128], dst_tile_mask = 1, dim0 = 1, dim1 = 2,
 // CHECK-NEXT:    mlip.tile_copy src_addr = %out[1, 64], dst_addr = %res_tvmgen_mrvl_main_1_y[0, 0], dst_tile_mask = 2, dim0 = 1, dim1 = 1,
 // CHECK:       mlip.layer @tvmgen_mrvl_main_2
@@ -40,9 +41,10 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x8x4x8xf32>) -> tensor<1x8x4x8xf32> at
 // CHECK:           mlip.eltwise a_addr = %res_tvmgen_mrvl_main_1_y[0, 0], b_addr = %res_tvmgen_mrvl_main_2_y[0, 0],
 // CHECK-NEXT:      mlip.dma_store dram_addr = @tvmgen_mrvl_main_0_o0[0],
 
-// The copies run on DMA_OUT with the stores' tokens.
+// The copies (and the direct write's nop) run on DMA_OUT with the stores' tokens.
 // ASM:       main.tile0.dma_out:
-// ASM-NEXT:    tile_copy src_addr = %out[0, 0], {{.*}}, layer = 0, tile = 0, pop_prev = %{{[0-9]+}}{{$}}
+// ASM-NEXT:    nop src = f16, dst = f16, layer = 0, tile = 0, queue = dma_out, pop_prev = %{{[0-9]+}}{{$}}
+// ASM-NEXT:    tile_copy src_addr = %out[1, 0], {{.*}}, layer = 0, tile = 0, pop_prev = %{{[0-9]+}}
 
 // Residency off: every activation goes through DRAM as before.
 // OFF:       mlip.tensor @tvmgen_mrvl_main_1_y {region = "scratch"
