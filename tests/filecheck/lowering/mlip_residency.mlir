@@ -3,6 +3,8 @@
 // RUN: mrvl-opt %s -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency{enabled=false},mlip-ocm-alloc' | filecheck %s --check-prefix=OFF
 // RUN: mrvl-opt %S/Inputs/residency_strided.mlir -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency,mlip-ocm-alloc' | filecheck %s --check-prefix=STRIDED
 // RUN: mrvl-opt %S/Inputs/residency_spill.mlir -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2 ocm_size=65536 page_size=4096},convert-mrvl-to-mlip{ocm_size=65536 page_size=4096},mlip-residency,mlip-ocm-alloc' | filecheck %s --check-prefix=SPILL
+// RUN: mrvl-opt %S/Inputs/residency_concat.mlir -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency,mlip-ocm-alloc' | filecheck %s --check-prefix=CONCAT
+// RUN: mrvl-opt %S/Inputs/residency_concat.mlir -p 'mrvl-quantize,mrvl-tile-split{num_tiles=2},convert-mrvl-to-mlip,mlip-residency{enabled=false},mlip-ocm-alloc' | filecheck %s --check-prefix=CONCAT-OFF
 
 // Two convs and a residual add on two tiles (row split). Both conv outputs stay in OCM:
 // each gets a resident buffer (live from its producer to the add), the producers' stores
@@ -66,3 +68,27 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x8x4x8xf32>) -> tensor<1x8x4x8xf32> at
 // STRIDED-NOT: mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_y
 // STRIDED:     mlip.conv in_addr = %res_tvmgen_mrvl_main_1_y[0, 0], ih = 1, iw = 8, ic = 8, in_pix_stride = 8, {{.*}}ow = 4, {{.*}}kh = 1, kw = 1, sh = 1, sw = 2, pad_t = 0, pad_l = 0,
 // STRIDED:     mlip.conv in_addr = %res_tvmgen_mrvl_main_1_y[0, 256], ih = 1, iw = 8,
+
+// Concat in place: conv a writes channels 0-7 of the Concat's resident band directly (pixel
+// stride 16), conv b reads them there and writes channels 8-15; the Concat has no blocks
+// and the 1x1 conv after it reads the band: no activation touches DRAM.
+// CONCAT-NOT:  mlip.tensor @tvmgen_mrvl_main_1_y
+// CONCAT-NOT:  mlip.tensor @tvmgen_mrvl_main_2_y
+// CONCAT-NOT:  mlip.tensor @tvmgen_mrvl_main_3_y
+// CONCAT:      %res_tvmgen_mrvl_main_3_y = mlip.buffer "res_tvmgen_mrvl_main_3_y", size = 512, slots = 1, kind = resident, layer = 0, last = 3,
+// CONCAT:      mlip.layer @tvmgen_mrvl_main_1
+// CONCAT:        mlip.conv in_addr = %in[0, 0], {{.*}}, out_addr = %res_tvmgen_mrvl_main_3_y[0, 0], oh = 2, ow = 4, oc = 8, out_pix_stride = 16,
+// CONCAT-NEXT:   mlip.nop src = f16, dst = f16, layer = 0, queue = dma_out
+// CONCAT:      mlip.layer @tvmgen_mrvl_main_2
+// CONCAT:        mlip.conv in_addr = %res_tvmgen_mrvl_main_3_y[0, 0], ih = 2, iw = 4, ic = 8, in_pix_stride = 16, out_addr = %res_tvmgen_mrvl_main_3_y[0, 16], oh = 2, ow = 4, oc = 8, out_pix_stride = 16,
+// CONCAT:      mlip.layer @tvmgen_mrvl_main_3 attributes {kind = "Concat", index = 2 : i64, macs = 0 : i64, split = "rows", blocks = 0 : i64} {
+// CONCAT-NEXT: ^bb0:
+// CONCAT-NEXT: }
+// CONCAT:      mlip.layer @tvmgen_mrvl_main_4
+// CONCAT:        mlip.conv in_addr = %res_tvmgen_mrvl_main_3_y[0, 0], ih = 2, iw = 4, ic = 16, in_pix_stride = 16,
+
+// Not lowered in place with residency off: the Concat copies both inputs through DRAM.
+// CONCAT-OFF:  mlip.layer @tvmgen_mrvl_main_3 attributes {kind = "Concat", index = 2 : i64, macs = 0 : i64, split = "rows", blocks = 8 : i64} {
+// CONCAT-OFF:    mlip.dma_load dram_addr = @tvmgen_mrvl_main_1_y
+// CONCAT-OFF:    mlip.copy
+// CONCAT-OFF:    mlip.dma_store dram_addr = @tvmgen_mrvl_main_3_y
