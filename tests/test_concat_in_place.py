@@ -131,19 +131,22 @@ def test_densenet_model():
     assert logits.shape == (1, 1000) and np.all(np.isfinite(logits))
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
-def test_densenet_subgraphs_bit_identical_and_concat_in_place(index):
-    """A dense layer's sub-graph (ReLU, conv1x1, conv3x3, Concat with the sub-graph's
-    input): conv3x3 stores straight into its slice of the Concat's output, so only the
-    sub-graph input is copied."""
-    off_sub, off, off_report = _run("densenet", index, 8, resident=False)
-    sub, on, report = _run("densenet", index, 8, resident=True)
+def test_densenet_bit_identical_and_concat_in_place():
+    """The shallow DenseNet-style model is one accelerator sub-graph (its pre-activation
+    BatchNorms are per-channel affine layers): resident, its outputs equal the DRAM
+    schedule's bit for bit, it is no slower, and its Concats move less data (the dense
+    layers' conv3x3 store straight into their slice of the Concat's output)."""
+    assert len(subgraph_functions(_partitioned("densenet").clone(), "accelerator")) == 1
+    off_sub, off, off_report = _run("densenet", 0, 8, resident=False)
+    sub, on, report = _run("densenet", 0, 8, resident=True)
     for a, b in zip(off, on, strict=True):
         assert np.array_equal(a, b)
     assert report["cycles"] <= off_report["cycles"]
     assert report["dma_out_bytes"] <= off_report["dma_out_bytes"]
-    kinds = [layer.kind.data for layer in sub.model.layers()]
-    if "Concat" in kinds:
-        before = _concat_layer(off_sub.model).blocks.value.data
-        after = _concat_layer(sub.model).blocks.value.data
-        assert after < before
+
+    def concat_blocks(model):
+        return [layer.blocks.value.data for layer in model.layers() if layer.kind.data == "Concat"]
+
+    before, after = concat_blocks(off_sub.model), concat_blocks(sub.model)
+    assert len(before) == len(after) == 4  # two dense layers in each of the two blocks
+    assert sum(after) < sum(before)
