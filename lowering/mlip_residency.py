@@ -11,6 +11,9 @@ region:
   destination tiles with the same band offset; the own tile's bit is a local copy; a store
   whose rows nobody reads becomes a DMA_OUT `nop`); they run on DMA_OUT with the store's
   tokens, and the barrier after layer P orders them before every consumer's reads;
+  **direct write**: when the store's rows lie in the own tile's band and one compute op
+  writes exactly its box densely (`_direct_writer`), that op writes the band itself (pixel
+  or row stride = the tensor's channels) and the copies to the other tiles read the band;
 - the consumers' `dma_load`s of the tensor are deleted (a DMA_IN `nop` keeps the block's
   token protocol when it was the block's only load) and the compute operands that read the
   loaded slot point straight into the resident buffer (same layout, shifted offset).
@@ -20,8 +23,9 @@ of the (N*H) dimension, all columns and channels, the tensor's dense DRAM layout
 union of the rows t's loads read (its row band plus halos; all rows for a channel split);
 the buffer is the largest band on any tile, at the same address on every tile.
 
-Which tensors (`plan_residency`): a scratch tensor qualifies when one layer stores it and
-only later layers load it, no DMA converts it, every box is a band of whole-row boxes
+Which tensors (`plan_residency`): a scratch tensor qualifies when every load comes after
+each store it overlaps (one producer layer, or several: a Concat's output written in
+place), no DMA converts it, every box is a band of whole-row boxes
 (`dim0 = 1`), its rows are whole 16-byte granules, and every load can be read in place:
 its OCM box has the DRAM box's layout (any reader), or it is a channel range of
 whole-width rows read by CONV / POOL (`in_pix_stride` becomes the tensor's channels), or
@@ -35,6 +39,14 @@ kept only if the resident buffers still fit beside every layer's own buffers
 weights and scratch must stay below the lowest resident live at it), counting as free the
 consumers' input slots that the chosen tensors' rewrite leaves unused. The rest spill: they
 keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit copy).
+**Channel bands**: when every load of a tile reads one channel range of whole-width rows
+into a dense box, the tile's band holds just those channels (`TensorPlan.chans`) and the
+stores become TILE_COPYs of their rows x channel intersection (`_copy_into_channel_bands`).
+
+Before planning, `concat_in_place` aliases every Concat input that is copied unchanged
+along the channels to its slice of the output (its producers store there, the Concat's
+copies of it go), so a resident Concat output is filled by its producers' copies and the
+Concat moves no data. `dram_report` says, per tensor still moved by a DMA, why.
 """
 
 from __future__ import annotations
@@ -42,13 +54,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, SymbolRefAttr, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
 from mrvl import mlip_isa as isa
 from mrvl.dialects.mlip import (
     DTYPE_BY_NAME,
+    BlockOp,
     BufferOp,
     DmaLoadOp,
     DmaStoreOp,
@@ -88,6 +101,9 @@ class Box:
     rows: int
     col: int
     view: View | None = None
+    writer: InstructionOp | None = None
+    """For a store: the compute op that writes its slot and can write the resident band
+    directly instead (`_direct_writer`); None keeps the slot and a TILE_COPY from it."""
 
 
 @dataclass(frozen=True)
@@ -115,15 +131,28 @@ class TensorPlan:
     last: int
     bands: dict[int, tuple[int, int]]
     saved_bytes: int
+    channels: int = 1
     stores: list[Box] = field(default_factory=list)
     loads: list[Box] = field(default_factory=list)
     freed: dict[int, int] = field(default_factory=dict)
     """OCM bytes of the consumer layers' input slots the rewrite frees (by layer)."""
+    chans: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Channel bands: per tile the channels [first, end) its band holds (every load of the
+    tile reads exactly those, whole-width rows); empty: every tile holds all channels."""
+
+    def tile_channels(self, tile: int) -> tuple[int, int]:
+        return self.chans.get(tile, (0, self.channels))
+
+    def tile_row_elems(self, tile: int) -> int:
+        """Elements of one row of the tile's band (all pixels, the tile's channels)."""
+        first, end = self.tile_channels(tile)
+        return self.row_elems // self.channels * (end - first)
 
     @property
     def size(self) -> int:
-        rows = max((hi - lo for lo, hi in self.bands.values()), default=1)
-        return rows * self.row_elems * self.esize
+        return max(((hi - lo) * self.tile_row_elems(tile) * self.esize
+                     for tile, (lo, hi) in self.bands.items()),
+                   default=self.row_elems * self.esize)
 
     @property
     def score(self) -> float:
@@ -257,16 +286,114 @@ def _shared_slot_tensors(blocks) -> set[str]:
     return bad
 
 
-def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
-    """Every scratch tensor that can stay in OCM (module docstring), with its bands."""
+DENSE_OUTPUT = {
+    "mlip.conv": (("oh", "ow"), "oc", "out_pix_stride"),
+    "mlip.pool": (("oh", "ow"), "c", "out_pix_stride"),
+    "mlip.eltwise": (("rows",), "cols", "out_row_stride"),
+    "mlip.act": (("rows",), "cols", "out_row_stride"),
+    "mlip.convert": (("rows",), "cols", "out_row_stride"),
+    "mlip.copy": (("rows",), "cols", "out_row_stride"),
+}
+"""Compute ops whose output is pixels x channels at a pixel stride: (fields whose product
+is the pixel count, channel-count field, pixel-stride field)."""
+
+
+def _direct_writer(block_ops: list[InstructionOp], store: DmaStoreOp, box: Box,
+                   width: int, channels: int) -> InstructionOp | None:
+    """The one compute op that writes exactly the store's box into its slot, densely, when
+    the box is whole-width rows (or part of one row with all channels): it can write the
+    box straight into the band (pixel stride = the tensor's channels). None otherwise."""
+    dims = [_ival(store, f"dim{k}", 1) for k in range(4)]
+    if dims[2] != width and (dims[1] != 1 or dims[3] != channels):
+        return None
+    if (dims[1] > 1 and _ival(store, "ocm_stride1") != dims[2] * dims[3]) or \
+            (dims[2] > 1 and _ival(store, "ocm_stride2") != dims[3]) or \
+            (dims[3] > 1 and _ival(store, "ocm_stride3") != 1):
+        return None
+    key = _slot_key(store, "ocm_addr")
+    writer = None
+    for op in block_ops:
+        if op is store:
+            continue
+        for name in op.ocm_operands():
+            if _slot_key(op, name) != key:
+                continue
+            if name != "out_addr" or writer is not None or op.name not in DENSE_OUTPUT:
+                return None
+            writer = op
+    if writer is None or _ival(writer, "out_offset") != _ival(store, "ocm_offset"):
+        return None
+    pixel_fields, channel_field, stride_field = DENSE_OUTPUT[writer.name]
+    pixels = 1
+    for name in pixel_fields:
+        pixels *= _ival(writer, name, 1)
+    if (pixels, _ival(writer, channel_field), _ival(writer, stride_field)) != \
+            (dims[1] * dims[2], dims[3], dims[3]):
+        return None
+    return writer
+
+
+def _channel_bands(loads, width: int, channels: int, row_elems: int, esize: int
+                   ) -> dict[int, tuple[int, int]] | None:
+    """Per tile the one channel range every load of the tile reads, when each load is
+    whole-width rows of a channel range in a dense OCM box (the layout of a band holding
+    just those channels) and some tile reads fewer than all channels; None otherwise."""
+    found: dict[int, tuple[int, int]] = {}
+    for op, _, tile, _ in loads:
+        dims = [_ival(op, f"dim{k}", 1) for k in range(4)]
+        strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
+        ocm = [_ival(op, f"ocm_stride{k}") for k in range(4)]
+        offset = _ival(op, "dram_offset")
+        if offset % esize or dims[0] != 1 or dims[2] != width:
+            return None
+        if (dims[1] > 1 and (strides[1] != row_elems or ocm[1] != width * dims[3])) or \
+                (width > 1 and (strides[2] != channels or ocm[2] != dims[3])) or \
+                (dims[3] > 1 and (strides[3] != 1 or ocm[3] != 1)):
+            return None
+        first = offset // esize % row_elems
+        span = (first, first + dims[3])
+        if span[1] > channels or found.setdefault(tile, span) != span:
+            return None
+        if width * dims[3] * esize % GRANULE:
+            return None
+    if all(span == (0, channels) for span in found.values()):
+        return None
+    return found
+
+
+def _channel_store(op: DmaStoreOp, width: int, channels: int) -> bool:
+    """Is a store a box of pixels x a channel range (what a channel-band copy moves)?"""
+    dims = [_ival(op, f"dim{k}", 1) for k in range(4)]
+    strides = [_ival(op, f"dram_stride{k}") for k in range(4)]
+    first = _ival(op, "dram_offset") // max(1, isa.DTYPE_SIZE[isa.DType(
+        DTYPE_BY_NAME[op.properties["src"].data])]) % channels  # type: ignore[union-attr]
+    return (dims[2] == 1 or strides[2] == channels) and (dims[3] == 1 or strides[3] == 1) \
+        and first + dims[3] <= channels and (dims[1] == 1 or dims[2] == width)
+
+
+def _note(reasons: dict[str, str] | None, name: str, reason: str) -> None:
+    if reasons is not None:
+        reasons.setdefault(name, reason)
+
+
+def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
+                      ) -> list[TensorPlan]:
+    """Every scratch tensor that can stay in OCM (module docstring), with its bands; the
+    first reason each other tensor cannot is recorded in `reasons` when given."""
     tensors = model.tensors()
     aliased = {t.alias_of.data for t in tensors.values() if t.alias_of is not None}
-    stores: dict[str, list[tuple[DmaStoreOp, int, int]]] = {}
+    stores: dict[str, list[tuple[DmaStoreOp, int, int, list]]] = {}
     loads: dict[str, list[tuple[DmaLoadOp, int, int, list]]] = {}
     bad: set[str] = set(aliased)
+    for name in aliased:
+        _note(reasons, name, "another tensor aliases it")
     for layer in model.layers():
         index = layer.index.value.data
-        bad.update(_shared_slot_tensors(layer.block_ops()))
+        shared = _shared_slot_tensors(layer.block_ops())
+        for name in shared:
+            _note(reasons, name, f"layer {layer.sym_name.data} loads it once for several "
+                                 "blocks")
+        bad.update(shared)
         for blk in layer.block_ops():
             tile = blk.tile.value.data
             ops = blk.instructions()
@@ -275,44 +402,61 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
                     continue
                 name = op.properties["dram"].root_reference.data  # type: ignore[union-attr]
                 if isinstance(op, DmaStoreOp):
-                    stores.setdefault(name, []).append((op, index, tile))
+                    stores.setdefault(name, []).append((op, index, tile, ops))
                     continue
                 readers = _readers(ops, op)
                 if readers is None:
+                    _note(reasons, name, f"layer {layer.sym_name.data} writes or DMAs its "
+                                         "loaded slot")
                     bad.add(name)
                 else:
                     loads.setdefault(name, []).append((op, index, tile, readers))
     plans = []
     for name, writes in stores.items():
         t = tensors.get(name)
-        if t is None or name in bad or name not in loads or t.region.data != "scratch":
+        if t is None or name in bad or t.region.data != "scratch":
+            continue
+        if name not in loads:
+            _note(reasons, name, "no layer of this sub-graph loads it")
             continue
         shape = (1, 1, 1, 1, *t.shape_tuple())[-4:]
         row_elems = shape[2] * shape[3]
         esize = isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[t.dtype.data])]
         if row_elems * esize % GRANULE:
+            _note(reasons, name, "its rows are not whole 16-byte granules")
             continue
-        producer = {index for _, index, _ in writes}
-        if len(producer) != 1:
-            continue
-        p = producer.pop()
-        plan = TensorPlan(name, row_elems, esize, p, p, {}, 0)
+        p = min(index for _, index, _, _ in writes)
+        plan = TensorPlan(name, row_elems, esize, p, p, {}, 0, shape[3])
         ok = True
-        for op, index, tile in writes:
+        for op, index, tile, _ in writes:
             box = _box(op, index, tile, row_elems, esize)
             if box is None:
+                _note(reasons, name, "a store is not a box of whole rows")
                 ok = False
                 break
             plan.stores.append(box)
-        for op, index, tile, readers in loads[name]:
-            box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
-            if box is None and index > p:
+        chans = _channel_bands(loads[name], shape[2], shape[3], row_elems, esize)
+        if chans is not None and all(_channel_store(box.op, shape[2], shape[3])
+                                     for box in plan.stores):
+            plan.chans = chans
+        for op, index, tile, readers in loads[name] if ok else []:
+            if plan.chans:
+                elem = _ival(op, "dram_offset") // esize
+                box = Box(op, index, tile, elem // row_elems, _ival(op, "dim1", 1),
+                          elem % row_elems)
+            else:
+                box = _box(op, index, tile, row_elems, esize) if _same_layout(op) else None
+            if box is None:
                 view = _view(op, readers, shape[2], shape[3], row_elems, esize)
                 if view is not None:
                     elem = _ival(op, "dram_offset") // esize
                     box = Box(op, index, tile, elem // row_elems, view.ih, elem % row_elems,
                               view)
-            if box is None or index <= p:
+            early = box is not None and index <= p or box is not None and any(
+                store.layer >= index and _overlap(store, box, shape[3])
+                for store in plan.stores)
+            if box is None or early:
+                _note(reasons, name, _load_reason(model, op, readers, index, early, shape))
                 ok = False
                 break
             plan.loads.append(box)
@@ -322,9 +466,61 @@ def candidate_tensors(model: ModelOp) -> list[TensorPlan]:
         if not ok:
             continue
         plan.saved_bytes = sum(_dram_bytes(b.op) for b in plan.stores + plan.loads)
+        for box, (_, _, _, block_ops) in zip(plan.stores, writes, strict=True):
+            lo, hi = plan.bands.get(box.tile, (0, 0))
+            # only rows no other tile reads: with copies to other tiles as well, the copies
+            # wait for the whole box either way and the measured cycles went up
+            others = [tile for tile, (a, b) in plan.bands.items()
+                      if tile != box.tile and a < box.r0 + box.rows and box.r0 < b]
+            if lo <= box.r0 and box.r0 + box.rows <= hi and not others and not plan.chans:
+                box.writer = _direct_writer(block_ops, box.op, box, shape[2], shape[3])
+        # a direct write's output slot is not counted as freed: apply_residency keeps it,
+        # so the layer's OCM placement (and its weight prefetch) stays as it was
         plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
         plans.append(plan)
     return plans
+
+
+def _pixels_channels(box: Box, channels: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The pixels [first, end) and channels [first, end) of its rows a box touches
+    (conservatively: every pixel and channel between the first and the last)."""
+    pixel, channel = divmod(box.col, channels)
+    count2, stride2 = _ival(box.op, "dim2", 1), _ival(box.op, "dram_stride2")
+    count3, stride3 = _ival(box.op, "dim3", 1), _ival(box.op, "dram_stride3")
+    channel_end = channel + (count3 - 1) * stride3 + 1
+    if count2 == 1 or stride2 % channels == 0 and channel_end <= channels:
+        pixel_end = pixel + (count2 - 1) * (stride2 // channels) + 1
+        return (pixel, pixel_end), (channel, channel_end)
+    end = box.col + (count2 - 1) * stride2 + (count3 - 1) * stride3 + 1
+    return (pixel, -(-end // channels)), (0, channels)
+
+
+def _overlap(a: Box, b: Box, channels: int) -> bool:
+    """Do two boxes of a tensor share an element (conservatively)?"""
+    if a.r0 >= b.r0 + b.rows or b.r0 >= a.r0 + a.rows:
+        return False
+    (ap, ac), (bp, bc) = _pixels_channels(a, channels), _pixels_channels(b, channels)
+    return ap[0] < bp[1] and bp[0] < ap[1] and ac[0] < bc[1] and bc[0] < ac[1]
+
+
+def _load_reason(model: ModelOp, load: DmaLoadOp, readers, index: int, early: bool,
+                 shape) -> str:
+    """Why one load of a tensor cannot be read in place (for `dram_report`)."""
+    layer = next(lay for lay in model.layers() if lay.index.value.data == index)
+    where = f"layer {layer.sym_name.data}"
+    if early:
+        return f"{where} loads it before or while it is stored"
+    kinds = sorted({op.name.removeprefix("mlip.") for op, _ in readers}) or ["nothing"]
+    dims = [_ival(load, f"dim{k}", 1) for k in range(4)]
+    if dims[0] != 1:
+        return f"{where} loads several images in one box"
+    if _ival(load, "dram_stride1") == 0 or _ival(load, "dram_stride2") == 0:
+        return f"{where} broadcasts it"
+    if dims[2] != shape[2] and dims[2] > 1:
+        return f"{where} ({'/'.join(kinds)}) reads a column band"
+    if dims[3] != shape[3]:
+        return f"{where} ({'/'.join(kinds)}) reads a channel range"
+    return f"{where} ({'/'.join(kinds)}) reads it in another layout"
 
 
 def _freed_bytes(model: ModelOp, loads) -> dict[int, int]:
@@ -365,7 +561,8 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
     placed = resident_requests(model)[1]  # residents of an earlier round stay first
     chosen: list[TensorPlan] = []
     for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
-        requests = placed + [p.request() for p in chosen + [plan]]
+        trial = chosen + [plan]
+        requests = placed + [p.request() for p in trial]
         addrs = place_residents(requests, ocm_size, page)
         if addrs is None:
             continue
@@ -376,7 +573,7 @@ def plan_residency(model: ModelOp) -> list[TensorPlan]:
                 freed[layer] = freed.get(layer, 0) + size
         if all(needs.get(layer, 0) - freed.get(layer, 0) <= floor
                for layer, floor in floors.items()):
-            chosen.append(plan)
+            chosen = trial
     return chosen
 
 
@@ -396,18 +593,27 @@ def _set_operand(op: InstructionOp, name: str, value: SSAValue, slot: int, offse
 
 
 def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
-    """Replace one store by TILE_COPYs into the bands that need its rows."""
+    """Replace one store by TILE_COPYs into the bands that need its rows, or (a direct
+    write) point its compute at the own band and leave a DMA_OUT `nop`."""
     op = box.op
-    groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
-    for tile, (lo, hi) in sorted(plan.bands.items()):
-        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
-        if a < b:
-            key = (a, b - a, a - lo)
-            groups[key] = groups.get(key, 0) | (1 << tile)
     block = op.parent_block()
     assert block is not None
     es = plan.esize
     new_ops: list[InstructionOp] = []
+    if box.writer is not None:  # only the own tile reads these rows (candidate_tensors)
+        own_row = box.r0 - plan.bands[box.tile][0]
+        _set_operand(box.writer, "out_addr", resident, 0,
+                     (own_row * plan.row_elems + box.col) * es)
+        box.writer.properties[DENSE_OUTPUT[box.writer.name][2]] = i64_attr(plan.channels)
+    if plan.chans:
+        _copy_into_channel_bands(plan, box, resident)
+        return
+    groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
+    for tile, (lo, hi) in sorted(plan.bands.items()):
+        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
+        if a < b and box.writer is None:
+            key = (a, b - a, a - lo)
+            groups[key] = groups.get(key, 0) | (1 << tile)
     for (a, rows, band_row), mask in groups.items():
         props = {**_header(op), "dst_tile_mask": i64_attr(mask),
                  "src_slot": op.properties["ocm_slot"],
@@ -429,6 +635,48 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     op.erase()
 
 
+def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
+    """Replace one store by TILE_COPYs of its rows x channels into the channel bands of the
+    tiles that hold some of them (tiles with the same band offset and channels share one)."""
+    op = box.op
+    block = op.parent_block()
+    assert block is not None
+    es = plan.esize
+    width = plan.row_elems // plan.channels
+    pixel, channel = divmod(box.col, plan.channels)
+    count2, count3 = _ival(op, "dim2", 1), _ival(op, "dim3", 1)
+    groups: dict[tuple[int, ...], int] = {}
+    for tile, (lo, hi) in sorted(plan.bands.items()):
+        a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
+        first, end = plan.tile_channels(tile)
+        c0, c1 = max(channel, first), min(channel + count3, end)
+        if a < b and c0 < c1:
+            key = (a, b - a, a - lo, c0, c1, first, end - first)
+            groups[key] = groups.get(key, 0) | (1 << tile)
+    new_ops: list[InstructionOp] = []
+    for (a, rows, band_row, c0, c1, first, held), mask in groups.items():
+        src_offset = _ival(op, "ocm_offset") + ((a - box.r0) * _ival(op, "ocm_stride1")
+                                                + (c0 - channel) * _ival(op, "ocm_stride3")) * es
+        props = {**_header(op), "dst_tile_mask": i64_attr(mask),
+                 "src_slot": op.properties["ocm_slot"], "src_offset": i64_attr(src_offset),
+                 "dst_slot": i64_attr(0),
+                 "dst_offset": i64_attr((band_row * width * held + pixel * held + c0 - first)
+                                        * es)}
+        dims = (1, rows, count2, c1 - c0)
+        dst_strides = (rows * width * held, width * held, held, 1)
+        for k in range(4):
+            props[f"dim{k}"] = i64_attr(dims[k])
+            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
+            props[f"dst_stride{k}"] = i64_attr(dst_strides[k])
+        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
+                                                "dst_addr": resident}))
+    if not new_ops:
+        new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
+    block.insert_ops_before(new_ops, op)
+    op.detach()
+    op.erase()
+
+
 def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     """Delete one load; its readers read the resident band in place."""
     op = box.op
@@ -438,7 +686,11 @@ def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     readers = _readers(ops, op)
     assert readers is not None
     lo = plan.bands[box.tile][0]
-    shift = ((box.r0 - lo) * plan.row_elems + box.col) * plan.esize - _ival(op, "ocm_offset")
+    pixel, channel = divmod(box.col, plan.channels)
+    first, end = plan.tile_channels(box.tile)
+    position = (box.r0 - lo) * plan.tile_row_elems(box.tile) + pixel * (end - first) \
+        + channel - first
+    shift = position * plan.esize - _ival(op, "ocm_offset")
     for reader, name in readers:
         base = name[:-len("_addr")]
         _set_operand(reader, name, resident, 0, _ival(reader, f"{base}_offset") + shift)
@@ -467,6 +719,8 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
     residents = [b for b in model.buffers() if b.kind.data == "resident"]
     anchor = residents[-1] if residents else None
     first = next(op for op in body.ops if isinstance(op, (BufferOp, LayerOp)))
+    kept: set[BufferOp] = set()  # output slots left unused by direct writes: kept so that
+    # the layer's OCM placement (and its weight prefetch) stays as it was
     for plan in plans:
         buf = BufferOp.build(f"res_{plan.name}", plan.size, 1, "resident", plan.producer)
         buf.last = i64_attr(plan.last)
@@ -478,11 +732,192 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
         for box in plan.loads:
             _rewrite_load(plan, box, buf.result)
         for box in plan.stores:
+            if box.writer is not None:
+                kept.add(box.writer.ocm_operands()["out_addr"].owner)
             _rewrite_store(plan, box, buf.result)
         model.body.block.erase_op(model.tensors()[plan.name])  # no DMA names it any more
     for buf in model.buffers():
-        if buf.kind.data == "scratch" and not buf.result.uses:
+        if buf.kind.data == "scratch" and not buf.result.uses and buf not in kept:
             model.body.block.erase_op(buf)  # a slot only the deleted loads filled
+
+
+@dataclass(frozen=True)
+class DramTraffic:
+    """One DRAM tensor's DMA bytes in a scheduled model and why it is not resident."""
+
+    name: str
+    region: str
+    in_bytes: int
+    out_bytes: int
+    reason: str
+
+
+def dram_report(model: ModelOp) -> list[DramTraffic]:
+    """Every tensor a DMA of `model` still moves (after `mlip-residency`), largest first,
+    with the reason it stays in DRAM: a model input, output or weight; the first rule of
+    the module docstring it breaks; or "does not fit" (its band, live layers and bytes)."""
+    reasons: dict[str, str] = {}
+    candidates = {plan.name: plan for plan in candidate_tensors(model, reasons)}
+    traffic: dict[str, list[int]] = {}
+    for op in model.instructions():
+        if isinstance(op, (DmaLoadOp, DmaStoreOp)):
+            name = op.properties["dram"].root_reference.data  # type: ignore[union-attr]
+            moved = traffic.setdefault(name, [0, 0])
+            moved[isinstance(op, DmaStoreOp)] += _dram_bytes(op)
+    tensors = model.tensors()
+    names = {layer.index.value.data: layer.sym_name.data for layer in model.layers()}
+    out = []
+    for name, (in_bytes, out_bytes) in traffic.items():
+        tensor = tensors.get(name)
+        region = tensor.region.data if tensor is not None else "?"
+        if region != "scratch":
+            reason = f"model {region}" if region != "weights" else "weights"
+        elif name in candidates:
+            plan = candidates[name]
+            reason = (f"does not fit: a {plan.size} B band live from {names[plan.producer]} "
+                      f"to {names[plan.last]} ({plan.last - plan.producer + 1} layers)")
+        else:
+            reason = reasons.get(name, "not stored by a layer of this sub-graph")
+        out.append(DramTraffic(name, region, in_bytes, out_bytes, reason))
+    return sorted(out, key=lambda t: (-(t.in_bytes + t.out_bytes), t.name))
+
+
+# ---- Concat in place: the producers of a Concat's inputs write the output's slices ----
+def _dense_strides(shape4: tuple[int, ...]) -> list[int]:
+    strides = [1, 1, 1, 1]
+    for k in (2, 1, 0):
+        strides[k] = strides[k + 1] * shape4[k + 1]
+    return strides
+
+
+def _split_elem(elem: int, strides: list[int]) -> list[int]:
+    parts = []
+    for stride in strides:
+        parts.append(elem // stride)
+        elem %= stride
+    return parts
+
+
+def _remap_dma(op: DmaLoadOp | DmaStoreOp, x_shape: tuple[int, ...], y_shape: tuple[int, ...],
+               channel_offset: int, esize: int) -> tuple[int, list[int]] | None:
+    """(byte offset, element strides) of the DMA's box of tensor x (4-D `x_shape`) moved to
+    channels [channel_offset, ...) of y (`y_shape`, the same but for the channels), or None
+    when a stride of the box mixes dimensions or the box leaves x."""
+    x_strides, y_strides = _dense_strides(x_shape), _dense_strides(y_shape)
+    offset = _ival(op, "dram_offset")
+    if offset % esize:
+        return None
+    base = _split_elem(offset // esize, x_strides)
+    reach = list(base)
+    strides = []
+    for k in range(4):
+        count, stride = _ival(op, f"dim{k}", 1), _ival(op, f"dram_stride{k}")
+        if stride < 0:
+            return None
+        parts = _split_elem(stride, x_strides)
+        used = [d for d in range(4) if parts[d]]
+        if count > 1 and len(used) > 1:
+            return None
+        if count > 1 and used:
+            reach[used[0]] += (count - 1) * parts[used[0]]
+        strides.append(sum(p * q for p, q in zip(parts, y_strides, strict=True)))
+    if any(r >= size for r, size in zip(reach, x_shape, strict=True)):
+        return None
+    base[3] += channel_offset
+    return sum(p * q for p, q in zip(base, y_strides, strict=True)) * esize, strides
+
+
+def _dram_name(op: InstructionOp) -> str:
+    return op.properties["dram"].root_reference.data  # type: ignore[union-attr]
+
+
+def _shape4(tensor) -> tuple[int, ...]:
+    return (1, 1, 1, 1, *tensor.shape_tuple())[-4:]
+
+
+def _concat_copies(layer: LayerOp) -> dict[str, tuple[str, list[BlockOp]]] | None:
+    """Input tensor -> (output tensor, blocks copying it) of a Concat layer whose blocks are
+    each one load -> COPY -> store of the same dtype; None otherwise."""
+    found: dict[str, tuple[str, list[BlockOp]]] = {}
+    for blk in layer.block_ops():
+        ops = blk.instructions()
+        if len(ops) != 3 or not isinstance(ops[0], DmaLoadOp) or ops[1].name != "mlip.copy" \
+                or not isinstance(ops[2], DmaStoreOp):
+            return None
+        load, store = ops[0], ops[2]
+        if load.properties["src"] != load.properties["dst"] or \
+                store.properties["src"] != store.properties["dst"] or \
+                load.properties["src"] != store.properties["src"]:
+            return None
+        target, blocks = found.setdefault(_dram_name(load), (_dram_name(store), []))
+        if target != _dram_name(store):
+            return None
+        blocks.append(blk)
+    return found
+
+
+def concat_in_place(model: ModelOp) -> int:
+    """Drop the copies of every Concat input that can be written in place: a scratch
+    tensor of the same dtype, copied unchanged (COPY, no requantisation) along the
+    channels, every DMA of which can address the output's slice instead (`_remap_dma`).
+    Its producers then store into (and its other consumers load from) the output's
+    channel slice, and the Concat's blocks for it are erased; with the output resident
+    (`plan_residency`) the producers' copies land in the output's band and the Concat
+    moves no data. Returns the number of inputs made in place."""
+    tensors = model.tensors()
+    aliased = {t.alias_of.data for t in tensors.values() if t.alias_of is not None}
+    dmas: dict[str, list[InstructionOp]] = {}
+    for op in model.instructions():
+        if isinstance(op, (DmaLoadOp, DmaStoreOp)):
+            dmas.setdefault(_dram_name(op), []).append(op)
+    done = 0
+    for layer in model.layers():
+        if layer.kind.data != "Concat":
+            continue
+        copies = _concat_copies(layer)
+        if copies is None:
+            continue
+        for source, (target, blocks) in copies.items():
+            x, y = tensors.get(source), tensors.get(target)
+            if x is None or y is None or x.region.data != "scratch" or source in aliased \
+                    or x.alias_of is not None or x.dtype.data != y.dtype.data:
+                continue
+            x_shape, y_shape = _shape4(x), _shape4(y)
+            if x_shape[:3] != y_shape[:3]:
+                continue
+            esize = isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[x.dtype.data])]
+            offsets = set()
+            for blk in blocks:
+                load, _, store = blk.instructions()
+                a = _split_elem(_ival(load, "dram_offset") // esize, _dense_strides(x_shape))
+                b = _split_elem(_ival(store, "dram_offset") // esize, _dense_strides(y_shape))
+                offsets.add((b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3]))
+            if len(offsets) != 1 or offsets != {(0, 0, 0, next(iter(offsets))[3])}:
+                continue
+            channel_offset = next(iter(offsets))[3]
+            concat_loads = {blk.instructions()[0] for blk in blocks}
+            others = [op for op in dmas.get(source, []) if op not in concat_loads]
+            moved = [_remap_dma(op, x_shape, y_shape, channel_offset, esize) for op in others]
+            if any(m is None for m in moved):
+                continue
+            for op, remapped in zip(others, moved, strict=True):
+                assert remapped is not None
+                offset, strides = remapped
+                op.properties["dram"] = SymbolRefAttr(target)
+                op.properties["dram_offset"] = i64_attr(offset)
+                for k in range(4):
+                    op.properties[f"dram_stride{k}"] = i64_attr(strides[k])
+            for blk in blocks:
+                blk.detach()
+                blk.erase()
+            lives = [t.live_range() for t in (x, y) if t.live is not None]
+            if lives:
+                y.live = DenseArrayBase.from_list(i64, [min(a for a, _ in lives),
+                                                        max(b for _, b in lives)])
+            model.body.block.erase_op(x)
+            done += 1
+        layer.blocks = i64_attr(len(layer.block_ops()))
+    return done
 
 
 MAX_ROUNDS = 4
@@ -493,6 +928,7 @@ may fit tensors an earlier one spilled."""
 def keep_resident(model: ModelOp) -> int:
     """Plan and apply residency in rounds until nothing more fits; the tensors kept."""
     kept = 0
+    concat_in_place(model)
     for _ in range(MAX_ROUNDS):
         plans = plan_residency(model)
         if not plans:

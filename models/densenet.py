@@ -55,9 +55,14 @@ def _transition(g: GraphBuilder, prefix: str, x: str, cin: int) -> tuple[str, in
 
 
 def densenet121(
-    opset: int = 17, batch: int | None = None, seed: int = 0, num_classes: int = 1000
+    opset: int = 17,
+    batch: int | None = None,
+    seed: int = 0,
+    num_classes: int = 1000,
+    block_layers: tuple[int, ...] = BLOCK_LAYERS,
 ) -> onnx.ModelProto:
-    """DenseNet-121 (k = 32) with seeded weights; input "data" [N,3,224,224]."""
+    """DenseNet-121 (k = 32) with seeded weights; input "data" [N,3,224,224].
+    `block_layers` (dense layers per block) makes shallower variants for quick tests."""
     check_opset("densenet121", opset)
     n = batch_dim("densenet121", batch)
     g = GraphBuilder(seed, opset)
@@ -67,12 +72,12 @@ def densenet121(
         "MaxPool", [x], "features.pool0", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
     )
     channels = INITIAL_FEATURES
-    for block, layers in enumerate(BLOCK_LAYERS, start=1):
+    for block, layers in enumerate(block_layers, start=1):
         for layer in range(1, layers + 1):
             x, channels = _dense_layer(
                 g, f"features.denseblock{block}.denselayer{layer}", x, channels
             )
-        if block != len(BLOCK_LAYERS):
+        if block != len(block_layers):
             x, channels = _transition(g, f"features.transition{block}", x, channels)
     x = g.batch_norm("features.norm5", x, channels)
     x = g.node("Relu", [x], "features.relu5")
