@@ -61,11 +61,15 @@ def backend_passes(
     output_names: Sequence[str] | None = None,
     prefetch: bool = True,
     resident: bool = True,
+    broadcast: str = "auto",
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
     functions, lowering passes from mrvl to a scheduled `mlip.model`); `prefetch=False`
     keeps every layer's weight loads behind the barrier before it, `resident=False` every
-    activation in DRAM between layers (the schedule before the OCM-resident one)."""
+    activation in DRAM between layers (the schedule before the OCM-resident one),
+    `broadcast` says where prefetched weights that several tiles need are loaded once and
+    shared with TILE_COPY: "auto" (where that pays), "all" (every boundary), "none" (every
+    tile loads its own; mlip-dma-schedule)."""
     annotate: list[ModulePass] = [
         MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
         MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
@@ -77,7 +81,7 @@ def backend_passes(
                               output_names=tuple(output_names or ()), machine=machine),
         MlipResidencyPass(enabled=resident),
         MlipOcmAllocPass(prefetch=prefetch),
-        MlipDmaSchedulePass(prefetch=prefetch),
+        MlipDmaSchedulePass(prefetch=prefetch, broadcast=broadcast),
     ]
     return annotate, lower
 
@@ -94,6 +98,7 @@ def compile_function(
     output_names: Sequence[str] | None = None,
     prefetch: bool = True,
     resident: bool = True,
+    broadcast: str = "auto",
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function for `machine` through the backend pipeline
     (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks
@@ -101,14 +106,15 @@ def compile_function(
     timing; the binary records it. int8 needs the activation `ranges`
     (driver/calibration.py); `input_names` / `output_names` name the binary's I/O tensors
     (default: the function's); `prefetch=False` turns off the weight prefetch across layer
-    boundaries (mlip-dma-schedule). The annotation passes run on `fn` (annotated in place, left
+    boundaries (mlip-dma-schedule), `broadcast` ("auto", "all", "none") where prefetched
+    weights are shared between tiles (`backend_passes`). The annotation passes run on `fn` (annotated in place, left
     where it is), the lowering passes on a copy of it."""
     if not isinstance(machine, Machine):
         raise CompileError(f"machine: expected a Machine, got {type(machine).__name__}")
     annotate, lower = backend_passes(
         machine=machine, quantize=quantize, io_dtype=io_dtype, ranges=ranges,
         input_names=input_names, output_names=output_names, prefetch=prefetch,
-        resident=resident)
+        resident=resident, broadcast=broadcast)
     with _collector_paused():
         return _compile(fn, annotate, lower, model_id)
 

@@ -10,6 +10,8 @@ machine it compiles for.
 - `conv_cost(g, kind, ranges, machine)`: the same for a tile split, with the lowering's
   blocking for the machine's OCM; None when the blocks do not fit.
 - `roofline(macs, dram_bytes, tiles, int8, machine)`: max(compute, DRAM) lower bound.
+- `compute_cycles(op, machine)`: cycles of one compute instruction (mlip-dma-schedule's
+  choice of where to share weights between tiles).
 
 Invariant: with the default machine the estimates are those of the defaults before the
 machine record existed (bench/backend_digest.py: identical binaries and cycle counts).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+from mrvl.dialects.mlip import ConvOp, GemmOp, InstructionOp, PoolOp
 from mrvl.lowering.mlip_conv_blocking import ConvGeom, _fits, _segments, conv_blocks, conv_config
 from mrvl.machine import DEFAULT_MACHINE, Machine
 
@@ -103,3 +106,38 @@ def roofline(macs: int, dram_bytes: int, tiles: int, int8: bool,
     compute = -(-macs // (tiles * machine.macs_per_cycle(int8)))
     memory = math.ceil(dram_bytes / machine.dram_bytes_per_cycle)
     return max(compute, memory)
+
+
+def compute_cycles(op: InstructionOp, machine: Machine = DEFAULT_MACHINE) -> int:
+    """Cycles of one compute-queue instruction under docs/isa.md section 4 (the timing the
+    simulator applies; its own count is authoritative): CONV and GEMM on the matrix engine
+    (fp16 depthwise CONV on the vector engine), POOL, ELTWISE and the vector ops by
+    elements over the lanes; anything else its issue cycle."""
+    m = machine
+
+    def field(name: str) -> int:
+        return op.properties[name].value.data  # type: ignore[union-attr]
+
+    int8 = op.properties["src"].data in ("i8", "u8")  # type: ignore[union-attr]
+    speed = m.int8_speedup if int8 else 1
+    if isinstance(op, ConvOp):
+        groups = field("groups")
+        icg, ocg = field("ic") // groups, field("oc") // groups
+        pixels = field("oh") * field("ow")
+        taps = field("kh") * field("kw")
+        if icg == 1 and ocg == 1 and groups > 1 and not int8:
+            lanes = min(m.vector_lanes, m.matrix_rows * m.matrix_cols)
+            return m.issue_latency + m.vector_latency + -(-pixels * groups * taps // lanes)
+        passes = (pixels * taps * groups * -(-icg // m.matrix_rows)
+                  * -(-ocg // m.matrix_cols))
+        return m.issue_latency + m.matrix_fill + -(-passes // speed)
+    if isinstance(op, GemmOp):
+        passes = field("m") * -(-field("k") // m.matrix_rows) * -(-field("n") // m.matrix_cols)
+        return m.issue_latency + m.matrix_fill + -(-passes // speed)
+    if isinstance(op, PoolOp):
+        taps = field("oh") * field("ow") * field("c") * field("kh") * field("kw")
+        return m.issue_latency + m.vector_latency + -(-taps // m.vector_lanes)
+    if "rows" in op.properties and "cols" in op.properties:
+        return (m.issue_latency + m.vector_latency
+                + -(-field("rows") * field("cols") // m.vector_lanes))
+    return m.issue_latency

@@ -52,6 +52,23 @@ schedule removed its activation load), a DMA_IN NOP stays in their place. Why ev
   OCM, and they happen-before). The next layer's own accesses to its weights are ordered
   after the loads as above.
 
+Weight broadcast (`broadcast`, with prefetch; "auto" by default, "all", "none"): hoisted
+loads that several tiles make alike (the same DRAM bytes into the same buffer range; a row
+split or a grid's row bands) are loaded once (`shared_groups`, `broadcast_loads`): cut
+into pieces on 16-byte granules, each piece loaded by one of the tiles and sent with one
+TILE_COPY to the others. Per tile with pieces: the piece loads follow the tile's other
+hoisted loads on DMA_IN, the last pushes to a compute NOP after the layer's last compute
+(the NOP also pops the layer's last store's token), the NOP pushes to the tile's copies on
+DMA_OUT (after its stores), the last copy pushes to the BARRIER. Hazards: a copy reads
+the piece its own tile loaded (ordered by the load -> NOP -> copy tokens) and writes the
+same slots on other tiles, which the placement keeps apart from every buffer live at the
+current layer, so their last accesses happened before the barrier that ended the layer
+before (the copy follows that barrier on its tile: DMA_IN pop -> piece load -> NOP ->
+copy); the next layer's reads of them follow the barrier that the copies precede. "auto"
+shares only where that saves cycles (`sharing_pays`, `least_saved`): the copies and
+their latencies come before the barrier, while unshared prefetch loads delay nothing but
+the next layer's first compute.
+
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input
 loads there; they can take the shared DRAM ahead of the current layer's stores and of other
@@ -71,20 +88,24 @@ from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from mrvl.dialects.mlip import (
+    DTYPE_BY_NAME,
     BarrierOp,
     BlockOp,
     BufferOp,
     DmaLoadOp,
+    DmaOp,
     InstructionOp,
     LayerOp,
     ModelOp,
     NopOp,
     SectionOp,
+    TileCopyOp,
     i64_attr,
     str_attr,
 )
 from mrvl.errors import CompileError
-from mrvl.mlip_isa import Queue
+from mrvl.lowering.mlip_cost import compute_cycles
+from mrvl.mlip_isa import DTYPE_SIZE, OCM_GRANULE, Queue
 
 
 class _Streams:
@@ -161,11 +182,184 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> li
     return hoisted
 
 
+MIN_PIECE_BYTES = 4096
+"""Weight broadcast: a shared load is cut into pieces of at least this many bytes (fewer
+pieces than tiles when it is small), so that a small load (a bias) is not paid for with
+one DMA latency per tile."""
+
+
+@dataclass
+class Broadcast:
+    """The weight loads of one boundary that several tiles share: per tile, the pieces it
+    loads from DRAM (`loads`) and sends to the other tiles that need them (`copies`)."""
+
+    loads: dict[int, list[DmaLoadOp]]
+    copies: dict[int, list[TileCopyOp]]
+
+
+def _ival(op: InstructionOp, name: str) -> int:
+    return op.properties[name].value.data  # type: ignore[union-attr]
+
+
+def _load_key(op: DmaLoadOp) -> tuple | None:
+    """What makes two tiles' loads the same bytes into the same OCM range; None for a load
+    that is not a plain 1-D bit copy starting on an OCM granule (it is not shared)."""
+    props = op.properties
+    if (props["src"] != props["dst"] or "scale_flag" in props
+            or any(_ival(op, f"dim{k}") != 1 for k in range(3))
+            or _ival(op, "dram_stride3") != 1 or _ival(op, "ocm_stride3") != 1
+            or _ival(op, "ocm_offset") % OCM_GRANULE != 0):
+        return None
+    return (props["dram"], _ival(op, "dram_offset"), _ival(op, "dim3"), op.ocm_addr,
+            _ival(op, "ocm_slot"), _ival(op, "ocm_offset"), props["src"].data)  # type: ignore[union-attr]
+
+
+def _pieces(count: int, esize: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) element ranges cutting `count` elements into at most `parts` pieces of
+    at least MIN_PIECE_BYTES, boundaries on OCM granules."""
+    unit = OCM_GRANULE // esize
+    units = -(-count // unit)
+    parts = max(1, min(parts, count * esize // MIN_PIECE_BYTES, units))
+    base, extra = divmod(units, parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = min(count, start + (base + (k < extra)) * unit)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _piece_load(op: DmaLoadOp, start: int, end: int, esize: int) -> DmaLoadOp:
+    props = dict(op.properties)
+    for name in ("operandSegmentSizes", "resultSegmentSizes", "tile"):
+        props.pop(name, None)
+    count = end - start
+    props["dram_offset"] = i64_attr(_ival(op, "dram_offset") + start * esize)
+    props["ocm_offset"] = i64_attr(_ival(op, "ocm_offset") + start * esize)
+    props["dim3"] = props["src_dim3"] = i64_attr(count)
+    for k in range(3):
+        props[f"ocm_stride{k}"] = i64_attr(count)
+    return DmaLoadOp.build(props, {"ocm_addr": op.ocm_addr})  # type: ignore[return-value]
+
+
+def _piece_copy(op: DmaLoadOp, start: int, end: int, esize: int, mask: int) -> TileCopyOp:
+    offset = i64_attr(_ival(op, "ocm_offset") + start * esize)
+    props = {"src": op.properties["src"], "dst": op.properties["dst"],
+             "layer": op.properties["layer"], "dst_tile_mask": i64_attr(mask),
+             "src_slot": op.properties["ocm_slot"], "src_offset": offset,
+             "dst_slot": op.properties["ocm_slot"], "dst_offset": offset}
+    for k in range(4):
+        props[f"dim{k}"] = i64_attr(end - start if k == 3 else 1)
+        props[f"src_stride{k}"] = props[f"dst_stride{k}"] = i64_attr(1)
+    return TileCopyOp.build(props, {"src_addr": op.ocm_addr,  # type: ignore[return-value]
+                                    "dst_addr": op.ocm_addr})
+
+
+def dma_bytes(op: InstructionOp) -> int:
+    """DRAM bytes of a DMA_LOAD (its source) or DMA_STORE (its destination); 0 otherwise."""
+    if not isinstance(op, DmaOp):
+        return 0
+    side = "src" if isinstance(op, DmaLoadOp) else "dst"
+    count = 1
+    for k in range(4):
+        count *= _ival(op, f"dim{k}")
+    return count * DTYPE_SIZE[DTYPE_BY_NAME[op.properties[side].data]]  # type: ignore[union-attr]
+
+
+def shared_groups(hoisted: dict[int, list[DmaLoadOp]], least_saved: float = 0
+                  ) -> list[list[tuple[int, DmaLoadOp]]]:
+    """The hoisted loads that several tiles make alike (the same bytes into the same buffer
+    range; a row or grid split loads a layer's weights on every tile), as lists of (tile,
+    load), each saving more than `least_saved` DRAM bytes when shared."""
+    groups: dict[tuple, list[tuple[int, DmaLoadOp]]] = {}
+    for tile, ops in hoisted.items():
+        for op in ops:
+            key = _load_key(op)
+            if key is not None:
+                groups.setdefault(key, []).append((tile, op))
+    return [members for members in groups.values()
+            if len(members) > 1 and (len(members) - 1) * dma_bytes(members[0][1]) > least_saved]
+
+
+def sharing_pays(model: ModelOp, layer: LayerOp, hoisted: dict[int, list[DmaLoadOp]],
+                 groups: list[list[tuple[int, DmaLoadOp]]]) -> bool:
+    """Does sharing `groups` at the boundary after `layer` save cycles? Only when the hoisted
+    loads, as every tile makes them, would hold the DRAM longer than the layer's busiest
+    tile computes, by more than the sharing adds before the barrier (a load and a copy
+    latency and the copies' bytes into one tile's link port). The layer's own transfers
+    are left out: the DRAM serves them first (the hoisted loads queue behind the layer's
+    loads), and the layer's last blocks compute and store while it serves the hoisted ones,
+    so a layer whose own transfers fill the DRAM still leaves it free at its end."""
+    machine = model.machine_record()
+    compute: dict[int, int] = {}
+    for block in layer.block_ops():
+        tile = block.tile.value.data
+        for op in block.instructions():
+            if op.queue() == Queue.COMPUTE:
+                compute[tile] = compute.get(tile, 0) + compute_cycles(op, machine)
+    replicated = sum(dma_bytes(op) for ops in hoisted.values() for op in ops)
+    received: dict[int, float] = {}
+    for members in groups:
+        size = dma_bytes(members[0][1])
+        for tile, _ in members:
+            received[tile] = received.get(tile, 0) + size * (len(members) - 1) / len(members)
+    cost = (machine.dma_latency + machine.link_latency + 3 * machine.issue_latency
+            + max(received.values(), default=0) / machine.link_bytes_per_cycle)
+    return replicated / machine.dram_bytes_per_cycle > max(compute.values(), default=0) + cost
+
+
+SAVED_LATENCIES = 1
+"""In "auto", a shared load must save the DRAM at least this many load-plus-copy latencies
+(`least_saved`): what it adds before the barrier. (With a first boundary rule, which
+counted the layer's own transfers, 4 were needed to keep MobileNet v2 at 2 tiles from
+getting slower; with `sharing_pays`, 1 keeps every in-repo model at or below the cycles
+without sharing (docs/backend.md) and shares more than 4 where it pays: MobileNet v2 8
+tiles 1 028 725 -> 1 002 725 cycles at 16 GB/s and 644 385 -> 638 236 at 32, against
+1 011 371 and no change with 4.)"""
+
+
+def least_saved(model: ModelOp) -> float:
+    """DRAM bytes a shared load must save to pay for the load and copy latencies that it
+    adds before the barrier."""
+    machine = model.machine_record()
+    return SAVED_LATENCIES * (machine.dma_latency + machine.link_latency) \
+        * machine.dram_bytes_per_cycle
+
+
+def broadcast_loads(hoisted: dict[int, list[DmaLoadOp]],
+                    groups: list[list[tuple[int, DmaLoadOp]]]) -> Broadcast:
+    """Share each group of alike loads (`shared_groups`): it is cut into pieces
+    (`_pieces`), each piece loaded from DRAM by one of the group's tiles (the one with the
+    fewest bytes so far) and sent with one TILE_COPY to the others. The shared loads are
+    erased and removed from `hoisted`; the others stay there."""
+    result = Broadcast({}, {})
+    assigned = {tile: 0 for tile in hoisted}
+    for members in groups:
+        first = members[0][1]
+        esize = DTYPE_SIZE[DTYPE_BY_NAME[first.properties["src"].data]]  # type: ignore[union-attr]
+        tiles = [tile for tile, _ in members]
+        everyone = sum(1 << tile for tile in tiles)
+        for start, end in _pieces(_ival(first, "dim3"), esize, len(members)):
+            tile = min(tiles, key=lambda t: (assigned[t], t))
+            assigned[tile] += (end - start) * esize
+            result.loads.setdefault(tile, []).append(_piece_load(first, start, end, esize))
+            result.copies.setdefault(tile, []).append(
+                _piece_copy(first, start, end, esize, everyone & ~(1 << tile)))
+        for tile, op in members:
+            hoisted[tile].remove(op)
+            op.detach()
+            op.erase()
+    return result
+
+
 def _header(layer: int) -> dict:
     return {"src": str_attr("f16"), "dst": str_attr("f16"), "layer": i64_attr(layer)}
 
 
-def schedule(model: ModelOp, prefetch: bool = True) -> None:
+BROADCAST_MODES = ("auto", "all", "none")
+
+
+def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> None:
     """Move the blocks' instructions into the `main` section, rewriting each in place with
     its tile and tokens (module docstring)."""
     if model.scheduled:
@@ -178,6 +372,19 @@ def schedule(model: ModelOp, prefetch: bool = True) -> None:
         last_layer = k == len(active) - 1
         index = layer.index.value.data
         blocks = layer.block_ops()
+        hoisted: dict[int, list[DmaLoadOp]] = {}
+        shared = Broadcast({}, {})
+        if prefetch and not last_layer:
+            following = active[k + 1].block_ops()
+            hoisted = {tile: prefetch_loads(model, layer, [b for b in following
+                                                           if b.tile.value.data == tile])
+                       for tile in tiles}
+            if broadcast == "all":
+                shared = broadcast_loads(hoisted, shared_groups(hoisted))
+            elif broadcast == "auto":
+                groups = shared_groups(hoisted, least_saved(model))
+                if groups and sharing_pays(model, layer, hoisted, groups):
+                    shared = broadcast_loads(hoisted, groups)
         for tile in tiles:
             mine = [b for b in blocks if b.tile.value.data == tile]
             n = len(mine)
@@ -205,13 +412,21 @@ def schedule(model: ModelOp, prefetch: bool = True) -> None:
                                      i + 2 < n or (i == n - 1 and not last_layer)))
             if last_layer:
                 continue
-            if prefetch:
-                following = active[k + 1]
-                upcoming = [b for b in following.block_ops() if b.tile.value.data == tile]
-                for op in prefetch_loads(model, layer, upcoming):
-                    streams.emit(op, tile)
+            for op in hoisted.get(tile, []):
+                streams.emit(op, tile)
+            pieces = shared.loads.get(tile, [])
+            for j, op in enumerate(pieces):
+                streams.emit(op, tile, push_next=j == len(pieces) - 1)
+            copies = shared.copies.get(tile, [])
+            if copies:
+                # the pieces' loads -> compute NOP (with the last store's token) -> copies
+                # -> the barrier
+                relay = NopOp.build({**_header(index), "queue": str_attr("compute")}, {})
+                streams.emit(relay, tile, pop_prev=True, pop_next=n > 0, push_next=True)
+                for j, op in enumerate(copies):
+                    streams.emit(op, tile, pop_prev=j == 0, push_prev=j == len(copies) - 1)
             barrier = BarrierOp.build({**_header(index), "id": i64_attr(k)}, {})
-            streams.emit(barrier, tile, pop_next=n > 0, push_prev=True)
+            streams.emit(barrier, tile, pop_next=n > 0 or bool(copies), push_prev=True)
             pending_barrier[tile] = True
     for layer in model.layers():
         if layer.body.blocks:
@@ -228,8 +443,16 @@ class MlipDmaSchedulePass(ModulePass):
 
     prefetch: bool = True
     """Load the next layer's resident weights while the current layer computes."""
+    broadcast: str = "auto"
+    """With `prefetch`: weights several tiles load alike are loaded once, in pieces, and
+    sent to the others with TILE_COPY: "all" at every boundary (every prefetched weight
+    byte crosses DRAM once), "auto" where that pays (`dram_bound`, `least_saved`), "none"
+    nowhere."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.broadcast not in BROADCAST_MODES:
+            raise CompileError(f"mlip-dma-schedule: broadcast: expected one of "
+                               f"{list(BROADCAST_MODES)}, got {self.broadcast!r}")
         for model in op.ops:
             if isinstance(model, ModelOp):
-                schedule(model, self.prefetch)
+                schedule(model, self.prefetch, self.broadcast)

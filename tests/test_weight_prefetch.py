@@ -40,7 +40,9 @@ def three_convs():
     return layer_module([(1, 32, 32, 16)], build)
 
 
-def _run(tiles: int, prefetch: bool, mode: str = "fp16"):
+def _run(tiles: int, prefetch: bool, mode: str = "fp16", broadcast: str = "none"):
+    """Compiled and run; with `broadcast="none"` (tests/test_weight_broadcast.py) every
+    tile loads its own prefetched weights."""
     module, fn = three_convs()
     feeds = rng_inputs(fn)
     ranges = None
@@ -48,7 +50,7 @@ def _run(tiles: int, prefetch: bool, mode: str = "fp16"):
         from mrvl.driver.calibration import activation_ranges
         ranges = activation_ranges(fn, [feeds])
     sub = compile_function(fn, machine=Machine(tiles=tiles), quantize=mode, ranges=ranges,
-                           prefetch=prefetch)
+                           prefetch=prefetch, broadcast=broadcast)
     with Simulator.load(sub.data) as sim:
         outputs, report = sim.run(feeds, trace=True)
         timeline = sim.last_trace
@@ -135,7 +137,8 @@ def test_small_ocm_keeps_boundaries_that_do_not_fit():
         module, fn = three_convs()
         feeds = rng_inputs(fn)
         sub = compile_function(fn, machine=Machine(tiles=2, ocm_bytes=64 * 1024,
-                                                   page_bytes=4096), prefetch=prefetch)
+                                                   page_bytes=4096), prefetch=prefetch,
+                               broadcast="none")
         with Simulator.load(sub.data) as sim:
             results.append(sim.run(feeds)[0])
         if not prefetch:
