@@ -52,6 +52,45 @@ schedule removed its activation load), a DMA_IN NOP stays in their place. Why ev
   OCM, and they happen-before). The next layer's own accesses to its weights are ordered
   after the loads as above.
 
+Partial prefetch (in `prefetch_loads`, `_free_head`): a plain 1-D weight load of the first
+block whose slots are not disjoint from the buffers live at the current layer, but whose
+first bytes (at least MIN_HEAD_BYTES, cut on an OCM granule) are, is split in two: the head
+is hoisted as above, the tail stays in the block (after the barrier). The head's hazards
+are those of a hoisted load (the bytes it writes are disjoint from every buffer live at the
+layer); the tail is an ordinary load of the block, and the first compute of the next layer
+pops the token of the block's last load, which follows both in DMA_IN program order.
+
+Long-range prefetch (`long_range_loads`, with prefetch): `mlip-ocm-alloc` plans, for some
+layers j, an earlier layer s <= j - 2 with unused DRAM time (`plan_prefetch`, its rule 4)
+and places j's weights in OCM free over layers s .. j. On every tile, each load of j's
+first block that fills a weights-kind buffer no later block of the tile loads again, and
+whose slots are disjoint from every buffer live at any layer s .. j - 1 (resident ones
+included) and from the ranges held by the long-range loads decided before it (`Held`:
+each holds its slots over the layers s' .. j' - 1 between its load and its layer), moves
+to the tile's DMA_IN stream during layer s, spread over s's blocks (after each block's
+loads, about equal bytes per block; after the relaying NOP on a tile without blocks at s),
+popping and pushing no token. The next-layer prefetch of every later boundary also keeps
+apart from the held ranges (`prefetch_loads(held=...)`). Hazards:
+
+- read-after-write: layer j reads the weights only in its computes; the first of them pops
+  the token of the last load of j's first block, which follows the long-range load in the
+  tile's DMA_IN program order (a DMA_IN NOP stays in the block when every load moved);
+- write-after-read and write-after-write: the long-range load writes OCM that no buffer
+  live at s .. j - 1 uses, and no other prefetched load writes while it is held (the held
+  ranges are checked, and the next-layer prefetch of a boundary inside s .. j checks them
+  too), so the last earlier accesses of those bytes belong to layers before s; they
+  happen-before the barrier ending layer s - 1, whose token the tile's first DMA_IN op of
+  layer s pops, and that op precedes the long-range load in DMA_IN program order (before
+  the first barrier only earlier sections and inferences touched the OCM). Layer j's own
+  later accesses follow its reads (its blocks' tokens). The DRAM side is read-only weights.
+- barriers: the load carries no token and no barrier waits for it; only layer j's first
+  compute does (through the DMA_IN order above), so the prefetch is never serialised
+  behind the barriers between s and j.
+
+Long-range loads are not shared between tiles: `mlip-ocm-alloc` plans them only for layers
+whose tiles load different weights (a channel split); a row split keeps the next-layer
+prefetch, which `broadcast` can share.
+
 Weight broadcast (`broadcast`, with prefetch; "auto" by default, "all", "none"): hoisted
 loads that several tiles make alike (the same DRAM bytes into the same buffer range; a row
 split or a grid's row bands) are loaded once (`shared_groups`, `broadcast_loads`): cut

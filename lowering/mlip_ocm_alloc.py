@@ -20,17 +20,31 @@ Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` 
    They live only while the layer runs (layers are separated by barriers), so every layer
    starts again from an OCM empty below its residents. Without residents the model's range
    is the largest layer's need; with them it is the whole OCM.
-3. Weight prefetch (`prefetch=True`, the default; `weight_bases`, `prefetch_top`): the
-   weights of layer L+1 are placed disjoint from every buffer of the layer L before it, so
-   that `mlip-dma-schedule` may load them while L computes. The weights base of L+1 is page
-   0 (below L's weights) or the page just above L's weights, whichever is disjoint from L's
-   weights and ends below both layers' scratch; when neither is, the base is 0 (that
-   boundary is not prefetched). Without residents the range `ocm_end` is the largest of
+3. Weight prefetch (`prefetch=True`, the default; `weight_bases`, `choose_base`,
+   `prefetch_top`): the weights of layer L+1 are placed disjoint from every buffer of the
+   layer L before it, so that `mlip-dma-schedule` may load them while L computes. The
+   candidate bases of L+1 are page 0, the page just above L's weights and the highest base
+   below both layers' scratch (and L+1's resident floor); each that fits L+1 is scored by
+   the head of L+1's weights free of L's buffers (all of them when disjoint; a partial
+   head is loaded early by `mlip-dma-schedule`, the rest after the barrier), then by the
+   head it leaves the layer after (one layer of look-ahead); the earliest wins a tie, so
+   page 0 when none leaves a head. Without residents the range `ocm_end` is the largest of
    each layer's need and of each boundary's need `weights(L) + weights(L+1) +
    max(scratch(L), scratch(L+1))` that fits `ocm_size`. A base that does not fit under a
    layer's residents falls back to 0; `mlip-dma-schedule` hoists a load only when its slots
    are disjoint from every buffer live at the layer before, so a fallback costs the overlap,
    never correctness. With `prefetch=False` every base is 0.
+
+4. Long-range prefetch (with residents and prefetch; `long_range_bases`, `layer_slack`):
+   a layer j with at least LONG_RANGE_MIN_BYTES of weights per tile, whose tiles load
+   different weights, and whose weight bytes (all tiles) exceed the DRAM time the layer
+   before leaves unused (`layer_slack`: busiest tile's compute cycles x DRAM bytes per
+   cycle - the layer's own DMA bytes), gets its weights placed at the lowest address free
+   over layers s .. j (their buffers, residents, the next-layer prefetch of s + 1 and the
+   ranges held by other long-range layers), for the latest s (at most MAX_REACH layers
+   back) from which the unused DRAM time of s .. j - 1 covers its bytes; when none does,
+   the layer keeps rule 3. `plan_prefetch` returns {j: s}; `mlip-dma-schedule` loads j's
+   weights during s after checking the disjointness on the placed addresses.
 
 Every tile uses the same placement (a layer's blocks are the same size on every tile; a
 resident buffer is sized for the largest band of any tile). Allocating again gives the same
@@ -280,12 +294,14 @@ def first_block_weight_bytes(model: ModelOp) -> dict[int, int]:
     return out
 
 
-LONG_RANGE_MIN_BYTES = 65536
+LONG_RANGE_MIN_BYTES = 131072
 """Long-range prefetch: the least per-tile weights (page-rounded) worth loading layers early
 (a small load gains less than the DMA latency it adds to an earlier layer's queue)."""
 
-MAX_REACH = 24
-"""Long-range prefetch: how many layers before its own a layer's weights may load."""
+MAX_REACH = 8
+"""Long-range prefetch: how many layers before its own a layer's weights may load (24 made
+MobileNet v2 at 8 tiles slower: loads far ahead delay the earlier layers' own DMA queue
+more than `layer_slack` estimates)."""
 
 
 def _free_base(busy: list[tuple[int, int]], size: int, limit: int, page: int) -> int | None:
