@@ -52,6 +52,45 @@ schedule removed its activation load), a DMA_IN NOP stays in their place. Why ev
   OCM, and they happen-before). The next layer's own accesses to its weights are ordered
   after the loads as above.
 
+Partial prefetch (in `prefetch_loads`, `_free_head`): a plain 1-D weight load of the first
+block whose slots are not disjoint from the buffers live at the current layer, but whose
+first bytes (at least MIN_HEAD_BYTES, cut on an OCM granule) are, is split in two: the head
+is hoisted as above, the tail stays in the block (after the barrier). The head's hazards
+are those of a hoisted load (the bytes it writes are disjoint from every buffer live at the
+layer); the tail is an ordinary load of the block, and the first compute of the next layer
+pops the token of the block's last load, which follows both in DMA_IN program order.
+
+Long-range prefetch (`long_range_loads`, with prefetch): `mlip-ocm-alloc` plans, for some
+layers j, an earlier layer s <= j - 2 with unused DRAM time (`plan_prefetch`, its rule 4)
+and places j's weights in OCM free over layers s .. j. On every tile, each load of j's
+first block that fills a weights-kind buffer no later block of the tile loads again, and
+whose slots are disjoint from every buffer live at any layer s .. j - 1 (resident ones
+included) and from the ranges held by the long-range loads decided before it (`Held`:
+each holds its slots over the layers s' .. j' - 1 between its load and its layer), moves
+to the tile's DMA_IN stream during layer s, spread over s's blocks (after each block's
+loads, about equal bytes per block; after the relaying NOP on a tile without blocks at s),
+popping and pushing no token. The next-layer prefetch of every later boundary also keeps
+apart from the held ranges (`prefetch_loads(held=...)`). Hazards:
+
+- read-after-write: layer j reads the weights only in its computes; the first of them pops
+  the token of the last load of j's first block, which follows the long-range load in the
+  tile's DMA_IN program order (a DMA_IN NOP stays in the block when every load moved);
+- write-after-read and write-after-write: the long-range load writes OCM that no buffer
+  live at s .. j - 1 uses, and no other prefetched load writes while it is held (the held
+  ranges are checked, and the next-layer prefetch of a boundary inside s .. j checks them
+  too), so the last earlier accesses of those bytes belong to layers before s; they
+  happen-before the barrier ending layer s - 1, whose token the tile's first DMA_IN op of
+  layer s pops, and that op precedes the long-range load in DMA_IN program order (before
+  the first barrier only earlier sections and inferences touched the OCM). Layer j's own
+  later accesses follow its reads (its blocks' tokens). The DRAM side is read-only weights.
+- barriers: the load carries no token and no barrier waits for it; only layer j's first
+  compute does (through the DMA_IN order above), so the prefetch is never serialised
+  behind the barriers between s and j.
+
+Long-range loads are not shared between tiles: `mlip-ocm-alloc` plans them only for layers
+whose tiles load different weights (a channel split); a row split keeps the next-layer
+prefetch, which `broadcast` can share.
+
 Weight broadcast (`broadcast`, with prefetch; "auto" by default, "all", "none"): hoisted
 loads that several tiles make alike (the same DRAM bytes into the same buffer range; a row
 split or a grid's row bands) are loaded once (`shared_groups`, `broadcast_loads`): cut
@@ -105,6 +144,7 @@ from mrvl.dialects.mlip import (
 )
 from mrvl.errors import CompileError
 from mrvl.lowering.mlip_cost import compute_cycles
+from mrvl.lowering.mlip_ocm_alloc import plan_prefetch
 from mrvl.mlip_isa import DTYPE_SIZE, OCM_GRANULE, Queue
 
 
@@ -147,7 +187,9 @@ def _weights_buffer(op: DmaLoadOp) -> BufferOp | None:
     return owner if isinstance(owner, BufferOp) and owner.kind.data == "weights" else None
 
 
-def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> list[DmaLoadOp]:
+def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
+                   held: list[tuple[int, int, int, int]] = (), split: bool = True
+                   ) -> list[DmaLoadOp]:
     """The loads of a tile's first block of a layer that may run during the layer before
     (`previous`): loads of weights-kind buffers that no later block of the tile loads
     again, whose slots are disjoint from every buffer live at `previous` (its own and the
@@ -163,8 +205,10 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> li
     live = [buf for buf in model.buffers()
             if buf.live_layers()[0] <= index <= buf.live_layers()[1]]
     busy = [r for buf in live for r in _slot_ranges(buf, page)]
+    busy += [(lo, hi) for lo, hi, start, end in held if start <= index <= end]
     first = [op for op in mine[0].instructions() if op.queue() == Queue.DMA_IN]
     hoisted = []
+    whole = 0
     for op in first:
         buf = _weights_buffer(op) if isinstance(op, DmaLoadOp) else None
         if buf is None or buf in reloaded or not buf.addresses():
@@ -172,7 +216,12 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> li
         if all(end <= lo or start >= hi for start, end in _slot_ranges(buf, page)
                for lo, hi in busy):
             hoisted.append(op)
-    if hoisted and len(hoisted) == len(first):
+            whole += 1
+        elif split:
+            head = _free_head(op, buf, busy)
+            if head is not None:
+                hoisted.append(head)
+    if hoisted and whole == len(first):
         # every load of the block is hoisted (the resident schedule removed its activation
         # load): a DMA_IN NOP stays behind to pop the barrier's token for the block
         layer = mine[0].instructions()[0].layer.value.data
@@ -180,6 +229,106 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp]) -> li
         block = mine[0].body.block
         block.insert_op_before(nop, block.first_op)
     return hoisted
+
+
+Held = list[tuple[int, int, int, int]]
+"""OCM ranges that long-range prefetched weights hold: (start, end, first layer, last
+layer) of the layers (before their own) during which they are loaded and kept."""
+
+
+def long_range_loads(model: ModelOp, tiles: range) -> tuple[dict[tuple[int, int], list[DmaLoadOp]], Held]:
+    """The long-range prefetch: {(layer index L, tile): weight loads of later layers j >=
+    L + 2 to run while L computes}, and the OCM ranges they hold. The layers and L come
+    from `mlip-ocm-alloc`'s plan (`plan_prefetch`); a load qualifies as in
+    `prefetch_loads` (a weights-kind buffer of the tile's first block of j that no later
+    block of the tile loads again), and only when its slots are disjoint from every buffer
+    live at any layer L .. j - 1 and from the ranges held by the long-range loads decided
+    before it (module docstring). The loads are detached from their blocks; a first block
+    left without a DMA_IN op gets a DMA_IN NOP (it pops the barrier's token)."""
+    page = model.page_size.value.data
+    _, _, starts = plan_prefetch(model, True)
+    by_index = {layer.index.value.data: layer for layer in model.layers()}
+    buffers = model.buffers()
+    held: Held = []
+    out: dict[tuple[int, int], list[DmaLoadOp]] = {}
+    for index in sorted(starts):
+        source = starts[index]
+        layer = by_index[index]
+        busy = [r for buf in buffers
+                if buf.live_layers()[0] <= index - 1 and buf.live_layers()[1] >= source
+                for r in _slot_ranges(buf, page)]
+        busy += [(lo, hi) for lo, hi, first, last in held
+                 if first <= index - 1 and last >= source]
+        for tile in tiles:
+            mine = [b for b in layer.block_ops() if b.tile.value.data == tile]
+            if not mine:
+                continue
+            reloaded = {_weights_buffer(op) for blk in mine[1:] for op in blk.instructions()
+                        if isinstance(op, DmaLoadOp)}
+            first = [op for op in mine[0].instructions() if op.queue() == Queue.DMA_IN]
+            taken = []
+            for op in first:
+                buf = _weights_buffer(op) if isinstance(op, DmaLoadOp) else None
+                if buf is None or buf in reloaded or not buf.addresses():
+                    continue
+                ranges = _slot_ranges(buf, page)
+                if all(end <= lo or start >= hi for start, end in ranges for lo, hi in busy):
+                    taken.append(op)
+                    held.extend((start, end, source, index - 1) for start, end in ranges)
+            if not taken:
+                continue
+            if len(taken) == len(first):
+                nop = NopOp.build({**_header(index), "queue": str_attr("dma_in")}, {})
+                block = mine[0].body.block
+                block.insert_op_before(nop, block.first_op)
+            for op in taken:
+                op.detach()
+            out.setdefault((source, tile), []).extend(taken)
+    return out, held
+
+
+def _spread(loads: list[DmaLoadOp], blocks: int) -> list[list[DmaLoadOp]]:
+    """`loads` cut into `blocks` runs of about equal DRAM bytes, in order (the runs go after
+    each block's loads; an empty list of runs when there are no blocks)."""
+    if blocks == 0:
+        return []
+    total = sum(dma_bytes(op) for op in loads)
+    runs: list[list[DmaLoadOp]] = [[] for _ in range(blocks)]
+    done = 0
+    for op in loads:
+        i = min(blocks - 1, int(done * blocks // total)) if total else blocks - 1
+        runs[i].append(op)
+        done += dma_bytes(op)
+    return runs
+
+
+MIN_HEAD_BYTES = 16384
+"""Partial prefetch: the least head of a weight load worth loading before the barrier."""
+
+
+def _free_head(op: DmaLoadOp, buf: BufferOp, busy: list[tuple[int, int]]) -> DmaLoadOp | None:
+    """Partial prefetch: when the first bytes of a plain 1-D weight load (`_load_key`) are
+    free of `busy` (at least MIN_HEAD_BYTES, cut on an OCM granule), split it in two: the
+    head is returned (to be hoisted), the tail replaces `op` in its block."""
+    if _load_key(op) is None:
+        return None
+    esize = DTYPE_SIZE[DTYPE_BY_NAME[op.properties["src"].data]]  # type: ignore[union-attr]
+    count = _ival(op, "dim3")
+    start = buf.addresses()[_ival(op, "ocm_slot")] + _ival(op, "ocm_offset")
+    end = start + count * esize
+    clash = [lo for lo, hi in busy if lo < end and hi > start]
+    if not clash or min(clash) <= start:
+        return None
+    head = (min(clash) - start) // OCM_GRANULE * OCM_GRANULE // esize
+    if head * esize < MIN_HEAD_BYTES or head >= count:
+        return None
+    first, rest = _piece_load(op, 0, head, esize), _piece_load(op, head, count, esize)
+    block = op.parent_block()
+    assert block is not None
+    block.insert_op_before(rest, op)
+    op.detach()
+    op.erase()
+    return first
 
 
 MIN_PIECE_BYTES = 4096
@@ -347,7 +496,8 @@ def broadcast_loads(hoisted: dict[int, list[DmaLoadOp]],
                 _piece_copy(first, start, end, esize, everyone & ~(1 << tile)))
         for tile, op in members:
             hoisted[tile].remove(op)
-            op.detach()
+            if op.parent is not None:  # a partial prefetch's head is in no block yet
+                op.detach()
             op.erase()
     return result
 
@@ -368,6 +518,7 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
     tiles = range(model.num_tiles.value.data)
     active = [layer for layer in model.layers() if layer.block_ops()]
     pending_barrier = {tile: False for tile in tiles}
+    early, held = long_range_loads(model, tiles) if prefetch else ({}, [])
     for k, layer in enumerate(active):
         last_layer = k == len(active) - 1
         index = layer.index.value.data
@@ -377,7 +528,8 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
         if prefetch and not last_layer:
             following = active[k + 1].block_ops()
             hoisted = {tile: prefetch_loads(model, layer, [b for b in following
-                                                           if b.tile.value.data == tile])
+                                                           if b.tile.value.data == tile],
+                                            held)
                        for tile in tiles}
             if broadcast == "all":
                 shared = broadcast_loads(hoisted, shared_groups(hoisted))
@@ -391,6 +543,10 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
             if n == 0 and pending_barrier[tile]:
                 nop = NopOp.build({**_header(index), "queue": str_attr("dma_in")}, {})
                 streams.emit(nop, tile, pop_next=True)
+            runs = _spread(early.get((index, tile), []), n)
+            if n == 0:
+                for op in early.get((index, tile), []):
+                    streams.emit(op, tile)
             for i, blk in enumerate(mine):
                 ops = blk.instructions()
                 loads = [op for op in ops if op.queue() == Queue.DMA_IN]
@@ -402,6 +558,8 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
                     streams.emit(op, tile,
                                  pop_next=j == 0 and (i >= 2 or (i == 0 and pending_barrier[tile])),
                                  push_next=j == len(loads) - 1)
+                for op in runs[i]:
+                    streams.emit(op, tile)
                 for j, op in enumerate(computes):
                     last = j == len(computes) - 1
                     streams.emit(op, tile, pop_prev=j == 0, pop_next=j == 0 and i >= 2,
