@@ -859,7 +859,8 @@ def _concat_copies(layer: LayerOp) -> dict[str, tuple[str, list[BlockOp]]] | Non
 def concat_in_place(model: ModelOp) -> int:
     """Drop the copies of every Concat input that can be written in place: a scratch
     tensor of the same dtype, copied unchanged (COPY, no requantisation) along the
-    channels, every DMA of which can address the output's slice instead (`_remap_dma`).
+    channels into a slice that owns whole 16-byte DRAM granules of every pixel, every DMA
+    of which can address the output's slice instead (`_remap_dma`).
     Its producers then store into (and its other consumers load from) the output's
     channel slice, and the Concat's blocks for it are erased; with the output resident
     (`plan_residency`) the producers' copies land in the output's band and the Concat
@@ -895,6 +896,11 @@ def concat_in_place(model: ModelOp) -> int:
             if len(offsets) != 1 or offsets != {(0, 0, 0, next(iter(offsets))[3])}:
                 continue
             channel_offset = next(iter(offsets))[3]
+            if any(n * esize % isa.DRAM_GRANULE
+                   for n in (channel_offset, x_shape[3], y_shape[3])):
+                # the slice must own whole DRAM granules of every pixel: a layer's stores and
+                # another's loads of neighbouring channels would share granules otherwise
+                continue
             concat_loads = {blk.instructions()[0] for blk in blocks}
             others = [op for op in dmas.get(source, []) if op not in concat_loads]
             moved = [_remap_dma(op, x_shape, y_shape, channel_offset, esize) for op in others]
@@ -907,9 +913,14 @@ def concat_in_place(model: ModelOp) -> int:
                 op.properties["dram_offset"] = i64_attr(offset)
                 for k in range(4):
                     op.properties[f"dram_stride{k}"] = i64_attr(strides[k])
+            erased = {op for blk in blocks for op in blk.instructions()}
             for blk in blocks:
                 blk.detach()
                 blk.erase()
+            # x's DMAs now address y: a later Concat that takes y as its input (DenseNet's
+            # chained concats) must move them too
+            dmas[target] = [op for op in dmas.get(target, []) if op not in erased] + others
+            dmas.pop(source, None)
             lives = [t.live_range() for t in (x, y) if t.live is not None]
             if lives:
                 y.live = DenseArrayBase.from_list(i64, [min(a for a, _ in lives),
