@@ -86,7 +86,8 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
 
         model = vit_tiny() if name == "vit_tiny" else bert_tiny()
     else:
-        model = fix_batch(_build(name), 1)
+        source = _build(name)
+        model = fix_batch(source, 1)
     out = work / name
     start = time.perf_counter()
     api.compile(model, out, num_tiles=num_tiles, quantize="fp16")
