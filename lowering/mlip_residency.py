@@ -596,8 +596,6 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     """Replace one store by TILE_COPYs into the bands that need its rows, or (a direct
     write) point its compute at the own band and leave a DMA_OUT `nop`."""
     op = box.op
-    block = op.parent_block()
-    assert block is not None
     es = plan.esize
     new_ops: list[InstructionOp] = []
     if box.writer is not None:  # only the own tile reads these rows (candidate_tensors)
@@ -615,19 +613,35 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
             key = (a, b - a, a - lo)
             groups[key] = groups.get(key, 0) | (1 << tile)
     for (a, rows, band_row), mask in groups.items():
-        props = {**_header(op), "dst_tile_mask": i64_attr(mask),
-                 "src_slot": op.properties["ocm_slot"],
-                 "src_offset": i64_attr(_ival(op, "ocm_offset")
-                                        + (a - box.r0) * _ival(op, "ocm_stride1") * es),
-                 "dst_slot": i64_attr(0),
-                 "dst_offset": i64_attr((band_row * plan.row_elems + box.col) * es)}
-        dims = (1, rows, _ival(op, "dim2", 1), _ival(op, "dim3", 1))
-        for k in range(4):
-            props[f"dim{k}"] = i64_attr(dims[k])
-            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
-            props[f"dst_stride{k}"] = i64_attr(_ival(op, f"dram_stride{k}"))
-        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
-                                                "dst_addr": resident}))
+        new_ops.append(_tile_copy(
+            op, resident, mask,
+            _ival(op, "ocm_offset") + (a - box.r0) * _ival(op, "ocm_stride1") * es,
+            (band_row * plan.row_elems + box.col) * es,
+            (1, rows, _ival(op, "dim2", 1), _ival(op, "dim3", 1)),
+            tuple(_ival(op, f"dram_stride{k}") for k in range(4))))
+    _replace_store(op, new_ops)
+
+
+def _tile_copy(op: InstructionOp, resident: SSAValue, mask: int, src_offset: int,
+               dst_offset: int, dims: tuple[int, ...], dst_strides: tuple[int, ...]) -> TileCopyOp:
+    """A TILE_COPY of the box `dims` of store `op`'s OCM slot (its own strides, from
+    `src_offset` bytes) into the resident buffer of every tile in `mask`."""
+    props = {**_header(op), "dst_tile_mask": i64_attr(mask),
+             "src_slot": op.properties["ocm_slot"], "src_offset": i64_attr(src_offset),
+             "dst_slot": i64_attr(0), "dst_offset": i64_attr(dst_offset)}
+    for k in range(4):
+        props[f"dim{k}"] = i64_attr(dims[k])
+        props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
+        props[f"dst_stride{k}"] = i64_attr(dst_strides[k])
+    return TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
+                                    "dst_addr": resident})
+
+
+def _replace_store(op: InstructionOp, new_ops: list[InstructionOp]) -> None:
+    """Put `new_ops` (a DMA_OUT NOP when empty: the queue keeps its token) in store `op`'s
+    place."""
+    block = op.parent_block()
+    assert block is not None
     if not new_ops:
         new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
     block.insert_ops_before(new_ops, op)
@@ -639,8 +653,6 @@ def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue) -> 
     """Replace one store by TILE_COPYs of its rows x channels into the channel bands of the
     tiles that hold some of them (tiles with the same band offset and channels share one)."""
     op = box.op
-    block = op.parent_block()
-    assert block is not None
     es = plan.esize
     width = plan.row_elems // plan.channels
     pixel, channel = divmod(box.col, plan.channels)
@@ -657,24 +669,11 @@ def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue) -> 
     for (a, rows, band_row, c0, c1, first, held), mask in groups.items():
         src_offset = _ival(op, "ocm_offset") + ((a - box.r0) * _ival(op, "ocm_stride1")
                                                 + (c0 - channel) * _ival(op, "ocm_stride3")) * es
-        props = {**_header(op), "dst_tile_mask": i64_attr(mask),
-                 "src_slot": op.properties["ocm_slot"], "src_offset": i64_attr(src_offset),
-                 "dst_slot": i64_attr(0),
-                 "dst_offset": i64_attr((band_row * width * held + pixel * held + c0 - first)
-                                        * es)}
-        dims = (1, rows, count2, c1 - c0)
-        dst_strides = (rows * width * held, width * held, held, 1)
-        for k in range(4):
-            props[f"dim{k}"] = i64_attr(dims[k])
-            props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
-            props[f"dst_stride{k}"] = i64_attr(dst_strides[k])
-        new_ops.append(TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
-                                                "dst_addr": resident}))
-    if not new_ops:
-        new_ops.append(NopOp.build({**_header(op), "queue": str_attr("dma_out")}, {}))
-    block.insert_ops_before(new_ops, op)
-    op.detach()
-    op.erase()
+        new_ops.append(_tile_copy(
+            op, resident, mask, src_offset,
+            (band_row * width * held + pixel * held + c0 - first) * es,
+            (1, rows, count2, c1 - c0), (rows * width * held, width * held, held, 1)))
+    _replace_store(op, new_ops)
 
 
 def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
