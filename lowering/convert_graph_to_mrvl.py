@@ -64,6 +64,7 @@ from mrvl.dialects import graph, mrvl
 from mrvl.lowering.mrvl_legality import (
     check_common,
     conv_transpose_phases,
+    gather_slice,
     is_constant,
     is_legal,
     resize_matrix,
@@ -1263,6 +1264,26 @@ class SplitPattern(RewritePattern):
         rewriter.replace(op, slices, [piece.results[0] for piece in slices])
 
 
+class GatherPattern(RewritePattern):
+    """ONNX Gather of consecutive constant indices of an activation -> mrvl.slice (a copy;
+    ViT's class-token row), plus a reshape when a scalar index removes the axis (not when
+    it feeds only CPU ops)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if op.op_type.data != "Gather" or not is_legal(op)[0] or feeds_only_cpu(op):
+            return
+        found = gather_slice(op)
+        assert found is not None
+        axis, start, size, keeps_axis = found
+        piece = mrvl.SliceOp(op.operands[0], axis=axis, start=start, size=size,
+                             layer_name=UNNAMED)
+        new_ops: list[Operation] = [piece]
+        if not keeps_axis:
+            new_ops.append(mrvl.ReshapeOp(piece, op.results[0].type, layer_name=UNNAMED))
+        _finish(rewriter, Fusion(ops=[op]), new_ops)
+
+
 def _feeds_fc_flatten(op: graph.ReshapeOp | graph.FlattenOp) -> bool:
     """A flatten of an NHWC->NCHW transform into a dense-like op: FCPattern takes it."""
     lt = op.input.owner
@@ -1364,7 +1385,7 @@ class ConvertGraphToMrvlPass(ModulePass):
                 [ConvPattern(), FCPattern(), GeluPattern(), LayerNormPattern(), MatMulPattern(),
                  SoftmaxPattern(), AffinePattern(), ConvTransposePattern(), ResizePattern(),
                  PoolPattern(), SumPattern(), MulPattern(), SubPattern(), ActivationPattern(),
-                 ConcatPattern(), SplitPattern(), ShapePattern()]
+                 ConcatPattern(), SplitPattern(), ShapePattern(), GatherPattern()]
             ),
             apply_recursively=False,
         ).rewrite_module(op)

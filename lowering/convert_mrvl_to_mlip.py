@@ -51,6 +51,7 @@ from mrvl.dialects import mlip, mrvl
 from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
+from mrvl.lowering.mrvl_precision import MATRIX_READERS, OUT_DTYPE_ATTR
 from mrvl.lowering.mrvl_quantize import (
     INPUT_SCALES_ATTR,
     INPUT_ZPS_ATTR,
@@ -389,6 +390,9 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     es = b.es
+    # fp16 precision policy: an fp32 output tensor is written fp32 by the GEMM itself
+    out_dtype = DType.FP32 if b.cd == DType.FP16 and yt.dtype == DType.FP32 else b.cd
+    out_es = isa.DTYPE_SIZE[out_dtype]
     kind, ranges = b.split()
     if kind != "channels":
         ranges = balanced_ranges(o, b.prog.num_tiles, channel_unit(yt.esize))
@@ -408,7 +412,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     for oc_chunk in _chunk_candidates(max_oc, min(max_oc, 16)):
         slots = 1 if oc_chunk >= max_oc else 2
         extra = [(oc_chunk * 4, slots)] * ((bt is not None) + (st is not None))
-        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * es, 2),
+        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * out_es, 2),
                              (n * oc_chunk * 4 * sig8, 2)] + extra):
             config = oc_chunk
             break
@@ -426,7 +430,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
         b.buffer("bias", oc_chunk * 4, wslots, "weights")
     if st is not None:
         b.buffer("scale", oc_chunk * 4, wslots, "weights")
-    b.buffer("out", n * oc_chunk * es, 2)
+    b.buffer("out", n * oc_chunk * out_es, 2)
     if sig8:
         b.buffer("acc", n * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
@@ -460,13 +464,16 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                 scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
                 in_zp=xt.zp if b.cd == DType.INT8 else 0,
                 out_zp=yt.zp if b.cd == DType.INT8 and not sig8 else 0, **act)
+            if out_dtype != b.cd:
+                gemm.dst_dtype = out_dtype
             blk.computes.append(gemm)
             if sig8:
                 gemm.dst_dtype = DType.FP32
                 blk.computes.append(_act_sigmoid_int8(
                     b, yt, slot, n, count, NONLINEAR_INT8[op.activation_str()]))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, r0 * o + oc0, (1, 1, n, count),
-                                    (0, 0, o, 1), Ref("ocm", "out", slot)))
+                                    (0, 0, o, 1), Ref("ocm", "out", slot),
+                                    ocm_dtype=out_dtype))
             b.layer.blocks.append(blk)
     b.layer.split = "channels" if len(set(row_bands)) == 1 else "grid"
 
@@ -674,6 +681,8 @@ def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp, elt_func: i
             t = b.const_tensor(np.clip(np.rint(arr / step), -127, 127).astype(np.int8),
                                DType.INT8, f"c{k}")
             t.scale = step
+        elif b.cd == DType.FP32:
+            t = b.const_tensor(arr.astype("<f4"), DType.FP32, f"c{k}")
         else:
             t = b.const_tensor(arr.astype("<f2"), DType.FP16, f"c{k}")
         operands.append(t)
@@ -800,8 +809,8 @@ def lower_concat(b: LayerBuilder, op: mrvl.ConcatOp) -> None:
     y_strides = _strides(out4)
     offset = 0
     row_bytes = out4[2] * out4[3] * yt.esize
-    for value in op.inputs:
-        xt = b.tensor(value)
+    for k, value in enumerate(op.inputs):
+        xt = b.tensor(value) if value in b.conv.tensor_of else _concat_const(b, value, yt, k)
         in4 = _shape4(mrvl.tensor_shape(value))
         kind, ranges = "rows", balanced_ranges(in4[0] * in4[1], b.prog.num_tiles,
                                                row_unit(row_bytes))
@@ -816,6 +825,23 @@ def lower_concat(b: LayerBuilder, op: mrvl.ConcatOp) -> None:
                     kind, ranges, rescale=rescale)
         offset += in4[axis]
     b.layer.split = "rows"
+
+
+def _concat_const(b: LayerBuilder, value: SSAValue, yt: DramTensor, k: int) -> DramTensor:
+    """A constant Concat operand (ViT's class token) as a weights tensor: in the layer's
+    compute dtype (fp16, or fp32 under the precision policy), int8 in the output's step and
+    zero point (so it is copied, not requantised)."""
+    arr = constant_value(value)
+    if arr is None:
+        raise CompileError(f"layer {b.layer.name}: operand {k} is neither data nor constant")
+    if b.cd == DType.INT8:
+        q = np.clip(np.rint(arr / np.float32(yt.scale)) + yt.zp, -128, 127).astype(np.int8)
+        t = b.const_tensor(q, DType.INT8, f"c{k}")
+        t.scale, t.zp = yt.scale, yt.zp
+        return t
+    if b.cd == DType.FP32:
+        return b.const_tensor(arr.astype("<f4"), DType.FP32, f"c{k}")
+    return b.const_tensor(arr.astype("<f2"), DType.FP16, f"c{k}")
 
 
 def _lower_permute(b: LayerBuilder, op, perm) -> None:
@@ -859,11 +885,12 @@ def _tile_rows(b: LayerBuilder, rows: int, row_bytes: int) -> list[tuple[int, in
 
 def _lower_row_op(b: LayerBuilder, op: mrvl.SoftmaxOp | mrvl.LayerNormOp) -> None:
     """SOFTMAX / LAYERNORM per band of rows of the 2-D view (last axis = one row). The
-    compute is fp16 in both modes: in int8 the loads dequantise and the stores quantise
-    (DMA conversion), since exp / rsqrt of int8 steps are not sound."""
+    compute is fp16 in both modes (fp32 where the fp16 precision policy widens the layer):
+    in int8 the loads dequantise and the stores quantise (DMA conversion), since exp /
+    rsqrt of int8 steps are not sound."""
     rows, cols = _rows_view(mrvl.tensor_shape(op.output))
     xt, yt = b.tensor(op.input), b.tensor(op.output)
-    fp = DType.FP16
+    fp = DType.FP32 if b.cd == DType.FP32 else DType.FP16  # fp32 by the precision policy
     es = isa.DTYPE_SIZE[fp]
     ranges = _tile_rows(b, rows, cols * yt.esize)
     norm = isinstance(op, mrvl.LayerNormOp)
@@ -1173,7 +1200,8 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
             t = DramTensor(head_name[result], shape, conv.io_dtype, "output", scale=scale,
                            zp=zp)
         else:
-            t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale, zp=zp)
+            t = DramTensor(f"{op.name_str}_y", shape, _scratch_dtype(conv, op), "scratch",
+                           scale=scale, zp=zp)
         if len(shape) == 4:
             t.layout = Layout.NHWC
             if isinstance(op, mrvl.LayoutTransformOp) and op.dst_layout.data == "NCHW":
@@ -1182,6 +1210,7 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
         conv.tensor_of[result] = t.name
         layer = LayerPlan(op.name_str, op.LAYER_NAME, len(prog.layers), macs=op.macs())
         b = LayerBuilder(conv, layer, op)
+        _widen_compute(b, op)
         if isinstance(op, ALIAS_LAYERS):
             src = b.tensor(op.operands[0])
             shape4 = _shape4(shape)
@@ -1200,6 +1229,28 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
         _add_copy_out(conv, value, name)
     _liveness(prog)
     return build_model(prog)
+
+
+def _scratch_dtype(conv: Converter, op: mrvl.MrvlLayerOp) -> int:
+    """The DRAM dtype of a layer's (non-output) result: the compute dtype, or FP32 where
+    the fp16 precision policy keeps it (`mrvl.out_dtype = "f32"`, lowering/mrvl_precision.py)."""
+    attr = op.attributes.get(OUT_DTYPE_ATTR)
+    if conv.cd == DType.FP16 and isinstance(attr, StringAttr) and attr.data == "f32":
+        return DType.FP32
+    return conv.cd
+
+
+def _widen_compute(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> None:
+    """A vector-engine or copy layer of an fp16 build computes in fp32 (its OCM blocks
+    are fp32; the DMA converts fp16 operands exactly and rounds an fp16 output once) when
+    its output or one of its data inputs is an fp32 tensor. Matrix engine layers keep fp16
+    inputs (lower_fc writes an fp32 output itself)."""
+    if b.cd != DType.FP16 or isinstance(op, MATRIX_READERS):
+        return
+    values = [op.results[0], *(v for v in op.operands if v in b.conv.tensor_of)]
+    if any(b.tensor(v).dtype == DType.FP32 for v in values):
+        b.cd = DType.FP32
+        b.es = isa.DTYPE_SIZE[DType.FP32]
 
 
 def _add_copy_out(conv: Converter, value: SSAValue, name: str) -> None:

@@ -125,7 +125,7 @@ def _layer_consts(op: mrvl.MrvlLayerOp) -> list[tuple[str, int, SSAValue]]:
         if op.bias is not None:
             found.append(("bias", 2, op.bias))
         return found
-    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
+    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ConcatOp):
         return [("kernel", i, v) for i, v in enumerate(op.operands) if _is_constant(v)][:1]
     if isinstance(op, mrvl.LayerNormOp):
         return [("gamma", 1, op.gamma), ("beta", 2, op.beta)]
@@ -318,7 +318,7 @@ def subgraph_to_json(fn: func.FuncOp) -> tuple[dict[str, Any], dict[str, Any]]:
                 "max": entry["max"],
                 "name": const_name,
             }
-            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
+            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ConcatOp):
                 attrs["input_const_name"] = [const_name]
                 attrs["input_const_shape"] = _strs(arr.shape)
                 attrs["input_const_idx"] = [str(operand_index)]
@@ -697,7 +697,13 @@ def _build_layer(
             data[0], layer_name=name, activation=act, clip=_clip_of(attrs), alpha=alpha
         )
     elif kind == "Concat":
-        op = mrvl.ConcatOp(data, layer_name=name, axis=int(attrs["axis"][0]))
+        operands = list(data)
+        if "input_const_name" in attrs:  # one constant operand (ViT's class token)
+            c = _const_value(
+                attrs["input_const_name"][0], _i(attrs["input_const_shape"]), consts, ops
+            )
+            operands.insert(int(attrs.get("input_const_idx", ["0"])[0]), c)
+        op = mrvl.ConcatOp(operands, layer_name=name, axis=int(attrs["axis"][0]))
     elif kind == "reshape":
         op = mrvl.ReshapeOp(data[0], out_type, layer_name=name)
     elif kind == "nn.batch_flatten":

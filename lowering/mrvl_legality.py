@@ -222,12 +222,59 @@ def _activation(op: Operation) -> Verdict:
 
 
 def _concat(op: graph.ConcatOp) -> Verdict:
-    """Any axis of a tensor of rank 1 to 4 (copies with output strides)."""
+    """Any axis of a tensor of rank 1 to 4 (copies with output strides); at most one
+    constant operand (ViT's class token), copied from the weights."""
     rank = len(_shape(op.result))
     if not 1 <= rank <= 4:
         return False, f"concat of rank {rank} tensors is not supported"
-    if any(is_constant(v) for v in op.inputs):
-        return False, "concat of a constant is not supported"
+    constants = sum(1 for v in op.inputs if is_constant(v))
+    if constants == len(op.inputs):
+        return False, "concat of constants only (fold constants first)"
+    if constants > 1:
+        return False, f"concat of {constants} constants is not supported (at most one)"
+    return OK
+
+
+def gather_slice(op: graph.OnnxOp) -> tuple[int, int, int, bool] | None:
+    """(axis, start, size, keeps_axis) of an ONNX Gather that is a slice: constant indices
+    start, start + 1, ... (a scalar index removes the axis), in range; else None."""
+    if len(op.operands) != 2 or not is_constant(op.operands[1]):
+        return None
+    shape = _shape(op.operands[0])
+    axis_attr = op.attrs.data.get("axis")
+    axis = 0 if axis_attr is None else int(axis_attr.value.data)  # type: ignore[union-attr]
+    if not -len(shape) <= axis < len(shape):
+        return None
+    axis %= len(shape)
+    const = op.operands[1].owner
+    assert isinstance(const, graph.ConstantOp)
+    indices = np.asarray(const.to_numpy())
+    if indices.size == 0 or indices.ndim > 1 or not np.issubdtype(indices.dtype, np.integer):
+        return None
+    flat = [int(i) % shape[axis] if -shape[axis] <= int(i) < shape[axis] else -1
+            for i in indices.reshape(-1)]
+    if -1 in flat or flat != list(range(flat[0], flat[0] + len(flat))):
+        return None
+    return axis, flat[0], len(flat), indices.ndim == 1
+
+
+def _gather(op: graph.OnnxOp) -> Verdict:
+    """ONNX Gather of consecutive constant indices of an f32 activation: a slice (a copy;
+    ViT's class-token row). Checked here since the indices are integers."""
+    data, result = op.operands[0], op.results[0]
+    for value in (data, result):
+        typ = value.type
+        if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
+            return False, f"dtype {_dtype_name(typ)} not supported"
+    if is_constant(data):
+        return False, "Gather from a constant table (an embedding) stays on the CPU"
+    rank = len(_shape(data))
+    if not 1 <= rank <= 4 or 0 in _shape(data):
+        return False, f"Gather from a rank {rank} tensor is not supported"
+    if rank >= 2 and _shape(data)[0] > MAX_BATCH:
+        return False, f"batch {_shape(data)[0]} exceeds the accelerator limit {MAX_BATCH}"
+    if gather_slice(op) is None:
+        return False, "Gather indices are not constant consecutive in-range integers"
     return OK
 
 
@@ -434,6 +481,8 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
 def is_legal(op: Operation) -> Verdict:
     """(True, "") when the accelerator can take `op`, else (False, reason)."""
     if isinstance(op, graph.OnnxOp):
+        if op.op_type.data == "Gather":
+            return _gather(op)
         if op.op_type.data == "ConvTranspose":
             ok = check_common(op)
             if not ok[0]:
