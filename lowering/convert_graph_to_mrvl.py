@@ -52,6 +52,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -894,20 +895,49 @@ A and of the scores, double-buffered: a quarter of the default OCM, so the lower
 whole-row blocks fit next to the other buffers."""
 
 
-def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation], float] | None:
-    """(matmul, layers to fold, scale) when the softmax's input is a single-use
-    mrvl.matmul, optionally through a single-use mrvl.mul by a scalar constant."""
+def _attention_mask(op: graph.SoftmaxOp) -> tuple[SSAValue, SSAValue, Operation] | None:
+    """(scores, mask, add) when the softmax's input is a single-use mrvl.sum of the scores
+    and an additive mask activation broadcast to them (BERT's [B, 1, 1, S])."""
+    add = op.input.owner
+    if not isinstance(add, mrvl.Sum2DOp) or add.activation_str() != "none":
+        return None
+    if sole_user(op.input) is not op:
+        return None
+    for scores, mask in ((add.lhs, add.rhs), (add.rhs, add.lhs)):
+        if is_constant(mask) or not isinstance(scores.owner, mrvl.MatMulOp | mrvl.Mul2DOp):
+            continue
+        out, shape = _shape(add.output), _shape(mask)
+        if _shape(scores) == out and len(shape) == len(out) and all(
+                m in (1, s) for m, s in zip(shape, out)):
+            return scores, mask, add
+    return None
+
+
+def _score_epilogue(op: graph.SoftmaxOp
+                    ) -> tuple[mrvl.MatMulOp, list[Operation], float, SSAValue | None] | None:
+    """(matmul, layers to fold, scale, mask) when the softmax's input is a single-use
+    mrvl.matmul, optionally through a single-use mrvl.mul by a scalar constant, then
+    optionally through a single-use mrvl.sum with an additive mask."""
     value = op.input
     owner = value.owner
     scale = 1.0
     folded: list[Operation] = []
+    mask = None
+    consumer: Operation = op
+    found_mask = _attention_mask(op)
+    if found_mask is not None:
+        value, mask, add = found_mask
+        owner = value.owner
+        folded.append(add)
+        consumer = add
     if isinstance(owner, mrvl.Mul2DOp) and owner.activation_str() == "none":
-        if sole_user(value) is not op:
+        if sole_user(value) is not consumer:
             return None
         for data, other in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
             factor = _scalar_const(other)
             if factor is not None and isinstance(data.owner, mrvl.MatMulOp):
-                scale, folded, value, owner = factor, [owner], data, data.owner
+                folded.insert(0, owner)
+                scale, value, owner = factor, data, data.owner
                 break
         else:
             return None
@@ -919,7 +949,7 @@ def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation]
     k, n = sa[-1], sb[-1]
     if 4 * n * (k + 1) + 4 * k > FUSED_SOFTMAX_BYTES:
         return None
-    return owner, folded, scale
+    return owner, folded, scale, mask
 
 
 class SoftmaxPattern(RewritePattern):
@@ -939,7 +969,20 @@ class SoftmaxPattern(RewritePattern):
                 return
             _finish(rewriter, Fusion(ops=[op]), [mrvl.SoftmaxOp(op.input, layer_name=UNNAMED)])
             return
-        matmul, folded, scale = found
+        matmul, folded, scale, mask = found
+        if mask is not None:
+            # a new matmul with the mask operand, where the mask is defined (at the softmax)
+            masked = mrvl.MatMulOp(
+                matmul.a, matmul.b, layer_name=UNNAMED,
+                a_perm=None if matmul.a_perm is None else graph.ints(matmul.a_perm),
+                b_perm=None if matmul.b_perm is None else graph.ints(matmul.b_perm),
+                softmax_scale=scale, mask=mask)
+            for key in (ONNX_NODES_ATTR, "onnx_node"):
+                if key in matmul.attributes:
+                    masked.attributes[key] = matmul.attributes[key]
+            rewriter.insert(masked, InsertPoint.before(op))
+            folded.insert(0, matmul)
+            matmul = masked
         matmul.properties["softmax_scale"] = FloatAttr(float(scale), f32)
         names = [n.data for n in matmul.attributes.get(ONNX_NODES_ATTR, ArrayAttr([])).data]  # type: ignore[union-attr]
         for layer in [*folded, op]:

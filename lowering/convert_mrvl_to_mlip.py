@@ -974,6 +974,14 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     es = isa.DTYPE_SIZE[fp]
     ranges = _tile_rows(b, batches * m, n * yt.esize)
     epilogue = op.softmax_scale is not None
+    mt = None if op.mask is None else b.tensor(op.mask)
+    m_st: list[int] = []
+    if op.mask is not None:
+        # the additive mask broadcast to the scores [..., M, N]: stride 0 on its size-1 axes
+        mask_shape = mrvl.tensor_shape(op.mask)
+        dense = _logical_strides(mask_shape, None)
+        m_st = [0 if d == 1 else st for d, st in zip(mask_shape, dense)]
+    mask_rows = 1 if mt is None or m_st[-2] == 0 else 0  # 1: one row serves every row
     n_chunk = 0
     for chunk in _chunk_candidates(n, min(n, 16)):
         if epilogue and chunk < n:
@@ -986,10 +994,14 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                            f"not fit the OCM of {b.budget} bytes")
     longest = max(max(e - s for s, e in ranges), 1)
     band = _fit_rows(b.fits, [(n_chunk * k * es, 2)],
-                     lambda r: [(r * k * es, 2), (r * n_chunk * es, 2)], min(longest, m))
+                     lambda r: [(r * k * es, 2), (r * n_chunk * es, 2)] + (
+                         [] if mt is None else [((mask_rows or r) * n_chunk * es, 2)]),
+                     min(longest, m))
     b.buffer("x", band * k * es, 2)
     b.buffer("w", n_chunk * k * es, 2)
     b.buffer("out", band * n_chunk * es, 2)
+    if mt is not None:
+        b.buffer("mask", (mask_rows or band) * n_chunk * es, 2)
 
     def batch_offset(index: int, strides: list[int]) -> int:
         offset = 0
@@ -1027,7 +1039,29 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                         out_row_stride=cols, w_addr=Ref("ocm", "w", wslot),
                         bias_addr=isa.ADDR_NONE, scale_addr=isa.ADDR_NONE,
                         src_dtype=fp, dst_dtype=fp))
-                    if epilogue:
+                    if epilogue and mt is not None:
+                        # scale * scores + mask (ELTWISE ADD with SCALE, in place), then
+                        # softmax, before the scores leave the OCM
+                        assert op.softmax_scale is not None
+                        mrows = mask_rows or rows
+                        blk.loads.append(b.dma(
+                            Opcode.DMA_LOAD, mt, batch_offset(bi, m_st[:-2]) + m0 * m_st[-2]
+                            + n0 * m_st[-1], (1, 1, mrows, cols), (0, 0, m_st[-2], m_st[-1]),
+                            Ref("ocm", "mask", slot), ocm_dtype=fp))
+                        blk.computes.append(b.insn(
+                            Opcode.ELTWISE, func=EltFunc.ADD, a_addr=Ref("ocm", "out", slot),
+                            b_addr=Ref("ocm", "mask", slot), out_addr=Ref("ocm", "out", slot),
+                            rows=rows, cols=cols, a_row_stride=cols,
+                            b_row_stride=0 if mask_rows else cols, out_row_stride=cols,
+                            b_col_stride=1, a_scale=op.softmax_scale.value.data, b_scale=1.0,
+                            out_scale=1.0, b_zp=0, flags=int(Flag.SCALE), src_dtype=fp,
+                            dst_dtype=fp))
+                        blk.computes.append(b.insn(
+                            Opcode.SOFTMAX, in_addr=Ref("ocm", "out", slot),
+                            out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
+                            in_row_stride=cols, out_row_stride=cols, out_scale=0,
+                            src_dtype=fp, dst_dtype=fp))
+                    elif epilogue:
                         # softmax(scale * scores) in place, before the scores leave the OCM
                         assert op.softmax_scale is not None
                         blk.computes.append(b.insn(

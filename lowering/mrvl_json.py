@@ -723,6 +723,7 @@ def _build_layer(
             b_perm=_i(attrs["b_axes"]) if "b_axes" in attrs else None,
             softmax_scale=(float(attrs["softmax_scale"][0]) if "softmax_scale" in attrs
                            else None),
+            mask=data[2] if len(data) > 2 else None,  # data_layout_shape_2
         )
     elif kind == "Softmax":
         op = mrvl.SoftmaxOp(data[0], layer_name=name)

@@ -194,6 +194,8 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         if layer.softmax_scale is not None:
             ops.append(_scalar_op(layer.softmax_scale.value.data))
             ops.append(graph.MulOp(ops[-2].results[0], ops[-1].results[0]))
+            if layer.mask is not None:
+                ops.append(graph.AddOp(ops[-1].results[0], layer.mask))
             ops.append(graph.SoftmaxOp(ops[-1].results[0]))
     elif isinstance(layer, mrvl.SoftmaxOp):
         ops.append(graph.SoftmaxOp(x))

@@ -210,7 +210,7 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
     if isinstance(op, mrvl.SoftmaxOp):
         return _fp16_store_int8(_softmax_rows(_fp16_load(args[0], *params[0])), s_out, z_out)
     if isinstance(op, mrvl.MatMulOp):
-        a, b = (_fp16_load(arg, *param) for arg, param in zip(args, params, strict=True))
+        a, b = (_fp16_load(arg, *param) for arg, param in zip(args[:2], params[:2], strict=True))
         if op.a_perm is not None:
             a = np.transpose(a, ref._ints(op.a_perm))
         if op.b_perm is not None:
@@ -220,7 +220,15 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         if op.softmax_scale is not None:
             # the GEMM writes fp16 scores, SOFTMAX (SCALE) normalises them in place
             scores = acc.astype(np.float16).astype(_F32)
-            acc = _softmax_rows(scores, op.softmax_scale.value.data)
+            if len(args) > 2:
+                # ELTWISE ADD with SCALE: scale * scores + mask in fp32, stored fp16; then
+                # SOFTMAX without SCALE
+                mask = _fp16_load(args[2], *params[2])
+                scores = (scores * _F32(op.softmax_scale.value.data) + mask).astype(
+                    np.float16).astype(_F32)
+                acc = _softmax_rows(scores)
+            else:
+                acc = _softmax_rows(scores, op.softmax_scale.value.data)
         return _fp16_store_int8(acc, s_out, z_out)
     if isinstance(op, mrvl.LayerNormOp):
         x = _fp16_load(args[0], *params[0])

@@ -238,7 +238,10 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
                    None if op.b_perm is None else _ints(op.b_perm))
         if op.softmax_scale is None:
             return y
-        return softmax(y * np.float32(op.softmax_scale.value.data))
+        y = y * np.float32(op.softmax_scale.value.data)
+        if len(args) > 2:  # the additive attention mask
+            y = y + _f32(args[2])
+        return softmax(y)
     if isinstance(op, mrvl.SoftmaxOp):
         return softmax(_f32(args[0]))
     if isinstance(op, mrvl.LayerNormOp):
