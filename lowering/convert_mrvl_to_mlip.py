@@ -297,6 +297,10 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8)
+    # fp16 precision policy: an fp32 output tensor is written fp32 by the CONV itself
+    out_dtype = DType.FP32 if b.cd == DType.FP16 and yt.dtype == DType.FP32 else b.cd
+    if out_dtype != b.cd:
+        g = replace(g, wide_out=True)
     kind, ranges = b.split()
     work = _segments(kind, ranges, n_, oh, o)
     if not any(work):
@@ -316,7 +320,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     bbuf = None if bt is None else b.buffer("bias", oc_chunk * 4, wslots, "weights")
     sbuf = None if st is None else b.buffer("scale", oc_chunk * 4, wslots, "weights")
     b.buffer("in", g.in_rows(rb) * g.in_cols(cb) * g.in_ch(oc_chunk) * b.es, 2)
-    b.buffer("out", rb * cb * oc_chunk * b.es, 2)
+    b.buffer("out", rb * cb * oc_chunk * isa.DTYPE_SIZE[out_dtype], 2)
     if sig8:
         b.buffer("acc", rb * cb * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
@@ -357,6 +361,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
             groups=1 if groups == 1 else count // g.ocg, **act)
         if b.cd == DType.INT8:
             conv.in_zp, conv.out_zp = xt.zp, yt.zp
+        if out_dtype != b.cd:
+            conv.dst_dtype = out_dtype
         blk.computes.append(conv)
         if sig8:
             conv.dst_dtype, conv.out_zp = DType.FP32, 0
@@ -365,7 +371,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
                 NONLINEAR_INT8[op.activation_str()]))
         blk.stores.append(b.dma(
             Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
-            (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot)))
+            (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot),
+            ocm_dtype=out_dtype))
         b.layer.blocks.append(blk)
     b.layer.split = kind
 
@@ -954,6 +961,10 @@ def _logical_strides(shape, perm) -> list[int]:
     return [dense[p] for p in perm]
 
 
+FP32_SCORES = True
+"""The attention epilogue keeps the scores fp32 in OCM (see lower_matmul)."""
+
+
 def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     """A @ B per batch index as GEMMs (fp16 matrix engine), with the attention epilogue
     SOFTMAX (SCALE = softmax_scale) on each block of whole score rows in OCM when the layer
@@ -982,11 +993,15 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
         dense = _logical_strides(mask_shape, None)
         m_st = [0 if d == 1 else st for d, st in zip(mask_shape, dense)]
     mask_rows = 1 if mt is None or m_st[-2] == 0 else 0  # 1: one row serves every row
+    # the epilogue keeps the scores fp32 in OCM (GEMM dst FP32; the mask add and the
+    # SOFTMAX read fp32, which writes fp16 probabilities in place)
+    sd = DType.FP32 if epilogue and FP32_SCORES else fp
+    oes = isa.DTYPE_SIZE[sd]
     n_chunk = 0
     for chunk in _chunk_candidates(n, min(n, 16)):
         if epilogue and chunk < n:
             break  # the softmax needs whole rows of the scores
-        if b.fits([(chunk * k * es, 2), (k * es, 2), (chunk * es, 2)]):
+        if b.fits([(chunk * k * es, 2), (k * es, 2), (chunk * oes, 2)]):
             n_chunk = chunk
             break
     if not n_chunk:
@@ -994,14 +1009,14 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                            f"not fit the OCM of {b.budget} bytes")
     longest = max(max(e - s for s, e in ranges), 1)
     band = _fit_rows(b.fits, [(n_chunk * k * es, 2)],
-                     lambda r: [(r * k * es, 2), (r * n_chunk * es, 2)] + (
-                         [] if mt is None else [((mask_rows or r) * n_chunk * es, 2)]),
+                     lambda r: [(r * k * es, 2), (r * n_chunk * oes, 2)] + (
+                         [] if mt is None else [((mask_rows or r) * n_chunk * oes, 2)]),
                      min(longest, m))
     b.buffer("x", band * k * es, 2)
     b.buffer("w", n_chunk * k * es, 2)
-    b.buffer("out", band * n_chunk * es, 2)
+    b.buffer("out", band * n_chunk * oes, 2)
     if mt is not None:
-        b.buffer("mask", (mask_rows or band) * n_chunk * es, 2)
+        b.buffer("mask", (mask_rows or band) * n_chunk * oes, 2)
 
     def batch_offset(index: int, strides: list[int]) -> int:
         offset = 0
@@ -1038,7 +1053,7 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                         in_row_stride=k, out_addr=Ref("ocm", "out", slot), n=cols,
                         out_row_stride=cols, w_addr=Ref("ocm", "w", wslot),
                         bias_addr=isa.ADDR_NONE, scale_addr=isa.ADDR_NONE,
-                        src_dtype=fp, dst_dtype=fp))
+                        src_dtype=fp, dst_dtype=sd))
                     if epilogue and mt is not None:
                         # scale * scores + mask (ELTWISE ADD with SCALE, in place), then
                         # softmax, before the scores leave the OCM
@@ -1047,20 +1062,20 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                         blk.loads.append(b.dma(
                             Opcode.DMA_LOAD, mt, batch_offset(bi, m_st[:-2]) + m0 * m_st[-2]
                             + n0 * m_st[-1], (1, 1, mrows, cols), (0, 0, m_st[-2], m_st[-1]),
-                            Ref("ocm", "mask", slot), ocm_dtype=fp))
+                            Ref("ocm", "mask", slot), ocm_dtype=sd))
                         blk.computes.append(b.insn(
                             Opcode.ELTWISE, func=EltFunc.ADD, a_addr=Ref("ocm", "out", slot),
                             b_addr=Ref("ocm", "mask", slot), out_addr=Ref("ocm", "out", slot),
                             rows=rows, cols=cols, a_row_stride=cols,
                             b_row_stride=0 if mask_rows else cols, out_row_stride=cols,
                             b_col_stride=1, a_scale=op.softmax_scale.value.data, b_scale=1.0,
-                            out_scale=1.0, b_zp=0, flags=int(Flag.SCALE), src_dtype=fp,
-                            dst_dtype=fp))
+                            out_scale=1.0, b_zp=0, flags=int(Flag.SCALE), src_dtype=sd,
+                            dst_dtype=sd))
                         blk.computes.append(b.insn(
                             Opcode.SOFTMAX, in_addr=Ref("ocm", "out", slot),
                             out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
                             in_row_stride=cols, out_row_stride=cols, out_scale=0,
-                            src_dtype=fp, dst_dtype=fp))
+                            src_dtype=sd, dst_dtype=fp))
                     elif epilogue:
                         # softmax(scale * scores) in place, before the scores leave the OCM
                         assert op.softmax_scale is not None
@@ -1069,7 +1084,7 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                             out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
                             in_row_stride=cols, out_row_stride=cols, out_scale=0,
                             flags=int(Flag.SCALE), scale=op.softmax_scale.value.data,
-                            src_dtype=fp, dst_dtype=fp))
+                            src_dtype=sd, dst_dtype=fp))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, (bi * m + m0) * n + n0, (1, 1, rows, cols),
                         (0, 0, n, 1), Ref("ocm", "out", slot), ocm_dtype=fp))

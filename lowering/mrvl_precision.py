@@ -8,10 +8,11 @@ its output in fp32 when
   storing fp32 for Conv2D / FC / MatMul readers would only cost bytes): the residual Adds,
   the LayerNorms, the other element-wise layers, and copy layers whose own output is fp32
   (readers are followed through reshape-like aliases);
-- the layer can write fp32: the FC (GEMM `dst_dtype` FP32), the vector-engine layers
-  (ELTWISE, ACT, LAYERNORM, SOFTMAX, computed in fp32 throughout) and the copy layers
-  (Concat, Slice, transposes) when one of their inputs is fp32 (a copy of an fp16 tensor
-  gains nothing). Conv2D and MatMul keep fp16 outputs;
+- the layer can write fp32: Conv2D and FC (CONV / GEMM `dst_dtype` FP32; ViT's patch
+  embedding), the vector-engine layers (ELTWISE, ACT, LAYERNORM, SOFTMAX, computed in fp32
+  throughout) and the copy layers (Concat, Slice, transposes) when one of their inputs is
+  fp32 (a copy of an fp16 tensor gains nothing). MatMul keeps fp16 outputs (its readers
+  are matrix engine inputs);
 - it is not a sub-graph output (those keep the I/O dtype).
 
 So the residual stream (the Adds, the FC outputs feeding them, the LayerNorm inputs) never
@@ -46,7 +47,7 @@ ALIASES = (mrvl.ReshapeOp, mrvl.BatchFlattenOp, mrvl.SqueezeOp)
 COPIES = (mrvl.ConcatOp, mrvl.SliceOp, mrvl.TransposeOp, mrvl.LayoutTransformOp)
 """Layers that move elements without arithmetic."""
 
-FP32_WRITERS = (mrvl.FCOp, mrvl.Sum2DOp, mrvl.Mul2DOp, mrvl.ActivationOp, mrvl.LayerNormOp,
+FP32_WRITERS = (mrvl.Conv2DOp, mrvl.FCOp, mrvl.Sum2DOp, mrvl.Mul2DOp, mrvl.ActivationOp, mrvl.LayerNormOp,
                 mrvl.SoftmaxOp, *COPIES)
 """Layers whose lowering can store an fp32 output."""
 

@@ -218,15 +218,14 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         products = (a[..., :, None, :] * np.swapaxes(b, -1, -2)[..., None, :, :]).astype(_F32)
         acc = np.cumsum(products, axis=-1, dtype=_F32)[..., -1]
         if op.softmax_scale is not None:
-            # the GEMM writes fp16 scores, SOFTMAX (SCALE) normalises them in place
-            scores = acc.astype(np.float16).astype(_F32)
+            # the GEMM writes fp32 scores, SOFTMAX (SCALE) normalises them in place
+            scores = acc
             if len(args) > 2:
-                # ELTWISE ADD with SCALE: scale * scores + mask in fp32, stored fp16; then
-                # SOFTMAX without SCALE
-                mask = _fp16_load(args[2], *params[2])
-                scores = (scores * _F32(op.softmax_scale.value.data) + mask).astype(
-                    np.float16).astype(_F32)
-                acc = _softmax_rows(scores)
+                # the mask loaded as fp32; ELTWISE ADD with SCALE: scale * scores + mask in
+                # fp32; then SOFTMAX without SCALE
+                mask = dequantize(args[2], *params[2]).astype(_F32)
+                scaled = (scores * _F32(op.softmax_scale.value.data)).astype(_F32)
+                acc = _softmax_rows((scaled + mask).astype(_F32))
             else:
                 acc = _softmax_rows(scores, op.softmax_scale.value.data)
         return _fp16_store_int8(acc, s_out, z_out)
