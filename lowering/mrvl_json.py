@@ -11,7 +11,8 @@ Invariants:
   the same order), because every property of a layer is in its node attributes. Keys beyond
   upstream's set (`clip_min`, `clip_max`, `alpha`, `count_include_pad`, `axis`,
   `input_const_idx`, `onnx_node_names`) only add information; the `Mul2D` and `Activation`
-  layers are our extensions (docs/mrvl-partition.md).
+  layers are our extensions (docs/mrvl-partition.md), and so are a Concat's constant operand
+  (written like a Sum2D's: `input_const_*`) and a MatMul's third input (the attention mask).
 
 Target usage: `mrvl-opt in.mlir -t 'mrvl-json{out-dir=DIR}'` writes `DIR/<sym>-nodes.json` and
 `DIR/<sym>-consts.json` for each accelerator sub-graph and prints the written paths, one per

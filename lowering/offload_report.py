@@ -18,6 +18,10 @@ measured share): the accelerator's layers at the roofline of the machine (MACs a
 `CPU_ELEMENTS_PER_SECOND` (assumptions below); every crossing `CROSSING_SECONDS` plus its
 bytes at `CROSSING_BYTES_PER_SECOND`, counted as CPU time (the host does the hand-over).
 
+`fp16_in_int8` lists the layers an int8 build computes in fp16; `fp32_in_fp16` the layers
+whose outputs an fp16 build stores in fp32 (the precision policy of transformer sub-graphs,
+lowering/mrvl_precision.py).
+
 Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
 `cpu_nodes` exactly once.
 """
