@@ -200,7 +200,13 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         return store_int8(v * _F32(1.0 / s_out), z_out)
     if isinstance(op, mrvl.ConcatOp):
         parts = []
-        for arg, (s_in, z_in) in zip(args, params, strict=True):
+        for arg, param in zip(args, params, strict=True):
+            if param is None:  # a constant (ViT's class token): in the output's step
+                arr = np.asarray(arg, _F32)
+                parts.append(np.clip(np.rint(arr / _F32(s_out)) + z_out, -128, 127)
+                             .astype(np.int32))
+                continue
+            s_in, z_in = param
             rescale = s_in / s_out
             if rescale == 1.0 and z_in == z_out:
                 parts.append(np.asarray(arg, np.int32))

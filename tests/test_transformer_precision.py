@@ -292,3 +292,28 @@ def test_masked_bert_int8(tmp_path):
     (ref,) = _ort(model, feeds)
     lsb = float(np.abs(ref).max()) / 127
     assert float(np.abs(result.outputs["last_hidden_state"] - ref).max()) <= 8 * lsb
+
+
+def test_int8_concat_with_a_constant_is_the_documented_semantics():
+    """The class token in int8: quantised in the Concat output's step and zero point and
+    copied (sim/reference_int8.py), bit for bit at 1 and 2 tiles."""
+    from backend_helpers import add, assert_int8_emulated, layer_module, rng_inputs
+    from xdsl.dialects.builtin import TensorType, f32
+
+    from mrvl.driver.calibration import activation_ranges
+
+    def build(block, args, const):
+        cls = const(np.linspace(-0.3, 0.4, 16, dtype=F32).reshape(1, 1, 16))
+        cat = add(block, mrvl.ConcatOp([cls, args[0]], layer_name="tvmgen_mrvl_main_1",
+                                       axis=1))
+        rows = add(block, mrvl.ReshapeOp(cat, TensorType(f32, [7, 16]),
+                                         layer_name="tvmgen_mrvl_main_2"))
+        w = np.random.default_rng(9).standard_normal((8, 16)).astype(F32) * 0.3
+        return add(block, mrvl.FCOp(rows, const(w), None, layer_name="tvmgen_mrvl_main_3"))
+
+    for tiles in (1, 2):
+        _, fn = layer_module([(1, 6, 16)], build)
+        inputs = rng_inputs(fn)
+        sub = compile_function(fn, machine=Machine(tiles=tiles), quantize="int8",
+                               ranges=activation_ranges(fn, [rng_inputs(fn, 1)]))
+        assert_int8_emulated(fn, sub.data, inputs)
