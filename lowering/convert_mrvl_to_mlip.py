@@ -961,14 +961,12 @@ def _logical_strides(shape, perm) -> list[int]:
     return [dense[p] for p in perm]
 
 
-FP32_SCORES = True
-"""The attention epilogue keeps the scores fp32 in OCM (see lower_matmul)."""
-
-
 def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     """A @ B per batch index as GEMMs (fp16 matrix engine), with the attention epilogue
     SOFTMAX (SCALE = softmax_scale) on each block of whole score rows in OCM when the layer
-    has one: the rows of A stream in bands,
+    has one (the GEMM writes fp32 scores, the SOFTMAX writes fp16 probabilities over them;
+    with a mask, ELTWISE ADD with SCALE computes scale * scores + mask first and the
+    SOFTMAX has no SCALE): the rows of A stream in bands,
     B^T (the GEMM's [N][K] weight operand) is gathered from B by a strided DMA once per
     (batch, N chunk); folded transposes are only DMA strides. int8 tensors are dequantised
     by the loads and quantised by the stores (activation x activation products stay fp16)."""
@@ -995,7 +993,7 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     mask_rows = 1 if mt is None or m_st[-2] == 0 else 0  # 1: one row serves every row
     # the epilogue keeps the scores fp32 in OCM (GEMM dst FP32; the mask add and the
     # SOFTMAX read fp32, which writes fp16 probabilities in place)
-    sd = DType.FP32 if epilogue and FP32_SCORES else fp
+    sd = DType.FP32 if epilogue else fp
     oes = isa.DTYPE_SIZE[sd]
     n_chunk = 0
     for chunk in _chunk_candidates(n, min(n, 16)):
