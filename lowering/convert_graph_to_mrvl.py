@@ -14,8 +14,8 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   [bias_add | add const] [relu | clip | sigmoid | hard_sigmoid] -> mrvl.fc
   (`weights_need_transform` when the NHWC->NCHW transform was absorbed; weights become [O, K]);
 - mul [activation] and div by a constant [activation] -> mrvl.mul (the reciprocal of the
-  divisor as its constant); a standalone relu / clip / sigmoid / tanh / leaky_relu ->
-  mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
+  divisor as its constant); div by a tensor [activation] -> mrvl.div; a standalone relu /
+  clip / sigmoid / tanh / leaky_relu -> mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
   [0, 1]); hard_swish -> those two + mrvl.mul with its input;
 - matmul(x, constant W) on a [..., K] x -> reshape, mrvl.fc over the rows, reshape (the
   Add bias and a GELU fused into the FC); matmul of two activations -> mrvl.matmul with
@@ -758,7 +758,7 @@ class SumPattern(RewritePattern):
 
 class MulPattern(RewritePattern):
     """mul(x, y) | div(x, const) [activation] -> mrvl.mul (a divisor becomes its
-    reciprocal constant)."""
+    reciprocal constant); div(x, y) by a non-constant y [activation] -> mrvl.div."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
@@ -768,6 +768,12 @@ class MulPattern(RewritePattern):
         _absorb_tail(fusion, 0, bias=False, bn=False)
         new_ops: list[Operation] = []
         rhs = op.rhs
+        if isinstance(op, graph.DivOp) and not is_constant(op.rhs):
+            layer = mrvl.Div2DOp(
+                op.lhs, rhs, layer_name=UNNAMED, activation=fusion.activation, clip=fusion.clip
+            )
+            _finish(rewriter, fusion, [layer])
+            return
         if isinstance(op, graph.DivOp):
             divisor = const_array(op.rhs).astype(np.float32)
             rhs = _new_const(np.float32(1.0) / divisor, new_ops)

@@ -652,7 +652,14 @@ def lower_mul(b: LayerBuilder, op: mrvl.Mul2DOp) -> None:
     _lower_eltwise(b, op, EltFunc.MUL)
 
 
-def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp, elt_func: int) -> None:
+def lower_div(b: LayerBuilder, op: mrvl.Div2DOp) -> None:
+    """ELTWISE DIV (fp32 IEEE division); in int8 the SCALE fields dequantise both operands
+    and requantise the quotient, as for MUL."""
+    _lower_eltwise(b, op, EltFunc.DIV)
+
+
+def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp,
+                   elt_func: int) -> None:
     """Two operands (data or constant), broadcast by stride-0 DMA loads, one ELTWISE per
     block of the output's 4-D box space."""
     out_shape = mrvl.tensor_shape(op.output)
@@ -1038,6 +1045,7 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.GlobalMaxpool2DOp: lower_global_maxpool2d,
     mrvl.Sum2DOp: lower_sum,
     mrvl.Mul2DOp: lower_mul,
+    mrvl.Div2DOp: lower_div,
     mrvl.ActivationOp: lower_activation,
     mrvl.ConcatOp: lower_concat,
     mrvl.SliceOp: lower_slice,

@@ -196,13 +196,11 @@ def _sub(op: graph.SubOp) -> Verdict:
 
 
 def _div(op: graph.DivOp) -> Verdict:
-    """A division by a constant is a Mul2D by its reciprocal."""
-    if not is_constant(op.rhs):
-        return False, "division by a non-constant is not supported"
-    if is_constant(op.lhs):
+    """A division by a constant is a Mul2D by its reciprocal; by a tensor a Div2D."""
+    if is_constant(op.lhs) and is_constant(op.rhs):
         return False, "both operands are constants (fold constants first)"
     ok = _eltwise_ranks(op, "div")
-    if not ok[0]:
+    if not ok[0] or not is_constant(op.rhs):
         return ok
     divisor = op.rhs.owner.to_numpy()  # type: ignore[union-attr]
     with np.errstate(divide="ignore", over="ignore"):

@@ -238,3 +238,31 @@ def test_cnn_model_end_to_end(name, tiles, tmp_path):
     checks = acceptance.check_outputs(got, dict(zip(names, _ort(model, feeds))), "fp16")
     for check in checks:
         assert check.passed, f"{name} on {tiles} tile(s): {check.summary()}"
+
+
+@pytest.mark.parametrize(("opset", "tiles"), [(17, 1), (21, 8)])
+def test_unet_group_norm_depthwise_variant_end_to_end(opset, tiles, tmp_path):
+    """The UNet variant with GroupNorm(8) + SiLU blocks (torch's InstanceNormalization
+    export at opset 17, GroupNormalization at 21) and depthwise ConvTranspose up-sampling:
+    one accelerator step, every MAC on the accelerator, Marvell's fp16 rule."""
+    from mrvl import models
+    from mrvl.driver.compiler import compile_model
+    from mrvl.models.unet import unet
+
+    model = unet(opset=opset, batch=1, groups=8, depthwise_up=True)
+    kinds = {node.op_type for node in model.graph.node}
+    assert ("GroupNormalization" if opset >= 21 else "InstanceNormalization") in kinds
+    assert any(node.op_type == "ConvTranspose" and attr.name == "group" and attr.i > 1
+               for node in model.graph.node for attr in node.attribute)
+    path = tmp_path / "unet.onnx"
+    onnx.save(model, path)
+    manifest = compile_model(path, tmp_path / "build", num_tiles=tiles, quantize="fp16")
+    assert [step.kind for step in manifest.steps] == ["accelerator"]
+    offload = json.loads((tmp_path / "build" / "offload.json").read_text())
+    assert offload["accelerator_mac_share"] == 1.0
+    assert offload["cpu_nodes"] == []
+    feeds = models.example_inputs(model)
+    with CompiledModel.load(tmp_path / "build") as compiled:
+        got = compiled.run(feeds).outputs
+    (check,) = acceptance.check_outputs(got, {"masks": _ort(model, feeds)[0]}, "fp16")
+    assert check.passed, check.summary()

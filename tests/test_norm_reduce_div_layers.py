@@ -1,9 +1,11 @@
-"""GroupNorm, InstanceNorm and ReduceMean on the accelerator (issue 15, part B).
+"""GroupNorm, InstanceNorm, ReduceMean and Div by a tensor on the accelerator (issue 15,
+part B).
 
 GroupNormalization (opset 18 per-group and opset 21 per-channel scale) and torch's
 Reshape -> InstanceNormalization -> Reshape -> Mul -> Add export become a LayerNorm of the
 [N, G, C/G*H*W] rows plus a depthwise 1x1 conv (the per-channel affine, activation fused);
-ReduceMean over the last axes becomes an FC with the weight 1/K between two reshapes. Each is
+ReduceMean over the last axes becomes an FC with the weight 1/K between two reshapes; Div by a
+non-constant is the Div2D layer (ELTWISE DIV, format 1.4). Each is
 judged against onnxruntime: the partitioned module through the reference executor (rtol 1e-4
 / atol 1e-5), compiled builds with Marvell's rules (fp16 3 % relative, int8 3 LSB)."""
 
@@ -235,3 +237,55 @@ def test_reduce_mean_of_a_leading_axis_stays_on_cpu(tmp_path):
     feeds = _feeds(model, 3)
     got = run_function(module, [feeds["x"]])[0]
     np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+def div_model(divisor: str, constant_numerator: bool = False, relu: bool = False,
+              shape=(1, 6, 5, 7), seed: int = 0) -> onnx.ModelProto:
+    """conv 3x3 (C -> C) divided by a positive tensor d = sigmoid(t) + 0.5 whose t is
+    `divisor` "pixel" (a conv C -> 1: [N, 1, H, W]), "channel" (global average pool:
+    [N, C, 1, 1]) or "full" (a conv C -> C); `constant_numerator`: 2 / d instead."""
+    g = GraphBuilder(seed, 17)
+    channels = shape[1]
+    x = g.conv("conv", "x", channels, channels, 3, pads=[1, 1, 1, 1])
+    if divisor == "pixel":
+        t = g.conv("gate", "x", channels, 1, 1)
+    elif divisor == "channel":
+        t = g.node("GlobalAveragePool", [x], "pool")
+    else:
+        t = g.conv("gate", "x", channels, channels, 1)
+    d = g.node("Add", [g.node("Sigmoid", [t], "gate/Sigmoid"), g.scalar("half", 0.5)],
+               "gate/Add")
+    numerator = g.scalar("two", 2.0) if constant_numerator else x
+    y = g.node("Div", [numerator, d], "/Div")
+    if relu:
+        y = g.node("Relu", [y], "/Relu")
+    out_shape = list(shape)
+    if constant_numerator and divisor != "full":
+        out_shape = [shape[0], 1, shape[2], shape[3]] if divisor == "pixel" else [
+            shape[0], channels, 1, 1]
+    g.node("Identity", [y], "out", outputs=["y"])
+    return g.make_model("div", [tensor_info("x", list(shape))], [tensor_info("y", out_shape)])
+
+
+DIV = {
+    "pixel": dict(divisor="pixel"),
+    "channel_relu": dict(divisor="channel", relu=True),
+    "full": dict(divisor="full"),
+    "constant_numerator": dict(divisor="full", constant_numerator=True),
+    "batch2_pixel": dict(divisor="pixel", shape=(2, 4, 6, 6)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIV))
+def test_div_by_tensor_matches_reference(case, tmp_path):
+    params = DIV[case]
+    fn = _check_partitioned(div_model(**params), tmp_path)
+    (div,) = [op for op in layers_of(fn) if isinstance(op, mrvl.Div2DOp)]
+    assert div.activation_str() == ("relu" if params.get("relu") else "none")
+
+
+@pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 1),
+                                                 ("int8", 2)])
+@pytest.mark.parametrize("case", ["pixel", "channel_relu", "constant_numerator"])
+def test_div_by_tensor_end_to_end(case, quantize, tiles, tmp_path):
+    _compile_and_check(div_model(**DIV[case]), tmp_path, quantize, tiles)
