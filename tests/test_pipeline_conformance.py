@@ -3,8 +3,10 @@ then the hybrid runtime (accelerator steps simulated, CPU steps on onnxruntime).
 
 The cases are those of tests/test_onnx_node_conformance.py (ONNX's own node-test data,
 regenerated and cached there, with parameter inputs turned into initializers). One more
-adaptation here: the weights of Conv (W, B), Gemm (B, C) and MatMul (B) become initializers, as
-in every deployed model (the accelerator takes constant weights only; the values are ONNX's).
+adaptation here: the weights of Conv / ConvTranspose (W, B), Gemm (B, C), MatMul (B), the
+scale and bias of Group- / InstanceNormalization and ReduceMean's axes become initializers,
+as in every deployed model (the accelerator takes constant weights only; the values are
+ONNX's).
 ONNX's Add cases are all 1-D to 3-D, so one 4-D element-wise add (Sum2D) is added, its expected
 output from onnxruntime.
 
@@ -36,7 +38,8 @@ from mrvl.sim.runtime import CompiledModel
 
 ACCEL_OPS = (
     "Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "Add", "Concat", "Resize", "Split",
+    "Add", "Concat", "Resize", "Split", "ConvTranspose", "GroupNormalization",
+    "InstanceNormalization", "ReduceMean",
 )
 """Op types that form an accelerator layer on their own (the pattern table); every case runs,
 and at least one case of each must reach the accelerator."""
@@ -54,7 +57,9 @@ CPU_SAMPLE = (
 Tanh, LeakyRelu, HardSigmoid, HardSwish now reach the accelerator as Mul2D / Activation
 layers; the rest run on the CPU and must match onnxruntime exactly)."""
 
-WEIGHT_INPUTS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1,)}
+WEIGHT_INPUTS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "ConvTranspose": (1, 2),
+                 "GroupNormalization": (1, 2), "InstanceNormalization": (1, 2),
+                 "ReduceMean": (1,)}
 
 KNOWN_BACKEND_ISSUES: dict[str, str] = {}
 """Cases failing because of a known bug outside the runtime (strict xfail: they must be
