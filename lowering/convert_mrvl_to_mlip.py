@@ -19,8 +19,9 @@ pixel row of one channel, must fit in a quarter of the OCM).
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
 weight steps, int32 bias, per-tensor activation steps and zero points from mrvl-quantize;
 a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation). Sum2D /
-Mul2D are ELTWISE ADD / MUL and Activation is ACT; in int8 their SCALE fields dequantise the
-inputs, compute on real values and requantise to the output step in one instruction.
+Mul2D / Div2D are ELTWISE ADD / MUL / DIV and Activation is ACT; in int8 their SCALE fields
+dequantise the inputs, compute on real values and requantise to the output step in one
+instruction.
 """
 
 from __future__ import annotations

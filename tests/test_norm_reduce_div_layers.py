@@ -11,6 +11,7 @@ judged against onnxruntime: the partitioned module through the reference executo
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def _check_partitioned(model: onnx.ModelProto, tmp_path: Path, seed: int = 1):
 
 
 def _compile_and_check(model: onnx.ModelProto, tmp_path: Path, quantize: str, tiles: int,
-                       seed: int = 0) -> None:
+                       seed: int = 0) -> dict:
+    """Compile, run, judge by Marvell's rule; returns the build's offload report."""
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     feeds = _feeds(model, seed)
@@ -133,6 +135,7 @@ def _compile_and_check(model: onnx.ModelProto, tmp_path: Path, quantize: str, ti
         got = compiled.run(feeds).outputs[name]
     check = check_output(name, got, _ort(model, feeds), quantize)
     assert check.passed, check.summary()
+    return json.loads((tmp_path / "build" / "offload.json").read_text())
 
 
 GROUP_NORM = {
@@ -170,7 +173,9 @@ def test_instance_norm_with_affine_matches_reference(tmp_path):
 @pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
 @pytest.mark.parametrize("case", ["torch_g4_silu", "onnx18_g4_silu", "onnx21_g1_batch2"])
 def test_group_norm_end_to_end(case, quantize, tiles, tmp_path):
-    _compile_and_check(group_norm_model(**GROUP_NORM[case]), tmp_path, quantize, tiles)
+    report = _compile_and_check(group_norm_model(**GROUP_NORM[case]), tmp_path, quantize, tiles)
+    # the normalisation runs in fp16 in an int8 build, and the offload report says so
+    assert len(report["fp16_in_int8"]) == 1
 
 
 def test_instance_norm_end_to_end(tmp_path):
@@ -289,3 +294,31 @@ def test_div_by_tensor_matches_reference(case, tmp_path):
 @pytest.mark.parametrize("case", ["pixel", "channel_relu", "constant_numerator"])
 def test_div_by_tensor_end_to_end(case, quantize, tiles, tmp_path):
     _compile_and_check(div_model(**DIV[case]), tmp_path, quantize, tiles)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       broadcast=st.lists(st.booleans(), min_size=4, max_size=4), swap=st.booleans())
+def test_div_any_broadcast_matches_onnxruntime(shape, broadcast, swap):
+    """a / (sigmoid(b) + 0.5) for numpy-broadcast shapes of rank 1-4 (either side the
+    broadcast one): one Div2D on the accelerator, equal to onnxruntime."""
+    other = [1 if flag else size for size, flag in zip(shape, broadcast, strict=False)]
+    a_shape, b_shape = (other, shape) if swap else (shape, other)
+    out_shape = list(np.broadcast_shapes(tuple(a_shape), tuple(b_shape)))
+    half = numpy_helper.from_array(np.full([1], 0.5, np.float32), "half")
+    nodes = [helper.make_node("Sigmoid", ["b"], ["s"], name="/Sigmoid"),
+             helper.make_node("Add", ["s", "half"], ["d"], name="/Add"),
+             helper.make_node("Div", ["a", "d"], ["y"], name="/Div")]
+    graph = helper.make_graph(
+        nodes, "div", [helper.make_tensor_value_info("a", TensorProto.FLOAT, a_shape),
+                       helper.make_tensor_value_info("b", TensorProto.FLOAT, b_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], [half])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with tempfile.TemporaryDirectory() as tmp:
+        module = _partitioned(model, Path(tmp), require_compute=False)
+    (fn,) = subgraph_functions(module, "accelerator")
+    assert [type(op) for op in layers_of(fn)][-1] is mrvl.Div2DOp
+    feeds = _feeds(model, 5)
+    got = run_function(module, [feeds["a"], feeds["b"]])[0]
+    np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
