@@ -284,7 +284,8 @@ def _axis_phases(size: int, out: int, kernel: int, stride: int, dilation: int, b
 def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[TransposePhase]], str]:
     """The output phases of a 2-D ConvTranspose per axis (H, W); see `TransposePhase`.
     (phases, "") when the accelerator can take it, else ([], reason). Any groups, strides,
-    dilations, pads and output_padding whose every phase has a kernel tap."""
+    dilations, pads, output_padding, auto_pad and output_shape (not below the full output)
+    whose every phase has a kernel tap."""
     if len(op.inputs) not in (2, 3) or len(op.results) != 1:
         return [], "ConvTranspose needs X, W and an optional B"
     x, w = op.inputs[0], op.inputs[1]
@@ -292,9 +293,10 @@ def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[TransposePhase]],
         return [], "ConvTranspose is not 2-D"
     if not is_constant(w) or (len(op.inputs) == 3 and not is_constant(op.inputs[2])):
         return [], "ConvTranspose weight or bias is not a constant"
-    auto_pad = op.attrs.data.get("auto_pad")
-    if isinstance(auto_pad, StringAttr) and auto_pad.data not in ("NOTSET", ""):
-        return [], f"ConvTranspose auto_pad {auto_pad.data} is not supported"
+    auto_pad_attr = op.attrs.data.get("auto_pad")
+    auto_pad = auto_pad_attr.data if isinstance(auto_pad_attr, StringAttr) else "NOTSET"
+    if auto_pad not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        return [], f"ConvTranspose auto_pad {auto_pad} is not supported"
     n, channels, h, wd = _shape(x)
     groups = onnx_ints(op, "group", [1])[0]
     if groups < 1 or channels % groups or _shape(w)[0] != channels:
@@ -308,11 +310,22 @@ def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[TransposePhase]],
     phases: list[list[TransposePhase]] = []
     for axis, size in enumerate((h, wd)):
         stride, k, dilation = strides[axis], kernel[axis], dilations[axis]
-        begin, end = pads[axis], pads[2 + axis]
-        out = stride * (size - 1) + output_padding[axis] + dilation * (k - 1) + 1 - begin - end
-        if out != y[2 + axis] or out < 1:
-            return [], (f"ConvTranspose output size {y[2 + axis]} does not follow from its "
-                        "attributes")
+        # the output is the result's size (output_shape, output_padding and the end pad
+        # only add or drop outputs at the end); the begin pad places it (ONNX's reference)
+        out = y[2 + axis]
+        full = stride * (size - 1) + output_padding[axis] + dilation * (k - 1) + 1
+        begin = pads[axis]
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            total = full - out
+            begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        elif auto_pad == "VALID":
+            begin = 0
+        elif "output_shape" in op.attrs.data and out < full - begin - pads[2 + axis]:
+            # onnxruntime then moves the begin pad, ONNX's reference crops at the end
+            return [], (f"ConvTranspose output_shape {out} below its full output "
+                        f"{full - begin - pads[2 + axis]} is ambiguous")
+        if begin < 0 or out < 1:
+            return [], f"ConvTranspose pad {begin} / output size {out} not supported"
         axis_phases, reason = _axis_phases(size, out, k, stride, dilation, begin)
         if reason:
             return [], reason

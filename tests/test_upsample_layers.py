@@ -199,6 +199,63 @@ def test_conv_transpose_any_attributes_match_onnxruntime(kernel, stride, dilatio
     np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
 
 
+def _with_attributes(model: onnx.ModelProto, out: int, **attrs) -> onnx.ModelProto:
+    """The ConvTranspose of `model` with `attrs` replacing its pads (auto_pad / output_shape
+    forms) and the square output size `out`."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    node = model.graph.node[1]
+    keep = [a for a in node.attribute if a.name not in ("pads", *attrs)]
+    del node.attribute[:]
+    node.attribute.extend(keep)
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = out
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+AUTO_PAD = {
+    # SAME_*: output = stride x input, the total pad split begin-light (UPPER) or heavy
+    "same_upper_k3s2": (dict(kernel=3, stride=2, pad=0), 10, dict(auto_pad="SAME_UPPER")),
+    "same_lower_k4s2": (dict(kernel=4, stride=2, pad=0), 10, dict(auto_pad="SAME_LOWER")),
+    "same_upper_k4s3_dw": (dict(kernel=4, stride=3, pad=0, cout=6, group=6), 15,
+                           dict(auto_pad="SAME_UPPER")),
+    "valid_k3s2": (dict(kernel=3, stride=2, pad=0), 11, dict(auto_pad="VALID")),
+    # output_shape beyond the full output: extra outputs at the end (bias only)
+    "output_shape_12": (dict(kernel=3, stride=2, pad=0), 12, dict(output_shape=[12, 12])),
+    "output_shape_pads": (dict(kernel=4, stride=2, pad=1), 11, dict(output_shape=[11, 11],
+                                                                    pads=[1, 1, 1, 1])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUTO_PAD))
+def test_conv_transpose_auto_pad_and_output_shape_match_onnxruntime(case, tmp_path):
+    params, out, attrs = AUTO_PAD[case]
+    model = _with_attributes(conv_transpose_model(**params), out, **attrs)
+    module = _partitioned(model, tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    feeds = _feeds(model, 6)
+    got = run_function(module, [feeds["x"]])[0]
+    np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["same_lower_k4s2", "output_shape_12"])
+def test_conv_transpose_auto_pad_end_to_end(case, tmp_path):
+    params, out, attrs = AUTO_PAD[case]
+    model = _with_attributes(conv_transpose_model(**params), out, **attrs)
+    _compile_and_check(model, tmp_path, "fp16", 2)
+
+
+def test_conv_transpose_output_shape_below_full_output_stays_on_cpu(tmp_path):
+    """output_shape 10 below the full output 11: onnxruntime shifts the output by a begin
+    pad where ONNX's reference crops the end, so the accelerator does not guess."""
+    model = _with_attributes(conv_transpose_model(kernel=3, stride=2, pad=0), 10,
+                             output_shape=[10, 10])
+    module = _partitioned(model, tmp_path)
+    (node,) = offload_report(module)["cpu_nodes"]
+    assert node["reason"] == "ConvTranspose output_shape 10 below its full output 11 is ambiguous"
+
+
 def test_conv_transpose_not_lowered_stays_on_cpu(tmp_path):
     """Kernel 1 at stride 2: output phase 1 meets no kernel tap (it is the bias alone), so
     the ConvTranspose stays on the CPU, with its reason, and its MACs count there."""
