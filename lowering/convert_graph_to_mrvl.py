@@ -15,8 +15,9 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   (`weights_need_transform` when the NHWC->NCHW transform was absorbed; weights become [O, K]);
 - mul [activation] and div by a constant [activation] -> mrvl.mul (the reciprocal of the
   divisor as its constant); div by a tensor [activation] -> mrvl.div; a standalone relu /
-  clip / sigmoid / tanh / leaky_relu -> mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
-  [0, 1]); hard_swish -> those two + mrvl.mul with its input;
+  clip / sigmoid / tanh / leaky_relu -> mrvl.activation; a standalone hard_sigmoid ->
+  mrvl.mul (alpha) + mrvl.sum (beta, clip to [0, 1]); hard_swish -> those two + mrvl.mul
+  with its input;
 - matmul(x, constant W) on a [..., K] x -> reshape, mrvl.fc over the rows, reshape (the
   Add bias and a GELU fused into the FC); matmul of two activations -> mrvl.matmul with
   single-use transposes of its operands folded in (a_perm / b_perm); softmax on the last
@@ -29,7 +30,14 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
 - [layout_transform NHWC->NCHW] ConvTranspose (2-D, any groups / dilations / output size
   whose output phases all have kernel taps)
   [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] -> one mrvl.conv2d per
-  output phase + mrvl.concat / reshape / transpose interleaving them;
+  output phase + mrvl.concat / reshape / transpose interleaving them (+ mrvl.slice crops
+  when the phases differ in size);
+- InstanceNormalization of [N, C, L] / [N, C, H, W] -> mrvl.layernorm of the [N, C, L]
+  rows (gamma 1, beta 0) [+ mrvl.mul / mrvl.sum by the scale / bias]; GroupNormalization
+  [layout_transform NCHW->NHWC [activation]] -> reshape, mrvl.layernorm of the
+  [N, G, C/G*H*W] rows, reshape, layout_transform and a depthwise 1x1 mrvl.conv2d (the
+  per-channel scale / bias, activation fused); ReduceMean over the last axes -> reshape,
+  mrvl.fc with the weight 1/K, reshape;
 - [layout_transform NHWC->NCHW] resize of H, W [layout_transform NCHW->NHWC] -> copies
   (nearest, integer factors) or per-axis mrvl.fc with the interpolation matrix;
 - split on any axis -> one mrvl.slice per output;
@@ -541,8 +549,12 @@ def _phase_kernel(weight: np.ndarray, groups: int, rows: tuple[int, ...],
         groups * per_group_out, len(rows), len(cols), per_group_in)
 
 
-def _cropped_input(x: SSAValue, starts: tuple[int, int], new_ops: list[Operation]) -> SSAValue:
-    """NHWC `x` from row / column `starts` on (mrvl.slice of H and W; `x` itself at 0, 0)."""
+def _cropped_input(x: SSAValue, starts: tuple[int, int], new_ops: list[Operation],
+                   made: dict[tuple[int, int], SSAValue]) -> SSAValue:
+    """NHWC `x` from row / column `starts` on (mrvl.slice of H and W; `x` itself at 0, 0),
+    each crop made once (`made`)."""
+    if starts in made:
+        return made[starts]
     value = x
     for axis, start in zip((1, 2), starts, strict=True):
         if start:
@@ -550,6 +562,7 @@ def _cropped_input(x: SSAValue, starts: tuple[int, int], new_ops: list[Operation
             crop = mrvl.SliceOp(value, axis=axis, start=start, size=size, layer_name=UNNAMED)
             new_ops.append(crop)
             value = crop.results[0]
+    made[starts] = value
     return value
 
 
@@ -588,11 +601,12 @@ class ConvTransposePattern(RewritePattern):
             bias = bias * factor + shift
         strides = (len(phases[0]), len(phases[1]))
         outputs = []
+        crops: dict[tuple[int, int], SSAValue] = {}
         for row in phases[0]:
             for col in phases[1]:
                 kernel = _phase_kernel(weight, groups, row.taps, col.taps)
                 conv = mrvl.Conv2DOp(
-                    _cropped_input(x, (row.start, col.start), new_ops),
+                    _cropped_input(x, (row.start, col.start), new_ops, crops),
                     _new_const(kernel, new_ops), _new_const(bias, new_ops),
                     layer_name=UNNAMED, pads=(row.before, col.before, row.after, col.after),
                     dilations=(row.dilation, col.dilation), groups=groups,
