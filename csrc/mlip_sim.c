@@ -3105,6 +3105,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                 case MLIP_ELT_SUB: for (int64_t k = 0; k < m; k++) va[k] = va[k] - vb[k]; break;
                 case MLIP_ELT_MUL: for (int64_t k = 0; k < m; k++) va[k] = va[k] * vb[k]; break;
                 case MLIP_ELT_MAX: for (int64_t k = 0; k < m; k++) va[k] = fmaxf(va[k], vb[k]); break;
+                case MLIP_ELT_DIV: for (int64_t k = 0; k < m; k++) va[k] = va[k] / vb[k]; break;
                 default: for (int64_t k = 0; k < m; k++) va[k] = fminf(va[k], vb[k]); break;
                 }
                 act_row(in->act, va, m, alpha, beta);
@@ -3129,6 +3130,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             case MLIP_ELT_SUB: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] - vb[k]; break;
             case MLIP_ELT_MUL: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] * vb[k]; break;
             case MLIP_ELT_MAX: for (uint64_t k = 0; k < cols; k++) va[k] = fmaxf(va[k], vb[k]); break;
+            case MLIP_ELT_DIV: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] / vb[k]; break;
             default: for (uint64_t k = 0; k < cols; k++) va[k] = fminf(va[k], vb[k]); break;
             }
             act_row(in->act, va, (int64_t)cols, alpha, beta);
@@ -3154,6 +3156,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             case MLIP_ELT_SUB: v = va - vb; break;
             case MLIP_ELT_MUL: v = va * vb; break;
             case MLIP_ELT_MAX: v = fmaxf(va, vb); break;
+            case MLIP_ELT_DIV: v = va / vb; break;
             default: v = fminf(va, vb); break;
             }
             v = apply_act(in->act, v, alpha, beta);

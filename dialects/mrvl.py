@@ -7,7 +7,7 @@ shared by every layer op:
 - Weights and biases are operands, produced by `graph.constant` ops (checked by the legality
   predicates and the JSON writer, not by the verifier, so hand-written IR may pass values).
 - `layer_name` is the layer's node name in the JSON pair, `tvmgen_mrvl_main_<k>`.
-- Conv2D, FC, Sum2D and Mul2D carry a fused activation: `none`, `relu`, `clip` (with
+- Conv2D, FC, Sum2D, Mul2D and Div2D carry a fused activation: `none`, `relu`, `clip` (with
   `clip_min`, `clip_max`; relu6 is clip 0..6), `sigmoid`, `silu`, `gelu` or `gelu_tanh`. The
   standalone `Activation` layer also takes `tanh` and `leaky_relu` (with `alpha`), never
   `none`.
@@ -646,6 +646,34 @@ class Mul2DOp(BroadcastEltwiseLayerOp):
 
 
 @irdl_op_definition
+class Div2DOp(BroadcastEltwiseLayerOp):
+    """Element-wise quotient `lhs / rhs` (numpy broadcasting; one side may be a constant),
+    fused activation: a division by a tensor (ELTWISE DIV, fp32 IEEE division). A division
+    by a constant stays a Mul2D by its reciprocal.
+
+    ```mlir
+    %y = mrvl.div %a, %b {layer_name = "tvmgen_mrvl_main_9", activation = "none"}
+           : (tensor<1x8x8x16xf32>, tensor<1x8x8x1xf32>) -> tensor<1x8x8x16xf32>
+    ```
+    """
+
+    name = "mrvl.div"
+    LAYER_NAME: ClassVar[str] = "Div2D"
+    COMPOSITE: ClassVar[str] = "mrvl.div"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+
+@irdl_op_definition
 class ActivationOp(MrvlLayerOp):
     """A standalone activation (the ISA's ACT): `relu`, `clip` (`clip_min`, `clip_max`;
     relu6 is clip 0..6), `sigmoid`, `tanh`, `leaky_relu` (slope `alpha` below 0). The
@@ -1198,6 +1226,7 @@ LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     SoftmaxOp,
     LayerNormOp,
     SliceOp,
+    Div2DOp,
 )
 
 KNOWN_LAYER_NAMES = frozenset(op.LAYER_NAME for op in LAYER_OPS) | {"input"}

@@ -19,8 +19,9 @@ pixel row of one channel, must fit in a quarter of the OCM).
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
 weight steps, int32 bias, per-tensor activation steps and zero points from mrvl-quantize;
 a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation). Sum2D /
-Mul2D are ELTWISE ADD / MUL and Activation is ACT; in int8 their SCALE fields dequantise the
-inputs, compute on real values and requantise to the output step in one instruction.
+Mul2D / Div2D are ELTWISE ADD / MUL / DIV and Activation is ACT; in int8 their SCALE fields
+dequantise the inputs, compute on real values and requantise to the output step in one
+instruction.
 """
 
 from __future__ import annotations
@@ -666,7 +667,14 @@ def lower_mul(b: LayerBuilder, op: mrvl.Mul2DOp) -> None:
     _lower_eltwise(b, op, EltFunc.MUL)
 
 
-def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp, elt_func: int) -> None:
+def lower_div(b: LayerBuilder, op: mrvl.Div2DOp) -> None:
+    """ELTWISE DIV (fp32 IEEE division); in int8 the SCALE fields dequantise both operands
+    and requantise the quotient, as for MUL."""
+    _lower_eltwise(b, op, EltFunc.DIV)
+
+
+def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp,
+                   elt_func: int) -> None:
     """Two operands (data or constant), broadcast by stride-0 DMA loads, one ELTWISE per
     block of the output's 4-D box space."""
     out_shape = mrvl.tensor_shape(op.output)
@@ -1112,6 +1120,7 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.GlobalMaxpool2DOp: lower_global_maxpool2d,
     mrvl.Sum2DOp: lower_sum,
     mrvl.Mul2DOp: lower_mul,
+    mrvl.Div2DOp: lower_div,
     mrvl.ActivationOp: lower_activation,
     mrvl.ConcatOp: lower_concat,
     mrvl.SliceOp: lower_slice,

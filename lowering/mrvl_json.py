@@ -126,7 +126,7 @@ def _layer_consts(op: mrvl.MrvlLayerOp) -> list[tuple[str, int, SSAValue]]:
         if op.bias is not None:
             found.append(("bias", 2, op.bias))
         return found
-    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ConcatOp):
+    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ConcatOp):
         return [("kernel", i, v) for i, v in enumerate(op.operands) if _is_constant(v)][:1]
     if isinstance(op, mrvl.LayerNormOp):
         return [("gamma", 1, op.gamma), ("beta", 2, op.beta)]
@@ -319,7 +319,7 @@ def subgraph_to_json(fn: func.FuncOp) -> tuple[dict[str, Any], dict[str, Any]]:
                 "max": entry["max"],
                 "name": const_name,
             }
-            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ConcatOp):
+            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ConcatOp):
                 attrs["input_const_name"] = [const_name]
                 attrs["input_const_shape"] = _strs(arr.shape)
                 attrs["input_const_idx"] = [str(operand_index)]
@@ -681,14 +681,14 @@ def _build_layer(
         op = mrvl.GlobalAvgpool2DOp(data[0], layer_name=name)
     elif kind == "GlobalMaxpool2D":
         op = mrvl.GlobalMaxpool2DOp(data[0], layer_name=name)
-    elif kind in ("Sum2D", "Mul2D"):
+    elif kind in ("Sum2D", "Mul2D", "Div2D"):
         operands = list(data)
         if "input_const_name" in attrs:
             c = _const_value(
                 attrs["input_const_name"][0], _i(attrs["input_const_shape"]), consts, ops
             )
             operands.insert(int(attrs.get("input_const_idx", ["1"])[0]), c)
-        eltwise = mrvl.Sum2DOp if kind == "Sum2D" else mrvl.Mul2DOp
+        eltwise = {"Sum2D": mrvl.Sum2DOp, "Mul2D": mrvl.Mul2DOp, "Div2D": mrvl.Div2DOp}[kind]
         op = eltwise(
             operands[0], operands[1], layer_name=name, activation=act, clip=_clip_of(attrs)
         )

@@ -164,6 +164,8 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         ops.append(graph.AddOp(layer.lhs, layer.rhs))
     elif isinstance(layer, mrvl.Mul2DOp):
         ops.append(graph.MulOp(layer.lhs, layer.rhs))
+    elif isinstance(layer, mrvl.Div2DOp):
+        ops.append(graph.DivOp(layer.lhs, layer.rhs))
     elif isinstance(layer, mrvl.ActivationOp):
         if layer.activation_str() == "tanh":
             return [graph.TanhOp(x)]

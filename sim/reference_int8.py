@@ -182,7 +182,7 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         return store_int8(_pool(op, np.asarray(args[0], _F32) - _F32(z_in)), z_in)
     if isinstance(op, _MOVES):
         return np.asarray(ref.run_layer(op, (np.asarray(args[0], _F32),))).astype(np.int32)
-    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ActivationOp):
+    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ActivationOp):
         reals = []
         for arg, param in zip(args, params, strict=True):
             if param is None:  # a constant: int8 with step max |c| / 127
@@ -194,6 +194,9 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
             v = reals[0] + reals[1]
         elif isinstance(op, mrvl.Mul2DOp):
             v = reals[0] * reals[1]
+        elif isinstance(op, mrvl.Div2DOp):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                v = reals[0] / reals[1]
         else:
             v = reals[0]
         v = _activate_real(v.astype(_F32), op)
