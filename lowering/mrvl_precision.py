@@ -1,7 +1,8 @@
 """The fp16 precision policy of transformer sub-graphs: which layer outputs stay fp32.
 
 In an fp16 build every activation is stored fp16 (docs/backend.md, "Numerics"), except in
-an accelerator sub-graph that holds a LayerNorm (a transformer's): there a layer writes
+an accelerator sub-graph where a residual stream runs through a LayerNorm (a
+transformer's: a LayerNorm reads a residual Add; `applies`): there a layer writes
 its output in fp32 when
 
 - some reader of it is not a matrix engine input (the matrix engine reads fp16 only, so
@@ -18,7 +19,7 @@ its output in fp32 when
 So the residual stream (the Adds, the FC outputs feeding them, the LayerNorm inputs) never
 goes through fp16, and every matrix engine input is rounded to fp16 exactly once, when it
 is loaded (the DMA converts) or written. Measured on the in-repo ViT-tiny and BERT-tiny
-(docs/backend.md, "Transformer layers"). CNN sub-graphs have no LayerNorm and are
+(docs/backend.md, "Transformer layers"). CNN sub-graphs (GroupNorm ones included) are
 unchanged. int8 builds do not use this policy.
 
 `fp32_outputs(fn)` is the one place that decides; `mrvl-quantize` records it on the layers
@@ -71,8 +72,14 @@ def _source(value: SSAValue) -> SSAValue:
 
 
 def applies(fn: func.FuncOp) -> bool:
-    """Does the policy apply to this accelerator sub-graph (it holds a LayerNorm)?"""
-    return any(isinstance(op, mrvl.LayerNormOp) for op in fn.body.block.ops)
+    """Does the policy apply to this accelerator sub-graph: does a residual stream run
+    through a LayerNorm (some LayerNorm reads, through aliases, the output of a Sum2D)?
+    A GroupNorm is lowered to LayerNorm rows too, but where it reads a conv's output (no
+    residual stream) fp32 storage measured no better on the in-repo UNet variant, so such
+    CNN sub-graphs keep fp16."""
+    return any(isinstance(op, mrvl.LayerNormOp)
+               and isinstance(_source(op.operands[0]).owner, mrvl.Sum2DOp)
+               for op in fn.body.block.ops)
 
 
 def fp32_outputs(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
