@@ -77,6 +77,7 @@ from mrvl.lowering.mlip_ocm_alloc import (
     Resident,
     layer_pages,
     place_residents,
+    prefetch_heads,
     resident_floors,
     resident_requests,
 )
@@ -552,29 +553,98 @@ def _dram_bytes(op: InstructionOp) -> int:
     return count * isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[op.properties["src"].data])]  # type: ignore[union-attr]
 
 
-def plan_residency(model: ModelOp) -> list[TensorPlan]:
-    """The tensors to keep in OCM, in placement order (module docstring: greedy by DRAM
-    bytes saved per OCM byte-layer, each kept only if everything still fits)."""
+def _floors(requests: list[Resident], needs: dict[int, int], freed: dict[int, int],
+            ocm_size: int, page: int) -> dict[int, int] | None:
+    """The resident floor of every layer with residents live (`resident_floors`) when the
+    resident buffers, placed in this order, leave every layer its own buffers; else None."""
+    addrs = place_residents(requests, ocm_size, page)
+    if addrs is None:
+        return None
+    floors = resident_floors(requests, addrs, ocm_size)
+    if any(needs.get(layer, 0) - freed.get(layer, 0) > floor
+           for layer, floor in floors.items()):
+        return None
+    return floors
+
+
+LOCAL_ORDERS = (
+    lambda req: (req.first - req.last, -req.size, req.first),
+    lambda req: (req.first, -req.size, req.last),
+    lambda req: (-req.size, req.first, req.last),
+)
+"""When a tensor does not fit with the resident buffers placed in the order they were
+chosen (first-fit fragments the top of the OCM), the buffers live at some layer of its
+range are tried again in these orders (earliest first, then largest first), in the
+places they held in the placement order; the others keep theirs. Re-sorting every
+buffer fitted more but moved the floors the layers' weight bases are chosen under
+(ResNet-50 lost weight prefetch and got slower)."""
+
+
+def _orders(labels: list[str], requests: list[Resident], new: Resident):
+    """The placement orders to try for `labels` / `requests` (the last one `new`): as
+    they are, then with the buffers overlapping `new`'s live layers re-sorted
+    (`LOCAL_ORDERS`)."""
+    yield labels, requests
+    inside = [k for k, req in enumerate(requests)
+              if not (req.last < new.first or new.last < req.first)]
+    for key in LOCAL_ORDERS:
+        ranked = iter(sorted(inside, key=lambda k: key(requests[k])))
+        order = [next(ranked) if k in inside else k for k in range(len(requests))]
+        yield [labels[k] for k in order], [requests[k] for k in order]
+
+
+PREFETCH_EXCHANGE = 2
+"""A re-sorted placement (`plan_residency`) may cost the next-layer prefetch at most 1 /
+PREFETCH_EXCHANGE of the DRAM bytes its tensor saves: a weight byte no longer loaded
+before the barrier waits after it, while the saved loads and stores overlapped their
+layers' compute in part. (With 1, the SSD detector at 1 tile kept a tensor and lost more
+prefetch than it gained: 1 911 126 -> 1 926 726 cycles.)"""
+
+
+def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
+    """The tensors to keep in OCM (module docstring: greedy by DRAM bytes saved per OCM
+    byte-layer, each kept only if everything still fits) and the order to place all
+    resident buffers in: labels, earlier rounds' and `res_<tensor>` of the chosen. A
+    tensor that does not fit with the buffers in that order may fit re-sorted
+    (`LOCAL_ORDERS`): the one whose layers' weights prefetch the most (`prefetch_heads`),
+    taken when the prefetched bytes it loses are under 1 / PREFETCH_EXCHANGE of the
+    tensor's saved DRAM bytes (re-sorting moves the floors the weight bases are chosen
+    under; appending a buffer moves no other)."""
     ocm_size = model.ocm_size.value.data
     page = model.page_size.value.data
-    needs = {index: low + high for index, (low, high) in layer_pages(model).items()}
-    placed = resident_requests(model)[1]  # residents of an earlier round stay first
+    pages = layer_pages(model)
+    needs = {index: low + high for index, (low, high) in pages.items()}
+    bufs, requests = resident_requests(model)  # residents of an earlier round stay first
+    labels = [buf.label.data for buf in bufs]
     chosen: list[TensorPlan] = []
+    freed: dict[int, int] = {}
+    floors = _floors(requests, needs, freed, ocm_size, page) or {}
+    heads: int | None = None  # prefetched bytes under `floors`, computed when needed
     for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
-        trial = chosen + [plan]
-        requests = placed + [p.request() for p in trial]
-        addrs = place_residents(requests, ocm_size, page)
-        if addrs is None:
-            continue
-        floors = resident_floors(requests, addrs, ocm_size)
-        freed: dict[int, int] = {}
-        for p in chosen + [plan]:
-            for layer, size in p.freed.items():
-                freed[layer] = freed.get(layer, 0) + size
-        if all(needs.get(layer, 0) - freed.get(layer, 0) <= floor
-               for layer, floor in floors.items()):
-            chosen = trial
-    return chosen
+        trial_freed = dict(freed)
+        for layer, size in plan.freed.items():
+            trial_freed[layer] = trial_freed.get(layer, 0) + size
+        new = plan.request()
+        best = None
+        for rank, (trial_labels, trial_requests) in enumerate(
+                _orders(labels + [f"res_{plan.name}"], requests + [new], new)):
+            found = _floors(trial_requests, needs, trial_freed, ocm_size, page)
+            if found is None:
+                continue
+            if rank == 0:  # in the order chosen: taken as before
+                best = (None, trial_labels, trial_requests, found)
+                break
+            if heads is None:
+                heads = sum(prefetch_heads(pages, ocm_size, floors).values())
+            kept = sum(prefetch_heads(pages, ocm_size, found).values())
+            if (heads - kept) * PREFETCH_EXCHANGE < plan.saved_bytes and \
+                    (best is None or kept > best[0]):
+                best = (kept, trial_labels, trial_requests, found)
+        if best is not None:
+            chosen.append(plan)
+            heads, labels, requests, floors = best
+            freed = trial_freed
+    return chosen, labels
 
 
 def _header(op: InstructionOp) -> dict:
@@ -710,8 +780,11 @@ def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     op.erase()
 
 
-def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
-    """Rewrite the model for the chosen tensors (module docstring)."""
+def apply_residency(model: ModelOp, plans: list[TensorPlan],
+                    order: list[str] | None = None) -> None:
+    """Rewrite the model for the chosen tensors (module docstring); `order`: the labels of
+    all resident buffers in the order the allocator is to place them (None: earlier ones
+    first, then the chosen in plan order)."""
     # resident buffers go before every layer (they are used by several), after those of
     # earlier rounds (the allocator places them in this order)
     body = model.body.block
@@ -738,6 +811,28 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
     for buf in model.buffers():
         if buf.kind.data == "scratch" and not buf.result.uses and buf not in kept:
             model.body.block.erase_op(buf)  # a slot only the deleted loads filled
+    if order is not None:
+        _reorder_residents(model, order)
+
+
+def _reorder_residents(model: ModelOp, order: list[str]) -> None:
+    """Put the resident buffer ops in the order of their labels in `order` (the allocator
+    places them in IR order); they stay before every other buffer and layer."""
+    bufs = resident_requests(model)[0]
+    position = {label: k for k, label in enumerate(order)}
+    ranked = sorted(bufs, key=lambda buf: position[buf.label.data])
+    if ranked == bufs:
+        return
+    body = model.body.block
+    resident = {id(buf) for buf in bufs}
+    anchor = next((op for op in body.ops if isinstance(op, (BufferOp, LayerOp))
+                   and id(op) not in resident), None)
+    for buf in ranked:
+        buf.detach()
+        if anchor is None:
+            body.add_op(buf)
+        else:
+            body.insert_op_before(buf, anchor)
 
 
 @dataclass(frozen=True)
@@ -940,10 +1035,10 @@ def keep_resident(model: ModelOp) -> int:
     kept = 0
     concat_in_place(model)
     for _ in range(MAX_ROUNDS):
-        plans = plan_residency(model)
+        plans, order = plan_residency(model)
         if not plans:
             break
-        apply_residency(model, plans)
+        apply_residency(model, plans, order)
         kept += len(plans)
     return kept
 
