@@ -516,7 +516,7 @@ def _group_plans(model: ModelOp, plan: TensorPlan, shape, readers_of) -> list[Te
         boxes = [box for box in plan.loads if box.layer == layer]
         group = TensorPlan(plan.name, plan.row_elems, plan.esize, plan.producer, layer, {},
                            0, channels, stores, [], label=f"{plan.label}_{k}")
-        gathered = _gathered_boxes(boxes, shape)
+        gathered = _gathered_boxes(boxes, shape, plan.esize)
         if gathered is not None:
             (sh, sw), boxes = gathered
             group.gather = (sh, sw)
@@ -532,11 +532,15 @@ def _group_plans(model: ModelOp, plan: TensorPlan, shape, readers_of) -> list[Te
     return groups
 
 
-def _gathered_boxes(boxes: list[Box], shape) -> tuple[tuple[int, int], list[Box]] | None:
+def _gathered_boxes(boxes: list[Box], shape, esize: int
+                    ) -> tuple[tuple[int, int], list[Box]] | None:
     """((sh, sw), the boxes in gathered rows) when every box is a strided gather (`View`)
     of whole gathered rows of all channels, starting on the gather's lattice, with one
-    (sh, sw); None otherwise."""
+    (sh, sw), and a pixel's channels fill whole 16-byte granules (copies from different
+    tiles then never share one); None otherwise."""
     images, height, width, channels = shape
+    if channels * esize % GRANULE:
+        return None
     strides = {(box.view.sh, box.view.sw) if box.view is not None else (1, 1)
                for box in boxes}
     if len(strides) != 1 or strides == {(1, 1)}:
