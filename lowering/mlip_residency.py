@@ -43,6 +43,15 @@ keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit co
 into a dense box, the tile's band holds just those channels (`TensorPlan.chans`) and the
 stores become TILE_COPYs of their rows x channel intersection (`_copy_into_channel_bands`).
 
+Placement: a tensor that does not fit with the resident buffers placed in the order
+chosen may fit with the buffers live during its layers re-sorted (`LOCAL_ORDERS`), taken
+when the weight prefetch that costs is under half the DRAM bytes it saves
+(`PREFETCH_EXCHANGE`, `prefetch_heads`). A tensor read by several layers that does not fit
+whole may stay as one buffer per consumer layer (`TensorPlan.groups`, `_group_plans`:
+each live from the producer to its layer; the stores copy into every one), a strided 1x1
+conv's buffer **gathered** (only the rows and columns it reads, densely), under the same
+rule.
+
 Before planning, `concat_in_place` aliases every Concat input that is copied unchanged
 along the channels to its slice of the output (its producers store there, the Concat's
 copies of it go), so a resident Concat output is filled by its producers' copies and the

@@ -17,7 +17,10 @@ layer), and the function with `mrvl.num_tiles`.
   estimates cycles from the blocks' DMA bytes and compute under the docs/isa.md timing
   model, on the `Machine` compiled for (its OCM, page size and timing constants).
   The split never changes the order of any output's reduction, so results are the same
-  bits whatever it chooses.
+  bits whatever it chooses. With `resident`, a conv whose input is read by several layers
+  and produced under a row split also gets the row split aligned with its producer's
+  (`aligned_rows`: every tile reads only rows it produced), costed as reading its input
+  in place and, when no other candidate's band fits, as saving the producer's stores.
 - FC, global pools: output channels. Pools: output rows. Sum, Concat, transposes: the
   second dimension of the output (rows of NHWC), or the channels of a [1, 1, 1, C] tensor.
 - Reshape-like layers: none (they move no data).
@@ -187,7 +190,7 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
         row_tiles = {"rows": tiles, "channels": 1}.get(kind, len({r[:2] for r in ranges}))
         band = n * h * w * c * in_es // row_tiles
         fits = band * RESIDENT_SHARE <= machine.ocm_bytes
-        on_chip = resident_input and (fits or ranges == aligned)
+        on_chip = resident_input and (fits or (kind, ranges) == ("rows", aligned))
         cost = conv_cost(geom, kind, ranges, machine, on_chip)
         if cost is None:
             continue
