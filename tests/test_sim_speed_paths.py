@@ -213,3 +213,18 @@ def test_large_conv_on_threads_gives_the_same_bits():
 def test_simulator_threads_out_of_range_is_an_error(threads):
     with pytest.raises(MrvlError, match="threads"):
         TimingParams(threads=threads)
+
+
+def test_repeated_runs_give_fresh_equal_layer_reports():
+    """The per-layer rows of a run whose stats equal the last run's are copies: equal to a
+    freshly computed report, and changing one run's rows leaves the next run's alone."""
+    binary, _, _ = _sliced_store_binary(4, token=True)
+    data = binary.to_bytes()
+    sim = Simulator.load(data)
+    _, first = sim.run([])
+    first["layers"][0]["cycles"] = -1
+    first["layers"][0]["extra"] = True
+    _, second = sim.run([])
+    _, fresh = Simulator.load(data).run([])
+    assert second["layers"] == fresh["layers"] and second["layers"][0]["cycles"] >= 0
+    assert second["layers"][0] is not first["layers"][0]
