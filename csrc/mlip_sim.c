@@ -3468,6 +3468,18 @@ pops_ready(const run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t *tok_tim
     return 1;
 }
 
+/* the earliest start of stream s's next instruction, UINT64_MAX when it has none, it is a
+ * BARRIER (started by the barrier rule) or a token it pops has not been pushed yet */
+static uint64_t stream_candidate(const run_ctx *rc, uint32_t s)
+{
+    const stream_state *ss = &rc->st[s];
+    if (ss->pc >= ss->n) return UINT64_MAX;
+    const mlip_insn *in = &ss->insns[ss->pc];
+    uint64_t tt;
+    if (in->opcode == MLIP_OP_BARRIER || !pops_ready(rc, s, in, &tt)) return UINT64_MAX;
+    return umax64(ss->ready, tt);
+}
+
 static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
 {
     uint32_t lt = s / 3;
@@ -3714,21 +3726,18 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             }
         }
     }
+    /* each stream's earliest start (UINT64_MAX: finished, at a BARRIER or waiting for a
+     * token), recomputed only for the streams an executed instruction can change */
+    uint64_t cand[NS_MAX];
+    for (uint32_t s = 0; s < rc->ns; s++) cand[s] = stream_candidate(rc, s);
     for (;;) {
         int64_t best = -1;
         uint64_t best_start = UINT64_MAX;
         int all_done = 1;
         for (uint32_t s = 0; s < rc->ns; s++) {
-            stream_state *ss = &rc->st[s];
-            if (ss->pc >= ss->n) continue;
-            all_done = 0;
-            const mlip_insn *in = &ss->insns[ss->pc];
-            if (in->opcode == MLIP_OP_BARRIER) continue;
-            uint64_t tt;
-            if (!pops_ready(rc, s, in, &tt)) continue;
-            uint64_t start = umax64(ss->ready, tt);
-            if (start < best_start) {
-                best_start = start;
+            if (rc->st[s].pc < rc->st[s].n) all_done = 0;
+            if (cand[s] < best_start) {
+                best_start = cand[s];
                 best = s;
             }
         }
@@ -3749,6 +3758,11 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         if (best >= 0 && (!bar_ready || best_start <= bar_start)) {
             status = exec_one(sim, rc, (uint32_t)best, best_start);
             if (status != MLIP_OK) goto done;
+            /* it moved its own stream and may have pushed tokens to its neighbours */
+            uint32_t b = (uint32_t)best, q = b % 3;
+            cand[b] = stream_candidate(rc, b);
+            if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
+            if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
             continue;
         }
         if (bar_ready) {
@@ -3778,6 +3792,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 account(sim, rc, in, &c, bar_start, end, 0);
             }
             if (end > rc->end) rc->end = end;
+            for (uint32_t k = 0; k < rc->ns; k++) cand[k] = stream_candidate(rc, k);
             continue;
         }
         /* deadlock */
