@@ -228,3 +228,43 @@ def test_repeated_runs_give_fresh_equal_layer_reports():
     _, fresh = Simulator.load(data).run([])
     assert second["layers"] == fresh["layers"] and second["layers"][0]["cycles"] >= 0
     assert second["layers"][0] is not first["layers"][0]
+
+
+def test_dependency_check_after_two_clean_runs_changes_nothing():
+    """Inferences after the first two skip the dependency check: outputs and the whole report
+    stay those of a checked run (and of a run with the check off)."""
+    binary, x, y = _sliced_store_binary(4, token=True)
+    data = binary.to_bytes()
+    checked = Simulator.load(data)
+    unchecked = Simulator.load(data, timing=TimingParams(check_deps=False))
+    runs = [checked.run([]) for _ in range(5)]
+    (reference,), ref_report = unchecked.run([])
+    for (out,), report in runs:
+        assert out.view(np.uint32).tolist() == reference.view(np.uint32).tolist()
+        assert report == ref_report
+
+
+def test_stale_read_passes_the_first_run_and_fails_every_later_one():
+    """An in-place ELTWISE over a constant written by `init`: the first inference reads the
+    init data (fine) and overwrites it, the second reads the first's result (stale data).
+    Two clean runs are needed before the check is skipped; a failed run keeps it on."""
+    x = (RNG.standard_normal((6, 6, 8)) * 4).astype(F16)
+    y = (RNG.standard_normal((6, 6, 8)) * 4).astype(F16)
+    pb = ProgramBuilder()
+    xa, ya = pb.const(0, x), pb.const(0, y)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, a_addr=xa, b_addr=ya, out_addr=xa, rows=36, cols=8, a_row_stride=8,
+        b_row_stride=8, b_col_stride=1, out_row_stride=8, func=EltFunc.ADD,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, xa, "y", (6, 6, 8), DType.FP16)
+    binary = pb.build()
+    loads = binary.streams[(Section.MAIN, 0, Queue.DMA_IN)]
+    assert len(loads) == 2 and loads[0].flags == 0  # x's load moves to init
+    binary.streams[(Section.INIT, 0, Queue.DMA_IN)] = [loads.pop(0)]
+    sim = Simulator.load(binary.to_bytes())
+    (out,), _ = sim.run([])
+    want = (x.astype(np.float32) + y.astype(np.float32)).astype(F16)
+    assert out.astype(F16).view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    for _ in range(3):
+        with pytest.raises(SimulationError, match="stale data written by a previous inference"):
+            sim.run([])
