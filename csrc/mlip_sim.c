@@ -3057,6 +3057,130 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     return MLIP_OK;
 }
 
+/* va[k] = va[k] OP vb[k] over a row.  For ADD, SUB and MUL the operation is an asm with va as
+ * the first source operand, so that where both are NaN the result is va's NaN (its sign
+ * survives f2h): C lets the compiler commute `a + b`, and it did so differently in different
+ * loops; the fused F16C row (elt_row_f16c) does the same. */
+static void elt_arith_row(int func, float *va, const float *vb, int64_t m)
+{
+    int64_t k = 0;
+    switch (func) {
+    case MLIP_ELT_MAX: for (; k < m; k++) va[k] = fmaxf(va[k], vb[k]); return;
+    case MLIP_ELT_MIN: for (; k < m; k++) va[k] = fminf(va[k], vb[k]); return;
+    default: break;
+    }
+#if defined(__x86_64__)
+    for (; k + 4 <= m; k += 4) {
+        __m128 a = _mm_loadu_ps(va + k), b = _mm_loadu_ps(vb + k);
+        if (func == MLIP_ELT_ADD) {
+            __asm__("addps %1, %0" : "+x"(a) : "x"(b));
+        } else if (func == MLIP_ELT_SUB) {
+            __asm__("subps %1, %0" : "+x"(a) : "x"(b));
+        } else {
+            __asm__("mulps %1, %0" : "+x"(a) : "x"(b));
+        }
+        _mm_storeu_ps(va + k, a);
+    }
+    for (; k < m; k++) {
+        float a = va[k];
+        if (func == MLIP_ELT_ADD) {
+            __asm__("addss %1, %0" : "+x"(a) : "x"(vb[k]));
+        } else if (func == MLIP_ELT_SUB) {
+            __asm__("subss %1, %0" : "+x"(a) : "x"(vb[k]));
+        } else {
+            __asm__("mulss %1, %0" : "+x"(a) : "x"(vb[k]));
+        }
+        va[k] = a;
+    }
+#else
+    for (; k < m; k++) {
+        va[k] = func == MLIP_ELT_ADD ? va[k] + vb[k]
+                : func == MLIP_ELT_SUB ? va[k] - vb[k] : va[k] * vb[k];
+    }
+#endif
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+/* a OP b on 8 lanes with a as the first source operand: when both lanes are NaN the result
+ * is a's NaN, as in the scalar `a OP b` of the unfused path (the compiler may commute an
+ * intrinsic's operands; it cannot commute an asm) */
+__attribute__((target("avx2"))) static inline __m256 elt_op8(int func, __m256 a, __m256 b)
+{
+    __m256 r;
+    if (func == MLIP_ELT_ADD) {
+        __asm__("vaddps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
+    } else if (func == MLIP_ELT_SUB) {
+        __asm__("vsubps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
+    } else {
+        __asm__("vmulps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
+    }
+    return r;
+}
+
+/* eight lanes of the fused ELTWISE row below: h2f, OP, act, f2h */
+__attribute__((target("avx2,f16c"))) static inline void
+elt_block8(const uint8_t *a, const uint8_t *b, int b_bcast, __m256 vb0, uint8_t *out, int func,
+           int act, float alpha, float beta)
+{
+    const __m256 zero = _mm256_setzero_ps(), cap = _mm256_set1_ps(6.0f);
+    __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)a));
+    __m256 y = b_bcast ? vb0 : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)b));
+    __m256 v = elt_op8(func, x, y);
+    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
+        __m256 t = v;
+        if (act == MLIP_ACT_RELU6) {
+            __m256 lt = _mm256_cmp_ps(v, cap, _CMP_LT_OQ);
+            t = _mm256_or_ps(_mm256_and_ps(lt, v), _mm256_andnot_ps(lt, cap));
+        }
+        v = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), t);
+    } else if (act == MLIP_ACT_CLIP) {
+        const __m256 lo = _mm256_set1_ps(alpha), hi = _mm256_set1_ps(beta);
+        __m256 below = _mm256_cmp_ps(v, lo, _CMP_LT_OQ);
+        __m256 above = _mm256_cmp_ps(v, hi, _CMP_GT_OQ);
+        __m256 t = _mm256_or_ps(_mm256_and_ps(above, hi), _mm256_andnot_ps(above, v));
+        v = _mm256_or_ps(_mm256_and_ps(below, lo), _mm256_andnot_ps(below, t));
+    }
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, v);
+        for (int t = 0; t < 8; t++) {
+            uint16_t h = f2h(lanes[t]);
+            memcpy(out + 2 * t, &h, 2);
+        }
+        return;
+    }
+    _mm_storeu_si128((__m128i *)(void *)out,
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* One fp16 ELTWISE row, fused (F16C): out[k] = f2h(act(h2f(a[k]) OP b_k)) with b_k = h2f(b[k])
+ * or, with b_bcast, the one value h2f(b[0]); OP is ADD, SUB or MUL, act NONE, RELU, RELU6 or
+ * CLIP.  The operations of the unfused path (h2f_row_f16c, `a OP b` with a first, act_row's
+ * masks, f2h_row_f16c with its NaN fallback), so the same bits; a tail of fewer than 8
+ * elements goes through the same 8 lanes, padded.  out may equal a (same positions) but not
+ * overlap b. */
+__attribute__((target("avx2,f16c"))) static void
+elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+             int func, int act, float alpha, float beta)
+{
+    uint16_t hb0;
+    memcpy(&hb0, b, 2);
+    const __m256 vb0 = _mm256_set1_ps(h2f(hb0));
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        elt_block8(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
+    }
+    if (k < n) {
+        uint8_t ta[16] = {0}, tb[16] = {0}, to[16];
+        size_t rest = (size_t)(n - k) * 2;
+        memcpy(ta, a + 2 * k, rest);
+        if (!b_bcast) memcpy(tb, b + 2 * k, rest);
+        elt_block8(ta, tb, b_bcast, vb0, to, func, act, alpha, beta);
+        memcpy(out + 2 * k, to, rest);
+    }
+}
+#endif
+
 static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
                     const mlip_machine *p, cost *c)
 {
@@ -3091,6 +3215,21 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     uint64_t o_hi = oa + extent2(rows, cols, ors, oes);
     int alias_ok = !(oa < b_hi && ba < o_hi) &&
                    (!(oa < a_hi && aa < o_hi) || (oa == aa && ors == ars && oes == es));
+#if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx2 && !scale && sdt == MLIP_DT_FP16 && odt == MLIP_DT_FP16 && alias_ok &&
+        (bcs == 1 || bcs == 0) && in->func <= MLIP_ELT_MUL && in->act <= MLIP_ACT_CLIP) {
+        /* one fused pass per row (rows that follow each other in A, B and the output: one) */
+        if (rows > 1 && bcs == 1 && ars == cols && brs == cols && ors == cols) {
+            cols = rows * cols;
+            rows = 1;
+        }
+        for (uint64_t r = 0; r < rows; r++) {
+            elt_row_f16c(ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
+                         ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
+        }
+        return MLIP_OK;
+    }
+#endif
     if (!scale && sdt == MLIP_DT_FP16 && (odt == MLIP_DT_FP16 || odt == MLIP_DT_FP32) &&
         alias_ok) {
         /* rows that follow each other in A, B and the output: one long row, in chunks
@@ -3108,13 +3247,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                 int64_t m = (int64_t)(cols - k0 < chunk ? cols - k0 : chunk);
                 h2f_row(sim, ocm + aa + k0 * es, va, m);
                 h2f_row(sim, ocm + ba + k0 * es, vb, m);
-                switch (in->func) {
-                case MLIP_ELT_ADD: for (int64_t k = 0; k < m; k++) va[k] = va[k] + vb[k]; break;
-                case MLIP_ELT_SUB: for (int64_t k = 0; k < m; k++) va[k] = va[k] - vb[k]; break;
-                case MLIP_ELT_MUL: for (int64_t k = 0; k < m; k++) va[k] = va[k] * vb[k]; break;
-                case MLIP_ELT_MAX: for (int64_t k = 0; k < m; k++) va[k] = fmaxf(va[k], vb[k]); break;
-                default: for (int64_t k = 0; k < m; k++) va[k] = fminf(va[k], vb[k]); break;
-                }
+                elt_arith_row(in->func, va, vb, m);
                 act_row(in->act, va, m, alpha, beta);
                 if (odt == MLIP_DT_FP16) {
                     f2h_row(sim, va, ocm + oa + k0 * oes, m);
@@ -3132,13 +3265,7 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
                 float b0 = ld_elem(ocm + ba + r * brs * es, sdt);
                 for (uint64_t k = 0; k < cols; k++) vb[k] = b0;
             }
-            switch (in->func) {
-            case MLIP_ELT_ADD: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] + vb[k]; break;
-            case MLIP_ELT_SUB: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] - vb[k]; break;
-            case MLIP_ELT_MUL: for (uint64_t k = 0; k < cols; k++) va[k] = va[k] * vb[k]; break;
-            case MLIP_ELT_MAX: for (uint64_t k = 0; k < cols; k++) va[k] = fmaxf(va[k], vb[k]); break;
-            default: for (uint64_t k = 0; k < cols; k++) va[k] = fminf(va[k], vb[k]); break;
-            }
+            elt_arith_row(in->func, va, vb, (int64_t)cols);
             act_row(in->act, va, (int64_t)cols, alpha, beta);
             if (odt == MLIP_DT_FP16) {
                 f2h_row(sim, va, ocm + oa + r * ors * oes, (int64_t)cols);
