@@ -3610,6 +3610,13 @@ static uint64_t stream_candidate(const run_ctx *rc, uint32_t s)
     const stream_state *ss = &rc->st[s];
     if (ss->pc >= ss->n) return UINT64_MAX;
     const mlip_insn *in = &ss->insns[ss->pc];
+    /* the instruction's arguments (its second cache line) are read when it runs, and the
+     * stream's next instruction after that: fetch them while other streams run */
+    __builtin_prefetch((const char *)in + 64);
+    if (ss->pc + 1 < ss->n) {
+        __builtin_prefetch(in + 1);
+        __builtin_prefetch((const char *)(in + 1) + 64);
+    }
     uint64_t tt;
     if (in->opcode == MLIP_OP_BARRIER || !pops_ready(rc, s, in, &tt)) return UINT64_MAX;
     return umax64(ss->ready, tt);
@@ -3865,19 +3872,21 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
     /* each stream's earliest start (UINT64_MAX: finished, at a BARRIER or waiting for a
      * token), recomputed only for the streams an executed instruction can change */
     uint64_t cand[NS_MAX];
-    for (uint32_t s = 0; s < rc->ns; s++) cand[s] = stream_candidate(rc, s);
+    uint32_t live = 0; /* streams with instructions left */
+    for (uint32_t s = 0; s < rc->ns; s++) {
+        cand[s] = stream_candidate(rc, s);
+        live += rc->st[s].pc < rc->st[s].n;
+    }
     for (;;) {
         int64_t best = -1;
         uint64_t best_start = UINT64_MAX;
-        int all_done = 1;
+        if (live == 0) break;
         for (uint32_t s = 0; s < rc->ns; s++) {
-            if (rc->st[s].pc < rc->st[s].n) all_done = 0;
             if (cand[s] < best_start) {
                 best_start = cand[s];
                 best = s;
             }
         }
-        if (all_done) break;
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
         int bar_ready = 1;
         uint64_t bar_start = 0;
@@ -3896,6 +3905,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             if (status != MLIP_OK) goto done;
             /* it moved its own stream and may have pushed tokens to its neighbours */
             uint32_t b = (uint32_t)best, q = b % 3;
+            live -= rc->st[b].pc == rc->st[b].n;
             cand[b] = stream_candidate(rc, b);
             if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
             if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
@@ -3924,6 +3934,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 }
                 ss->ready = end;
                 ss->pc++;
+                live -= ss->pc == ss->n;
                 do_pushes(rc, s, in, end);
                 account(sim, rc, in, &c, bar_start, end, 0);
             }
