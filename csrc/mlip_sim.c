@@ -2727,64 +2727,72 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     return MLIP_OK;
 }
 
-/* One depthwise output pixel: acc[c] = sum over the taps (i, j) in order of x * w (separate
- * multiply and add), then + bias[c] if bias != NULL.  Channels are independent, so 8 lanes
- * of a GCC vector give each channel the scalar loop's bits.  One body, compiled twice: for
- * AVX2 and for the baseline (dw_pixel_avx2 / dw_pixel_c). */
+/* One depthwise output row: for each output pixel s, acc[s * C + c] = sum over the taps (i, j)
+ * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL.  Channels
+ * are independent, so 8 lanes of a GCC vector give each channel the scalar loop's bits.  One
+ * body, compiled twice: for AVX2 and for the baseline (dw_row_avx2 / dw_row_c). */
 static inline __attribute__((always_inline)) void
-dw_pixel_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
-              int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)
+dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
+            int64_t i1, const float *bias, float *accrow)
 {
-    int64_t C = g->ic, c = 0;
-    for (; c + 8 <= C; c += 8) {
-        v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t i = i0; i < i1; i++) {
-            int64_t y = r * g->sh + i * g->dh - g->pt;
-            for (int64_t j = j0; j < j1; j++) {
-                int64_t x = s * g->sw + j * g->dw - g->pl;
-                v8f xv, wv;
-                memcpy(&xv, X + (y * g->iw + x) * C + c, sizeof xv);
-                memcpy(&wv, W + (i * g->kw + j) * C + c, sizeof wv);
-                v = v + xv * wv;
+    const int64_t C = g->ic, iw = g->iw, kw = g->kw, xstep = g->dw * C;
+    for (int64_t s = 0; s < g->ow; s++) {
+        int64_t j0, j1;
+        tap_range(s, g->sw, g->dw, g->pl, iw, kw, &j0, &j1);
+        float *acc = accrow + s * C;
+        /* input column of tap j0 (a valid one when there is any) */
+        const int64_t x0 = j0 < j1 ? s * g->sw + j0 * g->dw - g->pl : 0;
+        int64_t c = 0;
+        for (; c + 8 <= C; c += 8) {
+            v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t y = r * g->sh + i * g->dh - g->pt;
+                const float *xp = X + (y * iw + x0) * C + c;
+                const float *wp = W + (i * kw + j0) * C + c;
+                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
+                    v8f xv, wv;
+                    memcpy(&xv, xp, sizeof xv);
+                    memcpy(&wv, wp, sizeof wv);
+                    v = v + xv * wv;
+                }
             }
-        }
-        if (bias != NULL) {
-            v8f bv;
-            memcpy(&bv, bias + c, sizeof bv);
-            v = v + bv;
-        }
-        memcpy(acc + c, &v, sizeof v);
-    }
-    for (; c < C; c++) {
-        float v = 0.0f;
-        for (int64_t i = i0; i < i1; i++) {
-            int64_t y = r * g->sh + i * g->dh - g->pt;
-            for (int64_t j = j0; j < j1; j++) {
-                int64_t x = s * g->sw + j * g->dw - g->pl;
-                v += X[(y * g->iw + x) * C + c] * W[(i * g->kw + j) * C + c];
+            if (bias != NULL) {
+                v8f bv;
+                memcpy(&bv, bias + c, sizeof bv);
+                v = v + bv;
             }
+            memcpy(acc + c, &v, sizeof v);
         }
-        if (bias != NULL) {
-            v += bias[c];
+        for (; c < C; c++) {
+            float v = 0.0f;
+            for (int64_t i = i0; i < i1; i++) {
+                int64_t y = r * g->sh + i * g->dh - g->pt;
+                for (int64_t j = j0; j < j1; j++) {
+                    int64_t x = s * g->sw + j * g->dw - g->pl;
+                    v += X[(y * iw + x) * C + c] * W[(i * kw + j) * C + c];
+                }
+            }
+            if (bias != NULL) {
+                v += bias[c];
+            }
+            acc[c] = v;
         }
-        acc[c] = v;
     }
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
 __attribute__((target("avx2"))) static void
-dw_pixel_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
-              int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias, float *acc)
+dw_row_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
+            int64_t i1, const float *bias, float *accrow)
 {
-    dw_pixel_body(X, W, g, r, s, i0, i1, j0, j1, bias, acc);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow);
 }
 #endif
 
-static void dw_pixel_c(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t s,
-                       int64_t i0, int64_t i1, int64_t j0, int64_t j1, const float *bias,
-                       float *acc)
+static void dw_row_c(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
+                     int64_t i1, const float *bias, float *accrow)
 {
-    dw_pixel_body(X, W, g, r, s, i0, i1, j0, j1, bias, acc);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow);
 }
 
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
@@ -2794,11 +2802,8 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     size_t nin = (size_t)(g->ih * g->iw * C);
     size_t nw = (size_t)(g->kh * g->kw * C);
     TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
-    /* output pixels that follow each other (pixel stride = channels): activation and
-     * conversion once per output row */
-    int64_t rowpix = g->ops == C ? g->ow : 1;
     TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap,
-               (nw + (size_t)((rowpix + 1) * C)) * sizeof(float)));
+               (nw + (size_t)((g->ow + 1) * C)) * sizeof(float)));
     float *W = sim->wbuf, *bias = sim->wbuf + nw, *accrow = bias + C;
     float *X = sim->fbuf;
     int64_t run = g->ips == C ? g->ih * g->iw : 1; /* contiguous pixels: one conversion */
@@ -2819,31 +2824,28 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     int odt = in->dst_dtype;
     uint32_t oes = DT_SIZE[odt];
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
+    /* output pixels that follow each other (pixel stride = channels): activation and
+     * conversion once per output row, else once per pixel (element-wise: the same values) */
+    int64_t rowpix = g->ops == C ? g->ow : 1;
     for (int64_t r = 0; r < g->oh; r++) {
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
-        for (int64_t s = 0; s < g->ow; s++) {
-            int64_t j0, j1;
-            tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-            float *acc = accrow + (s % rowpix) * C;
 #if MLIP_HAVE_AVX2_KERNEL
-            if (sim->has_avx2) {
-                dw_pixel_avx2(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
-            } else
+        if (sim->has_avx2) {
+            dw_row_avx2(X, W, g, r, i0, i1, has_bias ? bias : NULL, accrow);
+        } else
 #endif
-            {
-                dw_pixel_c(X, W, g, r, s, i0, i1, j0, j1, has_bias ? bias : NULL, acc);
-            }
-            if (s % rowpix != rowpix - 1) {
-                continue;
-            }
-            int64_t first = s + 1 - rowpix;
+        {
+            dw_row_c(X, W, g, r, i0, i1, has_bias ? bias : NULL, accrow);
+        }
+        for (int64_t first = 0; first < g->ow; first += rowpix) {
+            float *acc = accrow + first * C;
             uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + first) * g->ops) * oes;
-            act_row(in->act, accrow, rowpix * C, alpha, beta);
+            act_row(in->act, acc, rowpix * C, alpha, beta);
             if (odt == MLIP_DT_FP16) {
-                f2h_row(sim, accrow, orow, rowpix * C);
+                f2h_row(sim, acc, orow, rowpix * C);
             } else {
-                memcpy(orow, accrow, (size_t)(rowpix * C) * 4);
+                memcpy(orow, acc, (size_t)(rowpix * C) * 4);
             }
         }
     }
