@@ -2968,6 +2968,32 @@ static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     return exec_conv_f16(sim, lt, ocm, in, &g);
 }
 
+/* acc[k] = max(acc[k], x[k]) (is_max) or min over a row, in the C library's fmaxf / fminf
+ * sense made exact where C leaves it open: a NaN operand gives the other one, and of two
+ * operands that compare equal (+0 and -0) the first, acc (what this simulator's fmaxf calls
+ * gave); so max(a, b) = isnan(b) ? a : isnan(a) ? b : a >= b ? a : b.  Four lanes at a time
+ * with the same rule. */
+static inline float maxmin1(float a, float b, int is_max)
+{
+    if (isnan(b)) return a;
+    if (isnan(a)) return b;
+    return (is_max ? a >= b : a <= b) ? a : b;
+}
+
+static void maxmin_row(float *acc, const float *x, int64_t n, int is_max)
+{
+    int64_t k = 0;
+#if defined(__x86_64__)
+    for (; k + 4 <= n; k += 4) {
+        __m128 a = _mm_loadu_ps(acc + k), b = _mm_loadu_ps(x + k);
+        __m128 keep = _mm_or_ps(is_max ? _mm_cmpge_ps(a, b) : _mm_cmple_ps(a, b),
+                                _mm_cmpunord_ps(b, b));
+        _mm_storeu_ps(acc + k, _mm_or_ps(_mm_and_ps(keep, a), _mm_andnot_ps(keep, b)));
+    }
+#endif
+    for (; k < n; k++) acc[k] = maxmin1(acc[k], x[k], is_max);
+}
+
 static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
                      const mlip_machine *p, cost *c)
 {
@@ -3020,7 +3046,7 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
                 for (int64_t j = j0; j < j1; j++) {
                     const float *xp = X + ((r * sh + i - pt) * iw + (s * sw + j - pl)) * C;
                     if (is_max) {
-                        for (int64_t ch = 0; ch < C; ch++) acc[ch] = fmaxf(acc[ch], xp[ch]);
+                        maxmin_row(acc, xp, C, 1);
                     } else {
                         for (int64_t ch = 0; ch < C; ch++) acc[ch] += xp[ch];
                     }
@@ -3066,10 +3092,9 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
 static void elt_arith_row(int func, float *va, const float *vb, int64_t m)
 {
     int64_t k = 0;
-    switch (func) {
-    case MLIP_ELT_MAX: for (; k < m; k++) va[k] = fmaxf(va[k], vb[k]); return;
-    case MLIP_ELT_MIN: for (; k < m; k++) va[k] = fminf(va[k], vb[k]); return;
-    default: break;
+    if (func == MLIP_ELT_MAX || func == MLIP_ELT_MIN) {
+        maxmin_row(va, vb, m, func == MLIP_ELT_MAX);
+        return;
     }
 #if defined(__x86_64__)
     for (; k + 4 <= m; k += 4) {

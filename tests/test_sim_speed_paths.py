@@ -13,7 +13,7 @@ import pytest
 
 from mrvl.errors import MrvlError, SimulationError
 from mrvl.mlip_binary import IODesc, Instruction
-from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, Queue, Section
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
 from mrvl.models import example_inputs, pp_lcnet
 from mrvl.sim.program_builder import ProgramBuilder, tile_copy_2d
 from mrvl.sim.simulator import Simulator, TimingParams, to_device
@@ -307,3 +307,65 @@ def test_fused_fp16_eltwise_matches_portable_bit_for_bit(func, act, layout):
     assert fused.tolist() == portable.tolist()
     if act in (Act.NONE, Act.CLIP):  # NaN passes these (RELU and RELU6 give +0)
         assert np.isnan(portable.view(F16)).any()
+
+
+def _maxmin_fold(is_max: bool, values: list[np.ndarray]) -> np.ndarray:
+    """The documented max / min folded left over fp32 arrays: a NaN operand gives the other
+    one, equal operands (+0, -0) the first; as fp16 bits (a NaN as f2h gives it: 0x7E00 with
+    its sign)."""
+    acc = values[0].astype(np.float32).reshape(-1).copy()
+    for v in values[1:]:
+        b = v.astype(np.float32).reshape(-1)
+        keep = (acc >= b) if is_max else (acc <= b)
+        acc = np.where(np.isnan(b) | (~np.isnan(acc) & keep), acc, b)
+    bits = acc.astype(F16).view(np.uint16)
+    sign = (acc.view(np.uint32) >> 16).astype(np.uint16) & 0x8000
+    return np.where(np.isnan(acc), 0x7E00 | sign, bits).reshape(values[0].shape)
+
+
+def _zeros_and_nans(shape) -> np.ndarray:
+    """fp16 values that are mostly +0 and -0 (the case where max and min pick by position), a
+    few NaNs and ordinary values."""
+    x = RNG.choice(np.array([0.0, -0.0, 0.0, -0.0, 1.5, -2.0, np.nan], dtype=F16), size=shape)
+    x[0, 0, :2] = [0.0, -0.0]
+    return x
+
+
+@pytest.mark.parametrize("func", [EltFunc.MAX, EltFunc.MIN])
+def test_eltwise_max_min_bit_for_bit(func):
+    a, b = _zeros_and_nans((1, 9, 23)), _zeros_and_nans((1, 9, 23))
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, a.nbytes)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=func, a_addr=aa, b_addr=ba, out_addr=oa, rows=9, cols=23,
+        a_row_stride=23, b_row_stride=23, out_row_stride=23, b_col_stride=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (9, 23), DType.FP16)
+    want = _maxmin_fold(func == EltFunc.MAX, [a[0], b[0]])
+    for timing in (TimingParams(), TimingParams(portable=True)):
+        (out,), _ = Simulator.load(pb.build().to_bytes(), timing=timing).run_device([])
+        assert out.view(np.uint16).tolist() == want.tolist()
+
+
+def test_max_pool_bit_for_bit():
+    """3x3 max pooling, stride 1, no padding: per output, the documented max folded over the
+    taps in (i, j) order from -inf."""
+    H, W, C = 5, 6, 11
+    x = _zeros_and_nans((H, W, C))
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    oa = pb.alloc(0, 3 * 4 * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.POOL, func=PoolFunc.MAX, in_addr=xa, ih=H, iw=W, c=C, in_pix_stride=C,
+        out_addr=oa, oh=3, ow=4, out_pix_stride=C, kh=3, kw=3, sh=1, sw=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (3, 4, C), DType.FP16)
+    want = np.zeros((3, 4, C), np.uint16)
+    for r in range(3):
+        for s in range(4):
+            taps = [np.full(C, -np.inf, np.float32)] + [x[r + i, s + j] for i in range(3)
+                                                        for j in range(3)]
+            want[r, s] = _maxmin_fold(True, taps)
+    (out,), _ = Simulator.load(pb.build().to_bytes()).run_device([])
+    assert out.view(np.uint16).tolist() == want.tolist()
