@@ -160,7 +160,7 @@ typedef struct pool {
     void *ctx;
     int64_t parts;
     atomic_llong next;                /* the next part to take */
-    uint32_t busy;                    /* workers not yet finished with job `gen` */
+    uint32_t active;                  /* workers inside pool_parts (joined a job) */
 } pool;
 
 struct mlip_sim {
@@ -1983,17 +1983,22 @@ static void *pool_worker(void *arg)
         while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) break;
         seen = p->gen;
+        p->active++;
         pthread_mutex_unlock(&p->mu);
         pool_parts(p);
         pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        if (--p->active == 0) pthread_cond_signal(&p->done);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
 /* fn(ctx, k) for k in [0, parts): on the workers and this thread when there are workers and
- * `parallel`, else in order on this thread */
+ * `parallel`, else in order on this thread.  A worker joins the job when it gets to run
+ * (`active`); this thread takes parts too and then waits only for the workers that joined,
+ * so a worker the OS has not scheduled yet (a loaded machine) costs nothing: when it runs it
+ * finds no part left, or joins the next job.  The job's fields change only while no worker
+ * is active. */
 static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel)
 {
     if (p->n == 0 || parts < 2 || !parallel) {
@@ -2001,17 +2006,17 @@ static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel
         return;
     }
     pthread_mutex_lock(&p->mu);
+    while (p->active != 0) pthread_cond_wait(&p->done, &p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->parts = parts;
     atomic_store(&p->next, 0);
-    p->busy = p->n;
     p->gen++;
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     pool_parts(p);
     pthread_mutex_lock(&p->mu);
-    while (p->busy != 0) pthread_cond_wait(&p->done, &p->mu);
+    while (p->active != 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
 
