@@ -369,3 +369,23 @@ def test_max_pool_bit_for_bit():
             want[r, s] = _maxmin_fold(True, taps)
     (out,), _ = Simulator.load(pb.build().to_bytes()).run_device([])
     assert out.view(np.uint16).tolist() == want.tolist()
+
+
+def test_pp_lcnet_repeated_inferences_equal_fresh_ones(tmp_path):
+    """PP-LCNet compiled (fp16, 8 tiles): five inferences on one handle, each on a new input,
+    give the outputs and report of a freshly loaded simulator (the third and later skip the
+    dependency check; the converted-operand caches carry over)."""
+    from mrvl.driver import api
+
+    model = pp_lcnet(batch=1)
+    api.compile(model, tmp_path / "b", num_tiles=8, quantize="fp16")
+    (binary,) = sorted((tmp_path / "b").glob("*.bin"))
+    data = binary.read_bytes()
+    sim = Simulator.load(data)
+    shape = sim.inputs[0].shape
+    for k in range(5):
+        x = np.random.default_rng(k).standard_normal(shape).astype(np.float32)
+        (got,), report = sim.run([x])
+        (want,), fresh = Simulator.load(data).run([x])
+        assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()
+        assert report == fresh
