@@ -148,6 +148,8 @@ class Simulator:
         self._compiler_macs = [layer.macs for layer in binary.layers]
         # the last run's per-layer stats (the C core's bytes) and report rows
         self._last_layers: tuple[bytes, list[dict]] | None = None
+        self._dram_view: memoryview | None = None
+        self._input_shapes = [tuple(d.shape) for d in binary.inputs]
         self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
                           [np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.outputs])
 
@@ -191,6 +193,7 @@ class Simulator:
 
     def close(self) -> None:
         if self._handle is not None:
+            self._dram_view = None
             self._ffi.release(self._handle)
             self._handle = None
 
@@ -202,9 +205,12 @@ class Simulator:
 
     # -- running --
     def _dram(self) -> memoryview:
-        size = self._ffi.new("uint64_t *")
-        ptr = self._lib.mlip_sim_dram(self._handle, size)
-        return memoryview(self._ffi.buffer(ptr, size[0]))
+        """The simulated DRAM (allocated once by the core at load: the view is kept)."""
+        if self._dram_view is None:
+            size = self._ffi.new("uint64_t *")
+            ptr = self._lib.mlip_sim_dram(self._handle, size)
+            self._dram_view = memoryview(self._ffi.buffer(ptr, size[0]))
+        return self._dram_view
 
     def _order_inputs(self, inputs) -> list[np.ndarray]:
         descs = self.inputs
@@ -262,9 +268,10 @@ class Simulator:
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
         dram = self._dram()
-        for x, desc, np_type in zip(inputs, self.inputs, self._io_types[0], strict=True):
+        for x, desc, np_type, shape in zip(inputs, self.inputs, self._io_types[0],
+                                           self._input_shapes, strict=True):
             x = np.asarray(x)
-            if x.dtype != np_type or tuple(x.shape) != tuple(desc.shape):
+            if x.dtype != np_type or x.shape != shape:
                 raise RuntimeInputError(
                     f"{self.name}: input '{desc.name}' must be {np_type} "
                     f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
