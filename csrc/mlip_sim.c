@@ -3913,11 +3913,11 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         int64_t best = -1;
         uint64_t best_start = UINT64_MAX;
         if (live == 0) break;
-        for (uint32_t s = 0; s < rc->ns; s++) {
-            if (cand[s] < best_start) {
-                best_start = cand[s];
-                best = s;
-            }
+        for (uint32_t s = 0; s < rc->ns; s++) { /* the first smallest (selects, no branch) */
+            const uint64_t v = cand[s];
+            const int less = v < best_start;
+            best_start = less ? v : best_start;
+            best = less ? (int64_t)s : best;
         }
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
         int bar_ready = 1;
