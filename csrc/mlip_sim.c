@@ -2050,12 +2050,19 @@ static void pool_stop(mlip_sim *sim)
  * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
  * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
  * overlaps the source range invalidates the entry (prep_invalidate, called by exec_one). */
+/* the first 64-byte boundary in a buffer allocated with 64 bytes to spare: whole-cache-line
+ * vector loads of the prepared operands never straddle two lines */
+static inline float *align64f(float *p)
+{
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_KEYS],
                           uint64_t lo, uint64_t hi, size_t floats, int *hit)
 {
     if (c->valid && c->lo == lo && c->hi == hi && memcmp(c->key, key, sizeof c->key) == 0) {
         *hit = 1;
-        return c->buf;
+        return align64f(c->buf);
     }
     *hit = 0;
     c->valid = 0;
@@ -2065,7 +2072,7 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
     memcpy(c->key, key, sizeof c->key);
     c->lo = lo;
     c->hi = hi;
-    return c->buf;
+    return align64f(c->buf);
 }
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
@@ -2208,56 +2215,112 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
-/* conv_block6p on two adjacent 16-channel blocks at once (AVX-512F): wblk is the first
- * block, the second is wblk + kk * OB (kk = kh * kw * icg); out[b][k][o] for block b.  Every
- * output's accumulation order is the same (i, j, c) sequence as the one-block kernels, so the
- * results are identical to theirs and to the portable loop. */
-__attribute__((target("avx512f"))) static void
-conv_block6p2_avx512(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                     int64_t iwp, const int64_t off[6], float out[2][6][OB])
+/* Up to 12 output pixels (NP, a compile-time constant of each instance) x 32 output channels
+ * (two adjacent 16-channel weight blocks, the second at wblk + kk * OB) on the zero-padded
+ * input, AVX-512F: 2 * NP accumulators, each loaded weight vector serves NP pixels.  Pixel
+ * k starts at X + off[k]; tap (i, j) is at + (i*dh*iwp + j*dw) * ic.  Where dw == 1 and the
+ * group spans every input channel, the taps (j, c) of one kernel row are contiguous in X and
+ * in the weights, so they run as one loop of kw * icg.  Every output's accumulation order is
+ * the documented (i, j, c) sequence, the same as the other kernels', so the bits are equal;
+ * out[b][k][o] for block b. */
+#define KNP_ACC(k) __m512 a##k##0 = _mm512_setzero_ps(), a##k##1 = _mm512_setzero_ps()
+#define KNP_STEP(k)                                                                         \
+    if (NP > k) {                                                                           \
+        __m512 b = _mm512_set1_ps(xb[off[k] + c]);                                          \
+        a##k##0 = _mm512_fmadd_ps(b, w0, a##k##0);                                          \
+        a##k##1 = _mm512_fmadd_ps(b, w1, a##k##1);                                          \
+    }
+#define KNP_STORE(k)                                                                        \
+    if (NP > k) {                                                                           \
+        _mm512_storeu_ps(out[0][k], a##k##0);                                               \
+        _mm512_storeu_ps(out[1][k], a##k##1);                                               \
+    }
+static inline __attribute__((always_inline, target("avx512f"))) void
+conv_np2_body(const int NP, const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+              int64_t iwp, const int64_t off[12], float out[2][12][OB])
 {
-    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
-    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-    __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps();
-    __m512 a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
-    __m512 a40 = _mm512_setzero_ps(), a41 = _mm512_setzero_ps();
-    __m512 a50 = _mm512_setzero_ps(), a51 = _mm512_setzero_ps();
+    KNP_ACC(0); KNP_ACC(1); KNP_ACC(2); KNP_ACC(3); KNP_ACC(4); KNP_ACC(5);
+    KNP_ACC(6); KNP_ACC(7); KNP_ACC(8); KNP_ACC(9); KNP_ACC(10); KNP_ACC(11);
     const int64_t second = g->kh * g->kw * icg * OB;
+    const int merged = g->dw == 1 && icg == g->ic;
+    const int64_t nj = merged ? 1 : g->kw, run = merged ? g->kw * icg : icg;
     const float *wp = wblk;
     for (int64_t i = 0; i < g->kh; i++) {
-        for (int64_t j = 0; j < g->kw; j++) {
+        for (int64_t j = 0; j < nj; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
+            for (int64_t c = 0; c < run; c++, wp += OB) {
                 __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + second);
-                __m512 b = _mm512_set1_ps(x0[c]);
-                a00 = _mm512_fmadd_ps(b, w0, a00);
-                a01 = _mm512_fmadd_ps(b, w1, a01);
-                b = _mm512_set1_ps(x1[c]);
-                a10 = _mm512_fmadd_ps(b, w0, a10);
-                a11 = _mm512_fmadd_ps(b, w1, a11);
-                b = _mm512_set1_ps(x2[c]);
-                a20 = _mm512_fmadd_ps(b, w0, a20);
-                a21 = _mm512_fmadd_ps(b, w1, a21);
-                b = _mm512_set1_ps(x3[c]);
-                a30 = _mm512_fmadd_ps(b, w0, a30);
-                a31 = _mm512_fmadd_ps(b, w1, a31);
-                b = _mm512_set1_ps(x4[c]);
-                a40 = _mm512_fmadd_ps(b, w0, a40);
-                a41 = _mm512_fmadd_ps(b, w1, a41);
-                b = _mm512_set1_ps(x5[c]);
-                a50 = _mm512_fmadd_ps(b, w0, a50);
-                a51 = _mm512_fmadd_ps(b, w1, a51);
+                KNP_STEP(0) KNP_STEP(1) KNP_STEP(2) KNP_STEP(3) KNP_STEP(4) KNP_STEP(5)
+                KNP_STEP(6) KNP_STEP(7) KNP_STEP(8) KNP_STEP(9) KNP_STEP(10) KNP_STEP(11)
             }
         }
     }
-    _mm512_storeu_ps(out[0][0], a00); _mm512_storeu_ps(out[1][0], a01);
-    _mm512_storeu_ps(out[0][1], a10); _mm512_storeu_ps(out[1][1], a11);
-    _mm512_storeu_ps(out[0][2], a20); _mm512_storeu_ps(out[1][2], a21);
-    _mm512_storeu_ps(out[0][3], a30); _mm512_storeu_ps(out[1][3], a31);
-    _mm512_storeu_ps(out[0][4], a40); _mm512_storeu_ps(out[1][4], a41);
-    _mm512_storeu_ps(out[0][5], a50); _mm512_storeu_ps(out[1][5], a51);
+    KNP_STORE(0) KNP_STORE(1) KNP_STORE(2) KNP_STORE(3) KNP_STORE(4) KNP_STORE(5)
+    KNP_STORE(6) KNP_STORE(7) KNP_STORE(8) KNP_STORE(9) KNP_STORE(10) KNP_STORE(11)
+}
+#undef KNP_ACC
+#undef KNP_STEP
+#undef KNP_STORE
+
+typedef void (*conv_np2_fn)(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                            int64_t iwp, const int64_t off[12], float out[2][12][OB]);
+#define KNP_INSTANCE(n)                                                                     \
+    __attribute__((target("avx512f"))) static void conv_np2_##n(                            \
+        const float *X, const float *wblk, const conv_geo *g, int64_t icg, int64_t iwp,     \
+        const int64_t off[12], float out[2][12][OB])                                        \
+    {                                                                                       \
+        conv_np2_body(n, X, wblk, g, icg, iwp, off, out);                                   \
+    }
+KNP_INSTANCE(1) KNP_INSTANCE(2) KNP_INSTANCE(3) KNP_INSTANCE(4) KNP_INSTANCE(5)
+KNP_INSTANCE(6) KNP_INSTANCE(7) KNP_INSTANCE(8) KNP_INSTANCE(9) KNP_INSTANCE(10)
+KNP_INSTANCE(11) KNP_INSTANCE(12)
+#undef KNP_INSTANCE
+/* conv_np2_avx512[np - 1] computes np pixels */
+static const conv_np2_fn conv_np2_avx512[12] = {
+    conv_np2_1, conv_np2_2, conv_np2_3, conv_np2_4, conv_np2_5, conv_np2_6,
+    conv_np2_7, conv_np2_8, conv_np2_9, conv_np2_10, conv_np2_11, conv_np2_12};
+
+/* The stores of np pixels x 32 channels from conv_np2_*: v = acc + bias (if any), then
+ * NONE or RELU (ordered compare, NaN and -0 give +0, as apply_act), then fp16 RNE (F16C;
+ * a vector holding a NaN goes through f2h, like f2h_row_f16c) or fp32.  Pixel k's 32
+ * channels go to orow0 + k * pstride bytes.  Same values as the generic per-pixel path. */
+__attribute__((target("avx512f,f16c"))) static void
+conv_store_np2_avx512(float acc[2][12][OB], int64_t np, const float *bias, int relu,
+                      int fp16, uint8_t *orow0, int64_t pstride)
+{
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (bias != NULL) {
+        b0 = _mm512_loadu_ps(bias);
+        b1 = _mm512_loadu_ps(bias + OB);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t k = 0; k < np; k++) {
+        uint8_t *orow = orow0 + k * pstride;
+        __m512 v[2] = {_mm512_loadu_ps(acc[0][k]), _mm512_loadu_ps(acc[1][k])};
+        if (bias != NULL) {
+            v[0] = _mm512_add_ps(v[0], b0);
+            v[1] = _mm512_add_ps(v[1], b1);
+        }
+        for (int h = 0; h < 2; h++) {
+            if (relu) {
+                v[h] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v[h], zero, _CMP_GT_OQ), v[h]);
+            }
+            if (!fp16) {
+                _mm512_storeu_ps(orow + h * OB * 4, v[h]);
+            } else if (_mm512_cmp_ps_mask(v[h], v[h], _CMP_UNORD_Q) == 0) {
+                _mm256_storeu_si256((__m256i *)(void *)(orow + h * OB * 2),
+                                    _mm512_cvtps_ph(v[h], _MM_FROUND_TO_NEAREST_INT |
+                                                              _MM_FROUND_NO_EXC));
+            } else {
+                float t[OB];
+                _mm512_storeu_ps(t, v[h]);
+                for (int o = 0; o < OB; o++) {
+                    uint16_t q = f2h(t[o]);
+                    memcpy(orow + (h * OB + o) * 2, &q, 2);
+                }
+            }
+        }
+    }
 }
 
 /* fp16 -> fp32 of n contiguous values (F16C; exact) */
@@ -2489,6 +2552,31 @@ typedef struct conv_job {
     float alpha, beta;
 } conv_job;
 
+/* bias, activation and store of np pixels' outputs acc0[k][0..16) (and acc1[k] for the
+ * channels 16..on of a two-block group), one pixel at a time */
+static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc1)[OB],
+                               int64_t np, int64_t p0, int64_t gi, int64_t ob, int64_t on,
+                               const float *bias2)
+{
+    const conv_geo *g = j->g;
+    for (int64_t k = 0; k < np; k++) {
+        uint8_t *orow = j->ocm + g->out_addr +
+                        (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
+        float v[2 * OB];
+        memcpy(v, acc0[k], OB * sizeof(float));
+        if (acc1 != NULL) memcpy(v + OB, acc1[k], OB * sizeof(float));
+        if (j->has_bias) {
+            for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
+        }
+        act_row(j->act, v, on, j->alpha, j->beta);
+        if (j->odt == MLIP_DT_FP16) {
+            f2h_row(j->sim, v, orow, on);
+        } else {
+            memcpy(orow, v, (size_t)on * 4);
+        }
+    }
+}
+
 static void conv_padded_part(void *ctx, int64_t part)
 {
     const conv_job *j = ctx;
@@ -2507,42 +2595,44 @@ static void conv_padded_part(void *ctx, int64_t part)
     }
     int64_t pend = (chunk + 1) * PB * CONV_CHUNK;
     if (pend > j->npix) pend = j->npix;
-    for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += PB) {
-        int64_t np = pend - p0 < PB ? pend - p0 : PB;
-        int64_t off[PB];
-        for (int64_t k = 0; k < PB; k++) {
+    /* the AVX-512 kernels take up to 12 pixels per call, the others 6 */
+    int64_t pblk = nb == 2 ? 2 * PB : PB;
+    for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += pblk) {
+        int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
+        int64_t off[2 * PB];
+        for (int64_t k = 0; k < 2 * PB; k++) {
             int64_t p = p0 + (k < np ? k : np - 1);
             int64_t r = p / g->ow, sc = p % g->ow;
             off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
                          g->ic + gi * j->icg;
         }
-        float acc[2][PB][OB];
 #if MLIP_HAVE_AVX2_KERNEL
         if (nb == 2) {
-            conv_block6p2_avx512(j->X, wblk, g, j->icg, j->iwp, off, acc);
-        } else if (sim->has_avx2) {
-            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+            float acc2[2][12][OB];
+            conv_np2_avx512[np - 1](j->X, wblk, g, j->icg, j->iwp, off, acc2);
+            if (on == 2 * OB && (j->act == MLIP_ACT_NONE || j->act == MLIP_ACT_RELU) &&
+                (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
+                uint8_t *orow = j->ocm + g->out_addr +
+                                (uint64_t)(p0 * g->ops + gi * j->ocg + ob) * j->oes;
+                conv_store_np2_avx512(acc2, np, j->has_bias ? bias2 : NULL,
+                                      j->act == MLIP_ACT_RELU, j->odt == MLIP_DT_FP16, orow,
+                                      g->ops * j->oes);
+                continue;
+            }
+            conv_store_generic(j, acc2[0], acc2[1], np, p0, gi, ob, on, bias2);
+            continue;
+        }
+#endif
+        float acc[PB][OB];
+#if MLIP_HAVE_AVX2_KERNEL
+        if (sim->has_avx2) {
+            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc);
         } else
 #endif
         {
-            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc);
         }
-        for (int64_t k = 0; k < np; k++) {
-            uint8_t *orow = j->ocm + g->out_addr +
-                            (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
-            float v[2 * OB];
-            memcpy(v, acc[0][k], OB * sizeof(float));
-            if (nb == 2) memcpy(v + OB, acc[1][k], OB * sizeof(float));
-            if (j->has_bias) {
-                for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
-            }
-            act_row(j->act, v, on, j->alpha, j->beta);
-            if (j->odt == MLIP_DT_FP16) {
-                f2h_row(sim, v, orow, on);
-            } else {
-                memcpy(orow, v, (size_t)on * 4);
-            }
-        }
+        conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
     }
 }
 
@@ -2560,7 +2650,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     size_t wlen = (size_t)(g->oc * kk) * 2;
     wcache_entry *we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw, &hit);
     if (we == NULL) return MLIP_ERR_NOMEM;
-    float *W = we->buf;
+    float *W = align64f(we->buf);
     if (!hit) {
         TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
         float *rows = sim->fbuf;
