@@ -134,7 +134,26 @@ typedef struct wcache_entry {
     size_t cap;
     uint64_t stamp;
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
+    uint64_t dram_src;     /* DRAM weights bytes equal to raw (WPROV_NONE: none known) */
+    uint64_t checked_run;  /* the inference (run_no) in which dram_src was compared */
 } wcache_entry;
+
+/* Where a tile's OCM weights came from: [ocm_lo, ocm_hi) holds a plain copy of the DRAM
+ * weights region at dram_lo (a contiguous DMA_LOAD without conversion), and no OCM write
+ * overlapping it has happened since.  The program cannot write the weights region and the
+ * host writes DRAM only between inferences, so within one inference those OCM bytes equal
+ * the DRAM bytes: a CONV's weights are checked against the cache once per inference from
+ * DRAM instead of once per tile from OCM.  Emptied at the start of every inference. */
+#define WPROV_MAX 64
+#define WPROV_NONE UINT64_MAX
+typedef struct wprov_entry {
+    uint64_t ocm_lo, ocm_hi, dram_lo;
+} wprov_entry;
+typedef struct wprov_table {
+    wprov_entry e[WPROV_MAX];
+    uint32_t n;
+    uint32_t next;  /* the slot a new entry replaces when the table is full */
+} wprov_table;
 
 /* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
  * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
@@ -165,6 +184,8 @@ struct mlip_sim {
     pool pool;
     int pool_init;                    /* pool.mu / go / done initialised */
     prep_cache xcache[MLIP_MAX_TILES];
+    wprov_table wprov[MLIP_MAX_TILES];
+    uint64_t run_no;                  /* inferences started on this handle */
     wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
     uint32_t wc_cap;
@@ -2081,6 +2102,103 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
     if (c->valid && lo < c->hi && c->lo < hi) {
         c->valid = 0;
     }
+    /* the weights provenance of the written bytes is gone */
+    wprov_table *t = &sim->wprov[lt];
+    for (uint32_t k = 0; k < t->n;) {
+        if (lo < t->e[k].ocm_hi && t->e[k].ocm_lo < hi) {
+            t->e[k] = t->e[--t->n];
+            t->next = t->n;
+            continue;
+        }
+        k++;
+    }
+}
+
+static void wprov_add(mlip_sim *sim, uint32_t lt, uint64_t ocm, uint64_t bytes, uint64_t dram)
+{
+    wprov_table *t = &sim->wprov[lt];
+    uint32_t k = t->n < WPROV_MAX ? t->n++ : t->next++ % WPROV_MAX;
+    t->e[k] = (wprov_entry){ocm, ocm + bytes, dram};
+}
+
+/* 1 if the 4-D box (innermost dimension last) is one run of consecutive elements */
+static int box_is_run(const uint32_t *dim, const uint32_t *stride)
+{
+    uint64_t inner = 1;
+    for (int d = 3; d >= 0; d--) {
+        if (dim[d] == 0) return 0;
+        if (dim[d] != 1 && stride[d] != inner) return 0;
+        inner *= dim[d];
+    }
+    return 1;
+}
+
+static uint64_t wprov_source(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len);
+
+/* After a DMA_LOAD or TILE_COPY (and its own invalidation): a copy of one run of bytes
+ * without conversion from the DRAM weights region, or from OCM bytes that came from there,
+ * records where the written bytes came from. */
+static void wprov_note_copy(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    if (in->opcode == MLIP_OP_TILE_COPY) {
+        if (!box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_SRC_STRIDE0) ||
+            !box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0)) {
+            return;
+        }
+        uint64_t bytes = (uint64_t)DT_SIZE[in->src_dtype] * a[MLIP_TCOPY_DIM0] *
+                         a[MLIP_TCOPY_DIM0 + 1] * a[MLIP_TCOPY_DIM0 + 2] * a[MLIP_TCOPY_DIM0 + 3];
+        uint64_t dram = wprov_source(sim, lt, a[MLIP_TCOPY_SRC_ADDR], bytes);
+        if (dram == WPROV_NONE) return;
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (a[MLIP_TCOPY_DST_TILE_MASK] >> t & 1) {
+                wprov_add(sim, t, a[MLIP_TCOPY_DST_ADDR], bytes, dram);
+            }
+        }
+        return;
+    }
+    if (in->opcode != MLIP_OP_DMA_LOAD || in->src_dtype != in->dst_dtype ||
+        (in->flags & MLIP_F_SCALE) != 0) {
+        return;
+    }
+    for (int d = 0; d < 4; d++) {
+        if (a[MLIP_DMA_PAD0 + d] != 0 || a[MLIP_DMA_SRC_DIM0 + d] != a[MLIP_DMA_DIM0 + d]) {
+            return;
+        }
+    }
+    if (!box_is_run(a + MLIP_DMA_DIM0, a + MLIP_DMA_DRAM_STRIDE0) ||
+        !box_is_run(a + MLIP_DMA_DIM0, a + MLIP_DMA_OCM_STRIDE0)) {
+        return;
+    }
+    uint64_t bytes = (uint64_t)DT_SIZE[in->src_dtype] * a[MLIP_DMA_DIM0] * a[MLIP_DMA_DIM0 + 1] *
+                     a[MLIP_DMA_DIM0 + 2] * a[MLIP_DMA_DIM0 + 3];
+    uint64_t dram = a[MLIP_DMA_DRAM_ADDR];
+    uint64_t w0 = sim->info.weights_offset, w1 = w0 + sim->info.weights_size;
+    if (dram < w0 || dram + bytes > w1) return;
+    wprov_add(sim, lt, a[MLIP_DMA_OCM_ADDR], bytes, dram);
+}
+
+/* The DRAM source of the OCM bytes [lo, lo + len) if one run of recorded copies covers them
+ * (pieces that continue each other on both sides), else WPROV_NONE */
+static uint64_t wprov_source(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len)
+{
+    const wprov_table *t = &sim->wprov[lt];
+    uint64_t at = lo, src = WPROV_NONE;
+    while (at < lo + len) {
+        const wprov_entry *hit = NULL;
+        for (uint32_t k = 0; k < t->n && hit == NULL; k++) {
+            if (t->e[k].ocm_lo <= at && at < t->e[k].ocm_hi) hit = &t->e[k];
+        }
+        if (hit == NULL) return WPROV_NONE;
+        uint64_t d = hit->dram_lo + (at - hit->ocm_lo);
+        if (src == WPROV_NONE) {
+            src = d;
+        } else if (d != src + (at - lo)) {
+            return WPROV_NONE;
+        }
+        at = hit->ocm_hi;
+    }
+    return src;
 }
 
 /* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
@@ -2094,14 +2212,30 @@ static void wcache_drop(mlip_sim *sim, wcache_entry *e)
 }
 
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
-                                   const uint8_t *raw, size_t len, size_t floats, int *hit)
+                                   const uint8_t *raw, size_t len, size_t floats,
+                                   uint64_t dram_src, int *hit)
 {
     sim->wc_clock++;
+    /* raw is a copy of DRAM weights at dram_src made in this inference: an entry already
+     * compared with those DRAM bytes in this inference matches without a comparison */
+    if (dram_src != WPROV_NONE) {
+        for (uint32_t k = 0; k < sim->wc_n; k++) {
+            wcache_entry *e = &sim->wc[k];
+            if (e->valid && e->dram_src == dram_src && e->checked_run == sim->run_no &&
+                e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0) {
+                e->stamp = sim->wc_clock;
+                *hit = 1;
+                return e;
+            }
+        }
+    }
     for (uint32_t k = 0; k < sim->wc_n; k++) {
         wcache_entry *e = &sim->wc[k];
         if (e->valid && e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0 &&
             memcmp(e->raw, raw, len) == 0) {
             e->stamp = sim->wc_clock;
+            e->dram_src = dram_src;
+            e->checked_run = sim->run_no;
             *hit = 1;
             return e;
         }
@@ -2147,6 +2281,8 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     memcpy(victim->raw, raw, len);
     memcpy(victim->key, key, sizeof victim->key);
     victim->raw_len = len;
+    victim->dram_src = dram_src;
+    victim->checked_run = sim->run_no;
     victim->stamp = sim->wc_clock;
     return victim;
 }
@@ -2648,7 +2784,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
     uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
-    wcache_entry *we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw, &hit);
+    wcache_entry *we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
+                                     wprov_source(sim, lt, g->w_addr, wlen), &hit);
     if (we == NULL) return MLIP_ERR_NOMEM;
     float *W = align64f(we->buf);
     if (!hit) {
@@ -3727,6 +3864,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
         prep_invalidate(sim, lt, wlo, whi);
     }
     if (rcode != MLIP_OK) return rcode;
+    if (in->opcode == MLIP_OP_DMA_LOAD || in->opcode == MLIP_OP_TILE_COPY) {
+        wprov_note_copy(sim, lt, in);
+    }
     uint64_t end;
     if (c.engine == 3) {
         uint64_t t0 = start + p->issue_latency + p->dma_latency;
@@ -4124,6 +4264,10 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
         }
     }
     memcpy(sim->run_start, sim->base, sizeof sim->run_start);
+    /* the host may have written DRAM since the last inference: no OCM weights provenance
+     * carries over */
+    sim->run_no++;
+    memset(sim->wprov, 0, sizeof sim->wprov);
     uint64_t end_main = 0, end_fin = 0;
     int rc = run_section(sim, MLIP_SEC_MAIN, 0, &st, &end_main);
     if (rc != MLIP_OK) return rc;
