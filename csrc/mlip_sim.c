@@ -2351,29 +2351,29 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
-/* Up to 12 output pixels (NP, a compile-time constant of each instance) x 32 output channels
- * (two adjacent 16-channel weight blocks, the second at wblk + kk * OB) on the zero-padded
- * input, AVX-512F: 2 * NP accumulators, each loaded weight vector serves NP pixels.  Pixel
- * k starts at X + off[k]; tap (i, j) is at + (i*dh*iwp + j*dw) * ic.  Where dw == 1 and the
- * group spans every input channel, the taps (j, c) of one kernel row are contiguous in X and
- * in the weights, so they run as one loop of kw * icg.  Every output's accumulation order is
- * the documented (i, j, c) sequence, the same as the other kernels', so the bits are equal;
- * out[b][k][o] for block b. */
+/* Up to 12 output pixels (NP) x NB 16-channel weight blocks (NB = 1, or 2 adjacent blocks,
+ * the second at wblk + kk * OB) on the zero-padded input, AVX-512F; NP and NB are
+ * compile-time constants of each instance.  NP * NB accumulators: each loaded weight vector
+ * serves NP pixels.  Pixel k starts at X + off[k]; tap (i, j) is at + (i*dh*iwp + j*dw) * ic.
+ * Where dw == 1 and the group spans every input channel, the taps (j, c) of one kernel row
+ * are contiguous in X and in the weights, so they run as one loop of kw * icg.  Every
+ * output's accumulation order is the documented (i, j, c) sequence, the same as the other
+ * kernels', so the bits are equal; out[b][k][o] for block b. */
 #define KNP_ACC(k) __m512 a##k##0 = _mm512_setzero_ps(), a##k##1 = _mm512_setzero_ps()
 #define KNP_STEP(k)                                                                         \
     if (NP > k) {                                                                           \
         __m512 b = _mm512_set1_ps(xb[off[k] + c]);                                          \
         a##k##0 = _mm512_fmadd_ps(b, w0, a##k##0);                                          \
-        a##k##1 = _mm512_fmadd_ps(b, w1, a##k##1);                                          \
+        if (NB == 2) a##k##1 = _mm512_fmadd_ps(b, w1, a##k##1);                             \
     }
 #define KNP_STORE(k)                                                                        \
     if (NP > k) {                                                                           \
         _mm512_storeu_ps(out[0][k], a##k##0);                                               \
-        _mm512_storeu_ps(out[1][k], a##k##1);                                               \
+        if (NB == 2) _mm512_storeu_ps(out[1][k], a##k##1);                                  \
     }
 static inline __attribute__((always_inline, target("avx512f"))) void
-conv_np2_body(const int NP, const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-              int64_t iwp, const int64_t off[12], float out[2][12][OB])
+conv_np_body(const int NP, const int NB, const float *X, const float *wblk, const conv_geo *g,
+             int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])
 {
     KNP_ACC(0); KNP_ACC(1); KNP_ACC(2); KNP_ACC(3); KNP_ACC(4); KNP_ACC(5);
     KNP_ACC(6); KNP_ACC(7); KNP_ACC(8); KNP_ACC(9); KNP_ACC(10); KNP_ACC(11);
@@ -2385,7 +2385,8 @@ conv_np2_body(const int NP, const float *X, const float *wblk, const conv_geo *g
         for (int64_t j = 0; j < nj; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
             for (int64_t c = 0; c < run; c++, wp += OB) {
-                __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + second);
+                __m512 w0 = _mm512_loadu_ps(wp), w1 = w0;
+                if (NB == 2) w1 = _mm512_loadu_ps(wp + second);
                 KNP_STEP(0) KNP_STEP(1) KNP_STEP(2) KNP_STEP(3) KNP_STEP(4) KNP_STEP(5)
                 KNP_STEP(6) KNP_STEP(7) KNP_STEP(8) KNP_STEP(9) KNP_STEP(10) KNP_STEP(11)
             }
@@ -2398,63 +2399,99 @@ conv_np2_body(const int NP, const float *X, const float *wblk, const conv_geo *g
 #undef KNP_STEP
 #undef KNP_STORE
 
-typedef void (*conv_np2_fn)(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                            int64_t iwp, const int64_t off[12], float out[2][12][OB]);
-#define KNP_INSTANCE(n)                                                                     \
-    __attribute__((target("avx512f"))) static void conv_np2_##n(                            \
+typedef void (*conv_np_fn)(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                           int64_t iwp, const int64_t off[12], float out[2][12][OB]);
+#define KNP_INSTANCE(n, b)                                                                  \
+    __attribute__((target("avx512f"))) static void conv_np##n##_nb##b(                      \
         const float *X, const float *wblk, const conv_geo *g, int64_t icg, int64_t iwp,     \
         const int64_t off[12], float out[2][12][OB])                                        \
     {                                                                                       \
-        conv_np2_body(n, X, wblk, g, icg, iwp, off, out);                                   \
+        conv_np_body(n, b, X, wblk, g, icg, iwp, off, out);                                 \
     }
-KNP_INSTANCE(1) KNP_INSTANCE(2) KNP_INSTANCE(3) KNP_INSTANCE(4) KNP_INSTANCE(5)
-KNP_INSTANCE(6) KNP_INSTANCE(7) KNP_INSTANCE(8) KNP_INSTANCE(9) KNP_INSTANCE(10)
-KNP_INSTANCE(11) KNP_INSTANCE(12)
+#define KNP_INSTANCES(b)                                                                    \
+    KNP_INSTANCE(1, b) KNP_INSTANCE(2, b) KNP_INSTANCE(3, b) KNP_INSTANCE(4, b)             \
+    KNP_INSTANCE(5, b) KNP_INSTANCE(6, b) KNP_INSTANCE(7, b) KNP_INSTANCE(8, b)             \
+    KNP_INSTANCE(9, b) KNP_INSTANCE(10, b) KNP_INSTANCE(11, b) KNP_INSTANCE(12, b)
+KNP_INSTANCES(1)
+KNP_INSTANCES(2)
+#undef KNP_INSTANCES
 #undef KNP_INSTANCE
-/* conv_np2_avx512[np - 1] computes np pixels */
-static const conv_np2_fn conv_np2_avx512[12] = {
-    conv_np2_1, conv_np2_2, conv_np2_3, conv_np2_4, conv_np2_5, conv_np2_6,
-    conv_np2_7, conv_np2_8, conv_np2_9, conv_np2_10, conv_np2_11, conv_np2_12};
+/* conv_np_avx512[nb - 1][np - 1] computes np pixels of nb blocks */
+static const conv_np_fn conv_np_avx512[2][12] = {
+    {conv_np1_nb1, conv_np2_nb1, conv_np3_nb1, conv_np4_nb1, conv_np5_nb1, conv_np6_nb1,
+     conv_np7_nb1, conv_np8_nb1, conv_np9_nb1, conv_np10_nb1, conv_np11_nb1, conv_np12_nb1},
+    {conv_np1_nb2, conv_np2_nb2, conv_np3_nb2, conv_np4_nb2, conv_np5_nb2, conv_np6_nb2,
+     conv_np7_nb2, conv_np8_nb2, conv_np9_nb2, conv_np10_nb2, conv_np11_nb2, conv_np12_nb2}};
 
-/* The stores of np pixels x 32 channels from conv_np2_*: v = acc + bias (if any), then
- * NONE or RELU (ordered compare, NaN and -0 give +0, as apply_act), then fp16 RNE (F16C;
- * a vector holding a NaN goes through f2h, like f2h_row_f16c) or fp32.  Pixel k's 32
- * channels go to orow0 + k * pstride bytes.  Same values as the generic per-pixel path. */
-__attribute__((target("avx512f,f16c"))) static void
-conv_store_np2_avx512(float acc[2][12][OB], int64_t np, const float *bias, int relu,
-                      int fp16, uint8_t *orow0, int64_t pstride)
+/* Whether conv_store_avx512 does this activation (the others take the generic path) */
+static int conv_store_avx512_acts(int act)
 {
-    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-    if (bias != NULL) {
-        b0 = _mm512_loadu_ps(bias);
-        b1 = _mm512_loadu_ps(bias + OB);
+    return act == MLIP_ACT_NONE || act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6 ||
+           act == MLIP_ACT_CLIP || act == MLIP_ACT_LEAKY_RELU;
+}
+
+/* The stores of np pixels x `on` (<= 32) channels from conv_np_*: v = acc + bias (if any),
+ * then the activation with ordered compares and masks, exactly apply_act's values (NONE,
+ * RELU, RELU6, CLIP, LEAKY_RELU), then fp16 RNE (F16C; a vector holding a NaN goes through
+ * f2h, like f2h_row_f16c) or fp32.  Pixel k's channels go to orow0 + k * pstride bytes; a
+ * partial vector is stored through a small buffer (no byte beyond `on` is written). */
+__attribute__((target("avx512f,f16c"))) static void
+conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bias, int act,
+                  float alpha, float beta, int fp16, uint8_t *orow0, int64_t pstride)
+{
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+    int nh = on > OB ? 2 : 1;
+    __m512 bv[2] = {zero, zero};
+    for (int h = 0; h < nh && bias != NULL; h++) {
+        int64_t n = on - h * OB < OB ? on - h * OB : OB;
+        bv[h] = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), bias + h * OB);
     }
-    const __m512 zero = _mm512_setzero_ps();
     for (int64_t k = 0; k < np; k++) {
         uint8_t *orow = orow0 + k * pstride;
-        __m512 v[2] = {_mm512_loadu_ps(acc[0][k]), _mm512_loadu_ps(acc[1][k])};
-        if (bias != NULL) {
-            v[0] = _mm512_add_ps(v[0], b0);
-            v[1] = _mm512_add_ps(v[1], b1);
-        }
-        for (int h = 0; h < 2; h++) {
-            if (relu) {
-                v[h] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v[h], zero, _CMP_GT_OQ), v[h]);
+        for (int h = 0; h < nh; h++) {
+            int64_t n = on - h * OB < OB ? on - h * OB : OB;
+            __m512 v = _mm512_loadu_ps(acc[h][k]);
+            if (bias != NULL) v = _mm512_add_ps(v, bv[h]);
+            switch (act) {
+            case MLIP_ACT_RELU:
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+                break;
+            case MLIP_ACT_RELU6: {
+                __m512 y = _mm512_mask_mov_ps(six, _mm512_cmp_ps_mask(v, six, _CMP_LT_OQ), v);
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), y);
+                break;
+            }
+            case MLIP_ACT_CLIP: {
+                __m512 y = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+                v = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+                break;
+            }
+            case MLIP_ACT_LEAKY_RELU:
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ),
+                                       _mm512_mul_ps(lo, v));
+                break;
+            default:
+                break;
             }
             if (!fp16) {
-                _mm512_storeu_ps(orow + h * OB * 4, v[h]);
-            } else if (_mm512_cmp_ps_mask(v[h], v[h], _CMP_UNORD_Q) == 0) {
-                _mm256_storeu_si256((__m256i *)(void *)(orow + h * OB * 2),
-                                    _mm512_cvtps_ph(v[h], _MM_FROUND_TO_NEAREST_INT |
-                                                              _MM_FROUND_NO_EXC));
+                _mm512_mask_storeu_ps(orow + h * OB * 4, (__mmask16)((1u << n) - 1u), v);
+                continue;
+            }
+            uint16_t q[OB];
+            if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) == 0) {
+                __m256i hv = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                if (n == OB) {
+                    _mm256_storeu_si256((__m256i *)(void *)(orow + h * OB * 2), hv);
+                    continue;
+                }
+                _mm256_storeu_si256((__m256i *)(void *)q, hv);
             } else {
                 float t[OB];
-                _mm512_storeu_ps(t, v[h]);
-                for (int o = 0; o < OB; o++) {
-                    uint16_t q = f2h(t[o]);
-                    memcpy(orow + (h * OB + o) * 2, &q, 2);
-                }
+                _mm512_storeu_ps(t, v);
+                for (int o = 0; o < OB; o++) q[o] = f2h(t[o]);
             }
+            memcpy(orow + h * OB * 2, q, (size_t)n * 2);
         }
     }
 }
@@ -2681,6 +2718,7 @@ typedef struct conv_job {
     uint8_t *ocm;
     int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
     int64_t step;                     /* blocks per block group */
+    int avx512;                       /* the AVX-512 kernels (else AVX2 or portable) */
     int64_t nbg;                      /* block groups per group */
     int64_t nchunk;                   /* pixel chunks */
     int odt, act, has_bias;
@@ -2732,7 +2770,7 @@ static void conv_padded_part(void *ctx, int64_t part)
     int64_t pend = (chunk + 1) * PB * CONV_CHUNK;
     if (pend > j->npix) pend = j->npix;
     /* the AVX-512 kernels take up to 12 pixels per call, the others 6 */
-    int64_t pblk = nb == 2 ? 2 * PB : PB;
+    int64_t pblk = j->avx512 ? 2 * PB : PB;
     for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += pblk) {
         int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
         int64_t off[2 * PB];
@@ -2743,19 +2781,19 @@ static void conv_padded_part(void *ctx, int64_t part)
                          g->ic + gi * j->icg;
         }
 #if MLIP_HAVE_AVX2_KERNEL
-        if (nb == 2) {
+        if (j->avx512) {
             float acc2[2][12][OB];
-            conv_np2_avx512[np - 1](j->X, wblk, g, j->icg, j->iwp, off, acc2);
-            if (on == 2 * OB && (j->act == MLIP_ACT_NONE || j->act == MLIP_ACT_RELU) &&
+            conv_np_avx512[nb - 1][np - 1](j->X, wblk, g, j->icg, j->iwp, off, acc2);
+            if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
                 uint8_t *orow = j->ocm + g->out_addr +
                                 (uint64_t)(p0 * g->ops + gi * j->ocg + ob) * j->oes;
-                conv_store_np2_avx512(acc2, np, j->has_bias ? bias2 : NULL,
-                                      j->act == MLIP_ACT_RELU, j->odt == MLIP_DT_FP16, orow,
-                                      g->ops * j->oes);
+                conv_store_avx512(acc2, np, on, j->has_bias ? bias2 : NULL, j->act, j->alpha,
+                                  j->beta, j->odt == MLIP_DT_FP16, orow, g->ops * j->oes);
                 continue;
             }
-            conv_store_generic(j, acc2[0], acc2[1], np, p0, gi, ob, on, bias2);
+            conv_store_generic(j, acc2[0], nb == 2 ? acc2[1] : NULL, np, p0, gi, ob, on,
+                               bias2);
             continue;
         }
 #endif
@@ -2880,8 +2918,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
         conv_job job = {sim, g, X, W, ocm, icg, ocg, nob, kk, iwp, ptp, plp, g->oh * g->ow,
-                        sim->has_avx512 ? 2 : 1, 0, 0, odt, in->act, has_bias, oes, alpha,
-                        beta};
+                        sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
+                        has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
