@@ -136,6 +136,7 @@ typedef struct wcache_entry {
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
     uint64_t dram_src;     /* DRAM weights bytes equal to raw (WPROV_NONE: none known) */
     uint64_t checked_run;  /* the inference (run_no) in which dram_src was compared */
+    uint64_t fill;         /* which filling of this slot (0: empty) */
 } wcache_entry;
 
 /* Where a tile's OCM weights came from: [ocm_lo, ocm_hi) holds a plain copy of the DRAM
@@ -154,6 +155,21 @@ typedef struct wprov_table {
     uint32_t n;
     uint32_t next;  /* the slot a new entry replaces when the table is full */
 } wprov_table;
+
+/* A tile's OCM weights found equal to a cache entry: [ocm_lo, ocm_hi) matched entry `idx`
+ * (while it holds filling `fill`) and no OCM write overlapping it has happened since, so the
+ * bytes are still those of the entry (only the tile's own instructions and TILE_COPYs write
+ * its OCM, the host never does): weights that stay in OCM across inferences are compared
+ * once, not at every use. */
+typedef struct wver_entry {
+    uint64_t ocm_lo, ocm_hi, fill;
+    uint32_t idx;
+} wver_entry;
+typedef struct wver_table {
+    wver_entry e[WPROV_MAX];
+    uint32_t n;
+    uint32_t next;
+} wver_table;
 
 /* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
  * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
@@ -185,6 +201,8 @@ struct mlip_sim {
     int pool_init;                    /* pool.mu / go / done initialised */
     prep_cache xcache[MLIP_MAX_TILES];
     wprov_table wprov[MLIP_MAX_TILES];
+    wver_table wver[MLIP_MAX_TILES];
+    uint64_t wc_fills;                /* weights cache entries filled so far */
     uint64_t run_no;                  /* inferences started on this handle */
     wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
@@ -2102,7 +2120,7 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
     if (c->valid && lo < c->hi && c->lo < hi) {
         c->valid = 0;
     }
-    /* the weights provenance of the written bytes is gone */
+    /* the weights provenance and the checked weights of the written bytes are gone */
     wprov_table *t = &sim->wprov[lt];
     for (uint32_t k = 0; k < t->n;) {
         if (lo < t->e[k].ocm_hi && t->e[k].ocm_lo < hi) {
@@ -2112,6 +2130,49 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
         }
         k++;
     }
+    wver_table *v = &sim->wver[lt];
+    for (uint32_t k = 0; k < v->n;) {
+        if (lo < v->e[k].ocm_hi && v->e[k].ocm_lo < hi) {
+            v->e[k] = v->e[--v->n];
+            v->next = v->n;
+            continue;
+        }
+        k++;
+    }
+}
+
+/* The cache entry that tile lt's OCM weights [lo, lo + len) were found equal to, if no
+ * OCM write has touched them since and the entry still holds the same weights and key */
+static wcache_entry *wver_lookup(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len,
+                                 const uint64_t key[PREP_KEYS])
+{
+    const wver_table *v = &sim->wver[lt];
+    for (uint32_t k = 0; k < v->n; k++) {
+        const wver_entry *r = &v->e[k];
+        if (r->ocm_lo != lo || r->ocm_hi != lo + len || r->idx >= sim->wc_n) continue;
+        wcache_entry *e = &sim->wc[r->idx];
+        if (e->valid && e->fill == r->fill && e->raw_len == len &&
+            memcmp(e->key, key, sizeof e->key) == 0) {
+            e->stamp = ++sim->wc_clock;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void wver_note(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len,
+                      const wcache_entry *e)
+{
+    wver_table *v = &sim->wver[lt];
+    for (uint32_t k = 0; k < v->n; k++) {
+        if (v->e[k].ocm_lo == lo && v->e[k].ocm_hi == lo + len) {
+            v->e[k].idx = (uint32_t)(e - sim->wc);
+            v->e[k].fill = e->fill;
+            return;
+        }
+    }
+    uint32_t k = v->n < WPROV_MAX ? v->n++ : v->next++ % WPROV_MAX;
+    v->e[k] = (wver_entry){lo, lo + len, e->fill, (uint32_t)(e - sim->wc)};
 }
 
 static void wprov_add(mlip_sim *sim, uint32_t lt, uint64_t ocm, uint64_t bytes, uint64_t dram)
@@ -2284,6 +2345,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     victim->dram_src = dram_src;
     victim->checked_run = sim->run_no;
     victim->stamp = sim->wc_clock;
+    victim->fill = ++sim->wc_fills;
     return victim;
 }
 
@@ -2771,15 +2833,21 @@ static void conv_padded_part(void *ctx, int64_t part)
     if (pend > j->npix) pend = j->npix;
     /* the AVX-512 kernels take up to 12 pixels per call, the others 6 */
     int64_t pblk = j->avx512 ? 2 * PB : PB;
-    for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += pblk) {
+    /* output pixel p = (r, sc) starts at input pixel (r * sh - pt + ptp, sc * sw - pl + plp)
+     * of the padded block; (r, sc) advance without a division per pixel */
+    int64_t p1 = chunk * PB * CONV_CHUNK, r = p1 / g->ow, sc = p1 % g->ow;
+    for (int64_t p0 = p1; p0 < pend; p0 += pblk) {
         int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
         int64_t off[2 * PB];
-        for (int64_t k = 0; k < 2 * PB; k++) {
-            int64_t p = p0 + (k < np ? k : np - 1);
-            int64_t r = p / g->ow, sc = p % g->ow;
+        for (int64_t k = 0; k < np; k++) {
             off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
                          g->ic + gi * j->icg;
+            if (++sc == g->ow) {
+                sc = 0;
+                r++;
+            }
         }
+        for (int64_t k = np; k < 2 * PB; k++) off[k] = off[np - 1]; /* the 6-pixel kernels */
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
@@ -2822,8 +2890,12 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
     uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
-    wcache_entry *we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
-                                     wprov_source(sim, lt, g->w_addr, wlen), &hit);
+    wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
+    hit = we != NULL;
+    if (we == NULL) {
+        we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
+                           wprov_source(sim, lt, g->w_addr, wlen), &hit);
+    }
     if (we == NULL) return MLIP_ERR_NOMEM;
     float *W = align64f(we->buf);
     if (!hit) {
@@ -2868,6 +2940,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         we->finite = finite;
         we->valid = 1;
     }
+    wver_note(sim, lt, g->w_addr, wlen, we);
     /* Zero-padded input path: with finite weights a padding tap adds 0*w = +-0 to an
      * accumulator that can never be -0, i.e. changes nothing, so it equals skipping the tap;
      * then any 6 output pixels (across rows) share one kernel call. */
