@@ -3180,6 +3180,94 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     return MLIP_OK;
 }
 
+/* One int8 output pixel (r, s) of group gi: acc[o] = sum over the in-range taps (i, j, c)
+ * of X * W (int32; X holds x - in_zp, W is [g][t][ocg]).  No partial sum can overflow
+ * (|x - in_zp| <= 255, |w| <= 128, kh * kw * icg <= MLIP_MAX_INT8_K), so the vector lanes
+ * give the same sums as any order.  One body, compiled for AVX-512F, AVX2 and the baseline. */
+static inline __attribute__((always_inline)) void
+conv_i8_pixel_body(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                   int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s, int32_t *acc)
+{
+    int64_t i0, i1, j0, j1;
+    tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+    tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+    for (int64_t o = 0; o < ocg; o++) acc[o] = 0;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t y = r * g->sh + i * g->dh - g->pt;
+        for (int64_t j = j0; j < j1; j++) {
+            int64_t x = s * g->sw + j * g->dw - g->pl;
+            const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
+            const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg;
+            for (int64_t c = 0; c < icg; c++) {
+                int32_t v = xp[c];
+                const int32_t *w = wp + c * ocg;
+                for (int64_t o = 0; o < ocg; o++) acc[o] += v * w[o];
+            }
+        }
+    }
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+/* conv_i8_pixel_body with up to 64 output channels at a time held in registers (AVX-512F;
+ * the channels beyond ocg of a partial vector are neither loaded nor stored) */
+__attribute__((target("avx512f"))) static void
+conv_i8_pixel_avx512(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                     int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s, int32_t *acc)
+{
+    int64_t i0, i1, j0, j1;
+    tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+    tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+    for (int64_t ob = 0; ob < ocg; ob += 64) {
+        __mmask16 m[4];
+        for (int b = 0; b < 4; b++) {
+            int64_t n = ocg - ob - 16 * b;
+            m[b] = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : 0;
+        }
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
+                const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg + ob;
+                for (int64_t c = 0; c < icg; c++, wp += ocg) {
+                    __m512i v = _mm512_set1_epi32(xp[c]);
+                    a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[0], wp)));
+                    if (m[1] == 0) continue;
+                    a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[1], wp + 16)));
+                    if (m[2] == 0) continue;
+                    a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[2], wp + 32)));
+                    if (m[3] == 0) continue;
+                    a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[3], wp + 48)));
+                }
+            }
+        }
+        _mm512_mask_storeu_epi32(acc + ob, m[0], a0);
+        _mm512_mask_storeu_epi32(acc + ob + 16, m[1], a1);
+        _mm512_mask_storeu_epi32(acc + ob + 32, m[2], a2);
+        _mm512_mask_storeu_epi32(acc + ob + 48, m[3], a3);
+    }
+}
+
+__attribute__((target("avx2"))) static void
+conv_i8_pixel_avx2(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                   int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s, int32_t *acc)
+{
+    conv_i8_pixel_body(X, W, g, icg, ocg, kk, gi, r, s, acc);
+}
+#endif
+
+static void conv_i8_pixel_c(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                            int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s,
+                            int32_t *acc)
+{
+    conv_i8_pixel_body(X, W, g, icg, ocg, kk, gi, r, s, acc);
+}
+
 static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
 {
     int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
@@ -3209,24 +3297,16 @@ static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const 
     uint32_t oes = DT_SIZE[odt];
     for (int64_t gi = 0; gi < g->groups; gi++) {
         for (int64_t r = 0; r < g->oh; r++) {
-            int64_t i0, i1;
-            tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
             for (int64_t s = 0; s < g->ow; s++) {
-                int64_t j0, j1;
-                tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-                for (int64_t o = 0; o < ocg; o++) acc[o] = 0;
-                for (int64_t i = i0; i < i1; i++) {
-                    int64_t y = r * g->sh + i * g->dh - g->pt;
-                    for (int64_t j = j0; j < j1; j++) {
-                        int64_t x = s * g->sw + j * g->dw - g->pl;
-                        const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
-                        const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg;
-                        for (int64_t c = 0; c < icg; c++) {
-                            int32_t v = xp[c];
-                            const int32_t *w = wp + c * ocg;
-                            for (int64_t o = 0; o < ocg; o++) acc[o] += v * w[o];
-                        }
-                    }
+#if MLIP_HAVE_AVX2_KERNEL
+                if (sim->has_avx512) {
+                    conv_i8_pixel_avx512(X, W, g, icg, ocg, kk, gi, r, s, acc);
+                } else if (sim->has_avx2) {
+                    conv_i8_pixel_avx2(X, W, g, icg, ocg, kk, gi, r, s, acc);
+                } else
+#endif
+                {
+                    conv_i8_pixel_c(X, W, g, icg, ocg, kk, gi, r, s, acc);
                 }
                 uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
                 for (int64_t o = 0; o < ocg; o++) {

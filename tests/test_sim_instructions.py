@@ -256,6 +256,28 @@ def test_conv_int8_bit_exact():
         assert same(y, ref)
 
 
+@pytest.mark.parametrize("C,O,groups,stride", [(12, 20, 1, (1, 2)), (16, 80, 1, (1, 1)),
+                                               (24, 144, 2, (2, 1))])
+def test_conv_int8_channel_blocks_bit_exact(C, O, groups, stride):
+    """int8 CONV with partial 16-channel vectors and more than 64 channels per group (the
+    AVX-512 kernel's register blocks), on every kernel path."""
+    H, W, K = 7, 9, 3
+    x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)
+    w = RNG.integers(-128, 128, (O, K, K, C // groups)).astype(np.int8)
+    bias = RNG.integers(-5000, 5000, O).astype(np.int32)
+    scale = (RNG.random(O) * 1e-3).astype(F32)
+    geo = dict(stride=stride, pad=(1, 1), dil=(1, 1), groups=groups,
+               out_hw=out_hw(H, W, K, stride, (1, 1), (1, 1)))
+    pb, _ = conv_program(x, w, bias, geo=geo, out_dtype=DType.INT8, act=Act.RELU,
+                         scale=scale, in_zp=-7, out_zp=4)
+    ref = conv_ref(x, w, bias, out_dtype=DType.INT8, act=Act.RELU, scale=scale, in_zp=-7,
+                   out_zp=4, **geo)
+    assert len(np.unique(ref)) > 20
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
+        assert same(y, ref)
+
+
 def test_conv_int8_requantisation_rounds_half_to_even():
     """Requantised values exactly halfway between two codes go to the even one (docs/isa.md
     CONV int8: `saturate(rint_half_even(v) + out_zp)`), not away from zero."""
