@@ -188,8 +188,8 @@ def _weights_buffer(op: DmaLoadOp) -> BufferOp | None:
 
 
 def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
-                   held: list[tuple[int, int, int, int]] = (), split: bool = True
-                   ) -> list[DmaLoadOp]:
+                   held: list[tuple[int, int, int, int]] = (), split: bool = True,
+                   through: LayerOp | None = None) -> list[DmaLoadOp]:
     """The loads of a tile's first block of a layer that may run during the layer before
     (`previous`): loads of weights-kind buffers that no later block of the tile loads
     again, whose slots are disjoint from every buffer live at `previous` (its own and the
@@ -202,10 +202,11 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
     reloaded = {_weights_buffer(op) for blk in mine[1:] for op in blk.instructions()
                 if isinstance(op, DmaLoadOp)}
     index = previous.index.value.data
+    last = index if through is None else through.index.value.data
     live = [buf for buf in model.buffers()
-            if buf.live_layers()[0] <= index <= buf.live_layers()[1]]
+            if buf.live_layers()[0] <= last and index <= buf.live_layers()[1]]
     busy = [r for buf in live for r in _slot_ranges(buf, page)]
-    busy += [(lo, hi) for lo, hi, start, end in held if start <= index <= end]
+    busy += [(lo, hi) for lo, hi, start, end in held if start <= last and index <= end]
     first = [op for op in mine[0].instructions() if op.queue() == Queue.DMA_IN]
     hoisted = []
     whole = 0
@@ -519,6 +520,7 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
     active = [layer for layer in model.layers() if layer.block_ops()]
     pending_barrier = {tile: False for tile in tiles}
     early, held = long_range_loads(model, tiles) if prefetch else ({}, [])
+    weighted = {buf.layer.value.data for buf in model.buffers() if buf.kind.data == "weights"}
     for k, layer in enumerate(active):
         last_layer = k == len(active) - 1
         index = layer.index.value.data
@@ -526,10 +528,13 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
         hoisted: dict[int, list[DmaLoadOp]] = {}
         shared = Broadcast({}, {})
         if prefetch and not last_layer:
-            following = active[k + 1].block_ops()
+            target, through = k + 1, None
+            if k + 2 < len(active) and active[k + 1].index.value.data not in weighted:
+                target, through = k + 2, active[k + 1]  # across a layer without weights
+            following = active[target].block_ops()
             hoisted = {tile: prefetch_loads(model, layer, [b for b in following
                                                            if b.tile.value.data == tile],
-                                            held)
+                                            held, through=through)
                        for tile in tiles}
             if broadcast == "all":
                 shared = broadcast_loads(hoisted, shared_groups(hoisted))

@@ -169,7 +169,8 @@ def _occupied(needs: dict[int, tuple[int, int]], index: int, base: int, top: int
 
 
 def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
-           top: int, floors: dict[int, int], resident: bool) -> list[tuple[int, int]]:
+           top: int, floors: dict[int, int], resident: bool,
+           across: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
     """(candidate weights base, bytes of the head of the layer's weights free of the
     previous layer's buffers) for every candidate that fits the layer: page 0, just above
     the previous layer's weights, and as high as the layer's and the previous layer's
@@ -185,8 +186,13 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
         high = min([ceiling, *under]) - weights
     else:
         high = -1
+    extra = []
+    if across:  # the previous layer has no weights: keep apart from the one before it too
+        busy = busy + list(across)
+        extra = [hi for lo, hi in across if hi > lo]
+        high = min([high + weights, *[lo for lo, hi in across[1:] if hi > lo]]) - weights
     out = []
-    for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high)):
+    for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high, *extra)):
         if candidate < 0 or candidate + weights > ceiling:
             continue
         clash = [lo for lo, hi in busy if lo < candidate + weights and hi > candidate]
@@ -196,7 +202,7 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
 
 def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
                 top: int, floors: dict[int, int], resident: bool,
-                after: int | None = None) -> int:
+                after: int | None = None, across: list[tuple[int, int]] = ()) -> int:
     """The weights base of layer `index` after layer prev = (index, base) (`_heads`): the
     candidate whose weights head free of the previous layer is the longest (all of them
     when one allows), among those the one that leaves layer `after` (the next) the longest
@@ -209,7 +215,7 @@ def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None,
         return head, ahead
 
     best, best_score = 0, (0, -1)
-    for candidate, head in _heads(needs, prev, index, top, floors, resident):
+    for candidate, head in _heads(needs, prev, index, top, floors, resident, across):
         value = score(candidate, head)
         if value > best_score:
             best, best_score = candidate, value
@@ -229,7 +235,11 @@ def weight_bases(needs: dict[int, tuple[int, int]], top: int,
     order = [index for index, need in needs.items() if sum(need) > 0]
     for k, index in enumerate(order):
         after = order[k + 1] if k + 1 < len(order) else None
-        bases[index] = choose_base(needs, prev, index, top, floors, resident, after)
+        across: list[tuple[int, int]] = []
+        if k >= 2 and needs[order[k - 1]][0] == 0:
+            before = order[k - 2]
+            across = _occupied(needs, before, bases[before], top, floors, resident)
+        bases[index] = choose_base(needs, prev, index, top, floors, resident, after, across)
         prev = (index, bases[index])
     return bases
 
