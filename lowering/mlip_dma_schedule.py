@@ -219,7 +219,7 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
             hoisted.append(op)
             whole += 1
         elif split:
-            head = _free_head(op, buf, busy)
+            head = _free_piece(op, buf, busy)
             if head is not None:
                 hoisted.append(head)
     if hoisted and whole == len(first):
@@ -307,29 +307,47 @@ MIN_HEAD_BYTES = 16384
 """Partial prefetch: the least head of a weight load worth loading before the barrier."""
 
 
-def _free_head(op: DmaLoadOp, buf: BufferOp, busy: list[tuple[int, int]]) -> DmaLoadOp | None:
-    """Partial prefetch: when the first bytes of a plain 1-D weight load (`_load_key`) are
-    free of `busy` (at least MIN_HEAD_BYTES, cut on an OCM granule), split it in two: the
-    head is returned (to be hoisted), the tail replaces `op` in its block."""
+def _free_runs(start: int, end: int, busy: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The maximal sub-ranges of [start, end) that no range of `busy` overlaps."""
+    runs, at = [], start
+    for lo, hi in sorted(r for r in busy if r[0] < end and r[1] > start):
+        if lo > at:
+            runs.append((at, lo))
+        at = max(at, hi)
+    if at < end:
+        runs.append((at, end))
+    return runs
+
+
+def _free_piece(op: DmaLoadOp, buf: BufferOp, busy: list[tuple[int, int]]
+                ) -> DmaLoadOp | None:
+    """Partial prefetch: when a run of a plain 1-D weight load's bytes (`_load_key`) is free
+    of `busy` (the longest such run, at least MIN_HEAD_BYTES, cut on OCM granules), split
+    the load around it: the free piece is returned (to be hoisted), the bytes before and
+    after it replace `op` in its block."""
     if _load_key(op) is None:
         return None
     esize = DTYPE_SIZE[DTYPE_BY_NAME[op.properties["src"].data]]  # type: ignore[union-attr]
     count = _ival(op, "dim3")
     start = buf.addresses()[_ival(op, "ocm_slot")] + _ival(op, "ocm_offset")
     end = start + count * esize
-    clash = [lo for lo, hi in busy if lo < end and hi > start]
-    if not clash or min(clash) <= start:
+    runs = _free_runs(start, end, busy)
+    if not runs or runs == [(start, end)]:
         return None
-    head = (min(clash) - start) // OCM_GRANULE * OCM_GRANULE // esize
-    if head * esize < MIN_HEAD_BYTES or head >= count:
+    lo, hi = max(runs, key=lambda r: (r[1] - r[0], -r[0]))
+    first = -(-(lo - start) // OCM_GRANULE) * OCM_GRANULE // esize
+    last = count if hi == end else (hi - start) // OCM_GRANULE * OCM_GRANULE // esize
+    if (last - first) * esize < MIN_HEAD_BYTES:
         return None
-    first, rest = _piece_load(op, 0, head, esize), _piece_load(op, head, count, esize)
     block = op.parent_block()
     assert block is not None
-    block.insert_op_before(rest, op)
+    for a, b in ((0, first), (last, count)):
+        if b > a:
+            block.insert_op_before(_piece_load(op, a, b, esize), op)
+    piece = _piece_load(op, first, last, esize)
     op.detach()
     op.erase()
-    return first
+    return piece
 
 
 MIN_PIECE_BYTES = 4096

@@ -168,6 +168,15 @@ def _occupied(needs: dict[int, tuple[int, int]], index: int, base: int, top: int
     return [(base, base + weights), (top - scratch, top)]
 
 
+def _longest_free(start: int, end: int, busy: list[tuple[int, int]]) -> int:
+    """Bytes of the longest sub-range of [start, end) that no range of `busy` overlaps."""
+    best, at = 0, start
+    for lo, hi in sorted(r for r in busy if r[0] < end and r[1] > start):
+        best = max(best, lo - at)
+        at = max(at, hi)
+    return max(best, end - at)
+
+
 def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
            top: int, floors: dict[int, int], resident: bool,
            across: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
@@ -195,8 +204,7 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
     for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high, *extra)):
         if candidate < 0 or candidate + weights > ceiling:
             continue
-        clash = [lo for lo, hi in busy if lo < candidate + weights and hi > candidate]
-        out.append((candidate, weights if not clash else max(0, min(clash) - candidate)))
+        out.append((candidate, _longest_free(candidate, candidate + weights, busy)))
     return out or [(0, 0)]
 
 
