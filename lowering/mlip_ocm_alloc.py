@@ -186,7 +186,7 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
     scratch allow."""
     weights, scratch = needs[index]
     if prev is None or weights == 0:
-        return [(0, 0)]
+        return [(0, 0, 0)]
     prev_index, prev_base = prev
     busy = _occupied(needs, prev_index, prev_base, top, floors, resident)
     ceiling = floors.get(index, top) - scratch
@@ -204,8 +204,10 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
     for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high, *extra)):
         if candidate < 0 or candidate + weights > ceiling:
             continue
-        out.append((candidate, _longest_free(candidate, candidate + weights, busy)))
-    return out or [(0, 0)]
+        clash = [lo for lo, hi in busy if lo < candidate + weights and hi > candidate]
+        head = weights if not clash else max(0, min(clash) - candidate)
+        out.append((candidate, head, _longest_free(candidate, candidate + weights, busy)))
+    return out or [(0, 0, 0)]
 
 
 def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
@@ -215,16 +217,16 @@ def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None,
     candidate whose weights head free of the previous layer is the longest (all of them
     when one allows), among those the one that leaves layer `after` (the next) the longest
     head, the earliest on a tie (page 0 first)."""
-    def score(candidate: int, head: int) -> tuple[int, int]:
+    def score(candidate: int, head: int, run: int) -> tuple[int, int, int]:
         ahead = 0
         if after is not None and head > 0:
-            ahead = max(h for _, h in _heads(needs, (index, candidate), after, top, floors,
-                                            resident))
-        return head, ahead
+            ahead = max(h for _, h, _ in _heads(needs, (index, candidate), after, top,
+                                               floors, resident))
+        return head, ahead, run
 
-    best, best_score = 0, (0, -1)
-    for candidate, head in _heads(needs, prev, index, top, floors, resident, across):
-        value = score(candidate, head)
+    best, best_score = 0, (0, -1, -1)
+    for candidate, head, run in _heads(needs, prev, index, top, floors, resident, across):
+        value = score(candidate, head, run)
         if value > best_score:
             best, best_score = candidate, value
     return best
