@@ -168,6 +168,12 @@ def _occupied(needs: dict[int, tuple[int, int]], index: int, base: int, top: int
     return [(base, base + weights), (top - scratch, top)]
 
 
+def _head(start: int, size: int, busy: list[tuple[int, int]]) -> int:
+    """Bytes of the head of [start, start + size) that no range of `busy` overlaps."""
+    clash = [lo for lo, hi in busy if lo < start + size and hi > start]
+    return size if not clash else max(0, min(clash) - start)
+
+
 def _longest_free(start: int, end: int, busy: list[tuple[int, int]]) -> int:
     """Bytes of the longest sub-range of [start, end) that no range of `busy` overlaps."""
     best, at = 0, start
@@ -186,9 +192,11 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
     scratch allow."""
     weights, scratch = needs[index]
     if prev is None or weights == 0:
-        return [(0, 0, 0)]
+        return [(0, 0, 0, 0)]
     prev_index, prev_base = prev
     busy = _occupied(needs, prev_index, prev_base, top, floors, resident)
+    if prev_index in floors:  # the resident buffers live at the previous layer
+        busy = busy + [(floors[prev_index], top)]
     ceiling = floors.get(index, top) - scratch
     if index in floors or not resident:
         under = [lo for lo, hi in busy[1:] if hi > lo]  # the previous layer's scratch
@@ -196,18 +204,18 @@ def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, inde
     else:
         high = -1
     extra = []
-    if across:  # the previous layer has no weights: keep apart from the one before it too
-        busy = busy + list(across)
+    union = busy
+    if across:  # the previous layer has no weights: apart from the one before it too
+        union = busy + list(across)
         extra = [hi for lo, hi in across if hi > lo]
         high = min([high + weights, *[lo for lo, hi in across[1:] if hi > lo]]) - weights
     out = []
     for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high, *extra)):
         if candidate < 0 or candidate + weights > ceiling:
             continue
-        clash = [lo for lo, hi in busy if lo < candidate + weights and hi > candidate]
-        head = weights if not clash else max(0, min(clash) - candidate)
-        out.append((candidate, head, _longest_free(candidate, candidate + weights, busy)))
-    return out or [(0, 0, 0)]
+        out.append((candidate, _head(candidate, weights, busy), _head(candidate, weights, union),
+                    _longest_free(candidate, candidate + weights, union)))
+    return out or [(0, 0, 0, 0)]
 
 
 def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
@@ -217,16 +225,17 @@ def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None,
     candidate whose weights head free of the previous layer is the longest (all of them
     when one allows), among those the one that leaves layer `after` (the next) the longest
     head, the earliest on a tie (page 0 first)."""
-    def score(candidate: int, head: int, run: int) -> tuple[int, int, int]:
+    def score(candidate: int, head: int, union: int, run: int) -> tuple[int, ...]:
         ahead = 0
         if after is not None and head > 0:
-            ahead = max(h for _, h, _ in _heads(needs, (index, candidate), after, top,
-                                               floors, resident))
-        return head, ahead, run
+            ahead = max(h[1] for h in _heads(needs, (index, candidate), after, top, floors,
+                                              resident))
+        return head, union, ahead, run
 
-    best, best_score = 0, (0, -1, -1)
-    for candidate, head, run in _heads(needs, prev, index, top, floors, resident, across):
-        value = score(candidate, head, run)
+    best, best_score = 0, (0, -1, -1, -1)
+    for candidate, head, union, run in _heads(needs, prev, index, top, floors, resident,
+                                              across):
+        value = score(candidate, head, union, run)
         if value > best_score:
             best, best_score = candidate, value
     return best
@@ -249,6 +258,8 @@ def weight_bases(needs: dict[int, tuple[int, int]], top: int,
         if k >= 2 and needs[order[k - 1]][0] == 0:
             before = order[k - 2]
             across = _occupied(needs, before, bases[before], top, floors, resident)
+            if before in floors:
+                across.append((floors[before], top))
         bases[index] = choose_base(needs, prev, index, top, floors, resident, after, across)
         prev = (index, bases[index])
     return bases
