@@ -52,13 +52,26 @@ schedule removed its activation load), a DMA_IN NOP stays in their place. Why ev
   OCM, and they happen-before). The next layer's own accesses to its weights are ordered
   after the loads as above.
 
-Partial prefetch (in `prefetch_loads`, `_free_head`): a plain 1-D weight load of the first
-block whose slots are not disjoint from the buffers live at the current layer, but whose
-first bytes (at least MIN_HEAD_BYTES, cut on an OCM granule) are, is split in two: the head
-is hoisted as above, the tail stays in the block (after the barrier). The head's hazards
+Partial prefetch (in `prefetch_loads`, `_free_piece`): a plain 1-D weight load of the first
+block whose slots are not disjoint from the buffers live at the current layer, but of which
+a run of bytes (the longest, at least MIN_HEAD_BYTES, cut on OCM granules: its head, its
+tail or a middle part) is, is split around that run: the free piece is hoisted as above,
+the bytes before and after it stay in the block (after the barrier). The piece's hazards
 are those of a hoisted load (the bytes it writes are disjoint from every buffer live at the
-layer); the tail is an ordinary load of the block, and the first compute of the next layer
-pops the token of the block's last load, which follows both in DMA_IN program order.
+layer); the rest are ordinary loads of the block, and the first compute of the next layer
+pops the token of the block's last load, which follows all of them in DMA_IN program order.
+
+Across a layer without weights (`through`): when the next layer L+1 has no weights-kind
+buffer (an Add, a pool, a copy), the boundary after L prefetches the weights of L+2
+instead, under the same rules with the buffers live at L or L+1 (and the held ranges over
+L .. L+1) as the busy set; the boundary after L+1 then prefetches what is left of L+2 as
+usual. Hazards: the loads write OCM disjoint from every buffer live at L and L+1, so the
+last earlier accesses of those bytes belong to layers before L and happen-before the
+barrier ending L - 1, which precedes the loads on the tile's DMA_IN queue; no other
+prefetch writes them meanwhile (the boundary after L+1 targets L+2 itself); L+2 reads them
+only in its computes, whose first pops the token of the last load of its first block,
+which follows them in DMA_IN program order. When broadcast, the copies precede the barrier
+ending L (as at any boundary), so they also precede L+2's reads on every tile.
 
 Long-range prefetch (`long_range_loads`, with prefetch): `mlip-ocm-alloc` plans, for some
 layers j, an earlier layer s <= j - 2 with unused DRAM time (`plan_prefetch`, its rule 4)
@@ -106,7 +119,9 @@ before (the copy follows that barrier on its tile: DMA_IN pop -> piece load -> N
 copy); the next layer's reads of them follow the barrier that the copies precede. "auto"
 shares only where that saves cycles (`sharing_pays`, `least_saved`): the copies and
 their latencies come before the barrier, while unshared prefetch loads delay nothing but
-the next layer's first compute.
+the next layer's first compute; loads prefetched across a layer without weights are
+shared whenever alike (unshared, every tile would read them from DRAM, where the boundary
+after that layer, which computes next to nothing, would have shared them).
 
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input
@@ -193,9 +208,11 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
     """The loads of a tile's first block of a layer that may run during the layer before
     (`previous`): loads of weights-kind buffers that no later block of the tile loads
     again, whose slots are disjoint from every buffer live at `previous` (its own and the
-    resident buffers of mlip-residency whose live layers include it; module docstring).
-    When they are all of the first block's loads, a DMA_IN NOP is added to the block so it
-    keeps a load of its own that pops the barrier's token."""
+    resident buffers of mlip-residency whose live layers include it; module docstring);
+    with `through` (a later layer, the one without weights before `mine`'s layer), every
+    buffer live at any layer from `previous` to `through`. A load with a free piece only
+    is split (`_free_piece`). When they are all of the first block's loads, a DMA_IN NOP
+    is added to the block so it keeps a load of its own that pops the barrier's token."""
     if not mine:
         return []
     page = model.page_size.value.data
@@ -304,7 +321,8 @@ def _spread(loads: list[DmaLoadOp], blocks: int) -> list[list[DmaLoadOp]]:
 
 
 MIN_HEAD_BYTES = 16384
-"""Partial prefetch: the least head of a weight load worth loading before the barrier."""
+"""Partial prefetch: the least free piece of a weight load worth loading before the
+barrier."""
 
 
 def _free_runs(start: int, end: int, busy: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -558,7 +576,10 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
                 shared = broadcast_loads(hoisted, shared_groups(hoisted))
             elif broadcast == "auto":
                 groups = shared_groups(hoisted, least_saved(model))
-                if groups and sharing_pays(model, layer, hoisted, groups):
+                # across a layer without weights: always shared (the boundary after that
+                # layer, where they would load otherwise, computes next to nothing)
+                if groups and (through is not None
+                               or sharing_pays(model, layer, hoisted, groups)):
                     shared = broadcast_loads(hoisted, groups)
         for tile in tiles:
             mine = [b for b in blocks if b.tile.value.data == tile]

@@ -25,10 +25,15 @@ Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` 
    layer L before it, so that `mlip-dma-schedule` may load them while L computes. The
    candidate bases of L+1 are page 0, the page just above L's weights and the highest base
    below both layers' scratch (and L+1's resident floor); each that fits L+1 is scored by
-   the head of L+1's weights free of L's buffers (all of them when disjoint; a partial
-   head is loaded early by `mlip-dma-schedule`, the rest after the barrier), then by the
-   head it leaves the layer after (one layer of look-ahead); the earliest wins a tie, so
-   page 0 when none leaves a head. Without residents the range `ocm_end` is the largest of
+   the head of L+1's weights free of L's buffers and of the resident buffers live at L
+   (all of them when disjoint; a partial head is loaded early by `mlip-dma-schedule`, the
+   rest after the barrier), then (only when L has no weights: an Add, a pool) by the head
+   free of the layer before L as well (`mlip-dma-schedule` then loads L+1's weights during
+   that layer, across L), then by the head it leaves the layer after (one layer of
+   look-ahead), then by the longest run of L+1's weights free of those buffers (a free run
+   that is not a head is loaded early as well); the earliest wins a tie, so page 0 when
+   none leaves a head. Without a free head, the candidates above L's weights and of L's
+   predecessor's buffers' ends are tried too. Without residents the range `ocm_end` is the largest of
    each layer's need and of each boundary's need `weights(L) + weights(L+1) +
    max(scratch(L), scratch(L+1))` that fits `ocm_size`. A base that does not fit under a
    layer's residents falls back to 0; `mlip-dma-schedule` hoists a load only when its slots
