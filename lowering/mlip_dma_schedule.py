@@ -52,13 +52,26 @@ schedule removed its activation load), a DMA_IN NOP stays in their place. Why ev
   OCM, and they happen-before). The next layer's own accesses to its weights are ordered
   after the loads as above.
 
-Partial prefetch (in `prefetch_loads`, `_free_head`): a plain 1-D weight load of the first
-block whose slots are not disjoint from the buffers live at the current layer, but whose
-first bytes (at least MIN_HEAD_BYTES, cut on an OCM granule) are, is split in two: the head
-is hoisted as above, the tail stays in the block (after the barrier). The head's hazards
+Partial prefetch (in `prefetch_loads`, `_free_piece`): a plain 1-D weight load of the first
+block whose slots are not disjoint from the buffers live at the current layer, but of which
+a run of bytes (the longest, at least MIN_HEAD_BYTES, cut on OCM granules: its head, its
+tail or a middle part) is, is split around that run: the free piece is hoisted as above,
+the bytes before and after it stay in the block (after the barrier). The piece's hazards
 are those of a hoisted load (the bytes it writes are disjoint from every buffer live at the
-layer); the tail is an ordinary load of the block, and the first compute of the next layer
-pops the token of the block's last load, which follows both in DMA_IN program order.
+layer); the rest are ordinary loads of the block, and the first compute of the next layer
+pops the token of the block's last load, which follows all of them in DMA_IN program order.
+
+Across a layer without weights (`through`): when the next layer L+1 has no weights-kind
+buffer (an Add, a pool, a copy), the boundary after L prefetches the weights of L+2
+instead, under the same rules with the buffers live at L or L+1 (and the held ranges over
+L .. L+1) as the busy set; the boundary after L+1 then prefetches what is left of L+2 as
+usual. Hazards: the loads write OCM disjoint from every buffer live at L and L+1, so the
+last earlier accesses of those bytes belong to layers before L and happen-before the
+barrier ending L - 1, which precedes the loads on the tile's DMA_IN queue; no other
+prefetch writes them meanwhile (the boundary after L+1 targets L+2 itself); L+2 reads them
+only in its computes, whose first pops the token of the last load of its first block,
+which follows them in DMA_IN program order. When broadcast, the copies precede the barrier
+ending L (as at any boundary), so they also precede L+2's reads on every tile.
 
 Long-range prefetch (`long_range_loads`, with prefetch): `mlip-ocm-alloc` plans, for some
 layers j, an earlier layer s <= j - 2 with unused DRAM time (`plan_prefetch`, its rule 4)
@@ -106,7 +119,9 @@ before (the copy follows that barrier on its tile: DMA_IN pop -> piece load -> N
 copy); the next layer's reads of them follow the barrier that the copies precede. "auto"
 shares only where that saves cycles (`sharing_pays`, `least_saved`): the copies and
 their latencies come before the barrier, while unshared prefetch loads delay nothing but
-the next layer's first compute.
+the next layer's first compute; loads prefetched across a layer without weights are
+shared whenever alike (unshared, every tile would read them from DRAM, where the boundary
+after that layer, which computes next to nothing, would have shared them).
 
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input
@@ -188,24 +203,27 @@ def _weights_buffer(op: DmaLoadOp) -> BufferOp | None:
 
 
 def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
-                   held: list[tuple[int, int, int, int]] = (), split: bool = True
-                   ) -> list[DmaLoadOp]:
+                   held: list[tuple[int, int, int, int]] = (), split: bool = True,
+                   through: LayerOp | None = None) -> list[DmaLoadOp]:
     """The loads of a tile's first block of a layer that may run during the layer before
     (`previous`): loads of weights-kind buffers that no later block of the tile loads
     again, whose slots are disjoint from every buffer live at `previous` (its own and the
-    resident buffers of mlip-residency whose live layers include it; module docstring).
-    When they are all of the first block's loads, a DMA_IN NOP is added to the block so it
-    keeps a load of its own that pops the barrier's token."""
+    resident buffers of mlip-residency whose live layers include it; module docstring);
+    with `through` (a later layer, the one without weights before `mine`'s layer), every
+    buffer live at any layer from `previous` to `through`. A load with a free piece only
+    is split (`_free_piece`). When they are all of the first block's loads, a DMA_IN NOP
+    is added to the block so it keeps a load of its own that pops the barrier's token."""
     if not mine:
         return []
     page = model.page_size.value.data
     reloaded = {_weights_buffer(op) for blk in mine[1:] for op in blk.instructions()
                 if isinstance(op, DmaLoadOp)}
     index = previous.index.value.data
+    last = index if through is None else through.index.value.data
     live = [buf for buf in model.buffers()
-            if buf.live_layers()[0] <= index <= buf.live_layers()[1]]
+            if buf.live_layers()[0] <= last and index <= buf.live_layers()[1]]
     busy = [r for buf in live for r in _slot_ranges(buf, page)]
-    busy += [(lo, hi) for lo, hi, start, end in held if start <= index <= end]
+    busy += [(lo, hi) for lo, hi, start, end in held if start <= last and index <= end]
     first = [op for op in mine[0].instructions() if op.queue() == Queue.DMA_IN]
     hoisted = []
     whole = 0
@@ -218,7 +236,7 @@ def prefetch_loads(model: ModelOp, previous: LayerOp, mine: list[BlockOp],
             hoisted.append(op)
             whole += 1
         elif split:
-            head = _free_head(op, buf, busy)
+            head = _free_piece(op, buf, busy)
             if head is not None:
                 hoisted.append(head)
     if hoisted and whole == len(first):
@@ -303,32 +321,51 @@ def _spread(loads: list[DmaLoadOp], blocks: int) -> list[list[DmaLoadOp]]:
 
 
 MIN_HEAD_BYTES = 16384
-"""Partial prefetch: the least head of a weight load worth loading before the barrier."""
+"""Partial prefetch: the least free piece of a weight load worth loading before the
+barrier."""
 
 
-def _free_head(op: DmaLoadOp, buf: BufferOp, busy: list[tuple[int, int]]) -> DmaLoadOp | None:
-    """Partial prefetch: when the first bytes of a plain 1-D weight load (`_load_key`) are
-    free of `busy` (at least MIN_HEAD_BYTES, cut on an OCM granule), split it in two: the
-    head is returned (to be hoisted), the tail replaces `op` in its block."""
+def _free_runs(start: int, end: int, busy: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The maximal sub-ranges of [start, end) that no range of `busy` overlaps."""
+    runs, at = [], start
+    for lo, hi in sorted(r for r in busy if r[0] < end and r[1] > start):
+        if lo > at:
+            runs.append((at, lo))
+        at = max(at, hi)
+    if at < end:
+        runs.append((at, end))
+    return runs
+
+
+def _free_piece(op: DmaLoadOp, buf: BufferOp, busy: list[tuple[int, int]]
+                ) -> DmaLoadOp | None:
+    """Partial prefetch: when a run of a plain 1-D weight load's bytes (`_load_key`) is free
+    of `busy` (the longest such run, at least MIN_HEAD_BYTES, cut on OCM granules), split
+    the load around it: the free piece is returned (to be hoisted), the bytes before and
+    after it replace `op` in its block."""
     if _load_key(op) is None:
         return None
     esize = DTYPE_SIZE[DTYPE_BY_NAME[op.properties["src"].data]]  # type: ignore[union-attr]
     count = _ival(op, "dim3")
     start = buf.addresses()[_ival(op, "ocm_slot")] + _ival(op, "ocm_offset")
     end = start + count * esize
-    clash = [lo for lo, hi in busy if lo < end and hi > start]
-    if not clash or min(clash) <= start:
+    runs = _free_runs(start, end, busy)
+    if not runs or runs == [(start, end)]:
         return None
-    head = (min(clash) - start) // OCM_GRANULE * OCM_GRANULE // esize
-    if head * esize < MIN_HEAD_BYTES or head >= count:
+    lo, hi = max(runs, key=lambda r: (r[1] - r[0], -r[0]))
+    first = -(-(lo - start) // OCM_GRANULE) * OCM_GRANULE // esize
+    last = count if hi == end else (hi - start) // OCM_GRANULE * OCM_GRANULE // esize
+    if (last - first) * esize < MIN_HEAD_BYTES:
         return None
-    first, rest = _piece_load(op, 0, head, esize), _piece_load(op, head, count, esize)
     block = op.parent_block()
     assert block is not None
-    block.insert_op_before(rest, op)
+    for a, b in ((0, first), (last, count)):
+        if b > a:
+            block.insert_op_before(_piece_load(op, a, b, esize), op)
+    piece = _piece_load(op, first, last, esize)
     op.detach()
     op.erase()
-    return first
+    return piece
 
 
 MIN_PIECE_BYTES = 4096
@@ -519,6 +556,7 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
     active = [layer for layer in model.layers() if layer.block_ops()]
     pending_barrier = {tile: False for tile in tiles}
     early, held = long_range_loads(model, tiles) if prefetch else ({}, [])
+    weighted = {buf.layer.value.data for buf in model.buffers() if buf.kind.data == "weights"}
     for k, layer in enumerate(active):
         last_layer = k == len(active) - 1
         index = layer.index.value.data
@@ -526,16 +564,22 @@ def schedule(model: ModelOp, prefetch: bool = True, broadcast: str = "auto") -> 
         hoisted: dict[int, list[DmaLoadOp]] = {}
         shared = Broadcast({}, {})
         if prefetch and not last_layer:
-            following = active[k + 1].block_ops()
+            target, through = k + 1, None
+            if k + 2 < len(active) and active[k + 1].index.value.data not in weighted:
+                target, through = k + 2, active[k + 1]  # across a layer without weights
+            following = active[target].block_ops()
             hoisted = {tile: prefetch_loads(model, layer, [b for b in following
                                                            if b.tile.value.data == tile],
-                                            held)
+                                            held, through=through)
                        for tile in tiles}
             if broadcast == "all":
                 shared = broadcast_loads(hoisted, shared_groups(hoisted))
             elif broadcast == "auto":
                 groups = shared_groups(hoisted, least_saved(model))
-                if groups and sharing_pays(model, layer, hoisted, groups):
+                # across a layer without weights: always shared (the boundary after that
+                # layer, where they would load otherwise, computes next to nothing)
+                if groups and (through is not None
+                               or sharing_pays(model, layer, hoisted, groups)):
                     shared = broadcast_loads(hoisted, groups)
         for tile in tiles:
             mine = [b for b in blocks if b.tile.value.data == tile]

@@ -25,10 +25,15 @@ Rules (../shared/docs/mlip-hardware.md): OCM is managed in pages of `page_size` 
    layer L before it, so that `mlip-dma-schedule` may load them while L computes. The
    candidate bases of L+1 are page 0, the page just above L's weights and the highest base
    below both layers' scratch (and L+1's resident floor); each that fits L+1 is scored by
-   the head of L+1's weights free of L's buffers (all of them when disjoint; a partial
-   head is loaded early by `mlip-dma-schedule`, the rest after the barrier), then by the
-   head it leaves the layer after (one layer of look-ahead); the earliest wins a tie, so
-   page 0 when none leaves a head. Without residents the range `ocm_end` is the largest of
+   the head of L+1's weights free of L's buffers and of the resident buffers live at L
+   (all of them when disjoint; a partial head is loaded early by `mlip-dma-schedule`, the
+   rest after the barrier), then (only when L has no weights: an Add, a pool) by the head
+   free of the layer before L as well (`mlip-dma-schedule` then loads L+1's weights during
+   that layer, across L), then by the head it leaves the layer after (one layer of
+   look-ahead), then by the longest run of L+1's weights free of those buffers (a free run
+   that is not a head is loaded early as well); the earliest wins a tie, so page 0 when
+   none leaves a head. Without a free head, the candidates above L's weights and of L's
+   predecessor's buffers' ends are tried too. Without residents the range `ocm_end` is the largest of
    each layer's need and of each boundary's need `weights(L) + weights(L+1) +
    max(scratch(L), scratch(L+1))` that fits `ocm_size`. A base that does not fit under a
    layer's residents falls back to 0; `mlip-dma-schedule` hoists a load only when its slots
@@ -168,49 +173,74 @@ def _occupied(needs: dict[int, tuple[int, int]], index: int, base: int, top: int
     return [(base, base + weights), (top - scratch, top)]
 
 
+def _head(start: int, size: int, busy: list[tuple[int, int]]) -> int:
+    """Bytes of the head of [start, start + size) that no range of `busy` overlaps."""
+    clash = [lo for lo, hi in busy if lo < start + size and hi > start]
+    return size if not clash else max(0, min(clash) - start)
+
+
+def _longest_free(start: int, end: int, busy: list[tuple[int, int]]) -> int:
+    """Bytes of the longest sub-range of [start, end) that no range of `busy` overlaps."""
+    best, at = 0, start
+    for lo, hi in sorted(r for r in busy if r[0] < end and r[1] > start):
+        best = max(best, lo - at)
+        at = max(at, hi)
+    return max(best, end - at)
+
+
 def _heads(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
-           top: int, floors: dict[int, int], resident: bool) -> list[tuple[int, int]]:
+           top: int, floors: dict[int, int], resident: bool,
+           across: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
     """(candidate weights base, bytes of the head of the layer's weights free of the
     previous layer's buffers) for every candidate that fits the layer: page 0, just above
     the previous layer's weights, and as high as the layer's and the previous layer's
     scratch allow."""
     weights, scratch = needs[index]
     if prev is None or weights == 0:
-        return [(0, 0)]
+        return [(0, 0, 0, 0)]
     prev_index, prev_base = prev
     busy = _occupied(needs, prev_index, prev_base, top, floors, resident)
+    if prev_index in floors:  # the resident buffers live at the previous layer
+        busy = busy + [(floors[prev_index], top)]
     ceiling = floors.get(index, top) - scratch
     if index in floors or not resident:
         under = [lo for lo, hi in busy[1:] if hi > lo]  # the previous layer's scratch
         high = min([ceiling, *under]) - weights
     else:
         high = -1
+    extra = []
+    union = busy
+    if across:  # the previous layer has no weights: apart from the one before it too
+        union = busy + list(across)
+        extra = [hi for lo, hi in across if hi > lo]
+        high = min([high + weights, *[lo for lo, hi in across[1:] if hi > lo]]) - weights
     out = []
-    for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high)):
+    for candidate in dict.fromkeys((0, prev_base + needs[prev_index][0], high, *extra)):
         if candidate < 0 or candidate + weights > ceiling:
             continue
-        clash = [lo for lo, hi in busy if lo < candidate + weights and hi > candidate]
-        out.append((candidate, weights if not clash else max(0, min(clash) - candidate)))
-    return out or [(0, 0)]
+        out.append((candidate, _head(candidate, weights, busy), _head(candidate, weights, union),
+                    _longest_free(candidate, candidate + weights, union)))
+    return out or [(0, 0, 0, 0)]
 
 
 def choose_base(needs: dict[int, tuple[int, int]], prev: tuple[int, int] | None, index: int,
                 top: int, floors: dict[int, int], resident: bool,
-                after: int | None = None) -> int:
+                after: int | None = None, across: list[tuple[int, int]] = ()) -> int:
     """The weights base of layer `index` after layer prev = (index, base) (`_heads`): the
     candidate whose weights head free of the previous layer is the longest (all of them
     when one allows), among those the one that leaves layer `after` (the next) the longest
     head, the earliest on a tie (page 0 first)."""
-    def score(candidate: int, head: int) -> tuple[int, int]:
+    def score(candidate: int, head: int, union: int, run: int) -> tuple[int, ...]:
         ahead = 0
         if after is not None and head > 0:
-            ahead = max(h for _, h in _heads(needs, (index, candidate), after, top, floors,
-                                            resident))
-        return head, ahead
+            ahead = max(h[1] for h in _heads(needs, (index, candidate), after, top, floors,
+                                              resident))
+        return head, union, ahead, run
 
-    best, best_score = 0, (0, -1)
-    for candidate, head in _heads(needs, prev, index, top, floors, resident):
-        value = score(candidate, head)
+    best, best_score = 0, (0, -1, -1, -1)
+    for candidate, head, union, run in _heads(needs, prev, index, top, floors, resident,
+                                              across):
+        value = score(candidate, head, union, run)
         if value > best_score:
             best, best_score = candidate, value
     return best
@@ -229,9 +259,23 @@ def weight_bases(needs: dict[int, tuple[int, int]], top: int,
     order = [index for index, need in needs.items() if sum(need) > 0]
     for k, index in enumerate(order):
         after = order[k + 1] if k + 1 < len(order) else None
-        bases[index] = choose_base(needs, prev, index, top, floors, resident, after)
+        across = _across(needs, order, k, bases, top, floors, resident)
+        bases[index] = choose_base(needs, prev, index, top, floors, resident, after, across)
         prev = (index, bases[index])
     return bases
+
+
+def _across(needs: dict[int, tuple[int, int]], order: list[int], k: int, bases: dict[int, int],
+            top: int, floors: dict[int, int], resident: bool) -> list[tuple[int, int]]:
+    """The byte ranges of the layer two before `order[k]` when the one between has no
+    weights (the prefetch across it must keep clear of both), else []."""
+    if k < 2 or needs[order[k - 1]][0] != 0:
+        return []
+    before = order[k - 2]
+    across = _occupied(needs, before, bases[before], top, floors, resident)
+    if before in floors:
+        across.append((floors[before], top))
+    return across
 
 
 def prefetch_heads(needs: dict[int, tuple[int, int]], top: int, floors: dict[int, int]
@@ -242,8 +286,11 @@ def prefetch_heads(needs: dict[int, tuple[int, int]], top: int, floors: dict[int
     bases = weight_bases(needs, top, floors, True)
     order = [index for index, need in needs.items() if sum(need) > 0]
     heads = {}
-    for prev, index in zip(order, order[1:]):
-        found = dict(_heads(needs, (prev, bases[prev]), index, top, floors, True))
+    for k in range(1, len(order)):
+        prev, index = order[k - 1], order[k]
+        across = _across(needs, order, k, bases, top, floors, True)
+        found = {candidate: head for candidate, head, *_ in
+                 _heads(needs, (prev, bases[prev]), index, top, floors, True, across)}
         heads[index] = found.get(bases[index], 0)
     return heads
 

@@ -119,8 +119,12 @@ def test_weights_placed_apart_from_the_previous_layer_when_they_fit():
     # layer 1's weights fit just below its larger scratch
     needs = {0: (2 * page, 2 * page), 1: (2 * page, 6 * page)}
     assert weight_bases(needs, 10 * page) == {0: 0, 1: 2 * page}
-    # no room apart from layer 0's buffers: page 0, as without prefetch
+    # no room apart from layer 0's buffers and no free head at any base: the highest base
+    # (page 3) leaves the longest free run (pages 4-5, loaded before the barrier)
     needs = {0: (4 * page, 4 * page), 1: (3 * page, 4 * page)}
+    assert weight_bases(needs, 10 * page) == {0: 0, 1: 3 * page}
+    # nothing free anywhere (layer 1 fills what layer 0 leaves): page 0, as without prefetch
+    needs = {0: (4 * page, 4 * page), 1: (4 * page, 6 * page)}
     assert weight_bases(needs, 10 * page) == {0: 0, 1: 0}
     # layers without buffers are skipped: layer 2 is placed against layer 0
     needs = {0: (2 * page, 2 * page), 1: (0, 0), 2: (page, 2 * page)}
