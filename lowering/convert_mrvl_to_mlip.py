@@ -18,7 +18,9 @@ pixel row of one channel, must fit in a quarter of the OCM).
 
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
 weight steps, int32 bias, per-tensor activation steps and zero points from mrvl-quantize;
-a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation). Sum2D /
+a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation; a CONV / FC
+annotated `mrvl.real_output` writes fp32 real values to its f32 (f16 I/O: f16) output
+tensor). Sum2D /
 Mul2D are ELTWISE ADD / MUL and Activation is ACT; in int8 their SCALE fields dequantise the
 inputs, compute on real values and requantise to the output step in one instruction.
 """
@@ -59,6 +61,7 @@ from mrvl.lowering.mrvl_quantize import (
     SCALE_ATTR,
     ZP_ATTR,
     constant_value,
+    is_real_output,
     weight_scales,
 )
 from mrvl.lowering.mlip_conv_blocking import (
@@ -260,6 +263,13 @@ def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: S
     return wq, bq, rq
 
 
+def _real_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
+    """int8 CONV / FC annotated `mrvl.real_output`: the matrix engine writes fp32 real
+    values (`dst_dtype` FP32, activation on real values) and the store writes them to the
+    float output tensor."""
+    return b.cd == DType.INT8 and is_real_output(op)
+
+
 def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
     """int8 with a fused sigmoid: the matrix engine writes fp32 real values to an `acc`
     buffer and an ACT instruction applies the sigmoid and quantises (docs/isa.md ACT)."""
@@ -288,14 +298,16 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     bias = constant_value(op.bias) if op.bias is not None else None
     if weights is None or (op.bias is not None and bias is None):
         raise CompileError(f"layer {b.layer.name}: weights must be constants")
-    sig8 = _sigmoid_int8(b, op)
-    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg, sig8)
+    sig8, real = _sigmoid_int8(b, op), _real_int8(b, op)
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg,
+                                sig8 or real)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
-    g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8)
+    g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8,
+                    real)
     kind, ranges = b.split()
     work = _segments(kind, ranges, n_, oh, o)
     if not any(work):
@@ -315,12 +327,12 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     bbuf = None if bt is None else b.buffer("bias", oc_chunk * 4, wslots, "weights")
     sbuf = None if st is None else b.buffer("scale", oc_chunk * 4, wslots, "weights")
     b.buffer("in", g.in_rows(rb) * g.in_cols(cb) * g.in_ch(oc_chunk) * b.es, 2)
-    b.buffer("out", rb * cb * oc_chunk * b.es, 2)
+    b.buffer("out", rb * cb * oc_chunk * g.out_block_es, 2)
     if sig8:
         b.buffer("acc", rb * cb * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
     else:
-        act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+        act = act_fields(op, yt.scale if b.cd == DType.INT8 and not real else None)
     x_strides = (g.src_h * g.src_w * c, g.ys * g.src_w * c, g.xs * c, 1)
     y_strides = (oh * ow * o, ow * o, o, 1)
     index = {}
@@ -356,6 +368,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
             groups=1 if groups == 1 else count // g.ocg, **act)
         if b.cd == DType.INT8:
             conv.in_zp, conv.out_zp = xt.zp, yt.zp
+        if real:
+            conv.dst_dtype, conv.out_zp = DType.FP32, 0
         blk.computes.append(conv)
         if sig8:
             conv.dst_dtype, conv.out_zp = DType.FP32, 0
@@ -364,7 +378,8 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
                 NONLINEAR_INT8[op.activation_str()]))
         blk.stores.append(b.dma(
             Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
-            (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot)))
+            (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot),
+            ocm_dtype=DType.FP32 if real else None))
         b.layer.blocks.append(blk)
     b.layer.split = kind
 
@@ -381,8 +396,9 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     if op.weights_need_transform is not None:
         _, hh, ww, cc = xs
         weights = weights.reshape(o, cc, hh, ww).transpose(0, 2, 3, 1).reshape(o, k)
-    sig8 = _sigmoid_int8(b, op)
-    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k, sig8)
+    sig8, real = _sigmoid_int8(b, op), _real_int8(b, op)
+    out_es = 4 if real else b.es
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k, sig8 or real)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
@@ -408,7 +424,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     for oc_chunk in _chunk_candidates(max_oc, min(max_oc, 16)):
         slots = 1 if oc_chunk >= max_oc else 2
         extra = [(oc_chunk * 4, slots)] * ((bt is not None) + (st is not None))
-        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * es, 2),
+        if b.fits(fixed_x + [(oc_chunk * k * wt.esize, slots), (n * oc_chunk * out_es, 2),
                              (n * oc_chunk * 4 * sig8, 2)] + extra):
             config = oc_chunk
             break
@@ -426,12 +442,12 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
         b.buffer("bias", oc_chunk * 4, wslots, "weights")
     if st is not None:
         b.buffer("scale", oc_chunk * 4, wslots, "weights")
-    b.buffer("out", n * oc_chunk * es, 2)
+    b.buffer("out", n * oc_chunk * out_es, 2)
     if sig8:
         b.buffer("acc", n * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
     else:
-        act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+        act = act_fields(op, yt.scale if b.cd == DType.INT8 and not real else None)
     for tile, (o_lo, o_hi) in enumerate(ranges):
         r0, r1 = row_bands[tile]
         n = r1 - r0
@@ -459,14 +475,17 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                 bias_addr=Ref("ocm", "bias", wslot) if bt is not None else isa.ADDR_NONE,
                 scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
                 in_zp=xt.zp if b.cd == DType.INT8 else 0,
-                out_zp=yt.zp if b.cd == DType.INT8 and not sig8 else 0, **act)
+                out_zp=yt.zp if b.cd == DType.INT8 and not (sig8 or real) else 0, **act)
+            if real:
+                gemm.dst_dtype = DType.FP32
             blk.computes.append(gemm)
             if sig8:
                 gemm.dst_dtype = DType.FP32
                 blk.computes.append(_act_sigmoid_int8(
                     b, yt, slot, n, count, NONLINEAR_INT8[op.activation_str()]))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, r0 * o + oc0, (1, 1, n, count),
-                                    (0, 0, o, 1), Ref("ocm", "out", slot)))
+                                    (0, 0, o, 1), Ref("ocm", "out", slot),
+                                    ocm_dtype=DType.FP32 if real else None))
             b.layer.blocks.append(blk)
     b.layer.split = "channels" if len(set(row_bands)) == 1 else "grid"
 
@@ -1170,8 +1189,10 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
             conv.tensor_of[result] = t.name
             continue
         if result in head_name:
-            t = DramTensor(head_name[result], shape, conv.io_dtype, "output", scale=scale,
-                           zp=zp)
+            dtype = conv.io_dtype
+            if conv.cd == DType.INT8 and is_real_output(op):
+                dtype = DType.FP16 if conv.io_dtype == DType.FP16 else DType.FP32
+            t = DramTensor(head_name[result], shape, dtype, "output", scale=scale, zp=zp)
         else:
             t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale, zp=zp)
         if len(shape) == 4:

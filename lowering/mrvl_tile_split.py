@@ -43,7 +43,7 @@ from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.lowering.mlip_conv_blocking import ConvGeom
 from mrvl.lowering.mlip_cost import conv_cost
-from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR
+from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR, is_real_output
 from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mrvl.split"
@@ -137,7 +137,7 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
         return candidates[0]
     consts = (op.bias is not None) + (es == 1)
     sig8 = es == 1 and op.activation_str() in ("sigmoid", "silu")
-    geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
+    geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8, es == 1 and is_real_output(op))
     best, best_key = candidates[0], None
     n, h, w, c = mrvl.tensor_shape(op.input)
     for kind, ranges in candidates:
@@ -233,6 +233,8 @@ def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
         if not isinstance(op, mrvl.MrvlLayerOp):
             continue
         out_es = io_es if op.results[0] in outputs else es
+        if es == 1 and is_real_output(op):
+            out_es = 2 if io_es == 2 else 4  # fp32 real values, f16 with f16 I/O
         in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
         resident_input = resident and bool(op.operands) and not _is_input(op.operands[0])
         kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine, resident_input)
