@@ -553,7 +553,11 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
     b.buffer("in", in_rows(rb) * w * cc * es, 2)
     b.buffer("out", rb * ow * cc * es, 2)
     flags = int(Flag.COUNT_PAD) if count_pad else 0
-    zp = xt.zp if b.cd == DType.INT8 else 0
+    zp_in, zp_out = (xt.zp, yt.zp) if b.cd == DType.INT8 else (0, 0)
+    requant = {}
+    if b.cd == DType.INT8 and yt.scale != xt.scale:  # an average pool with its own step
+        flags |= int(Flag.SCALE)
+        requant = {"scale": float(np.float32(xt.scale / yt.scale))}
     x_strides = (h * w * c, w * c, c, 1)
     y_strides = (oh * ow * c, ow * c, c, 1)
     for tile, segs in enumerate(work):
@@ -574,7 +578,8 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
                         ih=y1 - y0, iw=w, c=count, in_pix_stride=count,
                         out_addr=Ref("ocm", "out", slot), oh=r1 - r0, ow=ow,
                         out_pix_stride=count, kh=kh, kw=kw, sh=sh, sw=sw,
-                        pad_t=pt + y0 - r0 * sh, pad_l=pl, in_zp=zp, out_zp=zp))
+                        pad_t=pt + y0 - r0 * sh, pad_l=pl, in_zp=zp_in, out_zp=zp_out,
+                        **requant))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, ((n * oh + r0) * ow) * c + ch0,
                         (1, r1 - r0, ow, count), y_strides, Ref("ocm", "out", slot)))

@@ -12,7 +12,7 @@ weights and activations following the annotations):
   values seen when the calibration inputs run through the reference executor. This pass
   does not run it: the ranges are handed in as data (`Ranges`), gathered by the driver
   (driver/calibration.py, which mrvl-opt's `mrvl-quantize` uses). Layers that cannot
-  rescale (pools, reshapes, transposes) take their input's parameters. Weight scales are
+  rescale (max pools, reshapes, transposes) take their input's parameters. Weight scales are
   per output channel, computed from the weights by the conversion (`weight_scales`);
 - int8 only, unless the I/O dtype is given as "i8": a CONV / FC whose result is a sub-graph
   output and read by nothing else (activation none, relu, clip or leaky_relu) gets
@@ -52,8 +52,6 @@ REAL_OUTPUT_ACTIVATIONS = ("none", "relu", "clip", "leaky_relu")
 SCALE_PRESERVING = (
     mrvl.Maxpool2DOp,
     mrvl.GlobalMaxpool2DOp,
-    mrvl.Avgpool2DOp,
-    mrvl.GlobalAvgpool2DOp,
     mrvl.ReshapeOp,
     mrvl.BatchFlattenOp,
     mrvl.SqueezeOp,
@@ -61,7 +59,9 @@ SCALE_PRESERVING = (
     mrvl.TransposeOp,
     mrvl.SliceOp,
 )
-"""Layers whose int8 output uses the scale of their (first) input."""
+"""Layers whose int8 output uses the scale of their (first) input. Average pools take their
+own (an average spans a narrower range than its input: a global average pool's output
+keeps more bits with its own step, and POOL requantises with `SCALE`)."""
 
 
 Ranges = dict[SSAValue, tuple[float, float]]

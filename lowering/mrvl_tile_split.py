@@ -232,9 +232,9 @@ def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
     for op in fn.body.block.ops:
         if not isinstance(op, mrvl.MrvlLayerOp):
             continue
+        # a real output (fp32) keeps the split of an int8 one: its units are whole
+        # granules of 1-byte elements, so of 4-byte ones too
         out_es = io_es if op.results[0] in outputs else es
-        if es == 1 and is_real_output(op):
-            out_es = 2 if io_es == 2 else 4  # fp32 real values, f16 with f16 I/O
         in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
         resident_input = resident and bool(op.operands) and not _is_input(op.operands[0])
         kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine, resident_input)

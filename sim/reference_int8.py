@@ -16,8 +16,9 @@ from the documented rules alone, not from the compiler's arrays:
   sub-graph output, lowering/mrvl_quantize.py `real_output_layers`) multiplies by the
   accumulator step `s_in * step` instead, applies its activation on the real values and
   keeps them as fp32 (no int8 store);
-- pools keep their input's parameters: MAX of `q - zp`, AVG as an fp32 sum (exact for
-  integers) divided by the tap count in fp32;
+- max pools keep their input's parameters: MAX of `q - zp`; average pools have their own:
+  AVG as an fp32 sum (exact for integers) of `q - in_zp` divided by the tap count in fp32,
+  times `fp32(s_in / s_out)` when the steps differ, stored with the output's zero point;
 - sum / mul / activation / concat dequantise in fp32 (`(q - zp) * step`), apply the op and
   the activation in fp32, multiply by `fp32(1 / s_out)` and store as above;
 - reshapes, flattens and transposes move the int8 values;
@@ -190,8 +191,11 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         v = (acc.astype(_F32) * rq).astype(_F32)
         return store_int8(_activate_steps(v, op, s_out), z_out)
     if isinstance(op, _POOLS):
-        z_in = params[0][1]
-        return store_int8(_pool(op, np.asarray(args[0], _F32) - _F32(z_in)), z_in)
+        s_in, z_in = params[0]
+        v = _pool(op, np.asarray(args[0], _F32) - _F32(z_in))
+        if s_out != s_in:
+            v = (v * _F32(s_in / s_out)).astype(_F32)
+        return store_int8(v, z_out)
     if isinstance(op, _MOVES):
         return np.asarray(ref.run_layer(op, (np.asarray(args[0], _F32),))).astype(np.int32)
     if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ActivationOp):
