@@ -13,8 +13,10 @@ elements and the failing count):
   rounded to fp16, weights rounded to fp16 after batch-norm folding (as the compiler does),
   bias fp32, products summed without rounding (float64) or in fp32 (numpy's order: another
   valid fp32 accumulation), bias and fused activation in fp32, output rounded once to fp16
-  (RNE); pools, adds and standalone activations compute in fp32 and round their output once.
-  CPU sub-graphs run in fp32. This is the error any implementation of the documented
+  (RNE); pools, adds and standalone activations compute in fp32 and round their output once;
+  in transformer sub-graphs the layers of the precision policy (lowering/mrvl_precision.py)
+  keep fp32 outputs, which their readers take unrounded (matrix engine inputs are rounded
+  once). CPU sub-graphs run in fp32. This is the error any implementation of the documented
   semantics has.
 - simulated: `compile_model` + `CompiledModel.run` (the C simulator);
 - ort-fp16 (the anchor): onnxruntime running the model converted by onnxconverter-common
@@ -40,7 +42,9 @@ import numpy as np
 import onnx
 
 from mrvl.dialects import mrvl
+from mrvl.dialects.graph import ConstantOp
 from mrvl.lowering.backend import compile_function
+from mrvl.lowering.mrvl_precision import fp32_outputs
 from mrvl.driver.compiler import compile_model, compile_to_partitioned
 from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.machine import Machine
@@ -53,6 +57,8 @@ from mrvl.sim.simulator import Simulator
 
 _F32_RUN_LAYER = reference_mrvl.run_layer
 _ACC = [np.float64]  # the dtype `emulate` sums products in (set per call)
+_WIDE: set = set()  # values stored fp32 by the precision policy (set per call)
+_ALIASES = (mrvl.ReshapeOp, mrvl.BatchFlattenOp, mrvl.SqueezeOp)
 
 
 def _h(x: np.ndarray) -> np.ndarray:
@@ -81,20 +87,43 @@ def _accumulate(op: mrvl.Conv2DOp | mrvl.FCOp, x: np.ndarray, w: np.ndarray) -> 
     return y.astype(np.float32)
 
 
+def _wide(value) -> bool:
+    """Is `value` (through reshape-like aliases) stored fp32 by the precision policy?"""
+    while isinstance(value.owner, _ALIASES):
+        value = value.owner.operands[0]
+    return value in _WIDE
+
+
 def fp16_run_layer(op: mrvl.MrvlLayerOp, args: tuple) -> np.ndarray:
     """One accelerator layer with the documented fp16 semantics."""
+    def store(y):
+        return np.asarray(y, np.float32) if op.results[0] in _WIDE else _h(y)
+
     if isinstance(op, mrvl.Conv2DOp | mrvl.FCOp):
         acc = _ACC[0]
         y = _accumulate(op, _h(args[0]).astype(acc), _h(args[1]).astype(acc))
         if len(args) > 2:
             y = y + np.asarray(args[2], np.float32)
-        return _h(reference_mrvl.activate(y, op.activation.data, reference_mrvl._clip(op)))
-    return _h(_F32_RUN_LAYER(op, tuple(_h(a) for a in args)))
+        return store(reference_mrvl.activate(y, op.activation.data, reference_mrvl._clip(op)))
+    if isinstance(op, mrvl.MatMulOp):  # the matrix engine reads fp16
+        return store(_F32_RUN_LAYER(op, tuple(_h(a) for a in args)))
+    # a vector layer computes in fp32 when its output or a data input is fp32; its
+    # constants are then fp32 too (LayerNorm's gamma and beta always are)
+    data = [v for v in op.operands if not isinstance(v.owner, ConstantOp)]
+    fp32 = op.results[0] in _WIDE or any(_wide(v) for v in data)
+    return store(_F32_RUN_LAYER(op, tuple(
+        np.asarray(a, np.float32)
+        if _wide(v) or (isinstance(v.owner, ConstantOp)
+                        and (fp32 or isinstance(op, mrvl.LayerNormOp))) else _h(a)
+        for v, a in zip(op.operands, args, strict=True))))
 
 
 def emulate(module, feeds, acc=np.float64, func_name: str = "main") -> list[np.ndarray]:
     """`func_name` of a partitioned module with fp16 accelerator layers (CPU parts in fp32)."""
     _ACC[0] = acc
+    _WIDE.clear()
+    for fn in subgraph_functions(module, "accelerator"):
+        _WIDE.update(op.results[0] for op in fp32_outputs(fn))
     reference_mrvl.run_layer = fp16_run_layer
     try:
         return run_function(module, feeds, func_name=func_name)
@@ -152,8 +181,36 @@ def _print(name: str, seed: int, ref, sim, emu, emu32, anchor) -> None:
         sys.stdout.flush()
 
 
+def _model(name: str) -> onnx.ModelProto:
+    """A `MODELS` entry, or a transformer (vit_tiny, bert_tiny, bert_tiny_mask)."""
+    from mrvl.models.bert_tiny import bert_tiny
+    from mrvl.models.vit_tiny import vit_tiny
+
+    transformers = {"vit_tiny": vit_tiny, "bert_tiny": bert_tiny,
+                    "bert_tiny_mask": lambda: bert_tiny(attention_mask=True)}
+    if name in transformers:
+        return transformers[name]()
+    return MODELS[name](batch=1)
+
+
+def _feeds(inputs, seed: int) -> dict[str, np.ndarray]:
+    """Seeded inputs: standard-normal floats, token ids in [0, 100), an attention mask
+    with its last quarter padding."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for s in inputs:
+        if s.name == "attention_mask":
+            feeds[s.name] = (np.arange(s.shape[-1]) < s.shape[-1] * 3 // 4).astype(
+                s.dtype)[None].repeat(s.shape[0], 0)
+        elif np.issubdtype(np.dtype(s.dtype), np.integer):
+            feeds[s.name] = rng.integers(0, 100, s.shape).astype(s.dtype)
+        else:
+            feeds[s.name] = rng.standard_normal(s.shape).astype(np.float32)
+    return feeds
+
+
 def budget(name: str, num_tiles: int, seeds: list[int]) -> None:
-    model = MODELS[name](batch=1)
+    model = _model(name)
     module = compile_to_partitioned(model)
     session = ort_fp16_session(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,9 +220,7 @@ def budget(name: str, num_tiles: int, seeds: list[int]) -> None:
                                  quantize="fp16")
         with CompiledModel(manifest) as compiled:
             for seed in seeds:
-                rng = np.random.default_rng(seed)
-                feeds = {s.name: rng.standard_normal(s.shape).astype(np.float32)
-                         for s in manifest.inputs}
+                feeds = _feeds(manifest.inputs, seed)
                 ref = run_reference(manifest, feeds)
                 sim = compiled.run({s.name: feeds[s.name].astype(s.dtype)
                                     for s in manifest.inputs}).outputs

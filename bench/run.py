@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 MODEL_NAMES = ("mnist_cnn", "resnet50", "mobilenet_v2", "ssd_detector", "unet", "yolo",
-               "vit_tiny", "bert_tiny")
+               "vit_tiny", "bert_tiny", "bert_tiny_mask")
 """The default rows; `--models densenet121` adds DenseNet-121 (not in `mrvl.models.MODELS`)."""
-TRANSFORMERS = ("vit_tiny", "bert_tiny")
-"""Built by their own builders (not in `mrvl.models.MODELS`); BERT's token ids are int64."""
+TRANSFORMERS = ("vit_tiny", "bert_tiny", "bert_tiny_mask")
+"""Built by their own builders (not in `mrvl.models.MODELS`); BERT's token ids are int64;
+`bert_tiny_mask` takes an attention mask too (its last quarter padding)."""
 
 
 def _build(name: str):
@@ -84,7 +85,8 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
         from mrvl.models.bert_tiny import bert_tiny
         from mrvl.models.vit_tiny import vit_tiny
 
-        model = vit_tiny() if name == "vit_tiny" else bert_tiny()
+        model = (vit_tiny() if name == "vit_tiny"
+                 else bert_tiny(attention_mask=name == "bert_tiny_mask"))
     else:
         source = _build(name)
         model = fix_batch(source, 1)
@@ -94,9 +96,13 @@ def bench_model(name: str, work: Path, num_tiles: int, repeat: int) -> dict:
     compile_s = time.perf_counter() - start
     manifest = load_manifest(out)
     feeds = example_inputs(model)
-    if name == "bert_tiny":
+    if name.startswith("bert_tiny"):
         ids = np.random.default_rng(0).integers(0, 1000, feeds["input_ids"].shape)
         feeds["input_ids"] = ids.astype(np.int64)
+    if "attention_mask" in feeds:
+        n, seq = feeds["attention_mask"].shape
+        feeds["attention_mask"] = (np.arange(seq) < seq * 3 // 4).astype(np.int64)[None].repeat(
+            n, 0)
     session = _ort(model)
     names = [o.name for o in manifest.outputs]
     row: dict = {"model": name, "compile_s": compile_s, "num_tiles": num_tiles}

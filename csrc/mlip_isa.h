@@ -17,7 +17,7 @@
 /* ---- versions and identification ---------------------------------------------------- */
 #define MLIP_MAGIC "MRVL"
 #define MLIP_VERSION_MAJOR 1
-#define MLIP_VERSION_MINOR 3
+#define MLIP_VERSION_MINOR 4
 #define MLIP_ARCH_CN10K 16
 
 /* ---- limits --------------------------------------------------------------------------- */
@@ -145,7 +145,8 @@ enum mlip_eltwise_func {
     MLIP_ELT_MUL = 2,
     MLIP_ELT_MAX = 3,
     MLIP_ELT_MIN = 4,
-    MLIP_NUM_ELT_FUNCS = 5,
+    MLIP_ELT_DIV = 5, /* format 1.4 */
+    MLIP_NUM_ELT_FUNCS = 6,
 };
 
 /* instruction flags (mlip_insn.flags) */

@@ -7,7 +7,7 @@ shared by every layer op:
 - Weights and biases are operands, produced by `graph.constant` ops (checked by the legality
   predicates and the JSON writer, not by the verifier, so hand-written IR may pass values).
 - `layer_name` is the layer's node name in the JSON pair, `tvmgen_mrvl_main_<k>`.
-- Conv2D, FC, Sum2D and Mul2D carry a fused activation: `none`, `relu`, `clip` (with
+- Conv2D, FC, Sum2D, Mul2D and Div2D carry a fused activation: `none`, `relu`, `clip` (with
   `clip_min`, `clip_max`; relu6 is clip 0..6), `sigmoid`, `silu`, `gelu` or `gelu_tanh`. The
   standalone `Activation` layer also takes `tanh` and `leaky_relu` (with `alpha`), never
   `none`.
@@ -646,6 +646,34 @@ class Mul2DOp(BroadcastEltwiseLayerOp):
 
 
 @irdl_op_definition
+class Div2DOp(BroadcastEltwiseLayerOp):
+    """Element-wise quotient `lhs / rhs` (numpy broadcasting; one side may be a constant),
+    fused activation: a division by a tensor (ELTWISE DIV, fp32 IEEE division). A division
+    by a constant stays a Mul2D by its reciprocal.
+
+    ```mlir
+    %y = mrvl.div %a, %b {layer_name = "tvmgen_mrvl_main_9", activation = "none"}
+           : (tensor<1x8x8x16xf32>, tensor<1x8x8x1xf32>) -> tensor<1x8x8x16xf32>
+    ```
+    """
+
+    name = "mrvl.div"
+    LAYER_NAME: ClassVar[str] = "Div2D"
+    COMPOSITE: ClassVar[str] = "mrvl.div"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    layer_name = prop_def(StringAttr)
+    activation = prop_def(StringAttr)
+    clip_min = opt_prop_def(FloatAttr)
+    clip_max = opt_prop_def(FloatAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = LAYER_FORMAT
+    irdl_options = (ParsePropInAttrDict(),)
+
+
+@irdl_op_definition
 class ActivationOp(MrvlLayerOp):
     """A standalone activation (the ISA's ACT): `relu`, `clip` (`clip_min`, `clip_max`;
     relu6 is clip 0..6), `sigmoid`, `tanh`, `leaky_relu` (slope `alpha` below 0). The
@@ -982,7 +1010,9 @@ class MatMulOp(MrvlLayerOp):
     equal, no broadcasting; rank 2 to 4). The optional permutations are transposes folded
     into the operand layout (the backend reads the operands with strides). With
     `softmax_scale` the layer is attention's score epilogue too: the result is
-    softmax(softmax_scale * (A @ B)) over the last axis (the scores never leave the OCM).
+    softmax(softmax_scale * (A @ B) + mask) over the last axis (the scores never leave the
+    OCM), with the optional additive `mask` (an activation broadcast to the scores' shape:
+    BERT's `(1 - attention_mask) * -10000` of shape [B, 1, 1, S]; only with a scale).
 
     ```mlir
     %s = mrvl.matmul %q, %k {layer_name = "tvmgen_mrvl_main_4", b_perm = array<i64: 0, 2, 3, 1>}
@@ -996,6 +1026,7 @@ class MatMulOp(MrvlLayerOp):
 
     a = operand_def(TensorType)
     b = operand_def(TensorType)
+    mask = opt_operand_def(TensorType)
     layer_name = prop_def(StringAttr)
     a_perm = opt_prop_def(DenseArrayBase)
     b_perm = opt_prop_def(DenseArrayBase)
@@ -1007,7 +1038,7 @@ class MatMulOp(MrvlLayerOp):
 
     def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation, *, layer_name: str,
                  a_perm: Sequence[int] | None = None, b_perm: Sequence[int] | None = None,
-                 softmax_scale: float | None = None):
+                 softmax_scale: float | None = None, mask: SSAValue | Operation | None = None):
         sa = _permuted(tensor_shape(SSAValue.get(a)), _perm_prop(a_perm))
         sb = _permuted(tensor_shape(SSAValue.get(b)), _perm_prop(b_perm))
         props: dict[str, Attribute] = {"layer_name": StringAttr(layer_name)}
@@ -1017,11 +1048,12 @@ class MatMulOp(MrvlLayerOp):
             props["b_perm"] = i64_array(b_perm)
         if softmax_scale is not None:
             props["softmax_scale"] = FloatAttr(float(softmax_scale), f32)
-        super().__init__(operands=[a, b], result_types=[TensorType(f32, [*sa[:-1], sb[-1]])],
+        super().__init__(operands=[a, b, [] if mask is None else [mask]],
+                         result_types=[TensorType(f32, [*sa[:-1], sb[-1]])],
                          properties=props)
 
     def data_operands(self) -> list[SSAValue]:
-        return [self.a, self.b]
+        return [self.a, self.b] + ([] if self.mask is None else [self.mask])
 
     def logical_shapes(self) -> tuple[list[int], list[int]]:
         """Shapes of A and B after their permutations."""
@@ -1036,6 +1068,13 @@ class MatMulOp(MrvlLayerOp):
         if sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
             raise VerifyException(f"expected [..., M, K] @ [..., K, N], got {sa} and {sb}")
         _expect_shape("result", tensor_shape(self.output), [*sa[:-1], sb[-1]])
+        if self.mask is not None:
+            scores = [*sa[:-1], sb[-1]]
+            mask = tensor_shape(self.mask)
+            if self.softmax_scale is None:
+                raise VerifyException("expected softmax_scale with a mask")
+            if len(mask) != len(scores) or any(m not in (1, s) for m, s in zip(mask, scores)):
+                raise VerifyException(f"expected a mask broadcastable to {scores}, got {mask}")
 
     def macs(self) -> int:
         sa, sb = self.logical_shapes()
@@ -1187,6 +1226,7 @@ LAYER_OPS: tuple[type[MrvlLayerOp], ...] = (
     SoftmaxOp,
     LayerNormOp,
     SliceOp,
+    Div2DOp,
 )
 
 KNOWN_LAYER_NAMES = frozenset(op.LAYER_NAME for op in LAYER_OPS) | {"input"}

@@ -14,9 +14,10 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
   [bias_add | add const] [relu | clip | sigmoid | hard_sigmoid] -> mrvl.fc
   (`weights_need_transform` when the NHWC->NCHW transform was absorbed; weights become [O, K]);
 - mul [activation] and div by a constant [activation] -> mrvl.mul (the reciprocal of the
-  divisor as its constant); a standalone relu / clip / sigmoid / tanh / leaky_relu ->
-  mrvl.activation; a standalone hard_sigmoid -> mrvl.mul (alpha) + mrvl.sum (beta, clip to
-  [0, 1]); hard_swish -> those two + mrvl.mul with its input;
+  divisor as its constant); div by a tensor [activation] -> mrvl.div; a standalone relu /
+  clip / sigmoid / tanh / leaky_relu -> mrvl.activation; a standalone hard_sigmoid ->
+  mrvl.mul (alpha) + mrvl.sum (beta, clip to [0, 1]); hard_swish -> those two + mrvl.mul
+  with its input;
 - matmul(x, constant W) on a [..., K] x -> reshape, mrvl.fc over the rows, reshape (the
   Add bias and a GELU fused into the FC); matmul of two activations -> mrvl.matmul with
   single-use transposes of its operands folded in (a_perm / b_perm); softmax on the last
@@ -26,9 +27,17 @@ Output invariant: every chain of the pattern table (docs/mrvl-json.md) whose ops
 - a standalone per-channel affine [activation] (batch_norm without a conv before it, or mul +
   add by per-channel constants) -> mrvl.conv2d, depthwise 1x1 (weight = scale, bias = shift);
 - sub(x, const) [activation] -> mrvl.sum with -const; sub(a, b) -> mrvl.mul(b, -1) + mrvl.sum;
-- [layout_transform NHWC->NCHW] ConvTranspose (2-D, groups 1, output = stride x input)
+- [layout_transform NHWC->NCHW] ConvTranspose (2-D, any groups / dilations / output size
+  whose output phases all have kernel taps)
   [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] -> one mrvl.conv2d per
-  output phase + mrvl.concat / reshape / transpose interleaving them;
+  output phase + mrvl.concat / reshape / transpose interleaving them (+ mrvl.slice crops
+  when the phases differ in size);
+- InstanceNormalization of [N, C, L] / [N, C, H, W] -> mrvl.layernorm of the [N, C, L]
+  rows (gamma 1, beta 0) [+ mrvl.mul / mrvl.sum by the scale / bias]; GroupNormalization
+  [layout_transform NCHW->NHWC [activation]] -> reshape, mrvl.layernorm of the
+  [N, G, C/G*H*W] rows, reshape, layout_transform and a depthwise 1x1 mrvl.conv2d (the
+  per-channel scale / bias, activation fused); ReduceMean over the last axes -> reshape,
+  mrvl.fc with the weight 1/K, reshape;
 - [layout_transform NHWC->NCHW] resize of H, W [layout_transform NCHW->NHWC] -> copies
   (nearest, integer factors) or per-axis mrvl.fc with the interpolation matrix;
 - split on any axis -> one mrvl.slice per output;
@@ -52,6 +61,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, FloatAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -64,8 +74,11 @@ from mrvl.dialects import graph, mrvl
 from mrvl.lowering.mrvl_legality import (
     check_common,
     conv_transpose_phases,
+    gather_slice,
     is_constant,
     is_legal,
+    onnx_ints,
+    reduce_mean_axes,
     resize_matrix,
     resize_replication,
 )
@@ -498,7 +511,8 @@ def _interleave(phases: list[SSAValue], strides: tuple[int, int], out_shape: lis
                 new_ops: list[Operation]) -> SSAValue:
     """Interleave the NHWC phase results P[a][b] ([N, H, W, O] each, a-major) into
     [N, s_h * H, s_w * W, O]: concat on channels, then [N*H, W, s_h, s_w*O] -> transpose
-    (0, 2, 1, 3) -> reshape (copy layers only)."""
+    (0, 2, 1, 3) -> reshape (copy layers only); then crop to `out_shape` (mrvl.slice of H
+    and W) when the phases computed more rows or columns than the output has."""
     n, h, w, o = _shape(phases[0])
     sh, sw = strides
     value = phases[0]
@@ -511,17 +525,57 @@ def _interleave(phases: list[SSAValue], strides: tuple[int, int], out_shape: lis
         swap = mrvl.TransposeOp(rows, [0, 2, 1, 3], layer_name=UNNAMED)
         new_ops += [rows, swap]
         value = swap.results[0]
-    result = mrvl.ReshapeOp(value, TensorType(f32, out_shape), layer_name=UNNAMED)
+    full = [n, sh * h, sw * w, o]
+    result = mrvl.ReshapeOp(value, TensorType(f32, full), layer_name=UNNAMED)
     new_ops.append(result)
-    return result.results[0]
+    value = result.results[0]
+    for axis in (1, 2):
+        if full[axis] != out_shape[axis]:
+            crop = mrvl.SliceOp(value, axis=axis, start=0, size=out_shape[axis],
+                                layer_name=UNNAMED)
+            new_ops.append(crop)
+            value = crop.results[0]
+    return value
+
+
+def _phase_kernel(weight: np.ndarray, groups: int, rows: tuple[int, ...],
+                  cols: tuple[int, ...]) -> np.ndarray:
+    """The OHWI kernel of one phase: ConvTranspose weight [C, O/g, kh, kw] -> conv weight
+    [O, len(rows), len(cols), C/g] with the taps `rows` x `cols` (already in convolution
+    order), group g's output channels reading group g's input channels."""
+    channels, per_group_out = weight.shape[:2]
+    per_group_in = channels // groups
+    taps = weight[:, :, list(rows)][:, :, :, list(cols)]  # [C, O/g, T_h, T_w]
+    grouped = taps.reshape(groups, per_group_in, per_group_out, len(rows), len(cols))
+    return grouped.transpose(0, 2, 3, 4, 1).reshape(
+        groups * per_group_out, len(rows), len(cols), per_group_in)
+
+
+def _cropped_input(x: SSAValue, starts: tuple[int, int], new_ops: list[Operation],
+                   made: dict[tuple[int, int], SSAValue]) -> SSAValue:
+    """NHWC `x` from row / column `starts` on (mrvl.slice of H and W; `x` itself at 0, 0),
+    each crop made once (`made`)."""
+    if starts in made:
+        return made[starts]
+    value = x
+    for axis, start in zip((1, 2), starts, strict=True):
+        if start:
+            size = _shape(value)[axis] - start
+            crop = mrvl.SliceOp(value, axis=axis, start=start, size=size, layer_name=UNNAMED)
+            new_ops.append(crop)
+            value = crop.results[0]
+    made[starts] = value
+    return value
 
 
 class ConvTransposePattern(RewritePattern):
-    """[layout_transform NHWC->NCHW] ConvTranspose (graph.onnx, 2-D, groups 1, output =
-    stride x input) [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] ->
-    one mrvl.conv2d per output phase (y = s*i + a, x = s*j + b: a conv of the input with the
-    flipped taps m, m + s, ... of the kernel), interleaved by mrvl.concat + reshape +
-    transpose; the activation, bias and batch-norm go into every phase's conv."""
+    """[layout_transform NHWC->NCHW] ConvTranspose (graph.onnx, 2-D, any groups, strides,
+    dilations, pads and output_padding whose phases all have kernel taps)
+    [layout_transform NCHW->NHWC [bias] [batch_norm] [activation]] -> one (grouped)
+    mrvl.conv2d per output phase (y = s*t + a: a conv of the input with the taps of the
+    kernel that reach phase a, flipped; see mrvl_legality.TransposePhase), interleaved by
+    mrvl.concat + reshape + transpose and cropped by mrvl.slice when the phases differ in
+    size; the activation, bias and batch-norm go into every phase's conv."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
@@ -531,8 +585,9 @@ class ConvTransposePattern(RewritePattern):
         fusion = Fusion(ops=[op])
         new_ops: list[Operation] = []
         x = _nchw_input(op, fusion, new_ops)
-        weight = const_array(op.inputs[1]).astype(np.float64)  # [C, O, kh, kw]
-        channels_out = weight.shape[1]
+        weight = const_array(op.inputs[1]).astype(np.float64)  # [C, O/g, kh, kw]
+        groups = onnx_ints(op, "group", [1])[0]
+        channels_out = weight.shape[1] * groups
         bias = (np.zeros(channels_out) if len(op.inputs) < 3
                 else const_array(op.inputs[2]).astype(np.float64))
         nhwc = _nhwc_output(op, fusion)
@@ -542,18 +597,21 @@ class ConvTransposePattern(RewritePattern):
             bias = bias + fusion.bias
         if fusion.bn is not None:
             factor, shift = fusion.bn
-            weight = weight * factor[None, :, None, None]
+            # row c of the weight feeds output channels g*O/g.. of its group g = c // (C/g)
+            per_row = np.repeat(factor.reshape(groups, -1), weight.shape[0] // groups, axis=0)
+            weight = weight * per_row[:, :, None, None]
             bias = bias * factor + shift
         strides = (len(phases[0]), len(phases[1]))
         outputs = []
-        for m_h, taps_h, q_h in phases[0]:
-            for m_w, taps_w, q_w in phases[1]:
-                rows = [m_h + strides[0] * (taps_h - 1 - u) for u in range(taps_h)]
-                cols = [m_w + strides[1] * (taps_w - 1 - v) for v in range(taps_w)]
-                kernel = weight[:, :, rows][:, :, :, cols].transpose(1, 2, 3, 0)  # OHWI
+        crops: dict[tuple[int, int], SSAValue] = {}
+        for row in phases[0]:
+            for col in phases[1]:
+                kernel = _phase_kernel(weight, groups, row.taps, col.taps)
                 conv = mrvl.Conv2DOp(
-                    x, _new_const(kernel, new_ops), _new_const(bias, new_ops),
-                    layer_name=UNNAMED, pads=(taps_h - 1 - q_h, taps_w - 1 - q_w, q_h, q_w),
+                    _cropped_input(x, (row.start, col.start), new_ops, crops),
+                    _new_const(kernel, new_ops), _new_const(bias, new_ops),
+                    layer_name=UNNAMED, pads=(row.before, col.before, row.after, col.after),
+                    dilations=(row.dilation, col.dilation), groups=groups,
                     activation=fusion.activation, clip=fusion.clip,
                 )
                 new_ops.append(conv)
@@ -716,7 +774,7 @@ class SumPattern(RewritePattern):
 
 class MulPattern(RewritePattern):
     """mul(x, y) | div(x, const) [activation] -> mrvl.mul (a divisor becomes its
-    reciprocal constant)."""
+    reciprocal constant); div(x, y) by a non-constant y [activation] -> mrvl.div."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
@@ -726,6 +784,12 @@ class MulPattern(RewritePattern):
         _absorb_tail(fusion, 0, bias=False, bn=False)
         new_ops: list[Operation] = []
         rhs = op.rhs
+        if isinstance(op, graph.DivOp) and not is_constant(op.rhs):
+            layer = mrvl.Div2DOp(
+                op.lhs, rhs, layer_name=UNNAMED, activation=fusion.activation, clip=fusion.clip
+            )
+            _finish(rewriter, fusion, [layer])
+            return
         if isinstance(op, graph.DivOp):
             divisor = const_array(op.rhs).astype(np.float32)
             rhs = _new_const(np.float32(1.0) / divisor, new_ops)
@@ -893,20 +957,49 @@ A and of the scores, double-buffered: a quarter of the default OCM, so the lower
 whole-row blocks fit next to the other buffers."""
 
 
-def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation], float] | None:
-    """(matmul, layers to fold, scale) when the softmax's input is a single-use
-    mrvl.matmul, optionally through a single-use mrvl.mul by a scalar constant."""
+def _attention_mask(op: graph.SoftmaxOp) -> tuple[SSAValue, SSAValue, Operation] | None:
+    """(scores, mask, add) when the softmax's input is a single-use mrvl.sum of the scores
+    and an additive mask activation broadcast to them (BERT's [B, 1, 1, S])."""
+    add = op.input.owner
+    if not isinstance(add, mrvl.Sum2DOp) or add.activation_str() != "none":
+        return None
+    if sole_user(op.input) is not op:
+        return None
+    for scores, mask in ((add.lhs, add.rhs), (add.rhs, add.lhs)):
+        if is_constant(mask) or not isinstance(scores.owner, mrvl.MatMulOp | mrvl.Mul2DOp):
+            continue
+        out, shape = _shape(add.output), _shape(mask)
+        if _shape(scores) == out and len(shape) == len(out) and all(
+                m in (1, s) for m, s in zip(shape, out)):
+            return scores, mask, add
+    return None
+
+
+def _score_epilogue(op: graph.SoftmaxOp
+                    ) -> tuple[mrvl.MatMulOp, list[Operation], float, SSAValue | None] | None:
+    """(matmul, layers to fold, scale, mask) when the softmax's input is a single-use
+    mrvl.matmul, optionally through a single-use mrvl.mul by a scalar constant, then
+    optionally through a single-use mrvl.sum with an additive mask."""
     value = op.input
     owner = value.owner
     scale = 1.0
     folded: list[Operation] = []
+    mask = None
+    consumer: Operation = op
+    found_mask = _attention_mask(op)
+    if found_mask is not None:
+        value, mask, add = found_mask
+        owner = value.owner
+        folded.append(add)
+        consumer = add
     if isinstance(owner, mrvl.Mul2DOp) and owner.activation_str() == "none":
-        if sole_user(value) is not op:
+        if sole_user(value) is not consumer:
             return None
         for data, other in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
             factor = _scalar_const(other)
             if factor is not None and isinstance(data.owner, mrvl.MatMulOp):
-                scale, folded, value, owner = factor, [owner], data, data.owner
+                folded.insert(0, owner)
+                scale, value, owner = factor, data, data.owner
                 break
         else:
             return None
@@ -918,7 +1011,7 @@ def _score_epilogue(op: graph.SoftmaxOp) -> tuple[mrvl.MatMulOp, list[Operation]
     k, n = sa[-1], sb[-1]
     if 4 * n * (k + 1) + 4 * k > FUSED_SOFTMAX_BYTES:
         return None
-    return owner, folded, scale
+    return owner, folded, scale, mask
 
 
 class SoftmaxPattern(RewritePattern):
@@ -938,7 +1031,20 @@ class SoftmaxPattern(RewritePattern):
                 return
             _finish(rewriter, Fusion(ops=[op]), [mrvl.SoftmaxOp(op.input, layer_name=UNNAMED)])
             return
-        matmul, folded, scale = found
+        matmul, folded, scale, mask = found
+        if mask is not None:
+            # a new matmul with the mask operand, where the mask is defined (at the softmax)
+            masked = mrvl.MatMulOp(
+                matmul.a, matmul.b, layer_name=UNNAMED,
+                a_perm=None if matmul.a_perm is None else graph.ints(matmul.a_perm),
+                b_perm=None if matmul.b_perm is None else graph.ints(matmul.b_perm),
+                softmax_scale=scale, mask=mask)
+            for key in (ONNX_NODES_ATTR, "onnx_node"):
+                if key in matmul.attributes:
+                    masked.attributes[key] = matmul.attributes[key]
+            rewriter.insert(masked, InsertPoint.before(op))
+            folded.insert(0, matmul)
+            matmul = masked
         matmul.properties["softmax_scale"] = FloatAttr(float(scale), f32)
         names = [n.data for n in matmul.attributes.get(ONNX_NODES_ATTR, ArrayAttr([])).data]  # type: ignore[union-attr]
         for layer in [*folded, op]:
@@ -1241,6 +1347,147 @@ class LayerNormPattern(RewritePattern):
         return x, sorted(ops, key=_position), float(eps), gamma, beta
 
 
+def _normalize_rows(x: SSAValue, groups_shape: list[int], epsilon: float,
+                    new_ops: list[Operation]) -> SSAValue:
+    """mrvl.layernorm (gamma 1, beta 0) of the rows of the [.., rows, L] view
+    `groups_shape` of `x` (a reshape when the view differs), as a value of `x`'s shape."""
+    shape = list(_shape(x))
+    value = x
+    if groups_shape != shape:
+        view = mrvl.ReshapeOp(value, TensorType(f32, groups_shape), layer_name=UNNAMED)
+        new_ops.append(view)
+        value = view.results[0]
+    width = groups_shape[-1]
+    gamma = _new_const(np.ones(width), new_ops)
+    beta = _new_const(np.zeros(width), new_ops)
+    norm = mrvl.LayerNormOp(value, gamma, beta, layer_name=UNNAMED, epsilon=epsilon)
+    new_ops.append(norm)
+    value = norm.results[0]
+    if groups_shape != shape:
+        back = mrvl.ReshapeOp(value, TensorType(f32, shape), layer_name=UNNAMED)
+        new_ops.append(back)
+        value = back.results[0]
+    return value
+
+
+def _epsilon(op: graph.OnnxOp) -> float:
+    attr = op.attrs.data.get("epsilon")
+    return 1e-5 if attr is None else attr.value.data  # type: ignore[union-attr]
+
+
+def _label(new_ops: list[Operation], fusion: Fusion) -> None:
+    """Every layer of `new_ops` but the last (`_finish` labels it) carries the fused nodes."""
+    names = fusion.onnx_nodes()
+    for layer in new_ops[:-1]:
+        if isinstance(layer, mrvl.MrvlLayerOp) and names.data:
+            layer.attributes[ONNX_NODES_ATTR] = names
+
+
+class InstanceNormPattern(RewritePattern):
+    """InstanceNormalization of [N, C, L] or [N, C, H, W] data (torch's GroupNorm export
+    runs it on [N, G, C/G*H*W] with scale 1, bias 0) -> mrvl.layernorm of the [N, C, L]
+    rows; a scale / bias other than ones / zeros -> mrvl.mul + mrvl.sum by [C, 1] constants."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if not _onnx(op, "InstanceNormalization") or not is_legal(op)[0]:
+            return
+        x = op.operands[0]
+        shape = list(_shape(x))
+        rows_shape = [shape[0], shape[1], int(np.prod(shape[2:]))]
+        new_ops: list[Operation] = []
+        value = x
+        if rows_shape != shape:
+            view = mrvl.ReshapeOp(value, TensorType(f32, rows_shape), layer_name=UNNAMED)
+            new_ops.append(view)
+            value = view.results[0]
+        value = _normalize_rows(value, rows_shape, _epsilon(op), new_ops)
+        scale = const_array(op.operands[1]).astype(np.float64).reshape(-1)
+        bias = const_array(op.operands[2]).astype(np.float64).reshape(-1)
+        if np.any(scale != 1.0):
+            scaled = mrvl.Mul2DOp(value, _new_const(scale.reshape(-1, 1), new_ops),
+                                  layer_name=UNNAMED)
+            new_ops.append(scaled)
+            value = scaled.results[0]
+        if np.any(bias != 0.0):
+            shifted = mrvl.Sum2DOp(value, _new_const(bias.reshape(-1, 1), new_ops),
+                                   layer_name=UNNAMED)
+            new_ops.append(shifted)
+            value = shifted.results[0]
+        if rows_shape != shape:
+            new_ops.append(mrvl.ReshapeOp(value, TensorType(f32, shape), layer_name=UNNAMED))
+        fusion = Fusion(ops=[op])
+        _label(new_ops, fusion)
+        _finish(rewriter, fusion, new_ops)
+
+
+class GroupNormPattern(RewritePattern):
+    """GroupNormalization of NCHW data [layout_transform NCHW->NHWC [activation]] ->
+    mrvl.layernorm (gamma 1, beta 0) of the [N, G, C/G*H*W] rows, then the per-channel
+    scale and bias as a depthwise 1x1 mrvl.conv2d in NHWC (the activation after it fused;
+    opset 18's per-group scale / bias repeated per channel)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if not _onnx(op, "GroupNormalization") or not is_legal(op)[0]:
+            return
+        x = op.operands[0]
+        n, channels, h, w = _shape(x)
+        groups = onnx_ints(op, "num_groups", [1])[0]
+        new_ops: list[Operation] = []
+        value = _normalize_rows(x, [n, groups, channels // groups * h * w], _epsilon(op),
+                                new_ops)
+        scale, bias = (np.repeat(const_array(v).astype(np.float64).reshape(-1),
+                                 channels // const_array(v).size) for v in op.operands[1:])
+        fusion = Fusion(ops=[op])
+        nhwc = _nhwc_output(op, fusion)
+        if nhwc:
+            _absorb_tail(fusion, channels, bias=True, bn=True)
+        if fusion.bias is not None:
+            bias = bias + fusion.bias
+        if fusion.bn is not None:
+            factor, shift = fusion.bn
+            scale, bias = scale * factor, bias * factor + shift
+        to_nhwc = mrvl.LayoutTransformOp(value, "NCHW", "NHWC", layer_name=UNNAMED)
+        new_ops.append(to_nhwc)
+        affine = mrvl.Conv2DOp(
+            to_nhwc, _new_const(scale.reshape(channels, 1, 1, 1), new_ops),
+            _new_const(bias, new_ops), layer_name=UNNAMED, groups=channels,
+            activation=fusion.activation, clip=fusion.clip,
+        )
+        new_ops.append(affine)
+        if not nhwc:
+            new_ops.append(mrvl.LayoutTransformOp(affine, "NHWC", "NCHW", layer_name=UNNAMED))
+        _label(new_ops, fusion)
+        _finish(rewriter, fusion, new_ops)
+
+
+class ReduceMeanPattern(RewritePattern):
+    """ReduceMean over the last axes (any keepdims; not inside a LayerNorm chain, which
+    LayerNormPattern takes first) -> reshape to [rows, K], mrvl.fc with the [1, K] weight
+    1/K (fp16: 1/K rounded once; int8: one exact step), reshape to the result's shape."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if not _onnx(op, "ReduceMean") or not is_legal(op)[0]:
+            return
+        x = op.operands[0]
+        shape = list(_shape(x))
+        axes = reduce_mean_axes(op)
+        assert axes is not None
+        width = int(np.prod([shape[a] for a in axes]))
+        rows = int(np.prod(shape)) // width
+        new_ops: list[Operation] = []
+        flat = mrvl.ReshapeOp(x, TensorType(f32, [rows, width]), layer_name=UNNAMED)
+        weight = _new_const(np.full((1, width), 1.0 / width), new_ops)
+        fc = mrvl.FCOp(flat, weight, None, layer_name=UNNAMED)
+        back = mrvl.ReshapeOp(fc, op.results[0].type, layer_name=UNNAMED)
+        new_ops += [flat, fc, back]
+        fusion = Fusion(ops=[op])
+        _label(new_ops, fusion)
+        _finish(rewriter, fusion, new_ops)
+
+
 class SplitPattern(RewritePattern):
     """split on any axis -> one mrvl.slice (a copy) per output (not when it feeds only CPU
     ops)."""
@@ -1261,6 +1508,26 @@ class SplitPattern(RewritePattern):
             slices.append(piece)
             start += size
         rewriter.replace(op, slices, [piece.results[0] for piece in slices])
+
+
+class GatherPattern(RewritePattern):
+    """ONNX Gather of consecutive constant indices of an activation -> mrvl.slice (a copy;
+    ViT's class-token row), plus a reshape when a scalar index removes the axis (not when
+    it feeds only CPU ops)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.OnnxOp, rewriter: PatternRewriter) -> None:
+        if op.op_type.data != "Gather" or not is_legal(op)[0] or feeds_only_cpu(op):
+            return
+        found = gather_slice(op)
+        assert found is not None
+        axis, start, size, keeps_axis = found
+        piece = mrvl.SliceOp(op.operands[0], axis=axis, start=start, size=size,
+                             layer_name=UNNAMED)
+        new_ops: list[Operation] = [piece]
+        if not keeps_axis:
+            new_ops.append(mrvl.ReshapeOp(piece, op.results[0].type, layer_name=UNNAMED))
+        _finish(rewriter, Fusion(ops=[op]), new_ops)
 
 
 def _feeds_fc_flatten(op: graph.ReshapeOp | graph.FlattenOp) -> bool:
@@ -1364,7 +1631,8 @@ class ConvertGraphToMrvlPass(ModulePass):
                 [ConvPattern(), FCPattern(), GeluPattern(), LayerNormPattern(), MatMulPattern(),
                  SoftmaxPattern(), AffinePattern(), ConvTransposePattern(), ResizePattern(),
                  PoolPattern(), SumPattern(), MulPattern(), SubPattern(), ActivationPattern(),
-                 ConcatPattern(), SplitPattern(), ShapePattern()]
+                 ConcatPattern(), SplitPattern(), ShapePattern(), GatherPattern(),
+                 InstanceNormPattern(), GroupNormPattern(), ReduceMeanPattern()]
             ),
             apply_recursively=False,
         ).rewrite_module(op)

@@ -21,8 +21,9 @@ weight steps, int32 bias, per-tensor activation steps and zero points from mrvl-
 a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation; a CONV / FC
 annotated `mrvl.real_output` writes fp32 real values to its f32 (f16 I/O: f16) output
 tensor). Sum2D /
-Mul2D are ELTWISE ADD / MUL and Activation is ACT; in int8 their SCALE fields dequantise the
-inputs, compute on real values and requantise to the output step in one instruction.
+Mul2D / Div2D are ELTWISE ADD / MUL / DIV and Activation is ACT; in int8 their SCALE fields
+dequantise the inputs, compute on real values and requantise to the output step in one
+instruction.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from mrvl.dialects import mlip, mrvl
 from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.mlip_plan import Block, DramTensor, Insn, LayerPlan, OcmBuffer, Program, Ref, align
+from mrvl.lowering.mrvl_precision import MATRIX_READERS, OUT_DTYPE_ATTR
 from mrvl.lowering.mrvl_quantize import (
     INPUT_SCALES_ATTR,
     INPUT_ZPS_ATTR,
@@ -306,8 +308,13 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
-    g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8,
-                    real)
+    g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8)
+    # fp16 precision policy: an fp32 output tensor is written fp32 by the CONV itself; so is
+    # an int8 real output (fp32 real values)
+    wide = (b.cd == DType.FP16 and yt.dtype == DType.FP32) or real
+    out_dtype = DType.FP32 if wide else b.cd
+    if out_dtype != b.cd:
+        g = replace(g, wide_out=True)
     kind, ranges = b.split()
     work = _segments(kind, ranges, n_, oh, o)
     if not any(work):
@@ -327,7 +334,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     bbuf = None if bt is None else b.buffer("bias", oc_chunk * 4, wslots, "weights")
     sbuf = None if st is None else b.buffer("scale", oc_chunk * 4, wslots, "weights")
     b.buffer("in", g.in_rows(rb) * g.in_cols(cb) * g.in_ch(oc_chunk) * b.es, 2)
-    b.buffer("out", rb * cb * oc_chunk * g.out_block_es, 2)
+    b.buffer("out", rb * cb * oc_chunk * isa.DTYPE_SIZE[out_dtype], 2)
     if sig8:
         b.buffer("acc", rb * cb * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
@@ -367,9 +374,9 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
             pad_l=g.pl + x0 - cb_.c0 * g.sw, dh=g.dh, dw=g.dw,
             groups=1 if groups == 1 else count // g.ocg, **act)
         if b.cd == DType.INT8:
-            conv.in_zp, conv.out_zp = xt.zp, yt.zp
-        if real:
-            conv.dst_dtype, conv.out_zp = DType.FP32, 0
+            conv.in_zp, conv.out_zp = xt.zp, 0 if real else yt.zp
+        if out_dtype != b.cd:
+            conv.dst_dtype = out_dtype
         blk.computes.append(conv)
         if sig8:
             conv.dst_dtype, conv.out_zp = DType.FP32, 0
@@ -379,7 +386,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         blk.stores.append(b.dma(
             Opcode.DMA_STORE, yt, ((cb_.n * oh + cb_.r0) * ow + cb_.c0) * o + cb_.oc0,
             (1, cb_.r1 - cb_.r0, cb_.c1 - cb_.c0, count), y_strides, Ref("ocm", "out", slot),
-            ocm_dtype=DType.FP32 if real else None))
+            ocm_dtype=out_dtype))
         b.layer.blocks.append(blk)
     b.layer.split = kind
 
@@ -397,7 +404,6 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
         _, hh, ww, cc = xs
         weights = weights.reshape(o, cc, hh, ww).transpose(0, 2, 3, 1).reshape(o, k)
     sig8, real = _sigmoid_int8(b, op), _real_int8(b, op)
-    out_es = 4 if real else b.es
     wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k, sig8 or real)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
@@ -405,6 +411,11 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     es = b.es
+    # fp16 precision policy: an fp32 output tensor is written fp32 by the GEMM itself; so is
+    # an int8 real output (fp32 real values)
+    wide = (b.cd == DType.FP16 and yt.dtype == DType.FP32) or real
+    out_dtype = DType.FP32 if wide else b.cd
+    out_es = isa.DTYPE_SIZE[out_dtype]
     kind, ranges = b.split()
     if kind != "channels":
         ranges = balanced_ranges(o, b.prog.num_tiles, channel_unit(yt.esize))
@@ -476,8 +487,8 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                 scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
                 in_zp=xt.zp if b.cd == DType.INT8 else 0,
                 out_zp=yt.zp if b.cd == DType.INT8 and not (sig8 or real) else 0, **act)
-            if real:
-                gemm.dst_dtype = DType.FP32
+            if out_dtype != b.cd:
+                gemm.dst_dtype = out_dtype
             blk.computes.append(gemm)
             if sig8:
                 gemm.dst_dtype = DType.FP32
@@ -485,7 +496,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                     b, yt, slot, n, count, NONLINEAR_INT8[op.activation_str()]))
             blk.stores.append(b.dma(Opcode.DMA_STORE, yt, r0 * o + oc0, (1, 1, n, count),
                                     (0, 0, o, 1), Ref("ocm", "out", slot),
-                                    ocm_dtype=DType.FP32 if real else None))
+                                    ocm_dtype=out_dtype))
             b.layer.blocks.append(blk)
     b.layer.split = "channels" if len(set(row_bands)) == 1 else "grid"
 
@@ -676,7 +687,14 @@ def lower_mul(b: LayerBuilder, op: mrvl.Mul2DOp) -> None:
     _lower_eltwise(b, op, EltFunc.MUL)
 
 
-def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp, elt_func: int) -> None:
+def lower_div(b: LayerBuilder, op: mrvl.Div2DOp) -> None:
+    """ELTWISE DIV (fp32 IEEE division); in int8 the SCALE fields dequantise both operands
+    and requantise the quotient, as for MUL."""
+    _lower_eltwise(b, op, EltFunc.DIV)
+
+
+def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp,
+                   elt_func: int) -> None:
     """Two operands (data or constant), broadcast by stride-0 DMA loads, one ELTWISE per
     block of the output's 4-D box space."""
     out_shape = mrvl.tensor_shape(op.output)
@@ -698,6 +716,8 @@ def _lower_eltwise(b: LayerBuilder, op: mrvl.Sum2DOp | mrvl.Mul2DOp, elt_func: i
             t = b.const_tensor(np.clip(np.rint(arr / step), -127, 127).astype(np.int8),
                                DType.INT8, f"c{k}")
             t.scale = step
+        elif b.cd == DType.FP32:
+            t = b.const_tensor(arr.astype("<f4"), DType.FP32, f"c{k}")
         else:
             t = b.const_tensor(arr.astype("<f2"), DType.FP16, f"c{k}")
         operands.append(t)
@@ -824,8 +844,8 @@ def lower_concat(b: LayerBuilder, op: mrvl.ConcatOp) -> None:
     y_strides = _strides(out4)
     offset = 0
     row_bytes = out4[2] * out4[3] * yt.esize
-    for value in op.inputs:
-        xt = b.tensor(value)
+    for k, value in enumerate(op.inputs):
+        xt = b.tensor(value) if value in b.conv.tensor_of else _concat_const(b, value, yt, k)
         in4 = _shape4(mrvl.tensor_shape(value))
         kind, ranges = "rows", balanced_ranges(in4[0] * in4[1], b.prog.num_tiles,
                                                row_unit(row_bytes))
@@ -840,6 +860,23 @@ def lower_concat(b: LayerBuilder, op: mrvl.ConcatOp) -> None:
                     kind, ranges, rescale=rescale)
         offset += in4[axis]
     b.layer.split = "rows"
+
+
+def _concat_const(b: LayerBuilder, value: SSAValue, yt: DramTensor, k: int) -> DramTensor:
+    """A constant Concat operand (ViT's class token) as a weights tensor: in the layer's
+    compute dtype (fp16, or fp32 under the precision policy), int8 in the output's step and
+    zero point (so it is copied, not requantised)."""
+    arr = constant_value(value)
+    if arr is None:
+        raise CompileError(f"layer {b.layer.name}: operand {k} is neither data nor constant")
+    if b.cd == DType.INT8:
+        q = np.clip(np.rint(arr / np.float32(yt.scale)) + yt.zp, -128, 127).astype(np.int8)
+        t = b.const_tensor(q, DType.INT8, f"c{k}")
+        t.scale, t.zp = yt.scale, yt.zp
+        return t
+    if b.cd == DType.FP32:
+        return b.const_tensor(arr.astype("<f4"), DType.FP32, f"c{k}")
+    return b.const_tensor(arr.astype("<f2"), DType.FP16, f"c{k}")
 
 
 def _lower_permute(b: LayerBuilder, op, perm) -> None:
@@ -883,11 +920,12 @@ def _tile_rows(b: LayerBuilder, rows: int, row_bytes: int) -> list[tuple[int, in
 
 def _lower_row_op(b: LayerBuilder, op: mrvl.SoftmaxOp | mrvl.LayerNormOp) -> None:
     """SOFTMAX / LAYERNORM per band of rows of the 2-D view (last axis = one row). The
-    compute is fp16 in both modes: in int8 the loads dequantise and the stores quantise
-    (DMA conversion), since exp / rsqrt of int8 steps are not sound."""
+    compute is fp16 in both modes (fp32 where the fp16 precision policy widens the layer):
+    in int8 the loads dequantise and the stores quantise (DMA conversion), since exp /
+    rsqrt of int8 steps are not sound."""
     rows, cols = _rows_view(mrvl.tensor_shape(op.output))
     xt, yt = b.tensor(op.input), b.tensor(op.output)
-    fp = DType.FP16
+    fp = DType.FP32 if b.cd == DType.FP32 else DType.FP16  # fp32 by the precision policy
     es = isa.DTYPE_SIZE[fp]
     ranges = _tile_rows(b, rows, cols * yt.esize)
     norm = isinstance(op, mrvl.LayerNormOp)
@@ -954,7 +992,9 @@ def _logical_strides(shape, perm) -> list[int]:
 def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     """A @ B per batch index as GEMMs (fp16 matrix engine), with the attention epilogue
     SOFTMAX (SCALE = softmax_scale) on each block of whole score rows in OCM when the layer
-    has one: the rows of A stream in bands,
+    has one (the GEMM writes fp32 scores, the SOFTMAX writes fp16 probabilities over them;
+    with a mask, ELTWISE ADD with SCALE computes scale * scores + mask first and the
+    SOFTMAX has no SCALE): the rows of A stream in bands,
     B^T (the GEMM's [N][K] weight operand) is gathered from B by a strided DMA once per
     (batch, N chunk); folded transposes are only DMA strides. int8 tensors are dequantised
     by the loads and quantised by the stores (activation x activation products stay fp16)."""
@@ -971,11 +1011,23 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     es = isa.DTYPE_SIZE[fp]
     ranges = _tile_rows(b, batches * m, n * yt.esize)
     epilogue = op.softmax_scale is not None
+    mt = None if op.mask is None else b.tensor(op.mask)
+    m_st: list[int] = []
+    if op.mask is not None:
+        # the additive mask broadcast to the scores [..., M, N]: stride 0 on its size-1 axes
+        mask_shape = mrvl.tensor_shape(op.mask)
+        dense = _logical_strides(mask_shape, None)
+        m_st = [0 if d == 1 else st for d, st in zip(mask_shape, dense)]
+    mask_rows = 1 if mt is None or m_st[-2] == 0 else 0  # 1: one row serves every row
+    # the epilogue keeps the scores fp32 in OCM (GEMM dst FP32; the mask add and the
+    # SOFTMAX read fp32, which writes fp16 probabilities in place)
+    sd = DType.FP32 if epilogue else fp
+    oes = isa.DTYPE_SIZE[sd]
     n_chunk = 0
     for chunk in _chunk_candidates(n, min(n, 16)):
         if epilogue and chunk < n:
             break  # the softmax needs whole rows of the scores
-        if b.fits([(chunk * k * es, 2), (k * es, 2), (chunk * es, 2)]):
+        if b.fits([(chunk * k * es, 2), (k * es, 2), (chunk * oes, 2)]):
             n_chunk = chunk
             break
     if not n_chunk:
@@ -983,10 +1035,14 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                            f"not fit the OCM of {b.budget} bytes")
     longest = max(max(e - s for s, e in ranges), 1)
     band = _fit_rows(b.fits, [(n_chunk * k * es, 2)],
-                     lambda r: [(r * k * es, 2), (r * n_chunk * es, 2)], min(longest, m))
+                     lambda r: [(r * k * es, 2), (r * n_chunk * oes, 2)] + (
+                         [] if mt is None else [((mask_rows or r) * n_chunk * oes, 2)]),
+                     min(longest, m))
     b.buffer("x", band * k * es, 2)
     b.buffer("w", n_chunk * k * es, 2)
-    b.buffer("out", band * n_chunk * es, 2)
+    b.buffer("out", band * n_chunk * oes, 2)
+    if mt is not None:
+        b.buffer("mask", (mask_rows or band) * n_chunk * oes, 2)
 
     def batch_offset(index: int, strides: list[int]) -> int:
         offset = 0
@@ -1023,8 +1079,30 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                         in_row_stride=k, out_addr=Ref("ocm", "out", slot), n=cols,
                         out_row_stride=cols, w_addr=Ref("ocm", "w", wslot),
                         bias_addr=isa.ADDR_NONE, scale_addr=isa.ADDR_NONE,
-                        src_dtype=fp, dst_dtype=fp))
-                    if epilogue:
+                        src_dtype=fp, dst_dtype=sd))
+                    if epilogue and mt is not None:
+                        # scale * scores + mask (ELTWISE ADD with SCALE, in place), then
+                        # softmax, before the scores leave the OCM
+                        assert op.softmax_scale is not None
+                        mrows = mask_rows or rows
+                        blk.loads.append(b.dma(
+                            Opcode.DMA_LOAD, mt, batch_offset(bi, m_st[:-2]) + m0 * m_st[-2]
+                            + n0 * m_st[-1], (1, 1, mrows, cols), (0, 0, m_st[-2], m_st[-1]),
+                            Ref("ocm", "mask", slot), ocm_dtype=sd))
+                        blk.computes.append(b.insn(
+                            Opcode.ELTWISE, func=EltFunc.ADD, a_addr=Ref("ocm", "out", slot),
+                            b_addr=Ref("ocm", "mask", slot), out_addr=Ref("ocm", "out", slot),
+                            rows=rows, cols=cols, a_row_stride=cols,
+                            b_row_stride=0 if mask_rows else cols, out_row_stride=cols,
+                            b_col_stride=1, a_scale=op.softmax_scale.value.data, b_scale=1.0,
+                            out_scale=1.0, b_zp=0, flags=int(Flag.SCALE), src_dtype=sd,
+                            dst_dtype=sd))
+                        blk.computes.append(b.insn(
+                            Opcode.SOFTMAX, in_addr=Ref("ocm", "out", slot),
+                            out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
+                            in_row_stride=cols, out_row_stride=cols, out_scale=0,
+                            src_dtype=sd, dst_dtype=fp))
+                    elif epilogue:
                         # softmax(scale * scores) in place, before the scores leave the OCM
                         assert op.softmax_scale is not None
                         blk.computes.append(b.insn(
@@ -1032,7 +1110,7 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                             out_addr=Ref("ocm", "out", slot), rows=rows, cols=cols,
                             in_row_stride=cols, out_row_stride=cols, out_scale=0,
                             flags=int(Flag.SCALE), scale=op.softmax_scale.value.data,
-                            src_dtype=fp, dst_dtype=fp))
+                            src_dtype=sd, dst_dtype=fp))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, (bi * m + m0) * n + n0, (1, 1, rows, cols),
                         (0, 0, n, 1), Ref("ocm", "out", slot), ocm_dtype=fp))
@@ -1062,6 +1140,7 @@ LOWERINGS: dict[type, Callable] = {
     mrvl.GlobalMaxpool2DOp: lower_global_maxpool2d,
     mrvl.Sum2DOp: lower_sum,
     mrvl.Mul2DOp: lower_mul,
+    mrvl.Div2DOp: lower_div,
     mrvl.ActivationOp: lower_activation,
     mrvl.ConcatOp: lower_concat,
     mrvl.SliceOp: lower_slice,
@@ -1199,7 +1278,8 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
                 dtype = DType.FP16 if conv.io_dtype == DType.FP16 else DType.FP32
             t = DramTensor(head_name[result], shape, dtype, "output", scale=scale, zp=zp)
         else:
-            t = DramTensor(f"{op.name_str}_y", shape, conv.cd, "scratch", scale=scale, zp=zp)
+            t = DramTensor(f"{op.name_str}_y", shape, _scratch_dtype(conv, op), "scratch",
+                           scale=scale, zp=zp)
         if len(shape) == 4:
             t.layout = Layout.NHWC
             if isinstance(op, mrvl.LayoutTransformOp) and op.dst_layout.data == "NCHW":
@@ -1208,6 +1288,7 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
         conv.tensor_of[result] = t.name
         layer = LayerPlan(op.name_str, op.LAYER_NAME, len(prog.layers), macs=op.macs())
         b = LayerBuilder(conv, layer, op)
+        _widen_compute(b, op)
         if isinstance(op, ALIAS_LAYERS):
             src = b.tensor(op.operands[0])
             shape4 = _shape4(shape)
@@ -1226,6 +1307,28 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
         _add_copy_out(conv, value, name)
     _liveness(prog)
     return build_model(prog)
+
+
+def _scratch_dtype(conv: Converter, op: mrvl.MrvlLayerOp) -> int:
+    """The DRAM dtype of a layer's (non-output) result: the compute dtype, or FP32 where
+    the fp16 precision policy keeps it (`mrvl.out_dtype = "f32"`, lowering/mrvl_precision.py)."""
+    attr = op.attributes.get(OUT_DTYPE_ATTR)
+    if conv.cd == DType.FP16 and isinstance(attr, StringAttr) and attr.data == "f32":
+        return DType.FP32
+    return conv.cd
+
+
+def _widen_compute(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> None:
+    """A vector-engine or copy layer of an fp16 build computes in fp32 (its OCM blocks
+    are fp32; the DMA converts fp16 operands exactly and rounds an fp16 output once) when
+    its output or one of its data inputs is an fp32 tensor. Matrix engine layers keep fp16
+    inputs (lower_fc writes an fp32 output itself)."""
+    if b.cd != DType.FP16 or isinstance(op, MATRIX_READERS):
+        return
+    values = [op.results[0], *(v for v in op.operands if v in b.conv.tensor_of)]
+    if any(b.tensor(v).dtype == DType.FP32 for v in values):
+        b.cd = DType.FP32
+        b.es = isa.DTYPE_SIZE[DType.FP32]
 
 
 def _add_copy_out(conv: Converter, value: SSAValue, name: str) -> None:

@@ -105,8 +105,9 @@ class ConvGeom:
     `es`: compute element size (2 fp16, 1 int8); `w_es`: weight element size; `in_es` /
     `out_es`: element sizes of the input / output tensors in DRAM; `consts`: number of
     per-output-channel 4-byte arrays next to the weights (bias, requantisation scale);
-    `sig8`: int8 with a fused sigmoid (an extra fp32 accumulator block); `real_out`: int8
-    writing fp32 real values (a 4-byte output block, `mrvl.real_output`).
+    `sig8`: int8 with a fused sigmoid (an extra fp32 accumulator block). `wide_out`: an
+    fp16 conv writing an fp32 output block (the fp16 precision policy of transformer
+    sub-graphs, lowering/mrvl_precision.py).
 
     A 1x1 conv with strides and no padding only reads every `ys`-th row and `xs`-th column
     of its input (`src_h` x `src_w`): its geometry is that of a stride-1 conv over the
@@ -140,11 +141,11 @@ class ConvGeom:
     src_w: int = 0
     ys: int = 1
     xs: int = 1
-    real_out: bool = False
+    wide_out: bool = False
 
     @classmethod
     def of(cls, op: mrvl.Conv2DOp, es: int, in_es: int, out_es: int, consts: int,
-           sig8: bool, real_out: bool = False) -> ConvGeom:
+           sig8: bool) -> ConvGeom:
         n, h, w, c = mrvl.tensor_shape(op.input)
         o, kh, kw, cg = mrvl.tensor_shape(op.weight)
         _, oh, ow, _ = mrvl.tensor_shape(op.output)
@@ -154,14 +155,9 @@ class ConvGeom:
         groups = op.groups.value.data
         if kh == kw == 1 and not any(pads) and (sh, sw) != (1, 1):
             return cls(n, oh, ow, c, o, 1, 1, cg, oh, ow, groups, 1, 1, 0, 0, 1, 1, es, es,
-                       in_es, out_es, consts, sig8, h, w, sh, sw, real_out)
+                       in_es, out_es, consts, sig8, h, w, sh, sw)
         return cls(n, h, w, c, o, kh, kw, cg, oh, ow, groups, sh, sw, pads[0], pads[1],
-                   dh, dw, es, es, in_es, out_es, consts, sig8, h, w, real_out=real_out)
-
-    @property
-    def out_block_es(self) -> int:
-        """Element size of the OCM output block (fp32 for a real output)."""
-        return 4 if self.real_out else self.es
+                   dh, dw, es, es, in_es, out_es, consts, sig8, h, w)
 
     @property
     def ocg(self) -> int:
@@ -183,13 +179,13 @@ def _conv_fit(g: ConvGeom, oc_chunk: int, resident: bool,
     """(oc_chunk, rows, cols) with the largest band of rows, else of columns, that fits
     next to the weights of `oc_chunk` channels (one slot if `resident`, else two)."""
     es, wsize = g.es, g.kh * g.kw * g.cg * g.w_es
+    out_es = 4 if g.wide_out else es
     slots = 1 if resident else 2
     fixed = [(oc_chunk * wsize, slots)] + [(oc_chunk * 4, slots)] * g.consts
     icc = g.in_ch(oc_chunk)
 
     def per_rows(rows):
-        return [(g.in_rows(rows) * g.w * icc * es, 2),
-                (rows * g.ow * oc_chunk * g.out_block_es, 2),
+        return [(g.in_rows(rows) * g.w * icc * es, 2), (rows * g.ow * oc_chunk * out_es, 2),
                 (rows * g.ow * oc_chunk * 4 * g.sig8, 2)]
 
     rows = _fit_rows(fits, fixed, per_rows, max_rows)
@@ -198,7 +194,7 @@ def _conv_fit(g: ConvGeom, oc_chunk: int, resident: bool,
 
     def per_cols(cols):
         return [(g.in_rows(1) * g.in_cols(cols) * icc * es, 2),
-                (cols * oc_chunk * g.out_block_es, 2), (cols * oc_chunk * 4 * g.sig8, 2)]
+                (cols * oc_chunk * out_es, 2), (cols * oc_chunk * 4 * g.sig8, 2)]
 
     cols = _fit_rows(fits, fixed, per_cols, g.ow)
     return (oc_chunk, 1, cols) if cols else None

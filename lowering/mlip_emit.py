@@ -51,6 +51,7 @@ LAYER_KINDS = {
     "GlobalMaxpool2D": 6, "Sum2D": 7, "Concat": 8, "reshape": 9, "nn.batch_flatten": 10,
     "squeeze": 11, "layout_transform": 12, "transpose": 13, "copy": 14, "Mul2D": 15,
     "Activation": 16, "MatMul": 17, "Softmax": 18, "LayerNorm": 19, "slice": 40,
+    "Div2D": 41,
 }
 """`kind` of a layer descriptor, by mrvl layer_name (0 for none of these)."""
 

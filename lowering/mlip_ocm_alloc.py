@@ -234,6 +234,20 @@ def weight_bases(needs: dict[int, tuple[int, int]], top: int,
     return bases
 
 
+def prefetch_heads(needs: dict[int, tuple[int, int]], top: int, floors: dict[int, int]
+                   ) -> dict[int, int]:
+    """Per layer of a model with residents, the bytes of the head of its weights that the
+    next-layer prefetch (rule 3) may load before the barrier: free of the previous layer's
+    buffers at the bases `weight_bases` chooses under these resident floors."""
+    bases = weight_bases(needs, top, floors, True)
+    order = [index for index, need in needs.items() if sum(need) > 0]
+    heads = {}
+    for prev, index in zip(order, order[1:]):
+        found = dict(_heads(needs, (prev, bases[prev]), index, top, floors, True))
+        heads[index] = found.get(bases[index], 0)
+    return heads
+
+
 def prefetch_top(needs: dict[int, tuple[int, int]], ocm_size: int) -> int:
     """The model's OCM range with weight prefetch: the largest layer need and the largest
     boundary need (both layers' weights and the larger scratch) that fits `ocm_size`."""

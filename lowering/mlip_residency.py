@@ -43,6 +43,15 @@ keep today's DRAM path unchanged. Arithmetic is unchanged (TILE_COPY is a bit co
 into a dense box, the tile's band holds just those channels (`TensorPlan.chans`) and the
 stores become TILE_COPYs of their rows x channel intersection (`_copy_into_channel_bands`).
 
+Placement: a tensor that does not fit with the resident buffers placed in the order
+chosen may fit with the buffers live during its layers re-sorted (`LOCAL_ORDERS`), taken
+when the weight prefetch that costs is under half the DRAM bytes it saves
+(`PREFETCH_EXCHANGE`, `prefetch_heads`). A tensor read by several layers that does not fit
+whole may stay as one buffer per consumer layer (`TensorPlan.groups`, `_group_plans`:
+each live from the producer to its layer; the stores copy into every one), a strided 1x1
+conv's buffer **gathered** (only the rows and columns it reads, densely), under the same
+rule.
+
 Before planning, `concat_in_place` aliases every Concat input that is copied unchanged
 along the channels to its slice of the output (its producers store there, the Concat's
 copies of it go), so a resident Concat output is filled by its producers' copies and the
@@ -51,7 +60,7 @@ Concat moves no data. `dram_report` says, per tensor still moved by a DMA, why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, SymbolRefAttr, i64
@@ -77,6 +86,7 @@ from mrvl.lowering.mlip_ocm_alloc import (
     Resident,
     layer_pages,
     place_residents,
+    prefetch_heads,
     resident_floors,
     resident_requests,
 )
@@ -139,6 +149,17 @@ class TensorPlan:
     chans: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Channel bands: per tile the channels [first, end) its band holds (every load of the
     tile reads exactly those, whole-width rows); empty: every tile holds all channels."""
+    label: str = ""
+    """The resident buffer's label (`res_<tensor>`, `res_<tensor>_<k>` for a group)."""
+    gather: tuple[int, int] = (1, 1)
+    """A gathered group: the band holds every `gather[0]`-th row and `gather[1]`-th
+    column of the tensor (what a strided 1x1 conv reads), densely: rows of `row_elems`
+    elements, `source_row_elems` those of the tensor."""
+    source_row_elems: int = 0
+    groups: list[TensorPlan] = field(default_factory=list)
+    """When the tensor does not fit whole: one plan per consumer layer, each a buffer with
+    the bands of that layer's loads, live from the producer to that layer (its stores copy
+    into every group's buffer); see `_group_plans`."""
 
     def tile_channels(self, tile: int) -> tuple[int, int]:
         return self.chans.get(tile, (0, self.channels))
@@ -477,8 +498,74 @@ def candidate_tensors(model: ModelOp, reasons: dict[str, str] | None = None
         # a direct write's output slot is not counted as freed: apply_residency keeps it,
         # so the layer's OCM placement (and its weight prefetch) stays as it was
         plan.freed = _freed_bytes(model, [(op, readers) for op, _, _, readers in loads[name]])
+        plan.label = f"res_{name}"
+        readers_of = {id(op): readers for op, _, _, readers in loads[name]}
+        plan.groups = _group_plans(model, plan, shape, readers_of)
         plans.append(plan)
     return plans
+
+
+def _group_plans(model: ModelOp, plan: TensorPlan, shape, readers_of) -> list[TensorPlan]:
+    """A tensor read by several layers as one resident buffer per consumer layer: each
+    holds the bands that layer's loads read and lives from the producer to that layer, so
+    a late consumer's band does not hold the OCM of an early one's (a residual read whole
+    by a channel-split downsample conv, in rows by the next block). A layer whose loads
+    are all strided gathers of whole gathered rows (a strided 1x1 conv) gets a gathered
+    band: only the rows and columns it reads, densely (a quarter for stride 2), read as
+    the DMA's gathered box was. Empty when the tensor has one consumer layer, channel
+    bands, or a store that is not a box of pixels x channels (`_channel_store`)."""
+    layers = sorted({box.layer for box in plan.loads})
+    width, channels = shape[2], shape[3]
+    if len(layers) < 2 or plan.chans or \
+            not all(_channel_store(box.op, width, channels) for box in plan.stores):
+        return []
+    stores = [replace(box, writer=None) for box in plan.stores]
+    groups = []
+    for k, layer in enumerate(layers):
+        boxes = [box for box in plan.loads if box.layer == layer]
+        group = TensorPlan(plan.name, plan.row_elems, plan.esize, plan.producer, layer, {},
+                           0, channels, stores, [], label=f"{plan.label}_{k}")
+        gathered = _gathered_boxes(boxes, shape, plan.esize)
+        if gathered is not None:
+            (sh, sw), boxes = gathered
+            group.gather = (sh, sw)
+            group.source_row_elems = plan.row_elems
+            group.row_elems = ((width - 1) // sw + 1) * channels
+        for box in boxes:
+            lo, hi = group.bands.get(box.tile, (box.r0, box.r0 + box.rows))
+            group.bands[box.tile] = (min(lo, box.r0), max(hi, box.r0 + box.rows))
+        group.loads = boxes
+        group.freed = _freed_bytes(model, [(box.op, readers_of[id(box.op)]) for box in boxes])
+        groups.append(group)
+    groups[0].saved_bytes = plan.saved_bytes
+    return groups
+
+
+def _gathered_boxes(boxes: list[Box], shape, esize: int
+                    ) -> tuple[tuple[int, int], list[Box]] | None:
+    """((sh, sw), the boxes in gathered rows) when every box is a strided gather (`View`)
+    of whole gathered rows of all channels, starting on the gather's lattice, with one
+    (sh, sw), and a pixel's channels fill whole 16-byte granules (copies from different
+    tiles then never share one); None otherwise."""
+    images, height, width, channels = shape
+    if channels * esize % GRANULE:
+        return None
+    strides = {(box.view.sh, box.view.sw) if box.view is not None else (1, 1)
+               for box in boxes}
+    if len(strides) != 1 or strides == {(1, 1)}:
+        return None
+    sh, sw = strides.pop()
+    if images > 1 and height % sh:
+        return None  # flat rows of several images stay on the lattice only then
+    out = []
+    for box in boxes:
+        pixel, channel = divmod(box.col, channels)
+        dims = [_ival(box.op, f"dim{k}", 1) for k in range(4)]
+        if box.r0 % sh or pixel or channel or dims[3] != channels or \
+                dims[2] != (width - 1) // sw + 1:
+            return None
+        out.append(Box(box.op, box.layer, box.tile, box.r0 // sh, dims[1], 0))
+    return (sh, sw), out
 
 
 def _pixels_channels(box: Box, channels: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -552,29 +639,105 @@ def _dram_bytes(op: InstructionOp) -> int:
     return count * isa.DTYPE_SIZE[isa.DType(DTYPE_BY_NAME[op.properties["src"].data])]  # type: ignore[union-attr]
 
 
-def plan_residency(model: ModelOp) -> list[TensorPlan]:
-    """The tensors to keep in OCM, in placement order (module docstring: greedy by DRAM
-    bytes saved per OCM byte-layer, each kept only if everything still fits)."""
+def _floors(requests: list[Resident], needs: dict[int, int], freed: dict[int, int],
+            ocm_size: int, page: int) -> dict[int, int] | None:
+    """The resident floor of every layer with residents live (`resident_floors`) when the
+    resident buffers, placed in this order, leave every layer its own buffers; else None."""
+    addrs = place_residents(requests, ocm_size, page)
+    if addrs is None:
+        return None
+    floors = resident_floors(requests, addrs, ocm_size)
+    if any(needs.get(layer, 0) - freed.get(layer, 0) > floor
+           for layer, floor in floors.items()):
+        return None
+    return floors
+
+
+LOCAL_ORDERS = (
+    lambda req: (req.first - req.last, -req.size, req.first),
+    lambda req: (req.first, -req.size, req.last),
+    lambda req: (-req.size, req.first, req.last),
+)
+"""When a tensor does not fit with the resident buffers placed in the order they were
+chosen (first-fit fragments the top of the OCM), the buffers live at some layer of its
+range are tried again in these orders (earliest first, then largest first), in the
+places they held in the placement order; the others keep theirs. Re-sorting every
+buffer fitted more but moved the floors the layers' weight bases are chosen under
+(ResNet-50 lost weight prefetch and got slower)."""
+
+
+def _orders(labels: list[str], requests: list[Resident], new: Resident):
+    """The placement orders to try for `labels` / `requests` (the last one `new`): as
+    they are, then with the buffers overlapping `new`'s live layers re-sorted
+    (`LOCAL_ORDERS`)."""
+    yield labels, requests
+    inside = [k for k, req in enumerate(requests)
+              if not (req.last < new.first or new.last < req.first)]
+    for key in LOCAL_ORDERS:
+        ranked = iter(sorted(inside, key=lambda k: key(requests[k])))
+        order = [next(ranked) if k in inside else k for k in range(len(requests))]
+        yield [labels[k] for k in order], [requests[k] for k in order]
+
+
+PREFETCH_EXCHANGE = 2
+"""A re-sorted placement (`plan_residency`) may cost the next-layer prefetch at most 1 /
+PREFETCH_EXCHANGE of the DRAM bytes its tensor saves: a weight byte no longer loaded
+before the barrier waits after it, while the saved loads and stores overlapped their
+layers' compute in part. (With 1, the SSD detector at 1 tile kept a tensor and lost more
+prefetch than it gained: 1 911 126 -> 1 926 726 cycles.)"""
+
+
+def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
+    """The tensors to keep in OCM (module docstring: greedy by DRAM bytes saved per OCM
+    byte-layer, each kept only if everything still fits) and the order to place all
+    resident buffers in: labels, earlier rounds' and `res_<tensor>` of the chosen. A
+    tensor that does not fit with the buffers in that order may fit re-sorted
+    (`LOCAL_ORDERS`): the one whose layers' weights prefetch the most (`prefetch_heads`),
+    taken when the prefetched bytes it loses are under 1 / PREFETCH_EXCHANGE of the
+    tensor's saved DRAM bytes (re-sorting moves the floors the weight bases are chosen
+    under; appending a buffer moves no other)."""
     ocm_size = model.ocm_size.value.data
     page = model.page_size.value.data
-    needs = {index: low + high for index, (low, high) in layer_pages(model).items()}
-    placed = resident_requests(model)[1]  # residents of an earlier round stay first
+    pages = layer_pages(model)
+    needs = {index: low + high for index, (low, high) in pages.items()}
+    tiles = model.num_tiles.value.data  # prefetch heads are per tile, saved bytes in all
+    bufs, requests = resident_requests(model)  # residents of an earlier round stay first
+    labels = [buf.label.data for buf in bufs]
     chosen: list[TensorPlan] = []
+    freed: dict[int, int] = {}
+    floors = _floors(requests, needs, freed, ocm_size, page) or {}
+    heads: int | None = None  # prefetched bytes under `floors`, computed when needed
     for plan in sorted(candidate_tensors(model), key=lambda p: (-p.score, p.name)):
-        trial = chosen + [plan]
-        requests = placed + [p.request() for p in trial]
-        addrs = place_residents(requests, ocm_size, page)
-        if addrs is None:
-            continue
-        floors = resident_floors(requests, addrs, ocm_size)
-        freed: dict[int, int] = {}
-        for p in chosen + [plan]:
-            for layer, size in p.freed.items():
-                freed[layer] = freed.get(layer, 0) + size
-        if all(needs.get(layer, 0) - freed.get(layer, 0) <= floor
-               for layer, floor in floors.items()):
-            chosen = trial
-    return chosen
+        for unit in ([plan], plan.groups):  # whole, else one buffer per consumer layer
+            if not unit:
+                continue
+            trial_freed = dict(freed)
+            for part in unit:
+                for layer, size in part.freed.items():
+                    trial_freed[layer] = trial_freed.get(layer, 0) + size
+            new = Resident(sum(part.size for part in unit), plan.producer, plan.last)
+            best = None
+            for rank, (trial_labels, trial_requests) in enumerate(_orders(
+                    labels + [part.label for part in unit],
+                    requests + [part.request() for part in unit], new)):
+                found = _floors(trial_requests, needs, trial_freed, ocm_size, page)
+                if found is None:
+                    continue
+                if rank == 0 and len(unit) == 1:  # a whole tensor in the order chosen
+                    best = (None, trial_labels, trial_requests, found)
+                    break
+                if heads is None:
+                    heads = sum(prefetch_heads(pages, ocm_size, floors).values())
+                kept = sum(prefetch_heads(pages, ocm_size, found).values())
+                if (heads - kept) * tiles * PREFETCH_EXCHANGE < plan.saved_bytes and \
+                        (best is None or kept > best[0]):
+                    best = (kept, trial_labels, trial_requests, found)
+            if best is not None:
+                chosen.extend(unit)
+                heads, labels, requests, floors = best
+                freed = trial_freed
+                break
+    return chosen, labels
 
 
 def _header(op: InstructionOp) -> dict:
@@ -592,9 +755,9 @@ def _set_operand(op: InstructionOp, name: str, value: SSAValue, slot: int, offse
     op.properties[f"{base}_offset"] = i64_attr(offset)
 
 
-def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
-    """Replace one store by TILE_COPYs into the bands that need its rows, or (a direct
-    write) point its compute at the own band and leave a DMA_OUT `nop`."""
+def _store_copies(plan: TensorPlan, box: Box, resident: SSAValue) -> list[InstructionOp]:
+    """The TILE_COPYs that replace one store for a plan: into the bands that need its
+    rows, or none (a direct write: its compute is pointed at the own band)."""
     op = box.op
     es = plan.esize
     new_ops: list[InstructionOp] = []
@@ -604,8 +767,9 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
                      (own_row * plan.row_elems + box.col) * es)
         box.writer.properties[DENSE_OUTPUT[box.writer.name][2]] = i64_attr(plan.channels)
     if plan.chans:
-        _copy_into_channel_bands(plan, box, resident)
-        return
+        return _copy_into_channel_bands(plan, box, resident)
+    if plan.gather != (1, 1):
+        return _copy_into_gathered(plan, box, resident)
     groups: dict[tuple[int, int, int], int] = {}  # (first row, rows, band offset) -> mask
     for tile, (lo, hi) in sorted(plan.bands.items()):
         a, b = max(box.r0, lo), min(box.r0 + box.rows, hi)
@@ -619,19 +783,23 @@ def _rewrite_store(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
             (band_row * plan.row_elems + box.col) * es,
             (1, rows, _ival(op, "dim2", 1), _ival(op, "dim3", 1)),
             tuple(_ival(op, f"dram_stride{k}") for k in range(4))))
-    _replace_store(op, new_ops)
+    return new_ops
 
 
 def _tile_copy(op: InstructionOp, resident: SSAValue, mask: int, src_offset: int,
-               dst_offset: int, dims: tuple[int, ...], dst_strides: tuple[int, ...]) -> TileCopyOp:
-    """A TILE_COPY of the box `dims` of store `op`'s OCM slot (its own strides, from
-    `src_offset` bytes) into the resident buffer of every tile in `mask`."""
+               dst_offset: int, dims: tuple[int, ...], dst_strides: tuple[int, ...],
+               src_strides: tuple[int, ...] | None = None) -> TileCopyOp:
+    """A TILE_COPY of the box `dims` of store `op`'s OCM slot (its own strides unless
+    `src_strides`, from `src_offset` bytes) into the resident buffer of every tile in
+    `mask`."""
+    if src_strides is None:
+        src_strides = tuple(_ival(op, f"ocm_stride{k}") for k in range(4))
     props = {**_header(op), "dst_tile_mask": i64_attr(mask),
              "src_slot": op.properties["ocm_slot"], "src_offset": i64_attr(src_offset),
              "dst_slot": i64_attr(0), "dst_offset": i64_attr(dst_offset)}
     for k in range(4):
         props[f"dim{k}"] = i64_attr(dims[k])
-        props[f"src_stride{k}"] = i64_attr(_ival(op, f"ocm_stride{k}"))
+        props[f"src_stride{k}"] = i64_attr(src_strides[k])
         props[f"dst_stride{k}"] = i64_attr(dst_strides[k])
     return TileCopyOp.build(props, {"src_addr": op.ocm_operands()["ocm_addr"],
                                     "dst_addr": resident})
@@ -649,9 +817,44 @@ def _replace_store(op: InstructionOp, new_ops: list[InstructionOp]) -> None:
     op.erase()
 
 
-def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
-    """Replace one store by TILE_COPYs of its rows x channels into the channel bands of the
-    tiles that hold some of them (tiles with the same band offset and channels share one)."""
+def _copy_into_gathered(plan: TensorPlan, box: Box, resident: SSAValue
+                        ) -> list[InstructionOp]:
+    """The TILE_COPYs of one store's rows and columns on the gather's lattice into the
+    gathered bands that hold them (`TensorPlan.gather`): the copy steps over the slot's
+    rows and pixels by the gather's strides; tiles with the same band offset share one."""
+    op = box.op
+    es = plan.esize
+    sh, sw = plan.gather
+    pixel, channel = divmod(box.col, plan.channels)
+    count2, count3 = _ival(op, "dim2", 1), _ival(op, "dim3", 1)
+    first_row, end_row = -(-box.r0 // sh), -(-(box.r0 + box.rows) // sh)
+    first_pixel, end_pixel = -(-pixel // sw), -(-(pixel + count2) // sw)
+    if end_pixel <= first_pixel:
+        return []
+    groups: dict[tuple[int, int, int], int] = {}
+    for tile, (lo, hi) in sorted(plan.bands.items()):
+        a, b = max(first_row, lo), min(end_row, hi)
+        if a < b:
+            key = (a, b - a, a - lo)
+            groups[key] = groups.get(key, 0) | (1 << tile)
+    strides = [_ival(op, f"ocm_stride{k}") for k in range(4)]
+    new_ops: list[InstructionOp] = []
+    for (a, rows, band_row), mask in groups.items():
+        src_offset = _ival(op, "ocm_offset") + ((a * sh - box.r0) * strides[1]
+                                                + (first_pixel * sw - pixel) * strides[2]) * es
+        new_ops.append(_tile_copy(
+            op, resident, mask, src_offset,
+            (band_row * plan.row_elems + first_pixel * plan.channels + channel) * es,
+            (1, rows, end_pixel - first_pixel, count3),
+            (rows * plan.row_elems, plan.row_elems, plan.channels, 1),
+            (strides[0], strides[1] * sh, strides[2] * sw, strides[3])))
+    return new_ops
+
+
+def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue
+                             ) -> list[InstructionOp]:
+    """The TILE_COPYs of one store's rows x channels into the channel bands of the tiles
+    that hold some of them (tiles with the same band offset and channels share one)."""
     op = box.op
     es = plan.esize
     width = plan.row_elems // plan.channels
@@ -673,7 +876,7 @@ def _copy_into_channel_bands(plan: TensorPlan, box: Box, resident: SSAValue) -> 
             op, resident, mask, src_offset,
             (band_row * width * held + pixel * held + c0 - first) * es,
             (1, rows, count2, c1 - c0), (rows * width * held, width * held, held, 1)))
-    _replace_store(op, new_ops)
+    return new_ops
 
 
 def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
@@ -710,8 +913,11 @@ def _rewrite_load(plan: TensorPlan, box: Box, resident: SSAValue) -> None:
     op.erase()
 
 
-def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
-    """Rewrite the model for the chosen tensors (module docstring)."""
+def apply_residency(model: ModelOp, plans: list[TensorPlan],
+                    order: list[str] | None = None) -> None:
+    """Rewrite the model for the chosen tensors (module docstring); `order`: the labels of
+    all resident buffers in the order the allocator is to place them (None: earlier ones
+    first, then the chosen in plan order)."""
     # resident buffers go before every layer (they are used by several), after those of
     # earlier rounds (the allocator places them in this order)
     body = model.body.block
@@ -720,8 +926,10 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
     first = next(op for op in body.ops if isinstance(op, (BufferOp, LayerOp)))
     kept: set[BufferOp] = set()  # output slots left unused by direct writes: kept so that
     # the layer's OCM placement (and its weight prefetch) stays as it was
+    copies: dict[int, tuple[DmaStoreOp, list[InstructionOp]]] = {}  # per store, in order
     for plan in plans:
-        buf = BufferOp.build(f"res_{plan.name}", plan.size, 1, "resident", plan.producer)
+        buf = BufferOp.build(plan.label or f"res_{plan.name}", plan.size, 1, "resident",
+                             plan.producer)
         buf.last = i64_attr(plan.last)
         if anchor is None:
             body.insert_op_before(buf, first)
@@ -733,11 +941,38 @@ def apply_residency(model: ModelOp, plans: list[TensorPlan]) -> None:
         for box in plan.stores:
             if box.writer is not None:
                 kept.add(box.writer.ocm_operands()["out_addr"].owner)
-            _rewrite_store(plan, box, buf.result)
-        model.body.block.erase_op(model.tensors()[plan.name])  # no DMA names it any more
+            new_ops = _store_copies(plan, box, buf.result)
+            copies.setdefault(id(box.op), (box.op, []))[1].extend(new_ops)
+    for store, new_ops in copies.values():  # a tensor in groups: every group's copies
+        _replace_store(store, new_ops)
+    tensors = model.tensors()
+    for name in dict.fromkeys(plan.name for plan in plans):
+        model.body.block.erase_op(tensors[name])  # no DMA names it any more
     for buf in model.buffers():
         if buf.kind.data == "scratch" and not buf.result.uses and buf not in kept:
             model.body.block.erase_op(buf)  # a slot only the deleted loads filled
+    if order is not None:
+        _reorder_residents(model, order)
+
+
+def _reorder_residents(model: ModelOp, order: list[str]) -> None:
+    """Put the resident buffer ops in the order of their labels in `order` (the allocator
+    places them in IR order); they stay before every other buffer and layer."""
+    bufs = resident_requests(model)[0]
+    position = {label: k for k, label in enumerate(order)}
+    ranked = sorted(bufs, key=lambda buf: position[buf.label.data])
+    if ranked == bufs:
+        return
+    body = model.body.block
+    resident = {id(buf) for buf in bufs}
+    anchor = next((op for op in body.ops if isinstance(op, (BufferOp, LayerOp))
+                   and id(op) not in resident), None)
+    for buf in ranked:
+        buf.detach()
+        if anchor is None:
+            body.add_op(buf)
+        else:
+            body.insert_op_before(buf, anchor)
 
 
 @dataclass(frozen=True)
@@ -940,10 +1175,10 @@ def keep_resident(model: ModelOp) -> int:
     kept = 0
     concat_in_place(model)
     for _ in range(MAX_ROUNDS):
-        plans = plan_residency(model)
+        plans, order = plan_residency(model)
         if not plans:
             break
-        apply_residency(model, plans)
+        apply_residency(model, plans, order)
         kept += len(plans)
     return kept
 

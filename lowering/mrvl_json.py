@@ -11,7 +11,8 @@ Invariants:
   the same order), because every property of a layer is in its node attributes. Keys beyond
   upstream's set (`clip_min`, `clip_max`, `alpha`, `count_include_pad`, `axis`,
   `input_const_idx`, `onnx_node_names`) only add information; the `Mul2D` and `Activation`
-  layers are our extensions (docs/mrvl-partition.md).
+  layers are our extensions (docs/mrvl-partition.md), and so are a Concat's constant operand
+  (written like a Sum2D's: `input_const_*`) and a MatMul's third input (the attention mask).
 
 Target usage: `mrvl-opt in.mlir -t 'mrvl-json{out-dir=DIR}'` writes `DIR/<sym>-nodes.json` and
 `DIR/<sym>-consts.json` for each accelerator sub-graph and prints the written paths, one per
@@ -125,7 +126,7 @@ def _layer_consts(op: mrvl.MrvlLayerOp) -> list[tuple[str, int, SSAValue]]:
         if op.bias is not None:
             found.append(("bias", 2, op.bias))
         return found
-    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
+    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ConcatOp):
         return [("kernel", i, v) for i, v in enumerate(op.operands) if _is_constant(v)][:1]
     if isinstance(op, mrvl.LayerNormOp):
         return [("gamma", 1, op.gamma), ("beta", 2, op.beta)]
@@ -318,7 +319,7 @@ def subgraph_to_json(fn: func.FuncOp) -> tuple[dict[str, Any], dict[str, Any]]:
                 "max": entry["max"],
                 "name": const_name,
             }
-            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp):
+            if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ConcatOp):
                 attrs["input_const_name"] = [const_name]
                 attrs["input_const_shape"] = _strs(arr.shape)
                 attrs["input_const_idx"] = [str(operand_index)]
@@ -680,14 +681,14 @@ def _build_layer(
         op = mrvl.GlobalAvgpool2DOp(data[0], layer_name=name)
     elif kind == "GlobalMaxpool2D":
         op = mrvl.GlobalMaxpool2DOp(data[0], layer_name=name)
-    elif kind in ("Sum2D", "Mul2D"):
+    elif kind in ("Sum2D", "Mul2D", "Div2D"):
         operands = list(data)
         if "input_const_name" in attrs:
             c = _const_value(
                 attrs["input_const_name"][0], _i(attrs["input_const_shape"]), consts, ops
             )
             operands.insert(int(attrs.get("input_const_idx", ["1"])[0]), c)
-        eltwise = mrvl.Sum2DOp if kind == "Sum2D" else mrvl.Mul2DOp
+        eltwise = {"Sum2D": mrvl.Sum2DOp, "Mul2D": mrvl.Mul2DOp, "Div2D": mrvl.Div2DOp}[kind]
         op = eltwise(
             operands[0], operands[1], layer_name=name, activation=act, clip=_clip_of(attrs)
         )
@@ -697,7 +698,13 @@ def _build_layer(
             data[0], layer_name=name, activation=act, clip=_clip_of(attrs), alpha=alpha
         )
     elif kind == "Concat":
-        op = mrvl.ConcatOp(data, layer_name=name, axis=int(attrs["axis"][0]))
+        operands = list(data)
+        if "input_const_name" in attrs:  # one constant operand (ViT's class token)
+            c = _const_value(
+                attrs["input_const_name"][0], _i(attrs["input_const_shape"]), consts, ops
+            )
+            operands.insert(int(attrs.get("input_const_idx", ["0"])[0]), c)
+        op = mrvl.ConcatOp(operands, layer_name=name, axis=int(attrs["axis"][0]))
     elif kind == "reshape":
         op = mrvl.ReshapeOp(data[0], out_type, layer_name=name)
     elif kind == "nn.batch_flatten":
@@ -717,6 +724,7 @@ def _build_layer(
             b_perm=_i(attrs["b_axes"]) if "b_axes" in attrs else None,
             softmax_scale=(float(attrs["softmax_scale"][0]) if "softmax_scale" in attrs
                            else None),
+            mask=data[2] if len(data) > 2 else None,  # data_layout_shape_2
         )
     elif kind == "Softmax":
         op = mrvl.SoftmaxOp(data[0], layer_name=name)

@@ -12,7 +12,9 @@ graph-layout-nhwc first), float32, batch <= `MAX_BATCH`; weights must be `graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.dialects.builtin import (
@@ -194,13 +196,11 @@ def _sub(op: graph.SubOp) -> Verdict:
 
 
 def _div(op: graph.DivOp) -> Verdict:
-    """A division by a constant is a Mul2D by its reciprocal."""
-    if not is_constant(op.rhs):
-        return False, "division by a non-constant is not supported"
-    if is_constant(op.lhs):
+    """A division by a constant is a Mul2D by its reciprocal; by a tensor a Div2D."""
+    if is_constant(op.lhs) and is_constant(op.rhs):
         return False, "both operands are constants (fold constants first)"
     ok = _eltwise_ranks(op, "div")
-    if not ok[0]:
+    if not ok[0] or not is_constant(op.rhs):
         return ok
     divisor = op.rhs.owner.to_numpy()  # type: ignore[union-attr]
     with np.errstate(divide="ignore", over="ignore"):
@@ -222,12 +222,59 @@ def _activation(op: Operation) -> Verdict:
 
 
 def _concat(op: graph.ConcatOp) -> Verdict:
-    """Any axis of a tensor of rank 1 to 4 (copies with output strides)."""
+    """Any axis of a tensor of rank 1 to 4 (copies with output strides); at most one
+    constant operand (ViT's class token), copied from the weights."""
     rank = len(_shape(op.result))
     if not 1 <= rank <= 4:
         return False, f"concat of rank {rank} tensors is not supported"
-    if any(is_constant(v) for v in op.inputs):
-        return False, "concat of a constant is not supported"
+    constants = sum(1 for v in op.inputs if is_constant(v))
+    if constants == len(op.inputs):
+        return False, "concat of constants only (fold constants first)"
+    if constants > 1:
+        return False, f"concat of {constants} constants is not supported (at most one)"
+    return OK
+
+
+def gather_slice(op: graph.OnnxOp) -> tuple[int, int, int, bool] | None:
+    """(axis, start, size, keeps_axis) of an ONNX Gather that is a slice: constant indices
+    start, start + 1, ... (a scalar index removes the axis), in range; else None."""
+    if len(op.operands) != 2 or not is_constant(op.operands[1]):
+        return None
+    shape = _shape(op.operands[0])
+    axis_attr = op.attrs.data.get("axis")
+    axis = 0 if axis_attr is None else int(axis_attr.value.data)  # type: ignore[union-attr]
+    if not -len(shape) <= axis < len(shape):
+        return None
+    axis %= len(shape)
+    const = op.operands[1].owner
+    assert isinstance(const, graph.ConstantOp)
+    indices = np.asarray(const.to_numpy())
+    if indices.size == 0 or indices.ndim > 1 or not np.issubdtype(indices.dtype, np.integer):
+        return None
+    flat = [int(i) % shape[axis] if -shape[axis] <= int(i) < shape[axis] else -1
+            for i in indices.reshape(-1)]
+    if -1 in flat or flat != list(range(flat[0], flat[0] + len(flat))):
+        return None
+    return axis, flat[0], len(flat), indices.ndim == 1
+
+
+def _gather(op: graph.OnnxOp) -> Verdict:
+    """ONNX Gather of consecutive constant indices of an f32 activation: a slice (a copy;
+    ViT's class-token row). Checked here since the indices are integers."""
+    data, result = op.operands[0], op.results[0]
+    for value in (data, result):
+        typ = value.type
+        if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
+            return False, f"dtype {_dtype_name(typ)} not supported"
+    if is_constant(data):
+        return False, "Gather from a constant table (an embedding) stays on the CPU"
+    rank = len(_shape(data))
+    if not 1 <= rank <= 4 or 0 in _shape(data):
+        return False, f"Gather from a rank {rank} tensor is not supported"
+    if rank >= 2 and _shape(data)[0] > MAX_BATCH:
+        return False, f"batch {_shape(data)[0]} exceeds the accelerator limit {MAX_BATCH}"
+    if gather_slice(op) is None:
+        return False, "Gather indices are not constant consecutive in-range integers"
     return OK
 
 
@@ -243,11 +290,49 @@ def onnx_ints(op: graph.OnnxOp, name: str, default: list[int]) -> list[int]:
     return list(default)
 
 
-def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[tuple[int, int, int]]], str]:
-    """The phases of a 2-D ConvTranspose (`y = s * i + a`) as per-axis lists of (first kernel
-    tap m, taps T, input offset q): phase a of an axis is a convolution of the input with the
-    taps `m, m + s, ...` (flipped), pads `T - 1 - q` before and `q` after. ("", phases) when
-    the accelerator can take it, else ([], reason)."""
+@dataclass(frozen=True)
+class TransposePhase:
+    """One output phase of one axis of a ConvTranspose: outputs `y = stride * t + a`
+    (t < the axis' phase size) are a stride-1 convolution of the input from index `start`
+    on with the kernel taps `taps` (in convolution order: input offsets ascending),
+    `dilation`, pads `before` and `after`."""
+
+    taps: tuple[int, ...]
+    dilation: int
+    before: int
+    after: int
+    start: int = 0
+
+
+def _axis_phases(size: int, out: int, kernel: int, stride: int, dilation: int, begin: int
+                 ) -> tuple[list[TransposePhase], str]:
+    """The `stride` phases of one axis (input `size`, output `out`). Every phase computes
+    the same number of outputs, at least ceil(out / stride) and enough for each phase to
+    read its whole padded input (the interleaved result is cropped to `out`)."""
+    step = dilation // math.gcd(dilation, stride)
+    found = []
+    for a in range(stride):
+        taps = [k for k in range(kernel) if (a + begin - dilation * k) % stride == 0]
+        if not taps:
+            return [], (f"ConvTranspose kernel {kernel}, stride {stride}, dilation {dilation}: "
+                        f"output phase {a} has no kernel tap")
+        taps.reverse()  # input offset (a + begin - dilation * k) / stride ascending
+        first = (a + begin - dilation * taps[0]) // stride
+        before, start = max(-first, 0), max(first, 0)
+        if start >= size:
+            return [], (f"ConvTranspose kernel {kernel}, stride {stride}, pad {begin}: output "
+                        f"phase {a} starts beyond the input")
+        found.append((taps, before, start, size - start + before - step * (len(taps) - 1)))
+    phase_size = max(-(-out // stride), *(found_one[3] for found_one in found))
+    return [TransposePhase(tuple(taps), step, before, phase_size - natural, start)
+            for taps, before, start, natural in found], ""
+
+
+def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[TransposePhase]], str]:
+    """The output phases of a 2-D ConvTranspose per axis (H, W); see `TransposePhase`.
+    (phases, "") when the accelerator can take it, else ([], reason). Any groups, strides,
+    dilations, pads, output_padding, auto_pad and output_shape (not below the full output)
+    whose every phase has a kernel tap."""
     if len(op.inputs) not in (2, 3) or len(op.results) != 1:
         return [], "ConvTranspose needs X, W and an optional B"
     x, w = op.inputs[0], op.inputs[1]
@@ -255,31 +340,42 @@ def conv_transpose_phases(op: graph.OnnxOp) -> tuple[list[list[tuple[int, int, i
         return [], "ConvTranspose is not 2-D"
     if not is_constant(w) or (len(op.inputs) == 3 and not is_constant(op.inputs[2])):
         return [], "ConvTranspose weight or bias is not a constant"
-    if onnx_ints(op, "group", [1]) != [1]:
-        return [], "ConvTranspose with groups > 1 is not supported"
-    if set(onnx_ints(op, "dilations", [1, 1])) != {1}:
-        return [], "ConvTranspose dilations are not supported"
-    auto_pad = op.attrs.data.get("auto_pad")
-    if isinstance(auto_pad, StringAttr) and auto_pad.data not in ("NOTSET", ""):
-        return [], f"ConvTranspose auto_pad {auto_pad.data} is not supported"
-    n, _, h, wd = _shape(x)
+    auto_pad_attr = op.attrs.data.get("auto_pad")
+    auto_pad = auto_pad_attr.data if isinstance(auto_pad_attr, StringAttr) else "NOTSET"
+    if auto_pad not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        return [], f"ConvTranspose auto_pad {auto_pad} is not supported"
+    n, channels, h, wd = _shape(x)
+    groups = onnx_ints(op, "group", [1])[0]
+    if groups < 1 or channels % groups or _shape(w)[0] != channels:
+        return [], f"ConvTranspose groups {groups} do not divide {channels} input channels"
     y = _shape(op.results[0])
     kernel = _shape(w)[2:]
     strides = onnx_ints(op, "strides", [1, 1])
+    dilations = onnx_ints(op, "dilations", [1, 1])
     pads = onnx_ints(op, "pads", [0, 0, 0, 0])
-    phases: list[list[tuple[int, int, int]]] = []
+    output_padding = onnx_ints(op, "output_padding", [0, 0])
+    phases: list[list[TransposePhase]] = []
     for axis, size in enumerate((h, wd)):
-        stride, k, begin = strides[axis], kernel[axis], pads[axis]
-        if y[2 + axis] != stride * size:
-            return [], (f"ConvTranspose output size {y[2 + axis]} is not stride {stride} x "
-                        f"input size {size}")
-        axis_phases = []
-        for a in range(stride):
-            m, q = (a + begin) % stride, (a + begin) // stride
-            taps = -(-(k - m) // stride)
-            if taps <= 0 or not 0 <= q <= taps - 1:
-                return [], f"ConvTranspose kernel {k}, stride {stride}, pad {begin} not supported"
-            axis_phases.append((m, taps, q))
+        stride, k, dilation = strides[axis], kernel[axis], dilations[axis]
+        # the output is the result's size (output_shape, output_padding and the end pad
+        # only add or drop outputs at the end); the begin pad places it (ONNX's reference)
+        out = y[2 + axis]
+        full = stride * (size - 1) + output_padding[axis] + dilation * (k - 1) + 1
+        begin = pads[axis]
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            total = full - out
+            begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        elif auto_pad == "VALID":
+            begin = 0
+        elif "output_shape" in op.attrs.data and out < full - begin - pads[2 + axis]:
+            # onnxruntime then moves the begin pad, ONNX's reference crops at the end
+            return [], (f"ConvTranspose output_shape {out} below its full output "
+                        f"{full - begin - pads[2 + axis]} is ambiguous")
+        if begin < 0 or out < 1:
+            return [], f"ConvTranspose pad {begin} / output size {out} not supported"
+        axis_phases, reason = _axis_phases(size, out, k, stride, dilation, begin)
+        if reason:
+            return [], reason
         phases.append(axis_phases)
     if n > MAX_BATCH:
         return [], f"batch {n} exceeds the accelerator limit {MAX_BATCH}"
@@ -378,11 +474,93 @@ def _layer_norm(op: graph.OnnxOp) -> Verdict:
     return OK
 
 
+MAX_NORM_ROW = 32768
+"""Largest group of an InstanceNormalization / GroupNormalization (elements normalised
+together): one LAYERNORM row, held whole in OCM with its fp32 gamma and beta."""
+
+
+def _norm_row(op: graph.OnnxOp, row: int, what: str) -> Verdict:
+    if row > MAX_NORM_ROW:
+        return False, f"{what} group of {row} elements exceeds {MAX_NORM_ROW}"
+    if not all(is_constant(v) for v in op.operands[1:]):
+        return False, f"{what} scale / bias are not constants"
+    return OK
+
+
+def _instance_norm(op: graph.OnnxOp) -> Verdict:
+    """InstanceNormalization of a rank-3 or rank-4 tensor (torch's GroupNorm export runs it
+    on [N, G, C/G*H*W]): one LAYERNORM row per (n, c)."""
+    shape = _shape(op.operands[0])
+    if len(shape) not in (3, 4) or len(op.operands) != 3:
+        return False, f"InstanceNormalization of a rank {len(shape)} tensor is not supported"
+    return _norm_row(op, math.prod(shape[2:]), "InstanceNormalization")
+
+
+def _group_norm(op: graph.OnnxOp) -> Verdict:
+    """GroupNormalization (opset 18: scale / bias per group; 21: per channel) of 4-D NCHW:
+    one LAYERNORM row per (n, group), then a per-channel affine."""
+    shape = _shape(op.operands[0])
+    groups = onnx_ints(op, "num_groups", [0])[0]
+    if len(shape) != 4 or len(op.operands) != 3:
+        return False, f"GroupNormalization of a rank {len(shape)} tensor is not supported"
+    channels = shape[1]
+    if groups < 1 or channels % groups:
+        return False, f"GroupNormalization num_groups {groups} does not divide {channels}"
+    if any(math.prod(_shape(v)) not in (groups, channels) for v in op.operands[1:]):
+        return False, "GroupNormalization scale / bias are neither per group nor per channel"
+    return _norm_row(op, channels // groups * shape[2] * shape[3], "GroupNormalization")
+
+
+def reduce_mean_axes(op: graph.OnnxOp) -> list[int] | None:
+    """The normalised, sorted axes of a ReduceMean (attribute, or opset-18 constant input;
+    none given: every axis), None when not known at compile time or a no-op."""
+    rank = len(_shape(op.operands[0]))
+    attr = op.attrs.data.get("axes")
+    if attr is not None:
+        axes = onnx_ints(op, "axes", [])
+    elif len(op.operands) == 2:
+        if not is_constant(op.operands[1]):
+            return None
+        axes = [int(a) for a in op.operands[1].owner.to_numpy().reshape(-1)]  # type: ignore[union-attr]
+    else:
+        axes = []
+    if not axes:
+        if onnx_ints(op, "noop_with_empty_axes", [0]) != [0]:
+            return None
+        axes = list(range(rank))
+    return sorted({a % rank for a in axes})
+
+
+def _reduce_mean(op: graph.OnnxOp) -> Verdict:
+    """ReduceMean over the last axes (any keepdims) of a rank 1-4 f32 tensor: an FC of
+    the [rows, K] view with the weight 1/K. Its own common checks (opset 18's axes input is
+    an i64 constant)."""
+    x = op.operands[0]
+    for value in (x, op.results[0]):
+        typ = value.type
+        if not isinstance(typ, TensorType) or not isinstance(typ.element_type, Float32Type):
+            return False, f"dtype {_dtype_name(typ)} not supported"
+        if 0 in _shape(value):
+            return False, f"empty tensor {list(_shape(value))} not supported"
+    rank = len(_shape(x))
+    if not 1 <= rank <= 4:
+        return False, f"ReduceMean of a rank {rank} tensor is not supported"
+    axes = reduce_mean_axes(op)
+    if axes is None:
+        return False, "ReduceMean axes are not compile-time constants"
+    if axes != list(range(rank - len(axes), rank)):
+        return False, f"ReduceMean over axes {axes} is not over the last axes"
+    return OK
+
+
 ONNX_PREDICATES: dict[str, Callable[[graph.OnnxOp], Verdict]] = {
     "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
+    "GroupNormalization": _group_norm,
 }
 """ONNX op types kept as graph.onnx that the accelerator takes (after the common checks).
-Erf, Pow, Sqrt and ReduceMean are taken only inside the GELU and LayerNorm patterns."""
+Erf, Pow and Sqrt are taken only inside the GELU and LayerNorm patterns; ReduceMean over the
+last axes also alone (`_reduce_mean`, checked in `is_legal`)."""
 
 PATTERN_ONLY_ONNX = ("Erf", "Pow", "Sqrt", "ReduceMean")
 
@@ -434,12 +612,16 @@ PREDICATES: dict[type[Operation], Callable[[Operation], Verdict]] = {
 def is_legal(op: Operation) -> Verdict:
     """(True, "") when the accelerator can take `op`, else (False, reason)."""
     if isinstance(op, graph.OnnxOp):
+        if op.op_type.data == "Gather":
+            return _gather(op)
         if op.op_type.data == "ConvTranspose":
             ok = check_common(op)
             if not ok[0]:
                 return ok
             reason = conv_transpose_phases(op)[1]
             return (reason == "", reason)
+        if op.op_type.data == "ReduceMean":
+            return _reduce_mean(op)
         onnx_predicate = ONNX_PREDICATES.get(op.op_type.data)
         if onnx_predicate is None:
             if op.op_type.data in PATTERN_ONLY_ONNX:

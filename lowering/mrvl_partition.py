@@ -164,6 +164,8 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         ops.append(graph.AddOp(layer.lhs, layer.rhs))
     elif isinstance(layer, mrvl.Mul2DOp):
         ops.append(graph.MulOp(layer.lhs, layer.rhs))
+    elif isinstance(layer, mrvl.Div2DOp):
+        ops.append(graph.DivOp(layer.lhs, layer.rhs))
     elif isinstance(layer, mrvl.ActivationOp):
         if layer.activation_str() == "tanh":
             return [graph.TanhOp(x)]
@@ -194,6 +196,8 @@ def unfuse_ops(layer: mrvl.MrvlLayerOp) -> list[Operation]:
         if layer.softmax_scale is not None:
             ops.append(_scalar_op(layer.softmax_scale.value.data))
             ops.append(graph.MulOp(ops[-2].results[0], ops[-1].results[0]))
+            if layer.mask is not None:
+                ops.append(graph.AddOp(ops[-1].results[0], layer.mask))
             ops.append(graph.SoftmaxOp(ops[-1].results[0]))
     elif isinstance(layer, mrvl.SoftmaxOp):
         ops.append(graph.SoftmaxOp(x))

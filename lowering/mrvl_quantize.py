@@ -19,7 +19,9 @@ weights and activations following the annotations):
   `mrvl.real_output`: it writes fp32 real values (docs/isa.md CONV `dst_dtype` FP32), stored
   as f32 (f16 with "f16" I/O), instead of int8 steps (`real_output_layers`).
 
-fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md).
+fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md), except
+in transformer sub-graphs, where the layers that `mrvl_precision.fp32_outputs` names get
+`mrvl.out_dtype = "f32"` (their outputs are stored fp32: the residual stream).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from xdsl.passes import ModulePass
 
 from mrvl.dialects import mrvl
 from mrvl.errors import CompileError
+from mrvl.lowering.mrvl_precision import OUT_DTYPE_ATTR, fp32_outputs
 
 QUANTIZE_MODES = ("fp16", "int8")
 IO_DTYPES = ("f16", "f32", "i8")
@@ -137,6 +140,8 @@ def quantize_function(
     fn.attributes[MODE_ATTR] = StringAttr(mode)
     fn.attributes[IO_ATTR] = StringAttr(io_dtype)
     if mode != "int8":
+        for op in fp32_outputs(fn):
+            op.attributes[OUT_DTYPE_ATTR] = StringAttr("f32")
         return
     if ranges is None:
         raise CompileError(f"int8 quantisation of @{fn.sym_name.data} needs its activation "

@@ -17,7 +17,10 @@ layer), and the function with `mrvl.num_tiles`.
   estimates cycles from the blocks' DMA bytes and compute under the docs/isa.md timing
   model, on the `Machine` compiled for (its OCM, page size and timing constants).
   The split never changes the order of any output's reduction, so results are the same
-  bits whatever it chooses.
+  bits whatever it chooses. With `resident`, a conv whose input is read by several layers
+  and produced under a row split also gets the row split aligned with its producer's
+  (`aligned_rows`: every tile reads only rows it produced), costed as reading its input
+  in place and, when no other candidate's band fits, as saving the producer's stores.
 - FC, global pools: output channels. Pools: output rows. Sum, Concat, transposes: the
   second dimension of the output (rows of NHWC), or the channels of a [1, 1, 1, C] tensor.
 - Reshape-like layers: none (they move no data).
@@ -127,26 +130,75 @@ RESIDENT_SHARE = 8
 most 1 / RESIDENT_SHARE of the OCM (larger bands usually spill, mlip-residency)."""
 
 
+def aligned_rows(geom: ConvGeom, producer: list[tuple[int, int]], out_row_bytes: int
+                 ) -> list[tuple[int, int]] | None:
+    """A row split of a conv under which every tile reads only input rows (of all images)
+    that its own tile produced under the producer's row split `producer`; None when some
+    output row needs rows of two producer tiles or a boundary is off the granule."""
+    unit = row_unit(out_row_bytes)
+    owner = {}
+    for tile, (lo, hi) in enumerate(producer):
+        for row in range(lo, hi):
+            owner[row] = tile
+    height = geom.src_h or geom.h
+    tiles_of_rows: list[int] = []
+    for image in range(geom.n):
+        for r in range(geom.oh):
+            if geom.ys > 1:  # a strided 1x1 gather reads row r * ys only
+                needed = [r * geom.ys]
+            else:
+                needed = [r * geom.sh - geom.pt + k * geom.dh for k in range(geom.kh)]
+            found = {owner.get(image * height + y) for y in needed if 0 <= y < height}
+            if len(found) != 1 or None in found:
+                return None
+            tiles_of_rows.append(found.pop())
+    ranges = []
+    for tile in range(len(producer)):
+        rows = [k for k, t in enumerate(tiles_of_rows) if t == tile]
+        if not rows:
+            ranges.append((len(tiles_of_rows), len(tiles_of_rows)))
+            continue
+        ranges.append((rows[0], rows[-1] + 1))
+    starts = [lo for lo, hi in ranges if hi > lo]
+    if any(lo % unit for lo in starts) or sorted(starts) != starts:
+        return None
+    return ranges
+
+
 def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
-                machine: Machine, resident_input: bool = False):
+                machine: Machine, resident_input: bool = False,
+                producer_rows: list[tuple[int, int]] | None = None):
     """The candidate with the fewest estimated cycles (`conv_cost`: the blocks the lowering
     would emit under the docs/isa.md timing model), ties to fewer DRAM bytes, then to the
-    earlier candidate (rows)."""
+    earlier candidate (rows). `producer_rows`: the row split of the layer producing a
+    resident input read by several layers; a row split aligned with it (`aligned_rows`)
+    is a candidate that reads its input in place whatever the band's size."""
     candidates = conv_candidates(op, tiles, out_es)
-    if len(candidates) == 1:
-        return candidates[0]
     consts = (op.bias is not None) + (es == 1)
     sig8 = es == 1 and op.activation_str() in ("sigmoid", "silu")
-    geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8, es == 1 and is_real_output(op))
+    geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
+    if es == 1 and is_real_output(op):
+        geom = replace(geom, wide_out=True)  # fp32 real values (mrvl.real_output)
+    aligned = None
+    if resident_input and producer_rows is not None and tiles > 1:
+        aligned = aligned_rows(geom, producer_rows, geom.ow * geom.o * out_es)
+        if aligned is not None and ("rows", aligned) not in candidates:
+            candidates = candidates + [("rows", aligned)]
+    if len(candidates) == 1:
+        return candidates[0]
     best, best_key = candidates[0], None
     n, h, w, c = mrvl.tensor_shape(op.input)
     for kind, ranges in candidates:
         row_tiles = {"rows": tiles, "channels": 1}.get(kind, len({r[:2] for r in ranges}))
         band = n * h * w * c * in_es // row_tiles
-        on_chip = resident_input and band * RESIDENT_SHARE <= machine.ocm_bytes
+        fits = band * RESIDENT_SHARE <= machine.ocm_bytes
+        on_chip = resident_input and (fits or (kind, ranges) == ("rows", aligned))
         cost = conv_cost(geom, kind, ranges, machine, on_chip)
         if cost is None:
             continue
+        if on_chip and not fits:
+            # only the aligned split keeps the input on chip: its producer's stores go too
+            cost = (cost[0] - n * h * w * c * in_es / machine.dram_bytes_per_cycle, cost[1])
         key = (round(cost[0]), cost[1])
         if best_key is None or key < best_key:
             best, best_key = (kind, ranges), key
@@ -172,16 +224,18 @@ def generic_split(shape: tuple[int, ...], tiles: int, out_es: int):
 def choose_split(
     op: mrvl.MrvlLayerOp, tiles: int, es: int, out_es: int, in_es: int | None = None,
     machine: Machine = DEFAULT_MACHINE, resident_input: bool = False,
+    producer_rows: list[tuple[int, int]] | None = None,
 ) -> tuple[str, list[tuple[int, int]]]:
     """The split of one layer (see the module docstring). `in_es`: element size of the
     first input in DRAM (default `es`); `machine`: the machine compiled for (its OCM sizes
-    the lowering's blocks, its timing ranks the candidates)."""
+    the lowering's blocks, its timing ranks the candidates); `producer_rows`: see
+    `_conv_split`."""
     if isinstance(op, ALIAS_OPS):
         return "none", [(0, 0)] * tiles
     out_shape = mrvl.tensor_shape(op.results[0])
     if isinstance(op, mrvl.Conv2DOp):
         return _conv_split(op, tiles, es, es if in_es is None else in_es, out_es, machine,
-                           resident_input)
+                           resident_input, producer_rows)
     if isinstance(op, mrvl.FCOp):
         n, o = out_shape
         if n == 1 or (o * out_es) % GRANULE == 0:
@@ -237,11 +291,28 @@ def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
         out_es = io_es if op.results[0] in outputs else es
         in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
         resident_input = resident and bool(op.operands) and not _is_input(op.operands[0])
-        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine, resident_input)
+        producer = _shared_row_producer(op) if resident_input else None
+        kind, ranges = choose_split(op, num_tiles, es, out_es, in_es, machine, resident_input,
+                                    producer)
         op.attributes[SPLIT_ATTR] = StringAttr(kind)
         op.attributes[TILES_ATTR] = DenseArrayBase.from_list(
             i64, [v for r in ranges for v in r]
         )
+
+
+def _shared_row_producer(op: mrvl.MrvlLayerOp) -> list[tuple[int, int]] | None:
+    """The row split of the layer producing `op`'s first input when that input is read by
+    several layers (a residual: it stays in OCM across them, so its band matters) and the
+    producer split rows (already annotated: layers are split in program order)."""
+    value = op.operands[0]
+    if not isinstance(value, OpResult) or len({use.operation for use in value.uses}) < 2:
+        return None
+    if not isinstance(value.op, mrvl.MrvlLayerOp) or isinstance(value.op, ALIAS_OPS):
+        return None
+    split = read_split(value.op)
+    if split is None or split[0] != "rows":
+        return None
+    return split[1]
 
 
 def read_split(op: mrvl.MrvlLayerOp) -> tuple[str, list[tuple[int, int]]] | None:

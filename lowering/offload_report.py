@@ -18,6 +18,10 @@ measured share): the accelerator's layers at the roofline of the machine (MACs a
 `CPU_ELEMENTS_PER_SECOND` (assumptions below); every crossing `CROSSING_SECONDS` plus its
 bytes at `CROSSING_BYTES_PER_SECOND`, counted as CPU time (the host does the hand-over).
 
+`fp16_in_int8` lists the layers an int8 build computes in fp16; `fp32_in_fp16` the layers
+whose outputs an fp16 build stores in fp32 (the precision policy of transformer sub-graphs,
+lowering/mrvl_precision.py).
+
 Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
 `cpu_nodes` exactly once.
 """
@@ -36,6 +40,7 @@ from xdsl.ir import Operation, SSAValue
 from mrvl.dialects import graph, mrvl
 from mrvl.dialects.mrvl import TARGET_ATTR, tensor_shape
 from mrvl.lowering.convert_graph_to_mrvl import CPU_REASON_ATTR, ONNX_NODES_ATTR
+from mrvl.lowering.mrvl_precision import fp32_outputs
 from mrvl.machine import Machine
 
 CPU_MACS_PER_SECOND = 20e9
@@ -152,6 +157,7 @@ def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str
     accel: list[dict[str, Any]] = []
     cpu: list[dict[str, Any]] = []
     cpu_nodes: list[dict[str, Any]] = []
+    fp32_layers: list[str] = []
     accel_macs = cpu_macs = 0
     accel_seconds = cpu_seconds = 0.0
     for fn in module.ops:
@@ -181,6 +187,7 @@ def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str
                      "macs": macs}
                 )
             accel.append({"name": sym, "layers": layers})
+            fp32_layers += [op.name_str for op in fp32_outputs(fn)]
             continue
         count = 0
         for op in fn.body.block.ops:
@@ -215,6 +222,7 @@ def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str
         "accelerator_mac_share": (accel_macs / total) if total else 0.0,
         "fp16_in_int8": [layer["layer"] for sub in accel for layer in sub["layers"]
                          if layer["kind"] in FP16_IN_INT8],
+        "fp32_in_fp16": fp32_layers,
         "crossings": crossed,
         "time_estimate": {
             "source": "estimated",
@@ -262,6 +270,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"  fp16 in int8 builds ({', '.join(FP16_IN_INT8)}): "
             f"{len(report['fp16_in_int8'])} layer(s)"
+        )
+    if report.get("fp32_in_fp16"):
+        lines.append(
+            f"  fp32 outputs in fp16 builds (residual stream, lowering/mrvl_precision.py): "
+            f"{len(report['fp32_in_fp16'])} layer(s)"
         )
     lines.append(
         f"cpu: {len(report['cpu_subgraphs'])} sub-graph(s), {len(report['cpu_nodes'])} node(s)"

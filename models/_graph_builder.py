@@ -161,6 +161,33 @@ class GraphBuilder:
 
     # ----------------------------------------------------------------- opset-dependent ops
 
+    def group_norm(self, name: str, x: str, shape: list[int], groups: int,
+                   epsilon: float = 1e-5, form: str = "torch") -> str:
+        """GroupNorm of NCHW `x` (`shape` [N, C, H, W]) with seeded per-channel gamma / beta.
+        `form` "torch": what torch.onnx.export writes below opset 18 (Reshape [0, G, -1] ->
+        InstanceNormalization with ones / zeros -> Reshape to `shape` -> Mul gamma [C, 1, 1]
+        -> Add beta [C, 1, 1]); "onnx": GroupNormalization (opset 18 on; per-group scale and
+        bias below opset 21, per-channel from 21)."""
+        channels = shape[1]
+        if form == "onnx":
+            width = channels if self.opset >= 21 else groups
+            scale = self.initializer(f"{name}.weight", self.uniform((width,), 0.5, 1.5))
+            bias = self.initializer(f"{name}.bias", self.uniform((width,), -0.5, 0.5))
+            return self.node("GroupNormalization", [x, scale, bias], name, epsilon=epsilon,
+                             num_groups=groups)
+        flat = self.node("Reshape", [x, self.int64s(f"{name}.groups_shape", [0, groups, -1])],
+                         f"{name}/Reshape")
+        ones = self.initializer(f"{name}.ones", np.ones(groups, np.float32))
+        zeros = self.initializer(f"{name}.zeros", np.zeros(groups, np.float32))
+        norm = self.node("InstanceNormalization", [flat, ones, zeros],
+                         f"{name}/InstanceNormalization", epsilon=epsilon)
+        back = self.node("Reshape", [norm, self.int64s(f"{name}.shape", list(shape))],
+                         f"{name}/Reshape_1")
+        gamma = self.initializer(f"{name}.weight", self.uniform((channels, 1, 1), 0.5, 1.5))
+        beta = self.initializer(f"{name}.bias", self.uniform((channels, 1, 1), -0.5, 0.5))
+        scaled = self.node("Mul", [back, gamma], f"{name}/Mul")
+        return self.node("Add", [scaled, beta], f"{name}/Add")
+
     def clip(self, name: str, x: str, low: float, high: float) -> str:
         """Clip with min/max as inputs (opset >= 11), shared scalar constants."""
         lo, hi = f"clip_min_{low:g}", f"clip_max_{high:g}"

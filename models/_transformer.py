@@ -9,7 +9,10 @@ node by node the way `torch.onnx.export` (opset 17) writes them.
   approximation `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`.
 - Attention: per projection Reshape [B, S, H, Dh] -> Transpose [0, 2, 1, 3] (K: [0, 2, 3, 1],
   the two transposes torch emits fused by its peephole pass); MatMul, Div by sqrt(Dh),
-  Softmax(-1), MatMul, Transpose [0, 2, 1, 3], Reshape [B, S, D], output Linear.
+  [Add of the additive attention mask], Softmax(-1), MatMul, Transpose [0, 2, 1, 3],
+  Reshape [B, S, D], output Linear.
+- Attention mask (`extended_mask`): HF BERT's `(1 - mask[:, None, None, :]) * -10000` from
+  an int64 [B, S] mask of ones and zeros: Unsqueeze [1, 2], Cast float, Sub from 1, Mul.
 """
 
 from __future__ import annotations
@@ -72,9 +75,21 @@ def gelu(g: GraphBuilder, name: str, x: str, approximate: str = "none") -> str:
     return g.node("Mul", [m, g.scalar(f"{name}.half", 0.5)], f"{name}/Mul_1")
 
 
+def extended_mask(g: GraphBuilder, mask: str) -> str:
+    """The additive [B, 1, 1, S] attention mask of an int64 [B, S] mask input."""
+    if g.opset >= 13:
+        wide = g.node("Unsqueeze", [mask, g.int64s("mask.axes", [1, 2])], "mask/Unsqueeze")
+    else:
+        wide = g.node("Unsqueeze", [mask], "mask/Unsqueeze", axes=[1, 2])
+    real = g.node("Cast", [wide], "mask/Cast", to=1)
+    inverted = g.node("Sub", [g.scalar("mask.one", 1.0), real], "mask/Sub")
+    return g.node("Mul", [inverted, g.scalar("mask.min", -10000.0)], "mask/Mul")
+
+
 def attention(g: GraphBuilder, name: str, x: str, batch: int | str, seq: int, dim: int,
-              heads: int) -> str:
-    """Multi-head self-attention on [B, S, D] (no mask)."""
+              heads: int, mask: str | None = None) -> str:
+    """Multi-head self-attention on [B, S, D], with an optional additive mask broadcast
+    over heads and rows ([B, 1, 1, S], `extended_mask`)."""
     dh = dim // heads
     b = 0 if isinstance(batch, str) else batch
     split = g.int64s(f"{name}.split_shape", [b, seq, heads, dh])
@@ -90,6 +105,8 @@ def attention(g: GraphBuilder, name: str, x: str, batch: int | str, seq: int, di
     v = heads_of("value", [0, 2, 1, 3])
     scores = g.node("MatMul", [q, k], f"{name}/MatMul")
     scaled = g.node("Div", [scores, g.scalar(f"{name}.scale", math.sqrt(dh))], f"{name}/Div")
+    if mask is not None:
+        scaled = g.node("Add", [scaled, mask], f"{name}/Add")
     probs = g.node("Softmax", [scaled], f"{name}/Softmax", axis=-1)
     ctx = g.node("MatMul", [probs, v], f"{name}/MatMul_1")
     t = g.node("Transpose", [ctx], f"{name}/Transpose", perm=[0, 2, 1, 3])
@@ -99,7 +116,7 @@ def attention(g: GraphBuilder, name: str, x: str, batch: int | str, seq: int, di
 
 def encoder_block(g: GraphBuilder, name: str, x: str, batch: int | str, seq: int, dim: int,
                   heads: int, mlp: int, pre_norm: bool, decomposed_ln: bool = False,
-                  gelu_approximate: str = "none") -> str:
+                  gelu_approximate: str = "none", mask: str | None = None) -> str:
     """Pre-norm (ViT: x + MHA(LN(x)), x + MLP(LN(x))) or post-norm (BERT: LN(x + MHA(x)),
     LN(x + FFN(x))) encoder block."""
 
@@ -114,7 +131,7 @@ def encoder_block(g: GraphBuilder, name: str, x: str, batch: int | str, seq: int
                    f"{name}/Add")
         h = layer_norm(g, f"{name}.norm2", x, dim, decomposed_ln)
         return g.node("Add", [x, mlp_of(h)], f"{name}/Add_1")
-    a = attention(g, f"{name}.attention", x, batch, seq, dim, heads)
+    a = attention(g, f"{name}.attention", x, batch, seq, dim, heads, mask)
     x = layer_norm(g, f"{name}.attention.norm", g.node("Add", [x, a], f"{name}/Add"), dim,
                    decomposed_ln)
     f = mlp_of(x)

@@ -13,7 +13,7 @@ from enum import IntEnum, IntFlag
 # ---- versions and identification ---------------------------------------------------------
 MAGIC = b"MRVL"
 VERSION_MAJOR = 1
-VERSION_MINOR = 3
+VERSION_MINOR = 4
 ARCH_CN10K = 16
 
 # ---- limits ------------------------------------------------------------------------------
@@ -158,9 +158,10 @@ class EltFunc(IntEnum):
     MUL = 2
     MAX = 3
     MIN = 4
+    DIV = 5
 
 
-NUM_ELT_FUNCS = 5
+NUM_ELT_FUNCS = 6
 
 
 class Flag(IntFlag):

@@ -198,7 +198,7 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         return store_int8(v, z_out)
     if isinstance(op, _MOVES):
         return np.asarray(ref.run_layer(op, (np.asarray(args[0], _F32),))).astype(np.int32)
-    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.ActivationOp):
+    if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ActivationOp):
         reals = []
         for arg, param in zip(args, params, strict=True):
             if param is None:  # a constant: int8 with step max |c| / 127
@@ -210,13 +210,22 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
             v = reals[0] + reals[1]
         elif isinstance(op, mrvl.Mul2DOp):
             v = reals[0] * reals[1]
+        elif isinstance(op, mrvl.Div2DOp):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                v = reals[0] / reals[1]
         else:
             v = reals[0]
         v = _activate_real(v.astype(_F32), op)
         return store_int8(v * _F32(1.0 / s_out), z_out)
     if isinstance(op, mrvl.ConcatOp):
         parts = []
-        for arg, (s_in, z_in) in zip(args, params, strict=True):
+        for arg, param in zip(args, params, strict=True):
+            if param is None:  # a constant (ViT's class token): in the output's step
+                arr = np.asarray(arg, _F32)
+                parts.append(np.clip(np.rint(arr / _F32(s_out)) + z_out, -128, 127)
+                             .astype(np.int32))
+                continue
+            s_in, z_in = param
             rescale = s_in / s_out
             if rescale == 1.0 and z_in == z_out:
                 parts.append(np.asarray(arg, np.int32))
@@ -226,7 +235,7 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
     if isinstance(op, mrvl.SoftmaxOp):
         return _fp16_store_int8(_softmax_rows(_fp16_load(args[0], *params[0])), s_out, z_out)
     if isinstance(op, mrvl.MatMulOp):
-        a, b = (_fp16_load(arg, *param) for arg, param in zip(args, params, strict=True))
+        a, b = (_fp16_load(arg, *param) for arg, param in zip(args[:2], params[:2], strict=True))
         if op.a_perm is not None:
             a = np.transpose(a, ref._ints(op.a_perm))
         if op.b_perm is not None:
@@ -234,9 +243,16 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         products = (a[..., :, None, :] * np.swapaxes(b, -1, -2)[..., None, :, :]).astype(_F32)
         acc = np.cumsum(products, axis=-1, dtype=_F32)[..., -1]
         if op.softmax_scale is not None:
-            # the GEMM writes fp16 scores, SOFTMAX (SCALE) normalises them in place
-            scores = acc.astype(np.float16).astype(_F32)
-            acc = _softmax_rows(scores, op.softmax_scale.value.data)
+            # the GEMM writes fp32 scores, SOFTMAX (SCALE) normalises them in place
+            scores = acc
+            if len(args) > 2:
+                # the mask loaded as fp32; ELTWISE ADD with SCALE: scale * scores + mask in
+                # fp32; then SOFTMAX without SCALE
+                mask = dequantize(args[2], *params[2]).astype(_F32)
+                scaled = (scores * _F32(op.softmax_scale.value.data)).astype(_F32)
+                acc = _softmax_rows((scaled + mask).astype(_F32))
+            else:
+                acc = _softmax_rows(scores, op.softmax_scale.value.data)
         return _fp16_store_int8(acc, s_out, z_out)
     if isinstance(op, mrvl.LayerNormOp):
         x = _fp16_load(args[0], *params[0])

@@ -217,6 +217,10 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
         return activate(_f32(args[0]) + _f32(args[1]), op.activation.data, _clip(op))
     if isinstance(op, mrvl.Mul2DOp):
         return activate(_f32(args[0]) * _f32(args[1]), op.activation.data, _clip(op))
+    if isinstance(op, mrvl.Div2DOp):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            quotient = _f32(args[0]) / _f32(args[1])
+        return activate(quotient, op.activation.data, _clip(op))
     if isinstance(op, mrvl.ActivationOp):
         alpha = None if op.alpha is None else op.alpha.value.data
         return activate(_f32(args[0]), op.activation.data, _clip(op), alpha)
@@ -238,7 +242,10 @@ def run_layer(op: mrvl.MrvlLayerOp, args: tuple[Any, ...]) -> np.ndarray:
                    None if op.b_perm is None else _ints(op.b_perm))
         if op.softmax_scale is None:
             return y
-        return softmax(y * np.float32(op.softmax_scale.value.data))
+        y = y * np.float32(op.softmax_scale.value.data)
+        if len(args) > 2:  # the additive attention mask
+            y = y + _f32(args[2])
+        return softmax(y)
     if isinstance(op, mrvl.SoftmaxOp):
         return softmax(_f32(args[0]))
     if isinstance(op, mrvl.LayerNormOp):
@@ -286,6 +293,10 @@ class MrvlFunctions(InterpreterFunctions):
 
     @impl(mrvl.Mul2DOp)
     def run_mul2d(self, interpreter: Interpreter, op: mrvl.Mul2DOp, args: tuple[Any, ...]):
+        return (run_layer(op, args),)
+
+    @impl(mrvl.Div2DOp)
+    def run_div2d(self, interpreter: Interpreter, op: mrvl.Div2DOp, args: tuple[Any, ...]):
         return (run_layer(op, args),)
 
     @impl(mrvl.ActivationOp)

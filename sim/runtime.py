@@ -446,12 +446,15 @@ class _AcceleratorStep:
                 f"output descriptors, the manifest names {len(step.inputs)} / "
                 f"{len(step.outputs)}"
             )
+        # per input: its name, descriptor, layout tag and error context (fixed per step)
+        self._inputs = [(name, desc, _LAYOUT_TAG.get(int(desc.layout)),
+                         f"{step.symbol} input '{name}' ({describe(desc)})")
+                        for name, desc in zip(step.inputs, self.in_descs)]
 
     def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
         device_inputs = []
-        for name, desc in zip(self.step.inputs, self.in_descs):
-            where = f"{self.step.symbol} input '{name}' ({describe(desc)})"
-            arr = adapt_layout(env[name], desc.shape, _LAYOUT_TAG.get(int(desc.layout)), where)
+        for name, desc, layout, where in self._inputs:
+            arr = adapt_layout(env[name], desc.shape, layout, where)
             device_inputs.append(to_device(arr, desc))
         start = time.perf_counter()
         if traced:

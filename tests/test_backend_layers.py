@@ -209,6 +209,30 @@ def test_sum(rhs):
     assert_accepted(out, ref, "fp16")
 
 
+@pytest.mark.parametrize("tiles", [1, 4, 8])
+@pytest.mark.parametrize("form", ["same", "broadcast-data", "const-numerator", "rank3"])
+def test_div(form, tiles):
+    """Div2D (ELTWISE DIV) with the divisor kept away from 0 (|d| in [0.5, 3.5])."""
+    shapes = {"same": [(1, 5, 4, 8), (1, 5, 4, 8)],
+              "broadcast-data": [(2, 5, 4, 8), (2, 5, 4, 1)],
+              "const-numerator": [(1, 5, 4, 8)],
+              "rank3": [(2, 7, 24), (1, 7, 1)]}[form]
+
+    def build(block, args, const):
+        lhs, rhs = args[0], args[-1]
+        if form == "const-numerator":
+            lhs = const(_w(8))
+        return add(block, mrvl.Div2DOp(lhs, rhs, layer_name="tvmgen_mrvl_main_1",
+                                       activation="clip", clip=(-8.0, 8.0)))
+
+    module, fn = layer_module(shapes, build)
+    inputs = rng_inputs(fn)
+    divisor = inputs[-1]
+    inputs[-1] = (np.sign(divisor) * (np.abs(divisor) + 0.5)).astype(np.float32)
+    out, ref, _ = compile_and_run(module, fn, inputs, num_tiles=tiles)
+    assert_accepted(out, ref, "fp16")
+
+
 def test_concat_layout_transform_transpose_and_reshape_output():
     def build(block, args, const):
         nhwc = add(block, mrvl.LayoutTransformOp(args[0], "NCHW", "NHWC",

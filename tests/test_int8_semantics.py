@@ -55,7 +55,8 @@ def _vector_network(block, args, const):
     r = add(block, mrvl.ReshapeOp(t, TensorType(f32, [2, 24, 6]), layer_name=name()))
     lt = add(block, mrvl.LayoutTransformOp(cat, "NHWC", "NCHW", layer_name=name()))
     sl = add(block, mrvl.SliceOp(cat, axis=3, start=5, size=9, layer_name=name()))
-    return [sq, flat, r, lt, sl]
+    quotient = add(block, mrvl.Div2DOp(s, b, layer_name=name(), activation="relu"))
+    return [sq, flat, r, lt, sl, quotient]
 
 
 def _conv_network(block, args, const):

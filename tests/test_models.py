@@ -28,7 +28,7 @@ from mrvl.models import (
 )
 from mrvl.models.ssd_detector import MAX_PER_CLASS, NUM_CLASSES, SCORE_THRESHOLD, prior_boxes
 from mrvl.models import train_mnist
-from mrvl.models.digits import resize_bilinear
+from mrvl.models.digits import digits_8x8, resize_bilinear
 from mrvl.models.mnist_cnn import init_weights
 
 
@@ -237,6 +237,17 @@ def test_digits_split(digits):
     counts = np.bincount(y_test, minlength=10) / np.bincount(np.concatenate([y_train, y_test]))
     np.testing.assert_allclose(counts, 0.25, atol=0.01)  # stratified
     np.testing.assert_array_equal(load_digits_28()[3], y_test)  # fixed split
+
+
+def test_digits_file_reader_matches_sklearn():
+    """The data file read without importing scikit-learn is `load_digits()` bit for bit."""
+    from sklearn.datasets import load_digits
+
+    images, target = digits_8x8()
+    reference = load_digits()
+    assert images.dtype == reference.images.dtype and target.dtype == np.int64
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(target, reference.target)
 
 
 def test_resize_matches_onnx_resize():

@@ -42,7 +42,8 @@ from mrvl.sim.reference import run_function
 CASE_MODULES = (
     "conv gemm matmul add sub mul div relu leakyrelu prelu clip sigmoid hardsigmoid hardswish "
     "tanh softmax maxpool averagepool globalaveragepool globalmaxpool batch_normalization pad "
-    "concat split reshape flatten squeeze unsqueeze transpose resize identity dropout constant"
+    "concat split reshape flatten squeeze unsqueeze transpose resize identity dropout constant "
+    "convtranspose groupnormalization instance_normalization reducemean"
 ).split()
 
 # op_type -> ONNX input positions that are operator parameters (made initializers).

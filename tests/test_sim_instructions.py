@@ -166,6 +166,8 @@ CONV_CASES = [
     (7, 12, 12, 12, 3, (1, 1), (1, 1), (1, 1), 12),
     (8, 8, 8, 16, 5, (2, 1), (2, 2), (1, 1), 4),
     (12, 12, 3, 20, 7, (2, 2), (3, 3), (1, 1), 1),
+    (9, 14, 8, 8, 5, (1, 2), (2, 2), (1, 1), 8),  # depthwise rows: one 8-lane block
+    (7, 11, 20, 20, 3, (2, 1), (1, 3), (1, 2), 20),  # depthwise: a block, a tail, dilation
 ]
 
 
@@ -381,8 +383,8 @@ def test_eltwise_fp16_contiguous_rows_clip(func):
         beta=1.25, src_dtype=DType.FP16, dst_dtype=DType.FP16))
     pb.store(0, oa, "y", (R, Cn), DType.FP16)
     op = {EltFunc.ADD: np.add, EltFunc.SUB: np.subtract, EltFunc.MUL: np.multiply,
-          EltFunc.MAX: np.fmax, EltFunc.MIN: np.fmin}[func]
-    with np.errstate(invalid="ignore", over="ignore"):
+          EltFunc.MAX: np.fmax, EltFunc.MIN: np.fmin, EltFunc.DIV: np.divide}[func]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ref = store_ref(act_ref(op(a.astype(F32), b.astype(F32)), Act.CLIP, -0.75, 1.25),
                         DType.FP16)
     for timing in KERNEL_PATHS:
@@ -407,8 +409,9 @@ def test_eltwise_fp16_broadcast(func):
     (y,), _ = raw_outputs(pb, 1)
     af, bf = a.astype(F32), np.broadcast_to(b.astype(F32), (R, Cn))
     op = {EltFunc.ADD: np.add, EltFunc.SUB: np.subtract, EltFunc.MUL: np.multiply,
-          EltFunc.MAX: np.fmax, EltFunc.MIN: np.fmin}[func]
-    assert same(y, store_ref(act_ref(op(af, bf), Act.RELU), DType.FP16))
+          EltFunc.MAX: np.fmax, EltFunc.MIN: np.fmin, EltFunc.DIV: np.divide}[func]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        assert same(y, store_ref(act_ref(op(af, bf), Act.RELU), DType.FP16))
 
 
 def test_eltwise_int8_requantised_scalar_broadcast():
@@ -427,6 +430,31 @@ def test_eltwise_int8_requantised_scalar_broadcast():
     va = (a.astype(F32) - F32(4)) * F32(0.05)
     vb = (F32(37) - F32(-3)) * F32(0.1)
     assert same(y, store_ref((va + vb) * F32(8.0), DType.INT8, 2))
+
+
+def test_eltwise_div_int8_and_fp16_specials():
+    """DIV (format 1.4): fp32 IEEE quotient of the dequantised operands, requantised; a zero
+    divisor gives +-inf (saturates to +-127 / 127 + zp) or NaN for 0 / 0 (stores out_zp)."""
+    a = RNG.integers(-128, 128, (5, 8)).astype(np.int8)
+    b = RNG.integers(-128, 128, (5, 8)).astype(np.int8)
+    b[0, :3] = [3, 3, 3]  # b - b_zp = 0
+    a[0, 2] = -1  # a - in_zp = 0: 0 / 0
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, a.size)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=EltFunc.DIV, a_addr=aa, b_addr=ba, out_addr=oa, rows=5, cols=8,
+        a_row_stride=8, b_row_stride=8, b_col_stride=1, out_row_stride=8, a_scale=0.05,
+        b_scale=0.02, out_scale=4.0, b_zp=3, in_zp=-1, out_zp=-2, scale_flag=True,
+        src_dtype=DType.INT8, dst_dtype=DType.INT8))
+    pb.store(0, oa, "y", (5, 8), DType.INT8)
+    (y,), _ = raw_outputs(pb, 1)
+    va = (a.astype(F32) - F32(-1)) * F32(0.05)
+    vb = (b.astype(F32) - F32(3)) * F32(0.02)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ref = store_ref((va / vb) * F32(4.0), DType.INT8, -2)
+    assert same(y, ref)
+    assert y.reshape(5, 8)[0, 2] == -2  # NaN -> out_zp
 
 
 @pytest.mark.parametrize("act", list(Act))

@@ -13,7 +13,7 @@ import pytest
 
 from mrvl.errors import MrvlError, SimulationError
 from mrvl.mlip_binary import IODesc, Instruction
-from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, Queue, Section
+from mrvl.mlip_isa import Act, DType, EltFunc, Flag, Opcode, PoolFunc, Queue, Section
 from mrvl.models import example_inputs, pp_lcnet
 from mrvl.sim.program_builder import ProgramBuilder, tile_copy_2d
 from mrvl.sim.simulator import Simulator, TimingParams, to_device
@@ -213,3 +213,179 @@ def test_large_conv_on_threads_gives_the_same_bits():
 def test_simulator_threads_out_of_range_is_an_error(threads):
     with pytest.raises(MrvlError, match="threads"):
         TimingParams(threads=threads)
+
+
+def test_repeated_runs_give_fresh_equal_layer_reports():
+    """The per-layer rows of a run whose stats equal the last run's are copies: equal to a
+    freshly computed report, and changing one run's rows leaves the next run's alone."""
+    binary, _, _ = _sliced_store_binary(4, token=True)
+    data = binary.to_bytes()
+    sim = Simulator.load(data)
+    _, first = sim.run([])
+    first["layers"][0]["cycles"] = -1
+    first["layers"][0]["extra"] = True
+    _, second = sim.run([])
+    _, fresh = Simulator.load(data).run([])
+    assert second["layers"] == fresh["layers"] and second["layers"][0]["cycles"] >= 0
+    assert second["layers"][0] is not first["layers"][0]
+
+
+def test_dependency_check_after_two_clean_runs_changes_nothing():
+    """Inferences after the first two skip the dependency check: outputs and the whole report
+    stay those of a checked run (and of a run with the check off)."""
+    binary, x, y = _sliced_store_binary(4, token=True)
+    data = binary.to_bytes()
+    checked = Simulator.load(data)
+    unchecked = Simulator.load(data, timing=TimingParams(check_deps=False))
+    runs = [checked.run([]) for _ in range(5)]
+    (reference,), ref_report = unchecked.run([])
+    for (out,), report in runs:
+        assert out.view(np.uint32).tolist() == reference.view(np.uint32).tolist()
+        assert report == ref_report
+
+
+def test_stale_read_passes_the_first_run_and_fails_every_later_one():
+    """An in-place ELTWISE over a constant written by `init`: the first inference reads the
+    init data (fine) and overwrites it, the second reads the first's result (stale data).
+    Two clean runs are needed before the check is skipped; a failed run keeps it on."""
+    x = (RNG.standard_normal((6, 6, 8)) * 4).astype(F16)
+    y = (RNG.standard_normal((6, 6, 8)) * 4).astype(F16)
+    pb = ProgramBuilder()
+    xa, ya = pb.const(0, x), pb.const(0, y)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, a_addr=xa, b_addr=ya, out_addr=xa, rows=36, cols=8, a_row_stride=8,
+        b_row_stride=8, b_col_stride=1, out_row_stride=8, func=EltFunc.ADD,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, xa, "y", (6, 6, 8), DType.FP16)
+    binary = pb.build()
+    loads = binary.streams[(Section.MAIN, 0, Queue.DMA_IN)]
+    assert len(loads) == 2 and loads[0].flags == 0  # x's load moves to init
+    binary.streams[(Section.INIT, 0, Queue.DMA_IN)] = [loads.pop(0)]
+    sim = Simulator.load(binary.to_bytes())
+    (out,), _ = sim.run([])
+    want = (x.astype(np.float32) + y.astype(np.float32)).astype(F16)
+    assert out.astype(F16).view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    for _ in range(3):
+        with pytest.raises(SimulationError, match="stale data written by a previous inference"):
+            sim.run([])
+
+
+def _fp16_specials(shape) -> np.ndarray:
+    """Random fp16 values with NaNs (with payloads and signs), infinities, signed zeros,
+    subnormals and values whose sums and products overflow."""
+    x = (RNG.standard_normal(shape) * 8).astype(F16)
+    flat = x.reshape(-1)
+    bits = np.array([0x7E00, 0xFE00, 0x7C01, 0x7D55, 0x7C00, 0xFC00, 0x8000, 0x0000, 0x0001,
+                     0x83FF, 0x7BFF, 0xFBFF, 0x3C00, 0x4600], dtype=np.uint16).view(F16)
+    where = RNG.choice(flat.size, size=min(flat.size, 3 * bits.size), replace=False)
+    flat[where] = np.resize(bits, where.size)
+    return x
+
+
+@pytest.mark.parametrize("func", [EltFunc.ADD, EltFunc.SUB, EltFunc.MUL])
+@pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.RELU6, Act.CLIP])
+@pytest.mark.parametrize("layout", ["joined", "strided", "broadcast", "in_place"])
+def test_fused_fp16_eltwise_matches_portable_bit_for_bit(func, act, layout):
+    """The fused F16C ELTWISE row equals the portable path (h2f, the operation, the
+    activation, f2h) bit for bit, NaN payloads and signs included."""
+    rows, cols, stride = 9, 37, 40 if layout == "strided" else 37
+    a = _fp16_specials((rows, stride))
+    b = _fp16_specials((rows, stride))
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = aa if layout == "in_place" else pb.alloc(0, a.nbytes)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=func, a_addr=aa, b_addr=ba, out_addr=oa, rows=rows, cols=cols,
+        a_row_stride=stride, b_row_stride=stride, out_row_stride=stride,
+        b_col_stride=0 if layout == "broadcast" else 1, act=act, alpha=-0.75, beta=1.25,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (rows, stride), DType.FP16)
+    data = pb.build().to_bytes()
+    results = [Simulator.load(data, timing=timing).run_device([])[0][0]
+               for timing in (TimingParams(), TimingParams(portable=True))]
+    fused, portable = (r.view(np.uint16)[:, :cols] for r in results)
+    assert fused.tolist() == portable.tolist()
+    if act in (Act.NONE, Act.CLIP):  # NaN passes these (RELU and RELU6 give +0)
+        assert np.isnan(portable.view(F16)).any()
+
+
+def _maxmin_fold(is_max: bool, values: list[np.ndarray]) -> np.ndarray:
+    """The documented max / min folded left over fp32 arrays: a NaN operand gives the other
+    one, equal operands (+0, -0) the first; as fp16 bits (a NaN as f2h gives it: 0x7E00 with
+    its sign)."""
+    acc = values[0].astype(np.float32).reshape(-1).copy()
+    for v in values[1:]:
+        b = v.astype(np.float32).reshape(-1)
+        keep = (acc >= b) if is_max else (acc <= b)
+        acc = np.where(np.isnan(b) | (~np.isnan(acc) & keep), acc, b)
+    bits = acc.astype(F16).view(np.uint16)
+    sign = (acc.view(np.uint32) >> 16).astype(np.uint16) & 0x8000
+    return np.where(np.isnan(acc), 0x7E00 | sign, bits).reshape(values[0].shape)
+
+
+def _zeros_and_nans(shape) -> np.ndarray:
+    """fp16 values that are mostly +0 and -0 (the case where max and min pick by position), a
+    few NaNs and ordinary values."""
+    x = RNG.choice(np.array([0.0, -0.0, 0.0, -0.0, 1.5, -2.0, np.nan], dtype=F16), size=shape)
+    x[0, 0, :2] = [0.0, -0.0]
+    return x
+
+
+@pytest.mark.parametrize("func", [EltFunc.MAX, EltFunc.MIN])
+def test_eltwise_max_min_bit_for_bit(func):
+    a, b = _zeros_and_nans((1, 9, 23)), _zeros_and_nans((1, 9, 23))
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, a.nbytes)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=func, a_addr=aa, b_addr=ba, out_addr=oa, rows=9, cols=23,
+        a_row_stride=23, b_row_stride=23, out_row_stride=23, b_col_stride=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (9, 23), DType.FP16)
+    want = _maxmin_fold(func == EltFunc.MAX, [a[0], b[0]])
+    for timing in (TimingParams(), TimingParams(portable=True)):
+        (out,), _ = Simulator.load(pb.build().to_bytes(), timing=timing).run_device([])
+        assert out.view(np.uint16).tolist() == want.tolist()
+
+
+def test_max_pool_bit_for_bit():
+    """3x3 max pooling, stride 1, no padding: per output, the documented max folded over the
+    taps in (i, j) order from -inf."""
+    H, W, C = 5, 6, 11
+    x = _zeros_and_nans((H, W, C))
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    oa = pb.alloc(0, 3 * 4 * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.POOL, func=PoolFunc.MAX, in_addr=xa, ih=H, iw=W, c=C, in_pix_stride=C,
+        out_addr=oa, oh=3, ow=4, out_pix_stride=C, kh=3, kw=3, sh=1, sw=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (3, 4, C), DType.FP16)
+    want = np.zeros((3, 4, C), np.uint16)
+    for r in range(3):
+        for s in range(4):
+            taps = [np.full(C, -np.inf, np.float32)] + [x[r + i, s + j] for i in range(3)
+                                                        for j in range(3)]
+            want[r, s] = _maxmin_fold(True, taps)
+    (out,), _ = Simulator.load(pb.build().to_bytes()).run_device([])
+    assert out.view(np.uint16).tolist() == want.tolist()
+
+
+def test_pp_lcnet_repeated_inferences_equal_fresh_ones(tmp_path):
+    """PP-LCNet compiled (fp16, 8 tiles): five inferences on one handle, each on a new input,
+    give the outputs and report of a freshly loaded simulator (the third and later skip the
+    dependency check; the converted-operand caches carry over)."""
+    from mrvl.driver import api
+
+    model = pp_lcnet(batch=1)
+    api.compile(model, tmp_path / "b", num_tiles=8, quantize="fp16")
+    (binary,) = sorted((tmp_path / "b").glob("*.bin"))
+    data = binary.read_bytes()
+    sim = Simulator.load(data)
+    shape = sim.inputs[0].shape
+    for k in range(5):
+        x = np.random.default_rng(k).standard_normal(shape).astype(np.float32)
+        (got,), report = sim.run([x])
+        (want,), fresh = Simulator.load(data).run([x])
+        assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()
+        assert report == fresh

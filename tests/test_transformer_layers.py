@@ -241,12 +241,9 @@ def test_end_to_end_fp16(name, tmp_path):
     four, _ = _run(model, tmp_path, 4)
     # no split changes any reduction order (BERT's FCs over 32 rows take a 2 x 2 grid)
     assert np.array_equal(one, four)
-    # fp16 storage of the activations: ~1e-3 of max|ref| (docs/backend.md, transformers);
-    # Marvell's 3 % rule then holds on all but a handful of the smallest judged elements
-    scale = float(np.abs(ref).max())
-    assert float(np.abs(one - ref).max()) <= 2.5e-3 * scale
+    # the residual stream in fp32 (precision policy): Marvell's 3 % rule holds
     (check,) = acceptance.check_outputs({"y": one}, {"y": ref}, "fp16")
-    assert check.failing <= max(2, check.checked // 200)
+    assert check.passed, check.summary()
 
 
 def test_end_to_end_int8_bert(tmp_path):

@@ -1,6 +1,7 @@
-"""Up-sampling layers on the accelerator: ConvTranspose (2-D, groups 1, output = stride x
-input: kernels 2/3/4 at stride 2 with pads and output_padding, as UNets use) becomes one
-mrvl.conv2d per output phase interleaved by concat + reshape + transpose; Resize (see
+"""Up-sampling layers on the accelerator: ConvTranspose (2-D: kernels 2/3/4 at stride 2 with
+pads and output_padding, as UNets use; groups up to depthwise, dilations, phases of unequal
+size) becomes one mrvl.conv2d per output phase interleaved by concat + reshape + transpose
+(and cropped by mrvl.slice when the phases differ in size); Resize (see
 test_resize_*) likewise becomes copies or FC layers. Everything is judged against onnxruntime:
 the partitioned module through the reference executor (rtol 1e-4 / atol 1e-5), compiled
 builds with Marvell's rules (fp16 3 % relative, int8 3 LSB)."""
@@ -13,6 +14,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from mrvl.dialects import mrvl
@@ -30,24 +33,28 @@ HW = 5
 
 def conv_transpose_model(kernel: int, stride: int, pad: int, output_padding: int = 0,
                          tail: tuple[str, ...] = (), cin: int = 6, cout: int = 5,
-                         seed: int = 0) -> onnx.ModelProto:
-    """conv 3x3 -> ConvTranspose -> optional BatchNormalization / Relu, as torch exports it."""
+                         seed: int = 0, group: int = 1, dilation: int = 1,
+                         pads: tuple[int, int, int, int] | None = None) -> onnx.ModelProto:
+    """conv 3x3 -> ConvTranspose -> optional BatchNormalization / Relu, as torch exports it
+    (`pads` overrides the symmetric `pad`; the output is square either way)."""
     rng = np.random.default_rng(seed)
-    out = (HW - 1) * stride - 2 * pad + kernel + output_padding
+    pads = pads or (pad,) * 4
+    out = (HW - 1) * stride - pads[0] - pads[2] + dilation * (kernel - 1) + 1 + output_padding
 
     def init(name, arr):
         return numpy_helper.from_array(np.asarray(arr, np.float32), name)
 
     inits = [init("conv.w", rng.standard_normal((cin, 3, 3, 3)) * 0.3),
-             init("up.w", rng.standard_normal((cin, cout, kernel, kernel)) * 0.3),
+             init("up.w", rng.standard_normal((cin, cout // group, kernel, kernel)) * 0.3),
              init("up.b", rng.standard_normal(cout) * 0.1)]
     nodes = [
         helper.make_node("Conv", ["x", "conv.w"], ["c"], name="/conv/Conv", kernel_shape=[3, 3],
                          pads=[1, 1, 1, 1]),
         helper.make_node("ConvTranspose", ["c", "up.w", "up.b"], ["u"], name="/up/ConvTranspose",
                          kernel_shape=[kernel, kernel], strides=[stride, stride],
-                         pads=[pad] * 4, output_padding=[output_padding] * 2,
-                         dilations=[1, 1], group=1),
+                         pads=list(pads[:2]) + list(pads[2:]),
+                         output_padding=[output_padding] * 2,
+                         dilations=[dilation, dilation], group=group),
     ]
     y = "u"
     if "bn" in tail:
@@ -107,7 +114,28 @@ CONV_TRANSPOSE = {
     "k3s2p1op1": dict(kernel=3, stride=2, pad=1, output_padding=1),
     "k3s1p1": dict(kernel=3, stride=1, pad=1),
     "k2s2_bn_relu": dict(kernel=2, stride=2, pad=0, tail=("bn", "relu")),
+    # phases of unequal size (output 2 x 5 + 1): computed 6 rows each, cropped to 11
+    "k3s2p0": dict(kernel=3, stride=2, pad=0),
+    "k3s2p1": dict(kernel=3, stride=2, pad=1),
+    "k5s3p1op2": dict(kernel=5, stride=3, pad=1, output_padding=2),
+    "k3s2_pads_0011": dict(kernel=3, stride=2, pad=0, pads=(0, 0, 1, 1)),
+    # depthwise up-sampling as segmentation decoders export it, and grouped
+    "dw_k4s2p1": dict(kernel=4, stride=2, pad=1, cin=6, cout=6, group=6),
+    "dw_k3s2p1op1_bn_relu": dict(kernel=3, stride=2, pad=1, output_padding=1, cin=6, cout=6,
+                                 group=6, tail=("bn", "relu")),
+    "g2_k2s2": dict(kernel=2, stride=2, pad=0, cin=6, cout=4, group=2),
+    "g3_k3s2p0_bn": dict(kernel=3, stride=2, pad=0, cin=6, cout=9, group=3, tail=("bn",)),
+    # dilations
+    "k3s2d3p2": dict(kernel=3, stride=2, pad=2, dilation=3),
+    "k3s3d2p1": dict(kernel=3, stride=3, pad=1, dilation=2),
+    "k3s2d3p1": dict(kernel=3, stride=2, pad=1, dilation=3),
+    "k2s1d2": dict(kernel=2, stride=1, pad=0, dilation=2),
 }
+
+
+def _transpose_macs(params: dict) -> int:
+    cin, cout = params.get("cin", 6), params.get("cout", 5)
+    return HW * HW * cin * (cout // params.get("group", 1)) * params["kernel"] ** 2
 
 
 @pytest.mark.parametrize("case", sorted(CONV_TRANSPOSE))
@@ -119,10 +147,18 @@ def test_conv_transpose_phases_match_reference(case, tmp_path):
     (fn,) = subgraph_functions(module, "accelerator")
     convs = [op for op in layers_of(fn) if isinstance(op, mrvl.Conv2DOp)]
     assert len(convs) == 1 + params["stride"] ** 2
-    if "tail" in params:
+    assert {op.groups.value.data for op in convs[1:]} == {params.get("group", 1)}
+    if "relu" in params.get("tail", ()):
         assert {op.activation_str() for op in convs[1:]} == {"relu"}
-    # the phases' MACs are the ConvTranspose's: every input pixel meets every kernel tap
-    assert sum(op.macs() for op in convs[1:]) == HW * HW * 6 * 5 * params["kernel"] ** 2
+    # the phases' MACs are the ConvTranspose's when every input pixel meets every kernel
+    # tap (phases of equal size, no dilation); otherwise the count (output pixels x taps)
+    # also has taps that read padding
+    cropped = any(isinstance(op, mrvl.SliceOp) for op in layers_of(fn))
+    phase_macs = sum(op.macs() for op in convs[1:])
+    if cropped or params.get("dilation", 1) > 1:
+        assert phase_macs >= _transpose_macs(params)
+    else:
+        assert phase_macs == _transpose_macs(params)
     feeds = _feeds(model, 1)
     got = run_function(module, [feeds["x"]])[0]
     np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
@@ -132,21 +168,105 @@ def test_conv_transpose_phases_match_reference(case, tmp_path):
 
 
 @pytest.mark.parametrize(("quantize", "tiles"), [("fp16", 1), ("fp16", 4), ("int8", 2)])
-@pytest.mark.parametrize("case", ["k2s2_bn_relu", "k4s2p1", "k3s2p1op1"])
+@pytest.mark.parametrize("case", ["k2s2_bn_relu", "k4s2p1", "k3s2p1op1", "k3s2p0",
+                                  "dw_k4s2p1", "g3_k3s2p0_bn", "k3s2d3p2"])
 def test_conv_transpose_end_to_end(case, quantize, tiles, tmp_path):
     _compile_and_check(conv_transpose_model(**CONV_TRANSPOSE[case]), tmp_path, quantize, tiles)
 
 
+@settings(max_examples=25, deadline=None)
+@given(kernel=st.integers(1, 5), stride=st.integers(1, 3), dilation=st.integers(1, 3),
+       pad=st.integers(0, 3), output_padding=st.integers(0, 2), depthwise=st.booleans())
+def test_conv_transpose_any_attributes_match_onnxruntime(kernel, stride, dilation, pad,
+                                                         output_padding, depthwise):
+    """Every attribute combination onnx accepts either converts (and then matches
+    onnxruntime through the reference executor) or stays on the CPU with a reason."""
+    import tempfile
+
+    assume(output_padding < stride)  # onnxruntime requires it
+    out = (HW - 1) * stride - 2 * pad + dilation * (kernel - 1) + 1 + output_padding
+    assume(out >= 1)
+    cout = 6 if depthwise else 5
+    model = conv_transpose_model(kernel, stride, pad, output_padding, cout=cout,
+                                 group=6 if depthwise else 1, dilation=dilation)
+    with tempfile.TemporaryDirectory() as tmp:
+        module = _partitioned(model, Path(tmp))
+    report = offload_report(module)
+    reasons = [node["reason"] for node in report["cpu_nodes"]]
+    assert all(reason.startswith("ConvTranspose") for reason in reasons), reasons
+    feeds = _feeds(model, 3)
+    got = run_function(module, [feeds["x"]])[0]
+    np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+def _with_attributes(model: onnx.ModelProto, out: int, **attrs) -> onnx.ModelProto:
+    """The ConvTranspose of `model` with `attrs` replacing its pads (auto_pad / output_shape
+    forms) and the square output size `out`."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    node = model.graph.node[1]
+    keep = [a for a in node.attribute if a.name not in ("pads", *attrs)]
+    del node.attribute[:]
+    node.attribute.extend(keep)
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = out
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+AUTO_PAD = {
+    # SAME_*: output = stride x input, the total pad split begin-light (UPPER) or heavy
+    "same_upper_k3s2": (dict(kernel=3, stride=2, pad=0), 10, dict(auto_pad="SAME_UPPER")),
+    "same_lower_k4s2": (dict(kernel=4, stride=2, pad=0), 10, dict(auto_pad="SAME_LOWER")),
+    "same_upper_k4s3_dw": (dict(kernel=4, stride=3, pad=0, cout=6, group=6), 15,
+                           dict(auto_pad="SAME_UPPER")),
+    "valid_k3s2": (dict(kernel=3, stride=2, pad=0), 11, dict(auto_pad="VALID")),
+    # output_shape beyond the full output: extra outputs at the end (bias only)
+    "output_shape_12": (dict(kernel=3, stride=2, pad=0), 12, dict(output_shape=[12, 12])),
+    "output_shape_pads": (dict(kernel=4, stride=2, pad=1), 11, dict(output_shape=[11, 11],
+                                                                    pads=[1, 1, 1, 1])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUTO_PAD))
+def test_conv_transpose_auto_pad_and_output_shape_match_onnxruntime(case, tmp_path):
+    params, out, attrs = AUTO_PAD[case]
+    model = _with_attributes(conv_transpose_model(**params), out, **attrs)
+    module = _partitioned(model, tmp_path)
+    assert subgraph_functions(module, "cpu") == []
+    feeds = _feeds(model, 6)
+    got = run_function(module, [feeds["x"]])[0]
+    np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["same_lower_k4s2", "output_shape_12"])
+def test_conv_transpose_auto_pad_end_to_end(case, tmp_path):
+    params, out, attrs = AUTO_PAD[case]
+    model = _with_attributes(conv_transpose_model(**params), out, **attrs)
+    _compile_and_check(model, tmp_path, "fp16", 2)
+
+
+def test_conv_transpose_output_shape_below_full_output_stays_on_cpu(tmp_path):
+    """output_shape 10 below the full output 11: onnxruntime shifts the output by a begin
+    pad where ONNX's reference crops the end, so the accelerator does not guess."""
+    model = _with_attributes(conv_transpose_model(kernel=3, stride=2, pad=0), 10,
+                             output_shape=[10, 10])
+    module = _partitioned(model, tmp_path)
+    (node,) = offload_report(module)["cpu_nodes"]
+    assert node["reason"] == "ConvTranspose output_shape 10 below its full output 11 is ambiguous"
+
+
 def test_conv_transpose_not_lowered_stays_on_cpu(tmp_path):
-    """Output 11 = 2 x 5 + 1 (kernel 3, stride 2, no pad): the phases differ in size, so the
-    ConvTranspose stays on the CPU, with its reason, and its MACs count there."""
-    model = conv_transpose_model(kernel=3, stride=2, pad=0)
+    """Kernel 1 at stride 2: output phase 1 meets no kernel tap (it is the bias alone), so
+    the ConvTranspose stays on the CPU, with its reason, and its MACs count there."""
+    model = conv_transpose_model(kernel=1, stride=2, pad=0)
     module = _partitioned(model, tmp_path)
     report = offload_report(module)
     (node,) = report["cpu_nodes"]
     assert node["node"] == "/up/ConvTranspose"
-    assert node["reason"] == "ConvTranspose output size 11 is not stride 2 x input size 5"
-    assert node["macs"] == HW * HW * 6 * 5 * 9
+    assert node["reason"] == ("ConvTranspose kernel 1, stride 2, dilation 1: output phase 1 "
+                              "has no kernel tap")
+    assert node["macs"] == HW * HW * 6 * 5
     feeds = _feeds(model, 2)
     got = run_function(module, [feeds["x"]])[0]
     np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)

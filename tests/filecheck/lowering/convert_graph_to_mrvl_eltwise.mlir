@@ -58,13 +58,33 @@ func.func @const_ops(%x: tensor<1x4x4x8xf32>) -> (tensor<1x4x4x8xf32>, tensor<1x
 
 // -----
 
-// Not lowered: a mul of rank-5 tensors, a division by a non-constant or by a constant with a
+// A division by a tensor is mrvl.div (ELTWISE DIV), broadcasting like mrvl.mul, with the
+// relu after it fused; a constant numerator is the layer's constant operand.
+
+func.func @div_tensor(%x: tensor<1x4x4x8xf32>, %d: tensor<1x4x4x1xf32>) -> (tensor<1x4x4x8xf32>, tensor<1x4x4x1xf32>) {
+  %q = graph.div %x, %d {onnx_node = "div"} : (tensor<1x4x4x8xf32>, tensor<1x4x4x1xf32>) -> tensor<1x4x4x8xf32>
+  %r = graph.relu %q {onnx_node = "relu"} : (tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
+  %two = graph.constant dense<2.000000e+00> : tensor<1xf32>
+  %inv = graph.div %two, %d {onnx_node = "inv"} : (tensor<1xf32>, tensor<1x4x4x1xf32>) -> tensor<1x4x4x1xf32>
+  func.return %r, %inv : tensor<1x4x4x8xf32>, tensor<1x4x4x1xf32>
+}
+
+// CHECK-LABEL: func.func @div_tensor
+// CHECK-SAME:  (%[[X:.+]]: tensor<1x4x4x8xf32>, %[[D:.+]]: tensor<1x4x4x1xf32>)
+// CHECK:       %[[Q:.+]] = mrvl.div %[[X]], %[[D]] {onnx_nodes = ["div", "relu"], layer_name = "tvmgen_mrvl_main_0", activation = "relu"} : (tensor<1x4x4x8xf32>, tensor<1x4x4x1xf32>) -> tensor<1x4x4x8xf32>
+// CHECK-NEXT:  %[[TWO:.+]] = graph.constant dense<2.000000e+00> : tensor<1xf32>
+// CHECK-NEXT:  %[[INV:.+]] = mrvl.div %[[TWO]], %[[D]] {onnx_nodes = ["inv"], layer_name = "tvmgen_mrvl_main_1", activation = "none"}
+// CHECK-NEXT:  func.return %[[Q]], %[[INV]]
+
+// -----
+
+// Not lowered: a mul of rank-5 tensors, a division of rank-5 tensors or by a constant with a
 // zero, activations of a rank-5 tensor or of f16 data, a mul of two constants, a clip whose
 // min exceeds its max (ONNX gives max everywhere, the ISA's CLIP would give min).
 
-func.func @not_lowered(%a: tensor<2x3x4x1x1xf32>, %b: tensor<1x4x4x8xf32>, %c: tensor<1x4x4x8xf32>, %v: tensor<1x2x2x2x2xf32>, %h: tensor<1x4xf16>) -> (tensor<2x3x4x1x1xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>) {
+func.func @not_lowered(%a: tensor<2x3x4x1x1xf32>, %b: tensor<1x4x4x8xf32>, %c: tensor<1x4x4x8xf32>, %v: tensor<1x2x2x2x2xf32>, %h: tensor<1x4xf16>) -> (tensor<2x3x4x1x1xf32>, tensor<2x3x4x1x1xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>) {
   %m = graph.mul %a, %a : (tensor<2x3x4x1x1xf32>, tensor<2x3x4x1x1xf32>) -> tensor<2x3x4x1x1xf32>
-  %d = graph.div %b, %c : (tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
+  %d = graph.div %a, %a : (tensor<2x3x4x1x1xf32>, tensor<2x3x4x1x1xf32>) -> tensor<2x3x4x1x1xf32>
   %z = graph.constant dense<[0.000000e+00, 1.000000e+00, 2.000000e+00, 3.000000e+00, 4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00]> : tensor<8xf32>
   %dz = graph.div %b, %z : (tensor<1x4x4x8xf32>, tensor<8xf32>) -> tensor<1x4x4x8xf32>
   %t = graph.tanh %v : (tensor<1x2x2x2x2xf32>) -> tensor<1x2x2x2x2xf32>
@@ -72,13 +92,13 @@ func.func @not_lowered(%a: tensor<2x3x4x1x1xf32>, %b: tensor<1x4x4x8xf32>, %c: t
   %k = graph.constant dense<2.000000e+00> : tensor<2xf32>
   %kk = graph.mul %k, %k : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
   %cl = graph.clip %c {min = 1.000000e+00 : f32, max = 0.000000e+00 : f32} : (tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
-  func.return %m, %d, %dz, %t, %s, %kk, %cl : tensor<2x3x4x1x1xf32>, tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>
+  func.return %m, %d, %dz, %t, %s, %kk, %cl : tensor<2x3x4x1x1xf32>, tensor<2x3x4x1x1xf32>, tensor<1x4x4x8xf32>, tensor<1x2x2x2x2xf32>, tensor<1x4xf16>, tensor<2xf32>, tensor<1x4x4x8xf32>
 }
 
 // CHECK-LABEL: func.func @not_lowered
 // CHECK-NOT:   = mrvl.
 // CHECK:       graph.mul {{.*}}mrvl.cpu_reason = "mul of rank 5 tensors is not supported"
-// CHECK:       graph.div {{.*}}mrvl.cpu_reason = "division by a non-constant is not supported"
+// CHECK:       graph.div {{.*}}mrvl.cpu_reason = "div of rank 5 tensors is not supported"
 // CHECK:       graph.div {{.*}}mrvl.cpu_reason = "divisor has zeros or values without a finite reciprocal"
 // CHECK:       graph.tanh {{.*}}mrvl.cpu_reason = "graph.tanh of a rank 5 tensor is not supported"
 // CHECK:       graph.sigmoid {{.*}}mrvl.cpu_reason = "dtype f16 not supported"

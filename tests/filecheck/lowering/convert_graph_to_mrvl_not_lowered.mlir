@@ -35,22 +35,22 @@ func.func @conv_not_taken(%x: tensor<16x4x4x2xf32>, %n: tensor<1x2x4x4xf32>, %wv
 // -----
 
 // An ONNX op the accelerator cannot take, an i64 tensor, a softmax, a concat
-// of a constant, a pool with ceil_mode.
-func.func @cpu_ops(%x: tensor<1x4xf32>, %s: tensor<1x4xf32>, %i: tensor<1x4xi64>, %h: tensor<1x4x4x2xf32>) -> (tensor<1x4xi64>, tensor<1x4xi64>, tensor<1x4xf32>, tensor<2x4xf32>, tensor<1x2x2x2xf32>) {
+// of two constants (one is taken: ViT's class token), a pool with ceil_mode.
+func.func @cpu_ops(%x: tensor<1x4xf32>, %s: tensor<1x4xf32>, %i: tensor<1x4xi64>, %h: tensor<1x4x4x2xf32>) -> (tensor<1x4xi64>, tensor<1x4xi64>, tensor<1x4xf32>, tensor<3x4xf32>, tensor<1x2x2x2xf32>) {
   %n = graph.onnx %x, %s {op_type = "TopK", domain = "", opset = 17 : i64, attrs = {}} : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<1x4xi64>
   %a = graph.add %i, %i : (tensor<1x4xi64>, tensor<1x4xi64>) -> tensor<1x4xi64>
   %t = graph.softmax %x {axis = 0 : i64} : (tensor<1x4xf32>) -> tensor<1x4xf32>
   %k = graph.constant dense<1.000000e+00> : tensor<1x4xf32>
-  %c = graph.concat %x, %k {axis = 0 : i64} : (tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<2x4xf32>
+  %c = graph.concat %x, %k, %k {axis = 0 : i64} : (tensor<1x4xf32>, tensor<1x4xf32>, tensor<1x4xf32>) -> tensor<3x4xf32>
   %m = graph.max_pool2d %h {kernel_shape = array<i64: 3, 3>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, ceil_mode = 1 : i64, layout = "NHWC"} : (tensor<1x4x4x2xf32>) -> tensor<1x2x2x2xf32>
-  func.return %n, %a, %t, %c, %m : tensor<1x4xi64>, tensor<1x4xi64>, tensor<1x4xf32>, tensor<2x4xf32>, tensor<1x2x2x2xf32>
+  func.return %n, %a, %t, %c, %m : tensor<1x4xi64>, tensor<1x4xi64>, tensor<1x4xf32>, tensor<3x4xf32>, tensor<1x2x2x2xf32>
 }
 
 // CHECK-LABEL: func.func @cpu_ops
 // CHECK:       graph.onnx {{.*}}mrvl.cpu_reason = "graph.onnx TopK: not an accelerator op"
 // CHECK:       graph.add {{.*}}mrvl.cpu_reason = "dtype i64 not supported"
 // CHECK:       graph.softmax {{.*}}mrvl.cpu_reason = "softmax axis 0 is not the last axis"
-// CHECK:       graph.concat {{.*}}mrvl.cpu_reason = "concat of a constant is not supported"
+// CHECK:       graph.concat {{.*}}mrvl.cpu_reason = "concat of 2 constants is not supported (at most one)"
 // CHECK:       graph.max_pool2d {{.*}}mrvl.cpu_reason = "ceil_mode = 1 is not supported"
 // CHECK-NOT:   mrvl.
 

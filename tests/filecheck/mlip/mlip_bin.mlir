@@ -18,7 +18,7 @@ func.func @tvmgen_mrvl_main_0(%x: tensor<1x4x4x2xf32>) -> tensor<1x4x4x3xf32> at
 
 // CHECK:  .bin: {{[0-9]+}} bytes, model tvmgen_mrvl_main_0
 // READ:   tvmgen_mrvl_main_0 1 1 (1, 4, 4, 2) (1, 4, 4, 3)
-// HEX:    {{^}}4d52564c01000300
+// HEX:    {{^}}4d52564c01000400
 // OPTION: mrvl-opt: error: mlip-bin: invalid option: Provided arguments ["bogus"] not found
 // OPTION-NOT: Traceback
 // TWICE:  mrvl-opt: error: @tvmgen_mrvl_main_0: mlip-dma-schedule already ran on this model
