@@ -140,7 +140,42 @@ typedef struct wcache_entry {
     size_t cap;
     uint64_t stamp;
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
+    uint64_t dram_src;     /* DRAM weights bytes equal to raw (WPROV_NONE: none known) */
+    uint64_t checked_run;  /* the inference (run_no) in which dram_src was compared */
+    uint64_t fill;         /* which filling of this slot (0: empty) */
 } wcache_entry;
+
+/* Where a tile's OCM weights came from: [ocm_lo, ocm_hi) holds a plain copy of the DRAM
+ * weights region at dram_lo (a contiguous DMA_LOAD without conversion), and no OCM write
+ * overlapping it has happened since.  The program cannot write the weights region and the
+ * host writes DRAM only between inferences, so within one inference those OCM bytes equal
+ * the DRAM bytes: a CONV's weights are checked against the cache once per inference from
+ * DRAM instead of once per tile from OCM.  Emptied at the start of every inference. */
+#define WPROV_MAX 64
+#define WPROV_NONE UINT64_MAX
+typedef struct wprov_entry {
+    uint64_t ocm_lo, ocm_hi, dram_lo;
+} wprov_entry;
+typedef struct wprov_table {
+    wprov_entry e[WPROV_MAX];
+    uint32_t n;
+    uint32_t next;  /* the slot a new entry replaces when the table is full */
+} wprov_table;
+
+/* A tile's OCM weights found equal to a cache entry: [ocm_lo, ocm_hi) matched entry `idx`
+ * (while it holds filling `fill`) and no OCM write overlapping it has happened since, so the
+ * bytes are still those of the entry (only the tile's own instructions and TILE_COPYs write
+ * its OCM, the host never does): weights that stay in OCM across inferences are compared
+ * once, not at every use. */
+typedef struct wver_entry {
+    uint64_t ocm_lo, ocm_hi, fill;
+    uint32_t idx;
+} wver_entry;
+typedef struct wver_table {
+    wver_entry e[WPROV_MAX];
+    uint32_t n;
+    uint32_t next;
+} wver_table;
 
 /* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
  * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
@@ -171,6 +206,10 @@ struct mlip_sim {
     pool pool;
     int pool_init;                    /* pool.mu / go / done initialised */
     prep_cache xcache[MLIP_MAX_TILES];
+    wprov_table wprov[MLIP_MAX_TILES];
+    wver_table wver[MLIP_MAX_TILES];
+    uint64_t wc_fills;                /* weights cache entries filled so far */
+    uint64_t run_no;                  /* inferences started on this handle */
     wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
     uint32_t wc_cap;
@@ -2063,12 +2102,19 @@ static void pool_stop(mlip_sim *sim)
  * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
  * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
  * overlaps the source range invalidates the entry (prep_invalidate, called by exec_one). */
+/* the first 64-byte boundary in a buffer allocated with 64 bytes to spare: whole-cache-line
+ * vector loads of the prepared operands never straddle two lines */
+static inline float *align64f(float *p)
+{
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_KEYS],
                           uint64_t lo, uint64_t hi, size_t floats, int *hit)
 {
     if (c->valid && c->lo == lo && c->hi == hi && memcmp(c->key, key, sizeof c->key) == 0) {
         *hit = 1;
-        return c->buf;
+        return align64f(c->buf);
     }
     *hit = 0;
     c->valid = 0;
@@ -2078,7 +2124,7 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
     memcpy(c->key, key, sizeof c->key);
     c->lo = lo;
     c->hi = hi;
-    return c->buf;
+    return align64f(c->buf);
 }
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
@@ -2087,6 +2133,146 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
     if (c->valid && lo < c->hi && c->lo < hi) {
         c->valid = 0;
     }
+    /* the weights provenance and the checked weights of the written bytes are gone */
+    wprov_table *t = &sim->wprov[lt];
+    for (uint32_t k = 0; k < t->n;) {
+        if (lo < t->e[k].ocm_hi && t->e[k].ocm_lo < hi) {
+            t->e[k] = t->e[--t->n];
+            t->next = t->n;
+            continue;
+        }
+        k++;
+    }
+    wver_table *v = &sim->wver[lt];
+    for (uint32_t k = 0; k < v->n;) {
+        if (lo < v->e[k].ocm_hi && v->e[k].ocm_lo < hi) {
+            v->e[k] = v->e[--v->n];
+            v->next = v->n;
+            continue;
+        }
+        k++;
+    }
+}
+
+/* The cache entry that tile lt's OCM weights [lo, lo + len) were found equal to, if no
+ * OCM write has touched them since and the entry still holds the same weights and key */
+static wcache_entry *wver_lookup(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len,
+                                 const uint64_t key[PREP_KEYS])
+{
+    const wver_table *v = &sim->wver[lt];
+    for (uint32_t k = 0; k < v->n; k++) {
+        const wver_entry *r = &v->e[k];
+        if (r->ocm_lo != lo || r->ocm_hi != lo + len || r->idx >= sim->wc_n) continue;
+        wcache_entry *e = &sim->wc[r->idx];
+        if (e->valid && e->fill == r->fill && e->raw_len == len &&
+            memcmp(e->key, key, sizeof e->key) == 0) {
+            e->stamp = ++sim->wc_clock;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void wver_note(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len,
+                      const wcache_entry *e)
+{
+    wver_table *v = &sim->wver[lt];
+    for (uint32_t k = 0; k < v->n; k++) {
+        if (v->e[k].ocm_lo == lo && v->e[k].ocm_hi == lo + len) {
+            v->e[k].idx = (uint32_t)(e - sim->wc);
+            v->e[k].fill = e->fill;
+            return;
+        }
+    }
+    uint32_t k = v->n < WPROV_MAX ? v->n++ : v->next++ % WPROV_MAX;
+    v->e[k] = (wver_entry){lo, lo + len, e->fill, (uint32_t)(e - sim->wc)};
+}
+
+static void wprov_add(mlip_sim *sim, uint32_t lt, uint64_t ocm, uint64_t bytes, uint64_t dram)
+{
+    wprov_table *t = &sim->wprov[lt];
+    uint32_t k = t->n < WPROV_MAX ? t->n++ : t->next++ % WPROV_MAX;
+    t->e[k] = (wprov_entry){ocm, ocm + bytes, dram};
+}
+
+/* 1 if the 4-D box (innermost dimension last) is one run of consecutive elements */
+static int box_is_run(const uint32_t *dim, const uint32_t *stride)
+{
+    uint64_t inner = 1;
+    for (int d = 3; d >= 0; d--) {
+        if (dim[d] == 0) return 0;
+        if (dim[d] != 1 && stride[d] != inner) return 0;
+        inner *= dim[d];
+    }
+    return 1;
+}
+
+static uint64_t wprov_source(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len);
+
+/* After a DMA_LOAD or TILE_COPY (and its own invalidation): a copy of one run of bytes
+ * without conversion from the DRAM weights region, or from OCM bytes that came from there,
+ * records where the written bytes came from. */
+static void wprov_note_copy(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+{
+    const uint32_t *a = in->arg;
+    if (in->opcode == MLIP_OP_TILE_COPY) {
+        if (!box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_SRC_STRIDE0) ||
+            !box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0)) {
+            return;
+        }
+        uint64_t bytes = (uint64_t)DT_SIZE[in->src_dtype] * a[MLIP_TCOPY_DIM0] *
+                         a[MLIP_TCOPY_DIM0 + 1] * a[MLIP_TCOPY_DIM0 + 2] * a[MLIP_TCOPY_DIM0 + 3];
+        uint64_t dram = wprov_source(sim, lt, a[MLIP_TCOPY_SRC_ADDR], bytes);
+        if (dram == WPROV_NONE) return;
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (a[MLIP_TCOPY_DST_TILE_MASK] >> t & 1) {
+                wprov_add(sim, t, a[MLIP_TCOPY_DST_ADDR], bytes, dram);
+            }
+        }
+        return;
+    }
+    if (in->opcode != MLIP_OP_DMA_LOAD || in->src_dtype != in->dst_dtype ||
+        (in->flags & MLIP_F_SCALE) != 0) {
+        return;
+    }
+    for (int d = 0; d < 4; d++) {
+        if (a[MLIP_DMA_PAD0 + d] != 0 || a[MLIP_DMA_SRC_DIM0 + d] != a[MLIP_DMA_DIM0 + d]) {
+            return;
+        }
+    }
+    if (!box_is_run(a + MLIP_DMA_DIM0, a + MLIP_DMA_DRAM_STRIDE0) ||
+        !box_is_run(a + MLIP_DMA_DIM0, a + MLIP_DMA_OCM_STRIDE0)) {
+        return;
+    }
+    uint64_t bytes = (uint64_t)DT_SIZE[in->src_dtype] * a[MLIP_DMA_DIM0] * a[MLIP_DMA_DIM0 + 1] *
+                     a[MLIP_DMA_DIM0 + 2] * a[MLIP_DMA_DIM0 + 3];
+    uint64_t dram = a[MLIP_DMA_DRAM_ADDR];
+    uint64_t w0 = sim->info.weights_offset, w1 = w0 + sim->info.weights_size;
+    if (dram < w0 || dram + bytes > w1) return;
+    wprov_add(sim, lt, a[MLIP_DMA_OCM_ADDR], bytes, dram);
+}
+
+/* The DRAM source of the OCM bytes [lo, lo + len) if one run of recorded copies covers them
+ * (pieces that continue each other on both sides), else WPROV_NONE */
+static uint64_t wprov_source(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len)
+{
+    const wprov_table *t = &sim->wprov[lt];
+    uint64_t at = lo, src = WPROV_NONE;
+    while (at < lo + len) {
+        const wprov_entry *hit = NULL;
+        for (uint32_t k = 0; k < t->n && hit == NULL; k++) {
+            if (t->e[k].ocm_lo <= at && at < t->e[k].ocm_hi) hit = &t->e[k];
+        }
+        if (hit == NULL) return WPROV_NONE;
+        uint64_t d = hit->dram_lo + (at - hit->ocm_lo);
+        if (src == WPROV_NONE) {
+            src = d;
+        } else if (d != src + (at - lo)) {
+            return WPROV_NONE;
+        }
+        at = hit->ocm_hi;
+    }
+    return src;
 }
 
 /* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
@@ -2100,14 +2286,30 @@ static void wcache_drop(mlip_sim *sim, wcache_entry *e)
 }
 
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
-                                   const uint8_t *raw, size_t len, size_t floats, int *hit)
+                                   const uint8_t *raw, size_t len, size_t floats,
+                                   uint64_t dram_src, int *hit)
 {
     sim->wc_clock++;
+    /* raw is a copy of DRAM weights at dram_src made in this inference: an entry already
+     * compared with those DRAM bytes in this inference matches without a comparison */
+    if (dram_src != WPROV_NONE) {
+        for (uint32_t k = 0; k < sim->wc_n; k++) {
+            wcache_entry *e = &sim->wc[k];
+            if (e->valid && e->dram_src == dram_src && e->checked_run == sim->run_no &&
+                e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0) {
+                e->stamp = sim->wc_clock;
+                *hit = 1;
+                return e;
+            }
+        }
+    }
     for (uint32_t k = 0; k < sim->wc_n; k++) {
         wcache_entry *e = &sim->wc[k];
         if (e->valid && e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0 &&
             memcmp(e->raw, raw, len) == 0) {
             e->stamp = sim->wc_clock;
+            e->dram_src = dram_src;
+            e->checked_run = sim->run_no;
             *hit = 1;
             return e;
         }
@@ -2153,7 +2355,10 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     memcpy(victim->raw, raw, len);
     memcpy(victim->key, key, sizeof victim->key);
     victim->raw_len = len;
+    victim->dram_src = dram_src;
+    victim->checked_run = sim->run_no;
     victim->stamp = sim->wc_clock;
+    victim->fill = ++sim->wc_fills;
     return victim;
 }
 
@@ -2221,56 +2426,149 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
     _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
 }
 
-/* conv_block6p on two adjacent 16-channel blocks at once (AVX-512F): wblk is the first
- * block, the second is wblk + kk * OB (kk = kh * kw * icg); out[b][k][o] for block b.  Every
- * output's accumulation order is the same (i, j, c) sequence as the one-block kernels, so the
- * results are identical to theirs and to the portable loop. */
-__attribute__((target("avx512f"))) static void
-conv_block6p2_avx512(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                     int64_t iwp, const int64_t off[6], float out[2][6][OB])
+/* Up to 12 output pixels (NP) x NB 16-channel weight blocks (NB = 1, or 2 adjacent blocks,
+ * the second at wblk + kk * OB) on the zero-padded input, AVX-512F; NP and NB are
+ * compile-time constants of each instance.  NP * NB accumulators: each loaded weight vector
+ * serves NP pixels.  Pixel k starts at X + off[k]; tap (i, j) is at + (i*dh*iwp + j*dw) * ic.
+ * Where dw == 1 and the group spans every input channel, the taps (j, c) of one kernel row
+ * are contiguous in X and in the weights, so they run as one loop of kw * icg.  Every
+ * output's accumulation order is the documented (i, j, c) sequence, the same as the other
+ * kernels', so the bits are equal; out[b][k][o] for block b. */
+#define KNP_ACC(k) __m512 a##k##0 = _mm512_setzero_ps(), a##k##1 = _mm512_setzero_ps()
+#define KNP_STEP(k)                                                                         \
+    if (NP > k) {                                                                           \
+        __m512 b = _mm512_set1_ps(xb[off[k] + c]);                                          \
+        a##k##0 = _mm512_fmadd_ps(b, w0, a##k##0);                                          \
+        if (NB == 2) a##k##1 = _mm512_fmadd_ps(b, w1, a##k##1);                             \
+    }
+#define KNP_STORE(k)                                                                        \
+    if (NP > k) {                                                                           \
+        _mm512_storeu_ps(out[0][k], a##k##0);                                               \
+        if (NB == 2) _mm512_storeu_ps(out[1][k], a##k##1);                                  \
+    }
+static inline __attribute__((always_inline, target("avx512f"))) void
+conv_np_body(const int NP, const int NB, const float *X, const float *wblk, const conv_geo *g,
+             int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])
 {
-    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
-    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-    __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps();
-    __m512 a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
-    __m512 a40 = _mm512_setzero_ps(), a41 = _mm512_setzero_ps();
-    __m512 a50 = _mm512_setzero_ps(), a51 = _mm512_setzero_ps();
+    KNP_ACC(0); KNP_ACC(1); KNP_ACC(2); KNP_ACC(3); KNP_ACC(4); KNP_ACC(5);
+    KNP_ACC(6); KNP_ACC(7); KNP_ACC(8); KNP_ACC(9); KNP_ACC(10); KNP_ACC(11);
     const int64_t second = g->kh * g->kw * icg * OB;
+    const int merged = g->dw == 1 && icg == g->ic;
+    const int64_t nj = merged ? 1 : g->kw, run = merged ? g->kw * icg : icg;
     const float *wp = wblk;
     for (int64_t i = 0; i < g->kh; i++) {
-        for (int64_t j = 0; j < g->kw; j++) {
+        for (int64_t j = 0; j < nj; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + second);
-                __m512 b = _mm512_set1_ps(x0[c]);
-                a00 = _mm512_fmadd_ps(b, w0, a00);
-                a01 = _mm512_fmadd_ps(b, w1, a01);
-                b = _mm512_set1_ps(x1[c]);
-                a10 = _mm512_fmadd_ps(b, w0, a10);
-                a11 = _mm512_fmadd_ps(b, w1, a11);
-                b = _mm512_set1_ps(x2[c]);
-                a20 = _mm512_fmadd_ps(b, w0, a20);
-                a21 = _mm512_fmadd_ps(b, w1, a21);
-                b = _mm512_set1_ps(x3[c]);
-                a30 = _mm512_fmadd_ps(b, w0, a30);
-                a31 = _mm512_fmadd_ps(b, w1, a31);
-                b = _mm512_set1_ps(x4[c]);
-                a40 = _mm512_fmadd_ps(b, w0, a40);
-                a41 = _mm512_fmadd_ps(b, w1, a41);
-                b = _mm512_set1_ps(x5[c]);
-                a50 = _mm512_fmadd_ps(b, w0, a50);
-                a51 = _mm512_fmadd_ps(b, w1, a51);
+            for (int64_t c = 0; c < run; c++, wp += OB) {
+                __m512 w0 = _mm512_loadu_ps(wp), w1 = w0;
+                if (NB == 2) w1 = _mm512_loadu_ps(wp + second);
+                KNP_STEP(0) KNP_STEP(1) KNP_STEP(2) KNP_STEP(3) KNP_STEP(4) KNP_STEP(5)
+                KNP_STEP(6) KNP_STEP(7) KNP_STEP(8) KNP_STEP(9) KNP_STEP(10) KNP_STEP(11)
             }
         }
     }
-    _mm512_storeu_ps(out[0][0], a00); _mm512_storeu_ps(out[1][0], a01);
-    _mm512_storeu_ps(out[0][1], a10); _mm512_storeu_ps(out[1][1], a11);
-    _mm512_storeu_ps(out[0][2], a20); _mm512_storeu_ps(out[1][2], a21);
-    _mm512_storeu_ps(out[0][3], a30); _mm512_storeu_ps(out[1][3], a31);
-    _mm512_storeu_ps(out[0][4], a40); _mm512_storeu_ps(out[1][4], a41);
-    _mm512_storeu_ps(out[0][5], a50); _mm512_storeu_ps(out[1][5], a51);
+    KNP_STORE(0) KNP_STORE(1) KNP_STORE(2) KNP_STORE(3) KNP_STORE(4) KNP_STORE(5)
+    KNP_STORE(6) KNP_STORE(7) KNP_STORE(8) KNP_STORE(9) KNP_STORE(10) KNP_STORE(11)
+}
+#undef KNP_ACC
+#undef KNP_STEP
+#undef KNP_STORE
+
+typedef void (*conv_np_fn)(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                           int64_t iwp, const int64_t off[12], float out[2][12][OB]);
+#define KNP_INSTANCE(n, b)                                                                  \
+    __attribute__((target("avx512f"))) static void conv_np##n##_nb##b(                      \
+        const float *X, const float *wblk, const conv_geo *g, int64_t icg, int64_t iwp,     \
+        const int64_t off[12], float out[2][12][OB])                                        \
+    {                                                                                       \
+        conv_np_body(n, b, X, wblk, g, icg, iwp, off, out);                                 \
+    }
+#define KNP_INSTANCES(b)                                                                    \
+    KNP_INSTANCE(1, b) KNP_INSTANCE(2, b) KNP_INSTANCE(3, b) KNP_INSTANCE(4, b)             \
+    KNP_INSTANCE(5, b) KNP_INSTANCE(6, b) KNP_INSTANCE(7, b) KNP_INSTANCE(8, b)             \
+    KNP_INSTANCE(9, b) KNP_INSTANCE(10, b) KNP_INSTANCE(11, b) KNP_INSTANCE(12, b)
+KNP_INSTANCES(1)
+KNP_INSTANCES(2)
+#undef KNP_INSTANCES
+#undef KNP_INSTANCE
+/* conv_np_avx512[nb - 1][np - 1] computes np pixels of nb blocks */
+static const conv_np_fn conv_np_avx512[2][12] = {
+    {conv_np1_nb1, conv_np2_nb1, conv_np3_nb1, conv_np4_nb1, conv_np5_nb1, conv_np6_nb1,
+     conv_np7_nb1, conv_np8_nb1, conv_np9_nb1, conv_np10_nb1, conv_np11_nb1, conv_np12_nb1},
+    {conv_np1_nb2, conv_np2_nb2, conv_np3_nb2, conv_np4_nb2, conv_np5_nb2, conv_np6_nb2,
+     conv_np7_nb2, conv_np8_nb2, conv_np9_nb2, conv_np10_nb2, conv_np11_nb2, conv_np12_nb2}};
+
+/* Whether conv_store_avx512 does this activation (the others take the generic path) */
+static int conv_store_avx512_acts(int act)
+{
+    return act == MLIP_ACT_NONE || act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6 ||
+           act == MLIP_ACT_CLIP || act == MLIP_ACT_LEAKY_RELU;
+}
+
+/* The stores of np pixels x `on` (<= 32) channels from conv_np_*: v = acc + bias (if any),
+ * then the activation with ordered compares and masks, exactly apply_act's values (NONE,
+ * RELU, RELU6, CLIP, LEAKY_RELU), then fp16 RNE (F16C; a vector holding a NaN goes through
+ * f2h, like f2h_row_f16c) or fp32.  Pixel k's channels go to orow0 + k * pstride bytes; a
+ * partial vector is stored through a small buffer (no byte beyond `on` is written). */
+__attribute__((target("avx512f,f16c"))) static void
+conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bias, int act,
+                  float alpha, float beta, int fp16, uint8_t *orow0, int64_t pstride)
+{
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+    int nh = on > OB ? 2 : 1;
+    __m512 bv[2] = {zero, zero};
+    for (int h = 0; h < nh && bias != NULL; h++) {
+        int64_t n = on - h * OB < OB ? on - h * OB : OB;
+        bv[h] = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), bias + h * OB);
+    }
+    for (int64_t k = 0; k < np; k++) {
+        uint8_t *orow = orow0 + k * pstride;
+        for (int h = 0; h < nh; h++) {
+            int64_t n = on - h * OB < OB ? on - h * OB : OB;
+            __m512 v = _mm512_loadu_ps(acc[h][k]);
+            if (bias != NULL) v = _mm512_add_ps(v, bv[h]);
+            switch (act) {
+            case MLIP_ACT_RELU:
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+                break;
+            case MLIP_ACT_RELU6: {
+                __m512 y = _mm512_mask_mov_ps(six, _mm512_cmp_ps_mask(v, six, _CMP_LT_OQ), v);
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), y);
+                break;
+            }
+            case MLIP_ACT_CLIP: {
+                __m512 y = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+                v = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+                break;
+            }
+            case MLIP_ACT_LEAKY_RELU:
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ),
+                                       _mm512_mul_ps(lo, v));
+                break;
+            default:
+                break;
+            }
+            if (!fp16) {
+                _mm512_mask_storeu_ps(orow + h * OB * 4, (__mmask16)((1u << n) - 1u), v);
+                continue;
+            }
+            uint16_t q[OB];
+            if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) == 0) {
+                __m256i hv = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                if (n == OB) {
+                    _mm256_storeu_si256((__m256i *)(void *)(orow + h * OB * 2), hv);
+                    continue;
+                }
+                _mm256_storeu_si256((__m256i *)(void *)q, hv);
+            } else {
+                float t[OB];
+                _mm512_storeu_ps(t, v);
+                for (int o = 0; o < OB; o++) q[o] = f2h(t[o]);
+            }
+            memcpy(orow + h * OB * 2, q, (size_t)n * 2);
+        }
+    }
 }
 
 /* fp16 -> fp32 of n contiguous values (F16C; exact) */
@@ -2495,12 +2793,38 @@ typedef struct conv_job {
     uint8_t *ocm;
     int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
     int64_t step;                     /* blocks per block group */
+    int avx512;                       /* the AVX-512 kernels (else AVX2 or portable) */
     int64_t nbg;                      /* block groups per group */
     int64_t nchunk;                   /* pixel chunks */
     int odt, act, has_bias;
     uint32_t oes;
     float alpha, beta;
 } conv_job;
+
+/* bias, activation and store of np pixels' outputs acc0[k][0..16) (and acc1[k] for the
+ * channels 16..on of a two-block group), one pixel at a time */
+static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc1)[OB],
+                               int64_t np, int64_t p0, int64_t gi, int64_t ob, int64_t on,
+                               const float *bias2)
+{
+    const conv_geo *g = j->g;
+    for (int64_t k = 0; k < np; k++) {
+        uint8_t *orow = j->ocm + g->out_addr +
+                        (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
+        float v[2 * OB];
+        memcpy(v, acc0[k], OB * sizeof(float));
+        if (acc1 != NULL) memcpy(v + OB, acc1[k], OB * sizeof(float));
+        if (j->has_bias) {
+            for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
+        }
+        act_row(j->act, v, on, j->alpha, j->beta);
+        if (j->odt == MLIP_DT_FP16) {
+            f2h_row(j->sim, v, orow, on);
+        } else {
+            memcpy(orow, v, (size_t)on * 4);
+        }
+    }
+}
 
 static void conv_padded_part(void *ctx, int64_t part)
 {
@@ -2520,42 +2844,50 @@ static void conv_padded_part(void *ctx, int64_t part)
     }
     int64_t pend = (chunk + 1) * PB * CONV_CHUNK;
     if (pend > j->npix) pend = j->npix;
-    for (int64_t p0 = chunk * PB * CONV_CHUNK; p0 < pend; p0 += PB) {
-        int64_t np = pend - p0 < PB ? pend - p0 : PB;
-        int64_t off[PB];
-        for (int64_t k = 0; k < PB; k++) {
-            int64_t p = p0 + (k < np ? k : np - 1);
-            int64_t r = p / g->ow, sc = p % g->ow;
+    /* the AVX-512 kernels take up to 12 pixels per call, the others 6 */
+    int64_t pblk = j->avx512 ? 2 * PB : PB;
+    /* output pixel p = (r, sc) starts at input pixel (r * sh - pt + ptp, sc * sw - pl + plp)
+     * of the padded block; (r, sc) advance without a division per pixel */
+    int64_t p1 = chunk * PB * CONV_CHUNK, r = p1 / g->ow, sc = p1 % g->ow;
+    for (int64_t p0 = p1; p0 < pend; p0 += pblk) {
+        int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
+        int64_t off[2 * PB];
+        for (int64_t k = 0; k < np; k++) {
             off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
                          g->ic + gi * j->icg;
+            if (++sc == g->ow) {
+                sc = 0;
+                r++;
+            }
         }
-        float acc[2][PB][OB];
+        for (int64_t k = np; k < 2 * PB; k++) off[k] = off[np - 1]; /* the 6-pixel kernels */
 #if MLIP_HAVE_AVX2_KERNEL
-        if (nb == 2) {
-            conv_block6p2_avx512(j->X, wblk, g, j->icg, j->iwp, off, acc);
-        } else if (sim->has_avx2) {
-            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+        if (j->avx512) {
+            float acc2[2][12][OB];
+            conv_np_avx512[nb - 1][np - 1](j->X, wblk, g, j->icg, j->iwp, off, acc2);
+            if (conv_store_avx512_acts(j->act) &&
+                (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
+                uint8_t *orow = j->ocm + g->out_addr +
+                                (uint64_t)(p0 * g->ops + gi * j->ocg + ob) * j->oes;
+                conv_store_avx512(acc2, np, on, j->has_bias ? bias2 : NULL, j->act, j->alpha,
+                                  j->beta, j->odt == MLIP_DT_FP16, orow, g->ops * j->oes);
+                continue;
+            }
+            conv_store_generic(j, acc2[0], nb == 2 ? acc2[1] : NULL, np, p0, gi, ob, on,
+                               bias2);
+            continue;
+        }
+#endif
+        float acc[PB][OB];
+#if MLIP_HAVE_AVX2_KERNEL
+        if (sim->has_avx2) {
+            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc);
         } else
 #endif
         {
-            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc[0]);
+            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc);
         }
-        for (int64_t k = 0; k < np; k++) {
-            uint8_t *orow = j->ocm + g->out_addr +
-                            (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
-            float v[2 * OB];
-            memcpy(v, acc[0][k], OB * sizeof(float));
-            if (nb == 2) memcpy(v + OB, acc[1][k], OB * sizeof(float));
-            if (j->has_bias) {
-                for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
-            }
-            act_row(j->act, v, on, j->alpha, j->beta);
-            if (j->odt == MLIP_DT_FP16) {
-                f2h_row(sim, v, orow, on);
-            } else {
-                memcpy(orow, v, (size_t)on * 4);
-            }
-        }
+        conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
     }
 }
 
@@ -2571,9 +2903,14 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
     uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
-    wcache_entry *we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw, &hit);
+    wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
+    hit = we != NULL;
+    if (we == NULL) {
+        we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
+                           wprov_source(sim, lt, g->w_addr, wlen), &hit);
+    }
     if (we == NULL) return MLIP_ERR_NOMEM;
-    float *W = we->buf;
+    float *W = align64f(we->buf);
     if (!hit) {
         TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
         float *rows = sim->fbuf;
@@ -2616,6 +2953,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         we->finite = finite;
         we->valid = 1;
     }
+    wver_note(sim, lt, g->w_addr, wlen, we);
     /* Zero-padded input path: with finite weights a padding tap adds 0*w = +-0 to an
      * accumulator that can never be -0, i.e. changes nothing, so it equals skipping the tap;
      * then any 6 output pixels (across rows) share one kernel call. */
@@ -2666,8 +3004,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
         conv_job job = {sim, g, X, W, ocm, icg, ocg, nob, kk, iwp, ptp, plp, g->oh * g->ow,
-                        sim->has_avx512 ? 2 : 1, 0, 0, odt, in->act, has_bias, oes, alpha,
-                        beta};
+                        sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
+                        has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
@@ -2857,6 +3195,94 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     return MLIP_OK;
 }
 
+/* One int8 output pixel (r, s) of group gi: acc[o] = sum over the in-range taps (i, j, c)
+ * of X * W (int32; X holds x - in_zp, W is [g][t][ocg]).  No partial sum can overflow
+ * (|x - in_zp| <= 255, |w| <= 128, kh * kw * icg <= MLIP_MAX_INT8_K), so the vector lanes
+ * give the same sums as any order.  One body, compiled for AVX-512F, AVX2 and the baseline. */
+static inline __attribute__((always_inline)) void
+conv_i8_pixel_body(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                   int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s, int32_t *acc)
+{
+    int64_t i0, i1, j0, j1;
+    tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+    tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+    for (int64_t o = 0; o < ocg; o++) acc[o] = 0;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t y = r * g->sh + i * g->dh - g->pt;
+        for (int64_t j = j0; j < j1; j++) {
+            int64_t x = s * g->sw + j * g->dw - g->pl;
+            const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
+            const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg;
+            for (int64_t c = 0; c < icg; c++) {
+                int32_t v = xp[c];
+                const int32_t *w = wp + c * ocg;
+                for (int64_t o = 0; o < ocg; o++) acc[o] += v * w[o];
+            }
+        }
+    }
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+/* conv_i8_pixel_body with up to 64 output channels at a time held in registers (AVX-512F;
+ * the channels beyond ocg of a partial vector are neither loaded nor stored) */
+__attribute__((target("avx512f"))) static void
+conv_i8_pixel_avx512(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                     int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s, int32_t *acc)
+{
+    int64_t i0, i1, j0, j1;
+    tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
+    tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
+    for (int64_t ob = 0; ob < ocg; ob += 64) {
+        __mmask16 m[4];
+        for (int b = 0; b < 4; b++) {
+            int64_t n = ocg - ob - 16 * b;
+            m[b] = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1u) : 0;
+        }
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t y = r * g->sh + i * g->dh - g->pt;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t x = s * g->sw + j * g->dw - g->pl;
+                const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
+                const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg + ob;
+                for (int64_t c = 0; c < icg; c++, wp += ocg) {
+                    __m512i v = _mm512_set1_epi32(xp[c]);
+                    a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[0], wp)));
+                    if (m[1] == 0) continue;
+                    a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[1], wp + 16)));
+                    if (m[2] == 0) continue;
+                    a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[2], wp + 32)));
+                    if (m[3] == 0) continue;
+                    a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(
+                                                  v, _mm512_maskz_loadu_epi32(m[3], wp + 48)));
+                }
+            }
+        }
+        _mm512_mask_storeu_epi32(acc + ob, m[0], a0);
+        _mm512_mask_storeu_epi32(acc + ob + 16, m[1], a1);
+        _mm512_mask_storeu_epi32(acc + ob + 32, m[2], a2);
+        _mm512_mask_storeu_epi32(acc + ob + 48, m[3], a3);
+    }
+}
+
+__attribute__((target("avx2"))) static void
+conv_i8_pixel_avx2(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                   int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s, int32_t *acc)
+{
+    conv_i8_pixel_body(X, W, g, icg, ocg, kk, gi, r, s, acc);
+}
+#endif
+
+static void conv_i8_pixel_c(const int32_t *X, const int32_t *W, const conv_geo *g, int64_t icg,
+                            int64_t ocg, int64_t kk, int64_t gi, int64_t r, int64_t s,
+                            int32_t *acc)
+{
+    conv_i8_pixel_body(X, W, g, icg, ocg, kk, gi, r, s, acc);
+}
+
 static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
 {
     int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
@@ -2886,24 +3312,16 @@ static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const 
     uint32_t oes = DT_SIZE[odt];
     for (int64_t gi = 0; gi < g->groups; gi++) {
         for (int64_t r = 0; r < g->oh; r++) {
-            int64_t i0, i1;
-            tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
             for (int64_t s = 0; s < g->ow; s++) {
-                int64_t j0, j1;
-                tap_range(s, g->sw, g->dw, g->pl, g->iw, g->kw, &j0, &j1);
-                for (int64_t o = 0; o < ocg; o++) acc[o] = 0;
-                for (int64_t i = i0; i < i1; i++) {
-                    int64_t y = r * g->sh + i * g->dh - g->pt;
-                    for (int64_t j = j0; j < j1; j++) {
-                        int64_t x = s * g->sw + j * g->dw - g->pl;
-                        const int32_t *xp = X + (y * g->iw + x) * g->ic + gi * icg;
-                        const int32_t *wp = W + (gi * kk + (i * g->kw + j) * icg) * ocg;
-                        for (int64_t c = 0; c < icg; c++) {
-                            int32_t v = xp[c];
-                            const int32_t *w = wp + c * ocg;
-                            for (int64_t o = 0; o < ocg; o++) acc[o] += v * w[o];
-                        }
-                    }
+#if MLIP_HAVE_AVX2_KERNEL
+                if (sim->has_avx512) {
+                    conv_i8_pixel_avx512(X, W, g, icg, ocg, kk, gi, r, s, acc);
+                } else if (sim->has_avx2) {
+                    conv_i8_pixel_avx2(X, W, g, icg, ocg, kk, gi, r, s, acc);
+                } else
+#endif
+                {
+                    conv_i8_pixel_c(X, W, g, icg, ocg, kk, gi, r, s, acc);
                 }
                 uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + s) * g->ops) * oes;
                 for (int64_t o = 0; o < ocg; o++) {
@@ -3829,6 +4247,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
         prep_invalidate(sim, lt, wlo, whi);
     }
     if (rcode != MLIP_OK) return rcode;
+    if (in->opcode == MLIP_OP_DMA_LOAD || in->opcode == MLIP_OP_TILE_COPY) {
+        wprov_note_copy(sim, lt, in);
+    }
     uint64_t end;
     if (c.engine == 3) {
         uint64_t t0 = start + p->issue_latency + p->dma_latency;
@@ -4235,6 +4656,10 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
         }
     }
     memcpy(sim->run_start, sim->base, sizeof sim->run_start);
+    /* the host may have written DRAM since the last inference: no OCM weights provenance
+     * carries over */
+    sim->run_no++;
+    memset(sim->wprov, 0, sizeof sim->wprov);
     uint64_t end_main = 0, end_fin = 0;
     /* checked until two inferences in a row pass (see the invariants at the top) */
     sim->deps_now = sim->p.check_deps && sim->clean_runs < 2;

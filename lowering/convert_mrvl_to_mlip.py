@@ -309,10 +309,10 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8)
-    # fp16 precision policy: an fp32 output tensor is written fp32 by the CONV itself; so is
-    # an int8 real output (fp32 real values)
-    wide = (b.cd == DType.FP16 and yt.dtype == DType.FP32) or real
-    out_dtype = DType.FP32 if wide else b.cd
+    # fp16 precision policy: an output the policy keeps fp32 is written fp32 by the CONV
+    # itself (a sub-graph output stored f32 is not: it is rounded to fp16 like any other);
+    # so is an int8 real output (fp32 real values, mrvl.real_output)
+    out_dtype = DType.FP32 if real else _policy_dtype(b.cd, op)
     if out_dtype != b.cd:
         g = replace(g, wide_out=True)
     kind, ranges = b.split()
@@ -411,10 +411,9 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     es = b.es
-    # fp16 precision policy: an fp32 output tensor is written fp32 by the GEMM itself; so is
-    # an int8 real output (fp32 real values)
-    wide = (b.cd == DType.FP16 and yt.dtype == DType.FP32) or real
-    out_dtype = DType.FP32 if wide else b.cd
+    # fp16 precision policy: as in lower_conv, by the layer's attribute, not the tensor's
+    # dtype; an int8 real output is fp32 real values
+    out_dtype = DType.FP32 if real else _policy_dtype(b.cd, op)
     out_es = isa.DTYPE_SIZE[out_dtype]
     kind, ranges = b.split()
     if kind != "channels":
@@ -1309,13 +1308,18 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
     return build_model(prog)
 
 
-def _scratch_dtype(conv: Converter, op: mrvl.MrvlLayerOp) -> int:
-    """The DRAM dtype of a layer's (non-output) result: the compute dtype, or FP32 where
-    the fp16 precision policy keeps it (`mrvl.out_dtype = "f32"`, lowering/mrvl_precision.py)."""
+def _policy_dtype(cd: int, op: mrvl.MrvlLayerOp) -> int:
+    """The dtype a layer writes its result in: the compute dtype `cd`, or FP32 where the fp16
+    precision policy keeps it (`mrvl.out_dtype = "f32"`, lowering/mrvl_precision.py)."""
     attr = op.attributes.get(OUT_DTYPE_ATTR)
-    if conv.cd == DType.FP16 and isinstance(attr, StringAttr) and attr.data == "f32":
+    if cd == DType.FP16 and isinstance(attr, StringAttr) and attr.data == "f32":
         return DType.FP32
-    return conv.cd
+    return cd
+
+
+def _scratch_dtype(conv: Converter, op: mrvl.MrvlLayerOp) -> int:
+    """The DRAM dtype of a layer's (non-output) result (`_policy_dtype`)."""
+    return _policy_dtype(conv.cd, op)
 
 
 def _widen_compute(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> None:

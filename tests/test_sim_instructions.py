@@ -192,6 +192,38 @@ def test_conv_fp16_bit_exact(case, out_dtype, act):
         assert same(y, ref)
 
 
+@pytest.mark.parametrize("width", [1, 5, 7, 12, 13, 23])
+@pytest.mark.parametrize("out_dtype,act,alpha,beta", [(DType.FP16, Act.RELU, 0.0, 0.0),
+                                                      (DType.FP32, Act.NONE, 0.0, 0.0),
+                                                      (DType.FP16, Act.LEAKY_RELU, 0.1, 0.0),
+                                                      (DType.FP16, Act.RELU6, 0.0, 0.0),
+                                                      (DType.FP32, Act.CLIP, -0.5, 0.7),
+                                                      (DType.FP16, Act.SIGMOID, 0.0, 0.0)])
+def test_conv_fp16_pixel_blocks_bit_exact(width, out_dtype, act, alpha, beta):
+    """Every pixel count of the AVX-512 kernels (1 to 12 per call, and a remainder), on
+    32-channel pairs, single 16-channel blocks and partial ones, with the kernel-row taps
+    merged (dilation 1, one group) and not (dilation 2; two groups), with the vector store
+    (NONE, RELU, RELU6, CLIP, LEAKY_RELU) and the generic one (SIGMOID), an infinite input
+    (NaN outputs); same bits on every kernel path."""
+    rng = np.random.default_rng(width)
+    for C, O, dil, groups in ((24, 64, 1, 1), (24, 40, 2, 1), (32, 96, 1, 2), (8, 8, 1, 1)):
+        x = rng.standard_normal((5, width, C)).astype(F16)
+        x[2, width // 2, 3], x[2, width // 2, 4] = np.inf, -np.inf  # NaN where both meet
+        w = (rng.standard_normal((O, 3, 3, C // groups)) * 0.3).astype(F16)
+        bias = rng.standard_normal(O).astype(F32)
+        geo = dict(stride=(1, 1), pad=(dil, dil), dil=(dil, dil), groups=groups,
+                   out_hw=(5, width))
+        pb, _ = conv_program(x, w, bias, geo=geo, out_dtype=out_dtype, act=act, alpha=alpha,
+                             beta=beta)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref = conv_ref(x, w, bias, out_dtype=out_dtype, act=act, alpha=alpha, beta=beta,
+                           **geo)
+        assert np.isnan(ref.astype(F32)).any() or act in (Act.RELU, Act.RELU6)
+        ys = [raw_outputs(pb, 1, timing=timing)[0][0] for timing in KERNEL_PATHS]
+        for y in ys:  # sigmoid: the C library's expf, not numpy's exp: the paths agree
+            assert same(y, ys[0] if act == Act.SIGMOID else ref)
+
+
 def test_conv_fp16_nonfinite_weights_skip_padding_taps():
     """With an inf / nan weight the simulator may not treat padding as 0 * w (= nan): padding
     taps are skipped, exactly as documented (the non-padded kernel path)."""
@@ -223,6 +255,28 @@ def test_conv_int8_bit_exact():
         (y,), _ = raw_outputs(pb, 1)
         ref = conv_ref(x, w, bias, out_dtype=out_dtype, act=act, scale=scale, in_zp=3,
                        out_zp=-5, **geo)
+        assert same(y, ref)
+
+
+@pytest.mark.parametrize("C,O,groups,stride", [(12, 20, 1, (1, 2)), (16, 80, 1, (1, 1)),
+                                               (24, 144, 2, (2, 1))])
+def test_conv_int8_channel_blocks_bit_exact(C, O, groups, stride):
+    """int8 CONV with partial 16-channel vectors and more than 64 channels per group (the
+    AVX-512 kernel's register blocks), on every kernel path."""
+    H, W, K = 7, 9, 3
+    x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)
+    w = RNG.integers(-128, 128, (O, K, K, C // groups)).astype(np.int8)
+    bias = RNG.integers(-5000, 5000, O).astype(np.int32)
+    scale = (RNG.random(O) * 1e-3).astype(F32)
+    geo = dict(stride=stride, pad=(1, 1), dil=(1, 1), groups=groups,
+               out_hw=out_hw(H, W, K, stride, (1, 1), (1, 1)))
+    pb, _ = conv_program(x, w, bias, geo=geo, out_dtype=DType.INT8, act=Act.RELU,
+                         scale=scale, in_zp=-7, out_zp=4)
+    ref = conv_ref(x, w, bias, out_dtype=DType.INT8, act=Act.RELU, scale=scale, in_zp=-7,
+                   out_zp=4, **geo)
+    assert len(np.unique(ref)) > 20
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
         assert same(y, ref)
 
 

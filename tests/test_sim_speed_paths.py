@@ -389,3 +389,56 @@ def test_pp_lcnet_repeated_inferences_equal_fresh_ones(tmp_path):
         (want,), fresh = Simulator.load(data).run([x])
         assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()
         assert report == fresh
+
+
+def _two_convs_on_one_weight_block(H, W, C, O):
+    """Weights loaded from the DRAM weights region (a const), a CONV, an ELTWISE that doubles
+    the first half of the weight bytes in OCM, the same CONV again: (program, x, w, w
+    address in DRAM)."""
+    w = (RNG.standard_normal((O, 1, 1, C)) * 0.3).astype(F16)
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    pb = ProgramBuilder()
+    wa, xa = pb.const(0, w), pb.const(0, x)  # w first: at the start of the weights region
+    outs = [pb.alloc(0, H * W * O * 2) for _ in range(2)]
+    conv = dict(in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, oh=H, ow=W, oc=O,
+                out_pix_stride=O, w_addr=wa, kh=1, kw=1, src_dtype=DType.FP16,
+                dst_dtype=DType.FP16)
+    pb.compute(0, Instruction.make(Opcode.CONV, out_addr=outs[0], **conv))
+    half = O * C // 2
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=EltFunc.ADD, a_addr=wa, b_addr=wa, out_addr=wa, rows=1,
+        cols=half, a_row_stride=half, b_row_stride=half, out_row_stride=half, b_col_stride=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.compute(0, Instruction.make(Opcode.CONV, out_addr=outs[1], **conv))
+    for k, oa in enumerate(outs):
+        pb.store(0, oa, f"y{k}", (H, W, O), DType.FP16)
+    return pb, x, w
+
+
+def _conv1x1_bits(x, w):
+    want = np.zeros(x.shape[:2] + (w.shape[0],), np.float32)
+    for c in range(x.shape[2]):  # the documented order: c ascending, fp32 products and sums
+        want += x[:, :, c:c + 1].astype(np.float32) * w[:, 0, 0, c].astype(np.float32)
+    return want.astype(F16).view(np.uint16).tolist()
+
+
+def test_converted_weights_cache_sees_ocm_writes_and_host_writes_to_the_weights_region():
+    """The cache trusts OCM weights copied from the DRAM weights region in this inference
+    without comparing them again, but an OCM write over them (here an ELTWISE) makes the
+    next CONV compare and convert the new bytes, and bytes the host writes into the
+    weights region between inferences are seen by the next inference."""
+    H, W, C, O = 3, 13, 16, 64
+    pb, x, w = _two_convs_on_one_weight_block(H, W, C, O)
+    data = pb.build().to_bytes()
+    for timing in (TimingParams(), TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        offset = sim.binary.weights_offset
+        for scale in (1, 2, 1):
+            w_now = (w.astype(np.float32) * scale).astype(F16)
+            sim._dram()[offset:offset + w.nbytes] = w_now.tobytes()
+            doubled = w_now.copy().reshape(-1)
+            doubled[:O * C // 2] = (doubled[:O * C // 2].astype(np.float32) * 2).astype(F16)
+            outputs, _ = sim.run([])
+            assert outputs[0].astype(F16).view(np.uint16).tolist() == _conv1x1_bits(x, w_now)
+            assert outputs[1].astype(F16).view(np.uint16).tolist() == \
+                _conv1x1_bits(x, doubled.reshape(w.shape))
