@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_calibration.py [--models mnist,mobilenet_v2,resnet50]
         [--methods minmax,percentile,mse,entropy] [--bias-correction none,output,weights]
         [--num-tiles 2] [--mnist-calibration 0] [--mnist-limit 450] [--seeded-count 16]
-        [--ort]
+        [--ort] [--ulp]
 
 For each calibration method (driver/calibration.py `CALIBRATION_METHODS`), the accelerator
 sub-graph is compiled in int8 with ranges from the calibration set only, then simulated on
@@ -26,6 +26,11 @@ With `--ort`, onnxruntime's own static quantization of the same ONNX model
 judged on the same inputs against onnxruntime fp32, side by side (rows `ort-*`).
 Every mrvl run also checks the simulated int8 codes against `sim/reference_int8.py` (the
 documented int8 semantics; "codes differ" must be 0: only the ranges change).
+With `--ulp` (seeded models), each variant is also compiled with every calibration range
+widened by one fp32 ulp, the size of the last-bit difference between BLAS kernels (AVX2,
+AVX-512) in the reference executor that computes the ranges, and judged again: columns
+`+1ulp worst` and `moved` (the largest change of one input's error), i.e. how far another
+x86-64 machine can move the figures.
 """
 
 from __future__ import annotations
@@ -83,9 +88,16 @@ def _setup(model):
     return module, fn.sym_name.data
 
 
-def _compiled(module, sym, sets, variant, tiles):
-    """(annotated fn, compiled sub-graph, calibration seconds) of one variant
-    `method[+cs<strength>][+bc-<mode>]`."""
+def _widened(ranges):
+    """Every range widened outward by one fp32 ulp."""
+    return {v: (float(np.nextafter(np.float32(lo), np.float32(-np.inf))),
+                float(np.nextafter(np.float32(hi), np.float32(np.inf))))
+            for v, (lo, hi) in ranges.items()}
+
+
+def _compiled(module, sym, sets, variant, tiles, widen=False):
+    """(annotated fn, compiled sub-graph, calibration seconds, widened compile or None) of
+    one variant `method[+cs<strength>][+bc-<mode>]`."""
     method, *steps = variant.split("+")
     fn = next(f for f in subgraph_functions(module.clone(), "accelerator")
               if f.sym_name.data == sym)
@@ -98,8 +110,17 @@ def _compiled(module, sym, sets, variant, tiles):
         if step.startswith("bc-"):
             correct_biases(fn, sets, ranges, step[3:])
     seconds = time.perf_counter() - start
+    widened = None
+    if widen:
+        fn_w = fn.clone()
+        copy = dict(zip(fn.body.block.args, fn_w.body.block.args, strict=True))
+        for a, b in zip(fn.body.block.ops, fn_w.body.block.ops, strict=True):
+            copy.update(zip(a.results, b.results, strict=True))
+        widened = compile_function(fn_w, machine=Machine(tiles=tiles), quantize="int8",
+                                   ranges={copy[v]: r for v, r in _widened(ranges).items()
+                                           if v in copy})
     return fn, compile_function(fn, machine=Machine(tiles=tiles), quantize="int8",
-                                ranges=ranges), seconds
+                                ranges=ranges), seconds, widened
 
 
 ORT_METHODS = ("MinMax", "Percentile")
@@ -164,7 +185,7 @@ def bench_mnist(methods, tiles, calibration_count, limit, with_ort=False) -> Non
     print(f"  {'method':20s} {'top-1':>7s} {'agree fp32':>10s} {'<=3 LSB':>9s} "
           f"{'worst LSB':>9s} {'codes differ':>12s} {'calib s':>7s}")
     for method in methods:
-        fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
+        fn, sub, seconds, _ = _compiled(module, sym, sets, method, tiles)
         labels, within, worst, differ = [], 0, 0.0, 0
         with Simulator.load(sub.data) as sim:
             for x, ref in zip(x_test, refs, strict=True):
@@ -202,7 +223,7 @@ def _seeded(fn, seed):
             for a in fn.body.block.args]
 
 
-def bench_seeded(name, methods, tiles, count, with_ort=False) -> None:
+def bench_seeded(name, methods, tiles, count, with_ort=False, ulp=False) -> None:
     """A seeded-weight zoo model (`mobilenet_v2`, `resnet50`): worst / median / RMS LSB."""
     model = MODELS[name](batch=1)
     module, sym = _setup(model)
@@ -213,9 +234,10 @@ def bench_seeded(name, methods, tiles, count, with_ort=False) -> None:
     print(f"{name} (seeded weights): calibrated on seeds 100..{99 + count}, judged on "
           f"seeds 0..{count - 1}")
     print(f"  {'method':20s} {'worst LSB':>9s} {'median':>7s} {'RMS LSB':>8s} "
-          f"{'> 3 LSB':>8s} {'codes differ':>12s} {'calib s':>7s}")
+          f"{'> 3 LSB':>8s} {'codes differ':>12s} {'calib s':>7s}"
+          + (f" {'+1ulp worst':>11s} {'moved':>6s}" if ulp else ""))
     for method in methods:
-        fn, sub, seconds = _compiled(module, sym, sets, method, tiles)
+        fn, sub, seconds, widened = _compiled(module, sym, sets, method, tiles, ulp)
         errors, rms, differ = [], [], 0
         with Simulator.load(sub.data) as sim:
             for x, ref in zip(judges, refs, strict=True):
@@ -224,8 +246,14 @@ def bench_seeded(name, methods, tiles, count, with_ort=False) -> None:
                 errors.append(_max_lsb(out, ref))
                 rms.append(_rms_lsb(out, ref))
         arr = np.asarray(errors)
+        extra = ""
+        if widened is not None:
+            with Simulator.load(widened.data) as sim:
+                moved = np.asarray([_max_lsb(sim.run(x)[0], ref)
+                                    for x, ref in zip(judges, refs, strict=True)])
+            extra = f" {moved.max():11.2f} {np.abs(moved - arr).max():6.2f}"
         print(f"  {method:20s} {arr.max():9.2f} {np.median(arr):7.2f} {np.mean(rms):8.3f} "
-              f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {differ:12d} {seconds:7.1f}")
+              f"{int(np.sum(arr > 3.0)):4d}/{count:<3d} {differ:12d} {seconds:7.1f}{extra}")
         sys.stdout.flush()
     if not with_ort:
         return
@@ -261,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
                              "weights (driver/channel_scales.py), as rows `+cs<strength>`")
     parser.add_argument("--ort", action="store_true",
                         help="add onnxruntime's quantize_static (MinMax, Percentile) rows")
+    parser.add_argument("--ulp", action="store_true",
+                        help="seeded models: also judge each variant with every range widened "
+                             "by one fp32 ulp (columns `+1ulp worst`, `moved`)")
     args = parser.parse_args(argv)
     methods = [m + ("" if cs == "none" else f"+cs{cs}") + ("" if bc == "none" else f"+bc-{bc}")
                for m in args.methods.split(",") for cs in args.channel_scales.split(",")
@@ -270,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             bench_mnist(methods, args.num_tiles, args.mnist_calibration, args.mnist_limit,
                         args.ort)
         elif name in ("mobilenet_v2", "resnet50"):
-            bench_seeded(name, methods, args.num_tiles, args.seeded_count, args.ort)
+            bench_seeded(name, methods, args.num_tiles, args.seeded_count, args.ort, args.ulp)
         else:
             parser.error(f"unknown model '{name}' (mnist, mobilenet_v2, resnet50)")
 

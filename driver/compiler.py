@@ -131,7 +131,9 @@ class CompileOptions:
     quantize: str = "fp16"
     """Accelerator precision: "fp16" or "int8"."""
     io_dtype: str | None = None
-    """dtype of each binary's inputs/outputs: "f16", "f32", "i8" (default f16, i8 for int8)."""
+    """dtype of each binary's inputs/outputs: "f16", "f32", "i8" (default f16; i8 for int8,
+    except outputs computed by a CONV / FC, written f32 (lowering/mrvl_quantize.py
+    `real_output_layers`); "i8" given keeps every output int8)."""
     calibration: Any = None
     """int8 (required): an .npz path of model inputs (samples stacked along the batch axis),
     a mapping name -> array(s), a list of input sets, or "random" (one seeded

@@ -57,7 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=("fp16", "int8"), default="fp16")
     parser.add_argument("--io-dtype", choices=("f16", "f32", "i8"), default=None,
                         help="dtype of the binary's inputs/outputs (default: f16, or i8 "
-                             "with --quantize int8)")
+                             "with --quantize int8, where an output computed by a conv / "
+                             "FC is written f32; i8 given: every output int8)")
     parser.add_argument("--calibration", metavar="X.npz|random",
                         help="int8 (required): .npz of calibration inputs (samples stacked "
                              "along the batch axis), or 'random' for standard-normal noise")

@@ -18,7 +18,9 @@ pixel row of one channel, must fit in a quarter of the OCM).
 
 Numerics: fp16 (weights fp16, bias fp32, activations fp16) or int8 (per-output-channel
 weight steps, int32 bias, per-tensor activation steps and zero points from mrvl-quantize;
-a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation). Sum2D /
+a fused sigmoid runs as CONV/GEMM to fp32 then ACT sigmoid with quantisation; a CONV / FC
+annotated `mrvl.real_output` writes fp32 real values to its f32 (f16 I/O: f16) output
+tensor). Sum2D /
 Mul2D / Div2D are ELTWISE ADD / MUL / DIV and Activation is ACT; in int8 their SCALE fields
 dequantise the inputs, compute on real values and requantise to the output step in one
 instruction.
@@ -61,6 +63,7 @@ from mrvl.lowering.mrvl_quantize import (
     SCALE_ATTR,
     ZP_ATTR,
     constant_value,
+    is_real_output,
     weight_scales,
 )
 from mrvl.lowering.mlip_conv_blocking import (
@@ -262,6 +265,13 @@ def _quant_weights(b: LayerBuilder, w: np.ndarray, bias: np.ndarray | None, x: S
     return wq, bq, rq
 
 
+def _real_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
+    """int8 CONV / FC annotated `mrvl.real_output`: the matrix engine writes fp32 real
+    values (`dst_dtype` FP32, activation on real values) and the store writes them to the
+    float output tensor."""
+    return b.cd == DType.INT8 and is_real_output(op)
+
+
 def _sigmoid_int8(b: LayerBuilder, op: mrvl.MrvlLayerOp) -> bool:
     """int8 with a fused sigmoid: the matrix engine writes fp32 real values to an `acc`
     buffer and an ACT instruction applies the sigmoid and quantises (docs/isa.md ACT)."""
@@ -290,8 +300,9 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     bias = constant_value(op.bias) if op.bias is not None else None
     if weights is None or (op.bias is not None and bias is None):
         raise CompileError(f"layer {b.layer.name}: weights must be constants")
-    sig8 = _sigmoid_int8(b, op)
-    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg, sig8)
+    sig8, real = _sigmoid_int8(b, op), _real_int8(b, op)
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, kh * kw * cg,
+                                sig8 or real)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
@@ -299,8 +310,9 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     g = ConvGeom.of(op, b.es, xt.esize, yt.esize, (bt is not None) + (st is not None), sig8)
     # fp16 precision policy: an output the policy keeps fp32 is written fp32 by the CONV
-    # itself (a sub-graph output stored f32 is not: it is rounded to fp16 like any other)
-    out_dtype = _policy_dtype(b.cd, op)
+    # itself (a sub-graph output stored f32 is not: it is rounded to fp16 like any other);
+    # so is an int8 real output (fp32 real values, mrvl.real_output)
+    out_dtype = DType.FP32 if real else _policy_dtype(b.cd, op)
     if out_dtype != b.cd:
         g = replace(g, wide_out=True)
     kind, ranges = b.split()
@@ -327,7 +339,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
         b.buffer("acc", rb * cb * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
     else:
-        act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+        act = act_fields(op, yt.scale if b.cd == DType.INT8 and not real else None)
     x_strides = (g.src_h * g.src_w * c, g.ys * g.src_w * c, g.xs * c, 1)
     y_strides = (oh * ow * o, ow * o, o, 1)
     index = {}
@@ -362,7 +374,7 @@ def lower_conv2d(b: LayerBuilder, op: mrvl.Conv2DOp) -> None:
             pad_l=g.pl + x0 - cb_.c0 * g.sw, dh=g.dh, dw=g.dw,
             groups=1 if groups == 1 else count // g.ocg, **act)
         if b.cd == DType.INT8:
-            conv.in_zp, conv.out_zp = xt.zp, yt.zp
+            conv.in_zp, conv.out_zp = xt.zp, 0 if real else yt.zp
         if out_dtype != b.cd:
             conv.dst_dtype = out_dtype
         blk.computes.append(conv)
@@ -391,16 +403,17 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
     if op.weights_need_transform is not None:
         _, hh, ww, cc = xs
         weights = weights.reshape(o, cc, hh, ww).transpose(0, 2, 3, 1).reshape(o, k)
-    sig8 = _sigmoid_int8(b, op)
-    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k, sig8)
+    sig8, real = _sigmoid_int8(b, op), _real_int8(b, op)
+    wq, bq, rq = _quant_weights(b, weights, bias, op.input, op.output, k, sig8 or real)
     wt = b.const_tensor(wq, DType.INT8 if b.cd == DType.INT8 else DType.FP16, "w")
     bt = None if bq is None else b.const_tensor(
         bq, DType.INT32 if b.cd == DType.INT8 else DType.FP32, "b")
     st = None if rq is None else b.const_tensor(rq, DType.FP32, "s")
     xt, yt = b.tensor(op.input), b.tensor(op.output)
     es = b.es
-    # fp16 precision policy: as in lower_conv, by the layer's attribute, not the tensor's dtype
-    out_dtype = _policy_dtype(b.cd, op)
+    # fp16 precision policy: as in lower_conv, by the layer's attribute, not the tensor's
+    # dtype; an int8 real output is fp32 real values
+    out_dtype = DType.FP32 if real else _policy_dtype(b.cd, op)
     out_es = isa.DTYPE_SIZE[out_dtype]
     kind, ranges = b.split()
     if kind != "channels":
@@ -444,7 +457,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
         b.buffer("acc", n * oc_chunk * 4, 2)
         act = {"act": Act.NONE}
     else:
-        act = act_fields(op, yt.scale if b.cd == DType.INT8 else None)
+        act = act_fields(op, yt.scale if b.cd == DType.INT8 and not real else None)
     for tile, (o_lo, o_hi) in enumerate(ranges):
         r0, r1 = row_bands[tile]
         n = r1 - r0
@@ -472,7 +485,7 @@ def lower_fc(b: LayerBuilder, op: mrvl.FCOp) -> None:
                 bias_addr=Ref("ocm", "bias", wslot) if bt is not None else isa.ADDR_NONE,
                 scale_addr=Ref("ocm", "scale", wslot) if st is not None else isa.ADDR_NONE,
                 in_zp=xt.zp if b.cd == DType.INT8 else 0,
-                out_zp=yt.zp if b.cd == DType.INT8 and not sig8 else 0, **act)
+                out_zp=yt.zp if b.cd == DType.INT8 and not (sig8 or real) else 0, **act)
             if out_dtype != b.cd:
                 gemm.dst_dtype = out_dtype
             blk.computes.append(gemm)
@@ -550,7 +563,11 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
     b.buffer("in", in_rows(rb) * w * cc * es, 2)
     b.buffer("out", rb * ow * cc * es, 2)
     flags = int(Flag.COUNT_PAD) if count_pad else 0
-    zp = xt.zp if b.cd == DType.INT8 else 0
+    zp_in, zp_out = (xt.zp, yt.zp) if b.cd == DType.INT8 else (0, 0)
+    requant = {}
+    if b.cd == DType.INT8 and yt.scale != xt.scale:  # an average pool with its own step
+        flags |= int(Flag.SCALE)
+        requant = {"scale": float(np.float32(xt.scale / yt.scale))}
     x_strides = (h * w * c, w * c, c, 1)
     y_strides = (oh * ow * c, ow * c, c, 1)
     for tile, segs in enumerate(work):
@@ -571,7 +588,8 @@ def _lower_pool(b: LayerBuilder, op, kernel, strides, pads, func: int, count_pad
                         ih=y1 - y0, iw=w, c=count, in_pix_stride=count,
                         out_addr=Ref("ocm", "out", slot), oh=r1 - r0, ow=ow,
                         out_pix_stride=count, kh=kh, kw=kw, sh=sh, sw=sw,
-                        pad_t=pt + y0 - r0 * sh, pad_l=pl, in_zp=zp, out_zp=zp))
+                        pad_t=pt + y0 - r0 * sh, pad_l=pl, in_zp=zp_in, out_zp=zp_out,
+                        **requant))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, ((n * oh + r0) * ow) * c + ch0,
                         (1, r1 - r0, ow, count), y_strides, Ref("ocm", "out", slot)))
@@ -1254,8 +1272,10 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
             conv.tensor_of[result] = t.name
             continue
         if result in head_name:
-            t = DramTensor(head_name[result], shape, conv.io_dtype, "output", scale=scale,
-                           zp=zp)
+            dtype = conv.io_dtype
+            if conv.cd == DType.INT8 and is_real_output(op):
+                dtype = DType.FP16 if conv.io_dtype == DType.FP16 else DType.FP32
+            t = DramTensor(head_name[result], shape, dtype, "output", scale=scale, zp=zp)
         else:
             t = DramTensor(f"{op.name_str}_y", shape, _scratch_dtype(conv, op), "scratch",
                            scale=scale, zp=zp)

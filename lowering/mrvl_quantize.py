@@ -12,8 +12,12 @@ weights and activations following the annotations):
   values seen when the calibration inputs run through the reference executor. This pass
   does not run it: the ranges are handed in as data (`Ranges`), gathered by the driver
   (driver/calibration.py, which mrvl-opt's `mrvl-quantize` uses). Layers that cannot
-  rescale (pools, reshapes, transposes) take their input's parameters. Weight scales are
-  per output channel, computed from the weights by the conversion (`weight_scales`).
+  rescale (max pools, reshapes, transposes) take their input's parameters. Weight scales are
+  per output channel, computed from the weights by the conversion (`weight_scales`);
+- int8 only, unless the I/O dtype is given as "i8": a CONV / FC whose result is a sub-graph
+  output and read by nothing else (activation none, relu, clip or leaky_relu) gets
+  `mrvl.real_output`: it writes fp32 real values (docs/isa.md CONV `dst_dtype` FP32), stored
+  as f32 (f16 with "f16" I/O), instead of int8 steps (`real_output_layers`).
 
 fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md), except
 in transformer sub-graphs, where the layers that `mrvl_precision.fp32_outputs` names get
@@ -27,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f32, i64
+from xdsl.dialects.builtin import (ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr,
+                                   UnitAttr, f32, i64)
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
@@ -43,12 +48,13 @@ INPUT_ZPS_ATTR = "mrvl.input_zero_points"
 MODE_ATTR = "mrvl.quantize"
 IO_ATTR = "mrvl.io_dtype"
 INPUT_SCALES_ATTR = "mrvl.input_scales"
+REAL_OUTPUT_ATTR = "mrvl.real_output"
+REAL_OUTPUT_ACTIVATIONS = ("none", "relu", "clip", "leaky_relu")
+"""Fused activations a real-output CONV / FC applies to its fp32 real values."""
 
 SCALE_PRESERVING = (
     mrvl.Maxpool2DOp,
     mrvl.GlobalMaxpool2DOp,
-    mrvl.Avgpool2DOp,
-    mrvl.GlobalAvgpool2DOp,
     mrvl.ReshapeOp,
     mrvl.BatchFlattenOp,
     mrvl.SqueezeOp,
@@ -56,7 +62,9 @@ SCALE_PRESERVING = (
     mrvl.TransposeOp,
     mrvl.SliceOp,
 )
-"""Layers whose int8 output uses the scale of their (first) input."""
+"""Layers whose int8 output uses the scale of their (first) input. Average pools take their
+own (an average spans a narrower range than its input: a global average pool's output
+keeps more bits with its own step, and POOL requantises with `SCALE`)."""
 
 
 Ranges = dict[SSAValue, tuple[float, float]]
@@ -82,6 +90,26 @@ def weight_scales(w: np.ndarray) -> np.ndarray:
     return (peak / np.float32(127.0)).astype(np.float32)
 
 
+def real_output_layers(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
+    """The CONV / FC layers of `fn` whose result is returned once and read by nothing else,
+    with an activation the matrix engine applies to real values: they can write fp32 real
+    values as the sub-graph's output, with no int8 rounding of the last layer."""
+    found = []
+    for op in fn.body.block.ops:
+        if not isinstance(op, mrvl.Conv2DOp | mrvl.FCOp):
+            continue
+        uses = list(op.results[0].uses)
+        if (len(uses) == 1 and isinstance(uses[0].operation, func.ReturnOp)
+                and op.activation_str() in REAL_OUTPUT_ACTIVATIONS):
+            found.append(op)
+    return found
+
+
+def is_real_output(op: mrvl.MrvlLayerOp) -> bool:
+    """Does `op` write fp32 real values (annotated `mrvl.real_output` by this pass)?"""
+    return REAL_OUTPUT_ATTR in op.attributes
+
+
 def constant_value(value: SSAValue) -> np.ndarray | None:
     """numpy value of a `graph.constant` operand (None when not a constant)."""
     owner = value.owner
@@ -98,9 +126,11 @@ def quantize_function(
     ranges: Ranges | None = None,
 ) -> None:
     """Annotate `fn` in place (see the module docstring); int8 needs the activation
-    `ranges` of `fn` (driver/calibration.py `activation_ranges`)."""
+    `ranges` of `fn` (driver/calibration.py `activation_ranges`). Real outputs
+    (`real_output_layers`) are annotated unless `io_dtype` is given as "i8"."""
     if mode not in QUANTIZE_MODES:
         raise CompileError(f"--quantize: expected one of {list(QUANTIZE_MODES)}, got '{mode}'")
+    real_outputs = io_dtype != "i8"
     if io_dtype is None:
         io_dtype = "i8" if mode == "int8" else "f16"
     if io_dtype not in IO_DTYPES:
@@ -129,6 +159,9 @@ def quantize_function(
             params[result] = qparams(*ranges.get(result, (0.0, 0.0)))
         op.attributes[SCALE_ATTR] = FloatAttr(params[result][0], f32)
         op.attributes[ZP_ATTR] = IntegerAttr(params[result][1], i64)
+    if real_outputs:
+        for op in real_output_layers(fn):
+            op.attributes[REAL_OUTPUT_ATTR] = UnitAttr()
     fn.attributes[INPUT_SCALES_ATTR] = ArrayAttr(
         [FloatAttr(params[arg][0], f32) for arg in fn.body.block.args]
     )
@@ -142,6 +175,7 @@ class MrvlQuantizePass(ModulePass):
     """Annotate every accelerator sub-graph with its precision (module docstring).
 
     Options: `mode` fp16 | int8; `io-dtype` f16 | f32 | i8 (default: f16 for fp16, i8 for
+    int8, with real outputs where `real_output_layers` allows them; "i8" given: every output
     int8); `calibration` an .npz of inputs (int8; without it a seeded random input).
     In-process callers (lowering/backend.py) may give the int8 activation ranges of the
     function in `ranges` instead (not a pipeline-text option).

@@ -46,7 +46,7 @@ from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, Machine
 from mrvl.lowering.mlip_conv_blocking import ConvGeom
 from mrvl.lowering.mlip_cost import conv_cost
-from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR
+from mrvl.lowering.mrvl_quantize import IO_ATTR, MODE_ATTR, is_real_output
 from mrvl import mlip_isa as isa
 
 SPLIT_ATTR = "mrvl.split"
@@ -177,6 +177,8 @@ def _conv_split(op: mrvl.Conv2DOp, tiles: int, es: int, in_es: int, out_es: int,
     consts = (op.bias is not None) + (es == 1)
     sig8 = es == 1 and op.activation_str() in ("sigmoid", "silu")
     geom = ConvGeom.of(op, es, in_es, out_es, consts, sig8)
+    if es == 1 and is_real_output(op):
+        geom = replace(geom, wide_out=True)  # fp32 real values (mrvl.real_output)
     aligned = None
     if resident_input and producer_rows is not None and tiles > 1:
         aligned = aligned_rows(geom, producer_rows, geom.ow * geom.o * out_es)
@@ -284,6 +286,8 @@ def split_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
     for op in fn.body.block.ops:
         if not isinstance(op, mrvl.MrvlLayerOp):
             continue
+        # a real output (fp32) keeps the split of an int8 one: its units are whole
+        # granules of 1-byte elements, so of 4-byte ones too
         out_es = io_es if op.results[0] in outputs else es
         in_es = _input_es(op.operands[0], es, io_es) if op.operands else es
         resident_input = resident and bool(op.operands) and not _is_input(op.operands[0])

@@ -12,9 +12,13 @@ from the documented rules alone, not from the compiler's arrays:
 - CONV / GEMM: exact integer sum of `(x - in_zp) * w` (padding taps add nothing) plus the
   bias, rounded to fp32, times the requantisation scale (fp32), the fused activation on
   output steps (clip bounds divided by the output step, stored as fp32), then
-  `saturate(rint_half_even(v) + out_zp)`;
-- pools keep their input's parameters: MAX of `q - zp`, AVG as an fp32 sum (exact for
-  integers) divided by the tap count in fp32;
+  `saturate(rint_half_even(v) + out_zp)`; a CONV / GEMM annotated `mrvl.real_output` (a
+  sub-graph output, lowering/mrvl_quantize.py `real_output_layers`) multiplies by the
+  accumulator step `s_in * step` instead, applies its activation on the real values and
+  keeps them as fp32 (no int8 store);
+- max pools keep their input's parameters: MAX of `q - zp`; average pools have their own:
+  AVG as an fp32 sum (exact for integers) of `q - in_zp` divided by the tap count in fp32,
+  times `fp32(s_in / s_out)` when the steps differ, stored with the output's zero point;
 - sum / mul / activation / concat dequantise in fp32 (`(q - zp) * step`), apply the op and
   the activation in fp32, multiply by `fp32(1 / s_out)` and store as above;
 - reshapes, flattens and transposes move the int8 values;
@@ -50,6 +54,7 @@ from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr
 from xdsl.ir import SSAValue
 
 from mrvl.dialects import mrvl
+from mrvl.lowering.mrvl_quantize import is_real_output
 from mrvl.sim import reference_mrvl as ref
 
 _F32 = np.float32
@@ -162,10 +167,15 @@ _MOVES = (mrvl.ReshapeOp, mrvl.BatchFlattenOp, mrvl.SqueezeOp, mrvl.LayoutTransf
 _POOLS = (mrvl.Maxpool2DOp, mrvl.Avgpool2DOp, mrvl.GlobalAvgpool2DOp, mrvl.GlobalMaxpool2DOp)
 
 
+REAL_PARAMS = (1.0, 0)
+"""The (step, zero point) `emulate` gives a real-output layer's fp32 values."""
+
+
 def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float, int] | None],
               out: tuple[float, int]) -> np.ndarray:
     """One layer: `args` are int arrays (data operands) or fp32 constants, `params` the
-    (step, zero point) of each data operand (None for constants), `out` the output's."""
+    (step, zero point) of each data operand (None for constants), `out` the output's. A
+    real-output CONV / FC returns its fp32 real values."""
     s_out, z_out = out
     if isinstance(op, mrvl.Conv2DOp | mrvl.FCOp):
         (s_in, z_in), w = params[0], np.asarray(args[1], _F32)
@@ -175,11 +185,17 @@ def run_layer(op: mrvl.MrvlLayerOp, args: Sequence, params: Sequence[tuple[float
         acc = acc.astype(np.int64)
         if bq is not None:
             acc = acc + bq
+        if is_real_output(op):
+            _, _, acc_step = quantize_weights(w, None, s_in, 1.0)
+            return _activate_real((acc.astype(_F32) * acc_step).astype(_F32), op)
         v = (acc.astype(_F32) * rq).astype(_F32)
         return store_int8(_activate_steps(v, op, s_out), z_out)
     if isinstance(op, _POOLS):
-        z_in = params[0][1]
-        return store_int8(_pool(op, np.asarray(args[0], _F32) - _F32(z_in)), z_in)
+        s_in, z_in = params[0]
+        v = _pool(op, np.asarray(args[0], _F32) - _F32(z_in))
+        if s_out != s_in:
+            v = (v * _F32(s_in / s_out)).astype(_F32)
+        return store_int8(v, z_out)
     if isinstance(op, _MOVES):
         return np.asarray(ref.run_layer(op, (np.asarray(args[0], _F32),))).astype(np.int32)
     if isinstance(op, mrvl.Sum2DOp | mrvl.Mul2DOp | mrvl.Div2DOp | mrvl.ActivationOp):
@@ -301,7 +317,8 @@ def layer_params(op: mrvl.MrvlLayerOp) -> tuple[float, int]:
 
 def emulate(fn: func.FuncOp, quantized_inputs: Sequence[np.ndarray]
             ) -> dict[SSAValue, tuple[np.ndarray, tuple[float, int] | None]]:
-    """Every value of `fn` as (int array, (step, zero point)); constants as (fp32, None)."""
+    """Every value of `fn` as (int array, (step, zero point)); real outputs as (fp32 array,
+    `REAL_PARAMS`); constants as (fp32, None)."""
     values: dict[SSAValue, tuple[np.ndarray, tuple[float, int] | None]] = {}
     for arg, q, param in zip(fn.body.block.args, quantized_inputs, input_params(fn),
                              strict=True):
@@ -310,8 +327,8 @@ def emulate(fn: func.FuncOp, quantized_inputs: Sequence[np.ndarray]
         if isinstance(op, mrvl.MrvlLayerOp):
             operands = [values[v] for v in op.operands]
             out = layer_params(op)
-            values[op.results[0]] = (run_layer(op, [a for a, _ in operands],
-                                               [p for _, p in operands], out), out)
+            result = run_layer(op, [a for a, _ in operands], [p for _, p in operands], out)
+            values[op.results[0]] = (result, REAL_PARAMS if is_real_output(op) else out)
             continue
         to_numpy = getattr(op, "to_numpy", None)
         if to_numpy is not None:

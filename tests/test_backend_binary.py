@@ -28,6 +28,7 @@ from mrvl.lowering.mlip_ocm_alloc import allocate_ocm
 from mrvl.lowering.mrvl_quantize import quantize_function
 from mrvl.lowering.mrvl_tile_split import split_function
 from mrvl.mlip_binary import ModelBinary
+from mrvl.mlip_isa import DType
 from mrvl.machine import Machine
 
 
@@ -60,7 +61,10 @@ def test_write_read_write_is_identical(mode):
     assert binary.tile_end == 3 and binary.ocm_end <= 1 << 20
     assert [layer.name for layer in binary.layers] == [
         "tvmgen_mrvl_main_1", "tvmgen_mrvl_main_2", "tvmgen_mrvl_main_4"]
-    assert binary.outputs[0].quantize == (mode == "int8")
+    assert binary.inputs[0].quantize == (mode == "int8")
+    # int8: the last FC writes fp32 real values (mrvl.real_output), not int8 steps
+    assert not binary.outputs[0].quantize
+    assert binary.outputs[0].dtype == (DType.FP32 if mode == "int8" else DType.FP16)
 
 
 def _print(op) -> str:
