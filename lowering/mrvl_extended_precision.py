@@ -23,7 +23,8 @@ layers over x and two over y, and fp32 x and partial sums.
 
 Input: mrvl functions (after partitioning, before mrvl-quantize). Output: the same, with
 each FC of a LayerNorm sub-graph replaced as above (new layers named after the FC:
-`<name>_neg`, `_lo`, `_hh`, `_lh`, `_hl`, `_sum`, and the FC's name on the final sum);
+`<name>_neg`, `_lo`, `_hh`, `_lh`, `_hl`, `_sum`, and the FC's name on the final sum; each
+carries `mrvl.extended_of = <name>`);
 other sub-graphs and other layers are unchanged. A no-op unless `enabled`.
 """
 
@@ -40,6 +41,10 @@ from mrvl.dialects import mrvl
 from mrvl.dialects.graph import ConstantOp
 from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.lowering.mrvl_precision import HIGH_HALF_ATTR, applies
+
+EXTENDED_ATTR = "mrvl.extended_of"
+"""Attribute of every layer the split makes: the name of the FC it replaces (the offload
+report's `extended_fp16`)."""
 
 PASSES = ("hh", "lh", "hl")
 """The GEMM passes of one extended FC: (high x, high W), (low x, high W), (high x, low W)."""
@@ -87,6 +92,9 @@ def extend_fc(op: mrvl.FCOp) -> list[mrvl.MrvlLayerOp]:
     total = mrvl.Sum2DOp(partial, hl, layer_name=name, activation=op.activation.data,
                          clip=_clip(op))
     new = [minus_one, w_high, w_low, neg, lo, hh, lh, hl, partial, total]
+    total.attributes.update(op.attributes)  # the FC's ONNX nodes
+    for layer in (neg, lo, hh, lh, hl, partial, total):
+        layer.attributes[EXTENDED_ATTR] = builtin.StringAttr(name)
     block = op.parent_block()
     assert block is not None
     block.insert_ops_before(new, op)
