@@ -16,7 +16,9 @@ of 3xTF32:
 with Wh = fp16(W) and Wl = W - Wh (two constant tensors; the compiler rounds both to fp16).
 The FC passes write fp32 and the sums add in fp32 (the precision policy keeps them fp32:
 their readers are element-wise), and `x` becomes fp32 too (it now has element-wise
-readers), so the product misses only Wl * xl (relative 2^-22) and the fp32 accumulation.
+readers), so the product misses only Wl * xl (relative 2^-22), the fp32 accumulation, and
+the fp16 subnormal step of the low halves (2^-24 absolute: Wl of a weight below 1/4 is
+subnormal, so W is kept to ~3e-6 relative at |W| = 0.02 instead of fp16's 2.4e-4).
 The `-1` layer carries `mrvl.high_half` so the policy keeps its output fp16.
 Costs are the layers' own: 3x the FC's MACs, the weight bytes twice, two element-wise
 layers over x and two over y, and fp32 x and partial sums.
