@@ -1,7 +1,9 @@
-"""Issue 15c: extended-precision FCs in fp16 transformer builds (lowering/mrvl_extended_precision.py).
+"""Issue 15c: extended-precision FCs and MatMuls in fp16 transformer builds
+(lowering/mrvl_extended_precision.py).
 
 ViT-tiny 224 (random weights) misses Marvell's fp16 rule with the storage policy alone; with
-`fp16_precision="extended"` (each FC as three fp16 GEMM passes on split operands) it passes,
+`fp16_precision="extended"` (each FC as three fp16 GEMM passes on split operands, each
+context MatMul as two) it passes,
 at the cost of the extra passes (MACs and cycles), and CNN builds are unchanged.
 """
 
@@ -93,7 +95,7 @@ def _runs(model, manifest):
 
 def test_vit_passes_the_fp16_rule_with_extended_precision(vit_builds):
     """Storage only: failing logits on every seed; extended: the rule passes on each seed
-    with margin (max rel err measured 2.66 / 2.33 / 2.47 %), for 2.5x the MACs."""
+    with margin (max rel err measured 2.18 / 2.24 / 1.97 %), for 2.6x the MACs."""
     model, builds = vit_builds
     storage, storage_cycles = _runs(model, builds["storage"][0])
     extended, extended_cycles = _runs(model, builds["extended"][0])
@@ -101,7 +103,7 @@ def test_vit_passes_the_fp16_rule_with_extended_precision(vit_builds):
     for check in extended:
         assert check.passed, check.summary()
         assert check.failing == 0
-        assert check.max_rel_err < 0.028
+        assert check.max_rel_err < 0.025
         assert check.checked > 900
     assert extended_cycles > 2 * storage_cycles  # the extra passes are paid for
 
@@ -111,12 +113,17 @@ def test_vit_extended_report_lists_the_fcs(vit_builds):
     model, builds = vit_builds
     fn = subgraph_functions(compile_to_partitioned(model))[0]
     fcs = [op for op in fn.body.block.ops if isinstance(op, mrvl.FCOp)]
-    fc_macs = sum(op.macs() for op in fcs)
+    # the context MatMuls (P @ V): one extra pass (P, the epilogue's output, has no low half)
+    contexts = [op for op in fn.body.block.ops
+                if isinstance(op, mrvl.MatMulOp) and op.softmax_scale is None]
+    assert len(fcs) == 13 and len(contexts) == 2
+    extra = 2 * sum(op.macs() for op in fcs) + sum(op.macs() for op in contexts)
     reports = {p: json.loads((out / "offload.json").read_text())
                for p, (_, out) in builds.items()}
     assert reports["storage"]["extended_fp16"] == []
-    assert reports["extended"]["extended_fp16"] == [op.name_str for op in fcs]
+    assert reports["extended"]["extended_fp16"] == [
+        op.name_str for op in fn.body.block.ops if op in fcs or op in contexts]
     assert (reports["extended"]["macs_accelerator"]
-            == reports["storage"]["macs_accelerator"] + 2 * fc_macs)
+            == reports["storage"]["macs_accelerator"] + extra)
     options = json.loads((builds["extended"][1] / "manifest.json").read_text())["options"]
     assert options["fp16_precision"] == "extended"

@@ -25,9 +25,9 @@ func.func @main(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
 // CHECK:       %[[LN:.+]] = mrvl.layernorm %{{.+}} mrvl.out_dtype = "f32"
 // CHECK:       %[[X:.+]] = mrvl.reshape %[[LN]]
 // Wh = fp16(0.3) = 0x3E99A000 (0.29993), Wl = 0.3 - Wh = 0xB84CC000 (-4.88e-05).
-// CHECK:       %[[M1:.+]] = graph.constant dense<-1.000000e+00> : tensor<1x1xf32>
 // CHECK:       %[[WH:.+]] = graph.constant dense<"0x00A0993E"> : tensor<8x8xf32>
 // CHECK:       %[[WL:.+]] = graph.constant dense<"0x00C04CB8"> : tensor<8x8xf32>
+// CHECK:       %[[M1:.+]] = graph.constant dense<-1.000000e+00> : tensor<1x1xf32>
 // CHECK:       %[[NEG:.+]] = mrvl.mul %[[X]], %[[M1]] {mrvl.high_half, mrvl.extended_of = "[[FC:tvmgen_mrvl_main_[0-9]+]]", layer_name = "[[FC]]_neg", activation = "none"}
 // CHECK:       %[[LO:.+]] = mrvl.sum %[[X]], %[[NEG]] {mrvl.extended_of = "[[FC]]", layer_name = "[[FC]]_lo", activation = "none"}
 // CHECK:       %[[HH:.+]] = mrvl.fc %[[X]], %[[WH]], %{{.+}} {mrvl.extended_of = "[[FC]]", mrvl.out_dtype = "f32", layer_name = "[[FC]]_hh"
@@ -35,6 +35,33 @@ func.func @main(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
 // CHECK:       %[[HL:.+]] = mrvl.fc %[[X]], %[[WL]] {mrvl.extended_of = "[[FC]]", mrvl.out_dtype = "f32", layer_name = "[[FC]]_hl"
 // CHECK:       %[[S:.+]] = mrvl.sum %[[HH]], %[[LH]] {mrvl.extended_of = "[[FC]]", mrvl.out_dtype = "f32", layer_name = "[[FC]]_sum"
 // CHECK:       mrvl.sum %[[S]], %[[HL]] {{{.*}}mrvl.extended_of = "[[FC]]", mrvl.out_dtype = "f32", layer_name = "[[FC]]", activation = "none"}
+
+// -----
+
+// A MatMul of two activations (no attention epilogue) in a LayerNorm sub-graph: both
+// operands split, three MatMul passes writing fp32 (the transpose stays folded), two sums.
+
+func.func @main(%x: tensor<1x4x8xf32>) -> tensor<1x4x4xf32> {
+  %g = graph.constant dense<1.000000e+00> : tensor<8xf32>
+  %b = graph.constant dense<0.000000e+00> : tensor<8xf32>
+  %ln = graph.onnx %x, %g, %b {op_type = "LayerNormalization", domain = "", opset = 17 : i64, attrs = {axis = -1 : i64, epsilon = 1.000000e-05 : f32}, onnx_node = "ln"} : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+  %t = graph.transpose %x {perm = array<i64: 0, 2, 1>, onnx_node = "t"} : (tensor<1x4x8xf32>) -> tensor<1x8x4xf32>
+  %mm = graph.matmul %ln, %t {onnx_node = "mm"} : (tensor<1x4x8xf32>, tensor<1x8x4xf32>) -> tensor<1x4x4xf32>
+  %r = graph.add %mm, %mm {onnx_node = "double"} : (tensor<1x4x4xf32>, tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
+  func.return %r : tensor<1x4x4xf32>
+}
+
+// CHECK-LABEL: func.func @tvmgen_mrvl_main_0
+// CHECK:       %[[LN:.+]] = mrvl.layernorm %[[X:[^ ,]+]], {{.*}}mrvl.out_dtype = "f32"
+// CHECK:       %[[AN:.+]] = mrvl.mul %[[LN]], %{{.+}} {mrvl.high_half, mrvl.extended_of = "[[MM:tvmgen_mrvl_main_[0-9]+]]", layer_name = "[[MM]]_a_neg"
+// CHECK:       %[[AL:.+]] = mrvl.sum %[[LN]], %[[AN]] {{.*}}layer_name = "[[MM]]_a_lo"
+// CHECK:       %[[BN:.+]] = mrvl.mul %[[X]], %{{.+}} {mrvl.high_half, {{.*}}layer_name = "[[MM]]_b_neg"
+// CHECK:       %[[BL:.+]] = mrvl.sum %[[X]], %[[BN]] {{.*}}layer_name = "[[MM]]_b_lo"
+// CHECK:       %[[HH:.+]] = mrvl.matmul %[[LN]], %[[X]] {{.*}}mrvl.out_dtype = "f32", layer_name = "[[MM]]_hh", b_perm = array<i64: 0, 2, 1>}
+// CHECK:       %[[LH:.+]] = mrvl.matmul %[[AL]], %[[X]] {{.*}}mrvl.out_dtype = "f32", layer_name = "[[MM]]_lh", b_perm = array<i64: 0, 2, 1>}
+// CHECK:       %[[HL:.+]] = mrvl.matmul %[[LN]], %[[BL]] {{.*}}mrvl.out_dtype = "f32", layer_name = "[[MM]]_hl", b_perm = array<i64: 0, 2, 1>}
+// CHECK:       %[[S:.+]] = mrvl.sum %[[HH]], %[[LH]] {{.*}}layer_name = "[[MM]]_sum"
+// CHECK:       mrvl.sum %[[S]], %[[HL]] {onnx_nodes = ["mm"], {{.*}}layer_name = "[[MM]]", activation = "none"}
 
 // -----
 
