@@ -16,7 +16,9 @@ elements and the failing count):
   (RNE); pools, adds and standalone activations compute in fp32 and round their output once;
   in transformer sub-graphs the layers of the precision policy (lowering/mrvl_precision.py)
   keep fp32 outputs, which their readers take unrounded (matrix engine inputs are rounded
-  once). CPU sub-graphs run in fp32. This is the error any implementation of the documented
+  once; reshape-like aliases of an fp32 tensor are the same fp32 bytes). CPU sub-graphs run
+  in fp32. With `--fp16-precision extended` the module is first rewritten by
+  mrvl-extended-precision, so the emulation runs the split FCs layer by layer. This is the error any implementation of the documented
   semantics has.
 - simulated: `compile_model` + `CompiledModel.run` (the C simulator);
 - ort-fp16 (the anchor): onnxruntime running the model converted by onnxconverter-common
@@ -40,10 +42,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from xdsl.context import Context
 
 from mrvl.dialects import mrvl
 from mrvl.dialects.graph import ConstantOp
 from mrvl.lowering.backend import compile_function
+from mrvl.lowering.mrvl_extended_precision import MrvlExtendedPrecisionPass
 from mrvl.lowering.mrvl_precision import fp32_outputs
 from mrvl.driver.compiler import compile_model, compile_to_partitioned
 from mrvl.dialects.mrvl import subgraph_functions
@@ -99,6 +103,8 @@ def fp16_run_layer(op: mrvl.MrvlLayerOp, args: tuple) -> np.ndarray:
     def store(y):
         return np.asarray(y, np.float32) if op.results[0] in _WIDE else _h(y)
 
+    if isinstance(op, _ALIASES) and _wide(op.operands[0]):
+        return _F32_RUN_LAYER(op, args)  # the same fp32 bytes, reinterpreted
     if isinstance(op, mrvl.Conv2DOp | mrvl.FCOp):
         acc = _ACC[0]
         y = _accumulate(op, _h(args[0]).astype(acc), _h(args[1]).astype(acc))
@@ -209,15 +215,16 @@ def _feeds(inputs, seed: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def budget(name: str, num_tiles: int, seeds: list[int]) -> None:
+def budget(name: str, num_tiles: int, seeds: list[int], precision: str = "storage") -> None:
     model = _model(name)
     module = compile_to_partitioned(model)
+    MrvlExtendedPrecisionPass(enabled=precision == "extended").apply(Context(), module)
     session = ort_fp16_session(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         onnx.save(model, path)
         manifest = compile_model(path, Path(tmp) / "build", num_tiles=num_tiles,
-                                 quantize="fp16")
+                                 quantize="fp16", fp16_precision=precision)
         with CompiledModel(manifest) as compiled:
             for seed in seeds:
                 feeds = _feeds(manifest.inputs, seed)
@@ -343,13 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="mobilenet_v2,resnet50,ssd_detector")
     parser.add_argument("--num-tiles", type=int, default=8)
     parser.add_argument("--seeds", default="0,1,2", help="input seeds, comma-separated")
+    parser.add_argument("--fp16-precision", choices=("storage", "extended"), default="storage",
+                        help="compile (and emulate) with this fp16 precision option "
+                        "(extended: FCs of transformer sub-graphs as three fp16 GEMM passes)")
     parser.add_argument("--per-layer", action="store_true",
                         help="also check every layer against the emulation on the same inputs "
                         "(compiles max_layers=1, 2, ...: about a minute per model)")
     args = parser.parse_args(argv)
     seeds = [int(v) for v in args.seeds.split(",")]
     for name in args.models.split(","):
-        budget(name, args.num_tiles, seeds)
+        budget(name, args.num_tiles, seeds, args.fp16_precision)
         if args.per_layer:
             per_layer(name, args.num_tiles)
     return 0

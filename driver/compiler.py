@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import ModuleOp
 from mrvl.dialects import graph
 from mrvl.errors import CompileError
 from mrvl.machine import DEFAULT_MACHINE, VALID_TILES, Machine
-from mrvl.lowering.backend import CompiledSubgraph, compile_function, read_pair
+from mrvl.lowering.backend import PRECISIONS, CompiledSubgraph, compile_function, read_pair
 
 RANDOM = "random"
 """The `calibration` value that opts in to calibrating int8 on seeded standard-normal data."""
@@ -147,6 +147,9 @@ class CompileOptions:
     channel_scales: bool = False
     """int8: per-channel activation scales on CONV -> CONV edges, folded into the weights
     before calibration (driver/channel_scales.py)."""
+    fp16_precision: str = "storage"
+    """fp16: "storage" (the precision policy alone) or "extended" (the FCs of transformer
+    sub-graphs as three fp16 GEMM passes: 3x their MACs; lowering/mrvl_extended_precision.py)."""
     machine: Machine = DEFAULT_MACHINE
     """The accelerator (tiles, OCM and page size, timing constants)."""
     partition: PartitionOptions = field(default_factory=PartitionOptions)
@@ -171,6 +174,11 @@ class CompileOptions:
             if on and self.quantize != "int8":
                 raise CompileError(f"{flag} applies to --quantize int8 only; drop it or add "
                                    "--quantize int8")
+        if self.fp16_precision not in PRECISIONS:
+            raise CompileError(f"--fp16-precision must be one of {', '.join(PRECISIONS)}, "
+                               f"got {self.fp16_precision!r}")
+        if self.fp16_precision != "storage" and self.quantize != "fp16":
+            raise CompileError("--fp16-precision applies to --quantize fp16 only; drop it")
         if self.quantize == "int8" and self.calibration is None:
             raise CompileError(
                 "--quantize int8 needs calibration data: give --calibration inputs.npz "
@@ -207,18 +215,20 @@ class CompileOptions:
         partition = {f.name: options.pop(f.name) for f in fields(PartitionOptions)
                      if f.name in options}
         known = {"quantize", "io_dtype", "calibration", "calibration_method",
-                 "bias_correction", "channel_scales", "verify"}
+                 "bias_correction", "channel_scales", "fp16_precision", "verify"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise CompileError(f"unknown compile option(s): {unknown}")
         return cls(machine=machine, partition=PartitionOptions.from_dict(partition), **options)
 
     def manifest_options(self) -> dict[str, Any]:
-        """The `options` of the build manifest."""
+        """The `options` of the build manifest (`fp16_precision` only when not the default)."""
+        extra = {} if self.fp16_precision == "storage" else {
+            "fp16_precision": self.fp16_precision}
         return {"num_tiles": self.machine.tiles, "quantize": self.quantize,
                 "ocm_size": self.machine.ocm_bytes, "page_size": self.machine.page_bytes,
                 "io_dtype": self.io_dtype or ("i8" if self.quantize == "int8" else "f16"),
-                "machine": self.machine.to_dict(),
+                **extra, "machine": self.machine.to_dict(),
                 "partition": self.partition.to_dict()}
 
 
@@ -247,7 +257,8 @@ def _compile_subgraph(fn: func.FuncOp, options: CompileOptions, ranges: Any = No
     """One accelerator sub-graph through the backend (quantize, split, mlip, OCM, DMA, emit)."""
     return compile_function(
         fn, machine=options.machine, quantize=options.quantize, io_dtype=options.io_dtype, ranges=ranges,
-        model_id=model_id, input_names=input_names, output_names=output_names)
+        model_id=model_id, input_names=input_names, output_names=output_names,
+        precision=options.fp16_precision)
 
 
 def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:

@@ -74,6 +74,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel-scales", action="store_true",
                         help="int8: per-channel activation scales on conv->conv edges, "
                              "folded into the weights")
+    parser.add_argument("--fp16-precision", choices=("storage", "extended"), default="storage",
+                        help="fp16: 'storage' (default) stores transformer residual streams "
+                             "fp32; 'extended' also runs each FC of a transformer sub-graph "
+                             "as three fp16 GEMM passes on split fp32 operands (near-fp32 "
+                             "products, 3x the FC MACs)")
     parser.add_argument("--emit", choices=[s.value for s in Stage], default="binary",
                         help="ONNX form: stop after this stage (default binary)")
     parser.add_argument("--report", action="store_true", help="print the static report")
@@ -90,7 +95,8 @@ def compile_options(args: argparse.Namespace) -> CompileOptions:
     return CompileOptions(
         quantize=args.quantize, io_dtype=args.io_dtype, calibration=args.calibration,
         calibration_method=args.calibration_method, bias_correction=args.bias_correction,
-        channel_scales=args.channel_scales, machine=machine.with_overrides(args.machine),
+        channel_scales=args.channel_scales, fp16_precision=args.fp16_precision,
+        machine=machine.with_overrides(args.machine),
         partition=PartitionOptions(**partition_options(args)))
 
 

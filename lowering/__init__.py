@@ -29,6 +29,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "mlip-residency": lambda: __import__("mrvl.lowering.mlip_residency", fromlist=["_"]).MlipResidencyPass,
         "mlip-ocm-alloc": lambda: __import__("mrvl.lowering.mlip_ocm_alloc", fromlist=["_"]).MlipOcmAllocPass,
         "mlip-dma-schedule": lambda: __import__("mrvl.lowering.mlip_dma_schedule", fromlist=["_"]).MlipDmaSchedulePass,
+        "mrvl-extended-precision": lambda: __import__("mrvl.lowering.mrvl_extended_precision", fromlist=["_"]).MrvlExtendedPrecisionPass,
     }
 
 

@@ -33,11 +33,16 @@ from mrvl.lowering.mlip_dma_schedule import MlipDmaSchedulePass
 from mrvl.lowering.mlip_emit import to_model_binary
 from mrvl.lowering.mlip_ocm_alloc import MlipOcmAllocPass
 from mrvl.lowering.mlip_residency import MlipResidencyPass
+from mrvl.lowering.mrvl_extended_precision import MrvlExtendedPrecisionPass
 from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges
 from mrvl.lowering.mrvl_tile_split import MrvlTileSplitPass
 from mrvl import mlip_isa as isa
 from mrvl.machine import DEFAULT_MACHINE, Machine, machine_of
 from mrvl.mlip_binary import ModelBinary
+
+PRECISIONS = ("storage", "extended")
+"""fp16 precision options: the storage policy alone (lowering/mrvl_precision.py), or with
+the FCs of transformer sub-graphs in three fp16 GEMM passes (mrvl-extended-precision)."""
 
 
 @dataclass
@@ -62,6 +67,7 @@ def backend_passes(
     prefetch: bool = True,
     resident: bool = True,
     broadcast: str = "auto",
+    precision: str = "storage",
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
     functions, lowering passes from mrvl to a scheduled `mlip.model`); `prefetch=False`
@@ -69,8 +75,15 @@ def backend_passes(
     activation in DRAM between layers (the schedule before the OCM-resident one),
     `broadcast` says where prefetched weights that several tiles need are loaded once and
     shared with TILE_COPY: "auto" (where that pays), "all" (every boundary), "none" (every
-    tile loads its own; mlip-dma-schedule)."""
+    tile loads its own; mlip-dma-schedule). `precision` ("storage" or "extended", fp16
+    builds only): "extended" splits the FCs of transformer sub-graphs into three fp16 GEMM
+    passes (mrvl-extended-precision)."""
+    if precision not in PRECISIONS:
+        raise CompileError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "extended" and quantize != "fp16":
+        raise CompileError("precision 'extended' applies to fp16 builds only")
     annotate: list[ModulePass] = [
+        MrvlExtendedPrecisionPass(enabled=precision == "extended"),
         MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
         MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
                           page_size=machine.page_bytes, resident=resident, machine=machine),
@@ -99,6 +112,7 @@ def compile_function(
     prefetch: bool = True,
     resident: bool = True,
     broadcast: str = "auto",
+    precision: str = "storage",
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function for `machine` through the backend pipeline
     (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks
@@ -114,7 +128,7 @@ def compile_function(
     annotate, lower = backend_passes(
         machine=machine, quantize=quantize, io_dtype=io_dtype, ranges=ranges,
         input_names=input_names, output_names=output_names, prefetch=prefetch,
-        resident=resident, broadcast=broadcast)
+        resident=resident, broadcast=broadcast, precision=precision)
     with _collector_paused():
         return _compile(fn, annotate, lower, model_id)
 

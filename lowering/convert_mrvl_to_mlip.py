@@ -1021,6 +1021,10 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
     # the epilogue keeps the scores fp32 in OCM (GEMM dst FP32; the mask add and the
     # SOFTMAX read fp32, which writes fp16 probabilities in place)
     sd = DType.FP32 if epilogue else fp
+    # without the epilogue, an fp32 output (the precision policy) is written fp32 by the GEMM
+    wide = not epilogue and fp == DType.FP16 and yt.dtype == DType.FP32
+    if wide:
+        sd = DType.FP32
     oes = isa.DTYPE_SIZE[sd]
     n_chunk = 0
     for chunk in _chunk_candidates(n, min(n, 16)):
@@ -1112,7 +1116,7 @@ def lower_matmul(b: LayerBuilder, op: mrvl.MatMulOp) -> None:
                             src_dtype=sd, dst_dtype=fp))
                     blk.stores.append(b.dma(
                         Opcode.DMA_STORE, yt, (bi * m + m0) * n + n0, (1, 1, rows, cols),
-                        (0, 0, n, 1), Ref("ocm", "out", slot), ocm_dtype=fp))
+                        (0, 0, n, 1), Ref("ocm", "out", slot), ocm_dtype=sd if wide else fp))
                     b.layer.blocks.append(blk)
     b.layer.split = "rows"
 

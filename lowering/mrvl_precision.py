@@ -12,9 +12,12 @@ its output in fp32 when
 - the layer can write fp32: Conv2D and FC (CONV / GEMM `dst_dtype` FP32; ViT's patch
   embedding), the vector-engine layers (ELTWISE, ACT, LAYERNORM, SOFTMAX, computed in fp32
   throughout) and the copy layers (Concat, Slice, transposes) when one of their inputs is
-  fp32 (a copy of an fp16 tensor gains nothing). MatMul keeps fp16 outputs (its readers
-  are matrix engine inputs);
-- it is not a sub-graph output (those keep the I/O dtype).
+  fp32 (a copy of an fp16 tensor gains nothing), and MatMul without the attention epilogue
+  (GEMM `dst_dtype` FP32; its readers are matrix engine inputs except after
+  mrvl-extended-precision, whose split of an FC input reads it element-wise);
+- it is not a sub-graph output (those keep the I/O dtype);
+- it is not marked `mrvl.high_half` (lowering/mrvl_extended_precision.py: the fp16 high
+  half of a split tensor).
 
 So the residual stream (the Adds, the FC outputs feeding them, the LayerNorm inputs) never
 goes through fp16, and every matrix engine input is rounded to fp16 exactly once, when it
@@ -39,6 +42,10 @@ from mrvl.dialects import mrvl
 OUT_DTYPE_ATTR = "mrvl.out_dtype"
 """Layer attribute set by mrvl-quantize: "f32" when the layer's output is stored fp32."""
 
+HIGH_HALF_ATTR = "mrvl.high_half"
+"""Unit attribute of a layer whose output must stay fp16 (the high half of an fp32 tensor
+split by mrvl-extended-precision); the policy never widens it."""
+
 MATRIX_READERS = (mrvl.Conv2DOp, mrvl.FCOp, mrvl.MatMulOp)
 """Layers whose data inputs the matrix engine reads as fp16."""
 
@@ -49,7 +56,7 @@ COPIES = (mrvl.ConcatOp, mrvl.SliceOp, mrvl.TransposeOp, mrvl.LayoutTransformOp)
 """Layers that move elements without arithmetic."""
 
 FP32_WRITERS = (mrvl.Conv2DOp, mrvl.FCOp, mrvl.Sum2DOp, mrvl.Mul2DOp, mrvl.ActivationOp, mrvl.LayerNormOp,
-                mrvl.SoftmaxOp, *COPIES)
+                mrvl.SoftmaxOp, *COPIES, mrvl.MatMulOp)
 """Layers whose lowering can store an fp32 output."""
 
 
@@ -106,8 +113,10 @@ def fp32_outputs(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
     wide_values: set[SSAValue] = set()
     for op in layers:
         value = op.results[0]
-        if value not in needed or not isinstance(op, FP32_WRITERS):
+        if value not in needed or not isinstance(op, FP32_WRITERS) or HIGH_HALF_ATTR in op.attributes:
             continue
+        if isinstance(op, mrvl.MatMulOp) and op.softmax_scale is not None:
+            continue  # the attention epilogue writes fp16 probabilities
         if isinstance(op, COPIES) and not any(
                 _source(x) in wide_values for x in op.operands):
             continue

@@ -20,7 +20,9 @@ bytes at `CROSSING_BYTES_PER_SECOND`, counted as CPU time (the host does the han
 
 `fp16_in_int8` lists the layers an int8 build computes in fp16; `fp32_in_fp16` the layers
 whose outputs an fp16 build stores in fp32 (the precision policy of transformer sub-graphs,
-lowering/mrvl_precision.py).
+lowering/mrvl_precision.py); `extended_fp16` the FCs an fp16 build with precision
+"extended" runs as three fp16 GEMM passes (lowering/mrvl_extended_precision.py; the report
+is written after the backend, so their three FC layers and their MACs are in the lists).
 
 Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
 `cpu_nodes` exactly once.
@@ -40,6 +42,7 @@ from xdsl.ir import Operation, SSAValue
 from mrvl.dialects import graph, mrvl
 from mrvl.dialects.mrvl import TARGET_ATTR, tensor_shape
 from mrvl.lowering.convert_graph_to_mrvl import CPU_REASON_ATTR, ONNX_NODES_ATTR
+from mrvl.lowering.mrvl_extended_precision import EXTENDED_ATTR
 from mrvl.lowering.mrvl_precision import fp32_outputs
 from mrvl.machine import Machine
 
@@ -158,6 +161,7 @@ def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str
     cpu: list[dict[str, Any]] = []
     cpu_nodes: list[dict[str, Any]] = []
     fp32_layers: list[str] = []
+    extended: list[str] = []
     accel_macs = cpu_macs = 0
     accel_seconds = cpu_seconds = 0.0
     for fn in module.ops:
@@ -174,6 +178,9 @@ def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str
                     continue
                 macs = op.macs()
                 accel_macs += macs
+                of = op.attributes.get(EXTENDED_ATTR)
+                if isinstance(of, StringAttr) and of.data not in extended:
+                    extended.append(of.data)
                 accel_seconds += (macs / matrix_per_second if macs
                                   else _elements(op) / vector_per_second)
                 nodes = op.attributes.get(ONNX_NODES_ATTR)
@@ -223,6 +230,7 @@ def offload_report(module: ModuleOp, machine: Machine | None = None) -> dict[str
         "fp16_in_int8": [layer["layer"] for sub in accel for layer in sub["layers"]
                          if layer["kind"] in FP16_IN_INT8],
         "fp32_in_fp16": fp32_layers,
+        "extended_fp16": extended,
         "crossings": crossed,
         "time_estimate": {
             "source": "estimated",
@@ -275,6 +283,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"  fp32 outputs in fp16 builds (residual stream, lowering/mrvl_precision.py): "
             f"{len(report['fp32_in_fp16'])} layer(s)"
+        )
+    if report.get("extended_fp16"):
+        lines.append(
+            f"  extended-precision FCs (3 fp16 GEMM passes, "
+            f"lowering/mrvl_extended_precision.py): {len(report['extended_fp16'])} layer(s)"
         )
     lines.append(
         f"cpu: {len(report['cpu_subgraphs'])} sub-graph(s), {len(report['cpu_nodes'])} node(s)"
