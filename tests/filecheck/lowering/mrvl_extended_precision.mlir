@@ -1,7 +1,7 @@
 // RUN: mrvl-opt %s -p convert-graph-to-mrvl,mrvl-partition,mrvl-extended-precision,mrvl-quantize --split-input-file | filecheck %s
 
 // mrvl-extended-precision (lowering/mrvl_extended_precision.py): an FC of a transformer
-// sub-graph (one with a LayerNorm) becomes three fp16 GEMM passes on split operands: the
+// sub-graph (a LayerNorm reads a residual Add) becomes three fp16 GEMM passes on split operands: the
 // high half of x (-fp16(x), kept fp16 by mrvl.high_half), its low half x - fp16(x), FCs of
 // (x, Wh) with the bias, (xl, Wh) and (x, Wl), summed in fp32; the FC's name moves to the
 // final sum. The policy then keeps x (the LayerNorm) and the partial sums fp32.
@@ -38,13 +38,14 @@ func.func @main(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
 
 // -----
 
-// A MatMul of two activations (no attention epilogue) in a LayerNorm sub-graph: both
+// A MatMul of two activations (no attention epilogue) in a transformer sub-graph: both
 // operands split, three MatMul passes writing fp32 (the transpose stays folded), two sums.
 
 func.func @main(%x: tensor<1x4x8xf32>) -> tensor<1x4x4xf32> {
   %g = graph.constant dense<1.000000e+00> : tensor<8xf32>
   %b = graph.constant dense<0.000000e+00> : tensor<8xf32>
-  %ln = graph.onnx %x, %g, %b {op_type = "LayerNormalization", domain = "", opset = 17 : i64, attrs = {axis = -1 : i64, epsilon = 1.000000e-05 : f32}, onnx_node = "ln"} : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+  %res = graph.add %x, %x {onnx_node = "res"} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  %ln = graph.onnx %res, %g, %b {op_type = "LayerNormalization", domain = "", opset = 17 : i64, attrs = {axis = -1 : i64, epsilon = 1.000000e-05 : f32}, onnx_node = "ln"} : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
   %t = graph.transpose %x {perm = array<i64: 0, 2, 1>, onnx_node = "t"} : (tensor<1x4x8xf32>) -> tensor<1x8x4xf32>
   %mm = graph.matmul %ln, %t {onnx_node = "mm"} : (tensor<1x4x8xf32>, tensor<1x8x4xf32>) -> tensor<1x4x4xf32>
   %r = graph.add %mm, %mm {onnx_node = "double"} : (tensor<1x4x4xf32>, tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
@@ -52,7 +53,8 @@ func.func @main(%x: tensor<1x4x8xf32>) -> tensor<1x4x4xf32> {
 }
 
 // CHECK-LABEL: func.func @tvmgen_mrvl_main_0
-// CHECK:       %[[LN:.+]] = mrvl.layernorm %[[X:[^ ,]+]], {{.*}}mrvl.out_dtype = "f32"
+// CHECK:       mrvl.sum %[[X:[^ ,]+]], %[[X]] {onnx_nodes = ["res"]
+// CHECK:       %[[LN:.+]] = mrvl.layernorm %{{[^ ,]+}}, {{.*}}mrvl.out_dtype = "f32"
 // CHECK:       %[[AN:.+]] = mrvl.mul %[[LN]], %{{.+}} {mrvl.high_half, mrvl.extended_of = "[[MM:tvmgen_mrvl_main_[0-9]+]]", layer_name = "[[MM]]_a_neg"
 // CHECK:       %[[AL:.+]] = mrvl.sum %[[LN]], %[[AN]] {{.*}}layer_name = "[[MM]]_a_lo"
 // CHECK:       %[[BN:.+]] = mrvl.mul %[[X]], %{{.+}} {mrvl.high_half, {{.*}}layer_name = "[[MM]]_b_neg"
