@@ -82,6 +82,7 @@ from mrvl.dialects.mlip import (
     i64_attr,
     str_attr,
 )
+from mrvl.lowering.mlip_cost import valued_dram_rate
 from mrvl.lowering.mlip_ocm_alloc import (
     Resident,
     layer_pages,
@@ -701,6 +702,8 @@ def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
     pages = layer_pages(model)
     needs = {index: low + high for index, (low, high) in pages.items()}
     tiles = model.num_tiles.value.data  # prefetch heads are per tile, saved bytes in all
+    machine = model.machine_record()  # saved bytes valued with a floor (`valued_dram_rate`)
+    value = machine.dram_bytes_per_cycle / valued_dram_rate(machine)
     bufs, requests = resident_requests(model)  # residents of an earlier round stay first
     labels = [buf.label.data for buf in bufs]
     chosen: list[TensorPlan] = []
@@ -729,7 +732,7 @@ def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
                 if heads is None:
                     heads = sum(prefetch_heads(pages, ocm_size, floors).values())
                 kept = sum(prefetch_heads(pages, ocm_size, found).values())
-                if (heads - kept) * tiles * PREFETCH_EXCHANGE < plan.saved_bytes and \
+                if (heads - kept) * tiles * PREFETCH_EXCHANGE < plan.saved_bytes * value and \
                         (best is None or kept > best[0]):
                     best = (kept, trial_labels, trial_requests, found)
             if best is not None:
