@@ -121,7 +121,10 @@ shares only where that saves cycles (`sharing_pays`, `least_saved`): the copies 
 their latencies come before the barrier, while unshared prefetch loads delay nothing but
 the next layer's first compute; loads prefetched across a layer without weights are
 shared whenever alike (unshared, every tile would read them from DRAM, where the boundary
-after that layer, which computes next to nothing, would have shared them).
+after that layer, which computes next to nothing, would have shared them). DRAM bytes are
+valued with a floor (`mlip_cost.valued_dram_rate`): above 32 GB/s a byte saved also counts
+its time at 32 GB/s beyond its time at the machine's rate, so "auto" shares more there
+(fewer DRAM bytes for at most about 1 % more cycles, docs/backend.md).
 
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input

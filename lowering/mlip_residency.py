@@ -46,7 +46,8 @@ stores become TILE_COPYs of their rows x channel intersection (`_copy_into_chann
 Placement: a tensor that does not fit with the resident buffers placed in the order
 chosen may fit with the buffers live during its layers re-sorted (`LOCAL_ORDERS`), taken
 when the weight prefetch that costs is under half the DRAM bytes it saves
-(`PREFETCH_EXCHANGE`, `prefetch_heads`). A tensor read by several layers that does not fit
+(`PREFETCH_EXCHANGE`, `prefetch_heads`; the saved bytes valued with a floor,
+`mlip_cost.valued_dram_rate`). A tensor read by several layers that does not fit
 whole may stay as one buffer per consumer layer (`TensorPlan.groups`, `_group_plans`:
 each live from the producer to its layer; the stores copy into every one), a strided 1x1
 conv's buffer **gathered** (only the rows and columns it reads, densely), under the same
@@ -685,7 +686,9 @@ PREFETCH_EXCHANGE = 2
 PREFETCH_EXCHANGE of the DRAM bytes its tensor saves: a weight byte no longer loaded
 before the barrier waits after it, while the saved loads and stores overlapped their
 layers' compute in part. (With 1, the SSD detector at 1 tile kept a tensor and lost more
-prefetch than it gained: 1 911 126 -> 1 926 726 cycles.)"""
+prefetch than it gained: 1 911 126 -> 1 926 726 cycles.) The saved bytes are scaled by
+machine rate / `valued_dram_rate` (1 up to 32 GB/s, 2 at 64): a DRAM byte is worth at
+least its time at 32 GB/s, so at 64 GB/s ResNet-50 keeps stage 2's residual on chip."""
 
 
 def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
