@@ -12,6 +12,8 @@ machine it compiles for.
 - `roofline(macs, dram_bytes, tiles, int8, machine)`: max(compute, DRAM) lower bound.
 - `compute_cycles(op, machine)`: cycles of one compute instruction (mlip-dma-schedule's
   choice of where to share weights between tiles).
+- `valued_dram_rate(machine)`: the DRAM rate at which the schedule's choices value a DRAM
+  byte saved (`DRAM_VALUE_FLOOR_GBPS`).
 
 Invariant: with the default machine the estimates are those of the defaults before the
 machine record existed (bench/backend_digest.py: identical binaries and cycle counts).
@@ -30,6 +32,23 @@ OVERLAP_LOSS = 0.1
 the shared DRAM serves the tiles' transfers one after another, so they do not overlap the
 compute perfectly. Fitted against the simulator on the conv layers of ResNet-50,
 MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
+
+
+DRAM_VALUE_FLOOR_GBPS = 32.0
+"""A DRAM byte saved is worth at least its time at this bandwidth, however fast the DRAM:
+the DRAM is shared with the SoC's CPU cores, so bandwidth the accelerator leaves is not
+wasted even where the accelerator's own schedule does not wait for it. Used where the
+schedule trades DRAM bytes for cycles (`mlip-dma-schedule`'s weight broadcast "auto",
+`mlip-residency`'s prefetch exchange); at or below this bandwidth it changes nothing.
+(docs/backend.md, "DRAM bytes valued with a floor": ResNet-50 fp16 8 tiles at 64 GB/s
+then meets issue 10's traffic targets.)"""
+
+
+def valued_dram_rate(machine: Machine = DEFAULT_MACHINE) -> float:
+    """Bytes per cycle at which a saved DRAM byte is valued: the machine's DRAM rate, at most
+    `DRAM_VALUE_FLOOR_GBPS` at its clock (a byte is then worth 1 / rate cycles)."""
+    floor = DRAM_VALUE_FLOOR_GBPS / (machine.clock_mhz / 1000.0)
+    return min(machine.dram_bytes_per_cycle, floor)
 
 
 def conv_estimate(g: ConvGeom, work, config: tuple[int, int, int],

@@ -121,7 +121,10 @@ shares only where that saves cycles (`sharing_pays`, `least_saved`): the copies 
 their latencies come before the barrier, while unshared prefetch loads delay nothing but
 the next layer's first compute; loads prefetched across a layer without weights are
 shared whenever alike (unshared, every tile would read them from DRAM, where the boundary
-after that layer, which computes next to nothing, would have shared them).
+after that layer, which computes next to nothing, would have shared them). DRAM bytes are
+valued with a floor (`mlip_cost.valued_dram_rate`): above 32 GB/s a byte saved also counts
+its time at 32 GB/s beyond its time at the machine's rate, so "auto" shares more there
+(fewer DRAM bytes for at most about 1 % more cycles, docs/backend.md).
 
 Rule (per boundary and tile): prefetch whenever the placement allows it. The hoisted loads
 queue behind every load of the current layer on their tile, so they never delay its input
@@ -158,7 +161,7 @@ from mrvl.dialects.mlip import (
     str_attr,
 )
 from mrvl.errors import CompileError
-from mrvl.lowering.mlip_cost import compute_cycles
+from mrvl.lowering.mlip_cost import compute_cycles, valued_dram_rate
 from mrvl.lowering.mlip_ocm_alloc import plan_prefetch
 from mrvl.mlip_isa import DTYPE_SIZE, OCM_GRANULE, Queue
 
@@ -475,7 +478,11 @@ def sharing_pays(model: ModelOp, layer: LayerOp, hoisted: dict[int, list[DmaLoad
     latency and the copies' bytes into one tile's link port). The layer's own transfers
     are left out: the DRAM serves them first (the hoisted loads queue behind the layer's
     loads), and the layer's last blocks compute and store while it serves the hoisted ones,
-    so a layer whose own transfers fill the DRAM still leaves it free at its end."""
+    so a layer whose own transfers fill the DRAM still leaves it free at its end.
+    DRAM bytes valued with a floor: above `DRAM_VALUE_FLOOR_GBPS` every byte the sharing
+    saves also counts the cycles it would take at the floor's rate beyond those at the
+    machine's (`valued_dram_rate`), whether or not the DRAM is the bottleneck; at or
+    below the floor that term is 0 and the rule is the one above."""
     machine = model.machine_record()
     compute: dict[int, int] = {}
     for block in layer.block_ops():
@@ -485,13 +492,18 @@ def sharing_pays(model: ModelOp, layer: LayerOp, hoisted: dict[int, list[DmaLoad
                 compute[tile] = compute.get(tile, 0) + compute_cycles(op, machine)
     replicated = sum(dma_bytes(op) for ops in hoisted.values() for op in ops)
     received: dict[int, float] = {}
+    saved = 0
     for members in groups:
         size = dma_bytes(members[0][1])
+        saved += (len(members) - 1) * size
         for tile, _ in members:
             received[tile] = received.get(tile, 0) + size * (len(members) - 1) / len(members)
     cost = (machine.dma_latency + machine.link_latency + 3 * machine.issue_latency
             + max(received.values(), default=0) / machine.link_bytes_per_cycle)
-    return replicated / machine.dram_bytes_per_cycle > max(compute.values(), default=0) + cost
+    rate = machine.dram_bytes_per_cycle
+    gained = max(0.0, replicated / rate - max(compute.values(), default=0))
+    floor_value = saved * (1 / valued_dram_rate(machine) - 1 / rate)
+    return gained + floor_value > cost
 
 
 SAVED_LATENCIES = 1
@@ -506,10 +518,10 @@ tiles 1 028 725 -> 1 002 725 cycles at 16 GB/s and 644 385 -> 638 236 at 32, aga
 
 def least_saved(model: ModelOp) -> float:
     """DRAM bytes a shared load must save to pay for the load and copy latencies that it
-    adds before the barrier."""
+    adds before the barrier (bytes valued at `valued_dram_rate`)."""
     machine = model.machine_record()
     return SAVED_LATENCIES * (machine.dma_latency + machine.link_latency) \
-        * machine.dram_bytes_per_cycle
+        * valued_dram_rate(machine)
 
 
 def broadcast_loads(hoisted: dict[int, list[DmaLoadOp]],

@@ -46,7 +46,8 @@ stores become TILE_COPYs of their rows x channel intersection (`_copy_into_chann
 Placement: a tensor that does not fit with the resident buffers placed in the order
 chosen may fit with the buffers live during its layers re-sorted (`LOCAL_ORDERS`), taken
 when the weight prefetch that costs is under half the DRAM bytes it saves
-(`PREFETCH_EXCHANGE`, `prefetch_heads`). A tensor read by several layers that does not fit
+(`PREFETCH_EXCHANGE`, `prefetch_heads`; the saved bytes valued with a floor,
+`mlip_cost.valued_dram_rate`). A tensor read by several layers that does not fit
 whole may stay as one buffer per consumer layer (`TensorPlan.groups`, `_group_plans`:
 each live from the producer to its layer; the stores copy into every one), a strided 1x1
 conv's buffer **gathered** (only the rows and columns it reads, densely), under the same
@@ -82,6 +83,7 @@ from mrvl.dialects.mlip import (
     i64_attr,
     str_attr,
 )
+from mrvl.lowering.mlip_cost import valued_dram_rate
 from mrvl.lowering.mlip_ocm_alloc import (
     Resident,
     layer_pages,
@@ -684,7 +686,9 @@ PREFETCH_EXCHANGE = 2
 PREFETCH_EXCHANGE of the DRAM bytes its tensor saves: a weight byte no longer loaded
 before the barrier waits after it, while the saved loads and stores overlapped their
 layers' compute in part. (With 1, the SSD detector at 1 tile kept a tensor and lost more
-prefetch than it gained: 1 911 126 -> 1 926 726 cycles.)"""
+prefetch than it gained: 1 911 126 -> 1 926 726 cycles.) The saved bytes are scaled by
+machine rate / `valued_dram_rate` (1 up to 32 GB/s, 2 at 64): a DRAM byte is worth at
+least its time at 32 GB/s, so at 64 GB/s ResNet-50 keeps stage 2's residual on chip."""
 
 
 def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
@@ -701,6 +705,8 @@ def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
     pages = layer_pages(model)
     needs = {index: low + high for index, (low, high) in pages.items()}
     tiles = model.num_tiles.value.data  # prefetch heads are per tile, saved bytes in all
+    machine = model.machine_record()  # saved bytes valued with a floor (`valued_dram_rate`)
+    value = machine.dram_bytes_per_cycle / valued_dram_rate(machine)
     bufs, requests = resident_requests(model)  # residents of an earlier round stay first
     labels = [buf.label.data for buf in bufs]
     chosen: list[TensorPlan] = []
@@ -729,7 +735,7 @@ def plan_residency(model: ModelOp) -> tuple[list[TensorPlan], list[str]]:
                 if heads is None:
                     heads = sum(prefetch_heads(pages, ocm_size, floors).values())
                 kept = sum(prefetch_heads(pages, ocm_size, found).values())
-                if (heads - kept) * tiles * PREFETCH_EXCHANGE < plan.saved_bytes and \
+                if (heads - kept) * tiles * PREFETCH_EXCHANGE < plan.saved_bytes * value and \
                         (best is None or kept > best[0]):
                     best = (kept, trial_labels, trial_requests, found)
             if best is not None:

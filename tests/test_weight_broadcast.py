@@ -19,6 +19,7 @@ from mrvl.dialects.mrvl import subgraph_functions, tensor_shape
 from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.errors import CompileError
 from mrvl.lowering.backend import compile_function
+from mrvl.lowering.mlip_cost import DRAM_VALUE_FLOOR_GBPS
 from mrvl.lowering.mlip_dma_schedule import MIN_PIECE_BYTES, _pieces
 from mrvl.machine import Machine
 from mrvl.models import MODELS
@@ -146,13 +147,20 @@ def test_row_split_weights_cross_dram_once(tiles, mode):
 @pytest.mark.parametrize("gbps", [16, 32, 64])
 @pytest.mark.parametrize("tiles", [2, 4, 8])
 def test_auto_shares_only_where_it_pays(tiles, gbps):
-    """"auto" never takes more cycles than no sharing on this compute-bound model (it shares
-    nothing here: each layer computes longer than every tile takes to load the next
-    layer's weights; sharing would only add copies before the barrier)."""
+    """At or below `DRAM_VALUE_FLOOR_GBPS`, "auto" never takes more cycles than no sharing
+    on this compute-bound model (it shares nothing here: each layer computes longer than
+    every tile takes to load the next layer's weights; sharing would only add copies
+    before the barrier). Above it a saved DRAM byte is worth at least its time at the
+    floor, so "auto" shares here too: fewer DRAM bytes for at most 1 % more cycles
+    (+0.15 .. +0.35 % at 64 GB/s when recorded)."""
     sub, outputs, report = _run_convs(tiles, "auto", gbps=gbps)
     _, plain_outputs, plain_report = _run_convs(tiles, "none", gbps=gbps)
     for got, want in zip(outputs, plain_outputs, strict=True):
         assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+    if gbps > DRAM_VALUE_FLOOR_GBPS:
+        assert report["dma_in_bytes"] < plain_report["dma_in_bytes"]
+        assert plain_report["cycles"] < report["cycles"] <= plain_report["cycles"] * 1.01
+        return
     assert report["cycles"] <= plain_report["cycles"]
     _, _, all_report = _run_convs(tiles, "all", gbps=gbps)
     assert all_report["cycles"] > report["cycles"]
@@ -194,9 +202,10 @@ def test_model_weights_cross_dram_once_at_8_tiles():
 
 def test_resnet50_weights_cross_dram_nearly_once_at_8_tiles():
     """ResNet-50, fp16, 8 tiles, `broadcast="all"`: every weight byte is loaded, and all but
-    one bias once: with the stage-1 residual kept on chip (mlip-residency) the bias of the
-    next block's first conv no longer fits apart from the Add's buffers, so it is not
-    prefetched and every tile of that row split loads its 512 bytes."""
+    under 1 MB once: the residuals kept on chip (mlip-residency; stage 2's as one buffer
+    per consumer layer) leave two layers' weights (`tvmgen_mrvl_main_19_w` and `_34_w`,
+    0.80 MB of repeated loads when recorded) no room to prefetch whole, so every tile of
+    their row splits loads the rest behind the barrier."""
     fn = subgraph_functions(_partitioned("resnet50").clone(), "accelerator")[0]
     sub = compile_function(fn, machine=Machine(tiles=8), broadcast="all")
     tensors = sub.model.tensors()
@@ -210,7 +219,7 @@ def test_resnet50_weights_cross_dram_nearly_once_at_8_tiles():
             excess += min(end, covered) - start
             covered = max(covered, end)
         assert covered == tensors[name].size_bytes, name
-    assert excess <= 7 * 512
+    assert excess <= 1e6  # 803 840 bytes when recorded (0.66 MB at 32 GB/s)
 
 
 def test_resnet50_meets_the_latency_target_at_32_gbps():
