@@ -1,7 +1,7 @@
 """The compiler's cost model: estimated cycles of mlip work on a given `Machine`.
 
 Used to rank choices (`mrvl-tile-split`'s conv splits) and to state bounds (the static
-report's roofline); never to decide results. Every constant comes from the `Machine`
+report's roofline); never to decide results. Every machine figure comes from the `Machine`
 (mrvl/machine.py, docs/isa.md section 4), the same record the backend writes into the model
 binary and the simulator's timing model reads back, so the compiler estimates for the
 machine it compiles for.
@@ -15,8 +15,8 @@ machine it compiles for.
 - `valued_dram_rate(machine)`: the DRAM rate at which the schedule's choices value a DRAM
   byte saved (`DRAM_VALUE_FLOOR_GBPS`).
 
-Invariant: with the default machine the estimates are those of the defaults before the
-machine record existed (bench/backend_digest.py: identical binaries and cycle counts).
+Invariant: every machine figure comes from the `Machine` given; the module's own constants
+are fitted estimates (below) and the schedule's valuation floor `DRAM_VALUE_FLOOR_GBPS`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ MobileNet v2 and the SSD detector at 8 tiles, over every candidate split."""
 
 
 DRAM_VALUE_FLOOR_GBPS = 32.0
-"""A DRAM byte saved is worth at least its time at this bandwidth, however fast the DRAM:
+"""**Assumption** (a policy value, not a machine fact): a DRAM byte saved is worth at least
+its time at this bandwidth, however fast the DRAM:
 the DRAM is shared with the SoC's CPU cores, so bandwidth the accelerator leaves is not
 wasted even where the accelerator's own schedule does not wait for it. Used where the
 schedule trades DRAM bytes for cycles (`mlip-dma-schedule`'s weight broadcast "auto",
