@@ -3,9 +3,9 @@ split operands.
 
 The matrix engine reads fp16 operands only. With `precision = "extended"` (an fp16 build
 option, `compile_function(precision=...)`, `mrvl compile --fp16-precision extended`), every
-FC of an accelerator sub-graph where the precision policy of
-lowering/mrvl_precision.py applies (a residual stream through a LayerNorm) is rewritten into existing layers, the "3-pass" split
-of 3xTF32:
+FC of an accelerator sub-graph where the precision policy of lowering/mrvl_precision.py
+applies (a residual stream through a LayerNorm) is rewritten into existing layers, the
+"3-pass" split of 3xTF32:
 
     y = FC(x, W, b)        ->   n  = Mul2D(x, -1)          (stored fp16: -fp16(x), exact)
                                 xl = Sum2D(x, n)           (x - fp16(x), stored fp16)
