@@ -136,6 +136,12 @@ class SimulatorDevice:
         check_device_inputs(loaded.inputs, inputs, loaded.source)
         return loaded.simulator.run_device(list(inputs), trace=True if trace else None)
 
+    def input_buffers(self, handle: int) -> list[np.ndarray]:
+        """Per input descriptor, the array in the device's own input memory (the simulated
+        DRAM) to convert into; `run` given these very arrays copies nothing.  Optional for
+        a `Device`: the runtime converts into them when the device has them."""
+        return self._get(handle).simulator.input_buffers()
+
     def timeline(self, handle: int):
         """The `mrvl.sim.trace.Timeline` of the handle's last traced run (None if none).
         Optional for a `Device`: the runtime traces only devices that have it."""

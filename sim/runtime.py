@@ -452,10 +452,15 @@ class _AcceleratorStep:
                         for name, desc in zip(step.inputs, self.in_descs)]
 
     def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
+        # a device with input buffers (the simulator: its DRAM) gets the inputs converted
+        # straight into them
+        buffers_of = getattr(self.device, "input_buffers", None)
+        buffers = buffers_of(self.handle) if buffers_of is not None else None
         device_inputs = []
-        for name, desc, layout, where in self._inputs:
+        for k, (name, desc, layout, where) in enumerate(self._inputs):
             arr = adapt_layout(env[name], desc.shape, layout, where)
-            device_inputs.append(to_device(arr, desc))
+            device_inputs.append(to_device(arr, desc,
+                                           out=buffers[k] if buffers is not None else None))
         start = time.perf_counter()
         if traced:
             timeline_of = getattr(self.device, "timeline", None)

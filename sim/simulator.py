@@ -41,14 +41,21 @@ BACKEND_ENV = "MRVL_SIM_BACKEND"
 _STATUS_ERRORS = {-1: BinaryFormatError, -2: SimulationError, -3: MrvlError, -4: MrvlError}
 
 
+_BACKENDS: dict[str, tuple] = {}
+
+
 def _backend():
     name = os.environ.get(BACKEND_ENV) or "mrvl.sim._mlip_sim"
+    loaded = _BACKENDS.get(name)
+    if loaded is not None:
+        return loaded
     try:
         module = importlib.import_module(name)
     except ImportError as error:  # pragma: no cover - the package build provides it
         raise MrvlError(
             f"the simulator core '{name}' is not built ({error}); run `pip install -e .`"
         ) from None
+    _BACKENDS[name] = (module.ffi, module.lib)
     return module.ffi, module.lib
 
 
@@ -86,29 +93,41 @@ _INT_RANGES = {
 }
 
 
-def to_device(x: np.ndarray, desc: IODesc) -> np.ndarray:
-    """Host conversion of an fp32 input to the descriptor's dtype (docs/isa.md section 6)."""
+def to_device(x: np.ndarray, desc: IODesc, out: np.ndarray | None = None) -> np.ndarray:
+    """Host conversion of an fp32 input to the descriptor's dtype (docs/isa.md section 6).
+    `out`: a C-contiguous array of that dtype and `x`'s shape to convert into (for example
+    `Simulator.input_buffers()`, the simulated DRAM itself); returned."""
     x = np.asarray(x, dtype=np.float32)
     dtype = DType(desc.dtype)
     np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
+    if out is not None and (out.dtype != np_type or out.shape != x.shape
+                            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise MrvlError(f"to_device: the output buffer must be a writeable contiguous "
+                        f"{np_type} {list(x.shape)}, got {out.dtype} {list(out.shape)}")
     # overflow is defined (fp16: +-inf; integers: saturation), not worth a warning
     if dtype == DType.FP16 and x.size:
         # the C core's vectorised round-to-nearest-even; numpy's own conversion keeps NaN
         # payloads, so it converts any input holding a NaN
         src = np.ascontiguousarray(x)
-        out = np.empty(x.shape, dtype=np.float16)
+        target = np.empty(x.shape, dtype=np.float16) if out is None else out
         ffi, lib = _backend()
         if lib.mlip_f32_to_f16(ffi.cast("float *", ffi.from_buffer(src)),
-                               ffi.cast("uint16_t *", ffi.from_buffer(out)), src.size) == 0:
-            return out
+                               ffi.cast("uint16_t *", ffi.from_buffer(target)),
+                               src.size) == 0:
+            return target
     with np.errstate(over="ignore", invalid="ignore"):
         if dtype in (DType.FP32, DType.FP16):
-            return x.astype(np_type)
-        v = x * np.float32(desc.scale) if desc.quantize else x
-        lo, hi = _INT_RANGES[dtype]
-        q = np.rint(v).astype(np.float64) + desc.zero_point
-        q = np.where(np.isnan(v), float(desc.zero_point), q)
-        return np.clip(q, lo, hi).astype(np_type)
+            converted = x.astype(np_type)
+        else:
+            v = x * np.float32(desc.scale) if desc.quantize else x
+            lo, hi = _INT_RANGES[dtype]
+            q = np.rint(v).astype(np.float64) + desc.zero_point
+            q = np.where(np.isnan(v), float(desc.zero_point), q)
+            converted = np.clip(q, lo, hi).astype(np_type)
+    if out is None:
+        return converted
+    out[...] = converted
+    return out
 
 
 def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
@@ -149,6 +168,8 @@ class Simulator:
         # the last run's per-layer stats (the C core's bytes) and report rows
         self._last_layers: tuple[bytes, list[dict]] | None = None
         self._dram_view: memoryview | None = None
+        self._input_buffers: list[np.ndarray] | None = None
+        self._run_buffers: tuple | None = None  # the C core's stats, layer stats, message
         self._input_shapes = [tuple(d.shape) for d in binary.inputs]
         self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
                           [np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.outputs])
@@ -194,6 +215,7 @@ class Simulator:
     def close(self) -> None:
         if self._handle is not None:
             self._dram_view = None
+            self._input_buffers = None
             self._ffi.release(self._handle)
             self._handle = None
 
@@ -211,6 +233,21 @@ class Simulator:
             ptr = self._lib.mlip_sim_dram(self._handle, size)
             self._dram_view = memoryview(self._ffi.buffer(ptr, size[0]))
         return self._dram_view
+
+    def input_buffers(self) -> list[np.ndarray]:
+        """Per input descriptor, a writeable array of its dtype and shape that is the input's
+        place in the simulated DRAM: convert into it (`to_device(x, desc, out=buffer)`) and
+        pass it to `run_device`, which then copies nothing.  Valid until `close`."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        if self._input_buffers is None:
+            dram = self._dram()
+            self._input_buffers = [
+                np.frombuffer(dram, dtype=np_type, count=math.prod(shape),
+                              offset=desc.dram_offset).reshape(shape)
+                for desc, np_type, shape in zip(self.inputs, self._io_types[0],
+                                                self._input_shapes, strict=True)]
+        return self._input_buffers
 
     def _order_inputs(self, inputs) -> list[np.ndarray]:
         descs = self.inputs
@@ -243,7 +280,8 @@ class Simulator:
         writes it there as Chrome trace-event JSON."""
         arrays = self._order_inputs(inputs)
         device_inputs = []
-        for x, desc in zip(arrays, self.inputs, strict=True):
+        buffers = self.input_buffers()
+        for x, desc, buffer in zip(arrays, self.inputs, buffers, strict=True):
             if tuple(x.shape) != tuple(desc.shape):
                 raise RuntimeInputError(
                     f"{self.name}: input '{desc.name}' has shape {tuple(x.shape)}, expected "
@@ -251,7 +289,7 @@ class Simulator:
                 )
             if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
                 raise RuntimeInputError(f"{self.name}: input '{desc.name}' is not numeric")
-            device_inputs.append(to_device(x, desc))
+            device_inputs.append(to_device(x, desc, out=buffer))
         raw_outputs, report = self.run_device(device_inputs, trace=trace)
         return [from_device(raw, desc) for raw, desc in zip(raw_outputs, self.outputs,
                                                             strict=True)], report
@@ -268,8 +306,11 @@ class Simulator:
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
         dram = self._dram()
-        for x, desc, np_type, shape in zip(inputs, self.inputs, self._io_types[0],
-                                           self._input_shapes, strict=True):
+        buffers = self._input_buffers or ()
+        for k, (x, desc, np_type, shape) in enumerate(zip(
+                inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
+            if k < len(buffers) and x is buffers[k]:
+                continue  # converted in place (`input_buffers`)
             x = np.asarray(x)
             if x.dtype != np_type or x.shape != shape:
                 raise RuntimeInputError(
@@ -278,10 +319,12 @@ class Simulator:
             raw = memoryview(np.ascontiguousarray(x)).cast("B")
             dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
         ffi, lib = self._ffi, self._lib
-        stats = ffi.new("mlip_stats *")
+        if self._run_buffers is None:  # allocated once: the report reads them before returning
+            self._run_buffers = (ffi.new("mlip_stats *"),
+                                 ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
+                                 ffi.new("char[1024]"))
+        stats, layers, msg = self._run_buffers
         n_layers = len(self.binary.layers)
-        layers = ffi.new("mlip_layer_stats[]", max(n_layers, 1))
-        msg = ffi.new("char[1024]")
         if trace is None or trace is False:
             status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
         else:
@@ -330,7 +373,7 @@ class Simulator:
         t = self.machine
         data = bytes(self._ffi.buffer(layers, n_layers * self._ffi.sizeof("mlip_layer_stats")))
         if self._last_layers is not None and self._last_layers[0] == data:
-            return [row.copy() for row in self._last_layers[1]]
+            return list(map(dict.copy, self._last_layers[1]))
         raw = np.frombuffer(data, dtype=np.uint64).reshape(n_layers, -1)
         if raw.shape[1] != 10:
             raise MrvlError("mlip_layer_stats has changed; update Simulator._layer_reports")
@@ -425,6 +468,12 @@ def _count_nonfinite(x: np.ndarray) -> int:
     """Infinities and NaNs in a float array (all exponent bits set), 0 for other dtypes."""
     if x.dtype.kind != "f":
         return 0
+    # one reduction decides the common case: a float64 sum of fp16 / fp32 values is finite
+    # exactly when every value is
+    if x.dtype.itemsize <= 4:
+        with np.errstate(invalid="ignore"):  # inf + -inf
+            if math.isfinite(np.add.reduce(x, axis=None, dtype=np.float64)):
+                return 0
     if x.dtype not in _EXPONENT_MASKS:
         return int(np.count_nonzero(~np.isfinite(x)))
     bits, mask = _EXPONENT_MASKS[x.dtype]
