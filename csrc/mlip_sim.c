@@ -4638,6 +4638,28 @@ int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
     return 0;
 }
 
+uint64_t mlip_count_nonfinite(const void *data, size_t n, uint32_t elem_bytes)
+{
+    if (data == NULL) return 0;
+    uint64_t count = 0;
+    if (elem_bytes == 2) {
+        const uint8_t *p = data;
+        for (size_t k = 0; k < n; k++) {
+            uint16_t bits;
+            memcpy(&bits, p + 2 * k, 2);
+            count += (bits & 0x7C00u) == 0x7C00u;
+        }
+    } else if (elem_bytes == 4) {
+        const uint8_t *p = data;
+        for (size_t k = 0; k < n; k++) {
+            uint32_t bits;
+            memcpy(&bits, p + 4 * k, 4);
+            count += (bits & 0x7F800000u) == 0x7F800000u;
+        }
+    }
+    return count;
+}
+
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)
 {
     if (sim == NULL) return NULL;

@@ -492,6 +492,7 @@ class CompiledModel:
 
     def __init__(self, manifest: Manifest, device: Device | None = None, threads: int = 1):
         self.manifest = manifest
+        self._input_dtypes = [np.dtype(spec.dtype) for spec in manifest.inputs]
         if device is None:
             device = SimulatorDevice()
             if threads > 1:  # the simulator's large instructions on as many threads
@@ -542,22 +543,22 @@ class CompiledModel:
         """Raise RuntimeInputError unless `inputs` match the manifest. With `batched`, the
         first dimension of every input may be any size (the same for all inputs); returns it
         (the manifest's batch when not `batched`)."""
-        expected = self.expected_inputs()
         names = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - names)
         if unknown:
             raise RuntimeInputError(f"unknown input name(s) {unknown}; the model expects "
-                                    f"{expected}")
+                                    f"{self.expected_inputs()}")
         missing = [s.name for s in self.inputs if s.name not in inputs]
         if missing:
-            raise RuntimeInputError(f"missing input(s) {missing}; the model expects {expected}")
+            raise RuntimeInputError(f"missing input(s) {missing}; the model expects "
+                                    f"{self.expected_inputs()}")
         rows = set()
-        for spec in self.inputs:
+        for spec, dtype in zip(self.inputs, self._input_dtypes):
             arr = inputs[spec.name]
             if not isinstance(arr, np.ndarray):
                 raise RuntimeInputError(f"input '{spec.name}' must be a numpy array, got "
                                         f"{type(arr).__name__}; expected {spec.describe()}")
-            if arr.dtype != np.dtype(spec.dtype):
+            if arr.dtype != dtype:
                 raise RuntimeInputError(f"input '{spec.name}' has dtype {arr.dtype}, expected "
                                         f"{spec.dtype} (shape {list(spec.shape)})")
             shape = tuple(arr.shape)
@@ -574,7 +575,7 @@ class CompiledModel:
             return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else 1
         if len(rows) > 1:
             raise RuntimeInputError(f"inputs have different batch sizes {sorted(rows)}; the "
-                                    f"model expects {expected}")
+                                    f"model expects {self.expected_inputs()}")
         return rows.pop() if rows else 1
 
     def run(self, inputs: Mapping[str, np.ndarray],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -136,6 +137,11 @@ def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
         return (raw.astype(np.float32) - np.float32(desc.zero_point)) * np.float32(desc.scale)
     return raw.astype(np.float32)
 
+
+# mlip_stats (csrc/mlip_sim.h) as fourteen native uint64: cycles, init_cycles, macs_fp16,
+# macs_int8, dma_in_bytes, dma_out_bytes, matrix_busy, vector_busy, dram_busy, stall[3],
+# instructions, tile_copy_bytes
+_STATS = struct.Struct("=14Q")
 
 # the keys of a per-layer report, in the order of `Simulator._layer_reports`'s columns
 _LAYER_KEYS = ("name", "macs", "compiler_macs", "start", "end", "cycles", "instructions",
@@ -320,6 +326,8 @@ class Simulator:
             dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
         ffi, lib = self._ffi, self._lib
         if self._run_buffers is None:  # allocated once: the report reads them before returning
+            if ffi.sizeof("mlip_stats") != _STATS.size:
+                raise MrvlError("mlip_stats has changed; update simulator._STATS")
             self._run_buffers = (ffi.new("mlip_stats *"),
                                  ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
                                  ffi.new("char[1024]"))
@@ -401,8 +409,11 @@ class Simulator:
         b = self.binary
         tiles = b.tile_end - b.tile_start + 1
         per_cycle = t.matrix_rows * t.matrix_cols
-        cycles = int(stats.cycles)
-        macs = int(stats.macs_fp16) + int(stats.macs_int8)
+        # the C core's mlip_stats in one read (fourteen uint64: see _STATS_FIELDS)
+        (cycles, init_cycles, macs_fp16, macs_int8, dma_in_bytes, dma_out_bytes, matrix_busy,
+         vector_busy, dram_busy, stall_dma_in, stall_compute, stall_dma_out, instructions,
+         tile_copy_bytes) = _STATS.unpack(self._ffi.buffer(stats))
+        macs = macs_fp16 + macs_int8
         clock_hz = t.clock_mhz * 1e6
         seconds = cycles / clock_hz
         peak = 2.0 * tiles * per_cycle * clock_hz / 1e12
@@ -420,12 +431,12 @@ class Simulator:
             "model": b.name,
             "tiles": tiles,
             "cycles": cycles,
-            "init_cycles": int(stats.init_cycles),
+            "init_cycles": init_cycles,
             "clock_mhz": t.clock_mhz,
             "time_ms": seconds * 1e3,
             "macs": macs,
-            "macs_fp16": int(stats.macs_fp16),
-            "macs_int8": int(stats.macs_int8),
+            "macs_fp16": macs_fp16,
+            "macs_int8": macs_int8,
             "flops": 2 * macs,
             "peak_tflops": peak,
             "achieved_tflops": tflops(macs, cycles),
@@ -434,24 +445,23 @@ class Simulator:
             "efficiency": self.bound.cycles / cycles if cycles else 0.0,
             "bound": dict(self._bound_dict),
             "machine": dict(self._machine_dict),
-            "matrix_utilization": int(stats.matrix_busy) / (cycles * tiles) if cycles else 0.0,
-            "vector_utilization": int(stats.vector_busy) / (cycles * tiles) if cycles else 0.0,
-            "dram_utilization": int(stats.dram_busy) / cycles if cycles else 0.0,
-            "dma_in_bytes": int(stats.dma_in_bytes),
-            "dma_out_bytes": int(stats.dma_out_bytes),
-            "tile_copy_bytes": int(stats.tile_copy_bytes),
+            "matrix_utilization": matrix_busy / (cycles * tiles) if cycles else 0.0,
+            "vector_utilization": vector_busy / (cycles * tiles) if cycles else 0.0,
+            "dram_utilization": dram_busy / cycles if cycles else 0.0,
+            "dma_in_bytes": dma_in_bytes,
+            "dma_out_bytes": dma_out_bytes,
+            "tile_copy_bytes": tile_copy_bytes,
             "ocm_bytes": ocm_bytes,
             "ocm_percent": 100.0 * ocm_bytes / (t.ocm_bytes * tiles),
             "traffic_roofline_cycles": roofline(
-                int(stats.macs_fp16), int(stats.macs_int8),
-                int(stats.dma_in_bytes) + int(stats.dma_out_bytes)),
+                macs_fp16, macs_int8, dma_in_bytes + dma_out_bytes),
             "stall_cycles": {
-                "dma_in": int(stats.stall[0]),
-                "compute": int(stats.stall[1]),
-                "dma_out": int(stats.stall[2]),
+                "dma_in": stall_dma_in,
+                "compute": stall_compute,
+                "dma_out": stall_dma_out,
             },
-            "instructions": int(stats.instructions),
-            "nonfinite_outputs": sum(_count_nonfinite(o) for o in outputs),
+            "instructions": instructions,
+            "nonfinite_outputs": sum(_count_nonfinite(o, (self._ffi, self._lib)) for o in outputs),
             "layers": [],
         }
         if n_layers:
@@ -464,16 +474,15 @@ _EXPONENT_MASKS = {np.dtype(np.float16): (np.uint16, 0x7C00),
                    np.dtype(np.float32): (np.uint32, 0x7F800000)}
 
 
-def _count_nonfinite(x: np.ndarray) -> int:
-    """Infinities and NaNs in a float array (all exponent bits set), 0 for other dtypes."""
+def _count_nonfinite(x: np.ndarray, core=None) -> int:
+    """Infinities and NaNs in a float array (all exponent bits set), 0 for other dtypes.
+    With `core` (the C core's ffi, lib), contiguous fp16 / fp32 arrays are counted there (no numpy
+    ufunc machinery to bring back into the caches after a simulation)."""
     if x.dtype.kind != "f":
         return 0
-    # one reduction decides the common case: a float64 sum of fp16 / fp32 values is finite
-    # exactly when every value is
-    if x.dtype.itemsize <= 4:
-        with np.errstate(invalid="ignore"):  # inf + -inf
-            if math.isfinite(np.add.reduce(x, axis=None, dtype=np.float64)):
-                return 0
+    if core is not None and x.dtype in _EXPONENT_MASKS and x.flags.c_contiguous and x.size:
+        ffi, lib = core
+        return int(lib.mlip_count_nonfinite(ffi.from_buffer(x), x.size, x.dtype.itemsize))
     if x.dtype not in _EXPONENT_MASKS:
         return int(np.count_nonzero(~np.isfinite(x)))
     bits, mask = _EXPONENT_MASKS[x.dtype]
