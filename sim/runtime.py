@@ -297,6 +297,9 @@ def adapt_layout(value: Value, shape, layout: str | None, where: str) -> np.ndar
     """`value`'s array in `shape` (and `layout` when known); raises SimulationError."""
     arr = value.array
     shape = tuple(int(d) for d in shape)
+    if arr.shape == shape and (value.layout is None or layout is None
+                               or value.layout == layout):
+        return np.ascontiguousarray(arr)  # the first candidate below, without the others
     candidates: list[np.ndarray] = []
     if arr.ndim == 4:
         to = None

@@ -175,6 +175,7 @@ class Simulator:
         self._last_layers: tuple[bytes, list[dict]] | None = None
         self._dram_view: memoryview | None = None
         self._input_buffers: list[np.ndarray] | None = None
+        self._output_views: list[np.ndarray] | None = None
         self._run_buffers: tuple | None = None  # the C core's stats, layer stats, message
         self._input_shapes = [tuple(d.shape) for d in binary.inputs]
         self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
@@ -222,6 +223,7 @@ class Simulator:
         if self._handle is not None:
             self._dram_view = None
             self._input_buffers = None
+            self._output_views = None
             self._ffi.release(self._handle)
             self._handle = None
 
@@ -346,12 +348,13 @@ class Simulator:
                 self.machine.clock_mhz, int(stats.cycles))
             if trace is not True:
                 trace_module.write_chrome_trace(trace, self.last_trace)
-        outputs = []
-        for desc, np_type, size in zip(self.outputs, self._io_types[1], self._output_bytes,
-                                       strict=True):
-            outputs.append(np.frombuffer(
-                dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
-            ).reshape(desc.shape).copy())
+        if self._output_views is None:  # the outputs' places in DRAM, made once
+            self._output_views = [
+                np.frombuffer(dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
+                              ).reshape(desc.shape)
+                for desc, np_type, size in zip(self.outputs, self._io_types[1],
+                                               self._output_bytes, strict=True)]
+        outputs = [view.copy() for view in self._output_views]
         return outputs, self._report(stats, layers, n_layers, outputs)
 
     def _run_traced(self, stats, layers, n_layers: int, msg) -> tuple[int, np.ndarray]:
