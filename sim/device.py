@@ -5,7 +5,9 @@ A `Device` loads model binaries (docs/isa.md), runs them on host tensors that ar
 the binary's own I/O format (each input array has exactly the dtype, layout and shape of its
 descriptor; the runtime does every conversion), and unloads them. A hardware backend (the
 RFC's step 3b: a driver for a real MLIP) would implement the same four methods; nothing else in
-mrvl talks to the simulator directly.
+mrvl talks to the simulator directly.  Optional methods the runtime uses when present:
+`timeline(handle)` (traced runs) and `input_buffers(handle)` (arrays in the device's own input
+memory that the runtime converts into, so `run` copies nothing).
 
     device = SimulatorDevice()
     handle = device.load(Path("build/tvmgen_mrvl_main_0.bin"))
