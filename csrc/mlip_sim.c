@@ -4609,24 +4609,55 @@ int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
     if (src == NULL || dst == NULL) {
         return n == 0 ? 0 : 1;
     }
-    uint32_t nan = 0; /* NaN payloads are the caller's (numpy keeps them) */
-    for (size_t k = 0; k < n; k++) {
-        uint32_t bits;
-        memcpy(&bits, src + k, 4);
-        nan |= (bits & 0x7FFFFFFFu) > 0x7F800000u;
-    }
-    if (nan) {
-        return 1;
-    }
+    /* block by block (scanned for NaN, then converted while the block is in L1: one pass
+     * over a source the simulation has evicted from the caches) */
+    enum { BLOCK = 2048 };
 #if MLIP_HAVE_AVX2_KERNEL
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
-        f2h_row_f16c(src, (uint8_t *)dst, (int64_t)n);
-        return 0;
-    }
+    int f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #endif
-    for (size_t k = 0; k < n; k++) dst[k] = f2h(src[k]);
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t count = n - start < BLOCK ? n - start : BLOCK;
+        uint32_t nan = 0; /* NaN payloads are the caller's (numpy keeps them) */
+        for (size_t k = start; k < start + count; k++) {
+            uint32_t bits;
+            memcpy(&bits, src + k, 4);
+            nan |= (bits & 0x7FFFFFFFu) > 0x7F800000u;
+        }
+        if (nan) {
+            return 1;
+        }
+#if MLIP_HAVE_AVX2_KERNEL
+        if (f16c) {
+            f2h_row_f16c(src + start, (uint8_t *)(dst + start), (int64_t)count);
+            continue;
+        }
+#endif
+        for (size_t k = start; k < start + count; k++) dst[k] = f2h(src[k]);
+    }
     return 0;
+}
+
+uint64_t mlip_count_nonfinite(const void *data, size_t n, uint32_t elem_bytes)
+{
+    if (data == NULL) return 0;
+    uint64_t count = 0;
+    if (elem_bytes == 2) {
+        const uint8_t *p = data;
+        for (size_t k = 0; k < n; k++) {
+            uint16_t bits;
+            memcpy(&bits, p + 2 * k, 2);
+            count += (bits & 0x7C00u) == 0x7C00u;
+        }
+    } else if (elem_bytes == 4) {
+        const uint8_t *p = data;
+        for (size_t k = 0; k < n; k++) {
+            uint32_t bits;
+            memcpy(&bits, p + 4 * k, 4);
+            count += (bits & 0x7F800000u) == 0x7F800000u;
+        }
+    }
+    return count;
 }
 
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)

@@ -100,4 +100,8 @@ int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *laye
  * 1 when an input is NaN (dst is then incomplete: the caller converts NaN payloads itself). */
 int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 
+/* Infinities and NaNs (all exponent bits set) among the n fp16 (elem_bytes 2) or fp32
+ * (elem_bytes 4) values at data; 0 for any other elem_bytes. */
+uint64_t mlip_count_nonfinite(const void *data, size_t n, uint32_t elem_bytes);
+
 #endif /* MLIP_SIM_H */

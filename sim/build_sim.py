@@ -94,6 +94,7 @@ int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *laye
                         uint32_t num_layers, mlip_trace_record *trace, uint64_t capacity,
                         uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
 int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+uint64_t mlip_count_nonfinite(const void *data, size_t n, uint32_t elem_bytes);
 """
 
 SANITIZE = os.environ.get("MRVL_SIM_SANITIZE", "") not in ("", "0")

@@ -5,7 +5,9 @@ A `Device` loads model binaries (docs/isa.md), runs them on host tensors that ar
 the binary's own I/O format (each input array has exactly the dtype, layout and shape of its
 descriptor; the runtime does every conversion), and unloads them. A hardware backend (the
 RFC's step 3b: a driver for a real MLIP) would implement the same four methods; nothing else in
-mrvl talks to the simulator directly.
+mrvl talks to the simulator directly.  Optional methods the runtime uses when present:
+`timeline(handle)` (traced runs) and `input_buffers(handle)` (arrays in the device's own input
+memory that the runtime converts into, so `run` copies nothing).
 
     device = SimulatorDevice()
     handle = device.load(Path("build/tvmgen_mrvl_main_0.bin"))
@@ -135,6 +137,12 @@ class SimulatorDevice:
         loaded = self._get(handle)
         check_device_inputs(loaded.inputs, inputs, loaded.source)
         return loaded.simulator.run_device(list(inputs), trace=True if trace else None)
+
+    def input_buffers(self, handle: int) -> list[np.ndarray]:
+        """Per input descriptor, the array in the device's own input memory (the simulated
+        DRAM) to convert into; `run` given these very arrays copies nothing.  Optional for
+        a `Device`: the runtime converts into them when the device has them."""
+        return self._get(handle).simulator.input_buffers()
 
     def timeline(self, handle: int):
         """The `mrvl.sim.trace.Timeline` of the handle's last traced run (None if none).

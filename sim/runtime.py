@@ -297,6 +297,9 @@ def adapt_layout(value: Value, shape, layout: str | None, where: str) -> np.ndar
     """`value`'s array in `shape` (and `layout` when known); raises SimulationError."""
     arr = value.array
     shape = tuple(int(d) for d in shape)
+    if arr.shape == shape and (value.layout is None or layout is None
+                               or value.layout == layout):
+        return np.ascontiguousarray(arr)  # the first candidate below, without the others
     candidates: list[np.ndarray] = []
     if arr.ndim == 4:
         to = None
@@ -452,10 +455,15 @@ class _AcceleratorStep:
                         for name, desc in zip(step.inputs, self.in_descs)]
 
     def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
+        # a device with input buffers (the simulator: its DRAM) gets the inputs converted
+        # straight into them
+        buffers_of = getattr(self.device, "input_buffers", None)
+        buffers = buffers_of(self.handle) if buffers_of is not None else None
         device_inputs = []
-        for name, desc, layout, where in self._inputs:
+        for k, (name, desc, layout, where) in enumerate(self._inputs):
             arr = adapt_layout(env[name], desc.shape, layout, where)
-            device_inputs.append(to_device(arr, desc))
+            device_inputs.append(to_device(arr, desc,
+                                           out=buffers[k] if buffers is not None else None))
         start = time.perf_counter()
         if traced:
             timeline_of = getattr(self.device, "timeline", None)
@@ -487,6 +495,7 @@ class CompiledModel:
 
     def __init__(self, manifest: Manifest, device: Device | None = None, threads: int = 1):
         self.manifest = manifest
+        self._input_dtypes = [np.dtype(spec.dtype) for spec in manifest.inputs]
         if device is None:
             device = SimulatorDevice()
             if threads > 1:  # the simulator's large instructions on as many threads
@@ -537,22 +546,22 @@ class CompiledModel:
         """Raise RuntimeInputError unless `inputs` match the manifest. With `batched`, the
         first dimension of every input may be any size (the same for all inputs); returns it
         (the manifest's batch when not `batched`)."""
-        expected = self.expected_inputs()
         names = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - names)
         if unknown:
             raise RuntimeInputError(f"unknown input name(s) {unknown}; the model expects "
-                                    f"{expected}")
+                                    f"{self.expected_inputs()}")
         missing = [s.name for s in self.inputs if s.name not in inputs]
         if missing:
-            raise RuntimeInputError(f"missing input(s) {missing}; the model expects {expected}")
+            raise RuntimeInputError(f"missing input(s) {missing}; the model expects "
+                                    f"{self.expected_inputs()}")
         rows = set()
-        for spec in self.inputs:
+        for spec, dtype in zip(self.inputs, self._input_dtypes):
             arr = inputs[spec.name]
             if not isinstance(arr, np.ndarray):
                 raise RuntimeInputError(f"input '{spec.name}' must be a numpy array, got "
                                         f"{type(arr).__name__}; expected {spec.describe()}")
-            if arr.dtype != np.dtype(spec.dtype):
+            if arr.dtype != dtype:
                 raise RuntimeInputError(f"input '{spec.name}' has dtype {arr.dtype}, expected "
                                         f"{spec.dtype} (shape {list(spec.shape)})")
             shape = tuple(arr.shape)
@@ -569,7 +578,7 @@ class CompiledModel:
             return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else 1
         if len(rows) > 1:
             raise RuntimeInputError(f"inputs have different batch sizes {sorted(rows)}; the "
-                                    f"model expects {expected}")
+                                    f"model expects {self.expected_inputs()}")
         return rows.pop() if rows else 1
 
     def run(self, inputs: Mapping[str, np.ndarray],

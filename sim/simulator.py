@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,14 +42,21 @@ BACKEND_ENV = "MRVL_SIM_BACKEND"
 _STATUS_ERRORS = {-1: BinaryFormatError, -2: SimulationError, -3: MrvlError, -4: MrvlError}
 
 
+_BACKENDS: dict[str, tuple] = {}
+
+
 def _backend():
     name = os.environ.get(BACKEND_ENV) or "mrvl.sim._mlip_sim"
+    loaded = _BACKENDS.get(name)
+    if loaded is not None:
+        return loaded
     try:
         module = importlib.import_module(name)
     except ImportError as error:  # pragma: no cover - the package build provides it
         raise MrvlError(
             f"the simulator core '{name}' is not built ({error}); run `pip install -e .`"
         ) from None
+    _BACKENDS[name] = (module.ffi, module.lib)
     return module.ffi, module.lib
 
 
@@ -86,29 +94,41 @@ _INT_RANGES = {
 }
 
 
-def to_device(x: np.ndarray, desc: IODesc) -> np.ndarray:
-    """Host conversion of an fp32 input to the descriptor's dtype (docs/isa.md section 6)."""
+def to_device(x: np.ndarray, desc: IODesc, out: np.ndarray | None = None) -> np.ndarray:
+    """Host conversion of an fp32 input to the descriptor's dtype (docs/isa.md section 6).
+    `out`: a C-contiguous array of that dtype and `x`'s shape to convert into (for example
+    `Simulator.input_buffers()`, the simulated DRAM itself); returned."""
     x = np.asarray(x, dtype=np.float32)
     dtype = DType(desc.dtype)
     np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
+    if out is not None and (out.dtype != np_type or out.shape != x.shape
+                            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise MrvlError(f"to_device: the output buffer must be a writeable contiguous "
+                        f"{np_type} {list(x.shape)}, got {out.dtype} {list(out.shape)}")
     # overflow is defined (fp16: +-inf; integers: saturation), not worth a warning
     if dtype == DType.FP16 and x.size:
         # the C core's vectorised round-to-nearest-even; numpy's own conversion keeps NaN
         # payloads, so it converts any input holding a NaN
         src = np.ascontiguousarray(x)
-        out = np.empty(x.shape, dtype=np.float16)
+        target = np.empty(x.shape, dtype=np.float16) if out is None else out
         ffi, lib = _backend()
         if lib.mlip_f32_to_f16(ffi.cast("float *", ffi.from_buffer(src)),
-                               ffi.cast("uint16_t *", ffi.from_buffer(out)), src.size) == 0:
-            return out
+                               ffi.cast("uint16_t *", ffi.from_buffer(target)),
+                               src.size) == 0:
+            return target
     with np.errstate(over="ignore", invalid="ignore"):
         if dtype in (DType.FP32, DType.FP16):
-            return x.astype(np_type)
-        v = x * np.float32(desc.scale) if desc.quantize else x
-        lo, hi = _INT_RANGES[dtype]
-        q = np.rint(v).astype(np.float64) + desc.zero_point
-        q = np.where(np.isnan(v), float(desc.zero_point), q)
-        return np.clip(q, lo, hi).astype(np_type)
+            converted = x.astype(np_type)
+        else:
+            v = x * np.float32(desc.scale) if desc.quantize else x
+            lo, hi = _INT_RANGES[dtype]
+            q = np.rint(v).astype(np.float64) + desc.zero_point
+            q = np.where(np.isnan(v), float(desc.zero_point), q)
+            converted = np.clip(q, lo, hi).astype(np_type)
+    if out is None:
+        return converted
+    out[...] = converted
+    return out
 
 
 def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
@@ -117,6 +137,11 @@ def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
         return (raw.astype(np.float32) - np.float32(desc.zero_point)) * np.float32(desc.scale)
     return raw.astype(np.float32)
 
+
+# mlip_stats (csrc/mlip_sim.h) as fourteen native uint64: cycles, init_cycles, macs_fp16,
+# macs_int8, dma_in_bytes, dma_out_bytes, matrix_busy, vector_busy, dram_busy, stall[3],
+# instructions, tile_copy_bytes
+_STATS = struct.Struct("=14Q")
 
 # the keys of a per-layer report, in the order of `Simulator._layer_reports`'s columns
 _LAYER_KEYS = ("name", "macs", "compiler_macs", "start", "end", "cycles", "instructions",
@@ -149,6 +174,9 @@ class Simulator:
         # the last run's per-layer stats (the C core's bytes) and report rows
         self._last_layers: tuple[bytes, list[dict]] | None = None
         self._dram_view: memoryview | None = None
+        self._input_buffers: list[np.ndarray] | None = None
+        self._output_views: list[np.ndarray] | None = None
+        self._run_buffers: tuple | None = None  # the C core's stats, layer stats, message
         self._input_shapes = [tuple(d.shape) for d in binary.inputs]
         self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
                           [np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.outputs])
@@ -194,6 +222,8 @@ class Simulator:
     def close(self) -> None:
         if self._handle is not None:
             self._dram_view = None
+            self._input_buffers = None
+            self._output_views = None
             self._ffi.release(self._handle)
             self._handle = None
 
@@ -211,6 +241,21 @@ class Simulator:
             ptr = self._lib.mlip_sim_dram(self._handle, size)
             self._dram_view = memoryview(self._ffi.buffer(ptr, size[0]))
         return self._dram_view
+
+    def input_buffers(self) -> list[np.ndarray]:
+        """Per input descriptor, a writeable array of its dtype and shape that is the input's
+        place in the simulated DRAM: convert into it (`to_device(x, desc, out=buffer)`) and
+        pass it to `run_device`, which then copies nothing.  Valid until `close`."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        if self._input_buffers is None:
+            dram = self._dram()
+            self._input_buffers = [
+                np.frombuffer(dram, dtype=np_type, count=math.prod(shape),
+                              offset=desc.dram_offset).reshape(shape)
+                for desc, np_type, shape in zip(self.inputs, self._io_types[0],
+                                                self._input_shapes, strict=True)]
+        return self._input_buffers
 
     def _order_inputs(self, inputs) -> list[np.ndarray]:
         descs = self.inputs
@@ -243,7 +288,8 @@ class Simulator:
         writes it there as Chrome trace-event JSON."""
         arrays = self._order_inputs(inputs)
         device_inputs = []
-        for x, desc in zip(arrays, self.inputs, strict=True):
+        buffers = self.input_buffers()
+        for x, desc, buffer in zip(arrays, self.inputs, buffers, strict=True):
             if tuple(x.shape) != tuple(desc.shape):
                 raise RuntimeInputError(
                     f"{self.name}: input '{desc.name}' has shape {tuple(x.shape)}, expected "
@@ -251,7 +297,7 @@ class Simulator:
                 )
             if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
                 raise RuntimeInputError(f"{self.name}: input '{desc.name}' is not numeric")
-            device_inputs.append(to_device(x, desc))
+            device_inputs.append(to_device(x, desc, out=buffer))
         raw_outputs, report = self.run_device(device_inputs, trace=trace)
         return [from_device(raw, desc) for raw, desc in zip(raw_outputs, self.outputs,
                                                             strict=True)], report
@@ -268,8 +314,11 @@ class Simulator:
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
         dram = self._dram()
-        for x, desc, np_type, shape in zip(inputs, self.inputs, self._io_types[0],
-                                           self._input_shapes, strict=True):
+        buffers = self._input_buffers or ()
+        for k, (x, desc, np_type, shape) in enumerate(zip(
+                inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
+            if k < len(buffers) and x is buffers[k]:
+                continue  # converted in place (`input_buffers`)
             x = np.asarray(x)
             if x.dtype != np_type or x.shape != shape:
                 raise RuntimeInputError(
@@ -278,10 +327,14 @@ class Simulator:
             raw = memoryview(np.ascontiguousarray(x)).cast("B")
             dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
         ffi, lib = self._ffi, self._lib
-        stats = ffi.new("mlip_stats *")
+        if self._run_buffers is None:  # allocated once: the report reads them before returning
+            if ffi.sizeof("mlip_stats") != _STATS.size:
+                raise MrvlError("mlip_stats has changed; update simulator._STATS")
+            self._run_buffers = (ffi.new("mlip_stats *"),
+                                 ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
+                                 ffi.new("char[1024]"))
+        stats, layers, msg = self._run_buffers
         n_layers = len(self.binary.layers)
-        layers = ffi.new("mlip_layer_stats[]", max(n_layers, 1))
-        msg = ffi.new("char[1024]")
         if trace is None or trace is False:
             status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
         else:
@@ -295,12 +348,13 @@ class Simulator:
                 self.machine.clock_mhz, int(stats.cycles))
             if trace is not True:
                 trace_module.write_chrome_trace(trace, self.last_trace)
-        outputs = []
-        for desc, np_type, size in zip(self.outputs, self._io_types[1], self._output_bytes,
-                                       strict=True):
-            outputs.append(np.frombuffer(
-                dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
-            ).reshape(desc.shape).copy())
+        if self._output_views is None:  # the outputs' places in DRAM, made once
+            self._output_views = [
+                np.frombuffer(dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
+                              ).reshape(desc.shape)
+                for desc, np_type, size in zip(self.outputs, self._io_types[1],
+                                               self._output_bytes, strict=True)]
+        outputs = [view.copy() for view in self._output_views]
         return outputs, self._report(stats, layers, n_layers, outputs)
 
     def _run_traced(self, stats, layers, n_layers: int, msg) -> tuple[int, np.ndarray]:
@@ -330,7 +384,7 @@ class Simulator:
         t = self.machine
         data = bytes(self._ffi.buffer(layers, n_layers * self._ffi.sizeof("mlip_layer_stats")))
         if self._last_layers is not None and self._last_layers[0] == data:
-            return [row.copy() for row in self._last_layers[1]]
+            return list(map(dict.copy, self._last_layers[1]))
         raw = np.frombuffer(data, dtype=np.uint64).reshape(n_layers, -1)
         if raw.shape[1] != 10:
             raise MrvlError("mlip_layer_stats has changed; update Simulator._layer_reports")
@@ -358,8 +412,11 @@ class Simulator:
         b = self.binary
         tiles = b.tile_end - b.tile_start + 1
         per_cycle = t.matrix_rows * t.matrix_cols
-        cycles = int(stats.cycles)
-        macs = int(stats.macs_fp16) + int(stats.macs_int8)
+        # the C core's mlip_stats in one read (fourteen uint64: see _STATS_FIELDS)
+        (cycles, init_cycles, macs_fp16, macs_int8, dma_in_bytes, dma_out_bytes, matrix_busy,
+         vector_busy, dram_busy, stall_dma_in, stall_compute, stall_dma_out, instructions,
+         tile_copy_bytes) = _STATS.unpack(self._ffi.buffer(stats))
+        macs = macs_fp16 + macs_int8
         clock_hz = t.clock_mhz * 1e6
         seconds = cycles / clock_hz
         peak = 2.0 * tiles * per_cycle * clock_hz / 1e12
@@ -377,12 +434,12 @@ class Simulator:
             "model": b.name,
             "tiles": tiles,
             "cycles": cycles,
-            "init_cycles": int(stats.init_cycles),
+            "init_cycles": init_cycles,
             "clock_mhz": t.clock_mhz,
             "time_ms": seconds * 1e3,
             "macs": macs,
-            "macs_fp16": int(stats.macs_fp16),
-            "macs_int8": int(stats.macs_int8),
+            "macs_fp16": macs_fp16,
+            "macs_int8": macs_int8,
             "flops": 2 * macs,
             "peak_tflops": peak,
             "achieved_tflops": tflops(macs, cycles),
@@ -391,24 +448,23 @@ class Simulator:
             "efficiency": self.bound.cycles / cycles if cycles else 0.0,
             "bound": dict(self._bound_dict),
             "machine": dict(self._machine_dict),
-            "matrix_utilization": int(stats.matrix_busy) / (cycles * tiles) if cycles else 0.0,
-            "vector_utilization": int(stats.vector_busy) / (cycles * tiles) if cycles else 0.0,
-            "dram_utilization": int(stats.dram_busy) / cycles if cycles else 0.0,
-            "dma_in_bytes": int(stats.dma_in_bytes),
-            "dma_out_bytes": int(stats.dma_out_bytes),
-            "tile_copy_bytes": int(stats.tile_copy_bytes),
+            "matrix_utilization": matrix_busy / (cycles * tiles) if cycles else 0.0,
+            "vector_utilization": vector_busy / (cycles * tiles) if cycles else 0.0,
+            "dram_utilization": dram_busy / cycles if cycles else 0.0,
+            "dma_in_bytes": dma_in_bytes,
+            "dma_out_bytes": dma_out_bytes,
+            "tile_copy_bytes": tile_copy_bytes,
             "ocm_bytes": ocm_bytes,
             "ocm_percent": 100.0 * ocm_bytes / (t.ocm_bytes * tiles),
             "traffic_roofline_cycles": roofline(
-                int(stats.macs_fp16), int(stats.macs_int8),
-                int(stats.dma_in_bytes) + int(stats.dma_out_bytes)),
+                macs_fp16, macs_int8, dma_in_bytes + dma_out_bytes),
             "stall_cycles": {
-                "dma_in": int(stats.stall[0]),
-                "compute": int(stats.stall[1]),
-                "dma_out": int(stats.stall[2]),
+                "dma_in": stall_dma_in,
+                "compute": stall_compute,
+                "dma_out": stall_dma_out,
             },
-            "instructions": int(stats.instructions),
-            "nonfinite_outputs": sum(_count_nonfinite(o) for o in outputs),
+            "instructions": instructions,
+            "nonfinite_outputs": sum(_count_nonfinite(o, (self._ffi, self._lib)) for o in outputs),
             "layers": [],
         }
         if n_layers:
@@ -421,10 +477,15 @@ _EXPONENT_MASKS = {np.dtype(np.float16): (np.uint16, 0x7C00),
                    np.dtype(np.float32): (np.uint32, 0x7F800000)}
 
 
-def _count_nonfinite(x: np.ndarray) -> int:
-    """Infinities and NaNs in a float array (all exponent bits set), 0 for other dtypes."""
+def _count_nonfinite(x: np.ndarray, core=None) -> int:
+    """Infinities and NaNs in a float array (all exponent bits set), 0 for other dtypes.
+    With `core` (the C core's ffi, lib), contiguous fp16 / fp32 arrays are counted there (no numpy
+    ufunc machinery to bring back into the caches after a simulation)."""
     if x.dtype.kind != "f":
         return 0
+    if core is not None and x.dtype in _EXPONENT_MASKS and x.flags.c_contiguous and x.size:
+        ffi, lib = core
+        return int(lib.mlip_count_nonfinite(ffi.from_buffer(x), x.size, x.dtype.itemsize))
     if x.dtype not in _EXPONENT_MASKS:
         return int(np.count_nonzero(~np.isfinite(x)))
     bits, mask = _EXPONENT_MASKS[x.dtype]

@@ -442,3 +442,65 @@ def test_converted_weights_cache_sees_ocm_writes_and_host_writes_to_the_weights_
             assert outputs[0].astype(F16).view(np.uint16).tolist() == _conv1x1_bits(x, w_now)
             assert outputs[1].astype(F16).view(np.uint16).tolist() == \
                 _conv1x1_bits(x, doubled.reshape(w.shape))
+
+
+def _copy_binary() -> bytes:
+    """One input [6, 6, 8] plus -0.0 (every value unchanged) as the output."""
+    pb = ProgramBuilder()
+    xa = pb.input(0, "x", (6, 6, 8), DType.FP16)
+    za = pb.const(0, np.full((6, 6, 8), -0.0, F16))
+    oa = pb.alloc(0, 6 * 6 * 8 * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, a_addr=xa, b_addr=za, out_addr=oa, rows=36, cols=8, a_row_stride=8,
+        b_row_stride=8, b_col_stride=1, out_row_stride=8, func=EltFunc.ADD,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (6, 6, 8), DType.FP16)
+    return pb.build().to_bytes()
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_to_device_into_a_buffer_gives_the_same_bits(with_nan):
+    x = RNG.standard_normal((6, 6, 8)).astype(np.float32) * 100
+    if with_nan:  # the NaN fallback writes the whole buffer too
+        x[5, 5, 7] = np.nan
+    for desc in (IODesc("x", x.shape, dtype=DType.FP16),
+                 IODesc("x", x.shape, dtype=DType.INT8, quantize=True, scale=0.5,
+                        zero_point=-3)):
+        want = to_device(x, desc)
+        buffer = np.full(x.shape, 7, dtype=want.dtype)
+        got = to_device(x, desc, out=buffer)
+        assert got is buffer
+        assert got.tobytes() == want.tobytes()
+    with pytest.raises(MrvlError, match="output buffer must be a writeable contiguous"):
+        to_device(x, IODesc("x", x.shape, dtype=DType.FP16),
+                  out=np.empty(x.shape, np.float32))
+
+
+def test_input_buffers_are_the_dram_and_run_without_a_copy():
+    data = _copy_binary()
+    sim = Simulator.load(data)
+    (buffer,) = sim.input_buffers()
+    assert buffer.dtype == F16 and buffer.shape == (6, 6, 8)
+    x = RNG.standard_normal((6, 6, 8)).astype(np.float32)
+    to_device(x, sim.inputs[0], out=buffer)
+    offset = sim.inputs[0].dram_offset
+    assert bytes(sim._dram()[offset:offset + buffer.nbytes]) == buffer.tobytes()
+    (got,), report = sim.run_device([buffer])
+    (want,), fresh = Simulator.load(data).run_device([x.astype(F16)])
+    assert got.tobytes() == want.tobytes() == x.astype(F16).tobytes()
+    assert report == fresh
+    (again,), _ = sim.run([x * 2])  # `run` converts into the same buffer
+    assert again.tolist() == x.astype(F16).astype(np.float32).__mul__(2).tolist()
+    sim.close()
+    with pytest.raises(SimulationError, match="closed"):
+        sim.input_buffers()
+
+
+def test_nonfinite_outputs_count_with_opposite_infinities():
+    sim = Simulator.load(_copy_binary())
+    x = np.ones((6, 6, 8), np.float32)
+    x[0, 0, :3] = [np.inf, -np.inf, 7e4]  # 7e4 overflows fp16 to inf
+    assert sim.run([x])[1]["nonfinite_outputs"] == 3
+    x[1, 1, 1] = np.nan
+    assert sim.run([x])[1]["nonfinite_outputs"] == 4
+    assert sim.run([np.ones_like(x)])[1]["nonfinite_outputs"] == 0
