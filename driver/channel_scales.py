@@ -5,13 +5,15 @@ consumer's weights for input channel c by 1 / k[c]. The per-tensor int8 step of 
 tensor then gives channel c an effective step of step / k[c]: small-range channels get finer
 codes (as cross-layer range equalisation, Nagel et al., "Data-Free Quantization", 4.1).
 
-The hardware allows this only on CONV -> CONV edges: a CONV's requantisation scale is per
-output channel (docs/isa.md), and a pool keeps its input's step (it commutes with a positive
-per-channel scale), but ELTWISE, CONCAT, ACT and the DMA conversion of a sub-graph output
-take one scale per tensor, so a tensor that any of them reads (or a sub-graph output) keeps
-one step. `equalize_channels(fn, sets, strength)` rescales every CONV whose activation is
-none, relu or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups =
-channels (depthwise), directly or through pools. Per channel, with r[c] the channel's
+The hardware allows this only on CONV -> CONV / FC edges: a CONV's requantisation scale is
+per output channel (docs/isa.md), and a pool commutes with a positive per-channel scale (a
+max pool keeps its input's step, an average pool requantises to its own), but ELTWISE,
+CONCAT, ACT and the DMA conversion of a sub-graph output take one scale per tensor, so a
+tensor that any of them reads (or a sub-graph output) keeps one step.
+`equalize_channels(fn, sets, strength)` rescales every CONV whose activation is none, relu
+or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups = channels
+(depthwise) or FCs (a classifier after its global pool: the FC's weight columns of channel
+c divide by k[c]), directly or through pools. Per channel, with r[c] the channel's
 largest |value| over the calibration sets and R their maximum: k[c] = (R / r[c]) ** a,
 capped at `MAX_FACTOR`, with a = 1 when every consumer is depthwise (its per-channel weight
 step absorbs 1 / k[c] exactly) and a = `strength` otherwise (a dense consumer's weight step
@@ -63,7 +65,7 @@ def _rescalable(op: mrvl.MrvlLayerOp, outputs: set[SSAValue]) -> list[mrvl.Conv2
     for user in consumers:
         if constant_value(user.operands[1]) is None:
             return None
-        if user.groups.value.data not in (1, channels):
+        if isinstance(user, mrvl.Conv2DOp) and user.groups.value.data not in (1, channels):
             return None
     return consumers
 
@@ -72,9 +74,10 @@ _POOLS = (mrvl.Maxpool2DOp, mrvl.Avgpool2DOp, mrvl.GlobalMaxpool2DOp, mrvl.Globa
 """Pools commute with a positive per-channel scale (and keep their input's int8 step)."""
 
 
-def _conv_readers(value: SSAValue, outputs: set[SSAValue]) -> list[mrvl.Conv2DOp] | None:
-    """The CONVs reading `value` as their input, directly or through pools; None when
-    anything else reads it (or a pool of it), or it is a sub-graph output."""
+def _conv_readers(value: SSAValue, outputs: set[SSAValue]
+                  ) -> list[mrvl.Conv2DOp | mrvl.FCOp] | None:
+    """The CONVs and FCs reading `value` as their input, directly or through pools; None
+    when anything else reads it (or a pool of it), or it is a sub-graph output."""
     if value in outputs or not value.uses:
         return None
     readers = []
@@ -85,11 +88,20 @@ def _conv_readers(value: SSAValue, outputs: set[SSAValue]) -> list[mrvl.Conv2DOp
             if through is None:
                 return None
             readers.extend(through)
-        elif isinstance(user, mrvl.Conv2DOp) and use.index == 0:
+        elif isinstance(user, mrvl.Conv2DOp | mrvl.FCOp) and use.index == 0:
             readers.append(user)
         else:
             return None
     return readers
+
+
+def _fc_columns(fc: mrvl.FCOp, k: np.ndarray) -> np.ndarray:
+    """The factor of each weight column of `fc` ([1, K]) for per-channel factors `k` of its
+    NHWC input: K flattens (h, w, c), or (c, h, w) with `weights_need_transform`."""
+    pixels = int(np.prod(mrvl.tensor_shape(fc.operands[0])[1:-1], dtype=np.int64))
+    if fc.weights_need_transform is not None:
+        return np.repeat(k, pixels).reshape(1, -1)
+    return np.tile(k, pixels).reshape(1, -1)
 
 
 def _set_constant(op: mrvl.MrvlLayerOp, index: int, value: np.ndarray) -> None:
@@ -140,7 +152,8 @@ def equalize_channels(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]],
     rescaled = 0
     for op, consumers in plans:
         channels = len(peaks[op.results[0]])
-        depthwise = all(c.groups.value.data == channels != 1 for c in consumers)
+        depthwise = all(isinstance(c, mrvl.Conv2DOp) and c.groups.value.data == channels != 1
+                        for c in consumers)
         k = channel_factors(peaks[op.results[0]], 1.0 if depthwise else strength)
         if np.all(k == 1.0):
             continue
@@ -152,7 +165,9 @@ def equalize_channels(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]],
         for consumer in consumers:
             cw = constant_value(consumer.operands[1])
             assert cw is not None
-            if consumer.groups.value.data == 1:
+            if isinstance(consumer, mrvl.FCOp):
+                cw = cw / _fc_columns(consumer, k).astype(_F32)
+            elif consumer.groups.value.data == 1:
                 cw = cw / k.reshape(1, 1, 1, -1).astype(_F32)
             else:  # depthwise: output o reads input channel o // (outputs per channel)
                 per = cw.shape[0] // channels

@@ -91,6 +91,40 @@ def test_channel_scales_keep_the_function_and_balance_the_ranges():
     assert live.max() <= live.min() * 1.0001  # depthwise consumer: fully equalised
 
 
+def _conv_pool_fc(block, args, const):
+    """1x1 conv (clip 0..6, channel ranges spread over a factor of 30) -> global average
+    pool -> FC: the classifier head of MobileNet v2."""
+    rng = np.random.default_rng(5)
+    spread = 10.0 ** rng.uniform(-1.5, 0.0, CHANNELS)
+    w1 = rng.standard_normal((CHANNELS, 1, 1, 8)) * spread.reshape(-1, 1, 1, 1)
+    c1 = add(block, mrvl.Conv2DOp(args[0], const(w1), const(np.full(CHANNELS, 0.5) * spread),
+                                  layer_name="tvmgen_mrvl_main_1", activation="clip",
+                                  clip=(0.0, 6.0)))
+    g = add(block, mrvl.GlobalAvgpool2DOp(c1, layer_name="tvmgen_mrvl_main_2"))
+    w2 = rng.standard_normal((10, CHANNELS))
+    return [add(block, mrvl.FCOp(g, const(w2), const(np.zeros(10)),
+                                 layer_name="tvmgen_mrvl_main_3"))]
+
+
+def test_channel_scales_reach_an_fc_through_a_pool():
+    """The pooled channels read by an FC get their factors (the FC's weight columns divide
+    by them); the function stays the same and the pooled ranges move closer together."""
+    module, fn = layer_module([(1, 7, 7, 8)], _conv_pool_fc)
+    x = rng_inputs(fn, 1)
+    before = run_function(module, x, func_name=fn.sym_name.data)[0]
+    pool = next(op for op in fn.body.block.ops if isinstance(op, mrvl.GlobalAvgpool2DOp))
+    spread_before = np.abs(evaluate_layers(fn, x)[pool.results[0]]).ravel()
+    assert equalize_channels(fn, [x], 1.0) == 1
+    after = run_function(module, x, func_name=fn.sym_name.data)[0]
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * np.abs(before).max())
+    spread_after = np.abs(evaluate_layers(fn, x)[pool.results[0]]).ravel()
+    ratio = lambda p: p.max() / p[p > 0].min()  # noqa: E731
+    assert ratio(spread_after) < 0.5 * ratio(spread_before)
+    sub = compile_function(fn, machine=Machine(tiles=2), quantize="int8",
+                           ranges=activation_ranges(fn, [x]))
+    assert_int8_emulated(fn, sub.data, rng_inputs(fn, 30))
+
+
 def _conv_into_sum(block, args, const):
     rng = np.random.default_rng(3)
     c1 = add(block, mrvl.Conv2DOp(args[0], const(rng.standard_normal((4, 1, 1, 4))),
