@@ -18,6 +18,13 @@ int8 output is then recomputed with the corrected bias before the next layer rea
 `fn` is edited in place (each corrected layer gets its own new bias constant); the int8
 semantics do not change: the compiler rounds the corrected fp32 bias to int32 as any bias.
 
+Memory is bounded whatever the calibration set's size: the statistics come from at most
+`BIAS_SAMPLES` sets, spread evenly over the calibration sets (the mean error of a channel
+is an average over every pixel of them, so more sets add little), and a value's arrays are
+dropped as soon as its last reader has run, so at most the live values of one layer
+frontier of `BIAS_SAMPLES` sets are held at a time (the range statistics of
+driver/calibration.py stream over every set).
+
 Layers without a bias, or with a non-constant one, are left as they are. A layer the int8
 emulation does not model (e.g. sigmoid) passes its fp32 output, quantised with its output
 parameters, to the layers after it.
@@ -37,6 +44,8 @@ from mrvl.lowering.mrvl_quantize import Ranges, constant_value, quantize_functio
 from mrvl.sim import reference_int8
 from mrvl.sim import reference_mrvl
 
+BIAS_SAMPLES = 16
+"""The most calibration sets whose activations the correction holds (module docstring)."""
 BIAS_ERRORS = ("output", "weights")
 """What a correction measures: the whole int8 chain's error, or this layer's rounding only."""
 
@@ -98,13 +107,24 @@ def _consumers_left(fn: func.FuncOp) -> dict[SSAValue, int]:
     return counts
 
 
+def spread_samples(sets: Sequence[Sequence[np.ndarray]], count: int
+                   ) -> list[Sequence[np.ndarray]]:
+    """At most `count` of `sets`, spread evenly over them (all of them when they are fewer)."""
+    if len(sets) <= count:
+        return list(sets)
+    return [sets[(k * len(sets)) // count] for k in range(count)]
+
+
 def correct_biases(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]], ranges: Ranges,
-                   errors: str = "output") -> int:
-    """Fold the calibration set's mean per-channel error of every CONV / FC into its bias
-    (module docstring); the number of layers corrected."""
+                   errors: str = "output", samples: int = BIAS_SAMPLES) -> int:
+    """Fold the mean per-channel error of every CONV / FC over at most `samples` of the
+    calibration sets into its bias (module docstring); the number of layers corrected."""
     if errors not in BIAS_ERRORS:
         raise CompileError(f"bias correction: expected one of {list(BIAS_ERRORS)}, got "
                            f"'{errors}'")
+    if samples < 1:
+        raise CompileError(f"bias correction: expected at least 1 sample, got {samples}")
+    sets = spread_samples(sets, samples)
     if not sets:
         return 0
     shadow = fn.clone()

@@ -43,6 +43,10 @@ from mrvl.lowering.mrvl_quantize import MrvlQuantizePass, Ranges, constant_value
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
 """How the int8 range of an activation is chosen from its calibration values."""
+DEFAULT_CALIBRATION_METHOD = "percentile"
+"""The driver's default (`mrvl compile`, `CompileOptions`), chosen by measurement out of
+sample (docs/backend.md "Numerics", bench/bench_calibration.py); the functions here and
+`mrvl-quantize` default to minmax, the ranges the backend tests and digest are built on."""
 PERCENTILE = 99.99
 """`percentile`: the share (in %) of each activation's values kept inside its range."""
 HISTOGRAM_BINS = 1 << 16

@@ -138,15 +138,16 @@ class CompileOptions:
     """int8 (required): an .npz path of model inputs (samples stacked along the batch axis),
     a mapping name -> array(s), a list of input sets, or "random" (one seeded
     standard-normal set, with a warning); see driver/calibration.py."""
-    calibration_method: str = "minmax"
+    calibration_method: str | None = None
     """int8: how each activation's range is chosen from the calibration values: "minmax",
-    "percentile", "mse" or "entropy" (driver/calibration.py `CALIBRATION_METHODS`)."""
-    bias_correction: bool = False
+    "percentile", "mse" or "entropy" (driver/calibration.py `CALIBRATION_METHODS`); None:
+    `DEFAULT_CALIBRATION_METHOD` (percentile, chosen by measurement: docs/backend.md)."""
+    bias_correction: bool | None = None
     """int8: fold each CONV / FC's mean output error on the calibration sets into its bias
-    (driver/bias_correction.py)."""
-    channel_scales: bool = False
-    """int8: per-channel activation scales on CONV -> CONV edges, folded into the weights
-    before calibration (driver/channel_scales.py)."""
+    (driver/bias_correction.py); None: on for int8."""
+    channel_scales: bool | None = None
+    """int8: per-channel activation scales on CONV -> CONV / FC edges, folded into the
+    weights before calibration (driver/channel_scales.py); None: on for int8."""
     fp16_precision: str = "storage"
     """fp16: "storage" (the precision policy alone) or "extended" (the FCs of transformer
     sub-graphs as three fp16 GEMM passes: 3x their MACs; lowering/mrvl_extended_precision.py)."""
@@ -165,13 +166,14 @@ class CompileOptions:
                                "calibration); drop it or add --quantize int8")
         from mrvl.driver.calibration import check_method
 
-        check_method(self.calibration_method)
-        if self.calibration_method != "minmax" and self.quantize != "int8":
-            raise CompileError("--calibration-method applies to --quantize int8 only; drop it "
-                               "or add --quantize int8")
+        if self.calibration_method is not None:
+            check_method(self.calibration_method)
+            if self.quantize != "int8":
+                raise CompileError("--calibration-method applies to --quantize int8 only; "
+                                   "drop it or add --quantize int8")
         for flag, on in (("--bias-correction", self.bias_correction),
                          ("--channel-scales", self.channel_scales)):
-            if on and self.quantize != "int8":
+            if on is not None and self.quantize != "int8":
                 raise CompileError(f"{flag} applies to --quantize int8 only; drop it or add "
                                    "--quantize int8")
         if self.fp16_precision not in PRECISIONS:
@@ -221,6 +223,18 @@ class CompileOptions:
             raise CompileError(f"unknown compile option(s): {unknown}")
         return cls(machine=machine, partition=PartitionOptions.from_dict(partition), **options)
 
+    @property
+    def int8_method(self) -> str:
+        """The int8 calibration method in effect (`calibration_method` or the default)."""
+        from mrvl.driver.calibration import DEFAULT_CALIBRATION_METHOD
+
+        return self.calibration_method or DEFAULT_CALIBRATION_METHOD
+
+    @property
+    def int8_refinements(self) -> tuple[bool, bool]:
+        """(channel scales, bias correction) in effect for int8 (None: on)."""
+        return self.channel_scales is not False, self.bias_correction is not False
+
     def manifest_options(self) -> dict[str, Any]:
         """The `options` of the build manifest (`fp16_precision` only when not the default)."""
         extra = {} if self.fp16_precision == "storage" else {
@@ -269,14 +283,15 @@ def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
         return None
     from mrvl.driver.calibration import activation_ranges, calibration_sets, function_inputs
 
-    if options.channel_scales or options.bias_correction:
+    channel_scales, bias_correction = options.int8_refinements
+    if channel_scales or bias_correction:
         sets = sets or calibration_sets(None, function_inputs(fn), f"@{fn.sym_name.data}")
-    if options.channel_scales:
+    if channel_scales:
         from mrvl.driver.channel_scales import equalize_channels
 
         equalize_channels(fn, sets)
-    ranges = activation_ranges(fn, sets, options.calibration_method)
-    if options.bias_correction:
+    ranges = activation_ranges(fn, sets, options.int8_method)
+    if bias_correction:
         from mrvl.driver.bias_correction import correct_biases
 
         correct_biases(fn, sets, ranges)

@@ -62,18 +62,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="X.npz|random",
                         help="int8 (required): .npz of calibration inputs (samples stacked "
                              "along the batch axis), or 'random' for standard-normal noise")
-    parser.add_argument("--calibration-method", default="minmax",
+    parser.add_argument("--calibration-method", default=None,
                         metavar="minmax|percentile|mse|entropy",
                         help="int8: how each activation range is chosen from the calibration "
-                             "values: min/max (default), the 0.01-99.99th percentiles, "
+                             "values: min/max, the 0.01-99.99th percentiles (default), "
                              "the clipping with the least quantisation MSE, or with the least "
                              "KL divergence (TensorRT's entropy calibration)")
-    parser.add_argument("--bias-correction", action="store_true",
-                        help="int8: fold each conv/gemm's mean output error on the "
-                             "calibration data into its bias")
-    parser.add_argument("--channel-scales", action="store_true",
-                        help="int8: per-channel activation scales on conv->conv edges, "
-                             "folded into the weights")
+    parser.add_argument("--bias-correction", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="int8 (default on): fold each conv/gemm's mean output error on "
+                             "the calibration data into its bias")
+    parser.add_argument("--channel-scales", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="int8 (default on): per-channel activation scales on conv->conv "
+                             "and conv->fc edges, folded into the weights")
     parser.add_argument("--fp16-precision", choices=("storage", "extended"), default="storage",
                         help="fp16: 'storage' (default) stores transformer residual streams "
                              "fp32; 'extended' also runs each FC of a transformer sub-graph "

@@ -14,7 +14,7 @@ import pytest
 from backend_helpers import add, assert_int8_emulated, layer_module, rng_inputs
 
 from mrvl.dialects import mrvl
-from mrvl.driver.bias_correction import correct_biases
+from mrvl.driver.bias_correction import correct_biases, spread_samples
 from mrvl.driver.calibration import activation_ranges, evaluate_layers
 from mrvl.driver.channel_scales import MAX_FACTOR, channel_factors, equalize_channels
 from mrvl.errors import CompileError
@@ -156,6 +156,30 @@ def test_bias_correction_halves_the_mean_error_out_of_sample():
     assert np.sqrt(np.mean(corrected ** 2)) < np.sqrt(np.mean(plain ** 2))
 
 
+def test_bias_correction_holds_at_most_its_sample_cap():
+    """With more calibration sets than `samples`, the correction reads only the sets
+    `spread_samples` picks: the same biases as when given just those (bounded memory)."""
+    sets = [[np.full((1, 2, 2, 1), float(k), np.float32)] for k in range(10)]
+    assert [s[0][0, 0, 0, 0] for s in spread_samples(sets, 4)] == [0.0, 2.0, 5.0, 7.0]
+    assert spread_samples(sets, 16) == sets
+    module, fn = _model()
+    calibration = [rng_inputs(fn, seed) for seed in range(1, 9)]
+    ranges = activation_ranges(fn, calibration)
+    picked = fn.clone()
+    mapping = dict(zip(fn.body.block.args, picked.body.block.args, strict=True))
+    for a, b in zip(fn.body.block.ops, picked.body.block.ops, strict=True):
+        mapping.update(zip(a.results, b.results, strict=True))
+    assert correct_biases(fn, calibration, ranges, samples=3) == 3
+    assert correct_biases(picked, spread_samples(calibration, 3),
+                          {mapping[v]: r for v, r in ranges.items()}) == 3
+    biases = [[op.operands[2].owner.to_numpy() for op in f.body.block.ops
+               if isinstance(op, mrvl.Conv2DOp)] for f in (fn, picked)]
+    for a, b in zip(*biases, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CompileError, match="at least 1 sample"):
+        correct_biases(fn, calibration, ranges, samples=0)
+
+
 def test_bias_correction_mode_is_checked():
     _, fn = _model()
     with pytest.raises(CompileError, match="expected one of \\['output', 'weights'\\]"):
@@ -185,13 +209,20 @@ def test_cli_flags(tmp_path, capsys):
     np.savez(calibration, input=np.random.default_rng(0).random((3, 1, 1, 28, 28),
                                                                  dtype=np.float32))
     binaries = {}
-    for flags in ([], ["--bias-correction"], ["--channel-scales"]):
-        out = tmp_path / ("plain" if not flags else flags[0][2:])
+    for flags in ([], ["--bias-correction", "--channel-scales", "--calibration-method",
+                       "percentile"], ["--no-bias-correction"], ["--no-channel-scales"]):
+        out = tmp_path / ("default" if not flags else flags[0][2:])
         assert main(["compile", str(model), "-o", str(out), "--quantize", "int8",
                      "--calibration", str(calibration), *flags]) == 0
         binaries[out.name] = sorted(p.read_bytes() for p in out.glob("*.bin"))
-    assert binaries["plain"] != binaries["bias-correction"]
-    assert binaries["plain"] != binaries["channel-scales"]
+    assert binaries["default"] == binaries["bias-correction"]  # the defaults, spelled out
+    assert binaries["default"] != binaries["no-bias-correction"]
+    assert binaries["default"] != binaries["no-channel-scales"]
+    options = CompileOptions(quantize="int8", calibration="random")
+    assert (options.int8_method, options.int8_refinements) == ("percentile", (True, True))
+    options = CompileOptions(quantize="int8", calibration="random", bias_correction=False,
+                             channel_scales=False, calibration_method="minmax")
+    assert (options.int8_method, options.int8_refinements) == ("minmax", (False, False))
     with pytest.raises(CompileError, match="--bias-correction applies to --quantize int8"):
         CompileOptions(bias_correction=True)
     assert main(["compile", str(model), "-o", str(tmp_path / "f"), "--channel-scales"]) == 2

@@ -65,7 +65,7 @@ def compile_region(fn: relax.Function, symbol: str, options: dict[str, Any]
         shapes = {spec["name"]: tuple(spec["shape"]) for spec in inputs}
         specs = [InputSpec((name,), shapes[name]) for name in steps[0]["inputs"]]
         sets = calibration_sets(compile_options.calibration, specs, f"region {symbol}")
-        ranges = activation_ranges(pair_function, sets, compile_options.calibration_method)
+        ranges = activation_ranges(pair_function, sets, compile_options.int8_method)
     compiled = compile_function(
         pair_function, machine=compile_options.machine, quantize=compile_options.quantize,
         io_dtype=IO_DTYPE, ranges=ranges, input_names=steps[0]["inputs"],
