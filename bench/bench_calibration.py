@@ -21,6 +21,9 @@ CONV -> CONV edges, folded into the weights (driver/channel_scales.py) at each s
 `--bias-correction`, with its CONV / FC biases corrected on the calibration set
 (driver/bias_correction.py), measuring the whole chain's error (`output`) or each layer's own
 rounding (`weights`).
+The variant `default` is what `mrvl compile --quantize int8` does without flags
+(driver/calibration.py `DEFAULT_CALIBRATION_METHOD` with channel scales at strength 0.5 and
+bias correction: `percentile+cs0.5+bc-output`).
 With `--ort`, onnxruntime's own static quantization of the same ONNX model
 (`quantize_static`, QDQ, per-channel, MinMax and Percentile) on the same calibration set is
 judged on the same inputs against onnxruntime fp32, side by side (rows `ort-*`).
@@ -44,7 +47,8 @@ import numpy as np
 from mrvl.dialects import mrvl
 from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.driver.bias_correction import BIAS_ERRORS, correct_biases
-from mrvl.driver.calibration import CALIBRATION_METHODS, activation_ranges
+from mrvl.driver.calibration import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD,
+                                     activation_ranges)
 from mrvl.driver.channel_scales import equalize_channels
 from mrvl.driver.compiler import compile_to_partitioned
 from mrvl.lowering.backend import compile_function
@@ -272,7 +276,8 @@ def bench_seeded(name, methods, tiles, count, with_ort=False, ulp=False) -> None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mnist,mobilenet_v2,resnet50")
-    parser.add_argument("--methods", default=",".join(CALIBRATION_METHODS))
+    parser.add_argument("--methods", default=",".join(CALIBRATION_METHODS),
+                        help="comma list of methods (driver/calibration.py) or `default`")
     parser.add_argument("--num-tiles", type=int, default=2)
     parser.add_argument("--mnist-calibration", type=int, default=0,
                         help="training digits to calibrate on (default 0: all of them)")
@@ -293,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seeded models: also judge each variant with every range widened "
                              "by one fp32 ulp (columns `+1ulp worst`, `moved`)")
     args = parser.parse_args(argv)
-    methods = [m + ("" if cs == "none" else f"+cs{cs}") + ("" if bc == "none" else f"+bc-{bc}")
+    default = f"{DEFAULT_CALIBRATION_METHOD}+cs0.5+bc-output"
+    methods = [(default if m == "default" else m) + ("" if cs == "none" else f"+cs{cs}") + ("" if bc == "none" else f"+bc-{bc}")
                for m in args.methods.split(",") for cs in args.channel_scales.split(",")
                for bc in args.bias_correction.split(",")]
     for name in args.models.split(","):
