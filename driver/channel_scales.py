@@ -15,10 +15,10 @@ or clip(0, hi) and whose result feeds only CONVs with groups 1 or groups = chann
 (depthwise) or FCs (a classifier after its global pool: the FC's weight columns of channel
 c divide by k[c]), directly or through pools. Per channel, with r[c] the channel's
 largest |value| over the calibration sets and R their maximum: k[c] = (R / r[c]) ** a,
-capped at `MAX_FACTOR`, with a = 1 when every consumer is depthwise (its per-channel weight
-step absorbs 1 / k[c] exactly) and a = `strength` otherwise (a dense consumer's weight step
-is shared by its input channels: dividing a column by k[c] trades activation error for
-weight error). Since k[c] >= 1 and r[c] * k[c] <= R, a clip(0, hi) stays clip(0, hi): it
+capped at `MAX_FACTOR`, with a = 1 and R / `DEPTHWISE_HEADROOM` for R when every consumer
+is depthwise (its per-channel weight step absorbs 1 / k[c] exactly) and a = `strength`
+otherwise (a dense consumer's weight step is shared by its input channels: dividing a
+column by k[c] trades activation error for weight error). Since k[c] >= 1 and r[c] * k[c] <= R, a clip(0, hi) stays clip(0, hi): it
 binds only beyond the calibrated range, where the int8 codes saturate anyway.
 
 The IR stays f32 and the int8 semantics do not change: the rescaled weights are ordinary
@@ -40,6 +40,10 @@ from mrvl.sim import reference_mrvl
 
 MAX_FACTOR = 64.0
 """The largest factor a channel is scaled by (a nearly silent channel keeps a sane range)."""
+DEPTHWISE_HEADROOM = 1.5
+"""Into depthwise readers (full equalisation) a channel is scaled up to R / this, not R: an
+unseen input that overshoots the channel's calibrated peak would otherwise saturate at once
+(a per-channel min/max clip; measured on few calibration samples, docs/backend.md)."""
 
 _F32 = np.float32
 
@@ -119,14 +123,14 @@ def _set_constant(op: mrvl.MrvlLayerOp, index: int, value: np.ndarray) -> None:
         owner.erase()
 
 
-def channel_factors(peaks: np.ndarray, exponent: float) -> np.ndarray:
-    """k[c] = (max(peaks) / peaks[c]) ** exponent, in [1, MAX_FACTOR] (1 for silent
-    channels)."""
+def channel_factors(peaks: np.ndarray, exponent: float, headroom: float = 1.0) -> np.ndarray:
+    """k[c] = (max(peaks) / (headroom * peaks[c])) ** exponent, in [1, MAX_FACTOR] (1 for
+    silent channels)."""
     peaks = np.asarray(peaks, np.float64)
     top = float(peaks.max()) if peaks.size else 0.0
     if top <= 0.0:
         return np.ones_like(peaks)
-    ratio = np.where(peaks > 0, top / np.maximum(peaks, 1e-300), 1.0)
+    ratio = np.where(peaks > 0, top / (headroom * np.maximum(peaks, 1e-300)), 1.0)
     return np.clip(ratio ** exponent, 1.0, MAX_FACTOR)
 
 
@@ -154,7 +158,8 @@ def equalize_channels(fn: func.FuncOp, sets: Sequence[Sequence[np.ndarray]],
         channels = len(peaks[op.results[0]])
         depthwise = all(isinstance(c, mrvl.Conv2DOp) and c.groups.value.data == channels != 1
                         for c in consumers)
-        k = channel_factors(peaks[op.results[0]], 1.0 if depthwise else strength)
+        k = (channel_factors(peaks[op.results[0]], 1.0, DEPTHWISE_HEADROOM) if depthwise
+             else channel_factors(peaks[op.results[0]], strength))
         if np.all(k == 1.0):
             continue
         w = constant_value(op.operands[1])
