@@ -46,7 +46,7 @@ from xdsl.context import Context
 
 from mrvl.dialects import mrvl
 from mrvl.dialects.graph import ConstantOp
-from mrvl.lowering.backend import compile_function
+from mrvl.lowering.backend import PRECISIONS, compile_function
 from mrvl.lowering.mrvl_extended_precision import MrvlExtendedPrecisionPass
 from mrvl.lowering.mrvl_precision import fp32_outputs
 from mrvl.driver.compiler import compile_model, compile_to_partitioned
@@ -226,7 +226,7 @@ def _feeds(inputs, seed: int) -> dict[str, np.ndarray]:
 def budget(name: str, num_tiles: int, seeds: list[int], precision: str = "storage") -> None:
     model = _model(name)
     module = compile_to_partitioned(model)
-    MrvlExtendedPrecisionPass(enabled=precision == "extended").apply(Context(), module)
+    MrvlExtendedPrecisionPass(mode=precision).apply(Context(), module)
     session = ort_fp16_session(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="mobilenet_v2,resnet50,ssd_detector")
     parser.add_argument("--num-tiles", type=int, default=8)
     parser.add_argument("--seeds", default="0,1,2", help="input seeds, comma-separated")
-    parser.add_argument("--fp16-precision", choices=("storage", "extended"), default="storage",
+    parser.add_argument("--fp16-precision", choices=PRECISIONS, default="auto",
                         help="compile (and emulate) with this fp16 precision option "
                         "(extended: FCs of transformer sub-graphs as three fp16 GEMM passes)")
     parser.add_argument("--per-layer", action="store_true",
