@@ -6,7 +6,8 @@ Row-wise ops commute with a Gather of one index on an axis they do not reduce ov
 
 - element-wise ops (`graph.add/sub/mul/div` with numpy broadcasting: an operand whose
   dimension on that axis is 1, or that does not reach it, is kept; the others are
-  gathered; `graph.relu/sigmoid/tanh/hard_swish/identity`, ONNX Erf / Gelu);
+  gathered, a constant's row becoming a constant; `graph.relu/sigmoid/tanh/hard_swish/
+  identity`, ONNX Erf / Gelu);
 - ONNX LayerNormalization over the last axis (gather axis not the last);
 - `graph.matmul` with a 2-D right operand (the gather axis one of the left operand's rows
   or batch axes);
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
@@ -40,7 +43,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from mrvl.dialects import graph
-from mrvl.lowering.graph_pass_utils import constant_array, shape_of
+from mrvl.lowering.graph_pass_utils import constant_array, new_constant, shape_of
 
 ELEMENTWISE_ONNX = ("Erf", "Gelu")
 """ONNX op types (kept as `graph.onnx`) that act element by element."""
@@ -124,7 +127,7 @@ class GatherRowEarlyPattern(RewritePattern):
         row = _one_row(op)
         if row is None:
             return
-        axis, _ = row
+        axis, index_value = row
         source = op.operands[0].owner
         if not isinstance(source, Operation) or not _row_wise(source, axis):
             return
@@ -139,6 +142,12 @@ class GatherRowEarlyPattern(RewritePattern):
             value_type = value.type
             assert isinstance(value_type, TensorType)
             local = axis - (len(shape_of(source.results[0])) - len(shape_of(value)))
+            table = constant_array(value)
+            if table is not None:  # a constant's row is a constant (ViT's position table)
+                row = new_constant(np.take(table, [index_value], axis=local), like=value.owner)
+                new_ops.append(row)
+                new_operands[k] = row.results[0]
+                continue
             gather = graph.OnnxOp([value, index], [_with_row_dim(value_type, local)],
                                   op_type="Gather", opset=op.opset.value.data,
                                   attrs={"axis": op.attrs.data["axis"]}

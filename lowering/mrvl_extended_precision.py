@@ -50,7 +50,7 @@ from mrvl.dialects import mrvl
 from mrvl.dialects.graph import ConstantOp
 from mrvl.dialects.mrvl import subgraph_functions
 from mrvl.errors import CompileError
-from mrvl.lowering.mrvl_precision import HIGH_HALF_ATTR, _source, applies
+from mrvl.lowering.mrvl_precision import ALIASES, HIGH_HALF_ATTR, applies
 
 EXTENDED_ATTR = "mrvl.extended_of"
 """Attribute of every layer the split makes: the name of the FC it replaces (the offload
@@ -124,7 +124,10 @@ def stack_fc(op: mrvl.FCOp, stacks: dict[tuple, SSAValue] | None = None
     x = op.input
     high, low = split_weights(weight.to_numpy())
     new: list[Operation] = []
-    key = (_source(x), mrvl.tensor_shape(x))
+    source = x
+    while isinstance(source.owner, ALIASES):
+        source = source.owner.operands[0]
+    key = (source, mrvl.tensor_shape(x))
     stacked = None if stacks is None else stacks.get(key)
     if stacked is None:
         concat = mrvl.ConcatOp([x, x], layer_name=f"{name}_stack",
@@ -140,8 +143,12 @@ def stack_fc(op: mrvl.FCOp, stacks: dict[tuple, SSAValue] | None = None
     new += [w_stacked, fc]
     layers = _replace(op, new, name, single=True)
     block = fc.parent_block()
-    if block is not None and not weight.result.uses:
+    assert block is not None
+    if not weight.result.uses:
         block.erase_op(weight)
+    alias = x.owner
+    if isinstance(alias, ALIASES) and not x.uses:  # the shared x2 reads another alias
+        block.erase_op(alias)
     return layers
 
 
