@@ -28,12 +28,23 @@ pass is left out (P @ V: two passes). The score MatMul (with the epilogue) is un
 Costs are the layers' own: 3x the FC's MACs, the weight bytes twice, two element-wise
 layers over x and two over y, and fp32 x and partial sums.
 
+With `precision = "targeted"`, and with "auto" (the default of fp16 builds) in sub-graphs
+that read one token's row (a ViT's class token), only the weights are split, and both
+halves go into one GEMM along K (`stack_fc`):
+
+    y = FC(x, W, b)        ->   x2 = Concat(x, x)          (a copy of fp16 x)
+                                y  = FC(x2, [Wh, Wl], b)   (K doubled, same epilogue)
+
+for each FC with at most MAX_STACKED_K input features: twice the FC's MACs and weight
+bytes, one copy of x (shared by the FCs that read the same x), nothing element-wise.
+
 Input: mrvl functions (after partitioning, before mrvl-quantize). Output: the same, with
 each FC and epilogue-free MatMul of a LayerNorm sub-graph replaced as above (new layers
 named after it: `<name>_neg`, `_lo` (a MatMul's `_a_neg`, `_a_lo`, `_b_neg`, `_b_lo`),
 `_hh`, `_lh`, `_hl`, `_sum`, and its name on the final sum, which takes its attributes;
-each carries `mrvl.extended_of = <name>`);
-other sub-graphs and other layers are unchanged. A no-op unless `enabled`.
+each carries `mrvl.extended_of = <name>`; a stacked FC keeps its name, its Concat is
+`<name>_stack`); other sub-graphs and other layers are unchanged. A no-op unless `enabled`,
+and in mode "storage".
 """
 
 from __future__ import annotations
