@@ -225,7 +225,7 @@ def _feeds(inputs, seed: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def budget(name: str, num_tiles: int, seeds: list[int], precision: str = "storage") -> None:
+def budget(name: str, num_tiles: int, seeds: list[int], precision: str = "auto") -> None:
     model = _model(name)
     module = compile_to_partitioned(model)
     MrvlExtendedPrecisionPass(mode=precision).apply(Context(), module)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint
@@ -131,8 +131,10 @@ class GatherRowEarlyPattern(RewritePattern):
         source = op.operands[0].owner
         if not isinstance(source, Operation) or not _row_wise(source, axis):
             return
+        block = source.parent_block()
         gathers = [use.operation for use in source.results[0].uses]
-        if any(_one_row(g) != row or g.operands[0] is not source.results[0] for g in gathers):
+        if block is None or any(_one_row(g) != row or g.operands[0] is not source.results[0]
+                                or g.parent_block() is not block for g in gathers):
             return
         index = op.operands[1]
         new_operands: list[SSAValue] = list(source.operands)
@@ -144,14 +146,14 @@ class GatherRowEarlyPattern(RewritePattern):
             local = axis - (len(shape_of(source.results[0])) - len(shape_of(value)))
             table = constant_array(value)
             if table is not None:  # a constant's row is a constant (ViT's position table)
-                row = new_constant(np.take(table, [index_value], axis=local), like=value.owner)
-                new_ops.append(row)
-                new_operands[k] = row.results[0]
+                constant_row = new_constant(np.take(table, [index_value], axis=local),
+                                            like=value.owner)
+                new_ops.append(constant_row)
+                new_operands[k] = constant_row.results[0]
                 continue
             gather = graph.OnnxOp([value, index], [_with_row_dim(value_type, local)],
                                   op_type="Gather", opset=op.opset.value.data,
-                                  attrs={"axis": op.attrs.data["axis"]}
-                                  if "axis" in op.attrs.data else {})
+                                  attrs={"axis": IntegerAttr(local, i64)})
             gather.attributes.update(op.attributes)
             new_ops.append(gather)
             new_operands[k] = gather.results[0]
@@ -162,8 +164,6 @@ class GatherRowEarlyPattern(RewritePattern):
                                     properties=dict(source.properties),
                                     attributes=dict(source.attributes))
         new_ops.append(moved)
-        block = op.parent_block()
-        assert block is not None
         first = min(gathers, key=block.get_operation_index)  # dominates every reader
         rewriter.insert(new_ops, InsertPoint.before(first))
         for gather in gathers:

@@ -59,3 +59,26 @@ func.func @kept(%x: tensor<1x5x4xf32>, %y: tensor<1x5x4xf32>) -> (tensor<1x1x4xf
 // CHECK-NEXT:    %{{.+}} = graph.onnx %[[N]], %{{.+}} {op_type = "Gather"{{.*}}axis = 2
 // CHECK-NEXT:    %[[E:.+]] = graph.onnx %{{.+}} {op_type = "Erf"{{.*}} -> tensor<1x5x4xf32>
 // CHECK-NEXT:    %{{.+}} = graph.onnx %[[E]], %{{.+}} {op_type = "Gather"
+
+// -----
+
+// An operand of lower rank that still carries the rows (a [5, 4] table broadcast over the
+// batch) is gathered on its own axis 0; a constant one becomes its row.
+
+func.func @ranks(%x: tensor<1x5x4xf32>, %y: tensor<5x4xf32>) -> tensor<1x1x4xf32> {
+  %p = graph.constant dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0]]> : tensor<5x4xf32>
+  %i = graph.constant dense<[1]> : tensor<1xi64>
+  %a = graph.add %x, %y : (tensor<1x5x4xf32>, tensor<5x4xf32>) -> tensor<1x5x4xf32>
+  %b = graph.mul %a, %p : (tensor<1x5x4xf32>, tensor<5x4xf32>) -> tensor<1x5x4xf32>
+  %r = graph.onnx %b, %i {op_type = "Gather", domain = "", opset = 17 : i64, attrs = {axis = 1 : i64}} : (tensor<1x5x4xf32>, tensor<1xi64>) -> tensor<1x1x4xf32>
+  func.return %r : tensor<1x1x4xf32>
+}
+
+// CHECK-LABEL: func.func @ranks
+// CHECK-SAME:  (%[[X:.+]]: tensor<1x5x4xf32>, %[[Y:.+]]: tensor<5x4xf32>)
+// CHECK-DAG:     %[[GX:.+]] = graph.onnx %[[X]], %{{.+}} {op_type = "Gather", domain = "", opset = 17 : i64, attrs = {axis = 1 : i64}} : (tensor<1x5x4xf32>, tensor<1xi64>) -> tensor<1x1x4xf32>
+// CHECK-DAG:     %[[GY:.+]] = graph.onnx %[[Y]], %{{.+}} {op_type = "Gather", domain = "", opset = 17 : i64, attrs = {axis = 0 : i64}} : (tensor<5x4xf32>, tensor<1xi64>) -> tensor<1x4xf32>
+// CHECK:         %[[A:.+]] = graph.add %[[GX]], %[[GY]] : (tensor<1x1x4xf32>, tensor<1x4xf32>) -> tensor<1x1x4xf32>
+// CHECK-NEXT:    %[[P:.+]] = graph.constant dense<[[5.000000e+00, 6.000000e+00, 7.000000e+00, 8.000000e+00]]> : tensor<1x4xf32>
+// CHECK-NEXT:    %[[B:.+]] = graph.mul %[[A]], %[[P]] : (tensor<1x1x4xf32>, tensor<1x4xf32>) -> tensor<1x1x4xf32>
+// CHECK-NEXT:    func.return %[[B]] : tensor<1x1x4xf32>
