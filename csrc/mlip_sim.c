@@ -141,7 +141,7 @@ typedef struct wcache_entry {
     uint64_t stamp;
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
     uint64_t dram_src;     /* DRAM weights bytes equal to raw (WPROV_NONE: none known) */
-    uint64_t checked_run;  /* the inference (run_no) in which dram_src was compared */
+    uint64_t checked_gen;  /* host_gen when dram_src was compared (no host write since) */
     uint64_t fill;         /* which filling of this slot (0: empty) */
 } wcache_entry;
 
@@ -209,7 +209,8 @@ struct mlip_sim {
     wprov_table wprov[MLIP_MAX_TILES];
     wver_table wver[MLIP_MAX_TILES];
     uint64_t wc_fills;                /* weights cache entries filled so far */
-    uint64_t run_no;                  /* inferences started on this handle */
+    uint64_t host_gen;                /* mlip_sim_dram calls: the host may have written the
+                                       * weights region only when this changed */
     wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
     uint32_t wc_cap;
@@ -2291,11 +2292,13 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
 {
     sim->wc_clock++;
     /* raw is a copy of DRAM weights at dram_src made in this inference: an entry already
-     * compared with those DRAM bytes in this inference matches without a comparison */
+     * compared with those DRAM bytes since the host last asked for the DRAM pointer matches
+     * without a comparison (the program never writes the weights region, and the host
+     * writes it only through a pointer from mlip_sim_dram before the next run) */
     if (dram_src != WPROV_NONE) {
         for (uint32_t k = 0; k < sim->wc_n; k++) {
             wcache_entry *e = &sim->wc[k];
-            if (e->valid && e->dram_src == dram_src && e->checked_run == sim->run_no &&
+            if (e->valid && e->dram_src == dram_src && e->checked_gen == sim->host_gen &&
                 e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0) {
                 e->stamp = sim->wc_clock;
                 *hit = 1;
@@ -2309,7 +2312,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
             memcmp(e->raw, raw, len) == 0) {
             e->stamp = sim->wc_clock;
             e->dram_src = dram_src;
-            e->checked_run = sim->run_no;
+            e->checked_gen = sim->host_gen;
             *hit = 1;
             return e;
         }
@@ -2356,7 +2359,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     memcpy(victim->key, key, sizeof victim->key);
     victim->raw_len = len;
     victim->dram_src = dram_src;
-    victim->checked_run = sim->run_no;
+    victim->checked_gen = sim->host_gen;
     victim->stamp = sim->wc_clock;
     victim->fill = ++sim->wc_fills;
     return victim;
@@ -4664,6 +4667,7 @@ uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)
 {
     if (sim == NULL) return NULL;
     if (size != NULL) *size = sim->dram_size;
+    sim->host_gen++; /* the host may now write the weights region */
     return sim->dram;
 }
 
@@ -4687,9 +4691,7 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
         }
     }
     memcpy(sim->run_start, sim->base, sizeof sim->run_start);
-    /* the host may have written DRAM since the last inference: no OCM weights provenance
-     * carries over */
-    sim->run_no++;
+    /* no OCM weights provenance carries over: this inference's DMA makes it again */
     memset(sim->wprov, 0, sizeof sim->wprov);
     uint64_t end_main = 0, end_fin = 0;
     /* checked until two inferences in a row pass (see the invariants at the top) */
