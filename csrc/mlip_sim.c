@@ -127,8 +127,10 @@ typedef struct prep_cache {
     size_t cap;
 } prep_cache;
 
-/* fp32 weights shared by all tiles and kept across inferences, validated by comparing the
- * raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + converted), least recently used evicted */
+/* transposed fp16 weights shared by all tiles and kept across inferences, validated by
+ * comparing the raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + transposed), least recently
+ * used evicted.  fp16, not fp32: the weights of an inference are more than the host's caches
+ * hold, and each CONV converts its block into a scratch that stays in cache (exact) */
 #define WCACHE_BUDGET ((size_t)256 << 20)
 typedef struct wcache_entry {
     int valid;
@@ -136,7 +138,7 @@ typedef struct wcache_entry {
     uint8_t *raw;
     size_t raw_cap;
     size_t raw_len;
-    float *buf;
+    uint16_t *buf;          /* the transposed fp16 weights */
     size_t cap;
     uint64_t stamp;
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
@@ -240,6 +242,8 @@ struct mlip_sim {
     size_t fbuf_cap;
     float *wbuf;
     size_t wbuf_cap;
+    float *wconv;                     /* a CONV's fp32 weights, converted from the cache */
+    size_t wconv_cap;
     int32_t *ibuf;
     size_t ibuf_cap;
     int32_t *iwbuf;
@@ -2276,8 +2280,8 @@ static uint64_t wprov_source(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint
     return src;
 }
 
-/* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
- * of `floats` to fill (the entry becomes valid when wcache_commit is called). */
+/* The transposed weights for these raw bytes and geometry: *hit = 1 if cached, else an entry
+ * whose buffer of `halfs` fp16 values the caller fills (and then sets valid). */
 static void wcache_drop(mlip_sim *sim, wcache_entry *e)
 {
     sim->wc_bytes -= e->raw_cap + e->cap;
@@ -2287,7 +2291,7 @@ static void wcache_drop(mlip_sim *sim, wcache_entry *e)
 }
 
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
-                                   const uint8_t *raw, size_t len, size_t floats,
+                                   const uint8_t *raw, size_t len, size_t halfs,
                                    uint64_t dram_src, int *hit)
 {
     sim->wc_clock++;
@@ -2319,7 +2323,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     }
     *hit = 0;
     /* make room: evict least recently used entries while over the budget */
-    size_t need = len + floats * sizeof(float) + 64;
+    size_t need = len + halfs * sizeof(uint16_t);
     while (sim->wc_bytes + need > WCACHE_BUDGET) {
         wcache_entry *lru = NULL;
         for (uint32_t k = 0; k < sim->wc_n; k++) {
@@ -2351,7 +2355,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     victim->valid = 0;
     sim->wc_bytes -= victim->raw_cap + victim->cap;
     int ok = ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) == MLIP_OK &&
-             ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) ==
+             ensure(sim, (void **)&victim->buf, &victim->cap, halfs * sizeof(uint16_t)) ==
                  MLIP_OK;
     sim->wc_bytes += victim->raw_cap + victim->cap;
     if (!ok) return NULL;
@@ -2590,6 +2594,18 @@ __attribute__((target("avx2,f16c"))) static void h2f_row_f16c(const uint8_t *src
     }
 }
 
+/* fp16 -> fp32 of n contiguous values, 16 at a time (AVX-512F; exact) */
+__attribute__((target("avx512f"))) static void h2f_row_avx512(const uint8_t *src, float *dst,
+                                                             int64_t n)
+{
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(src + k * 2));
+        _mm512_storeu_ps(dst + k, _mm512_cvtph_ps(h));
+    }
+    h2f_row_f16c(src + k * 2, dst + k, n - k);
+}
+
 /* fp32 -> fp16 RNE of n values (F16C); NaNs are canonicalised like f2h so that both paths
  * give identical bits */
 __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
@@ -2611,49 +2627,6 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
     for (; k < n; k++) {
         uint16_t h = f2h(src[k]);
         memcpy(dst + k * 2, &h, 2);
-    }
-}
-
-/* blk[t][o] = rows[o][t] for o < 16, t < kk (rows: 16 rows of kk floats); pure data
- * movement, 8x8 blocks */
-__attribute__((target("avx2"))) static void transpose16_avx2(const float *rows, int64_t kk,
-                                                             float *blk)
-{
-    int64_t t = 0;
-    for (; t + 8 <= kk; t += 8) {
-        for (int64_t h = 0; h < 2; h++) {
-            const float *r = rows + h * 8 * kk + t;
-            __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + kk);
-            __m256 r2 = _mm256_loadu_ps(r + 2 * kk), r3 = _mm256_loadu_ps(r + 3 * kk);
-            __m256 r4 = _mm256_loadu_ps(r + 4 * kk), r5 = _mm256_loadu_ps(r + 5 * kk);
-            __m256 r6 = _mm256_loadu_ps(r + 6 * kk), r7 = _mm256_loadu_ps(r + 7 * kk);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-            __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-            __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-            __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-            float *o = blk + t * OB + h * 8;
-            _mm256_storeu_ps(o + 0 * OB, _mm256_permute2f128_ps(s0, s4, 0x20));
-            _mm256_storeu_ps(o + 1 * OB, _mm256_permute2f128_ps(s1, s5, 0x20));
-            _mm256_storeu_ps(o + 2 * OB, _mm256_permute2f128_ps(s2, s6, 0x20));
-            _mm256_storeu_ps(o + 3 * OB, _mm256_permute2f128_ps(s3, s7, 0x20));
-            _mm256_storeu_ps(o + 4 * OB, _mm256_permute2f128_ps(s0, s4, 0x31));
-            _mm256_storeu_ps(o + 5 * OB, _mm256_permute2f128_ps(s1, s5, 0x31));
-            _mm256_storeu_ps(o + 6 * OB, _mm256_permute2f128_ps(s2, s6, 0x31));
-            _mm256_storeu_ps(o + 7 * OB, _mm256_permute2f128_ps(s3, s7, 0x31));
-        }
-    }
-    for (; t < kk; t++) {
-        for (int64_t o = 0; o < OB; o++) {
-            blk[t * OB + o] = rows[o * kk + t];
-        }
     }
 }
 
@@ -2680,6 +2653,10 @@ static void f2h_row(const mlip_sim *sim, const float *src, uint8_t *dst, int64_t
 static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t n)
 {
 #if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx512) {
+        h2f_row_avx512(src, dst, n);
+        return;
+    }
     if (sim->has_avx2) {
         h2f_row_f16c(src, dst, n);
         return;
@@ -2903,8 +2880,9 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     size_t nin = (size_t)(g->ih * g->iw * g->ic);
     size_t nw = (size_t)(g->groups * nob * kk * OB);
     int hit;
-    /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
-    uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
+    /* weights OHWI -> T[g][ob][t = (i, j, c)][16] fp16 bits in the cache (channels beyond
+     * ocg are 0), converted into W (fp32, the same layout) for this CONV */
+    uint64_t wkey[PREP_KEYS] = {3, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
     wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
     hit = we != NULL;
@@ -2913,50 +2891,33 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                            wprov_source(sim, lt, g->w_addr, wlen), &hit);
     }
     if (we == NULL) return MLIP_ERR_NOMEM;
-    float *W = align64f(we->buf);
     if (!hit) {
-        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
-        float *rows = sim->fbuf;
-        int finite = 1;
+        /* the bits moved, not converted (NaN payloads kept); all finite iff no exponent is
+         * all ones */
+        uint16_t nonfinite = 0;
         for (int64_t gi = 0; gi < g->groups; gi++) {
             for (int64_t obi = 0; obi < nob; obi++) {
                 int64_t on = ocg - obi * OB < OB ? ocg - obi * OB : OB;
-                for (int64_t o = 0; o < on; o++) {
-                    const uint8_t *src =
-                        ocm + g->w_addr + (uint64_t)((gi * ocg + obi * OB + o) * kk) * 2;
-                    h2f_row(sim, src, rows + o * kk, kk);
-                }
-                for (int64_t o = on; o < OB; o++) {
-                    memset(rows + o * kk, 0, (size_t)kk * sizeof(float));
-                }
-                float *blk = W + (gi * nob + obi) * kk * OB;
-#if MLIP_HAVE_AVX2_KERNEL
-                if (sim->has_avx2) {
-                    transpose16_avx2(rows, kk, blk);
-                } else
-#endif
-                {
-                    for (int64_t t = 0; t < kk; t++) {
-                        for (int64_t o = 0; o < OB; o++) {
-                            blk[t * OB + o] = rows[o * kk + t];
-                        }
+                const uint8_t *src =
+                    ocm + g->w_addr + (uint64_t)((gi * ocg + obi * OB) * kk) * 2;
+                uint16_t *blk = we->buf + (gi * nob + obi) * kk * OB;
+                for (int64_t t = 0; t < kk; t++) {
+                    for (int64_t o = 0; o < OB; o++) {
+                        uint16_t h = 0;
+                        if (o < on) memcpy(&h, src + (uint64_t)(o * kk + t) * 2, 2);
+                        blk[t * OB + o] = h;
+                        nonfinite |= (uint16_t)((h & 0x7c00u) == 0x7c00u);
                     }
                 }
-                /* blk holds the values of rows: all finite iff no exponent is all ones
-                 * (an integer test the compiler vectorises) */
-                uint32_t nonfinite = 0;
-                for (int64_t t = 0; t < kk * OB; t++) {
-                    uint32_t bits;
-                    memcpy(&bits, rows + t, 4);
-                    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
-                }
-                finite &= nonfinite == 0;
             }
         }
-        we->finite = finite;
+        we->finite = nonfinite == 0;
         we->valid = 1;
     }
     wver_note(sim, lt, g->w_addr, wlen, we);
+    TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
+    float *W = align64f(sim->wconv);
+    h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     /* Zero-padded input path: with finite weights a padding tap adds 0*w = +-0 to an
      * accumulator that can never be -0, i.e. changes nothing, so it equals skipping the tap;
      * then any 6 output pixels (across rows) share one kernel call. */
@@ -4497,6 +4458,7 @@ void mlip_sim_free(mlip_sim *sim)
     free(sim->lstats);
     free(sim->fbuf);
     free(sim->wbuf);
+    free(sim->wconv);
     free(sim->ibuf);
     free(sim->iwbuf);
     free(sim->tbuf);
