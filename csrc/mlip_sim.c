@@ -2454,21 +2454,26 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
         if (NB == 2) _mm512_storeu_ps(out[1][k], a##k##1);                                  \
     }
 static inline __attribute__((always_inline, target("avx512f"))) void
-conv_np_body(const int NP, const int NB, const float *X, const float *wblk, const conv_geo *g,
-             int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])
+conv_np_body(const int NP, const int NB, const float *X, const uint16_t *wblk,
+             const conv_geo *g, int64_t icg, int64_t iwp, const int64_t off[12],
+             float out[2][12][OB])
 {
     KNP_ACC(0); KNP_ACC(1); KNP_ACC(2); KNP_ACC(3); KNP_ACC(4); KNP_ACC(5);
     KNP_ACC(6); KNP_ACC(7); KNP_ACC(8); KNP_ACC(9); KNP_ACC(10); KNP_ACC(11);
     const int64_t second = g->kh * g->kw * icg * OB;
     const int merged = g->dw == 1 && icg == g->ic;
     const int64_t nj = merged ? 1 : g->kw, run = merged ? g->kw * icg : icg;
-    const float *wp = wblk;
+    const uint16_t *wp = wblk;
     for (int64_t i = 0; i < g->kh; i++) {
         for (int64_t j = 0; j < nj; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
             for (int64_t c = 0; c < run; c++, wp += OB) {
-                __m512 w0 = _mm512_loadu_ps(wp), w1 = w0;
-                if (NB == 2) w1 = _mm512_loadu_ps(wp + second);
+                __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)wp));
+                __m512 w1 = w0;
+                if (NB == 2) {
+                    w1 = _mm512_cvtph_ps(
+                        _mm256_loadu_si256((const __m256i *)(const void *)(wp + second)));
+                }
                 KNP_STEP(0) KNP_STEP(1) KNP_STEP(2) KNP_STEP(3) KNP_STEP(4) KNP_STEP(5)
                 KNP_STEP(6) KNP_STEP(7) KNP_STEP(8) KNP_STEP(9) KNP_STEP(10) KNP_STEP(11)
             }
@@ -2481,11 +2486,11 @@ conv_np_body(const int NP, const int NB, const float *X, const float *wblk, cons
 #undef KNP_STEP
 #undef KNP_STORE
 
-typedef void (*conv_np_fn)(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+typedef void (*conv_np_fn)(const float *X, const uint16_t *wblk, const conv_geo *g, int64_t icg,
                            int64_t iwp, const int64_t off[12], float out[2][12][OB]);
 #define KNP_INSTANCE(n, b)                                                                  \
     __attribute__((target("avx512f"))) static void conv_np##n##_nb##b(                      \
-        const float *X, const float *wblk, const conv_geo *g, int64_t icg, int64_t iwp,     \
+        const float *X, const uint16_t *wblk, const conv_geo *g, int64_t icg, int64_t iwp,  \
         const int64_t off[12], float out[2][12][OB])                                        \
     {                                                                                       \
         conv_np_body(n, b, X, wblk, g, icg, iwp, off, out);                                 \
@@ -2769,7 +2774,8 @@ typedef struct conv_job {
     const mlip_sim *sim;
     const conv_geo *g;
     const float *X;
-    const float *W;
+    const float *W;                   /* fp32 weights (the AVX2 and portable kernels) */
+    const uint16_t *T;                /* fp16 weights, same layout (the AVX-512 kernels) */
     uint8_t *ocm;
     int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
     int64_t step;                     /* blocks per block group */
@@ -2814,7 +2820,7 @@ static void conv_padded_part(void *ctx, int64_t part)
     int64_t chunk = part % j->nchunk, rest = part / j->nchunk;
     int64_t gi = rest / j->nbg, obi = (rest % j->nbg) * j->step;
     int64_t nb = obi + j->step <= j->nob ? j->step : j->nob - obi;
-    const float *wblk = j->W + (gi * j->nob + obi) * j->kk * OB;
+    const int64_t woff = (gi * j->nob + obi) * j->kk * OB; /* the block group's weights */
     int64_t ob = obi * OB;
     int64_t on = j->ocg - ob < nb * OB ? j->ocg - ob : nb * OB;
     float bias2[2 * OB];
@@ -2844,7 +2850,7 @@ static void conv_padded_part(void *ctx, int64_t part)
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
-            conv_np_avx512[nb - 1][np - 1](j->X, wblk, g, j->icg, j->iwp, off, acc2);
+            conv_np_avx512[nb - 1][np - 1](j->X, j->T + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
                 uint8_t *orow = j->ocm + g->out_addr +
@@ -2861,11 +2867,11 @@ static void conv_padded_part(void *ctx, int64_t part)
         float acc[PB][OB];
 #if MLIP_HAVE_AVX2_KERNEL
         if (sim->has_avx2) {
-            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc);
+            conv_block6p_avx2(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
         } else
 #endif
         {
-            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc);
+            conv_block6p_c(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
         }
         conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
     }
@@ -2915,9 +2921,6 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         we->valid = 1;
     }
     wver_note(sim, lt, g->w_addr, wlen, we);
-    TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
-    float *W = align64f(sim->wconv);
-    h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     /* Zero-padded input path: with finite weights a padding tap adds 0*w = +-0 to an
      * accumulator that can never be -0, i.e. changes nothing, so it equals skipping the tap;
      * then any 6 output pixels (across rows) share one kernel call. */
@@ -2937,6 +2940,14 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     uint64_t xkey[PREP_KEYS] = {1, (uint64_t)g->ih, (uint64_t)g->iw, (uint64_t)g->ic,
                                 (uint64_t)g->ips, pads};
     size_t nx = padded ? (size_t)(ihp * iwp * g->ic) : nin;
+    /* the AVX-512 kernels read the fp16 weights (converting them in registers: the bytes
+     * streamed per CONV are halved); the others read them converted once into W */
+    const float *W = NULL;
+    if (!padded || !sim->has_avx512) {
+        TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
+        W = align64f(sim->wconv);
+        h2f_row(sim, (const uint8_t *)we->buf, align64f(sim->wconv), (int64_t)nw);
+    }
     float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
     if (X == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
@@ -2967,8 +2978,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
-        conv_job job = {sim, g, X, W, ocm, icg, ocg, nob, kk, iwp, ptp, plp, g->oh * g->ow,
-                        sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
+        conv_job job = {sim, g, X, W, we->buf, ocm, icg, ocg, nob, kk, iwp, ptp, plp,
+                        g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
                         has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
