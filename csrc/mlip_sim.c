@@ -2454,25 +2454,33 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
         if (NB == 2) _mm512_storeu_ps(out[1][k], a##k##1);                                  \
     }
 static inline __attribute__((always_inline, target("avx512f"))) void
-conv_np_body(const int NP, const int NB, const float *X, const uint16_t *wblk,
-             const conv_geo *g, int64_t icg, int64_t iwp, const int64_t off[12],
-             float out[2][12][OB])
+conv_np_body(const int NP, const int NB, const int FILL, const float *X, const float *wf,
+             const uint16_t *wh, float *ws, const conv_geo *g, int64_t icg, int64_t iwp,
+             const int64_t off[12], float out[2][12][OB])
 {
     KNP_ACC(0); KNP_ACC(1); KNP_ACC(2); KNP_ACC(3); KNP_ACC(4); KNP_ACC(5);
     KNP_ACC(6); KNP_ACC(7); KNP_ACC(8); KNP_ACC(9); KNP_ACC(10); KNP_ACC(11);
     const int64_t second = g->kh * g->kw * icg * OB;
     const int merged = g->dw == 1 && icg == g->ic;
     const int64_t nj = merged ? 1 : g->kw, run = merged ? g->kw * icg : icg;
-    const uint16_t *wp = wblk;
+    int64_t t = 0; /* index of the step's weights in wf / wh / ws */
     for (int64_t i = 0; i < g->kh; i++) {
         for (int64_t j = 0; j < nj; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            for (int64_t c = 0; c < run; c++, wp += OB) {
-                __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)wp));
-                __m512 w1 = w0;
-                if (NB == 2) {
-                    w1 = _mm512_cvtph_ps(
-                        _mm256_loadu_si256((const __m256i *)(const void *)(wp + second)));
+            for (int64_t c = 0; c < run; c++, t += OB) {
+                __m512 w0, w1;
+                if (FILL) {
+                    w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(wh + t)));
+                    _mm512_storeu_ps(ws + t, w0);
+                    w1 = w0;
+                    if (NB == 2) {
+                        w1 = _mm512_cvtph_ps(
+                            _mm256_loadu_si256((const __m256i *)(const void *)(wh + t + second)));
+                        _mm512_storeu_ps(ws + t + second, w1);
+                    }
+                } else {
+                    w0 = _mm512_loadu_ps(wf + t);
+                    w1 = NB == 2 ? _mm512_loadu_ps(wf + t + second) : w0;
                 }
                 KNP_STEP(0) KNP_STEP(1) KNP_STEP(2) KNP_STEP(3) KNP_STEP(4) KNP_STEP(5)
                 KNP_STEP(6) KNP_STEP(7) KNP_STEP(8) KNP_STEP(9) KNP_STEP(10) KNP_STEP(11)
@@ -2486,29 +2494,44 @@ conv_np_body(const int NP, const int NB, const float *X, const uint16_t *wblk,
 #undef KNP_STEP
 #undef KNP_STORE
 
-typedef void (*conv_np_fn)(const float *X, const uint16_t *wblk, const conv_geo *g, int64_t icg,
-                           int64_t iwp, const int64_t off[12], float out[2][12][OB]);
-#define KNP_INSTANCE(n, b)                                                                  \
-    __attribute__((target("avx512f"))) static void conv_np##n##_nb##b(                      \
-        const float *X, const uint16_t *wblk, const conv_geo *g, int64_t icg, int64_t iwp,  \
-        const int64_t off[12], float out[2][12][OB])                                        \
+/* wf: the fp32 weights; or, filling, wh: the fp16 weights, converted (F16C semantics, exact)
+ * and also stored at the same index of ws, so the block group's next calls read them from wf */
+typedef void (*conv_np_fn)(const float *X, const float *wf, const uint16_t *wh, float *ws,
+                           const conv_geo *g, int64_t icg, int64_t iwp, const int64_t off[12],
+                           float out[2][12][OB]);
+#define KNP_INSTANCE(n, b, f, name)                                                         \
+    __attribute__((target("avx512f"))) static void name(                                    \
+        const float *X, const float *wf, const uint16_t *wh, float *ws, const conv_geo *g,  \
+        int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])              \
     {                                                                                       \
-        conv_np_body(n, b, X, wblk, g, icg, iwp, off, out);                                 \
+        conv_np_body(n, b, f, X, wf, wh, ws, g, icg, iwp, off, out);                        \
     }
 #define KNP_INSTANCES(b)                                                                    \
-    KNP_INSTANCE(1, b) KNP_INSTANCE(2, b) KNP_INSTANCE(3, b) KNP_INSTANCE(4, b)             \
-    KNP_INSTANCE(5, b) KNP_INSTANCE(6, b) KNP_INSTANCE(7, b) KNP_INSTANCE(8, b)             \
-    KNP_INSTANCE(9, b) KNP_INSTANCE(10, b) KNP_INSTANCE(11, b) KNP_INSTANCE(12, b)
+    KNP_INSTANCE(1, b, 0, conv_np1_nb##b) KNP_INSTANCE(2, b, 0, conv_np2_nb##b)             \
+    KNP_INSTANCE(3, b, 0, conv_np3_nb##b) KNP_INSTANCE(4, b, 0, conv_np4_nb##b)             \
+    KNP_INSTANCE(5, b, 0, conv_np5_nb##b) KNP_INSTANCE(6, b, 0, conv_np6_nb##b)             \
+    KNP_INSTANCE(7, b, 0, conv_np7_nb##b) KNP_INSTANCE(8, b, 0, conv_np8_nb##b)             \
+    KNP_INSTANCE(9, b, 0, conv_np9_nb##b) KNP_INSTANCE(10, b, 0, conv_np10_nb##b)           \
+    KNP_INSTANCE(11, b, 0, conv_np11_nb##b) KNP_INSTANCE(12, b, 0, conv_np12_nb##b)         \
+    KNP_INSTANCE(1, b, 1, conv_np1_nb##b##_fill) KNP_INSTANCE(2, b, 1, conv_np2_nb##b##_fill) \
+    KNP_INSTANCE(3, b, 1, conv_np3_nb##b##_fill) KNP_INSTANCE(4, b, 1, conv_np4_nb##b##_fill) \
+    KNP_INSTANCE(5, b, 1, conv_np5_nb##b##_fill) KNP_INSTANCE(6, b, 1, conv_np6_nb##b##_fill) \
+    KNP_INSTANCE(7, b, 1, conv_np7_nb##b##_fill) KNP_INSTANCE(8, b, 1, conv_np8_nb##b##_fill) \
+    KNP_INSTANCE(9, b, 1, conv_np9_nb##b##_fill) KNP_INSTANCE(10, b, 1, conv_np10_nb##b##_fill) \
+    KNP_INSTANCE(11, b, 1, conv_np11_nb##b##_fill)                                          \
+    KNP_INSTANCE(12, b, 1, conv_np12_nb##b##_fill)
 KNP_INSTANCES(1)
 KNP_INSTANCES(2)
 #undef KNP_INSTANCES
 #undef KNP_INSTANCE
-/* conv_np_avx512[nb - 1][np - 1] computes np pixels of nb blocks */
-static const conv_np_fn conv_np_avx512[2][12] = {
-    {conv_np1_nb1, conv_np2_nb1, conv_np3_nb1, conv_np4_nb1, conv_np5_nb1, conv_np6_nb1,
-     conv_np7_nb1, conv_np8_nb1, conv_np9_nb1, conv_np10_nb1, conv_np11_nb1, conv_np12_nb1},
-    {conv_np1_nb2, conv_np2_nb2, conv_np3_nb2, conv_np4_nb2, conv_np5_nb2, conv_np6_nb2,
-     conv_np7_nb2, conv_np8_nb2, conv_np9_nb2, conv_np10_nb2, conv_np11_nb2, conv_np12_nb2}};
+/* conv_np_avx512[fill][nb - 1][np - 1] computes np pixels of nb blocks */
+#define KNP_ROW(b, f)                                                                       \
+    {conv_np1_nb##b##f, conv_np2_nb##b##f, conv_np3_nb##b##f, conv_np4_nb##b##f,            \
+     conv_np5_nb##b##f, conv_np6_nb##b##f, conv_np7_nb##b##f, conv_np8_nb##b##f,            \
+     conv_np9_nb##b##f, conv_np10_nb##b##f, conv_np11_nb##b##f, conv_np12_nb##b##f}
+static const conv_np_fn conv_np_avx512[2][2][12] = {{KNP_ROW(1, ), KNP_ROW(2, )},
+                                                    {KNP_ROW(1, _fill), KNP_ROW(2, _fill)}};
+#undef KNP_ROW
 
 /* Whether conv_store_avx512 does this activation (the others take the generic path) */
 static int conv_store_avx512_acts(int act)
@@ -2774,8 +2797,10 @@ typedef struct conv_job {
     const mlip_sim *sim;
     const conv_geo *g;
     const float *X;
-    const float *W;                   /* fp32 weights (the AVX2 and portable kernels) */
-    const uint16_t *T;                /* fp16 weights, same layout (the AVX-512 kernels) */
+    float *W;                         /* fp32 weights */
+    const uint16_t *T;                /* fp16 weights, same layout */
+    int fill;                         /* W is filled from T by each block group's first
+                                       * AVX-512 call (else W is complete) */
     uint8_t *ocm;
     int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
     int64_t step;                     /* blocks per block group */
@@ -2850,7 +2875,8 @@ static void conv_padded_part(void *ctx, int64_t part)
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
-            conv_np_avx512[nb - 1][np - 1](j->X, j->T + woff, g, j->icg, j->iwp, off, acc2);
+            conv_np_avx512[j->fill && p0 == 0][nb - 1][np - 1](
+                j->X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
                 uint8_t *orow = j->ocm + g->out_addr +
@@ -2940,14 +2966,11 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     uint64_t xkey[PREP_KEYS] = {1, (uint64_t)g->ih, (uint64_t)g->iw, (uint64_t)g->ic,
                                 (uint64_t)g->ips, pads};
     size_t nx = padded ? (size_t)(ihp * iwp * g->ic) : nin;
-    /* the AVX-512 kernels read the fp16 weights (converting them in registers: the bytes
-     * streamed per CONV are halved); the others read them converted once into W */
-    const float *W = NULL;
-    if (!padded || !sim->has_avx512) {
-        TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
-        W = align64f(sim->wconv);
-        h2f_row(sim, (const uint8_t *)we->buf, align64f(sim->wconv), (int64_t)nw);
-    }
+    /* the fp32 weights of this CONV: converted here, or (the AVX-512 kernels on one thread)
+     * by the first kernel call of each block group, which reads the fp16 weights and stores
+     * them converted as it goes: the cold bytes stream in while that call computes */
+    TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
+    float *W = align64f(sim->wconv);
     float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
     if (X == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
@@ -2978,17 +3001,21 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
-        conv_job job = {sim, g, X, W, we->buf, ocm, icg, ocg, nob, kk, iwp, ptp, plp,
+        conv_job job = {sim, g, X, W, we->buf, 0, ocm, icg, ocg, nob, kk, iwp, ptp, plp,
                         g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
                         has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
         uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
-        pool_run(&sim->pool, conv_padded_part, &job, g->groups * job.nbg * job.nchunk,
-                 macs >= CONV_THREAD_MACS);
+        int64_t parts = g->groups * job.nbg * job.nchunk;
+        int parallel = macs >= CONV_THREAD_MACS;
+        job.fill = job.avx512 && !(parallel && sim->pool.n > 0 && parts >= 2);
+        if (!job.fill) h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
+        pool_run(&sim->pool, conv_padded_part, &job, parts, parallel);
         return MLIP_OK;
     }
+    h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     for (int64_t gi = 0; gi < g->groups; gi++) {
         int64_t xoff = gi * icg;
         for (int64_t obi = 0; obi < nob; obi++) {
