@@ -120,6 +120,7 @@ typedef struct run_ctx {
 #define PREP_KEYS 6
 typedef struct prep_cache {
     int valid;
+    uint32_t tile;      /* the tile whose OCM bytes [lo, hi) it holds */
     uint64_t lo;
     uint64_t hi;
     uint64_t key[PREP_KEYS];
@@ -207,7 +208,7 @@ struct mlip_sim {
     int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
     pool pool;
     int pool_init;                    /* pool.mu / go / done initialised */
-    prep_cache xcache[MLIP_MAX_TILES];
+    prep_cache xcache;                /* the last CONV's converted input (any tile's) */
     wprov_table wprov[MLIP_MAX_TILES];
     wver_table wver[MLIP_MAX_TILES];
     uint64_t wc_fills;                /* weights cache entries filled so far */
@@ -2103,10 +2104,12 @@ static void pool_stop(mlip_sim *sim)
     p->n = 0;
 }
 
-/* ---- prepared (fp32, transposed) operands, cached per tile --------------------------------
- * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
- * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
- * overlaps the source range invalidates the entry (prep_invalidate, called by exec_one). */
+/* ---- prepared (fp32) inputs -----------------------------------------------------------------
+ * The conversion of a CONV's input block to fp32 is kept and reused by the next CONV/GEMM
+ * reading the same OCM bytes of the same tile with the same geometry; any OCM write that
+ * overlaps the source range invalidates it (prep_invalidate, called by exec_one).  One
+ * buffer for all tiles, not one per tile: it stays in the host's cache from one CONV to the
+ * next, and the next CONV rarely reads the same block (never in ResNet-50 at 8 tiles). */
 /* the first 64-byte boundary in a buffer allocated with 64 bytes to spare: whole-cache-line
  * vector loads of the prepared operands never straddle two lines */
 static inline float *align64f(float *p)
@@ -2114,10 +2117,12 @@ static inline float *align64f(float *p)
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
-static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_KEYS],
-                          uint64_t lo, uint64_t hi, size_t floats, int *hit)
+static float *prep_lookup(mlip_sim *sim, prep_cache *c, uint32_t lt,
+                          const uint64_t key[PREP_KEYS], uint64_t lo, uint64_t hi,
+                          size_t floats, int *hit)
 {
-    if (c->valid && c->lo == lo && c->hi == hi && memcmp(c->key, key, sizeof c->key) == 0) {
+    if (c->valid && c->tile == lt && c->lo == lo && c->hi == hi &&
+        memcmp(c->key, key, sizeof c->key) == 0) {
         *hit = 1;
         return align64f(c->buf);
     }
@@ -2127,6 +2132,7 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
         return NULL;
     }
     memcpy(c->key, key, sizeof c->key);
+    c->tile = lt;
     c->lo = lo;
     c->hi = hi;
     return align64f(c->buf);
@@ -2134,8 +2140,8 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
 {
-    prep_cache *c = &sim->xcache[lt];
-    if (c->valid && lo < c->hi && c->lo < hi) {
+    prep_cache *c = &sim->xcache;
+    if (c->valid && c->tile == lt && lo < c->hi && c->lo < hi) {
         c->valid = 0;
     }
     /* the weights provenance and the checked weights of the written bytes are gone */
@@ -2971,7 +2977,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
      * them converted as it goes: the cold bytes stream in while that call computes */
     TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
     float *W = align64f(sim->wconv);
-    float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
+    float *X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
     if (X == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
         if (padded) { /* zero the border only: the rows above and below, the columns left
@@ -2993,7 +2999,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                                  : p * g->ic;
             h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, run * g->ic);
         }
-        sim->xcache[lt].valid = 1;
+        sim->xcache.valid = 1;
     }
     float bias_buf[OB];
     int odt = in->dst_dtype;
@@ -4481,7 +4487,6 @@ void mlip_sim_free(mlip_sim *sim)
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
         shadow_free(&sim->osh[t]);
-        free(sim->xcache[t].buf);
     }
     for (uint32_t k = 0; k < sim->wc_n; k++) {
         free(sim->wc[k].raw);
@@ -4497,6 +4502,7 @@ void mlip_sim_free(mlip_sim *sim)
     free(sim->fbuf);
     free(sim->wbuf);
     free(sim->wconv);
+    free(sim->xcache.buf);
     free(sim->ibuf);
     free(sim->iwbuf);
     free(sim->tbuf);
