@@ -2477,12 +2477,12 @@ conv_np_body(const int NP, const int NB, const int FILL, const float *X, const f
                 __m512 w0, w1;
                 if (FILL) {
                     w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(wh + t)));
-                    _mm512_storeu_ps(ws + t, w0);
+                    if (FILL == 1) _mm512_storeu_ps(ws + t, w0);
                     w1 = w0;
                     if (NB == 2) {
                         w1 = _mm512_cvtph_ps(
                             _mm256_loadu_si256((const __m256i *)(const void *)(wh + t + second)));
-                        _mm512_storeu_ps(ws + t + second, w1);
+                        if (FILL == 1) _mm512_storeu_ps(ws + t + second, w1);
                     }
                 } else {
                     w0 = _mm512_loadu_ps(wf + t);
@@ -2500,8 +2500,9 @@ conv_np_body(const int NP, const int NB, const int FILL, const float *X, const f
 #undef KNP_STEP
 #undef KNP_STORE
 
-/* wf: the fp32 weights; or, filling, wh: the fp16 weights, converted (F16C semantics, exact)
- * and also stored at the same index of ws, so the block group's next calls read them from wf */
+/* wf: the fp32 weights; or, filling (fill 1), wh: the fp16 weights, converted (F16C semantics,
+ * exact) and also stored at the same index of ws, so the block group's next calls read them
+ * from wf; or (fill 2, a block group's only call) wh converted and not stored */
 typedef void (*conv_np_fn)(const float *X, const float *wf, const uint16_t *wh, float *ws,
                            const conv_geo *g, int64_t icg, int64_t iwp, const int64_t off[12],
                            float out[2][12][OB]);
@@ -2525,7 +2526,14 @@ typedef void (*conv_np_fn)(const float *X, const float *wf, const uint16_t *wh, 
     KNP_INSTANCE(7, b, 1, conv_np7_nb##b##_fill) KNP_INSTANCE(8, b, 1, conv_np8_nb##b##_fill) \
     KNP_INSTANCE(9, b, 1, conv_np9_nb##b##_fill) KNP_INSTANCE(10, b, 1, conv_np10_nb##b##_fill) \
     KNP_INSTANCE(11, b, 1, conv_np11_nb##b##_fill)                                          \
-    KNP_INSTANCE(12, b, 1, conv_np12_nb##b##_fill)
+    KNP_INSTANCE(12, b, 1, conv_np12_nb##b##_fill)                                          \
+    KNP_INSTANCE(1, b, 2, conv_np1_nb##b##_once) KNP_INSTANCE(2, b, 2, conv_np2_nb##b##_once) \
+    KNP_INSTANCE(3, b, 2, conv_np3_nb##b##_once) KNP_INSTANCE(4, b, 2, conv_np4_nb##b##_once) \
+    KNP_INSTANCE(5, b, 2, conv_np5_nb##b##_once) KNP_INSTANCE(6, b, 2, conv_np6_nb##b##_once) \
+    KNP_INSTANCE(7, b, 2, conv_np7_nb##b##_once) KNP_INSTANCE(8, b, 2, conv_np8_nb##b##_once) \
+    KNP_INSTANCE(9, b, 2, conv_np9_nb##b##_once) KNP_INSTANCE(10, b, 2, conv_np10_nb##b##_once) \
+    KNP_INSTANCE(11, b, 2, conv_np11_nb##b##_once)                                          \
+    KNP_INSTANCE(12, b, 2, conv_np12_nb##b##_once)
 KNP_INSTANCES(1)
 KNP_INSTANCES(2)
 #undef KNP_INSTANCES
@@ -2535,8 +2543,9 @@ KNP_INSTANCES(2)
     {conv_np1_nb##b##f, conv_np2_nb##b##f, conv_np3_nb##b##f, conv_np4_nb##b##f,            \
      conv_np5_nb##b##f, conv_np6_nb##b##f, conv_np7_nb##b##f, conv_np8_nb##b##f,            \
      conv_np9_nb##b##f, conv_np10_nb##b##f, conv_np11_nb##b##f, conv_np12_nb##b##f}
-static const conv_np_fn conv_np_avx512[2][2][12] = {{KNP_ROW(1, ), KNP_ROW(2, )},
-                                                    {KNP_ROW(1, _fill), KNP_ROW(2, _fill)}};
+static const conv_np_fn conv_np_avx512[3][2][12] = {{KNP_ROW(1, ), KNP_ROW(2, )},
+                                                    {KNP_ROW(1, _fill), KNP_ROW(2, _fill)},
+                                                    {KNP_ROW(1, _once), KNP_ROW(2, _once)}};
 #undef KNP_ROW
 
 /* Whether conv_store_avx512 does this activation (the others take the generic path) */
@@ -2881,7 +2890,8 @@ static void conv_padded_part(void *ctx, int64_t part)
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
-            conv_np_avx512[j->fill && p0 == 0][nb - 1][np - 1](
+            int fill = !j->fill || p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
+            conv_np_avx512[fill][nb - 1][np - 1](
                 j->X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
