@@ -2379,66 +2379,6 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
 #include <immintrin.h>
 #define MLIP_HAVE_AVX2_KERNEL 1
 
-/* Up to 6 output pixels (np) x 16 output channels, kernel columns [j0, j1); the weights of
- * the 16-channel block are contiguous: wblk[((i * kw + j) * icg + c) * OB + o].  Lanes of
- * pixels >= np repeat pixel np - 1 and are discarded.  Accumulation order per output:
- * (i, j, c) as documented; fmadd equals mul + add here because the product of two fp16
- * values is exact in fp32. */
-__attribute__((target("avx2,fma"))) static void
-conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
-                 int64_t j0, int64_t j1, float out[6][OB])
-{
-    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-    __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-    __m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-    __m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
-    const int64_t pst = g->sw * g->ic;
-    int64_t off[6];
-    for (int k = 0; k < 6; k++) {
-        off[k] = (k < np ? k : np - 1) * pst;
-    }
-    for (int64_t i = i0; i < i1; i++) {
-        int64_t y = r * g->sh + i * g->dh - g->pt;
-        for (int64_t j = j0; j < j1; j++) {
-            int64_t x = s * g->sw + j * g->dw - g->pl;
-            const float *xb = X + (y * g->iw + x) * g->ic + xoff;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
-            const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-                __m256 b = _mm256_broadcast_ss(x0 + c);
-                a00 = _mm256_fmadd_ps(b, w0, a00);
-                a01 = _mm256_fmadd_ps(b, w1, a01);
-                b = _mm256_broadcast_ss(x1 + c);
-                a10 = _mm256_fmadd_ps(b, w0, a10);
-                a11 = _mm256_fmadd_ps(b, w1, a11);
-                b = _mm256_broadcast_ss(x2 + c);
-                a20 = _mm256_fmadd_ps(b, w0, a20);
-                a21 = _mm256_fmadd_ps(b, w1, a21);
-                b = _mm256_broadcast_ss(x3 + c);
-                a30 = _mm256_fmadd_ps(b, w0, a30);
-                a31 = _mm256_fmadd_ps(b, w1, a31);
-                b = _mm256_broadcast_ss(x4 + c);
-                a40 = _mm256_fmadd_ps(b, w0, a40);
-                a41 = _mm256_fmadd_ps(b, w1, a41);
-                b = _mm256_broadcast_ss(x5 + c);
-                a50 = _mm256_fmadd_ps(b, w0, a50);
-                a51 = _mm256_fmadd_ps(b, w1, a51);
-            }
-        }
-    }
-    _mm256_storeu_ps(out[0], a00); _mm256_storeu_ps(out[0] + 8, a01);
-    _mm256_storeu_ps(out[1], a10); _mm256_storeu_ps(out[1] + 8, a11);
-    _mm256_storeu_ps(out[2], a20); _mm256_storeu_ps(out[2] + 8, a21);
-    _mm256_storeu_ps(out[3], a30); _mm256_storeu_ps(out[3] + 8, a31);
-    _mm256_storeu_ps(out[4], a40); _mm256_storeu_ps(out[4] + 8, a41);
-    _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
-}
-
 /* Up to 12 output pixels (NP) x NB 16-channel weight blocks (NB = 1, or 2 adjacent blocks,
  * the second at wblk + kk * OB) on the zero-padded input, AVX-512F; NP and NB are
  * compile-time constants of each instance.  NP * NB accumulators: each loaded weight vector
@@ -2714,30 +2654,74 @@ static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t
     }
 }
 
-/* portable version of the block kernel (same contract as conv_block6_avx2) */
-static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                         int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
-                         int64_t i1, int64_t j0, int64_t j1, float acc[PB][OB])
+/* Up to 6 output pixels (np, consecutive in output row r from column s) x 16 output channels
+ * on the unpadded input: kernel rows [i0, i1) and columns [j0, j1), the taps inside the input
+ * for every one of these pixels (so non-finite weights never meet a padding tap); the weights
+ * of the 16-channel block are contiguous: wblk[((i * kw + j) * icg + c) * OB + o].  Lanes of
+ * pixels >= np repeat pixel np - 1 and are discarded.  Accumulation order per output:
+ * (i, j, c) as documented.  One body, compiled twice: for AVX2+FMA (conv_block6_avx2, where
+ * a + x * w may become one fused multiply-add: the product of two fp16 values is exact in
+ * fp32, so that equals multiply then add) and for the baseline (conv_block6_c). */
+static inline __attribute__((always_inline)) void
+conv_block6_body(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
+                 int64_t j0, int64_t j1, float out[6][OB])
 {
-    memset(acc, 0, sizeof(float) * PB * OB);
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
     const int64_t pst = g->sw * g->ic;
+    int64_t off[6];
+    for (int k = 0; k < 6; k++) off[k] = (k < np ? k : np - 1) * pst;
     for (int64_t i = i0; i < i1; i++) {
         int64_t y = r * g->sh + i * g->dh - g->pt;
         for (int64_t j = j0; j < j1; j++) {
             int64_t x = s * g->sw + j * g->dw - g->pl;
-            const float *x0 = X + (y * g->iw + x) * g->ic + xoff;
+            const float *xb = X + (y * g->iw + x) * g->ic + xoff;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
             const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
-            for (int64_t c = 0; c < icg; c++) {
-                const float *w = wp + c * OB;
-                for (int64_t k = 0; k < np; k++) {
-                    float v = x0[k * pst + c];
-                    for (int o = 0; o < OB; o++) {
-                        acc[k][o] += v * w[o];
-                    }
-                }
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                v8f w0, w1;
+                memcpy(&w0, wp, sizeof w0);
+                memcpy(&w1, wp + 8, sizeof w1);
+                a00 = a00 + x0[c] * w0;
+                a01 = a01 + x0[c] * w1;
+                a10 = a10 + x1[c] * w0;
+                a11 = a11 + x1[c] * w1;
+                a20 = a20 + x2[c] * w0;
+                a21 = a21 + x2[c] * w1;
+                a30 = a30 + x3[c] * w0;
+                a31 = a31 + x3[c] * w1;
+                a40 = a40 + x4[c] * w0;
+                a41 = a41 + x4[c] * w1;
+                a50 = a50 + x5[c] * w0;
+                a51 = a51 + x5[c] * w1;
             }
         }
     }
+    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
+    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
+    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
+    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
+    memcpy(out[4], &a40, 32); memcpy(out[4] + 8, &a41, 32);
+    memcpy(out[5], &a50, 32); memcpy(out[5] + 8, &a51, 32);
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void
+conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
+                 int64_t j0, int64_t j1, float out[6][OB])
+{
+    conv_block6_body(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, out);
+}
+#endif
+
+static void conv_block6_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                          int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
+                          int64_t i1, int64_t j0, int64_t j1, float out[6][OB])
+{
+    conv_block6_body(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, out);
 }
 
 /* 6 output pixels x 16 output channels on a zero-padded input: pixel k starts at X + off[k]
@@ -3063,7 +3047,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                     } else
 #endif
                     {
-                        conv_block_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
+                        conv_block6_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
                     }
                     for (int64_t k = 0; k < np; k++) {
                         uint8_t *orow = ocm + g->out_addr +
