@@ -2798,8 +2798,9 @@ typedef struct conv_job {
     const float *X;
     float *W;                         /* fp32 weights */
     const uint16_t *T;                /* fp16 weights, same layout */
-    int fill;                         /* W is filled from T by each block group's first
-                                       * AVX-512 call (else W is complete) */
+    int fill;                         /* AVX-512: 1, W is filled from T by each block
+                                       * group's first call; 2, every call reads T (threads:
+                                       * parts of a block group run at the same time) */
     uint8_t *ocm;
     int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
     int64_t step;                     /* blocks per block group */
@@ -2874,7 +2875,7 @@ static void conv_padded_part(void *ctx, int64_t part)
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
-            int fill = !j->fill || p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
+            int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
             conv_np_avx512[fill][nb - 1][np - 1](
                 j->X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
@@ -2968,7 +2969,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     size_t nx = padded ? (size_t)(ihp * iwp * g->ic) : nin;
     /* the fp32 weights of this CONV: converted here, or (the AVX-512 kernels on one thread)
      * by the first kernel call of each block group, which reads the fp16 weights and stores
-     * them converted as it goes: the cold bytes stream in while that call computes */
+     * them converted as it goes: the cold bytes stream in while that call computes (on
+     * threads, every AVX-512 call converts the fp16 weights in registers) */
     TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
     float *W = align64f(sim->wconv);
     float *X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
@@ -3010,7 +3012,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
         int64_t parts = g->groups * job.nbg * job.nchunk;
         int parallel = macs >= CONV_THREAD_MACS;
-        job.fill = job.avx512 && !(parallel && sim->pool.n > 0 && parts >= 2);
+        job.fill = !job.avx512 ? 0 : parallel && sim->pool.n > 0 && parts >= 2 ? 2 : 1;
         if (!job.fill) h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
         pool_run(&sim->pool, conv_padded_part, &job, parts, parallel);
         return MLIP_OK;
