@@ -2386,7 +2386,9 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
  * Where dw == 1 and the group spans every input channel, the taps (j, c) of one kernel row
  * are contiguous in X and in the weights, so they run as one loop of kw * icg.  Every
  * output's accumulation order is the documented (i, j, c) sequence, the same as the other
- * kernels', so the bits are equal; out[b][k][o] for block b. */
+ * kernels', so the bits are equal; out[b][k][o] for block b.  FILL (a compile-time constant
+ * too) says where the weights come from: 0, fp32 wf; 1 and 2, fp16 wh converted in registers
+ * (exact), and with 1 also stored as fp32 at the same index of ws. */
 #define KNP_ACC(k) __m512 a##k##0 = _mm512_setzero_ps(), a##k##1 = _mm512_setzero_ps()
 #define KNP_STEP(k)                                                                         \
     if (NP > k) {                                                                           \
@@ -2416,7 +2418,8 @@ conv_np_body(const int NP, const int NB, const int FILL, const float *X, const f
             for (int64_t c = 0; c < run; c++, t += OB) {
                 __m512 w0, w1;
                 if (FILL) {
-                    w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(wh + t)));
+                    w0 = _mm512_cvtph_ps(
+                        _mm256_loadu_si256((const __m256i *)(const void *)(wh + t)));
                     if (FILL == 1) _mm512_storeu_ps(ws + t, w0);
                     w1 = w0;
                     if (NB == 2) {
@@ -2446,36 +2449,24 @@ conv_np_body(const int NP, const int NB, const int FILL, const float *X, const f
 typedef void (*conv_np_fn)(const float *X, const float *wf, const uint16_t *wh, float *ws,
                            const conv_geo *g, int64_t icg, int64_t iwp, const int64_t off[12],
                            float out[2][12][OB]);
-#define KNP_INSTANCE(n, b, f, name)                                                         \
-    __attribute__((target("avx512f"))) static void name(                                    \
+#define KNP_INSTANCE(n, b, f, sfx)                                                          \
+    __attribute__((target("avx512f"))) static void conv_np##n##_nb##b##sfx(                 \
         const float *X, const float *wf, const uint16_t *wh, float *ws, const conv_geo *g,  \
         int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])              \
     {                                                                                       \
         conv_np_body(n, b, f, X, wf, wh, ws, g, icg, iwp, off, out);                        \
     }
-#define KNP_INSTANCES(b)                                                                    \
-    KNP_INSTANCE(1, b, 0, conv_np1_nb##b) KNP_INSTANCE(2, b, 0, conv_np2_nb##b)             \
-    KNP_INSTANCE(3, b, 0, conv_np3_nb##b) KNP_INSTANCE(4, b, 0, conv_np4_nb##b)             \
-    KNP_INSTANCE(5, b, 0, conv_np5_nb##b) KNP_INSTANCE(6, b, 0, conv_np6_nb##b)             \
-    KNP_INSTANCE(7, b, 0, conv_np7_nb##b) KNP_INSTANCE(8, b, 0, conv_np8_nb##b)             \
-    KNP_INSTANCE(9, b, 0, conv_np9_nb##b) KNP_INSTANCE(10, b, 0, conv_np10_nb##b)           \
-    KNP_INSTANCE(11, b, 0, conv_np11_nb##b) KNP_INSTANCE(12, b, 0, conv_np12_nb##b)         \
-    KNP_INSTANCE(1, b, 1, conv_np1_nb##b##_fill) KNP_INSTANCE(2, b, 1, conv_np2_nb##b##_fill) \
-    KNP_INSTANCE(3, b, 1, conv_np3_nb##b##_fill) KNP_INSTANCE(4, b, 1, conv_np4_nb##b##_fill) \
-    KNP_INSTANCE(5, b, 1, conv_np5_nb##b##_fill) KNP_INSTANCE(6, b, 1, conv_np6_nb##b##_fill) \
-    KNP_INSTANCE(7, b, 1, conv_np7_nb##b##_fill) KNP_INSTANCE(8, b, 1, conv_np8_nb##b##_fill) \
-    KNP_INSTANCE(9, b, 1, conv_np9_nb##b##_fill) KNP_INSTANCE(10, b, 1, conv_np10_nb##b##_fill) \
-    KNP_INSTANCE(11, b, 1, conv_np11_nb##b##_fill)                                          \
-    KNP_INSTANCE(12, b, 1, conv_np12_nb##b##_fill)                                          \
-    KNP_INSTANCE(1, b, 2, conv_np1_nb##b##_once) KNP_INSTANCE(2, b, 2, conv_np2_nb##b##_once) \
-    KNP_INSTANCE(3, b, 2, conv_np3_nb##b##_once) KNP_INSTANCE(4, b, 2, conv_np4_nb##b##_once) \
-    KNP_INSTANCE(5, b, 2, conv_np5_nb##b##_once) KNP_INSTANCE(6, b, 2, conv_np6_nb##b##_once) \
-    KNP_INSTANCE(7, b, 2, conv_np7_nb##b##_once) KNP_INSTANCE(8, b, 2, conv_np8_nb##b##_once) \
-    KNP_INSTANCE(9, b, 2, conv_np9_nb##b##_once) KNP_INSTANCE(10, b, 2, conv_np10_nb##b##_once) \
-    KNP_INSTANCE(11, b, 2, conv_np11_nb##b##_once)                                          \
-    KNP_INSTANCE(12, b, 2, conv_np12_nb##b##_once)
-KNP_INSTANCES(1)
-KNP_INSTANCES(2)
+#define KNP_INSTANCES(b, f, sfx)                                                            \
+    KNP_INSTANCE(1, b, f, sfx) KNP_INSTANCE(2, b, f, sfx) KNP_INSTANCE(3, b, f, sfx)        \
+    KNP_INSTANCE(4, b, f, sfx) KNP_INSTANCE(5, b, f, sfx) KNP_INSTANCE(6, b, f, sfx)        \
+    KNP_INSTANCE(7, b, f, sfx) KNP_INSTANCE(8, b, f, sfx) KNP_INSTANCE(9, b, f, sfx)        \
+    KNP_INSTANCE(10, b, f, sfx) KNP_INSTANCE(11, b, f, sfx) KNP_INSTANCE(12, b, f, sfx)
+KNP_INSTANCES(1, 0, )
+KNP_INSTANCES(2, 0, )
+KNP_INSTANCES(1, 1, _fill)
+KNP_INSTANCES(2, 1, _fill)
+KNP_INSTANCES(1, 2, _once)
+KNP_INSTANCES(2, 2, _once)
 #undef KNP_INSTANCES
 #undef KNP_INSTANCE
 /* conv_np_avx512[fill][nb - 1][np - 1] computes np pixels of nb blocks */
