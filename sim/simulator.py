@@ -235,11 +235,18 @@ class Simulator:
 
     # -- running --
     def _dram(self) -> memoryview:
-        """The simulated DRAM (allocated once by the core at load: the view is kept)."""
+        """The whole simulated DRAM, for the host to read or write anything (tests, tools).
+        Asked of the core at every call, which tells it that the weights region may change
+        before the next run (it then compares its converted weights with DRAM again)."""
+        size = self._ffi.new("uint64_t *")
+        ptr = self._lib.mlip_sim_dram(self._handle, size)
+        return memoryview(self._ffi.buffer(ptr, size[0]))
+
+    def _io_dram(self) -> memoryview:
+        """The simulated DRAM as the run path uses it: inputs written, outputs read (allocated
+        once by the core at load: the view is kept)."""
         if self._dram_view is None:
-            size = self._ffi.new("uint64_t *")
-            ptr = self._lib.mlip_sim_dram(self._handle, size)
-            self._dram_view = memoryview(self._ffi.buffer(ptr, size[0]))
+            self._dram_view = self._dram()
         return self._dram_view
 
     def input_buffers(self) -> list[np.ndarray]:
@@ -249,7 +256,7 @@ class Simulator:
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         if self._input_buffers is None:
-            dram = self._dram()
+            dram = self._io_dram()
             self._input_buffers = [
                 np.frombuffer(dram, dtype=np_type, count=math.prod(shape),
                               offset=desc.dram_offset).reshape(shape)
@@ -313,7 +320,7 @@ class Simulator:
         if len(inputs) != len(self.inputs):
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
-        dram = self._dram()
+        dram = self._io_dram()
         buffers = self._input_buffers or ()
         for k, (x, desc, np_type, shape) in enumerate(zip(
                 inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
