@@ -1714,6 +1714,95 @@ static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t
     }
 }
 
+/* 1 if no two elements of the box (extents n, strides st in elements) share a place: taken
+ * by increasing stride, each dimension of extent > 1 steps past the whole reach of the
+ * smaller ones */
+static int box_injective(const uint64_t *n, const uint64_t *st, int dims)
+{
+    int used[4] = {0, 0, 0, 0};
+    uint64_t reach = 1; /* elements spanned by the dimensions taken so far */
+    for (;;) {
+        int next = -1;
+        for (int d = 0; d < dims; d++) {
+            if (!used[d] && n[d] > 1 && (next < 0 || st[d] < st[next])) next = d;
+        }
+        if (next < 0) return 1;
+        if (st[next] < reach) return 0;
+        used[next] = 1;
+        reach += st[next] * (n[next] - 1);
+    }
+}
+
+/* A DMA without padding or conversion: copy the box (extents n, source / destination strides
+ * in elements of es bytes, innermost last) from src to dst, which are different buffers.
+ * Dimensions of extent 1 are dropped and dimensions that continue each other on both sides
+ * are merged (the same element pairs in the same order); when the innermost dimension is
+ * short and the destination never writes one place twice, the longest dimension is copied
+ * innermost instead (a layout transpose: the order of the writes cannot matter). */
+static void dma_copy_box(uint8_t *dst, const uint8_t *src, const uint64_t *n_in,
+                         const uint64_t *sst_in, const uint64_t *dst_in, uint32_t es, int store)
+{
+    uint64_t n[4] = {1, 1, 1, 1}, ss[4] = {0, 0, 0, 0}, ds[4] = {0, 0, 0, 0};
+    int dims = 0;
+    for (int d = 0; d < 4; d++) {
+        if (n_in[d] == 0) return;
+        if (n_in[d] == 1) continue;
+        if (dims > 0 && ss[dims - 1] == n_in[d] * sst_in[d] &&
+            ds[dims - 1] == n_in[d] * dst_in[d]) { /* continues the outer one: merge */
+            n[dims - 1] *= n_in[d];
+            ss[dims - 1] = sst_in[d];
+            ds[dims - 1] = dst_in[d];
+            continue;
+        }
+        n[dims] = n_in[d];
+        ss[dims] = sst_in[d];
+        ds[dims] = dst_in[d];
+        dims++;
+    }
+    if (dims == 0) { /* one element */
+        memcpy(dst, src, es);
+        return;
+    }
+    /* align to four dimensions, innermost last */
+    int shift = 4 - dims;
+    for (int d = 3; d >= 0; d--) {
+        int from = d - shift;
+        n[d] = from >= 0 ? n[from] : 1;
+        ss[d] = from >= 0 ? ss[from] : 0;
+        ds[d] = from >= 0 ? ds[from] : 0;
+    }
+    int inner = 3;
+    if (!(ss[3] == 1 && ds[3] == 1) && n[3] < 16) {
+        for (int d = shift; d < 3; d++) {
+            if (n[d] >= 4 * n[3] && n[d] > n[inner]) inner = d;
+        }
+        if (inner != 3 && !box_injective(n, ds, 4)) inner = 3;
+    }
+    if (inner != 3) { /* the long dimension innermost */
+        uint64_t t;
+        t = n[3], n[3] = n[inner], n[inner] = t;
+        t = ss[3], ss[3] = ss[inner], ss[inner] = t;
+        t = ds[3], ds[3] = ds[inner], ds[inner] = t;
+    }
+    for (uint64_t i0 = 0; i0 < n[0]; i0++) {
+        for (uint64_t i1 = 0; i1 < n[1]; i1++) {
+            for (uint64_t i2 = 0; i2 < n[2]; i2++) {
+                uint64_t so = (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
+                uint64_t dof = (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
+                if (ss[3] == 1 && ds[3] == 1) {
+                    if (store) {
+                        memmove(dst + dof, src + so, n[3] * es);
+                    } else {
+                        memcpy(dst + dof, src + so, n[3] * es);
+                    }
+                    continue;
+                }
+                copy_strided(dst + dof, ds[3] * es, src + so, ss[3] * es, n[3], es);
+            }
+        }
+    }
+}
+
 static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
 {
     const uint32_t *a = in->arg;
@@ -1859,21 +1948,16 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     uint64_t nsrc = src[0] * src[1] * src[2] * src[3];
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
-    /* without padding or conversion, rows that continue each other on both sides (row stride
-     * = row length in OCM and in DRAM, or 0 in DRAM for a broadcast of one element) are
-     * copied as one longer row: the same bytes */
-    int unpadded = same && os[3] == 1 && ds[3] <= 1;
-    for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
-    if (unpadded) {
-        for (int d = 2; d >= 0; d--) {
-            int inner_units = 1;
-            for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
-            if (inner_units && os[d] == dim[3] && ds[d] == dim[3] * ds[3]) {
-                dim[3] *= dim[d];
-                src[3] = dim[3];
-                dim[d] = src[d] = 1;
-            }
+    /* without padding or conversion: a copy of the box (merged rows, transposes) */
+    int plain = same;
+    for (int d = 0; d < 4; d++) plain &= pad[d] == 0 && src[d] == dim[d];
+    if (plain) {
+        if (load) {
+            dma_copy_box(ocm + ocm_addr, sim->dram + dram_addr, dim, ds, os, des, 0);
+        } else {
+            dma_copy_box(sim->dram + dram_addr, ocm + ocm_addr, dim, os, ds, des, 1);
         }
+        return MLIP_OK;
     }
     if (load) {
         uint8_t zero[4];
