@@ -36,7 +36,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -327,16 +327,50 @@ def adapt_layout(value: Value, shape, layout: str | None, where: str) -> np.ndar
 # ----------------------------------------------------------------------------- running
 
 
-@dataclass
 class StepRecord:
-    """What one step did in one run: wall time and (accelerator) the device report."""
+    """What one step did in one run: wall time and (accelerator) the device report.
 
-    symbol: str
-    kind: str
-    wall_s: float
-    report: dict[str, Any] = field(default_factory=dict)
-    timeline: Any = None
-    """accelerator steps of a traced run: the `mrvl.sim.trace.Timeline`"""
+    `report` is built on first read when the record holds a `build_report` function instead
+    (a device with `run_deferred`): the same dict, paid for only by whoever reads it.
+    `timeline`: accelerator steps of a traced run, the `mrvl.sim.trace.Timeline`."""
+
+    __slots__ = ("symbol", "kind", "wall_s", "timeline", "_report", "_build_report")
+
+    def __init__(self, symbol: str, kind: str, wall_s: float,
+                 report: dict[str, Any] | None = None, timeline: Any = None,
+                 build_report: Callable[[], dict[str, Any]] | None = None):
+        self.symbol = symbol
+        self.kind = kind
+        self.wall_s = wall_s
+        self.timeline = timeline
+        self._report = report if report is not None or build_report is not None else {}
+        self._build_report = build_report if report is None else None
+
+    @property
+    def report(self) -> dict[str, Any]:
+        if self._report is None:
+            assert self._build_report is not None
+            self._report = self._build_report()
+            self._build_report = None
+        return self._report
+
+    @report.setter
+    def report(self, value: dict[str, Any]) -> None:
+        self._report = value
+        self._build_report = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepRecord):
+            return NotImplemented
+        return (self.symbol, self.kind, self.wall_s, self.report, self.timeline) == (
+            other.symbol, other.kind, other.wall_s, other.report, other.timeline)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (f"StepRecord(symbol={self.symbol!r}, kind={self.kind!r}, "
+                f"wall_s={self.wall_s!r}, report={self.report!r}, "
+                f"timeline={self.timeline!r})")
 
 
 @dataclass
@@ -465,19 +499,24 @@ class _AcceleratorStep:
             device_inputs.append(to_device(arr, desc,
                                            out=buffers[k] if buffers is not None else None))
         start = time.perf_counter()
+        run_deferred = getattr(self.device, "run_deferred", None)
+        report, build_report = None, None
         if traced:
             timeline_of = getattr(self.device, "timeline", None)
             if timeline_of is None:
                 raise MrvlError(f"device {self.device.name} cannot record a trace")
             outputs, report = self.device.run(self.handle, device_inputs,  # type: ignore
                                               trace=True)
+        elif run_deferred is not None:  # the report is built when the record's is read
+            outputs, build_report = run_deferred(self.handle, device_inputs)
         else:
             outputs, report = self.device.run(self.handle, device_inputs)
         wall = time.perf_counter() - start
         for name, desc, arr in zip(self.step.outputs, self.out_descs, outputs):
             env[name] = Value(from_device(np.asarray(arr), desc),
                               _LAYOUT_TAG.get(int(desc.layout)))
-        record = StepRecord(self.step.symbol, "accelerator", wall, report)
+        record = StepRecord(self.step.symbol, "accelerator", wall, report,
+                            build_report=build_report)
         if traced:
             timeline = timeline_of(self.handle)
             if timeline is not None:

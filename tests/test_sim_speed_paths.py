@@ -504,3 +504,23 @@ def test_nonfinite_outputs_count_with_opposite_infinities():
     x[1, 1, 1] = np.nan
     assert sim.run([x])[1]["nonfinite_outputs"] == 4
     assert sim.run([np.ones_like(x)])[1]["nonfinite_outputs"] == 0
+
+
+def test_deferred_report_is_its_own_runs_report_whenever_it_is_built():
+    """`run_device_deferred` builds the same dict as `run_device`, from its own run's
+    statistics and outputs even after later runs reused the C core's buffers."""
+    eager = Simulator.load(_copy_binary())
+    deferred = Simulator.load(_copy_binary())
+    x = np.ones((6, 6, 8), np.float16)
+    x[0, 0, :2] = [np.inf, -np.inf]
+    first = [x]
+    finite = [np.ones((6, 6, 8), np.float16)]
+    outputs, expected = eager.run_device(first)
+    deferred_outputs, build_first = deferred.run_device_deferred(first)
+    _, build_second = deferred.run_device_deferred(finite)
+    assert np.array_equal(outputs[0], deferred_outputs[0])
+    second = build_second()
+    assert build_first() == expected and expected["nonfinite_outputs"] == 2
+    assert second["nonfinite_outputs"] == 0
+    assert second == {**expected, "nonfinite_outputs": 0}
+    assert build_first() is not build_first()  # a fresh dict per call
