@@ -1735,6 +1735,8 @@ static int box_injective(const uint64_t *n, const uint64_t *st, int dims)
     }
 }
 
+static inline void copy_row(uint8_t *dst, const uint8_t *src, uint64_t n);
+
 /* A DMA without padding or conversion: copy the box (extents n, source / destination strides
  * in elements of es bytes, innermost last) from src to dst, which are different buffers.
  * Dimensions of extent 1 are dropped and dimensions that continue each other on both sides
@@ -1795,7 +1797,7 @@ static void dma_copy_box(uint8_t *dst, const uint8_t *src, const uint64_t *n_in,
                     if (store) {
                         memmove(dst + dof, src + so, n[3] * es);
                     } else {
-                        memcpy(dst + dof, src + so, n[3] * es);
+                        copy_row(dst + dof, src + so, n[3] * es);
                     }
                     continue;
                 }
@@ -4095,6 +4097,24 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
         }
     }
     uint64_t bytes = dim[0] * dim[1] * dim[2] * dim[3] * es;
+    uint64_t src_end = src + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_SRC_STRIDE0, es);
+    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
+    if (!(mask >> lt & 1) || src_end <= dst || dst_end <= src) {
+        /* no destination overlaps the source: each written straight from it (the same
+         * element order, so the same bytes where a box writes a place twice) */
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (!(mask >> t & 1)) continue;
+            if (bytes != 0) {
+                dma_copy_box(sim->ocm[t] + dst, sim->ocm[lt] + src, dim, ss, ds, (uint32_t)es,
+                             0);
+            }
+            prep_invalidate(sim, t, dst, dst_end);
+        }
+        c->engine = 4;
+        c->link_bytes = bytes;
+        c->link_mask = mask;
+        return MLIP_OK;
+    }
     TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
     /* rows of the innermost loop that continue each other (stride = row) as one row */
     uint64_t row_bytes = dim[3] * es, k = 0;
@@ -4121,7 +4141,6 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
             }
         }
     }
-    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
     for (uint32_t t = 0; t < sim->ntiles; t++) {
         if (!(mask >> t & 1)) continue;
         k = 0;

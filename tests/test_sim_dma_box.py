@@ -1,4 +1,4 @@
-"""DMA boxes without padding or conversion (the simulator copies them as merged rows or, for a
+"""DMA and TILE_COPY boxes without padding or conversion (the simulator copies them as merged rows or, for a
 layout transpose, with the longest dimension innermost): every element lands where the ISA's
 element loop puts it, later elements overwriting earlier ones where the destination box
 writes one place twice."""
@@ -107,3 +107,51 @@ def test_unpadded_store_box_matches_the_element_loop(dims, ocm_strides, dram_str
     expected = _box_reference(dest, x, dims, ocm_strides, dram_strides)
     assert np.array_equal(y.view(np.uint16), expected.view(np.uint16))
     assert report["dma_out_bytes"] == 2 * int(np.prod(dims))
+
+
+# TILE_COPY boxes on two tiles: (dims, source strides, destination strides, source offset,
+# destination offset, tile mask), offsets in elements of one 256-element region per tile
+TILE_COPIES = [
+    # to both tiles, the source apart from the destination: a transpose
+    ((1, 1, 12, 3), (36, 36, 1, 12), (36, 36, 3, 1), 0, 100, 0b11),
+    # to the other tile only, a destination that writes places twice (last write wins)
+    ((1, 2, 10, 3), (60, 30, 3, 1), (0, 0, 1, 0), 0, 200, 0b10),
+    # channel slices between the tiles and locally, apart
+    ((1, 3, 4, 8), (96, 32, 8, 1), (48, 16, 4, 1), 0, 120, 0b11),
+    # locally onto an overlapping box (every element read before any is written), and to
+    # both tiles from a source the local destination overlaps
+    ((1, 1, 10, 8), (80, 80, 8, 1), (80, 80, 8, 1), 0, 4, 0b01),
+    ((1, 2, 6, 4), (48, 24, 4, 1), (40, 20, 3, 1), 10, 0, 0b11),
+]
+
+
+@pytest.mark.parametrize("dims, src_strides, dst_strides, src_off, dst_off, mask",
+                         TILE_COPIES)
+def test_tile_copy_box_matches_the_element_loop(dims, src_strides, dst_strides, src_off,
+                                                dst_off, mask):
+    size = 256
+    region = RNG.standard_normal(size).astype(np.float16)
+    pb = ProgramBuilder(tiles=2)
+    base = [pb.const(0, region), pb.const(1, np.zeros(size, np.float16))]
+    assert base == [0, 0]  # the same address on both tiles
+    pb.barrier()  # both regions loaded before the copy
+    box = {f"dim{d}": n for d, n in enumerate(dims)}
+    box.update({f"src_stride{d}": s for d, s in enumerate(src_strides)})
+    box.update({f"dst_stride{d}": s for d, s in enumerate(dst_strides)})
+    pb.tile_copy(0, Instruction.make(
+        Opcode.TILE_COPY, src_addr=2 * src_off, dst_addr=2 * dst_off, dst_tile_mask=mask,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16, **box))
+    pb.barrier()
+    pb.store(0, 0, "t0", (size,), DType.FP16)
+    pb.store(1, 0, "t1", (size,), DType.FP16)
+    (t0, t1), report = Simulator.load(pb.build().to_bytes()).run_device([])
+    expected = [region.copy(), np.zeros(size, np.float16)]
+    for index in itertools.product(*(range(n) for n in dims)):
+        s = src_off + sum(i * st for i, st in zip(index, src_strides))
+        d = dst_off + sum(i * st for i, st in zip(index, dst_strides))
+        for tile in (0, 1):
+            if mask >> tile & 1:
+                expected[tile][d] = region[s]
+    assert np.array_equal(t0.view(np.uint16), expected[0].view(np.uint16))
+    assert np.array_equal(t1.view(np.uint16), expected[1].view(np.uint16))
+    assert report["tile_copy_bytes"] == 2 * int(np.prod(dims)) * bin(mask).count("1")
