@@ -4213,6 +4213,12 @@ static uint64_t stream_candidate(const run_ctx *rc, uint32_t s)
     return umax64(ss->ready, tt);
 }
 
+/* 1 if the stream's next instruction is a BARRIER */
+static inline int at_barrier(const stream_state *ss)
+{
+    return ss->pc < ss->n && ss->insns[ss->pc].opcode == MLIP_OP_BARRIER;
+}
+
 static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
 {
     uint32_t lt = s / 3;
@@ -4225,7 +4231,7 @@ static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
         for (uint32_t i = 0; i < rc->ns && rc->deps; i++) {
             if (tk->vc[i] > rc->st[s].vc[i]) rc->st[s].vc[i] = tk->vc[i];
         }
-        f->head = (f->head + 1) % f->cap;
+        if (++f->head == f->cap) f->head = 0; /* no division per token */
         f->count--;
     }
 }
@@ -4238,8 +4244,9 @@ static void do_pushes(run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t end
         int flag = k == 0 ? MLIP_F_PUSH_PREV : MLIP_F_PUSH_NEXT;
         if (!(in->flags & flag)) continue;
         fifo *f = &rc->ch[lt][channel(q, k == 0 ? q - 1 : q + 1)];
-        /* the load-time balance check guarantees count < cap here */
-        token *tk = &f->buf[(f->head + f->count) % f->cap];
+        /* the load-time balance check guarantees count < cap here (and head < cap) */
+        uint32_t at = f->head + f->count;
+        token *tk = &f->buf[at >= f->cap ? at - f->cap : at];
         tk->time = end;
         if (rc->deps) memcpy(tk->vc, rc->st[s].vc, sizeof tk->vc);
         f->count++;
@@ -4377,8 +4384,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     default: break;
     }
     /* again after the writes: a CONV whose output overlaps its own input block has just
-     * cached the converted input, which its writes made stale */
-    if (writes_ocm) {
+     * cached the converted input, which its writes made stale (only CONV and GEMM fill the
+     * caches prep_invalidate clears) */
+    if (writes_ocm && (in->opcode == MLIP_OP_CONV || in->opcode == MLIP_OP_GEMM)) {
         prep_invalidate(sim, lt, wlo, whi);
     }
     if (rcode != MLIP_OK) return rcode;
@@ -4471,18 +4479,34 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         cand[s] = stream_candidate(rc, s);
         live += rc->st[s].pc < rc->st[s].n;
     }
+    /* compute streams whose next instruction is a BARRIER: the barrier rule is looked at
+     * only when it is every tile's */
+    uint32_t at_bar = 0;
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) at_bar += at_barrier(&rc->st[lt * 3 + 1]);
     for (;;) {
-        int64_t best = -1;
-        uint64_t best_start = UINT64_MAX;
         if (live == 0) break;
-        for (uint32_t s = 0; s < rc->ns; s++) { /* the first smallest (selects, no branch) */
-            const uint64_t v = cand[s];
-            const int less = v < best_start;
-            best_start = less ? v : best_start;
-            best = less ? (int64_t)s : best;
+        /* the first smallest: two interleaved chains of selects (no branch), then the
+         * smaller of the two, the lower stream on a tie */
+        int64_t best0 = -1, best1 = -1;
+        uint64_t start0 = UINT64_MAX, start1 = UINT64_MAX;
+        uint32_t s = 0;
+        for (; s + 2 <= rc->ns; s += 2) {
+            const uint64_t v0 = cand[s], v1 = cand[s + 1];
+            const int less0 = v0 < start0, less1 = v1 < start1;
+            start0 = less0 ? v0 : start0;
+            best0 = less0 ? (int64_t)s : best0;
+            start1 = less1 ? v1 : start1;
+            best1 = less1 ? (int64_t)s + 1 : best1;
         }
+        if (s < rc->ns && cand[s] < start0) {
+            start0 = cand[s];
+            best0 = s;
+        }
+        const int take1 = start1 < start0 || (start1 == start0 && best1 >= 0 && best1 < best0);
+        int64_t best = take1 ? best1 : best0;
+        uint64_t best_start = take1 ? start1 : start0;
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
-        int bar_ready = 1;
+        int bar_ready = at_bar == sim->ntiles;
         uint64_t bar_start = 0;
         for (uint32_t lt = 0; lt < sim->ntiles && bar_ready; lt++) {
             stream_state *ss = &rc->st[lt * 3 + 1];
@@ -4500,6 +4524,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             /* it moved its own stream and may have pushed tokens to its neighbours */
             uint32_t b = (uint32_t)best, q = b % 3;
             live -= rc->st[b].pc == rc->st[b].n;
+            if (q == 1) at_bar += at_barrier(&rc->st[b]); /* it ran no BARRIER itself */
             cand[b] = stream_candidate(rc, b);
             if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
             if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
@@ -4534,6 +4559,10 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             }
             if (end > rc->end) rc->end = end;
             for (uint32_t k = 0; k < rc->ns; k++) cand[k] = stream_candidate(rc, k);
+            at_bar = 0;
+            for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+                at_bar += at_barrier(&rc->st[lt * 3 + 1]);
+            }
             continue;
         }
         /* deadlock */
