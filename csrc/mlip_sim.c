@@ -3168,9 +3168,75 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
             int64_t i1, const float *bias, float *accrow, int wide)
 {
     const int64_t C = g->ic, iw = g->iw, kw = g->kw, xstep = g->dw * C;
+    const int64_t C8 = C - C % 8, xs = g->sw * C; /* xs: the next output pixel's input */
     for (int64_t s = 0; s < g->ow; s++) {
         int64_t j0, j1;
         tap_range(s, g->sw, g->dw, g->pl, iw, kw, &j0, &j1);
+        if (j0 == 0 && j1 == kw && C8 > 0 && s + 4 <= g->ow) {
+            int64_t j0_last, j1_last; /* the taps in range form an interval of pixels */
+            tap_range(s + 3, g->sw, g->dw, g->pl, iw, kw, &j0_last, &j1_last);
+            if (j0_last == 0 && j1_last == kw) {
+                /* four pixels with every kernel column in range at once: four independent
+                 * sums per channel block, each in the single pixel's tap order */
+                float *acc = accrow + s * C;
+                const int64_t x0 = s * g->sw - g->pl;
+#define DW_PX4_BLOCK(VT)                                                                     \
+    do {                                                                                     \
+        VT v0 = {0}, v1 = {0}, v2 = {0}, v3 = {0};                                           \
+        for (int64_t i = i0; i < i1; i++) {                                                  \
+            const int64_t y = r * g->sh + i * g->dh - g->pt;                                 \
+            const float *xp = X + (y * iw + x0) * C + c;                                     \
+            const float *wp = W + i * kw * C + c;                                            \
+            for (int64_t j = 0; j < kw; j++, xp += xstep, wp += C) {                         \
+                VT wv, a0, a1, a2, a3;                                                       \
+                memcpy(&wv, wp, sizeof wv);                                                  \
+                memcpy(&a0, xp, sizeof a0);                                                  \
+                memcpy(&a1, xp + xs, sizeof a1);                                             \
+                memcpy(&a2, xp + 2 * xs, sizeof a2);                                         \
+                memcpy(&a3, xp + 3 * xs, sizeof a3);                                         \
+                v0 = v0 + a0 * wv;                                                           \
+                v1 = v1 + a1 * wv;                                                           \
+                v2 = v2 + a2 * wv;                                                           \
+                v3 = v3 + a3 * wv;                                                           \
+            }                                                                                \
+        }                                                                                    \
+        if (bias != NULL) {                                                                  \
+            VT bv;                                                                           \
+            memcpy(&bv, bias + c, sizeof bv);                                                \
+            v0 = v0 + bv;                                                                    \
+            v1 = v1 + bv;                                                                    \
+            v2 = v2 + bv;                                                                    \
+            v3 = v3 + bv;                                                                    \
+        }                                                                                    \
+        memcpy(acc + c, &v0, sizeof v0);                                                     \
+        memcpy(acc + C + c, &v1, sizeof v1);                                                 \
+        memcpy(acc + 2 * C + c, &v2, sizeof v2);                                             \
+        memcpy(acc + 3 * C + c, &v3, sizeof v3);                                             \
+    } while (0)
+                int64_t c = 0;
+                for (; wide && c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
+                for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+#undef DW_PX4_BLOCK
+                for (int64_t p = 0; p < 4; p++) { /* the channels past the last block */
+                    for (int64_t t = C8; t < C; t++) {
+                        float v = 0.0f;
+                        for (int64_t i = i0; i < i1; i++) {
+                            int64_t y = r * g->sh + i * g->dh - g->pt;
+                            for (int64_t j = 0; j < kw; j++) {
+                                int64_t x = x0 + p * g->sw + j * g->dw;
+                                v += X[(y * iw + x) * C + t] * W[(i * kw + j) * C + t];
+                            }
+                        }
+                        if (bias != NULL) {
+                            v += bias[t];
+                        }
+                        acc[p * C + t] = v;
+                    }
+                }
+                s += 3;
+                continue;
+            }
+        }
         float *acc = accrow + s * C;
         /* input column of tap j0 (a valid one when there is any) */
         const int64_t x0 = j0 < j1 ? s * g->sw + j0 * g->dw - g->pl : 0;
