@@ -3818,6 +3818,70 @@ elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int6
         memcpy(out + 2 * k, to, rest);
     }
 }
+
+/* sixteen lanes of the fused ELTWISE row (AVX-512F): elt_block8's operations on a zmm, the
+ * activations' and-masks as zero-masking and blends (the same selections) */
+__attribute__((target("avx512f"))) static inline void
+elt_block16(const uint8_t *a, const uint8_t *b, int b_bcast, __m512 vb0, uint8_t *out, int func,
+            int act, float alpha, float beta)
+{
+    __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)a));
+    __m512 y = b_bcast ? vb0
+                       : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)b));
+    __m512 v;
+    if (func == MLIP_ELT_ADD) {
+        __asm__("vaddps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    } else if (func == MLIP_ELT_SUB) {
+        __asm__("vsubps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    } else {
+        __asm__("vmulps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    }
+    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
+        __m512 t = v;
+        if (act == MLIP_ACT_RELU6) { /* v < 6 ? v : 6 */
+            const __m512 cap = _mm512_set1_ps(6.0f);
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, cap, _CMP_LT_OQ), cap, v);
+        }
+        /* v > 0 ? t : +0 */
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), t);
+    } else if (act == MLIP_ACT_CLIP) {
+        const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+        __mmask16 below = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
+        __mmask16 above = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ);
+        __m512 t = _mm512_mask_blend_ps(above, v, hi);
+        v = _mm512_mask_blend_ps(below, t, lo);
+    }
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) {
+        float lanes[16];
+        _mm512_storeu_ps(lanes, v);
+        for (int t = 0; t < 16; t++) {
+            uint16_t h = f2h(lanes[t]);
+            memcpy(out + 2 * t, &h, 2);
+        }
+        return;
+    }
+    _mm256_storeu_si256((__m256i *)(void *)out,
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* elt_row_f16c with sixteen lanes at a time; the last fewer than 16 elements go through
+ * elt_row_f16c itself */
+__attribute__((target("avx512f,avx2,f16c"))) static void
+elt_row_avx512(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+               int func, int act, float alpha, float beta)
+{
+    uint16_t hb0;
+    memcpy(&hb0, b, 2);
+    const __m512 vb0 = _mm512_set1_ps(h2f(hb0));
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        elt_block16(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
+    }
+    if (k < n) {
+        elt_row_f16c(a + 2 * k, b_bcast ? b : b + 2 * k, b_bcast, out + 2 * k, n - k, func, act,
+                     alpha, beta);
+    }
+}
 #endif
 
 static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
@@ -3863,8 +3927,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             rows = 1;
         }
         for (uint64_t r = 0; r < rows; r++) {
-            elt_row_f16c(ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
-                         ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
+            (sim->has_avx512 ? elt_row_avx512 : elt_row_f16c)(
+                ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
+                ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
         }
         return MLIP_OK;
     }
