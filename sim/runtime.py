@@ -528,6 +528,16 @@ class _AcceleratorStep:
         self.device.unload(self.handle)
 
 
+class _NoProgress:
+    """The progress line of a run that shows none (no terminal check, no strings built)."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_PROGRESS = _NoProgress()
+
+
 class CompiledModel:
     """A loaded build directory, ready to run many times. Use as a context manager or call
     `close()` to unload the accelerator binaries."""
@@ -626,6 +636,8 @@ class CompiledModel:
         records the simulated timeline (`result.trace_events()`, `result.write_trace(path)`);
         a path also writes it there as Chrome trace-event JSON. `progress` shows the step
         being run on stderr when it is a terminal (mrvl/progress.py)."""
+        if not progress:
+            return self._run(inputs, trace, _NO_PROGRESS)
         from mrvl.progress import Progress
 
         with Progress("mrvl run", enabled=progress) as bar:
@@ -674,7 +686,9 @@ class CompiledModel:
             env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
         records = []
         for k, step in enumerate(self._steps):
-            bar.update(f"{where}{step.step.kind} step @{step.step.symbol}", k, len(self._steps))
+            if bar is not _NO_PROGRESS:
+                bar.update(f"{where}{step.step.kind} step @{step.step.symbol}", k,
+                           len(self._steps))
             records.append(step.run(env, traced) if isinstance(step, _AcceleratorStep)
                            else step.run(env))
         outputs = {}

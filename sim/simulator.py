@@ -89,6 +89,9 @@ class TimingParams:
         return params
 
 
+# descriptor dtype number -> (DType, numpy dtype), looked up once per conversion
+_IO_TYPES = {int(dtype): (dtype, np.dtype(isa.DTYPE_NUMPY[dtype])) for dtype in DType}
+
 _INT_RANGES = {
     DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768, 32767),
     DType.UINT16: (0, 65535), DType.INT32: (-(2**31), 2**31 - 1), DType.UINT32: (0, 2**32 - 1),
@@ -100,8 +103,7 @@ def to_device(x: np.ndarray, desc: IODesc, out: np.ndarray | None = None) -> np.
     `out`: a C-contiguous array of that dtype and `x`'s shape to convert into (for example
     `Simulator.input_buffers()`, the simulated DRAM itself); returned."""
     x = np.asarray(x, dtype=np.float32)
-    dtype = DType(desc.dtype)
-    np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
+    dtype, np_type = _IO_TYPES[desc.dtype]
     if out is not None and (out.dtype != np_type or out.shape != x.shape
                             or not out.flags.c_contiguous or not out.flags.writeable):
         raise MrvlError(f"to_device: the output buffer must be a writeable contiguous "
