@@ -450,21 +450,26 @@ class _CpuStep:
         if sorted(out_names) != sorted(step.outputs):
             raise BuildDirError(f"{path}: outputs {out_names} differ from the manifest's "
                                 f"{list(step.outputs)}")
+        # per input: its name, shape (-1: any), dtype and error context (fixed per step)
+        self._feeds = []
+        for spec in self.inputs:
+            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
+            self._feeds.append((spec.name, shape, _ONNX_DTYPES.get(spec.type),
+                                f"{step.symbol} input '{spec.name}'"))
+        self._output_names = list(step.outputs)
 
     def run(self, env: dict[str, Value]) -> StepRecord:
         feeds = {}
-        for spec in self.inputs:
-            where = f"{self.step.symbol} input '{spec.name}'"
-            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
-            value = env[spec.name]
+        for name, shape, dtype, where in self._feeds:
+            value = env[name]
             if -1 in shape:
-                arr = value.array
+                arr = np.ascontiguousarray(value.array)
             else:
                 arr = adapt_layout(value, shape, None, where)
-            dtype = _ONNX_DTYPES.get(spec.type)
-            feeds[spec.name] = arr.astype(dtype) if dtype is not None else arr
+            # onnxruntime only reads its feeds: an array of the right dtype goes as it is
+            feeds[name] = arr.astype(dtype, copy=False) if dtype is not None else arr
         start = time.perf_counter()
-        results = self.session.run(list(self.step.outputs), feeds)
+        results = self.session.run(self._output_names, feeds)
         wall = time.perf_counter() - start
         for name, arr in zip(self.step.outputs, results):
             env[name] = Value(np.asarray(arr), None)
