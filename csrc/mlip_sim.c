@@ -44,6 +44,8 @@ static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 
 /* 8 fp32 lanes (GCC vector extension): kernels written once and compiled per target */
 typedef float v8f __attribute__((vector_size(32)));
+/* 16 fp32 lanes: the same bodies' wider blocks where compiled for AVX-512F */
+typedef float v16f __attribute__((vector_size(64)));
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
 /* Shadow memory for the dependency rule, one entry per granule, stored field by field so
@@ -1720,6 +1722,97 @@ static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t
     }
 }
 
+/* 1 if no two elements of the box (extents n, strides st in elements) share a place: taken
+ * by increasing stride, each dimension of extent > 1 steps past the whole reach of the
+ * smaller ones */
+static int box_injective(const uint64_t *n, const uint64_t *st, int dims)
+{
+    int used[4] = {0, 0, 0, 0};
+    uint64_t reach = 1; /* elements spanned by the dimensions taken so far */
+    for (;;) {
+        int next = -1;
+        for (int d = 0; d < dims; d++) {
+            if (!used[d] && n[d] > 1 && (next < 0 || st[d] < st[next])) next = d;
+        }
+        if (next < 0) return 1;
+        if (st[next] < reach) return 0;
+        used[next] = 1;
+        reach += st[next] * (n[next] - 1);
+    }
+}
+
+static inline void copy_row(uint8_t *dst, const uint8_t *src, uint64_t n);
+
+/* A DMA without padding or conversion: copy the box (extents n, source / destination strides
+ * in elements of es bytes, innermost last) from src to dst, which are different buffers.
+ * Dimensions of extent 1 are dropped and dimensions that continue each other on both sides
+ * are merged (the same element pairs in the same order); when the innermost dimension is
+ * short and the destination never writes one place twice, the longest dimension is copied
+ * innermost instead (a layout transpose: the order of the writes cannot matter). */
+static void dma_copy_box(uint8_t *dst, const uint8_t *src, const uint64_t *n_in,
+                         const uint64_t *sst_in, const uint64_t *dst_in, uint32_t es, int store)
+{
+    uint64_t n[4] = {1, 1, 1, 1}, ss[4] = {0, 0, 0, 0}, ds[4] = {0, 0, 0, 0};
+    int dims = 0;
+    for (int d = 0; d < 4; d++) {
+        if (n_in[d] == 0) return;
+        if (n_in[d] == 1) continue;
+        if (dims > 0 && ss[dims - 1] == n_in[d] * sst_in[d] &&
+            ds[dims - 1] == n_in[d] * dst_in[d]) { /* continues the outer one: merge */
+            n[dims - 1] *= n_in[d];
+            ss[dims - 1] = sst_in[d];
+            ds[dims - 1] = dst_in[d];
+            continue;
+        }
+        n[dims] = n_in[d];
+        ss[dims] = sst_in[d];
+        ds[dims] = dst_in[d];
+        dims++;
+    }
+    if (dims == 0) { /* one element */
+        memcpy(dst, src, es);
+        return;
+    }
+    /* align to four dimensions, innermost last */
+    int shift = 4 - dims;
+    for (int d = 3; d >= 0; d--) {
+        int from = d - shift;
+        n[d] = from >= 0 ? n[from] : 1;
+        ss[d] = from >= 0 ? ss[from] : 0;
+        ds[d] = from >= 0 ? ds[from] : 0;
+    }
+    int inner = 3;
+    if (!(ss[3] == 1 && ds[3] == 1) && n[3] < 16) {
+        for (int d = shift; d < 3; d++) {
+            if (n[d] >= 4 * n[3] && n[d] > n[inner]) inner = d;
+        }
+        if (inner != 3 && !box_injective(n, ds, 4)) inner = 3;
+    }
+    if (inner != 3) { /* the long dimension innermost */
+        uint64_t t;
+        t = n[3], n[3] = n[inner], n[inner] = t;
+        t = ss[3], ss[3] = ss[inner], ss[inner] = t;
+        t = ds[3], ds[3] = ds[inner], ds[inner] = t;
+    }
+    for (uint64_t i0 = 0; i0 < n[0]; i0++) {
+        for (uint64_t i1 = 0; i1 < n[1]; i1++) {
+            for (uint64_t i2 = 0; i2 < n[2]; i2++) {
+                uint64_t so = (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
+                uint64_t dof = (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
+                if (ss[3] == 1 && ds[3] == 1) {
+                    if (store) {
+                        memmove(dst + dof, src + so, n[3] * es);
+                    } else {
+                        copy_row(dst + dof, src + so, n[3] * es);
+                    }
+                    continue;
+                }
+                copy_strided(dst + dof, ds[3] * es, src + so, ss[3] * es, n[3], es);
+            }
+        }
+    }
+}
+
 static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
 {
     const uint32_t *a = in->arg;
@@ -1865,21 +1958,16 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     uint64_t nsrc = src[0] * src[1] * src[2] * src[3];
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
-    /* without padding or conversion, rows that continue each other on both sides (row stride
-     * = row length in OCM and in DRAM, or 0 in DRAM for a broadcast of one element) are
-     * copied as one longer row: the same bytes */
-    int unpadded = same && os[3] == 1 && ds[3] <= 1;
-    for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
-    if (unpadded) {
-        for (int d = 2; d >= 0; d--) {
-            int inner_units = 1;
-            for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
-            if (inner_units && os[d] == dim[3] && ds[d] == dim[3] * ds[3]) {
-                dim[3] *= dim[d];
-                src[3] = dim[3];
-                dim[d] = src[d] = 1;
-            }
+    /* without padding or conversion: a copy of the box (merged rows, transposes) */
+    int plain = same;
+    for (int d = 0; d < 4; d++) plain &= pad[d] == 0 && src[d] == dim[d];
+    if (plain) {
+        if (load) {
+            dma_copy_box(ocm + ocm_addr, sim->dram + dram_addr, dim, ds, os, des, 0);
+        } else {
+            dma_copy_box(sim->dram + dram_addr, ocm + ocm_addr, dim, os, ds, des, 1);
         }
+        return MLIP_OK;
     }
     if (load) {
         uint8_t zero[4];
@@ -3067,20 +3155,107 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
 
 /* One depthwise output row: for each output pixel s, acc[s * C + c] = sum over the taps (i, j)
  * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL.  Channels
- * are independent, so 8 lanes of a GCC vector give each channel the scalar loop's bits.  One
- * body, compiled twice: for AVX2 and for the baseline (dw_row_avx2 / dw_row_c). */
+ * are independent, so 16 or 8 lanes of a GCC vector give each channel the scalar loop's
+ * bits.  One body, compiled three times: for AVX-512F with 16-lane blocks first (`wide`),
+ * for AVX2 and for the baseline (dw_row_avx512 / dw_row_avx2 / dw_row_c). */
 static inline __attribute__((always_inline)) void
 dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
-            int64_t i1, const float *bias, float *accrow)
+            int64_t i1, const float *bias, float *accrow, int wide)
 {
     const int64_t C = g->ic, iw = g->iw, kw = g->kw, xstep = g->dw * C;
+    const int64_t C8 = C - C % 8, xs = g->sw * C; /* xs: the next output pixel's input */
     for (int64_t s = 0; s < g->ow; s++) {
         int64_t j0, j1;
         tap_range(s, g->sw, g->dw, g->pl, iw, kw, &j0, &j1);
+        if (j0 == 0 && j1 == kw && C8 > 0 && s + 4 <= g->ow) {
+            int64_t j0_last, j1_last; /* the taps in range form an interval of pixels */
+            tap_range(s + 3, g->sw, g->dw, g->pl, iw, kw, &j0_last, &j1_last);
+            if (j0_last == 0 && j1_last == kw) {
+                /* four pixels with every kernel column in range at once: four independent
+                 * sums per channel block, each in the single pixel's tap order */
+                float *acc = accrow + s * C;
+                const int64_t x0 = s * g->sw - g->pl;
+#define DW_PX4_BLOCK(VT)                                                                     \
+    do {                                                                                     \
+        VT v0 = {0}, v1 = {0}, v2 = {0}, v3 = {0};                                           \
+        for (int64_t i = i0; i < i1; i++) {                                                  \
+            const int64_t y = r * g->sh + i * g->dh - g->pt;                                 \
+            const float *xp = X + (y * iw + x0) * C + c;                                     \
+            const float *wp = W + i * kw * C + c;                                            \
+            for (int64_t j = 0; j < kw; j++, xp += xstep, wp += C) {                         \
+                VT wv, a0, a1, a2, a3;                                                       \
+                memcpy(&wv, wp, sizeof wv);                                                  \
+                memcpy(&a0, xp, sizeof a0);                                                  \
+                memcpy(&a1, xp + xs, sizeof a1);                                             \
+                memcpy(&a2, xp + 2 * xs, sizeof a2);                                         \
+                memcpy(&a3, xp + 3 * xs, sizeof a3);                                         \
+                v0 = v0 + a0 * wv;                                                           \
+                v1 = v1 + a1 * wv;                                                           \
+                v2 = v2 + a2 * wv;                                                           \
+                v3 = v3 + a3 * wv;                                                           \
+            }                                                                                \
+        }                                                                                    \
+        if (bias != NULL) {                                                                  \
+            VT bv;                                                                           \
+            memcpy(&bv, bias + c, sizeof bv);                                                \
+            v0 = v0 + bv;                                                                    \
+            v1 = v1 + bv;                                                                    \
+            v2 = v2 + bv;                                                                    \
+            v3 = v3 + bv;                                                                    \
+        }                                                                                    \
+        memcpy(acc + c, &v0, sizeof v0);                                                     \
+        memcpy(acc + C + c, &v1, sizeof v1);                                                 \
+        memcpy(acc + 2 * C + c, &v2, sizeof v2);                                             \
+        memcpy(acc + 3 * C + c, &v3, sizeof v3);                                             \
+    } while (0)
+                int64_t c = 0;
+                for (; wide && c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
+                for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+#undef DW_PX4_BLOCK
+                for (int64_t p = 0; p < 4; p++) { /* the channels past the last block */
+                    for (int64_t t = C8; t < C; t++) {
+                        float v = 0.0f;
+                        for (int64_t i = i0; i < i1; i++) {
+                            int64_t y = r * g->sh + i * g->dh - g->pt;
+                            for (int64_t j = 0; j < kw; j++) {
+                                int64_t x = x0 + p * g->sw + j * g->dw;
+                                v += X[(y * iw + x) * C + t] * W[(i * kw + j) * C + t];
+                            }
+                        }
+                        if (bias != NULL) {
+                            v += bias[t];
+                        }
+                        acc[p * C + t] = v;
+                    }
+                }
+                s += 3;
+                continue;
+            }
+        }
         float *acc = accrow + s * C;
         /* input column of tap j0 (a valid one when there is any) */
         const int64_t x0 = j0 < j1 ? s * g->sw + j0 * g->dw - g->pl : 0;
         int64_t c = 0;
+        for (; wide && c + 16 <= C; c += 16) {
+            v16f v = {0};
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t y = r * g->sh + i * g->dh - g->pt;
+                const float *xp = X + (y * iw + x0) * C + c;
+                const float *wp = W + (i * kw + j0) * C + c;
+                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
+                    v16f xv, wv;
+                    memcpy(&xv, xp, sizeof xv);
+                    memcpy(&wv, wp, sizeof wv);
+                    v = v + xv * wv;
+                }
+            }
+            if (bias != NULL) {
+                v16f bv;
+                memcpy(&bv, bias + c, sizeof bv);
+                v = v + bv;
+            }
+            memcpy(acc + c, &v, sizeof v);
+        }
         for (; c + 8 <= C; c += 8) {
             v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int64_t i = i0; i < i1; i++) {
@@ -3119,18 +3294,25 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx512f"))) static void
+dw_row_avx512(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
+              int64_t i1, const float *bias, float *accrow)
+{
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 1);
+}
+
 __attribute__((target("avx2"))) static void
 dw_row_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
             int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 0);
 }
 #endif
 
 static void dw_row_c(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
                      int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 0);
 }
 
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
@@ -3169,7 +3351,9 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
 #if MLIP_HAVE_AVX2_KERNEL
-        if (sim->has_avx2) {
+        if (sim->has_avx512) {
+            dw_row_avx512(X, W, g, r, i0, i1, has_bias ? bias : NULL, accrow);
+        } else if (sim->has_avx2) {
             dw_row_avx2(X, W, g, r, i0, i1, has_bias ? bias : NULL, accrow);
         } else
 #endif
@@ -3629,6 +3813,70 @@ elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int6
         memcpy(out + 2 * k, to, rest);
     }
 }
+
+/* sixteen lanes of the fused ELTWISE row (AVX-512F): elt_block8's operations on a zmm, the
+ * activations' and-masks as zero-masking and blends (the same selections) */
+__attribute__((target("avx512f"))) static inline void
+elt_block16(const uint8_t *a, const uint8_t *b, int b_bcast, __m512 vb0, uint8_t *out, int func,
+            int act, float alpha, float beta)
+{
+    __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)a));
+    __m512 y = b_bcast ? vb0
+                       : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)b));
+    __m512 v;
+    if (func == MLIP_ELT_ADD) {
+        __asm__("vaddps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    } else if (func == MLIP_ELT_SUB) {
+        __asm__("vsubps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    } else {
+        __asm__("vmulps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    }
+    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
+        __m512 t = v;
+        if (act == MLIP_ACT_RELU6) { /* v < 6 ? v : 6 */
+            const __m512 cap = _mm512_set1_ps(6.0f);
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, cap, _CMP_LT_OQ), cap, v);
+        }
+        /* v > 0 ? t : +0 */
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), t);
+    } else if (act == MLIP_ACT_CLIP) {
+        const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+        __mmask16 below = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
+        __mmask16 above = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ);
+        __m512 t = _mm512_mask_blend_ps(above, v, hi);
+        v = _mm512_mask_blend_ps(below, t, lo);
+    }
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) {
+        float lanes[16];
+        _mm512_storeu_ps(lanes, v);
+        for (int t = 0; t < 16; t++) {
+            uint16_t h = f2h(lanes[t]);
+            memcpy(out + 2 * t, &h, 2);
+        }
+        return;
+    }
+    _mm256_storeu_si256((__m256i *)(void *)out,
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* elt_row_f16c with sixteen lanes at a time; the last fewer than 16 elements go through
+ * elt_row_f16c itself */
+__attribute__((target("avx512f,avx2,f16c"))) static void
+elt_row_avx512(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+               int func, int act, float alpha, float beta)
+{
+    uint16_t hb0;
+    memcpy(&hb0, b, 2);
+    const __m512 vb0 = _mm512_set1_ps(h2f(hb0));
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        elt_block16(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
+    }
+    if (k < n) {
+        elt_row_f16c(a + 2 * k, b_bcast ? b : b + 2 * k, b_bcast, out + 2 * k, n - k, func, act,
+                     alpha, beta);
+    }
+}
 #endif
 
 static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
@@ -3674,8 +3922,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             rows = 1;
         }
         for (uint64_t r = 0; r < rows; r++) {
-            elt_row_f16c(ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
-                         ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
+            (sim->has_avx512 ? elt_row_avx512 : elt_row_f16c)(
+                ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
+                ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
         }
         return MLIP_OK;
     }
@@ -3974,6 +4223,24 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
         }
     }
     uint64_t bytes = dim[0] * dim[1] * dim[2] * dim[3] * es;
+    uint64_t src_end = src + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_SRC_STRIDE0, es);
+    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
+    if (!(mask >> lt & 1) || src_end <= dst || dst_end <= src) {
+        /* no destination overlaps the source: each written straight from it (the same
+         * element order, so the same bytes where a box writes a place twice) */
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (!(mask >> t & 1)) continue;
+            if (bytes != 0) {
+                dma_copy_box(sim->ocm[t] + dst, sim->ocm[lt] + src, dim, ss, ds, (uint32_t)es,
+                             0);
+            }
+            prep_invalidate(sim, t, dst, dst_end);
+        }
+        c->engine = 4;
+        c->link_bytes = bytes;
+        c->link_mask = mask;
+        return MLIP_OK;
+    }
     TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
     /* rows of the innermost loop that continue each other (stride = row) as one row */
     uint64_t row_bytes = dim[3] * es, k = 0;
@@ -4000,7 +4267,6 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
             }
         }
     }
-    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
     for (uint32_t t = 0; t < sim->ntiles; t++) {
         if (!(mask >> t & 1)) continue;
         k = 0;
@@ -4073,6 +4339,12 @@ static uint64_t stream_candidate(const run_ctx *rc, uint32_t s)
     return umax64(ss->ready, tt);
 }
 
+/* 1 if the stream's next instruction is a BARRIER */
+static inline int at_barrier(const stream_state *ss)
+{
+    return ss->pc < ss->n && ss->insns[ss->pc].opcode == MLIP_OP_BARRIER;
+}
+
 static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
 {
     uint32_t lt = s / 3;
@@ -4085,7 +4357,7 @@ static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
         for (uint32_t i = 0; i < rc->ns && rc->deps; i++) {
             if (tk->vc[i] > rc->st[s].vc[i]) rc->st[s].vc[i] = tk->vc[i];
         }
-        f->head = (f->head + 1) % f->cap;
+        if (++f->head == f->cap) f->head = 0; /* no division per token */
         f->count--;
     }
 }
@@ -4098,8 +4370,9 @@ static void do_pushes(run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t end
         int flag = k == 0 ? MLIP_F_PUSH_PREV : MLIP_F_PUSH_NEXT;
         if (!(in->flags & flag)) continue;
         fifo *f = &rc->ch[lt][channel(q, k == 0 ? q - 1 : q + 1)];
-        /* the load-time balance check guarantees count < cap here */
-        token *tk = &f->buf[(f->head + f->count) % f->cap];
+        /* the load-time balance check guarantees count < cap here (and head < cap) */
+        uint32_t at = f->head + f->count;
+        token *tk = &f->buf[at >= f->cap ? at - f->cap : at];
         tk->time = end;
         if (rc->deps) memcpy(tk->vc, rc->st[s].vc, sizeof tk->vc);
         f->count++;
@@ -4237,8 +4510,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     default: break;
     }
     /* again after the writes: a CONV whose output overlaps its own input block has just
-     * cached the converted input, which its writes made stale */
-    if (writes_ocm) {
+     * cached the converted input, which its writes made stale (only CONV and GEMM fill the
+     * caches prep_invalidate clears) */
+    if (writes_ocm && (in->opcode == MLIP_OP_CONV || in->opcode == MLIP_OP_GEMM)) {
         prep_invalidate(sim, lt, wlo, whi);
     }
     if (rcode != MLIP_OK) return rcode;
@@ -4331,18 +4605,34 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         cand[s] = stream_candidate(rc, s);
         live += rc->st[s].pc < rc->st[s].n;
     }
+    /* compute streams whose next instruction is a BARRIER: the barrier rule is looked at
+     * only when it is every tile's */
+    uint32_t at_bar = 0;
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) at_bar += at_barrier(&rc->st[lt * 3 + 1]);
     for (;;) {
-        int64_t best = -1;
-        uint64_t best_start = UINT64_MAX;
         if (live == 0) break;
-        for (uint32_t s = 0; s < rc->ns; s++) { /* the first smallest (selects, no branch) */
-            const uint64_t v = cand[s];
-            const int less = v < best_start;
-            best_start = less ? v : best_start;
-            best = less ? (int64_t)s : best;
+        /* the first smallest: two interleaved chains of selects (no branch), then the
+         * smaller of the two, the lower stream on a tie */
+        int64_t best0 = -1, best1 = -1;
+        uint64_t start0 = UINT64_MAX, start1 = UINT64_MAX;
+        uint32_t s = 0;
+        for (; s + 2 <= rc->ns; s += 2) {
+            const uint64_t v0 = cand[s], v1 = cand[s + 1];
+            const int less0 = v0 < start0, less1 = v1 < start1;
+            start0 = less0 ? v0 : start0;
+            best0 = less0 ? (int64_t)s : best0;
+            start1 = less1 ? v1 : start1;
+            best1 = less1 ? (int64_t)s + 1 : best1;
         }
+        if (s < rc->ns && cand[s] < start0) {
+            start0 = cand[s];
+            best0 = s;
+        }
+        const int take1 = start1 < start0 || (start1 == start0 && best1 >= 0 && best1 < best0);
+        int64_t best = take1 ? best1 : best0;
+        uint64_t best_start = take1 ? start1 : start0;
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
-        int bar_ready = 1;
+        int bar_ready = at_bar == sim->ntiles;
         uint64_t bar_start = 0;
         for (uint32_t lt = 0; lt < sim->ntiles && bar_ready; lt++) {
             stream_state *ss = &rc->st[lt * 3 + 1];
@@ -4360,6 +4650,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             /* it moved its own stream and may have pushed tokens to its neighbours */
             uint32_t b = (uint32_t)best, q = b % 3;
             live -= rc->st[b].pc == rc->st[b].n;
+            if (q == 1) at_bar += at_barrier(&rc->st[b]); /* it ran no BARRIER itself */
             cand[b] = stream_candidate(rc, b);
             if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
             if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
@@ -4394,6 +4685,10 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             }
             if (end > rc->end) rc->end = end;
             for (uint32_t k = 0; k < rc->ns; k++) cand[k] = stream_candidate(rc, k);
+            at_bar = 0;
+            for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+                at_bar += at_barrier(&rc->st[lt * 3 + 1]);
+            }
             continue;
         }
         /* deadlock */
