@@ -4,9 +4,10 @@ Compiles an in-repo model (fp16, N tiles), takes every distinct fp16 CONV / GEMM
 of its accelerator binary (depthwise CONVs excepted: they run on the vector engine's kernel),
 and times each shape alone: one hand-built program per shape holding the instruction R times
 (same input, so the converted input is reused, as when consecutive CONVs read one block;
-the weights are checked against the cache at every use, as in a real run).  Per-thread CPU
-time, median of 5, so the load of a shared machine counts less; the per-run Python cost is
-spread over the R copies.  Prints the slowest shapes and the sum over the model's
+the weights come from the fp16 weights cache, compared with DRAM once per host DRAM access,
+as in a real run, but they stay in the host's caches, unlike in a whole model's run).
+Per-thread CPU time, median of 5, so the load of a shared machine counts less; the per-run
+Python cost is spread over the R copies.  Prints the slowest shapes and the sum over the model's
 instructions (count x time), i.e. the CONV / GEMM time of one inference.
 
     .venv/bin/python bench/bench_conv_kernels.py [--model resnet50] [--tiles 8]

@@ -44,6 +44,8 @@ static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 
 /* 8 fp32 lanes (GCC vector extension): kernels written once and compiled per target */
 typedef float v8f __attribute__((vector_size(32)));
+/* 16 fp32 lanes: the same bodies' wider blocks where compiled for AVX-512F */
+typedef float v16f __attribute__((vector_size(64)));
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
 /* Shadow memory for the dependency rule, one entry per granule, stored field by field so
@@ -120,6 +122,7 @@ typedef struct run_ctx {
 #define PREP_KEYS 6
 typedef struct prep_cache {
     int valid;
+    uint32_t tile;      /* the tile whose OCM bytes [lo, hi) it holds */
     uint64_t lo;
     uint64_t hi;
     uint64_t key[PREP_KEYS];
@@ -127,8 +130,10 @@ typedef struct prep_cache {
     size_t cap;
 } prep_cache;
 
-/* fp32 weights shared by all tiles and kept across inferences, validated by comparing the
- * raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + converted), least recently used evicted */
+/* transposed fp16 weights shared by all tiles and kept across inferences, validated by
+ * comparing the raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + transposed), least recently
+ * used evicted.  fp16, not fp32: the weights of an inference are more than the host's caches
+ * hold, and each CONV converts its block into a scratch that stays in cache (exact) */
 #define WCACHE_BUDGET ((size_t)256 << 20)
 typedef struct wcache_entry {
     int valid;
@@ -136,12 +141,12 @@ typedef struct wcache_entry {
     uint8_t *raw;
     size_t raw_cap;
     size_t raw_len;
-    float *buf;
+    uint16_t *buf;          /* the transposed fp16 weights */
     size_t cap;
     uint64_t stamp;
     int finite;   /* every weight is finite (enables the zero-padded fast path) */
     uint64_t dram_src;     /* DRAM weights bytes equal to raw (WPROV_NONE: none known) */
-    uint64_t checked_run;  /* the inference (run_no) in which dram_src was compared */
+    uint64_t checked_gen;  /* host_gen when dram_src was compared (no host write since) */
     uint64_t fill;         /* which filling of this slot (0: empty) */
 } wcache_entry;
 
@@ -205,11 +210,12 @@ struct mlip_sim {
     int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
     pool pool;
     int pool_init;                    /* pool.mu / go / done initialised */
-    prep_cache xcache[MLIP_MAX_TILES];
+    prep_cache xcache;                /* the last CONV's converted input (any tile's) */
     wprov_table wprov[MLIP_MAX_TILES];
     wver_table wver[MLIP_MAX_TILES];
     uint64_t wc_fills;                /* weights cache entries filled so far */
-    uint64_t run_no;                  /* inferences started on this handle */
+    uint64_t host_gen;                /* mlip_sim_dram calls: the host may have written the
+                                       * weights region only when this changed */
     wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
     uint32_t wc_cap;
@@ -239,6 +245,8 @@ struct mlip_sim {
     size_t fbuf_cap;
     float *wbuf;
     size_t wbuf_cap;
+    float *wconv;                     /* a CONV's fp32 weights, converted from the cache */
+    size_t wconv_cap;
     int32_t *ibuf;
     size_t ibuf_cap;
     int32_t *iwbuf;
@@ -1714,6 +1722,97 @@ static void copy_strided(uint8_t *dst, uint64_t ds, const uint8_t *src, uint64_t
     }
 }
 
+/* 1 if no two elements of the box (extents n, strides st in elements) share a place: taken
+ * by increasing stride, each dimension of extent > 1 steps past the whole reach of the
+ * smaller ones */
+static int box_injective(const uint64_t *n, const uint64_t *st, int dims)
+{
+    int used[4] = {0, 0, 0, 0};
+    uint64_t reach = 1; /* elements spanned by the dimensions taken so far */
+    for (;;) {
+        int next = -1;
+        for (int d = 0; d < dims; d++) {
+            if (!used[d] && n[d] > 1 && (next < 0 || st[d] < st[next])) next = d;
+        }
+        if (next < 0) return 1;
+        if (st[next] < reach) return 0;
+        used[next] = 1;
+        reach += st[next] * (n[next] - 1);
+    }
+}
+
+static inline void copy_row(uint8_t *dst, const uint8_t *src, uint64_t n);
+
+/* A DMA without padding or conversion: copy the box (extents n, source / destination strides
+ * in elements of es bytes, innermost last) from src to dst, which are different buffers.
+ * Dimensions of extent 1 are dropped and dimensions that continue each other on both sides
+ * are merged (the same element pairs in the same order); when the innermost dimension is
+ * short and the destination never writes one place twice, the longest dimension is copied
+ * innermost instead (a layout transpose: the order of the writes cannot matter). */
+static void dma_copy_box(uint8_t *dst, const uint8_t *src, const uint64_t *n_in,
+                         const uint64_t *sst_in, const uint64_t *dst_in, uint32_t es, int store)
+{
+    uint64_t n[4] = {1, 1, 1, 1}, ss[4] = {0, 0, 0, 0}, ds[4] = {0, 0, 0, 0};
+    int dims = 0;
+    for (int d = 0; d < 4; d++) {
+        if (n_in[d] == 0) return;
+        if (n_in[d] == 1) continue;
+        if (dims > 0 && ss[dims - 1] == n_in[d] * sst_in[d] &&
+            ds[dims - 1] == n_in[d] * dst_in[d]) { /* continues the outer one: merge */
+            n[dims - 1] *= n_in[d];
+            ss[dims - 1] = sst_in[d];
+            ds[dims - 1] = dst_in[d];
+            continue;
+        }
+        n[dims] = n_in[d];
+        ss[dims] = sst_in[d];
+        ds[dims] = dst_in[d];
+        dims++;
+    }
+    if (dims == 0) { /* one element */
+        memcpy(dst, src, es);
+        return;
+    }
+    /* align to four dimensions, innermost last */
+    int shift = 4 - dims;
+    for (int d = 3; d >= 0; d--) {
+        int from = d - shift;
+        n[d] = from >= 0 ? n[from] : 1;
+        ss[d] = from >= 0 ? ss[from] : 0;
+        ds[d] = from >= 0 ? ds[from] : 0;
+    }
+    int inner = 3;
+    if (!(ss[3] == 1 && ds[3] == 1) && n[3] < 16) {
+        for (int d = shift; d < 3; d++) {
+            if (n[d] >= 4 * n[3] && n[d] > n[inner]) inner = d;
+        }
+        if (inner != 3 && !box_injective(n, ds, 4)) inner = 3;
+    }
+    if (inner != 3) { /* the long dimension innermost */
+        uint64_t t;
+        t = n[3], n[3] = n[inner], n[inner] = t;
+        t = ss[3], ss[3] = ss[inner], ss[inner] = t;
+        t = ds[3], ds[3] = ds[inner], ds[inner] = t;
+    }
+    for (uint64_t i0 = 0; i0 < n[0]; i0++) {
+        for (uint64_t i1 = 0; i1 < n[1]; i1++) {
+            for (uint64_t i2 = 0; i2 < n[2]; i2++) {
+                uint64_t so = (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
+                uint64_t dof = (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
+                if (ss[3] == 1 && ds[3] == 1) {
+                    if (store) {
+                        memmove(dst + dof, src + so, n[3] * es);
+                    } else {
+                        copy_row(dst + dof, src + so, n[3] * es);
+                    }
+                    continue;
+                }
+                copy_strided(dst + dof, ds[3] * es, src + so, ss[3] * es, n[3], es);
+            }
+        }
+    }
+}
+
 static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
 {
     const uint32_t *a = in->arg;
@@ -1859,21 +1958,16 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     uint64_t nsrc = src[0] * src[1] * src[2] * src[3];
     c->dram_bytes = nsrc * dram_es;
     c->engine = 3;
-    /* without padding or conversion, rows that continue each other on both sides (row stride
-     * = row length in OCM and in DRAM, or 0 in DRAM for a broadcast of one element) are
-     * copied as one longer row: the same bytes */
-    int unpadded = same && os[3] == 1 && ds[3] <= 1;
-    for (int d = 0; d < 4; d++) unpadded &= pad[d] == 0 && src[d] == dim[d];
-    if (unpadded) {
-        for (int d = 2; d >= 0; d--) {
-            int inner_units = 1;
-            for (int e = d + 1; e < 3; e++) inner_units &= dim[e] == 1;
-            if (inner_units && os[d] == dim[3] && ds[d] == dim[3] * ds[3]) {
-                dim[3] *= dim[d];
-                src[3] = dim[3];
-                dim[d] = src[d] = 1;
-            }
+    /* without padding or conversion: a copy of the box (merged rows, transposes) */
+    int plain = same;
+    for (int d = 0; d < 4; d++) plain &= pad[d] == 0 && src[d] == dim[d];
+    if (plain) {
+        if (load) {
+            dma_copy_box(ocm + ocm_addr, sim->dram + dram_addr, dim, ds, os, des, 0);
+        } else {
+            dma_copy_box(sim->dram + dram_addr, ocm + ocm_addr, dim, os, ds, des, 1);
         }
+        return MLIP_OK;
     }
     if (load) {
         uint8_t zero[4];
@@ -2098,10 +2192,12 @@ static void pool_stop(mlip_sim *sim)
     p->n = 0;
 }
 
-/* ---- prepared (fp32, transposed) operands, cached per tile --------------------------------
- * The conversion of a CONV's input block and weights to fp32 is cached per tile and reused by
- * the next CONV/GEMM reading the same OCM bytes with the same geometry; any OCM write that
- * overlaps the source range invalidates the entry (prep_invalidate, called by exec_one). */
+/* ---- prepared (fp32) inputs -----------------------------------------------------------------
+ * The conversion of a CONV's input block to fp32 is kept and reused by the next CONV/GEMM
+ * reading the same OCM bytes of the same tile with the same geometry; any OCM write that
+ * overlaps the source range invalidates it (prep_invalidate, called by exec_one).  One
+ * buffer for all tiles, not one per tile: it stays in the host's cache from one CONV to the
+ * next, and the next CONV rarely reads the same block (never in ResNet-50 at 8 tiles). */
 /* the first 64-byte boundary in a buffer allocated with 64 bytes to spare: whole-cache-line
  * vector loads of the prepared operands never straddle two lines */
 static inline float *align64f(float *p)
@@ -2109,10 +2205,12 @@ static inline float *align64f(float *p)
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
-static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_KEYS],
-                          uint64_t lo, uint64_t hi, size_t floats, int *hit)
+static float *prep_lookup(mlip_sim *sim, prep_cache *c, uint32_t lt,
+                          const uint64_t key[PREP_KEYS], uint64_t lo, uint64_t hi,
+                          size_t floats, int *hit)
 {
-    if (c->valid && c->lo == lo && c->hi == hi && memcmp(c->key, key, sizeof c->key) == 0) {
+    if (c->valid && c->tile == lt && c->lo == lo && c->hi == hi &&
+        memcmp(c->key, key, sizeof c->key) == 0) {
         *hit = 1;
         return align64f(c->buf);
     }
@@ -2122,6 +2220,7 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
         return NULL;
     }
     memcpy(c->key, key, sizeof c->key);
+    c->tile = lt;
     c->lo = lo;
     c->hi = hi;
     return align64f(c->buf);
@@ -2129,8 +2228,8 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, const uint64_t key[PREP_
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
 {
-    prep_cache *c = &sim->xcache[lt];
-    if (c->valid && lo < c->hi && c->lo < hi) {
+    prep_cache *c = &sim->xcache;
+    if (c->valid && c->tile == lt && lo < c->hi && c->lo < hi) {
         c->valid = 0;
     }
     /* the weights provenance and the checked weights of the written bytes are gone */
@@ -2275,8 +2374,8 @@ static uint64_t wprov_source(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint
     return src;
 }
 
-/* The converted weights for these raw bytes and geometry: *hit = 1 if cached, else a buffer
- * of `floats` to fill (the entry becomes valid when wcache_commit is called). */
+/* The transposed weights for these raw bytes and geometry: *hit = 1 if cached, else an entry
+ * whose buffer of `halfs` fp16 values the caller fills (and then sets valid). */
 static void wcache_drop(mlip_sim *sim, wcache_entry *e)
 {
     sim->wc_bytes -= e->raw_cap + e->cap;
@@ -2286,16 +2385,18 @@ static void wcache_drop(mlip_sim *sim, wcache_entry *e)
 }
 
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
-                                   const uint8_t *raw, size_t len, size_t floats,
+                                   const uint8_t *raw, size_t len, size_t halfs,
                                    uint64_t dram_src, int *hit)
 {
     sim->wc_clock++;
     /* raw is a copy of DRAM weights at dram_src made in this inference: an entry already
-     * compared with those DRAM bytes in this inference matches without a comparison */
+     * compared with those DRAM bytes since the host last asked for the DRAM pointer matches
+     * without a comparison (the program never writes the weights region, and the host
+     * writes it only through a pointer from mlip_sim_dram before the next run) */
     if (dram_src != WPROV_NONE) {
         for (uint32_t k = 0; k < sim->wc_n; k++) {
             wcache_entry *e = &sim->wc[k];
-            if (e->valid && e->dram_src == dram_src && e->checked_run == sim->run_no &&
+            if (e->valid && e->dram_src == dram_src && e->checked_gen == sim->host_gen &&
                 e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0) {
                 e->stamp = sim->wc_clock;
                 *hit = 1;
@@ -2309,14 +2410,14 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
             memcmp(e->raw, raw, len) == 0) {
             e->stamp = sim->wc_clock;
             e->dram_src = dram_src;
-            e->checked_run = sim->run_no;
+            e->checked_gen = sim->host_gen;
             *hit = 1;
             return e;
         }
     }
     *hit = 0;
     /* make room: evict least recently used entries while over the budget */
-    size_t need = len + floats * sizeof(float) + 64;
+    size_t need = len + halfs * sizeof(uint16_t);
     while (sim->wc_bytes + need > WCACHE_BUDGET) {
         wcache_entry *lru = NULL;
         for (uint32_t k = 0; k < sim->wc_n; k++) {
@@ -2348,7 +2449,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     victim->valid = 0;
     sim->wc_bytes -= victim->raw_cap + victim->cap;
     int ok = ensure(sim, (void **)&victim->raw, &victim->raw_cap, len) == MLIP_OK &&
-             ensure(sim, (void **)&victim->buf, &victim->cap, floats * sizeof(float) + 64) ==
+             ensure(sim, (void **)&victim->buf, &victim->cap, halfs * sizeof(uint16_t)) ==
                  MLIP_OK;
     sim->wc_bytes += victim->raw_cap + victim->cap;
     if (!ok) return NULL;
@@ -2356,7 +2457,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     memcpy(victim->key, key, sizeof victim->key);
     victim->raw_len = len;
     victim->dram_src = dram_src;
-    victim->checked_run = sim->run_no;
+    victim->checked_gen = sim->host_gen;
     victim->stamp = sim->wc_clock;
     victim->fill = ++sim->wc_fills;
     return victim;
@@ -2366,66 +2467,6 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
 #include <immintrin.h>
 #define MLIP_HAVE_AVX2_KERNEL 1
 
-/* Up to 6 output pixels (np) x 16 output channels, kernel columns [j0, j1); the weights of
- * the 16-channel block are contiguous: wblk[((i * kw + j) * icg + c) * OB + o].  Lanes of
- * pixels >= np repeat pixel np - 1 and are discarded.  Accumulation order per output:
- * (i, j, c) as documented; fmadd equals mul + add here because the product of two fp16
- * values is exact in fp32. */
-__attribute__((target("avx2,fma"))) static void
-conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
-                 int64_t j0, int64_t j1, float out[6][OB])
-{
-    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-    __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-    __m256 a40 = _mm256_setzero_ps(), a41 = _mm256_setzero_ps();
-    __m256 a50 = _mm256_setzero_ps(), a51 = _mm256_setzero_ps();
-    const int64_t pst = g->sw * g->ic;
-    int64_t off[6];
-    for (int k = 0; k < 6; k++) {
-        off[k] = (k < np ? k : np - 1) * pst;
-    }
-    for (int64_t i = i0; i < i1; i++) {
-        int64_t y = r * g->sh + i * g->dh - g->pt;
-        for (int64_t j = j0; j < j1; j++) {
-            int64_t x = s * g->sw + j * g->dw - g->pl;
-            const float *xb = X + (y * g->iw + x) * g->ic + xoff;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
-            const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-                __m256 b = _mm256_broadcast_ss(x0 + c);
-                a00 = _mm256_fmadd_ps(b, w0, a00);
-                a01 = _mm256_fmadd_ps(b, w1, a01);
-                b = _mm256_broadcast_ss(x1 + c);
-                a10 = _mm256_fmadd_ps(b, w0, a10);
-                a11 = _mm256_fmadd_ps(b, w1, a11);
-                b = _mm256_broadcast_ss(x2 + c);
-                a20 = _mm256_fmadd_ps(b, w0, a20);
-                a21 = _mm256_fmadd_ps(b, w1, a21);
-                b = _mm256_broadcast_ss(x3 + c);
-                a30 = _mm256_fmadd_ps(b, w0, a30);
-                a31 = _mm256_fmadd_ps(b, w1, a31);
-                b = _mm256_broadcast_ss(x4 + c);
-                a40 = _mm256_fmadd_ps(b, w0, a40);
-                a41 = _mm256_fmadd_ps(b, w1, a41);
-                b = _mm256_broadcast_ss(x5 + c);
-                a50 = _mm256_fmadd_ps(b, w0, a50);
-                a51 = _mm256_fmadd_ps(b, w1, a51);
-            }
-        }
-    }
-    _mm256_storeu_ps(out[0], a00); _mm256_storeu_ps(out[0] + 8, a01);
-    _mm256_storeu_ps(out[1], a10); _mm256_storeu_ps(out[1] + 8, a11);
-    _mm256_storeu_ps(out[2], a20); _mm256_storeu_ps(out[2] + 8, a21);
-    _mm256_storeu_ps(out[3], a30); _mm256_storeu_ps(out[3] + 8, a31);
-    _mm256_storeu_ps(out[4], a40); _mm256_storeu_ps(out[4] + 8, a41);
-    _mm256_storeu_ps(out[5], a50); _mm256_storeu_ps(out[5] + 8, a51);
-}
-
 /* Up to 12 output pixels (NP) x NB 16-channel weight blocks (NB = 1, or 2 adjacent blocks,
  * the second at wblk + kk * OB) on the zero-padded input, AVX-512F; NP and NB are
  * compile-time constants of each instance.  NP * NB accumulators: each loaded weight vector
@@ -2433,7 +2474,9 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
  * Where dw == 1 and the group spans every input channel, the taps (j, c) of one kernel row
  * are contiguous in X and in the weights, so they run as one loop of kw * icg.  Every
  * output's accumulation order is the documented (i, j, c) sequence, the same as the other
- * kernels', so the bits are equal; out[b][k][o] for block b. */
+ * kernels', so the bits are equal; out[b][k][o] for block b.  FILL (a compile-time constant
+ * too) says where the weights come from: 0, fp32 wf; 1 and 2, fp16 wh converted in registers
+ * (exact), and with 1 also stored as fp32 at the same index of ws. */
 #define KNP_ACC(k) __m512 a##k##0 = _mm512_setzero_ps(), a##k##1 = _mm512_setzero_ps()
 #define KNP_STEP(k)                                                                         \
     if (NP > k) {                                                                           \
@@ -2447,21 +2490,35 @@ conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t i
         if (NB == 2) _mm512_storeu_ps(out[1][k], a##k##1);                                  \
     }
 static inline __attribute__((always_inline, target("avx512f"))) void
-conv_np_body(const int NP, const int NB, const float *X, const float *wblk, const conv_geo *g,
-             int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])
+conv_np_body(const int NP, const int NB, const int FILL, const float *X, const float *wf,
+             const uint16_t *wh, float *ws, const conv_geo *g, int64_t icg, int64_t iwp,
+             const int64_t off[12], float out[2][12][OB])
 {
     KNP_ACC(0); KNP_ACC(1); KNP_ACC(2); KNP_ACC(3); KNP_ACC(4); KNP_ACC(5);
     KNP_ACC(6); KNP_ACC(7); KNP_ACC(8); KNP_ACC(9); KNP_ACC(10); KNP_ACC(11);
     const int64_t second = g->kh * g->kw * icg * OB;
     const int merged = g->dw == 1 && icg == g->ic;
     const int64_t nj = merged ? 1 : g->kw, run = merged ? g->kw * icg : icg;
-    const float *wp = wblk;
+    int64_t t = 0; /* index of the step's weights in wf / wh / ws */
     for (int64_t i = 0; i < g->kh; i++) {
         for (int64_t j = 0; j < nj; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            for (int64_t c = 0; c < run; c++, wp += OB) {
-                __m512 w0 = _mm512_loadu_ps(wp), w1 = w0;
-                if (NB == 2) w1 = _mm512_loadu_ps(wp + second);
+            for (int64_t c = 0; c < run; c++, t += OB) {
+                __m512 w0, w1;
+                if (FILL) {
+                    w0 = _mm512_cvtph_ps(
+                        _mm256_loadu_si256((const __m256i *)(const void *)(wh + t)));
+                    if (FILL == 1) _mm512_storeu_ps(ws + t, w0);
+                    w1 = w0;
+                    if (NB == 2) {
+                        w1 = _mm512_cvtph_ps(
+                            _mm256_loadu_si256((const __m256i *)(const void *)(wh + t + second)));
+                        if (FILL == 1) _mm512_storeu_ps(ws + t + second, w1);
+                    }
+                } else {
+                    w0 = _mm512_loadu_ps(wf + t);
+                    w1 = NB == 2 ? _mm512_loadu_ps(wf + t + second) : w0;
+                }
                 KNP_STEP(0) KNP_STEP(1) KNP_STEP(2) KNP_STEP(3) KNP_STEP(4) KNP_STEP(5)
                 KNP_STEP(6) KNP_STEP(7) KNP_STEP(8) KNP_STEP(9) KNP_STEP(10) KNP_STEP(11)
             }
@@ -2474,29 +2531,41 @@ conv_np_body(const int NP, const int NB, const float *X, const float *wblk, cons
 #undef KNP_STEP
 #undef KNP_STORE
 
-typedef void (*conv_np_fn)(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                           int64_t iwp, const int64_t off[12], float out[2][12][OB]);
-#define KNP_INSTANCE(n, b)                                                                  \
-    __attribute__((target("avx512f"))) static void conv_np##n##_nb##b(                      \
-        const float *X, const float *wblk, const conv_geo *g, int64_t icg, int64_t iwp,     \
-        const int64_t off[12], float out[2][12][OB])                                        \
+/* wf: the fp32 weights; or, filling (fill 1), wh: the fp16 weights, converted (F16C semantics,
+ * exact) and also stored at the same index of ws, so the block group's next calls read them
+ * from wf; or (fill 2, a block group's only call) wh converted and not stored */
+typedef void (*conv_np_fn)(const float *X, const float *wf, const uint16_t *wh, float *ws,
+                           const conv_geo *g, int64_t icg, int64_t iwp, const int64_t off[12],
+                           float out[2][12][OB]);
+#define KNP_INSTANCE(n, b, f, sfx)                                                          \
+    __attribute__((target("avx512f"))) static void conv_np##n##_nb##b##sfx(                 \
+        const float *X, const float *wf, const uint16_t *wh, float *ws, const conv_geo *g,  \
+        int64_t icg, int64_t iwp, const int64_t off[12], float out[2][12][OB])              \
     {                                                                                       \
-        conv_np_body(n, b, X, wblk, g, icg, iwp, off, out);                                 \
+        conv_np_body(n, b, f, X, wf, wh, ws, g, icg, iwp, off, out);                        \
     }
-#define KNP_INSTANCES(b)                                                                    \
-    KNP_INSTANCE(1, b) KNP_INSTANCE(2, b) KNP_INSTANCE(3, b) KNP_INSTANCE(4, b)             \
-    KNP_INSTANCE(5, b) KNP_INSTANCE(6, b) KNP_INSTANCE(7, b) KNP_INSTANCE(8, b)             \
-    KNP_INSTANCE(9, b) KNP_INSTANCE(10, b) KNP_INSTANCE(11, b) KNP_INSTANCE(12, b)
-KNP_INSTANCES(1)
-KNP_INSTANCES(2)
+#define KNP_INSTANCES(b, f, sfx)                                                            \
+    KNP_INSTANCE(1, b, f, sfx) KNP_INSTANCE(2, b, f, sfx) KNP_INSTANCE(3, b, f, sfx)        \
+    KNP_INSTANCE(4, b, f, sfx) KNP_INSTANCE(5, b, f, sfx) KNP_INSTANCE(6, b, f, sfx)        \
+    KNP_INSTANCE(7, b, f, sfx) KNP_INSTANCE(8, b, f, sfx) KNP_INSTANCE(9, b, f, sfx)        \
+    KNP_INSTANCE(10, b, f, sfx) KNP_INSTANCE(11, b, f, sfx) KNP_INSTANCE(12, b, f, sfx)
+KNP_INSTANCES(1, 0, )
+KNP_INSTANCES(2, 0, )
+KNP_INSTANCES(1, 1, _fill)
+KNP_INSTANCES(2, 1, _fill)
+KNP_INSTANCES(1, 2, _once)
+KNP_INSTANCES(2, 2, _once)
 #undef KNP_INSTANCES
 #undef KNP_INSTANCE
-/* conv_np_avx512[nb - 1][np - 1] computes np pixels of nb blocks */
-static const conv_np_fn conv_np_avx512[2][12] = {
-    {conv_np1_nb1, conv_np2_nb1, conv_np3_nb1, conv_np4_nb1, conv_np5_nb1, conv_np6_nb1,
-     conv_np7_nb1, conv_np8_nb1, conv_np9_nb1, conv_np10_nb1, conv_np11_nb1, conv_np12_nb1},
-    {conv_np1_nb2, conv_np2_nb2, conv_np3_nb2, conv_np4_nb2, conv_np5_nb2, conv_np6_nb2,
-     conv_np7_nb2, conv_np8_nb2, conv_np9_nb2, conv_np10_nb2, conv_np11_nb2, conv_np12_nb2}};
+/* conv_np_avx512[fill][nb - 1][np - 1] computes np pixels of nb blocks */
+#define KNP_ROW(b, f)                                                                       \
+    {conv_np1_nb##b##f, conv_np2_nb##b##f, conv_np3_nb##b##f, conv_np4_nb##b##f,            \
+     conv_np5_nb##b##f, conv_np6_nb##b##f, conv_np7_nb##b##f, conv_np8_nb##b##f,            \
+     conv_np9_nb##b##f, conv_np10_nb##b##f, conv_np11_nb##b##f, conv_np12_nb##b##f}
+static const conv_np_fn conv_np_avx512[3][2][12] = {{KNP_ROW(1, ), KNP_ROW(2, )},
+                                                    {KNP_ROW(1, _fill), KNP_ROW(2, _fill)},
+                                                    {KNP_ROW(1, _once), KNP_ROW(2, _once)}};
+#undef KNP_ROW
 
 /* Whether conv_store_avx512 does this activation (the others take the generic path) */
 static int conv_store_avx512_acts(int act)
@@ -2587,6 +2656,18 @@ __attribute__((target("avx2,f16c"))) static void h2f_row_f16c(const uint8_t *src
     }
 }
 
+/* fp16 -> fp32 of n contiguous values, 16 at a time (AVX-512F; exact) */
+__attribute__((target("avx512f"))) static void h2f_row_avx512(const uint8_t *src, float *dst,
+                                                             int64_t n)
+{
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(src + k * 2));
+        _mm512_storeu_ps(dst + k, _mm512_cvtph_ps(h));
+    }
+    h2f_row_f16c(src + k * 2, dst + k, n - k);
+}
+
 /* fp32 -> fp16 RNE of n values (F16C); NaNs are canonicalised like f2h so that both paths
  * give identical bits */
 __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
@@ -2608,49 +2689,6 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
     for (; k < n; k++) {
         uint16_t h = f2h(src[k]);
         memcpy(dst + k * 2, &h, 2);
-    }
-}
-
-/* blk[t][o] = rows[o][t] for o < 16, t < kk (rows: 16 rows of kk floats); pure data
- * movement, 8x8 blocks */
-__attribute__((target("avx2"))) static void transpose16_avx2(const float *rows, int64_t kk,
-                                                             float *blk)
-{
-    int64_t t = 0;
-    for (; t + 8 <= kk; t += 8) {
-        for (int64_t h = 0; h < 2; h++) {
-            const float *r = rows + h * 8 * kk + t;
-            __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + kk);
-            __m256 r2 = _mm256_loadu_ps(r + 2 * kk), r3 = _mm256_loadu_ps(r + 3 * kk);
-            __m256 r4 = _mm256_loadu_ps(r + 4 * kk), r5 = _mm256_loadu_ps(r + 5 * kk);
-            __m256 r6 = _mm256_loadu_ps(r + 6 * kk), r7 = _mm256_loadu_ps(r + 7 * kk);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-            __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-            __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-            __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-            __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-            float *o = blk + t * OB + h * 8;
-            _mm256_storeu_ps(o + 0 * OB, _mm256_permute2f128_ps(s0, s4, 0x20));
-            _mm256_storeu_ps(o + 1 * OB, _mm256_permute2f128_ps(s1, s5, 0x20));
-            _mm256_storeu_ps(o + 2 * OB, _mm256_permute2f128_ps(s2, s6, 0x20));
-            _mm256_storeu_ps(o + 3 * OB, _mm256_permute2f128_ps(s3, s7, 0x20));
-            _mm256_storeu_ps(o + 4 * OB, _mm256_permute2f128_ps(s0, s4, 0x31));
-            _mm256_storeu_ps(o + 5 * OB, _mm256_permute2f128_ps(s1, s5, 0x31));
-            _mm256_storeu_ps(o + 6 * OB, _mm256_permute2f128_ps(s2, s6, 0x31));
-            _mm256_storeu_ps(o + 7 * OB, _mm256_permute2f128_ps(s3, s7, 0x31));
-        }
-    }
-    for (; t < kk; t++) {
-        for (int64_t o = 0; o < OB; o++) {
-            blk[t * OB + o] = rows[o * kk + t];
-        }
     }
 }
 
@@ -2677,6 +2715,10 @@ static void f2h_row(const mlip_sim *sim, const float *src, uint8_t *dst, int64_t
 static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t n)
 {
 #if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx512) {
+        h2f_row_avx512(src, dst, n);
+        return;
+    }
     if (sim->has_avx2) {
         h2f_row_f16c(src, dst, n);
         return;
@@ -2691,30 +2733,74 @@ static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t
     }
 }
 
-/* portable version of the block kernel (same contract as conv_block6_avx2) */
-static void conv_block_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
-                         int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
-                         int64_t i1, int64_t j0, int64_t j1, float acc[PB][OB])
+/* Up to 6 output pixels (np, consecutive in output row r from column s) x 16 output channels
+ * on the unpadded input: kernel rows [i0, i1) and columns [j0, j1), the taps inside the input
+ * for every one of these pixels (so non-finite weights never meet a padding tap); the weights
+ * of the 16-channel block are contiguous: wblk[((i * kw + j) * icg + c) * OB + o].  Lanes of
+ * pixels >= np repeat pixel np - 1 and are discarded.  Accumulation order per output:
+ * (i, j, c) as documented.  One body, compiled twice: for AVX2+FMA (conv_block6_avx2, where
+ * a + x * w may become one fused multiply-add: the product of two fp16 values is exact in
+ * fp32, so that equals multiply then add) and for the baseline (conv_block6_c). */
+static inline __attribute__((always_inline)) void
+conv_block6_body(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
+                 int64_t j0, int64_t j1, float out[6][OB])
 {
-    memset(acc, 0, sizeof(float) * PB * OB);
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
     const int64_t pst = g->sw * g->ic;
+    int64_t off[6];
+    for (int k = 0; k < 6; k++) off[k] = (k < np ? k : np - 1) * pst;
     for (int64_t i = i0; i < i1; i++) {
         int64_t y = r * g->sh + i * g->dh - g->pt;
         for (int64_t j = j0; j < j1; j++) {
             int64_t x = s * g->sw + j * g->dw - g->pl;
-            const float *x0 = X + (y * g->iw + x) * g->ic + xoff;
+            const float *xb = X + (y * g->iw + x) * g->ic + xoff;
+            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
+            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
             const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
-            for (int64_t c = 0; c < icg; c++) {
-                const float *w = wp + c * OB;
-                for (int64_t k = 0; k < np; k++) {
-                    float v = x0[k * pst + c];
-                    for (int o = 0; o < OB; o++) {
-                        acc[k][o] += v * w[o];
-                    }
-                }
+            for (int64_t c = 0; c < icg; c++, wp += OB) {
+                v8f w0, w1;
+                memcpy(&w0, wp, sizeof w0);
+                memcpy(&w1, wp + 8, sizeof w1);
+                a00 = a00 + x0[c] * w0;
+                a01 = a01 + x0[c] * w1;
+                a10 = a10 + x1[c] * w0;
+                a11 = a11 + x1[c] * w1;
+                a20 = a20 + x2[c] * w0;
+                a21 = a21 + x2[c] * w1;
+                a30 = a30 + x3[c] * w0;
+                a31 = a31 + x3[c] * w1;
+                a40 = a40 + x4[c] * w0;
+                a41 = a41 + x4[c] * w1;
+                a50 = a50 + x5[c] * w0;
+                a51 = a51 + x5[c] * w1;
             }
         }
     }
+    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
+    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
+    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
+    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
+    memcpy(out[4], &a40, 32); memcpy(out[4] + 8, &a41, 32);
+    memcpy(out[5], &a50, 32); memcpy(out[5] + 8, &a51, 32);
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void
+conv_block6_avx2(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                 int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
+                 int64_t j0, int64_t j1, float out[6][OB])
+{
+    conv_block6_body(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, out);
+}
+#endif
+
+static void conv_block6_c(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
+                          int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0,
+                          int64_t i1, int64_t j0, int64_t j1, float out[6][OB])
+{
+    conv_block6_body(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, out);
 }
 
 /* 6 output pixels x 16 output channels on a zero-padded input: pixel k starts at X + off[k]
@@ -2789,7 +2875,11 @@ typedef struct conv_job {
     const mlip_sim *sim;
     const conv_geo *g;
     const float *X;
-    const float *W;
+    float *W;                         /* fp32 weights */
+    const uint16_t *T;                /* fp16 weights, same layout */
+    int fill;                         /* AVX-512: 1, W is filled from T by each block
+                                       * group's first call; 2, every call reads T (threads:
+                                       * parts of a block group run at the same time) */
     uint8_t *ocm;
     int64_t icg, ocg, nob, kk, iwp, ptp, plp, npix;
     int64_t step;                     /* blocks per block group */
@@ -2834,7 +2924,7 @@ static void conv_padded_part(void *ctx, int64_t part)
     int64_t chunk = part % j->nchunk, rest = part / j->nchunk;
     int64_t gi = rest / j->nbg, obi = (rest % j->nbg) * j->step;
     int64_t nb = obi + j->step <= j->nob ? j->step : j->nob - obi;
-    const float *wblk = j->W + (gi * j->nob + obi) * j->kk * OB;
+    const int64_t woff = (gi * j->nob + obi) * j->kk * OB; /* the block group's weights */
     int64_t ob = obi * OB;
     int64_t on = j->ocg - ob < nb * OB ? j->ocg - ob : nb * OB;
     float bias2[2 * OB];
@@ -2864,7 +2954,9 @@ static void conv_padded_part(void *ctx, int64_t part)
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
-            conv_np_avx512[nb - 1][np - 1](j->X, wblk, g, j->icg, j->iwp, off, acc2);
+            int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
+            conv_np_avx512[fill][nb - 1][np - 1](
+                j->X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
                 uint8_t *orow = j->ocm + g->out_addr +
@@ -2881,11 +2973,11 @@ static void conv_padded_part(void *ctx, int64_t part)
         float acc[PB][OB];
 #if MLIP_HAVE_AVX2_KERNEL
         if (sim->has_avx2) {
-            conv_block6p_avx2(j->X, wblk, g, j->icg, j->iwp, off, acc);
+            conv_block6p_avx2(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
         } else
 #endif
         {
-            conv_block6p_c(j->X, wblk, g, j->icg, j->iwp, off, acc);
+            conv_block6p_c(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
         }
         conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
     }
@@ -2900,8 +2992,9 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     size_t nin = (size_t)(g->ih * g->iw * g->ic);
     size_t nw = (size_t)(g->groups * nob * kk * OB);
     int hit;
-    /* weights OHWI -> W[g][ob][t = (i, j, c)][16] fp32 (channels beyond ocg are 0) */
-    uint64_t wkey[PREP_KEYS] = {2, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
+    /* weights OHWI -> T[g][ob][t = (i, j, c)][16] fp16 bits in the cache (channels beyond
+     * ocg are 0), converted into W (fp32, the same layout) for this CONV */
+    uint64_t wkey[PREP_KEYS] = {3, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
     wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
     hit = we != NULL;
@@ -2910,47 +3003,27 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                            wprov_source(sim, lt, g->w_addr, wlen), &hit);
     }
     if (we == NULL) return MLIP_ERR_NOMEM;
-    float *W = align64f(we->buf);
     if (!hit) {
-        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)kk * OB * sizeof(float)));
-        float *rows = sim->fbuf;
-        int finite = 1;
+        /* the bits moved, not converted (NaN payloads kept); all finite iff no exponent is
+         * all ones */
+        uint16_t nonfinite = 0;
         for (int64_t gi = 0; gi < g->groups; gi++) {
             for (int64_t obi = 0; obi < nob; obi++) {
                 int64_t on = ocg - obi * OB < OB ? ocg - obi * OB : OB;
-                for (int64_t o = 0; o < on; o++) {
-                    const uint8_t *src =
-                        ocm + g->w_addr + (uint64_t)((gi * ocg + obi * OB + o) * kk) * 2;
-                    h2f_row(sim, src, rows + o * kk, kk);
-                }
-                for (int64_t o = on; o < OB; o++) {
-                    memset(rows + o * kk, 0, (size_t)kk * sizeof(float));
-                }
-                float *blk = W + (gi * nob + obi) * kk * OB;
-#if MLIP_HAVE_AVX2_KERNEL
-                if (sim->has_avx2) {
-                    transpose16_avx2(rows, kk, blk);
-                } else
-#endif
-                {
-                    for (int64_t t = 0; t < kk; t++) {
-                        for (int64_t o = 0; o < OB; o++) {
-                            blk[t * OB + o] = rows[o * kk + t];
-                        }
+                const uint8_t *src =
+                    ocm + g->w_addr + (uint64_t)((gi * ocg + obi * OB) * kk) * 2;
+                uint16_t *blk = we->buf + (gi * nob + obi) * kk * OB;
+                for (int64_t t = 0; t < kk; t++) {
+                    for (int64_t o = 0; o < OB; o++) {
+                        uint16_t h = 0;
+                        if (o < on) memcpy(&h, src + (uint64_t)(o * kk + t) * 2, 2);
+                        blk[t * OB + o] = h;
+                        nonfinite |= (uint16_t)((h & 0x7c00u) == 0x7c00u);
                     }
                 }
-                /* blk holds the values of rows: all finite iff no exponent is all ones
-                 * (an integer test the compiler vectorises) */
-                uint32_t nonfinite = 0;
-                for (int64_t t = 0; t < kk * OB; t++) {
-                    uint32_t bits;
-                    memcpy(&bits, rows + t, 4);
-                    nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
-                }
-                finite &= nonfinite == 0;
             }
         }
-        we->finite = finite;
+        we->finite = nonfinite == 0;
         we->valid = 1;
     }
     wver_note(sim, lt, g->w_addr, wlen, we);
@@ -2973,7 +3046,13 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     uint64_t xkey[PREP_KEYS] = {1, (uint64_t)g->ih, (uint64_t)g->iw, (uint64_t)g->ic,
                                 (uint64_t)g->ips, pads};
     size_t nx = padded ? (size_t)(ihp * iwp * g->ic) : nin;
-    float *X = prep_lookup(sim, &sim->xcache[lt], xkey, xlo, xhi, nx, &hit);
+    /* the fp32 weights of this CONV: converted here, or (the AVX-512 kernels on one thread)
+     * by the first kernel call of each block group, which reads the fp16 weights and stores
+     * them converted as it goes: the cold bytes stream in while that call computes (on
+     * threads, every AVX-512 call converts the fp16 weights in registers) */
+    TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
+    float *W = align64f(sim->wconv);
+    float *X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
     if (X == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
         if (padded) { /* zero the border only: the rows above and below, the columns left
@@ -2995,7 +3074,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                                  : p * g->ic;
             h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, run * g->ic);
         }
-        sim->xcache[lt].valid = 1;
+        sim->xcache.valid = 1;
     }
     float bias_buf[OB];
     int odt = in->dst_dtype;
@@ -3003,17 +3082,21 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
-        conv_job job = {sim, g, X, W, ocm, icg, ocg, nob, kk, iwp, ptp, plp, g->oh * g->ow,
-                        sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
+        conv_job job = {sim, g, X, W, we->buf, 0, ocm, icg, ocg, nob, kk, iwp, ptp, plp,
+                        g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
                         has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
         uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
-        pool_run(&sim->pool, conv_padded_part, &job, g->groups * job.nbg * job.nchunk,
-                 macs >= CONV_THREAD_MACS);
+        int64_t parts = g->groups * job.nbg * job.nchunk;
+        int parallel = macs >= CONV_THREAD_MACS;
+        job.fill = !job.avx512 ? 0 : parallel && sim->pool.n > 0 && parts >= 2 ? 2 : 1;
+        if (!job.fill) h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
+        pool_run(&sim->pool, conv_padded_part, &job, parts, parallel);
         return MLIP_OK;
     }
+    h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     for (int64_t gi = 0; gi < g->groups; gi++) {
         int64_t xoff = gi * icg;
         for (int64_t obi = 0; obi < nob; obi++) {
@@ -3045,7 +3128,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                     } else
 #endif
                     {
-                        conv_block_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
+                        conv_block6_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
                     }
                     for (int64_t k = 0; k < np; k++) {
                         uint8_t *orow = ocm + g->out_addr +
@@ -3072,20 +3155,107 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
 
 /* One depthwise output row: for each output pixel s, acc[s * C + c] = sum over the taps (i, j)
  * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL.  Channels
- * are independent, so 8 lanes of a GCC vector give each channel the scalar loop's bits.  One
- * body, compiled twice: for AVX2 and for the baseline (dw_row_avx2 / dw_row_c). */
+ * are independent, so 16 or 8 lanes of a GCC vector give each channel the scalar loop's
+ * bits.  One body, compiled three times: for AVX-512F with 16-lane blocks first (`wide`),
+ * for AVX2 and for the baseline (dw_row_avx512 / dw_row_avx2 / dw_row_c). */
 static inline __attribute__((always_inline)) void
 dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
-            int64_t i1, const float *bias, float *accrow)
+            int64_t i1, const float *bias, float *accrow, int wide)
 {
     const int64_t C = g->ic, iw = g->iw, kw = g->kw, xstep = g->dw * C;
+    const int64_t C8 = C - C % 8, xs = g->sw * C; /* xs: the next output pixel's input */
     for (int64_t s = 0; s < g->ow; s++) {
         int64_t j0, j1;
         tap_range(s, g->sw, g->dw, g->pl, iw, kw, &j0, &j1);
+        if (j0 == 0 && j1 == kw && C8 > 0 && s + 4 <= g->ow) {
+            int64_t j0_last, j1_last; /* the taps in range form an interval of pixels */
+            tap_range(s + 3, g->sw, g->dw, g->pl, iw, kw, &j0_last, &j1_last);
+            if (j0_last == 0 && j1_last == kw) {
+                /* four pixels with every kernel column in range at once: four independent
+                 * sums per channel block, each in the single pixel's tap order */
+                float *acc = accrow + s * C;
+                const int64_t x0 = s * g->sw - g->pl;
+#define DW_PX4_BLOCK(VT)                                                                     \
+    do {                                                                                     \
+        VT v0 = {0}, v1 = {0}, v2 = {0}, v3 = {0};                                           \
+        for (int64_t i = i0; i < i1; i++) {                                                  \
+            const int64_t y = r * g->sh + i * g->dh - g->pt;                                 \
+            const float *xp = X + (y * iw + x0) * C + c;                                     \
+            const float *wp = W + i * kw * C + c;                                            \
+            for (int64_t j = 0; j < kw; j++, xp += xstep, wp += C) {                         \
+                VT wv, a0, a1, a2, a3;                                                       \
+                memcpy(&wv, wp, sizeof wv);                                                  \
+                memcpy(&a0, xp, sizeof a0);                                                  \
+                memcpy(&a1, xp + xs, sizeof a1);                                             \
+                memcpy(&a2, xp + 2 * xs, sizeof a2);                                         \
+                memcpy(&a3, xp + 3 * xs, sizeof a3);                                         \
+                v0 = v0 + a0 * wv;                                                           \
+                v1 = v1 + a1 * wv;                                                           \
+                v2 = v2 + a2 * wv;                                                           \
+                v3 = v3 + a3 * wv;                                                           \
+            }                                                                                \
+        }                                                                                    \
+        if (bias != NULL) {                                                                  \
+            VT bv;                                                                           \
+            memcpy(&bv, bias + c, sizeof bv);                                                \
+            v0 = v0 + bv;                                                                    \
+            v1 = v1 + bv;                                                                    \
+            v2 = v2 + bv;                                                                    \
+            v3 = v3 + bv;                                                                    \
+        }                                                                                    \
+        memcpy(acc + c, &v0, sizeof v0);                                                     \
+        memcpy(acc + C + c, &v1, sizeof v1);                                                 \
+        memcpy(acc + 2 * C + c, &v2, sizeof v2);                                             \
+        memcpy(acc + 3 * C + c, &v3, sizeof v3);                                             \
+    } while (0)
+                int64_t c = 0;
+                for (; wide && c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
+                for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+#undef DW_PX4_BLOCK
+                for (int64_t p = 0; p < 4; p++) { /* the channels past the last block */
+                    for (int64_t t = C8; t < C; t++) {
+                        float v = 0.0f;
+                        for (int64_t i = i0; i < i1; i++) {
+                            int64_t y = r * g->sh + i * g->dh - g->pt;
+                            for (int64_t j = 0; j < kw; j++) {
+                                int64_t x = x0 + p * g->sw + j * g->dw;
+                                v += X[(y * iw + x) * C + t] * W[(i * kw + j) * C + t];
+                            }
+                        }
+                        if (bias != NULL) {
+                            v += bias[t];
+                        }
+                        acc[p * C + t] = v;
+                    }
+                }
+                s += 3;
+                continue;
+            }
+        }
         float *acc = accrow + s * C;
         /* input column of tap j0 (a valid one when there is any) */
         const int64_t x0 = j0 < j1 ? s * g->sw + j0 * g->dw - g->pl : 0;
         int64_t c = 0;
+        for (; wide && c + 16 <= C; c += 16) {
+            v16f v = {0};
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t y = r * g->sh + i * g->dh - g->pt;
+                const float *xp = X + (y * iw + x0) * C + c;
+                const float *wp = W + (i * kw + j0) * C + c;
+                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
+                    v16f xv, wv;
+                    memcpy(&xv, xp, sizeof xv);
+                    memcpy(&wv, wp, sizeof wv);
+                    v = v + xv * wv;
+                }
+            }
+            if (bias != NULL) {
+                v16f bv;
+                memcpy(&bv, bias + c, sizeof bv);
+                v = v + bv;
+            }
+            memcpy(acc + c, &v, sizeof v);
+        }
         for (; c + 8 <= C; c += 8) {
             v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int64_t i = i0; i < i1; i++) {
@@ -3124,18 +3294,25 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx512f"))) static void
+dw_row_avx512(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
+              int64_t i1, const float *bias, float *accrow)
+{
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 1);
+}
+
 __attribute__((target("avx2"))) static void
 dw_row_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
             int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 0);
 }
 #endif
 
 static void dw_row_c(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
                      int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 0);
 }
 
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
@@ -3174,7 +3351,9 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
 #if MLIP_HAVE_AVX2_KERNEL
-        if (sim->has_avx2) {
+        if (sim->has_avx512) {
+            dw_row_avx512(X, W, g, r, i0, i1, has_bias ? bias : NULL, accrow);
+        } else if (sim->has_avx2) {
             dw_row_avx2(X, W, g, r, i0, i1, has_bias ? bias : NULL, accrow);
         } else
 #endif
@@ -3634,6 +3813,70 @@ elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int6
         memcpy(out + 2 * k, to, rest);
     }
 }
+
+/* sixteen lanes of the fused ELTWISE row (AVX-512F): elt_block8's operations on a zmm, the
+ * activations' and-masks as zero-masking and blends (the same selections) */
+__attribute__((target("avx512f"))) static inline void
+elt_block16(const uint8_t *a, const uint8_t *b, int b_bcast, __m512 vb0, uint8_t *out, int func,
+            int act, float alpha, float beta)
+{
+    __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)a));
+    __m512 y = b_bcast ? vb0
+                       : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)b));
+    __m512 v;
+    if (func == MLIP_ELT_ADD) {
+        __asm__("vaddps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    } else if (func == MLIP_ELT_SUB) {
+        __asm__("vsubps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    } else {
+        __asm__("vmulps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
+    }
+    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
+        __m512 t = v;
+        if (act == MLIP_ACT_RELU6) { /* v < 6 ? v : 6 */
+            const __m512 cap = _mm512_set1_ps(6.0f);
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, cap, _CMP_LT_OQ), cap, v);
+        }
+        /* v > 0 ? t : +0 */
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), t);
+    } else if (act == MLIP_ACT_CLIP) {
+        const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+        __mmask16 below = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
+        __mmask16 above = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ);
+        __m512 t = _mm512_mask_blend_ps(above, v, hi);
+        v = _mm512_mask_blend_ps(below, t, lo);
+    }
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) {
+        float lanes[16];
+        _mm512_storeu_ps(lanes, v);
+        for (int t = 0; t < 16; t++) {
+            uint16_t h = f2h(lanes[t]);
+            memcpy(out + 2 * t, &h, 2);
+        }
+        return;
+    }
+    _mm256_storeu_si256((__m256i *)(void *)out,
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* elt_row_f16c with sixteen lanes at a time; the last fewer than 16 elements go through
+ * elt_row_f16c itself */
+__attribute__((target("avx512f,avx2,f16c"))) static void
+elt_row_avx512(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+               int func, int act, float alpha, float beta)
+{
+    uint16_t hb0;
+    memcpy(&hb0, b, 2);
+    const __m512 vb0 = _mm512_set1_ps(h2f(hb0));
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        elt_block16(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
+    }
+    if (k < n) {
+        elt_row_f16c(a + 2 * k, b_bcast ? b : b + 2 * k, b_bcast, out + 2 * k, n - k, func, act,
+                     alpha, beta);
+    }
+}
 #endif
 
 static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
@@ -3679,8 +3922,9 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             rows = 1;
         }
         for (uint64_t r = 0; r < rows; r++) {
-            elt_row_f16c(ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
-                         ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
+            (sim->has_avx512 ? elt_row_avx512 : elt_row_f16c)(
+                ocm + aa + r * ars * es, ocm + ba + r * brs * es, bcs == 0,
+                ocm + oa + r * ors * oes, (int64_t)cols, in->func, in->act, alpha, beta);
         }
         return MLIP_OK;
     }
@@ -3979,6 +4223,24 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
         }
     }
     uint64_t bytes = dim[0] * dim[1] * dim[2] * dim[3] * es;
+    uint64_t src_end = src + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_SRC_STRIDE0, es);
+    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
+    if (!(mask >> lt & 1) || src_end <= dst || dst_end <= src) {
+        /* no destination overlaps the source: each written straight from it (the same
+         * element order, so the same bytes where a box writes a place twice) */
+        for (uint32_t t = 0; t < sim->ntiles; t++) {
+            if (!(mask >> t & 1)) continue;
+            if (bytes != 0) {
+                dma_copy_box(sim->ocm[t] + dst, sim->ocm[lt] + src, dim, ss, ds, (uint32_t)es,
+                             0);
+            }
+            prep_invalidate(sim, t, dst, dst_end);
+        }
+        c->engine = 4;
+        c->link_bytes = bytes;
+        c->link_mask = mask;
+        return MLIP_OK;
+    }
     TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
     /* rows of the innermost loop that continue each other (stride = row) as one row */
     uint64_t row_bytes = dim[3] * es, k = 0;
@@ -4005,7 +4267,6 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
             }
         }
     }
-    uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
     for (uint32_t t = 0; t < sim->ntiles; t++) {
         if (!(mask >> t & 1)) continue;
         k = 0;
@@ -4078,6 +4339,12 @@ static uint64_t stream_candidate(const run_ctx *rc, uint32_t s)
     return umax64(ss->ready, tt);
 }
 
+/* 1 if the stream's next instruction is a BARRIER */
+static inline int at_barrier(const stream_state *ss)
+{
+    return ss->pc < ss->n && ss->insns[ss->pc].opcode == MLIP_OP_BARRIER;
+}
+
 static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
 {
     uint32_t lt = s / 3;
@@ -4090,7 +4357,7 @@ static void do_pops(run_ctx *rc, uint32_t s, const mlip_insn *in)
         for (uint32_t i = 0; i < rc->ns && rc->deps; i++) {
             if (tk->vc[i] > rc->st[s].vc[i]) rc->st[s].vc[i] = tk->vc[i];
         }
-        f->head = (f->head + 1) % f->cap;
+        if (++f->head == f->cap) f->head = 0; /* no division per token */
         f->count--;
     }
 }
@@ -4103,8 +4370,9 @@ static void do_pushes(run_ctx *rc, uint32_t s, const mlip_insn *in, uint64_t end
         int flag = k == 0 ? MLIP_F_PUSH_PREV : MLIP_F_PUSH_NEXT;
         if (!(in->flags & flag)) continue;
         fifo *f = &rc->ch[lt][channel(q, k == 0 ? q - 1 : q + 1)];
-        /* the load-time balance check guarantees count < cap here */
-        token *tk = &f->buf[(f->head + f->count) % f->cap];
+        /* the load-time balance check guarantees count < cap here (and head < cap) */
+        uint32_t at = f->head + f->count;
+        token *tk = &f->buf[at >= f->cap ? at - f->cap : at];
         tk->time = end;
         if (rc->deps) memcpy(tk->vc, rc->st[s].vc, sizeof tk->vc);
         f->count++;
@@ -4242,8 +4510,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     default: break;
     }
     /* again after the writes: a CONV whose output overlaps its own input block has just
-     * cached the converted input, which its writes made stale */
-    if (writes_ocm) {
+     * cached the converted input, which its writes made stale (only CONV and GEMM fill the
+     * caches prep_invalidate clears) */
+    if (writes_ocm && (in->opcode == MLIP_OP_CONV || in->opcode == MLIP_OP_GEMM)) {
         prep_invalidate(sim, lt, wlo, whi);
     }
     if (rcode != MLIP_OK) return rcode;
@@ -4336,18 +4605,34 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         cand[s] = stream_candidate(rc, s);
         live += rc->st[s].pc < rc->st[s].n;
     }
+    /* compute streams whose next instruction is a BARRIER: the barrier rule is looked at
+     * only when it is every tile's */
+    uint32_t at_bar = 0;
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) at_bar += at_barrier(&rc->st[lt * 3 + 1]);
     for (;;) {
-        int64_t best = -1;
-        uint64_t best_start = UINT64_MAX;
         if (live == 0) break;
-        for (uint32_t s = 0; s < rc->ns; s++) { /* the first smallest (selects, no branch) */
-            const uint64_t v = cand[s];
-            const int less = v < best_start;
-            best_start = less ? v : best_start;
-            best = less ? (int64_t)s : best;
+        /* the first smallest: two interleaved chains of selects (no branch), then the
+         * smaller of the two, the lower stream on a tie */
+        int64_t best0 = -1, best1 = -1;
+        uint64_t start0 = UINT64_MAX, start1 = UINT64_MAX;
+        uint32_t s = 0;
+        for (; s + 2 <= rc->ns; s += 2) {
+            const uint64_t v0 = cand[s], v1 = cand[s + 1];
+            const int less0 = v0 < start0, less1 = v1 < start1;
+            start0 = less0 ? v0 : start0;
+            best0 = less0 ? (int64_t)s : best0;
+            start1 = less1 ? v1 : start1;
+            best1 = less1 ? (int64_t)s + 1 : best1;
         }
+        if (s < rc->ns && cand[s] < start0) {
+            start0 = cand[s];
+            best0 = s;
+        }
+        const int take1 = start1 < start0 || (start1 == start0 && best1 >= 0 && best1 < best0);
+        int64_t best = take1 ? best1 : best0;
+        uint64_t best_start = take1 ? start1 : start0;
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
-        int bar_ready = 1;
+        int bar_ready = at_bar == sim->ntiles;
         uint64_t bar_start = 0;
         for (uint32_t lt = 0; lt < sim->ntiles && bar_ready; lt++) {
             stream_state *ss = &rc->st[lt * 3 + 1];
@@ -4365,6 +4650,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             /* it moved its own stream and may have pushed tokens to its neighbours */
             uint32_t b = (uint32_t)best, q = b % 3;
             live -= rc->st[b].pc == rc->st[b].n;
+            if (q == 1) at_bar += at_barrier(&rc->st[b]); /* it ran no BARRIER itself */
             cand[b] = stream_candidate(rc, b);
             if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
             if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
@@ -4399,6 +4685,10 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             }
             if (end > rc->end) rc->end = end;
             for (uint32_t k = 0; k < rc->ns; k++) cand[k] = stream_candidate(rc, k);
+            at_bar = 0;
+            for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+                at_bar += at_barrier(&rc->st[lt * 3 + 1]);
+            }
             continue;
         }
         /* deadlock */
@@ -4479,7 +4769,6 @@ void mlip_sim_free(mlip_sim *sim)
     for (int t = 0; t < MLIP_MAX_TILES; t++) {
         free(sim->ocm[t]);
         shadow_free(&sim->osh[t]);
-        free(sim->xcache[t].buf);
     }
     for (uint32_t k = 0; k < sim->wc_n; k++) {
         free(sim->wc[k].raw);
@@ -4494,6 +4783,8 @@ void mlip_sim_free(mlip_sim *sim)
     free(sim->lstats);
     free(sim->fbuf);
     free(sim->wbuf);
+    free(sim->wconv);
+    free(sim->xcache.buf);
     free(sim->ibuf);
     free(sim->iwbuf);
     free(sim->tbuf);
@@ -4664,6 +4955,7 @@ uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)
 {
     if (sim == NULL) return NULL;
     if (size != NULL) *size = sim->dram_size;
+    sim->host_gen++; /* the host may now write the weights region */
     return sim->dram;
 }
 
@@ -4687,9 +4979,7 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
         }
     }
     memcpy(sim->run_start, sim->base, sizeof sim->run_start);
-    /* the host may have written DRAM since the last inference: no OCM weights provenance
-     * carries over */
-    sim->run_no++;
+    /* no OCM weights provenance carries over: this inference's DMA makes it again */
     memset(sim->wprov, 0, sizeof sim->wprov);
     uint64_t end_main = 0, end_fin = 0;
     /* checked until two inferences in a row pass (see the invariants at the top) */

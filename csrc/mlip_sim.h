@@ -83,6 +83,10 @@ uint32_t mlip_crc32c(const uint8_t *data, size_t size);
 int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_params *params,
                   char *msg, size_t msg_size);
 void mlip_sim_free(mlip_sim *sim);
+/* The model's DRAM (dram_size bytes).  The host writes inputs into the input region through
+ * it at any time; it may write the weights region too, but only through a pointer returned
+ * since the last mlip_sim_run: each call tells the core that the weights may change, and the
+ * converted weights it caches are compared with DRAM again at the next run. */
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,

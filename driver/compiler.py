@@ -148,9 +148,12 @@ class CompileOptions:
     channel_scales: bool | None = None
     """int8: per-channel activation scales on CONV -> CONV / FC edges, folded into the
     weights before calibration (driver/channel_scales.py); None: on for int8."""
-    fp16_precision: str = "storage"
-    """fp16: "storage" (the precision policy alone) or "extended" (the FCs of transformer
-    sub-graphs as three fp16 GEMM passes: 3x their MACs; lowering/mrvl_extended_precision.py)."""
+    fp16_precision: str = "auto"
+    """fp16: "auto" (default: the FCs of transformer sub-graphs that read a class token's
+    row take their weights' low half as a second GEMM pass, stacked along K), "targeted"
+    (that in every transformer sub-graph), "storage" (the precision policy alone) or
+    "extended" (the FCs of transformer sub-graphs as three fp16 GEMM passes: 3x their MACs);
+    lowering/mrvl_extended_precision.py."""
     machine: Machine = DEFAULT_MACHINE
     """The accelerator (tiles, OCM and page size, timing constants)."""
     partition: PartitionOptions = field(default_factory=PartitionOptions)
@@ -179,7 +182,7 @@ class CompileOptions:
         if self.fp16_precision not in PRECISIONS:
             raise CompileError(f"--fp16-precision must be one of {', '.join(PRECISIONS)}, "
                                f"got {self.fp16_precision!r}")
-        if self.fp16_precision != "storage" and self.quantize != "fp16":
+        if self.fp16_precision != "auto" and self.quantize != "fp16":
             raise CompileError("--fp16-precision applies to --quantize fp16 only; drop it")
         if self.quantize == "int8" and self.calibration is None:
             raise CompileError(
@@ -237,7 +240,7 @@ class CompileOptions:
 
     def manifest_options(self) -> dict[str, Any]:
         """The `options` of the build manifest (`fp16_precision` only when not the default)."""
-        extra = {} if self.fp16_precision == "storage" else {
+        extra = {} if self.fp16_precision == "auto" else {
             "fp16_precision": self.fp16_precision}
         return {"num_tiles": self.machine.tiles, "quantize": self.quantize,
                 "ocm_size": self.machine.ocm_bytes, "page_size": self.machine.page_bytes,

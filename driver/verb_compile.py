@@ -27,6 +27,7 @@ from mrvl import mlip_isa as isa
 from mrvl.driver.compiler import CompileOptions, PartitionOptions, Stage, compile, compile_pair
 from mrvl.errors import CompileError
 from mrvl.files import check_output_path, write_bytes, write_text
+from mrvl.lowering.backend import PRECISIONS
 from mrvl.machine import Machine, overrides_help
 
 HELP = "compile a JSON pair (or a whole ONNX model) to mlip model binaries"
@@ -76,11 +77,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=None,
                         help="int8 (default on): per-channel activation scales on conv->conv "
                              "and conv->fc edges, folded into the weights")
-    parser.add_argument("--fp16-precision", choices=("storage", "extended"), default="storage",
-                        help="fp16: 'storage' (default) stores transformer residual streams "
-                             "fp32; 'extended' also runs each FC of a transformer sub-graph "
-                             "as three fp16 GEMM passes on split fp32 operands (near-fp32 "
-                             "products, 3x the FC MACs)")
+    parser.add_argument("--fp16-precision", choices=PRECISIONS, default="auto",
+                        help="fp16 transformer sub-graphs (residual streams stored fp32 in "
+                             "each): 'auto' (default) also runs each FC of a sub-graph "
+                             "that reads a class token with its weights' low half as a "
+                             "second GEMM pass; 'targeted' does that in every one; "
+                             "'storage' neither; 'extended' runs each FC as three fp16 GEMM "
+                             "passes on split fp32 operands (near-fp32 products, 3x the FC "
+                             "MACs)")
     parser.add_argument("--emit", choices=[s.value for s in Stage], default="binary",
                         help="ONNX form: stop after this stage (default binary)")
     parser.add_argument("--report", action="store_true", help="print the static report")

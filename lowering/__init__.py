@@ -19,6 +19,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "graph-conv-add-to-bias": lambda: __import__("mrvl.lowering.graph_conv_add_to_bias", fromlist=["_"]).GraphConvAddToBiasPass,
         "graph-layout-nhwc": lambda: __import__("mrvl.lowering.graph_layout_nhwc", fromlist=["_"]).GraphLayoutNhwcPass,
         "graph-cancel-transposes": lambda: __import__("mrvl.lowering.graph_cancel_transposes", fromlist=["_"]).GraphCancelTransposesPass,
+        "graph-gather-rows-early": lambda: __import__("mrvl.lowering.graph_gather_rows_early", fromlist=["_"]).GraphGatherRowsEarlyPass,
         "graph-widen-f16": lambda: __import__("mrvl.lowering.graph_widen_f16", fromlist=["_"]).GraphWidenF16Pass,
         "graph-cleanup": lambda: __import__("mrvl.lowering.graph_pipeline", fromlist=["_"]).GraphCleanupPass,
         "convert-graph-to-mrvl": lambda: __import__("mrvl.lowering.convert_graph_to_mrvl", fromlist=["_"]).ConvertGraphToMrvlPass,

@@ -40,7 +40,8 @@ from mrvl import mlip_isa as isa
 from mrvl.machine import DEFAULT_MACHINE, Machine, machine_of
 from mrvl.mlip_binary import ModelBinary
 
-PRECISIONS = ("storage", "extended")
+PRECISIONS = ("auto", "storage", "targeted", "extended")
+"""The fp16 precision options (lowering/mrvl_extended_precision.py); "auto" is the default."""
 """fp16 precision options: the storage policy alone (lowering/mrvl_precision.py), or with
 the FCs of transformer sub-graphs in three fp16 GEMM passes (mrvl-extended-precision)."""
 
@@ -67,7 +68,7 @@ def backend_passes(
     prefetch: bool = True,
     resident: bool = True,
     broadcast: str = "auto",
-    precision: str = "storage",
+    precision: str = "auto",
 ) -> tuple[list[ModulePass], list[ModulePass]]:
     """The backend pipeline as ModulePass objects: (annotation passes on the mrvl
     functions, lowering passes from mrvl to a scheduled `mlip.model`); `prefetch=False`
@@ -75,15 +76,18 @@ def backend_passes(
     activation in DRAM between layers (the schedule before the OCM-resident one),
     `broadcast` says where prefetched weights that several tiles need are loaded once and
     shared with TILE_COPY: "auto" (where that pays), "all" (every boundary), "none" (every
-    tile loads its own; mlip-dma-schedule). `precision` ("storage" or "extended", fp16
-    builds only): "extended" splits the FCs of transformer sub-graphs into three fp16 GEMM
-    passes (mrvl-extended-precision)."""
+    tile loads its own; mlip-dma-schedule). `precision` (fp16 builds; `PRECISIONS`,
+    mrvl-extended-precision): "auto" (default) stacks the weights' low half onto the FCs of
+    transformer sub-graphs that read one token's row (a class token), "targeted" onto
+    those of every transformer sub-graph, "extended" splits every FC of transformer
+    sub-graphs into three fp16 GEMM passes, "storage" keeps the precision policy alone.
+    int8 builds take "auto" (which does nothing there) only."""
     if precision not in PRECISIONS:
         raise CompileError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "extended" and quantize != "fp16":
-        raise CompileError("precision 'extended' applies to fp16 builds only")
+    if precision != "auto" and quantize != "fp16":
+        raise CompileError(f"precision '{precision}' applies to fp16 builds only")
     annotate: list[ModulePass] = [
-        MrvlExtendedPrecisionPass(enabled=precision == "extended"),
+        MrvlExtendedPrecisionPass(mode=precision if quantize == "fp16" else "storage"),
         MrvlQuantizePass(mode=quantize, io_dtype=io_dtype or "", ranges=ranges),
         MrvlTileSplitPass(num_tiles=machine.tiles, ocm_size=machine.ocm_bytes,
                           page_size=machine.page_bytes, resident=resident, machine=machine),
@@ -112,7 +116,7 @@ def compile_function(
     prefetch: bool = True,
     resident: bool = True,
     broadcast: str = "auto",
-    precision: str = "storage",
+    precision: str = "auto",
 ) -> CompiledSubgraph:
     """Compile one accelerator sub-graph function for `machine` through the backend pipeline
     (`backend_passes`), in one process without printing: `machine.tiles` tiles, blocks

@@ -5,7 +5,9 @@ one see what the previous ones exposed.
    ops at the borders, so the patterns below and the accelerator see f32 ops);
 1. `graph-remove-identity` (identity / dropout out of the way of every pattern below);
 2. `graph-fold-constants` (shape arithmetic and weight preprocessing become constants);
-3. `graph-cancel-transposes` (no-op and back-to-back transposes);
+3. `graph-cancel-transposes` (no-op and back-to-back transposes), then
+   `graph-gather-rows-early` (a one-row Gather moves above the row-wise ops feeding it:
+   a ViT's last block runs on its class token only);
 4. `graph-conv-add-to-bias`, `graph-fold-batch-norm`, `graph-conv-add-to-bias` (conv + add
    + batch-norm + add chains in either order end as one conv2d with bias; gemm / matmul with
    constant weights become dense + bias_add);
@@ -34,6 +36,7 @@ from mrvl.lowering.graph_cancel_transposes import GraphCancelTransposesPass
 from mrvl.lowering.graph_conv_add_to_bias import GraphConvAddToBiasPass
 from mrvl.lowering.graph_fold_batch_norm import GraphFoldBatchNormPass
 from mrvl.lowering.graph_fold_constants import DEFAULT_MAX_ELEMENTS, GraphFoldConstantsPass
+from mrvl.lowering.graph_gather_rows_early import GraphGatherRowsEarlyPass
 from mrvl.lowering.graph_layout_nhwc import GraphLayoutNhwcPass
 from mrvl.lowering.graph_pass_utils import GraphPassOptionError
 from mrvl.lowering.graph_remove_identity import GraphRemoveIdentityPass
@@ -56,6 +59,7 @@ def graph_cleanup_passes(
         GraphRemoveIdentityPass(),
         fold,
         GraphCancelTransposesPass(),
+        GraphGatherRowsEarlyPass(),
         GraphConvAddToBiasPass(),
         GraphFoldBatchNormPass(),
         GraphConvAddToBiasPass(),

@@ -20,9 +20,10 @@ bytes at `CROSSING_BYTES_PER_SECOND`, counted as CPU time (the host does the han
 
 `fp16_in_int8` lists the layers an int8 build computes in fp16; `fp32_in_fp16` the layers
 whose outputs an fp16 build stores in fp32 (the precision policy of transformer sub-graphs,
-lowering/mrvl_precision.py); `extended_fp16` the FCs an fp16 build with precision
-"extended" runs as three fp16 GEMM passes (lowering/mrvl_extended_precision.py; the report
-is written after the backend, so their three FC layers and their MACs are in the lists).
+lowering/mrvl_precision.py); `extended_fp16` the FCs (and MatMuls) an fp16 build runs as
+several fp16 GEMM passes: three with precision "extended", two stacked along K (the
+weights' low half) with "targeted" and "auto" (lowering/mrvl_extended_precision.py; the
+report is written after the backend, so their new layers and their MACs are in the lists).
 
 Invariant: the report only reads the IR; every non-constant op of a CPU sub-graph appears in
 `cpu_nodes` exactly once.
@@ -286,7 +287,7 @@ def format_report(report: dict[str, Any]) -> str:
         )
     if report.get("extended_fp16"):
         lines.append(
-            f"  extended-precision FCs (3 fp16 GEMM passes, "
+            f"  extended-precision FCs (2 or 3 fp16 GEMM passes, "
             f"lowering/mrvl_extended_precision.py): {len(report['extended_fp16'])} layer(s)"
         )
     lines.append(

@@ -6,8 +6,10 @@ the binary's own I/O format (each input array has exactly the dtype, layout and 
 descriptor; the runtime does every conversion), and unloads them. A hardware backend (the
 RFC's step 3b: a driver for a real MLIP) would implement the same four methods; nothing else in
 mrvl talks to the simulator directly.  Optional methods the runtime uses when present:
-`timeline(handle)` (traced runs) and `input_buffers(handle)` (arrays in the device's own input
-memory that the runtime converts into, so `run` copies nothing).
+`timeline(handle)` (traced runs), `input_buffers(handle)` (arrays in the device's own input
+memory that the runtime converts into, so `run` copies nothing) and `run_deferred(handle,
+inputs)` (`run` returning a function that builds the report, called only when a step's
+report is read).
 
     device = SimulatorDevice()
     handle = device.load(Path("build/tvmgen_mrvl_main_0.bin"))
@@ -25,6 +27,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -137,6 +140,15 @@ class SimulatorDevice:
         loaded = self._get(handle)
         check_device_inputs(loaded.inputs, inputs, loaded.source)
         return loaded.simulator.run_device(list(inputs), trace=True if trace else None)
+
+    def run_deferred(self, handle: int, inputs: list[np.ndarray]
+                     ) -> tuple[list[np.ndarray], Callable[[], dict]]:
+        """As `run` (untraced), with a function that builds the report when called instead
+        of the report (`Simulator.run_device_deferred`).  Optional for a `Device`: the
+        runtime builds a step's report only when it is read when the device has it."""
+        loaded = self._get(handle)
+        check_device_inputs(loaded.inputs, inputs, loaded.source)
+        return loaded.simulator.run_device_deferred(list(inputs))
 
     def input_buffers(self, handle: int) -> list[np.ndarray]:
         """Per input descriptor, the array in the device's own input memory (the simulated

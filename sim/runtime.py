@@ -36,7 +36,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -327,16 +327,50 @@ def adapt_layout(value: Value, shape, layout: str | None, where: str) -> np.ndar
 # ----------------------------------------------------------------------------- running
 
 
-@dataclass
 class StepRecord:
-    """What one step did in one run: wall time and (accelerator) the device report."""
+    """What one step did in one run: wall time and (accelerator) the device report.
 
-    symbol: str
-    kind: str
-    wall_s: float
-    report: dict[str, Any] = field(default_factory=dict)
-    timeline: Any = None
-    """accelerator steps of a traced run: the `mrvl.sim.trace.Timeline`"""
+    `report` is built on first read when the record holds a `build_report` function instead
+    (a device with `run_deferred`): the same dict, paid for only by whoever reads it.
+    `timeline`: accelerator steps of a traced run, the `mrvl.sim.trace.Timeline`."""
+
+    __slots__ = ("symbol", "kind", "wall_s", "timeline", "_report", "_build_report")
+
+    def __init__(self, symbol: str, kind: str, wall_s: float,
+                 report: dict[str, Any] | None = None, timeline: Any = None,
+                 build_report: Callable[[], dict[str, Any]] | None = None):
+        self.symbol = symbol
+        self.kind = kind
+        self.wall_s = wall_s
+        self.timeline = timeline
+        self._report = report if report is not None or build_report is not None else {}
+        self._build_report = build_report if report is None else None
+
+    @property
+    def report(self) -> dict[str, Any]:
+        if self._report is None:
+            assert self._build_report is not None
+            self._report = self._build_report()
+            self._build_report = None
+        return self._report
+
+    @report.setter
+    def report(self, value: dict[str, Any]) -> None:
+        self._report = value
+        self._build_report = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepRecord):
+            return NotImplemented
+        return (self.symbol, self.kind, self.wall_s, self.report, self.timeline) == (
+            other.symbol, other.kind, other.wall_s, other.report, other.timeline)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (f"StepRecord(symbol={self.symbol!r}, kind={self.kind!r}, "
+                f"wall_s={self.wall_s!r}, report={self.report!r}, "
+                f"timeline={self.timeline!r})")
 
 
 @dataclass
@@ -416,21 +450,26 @@ class _CpuStep:
         if sorted(out_names) != sorted(step.outputs):
             raise BuildDirError(f"{path}: outputs {out_names} differ from the manifest's "
                                 f"{list(step.outputs)}")
+        # per input: its name, shape (-1: any), dtype and error context (fixed per step)
+        self._feeds = []
+        for spec in self.inputs:
+            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
+            self._feeds.append((spec.name, shape, _ONNX_DTYPES.get(spec.type),
+                                f"{step.symbol} input '{spec.name}'"))
+        self._output_names = list(step.outputs)
 
     def run(self, env: dict[str, Value]) -> StepRecord:
         feeds = {}
-        for spec in self.inputs:
-            where = f"{self.step.symbol} input '{spec.name}'"
-            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
-            value = env[spec.name]
+        for name, shape, dtype, where in self._feeds:
+            value = env[name]
             if -1 in shape:
-                arr = value.array
+                arr = np.ascontiguousarray(value.array)
             else:
                 arr = adapt_layout(value, shape, None, where)
-            dtype = _ONNX_DTYPES.get(spec.type)
-            feeds[spec.name] = arr.astype(dtype) if dtype is not None else arr
+            # onnxruntime only reads its feeds: an array of the right dtype goes as it is
+            feeds[name] = arr.astype(dtype, copy=False) if dtype is not None else arr
         start = time.perf_counter()
-        results = self.session.run(list(self.step.outputs), feeds)
+        results = self.session.run(self._output_names, feeds)
         wall = time.perf_counter() - start
         for name, arr in zip(self.step.outputs, results):
             env[name] = Value(np.asarray(arr), None)
@@ -465,19 +504,24 @@ class _AcceleratorStep:
             device_inputs.append(to_device(arr, desc,
                                            out=buffers[k] if buffers is not None else None))
         start = time.perf_counter()
+        run_deferred = getattr(self.device, "run_deferred", None)
+        report, build_report = None, None
         if traced:
             timeline_of = getattr(self.device, "timeline", None)
             if timeline_of is None:
                 raise MrvlError(f"device {self.device.name} cannot record a trace")
             outputs, report = self.device.run(self.handle, device_inputs,  # type: ignore
                                               trace=True)
+        elif run_deferred is not None:  # the report is built when the record's is read
+            outputs, build_report = run_deferred(self.handle, device_inputs)
         else:
             outputs, report = self.device.run(self.handle, device_inputs)
         wall = time.perf_counter() - start
         for name, desc, arr in zip(self.step.outputs, self.out_descs, outputs):
             env[name] = Value(from_device(np.asarray(arr), desc),
                               _LAYOUT_TAG.get(int(desc.layout)))
-        record = StepRecord(self.step.symbol, "accelerator", wall, report)
+        record = StepRecord(self.step.symbol, "accelerator", wall, report,
+                            build_report=build_report)
         if traced:
             timeline = timeline_of(self.handle)
             if timeline is not None:
@@ -487,6 +531,16 @@ class _AcceleratorStep:
 
     def close(self) -> None:
         self.device.unload(self.handle)
+
+
+class _NoProgress:
+    """The progress line of a run that shows none (no terminal check, no strings built)."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_PROGRESS = _NoProgress()
 
 
 class CompiledModel:
@@ -587,6 +641,8 @@ class CompiledModel:
         records the simulated timeline (`result.trace_events()`, `result.write_trace(path)`);
         a path also writes it there as Chrome trace-event JSON. `progress` shows the step
         being run on stderr when it is a terminal (mrvl/progress.py)."""
+        if not progress:
+            return self._run(inputs, trace, _NO_PROGRESS)
         from mrvl.progress import Progress
 
         with Progress("mrvl run", enabled=progress) as bar:
@@ -635,7 +691,9 @@ class CompiledModel:
             env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
         records = []
         for k, step in enumerate(self._steps):
-            bar.update(f"{where}{step.step.kind} step @{step.step.symbol}", k, len(self._steps))
+            if bar is not _NO_PROGRESS:
+                bar.update(f"{where}{step.step.kind} step @{step.step.symbol}", k,
+                           len(self._steps))
             records.append(step.run(env, traced) if isinstance(step, _AcceleratorStep)
                            else step.run(env))
         outputs = {}

@@ -16,11 +16,12 @@ record or on `TimingParams`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,6 +89,9 @@ class TimingParams:
         return params
 
 
+# descriptor dtype number -> (DType, numpy dtype), looked up once per conversion
+_IO_TYPES = {int(dtype): (dtype, np.dtype(isa.DTYPE_NUMPY[dtype])) for dtype in DType}
+
 _INT_RANGES = {
     DType.INT8: (-128, 127), DType.UINT8: (0, 255), DType.INT16: (-32768, 32767),
     DType.UINT16: (0, 65535), DType.INT32: (-(2**31), 2**31 - 1), DType.UINT32: (0, 2**32 - 1),
@@ -99,8 +103,7 @@ def to_device(x: np.ndarray, desc: IODesc, out: np.ndarray | None = None) -> np.
     `out`: a C-contiguous array of that dtype and `x`'s shape to convert into (for example
     `Simulator.input_buffers()`, the simulated DRAM itself); returned."""
     x = np.asarray(x, dtype=np.float32)
-    dtype = DType(desc.dtype)
-    np_type = np.dtype(isa.DTYPE_NUMPY[dtype])
+    dtype, np_type = _IO_TYPES[desc.dtype]
     if out is not None and (out.dtype != np_type or out.shape != x.shape
                             or not out.flags.c_contiguous or not out.flags.writeable):
         raise MrvlError(f"to_device: the output buffer must be a writeable contiguous "
@@ -148,6 +151,17 @@ _LAYER_KEYS = ("name", "macs", "compiler_macs", "start", "end", "cycles", "instr
                "dma_in_bytes", "dma_out_bytes", "tile_copy_bytes", "matrix_cycles",
                "vector_cycles", "traffic_roofline_cycles", "achieved_tflops",
                "matrix_utilization")
+
+
+@dataclass(frozen=True)
+class _RunStats:
+    """One run's statistics as the C core left them (`mlip_stats` and the per-layer
+    `mlip_layer_stats` bytes) and its outputs: what the report is built from."""
+
+    stats: bytes
+    layers: bytes
+    n_layers: int
+    outputs: list[np.ndarray]
 
 
 class Simulator:
@@ -235,11 +249,18 @@ class Simulator:
 
     # -- running --
     def _dram(self) -> memoryview:
-        """The simulated DRAM (allocated once by the core at load: the view is kept)."""
+        """The whole simulated DRAM, for the host to read or write anything (tests, tools).
+        Asked of the core at every call, which tells it that the weights region may change
+        before the next run (it then compares its converted weights with DRAM again)."""
+        size = self._ffi.new("uint64_t *")
+        ptr = self._lib.mlip_sim_dram(self._handle, size)
+        return memoryview(self._ffi.buffer(ptr, size[0]))
+
+    def _io_dram(self) -> memoryview:
+        """The simulated DRAM as the run path uses it: inputs written, outputs read (allocated
+        once by the core at load: the view is kept)."""
         if self._dram_view is None:
-            size = self._ffi.new("uint64_t *")
-            ptr = self._lib.mlip_sim_dram(self._handle, size)
-            self._dram_view = memoryview(self._ffi.buffer(ptr, size[0]))
+            self._dram_view = self._dram()
         return self._dram_view
 
     def input_buffers(self) -> list[np.ndarray]:
@@ -249,7 +270,7 @@ class Simulator:
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         if self._input_buffers is None:
-            dram = self._dram()
+            dram = self._io_dram()
             self._input_buffers = [
                 np.frombuffer(dram, dtype=np_type, count=math.prod(shape),
                               offset=desc.dram_offset).reshape(shape)
@@ -308,12 +329,26 @@ class Simulator:
         """Run one inference on inputs already in the descriptors' dtypes and shapes (written
         to DRAM bit for bit, no conversion; the device seam's contract) and return the
         outputs likewise, with the report.  `trace` as in `run`."""
+        outputs, run_stats = self._run_device(inputs, trace)
+        return outputs, self._report(run_stats)
+
+    def run_device_deferred(self, inputs: list[np.ndarray]
+                            ) -> tuple[list[np.ndarray], Callable[[], dict]]:
+        """As `run_device` (untraced), but the report is built when the returned function is
+        called (any time later, as often as wanted: it holds its own copy of the run's
+        statistics), so a caller that does not read it does not pay for it."""
+        outputs, run_stats = self._run_device(inputs, None)
+        return outputs, functools.partial(self._report, run_stats)
+
+    def _run_device(self, inputs: list[np.ndarray],
+                    trace: bool | str | os.PathLike | None) -> tuple[list[np.ndarray],
+                                                                     _RunStats]:
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         if len(inputs) != len(self.inputs):
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
-        dram = self._dram()
+        dram = self._io_dram()
         buffers = self._input_buffers or ()
         for k, (x, desc, np_type, shape) in enumerate(zip(
                 inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
@@ -355,7 +390,14 @@ class Simulator:
                 for desc, np_type, size in zip(self.outputs, self._io_types[1],
                                                self._output_bytes, strict=True)]
         outputs = [view.copy() for view in self._output_views]
-        return outputs, self._report(stats, layers, n_layers, outputs)
+        return outputs, self._snapshot(stats, layers, n_layers, outputs)
+
+    def _snapshot(self, stats, layers, n_layers: int, outputs: list[np.ndarray]) -> _RunStats:
+        """The run's statistics copied out of the C core's (reused) buffers."""
+        ffi = self._ffi
+        return _RunStats(bytes(ffi.buffer(stats)),
+                         bytes(ffi.buffer(layers, n_layers * ffi.sizeof("mlip_layer_stats"))),
+                         n_layers, outputs)
 
     def _run_traced(self, stats, layers, n_layers: int, msg) -> tuple[int, np.ndarray]:
         """`mlip_sim_run_traced` into a buffer sized exactly from the instruction count."""
@@ -374,7 +416,7 @@ class Simulator:
         return status, records[:recorded[0]]
 
     # -- the report --
-    def _layer_reports(self, layers, n_layers: int, tiles: int, per_cycle: int,
+    def _layer_reports(self, data: bytes, n_layers: int, tiles: int, per_cycle: int,
                        clock_hz: float) -> list[dict]:
         """One dict per layer, from the C core's `mlip_layer_stats` array (read as one numpy
         array; the derived figures are computed column-wise in float64 with the same
@@ -382,7 +424,6 @@ class Simulator:
         does not depend on the data, so a run whose stats equal the last run's gets copies
         of the last run's dicts (a fresh dict per layer, as many times faster to make)."""
         t = self.machine
-        data = bytes(self._ffi.buffer(layers, n_layers * self._ffi.sizeof("mlip_layer_stats")))
         if self._last_layers is not None and self._last_layers[0] == data:
             return list(map(dict.copy, self._last_layers[1]))
         raw = np.frombuffer(data, dtype=np.uint64).reshape(n_layers, -1)
@@ -407,7 +448,9 @@ class Simulator:
         self._last_layers = (data, [row.copy() for row in rows])
         return rows
 
-    def _report(self, stats, layers, n_layers: int, outputs) -> dict:
+    def _report(self, run_stats: _RunStats) -> dict:
+        """The report dict of docs/isa.md section 5 from one run's statistics."""
+        n_layers, outputs = run_stats.n_layers, run_stats.outputs
         t = self.machine
         b = self.binary
         tiles = b.tile_end - b.tile_start + 1
@@ -415,7 +458,7 @@ class Simulator:
         # the C core's mlip_stats in one read (fourteen uint64: see _STATS_FIELDS)
         (cycles, init_cycles, macs_fp16, macs_int8, dma_in_bytes, dma_out_bytes, matrix_busy,
          vector_busy, dram_busy, stall_dma_in, stall_compute, stall_dma_out, instructions,
-         tile_copy_bytes) = _STATS.unpack(self._ffi.buffer(stats))
+         tile_copy_bytes) = _STATS.unpack(run_stats.stats)
         macs = macs_fp16 + macs_int8
         clock_hz = t.clock_mhz * 1e6
         seconds = cycles / clock_hz
@@ -468,8 +511,8 @@ class Simulator:
             "layers": [],
         }
         if n_layers:
-            report["layers"] = self._layer_reports(layers, n_layers, tiles, per_cycle,
-                                                   clock_hz)
+            report["layers"] = self._layer_reports(run_stats.layers, n_layers, tiles,
+                                                   per_cycle, clock_hz)
         return report
 
 

@@ -23,6 +23,7 @@ from mrvl.sim.device import Device, SimulatorDevice
 from mrvl.mlip_binary import IODesc, Instruction, ModelBinary, plan_dram
 from mrvl.mlip_isa import Act, DType, Layout, Opcode, Queue, Section
 from mrvl.sim.runtime import CompiledModel
+from mrvl.sim.simulator import to_device
 
 SHAPE_NHWC = (1, 2, 3, 4)
 SHAPE_NCHW = (1, 4, 2, 3)
@@ -130,6 +131,23 @@ def test_alternating_steps_exact(build):
     assert all(s.report["cycles"] > 0 for s in result.steps if s.kind == "accelerator")
     assert result.total_cycles == sum(s.report["cycles"] for s in result.steps
                                       if s.kind == "accelerator")
+
+
+def test_step_reports_built_on_read_equal_the_devices_eager_report(build):
+    """The runtime builds an accelerator step's report when it is read (the simulator
+    device's `run_deferred`): the same dict as the device's own `run` gives."""
+    x = (np.random.default_rng(4).standard_normal(SHAPE_NCHW) * 2).astype(np.float32)
+    with CompiledModel.load(build) as model:
+        result = model.run({"x": x})
+        later = model.run({"x": -x})  # reuses the simulator's statistics buffers
+        step = model._steps[0]
+        device_inputs = [to_device(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), desc)
+                         for desc in step.in_descs]
+        _, eager = step.device.run(step.handle, device_inputs)
+    assert result.steps[0].report == eager
+    assert later.steps[0].report["cycles"] == eager["cycles"]
+    assert json.loads(json.dumps(result.as_dict()))["steps"][0]["report"]["cycles"] == \
+        eager["cycles"]
 
 
 def test_input_validation_before_any_step(build):

@@ -168,6 +168,10 @@ CONV_CASES = [
     (12, 12, 3, 20, 7, (2, 2), (3, 3), (1, 1), 1),
     (9, 14, 8, 8, 5, (1, 2), (2, 2), (1, 1), 8),  # depthwise rows: one 8-lane block
     (7, 11, 20, 20, 3, (2, 1), (1, 3), (1, 2), 20),  # depthwise: a block, a tail, dilation
+    (6, 9, 43, 43, 3, (1, 1), (1, 1), (1, 1), 43),  # depthwise: 16-, 16- and 8-lane blocks, a tail
+    (8, 7, 24, 24, 3, (2, 2), (1, 1), (1, 1), 24),  # depthwise: a 16- and an 8-lane block
+    (5, 30, 19, 19, 3, (2, 2), (1, 2), (1, 2), 19),  # depthwise: four-pixel blocks, strided
+    (4, 40, 8, 8, 5, (1, 1), (2, 2), (1, 1), 8),  # depthwise: four-pixel blocks, one 8-lane
 ]
 
 

@@ -286,8 +286,9 @@ def _fp16_specials(shape) -> np.ndarray:
 @pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.RELU6, Act.CLIP])
 @pytest.mark.parametrize("layout", ["joined", "strided", "broadcast", "in_place"])
 def test_fused_fp16_eltwise_matches_portable_bit_for_bit(func, act, layout):
-    """The fused F16C ELTWISE row equals the portable path (h2f, the operation, the
-    activation, f2h) bit for bit, NaN payloads and signs included."""
+    """The fused F16C ELTWISE row (16 lanes on AVX-512F hosts, 8 with `no_avx512`) equals
+    the portable path (h2f, the operation, the activation, f2h) bit for bit, NaN payloads
+    and signs included."""
     rows, cols, stride = 9, 37, 40 if layout == "strided" else 37
     a = _fp16_specials((rows, stride))
     b = _fp16_specials((rows, stride))
@@ -302,9 +303,11 @@ def test_fused_fp16_eltwise_matches_portable_bit_for_bit(func, act, layout):
     pb.store(0, oa, "y", (rows, stride), DType.FP16)
     data = pb.build().to_bytes()
     results = [Simulator.load(data, timing=timing).run_device([])[0][0]
-               for timing in (TimingParams(), TimingParams(portable=True))]
-    fused, portable = (r.view(np.uint16)[:, :cols] for r in results)
+               for timing in (TimingParams(), TimingParams(no_avx512=True),
+                              TimingParams(portable=True))]
+    wide, fused, portable = (r.view(np.uint16)[:, :cols] for r in results)
     assert fused.tolist() == portable.tolist()
+    assert wide.tolist() == portable.tolist()
     if act in (Act.NONE, Act.CLIP):  # NaN passes these (RELU and RELU6 give +0)
         assert np.isnan(portable.view(F16)).any()
 
@@ -426,7 +429,8 @@ def test_converted_weights_cache_sees_ocm_writes_and_host_writes_to_the_weights_
     """The cache trusts OCM weights copied from the DRAM weights region in this inference
     without comparing them again, but an OCM write over them (here an ELTWISE) makes the
     next CONV compare and convert the new bytes, and bytes the host writes into the
-    weights region between inferences are seen by the next inference."""
+    weights region between inferences are seen by the next inference (also after runs that
+    trusted the cache without comparing: no host DRAM access since the last comparison)."""
     H, W, C, O = 3, 13, 16, 64
     pb, x, w = _two_convs_on_one_weight_block(H, W, C, O)
     data = pb.build().to_bytes()
@@ -438,10 +442,12 @@ def test_converted_weights_cache_sees_ocm_writes_and_host_writes_to_the_weights_
             sim._dram()[offset:offset + w.nbytes] = w_now.tobytes()
             doubled = w_now.copy().reshape(-1)
             doubled[:O * C // 2] = (doubled[:O * C // 2].astype(np.float32) * 2).astype(F16)
-            outputs, _ = sim.run([])
-            assert outputs[0].astype(F16).view(np.uint16).tolist() == _conv1x1_bits(x, w_now)
-            assert outputs[1].astype(F16).view(np.uint16).tolist() == \
-                _conv1x1_bits(x, doubled.reshape(w.shape))
+            for _ in range(3):
+                outputs, _ = sim.run([])
+                assert outputs[0].astype(F16).view(np.uint16).tolist() == \
+                    _conv1x1_bits(x, w_now)
+                assert outputs[1].astype(F16).view(np.uint16).tolist() == \
+                    _conv1x1_bits(x, doubled.reshape(w.shape))
 
 
 def _copy_binary() -> bytes:
@@ -504,3 +510,23 @@ def test_nonfinite_outputs_count_with_opposite_infinities():
     x[1, 1, 1] = np.nan
     assert sim.run([x])[1]["nonfinite_outputs"] == 4
     assert sim.run([np.ones_like(x)])[1]["nonfinite_outputs"] == 0
+
+
+def test_deferred_report_is_its_own_runs_report_whenever_it_is_built():
+    """`run_device_deferred` builds the same dict as `run_device`, from its own run's
+    statistics and outputs even after later runs reused the C core's buffers."""
+    eager = Simulator.load(_copy_binary())
+    deferred = Simulator.load(_copy_binary())
+    x = np.ones((6, 6, 8), np.float16)
+    x[0, 0, :2] = [np.inf, -np.inf]
+    first = [x]
+    finite = [np.ones((6, 6, 8), np.float16)]
+    outputs, expected = eager.run_device(first)
+    deferred_outputs, build_first = deferred.run_device_deferred(first)
+    _, build_second = deferred.run_device_deferred(finite)
+    assert np.array_equal(outputs[0], deferred_outputs[0])
+    second = build_second()
+    assert build_first() == expected and expected["nonfinite_outputs"] == 2
+    assert second["nonfinite_outputs"] == 0
+    assert second == {**expected, "nonfinite_outputs": 0}
+    assert build_first() is not build_first()  # a fresh dict per call

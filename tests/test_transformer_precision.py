@@ -173,6 +173,11 @@ def _fp16_emulation(model, x, indices, axis):
 
     init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     cat = np.concatenate([h(init["cls"]), h(x)], axis=1)
+    if np.ndim(indices) == 1 and len(indices) == 1:
+        # graph-gather-rows-early moved the one-row Gather above the Add (the position
+        # table's row is a constant): the Add is the sub-graph's last layer with an f32
+        # output, so it computes in fp32 with an fp32 constant and is not rounded
+        return np.take(cat, indices, axis=axis) + np.take(init["pos"], indices, axis=axis)
     return np.take(h(cat + h(init["pos"])), np.asarray(indices), axis=axis)
 
 
