@@ -198,6 +198,7 @@ typedef struct wkeep_table {
     wkeep_entry e[WKEEP_MAX];
     uint32_t n;
     uint32_t next;  /* the slot a new piece replaces when the table is full */
+    uint64_t lo, hi; /* a range holding every piece (a write outside it cuts nothing) */
 } wkeep_table;
 /* the parts of a DMA_LOAD's OCM run [lo, hi) (offsets from its start) not kept: to copy */
 typedef struct wkeep_gaps {
@@ -2267,9 +2268,13 @@ static int box_is_run(const uint32_t *dim, const uint32_t *stride);
 static void wkeep_cut(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
 {
     wkeep_table *t = &sim->wkeep[lt];
+    if (hi <= t->lo || t->hi <= lo) return;
+    uint64_t all_lo = UINT64_MAX, all_hi = 0;
     for (uint32_t k = 0; k < t->n;) {
         wkeep_entry *e = &t->e[k];
         if (hi <= e->ocm_lo || e->ocm_hi <= lo) {
+            all_lo = e->ocm_lo < all_lo ? e->ocm_lo : all_lo;
+            all_hi = e->ocm_hi > all_hi ? e->ocm_hi : all_hi;
             k++;
             continue;
         }
@@ -2277,19 +2282,18 @@ static void wkeep_cut(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
         if (left && right && t->n < WKEEP_MAX) { /* split: the right part as a new piece */
             t->e[t->n++] = (wkeep_entry){hi, e->ocm_hi, e->delta};
         }
-        if (left) {
-            e->ocm_hi = lo;
-            k++;
-            continue;
-        }
-        if (right) {
-            e->ocm_lo = hi;
+        if (left || right) {
+            if (left) e->ocm_hi = lo; else e->ocm_lo = hi;
+            all_lo = e->ocm_lo < all_lo ? e->ocm_lo : all_lo;
+            all_hi = e->ocm_hi > all_hi ? e->ocm_hi : all_hi;
             k++;
             continue;
         }
         t->e[k] = t->e[--t->n];
     }
     t->next = t->next < t->n ? t->next : 0;
+    t->lo = all_lo;
+    t->hi = all_hi;
 }
 
 /* 1 if the instruction is a DMA_LOAD copying one run of bytes from the DRAM weights region
@@ -2365,6 +2369,8 @@ static void wkeep_note(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
     wkeep_cut(sim, lt, ocm, ocm + bytes);
     uint32_t k = t->n < WKEEP_MAX ? t->n++ : t->next++ % WKEEP_MAX;
     t->e[k] = (wkeep_entry){ocm, ocm + bytes, dram - ocm};
+    t->lo = t->n == 1 || ocm < t->lo ? ocm : t->lo;
+    t->hi = t->n == 1 || ocm + bytes > t->hi ? ocm + bytes : t->hi;
 }
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
