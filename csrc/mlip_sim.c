@@ -3730,18 +3730,54 @@ static inline float maxmin1(float a, float b, int is_max)
     return (is_max ? a >= b : a <= b) ? a : b;
 }
 
-static void maxmin_row(float *acc, const float *x, int64_t n, int is_max)
+typedef int32_t v8si __attribute__((vector_size(32)));
+
+/* acc[k] = maxmin1(acc[k], x[k]) over a row: lanes keep acc where it wins (>= for MAX, <=
+ * for MIN; false with a NaN) or x is NaN, else take x -- maxmin1 exactly.  One body, compiled
+ * for AVX2 (maxmin_row_avx2) and the baseline (maxmin_row; ELTWISE uses this one).  8 lanes
+ * also where AVX-512F is there: GCC turns 16-lane compares into scalar code without
+ * AVX-512DQ. */
+static inline __attribute__((always_inline)) void
+maxmin_row_body(float *acc, const float *x, int64_t n, int is_max)
 {
     int64_t k = 0;
-#if defined(__x86_64__)
-    for (; k + 4 <= n; k += 4) {
-        __m128 a = _mm_loadu_ps(acc + k), b = _mm_loadu_ps(x + k);
-        __m128 keep = _mm_or_ps(is_max ? _mm_cmpge_ps(a, b) : _mm_cmple_ps(a, b),
-                                _mm_cmpunord_ps(b, b));
-        _mm_storeu_ps(acc + k, _mm_or_ps(_mm_and_ps(keep, a), _mm_andnot_ps(keep, b)));
+    for (; k + 8 <= n; k += 8) {
+        v8f a, b;
+        memcpy(&a, acc + k, sizeof a);
+        memcpy(&b, x + k, sizeof b);
+        const v8si keep = (is_max ? a >= b : a <= b) | (b != b);
+        const v8si r = ((v8si)a & keep) | ((v8si)b & ~keep);
+        memcpy(acc + k, &r, sizeof r);
     }
-#endif
     for (; k < n; k++) acc[k] = maxmin1(acc[k], x[k], is_max);
+}
+
+static void maxmin_row(float *acc, const float *x, int64_t n, int is_max)
+{
+    maxmin_row_body(acc, x, n, is_max);
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2"))) static void
+maxmin_row_avx2(float *acc, const float *x, int64_t n, int is_max)
+{
+    maxmin_row_body(acc, x, n, is_max);
+}
+#endif
+
+/* maxmin_row on the AVX2 kernel where the handle may use it */
+static void maxmin_row_best(const mlip_sim *sim, float *acc, const float *x, int64_t n,
+                            int is_max)
+{
+#if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx2) {
+        maxmin_row_avx2(acc, x, n, is_max);
+        return;
+    }
+#else
+    (void)sim;
+#endif
+    maxmin_row(acc, x, n, is_max);
 }
 
 static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
@@ -3796,7 +3832,7 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
                 for (int64_t j = j0; j < j1; j++) {
                     const float *xp = X + ((r * sh + i - pt) * iw + (s * sw + j - pl)) * C;
                     if (is_max) {
-                        maxmin_row(acc, xp, C, 1);
+                        maxmin_row_best(sim, acc, xp, C, 1);
                     } else {
                         for (int64_t ch = 0; ch < C; ch++) acc[ch] += xp[ch];
                     }
