@@ -182,6 +182,31 @@ typedef struct wver_table {
     uint32_t next;
 } wver_table;
 
+/* OCM bytes kept across inferences: [ocm_lo, ocm_hi) of a tile equals the DRAM weights bytes
+ * at ocm + delta (a plain DMA_LOAD of one run from the weights region put them there), no
+ * OCM write overlapping them has happened since (every write cuts the pieces it touches), and
+ * the host has not asked for the DRAM pointer since (host_gen == wkeep_gen; else the tables
+ * are emptied at the next run).  A DMA_LOAD of such bytes again copies only what is not kept
+ * (the copy's result is the same bytes; its shadow marks and timing are made as before).
+ * Pieces never overlap; when a table is full a piece is forgotten (a longer copy later). */
+#define WKEEP_MAX 64
+#define WKEEP_GAPS 8
+typedef struct wkeep_entry {
+    uint64_t ocm_lo, ocm_hi, delta;
+} wkeep_entry;
+typedef struct wkeep_table {
+    wkeep_entry e[WKEEP_MAX];
+    uint32_t n;
+    uint32_t next;  /* the slot a new piece replaces when the table is full */
+    uint64_t lo, hi; /* a range holding every piece (a write outside it cuts nothing) */
+} wkeep_table;
+/* the parts of a DMA_LOAD's OCM run [lo, hi) (offsets from its start) not kept: to copy */
+typedef struct wkeep_gaps {
+    int use;     /* 0: copy everything */
+    uint32_t n;
+    uint64_t lo[WKEEP_GAPS], hi[WKEEP_GAPS];
+} wkeep_gaps;
+
 /* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
  * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
  * write disjoint outputs, so the results do not depend on which thread runs which part. */
@@ -213,6 +238,8 @@ struct mlip_sim {
     prep_cache xcache;                /* the last CONV's converted input (any tile's) */
     wprov_table wprov[MLIP_MAX_TILES];
     wver_table wver[MLIP_MAX_TILES];
+    wkeep_table wkeep[MLIP_MAX_TILES];
+    uint64_t wkeep_gen;               /* host_gen the wkeep pieces were made under */
     uint64_t wc_fills;                /* weights cache entries filled so far */
     uint64_t host_gen;                /* mlip_sim_dram calls: the host may have written the
                                        * weights region only when this changed */
@@ -1813,7 +1840,9 @@ static void dma_copy_box(uint8_t *dst, const uint8_t *src, const uint64_t *n_in,
     }
 }
 
-static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c)
+/* `keep`: for a DMA_LOAD, which parts of its OCM run to copy (wkeep_plan; use = 0: all) */
+static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in, cost *c,
+                    const wkeep_gaps *keep)
 {
     const uint32_t *a = in->arg;
     int load = in->opcode == MLIP_OP_DMA_LOAD;
@@ -1962,6 +1991,13 @@ static int exec_dma(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
     int plain = same;
     for (int d = 0; d < 4; d++) plain &= pad[d] == 0 && src[d] == dim[d];
     if (plain) {
+        if (load && keep->use) { /* one run on both sides: the parts not kept */
+            for (uint32_t k = 0; k < keep->n; k++) {
+                memcpy(ocm + ocm_addr + keep->lo[k], sim->dram + dram_addr + keep->lo[k],
+                       keep->hi[k] - keep->lo[k]);
+            }
+            return MLIP_OK;
+        }
         if (load) {
             dma_copy_box(ocm + ocm_addr, sim->dram + dram_addr, dim, ds, os, des, 0);
         } else {
@@ -2226,8 +2262,120 @@ static float *prep_lookup(mlip_sim *sim, prep_cache *c, uint32_t lt,
     return align64f(c->buf);
 }
 
+static int box_is_run(const uint32_t *dim, const uint32_t *stride);
+
+/* OCM bytes [lo, hi) of tile lt are (about to be) written: they are no longer kept */
+static void wkeep_cut(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
+{
+    wkeep_table *t = &sim->wkeep[lt];
+    if (hi <= t->lo || t->hi <= lo) return;
+    uint64_t all_lo = UINT64_MAX, all_hi = 0;
+    for (uint32_t k = 0; k < t->n;) {
+        wkeep_entry *e = &t->e[k];
+        if (hi <= e->ocm_lo || e->ocm_hi <= lo) {
+            all_lo = e->ocm_lo < all_lo ? e->ocm_lo : all_lo;
+            all_hi = e->ocm_hi > all_hi ? e->ocm_hi : all_hi;
+            k++;
+            continue;
+        }
+        const int left = e->ocm_lo < lo, right = hi < e->ocm_hi;
+        if (left && right && t->n < WKEEP_MAX) { /* split: the right part as a new piece */
+            t->e[t->n++] = (wkeep_entry){hi, e->ocm_hi, e->delta};
+        }
+        if (left || right) {
+            if (left) e->ocm_hi = lo; else e->ocm_lo = hi;
+            all_lo = e->ocm_lo < all_lo ? e->ocm_lo : all_lo;
+            all_hi = e->ocm_hi > all_hi ? e->ocm_hi : all_hi;
+            k++;
+            continue;
+        }
+        t->e[k] = t->e[--t->n];
+    }
+    t->next = t->next < t->n ? t->next : 0;
+    t->lo = all_lo;
+    t->hi = all_hi;
+}
+
+/* 1 if the instruction is a DMA_LOAD copying one run of bytes from the DRAM weights region
+ * to one run of OCM without conversion: *ocm, *dram, *bytes describe it */
+static int dma_weights_run(const mlip_sim *sim, const mlip_insn *in, uint64_t *ocm,
+                           uint64_t *dram, uint64_t *bytes)
+{
+    const uint32_t *a = in->arg;
+    if (in->opcode != MLIP_OP_DMA_LOAD || in->src_dtype != in->dst_dtype ||
+        (in->flags & MLIP_F_SCALE) != 0) {
+        return 0;
+    }
+    for (int d = 0; d < 4; d++) {
+        if (a[MLIP_DMA_PAD0 + d] != 0 || a[MLIP_DMA_SRC_DIM0 + d] != a[MLIP_DMA_DIM0 + d]) {
+            return 0;
+        }
+    }
+    if (!box_is_run(a + MLIP_DMA_DIM0, a + MLIP_DMA_DRAM_STRIDE0) ||
+        !box_is_run(a + MLIP_DMA_DIM0, a + MLIP_DMA_OCM_STRIDE0)) {
+        return 0;
+    }
+    *bytes = (uint64_t)DT_SIZE[in->src_dtype] * a[MLIP_DMA_DIM0] * a[MLIP_DMA_DIM0 + 1] *
+             a[MLIP_DMA_DIM0 + 2] * a[MLIP_DMA_DIM0 + 3];
+    *dram = a[MLIP_DMA_DRAM_ADDR];
+    *ocm = a[MLIP_DMA_OCM_ADDR];
+    const uint64_t w0 = sim->info.weights_offset, w1 = w0 + sim->info.weights_size;
+    return *dram >= w0 && *dram + *bytes <= w1;
+}
+
+/* Before a DMA_LOAD runs (before its own write cuts the pieces): the parts of its OCM run
+ * that are not kept copies of its source bytes, if they are at most WKEEP_GAPS */
+static void wkeep_plan(const mlip_sim *sim, uint32_t lt, const mlip_insn *in, wkeep_gaps *gp)
+{
+    gp->use = 0;
+    gp->n = 0;
+    uint64_t ocm, dram, bytes;
+    if (sim->wkeep_gen != sim->host_gen || !dma_weights_run(sim, in, &ocm, &dram, &bytes)) {
+        return;
+    }
+    const wkeep_table *t = &sim->wkeep[lt];
+    const uint64_t delta = dram - ocm, end = ocm + bytes;
+    uint64_t at = ocm;
+    while (at < end) {
+        /* a piece holding `at`, else the first one starting after it */
+        uint64_t next = end;
+        int covered = 0;
+        for (uint32_t k = 0; k < t->n; k++) {
+            const wkeep_entry *e = &t->e[k];
+            if (e->delta != delta || e->ocm_hi <= at) continue;
+            if (e->ocm_lo <= at) {
+                at = e->ocm_hi < end ? e->ocm_hi : end;
+                covered = 1;
+                break;
+            }
+            next = e->ocm_lo < next ? e->ocm_lo : next;
+        }
+        if (covered) continue;
+        if (gp->n == WKEEP_GAPS) return; /* too fragmented: copy everything */
+        gp->lo[gp->n] = at - ocm;
+        gp->hi[gp->n] = next - ocm;
+        gp->n++;
+        at = next;
+    }
+    gp->use = 1;
+}
+
+/* After a DMA_LOAD (and its own cut): its OCM run is a kept copy of its source */
+static void wkeep_note(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+{
+    uint64_t ocm, dram, bytes;
+    if (!dma_weights_run(sim, in, &ocm, &dram, &bytes) || bytes == 0) return;
+    wkeep_table *t = &sim->wkeep[lt];
+    wkeep_cut(sim, lt, ocm, ocm + bytes);
+    uint32_t k = t->n < WKEEP_MAX ? t->n++ : t->next++ % WKEEP_MAX;
+    t->e[k] = (wkeep_entry){ocm, ocm + bytes, dram - ocm};
+    t->lo = t->n == 1 || ocm < t->lo ? ocm : t->lo;
+    t->hi = t->n == 1 || ocm + bytes > t->hi ? ocm + bytes : t->hi;
+}
+
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
 {
+    wkeep_cut(sim, lt, lo, hi);
     prep_cache *c = &sim->xcache;
     if (c->valid && c->tile == lt && lo < c->hi && c->lo < hi) {
         c->valid = 0;
@@ -3582,18 +3730,54 @@ static inline float maxmin1(float a, float b, int is_max)
     return (is_max ? a >= b : a <= b) ? a : b;
 }
 
-static void maxmin_row(float *acc, const float *x, int64_t n, int is_max)
+typedef int32_t v8si __attribute__((vector_size(32)));
+
+/* acc[k] = maxmin1(acc[k], x[k]) over a row: lanes keep acc where it wins (>= for MAX, <=
+ * for MIN; false with a NaN) or x is NaN, else take x -- maxmin1 exactly.  One body, compiled
+ * for AVX2 (maxmin_row_avx2) and the baseline (maxmin_row; ELTWISE uses this one).  8 lanes
+ * also where AVX-512F is there: GCC turns 16-lane compares into scalar code without
+ * AVX-512DQ. */
+static inline __attribute__((always_inline)) void
+maxmin_row_body(float *acc, const float *x, int64_t n, int is_max)
 {
     int64_t k = 0;
-#if defined(__x86_64__)
-    for (; k + 4 <= n; k += 4) {
-        __m128 a = _mm_loadu_ps(acc + k), b = _mm_loadu_ps(x + k);
-        __m128 keep = _mm_or_ps(is_max ? _mm_cmpge_ps(a, b) : _mm_cmple_ps(a, b),
-                                _mm_cmpunord_ps(b, b));
-        _mm_storeu_ps(acc + k, _mm_or_ps(_mm_and_ps(keep, a), _mm_andnot_ps(keep, b)));
+    for (; k + 8 <= n; k += 8) {
+        v8f a, b;
+        memcpy(&a, acc + k, sizeof a);
+        memcpy(&b, x + k, sizeof b);
+        const v8si keep = (is_max ? a >= b : a <= b) | (b != b);
+        const v8si r = ((v8si)a & keep) | ((v8si)b & ~keep);
+        memcpy(acc + k, &r, sizeof r);
     }
-#endif
     for (; k < n; k++) acc[k] = maxmin1(acc[k], x[k], is_max);
+}
+
+static void maxmin_row(float *acc, const float *x, int64_t n, int is_max)
+{
+    maxmin_row_body(acc, x, n, is_max);
+}
+
+#if MLIP_HAVE_AVX2_KERNEL
+__attribute__((target("avx2"))) static void
+maxmin_row_avx2(float *acc, const float *x, int64_t n, int is_max)
+{
+    maxmin_row_body(acc, x, n, is_max);
+}
+#endif
+
+/* maxmin_row on the AVX2 kernel where the handle may use it */
+static void maxmin_row_best(const mlip_sim *sim, float *acc, const float *x, int64_t n,
+                            int is_max)
+{
+#if MLIP_HAVE_AVX2_KERNEL
+    if (sim->has_avx2) {
+        maxmin_row_avx2(acc, x, n, is_max);
+        return;
+    }
+#else
+    (void)sim;
+#endif
+    maxmin_row(acc, x, n, is_max);
 }
 
 static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
@@ -3648,7 +3832,7 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
                 for (int64_t j = j0; j < j1; j++) {
                     const float *xp = X + ((r * sh + i - pt) * iw + (s * sw + j - pl)) * C;
                     if (is_max) {
-                        maxmin_row(acc, xp, C, 1);
+                        maxmin_row_best(sim, acc, xp, C, 1);
                     } else {
                         for (int64_t ch = 0; ch < C; ch++) acc[ch] += xp[ch];
                     }
@@ -4484,6 +4668,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
     do_pops(rc, s, in);
+    wkeep_gaps keep;
+    keep.use = 0;
+    if (in->opcode == MLIP_OP_DMA_LOAD) wkeep_plan(sim, lt, in, &keep);
     uint64_t wlo = 0, whi = 0;
     int writes_ocm = insn_ocm_write(in, &wlo, &whi);
     if (writes_ocm) {
@@ -4496,7 +4683,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     int rcode = MLIP_OK;
     switch (in->opcode) {
     case MLIP_OP_DMA_LOAD:
-    case MLIP_OP_DMA_STORE: rcode = exec_dma(sim, &ac, lt, in, &c); break;
+    case MLIP_OP_DMA_STORE: rcode = exec_dma(sim, &ac, lt, in, &c, &keep); break;
     case MLIP_OP_CONV:
     case MLIP_OP_GEMM: rcode = exec_conv(sim, &ac, lt, in, p, &c); break;
     case MLIP_OP_POOL: rcode = exec_pool(sim, &ac, lt, in, p, &c); break;
@@ -4519,6 +4706,7 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     if (in->opcode == MLIP_OP_DMA_LOAD || in->opcode == MLIP_OP_TILE_COPY) {
         wprov_note_copy(sim, lt, in);
     }
+    if (in->opcode == MLIP_OP_DMA_LOAD) wkeep_note(sim, lt, in);
     uint64_t end;
     if (c.engine == 3) {
         uint64_t t0 = start + p->issue_latency + p->dma_latency;
@@ -4981,6 +5169,10 @@ int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
     memcpy(sim->run_start, sim->base, sizeof sim->run_start);
     /* no OCM weights provenance carries over: this inference's DMA makes it again */
     memset(sim->wprov, 0, sizeof sim->wprov);
+    if (sim->wkeep_gen != sim->host_gen) { /* the host may have written the weights */
+        memset(sim->wkeep, 0, sizeof sim->wkeep);
+        sim->wkeep_gen = sim->host_gen;
+    }
     uint64_t end_main = 0, end_fin = 0;
     /* checked until two inferences in a row pass (see the invariants at the top) */
     sim->deps_now = sim->p.check_deps && sim->clean_runs < 2;

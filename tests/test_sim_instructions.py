@@ -406,6 +406,34 @@ def test_pool_fp16_specials_activation_scale(func):
         assert same(y, ref)
 
 
+def test_max_pool_fp16_nan_in_every_lane_block_is_the_same_on_every_path():
+    """fp16 MAX POOL over 37 channels (two 16-lane blocks, an 8-lane block and a tail): NaN,
+    infinities and windows whose every tap is NaN in each block; every kernel path gives the
+    reference's bits (NaN taps are skipped, as np.fmax does)."""
+    H, W, C = 4, 6, 37
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    for ch in (0, 9, 17, 30, 33, 36):
+        x[0, 0, ch] = np.nan
+        x[1, 2, ch] = np.inf if ch % 2 else -np.inf
+    x[2:4, 4:6, 20] = np.nan  # a whole window of NaN (channel 20, output pixel (1, 2))
+    x[2:4, 4:6, 35] = np.nan
+    OH, OW = H // 2, W // 2
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    oa = pb.alloc(0, OH * OW * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.POOL, func=PoolFunc.MAX, in_addr=xa, ih=H, iw=W, c=C, in_pix_stride=C,
+        out_addr=oa, oh=OH, ow=OW, out_pix_stride=C, kh=2, kw=2, sh=2, sw=2,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (OH, OW, C), DType.FP16)
+    with np.errstate(invalid="ignore"):
+        ref = store_ref(pool_ref(x, PoolFunc.MAX, (2, 2), (2, 2), (0, 0), (OH, OW)),
+                        DType.FP16)
+    for timing in KERNEL_PATHS:
+        (y,), _ = raw_outputs(pb, 1, timing=timing)
+        assert same(y, ref)
+
+
 def test_global_avg_pool_int8_scaled():
     H, W, C = 7, 7, 6
     x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)

@@ -530,3 +530,50 @@ def test_deferred_report_is_its_own_runs_report_whenever_it_is_built():
     assert second["nonfinite_outputs"] == 0
     assert second == {**expected, "nonfinite_outputs": 0}
     assert build_first() is not build_first()  # a fresh dict per call
+
+
+def test_weights_kept_in_ocm_across_inferences_are_copied_again_where_written():
+    """A DMA_LOAD of weights whose bytes are still in OCM from the previous inference copies
+    only what was written over since (the core keeps a record of the kept bytes): an ELTWISE
+    over the middle of the weights (the record is split in two) and a TILE_COPY over their
+    tail each inference; every inference's three CONVs see the right weights, on every kernel
+    path, before and after the host writes new bytes into the DRAM weights region."""
+    H, W, C, O = 3, 5, 16, 64
+    w = (RNG.standard_normal((O, 1, 1, C)) * 0.3).astype(F16)
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    z = (RNG.standard_normal(128) * 0.3).astype(F16)
+    pb = ProgramBuilder()
+    wa, xa, za = pb.const(0, w), pb.const(0, x), pb.const(0, z)
+    outs = [pb.alloc(0, H * W * O * 2) for _ in range(3)]
+    conv = dict(in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, oh=H, ow=W, oc=O,
+                out_pix_stride=O, w_addr=wa, kh=1, kw=1, src_dtype=DType.FP16,
+                dst_dtype=DType.FP16)
+    pb.compute(0, Instruction.make(Opcode.CONV, out_addr=outs[0], **conv))
+    mid = wa + 256 * 2  # elements [256, 512) doubled
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=EltFunc.ADD, a_addr=mid, b_addr=mid, out_addr=mid, rows=1,
+        cols=256, a_row_stride=256, b_row_stride=256, out_row_stride=256, b_col_stride=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.compute(0, Instruction.make(Opcode.CONV, out_addr=outs[1], **conv))
+    pb.tile_copy(0, tile_copy_2d(za, wa + 896 * 2, 0b1, 1, 128, DType.FP16))  # the tail: z
+    pb.compute(0, Instruction.make(Opcode.CONV, out_addr=outs[2], **conv))
+    for k, oa in enumerate(outs):
+        pb.store(0, oa, f"y{k}", (H, W, O), DType.FP16)
+    data = pb.build().to_bytes()
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        offset = sim.binary.weights_offset
+        for scale in (1, 2):
+            w_now = (w.astype(np.float32) * scale).astype(F16)
+            sim._dram()[offset:offset + w.nbytes] = w_now.tobytes()
+            doubled = w_now.copy().reshape(-1)
+            doubled[256:512] = (doubled[256:512].astype(np.float32) * 2).astype(F16)
+            tail = doubled.copy()
+            tail[896:] = z
+            wants = [_conv1x1_bits(x, v.reshape(w.shape)) for v in (w_now, doubled, tail)]
+            first = None
+            for _ in range(4):
+                outputs, report = sim.run([])
+                assert [y.astype(F16).view(np.uint16).tolist() for y in outputs] == wants
+                first = report["cycles"] if first is None else first
+                assert report["cycles"] == first
