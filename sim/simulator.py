@@ -134,6 +134,28 @@ def to_device(x: np.ndarray, desc: IODesc, out: np.ndarray | None = None) -> np.
     return out
 
 
+def input_converter(desc: IODesc, out: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """`x -> to_device(x, desc, out=out)`, the same bits, with the fp16 case's target pointer
+    made once: a C-contiguous fp32 `x` of `out`'s shape goes straight to the C core's
+    conversion (per run: no dtype lookups, checks or casts of `out`)."""
+    dtype, np_type = _IO_TYPES[desc.dtype]
+    if dtype != DType.FP16 or out.dtype != np_type or not out.flags.c_contiguous \
+            or not out.flags.writeable or not out.size:
+        return functools.partial(to_device, desc=desc, out=out)
+    ffi, lib = _backend()
+    target = ffi.cast("uint16_t *", ffi.from_buffer(out))
+    shape, size, fp32 = out.shape, out.size, np.dtype(np.float32)
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        if type(x) is np.ndarray and x.dtype == fp32 and x.shape == shape \
+                and x.flags.c_contiguous and lib.mlip_f32_to_f16(
+                    ffi.cast("float *", ffi.from_buffer(x)), target, size) == 0:
+            return out
+        return to_device(x, desc, out=out)  # NaNs, other dtypes or layouts in memory
+
+    return convert
+
+
 def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
     """Host conversion of an output in the descriptor's dtype to fp32."""
     if desc.quantize:
@@ -153,15 +175,20 @@ _LAYER_KEYS = ("name", "macs", "compiler_macs", "start", "end", "cycles", "instr
                "matrix_utilization")
 
 
-@dataclass(frozen=True)
 class _RunStats:
     """One run's statistics as the C core left them (`mlip_stats` and the per-layer
-    `mlip_layer_stats` bytes) and its outputs: what the report is built from."""
+    `mlip_layer_stats` bytes) and its outputs: what the report is built from.  `nonfinite`:
+    the outputs' infinities and NaNs when counted already (None: count `outputs`)."""
 
-    stats: bytes
-    layers: bytes
-    n_layers: int
-    outputs: list[np.ndarray]
+    __slots__ = ("stats", "layers", "n_layers", "outputs", "nonfinite")
+
+    def __init__(self, stats: bytes, layers: bytes, n_layers: int, outputs: list[np.ndarray],
+                 nonfinite: int | None = None):
+        self.stats = stats
+        self.layers = layers
+        self.n_layers = n_layers
+        self.outputs = outputs
+        self.nonfinite = nonfinite
 
 
 class Simulator:
@@ -191,6 +218,8 @@ class Simulator:
         self._input_buffers: list[np.ndarray] | None = None
         self._output_views: list[np.ndarray] | None = None
         self._run_buffers: tuple | None = None  # the C core's stats, layer stats, message
+        self._stats_views: tuple | None = None  # byte views of the first two
+        self._host_plan: list[tuple] | None = None  # per output: view, desc, fp16 pointer
         self._input_shapes = [tuple(d.shape) for d in binary.inputs]
         self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
                           [np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.outputs])
@@ -238,6 +267,7 @@ class Simulator:
             self._dram_view = None
             self._input_buffers = None
             self._output_views = None
+            self._host_plan = None
             self._ffi.release(self._handle)
             self._handle = None
 
@@ -340,9 +370,17 @@ class Simulator:
         outputs, run_stats = self._run_device(inputs, None)
         return outputs, functools.partial(self._report, run_stats)
 
+    def run_host_deferred(self, inputs: list[np.ndarray]
+                          ) -> tuple[list[np.ndarray], Callable[[], dict]]:
+        """As `run_device_deferred`, with the outputs converted for the host as `from_device`
+        converts them (the same bits): fp16 ones widened to fp32 in C straight from the
+        simulated DRAM (one pass, no fp16 copy), which also counts their non-finite values."""
+        outputs, run_stats = self._run_device(inputs, None, host=True)
+        return outputs, functools.partial(self._report, run_stats)
+
     def _run_device(self, inputs: list[np.ndarray],
-                    trace: bool | str | os.PathLike | None) -> tuple[list[np.ndarray],
-                                                                     _RunStats]:
+                    trace: bool | str | os.PathLike | None,
+                    host: bool = False) -> tuple[list[np.ndarray], _RunStats]:
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         if len(inputs) != len(self.inputs):
@@ -389,15 +427,45 @@ class Simulator:
                               ).reshape(desc.shape)
                 for desc, np_type, size in zip(self.outputs, self._io_types[1],
                                                self._output_bytes, strict=True)]
+        if host:
+            outputs, nonfinite = self._host_outputs()
+            return outputs, self._snapshot(stats, layers, n_layers, outputs, nonfinite)
         outputs = [view.copy() for view in self._output_views]
         return outputs, self._snapshot(stats, layers, n_layers, outputs)
 
-    def _snapshot(self, stats, layers, n_layers: int, outputs: list[np.ndarray]) -> _RunStats:
+    def _host_outputs(self) -> tuple[list[np.ndarray], int]:
+        """The outputs converted as `from_device` converts them, and their non-finite count
+        (as the report counts them in the descriptors' dtypes)."""
+        if self._host_plan is None:  # per output: its fp16 DRAM pointer (or None), made once
+            ffi = self._ffi
+            assert self._output_views is not None
+            self._host_plan = [
+                (view, desc, ffi.cast("uint16_t *", ffi.from_buffer(view))
+                 if view.dtype == np.float16 and not desc.quantize and view.size else None)
+                for view, desc in zip(self._output_views, self.outputs, strict=True)]
+        ffi, lib = self._ffi, self._lib
+        outputs = []
+        nonfinite = 0
+        for view, desc, source in self._host_plan:
+            if source is None:
+                nonfinite += _count_nonfinite(view, (ffi, lib))
+                outputs.append(from_device(view, desc))
+                continue
+            out = np.empty(view.shape, dtype=np.float32)
+            nonfinite += lib.mlip_f16_to_f32(source, ffi.cast("float *", ffi.from_buffer(out)),
+                                             view.size)
+            outputs.append(out)
+        return outputs, nonfinite
+
+    def _snapshot(self, stats, layers, n_layers: int, outputs: list[np.ndarray],
+                  nonfinite: int | None = None) -> _RunStats:
         """The run's statistics copied out of the C core's (reused) buffers."""
-        ffi = self._ffi
-        return _RunStats(bytes(ffi.buffer(stats)),
-                         bytes(ffi.buffer(layers, n_layers * ffi.sizeof("mlip_layer_stats"))),
-                         n_layers, outputs)
+        if self._stats_views is None:  # the buffers are the same every run: views made once
+            ffi = self._ffi
+            self._stats_views = (ffi.buffer(stats),
+                                 ffi.buffer(layers, n_layers * ffi.sizeof("mlip_layer_stats")))
+        stats_view, layers_view = self._stats_views
+        return _RunStats(bytes(stats_view), bytes(layers_view), n_layers, outputs, nonfinite)
 
     def _run_traced(self, stats, layers, n_layers: int, msg) -> tuple[int, np.ndarray]:
         """`mlip_sim_run_traced` into a buffer sized exactly from the instruction count."""
@@ -507,7 +575,8 @@ class Simulator:
                 "dma_out": stall_dma_out,
             },
             "instructions": instructions,
-            "nonfinite_outputs": sum(_count_nonfinite(o, (self._ffi, self._lib)) for o in outputs),
+            "nonfinite_outputs": run_stats.nonfinite if run_stats.nonfinite is not None else sum(
+                _count_nonfinite(o, (self._ffi, self._lib)) for o in outputs),
             "layers": [],
         }
         if n_layers:
