@@ -454,7 +454,7 @@ class _CpuStep:
         # per input: its name, shape (-1: any), dtype and error context (fixed per step)
         self._feeds = []
         for spec in self.inputs:
-            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
+            shape = tuple(d if isinstance(d, int) else -1 for d in spec.shape)
             self._feeds.append((spec.name, shape, _ONNX_DTYPES.get(spec.type),
                                 f"{step.symbol} input '{spec.name}'"))
         self._output_names = list(step.outputs)
@@ -463,8 +463,9 @@ class _CpuStep:
         feeds = {}
         for name, shape, dtype, where in self._feeds:
             value = env[name]
-            if -1 in shape:
-                arr = np.ascontiguousarray(value.array)
+            arr = value.array
+            if arr.shape == shape or -1 in shape:  # as adapt_layout, without the call
+                arr = np.ascontiguousarray(arr)
             else:
                 arr = adapt_layout(value, shape, None, where)
             # onnxruntime only reads its feeds: an array of the right dtype goes as it is

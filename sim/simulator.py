@@ -375,38 +375,20 @@ class Simulator:
         """As `run_device_deferred`, with the outputs converted for the host as `from_device`
         converts them (the same bits): fp16 ones widened to fp32 in C straight from the
         simulated DRAM (one pass, no fp16 copy), which also counts their non-finite values."""
-        outputs, run_stats = self._run_device(inputs, None, host=True)
+        outputs, run_stats = self._run_host(inputs)
         return outputs, functools.partial(self._report, run_stats)
 
     def _run_device(self, inputs: list[np.ndarray],
-                    trace: bool | str | os.PathLike | None,
-                    host: bool = False) -> tuple[list[np.ndarray], _RunStats]:
+                    trace: bool | str | os.PathLike | None) -> tuple[list[np.ndarray],
+                                                                     _RunStats]:
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         if len(inputs) != len(self.inputs):
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
-        dram = self._io_dram()
-        buffers = self._input_buffers or ()
-        for k, (x, desc, np_type, shape) in enumerate(zip(
-                inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
-            if k < len(buffers) and x is buffers[k]:
-                continue  # converted in place (`input_buffers`)
-            x = np.asarray(x)
-            if x.dtype != np_type or x.shape != shape:
-                raise RuntimeInputError(
-                    f"{self.name}: input '{desc.name}' must be {np_type} "
-                    f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
-            raw = memoryview(np.ascontiguousarray(x)).cast("B")
-            dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
+        dram = self._write_inputs(inputs)
         ffi, lib = self._ffi, self._lib
-        if self._run_buffers is None:  # allocated once: the report reads them before returning
-            if ffi.sizeof("mlip_stats") != _STATS.size:
-                raise MrvlError("mlip_stats has changed; update simulator._STATS")
-            self._run_buffers = (ffi.new("mlip_stats *"),
-                                 ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
-                                 ffi.new("char[1024]"))
-        stats, layers, msg = self._run_buffers
+        stats, layers, msg = self._run_buffers or self._make_run_buffers()
         n_layers = len(self.binary.layers)
         if trace is None or trace is False:
             status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
@@ -421,41 +403,85 @@ class Simulator:
                 self.machine.clock_mhz, int(stats.cycles))
             if trace is not True:
                 trace_module.write_chrome_trace(trace, self.last_trace)
-        if self._output_views is None:  # the outputs' places in DRAM, made once
-            self._output_views = [
-                np.frombuffer(dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
-                              ).reshape(desc.shape)
-                for desc, np_type, size in zip(self.outputs, self._io_types[1],
-                                               self._output_bytes, strict=True)]
-        if host:
-            outputs, nonfinite = self._host_outputs()
-            return outputs, self._snapshot(stats, layers, n_layers, outputs, nonfinite)
-        outputs = [view.copy() for view in self._output_views]
+        views = self._output_views or self._make_output_views(dram)
+        outputs = [view.copy() for view in views]
         return outputs, self._snapshot(stats, layers, n_layers, outputs)
 
-    def _host_outputs(self) -> tuple[list[np.ndarray], int]:
-        """The outputs converted as `from_device` converts them, and their non-finite count
-        (as the report counts them in the descriptors' dtypes)."""
-        if self._host_plan is None:  # per output: its fp16 DRAM pointer (or None), made once
-            ffi = self._ffi
-            assert self._output_views is not None
+    def _write_inputs(self, inputs: list[np.ndarray]) -> memoryview:
+        """Write the inputs to the simulated DRAM (nothing for those that are the
+        `input_buffers` themselves); returns the DRAM."""
+        dram = self._io_dram()
+        buffers = self._input_buffers or ()
+        for k, (x, desc, np_type, shape) in enumerate(zip(
+                inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
+            if k < len(buffers) and x is buffers[k]:
+                continue  # converted in place (`input_buffers`)
+            x = np.asarray(x)
+            if x.dtype != np_type or x.shape != shape:
+                raise RuntimeInputError(
+                    f"{self.name}: input '{desc.name}' must be {np_type} "
+                    f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
+            raw = memoryview(np.ascontiguousarray(x)).cast("B")
+            dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
+        return dram
+
+    def _make_run_buffers(self) -> tuple:
+        """The C core's stats, layer stats and message buffers, allocated once (a report
+        copies what it reads out of them)."""
+        ffi = self._ffi
+        if ffi.sizeof("mlip_stats") != _STATS.size:
+            raise MrvlError("mlip_stats has changed; update simulator._STATS")
+        self._run_buffers = (ffi.new("mlip_stats *"),
+                             ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
+                             ffi.new("char[1024]"))
+        return self._run_buffers
+
+    def _make_output_views(self, dram: memoryview) -> list[np.ndarray]:
+        """The outputs' places in DRAM (made once)."""
+        self._output_views = [
+            np.frombuffer(dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
+                          ).reshape(desc.shape)
+            for desc, np_type, size in zip(self.outputs, self._io_types[1],
+                                           self._output_bytes, strict=True)]
+        return self._output_views
+
+    def _run_host(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], _RunStats]:
+        """`_run_device` untraced with the outputs converted as `from_device` converts them:
+        the fp32 results allocated before the run, fp16 outputs widened in C straight from
+        DRAM after it (counting their non-finite values in the same pass)."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        if len(inputs) != len(self.inputs):
+            raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
+                                    f"takes {len(self.inputs)}")
+        dram = self._write_inputs(inputs)
+        ffi, lib = self._ffi, self._lib
+        if self._host_plan is None:  # per output: view, desc, fp16 DRAM pointer or None
             self._host_plan = [
                 (view, desc, ffi.cast("uint16_t *", ffi.from_buffer(view))
                  if view.dtype == np.float16 and not desc.quantize and view.size else None)
-                for view, desc in zip(self._output_views, self.outputs, strict=True)]
-        ffi, lib = self._ffi, self._lib
-        outputs = []
+                for view, desc in zip(self._output_views or self._make_output_views(dram),
+                                      self.outputs, strict=True)]
+        outputs, targets = [], []
+        for view, _, source in self._host_plan:
+            out = np.empty(view.shape, dtype=np.float32) if source is not None else view
+            outputs.append(out)
+            targets.append(ffi.cast("float *", ffi.from_buffer(out)) if source is not None
+                           else None)
+        stats, layers, msg = self._run_buffers or self._make_run_buffers()
+        n_layers = len(self._layer_names)
+        status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
+        if status != 0:
+            error = _STATUS_ERRORS.get(status, MrvlError)
+            raise error(f"{self.name}: {ffi.string(msg).decode('utf-8', 'replace')}")
         nonfinite = 0
-        for view, desc, source in self._host_plan:
+        for k, (view, desc, source) in enumerate(self._host_plan):
             if source is None:
                 nonfinite += _count_nonfinite(view, (ffi, lib))
-                outputs.append(from_device(view, desc))
-                continue
-            out = np.empty(view.shape, dtype=np.float32)
-            nonfinite += lib.mlip_f16_to_f32(source, ffi.cast("float *", ffi.from_buffer(out)),
-                                             view.size)
-            outputs.append(out)
-        return outputs, nonfinite
+                outputs[k] = from_device(view, desc)
+            else:
+                nonfinite += lib.mlip_f16_to_f32(source, targets[k], view.size)
+        return outputs, self._snapshot(stats, layers, n_layers, outputs, nonfinite)
 
     def _snapshot(self, stats, layers, n_layers: int, outputs: list[np.ndarray],
                   nonfinite: int | None = None) -> _RunStats:
