@@ -160,8 +160,10 @@ class SimulatorDevice:
         loaded = self._get(handle)
         simulator = loaded.simulator
         buffers = simulator.input_buffers()
-        if len(inputs) != len(buffers) or any(
-                x is not b for x, b in zip(inputs, buffers)):
+        checked = len(inputs) == len(buffers)
+        for x, buffer in zip(inputs, buffers):
+            checked = checked and x is buffer
+        if not checked:
             check_device_inputs(loaded.inputs, inputs, loaded.source)
         return simulator.run_host_deferred(inputs)
 

@@ -503,6 +503,8 @@ class _AcceleratorStep:
             for k, (name, desc) in enumerate(zip(step.inputs, self.in_descs))]
         self._outputs = [(name, desc, _LAYOUT_TAG.get(int(desc.layout)))
                          for name, desc in zip(step.outputs, self.out_descs)]
+        # a device that converts the outputs for the host itself (the simulator)
+        self._run_host = getattr(device, "run_host_deferred", None)
 
     def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
         device_inputs = []
@@ -514,8 +516,7 @@ class _AcceleratorStep:
                 arr = adapt_layout(value, shape, layout, where)
             device_inputs.append(convert(arr))  # a non-contiguous `arr`: to_device copies
         start = time.perf_counter()
-        run_host = getattr(self.device, "run_host_deferred", None)
-        run_deferred = getattr(self.device, "run_deferred", None)
+        run_host = self._run_host
         report, build_report = None, None
         if not traced and run_host is not None:  # outputs converted by the device
             outputs, build_report = run_host(self.handle, device_inputs)
@@ -523,6 +524,7 @@ class _AcceleratorStep:
             for (name, _, layout), arr in zip(self._outputs, outputs):
                 env[name] = Value(arr, layout)
             return StepRecord(self.step.symbol, "accelerator", wall, build_report=build_report)
+        run_deferred = getattr(self.device, "run_deferred", None)
         if traced:
             timeline_of = getattr(self.device, "timeline", None)
             if timeline_of is None:
@@ -574,6 +576,9 @@ class CompiledModel:
         self._output_plan = [(spec.name, tuple(spec.shape),
                               "NCHW" if len(spec.shape) == 4 else None, np.dtype(spec.dtype),
                               f"model output '{spec.name}'") for spec in manifest.outputs]
+        self._batch = manifest.inputs[0].shape[0] if manifest.inputs and \
+            manifest.inputs[0].shape else 1
+        self._batch_chunk = manifest.batch_chunk
         if device is None:
             device = SimulatorDevice()
             if threads > 1:  # the simulator's large instructions on as many threads
@@ -630,7 +635,7 @@ class CompiledModel:
                 if type(arr) is not np.ndarray or arr.dtype != dtype or arr.shape != shape:
                     break
             else:
-                return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else 1
+                return self._batch
         names = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - names)
         if unknown:
@@ -683,7 +688,7 @@ class CompiledModel:
              bar: Any) -> RunResult:
         self.check_inputs(inputs)
         traced = trace is not None and trace is not False
-        chunk = self.manifest.batch_chunk
+        chunk = self._batch_chunk
         if chunk is None:
             outputs, records = self._run_steps(inputs, traced, None, bar, "")
         else:
