@@ -568,10 +568,9 @@ class CompiledModel:
     def __init__(self, manifest: Manifest, device: Device | None = None, threads: int = 1):
         self.manifest = manifest
         self._input_dtypes = [np.dtype(spec.dtype) for spec in manifest.inputs]
-        # what a run checks and returns, made once: per input (name, dtype, shape, layout
-        # tag); per output (name, shape, layout, dtype, error context)
-        self._input_checks = [(spec.name, dtype, tuple(spec.shape),
-                               "NCHW" if len(spec.shape) == 4 else None)
+        # what a run checks and returns, made once: per input (name, dtype, shape); per
+        # output (name, shape, layout tag, dtype, error context)
+        self._input_checks = [(spec.name, dtype, tuple(spec.shape))
                               for spec, dtype in zip(manifest.inputs, self._input_dtypes)]
         self._output_plan = [(spec.name, tuple(spec.shape),
                               "NCHW" if len(spec.shape) == 4 else None, np.dtype(spec.dtype),
@@ -630,7 +629,7 @@ class CompiledModel:
         first dimension of every input may be any size (the same for all inputs); returns it
         (the manifest's batch when not `batched`)."""
         if not batched and len(inputs) == len(self._input_checks):  # the usual case, quickly
-            for name, dtype, shape, _ in self._input_checks:
+            for name, dtype, shape in self._input_checks:
                 arr = inputs.get(name)
                 if type(arr) is not np.ndarray or arr.dtype != dtype or arr.shape != shape:
                     break
@@ -722,7 +721,7 @@ class CompiledModel:
         """Every step once on checked inputs; the outputs as the manifest declares them (with
         `rows` in place of the batch when the steps run a chunk)."""
         env: dict[str, Value] = {}
-        for name, _, _, _ in self._input_checks:
+        for name, _, _ in self._input_checks:
             arr = np.asarray(inputs[name])
             env[name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
         records = []
