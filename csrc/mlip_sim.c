@@ -5229,3 +5229,38 @@ int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *laye
     if (dropped != NULL) *dropped = n > capacity ? n - capacity : 0;
     return rc;
 }
+
+uint64_t mlip_f16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    if (src == NULL || dst == NULL) return 0;
+    /* block by block: the block's infinities and NaNs counted, then converted while it is in
+     * L1 (F16C / AVX-512 for a finite block; a block holding a NaN goes the portable way,
+     * which keeps NaN payloads bit for bit as numpy's widening does) */
+    enum { BLOCK = 2048 };
+#if MLIP_HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f");
+    int f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#endif
+    uint64_t nonfinite = 0;
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t count = n - start < BLOCK ? n - start : BLOCK;
+        uint32_t block_nonfinite = 0;
+        for (size_t k = start; k < start + count; k++) {
+            block_nonfinite += (src[k] & 0x7C00u) == 0x7C00u;
+        }
+        nonfinite += block_nonfinite;
+#if MLIP_HAVE_AVX2_KERNEL
+        if (block_nonfinite == 0 && avx512) {
+            h2f_row_avx512((const uint8_t *)(src + start), dst + start, (int64_t)count);
+            continue;
+        }
+        if (block_nonfinite == 0 && f16c) {
+            h2f_row_f16c((const uint8_t *)(src + start), dst + start, (int64_t)count);
+            continue;
+        }
+#endif
+        for (size_t k = start; k < start + count; k++) dst[k] = h2f(src[k]);
+    }
+    return nonfinite;
+}

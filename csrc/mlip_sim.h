@@ -108,4 +108,8 @@ int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n);
  * (elem_bytes 4) values at data; 0 for any other elem_bytes. */
 uint64_t mlip_count_nonfinite(const void *data, size_t n, uint32_t elem_bytes);
 
+/* Host conversion fp16 -> fp32 (exact; NaN payloads kept) of src[0..n) into dst: returns the
+ * number of infinities and NaNs among the inputs (what mlip_count_nonfinite counts). */
+uint64_t mlip_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+
 #endif /* MLIP_SIM_H */

@@ -95,6 +95,7 @@ int mlip_sim_run_traced(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *laye
                         uint64_t *recorded, uint64_t *dropped, char *msg, size_t msg_size);
 int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 uint64_t mlip_count_nonfinite(const void *data, size_t n, uint32_t elem_bytes);
+uint64_t mlip_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 """
 
 SANITIZE = os.environ.get("MRVL_SIM_SANITIZE", "") not in ("", "0")

@@ -7,9 +7,10 @@ descriptor; the runtime does every conversion), and unloads them. A hardware bac
 RFC's step 3b: a driver for a real MLIP) would implement the same four methods; nothing else in
 mrvl talks to the simulator directly.  Optional methods the runtime uses when present:
 `timeline(handle)` (traced runs), `input_buffers(handle)` (arrays in the device's own input
-memory that the runtime converts into, so `run` copies nothing) and `run_deferred(handle,
+memory that the runtime converts into, so `run` copies nothing), `run_deferred(handle,
 inputs)` (`run` returning a function that builds the report, called only when a step's
-report is read).
+report is read) and `run_host_deferred(handle, inputs)` (the same, with the outputs already
+converted for the host).
 
     device = SimulatorDevice()
     handle = device.load(Path("build/tvmgen_mrvl_main_0.bin"))
@@ -149,6 +150,22 @@ class SimulatorDevice:
         loaded = self._get(handle)
         check_device_inputs(loaded.inputs, inputs, loaded.source)
         return loaded.simulator.run_device_deferred(list(inputs))
+
+    def run_host_deferred(self, handle: int, inputs: list[np.ndarray]
+                          ) -> tuple[list[np.ndarray], Callable[[], dict]]:
+        """As `run_deferred`, with the outputs already converted for the host as
+        `mrvl.sim.simulator.from_device` converts them (fp32, the same bits), so the runtime
+        does not convert them again.  Optional for a `Device`: the runtime uses it when
+        present.  Inputs that are this handle's `input_buffers` are not checked again."""
+        loaded = self._get(handle)
+        simulator = loaded.simulator
+        buffers = simulator.input_buffers()
+        checked = len(inputs) == len(buffers)
+        for x, buffer in zip(inputs, buffers):
+            checked = checked and x is buffer
+        if not checked:
+            check_device_inputs(loaded.inputs, inputs, loaded.source)
+        return simulator.run_host_deferred(inputs)
 
     def input_buffers(self, handle: int) -> list[np.ndarray]:
         """Per input descriptor, the array in the device's own input memory (the simulated

@@ -32,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -46,7 +47,7 @@ from mrvl.errors import MrvlError, RuntimeInputError, SimulationError
 from mrvl.sim import trace
 from mrvl.sim.device import Device, SimulatorDevice, describe
 from mrvl.mlip_isa import Layout
-from mrvl.sim.simulator import from_device, to_device
+from mrvl.sim.simulator import from_device, input_converter, to_device
 
 MANIFEST = "manifest.json"
 RUN_REPORT = "run_report.json"
@@ -453,7 +454,7 @@ class _CpuStep:
         # per input: its name, shape (-1: any), dtype and error context (fixed per step)
         self._feeds = []
         for spec in self.inputs:
-            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
+            shape = tuple(d if isinstance(d, int) else -1 for d in spec.shape)
             self._feeds.append((spec.name, shape, _ONNX_DTYPES.get(spec.type),
                                 f"{step.symbol} input '{spec.name}'"))
         self._output_names = list(step.outputs)
@@ -462,8 +463,9 @@ class _CpuStep:
         feeds = {}
         for name, shape, dtype, where in self._feeds:
             value = env[name]
-            if -1 in shape:
-                arr = np.ascontiguousarray(value.array)
+            arr = value.array
+            if arr.shape == shape or -1 in shape:  # as adapt_layout, without the call
+                arr = np.ascontiguousarray(arr)
             else:
                 arr = adapt_layout(value, shape, None, where)
             # onnxruntime only reads its feeds: an array of the right dtype goes as it is
@@ -488,24 +490,41 @@ class _AcceleratorStep:
                 f"output descriptors, the manifest names {len(step.inputs)} / "
                 f"{len(step.outputs)}"
             )
-        # per input: its name, descriptor, layout tag and error context (fixed per step)
-        self._inputs = [(name, desc, _LAYOUT_TAG.get(int(desc.layout)),
-                         f"{step.symbol} input '{name}' ({describe(desc)})")
-                        for name, desc in zip(step.inputs, self.in_descs)]
-
-    def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
         # a device with input buffers (the simulator: its DRAM) gets the inputs converted
         # straight into them
-        buffers_of = getattr(self.device, "input_buffers", None)
+        buffers_of = getattr(device, "input_buffers", None)
         buffers = buffers_of(self.handle) if buffers_of is not None else None
+        # per input: its name, shape, layout tag, error context and converter (fixed per step)
+        self._inputs = [
+            (name, tuple(int(d) for d in desc.shape), _LAYOUT_TAG.get(int(desc.layout)),
+             f"{step.symbol} input '{name}' ({describe(desc)})",
+             input_converter(desc, buffers[k]) if buffers is not None
+             else functools.partial(to_device, desc=desc))
+            for k, (name, desc) in enumerate(zip(step.inputs, self.in_descs))]
+        self._outputs = [(name, desc, _LAYOUT_TAG.get(int(desc.layout)))
+                         for name, desc in zip(step.outputs, self.out_descs)]
+        # a device that converts the outputs for the host itself (the simulator)
+        self._run_host = getattr(device, "run_host_deferred", None)
+
+    def run(self, env: dict[str, Value], traced: bool = False) -> StepRecord:
         device_inputs = []
-        for k, (name, desc, layout, where) in enumerate(self._inputs):
-            arr = adapt_layout(env[name], desc.shape, layout, where)
-            device_inputs.append(to_device(arr, desc,
-                                           out=buffers[k] if buffers is not None else None))
+        for name, shape, layout, where, convert in self._inputs:
+            value = env[name]
+            arr = value.array
+            if arr.shape != shape or (value.layout is not None and layout is not None
+                                      and value.layout != layout):
+                arr = adapt_layout(value, shape, layout, where)
+            device_inputs.append(convert(arr))  # a non-contiguous `arr`: to_device copies
         start = time.perf_counter()
-        run_deferred = getattr(self.device, "run_deferred", None)
+        run_host = self._run_host
         report, build_report = None, None
+        if not traced and run_host is not None:  # outputs converted by the device
+            outputs, build_report = run_host(self.handle, device_inputs)
+            wall = time.perf_counter() - start
+            for (name, _, layout), arr in zip(self._outputs, outputs):
+                env[name] = Value(arr, layout)
+            return StepRecord(self.step.symbol, "accelerator", wall, build_report=build_report)
+        run_deferred = getattr(self.device, "run_deferred", None)
         if traced:
             timeline_of = getattr(self.device, "timeline", None)
             if timeline_of is None:
@@ -517,9 +536,8 @@ class _AcceleratorStep:
         else:
             outputs, report = self.device.run(self.handle, device_inputs)
         wall = time.perf_counter() - start
-        for name, desc, arr in zip(self.step.outputs, self.out_descs, outputs):
-            env[name] = Value(from_device(np.asarray(arr), desc),
-                              _LAYOUT_TAG.get(int(desc.layout)))
+        for (name, desc, layout), arr in zip(self._outputs, outputs):
+            env[name] = Value(from_device(np.asarray(arr), desc), layout)
         record = StepRecord(self.step.symbol, "accelerator", wall, report,
                             build_report=build_report)
         if traced:
@@ -550,6 +568,16 @@ class CompiledModel:
     def __init__(self, manifest: Manifest, device: Device | None = None, threads: int = 1):
         self.manifest = manifest
         self._input_dtypes = [np.dtype(spec.dtype) for spec in manifest.inputs]
+        # what a run checks and returns, made once: per input (name, dtype, shape); per
+        # output (name, shape, layout tag, dtype, error context)
+        self._input_checks = [(spec.name, dtype, tuple(spec.shape))
+                              for spec, dtype in zip(manifest.inputs, self._input_dtypes)]
+        self._output_plan = [(spec.name, tuple(spec.shape),
+                              "NCHW" if len(spec.shape) == 4 else None, np.dtype(spec.dtype),
+                              f"model output '{spec.name}'") for spec in manifest.outputs]
+        self._batch = manifest.inputs[0].shape[0] if manifest.inputs and \
+            manifest.inputs[0].shape else 1
+        self._batch_chunk = manifest.batch_chunk
         if device is None:
             device = SimulatorDevice()
             if threads > 1:  # the simulator's large instructions on as many threads
@@ -600,6 +628,13 @@ class CompiledModel:
         """Raise RuntimeInputError unless `inputs` match the manifest. With `batched`, the
         first dimension of every input may be any size (the same for all inputs); returns it
         (the manifest's batch when not `batched`)."""
+        if not batched and len(inputs) == len(self._input_checks):  # the usual case, quickly
+            for name, dtype, shape in self._input_checks:
+                arr = inputs.get(name)
+                if type(arr) is not np.ndarray or arr.dtype != dtype or arr.shape != shape:
+                    break
+            else:
+                return self._batch
         names = {s.name for s in self.inputs}
         unknown = sorted(set(inputs) - names)
         if unknown:
@@ -652,7 +687,7 @@ class CompiledModel:
              bar: Any) -> RunResult:
         self.check_inputs(inputs)
         traced = trace is not None and trace is not False
-        chunk = self.manifest.batch_chunk
+        chunk = self._batch_chunk
         if chunk is None:
             outputs, records = self._run_steps(inputs, traced, None, bar, "")
         else:
@@ -686,9 +721,9 @@ class CompiledModel:
         """Every step once on checked inputs; the outputs as the manifest declares them (with
         `rows` in place of the batch when the steps run a chunk)."""
         env: dict[str, Value] = {}
-        for spec in self.inputs:
-            arr = np.asarray(inputs[spec.name])
-            env[spec.name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
+        for name, _, _ in self._input_checks:
+            arr = np.asarray(inputs[name])
+            env[name] = Value(arr, "NCHW" if arr.ndim == 4 else None)
         records = []
         for k, step in enumerate(self._steps):
             if bar is not _NO_PROGRESS:
@@ -697,10 +732,15 @@ class CompiledModel:
             records.append(step.run(env, traced) if isinstance(step, _AcceleratorStep)
                            else step.run(env))
         outputs = {}
-        for spec in self.outputs:
-            value = env[spec.name]
-            where = f"model output '{spec.name}'"
-            shape = spec.shape if rows is None else (rows, *spec.shape[1:])
+        for name, shape, layout, dtype, where in self._output_plan:
+            value = env[name]
+            arr = value.array
+            if rows is not None:
+                shape = (rows, *shape[1:])
+            elif arr.shape == shape and arr.dtype == dtype and arr.flags.c_contiguous and (
+                    value.layout is None or layout is None or value.layout == layout):
+                outputs[name] = arr  # already as declared (what the general path returns)
+                continue
             if -1 in shape:  # data-dependent (e.g. NMS): only the known dims are checked
                 arr = value.array
                 if arr.ndim != len(shape) or any(
@@ -708,8 +748,8 @@ class CompiledModel:
                     raise SimulationError(f"{where}: got shape {list(arr.shape)}, the manifest "
                                           f"declares {list(shape)} (-1: any)")
             else:
-                arr = adapt_layout(value, shape, "NCHW" if len(shape) == 4 else None, where)
-            outputs[spec.name] = arr.astype(np.dtype(spec.dtype), copy=False)
+                arr = adapt_layout(value, shape, layout, where)
+            outputs[name] = arr.astype(dtype, copy=False)
         return outputs, records
 
     def run_batches(

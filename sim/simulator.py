@@ -134,6 +134,28 @@ def to_device(x: np.ndarray, desc: IODesc, out: np.ndarray | None = None) -> np.
     return out
 
 
+def input_converter(desc: IODesc, out: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """`x -> to_device(x, desc, out=out)`, the same bits, with the fp16 case's target pointer
+    made once: a C-contiguous fp32 `x` of `out`'s shape goes straight to the C core's
+    conversion (per run: no dtype lookups, checks or casts of `out`)."""
+    dtype, np_type = _IO_TYPES[desc.dtype]
+    if dtype != DType.FP16 or out.dtype != np_type or not out.flags.c_contiguous \
+            or not out.flags.writeable or not out.size:
+        return functools.partial(to_device, desc=desc, out=out)
+    ffi, lib = _backend()
+    target = ffi.cast("uint16_t *", ffi.from_buffer(out))
+    shape, size, fp32 = out.shape, out.size, np.dtype(np.float32)
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        if type(x) is np.ndarray and x.dtype == fp32 and x.shape == shape \
+                and x.flags.c_contiguous and lib.mlip_f32_to_f16(
+                    ffi.cast("float *", ffi.from_buffer(x)), target, size) == 0:
+            return out
+        return to_device(x, desc, out=out)  # NaNs, other dtypes or layouts in memory
+
+    return convert
+
+
 def from_device(raw: np.ndarray, desc: IODesc) -> np.ndarray:
     """Host conversion of an output in the descriptor's dtype to fp32."""
     if desc.quantize:
@@ -153,15 +175,20 @@ _LAYER_KEYS = ("name", "macs", "compiler_macs", "start", "end", "cycles", "instr
                "matrix_utilization")
 
 
-@dataclass(frozen=True)
 class _RunStats:
     """One run's statistics as the C core left them (`mlip_stats` and the per-layer
-    `mlip_layer_stats` bytes) and its outputs: what the report is built from."""
+    `mlip_layer_stats` bytes) and its outputs: what the report is built from.  `nonfinite`:
+    the outputs' infinities and NaNs when counted already (None: count `outputs`)."""
 
-    stats: bytes
-    layers: bytes
-    n_layers: int
-    outputs: list[np.ndarray]
+    __slots__ = ("stats", "layers", "n_layers", "outputs", "nonfinite")
+
+    def __init__(self, stats: bytes, layers: bytes, n_layers: int, outputs: list[np.ndarray],
+                 nonfinite: int | None = None):
+        self.stats = stats
+        self.layers = layers
+        self.n_layers = n_layers
+        self.outputs = outputs
+        self.nonfinite = nonfinite
 
 
 class Simulator:
@@ -191,6 +218,8 @@ class Simulator:
         self._input_buffers: list[np.ndarray] | None = None
         self._output_views: list[np.ndarray] | None = None
         self._run_buffers: tuple | None = None  # the C core's stats, layer stats, message
+        self._stats_views: tuple | None = None  # byte views of the first two
+        self._host_plan: list[tuple] | None = None  # per output: view, desc, fp16 pointer
         self._input_shapes = [tuple(d.shape) for d in binary.inputs]
         self._io_types = ([np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.inputs],
                           [np.dtype(isa.DTYPE_NUMPY[DType(d.dtype)]) for d in binary.outputs])
@@ -238,6 +267,7 @@ class Simulator:
             self._dram_view = None
             self._input_buffers = None
             self._output_views = None
+            self._host_plan = None
             self._ffi.release(self._handle)
             self._handle = None
 
@@ -340,6 +370,14 @@ class Simulator:
         outputs, run_stats = self._run_device(inputs, None)
         return outputs, functools.partial(self._report, run_stats)
 
+    def run_host_deferred(self, inputs: list[np.ndarray]
+                          ) -> tuple[list[np.ndarray], Callable[[], dict]]:
+        """As `run_device_deferred`, with the outputs converted for the host as `from_device`
+        converts them (the same bits): fp16 ones widened to fp32 in C straight from the
+        simulated DRAM (one pass, no fp16 copy), which also counts their non-finite values."""
+        outputs, run_stats = self._run_host(inputs)
+        return outputs, functools.partial(self._report, run_stats)
+
     def _run_device(self, inputs: list[np.ndarray],
                     trace: bool | str | os.PathLike | None) -> tuple[list[np.ndarray],
                                                                      _RunStats]:
@@ -348,27 +386,9 @@ class Simulator:
         if len(inputs) != len(self.inputs):
             raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
                                     f"takes {len(self.inputs)}")
-        dram = self._io_dram()
-        buffers = self._input_buffers or ()
-        for k, (x, desc, np_type, shape) in enumerate(zip(
-                inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
-            if k < len(buffers) and x is buffers[k]:
-                continue  # converted in place (`input_buffers`)
-            x = np.asarray(x)
-            if x.dtype != np_type or x.shape != shape:
-                raise RuntimeInputError(
-                    f"{self.name}: input '{desc.name}' must be {np_type} "
-                    f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
-            raw = memoryview(np.ascontiguousarray(x)).cast("B")
-            dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
+        dram = self._write_inputs(inputs)
         ffi, lib = self._ffi, self._lib
-        if self._run_buffers is None:  # allocated once: the report reads them before returning
-            if ffi.sizeof("mlip_stats") != _STATS.size:
-                raise MrvlError("mlip_stats has changed; update simulator._STATS")
-            self._run_buffers = (ffi.new("mlip_stats *"),
-                                 ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
-                                 ffi.new("char[1024]"))
-        stats, layers, msg = self._run_buffers
+        stats, layers, msg = self._run_buffers or self._make_run_buffers()
         n_layers = len(self.binary.layers)
         if trace is None or trace is False:
             status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
@@ -383,21 +403,95 @@ class Simulator:
                 self.machine.clock_mhz, int(stats.cycles))
             if trace is not True:
                 trace_module.write_chrome_trace(trace, self.last_trace)
-        if self._output_views is None:  # the outputs' places in DRAM, made once
-            self._output_views = [
-                np.frombuffer(dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
-                              ).reshape(desc.shape)
-                for desc, np_type, size in zip(self.outputs, self._io_types[1],
-                                               self._output_bytes, strict=True)]
-        outputs = [view.copy() for view in self._output_views]
+        views = self._output_views or self._make_output_views(dram)
+        outputs = [view.copy() for view in views]
         return outputs, self._snapshot(stats, layers, n_layers, outputs)
 
-    def _snapshot(self, stats, layers, n_layers: int, outputs: list[np.ndarray]) -> _RunStats:
-        """The run's statistics copied out of the C core's (reused) buffers."""
+    def _write_inputs(self, inputs: list[np.ndarray]) -> memoryview:
+        """Write the inputs to the simulated DRAM (nothing for those that are the
+        `input_buffers` themselves); returns the DRAM."""
+        dram = self._io_dram()
+        buffers = self._input_buffers or ()
+        for k, (x, desc, np_type, shape) in enumerate(zip(
+                inputs, self.inputs, self._io_types[0], self._input_shapes, strict=True)):
+            if k < len(buffers) and x is buffers[k]:
+                continue  # converted in place (`input_buffers`)
+            x = np.asarray(x)
+            if x.dtype != np_type or x.shape != shape:
+                raise RuntimeInputError(
+                    f"{self.name}: input '{desc.name}' must be {np_type} "
+                    f"{list(desc.shape)}, got {x.dtype} {list(x.shape)}")
+            raw = memoryview(np.ascontiguousarray(x)).cast("B")
+            dram[desc.dram_offset:desc.dram_offset + len(raw)] = raw
+        return dram
+
+    def _make_run_buffers(self) -> tuple:
+        """The C core's stats, layer stats and message buffers, allocated once (a report
+        copies what it reads out of them)."""
         ffi = self._ffi
-        return _RunStats(bytes(ffi.buffer(stats)),
-                         bytes(ffi.buffer(layers, n_layers * ffi.sizeof("mlip_layer_stats"))),
-                         n_layers, outputs)
+        if ffi.sizeof("mlip_stats") != _STATS.size:
+            raise MrvlError("mlip_stats has changed; update simulator._STATS")
+        self._run_buffers = (ffi.new("mlip_stats *"),
+                             ffi.new("mlip_layer_stats[]", max(len(self.binary.layers), 1)),
+                             ffi.new("char[1024]"))
+        return self._run_buffers
+
+    def _make_output_views(self, dram: memoryview) -> list[np.ndarray]:
+        """The outputs' places in DRAM (made once)."""
+        self._output_views = [
+            np.frombuffer(dram[desc.dram_offset:desc.dram_offset + size], dtype=np_type
+                          ).reshape(desc.shape)
+            for desc, np_type, size in zip(self.outputs, self._io_types[1],
+                                           self._output_bytes, strict=True)]
+        return self._output_views
+
+    def _run_host(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], _RunStats]:
+        """`_run_device` untraced with the outputs converted as `from_device` converts them:
+        the fp32 results allocated before the run, fp16 outputs widened in C straight from
+        DRAM after it (counting their non-finite values in the same pass)."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        if len(inputs) != len(self.inputs):
+            raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
+                                    f"takes {len(self.inputs)}")
+        dram = self._write_inputs(inputs)
+        ffi, lib = self._ffi, self._lib
+        if self._host_plan is None:  # per output: view, desc, fp16 DRAM pointer or None
+            self._host_plan = [
+                (view, desc, ffi.cast("uint16_t *", ffi.from_buffer(view))
+                 if view.dtype == np.float16 and not desc.quantize and view.size else None)
+                for view, desc in zip(self._output_views or self._make_output_views(dram),
+                                      self.outputs, strict=True)]
+        outputs, targets = [], []
+        for view, _, source in self._host_plan:
+            out = np.empty(view.shape, dtype=np.float32) if source is not None else view
+            outputs.append(out)
+            targets.append(ffi.cast("float *", ffi.from_buffer(out)) if source is not None
+                           else None)
+        stats, layers, msg = self._run_buffers or self._make_run_buffers()
+        n_layers = len(self._layer_names)
+        status = lib.mlip_sim_run(self._handle, stats, layers, n_layers, msg, 1024)
+        if status != 0:
+            error = _STATUS_ERRORS.get(status, MrvlError)
+            raise error(f"{self.name}: {ffi.string(msg).decode('utf-8', 'replace')}")
+        nonfinite = 0
+        for k, (view, desc, source) in enumerate(self._host_plan):
+            if source is None:
+                nonfinite += _count_nonfinite(view, (ffi, lib))
+                outputs[k] = from_device(view, desc)
+            else:
+                nonfinite += lib.mlip_f16_to_f32(source, targets[k], view.size)
+        return outputs, self._snapshot(stats, layers, n_layers, outputs, nonfinite)
+
+    def _snapshot(self, stats, layers, n_layers: int, outputs: list[np.ndarray],
+                  nonfinite: int | None = None) -> _RunStats:
+        """The run's statistics copied out of the C core's (reused) buffers."""
+        if self._stats_views is None:  # the buffers are the same every run: views made once
+            ffi = self._ffi
+            self._stats_views = (ffi.buffer(stats),
+                                 ffi.buffer(layers, n_layers * ffi.sizeof("mlip_layer_stats")))
+        stats_view, layers_view = self._stats_views
+        return _RunStats(bytes(stats_view), bytes(layers_view), n_layers, outputs, nonfinite)
 
     def _run_traced(self, stats, layers, n_layers: int, msg) -> tuple[int, np.ndarray]:
         """`mlip_sim_run_traced` into a buffer sized exactly from the instruction count."""
@@ -507,7 +601,8 @@ class Simulator:
                 "dma_out": stall_dma_out,
             },
             "instructions": instructions,
-            "nonfinite_outputs": sum(_count_nonfinite(o, (self._ffi, self._lib)) for o in outputs),
+            "nonfinite_outputs": run_stats.nonfinite if run_stats.nonfinite is not None else sum(
+                _count_nonfinite(o, (self._ffi, self._lib)) for o in outputs),
             "layers": [],
         }
         if n_layers:
