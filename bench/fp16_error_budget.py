@@ -4,6 +4,10 @@ the simulator add on top of it.
     .venv/bin/python bench/fp16_error_budget.py [--models mobilenet_v2,resnet50,ssd_detector]
                                                 [--num-tiles 8] [--seeds 0,1,2]
 
+`--models ssd_detector@pre_nms` judges a detector cut at its NonMaxSuppression inputs (the
+decoded boxes and the class scores), where the selection after it would flip on near-equal
+scores for any engine.
+
 Per model (random weights, batch 1, seeded standard-normal inputs), each compared with
 onnxruntime fp32 on the original model under Marvell's fp16 rule (sim/acceptance.py:
 |err| <= 3 % |ref| wherever |ref| >= max|ref| / 100; max relative error over the judged
@@ -197,16 +201,39 @@ def _print(name: str, seed: int, ref, sim, emu, emu32, anchor) -> None:
         sys.stdout.flush()
 
 
+PRE_NMS = "@pre_nms"
+"""Model-name suffix: the model cut at its NonMaxSuppression nodes' inputs (their boxes and
+scores become the outputs), so a detector is judged on continuous values rather than on a
+box selection that flips on near-equal scores, for us and for the anchor alike."""
+
+
 def _model(name: str) -> onnx.ModelProto:
-    """A `MODELS` entry, or a transformer (vit_tiny, bert_tiny, bert_tiny_mask)."""
+    """A `MODELS` entry, or a transformer (vit_tiny, bert_tiny, bert_tiny_mask); with the
+    `PRE_NMS` suffix, cut before its NonMaxSuppression nodes."""
     from mrvl.models.bert_tiny import bert_tiny
     from mrvl.models.vit_tiny import vit_tiny
 
+    base = name.removesuffix(PRE_NMS)
     transformers = {"vit_tiny": vit_tiny, "bert_tiny": bert_tiny,
                     "bert_tiny_mask": lambda: bert_tiny(attention_mask=True)}
-    if name in transformers:
-        return transformers[name]()
-    return MODELS[name](batch=1)
+    model = transformers[base]() if base in transformers else MODELS[base](batch=1)
+    if name.endswith(PRE_NMS):
+        model = _cut_before_nms(model, name)
+    return model
+
+
+def _cut_before_nms(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """`model` with the boxes and scores inputs of its NonMaxSuppression nodes as outputs,
+    and only the nodes they need (onnx.utils.Extractor)."""
+    nms_inputs = list(dict.fromkeys(
+        value for node in model.graph.node if node.op_type == "NonMaxSuppression"
+        for value in node.input[:2]))
+    if not nms_inputs:
+        raise SystemExit(f"{name}: the model has no NonMaxSuppression node")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    inputs = [i.name for i in model.graph.input
+              if i.name not in {t.name for t in model.graph.initializer}]
+    return onnx.utils.Extractor(inferred).extract_model(inputs, nms_inputs)
 
 
 def _feeds(inputs, seed: int) -> dict[str, np.ndarray]:
@@ -357,7 +384,9 @@ def per_layer(name: str, num_tiles: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mobilenet_v2,resnet50,ssd_detector")
+    parser.add_argument("--models", default="mobilenet_v2,resnet50,ssd_detector",
+                        help="comma-separated; a name ending in @pre_nms (ssd_detector@pre_nms)"
+                        " is that model cut at its NonMaxSuppression inputs")
     parser.add_argument("--num-tiles", type=int, default=8)
     parser.add_argument("--seeds", default="0,1,2", help="input seeds, comma-separated")
     parser.add_argument("--fp16-precision", choices=PRECISIONS, default="auto",
