@@ -278,7 +278,7 @@ def _compile_subgraph(fn: func.FuncOp, options: CompileOptions, ranges: Any = No
         precision=options.fp16_precision)
 
 
-def _ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
+def int8_ranges(fn: func.FuncOp, options: CompileOptions, sets: Any) -> Any:
     """The int8 activation ranges of `fn` over its calibration input sets (None for fp16);
     with `channel_scales` / `bias_correction`, `fn`'s weights / biases are refined in place
     first / after."""
@@ -570,7 +570,7 @@ def _build(onnx_path: Path, out: Path, options: CompileOptions, stop_after: Stag
         bar.update(f"backend @{step['symbol']}", k, len(accelerator_steps), force=True)
         fn = funcs[step["symbol"]]
         sets = [calls[step["symbol"]] for calls in per_call]
-        sub = _compile_subgraph(fn, options, _ranges(fn, options, sets), steps.index(step),
+        sub = _compile_subgraph(fn, options, int8_ranges(fn, options, sets), steps.index(step),
                                 step["inputs"], step["outputs"])
         result.subgraphs.append(sub)
         report = program_report(sub.model)
@@ -618,7 +618,7 @@ def compile_pair(nodes: Any, consts: Any, options: CompileOptions | None = None
         _warn_random(options)
         sets = calibration_sets(options.calibration, function_inputs(fn),
                                 f"@{fn.sym_name.data}")
-        ranges = _ranges(fn, options, sets)
+        ranges = int8_ranges(fn, options, sets)
     return _compile_subgraph(fn, options, ranges)
 
 

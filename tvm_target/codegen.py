@@ -10,7 +10,8 @@ runtime copies TVM's tensors in and out bit for bit; layout transforms at the re
 borders are layers of the binary. `options` (RunCodegen's `target_options["mrvl"]`) are
 `CompileOptions.from_keywords`'s: num_tiles, ocm_size, page_size, machine, quantize,
 calibration, calibration_method. int8 calibrates each region on its own inputs: give
-`calibration="random"` (seeded standard-normal) or a mapping of the region's input names.
+`calibration="random"` (seeded standard-normal) or a mapping of the region's input names;
+the refinements (channel scales, bias correction) and their defaults are `mrvl compile`'s.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def compile_region(fn: relax.Function, symbol: str, options: dict[str, Any]
                    ) -> tuple[bytes, str, list[str]]:
     """(model binary, I/O table text for the runtime, layer names) of one region."""
     from mrvl.dialects import mrvl as mrvl_dialect
-    from mrvl.driver.calibration import InputSpec, activation_ranges, calibration_sets
-    from mrvl.driver.compiler import CompileOptions, Stage, compile, plan_steps
+    from mrvl.driver.calibration import InputSpec, calibration_sets
+    from mrvl.driver.compiler import CompileOptions, Stage, compile, int8_ranges, plan_steps
     from mrvl.lowering.backend import compile_function, read_pair
     from mrvl.lowering.mrvl_json import subgraph_to_json
     from mrvl.tvm.relax_to_onnx import function_to_onnx
@@ -65,7 +66,7 @@ def compile_region(fn: relax.Function, symbol: str, options: dict[str, Any]
         shapes = {spec["name"]: tuple(spec["shape"]) for spec in inputs}
         specs = [InputSpec((name,), shapes[name]) for name in steps[0]["inputs"]]
         sets = calibration_sets(compile_options.calibration, specs, f"region {symbol}")
-        ranges = activation_ranges(pair_function, sets, compile_options.int8_method)
+        ranges = int8_ranges(pair_function, compile_options, sets)  # as `mrvl compile` does
     compiled = compile_function(
         pair_function, machine=compile_options.machine, quantize=compile_options.quantize,
         io_dtype=IO_DTYPE, ranges=ranges, input_names=steps[0]["inputs"],
