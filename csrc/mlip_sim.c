@@ -3464,7 +3464,8 @@ static void dw_row_c(const float *X, const float *W, const conv_geo *g, int64_t 
 }
 
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
-static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn *in,
+                       const conv_geo *g)
 {
     int64_t C = g->ic;
     size_t nin = (size_t)(g->ih * g->iw * C);
@@ -3478,13 +3479,30 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     for (int64_t p = 0; p < g->ih * g->iw; p += run) {
         h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, run * C);
     }
-    for (int64_t c = 0; c < C; c++) {
-        for (int64_t t = 0; t < g->kh * g->kw; t++) {
-            uint16_t h;
-            memcpy(&h, ocm + g->w_addr + (uint64_t)(c * g->kh * g->kw + t) * 2, 2);
-            W[t * C + c] = h2f(h);
-        }
+    /* weights [c][t] -> [t][c]: the fp16 bits moved once into the weights cache (shared
+     * with CONV, keyed apart), converted here with one vector pass (exact) */
+    const int64_t taps = g->kh * g->kw;
+    uint64_t wkey[PREP_KEYS] = {4, (uint64_t)g->kh, (uint64_t)g->kw, (uint64_t)C, 0, 0};
+    size_t wlen = nw * 2;
+    int hit;
+    wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
+    hit = we != NULL;
+    if (we == NULL) {
+        we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
+                           wprov_source(sim, lt, g->w_addr, wlen), &hit);
     }
+    if (we == NULL) return MLIP_ERR_NOMEM;
+    if (!hit) {
+        for (int64_t c = 0; c < C; c++) {
+            for (int64_t t = 0; t < taps; t++) {
+                memcpy(&we->buf[t * C + c], ocm + g->w_addr + (uint64_t)(c * taps + t) * 2, 2);
+            }
+        }
+        we->finite = 1; /* unused by the depthwise path */
+        we->valid = 1;
+    }
+    wver_note(sim, lt, g->w_addr, wlen, we);
+    h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     if (has_bias) {
         memcpy(bias, ocm + g->b_addr, (size_t)C * 4);
@@ -3713,7 +3731,7 @@ static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
         return exec_conv_i8(sim, ocm, in, &g);
     }
     if (depthwise) {
-        return exec_dw_f16(sim, ocm, in, &g);
+        return exec_dw_f16(sim, lt, ocm, in, &g);
     }
     return exec_conv_f16(sim, lt, ocm, in, &g);
 }

@@ -577,3 +577,35 @@ def test_weights_kept_in_ocm_across_inferences_are_copied_again_where_written():
                 assert [y.astype(F16).view(np.uint16).tolist() for y in outputs] == wants
                 first = report["cycles"] if first is None else first
                 assert report["cycles"] == first
+
+
+def test_depthwise_weights_cache_follows_new_weight_bytes():
+    """The depthwise weights, transposed once into the weights cache, follow new weight bytes
+    (weights that are a model input) from one inference to the next, on every kernel path;
+    24 channels: one 16-lane and one 8-lane block.  Reference: taps (i, j) in order, fp32
+    products and sums, padding taps skipped."""
+    H, W, C = 5, 6, 24
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    wa = pb.input(0, "w", (C, 3, 3, 1), DType.FP16)
+    oa = pb.alloc(0, H * W * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=C, out_pix_stride=C, w_addr=wa, kh=3, kw=3, pad_t=1, pad_l=1, groups=C,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (H, W, C), DType.FP16)
+    data = pb.build().to_bytes()
+    padded = np.zeros((H + 2, W + 2, C), np.float32)
+    padded[1:-1, 1:-1] = x.astype(np.float32)
+    weights = [(RNG.standard_normal((C, 3, 3, 1)) * 0.3).astype(F16) for _ in range(3)]
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        for w in weights + weights[:1]:
+            (y,), _ = sim.run([w.astype(np.float32)])
+            want = np.zeros((H, W, C), np.float32)
+            for i in range(3):
+                for j in range(3):
+                    want = want + padded[i:i + H, j:j + W] * w[:, i, j, 0].astype(np.float32)
+            assert y.astype(F16).view(np.uint16).tolist() == \
+                want.astype(F16).view(np.uint16).tolist()
