@@ -3016,6 +3016,7 @@ static void conv_block6p_c(const float *X, const float *wblk, const conv_geo *g,
  * PB * CONV_CHUNK pixels); a block group is 2 adjacent 16-channel blocks where the AVX-512
  * kernel runs, else 1.  Parts write disjoint outputs and read only X, W and the bias. */
 #define CONV_CHUNK 16
+#define CONV_DIRECT_IC 1024 /* most input channels of the direct 1x1 path (its stack block) */
 #ifndef CONV_THREAD_MACS
 #define CONV_THREAD_MACS ((uint64_t)1 << 23) /* least work handed to the threads */
 #endif
@@ -3034,6 +3035,8 @@ typedef struct conv_job {
     int avx512;                       /* the AVX-512 kernels (else AVX2 or portable) */
     int64_t nbg;                      /* block groups per group */
     int64_t nchunk;                   /* pixel chunks */
+    int direct;                       /* 1x1 on contiguous pixels, one block group: each
+                                       * call converts its own pixels (X unused) */
     int odt, act, has_bias;
     uint32_t oes;
     float alpha, beta;
@@ -3087,10 +3090,20 @@ static void conv_padded_part(void *ctx, int64_t part)
     /* output pixel p = (r, sc) starts at input pixel (r * sh - pt + ptp, sc * sw - pl + plp)
      * of the padded block; (r, sc) advance without a division per pixel */
     int64_t p1 = chunk * PB * CONV_CHUNK, r = p1 / g->ow, sc = p1 % g->ow;
+    /* the direct path: the call's pixels converted here, into a block that stays in the
+     * host's L1/L2, instead of the whole input into a buffer read back once (the same
+     * values, exact) */
+    float xblock[j->direct ? 2 * PB * CONV_DIRECT_IC : 1] __attribute__((aligned(64)));
     for (int64_t p0 = p1; p0 < pend; p0 += pblk) {
         int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
         int64_t off[2 * PB];
-        for (int64_t k = 0; k < np; k++) {
+        const float *X = j->X;
+        if (j->direct) {
+            h2f_row(sim, j->ocm + g->in_addr + (uint64_t)(p0 * g->ic) * 2, xblock, np * g->ic);
+            X = xblock;
+        }
+        for (int64_t k = 0; k < np && j->direct; k++) off[k] = k * g->ic;
+        for (int64_t k = 0; k < np && !j->direct; k++) {
             off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
                          g->ic + gi * j->icg;
             if (++sc == g->ow) {
@@ -3104,7 +3117,7 @@ static void conv_padded_part(void *ctx, int64_t part)
             float acc2[2][12][OB];
             int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
             conv_np_avx512[fill][nb - 1][np - 1](
-                j->X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
+                X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
                 uint8_t *orow = j->ocm + g->out_addr +
@@ -3121,11 +3134,11 @@ static void conv_padded_part(void *ctx, int64_t part)
         float acc[PB][OB];
 #if MLIP_HAVE_AVX2_KERNEL
         if (sim->has_avx2) {
-            conv_block6p_avx2(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
+            conv_block6p_avx2(X, j->W + woff, g, j->icg, j->iwp, off, acc);
         } else
 #endif
         {
-            conv_block6p_c(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
+            conv_block6p_c(X, j->W + woff, g, j->icg, j->iwp, off, acc);
         }
         conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
     }
@@ -3200,8 +3213,18 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
      * threads, every AVX-512 call converts the fp16 weights in registers) */
     TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
     float *W = align64f(sim->wconv);
-    float *X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
-    if (X == NULL) return MLIP_ERR_NOMEM;
+    /* a 1x1 CONV on contiguous pixels with one block group reads each input pixel in one
+     * kernel call: that call converts them (conv_padded_part), no whole-input conversion */
+    int direct = padded && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 &&
+                 g->pt == 0 && g->pl == 0 && pbp == 0 && prp == 0 && g->groups == 1 &&
+                 g->ips == g->ic && g->ow == g->iw && g->ic <= CONV_DIRECT_IC &&
+                 nob <= (sim->has_avx512 ? 2 : 1);
+    float *X = NULL;
+    hit = 1;
+    if (!direct) {
+        X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
+        if (X == NULL) return MLIP_ERR_NOMEM;
+    }
     if (!hit) {
         if (padded) { /* zero the border only: the rows above and below, the columns left
                         * and right of every input row */
@@ -3231,8 +3254,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
         conv_job job = {sim, g, X, W, we->buf, 0, ocm, icg, ocg, nob, kk, iwp, ptp, plp,
-                        g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
-                        has_bias, oes, alpha, beta};
+                        g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, direct,
+                        odt, in->act, has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */

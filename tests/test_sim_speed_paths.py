@@ -609,3 +609,35 @@ def test_depthwise_weights_cache_follows_new_weight_bytes():
                     want = want + padded[i:i + H, j:j + W] * w[:, i, j, 0].astype(np.float32)
             assert y.astype(F16).view(np.uint16).tolist() == \
                 want.astype(F16).view(np.uint16).tolist()
+
+
+@pytest.mark.parametrize("H, W, C, O", [(56, 56, 128, 24), (3, 5, 1040, 16), (4, 9, 20, 40)])
+def test_1x1_conv_converting_its_own_pixels_gives_the_same_bits(H, W, C, O):
+    """A 1x1 CONV on contiguous pixels with at most two 16-channel blocks converts each
+    kernel call's pixels itself (the first shape also on worker threads); more input
+    channels than its block holds, or more blocks, take the whole-input conversion: the
+    same bits on every path as the documented order (c ascending, fp32 products and sums,
+    then bias and ReLU)."""
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    w = (RNG.standard_normal((O, 1, 1, C)) * 0.2).astype(F16)
+    bias = RNG.standard_normal(O).astype(np.float32)
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    oa = pb.alloc(0, H * W * O * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=1, kw=1, act=Act.RELU,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (H, W, O), DType.FP16)
+    data = pb.build().to_bytes()
+    want = np.zeros((H, W, O), np.float32)
+    for c in range(C):
+        want += x[:, :, c:c + 1].astype(np.float32) * w[:, 0, 0, c].astype(np.float32)
+    want = np.maximum(want + bias, np.float32(0))
+    want_bits = want.astype(F16).view(np.uint16).tobytes()
+    for timing in (TimingParams(), TimingParams(threads=2), TimingParams(no_avx512=True),
+                   TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        for _ in range(2):
+            (y,), _ = sim.run([])
+            assert y.astype(F16).view(np.uint16).tobytes() == want_bits
