@@ -2722,6 +2722,64 @@ static int conv_store_avx512_acts(int act)
            act == MLIP_ACT_CLIP || act == MLIP_ACT_LEAKY_RELU;
 }
 
+/* The activations of conv_store_avx512_acts on 16 lanes with ordered compares and masks,
+ * exactly apply_act's values; lo and hi hold alpha and beta */
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+act_avx512(__m512 v, int act, __m512 zero, __m512 six, __m512 lo, __m512 hi)
+{
+    switch (act) {
+    case MLIP_ACT_RELU:
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+    case MLIP_ACT_RELU6: {
+        __m512 y = _mm512_mask_mov_ps(six, _mm512_cmp_ps_mask(v, six, _CMP_LT_OQ), v);
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), y);
+    }
+    case MLIP_ACT_CLIP: {
+        __m512 y = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+        return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+    }
+    case MLIP_ACT_LEAKY_RELU:
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ),
+                                  _mm512_mul_ps(lo, v));
+    default:
+        return v;
+    }
+}
+
+__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
+                                                               int64_t n);
+
+/* The activation (one of conv_store_avx512_acts) and fp16 RNE store of n contiguous fp32
+ * values in one pass, 16 at a time: act_row then f2h_row_f16c's bits (a vector holding a
+ * NaN goes through f2h); the tail of fewer than 16 through act_row and f2h_row_f16c */
+__attribute__((target("avx512f,f16c"))) static void
+act_f2h_row_avx512(const float *src, uint8_t *dst, int64_t n, int act, float alpha, float beta)
+{
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+    int64_t k = 0;
+    for (; k + OB <= n; k += OB) {
+        __m512 v = act_avx512(_mm512_loadu_ps(src + k), act, zero, six, lo, hi);
+        if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) == 0) {
+            __m256i hv = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_storeu_si256((__m256i *)(void *)(dst + k * 2), hv);
+            continue;
+        }
+        float t[OB];
+        _mm512_storeu_ps(t, v);
+        for (int o = 0; o < OB; o++) {
+            uint16_t h = f2h(t[o]);
+            memcpy(dst + (k + o) * 2, &h, 2);
+        }
+    }
+    if (k < n) {
+        float t[OB];
+        memcpy(t, src + k, (size_t)(n - k) * sizeof(float));
+        act_row(act, t, n - k, alpha, beta);
+        f2h_row_f16c(t, dst + k * 2, n - k);
+    }
+}
+
 /* The stores of np pixels x `on` (<= 32) channels from conv_np_*: v = acc + bias (if any),
  * then the activation with ordered compares and masks, exactly apply_act's values (NONE,
  * RELU, RELU6, CLIP, LEAKY_RELU), then fp16 RNE (F16C; a vector holding a NaN goes through
@@ -2745,27 +2803,7 @@ conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bia
             int64_t n = on - h * OB < OB ? on - h * OB : OB;
             __m512 v = _mm512_loadu_ps(acc[h][k]);
             if (bias != NULL) v = _mm512_add_ps(v, bv[h]);
-            switch (act) {
-            case MLIP_ACT_RELU:
-                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
-                break;
-            case MLIP_ACT_RELU6: {
-                __m512 y = _mm512_mask_mov_ps(six, _mm512_cmp_ps_mask(v, six, _CMP_LT_OQ), v);
-                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), y);
-                break;
-            }
-            case MLIP_ACT_CLIP: {
-                __m512 y = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
-                v = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
-                break;
-            }
-            case MLIP_ACT_LEAKY_RELU:
-                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ),
-                                       _mm512_mul_ps(lo, v));
-                break;
-            default:
-                break;
-            }
+            v = act_avx512(v, act, zero, six, lo, hi);
             if (!fp16) {
                 _mm512_mask_storeu_ps(orow + h * OB * 4, (__mmask16)((1u << n) - 1u), v);
                 continue;
@@ -3536,6 +3574,10 @@ static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn
     /* output pixels that follow each other (pixel stride = channels): activation and
      * conversion once per output row, else once per pixel (element-wise: the same values) */
     int64_t rowpix = g->ops == C ? g->ow : 1;
+    /* AVX-512: activation and fp16 conversion in one pass over the row */
+#if MLIP_HAVE_AVX2_KERNEL
+    int fused_store = sim->has_avx512 && odt == MLIP_DT_FP16 && conv_store_avx512_acts(in->act);
+#endif
     for (int64_t r = 0; r < g->oh; r++) {
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
@@ -3552,6 +3594,12 @@ static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn
         for (int64_t first = 0; first < g->ow; first += rowpix) {
             float *acc = accrow + first * C;
             uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + first) * g->ops) * oes;
+#if MLIP_HAVE_AVX2_KERNEL
+            if (fused_store) {
+                act_f2h_row_avx512(acc, orow, rowpix * C, in->act, alpha, beta);
+                continue;
+            }
+#endif
             act_row(in->act, acc, rowpix * C, alpha, beta);
             if (odt == MLIP_DT_FP16) {
                 f2h_row(sim, acc, orow, rowpix * C);

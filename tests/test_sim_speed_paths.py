@@ -641,3 +641,44 @@ def test_1x1_conv_converting_its_own_pixels_gives_the_same_bits(H, W, C, O):
         for _ in range(2):
             (y,), _ = sim.run([])
             assert y.astype(F16).view(np.uint16).tobytes() == want_bits
+
+
+@pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.RELU6, Act.CLIP, Act.LEAKY_RELU,
+                                 Act.SIGMOID])
+def test_depthwise_activation_store_bit_for_bit(act):
+    """The depthwise output row's activation and fp16 store (one fused pass on AVX-512)
+    give the bits of the separate passes on every path: special and non-finite inputs,
+    20 channels (rows of 140 values: a tail of 12), strided output pixels too."""
+    H, W, C = 4, 7, 20
+    with np.errstate(over="ignore"):  # 65520 and 1e6 round to infinity
+        values = np.concatenate([SPECIAL, -SPECIAL, [np.nan]]).astype(F16)
+    x = RNG.choice(values, size=(H, W, C)).astype(F16)
+    w = (RNG.standard_normal((C, 3, 3, 1)) * 0.5).astype(F16)
+    bias = RNG.standard_normal(C).astype(np.float32)
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    outs = []
+    for stride in (C, C + 4):  # contiguous output pixels (one row per pass) and strided
+        oa = pb.alloc(0, H * W * stride * 2)
+        pb.compute(0, Instruction.make(
+            Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H,
+            ow=W, oc=C, out_pix_stride=stride, w_addr=wa, bias_addr=ba, kh=3, kw=3, pad_t=1,
+            pad_l=1, groups=C, act=act, alpha=-0.75, beta=1.25, src_dtype=DType.FP16,
+            dst_dtype=DType.FP16))
+        outs.append((oa, stride))
+    for k, (oa, stride) in enumerate(outs):
+        pb.store(0, oa, f"y{k}", (H, W, stride), DType.FP16)
+    data = pb.build().to_bytes()
+    runs = []
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        outputs, _ = Simulator.load(data, timing=timing).run([])
+        bits = [y.astype(F16).view(np.uint16)[:, :, :C] for y in outputs]
+        assert bits[0].tobytes() == bits[1].tobytes()
+        runs.append(bits[0])
+    assert runs[0].tobytes() == runs[1].tobytes()
+    # the portable path's NaNs (inf - inf, inf * 0) may differ in sign: all else equal
+    nan = (runs[0] & 0x7c00) == 0x7c00
+    nan &= (runs[0] & 0x3ff) != 0
+    assert np.array_equal(nan, ((runs[2] & 0x7c00) == 0x7c00) & ((runs[2] & 0x3ff) != 0))
+    assert np.array_equal(runs[0][~nan], runs[2][~nan])
+    assert np.count_nonzero(~nan) > H * W * C // 4
