@@ -2722,6 +2722,64 @@ static int conv_store_avx512_acts(int act)
            act == MLIP_ACT_CLIP || act == MLIP_ACT_LEAKY_RELU;
 }
 
+/* The activations of conv_store_avx512_acts on 16 lanes with ordered compares and masks,
+ * exactly apply_act's values; lo and hi hold alpha and beta */
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+act_avx512(__m512 v, int act, __m512 zero, __m512 six, __m512 lo, __m512 hi)
+{
+    switch (act) {
+    case MLIP_ACT_RELU:
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+    case MLIP_ACT_RELU6: {
+        __m512 y = _mm512_mask_mov_ps(six, _mm512_cmp_ps_mask(v, six, _CMP_LT_OQ), v);
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), y);
+    }
+    case MLIP_ACT_CLIP: {
+        __m512 y = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+        return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+    }
+    case MLIP_ACT_LEAKY_RELU:
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ),
+                                  _mm512_mul_ps(lo, v));
+    default:
+        return v;
+    }
+}
+
+__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
+                                                               int64_t n);
+
+/* The activation (one of conv_store_avx512_acts) and fp16 RNE store of n contiguous fp32
+ * values in one pass, 16 at a time: act_row then f2h_row_f16c's bits (a vector holding a
+ * NaN goes through f2h); the tail of fewer than 16 through act_row and f2h_row_f16c */
+__attribute__((target("avx512f,f16c"))) static void
+act_f2h_row_avx512(const float *src, uint8_t *dst, int64_t n, int act, float alpha, float beta)
+{
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
+    int64_t k = 0;
+    for (; k + OB <= n; k += OB) {
+        __m512 v = act_avx512(_mm512_loadu_ps(src + k), act, zero, six, lo, hi);
+        if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) == 0) {
+            __m256i hv = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_storeu_si256((__m256i *)(void *)(dst + k * 2), hv);
+            continue;
+        }
+        float t[OB];
+        _mm512_storeu_ps(t, v);
+        for (int o = 0; o < OB; o++) {
+            uint16_t h = f2h(t[o]);
+            memcpy(dst + (k + o) * 2, &h, 2);
+        }
+    }
+    if (k < n) {
+        float t[OB];
+        memcpy(t, src + k, (size_t)(n - k) * sizeof(float));
+        act_row(act, t, n - k, alpha, beta);
+        f2h_row_f16c(t, dst + k * 2, n - k);
+    }
+}
+
 /* The stores of np pixels x `on` (<= 32) channels from conv_np_*: v = acc + bias (if any),
  * then the activation with ordered compares and masks, exactly apply_act's values (NONE,
  * RELU, RELU6, CLIP, LEAKY_RELU), then fp16 RNE (F16C; a vector holding a NaN goes through
@@ -2745,27 +2803,7 @@ conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bia
             int64_t n = on - h * OB < OB ? on - h * OB : OB;
             __m512 v = _mm512_loadu_ps(acc[h][k]);
             if (bias != NULL) v = _mm512_add_ps(v, bv[h]);
-            switch (act) {
-            case MLIP_ACT_RELU:
-                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
-                break;
-            case MLIP_ACT_RELU6: {
-                __m512 y = _mm512_mask_mov_ps(six, _mm512_cmp_ps_mask(v, six, _CMP_LT_OQ), v);
-                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), y);
-                break;
-            }
-            case MLIP_ACT_CLIP: {
-                __m512 y = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
-                v = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
-                break;
-            }
-            case MLIP_ACT_LEAKY_RELU:
-                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ),
-                                       _mm512_mul_ps(lo, v));
-                break;
-            default:
-                break;
-            }
+            v = act_avx512(v, act, zero, six, lo, hi);
             if (!fp16) {
                 _mm512_mask_storeu_ps(orow + h * OB * 4, (__mmask16)((1u << n) - 1u), v);
                 continue;
@@ -3016,6 +3054,7 @@ static void conv_block6p_c(const float *X, const float *wblk, const conv_geo *g,
  * PB * CONV_CHUNK pixels); a block group is 2 adjacent 16-channel blocks where the AVX-512
  * kernel runs, else 1.  Parts write disjoint outputs and read only X, W and the bias. */
 #define CONV_CHUNK 16
+#define CONV_DIRECT_IC 1024 /* most input channels of the direct 1x1 path (its stack block) */
 #ifndef CONV_THREAD_MACS
 #define CONV_THREAD_MACS ((uint64_t)1 << 23) /* least work handed to the threads */
 #endif
@@ -3034,6 +3073,8 @@ typedef struct conv_job {
     int avx512;                       /* the AVX-512 kernels (else AVX2 or portable) */
     int64_t nbg;                      /* block groups per group */
     int64_t nchunk;                   /* pixel chunks */
+    int direct;                       /* 1x1 on contiguous pixels, one block group: each
+                                       * call converts its own pixels (X unused) */
     int odt, act, has_bias;
     uint32_t oes;
     float alpha, beta;
@@ -3087,10 +3128,20 @@ static void conv_padded_part(void *ctx, int64_t part)
     /* output pixel p = (r, sc) starts at input pixel (r * sh - pt + ptp, sc * sw - pl + plp)
      * of the padded block; (r, sc) advance without a division per pixel */
     int64_t p1 = chunk * PB * CONV_CHUNK, r = p1 / g->ow, sc = p1 % g->ow;
+    /* the direct path: the call's pixels converted here, into a block that stays in the
+     * host's L1/L2, instead of the whole input into a buffer read back once (the same
+     * values, exact) */
+    float xblock[j->direct ? 2 * PB * CONV_DIRECT_IC : 1] __attribute__((aligned(64)));
     for (int64_t p0 = p1; p0 < pend; p0 += pblk) {
         int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
         int64_t off[2 * PB];
-        for (int64_t k = 0; k < np; k++) {
+        const float *X = j->X;
+        if (j->direct) {
+            h2f_row(sim, j->ocm + g->in_addr + (uint64_t)(p0 * g->ic) * 2, xblock, np * g->ic);
+            X = xblock;
+        }
+        for (int64_t k = 0; k < np && j->direct; k++) off[k] = k * g->ic;
+        for (int64_t k = 0; k < np && !j->direct; k++) {
             off[k] = ((r * g->sh - g->pt + j->ptp) * j->iwp + sc * g->sw - g->pl + j->plp) *
                          g->ic + gi * j->icg;
             if (++sc == g->ow) {
@@ -3104,7 +3155,7 @@ static void conv_padded_part(void *ctx, int64_t part)
             float acc2[2][12][OB];
             int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
             conv_np_avx512[fill][nb - 1][np - 1](
-                j->X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
+                X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
                 (j->odt == MLIP_DT_FP16 || j->odt == MLIP_DT_FP32)) {
                 uint8_t *orow = j->ocm + g->out_addr +
@@ -3121,11 +3172,11 @@ static void conv_padded_part(void *ctx, int64_t part)
         float acc[PB][OB];
 #if MLIP_HAVE_AVX2_KERNEL
         if (sim->has_avx2) {
-            conv_block6p_avx2(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
+            conv_block6p_avx2(X, j->W + woff, g, j->icg, j->iwp, off, acc);
         } else
 #endif
         {
-            conv_block6p_c(j->X, j->W + woff, g, j->icg, j->iwp, off, acc);
+            conv_block6p_c(X, j->W + woff, g, j->icg, j->iwp, off, acc);
         }
         conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
     }
@@ -3200,8 +3251,18 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
      * threads, every AVX-512 call converts the fp16 weights in registers) */
     TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
     float *W = align64f(sim->wconv);
-    float *X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
-    if (X == NULL) return MLIP_ERR_NOMEM;
+    /* a 1x1 CONV on contiguous pixels with one block group reads each input pixel in one
+     * kernel call: that call converts them (conv_padded_part), no whole-input conversion */
+    int direct = padded && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 &&
+                 g->pt == 0 && g->pl == 0 && pbp == 0 && prp == 0 && g->groups == 1 &&
+                 g->ips == g->ic && g->ow == g->iw && g->ic <= CONV_DIRECT_IC &&
+                 nob <= (sim->has_avx512 ? 2 : 1);
+    float *X = NULL;
+    hit = 1;
+    if (!direct) {
+        X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
+        if (X == NULL) return MLIP_ERR_NOMEM;
+    }
     if (!hit) {
         if (padded) { /* zero the border only: the rows above and below, the columns left
                         * and right of every input row */
@@ -3231,8 +3292,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float alpha = in->fparam[MLIP_FP_ACT_ALPHA], beta = in->fparam[MLIP_FP_ACT_BETA];
     if (padded) {
         conv_job job = {sim, g, X, W, we->buf, 0, ocm, icg, ocg, nob, kk, iwp, ptp, plp,
-                        g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, odt, in->act,
-                        has_bias, oes, alpha, beta};
+                        g->oh * g->ow, sim->has_avx512 ? 2 : 1, sim->has_avx512, 0, 0, direct,
+                        odt, in->act, has_bias, oes, alpha, beta};
         job.nbg = (nob + job.step - 1) / job.step;
         job.nchunk = (job.npix + PB * CONV_CHUNK - 1) / (PB * CONV_CHUNK);
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
@@ -3464,7 +3525,8 @@ static void dw_row_c(const float *X, const float *W, const conv_geo *g, int64_t 
 }
 
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
-static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn *in,
+                       const conv_geo *g)
 {
     int64_t C = g->ic;
     size_t nin = (size_t)(g->ih * g->iw * C);
@@ -3478,13 +3540,30 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     for (int64_t p = 0; p < g->ih * g->iw; p += run) {
         h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, run * C);
     }
-    for (int64_t c = 0; c < C; c++) {
-        for (int64_t t = 0; t < g->kh * g->kw; t++) {
-            uint16_t h;
-            memcpy(&h, ocm + g->w_addr + (uint64_t)(c * g->kh * g->kw + t) * 2, 2);
-            W[t * C + c] = h2f(h);
-        }
+    /* weights [c][t] -> [t][c]: the fp16 bits moved once into the weights cache (shared
+     * with CONV, keyed apart), converted here with one vector pass (exact) */
+    const int64_t taps = g->kh * g->kw;
+    uint64_t wkey[PREP_KEYS] = {4, (uint64_t)g->kh, (uint64_t)g->kw, (uint64_t)C, 0, 0};
+    size_t wlen = nw * 2;
+    int hit;
+    wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
+    hit = we != NULL;
+    if (we == NULL) {
+        we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
+                           wprov_source(sim, lt, g->w_addr, wlen), &hit);
     }
+    if (we == NULL) return MLIP_ERR_NOMEM;
+    if (!hit) {
+        for (int64_t c = 0; c < C; c++) {
+            for (int64_t t = 0; t < taps; t++) {
+                memcpy(&we->buf[t * C + c], ocm + g->w_addr + (uint64_t)(c * taps + t) * 2, 2);
+            }
+        }
+        we->finite = 1; /* unused by the depthwise path */
+        we->valid = 1;
+    }
+    wver_note(sim, lt, g->w_addr, wlen, we);
+    h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     if (has_bias) {
         memcpy(bias, ocm + g->b_addr, (size_t)C * 4);
@@ -3495,6 +3574,10 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
     /* output pixels that follow each other (pixel stride = channels): activation and
      * conversion once per output row, else once per pixel (element-wise: the same values) */
     int64_t rowpix = g->ops == C ? g->ow : 1;
+    /* AVX-512: activation and fp16 conversion in one pass over the row */
+#if MLIP_HAVE_AVX2_KERNEL
+    int fused_store = sim->has_avx512 && odt == MLIP_DT_FP16 && conv_store_avx512_acts(in->act);
+#endif
     for (int64_t r = 0; r < g->oh; r++) {
         int64_t i0, i1;
         tap_range(r, g->sh, g->dh, g->pt, g->ih, g->kh, &i0, &i1);
@@ -3511,6 +3594,12 @@ static int exec_dw_f16(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const c
         for (int64_t first = 0; first < g->ow; first += rowpix) {
             float *acc = accrow + first * C;
             uint8_t *orow = ocm + g->out_addr + (uint64_t)((r * g->ow + first) * g->ops) * oes;
+#if MLIP_HAVE_AVX2_KERNEL
+            if (fused_store) {
+                act_f2h_row_avx512(acc, orow, rowpix * C, in->act, alpha, beta);
+                continue;
+            }
+#endif
             act_row(in->act, acc, rowpix * C, alpha, beta);
             if (odt == MLIP_DT_FP16) {
                 f2h_row(sim, acc, orow, rowpix * C);
@@ -3713,7 +3802,7 @@ static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
         return exec_conv_i8(sim, ocm, in, &g);
     }
     if (depthwise) {
-        return exec_dw_f16(sim, ocm, in, &g);
+        return exec_dw_f16(sim, lt, ocm, in, &g);
     }
     return exec_conv_f16(sim, lt, ocm, in, &g);
 }

@@ -577,3 +577,108 @@ def test_weights_kept_in_ocm_across_inferences_are_copied_again_where_written():
                 assert [y.astype(F16).view(np.uint16).tolist() for y in outputs] == wants
                 first = report["cycles"] if first is None else first
                 assert report["cycles"] == first
+
+
+def test_depthwise_weights_cache_follows_new_weight_bytes():
+    """The depthwise weights, transposed once into the weights cache, follow new weight bytes
+    (weights that are a model input) from one inference to the next, on every kernel path;
+    24 channels: one 16-lane and one 8-lane block.  Reference: taps (i, j) in order, fp32
+    products and sums, padding taps skipped."""
+    H, W, C = 5, 6, 24
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    pb = ProgramBuilder()
+    xa = pb.const(0, x)
+    wa = pb.input(0, "w", (C, 3, 3, 1), DType.FP16)
+    oa = pb.alloc(0, H * W * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=C, out_pix_stride=C, w_addr=wa, kh=3, kw=3, pad_t=1, pad_l=1, groups=C,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (H, W, C), DType.FP16)
+    data = pb.build().to_bytes()
+    padded = np.zeros((H + 2, W + 2, C), np.float32)
+    padded[1:-1, 1:-1] = x.astype(np.float32)
+    weights = [(RNG.standard_normal((C, 3, 3, 1)) * 0.3).astype(F16) for _ in range(3)]
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        for w in weights + weights[:1]:
+            (y,), _ = sim.run([w.astype(np.float32)])
+            want = np.zeros((H, W, C), np.float32)
+            for i in range(3):
+                for j in range(3):
+                    want = want + padded[i:i + H, j:j + W] * w[:, i, j, 0].astype(np.float32)
+            assert y.astype(F16).view(np.uint16).tolist() == \
+                want.astype(F16).view(np.uint16).tolist()
+
+
+@pytest.mark.parametrize("H, W, C, O", [(56, 56, 128, 24), (3, 5, 1040, 16), (4, 9, 20, 40)])
+def test_1x1_conv_converting_its_own_pixels_gives_the_same_bits(H, W, C, O):
+    """A 1x1 CONV on contiguous pixels with at most two 16-channel blocks converts each
+    kernel call's pixels itself (the first shape also on worker threads); more input
+    channels than its block holds, or more blocks, take the whole-input conversion: the
+    same bits on every path as the documented order (c ascending, fp32 products and sums,
+    then bias and ReLU)."""
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    w = (RNG.standard_normal((O, 1, 1, C)) * 0.2).astype(F16)
+    bias = RNG.standard_normal(O).astype(np.float32)
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    oa = pb.alloc(0, H * W * O * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=1, kw=1, act=Act.RELU,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (H, W, O), DType.FP16)
+    data = pb.build().to_bytes()
+    want = np.zeros((H, W, O), np.float32)
+    for c in range(C):
+        want += x[:, :, c:c + 1].astype(np.float32) * w[:, 0, 0, c].astype(np.float32)
+    want = np.maximum(want + bias, np.float32(0))
+    want_bits = want.astype(F16).view(np.uint16).tobytes()
+    for timing in (TimingParams(), TimingParams(threads=2), TimingParams(no_avx512=True),
+                   TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        for _ in range(2):
+            (y,), _ = sim.run([])
+            assert y.astype(F16).view(np.uint16).tobytes() == want_bits
+
+
+@pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.RELU6, Act.CLIP, Act.LEAKY_RELU,
+                                 Act.SIGMOID])
+def test_depthwise_activation_store_bit_for_bit(act):
+    """The depthwise output row's activation and fp16 store (one fused pass on AVX-512)
+    give the bits of the separate passes on every path: special and non-finite inputs,
+    20 channels (rows of 140 values: a tail of 12), strided output pixels too."""
+    H, W, C = 4, 7, 20
+    with np.errstate(over="ignore"):  # 65520 and 1e6 round to infinity
+        values = np.concatenate([SPECIAL, -SPECIAL, [np.nan]]).astype(F16)
+    x = RNG.choice(values, size=(H, W, C)).astype(F16)
+    w = (RNG.standard_normal((C, 3, 3, 1)) * 0.5).astype(F16)
+    bias = RNG.standard_normal(C).astype(np.float32)
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    outs = []
+    for stride in (C, C + 4):  # contiguous output pixels (one row per pass) and strided
+        oa = pb.alloc(0, H * W * stride * 2)
+        pb.compute(0, Instruction.make(
+            Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H,
+            ow=W, oc=C, out_pix_stride=stride, w_addr=wa, bias_addr=ba, kh=3, kw=3, pad_t=1,
+            pad_l=1, groups=C, act=act, alpha=-0.75, beta=1.25, src_dtype=DType.FP16,
+            dst_dtype=DType.FP16))
+        outs.append((oa, stride))
+    for k, (oa, stride) in enumerate(outs):
+        pb.store(0, oa, f"y{k}", (H, W, stride), DType.FP16)
+    data = pb.build().to_bytes()
+    runs = []
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        outputs, _ = Simulator.load(data, timing=timing).run([])
+        bits = [y.astype(F16).view(np.uint16)[:, :, :C] for y in outputs]
+        assert bits[0].tobytes() == bits[1].tobytes()
+        runs.append(bits[0])
+    assert runs[0].tobytes() == runs[1].tobytes()
+    # the portable path's NaNs (inf - inf, inf * 0) may differ in sign: all else equal
+    nan = (runs[0] & 0x7c00) == 0x7c00
+    nan &= (runs[0] & 0x3ff) != 0
+    assert np.array_equal(nan, ((runs[2] & 0x7c00) == 0x7c00) & ((runs[2] & 0x3ff) != 0))
+    assert np.array_equal(runs[0][~nan], runs[2][~nan])
+    assert np.count_nonzero(~nan) > H * W * C // 4
