@@ -30,7 +30,7 @@ detector's box decode, center = delta * variance * prior size + prior center, ha
 CPU decode) is stored fp32 (the one exception to "outputs keep the I/O dtype"), and so is
 every layer whose readers are all such fp32 layers (none a matrix engine input), back to
 the CONV that predicts the deltas (CONV `dst_dtype` FP32). An fp16 output there rounds a
-center near 0.5 to 2^-12 absolute, which the CPU's corner subtraction (center - size / 2)
+center near 0.5 by up to 2^-12, which the CPU's corner subtraction (center - size / 2)
 turns into about 1 % relative error on a corner near 0.02; measured on the in-repo SSD
 detector (docs/backend.md, "Numerics"). Sub-graphs without such outputs are unchanged.
 
