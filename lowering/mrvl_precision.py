@@ -25,8 +25,8 @@ is loaded (the DMA converts) or written. Measured on the in-repo ViT-tiny and BE
 (docs/backend.md, "Transformer layers"). int8 builds do not use this policy.
 
 In the other (CNN) sub-graphs only element-wise arithmetic that leaves the accelerator is
-kept fp32 (`arithmetic_outputs`): a sub-graph output written by a Sum2D or Mul2D (a
-detector's box decode, center = delta * variance * prior size + prior center, handed to a
+kept fp32 (`arithmetic_outputs`): a sub-graph output written by a Sum2D or Mul2D with a
+constant operand (a detector's box decode, center = delta * variance * prior size + prior center, handed to a
 CPU decode) is stored fp32 (the one exception to "outputs keep the I/O dtype"), and so is
 every layer whose readers are all such fp32 layers (none a matrix engine input), back to
 the CONV that predicts the deltas (CONV `dst_dtype` FP32). An fp16 output there rounds a
@@ -47,6 +47,7 @@ from xdsl.dialects import func
 from xdsl.ir import Operation, SSAValue
 
 from mrvl.dialects import mrvl
+from mrvl.dialects.graph import ConstantOp
 
 OUT_DTYPE_ATTR = "mrvl.out_dtype"
 """Layer attribute set by mrvl-quantize: "f32" when the layer's output is stored fp32."""
@@ -104,7 +105,8 @@ ARITHMETIC_OUTPUTS = (mrvl.Sum2DOp, mrvl.Mul2DOp)
 
 def arithmetic_outputs(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
     """The layers of a CNN sub-graph stored fp32 (module docstring): sub-graph outputs of
-    `ARITHMETIC_OUTPUTS` layers, then, in reverse program order, every fp32-capable layer
+    `ARITHMETIC_OUTPUTS` layers with a constant operand (a decode against priors, not a
+    residual Add of two activations), then, in reverse program order, every fp32-capable layer
     all of whose readers are already in the set (no matrix engine input, no other sub-graph
     output); a copy layer stays only when one of its inputs is fp32 too. In program order."""
     block = fn.body.block
@@ -117,7 +119,8 @@ def arithmetic_outputs(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
             continue
         readers = list(_readers(op.results[0], heads))
         if op.results[0] in heads:
-            wanted = isinstance(op, ARITHMETIC_OUTPUTS)
+            wanted = isinstance(op, ARITHMETIC_OUTPUTS) and any(
+                isinstance(x.owner, ConstantOp) for x in op.operands)
             readers = [r for r in readers if not isinstance(r, func.ReturnOp)]
         else:
             wanted = bool(readers)
