@@ -26,8 +26,8 @@ is loaded (the DMA converts) or written. Measured on the in-repo ViT-tiny and BE
 
 In the other (CNN) sub-graphs only element-wise arithmetic that leaves the accelerator is
 kept fp32 (`arithmetic_outputs`): a sub-graph output written by a Sum2D or Mul2D with a
-constant operand (a detector's box decode, center = delta * variance * prior size + prior center, handed to a
-CPU decode) is stored fp32 (the one exception to "outputs keep the I/O dtype"), and so is
+constant operand (a detector's box decode, center = delta * variance * prior size +
+prior center, handed to a CPU decode) is stored fp32 (the one exception to "outputs keep the I/O dtype"), and so is
 every layer whose readers are all such fp32 layers (none a matrix engine input), back to
 the CONV that predicts the deltas (CONV `dst_dtype` FP32). An fp16 output there rounds a
 center near 0.5 by up to 2^-12, which the CPU's corner subtraction (center - size / 2)
