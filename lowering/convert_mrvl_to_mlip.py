@@ -1279,6 +1279,8 @@ def convert_function(fn: func.FuncOp, machine: Machine = DEFAULT_MACHINE,
             dtype = conv.io_dtype
             if conv.cd == DType.INT8 and is_real_output(op):
                 dtype = DType.FP16 if conv.io_dtype == DType.FP16 else DType.FP32
+            elif _policy_dtype(conv.cd, op) == DType.FP32:
+                dtype = DType.FP32  # an fp32 output of the fp16 precision policy
             t = DramTensor(head_name[result], shape, dtype, "output", scale=scale, zp=zp)
         else:
             t = DramTensor(f"{op.name_str}_y", shape, _scratch_dtype(conv, op), "scratch",

@@ -22,8 +22,17 @@ its output in fp32 when
 So the residual stream (the Adds, the FC outputs feeding them, the LayerNorm inputs) never
 goes through fp16, and every matrix engine input is rounded to fp16 exactly once, when it
 is loaded (the DMA converts) or written. Measured on the in-repo ViT-tiny and BERT-tiny
-(docs/backend.md, "Transformer layers"). CNN sub-graphs (GroupNorm ones included) are
-unchanged. int8 builds do not use this policy.
+(docs/backend.md, "Transformer layers"). int8 builds do not use this policy.
+
+In the other (CNN) sub-graphs only element-wise arithmetic that leaves the accelerator is
+kept fp32 (`arithmetic_outputs`): a sub-graph output written by a Sum2D or Mul2D with a
+constant operand (a detector's box decode, center = delta * variance * prior size +
+prior center, handed to a CPU decode) is stored fp32 (the one exception to "outputs keep the I/O dtype"), and so is
+every layer whose readers are all such fp32 layers (none a matrix engine input), back to
+the CONV that predicts the deltas (CONV `dst_dtype` FP32). An fp16 output there rounds a
+center near 0.5 by up to 2^-12, which the CPU's corner subtraction (center - size / 2)
+turns into about 1 % relative error on a corner near 0.02; measured on the in-repo SSD
+detector (docs/backend.md, "Numerics"). Sub-graphs without such outputs are unchanged.
 
 `fp32_outputs(fn)` is the one place that decides; `mrvl-quantize` records it on the layers
 (`mrvl.out_dtype = "f32"`), convert-mrvl-to-mlip reads the attribute, and the offload
@@ -38,6 +47,7 @@ from xdsl.dialects import func
 from xdsl.ir import Operation, SSAValue
 
 from mrvl.dialects import mrvl
+from mrvl.dialects.graph import ConstantOp
 
 OUT_DTYPE_ATTR = "mrvl.out_dtype"
 """Layer attribute set by mrvl-quantize: "f32" when the layer's output is stored fp32."""
@@ -89,11 +99,51 @@ def applies(fn: func.FuncOp) -> bool:
                for op in fn.body.block.ops)
 
 
+ARITHMETIC_OUTPUTS = (mrvl.Sum2DOp, mrvl.Mul2DOp)
+"""Element-wise layers whose sub-graph outputs a CNN sub-graph stores fp32."""
+
+
+def arithmetic_outputs(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
+    """The layers of a CNN sub-graph stored fp32 (module docstring): sub-graph outputs of
+    `ARITHMETIC_OUTPUTS` layers with a constant operand (a decode against priors, not a
+    residual Add of two activations), then, in reverse program order, every fp32-capable layer
+    all of whose readers are already in the set (no matrix engine input, no other sub-graph
+    output); a copy layer stays only when one of its inputs is fp32 too. In program order."""
+    block = fn.body.block
+    layers = [op for op in block.ops if isinstance(op, mrvl.MrvlLayerOp)]
+    heads = set(block.last_op.operands) if block.last_op is not None else set()
+    wide_ops: set[Operation] = set()
+    for op in reversed(layers):
+        if isinstance(op, ALIASES) or not isinstance(op, FP32_WRITERS) \
+                or HIGH_HALF_ATTR in op.attributes:
+            continue
+        readers = list(_readers(op.results[0], heads))
+        if op.results[0] in heads:
+            wanted = isinstance(op, ARITHMETIC_OUTPUTS) and any(
+                isinstance(x.owner, ConstantOp) for x in op.operands)
+            readers = [r for r in readers if not isinstance(r, func.ReturnOp)]
+        else:
+            wanted = bool(readers)
+        if wanted and all(r in wide_ops and not isinstance(r, MATRIX_READERS)
+                          for r in readers):
+            wide_ops.add(op)
+    wide: list[mrvl.MrvlLayerOp] = []
+    wide_values: set[SSAValue] = set()
+    for op in layers:
+        if op not in wide_ops:
+            continue
+        if isinstance(op, COPIES) and not any(_source(x) in wide_values for x in op.operands):
+            continue
+        wide.append(op)
+        wide_values.add(op.results[0])
+    return wide
+
+
 def fp32_outputs(fn: func.FuncOp) -> list[mrvl.MrvlLayerOp]:
     """The layers of `fn` whose outputs are stored fp32 in an fp16 build (module
     docstring), in program order."""
     if not applies(fn):
-        return []
+        return arithmetic_outputs(fn)
     block = fn.body.block
     layers = [op for op in block.ops if isinstance(op, mrvl.MrvlLayerOp)]
     heads = set(block.last_op.operands) if block.last_op is not None else set()

@@ -20,8 +20,9 @@ weights and activations following the annotations):
   as f32 (f16 with "f16" I/O), instead of int8 steps (`real_output_layers`).
 
 fp16: weights fp16, bias fp32, activations fp16 (accumulation fp32, docs/isa.md), except
-in transformer sub-graphs, where the layers that `mrvl_precision.fp32_outputs` names get
-`mrvl.out_dtype = "f32"` (their outputs are stored fp32: the residual stream).
+where the layers that `mrvl_precision.fp32_outputs` names get `mrvl.out_dtype = "f32"`
+(their outputs are stored fp32: a transformer's residual stream, a CNN sub-graph's
+element-wise outputs and the layers feeding only them).
 """
 
 from __future__ import annotations
