@@ -3800,16 +3800,27 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     uint64_t taps = (uint64_t)(oh * ow * C * kh * kw);
     c->engine = 2;
     c->cycles = p->vector_latency + cdiv(taps, p->vector_lanes);
-    size_t nin = (size_t)(ih * iw * C);
+    /* one pass: an fp16 input whose windows do not overlap (every pixel is read at most
+     * once) and whose output does not overlap it is converted tap by tap, as it is read */
+    const uint64_t in_end = in_addr + extent2((uint64_t)(ih * iw), (uint64_t)C, (uint64_t)ips, es);
+    const uint64_t out_end =
+        out_addr + extent2((uint64_t)(oh * ow), (uint64_t)C, (uint64_t)ops, oes);
+    const int one_pass = sdt == MLIP_DT_FP16 && kh <= sh && kw <= sw &&
+                         (in_end <= out_addr || out_end <= in_addr);
+    size_t nin = one_pass ? 0 : (size_t)(ih * iw * C);
     TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (nin + 2 * (size_t)C) * sizeof(float)));
-    float *X = sim->fbuf, *acc = sim->fbuf + nin;
+    float *X = sim->fbuf, *acc = sim->fbuf + nin, *tap = acc + C;
     int is_int = dt_is_int(sdt);
     float zp = is_int ? (float)in->in_zp : 0.0f;
-    for (int64_t q = 0; q < ih * iw; q++) {
+    /* x - 0 is x for every value but a signalling NaN (made quiet), and an fp16 output
+     * stores every NaN as the same quiet one: no subtraction needed then */
+    const int sub_zp = !(zp == 0.0f && odt == MLIP_DT_FP16);
+    for (int64_t q = 0; q < ih * iw && !one_pass; q++) {
         const uint8_t *src = ocm + in_addr + (uint64_t)(q * ips) * es;
         if (sdt == MLIP_DT_FP16) { /* the loop below, converting the row at once */
             float *xr = X + q * C;
             h2f_row(sim, src, xr, C);
+            if (!sub_zp) continue;
             for (int64_t ch = 0; ch < C; ch++) xr[ch] = xr[ch] - zp;
             continue;
         }
@@ -3830,7 +3841,15 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
             for (int64_t ch = 0; ch < C; ch++) acc[ch] = is_max ? -INFINITY : 0.0f;
             for (int64_t i = i0; i < i1; i++) {
                 for (int64_t j = j0; j < j1; j++) {
-                    const float *xp = X + ((r * sh + i - pt) * iw + (s * sw + j - pl)) * C;
+                    const int64_t pix = (r * sh + i - pt) * iw + (s * sw + j - pl);
+                    const float *xp = X + pix * C;
+                    if (one_pass) { /* the pixel's row as the loop above converts it */
+                        h2f_row(sim, ocm + in_addr + (uint64_t)(pix * ips) * es, tap, C);
+                        if (sub_zp) {
+                            for (int64_t ch = 0; ch < C; ch++) tap[ch] = tap[ch] - zp;
+                        }
+                        xp = tap;
+                    }
                     if (is_max) {
                         maxmin_row_best(sim, acc, xp, C, 1);
                     } else {
