@@ -5102,18 +5102,42 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     return MLIP_OK;
 }
 
+#if MLIP_HAVE_AVX2_KERNEL
+/* mlip_f32_to_f16 in one pass: 8 values are scanned for NaN and converted while in registers
+ * (the conversion of f2h_row_f16c for blocks without NaN); 1 at the first NaN, with dst
+ * partly written (the caller converts everything again then) */
+__attribute__((target("avx2,f16c"))) static int f32_to_f16_f16c(const float *src,
+                                                                  uint16_t *dst, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_loadu_ps(src + k);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) return 1;
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(dst + k), h);
+    }
+    for (; k < n; k++) {
+        if (isnan(src[k])) return 1;
+        dst[k] = f2h(src[k]);
+    }
+    return 0;
+}
+#endif
+
 int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
 {
     if (src == NULL || dst == NULL) {
         return n == 0 ? 0 : 1;
     }
+#if MLIP_HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        return f32_to_f16_f16c(src, dst, n);
+    }
+#endif
     /* block by block (scanned for NaN, then converted while the block is in L1: one pass
      * over a source the simulation has evicted from the caches) */
     enum { BLOCK = 2048 };
-#if MLIP_HAVE_AVX2_KERNEL
-    __builtin_cpu_init();
-    int f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-#endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t count = n - start < BLOCK ? n - start : BLOCK;
         uint32_t nan = 0; /* NaN payloads are the caller's (numpy keeps them) */
@@ -5125,12 +5149,6 @@ int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
         if (nan) {
             return 1;
         }
-#if MLIP_HAVE_AVX2_KERNEL
-        if (f16c) {
-            f2h_row_f16c(src + start, (uint8_t *)(dst + start), (int64_t)count);
-            continue;
-        }
-#endif
         for (size_t k = start; k < start + count; k++) dst[k] = f2h(src[k]);
     }
     return 0;

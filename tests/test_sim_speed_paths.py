@@ -43,6 +43,20 @@ def test_host_fp16_conversion_is_numpys_bit_for_bit(with_nan):
     assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
 
 
+@pytest.mark.parametrize("nan_at", [None, 0, 5, 8, 2047, 2050])
+def test_host_fp16_conversion_with_a_nan_anywhere_is_numpys(nan_at):
+    """2051 values (more than one 2048-value block, a tail of 3 after the 8-value groups),
+    one NaN (a signalling one with a payload) at the start, inside or at the end of a group,
+    or none: numpy's bits (the C core gives up at the NaN, numpy converts everything)."""
+    x = RNG.standard_normal(2051).astype(np.float32) * 300
+    if nan_at is not None:
+        x[nan_at] = _f32([0xFF800123])[0]
+    got = to_device(x, IODesc("x", x.shape, dtype=DType.FP16))
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = x.astype(F16)
+    assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+
+
 def _sliced_store_binary(channels: int, token: bool):
     """Compute writes [6, 6, 8] fp16 with ReLU6 (an ELTWISE ADD of x and y); DMA_OUT stores
     channels [0, channels) of every pixel into a [6, 6, channels] output: rows of
