@@ -4761,6 +4761,20 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     return MLIP_OK;
 }
 
+/* the first smallest candidate among tile lt's three streams: *start (UINT64_MAX if none
+ * can start) and its stream *best */
+static inline void tile_first_min(const uint64_t *cand, uint32_t lt, uint64_t *start,
+                                  uint32_t *best)
+{
+    const uint32_t s = lt * 3;
+    uint64_t v = cand[s];
+    uint32_t b = s;
+    if (cand[s + 1] < v) v = cand[s + 1], b = s + 1;
+    if (cand[s + 2] < v) v = cand[s + 2], b = s + 2;
+    *start = v;
+    *best = b;
+}
+
 static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats *stats,
                        uint64_t *t_end)
 {
@@ -4812,32 +4826,27 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         cand[s] = stream_candidate(rc, s);
         live += rc->st[s].pc < rc->st[s].n;
     }
+    /* per tile, the first smallest of its streams' candidates (an instruction changes only
+     * its own tile's): the first smallest over all streams is the first smallest of these */
+    uint64_t tile_start[MLIP_MAX_TILES];
+    uint32_t tile_best[MLIP_MAX_TILES];
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+        tile_first_min(cand, lt, &tile_start[lt], &tile_best[lt]);
+    }
     /* compute streams whose next instruction is a BARRIER: the barrier rule is looked at
      * only when it is every tile's */
     uint32_t at_bar = 0;
     for (uint32_t lt = 0; lt < sim->ntiles; lt++) at_bar += at_barrier(&rc->st[lt * 3 + 1]);
     for (;;) {
         if (live == 0) break;
-        /* the first smallest: two interleaved chains of selects (no branch), then the
-         * smaller of the two, the lower stream on a tie */
-        int64_t best0 = -1, best1 = -1;
-        uint64_t start0 = UINT64_MAX, start1 = UINT64_MAX;
-        uint32_t s = 0;
-        for (; s + 2 <= rc->ns; s += 2) {
-            const uint64_t v0 = cand[s], v1 = cand[s + 1];
-            const int less0 = v0 < start0, less1 = v1 < start1;
-            start0 = less0 ? v0 : start0;
-            best0 = less0 ? (int64_t)s : best0;
-            start1 = less1 ? v1 : start1;
-            best1 = less1 ? (int64_t)s + 1 : best1;
+        /* the first smallest (the lower stream on a tie) over the tiles' first smallest */
+        int64_t best = -1;
+        uint64_t best_start = UINT64_MAX;
+        for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+            const int less = tile_start[lt] < best_start;
+            best_start = less ? tile_start[lt] : best_start;
+            best = less ? (int64_t)tile_best[lt] : best;
         }
-        if (s < rc->ns && cand[s] < start0) {
-            start0 = cand[s];
-            best0 = s;
-        }
-        const int take1 = start1 < start0 || (start1 == start0 && best1 >= 0 && best1 < best0);
-        int64_t best = take1 ? best1 : best0;
-        uint64_t best_start = take1 ? start1 : start0;
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
         int bar_ready = at_bar == sim->ntiles;
         uint64_t bar_start = 0;
@@ -4861,6 +4870,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             cand[b] = stream_candidate(rc, b);
             if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
             if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
+            tile_first_min(cand, b / 3, &tile_start[b / 3], &tile_best[b / 3]);
             continue;
         }
         if (bar_ready) {
@@ -4895,6 +4905,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             at_bar = 0;
             for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
                 at_bar += at_barrier(&rc->st[lt * 3 + 1]);
+                tile_first_min(cand, lt, &tile_start[lt], &tile_best[lt]);
             }
             continue;
         }
