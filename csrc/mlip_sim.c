@@ -2360,17 +2360,41 @@ static void wkeep_plan(const mlip_sim *sim, uint32_t lt, const mlip_insn *in, wk
     gp->use = 1;
 }
 
-/* After a DMA_LOAD (and its own cut): its OCM run is a kept copy of its source */
-static void wkeep_note(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+/* OCM bytes [ocm, ocm + bytes) of tile lt now equal the DRAM weights bytes at dram: a
+ * kept piece (replacing whatever pieces it overlaps) */
+static void wkeep_add(mlip_sim *sim, uint32_t lt, uint64_t ocm, uint64_t dram, uint64_t bytes)
 {
-    uint64_t ocm, dram, bytes;
-    if (!dma_weights_run(sim, in, &ocm, &dram, &bytes) || bytes == 0) return;
     wkeep_table *t = &sim->wkeep[lt];
     wkeep_cut(sim, lt, ocm, ocm + bytes);
     uint32_t k = t->n < WKEEP_MAX ? t->n++ : t->next++ % WKEEP_MAX;
     t->e[k] = (wkeep_entry){ocm, ocm + bytes, dram - ocm};
     t->lo = t->n == 1 || ocm < t->lo ? ocm : t->lo;
     t->hi = t->n == 1 || ocm + bytes > t->hi ? ocm + bytes : t->hi;
+}
+
+/* After a DMA_LOAD (and its own cut): its OCM run is a kept copy of its source */
+static void wkeep_note(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+{
+    uint64_t ocm, dram, bytes;
+    if (!dma_weights_run(sim, in, &ocm, &dram, &bytes) || bytes == 0) return;
+    wkeep_add(sim, lt, ocm, dram, bytes);
+}
+
+/* 1 if OCM bytes [lo, hi) of tile lt lie in one kept piece: *dram, the DRAM weights bytes
+ * they equal */
+static int wkeep_covers(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi,
+                        uint64_t *dram)
+{
+    const wkeep_table *t = &sim->wkeep[lt];
+    if (sim->wkeep_gen != sim->host_gen || lo < t->lo || t->hi < hi) return 0;
+    for (uint32_t k = 0; k < t->n; k++) {
+        const wkeep_entry *e = &t->e[k];
+        if (e->ocm_lo <= lo && hi <= e->ocm_hi) {
+            *dram = lo + e->delta;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
@@ -4430,14 +4454,27 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
     uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
     if (!(mask >> lt & 1) || src_end <= dst || dst_end <= src) {
         /* no destination overlaps the source: each written straight from it (the same
-         * element order, so the same bytes where a box writes a place twice) */
+         * element order, so the same bytes where a box writes a place twice).  A run of
+         * bytes kept from the DRAM weights (wkeep) makes a kept piece of its destination;
+         * a destination already holding the same kept bytes is left as it is (the write
+         * would change nothing: no copy, and what is known of its bytes stays true) */
+        uint64_t kept = 0, dest_kept;
+        const int from_kept = bytes != 0 && box_is_run(a + MLIP_TCOPY_DIM0,
+                                                        a + MLIP_TCOPY_SRC_STRIDE0) &&
+                              box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0) &&
+                              wkeep_covers(sim, lt, src, src + bytes, &kept);
         for (uint32_t t = 0; t < sim->ntiles; t++) {
             if (!(mask >> t & 1)) continue;
+            if (from_kept && wkeep_covers(sim, t, dst, dst + bytes, &dest_kept) &&
+                dest_kept == kept) {
+                continue;
+            }
             if (bytes != 0) {
                 dma_copy_box(sim->ocm[t] + dst, sim->ocm[lt] + src, dim, ss, ds, (uint32_t)es,
                              0);
             }
             prep_invalidate(sim, t, dst, dst_end);
+            if (from_kept) wkeep_add(sim, t, dst, kept, bytes);
         }
         c->engine = 4;
         c->link_bytes = bytes;
