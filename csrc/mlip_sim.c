@@ -2360,17 +2360,41 @@ static void wkeep_plan(const mlip_sim *sim, uint32_t lt, const mlip_insn *in, wk
     gp->use = 1;
 }
 
-/* After a DMA_LOAD (and its own cut): its OCM run is a kept copy of its source */
-static void wkeep_note(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+/* OCM bytes [ocm, ocm + bytes) of tile lt now equal the DRAM weights bytes at dram: a
+ * kept piece (replacing whatever pieces it overlaps) */
+static void wkeep_add(mlip_sim *sim, uint32_t lt, uint64_t ocm, uint64_t dram, uint64_t bytes)
 {
-    uint64_t ocm, dram, bytes;
-    if (!dma_weights_run(sim, in, &ocm, &dram, &bytes) || bytes == 0) return;
     wkeep_table *t = &sim->wkeep[lt];
     wkeep_cut(sim, lt, ocm, ocm + bytes);
     uint32_t k = t->n < WKEEP_MAX ? t->n++ : t->next++ % WKEEP_MAX;
     t->e[k] = (wkeep_entry){ocm, ocm + bytes, dram - ocm};
     t->lo = t->n == 1 || ocm < t->lo ? ocm : t->lo;
     t->hi = t->n == 1 || ocm + bytes > t->hi ? ocm + bytes : t->hi;
+}
+
+/* After a DMA_LOAD (and its own cut): its OCM run is a kept copy of its source */
+static void wkeep_note(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
+{
+    uint64_t ocm, dram, bytes;
+    if (!dma_weights_run(sim, in, &ocm, &dram, &bytes) || bytes == 0) return;
+    wkeep_add(sim, lt, ocm, dram, bytes);
+}
+
+/* 1 if OCM bytes [lo, hi) of tile lt lie in one kept piece: *dram, the DRAM weights bytes
+ * they equal */
+static int wkeep_covers(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi,
+                        uint64_t *dram)
+{
+    const wkeep_table *t = &sim->wkeep[lt];
+    if (sim->wkeep_gen != sim->host_gen || lo < t->lo || t->hi < hi) return 0;
+    for (uint32_t k = 0; k < t->n; k++) {
+        const wkeep_entry *e = &t->e[k];
+        if (e->ocm_lo <= lo && hi <= e->ocm_hi) {
+            *dram = lo + e->delta;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
@@ -3889,16 +3913,27 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     uint64_t taps = (uint64_t)(oh * ow * C * kh * kw);
     c->engine = 2;
     c->cycles = p->vector_latency + cdiv(taps, p->vector_lanes);
-    size_t nin = (size_t)(ih * iw * C);
+    /* one pass: an fp16 input whose windows do not overlap (every pixel is read at most
+     * once) and whose output does not overlap it is converted tap by tap, as it is read */
+    const uint64_t in_end = in_addr + extent2((uint64_t)(ih * iw), (uint64_t)C, (uint64_t)ips, es);
+    const uint64_t out_end =
+        out_addr + extent2((uint64_t)(oh * ow), (uint64_t)C, (uint64_t)ops, oes);
+    const int one_pass = sdt == MLIP_DT_FP16 && kh <= sh && kw <= sw &&
+                         (in_end <= out_addr || out_end <= in_addr);
+    size_t nin = one_pass ? 0 : (size_t)(ih * iw * C);
     TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (nin + 2 * (size_t)C) * sizeof(float)));
-    float *X = sim->fbuf, *acc = sim->fbuf + nin;
+    float *X = sim->fbuf, *acc = sim->fbuf + nin, *tap = acc + C;
     int is_int = dt_is_int(sdt);
     float zp = is_int ? (float)in->in_zp : 0.0f;
-    for (int64_t q = 0; q < ih * iw; q++) {
+    /* x - 0 is x for every value but a signalling NaN (made quiet), and an fp16 output
+     * stores every NaN as the same quiet one: no subtraction needed then */
+    const int sub_zp = !(zp == 0.0f && odt == MLIP_DT_FP16);
+    for (int64_t q = 0; q < ih * iw && !one_pass; q++) {
         const uint8_t *src = ocm + in_addr + (uint64_t)(q * ips) * es;
         if (sdt == MLIP_DT_FP16) { /* the loop below, converting the row at once */
             float *xr = X + q * C;
             h2f_row(sim, src, xr, C);
+            if (!sub_zp) continue;
             for (int64_t ch = 0; ch < C; ch++) xr[ch] = xr[ch] - zp;
             continue;
         }
@@ -3919,7 +3954,15 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
             for (int64_t ch = 0; ch < C; ch++) acc[ch] = is_max ? -INFINITY : 0.0f;
             for (int64_t i = i0; i < i1; i++) {
                 for (int64_t j = j0; j < j1; j++) {
-                    const float *xp = X + ((r * sh + i - pt) * iw + (s * sw + j - pl)) * C;
+                    const int64_t pix = (r * sh + i - pt) * iw + (s * sw + j - pl);
+                    const float *xp = X + pix * C;
+                    if (one_pass) { /* the pixel's row as the loop above converts it */
+                        h2f_row(sim, ocm + in_addr + (uint64_t)(pix * ips) * es, tap, C);
+                        if (sub_zp) {
+                            for (int64_t ch = 0; ch < C; ch++) tap[ch] = tap[ch] - zp;
+                        }
+                        xp = tap;
+                    }
                     if (is_max) {
                         maxmin_row_best(sim, acc, xp, C, 1);
                     } else {
@@ -4500,14 +4543,27 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
     uint64_t dst_end = dst + box_extent(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0, es);
     if (!(mask >> lt & 1) || src_end <= dst || dst_end <= src) {
         /* no destination overlaps the source: each written straight from it (the same
-         * element order, so the same bytes where a box writes a place twice) */
+         * element order, so the same bytes where a box writes a place twice).  A run of
+         * bytes kept from the DRAM weights (wkeep) makes a kept piece of its destination;
+         * a destination already holding the same kept bytes is left as it is (the write
+         * would change nothing: no copy, and what is known of its bytes stays true) */
+        uint64_t kept = 0, dest_kept;
+        const int from_kept = bytes != 0 && box_is_run(a + MLIP_TCOPY_DIM0,
+                                                        a + MLIP_TCOPY_SRC_STRIDE0) &&
+                              box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0) &&
+                              wkeep_covers(sim, lt, src, src + bytes, &kept);
         for (uint32_t t = 0; t < sim->ntiles; t++) {
             if (!(mask >> t & 1)) continue;
+            if (from_kept && wkeep_covers(sim, t, dst, dst + bytes, &dest_kept) &&
+                dest_kept == kept) {
+                continue;
+            }
             if (bytes != 0) {
                 dma_copy_box(sim->ocm[t] + dst, sim->ocm[lt] + src, dim, ss, ds, (uint32_t)es,
                              0);
             }
             prep_invalidate(sim, t, dst, dst_end);
+            if (from_kept) wkeep_add(sim, t, dst, kept, bytes);
         }
         c->engine = 4;
         c->link_bytes = bytes;
@@ -4831,6 +4887,20 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     return MLIP_OK;
 }
 
+/* the first smallest candidate among tile lt's three streams: *start (UINT64_MAX if none
+ * can start) and its stream *best */
+static inline void tile_first_min(const uint64_t *cand, uint32_t lt, uint64_t *start,
+                                  uint32_t *best)
+{
+    const uint32_t s = lt * 3;
+    uint64_t v = cand[s];
+    uint32_t b = s;
+    if (cand[s + 1] < v) v = cand[s + 1], b = s + 1;
+    if (cand[s + 2] < v) v = cand[s + 2], b = s + 2;
+    *start = v;
+    *best = b;
+}
+
 static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats *stats,
                        uint64_t *t_end)
 {
@@ -4882,32 +4952,27 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         cand[s] = stream_candidate(rc, s);
         live += rc->st[s].pc < rc->st[s].n;
     }
+    /* per tile, the first smallest of its streams' candidates (an instruction changes only
+     * its own tile's): the first smallest over all streams is the first smallest of these */
+    uint64_t tile_start[MLIP_MAX_TILES];
+    uint32_t tile_best[MLIP_MAX_TILES];
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+        tile_first_min(cand, lt, &tile_start[lt], &tile_best[lt]);
+    }
     /* compute streams whose next instruction is a BARRIER: the barrier rule is looked at
      * only when it is every tile's */
     uint32_t at_bar = 0;
     for (uint32_t lt = 0; lt < sim->ntiles; lt++) at_bar += at_barrier(&rc->st[lt * 3 + 1]);
     for (;;) {
         if (live == 0) break;
-        /* the first smallest: two interleaved chains of selects (no branch), then the
-         * smaller of the two, the lower stream on a tie */
-        int64_t best0 = -1, best1 = -1;
-        uint64_t start0 = UINT64_MAX, start1 = UINT64_MAX;
-        uint32_t s = 0;
-        for (; s + 2 <= rc->ns; s += 2) {
-            const uint64_t v0 = cand[s], v1 = cand[s + 1];
-            const int less0 = v0 < start0, less1 = v1 < start1;
-            start0 = less0 ? v0 : start0;
-            best0 = less0 ? (int64_t)s : best0;
-            start1 = less1 ? v1 : start1;
-            best1 = less1 ? (int64_t)s + 1 : best1;
+        /* the first smallest (the lower stream on a tie) over the tiles' first smallest */
+        int64_t best = -1;
+        uint64_t best_start = UINT64_MAX;
+        for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+            const int less = tile_start[lt] < best_start;
+            best_start = less ? tile_start[lt] : best_start;
+            best = less ? (int64_t)tile_best[lt] : best;
         }
-        if (s < rc->ns && cand[s] < start0) {
-            start0 = cand[s];
-            best0 = s;
-        }
-        const int take1 = start1 < start0 || (start1 == start0 && best1 >= 0 && best1 < best0);
-        int64_t best = take1 ? best1 : best0;
-        uint64_t best_start = take1 ? start1 : start0;
         /* barrier: every tile's compute queue at a BARRIER with its tokens available */
         int bar_ready = at_bar == sim->ntiles;
         uint64_t bar_start = 0;
@@ -4931,6 +4996,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             cand[b] = stream_candidate(rc, b);
             if (q > 0) cand[b - 1] = stream_candidate(rc, b - 1);
             if (q < 2) cand[b + 1] = stream_candidate(rc, b + 1);
+            tile_first_min(cand, b / 3, &tile_start[b / 3], &tile_best[b / 3]);
             continue;
         }
         if (bar_ready) {
@@ -4965,6 +5031,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
             at_bar = 0;
             for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
                 at_bar += at_barrier(&rc->st[lt * 3 + 1]);
+                tile_first_min(cand, lt, &tile_start[lt], &tile_best[lt]);
             }
             continue;
         }
@@ -5172,18 +5239,42 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
     return MLIP_OK;
 }
 
+#if MLIP_HAVE_AVX2_KERNEL
+/* mlip_f32_to_f16 in one pass: 8 values are scanned for NaN and converted while in registers
+ * (the conversion of f2h_row_f16c for blocks without NaN); 1 at the first NaN, with dst
+ * partly written (the caller converts everything again then) */
+__attribute__((target("avx2,f16c"))) static int f32_to_f16_f16c(const float *src,
+                                                                  uint16_t *dst, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_loadu_ps(src + k);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) return 1;
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(dst + k), h);
+    }
+    for (; k < n; k++) {
+        if (isnan(src[k])) return 1;
+        dst[k] = f2h(src[k]);
+    }
+    return 0;
+}
+#endif
+
 int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
 {
     if (src == NULL || dst == NULL) {
         return n == 0 ? 0 : 1;
     }
+#if MLIP_HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        return f32_to_f16_f16c(src, dst, n);
+    }
+#endif
     /* block by block (scanned for NaN, then converted while the block is in L1: one pass
      * over a source the simulation has evicted from the caches) */
     enum { BLOCK = 2048 };
-#if MLIP_HAVE_AVX2_KERNEL
-    __builtin_cpu_init();
-    int f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-#endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t count = n - start < BLOCK ? n - start : BLOCK;
         uint32_t nan = 0; /* NaN payloads are the caller's (numpy keeps them) */
@@ -5195,12 +5286,6 @@ int mlip_f32_to_f16(const float *src, uint16_t *dst, size_t n)
         if (nan) {
             return 1;
         }
-#if MLIP_HAVE_AVX2_KERNEL
-        if (f16c) {
-            f2h_row_f16c(src + start, (uint8_t *)(dst + start), (int64_t)count);
-            continue;
-        }
-#endif
         for (size_t k = start; k < start + count; k++) dst[k] = f2h(src[k]);
     }
     return 0;

@@ -434,6 +434,39 @@ def test_max_pool_fp16_nan_in_every_lane_block_is_the_same_on_every_path():
         assert same(y, ref)
 
 
+@pytest.mark.parametrize("func", [PoolFunc.MAX, PoolFunc.AVG])
+@pytest.mark.parametrize("out_dtype", [DType.FP16, DType.FP32])
+@pytest.mark.parametrize("over_input", [False, True])
+def test_pool_fp16_windows_apart(func, out_dtype, over_input):
+    """fp16 POOL whose windows do not overlap (2x2 stride 2, 2x1 stride 3x2 with padding),
+    with NaN / infinity / -0 inputs, to fp16 or fp32, its output apart from its input or
+    written over input pixels later windows read: the reference's values on every kernel
+    path (the input is read as it was before the instruction)."""
+    H, W, C = 8, 9, 21
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    x[0, 0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    x[5, 4, 7] = -np.inf
+    for (kh, kw), (sh, sw), (pt, pl) in [((2, 2), (2, 2), (0, 0)), ((2, 1), (3, 2), (1, 1))]:
+        OH, OW = (H + 2 * pt - kh) // sh + 1, (W + 2 * pl - kw) // sw + 1
+        oes = 2 if out_dtype == DType.FP16 else 4
+        pb = ProgramBuilder()
+        xa = pb.const(0, x)
+        # over the input: the outputs end where the input ends, written over pixels that
+        # windows after them read
+        oa = xa + x.nbytes - OH * OW * C * oes if over_input else pb.alloc(0, OH * OW * C * oes)
+        pb.compute(0, Instruction.make(
+            Opcode.POOL, func=func, in_addr=xa, ih=H, iw=W, c=C, in_pix_stride=C,
+            out_addr=oa, oh=OH, ow=OW, out_pix_stride=C, kh=kh, kw=kw, sh=sh, sw=sw,
+            pad_t=pt, pad_l=pl, src_dtype=DType.FP16, dst_dtype=out_dtype))
+        pb.store(0, oa, "y", (OH, OW, C), out_dtype)
+        with np.errstate(invalid="ignore"):
+            ref = store_ref(pool_ref(x, func, (kh, kw), (sh, sw), (pt, pl), (OH, OW)),
+                            out_dtype)
+        for timing in KERNEL_PATHS:
+            (y,), _ = raw_outputs(pb, 1, timing=timing)
+            assert same(y, ref)
+
+
 def test_global_avg_pool_int8_scaled():
     H, W, C = 7, 7, 6
     x = RNG.integers(-128, 128, (H, W, C)).astype(np.int8)

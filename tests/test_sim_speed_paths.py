@@ -43,6 +43,20 @@ def test_host_fp16_conversion_is_numpys_bit_for_bit(with_nan):
     assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
 
 
+@pytest.mark.parametrize("nan_at", [None, 0, 5, 8, 2047, 2050])
+def test_host_fp16_conversion_with_a_nan_anywhere_is_numpys(nan_at):
+    """2051 values (more than one 2048-value block, a tail of 3 after the 8-value groups),
+    one NaN (a signalling one with a payload) at the start, inside or at the end of a group,
+    or none: numpy's bits (the C core gives up at the NaN, numpy converts everything)."""
+    x = RNG.standard_normal(2051).astype(np.float32) * 300
+    if nan_at is not None:
+        x[nan_at] = _f32([0xFF800123])[0]
+    got = to_device(x, IODesc("x", x.shape, dtype=DType.FP16))
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = x.astype(F16)
+    assert got.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+
+
 def _sliced_store_binary(channels: int, token: bool):
     """Compute writes [6, 6, 8] fp16 with ReLU6 (an ELTWISE ADD of x and y); DMA_OUT stores
     channels [0, channels) of every pixel into a [6, 6, channels] output: rows of
@@ -682,3 +696,73 @@ def test_depthwise_activation_store_bit_for_bit(act):
     assert np.array_equal(nan, ((runs[2] & 0x7c00) == 0x7c00) & ((runs[2] & 0x3ff) != 0))
     assert np.array_equal(runs[0][~nan], runs[2][~nan])
     assert np.count_nonzero(~nan) > H * W * C // 4
+
+
+def test_weights_broadcast_from_kept_bytes_are_copied_again_where_written():
+    """Tile 0 loads weights each inference (kept in its OCM across inferences) and copies
+    them to tiles 1 and 2 with one TILE_COPY; each of these runs a CONV on them, then tile 1
+    doubles part of its copy (an ELTWISE) and gets other kept bytes (z) over its tail, and
+    tile 2 gets other kept weights (w2) over all of its copy.  The broadcast of bytes still in a destination from the previous inference may
+    skip them, not bytes written over since: every inference's CONVs see the loaded
+    weights, copies of the broadcast bytes (a COPY after the CONV) are the loaded weights
+    and the bytes at the end are what was written last, on every kernel path, before and
+    after the host writes new weights."""
+    H, W, C, O = 3, 4, 16, 64
+    w = (RNG.standard_normal((O, 1, 1, C)) * 0.3).astype(F16)
+    z = (RNG.standard_normal(128) * 0.3).astype(F16)
+    w2 = (RNG.standard_normal(w.shape) * 0.3).astype(F16)
+    x = RNG.standard_normal((H, W, C)).astype(F16)
+    pb = ProgramBuilder(tiles=3)
+    wa, za, w2a = pb.const(0, w), pb.const(0, z), pb.const(0, w2)
+    for tile in (1, 2):
+        pb.alloc(tile, 64 * (tile == 1))  # the copies at the same address on both tiles
+    wd = pb.alloc(1, w.nbytes)
+    assert pb.alloc(2, w.nbytes) == wd
+    pb.tile_copy(0, tile_copy_2d(wa, wd, 0b110, 1, w.size, DType.FP16))
+    pb.barrier()
+    outs, seen = {}, {}
+    for tile in (1, 2):
+        xa = pb.const(tile, x)
+        outs[tile] = pb.alloc(tile, H * W * O * 2)
+        pb.compute(tile, Instruction.make(
+            Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, oh=H, ow=W, oc=O,
+            out_pix_stride=O, w_addr=wd, kh=1, kw=1, out_addr=outs[tile],
+            src_dtype=DType.FP16, dst_dtype=DType.FP16))
+        seen[tile] = pb.alloc(tile, w.nbytes)
+        pb.compute(tile, Instruction.make(
+            Opcode.COPY, in_addr=wd, out_addr=seen[tile], rows=1, cols=w.size,
+            in_row_stride=w.size, out_row_stride=w.size, src_dtype=DType.FP16,
+            dst_dtype=DType.FP16))
+    mid = wd + 256 * 2  # tile 1: elements [256, 512) doubled
+    pb.compute(1, Instruction.make(
+        Opcode.ELTWISE, func=EltFunc.ADD, a_addr=mid, b_addr=mid, out_addr=mid, rows=1,
+        cols=256, a_row_stride=256, b_row_stride=256, out_row_stride=256, b_col_stride=1,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.barrier()
+    pb.tile_copy(0, tile_copy_2d(za, wd + 896 * 2, 0b010, 1, 128, DType.FP16))  # tile 1's tail
+    pb.tile_copy(0, tile_copy_2d(w2a, wd, 0b100, 1, w.size, DType.FP16))  # all of tile 2's
+    pb.barrier()
+    for tile in (1, 2):
+        pb.store(tile, outs[tile], f"y{tile}", (H, W, O), DType.FP16)
+        pb.store(tile, seen[tile], f"w{tile}", (w.size,), DType.FP16)
+        pb.store(tile, wd, f"end{tile}", (w.size,), DType.FP16)
+    data = pb.build().to_bytes()
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        sim = Simulator.load(data, timing=timing)
+        offset = sim.binary.weights_offset
+        first = None
+        for scale in (1, 2):
+            w_now = (w.astype(np.float32) * scale).astype(F16)
+            sim._dram()[offset:offset + w.nbytes] = w_now.tobytes()
+            want = _conv1x1_bits(x, w_now)
+            for _ in range(4):
+                outputs, report = sim.run([])
+                got = [y.astype(F16).view(np.uint16).reshape(-1).tolist() for y in outputs]
+                end1 = w_now.copy().reshape(-1)
+                end1[256:512] = (end1[256:512].astype(np.float32) * 2).astype(F16)
+                end1[896:] = z
+                conv = np.array(want, np.uint16)
+                bits = [conv, w_now, end1, conv, w_now, w2]
+                assert got == [b.view(np.uint16).reshape(-1).tolist() for b in bits]
+                first = report["cycles"] if first is None else first
+                assert report["cycles"] == first
