@@ -381,11 +381,6 @@ class Simulator:
     def _run_device(self, inputs: list[np.ndarray],
                     trace: bool | str | os.PathLike | None) -> tuple[list[np.ndarray],
                                                                      _RunStats]:
-        if self._handle is None:
-            raise SimulationError(f"{self.name}: the simulator was closed")
-        if len(inputs) != len(self.inputs):
-            raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
-                                    f"takes {len(self.inputs)}")
         dram = self._write_inputs(inputs)
         ffi, lib = self._ffi, self._lib
         stats, layers, msg = self._run_buffers or self._make_run_buffers()
@@ -409,7 +404,13 @@ class Simulator:
 
     def _write_inputs(self, inputs: list[np.ndarray]) -> memoryview:
         """Write the inputs to the simulated DRAM (nothing for those that are the
-        `input_buffers` themselves); returns the DRAM."""
+        `input_buffers` themselves); returns the DRAM.  Refuses a closed simulator and a
+        wrong input count."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        if len(inputs) != len(self.inputs):
+            raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
+                                    f"takes {len(self.inputs)}")
         dram = self._io_dram()
         buffers = self._input_buffers or ()
         for k, (x, desc, np_type, shape) in enumerate(zip(
@@ -449,11 +450,6 @@ class Simulator:
         """`_run_device` untraced with the outputs converted as `from_device` converts them:
         the fp32 results allocated before the run, fp16 outputs widened in C straight from
         DRAM after it (counting their non-finite values in the same pass)."""
-        if self._handle is None:
-            raise SimulationError(f"{self.name}: the simulator was closed")
-        if len(inputs) != len(self.inputs):
-            raise RuntimeInputError(f"{self.name}: {len(inputs)} inputs given, the model "
-                                    f"takes {len(self.inputs)}")
         dram = self._write_inputs(inputs)
         ffi, lib = self._ffi, self._lib
         if self._host_plan is None:  # per output: view, desc, fp16 DRAM pointer or None
