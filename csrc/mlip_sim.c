@@ -2943,6 +2943,37 @@ static void h2f_row(const mlip_sim *sim, const uint8_t *src, float *dst, int64_t
     }
 }
 
+/* The 6-pixel x 16-channel accumulation shared by conv_block6_body and conv_block6p_body:
+ * twelve 8-lane accumulators (pixel k, channel half h: a<k><h>) held in registers; one tap
+ * adds, for c in order, pixel k's input xb[off[k] + c] times the weights wp[0..15], then
+ * moves wp past the tap's icg rows of OB weights. */
+#define CONV6_ACCUMULATORS \
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}; \
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0}
+#define CONV6_TAP(xb, off, wp, icg) do { \
+    const float *x0 = (xb) + (off)[0], *x1 = (xb) + (off)[1], *x2 = (xb) + (off)[2]; \
+    const float *x3 = (xb) + (off)[3], *x4 = (xb) + (off)[4], *x5 = (xb) + (off)[5]; \
+    for (int64_t c = 0; c < (icg); c++, (wp) += OB) { \
+        v8f w0, w1; \
+        memcpy(&w0, (wp), sizeof w0); \
+        memcpy(&w1, (wp) + 8, sizeof w1); \
+        a00 = a00 + x0[c] * w0; a01 = a01 + x0[c] * w1; \
+        a10 = a10 + x1[c] * w0; a11 = a11 + x1[c] * w1; \
+        a20 = a20 + x2[c] * w0; a21 = a21 + x2[c] * w1; \
+        a30 = a30 + x3[c] * w0; a31 = a31 + x3[c] * w1; \
+        a40 = a40 + x4[c] * w0; a41 = a41 + x4[c] * w1; \
+        a50 = a50 + x5[c] * w0; a51 = a51 + x5[c] * w1; \
+    } \
+} while (0)
+#define CONV6_STORE(out) do { \
+    memcpy((out)[0], &a00, 32); memcpy((out)[0] + 8, &a01, 32); \
+    memcpy((out)[1], &a10, 32); memcpy((out)[1] + 8, &a11, 32); \
+    memcpy((out)[2], &a20, 32); memcpy((out)[2] + 8, &a21, 32); \
+    memcpy((out)[3], &a30, 32); memcpy((out)[3] + 8, &a31, 32); \
+    memcpy((out)[4], &a40, 32); memcpy((out)[4] + 8, &a41, 32); \
+    memcpy((out)[5], &a50, 32); memcpy((out)[5] + 8, &a51, 32); \
+} while (0)
+
 /* Up to 6 output pixels (np, consecutive in output row r from column s) x 16 output channels
  * on the unpadded input: kernel rows [i0, i1) and columns [j0, j1), the taps inside the input
  * for every one of these pixels (so non-finite weights never meet a padding tap); the weights
@@ -2956,8 +2987,7 @@ conv_block6_body(const float *X, const float *wblk, const conv_geo *g, int64_t i
                  int64_t xoff, int64_t r, int64_t s, int64_t np, int64_t i0, int64_t i1,
                  int64_t j0, int64_t j1, float out[6][OB])
 {
-    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    CONV6_ACCUMULATORS;
     const int64_t pst = g->sw * g->ic;
     int64_t off[6];
     for (int k = 0; k < 6; k++) off[k] = (k < np ? k : np - 1) * pst;
@@ -2966,34 +2996,11 @@ conv_block6_body(const float *X, const float *wblk, const conv_geo *g, int64_t i
         for (int64_t j = j0; j < j1; j++) {
             int64_t x = s * g->sw + j * g->dw - g->pl;
             const float *xb = X + (y * g->iw + x) * g->ic + xoff;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
             const float *wp = wblk + ((i * g->kw + j) * icg) * OB;
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                v8f w0, w1;
-                memcpy(&w0, wp, sizeof w0);
-                memcpy(&w1, wp + 8, sizeof w1);
-                a00 = a00 + x0[c] * w0;
-                a01 = a01 + x0[c] * w1;
-                a10 = a10 + x1[c] * w0;
-                a11 = a11 + x1[c] * w1;
-                a20 = a20 + x2[c] * w0;
-                a21 = a21 + x2[c] * w1;
-                a30 = a30 + x3[c] * w0;
-                a31 = a31 + x3[c] * w1;
-                a40 = a40 + x4[c] * w0;
-                a41 = a41 + x4[c] * w1;
-                a50 = a50 + x5[c] * w0;
-                a51 = a51 + x5[c] * w1;
-            }
+            CONV6_TAP(xb, off, wp, icg);
         }
     }
-    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
-    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
-    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
-    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
-    memcpy(out[4], &a40, 32); memcpy(out[4] + 8, &a41, 32);
-    memcpy(out[5], &a50, 32); memcpy(out[5] + 8, &a51, 32);
+    CONV6_STORE(out);
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
@@ -3024,39 +3031,15 @@ static inline __attribute__((always_inline)) void
 conv_block6p_body(const float *X, const float *wblk, const conv_geo *g, int64_t icg,
                   int64_t iwp, const int64_t off[6], float out[6][OB])
 {
-    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    CONV6_ACCUMULATORS;
     const float *wp = wblk;
     for (int64_t i = 0; i < g->kh; i++) {
         for (int64_t j = 0; j < g->kw; j++) {
             const float *xb = X + (i * g->dh * iwp + j * g->dw) * g->ic;
-            const float *x0 = xb + off[0], *x1 = xb + off[1], *x2 = xb + off[2];
-            const float *x3 = xb + off[3], *x4 = xb + off[4], *x5 = xb + off[5];
-            for (int64_t c = 0; c < icg; c++, wp += OB) {
-                v8f w0, w1;
-                memcpy(&w0, wp, sizeof w0);
-                memcpy(&w1, wp + 8, sizeof w1);
-                a00 = a00 + x0[c] * w0;
-                a01 = a01 + x0[c] * w1;
-                a10 = a10 + x1[c] * w0;
-                a11 = a11 + x1[c] * w1;
-                a20 = a20 + x2[c] * w0;
-                a21 = a21 + x2[c] * w1;
-                a30 = a30 + x3[c] * w0;
-                a31 = a31 + x3[c] * w1;
-                a40 = a40 + x4[c] * w0;
-                a41 = a41 + x4[c] * w1;
-                a50 = a50 + x5[c] * w0;
-                a51 = a51 + x5[c] * w1;
-            }
+            CONV6_TAP(xb, off, wp, icg);
         }
     }
-    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
-    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
-    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
-    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
-    memcpy(out[4], &a40, 32); memcpy(out[4] + 8, &a41, 32);
-    memcpy(out[5], &a50, 32); memcpy(out[5] + 8, &a51, 32);
+    CONV6_STORE(out);
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
