@@ -196,6 +196,22 @@ def test_converted_weights_cache_follows_new_weight_bytes():
                 want.astype(F16).view(np.uint16).tolist()
 
 
+def _relu_conv_f16(x: np.ndarray, w: np.ndarray, bias: np.ndarray, **padding) -> bytes:
+    """A one-CONV program on tile 0: fp16 input x [H, W, C] and weights w [O, kh, kw, C]
+    (constants), fp32 bias, ReLU, stride 1, output "y" [H, W, O] fp16 (`padding`: pad_t,
+    pad_l keeping H x W)."""
+    (H, W, C), (O, kh, kw, _) = x.shape, w.shape
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    oa = pb.alloc(0, H * W * O * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=kh, kw=kw, act=Act.RELU,
+        src_dtype=DType.FP16, dst_dtype=DType.FP16, **padding))
+    pb.store(0, oa, "y", (H, W, O), DType.FP16)
+    return pb.build().to_bytes()
+
+
 def test_large_conv_on_threads_gives_the_same_bits():
     """A CONV large enough to be cut into parts on worker threads (5 output blocks: two
     AVX-512 pairs and a single one), on 1, 2 and 3 threads and every kernel path."""
@@ -203,15 +219,7 @@ def test_large_conv_on_threads_gives_the_same_bits():
     x = RNG.standard_normal((H, W, C)).astype(F16)
     w = (RNG.standard_normal((O, 3, 3, C)) * 0.2).astype(F16)
     bias = RNG.standard_normal(O).astype(np.float32)
-    pb = ProgramBuilder()
-    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
-    oa = pb.alloc(0, H * W * O * 2)
-    pb.compute(0, Instruction.make(
-        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
-        oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=3, kw=3, pad_t=1, pad_l=1,
-        act=Act.RELU, src_dtype=DType.FP16, dst_dtype=DType.FP16))
-    pb.store(0, oa, "y", (H, W, O), DType.FP16)
-    data = pb.build().to_bytes()
+    data = _relu_conv_f16(x, w, bias, pad_t=1, pad_l=1)
     runs = []
     for timing in (TimingParams(), TimingParams(threads=2), TimingParams(threads=3),
                    TimingParams(threads=2, no_avx512=True), TimingParams(portable=True)):
@@ -635,15 +643,7 @@ def test_1x1_conv_converting_its_own_pixels_gives_the_same_bits(H, W, C, O):
     x = RNG.standard_normal((H, W, C)).astype(F16)
     w = (RNG.standard_normal((O, 1, 1, C)) * 0.2).astype(F16)
     bias = RNG.standard_normal(O).astype(np.float32)
-    pb = ProgramBuilder()
-    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
-    oa = pb.alloc(0, H * W * O * 2)
-    pb.compute(0, Instruction.make(
-        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
-        oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=1, kw=1, act=Act.RELU,
-        src_dtype=DType.FP16, dst_dtype=DType.FP16))
-    pb.store(0, oa, "y", (H, W, O), DType.FP16)
-    data = pb.build().to_bytes()
+    data = _relu_conv_f16(x, w, bias)
     want = np.zeros((H, W, O), np.float32)
     for c in range(C):
         want += x[:, :, c:c + 1].astype(np.float32) * w[:, 0, 0, c].astype(np.float32)
