@@ -16,6 +16,7 @@
  *    dependency check, every later one would too (it starts from the same shadow state,
  *    shifted by one inference's sequence numbers), and the check is skipped (deps_now).
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "mlip_sim.h"
 #include "mlip_isa.h"
 
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__x86_64__)
 #include <emmintrin.h> /* SSE2: part of the x86-64 baseline */
 #endif
@@ -105,6 +107,27 @@ typedef struct stream_state {
     uint32_t vc[NS_MAX];
 } stream_state;
 
+/* The schedule of a section as its first complete run made it.  The schedule depends only
+ * on the program and the machine record (see the invariants at the top), so later runs
+ * without the dependency check or a trace replay it (run_replay): the same instructions in
+ * the same order, with the recorded cycles and statistics. */
+typedef struct sec_plan {
+    int valid;          /* complete: recorded by a run that succeeded */
+    int recording;      /* being recorded (cleared when out of memory) */
+    uint64_t t_start;   /* the section started at this cycle ... */
+    mlip_stats in;      /* ... with these statistics, */
+    uint64_t t_end;     /* and ended at this one */
+    mlip_stats out;     /* with these; */
+    mlip_layer_stats *lstats; /* the layer statistics after it (main; num_layers entries) */
+    uint32_t n, cap;
+    uint32_t *idx;      /* the executed instructions (global index), in schedule order */
+    uint8_t *stream;    /* and their streams (tile * 3 + queue) */
+    uint32_t nep, ep_cap;
+    uint32_t *ep_end;   /* per epoch (between barriers): the end of its part of idx */
+    uint32_t *by_tile;  /* positions in idx, by epoch, then tile, then schedule order */
+    uint32_t *tile_end; /* per (epoch, tile): the end of its part of by_tile */
+} sec_plan;
+
 /* Per-section execution context. */
 typedef struct run_ctx {
     int section;
@@ -117,6 +140,7 @@ typedef struct run_ctx {
     uint64_t link_free[MLIP_MAX_TILES]; /* when each tile's link ingress port is free */
     uint64_t end;
     mlip_stats *stats;
+    sec_plan *plan;  /* the schedule being recorded, or NULL */
 } run_ctx;
 
 #define PREP_KEYS 6
@@ -129,6 +153,27 @@ typedef struct prep_cache {
     float *buf;
     size_t cap;
 } prep_cache;
+
+/* The buffers an instruction works in, one set per host thread that executes instructions
+ * (scratch[0]: the calling thread; scratch[k]: worker k - 1 during a tile-parallel run).
+ * Only that thread touches its set, and nothing in it outlives the instruction except the
+ * converted-input cache xcache (see prep_lookup). */
+typedef struct scratch {
+    prep_cache xcache;     /* the last CONV's converted input (any tile's) */
+    float *fbuf;
+    size_t fbuf_cap;
+    float *wbuf;
+    size_t wbuf_cap;
+    float *wconv;          /* a CONV's fp32 weights, converted from the cache */
+    size_t wconv_cap;
+    int32_t *ibuf;
+    size_t ibuf_cap;
+    int32_t *iwbuf;
+    size_t iwbuf_cap;
+    uint8_t *tbuf;         /* TILE_COPY staging: the source box, gathered */
+    size_t tbuf_cap;
+    int nested;            /* runs inside a pool part: no threads of its own */
+} __attribute__((aligned(64))) scratch; /* threads' sets never share a cache line */
 
 /* transposed fp16 weights shared by all tiles and kept across inferences, validated by
  * comparing the raw fp16 bytes; up to WCACHE_BUDGET bytes (raw + transposed), least recently
@@ -148,6 +193,8 @@ typedef struct wcache_entry {
     uint64_t dram_src;     /* DRAM weights bytes equal to raw (WPROV_NONE: none known) */
     uint64_t checked_gen;  /* host_gen when dram_src was compared (no host write since) */
     uint64_t fill;         /* which filling of this slot (0: empty) */
+    uint32_t slot;         /* its index in mlip_sim.wc */
+    uint32_t pins;         /* instructions using its buffer now (never evicted then) */
 } wcache_entry;
 
 /* Where a tile's OCM weights came from: [ocm_lo, ocm_hi) holds a plain copy of the DRAM
@@ -209,13 +256,21 @@ typedef struct wkeep_gaps {
 
 /* Worker threads of one handle (mlip_params.threads - 1 of them; the calling thread is the
  * last worker): pool_run hands out the parts of one job, each part exactly once; the parts
- * write disjoint outputs, so the results do not depend on which thread runs which part. */
+ * write disjoint outputs, so the results do not depend on which thread runs which part.
+ * A part is told which thread runs it (0: the caller, k: worker k), for its scratch. */
 #define MLIP_MAX_THREADS 64
-typedef void (*part_fn)(void *ctx, int64_t part);
+typedef void (*part_fn)(void *ctx, int64_t part, uint32_t thread);
+
+struct pool;
+typedef struct pool_arg {
+    struct pool *p;
+    uint32_t thread;
+} pool_arg;
 
 typedef struct pool {
     uint32_t n;                       /* worker threads started */
     pthread_t th[MLIP_MAX_THREADS];
+    pool_arg arg[MLIP_MAX_THREADS];
     pthread_mutex_t mu;
     pthread_cond_t go;
     pthread_cond_t done;
@@ -225,6 +280,8 @@ typedef struct pool {
     void *ctx;
     int64_t parts;
     atomic_llong next;                /* the next part to take */
+    int affine;                       /* parts <= threads: part k is thread k's if it comes */
+    atomic_int claimed[MLIP_MAX_THREADS]; /* affine: part k taken */
     uint32_t active;                  /* workers inside pool_parts (joined a job) */
 } pool;
 
@@ -235,7 +292,15 @@ struct mlip_sim {
     int has_avx512;                   /* AVX-512F kernels (implies has_avx2) */
     pool pool;
     int pool_init;                    /* pool.mu / go / done initialised */
-    prep_cache xcache;                /* the last CONV's converted input (any tile's) */
+    /* During a tile-parallel run (par), the tables several threads may touch change only
+     * under a lock: the weights cache under wc_mu, tile t's wkeep / wprov / wver tables under
+     * tlock[t], the error message under msg_mu (the mutexes are initialised with the pool) */
+    int par;
+    pthread_mutex_t wc_mu;
+    pthread_mutex_t msg_mu;
+    struct {
+        atomic_flag held;
+    } __attribute__((aligned(64))) tlock[MLIP_MAX_TILES];
     wprov_table wprov[MLIP_MAX_TILES];
     wver_table wver[MLIP_MAX_TILES];
     wkeep_table wkeep[MLIP_MAX_TILES];
@@ -243,7 +308,7 @@ struct mlip_sim {
     uint64_t wc_fills;                /* weights cache entries filled so far */
     uint64_t host_gen;                /* mlip_sim_dram calls: the host may have written the
                                        * weights region only when this changed */
-    wcache_entry *wc;                 /* wc_n entries (valid or free slots) */
+    wcache_entry **wc;                /* wc_n entries (valid or free slots) */
     uint32_t wc_n;
     uint32_t wc_cap;
     size_t wc_bytes;                  /* raw_cap + cap of every entry */
@@ -268,20 +333,10 @@ struct mlip_sim {
     uint32_t base[NS_MAX];            /* instructions each stream has executed so far */
     uint32_t init_end[NS_MAX];        /* base after the init section */
     uint32_t run_start[NS_MAX];       /* base at the start of the current inference */
-    float *fbuf;
-    size_t fbuf_cap;
-    float *wbuf;
-    size_t wbuf_cap;
-    float *wconv;                     /* a CONV's fp32 weights, converted from the cache */
-    size_t wconv_cap;
-    int32_t *ibuf;
-    size_t ibuf_cap;
-    int32_t *iwbuf;
-    size_t iwbuf_cap;
-    uint8_t *tbuf;                    /* TILE_COPY staging: the source box, gathered */
-    size_t tbuf_cap;
+    scratch scr[MLIP_MAX_THREADS];    /* per executing thread (see scratch) */
     mlip_stats stats;
     int deps_now;                     /* check the dependency rule in this section */
+    sec_plan plan[MLIP_NUM_SECTIONS]; /* main and finish (see sec_plan) */
     uint32_t clean_runs;              /* inferences in a row that passed it */
     char *msg;
     size_t msg_size;
@@ -293,12 +348,57 @@ struct mlip_sim {
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    _mm_pause();
+#endif
+}
+
+/* the weights cache (sim->wc and its entries), during a tile-parallel run */
+static inline void wc_lock(mlip_sim *sim)
+{
+    if (sim->par) pthread_mutex_lock(&sim->wc_mu);
+}
+
+static inline void wc_unlock(mlip_sim *sim)
+{
+    if (sim->par) pthread_mutex_unlock(&sim->wc_mu);
+}
+
+/* tile t's wkeep / wprov / wver tables, during a tile-parallel run: held for a table lookup
+ * or update only (well under a microsecond), so a spin lock; taken after wc_lock, never
+ * two at once */
+static inline void tile_lock(mlip_sim *sim, uint32_t t)
+{
+    if (!sim->par) return;
+    while (atomic_flag_test_and_set_explicit(&sim->tlock[t].held, memory_order_acquire)) {
+        cpu_relax();
+    }
+}
+
+static inline void tile_unlock(mlip_sim *sim, uint32_t t)
+{
+    if (sim->par) atomic_flag_clear_explicit(&sim->tlock[t].held, memory_order_release);
+}
+
 static int fail(mlip_sim *sim, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int fail(mlip_sim *sim, int code, const char *fmt, ...)
 {
     if (sim->msg == NULL || sim->msg_size == 0) {
+        return code;
+    }
+    if (sim->par) { /* threads: the first message stays */
+        pthread_mutex_lock(&sim->msg_mu);
+        if (sim->msg[0] == 0) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(sim->msg, sim->msg_size, fmt, ap);
+            va_end(ap);
+        }
+        pthread_mutex_unlock(&sim->msg_mu);
         return code;
     }
     va_list ap;
@@ -1384,6 +1484,7 @@ typedef struct acc_ctx {
     uint32_t s;   /* stream doing the access */
     uint32_t seq; /* its instruction's sequence number (index + 1) */
     const char *op;
+    scratch *w;   /* the executing thread's buffers */
 } acc_ctx;
 
 static void describe(const mlip_sim *sim, const run_ctx *rc, uint32_t stream, uint32_t seq,
@@ -2134,44 +2235,104 @@ static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t
 }
 
 /* ---- worker threads ------------------------------------------------------------------- */
-static void pool_parts(pool *p)
+/* How long a thread spins before it sleeps, waiting for the next job (a worker) or for the
+ * workers of this one (the caller): a tile-parallel run hands out one job per barrier, often
+ * tens of microseconds apart, and waking a sleeping thread costs about as much. */
+#define POOL_SPIN_NS 200000
+
+static uint64_t now_ns(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* spin until *v != seen (or, with `zero`, until *v == 0) or POOL_SPIN_NS pass */
+static void spin_wait_u64(const uint64_t *v, uint64_t seen, const int *quit)
+{
+    uint64_t t0 = 0;
+    for (uint32_t i = 1;; i++) {
+        if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != seen) return;
+        if (__atomic_load_n(quit, __ATOMIC_ACQUIRE)) return;
+        cpu_relax();
+        if ((i & 255) == 0) {
+            uint64_t t = now_ns();
+            if (t0 == 0) t0 = t;
+            else if (t - t0 > POOL_SPIN_NS) return;
+        }
+    }
+}
+
+static void spin_wait_zero(const uint32_t *v)
+{
+    uint64_t t0 = 0;
+    for (uint32_t i = 1;; i++) {
+        if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0) return;
+        cpu_relax();
+        if ((i & 255) == 0) {
+            uint64_t t = now_ns();
+            if (t0 == 0) t0 = t;
+            else if (t - t0 > POOL_SPIN_NS) return;
+        }
+    }
+}
+
+static void pool_parts(pool *p, uint32_t thread)
+{
+    if (p->affine) { /* its own part first, then any part no thread has taken */
+        if (thread < p->parts && !atomic_exchange(&p->claimed[thread], 1)) {
+            p->fn(p->ctx, (int64_t)thread, thread);
+        }
+        for (int64_t k = 0; k < p->parts; k++) {
+            if (!atomic_load(&p->claimed[k]) && !atomic_exchange(&p->claimed[k], 1)) {
+                p->fn(p->ctx, k, thread);
+            }
+        }
+        return;
+    }
     for (;;) {
         long long k = atomic_fetch_add(&p->next, 1);
         if (k >= p->parts) return;
-        p->fn(p->ctx, (int64_t)k);
+        p->fn(p->ctx, (int64_t)k, thread);
     }
 }
 
 static void *pool_worker(void *arg)
 {
-    pool *p = arg;
+    pool_arg *pa = arg;
+    pool *p = pa->p;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) break;
-        seen = p->gen;
-        p->active++;
-        pthread_mutex_unlock(&p->mu);
-        pool_parts(p);
+        spin_wait_u64(&p->gen, seen, &p->quit);
         pthread_mutex_lock(&p->mu);
-        if (--p->active == 0) pthread_cond_signal(&p->done);
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        seen = p->gen;
+        __atomic_add_fetch(&p->active, 1, __ATOMIC_ACQ_REL);
+        pthread_mutex_unlock(&p->mu);
+        pool_parts(p, pa->thread);
+        pthread_mutex_lock(&p->mu);
+        if (__atomic_sub_fetch(&p->active, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_cond_signal(&p->done);
+        }
+        pthread_mutex_unlock(&p->mu);
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
 /* fn(ctx, k) for k in [0, parts): on the workers and this thread when there are workers and
  * `parallel`, else in order on this thread.  A worker joins the job when it gets to run
- * (`active`); this thread takes parts too and then waits only for the workers that joined,
- * so a worker the OS has not scheduled yet (a loaded machine) costs nothing: when it runs it
- * finds no part left, or joins the next job.  The job's fields change only while no worker
- * is active. */
+ * (`active`, under mu); this thread takes parts too and then waits only for the workers that
+ * joined, so a worker the OS has not scheduled yet (a loaded machine) costs nothing: when it
+ * runs it finds no part left, or joins the next job.  The job's fields change only while no
+ * worker is active. */
 static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel)
 {
     if (p->n == 0 || parts < 2 || !parallel) {
-        for (int64_t k = 0; k < parts; k++) fn(ctx, k);
+        for (int64_t k = 0; k < parts; k++) fn(ctx, k, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -2180,10 +2341,15 @@ static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel
     p->ctx = ctx;
     p->parts = parts;
     atomic_store(&p->next, 0);
-    p->gen++;
+    /* as many parts as threads or fewer: each thread's own part first (a tile-parallel
+     * run's parts are fixed sets of tiles, whose OCM then stays in one core's caches) */
+    p->affine = parts <= (int64_t)p->n + 1;
+    for (int64_t k = 0; p->affine && k < parts; k++) atomic_store(&p->claimed[k], 0);
+    __atomic_store_n(&p->gen, p->gen + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
-    pool_parts(p);
+    pool_parts(p, 0);
+    spin_wait_zero(&p->active);
     pthread_mutex_lock(&p->mu);
     while (p->active != 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
@@ -2204,9 +2370,23 @@ static int pool_start(mlip_sim *sim, uint32_t threads)
         pthread_mutex_destroy(&p->mu);
         return 0;
     }
+    if (pthread_mutex_init(&sim->wc_mu, NULL) != 0) {
+        pthread_cond_destroy(&p->done);
+        pthread_cond_destroy(&p->go);
+        pthread_mutex_destroy(&p->mu);
+        return 0;
+    }
+    if (pthread_mutex_init(&sim->msg_mu, NULL) != 0) {
+        pthread_mutex_destroy(&sim->wc_mu);
+        pthread_cond_destroy(&p->done);
+        pthread_cond_destroy(&p->go);
+        pthread_mutex_destroy(&p->mu);
+        return 0;
+    }
     sim->pool_init = 1;
     for (uint32_t k = 0; k + 1 < threads; k++) {
-        if (pthread_create(&p->th[k], NULL, pool_worker, p) != 0) return 0;
+        p->arg[k] = (pool_arg){p, k + 1};
+        if (pthread_create(&p->th[k], NULL, pool_worker, &p->arg[k]) != 0) return 0;
         p->n++;
     }
     return 1;
@@ -2217,13 +2397,15 @@ static void pool_stop(mlip_sim *sim)
     pool *p = &sim->pool;
     if (!sim->pool_init) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    __atomic_store_n(&p->quit, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     for (uint32_t k = 0; k < p->n; k++) pthread_join(p->th[k], NULL);
     pthread_cond_destroy(&p->done);
     pthread_cond_destroy(&p->go);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&sim->wc_mu);
+    pthread_mutex_destroy(&sim->msg_mu);
     sim->pool_init = 0;
     p->n = 0;
 }
@@ -2397,13 +2579,18 @@ static int wkeep_covers(const mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t 
     return 0;
 }
 
-static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi)
+/* OCM bytes [lo, hi) of tile lt are (about to be) written: what was known of them is gone
+ * (the kept pieces, the weights provenance, the checked weights, and the executing thread's
+ * converted input; during a tile-parallel run no other thread's converted input can hold
+ * them, see run_replay) */
+static void prep_invalidate(mlip_sim *sim, scratch *scr, uint32_t lt, uint64_t lo, uint64_t hi)
 {
-    wkeep_cut(sim, lt, lo, hi);
-    prep_cache *c = &sim->xcache;
+    prep_cache *c = &scr->xcache;
     if (c->valid && c->tile == lt && lo < c->hi && c->lo < hi) {
         c->valid = 0;
     }
+    tile_lock(sim, lt);
+    wkeep_cut(sim, lt, lo, hi);
     /* the weights provenance and the checked weights of the written bytes are gone */
     wprov_table *t = &sim->wprov[lt];
     for (uint32_t k = 0; k < t->n;) {
@@ -2423,6 +2610,7 @@ static void prep_invalidate(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t hi
         }
         k++;
     }
+    tile_unlock(sim, lt);
 }
 
 /* The cache entry that tile lt's OCM weights [lo, lo + len) were found equal to, if no
@@ -2434,7 +2622,7 @@ static wcache_entry *wver_lookup(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64
     for (uint32_t k = 0; k < v->n; k++) {
         const wver_entry *r = &v->e[k];
         if (r->ocm_lo != lo || r->ocm_hi != lo + len || r->idx >= sim->wc_n) continue;
-        wcache_entry *e = &sim->wc[r->idx];
+        wcache_entry *e = sim->wc[r->idx];
         if (e->valid && e->fill == r->fill && e->raw_len == len &&
             memcmp(e->key, key, sizeof e->key) == 0) {
             e->stamp = ++sim->wc_clock;
@@ -2450,13 +2638,13 @@ static void wver_note(mlip_sim *sim, uint32_t lt, uint64_t lo, uint64_t len,
     wver_table *v = &sim->wver[lt];
     for (uint32_t k = 0; k < v->n; k++) {
         if (v->e[k].ocm_lo == lo && v->e[k].ocm_hi == lo + len) {
-            v->e[k].idx = (uint32_t)(e - sim->wc);
+            v->e[k].idx = e->slot;
             v->e[k].fill = e->fill;
             return;
         }
     }
     uint32_t k = v->n < WPROV_MAX ? v->n++ : v->next++ % WPROV_MAX;
-    v->e[k] = (wver_entry){lo, lo + len, e->fill, (uint32_t)(e - sim->wc)};
+    v->e[k] = (wver_entry){lo, lo + len, e->fill, e->slot};
 }
 
 static void wprov_add(mlip_sim *sim, uint32_t lt, uint64_t ocm, uint64_t bytes, uint64_t dram)
@@ -2493,11 +2681,15 @@ static void wprov_note_copy(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
         }
         uint64_t bytes = (uint64_t)DT_SIZE[in->src_dtype] * a[MLIP_TCOPY_DIM0] *
                          a[MLIP_TCOPY_DIM0 + 1] * a[MLIP_TCOPY_DIM0 + 2] * a[MLIP_TCOPY_DIM0 + 3];
+        tile_lock(sim, lt);
         uint64_t dram = wprov_source(sim, lt, a[MLIP_TCOPY_SRC_ADDR], bytes);
+        tile_unlock(sim, lt);
         if (dram == WPROV_NONE) return;
         for (uint32_t t = 0; t < sim->ntiles; t++) {
             if (a[MLIP_TCOPY_DST_TILE_MASK] >> t & 1) {
+                tile_lock(sim, t);
                 wprov_add(sim, t, a[MLIP_TCOPY_DST_ADDR], bytes, dram);
+                tile_unlock(sim, t);
             }
         }
         return;
@@ -2520,7 +2712,9 @@ static void wprov_note_copy(mlip_sim *sim, uint32_t lt, const mlip_insn *in)
     uint64_t dram = a[MLIP_DMA_DRAM_ADDR];
     uint64_t w0 = sim->info.weights_offset, w1 = w0 + sim->info.weights_size;
     if (dram < w0 || dram + bytes > w1) return;
+    tile_lock(sim, lt);
     wprov_add(sim, lt, a[MLIP_DMA_OCM_ADDR], bytes, dram);
+    tile_unlock(sim, lt);
 }
 
 /* The DRAM source of the OCM bytes [lo, lo + len) if one run of recorded copies covers them
@@ -2553,7 +2747,9 @@ static void wcache_drop(mlip_sim *sim, wcache_entry *e)
     sim->wc_bytes -= e->raw_cap + e->cap;
     free(e->raw);
     free(e->buf);
+    const uint32_t slot = e->slot;
     memset(e, 0, sizeof *e);
+    e->slot = slot;
 }
 
 static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
@@ -2567,7 +2763,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
      * writes it only through a pointer from mlip_sim_dram before the next run) */
     if (dram_src != WPROV_NONE) {
         for (uint32_t k = 0; k < sim->wc_n; k++) {
-            wcache_entry *e = &sim->wc[k];
+            wcache_entry *e = sim->wc[k];
             if (e->valid && e->dram_src == dram_src && e->checked_gen == sim->host_gen &&
                 e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0) {
                 e->stamp = sim->wc_clock;
@@ -2577,7 +2773,7 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
         }
     }
     for (uint32_t k = 0; k < sim->wc_n; k++) {
-        wcache_entry *e = &sim->wc[k];
+        wcache_entry *e = sim->wc[k];
         if (e->valid && e->raw_len == len && memcmp(e->key, key, sizeof e->key) == 0 &&
             memcmp(e->raw, raw, len) == 0) {
             e->stamp = sim->wc_clock;
@@ -2593,8 +2789,11 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     while (sim->wc_bytes + need > WCACHE_BUDGET) {
         wcache_entry *lru = NULL;
         for (uint32_t k = 0; k < sim->wc_n; k++) {
-            wcache_entry *e = &sim->wc[k];
-            if (e->raw_cap + e->cap != 0 && (lru == NULL || e->stamp < lru->stamp)) lru = e;
+            wcache_entry *e = sim->wc[k];
+            if (e->raw_cap + e->cap != 0 && e->pins == 0 &&
+                (lru == NULL || e->stamp < lru->stamp)) {
+                lru = e;
+            }
         }
         if (lru == NULL) break;
         wcache_drop(sim, lru);
@@ -2602,12 +2801,12 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
     /* a free slot, else a new one */
     wcache_entry *victim = NULL;
     for (uint32_t k = 0; k < sim->wc_n && victim == NULL; k++) {
-        if (!sim->wc[k].valid) victim = &sim->wc[k];
+        if (!sim->wc[k]->valid && sim->wc[k]->pins == 0) victim = sim->wc[k];
     }
     if (victim == NULL) {
         if (sim->wc_n == sim->wc_cap) {
             uint32_t cap = sim->wc_cap ? 2 * sim->wc_cap : 16;
-            wcache_entry *grown = realloc(sim->wc, (size_t)cap * sizeof *grown);
+            wcache_entry **grown = realloc(sim->wc, (size_t)cap * sizeof *grown);
             if (grown == NULL) {
                 fail(sim, MLIP_ERR_NOMEM, "out of memory (weights cache)");
                 return NULL;
@@ -2616,7 +2815,15 @@ static wcache_entry *wcache_lookup(mlip_sim *sim, const uint64_t key[PREP_KEYS],
             sim->wc = grown;
             sim->wc_cap = cap;
         }
-        victim = &sim->wc[sim->wc_n++];
+        /* entries are allocated one by one: a thread's pointer to one stays valid while
+         * the table grows */
+        victim = calloc(1, sizeof *victim);
+        if (victim == NULL) {
+            fail(sim, MLIP_ERR_NOMEM, "out of memory (weights cache)");
+            return NULL;
+        }
+        victim->slot = sim->wc_n;
+        sim->wc[sim->wc_n++] = victim;
     }
     victim->valid = 0;
     sim->wc_bytes -= victim->raw_cap + victim->cap;
@@ -3112,8 +3319,9 @@ static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc
     }
 }
 
-static void conv_padded_part(void *ctx, int64_t part)
+static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
 {
+    (void)thread;
     const conv_job *j = ctx;
     const conv_geo *g = j->g;
     const mlip_sim *sim = j->sim;
@@ -3189,26 +3397,34 @@ static void conv_padded_part(void *ctx, int64_t part)
     }
 }
 
-static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn *in,
-                         const conv_geo *g)
+static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
+                         const mlip_insn *in, const conv_geo *g, const wcache_entry *we);
+
+static int exec_conv_f16(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
+                         const mlip_insn *in, const conv_geo *g)
 {
     int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
     int64_t nob = (ocg + OB - 1) / OB;
     int64_t kk = g->kh * g->kw * icg;
-    size_t nin = (size_t)(g->ih * g->iw * g->ic);
     size_t nw = (size_t)(g->groups * nob * kk * OB);
     int hit;
     /* weights OHWI -> T[g][ob][t = (i, j, c)][16] fp16 bits in the cache (channels beyond
      * ocg are 0), converted into W (fp32, the same layout) for this CONV */
     uint64_t wkey[PREP_KEYS] = {3, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
+    wc_lock(sim);
+    tile_lock(sim, lt);
     wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
     hit = we != NULL;
     if (we == NULL) {
         we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
                            wprov_source(sim, lt, g->w_addr, wlen), &hit);
     }
-    if (we == NULL) return MLIP_ERR_NOMEM;
+    if (we == NULL) {
+        tile_unlock(sim, lt);
+        wc_unlock(sim);
+        return MLIP_ERR_NOMEM;
+    }
     if (!hit) {
         /* the bits moved, not converted (NaN payloads kept); all finite iff no exponent is
          * all ones */
@@ -3233,6 +3449,26 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         we->valid = 1;
     }
     wver_note(sim, lt, g->w_addr, wlen, we);
+    tile_unlock(sim, lt);
+    we->pins++;
+    wc_unlock(sim);
+    int rc = conv_f16_body(sim, scr, lt, ocm, in, g, we);
+    wc_lock(sim);
+    we->pins--;
+    wc_unlock(sim);
+    return rc;
+}
+
+/* exec_conv_f16 once the transposed weights `we` are at hand (pinned) */
+static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
+                         const mlip_insn *in, const conv_geo *g, const wcache_entry *we)
+{
+    int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
+    int64_t nob = (ocg + OB - 1) / OB;
+    int64_t kk = g->kh * g->kw * icg;
+    size_t nin = (size_t)(g->ih * g->iw * g->ic);
+    size_t nw = (size_t)(g->groups * nob * kk * OB);
+    int hit;
     /* Zero-padded input path: with finite weights a padding tap adds 0*w = +-0 to an
      * accumulator that can never be -0, i.e. changes nothing, so it equals skipping the tap;
      * then any 6 output pixels (across rows) share one kernel call. */
@@ -3256,8 +3492,8 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
      * by the first kernel call of each block group, which reads the fp16 weights and stores
      * them converted as it goes: the cold bytes stream in while that call computes (on
      * threads, every AVX-512 call converts the fp16 weights in registers) */
-    TRY(ensure(sim, (void **)&sim->wconv, &sim->wconv_cap, nw * sizeof(float) + 64));
-    float *W = align64f(sim->wconv);
+    TRY(ensure(sim, (void **)&scr->wconv, &scr->wconv_cap, nw * sizeof(float) + 64));
+    float *W = align64f(scr->wconv);
     /* a 1x1 CONV on contiguous pixels with one block group reads each input pixel in one
      * kernel call: that call converts them (conv_padded_part), no whole-input conversion */
     int direct = padded && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 &&
@@ -3267,7 +3503,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
     float *X = NULL;
     hit = 1;
     if (!direct) {
-        X = prep_lookup(sim, &sim->xcache, lt, xkey, xlo, xhi, nx, &hit);
+        X = prep_lookup(sim, &scr->xcache, lt, xkey, xlo, xhi, nx, &hit);
         if (X == NULL) return MLIP_ERR_NOMEM;
     }
     if (!hit) {
@@ -3290,7 +3526,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
                                  : p * g->ic;
             h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + dst, run * g->ic);
         }
-        sim->xcache.valid = 1;
+        scr->xcache.valid = 1;
     }
     float bias_buf[OB];
     int odt = in->dst_dtype;
@@ -3306,7 +3542,7 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
         /* threads only where the work dwarfs the hand-over (~tens of microseconds) */
         uint64_t macs = (uint64_t)(job.npix * g->oc * kk);
         int64_t parts = g->groups * job.nbg * job.nchunk;
-        int parallel = macs >= CONV_THREAD_MACS;
+        int parallel = macs >= CONV_THREAD_MACS && !scr->nested;
         job.fill = !job.avx512 ? 0 : parallel && sim->pool.n > 0 && parts >= 2 ? 2 : 1;
         if (!job.fill) h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
         pool_run(&sim->pool, conv_padded_part, &job, parts, parallel);
@@ -3532,17 +3768,17 @@ static void dw_row_c(const float *X, const float *W, const conv_geo *g, int64_t 
 }
 
 /* depthwise (icg = ocg = 1), vectorised over channels, fp16 */
-static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn *in,
-                       const conv_geo *g)
+static int exec_dw_f16(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
+                       const mlip_insn *in, const conv_geo *g)
 {
     int64_t C = g->ic;
     size_t nin = (size_t)(g->ih * g->iw * C);
     size_t nw = (size_t)(g->kh * g->kw * C);
-    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, nin * sizeof(float)));
-    TRY(ensure(sim, (void **)&sim->wbuf, &sim->wbuf_cap,
+    TRY(ensure(sim, (void **)&scr->fbuf, &scr->fbuf_cap, nin * sizeof(float)));
+    TRY(ensure(sim, (void **)&scr->wbuf, &scr->wbuf_cap,
                (nw + (size_t)((g->ow + 1) * C)) * sizeof(float)));
-    float *W = sim->wbuf, *bias = sim->wbuf + nw, *accrow = bias + C;
-    float *X = sim->fbuf;
+    float *W = scr->wbuf, *bias = scr->wbuf + nw, *accrow = bias + C;
+    float *X = scr->fbuf;
     int64_t run = g->ips == C ? g->ih * g->iw : 1; /* contiguous pixels: one conversion */
     for (int64_t p = 0; p < g->ih * g->iw; p += run) {
         h2f_row(sim, ocm + g->in_addr + (uint64_t)p * g->ips * 2, X + p * C, run * C);
@@ -3553,13 +3789,19 @@ static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn
     uint64_t wkey[PREP_KEYS] = {4, (uint64_t)g->kh, (uint64_t)g->kw, (uint64_t)C, 0, 0};
     size_t wlen = nw * 2;
     int hit;
+    wc_lock(sim);
+    tile_lock(sim, lt);
     wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
     hit = we != NULL;
     if (we == NULL) {
         we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
                            wprov_source(sim, lt, g->w_addr, wlen), &hit);
     }
-    if (we == NULL) return MLIP_ERR_NOMEM;
+    if (we == NULL) {
+        tile_unlock(sim, lt);
+        wc_unlock(sim);
+        return MLIP_ERR_NOMEM;
+    }
     if (!hit) {
         for (int64_t c = 0; c < C; c++) {
             for (int64_t t = 0; t < taps; t++) {
@@ -3570,7 +3812,10 @@ static int exec_dw_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_insn
         we->valid = 1;
     }
     wver_note(sim, lt, g->w_addr, wlen, we);
+    tile_unlock(sim, lt);
+    /* converted while the lock is held: the entry cannot be refilled meanwhile */
     h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
+    wc_unlock(sim);
     int has_bias = g->b_addr != MLIP_ADDR_NONE;
     if (has_bias) {
         memcpy(bias, ocm + g->b_addr, (size_t)C * 4);
@@ -3706,15 +3951,16 @@ static void conv_i8_pixel_c(const int32_t *X, const int32_t *W, const conv_geo *
     conv_i8_pixel_body(X, W, g, icg, ocg, kk, gi, r, s, acc);
 }
 
-static int exec_conv_i8(mlip_sim *sim, uint8_t *ocm, const mlip_insn *in, const conv_geo *g)
+static int exec_conv_i8(mlip_sim *sim, scratch *scr, uint8_t *ocm, const mlip_insn *in,
+                        const conv_geo *g)
 {
     int64_t icg = g->ic / g->groups, ocg = g->oc / g->groups;
     size_t nin = (size_t)(g->ih * g->iw * g->ic);
     int64_t kk = g->kh * g->kw * icg;
     size_t nw = (size_t)(g->groups * kk * ocg);
-    TRY(ensure(sim, (void **)&sim->ibuf, &sim->ibuf_cap, (nin + (size_t)ocg) * sizeof(int32_t)));
-    TRY(ensure(sim, (void **)&sim->iwbuf, &sim->iwbuf_cap, nw * sizeof(int32_t)));
-    int32_t *X = sim->ibuf, *acc = sim->ibuf + nin, *W = sim->iwbuf;
+    TRY(ensure(sim, (void **)&scr->ibuf, &scr->ibuf_cap, (nin + (size_t)ocg) * sizeof(int32_t)));
+    TRY(ensure(sim, (void **)&scr->iwbuf, &scr->iwbuf_cap, nw * sizeof(int32_t)));
+    int32_t *X = scr->ibuf, *acc = scr->ibuf + nin, *W = scr->iwbuf;
     for (int64_t p = 0; p < g->ih * g->iw; p++) {
         const int8_t *src = (const int8_t *)(ocm + g->in_addr + (uint64_t)p * g->ips);
         for (int64_t c = 0; c < g->ic; c++) X[p * g->ic + c] = (int32_t)src[c] - in->in_zp;
@@ -3806,12 +4052,12 @@ static int exec_conv(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
         c->cycles = p->matrix_fill + cdiv(passes, speed);
     }
     if (i8) {
-        return exec_conv_i8(sim, ocm, in, &g);
+        return exec_conv_i8(sim, ac->w, ocm, in, &g);
     }
     if (depthwise) {
-        return exec_dw_f16(sim, lt, ocm, in, &g);
+        return exec_dw_f16(sim, ac->w, lt, ocm, in, &g);
     }
-    return exec_conv_f16(sim, lt, ocm, in, &g);
+    return exec_conv_f16(sim, ac->w, lt, ocm, in, &g);
 }
 
 /* acc[k] = max(acc[k], x[k]) (is_max) or min over a row, in the C library's fmaxf / fminf
@@ -3879,6 +4125,7 @@ static void maxmin_row_best(const mlip_sim *sim, float *acc, const float *x, int
 static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
                      const mlip_machine *p, cost *c)
 {
+    scratch *scr = ac->w;
     const uint32_t *a = in->arg;
     uint8_t *ocm = sim->ocm[lt];
     int64_t ih = a[MLIP_POOL_IH], iw = a[MLIP_POOL_IW], C = a[MLIP_POOL_C];
@@ -3904,8 +4151,8 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
     const int one_pass = sdt == MLIP_DT_FP16 && kh <= sh && kw <= sw &&
                          (in_end <= out_addr || out_end <= in_addr);
     size_t nin = one_pass ? 0 : (size_t)(ih * iw * C);
-    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (nin + 2 * (size_t)C) * sizeof(float)));
-    float *X = sim->fbuf, *acc = sim->fbuf + nin, *tap = acc + C;
+    TRY(ensure(sim, (void **)&scr->fbuf, &scr->fbuf_cap, (nin + 2 * (size_t)C) * sizeof(float)));
+    float *X = scr->fbuf, *acc = scr->fbuf + nin, *tap = acc + C;
     int is_int = dt_is_int(sdt);
     float zp = is_int ? (float)in->in_zp : 0.0f;
     /* x - 0 is x for every value but a signalling NaN (made quiet), and an fp16 output
@@ -4181,6 +4428,7 @@ elt_row_avx512(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, in
 static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
                     const mlip_machine *p, cost *c)
 {
+    scratch *scr = ac->w;
     const uint32_t *a = in->arg;
     uint8_t *ocm = sim->ocm[lt];
     uint64_t rows = a[MLIP_ELT_ROWS], cols = a[MLIP_ELT_COLS];
@@ -4238,8 +4486,8 @@ static int exec_elt(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
             rows = 1;
         }
         uint64_t chunk = cols < 4096 ? cols : 4096;
-        TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)chunk * 2 * sizeof(float)));
-        float *va = sim->fbuf, *vb = sim->fbuf + chunk;
+        TRY(ensure(sim, (void **)&scr->fbuf, &scr->fbuf_cap, (size_t)chunk * 2 * sizeof(float)));
+        float *va = scr->fbuf, *vb = scr->fbuf + chunk;
         if (rows != rows_all) {
             for (uint64_t k0 = 0; k0 < cols; k0 += chunk) {
                 int64_t m = (int64_t)(cols - k0 < chunk ? cols - k0 : chunk);
@@ -4349,6 +4597,7 @@ static int exec_vec(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_in
 static int exec_rownorm(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
                         const mlip_machine *p, cost *c)
 {
+    scratch *scr = ac->w;
     const uint32_t *a = in->arg;
     uint8_t *ocm = sim->ocm[lt];
     uint64_t rows = a[MLIP_VEC_ROWS], cols = a[MLIP_VEC_COLS];
@@ -4367,8 +4616,8 @@ static int exec_rownorm(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mli
     /* three passes over every row: softmax max / exp+sum / divide, layernorm mean /
      * variance / scale+shift */
     c->cycles = p->vector_latency + 3 * cdiv(rows * cols, p->vector_lanes);
-    TRY(ensure(sim, (void **)&sim->fbuf, &sim->fbuf_cap, (size_t)cols * 3 * sizeof(float)));
-    float *v = sim->fbuf, *gamma = sim->fbuf + cols, *beta = sim->fbuf + 2 * cols;
+    TRY(ensure(sim, (void **)&scr->fbuf, &scr->fbuf_cap, (size_t)cols * 3 * sizeof(float)));
+    float *v = scr->fbuf, *gamma = scr->fbuf + cols, *beta = scr->fbuf + 2 * cols;
     if (norm) {
         memcpy(gamma, ocm + a[MLIP_NORM_GAMMA_ADDR], cols * 4);
         memcpy(beta, ocm + a[MLIP_NORM_BETA_ADDR], cols * 4);
@@ -4505,6 +4754,7 @@ static int ocm_mark_box(const acc_ctx *ac, uint32_t lt, uint64_t base, const uin
 static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
                       cost *c)
 {
+    scratch *scr = ac->w;
     const uint32_t *a = in->arg;
     uint64_t es = DT_SIZE[in->src_dtype];
     uint64_t dim[4], ss[4], ds[4];
@@ -4531,29 +4781,36 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
          * a destination already holding the same kept bytes is left as it is (the write
          * would change nothing: no copy, and what is known of its bytes stays true) */
         uint64_t kept = 0, dest_kept;
+        tile_lock(sim, lt);
         const int from_kept = bytes != 0 && box_is_run(a + MLIP_TCOPY_DIM0,
                                                         a + MLIP_TCOPY_SRC_STRIDE0) &&
                               box_is_run(a + MLIP_TCOPY_DIM0, a + MLIP_TCOPY_DST_STRIDE0) &&
                               wkeep_covers(sim, lt, src, src + bytes, &kept);
+        tile_unlock(sim, lt);
         for (uint32_t t = 0; t < sim->ntiles; t++) {
             if (!(mask >> t & 1)) continue;
-            if (from_kept && wkeep_covers(sim, t, dst, dst + bytes, &dest_kept) &&
-                dest_kept == kept) {
-                continue;
-            }
+            tile_lock(sim, t);
+            const int holds = from_kept && wkeep_covers(sim, t, dst, dst + bytes, &dest_kept) &&
+                              dest_kept == kept;
+            tile_unlock(sim, t);
+            if (holds) continue;
             if (bytes != 0) {
                 dma_copy_box(sim->ocm[t] + dst, sim->ocm[lt] + src, dim, ss, ds, (uint32_t)es,
                              0);
             }
-            prep_invalidate(sim, t, dst, dst_end);
-            if (from_kept) wkeep_add(sim, t, dst, kept, bytes);
+            prep_invalidate(sim, ac->w, t, dst, dst_end);
+            if (from_kept) {
+                tile_lock(sim, t);
+                wkeep_add(sim, t, dst, kept, bytes);
+                tile_unlock(sim, t);
+            }
         }
         c->engine = 4;
         c->link_bytes = bytes;
         c->link_mask = mask;
         return MLIP_OK;
     }
-    TRY(ensure(sim, (void **)&sim->tbuf, &sim->tbuf_cap, (size_t)bytes));
+    TRY(ensure(sim, (void **)&scr->tbuf, &scr->tbuf_cap, (size_t)bytes));
     /* rows of the innermost loop that continue each other (stride = row) as one row */
     uint64_t row_bytes = dim[3] * es, k = 0;
     int src_joined = ss[3] == 1 && ss[2] == dim[3] && dim[2] != 0;
@@ -4561,7 +4818,7 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
     for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
         for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
             if (src_joined) {
-                memcpy(sim->tbuf + k, sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1]) * es,
+                memcpy(scr->tbuf + k, sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1]) * es,
                        dim[2] * row_bytes);
                 k += dim[2] * row_bytes;
                 continue;
@@ -4570,11 +4827,11 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
                 const uint8_t *srow =
                     sim->ocm[lt] + src + (i0 * ss[0] + i1 * ss[1] + i2 * ss[2]) * es;
                 if (ss[3] == 1) {
-                    copy_row(sim->tbuf + k, srow, row_bytes);
+                    copy_row(scr->tbuf + k, srow, row_bytes);
                     continue;
                 }
                 for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
-                    memcpy(sim->tbuf + k + i3 * es, srow + i3 * ss[3] * es, es);
+                    memcpy(scr->tbuf + k + i3 * es, srow + i3 * ss[3] * es, es);
                 }
             }
         }
@@ -4585,7 +4842,7 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
         for (uint64_t i0 = 0; i0 < dim[0]; i0++) {
             for (uint64_t i1 = 0; i1 < dim[1]; i1++) {
                 if (dst_joined) {
-                    memcpy(sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1]) * es, sim->tbuf + k,
+                    memcpy(sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1]) * es, scr->tbuf + k,
                            dim[2] * row_bytes);
                     k += dim[2] * row_bytes;
                     continue;
@@ -4594,16 +4851,16 @@ static int exec_tcopy(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_
                     uint8_t *drow =
                         sim->ocm[t] + dst + (i0 * ds[0] + i1 * ds[1] + i2 * ds[2]) * es;
                     if (ds[3] == 1) {
-                        copy_row(drow, sim->tbuf + k, row_bytes);
+                        copy_row(drow, scr->tbuf + k, row_bytes);
                         continue;
                     }
                     for (uint64_t i3 = 0; i3 < dim[3]; i3++) {
-                        memcpy(drow + i3 * ds[3] * es, sim->tbuf + k + i3 * es, es);
+                        memcpy(drow + i3 * ds[3] * es, scr->tbuf + k + i3 * es, es);
                     }
                 }
             }
         }
-        prep_invalidate(sim, t, dst, dst_end);
+        prep_invalidate(sim, ac->w, t, dst, dst_end);
     }
     c->engine = 4;
     c->link_bytes = bytes;
@@ -4788,6 +5045,100 @@ static int insn_ocm_write(const mlip_insn *in, uint64_t *lo, uint64_t *hi)
     }
 }
 
+/* An instruction's effect (no timing): its accesses checked (deps_now), its writes to OCM
+ * or DRAM, and what the tables know of the bytes it writes.  *c gets its cost.  Safe on a
+ * tile-parallel run's threads: the shared tables change under their locks, and everything else it
+ * writes is its own tile's (or, for TILE_COPY, bytes no other tile touches before the next
+ * barrier: see run_replay). */
+static int exec_effect(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_insn *in,
+                       cost *c)
+{
+    const mlip_machine *p = &sim->m;
+    wkeep_gaps keep;
+    keep.use = 0;
+    if (in->opcode == MLIP_OP_DMA_LOAD) {
+        tile_lock(sim, lt);
+        wkeep_plan(sim, lt, in, &keep);
+        tile_unlock(sim, lt);
+    }
+    uint64_t wlo = 0, whi = 0;
+    int writes_ocm = insn_ocm_write(in, &wlo, &whi);
+    if (writes_ocm) {
+        prep_invalidate(sim, ac->w, lt, wlo, whi);
+    }
+    int rcode = MLIP_OK;
+    switch (in->opcode) {
+    case MLIP_OP_DMA_LOAD:
+    case MLIP_OP_DMA_STORE: rcode = exec_dma(sim, ac, lt, in, c, &keep); break;
+    case MLIP_OP_CONV:
+    case MLIP_OP_GEMM: rcode = exec_conv(sim, ac, lt, in, p, c); break;
+    case MLIP_OP_POOL: rcode = exec_pool(sim, ac, lt, in, p, c); break;
+    case MLIP_OP_ELTWISE: rcode = exec_elt(sim, ac, lt, in, p, c); break;
+    case MLIP_OP_ACT:
+    case MLIP_OP_CONVERT:
+    case MLIP_OP_COPY: rcode = exec_vec(sim, ac, lt, in, p, c); break;
+    case MLIP_OP_TILE_COPY: rcode = exec_tcopy(sim, ac, lt, in, c); break;
+    case MLIP_OP_SOFTMAX:
+    case MLIP_OP_LAYERNORM: rcode = exec_rownorm(sim, ac, lt, in, p, c); break;
+    default: break;
+    }
+    /* again after the writes: a CONV whose output overlaps its own input block has just
+     * cached the converted input, which its writes made stale (only CONV and GEMM fill the
+     * caches prep_invalidate clears) */
+    if (writes_ocm && (in->opcode == MLIP_OP_CONV || in->opcode == MLIP_OP_GEMM)) {
+        prep_invalidate(sim, ac->w, lt, wlo, whi);
+    }
+    if (rcode != MLIP_OK) return rcode;
+    if (in->opcode == MLIP_OP_DMA_LOAD || in->opcode == MLIP_OP_TILE_COPY) {
+        wprov_note_copy(sim, lt, in);
+        if (in->opcode == MLIP_OP_DMA_LOAD) {
+            tile_lock(sim, lt);
+            wkeep_note(sim, lt, in);
+            tile_unlock(sim, lt);
+        }
+    }
+    return MLIP_OK;
+}
+
+/* append one executed instruction (global index, stream) to the schedule being recorded;
+ * out of memory only stops the recording */
+static void plan_add(sec_plan *pl, uint32_t idx, uint32_t s)
+{
+    if (!pl->recording) return;
+    if (pl->n == pl->cap) {
+        uint32_t cap = pl->cap ? 2 * pl->cap : 256;
+        uint32_t *i2 = realloc(pl->idx, (size_t)cap * sizeof *i2);
+        if (i2 != NULL) pl->idx = i2;
+        uint8_t *s2 = i2 == NULL ? NULL : realloc(pl->stream, (size_t)cap);
+        if (s2 != NULL) pl->stream = s2;
+        if (i2 == NULL || s2 == NULL) {
+            pl->recording = 0;
+            return;
+        }
+        pl->cap = cap;
+    }
+    pl->idx[pl->n] = idx;
+    pl->stream[pl->n] = (uint8_t)s;
+    pl->n++;
+}
+
+/* a barrier ends the recorded schedule's current epoch */
+static void plan_barrier(sec_plan *pl)
+{
+    if (!pl->recording) return;
+    if (pl->nep + 1 >= pl->ep_cap) {
+        uint32_t cap = pl->ep_cap ? 2 * pl->ep_cap : 64;
+        uint32_t *e2 = realloc(pl->ep_end, (size_t)cap * sizeof *e2);
+        if (e2 == NULL) {
+            pl->recording = 0;
+            return;
+        }
+        pl->ep_end = e2;
+        pl->ep_cap = cap;
+    }
+    pl->ep_end[pl->nep++] = pl->n;
+}
+
 static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
 {
     stream_state *ss = &rc->st[s];
@@ -4796,45 +5147,13 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     uint32_t lt = s / 3;
     int q = (int)(s % 3);
     do_pops(rc, s, in);
-    wkeep_gaps keep;
-    keep.use = 0;
-    if (in->opcode == MLIP_OP_DMA_LOAD) wkeep_plan(sim, lt, in, &keep);
-    uint64_t wlo = 0, whi = 0;
-    int writes_ocm = insn_ocm_write(in, &wlo, &whi);
-    if (writes_ocm) {
-        prep_invalidate(sim, lt, wlo, whi);
-    }
     uint32_t seq = rc->base0[s] + ss->pc + 1;
     ss->vc[s] = seq;
-    acc_ctx ac = {sim, rc, s, seq, op_name(in->opcode)};
+    acc_ctx ac = {sim, rc, s, seq, op_name(in->opcode), &sim->scr[0]};
     cost c = {0, 0, 0, 0, 0, 0, 0};
-    int rcode = MLIP_OK;
-    switch (in->opcode) {
-    case MLIP_OP_DMA_LOAD:
-    case MLIP_OP_DMA_STORE: rcode = exec_dma(sim, &ac, lt, in, &c, &keep); break;
-    case MLIP_OP_CONV:
-    case MLIP_OP_GEMM: rcode = exec_conv(sim, &ac, lt, in, p, &c); break;
-    case MLIP_OP_POOL: rcode = exec_pool(sim, &ac, lt, in, p, &c); break;
-    case MLIP_OP_ELTWISE: rcode = exec_elt(sim, &ac, lt, in, p, &c); break;
-    case MLIP_OP_ACT:
-    case MLIP_OP_CONVERT:
-    case MLIP_OP_COPY: rcode = exec_vec(sim, &ac, lt, in, p, &c); break;
-    case MLIP_OP_TILE_COPY: rcode = exec_tcopy(sim, &ac, lt, in, &c); break;
-    case MLIP_OP_SOFTMAX:
-    case MLIP_OP_LAYERNORM: rcode = exec_rownorm(sim, &ac, lt, in, p, &c); break;
-    default: break;
-    }
-    /* again after the writes: a CONV whose output overlaps its own input block has just
-     * cached the converted input, which its writes made stale (only CONV and GEMM fill the
-     * caches prep_invalidate clears) */
-    if (writes_ocm && (in->opcode == MLIP_OP_CONV || in->opcode == MLIP_OP_GEMM)) {
-        prep_invalidate(sim, lt, wlo, whi);
-    }
+    int rcode = exec_effect(sim, &ac, lt, in, &c);
     if (rcode != MLIP_OK) return rcode;
-    if (in->opcode == MLIP_OP_DMA_LOAD || in->opcode == MLIP_OP_TILE_COPY) {
-        wprov_note_copy(sim, lt, in);
-    }
-    if (in->opcode == MLIP_OP_DMA_LOAD) wkeep_note(sim, lt, in);
+    if (rc->plan != NULL) plan_add(rc->plan, ss->first + ss->pc, s);
     uint64_t end;
     if (c.engine == 3) {
         uint64_t t0 = start + p->issue_latency + p->dma_latency;
@@ -4884,12 +5203,78 @@ static inline void tile_first_min(const uint64_t *cand, uint32_t lt, uint64_t *s
     *best = b;
 }
 
-static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats *stats,
-                       uint64_t *t_end)
+/* at a section start: every reader memo into the shadows (see shadow) */
+static void shadows_flush(mlip_sim *sim)
+{
+    for (uint32_t t = 0; t < sim->ntiles; t++) {
+        for (uint32_t k = 0; k < sim->osh[t].nr; k++) shadow_flush(&sim->osh[t], k);
+    }
+    for (int r = 0; r < 2; r++) {
+        for (uint32_t k = 0; k < sim->dsh[r].nr; k++) shadow_flush(&sim->dsh[r], k);
+    }
+}
+
+/* Make the recorded schedule usable: its last epoch closed, its positions grouped by epoch
+ * and tile, its end state kept.  The recording is dropped when out of memory. */
+static void plan_finish(mlip_sim *sim, sec_plan *pl, int section, const mlip_stats *stats,
+                        uint64_t t_end)
+{
+    plan_barrier(pl);
+    const uint32_t nt = sim->ntiles;
+    if (pl->recording) {
+        free(pl->by_tile);
+        free(pl->tile_end);
+        free(pl->lstats);
+        pl->by_tile = malloc((size_t)(pl->n ? pl->n : 1) * sizeof(uint32_t));
+        pl->tile_end = malloc((size_t)pl->nep * nt * sizeof(uint32_t));
+        pl->lstats = NULL;
+        if (section == MLIP_SEC_MAIN && sim->num_layers != 0) {
+            pl->lstats = malloc((size_t)sim->num_layers * sizeof(mlip_layer_stats));
+        }
+        if (pl->by_tile == NULL || pl->tile_end == NULL ||
+            (section == MLIP_SEC_MAIN && sim->num_layers != 0 && pl->lstats == NULL)) {
+            pl->recording = 0;
+        }
+    }
+    if (!pl->recording) return;
+    /* a counting sort of each epoch's positions by tile (stable: schedule order kept) */
+    uint32_t at = 0;
+    for (uint32_t e = 0; e < pl->nep; e++) {
+        uint32_t first = e == 0 ? 0 : pl->ep_end[e - 1], end = pl->ep_end[e];
+        uint32_t count[MLIP_MAX_TILES] = {0};
+        for (uint32_t k = first; k < end; k++) count[pl->stream[k] / 3]++;
+        uint32_t put[MLIP_MAX_TILES];
+        for (uint32_t t = 0; t < nt; t++) {
+            put[t] = at;
+            at += count[t];
+            pl->tile_end[e * nt + t] = at;
+        }
+        for (uint32_t k = first; k < end; k++) pl->by_tile[put[pl->stream[k] / 3]++] = k;
+    }
+    if (pl->lstats != NULL) {
+        memcpy(pl->lstats, sim->lstats, (size_t)sim->num_layers * sizeof(mlip_layer_stats));
+    }
+    pl->out = *stats;
+    pl->t_end = t_end;
+    pl->recording = 0;
+    pl->valid = 1;
+}
+
+static int run_schedule(mlip_sim *sim, int section, uint64_t t_start, mlip_stats *stats,
+                        uint64_t *t_end)
 {
     run_ctx *rc = calloc(1, sizeof(run_ctx));
     if (rc == NULL) return fail(sim, MLIP_ERR_NOMEM, "out of memory");
     int status = MLIP_OK;
+    sec_plan *pl = &sim->plan[section];
+    if (section != MLIP_SEC_INIT && !pl->valid) {
+        pl->recording = 1;
+        pl->n = 0;
+        pl->nep = 0;
+        pl->t_start = t_start;
+        pl->in = *stats;
+        rc->plan = pl;
+    }
     rc->section = section;
     rc->deps = sim->deps_now;
     rc->ns = sim->ntiles * 3;
@@ -4898,12 +5283,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
     rc->dram_free = t_start;
     for (uint32_t t = 0; t < MLIP_MAX_TILES; t++) rc->link_free[t] = t_start;
     memcpy(rc->base0, sim->base, sizeof rc->base0);
-    for (uint32_t t = 0; t < sim->ntiles; t++) {
-        for (uint32_t k = 0; k < sim->osh[t].nr; k++) shadow_flush(&sim->osh[t], k);
-    }
-    for (int r = 0; r < 2; r++) {
-        for (uint32_t k = 0; k < sim->dsh[r].nr; k++) shadow_flush(&sim->dsh[r], k);
-    }
+    shadows_flush(sim);
     for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
         for (int q = 0; q < 3; q++) {
             const mlip_stream *ms = &sim->info.streams[section][sim->tile0 + lt][q];
@@ -5010,6 +5390,7 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
                 account(sim, rc, in, &c, bar_start, end, 0);
             }
             if (end > rc->end) rc->end = end;
+            if (rc->plan != NULL) plan_barrier(rc->plan);
             for (uint32_t k = 0; k < rc->ns; k++) cand[k] = stream_candidate(rc, k);
             at_bar = 0;
             for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
@@ -5034,7 +5415,9 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
         goto done;
     }
     *t_end = rc->end;
+    if (rc->plan != NULL) plan_finish(sim, rc->plan, section, stats, rc->end);
 done:
+    if (rc->plan != NULL) rc->plan->recording = 0;
     /* advance the sequence bases even after an error: whatever a failed section wrote
      * then counts as an earlier inference's (stale) data */
     for (uint32_t i = 0; i < rc->ns; i++) {
@@ -5045,6 +5428,132 @@ done:
     }
     free(rc);
     return status;
+}
+
+/* one instruction of a replayed schedule, on the thread whose buffers are w */
+static int replay_one(mlip_sim *sim, scratch *w, const sec_plan *pl, uint32_t k)
+{
+    const mlip_insn *in = &sim->code[pl->idx[k]];
+    const uint32_t s = pl->stream[k];
+    acc_ctx ac = {sim, NULL, s, 0, op_name(in->opcode), w};
+    cost c = {0, 0, 0, 0, 0, 0, 0};
+    return exec_effect(sim, &ac, s / 3, in, &c);
+}
+
+/* one epoch of a tile-parallel replay: part k runs the instructions of tiles tiles[k],
+ * tiles[k + parts], ... of it (the same tiles on the same part every epoch: a tile's OCM
+ * stays in one core's caches while the workers keep up) */
+typedef struct replay_job {
+    mlip_sim *sim;
+    const sec_plan *pl;
+    uint32_t epoch;
+    uint32_t ntiles;  /* tiles with instructions in this epoch */
+    uint32_t parts;
+    uint32_t tiles[MLIP_MAX_TILES];
+    int status; /* the first error (under msg_mu), MLIP_OK if none */
+} replay_job;
+
+static void replay_part(void *ctx, int64_t part, uint32_t thread)
+{
+    replay_job *j = ctx;
+    mlip_sim *sim = j->sim;
+    const sec_plan *pl = j->pl;
+    scratch *w = &sim->scr[thread];
+    w->nested = 1;
+    for (uint32_t i = (uint32_t)part; i < j->ntiles; i += j->parts) {
+        const uint32_t at = j->epoch * sim->ntiles + j->tiles[i];
+        const uint32_t first = at == 0 ? 0 : pl->tile_end[at - 1];
+        for (uint32_t k = first; k < pl->tile_end[at]; k++) {
+            int rc = replay_one(sim, w, pl, pl->by_tile[k]);
+            if (rc != MLIP_OK) {
+                pthread_mutex_lock(&sim->msg_mu);
+                if (j->status == MLIP_OK) j->status = rc;
+                pthread_mutex_unlock(&sim->msg_mu);
+                w->nested = 0;
+                return;
+            }
+        }
+    }
+    w->nested = 0;
+}
+
+/* Run a section by its recorded schedule: its instructions' effects, in the recorded order,
+ * then the recorded cycles and statistics.
+ * On one thread, in schedule order.  With worker threads, once the dependency rule has been
+ * checked on two inferences in a row (so the program is free of races: every two accesses to
+ * the same bytes, one a write, are ordered by tokens or barriers), epoch by epoch: between two
+ * barriers only tokens order instructions, and tokens join the queues of one tile, so two
+ * tiles' instructions of one epoch never touch the same bytes where one writes them.  Each
+ * tile's instructions of the epoch run in their recorded order on one thread, tiles on any
+ * thread: every byte gets the value the one-thread order gives it.  The converted-input
+ * caches are emptied at every barrier: within an epoch only the thread running a tile writes
+ * bytes that tile's cached input came from. */
+static int run_replay(mlip_sim *sim, const sec_plan *pl)
+{
+    shadows_flush(sim);
+    const int parallel = sim->pool.n > 0 && sim->p.check_deps && sim->clean_runs >= 2;
+    if (!parallel) {
+        for (uint32_t k = 0; k < pl->n; k++) TRY(replay_one(sim, &sim->scr[0], pl, k));
+        return MLIP_OK;
+    }
+    const uint32_t nt = sim->ntiles;
+    const uint32_t threads = sim->pool.n + 1;
+    replay_job job;
+    job.sim = sim;
+    job.pl = pl;
+    job.status = MLIP_OK;
+    sim->par = 1;
+    for (uint32_t e = 0; e < pl->nep && job.status == MLIP_OK; e++) {
+        for (uint32_t t = 0; t < threads; t++) sim->scr[t].xcache.valid = 0;
+        uint32_t busy = 0;
+        for (uint32_t t = 0; t < nt; t++) {
+            const uint32_t at = e * nt + t, first = at == 0 ? 0 : pl->tile_end[at - 1];
+            if (pl->tile_end[at] > first) job.tiles[busy++] = t;
+        }
+        job.epoch = e;
+        job.ntiles = busy;
+        job.parts = busy < threads ? busy : threads;
+        if (busy == 0) continue;
+        if (busy == 1) { /* one tile: on this thread, whose big CONVs may use the workers */
+            sim->par = 0;
+            const uint32_t at = e * nt + job.tiles[0], first = at == 0 ? 0 : pl->tile_end[at - 1];
+            for (uint32_t k = first; k < pl->tile_end[at] && job.status == MLIP_OK; k++) {
+                job.status = replay_one(sim, &sim->scr[0], pl, pl->by_tile[k]);
+            }
+            sim->par = 1;
+            continue;
+        }
+        pool_run(&sim->pool, replay_part, &job, job.parts, 1);
+    }
+    sim->par = 0;
+    for (uint32_t t = 0; t < threads; t++) sim->scr[t].xcache.valid = 0;
+    return job.status;
+}
+
+/* One section: by its recorded schedule when there is one and neither the dependency rule
+ * nor a trace needs the scheduler, else scheduled (and recorded, the first time). */
+static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats *stats,
+                       uint64_t *t_end)
+{
+    const sec_plan *pl = &sim->plan[section];
+    if (section == MLIP_SEC_INIT || !pl->valid || sim->deps_now || sim->tracing ||
+        pl->t_start != t_start || memcmp(&pl->in, stats, sizeof *stats) != 0) {
+        return run_schedule(sim, section, t_start, stats, t_end);
+    }
+    int status = run_replay(sim, pl);
+    /* the sequence bases advance as a scheduled run advances them (even after an error) */
+    for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
+        for (int q = 0; q < 3; q++) {
+            sim->base[lt * 3 + q] += sim->info.streams[section][sim->tile0 + lt][q].count;
+        }
+    }
+    if (status != MLIP_OK) return status;
+    *stats = pl->out;
+    if (pl->lstats != NULL) {
+        memcpy(sim->lstats, pl->lstats, (size_t)sim->num_layers * sizeof(mlip_layer_stats));
+    }
+    *t_end = pl->t_end;
+    return MLIP_OK;
 }
 
 /* ---- API ------------------------------------------------------------------------------------ */
@@ -5098,23 +5607,36 @@ void mlip_sim_free(mlip_sim *sim)
         shadow_free(&sim->osh[t]);
     }
     for (uint32_t k = 0; k < sim->wc_n; k++) {
-        free(sim->wc[k].raw);
-        free(sim->wc[k].buf);
+        free(sim->wc[k]->raw);
+        free(sim->wc[k]->buf);
+        free(sim->wc[k]);
     }
     free(sim->wc);
+    for (int k = 0; k < MLIP_NUM_SECTIONS; k++) {
+        sec_plan *pl = &sim->plan[k];
+        free(pl->idx);
+        free(pl->stream);
+        free(pl->ep_end);
+        free(pl->by_tile);
+        free(pl->tile_end);
+        free(pl->lstats);
+    }
     shadow_free(&sim->dsh[0]);
     shadow_free(&sim->dsh[1]);
     free(sim->dram);
     free(sim->code);
     free(sim->layers);
     free(sim->lstats);
-    free(sim->fbuf);
-    free(sim->wbuf);
-    free(sim->wconv);
-    free(sim->xcache.buf);
-    free(sim->ibuf);
-    free(sim->iwbuf);
-    free(sim->tbuf);
+    for (int k = 0; k < MLIP_MAX_THREADS; k++) {
+        scratch *w = &sim->scr[k];
+        free(w->fbuf);
+        free(w->wbuf);
+        free(w->wconv);
+        free(w->xcache.buf);
+        free(w->ibuf);
+        free(w->iwbuf);
+        free(w->tbuf);
+    }
     free(sim);
 }
 
