@@ -337,6 +337,7 @@ struct mlip_sim {
     mlip_stats stats;
     int deps_now;                     /* check the dependency rule in this section */
     sec_plan plan[MLIP_NUM_SECTIONS]; /* main and finish (see sec_plan) */
+    uint32_t run_mode;                /* how the last run's main section ran: MLIP_RUN_* */
     uint32_t clean_runs;              /* inferences in a row that passed it */
     char *msg;
     size_t msg_size;
@@ -5488,10 +5489,13 @@ static void replay_part(void *ctx, int64_t part, uint32_t thread)
  * thread: every byte gets the value the one-thread order gives it.  The converted-input
  * caches are emptied at every barrier: within an epoch only the thread running a tile writes
  * bytes that tile's cached input came from. */
-static int run_replay(mlip_sim *sim, const sec_plan *pl)
+static int run_replay(mlip_sim *sim, int section, const sec_plan *pl)
 {
     shadows_flush(sim);
     const int parallel = sim->pool.n > 0 && sim->p.check_deps && sim->clean_runs >= 2;
+    if (section == MLIP_SEC_MAIN) {
+        sim->run_mode = parallel ? MLIP_RUN_TILE_THREADS : MLIP_RUN_REPLAYED;
+    }
     if (!parallel) {
         for (uint32_t k = 0; k < pl->n; k++) TRY(replay_one(sim, &sim->scr[0], pl, k));
         return MLIP_OK;
@@ -5538,9 +5542,10 @@ static int run_section(mlip_sim *sim, int section, uint64_t t_start, mlip_stats 
     const sec_plan *pl = &sim->plan[section];
     if (section == MLIP_SEC_INIT || !pl->valid || sim->deps_now || sim->tracing ||
         pl->t_start != t_start || memcmp(&pl->in, stats, sizeof *stats) != 0) {
+        if (section == MLIP_SEC_MAIN) sim->run_mode = MLIP_RUN_SCHEDULED;
         return run_schedule(sim, section, t_start, stats, t_end);
     }
-    int status = run_replay(sim, pl);
+    int status = run_replay(sim, section, pl);
     /* the sequence bases advance as a scheduled run advances them (even after an error) */
     for (uint32_t lt = 0; lt < sim->ntiles; lt++) {
         for (int q = 0; q < 3; q++) {
@@ -5827,6 +5832,8 @@ uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size)
 }
 
 uint32_t mlip_sim_num_layers(const mlip_sim *sim) { return sim == NULL ? 0 : sim->num_layers; }
+
+uint32_t mlip_sim_run_mode(const mlip_sim *sim) { return sim == NULL ? 0 : sim->run_mode; }
 
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size)

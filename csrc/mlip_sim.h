@@ -23,7 +23,9 @@ typedef struct mlip_params {
     uint32_t check_deps;       /* 1: enforce the dependency rule (default) */
     uint32_t portable;         /* 1: use the portable C kernels, not the AVX2 ones */
     uint32_t no_avx512;        /* 1: the AVX2 kernels even where the CPU has AVX-512 */
-    uint32_t threads;          /* host threads for large instructions (0, 1: none; <= 64) */
+    uint32_t threads;          /* host threads (0, 1: none; <= 64): the tiles between barriers
+                                * once two runs in a row passed the dependency check, and the
+                                * parts of large CONVs otherwise */
     uint64_t max_insn_work;    /* per-instruction work limit (MACs / taps / elements) */
     uint64_t max_dram_bytes;   /* largest dram_size the simulator accepts */
 } mlip_params;
@@ -89,6 +91,13 @@ void mlip_sim_free(mlip_sim *sim);
  * converted weights it caches are compared with DRAM again at the next run. */
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
+/* How the last run's main section ran (MLIP_RUN_*): scheduled (the first run, every run the
+ * dependency rule is checked in, traced runs), replayed from its recorded schedule on one
+ * thread, or replayed with tiles on threads (threads > 1, after two checked runs in a row) */
+#define MLIP_RUN_SCHEDULED 0
+#define MLIP_RUN_REPLAYED 1
+#define MLIP_RUN_TILE_THREADS 2
+uint32_t mlip_sim_run_mode(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size);
 /* Records a run of mlip_sim_run writes: the instructions of main and finish. */

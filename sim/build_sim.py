@@ -87,6 +87,7 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
 void mlip_sim_free(mlip_sim *sim);
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
+uint32_t mlip_sim_run_mode(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size);
 uint64_t mlip_sim_trace_size(const mlip_sim *sim);

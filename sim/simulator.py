@@ -191,6 +191,9 @@ class _RunStats:
         self.nonfinite = nonfinite
 
 
+_RUN_MODES = {0: "scheduled", 1: "replayed", 2: "tile-threads"}
+
+
 class Simulator:
     """A loaded model binary on the simulated machine (one C handle)."""
 
@@ -261,6 +264,17 @@ class Simulator:
     @property
     def outputs(self) -> list[IODesc]:
         return self.binary.outputs
+
+    @property
+    def last_run_mode(self) -> str:
+        """How the last run's main section ran: "scheduled" (the first run, runs that check
+        the dependency rule, traced runs), "replayed" (its recorded schedule, on one thread) or
+        "tile-threads" (replayed with the tiles on `timing.threads` threads between barriers:
+        only once two runs in a row passed the dependency check).  Outputs, cycles and
+        reports are the same in every mode."""
+        if self._handle is None:
+            raise SimulationError(f"{self.name}: the simulator was closed")
+        return _RUN_MODES[int(self._lib.mlip_sim_run_mode(self._handle))]
 
     def close(self) -> None:
         if self._handle is not None:

@@ -1,0 +1,139 @@
+"""Runs replayed from the recorded schedule, and tiles simulated on threads (issue 14), give
+exactly the outputs, cycles and reports of the scheduled one-thread run; a program that is not
+known to be free of races never runs its tiles on threads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrvl.driver import api
+from mrvl.mlip_binary import Instruction
+from mrvl.mlip_isa import OPCODE_FIELDS, Act, DType, EltFunc, Opcode, Queue, Section
+from mrvl.models import MODELS, example_inputs, pp_lcnet
+from mrvl.sim.program_builder import ProgramBuilder
+from mrvl.sim.simulator import Simulator, TimingParams
+
+F16 = np.float16
+RUNS = 5  # two checked runs, then three replayed (on threads where threads > 1)
+
+
+def _binary(build: Path) -> Path:
+    (path,) = sorted(build.glob("*.bin"))
+    return path
+
+
+def _feed_sets(sim: Simulator, seed: int) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [[(rng.standard_normal(desc.shape) * 2).astype(np.float32) for desc in sim.inputs]
+            for _ in range(RUNS)]
+
+
+def _runs(binary: Path, timing: TimingParams, feed_sets) -> tuple[list, list[str]]:
+    sim = Simulator.load(binary, timing=timing)
+    results, modes = [], []
+    for feeds in feed_sets:
+        outputs, report = sim.run(feeds)
+        results.append(([y.tobytes() for y in outputs], report))
+        modes.append(sim.last_run_mode)
+    sim.close()
+    return results, modes
+
+
+@pytest.mark.parametrize("name, quantize, tiles", [
+    ("mnist_cnn", "fp16", 8), ("pp_lcnet", "fp16", 8), ("mnist_cnn", "int8", 4),
+    ("mobilenet_v2", "fp16", 2)])
+def test_tile_threads_give_the_scheduled_bits_and_reports(tmp_path, name, quantize, tiles):
+    """Five inferences of different inputs on 1, 2 and 3 threads and the AVX2 kernels: the
+    same output bits and the same report (cycles, per-layer stats) as one thread scheduling
+    every run; later runs replay the recorded schedule (on threads where there are any)."""
+    model = pp_lcnet() if name == "pp_lcnet" else MODELS[name](batch=1)
+    options = {"calibration": "random"} if quantize == "int8" else {}
+    build = api.compile(model, tmp_path / "build", num_tiles=tiles, quantize=quantize,
+                        **options)
+    binary = _binary(build)
+    feed_sets = _feed_sets(Simulator.load(binary), seed=tiles)
+    scheduled, _ = _runs(binary, TimingParams(check_deps=True), feed_sets[:1])
+    reference, modes = _runs(binary, TimingParams(), feed_sets)
+    assert modes == ["scheduled", "scheduled", "replayed", "replayed", "replayed"]
+    assert reference[0] == scheduled[0]
+    for timing in (TimingParams(threads=2), TimingParams(threads=3),
+                   TimingParams(threads=2, no_avx512=True)):
+        results, modes = _runs(binary, timing, feed_sets)
+        assert modes == ["scheduled", "scheduled"] + ["tile-threads"] * 3, timing
+        for k, (want, got) in enumerate(zip(reference, results, strict=True)):
+            assert got[0] == want[0], (timing, k)
+            assert got[1] == want[1], (timing, k)
+    # the five inputs differ, and so do their outputs
+    assert len({tuple(r[0]) for r in reference}) == RUNS
+
+
+def test_weights_written_between_replayed_runs_are_used(tmp_path):
+    """The host writes new weights into DRAM between tile-parallel runs: the next run uses
+    them, exactly as a freshly loaded simulator does."""
+    build = api.compile(MODELS["mnist_cnn"](batch=1), tmp_path / "build", num_tiles=8,
+                        quantize="fp16")
+    binary = _binary(build)
+    sim = Simulator.load(binary, timing=TimingParams(threads=2))
+    feeds = _feed_sets(sim, seed=3)[0]
+    for _ in range(3):
+        first, _ = sim.run(feeds)
+    assert sim.last_run_mode == "tile-threads"
+    desc = sim.binary
+    dram = sim._dram()
+    lo, hi = desc.weights_offset, desc.weights_offset + len(desc.weights)
+    weights = np.frombuffer(bytes(dram[lo:hi]), np.uint8).copy()
+    changed = weights.view(F16).copy()
+    changed[::7] = (changed[::7].astype(np.float32) * 0.5).astype(F16)
+    dram[lo:hi] = changed.view(np.uint8).tobytes()
+    second, _ = sim.run(feeds)
+    assert sim.last_run_mode == "tile-threads"
+    fresh = Simulator.load(binary)
+    fresh_dram = fresh._dram()
+    fresh_dram[lo:hi] = changed.view(np.uint8).tobytes()
+    want, _ = fresh.run(feeds)
+    assert [y.tobytes() for y in second] == [y.tobytes() for y in want]
+    assert [y.tobytes() for y in second] != [y.tobytes() for y in first]
+
+
+def _racy_binary() -> bytes:
+    """Two tiles write the same output bytes in one epoch (no barrier orders them): a
+    dependency error when checked; unchecked, the schedule decides which write lands last."""
+    n = 64 * 1024
+    pb = ProgramBuilder(tiles=2)
+    outs = []
+    for tile, value in ((0, 1.0), (1, 2.0)):
+        x = np.full(n, value, F16)
+        a = pb.const(tile, x)
+        o = pb.alloc(tile, x.nbytes)
+        pb.compute(tile, Instruction.make(
+            Opcode.ELTWISE, a_addr=a, b_addr=a, out_addr=o, rows=1, cols=n, a_row_stride=n,
+            b_row_stride=n, b_col_stride=1, out_row_stride=n, func=EltFunc.ADD,
+            act=Act.NONE, src_dtype=DType.FP16, dst_dtype=DType.FP16))
+        outs.append(o)
+    pb.store(0, outs[0], "y", (n,), DType.FP16)
+    pb.store(1, outs[1], "z", (n,), DType.FP16)
+    binary = pb.build()
+    # tile 1 stores into y's bytes too
+    (store,) = binary.streams[(Section.MAIN, 1, Queue.DMA_OUT)]
+    args = list(store.args)
+    args[OPCODE_FIELDS[Opcode.DMA_STORE].index("dram_addr")] = binary.outputs[0].dram_offset
+    binary.streams[(Section.MAIN, 1, Queue.DMA_OUT)] = [replace(store, args=tuple(args))]
+    return binary.to_bytes()
+
+
+def test_a_program_not_checked_for_races_never_runs_tiles_on_threads():
+    data = _racy_binary()
+    with pytest.raises(Exception, match="dependency"):
+        Simulator.load(data).run([])
+    sim = Simulator.load(data, timing=TimingParams(threads=2, check_deps=False))
+    results = []
+    for _ in range(6):
+        (y, _z), _report = sim.run([])
+        results.append(y.tobytes())
+        assert sim.last_run_mode in ("scheduled", "replayed")
+    assert sim.last_run_mode == "replayed"
+    assert len(set(results)) == 1
