@@ -4,6 +4,9 @@ known to be free of races never runs its tiles on threads."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from mrvl.models import MODELS, example_inputs, pp_lcnet
 from mrvl.sim.program_builder import ProgramBuilder
 from mrvl.sim.simulator import Simulator, TimingParams
 
+ROOT = Path(__file__).resolve().parents[1]
 F16 = np.float16
 RUNS = 5  # two checked runs, then three replayed (on threads where threads > 1)
 
@@ -137,3 +141,42 @@ def test_a_program_not_checked_for_races_never_runs_tiles_on_threads():
         assert sim.last_run_mode in ("scheduled", "replayed")
     assert sim.last_run_mode == "replayed"
     assert len(set(results)) == 1
+
+
+def _libtsan() -> str | None:
+    cc = shutil.which("gcc")
+    if cc is None:
+        return None
+    path = subprocess.run([cc, "-print-file-name=libtsan.so"], capture_output=True,
+                          text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def test_tile_threads_have_no_data_race_under_thread_sanitizer(tmp_path):
+    """The C core built with -fsanitize=thread runs two models' binaries four times on 2 and
+    3 threads (two checked runs, then two with tiles on threads): no race is reported, and
+    every run's cycles and DRAM bytes (CRC) equal the one-thread run's.  (The same build with
+    the tile locks removed reports races.)"""
+    assert _libtsan() is not None, "gcc with libtsan is required for the thread-race test"
+    harness = tmp_path / "harness"
+    build = subprocess.run(
+        ["gcc", "-O1", "-g", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing",
+         "-pthread", "-fsanitize=thread", f"-I{ROOT / 'csrc'}", str(ROOT / "csrc" / "mlip_sim.c"),
+         str(ROOT / "tests" / "tile_threads_harness.c"), "-o", str(harness), "-lm"],
+        capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    for name, tiles in (("pp_lcnet", 8), ("mnist_cnn", 4)):
+        model = pp_lcnet() if name == "pp_lcnet" else MODELS[name](batch=1)
+        binary = _binary(api.compile(model, tmp_path / name, num_tiles=tiles, quantize="fp16"))
+        runs = {}
+        for threads in (1, 2, 3):
+            run = subprocess.run([str(harness), str(binary), str(threads), "4"],
+                                 capture_output=True, text=True, timeout=600,
+                                 env=dict(os.environ, TSAN_OPTIONS="halt_on_error=1"))
+            assert run.returncode == 0, run.stderr[-6000:]
+            assert "ThreadSanitizer" not in run.stderr, run.stderr[-6000:]
+            rows = [line.split() for line in run.stdout.split("\n") if line]
+            runs[threads] = [(cycles, crc) for cycles, _mode, crc in rows]
+            modes = [int(mode) for _cycles, mode, _crc in rows]
+            assert modes == ([0, 0, 1, 1] if threads == 1 else [0, 0, 2, 2]), (name, threads)
+        assert runs[1] == runs[2] == runs[3]
