@@ -46,6 +46,33 @@ static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 typedef float v8f __attribute__((vector_size(32)));
 /* 16 fp32 lanes: the same bodies' wider blocks where compiled for AVX-512F */
 typedef float v16f __attribute__((vector_size(64)));
+/* 4 fp32 lanes: the blocks of a body compiled for the x86-64 baseline (SSE2) */
+typedef float v4f __attribute__((vector_size(16)));
+
+/* r = a OP b with a as the first source operand, on a float or any of the vectors above.
+ * Where both operands are NaN, x86 returns the first source's NaN, so a NaN result's sign
+ * and payload depend on the operand order; C lets the compiler commute `a + b` and `a * b`,
+ * and gcc does (with SSE2's two-operand addps, whose second source may be memory, it added an
+ * accumulator kept in memory as the second source).  An asm cannot be commuted.  sfx: "ps"
+ * (vectors) or "ss" (a float); vex: a constant of the compiled instance, nonzero where it is
+ * compiled for AVX2 or later (the VEX / EVEX three-operand form, xmm to zmm), zero for the
+ * baseline (the SSE form, a float or v4f only).  Not x86-64: plain C. */
+#if defined(__x86_64__)
+#define OP_FIRST(vex, insn, op, r, a, b)                                                   \
+    do {                                                                                   \
+        if (vex) {                                                                         \
+            __asm__("v" insn " %2, %1, %0" : "=v"(r) : "v"(a), "vm"(b));                   \
+        } else {                                                                           \
+            (r) = (a);                                                                     \
+            __asm__(insn " %1, %0" : "+x"(r) : "x"(b));                                    \
+        }                                                                                  \
+    } while (0)
+#else
+#define OP_FIRST(vex, insn, op, r, a, b) ((r) = (a) op (b))
+#endif
+#define ADD_FIRST(vex, sfx, r, a, b) OP_FIRST(vex, "add" sfx, +, r, a, b)
+#define SUB_FIRST(vex, sfx, r, a, b) OP_FIRST(vex, "sub" sfx, -, r, a, b)
+#define MUL_FIRST(vex, sfx, r, a, b) OP_FIRST(vex, "mul" sfx, *, r, a, b)
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
 /* Shadow memory for the dependency rule, one entry per granule, stored field by field so
@@ -3370,20 +3397,33 @@ static int exec_conv_f16(mlip_sim *sim, uint32_t lt, uint8_t *ocm, const mlip_in
 }
 
 /* One depthwise output row: for each output pixel s, acc[s * C + c] = sum over the taps (i, j)
- * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL.  Channels
- * are independent, so 16 or 8 lanes of a GCC vector give each channel the scalar loop's
- * bits.  One body, compiled three times: for AVX-512F with 16-lane blocks first (`wide`),
- * for AVX2 and for the baseline (dw_row_avx512 / dw_row_avx2 / dw_row_c). */
+ * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL; where both
+ * operands of a step are NaN, the first one's NaN (x of x * w, the sum of sum + x * w: the
+ * operations are asm with a pinned operand order, OP_FIRST).  Channels are independent, so
+ * the lanes of a GCC vector give each channel the scalar loop's bits.  One body, compiled
+ * three times (dw_row_avx512 / dw_row_avx2 / dw_row_c); isa, a constant of each: 2, AVX-512F
+ * with 16-lane blocks first, then 8; 1, AVX2 with 8-lane blocks; 0, the baseline (SSE2) with
+ * 4-lane blocks. */
 static inline __attribute__((always_inline)) void
 dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
-            int64_t i1, const float *bias, float *accrow, int wide)
+            int64_t i1, const float *bias, float *accrow, const int isa)
 {
+    const int vex = isa != 0;
+    (void)vex; /* unused where OP_FIRST is plain C */
     const int64_t C = g->ic, iw = g->iw, kw = g->kw, xstep = g->dw * C;
-    const int64_t C8 = C - C % 8, xs = g->sw * C; /* xs: the next output pixel's input */
+    const int64_t CB = C - C % (isa ? 8 : 4); /* the channels in vector blocks */
+    const int64_t xs = g->sw * C;              /* xs: the next output pixel's input */
+/* v = v + x * w, both pinned (lanes or one float) */
+#define DW_STEP(sfx, v, x, w)                                                                \
+    do {                                                                                     \
+        __typeof__(v) p_;                                                                    \
+        MUL_FIRST(vex, sfx, p_, x, w);                                                       \
+        ADD_FIRST(vex, sfx, v, v, p_);                                                       \
+    } while (0)
     for (int64_t s = 0; s < g->ow; s++) {
         int64_t j0, j1;
         tap_range(s, g->sw, g->dw, g->pl, iw, kw, &j0, &j1);
-        if (j0 == 0 && j1 == kw && C8 > 0 && s + 4 <= g->ow) {
+        if (j0 == 0 && j1 == kw && CB > 0 && s + 4 <= g->ow) {
             int64_t j0_last, j1_last; /* the taps in range form an interval of pixels */
             tap_range(s + 3, g->sw, g->dw, g->pl, iw, kw, &j0_last, &j1_last);
             if (j0_last == 0 && j1_last == kw) {
@@ -3405,19 +3445,19 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
                 memcpy(&a1, xp + xs, sizeof a1);                                             \
                 memcpy(&a2, xp + 2 * xs, sizeof a2);                                         \
                 memcpy(&a3, xp + 3 * xs, sizeof a3);                                         \
-                v0 = v0 + a0 * wv;                                                           \
-                v1 = v1 + a1 * wv;                                                           \
-                v2 = v2 + a2 * wv;                                                           \
-                v3 = v3 + a3 * wv;                                                           \
+                DW_STEP("ps", v0, a0, wv);                                                   \
+                DW_STEP("ps", v1, a1, wv);                                                   \
+                DW_STEP("ps", v2, a2, wv);                                                   \
+                DW_STEP("ps", v3, a3, wv);                                                   \
             }                                                                                \
         }                                                                                    \
         if (bias != NULL) {                                                                  \
             VT bv;                                                                           \
             memcpy(&bv, bias + c, sizeof bv);                                                \
-            v0 = v0 + bv;                                                                    \
-            v1 = v1 + bv;                                                                    \
-            v2 = v2 + bv;                                                                    \
-            v3 = v3 + bv;                                                                    \
+            ADD_FIRST(vex, "ps", v0, v0, bv);                                                \
+            ADD_FIRST(vex, "ps", v1, v1, bv);                                                \
+            ADD_FIRST(vex, "ps", v2, v2, bv);                                                \
+            ADD_FIRST(vex, "ps", v3, v3, bv);                                                \
         }                                                                                    \
         memcpy(acc + c, &v0, sizeof v0);                                                     \
         memcpy(acc + C + c, &v1, sizeof v1);                                                 \
@@ -3425,21 +3465,28 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
         memcpy(acc + 3 * C + c, &v3, sizeof v3);                                             \
     } while (0)
                 int64_t c = 0;
-                for (; wide && c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
-                for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+                if (isa == 2) {
+                    for (; c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
+                }
+                if (isa >= 1) {
+                    for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+                } else {
+                    for (; c + 4 <= C; c += 4) DW_PX4_BLOCK(v4f);
+                }
 #undef DW_PX4_BLOCK
                 for (int64_t p = 0; p < 4; p++) { /* the channels past the last block */
-                    for (int64_t t = C8; t < C; t++) {
+                    for (int64_t t = CB; t < C; t++) {
                         float v = 0.0f;
                         for (int64_t i = i0; i < i1; i++) {
                             int64_t y = r * g->sh + i * g->dh - g->pt;
                             for (int64_t j = 0; j < kw; j++) {
                                 int64_t x = x0 + p * g->sw + j * g->dw;
-                                v += X[(y * iw + x) * C + t] * W[(i * kw + j) * C + t];
+                                DW_STEP("ss", v, X[(y * iw + x) * C + t],
+                                        W[(i * kw + j) * C + t]);
                             }
                         }
                         if (bias != NULL) {
-                            v += bias[t];
+                            ADD_FIRST(vex, "ss", v, v, bias[t]);
                         }
                         acc[p * C + t] = v;
                     }
@@ -3451,62 +3498,53 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
         float *acc = accrow + s * C;
         /* input column of tap j0 (a valid one when there is any) */
         const int64_t x0 = j0 < j1 ? s * g->sw + j0 * g->dw - g->pl : 0;
+#define DW_PX1_BLOCK(VT)                                                                     \
+    do {                                                                                     \
+        VT v = {0};                                                                          \
+        for (int64_t i = i0; i < i1; i++) {                                                  \
+            const int64_t y = r * g->sh + i * g->dh - g->pt;                                 \
+            const float *xp = X + (y * iw + x0) * C + c;                                     \
+            const float *wp = W + (i * kw + j0) * C + c;                                     \
+            for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {                        \
+                VT xv, wv;                                                                   \
+                memcpy(&xv, xp, sizeof xv);                                                  \
+                memcpy(&wv, wp, sizeof wv);                                                  \
+                DW_STEP("ps", v, xv, wv);                                                    \
+            }                                                                                \
+        }                                                                                    \
+        if (bias != NULL) {                                                                  \
+            VT bv;                                                                           \
+            memcpy(&bv, bias + c, sizeof bv);                                                \
+            ADD_FIRST(vex, "ps", v, v, bv);                                                  \
+        }                                                                                    \
+        memcpy(acc + c, &v, sizeof v);                                                       \
+    } while (0)
         int64_t c = 0;
-        for (; wide && c + 16 <= C; c += 16) {
-            v16f v = {0};
-            for (int64_t i = i0; i < i1; i++) {
-                const int64_t y = r * g->sh + i * g->dh - g->pt;
-                const float *xp = X + (y * iw + x0) * C + c;
-                const float *wp = W + (i * kw + j0) * C + c;
-                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
-                    v16f xv, wv;
-                    memcpy(&xv, xp, sizeof xv);
-                    memcpy(&wv, wp, sizeof wv);
-                    v = v + xv * wv;
-                }
-            }
-            if (bias != NULL) {
-                v16f bv;
-                memcpy(&bv, bias + c, sizeof bv);
-                v = v + bv;
-            }
-            memcpy(acc + c, &v, sizeof v);
+        if (isa == 2) {
+            for (; c + 16 <= C; c += 16) DW_PX1_BLOCK(v16f);
         }
-        for (; c + 8 <= C; c += 8) {
-            v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int64_t i = i0; i < i1; i++) {
-                const int64_t y = r * g->sh + i * g->dh - g->pt;
-                const float *xp = X + (y * iw + x0) * C + c;
-                const float *wp = W + (i * kw + j0) * C + c;
-                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
-                    v8f xv, wv;
-                    memcpy(&xv, xp, sizeof xv);
-                    memcpy(&wv, wp, sizeof wv);
-                    v = v + xv * wv;
-                }
-            }
-            if (bias != NULL) {
-                v8f bv;
-                memcpy(&bv, bias + c, sizeof bv);
-                v = v + bv;
-            }
-            memcpy(acc + c, &v, sizeof v);
+        if (isa >= 1) {
+            for (; c + 8 <= C; c += 8) DW_PX1_BLOCK(v8f);
+        } else {
+            for (; c + 4 <= C; c += 4) DW_PX1_BLOCK(v4f);
         }
+#undef DW_PX1_BLOCK
         for (; c < C; c++) {
             float v = 0.0f;
             for (int64_t i = i0; i < i1; i++) {
                 int64_t y = r * g->sh + i * g->dh - g->pt;
                 for (int64_t j = j0; j < j1; j++) {
                     int64_t x = s * g->sw + j * g->dw - g->pl;
-                    v += X[(y * iw + x) * C + c] * W[(i * kw + j) * C + c];
+                    DW_STEP("ss", v, X[(y * iw + x) * C + c], W[(i * kw + j) * C + c]);
                 }
             }
             if (bias != NULL) {
-                v += bias[c];
+                ADD_FIRST(vex, "ss", v, v, bias[c]);
             }
             acc[c] = v;
         }
     }
+#undef DW_STEP
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
@@ -3514,14 +3552,14 @@ __attribute__((target("avx512f"))) static void
 dw_row_avx512(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
               int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 1);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 2);
 }
 
 __attribute__((target("avx2"))) static void
 dw_row_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
             int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 0);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 1);
 }
 #endif
 
