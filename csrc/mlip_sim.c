@@ -4072,147 +4072,111 @@ static void elt_arith_row(int func, float *va, const float *vb, int64_t m)
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
-/* a OP b on 8 lanes with a as the first source operand: when both lanes are NaN the result
- * is a's NaN, as in the scalar `a OP b` of the unfused path (the compiler may commute an
- * intrinsic's operands; it cannot commute an asm) */
-__attribute__((target("avx2"))) static inline __m256 elt_op8(int func, __m256 a, __m256 b)
-{
-    __m256 r;
-    if (func == MLIP_ELT_ADD) {
-        __asm__("vaddps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
-    } else if (func == MLIP_ELT_SUB) {
-        __asm__("vsubps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
-    } else {
-        __asm__("vmulps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
-    }
-    return r;
-}
+/* fp16 bit patterns, 8 and 16 lanes (the F16C conversions' other side) */
+typedef int16_t v8hi __attribute__((vector_size(16)));
+typedef int16_t v16hi __attribute__((vector_size(32)));
 
-/* eight lanes of the fused ELTWISE row below: h2f, OP, act, f2h */
-__attribute__((target("avx2,f16c"))) static inline void
-elt_block8(const uint8_t *a, const uint8_t *b, int b_bcast, __m256 vb0, uint8_t *out, int func,
-           int act, float alpha, float beta)
-{
-    const __m256 zero = _mm256_setzero_ps(), cap = _mm256_set1_ps(6.0f);
-    __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)a));
-    __m256 y = b_bcast ? vb0 : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)b));
-    __m256 v = elt_op8(func, x, y);
-    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
-        __m256 t = v;
-        if (act == MLIP_ACT_RELU6) {
-            __m256 lt = _mm256_cmp_ps(v, cap, _CMP_LT_OQ);
-            t = _mm256_or_ps(_mm256_and_ps(lt, v), _mm256_andnot_ps(lt, cap));
-        }
-        v = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), t);
-    } else if (act == MLIP_ACT_CLIP) {
-        const __m256 lo = _mm256_set1_ps(alpha), hi = _mm256_set1_ps(beta);
-        __m256 below = _mm256_cmp_ps(v, lo, _CMP_LT_OQ);
-        __m256 above = _mm256_cmp_ps(v, hi, _CMP_GT_OQ);
-        __m256 t = _mm256_or_ps(_mm256_and_ps(above, hi), _mm256_andnot_ps(above, v));
-        v = _mm256_or_ps(_mm256_and_ps(below, lo), _mm256_andnot_ps(below, t));
-    }
-    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
-        float lanes[8];
-        _mm256_storeu_ps(lanes, v);
-        for (int t = 0; t < 8; t++) {
-            uint16_t h = f2h(lanes[t]);
-            memcpy(out + 2 * t, &h, 2);
-        }
-        return;
-    }
-    _mm_storeu_si128((__m128i *)(void *)out,
-                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-
-/* One fp16 ELTWISE row, fused (F16C): out[k] = f2h(act(h2f(a[k]) OP b_k)) with b_k = h2f(b[k])
- * or, with b_bcast, the one value h2f(b[0]); OP is ADD, SUB or MUL, act NONE, RELU, RELU6 or
- * CLIP.  The operations of the unfused path (h2f_row_f16c, `a OP b` with a first, act_row's
- * masks, f2h_row_f16c with its NaN fallback), so the same bits; a tail of fewer than 8
- * elements goes through the same 8 lanes, padded.  out may equal a (same positions) but not
- * overlap b. */
-__attribute__((target("avx2,f16c"))) static void
-elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
-             int func, int act, float alpha, float beta)
+/* One fp16 ELTWISE row, fused: out[k] = f2h(act(h2f(a[k]) OP b_k)) with b_k = h2f(b[k]) or,
+ * with b_bcast, the one value h2f(b[0]); OP is ADD, SUB or MUL, act NONE, RELU, RELU6 or
+ * CLIP.  The operations of the unfused path, so the same bits: the F16C conversions (exact
+ * up; RNE down), `a OP b` with a as the first source (OP_FIRST), act_row's ordered compares
+ * and masks, and a NaN stored as f2h stores it (0x7E00 with its sign: the converted lane's
+ * NaN replaced).  One body, compiled twice (elt_row_avx512 / elt_row_f16c); the conversions
+ * are asm, whose one mnemonic serves every width; wide: 16-lane blocks first, then 8; the
+ * last fewer than 8 elements through 8 lanes, padded.  out may equal a (same positions) but
+ * not overlap b. */
+static inline __attribute__((always_inline)) void
+elt_row_body(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+             int func, int act, float alpha, float beta, const int wide)
 {
     uint16_t hb0;
     memcpy(&hb0, b, 2);
-    const __m256 vb0 = _mm256_set1_ps(h2f(hb0));
+    const float b0 = h2f(hb0);
+    /* the scalars in every lane, per width (exactly: -0 stays -0) */
+    v16f b0_16, six_16, lo_16, hi_16;
+    v8f b0_8, six_8, lo_8, hi_8;
+    for (int t = 0; t < 16; t++) {
+        b0_16[t] = b0;
+        six_16[t] = 6.0f;
+        lo_16[t] = alpha;
+        hi_16[t] = beta;
+    }
+    for (int t = 0; t < 8; t++) {
+        b0_8[t] = b0;
+        six_8[t] = 6.0f;
+        lo_8[t] = alpha;
+        hi_8[t] = beta;
+    }
+/* lanes v = (m ? x : y), m a compare's lanes (all ones or zero) */
+#define ELT_SELECT(m, x, y)                                                                  \
+    ((__typeof__(x))(((m) & (__typeof__(m))(x)) | (~(m) & (__typeof__(m))(y))))
+/* one block of L lanes (v<L>f fp32, v<L>hi fp16) at pa, pb, po */
+#define ELT_BLOCK(L, pa, pb, po)                                                             \
+    do {                                                                                     \
+        v##L##hi ha, hb, ho;                                                                 \
+        v##L##f x, y, v;                                                                     \
+        memcpy(&ha, pa, sizeof ha);                                                          \
+        __asm__("vcvtph2ps %1, %0" : "=v"(x) : "vm"(ha));                                    \
+        if (b_bcast) {                                                                       \
+            y = b0_##L;                                                                      \
+        } else {                                                                             \
+            memcpy(&hb, pb, sizeof hb);                                                      \
+            __asm__("vcvtph2ps %1, %0" : "=v"(y) : "vm"(hb));                                \
+        }                                                                                    \
+        if (func == MLIP_ELT_ADD) {                                                          \
+            ADD_FIRST(1, "ps", v, x, y);                                                     \
+        } else if (func == MLIP_ELT_SUB) {                                                   \
+            SUB_FIRST(1, "ps", v, x, y);                                                     \
+        } else {                                                                             \
+            MUL_FIRST(1, "ps", v, x, y);                                                     \
+        }                                                                                    \
+        if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) { /* v > 0 ? min-ish(v, 6) : +0 */ \
+            v##L##f t = v;                                                                   \
+            if (act == MLIP_ACT_RELU6) t = ELT_SELECT(v < six_##L, v, six_##L);              \
+            v = (v##L##f)((v > 0.0f) & (__typeof__(v > 0.0f))t);                             \
+        } else if (act == MLIP_ACT_CLIP) { /* v < alpha ? alpha : (v > beta ? beta : v) */   \
+            v##L##f t = ELT_SELECT(v > hi_##L, hi_##L, v);                                   \
+            v = ELT_SELECT(v < lo_##L, lo_##L, t);                                           \
+        }                                                                                    \
+        /* RNE, exceptions suppressed (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) */     \
+        __asm__("vcvtps2ph $8, %1, %0" : "=vm"(ho) : "v"(v));                                \
+        v##L##hi nan = (ho & 0x7FFF) > 0x7C00;                                               \
+        ho = (ho & ~(nan & 0x7FFF)) | (nan & 0x7E00);                                        \
+        memcpy(po, &ho, sizeof ho);                                                          \
+    } while (0)
     int64_t k = 0;
+    if (wide) {
+        for (; k + 16 <= n; k += 16) {
+            ELT_BLOCK(16, a + 2 * k, b + 2 * k, out + 2 * k);
+        }
+    }
     for (; k + 8 <= n; k += 8) {
-        elt_block8(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
+        ELT_BLOCK(8, a + 2 * k, b + 2 * k, out + 2 * k);
     }
     if (k < n) {
         uint8_t ta[16] = {0}, tb[16] = {0}, to[16];
         size_t rest = (size_t)(n - k) * 2;
         memcpy(ta, a + 2 * k, rest);
         if (!b_bcast) memcpy(tb, b + 2 * k, rest);
-        elt_block8(ta, tb, b_bcast, vb0, to, func, act, alpha, beta);
+        ELT_BLOCK(8, ta, tb, to);
         memcpy(out + 2 * k, to, rest);
     }
+#undef ELT_BLOCK
+#undef ELT_SELECT
 }
 
-/* sixteen lanes of the fused ELTWISE row (AVX-512F): elt_block8's operations on a zmm, the
- * activations' and-masks as zero-masking and blends (the same selections) */
-__attribute__((target("avx512f"))) static inline void
-elt_block16(const uint8_t *a, const uint8_t *b, int b_bcast, __m512 vb0, uint8_t *out, int func,
-            int act, float alpha, float beta)
-{
-    __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)a));
-    __m512 y = b_bcast ? vb0
-                       : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)b));
-    __m512 v;
-    if (func == MLIP_ELT_ADD) {
-        __asm__("vaddps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
-    } else if (func == MLIP_ELT_SUB) {
-        __asm__("vsubps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
-    } else {
-        __asm__("vmulps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
-    }
-    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
-        __m512 t = v;
-        if (act == MLIP_ACT_RELU6) { /* v < 6 ? v : 6 */
-            const __m512 cap = _mm512_set1_ps(6.0f);
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, cap, _CMP_LT_OQ), cap, v);
-        }
-        /* v > 0 ? t : +0 */
-        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), t);
-    } else if (act == MLIP_ACT_CLIP) {
-        const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
-        __mmask16 below = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
-        __mmask16 above = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ);
-        __m512 t = _mm512_mask_blend_ps(above, v, hi);
-        v = _mm512_mask_blend_ps(below, t, lo);
-    }
-    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) {
-        float lanes[16];
-        _mm512_storeu_ps(lanes, v);
-        for (int t = 0; t < 16; t++) {
-            uint16_t h = f2h(lanes[t]);
-            memcpy(out + 2 * t, &h, 2);
-        }
-        return;
-    }
-    _mm256_storeu_si256((__m256i *)(void *)out,
-                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-
-/* elt_row_f16c with sixteen lanes at a time; the last fewer than 16 elements go through
- * elt_row_f16c itself */
 __attribute__((target("avx512f,avx2,f16c"))) static void
 elt_row_avx512(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
                int func, int act, float alpha, float beta)
 {
-    uint16_t hb0;
-    memcpy(&hb0, b, 2);
-    const __m512 vb0 = _mm512_set1_ps(h2f(hb0));
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        elt_block16(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
-    }
-    if (k < n) {
-        elt_row_f16c(a + 2 * k, b_bcast ? b : b + 2 * k, b_bcast, out + 2 * k, n - k, func, act,
-                     alpha, beta);
-    }
+    elt_row_body(a, b, b_bcast, out, n, func, act, alpha, beta, 1);
+}
+
+__attribute__((target("avx2,f16c"))) static void
+elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+             int func, int act, float alpha, float beta)
+{
+    elt_row_body(a, b, b_bcast, out, n, func, act, alpha, beta, 0);
 }
 #endif
 

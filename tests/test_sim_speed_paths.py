@@ -335,6 +335,34 @@ def test_fused_fp16_eltwise_matches_portable_bit_for_bit(func, act, layout):
         assert np.isnan(portable.view(F16)).any()
 
 
+@pytest.mark.parametrize("bounds", [(-0.0, 0.0), (-0.0, -0.0), (0.0, 0.0)])
+def test_fused_fp16_eltwise_clips_to_signed_zeros(bounds):
+    """CLIP bounds of either zero's sign are stored with that sign on every path (the fused
+    row's bounds in every lane exactly; 45 columns: 16-, 8-lane and padded blocks)."""
+    rows, cols = 3, 45
+    rng = np.random.default_rng(45)
+    a = rng.choice(np.array([0.0, -0.0, 1.5, -2.0, 0.25, -0.125], F16), size=(rows, cols))
+    b = rng.choice(np.array([0.0, -0.0, 3.0, -0.5], F16), size=(rows, cols))
+    alpha, beta = (np.float32(v) for v in bounds)
+    v = a.astype(np.float32) + b.astype(np.float32)
+    want = np.where(v < alpha, alpha, np.where(v > beta, beta, v)).astype(F16).view(np.uint16)
+    clipped_to = {0x8000 if np.signbit(bound) else 0x0000 for bound in bounds}
+    assert clipped_to <= set(want[v != 0].tolist())
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, a.nbytes)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=EltFunc.ADD, a_addr=aa, b_addr=ba, out_addr=oa, rows=rows,
+        cols=cols, a_row_stride=cols, b_row_stride=cols, out_row_stride=cols, b_col_stride=1,
+        act=Act.CLIP, alpha=bounds[0], beta=bounds[1], src_dtype=DType.FP16,
+        dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (rows, cols), DType.FP16)
+    data = pb.build().to_bytes()
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        (out,), _ = Simulator.load(data, timing=timing).run_device([])
+        assert out.view(np.uint16).tolist() == want.tolist(), timing
+
+
 def _maxmin_fold(is_max: bool, values: list[np.ndarray]) -> np.ndarray:
     """The documented max / min folded left over fp32 arrays: a NaN operand gives the other
     one, equal operands (+0, -0) the first; as fp16 bits (a NaN as f2h gives it: 0x7E00 with
