@@ -4110,6 +4110,15 @@ elt_row_body(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int6
 /* lanes v = (m ? x : y), m a compare's lanes (all ones or zero) */
 #define ELT_SELECT(m, x, y)                                                                  \
     ((__typeof__(x))(((m) & (__typeof__(m))(x)) | (~(m) & (__typeof__(m))(y))))
+/* any = whether a lane of v is NaN (an unordered self-compare; 16 lanes into a mask register) */
+#define ELT_ANY_NAN_16(any, v)                                                               \
+    __asm__("vcmpunordps %1, %1, %%k1\n\tkortestw %%k1, %%k1" : "=@ccnz"(any) : "v"(v) : "k1")
+#define ELT_ANY_NAN_8(any, v)                                                                \
+    do {                                                                                     \
+        v8f m_;                                                                              \
+        __asm__("vcmpunordps %2, %2, %1\n\tvtestps %1, %1" : "=@ccnz"(any), "=&x"(m_)      \
+                : "x"(v));                                                                   \
+    } while (0)
 /* one block of L lanes (v<L>f fp32, v<L>hi fp16) at pa, pb, po */
 #define ELT_BLOCK(L, pa, pb, po)                                                             \
     do {                                                                                     \
@@ -4140,8 +4149,12 @@ elt_row_body(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int6
         }                                                                                    \
         /* RNE, exceptions suppressed (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) */     \
         __asm__("vcvtps2ph $8, %1, %0" : "=vm"(ho) : "v"(v));                                \
-        v##L##hi nan = (ho & 0x7FFF) > 0x7C00;                                               \
-        ho = (ho & ~(nan & 0x7FFF)) | (nan & 0x7E00);                                        \
+        int any_nan;                                                                         \
+        ELT_ANY_NAN_##L(any_nan, v);                                                         \
+        if (__builtin_expect(any_nan, 0)) { /* a NaN lane: 0x7E00 with its sign (f2h) */     \
+            v##L##hi nan = (ho & 0x7FFF) > 0x7C00;                                           \
+            ho = (ho & ~(nan & 0x7FFF)) | (nan & 0x7E00);                                    \
+        }                                                                                    \
         memcpy(po, &ho, sizeof ho);                                                          \
     } while (0)
     int64_t k = 0;
@@ -4162,6 +4175,8 @@ elt_row_body(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int6
         memcpy(out + 2 * k, to, rest);
     }
 #undef ELT_BLOCK
+#undef ELT_ANY_NAN_8
+#undef ELT_ANY_NAN_16
 #undef ELT_SELECT
 }
 
