@@ -56,7 +56,9 @@ typedef float v4f __attribute__((vector_size(16)));
  * accumulator kept in memory as the second source).  An asm cannot be commuted.  sfx: "ps"
  * (vectors) or "ss" (a float); vex: a constant of the compiled instance, nonzero where it is
  * compiled for AVX2 or later (the VEX / EVEX three-operand form, xmm to zmm), zero for the
- * baseline (the SSE form, a float or v4f only).  Not x86-64: plain C. */
+ * baseline (the SSE form, a float or v4f only); the other form's asm, whose operands need not
+ * fit the target, is dead code after inlining (the builds use -O1 or more).  Not x86-64:
+ * plain C. */
 #if defined(__x86_64__)
 #define OP_FIRST(vex, insn, op, r, a, b)                                                   \
     do {                                                                                   \
@@ -4027,7 +4029,7 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
 /* va[k] = va[k] OP vb[k] over a row.  For ADD, SUB, MUL and DIV the operation is an asm with va as
  * the first source operand, so that where both are NaN the result is va's NaN (its sign
  * survives f2h): C lets the compiler commute `a + b`, and it did so differently in different
- * loops; the fused F16C row (elt_row_f16c) does the same. */
+ * loops; the fused F16C row (elt_row_body) does the same. */
 static void elt_arith_row(int func, float *va, const float *vb, int64_t m)
 {
     int64_t k = 0;
