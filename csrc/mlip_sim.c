@@ -48,6 +48,35 @@ static const uint32_t DT_SIZE[MLIP_NUM_DTYPES] = {4, 2, 1, 1, 2, 2, 4, 4};
 typedef float v8f __attribute__((vector_size(32)));
 /* 16 fp32 lanes: the same bodies' wider blocks where compiled for AVX-512F */
 typedef float v16f __attribute__((vector_size(64)));
+/* 4 fp32 lanes: the blocks of a body compiled for the x86-64 baseline (SSE2) */
+typedef float v4f __attribute__((vector_size(16)));
+
+/* r = a OP b with a as the first source operand, on a float or any of the vectors above.
+ * Where both operands are NaN, x86 returns the first source's NaN, so a NaN result's sign
+ * and payload depend on the operand order; C lets the compiler commute `a + b` and `a * b`,
+ * and gcc does (with SSE2's two-operand addps, whose second source may be memory, it added an
+ * accumulator kept in memory as the second source).  An asm cannot be commuted.  sfx: "ps"
+ * (vectors) or "ss" (a float); vex: a constant of the compiled instance, nonzero where it is
+ * compiled for AVX2 or later (the VEX / EVEX three-operand form, xmm to zmm), zero for the
+ * baseline (the SSE form, a float or v4f only); the other form's asm, whose operands need not
+ * fit the target, is dead code after inlining (the builds use -O1 or more).  Not x86-64:
+ * plain C. */
+#if defined(__x86_64__)
+#define OP_FIRST(vex, insn, op, r, a, b)                                                   \
+    do {                                                                                   \
+        if (vex) {                                                                         \
+            __asm__("v" insn " %2, %1, %0" : "=v"(r) : "v"(a), "vm"(b));                   \
+        } else {                                                                           \
+            (r) = (a);                                                                     \
+            __asm__(insn " %1, %0" : "+x"(r) : "x"(b));                                    \
+        }                                                                                  \
+    } while (0)
+#else
+#define OP_FIRST(vex, insn, op, r, a, b) ((r) = (a) op (b))
+#endif
+#define ADD_FIRST(vex, sfx, r, a, b) OP_FIRST(vex, "add" sfx, +, r, a, b)
+#define SUB_FIRST(vex, sfx, r, a, b) OP_FIRST(vex, "sub" sfx, -, r, a, b)
+#define MUL_FIRST(vex, sfx, r, a, b) OP_FIRST(vex, "mul" sfx, *, r, a, b)
 
 /* ---- shadow memory entries ------------------------------------------------------------- */
 /* Shadow memory for the dependency rule, one entry per granule, stored field by field so
@@ -3607,20 +3636,33 @@ static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
 }
 
 /* One depthwise output row: for each output pixel s, acc[s * C + c] = sum over the taps (i, j)
- * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL.  Channels
- * are independent, so 16 or 8 lanes of a GCC vector give each channel the scalar loop's
- * bits.  One body, compiled three times: for AVX-512F with 16-lane blocks first (`wide`),
- * for AVX2 and for the baseline (dw_row_avx512 / dw_row_avx2 / dw_row_c). */
+ * in order of x * w (separate multiply and add), then + bias[c] if bias != NULL; where both
+ * operands of a step are NaN, the first one's NaN (x of x * w, the sum of sum + x * w: the
+ * operations are asm with a pinned operand order, OP_FIRST).  Channels are independent, so
+ * the lanes of a GCC vector give each channel the scalar loop's bits.  One body, compiled
+ * three times (dw_row_avx512 / dw_row_avx2 / dw_row_c); isa, a constant of each: 2, AVX-512F
+ * with 16-lane blocks first, then 8; 1, AVX2 with 8-lane blocks; 0, the baseline (SSE2) with
+ * 4-lane blocks. */
 static inline __attribute__((always_inline)) void
 dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
-            int64_t i1, const float *bias, float *accrow, int wide)
+            int64_t i1, const float *bias, float *accrow, const int isa)
 {
+    const int vex = isa != 0;
+    (void)vex; /* unused where OP_FIRST is plain C */
     const int64_t C = g->ic, iw = g->iw, kw = g->kw, xstep = g->dw * C;
-    const int64_t C8 = C - C % 8, xs = g->sw * C; /* xs: the next output pixel's input */
+    const int64_t CB = C - C % (isa ? 8 : 4); /* the channels in vector blocks */
+    const int64_t xs = g->sw * C;              /* xs: the next output pixel's input */
+/* v = v + x * w, both pinned (lanes or one float) */
+#define DW_STEP(sfx, v, x, w)                                                                \
+    do {                                                                                     \
+        __typeof__(v) p_;                                                                    \
+        MUL_FIRST(vex, sfx, p_, x, w);                                                       \
+        ADD_FIRST(vex, sfx, v, v, p_);                                                       \
+    } while (0)
     for (int64_t s = 0; s < g->ow; s++) {
         int64_t j0, j1;
         tap_range(s, g->sw, g->dw, g->pl, iw, kw, &j0, &j1);
-        if (j0 == 0 && j1 == kw && C8 > 0 && s + 4 <= g->ow) {
+        if (j0 == 0 && j1 == kw && CB > 0 && s + 4 <= g->ow) {
             int64_t j0_last, j1_last; /* the taps in range form an interval of pixels */
             tap_range(s + 3, g->sw, g->dw, g->pl, iw, kw, &j0_last, &j1_last);
             if (j0_last == 0 && j1_last == kw) {
@@ -3642,19 +3684,19 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
                 memcpy(&a1, xp + xs, sizeof a1);                                             \
                 memcpy(&a2, xp + 2 * xs, sizeof a2);                                         \
                 memcpy(&a3, xp + 3 * xs, sizeof a3);                                         \
-                v0 = v0 + a0 * wv;                                                           \
-                v1 = v1 + a1 * wv;                                                           \
-                v2 = v2 + a2 * wv;                                                           \
-                v3 = v3 + a3 * wv;                                                           \
+                DW_STEP("ps", v0, a0, wv);                                                   \
+                DW_STEP("ps", v1, a1, wv);                                                   \
+                DW_STEP("ps", v2, a2, wv);                                                   \
+                DW_STEP("ps", v3, a3, wv);                                                   \
             }                                                                                \
         }                                                                                    \
         if (bias != NULL) {                                                                  \
             VT bv;                                                                           \
             memcpy(&bv, bias + c, sizeof bv);                                                \
-            v0 = v0 + bv;                                                                    \
-            v1 = v1 + bv;                                                                    \
-            v2 = v2 + bv;                                                                    \
-            v3 = v3 + bv;                                                                    \
+            ADD_FIRST(vex, "ps", v0, v0, bv);                                                \
+            ADD_FIRST(vex, "ps", v1, v1, bv);                                                \
+            ADD_FIRST(vex, "ps", v2, v2, bv);                                                \
+            ADD_FIRST(vex, "ps", v3, v3, bv);                                                \
         }                                                                                    \
         memcpy(acc + c, &v0, sizeof v0);                                                     \
         memcpy(acc + C + c, &v1, sizeof v1);                                                 \
@@ -3662,21 +3704,28 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
         memcpy(acc + 3 * C + c, &v3, sizeof v3);                                             \
     } while (0)
                 int64_t c = 0;
-                for (; wide && c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
-                for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+                if (isa == 2) {
+                    for (; c + 16 <= C; c += 16) DW_PX4_BLOCK(v16f);
+                }
+                if (isa >= 1) {
+                    for (; c + 8 <= C; c += 8) DW_PX4_BLOCK(v8f);
+                } else {
+                    for (; c + 4 <= C; c += 4) DW_PX4_BLOCK(v4f);
+                }
 #undef DW_PX4_BLOCK
                 for (int64_t p = 0; p < 4; p++) { /* the channels past the last block */
-                    for (int64_t t = C8; t < C; t++) {
+                    for (int64_t t = CB; t < C; t++) {
                         float v = 0.0f;
                         for (int64_t i = i0; i < i1; i++) {
                             int64_t y = r * g->sh + i * g->dh - g->pt;
                             for (int64_t j = 0; j < kw; j++) {
                                 int64_t x = x0 + p * g->sw + j * g->dw;
-                                v += X[(y * iw + x) * C + t] * W[(i * kw + j) * C + t];
+                                DW_STEP("ss", v, X[(y * iw + x) * C + t],
+                                        W[(i * kw + j) * C + t]);
                             }
                         }
                         if (bias != NULL) {
-                            v += bias[t];
+                            ADD_FIRST(vex, "ss", v, v, bias[t]);
                         }
                         acc[p * C + t] = v;
                     }
@@ -3688,62 +3737,53 @@ dw_row_body(const float *X, const float *W, const conv_geo *g, int64_t r, int64_
         float *acc = accrow + s * C;
         /* input column of tap j0 (a valid one when there is any) */
         const int64_t x0 = j0 < j1 ? s * g->sw + j0 * g->dw - g->pl : 0;
+#define DW_PX1_BLOCK(VT)                                                                     \
+    do {                                                                                     \
+        VT v = {0};                                                                          \
+        for (int64_t i = i0; i < i1; i++) {                                                  \
+            const int64_t y = r * g->sh + i * g->dh - g->pt;                                 \
+            const float *xp = X + (y * iw + x0) * C + c;                                     \
+            const float *wp = W + (i * kw + j0) * C + c;                                     \
+            for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {                        \
+                VT xv, wv;                                                                   \
+                memcpy(&xv, xp, sizeof xv);                                                  \
+                memcpy(&wv, wp, sizeof wv);                                                  \
+                DW_STEP("ps", v, xv, wv);                                                    \
+            }                                                                                \
+        }                                                                                    \
+        if (bias != NULL) {                                                                  \
+            VT bv;                                                                           \
+            memcpy(&bv, bias + c, sizeof bv);                                                \
+            ADD_FIRST(vex, "ps", v, v, bv);                                                  \
+        }                                                                                    \
+        memcpy(acc + c, &v, sizeof v);                                                       \
+    } while (0)
         int64_t c = 0;
-        for (; wide && c + 16 <= C; c += 16) {
-            v16f v = {0};
-            for (int64_t i = i0; i < i1; i++) {
-                const int64_t y = r * g->sh + i * g->dh - g->pt;
-                const float *xp = X + (y * iw + x0) * C + c;
-                const float *wp = W + (i * kw + j0) * C + c;
-                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
-                    v16f xv, wv;
-                    memcpy(&xv, xp, sizeof xv);
-                    memcpy(&wv, wp, sizeof wv);
-                    v = v + xv * wv;
-                }
-            }
-            if (bias != NULL) {
-                v16f bv;
-                memcpy(&bv, bias + c, sizeof bv);
-                v = v + bv;
-            }
-            memcpy(acc + c, &v, sizeof v);
+        if (isa == 2) {
+            for (; c + 16 <= C; c += 16) DW_PX1_BLOCK(v16f);
         }
-        for (; c + 8 <= C; c += 8) {
-            v8f v = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int64_t i = i0; i < i1; i++) {
-                const int64_t y = r * g->sh + i * g->dh - g->pt;
-                const float *xp = X + (y * iw + x0) * C + c;
-                const float *wp = W + (i * kw + j0) * C + c;
-                for (int64_t j = j0; j < j1; j++, xp += xstep, wp += C) {
-                    v8f xv, wv;
-                    memcpy(&xv, xp, sizeof xv);
-                    memcpy(&wv, wp, sizeof wv);
-                    v = v + xv * wv;
-                }
-            }
-            if (bias != NULL) {
-                v8f bv;
-                memcpy(&bv, bias + c, sizeof bv);
-                v = v + bv;
-            }
-            memcpy(acc + c, &v, sizeof v);
+        if (isa >= 1) {
+            for (; c + 8 <= C; c += 8) DW_PX1_BLOCK(v8f);
+        } else {
+            for (; c + 4 <= C; c += 4) DW_PX1_BLOCK(v4f);
         }
+#undef DW_PX1_BLOCK
         for (; c < C; c++) {
             float v = 0.0f;
             for (int64_t i = i0; i < i1; i++) {
                 int64_t y = r * g->sh + i * g->dh - g->pt;
                 for (int64_t j = j0; j < j1; j++) {
                     int64_t x = s * g->sw + j * g->dw - g->pl;
-                    v += X[(y * iw + x) * C + c] * W[(i * kw + j) * C + c];
+                    DW_STEP("ss", v, X[(y * iw + x) * C + c], W[(i * kw + j) * C + c]);
                 }
             }
             if (bias != NULL) {
-                v += bias[c];
+                ADD_FIRST(vex, "ss", v, v, bias[c]);
             }
             acc[c] = v;
         }
     }
+#undef DW_STEP
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
@@ -3751,14 +3791,14 @@ __attribute__((target("avx512f"))) static void
 dw_row_avx512(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
               int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 1);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 2);
 }
 
 __attribute__((target("avx2"))) static void
 dw_row_avx2(const float *X, const float *W, const conv_geo *g, int64_t r, int64_t i0,
             int64_t i1, const float *bias, float *accrow)
 {
-    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 0);
+    dw_row_body(X, W, g, r, i0, i1, bias, accrow, 1);
 }
 #endif
 
@@ -4237,7 +4277,7 @@ static int exec_pool(mlip_sim *sim, const acc_ctx *ac, uint32_t lt, const mlip_i
 /* va[k] = va[k] OP vb[k] over a row.  For ADD, SUB, MUL and DIV the operation is an asm with va as
  * the first source operand, so that where both are NaN the result is va's NaN (its sign
  * survives f2h): C lets the compiler commute `a + b`, and it did so differently in different
- * loops; the fused F16C row (elt_row_f16c) does the same. */
+ * loops; the fused F16C row (elt_row_body) does the same. */
 static void elt_arith_row(int func, float *va, const float *vb, int64_t m)
 {
     int64_t k = 0;
@@ -4282,147 +4322,126 @@ static void elt_arith_row(int func, float *va, const float *vb, int64_t m)
 }
 
 #if MLIP_HAVE_AVX2_KERNEL
-/* a OP b on 8 lanes with a as the first source operand: when both lanes are NaN the result
- * is a's NaN, as in the scalar `a OP b` of the unfused path (the compiler may commute an
- * intrinsic's operands; it cannot commute an asm) */
-__attribute__((target("avx2"))) static inline __m256 elt_op8(int func, __m256 a, __m256 b)
-{
-    __m256 r;
-    if (func == MLIP_ELT_ADD) {
-        __asm__("vaddps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
-    } else if (func == MLIP_ELT_SUB) {
-        __asm__("vsubps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
-    } else {
-        __asm__("vmulps %2, %1, %0" : "=x"(r) : "x"(a), "x"(b));
-    }
-    return r;
-}
+/* fp16 bit patterns, 8 and 16 lanes (the F16C conversions' other side) */
+typedef int16_t v8hi __attribute__((vector_size(16)));
+typedef int16_t v16hi __attribute__((vector_size(32)));
 
-/* eight lanes of the fused ELTWISE row below: h2f, OP, act, f2h */
-__attribute__((target("avx2,f16c"))) static inline void
-elt_block8(const uint8_t *a, const uint8_t *b, int b_bcast, __m256 vb0, uint8_t *out, int func,
-           int act, float alpha, float beta)
-{
-    const __m256 zero = _mm256_setzero_ps(), cap = _mm256_set1_ps(6.0f);
-    __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)a));
-    __m256 y = b_bcast ? vb0 : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)b));
-    __m256 v = elt_op8(func, x, y);
-    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
-        __m256 t = v;
-        if (act == MLIP_ACT_RELU6) {
-            __m256 lt = _mm256_cmp_ps(v, cap, _CMP_LT_OQ);
-            t = _mm256_or_ps(_mm256_and_ps(lt, v), _mm256_andnot_ps(lt, cap));
-        }
-        v = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), t);
-    } else if (act == MLIP_ACT_CLIP) {
-        const __m256 lo = _mm256_set1_ps(alpha), hi = _mm256_set1_ps(beta);
-        __m256 below = _mm256_cmp_ps(v, lo, _CMP_LT_OQ);
-        __m256 above = _mm256_cmp_ps(v, hi, _CMP_GT_OQ);
-        __m256 t = _mm256_or_ps(_mm256_and_ps(above, hi), _mm256_andnot_ps(above, v));
-        v = _mm256_or_ps(_mm256_and_ps(below, lo), _mm256_andnot_ps(below, t));
-    }
-    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
-        float lanes[8];
-        _mm256_storeu_ps(lanes, v);
-        for (int t = 0; t < 8; t++) {
-            uint16_t h = f2h(lanes[t]);
-            memcpy(out + 2 * t, &h, 2);
-        }
-        return;
-    }
-    _mm_storeu_si128((__m128i *)(void *)out,
-                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-
-/* One fp16 ELTWISE row, fused (F16C): out[k] = f2h(act(h2f(a[k]) OP b_k)) with b_k = h2f(b[k])
- * or, with b_bcast, the one value h2f(b[0]); OP is ADD, SUB or MUL, act NONE, RELU, RELU6 or
- * CLIP.  The operations of the unfused path (h2f_row_f16c, `a OP b` with a first, act_row's
- * masks, f2h_row_f16c with its NaN fallback), so the same bits; a tail of fewer than 8
- * elements goes through the same 8 lanes, padded.  out may equal a (same positions) but not
- * overlap b. */
-__attribute__((target("avx2,f16c"))) static void
-elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
-             int func, int act, float alpha, float beta)
+/* One fp16 ELTWISE row, fused: out[k] = f2h(act(h2f(a[k]) OP b_k)) with b_k = h2f(b[k]) or,
+ * with b_bcast, the one value h2f(b[0]); OP is ADD, SUB or MUL, act NONE, RELU, RELU6 or
+ * CLIP.  The operations of the unfused path, so the same bits: the F16C conversions (exact
+ * up; RNE down), `a OP b` with a as the first source (OP_FIRST), act_row's ordered compares
+ * and masks, and a NaN stored as f2h stores it (0x7E00 with its sign: the converted lane's
+ * NaN replaced).  One body, compiled twice (elt_row_avx512 / elt_row_f16c); the conversions
+ * are asm, whose one mnemonic serves every width; wide: 16-lane blocks first, then 8; the
+ * last fewer than 8 elements through 8 lanes, padded.  out may equal a (same positions) but
+ * not overlap b. */
+static inline __attribute__((always_inline)) void
+elt_row_body(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+             int func, int act, float alpha, float beta, const int wide)
 {
     uint16_t hb0;
     memcpy(&hb0, b, 2);
-    const __m256 vb0 = _mm256_set1_ps(h2f(hb0));
+    const float b0 = h2f(hb0);
+    /* the scalars in every lane, per width (exactly: -0 stays -0) */
+    v16f b0_16, six_16, lo_16, hi_16;
+    v8f b0_8, six_8, lo_8, hi_8;
+    for (int t = 0; t < 16; t++) {
+        b0_16[t] = b0;
+        six_16[t] = 6.0f;
+        lo_16[t] = alpha;
+        hi_16[t] = beta;
+    }
+    for (int t = 0; t < 8; t++) {
+        b0_8[t] = b0;
+        six_8[t] = 6.0f;
+        lo_8[t] = alpha;
+        hi_8[t] = beta;
+    }
+/* lanes v = (m ? x : y), m a compare's lanes (all ones or zero) */
+#define ELT_SELECT(m, x, y)                                                                  \
+    ((__typeof__(x))(((m) & (__typeof__(m))(x)) | (~(m) & (__typeof__(m))(y))))
+/* any = whether a lane of v is NaN (an unordered self-compare; 16 lanes into a mask register) */
+#define ELT_ANY_NAN_16(any, v)                                                               \
+    __asm__("vcmpunordps %1, %1, %%k1\n\tkortestw %%k1, %%k1" : "=@ccnz"(any) : "v"(v) : "k1")
+#define ELT_ANY_NAN_8(any, v)                                                                \
+    do {                                                                                     \
+        v8f m_;                                                                              \
+        __asm__("vcmpunordps %2, %2, %1\n\tvtestps %1, %1" : "=@ccnz"(any), "=&x"(m_)      \
+                : "x"(v));                                                                   \
+    } while (0)
+/* one block of L lanes (v<L>f fp32, v<L>hi fp16) at pa, pb, po */
+#define ELT_BLOCK(L, pa, pb, po)                                                             \
+    do {                                                                                     \
+        v##L##hi ha, hb, ho;                                                                 \
+        v##L##f x, y, v;                                                                     \
+        memcpy(&ha, pa, sizeof ha);                                                          \
+        __asm__("vcvtph2ps %1, %0" : "=v"(x) : "vm"(ha));                                    \
+        if (b_bcast) {                                                                       \
+            y = b0_##L;                                                                      \
+        } else {                                                                             \
+            memcpy(&hb, pb, sizeof hb);                                                      \
+            __asm__("vcvtph2ps %1, %0" : "=v"(y) : "vm"(hb));                                \
+        }                                                                                    \
+        if (func == MLIP_ELT_ADD) {                                                          \
+            ADD_FIRST(1, "ps", v, x, y);                                                     \
+        } else if (func == MLIP_ELT_SUB) {                                                   \
+            SUB_FIRST(1, "ps", v, x, y);                                                     \
+        } else {                                                                             \
+            MUL_FIRST(1, "ps", v, x, y);                                                     \
+        }                                                                                    \
+        if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) { /* v > 0 ? min-ish(v, 6) : +0 */ \
+            v##L##f t = v;                                                                   \
+            if (act == MLIP_ACT_RELU6) t = ELT_SELECT(v < six_##L, v, six_##L);              \
+            v = (v##L##f)((v > 0.0f) & (__typeof__(v > 0.0f))t);                             \
+        } else if (act == MLIP_ACT_CLIP) { /* v < alpha ? alpha : (v > beta ? beta : v) */   \
+            v##L##f t = ELT_SELECT(v > hi_##L, hi_##L, v);                                   \
+            v = ELT_SELECT(v < lo_##L, lo_##L, t);                                           \
+        }                                                                                    \
+        /* RNE, exceptions suppressed (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) */     \
+        __asm__("vcvtps2ph $8, %1, %0" : "=vm"(ho) : "v"(v));                                \
+        int any_nan;                                                                         \
+        ELT_ANY_NAN_##L(any_nan, v);                                                         \
+        if (__builtin_expect(any_nan, 0)) { /* a NaN lane: 0x7E00 with its sign (f2h) */     \
+            v##L##hi nan = (ho & 0x7FFF) > 0x7C00;                                           \
+            ho = (ho & ~(nan & 0x7FFF)) | (nan & 0x7E00);                                    \
+        }                                                                                    \
+        memcpy(po, &ho, sizeof ho);                                                          \
+    } while (0)
     int64_t k = 0;
+    if (wide) {
+        for (; k + 16 <= n; k += 16) {
+            ELT_BLOCK(16, a + 2 * k, b + 2 * k, out + 2 * k);
+        }
+    }
     for (; k + 8 <= n; k += 8) {
-        elt_block8(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
+        ELT_BLOCK(8, a + 2 * k, b + 2 * k, out + 2 * k);
     }
     if (k < n) {
         uint8_t ta[16] = {0}, tb[16] = {0}, to[16];
         size_t rest = (size_t)(n - k) * 2;
         memcpy(ta, a + 2 * k, rest);
         if (!b_bcast) memcpy(tb, b + 2 * k, rest);
-        elt_block8(ta, tb, b_bcast, vb0, to, func, act, alpha, beta);
+        ELT_BLOCK(8, ta, tb, to);
         memcpy(out + 2 * k, to, rest);
     }
+#undef ELT_BLOCK
+#undef ELT_ANY_NAN_8
+#undef ELT_ANY_NAN_16
+#undef ELT_SELECT
 }
 
-/* sixteen lanes of the fused ELTWISE row (AVX-512F): elt_block8's operations on a zmm, the
- * activations' and-masks as zero-masking and blends (the same selections) */
-__attribute__((target("avx512f"))) static inline void
-elt_block16(const uint8_t *a, const uint8_t *b, int b_bcast, __m512 vb0, uint8_t *out, int func,
-            int act, float alpha, float beta)
-{
-    __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)a));
-    __m512 y = b_bcast ? vb0
-                       : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)b));
-    __m512 v;
-    if (func == MLIP_ELT_ADD) {
-        __asm__("vaddps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
-    } else if (func == MLIP_ELT_SUB) {
-        __asm__("vsubps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
-    } else {
-        __asm__("vmulps %2, %1, %0" : "=v"(v) : "v"(x), "v"(y));
-    }
-    if (act == MLIP_ACT_RELU || act == MLIP_ACT_RELU6) {
-        __m512 t = v;
-        if (act == MLIP_ACT_RELU6) { /* v < 6 ? v : 6 */
-            const __m512 cap = _mm512_set1_ps(6.0f);
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, cap, _CMP_LT_OQ), cap, v);
-        }
-        /* v > 0 ? t : +0 */
-        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), t);
-    } else if (act == MLIP_ACT_CLIP) {
-        const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
-        __mmask16 below = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
-        __mmask16 above = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ);
-        __m512 t = _mm512_mask_blend_ps(above, v, hi);
-        v = _mm512_mask_blend_ps(below, t, lo);
-    }
-    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) {
-        float lanes[16];
-        _mm512_storeu_ps(lanes, v);
-        for (int t = 0; t < 16; t++) {
-            uint16_t h = f2h(lanes[t]);
-            memcpy(out + 2 * t, &h, 2);
-        }
-        return;
-    }
-    _mm256_storeu_si256((__m256i *)(void *)out,
-                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-
-/* elt_row_f16c with sixteen lanes at a time; the last fewer than 16 elements go through
- * elt_row_f16c itself */
 __attribute__((target("avx512f,avx2,f16c"))) static void
 elt_row_avx512(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
                int func, int act, float alpha, float beta)
 {
-    uint16_t hb0;
-    memcpy(&hb0, b, 2);
-    const __m512 vb0 = _mm512_set1_ps(h2f(hb0));
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        elt_block16(a + 2 * k, b + 2 * k, b_bcast, vb0, out + 2 * k, func, act, alpha, beta);
-    }
-    if (k < n) {
-        elt_row_f16c(a + 2 * k, b_bcast ? b : b + 2 * k, b_bcast, out + 2 * k, n - k, func, act,
-                     alpha, beta);
-    }
+    elt_row_body(a, b, b_bcast, out, n, func, act, alpha, beta, 1);
+}
+
+__attribute__((target("avx2,f16c"))) static void
+elt_row_f16c(const uint8_t *a, const uint8_t *b, int b_bcast, uint8_t *out, int64_t n,
+             int func, int act, float alpha, float beta)
+{
+    elt_row_body(a, b, b_bcast, out, n, func, act, alpha, beta, 0);
 }
 #endif
 

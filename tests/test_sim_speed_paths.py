@@ -4,6 +4,7 @@ special values; and the PP-LCNet-style benchmark model is a valid, runnable mode
 
 from __future__ import annotations
 
+import platform
 from dataclasses import replace
 
 import numpy as np
@@ -334,6 +335,34 @@ def test_fused_fp16_eltwise_matches_portable_bit_for_bit(func, act, layout):
         assert np.isnan(portable.view(F16)).any()
 
 
+@pytest.mark.parametrize("bounds", [(-0.0, 0.0), (-0.0, -0.0), (0.0, 0.0)])
+def test_fused_fp16_eltwise_clips_to_signed_zeros(bounds):
+    """CLIP bounds of either zero's sign are stored with that sign on every path (the fused
+    row's bounds in every lane exactly; 45 columns: 16-, 8-lane and padded blocks)."""
+    rows, cols = 3, 45
+    rng = np.random.default_rng(45)
+    a = rng.choice(np.array([0.0, -0.0, 1.5, -2.0, 0.25, -0.125], F16), size=(rows, cols))
+    b = rng.choice(np.array([0.0, -0.0, 3.0, -0.5], F16), size=(rows, cols))
+    alpha, beta = (np.float32(v) for v in bounds)
+    v = a.astype(np.float32) + b.astype(np.float32)
+    want = np.where(v < alpha, alpha, np.where(v > beta, beta, v)).astype(F16).view(np.uint16)
+    clipped_to = {0x8000 if np.signbit(bound) else 0x0000 for bound in bounds}
+    assert clipped_to <= set(want[v != 0].tolist())
+    pb = ProgramBuilder()
+    aa, ba = pb.const(0, a), pb.const(0, b)
+    oa = pb.alloc(0, a.nbytes)
+    pb.compute(0, Instruction.make(
+        Opcode.ELTWISE, func=EltFunc.ADD, a_addr=aa, b_addr=ba, out_addr=oa, rows=rows,
+        cols=cols, a_row_stride=cols, b_row_stride=cols, out_row_stride=cols, b_col_stride=1,
+        act=Act.CLIP, alpha=bounds[0], beta=bounds[1], src_dtype=DType.FP16,
+        dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (rows, cols), DType.FP16)
+    data = pb.build().to_bytes()
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        (out,), _ = Simulator.load(data, timing=timing).run_device([])
+        assert out.view(np.uint16).tolist() == want.tolist(), timing
+
+
 def _maxmin_fold(is_max: bool, values: list[np.ndarray]) -> np.ndarray:
     """The documented max / min folded left over fp32 arrays: a NaN operand gives the other
     one, equal operands (+0, -0) the first; as fp16 bits (a NaN as f2h gives it: 0x7E00 with
@@ -661,8 +690,9 @@ def test_1x1_conv_converting_its_own_pixels_gives_the_same_bits(H, W, C, O):
                                  Act.SIGMOID])
 def test_depthwise_activation_store_bit_for_bit(act):
     """The depthwise output row's activation and fp16 store (one fused pass on AVX-512)
-    give the bits of the separate passes on every path: special and non-finite inputs,
-    20 channels (rows of 140 values: a tail of 12), strided output pixels too."""
+    give the bits of the separate passes on every path, NaN signs included (inf - inf and
+    inf * 0 meeting an input's NaN): special and non-finite inputs, 20 channels (rows of 140
+    values: a tail of 12), strided output pixels too."""
     H, W, C = 4, 7, 20
     with np.errstate(over="ignore"):  # 65520 and 1e6 round to infinity
         values = np.concatenate([SPECIAL, -SPECIAL, [np.nan]]).astype(F16)
@@ -689,13 +719,86 @@ def test_depthwise_activation_store_bit_for_bit(act):
         bits = [y.astype(F16).view(np.uint16)[:, :, :C] for y in outputs]
         assert bits[0].tobytes() == bits[1].tobytes()
         runs.append(bits[0])
-    assert runs[0].tobytes() == runs[1].tobytes()
-    # the portable path's NaNs (inf - inf, inf * 0) may differ in sign: all else equal
-    nan = (runs[0] & 0x7c00) == 0x7c00
-    nan &= (runs[0] & 0x3ff) != 0
-    assert np.array_equal(nan, ((runs[2] & 0x7c00) == 0x7c00) & ((runs[2] & 0x3ff) != 0))
-    assert np.array_equal(runs[0][~nan], runs[2][~nan])
+    assert runs[0].tobytes() == runs[1].tobytes() == runs[2].tobytes()
+    nan = ((runs[0] & 0x7c00) == 0x7c00) & ((runs[0] & 0x3ff) != 0)
     assert np.count_nonzero(~nan) > H * W * C // 4
+    if act in (Act.NONE, Act.CLIP):  # NaNs pass these: both signs
+        assert {0x7E00, 0xFE00} <= set(runs[0][nan].tolist())
+
+
+def _nan_first(a: np.float32, b: np.float32, op) -> np.float32:
+    """a op b in fp32 as x86 gives it: where a is NaN, a's NaN; else where b is, b's; an
+    invalid operation (inf - inf, inf * 0) gives the default NaN, negative."""
+    if np.isnan(a):
+        return a
+    if np.isnan(b):
+        return b
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.float32(op(a, b))
+    return _f32([0xFFC00000])[0] if np.isnan(r) else r
+
+
+def _depthwise_nan_reference(x, w, bias, commute_add=False, commute_mul=False) -> np.ndarray:
+    """The documented depthwise fp16 CONV (3x3, pads 1, no activation) element by element:
+    acc = acc + x * w over the in-range taps in (i, j) order, then + bias; of two NaN
+    operands the first one's NaN (x of x * w, acc of acc + ...); as fp16 bits.  The
+    commute_ flags swap the operands (the order a compiler may choose for `a + b`)."""
+    H, W, C = x.shape
+    out = np.zeros((H, W, C), np.uint16)
+    add, mul = (lambda a, b: a + b), (lambda a, b: a * b)
+    for r in range(H):
+        for s in range(W):
+            for c in range(C):
+                acc = np.float32(0)
+                for i in range(3):
+                    for j in range(3):
+                        y, z = r + i - 1, s + j - 1
+                        if not (0 <= y < H and 0 <= z < W):
+                            continue
+                        xv, wv = np.float32(x[y, z, c]), np.float32(w[c, i, j, 0])
+                        p = _nan_first(wv, xv, mul) if commute_mul else _nan_first(xv, wv, mul)
+                        acc = _nan_first(p, acc, add) if commute_add else _nan_first(acc, p, add)
+                acc = _nan_first(acc, np.float32(bias[c]), add)
+                sign = int(acc.view(np.uint32)) >> 16 & 0x8000
+                out[r, s, c] = (0x7E00 | sign) if np.isnan(acc) else acc.astype(F16).view(
+                    np.uint16)
+    return out
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="x86's NaN rules (the default NaN's sign)")
+def test_depthwise_nan_signs_are_the_documented_ones_on_every_path():
+    """Depthwise fp16 CONV with infinities, zeros and NaNs of both signs in inputs, weights
+    and bias: every path (AVX-512 16 + 8 lanes + 3 single channels, AVX2 8 + 3, portable 4 +
+    3; pixels four at a time and one at a time) gives the reference's bits, where two NaNs
+    meet the first operand's (x of x * w, the sum of sum + x * w); the inputs are such that
+    the commuted orders give other bits."""
+    H, W, C = 4, 7, 27
+    xs = np.array([0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x0000, 0x8000, 0x3C00, 0xC100, 0x4500,
+                   0x3800, 0xBA00, 0x2E66], dtype=np.uint16).view(F16)
+    ws = np.array([0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x3C00, 0xBE00, 0x3400,
+                   0xB800, 0x3A00, 0xB266, 0x3555], dtype=np.uint16).view(F16)
+    rng = np.random.default_rng(27)  # its own: the inputs below are the ones checked
+    x = rng.choice(xs, size=(H, W, C), p=[0.02] * 4 + [0.92 / 8] * 8).astype(F16)
+    w = rng.choice(ws, size=(C, 3, 3, 1), p=[0.01] * 6 + [0.94 / 7] * 7).astype(F16)
+    bias = rng.standard_normal(C).astype(np.float32)
+    bias[[1, 9, 20]] = _f32([0x7FC00000, 0xFFC00000, 0xFFC00000])
+    want = _depthwise_nan_reference(x, w, bias)
+    for commute in ({"commute_add": True}, {"commute_mul": True}):  # the order shows
+        assert not np.array_equal(_depthwise_nan_reference(x, w, bias, **commute), want)
+    assert np.count_nonzero((want & 0x7C00) != 0x7C00) > H * W * C // 4  # finite values too
+    pb = ProgramBuilder()
+    xa, wa, ba = pb.const(0, x), pb.const(0, w), pb.const(0, bias)
+    oa = pb.alloc(0, H * W * C * 2)
+    pb.compute(0, Instruction.make(
+        Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
+        oc=C, out_pix_stride=C, w_addr=wa, bias_addr=ba, kh=3, kw=3, pad_t=1, pad_l=1,
+        groups=C, src_dtype=DType.FP16, dst_dtype=DType.FP16))
+    pb.store(0, oa, "y", (H, W, C), DType.FP16)
+    data = pb.build().to_bytes()
+    for timing in (TimingParams(), TimingParams(no_avx512=True), TimingParams(portable=True)):
+        (y,), _ = Simulator.load(data, timing=timing).run_device([])
+        assert y.view(np.uint16).tolist() == want.tolist(), timing
 
 
 def test_weights_broadcast_from_kept_bytes_are_copied_again_where_written():
