@@ -3,12 +3,13 @@
 For every in-repo model (`mrvl.models.MODELS`) and the PP-LCNet-0.25-style classifier
 (`mrvl.models.pp_lcnet`): compile (fp16, 8 tiles by default), load with `api.load`, and time
 `model.run(feeds)` against an onnxruntime `session.run` of the original model, median of N
-each (interleaved, so machine load hits both alike).  Two columns: 1 thread (onnxruntime with
-1 intra-op thread, `api.load(threads=1)`) and 2 threads (onnxruntime with 2, `api.load(
+each.  Two columns: 1 thread (onnxruntime with 1 intra-op thread, `api.load(threads=1)`;
+interleaved, so machine load hits both alike) and 2 threads (onnxruntime with 2, `api.load(
 threads=2)`; `threads` sets the onnxruntime threads of the model's CPU steps, and the C core
 runs the tiles on that many threads between barriers once two runs have passed the dependency
-check: the warm-up makes those two runs).  Prints the ratios sim / onnxruntime and the per-run fixed
-cost (1 thread): the median time of a run minus the time the C core spends in
+check: the warm-up makes those two runs; the simulator's runs first, then onnxruntime's, as
+onnxruntime's workers spin after a run and would hold the cores the simulator's threads
+need).  Prints the ratios sim / onnxruntime and the per-run fixed cost (1 thread): the median time of a run minus the time the C core spends in
 `mlip_sim_run` and the CPU steps spend in onnxruntime (Python-side conversions, report
 building, step borders).
 
@@ -126,8 +127,7 @@ def bench_model(name: str, root: Path, tiles: int, threads: int, repeat: int,
         # rule (the steady state replays the recorded schedule, tiles on threads if any)
         for _ in range(2):
             model.run(feeds)
-        session.run(None, feeds)
-        for _ in range(repeat):
+        def time_sim() -> None:
             timer.seconds = 0.0
             for cpu_session in sessions:
                 cpu_session.seconds = 0.0
@@ -137,9 +137,24 @@ def bench_model(name: str, root: Path, tiles: int, threads: int, repeat: int,
             sim_times.append(elapsed)
             cpu = sum(cpu_session.seconds for cpu_session in sessions)
             fixed.append(elapsed - timer.seconds - cpu)
+
+        def time_ort() -> None:
             start = clock()
             session.run(None, feeds)
             ort_times.append(clock() - start)
+
+        if threads == 1:  # interleaved: machine load hits both alike
+            session.run(None, feeds)
+            for _ in range(repeat):
+                time_sim()
+                time_ort()
+        else:  # one after the other: onnxruntime's workers spin for a while after a run
+            # and would hold the cores the simulator's threads need (and the other way round)
+            for _ in range(repeat):
+                time_sim()
+            session.run(None, feeds)
+            for _ in range(repeat):
+                time_ort()
     sim_s, ort_s = statistics.median(sim_times), statistics.median(ort_times)
     return {"model": name, "threads": threads, "sim_ms": sim_s * 1e3, "ort_ms": ort_s * 1e3,
             "ratio": sim_s / ort_s, "fixed_ms": statistics.median(fixed) * 1e3}

@@ -22,6 +22,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -322,14 +323,13 @@ struct mlip_sim {
     pool pool;
     int pool_init;                    /* pool.mu / go / done initialised */
     /* During a tile-parallel run (par), the tables several threads may touch change only
-     * under a lock: the weights cache under wc_mu, tile t's wkeep / wprov / wver tables under
-     * tlock[t], the error message under msg_mu (the mutexes are initialised with the pool) */
+     * under a lock: the weights cache under wc_held, tile t's wkeep / wprov / wver tables
+     * under tlock[t], the error message under msg_mu (initialised with the pool) */
     int par;
-    pthread_mutex_t wc_mu;
     pthread_mutex_t msg_mu;
     struct {
         atomic_flag held;
-    } __attribute__((aligned(64))) tlock[MLIP_MAX_TILES];
+    } __attribute__((aligned(64))) wc_held, tlock[MLIP_MAX_TILES];
     wprov_table wprov[MLIP_MAX_TILES];
     wver_table wver[MLIP_MAX_TILES];
     wkeep_table wkeep[MLIP_MAX_TILES];
@@ -385,15 +385,25 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* the weights cache (sim->wc and its entries), during a tile-parallel run */
+/* the weights cache (sim->wc and its entries), during a tile-parallel run: a spin lock (a
+ * lookup holds it for well under a microsecond, once per CONV; a mutex's sleeps cost more
+ * than that), which yields the CPU while another thread fills an entry (weights changed) */
 static inline void wc_lock(mlip_sim *sim)
 {
-    if (sim->par) pthread_mutex_lock(&sim->wc_mu);
+    if (!sim->par) return;
+    for (uint32_t spins = 1;
+         atomic_flag_test_and_set_explicit(&sim->wc_held.held, memory_order_acquire); spins++) {
+        if (spins % 1024 == 0) {
+            sched_yield();
+        } else {
+            cpu_relax();
+        }
+    }
 }
 
 static inline void wc_unlock(mlip_sim *sim)
 {
-    if (sim->par) pthread_mutex_unlock(&sim->wc_mu);
+    if (sim->par) atomic_flag_clear_explicit(&sim->wc_held.held, memory_order_release);
 }
 
 /* tile t's wkeep / wprov / wver tables, during a tile-parallel run: held for a table lookup
@@ -2400,14 +2410,7 @@ static int pool_start(mlip_sim *sim, uint32_t threads)
         pthread_mutex_destroy(&p->mu);
         return 0;
     }
-    if (pthread_mutex_init(&sim->wc_mu, NULL) != 0) {
-        pthread_cond_destroy(&p->done);
-        pthread_cond_destroy(&p->go);
-        pthread_mutex_destroy(&p->mu);
-        return 0;
-    }
     if (pthread_mutex_init(&sim->msg_mu, NULL) != 0) {
-        pthread_mutex_destroy(&sim->wc_mu);
         pthread_cond_destroy(&p->done);
         pthread_cond_destroy(&p->go);
         pthread_mutex_destroy(&p->mu);
@@ -2434,7 +2437,6 @@ static void pool_stop(mlip_sim *sim)
     pthread_cond_destroy(&p->done);
     pthread_cond_destroy(&p->go);
     pthread_mutex_destroy(&p->mu);
-    pthread_mutex_destroy(&sim->wc_mu);
     pthread_mutex_destroy(&sim->msg_mu);
     sim->pool_init = 0;
     p->n = 0;

@@ -434,6 +434,10 @@ class _CpuStep:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if threads > 1:
+            # the simulator's worker threads run the accelerator steps right after: spinning
+            # onnxruntime workers would hold the cores they need
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = step.files["onnx"]
         try:
             self.session = ort.InferenceSession(str(path), options,
