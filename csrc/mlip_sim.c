@@ -5462,9 +5462,10 @@ static int replay_one(mlip_sim *sim, scratch *w, const sec_plan *pl, uint32_t k)
     return exec_effect(sim, &ac, s / 3, in, &c);
 }
 
-/* one epoch of a tile-parallel replay: part k runs the instructions of tiles tiles[k],
- * tiles[k + parts], ... of it (the same tiles on the same part every epoch: a tile's OCM
- * stays in one core's caches while the workers keep up) */
+/* one epoch of a tile-parallel replay: part k runs the instructions of its share of
+ * tiles[] (neighbouring tiles: those exchange the halos and partial results of a layer, so
+ * most TILE_COPYs stay within one core's caches; the same tiles on the same part every
+ * epoch, so a tile's OCM stays there too while the workers keep up) */
 typedef struct replay_job {
     mlip_sim *sim;
     const sec_plan *pl;
@@ -5482,7 +5483,9 @@ static void replay_part(void *ctx, int64_t part, uint32_t thread)
     const sec_plan *pl = j->pl;
     scratch *w = &sim->scr[thread];
     w->nested = 1;
-    for (uint32_t i = (uint32_t)part; i < j->ntiles; i += j->parts) {
+    const uint32_t lo = (uint32_t)part * j->ntiles / j->parts;
+    const uint32_t hi = ((uint32_t)part + 1) * j->ntiles / j->parts;
+    for (uint32_t i = lo; i < hi; i++) {
         const uint32_t at = j->epoch * sim->ntiles + j->tiles[i];
         const uint32_t first = at == 0 ? 0 : pl->tile_end[at - 1];
         for (uint32_t k = first; k < pl->tile_end[at]; k++) {
