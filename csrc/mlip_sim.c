@@ -2287,32 +2287,33 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* spin until *v != seen (or, with `zero`, until *v == 0) or POOL_SPIN_NS pass */
-static void spin_wait_u64(const uint64_t *v, uint64_t seen, const int *quit)
+/* a worker's wait: no new job (gen still `seen`) and no quit */
+static int pool_idle(const pool *p, uint64_t seen)
 {
-    uint64_t t0 = 0;
-    for (uint32_t i = 1;; i++) {
-        if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != seen) return;
-        if (__atomic_load_n(quit, __ATOMIC_ACQUIRE)) return;
-        cpu_relax();
-        if ((i & 255) == 0) {
-            uint64_t t = now_ns();
-            if (t0 == 0) t0 = t;
-            else if (t - t0 > POOL_SPIN_NS) return;
-        }
-    }
+    return __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen &&
+           !__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE);
 }
 
-static void spin_wait_zero(const uint32_t *v)
+/* the caller's wait: workers still in the job */
+static int pool_busy(const pool *p, uint64_t unused)
+{
+    (void)unused;
+    return __atomic_load_n(&p->active, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* spin while waiting(p, arg), at most POOL_SPIN_NS (the caller then sleeps on the condition) */
+static void spin_while(int (*waiting)(const pool *, uint64_t), const pool *p, uint64_t arg)
 {
     uint64_t t0 = 0;
-    for (uint32_t i = 1;; i++) {
-        if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0) return;
+    for (uint32_t i = 1; waiting(p, arg); i++) {
         cpu_relax();
         if ((i & 255) == 0) {
-            uint64_t t = now_ns();
-            if (t0 == 0) t0 = t;
-            else if (t - t0 > POOL_SPIN_NS) return;
+            const uint64_t t = now_ns();
+            if (t0 == 0) {
+                t0 = t;
+            } else if (t - t0 > POOL_SPIN_NS) {
+                return;
+            }
         }
     }
 }
@@ -2343,7 +2344,7 @@ static void *pool_worker(void *arg)
     pool *p = pa->p;
     uint64_t seen = 0;
     for (;;) {
-        spin_wait_u64(&p->gen, seen, &p->quit);
+        spin_while(pool_idle, p, seen);
         pthread_mutex_lock(&p->mu);
         while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
         if (p->quit) {
@@ -2389,7 +2390,7 @@ static void pool_run(pool *p, part_fn fn, void *ctx, int64_t parts, int parallel
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     pool_parts(p, 0);
-    spin_wait_zero(&p->active);
+    spin_while(pool_busy, p, 0);
     pthread_mutex_lock(&p->mu);
     while (p->active != 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);

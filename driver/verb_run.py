@@ -46,7 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="write the simulated timeline as Chrome trace-event JSON "
                              "(open it in Perfetto or chrome://tracing)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="onnxruntime threads for the CPU steps (default 1)")
+                        help="host threads (default 1): onnxruntime's for the CPU steps, and "
+                             "the simulator's: large CONVs, and the tiles between barriers "
+                             "once two inferences (batch chunks) have passed the dependency "
+                             "check; the same outputs and cycles")
 
 
 def load_inputs(path: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:

@@ -87,6 +87,9 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
 void mlip_sim_free(mlip_sim *sim);
 uint8_t *mlip_sim_dram(mlip_sim *sim, uint64_t *size);
 uint32_t mlip_sim_num_layers(const mlip_sim *sim);
+#define MLIP_RUN_SCHEDULED 0
+#define MLIP_RUN_REPLAYED 1
+#define MLIP_RUN_TILE_THREADS 2
 uint32_t mlip_sim_run_mode(const mlip_sim *sim);
 int mlip_sim_run(mlip_sim *sim, mlip_stats *stats, mlip_layer_stats *layers,
                  uint32_t num_layers, char *msg, size_t msg_size);

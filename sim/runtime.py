@@ -584,7 +584,7 @@ class CompiledModel:
         self._batch_chunk = manifest.batch_chunk
         if device is None:
             device = SimulatorDevice()
-            if threads > 1:  # the simulator's large instructions on as many threads
+            if threads > 1:  # the simulator's tiles (or large CONVs) on as many threads
                 from mrvl.sim.simulator import TimingParams
 
                 device = SimulatorDevice(timing=TimingParams(threads=threads))

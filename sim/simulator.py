@@ -191,9 +191,6 @@ class _RunStats:
         self.nonfinite = nonfinite
 
 
-_RUN_MODES = {0: "scheduled", 1: "replayed", 2: "tile-threads"}
-
-
 class Simulator:
     """A loaded model binary on the simulated machine (one C handle)."""
 
@@ -274,7 +271,9 @@ class Simulator:
         reports are the same in every mode."""
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
-        return _RUN_MODES[int(self._lib.mlip_sim_run_mode(self._handle))]
+        lib = self._lib
+        return {lib.MLIP_RUN_SCHEDULED: "scheduled", lib.MLIP_RUN_REPLAYED: "replayed",
+                lib.MLIP_RUN_TILE_THREADS: "tile-threads"}[lib.mlip_sim_run_mode(self._handle)]
 
     def close(self) -> None:
         if self._handle is not None:
