@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__)
 #include <emmintrin.h> /* SSE2: part of the x86-64 baseline */
 #endif
@@ -5717,9 +5718,13 @@ int mlip_sim_load(mlip_sim **out, const uint8_t *data, size_t size, const mlip_p
         mlip_sim_free(sim);
         return code;
     }
-    if (sim->p.threads > 1 && !pool_start(sim, sim->p.threads)) {
-        int code = fail(sim, MLIP_ERR_NOMEM, "cannot start %u simulator threads",
-                        sim->p.threads);
+    /* no more threads than the host has CPUs online: more would only take turns on them
+     * (a spinning or woken worker then stalls the ones doing the work) */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint32_t threads = sim->p.threads;
+    if (cpus >= 1 && threads > (uint32_t)cpus) threads = (uint32_t)cpus;
+    if (threads > 1 && !pool_start(sim, threads)) {
+        int code = fail(sim, MLIP_ERR_NOMEM, "cannot start %u simulator threads", threads);
         mlip_sim_free(sim);
         return code;
     }

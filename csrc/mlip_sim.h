@@ -23,9 +23,10 @@ typedef struct mlip_params {
     uint32_t check_deps;       /* 1: enforce the dependency rule (default) */
     uint32_t portable;         /* 1: use the portable C kernels, not the AVX2 ones */
     uint32_t no_avx512;        /* 1: the AVX2 kernels even where the CPU has AVX-512 */
-    uint32_t threads;          /* host threads (0, 1: none; <= 64): the tiles between barriers
-                                * once two runs in a row passed the dependency check, and the
-                                * parts of large CONVs otherwise */
+    uint32_t threads;          /* host threads (0, 1: none; <= 64; at most the CPUs online are
+                                * started): the tiles between barriers once two runs in a row
+                                * passed the dependency check, and the parts of large CONVs
+                                * otherwise */
     uint64_t max_insn_work;    /* per-instruction work limit (MACs / taps / elements) */
     uint64_t max_dram_bytes;   /* largest dram_size the simulator accepts */
 } mlip_params;

@@ -266,9 +266,9 @@ class Simulator:
     def last_run_mode(self) -> str:
         """How the last run's main section ran: "scheduled" (the first run, runs that check
         the dependency rule, traced runs), "replayed" (its recorded schedule, on one thread) or
-        "tile-threads" (replayed with the tiles on `timing.threads` threads between barriers:
-        only once two runs in a row passed the dependency check).  Outputs, cycles and
-        reports are the same in every mode."""
+        "tile-threads" (replayed with the tiles on `timing.threads` threads, at most the CPUs
+        online, between barriers: only once two runs in a row passed the dependency check).
+        Outputs, cycles and reports are the same in every mode."""
         if self._handle is None:
             raise SimulationError(f"{self.name}: the simulator was closed")
         lib = self._lib
