@@ -27,7 +27,8 @@ from mrvl.sim.program_builder import ProgramBuilder, flat_dma, tile_copy_2d
 from mrvl.sim.simulator import Simulator, TimingParams
 
 FUZZ_OCM = 1 << 18
-FUZZ_TIMING = TimingParams(max_insn_work=1 << 22, max_dram_bytes=1 << 24)
+# 2 threads: a case that runs clean is replayed with its tiles on threads from its third run
+FUZZ_TIMING = TimingParams(max_insn_work=1 << 22, max_dram_bytes=1 << 24, threads=2)
 INTERESTING = (0, 1, 2, 3, 7, 15, 16, 17, 255, 256, 4095, 4096, 65535, 65536, 0x7FFF,
                0x8000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF, FUZZ_OCM - 2,
                FUZZ_OCM, 1 << 24)
@@ -237,8 +238,21 @@ def run_case(data: bytes, timing: TimingParams = FUZZ_TIMING) -> str:
         return "sim_error"
     try:
         inputs = [np.ones(d.shape, np.float32) for d in sim.inputs]
-        sim.run(inputs)
+        first, report = sim.run(inputs)
         sim.run(inputs, trace=True)  # the traced path too (its buffer is sized exactly)
+        # the recorded schedule replayed (tiles on threads where there are 2 CPUs), on other
+        # inputs and then on the first ones: a fresh handle's scheduled run's bits and cycles
+        other = [np.arange(x.size, dtype=np.float32).reshape(x.shape) % 7 - 3 for x in inputs]
+        fresh = Simulator.load(data, timing=timing)
+        try:
+            want_other, _ = fresh.run(other)
+        finally:
+            fresh.close()
+        for feeds, want in ((other, want_other), (inputs, first)):
+            got, got_report = sim.run(feeds)
+            if [y.tobytes() for y in got] != [y.tobytes() for y in want] or \
+                    got_report["cycles"] != report["cycles"]:
+                raise AssertionError(f"a {sim.last_run_mode} run differs from a scheduled one")
     except SimulationError:
         return "sim_error"
     except (RuntimeInputError, MrvlError):
