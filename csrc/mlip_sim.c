@@ -151,7 +151,7 @@ typedef struct sec_plan {
     mlip_stats out;     /* with these; */
     mlip_layer_stats *lstats; /* the layer statistics after it (main; num_layers entries) */
     uint32_t n, cap;
-    uint32_t *idx;      /* the executed instructions (global index), in schedule order */
+    uint32_t *idx;      /* the executed instructions but NOPs (global index), in order */
     uint8_t *stream;    /* and their streams (tile * 3 + queue) */
     uint32_t nep, ep_cap;
     uint32_t *ep_end;   /* per epoch (between barriers): the end of its part of idx */
@@ -5177,7 +5177,9 @@ static int exec_one(mlip_sim *sim, run_ctx *rc, uint32_t s, uint64_t start)
     cost c = {0, 0, 0, 0, 0, 0, 0};
     int rcode = exec_effect(sim, &ac, lt, in, &c);
     if (rcode != MLIP_OK) return rcode;
-    if (rc->plan != NULL) plan_add(rc->plan, ss->first + ss->pc, s);
+    if (rc->plan != NULL && in->opcode != MLIP_OP_NOP) { /* a NOP has no effect to replay */
+        plan_add(rc->plan, ss->first + ss->pc, s);
+    }
     uint64_t end;
     if (c.engine == 3) {
         uint64_t t0 = start + p->issue_latency + p->dma_latency;
