@@ -2274,6 +2274,59 @@ static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t
     *hi = h;
 }
 
+/* The NaN fix-up of the fp16 CONV kernels.  Their fused multiply-adds (and the compiler,
+ * which may commute `acc + x * w` in the others) choose another NaN where two meet than the
+ * documented order does (docs/isa.md: x's in x * w, acc's in acc + x * w and acc + bias);
+ * every other result, infinities included, is the same (the product is exact), and so is
+ * whether a result is NaN.  So the kernels run as they are, and a store that meets a NaN
+ * recomputes that pixel's 16-channel block here in the documented order, pinned (OP_FIRST),
+ * on every path.  The taps of pixel k: tap (i, j), channel c at
+ * X[pix(k) + i * rs + j * cs + c] for i in [i0, i1), j in [j0, j1); pix(k) = off[k], or
+ * base + k * pst where off is NULL; weights of block h at ((i * kw + j) * icg + c) * OB + o +
+ * h * second, fp32 in wf, or (wf NULL) fp16 in wh. */
+typedef struct conv_fix {
+    const float *X;
+    const float *wf;
+    const uint16_t *wh;
+    const int64_t *off;
+    int64_t base, pst, rs, cs, i0, i1, j0, j1, kw, icg, second;
+} conv_fix;
+
+/* v[0..16) = the documented sum of pixel k, block h (+ bias[0..16) unless NULL) */
+static void conv_fix_block(const conv_fix *f, int64_t k, int h, const float *bias, float v[OB])
+{
+    v4f a[OB / 4] = {{0}};
+    const int64_t pix = f->off != NULL ? f->off[k] : f->base + k * f->pst;
+    for (int64_t i = f->i0; i < f->i1; i++) {
+        for (int64_t j = f->j0; j < f->j1; j++) {
+            const float *xp = f->X + pix + i * f->rs + j * f->cs;
+            const int64_t t0 = (i * f->kw + j) * f->icg * OB + h * f->second;
+            for (int64_t c = 0; c < f->icg; c++) {
+                const float x = xp[c];
+                const v4f xv = {x, x, x, x};
+                float w[OB];
+                if (f->wf != NULL) {
+                    memcpy(w, f->wf + t0 + c * OB, sizeof w);
+                } else {
+                    for (int o = 0; o < OB; o++) w[o] = h2f(f->wh[t0 + c * OB + o]);
+                }
+                for (int q = 0; q < OB / 4; q++) {
+                    v4f wv, p;
+                    memcpy(&wv, w + 4 * q, sizeof wv);
+                    MUL_FIRST(0, "ps", p, xv, wv);
+                    ADD_FIRST(0, "ps", a[q], a[q], p);
+                }
+            }
+        }
+    }
+    for (int q = 0; q < OB / 4 && bias != NULL; q++) {
+        v4f bv;
+        memcpy(&bv, bias + 4 * q, sizeof bv);
+        ADD_FIRST(0, "ps", a[q], a[q], bv);
+    }
+    memcpy(v, a, OB * sizeof(float));
+}
+
 /* ---- worker threads ------------------------------------------------------------------- */
 /* How long a thread spins before it sleeps, waiting for the next job (a worker) or for the
  * workers of this one (the caller): a tile-parallel run hands out one job per barrier, often
@@ -3047,11 +3100,15 @@ act_f2h_row_avx512(const float *src, uint8_t *dst, int64_t n, int act, float alp
 /* The stores of np pixels x `on` (<= 32) channels from conv_np_*: v = acc + bias (if any),
  * then the activation with ordered compares and masks, exactly apply_act's values (NONE,
  * RELU, RELU6, CLIP, LEAKY_RELU), then fp16 RNE (F16C; a vector holding a NaN goes through
- * f2h, like f2h_row_f16c) or fp32.  Pixel k's channels go to orow0 + k * pstride bytes; a
- * partial vector is stored through a small buffer (no byte beyond `on` is written). */
+ * f2h, like f2h_row_f16c) or fp32.  A vector holding a NaN after the activation is
+ * recomputed in the documented order first (conv_fix_block; an activation maps every NaN
+ * either to itself or to one value, so a vector without NaN has the documented bits).
+ * Pixel k's channels go to orow0 + k * pstride bytes; a partial vector is stored through a
+ * small buffer (no byte beyond `on` is written). */
 __attribute__((target("avx512f,f16c"))) static void
 conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bias, int act,
-                  float alpha, float beta, int fp16, uint8_t *orow0, int64_t pstride)
+                  float alpha, float beta, int fp16, uint8_t *orow0, int64_t pstride,
+                  const conv_fix *fix)
 {
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
     const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
@@ -3068,12 +3125,18 @@ conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bia
             __m512 v = _mm512_loadu_ps(acc[h][k]);
             if (bias != NULL) v = _mm512_add_ps(v, bv[h]);
             v = act_avx512(v, act, zero, six, lo, hi);
+            const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            if (nan != 0) {
+                float t[OB];
+                conv_fix_block(fix, k, h, bias != NULL ? bias + h * OB : NULL, t);
+                v = act_avx512(_mm512_loadu_ps(t), act, zero, six, lo, hi);
+            }
             if (!fp16) {
                 _mm512_mask_storeu_ps(orow + h * OB * 4, (__mmask16)((1u << n) - 1u), v);
                 continue;
             }
             uint16_t q[OB];
-            if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) == 0) {
+            if (nan == 0) {
                 __m256i hv = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                 if (n == OB) {
                     _mm256_storeu_si256((__m256i *)(void *)(orow + h * OB * 2), hv);
@@ -3327,22 +3390,50 @@ typedef struct conv_job {
     float alpha, beta;
 } conv_job;
 
+/* v[0..on) = acc (+ bias unless NULL); whether one of them is NaN */
+static inline int conv_add_bias(float *v, const float *acc, const float *bias, int64_t on)
+{
+    int nan = 0;
+    for (int64_t o = 0; o < on; o++) {
+        float t = bias != NULL ? acc[o] + bias[o] : acc[o];
+        nan |= t != t;
+        v[o] = t;
+    }
+    return nan;
+}
+
+/* v[0..on) (on <= 32) = acc + bias as documented, where conv_add_bias met a NaN: the
+ * 16-channel blocks holding a NaN recomputed by conv_fix_block (the others are right) */
+static void conv_fix_row(const conv_fix *fix, int64_t k, const float *bias, float *v,
+                         int64_t on)
+{
+    for (int h = 0; h * OB < on; h++) {
+        int64_t n = on - h * OB < OB ? on - h * OB : OB;
+        int nan = 0;
+        for (int64_t o = 0; o < n; o++) nan |= v[h * OB + o] != v[h * OB + o];
+        if (!nan) continue;
+        float t[OB];
+        conv_fix_block(fix, k, h, bias != NULL ? bias + h * OB : NULL, t);
+        memcpy(v + h * OB, t, (size_t)n * sizeof(float));
+    }
+}
+
 /* bias, activation and store of np pixels' outputs acc0[k][0..16) (and acc1[k] for the
- * channels 16..on of a two-block group), one pixel at a time */
+ * channels 16..on of a two-block group), one pixel at a time; a NaN after the bias makes
+ * its block the documented one first (conv_fix_row) */
 static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc1)[OB],
                                int64_t np, int64_t p0, int64_t gi, int64_t ob, int64_t on,
-                               const float *bias2)
+                               const float *bias2, const conv_fix *fix)
 {
     const conv_geo *g = j->g;
+    const float *bias = j->has_bias ? bias2 : NULL;
     for (int64_t k = 0; k < np; k++) {
         uint8_t *orow = j->ocm + g->out_addr +
                         (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
-        float v[2 * OB];
-        memcpy(v, acc0[k], OB * sizeof(float));
-        if (acc1 != NULL) memcpy(v + OB, acc1[k], OB * sizeof(float));
-        if (j->has_bias) {
-            for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
-        }
+        float a[2 * OB], v[2 * OB];
+        memcpy(a, acc0[k], OB * sizeof(float));
+        if (acc1 != NULL) memcpy(a + OB, acc1[k], OB * sizeof(float));
+        if (conv_add_bias(v, a, bias, on)) conv_fix_row(fix, k, bias, v, on);
         act_row(j->act, v, on, j->alpha, j->beta);
         if (j->odt == MLIP_DT_FP16) {
             f2h_row(j->sim, v, orow, on);
@@ -3398,10 +3489,15 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
             }
         }
         for (int64_t k = np; k < 2 * PB; k++) off[k] = off[np - 1]; /* the 6-pixel kernels */
+        /* the fp32 weights W, whole but where an AVX-512 call converts its own (fill 2) */
+        conv_fix fix = {X, j->W + woff, j->T + woff, off, 0, 0,
+                              g->dh * j->iwp * g->ic, g->dw * g->ic, 0, g->kh, 0, g->kw,
+                              g->kw, j->icg, j->kk * OB};
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
             int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
+            if (fill == 2) fix.wf = NULL;
             conv_np_avx512[fill][nb - 1][np - 1](
                 X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
@@ -3409,11 +3505,12 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
                 uint8_t *orow = j->ocm + g->out_addr +
                                 (uint64_t)(p0 * g->ops + gi * j->ocg + ob) * j->oes;
                 conv_store_avx512(acc2, np, on, j->has_bias ? bias2 : NULL, j->act, j->alpha,
-                                  j->beta, j->odt == MLIP_DT_FP16, orow, g->ops * j->oes);
+                                  j->beta, j->odt == MLIP_DT_FP16, orow, g->ops * j->oes,
+                                  &fix);
                 continue;
             }
             conv_store_generic(j, acc2[0], nb == 2 ? acc2[1] : NULL, np, p0, gi, ob, on,
-                               bias2);
+                               bias2, &fix);
             continue;
         }
 #endif
@@ -3426,7 +3523,7 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
         {
             conv_block6p_c(X, j->W + woff, g, j->icg, j->iwp, off, acc);
         }
-        conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
+        conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2, &fix);
     }
 }
 
@@ -3615,13 +3712,19 @@ static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
                     {
                         conv_block6_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
                     }
+                    const conv_fix fix = {
+                        X, wblk, NULL, NULL,
+                        ((r * g->sh - g->pt) * g->iw + s * g->sw - g->pl) * g->ic + xoff,
+                        g->sw * g->ic, g->dh * g->iw * g->ic, g->dw * g->ic, i0, i1, j0, j1,
+                        g->kw, icg, 0};
                     for (int64_t k = 0; k < np; k++) {
                         uint8_t *orow = ocm + g->out_addr +
                                         (uint64_t)((r * g->ow + s + k) * g->ops) * oes +
                                         (uint64_t)(gi * ocg + ob) * oes;
                         float v[OB];
-                        for (int64_t o = 0; o < on; o++) {
-                            v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
+                        const float *bias = has_bias ? bias_buf : NULL;
+                        if (conv_add_bias(v, acc[k], bias, on)) {
+                            conv_fix_row(&fix, k, bias, v, on);
                         }
                         act_row(in->act, v, on, alpha, beta);
                         if (odt == MLIP_DT_FP16) {
