@@ -3063,8 +3063,8 @@ act_avx512(__m512 v, int act, __m512 zero, __m512 six, __m512 lo, __m512 hi)
     }
 }
 
-__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
-                                                               int64_t n);
+__attribute__((target("avx2,f16c"))) static int f2h_row_f16c(const float *src, uint8_t *dst,
+                                                              int64_t n);
 
 /* The activation (one of conv_store_avx512_acts) and fp16 RNE store of n contiguous fp32
  * values in one pass, 16 at a time: act_row then f2h_row_f16c's bits (a vector holding a
@@ -3182,11 +3182,12 @@ __attribute__((target("avx512f"))) static void h2f_row_avx512(const uint8_t *src
 }
 
 /* fp32 -> fp16 RNE of n values (F16C); NaNs are canonicalised like f2h so that both paths
- * give identical bits */
-__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
-                                                               int64_t n)
+ * give identical bits.  Whether a value was NaN. */
+__attribute__((target("avx2,f16c"))) static int f2h_row_f16c(const float *src, uint8_t *dst,
+                                                              int64_t n)
 {
     int64_t k = 0;
+    int nan = 0;
     for (; k + 8 <= n; k += 8) {
         __m256 v = _mm256_loadu_ps(src + k);
         if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
@@ -3194,6 +3195,7 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
                 uint16_t h = f2h(src[t]);
                 memcpy(dst + t * 2, &h, 2);
             }
+            nan = 1;
             continue;
         }
         __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -3202,7 +3204,9 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
     for (; k < n; k++) {
         uint16_t h = f2h(src[k]);
         memcpy(dst + k * 2, &h, 2);
+        nan |= src[k] != src[k];
     }
+    return nan;
 }
 
 #else
@@ -3390,22 +3394,13 @@ typedef struct conv_job {
     float alpha, beta;
 } conv_job;
 
-/* v[0..on) = acc (+ bias unless NULL); whether one of them is NaN */
-static inline int conv_add_bias(float *v, const float *acc, const float *bias, int64_t on)
-{
-    int nan = 0;
-    for (int64_t o = 0; o < on; o++) {
-        float t = bias != NULL ? acc[o] + bias[o] : acc[o];
-        nan |= t != t;
-        v[o] = t;
-    }
-    return nan;
-}
-
-/* v[0..on) (on <= 32) = acc + bias as documented, where conv_add_bias met a NaN: the
- * 16-channel blocks holding a NaN recomputed by conv_fix_block (the others are right) */
-static void conv_fix_row(const conv_fix *fix, int64_t k, const float *bias, float *v,
-                         int64_t on)
+/* v[0..on) (on <= 32), after the bias and the activation, as documented where it holds a
+ * NaN: those 16-channel blocks recomputed by conv_fix_block (+ bias unless NULL), then the
+ * activation (which maps every NaN either to itself or to one value, so a block without NaN
+ * is right as it is) */
+__attribute__((cold, noinline)) static void
+conv_fix_row(const conv_fix *fix, int64_t k, const float *bias, int act, float alpha,
+             float beta, float *v, int64_t on)
 {
     for (int h = 0; h * OB < on; h++) {
         int64_t n = on - h * OB < OB ? on - h * OB : OB;
@@ -3414,32 +3409,59 @@ static void conv_fix_row(const conv_fix *fix, int64_t k, const float *bias, floa
         if (!nan) continue;
         float t[OB];
         conv_fix_block(fix, k, h, bias != NULL ? bias + h * OB : NULL, t);
+        act_row(act, t, n, alpha, beta);
         memcpy(v + h * OB, t, (size_t)n * sizeof(float));
     }
 }
 
+/* The bias, activation and store of one pixel's v[0..on) at orow: fp16 (a NaN met by the
+ * conversion makes the row the documented one, conv_fix_row, and stores it again) or fp32
+ * (checked for NaN first) */
+static inline __attribute__((always_inline)) void
+conv_store_row(const mlip_sim *sim, const conv_fix *fix, int64_t k, float *v, int64_t on,
+               const float *bias, int act, float alpha, float beta, int odt, uint8_t *orow)
+{
+    if (bias != NULL) {
+        for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias[o];
+    }
+    act_row(act, v, on, alpha, beta);
+    int nan = 0;
+    if (odt == MLIP_DT_FP16) {
+#if MLIP_HAVE_AVX2_KERNEL
+        if (sim->has_avx2) {
+            nan = f2h_row_f16c(v, orow, on);
+        } else
+#endif
+        {
+            f2h_row(sim, v, orow, on);
+            for (int64_t o = 0; o < on; o++) nan |= v[o] != v[o];
+        }
+        if (nan) {
+            conv_fix_row(fix, k, bias, act, alpha, beta, v, on);
+            f2h_row(sim, v, orow, on);
+        }
+        return;
+    }
+    for (int64_t o = 0; o < on; o++) nan |= v[o] != v[o];
+    if (nan) conv_fix_row(fix, k, bias, act, alpha, beta, v, on);
+    memcpy(orow, v, (size_t)on * 4);
+}
+
 /* bias, activation and store of np pixels' outputs acc0[k][0..16) (and acc1[k] for the
- * channels 16..on of a two-block group), one pixel at a time; a NaN after the bias makes
- * its block the documented one first (conv_fix_row) */
+ * channels 16..on of a two-block group), one pixel at a time (conv_store_row) */
 static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc1)[OB],
                                int64_t np, int64_t p0, int64_t gi, int64_t ob, int64_t on,
                                const float *bias2, const conv_fix *fix)
 {
     const conv_geo *g = j->g;
-    const float *bias = j->has_bias ? bias2 : NULL;
     for (int64_t k = 0; k < np; k++) {
         uint8_t *orow = j->ocm + g->out_addr +
                         (uint64_t)((p0 + k) * g->ops + gi * j->ocg + ob) * j->oes;
-        float a[2 * OB], v[2 * OB];
-        memcpy(a, acc0[k], OB * sizeof(float));
-        if (acc1 != NULL) memcpy(a + OB, acc1[k], OB * sizeof(float));
-        if (conv_add_bias(v, a, bias, on)) conv_fix_row(fix, k, bias, v, on);
-        act_row(j->act, v, on, j->alpha, j->beta);
-        if (j->odt == MLIP_DT_FP16) {
-            f2h_row(j->sim, v, orow, on);
-        } else {
-            memcpy(orow, v, (size_t)on * 4);
-        }
+        float v[2 * OB];
+        memcpy(v, acc0[k], OB * sizeof(float));
+        if (acc1 != NULL) memcpy(v + OB, acc1[k], OB * sizeof(float));
+        conv_store_row(j->sim, fix, k, v, on, j->has_bias ? bias2 : NULL, j->act, j->alpha,
+                       j->beta, j->odt, orow);
     }
 }
 
@@ -3471,9 +3493,14 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
      * host's L1/L2, instead of the whole input into a buffer read back once (the same
      * values, exact) */
     float xblock[j->direct ? 2 * PB * CONV_DIRECT_IC : 1] __attribute__((aligned(64)));
+    int64_t off[2 * PB];
+    /* the taps for the NaN fix-up: the fp32 weights W are whole but where an AVX-512 call
+     * converts its own (fill 2) */
+    conv_fix fix = {j->direct ? xblock : j->X, j->W + woff, j->T + woff, off, 0, 0,
+                    g->dh * j->iwp * g->ic, g->dw * g->ic, 0, g->kh, 0, g->kw, g->kw, j->icg,
+                    j->kk * OB};
     for (int64_t p0 = p1; p0 < pend; p0 += pblk) {
         int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
-        int64_t off[2 * PB];
         const float *X = j->X;
         if (j->direct) {
             h2f_row(sim, j->ocm + g->in_addr + (uint64_t)(p0 * g->ic) * 2, xblock, np * g->ic);
@@ -3489,15 +3516,11 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
             }
         }
         for (int64_t k = np; k < 2 * PB; k++) off[k] = off[np - 1]; /* the 6-pixel kernels */
-        /* the fp32 weights W, whole but where an AVX-512 call converts its own (fill 2) */
-        conv_fix fix = {X, j->W + woff, j->T + woff, off, 0, 0,
-                              g->dh * j->iwp * g->ic, g->dw * g->ic, 0, g->kh, 0, g->kw,
-                              g->kw, j->icg, j->kk * OB};
 #if MLIP_HAVE_AVX2_KERNEL
         if (j->avx512) {
             float acc2[2][12][OB];
             int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
-            if (fill == 2) fix.wf = NULL;
+            fix.wf = fill == 2 ? NULL : j->W + woff;
             conv_np_avx512[fill][nb - 1][np - 1](
                 X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
@@ -3683,6 +3706,9 @@ static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
         int64_t xoff = gi * icg;
         for (int64_t obi = 0; obi < nob; obi++) {
             const float *wblk = W + (gi * nob + obi) * kk * OB;
+            /* the taps for the NaN fix-up (base, i0..j1: those of each group of pixels) */
+            conv_fix fix = {X, wblk, NULL, NULL, 0, g->sw * g->ic, g->dh * g->iw * g->ic,
+                            g->dw * g->ic, 0, 0, 0, 0, g->kw, icg, 0};
             int64_t ob = obi * OB;
             int64_t on = ocg - ob < OB ? ocg - ob : OB;
             for (int64_t o = 0; o < on; o++) bias_buf[o] = 0.0f;
@@ -3712,26 +3738,16 @@ static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
                     {
                         conv_block6_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
                     }
-                    const conv_fix fix = {
-                        X, wblk, NULL, NULL,
-                        ((r * g->sh - g->pt) * g->iw + s * g->sw - g->pl) * g->ic + xoff,
-                        g->sw * g->ic, g->dh * g->iw * g->ic, g->dw * g->ic, i0, i1, j0, j1,
-                        g->kw, icg, 0};
+                    fix.base = ((r * g->sh - g->pt) * g->iw + s * g->sw - g->pl) * g->ic + xoff;
+                    fix.i0 = i0, fix.i1 = i1, fix.j0 = j0, fix.j1 = j1;
                     for (int64_t k = 0; k < np; k++) {
                         uint8_t *orow = ocm + g->out_addr +
                                         (uint64_t)((r * g->ow + s + k) * g->ops) * oes +
                                         (uint64_t)(gi * ocg + ob) * oes;
                         float v[OB];
-                        const float *bias = has_bias ? bias_buf : NULL;
-                        if (conv_add_bias(v, acc[k], bias, on)) {
-                            conv_fix_row(&fix, k, bias, v, on);
-                        }
-                        act_row(in->act, v, on, alpha, beta);
-                        if (odt == MLIP_DT_FP16) {
-                            f2h_row(sim, v, orow, on);
-                        } else {
-                            memcpy(orow, v, (size_t)on * 4);
-                        }
+                        memcpy(v, acc[k], sizeof v);
+                        conv_store_row(sim, &fix, k, v, on, has_bias ? bias_buf : NULL,
+                                       in->act, alpha, beta, odt, orow);
                     }
                     s += np;
                 }
