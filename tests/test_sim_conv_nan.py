@@ -71,15 +71,29 @@ def _step(acc, xv, wv, order: str):
     return np.where(np.isnan(xv), _quiet(xv), out).astype(np.float32)
 
 
-def conv_reference(x, w, bias, groups=1, pad_t=0, pad_l=0, order="rule", fp16=True):
-    """The fp16 CONV (stride 1, dilation 1, output H x W, no activation) element by element
-    in the documented order, as output bits (fp16 with the NaNs canonical, sign kept, like
-    f2h; or fp32)"""
+def conv_reference(x, w, bias, groups=1, pad_t=0, pad_l=0, order="rule", fp16=True,
+                   act=Act.NONE, alpha=0.0, beta=0.0):
+    """The fp16 CONV (stride 1, dilation 1, output H x W; activation NONE, CLIP or
+    LEAKY_RELU) element by element in the documented order, as output bits (fp16 with the
+    NaNs canonical, sign kept, like f2h; or fp32)"""
     with np.errstate(all="ignore"):
-        return _conv_reference(x, w, bias, groups, pad_t, pad_l, order, fp16)
+        acc = _conv_reference(x, w, bias, groups, pad_t, pad_l, order)
+        if act == Act.CLIP:  # ordered compares: a NaN stays
+            acc = np.where(acc < np.float32(alpha), np.float32(alpha),
+                           np.where(acc > np.float32(beta), np.float32(beta), acc))
+        elif act == Act.LEAKY_RELU:
+            acc = np.where(acc < 0, np.float32(alpha) * acc, acc)
+        else:
+            assert act == Act.NONE
+        acc = acc.astype(np.float32)
+        if not fp16:
+            return acc.view(np.uint32)
+        sign = (acc.view(np.uint32) >> 16).astype(np.uint16) & 0x8000
+        half = acc.astype(F16).view(np.uint16)
+        return np.where(np.isnan(acc), 0x7E00 | sign, half).astype(np.uint16)
 
 
-def _conv_reference(x, w, bias, groups, pad_t, pad_l, order, fp16):
+def _conv_reference(x, w, bias, groups, pad_t, pad_l, order):
     H, W, C = x.shape
     O, kh, kw, icg = w.shape
     ocg = O // groups
@@ -96,17 +110,12 @@ def _conv_reference(x, w, bias, groups, pad_t, pad_l, order, fp16):
             for c in range(icg):
                 xv = xf[yc][:, zc][:, :, in_channel + c]
                 acc = np.where(valid, _step(acc, xv, wf[:, i, j, c], order), acc)
-    acc = _first_nan(acc, bias[None, None, :], acc + bias[None, None, :])
-    if not fp16:
-        return acc.view(np.uint32)
-    sign = (acc.view(np.uint32) >> 16).astype(np.uint16) & 0x8000
-    half = acc.astype(F16).view(np.uint16)
-    return np.where(np.isnan(acc), 0x7E00 | sign, half).astype(np.uint16)
+    return _first_nan(acc, bias[None, None, :], acc + bias[None, None, :])
 
 
-def _conv_program(x, w, bias, groups=1, pad_t=0, pad_l=0, fp16=True) -> bytes:
-    """One fp16 CONV on tile 0 (stride 1, output H x W, no activation), output "y" fp16 or
-    fp32"""
+def _conv_program(x, w, bias, groups=1, pad_t=0, pad_l=0, fp16=True, act=Act.NONE,
+                  alpha=0.0, beta=0.0) -> bytes:
+    """One fp16 CONV on tile 0 (stride 1, output H x W), output "y" fp16 or fp32"""
     (H, W, C), (O, kh, kw, _) = x.shape, w.shape
     odt = DType.FP16 if fp16 else DType.FP32
     pb = ProgramBuilder()
@@ -115,7 +124,8 @@ def _conv_program(x, w, bias, groups=1, pad_t=0, pad_l=0, fp16=True) -> bytes:
     pb.compute(0, Instruction.make(
         Opcode.CONV, in_addr=xa, ih=H, iw=W, ic=C, in_pix_stride=C, out_addr=oa, oh=H, ow=W,
         oc=O, out_pix_stride=O, w_addr=wa, bias_addr=ba, kh=kh, kw=kw, pad_t=pad_t,
-        pad_l=pad_l, groups=groups, act=Act.NONE, src_dtype=DType.FP16, dst_dtype=odt))
+        pad_l=pad_l, groups=groups, act=act, alpha=alpha, beta=beta, src_dtype=DType.FP16,
+        dst_dtype=odt))
     pb.store(0, oa, "y", (H, W, O), odt)
     return pb.build().to_bytes()
 
@@ -162,22 +172,56 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_conv_nan_bits_are_the_documented_ones_on_every_path(case):
-    H, W, C, O, k, groups, pad, finite, fp16, seed = CASES[case]
-    rng = np.random.default_rng(seed)
-    taps = k * k * C // groups  # each output's: about one special input and weight in it
-    x = _specials(rng, (H, W, C), X_SPECIALS, X_PLAIN, 1.0 / taps)
-    w = _specials(rng, (O, k, k, C // groups), W_SPECIALS[:2] if finite else W_SPECIALS,
-                  W_PLAIN, 0.1 if finite else 0.5 / taps)
-    bias = _bias(rng, O)
-    args = dict(groups=groups, pad_t=pad, pad_l=pad, fp16=fp16)
+    x, w, bias, args = _case_inputs(case)
     want = conv_reference(x, w, bias, **args)
-    nan = (want & 0x7C00) == 0x7C00 if fp16 else (want & 0x7F800000) == 0x7F800000
+    nan = ((want & 0x7C00) == 0x7C00 if args["fp16"]
+           else (want & 0x7F800000) == 0x7F800000)
     assert 0 < np.count_nonzero(nan) < want.size * 3 // 4  # non-finite and finite outputs
     for order in ("commuted", "fma"):  # these inputs tell the orders apart
         assert not np.array_equal(conv_reference(x, w, bias, order=order, **args), want)
     for timing, y in zip(PATHS, _outputs(_conv_program(x, w, bias, **args))):
         bad = np.count_nonzero(y != want)
         assert bad == 0, f"{timing}: {bad} of {want.size} outputs differ"
+
+
+def _case_inputs(case):
+    H, W, C, O, k, groups, pad, finite, fp16, seed = CASES[case]
+    rng = np.random.default_rng(seed)
+    taps = k * k * C // groups  # each output's: about one special input and weight in it
+    x = _specials(rng, (H, W, C), X_SPECIALS, X_PLAIN, 1.0 / taps)
+    w = _specials(rng, (O, k, k, C // groups), W_SPECIALS[:2] if finite else W_SPECIALS,
+                  W_PLAIN, 0.1 if finite else 0.5 / taps)
+    return x, w, _bias(rng, O), dict(groups=groups, pad_t=pad, pad_l=pad, fp16=fp16)
+
+
+@pytest.mark.parametrize("case", ["3x3_padded", "3x3_padded_nonfinite_weights"])
+@pytest.mark.parametrize("act, alpha, beta", [(Act.CLIP, -0.75, 2.0),
+                                              (Act.LEAKY_RELU, -0.5, 0.0)])
+def test_conv_nan_bits_with_a_fused_activation(case, act, alpha, beta):
+    """CLIP and LEAKY_RELU keep NaNs (the AVX-512 store's fused activation and the generic
+    one): the documented bits after the activation on every path"""
+    x, w, bias, args = _case_inputs(case)
+    want = conv_reference(x, w, bias, act=act, alpha=alpha, beta=beta, **args)
+    assert not np.array_equal(
+        conv_reference(x, w, bias, act=act, alpha=alpha, beta=beta, order="fma", **args), want)
+    data = _conv_program(x, w, bias, act=act, alpha=alpha, beta=beta, **args)
+    for timing, y in zip(PATHS, _outputs(data)):
+        assert np.count_nonzero(y != want) == 0, timing
+
+
+@pytest.mark.parametrize("case", ["3x3_padded", "3x3_padded_nonfinite_weights"])
+def test_conv_nan_bits_with_an_activation_of_the_generic_store(case):
+    """TANH (not one of the AVX-512 store's activations: the generic store on every path)
+    keeps a NaN: the documented NaNs where the sum is NaN, and every path the same bits"""
+    x, w, bias, args = _case_inputs(case)
+    want = conv_reference(x, w, bias, **args)
+    nan = (want & 0x7C00) == 0x7C00
+    nan &= (want & 0x3FF) != 0  # NaN, not infinite
+    assert {0x7E00, 0xFE00} <= set(want[nan].tolist())
+    outs = _outputs(_conv_program(x, w, bias, act=Act.TANH, **args))
+    for timing, y in zip(PATHS, outs):
+        assert np.array_equal(y[nan], want[nan]), timing
+        assert np.array_equal(y, outs[0]), timing
 
 
 def test_conv_nan_bits_on_threads():
