@@ -2275,6 +2275,59 @@ static inline void tap_range(int64_t r, int64_t s, int64_t d, int64_t p, int64_t
     *hi = h;
 }
 
+/* The NaN fix-up of the fp16 CONV kernels.  Their fused multiply-adds (and the compiler,
+ * which may commute `acc + x * w` in the others) choose another NaN where two meet than the
+ * documented order does (docs/isa.md: x's in x * w, acc's in acc + x * w and acc + bias);
+ * every other result, infinities included, is the same (the product is exact), and so is
+ * whether a result is NaN.  So the kernels run as they are, and a store that meets a NaN
+ * recomputes that pixel's 16-channel block here in the documented order, pinned (OP_FIRST),
+ * on every path.  The taps of pixel k: tap (i, j), channel c at
+ * X[pix(k) + i * rs + j * cs + c] for i in [i0, i1), j in [j0, j1); pix(k) = off[k], or
+ * base + k * pst where off is NULL; weights of block h at ((i * kw + j) * icg + c) * OB + o +
+ * h * second, fp32 in wf, or (wf NULL) fp16 in wh. */
+typedef struct conv_fix {
+    const float *X;
+    const float *wf;
+    const uint16_t *wh;
+    const int64_t *off;
+    int64_t base, pst, rs, cs, i0, i1, j0, j1, kw, icg, second;
+} conv_fix;
+
+/* v[0..16) = the documented sum of pixel k, block h (+ bias[0..16) unless NULL) */
+static void conv_fix_block(const conv_fix *f, int64_t k, int h, const float *bias, float v[OB])
+{
+    v4f a[OB / 4] = {{0}};
+    const int64_t pix = f->off != NULL ? f->off[k] : f->base + k * f->pst;
+    for (int64_t i = f->i0; i < f->i1; i++) {
+        for (int64_t j = f->j0; j < f->j1; j++) {
+            const float *xp = f->X + pix + i * f->rs + j * f->cs;
+            const int64_t t0 = (i * f->kw + j) * f->icg * OB + h * f->second;
+            for (int64_t c = 0; c < f->icg; c++) {
+                const float x = xp[c];
+                const v4f xv = {x, x, x, x};
+                float w[OB];
+                if (f->wf != NULL) {
+                    memcpy(w, f->wf + t0 + c * OB, sizeof w);
+                } else {
+                    for (int o = 0; o < OB; o++) w[o] = h2f(f->wh[t0 + c * OB + o]);
+                }
+                for (int q = 0; q < OB / 4; q++) {
+                    v4f wv, p;
+                    memcpy(&wv, w + 4 * q, sizeof wv);
+                    MUL_FIRST(0, "ps", p, xv, wv);
+                    ADD_FIRST(0, "ps", a[q], a[q], p);
+                }
+            }
+        }
+    }
+    for (int q = 0; q < OB / 4 && bias != NULL; q++) {
+        v4f bv;
+        memcpy(&bv, bias + 4 * q, sizeof bv);
+        ADD_FIRST(0, "ps", a[q], a[q], bv);
+    }
+    memcpy(v, a, OB * sizeof(float));
+}
+
 /* ---- worker threads ------------------------------------------------------------------- */
 /* How long a thread spins before it sleeps, waiting for the next job (a worker) or for the
  * workers of this one (the caller): a tile-parallel run hands out one job per barrier, often
@@ -3011,8 +3064,8 @@ act_avx512(__m512 v, int act, __m512 zero, __m512 six, __m512 lo, __m512 hi)
     }
 }
 
-__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
-                                                               int64_t n);
+__attribute__((target("avx2,f16c"))) static int f2h_row_f16c(const float *src, uint8_t *dst,
+                                                              int64_t n);
 
 /* The activation (one of conv_store_avx512_acts) and fp16 RNE store of n contiguous fp32
  * values in one pass, 16 at a time: act_row then f2h_row_f16c's bits (a vector holding a
@@ -3048,11 +3101,15 @@ act_f2h_row_avx512(const float *src, uint8_t *dst, int64_t n, int act, float alp
 /* The stores of np pixels x `on` (<= 32) channels from conv_np_*: v = acc + bias (if any),
  * then the activation with ordered compares and masks, exactly apply_act's values (NONE,
  * RELU, RELU6, CLIP, LEAKY_RELU), then fp16 RNE (F16C; a vector holding a NaN goes through
- * f2h, like f2h_row_f16c) or fp32.  Pixel k's channels go to orow0 + k * pstride bytes; a
- * partial vector is stored through a small buffer (no byte beyond `on` is written). */
+ * f2h, like f2h_row_f16c) or fp32.  A vector holding a NaN after the activation is
+ * recomputed in the documented order first (conv_fix_block; an activation maps every NaN
+ * either to itself or to one value, so a vector without NaN has the documented bits).
+ * Pixel k's channels go to orow0 + k * pstride bytes; a partial vector is stored through a
+ * small buffer (no byte beyond `on` is written). */
 __attribute__((target("avx512f,f16c"))) static void
 conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bias, int act,
-                  float alpha, float beta, int fp16, uint8_t *orow0, int64_t pstride)
+                  float alpha, float beta, int fp16, uint8_t *orow0, int64_t pstride,
+                  const conv_fix *fix)
 {
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
     const __m512 lo = _mm512_set1_ps(alpha), hi = _mm512_set1_ps(beta);
@@ -3069,12 +3126,18 @@ conv_store_avx512(float acc[2][12][OB], int64_t np, int64_t on, const float *bia
             __m512 v = _mm512_loadu_ps(acc[h][k]);
             if (bias != NULL) v = _mm512_add_ps(v, bv[h]);
             v = act_avx512(v, act, zero, six, lo, hi);
+            const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            if (nan != 0) {
+                float t[OB];
+                conv_fix_block(fix, k, h, bias != NULL ? bias + h * OB : NULL, t);
+                v = act_avx512(_mm512_loadu_ps(t), act, zero, six, lo, hi);
+            }
             if (!fp16) {
                 _mm512_mask_storeu_ps(orow + h * OB * 4, (__mmask16)((1u << n) - 1u), v);
                 continue;
             }
             uint16_t q[OB];
-            if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) == 0) {
+            if (nan == 0) {
                 __m256i hv = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                 if (n == OB) {
                     _mm256_storeu_si256((__m256i *)(void *)(orow + h * OB * 2), hv);
@@ -3120,11 +3183,12 @@ __attribute__((target("avx512f"))) static void h2f_row_avx512(const uint8_t *src
 }
 
 /* fp32 -> fp16 RNE of n values (F16C); NaNs are canonicalised like f2h so that both paths
- * give identical bits */
-__attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, uint8_t *dst,
-                                                               int64_t n)
+ * give identical bits.  Whether a value was NaN. */
+__attribute__((target("avx2,f16c"))) static int f2h_row_f16c(const float *src, uint8_t *dst,
+                                                              int64_t n)
 {
     int64_t k = 0;
+    int nan = 0;
     for (; k + 8 <= n; k += 8) {
         __m256 v = _mm256_loadu_ps(src + k);
         if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
@@ -3132,6 +3196,7 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
                 uint16_t h = f2h(src[t]);
                 memcpy(dst + t * 2, &h, 2);
             }
+            nan = 1;
             continue;
         }
         __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -3140,7 +3205,9 @@ __attribute__((target("avx2,f16c"))) static void f2h_row_f16c(const float *src, 
     for (; k < n; k++) {
         uint16_t h = f2h(src[k]);
         memcpy(dst + k * 2, &h, 2);
+        nan |= src[k] != src[k];
     }
+    return nan;
 }
 
 #else
@@ -3328,11 +3395,64 @@ typedef struct conv_job {
     float alpha, beta;
 } conv_job;
 
+/* v[0..on) (on <= 32), after the bias and the activation, as documented where it holds a
+ * NaN: those 16-channel blocks recomputed by conv_fix_block (+ bias unless NULL), then the
+ * activation (which maps every NaN either to itself or to one value, so a block without NaN
+ * is right as it is) */
+__attribute__((cold, noinline)) static void
+conv_fix_row(const conv_fix *fix, int64_t k, const float *bias, int act, float alpha,
+             float beta, float *v, int64_t on)
+{
+    for (int h = 0; h * OB < on; h++) {
+        int64_t n = on - h * OB < OB ? on - h * OB : OB;
+        int nan = 0;
+        for (int64_t o = 0; o < n; o++) nan |= v[h * OB + o] != v[h * OB + o];
+        if (!nan) continue;
+        float t[OB];
+        conv_fix_block(fix, k, h, bias != NULL ? bias + h * OB : NULL, t);
+        act_row(act, t, n, alpha, beta);
+        memcpy(v + h * OB, t, (size_t)n * sizeof(float));
+    }
+}
+
+/* The bias, activation and store of one pixel's v[0..on) at orow: fp16 (a NaN met by the
+ * conversion makes the row the documented one, conv_fix_row, and stores it again) or fp32
+ * (checked for NaN first) */
+static inline __attribute__((always_inline)) void
+conv_store_row(const mlip_sim *sim, const conv_fix *fix, int64_t k, float *v, int64_t on,
+               const float *bias, int act, float alpha, float beta, int odt, uint8_t *orow)
+{
+    if (bias != NULL) {
+        for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias[o];
+    }
+    act_row(act, v, on, alpha, beta);
+    int nan = 0;
+    if (odt == MLIP_DT_FP16) {
+#if MLIP_HAVE_AVX2_KERNEL
+        if (sim->has_avx2) {
+            nan = f2h_row_f16c(v, orow, on);
+        } else
+#endif
+        {
+            f2h_row(sim, v, orow, on);
+            for (int64_t o = 0; o < on; o++) nan |= v[o] != v[o];
+        }
+        if (nan) {
+            conv_fix_row(fix, k, bias, act, alpha, beta, v, on);
+            f2h_row(sim, v, orow, on);
+        }
+        return;
+    }
+    for (int64_t o = 0; o < on; o++) nan |= v[o] != v[o];
+    if (nan) conv_fix_row(fix, k, bias, act, alpha, beta, v, on);
+    memcpy(orow, v, (size_t)on * 4);
+}
+
 /* bias, activation and store of np pixels' outputs acc0[k][0..16) (and acc1[k] for the
- * channels 16..on of a two-block group), one pixel at a time */
+ * channels 16..on of a two-block group), one pixel at a time (conv_store_row) */
 static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc1)[OB],
                                int64_t np, int64_t p0, int64_t gi, int64_t ob, int64_t on,
-                               const float *bias2)
+                               const float *bias2, const conv_fix *fix)
 {
     const conv_geo *g = j->g;
     for (int64_t k = 0; k < np; k++) {
@@ -3341,15 +3461,8 @@ static void conv_store_generic(const conv_job *j, float (*acc0)[OB], float (*acc
         float v[2 * OB];
         memcpy(v, acc0[k], OB * sizeof(float));
         if (acc1 != NULL) memcpy(v + OB, acc1[k], OB * sizeof(float));
-        if (j->has_bias) {
-            for (int64_t o = 0; o < on; o++) v[o] = v[o] + bias2[o];
-        }
-        act_row(j->act, v, on, j->alpha, j->beta);
-        if (j->odt == MLIP_DT_FP16) {
-            f2h_row(j->sim, v, orow, on);
-        } else {
-            memcpy(orow, v, (size_t)on * 4);
-        }
+        conv_store_row(j->sim, fix, k, v, on, j->has_bias ? bias2 : NULL, j->act, j->alpha,
+                       j->beta, j->odt, orow);
     }
 }
 
@@ -3381,9 +3494,14 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
      * host's L1/L2, instead of the whole input into a buffer read back once (the same
      * values, exact) */
     float xblock[j->direct ? 2 * PB * CONV_DIRECT_IC : 1] __attribute__((aligned(64)));
+    int64_t off[2 * PB];
+    /* the taps for the NaN fix-up: the fp32 weights W are whole but where an AVX-512 call
+     * converts its own (fill 2) */
+    conv_fix fix = {j->direct ? xblock : j->X, j->W + woff, j->T + woff, off, 0, 0,
+                    g->dh * j->iwp * g->ic, g->dw * g->ic, 0, g->kh, 0, g->kw, g->kw, j->icg,
+                    j->kk * OB};
     for (int64_t p0 = p1; p0 < pend; p0 += pblk) {
         int64_t np = pend - p0 < pblk ? pend - p0 : pblk;
-        int64_t off[2 * PB];
         const float *X = j->X;
         if (j->direct) {
             h2f_row(sim, j->ocm + g->in_addr + (uint64_t)(p0 * g->ic) * 2, xblock, np * g->ic);
@@ -3403,6 +3521,7 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
         if (j->avx512) {
             float acc2[2][12][OB];
             int fill = j->fill == 2 ? 2 : p0 != 0 ? 0 : j->npix <= pblk ? 2 : 1;
+            fix.wf = fill == 2 ? NULL : j->W + woff;
             conv_np_avx512[fill][nb - 1][np - 1](
                 X, j->W + woff, j->T + woff, j->W + woff, g, j->icg, j->iwp, off, acc2);
             if (conv_store_avx512_acts(j->act) &&
@@ -3410,11 +3529,12 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
                 uint8_t *orow = j->ocm + g->out_addr +
                                 (uint64_t)(p0 * g->ops + gi * j->ocg + ob) * j->oes;
                 conv_store_avx512(acc2, np, on, j->has_bias ? bias2 : NULL, j->act, j->alpha,
-                                  j->beta, j->odt == MLIP_DT_FP16, orow, g->ops * j->oes);
+                                  j->beta, j->odt == MLIP_DT_FP16, orow, g->ops * j->oes,
+                                  &fix);
                 continue;
             }
             conv_store_generic(j, acc2[0], nb == 2 ? acc2[1] : NULL, np, p0, gi, ob, on,
-                               bias2);
+                               bias2, &fix);
             continue;
         }
 #endif
@@ -3427,7 +3547,7 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
         {
             conv_block6p_c(X, j->W + woff, g, j->icg, j->iwp, off, acc);
         }
-        conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2);
+        conv_store_generic(j, acc, NULL, np, p0, gi, ob, on, bias2, &fix);
     }
 }
 
@@ -3587,6 +3707,9 @@ static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
         int64_t xoff = gi * icg;
         for (int64_t obi = 0; obi < nob; obi++) {
             const float *wblk = W + (gi * nob + obi) * kk * OB;
+            /* the taps for the NaN fix-up (base, i0..j1: those of each group of pixels) */
+            conv_fix fix = {X, wblk, NULL, NULL, 0, g->sw * g->ic, g->dh * g->iw * g->ic,
+                            g->dw * g->ic, 0, 0, 0, 0, g->kw, icg, 0};
             int64_t ob = obi * OB;
             int64_t on = ocg - ob < OB ? ocg - ob : OB;
             for (int64_t o = 0; o < on; o++) bias_buf[o] = 0.0f;
@@ -3616,20 +3739,16 @@ static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
                     {
                         conv_block6_c(X, wblk, g, icg, xoff, r, s, np, i0, i1, j0, j1, acc);
                     }
+                    fix.base = ((r * g->sh - g->pt) * g->iw + s * g->sw - g->pl) * g->ic + xoff;
+                    fix.i0 = i0, fix.i1 = i1, fix.j0 = j0, fix.j1 = j1;
                     for (int64_t k = 0; k < np; k++) {
                         uint8_t *orow = ocm + g->out_addr +
                                         (uint64_t)((r * g->ow + s + k) * g->ops) * oes +
                                         (uint64_t)(gi * ocg + ob) * oes;
                         float v[OB];
-                        for (int64_t o = 0; o < on; o++) {
-                            v[o] = has_bias ? acc[k][o] + bias_buf[o] : acc[k][o];
-                        }
-                        act_row(in->act, v, on, alpha, beta);
-                        if (odt == MLIP_DT_FP16) {
-                            f2h_row(sim, v, orow, on);
-                        } else {
-                            memcpy(orow, v, (size_t)on * 4);
-                        }
+                        memcpy(v, acc[k], sizeof v);
+                        conv_store_row(sim, &fix, k, v, on, has_bias ? bias_buf : NULL,
+                                       in->act, alpha, beta, odt, orow);
                     }
                     s += np;
                 }
