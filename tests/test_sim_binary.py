@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from mrvl.mlip_binary import (
 from mrvl.mlip_isa import DType, Opcode, Queue, Section
 from mrvl.sim.sim_fuzz import FUZZ_OCM, FUZZ_TIMING, refresh_crcs, run_case, seed_binaries
 from mrvl.sim.simulator import Simulator
+from sanitizers import gcc_runtime_library
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = seed_binaries()
@@ -211,18 +211,9 @@ def test_mutated_binaries_never_crash(index, edits, fix_crc, cut):
     assert run_case(bytes(data)) in ("rejected", "sim_error", "input_error", "ran")
 
 
-def _libasan() -> str | None:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        return None
-    path = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
-                          text=True).stdout.strip()
-    return path if os.path.isabs(path) and os.path.exists(path) else None
-
-
 def test_mutated_binaries_under_asan_ubsan(tmp_path):
     """Build the sanitizer variant with the same build script, fuzz 500 cases with it."""
-    libasan = _libasan()
+    libasan = gcc_runtime_library("libasan.so")
     assert libasan is not None, "gcc with libasan is required for the sanitizer test"
     env = dict(os.environ, MRVL_SIM_SANITIZE="1")
     build = subprocess.run(

@@ -5,7 +5,6 @@ known to be free of races never runs its tiles on threads."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from mrvl.mlip_isa import OPCODE_FIELDS, Act, DType, EltFunc, Opcode, Queue, Sec
 from mrvl.models import MODELS, pp_lcnet
 from mrvl.sim.program_builder import ProgramBuilder
 from mrvl.sim.simulator import Simulator, TimingParams
+from sanitizers import gcc_runtime_library
 
 ROOT = Path(__file__).resolve().parents[1]
 F16 = np.float16
@@ -146,21 +146,13 @@ def test_a_program_not_checked_for_races_never_runs_tiles_on_threads():
     assert len(set(results)) == 1
 
 
-def _libtsan() -> str | None:
-    cc = shutil.which("gcc")
-    if cc is None:
-        return None
-    path = subprocess.run([cc, "-print-file-name=libtsan.so"], capture_output=True,
-                          text=True).stdout.strip()
-    return path if os.path.isabs(path) and os.path.exists(path) else None
-
-
 def test_tile_threads_have_no_data_race_under_thread_sanitizer(tmp_path):
     """The C core built with -fsanitize=thread runs two models' binaries four times on 2 and
     3 threads (two checked runs, then two with tiles on threads): no race is reported, and
     every run's cycles and DRAM bytes (CRC) equal the one-thread run's.  (The same build with
     the tile locks removed reports races.)"""
-    assert _libtsan() is not None, "gcc with libtsan is required for the thread-race test"
+    assert gcc_runtime_library("libtsan.so") is not None, \
+        "gcc with libtsan is required for the thread-race test"
     harness = tmp_path / "harness"
     build = subprocess.run(
         ["gcc", "-O1", "-g", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing",
