@@ -9,9 +9,9 @@ threads=2)`; `threads` sets the onnxruntime threads of the model's CPU steps, an
 runs the tiles on that many threads between barriers once two runs have passed the dependency
 check: the warm-up makes those two runs; the simulator's runs first, then onnxruntime's, as
 onnxruntime's workers spin after a run and would hold the cores the simulator's threads
-need).  Prints the ratios sim / onnxruntime and the per-run fixed cost (1 thread): the median time of a run minus the time the C core spends in
-`mlip_sim_run` and the CPU steps spend in onnxruntime (Python-side conversions, report
-building, step borders).
+need).  Prints the ratios sim / onnxruntime and the per-run fixed cost (1 thread): the
+median time of a run minus the time the C core spends in `mlip_sim_run` and the CPU steps
+spend in onnxruntime (Python-side conversions, report building, step borders).
 
 Clock: with 1 thread, the calling thread's CPU time (`time.thread_time`: the C core and a
 1-thread onnxruntime both run on it, and a loaded machine's waiting is not counted); with more
@@ -127,6 +127,7 @@ def bench_model(name: str, root: Path, tiles: int, threads: int, repeat: int,
         # rule (the steady state replays the recorded schedule, tiles on threads if any)
         for _ in range(2):
             model.run(feeds)
+
         def time_sim() -> None:
             timer.seconds = 0.0
             for cpu_session in sessions:
