@@ -3551,6 +3551,36 @@ static void conv_padded_part(void *ctx, int64_t part, uint32_t thread)
     }
 }
 
+/* The weights cache entry for tile lt's OCM weights [w_addr, w_addr + wlen) under `key`:
+ * the one they were last found equal to, else wcache_lookup's (*hit = 0: the caller fills
+ * its `halfs` fp16 values, sets it valid, then calls weights_noted).  Returned with wc_lock
+ * held, which the caller releases; NULL when out of memory, with nothing held. */
+static wcache_entry *weights_lookup(mlip_sim *sim, uint32_t lt, const uint8_t *ocm,
+                                    uint64_t w_addr, size_t wlen, size_t halfs,
+                                    const uint64_t key[PREP_KEYS], int *hit)
+{
+    wc_lock(sim);
+    tile_lock(sim, lt);
+    wcache_entry *we = wver_lookup(sim, lt, w_addr, wlen, key);
+    *hit = we != NULL;
+    if (we == NULL) {
+        we = wcache_lookup(sim, key, ocm + w_addr, wlen, halfs,
+                           wprov_source(sim, lt, w_addr, wlen), hit);
+    }
+    tile_unlock(sim, lt);
+    if (we == NULL) wc_unlock(sim);
+    return we;
+}
+
+/* tile lt's weights [w_addr, w_addr + wlen) are now known equal to `we` (wc_lock held) */
+static void weights_noted(mlip_sim *sim, uint32_t lt, uint64_t w_addr, size_t wlen,
+                          const wcache_entry *we)
+{
+    tile_lock(sim, lt);
+    wver_note(sim, lt, w_addr, wlen, we);
+    tile_unlock(sim, lt);
+}
+
 static int conv_f16_body(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
                          const mlip_insn *in, const conv_geo *g, const wcache_entry *we);
 
@@ -3566,19 +3596,8 @@ static int exec_conv_f16(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
      * ocg are 0), converted into W (fp32, the same layout) for this CONV */
     uint64_t wkey[PREP_KEYS] = {3, (uint64_t)g->groups, (uint64_t)kk, (uint64_t)ocg, 0, 0};
     size_t wlen = (size_t)(g->oc * kk) * 2;
-    wc_lock(sim);
-    tile_lock(sim, lt);
-    wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
-    hit = we != NULL;
-    if (we == NULL) {
-        we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
-                           wprov_source(sim, lt, g->w_addr, wlen), &hit);
-    }
-    if (we == NULL) {
-        tile_unlock(sim, lt);
-        wc_unlock(sim);
-        return MLIP_ERR_NOMEM;
-    }
+    wcache_entry *we = weights_lookup(sim, lt, ocm, g->w_addr, wlen, nw, wkey, &hit);
+    if (we == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
         /* the bits moved, not converted (NaN payloads kept); all finite iff no exponent is
          * all ones */
@@ -3602,8 +3621,7 @@ static int exec_conv_f16(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
         we->finite = nonfinite == 0;
         we->valid = 1;
     }
-    wver_note(sim, lt, g->w_addr, wlen, we);
-    tile_unlock(sim, lt);
+    weights_noted(sim, lt, g->w_addr, wlen, we);
     we->pins++;
     wc_unlock(sim);
     int rc = conv_f16_body(sim, scr, lt, ocm, in, g, we);
@@ -3953,19 +3971,8 @@ static int exec_dw_f16(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
     uint64_t wkey[PREP_KEYS] = {4, (uint64_t)g->kh, (uint64_t)g->kw, (uint64_t)C, 0, 0};
     size_t wlen = nw * 2;
     int hit;
-    wc_lock(sim);
-    tile_lock(sim, lt);
-    wcache_entry *we = wver_lookup(sim, lt, g->w_addr, wlen, wkey);
-    hit = we != NULL;
-    if (we == NULL) {
-        we = wcache_lookup(sim, wkey, ocm + g->w_addr, wlen, nw,
-                           wprov_source(sim, lt, g->w_addr, wlen), &hit);
-    }
-    if (we == NULL) {
-        tile_unlock(sim, lt);
-        wc_unlock(sim);
-        return MLIP_ERR_NOMEM;
-    }
+    wcache_entry *we = weights_lookup(sim, lt, ocm, g->w_addr, wlen, nw, wkey, &hit);
+    if (we == NULL) return MLIP_ERR_NOMEM;
     if (!hit) {
         for (int64_t c = 0; c < C; c++) {
             for (int64_t t = 0; t < taps; t++) {
@@ -3975,8 +3982,7 @@ static int exec_dw_f16(mlip_sim *sim, scratch *scr, uint32_t lt, uint8_t *ocm,
         we->finite = 1; /* unused by the depthwise path */
         we->valid = 1;
     }
-    wver_note(sim, lt, g->w_addr, wlen, we);
-    tile_unlock(sim, lt);
+    weights_noted(sim, lt, g->w_addr, wlen, we);
     /* converted while the lock is held: the entry cannot be refilled meanwhile */
     h2f_row(sim, (const uint8_t *)we->buf, W, (int64_t)nw);
     wc_unlock(sim);

@@ -51,6 +51,15 @@ LOADS = [
 ]
 
 
+def _box_fields(dims, dram_strides, ocm_strides) -> dict:
+    """A DMA's box fields: `dims` on both sides (no padding), the two sides' strides."""
+    box = {f"dim{d}": n for d, n in enumerate(dims)}
+    box.update({f"src_dim{d}": n for d, n in enumerate(dims)})
+    box.update({f"dram_stride{d}": s for d, s in enumerate(dram_strides)})
+    box.update({f"ocm_stride{d}": s for d, s in enumerate(ocm_strides)})
+    return box
+
+
 def _load_program(dims, dram_strides, ocm_strides, x):
     dest = _extent(dims, ocm_strides)
     pb = ProgramBuilder()
@@ -59,10 +68,7 @@ def _load_program(dims, dram_strides, ocm_strides, x):
     pb.compute(0, Instruction.make(Opcode.NOP, pop_prev=True))  # relays dma_in -> dma_out
     pb.store(0, oa, "y", (dest,), DType.FP16)
     binary = pb.build()
-    box = {f"dim{d}": n for d, n in enumerate(dims)}
-    box.update({f"src_dim{d}": n for d, n in enumerate(dims)})
-    box.update({f"dram_stride{d}": s for d, s in enumerate(dram_strides)})
-    box.update({f"ocm_stride{d}": s for d, s in enumerate(ocm_strides)})
+    box = _box_fields(dims, dram_strides, ocm_strides)
     binary.streams[(Section.MAIN, 0, Queue.DMA_IN)] = [Instruction.make(
         Opcode.DMA_LOAD, dram_addr=binary.inputs[0].dram_offset, ocm_addr=oa, **box,
         push_next=True)]
@@ -96,10 +102,7 @@ def test_unpadded_store_box_matches_the_element_loop(dims, ocm_strides, dram_str
     binary.streams[(Section.MAIN, 0, Queue.DMA_IN)] = [flat_dma(
         Opcode.DMA_LOAD, binary.inputs[0].dram_offset, oa, count, DType.FP16,
         push_next=True)]
-    box = {f"dim{d}": n for d, n in enumerate(dims)}
-    box.update({f"src_dim{d}": n for d, n in enumerate(dims)})
-    box.update({f"dram_stride{d}": s for d, s in enumerate(dram_strides)})
-    box.update({f"ocm_stride{d}": s for d, s in enumerate(ocm_strides)})
+    box = _box_fields(dims, dram_strides, ocm_strides)
     binary.streams[(Section.MAIN, 0, Queue.DMA_OUT)] = [Instruction.make(
         Opcode.DMA_STORE, dram_addr=binary.outputs[0].dram_offset, ocm_addr=oa, **box,
         pop_prev=True)]
